@@ -1,0 +1,98 @@
+"""nf_conntrack sysctls and the hashsize module parameter, read and written per namespace.
+
+``/proc/sys/net`` shows the namespace of the thread that opens it, so reads and
+writes for another namespace happen through :func:`cttop.kernel.netns.run_in`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cttop.kernel.netns import NetnsSpec, run_in
+
+SYSCTL_DIR = "/proc/sys/net/netfilter"
+HASHSIZE_PATH = "/sys/module/nf_conntrack/parameters/hashsize"
+# These are one value for the whole host; only the initial namespace may write them.
+GLOBAL_NAMES = frozenset({"nf_conntrack_max", "nf_conntrack_buckets", "hashsize"})
+
+
+class SysctlError(Exception):
+    """A sysctl that cannot be read or written; the message names it and says why."""
+
+
+def path_of(name: str) -> str:
+    if name == "hashsize":
+        return HASHSIZE_PATH
+    if "/" in name or name.startswith("."):
+        raise SysctlError(f"{name}: not a sysctl name")
+    return os.path.join(SYSCTL_DIR, name)
+
+
+def sysctl_key(name: str) -> str:
+    """The dotted name ``sysctl -w`` takes (``net.netfilter.nf_conntrack_max``)."""
+    return f"net.netfilter.{name}"
+
+
+def _read_local(names: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if names is None:
+        try:
+            names = sorted(n for n in os.listdir(SYSCTL_DIR) if n.startswith("nf_conntrack"))
+        except OSError:
+            names = []
+        names.append("hashsize")
+    for n in names:
+        try:
+            with open(path_of(n)) as f:
+                out[n] = f.read().strip()
+        except OSError:
+            continue
+    return out
+
+
+def read(spec: NetnsSpec = NetnsSpec(), names: list[str] | None = None) -> dict[str, str]:
+    """Values of ``names`` (default: every nf_conntrack* sysctl plus hashsize); unreadable ones are left out."""
+    return run_in(spec, lambda: _read_local(names))
+
+
+def read_int(spec: NetnsSpec, name: str) -> int | None:
+    v = read(spec, [name]).get(name)
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def _write_local(name: str, value: str) -> None:
+    path = path_of(name)
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except PermissionError:
+        where = " (a global setting: writable only from the initial namespace)" if name in GLOBAL_NAMES else ""
+        raise SysctlError(f"{name}: permission denied{where}") from None
+    except FileNotFoundError:
+        raise SysctlError(f"{name}: no such sysctl ({path})") from None
+    except OSError as e:
+        raise SysctlError(f"{name}={value}: kernel refused: {e.strerror}") from None
+
+
+def write(spec: NetnsSpec, name: str, value: str) -> None:
+    run_in(spec, lambda: _write_local(name, value))
+
+
+def writable(spec: NetnsSpec, name: str) -> tuple[bool, str]:
+    """Whether ``name`` can be written here, and if not, why (for the tunables screen)."""
+    if name == "nf_conntrack_buckets":
+        return False, "read-only; change hashsize instead"
+    if name in GLOBAL_NAMES and spec.inode() != _initial_netns_inode():
+        return False, "global setting: writable only from the initial namespace"
+    ok = run_in(spec, lambda: os.access(path_of(name), os.W_OK))
+    return (True, "") if ok else (False, "not writable by this user")
+
+
+def _initial_netns_inode() -> int:
+    try:
+        return os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return -1
