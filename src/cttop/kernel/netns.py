@@ -18,11 +18,13 @@ from typing import TypeVar
 
 from pyroute2.netns import setns as _pyroute2_setns
 
+from cttop.errors import CttopError
+
 NETNS_RUN_DIR = "/run/netns"
 T = TypeVar("T")
 
 
-class NetnsError(Exception):
+class NetnsError(CttopError):
     """A namespace that cannot be found or entered; the message says which and why."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec, run_in
 
 SYSCTL_DIR = "/proc/sys/net/netfilter"
@@ -16,7 +17,7 @@ HASHSIZE_PATH = "/sys/module/nf_conntrack/parameters/hashsize"
 GLOBAL_NAMES = frozenset({"nf_conntrack_max", "nf_conntrack_buckets", "hashsize"})
 
 
-class SysctlError(Exception):
+class SysctlError(CttopError):
     """A sysctl that cannot be read or written; the message names it and says why."""
 
 

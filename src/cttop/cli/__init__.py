@@ -1,0 +1,10 @@
+"""Command-line entry point; importing each command module registers its commands on ``app``."""
+
+from __future__ import annotations
+
+from cttop.cli import snapshot  # noqa: F401  (registers commands)
+from cttop.cli.app import app
+
+
+def main() -> None:
+    app()

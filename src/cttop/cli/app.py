@@ -1,0 +1,56 @@
+"""The typer app, the options every command shares, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
+
+import typer
+
+from cttop.errors import CttopError
+from cttop.kernel.netns import NetnsSpec
+
+app = typer.Typer(
+    name="cttop",
+    help="A top for the Linux conntrack table: see who fills it, and fix it.",
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+NetnsOpt = Annotated[str | None, typer.Option("--netns", help="Network namespace by name, as `ip netns list` shows it.")]
+NetnsPidOpt = Annotated[int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]
+NetnsPathOpt = Annotated[str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def netns_spec(name: str | None, pid: int | None, path: str | None) -> NetnsSpec:
+    if sum(x is not None for x in (name, pid, path)) > 1:
+        fail("--netns, --netns-pid and --netns-path are exclusive: give one")
+    return NetnsSpec(name=name, pid=pid, path=path)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``cttop: message`` on stderr and exit; never a traceback."""
+    print(f"cttop: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn CttopError (bad input, refused operation) into a one-line error and exit 2."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CttopError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
