@@ -1,0 +1,1 @@
+"""`cttop snapshot`: placeholder registration until the engine lands."""

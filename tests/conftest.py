@@ -1,0 +1,90 @@
+"""Fixtures shared by every test layer: throwaway namespaces and the kernel-capability gate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.kernel_env import kernel_unavailable_reason
+
+_REASON = kernel_unavailable_reason()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _REASON is None:
+        return
+    skip = pytest.mark.skip(reason=f"kernel tests need it: {_REASON}")
+    for item in items:
+        if "kernel" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"kernel tests: {'enabled' if _REASON is None else 'SKIPPED, ' + _REASON}"
+
+
+def sh(*args: str, netns: str | None = None, check: bool = True, input: str | None = None) -> str:
+    """Run a command (inside ``netns`` if given) and return its stdout."""
+    cmd = (["ip", "netns", "exec", netns] if netns else []) + list(args)
+    r = subprocess.run(cmd, capture_output=True, text=True, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout
+
+
+TRACK_RULES = "add table inet cttoptest; add chain inet cttoptest o { type filter hook output priority 0; }; " \
+    "add rule inet cttoptest o ct state new counter; " \
+    "add chain inet cttoptest p { type filter hook prerouting priority 0; }; " \
+    "add rule inet cttoptest p ct state new counter"
+
+
+def make_netns(prefix: str = "cttop-test") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    sh("ip", "netns", "add", name)
+    try:
+        sh("ip", "link", "set", "lo", "up", netns=name)
+        # A new namespace tracks nothing until a rule needs conntrack.
+        sh("nft", TRACK_RULES, netns=name)
+    except Exception:
+        sh("ip", "netns", "del", name, check=False)
+        raise
+    return name
+
+
+def delete_netns(name: str) -> None:
+    # Processes left in the namespace would keep it alive; kill them first.
+    pids = sh("ip", "netns", "pids", name, check=False).split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    sh("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh namespace with loopback up and conntrack enabled; always deleted."""
+    name = make_netns()
+    try:
+        yield name
+    finally:
+        delete_netns(name)
+
+
+@pytest.fixture(scope="module")
+def module_netns() -> Iterator[str]:
+    name = make_netns()
+    try:
+        yield name
+    finally:
+        delete_netns(name)
+
+
+def conntrack_available() -> bool:
+    return shutil.which("conntrack") is not None
