@@ -1,0 +1,71 @@
+"""Drift: a value cttop set that is now something else (kube-proxy and friends rewrite these).
+
+What cttop set comes from the journal, replayed oldest first: a set makes cttop
+the owner of the value it wrote; an undo hands the value back, so it is no longer
+watched. Globals (nf_conntrack_max, hashsize) are watched from every namespace,
+since they are one value for the whole host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cttop.actions.journal import Journal, Record
+from cttop.kernel import sysctl
+from cttop.kernel.netns import NetnsSpec
+
+SYSCTL_KIND = "sysctl"
+
+
+@dataclass(frozen=True)
+class Drift:
+    name: str
+    expected: str  # what cttop set
+    current: str | None  # None: the value can no longer be read
+    record_id: str
+    set_at: float
+    netns: str
+
+    def message(self) -> str:
+        now = "unreadable" if self.current is None else self.current
+        return (f"{self.name} is {now}, cttop set {self.expected} "
+                f"(change {self.record_id}): changed since by someone else")
+
+
+def owned_values(journal: Journal, netns_inode: int) -> dict[str, tuple[str, Record]]:
+    """The values cttop set and still owns in that namespace: name -> (value, record)."""
+    owned: dict[str, tuple[str, Record]] = {}
+    for rec in journal.records():
+        if rec.kind != SYSCTL_KIND:
+            continue
+        values: dict[str, str] = rec.after.get("values", {})
+        for name, value in values.items():
+            if rec.netns_inode != netns_inode and name not in sysctl.GLOBAL_NAMES:
+                continue
+            if rec.undoes is None:
+                owned[name] = (str(value), rec)
+            else:
+                owned.pop(name, None)
+    return owned
+
+
+def check(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[Drift]:
+    """Every value cttop set in ``spec``'s namespace that now differs; empty when all are as set."""
+    journal = journal or Journal()
+    owned = owned_values(journal, spec.inode())
+    if not owned:
+        return []
+    now = sysctl.read(spec, sorted(owned))
+    out: list[Drift] = []
+    for name, (expected, rec) in owned.items():
+        current = now.get(name)
+        if current is None or not _same(current, expected):
+            out.append(Drift(name, expected, current, rec.id, rec.time, rec.netns))
+    return out
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return int(a) == int(b)
+    except ValueError:
+        return a.split() == b.split()

@@ -1,0 +1,214 @@
+"""The conntrack tunables cttop offers to change: default, meaning, valid range and what to warn about.
+
+Names are the file names under /proc/sys/net/netfilter (``nf_conntrack_max``),
+plus ``hashsize`` for the nf_conntrack module parameter. Defaults are the kernel's
+(6.x); ``nf_conntrack_max`` and ``hashsize`` default from the machine's RAM, so
+they are computed the way ``nf_conntrack_init_start`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cttop.actions.errors import ActionError
+from cttop.kernel import sysctl
+from cttop.kernel.netns import NetnsSpec
+
+INT_MAX = 2**31 - 1
+# Timeouts are stored in jiffies; the kernel refuses seconds whose jiffies overflow an int at HZ=1000.
+TIMEOUT_MAX = INT_MAX // 1000
+# nf_conntrack_set_hashsize refuses sizes whose bucket array would exceed INT_MAX bytes.
+HASHSIZE_MAX = INT_MAX // 8
+
+
+@dataclass(frozen=True)
+class Tunable:
+    name: str
+    meaning: str
+    default: int | None
+    lo: int
+    hi: int
+    # Only the initial namespace may write it, and it affects every namespace.
+    is_global: bool = False
+    read_only: bool = False
+    choices: tuple[int, ...] = ()
+
+    @property
+    def is_timeout(self) -> bool:
+        return "timeout" in self.name
+
+    def key(self) -> str:
+        """The name as ``sysctl -w`` and sysctl.d files spell it."""
+        return sysctl.sysctl_key(self.name) if self.name != "hashsize" else "hashsize"
+
+
+def default_hashsize(mem_bytes: int | None = None, page_size: int = 4096) -> int:
+    """The bucket count the kernel picks at boot for this much RAM (nf_conntrack_init_start)."""
+    if mem_bytes is None:
+        mem_bytes = _mem_total()
+    nr_pages = mem_bytes // page_size
+    size = (nr_pages * page_size // 16384) // 8
+    if nr_pages > 4 * (1 << 30) // page_size:
+        size = 262144
+    elif nr_pages > (1 << 30) // page_size:
+        size = 65536
+    return max(size, 1024)
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+_TIMEOUTS: dict[str, tuple[int, str]] = {
+    "generic_timeout": (600, "idle timeout of entries of protocols conntrack has no tracker for"),
+    "icmp_timeout": (30, "idle timeout of ICMP entries (echo request/reply pairs)"),
+    "icmpv6_timeout": (30, "idle timeout of ICMPv6 entries"),
+    "udp_timeout": (30, "idle timeout of UDP entries that saw traffic one way only (DNS queries: the flood case)"),
+    "udp_timeout_stream": (120, "idle timeout of UDP entries that saw replies (streams)"),
+    "tcp_timeout_syn_sent": (120, "TCP: SYN sent, no answer yet (scans and dead peers)"),
+    "tcp_timeout_syn_recv": (60, "TCP: SYN+ACK seen, final ACK pending"),
+    "tcp_timeout_established": (432000, "TCP: idle established connection (default 5 days)"),
+    "tcp_timeout_fin_wait": (120, "TCP: FIN sent, waiting for the other side"),
+    "tcp_timeout_close_wait": (60, "TCP: FIN received, local side not closed yet"),
+    "tcp_timeout_last_ack": (30, "TCP: both FINs seen, last ACK pending"),
+    "tcp_timeout_time_wait": (120, "TCP: closed, kept to absorb late packets"),
+    "tcp_timeout_close": (10, "TCP: closed by RST"),
+    "tcp_timeout_max_retrans": (300, "TCP: packets retransmitted more than tcp_max_retrans times"),
+    "tcp_timeout_unacknowledged": (300, "TCP: data sent but never acknowledged"),
+    "sctp_timeout_closed": (10, "SCTP: association closed"),
+    "sctp_timeout_cookie_wait": (3, "SCTP: INIT sent, COOKIE pending"),
+    "sctp_timeout_cookie_echoed": (3, "SCTP: COOKIE ECHO sent"),
+    "sctp_timeout_established": (210, "SCTP: idle established association"),
+    "sctp_timeout_shutdown_sent": (3, "SCTP: SHUTDOWN sent"),
+    "sctp_timeout_shutdown_recd": (3, "SCTP: SHUTDOWN received"),
+    "sctp_timeout_shutdown_ack_sent": (3, "SCTP: SHUTDOWN ACK sent"),
+    "sctp_timeout_heartbeat_sent": (30, "SCTP: heartbeat sent on an idle association"),
+    "dccp_timeout_request": (240, "DCCP: REQUEST sent"),
+    "dccp_timeout_respond": (240, "DCCP: RESPONSE sent"),
+    "dccp_timeout_partopen": (480, "DCCP: PARTOPEN"),
+    "dccp_timeout_open": (43200, "DCCP: idle open connection"),
+    "dccp_timeout_closereq": (64, "DCCP: CLOSEREQ sent"),
+    "dccp_timeout_closing": (64, "DCCP: CLOSE sent"),
+    "dccp_timeout_timewait": (240, "DCCP: TIMEWAIT"),
+    "gre_timeout": (30, "idle timeout of GRE entries that saw traffic one way"),
+    "gre_timeout_stream": (180, "idle timeout of GRE entries that saw replies"),
+    "frag6_timeout": (60, "how long IPv6 fragments wait for reassembly before conntrack"),
+}
+
+_SWITCHES: dict[str, tuple[int, str, tuple[int, ...]]] = {
+    "acct": (0, "count packets and bytes per entry (only entries created after it is switched on)", (0, 1)),
+    "events": (2, "send ctnetlink events (0 off, 1 on, 2 only while someone listens)", (0, 1, 2)),
+    "timestamp": (0, "record each entry's start time (only entries created after it is switched on)", (0, 1)),
+    "tcp_loose": (1, "pick up TCP connections already running (after a restart or flush) mid-stream", (0, 1)),
+    "tcp_be_liberal": (0, "accept out-of-window TCP packets instead of marking them INVALID", (0, 1)),
+}
+
+
+def _catalogue_entry(name: str) -> Tunable | None:
+    if name == "nf_conntrack_max":
+        return Tunable(name, "most entries a namespace may hold; new flows are dropped beyond it (0: no limit)",
+                       default_hashsize(), 0, INT_MAX, is_global=True)
+    if name == "hashsize":
+        return Tunable(name, "buckets of the conntrack hash table (module parameter; lookups slow down when "
+                       "entries far outnumber buckets)", default_hashsize(), 1, HASHSIZE_MAX, is_global=True)
+    if name == "nf_conntrack_buckets":
+        return Tunable(name, "buckets of the conntrack hash table (shown here; change it through hashsize)",
+                       default_hashsize(), 1, HASHSIZE_MAX, is_global=True, read_only=True)
+    short = name.removeprefix("nf_conntrack_")
+    if short != name and short in _SWITCHES:
+        default, meaning, choices = _SWITCHES[short]
+        return Tunable(name, meaning, default, min(choices), max(choices), choices=choices)
+    if short != name and "timeout" in short:
+        default, meaning = _TIMEOUTS.get(short, (None, f"{short.replace('_', ' ')} (seconds)"))
+        return Tunable(name, meaning + " [s]", default, 0, TIMEOUT_MAX)
+    return None
+
+
+def present_names(spec: NetnsSpec = NetnsSpec()) -> list[str]:
+    """Every catalogued tunable this kernel has in that namespace, in screen order."""
+    have = sysctl.read(spec)
+    names = [n for n in ("nf_conntrack_max", "hashsize", "nf_conntrack_buckets") if n in have]
+    rest = sorted(n for n in have if n not in names and _catalogue_entry(n) is not None)
+    switches = [n for n in rest if "timeout" not in n]
+    return names + switches + [n for n in rest if "timeout" in n]
+
+
+def lookup(name: str) -> Tunable:
+    """The catalogue entry for ``name``, which may also be spelt ``net.netfilter.X`` or without ``nf_conntrack_``."""
+    n = name.strip().removeprefix("net.netfilter.").removeprefix("net/netfilter/")
+    if n in ("buckets", "nf_conntrack_buckets"):
+        n = "nf_conntrack_buckets"
+    elif n != "hashsize" and not n.startswith("nf_conntrack_"):
+        n = "nf_conntrack_" + n
+    t = _catalogue_entry(n)
+    if t is None:
+        raise ActionError(f"{name}: not a conntrack tunable cttop knows (see `cttop tunables`)")
+    if not os.path.exists(sysctl.path_of(n)):
+        raise ActionError(f"{name}: this kernel has no {sysctl.path_of(n)}")
+    return t
+
+
+def parse_value(t: Tunable, text: str) -> int:
+    """The value as the kernel will take it, or ActionError saying what range is allowed."""
+    s = str(text).strip()
+    try:
+        v = int(s, 10)
+    except ValueError:
+        raise ActionError(f"{t.name}={text}: not an integer") from None
+    if t.choices and v not in t.choices:
+        raise ActionError(f"{t.name}={v}: must be one of {', '.join(map(str, t.choices))}")
+    if not t.lo <= v <= t.hi:
+        raise ActionError(f"{t.name}={v}: out of range {t.lo}..{t.hi}")
+    return v
+
+
+def warnings_for(t: Tunable, value: int, current: dict[str, str]) -> list[str]:
+    """What to tell the person before ``value`` is set, given the namespace's current values."""
+    out: list[str] = []
+
+    def num(n: str) -> int | None:
+        try:
+            return int(current[n])
+        except (KeyError, ValueError):
+            return None
+
+    count, cur_max, cur_hash = num("nf_conntrack_count"), num("nf_conntrack_max"), num("hashsize")
+    if t.name == "nf_conntrack_max":
+        if value == 0:
+            out.append("nf_conntrack_max=0 means no limit: the table may grow until memory runs out")
+        elif count is not None and value < count:
+            out.append(f"nf_conntrack_max={value} is below the current count {count}: "
+                       "new flows will be dropped until entries expire")
+        if value and cur_hash and cur_hash < value // 8:
+            out.append(f"hashsize {cur_hash} is far below nf_conntrack_max/4 ({value // 4}): "
+                       "long hash chains cost CPU on every packet; raise hashsize too")
+    elif t.name == "hashsize":
+        if cur_max and value < cur_max // 8:
+            out.append(f"hashsize={value} is far below nf_conntrack_max/4 ({cur_max // 4}): "
+                       "long hash chains cost CPU on every packet")
+        out.append("changing hashsize rehashes every entry under a lock: a short stall on a busy host")
+    elif t.is_timeout:
+        if value == 0:
+            out.append(f"{t.name}=0 expires such entries at once")
+        elif t.default and (value * 10 < t.default or value < min(5, t.default)):
+            out.append(f"{t.name}={value} s is far below the default {t.default} s: flows idle longer "
+                       "than that lose their entry (NAT'd ones break, stateful rules drop them)")
+    elif t.name == "nf_conntrack_tcp_be_liberal" and value == 1:
+        out.append("tcp_be_liberal=1 stops marking out-of-window TCP packets INVALID: less protection")
+    elif t.name == "nf_conntrack_tcp_loose" and value == 0:
+        out.append("tcp_loose=0: connections already running when tracking starts (or after a flush) "
+                   "are not picked up and stateful rules drop them")
+    elif t.name == "nf_conntrack_events" and value == 0:
+        out.append("events=0: event listeners (cttop's live view, conntrackd) stop seeing changes")
+    elif t.name in ("nf_conntrack_acct", "nf_conntrack_timestamp") and value == 1:
+        out.append(f"{t.name.removeprefix('nf_conntrack_')}=1 costs memory per entry and applies only "
+                   "to entries created from now on")
+    return out
