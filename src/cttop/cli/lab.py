@@ -1,0 +1,130 @@
+"""`cttop lab`: throwaway namespaces with real traffic, to watch cttop on a busy or full table."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from cttop.cli.app import app, guarded
+from cttop.lab import topology
+from cttop.lab.scenarios import SCENARIOS
+from cttop.lab.session import LabSession, LabSignalled, exits_on_signals, signals_held
+from cttop.lab.topology import LabError
+
+HEADLESS_SECONDS = 30.0
+# With the TUI open, traffic runs this long at most; the lab itself stays until quit.
+TUI_SECONDS = 3600.0
+WATCH_POLL = 0.5
+
+ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help=(
+    "What traffic to run: " + "; ".join(f"{s.name}: {s.summary}" for s in SCENARIOS.values()) + "."))]
+KeepOpt = Annotated[bool, typer.Option("--keep", help="Leave the namespaces when done, and print how to remove them.")]
+NoUiOpt = Annotated[bool, typer.Option("--no-ui", help="No TUI: run the traffic for --duration seconds, "
+                                                       "print the namespaces' names, then clean up.")]
+DurationOpt = Annotated[float | None, typer.Option("--duration", help=(
+    f"Seconds of traffic (default {HEADLESS_SECONDS:g} with --no-ui, {TUI_SECONDS:g} with the TUI)."))]
+CleanupOpt = Annotated[bool, typer.Option("--cleanup", help="Remove every cttop-lab-* namespace (and what runs "
+                                                            "in it), e.g. after --keep, then exit.")]
+
+
+def _say(message: str) -> None:
+    # After an SSH hang-up the terminal is gone; losing a status line must not stop the cleanup.
+    try:
+        print(f"cttop lab: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+@app.command("lab")
+@guarded
+def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt = False,
+        duration: DurationOpt = None, cleanup: CleanupOpt = False) -> None:
+    """Run cttop on a lab: client, router (SNAT) and server namespaces with real traffic; the host is untouched."""
+    if scenario not in SCENARIOS:
+        raise LabError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
+    if duration is not None and duration <= 0:
+        raise LabError(f"--duration {duration:g}: must be more than 0 seconds")
+    if os.geteuid() != 0:
+        raise LabError("the lab creates network namespaces, which needs root: run it with sudo")
+    if cleanup:
+        _cleanup_all()
+        return
+    run_tui = None if no_ui else _tui_entry()
+    seconds = duration if duration is not None else HEADLESS_SECONDS if no_ui else TUI_SECONDS
+    session = LabSession(SCENARIOS[scenario], seconds)
+    failures: list[str] = []
+    try:
+        with exits_on_signals():
+            try:
+                session.start()
+                if run_tui is None:
+                    _print_names(session)
+                    _run_headless(session)
+                else:
+                    run_tui(session.router_spec, read_only=False,
+                            title=f"cttop lab: {scenario} ({session.lab.router})")
+            finally:
+                with signals_held():
+                    failures = session.failures()
+                    session.close(keep)
+    except (KeyboardInterrupt, LabSignalled) as e:
+        why = e.args[0] if isinstance(e, LabSignalled) else "Ctrl-C"
+        _say(f"stopped by {why}" + ("" if keep else "; the lab is removed"))
+        if keep:
+            _print_keep(session)
+        raise typer.Exit(130 if isinstance(e, KeyboardInterrupt) else 128 + e.signum) from None
+    if keep:
+        _print_keep(session)
+    if failures:
+        raise LabError("; ".join(failures))
+
+
+def _tui_entry() -> Callable[..., None]:
+    try:
+        from cttop.ui import run_tui
+    except ImportError:
+        raise LabError("the TUI (cttop.ui.run_tui) is not available in this build: use --no-ui") from None
+    return run_tui  # type: ignore[no-any-return]
+
+
+def _print_names(session: LabSession) -> None:
+    for role in topology.ROLES:
+        print(f"{role} {session.lab.ns(role)}", flush=True)
+
+
+def _run_headless(session: LabSession) -> None:
+    """Let the traffic run for the session's duration, stopping early if a generator fails."""
+    _say(f"{session.scenario.name}: {session.scenario.summary}; running {session.seconds:g} s")
+    end = time.monotonic() + session.seconds
+    if session.scenario.name == "table-full":
+        took = session.wait_full(end)
+        if took is None:
+            _say(f"the router's table did not fill in {session.seconds:g} s "
+                 f"({session.count()}/{session.max_entries})")
+        else:
+            _say(f"the router's table reached nf_conntrack_max ({session.max_entries}) in {took:.1f} s")
+    while (left := end - time.monotonic()) > 0 and not session.failures():
+        time.sleep(min(WATCH_POLL, left))
+    _say(f"router table: {session.count()} entries (max {session.max_entries})")
+
+
+def _print_keep(session: LabSession) -> None:
+    names = session.lab.namespaces()
+    _say("kept " + ", ".join(names) + f"; watch it: cttop --netns {session.lab.router}")
+    _say("remove it: cttop lab --cleanup   (or: " + "; ".join(f"ip netns del {n}" for n in names) + ")")
+
+
+def _cleanup_all() -> None:
+    names = topology.existing()
+    if not names:
+        _say("no lab namespaces to remove")
+        return
+    for name in names:
+        topology.remove_namespace(name)
+        print(f"removed {name}", flush=True)
+

@@ -1,0 +1,185 @@
+"""The lab's three namespaces (client, router, server), their links, addresses, routes and rules.
+
+Every link is a veth pair created directly between two lab namespaces, so the
+host's own namespace never gets an interface, an address, a route or a rule:
+deleting the three namespaces removes everything the lab made.
+
+    client 10.77.1.2 ── 10.77.1.1 router 10.77.2.1 ── 10.77.2.2 server
+           fd77:1::2 ── fd77:1::1        fd77:2::1 ── fd77:2::2
+
+The router forwards and masquerades towards the server, so its table shows
+SNAT'd flows. 10.77.128.0/17 is the "sink": the router routes it to the server,
+which drops it before tracking, so traffic to it leaves entries (UNREPLIED)
+only in the router, the table the lab is about.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+from dataclasses import dataclass
+
+from cttop.errors import CttopError
+from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec, run_in
+
+PREFIX = "cttop-lab-"
+ROLES = ("client", "router", "server")
+
+CLIENT4, ROUTER_C4, ROUTER_S4, SERVER4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
+CLIENT6, ROUTER_C6, ROUTER_S6, SERVER6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
+SINK4 = "10.77.128.0/17"
+# The port the SYN flood aims at; the client drops the server's answers from it
+# before its own stack sees them, so it never completes or resets the handshake.
+SYN_PORT = 8443
+
+# Each namespace gets one table of its own; `nft list ruleset` in it shows all the lab added.
+_TRACK = """
+  chain track_in { type filter hook prerouting priority filter; ct state new counter; }
+  chain track_out { type filter hook output priority filter; ct state new counter; }
+"""
+_RULES = {
+    "client": f"""table inet cttop-lab {{{_TRACK}
+  chain raw_out {{ type filter hook output priority raw; ip daddr {SINK4} notrack; }}
+  chain raw_in {{ type filter hook prerouting priority raw; tcp sport {SYN_PORT} drop; }}
+}}
+""",
+    "router": f"""table inet cttop-lab {{{_TRACK}
+  chain srcnat {{ type nat hook postrouting priority srcnat; oifname "to-server" masquerade; }}
+}}
+""",
+    "server": f"""table inet cttop-lab {{{_TRACK}
+  chain raw_in {{ type filter hook prerouting priority raw; ip daddr {SINK4} drop; }}
+}}
+""",
+}
+
+
+class LabError(CttopError):
+    """The lab could not be built or removed; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab's namespace names, all sharing a random tag."""
+
+    tag: str
+
+    @classmethod
+    def new(cls) -> Lab:
+        return cls(secrets.token_hex(3))
+
+    def ns(self, role: str) -> str:
+        return f"{PREFIX}{self.tag}-{role}"
+
+    @property
+    def client(self) -> str:
+        return self.ns("client")
+
+    @property
+    def router(self) -> str:
+        return self.ns("router")
+
+    @property
+    def server(self) -> str:
+        return self.ns("server")
+
+    def namespaces(self) -> list[str]:
+        return [self.ns(r) for r in ROLES]
+
+
+def run(*args: str, netns: str | None = None, input: str | None = None) -> str:
+    """Run a command, inside ``netns`` if given; a failure becomes a one-line LabError."""
+    cmd = (["ip", "netns", "exec", netns] if netns else []) + list(args)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=30)
+    except FileNotFoundError:
+        raise LabError(f"`{cmd[0]}` is not installed (the lab needs iproute2 and nftables)") from None
+    except subprocess.TimeoutExpired:
+        raise LabError(f"`{' '.join(cmd)}` did not finish in 30 s") from None
+    if r.returncode != 0:
+        err = " ".join(r.stderr.split()) or f"exit {r.returncode}"
+        raise LabError(f"`{' '.join(cmd)}` failed: {err}")
+    return r.stdout
+
+
+def write_proc_sys(netns: str, key: str, value: str) -> None:
+    """Set a per-namespace sysctl (dotted key) from inside ``netns``."""
+    path = "/proc/sys/" + key.replace(".", "/")
+
+    def write() -> None:
+        with open(path, "w") as f:
+            f.write(value)
+
+    try:
+        run_in(NetnsSpec(name=netns), write)
+    except OSError as e:
+        raise LabError(f"{key}={value} in {netns}: {e.strerror}") from None
+
+
+def create(lab: Lab) -> None:
+    """Build the lab; on any failure, remove what was made and re-raise."""
+    try:
+        _build(lab)
+    except BaseException:
+        destroy(lab)
+        raise
+
+
+def _build(lab: Lab) -> None:
+    for ns in lab.namespaces():
+        run("ip", "netns", "add", ns)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+    run("ip", "-n", lab.client, "link", "add", "to-router", "type", "veth",
+        "peer", "name", "to-client", "netns", lab.router)
+    run("ip", "-n", lab.router, "link", "add", "to-server", "type", "veth",
+        "peer", "name", "to-router", "netns", lab.server)
+    # nodad: the IPv6 addresses are usable at once instead of after duplicate detection.
+    _addresses(lab.client, "to-router", f"{CLIENT4}/24", f"{CLIENT6}/64")
+    _addresses(lab.router, "to-client", f"{ROUTER_C4}/24", f"{ROUTER_C6}/64")
+    _addresses(lab.router, "to-server", f"{ROUTER_S4}/24", f"{ROUTER_S6}/64")
+    _addresses(lab.server, "to-router", f"{SERVER4}/24", f"{SERVER6}/64")
+    run("ip", "-n", lab.client, "route", "add", "default", "via", ROUTER_C4)
+    run("ip", "-n", lab.client, "-6", "route", "add", "default", "via", ROUTER_C6)
+    run("ip", "-n", lab.router, "route", "add", SINK4, "via", SERVER4)
+    write_proc_sys(lab.router, "net.ipv4.ip_forward", "1")
+    write_proc_sys(lab.router, "net.ipv6.conf.all.forwarding", "1")
+    # Byte counters and start times make the router's table show what cttop can do.
+    write_proc_sys(lab.router, "net.netfilter.nf_conntrack_acct", "1")
+    write_proc_sys(lab.router, "net.netfilter.nf_conntrack_timestamp", "1")
+    for role in ROLES:
+        run("nft", "-f", "-", netns=lab.ns(role), input=_RULES[role])
+
+
+def _addresses(ns: str, dev: str, v4: str, v6: str) -> None:
+    run("ip", "-n", ns, "addr", "add", v4, "dev", dev)
+    run("ip", "-n", ns, "-6", "addr", "add", v6, "dev", dev, "nodad")
+    run("ip", "-n", ns, "link", "set", dev, "up")
+
+
+def existing() -> list[str]:
+    """Every lab namespace present now, this lab's or any other's."""
+    try:
+        names = os.listdir(NETNS_RUN_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.startswith(PREFIX))
+
+
+def remove_namespace(name: str) -> None:
+    """Kill whatever still runs in ``name`` (it would keep the namespace alive), then delete it."""
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def destroy(lab: Lab) -> None:
+    """Delete the lab's namespaces; their links, addresses, rules and entries go with them."""
+    for ns in lab.namespaces():
+        if os.path.exists(os.path.join(NETNS_RUN_DIR, ns)):
+            remove_namespace(ns)
