@@ -1,0 +1,503 @@
+"""NOTRACK rules that exempt traffic from connection tracking: add, list, remove, persist.
+
+cttop keeps its rules in a table of its own, ``table inet cttop``, with base
+chains ``pre`` (hook prerouting) and ``out`` (hook output) at priority raw (-300),
+so they run before conntrack and never mix with anyone else's rules. Every rule
+carries the comment ``cttop:<change id>``: listing groups by it, and undo removes
+exactly the rules of one change. When the last cttop rule goes, so does the
+table, leaving the ruleset as it was found.
+
+Without ``nft``, the same matches go to the raw table with ``iptables -t raw -I
+PREROUTING|OUTPUT ... -j CT --notrack`` (and ip6tables), tagged the same way.
+
+Each change is one transaction (``nft -f``, ``iptables-restore --noflush``), so the
+kernel takes all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from cttop.actions import persist as P
+from cttop.actions import shell
+from cttop.actions.errors import ActionError
+from cttop.actions.journal import Journal, Record
+from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
+from cttop.actions.plan import Change, Plan
+from cttop.filter.ast import Node
+from cttop.filter.compile import compile_filter, source
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import Row, nat_kind
+
+TABLE = "cttop"
+NFT_TABLE = f"inet {TABLE}"
+# chain name -> hook
+NFT_CHAINS = {"pre": "prerouting", "out": "output"}
+IPT_CHAINS = ("PREROUTING", "OUTPUT")
+IPT_PROGS = ("iptables", "ip6tables")
+NFTABLES_CONF = "/etc/nftables.conf"
+TAG = "cttop:"
+
+_TAG_RE = re.compile(r'comment "?cttop:([0-9a-zA-Z_-]+)"?')
+_HANDLE_RE = re.compile(r"\s+# handle (\d+)$")
+
+
+@dataclass(frozen=True)
+class NotrackRule:
+    """One installed rule. ``rule`` is its text as the backend lists it, so it can be added back as is."""
+
+    id: str  # the change that added it (from its comment)
+    backend: str  # "nft", "iptables" or "ip6tables"
+    chain: str
+    rule: str
+    handle: int | None = None  # nft only
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> NotrackRule:
+        return cls(**d)  # type: ignore[arg-type]
+
+
+def tag(change_id: str) -> str:
+    return TAG + change_id
+
+
+def pick_backend() -> str:
+    if shell.have("nft"):
+        return "nft"
+    if shell.have("iptables-restore"):
+        return "iptables"
+    raise ActionError("NOTRACK needs nft or iptables, and neither is installed")
+
+
+def _nft_rules(spec: NetnsSpec) -> list[NotrackRule]:
+    r = shell.run(spec, ["nft", "-a", "list", "table", "inet", TABLE])
+    if r.returncode != 0:
+        # No table means no rules; anything else is a real failure.
+        if "No such file or directory" in r.stderr:
+            return []
+        raise ActionError(f"nft list table {NFT_TABLE}: {shell.first_line(r.stderr)}")
+    out: list[NotrackRule] = []
+    chain = None
+    for line in r.stdout.splitlines():
+        s = line.strip()
+        m = re.match(r"chain (\S+) \{", s)
+        if m:
+            chain = m.group(1)
+            continue
+        h = _HANDLE_RE.search(line)
+        t = _TAG_RE.search(s)
+        if chain and h and t and not s.startswith(("type ", "table ", "chain ")):
+            out.append(NotrackRule(t.group(1), "nft", chain, _HANDLE_RE.sub("", line).strip(), int(h.group(1))))
+    return out
+
+
+def _ipt_rules(spec: NetnsSpec, prog: str) -> list[NotrackRule]:
+    if not shell.have(f"{prog}-save"):
+        return []
+    r = shell.run(spec, [f"{prog}-save", "-t", "raw"])
+    if r.returncode != 0:
+        return []
+    out: list[NotrackRule] = []
+    for line in r.stdout.splitlines():
+        t = _TAG_RE.search(line)
+        parts = line.split(None, 2)
+        if t and len(parts) == 3 and parts[0] == "-A" and parts[1] in IPT_CHAINS:
+            out.append(NotrackRule(t.group(1), prog, parts[1], parts[2]))
+    return out
+
+
+def list_rules(spec: NetnsSpec = NetnsSpec()) -> list[NotrackRule]:
+    """Every cttop NOTRACK rule in the namespace, from the kernel (nft table and iptables raw table)."""
+    out = _nft_rules(spec) if shell.have("nft") else []
+    for prog in IPT_PROGS:
+        out += _ipt_rules(spec, prog)
+    return out
+
+
+def _nft_script(add: Sequence[NotrackRule], remove: Sequence[NotrackRule], drop_table: bool) -> str:
+    lines: list[str] = []
+    if add:
+        lines.append(f"add table {NFT_TABLE}")
+        for chain, hook in NFT_CHAINS.items():
+            lines.append(f"add chain {NFT_TABLE} {chain} {{ type filter hook {hook} priority raw; }}")
+        lines += [f"add rule {NFT_TABLE} {r.chain} {r.rule}" for r in add]
+    lines += [f"delete rule {NFT_TABLE} {r.chain} handle {r.handle}" for r in remove]
+    if drop_table:
+        lines.append(f"delete table {NFT_TABLE}")
+    return "\n".join(lines) + "\n"
+
+
+def _ipt_script(add: Sequence[NotrackRule], remove: Sequence[NotrackRule]) -> str:
+    lines = ["*raw"]
+    lines += [f"-I {r.chain} {r.rule}" for r in add]
+    lines += [f"-D {r.chain} {r.rule}" for r in remove]
+    return "\n".join(lines + ["COMMIT"]) + "\n"
+
+
+def _transact(spec: NetnsSpec, add: Sequence[NotrackRule], remove: Sequence[NotrackRule]) -> None:
+    """Add and remove rules, each backend in one transaction; all or nothing across backends too."""
+    backends = [b for b in ("nft", *IPT_PROGS) if any(r.backend == b for r in (*add, *remove))]
+    done: list[str] = []
+    for b in backends:
+        a = [r for r in add if r.backend == b]
+        d = [r for r in remove if r.backend == b]
+        err = _run_backend(spec, b, a, d)
+        if err is None:
+            done.append(b)
+            continue
+        for prev in reversed(done):
+            # The kernel gave back handles for what was added; undo by comment tag instead.
+            _undo_backend(spec, prev, [r for r in add if r.backend == prev],
+                          [r for r in remove if r.backend == prev])
+        raise ActionError(f"{b} refused the change: {err}; nothing was changed")
+
+
+def _run_backend(spec: NetnsSpec, backend: str, add: Sequence[NotrackRule],
+                 remove: Sequence[NotrackRule]) -> str | None:
+    if backend == "nft":
+        remaining = [r for r in _nft_rules(spec) if r not in remove]
+        script = _nft_script(add, remove, drop_table=not add and not remaining)
+        r = shell.run(spec, ["nft", "-f", "-"], stdin=script)
+    else:
+        r = shell.run(spec, [f"{backend}-restore", "--noflush"], stdin=_ipt_script(add, remove))
+    return None if r.returncode == 0 else shell.first_line(r.stderr)
+
+
+def _undo_backend(spec: NetnsSpec, backend: str, added: Sequence[NotrackRule],
+                  removed: Sequence[NotrackRule]) -> None:
+    ids = {r.id for r in added}
+    now = [r for r in list_rules(spec) if r.backend == backend and r.id in ids]
+    _run_backend(spec, backend, list(removed), now)
+
+
+def _rule_commands(spec: NetnsSpec, add: Sequence[NotrackRule], remove: Sequence[NotrackRule],
+                   drop_table: bool) -> list[str]:
+    out: list[str] = []
+    nft_add = [r for r in add if r.backend == "nft"]
+    if nft_add:
+        out.append(shell.shown(spec, ["nft", "add", "table", "inet", TABLE]))
+        for chain, hook in NFT_CHAINS.items():
+            out.append(shell.shown(spec, ["nft", f"add chain {NFT_TABLE} {chain} "
+                                                 f"{{ type filter hook {hook} priority raw; }}"]))
+    for r in add:
+        if r.backend == "nft":
+            out.append(shell.shown(spec, ["nft", f"add rule {NFT_TABLE} {r.chain} {r.rule}"]))
+        else:
+            out.append(shell.shown(spec, [r.backend, "-t", "raw", "-I", r.chain, *shlex.split(r.rule)]))
+    for r in remove:
+        if r.backend == "nft":
+            out.append(shell.shown(spec, ["nft", "delete", "rule", "inet", TABLE, r.chain, "handle", str(r.handle)]))
+        else:
+            out.append(shell.shown(spec, [r.backend, "-t", "raw", "-D", r.chain, *shlex.split(r.rule)]))
+    if drop_table:
+        out.append(shell.shown(spec, ["nft", "delete", "table", "inet", TABLE]))
+    return out
+
+
+def nft_file_text(spec: NetnsSpec) -> str | None:
+    """cttop's table as a file ``nft -f`` loads idempotently, or None when cttop has no table."""
+    r = shell.run(spec, ["nft", "list", "table", "inet", TABLE])
+    if r.returncode != 0:
+        return None
+    return ("#!/usr/sbin/nft -f\n"
+            "# cttop's NOTRACK rules (written by cttop: `cttop notrack list` shows them).\n"
+            f"# Load at boot with: include \"<this file>\" in {NFTABLES_CONF}\n"
+            f"table {NFT_TABLE}\n"
+            f"delete table {NFT_TABLE}\n" + r.stdout)
+
+
+class _RulesPlan(Plan):
+    """Shared by adding and removing: the rule transaction, its commands and the nft file refresh."""
+
+    def __init__(self, spec: NetnsSpec, journal: Journal | None, persist_file: str | None) -> None:
+        super().__init__(spec, journal)
+        self.persist_file = persist_file
+        self._file_before: str | None = None
+        self._file_written = False
+
+    def _adds(self) -> list[NotrackRule]:
+        return []
+
+    def _removes(self) -> list[NotrackRule]:
+        return []
+
+    def _drops_table(self) -> bool:
+        removes = self._removes()
+        if self._adds() or not any(r.backend == "nft" for r in removes):
+            return False
+        return not [r for r in _nft_rules(self.spec) if r not in removes]
+
+    def commands(self) -> list[str]:
+        drops = self._drops_table()
+        out = _rule_commands(self.spec, self._adds(), self._removes(), drops)
+        if self.persist_file is not None and drops:
+            out.append(P.write_command(self.persist_file, None))
+        elif self.persist_file is not None:
+            out.append(f"{shell.shown(self.spec, ['nft', 'list', 'table', 'inet', TABLE])} > "
+                       f"{shlex.quote(self.persist_file)}   # with a 'delete table' header")
+        return out
+
+    def _persist_warnings(self) -> list[str]:
+        out: list[str] = []
+        if self.persist_file is None:
+            return out
+        try:
+            with open(NFTABLES_CONF) as f:
+                included = self.persist_file in f.read()
+        except OSError:
+            included = False
+        if not included:
+            out.append(f"{self.persist_file} loads at boot only if {NFTABLES_CONF} has "
+                       f"include \"{self.persist_file}\"")
+        if not _is_initial(self.spec):
+            out.append(f"a persisted file is loaded at boot into the initial namespace, not {self.spec.label()}")
+        return out
+
+    def _validate_persist(self) -> None:
+        if self.persist_file is not None and not os.access(_existing_parent(self.persist_file), os.W_OK):
+            raise ActionError(f"{self.persist_file}: cannot be written by this user")
+
+    def _transact_and_persist(self) -> None:
+        _transact(self.spec, self._adds(), self._removes())
+        if self.persist_file is None:
+            return
+        try:
+            self._file_before = P.read_text(self.persist_file)
+            P.write_text(self.persist_file, nft_file_text(self.spec))
+            self._file_written = True
+        except ActionError as e:
+            self._revert_rules()
+            raise ActionError(f"{e}; nothing was changed") from None
+
+    def _revert_rules(self) -> None:
+        added_ids = {r.id for r in self._adds()}
+        now = [r for r in list_rules(self.spec) if r.id in added_ids]
+        _transact(self.spec, self._removes(), now)
+
+    def _rollback(self, change: Change) -> None:
+        if self._file_written:
+            P.write_text(self.persist_file or "", self._file_before)
+        self._revert_rules()
+
+
+def _is_initial(spec: NetnsSpec) -> bool:
+    try:
+        return spec.inode() == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def _existing_parent(path: str) -> str:
+    d = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(d):
+        d = os.path.dirname(d)
+    return d
+
+
+class AddNotrack(_RulesPlan):
+    """Exempt the flows a filter expression selects from tracking, both directions.
+
+    ``expr`` is filter text (``udp dport 53``) or its syntax tree. ``rows``, when
+    the caller has them (the selected group), lets the warnings say whether NAT'd
+    flows are among them. ``persist`` also writes cttop's table to an nft file.
+    Untranslatable filters raise ActionError here.
+    """
+
+    kind = "notrack-add"
+
+    def __init__(self, spec: NetnsSpec, expr: str | Node, *, rows: Iterable[Row] | None = None,
+                 persist: P.PersistPaths | None = None, backend: str | None = None,
+                 journal: Journal | None = None) -> None:
+        node = compile_filter(expr).ast if isinstance(expr, str) else expr
+        self.expr = expr if isinstance(expr, str) else source(node)
+        self.matches: list[Match] = matches(node)
+        self.backend = backend or pick_backend()
+        if persist is not None and self.backend != "nft":
+            raise ActionError("--persist writes an nft file, but nft is missing: "
+                              "save the raw table with iptables-save instead")
+        super().__init__(spec, journal, persist.nft_file if persist is not None else None)
+        self.nat_rows = sum(1 for r in rows or () if nat_kind(r) is not None)
+        self.rules = self._build_rules()
+
+    def _build_rules(self) -> list[NotrackRule]:
+        out: list[NotrackRule] = []
+        comment = tag(self.id)
+        for m in self.matches:
+            if self.backend == "nft":
+                text = f'{nft_match(m)} notrack comment "{comment}"'
+                out += [NotrackRule(self.id, "nft", chain, text) for chain in NFT_CHAINS]
+            else:
+                for prog, args in iptables_matches(m):
+                    text = shlex.join([*args, "-m", "comment", "--comment", comment, "-j", "CT", "--notrack"])
+                    out += [NotrackRule(self.id, prog, chain, text) for chain in IPT_CHAINS]
+        return out
+
+    def _adds(self) -> list[NotrackRule]:
+        return self.rules
+
+    def describe(self) -> str:
+        where = f"nft table {NFT_TABLE}, chains pre/out at priority raw" if self.backend == "nft" \
+            else "iptables raw table, PREROUTING and OUTPUT"
+        lines = [f"Stop tracking '{self.expr}' in namespace {self.spec.label()}, both directions",
+                 f"  {len(self.rules)} rules in {where}:"]
+        lines += [f"    {m}" for m in dict.fromkeys(
+            nft_match(x) if self.backend == "nft" else " ".join(iptables_matches(x)[0][1]) for x in self.matches)]
+        if self.persist_file:
+            lines.append(f"  persist in {self.persist_file}")
+        return "\n".join(lines)
+
+    def warnings(self) -> list[str]:
+        out = ["untracked packets lose NAT and conntrack helpers (FTP, SIP...): "
+               "do not exempt traffic that is NAT'd",
+               "a stateful filter must accept `ct state untracked` "
+               "(iptables: -m conntrack --ctstate UNTRACKED), or it drops these packets",
+               "flows already tracked keep their entries until they expire or are flushed"]
+        if self.nat_rows:
+            out.insert(0, f"{self.nat_rows} of the selected flows are NAT'd: exempting them breaks them")
+        if any(m.mark is not None for m in self.matches):
+            out.append("mark here is the packet mark (meta mark) as it arrives at raw priority, "
+                       "not the flow's ct mark, which does not exist before tracking")
+        return out + self._persist_warnings()
+
+    def _validate(self) -> None:
+        if self.backend == "nft":
+            r = shell.run(self.spec, ["nft", "-c", "-f", "-"], stdin=_nft_script(self.rules, [], False))
+            if r.returncode != 0:
+                raise ActionError(f"nft rejects the rules: {shell.first_line(r.stderr)}")
+        else:
+            for prog in {r.backend for r in self.rules}:
+                if not shell.have(f"{prog}-restore"):
+                    raise ActionError(f"{prog}-restore: command not found")
+        self._validate_persist()
+
+    def _change(self) -> Change:
+        self._transact_and_persist()
+        installed = [r for r in list_rules(self.spec) if r.id == self.id]
+        after: dict[str, object] = {"expr": self.expr, "backend": self.backend,
+                                    "rules": [r.to_json() for r in installed]}
+        if self.persist_file:
+            after["persist_file"] = self.persist_file
+        return Change(before={}, after=after, count=len(installed),
+                      summary=f"added {len(installed)} NOTRACK rules for '{self.expr}' "
+                              f"in {self.spec.label()} (id {self.id})")
+
+
+class RemoveNotrack(_RulesPlan):
+    """Remove cttop's NOTRACK rules of the given change ids (or unique prefixes), or all of them (``ids=None``).
+
+    Undoing it adds the same rules back. ``persist`` refreshes the nft file when
+    there is one, so removed rules do not come back at boot.
+    """
+
+    kind = "notrack-remove"
+
+    def __init__(self, spec: NetnsSpec, ids: Sequence[str] | None = None, *,
+                 persist: P.PersistPaths | None = None, journal: Journal | None = None) -> None:
+        super().__init__(spec, journal, None)
+        if persist is not None and os.path.exists(persist.nft_file):
+            self.persist_file = persist.nft_file
+        present = list_rules(spec)
+        if ids is None:
+            self.ids = sorted({r.id for r in present})
+            if not self.ids:
+                raise ActionError(f"no cttop NOTRACK rules in namespace {spec.label()}")
+        else:
+            self.ids = [_resolve_id(i, present, spec) for i in ids]
+        self.rules = [r for r in present if r.id in self.ids]
+
+    @classmethod
+    def inverse_of_add(cls, record: Record, spec: NetnsSpec, journal: Journal) -> RemoveNotrack:
+        plan = cls(spec, [record.id], journal=journal)
+        plan.undoes = record.id
+        plan.persist_file = record.after.get("persist_file")
+        return plan
+
+    def _removes(self) -> list[NotrackRule]:
+        return self.rules
+
+    def describe(self) -> str:
+        head = f"Undo change {self.undoes}: remove" if self.undoes else "Remove"
+        lines = [f"{head} cttop NOTRACK rules {', '.join(self.ids)} in namespace {self.spec.label()} "
+                 f"({len(self.rules)} rules); their traffic is tracked again:"]
+        lines += [f"    [{r.backend} {r.chain}] {r.rule}" for r in self.rules]
+        if self.persist_file:
+            lines.append(f"  refresh {self.persist_file}")
+        return "\n".join(lines)
+
+    def _validate(self) -> None:
+        self._validate_persist()
+
+    def _change(self) -> Change:
+        now = list_rules(self.spec)
+        gone = [r for r in self.rules if r not in now]
+        if gone:
+            raise ActionError(f"NOTRACK rules of {gone[0].id} changed since they were listed; "
+                              "nothing was changed: list them again")
+        self._transact_and_persist()
+        rules = [r.to_json() for r in self.rules]
+        before: dict[str, object] = {"rules": rules}
+        if self.persist_file:
+            before["persist_file"] = self.persist_file
+        return Change(before=before, after={"removed": rules}, count=len(rules),
+                      summary=f"removed {len(rules)} NOTRACK rules ({', '.join(self.ids)}) in {self.spec.label()}")
+
+
+class RestoreNotrack(_RulesPlan):
+    """Undo of a removal: add back exactly the rules it removed, comments and all."""
+
+    kind = "notrack-add"
+
+    def __init__(self, spec: NetnsSpec, record: Record, journal: Journal) -> None:
+        super().__init__(spec, journal, record.before.get("persist_file"))
+        self.undoes = record.id
+        self.rules = [NotrackRule.from_json(d) for d in record.before.get("rules", [])]
+        present = list_rules(spec)
+        back = [r for r in self.rules if any(p.id == r.id for p in present)]
+        if back:
+            raise ActionError(f"NOTRACK rules {back[0].id} are present again; undo of {record.id} would duplicate them")
+
+    def _adds(self) -> list[NotrackRule]:
+        return self.rules
+
+    def describe(self) -> str:
+        lines = [f"Undo change {self.undoes}: add back {len(self.rules)} NOTRACK rules "
+                 f"in namespace {self.spec.label()}:"]
+        lines += [f"    [{r.backend} {r.chain}] {r.rule}" for r in self.rules]
+        return "\n".join(lines)
+
+    def warnings(self) -> list[str]:
+        return ["untracked packets lose NAT and helpers again"] + self._persist_warnings()
+
+    def _validate(self) -> None:
+        self._validate_persist()
+
+    def _change(self) -> Change:
+        self._transact_and_persist()
+        ids = {r.id for r in self.rules}
+        installed = [r.to_json() for r in list_rules(self.spec) if r.id in ids]
+        return Change(before={}, after={"rules": installed}, count=len(installed),
+                      summary=f"added back {len(installed)} NOTRACK rules in {self.spec.label()}")
+
+
+def _resolve_id(ident: str, present: list[NotrackRule], spec: NetnsSpec) -> str:
+    ids = sorted({r.id for r in present})
+    if ident in ids:
+        return ident
+    hits = [i for i in ids if i.startswith(ident)] if ident else []
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise ActionError(f"NOTRACK id {ident!r} is ambiguous in namespace {spec.label()}: {', '.join(hits)}")
+    raise ActionError(f"no cttop NOTRACK rules with id {ident!r} in namespace {spec.label()}")
+
+
+def rules_json(rules: Iterable[NotrackRule]) -> str:
+    return json.dumps([r.to_json() for r in rules], indent=2)
