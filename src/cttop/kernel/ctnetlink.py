@@ -1,0 +1,243 @@
+"""The ctnetlink socket: dumps, stats, deletes and flushes in one network namespace.
+
+The socket is created inside the target namespace (via :mod:`cttop.kernel.netns`)
+and stays bound to it, so it can then be used from any thread. Requests are built
+by hand: they are a few fixed headers, and pyroute2 0.9's asyncio-wrapped
+NFCTSocket costs ~80 µs a message on the receive side (DESIGN.md §2), which is
+the whole budget for a dump.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from cttop.errors import CttopError
+from cttop.kernel import nlconst as C
+from cttop.kernel.attrs import NLA, be, nest, nla
+from cttop.kernel.decode import NLH, Decoder
+from cttop.kernel.kfilter import KernelFilterLike, encode_filter
+from cttop.kernel.netns import NetnsSpec, run_in
+from cttop.model import (AF_INET6, ICMP_PROTOS, NO_PSTATE, R_DPORT, R_DST, R_FAMILY, R_ID, R_MARK, R_PROTO,
+                         R_PSTATE, R_RDPORT, R_RDST, R_RSPORT, R_RSRC, R_SPORT, R_SRC, R_STATUS, R_TIMEOUT,
+                         R_ZONE, Row)
+
+RECV_SIZE = 1 << 20
+ERR = struct.Struct("<i")
+
+
+class KernelError(CttopError):
+    """The kernel refused a request or the socket failed; says which request and why."""
+
+
+def no_permission(e: OSError) -> bool:
+    return e.errno in (errno.EPERM, errno.EACCES)
+
+
+def tuple_attr(typ: int, family: int, proto: int, src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
+    v6 = family == AF_INET6
+    ip = nest(C.CTA_TUPLE_IP, nla(C.CTA_IP_V6_SRC if v6 else C.CTA_IP_V4_SRC, src),
+              nla(C.CTA_IP_V6_DST if v6 else C.CTA_IP_V4_DST, dst))
+    if proto in ICMP_PROTOS:
+        base = C.CTA_PROTO_ICMPV6_ID if proto == 58 else C.CTA_PROTO_ICMP_ID
+        l4 = [nla(base, be("H", sport)), nla(base + 1, bytes([dport >> 8])), nla(base + 2, bytes([dport & 0xFF]))]
+    else:
+        l4 = [nla(C.CTA_PROTO_SRC_PORT, be("H", sport)), nla(C.CTA_PROTO_DST_PORT, be("H", dport))]
+    return nest(typ, ip, nest(C.CTA_TUPLE_PROTO, nla(C.CTA_PROTO_NUM, bytes([proto])), *l4))
+
+
+def row_tuples(row: Row) -> bytes:
+    return (tuple_attr(C.CTA_TUPLE_ORIG, row[R_FAMILY], row[R_PROTO], row[R_SRC], row[R_DST],
+                       row[R_SPORT], row[R_DPORT])
+            + tuple_attr(C.CTA_TUPLE_REPLY, row[R_FAMILY], row[R_PROTO], row[R_RSRC], row[R_RDST],
+                         row[R_RSPORT], row[R_RDPORT]))
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    max: int
+
+
+class Ctnetlink:
+    """A ctnetlink request socket in one namespace. Not thread-safe; one per thread."""
+
+    def __init__(self, spec: NetnsSpec = NetnsSpec(), rcvbuf: int = 8 << 20) -> None:
+        self.spec = spec
+        self.sock = run_in(spec, lambda: _open_socket(rcvbuf))
+        self.seq = int.from_bytes(os.urandom(2), "big")
+        self.decoder = Decoder()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Ctnetlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, kind: int, flags: int, family: int, payload: bytes = b"") -> int:
+        self.seq += 1
+        body = struct.pack("<BBH", family, 0, 0) + payload
+        msg = NLH.pack(16 + len(body), C.ct_msg(kind), C.NLM_F_REQUEST | flags, self.seq, 0) + body
+        try:
+            self.sock.send(msg)
+        except OSError as e:
+            raise KernelError(f"ctnetlink request {kind}: {e.strerror}") from None
+        return self.seq
+
+    def _replies(self, what: str) -> Iterator[tuple[bytearray, int, int]]:
+        """Yield (buffer, offset, length) of each data message until DONE or the ACK.
+
+        Requests that are not dumps must ask for an ACK: even single replies such as
+        CT_GET_STATS come flagged NLM_F_MULTI, so the ACK is the only reliable end.
+        """
+        buf = bytearray(RECV_SIZE)
+        while True:
+            try:
+                n = self.sock.recv_into(buf)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    raise KernelError(f"{what}: the socket buffer overflowed (ENOBUFS); retry") from None
+                raise KernelError(f"{what}: {e.strerror}") from None
+            view = memoryview(buf)[:n]
+            for off, length, typ, flags in self.decoder.messages(view):
+                if typ == C.NLMSG_DONE:
+                    return
+                if typ == C.NLMSG_ERROR:
+                    code = -ERR.unpack_from(view, off + 16)[0]
+                    if code == 0:
+                        return
+                    raise KernelError(f"{what}: kernel said {os.strerror(code)}")
+                if flags & C.NLM_F_DUMP_INTR:
+                    raise KernelError(f"{what}: the table changed during the dump; retry")
+                yield buf, off, length
+
+    def dump_buffers(self, family: int = socket.AF_UNSPEC, kfilter: KernelFilterLike | None = None,
+                     zero: bool = False) -> Iterator[tuple[bytearray, int, int]]:
+        kind = C.IPCTNL_MSG_CT_GET_CTRZERO if zero else C.IPCTNL_MSG_CT_GET
+        self._send(kind, C.NLM_F_DUMP, family, encode_filter(kfilter) if kfilter is not None else b"")
+        return self._replies("conntrack dump")
+
+    def dump(self, family: int = socket.AF_UNSPEC, kfilter: KernelFilterLike | None = None) -> list[Row]:
+        """Every entry (both families by default), decoded; the kernel-side filter narrows it."""
+        dec = self.decoder.decode_one
+        return [dec(buf, off, ln) for buf, off, ln in self.dump_buffers(family, kfilter)]
+
+    def stats(self) -> Stats:
+        """Count and max from one CT_GET_STATS reply."""
+        self._send(C.IPCTNL_MSG_CT_GET_STATS, C.NLM_F_ACK, socket.AF_UNSPEC)
+        vals: dict[int, int] = {}
+        for buf, off, ln in self._replies("conntrack stats"):
+            for typ, payload in _flat_attrs(buf, off + 20, off + ln):
+                vals[typ] = int.from_bytes(payload, "big")
+        return Stats(vals.get(C.CTA_STATS_GLOBAL_ENTRIES, 0), vals.get(C.CTA_STATS_GLOBAL_MAX_ENTRIES, 0))
+
+    def stats_cpu(self) -> list[dict[str, int]]:
+        """Per-CPU counters (conntrack -S), one dict per CPU with every CTA_STATS_* name."""
+        self._send(C.IPCTNL_MSG_CT_GET_STATS_CPU, C.NLM_F_DUMP, socket.AF_UNSPEC)
+        out = []
+        for buf, off, ln in self._replies("conntrack per-cpu stats"):
+            d = {name: 0 for name in C.STATS_CPU_NAMES.values()}
+            d["cpu"] = struct.unpack_from(">H", buf, off + 18)[0]
+            for typ, payload in _flat_attrs(buf, off + 20, off + ln):
+                name = C.STATS_CPU_NAMES.get(typ)
+                if name is not None:
+                    d[name] = int.from_bytes(payload, "big")
+            out.append(d)
+        return out
+
+    def delete_rows(self, rows: Iterable[Row]) -> int:
+        """Delete entries by id and original tuple, pipelined; returns how many the kernel removed.
+
+        Entries already gone (ENOENT) are not counted: they expired or someone else removed them.
+        """
+        removed = 0
+        pending: dict[int, None] = {}
+        batch = 0
+        for row in rows:
+            payload = tuple_attr(C.CTA_TUPLE_ORIG, row[R_FAMILY], row[R_PROTO], row[R_SRC], row[R_DST],
+                                 row[R_SPORT], row[R_DPORT]) + nla(C.CTA_ID, be("I", row[R_ID]))
+            if row[R_ZONE]:
+                payload += nla(C.CTA_ZONE, be("H", row[R_ZONE]))
+            pending[self._send(C.IPCTNL_MSG_CT_DELETE, C.NLM_F_ACK, row[R_FAMILY], payload)] = None
+            batch += 1
+            if batch >= 256:  # keep the ACKs within the receive buffer
+                removed += self._collect_acks(pending)
+                batch = 0
+        removed += self._collect_acks(pending)
+        return removed
+
+    def _collect_acks(self, pending: dict[int, None]) -> int:
+        ok = 0
+        buf = bytearray(RECV_SIZE)
+        while pending:
+            n = self.sock.recv_into(buf)
+            for off, _ln, typ, _flags in self.decoder.messages(memoryview(buf)[:n]):
+                if typ != C.NLMSG_ERROR:
+                    continue
+                seq = struct.unpack_from("<I", buf, off + 8)[0]
+                code = -ERR.unpack_from(buf, off + 16)[0]
+                if pending.pop(seq, 0) is None:
+                    if code == 0:
+                        ok += 1
+                    elif code != errno.ENOENT:
+                        pending.clear()
+                        raise KernelError(f"conntrack delete: kernel said {os.strerror(code)}")
+        return ok
+
+    def flush(self, family: int = socket.AF_UNSPEC, kfilter: KernelFilterLike | None = None) -> None:
+        """Delete every entry, or those the kernel-side filter selects (kernel ≥ 6.x)."""
+        payload = encode_filter(kfilter) if kfilter is not None else b""
+        self._send(C.IPCTNL_MSG_CT_DELETE, C.NLM_F_ACK, family, payload)
+        for _ in self._replies("conntrack flush"):
+            pass
+
+    def create(self, rows: Iterable[Row]) -> int:
+        """Insert entries (as conntrack -I does); for tests, benchmarks and the lab. Returns how many."""
+        pending: dict[int, None] = {}
+        made = 0
+        for i, row in enumerate(rows):
+            payload = row_tuples(row) + nla(C.CTA_STATUS, be("I", row[R_STATUS]))
+            payload += nla(C.CTA_TIMEOUT, be("I", row[R_TIMEOUT] or 60))
+            if row[R_MARK]:
+                payload += nla(C.CTA_MARK, be("I", row[R_MARK]))
+            if row[R_ZONE]:
+                payload += nla(C.CTA_ZONE, be("H", row[R_ZONE]))
+            if row[R_PSTATE] != NO_PSTATE and row[R_PROTO] == 6:
+                payload += nest(C.CTA_PROTOINFO, nest(C.CTA_PROTOINFO_TCP,
+                                                      nla(C.CTA_PROTOINFO_TCP_STATE, bytes([row[R_PSTATE]]))))
+            seq = self._send(C.IPCTNL_MSG_CT_NEW, C.NLM_F_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL,
+                             row[R_FAMILY], payload)
+            pending[seq] = None
+            if i % 256 == 255:
+                made += self._collect_acks(pending)
+        return made + self._collect_acks(pending)
+
+
+def _flat_attrs(buf: bytes | bytearray, pos: int, end: int) -> Iterator[tuple[int, bytes]]:
+    while pos + 4 <= end:
+        ln, typ = NLA.unpack_from(buf, pos)
+        if ln < 4:
+            return
+        yield typ & C.NLA_TYPE_MASK, bytes(buf[pos + 4:pos + ln])
+        pos += (ln + 3) & ~3
+
+
+def _open_socket(rcvbuf: int) -> socket.socket:
+    try:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, C.NETLINK_NETFILTER)
+    except OSError as e:
+        raise KernelError(f"cannot open a netfilter netlink socket: {e.strerror}") from None
+    try:
+        s.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, rcvbuf)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.setsockopt(C.SOL_NETLINK, C.NETLINK_EXT_ACK, 1)
+    s.bind((0, 0))
+    return s
