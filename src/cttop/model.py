@@ -41,6 +41,11 @@ ROW_LEN: Final = 23
 
 NO_PSTATE: Final = 255
 
+# Event kinds as cttop.kernel.events reports them and the table applies them.
+EV_NEW: Final = 1
+EV_UPDATE: Final = 2
+EV_DESTROY: Final = 3
+
 AF_INET: Final = socket.AF_INET
 AF_INET6: Final = socket.AF_INET6
 

@@ -68,7 +68,7 @@ class Ctnetlink:
 
     def __init__(self, spec: NetnsSpec = NetnsSpec(), rcvbuf: int = 8 << 20) -> None:
         self.spec = spec
-        self.sock = run_in(spec, lambda: _open_socket(rcvbuf))
+        self.sock = run_in(spec, lambda: open_socket(rcvbuf))
         self.seq = int.from_bytes(os.urandom(2), "big")
         self.decoder = Decoder()
 
@@ -229,7 +229,7 @@ def _flat_attrs(buf: bytes | bytearray, pos: int, end: int) -> Iterator[tuple[in
         pos += (ln + 3) & ~3
 
 
-def _open_socket(rcvbuf: int) -> socket.socket:
+def open_socket(rcvbuf: int) -> socket.socket:
     try:
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, C.NETLINK_NETFILTER)
     except OSError as e:

@@ -1,0 +1,56 @@
+"""Group keys for the "heaviest tuples" aggregate: how a row maps to a group, and how a group prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cttop.model import (PORTED_PROTOS, R_DPORT, R_DST, R_MARK, R_PROTO, R_SPORT, R_SRC, R_ZONE, Row,
+                         addr_text, proto_name, state_key)
+
+GroupKey = Any
+
+
+def _port(proto: int, port: int) -> tuple[int, int] | None:
+    return (proto, port) if proto in PORTED_PROTOS else None
+
+
+def _port_text(k: tuple[int, int] | None) -> str:
+    return "-" if k is None else f"{proto_name(k[0])}/{k[1]}"
+
+
+@dataclass(frozen=True)
+class GroupDef:
+    name: str
+    title: str
+    key: Callable[[Row], GroupKey]
+    text: Callable[[GroupKey], str]
+    # The filter expression selecting exactly this group's flows, for "select a
+    # group to filter the list" and for NOTRACK; None where no filter word fits.
+    filter: Callable[[GroupKey], str | None]
+
+
+def _pfilter(k: tuple[int, int] | None, word: str) -> str | None:
+    return None if k is None else f"{proto_name(k[0])} {word} {k[1]}"
+
+
+GROUPS: Final[dict[str, GroupDef]] = {g.name: g for g in (
+    GroupDef("src", "source", lambda r: r[R_SRC], addr_text, lambda k: f"src {addr_text(k)}"),
+    GroupDef("dst", "destination", lambda r: r[R_DST], addr_text, lambda k: f"dst {addr_text(k)}"),
+    GroupDef("dport", "dest port", lambda r: _port(r[R_PROTO], r[R_DPORT]), _port_text,
+             lambda k: _pfilter(k, "dport")),
+    GroupDef("sport", "source port", lambda r: _port(r[R_PROTO], r[R_SPORT]), _port_text,
+             lambda k: _pfilter(k, "sport")),
+    GroupDef("proto", "protocol", lambda r: r[R_PROTO], proto_name, lambda k: f"proto {k}"),
+    GroupDef("state", "state", state_key, str, lambda k: f"{k.split(':')[0]} state {k.split(':')[1].lower()}"),
+    GroupDef("src-dport", "source → dest port",
+             lambda r: (r[R_SRC], _port(r[R_PROTO], r[R_DPORT])),
+             lambda k: f"{addr_text(k[0])} → {_port_text(k[1])}",
+             lambda k: None if k[1] is None else f"src {addr_text(k[0])} and {_pfilter(k[1], 'dport')}"),
+    GroupDef("pair", "source → destination", lambda r: (r[R_SRC], r[R_DST]),
+             lambda k: f"{addr_text(k[0])} → {addr_text(k[1])}",
+             lambda k: f"src {addr_text(k[0])} and dst {addr_text(k[1])}"),
+    GroupDef("mark", "mark", lambda r: r[R_MARK], lambda k: f"{k:#x}" if k else "0", lambda k: f"mark {k}"),
+    GroupDef("zone", "zone", lambda r: r[R_ZONE], str, lambda k: f"zone {k}"),
+)}
