@@ -241,3 +241,12 @@ def open_socket(rcvbuf: int) -> socket.socket:
     s.setsockopt(C.SOL_NETLINK, C.NETLINK_EXT_ACK, 1)
     s.bind((0, 0))
     return s
+
+
+def sum_cpus(per_cpu: list[dict[str, int]]) -> dict[str, int]:
+    """Per-CPU counters added up, as `conntrack -S` totals would be (without the cpu field)."""
+    out = {name: 0 for name in C.STATS_CPU_NAMES.values()}
+    for d in per_cpu:
+        for k in out:
+            out[k] += d.get(k, 0)
+    return out

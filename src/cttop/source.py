@@ -1,0 +1,81 @@
+"""Where the live view's data comes from: the kernel, or a recording being replayed.
+
+Everything above this line (the collector, the TUI, doctor, export) reads through a
+:class:`Source`, so a recorded session replays through exactly the same code as a
+live one, and UI tests can use a fixed source.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from cttop.kernel import sysctl
+from cttop.kernel.ctnetlink import Ctnetlink, Stats
+from cttop.kernel.events import EventBatch, EventSocket
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import Row
+
+
+class Source(Protocol):
+    label: str  # what the header shows: namespace name, or the recording's file name
+    live: bool  # False for replays: actions are refused
+
+    def subscribe(self) -> None:
+        """Start receiving events; called before the first dump so nothing falls between."""
+
+    def dump(self) -> list[Row]: ...
+
+    def events(self, timeout: float) -> EventBatch: ...
+
+    def stats(self) -> Stats: ...
+
+    def stats_cpu(self) -> list[dict[str, int]]: ...
+
+    def sysctls(self) -> dict[str, str]: ...
+
+    def now(self) -> float: ...
+
+    def close(self) -> None: ...
+
+
+class LiveSource:
+    """The kernel, in one namespace. Use from a single worker thread."""
+
+    live = True
+
+    def __init__(self, spec: NetnsSpec = NetnsSpec()) -> None:
+        self.spec = spec
+        self.label = spec.label()
+        self.ct = Ctnetlink(spec)
+        self.ev: EventSocket | None = None
+
+    def subscribe(self) -> None:
+        if self.ev is None:
+            self.ev = EventSocket(self.spec)
+
+    def dump(self) -> list[Row]:
+        return self.ct.dump()
+
+    def events(self, timeout: float) -> EventBatch:
+        if self.ev is None:
+            time.sleep(timeout)
+            return EventBatch()
+        return self.ev.read(timeout)
+
+    def stats(self) -> Stats:
+        return self.ct.stats()
+
+    def stats_cpu(self) -> list[dict[str, int]]:
+        return self.ct.stats_cpu()
+
+    def sysctls(self) -> dict[str, str]:
+        return sysctl.read(self.spec)
+
+    def now(self) -> float:
+        return time.time()
+
+    def close(self) -> None:
+        self.ct.close()
+        if self.ev is not None:
+            self.ev.close()
