@@ -1,0 +1,327 @@
+"""`cttop lab`, headless: each scenario's signature in the router's own table, and nothing left after.
+
+The oracle is the kernel: `conntrack -L/-C/-S` run inside the lab's router
+namespace, `ip netns`, /proc and the host's `nft list ruleset`. Each lab runs as a
+subprocess bounded by its --duration; a check samples the table until the
+signature shows or the lab ends, then asserts on the last sample.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pytest
+
+from tests.conftest import delete_netns, sh
+
+pytestmark = pytest.mark.kernel
+
+T = TypeVar("T")
+# Bounds on waiting for a misbehaving lab, so a broken one fails the test instead of hanging it.
+SETUP_BOUND = 20.0
+EXIT_MARGIN = 20.0
+
+
+@dataclass
+class Flow:
+    proto: str
+    state: str
+    unreplied: bool
+    src: str
+    reply_dst: str
+
+
+@dataclass
+class RunningLab:
+    proc: subprocess.Popen[str]
+    names: dict[str, str]
+    seen_pids: set[int] = field(default_factory=set)
+
+    @property
+    def router(self) -> str:
+        return self.names["router"]
+
+    @property
+    def tag(self) -> str:
+        return self.router.removeprefix("cttop-lab-").removesuffix("-router")
+
+    def note_pids(self) -> None:
+        for ns in self.names.values():
+            self.seen_pids.update(int(p) for p in sh("ip", "netns", "pids", ns, check=False).split())
+
+    def sample(self, probe: Callable[[str], T], done: Callable[[T], bool]) -> T:
+        """Probe the router until ``done`` says the signature is there or the lab has exited."""
+        while True:
+            self.note_pids()
+            value = probe(self.router)
+            if done(value) or self.proc.poll() is not None:
+                return value
+            time.sleep(0.3)
+
+
+def cttop_lab(*args: str) -> list[str]:
+    return ["cttop", "lab", *args]
+
+
+def lab_namespaces() -> list[str]:
+    return sorted(n for n in os.listdir("/run/netns") if n.startswith("cttop-lab-")) \
+        if os.path.isdir("/run/netns") else []
+
+
+def host_ruleset() -> str:
+    return sh("nft", "list", "ruleset")
+
+
+def flows(ns: str) -> list[Flow]:
+    out = []
+    for line in sh("conntrack", "-L", netns=ns).splitlines():
+        tok = line.split()
+        if not tok:
+            continue
+        srcs = [t[4:] for t in tok if t.startswith("src=")]
+        dsts = [t[4:] for t in tok if t.startswith("dst=")]
+        out.append(Flow(tok[0], tok[3] if tok[0] == "tcp" else "", "[UNREPLIED]" in tok, srcs[0], dsts[1]))
+    return out
+
+
+def count(ns: str) -> int:
+    return int(sh("conntrack", "-C", netns=ns).strip())
+
+
+def stat_sum(ns: str, name: str) -> int:
+    total = 0
+    for line in sh("conntrack", "-S", netns=ns).splitlines():
+        for tok in line.split():
+            key, _, value = tok.partition("=")
+            if key == name:
+                total += int(value)
+    return total
+
+
+def read_names(proc: subprocess.Popen[str]) -> dict[str, str]:
+    """The `ROLE NAME` lines the lab prints once its namespaces exist."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    names: dict[str, str] = {}
+    end = time.monotonic() + SETUP_BOUND
+    while len(names) < 3:
+        try:
+            line = lines.get(timeout=max(0.0, end - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        role, name = line.split()
+        names[role] = name
+    return names
+
+
+@contextmanager
+def lab_running(scenario: str, duration: float, *extra: str) -> Iterator[RunningLab]:
+    """Start `cttop lab --no-ui`; whatever happens, nothing of it outlives the test."""
+    before = set(lab_namespaces())
+    proc = subprocess.Popen(cttop_lab("--scenario", scenario, "--no-ui", "--duration", str(duration), *extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        names = read_names(proc)
+        if sorted(names) != ["client", "router", "server"]:
+            proc.kill()
+            proc.wait()
+            err = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"the lab did not print its namespaces ({names}); it said: {err.strip()}")
+        yield RunningLab(proc, names)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(duration + EXIT_MARGIN)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for ns in set(lab_namespaces()) - before:
+            delete_netns(ns)
+
+
+def finish(lab: RunningLab, duration: float) -> str:
+    """Wait for the lab to end on its own; returns its stderr (a few lines, never enough to fill the pipe)."""
+    lab.proc.wait(duration + EXIT_MARGIN)
+    return lab.proc.stderr.read() if lab.proc.stderr else ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # A zombie is dead, only not yet reaped by whoever adopted it.
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def assert_nothing_left(lab: RunningLab, ruleset_before: str) -> None:
+    assert not [n for n in lab_namespaces() if lab.tag in n]
+    assert lab.seen_pids, "the test never saw a generator running"
+    assert not [p for p in lab.seen_pids if alive(p)]
+    tagged = subprocess.run(["pgrep", "-f", f"--lab {lab.tag}"], capture_output=True, text=True).stdout.split()
+    assert not tagged
+    assert host_ruleset() == ruleset_before
+    assert count_host() == 0
+
+
+def count_host() -> int:
+    return int(sh("conntrack", "-C").strip())
+
+
+def states(fs: list[Flow]) -> Counter[str]:
+    return Counter(f.state if f.proto == "tcp" else f.proto for f in fs)
+
+
+def test_udp_storm_leaves_an_unreplied_majority() -> None:
+    ruleset = host_ruleset()
+    with lab_running("udp-storm", 6) as lab:
+        fs = lab.sample(flows, lambda fs: len(fs) > 1000 and 2 * sum(f.unreplied for f in fs) > len(fs))
+        assert len(fs) > 1000
+        assert 2 * sum(f.unreplied for f in fs) > len(fs), states(fs)
+        err = finish(lab, 6)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, ruleset)
+
+
+def test_time_wait_leaves_a_time_wait_majority() -> None:
+    ruleset = host_ruleset()
+    with lab_running("time-wait", 6) as lab:
+        fs = lab.sample(flows, lambda fs: len(fs) > 500 and 2 * states(fs)["TIME_WAIT"] > len(fs))
+        assert len(fs) > 500
+        assert 2 * states(fs)["TIME_WAIT"] > len(fs), states(fs)
+        err = finish(lab, 6)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, ruleset)
+
+
+def test_syn_flood_leaves_half_open_tcp() -> None:
+    ruleset = host_ruleset()
+    with lab_running("syn-flood", 6) as lab:
+        def half_open(fs: list[Flow]) -> int:
+            return sum(f.state in ("SYN_SENT", "SYN_RECV") for f in fs)
+
+        fs = lab.sample(flows, lambda fs: len(fs) > 1000 and 2 * half_open(fs) > len(fs))
+        assert len(fs) > 1000
+        assert 2 * half_open(fs) > len(fs), states(fs)
+        err = finish(lab, 6)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, ruleset)
+
+
+def test_mixed_shows_sessions_udp_pings_and_nat() -> None:
+    ruleset = host_ruleset()
+
+    def looks_busy(fs: list[Flow]) -> bool:
+        s = states(fs)
+        return s["ESTABLISHED"] > 0 and s["udp"] > 0 and s["icmp"] > 0 and s["icmpv6"] > 0 \
+            and any(f.reply_dst != f.src for f in fs)
+
+    with lab_running("mixed", 8) as lab:
+        fs = lab.sample(flows, looks_busy)
+        s = states(fs)
+        assert s["ESTABLISHED"] > 0 and s["udp"] > 0 and s["icmp"] > 0 and s["icmpv6"] > 0, s
+        # SNAT: the reply goes to the router's own address, not back to the client's.
+        nat = [f for f in fs if f.reply_dst != f.src]
+        assert nat and {f.reply_dst for f in nat} <= {"10.77.2.1", "fd77:2::1"}
+        err = finish(lab, 8)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, ruleset)
+
+
+def test_table_full_reaches_the_max_and_drops() -> None:
+    ruleset = host_ruleset()
+    max_entries = int(open("/proc/sys/net/netfilter/nf_conntrack_max").read())
+
+    def pressure(ns: str) -> tuple[int, int]:
+        return count(ns), stat_sum(ns, "drop") + stat_sum(ns, "early_drop")
+
+    with lab_running("table-full", 15) as lab:
+        n, dropped = lab.sample(pressure, lambda p: p[0] == max_entries and p[1] > 0)
+        assert n == max_entries
+        assert dropped > 0
+        err = finish(lab, 15)
+    assert lab.proc.returncode == 0, err
+    assert "reached nf_conntrack_max" in err
+    assert_nothing_left(lab, ruleset)
+    assert int(open("/proc/sys/net/netfilter/nf_conntrack_max").read()) == max_entries
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_removes_the_lab(signum: int) -> None:
+    ruleset = host_ruleset()
+    with lab_running("syn-flood", 60) as lab:
+        lab.sample(count, lambda n: n > 100)
+        lab.proc.send_signal(signum)
+        err = finish(lab, 0)
+    assert lab.proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
+    assert_nothing_left(lab, ruleset)
+
+
+def test_keep_leaves_the_namespaces_and_cleanup_removes_them() -> None:
+    ruleset = host_ruleset()
+    with lab_running("udp-storm", 2, "--keep") as lab:
+        lab.note_pids()
+        err = finish(lab, 2)
+        assert lab.proc.returncode == 0, err
+        kept = [n for n in lab_namespaces() if lab.tag in n]
+        assert kept == sorted(lab.names.values())
+        # The generators are gone but the entries they made are still in the kept router.
+        assert not [p for p in lab.seen_pids if alive(p)]
+        assert count(lab.router) > 0
+        assert "cttop lab --cleanup" in err
+        r = subprocess.run(cttop_lab("--cleanup"), capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert not [n for n in lab_namespaces() if lab.tag in n]
+    assert_nothing_left(lab, ruleset)
+
+
+def test_sigkill_takes_the_generators_with_it() -> None:
+    with lab_running("udp-storm", 60) as lab:
+        lab.sample(count, lambda n: n > 100)
+        lab.note_pids()
+        lab.proc.kill()
+        lab.proc.wait()
+        # The parent-death signal is sent as the lab dies; the generators' own exits take a moment.
+        end = time.monotonic() + EXIT_MARGIN
+        while [p for p in lab.seen_pids if alive(p)] and time.monotonic() < end:
+            time.sleep(0.1)
+        assert lab.seen_pids
+        assert not [p for p in lab.seen_pids if alive(p)]
+
+
+def test_unknown_scenario_is_one_line_listing_the_names() -> None:
+    r = subprocess.run(cttop_lab("--scenario", "nope", "--no-ui"), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1
+    for name in ("mixed", "udp-storm", "syn-flood", "time-wait", "table-full"):
+        assert name in lines[0]
+    assert not lab_namespaces() or all("nope" not in n for n in lab_namespaces())
+
+
+def test_not_root_is_one_line() -> None:
+    # In a fresh user namespace with no mapping the process runs as the overflow uid (nobody),
+    # yet still owns the files it could read as root.
+    r = subprocess.run(["unshare", "--user", *cttop_lab("--no-ui")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "root" in r.stderr
