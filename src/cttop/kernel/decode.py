@@ -21,6 +21,8 @@ from cttop.kernel.attrs import NLA
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
 NLH = struct.Struct("<IHHII")
+NLH3 = struct.Struct("<IHH")
+NLMSG_ERROR, NLMSG_DONE, NLM_F_DUMP_INTR = 2, 3, 0x10
 NFGEN_FAMILY = 16  # offset of nfgenmsg.nfgen_family inside a message
 HEADER_LEN = 20  # nlmsghdr + nfgenmsg
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
@@ -28,6 +30,14 @@ MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
 
 class DecodeError(CttopError):
     """A truncated or malformed ctnetlink message."""
+
+
+class ErrorReply(Exception):
+    """An NLMSG_ERROR inside a dump; ``code`` is the positive errno."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 # Where each named leaf lands in the row; names not here (icmp parts) are combined below.
@@ -219,6 +229,9 @@ class Decoder:
 
     def __init__(self) -> None:
         self.templates: dict[int, list[Template]] = {}
+        # The newest template per length as bare bound methods, for decode_chunk's inner loop.
+        self.fast: dict[int, tuple[Callable[..., tuple[int, ...]], tuple[int, ...],
+                                   Callable[..., tuple[object, ...]], Callable[[tuple[object, ...]], Row]]] = {}
         self.slow = 0  # messages that took the walk, for benchmarks and tests
 
     def decode_one(self, buf: bytes | bytearray | memoryview, off: int, length: int) -> Row:
@@ -237,6 +250,7 @@ class Decoder:
         if n < MAX_TEMPLATES:
             t = compile_template(w, length)
             self.templates.setdefault(length, []).append(t)
+            self.fast[length] = (t.headers.unpack_from, t.expect, t.values.unpack_from, t.build)
             return t.build(t.values.unpack_from(buf, off))
         return _unpack_walk(buf, off, w)
 
@@ -251,3 +265,31 @@ class Decoder:
                 raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
             yield off, length, typ, flags
             off += (length + 3) & ~3
+
+    def decode_chunk(self, buf: bytes, out: list[Row]) -> bool:
+        """Decode one received chunk of a dump into ``out``; True once NLMSG_DONE is seen.
+
+        This is the dump's hot loop, so it inlines the template check instead of
+        calling :meth:`decode_one` for every message.
+        """
+        off, n = 0, len(buf)
+        fast, append, nlh = self.fast, out.append, NLH3.unpack_from
+        while off < n:
+            if n - off < 16:
+                raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
+            length, typ, flags = nlh(buf, off)
+            if length < 16 or off + length > n:
+                raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
+            if typ == NLMSG_DONE:
+                return True
+            if typ == NLMSG_ERROR:
+                raise ErrorReply(-struct.unpack_from("<i", buf, off + 16)[0])
+            if flags & NLM_F_DUMP_INTR:
+                raise DecodeError("netlink: the table changed during the dump (NLM_F_DUMP_INTR)")
+            t = fast.get(length)
+            if t is not None and t[0](buf, off) == t[1]:
+                append(t[3](t[2](buf, off)))
+            else:
+                append(self.decode_one(buf, off, length))
+            off += (length + 3) & ~3
+        return False
