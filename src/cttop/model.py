@@ -100,13 +100,17 @@ def state_name(proto: int, pstate: int, status: int) -> str:
 _STATE_KEYS: dict[tuple[int, int, int], str] = {}
 
 
-def state_key(row: Row) -> str:
+def state_key3(proto: int, pstate: int, status: int) -> str:
     """``proto:STATE``, the key of the by-state aggregate; memoised since it is on the hot path."""
-    k = (row[R_PROTO], row[R_PSTATE], row[R_STATUS] & (IPS_ASSURED | IPS_SEEN_REPLY))
+    k = (proto, pstate, status & (IPS_ASSURED | IPS_SEEN_REPLY))
     s = _STATE_KEYS.get(k)
     if s is None:
-        s = _STATE_KEYS[k] = f"{proto_name(k[0])}:{state_name(*k)}"
+        s = _STATE_KEYS[k] = f"{proto_name(proto)}:{state_name(*k)}"
     return s
+
+
+def state_key(row: Row) -> str:
+    return state_key3(row[R_PROTO], row[R_PSTATE], row[R_STATUS])
 
 
 def has_ports(proto: int) -> bool:

@@ -1,1 +1,87 @@
-"""`cttop snapshot`: placeholder registration until the engine lands."""
+"""`cttop snapshot`: one look at the table, for humans or (with --json) for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
+from cttop.filter import compile_filter
+from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
+from cttop.snapshot import NEEDS_CAP, Snapshot, take
+from cttop.table.groups import GROUPS
+
+
+@app.command()
+@guarded
+def snapshot(
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
+    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUPS)}.")] = "src",
+    by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes or packets.")] = "entries",
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,
+    flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
+) -> None:
+    """Print the table's fill, states, heaviest groups and pressure counters, once."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    if group_by not in GROUPS:
+        fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUPS)})")
+    if by not in ("entries", "bytes", "packets"):
+        fail(f"--by {by!r}: choose entries, bytes or packets")
+    flt = compile_filter(filter)
+    snap = take(spec, flt, group_by, by, top, keep_flows=flows)
+    if as_json:
+        json.dump(snap.to_json(flows), sys.stdout, separators=(",", ":"))
+        sys.stdout.write("\n")
+    else:
+        _print_human(snap, flows, bool(filter.strip()))
+    if snap.problem is not None:
+        print(f"cttop: {snap.problem}", file=sys.stderr)
+        if flows:
+            raise typer.Exit(1)
+
+
+def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
+    w = sys.stdout.write
+    buckets = f", {s.buckets} buckets (max/buckets {s.max / s.buckets:.1f})" if s.buckets else ""
+    w(f"namespace {s.netns}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
+    if s.agg is None:
+        w(f"{NEEDS_CAP if s.problem == NEEDS_CAP else s.problem}\n")
+        return
+    agg = s.agg
+    shown = f"{s.matched} of {s.listed} flows match the filter" if filtered else f"{s.listed} flows read"
+    w(f"{shown}; {agg.evictable} evictable (not ASSURED)\n")
+    if s.stats:
+        keys = ("drop", "early_drop", "insert_failed", "clash_resolve", "chaintoolong", "search_restart")
+        w("pressure: " + "  ".join(f"{k}={s.stats[k]}" for k in keys) + "\n")
+    w("\nstates:\n")
+    for k, n in sorted(agg.by_state.items(), key=lambda kv: -kv[1]):
+        w(f"  {k:<24} {n:>9}\n")
+    rows = agg.top(s.group_by, s.top_n, s.by)
+    w(f"\ntop {len(rows)} by {GROUPS[s.group_by].title} ({s.by}):\n")
+    for g in rows:
+        extra = f"  {g.bytes:>12} B  {g.packets:>9} pkts" if g.bytes is not None else ""
+        w(f"  {g.text:<40} {g.entries:>9}{extra}\n")
+    if with_flows:
+        w("\nflows:\n")
+        for r in s.flows:
+            w(flow_line(r) + "\n")
+
+
+def flow_line(r: Row) -> str:
+    """One flow as a line close to conntrack -L's, for the human listing."""
+    proto = r[2]
+    ports = has_ports(proto)
+    src = f"{addr_text(r[5])}:{r[7]}" if ports else addr_text(r[5])
+    dst = f"{addr_text(r[6])}:{r[8]}" if ports else addr_text(r[6])
+    nat = nat_kind(r)
+    reply = f"  [{nat}] {addr_text(r[9])}→{addr_text(r[10])}" if nat else ""
+    acct = f"  {r[18] + r[20]}B" if r[R_OPKTS] is not None else ""
+    return (f"  {proto_name(proto):<6} {state_name(proto, r[3], r[4]):<12} {src} → {dst}{reply}"
+            f"  timeout={r[13]} mark={r[14]} zone={r[15]}{acct}")

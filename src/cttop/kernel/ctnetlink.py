@@ -35,9 +35,13 @@ ERR = struct.Struct("<i")
 class KernelError(CttopError):
     """The kernel refused a request or the socket failed; says which request and why."""
 
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code  # the errno, when there is one
 
-def no_permission(e: OSError) -> bool:
-    return e.errno in (errno.EPERM, errno.EACCES)
+    @property
+    def permission(self) -> bool:
+        return self.code in (errno.EPERM, errno.EACCES)
 
 
 def tuple_attr(typ: int, family: int, proto: int, src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
@@ -90,7 +94,7 @@ class Ctnetlink:
         try:
             self.sock.send(msg)
         except OSError as e:
-            raise KernelError(f"ctnetlink request {kind}: {e.strerror}") from None
+            raise KernelError(f"ctnetlink request {kind}: {e.strerror}", e.errno) from None
         return self.seq
 
     def _replies(self, what: str) -> Iterator[tuple[bytearray, int, int]]:
@@ -105,8 +109,8 @@ class Ctnetlink:
                 n = self.sock.recv_into(buf)
             except OSError as e:
                 if e.errno == errno.ENOBUFS:
-                    raise KernelError(f"{what}: the socket buffer overflowed (ENOBUFS); retry") from None
-                raise KernelError(f"{what}: {e.strerror}") from None
+                    raise KernelError(f"{what}: the socket buffer overflowed (ENOBUFS); retry", e.errno) from None
+                raise KernelError(f"{what}: {e.strerror}", e.errno) from None
             view = memoryview(buf)[:n]
             for off, length, typ, flags in self.decoder.messages(view):
                 if typ == C.NLMSG_DONE:
@@ -115,7 +119,7 @@ class Ctnetlink:
                     code = -ERR.unpack_from(view, off + 16)[0]
                     if code == 0:
                         return
-                    raise KernelError(f"{what}: kernel said {os.strerror(code)}")
+                    raise KernelError(f"{what}: kernel said {os.strerror(code)}", code)
                 if flags & C.NLM_F_DUMP_INTR:
                     raise KernelError(f"{what}: the table changed during the dump; retry")
                 yield buf, off, length
@@ -127,32 +131,46 @@ class Ctnetlink:
         return self._replies("conntrack dump")
 
     def dump(self, family: int = socket.AF_UNSPEC, kfilter: KernelFilterLike | None = None) -> list[Row]:
-        """Every entry (both families by default), decoded; the kernel-side filter narrows it.
+        """Every entry (both families by default), decoded; the kernel-side filter narrows it."""
+        out: list[Row] = []
+        for chunk in self.dump_chunks(family, kfilter):
+            out += chunk
+        return out
+
+    def dump_chunks(self, family: int = socket.AF_UNSPEC,
+                    kfilter: KernelFilterLike | None = None) -> Iterator[list[Row]]:
+        """The dump as lists of rows, one per received chunk, so callers can aggregate as it arrives.
 
         A reader thread receives while this thread decodes: the kernel builds the
         next chunk inside recv() with the GIL released, so on two cores the kernel's
-        half of the work and the decoding overlap instead of adding up.
+        half of the work and ours overlap instead of adding up.
         """
+        if family == socket.AF_UNSPEC and kfilter is not None and kfilter.proto is not None:
+            # The kernel parses a tuple filter only for a concrete family (else EOPNOTSUPP).
+            for fam in (socket.AF_INET, socket.AF_INET6):
+                yield from self.dump_chunks(fam, kfilter)
+            return
         self._send(C.IPCTNL_MSG_CT_GET, C.NLM_F_DUMP, family,
                    encode_filter(kfilter) if kfilter is not None else b"")
         chunks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
         reader = threading.Thread(target=self._read_dump, args=(chunks,), name="ct-dump", daemon=True)
         reader.start()
-        out: list[Row] = []
         decode = self.decoder.decode_chunk
         try:
             while (chunk := chunks.get()) is not None:
                 if isinstance(chunk, BaseException):
                     raise chunk
-                if decode(chunk, out):
+                rows: list[Row] = []
+                done = decode(chunk, rows)
+                yield rows
+                if done:
                     break
         except ErrorReply as e:
-            raise KernelError(f"conntrack dump: kernel said {os.strerror(e.code)}") from None
+            raise KernelError(f"conntrack dump: kernel said {os.strerror(e.code)}", e.code) from None
         except DecodeError as e:
             raise KernelError(f"conntrack dump: {e}") from None
         finally:
             reader.join()
-        return out
 
     def _read_dump(self, chunks: queue.SimpleQueue[bytes | BaseException | None]) -> None:
         """Receive a dump's chunks until the one holding NLMSG_DONE or an error."""
@@ -163,7 +181,7 @@ class Ctnetlink:
                 if _ends_dump(data):
                     break
         except OSError as e:
-            chunks.put(KernelError(f"conntrack dump: {e.strerror}"))
+            chunks.put(KernelError(f"conntrack dump: {e.strerror}", e.errno))
         chunks.put(None)
 
     def stats(self) -> Stats:
@@ -225,7 +243,7 @@ class Ctnetlink:
                         ok += 1
                     elif code != errno.ENOENT:
                         pending.clear()
-                        raise KernelError(f"{what}: kernel said {os.strerror(code)}")
+                        raise KernelError(f"{what}: kernel said {os.strerror(code)}", code)
         return ok
 
     def flush(self, family: int = socket.AF_UNSPEC, kfilter: KernelFilterLike | None = None) -> None:
@@ -282,7 +300,7 @@ def open_socket(rcvbuf: int) -> socket.socket:
     try:
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, C.NETLINK_NETFILTER)
     except OSError as e:
-        raise KernelError(f"cannot open a netfilter netlink socket: {e.strerror}") from None
+        raise KernelError(f"cannot open a netfilter netlink socket: {e.strerror}", e.errno) from None
     try:
         s.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, rcvbuf)
     except OSError:

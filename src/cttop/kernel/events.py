@@ -42,7 +42,7 @@ class EventSocket:
                 self.sock.setsockopt(C.SOL_NETLINK, C.NETLINK_ADD_MEMBERSHIP, g)
             except OSError as e:
                 self.sock.close()
-                raise KernelError(f"conntrack events: cannot subscribe: {e.strerror}") from None
+                raise KernelError(f"conntrack events: cannot subscribe: {e.strerror}", e.errno) from None
         self.sock.setblocking(False)
         self.rcvbuf = rcvbuf
         self.decoder = Decoder()
@@ -75,7 +75,7 @@ class EventSocket:
                 break
             except OSError as e:
                 if e.errno != errno.ENOBUFS:
-                    raise KernelError(f"conntrack events: {e.strerror}") from None
+                    raise KernelError(f"conntrack events: {e.strerror}", e.errno) from None
                 self.losses += 1
                 batch.lost = True
                 self._grow()

@@ -1,47 +1,47 @@
-"""The flow store: flows by conntrack id, with aggregates kept up to date as rows come and go.
+"""The flow store: flows by conntrack id, packed, with aggregates kept up to date as rows come and go.
 
-Every aggregate is adjusted by the row that enters or leaves (``_account`` with
-+1/-1), never by rescanning, so an event costs the same on a table of ten flows
-or of a million. Group aggregates are only kept for keys someone asked for
-(:meth:`FlowTable.track`): keeping all ten costs ~3 µs a row for data nobody reads.
+Every aggregate is adjusted by the row that enters or leaves, never by rescanning,
+so an event costs the same on a table of ten flows or of a million. Group totals
+are only kept for keys someone asked for (:meth:`FlowTable.track`): keeping all
+ten costs ~3 µs a row for data nobody reads.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-from cttop.model import (EV_DESTROY, EV_NEW, IPS_ASSURED, R_ID, R_LABELS, R_OBYTES, R_OPKTS, R_PROTO, R_RBYTES, R_RPKTS,
-                         Row, state_key)
-from cttop.table.groups import GROUPS
+from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, Row
+from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.packing import pack, unpack
 
-
-@dataclass(frozen=True)
-class GroupRow:
-    key: object
-    text: str
-    entries: int
-    bytes: int | None
-    packets: int | None
-    filter: str | None
+__all__ = ["FlowTable", "GroupRow"]
 
 
 class FlowTable:
     def __init__(self, track: Iterable[str] = ()) -> None:
         self._flows: dict[int, bytes] = {}
         self._labels: dict[int, int] = {}
-        self.by_proto: dict[int, int] = {}
-        self.by_state: dict[str, int] = {}
-        self.evictable = 0
-        self.counted = 0  # flows carrying counters (accounting was on when they were created)
-        self._groups: dict[str, dict[object, list[int]]] = {}
+        self.agg = Aggregates(track)
         self.created = 0  # NEW events applied since start, for rates
         self.destroyed = 0
         self.generation = 0  # bumped on every change, so views know when to rebuild
-        for name in track:
-            self.track(name)
+
+    # The aggregates, read as attributes of the table.
+    @property
+    def by_proto(self) -> dict[int, int]:
+        return self.agg.by_proto
+
+    @property
+    def by_state(self) -> dict[str, int]:
+        return self.agg.by_state
+
+    @property
+    def evictable(self) -> int:
+        return self.agg.evictable
+
+    @property
+    def counted(self) -> int:
+        return self.agg.counted
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -63,31 +63,16 @@ class FlowTable:
         return list(self._flows.values())
 
     def track(self, name: str) -> None:
-        """Start keeping the ``name`` group aggregate (one scan now, incremental after)."""
-        if name in self._groups:
+        """Start keeping the ``name`` group totals (one scan now, incremental after)."""
+        if name in self.agg.groups:
             return
-        if name not in GROUPS:
-            raise KeyError(name)
-        self._groups[name] = {}
-        key, agg = GROUPS[name].key, self._groups[name]
-        for row in self.rows():
-            _add_group(agg, key(row), row, 1)
+        fresh = Aggregates([name])
+        fresh.add_rows(list(self.rows()))
+        self.agg.groups[name] = fresh.groups[name]
 
-    def _account(self, row: Row, sign: int) -> None:
-        p = row[R_PROTO]
-        self.by_proto[p] = n = self.by_proto.get(p, 0) + sign
-        if not n:
-            del self.by_proto[p]
-        s = state_key(row)
-        self.by_state[s] = n = self.by_state.get(s, 0) + sign
-        if not n:
-            del self.by_state[s]
-        if not row[4] & IPS_ASSURED:
-            self.evictable += sign
-        if row[R_OPKTS] is not None:
-            self.counted += sign
-        for name, agg in self._groups.items():
-            _add_group(agg, GROUPS[name].key(row), row, sign)
+    def top(self, name: str, n: int = 10, by: str = "entries") -> list[GroupRow]:
+        self.track(name)
+        return self.agg.top(name, n, by)
 
     def _put(self, row: Row) -> None:
         fid = row[R_ID]
@@ -97,34 +82,38 @@ class FlowTable:
             if row[R_OPKTS] is None and old_row[R_OPKTS] is not None:
                 # UPDATE events carry no counters; keep the last ones we saw.
                 row = row[:17] + old_row[17:21] + row[21:]
-            self._account(old_row, -1)
+            self.agg.add(old_row, -1)
         self._flows[fid] = pack(row)
         if row[R_LABELS]:
             self._labels[fid] = row[R_LABELS]
-        self._account(row, 1)
-
-    def _drop(self, fid: int) -> None:
-        old = self._flows.pop(fid, None)
-        if old is not None:
-            self._account(unpack(old, self._labels.pop(fid, 0)), -1)
+        self.agg.add(row, 1)
 
     def apply_dump(self, rows: Iterable[Row]) -> None:
-        """Replace the whole content with a fresh dump (start-up and resync after lost events)."""
-        tracked = list(self._groups)
+        """Replace the whole content with a fresh dump (start-up, and resync after lost events)."""
+        self.clear()
+        self.extend(rows)
+
+    def clear(self) -> None:
         self._flows.clear()
         self._labels.clear()
-        self.by_proto.clear()
-        self.by_state.clear()
-        self.evictable = self.counted = 0
-        self._groups = {name: {} for name in tracked}
-        for row in rows:
-            self._put(row)
+        self.agg = Aggregates(self.agg.groups)
+        self.generation += 1
+
+    def extend(self, rows: Iterable[Row]) -> None:
+        """Add a dump chunk of rows the table does not hold yet (batch-counted)."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        self._flows.update(zip(map(_id, rows), map(pack, rows)))
+        self._labels.update((r[R_ID], r[R_LABELS]) for r in rows if r[R_LABELS])
+        self.agg.add_rows(rows)
         self.generation += 1
 
     def apply_events(self, events: Iterable[tuple[int, Row]]) -> None:
         for kind, row in events:
             if kind == EV_DESTROY:
-                self._drop(row[R_ID])
+                fid = row[R_ID]
+                old = self._flows.pop(fid, None)
+                if old is not None:
+                    self.agg.add(unpack(old, self._labels.pop(fid, 0)), -1)
                 self.destroyed += 1
             else:
                 if kind == EV_NEW:
@@ -132,24 +121,6 @@ class FlowTable:
                 self._put(row)
         self.generation += 1
 
-    def top(self, name: str, n: int = 10, by: str = "entries") -> list[GroupRow]:
-        """The ``n`` heaviest groups of key ``name`` by entries, bytes or packets."""
-        self.track(name)
-        col = {"entries": 0, "bytes": 1, "packets": 2}[by]
-        g = GROUPS[name]
-        best = heapq.nlargest(n, self._groups[name].items(), key=lambda kv: kv[1][col])
-        have_counters = self.counted > 0
-        return [GroupRow(k, g.text(k), v[0], v[1] if have_counters else None,
-                         v[2] if have_counters else None, g.filter(k)) for k, v in best if v[0] > 0]
 
-
-def _add_group(agg: dict[object, list[int]], k: object, row: Row, sign: int) -> None:
-    v = agg.get(k)
-    if v is None:
-        v = agg[k] = [0, 0, 0]
-    v[0] += sign
-    if row[R_OPKTS] is not None:
-        v[1] += sign * (row[R_OBYTES] + row[R_RBYTES])
-        v[2] += sign * (row[R_OPKTS] + row[R_RPKTS])
-    if not v[0]:
-        del agg[k]
+def _id(row: Row) -> int:
+    return row[R_ID]  # type: ignore[no-any-return]

@@ -1,0 +1,95 @@
+"""Counts by protocol and state, the evictable count, and group totals over a set of rows.
+
+Two ways in, with the same result: :meth:`Aggregates.add` for one row at a time
+(events), and :meth:`Aggregates.add_rows` for a whole dump chunk, which counts with
+``Counter`` over C-level ``map``/``zip`` so a 262k-row dump aggregates in a
+fraction of the time a Python loop takes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+
+from cttop.model import (IPS_ASSURED, R_OBYTES, R_OPKTS, R_PROTO, R_PSTATE, R_RBYTES, R_RPKTS, R_STATUS, Row,
+                         state_key3)
+from cttop.table.groups import GROUPS
+
+@dataclass(frozen=True)
+class GroupRow:
+    key: object
+    text: str
+    entries: int
+    bytes: int | None
+    packets: int | None
+    filter: str | None  # the filter expression that selects exactly this group
+
+
+def _bump(d: dict[object, int], k: object, by: int) -> None:
+    n = d.get(k, 0) + by
+    if n:
+        d[k] = n
+    else:
+        d.pop(k, None)
+
+
+class Aggregates:
+    def __init__(self, track: Iterable[str] = ()) -> None:
+        self.by_proto: dict[int, int] = {}
+        self.by_state: dict[str, int] = {}
+        self.evictable = 0  # not ASSURED: what early_drop may reclaim
+        self.counted = 0  # rows carrying counters (accounting was on when they were created)
+        self.groups: dict[str, tuple[dict[object, int], dict[object, int], dict[object, int]]] = {}
+        for name in track:
+            if name not in GROUPS:
+                raise KeyError(name)
+            self.groups[name] = ({}, {}, {})
+
+    def add(self, row: Row, sign: int = 1) -> None:
+        _bump(self.by_proto, row[R_PROTO], sign)  # type: ignore[arg-type]
+        _bump(self.by_state, state_key3(row[R_PROTO], row[R_PSTATE], row[R_STATUS]), sign)  # type: ignore[arg-type]
+        if not row[R_STATUS] & IPS_ASSURED:
+            self.evictable += sign
+        counted = row[R_OPKTS] is not None
+        if counted:
+            self.counted += sign
+        for name, (entries, nbytes, npkts) in self.groups.items():
+            k = GROUPS[name].key(row)
+            _bump(entries, k, sign)
+            if counted:
+                _bump(nbytes, k, sign * (row[R_OBYTES] + row[R_RBYTES]))
+                _bump(npkts, k, sign * (row[R_OPKTS] + row[R_RPKTS]))
+
+    def add_rows(self, rows: Sequence[Row]) -> None:
+        """Add many rows at once (same result as :meth:`add` on each)."""
+        for p, n in Counter(map(itemgetter(R_PROTO), rows)).items():
+            _bump(self.by_proto, p, n)  # type: ignore[arg-type]
+        triples = Counter(zip(map(itemgetter(R_PROTO), rows), map(itemgetter(R_PSTATE), rows),
+                              map(itemgetter(R_STATUS), rows)))
+        for (proto, pstate, status), n in triples.items():
+            _bump(self.by_state, state_key3(proto, pstate, status), n)  # type: ignore[arg-type]
+            if not status & IPS_ASSURED:
+                self.evictable += n
+        counted = [r for r in rows if r[R_OPKTS] is not None]
+        self.counted += len(counted)
+        for name, (entries, nbytes, npkts) in self.groups.items():
+            key = GROUPS[name].key
+            for k, n in Counter(map(key, rows)).items():
+                _bump(entries, k, n)
+            for r in counted:
+                k = key(r)
+                _bump(nbytes, k, r[R_OBYTES] + r[R_RBYTES])
+                _bump(npkts, k, r[R_OPKTS] + r[R_RPKTS])
+
+    def top(self, name: str, n: int = 10, by: str = "entries") -> list[GroupRow]:
+        """The ``n`` heaviest groups of a tracked key, by entries, bytes or packets."""
+        entries, nbytes, npkts = self.groups[name]
+        col = {"entries": entries, "bytes": nbytes, "packets": npkts}[by]
+        g = GROUPS[name]
+        have = self.counted > 0
+        best = heapq.nlargest(n, col.items(), key=itemgetter(1))
+        return [GroupRow(k, g.text(k), entries.get(k, 0), nbytes.get(k, 0) if have else None,
+                         npkts.get(k, 0) if have else None, g.filter(k)) for k, _ in best]
