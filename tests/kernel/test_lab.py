@@ -12,6 +12,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pytest
+import typer
 
+from cttop.kernel.netns import NetnsSpec
+from cttop.lab import topology
+from cttop.lab.scenarios import STORM_PORT
+from cttop.lab.topology import CLIENT4, SERVER4, SYN_PORT, Lab
 from tests.conftest import delete_netns, sh
 
 pytestmark = pytest.mark.kernel
@@ -34,6 +40,7 @@ EXIT_MARGIN = 20.0
 
 @dataclass
 class Flow:
+    line: str
     proto: str
     state: str
     unreplied: bool
@@ -69,6 +76,10 @@ class RunningLab:
             time.sleep(0.3)
 
 
+def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
+
+
 def cttop_lab(*args: str) -> list[str]:
     return ["cttop", "lab", *args]
 
@@ -90,7 +101,7 @@ def flows(ns: str) -> list[Flow]:
             continue
         srcs = [t[4:] for t in tok if t.startswith("src=")]
         dsts = [t[4:] for t in tok if t.startswith("dst=")]
-        out.append(Flow(tok[0], tok[3] if tok[0] == "tcp" else "", "[UNREPLIED]" in tok, srcs[0], dsts[1]))
+        out.append(Flow(line, tok[0], tok[3] if tok[0] == "tcp" else "", "[UNREPLIED]" in tok, srcs[0], dsts[1]))
     return out
 
 
@@ -178,7 +189,7 @@ def assert_nothing_left(lab: RunningLab, ruleset_before: str) -> None:
     assert not [n for n in lab_namespaces() if lab.tag in n]
     assert lab.seen_pids, "the test never saw a generator running"
     assert not [p for p in lab.seen_pids if alive(p)]
-    tagged = subprocess.run(["pgrep", "-f", f"--lab {lab.tag}"], capture_output=True, text=True).stdout.split()
+    tagged = run(["pgrep", "-f", f"--lab {lab.tag}"]).stdout.split()
     assert not tagged
     assert host_ruleset() == ruleset_before
     assert count_host() == 0
@@ -186,6 +197,11 @@ def assert_nothing_left(lab: RunningLab, ruleset_before: str) -> None:
 
 def count_host() -> int:
     return int(sh("conntrack", "-C").strip())
+
+
+def global_max() -> int:
+    with open("/proc/sys/net/netfilter/nf_conntrack_max") as f:
+        return int(f.read())
 
 
 def states(fs: list[Flow]) -> Counter[str]:
@@ -250,7 +266,7 @@ def test_mixed_shows_sessions_udp_pings_and_nat() -> None:
 
 def test_table_full_reaches_the_max_and_drops() -> None:
     ruleset = host_ruleset()
-    max_entries = int(open("/proc/sys/net/netfilter/nf_conntrack_max").read())
+    max_entries = global_max()
 
     def pressure(ns: str) -> tuple[int, int]:
         return count(ns), stat_sum(ns, "drop") + stat_sum(ns, "early_drop")
@@ -263,7 +279,7 @@ def test_table_full_reaches_the_max_and_drops() -> None:
     assert lab.proc.returncode == 0, err
     assert "reached nf_conntrack_max" in err
     assert_nothing_left(lab, ruleset)
-    assert int(open("/proc/sys/net/netfilter/nf_conntrack_max").read()) == max_entries
+    assert global_max() == max_entries
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -289,7 +305,7 @@ def test_keep_leaves_the_namespaces_and_cleanup_removes_them() -> None:
         assert not [p for p in lab.seen_pids if alive(p)]
         assert count(lab.router) > 0
         assert "cttop lab --cleanup" in err
-        r = subprocess.run(cttop_lab("--cleanup"), capture_output=True, text=True, timeout=30)
+        r = run(cttop_lab("--cleanup"))
         assert r.returncode == 0, r.stderr
         assert not [n for n in lab_namespaces() if lab.tag in n]
     assert_nothing_left(lab, ruleset)
@@ -310,7 +326,7 @@ def test_sigkill_takes_the_generators_with_it() -> None:
 
 
 def test_unknown_scenario_is_one_line_listing_the_names() -> None:
-    r = subprocess.run(cttop_lab("--scenario", "nope", "--no-ui"), capture_output=True, text=True, timeout=30)
+    r = run(cttop_lab("--scenario", "nope", "--no-ui"))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -322,6 +338,106 @@ def test_unknown_scenario_is_one_line_listing_the_names() -> None:
 def test_not_root_is_one_line() -> None:
     # In a fresh user namespace with no mapping the process runs as the overflow uid (nobody),
     # yet still owns the files it could read as root.
-    r = subprocess.run(["unshare", "--user", *cttop_lab("--no-ui")], capture_output=True, text=True, timeout=30)
+    r = run(["unshare", "--user", *cttop_lab("--no-ui")])
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "root" in r.stderr
+
+
+def test_the_python_syn_generator_makes_half_open_flows() -> None:
+    # The syn-flood scenario uses hping3 where installed; this is the generator used where it is not.
+    lab = Lab.new()
+    topology.create(lab)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for role, args in (("server", ["serve", "--syn-port", str(SYN_PORT)]),
+                           ("client", ["syn", "--src", CLIENT4, "--dst", SERVER4, "--port", str(SYN_PORT),
+                                       "--rate", "1000"])):
+            procs.append(subprocess.Popen(["ip", "netns", "exec", lab.ns(role), sys.executable, "-m",
+                                           "cttop.lab.traffic", *args, "--seconds", "5"], text=True))
+        running = RunningLab(procs[1], {"router": lab.router})
+        fs = running.sample(flows, lambda fs: len(fs) > 500)
+        assert len(fs) > 500
+        assert Counter(f.state for f in fs)["SYN_RECV"] == len(fs), states(fs)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        topology.destroy(lab)
+    assert not [n for n in lab_namespaces() if lab.tag in n]
+
+
+def test_notrack_on_the_storm_port_stops_its_entries() -> None:
+    # What the TUI's NOTRACK remediation does, done by hand: the storm keeps coming, its entries stop.
+    notrack = "add table inet cttoptest; " \
+        "add chain inet cttoptest pre { type filter hook prerouting priority raw; }; " \
+        f"add rule inet cttoptest pre udp dport {STORM_PORT} counter notrack"
+    with lab_running("udp-storm", 10) as lab:
+        lab.sample(count, lambda n: n > 1000)
+        sh("nft", notrack, netns=lab.router)
+        sh("conntrack", "-D", "-p", "udp", "--dport", str(STORM_PORT), netns=lab.router, check=False)
+
+        def storm(ns: str) -> tuple[int, int]:
+            rules = sh("nft", "list", "chain", "inet", "cttoptest", "pre", netns=ns)
+            packets = int(rules.split("packets ")[1].split()[0])
+            return packets, sum(f.proto == "udp" and f"dport={STORM_PORT}" in f.line for f in flows(ns))
+
+        packets, entries = lab.sample(storm, lambda s: s[0] > 1000)
+        assert packets > 1000
+        assert entries == 0
+        finish(lab, 10)
+
+
+class FakeTui:
+    """Stands in for cttop.ui.run_tui: checks what the lab hands it, then quits, crashes or hangs up."""
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self.then = then
+        self.calls: list[tuple[str | None, bool, str | None]] = []
+        self.router_count = 0
+
+    def __call__(self, spec: NetnsSpec, *, read_only: bool = False, title: str | None = None) -> None:
+        self.calls.append((spec.name, read_only, title))
+        assert spec.name is not None
+        end = time.monotonic() + SETUP_BOUND
+        while self.router_count == 0 and time.monotonic() < end:
+            self.router_count = count(spec.name)
+            time.sleep(0.2)
+        self.then()
+
+
+def hang_up() -> None:
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(5)
+
+
+def crash() -> None:
+    raise RuntimeError("the TUI crashed")
+
+
+@pytest.mark.parametrize("then, expect", [(lambda: None, None), (crash, RuntimeError), (hang_up, typer.Exit)])
+def test_the_tui_gets_the_router_and_every_way_out_cleans_up(
+        monkeypatch: pytest.MonkeyPatch, then: Callable[[], None], expect: type[BaseException] | None) -> None:
+    import cttop.ui
+    from cttop.cli.lab import lab as lab_command
+
+    ruleset = host_ruleset()
+    before = set(lab_namespaces())
+    tui = FakeTui(then)
+    monkeypatch.setattr(cttop.ui, "run_tui", tui, raising=False)
+    try:
+        if expect is None:
+            lab_command(scenario="mixed", keep=False, no_ui=False, duration=30, cleanup=False)
+        else:
+            with pytest.raises(expect):
+                lab_command(scenario="mixed", keep=False, no_ui=False, duration=30, cleanup=False)
+    finally:
+        left = set(lab_namespaces()) - before
+        for ns in left:
+            delete_netns(ns)
+    assert not left
+    [(name, read_only, title)] = tui.calls
+    assert name is not None and name.startswith("cttop-lab-") and name.endswith("-router")
+    assert read_only is False and title is not None and name in title
+    assert tui.router_count > 0
+    assert not run(["pgrep", "-f", f"--lab {name.removeprefix('cttop-lab-').removesuffix('-router')}"]).stdout
+    assert host_ruleset() == ruleset

@@ -57,6 +57,8 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
     run_tui = None if no_ui else _tui_entry()
     seconds = duration if duration is not None else HEADLESS_SECONDS if no_ui else TUI_SECONDS
     session = LabSession(SCENARIOS[scenario], seconds)
+    if scenario == "table-full" and session.max_entries <= 0:
+        raise LabError("nf_conntrack_max is 0 (no limit) on this host: the table cannot fill")
     failures: list[str] = []
     try:
         with exits_on_signals():
@@ -89,7 +91,7 @@ def _tui_entry() -> Callable[..., None]:
         from cttop.ui import run_tui
     except ImportError:
         raise LabError("the TUI (cttop.ui.run_tui) is not available in this build: use --no-ui") from None
-    return run_tui  # type: ignore[no-any-return]
+    return run_tui
 
 
 def _print_names(session: LabSession) -> None:

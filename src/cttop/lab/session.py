@@ -97,6 +97,7 @@ class LabSession:
         cmd = ["ip", "netns", "exec", self.lab.ns(gen.role), *gen.argv]
         try:
             # A session of their own: Ctrl-C in the terminal reaches the lab, which stops them in order.
+            # preexec_fn is safe here: generators start before the TUI, while the lab has one thread.
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                     start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as e:
@@ -118,9 +119,6 @@ class LabSession:
                 why = lines[-1] if lines else f"exit status {code}"
                 out.append(f"{r.gen.label} in {self.lab.ns(r.gen.role)} failed: {why}")
         return out
-
-    def pids(self) -> list[int]:
-        return [r.proc.pid for r in self.running]
 
     def wait_full(self, deadline: float, poll: float = 0.05) -> float | None:
         """Seconds from now until the router's count reaches the max, or None if ``deadline`` came first."""

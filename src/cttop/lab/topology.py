@@ -93,7 +93,7 @@ def run(*args: str, netns: str | None = None, input: str | None = None) -> str:
     """Run a command, inside ``netns`` if given; a failure becomes a one-line LabError."""
     cmd = (["ip", "netns", "exec", netns] if netns else []) + list(args)
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=30)
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True, input=input, timeout=30)
     except FileNotFoundError:
         raise LabError(f"`{cmd[0]}` is not installed (the lab needs iproute2 and nftables)") from None
     except subprocess.TimeoutExpired:
@@ -169,13 +169,13 @@ def existing() -> list[str]:
 
 def remove_namespace(name: str) -> None:
     """Kill whatever still runs in ``name`` (it would keep the namespace alive), then delete it."""
-    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(["ip", "netns", "pids", name], check=False, capture_output=True, text=True).stdout.split()
     for pid in pids:
         try:
             os.kill(int(pid), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
 
 
 def destroy(lab: Lab) -> None:

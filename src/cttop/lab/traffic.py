@@ -142,7 +142,7 @@ async def _http_get(host: str) -> None:
         await writer.drain()
         await asyncio.wait_for(reader.read(), 2)
         writer.close()
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         pass
 
 
@@ -156,7 +156,7 @@ async def _dns_query(host: str) -> None:
         try:
             await loop.sock_sendto(s, query, (host, DNS_PORT))
             await asyncio.wait_for(loop.sock_recv(s, 512), 1)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
 
 
