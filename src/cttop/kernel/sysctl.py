@@ -92,8 +92,12 @@ def writable(spec: NetnsSpec, name: str) -> tuple[bool, str]:
     return (True, "") if ok else (False, "not writable by this user")
 
 
+# init_net's fixed inode (PROC_NET_INIT_INO): pid 1's ns link may be unreadable (sandboxes, hidepid).
+PROC_NET_INIT_INO = 0xEFFFFFF9
+
+
 def _initial_netns_inode() -> int:
     try:
         return os.stat("/proc/1/ns/net").st_ino
     except OSError:
-        return -1
+        return PROC_NET_INIT_INO
