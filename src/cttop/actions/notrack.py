@@ -29,8 +29,9 @@ from cttop.actions.errors import ActionError
 from cttop.actions.journal import Journal, Record
 from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
 from cttop.actions.plan import Change, Plan
+from cttop.filter import compile_filter
 from cttop.filter.ast import Node
-from cttop.filter.compile import compile_filter, source
+from cttop.filter.compile import source
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import Row, nat_kind
 
@@ -185,8 +186,8 @@ def _rule_commands(spec: NetnsSpec, add: Sequence[NotrackRule], remove: Sequence
     if nft_add:
         out.append(shell.shown(spec, ["nft", "add", "table", "inet", TABLE]))
         for chain, hook in NFT_CHAINS.items():
-            out.append(shell.shown(spec, ["nft", f"add chain {NFT_TABLE} {chain} "
-                                                 f"{{ type filter hook {hook} priority raw; }}"]))
+            chain_def = f"add chain {NFT_TABLE} {chain} {{ type filter hook {hook} priority raw; }}"
+            out.append(shell.shown(spec, ["nft", chain_def]))
     for r in add:
         if r.backend == "nft":
             out.append(shell.shown(spec, ["nft", f"add rule {NFT_TABLE} {r.chain} {r.rule}"]))
@@ -257,7 +258,7 @@ class _RulesPlan(Plan):
         if not included:
             out.append(f"{self.persist_file} loads at boot only if {NFTABLES_CONF} has "
                        f"include \"{self.persist_file}\"")
-        if not _is_initial(self.spec):
+        if not shell.is_initial(self.spec):
             out.append(f"a persisted file is loaded at boot into the initial namespace, not {self.spec.label()}")
         return out
 
@@ -286,13 +287,6 @@ class _RulesPlan(Plan):
         if self._file_written:
             P.write_text(self.persist_file or "", self._file_before)
         self._revert_rules()
-
-
-def _is_initial(spec: NetnsSpec) -> bool:
-    try:
-        return spec.inode() == os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        return False
 
 
 def _existing_parent(path: str) -> str:
@@ -355,10 +349,10 @@ class AddNotrack(_RulesPlan):
         return "\n".join(lines)
 
     def warnings(self) -> list[str]:
-        out = ["untracked packets lose NAT and conntrack helpers (FTP, SIP...): "
-               "do not exempt traffic that is NAT'd",
-               "a stateful filter must accept `ct state untracked` "
-               "(iptables: -m conntrack --ctstate UNTRACKED), or it drops these packets",
+        out = [("untracked packets lose NAT and conntrack helpers (FTP, SIP...): "
+                "do not exempt traffic that is NAT'd"),
+               ("a stateful filter must accept `ct state untracked` "
+                "(iptables: -m conntrack --ctstate UNTRACKED), or it drops these packets"),
                "flows already tracked keep their entries until they expire or are flushed"]
         if self.nat_rows:
             out.insert(0, f"{self.nat_rows} of the selected flows are NAT'd: exempting them breaks them")
@@ -425,8 +419,8 @@ class RemoveNotrack(_RulesPlan):
 
     def describe(self) -> str:
         head = f"Undo change {self.undoes}: remove" if self.undoes else "Remove"
-        lines = [f"{head} cttop NOTRACK rules {', '.join(self.ids)} in namespace {self.spec.label()} "
-                 f"({len(self.rules)} rules); their traffic is tracked again:"]
+        lines = [(f"{head} cttop NOTRACK rules {', '.join(self.ids)} in namespace {self.spec.label()} "
+                  f"({len(self.rules)} rules); their traffic is tracked again:")]
         lines += [f"    [{r.backend} {r.chain}] {r.rule}" for r in self.rules]
         if self.persist_file:
             lines.append(f"  refresh {self.persist_file}")
@@ -468,8 +462,8 @@ class RestoreNotrack(_RulesPlan):
         return self.rules
 
     def describe(self) -> str:
-        lines = [f"Undo change {self.undoes}: add back {len(self.rules)} NOTRACK rules "
-                 f"in namespace {self.spec.label()}:"]
+        lines = [(f"Undo change {self.undoes}: add back {len(self.rules)} NOTRACK rules "
+                  f"in namespace {self.spec.label()}:")]
         lines += [f"    [{r.backend} {r.chain}] {r.rule}" for r in self.rules]
         return "\n".join(lines)
 

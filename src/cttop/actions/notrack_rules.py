@@ -16,7 +16,22 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from cttop.actions.errors import ActionError
-from cttop.filter.ast import All, And, Addr, Compare, Family, Flag, Mark, Node, Not, Or, Port, Proto, State, Zone
+from cttop.filter.ast import (
+    Addr,
+    All,
+    And,
+    Compare,
+    Family,
+    Flag,
+    Mark,
+    Node,
+    Not,
+    Or,
+    Port,
+    Proto,
+    State,
+    Zone,
+)
 from cttop.model import AF_INET, AF_INET6, proto_name
 
 # Protocols whose ports nft can name (``udp dport``) and iptables can match (``-m udp --dport``).

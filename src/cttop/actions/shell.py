@@ -8,12 +8,14 @@ out so it can be pasted into a runbook.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
 
 from cttop.actions.errors import ActionError
 from cttop.kernel.netns import NetnsSpec, run_in
+from cttop.kernel.sysctl import PROC_NET_INIT_INO
 
 
 def prefix(spec: NetnsSpec) -> list[str]:
@@ -40,7 +42,8 @@ def run(spec: NetnsSpec, argv: list[str], stdin: str | None = None) -> subproces
 
     def go() -> subprocess.CompletedProcess[str]:
         try:
-            return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+            return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60,
+                                  check=False)
         except FileNotFoundError:
             raise ActionError(f"{argv[0]}: command not found") from None
         except subprocess.TimeoutExpired:
@@ -55,3 +58,12 @@ def first_line(text: str) -> str:
         if line.strip():
             return line.strip()
     return "failed"
+
+
+def is_initial(spec: NetnsSpec) -> bool:
+    """Whether ``spec`` is the host's own namespace, where globals live and persisted files apply."""
+    try:
+        init = os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        init = PROC_NET_INIT_INO
+    return spec.inode() == init

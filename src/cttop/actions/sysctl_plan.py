@@ -15,15 +15,6 @@ from cttop.errors import CttopError
 from cttop.kernel import sysctl
 from cttop.kernel.netns import NetnsSpec
 
-INIT_NETNS = "/proc/1/ns/net"
-
-
-def _is_initial(spec: NetnsSpec) -> bool:
-    try:
-        return spec.inode() == os.stat(INIT_NETNS).st_ino
-    except OSError:
-        return False
-
 
 def _nf_conntrack_builtin() -> bool:
     # Loadable modules have an initstate file; built-in ones only their parameters.
@@ -120,7 +111,7 @@ class SetSysctls(Plan):
             if t.is_global:
                 out.append(f"{name} is global: it applies to every namespace on this host")
             out.extend(warnings_for(t, v, after))
-        if self.edits and not _is_initial(self.spec):
+        if self.edits and not shell.is_initial(self.spec):
             out.append(f"persisted settings are applied at boot to the initial namespace, not to {self.spec.label()}")
         if any(P.HASHSIZE_KEY in keys for keys in self.edits.values()) and _nf_conntrack_builtin():
             out.append("nf_conntrack is built into this kernel, so modprobe.d is not read for it: "

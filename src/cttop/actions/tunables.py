@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from cttop.actions.drift import Drift, check
 from cttop.actions.errors import ActionError
+from cttop.actions.journal import Journal
 from cttop.kernel import sysctl
 from cttop.kernel.netns import NetnsSpec
 
@@ -211,4 +213,49 @@ def warnings_for(t: Tunable, value: int, current: dict[str, str]) -> list[str]:
     elif t.name in ("nf_conntrack_acct", "nf_conntrack_timestamp") and value == 1:
         out.append(f"{t.name.removeprefix('nf_conntrack_')}=1 costs memory per entry and applies only "
                    "to entries created from now on")
+    return out
+
+
+@dataclass(frozen=True)
+class TunableState:
+    """One line of the tunables screen."""
+
+    tunable: Tunable
+    value: str | None
+    writable: bool
+    why_not: str  # empty when writable
+    drift: Drift | None
+
+    @property
+    def name(self) -> str:
+        return self.tunable.name
+
+    def to_json(self) -> dict[str, object]:
+        t = self.tunable
+        return {"name": t.name, "value": _as_int(self.value), "default": t.default, "meaning": t.meaning,
+                "global": t.is_global, "writable": self.writable, "why_not": self.why_not or None,
+                "min": t.lo, "max": t.hi,
+                "drift": None if self.drift is None else {"set": _as_int(self.drift.expected),
+                                                         "change": self.drift.record_id,
+                                                         "message": self.drift.message()}}
+
+
+def _as_int(v: str | None) -> int | str | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return v
+
+
+def states(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[TunableState]:
+    """Every tunable with its value, default, writability here (and why not) and drift from what cttop set."""
+    names = present_names(spec)
+    values = sysctl.read(spec, names)
+    drifts = {d.name: d for d in check(spec, journal)}
+    out: list[TunableState] = []
+    for n in names:
+        t = _catalogue_entry(n)
+        assert t is not None  # present_names keeps catalogued names only
+        ok, why = (False, "read-only; change hashsize instead") if t.read_only else sysctl.writable(spec, n)
+        out.append(TunableState(t, values.get(n), ok, why, drifts.get(n)))
     return out

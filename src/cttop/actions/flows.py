@@ -1,0 +1,285 @@
+"""Delete conntrack entries: selected flows, or every flow a filter matches (flush).
+
+Neither can be undone: a deleted entry's state (NAT mapping, TCP window, age) is
+gone, and the journal says so. How many went is what the kernel reports: the
+ACKs of the deletes, or the table count before and after a kernel-side flush.
+
+A filtered flush is done by the kernel (one request) when the whole filter can be
+pushed down (``Filter.kernel.exact``) and the kernel applies CTA_FILTER to
+flushes; otherwise the matching entries are dumped, matched in Python and
+deleted in pipelined batches.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+
+from cttop.actions import shell
+from cttop.actions.errors import ActionError
+from cttop.actions.journal import Journal
+from cttop.actions.plan import Change, Plan
+from cttop.errors import CttopError
+from cttop.filter import Filter, KernelFilter, compile_filter
+from cttop.filter.ast import (
+    Addr,
+    All,
+    And,
+    Family,
+    Flag,
+    Mark,
+    Node,
+    Port,
+    Proto,
+    State,
+    Zone,
+)
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import (
+    AF_INET,
+    AF_INET6,
+    ICMP_PROTOS,
+    R_DPORT,
+    R_DST,
+    R_PROTO,
+    R_SPORT,
+    R_SRC,
+    R_ZONE,
+    Row,
+    addr_text,
+    has_ports,
+    nat_kind,
+    proto_name,
+)
+
+# Before this release the kernel ignores CTA_FILTER on a delete without a tuple and
+# would flush the whole table; filtered flushes are done by dump-and-delete there.
+KERNEL_FILTERED_FLUSH_SINCE = (6, 10)
+# Per-flow commands shown before the rest is summarised.
+SHOWN_COMMANDS = 20
+
+
+def kernel_flushes_with_filter(release: str | None = None) -> bool:
+    release = release or os.uname().release
+    try:
+        major, minor = (int(x) for x in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= KERNEL_FILTERED_FLUSH_SINCE
+
+
+def _families(kf: KernelFilter | None) -> list[int]:
+    """The nfgen families to send: tuple filters are refused with AF_UNSPEC, so those go once per family."""
+    if kf is None:
+        return [socket.AF_UNSPEC]
+    if kf.family is not None:
+        return [kf.family]
+    if any(v is not None for v in (kf.proto, kf.src, kf.dst, kf.sport, kf.dport)):
+        return [AF_INET, AF_INET6]
+    return [socket.AF_UNSPEC]
+
+
+def matching_rows(ct: Ctnetlink, flt: Filter) -> list[Row]:
+    """The entries ``flt`` matches, narrowed by the kernel where it can and checked in Python."""
+    rows: list[Row] = []
+    for family in _families(flt.kernel):
+        rows += ct.dump(family, flt.kernel)
+    return flt.select(rows)
+
+
+def row_command(spec: NetnsSpec, row: Row) -> str:
+    """``conntrack -D`` for exactly this entry's original tuple (and zone)."""
+    proto = row[R_PROTO]
+    args = ["conntrack", "-D", "-p", proto_name(proto), "-s", addr_text(row[R_SRC]), "-d", addr_text(row[R_DST])]
+    if has_ports(proto):
+        args += ["--sport", str(row[R_SPORT]), "--dport", str(row[R_DPORT])]
+    elif proto in ICMP_PROTOS:
+        args += ["--icmp-type", str(row[R_DPORT] >> 8), "--icmp-code", str(row[R_DPORT] & 0xFF),
+                 "--icmp-id", str(row[R_SPORT])]
+    if row[R_ZONE]:
+        args += ["-w", str(row[R_ZONE])]
+    return shell.shown(spec, args)
+
+
+def _rows_commands(spec: NetnsSpec, rows: Sequence[Row]) -> list[str]:
+    out = [row_command(spec, r) for r in rows[:SHOWN_COMMANDS]]
+    if len(rows) > SHOWN_COMMANDS:
+        out.append(f"# ... and {len(rows) - SHOWN_COMMANDS} more like these, one per flow")
+    return out
+
+
+def conntrack_args(node: Node) -> list[str] | None:
+    """``conntrack -D`` options selecting exactly what ``node`` selects, or None if they cannot."""
+    items = list(node.items) if isinstance(node, And) else [] if isinstance(node, All) else [node]
+    args: list[str] = []
+    protos = {i.num for i in items if isinstance(i, Proto)}
+    proto = protos.pop() if len(protos) == 1 else None
+    for item in items:
+        match item:
+            case Family(af):
+                args += ["-f", "ipv6" if af == AF_INET6 else "ipv4"]
+            case Proto(num):
+                args += ["-p", proto_name(num)]
+            case Addr(field, network, prefixlen, family) if field in ("src", "dst"):
+                full = prefixlen == (128 if family == AF_INET6 else 32)
+                text = addr_text(network) + ("" if full else f"/{prefixlen}")
+                args += ["-s" if field == "src" else "-d", text]
+            case Port(field, lo, hi) if field != "port" and lo == hi and proto is not None and has_ports(proto):
+                args += [f"--{field}", str(lo)]
+            case Mark(value, mask):
+                args += ["-m", f"{value}/{mask:#x}"]
+            case Zone(n):
+                args += ["-w", str(n)]
+            case State(name) if proto == 6:
+                args += ["--state", name]
+            case Flag("assured"):
+                args += ["-u", "ASSURED"]
+            case _:
+                return None
+    return args
+
+
+class DeleteFlows(Plan):
+    """Delete the given entries (the selected or tagged rows), matched by id and original tuple."""
+
+    kind = "delete"
+    undoable = False
+
+    def __init__(self, spec: NetnsSpec, rows: Sequence[Row], *, journal: Journal | None = None) -> None:
+        super().__init__(spec, journal)
+        self.rows = list(rows)
+        if not self.rows:
+            raise ActionError("no flows selected to delete")
+        self.nat = sum(1 for r in self.rows if nat_kind(r) is not None)
+
+    def describe(self) -> str:
+        return f"Delete {len(self.rows)} selected flows in namespace {self.spec.label()} (cannot be undone)"
+
+    def commands(self) -> list[str]:
+        return _rows_commands(self.spec, self.rows)
+
+    def warnings(self) -> list[str]:
+        out = ["deleted entries cannot be restored: this cannot be undone"]
+        if self.nat:
+            out.append(f"{self.nat} of them are NAT'd: those sessions break (their mapping is lost)")
+        return out
+
+    def _validate(self) -> None:
+        pass
+
+    def _change(self) -> Change:
+        try:
+            with Ctnetlink(self.spec) as ct:
+                before = ct.stats().count
+                removed = ct.delete_rows(self.rows)
+                after = ct.stats().count
+        except CttopError as e:
+            raise ActionError(f"delete in namespace {self.spec.label()}: {e} "
+                              "(entries deleted before the error cannot be restored)") from None
+        return Change(before={"count": before, "selected": len(self.rows)},
+                      after={"count": after, "removed": removed},
+                      summary=f"deleted {removed} of {len(self.rows)} selected flows in {self.spec.label()} "
+                              f"(table count {before} -> {after})",
+                      count=removed)
+
+
+class FlushFlows(Plan):
+    """Delete every entry the filter matches; no filter (or an empty one) flushes the whole table.
+
+    ``flt`` is filter text or a compiled Filter. The matching entries are counted
+    when the plan is made, so the confirmation can name the count.
+    """
+
+    kind = "flush"
+    undoable = False
+
+    def __init__(self, spec: NetnsSpec, flt: Filter | str | None = None, *, journal: Journal | None = None) -> None:
+        super().__init__(spec, journal)
+        self.filter = compile_filter(flt) if isinstance(flt, str) else flt
+        self.whole = self.filter is None or self.filter.is_all
+        self.rows: list[Row] = []
+        try:
+            with Ctnetlink(spec) as ct:
+                if self.whole:
+                    self.count = ct.stats().count
+                else:
+                    assert self.filter is not None
+                    self.rows = matching_rows(ct, self.filter)
+                    self.count = len(self.rows)
+        except CttopError as e:
+            raise ActionError(f"flush in namespace {spec.label()}: {e}") from None
+        self.nat = sum(1 for r in self.rows if nat_kind(r) is not None)
+
+    @property
+    def method(self) -> str:
+        """How it will be done: ``flush`` (whole table), ``kernel-filter`` or ``delete`` (dump and delete)."""
+        if self.whole:
+            return "flush"
+        assert self.filter is not None
+        kf = self.filter.kernel
+        if kf is not None and kf.exact and kernel_flushes_with_filter():
+            return "kernel-filter"
+        return "delete"
+
+    def _text(self) -> str:
+        return self.filter.text if self.filter is not None else ""
+
+    def describe(self) -> str:
+        if self.whole:
+            return (f"Flush the WHOLE conntrack table of namespace {self.spec.label()}: "
+                    f"{self.count} flows (cannot be undone)")
+        how = {"kernel-filter": "one kernel-side filtered flush",
+               "delete": "dump, match, batched deletes"}[self.method]
+        return (f"Flush the {self.count} flows matching '{self._text()}' in namespace "
+                f"{self.spec.label()} ({how}; cannot be undone)")
+
+    def commands(self) -> list[str]:
+        if self.whole:
+            return [shell.shown(self.spec, ["conntrack", "-F"])]
+        assert self.filter is not None
+        args = conntrack_args(self.filter.ast)
+        if args is not None:
+            return [shell.shown(self.spec, ["conntrack", "-D", *args])]
+        return _rows_commands(self.spec, self.rows)
+
+    def warnings(self) -> list[str]:
+        if self.whole:
+            return [(f"this deletes ALL {self.count} flows in namespace {self.spec.label()}: established "
+                     "NAT'd sessions will break (their mapping is lost) and stateful firewalls may drop "
+                     "their next packets; this cannot be undone")]
+        out = ["deleted entries cannot be restored: this cannot be undone"]
+        if self.nat:
+            out.append(f"{self.nat} of the matching flows are NAT'd: those sessions break")
+        return out
+
+    def _validate(self) -> None:
+        pass
+
+    def _change(self) -> Change:
+        method = self.method
+        try:
+            with Ctnetlink(self.spec) as ct:
+                before = ct.stats().count
+                if method == "flush":
+                    ct.flush()
+                elif method == "kernel-filter":
+                    assert self.filter is not None
+                    for family in _families(self.filter.kernel):
+                        ct.flush(family, self.filter.kernel)
+                else:
+                    assert self.filter is not None
+                    # Matched again now: the plan's rows may have expired or been joined by new ones.
+                    rows = matching_rows(ct, self.filter)
+                    acked = ct.delete_rows(rows)
+                after = ct.stats().count
+        except CttopError as e:
+            raise ActionError(f"flush in namespace {self.spec.label()}: {e} "
+                              "(entries deleted before the error cannot be restored)") from None
+        removed = acked if method == "delete" else max(before - after, 0)
+        what = "flows (whole table)" if self.whole else f"flows matching '{self._text()}'"
+        return Change(before={"count": before, "matched": self.count, "filter": self._text(), "method": method},
+                      after={"count": after, "removed": removed},
+                      summary=f"flushed {removed} {what} in {self.spec.label()} (table count {before} -> {after})",
+                      count=removed)
