@@ -125,8 +125,14 @@ def addr_text(addr: bytes) -> str:
     return addr.hex()
 
 
+_STATUS_NAMES: dict[int, list[str]] = {}
+
+
 def status_names(status: int) -> list[str]:
-    return [n for i, n in enumerate(STATUS_NAMES) if status >> i & 1]
+    names = _STATUS_NAMES.get(status)
+    if names is None:
+        names = _STATUS_NAMES[status] = [n for i, n in enumerate(STATUS_NAMES) if status >> i & 1]
+    return list(names)
 
 
 def nat_kind(row: Row) -> str | None:

@@ -37,8 +37,8 @@ def snapshot(
     flt = compile_filter(filter)
     snap = take(spec, flt, group_by, by, top, keep_flows=flows)
     if as_json:
-        json.dump(snap.to_json(flows), sys.stdout, separators=(",", ":"))
-        sys.stdout.write("\n")
+        # dumps, not dump: json.dump streams through the pure-Python encoder, 10x slower.
+        sys.stdout.write(json.dumps(snap.to_json(flows), separators=(",", ":")) + "\n")
     else:
         _print_human(snap, flows, bool(filter.strip()))
     if snap.problem is not None:

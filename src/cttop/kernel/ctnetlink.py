@@ -14,6 +14,7 @@ import os
 import queue
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -154,6 +155,10 @@ class Ctnetlink:
                    encode_filter(kfilter) if kfilter is not None else b"")
         chunks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
         reader = threading.Thread(target=self._read_dump, args=(chunks,), name="ct-dump", daemon=True)
+        # The reader needs the GIL for a moment after every recv; with the default
+        # 5 ms switch interval it waits on the decoding thread and the overlap is lost.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 0.0005))
         reader.start()
         decode = self.decoder.decode_chunk
         try:
@@ -171,6 +176,7 @@ class Ctnetlink:
             raise KernelError(f"conntrack dump: {e}") from None
         finally:
             reader.join()
+            sys.setswitchinterval(interval)
 
     def _read_dump(self, chunks: queue.SimpleQueue[bytes | BaseException | None]) -> None:
         """Receive a dump's chunks until the one holding NLMSG_DONE or an error."""

@@ -1,0 +1,271 @@
+"""Filter text to a syntax tree, by recursive descent.
+
+    expr := and ( ("or" | "||") and )*
+    and  := not ( ["and" | "&&"] not )*        juxtaposition is "and"
+    not  := ("not" | "!") not | "(" expr ")" | term
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal, NoReturn
+
+from cttop.filter.ast import (
+    Addr,
+    All,
+    And,
+    Compare,
+    Family,
+    Flag,
+    Mark,
+    Node,
+    Not,
+    Or,
+    Port,
+    Proto,
+    State,
+    Zone,
+)
+from cttop.filter.errors import FilterError
+from cttop.filter.lexer import Token, tokenize
+from cttop.model import AF_INET, AF_INET6, PROTO_NUMBERS, PSTATE_NAMES, STATUS_STATES
+
+# Parentheses and negations may nest this deep; far past any real filter, and well
+# short of where Python's own recursion (here and in compile()) would give out.
+MAX_DEPTH = 64
+
+STATE_NAMES = frozenset(n for names in PSTATE_NAMES.values() for n in names) | frozenset(STATUS_STATES)
+FLAGS = ("assured", "unreplied", "replied", "snat", "dnat", "nat")
+FAMILIES = {"ip": int(AF_INET), "ipv4": int(AF_INET), "ip6": int(AF_INET6), "ipv6": int(AF_INET6)}
+COMPARE_FIELDS = ("timeout", "bytes", "packets")
+COMPARE_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "==", "==": "==", "!=": "!="}
+SUFFIXES = {"": 1, "k": 1000, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}
+
+_AND = ("and", "&&")
+_OR = ("or", "||")
+_NOT = ("not", "!")
+_RESERVED = frozenset(_AND + _OR + _NOT)
+_PORTS = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+_UINT = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+_SIZE = re.compile(r"([0-9]+)(|[kKmMgG]|[kKmMgG][iI])")
+
+
+def parse(text: str) -> Node:
+    """The syntax tree of ``text``; ``All()`` for empty or blank text. Raises FilterError."""
+    if not text or text.isspace():
+        return All()
+    return _Parser(text).parse()
+
+
+def _fail(message: str, tok: Token) -> NoReturn:
+    raise FilterError(message, tok.col)
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.toks = tokenize(text)
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> Token:
+        return self.toks[self.i]
+
+    def take(self) -> Token:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def parse(self) -> Node:
+        node = self.expr()
+        tok = self.peek()
+        if tok.kind != "end":
+            _fail("unbalanced parenthesis" if tok.text == ")" else f"unexpected {tok.text!r}", tok)
+        return node
+
+    def expr(self) -> Node:
+        items = [self.conj()]
+        while self.peek().key in _OR:
+            self.take()
+            items.append(self.conj())
+        return _flat(Or, items)
+
+    def conj(self) -> Node:
+        items = [self.neg()]
+        while True:
+            tok = self.peek()
+            if tok.key in _AND:
+                self.take()
+            elif not _starts_term(tok):
+                break
+            items.append(self.neg())
+        return _flat(And, items)
+
+    def neg(self) -> Node:
+        tok = self.peek()
+        if tok.key in _NOT:
+            self.take()
+            self.nest(tok)
+            item = self.neg()
+            self.depth -= 1
+            return Not(item)
+        if tok.text == "(":
+            self.take()
+            self.nest(tok)
+            node = self.expr()
+            if self.peek().text != ")":
+                _fail("unbalanced parenthesis", tok)
+            self.take()
+            self.depth -= 1
+            return node
+        if tok.kind == "word" and tok.key not in _RESERVED:
+            self.take()
+            return self.term(tok)
+        if tok.text == ")" and self.depth == 0:
+            _fail("unbalanced parenthesis", tok)
+        if self.i == 0:
+            _fail(f"unexpected {tok.text!r}", tok)
+        self.expected("an expression", tok)
+
+    def nest(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            _fail("too deeply nested", tok)
+
+    def expected(self, what: str, tok: Token) -> NoReturn:
+        _fail(f"expected {what} after {self.toks[self.i - 1].text!r}", tok)
+
+    # -- terms -----------------------------------------------------------------
+
+    def term(self, tok: Token) -> Node:
+        word = tok.key
+        if word in ("host", "net"):
+            return self.addr("host")
+        if word in ("src", "dst"):
+            # tcpdump's "src port", "src host" and "src net" are accepted as well.
+            qualifier = self.peek().key
+            if qualifier == "port":
+                self.take()
+                return self.port("sport" if word == "src" else "dport")
+            if qualifier in ("host", "net"):
+                self.take()
+            return self.addr(word)
+        if word in ("port", "sport", "dport"):
+            return self.port(word)
+        if word in PROTO_NUMBERS:
+            return Proto(PROTO_NUMBERS[word])
+        if word == "proto":
+            return self.proto()
+        if word in FAMILIES:
+            return Family(FAMILIES[word])
+        if word == "state":
+            return self.state()
+        if word in FLAGS:
+            return Flag(word)  # type: ignore[arg-type]  # checked by the line above
+        if word == "mark":
+            return self.mark()
+        if word == "zone":
+            return self.zone()
+        if word in COMPARE_FIELDS:
+            return self.compare(word)  # type: ignore[arg-type]
+        _fail(f"unknown word {tok.text!r}", tok)
+
+    def value(self, what: str) -> Token:
+        """The word that must come next, or a failure naming ``what`` was expected."""
+        tok = self.peek()
+        if tok.kind != "word" or tok.key in _RESERVED:
+            self.expected(what, tok)
+        return self.take()
+
+    def addr(self, field: Literal["host", "src", "dst"]) -> Addr:
+        tok = self.value("an address")
+        text, slash, plen = tok.text.partition("/")
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            _fail(f"bad address {tok.text!r}", tok)
+        bits = ip.max_prefixlen
+        if slash:
+            if not plen.isdigit() or int(plen) > bits:
+                _fail(f"bad address {tok.text!r}", tok)
+            prefixlen = int(plen)
+        else:
+            prefixlen = bits
+        mask = ((1 << bits) - 1) ^ ((1 << (bits - prefixlen)) - 1)
+        network = (int(ip) & mask).to_bytes(bits // 8, "big")
+        return Addr(field, network, prefixlen, FAMILIES["ipv4" if ip.version == 4 else "ipv6"])
+
+    def port(self, field: Literal["port", "sport", "dport"]) -> Port:
+        tok = self.peek()
+        m = _PORTS.fullmatch(tok.text) if tok.kind == "word" else None
+        if m is None:
+            _fail("expected a port number", tok)
+        self.take()
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if lo > 65535 or hi > 65535:
+            _fail(f"bad port {tok.text!r}", tok)
+        if lo > hi:
+            _fail(f"bad port range {tok.text!r}", tok)
+        return Port(field, lo, hi)
+
+    def proto(self) -> Proto:
+        tok = self.value("a protocol")
+        if tok.key in PROTO_NUMBERS:
+            return Proto(PROTO_NUMBERS[tok.key])
+        return Proto(self.uint(tok, tok.text, 255, "protocol"))
+
+    def state(self) -> State:
+        tok = self.value("a state name")
+        name = tok.text.upper().replace("-", "_")
+        if name not in STATE_NAMES:
+            _fail(f"unknown state {tok.text!r}", tok)
+        return State(name)
+
+    def uint(self, tok: Token, text: str, limit: int, what: str) -> int:
+        """``text`` (part of ``tok``) as decimal or 0x hex, at most ``limit``."""
+        if not _UINT.fullmatch(text) or (n := int(text, 16 if text[:2] in ("0x", "0X") else 10)) > limit:
+            _fail(f"bad {what} {tok.text!r}", tok)
+        return n
+
+    def mark(self) -> Mark:
+        tok = self.value("a mark")
+        text, slash, mtext = tok.text.partition("/")
+        value = self.uint(tok, text, 0xFFFFFFFF, "mark")
+        mask = self.uint(tok, mtext, 0xFFFFFFFF, "mark") if slash else 0xFFFFFFFF
+        if value & ~mask:
+            # The kernel compares mark & mask with the value as given, so such a
+            # filter could never match; say so rather than show an empty table.
+            _fail(f"mark {text} has bits outside mask {mtext}", tok)
+        return Mark(value, mask)
+
+    def zone(self) -> Zone:
+        tok = self.value("a zone number")
+        return Zone(self.uint(tok, tok.text, 0xFFFF, "zone"))
+
+    def compare(self, field: Literal["timeout", "bytes", "packets"]) -> Compare:
+        op = self.peek()
+        if op.kind != "op" or op.text not in COMPARE_OPS:
+            self.expected("a comparison", op)
+        self.take()
+        tok = self.peek()
+        m = _SIZE.fullmatch(tok.text) if tok.kind == "word" else None
+        if m is None:
+            self.expected("a value", tok)
+        self.take()
+        return Compare(field, COMPARE_OPS[op.text], int(m.group(1)) * SUFFIXES[m.group(2).lower()])
+
+
+def _starts_term(tok: Token) -> bool:
+    """Whether ``tok`` can begin an operand, which makes juxtaposition an "and"."""
+    return tok.text in ("(", "!") or tok.kind == "word" and tok.key not in _AND + _OR
+
+
+def _flat(kind: type[And] | type[Or], items: list[Node]) -> Node:
+    """One node for one item; nested nodes of the same kind merged, since and/or associate."""
+    if len(items) == 1:
+        return items[0]
+    flat: list[Node] = []
+    for item in items:
+        flat.extend(item.items if isinstance(item, kind) else (item,))
+    return kind(tuple(flat))

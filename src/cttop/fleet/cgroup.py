@@ -1,0 +1,114 @@
+"""Which container, pod or systemd unit a process runs in, from its ``/proc/PID/cgroup``.
+
+Runtimes name their cgroups after the container id in a handful of patterns
+(cgroup v1 and v2, systemd and cgroupfs drivers). A readable name is looked up
+where it costs one small file read: docker's ``config.v2.json`` for containers,
+the container's own ``/etc/hostname`` for pods (the kubelet writes the pod name
+there). Anything else falls back to the innermost systemd unit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+_HEX_ID: Final = r"([0-9a-f]{64})"
+# (runtime, pattern on one cgroup path); the first match wins, so pod patterns come first.
+_POD: Final = re.compile(r"kubepods.*?pod([0-9a-f]{8}[-_][0-9a-f_-]{27})(?:\.slice)?/(?:[a-z-]+-)?" + _HEX_ID)
+_RUNTIMES: Final = (
+    ("docker", re.compile(r"(?:/docker/|docker-)" + _HEX_ID)),
+    ("cri-o", re.compile(r"crio-" + _HEX_ID)),
+    ("containerd", re.compile(r"cri-containerd-" + _HEX_ID)),
+    ("podman", re.compile(r"libpod-" + _HEX_ID)),
+    ("containerd", re.compile(r"^/[A-Za-z0-9_.-]+/" + _HEX_ID + "$")),  # containerd/nerdctl namespace
+)
+_LXC: Final = re.compile(r"/lxc(?:\.payload)?[./]([A-Za-z0-9_.-]+)")
+_MACHINE: Final = re.compile(r"machine-([A-Za-z0-9_.\\-]+)\.scope")
+_UNIT: Final = re.compile(r"([^/]+\.(?:service|scope))$")
+DOCKER_CONTAINERS: Final = "/var/lib/docker/containers"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a process runs: ``kind`` is docker/containerd/cri-o/podman/pod/lxc/machine/unit."""
+
+    kind: str
+    ident: str  # container id, pod uid, lxc or machine name, or systemd unit
+    name: str | None = None  # docker container name or pod name, when found
+
+    def text(self) -> str:
+        if self.kind == "unit":
+            return self.ident
+        return f"{self.kind}:{self.name or self.ident[:12]}"
+
+
+def cgroup_paths(text: str) -> list[str]:
+    """The cgroup paths of a ``/proc/PID/cgroup`` text, v2 unified first."""
+    unified, legacy = [], []
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            (unified if parts[0] == "0" else legacy).append(parts[2])
+    return unified + legacy
+
+
+def classify(text: str) -> Placement | None:
+    """The container, pod or unit named by a ``/proc/PID/cgroup`` text; None if nothing fits."""
+    paths = cgroup_paths(text)
+    for p in paths:
+        m = _POD.search(p)
+        if m:
+            return Placement("pod", m.group(1).replace("_", "-"), None)
+    for p in paths:
+        for kind, rx in _RUNTIMES:
+            m = rx.search(p)
+            if m:
+                return Placement(kind, m.group(1))
+        m = _LXC.search(p)
+        if m:
+            return Placement("lxc", m.group(1), m.group(1))
+        m = _MACHINE.search(p)
+        if m:
+            return Placement("machine", m.group(1), m.group(1))
+    for p in paths:
+        m = _UNIT.search(p.rstrip("/"))
+        if m:
+            return Placement("unit", m.group(1))
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _docker_name(container_id: str) -> str | None:
+    try:
+        with open(f"{DOCKER_CONTAINERS}/{container_id}/config.v2.json", "rb") as f:
+            name = json.load(f).get("Name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name.lstrip("/") if isinstance(name, str) and name else None
+
+
+def _pod_name(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/root/etc/hostname") as f:
+            return f.read(256).strip() or None
+    except OSError:
+        return None
+
+
+def placement_of(pid: int) -> Placement | None:
+    """Where process ``pid`` runs, with a readable name where one is cheap to find."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            p = classify(f.read())
+    except OSError:
+        return None
+    if p is None:
+        return None
+    if p.kind == "docker":
+        return Placement(p.kind, p.ident, _docker_name(p.ident))
+    if p.kind == "pod":
+        return Placement(p.kind, p.ident, _pod_name(pid))
+    return p

@@ -1,0 +1,263 @@
+"""Who owns a flow: the local process holding its socket, and that process's container or unit.
+
+A refresh costs what the namespace holds, not what the table holds: one
+sock_diag dump of the namespace's sockets, one ``readlink`` per descriptor of
+the processes living in the namespace (others are scanned only if some socket
+is still unaccounted for), and one cgroup read per owning process. After that
+``owner_of`` is a few dict lookups, so attributing the rows on screen is free,
+and ranking a whole table is one pass in the caller's worker thread.
+
+A flow is matched from its initiator's side first (the original tuple seen
+from a local socket), then from the responder's (the reply tuple, which is
+what a local server's socket sees after DNAT), first against connected
+sockets, then against bound or listening ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import psutil
+
+from cttop.fleet.cgroup import placement_of
+from cttop.fleet.sockets import InetSocket, list_sockets
+from cttop.kernel.netns import NetnsSpec, run_in
+from cttop.model import (R_DPORT, R_DST, R_OBYTES, R_OPKTS, R_PROTO, R_RBYTES, R_RDPORT, R_RDST, R_RPKTS, R_RSPORT,
+                         R_RSRC, R_SPORT, R_SRC, Row)
+from cttop.table.groups import GroupDef
+from cttop.table.store import GroupRow
+
+FORWARDED: Final = "forwarded/NAT'd"  # neither end is an address of this namespace
+LOCAL_NO_PROCESS: Final = "local, no process"  # e.g. TIME_WAIT: the socket is closed, the flow lingers
+NO_CONTAINER: Final = "(none)"
+OWNED_PROTOS: Final = frozenset({socket.IPPROTO_TCP, socket.IPPROTO_UDP})
+DEFAULT_INTERVAL: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    pid: int
+    name: str
+    container: str | None  # "docker:web", "pod:api-7d9", "ssh.service"...; None if the cgroup says nothing
+
+    def text(self) -> str:
+        return f"{self.name}[{self.pid}]"
+
+
+_Exact = tuple[int, bytes, int, bytes, int]
+_Bound = tuple[int, bytes, int]
+
+
+@dataclass(frozen=True)
+class OwnerIndex:
+    """One refresh's result; replaced whole, so readers on other threads never see half of one."""
+
+    exact: dict[_Exact, Owner | None]  # connected sockets by (proto, laddr, lport, raddr, rport)
+    bound: dict[_Bound, Owner]  # listening / unconnected sockets by (proto, laddr, lport)
+    wild: dict[tuple[int, int], Owner]  # the same bound to the any-address, by (proto, lport)
+    local: frozenset[bytes]  # addresses of the namespace
+    sockets: int
+    processes: int
+    took: float  # seconds the refresh cost
+    at: float  # time.monotonic() of the refresh
+
+
+_EMPTY = OwnerIndex({}, {}, {}, frozenset(), 0, 0, 0.0, float("-inf"))
+_ANY: Final = (b"\0" * 4, b"\0" * 16)
+
+
+def _local_addresses() -> frozenset[bytes]:
+    out = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                out.add(socket.inet_pton(a.family, a.address.split("%", 1)[0]))
+    return frozenset(out)
+
+
+def _in_namespace() -> tuple[int, list[InetSocket], frozenset[bytes]]:
+    ino = os.stat("/proc/thread-self/ns/net").st_ino
+    return ino, list_sockets(), _local_addresses()
+
+
+def _netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def _socket_inodes(pid: int, wanted: set[int], found: dict[int, int]) -> None:
+    """Record ``inode -> pid`` for each wanted socket ``pid`` holds (the lowest pid wins)."""
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            ino = int(target[8:-1])
+            if ino in wanted and (ino not in found or found[ino] > pid):
+                found[ino] = pid
+
+
+def _owner(pid: int) -> Owner | None:
+    try:
+        name = psutil.Process(pid).name()
+    except psutil.Error:
+        return None
+    placement = placement_of(pid)
+    return Owner(pid, name, placement.text() if placement is not None else None)
+
+
+def build_index(spec: NetnsSpec) -> OwnerIndex:
+    """Sockets of ``spec``'s namespace mapped to the processes holding them."""
+    t0 = time.perf_counter()
+    ns_ino, socks, local = run_in(spec, _in_namespace)
+    wanted = {s.inode for s in socks if s.inode}
+    found: dict[int, int] = {}
+    pids = psutil.pids()
+    inside = [p for p in pids if _netns_inode(p) == ns_ino]
+    for pid in inside:
+        _socket_inodes(pid, wanted, found)
+    if len(found) < len(wanted):
+        # Sockets outlive setns(2) and travel over unix sockets: a process elsewhere may hold some.
+        inside_set = set(inside)
+        for pid in pids:
+            if pid not in inside_set:
+                _socket_inodes(pid, wanted, found)
+    owners: dict[int, Owner | None] = {pid: _owner(pid) for pid in set(found.values())}
+    exact: dict[_Exact, Owner | None] = {}
+    bound: dict[_Bound, Owner] = {}
+    wild: dict[tuple[int, int], Owner] = {}
+    for s in socks:
+        o = owners.get(found[s.inode]) if s.inode in found else None
+        if s.rport:
+            key = (s.proto, s.laddr, s.lport, s.raddr, s.rport)
+            if o is not None or key not in exact:
+                exact[key] = o
+        elif o is not None:
+            if s.laddr in _ANY:
+                wild.setdefault((s.proto, s.lport), o)
+            else:
+                bound.setdefault((s.proto, s.laddr, s.lport), o)
+    return OwnerIndex(exact, bound, wild, local, len(socks), len(owners), time.perf_counter() - t0,
+                      time.monotonic())
+
+
+def _is_local(addr: bytes, local: frozenset[bytes]) -> bool:
+    return addr in local or (len(addr) == 4 and addr[0] == 127)
+
+
+class Owners:
+    """Flow → owning process for one namespace, cached and refreshed on an interval.
+
+    Refresh from a worker thread (:meth:`refresh_if_due`); :meth:`owner_of` and the
+    group keys only read the last index and are safe from any thread.
+    """
+
+    def __init__(self, spec: NetnsSpec = NetnsSpec(), interval: float = DEFAULT_INTERVAL) -> None:
+        self.spec = spec
+        self.interval = interval
+        self.index = _EMPTY
+        self._lock = threading.Lock()
+
+    def refresh(self) -> OwnerIndex:
+        with self._lock:
+            self.index = build_index(self.spec)
+        return self.index
+
+    def refresh_if_due(self) -> bool:
+        """Refresh if the last one is older than the interval; True if it did."""
+        if time.monotonic() - self.index.at < self.interval:
+            return False
+        self.refresh()
+        return True
+
+    def owner_of(self, row: Row) -> Owner | None:
+        """The local process at either end of the flow, or None (see :meth:`label` for why)."""
+        proto = row[R_PROTO]
+        if proto not in OWNED_PROTOS:
+            return None
+        ix = self.index
+        o = ix.exact.get((proto, row[R_SRC], row[R_SPORT], row[R_DST], row[R_DPORT]))
+        if o is not None:
+            return o
+        o = ix.exact.get((proto, row[R_RSRC], row[R_RSPORT], row[R_RDST], row[R_RDPORT]))
+        if o is not None:
+            return o
+        for addr, port in ((row[R_SRC], row[R_SPORT]), (row[R_RSRC], row[R_RSPORT])):
+            if _is_local(addr, ix.local):
+                o = ix.bound.get((proto, addr, port)) or ix.wild.get((proto, port))
+                if o is not None:
+                    return o
+        return None
+
+    def where(self, row: Row) -> str:
+        """Why a flow has no owner: FORWARDED when no end is local, else LOCAL_NO_PROCESS."""
+        ix = self.index
+        for a in (row[R_SRC], row[R_DST], row[R_RSRC], row[R_RDST]):
+            if _is_local(a, ix.local):
+                return LOCAL_NO_PROCESS
+        return FORWARDED
+
+    def label(self, row: Row) -> str:
+        """The flow-list column: ``name[pid]``, or why there is none."""
+        o = self.owner_of(row)
+        return o.text() if o is not None else self.where(row)
+
+    def process(self, row: Row) -> Owner | str:
+        """Group key: the owning process, or FORWARDED / LOCAL_NO_PROCESS."""
+        o = self.owner_of(row)
+        return o if o is not None else self.where(row)
+
+    def container(self, row: Row) -> str:
+        """Group key: the owner's container, pod or unit; NO_CONTAINER for host processes
+        whose cgroup names nothing; FORWARDED / LOCAL_NO_PROCESS without an owner."""
+        o = self.owner_of(row)
+        if o is None:
+            return self.where(row)
+        return o.container or NO_CONTAINER
+
+    def group_defs(self) -> dict[str, GroupDef]:
+        """``process`` and ``container`` as heaviest-panel group definitions.
+
+        They cannot be tracked incrementally by FlowTable (a row's owner changes
+        when the index does); rank them with :meth:`top` at each refresh instead.
+        """
+        return {
+            "process": GroupDef("process", "process", self.process,
+                                lambda k: k.text() if isinstance(k, Owner) else str(k), lambda k: None),
+            "container": GroupDef("container", "container", self.container, str, lambda k: None),
+        }
+
+    def top(self, rows: Iterable[Row], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
+        """The ``n`` heaviest owners over ``rows`` (one pass), as FlowTable.top reports groups."""
+        g = self.group_defs()[key]
+        agg: dict[object, list[int]] = {}
+        counted = False
+        for row in rows:
+            k = g.key(row)
+            v = agg.get(k)
+            if v is None:
+                v = agg[k] = [0, 0, 0]
+            v[0] += 1
+            if row[R_OPKTS] is not None:
+                counted = True
+                v[1] += row[R_OBYTES] + row[R_RBYTES]
+                v[2] += row[R_OPKTS] + row[R_RPKTS]
+        col = {"entries": 0, "bytes": 1, "packets": 2}[by]
+        best = heapq.nlargest(n, agg.items(), key=lambda kv: kv[1][col])
+        return [GroupRow(k, g.text(k), v[0], v[1] if counted else None, v[2] if counted else None, None)
+                for k, v in best]
