@@ -29,9 +29,7 @@ from cttop.actions.errors import ActionError
 from cttop.actions.journal import Journal, Record
 from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
 from cttop.actions.plan import Change, Plan
-from cttop.filter import compile_filter
-from cttop.filter.ast import Node
-from cttop.filter.compile import source
+from cttop.filter import Filter, compile_filter
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import Row, nat_kind
 
@@ -299,7 +297,7 @@ def _existing_parent(path: str) -> str:
 class AddNotrack(_RulesPlan):
     """Exempt the flows a filter expression selects from tracking, both directions.
 
-    ``expr`` is filter text (``udp dport 53``) or its syntax tree. ``rows``, when
+    ``expr`` is filter text (``udp dport 53``) or a compiled Filter. ``rows``, when
     the caller has them (the selected group), lets the warnings say whether NAT'd
     flows are among them. ``persist`` also writes cttop's table to an nft file.
     Untranslatable filters raise ActionError here.
@@ -307,12 +305,12 @@ class AddNotrack(_RulesPlan):
 
     kind = "notrack-add"
 
-    def __init__(self, spec: NetnsSpec, expr: str | Node, *, rows: Iterable[Row] | None = None,
+    def __init__(self, spec: NetnsSpec, expr: str | Filter, *, rows: Iterable[Row] | None = None,
                  persist: P.PersistPaths | None = None, backend: str | None = None,
                  journal: Journal | None = None) -> None:
-        node = compile_filter(expr).ast if isinstance(expr, str) else expr
-        self.expr = expr if isinstance(expr, str) else source(node)
-        self.matches: list[Match] = matches(node)
+        flt = compile_filter(expr) if isinstance(expr, str) else expr
+        self.expr = flt.text.strip()
+        self.matches: list[Match] = matches(flt.ast)
         self.backend = backend or pick_backend()
         if persist is not None and self.backend != "nft":
             raise ActionError("--persist writes an nft file, but nft is missing: "

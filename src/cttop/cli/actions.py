@@ -1,0 +1,301 @@
+"""The write commands for scripts and runbooks: flush, delete, set, notrack, undo; and journal, tunables.
+
+Each prints the plan (what, the equivalent commands, warnings) and asks y/N on
+the terminal; ``--yes`` skips the question, and without a terminal and without
+``--yes`` the command refuses rather than guess.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from cttop.actions import (
+    ActionError, AddNotrack, DeleteFlows, FlushFlows, Journal, PersistPaths, Plan, RemoveNotrack, SetSysctls,
+    list_rules, read_only, set_read_only, tunables, undo_plan,
+)
+from cttop.actions.flows import matching_rows
+from cttop.actions.plan import READ_ONLY_ENV
+from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
+from cttop.filter import compile_filter
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
+StateDirOpt = Annotated[str | None, typer.Option(
+    "--state-dir", help="Where the journal lives (default $CTTOP_STATE_DIR or /var/lib/cttop).")]
+ReadOnlyOpt = Annotated[bool, typer.Option(
+    "--read-only", help=f"Refuse every change (also {READ_ONLY_ENV}=1).")]
+PersistDirOpt = Annotated[str | None, typer.Option(
+    "--persist-dir", help="Write persisted files under this directory instead of /etc (sysctl.d/, modprobe.d/, "
+                          "nftables.d/).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+notrack_app = typer.Typer(help="Exempt traffic from connection tracking with cttop's own NOTRACK rules.",
+                          no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(notrack_app, name="notrack")
+
+
+def _writing(read_only_flag: bool, what: str) -> None:
+    """Refuse before anything is read or asked when writes are off."""
+    if read_only_flag:
+        set_read_only(True)
+    if read_only():
+        raise ActionError(f"read-only mode (--read-only or {READ_ONLY_ENV}=1): refusing to {what}")
+
+
+def _persist_paths(persist_dir: str | None) -> PersistPaths:
+    return PersistPaths.under(persist_dir) if persist_dir else PersistPaths()
+
+
+def show_plan(plan: Plan) -> None:
+    w = sys.stdout.write
+    w(plan.describe() + "\n")
+    w("commands:\n")
+    for c in plan.commands():
+        w(f"  {c}\n")
+    for warning in plan.warnings():
+        w(f"warning: {warning}\n")
+    if not plan.undoable:
+        w("this cannot be undone\n")
+
+
+def confirm_and_apply(plan: Plan, yes: bool) -> None:
+    """Show the plan, ask unless ``yes``, apply, and print what the kernel reported."""
+    show_plan(plan)
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("no terminal to confirm on: pass --yes to apply without asking")
+        sys.stdout.write("Apply? [y/N] ")
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            print("cancelled: nothing was changed")
+            raise typer.Exit(1)
+    result = plan.apply()
+    print(f"done: {result.summary}")
+    if plan.undoes is not None:
+        note = f" (the undo of {plan.undoes})"
+    else:
+        note = f"; undo with: cttop undo {result.id}" if plan.undoable else " (cannot be undone)"
+    print(f"journal id {result.id}{note}")
+
+
+@app.command()
+@guarded
+def flush(
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression; "
+                                                                "without it, the whole table.")] = "",
+    yes: YesOpt = False,
+    state_dir: StateDirOpt = None,
+    read_only_flag: ReadOnlyOpt = False,
+) -> None:
+    """Delete every flow matching the filter (or the whole table). Cannot be undone."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    _writing(read_only_flag, "flush")
+    confirm_and_apply(FlushFlows(spec, filter, journal=Journal(state_dir)), yes)
+
+
+@app.command()
+@guarded
+def delete(
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    filter: Annotated[str, typer.Option("--filter", "-f", help="The flows to delete (required).")] = "",
+    yes: YesOpt = False,
+    state_dir: StateDirOpt = None,
+    read_only_flag: ReadOnlyOpt = False,
+) -> None:
+    """Delete the flows matching the filter one by one, as the TUI's `d` does. Cannot be undone."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    _writing(read_only_flag, "delete")
+    flt = compile_filter(filter)
+    if flt.is_all:
+        fail("delete needs --filter EXPR (to empty the whole table use `cttop flush`)")
+    with Ctnetlink(spec) as ct:
+        rows = matching_rows(ct, flt)
+    if not rows:
+        fail(f"no flows match '{filter}' in namespace {spec.label()}")
+    confirm_and_apply(DeleteFlows(spec, rows, journal=Journal(state_dir)), yes)
+
+
+@app.command("set")
+@guarded
+def set_(
+    assignments: Annotated[list[str], typer.Argument(help="NAME=VALUE, as `cttop tunables` names them.")],
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    persist: Annotated[bool, typer.Option("--persist", help="Also write /etc/sysctl.d/90-cttop.conf "
+                                                             "(hashsize: /etc/modprobe.d/cttop.conf).")] = False,
+    persist_dir: PersistDirOpt = None,
+    yes: YesOpt = False,
+    state_dir: StateDirOpt = None,
+    read_only_flag: ReadOnlyOpt = False,
+) -> None:
+    """Set conntrack tunables in the namespace, all or none. Undo with `cttop undo`."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    _writing(read_only_flag, "set tunables")
+    values: dict[str, str] = {}
+    for a in assignments:
+        name, eq, value = a.partition("=")
+        if not eq or not name.strip():
+            fail(f"{a!r}: expected NAME=VALUE")
+        values[name.strip()] = value.strip()
+    paths = _persist_paths(persist_dir) if persist or persist_dir else None
+    confirm_and_apply(SetSysctls(spec, values, persist=paths, journal=Journal(state_dir)), yes)
+
+
+@notrack_app.command("add")
+@guarded
+def notrack_add(
+    expr: Annotated[str, typer.Argument(help="Filter expression, e.g. 'udp dport 53'.")],
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    persist: Annotated[bool, typer.Option("--persist", help="Also write /etc/nftables.d/cttop.nft.")] = False,
+    persist_dir: PersistDirOpt = None,
+    yes: YesOpt = False,
+    state_dir: StateDirOpt = None,
+    read_only_flag: ReadOnlyOpt = False,
+) -> None:
+    """Stop tracking the traffic the expression matches, both directions."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    _writing(read_only_flag, "add NOTRACK rules")
+    flt = compile_filter(expr)
+    with Ctnetlink(spec) as ct:
+        # The flows it would catch now, so the warnings can say if NAT'd ones are among them.
+        rows = matching_rows(ct, flt) if not flt.is_all else []
+    paths = _persist_paths(persist_dir) if persist or persist_dir else None
+    confirm_and_apply(AddNotrack(spec, flt, rows=rows, persist=paths, journal=Journal(state_dir)), yes)
+
+
+@notrack_app.command("list")
+@guarded
+def notrack_list(
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    as_json: JsonOpt = False,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """List cttop's NOTRACK rules in the namespace, grouped by the change that added them."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    rules = list_rules(spec)
+    exprs = _notrack_exprs(Journal(state_dir))
+    if as_json:
+        out = [{"id": i, "expr": exprs.get(i), "rules": [r.to_json() for r in rules if r.id == i]}
+               for i in dict.fromkeys(r.id for r in rules)]
+        print(json.dumps(out, indent=2))
+        return
+    if not rules:
+        print(f"no cttop NOTRACK rules in namespace {spec.label()}")
+        return
+    for i in dict.fromkeys(r.id for r in rules):
+        mine = [r for r in rules if r.id == i]
+        print(f"{i}  {exprs.get(i, '(not in this journal)')}  [{len(mine)} rules, {mine[0].backend}]")
+        for r in mine:
+            print(f"    {r.chain:<10} {r.rule}")
+
+
+def _notrack_exprs(journal: Journal) -> dict[str, str]:
+    return {r.id: str(r.after.get("expr", "")) for r in journal.records() if r.kind == "notrack-add" and r.undoes is None}
+
+
+@notrack_app.command("remove")
+@guarded
+def notrack_remove(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids (or unique prefixes) from `cttop notrack list`.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every cttop NOTRACK rule.")] = False,
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    persist_dir: PersistDirOpt = None,
+    yes: YesOpt = False,
+    state_dir: StateDirOpt = None,
+    read_only_flag: ReadOnlyOpt = False,
+) -> None:
+    """Remove cttop NOTRACK rules by id, or --all; their traffic is tracked again. Undo adds them back."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    if bool(ids) == all_:
+        fail("give the ids to remove, or --all")
+    _writing(read_only_flag, "remove NOTRACK rules")
+    plan = RemoveNotrack(spec, None if all_ else ids, persist=_persist_paths(persist_dir),
+                         journal=Journal(state_dir))
+    confirm_and_apply(plan, yes)
+
+
+@app.command()
+@guarded
+def undo(
+    change_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Journal id (default: the last "
+                                                                         "undoable change here).")] = None,
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    yes: YesOpt = False,
+    state_dir: StateDirOpt = None,
+    read_only_flag: ReadOnlyOpt = False,
+) -> None:
+    """Undo a journaled change made in this namespace: restores sysctls, removes the NOTRACK rules added."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    _writing(read_only_flag, "undo")
+    confirm_and_apply(undo_plan(spec, change_id, Journal(state_dir)), yes)
+
+
+@app.command()
+@guarded
+def journal(
+    as_json: JsonOpt = False,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """List every change cttop made: when, what, the commands, who, where, and whether it was undone."""
+    j = Journal(state_dir)
+    recs = j.records()
+    if as_json:
+        print(json.dumps([r.to_json() for r in recs], indent=2))
+        return
+    if not recs:
+        print(f"no changes journaled in {j.path}")
+        return
+    for r in recs:
+        if r.undoes is not None:
+            status = f"undo of {r.undoes}"
+        elif r.undone_by is not None:
+            status = f"undone by {r.undone_by}"
+        else:
+            status = "undoable" if r.undoable else "cannot be undone"
+        print(f"{r.id}  {r.time_text()}  {r.user} (uid {r.uid})  netns {r.netns}  {r.kind}  [{status}]")
+        print(f"    {r.summary}")
+        for c in r.commands:
+            print(f"    $ {c}")
+
+
+@app.command("tunables")
+@guarded
+def tunables_cmd(
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    as_json: JsonOpt = False,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """List conntrack tunables: value, kernel default, meaning, whether writable here, drift from what cttop set."""
+    spec: NetnsSpec = netns_spec(netns, netns_pid, netns_path)
+    rows = tunables.states(spec, Journal(state_dir))
+    if as_json:
+        print(json.dumps([s.to_json() for s in rows], indent=2))
+        return
+    for s in rows:
+        default = "" if s.tunable.default is None else str(s.tunable.default)
+        flags = "" if s.writable else f"  [read-only: {s.why_not}]"
+        print(f"{s.name:<44} {s.value or '?':>10} {default:>10}  {s.tunable.meaning}{flags}")
+        if s.drift is not None:
+            print(f"{'':<44} DRIFT: {s.drift.message()}")
