@@ -11,7 +11,7 @@ import typer
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
 from cttop.filter import compile_filter
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
-from cttop.snapshot import NEEDS_CAP, Snapshot, take
+from cttop.snapshot import Snapshot, take
 from cttop.table.groups import GROUPS
 
 
@@ -52,8 +52,7 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     buckets = f", {s.buckets} buckets (max/buckets {s.max / s.buckets:.1f})" if s.buckets else ""
     w(f"namespace {s.netns}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
     if s.agg is None:
-        w(f"{NEEDS_CAP if s.problem == NEEDS_CAP else s.problem}\n")
-        return
+        return  # the reason goes to stderr, once
     agg = s.agg
     shown = f"{s.matched} of {s.listed} flows match the filter" if filtered else f"{s.listed} flows read"
     w(f"{shown}; {agg.evictable} evictable (not ASSURED)\n")

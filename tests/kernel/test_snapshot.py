@@ -1,0 +1,185 @@
+"""`cttop snapshot --json --flows` against `conntrack -L -o extended,id`, flow by flow and in aggregate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import delete_netns, make_netns, sh
+from tests.oracle import conntrack_count, conntrack_list
+
+pytestmark = pytest.mark.kernel
+
+INJECT = [
+    # ICMP echo, a marked UDP flow in zone 7 that was DNAT'd, an SNAT'd TCP one, IPv6 TCP
+    ["-p", "icmp", "-s", "10.5.0.1", "-d", "10.5.0.2", "--icmp-type", "8", "--icmp-code", "0",
+     "--icmp-id", "77", "-t", "300"],
+    ["-p", "udp", "-s", "10.5.0.1", "-d", "10.5.0.2", "--sport", "1", "--dport", "2", "-t", "300",
+     "--dst-nat", "10.99.0.2", "-w", "7", "-m", "42"],
+    ["-p", "tcp", "-s", "10.5.0.1", "-d", "10.5.0.2", "--sport", "3", "--dport", "4", "--state", "ESTABLISHED",
+     "-t", "300", "-u", "ASSURED,SEEN_REPLY", "--src-nat", "10.99.0.1", "-m", "0x10"],
+    ["-p", "tcp", "-s", "fd00::1", "-d", "fd00::2", "--sport", "5", "--dport", "6", "--state", "SYN_RECV",
+     "-t", "300"],
+    ["-p", "udp", "-s", "10.5.0.9", "-d", "10.5.0.2", "--sport", "9", "--dport", "53", "-t", "300",
+     "-u", "SEEN_REPLY,ASSURED"],
+]
+RULES = ("add table inet f; add chain inet f in { type filter hook input priority 0; }; "
+         "add rule inet f in tcp dport 9 drop; "
+         "add table ip nat; add chain ip nat out { type nat hook output priority -100; }; "
+         "add rule ip nat out tcp dport 8090 dnat to 127.0.0.1:8080")
+
+
+@pytest.fixture(scope="module")
+def mixed() -> Iterator[str]:
+    """A namespace with a real mix: some flows made before accounting was on, most after."""
+    ns = make_netns()
+    traffic = None
+    try:
+        sh("nft", RULES, netns=ns)
+        for args in INJECT:
+            sh("conntrack", "-I", *args, netns=ns)
+        sh("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", netns=ns)
+        traffic = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "tests.traffic_mix", "120"],
+                                   stdout=subprocess.PIPE, text=True)
+        assert traffic.stdout is not None and traffic.stdout.readline().strip() == "READY"
+        yield ns
+    finally:
+        if traffic is not None:
+            traffic.kill()
+            traffic.wait()
+        delete_netns(ns)
+
+
+def snapshot(ns: str, *extra: str) -> dict[str, Any]:
+    out = subprocess.run(["cttop", "snapshot", "--netns", ns, "--json", *extra], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def oracle_state(f: dict[str, Any]) -> str:
+    if f["state"] is not None:
+        return f["state"]
+    if "UNREPLIED" in f["flags"]:
+        return "UNREPLIED"
+    return "ASSURED" if "ASSURED" in f["flags"] else "REPLIED"
+
+
+def port(d: dict[str, str], k: str) -> int | None:
+    return int(d[k]) if k in d else None
+
+
+def counters(f: dict[str, Any], k: str) -> int | None:
+    if k not in f["orig"]:
+        return None
+    return int(f["orig"][k]) + int(f["reply"][k])
+
+
+def stable_pair(ns: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Oracle, cttop, oracle again; retried until the table held still across the three reads."""
+    for _ in range(5):
+        before = conntrack_list(ns)
+        snap = snapshot(ns, "--flows")
+        after = conntrack_list(ns)
+        key = lambda fs: sorted((f["id"], f["state"], tuple(f["flags"]), counters(f, "packets")) for f in fs)  # noqa: E731
+        if key(before) == key(after):
+            return after, snap
+    raise AssertionError("the table kept changing under the test")
+
+
+def test_flows_equal_conntrack_flow_by_flow(mixed: str) -> None:
+    oracle, snap = stable_pair(mixed)
+    mine = {f["id"]: f for f in snap["flows"]}
+    assert set(mine) == {f["id"] for f in oracle}
+    assert len(oracle) >= 17  # the mix really is there
+    for o in oracle:
+        m = mine[o["id"]]
+        assert m["family"] == o["family"]
+        assert m["proto"] == o["proto"]
+        assert m["state"] == oracle_state(o), (o, m)
+        assert m["src"] == o["orig"]["src"] and m["dst"] == o["orig"]["dst"]
+        assert m["reply_src"] == o["reply"]["src"] and m["reply_dst"] == o["reply"]["dst"]
+        assert m["sport"] == port(o["orig"], "sport") and m["dport"] == port(o["orig"], "dport")
+        assert m["reply_sport"] == port(o["reply"], "sport") and m["reply_dport"] == port(o["reply"], "dport")
+        if o["proto"] == "icmp":
+            assert (m["icmp_type"], m["icmp_code"], m["icmp_id"]) == \
+                (int(o["orig"]["type"]), int(o["orig"]["code"]), int(o["orig"]["id"]))
+        assert m["mark"] == int(o["extra"]["mark"])
+        assert m["zone"] == int(o["extra"].get("zone", 0))
+        assert ("ASSURED" in m["status"]) == ("ASSURED" in o["flags"])
+        assert ("SEEN_REPLY" not in m["status"]) == ("UNREPLIED" in o["flags"])
+        assert m["bytes"] == counters(o, "bytes") and m["packets"] == counters(o, "packets")
+        assert abs(m["timeout"] - o["timeout"]) <= 2
+        nat_expected = (o["reply"]["dst"] != o["orig"]["src"], o["reply"]["src"] != o["orig"]["dst"])
+        assert m["nat"] == {(True, True): "both", (True, False): "snat", (False, True): "dnat"}.get(nat_expected)
+
+
+def test_the_mix_covers_what_matters(mixed: str) -> None:
+    oracle, snap = stable_pair(mixed)
+    states = Counter(f"{f['proto']}:{oracle_state(f)}" for f in oracle)
+    for k in ("tcp:ESTABLISHED", "tcp:TIME_WAIT", "tcp:SYN_SENT", "udp:UNREPLIED", "udp:REPLIED", "udp:ASSURED",
+              "icmp:UNREPLIED", "tcp:SYN_RECV"):
+        assert states[k] >= 1, (k, states)
+    assert {f["family"] for f in oracle} == {"ipv4", "ipv6"}
+    nat = Counter(f["nat"] for f in snap["flows"])
+    assert nat["snat"] >= 1 and nat["dnat"] >= 2  # the nft DNAT and the injected one
+    with_acct = [f for f in snap["flows"] if f["bytes"] is not None]
+    assert 0 < len(with_acct) < len(snap["flows"])  # accounting on for some, off for others
+    assert any(f["zone"] == 7 and f["mark"] == 42 for f in snap["flows"])
+
+
+def test_aggregates_equal_conntrack(mixed: str) -> None:
+    oracle, _ = stable_pair(mixed)
+    snap = snapshot(mixed, "--group-by", "dport", "--top", "50")
+    assert snap["count"] == len(oracle) == conntrack_count(mixed)
+    assert snap["listed"] == snap["matched"] == len(oracle)
+    assert snap["by_proto"] == dict(Counter(f["proto"] for f in oracle))
+    assert snap["by_state"] == dict(Counter(f"{f['proto']}:{oracle_state(f)}" for f in oracle))
+    assert snap["evictable"] == sum("ASSURED" not in f["flags"] for f in oracle)
+    ports = Counter(f"{f['proto']}/{f['orig']['dport']}" for f in oracle if "dport" in f["orig"])
+    assert {r["key"]: r["entries"] for r in snap["top"]["rows"] if r["key"] != "-"} == dict(ports)
+    assert snap["max"] == int(open("/proc/sys/net/netfilter/nf_conntrack_max").read())
+
+
+def test_filter_matches_what_conntrack_selects(mixed: str) -> None:
+    for expr, want in (
+        ("udp", lambda f: f["proto"] == "udp"),
+        ("tcp dport 8080", lambda f: f["proto"] == "tcp" and f["orig"].get("dport") == "8080"),
+        ("ipv6", lambda f: f["family"] == "ipv6"),
+        ("mark 42", lambda f: f["extra"]["mark"] == "42"),
+        ("unreplied and not icmp", lambda f: "UNREPLIED" in f["flags"] and f["proto"] != "icmp"),
+        ("dnat", lambda f: f["reply"]["src"] != f["orig"]["dst"]),
+    ):
+        oracle, _ = stable_pair(mixed)
+        snap = snapshot(mixed, "--flows", "--filter", expr)
+        assert sorted(f["id"] for f in snap["flows"]) == sorted(f["id"] for f in oracle if want(f)), expr
+        assert snap["matched"] == len(snap["flows"])
+
+
+def test_bad_input_is_one_line_and_nonzero(mixed: str) -> None:
+    for args, msg in ((["--filter", "udp dport"], "filter: expected a port number at column 10"),
+                      (["--group-by", "nope"], "--group-by 'nope'"),
+                      (["--netns", "no-such-ns-here"], "no such network namespace")):
+        r = subprocess.run(["cttop", "snapshot", *args] + (["--netns", mixed] if "--netns" not in args else []),
+                           capture_output=True, text=True)
+        assert r.returncode == 2
+        assert msg in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_without_permission_count_and_max_still_shown(mixed: str) -> None:
+    # Enter the namespace as root, then drop CAP_NET_ADMIN: /proc/sys still reads, the dump must not.
+    drop = ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"]
+    r = subprocess.run(["ip", "netns", "exec", mixed, *drop, "cttop", "snapshot", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    snap = json.loads(r.stdout)
+    assert snap["count"] == conntrack_count(mixed) and snap["max"] > 0
+    assert snap["listed"] is None and "CAP_NET_ADMIN" in r.stderr
+    r = subprocess.run(["ip", "netns", "exec", mixed, *drop, "cttop", "snapshot", "--flows"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr.count("CAP_NET_ADMIN") == 1 and "Traceback" not in r.stderr
