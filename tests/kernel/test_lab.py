@@ -36,6 +36,7 @@ T = TypeVar("T")
 # Bounds on waiting for a misbehaving lab, so a broken one fails the test instead of hanging it.
 SETUP_BOUND = 20.0
 EXIT_MARGIN = 20.0
+SAMPLE_MARGIN = 1.0
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Flow:
 class RunningLab:
     proc: subprocess.Popen[str]
     names: dict[str, str]
+    # When the lab starts tearing itself down; sampling stops a little before.
+    ends_at: float
     seen_pids: set[int] = field(default_factory=set)
 
     @property
@@ -67,11 +70,11 @@ class RunningLab:
             self.seen_pids.update(int(p) for p in sh("ip", "netns", "pids", ns, check=False).split())
 
     def sample(self, probe: Callable[[str], T], done: Callable[[T], bool]) -> T:
-        """Probe the router until ``done`` says the signature is there or the lab has exited."""
+        """Probe the router until ``done`` says the signature is there or the lab is about to end."""
         while True:
             self.note_pids()
             value = probe(self.router)
-            if done(value) or self.proc.poll() is not None:
+            if done(value) or time.monotonic() > self.ends_at - SAMPLE_MARGIN or self.proc.poll() is not None:
                 return value
             time.sleep(0.3)
 
@@ -157,7 +160,7 @@ def lab_running(scenario: str, duration: float, *extra: str) -> Iterator[Running
             proc.wait()
             err = proc.stderr.read() if proc.stderr else ""
             pytest.fail(f"the lab did not print its namespaces ({names}); it said: {err.strip()}")
-        yield RunningLab(proc, names)
+        yield RunningLab(proc, names, time.monotonic() + duration)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -355,7 +358,7 @@ def test_the_python_syn_generator_makes_half_open_flows() -> None:
                                        "--rate", "1000"])):
             procs.append(subprocess.Popen(["ip", "netns", "exec", lab.ns(role), sys.executable, "-m",
                                            "cttop.lab.traffic", *args, "--seconds", "5"], text=True))
-        running = RunningLab(procs[1], {"router": lab.router})
+        running = RunningLab(procs[1], {"router": lab.router}, time.monotonic() + 5)
         fs = running.sample(flows, lambda fs: len(fs) > 500)
         assert len(fs) > 500
         assert Counter(f.state for f in fs)["SYN_RECV"] == len(fs), states(fs)
