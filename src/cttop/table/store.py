@@ -86,6 +86,8 @@ class FlowTable:
         self._flows[fid] = pack(row)
         if row[R_LABELS]:
             self._labels[fid] = row[R_LABELS]
+        elif self._labels:
+            self._labels.pop(fid, None)
         self.agg.add(row, 1)
 
     def apply_dump(self, rows: Iterable[Row]) -> None:

@@ -1,0 +1,143 @@
+"""The flow store and its aggregates: incremental updates equal a rebuild, packing round-trips."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cttop.model import (AF_INET, AF_INET6, EV_DESTROY, EV_NEW, EV_UPDATE, IPS_ASSURED, IPS_SEEN_REPLY,
+                         NO_PSTATE, Row)
+from cttop.table.aggregates import Aggregates
+from cttop.table.groups import GROUPS
+from cttop.table.history import FillHistory, Rate
+from cttop.table.packing import pack, unpack
+from cttop.table.store import FlowTable
+
+
+def make_row(i: int, rnd: random.Random, acct: bool | None = None) -> Row:
+    v6 = rnd.random() < 0.2
+    alen = 16 if v6 else 4
+    src = bytes(rnd.randrange(4) for _ in range(alen))
+    dst = bytes(rnd.randrange(4) for _ in range(alen))
+    proto = rnd.choice([6, 17, 1, 132, 47])
+    pstate = rnd.randrange(10) if proto in (6, 132) else NO_PSTATE
+    status = rnd.choice([0, IPS_SEEN_REPLY, IPS_SEEN_REPLY | IPS_ASSURED]) | 8
+    counted = rnd.random() < 0.5 if acct is None else acct
+    c = tuple(rnd.randrange(10**6) for _ in range(4)) if counted else (None,) * 4
+    sp, dp = rnd.randrange(65536), rnd.choice([53, 80, 443, 8080])
+    return (i, AF_INET6 if v6 else AF_INET, proto, pstate, status, src, dst, sp, dp, dst, src, dp, sp,
+            rnd.randrange(1000), rnd.choice([0, 1, 0x10]), rnd.choice([0, 0, 7]), 1, *c,
+            rnd.choice([0, 1_700_000_000_000_000_000]), rnd.choice([0, 0, 0, 1 << 70]))
+
+
+def rows(n: int, seed: int = 1) -> list[Row]:
+    rnd = random.Random(seed)
+    return [make_row(i, rnd) for i in range(n)]
+
+
+def snapshot_of(agg: Aggregates) -> tuple:
+    return (agg.by_proto, agg.by_state, agg.evictable, agg.counted, agg.groups)
+
+
+def test_add_rows_equals_add_one_by_one() -> None:
+    rs = rows(2000)
+    a, b = Aggregates(GROUPS), Aggregates(GROUPS)
+    a.add_rows(rs)
+    for r in rs:
+        b.add(r)
+    assert snapshot_of(a) == snapshot_of(b)
+    assert a.evictable == sum(1 for r in rs if not r[4] & IPS_ASSURED)
+    assert sum(a.by_proto.values()) == 2000
+
+
+def test_events_equal_a_fresh_dump() -> None:
+    rnd = random.Random(7)
+    live = FlowTable(track=["src", "dport", "pair"])
+    live.apply_dump(rows(500))
+    truth = {r[0]: r for r in rows(500)}
+    events = []
+    for step in range(3000):
+        op = rnd.random()
+        if op < 0.4:
+            r = make_row(1000 + step, rnd)
+            events.append((EV_NEW, r))
+            truth[r[0]] = r
+        elif op < 0.7 and truth:
+            fid = rnd.choice(list(truth))
+            r = make_row(fid, rnd, acct=truth[fid][17] is not None)
+            events.append((EV_UPDATE, r))
+            truth[fid] = r
+        elif truth:
+            fid = rnd.choice(list(truth))
+            events.append((EV_DESTROY, truth.pop(fid)))
+    live.apply_events(events)
+    fresh = FlowTable(track=["src", "dport", "pair"])
+    fresh.apply_dump(truth.values())
+    assert len(live) == len(fresh) == len(truth)
+    assert snapshot_of(live.agg) == snapshot_of(fresh.agg)
+    assert {r[0]: r for r in live.rows()} == truth
+    assert live.created == sum(1 for k, _ in events if k == EV_NEW)
+
+
+def test_update_without_counters_keeps_the_last_counters() -> None:
+    t = FlowTable(track=["src"])
+    r = make_row(1, random.Random(3), acct=True)
+    t.apply_events([(EV_NEW, r)])
+    t.apply_events([(EV_UPDATE, r[:13] + (5,) + r[14:17] + (None,) * 4 + r[21:])])
+    got = t.get(1)
+    assert got is not None and got[17:21] == r[17:21] and got[13] == 5
+    assert t.top("src", by="bytes")[0].bytes == r[18] + r[20]
+
+
+def udp(fid: int, src: bytes, dport: int, acct: tuple[int, int, int, int] | None = None) -> Row:
+    dst = bytes([10, 0, 0, 2])
+    c = acct or (None, None, None, None)
+    return (fid, AF_INET, 17, NO_PSTATE, 8, src, dst, 1000 + fid, dport, dst, src, dport, 1000 + fid,
+            30, 0, 0, 1, *c, 0, 0)
+
+
+def test_top_ranks_and_builds_filters() -> None:
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 9])
+    t = FlowTable()
+    t.apply_dump([udp(i, a, 53) for i in range(5)] + [udp(10 + i, b, 80) for i in range(2)])
+    assert [(g.text, g.entries, g.filter) for g in t.top("dport", 2)] == [
+        ("udp/53", 5, "udp dport 53"), ("udp/80", 2, "udp dport 80")]
+    assert [(g.text, g.entries) for g in t.top("src", 1)] == [("10.0.0.1", 5)]
+    assert t.top("src")[0].bytes is None  # no counters, no byte ranking to show
+    t.apply_events([(EV_NEW, udp(99, b, 80, (1, 10**6, 1, 10**6)))])
+    by_bytes = t.top("src", 2, by="bytes")
+    assert by_bytes[0].text == "10.0.0.9" and by_bytes[0].bytes == 2 * 10**6 and by_bytes[0].entries == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 10**6))
+def test_pack_round_trips(seed: int, fid: int) -> None:
+    r = make_row(fid, random.Random(seed))
+    assert unpack(pack(r), r[22]) == r
+
+
+def test_forecast() -> None:
+    h = FillHistory(trend=60)
+    for t in range(60):
+        h.add(float(t), 1000 + 100 * t)
+    f = h.forecast(100_000)
+    assert f.kind == "full-in" and f.seconds is not None and abs(f.seconds - (100_000 - 6900) / 100) < 1
+    d = FillHistory()
+    for t in range(30):
+        d.add(float(t), 50_000 - 200 * t)
+    assert d.forecast(100_000).kind == "draining"
+    s = FillHistory()
+    for t in range(30):
+        s.add(float(t), 50_000 + (t % 2))
+    assert s.forecast(100_000).kind == "stable"
+    s.add(31.0, 100_000)
+    assert s.forecast(100_000).kind == "full"
+
+
+def test_rate_ignores_counter_resets() -> None:
+    r = Rate()
+    r.update(0.0, 100)
+    assert r.update(2.0, 300) == 100.0
+    assert r.update(3.0, 10) == 0.0
