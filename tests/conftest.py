@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -13,6 +14,12 @@ import pytest
 from tests.kernel_env import kernel_unavailable_reason
 
 _REASON = kernel_unavailable_reason()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests run `cttop` as a command (also inside `ip netns exec`): use the one
+    # installed beside this interpreter, e.g. .venv/bin/cttop.
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

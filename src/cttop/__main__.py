@@ -1,0 +1,3 @@
+from cttop.cli import main
+
+main()
