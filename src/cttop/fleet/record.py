@@ -1,0 +1,362 @@
+"""``cttop record``: the kernel's stream of dumps, events and stats, kept as raw netlink bytes.
+
+Raw messages are the most compact form there is (the decoder's rows are several
+times larger) and a replay sends them through the very decoder a live session
+uses, so a recording reproduces decoder behaviour too, for bug reports.
+
+File layout::
+
+    header   b"CTTOPREC" | u16 format version | u16 flags      (little endian, uncompressed)
+    segment  one gzip member: records, starting with a keyframe
+    segment  ...
+
+A record is ``u8 kind | f64 time | u32 length | payload``. Times come from a
+monotonic clock anchored at the start's wall time, so they never go backwards.
+Each segment opens with a keyframe (sysctls, stats and a full dump), so a
+replay can seek to any segment without reading what comes before. The first
+segment starts with a JSON ``META`` record. A clean end is an ``END`` record;
+the writer sync-flushes every second, so a killed recorder leaves a file whose
+readable part is at most a second short (the reader reports it as truncated).
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.metadata
+import json
+import os
+import platform
+import select
+import socket
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Final
+
+from cttop.errors import CttopError
+from cttop.kernel import nlconst as C
+from cttop.kernel import sysctl
+from cttop.kernel.ctnetlink import Ctnetlink, KernelError
+from cttop.kernel.events import MAX_RCVBUF, EventSocket
+from cttop.kernel.netns import NetnsSpec
+
+MAGIC: Final = b"CTTOPREC"
+VERSION: Final = 1
+HEADER: Final = struct.Struct("<8sHH")
+REC: Final = struct.Struct("<BdI")
+MAX_RECORD: Final = 64 << 20
+
+K_META: Final = 1  # JSON: what was recorded, where, how
+K_SYSCTLS: Final = 2  # JSON: {name: value}
+K_STATS: Final = 3  # JSON: {"count", "max", "cpus": [[cpu, *values in META stats_names order]]}
+K_DUMP_BEGIN: Final = 4  # empty; a later BEGIN before END restarts the dump (the kernel interrupted it)
+K_DUMP_DATA: Final = 5  # one received chunk of dump messages, as the kernel sent it
+K_DUMP_END: Final = 6  # u32 number of entries
+K_EVENTS: Final = 7  # event datagrams, concatenated
+K_LOST: Final = 8  # the event socket overflowed (ENOBUFS); a resync dump follows
+K_END: Final = 9  # the recording finished cleanly
+KINDS: Final = frozenset(range(K_META, K_END + 1))
+
+STATS_NAMES: Final = tuple(C.STATS_CPU_NAMES.values())
+SYNC_EVERY: Final = 1.0
+SYSCTLS_EVERY: Final = 5.0
+DUMP_RETRIES: Final = 3
+DUMP_END: Final = struct.Struct("<I")
+
+
+class RecordError(CttopError):
+    """The recording cannot be written; says which file and why."""
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+class RecordingWriter:
+    """Writes records into gzip segments; :meth:`keyframe` starts a new segment."""
+
+    def __init__(self, path: str, meta: dict[str, Any], clock: Clock, level: int = 6) -> None:
+        self.path = path
+        self.clock = clock
+        self.level = level
+        try:
+            self.f: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by close()
+        except OSError as e:
+            raise RecordError(f"record: cannot write {path}: {e.strerror}") from None
+        self.raw_bytes = 0  # uncompressed record bytes, for the overhead report
+        self.segments = 0
+        self._z: Any = None
+        self._meta = _json(meta)
+        self._last_sync = time.monotonic()
+        self._out(HEADER.pack(MAGIC, VERSION, 0))
+
+    def _out(self, data: bytes) -> None:
+        try:
+            self.f.write(data)
+        except OSError as e:
+            raise RecordError(f"record: writing {self.path}: {e.strerror}") from None
+
+    def keyframe(self) -> None:
+        """End the current segment and start the next; the caller then writes the keyframe's records."""
+        if self._z is not None:
+            self._out(self._z.flush(zlib.Z_FINISH))
+        self._z = zlib.compressobj(self.level, zlib.DEFLATED, 31)
+        self.segments += 1
+        if self.segments == 1:
+            self.write(K_META, self._meta)
+
+    def write(self, kind: int, payload: bytes | bytearray | memoryview = b"") -> None:
+        """One record, stamped now: stamping at write time keeps the times in file order."""
+        data = REC.pack(kind, self.clock(), len(payload))
+        self.raw_bytes += len(data) + len(payload)
+        self._out(self._z.compress(data))
+        if payload:
+            self._out(self._z.compress(payload))
+
+    def sync_if_due(self) -> None:
+        """Push everything written so far to the file (every second at most)."""
+        now = time.monotonic()
+        if now - self._last_sync >= SYNC_EVERY:
+            self._last_sync = now
+            self._out(self._z.flush(zlib.Z_SYNC_FLUSH))
+            self.f.flush()
+
+    def close(self) -> None:
+        if self._z is not None:
+            self.write(K_END)
+            self._out(self._z.flush(zlib.Z_FINISH))
+            self._z = None
+        self.f.close()
+
+    @property
+    def file_bytes(self) -> int:
+        return self.f.tell() if not self.f.closed else os.path.getsize(self.path)
+
+
+@dataclass
+class RecordSummary:
+    path: str
+    seconds: float
+    dumps: int
+    entries: int  # in the last dump
+    events: int
+    lost: int
+    raw_bytes: int
+    file_bytes: int
+
+    def text(self) -> str:
+        return (f"recorded {self.seconds:.1f} s to {self.path}: {self.dumps} dumps, {self.events} events"
+                + (f", {self.lost} event losses" if self.lost else "")
+                + f"; {self.file_bytes / 1e6:.2f} MB ({self.raw_bytes / max(self.file_bytes, 1):.1f}x compressed)")
+
+
+class Clock:
+    """Wall-clock time at the start, then monotonic: record times never go backwards."""
+
+    def __init__(self) -> None:
+        self.wall = time.time()
+        self.mono = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.wall + (time.monotonic() - self.mono)
+
+
+class Recorder:
+    """Records one namespace: a keyframe every ``dump_interval`` seconds, stats every ``stats_interval``."""
+
+    def __init__(self, spec: NetnsSpec, path: str, dump_interval: float = 30.0,
+                 stats_interval: float = 1.0, level: int = 6) -> None:
+        self.spec = spec
+        self.path = path
+        self.dump_interval = dump_interval
+        self.stats_interval = stats_interval
+        self.level = level
+        self.events = 0
+        self.lost = 0
+        self.dumps = 0
+        self.entries = 0
+        self._seq = 0
+
+    def run(self, duration: float | None = None, stop: threading.Event | None = None) -> RecordSummary:
+        """Record until ``duration`` seconds have passed or ``stop`` is set."""
+        stop = stop or threading.Event()
+        clock = Clock()
+        # Subscribe before the first dump, so no change falls between the two.
+        ev = EventSocket(self.spec)
+        try:
+            ct = Ctnetlink(self.spec)
+        except BaseException:
+            ev.close()
+            raise
+        meta = {"format": VERSION, "cttop": _version(), "label": self.spec.label(),
+                "host": socket.gethostname(), "kernel": platform.release(), "start": clock.wall,
+                "stats_names": list(STATS_NAMES), "dump_interval": self.dump_interval,
+                "stats_interval": self.stats_interval}
+        w = RecordingWriter(self.path, meta, clock, self.level)
+        try:
+            self._loop(ev, ct, w, clock, duration, stop)
+        finally:
+            ev.close()
+            ct.close()
+            w.close()
+        return RecordSummary(self.path, clock() - clock.wall, self.dumps, self.entries, self.events, self.lost,
+                             w.raw_bytes, w.file_bytes)
+
+    def _loop(self, ev: EventSocket, ct: Ctnetlink, w: RecordingWriter, clock: Clock,
+              duration: float | None, stop: threading.Event) -> None:
+        end = clock.wall + duration if duration is not None else float("inf")
+        sysctls = self._keyframe(ct, w)
+        next_dump = clock() + self.dump_interval if self.dump_interval > 0 else float("inf")
+        next_stats = clock() + self.stats_interval
+        next_sysctls = clock() + SYSCTLS_EVERY
+        buf = bytearray(1 << 20)
+        while not stop.is_set():
+            now = clock()
+            if now >= end:
+                break
+            wait = max(0.0, min(end, next_stats, next_dump) - now)
+            if select.select([ev.sock], [], [], min(wait, 0.25))[0]:
+                if self._read_events(ev, w, buf):
+                    sysctls = self._keyframe(ct, w)
+                    next_dump = clock() + self.dump_interval if self.dump_interval > 0 else float("inf")
+            now = clock()
+            if now >= next_dump:
+                sysctls = self._keyframe(ct, w)
+                next_dump = now + self.dump_interval
+            if now >= next_stats:
+                self._stats(ct, w)
+                next_stats = now + self.stats_interval
+            if now >= next_sysctls:
+                sysctls = self._sysctls(w, sysctls)
+                next_sysctls = now + SYSCTLS_EVERY
+            w.sync_if_due()
+        # What happened before the stop is queued on the socket: keep it, and end on a
+        # dump, so the recording's last state is the kernel's even for flows that sent no events.
+        self._read_events(ev, w, buf)
+        self._stats(ct, w)
+        self._dump(ct, w)
+
+    def _read_events(self, ev: EventSocket, w: RecordingWriter, buf: bytearray) -> bool:
+        """Record every queued event datagram; True if events were lost (a resync is due)."""
+        chunks: list[bytes] = []
+        lost = False
+        while True:
+            try:
+                n = ev.sock.recv_into(buf)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno != errno.ENOBUFS:
+                    raise KernelError(f"conntrack events: {e.strerror}") from None
+                lost = True
+                ev.rcvbuf = min(ev.rcvbuf * 2, MAX_RCVBUF)
+                try:
+                    ev.sock.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, ev.rcvbuf)
+                except OSError:
+                    ev.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ev.rcvbuf)
+                continue
+            data = bytes(buf[:n])
+            self.events += _count_messages(data)
+            chunks.append(data + b"\0" * (-n % 4))
+            if len(chunks) >= 4096:
+                break
+        if chunks:
+            w.write(K_EVENTS, b"".join(chunks))
+        if lost:
+            self.lost += 1
+            w.write(K_LOST)
+        return lost
+
+    def _keyframe(self, ct: Ctnetlink, w: RecordingWriter) -> dict[str, str]:
+        w.keyframe()
+        current = sysctl.read(self.spec)
+        w.write(K_SYSCTLS, _json(current))
+        self._stats(ct, w)
+        self._dump(ct, w)
+        return current
+
+    def _sysctls(self, w: RecordingWriter, last: dict[str, str]) -> dict[str, str]:
+        current = sysctl.read(self.spec)
+        if current != last:
+            w.write(K_SYSCTLS, _json(current))
+        return current
+
+    def _stats(self, ct: Ctnetlink, w: RecordingWriter) -> None:
+        s = ct.stats()
+        cpus = [[d["cpu"], *(d[n] for n in STATS_NAMES)] for d in ct.stats_cpu()]
+        w.write(K_STATS, _json({"count": s.count, "max": s.max, "cpus": cpus}))
+
+    def _dump(self, ct: Ctnetlink, w: RecordingWriter) -> None:
+        for _ in range(DUMP_RETRIES):
+            w.write(K_DUMP_BEGIN)
+            entries = self._dump_once(ct, w)
+            if entries is not None:
+                w.write(K_DUMP_END, DUMP_END.pack(entries))
+                self.dumps += 1
+                self.entries = entries
+                return
+        raise KernelError(f"conntrack dump: the table kept changing under the dump ({DUMP_RETRIES} tries)")
+
+    def _dump_once(self, ct: Ctnetlink, w: RecordingWriter) -> int | None:
+        """Record one dump chunk by chunk; the entry count, or None if the kernel interrupted it."""
+        self._seq += 1
+        req = struct.pack("<IHHII", 20, C.ct_msg(C.IPCTNL_MSG_CT_GET), C.NLM_F_REQUEST | C.NLM_F_DUMP,
+                          self._seq, 0) + struct.pack("<BBH", socket.AF_UNSPEC, 0, 0)
+        try:
+            ct.sock.send(req)
+        except OSError as e:
+            raise KernelError(f"conntrack dump: {e.strerror}") from None
+        entries = 0
+        interrupted = False
+        while True:
+            try:
+                data = ct.sock.recv(1 << 20)
+            except OSError as e:
+                raise KernelError(f"conntrack dump: {e.strerror}") from None
+            n, done, intr, err = _scan_dump_chunk(data)
+            if err:
+                raise KernelError(f"conntrack dump: kernel said {os.strerror(err)}")
+            entries += n
+            interrupted = interrupted or intr
+            w.write(K_DUMP_DATA, data)
+            if done:
+                return None if interrupted else entries
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("cttop")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _count_messages(data: bytes) -> int:
+    off, n, count = 0, len(data), 0
+    while off + 16 <= n:
+        length = struct.unpack_from("<I", data, off)[0]
+        if length < 16:
+            break
+        count += 1
+        off += (length + 3) & ~3
+    return count
+
+
+def _scan_dump_chunk(data: bytes) -> tuple[int, bool, bool, int]:
+    """(entries, done, interrupted, errno) of one received dump chunk."""
+    off, n, count, intr = 0, len(data), 0, False
+    unpack = struct.Struct("<IHH").unpack_from
+    while off + 16 <= n:
+        length, typ, flags = unpack(data, off)
+        if typ == C.NLMSG_DONE:
+            return count, True, intr or bool(flags & C.NLM_F_DUMP_INTR), 0
+        if typ == C.NLMSG_ERROR:
+            code = -struct.unpack_from("<i", data, off + 16)[0]
+            return count, True, intr, code
+        if length < 16:
+            break
+        intr = intr or bool(flags & C.NLM_F_DUMP_INTR)
+        count += 1
+        off += (length + 3) & ~3
+    return count, n == 0, intr, 0
