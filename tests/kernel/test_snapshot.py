@@ -183,3 +183,19 @@ def test_without_permission_count_and_max_still_shown(mixed: str) -> None:
     r = subprocess.run(["ip", "netns", "exec", mixed, *drop, "cttop", "snapshot", "--flows"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and r.stderr.count("CAP_NET_ADMIN") == 1 and "Traceback" not in r.stderr
+
+
+def test_every_way_of_naming_the_namespace_reads_the_same_table(mixed: str) -> None:
+    holder = subprocess.Popen(["ip", "netns", "exec", mixed, "sleep", "60"])
+    try:
+        want = conntrack_count(mixed)
+        for args in (["--netns", mixed], ["--netns-path", f"/run/netns/{mixed}"], ["--netns-pid", str(holder.pid)]):
+            r = subprocess.run(["cttop", "snapshot", "--json", *args], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["count"] == want, args
+        r = subprocess.run(["cttop", "snapshot", "--netns", mixed, "--netns-pid", str(holder.pid)],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "exclusive" in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,29 @@
+"""The architecture's one hard rule: only cttop.ui may import textual (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import cttop
+
+NON_UI = ("cttop.kernel", "cttop.table", "cttop.filter", "cttop.actions", "cttop.live", "cttop.doctor",
+          "cttop.fleet", "cttop.lab", "cttop.snapshot", "cttop.source", "cttop.model")
+
+
+def non_ui_modules() -> list[str]:
+    names = []
+    for m in pkgutil.walk_packages(cttop.__path__, "cttop."):
+        if m.name.startswith(NON_UI):
+            names.append(m.name)
+    return names
+
+
+def test_engine_modules_never_import_textual() -> None:
+    mods = non_ui_modules()
+    assert "cttop.kernel.decode" in mods and "cttop.table.store" in mods
+    code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in mods) + \
+        "print(sorted(k for k in sys.modules if k == 'textual' or k.startswith('textual.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
