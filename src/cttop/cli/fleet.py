@@ -1,0 +1,214 @@
+"""`cttop namespaces`, `record`, `replay` and `export`: beyond one table on one screen."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
+from cttop.errors import CttopError
+from cttop.fleet import export as fleet_export
+from cttop.fleet.namespaces import Namespace, list_namespaces, totals
+from cttop.fleet.record import Recorder
+from cttop.fleet.replay import ReplaySource
+from cttop.kernel.netns import NetnsSpec
+from cttop.table.groups import GROUPS
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    m = _DURATION.match(text)
+    if m is None or float(m.group(1)) <= 0:
+        fail(f"{option} {text!r}: a positive duration such as 30, 30s, 5m or 1h")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT``."""
+    m = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:\[\]]*):(\d+)$", text)
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        fail(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:9469 or [::1]:9469")
+    return m.group(1) or "0.0.0.0", int(m.group(2))
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM, so long runs end cleanly instead of mid-write."""
+    stop = threading.Event()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for s in handlers:
+        signal.signal(s, on_signal)
+    try:
+        yield stop
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
+# --- namespaces ----------------------------------------------------------------------------
+
+@app.command("namespaces")
+@guarded
+def namespaces_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: namespaces and totals.")] = False,
+) -> None:
+    """List every network namespace (named, and held only by processes) with its conntrack pressure."""
+    nss = list_namespaces()
+    tot = totals(nss)
+    if as_json:
+        sys.stdout.write(json.dumps({"namespaces": [n.to_json() for n in nss], "total": tot.to_json()}) + "\n")
+        return
+    rows = [_human_row(n) for n in nss]
+    share = f"{tot.share:.1%}" if tot.share is not None else "-"
+    rows.append(("TOTAL", str(tot.count), share, str(tot.drop), str(tot.early_drop), "", "", ""))
+    head = ("NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(c.rjust(w) if 0 < i < 6 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+              .rstrip())
+    if tot.max:
+        print(f"\nthe max ({tot.max}) is shared: the node's use is the sum, {tot.count} ({share})")
+    for n in nss:
+        if n.error:
+            print(f"cttop: namespace {n.label}: {n.error}", file=sys.stderr)
+
+
+def _human_row(n: Namespace) -> tuple[str, ...]:
+    label = n.label + (" *" if n.own else "")
+    if n.count is None:
+        return (label, "?", "-", "?", "?", str(len(n.pids)), n.process or "-", n.container or "-")
+    share = f"{n.share:.1%}" if n.share is not None else "-"
+    return (label, str(n.count), share, str(n.drop), str(n.early_drop), str(len(n.pids)), n.process or "-",
+            n.container or "-")
+
+
+# --- record / replay -----------------------------------------------------------------------
+
+@app.command("record")
+@guarded
+def record_cmd(
+    output: Annotated[str, typer.Option("--output", "-o", help="File to write the recording to.")],
+    duration: Annotated[str | None, typer.Option("--duration", help="Stop after this long (30, 30s, 5m, 1h); "
+                                                                    "default: until Ctrl-C.")] = None,
+    dump_interval: Annotated[str, typer.Option("--dump-interval", help="A full dump (a seek point) this often.")]
+    = "30s",
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+) -> None:
+    """Record the table's dumps, events and stats to a compressed file, for `cttop replay`."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    seconds = parse_duration(duration, "--duration") if duration is not None else None
+    recorder = Recorder(spec, output, dump_interval=parse_duration(dump_interval, "--dump-interval"))
+    print(f"cttop record: recording {spec.label()} to {output}"
+          + (f" for {seconds:g} s" if seconds else "; Ctrl-C stops"), file=sys.stderr, flush=True)
+    with stopped_by_signals() as stop:
+        summary = recorder.run(seconds, stop)
+    print(f"cttop record: {summary.text()}", file=sys.stderr)
+
+
+@app.command("replay")
+@guarded
+def replay_cmd(
+    file: Annotated[str, typer.Argument(help="A file written by `cttop record`.")],
+    speed: Annotated[float, typer.Option("--speed", help="Play this many times faster than recorded.")] = 1.0,
+    at: Annotated[float, typer.Option("--at", help="Start this many seconds into the recording.")] = 0.0,
+    paused: Annotated[bool, typer.Option("--paused", help="Start paused.")] = False,
+    info: Annotated[bool, typer.Option("--info", help="No TUI: print what the recording holds and the table "
+                                                      "at its end, as JSON.")] = False,
+) -> None:
+    """Open a recording in the TUI, read-only, with a time line (pause, seek, speed)."""
+    source = ReplaySource(file, speed=speed, paused=paused)
+    try:
+        if info:
+            sys.stdout.write(json.dumps(replay_info(source)) + "\n")
+            return
+        run_tui = _tui_with_source()
+        if at:
+            source.seek(at)
+        run_tui(NetnsSpec(), read_only=True, source=source)
+    finally:
+        source.close()
+
+
+def replay_info(source: ReplaySource) -> dict[str, Any]:
+    """The recording's description and the table at its end."""
+    rec = source.recording
+    source.pause()
+    source.seek(source.duration)
+    rows = source.dump()
+    table = source.table
+    stats = source.stats()
+    return {
+        "file": rec.path, "label": rec.meta.get("label"), "host": rec.meta.get("host"),
+        "kernel": rec.meta.get("kernel"), "cttop": rec.meta.get("cttop"), "start": rec.start,
+        "duration": rec.duration, "segments": len(rec.segments), "dumps": rec.dumps, "events": rec.events,
+        "lost": rec.lost, "bytes": rec.size,
+        "end": {"flows": len(rows), "count": stats.count, "max": stats.max, "evictable": table.evictable,
+                "by_state": dict(sorted(table.by_state.items()))},
+    }
+
+
+def _tui_with_source() -> Callable[..., None]:
+    try:
+        from cttop.ui import run_tui
+    except ImportError:
+        raise CttopError("replay: the TUI (cttop.ui.run_tui) is not available in this build; use --info") from None
+    if "source" not in inspect.signature(run_tui).parameters:
+        raise CttopError("replay: this build's TUI cannot open recordings yet; use --info")
+    return run_tui  # type: ignore[no-any-return]
+
+
+# --- export --------------------------------------------------------------------------------
+
+@app.command("export")
+@guarded
+def export_cmd(
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve /metrics on.")] = "127.0.0.1:9469",
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    top: Annotated[int, typer.Option("--top", min=1, max=100, help="Groups per group key in "
+                                                                    "cttop_top_group_entries.")] = 10,
+    group: Annotated[list[str] | None, typer.Option("--group", help=f"Group key for the top groups "
+                                                                     f"(repeatable): {', '.join(GROUPS)}.")] = None,
+    no_table: Annotated[bool, typer.Option("--no-table", help="Kernel counters only: no per-state or top-group "
+                                                              "metrics (no flow table kept in memory).")] = False,
+    no_namespaces: Annotated[bool, typer.Option("--no-namespaces", help="No per-namespace metrics.")] = False,
+    max_namespaces: Annotated[int, typer.Option("--max-namespaces", min=1, help="Namespaces with their own "
+                                                "series; the rest are summed into namespace=\"(other)\".")] = 256,
+    resync: Annotated[str, typer.Option("--resync", help="Redump the followed table this often.")] = "60s",
+) -> None:
+    """Serve conntrack metrics for Prometheus (node_exporter-compatible names, plus cttop's own)."""
+    spec = netns_spec(netns, netns_pid, netns_path)
+    host, port = parse_listen(listen)
+    groups = tuple(group) if group else fleet_export.DEFAULT_GROUPS
+    for g in groups:
+        if g not in GROUPS:
+            fail(f"--group {g!r}: not a group key (choose from {', '.join(GROUPS)})")
+    exporter = fleet_export.serve(spec, host, port, table=not no_table, groups=groups, top=top,
+                                  namespaces=not no_namespaces, max_namespaces=max_namespaces,
+                                  resync=parse_duration(resync, "--resync"))
+    shown = f"[{host}]" if ":" in host else host
+    print(f"cttop export: serving {spec.label()} on http://{shown}:{port}/metrics", file=sys.stderr, flush=True)
+    try:
+        with stopped_by_signals() as stop:
+            while not stop.wait(1.0):
+                pass
+    finally:
+        exporter.close()

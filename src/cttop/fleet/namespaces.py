@@ -1,0 +1,158 @@
+"""Every network namespace on the host, with its conntrack count and pressure counters.
+
+The count is per namespace but nf_conntrack_max is one for the host, so a
+node's real pressure is the sum of the counts against the one max. Namespaces
+are found where they can live: named ones bind-mounted under ``/run/netns``, and
+those held only by processes (containers, pods), through ``/proc/*/ns/net``.
+Both are deduplicated by the namespace's inode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from cttop.errors import CttopError
+from cttop.fleet.cgroup import placement_of
+from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
+from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
+from cttop.kernel.sysctl import PROC_NET_INIT_INO
+
+
+@dataclass
+class Namespace:
+    """One namespace; ``count``... are None (and ``error`` says why) if it could not be read."""
+
+    inode: int
+    names: list[str] = field(default_factory=list)  # as `ip netns list` shows them
+    pids: list[int] = field(default_factory=list)  # processes in it, ascending
+    initial: bool = False  # the host's own (init_net)
+    own: bool = False  # the one cttop runs in
+    process: str | None = None  # representative process: name of the lowest pid
+    container: str | None = None  # its container, pod or unit
+    count: int | None = None
+    max: int | None = None
+    drop: int | None = None
+    early_drop: int | None = None
+    error: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.pids[0] if self.pids else None
+
+    @property
+    def label(self) -> str:
+        if self.names:
+            return self.names[0]
+        if self.initial:
+            return "init"
+        if self.container and not self.container.endswith((".service", ".scope")):
+            return self.container
+        return f"pid:{self.pid}"
+
+    @property
+    def spec(self) -> NetnsSpec:
+        """How to open it: by name when it has one, else through a process in it."""
+        if self.names:
+            return NetnsSpec(name=self.names[0])
+        if self.own:
+            return NetnsSpec()
+        return NetnsSpec(pid=self.pid)
+
+    @property
+    def share(self) -> float | None:
+        """This namespace's part of the shared max."""
+        return self.count / self.max if self.count is not None and self.max else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "inode": self.inode, "names": self.names, "initial": self.initial,
+                "own": self.own, "pid": self.pid, "processes": len(self.pids), "process": self.process,
+                "container": self.container, "count": self.count, "max": self.max, "share": self.share,
+                "drop": self.drop, "early_drop": self.early_drop, "error": self.error}
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def discover() -> list[Namespace]:
+    """Every namespace visible from here, without touching the kernel's tables."""
+    found: dict[int, Namespace] = {}
+    try:
+        named = sorted(os.listdir(NETNS_RUN_DIR))
+    except OSError:
+        named = []
+    for name in named:
+        ino = _inode(os.path.join(NETNS_RUN_DIR, name))
+        if ino is not None:
+            found.setdefault(ino, Namespace(ino)).names.append(name)
+    for pid in sorted(psutil.pids()):
+        ino = _inode(f"/proc/{pid}/ns/net")
+        if ino is not None:
+            found.setdefault(ino, Namespace(ino)).pids.append(pid)
+    initial = _inode("/proc/1/ns/net") or PROC_NET_INIT_INO
+    own = _inode("/proc/self/ns/net")
+    for ns in found.values():
+        ns.initial = ns.inode == initial
+        ns.own = ns.inode == own
+        if ns.pids:
+            try:
+                ns.process = psutil.Process(ns.pids[0]).name()
+            except psutil.Error:
+                ns.process = None
+            placement = placement_of(ns.pids[0])
+            ns.container = placement.text() if placement is not None else None
+    return sorted(found.values(), key=lambda n: (not n.initial, n.label))
+
+
+def read_counters(ns: Namespace) -> None:
+    """Fill in count, max, drop and early_drop from the namespace's own ctnetlink."""
+    try:
+        with Ctnetlink(ns.spec) as ct:
+            stats = ct.stats()
+            cpu = sum_cpus(ct.stats_cpu())
+    except CttopError as e:
+        ns.error = str(e)
+        return
+    ns.count, ns.max = stats.count, stats.max
+    ns.drop, ns.early_drop = cpu["drop"], cpu["early_drop"]
+
+
+def list_namespaces() -> list[Namespace]:
+    """Every namespace with its counters: initial one first, then by label."""
+    out = discover()
+    for ns in out:
+        read_counters(ns)
+    return out
+
+
+@dataclass(frozen=True)
+class Totals:
+    namespaces: int
+    count: int
+    max: int | None
+    drop: int
+    early_drop: int
+
+    @property
+    def share(self) -> float | None:
+        return self.count / self.max if self.max else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"namespaces": self.namespaces, "count": self.count, "max": self.max, "share": self.share,
+                "drop": self.drop, "early_drop": self.early_drop}
+
+
+def totals(namespaces: Iterable[Namespace]) -> Totals:
+    """The node's pressure: the counts summed against the one shared max."""
+    ns = list(namespaces)
+    maxes = [n.max for n in ns if n.max]
+    return Totals(len(ns), sum(n.count or 0 for n in ns), maxes[0] if maxes else None,
+                  sum(n.drop or 0 for n in ns), sum(n.early_drop or 0 for n in ns))
