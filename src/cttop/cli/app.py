@@ -54,3 +54,23 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+@app.callback(invoke_without_command=True)
+def top(
+    ctx: typer.Context,
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between refreshes.")] = 1.0,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Hide and refuse every change.")] = False,
+) -> None:
+    """With no command: the live view (`cttop`, `cttop --netns web1`)."""
+    if ctx.invoked_subcommand is not None:
+        if netns is not None or netns_pid is not None or netns_path is not None:
+            fail(f"put --netns after the command name: cttop {ctx.invoked_subcommand} --netns …")
+        return
+    spec = netns_spec(netns, netns_pid, netns_path)
+    from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
+
+    guarded(run_tui)(spec, read_only=read_only, interval=interval)
