@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
@@ -77,7 +78,7 @@ def _json(obj: Any) -> bytes:
 class RecordingWriter:
     """Writes records into gzip segments; :meth:`keyframe` starts a new segment."""
 
-    def __init__(self, path: str, meta: dict[str, Any], clock: Clock, level: int = 6) -> None:
+    def __init__(self, path: str, meta: dict[str, Any], clock: Callable[[], float], level: int = 6) -> None:
         self.path = path
         self.clock = clock
         self.level = level

@@ -298,8 +298,11 @@ class ReplaySource:
 
     @property
     def at_end(self) -> bool:
+        """Whether everything recorded has been handed out (or a seek to the end is pending)."""
         with self._cond:
-            return self._seek_to is None and self._next is None
+            if self._seek_to is not None:
+                return self._seek_to >= self.duration
+            return self._next is None
 
     def pause(self) -> None:
         with self._cond:
