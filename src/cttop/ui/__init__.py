@@ -1,0 +1,16 @@
+"""The live TUI. ``run_tui`` is the one entry point (the CLI and the lab call it)."""
+
+from __future__ import annotations
+
+from cttop.kernel.netns import NetnsSpec
+from cttop.source import LiveSource, Source
+
+
+def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = None, source: Source | None = None,
+            interval: float = 1.0) -> None:
+    """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits."""
+    from cttop.ui.app import CttopApp  # textual is imported only when the TUI actually runs
+
+    app = CttopApp(source if source is not None else LiveSource(spec), read_only=read_only, title=title,
+                   interval=interval)
+    app.run()

@@ -1,0 +1,342 @@
+"""The collector: a worker thread that owns the source and the flow table and hands the app snapshots.
+
+Start-up subscribes to events *before* the first dump, so an entry created while
+the dump runs is seen either in the dump or as an event queued behind it. After
+that, events are applied in batches as they arrive; once per interval a
+:class:`Frame` is built and handed over. Lost events (ENOBUFS) trigger a full
+resync, counted and shown, because a table that silently drifts from the kernel
+is worse than none. Periodic dumps, spaced in proportion to what a dump costs,
+refresh what events never carry (byte counters, timeouts). Dumps fill a fresh
+table that replaces the old one when complete, so no frame shows a half table.
+
+The UI talks to the collector only through the ``set_*`` methods (thread-safe)
+and receives snapshots through the two callbacks, which run on this thread and
+must only hand the object over (Textual's ``post_message`` is safe for that).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from cttop.errors import CttopError
+from cttop.filter import compile_filter
+from cttop.kernel.ctnetlink import KernelError, sum_cpus
+from cttop.kernel.events import EventBatch
+from cttop.live.counters import PRESSURE
+from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame, Pressure, StateRow
+from cttop.live.index import SORTS, FlowIndex, ViewSpec
+from cttop.live.indexer import Indexer, IndexJob
+from cttop.live.perms import has_net_admin
+from cttop.model import TCP_STATES, Row
+from cttop.snapshot import NEEDS_CAP
+from cttop.source import Source
+from cttop.table.aggregates import GroupRow
+from cttop.table.groups import GROUPS
+from cttop.table.history import FillHistory, Rate
+from cttop.table.store import FlowTable
+
+LOAD_CHUNK: Final = 50_000  # rows added to the table between progress reports
+EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
+REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
+REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
+SYSCTL_EVERY: Final = 5.0
+TOP_N: Final = 10
+GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
+TOP_BY: Final = ("entries", "bytes", "packets")
+_STATUS_ORDER: Final = ("UNREPLIED", "REPLIED", "ASSURED")
+
+
+class Collector:
+    def __init__(self, source: Source, *, on_frame: Callable[[Frame], None],
+                 on_index: Callable[[FlowIndex], None], interval: float = 1.0, group: str = "src",
+                 view: ViewSpec = ViewSpec()) -> None:
+        if group not in GROUPS:
+            raise KeyError(group)
+        self.source = source
+        self.table = FlowTable(track=[group])
+        self._on_frame = on_frame
+        self.indexer = Indexer(on_index)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        # Settings, written by the UI thread under the lock.
+        self._interval = interval
+        self._group = group
+        self._top_by = "entries"
+        self._view = view
+        self._view_dirty = True
+        self._anchor: int | None = None
+        self._paused = False
+        # Worker state.
+        self._phase = LOADING
+        self._note = "connecting"
+        self._seq = 0
+        self._history = FillHistory()
+        self._rates = {name: Rate() for name in PRESSURE}
+        self._new_rate, self._gone_rate = Rate(), Rate()
+        self._lost = 0
+        self._bad = 0
+        self._refreshed: float | None = None
+        self._next_refresh = 0.0
+        self._sysctls: dict[str, str] = {}
+        self._count: int | None = None
+        self._max: int | None = None
+        self._pressure: tuple[Pressure, ...] = ()
+        self._next_sysctls = 0.0
+        self._next_index = 0.0
+        self._indexed_generation = -1
+        self._frozen: list[bytes] | None = None  # the records the paused view shows
+        self._thread = threading.Thread(target=self._run, name="cttop-collector", daemon=True)
+
+    # --- the UI's side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Ask the worker to finish and wait a little; a dump in progress is not waited for."""
+        self._stop.set()
+        self._wake.set()
+        self.indexer.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.indexer.join(timeout)
+        if not self._thread.is_alive():
+            self.source.close()
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    def set_interval(self, seconds: float) -> None:
+        with self._lock:
+            self._interval = seconds
+        self._wake.set()
+
+    def set_group(self, group: str, by: str) -> None:
+        if group not in GROUPS or by not in TOP_BY:
+            raise KeyError(f"{group}/{by}")
+        with self._lock:
+            self._group, self._top_by = group, by
+        self._wake.set()
+
+    def set_view(self, spec: ViewSpec) -> None:
+        """Ask for a new flow index; raises FilterError (from the caller's thread) for bad text."""
+        compile_filter(spec.filter)
+        if spec.sort not in SORTS:
+            raise KeyError(spec.sort)
+        with self._lock:
+            self._view, self._view_dirty = spec, True
+
+    def set_anchor(self, flow_id: int | None) -> None:
+        """The flow under the cursor: the next index says where it moved to."""
+        self._anchor = flow_id
+
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self._paused = paused
+            self._frozen = list(self.indexer.last_records) if paused else None
+            if not paused:
+                self._view_dirty = True  # catch the list up with the live table at once
+
+    def flow(self, flow_id: int) -> Row | None:
+        """The table's current row for a flow (dict reads are atomic, so safe from the UI thread)."""
+        return self.table.get(flow_id)
+
+    # --- the worker ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.indexer.start()
+        try:
+            if self._connect():
+                self._load(first=True)
+                self._phase, self._note = LIVE, ""
+            while not self._stop.is_set():
+                self._tick()
+        except CttopError as e:
+            self._fail(str(e))
+        except Exception as e:  # a bug must show on screen, not kill the view silently
+            self._fail(f"internal error: {type(e).__name__}: {e}")
+
+    def _connect(self) -> bool:
+        """Subscribe to events (before any dump). False when permission is missing."""
+        self._post()
+        try:
+            self.source.subscribe()
+            self.source.stats()
+        except KernelError as e:
+            if e.permission or not has_net_admin():
+                self._phase, self._note = LIMITED, NEEDS_CAP
+                return False
+            raise
+        return True
+
+    def _fail(self, why: str) -> None:
+        self._phase, self._note = FAILED, why
+        self._post()
+
+    def _tick(self) -> None:
+        deadline = time.monotonic() + self._interval
+        while not self._stop.is_set() and not self._wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self._phase == LIMITED:
+                self._wake.wait(min(left, EVENT_WAIT))
+                continue
+            self._apply(self.source.events(min(left, EVENT_WAIT)))
+            self._schedule_index()
+        self._wake.clear()
+        if self._stop.is_set():
+            return
+        if self._phase == LIVE and time.monotonic() >= self._next_refresh:
+            self._load(first=False)
+        self._post()
+        self._schedule_index()
+
+    def _apply(self, batch: EventBatch) -> None:
+        if batch.events:
+            self.table.apply_events(batch.events)
+        self._bad += batch.bad
+        if batch.lost:
+            self._lost += 1
+            self._note = "events lost, resyncing"
+            self._load(first=False)
+            self._note = ""
+
+    def _load(self, first: bool) -> None:
+        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh)."""
+        t0 = time.monotonic()
+        if first:
+            self._note = f"reading {self._known_count()} flows from the kernel"
+            self._post()
+        rows = self.source.dump()
+        fresh = FlowTable(track=list(self.table.agg.groups))
+        last_report = time.monotonic()
+        for i in range(0, len(rows), LOAD_CHUNK):
+            fresh.extend(rows[i:i + LOAD_CHUNK])
+            if first and time.monotonic() - last_report > 0.25:
+                last_report = time.monotonic()
+                self._note = f"loaded {len(fresh):,} of {len(rows):,} flows"
+                self._post()
+        old = self.table
+        fresh.created, fresh.destroyed = old.created, old.destroyed
+        fresh.generation = old.generation + 1
+        self.table = fresh
+        self._refreshed = self.source.now()
+        cost = time.monotonic() - t0
+        self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
+
+    def _known_count(self) -> str:
+        try:
+            return f"{self.source.stats().count:,}"
+        except CttopError:
+            return "the"
+
+    def _schedule_index(self) -> None:
+        with self._lock:
+            dirty, spec, paused, frozen = self._view_dirty, self._view, self._paused, self._frozen
+            self._view_dirty = False
+        gen = self.table.generation
+        if dirty:
+            records = frozen if paused and frozen is not None else self.table.records()
+        elif paused or gen == self._indexed_generation or self.indexer.busy or time.monotonic() < self._next_index:
+            return
+        else:
+            records = self.table.records()
+        self._indexed_generation = gen
+        self.indexer.submit(IndexJob(records, gen, spec, self._anchor))
+        # A big table takes a while to index; rebuild it no more than every other build time.
+        last = self.indexer.last
+        self._next_index = time.monotonic() + max(self._interval, 2 * (last.seconds if last else 0.0))
+
+    # --- frames --------------------------------------------------------------------------
+
+    def _post(self) -> None:
+        self._seq += 1
+        self._on_frame(self._frame())
+
+    def _frame(self) -> Frame:
+        src, now = self.source, self.source.now()
+        if self._phase != FAILED:
+            self._read_counts(now)
+        if self._count is not None and (not self._history.samples or now > self._history.samples[-1][0]):
+            self._history.add(now, self._count)
+        table = self.table
+        with self._lock:
+            group, by, interval = self._group, self._top_by, self._interval
+        top: tuple[GroupRow, ...] = ()
+        if self._phase == LIVE:
+            self._track_only(group)
+            if by != "entries" and not table.counted:
+                by = "entries"  # no counters to rank by
+            top = tuple(table.top(group, TOP_N, by))
+        shown = self._phase in (LIVE, FAILED)
+        return Frame(
+            seq=self._seq, time=now, label=src.label, live=src.live, phase=self._phase, note=self._note,
+            interval=interval, count=self._count, maximum=self._max,
+            buckets=_int(self._sysctls.get("nf_conntrack_buckets")),
+            flows=len(table) if shown else 0, evictable=table.evictable, counted=table.counted,
+            history=tuple(self._history.values(240)), forecast=self._history.forecast(self._max or 0).text(),
+            new_rate=self._new_rate.update(now, table.created), gone_rate=self._gone_rate.update(now, table.destroyed),
+            pressure=self._pressure, states=ordered_states(table.by_state) if shown else (), group=group,
+            top_by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed)
+
+    def _read_counts(self, now: float) -> None:
+        """Count, max and the pressure counters from the kernel; /proc/sys when ctnetlink is refused."""
+        src = self.source
+        if now >= self._next_sysctls or not self._sysctls or self._phase == LIMITED:
+            self._sysctls = src.sysctls()
+            self._next_sysctls = now + SYSCTL_EVERY
+            self._count = _int(self._sysctls.get("nf_conntrack_count"))
+            self._max = _int(self._sysctls.get("nf_conntrack_max"))
+        if self._phase == LIMITED:
+            return
+        try:
+            stats = src.stats()
+            totals = sum_cpus(src.stats_cpu())
+        except KernelError:
+            if self._phase == LIVE:
+                raise
+            return  # still connecting: the refusal is dealt with by _connect
+        self._count, self._max = stats.count, stats.max
+        self._pressure = tuple(Pressure(n, self._rates[n].update(now, totals[n]), totals[n]) for n in PRESSURE)
+
+    def _track_only(self, group: str) -> None:
+        """Keep totals for the shown group only: each tracked key costs time on every event."""
+        groups = self.table.agg.groups
+        for name in [n for n in groups if n != group]:
+            del groups[name]
+
+
+def _int(v: str | None) -> int | None:
+    return int(v) if v is not None and v.strip().isdigit() else None
+
+
+def ordered_states(by_state: dict[str, int]) -> tuple[StateRow, ...]:
+    """TCP states in protocol order, then UDP and ICMP by how far the exchange got, then the rest."""
+    out: list[StateRow] = []
+    for s in TCP_STATES:
+        if n := by_state.get(f"tcp:{s}"):
+            out.append(StateRow("tcp", s, n))
+    for proto in ("udp", "icmp"):
+        for s in _STATUS_ORDER:
+            n = by_state.get(f"{proto}:{s}", 0) + (by_state.get(f"icmpv6:{s}", 0) if proto == "icmp" else 0)
+            if n:
+                out.append(StateRow(proto, s, n))
+    other: dict[str, int] = {}
+    stateful: list[StateRow] = []
+    for key, n in sorted(by_state.items()):
+        proto, _, s = key.partition(":")
+        if proto in ("tcp", "udp", "icmp", "icmpv6"):
+            continue
+        if s in _STATUS_ORDER:
+            other[s] = other.get(s, 0) + n
+        else:
+            stateful.append(StateRow(proto, s, n))
+    out += stateful
+    out += [StateRow("other", s, other[s]) for s in _STATUS_ORDER if other.get(s)]
+    return tuple(out)

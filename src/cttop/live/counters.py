@@ -1,0 +1,30 @@
+"""What each number on the screen means, in one line: shown by the help screen and kept
+next to the code that computes them so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# CT_GET_STATS_CPU counters the Pressure panel shows as rates, in display order.
+PRESSURE: Final[dict[str, str]] = {
+    "drop": "a new connection could not be tracked, so its packet was dropped (table full, or no memory)",
+    "early_drop": "a not-ASSURED entry was evicted to make room for a new one: the table is at its max",
+    "insert_failed": "an entry could not be inserted (it clashed with an existing one); the packet was dropped",
+    "clash_resolve": "two packets of one new flow raced and the clash was resolved; harmless",
+    "chaintoolong": "a hash chain grew too long: hashsize too small for the load, or hash flooding",
+    "search_restart": "a lookup restarted because the table changed under it (resize, heavy churn)",
+}
+
+FILL: Final[dict[str, str]] = {
+    "count": "entries in this namespace's table now (the kernel's own count)",
+    "max": "nf_conntrack_max: past it, new connections are dropped (after early_drop)",
+    "fill %": "count / max; yellow from 80 %, red from 95 %",
+    "buckets": "hash buckets (nf_conntrack_buckets); max/buckets is the average chain length when full",
+    "evictable": "entries not yet ASSURED, which early_drop may reclaim when the table is full",
+    "new/s, gone/s": "entries created and destroyed per second, from the kernel's events",
+    "history": "the count over the last minutes, one sample per refresh",
+    "forecast": "time until the table is full at the recent trend, or stable / draining",
+    "events lost": "times the kernel dropped events (ENOBUFS) and cttop resynced with a full dump",
+    "refreshed": "when flows and their byte counters were last re-read with a full dump",
+}

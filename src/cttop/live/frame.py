@@ -1,0 +1,67 @@
+"""The immutable snapshot the collector hands the app once per refresh.
+
+A Frame holds everything the panels draw, already computed, so applying one on
+the UI thread is only a matter of handing fields to widgets. Times are in the
+source's clock (``Source.now()``), so a fixed source gives a fixed screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cttop.table.aggregates import GroupRow
+
+# Phases of the collector, as the header shows them.
+LOADING = "loading"  # subscribing and reading the first dump
+LIVE = "live"
+LIMITED = "limited"  # no CAP_NET_ADMIN: count and max from /proc/sys only
+FAILED = "failed"  # the source broke (namespace gone...): the note says why
+
+
+@dataclass(frozen=True)
+class Pressure:
+    name: str
+    rate: float  # per second over the last refresh
+    total: int  # since boot (or since the namespace was made)
+
+
+@dataclass(frozen=True)
+class StateRow:
+    section: str  # "tcp", "udp", "icmp", or another protocol's name, or "other"
+    state: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int
+    time: float
+    label: str
+    live: bool  # False for a replayed recording
+    phase: str
+    note: str  # progress while loading, why when limited or failed; else ""
+    interval: float
+    count: int | None  # the kernel's count (None before it is known)
+    maximum: int | None
+    buckets: int | None
+    flows: int  # flows held in the table (what the list shows before filtering)
+    evictable: int
+    counted: int  # flows carrying byte/packet counters
+    history: tuple[int, ...]  # counts, oldest first
+    forecast: str
+    new_rate: float
+    gone_rate: float
+    pressure: tuple[Pressure, ...]  # empty when the counters cannot be read
+    states: tuple[StateRow, ...]
+    group: str
+    top_by: str  # "entries", "bytes" or "packets"
+    top: tuple[GroupRow, ...]
+    lost: int  # event losses (ENOBUFS) recovered by a resync
+    bad: int  # event messages that failed to decode
+    refreshed: float | None  # when the last full dump was read
+
+    @property
+    def fill(self) -> float | None:
+        if self.count is None or not self.maximum:
+            return None
+        return self.count / self.maximum

@@ -1,0 +1,191 @@
+"""The flow list's index: the table's packed records, filtered and sorted, built off the UI thread.
+
+Sorting works on the packed records themselves (:mod:`cttop.table.packing`),
+slicing big-endian fields at fixed offsets, so a million flows are ordered
+without unpacking them; only filtering has to unpack. Both go in chunks, for two
+reasons: a newer request (the next keystroke in the filter) can cancel the build
+between chunks, and one ``list.sort`` over a million keys would hold the GIL for
+half a second with no Python code running, freezing the UI thread; sorted chunks
+merged by ``heapq.merge`` never hold it for more than a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from itertools import islice
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cttop.filter import compile_filter
+from cttop.table.packing import V4, V4C, V6, V6C, unpack
+
+CHUNK: Final = 16384
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What the flow list asks for: validated filter text, sort column, direction."""
+
+    filter: str = ""
+    sort: str = "src"
+    reverse: bool = False  # against the column's natural direction
+
+
+@dataclass(frozen=True)
+class SortDef:
+    name: str
+    title: str
+    key: Callable[[bytes], Any]
+    descending: bool  # natural direction: biggest first for amounts, A→Z for names
+
+
+def _offsets(a: int) -> dict[str, int]:
+    """Byte offset of each field in a packed record with ``a``-byte addresses (packing's layout)."""
+    sizes = (("id", 4), ("family", 1), ("proto", 1), ("pstate", 1), ("status", 4), ("src", a), ("dst", a),
+             ("sport", 2), ("dport", 2), ("rsrc", a), ("rdst", a), ("rsport", 2), ("rdport", 2),
+             ("timeout", 4), ("mark", 4), ("zone", 2), ("use", 4), ("start", 8),
+             ("opkts", 8), ("obytes", 8), ("rpkts", 8), ("rbytes", 8))
+    out, pos = {}, 0
+    for name, size in sizes:
+        out[name] = pos
+        pos += size
+    return out
+
+
+O4: Final = _offsets(4)
+O6: Final = _offsets(16)
+assert O4["opkts"] == V4.size and O6["opkts"] == V6.size and O4["rbytes"] + 8 == V4C.size \
+    and O6["rbytes"] + 8 == V6C.size, "offsets must follow cttop.table.packing"
+
+_FAM = slice(4, 5)
+_SRC4, _SRC6 = slice(O4["src"], O4["src"] + 4), slice(O6["src"], O6["src"] + 16)
+_DST4, _DST6 = slice(O4["dst"], O4["dst"] + 4), slice(O6["dst"], O6["dst"] + 16)
+_SP4, _SP6 = slice(O4["sport"], O4["sport"] + 2), slice(O6["sport"], O6["sport"] + 2)
+_DP4, _DP6 = slice(O4["dport"], O4["dport"] + 2), slice(O6["dport"], O6["dport"] + 2)
+_TO4, _TO6 = slice(O4["timeout"], O4["timeout"] + 4), slice(O6["timeout"], O6["timeout"] + 4)
+# Mark and zone are adjacent: one slice sorts by mark, then zone.
+_MZ4, _MZ6 = slice(O4["mark"], O4["mark"] + 6), slice(O6["mark"], O6["mark"] + 6)
+_V6_MIN = V6.size  # records this long or longer have 16-byte addresses (V4C < V6)
+_STATUS_LOW = O4["status"] + 3  # same offset in both layouts; holds SEEN_REPLY and ASSURED
+_from = int.from_bytes
+
+
+def _src(r: bytes) -> bytes:
+    return r[_FAM] + r[_SRC4] + r[_SP4] if len(r) < _V6_MIN else r[_FAM] + r[_SRC6] + r[_SP6]
+
+
+def _dst(r: bytes) -> bytes:
+    return r[_FAM] + r[_DST4] + r[_DP4] if len(r) < _V6_MIN else r[_FAM] + r[_DST6] + r[_DP6]
+
+
+def _proto(r: bytes) -> int:
+    return r[5]
+
+
+def _state(r: bytes) -> int:
+    return r[5] << 16 | r[6] << 8 | r[_STATUS_LOW] & 6
+
+
+def _timeout(r: bytes) -> bytes:
+    return r[_TO4] if len(r) < _V6_MIN else r[_TO6]
+
+
+def _mark(r: bytes) -> bytes:
+    return r[_MZ4] if len(r) < _V6_MIN else r[_MZ6]
+
+
+def _counter(first: str) -> Callable[[bytes], int]:
+    """Both directions of one counter summed; -1 (below every real value) without accounting."""
+    second = "r" + first[1:]
+    o4a, o4b, o6a, o6b = O4[first], O4[second], O6[first], O6[second]
+    n4, n6 = V4C.size, V6C.size
+
+    def key(r: bytes) -> int:
+        n = len(r)
+        if n == n4:
+            return _from(r[o4a:o4a + 8]) + _from(r[o4b:o4b + 8])
+        if n == n6:
+            return _from(r[o6a:o6a + 8]) + _from(r[o6b:o6b + 8])
+        return -1
+
+    return key
+
+
+SORTS: Final[dict[str, SortDef]] = {s.name: s for s in (
+    SortDef("src", "source", _src, False),
+    SortDef("dst", "destination", _dst, False),
+    SortDef("proto", "protocol", _proto, False),
+    SortDef("state", "state", _state, False),
+    SortDef("timeout", "timeout", _timeout, True),
+    SortDef("mark", "mark/zone", _mark, False),
+    SortDef("bytes", "bytes", _counter("obytes"), True),
+    SortDef("packets", "packets", _counter("opkts"), True),
+)}
+
+
+def record_id(rec: bytes) -> int:
+    return _from(rec[:4])
+
+
+@dataclass(frozen=True)
+class FlowIndex:
+    """One built view of the flows: what the virtual list scrolls through."""
+
+    spec: ViewSpec
+    records: tuple[bytes, ...]  # matching flows in display order
+    total: int  # flows looked at (the table's size when the snapshot was taken)
+    generation: int  # the table generation the snapshot came from
+    anchor: int | None  # the flow id the cursor was on when the build was asked for
+    anchor_pos: int | None  # where that flow is now, if it still matches
+    seconds: float  # how long the build took
+
+    @property
+    def descending(self) -> bool:
+        return SORTS[self.spec.sort].descending != self.spec.reverse
+
+
+def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0, anchor: int | None = None,
+                cancelled: Callable[[], bool] = lambda: False) -> FlowIndex | None:
+    """Filter and sort ``records``; None if ``cancelled()`` turned true on the way."""
+    t0 = time.perf_counter()
+    flt = compile_filter(spec.filter)
+    if flt.is_all:
+        kept: Sequence[bytes] = records
+    else:
+        match = flt.match
+        out: list[bytes] = []
+        for i in range(0, len(records), CHUNK):
+            if cancelled():
+                return None
+            out += [r for r in records[i:i + CHUNK] if match(unpack(r))]
+        kept = out
+    sort = SORTS[spec.sort]
+    desc = sort.descending != spec.reverse
+    ordered = _sorted(kept, sort.key, desc, cancelled)
+    if ordered is None:
+        return None
+    pos = None
+    if anchor is not None:
+        want = anchor.to_bytes(4, "big")
+        pos = next((i for i, r in enumerate(ordered) if r[:4] == want), None)
+    return FlowIndex(spec, ordered, len(records), generation, anchor, pos, time.perf_counter() - t0)
+
+
+def _sorted(recs: Sequence[bytes], key: Callable[[bytes], Any], desc: bool,
+            cancelled: Callable[[], bool]) -> tuple[bytes, ...] | None:
+    if len(recs) <= CHUNK:
+        return tuple(sorted(recs, key=key, reverse=desc))
+    parts = []
+    for i in range(0, len(recs), CHUNK):
+        if cancelled():
+            return None
+        parts.append(sorted(recs[i:i + CHUNK], key=key, reverse=desc))
+    merged = heapq.merge(*parts, key=key, reverse=desc)
+    out: list[bytes] = []
+    while part := list(islice(merged, CHUNK)):
+        if cancelled():
+            return None
+        out += part
+    return tuple(out)

@@ -1,0 +1,75 @@
+"""The thread that builds flow indexes, so sorting and filtering a million flows never runs on the UI thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cttop.live.index import FlowIndex, ViewSpec, build_index
+
+
+@dataclass(frozen=True)
+class IndexJob:
+    records: Sequence[bytes]
+    generation: int
+    spec: ViewSpec
+    anchor: int | None
+
+
+class Indexer:
+    """Builds the latest submitted job; a newer submission cancels the build in progress."""
+
+    def __init__(self, on_index: Callable[[FlowIndex], None]) -> None:
+        self._on_index = on_index
+        self._cv = threading.Condition()
+        self._job: IndexJob | None = None
+        self._submitted = 0  # sequence number of the newest job
+        self._running = False
+        self._stopped = False
+        self.last: FlowIndex | None = None
+        self.last_records: Sequence[bytes] = ()  # the snapshot ``last`` was built from
+        self._thread = threading.Thread(target=self._run, name="cttop-indexer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._submitted += 1
+            self._cv.notify()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._running or self._job is not None
+
+    def submit(self, job: IndexJob) -> None:
+        with self._cv:
+            self._job = job
+            self._submitted += 1
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None and not self._stopped:
+                    self._cv.wait()
+                if self._stopped:
+                    return
+                job, self._job, seq = self._job, None, self._submitted
+                self._running = True
+            try:
+                index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
+                                    cancelled=lambda: self._submitted != seq)
+            finally:
+                with self._cv:
+                    self._running = False
+            if index is not None:
+                self.last, self.last_records = index, job.records
+                self._on_index(index)

@@ -1,0 +1,431 @@
+"""The Textual app: the main screen of panels, the keys, and the hand-over from the collector.
+
+The collector thread never touches a widget. It leaves its newest Frame or
+FlowIndex in a slot and posts one small message if none is pending; the app
+then applies whatever is newest in one ``batch_update``. So a slow screen skips
+stale snapshots instead of queueing them, and nothing is applied while paused
+or while a modal screen covers the view (it catches up when the modal closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar, Final
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from cttop.live.collector import GROUP_ORDER, TOP_BY, Collector
+from cttop.live.frame import LIVE, LOADING, Frame
+from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
+from cttop.source import Source
+from cttop.table.groups import GROUPS
+from cttop.table.packing import unpack
+from cttop.ui import fmt
+from cttop.ui.detail import DetailScreen
+from cttop.ui.fill import FillPanel
+from cttop.ui.filterbar import FilterBar
+from cttop.ui.flows import FlowList, FlowsPanel
+from cttop.ui.header import StatusLine
+from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.pressure import PressurePanel
+from cttop.ui.screens.help import HelpScreen, bindings_of
+from cttop.ui.states import StatesPanel
+
+INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+HANGUP_GRACE: Final = 4.0  # seconds to exit cleanly after the terminal went away, then exit hard
+
+
+class FrameReady(Message):
+    """The collector left a new Frame in the app's slot."""
+
+
+class IndexReady(Message):
+    """The indexer left a new FlowIndex in the app's slot."""
+
+
+class MainScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash,f3,f4", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear the filter", show=False),
+        Binding("g,f2", "group", "Group", key_display="g"),
+        Binding("b", "top_by", "Rank groups by entries / bytes / packets", show=False),
+        Binding("s,f6", "sort", "Sort", key_display="s"),
+        Binding("r,f7", "reverse", "Reverse", key_display="r"),
+        Binding("p,f5", "pause", "Pause", key_display="p"),
+        Binding("plus", "interval(1)", "Longer refresh interval", show=False),
+        Binding("minus", "interval(-1)", "Shorter refresh interval", show=False),
+        Binding("x", "clear_tags", "Clear all tags", show=False),
+        Binding("tab", "app.focus_next", "Next panel (flows / heaviest)", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        assert isinstance(app, CttopApp)
+        yield StatusLine(app.title_text, id="status")
+        with Horizontal(id="top-row"):
+            fill = FillPanel(id="fill")
+            fill.border_title = "Fill"
+            yield fill
+            pressure = PressurePanel(id="pressure")
+            pressure.border_title = "Pressure /s"
+            yield pressure
+        with Horizontal(id="mid-row"):
+            states = StatesPanel(id="states")
+            states.border_title = "States"
+            yield states
+            yield HeaviestPanel(id="heaviest")
+        yield FlowsPanel(id="flows")
+        filter_bar = FilterBar(id="filter-bar")
+        filter_bar.display = False
+        yield filter_bar
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.flow_list.focus()
+        self._title_heaviest()
+        self._title_flows()
+        self.set_interval(0.5, self._tick_loading)
+        self.capp.collector.start()  # only now: frames need the panels to exist
+
+    @property
+    def capp(self) -> CttopApp:
+        app = self.app
+        assert isinstance(app, CttopApp)
+        return app
+
+    @property
+    def flow_list(self) -> FlowList:
+        return self.query_one(FlowList)
+
+    # --- applying snapshots ----------------------------------------------------------------
+
+    def show_frame(self, frame: Frame) -> None:
+        self.query_one(StatusLine).show(frame)
+        self.query_one(FillPanel).show(frame)
+        self.query_one(PressurePanel).show(frame)
+        self.query_one(StatesPanel).show(frame)
+        self.query_one(HeaviestPanel).show(frame)
+        fl = self.flow_list
+        fl.placeholder = "" if frame.phase == LIVE else frame.note
+        if not fl.records:
+            fl.refresh()
+        self._title_heaviest()
+        self._title_flows()
+
+    def show_index(self, index: FlowIndex) -> None:
+        self.flow_list.set_index(index)
+        self.query_one(FlowsPanel).refresh_header()
+        self._title_flows()
+
+    def _tick_loading(self) -> None:
+        status = self.query_one(StatusLine)
+        frame = status.frame
+        if frame is not None and frame.phase == LOADING:
+            status.loading_for += 0.5
+            status.refresh()
+
+    def _title_heaviest(self) -> None:
+        app = self.capp
+        frame = app.shown_frame
+        by = app.top_by
+        title = f"Heaviest {GROUPS[app.group].title} by {by}"
+        if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
+            title += " …" if not app.paused else " (resume to update)"
+        self.query_one(HeaviestPanel).border_title = title
+
+    def _title_flows(self) -> None:
+        app = self.capp
+        fl = self.flow_list
+        idx = fl.index
+        frame = app.shown_frame
+        parts = []
+        if idx is None:
+            parts.append("Flows")
+        else:
+            parts.append(f"Flows {fmt.count(len(idx.records))}"
+                         + (f" of {fmt.count(idx.total)}" if idx.spec.filter else ""))
+        if app.view.filter:
+            parts.append(f"filter: {app.view.filter}")
+        sort = SORTS[app.view.sort]
+        desc = sort.descending != app.view.reverse
+        parts.append(f"by {sort.title} {'▼' if desc else '▲'}")
+        if idx is not None and idx.spec != app.view:
+            parts.append("sorting…")
+        if frame is not None and frame.refreshed is not None:
+            parts.append(f"dumped {fmt.ago(frame.time - frame.refreshed)}")
+        self.query_one(FlowsPanel).border_title = " · ".join(parts)
+
+    # --- reacting to widgets ---------------------------------------------------------------
+
+    def on_flow_list_moved(self, event: FlowList.Moved) -> None:
+        self.capp.anchor(event.flow_id)
+
+    def on_flow_list_tagged(self, event: FlowList.Tagged) -> None:
+        status = self.query_one(StatusLine)
+        status.tagged = len(self.flow_list.tagged)
+        status.refresh()
+
+    def on_flow_list_open(self, event: FlowList.Open) -> None:
+        self.capp.open_detail(event.record)
+
+    def on_heaviest_panel_selected(self, event: HeaviestPanel.Selected) -> None:
+        if event.group.filter is None:
+            self.notify(f"{event.group.text}: no filter selects this group", severity="warning")
+            return
+        bar = self.query_one(FilterBar)
+        bar.input.value = event.group.filter  # Input.Changed validates it and applies it
+        bar.display = True
+        self.flow_list.focus()
+
+    def on_filter_bar_changed(self, event: FilterBar.Changed) -> None:
+        self.capp.set_filter(event.text)
+        self._title_flows()
+
+    def on_filter_bar_done(self, event: FilterBar.Done) -> None:
+        bar = self.query_one(FilterBar)
+        if not bar.input.value:
+            bar.display = False
+        self.flow_list.focus()
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBar).open()
+
+    def action_clear_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        if bar.input.value or bar.display:
+            bar.action_clear()
+
+    def action_group(self) -> None:
+        app = self.capp
+        app.set_group(GROUP_ORDER[(GROUP_ORDER.index(app.group) + 1) % len(GROUP_ORDER)], app.top_by)
+        self._title_heaviest()
+
+    def action_top_by(self) -> None:
+        app = self.capp
+        frame = app.shown_frame
+        if frame is not None and not frame.counted:
+            self.notify("accounting is off (nf_conntrack_acct=0): groups can only be ranked by entries",
+                        severity="warning")
+            return
+        app.set_group(app.group, TOP_BY[(TOP_BY.index(app.top_by) + 1) % len(TOP_BY)])
+        self._title_heaviest()
+
+    def action_sort(self) -> None:
+        app = self.capp
+        names = list(SORTS)
+        app.set_view(ViewSpec(app.view.filter, names[(names.index(app.view.sort) + 1) % len(names)], False))
+        self._title_flows()
+
+    def action_reverse(self) -> None:
+        app = self.capp
+        app.set_view(ViewSpec(app.view.filter, app.view.sort, not app.view.reverse))
+        self._title_flows()
+
+    def action_pause(self) -> None:
+        self.capp.toggle_pause()
+        status = self.query_one(StatusLine)
+        status.paused = self.capp.paused
+        status.refresh()
+
+    def action_interval(self, step: int) -> None:
+        self.capp.step_interval(step)
+
+    def action_clear_tags(self) -> None:
+        fl = self.flow_list
+        fl.tagged.clear()
+        fl.refresh()
+        self.on_flow_list_tagged(FlowList.Tagged(0))
+
+    def on_screen_resume(self) -> None:
+        self.capp.catch_up()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height >= 40, "tall")
+
+
+class CttopApp(App[None]):
+    TITLE = "cttop"
+    CSS_PATH = Path(__file__).with_name("cttop.tcss")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("q,f10", "quit", "Quit", key_display="q"),
+    ]
+
+    def __init__(self, source: Source, *, read_only: bool = False, title: str | None = None,
+                 interval: float = 1.0) -> None:
+        super().__init__()
+        self.source = source
+        self.read_only = read_only or not source.live
+        self.title_text = title or "cttop"
+        self.group = "src"
+        self.top_by = "entries"
+        self.view = ViewSpec()
+        self.paused = False
+        self.shown_frame: Frame | None = None
+        self.shown_index: FlowIndex | None = None
+        self._paused_generation: int | None = None
+        self._frame: Frame | None = None
+        self._index: FlowIndex | None = None
+        self._frame_posted = threading.Event()
+        self._index_posted = threading.Event()
+        self.collector = Collector(source, on_frame=self._collector_frame, on_index=self._collector_index,
+                                   interval=interval, group=self.group, view=self.view)
+        self.main = MainScreen()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[None]:
+        return self.main
+
+    def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._hangup, sig)
+            except (ValueError, RuntimeError):
+                pass  # not the main thread (tests run the app elsewhere): nothing to hang up
+
+    def _hangup(self, sig: int) -> None:
+        """The terminal went away (SSH dropped) or we were told to stop: exit now, and hard if that stalls."""
+
+        def hard_exit() -> None:
+            os._exit(128 + sig)
+
+        timer = threading.Timer(HANGUP_GRACE, hard_exit)
+        timer.daemon = True
+        timer.start()
+        self.exit()
+
+    async def action_quit(self) -> None:
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self.collector.stop()
+
+    # --- the collector's side: runs on its threads, only fills a slot and posts ----------------
+
+    def _collector_frame(self, frame: Frame) -> None:
+        self._frame = frame
+        if not self._frame_posted.is_set():
+            self._frame_posted.set()
+            self.post_message(FrameReady())
+
+    def _collector_index(self, index: FlowIndex) -> None:
+        self._index = index
+        if not self._index_posted.is_set():
+            self._index_posted.set()
+            self.post_message(IndexReady())
+
+    # --- the UI thread ---------------------------------------------------------------------
+
+    def on_frame_ready(self, _: FrameReady) -> None:
+        self._frame_posted.clear()
+        self.catch_up()
+
+    def on_index_ready(self, _: IndexReady) -> None:
+        self._index_posted.clear()
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Apply the newest snapshots, unless paused or a modal screen is in front."""
+        if self.screen is not self.main:
+            return
+        frame, index = self._frame, self._index
+        new_frame = frame is not None and frame is not self.shown_frame and not self.paused
+        new_index = index is not None and index is not self.shown_index and (
+            not self.paused or index.generation == self._paused_generation)
+        if not (new_frame or new_index):
+            return
+        with self.batch_update():
+            if new_frame:
+                assert frame is not None
+                self.shown_frame = frame
+                self.main.show_frame(frame)
+            if new_index:
+                assert index is not None
+                self.shown_index = index
+                self.main.show_index(index)
+
+    def anchor(self, flow_id: int | None) -> None:
+        self.collector.set_anchor(flow_id)
+
+    def set_filter(self, text: str) -> None:
+        self.set_view(ViewSpec(text, self.view.sort, self.view.reverse))
+
+    def set_view(self, spec: ViewSpec) -> None:
+        if spec != self.view:
+            self.view = spec
+            self.collector.set_view(spec)
+
+    def set_group(self, group: str, by: str) -> None:
+        self.group, self.top_by = group, by
+        self.collector.set_group(group, by)
+
+    def toggle_pause(self) -> None:
+        self.paused = not self.paused
+        shown = self.shown_index
+        self._paused_generation = shown.generation if self.paused and shown is not None else None
+        self.collector.set_paused(self.paused)
+        if not self.paused:
+            self.catch_up()
+
+    def step_interval(self, step: int) -> None:
+        now = self.collector.interval
+        pos = min(range(len(INTERVALS)), key=lambda i: abs(INTERVALS[i] - now))
+        new = INTERVALS[max(0, min(len(INTERVALS) - 1, pos + step))]
+        self.collector.set_interval(new)
+        self.notify(f"refresh every {new:g} s", timeout=2)
+
+    def open_detail(self, record: bytes) -> None:
+        fid = record_id(record)
+        current = self.collector.flow(fid)
+        frame = self.shown_frame
+        now = frame.time if frame is not None else self.source.now()
+        self.push_screen(DetailScreen(current or unpack(record), now, gone=current is None))
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(help_sections()))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        main = self.main
+        fl = main.flow_list
+        for title, help_, callback in (
+            ("Help", "Every key and what each counter means", self.action_help),
+            ("Filter flows", "Open the filter line (engine grammar)", main.action_filter),
+            ("Clear filter", "Show every flow again", main.action_clear_filter),
+            ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone", main.action_group),
+            ("Rank groups by", "Heaviest: entries, bytes or packets", main.action_top_by),
+            ("Next sort column", "Sort the flows by the next column", main.action_sort),
+            ("Reverse sort", "Flip the sort direction", main.action_reverse),
+            ("Pause / resume", "Freeze the view; the collector keeps up underneath", main.action_pause),
+            ("Longer interval", "Refresh less often", lambda: main.action_interval(1)),
+            ("Shorter interval", "Refresh more often", lambda: main.action_interval(-1)),
+            ("Tag flow", "Tag or untag the flow under the cursor", fl.action_tag),
+            ("Clear tags", "Untag every flow", main.action_clear_tags),
+            ("Flow detail", "Every field of the flow under the cursor", fl.action_open),
+        ):
+            yield SystemCommand(title, help_, callback)
+
+
+def help_sections() -> list[tuple[str, list[Binding]]]:
+    return [
+        ("Everywhere", bindings_of(CttopApp, MainScreen)),
+        ("Flow list", bindings_of(FlowList)),
+        ("Heaviest panel (Tab to reach it)", bindings_of(HeaviestPanel)),
+        ("Filter line", bindings_of(FilterBar)),
+    ]

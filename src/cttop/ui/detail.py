@@ -1,0 +1,86 @@
+"""The detail of one flow: every field the kernel gave, both tuples, counters, status bits and age."""
+
+from __future__ import annotations
+
+import datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from cttop.model import (ICMP_PROTOS, R_DPORT, R_DST, R_FAMILY, R_PROTO, R_RDPORT, R_RDST, R_RSPORT, R_RSRC, R_SPORT,
+                         R_SRC, Row, flow_dict)
+from cttop.ui import fmt
+
+
+def detail_text(row: Row, now: float, gone: bool) -> Text:
+    """Two columns, name and value; values come from the kernel and are appended as plain text."""
+    d = flow_dict(row)
+    fam, proto = row[R_FAMILY], row[R_PROTO]
+    lines: list[tuple[str, str]] = [
+        ("original", f"{fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT])} → "
+                     f"{fmt.endpoint(fam, proto, row[R_DST], row[R_DPORT])}"),
+        ("reply", f"{fmt.endpoint(fam, proto, row[R_RSRC], row[R_RSPORT])} → "
+                  f"{fmt.endpoint(fam, proto, row[R_RDST], row[R_RDPORT])}"),
+    ]
+    if proto in ICMP_PROTOS:
+        lines.append(("icmp", fmt.icmp_text(proto, row[R_DPORT], row[R_SPORT])))
+    for key in ("id", "family", "proto", "state", "status", "nat", "timeout", "mark", "zone", "use",
+                "bytes", "packets", "orig_bytes", "orig_packets", "reply_bytes", "reply_packets", "labels", "start"):
+        v = d[key]
+        if key == "status":
+            text = " ".join(v) or "-"
+        elif key == "timeout":
+            text = f"{v} s ({fmt.duration(v)})"
+        elif key == "mark":
+            text = f"{v} ({v:#x})"
+        elif key == "labels":
+            text = "-" if v is None else f"{v:#x}"
+        elif key == "start":
+            if v is None:
+                text = "- (nf_conntrack_timestamp is off)"
+            else:
+                started = v / 1e9
+                when = datetime.datetime.fromtimestamp(started, datetime.timezone.utc)
+                text = f"{when:%Y-%m-%d %H:%M:%S} UTC, {fmt.duration(now - started)} ago"
+        elif v is None:
+            text = "- (accounting was off)" if key.endswith(("bytes", "packets")) else "-"
+        else:
+            text = str(v)
+        lines.append((key.replace("_", " "), text))
+    t = Text(no_wrap=False)
+    if gone:
+        t.append("this flow has left the table; showing its last known state\n\n", "bold")
+    width = max(len(k) for k, _ in lines) + 2
+    for i, (k, v) in enumerate(lines):
+        if i:
+            t.append("\n")
+        t.append(k.ljust(width), "bold")
+        t.append(v)
+    return t
+
+
+class DetailScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,enter", "dismiss", "Close", key_display="Esc"),
+    ]
+
+    def __init__(self, row: Row, now: float, gone: bool = False) -> None:
+        super().__init__()
+        self.row = row
+        self.now = now
+        self.gone = gone
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="detail-box") as box:
+            box.border_title = "Flow detail"
+            box.border_subtitle = "Esc closes"
+            with VerticalScroll():
+                yield Static(detail_text(self.row, self.now, self.gone), id="detail-text")
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)

@@ -1,0 +1,60 @@
+"""Fill: how full the table is, how fast it moves, and when it will be full."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from cttop.live.frame import Frame
+from cttop.ui import fmt
+from cttop.ui.panel import Panel
+
+WARN_AT = 0.80
+BAD_AT = 0.95
+
+
+def fill_level(fill: float | None) -> str:
+    if fill is None:
+        return "dim"
+    return "bad" if fill >= BAD_AT else "warn" if fill >= WARN_AT else "good"
+
+
+class FillPanel(Panel):
+    def draw(self, frame: Frame, width: int, height: int) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        fill = frame.fill
+        level = fill_level(fill)
+        head = f"{fmt.count(frame.count)} / {fmt.count(frame.maximum)}"
+        pct = f" {fill * 100:.1f}%" if fill is not None else ""
+        # Words as well as colour, so the alarm survives NO_COLOR and 16-colour consoles.
+        alarm = {"bad": " FULL!" if fill is not None and fill >= 1 else " CRITICAL", "warn": " HIGH"}.get(level, "")
+        t.append(head, "bold")
+        t.append(pct + alarm, self.style(level))
+        room = width - len(head) - len(pct) - len(alarm) - 1
+        if room >= 5:
+            t.append(" ")
+            t.append(fmt.bar(fill or 0.0, room), self.style(level))
+        t.append("\n")
+        t.append("buckets ", self.style("label"))
+        t.append(fmt.count(frame.buckets))
+        if frame.buckets and frame.maximum:
+            t.append("  max/buckets ", self.style("label"))
+            ratio = frame.maximum / frame.buckets
+            t.append(f"{ratio:.1f}", self.style("warn") if ratio > 8 else "")
+        t.append("\n")
+        t.append("evictable ", self.style("label"))
+        if frame.flows:
+            t.append(f"{fmt.count(frame.evictable)} ({frame.evictable / frame.flows * 100:.0f}%)")
+        else:
+            t.append("-")
+        t.append("\n")
+        t.append("new ", self.style("label"))
+        t.append(fmt.rate(frame.new_rate))
+        t.append("  gone ", self.style("label"))
+        t.append(fmt.rate(frame.gone_rate))
+        t.append("\n")
+        t.append(fmt.sparkline(frame.history, width, (frame.maximum or 0) / 100), self.style("bar"))
+        t.append("\n")
+        t.append("forecast ", self.style("label"))
+        kind = frame.forecast
+        t.append(kind, self.style("bad" if kind.startswith("full") else "good" if kind == "draining" else "dim"))
+        return t

@@ -1,0 +1,323 @@
+"""The flow list: a Line-API virtual view over the sorted, filtered index of up to millions of flows.
+
+Only the visible lines are ever drawn. Each line is built from the packed record
+and cached as a Strip keyed by that record (records are immutable bytes, so a
+changed flow is a new key), the cursor and tag state and the column layout: on
+a scroll or a refresh with nothing new, lines come straight from the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Static
+
+from cttop.live.index import FlowIndex, ViewSpec, record_id
+from cttop.model import (R_DPORT, R_DST, R_FAMILY, R_MARK, R_PROTO, R_PSTATE, R_RDPORT, R_RDST, R_RSPORT, R_RSRC,
+                         R_SPORT, R_SRC, R_STATUS, R_TIMEOUT, R_ZONE, Row, nat_kind, proto_name, state_name,
+                         total_bytes, total_packets)
+from cttop.table.packing import unpack
+from cttop.ui import fmt
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    title: str
+    width: int
+    right: bool = False
+    sort: str | None = None  # the SORTS entry this column sorts by
+
+
+def layout(width: int) -> tuple[Column, ...]:
+    """Columns for a line ``width`` cells wide; narrower screens drop mark/zone and packets first,
+    and show a NAT marker instead of the reply tuple.
+    """
+    fixed = [Column("tag", "", 1), Column("proto", "proto", 5, sort="proto"),
+             Column("state", "state", 11, sort="state")]
+    tail = [Column("timeout", "timeout", 7, True, "timeout")]
+    if width >= 100:
+        tail.append(Column("mark", "mark/zone", 9, sort="mark"))
+    tail.append(Column("bytes", "bytes", 6, True, "bytes"))
+    if width >= 110:
+        tail.append(Column("packets", "pkts", 6, True, "packets"))
+    used = sum(c.width for c in fixed + tail) + len(fixed) + len(tail) + 3  # one space after each column
+    room = max(width - used, 24)
+    if width >= 130:
+        reply = room * 3 // 10
+        rest = room - reply
+    else:
+        reply = 4
+        rest = room - reply
+    src = rest // 2
+    flex = [Column("src", "source", src, sort="src"), Column("dst", "destination", rest - src, sort="dst"),
+            Column("nat", "reply (NAT)" if reply > 4 else "nat", reply)]
+    return tuple(fixed + flex + tail)
+
+
+_STATE_CLASS = {"ESTABLISHED": "good", "ASSURED": "good", "SYN_SENT": "warn", "SYN_RECV": "warn",
+                "UNREPLIED": "warn", "TIME_WAIT": "dim", "CLOSE": "dim", "CLOSE_WAIT": "dim",
+                "LAST_ACK": "dim", "FIN_WAIT": "dim"}
+
+
+def cells(row: Row, columns: tuple[Column, ...], tagged: bool) -> list[tuple[str, str]]:
+    """(text, style class) for each column of one flow."""
+    fam, proto = row[R_FAMILY], row[R_PROTO]
+    out: list[tuple[str, str]] = []
+    for c in columns:
+        n = c.name
+        if n == "tag":
+            out.append(("*" if tagged else " ", "tag"))
+        elif n == "proto":
+            out.append((proto_name(proto), ""))
+        elif n == "state":
+            s = state_name(proto, row[R_PSTATE], row[R_STATUS])
+            out.append((s, _STATE_CLASS.get(s, "")))
+        elif n == "src":
+            out.append((fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT], c.width), ""))
+        elif n == "dst":
+            out.append((fmt.endpoint(fam, proto, row[R_DST], row[R_DPORT], c.width), ""))
+        elif n == "nat":
+            out.append((_nat_text(row, c.width), "nat"))
+        elif n == "timeout":
+            out.append((fmt.duration(row[R_TIMEOUT]), ""))
+        elif n == "mark":
+            mark, zone = row[R_MARK], row[R_ZONE]
+            out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
+        elif n == "bytes":
+            out.append((fmt.si(total_bytes(row)), ""))
+        elif n == "packets":
+            out.append((fmt.si(total_packets(row)), ""))
+    return out
+
+
+def _nat_text(row: Row, width: int) -> str:
+    kind = nat_kind(row)
+    if kind is None:
+        return ""
+    if width <= 4:
+        return kind
+    fam, proto = row[R_FAMILY], row[R_PROTO]
+    # The reply tuple's rewritten side: where SNAT sent the source, or where DNAT sent the destination.
+    if kind == "dnat":
+        where = fmt.endpoint(fam, proto, row[R_RSRC], row[R_RSPORT])
+    else:
+        where = fmt.endpoint(fam, proto, row[R_RDST], row[R_RDPORT])
+    return fmt.truncate(f"{kind} {where}", width)
+
+
+def header_text(columns: tuple[Column, ...], sort: str) -> Text:
+    """Column titles; the sorted one in reverse video (the panel title says which way)."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for c in columns:
+        title = fmt.truncate(c.title, c.width)
+        title = title.rjust(c.width) if c.right else title.ljust(c.width)
+        t.append(title, "bold reverse" if c.sort is not None and c.sort == sort else "bold")
+        t.append(" ")
+    return t
+
+
+class FlowList(ScrollView, can_focus=True):
+    """The virtual list. The app hands it indexes; it tells the app where the cursor is."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "edge(0)", "First flow", show=False),
+        Binding("end", "edge(1)", "Last flow", show=False),
+        Binding("space", "tag", "Tag", key_display="Space"),
+        Binding("enter", "open", "Detail", show=False),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"flows--cursor", "flows--cursor-blur", "flows--tag", "flows--good",
+                                             "flows--warn", "flows--dim", "flows--nat", "flows--empty"}
+
+    cursor: reactive[int] = reactive(0, always_update=True)
+
+    class Moved(Message):
+        """The cursor is on another flow (None when the list is empty)."""
+
+        def __init__(self, flow_id: int | None) -> None:
+            super().__init__()
+            self.flow_id = flow_id
+
+    class Open(Message):
+        def __init__(self, record: bytes) -> None:
+            super().__init__()
+            self.record = record
+
+    class Tagged(Message):
+        def __init__(self, flow_id: int) -> None:
+            super().__init__()
+            self.flow_id = flow_id
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.index: FlowIndex | None = None
+        self.tagged: set[int] = set()
+        self.placeholder = ""  # shown when there is nothing to list, e.g. why flows are missing
+        self.columns = layout(80)
+        self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
+        self._styles_key = 0
+
+    @property
+    def records(self) -> tuple[bytes, ...]:
+        return self.index.records if self.index is not None else ()
+
+    def cursor_record(self) -> bytes | None:
+        recs = self.records
+        return recs[self.cursor] if 0 <= self.cursor < len(recs) else None
+
+    def cursor_flow(self) -> int | None:
+        rec = self.cursor_record()
+        return None if rec is None else record_id(rec)
+
+    def set_index(self, index: FlowIndex) -> None:
+        """Show a new index, keeping the cursor on the same flow when the index says where it went."""
+        before = self.cursor_flow()
+        on_screen = self.cursor - round(self.scroll_y)
+        self.index = index
+        n = len(index.records)
+        self.virtual_size = Size(self.scrollable_content_region.width, n)
+        if before is not None and index.anchor == before and index.anchor_pos is not None:
+            target = index.anchor_pos
+            self.set_reactive(FlowList.cursor, target)
+            self.scroll_to(y=max(0, target - on_screen), animate=False, immediate=True)
+        else:
+            self.set_reactive(FlowList.cursor, max(0, min(self.cursor, n - 1)))
+        self.refresh()
+        self.post_message(self.Moved(self.cursor_flow()))
+
+    class Relaid(Message):
+        """The columns changed with the width; the header must follow."""
+
+    def on_resize(self) -> None:
+        self.columns = layout(self.scrollable_content_region.width)
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.records))
+        self._cache.clear()
+        self.post_message(self.Relaid())
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles_key += 1  # theme or focus styles changed: cached lines are stale
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self.refresh()
+        height = self.scrollable_content_region.height
+        top = round(self.scroll_y)
+        if new < top:
+            self.scroll_to(y=new, animate=False, immediate=True)
+        elif height and new >= top + height:
+            self.scroll_to(y=new - height + 1, animate=False, immediate=True)
+        if old != new:
+            self.post_message(self.Moved(self.cursor_flow()))
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        i = round(self.scroll_y) + y
+        recs = self.records
+        if i >= len(recs):
+            if i == 0 and self.placeholder:
+                return Strip([Segment(fmt.truncate(self.placeholder, width),
+                                      self.get_component_rich_style("flows--empty"))]).adjust_cell_length(width)
+            return Strip.blank(width, self.rich_style)
+        rec = recs[i]
+        fid = record_id(rec)
+        state = "cursor" if i == self.cursor else ""
+        if state and not self.has_focus:
+            state = "blur"
+        key = (rec, state, fid in self.tagged, width, self._styles_key)
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width)
+        return strip
+
+    def _render_record(self, rec: bytes, state: str, tagged: bool, width: int) -> Strip:
+        style_of = self.get_component_rich_style
+        base = self.rich_style
+        if tagged:
+            base += style_of("flows--tag", partial=True)
+        if state:
+            # The cursor line is one style end to end: column colours would fight its background.
+            base += style_of("flows--cursor" if state == "cursor" else "flows--cursor-blur", partial=True)
+        segs: list[Segment] = []
+        for col, (text, cls) in zip(self.columns, cells(unpack(rec), self.columns, tagged)):
+            text = fmt.truncate(text, col.width)
+            text = text.rjust(col.width) if col.right else text.ljust(col.width)
+            style = base + style_of(f"flows--{cls}", partial=True) if cls and not state else base
+            segs.append(Segment(text + " ", style))
+        return Strip(segs).adjust_cell_length(width, base)
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def action_move(self, delta: int) -> None:
+        n = len(self.records)
+        if n:
+            self.cursor = max(0, min(n - 1, self.cursor + delta))
+
+    def action_page(self, direction: int) -> None:
+        self.action_move(direction * max(1, self.scrollable_content_region.height - 1))
+
+    def action_edge(self, end: int) -> None:
+        n = len(self.records)
+        if n:
+            self.cursor = n - 1 if end else 0
+
+    def action_tag(self) -> None:
+        fid = self.cursor_flow()
+        if fid is None:
+            return
+        self.tagged.symmetric_difference_update({fid})
+        self.post_message(self.Tagged(fid))
+        self.action_move(1)
+        self.refresh()
+
+    def action_open(self) -> None:
+        rec = self.cursor_record()
+        if rec is not None:
+            self.post_message(self.Open(rec))
+
+    def on_click(self, event: events.Click) -> None:
+        if self.records:
+            self.cursor = max(0, min(len(self.records) - 1, round(self.scroll_y) + event.y))
+
+
+class FlowsPanel(Vertical):
+    """The list with its column header; the border title says how many flows match and how they are sorted."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="flow-header")
+        yield FlowList(id="flow-list")
+
+    @property
+    def flow_list(self) -> FlowList:
+        return self.query_one(FlowList)
+
+    def on_flow_list_relaid(self) -> None:
+        self.refresh_header()
+
+    def refresh_header(self) -> None:
+        fl = self.flow_list
+        sort = fl.index.spec.sort if fl.index is not None else ViewSpec().sort
+        self.query_one("#flow-header", Static).update(header_text(fl.columns, sort))

@@ -1,0 +1,109 @@
+"""Number, duration, bar and endpoint formatting shared by the panels. Plain strings only:
+styling is the panels' business, and nothing here interprets markup.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cttop.model import AF_INET6, ICMP_PROTOS, PORTED_PROTOS, addr_text
+
+SPARKS: Final = "▁▂▃▄▅▆▇█"
+ELLIPSIS: Final = "…"
+
+
+def count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def si(n: float | None, unit: str = "") -> str:
+    """1234567 → '1.2M': for bytes and packets, where magnitude matters more than digits."""
+    if n is None:
+        return "-"
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.1f}{suffix}{unit}" if v < 100 else f"{v:.0f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+def rate(per_s: float) -> str:
+    if per_s == 0:
+        return "0/s"
+    if per_s < 10:
+        return f"{per_s:.1f}/s"
+    return f"{si(per_s)}/s"
+
+
+def duration(seconds: float) -> str:
+    """Compact, at most six characters: 42s, 12m05, 5h02m, 3d04h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def ago(seconds: float) -> str:
+    return "just now" if seconds < 1 else f"{duration(seconds)} ago"
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar of full blocks and light shade, readable on the Linux console font too."""
+    if width <= 0:
+        return ""
+    full = round(max(0.0, min(1.0, fraction)) * width)
+    return "█" * full + "░" * (width - full)
+
+
+def sparkline(values: list[int] | tuple[int, ...], width: int, min_span: float = 1.0) -> str:
+    """The last ``width`` values, scaled between their minimum and maximum.
+
+    ``min_span`` keeps noise flat: a table wobbling by a few entries out of a
+    million should not draw as a mountain range.
+    """
+    vals = list(values)[-width:] if width > 0 else []
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = max(hi - lo, min_span)
+    if span <= 0:
+        return SPARKS[0] * len(vals)
+    return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * (len(SPARKS) - 1) + 0.5))] for v in vals)
+
+
+def truncate(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
+
+
+def endpoint(family: int, proto: int, addr: bytes, port: int, width: int | None = None) -> str:
+    """'10.0.0.1:443', '[2001:db8::1]:443', or just the address for protocols without ports.
+
+    Shortened to ``width`` in the middle of the address, so the port always stays readable.
+    """
+    a = addr_text(addr)
+    if proto in PORTED_PROTOS:
+        host = f"[{a}]" if family == AF_INET6 else a
+        tail = f":{port}"
+    else:
+        host, tail = a, ""
+    text = host + tail
+    if width is None or len(text) <= width:
+        return text
+    room = width - len(tail) - 1
+    if room < 4:
+        return truncate(text, width)
+    head = (room + 1) // 2
+    return host[:head] + ELLIPSIS + host[len(host) - (room - head):] + tail
+
+
+def icmp_text(proto: int, dport: int, sport: int) -> str:
+    """ICMP's type/code and echo id, which live in the port fields of the row."""
+    if proto not in ICMP_PROTOS:
+        return ""
+    return f"type {dport >> 8} code {dport & 0xFF} id {sport}"

@@ -1,0 +1,66 @@
+"""The top line: what is being watched, whether it is live, paused or loading, and anything alarming."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.widget import Widget
+
+from cttop.live.frame import FAILED, LIMITED, LOADING, Frame
+from cttop.ui import fmt
+
+
+class StatusLine(Widget):
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"status--title", "status--live", "status--paused", "status--alert",
+                                             "status--dim"}
+
+    def __init__(self, title: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.title = title
+        self.frame: Frame | None = None
+        self.paused = False
+        self.read_only = False
+        self.tagged = 0
+        self.loading_for = 0.0  # seconds the first load has taken so far
+
+    def show(self, frame: Frame) -> None:
+        self.frame = frame
+        self.refresh()
+
+    def _s(self, name: str):  # type: ignore[no-untyped-def]
+        return self.get_component_rich_style(f"status--{name}", partial=True)
+
+    def render(self) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(self.title, self._s("title"))
+        f = self.frame
+        if f is None:
+            t.append("  starting…", self._s("dim"))
+            return t
+        t.append(" · ", self._s("dim"))
+        t.append(f.label)
+        t.append(" · ", self._s("dim"))
+        if self.paused:
+            t.append("PAUSED", self._s("paused"))
+        elif f.phase == LOADING:
+            t.append(f"LOADING {fmt.duration(self.loading_for)}", self._s("paused"))
+        elif f.phase == FAILED:
+            t.append("STOPPED", self._s("alert"))
+        elif f.phase == LIMITED:
+            t.append("LIMITED", self._s("alert"))
+        else:
+            t.append("LIVE" if f.live else "REPLAY", self._s("live"))
+        t.append(f" every {f.interval:g}s", self._s("dim"))
+        if self.read_only or not f.live:
+            t.append(" · read-only", self._s("dim"))
+        if self.tagged:
+            t.append(f" · {self.tagged} tagged")
+        if f.lost:
+            t.append(f" · events lost, resynced ×{f.lost}", self._s("alert"))
+        if f.bad:
+            t.append(f" · {f.bad} undecodable events", self._s("alert"))
+        if f.note:
+            t.append(" · ", self._s("dim"))
+            t.append(f.note, self._s("alert") if f.phase in (FAILED, LIMITED) else self._s("dim"))
+        return t

@@ -1,0 +1,82 @@
+"""Heaviest: the groups holding the most entries (or bytes, packets); Enter filters the flow list to one."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
+
+from cttop.live.frame import LIVE, Frame
+from cttop.table.aggregates import GroupRow
+from cttop.ui import fmt
+from cttop.ui.panel import Panel
+
+
+class HeaviestPanel(Panel, can_focus=True):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("enter", "select", "Filter to group", show=False),
+    ]
+
+    class Selected(Message):
+        """A group was chosen: filter the flows to it."""
+
+        def __init__(self, group: GroupRow) -> None:
+            super().__init__()
+            self.group = group
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.cursor = 0
+
+    @property
+    def rows(self) -> tuple[GroupRow, ...]:
+        return self.frame.top if self.frame is not None else ()
+
+    def show(self, frame: Frame) -> None:
+        super().show(frame)
+        self.cursor = max(0, min(self.cursor, len(frame.top) - 1))
+
+    def draw(self, frame: Frame, width: int, height: int) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        rows = frame.top[: max(1, height)]
+        if not rows:
+            t.append("no flows" if frame.phase == LIVE else frame.note, self.style("dim"))
+            return t
+        total = frame.flows or 1
+        with_bytes = frame.counted > 0
+        nums = [fmt.count(r.entries) for r in rows]
+        num_w = max(len(n) for n in nums)
+        tail_w = num_w + 5 + (14 if with_bytes else 0)
+        key_w = max(8, width - tail_w - 1)
+        for i, (r, n) in enumerate(zip(rows, nums)):
+            if i:
+                t.append("\n")
+            line = Text(no_wrap=True)
+            line.append(fmt.truncate(r.text, key_w).ljust(key_w) + " ")
+            line.append(n.rjust(num_w))
+            line.append(f" {r.entries / total * 100:3.0f}%", self.style("dim"))
+            if with_bytes:
+                line.append(f" {fmt.si(r.bytes, 'B'):>6} {fmt.si(r.packets, 'p'):>6}", self.style("label"))
+            if i == self.cursor and self.has_focus:
+                line.stylize(self.style("cursor"))
+            t.append_text(line)
+        return t
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def action_move(self, delta: int) -> None:
+        if self.rows:
+            self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
+            self.refresh()
+
+    def action_select(self) -> None:
+        if 0 <= self.cursor < len(self.rows):
+            self.post_message(self.Selected(self.rows[self.cursor]))

@@ -1,0 +1,31 @@
+"""Pressure: the kernel's per-CPU trouble counters (CT_GET_STATS_CPU) as rates per second."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from cttop.live.counters import PRESSURE
+from cttop.live.frame import Frame
+from cttop.ui import fmt
+from cttop.ui.panel import Panel
+
+HARMLESS = frozenset({"clash_resolve"})
+
+
+class PressurePanel(Panel):
+    def draw(self, frame: Frame, width: int, height: int) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if not frame.pressure:
+            t.append("unknown: " + (frame.note or "no reading yet"), self.style("dim"))
+            return t
+        name_w = max(len(n) for n in PRESSURE) + 1
+        for i, p in enumerate(frame.pressure):
+            if i:
+                t.append("\n")
+            # Non-zero now is highlighted (and marked "!" for monochrome terminals).
+            hot = p.rate > 0
+            level = ("warn" if p.name in HARMLESS else "bad") if hot else ""
+            t.append(("!" if hot else " ") + p.name.ljust(name_w), self.style(level) if level else self.style("label"))
+            t.append(fmt.rate(p.rate).rjust(8), self.style(level) if level else "")
+            t.append(f"  total {fmt.si(p.total)}", self.style("dim"))
+        return t

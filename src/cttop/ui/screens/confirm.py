@@ -1,0 +1,71 @@
+"""Confirmation for anything that changes the kernel: shows the plan and its exact command; "No" is the default."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class Plan(Protocol):
+    """What the confirmation needs of a plan (cttop.actions plans provide it)."""
+
+    def describe(self) -> str: ...
+
+    def commands(self) -> list[str]: ...
+
+    def warnings(self) -> list[str]: ...
+
+
+def plan_text(plan: Plan) -> Text:
+    t = Text()
+    t.append(plan.describe())
+    warnings = plan.warnings()
+    if warnings:
+        t.append("\n\nBefore you confirm:", "bold")
+        for w in warnings:
+            t.append("\n  ! ", "bold")
+            t.append(w)
+    t.append("\n\nEquivalent command" + ("s" if len(plan.commands()) > 1 else "") + ":", "bold")
+    for c in plan.commands():
+        t.append("\n  $ ")
+        t.append(c)
+    return t
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Dismisses with True only on an explicit yes: y, or the Yes button."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+        Binding("left,right,tab", "app.focus_next", "Switch", show=False),
+    ]
+
+    def __init__(self, plan: Plan, title: str = "Confirm") -> None:
+        super().__init__()
+        self.plan = plan
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box") as box:
+            box.border_title = self.title_text
+            with VerticalScroll():
+                yield Static(plan_text(self.plan), id="confirm-text")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("No", id="no", variant="primary")
+                yield Button("Yes", id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
