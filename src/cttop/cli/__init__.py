@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-from cttop.cli import tui  # noqa: F401  (no command: the live view)
 from cttop.cli.app import app
 
 # command name -> module under cttop.cli that defines it

@@ -11,6 +11,10 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
     """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits."""
     from cttop.ui.app import CttopApp  # textual is imported only when the TUI actually runs
 
+    if read_only:
+        from cttop.actions.plan import set_read_only
+
+        set_read_only()  # actions refuse to write, whatever key reaches them
     app = CttopApp(source if source is not None else LiveSource(spec), read_only=read_only, title=title,
                    interval=interval)
     app.run()
