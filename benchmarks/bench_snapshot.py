@@ -21,6 +21,10 @@ from cttop.kernel.netns import NetnsSpec  # noqa: E402
 from cttop.table.store import FlowTable  # noqa: E402
 
 
+# The cttop installed beside this interpreter (e.g. .venv/bin/cttop), not a shim found on PATH.
+CTTOP = os.path.join(os.path.dirname(sys.executable), "cttop")
+
+
 def rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -40,8 +44,8 @@ def speed(n: int, runs: int) -> None:
         med = alternate(
             runs,
             conntrack_L=lambda: run(["ip", "netns", "exec", ns, "conntrack", "-L"]),
-            cttop_snapshot_json=lambda: run(["cttop", "snapshot", "--netns", ns, "--json"]),
-            cttop_snapshot_json_flows=lambda: run(["cttop", "snapshot", "--netns", ns, "--json", "--flows"]),
+            cttop_snapshot_json=lambda: run([CTTOP, "snapshot", "--netns", ns, "--json"]),
+            cttop_snapshot_json_flows=lambda: run([CTTOP, "snapshot", "--netns", ns, "--json", "--flows"]),
             python_raw_dump=raw_floor,
             cttop_dump_decode=ct.dump,
         )
