@@ -10,7 +10,9 @@ and ranking a whole table is one pass in the caller's worker thread.
 A flow is matched from its initiator's side first (the original tuple seen
 from a local socket), then from the responder's (the reply tuple, which is
 what a local server's socket sees after DNAT), first against connected
-sockets, then against bound or listening ones.
+sockets, then against bound or listening ones. So flows to a local listening
+port belong to the listener even once their connection is closed (TIME_WAIT):
+that service is what made them.
 """
 
 from __future__ import annotations
