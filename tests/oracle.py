@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.conftest import sh
 
-TUPLE_KEYS = {"src", "dst", "sport", "dport", "type", "code", "id", "packets", "bytes"}
+TUPLE_KEYS = {"src", "dst", "sport", "dport", "type", "code", "id", "srckey", "dstkey", "packets", "bytes"}
 
 
 def parse_line(line: str) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def parse_line(line: str) -> dict[str, Any]:
             cur[k] = v
         else:
             extra[k] = v
-    return {"id": ct_id, "family": fam, "proto": proto, "timeout": timeout, "state": state,
+    return {"id": ct_id, "family": fam, "proto": proto, "protonum": int(tok[3]), "timeout": timeout, "state": state,
             "orig": orig, "reply": reply, "flags": flags, "extra": extra}
 
 

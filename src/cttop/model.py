@@ -68,6 +68,7 @@ PROTO_NAMES: Final = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 33: "dccp", 47:
 PROTO_NUMBERS: Final = {name: num for num, name in PROTO_NAMES.items()}
 PORTED_PROTOS: Final = frozenset({6, 17, 33, 132, 136})
 ICMP_PROTOS: Final = frozenset({1, 58})
+GRE: Final = 47
 
 TCP_STATES: Final = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
                      "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")
@@ -196,6 +197,9 @@ def flow_dict(row: Row) -> dict[str, Any]:
         "start": row[R_START] or None,
         "labels": row[R_LABELS] or None,
     }
+    if proto == GRE:  # the kernel keeps GRE keys where ports would be
+        d["gre_srckey"] = row[R_SPORT]
+        d["gre_dstkey"] = row[R_DPORT]
     if proto in ICMP_PROTOS:
         d["icmp_id"] = row[R_SPORT]
         d["icmp_type"] = row[R_DPORT] >> 8

@@ -1,0 +1,50 @@
+"""Reading the screen as text, and waiting for the app to reach a state (with a generous cap, never asserted on)."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from textual.app import App
+from textual.pilot import Pilot
+
+from cttop.live.frame import LIVE
+from cttop.ui.app import CttopApp
+
+WAIT_CAP = 20.0  # seconds before giving up on a state that should arrive in well under one
+
+
+def screen_text(app: App[object]) -> str:
+    """What the terminal shows now, as plain text (the same render a screenshot takes)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+                      color_system=None, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def wait_for(pilot: Pilot[object], cond: Callable[[], bool], what: str) -> None:
+    end = time.monotonic() + WAIT_CAP
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+async def wait_live(pilot: Pilot[object], app: CttopApp) -> None:
+    """Until a live frame and a built index are on screen."""
+    await wait_for(pilot, lambda: app.shown_frame is not None and app.shown_frame.phase == LIVE
+                   and app.shown_index is not None, "the first live frame and flow index")
+
+
+async def wait_view(pilot: Pilot[object], app: CttopApp) -> None:
+    """Until the index on screen is the one for the view last asked for."""
+    await wait_for(pilot, lambda: app.shown_index is not None and app.shown_index.spec == app.view,
+                   f"the flow index for {app.view}")
+
+
+async def wait_frame_after(pilot: Pilot[object], app: CttopApp, seq: int) -> None:
+    await wait_for(pilot, lambda: app.shown_frame is not None and app.shown_frame.seq > seq, f"a frame after #{seq}")
