@@ -1,0 +1,221 @@
+"""`cttop record` on a namespace with real flows, replayed: the same table as the kernel's at record time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cttop.fleet.record import K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_EVENTS
+from cttop.fleet.replay import Recording, ReplaySource, decode_events, stream
+from cttop.kernel.decode import Decoder
+from cttop.model import PROTO_NAMES, R_ID, R_SRC, Row, addr_text, state_name
+from cttop.table.store import FlowTable
+from tests.conftest import delete_netns, make_netns, sh
+from tests.kernel.test_snapshot import INJECT, RULES, oracle_state
+from tests.oracle import conntrack_count, conntrack_list
+
+pytestmark = pytest.mark.kernel
+
+MARKER = "10.66.66.66"
+
+
+@dataclass
+class Recorded:
+    ns: str
+    path: Path
+    oracle: dict[int, dict[str, Any]]  # conntrack -L -o extended,id once the flows were made
+    count: int  # conntrack -C at the end
+    stderr: str
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[str]) -> None:
+    # The recorder creates the file only once its event socket is subscribed.
+    for _ in range(1000):
+        if path.exists():
+            return
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.01)
+    raise AssertionError("the recorder never created its file")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    """Flows made before (no events: a dump sees them) and during the recording (events)."""
+    ns = make_netns()
+    path = tmp_path_factory.mktemp("rec") / "ns.cttop"
+    traffic = rec = None
+    try:
+        sh("nft", RULES, netns=ns)
+        for args in INJECT:
+            sh("conntrack", "-I", *args, netns=ns)
+        rec = subprocess.Popen(["cttop", "record", "--netns", ns, "-o", str(path), "--dump-interval", "10m"],
+                               stderr=subprocess.PIPE, text=True)
+        wait_for_file(path, rec)
+        traffic = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "tests.traffic_mix", "120"],
+                                   stdout=subprocess.PIPE, text=True)
+        assert traffic.stdout is not None and traffic.stdout.readline().strip() == "READY"
+        for i in range(5):
+            sh("conntrack", "-I", "-p", "tcp", "-s", f"10.6.0.{i + 1}", "-d", "10.6.1.1", "--sport", "4000",
+               "--dport", "443", "--state", "ESTABLISHED", "-u", "SEEN_REPLY,ASSURED", "-t", "300", netns=ns)
+        sh("conntrack", "-D", "-s", "10.6.0.5", netns=ns)
+        sh("conntrack", "-U", "-s", "10.6.0.4", "-m", "7", netns=ns)
+        oracle = {f["id"]: f for f in conntrack_list(ns)}
+        # The marker's NEW event is recorded after every change above.
+        sh("conntrack", "-I", "-p", "udp", "-s", MARKER, "-d", "10.66.66.67", "--sport", "1", "--dport", "2",
+           "-t", "300", netns=ns)
+        count = conntrack_count(ns)
+        rec.send_signal(signal.SIGINT)
+        _, err = rec.communicate(timeout=60)
+        assert rec.returncode == 0, err
+        yield Recorded(ns, path, oracle, count, err)
+    finally:
+        for p in (traffic, rec):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        delete_netns(ns)
+
+
+def marker_of(rows: Iterator[Row] | list[Row]) -> list[Row]:
+    return [r for r in rows if addr_text(r[R_SRC]) == MARKER]
+
+
+def states(rows: Iterator[Row] | list[Row]) -> dict[int, str]:
+    """id -> proto:STATE as conntrack(8) names them (it calls protocols it has no name for "unknown")."""
+    return {r[R_ID]: f"{PROTO_NAMES.get(r[2], 'unknown')}:{state_name(r[2], r[3], r[4])}" for r in rows
+            if addr_text(r[R_SRC]) != MARKER}
+
+
+def oracle_states(oracle: dict[int, dict[str, Any]]) -> dict[int, str]:
+    names = {"ipv6-icmp": "icmpv6"}
+    return {i: f"{names.get(f['proto'], f['proto'])}:{oracle_state(f)}" for i, f in oracle.items()}
+
+
+def test_the_recording_holds_dumps_events_and_stats(recorded: Recorded) -> None:
+    rec = Recording.open(str(recorded.path))
+    assert rec.meta["label"] == recorded.ns
+    assert rec.dumps == 2  # the first keyframe and the closing dump
+    assert rec.events > 10 and rec.lost == 0
+    assert rec.stats[-1].count == recorded.count
+    assert "recorded" in recorded.stderr
+
+
+def test_events_alone_carry_every_change_made_while_recording(recorded: Recorded) -> None:
+    """First dump + recorded events, up to the marker, equals the kernel's table then."""
+    rec = Recording.open(str(recorded.path))
+    dec = Decoder()
+    table = FlowTable()
+    dumps = 0
+    rows: list[Row] = []
+    for _seg, kind, _t, payload in stream(rec.path, rec.segments[0][0], rec.size):
+        if kind == K_DUMP_BEGIN:
+            dumps += 1
+            assert dumps == 1, "reached the closing dump before the marker"
+        elif kind == K_DUMP_DATA:
+            dec.decode_chunk(payload, rows)
+        elif kind == K_DUMP_END:
+            table.apply_dump(rows)
+        elif kind == K_EVENTS:
+            table.apply_events(decode_events(dec, payload))
+            if marker_of(table.rows()):
+                break
+    assert states(table.rows()) == oracle_states(recorded.oracle)
+
+
+def test_replay_seek_to_the_marker_shows_the_kernel_table(recorded: Recorded) -> None:
+    rec = Recording.open(str(recorded.path))
+    dec = Decoder()
+    at = next(t for _s, kind, t, payload in stream(rec.path, rec.segments[0][0], rec.size)
+              if kind == K_EVENTS and marker_of(r for _k, r in decode_events(dec, payload)))
+    src = ReplaySource(str(recorded.path), paused=True)
+    src.seek(at - rec.start)
+    rows = src.dump()
+    assert len(marker_of(rows)) == 1
+    assert states(rows) == oracle_states(recorded.oracle)
+
+
+def test_replay_played_through_ends_on_the_kernel_table(recorded: Recorded) -> None:
+    """As the TUI's collector consumes it: one dump, then events (redumping if told to)."""
+    src = ReplaySource(str(recorded.path), speed=1e6)
+    table = FlowTable()
+    src.subscribe()
+    table.apply_dump(src.dump())
+    while not src.at_end:
+        batch = src.events(0.05)
+        if batch.lost:
+            table.apply_dump(src.dump())
+        else:
+            table.apply_events(batch.events)
+    assert states(table.rows()) == oracle_states(recorded.oracle)
+    assert len(marker_of(table.rows())) == 1
+    assert src.stats().count == len(table) == recorded.count
+    want = Counter(oracle_states(recorded.oracle).values())
+    got = Counter(states(table.rows()).values())
+    assert got == want
+
+
+def test_replay_info_cli(recorded: Recorded) -> None:
+    r = subprocess.run(["cttop", "replay", str(recorded.path), "--info"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["label"] == recorded.ns
+    assert info["end"]["flows"] == info["end"]["count"] == recorded.count
+    want = Counter(oracle_states(recorded.oracle).values())
+    want["udp:UNREPLIED"] += 1  # the marker
+    got: Counter[str] = Counter()
+    for key, n in info["end"]["by_state"].items():
+        proto, state = key.split(":")
+        got["unknown:" + state if proto.isdigit() else key] += n
+    assert got == want
+
+
+def test_a_cut_recording_is_reported_truncated(recorded: Recorded, tmp_path: Path) -> None:
+    data = recorded.path.read_bytes()
+    cut = tmp_path / "cut.cttop"
+    cut.write_bytes(data[:len(data) // 2])
+    r = subprocess.run(["cttop", "replay", str(cut), "--info"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr == f"cttop: replay: {cut} is truncated at byte {len(data) // 2}\n"
+    bad = tmp_path / "bad.cttop"
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0xFF
+    bad.write_bytes(bytes(flipped))
+    r = subprocess.run(["cttop", "replay", str(bad), "--info"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"cttop: replay: {bad} is ") and r.stderr.count("\n") == 1
+
+
+def test_record_with_a_duration_stops_by_itself(netns: str, tmp_path: Path) -> None:
+    path = tmp_path / "d.cttop"
+    sh("conntrack", "-I", "-p", "udp", "-s", "10.4.0.1", "-d", "10.4.0.2", "--sport", "1", "--dport", "2",
+       "-t", "300", netns=netns)
+    r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "0.5s"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rec = Recording.open(str(path))
+    assert 0.5 <= rec.duration < 30
+    src = ReplaySource(str(path), paused=True)
+    assert [addr_text(r[R_SRC]) for r in src.dump()] == ["10.4.0.1"]
+    assert os.path.getsize(path) == rec.size
+
+
+def test_record_errors_are_one_line(tmp_path: Path) -> None:
+    r = subprocess.run(["cttop", "record", "--netns", "no-such-ns-cttop", "-o", str(tmp_path / "x")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == "cttop: --netns no-such-ns-cttop: no such network namespace"
+    r = subprocess.run(["cttop", "record", "-o", str(tmp_path / "nodir" / "x"), "--duration", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1].startswith(f"cttop: record: cannot write {tmp_path / 'nodir' / 'x'}")
