@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from cttop.errors import CttopError
@@ -42,6 +42,12 @@ LOAD_CHUNK: Final = 50_000  # rows added to the table between progress reports
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
 REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
+# With nf_conntrack_events=2 (the default) entries created before anyone listened never
+# send events, so their end goes unseen: when the table drifts this far from the kernel's
+# count, resync early, but never more often than every DRIFT_DUTY times a dump's cost.
+DRIFT_SHARE: Final = 0.01
+DRIFT_MIN: Final = 16
+DRIFT_DUTY: Final = 3
 SYSCTL_EVERY: Final = 5.0
 TOP_N: Final = 10
 GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
@@ -81,6 +87,8 @@ class Collector:
         self._bad = 0
         self._refreshed: float | None = None
         self._next_refresh = 0.0
+        self._next_drift_check = 0.0
+        self._drift = 0
         self._sysctls: dict[str, str] = {}
         self._count: int | None = None
         self._max: int | None = None
@@ -88,7 +96,7 @@ class Collector:
         self._next_sysctls = 0.0
         self._next_index = 0.0
         self._indexed_generation = -1
-        self._frozen: list[bytes] | None = None  # the records the paused view shows
+        self._frozen: tuple[int, Sequence[bytes]] | None = None  # generation and records the paused view shows
         self._thread = threading.Thread(target=self._run, name="cttop-collector", daemon=True)
 
     # --- the UI's side -------------------------------------------------------------------
@@ -135,12 +143,15 @@ class Collector:
         """The flow under the cursor: the next index says where it moved to."""
         self._anchor = flow_id
 
-    def set_paused(self, paused: bool) -> None:
+    def set_paused(self, paused: bool) -> int | None:
+        """Freeze (or thaw) the flow list's snapshot; returns the frozen snapshot's generation."""
         with self._lock:
             self._paused = paused
-            self._frozen = list(self.indexer.last_records) if paused else None
+            last = self.indexer.last
+            self._frozen = (last[0].generation, last[1]) if paused and last is not None else None
             if not paused:
                 self._view_dirty = True  # catch the list up with the live table at once
+            return self._frozen[0] if self._frozen is not None else None
 
     def flow(self, flow_id: int) -> Row | None:
         """The table's current row for a flow (dict reads are atomic, so safe from the UI thread)."""
@@ -154,6 +165,8 @@ class Collector:
             if self._connect():
                 self._load(first=True)
                 self._phase, self._note = LIVE, ""
+                self._schedule_index()
+            self._post()
             while not self._stop.is_set():
                 self._tick()
         except CttopError as e:
@@ -192,7 +205,7 @@ class Collector:
         self._wake.clear()
         if self._stop.is_set():
             return
-        if self._phase == LIVE and time.monotonic() >= self._next_refresh:
+        if self._phase == LIVE and (time.monotonic() >= self._next_refresh or self._drifted()):
             self._load(first=False)
         self._post()
         self._schedule_index()
@@ -229,6 +242,13 @@ class Collector:
         self._refreshed = self.source.now()
         cost = time.monotonic() - t0
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
+        self._next_drift_check = time.monotonic() + max(2.0, DRIFT_DUTY * cost)
+
+    def _drifted(self) -> bool:
+        """Whether the last frame's table size (taken with the kernel's count) was too far off."""
+        if self._count is None or time.monotonic() < self._next_drift_check:
+            return False
+        return self._drift > max(DRIFT_MIN, DRIFT_SHARE * self._count)
 
     def _known_count(self) -> str:
         try:
@@ -241,17 +261,21 @@ class Collector:
             dirty, spec, paused, frozen = self._view_dirty, self._view, self._paused, self._frozen
             self._view_dirty = False
         gen = self.table.generation
-        if dirty:
-            records = frozen if paused and frozen is not None else self.table.records()
+        records: Sequence[bytes]
+        if dirty and paused and frozen is not None:
+            gen, records = frozen
+        elif dirty:
+            records = self.table.records()
         elif paused or gen == self._indexed_generation or self.indexer.busy or time.monotonic() < self._next_index:
             return
         else:
             records = self.table.records()
-        self._indexed_generation = gen
+        if not paused:
+            self._indexed_generation = gen
         self.indexer.submit(IndexJob(records, gen, spec, self._anchor))
         # A big table takes a while to index; rebuild it no more than every other build time.
         last = self.indexer.last
-        self._next_index = time.monotonic() + max(self._interval, 2 * (last.seconds if last else 0.0))
+        self._next_index = time.monotonic() + max(self._interval, 2 * (last[0].seconds if last else 0.0))
 
     # --- frames --------------------------------------------------------------------------
 
@@ -303,6 +327,7 @@ class Collector:
                 raise
             return  # still connecting: the refusal is dealt with by _connect
         self._count, self._max = stats.count, stats.max
+        self._drift = abs(len(self.table) - stats.count)
         self._pressure = tuple(Pressure(n, self._rates[n].update(now, totals[n]), totals[n]) for n in PRESSURE)
 
     def _track_only(self, group: str) -> None:

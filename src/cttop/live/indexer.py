@@ -27,8 +27,8 @@ class Indexer:
         self._submitted = 0  # sequence number of the newest job
         self._running = False
         self._stopped = False
-        self.last: FlowIndex | None = None
-        self.last_records: Sequence[bytes] = ()  # the snapshot ``last`` was built from
+        # The newest index and the snapshot it was built from, set together (one assignment).
+        self.last: tuple[FlowIndex, Sequence[bytes]] | None = None
         self._thread = threading.Thread(target=self._run, name="cttop-indexer", daemon=True)
 
     def start(self) -> None:
@@ -71,5 +71,5 @@ class Indexer:
                 with self._cv:
                     self._running = False
             if index is not None:
-                self.last, self.last_records = index, job.records
+                self.last = (index, job.records)
                 self._on_index(index)

@@ -375,9 +375,7 @@ class CttopApp(App[None]):
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused
-        shown = self.shown_index
-        self._paused_generation = shown.generation if self.paused and shown is not None else None
-        self.collector.set_paused(self.paused)
+        self._paused_generation = self.collector.set_paused(self.paused)
         if not self.paused:
             self.catch_up()
 

@@ -1,0 +1,220 @@
+"""The collector on a fixed source: start-up order, events, loss and resync, drift, no permission, failure."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cttop.kernel.ctnetlink import KernelError, Stats
+from cttop.live.collector import Collector
+from cttop.live.frame import FAILED, LIMITED, LIVE, Frame
+from cttop.live.index import FlowIndex, ViewSpec, record_id
+from cttop.model import EV_DESTROY, EV_NEW, Row
+from cttop.snapshot import NEEDS_CAP
+from tests.ui.fixed_source import FixedSource, fixed_rows, row, v4
+
+CAP = 10.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.indexes: list[FlowIndex] = []
+        self.cv = threading.Condition()
+
+    def frame(self, f: Frame) -> None:
+        with self.cv:
+            self.frames.append(f)
+            self.cv.notify_all()
+
+    def index(self, i: FlowIndex) -> None:
+        with self.cv:
+            self.indexes.append(i)
+            self.cv.notify_all()
+
+    def until(self, cond: Callable[[], bool], what: str) -> None:
+        with self.cv:
+            if not self.cv.wait_for(cond, CAP):
+                raise AssertionError(f"gave up waiting for {what}")
+
+
+class LoggingSource(FixedSource):
+    def __init__(self, rows: list[Row] | None = None) -> None:
+        super().__init__(rows)
+        self.calls: list[str] = []
+
+    def subscribe(self) -> None:
+        self.calls.append("subscribe")
+        super().subscribe()
+
+    def dump(self) -> list[Row]:
+        self.calls.append("dump")
+        return super().dump()
+
+
+@pytest.fixture
+def rec() -> Iterator[Recorder]:
+    yield Recorder()
+
+
+def run(source: FixedSource, rec: Recorder, **kw: object) -> Collector:
+    c = Collector(source, on_frame=rec.frame, on_index=rec.index, interval=0.05, **kw)  # type: ignore[arg-type]
+    c.start()
+    return c
+
+
+def test_subscribes_before_the_first_dump_and_shows_the_table(rec: Recorder) -> None:
+    src = LoggingSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames) and rec.indexes, "live")
+    finally:
+        c.stop()
+    assert src.calls[:2] == ["subscribe", "dump"]
+    live = next(f for f in rec.frames if f.phase == LIVE)
+    assert live.flows == len(src.rows) == live.count
+    assert {record_id(r) for r in rec.indexes[-1].records} == {r[0] for r in src.rows}
+    assert src.closed
+
+
+def test_events_change_the_table(rec: Recorder) -> None:
+    src = FixedSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        new = row(5000, 17, v4("10.9.9.9"), v4("10.8.8.8"), 1000, 53)
+        src.rows.append(new)
+        src.push([(EV_NEW, new)])
+        rec.until(lambda: rec.frames[-1].flows == 26, "the new flow")
+        gone = src.rows.pop(0)
+        src.push([(EV_DESTROY, gone)])
+        rec.until(lambda: rec.frames[-1].flows == 25, "the destroyed flow")
+        assert c.flow(gone[0]) is None and c.flow(5000) is not None
+    finally:
+        c.stop()
+
+
+def test_lost_events_resync_with_a_dump_and_are_counted(rec: Recorder) -> None:
+    src = FixedSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        dumps = src.dumps
+        # The kernel moved on while events were lost: only a dump can tell.
+        src.rows = src.rows[:10]
+        src.lose()
+        rec.until(lambda: rec.frames[-1].lost == 1 and rec.frames[-1].flows == 10, "the resync")
+        assert src.dumps == dumps + 1
+    finally:
+        c.stop()
+
+
+def test_drift_from_the_kernel_count_triggers_a_resync(rec: Recorder) -> None:
+    src = FixedSource(fixed_rows() * 1)
+    src.rows = [row(7000 + i, 17, v4("10.1.1.1"), v4("10.2.2.2"), 1000 + i, 53) for i in range(100)]
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE and f.flows == 100 for f in rec.frames), "live")
+        del src.rows[50:]  # flows that ended without events (created before anyone listened)
+        rec.until(lambda: rec.frames[-1].flows == 50, "the drift resync")
+        assert rec.frames[-1].lost == 0
+    finally:
+        c.stop()
+
+
+class NoPermission(FixedSource):
+    def subscribe(self) -> None:
+        raise KernelError("conntrack events: cannot subscribe: Operation not permitted", errno.EPERM)
+
+    def stats(self) -> Stats:
+        raise KernelError("conntrack stats: kernel said Operation not permitted", errno.EPERM)
+
+
+def test_without_permission_fill_comes_from_proc_sys(rec: Recorder) -> None:
+    src = NoPermission()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIMITED for f in rec.frames), "the limited phase")
+    finally:
+        c.stop()
+    f = rec.frames[-1]
+    assert f.note == NEEDS_CAP
+    assert (f.count, f.maximum, f.buckets) == (25, 262144, 65536)
+    assert f.flows == 0 and f.pressure == () and f.states == ()
+
+
+class Vanishing(FixedSource):
+    """The namespace disappears under the collector (the lab was torn down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gone = False
+
+    def stats(self) -> Stats:
+        if self.gone:
+            raise KernelError("conntrack stats: No such file or directory", errno.ENOENT)
+        return super().stats()
+
+
+def test_a_broken_source_is_reported_not_fatal(rec: Recorder) -> None:
+    src = Vanishing()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        src.gone = True
+        rec.until(lambda: rec.frames[-1].phase == FAILED, "the failure")
+    finally:
+        c.stop()
+    assert "No such file" in rec.frames[-1].note
+    assert rec.frames[-1].flows == 25  # the last known table stays on screen
+
+
+def test_paused_view_changes_reuse_the_frozen_snapshot(rec: Recorder) -> None:
+    src = FixedSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: rec.indexes and any(f.phase == LIVE for f in rec.frames), "live")
+        frozen_gen = rec.indexes[-1].generation
+        c.set_paused(True)
+        new = row(6000, 17, v4("10.9.9.9"), v4("10.8.8.8"), 1000, 53)
+        src.rows.append(new)
+        src.push([(EV_NEW, new)])
+        rec.until(lambda: rec.frames[-1].flows == 26, "the event applied underneath")
+        c.set_view(ViewSpec("udp", "timeout"))
+        rec.until(lambda: rec.indexes[-1].spec.filter == "udp", "the paused re-sort")
+        assert 6000 not in {record_id(r) for r in rec.indexes[-1].records}
+        assert rec.indexes[-1].generation == frozen_gen
+        c.set_paused(False)
+        rec.until(lambda: 6000 in {record_id(r) for r in rec.indexes[-1].records}, "catching up on resume")
+    finally:
+        c.stop()
+
+
+def test_group_and_ranking_follow_the_settings(rec: Recorder) -> None:
+    src = FixedSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        c.set_group("dport", "bytes")
+        rec.until(lambda: rec.frames[-1].group == "dport" and rec.frames[-1].top_by == "bytes", "the new group")
+    finally:
+        c.stop()
+    top = rec.frames[-1].top
+    assert top[0].text == "tcp/5432"  # 9.6 MB over two flows beats 443's many small ones
+    assert [g.bytes for g in top] == sorted((g.bytes for g in top), reverse=True)
+
+
+def test_interval_setting_is_used() -> None:
+    rec = Recorder()
+    c = Collector(FixedSource(), on_frame=rec.frame, on_index=rec.index, interval=30.0)
+    c.start()
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        n = len(rec.frames)
+        c.set_interval(0.05)
+        rec.until(lambda: len(rec.frames) > n + 3 and rec.frames[-1].interval == 0.05, "faster frames")
+    finally:
+        c.stop()
