@@ -189,23 +189,23 @@ class Recorder:
         stop = stop or threading.Event()
         clock = Clock()
         # Subscribe before the first dump, so no change falls between the two.
-        ev = EventSocket(self.spec)
-        try:
-            ct = Ctnetlink(self.spec)
-        except BaseException:
-            ev.close()
-            raise
         meta = {"format": VERSION, "cttop": _version(), "label": self.spec.label(),
                 "host": socket.gethostname(), "kernel": platform.release(), "start": clock.wall,
                 "stats_names": list(STATS_NAMES), "dump_interval": self.dump_interval,
                 "stats_interval": self.stats_interval}
-        w = RecordingWriter(self.path, meta, clock, self.level)
+        ev = EventSocket(self.spec)
         try:
-            self._loop(ev, ct, w, clock, duration, stop)
+            ct = Ctnetlink(self.spec)
+            try:
+                w = RecordingWriter(self.path, meta, clock, self.level)
+                try:
+                    self._loop(ev, ct, w, clock, duration, stop)
+                finally:
+                    w.close()
+            finally:
+                ct.close()
         finally:
             ev.close()
-            ct.close()
-            w.close()
         return RecordSummary(self.path, clock() - clock.wall, self.dumps, self.entries, self.events, self.lost,
                              w.raw_bytes, w.file_bytes)
 
