@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from cttop.fleet import record as R
 from cttop.fleet.replay import Recording, ReplayError, ReplaySource, decode_events
 from cttop.kernel.decode import Decoder
+from cttop.kernel.events import EventBatch
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, Row
 from cttop.table.store import FlowTable
 from tests.unit.test_decode import messages
@@ -357,3 +359,36 @@ def test_decode_events_classifies_like_the_live_socket() -> None:
     evs = decoded(EVENTS)
     kinds = {k for k, _ in evs}
     assert EV_NEW in kinds and EV_DESTROY in kinds and len(evs) == len(EVENTS)
+
+
+def test_control_calls_never_wait_for_the_worker(rec: str) -> None:
+    """The UI thread's calls must not block while the worker decodes or rebuilds (holding the data lock)."""
+    src = ReplaySource(rec, paused=True)
+    done: list[object] = []
+
+    def ui() -> None:
+        src.seek(3.0)
+        done.append(src.position)
+        src.resume()
+        src.set_speed(4.0)
+        src.pause()
+        done.append(src.at_end)
+
+    with src._lock:  # what a worker in the middle of a big dump holds
+        t = threading.Thread(target=ui)
+        t.start()
+        t.join(timeout=10)
+        assert not t.is_alive()
+    assert done == [3.0, False]
+    assert src.speed == 4.0 and src.paused
+
+
+def test_a_seek_wakes_a_waiting_worker(rec: str) -> None:
+    src = ReplaySource(rec, paused=True)
+    got: list[EventBatch] = []
+    t = threading.Thread(target=lambda: got.append(src.events(600.0)))
+    t.start()
+    src.seek(10.5)
+    t.join(timeout=30)
+    assert not t.is_alive() and got[0].lost
+    assert ids(src.dump()) == ids(dump_rows(DUMP[8:]))

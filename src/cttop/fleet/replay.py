@@ -12,9 +12,9 @@ like the kernel would have at that moment, and ``events()`` hands out what was
 recorded between the cursor and the play clock. A seek (or a recorded event
 loss) makes the next ``events()`` report ``lost=True``: exactly the signal
 after which a live consumer redumps, so consumers need no replay-only path.
-Control calls (``seek``, ``pause``, ``resume``, ``set_speed``) are cheap and
-safe from the UI thread; the work of a seek is done by the next data call, in
-the caller's worker thread.
+Control calls (``seek``, ``pause``, ``resume``, ``set_speed``) and ``position``
+are cheap and safe from the UI thread; the work of a seek is done by the next
+data call, in the caller's worker thread.
 """
 
 from __future__ import annotations
@@ -255,7 +255,12 @@ def _changes(old: FlowTable, new: FlowTable, rows: list[Row]) -> list[tuple[int,
 
 
 class ReplaySource:
-    """A recording as a Source (``live = False``), with a play clock: pause, resume, speed, seek."""
+    """A recording as a Source (``live = False``), with a play clock: pause, resume, speed, seek.
+
+    Two locks: the data lock is held by the consumer's worker while it decodes or
+    rebuilds (which can take a while on a big table); the clock lock guards only
+    a few numbers, so the control calls and ``position`` never wait on that work.
+    """
 
     live = False
 
@@ -265,22 +270,24 @@ class ReplaySource:
         self.recording = Recording.open(path)
         self.path = path
         self.label = os.path.basename(path)
-        self.speed = speed
+        self._lock = threading.Lock()  # the data: table, record stream, cursor
+        self._clock = threading.Lock()  # the play clock and pending requests
+        self._wake = threading.Event()  # set by control calls, to cut an events() wait short
+        self._speed = speed
         self._paused = paused
-        self._cond = threading.Condition()
-        self._decoder = Decoder()
         self._started = False
         self._anchor_wall = 0.0
         self._anchor_pos = 0.0
         self._seek_to: float | None = None
         self._resync = False
         self._cursor = 0.0
+        self._decoder = Decoder()
         self._records: Generator[tuple[int, int, float, bytes], None, None] | None = None
         self._next: tuple[int, int, float, bytes] | None = None
         self.table = FlowTable()
         self._goto(0.0)
 
-    # --- the play clock -------------------------------------------------------------------
+    # --- the play clock (safe from any thread, never blocks on the data) ------------------
 
     @property
     def duration(self) -> float:
@@ -289,63 +296,69 @@ class ReplaySource:
     @property
     def position(self) -> float:
         """Seconds from the start of the recording that the view is at (or is seeking to)."""
-        with self._cond:
-            return self._seek_to if self._seek_to is not None else self._cursor
+        seek = self._seek_to
+        return seek if seek is not None else self._cursor
 
     @property
     def paused(self) -> bool:
         return self._paused
 
     @property
+    def speed(self) -> float:
+        return self._speed
+
+    @property
     def at_end(self) -> bool:
         """Whether everything recorded has been handed out (or a seek to the end is pending)."""
-        with self._cond:
-            if self._seek_to is not None:
-                return self._seek_to >= self.duration
-            return self._next is None
+        seek = self._seek_to
+        return seek >= self.duration if seek is not None else self._next is None
 
     def pause(self) -> None:
-        with self._cond:
+        with self._clock:
             if not self._paused:
-                self._anchor_pos = self._target()
+                self._anchor_pos = self._target_locked()
                 self._paused = True
-            self._cond.notify_all()
+        self._wake.set()
 
     def resume(self) -> None:
-        with self._cond:
+        with self._clock:
             if self._paused:
                 self._paused = False
                 self._anchor_wall = time.monotonic()
                 self._anchor_pos = self._cursor
-            self._cond.notify_all()
+        self._wake.set()
 
     def set_speed(self, speed: float) -> None:
         if not speed > 0:
             raise ReplayError(f"replay: speed {speed:g}: must be more than 0")
-        with self._cond:
-            self._anchor_pos = self._target()
+        with self._clock:
+            self._anchor_pos = self._target_locked()
             self._anchor_wall = time.monotonic()
-            self.speed = speed
-            self._cond.notify_all()
+            self._speed = speed
+        self._wake.set()
 
     def seek(self, t: float) -> None:
-        """Move to ``t`` seconds from the start (clamped); done by the next data call."""
-        with self._cond:
+        """Move to ``t`` seconds from the start (clamped); carried out by the next data call."""
+        with self._clock:
             self._seek_to = min(max(0.0, t), self.duration)
-            self._cond.notify_all()
+        self._wake.set()
 
     def timeline(self) -> list[tuple[float, int, int]]:
         """(seconds from start, count, max) of every recorded stats sample, for a time line."""
         start = self.recording.start
         return [(s.t - start, s.count, s.max) for s in self.recording.stats]
 
-    def _target(self) -> float:
-        """Where the play clock is now (the cursor's goal)."""
+    def _target_locked(self) -> float:
         if self._paused or not self._started:
             return self._anchor_pos
-        return min(self._anchor_pos + (time.monotonic() - self._anchor_wall) * self.speed, self.duration)
+        return min(self._anchor_pos + (time.monotonic() - self._anchor_wall) * self._speed, self.duration)
 
-    # --- reading the records --------------------------------------------------------------
+    def _target(self) -> float:
+        """Where the play clock is now: what the cursor moves towards."""
+        with self._clock:
+            return self._target_locked()
+
+    # --- reading the records (the caller holds the data lock) -----------------------------
 
     def _goto(self, t: float) -> None:
         """Rebuild the table at ``t`` seconds from the start, from the keyframe before it."""
@@ -358,11 +371,12 @@ class ReplaySource:
         self.table = FlowTable()
         self._cursor = rec.segments[seg][1] - rec.start
         self._advance(t, collect=False, need_dump=True)
-        self._anchor_pos = self._cursor
-        self._anchor_wall = time.monotonic()
+        with self._clock:
+            self._anchor_pos = self._cursor
+            self._anchor_wall = time.monotonic()
 
     def _take(self) -> tuple[int, float, bytes]:
-        assert self._next is not None
+        assert self._next is not None and self._records is not None
         _member, kind, t, payload = self._next
         try:
             self._next = next(self._records, None)
@@ -429,13 +443,15 @@ class ReplaySource:
                 return _changes(old, self.table, rows)
         return []
 
-    def _pending_seek(self) -> bool:
-        if self._seek_to is None:
-            return False
-        t, self._seek_to = self._seek_to, None
+    def _pending_seek(self) -> None:
+        t = self._seek_to
+        if t is None:
+            return
         self._goto(t)
+        with self._clock:
+            if self._seek_to == t:  # a newer request stays for the next call
+                self._seek_to = None
         self._resync = True
-        return True
 
     # --- the Source protocol --------------------------------------------------------------
 
@@ -443,31 +459,34 @@ class ReplaySource:
         """Nothing to subscribe to; the play clock starts with the first events() call."""
 
     def dump(self) -> list[Row]:
-        with self._cond:
+        with self._lock:
             self._pending_seek()
             return list(self.table.rows())
 
     def events(self, timeout: float) -> EventBatch:
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._clock:
             if not self._started:
                 self._started = True
                 self._anchor_wall = time.monotonic()
-            while True:
+        while True:
+            self._wake.clear()
+            with self._lock:
                 self._pending_seek()
                 if self._resync:
                     self._resync = False
                     return EventBatch(lost=True)
-                batch = self._advance(self._target())
+                target = self._target()
+                batch = self._advance(target)
                 if batch.events or batch.lost:
                     return batch
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return batch
-                if not self._paused and self._next is not None:
-                    ahead = (self._next[2] - self.recording.start - self._target()) / self.speed
-                    left = min(left, max(ahead, 0.001))
-                self._cond.wait(left)
+                ahead = self._next[2] - self.recording.start - target if self._next is not None else None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return batch
+            if ahead is not None and not self._paused:
+                left = min(left, max(ahead / self._speed, 0.001))
+            self._wake.wait(left)
 
     def stats(self) -> Stats:
         s = self._stats_sample()
@@ -481,25 +500,25 @@ class ReplaySource:
         return [{"cpu": c[0], **dict(zip(names, c[1:], strict=False))} for c in s.cpus]
 
     def sysctls(self) -> dict[str, str]:
-        with self._cond:
+        with self._lock:
             self._pending_seek()
             items = self.recording.sysctls
             i = bisect.bisect_right([t for t, _ in items], self.recording.start + self._cursor) - 1
             return dict(items[max(i, 0)][1]) if items else {}
 
     def now(self) -> float:
-        with self._cond:
+        with self._lock:
             self._pending_seek()
             return self.recording.start + self._cursor
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self._next = None
             if self._records is not None:
                 self._records.close()
 
     def _stats_sample(self) -> StatsSample | None:
-        with self._cond:
+        with self._lock:
             self._pending_seek()
             items = self.recording.stats
             if not items:
