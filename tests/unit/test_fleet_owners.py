@@ -107,7 +107,13 @@ def test_top_counts_owners_over_rows(owners: Owners) -> None:
 
 def test_refresh_if_due_honours_the_interval(owners: Owners, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
-    monkeypatch.setattr("cttop.fleet.owners.build_index", lambda spec: calls.append(spec) or owners.index)
+    fresh = owners.index
+
+    def build(spec: object) -> OwnerIndex:
+        calls.append(spec)
+        return fresh
+
+    monkeypatch.setattr("cttop.fleet.owners.build_index", build)
     owners.interval = 3600.0
     owners.index = OwnerIndex({}, {}, {}, frozenset(), 0, 0, 0.0, at=float("-inf"))
     assert owners.refresh_if_due() is True

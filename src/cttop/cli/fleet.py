@@ -171,7 +171,7 @@ def _tui_with_source() -> Callable[..., None]:
         raise CttopError("replay: the TUI (cttop.ui.run_tui) is not available in this build; use --info") from None
     if "source" not in inspect.signature(run_tui).parameters:
         raise CttopError("replay: this build's TUI cannot open recordings yet; use --info")
-    return run_tui  # type: ignore[no-any-return]
+    return run_tui
 
 
 # --- export --------------------------------------------------------------------------------

@@ -47,7 +47,8 @@ class Placement:
 
 def cgroup_paths(text: str) -> list[str]:
     """The cgroup paths of a ``/proc/PID/cgroup`` text, v2 unified first."""
-    unified, legacy = [], []
+    unified: list[str] = []
+    legacy: list[str] = []
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
