@@ -16,6 +16,7 @@ from cttop.cli.app import app
 # command name -> module under cttop.cli that defines it
 COMMANDS = {
     "snapshot": "snapshot",
+    "doctor": "doctor",
     "lab": "lab",
     "flush": "actions", "delete": "actions", "set": "actions", "undo": "actions", "journal": "actions",
     "tunables": "actions", "notrack": "actions",

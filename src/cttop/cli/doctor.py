@@ -1,0 +1,51 @@
+"""`cttop doctor`: a verdict on one namespace's table, the evidence, and the commands that fix it.
+
+Exit status follows the monitoring-plugin convention: 0 OK, 1 warning, 2 critical,
+3 unknown. An error that stops the diagnosis (no such namespace...) is unknown too,
+not the usual 2, which here would read as "critical".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from cttop.actions.journal import Journal
+from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, netns_spec
+from cttop.doctor import DEFAULT_SECONDS, EXIT, diagnose, render
+from cttop.errors import CttopError
+
+
+@app.command()
+def doctor(
+    netns: NetnsOpt = None,
+    netns_pid: NetnsPidOpt = None,
+    netns_path: NetnsPathOpt = None,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="How long to watch the counters.")]
+    = DEFAULT_SECONDS,
+    as_json: Annotated[bool, typer.Option("--json", help='{"status", "exit", "netns", "findings": [...]}.')] = False,
+    want_bytes: Annotated[bool, typer.Option("--bytes", help="Byte counters are needed: check accounting.")]
+    = False,
+    state_dir: Annotated[str | None, typer.Option(
+        "--state-dir", help="Where the journal lives, for drift (default $CTTOP_STATE_DIR or /var/lib/cttop).")]
+    = None,
+) -> None:
+    """Watch the table for a few seconds; print findings worst first, with the commands that fix them."""
+    try:
+        spec = netns_spec(netns, netns_pid, netns_path)
+        report = diagnose(spec, seconds, want_bytes=want_bytes, journal=Journal(state_dir))
+    except CttopError as e:
+        if as_json:
+            sys.stdout.write(json.dumps({"status": "unknown", "exit": EXIT["unknown"], "netns": None,
+                                         "error": str(e), "findings": []}) + "\n")
+        fail(str(e), EXIT["unknown"])
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render(report))
+    raise typer.Exit(report.exit)
