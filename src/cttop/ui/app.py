@@ -20,6 +20,7 @@ from typing import ClassVar, Final
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
@@ -154,8 +155,8 @@ class MainScreen(Screen[None]):
         else:
             parts.append(f"Flows {fmt.count(len(idx.records))}"
                          + (f" of {fmt.count(idx.total)}" if idx.spec.filter else ""))
-        if app.view.filter:
-            parts.append(f"filter: {app.view.filter}")
+        if app.view.filter.strip():
+            parts.append(f"filter: {app.view.filter.strip()}")
         sort = SORTS[app.view.sort]
         desc = sort.descending != app.view.reverse
         parts.append(f"by {sort.title} {'▼' if desc else '▲'}")
@@ -348,15 +349,18 @@ class CttopApp(App[None]):
             not self.paused or index.generation == self._paused_generation)
         if not (new_frame or new_index):
             return
-        with self.batch_update():
-            if new_frame:
-                assert frame is not None
-                self.shown_frame = frame
-                self.main.show_frame(frame)
-            if new_index:
-                assert index is not None
-                self.shown_index = index
-                self.main.show_index(index)
+        try:
+            with self.batch_update():
+                if new_frame:
+                    assert frame is not None
+                    self.shown_frame = frame
+                    self.main.show_frame(frame)
+                if new_index:
+                    assert index is not None
+                    self.shown_index = index
+                    self.main.show_index(index)
+        except NoMatches:
+            pass  # shutting down: the panels are already gone, and so is anyone to show them to
 
     def anchor(self, flow_id: int | None) -> None:
         self.collector.set_anchor(flow_id)
