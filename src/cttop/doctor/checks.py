@@ -397,7 +397,7 @@ def group_share(o: Observation) -> Finding | None:
     state, in_state = g.main_state()
     data.update({"key": k, "group": g.text, "filter": g.filter, "entries": g.entries, "share": round(shares[k], 4),
                  "states": g.states})
-    others = ", ".join(f"{GROUPS[x].title} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k)
+    others = ", ".join(f"{GROUPS[x].title} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
     lines = [f"{g.entries} of {o.listed} entries ({shares[k]:.0%}), {in_state / g.entries:.0%} of them {state}",
              f"heaviest by {others}"]
     commands: list[str] = []

@@ -96,7 +96,7 @@ def render(report: Report) -> str:
     for f in report.findings:
         tag = f"[{TAGS[f.severity]}]"
         if f.severity == "ok":
-            lines.append(f"{tag} {f.title}: {f.evidence}")
+            lines.append(f"{tag} {f.title}: {'; '.join(f.evidence.splitlines())}")
             continue
         lines.append("")
         lines.append(f"{tag} {f.title}")
