@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import replace
 from typing import Any
@@ -11,10 +12,11 @@ from typer.testing import CliRunner
 
 from cttop.actions.drift import Drift
 from cttop.doctor import checks as C
-from cttop.doctor.collect import IDLE_SECONDS, Group, Idle, Observation
+from cttop.doctor.collect import IDLE_SECONDS, Group, Idle, Observation, _Tally
 from cttop.doctor.report import Finding, Report, render
 from cttop.filter import compile_filter
 from cttop.kernel.netns import NetnsSpec
+from cttop.model import AF_INET, IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, NO_PSTATE, Row
 
 MAX = 262144
 WEB1 = NetnsSpec(name="web1")
@@ -409,3 +411,41 @@ def test_cli_error_is_unknown_in_one_line() -> None:
     assert r.exit_code == 3
     doc = json.loads(r.stdout.splitlines()[0])
     assert doc["status"] == "unknown" and "cttop-no-such-ns-7f3a" in doc["error"]
+
+
+# -- what the dump is boiled down to ----------------------------------------------------------------
+
+def flow(src: str, dst: str, proto: int, dport: int, *, pstate: int = NO_PSTATE, status: int = IPS_CONFIRMED,
+         timeout: int = 30, sport: int = 40000) -> Row:
+    a, b = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    return (1, AF_INET, proto, pstate, status, a, b, sport, dport, b, a, dport, sport, timeout, 0, 0, 1,
+            None, None, None, None, 0, 0)
+
+
+def test_tally_tops_states_per_group_and_idle_time() -> None:
+    est = IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED
+    storm = [flow("10.0.0.2", f"10.9.0.{i}", 17, 9999, sport=40000 + i) for i in range(10)]
+    # Time left 432000-100 (idle 100 s), 432000-8000 and 432000-90000: two idle past 7440 s.
+    sessions = [flow("10.0.0.3", "10.8.0.1", 6, 443, pstate=3, status=est, timeout=432000 - idle, sport=50000 + idle)
+                for idle in (100, 8000, 90000)]
+    t = _Tally(432000)
+    t.add(storm[:4])
+    t.add(storm[4:] + sessions)  # chunks add up
+    tops, state_ports = t.tops()
+    assert t.listed == 13
+    assert t.agg.by_state == {"udp:UNREPLIED": 10, "tcp:ESTABLISHED": 3}
+    [first, second] = tops["dport"][:2]
+    assert (first.text, first.filter, first.entries, first.states) == \
+        ("udp/9999", "udp dport 9999", 10, {"udp:UNREPLIED": 10})
+    assert (second.text, second.entries, second.states) == ("tcp/443", 3, {"tcp:ESTABLISHED": 3})
+    assert tops["src"][0].text == "10.0.0.2" and tops["src"][0].entries == 10
+    assert tops["src-dport"][0].filter == "src 10.0.0.2 and udp dport 9999"
+    assert len(tops["dst"]) == 3  # ten destinations of one flow each: the top three are kept
+    assert state_ports["tcp:ESTABLISHED"].text == "tcp/443"
+    assert t.idle_summary() == Idle(3, 2, 90000, 432000)
+
+
+def test_tally_without_the_established_timeout_has_no_idle_summary() -> None:
+    t = _Tally(None)
+    t.add([flow("10.0.0.3", "10.8.0.1", 6, 443, pstate=3, timeout=5)])
+    assert t.idle_summary() is None
