@@ -164,6 +164,7 @@ class Collector:
         try:
             if self._connect():
                 self._load(first=True)
+                self._apply(self._catch_up())
                 self._phase, self._note = LIVE, ""
                 self._schedule_index()
             self._post()
@@ -207,6 +208,7 @@ class Collector:
             return
         if self._phase == LIVE and (time.monotonic() >= self._next_refresh or self._drifted()):
             self._load(first=False)
+            self._apply(self._catch_up())
         self._post()
         self._schedule_index()
 
@@ -214,11 +216,25 @@ class Collector:
         if batch.events:
             self.table.apply_events(batch.events)
         self._bad += batch.bad
-        if batch.lost:
+        while batch.lost:
             self._lost += 1
             self._note = "events lost, resyncing"
             self._load(first=False)
             self._note = ""
+            batch = self._catch_up()
+
+    def _catch_up(self) -> EventBatch:
+        """Apply the events that queued up while a dump was read, so the frame after it is current.
+
+        Replaying events from before the dump is harmless: a NEW or UPDATE rewrites
+        the entry with an older state that the next event corrects, and a DESTROY of
+        an entry the dump no longer had is a no-op.
+        """
+        batch = self.source.events(0.0)
+        if batch.events:
+            self.table.apply_events(batch.events)
+        self._bad += batch.bad
+        return batch
 
     def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh)."""
@@ -319,6 +335,9 @@ class Collector:
             self._max = _int(self._sysctls.get("nf_conntrack_max"))
         if self._phase == LIMITED:
             return
+        if self._phase == LIVE:
+            # Events up to this instant, so the table's size and the kernel's count are of one moment.
+            self._apply(self._catch_up())
         try:
             stats = src.stats()
             totals = sum_cpus(src.stats_cpu())
