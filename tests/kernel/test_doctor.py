@@ -44,7 +44,8 @@ def doctor(state_dir: str, *args: str, prefix: tuple[str, ...] = ()) -> tuple[in
     cmd = [*prefix, "cttop", "doctor", "--json", "--state-dir", state_dir, *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert r.stdout, r.stderr
-    return r.returncode, json.loads(r.stdout)
+    doc: dict[str, Any] = json.loads(r.stdout)
+    return r.returncode, doc
 
 
 def finding(doc: dict[str, Any], code: str) -> dict[str, Any]:
