@@ -28,14 +28,14 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import synthetic_rows  # noqa: E402
-from cttop.kernel import nlconst as C  # noqa: E402
-from cttop.kernel.ctnetlink import Ctnetlink  # noqa: E402
-from cttop.kernel.decode import DecodeError, Decoder  # noqa: E402
-from cttop.kernel.events import EventSocket  # noqa: E402
-from cttop.kernel.netns import NetnsSpec, run_in  # noqa: E402
-from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, Row  # noqa: E402
-from cttop.table.store import FlowTable  # noqa: E402
+from benchmarks.common import synthetic_rows
+from cttop.kernel import nlconst as C
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.decode import DecodeError, Decoder
+from cttop.kernel.events import EventSocket
+from cttop.kernel.netns import NetnsSpec, run_in
+from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, Row
+from cttop.table.store import FlowTable
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "events.bin.gz")
 LEN = struct.Struct("<I")
@@ -50,8 +50,9 @@ def record(entries: int, connections: int, path: str) -> None:
     try:
         sh = ["ip", "netns", "exec", name]
         subprocess.run(sh + ["ip", "link", "set", "lo", "up"], check=True)
-        subprocess.run(sh + ["nft", "add table inet b; add chain inet b o { type filter hook output priority 0; }; "
-                              "add rule inet b o ct state new counter"], check=True)
+        rules = ("add table inet b; add chain inet b o { type filter hook output priority 0; }; "
+                 "add rule inet b o ct state new counter")
+        subprocess.run(sh + ["nft", rules], check=True)
         spec = NetnsSpec(name=name)
         ev = EventSocket(spec, rcvbuf=256 << 20)
         buffers: list[bytes] = []

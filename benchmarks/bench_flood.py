@@ -28,12 +28,12 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cttop.kernel import nlconst as C  # noqa: E402
-from cttop.kernel.netns import NetnsSpec  # noqa: E402
-from cttop.live.collector import Collector  # noqa: E402
-from cttop.live.frame import LIVE, Frame  # noqa: E402
-from cttop.live.index import FlowIndex  # noqa: E402
-from cttop.source import LiveSource  # noqa: E402
+from cttop.kernel import nlconst as C
+from cttop.kernel.netns import NetnsSpec
+from cttop.live.collector import Collector
+from cttop.live.frame import LIVE, Frame
+from cttop.live.index import FlowIndex
+from cttop.source import LiveSource
 
 BLASTER = r"""
 import socket, sys, time
@@ -75,7 +75,6 @@ def main() -> None:
         sh(ns, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={a.udp_timeout}")
         run(ns, a)
     finally:
-        subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 

@@ -25,10 +25,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cttop.model import EV_DESTROY, EV_NEW  # noqa: E402
-from cttop.ui.app import CttopApp  # noqa: E402
-from tests.ui.fixed_source import FixedSource, busy_rows  # noqa: E402
-from tests.ui.helpers import wait_live, wait_view  # noqa: E402
+from cttop.model import EV_DESTROY, EV_NEW
+from cttop.ui.app import CttopApp
+from tests.ui.fixed_source import FixedSource, busy_rows
+from tests.ui.helpers import wait_live, wait_view
 
 
 def feeder(src: FixedSource, rate: float, stop: threading.Event) -> None:

@@ -15,9 +15,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from cttop.ui.app import CttopApp  # noqa: E402
-from tests.ui.fixed_source import FixedSource, busy_rows  # noqa: E402
-from tests.ui.helpers import wait_live, wait_view  # noqa: E402
+from cttop.ui.app import CttopApp
+from tests.ui.fixed_source import FixedSource, busy_rows
+from tests.ui.helpers import wait_live, wait_view
 
 OUT = os.path.join(ROOT, "screenshots")
 SIZE = (120, 40)
@@ -37,10 +37,8 @@ async def shoot(name: str, keys: list[str], wait_filter: bool = False) -> None:
         if wait_filter:
             await wait_view(pilot, app)
         await pilot.pause(0.3)
-        path = os.path.join(OUT, f"{name}.svg")
-        with open(path, "w") as f:
-            f.write(app.export_screenshot(title=f"cttop: {name}"))
-        print(path)
+        app.title = f"cttop: {name}"
+        print(app.save_screenshot(f"{name}.svg", OUT))
 
 
 async def main() -> None:

@@ -13,8 +13,17 @@ import socket
 
 from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.events import EventBatch
-from cttop.model import (AF_INET, AF_INET6, IPS_ASSURED, IPS_CONFIRMED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT,
-                         NO_PSTATE, Row)
+from cttop.model import (
+    AF_INET,
+    AF_INET6,
+    IPS_ASSURED,
+    IPS_CONFIRMED,
+    IPS_DST_NAT,
+    IPS_SEEN_REPLY,
+    IPS_SRC_NAT,
+    NO_PSTATE,
+    Row,
+)
 
 FIXED_TIME = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 ASSURED = IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED

@@ -23,7 +23,13 @@ from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.help import HelpScreen, key_names
 from cttop.ui.states import StatesPanel
 from tests.ui.fixed_source import FixedSource, fixed_rows, row, v4
-from tests.ui.helpers import screen_text, wait_for, wait_frame_after, wait_live, wait_view
+from tests.ui.helpers import (
+    screen_text,
+    wait_for,
+    wait_frame_after,
+    wait_live,
+    wait_view,
+)
 
 ROWS = fixed_rows()
 UDP = [r for r in ROWS if r[2] == 17]

@@ -7,8 +7,21 @@ import pytest
 from cttop.filter import compile_filter
 from cttop.live import index as ix
 from cttop.live.index import SORTS, ViewSpec, build_index, record_id
-from cttop.model import (R_DST, R_DPORT, R_FAMILY, R_MARK, R_OBYTES, R_OPKTS, R_PROTO, R_RBYTES, R_RPKTS, R_SPORT, R_SRC,
-                         R_TIMEOUT, R_ZONE)
+from cttop.model import (
+    R_DPORT,
+    R_DST,
+    R_FAMILY,
+    R_MARK,
+    R_OBYTES,
+    R_OPKTS,
+    R_PROTO,
+    R_RBYTES,
+    R_RPKTS,
+    R_SPORT,
+    R_SRC,
+    R_TIMEOUT,
+    R_ZONE,
+)
 from cttop.table.packing import pack, unpack
 from tests.ui.fixed_source import busy_rows, fixed_rows
 

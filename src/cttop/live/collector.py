@@ -58,7 +58,7 @@ _STATUS_ORDER: Final = ("UNREPLIED", "REPLIED", "ASSURED")
 class Collector:
     def __init__(self, source: Source, *, on_frame: Callable[[Frame], None],
                  on_index: Callable[[FlowIndex], None], interval: float = 1.0, group: str = "src",
-                 view: ViewSpec = ViewSpec()) -> None:
+                 view: ViewSpec | None = None) -> None:
         if group not in GROUPS:
             raise KeyError(group)
         self.source = source
@@ -72,7 +72,7 @@ class Collector:
         self._interval = interval
         self._group = group
         self._top_by = "entries"
-        self._view = view
+        self._view = view if view is not None else ViewSpec()
         self._view_dirty = True
         self._anchor: int | None = None
         self._paused = False
@@ -172,7 +172,7 @@ class Collector:
                 self._tick()
         except CttopError as e:
             self._fail(str(e))
-        except Exception as e:  # a bug must show on screen, not kill the view silently
+        except Exception as e:  # noqa: BLE001  (a bug must show on screen, not kill the view silently)
             self._fail(f"internal error: {type(e).__name__}: {e}")
 
     def _connect(self) -> bool:

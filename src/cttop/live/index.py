@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import heapq
 import time
-from itertools import islice
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Final
 
 from cttop.filter import compile_filter

@@ -66,7 +66,7 @@ class Indexer:
                 self._running = True
             try:
                 index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
-                                    cancelled=lambda: self._submitted != seq)
+                                    cancelled=lambda seq=seq: self._submitted != seq)
             finally:
                 with self._cv:
                     self._running = False

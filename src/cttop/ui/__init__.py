@@ -9,7 +9,9 @@ from cttop.source import LiveSource, Source
 def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = None, source: Source | None = None,
             interval: float = 1.0) -> None:
     """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits."""
-    from cttop.ui.app import CttopApp  # textual is imported only when the TUI actually runs
+    from cttop.ui.app import (
+        CttopApp,  # textual is imported only when the TUI actually runs
+    )
 
     if read_only:
         from cttop.actions.plan import set_read_only

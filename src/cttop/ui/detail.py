@@ -12,8 +12,21 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from cttop.model import (ICMP_PROTOS, R_DPORT, R_DST, R_FAMILY, R_PROTO, R_RDPORT, R_RDST, R_RSPORT, R_RSRC, R_SPORT,
-                         R_SRC, Row, flow_dict)
+from cttop.model import (
+    ICMP_PROTOS,
+    R_DPORT,
+    R_DST,
+    R_FAMILY,
+    R_PROTO,
+    R_RDPORT,
+    R_RDST,
+    R_RSPORT,
+    R_RSRC,
+    R_SPORT,
+    R_SRC,
+    Row,
+    flow_dict,
+)
 from cttop.ui import fmt
 
 
@@ -22,10 +35,10 @@ def detail_text(row: Row, now: float, gone: bool) -> Text:
     d = flow_dict(row)
     fam, proto = row[R_FAMILY], row[R_PROTO]
     lines: list[tuple[str, str]] = [
-        ("original", f"{fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT])} → "
-                     f"{fmt.endpoint(fam, proto, row[R_DST], row[R_DPORT])}"),
-        ("reply", f"{fmt.endpoint(fam, proto, row[R_RSRC], row[R_RSPORT])} → "
-                  f"{fmt.endpoint(fam, proto, row[R_RDST], row[R_RDPORT])}"),
+        ("original", (f"{fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT])} → "
+                      f"{fmt.endpoint(fam, proto, row[R_DST], row[R_DPORT])}")),
+        ("reply", (f"{fmt.endpoint(fam, proto, row[R_RSRC], row[R_RSPORT])} → "
+                   f"{fmt.endpoint(fam, proto, row[R_RDST], row[R_RDPORT])}")),
     ]
     if proto in ICMP_PROTOS:
         lines.append(("icmp", fmt.icmp_text(proto, row[R_DPORT], row[R_SPORT])))
@@ -45,7 +58,7 @@ def detail_text(row: Row, now: float, gone: bool) -> Text:
                 text = "- (nf_conntrack_timestamp is off)"
             else:
                 started = v / 1e9
-                when = datetime.datetime.fromtimestamp(started, datetime.timezone.utc)
+                when = datetime.datetime.fromtimestamp(started, datetime.UTC)
                 text = f"{when:%Y-%m-%d %H:%M:%S} UTC, {fmt.duration(now - started)} ago"
         elif v is None:
             text = "- (accounting was off)" if key.endswith(("bytes", "packets")) else "-"

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
@@ -27,9 +26,29 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from cttop.live.index import FlowIndex, ViewSpec, record_id
-from cttop.model import (R_DPORT, R_DST, R_FAMILY, R_MARK, R_PROTO, R_PSTATE, R_RDPORT, R_RDST, R_RSPORT, R_RSRC,
-                         R_SPORT, R_SRC, R_STATUS, R_TIMEOUT, R_ZONE, Row, nat_kind, proto_name, state_name,
-                         total_bytes, total_packets)
+from cttop.model import (
+    R_DPORT,
+    R_DST,
+    R_FAMILY,
+    R_MARK,
+    R_PROTO,
+    R_PSTATE,
+    R_RDPORT,
+    R_RDST,
+    R_RSPORT,
+    R_RSRC,
+    R_SPORT,
+    R_SRC,
+    R_STATUS,
+    R_TIMEOUT,
+    R_ZONE,
+    Row,
+    nat_kind,
+    proto_name,
+    state_name,
+    total_bytes,
+    total_packets,
+)
 from cttop.table.packing import unpack
 from cttop.ui import fmt
 
