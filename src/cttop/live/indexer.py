@@ -60,13 +60,18 @@ class Indexer:
             with self._cv:
                 while self._job is None and not self._stopped:
                     self._cv.wait()
-                if self._stopped:
+                job = self._job
+                if self._stopped or job is None:
                     return
-                job, self._job, seq = self._job, None, self._submitted
+                self._job, seq = None, self._submitted
                 self._running = True
+
+            def cancelled(seq: int = seq) -> bool:
+                return self._submitted != seq
+
             try:
                 index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
-                                    cancelled=lambda seq=seq: self._submitted != seq)
+                                    cancelled=cancelled)
             finally:
                 with self._cv:
                     self._running = False
