@@ -1,0 +1,129 @@
+"""Delete and flush against the kernel: entries injected with `conntrack -I`, checked with `conntrack -L`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cttop.actions.errors import ActionError
+from cttop.actions.flows import DeleteFlows, FlushFlows
+from cttop.actions.journal import Journal
+from cttop.actions.plan import set_read_only
+from cttop.actions.undo import undo_plan
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import R_SRC, addr_text
+from tests.conftest import sh
+
+pytestmark = pytest.mark.kernel
+
+FLOWS = [  # proto, src, dst, sport, dport
+    ("udp", "10.0.0.1", "10.1.0.1", 1001, 53),
+    ("udp", "10.0.0.2", "10.1.0.1", 1002, 53),
+    ("udp", "10.0.0.3", "10.1.0.1", 1003, 53),
+    ("udp", "10.0.0.2", "10.1.0.2", 1004, 123),
+    ("tcp", "10.0.0.1", "10.1.0.1", 1005, 80),
+    ("tcp", "10.0.0.2", "10.1.0.1", 1006, 443),
+]
+LINE = re.compile(r"^(\w+)\s.*?src=(\S+) dst=(\S+) sport=\d+ dport=(\d+)")
+Flow = tuple[str, str, str, int]
+
+
+@pytest.fixture(autouse=True)
+def writable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
+    set_read_only(False)
+
+
+def inject(netns: str) -> None:
+    for proto, src, dst, sport, dport in FLOWS:
+        extra = ["--state", "ESTABLISHED"] if proto == "tcp" else []
+        sh("conntrack", "-I", "-p", proto, "-s", src, "-d", dst, "--sport", str(sport), "--dport", str(dport),
+           "-t", "300", *extra, netns=netns)
+
+
+def table(netns: str) -> set[Flow]:
+    """(proto, orig src, orig dst, orig dport) of every entry, as conntrack -L shows them."""
+    out = set()
+    for line in sh("conntrack", "-L", netns=netns).splitlines():
+        m = LINE.match(line)
+        if m:
+            out.add((m.group(1), m.group(2), m.group(3), int(m.group(4))))
+    return out
+
+
+def all_flows() -> set[Flow]:
+    return {(p, s, d, dp) for p, s, d, _, dp in FLOWS}
+
+
+@pytest.mark.parametrize("expr, method", [
+    ("udp dport 53", "kernel-filter"),
+    ("udp and src 10.0.0.2", "kernel-filter"),
+    ("udp and host 10.0.0.2", "delete"),
+    ("dport 53-123", "delete"),
+    ("tcp dport 443 or udp dport 123", "delete"),
+])
+def test_filtered_flush_removes_exactly_the_matching_flows(netns: str, tmp_path: Path, expr: str,
+                                                          method: str) -> None:
+    inject(netns)
+    assert table(netns) == all_flows()
+    j = Journal(str(tmp_path))
+    plan = FlushFlows(NetnsSpec(name=netns), expr, journal=j)
+    assert plan.method == method
+    expected_gone = {f for f in all_flows() if _matches(expr, f)}
+    assert plan.count == len(expected_gone) > 0
+    res = plan.apply()
+    assert table(netns) == all_flows() - expected_gone
+    assert res.count == len(expected_gone)
+    [rec] = j.records()
+    assert rec.kind == "flush" and not rec.undoable and rec.after["removed"] == len(expected_gone)
+    with pytest.raises(ActionError, match="cannot be undone"):
+        undo_plan(NetnsSpec(name=netns), rec.id, j)
+
+
+def _matches(expr: str, f: Flow) -> bool:
+    """The filter's meaning written out by hand, independent of cttop's compiler."""
+    proto, src, dst, dport = f
+    return {
+        "udp dport 53": proto == "udp" and dport == 53,
+        "udp and src 10.0.0.2": proto == "udp" and src == "10.0.0.2",
+        "udp and host 10.0.0.2": proto == "udp" and "10.0.0.2" in (src, dst),
+        "dport 53-123": 53 <= dport <= 123,
+        "tcp dport 443 or udp dport 123": (proto, dport) in (("tcp", 443), ("udp", 123)),
+    }[expr]
+
+
+def test_whole_table_flush_warns_with_the_count(netns: str, tmp_path: Path) -> None:
+    inject(netns)
+    plan = FlushFlows(NetnsSpec(name=netns), "", journal=Journal(str(tmp_path)))
+    assert plan.method == "flush" and plan.count == len(FLOWS)
+    [w] = plan.warnings()
+    assert f"ALL {len(FLOWS)} flows" in w and "NAT'd sessions will break" in w
+    assert plan.commands() == [f"ip netns exec {netns} conntrack -F"]
+    assert plan.apply().count == len(FLOWS)
+    assert table(netns) == set()
+
+
+def test_delete_selected_rows(netns: str, tmp_path: Path) -> None:
+    inject(netns)
+    spec = NetnsSpec(name=netns)
+    with Ctnetlink(spec) as ct:
+        rows = [r for r in ct.dump() if addr_text(r[R_SRC]) == "10.0.0.1"]
+    assert len(rows) == 2
+    plan = DeleteFlows(spec, rows, journal=Journal(str(tmp_path)))
+    assert not plan.undoable and len(plan.commands()) == 2
+    res = plan.apply()
+    assert res.count == 2
+    assert table(netns) == {f for f in all_flows() if f[1] != "10.0.0.1"}
+    # Deleting the same rows again: the kernel no longer has them, and says so by count.
+    assert DeleteFlows(spec, rows, journal=Journal(str(tmp_path))).apply().count == 0
+
+
+def test_read_only_refuses_flush(netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inject(netns)
+    monkeypatch.setenv("CTTOP_READ_ONLY", "1")
+    with pytest.raises(ActionError, match="read-only"):
+        FlushFlows(NetnsSpec(name=netns), None, journal=Journal(str(tmp_path))).apply()
+    assert table(netns) == all_flows()

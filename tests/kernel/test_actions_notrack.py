@@ -1,0 +1,173 @@
+"""NOTRACK against the kernel: matching traffic stops creating entries, other traffic still does, undo resumes it.
+
+Traffic is UDP to 127.0.0.1 sent by python inside the namespace; the oracle is
+`conntrack -L` and `nft`/`iptables-save` run there.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from cttop.actions.errors import ActionError
+from cttop.actions.journal import Journal
+from cttop.actions.notrack import AddNotrack, RemoveNotrack, list_rules
+from cttop.actions.persist import PersistPaths
+from cttop.actions.plan import set_read_only
+from cttop.actions.undo import undo_plan
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import AF_INET, NO_PSTATE, ROW_LEN
+from tests.conftest import delete_netns, make_netns, sh
+
+pytestmark = pytest.mark.kernel
+
+SEND = "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'x', ('127.0.0.1', int(sys.argv[1])))"
+
+
+@pytest.fixture(autouse=True)
+def writable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
+    set_read_only(False)
+
+
+def send(netns: str, port: int) -> None:
+    sh(sys.executable, "-c", SEND, str(port), netns=netns)
+
+
+def entries(netns: str, port: int) -> int:
+    out = sh("conntrack", "-L", "-p", "udp", "--dport", str(port), netns=netns)
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def cttop_table(netns: str) -> str | None:
+    out = sh("nft", "list", "table", "inet", "cttop", netns=netns, check=False)
+    return out or None
+
+
+@pytest.mark.parametrize("backend", ["nft", "iptables"])
+def test_notrack_stops_tracking_and_undo_resumes(netns: str, tmp_path: Path, backend: str) -> None:
+    j = Journal(str(tmp_path))
+    spec = NetnsSpec(name=netns)
+    send(netns, 5353)
+    assert entries(netns, 5353) == 1  # tracked before
+    sh("conntrack", "-F", netns=netns)
+
+    plan = AddNotrack(spec, "udp dport 5353", backend=backend, journal=j)
+    res = plan.apply()
+    if backend == "nft":
+        table = cttop_table(netns)
+        assert table is not None and "priority raw" in table
+        assert table.count(f'notrack comment "cttop:{res.id}"') == 4
+        assert "udp dport 5353" in table and "udp sport 5353" in table
+    else:
+        saved = sh("iptables-save", "-t", "raw", netns=netns)
+        assert saved.count(f"cttop:{res.id}") == 4 and saved.count("-j CT --notrack") == 4
+        assert cttop_table(netns) is None
+    send(netns, 5353)
+    send(netns, 5354)
+    assert entries(netns, 5353) == 0  # exempted
+    assert entries(netns, 5354) == 1  # other traffic still tracked
+
+    plan.undo()
+    assert cttop_table(netns) is None
+    assert "cttop:" not in sh("iptables-save", "-t", "raw", netns=netns)
+    send(netns, 5353)
+    assert entries(netns, 5353) == 1  # tracking resumed
+    assert [r.kind for r in j.records()] == ["notrack-add", "notrack-remove"]
+
+
+def test_remove_by_id_leaves_other_changes_and_undo_adds_back(netns: str, tmp_path: Path) -> None:
+    j = Journal(str(tmp_path))
+    spec = NetnsSpec(name=netns)
+    a = AddNotrack(spec, "udp dport 5353", journal=j).apply()
+    b = AddNotrack(spec, "src 10.9.0.1 and tcp dport 80", journal=j).apply()
+    assert {r.id for r in list_rules(spec)} == {a.id, b.id}
+
+    rm = RemoveNotrack(spec, [a.id[:5]], journal=j)
+    assert rm.ids == [a.id]
+    rm.apply()
+    table = cttop_table(netns) or ""
+    assert f"cttop:{a.id}" not in table and table.count(f"cttop:{b.id}") == 4
+    send(netns, 5353)
+    assert entries(netns, 5353) == 1
+
+    undo_plan(spec, None, j).apply()  # the last change was the removal: put the rules back
+    assert (cttop_table(netns) or "").count(f"cttop:{a.id}") == 4
+    sh("conntrack", "-F", netns=netns)
+    send(netns, 5353)
+    assert entries(netns, 5353) == 0
+
+    RemoveNotrack(spec, None, journal=j).apply()
+    assert cttop_table(netns) is None  # the last rule took the table with it
+    with pytest.raises(ActionError, match="no cttop NOTRACK rules"):
+        RemoveNotrack(spec, None, journal=j)
+
+
+def test_persisted_file_loads_the_same_rules(netns: str, tmp_path: Path) -> None:
+    j = Journal(str(tmp_path / "state"))
+    spec = NetnsSpec(name=netns)
+    paths = PersistPaths.under(str(tmp_path / "etc"))
+    res = AddNotrack(spec, "udp dport 5353", persist=paths, journal=j).apply()
+    nft_file = Path(paths.nft_file)
+    text = nft_file.read_text()
+    assert text.count(f"cttop:{res.id}") == 4
+    other = make_netns("cttop-test-load")
+    try:
+        sh("nft", "-f", str(nft_file), netns=other)
+        sh("nft", "-f", str(nft_file), netns=other)  # loading twice leaves one copy
+        loaded = sh("nft", "list", "table", "inet", "cttop", netns=other)
+        assert loaded.count(f"cttop:{res.id}") == 4
+        send(other, 5353)
+        assert entries(other, 5353) == 0
+    finally:
+        delete_netns(other)
+    RemoveNotrack(spec, None, persist=paths, journal=j).apply()
+    assert not nft_file.exists()  # no rules left: no file to load at boot
+
+
+@pytest.mark.parametrize("expr", ["udp or tcp", "state established", "not udp", "zone 1", ""])
+def test_untranslatable_refused_and_nothing_added(netns: str, tmp_path: Path, expr: str) -> None:
+    j = Journal(str(tmp_path))
+    with pytest.raises(ActionError, match="NOTRACK"):
+        AddNotrack(NetnsSpec(name=netns), expr, journal=j)
+    assert cttop_table(netns) is None and j.records() == []
+
+
+def test_failed_journal_removes_the_rules(netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(str(tmp_path))
+
+    def full(record: object) -> None:
+        raise ActionError("journal: No space left on device")
+
+    monkeypatch.setattr(j, "append", full)
+    with pytest.raises(ActionError, match="No space"):
+        AddNotrack(NetnsSpec(name=netns), "udp dport 5353", journal=j).apply()
+    assert cttop_table(netns) is None
+    send(netns, 5353)
+    assert entries(netns, 5353) == 1
+
+
+def test_read_only_refuses(netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTTOP_READ_ONLY", "1")
+    with pytest.raises(ActionError, match="read-only"):
+        AddNotrack(NetnsSpec(name=netns), "udp dport 5353", journal=Journal(str(tmp_path))).apply()
+    assert cttop_table(netns) is None
+
+
+def test_warnings_name_nat_and_untracked_acceptance(netns: str, tmp_path: Path) -> None:
+    def row(nat: bool) -> tuple[object, ...]:
+        r: list[object] = [0] * ROW_LEN
+        a, b, c = (socket.inet_aton(x) for x in ("10.0.0.1", "10.0.0.2", "192.0.2.9"))
+        r[1:13] = [AF_INET, 17, NO_PSTATE, 0, a, b, 1000, 53, b, c if nat else a, 53, 1000]
+        return tuple(r)
+
+    plan = AddNotrack(NetnsSpec(name=netns), "udp dport 53", rows=[row(True), row(False), row(True)],
+                      journal=Journal(str(tmp_path)))
+    w = plan.warnings()
+    assert w[0].startswith("2 of the selected flows are NAT'd")
+    assert any("ct state untracked" in x for x in w) and any("lose NAT" in x for x in w)
+    assert not any("NAT'd:" in x for x in AddNotrack(NetnsSpec(name=netns), "udp dport 53",
+                                                       rows=[row(False)], journal=Journal(str(tmp_path))).warnings())
