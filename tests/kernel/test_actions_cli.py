@@ -1,0 +1,132 @@
+"""The action commands as a script or a person runs them: a real process, a real namespace, a real terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import sh
+
+pytestmark = pytest.mark.kernel
+UDP = "net.netfilter.nf_conntrack_udp_timeout"
+CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'cttop'; from cttop.cli import main; main()"]
+
+
+def cttop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "CTTOP_READ_ONLY"} | (env or {})
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=full_env,
+                          check=False)
+
+
+def udp_timeout(netns: str) -> str:
+    return sh("sysctl", "-n", UDP, netns=netns).strip()
+
+
+def test_no_terminal_and_no_yes_refuses(netns: str, tmp_path: Path) -> None:
+    r = cttop("set", "udp_timeout=10", "--netns", netns, "--state-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr == "cttop: no terminal to confirm on: pass --yes to apply without asking\n"
+    assert udp_timeout(netns) == "30"
+    assert not (tmp_path / "journal.jsonl").exists()
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("nf_conntrack_udp_timeout=abc", "cttop: nf_conntrack_udp_timeout=abc: not an integer\n"),
+    ("udp_timeout=-3", "cttop: nf_conntrack_udp_timeout=-3: out of range 0..2147483\n"),
+    ("bogus=1", "cttop: bogus: not a conntrack tunable cttop knows (see `cttop tunables`)\n"),
+    ("udp_timeout", "cttop: 'udp_timeout': expected NAME=VALUE\n"),
+])
+def test_bad_values_one_line_exit_2(netns: str, tmp_path: Path, assignment: str, message: str) -> None:
+    r = cttop("set", assignment, "--yes", "--netns", netns, "--state-dir", str(tmp_path))
+    assert (r.returncode, r.stderr) == (2, message)
+    assert udp_timeout(netns) == "30"
+
+
+@pytest.mark.parametrize("how", [["--read-only"], []])
+def test_read_only_refuses_every_write(netns: str, tmp_path: Path, how: list[str]) -> None:
+    env = {} if how else {"CTTOP_READ_ONLY": "1"}
+    for args in (["set", "udp_timeout=10"], ["flush"], ["notrack", "add", "udp dport 53"], ["undo"],
+                 ["delete", "--filter", "udp"], ["notrack", "remove", "--all"]):
+        r = cttop(*args, "--yes", "--netns", netns, "--state-dir", str(tmp_path), *how, env=env)
+        assert r.returncode == 2 and r.stderr.startswith("cttop: read-only mode"), (args, r.stderr)
+    assert udp_timeout(netns) == "30"
+    assert sh("nft", "list", "table", "inet", "cttop", netns=netns, check=False) == ""
+
+
+def test_set_persist_journal_undo(netns: str, tmp_path: Path) -> None:
+    state, etc = str(tmp_path / "state"), tmp_path / "etc"
+    r = cttop("set", "udp_timeout=10", "--persist-dir", str(etc), "--yes", "--netns", netns, "--state-dir", state)
+    assert r.returncode == 0, r.stderr
+    assert f"ip netns exec {netns} sysctl -w {UDP}=10" in r.stdout and "done: set" in r.stdout
+    assert udp_timeout(netns) == "10"
+    assert f"{UDP} = 10" in (etc / "sysctl.d" / "90-cttop.conf").read_text()
+
+    sh("sysctl", "-w", f"{UDP}=44", netns=netns)
+    tun = json.loads(cttop("tunables", "--json", "--netns", netns, "--state-dir", state).stdout)
+    entry = next(t for t in tun if t["name"] == "nf_conntrack_udp_timeout")
+    assert entry["value"] == 44 and entry["default"] == 30 and entry["writable"]
+    assert entry["drift"]["set"] == 10
+    assert next(t for t in tun if t["name"] == "nf_conntrack_max")["why_not"].startswith("global")
+
+    recs = json.loads(cttop("journal", "--json", "--state-dir", state).stdout)
+    assert [r["kind"] for r in recs] == ["sysctl"] and recs[0]["netns"] == netns
+
+    r = cttop("undo", "--yes", "--netns", netns, "--state-dir", state)
+    assert r.returncode == 0, r.stderr
+    assert udp_timeout(netns) == "30"
+    assert not (etc / "sysctl.d" / "90-cttop.conf").exists()
+    human = cttop("journal", "--state-dir", state).stdout
+    assert "undone by" in human and "undo of" in human
+
+
+def test_notrack_add_list_remove(netns: str, tmp_path: Path) -> None:
+    state = str(tmp_path)
+    r = cttop("notrack", "add", "udp dport 5353", "--yes", "--netns", netns, "--state-dir", state)
+    assert r.returncode == 0, r.stderr
+    assert "ct state untracked" in r.stdout
+    [group] = json.loads(cttop("notrack", "list", "--json", "--netns", netns, "--state-dir", state).stdout)
+    assert group["expr"] == "udp dport 5353" and len(group["rules"]) == 4
+    assert sh("nft", "list", "table", "inet", "cttop", netns=netns).count(f"cttop:{group['id']}") == 4
+    r = cttop("notrack", "remove", "--all", "--yes", "--netns", netns, "--state-dir", state)
+    assert r.returncode == 0, r.stderr
+    assert sh("nft", "list", "table", "inet", "cttop", netns=netns, check=False) == ""
+
+
+def test_flush_with_filter(netns: str, tmp_path: Path) -> None:
+    for port in (53, 53, 80):
+        sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.1", "-d", "10.0.0.2", "--sport", str(1000 + port),
+           "--dport", str(port), "-t", "300", netns=netns, check=False)
+    r = cttop("flush", "--filter", "udp dport 53", "--yes", "--netns", netns, "--state-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "done: flushed 1 flows" in r.stdout  # the same tuple twice is one entry
+    left = sh("conntrack", "-L", netns=netns)
+    assert "dport=53" not in left and "dport=80" in left
+
+
+def test_answering_no_on_a_terminal_changes_nothing(netns: str, tmp_path: Path) -> None:
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([*CLI, "set", "udp_timeout=10", "--netns", netns, "--state-dir", str(tmp_path)],
+                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        seen = b""
+        while b"[y/N]" not in seen:
+            seen += os.read(master, 4096)
+        os.write(master, b"\n")  # Enter alone is "No"
+        assert p.wait(timeout=60) == 1
+        try:
+            while chunk := os.read(master, 4096):
+                seen += chunk
+        except OSError:  # the terminal closes with the process
+            pass
+    finally:
+        os.close(master)
+    assert b"sysctl -w" in seen and b"cancelled: nothing was changed" in seen
+    assert udp_timeout(netns) == "30"
+    assert not (tmp_path / "journal.jsonl").exists()
