@@ -129,8 +129,11 @@ def _catalogue_entry(name: str) -> Tunable | None:
         default, meaning, choices = _SWITCHES[short]
         return Tunable(name, meaning, default, min(choices), max(choices), choices=choices)
     if short != name and "timeout" in short:
-        default, meaning = _TIMEOUTS.get(short, (None, f"{short.replace('_', ' ')} (seconds)"))
-        return Tunable(name, meaning + " [s]", default, 0, TIMEOUT_MAX)
+        known = _TIMEOUTS.get(short)
+        if known is None:
+            # A timeout newer than this catalogue: offered, without a default to compare with.
+            return Tunable(name, f"{short.replace('_', ' ')} [s]", None, 0, TIMEOUT_MAX)
+        return Tunable(name, known[1] + " [s]", known[0], 0, TIMEOUT_MAX)
     return None
 
 

@@ -19,6 +19,7 @@ from cttop.actions import (
 )
 from cttop.actions.flows import matching_rows
 from cttop.actions.plan import READ_ONLY_ENV
+from cttop.actions.shell import is_initial
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
@@ -217,7 +218,9 @@ def notrack_remove(
     netns: NetnsOpt = None,
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
-    persist_dir: PersistDirOpt = None,
+    persist_dir: Annotated[str | None, typer.Option(
+        "--persist-dir", help="Refresh the nft file under this directory (default: /etc/nftables.d/cttop.nft, "
+                              "for the host's own namespace only).")] = None,
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,
@@ -227,8 +230,9 @@ def notrack_remove(
     if bool(ids) == all_:
         fail("give the ids to remove, or --all")
     _writing(read_only_flag, "remove NOTRACK rules")
-    plan = RemoveNotrack(spec, None if all_ else ids, persist=_persist_paths(persist_dir),
-                         journal=Journal(state_dir))
+    # The default nft file is the host's boot ruleset: refresh it only for the host's own namespace.
+    paths = _persist_paths(persist_dir) if persist_dir or is_initial(spec) else None
+    plan = RemoveNotrack(spec, None if all_ else ids, persist=paths, journal=Journal(state_dir))
     confirm_and_apply(plan, yes)
 
 
