@@ -38,8 +38,8 @@ def test_no_conntrack_equivalent(text: str) -> None:
 
 def test_kernel_filtered_flush_gate() -> None:
     assert kernel_flushes_with_filter("6.18.44-fc-v669")
-    assert kernel_flushes_with_filter("6.10.0")
-    assert not kernel_flushes_with_filter("6.9.12-arch1")
+    assert kernel_flushes_with_filter("6.12.0")
+    assert not kernel_flushes_with_filter("6.11.9-arch1")
     assert not kernel_flushes_with_filter("5.15.0-91-generic")
     assert not kernel_flushes_with_filter("weird")
 
