@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,11 @@ Flow = tuple[str, str, str, int]
 
 
 @pytest.fixture(autouse=True)
-def writable(monkeypatch: pytest.MonkeyPatch) -> None:
+def writable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
     set_read_only(False)
+    yield
+    set_read_only(False)  # a test that switched it on must not leave it on for the rest of the run
 
 
 def inject(netns: str) -> None:

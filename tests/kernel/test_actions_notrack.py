@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,11 @@ SEND = "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 
 @pytest.fixture(autouse=True)
-def writable(monkeypatch: pytest.MonkeyPatch) -> None:
+def writable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
     set_read_only(False)
+    yield
+    set_read_only(False)  # a test that switched it on must not leave it on for the rest of the run
 
 
 def send(netns: str, port: int) -> None:

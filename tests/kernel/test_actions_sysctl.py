@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,11 @@ def proc(name: str, netns: str | None) -> str:
 
 
 @pytest.fixture(autouse=True)
-def writable(monkeypatch: pytest.MonkeyPatch) -> None:
+def writable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
     set_read_only(False)
+    yield
+    set_read_only(False)  # a test that switched it on must not leave it on for the rest of the run
 
 
 def test_timeout_set_then_undone(netns: str, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,11 @@ class Recorder(Plan):
 
 
 @pytest.fixture(autouse=True)
-def writable(monkeypatch: pytest.MonkeyPatch) -> None:
+def writable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
     set_read_only(False)
+    yield
+    set_read_only(False)  # a test that switched it on must not leave it on for the rest of the run
 
 
 def test_apply_journals_the_description_from_before_the_change(tmp_path: Path) -> None:
