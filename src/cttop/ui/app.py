@@ -28,17 +28,22 @@ from textual.widgets import Footer
 from cttop.live.collector import GROUP_ORDER, TOP_BY, Collector
 from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
-from cttop.source import Source
+from cttop.kernel.netns import NetnsSpec
+from cttop.source import LiveSource, Source
 from cttop.table.groups import GROUPS
 from cttop.table.packing import unpack
 from cttop.ui import fmt
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
+from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.keys import PaletteEntry
 from cttop.ui.pressure import PressurePanel
+from cttop.ui.remedy_keys import RemedyKeys
+from cttop.ui.replay_keys import ReplayKeys
 from cttop.ui.screens.help import HelpScreen, bindings_of
 from cttop.ui.states import StatesPanel
 
@@ -54,7 +59,7 @@ class IndexReady(Message):
     """The indexer left a new FlowIndex in the app's slot."""
 
 
-class MainScreen(Screen[None]):
+class MainScreen(RemedyKeys, FleetKeys, ReplayKeys):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash,f3,f4", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear the filter", show=False),
@@ -97,12 +102,6 @@ class MainScreen(Screen[None]):
         self._title_flows()
         self.set_interval(0.5, self._tick_loading)
         self.capp.collector.start()  # only now: frames need the panels to exist
-
-    @property
-    def capp(self) -> CttopApp:
-        app = self.app
-        assert isinstance(app, CttopApp)
-        return app
 
     @property
     def flow_list(self) -> FlowList:
@@ -252,6 +251,24 @@ class MainScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.capp.catch_up()
 
+    def palette(self) -> list[PaletteEntry]:
+        fl = self.flow_list
+        return [PaletteEntry(*e) for e in (
+            ("Help", "Every key and what each counter means", self.capp.action_help),
+            ("Filter flows", "Open the filter line (engine grammar)", self.action_filter),
+            ("Clear filter", "Show every flow again", self.action_clear_filter),
+            ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone", self.action_group),
+            ("Rank groups by", "Heaviest: entries, bytes or packets", self.action_top_by),
+            ("Next sort column", "Sort the flows by the next column", self.action_sort),
+            ("Reverse sort", "Flip the sort direction", self.action_reverse),
+            ("Pause / resume", "Freeze the view; the collector keeps up underneath", self.action_pause),
+            ("Longer interval", "Refresh less often", lambda: self.action_interval(1)),
+            ("Shorter interval", "Refresh more often", lambda: self.action_interval(-1)),
+            ("Tag flow", "Tag or untag the flow under the cursor", fl.action_tag),
+            ("Clear tags", "Untag every flow", self.action_clear_tags),
+            ("Flow detail", "Every field of the flow under the cursor", fl.action_open),
+        )] + super().palette()
+
     def on_resize(self) -> None:
         self.set_class(self.size.height >= 40, "tall")
 
@@ -284,6 +301,11 @@ class CttopApp(App[None]):
         self.collector = Collector(source, on_frame=self._collector_frame, on_index=self._collector_index,
                                    interval=interval, group=self.group, view=self.view)
         self.main = MainScreen()
+
+    @property
+    def spec(self) -> NetnsSpec | None:
+        """The namespace the view shows and actions act on; None for a replay."""
+        return self.source.spec if isinstance(self.source, LiveSource) else None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -404,29 +426,16 @@ class CttopApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        main = self.main
-        fl = main.flow_list
-        for title, help_, callback in (
-            ("Help", "Every key and what each counter means", self.action_help),
-            ("Filter flows", "Open the filter line (engine grammar)", main.action_filter),
-            ("Clear filter", "Show every flow again", main.action_clear_filter),
-            ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone", main.action_group),
-            ("Rank groups by", "Heaviest: entries, bytes or packets", main.action_top_by),
-            ("Next sort column", "Sort the flows by the next column", main.action_sort),
-            ("Reverse sort", "Flip the sort direction", main.action_reverse),
-            ("Pause / resume", "Freeze the view; the collector keeps up underneath", main.action_pause),
-            ("Longer interval", "Refresh less often", lambda: main.action_interval(1)),
-            ("Shorter interval", "Refresh more often", lambda: main.action_interval(-1)),
-            ("Tag flow", "Tag or untag the flow under the cursor", fl.action_tag),
-            ("Clear tags", "Untag every flow", main.action_clear_tags),
-            ("Flow detail", "Every field of the flow under the cursor", fl.action_open),
-        ):
-            yield SystemCommand(title, help_, callback)
+        for entry in self.main.palette():
+            yield SystemCommand(entry.title, entry.help, entry.callback)
 
 
 def help_sections() -> list[tuple[str, list[Binding]]]:
     return [
         ("Everywhere", bindings_of(CttopApp, MainScreen)),
+        ("Remediation (hidden with --read-only)", bindings_of(RemedyKeys)),
+        ("Doctor and namespaces", bindings_of(FleetKeys)),
+        ("Replay", bindings_of(ReplayKeys)),
         ("Flow list", bindings_of(FlowList)),
         ("Heaviest panel (Tab to reach it)", bindings_of(HeaviestPanel)),
         ("Filter line", bindings_of(FilterBar)),

@@ -44,6 +44,8 @@ def bindings_of(*classes: type) -> list[Binding]:
 def help_text(sections: Iterable[tuple[str, list[Binding]]]) -> Text:
     t = Text()
     for title, bindings in sections:
+        if not bindings:
+            continue  # a key group this view does not offer
         t.append(f"{title}\n", "bold underline")
         for b in bindings:
             t.append(f"  {key_names(b.key):<16}", "bold")

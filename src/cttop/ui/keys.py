@@ -1,0 +1,51 @@
+"""What the main screen's key groups share: command-palette entries and hiding writes in read-only mode.
+
+The main screen is assembled from key groups (remediation, fleet, replay), each a
+Screen subclass of its own module, so each feature keeps its keys, actions and
+palette entries together. Textual merges their BINDINGS along the MRO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from cttop.ui.app import CttopApp
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PaletteEntry(NamedTuple):
+    title: str
+    help: str
+    callback: Callable[[], Any]
+
+
+def writes(action: F) -> F:
+    """Mark an ``action_*`` method as one that changes the kernel: hidden and refused when read-only."""
+    action.cttop_writes = True  # type: ignore[attr-defined]
+    return action
+
+
+class KeyGroup(Screen[None]):
+    """Base of the main screen's key groups. Each overrides ``palette`` and extends ``super().palette()``."""
+
+    @property
+    def capp(self) -> CttopApp:
+        from cttop.ui.app import CttopApp
+
+        app = self.app
+        assert isinstance(app, CttopApp)
+        return app
+
+    def palette(self) -> list[PaletteEntry]:
+        return []
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        method = getattr(self, f"action_{action}", None)
+        if getattr(method, "cttop_writes", False) and self.capp.read_only:
+            return False  # hides the key in the footer and refuses it, also from the palette
+        return True
