@@ -49,6 +49,7 @@ from cttop.ui.states import StatesPanel
 
 INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 HANGUP_GRACE: Final = 4.0  # seconds to exit cleanly after the terminal went away, then exit hard
+SWITCH_STOP_WAIT: Final = 10.0  # seconds a switched-from collector may take to finish a dump
 
 
 class FrameReady(Message):
@@ -411,6 +412,54 @@ class CttopApp(App[None]):
         new = INTERVALS[max(0, min(len(INTERVALS) - 1, pos + step))]
         self.collector.set_interval(new)
         self.notify(f"refresh every {new:g} s", timeout=2)
+
+    def switch_source(self, source: Source, title: str | None = None) -> None:
+        """Show ``source`` instead (the namespaces screen's Enter): same settings, fresh table, tags and title.
+
+        Read-only stays as it was. The old collector stops in a worker (it may be
+        mid-dump); the new one starts once it has, and only its snapshots reach the slots.
+        """
+        old = self.collector
+
+        def on_frame(frame: Frame) -> None:
+            if self.collector is new:
+                self._collector_frame(frame)
+
+        def on_index(index: FlowIndex) -> None:
+            if self.collector is new:
+                self._collector_index(index)
+
+        new = Collector(source, on_frame=on_frame, on_index=on_index, interval=old.interval, group=self.group,
+                        view=self.view)
+        new.set_group(self.group, self.top_by)
+        self.source, self.collector = source, new
+        self.title_text = title or self.TITLE
+        self.paused, self._paused_generation = False, None
+        self.main.query_one(StatusLine).paused = False
+        self.main.query_one(StatusLine).title = self.title_text
+        self.main.flow_list.tagged.clear()
+
+        def clear() -> None:
+            # Anything the old collector left in a slot or on screen is of the old source.
+            self._frame = self._index = self.shown_frame = self.shown_index = None
+            status = self.main.query_one(StatusLine)
+            status.frame, status.tagged, status.loading_for = None, 0, 0.0
+            status.refresh()
+            fl = self.main.flow_list
+            fl.index, fl.cursor = None, 0
+            fl.refresh()
+
+        def start() -> None:
+            if self.collector is new:  # not switched again meanwhile
+                clear()
+                new.start()
+
+        def stop_old() -> None:
+            old.stop(timeout=SWITCH_STOP_WAIT)
+            self.call_from_thread(start)
+
+        clear()
+        self.run_worker(stop_old, thread=True, group="switch", exit_on_error=False)
 
     def open_detail(self, record: bytes) -> None:
         fid = record_id(record)

@@ -1,0 +1,186 @@
+"""Doctor (``D``): watch the namespace's table for a few seconds, then list the verdict and each finding.
+
+The watching (and building a fix's plan, which may read the whole table) runs in
+thread workers, so the screen counts down and stays responsive meanwhile. Each
+finding with a remedy gets a button that opens that remedy's confirmation; with
+``--read-only`` the fixes are shown only as commands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.markup import escape
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+from textual.worker import Worker, WorkerState
+
+from cttop.actions import ActionResult
+from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
+from cttop.kernel.netns import NetnsSpec
+from cttop.ui.apply import confirm_and_apply
+
+if TYPE_CHECKING:
+    from cttop.ui.app import CttopApp
+
+# What a fix button says, by the plan's kind.
+FIX_LABELS: Final = {"sysctl": "Set the tunables…", "notrack-add": "Add the NOTRACK rule…", "flush": "Flush…"}
+TICK: Final = 0.5
+
+
+def verdict_text(report: Report, read_only: bool) -> Text:
+    t = Text()
+    t.append(report.status.upper(), "bold")
+    counts = [f"{sum(f.severity == s for f in report.findings)} {s}" for s in ("critical", "warning", "unknown", "ok")]
+    t.append(f" · {report.netns} · watched {report.seconds:.1f} s · "
+             + ", ".join(c for c in counts if not c.startswith("0 ")))
+    if read_only:
+        t.append(" · read-only: fixes shown as commands only")
+    return t
+
+
+def finding_text(f: Finding) -> Text:
+    t = Text()
+    if f.severity == "ok":
+        t.append(f"{f.title}: ")
+        t.append("; ".join(f.evidence.splitlines()))
+        return t
+    t.append(f.evidence)
+    if f.commands:
+        t.append("\nfix:", "bold")
+        for c in f.commands:
+            t.append("\n  $ ")
+            t.append(c)
+    return t
+
+
+class FindingView(Vertical):
+    """One finding: its severity in words, its title, evidence and commands, and a fix button if it has one."""
+
+    def __init__(self, finding: Finding, number: int, offer_fix: bool) -> None:
+        super().__init__(classes=f"finding sev-{finding.severity}")
+        self.finding = finding
+        self.number = number
+        self.offer_fix = offer_fix
+
+    def compose(self) -> ComposeResult:
+        f = self.finding
+        head = Text()
+        head.append(f"{f.severity.upper():<8}", "bold")
+        if f.severity != "ok":
+            head.append(f.title, "bold")
+        yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")
+        yield Static(finding_text(f), classes="finding-body")
+        if self.offer_fix and f.action is not None:
+            label = FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")
+            yield Button(label, id=f"fix-{self.number}", classes="finding-fix", variant="warning")
+
+
+class DoctorScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", key_display="Esc"),
+        Binding("r", "watch", "Watch again"),
+    ]
+
+    def __init__(self, spec: NetnsSpec, seconds: float = DEFAULT_SECONDS) -> None:
+        super().__init__()
+        self.spec = spec
+        self.seconds = seconds
+        self.report: Report | None = None
+        self.error: str | None = None
+        self.fixing: Finding | None = None  # the finding whose fix is being prepared
+        self._left = 0.0
+
+    @property
+    def capp(self) -> CttopApp:
+        from cttop.ui.app import CttopApp
+
+        app = self.app
+        assert isinstance(app, CttopApp)
+        return app
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="doctor-box") as box:
+            box.border_title = f"Doctor · {escape(self.spec.label())}"
+            box.border_subtitle = "Esc closes · r watches again · Tab reaches the fix buttons"
+            yield Static(id="doctor-verdict")
+            yield VerticalScroll(id="doctor-findings")
+
+    def on_mount(self) -> None:
+        self.set_interval(TICK, self._tick)
+        self.query_one("#doctor-findings").focus()
+        self.action_watch()
+
+    # --- watching ------------------------------------------------------------------------
+
+    def action_watch(self) -> None:
+        self.report, self.error = None, None
+        self._left = self.seconds
+        self._show_watching()
+        self.query_one("#doctor-findings", VerticalScroll).remove_children()
+        want_bytes = self.capp.top_by != "entries"  # the user ranks by bytes: say if accounting is off
+        spec, seconds = self.spec, self.seconds
+        self.run_worker(lambda: diagnose(spec, seconds, want_bytes=want_bytes), name="diagnose", group="doctor",
+                        thread=True, exclusive=True, exit_on_error=False)
+
+    def _tick(self) -> None:
+        if self.report is None and self.error is None:
+            self._left = max(0.0, self._left - TICK)
+            self._show_watching()
+
+    def _show_watching(self) -> None:
+        t = Text()
+        t.append("WATCHING", "bold")
+        left = f"{self._left:.0f} s left" if self._left > 0 else "judging…"
+        t.append(f" · {self.spec.label()} · watching the table for {self.seconds:g} s… ({left})")
+        self.query_one("#doctor-verdict", Static).update(t)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.name == "diagnose":
+            if event.state == WorkerState.SUCCESS and isinstance(worker.result, Report):
+                self._show_report(worker.result)
+            elif event.state == WorkerState.ERROR:
+                self.error = str(worker.error)
+                self.query_one("#doctor-verdict", Static).update(Text.assemble(("UNKNOWN", "bold"),
+                                                                               f" · {self.error}"))
+        elif worker.name == "plan" and self.fixing is not None:
+            if event.state == WorkerState.SUCCESS and worker.result is not None:
+                title = escape(f"Doctor: {self.fixing.title}")  # a border title is markup
+                confirm_and_apply(self.app, worker.result, title, done=self._applied)
+            elif event.state == WorkerState.ERROR:
+                self.notify(f"cannot prepare the fix: {escape(str(worker.error))}", severity="error", timeout=10)
+
+    def _show_report(self, report: Report) -> None:
+        self.report = report
+        offer = not self.capp.read_only
+        verdict = self.query_one("#doctor-verdict", Static)
+        verdict.set_classes(f"sev-{report.status}")
+        verdict.update(verdict_text(report, not offer))
+        box = self.query_one("#doctor-findings", VerticalScroll)
+        box.remove_children()
+        box.mount_all(FindingView(f, i, offer) for i, f in enumerate(report.findings))
+
+    # --- fixing --------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        view = next((a for a in event.button.ancestors if isinstance(a, FindingView)), None)
+        if view is None or view.finding.action is None or self.capp.read_only:
+            return
+        event.stop()
+        self.fixing = view.finding
+        remedy = view.finding.action
+        # Building a plan reads the kernel (NOTRACK lists the flows it would catch): not on the UI thread.
+        self.run_worker(lambda: remedy(), name="plan", group="doctor-fix", thread=True, exclusive=True,
+                        exit_on_error=False)
+
+    def _applied(self, result: ActionResult) -> None:
+        if self.is_attached:
+            self.action_watch()  # watch again, so the verdict shows what the fix changed
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,145 @@
+"""Namespaces (``N``): every network namespace's count, share of the shared max and drops; Enter switches to one.
+
+Listing opens a ctnetlink socket in each namespace, some hundreds of ms on a busy
+host, so it runs in a thread worker; so does opening the chosen one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.markup import escape
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+from textual.worker import Worker, WorkerState
+
+from cttop.fleet.namespaces import Namespace, Totals, list_namespaces, totals
+from cttop.source import LiveSource
+
+if TYPE_CHECKING:
+    from cttop.ui.app import CttopApp
+
+COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
+RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
+SHOWN_MARK: Final = "▶"
+
+
+def _cell(text: str, column: str) -> Text:
+    # Text, not str: DataTable reads str as markup, and names come from the kernel and /proc.
+    return Text(text, justify="right" if column in RIGHT else "left")
+
+
+def row_cells(ns: Namespace, shown: bool) -> list[Text]:
+    if ns.count is None:
+        numbers = ["?", "-", "?", "?"]
+    else:
+        numbers = [str(ns.count), f"{ns.share:.1%}" if ns.share is not None else "-", str(ns.drop),
+                   str(ns.early_drop)]
+    values = [SHOWN_MARK if shown else "", ns.label, *numbers, str(len(ns.pids)), ns.process or "-",
+              ns.container or "-"]
+    return [_cell(v, c) for v, c in zip(values, COLUMNS)]
+
+
+def total_text(tot: Totals) -> Text:
+    t = Text()
+    t.append("TOTAL", "bold")
+    share = f" = {tot.share:.1%} of the shared max {tot.max}" if tot.share is not None else ""
+    t.append(f" {tot.count} entries in {tot.namespaces} namespaces{share} · drop {tot.drop} · "
+             f"early_drop {tot.early_drop}")
+    if tot.max:
+        t.append("\nthe max is one for the host: each namespace may hold up to it, the node's use is the sum")
+    return t
+
+
+class NamespacesScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", key_display="Esc"),
+        Binding("r", "refresh", "Read again"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.namespaces: list[Namespace] = []
+        self.shown_inode: int | None = None
+
+    @property
+    def capp(self) -> CttopApp:
+        from cttop.ui.app import CttopApp
+
+        app = self.app
+        assert isinstance(app, CttopApp)
+        return app
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ns-box") as box:
+            box.border_title = "Network namespaces"
+            box.border_subtitle = f"Enter shows one · {SHOWN_MARK} shown now · r reads again · Esc closes"
+            yield Static(id="ns-note")
+            table: DataTable[Text] = DataTable(id="ns-table", cursor_type="row", zebra_stripes=True)
+            yield table
+            yield Static(id="ns-total")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#ns-table", DataTable)
+        for c in COLUMNS:
+            table.add_column(_cell(c, c), key=c or "shown")
+        table.focus()
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.query_one("#ns-note", Static).update("reading every namespace's table…")
+        spec = self.capp.spec
+
+        def work() -> tuple[list[Namespace], int | None]:
+            return list_namespaces(), spec.inode() if spec is not None else None
+
+        self.run_worker(work, name="list", group="namespaces", thread=True, exclusive=True, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            what = "cannot list the namespaces" if worker.name == "list" else "cannot open it"
+            self.notify(f"{what}: {worker.error}", severity="error", timeout=10)
+            self.query_one("#ns-note", Static).update("")
+        elif event.state != WorkerState.SUCCESS:
+            return
+        elif worker.name == "list" and isinstance(worker.result, tuple):
+            self._show(*worker.result)
+        elif worker.name == "open" and isinstance(worker.result, LiveSource):
+            self.capp.switch_source(worker.result)
+            self.dismiss(None)
+
+    def _show(self, namespaces: list[Namespace], shown_inode: int | None) -> None:
+        self.namespaces, self.shown_inode = namespaces, shown_inode
+        table = self.query_one("#ns-table", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for i, ns in enumerate(namespaces):
+            table.add_row(*row_cells(ns, ns.inode == shown_inode), key=str(i))
+        if namespaces:
+            table.move_cursor(row=min(keep, len(namespaces) - 1))
+        unreadable = sum(ns.error is not None for ns in namespaces)
+        self.query_one("#ns-note", Static).update(
+            f"{len(namespaces)} namespaces" + (f", {unreadable} unreadable (? marks them)" if unreadable else ""))
+        self.query_one("#ns-total", Static).update(total_text(totals(namespaces)))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        ns = self.namespaces[int(str(event.row_key.value))]
+        if ns.inode == self.shown_inode:
+            self.dismiss(None)
+            return
+        if ns.error is not None:
+            self.notify(f"{escape(ns.label)}: {escape(ns.error)}", severity="error", timeout=10)
+            return
+        self.query_one("#ns-note", Static).update(Text(f"opening {ns.label}…"))
+        spec = ns.spec
+        self.run_worker(lambda: LiveSource(spec), name="open", group="namespaces-open", thread=True,
+                        exclusive=True, exit_on_error=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
