@@ -9,7 +9,7 @@ from textual.widget import Widget
 
 from cttop.live.counters import FILL, PRESSURE
 from cttop.live.index import record_id
-from cttop.model import EV_NEW, state_key
+from cttop.model import EV_NEW, R_ID, state_key
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp, FrameReady, MainScreen, help_sections
 from cttop.ui.detail import DetailScreen
@@ -42,7 +42,7 @@ def app_on(source: FixedSource | None = None, **kw: object) -> CttopApp:
 
 def flow_ids(app: CttopApp) -> list[int]:
     fl = app.main.flow_list
-    return [record_id(r) for r in fl.records]
+    return [unpack(r)[R_ID] for r in fl.records]  # conntrack ids (the list's keys add the tuple)
 
 
 async def test_main_screen_shows_the_snapshot() -> None:
@@ -138,7 +138,7 @@ async def test_space_tags_and_x_clears() -> None:
     app = app_on()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
-        first, second = flow_ids(app)[:2]
+        first, second = (record_id(r) for r in app.main.flow_list.records[:2])
         await pilot.press("space", "space")
         assert app.main.flow_list.tagged == {first, second}
         text = screen_text(app)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.index import record_id
+from cttop.model import R_ID
 from cttop.source import LiveSource
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
@@ -102,7 +102,7 @@ def app_for(ns: str) -> CttopApp:
 
 
 def ids_on_screen(app: CttopApp) -> list[int]:
-    return [record_id(r) for r in app.main.flow_list.records]
+    return [unpack(r)[R_ID] for r in app.main.flow_list.records]  # conntrack ids
 
 
 async def test_numbers_on_screen_equal_the_kernels(ns: str) -> None:

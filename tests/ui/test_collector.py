@@ -11,7 +11,8 @@ import pytest
 from cttop.kernel.ctnetlink import KernelError, Stats
 from cttop.live.collector import Collector
 from cttop.live.frame import FAILED, LIMITED, LIVE, Frame
-from cttop.live.index import FlowIndex, ViewSpec, record_id
+from cttop.live.index import FlowIndex, ViewSpec
+from cttop.table.packing import flow_key, unpack
 from cttop.model import EV_DESTROY, EV_NEW, Row
 from cttop.snapshot import NEEDS_CAP
 from tests.ui.fixed_source import FixedSource, fixed_rows, row, v4
@@ -76,7 +77,7 @@ def test_subscribes_before_the_first_dump_and_shows_the_table(rec: Recorder) -> 
     assert src.calls[:2] == ["subscribe", "dump"]
     live = next(f for f in rec.frames if f.phase == LIVE)
     assert live.flows == len(src.rows) == live.count
-    assert {record_id(r) for r in rec.indexes[-1].records} == {r[0] for r in src.rows}
+    assert {unpack(r)[0] for r in rec.indexes[-1].records} == {r[0] for r in src.rows}
     assert src.closed
 
 
@@ -92,7 +93,7 @@ def test_events_change_the_table(rec: Recorder) -> None:
         gone = src.rows.pop(0)
         src.push([(EV_DESTROY, gone)])
         rec.until(lambda: rec.frames[-1].flows == 25, "the destroyed flow")
-        assert c.flow(gone[0]) is None and c.flow(5000) is not None
+        assert c.flow(flow_key(gone)) is None and c.flow(flow_key(new)) == new
     finally:
         c.stop()
 
@@ -185,10 +186,10 @@ def test_paused_view_changes_reuse_the_frozen_snapshot(rec: Recorder) -> None:
         rec.until(lambda: rec.frames[-1].flows == 26, "the event applied underneath")
         c.set_view(ViewSpec("udp", "timeout"))
         rec.until(lambda: rec.indexes[-1].spec.filter == "udp", "the paused re-sort")
-        assert 6000 not in {record_id(r) for r in rec.indexes[-1].records}
+        assert 6000 not in {unpack(r)[0] for r in rec.indexes[-1].records}
         assert rec.indexes[-1].generation == frozen_gen
         c.set_paused(False)
-        rec.until(lambda: 6000 in {record_id(r) for r in rec.indexes[-1].records}, "catching up on resume")
+        rec.until(lambda: 6000 in {unpack(r)[0] for r in rec.indexes[-1].records}, "catching up on resume")
     finally:
         c.stop()
 

@@ -22,7 +22,7 @@ from cttop.model import (
     R_TIMEOUT,
     R_ZONE,
 )
-from cttop.table.packing import pack, unpack
+from cttop.table.packing import flow_key, pack, unpack
 from tests.ui.fixed_source import busy_rows, fixed_rows
 
 ROWS = fixed_rows()
@@ -57,7 +57,7 @@ def test_sort_matches_row_order(name: str, reverse: bool) -> None:
     got = [python_key(name, unpack(r)) for r in idx.records]
     desc = SORTS[name].descending != reverse
     assert got == sorted(got, reverse=desc)
-    assert sorted(record_id(r) for r in idx.records) == sorted(r[0] for r in rows)
+    assert sorted(record_id(r) for r in idx.records) == sorted(map(flow_key, rows))
 
 
 def test_state_sort_groups_each_state_together() -> None:
@@ -86,7 +86,7 @@ def test_chunked_sort_equals_plain_sort(monkeypatch: pytest.MonkeyPatch) -> None
 def test_filter_selects_exactly_the_matching_flows(text: str) -> None:
     idx = build_index(RECS, ViewSpec(text, "src"))
     assert idx is not None
-    want = {r[0] for r in ROWS if compile_filter(text).match(r)}
+    want = {flow_key(r) for r in ROWS if compile_filter(text).match(r)}
     assert want, "the fixed rows should hold some matches for every case"
     assert {record_id(r) for r in idx.records} == want
     assert idx.total == len(RECS)
@@ -100,8 +100,9 @@ def test_cancelled_build_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_anchor_position_follows_the_flow() -> None:
-    idx = build_index(RECS, ViewSpec("", "timeout"), anchor=1016)
+    key = flow_key(next(r for r in ROWS if r[0] == 1016))
+    idx = build_index(RECS, ViewSpec("", "timeout"), anchor=key)
     assert idx is not None and idx.anchor_pos is not None
-    assert record_id(idx.records[idx.anchor_pos]) == 1016
-    gone = build_index(RECS, ViewSpec("tcp", "timeout"), anchor=1016)
+    assert record_id(idx.records[idx.anchor_pos]) == key
+    gone = build_index(RECS, ViewSpec("tcp", "timeout"), anchor=key)
     assert gone is not None and gone.anchor_pos is None

@@ -37,7 +37,8 @@ from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.decode import DecodeError, Decoder
 from cttop.kernel.events import EventBatch
-from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, R_ID, R_TIMEOUT, Row
+from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, R_TIMEOUT, Row
+from cttop.table.packing import flow_key
 from cttop.table.store import FlowTable
 
 READ_CHUNK: Final = 1 << 20
@@ -246,9 +247,9 @@ def decode_events(dec: Decoder, payload: bytes) -> list[tuple[int, Row]]:
 
 def _changes(old: FlowTable, new: FlowTable, rows: list[Row]) -> list[tuple[int, Row]]:
     """Events turning ``old`` into ``new`` (whose rows are ``rows``); a changed timeout alone is no news."""
-    out: list[tuple[int, Row]] = [(EV_DESTROY, r) for r in old.rows() if r[R_ID] not in new]
+    out: list[tuple[int, Row]] = [(EV_DESTROY, r) for r in old.rows() if flow_key(r) not in new]
     for r in rows:
-        was = old.get(r[R_ID])
+        was = old.get(flow_key(r))
         if was is None or was[:R_TIMEOUT] != r[:R_TIMEOUT] or was[R_TIMEOUT + 1:] != r[R_TIMEOUT + 1:]:
             out.append((EV_UPDATE, r))
     return out

@@ -19,7 +19,7 @@ from itertools import islice
 from typing import Any, Final
 
 from cttop.filter import compile_filter
-from cttop.table.packing import V4, V4C, V6, V6C, unpack
+from cttop.table.packing import V4, V4C, V6, V6C, record_key, unpack
 
 CHUNK: Final = 16384
 
@@ -126,7 +126,8 @@ SORTS: Final[dict[str, SortDef]] = {s.name: s for s in (
 
 
 def record_id(rec: bytes) -> int:
-    return _from(rec[:4])
+    """The record's key in the flow table (see packing.flow_key): ids alone collide."""
+    return record_key(rec)
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,8 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
         return None
     pos = None
     if anchor is not None:
-        want = anchor.to_bytes(4, "big")
-        pos = next((i for i, r in enumerate(ordered) if r[:4] == want), None)
+        want = (anchor & 0xFFFFFFFF).to_bytes(4, "big")  # the id: cheap to compare, the key settles collisions
+        pos = next((i for i, r in enumerate(ordered) if r[:4] == want and record_key(r) == anchor), None)
     return FlowIndex(spec, ordered, len(records), generation, anchor, pos, time.perf_counter() - t0)
 
 

@@ -1,4 +1,4 @@
-"""The flow store: flows by conntrack id, packed, with aggregates kept up to date as rows come and go.
+"""The flow store: flows by key (conntrack id and original tuple, see packing.flow_key), packed, with aggregates kept up to date as rows come and go.
 
 Every aggregate is adjusted by the row that enters or leaves, never by rescanning,
 so an event costs the same on a table of ten flows or of a million. Group totals
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, Row
+from cttop.model import EV_DESTROY, EV_NEW, R_LABELS, R_OPKTS, Row
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.packing import pack, unpack
+from cttop.table.packing import flow_key, pack, unpack
 
 __all__ = ["FlowTable", "GroupRow"]
 
@@ -46,12 +46,13 @@ class FlowTable:
     def __len__(self) -> int:
         return len(self._flows)
 
-    def __contains__(self, flow_id: int) -> bool:
-        return flow_id in self._flows
+    def __contains__(self, key: int) -> bool:
+        return key in self._flows
 
-    def get(self, flow_id: int) -> Row | None:
-        rec = self._flows.get(flow_id)
-        return None if rec is None else unpack(rec, self._labels.get(flow_id, 0))
+    def get(self, key: int) -> Row | None:
+        """The row stored under ``key`` (:func:`flow_key` of a row, :func:`record_key` of a record)."""
+        rec = self._flows.get(key)
+        return None if rec is None else unpack(rec, self._labels.get(key, 0))
 
     def rows(self) -> Iterator[Row]:
         labels = self._labels
@@ -75,7 +76,7 @@ class FlowTable:
         return self.agg.top(name, n, by)
 
     def _put(self, row: Row) -> None:
-        fid = row[R_ID]
+        fid = flow_key(row)
         old = self._flows.get(fid)
         if old is not None:
             old_row = unpack(old, self._labels.get(fid, 0))
@@ -104,15 +105,15 @@ class FlowTable:
     def extend(self, rows: Iterable[Row]) -> None:
         """Add a dump chunk of rows the table does not hold yet (batch-counted)."""
         rows = rows if isinstance(rows, list) else list(rows)
-        self._flows.update(zip(map(_id, rows), map(pack, rows)))
-        self._labels.update((r[R_ID], r[R_LABELS]) for r in rows if r[R_LABELS])
+        self._flows.update(zip(map(flow_key, rows), map(pack, rows)))
+        self._labels.update((flow_key(r), r[R_LABELS]) for r in rows if r[R_LABELS])
         self.agg.add_rows(rows)
         self.generation += 1
 
     def apply_events(self, events: Iterable[tuple[int, Row]]) -> None:
         for kind, row in events:
             if kind == EV_DESTROY:
-                fid = row[R_ID]
+                fid = flow_key(row)
                 old = self._flows.pop(fid, None)
                 if old is not None:
                     self.agg.add(unpack(old, self._labels.pop(fid, 0)), -1)
@@ -122,7 +123,3 @@ class FlowTable:
                     self.created += 1
                 self._put(row)
         self.generation += 1
-
-
-def _id(row: Row) -> int:
-    return row[R_ID]  # type: ignore[no-any-return]
