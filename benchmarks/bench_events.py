@@ -29,17 +29,15 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import synthetic_rows
-from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Ctnetlink
-from cttop.kernel.decode import DecodeError, Decoder
-from cttop.kernel.events import EventSocket
+from cttop.kernel.decode import Decoder
+from cttop.kernel.events import EventSocket, decode_events
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, Row
 from cttop.table.store import FlowTable
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "events.bin.gz")
 LEN = struct.Struct("<I")
-_NEW_FLAGS = C.NLM_F_CREATE | C.NLM_F_EXCL
 
 
 def record(entries: int, connections: int, path: str) -> None:
@@ -116,20 +114,9 @@ def load(path: str) -> list[bytes]:
 
 
 def decode(dec: Decoder, buf: bytes) -> list[tuple[int, Row]]:
-    """EventSocket.read's loop over one received buffer."""
+    """EventSocket.read's work on one received buffer."""
     out: list[tuple[int, Row]] = []
-    for off, length, typ, flags in dec.messages(buf):
-        kind = typ & 0xFF
-        if kind == C.IPCTNL_MSG_CT_DELETE:
-            ev = EV_DESTROY
-        elif kind == C.IPCTNL_MSG_CT_NEW:
-            ev = EV_NEW if flags & _NEW_FLAGS == _NEW_FLAGS else EV_UPDATE
-        else:
-            continue
-        try:
-            out.append((ev, dec.decode_one(buf, off, length)))
-        except DecodeError:
-            pass
+    decode_events(dec, buf, out)
     return out
 
 

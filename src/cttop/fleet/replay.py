@@ -33,17 +33,16 @@ from typing import Any, Final
 from cttop.errors import CttopError
 from cttop.fleet.record import (HEADER, K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_END, K_EVENTS, K_LOST, K_META,
                                 K_STATS, K_SYSCTLS, KINDS, MAGIC, MAX_RECORD, REC, VERSION)
-from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.decode import DecodeError, Decoder
+from cttop.kernel import events as kernel_events
 from cttop.kernel.events import EventBatch
-from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, R_TIMEOUT, Row
+from cttop.model import EV_DESTROY, EV_UPDATE, R_TIMEOUT, Row
 from cttop.table.packing import flow_key
 from cttop.table.store import FlowTable
 
 READ_CHUNK: Final = 1 << 20
 MAX_BATCH: Final = 200_000  # events per events() call, as the live socket caps them
-_NEW_FLAGS: Final = C.NLM_F_CREATE | C.NLM_F_EXCL
 _NLH: Final = struct.Struct("<IHH")
 
 
@@ -233,15 +232,9 @@ class Recording:
 def decode_events(dec: Decoder, payload: bytes) -> list[tuple[int, Row]]:
     """Recorded event datagrams into (EV_*, row), classified as the live event socket does."""
     out: list[tuple[int, Row]] = []
-    for off, length, typ, flags in dec.messages(payload):
-        kind = typ & 0xFF
-        if kind == C.IPCTNL_MSG_CT_DELETE:
-            ev = EV_DESTROY
-        elif kind == C.IPCTNL_MSG_CT_NEW:
-            ev = EV_NEW if flags & _NEW_FLAGS == _NEW_FLAGS else EV_UPDATE
-        else:
-            continue
-        out.append((ev, dec.decode_one(payload, off, length)))
+    bad = kernel_events.decode_events(dec, payload, out)
+    if bad:
+        raise DecodeError(f"{bad} recorded event messages do not decode")
     return out
 
 

@@ -31,6 +31,27 @@ class EventBatch:
     bad: int = 0  # messages that failed to decode
 
 
+def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[tuple[int, Row]]) -> int:
+    """Classify and decode the event messages in ``buf`` into ``out``; returns how many failed to decode.
+
+    Raises DecodeError only when the netlink framing itself is broken.
+    """
+    bad = 0
+    for off, length, typ, flags in dec.messages(buf):
+        kind = typ & 0xFF
+        if kind == C.IPCTNL_MSG_CT_DELETE:
+            ev = EV_DESTROY
+        elif kind == C.IPCTNL_MSG_CT_NEW:
+            ev = EV_NEW if flags & _NEW_FLAGS == _NEW_FLAGS else EV_UPDATE
+        else:
+            continue
+        try:
+            out.append((ev, dec.decode_one(buf, off, length)))
+        except DecodeError:
+            bad += 1
+    return bad
+
+
 class EventSocket:
     """Subscribed ctnetlink multicast socket in one namespace."""
 
@@ -81,18 +102,7 @@ class EventSocket:
                 self._grow()
                 continue
             try:
-                for off, length, typ, flags in dec.messages(memoryview(buf)[:n]):
-                    kind = typ & 0xFF
-                    if kind == C.IPCTNL_MSG_CT_DELETE:
-                        ev = EV_DESTROY
-                    elif kind == C.IPCTNL_MSG_CT_NEW:
-                        ev = EV_NEW if flags & _NEW_FLAGS == _NEW_FLAGS else EV_UPDATE
-                    else:
-                        continue
-                    try:
-                        out.append((ev, dec.decode_one(buf, off, length)))
-                    except DecodeError:
-                        batch.bad += 1
+                batch.bad += decode_events(dec, memoryview(buf)[:n], out)
             except DecodeError:
                 batch.bad += 1
         return batch
