@@ -70,7 +70,7 @@ class FindingView(Vertical):
     def compose(self) -> ComposeResult:
         f = self.finding
         head = Text()
-        head.append(f"{f.severity.upper():<8}", "bold")
+        head.append(f"{f.severity.upper():<9}", "bold")
         if f.severity != "ok":
             head.append(f.title, "bold")
         yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")

@@ -109,7 +109,7 @@ class NamespacesScreen(ModalScreen[None]):
             return
         elif worker.name == "list" and isinstance(worker.result, tuple):
             self._show(*worker.result)
-        elif worker.name == "open" and isinstance(worker.result, LiveSource):
+        elif worker.name == "open" and worker.result is not None:
             self.capp.switch_source(worker.result)
             self.dismiss(None)
 
