@@ -9,9 +9,21 @@ is worse than none. Periodic dumps, spaced in proportion to what a dump costs,
 refresh what events never carry (byte counters, timeouts). Dumps fill a fresh
 table that replaces the old one when complete, so no frame shows a half table.
 
-The UI talks to the collector only through the ``set_*`` methods (thread-safe)
-and receives snapshots through the two callbacks, which run on this thread and
-must only hand the object over (Textual's ``post_message`` is safe for that).
+For a live namespace the collector also keeps who owns the flows (fleet.owners),
+refreshed here on its own interval, so ``process`` and ``container`` can be group
+keys; ranking a big table by owner costs about a second per million flows, so it
+is done only while such a group is shown, and no more often than a multiple of
+what it cost. A replay has no processes to ask: those keys are absent.
+
+A replay's seeks go through the collector too (:meth:`Collector.seek`): the
+replay answers a seek with ``lost=True``, its way of asking for a redump. Taken
+from this thread right after the seek, that answer is known to be the seek's and
+not a recorded kernel loss, so only real losses are counted as "events lost".
+
+The UI talks to the collector only through the ``set_*`` methods and ``seek``
+(thread-safe) and receives snapshots through the two callbacks, which run on
+this thread and must only hand the object over (Textual's ``post_message`` is
+safe for that).
 """
 
 from __future__ import annotations
@@ -23,16 +35,19 @@ from typing import Final
 
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
+from cttop.fleet.owners import Owners
+from cttop.fleet.replay import ReplaySource
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
 from cttop.live.counters import PRESSURE
 from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame, Pressure, StateRow
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer, IndexJob
+from cttop.live.owner_top import OWNER_GROUPS, PackedOwners
 from cttop.live.perms import has_net_admin
 from cttop.model import TCP_STATES, Row
 from cttop.snapshot import NEEDS_CAP
-from cttop.source import Source
+from cttop.source import LiveSource, Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
 from cttop.table.history import FillHistory, Rate
@@ -50,6 +65,7 @@ DRIFT_MIN: Final = 16
 DRIFT_DUTY: Final = 3
 SYSCTL_EVERY: Final = 5.0
 TOP_N: Final = 10
+OWNER_TOP_DUTY: Final = 5  # rank by owner at most once per this many times what the last ranking cost
 GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
 TOP_BY: Final = ("entries", "bytes", "packets")
 _STATUS_ORDER: Final = ("UNREPLIED", "REPLIED", "ASSURED")
@@ -59,9 +75,13 @@ class Collector:
     def __init__(self, source: Source, *, on_frame: Callable[[Frame], None],
                  on_index: Callable[[FlowIndex], None], interval: float = 1.0, group: str = "src",
                  view: ViewSpec | None = None) -> None:
-        if group not in GROUPS:
-            raise KeyError(group)
         self.source = source
+        # Who owns the flows: only a live namespace has processes to ask.
+        self.owners = Owners(source.spec) if isinstance(source, LiveSource) else None
+        self.group_order: tuple[str, ...] = GROUP_ORDER + (OWNER_GROUPS if self.owners is not None else ())
+        if group not in GROUPS and group not in self.group_order:
+            raise KeyError(group)
+        self._replay = source if isinstance(source, ReplaySource) else None
         self.table = FlowTable(track=[group])
         self._on_frame = on_frame
         self.indexer = Indexer(on_index)
@@ -76,6 +96,8 @@ class Collector:
         self._view_dirty = True
         self._anchor: int | None = None
         self._paused = False
+        # Open a replay where it stands (``cttop replay --at`` seeks before the view opens).
+        self._seek_to: float | None = self._replay.position if self._replay is not None else None
         # Worker state.
         self._phase = LOADING
         self._note = "connecting"
@@ -97,6 +119,9 @@ class Collector:
         self._next_index = 0.0
         self._indexed_generation = -1
         self._frozen: tuple[int, Sequence[bytes]] | None = None  # generation and records the paused view shows
+        self._packed: PackedOwners | None = None
+        self._owner_top: tuple[tuple[object, ...], tuple[GroupRow, ...]] | None = None  # (what was ranked, result)
+        self._next_owner_top = 0.0
         self._thread = threading.Thread(target=self._run, name="cttop-collector", daemon=True)
 
     # --- the UI's side -------------------------------------------------------------------
@@ -125,7 +150,7 @@ class Collector:
         self._wake.set()
 
     def set_group(self, group: str, by: str) -> None:
-        if group not in GROUPS or by not in TOP_BY:
+        if (group not in GROUPS and group not in self.group_order) or by not in TOP_BY:
             raise KeyError(f"{group}/{by}")
         with self._lock:
             self._group, self._top_by = group, by
@@ -153,6 +178,19 @@ class Collector:
                 self._view_dirty = True  # catch the list up with the live table at once
             return self._frozen[0] if self._frozen is not None else None
 
+    def seek(self, seconds: float) -> None:
+        """Move a replay to ``seconds`` from its start (clamped by the replay); done by the worker."""
+        if self._replay is None:
+            raise TypeError("only a replay can seek")
+        with self._lock:
+            self._seek_to = seconds
+        self._wake.set()
+
+    @property
+    def seeking(self) -> float | None:
+        """Where a seek not yet carried out is going, if one is."""
+        return self._seek_to
+
     def flow(self, flow_id: int) -> Row | None:
         """The table's current row for a flow (dict reads are atomic, so safe from the UI thread)."""
         return self.table.get(flow_id)
@@ -162,6 +200,7 @@ class Collector:
     def _run(self) -> None:
         self.indexer.start()
         try:
+            self._take_seek()
             if self._connect():
                 self._load(first=True)
                 self._apply(self._catch_up())
@@ -206,7 +245,7 @@ class Collector:
         self._wake.clear()
         if self._stop.is_set():
             return
-        if self._phase == LIVE and (time.monotonic() >= self._next_refresh or self._drifted()):
+        if self._phase == LIVE and (self._take_seek() or time.monotonic() >= self._next_refresh or self._drifted()):
             self._load(first=False)
             self._apply(self._catch_up())
         self._post()
@@ -222,6 +261,24 @@ class Collector:
             self._load(first=False)
             self._note = ""
             batch = self._catch_up()
+
+    def _take_seek(self) -> bool:
+        """Carry out the seek the UI asked for, if any; True if so (the table must then be reloaded)."""
+        replay = self._replay
+        with self._lock:
+            t, self._seek_to = self._seek_to, None
+        if replay is None or t is None:
+            return False
+        replay.seek(t)
+        # The replay does the seek on its next data call and answers that call with lost=True,
+        # asking for a redump. Made here, right after the seek, that call's answer is the seek's:
+        # the redump follows, and nothing is counted as lost.
+        replay.events(0.0)
+        # The clock jumped: history and rates from before would draw a false slope.
+        self._history = FillHistory()
+        self._rates = {name: Rate() for name in PRESSURE}
+        self._new_rate, self._gone_rate = Rate(), Rate()
+        return True
 
     def _catch_up(self) -> EventBatch:
         """Apply the events that queued up while a dump was read, so the frame after it is current.
@@ -313,7 +370,9 @@ class Collector:
             self._track_only(group)
             if by != "entries" and not table.counted:
                 by = "entries"  # no counters to rank by
-            top = tuple(table.top(group, TOP_N, by))
+            if self.owners is not None:
+                self.owners.refresh_if_due()
+            top = self._top_owners(group, by) if group in OWNER_GROUPS else tuple(table.top(group, TOP_N, by))
         shown = self._phase in (LIVE, FAILED)
         return Frame(
             seq=self._seq, time=now, label=src.label, live=src.live, phase=self._phase, note=self._note,
@@ -349,11 +408,35 @@ class Collector:
         self._drift = abs(len(self.table) - stats.count)
         self._pressure = tuple(Pressure(n, self._rates[n].update(now, totals[n]), totals[n]) for n in PRESSURE)
 
+    def _top_owners(self, group: str, by: str) -> tuple[GroupRow, ...]:
+        """The heaviest processes or containers: a pass over the whole table, so cached, and
+        redone (for the same group) only after the table or the owners changed and no sooner
+        than OWNER_TOP_DUTY times what the last pass took."""
+        assert self.owners is not None
+        index = self.owners.index
+        if self._packed is None or self._packed.at != index.at:
+            self._packed = PackedOwners(index)
+        ranked = (group, by, index.at, self.table.generation)
+        cached = self._owner_top
+        if cached is not None and cached[0][:2] == ranked[:2] and (
+                cached[0] == ranked or time.monotonic() < self._next_owner_top):
+            return cached[1]
+        t0 = time.monotonic()
+        top = tuple(self._packed.top(self.table.records(), group, TOP_N, by))
+        self._owner_top = (ranked, top)
+        self._next_owner_top = time.monotonic() + OWNER_TOP_DUTY * (time.monotonic() - t0)
+        return top
+
     def _track_only(self, group: str) -> None:
         """Keep totals for the shown group only: each tracked key costs time on every event."""
         groups = self.table.agg.groups
         for name in [n for n in groups if n != group]:
             del groups[name]
+
+
+def group_title(name: str) -> str:
+    """What the heaviest panel calls a group key."""
+    return name if name in OWNER_GROUPS else GROUPS[name].title
 
 
 def _int(v: str | None) -> int | None:

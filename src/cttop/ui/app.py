@@ -25,12 +25,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from cttop.live.collector import GROUP_ORDER, TOP_BY, Collector
+from cttop.live.collector import TOP_BY, Collector, group_title
 from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.kernel.netns import NetnsSpec
 from cttop.source import LiveSource, Source
-from cttop.table.groups import GROUPS
 from cttop.table.packing import unpack
 from cttop.ui import fmt
 from cttop.ui.detail import DetailScreen
@@ -139,7 +138,7 @@ class MainScreen(RemedyKeys, FleetKeys, ReplayKeys):
         app = self.capp
         frame = app.shown_frame
         by = app.top_by
-        title = f"Heaviest {GROUPS[app.group].title} by {by}"
+        title = f"Heaviest {group_title(app.group)} by {by}"
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
@@ -210,7 +209,8 @@ class MainScreen(RemedyKeys, FleetKeys, ReplayKeys):
 
     def action_group(self) -> None:
         app = self.capp
-        app.set_group(GROUP_ORDER[(GROUP_ORDER.index(app.group) + 1) % len(GROUP_ORDER)], app.top_by)
+        order = app.collector.group_order  # process and container only where there are processes
+        app.set_group(order[(order.index(app.group) + 1) % len(order)], app.top_by)
         self._title_heaviest()
 
     def action_top_by(self) -> None:
@@ -235,6 +235,8 @@ class MainScreen(RemedyKeys, FleetKeys, ReplayKeys):
         self._title_flows()
 
     def action_pause(self) -> None:
+        if self.pause_replay():  # a replay pauses its clock instead (replay_keys)
+            return
         self.capp.toggle_pause()
         status = self.query_one(StatusLine)
         status.paused = self.capp.paused
@@ -258,7 +260,8 @@ class MainScreen(RemedyKeys, FleetKeys, ReplayKeys):
             ("Help", "Every key and what each counter means", self.capp.action_help),
             ("Filter flows", "Open the filter line (engine grammar)", self.action_filter),
             ("Clear filter", "Show every flow again", self.action_clear_filter),
-            ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone", self.action_group),
+            ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone, process, container",
+             self.action_group),
             ("Rank groups by", "Heaviest: entries, bytes or packets", self.action_top_by),
             ("Next sort column", "Sort the flows by the next column", self.action_sort),
             ("Reverse sort", "Flip the sort direction", self.action_reverse),

@@ -12,6 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from cttop.fleet.owners import Owners
 from cttop.model import (
     ICMP_PROTOS,
     R_DPORT,
@@ -30,8 +31,16 @@ from cttop.model import (
 from cttop.ui import fmt
 
 
-def detail_text(row: Row, now: float, gone: bool) -> Text:
-    """Two columns, name and value; values come from the kernel and are appended as plain text."""
+def owner_text(owners: Owners, row: Row) -> str:
+    """The owning process and its container or unit, or why there is none (as of the last owners refresh)."""
+    o = owners.owner_of(row)
+    if o is None:
+        return owners.where(row)
+    return o.text() + (f" in {o.container}" if o.container else "")
+
+
+def detail_text(row: Row, now: float, gone: bool, owner: str | None = None) -> Text:
+    """Two columns, name and value; values come from the kernel (and /proc) and are appended as plain text."""
     d = flow_dict(row)
     fam, proto = row[R_FAMILY], row[R_PROTO]
     lines: list[tuple[str, str]] = [
@@ -40,6 +49,8 @@ def detail_text(row: Row, now: float, gone: bool) -> Text:
         ("reply", (f"{fmt.endpoint(fam, proto, row[R_RSRC], row[R_RSPORT])} → "
                    f"{fmt.endpoint(fam, proto, row[R_RDST], row[R_RDPORT])}")),
     ]
+    if owner is not None:
+        lines.append(("process", owner))
     if proto in ICMP_PROTOS:
         lines.append(("icmp", fmt.icmp_text(proto, row[R_DPORT], row[R_SPORT])))
     for key in ("id", "family", "proto", "state", "status", "nat", "timeout", "mark", "zone", "use",
@@ -89,11 +100,16 @@ class DetailScreen(ModalScreen[None]):
         self.gone = gone
 
     def compose(self) -> ComposeResult:
+        from cttop.ui.app import CttopApp  # the app module imports this one
+
+        app = self.app
+        owners = app.collector.owners if isinstance(app, CttopApp) else None
+        owner = owner_text(owners, self.row) if owners is not None else None
         with Vertical(id="detail-box") as box:
             box.border_title = "Flow detail"
             box.border_subtitle = "Esc closes"
             with VerticalScroll():
-                yield Static(detail_text(self.row, self.now, self.gone), id="detail-text")
+                yield Static(detail_text(self.row, self.now, self.gone, owner), id="detail-text")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

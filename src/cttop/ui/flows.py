@@ -4,12 +4,17 @@ Only the visible lines are ever drawn. Each line is built from the packed record
 and cached as a Strip keyed by that record (records are immutable bytes, so a
 changed flow is a new key), the cursor and tag state and the column layout: on
 a scroll or a refresh with nothing new, lines come straight from the cache.
+
+On a live namespace wide enough (OWNER_MIN_WIDTH), a column names the process
+owning each flow, looked up for the drawn lines only in the collector's owners
+index (a few dict lookups a line); a new owners index makes new cache keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from rich.segment import Segment
 from rich.text import Text
@@ -25,6 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
+from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, Owners
 from cttop.live.index import FlowIndex, ViewSpec, record_id
 from cttop.model import (
     R_DPORT,
@@ -52,6 +58,9 @@ from cttop.model import (
 from cttop.table.packing import unpack
 from cttop.ui import fmt
 
+OWNER_MIN_WIDTH: Final = 120  # narrower, the process column would squeeze the tuples below an IPv4 endpoint
+OWNER_WIDTH: Final = len(LOCAL_NO_PROCESS)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -62,13 +71,14 @@ class Column:
     sort: str | None = None  # the SORTS entry this column sorts by
 
 
-def layout(width: int) -> tuple[Column, ...]:
-    """Columns for a line ``width`` cells wide; narrower screens drop mark/zone and packets first,
-    and show a NAT marker instead of the reply tuple.
+def layout(width: int, owners: bool = False) -> tuple[Column, ...]:
+    """Columns for a line ``width`` cells wide; narrower screens drop the process (shown only with
+    ``owners``), mark/zone and packets first, and show a NAT marker instead of the reply tuple.
     """
     fixed = [Column("tag", "", 1), Column("proto", "proto", 5, sort="proto"),
              Column("state", "state", 11, sort="state")]
-    tail = [Column("timeout", "timeout", 7, True, "timeout")]
+    tail = [Column("owner", "process", OWNER_WIDTH)] if owners and width >= OWNER_MIN_WIDTH else []
+    tail.append(Column("timeout", "timeout", 7, True, "timeout"))
     if width >= 100:
         tail.append(Column("mark", "mark/zone", 9, sort="mark"))
     tail.append(Column("bytes", "bytes", 6, True, "bytes"))
@@ -93,8 +103,9 @@ _STATE_CLASS = {"ESTABLISHED": "good", "ASSURED": "good", "SYN_SENT": "warn", "S
                 "LAST_ACK": "dim", "FIN_WAIT": "dim"}
 
 
-def cells(row: Row, columns: tuple[Column, ...], tagged: bool) -> list[tuple[str, str]]:
-    """(text, style class) for each column of one flow."""
+def cells(row: Row, columns: tuple[Column, ...], tagged: bool,
+          owner: Callable[[Row], str] | None = None) -> list[tuple[str, str]]:
+    """(text, style class) for each column of one flow; ``owner`` labels the process column."""
     fam, proto = row[R_FAMILY], row[R_PROTO]
     out: list[tuple[str, str]] = []
     for c in columns:
@@ -117,6 +128,9 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool) -> list[tuple[str
         elif n == "mark":
             mark, zone = row[R_MARK], row[R_ZONE]
             out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
+        elif n == "owner":
+            label = owner(row) if owner is not None else ""
+            out.append((label, "dim" if label in (FORWARDED, LOCAL_NO_PROCESS) else ""))
         elif n == "bytes":
             out.append((fmt.si(total_bytes(row)), ""))
         elif n == "packets":
@@ -193,6 +207,7 @@ class FlowList(ScrollView, can_focus=True):
         self.columns = layout(80)
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._styles_key = 0
+        self._owners_drawn = float("-inf")  # the owners index (its refresh time) the lines were drawn with
 
     @property
     def records(self) -> tuple[bytes, ...]:
@@ -225,8 +240,28 @@ class FlowList(ScrollView, can_focus=True):
     class Relaid(Message):
         """The columns changed with the width; the header must follow."""
 
+    @property
+    def owners(self) -> Owners | None:
+        """The collector's owners (a live namespace), None for a replay or outside the app."""
+        from cttop.ui.app import CttopApp  # the app module imports this one
+
+        app = self.app
+        return app.collector.owners if isinstance(app, CttopApp) else None
+
+    def _has_owner_column(self) -> bool:
+        return any(c.name == "owner" for c in self.columns)
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._check_owners)
+
+    def _check_owners(self) -> None:
+        """Redraw when the owners index was refreshed since the lines were drawn (an idle table)."""
+        owners = self.owners
+        if owners is not None and self._has_owner_column() and owners.index.at != self._owners_drawn:
+            self.refresh()
+
     def on_resize(self) -> None:
-        self.columns = layout(self.scrollable_content_region.width)
+        self.columns = layout(self.scrollable_content_region.width, self.owners is not None)
         self.virtual_size = Size(self.scrollable_content_region.width, len(self.records))
         self._cache.clear()
         self.post_message(self.Relaid())
@@ -266,13 +301,17 @@ class FlowList(ScrollView, can_focus=True):
         state = "cursor" if i == self.cursor else ""
         if state and not self.has_focus:
             state = "blur"
-        key = (rec, state, fid in self.tagged, width, self._styles_key)
+        owners = self.owners if self._has_owner_column() else None
+        at = owners.index.at if owners is not None else None
+        if at is not None:
+            self._owners_drawn = at
+        key = (rec, state, fid in self.tagged, width, self._styles_key, at)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width)
+            strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width, owners)
         return strip
 
-    def _render_record(self, rec: bytes, state: str, tagged: bool, width: int) -> Strip:
+    def _render_record(self, rec: bytes, state: str, tagged: bool, width: int, owners: Owners | None) -> Strip:
         style_of = self.get_component_rich_style
         base = self.rich_style
         if tagged:
@@ -281,7 +320,8 @@ class FlowList(ScrollView, can_focus=True):
             # The cursor line is one style end to end: column colours would fight its background.
             base += style_of("flows--cursor" if state == "cursor" else "flows--cursor-blur", partial=True)
         segs: list[Segment] = []
-        for col, (text, cls) in zip(self.columns, cells(unpack(rec), self.columns, tagged)):
+        owner = owners.label if owners is not None else None
+        for col, (text, cls) in zip(self.columns, cells(unpack(rec), self.columns, tagged, owner)):
             text = fmt.truncate(text, col.width)
             text = text.rjust(col.width) if col.right else text.ljust(col.width)
             style = base + style_of(f"flows--{cls}", partial=True) if cls and not state else base

@@ -1,13 +1,113 @@
-"""Replay keys: the timeline of a recording (pause, seek)."""
+"""Replay keys: the time line of a recording (pause, seek, speed), and the line that shows it.
+
+They exist only when the view is a replay: ``check_action`` hides them (and the
+palette leaves them out) on a live namespace. In a replay ``p`` pauses the
+replay's clock instead of freezing the view, so a seek while paused still shows
+the table at its new position.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 
-from cttop.ui.keys import KeyGroup
+from cttop.fleet.replay import ReplaySource
+from cttop.ui.header import StatusLine
+from cttop.ui.keys import KeyGroup, PaletteEntry
+from cttop.ui.timeline import Timeline, speed_text
+
+SEEK_SHORT: Final = 10.0
+SEEK_LONG: Final = 60.0
+SPEEDS: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+_REPLAY_ONLY: Final = frozenset({"seek", "speed"})
 
 
 class ReplayKeys(KeyGroup):
-    BINDINGS: ClassVar[list[BindingType]] = []
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("comma", f"seek({-SEEK_SHORT:g})", f"Back {SEEK_SHORT:g} s", key_display=","),
+        Binding("full_stop", f"seek({SEEK_SHORT:g})", f"Forward {SEEK_SHORT:g} s", key_display="."),
+        Binding("less_than_sign", f"seek({-SEEK_LONG:g})", f"Back {SEEK_LONG:g} s", key_display="<", show=False),
+        Binding("greater_than_sign", f"seek({SEEK_LONG:g})", f"Forward {SEEK_LONG:g} s", key_display=">",
+                show=False),
+        Binding("left_square_bracket", "speed(-1)", "Slower replay", key_display="[", show=False),
+        Binding("right_square_bracket", "speed(1)", "Faster replay", key_display="]", show=False),
+    ]
+
+    @property
+    def replay(self) -> ReplaySource | None:
+        source = self.capp.source
+        return source if isinstance(source, ReplaySource) else None
+
+    def on_mount(self) -> None:
+        replay = self.replay
+        if replay is not None:
+            self.mount(Timeline(replay, id="timeline"), after="#status")
+            self._show_paused(replay.paused)  # `cttop replay --paused` starts so
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _REPLAY_ONLY and self.replay is None:
+            return False
+        return super().check_action(action, parameters)
+
+    def pause_replay(self) -> bool:
+        """Pause or resume the replay's clock; False (nothing done) when this is no replay."""
+        replay = self.replay
+        if replay is None:
+            return False
+        if replay.paused:
+            replay.resume()
+        else:
+            replay.pause()
+        self._show_paused(replay.paused)
+        return True
+
+    def action_seek(self, seconds: float) -> None:
+        replay = self.replay
+        if replay is None:
+            return
+        collector = self.capp.collector
+        pending = collector.seeking
+        frame = self.capp.shown_frame
+        if pending is not None:
+            base = pending  # keys pressed in a row add up
+        elif frame is not None:
+            base = frame.time - replay.recording.start  # from what the screen shows
+        else:
+            base = replay.position
+        collector.seek(min(max(0.0, base + seconds), replay.duration))
+        self._refresh_timeline()
+
+    def action_speed(self, step: int) -> None:
+        replay = self.replay
+        if replay is None:
+            return
+        now = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - replay.speed))
+        replay.set_speed(SPEEDS[max(0, min(len(SPEEDS) - 1, now + step))])
+        self.notify(f"replay speed {speed_text(replay.speed)}", timeout=2)
+        self._refresh_timeline()
+
+    def _show_paused(self, paused: bool) -> None:
+        status = self.query_one(StatusLine)
+        status.paused = paused
+        status.refresh()
+        self._refresh_timeline()
+
+    def _refresh_timeline(self) -> None:
+        for timeline in self.query(Timeline):
+            timeline.refresh()
+
+    def palette(self) -> list[PaletteEntry]:
+        mine: list[PaletteEntry] = []
+        if self.replay is not None:
+            mine = [
+                PaletteEntry("Replay: pause / play", "Stop or restart the replay's clock", self.pause_replay),
+                PaletteEntry(f"Replay: back {SEEK_SHORT:g} s", "Seek back", lambda: self.action_seek(-SEEK_SHORT)),
+                PaletteEntry(f"Replay: forward {SEEK_SHORT:g} s", "Seek forward",
+                             lambda: self.action_seek(SEEK_SHORT)),
+                PaletteEntry(f"Replay: back {SEEK_LONG:g} s", "Seek back", lambda: self.action_seek(-SEEK_LONG)),
+                PaletteEntry(f"Replay: forward {SEEK_LONG:g} s", "Seek forward", lambda: self.action_seek(SEEK_LONG)),
+                PaletteEntry("Replay: slower", "Halve the replay speed", lambda: self.action_speed(-1)),
+                PaletteEntry("Replay: faster", "Double the replay speed", lambda: self.action_speed(1)),
+            ]
+        return super().palette() + mine
