@@ -41,7 +41,7 @@ from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.keys import PaletteEntry
 from cttop.ui.pressure import PressurePanel
-from cttop.ui.remedy_keys import RemedyKeys
+from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
 from cttop.ui.screens.help import HelpScreen, bindings_of
 from cttop.ui.states import StatesPanel
@@ -474,7 +474,7 @@ class CttopApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(help_sections()))
+        self.push_screen(HelpScreen(help_sections(self.read_only)))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -482,10 +482,10 @@ class CttopApp(App[None]):
             yield SystemCommand(entry.title, entry.help, entry.callback)
 
 
-def help_sections() -> list[tuple[str, list[Binding]]]:
+def help_sections(read_only: bool = False) -> list[tuple[str, list[Binding]]]:
     return [
         ("Everywhere", bindings_of(CttopApp, MainScreen)),
-        ("Remediation (hidden with --read-only)", bindings_of(RemedyKeys)),
+        ("Remediation (changes hidden with --read-only)", remedy_help(read_only)),
         ("Doctor and namespaces", bindings_of(FleetKeys)),
         ("Replay", bindings_of(ReplayKeys)),
         ("Flow list", bindings_of(FlowList)),

@@ -22,6 +22,7 @@ class StatusLine(Widget):
         self.paused = False
         self.read_only = False
         self.tagged = 0
+        self.drift = 0  # values cttop set that someone changed since (remediation's drift check)
         self.loading_for = 0.0  # seconds the first load has taken so far
 
     def show(self, frame: Frame) -> None:
@@ -56,6 +57,9 @@ class StatusLine(Widget):
             t.append(" · read-only", self._s("dim"))
         if self.tagged:
             t.append(f" · {self.tagged} tagged")
+        if self.drift:
+            t.append(f" · drift: {self.drift} value{'s' if self.drift > 1 else ''} changed since cttop set them",
+                     self._s("alert"))
         if f.lost:
             t.append(f" · events lost, resynced ×{f.lost}", self._s("alert"))
         if f.bad:

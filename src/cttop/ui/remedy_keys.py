@@ -1,13 +1,265 @@
-"""Remediation keys: delete, flush, tunables, NOTRACK, undo, journal."""
+"""Remediation keys: delete, flush, tunables, NOTRACK, undo, journal; and the drift check for the status line.
+
+Every change goes through :func:`cttop.ui.apply.confirm_and_apply`: the plan and
+its command are shown with the focus on "No", and it is applied off the UI
+thread. Plans that read the kernel to describe themselves (a flush counts its
+flows, NOTRACK looks for NAT'd flows among those it would catch, an undo reads
+the journal and the rules) are also built off the UI thread, so a big table
+never freezes the screen.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, Final
 
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 
-from cttop.ui.keys import KeyGroup
+from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, undo_plan
+from cttop.actions.flows import matching_rows
+from cttop.errors import CttopError
+from cttop.filter import compile_filter
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.live.index import record_id
+from cttop.model import ICMP_PROTOS, R_DPORT, R_DST, R_PROTO, Row, addr_text, proto_name
+from cttop.table.packing import unpack
+from cttop.ui.apply import confirm_and_apply
+from cttop.ui.flows import FlowList
+from cttop.ui.header import StatusLine
+from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.keys import KeyGroup, PaletteEntry, writes
+from cttop.ui.screens.help import bindings_of
+from cttop.ui.screens.journal import JournalScreen
+from cttop.ui.screens.notrack import NotrackRulesScreen
+from cttop.ui.screens.tunables import TunablesScreen
+
+DRIFT_EVERY: Final = 5.0  # seconds between drift checks
+# Protocols NOTRACK rules can match by port (nft and iptables both).
+_NOTRACK_PORT_PROTOS: Final = frozenset({6, 17, 132})
+# Actions that need a namespace to act on or show: off for a replay or a recorded source.
+_NEEDS_NETNS: Final = frozenset({"delete_flows", "flush_flows", "notrack", "undo", "tunables", "notrack_rules"})
+
+
+def notrack_expr(row: Row) -> str:
+    """The traffic to exempt for one flow: its service, i.e. protocol, destination and destination port.
+
+    Exempting the service rather than the one 5-tuple is what stops a flood (every
+    client of a DNS server, say); NOTRACK mirrors it, so replies go untracked too.
+    """
+    proto = row[R_PROTO]
+    name = proto_name(proto)
+    head = name if not name.isdigit() else f"proto {proto}"
+    dst = addr_text(row[R_DST])
+    if proto in _NOTRACK_PORT_PROTOS:
+        return f"{head} dst {dst} dport {row[R_DPORT]}"
+    if proto in ICMP_PROTOS:
+        return f"{name} dst {dst}"
+    return f"{head} dst {dst}"
+
+
+def notrack_plan(spec: NetnsSpec, expr: str) -> AddNotrack:
+    """The rules for ``expr``, told which flows they would catch now (for the NAT warning)."""
+    flt = compile_filter(expr)
+    with Ctnetlink(spec) as ct:
+        rows = matching_rows(ct, flt)
+    return AddNotrack(spec, flt, rows=rows)
 
 
 class RemedyKeys(KeyGroup):
-    BINDINGS: ClassVar[list[BindingType]] = []
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "delete_flows", "Delete"),
+        Binding("F", "flush_flows", "Flush"),
+        Binding("t", "tunables", "Tunables", show=False),
+        Binding("n", "notrack", "NOTRACK", show=False),
+        Binding("T", "notrack_rules", "NOTRACK rules: list, remove", show=False),
+        Binding("u", "undo", "Undo"),
+        Binding("J", "journal", "Journal of changes", show=False),
+    ]
+
+    _preparing: bool = False  # a plan is being built: one at a time
+
+    def on_mount(self) -> None:
+        if self.capp.spec is not None:
+            self.set_interval(DRIFT_EVERY, self.check_drift)
+            self.check_drift()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _NEEDS_NETNS and self.capp.spec is None:
+            return False
+        return super().check_action(action, parameters)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _write_spec(self) -> NetnsSpec | None:
+        """The namespace to change, or None (and say why) when changes are off."""
+        app = self.capp
+        if app.read_only or app.spec is None:
+            self.notify("read-only: changes are off", severity="warning")
+            return None
+        return app.spec
+
+    def _prepare(self, build: Callable[[], Plan], title: str, what: str,
+                 done: Callable[[ActionResult], None] | None = None) -> None:
+        """Build a plan on a worker thread (it may dump the table), then confirm it and apply it."""
+        if self._preparing:
+            self.notify("still preparing the previous change", severity="warning")
+            return
+        self._preparing = True
+        app = self.app
+
+        def after(result: ActionResult) -> None:
+            self.check_drift()
+            if done is not None:
+                done(result)
+
+        def ready(plan: Plan | None, error: str) -> None:
+            self._preparing = False
+            if plan is None:
+                app.notify(f"{what}: {error}; nothing was changed", severity="error", timeout=10, markup=False)
+            else:
+                confirm_and_apply(app, plan, title, after)
+
+        def work() -> None:
+            try:
+                plan = build()
+            except CttopError as e:
+                app.call_from_thread(ready, None, str(e))
+                return
+            app.call_from_thread(ready, plan, "")
+
+        self.run_worker(work, thread=True, group="remedy-plan")
+
+    def _selected_ids(self) -> list[int]:
+        fl = self.query_one(FlowList)
+        if fl.tagged:
+            return sorted(fl.tagged)
+        fid = fl.cursor_flow()
+        return [] if fid is None else [fid]
+
+    def _untag(self, ids: list[int]) -> None:
+        fl = self.query_one(FlowList)
+        if fl.tagged.intersection(ids):
+            fl.tagged.difference_update(ids)
+            fl.refresh()
+            fl.post_message(FlowList.Tagged(ids[0]))  # the screen recounts the tags in the status line
+
+    # --- drift ----------------------------------------------------------------------------
+
+    def check_drift(self) -> None:
+        spec = self.capp.spec
+        if spec is None:
+            return
+        app = self.capp
+
+        def work() -> None:
+            try:
+                n = len(drift.check(spec))
+            except (CttopError, OSError):
+                return  # journal or namespace unreadable right now: keep what the line says
+            app.call_from_thread(self._show_drift, n)
+
+        self.run_worker(work, thread=True, group="drift", exclusive=True)
+
+    def _show_drift(self, n: int) -> None:
+        status = self.query_one(StatusLine)
+        if status.drift != n:
+            status.drift = n
+            status.refresh()
+
+    # --- actions --------------------------------------------------------------------------
+
+    @writes
+    def action_delete_flows(self) -> None:
+        spec = self._write_spec()
+        if spec is None:
+            return
+        ids = self._selected_ids()
+        if not ids:
+            self.notify("no flow selected: move to a flow, or tag flows with Space", severity="warning")
+            return
+        rows = [r for r in map(self.capp.collector.flow, ids) if r is not None]
+        if not rows:
+            self.notify("the selected flows are gone already (expired or deleted)", severity="warning")
+            return
+        if len(rows) < len(ids):
+            self.notify(f"{len(ids) - len(rows)} of the selected flows are gone already", timeout=4)
+        plan = DeleteFlows(spec, rows)
+        title = "Delete the selected flow" if len(rows) == 1 else f"Delete {len(rows)} tagged flows"
+        confirm_and_apply(self.app, plan, title, done=lambda _: self._untag(ids))
+
+    @writes
+    def action_flush_flows(self) -> None:
+        spec = self._write_spec()
+        if spec is None:
+            return
+        text = self.capp.view.filter.strip()
+        title = f"Flush flows matching '{text}'" if text else "Flush the WHOLE table"
+        self.notify("counting the flows to flush…", timeout=2)
+        self._prepare(lambda: FlushFlows(spec, text or None), title, "cannot flush")
+
+    @writes
+    def action_notrack(self) -> None:
+        spec = self._write_spec()
+        if spec is None:
+            return
+        focused = self.focused
+        if isinstance(focused, HeaviestPanel):
+            groups = focused.rows
+            if not 0 <= focused.cursor < len(groups):
+                self.notify("no group selected", severity="warning")
+                return
+            group = groups[focused.cursor]
+            if group.filter is None:
+                self.notify(f"{group.text}: no filter selects this group", severity="warning", markup=False)
+                return
+            expr = group.filter
+        else:
+            fl = self.query_one(FlowList)
+            rec = fl.cursor_record()
+            if rec is None:
+                self.notify("no flow selected (Tab reaches the heaviest groups)", severity="warning")
+                return
+            row = self.capp.collector.flow(record_id(rec)) or unpack(rec)
+            expr = notrack_expr(row)
+        self._prepare(lambda: notrack_plan(spec, expr), f"NOTRACK '{expr}'", "cannot add NOTRACK")
+
+    def action_notrack_rules(self) -> None:
+        spec = self.capp.spec
+        if spec is not None:
+            self.app.push_screen(NotrackRulesScreen(spec))
+
+    def action_tunables(self) -> None:
+        spec = self.capp.spec
+        if spec is not None:
+            self.app.push_screen(TunablesScreen(spec))
+
+    @writes
+    def action_undo(self) -> None:
+        spec = self._write_spec()
+        if spec is None:
+            return
+        self._prepare(lambda: undo_plan(spec, None), "Undo the last change", "cannot undo")
+
+    def action_journal(self) -> None:
+        self.app.push_screen(JournalScreen(self.capp.spec))
+
+    def palette(self) -> list[PaletteEntry]:
+        entries = [
+            (self.action_delete_flows, "Delete flows", "Delete the flow under the cursor, or every tagged flow"),
+            (self.action_flush_flows, "Flush flows", "Delete every flow the filter matches (no filter: all)"),
+            (self.action_tunables, "Tunables", "conntrack sysctls: value, default, meaning; edit and persist"),
+            (self.action_notrack, "NOTRACK", "Stop tracking the selected group's or flow's traffic"),
+            (self.action_notrack_rules, "NOTRACK rules", "List and remove cttop's NOTRACK rules"),
+            (self.action_undo, "Undo last change", "Take back the last change made in this namespace"),
+            (self.action_journal, "Journal", "Every change cttop made: when, what, who, where"),
+        ]
+        mine = [PaletteEntry(title, help, fn) for fn, title, help in entries
+                if self.check_action(fn.__name__.removeprefix("action_"), ())]
+        return super().palette() + mine
+
+
+def remedy_help(read_only: bool) -> list[Binding]:
+    """The help screen's remediation keys; with --read-only the write keys are left out (they are refused)."""
+    return [b for b in bindings_of(RemedyKeys)
+            if not (read_only and getattr(getattr(RemedyKeys, f"action_{b.action}", None), "cttop_writes", False))]

@@ -1,0 +1,169 @@
+"""Tunables: every conntrack sysctl with its value, default and meaning; edit one, confirm, apply, maybe persist.
+
+A value is checked when it is entered (integer, range, allowed choices); what
+is legal but risky (max below the count, hashsize far below max/4, a timeout far
+below its default) is in the confirmation's warnings. Values that cannot be
+written here say why (globals outside the initial namespace). A value cttop set
+that someone changed since is marked "drift".
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Checkbox, DataTable, Footer, Input, Label, Static
+
+from cttop.actions import SetSysctls, tunables
+from cttop.actions.tunables import TunableState
+from cttop.errors import CttopError
+from cttop.kernel.netns import NetnsSpec
+from cttop.ui.apply import confirm_and_apply
+from cttop.ui.keys import writes
+from cttop.ui.screens.remedy_base import RemedyScreen, persist_paths
+
+DRIFT_MARK = "drift!"
+
+
+def short_name(name: str) -> str:
+    return name.removeprefix("nf_conntrack_")
+
+
+def detail_text(s: TunableState) -> Text:
+    t = s.tunable
+    out = Text()
+    out.append(f"{t.name}", "bold")
+    out.append(f" = {s.value if s.value is not None else '?'}")
+    if t.default is not None:
+        out.append(f"   default {t.default}", "dim")
+    allowed = ", ".join(map(str, t.choices)) if t.choices else f"{t.lo}..{t.hi}"
+    out.append(f"   allowed {allowed}", "dim")
+    if t.is_global:
+        out.append("   global: one value for every namespace", "dim")
+    out.append(f"\n{t.meaning}")
+    if not s.writable:
+        out.append(f"\nread-only here: {s.why_not}", "bold")
+    if s.drift is not None:
+        out.append(f"\nDRIFT: {s.drift.message()}", "bold")
+    return out
+
+
+class TunablesScreen(RemedyScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close"),
+        Binding("e", "edit", "Edit value"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+
+    def __init__(self, spec: NetnsSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.states: list[TunableState] = []
+        self.paths = persist_paths()
+        self.editing: TunableState | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="tunables-box", classes="remedy-box") as box:
+            box.border_title = f"Tunables · namespace {self.spec.label()}"
+            box.border_subtitle = "Esc closes" if self.read_only else "e or Enter edits · Esc closes"
+            yield DataTable(id="tunables-table", cursor_type="row", zebra_stripes=True)
+            yield Static(id="tunables-detail", classes="remedy-detail")
+            with Vertical(id="tunables-edit"):
+                with Horizontal(id="tunables-edit-line"):
+                    yield Label("", id="tunables-edit-name")
+                    yield Input(id="tunables-input")
+                yield Checkbox(f"persist ({self.paths.sysctl_file}; hashsize: {self.paths.modprobe_file})",
+                               id="tunables-persist")
+                yield Static("", id="tunables-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("tunable", "value", "default", "")
+        self.query_one("#tunables-edit").display = False
+        table.focus()
+        self.action_reload()
+
+    # --- the list ------------------------------------------------------------------------
+
+    def action_reload(self) -> None:
+        spec = self.spec
+        self.load(lambda: tunables.states(spec), self.show_states, "reading the tunables")
+
+    def show_states(self, states: list[TunableState]) -> None:
+        self.states = states
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for s in states:
+            flag = DRIFT_MARK if s.drift is not None else "" if s.writable else "read-only"
+            default = "" if s.tunable.default is None else str(s.tunable.default)
+            table.add_row(Text(short_name(s.name)), Text(s.value or "?", justify="right"),
+                          Text(default, justify="right"), Text(flag, "bold" if s.drift else "dim"), key=s.name)
+        if states:
+            table.move_cursor(row=max(0, min(row, len(states) - 1)))
+        self._show_detail()
+
+    def refresh_after(self) -> None:
+        if self.is_attached:
+            self.action_reload()
+
+    def selected(self) -> TunableState | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.states[row] if 0 <= row < len(self.states) else None
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
+        if not self.read_only:
+            self.action_edit()
+
+    def _show_detail(self) -> None:
+        s = self.selected()
+        self.query_one("#tunables-detail", Static).update(detail_text(s) if s is not None else "")
+
+    # --- editing -------------------------------------------------------------------------
+
+    @writes
+    def action_edit(self) -> None:
+        s = self.selected()
+        if s is None:
+            return
+        if not s.writable:
+            self.notify(f"{s.name}: {s.why_not}", severity="warning", timeout=6, markup=False)
+            return
+        self.editing = s
+        self.query_one("#tunables-edit-name", Label).update(Text(f"{short_name(s.name)} = "))
+        field = self.query_one("#tunables-input", Input)
+        field.value = s.value or ""
+        self.query_one("#tunables-error", Static).update("")
+        self.query_one("#tunables-edit").display = True
+        field.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        s = self.editing
+        if s is None or self.read_only:
+            return
+        persist = self.paths if self.query_one("#tunables-persist", Checkbox).value else None
+        try:
+            plan = SetSysctls(self.spec, {s.name: event.value}, persist=persist)
+        except CttopError as e:  # a bad value: say so where it was typed, change nothing
+            self.query_one("#tunables-error", Static).update(Text(str(e)))
+            return
+        self._close_edit()
+        confirm_and_apply(self.app, plan, f"Set {short_name(s.name)}", done=lambda _: self.refresh_after())
+
+    def _close_edit(self) -> None:
+        self.editing = None
+        self.query_one("#tunables-edit").display = False
+        self.query_one(DataTable).focus()
+
+    def action_close(self) -> None:
+        if self.editing is not None:
+            self._close_edit()
+        else:
+            self.dismiss(None)

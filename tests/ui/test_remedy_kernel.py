@@ -1,0 +1,472 @@
+"""Remediation from the TUI on a real namespace: every key is checked against the kernel afterwards
+(conntrack -L, /proc/sys and nft inside the namespace), never against what cttop reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input
+
+from cttop.kernel.netns import NetnsSpec
+from cttop.live.index import record_id
+from cttop.model import R_ID
+from cttop.source import LiveSource
+from cttop.ui.app import CttopApp
+from cttop.ui.header import StatusLine
+from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.remedy_keys import RemedyKeys
+from cttop.ui.screens.confirm import ConfirmScreen
+from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
+from cttop.ui.screens.journal import JournalScreen
+from cttop.ui.screens.notrack import NotrackRulesScreen
+from cttop.ui.screens.tunables import TunablesScreen
+from tests.conftest import delete_netns, make_netns, sh
+from tests.ui.helpers import screen_text, wait_for, wait_live, wait_view
+
+pytestmark = pytest.mark.kernel
+
+UDP_TIMEOUT = "nf_conntrack_udp_timeout"
+
+
+# --- the kernel, read without cttop ----------------------------------------------------------
+
+def kernel_flows(ns: str) -> dict[int, str]:
+    """conntrack id -> the line `conntrack -L -o id` prints for it."""
+    out: dict[int, str] = {}
+    for line in sh("conntrack", "-L", "-o", "id", netns=ns).splitlines():
+        m = re.search(r"\bid=(\d+)", line)
+        if m:
+            out[int(m.group(1))] = line
+    return out
+
+
+def orig(line: str, key: str) -> str:
+    """The first (original-tuple) value of ``key=`` in a conntrack line."""
+    m = re.search(rf"\b{key}=(\S+)", line)
+    assert m, (key, line)
+    return m.group(1)
+
+
+def proc_sys(ns: str, name: str) -> str:
+    return sh("cat", f"/proc/sys/net/netfilter/{name}", netns=ns).strip()
+
+
+def nft_cttop(ns: str) -> str:
+    """cttop's nft table in the namespace, or '' when there is none."""
+    return sh("nft", "list", "table", "inet", "cttop", netns=ns, check=False)
+
+
+def journal_lines(state: Path) -> list[dict[str, object]]:
+    path = state / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def populate(ns: str) -> None:
+    def insert(*args: str) -> None:
+        sh("conntrack", "-I", *args, netns=ns)
+
+    for i in range(12):
+        insert("-p", "tcp", "-s", f"10.0.0.{i % 3 + 1}", "-d", "10.1.0.1", "--sport", str(40000 + i),
+               "--dport", "443", "--state", "ESTABLISHED", "-t", "3600", "-u", "SEEN_REPLY,ASSURED")
+    for i in range(8):
+        insert("-p", "udp", "-s", "10.0.0.9", "-d", "10.1.0.53", "--sport", str(50000 + i), "--dport", "53",
+               "-t", "600")
+    for i in range(4):
+        insert("-p", "udp", "-s", "10.0.0.6", "-d", "10.1.0.54", "--sport", str(51000 + i), "--dport", "4789",
+               "-t", "600")
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    name = make_netns("cttop-remedy")
+    try:
+        populate(name)
+        yield name
+    finally:
+        delete_netns(name)
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The journal and persisted files go to a temp dir, never /var/lib or /etc."""
+    d = tmp_path / "state"
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(d))
+    monkeypatch.setenv("CTTOP_PERSIST_DIR", str(tmp_path / "etc"))
+    monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
+    return d
+
+
+def app_for(ns: str, read_only: bool = False) -> CttopApp:
+    return CttopApp(LiveSource(NetnsSpec(name=ns)), interval=0.2, read_only=read_only)
+
+
+SIZE = (160, 40)
+
+
+# --- driving the app -------------------------------------------------------------------------
+
+async def confirm_open(pilot: Pilot[object], app: CttopApp) -> ConfirmScreen:
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+    screen = app.screen
+    assert isinstance(screen, ConfirmScreen)
+    return screen
+
+
+def confirm_text(screen: ConfirmScreen) -> str:
+    return str(screen.query_one("#confirm-text").render())
+
+
+async def yes_and_wait(pilot: Pilot[object], app: CttopApp, state: Path) -> dict[str, object]:
+    """Say yes, then wait until the change is journaled (the journal line is written after the change)."""
+    before = len(journal_lines(state))
+    await pilot.press("y")
+    await wait_for(pilot, lambda: len(journal_lines(state)) > before, "the change to be journaled")
+    return journal_lines(state)[-1]
+
+
+async def set_filter(pilot: Pilot[object], app: CttopApp, text: str) -> None:
+    await pilot.press("slash", *text, "enter")
+    await wait_view(pilot, app)
+
+
+def notes(app: CttopApp) -> list[str]:
+    """The notifications (toasts) the app has raised; Textual keeps no public list of them."""
+    return [n.message for n in app._notifications]
+
+
+def cursor_conntrack_id(app: CttopApp) -> int:
+    rec = app.main.flow_list.cursor_record()
+    assert rec is not None
+    row = app.collector.flow(record_id(rec))
+    assert row is not None
+    return int(row[R_ID])
+
+
+# --- delete and flush ------------------------------------------------------------------------
+
+async def test_d_deletes_exactly_the_flow_under_the_cursor(ns: str, state: Path) -> None:
+    before = kernel_flows(ns)
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("down", "down")
+        target = cursor_conntrack_id(app)
+        await pilot.press("d")
+        screen = await confirm_open(pilot, app)
+        assert "cannot be undone" in confirm_text(screen) and "conntrack -D" in confirm_text(screen)
+        rec = await yes_and_wait(pilot, app, state)
+    after = kernel_flows(ns)
+    assert target in before
+    assert set(after) == set(before) - {target}
+    assert rec["kind"] == "delete" and rec["undoable"] is False
+
+
+async def test_d_deletes_exactly_the_tagged_flows(ns: str, state: Path) -> None:
+    before = kernel_flows(ns)
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        tagged = []
+        for _ in range(3):
+            tagged.append(cursor_conntrack_id(app))
+            await pilot.press("space", "down")  # tag, then skip one
+        await pilot.press("d")
+        screen = await confirm_open(pilot, app)
+        assert "Delete 3 selected flows" in confirm_text(screen)
+        await yes_and_wait(pilot, app, state)
+        await wait_for(pilot, lambda: not app.main.flow_list.tagged, "the deleted flows to be untagged")
+    after = kernel_flows(ns)
+    assert len(set(tagged)) == 3
+    assert set(after) == set(before) - set(tagged)
+
+
+async def test_F_with_a_filter_flushes_exactly_the_matching_flows(ns: str, state: Path) -> None:
+    before = kernel_flows(ns)
+    dns = {i for i, line in before.items() if line.startswith("udp") and orig(line, "dport") == "53"}
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await set_filter(pilot, app, "udp dport 53")
+        await pilot.press("F")
+        screen = await confirm_open(pilot, app)
+        text = confirm_text(screen)
+        assert "Flush the 8 flows matching 'udp dport 53'" in text
+        assert "conntrack -D -p udp --dport 53" in text
+        rec = await yes_and_wait(pilot, app, state)
+    after = kernel_flows(ns)
+    assert len(dns) == 8
+    assert set(after) == set(before) - dns
+    assert rec["kind"] == "flush"
+
+
+async def test_F_without_a_filter_warns_with_the_count_and_No_changes_nothing(ns: str, state: Path) -> None:
+    before = kernel_flows(ns)
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("F")
+        screen = await confirm_open(pilot, app)
+        text = confirm_text(screen)
+        assert f"ALL {len(before)} flows" in text and "NAT'd sessions will break" in text
+        assert "conntrack -F" in text
+        await pilot.press("escape")  # Esc: no
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("F")
+        await confirm_open(pilot, app)
+        await pilot.press("enter")  # the focus is on No
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("d")
+        await confirm_open(pilot, app)
+        await pilot.press("enter")
+        await pilot.press("d")
+        await confirm_open(pilot, app)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert not [w for w in app.workers if w.group == "apply"]
+    assert set(kernel_flows(ns)) == set(before)
+    assert journal_lines(state) == []
+
+
+# --- tunables, undo, drift, journal ----------------------------------------------------------
+
+async def open_tunables(pilot: Pilot[object], app: CttopApp) -> TunablesScreen:
+    await pilot.press("t")
+    await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen) and bool(app.screen.states),
+                   "the tunables")
+    screen = app.screen
+    assert isinstance(screen, TunablesScreen)
+    return screen
+
+
+async def edit(pilot: Pilot[object], screen: TunablesScreen, name: str, value: str) -> None:
+    """Move to ``name``, open the edit line with e, type ``value`` over the old one, Enter."""
+    names = [s.name for s in screen.states]
+    table = screen.query_one(DataTable)
+    await pilot.press(*["up"] * len(names), *["down"] * names.index(name))
+    assert screen.states[table.cursor_row].name == name
+    await pilot.press("e")
+    field = screen.query_one("#tunables-input", Input)
+    assert field.has_focus
+    await pilot.press(*["backspace"] * (len(field.value) + 1), *value, "enter")
+
+
+async def test_t_sets_a_timeout_u_undoes_it_and_drift_shows(ns: str, state: Path) -> None:
+    old = proc_sys(ns, UDP_TIMEOUT)
+    assert old == "30"
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_tunables(pilot, app)
+        await edit(pilot, screen, UDP_TIMEOUT, "17")
+        confirm = await confirm_open(pilot, app)
+        assert "nf_conntrack_udp_timeout: 30 -> 17" in confirm_text(confirm)
+        assert "sysctl -w net.netfilter.nf_conntrack_udp_timeout=17" in confirm_text(confirm)
+        await yes_and_wait(pilot, app, state)
+        assert proc_sys(ns, UDP_TIMEOUT) == "17"
+        await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen)
+                       and any(s.name == UDP_TIMEOUT and s.value == "17" for s in app.screen.states),
+                       "the tunables screen to show the new value")
+
+        # Someone else changes it: the tunables screen and the status line say so.
+        sh("sysctl", "-qw", f"net.netfilter.{UDP_TIMEOUT}=25", netns=ns)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen) and "drift!" in screen_text(app),
+                       "the drift marker on the tunables screen")
+        await pilot.press("escape")
+        assert app.screen is app.main
+        app.main.check_drift()
+        await wait_for(pilot, lambda: "drift: 1 value changed since cttop set them" in screen_text(app),
+                       "the drift note in the status line")
+
+        await pilot.press("u")
+        confirm = await confirm_open(pilot, app)
+        assert "nf_conntrack_udp_timeout: 25 -> 30" in confirm_text(confirm)
+        rec = await yes_and_wait(pilot, app, state)
+        assert proc_sys(ns, UDP_TIMEOUT) == "30"
+        app.main.check_drift()
+        await wait_for(pilot, lambda: app.main.query_one(StatusLine).drift == 0, "the drift note to go")
+        assert "drift:" not in screen_text(app)
+
+        # The journal screen lists both changes, the set marked as undone by the undo.
+        lines = journal_lines(state)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.records),
+                       "the journal screen")
+        text = screen_text(app)
+    assert [x["kind"] for x in lines] == ["sysctl", "sysctl"]
+    assert rec["undoes"] == lines[0]["id"]
+    assert f"undone by {lines[1]['id']}" in text and f"undo of {lines[0]['id']}" in text
+    assert str(lines[0]["id"]) in text and "root (0)" in text
+
+
+async def test_t_bad_value_is_refused_where_typed_and_changes_nothing(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_tunables(pilot, app)
+        await edit(pilot, screen, UDP_TIMEOUT, "abc")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, TunablesScreen)  # no confirmation for a bad value
+        assert "not an integer" in screen_text(app)
+        await pilot.press(*["backspace"] * 3, *"-5", "enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, TunablesScreen)
+        assert "out of range" in screen_text(app)
+    assert proc_sys(ns, UDP_TIMEOUT) == "30"
+    assert journal_lines(state) == []
+
+
+async def test_a_failed_apply_shows_the_error_and_changes_nothing(ns: str, state: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_tunables(pilot, app)
+        # From now on the journal cannot be kept, so applying must refuse (plans journal or do nothing).
+        monkeypatch.setenv("CTTOP_STATE_DIR", str(blocker / "state"))
+        await edit(pilot, screen, UDP_TIMEOUT, "12")
+        await confirm_open(pilot, app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any("failed, nothing changed" in m for m in notes(app)), "the error")
+        assert any("journal directory" in m and "Not a directory" in m for m in notes(app))
+    assert proc_sys(ns, UDP_TIMEOUT) == "30"
+
+
+# --- NOTRACK ---------------------------------------------------------------------------------
+
+async def test_n_on_a_flow_adds_notrack_rules_and_the_rules_screen_removes_them(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await set_filter(pilot, app, "udp dport 53")
+        await pilot.press("n")
+        confirm = await confirm_open(pilot, app)
+        text = confirm_text(confirm)
+        assert "Stop tracking 'udp dst 10.1.0.53 dport 53'" in text
+        assert "ct state untracked" in text and "lose NAT" in text
+        rec = await yes_and_wait(pilot, app, state)
+        ruleset = nft_cttop(ns)
+        # Both directions, in both raw-priority chains.
+        assert re.search(r'ip daddr 10\.1\.0\.53 udp dport 53 notrack comment "cttop:' + str(rec["id"]), ruleset)
+        assert re.search(r"ip saddr 10\.1\.0\.53 udp sport 53 notrack", ruleset)
+        assert "hook prerouting priority raw" in ruleset and "hook output priority raw" in ruleset
+
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.groups),
+                       "the NOTRACK rules screen")
+        assert "udp dst 10.1.0.53 dport 53" in screen_text(app)
+        await pilot.press("x")
+        confirm = await confirm_open(pilot, app)
+        assert "tracked again" in confirm_text(confirm)
+        await yes_and_wait(pilot, app, state)
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and not app.screen.groups,
+                       "the rules screen to show none left")
+    assert nft_cttop(ns) == ""
+    assert "notrack" not in sh("nft", "list", "ruleset", netns=ns)
+
+
+async def test_n_on_a_heaviest_group_then_remove_all(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        heaviest = app.main.query_one(HeaviestPanel)
+        await wait_for(pilot, lambda: bool(heaviest.rows), "the heaviest groups")
+        heaviest.focus()
+        await pilot.pause()
+        group = heaviest.rows[heaviest.cursor]
+        assert group.filter is not None
+        await pilot.press("n")
+        confirm = await confirm_open(pilot, app)
+        assert f"Stop tracking '{group.filter}'" in confirm_text(confirm)
+        await yes_and_wait(pilot, app, state)
+        src = group.filter.split()[-1]  # the src group: "src ADDR"
+        assert group.filter.startswith("src ")
+        ruleset = nft_cttop(ns)
+        assert f"ip saddr {src} notrack" in ruleset and f"ip daddr {src} notrack" in ruleset
+
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.groups),
+                       "the NOTRACK rules screen")
+        await pilot.press("X")
+        await confirm_open(pilot, app)
+        await yes_and_wait(pilot, app, state)
+    assert nft_cttop(ns) == ""
+
+
+# --- read-only -------------------------------------------------------------------------------
+
+WRITE_KEYS = {"d": "Delete", "F": "Flush", "n": "NOTRACK", "u": "Undo"}
+
+
+def help_lines() -> dict[str, str]:
+    """Each remediation key's line as the help screen writes it."""
+    return {b.key: f"{key_names(b.key):<16}{b.description}" for b in bindings_of(RemedyKeys)}
+
+
+async def test_read_only_hides_and_refuses_every_write(ns: str, state: Path) -> None:
+    before = kernel_flows(ns)
+    app = app_for(ns, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        active = app.screen.active_bindings
+        footer = screen_text(app).splitlines()[-1]
+        for key, word in WRITE_KEYS.items():
+            assert key not in active
+            assert word not in footer
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Delete flows" not in titles and "Flush flows" not in titles and "Tunables" in titles
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one("#help-text").render())
+        lines = help_lines()
+        for key in ("t", "T", "J"):
+            assert lines[key] in help_text
+        for key in WRITE_KEYS:
+            assert lines[key] not in help_text
+        await pilot.press("escape")
+
+        for key in WRITE_KEYS:
+            await pilot.press(key, "y")
+            await pilot.pause(0.2)
+            assert app.screen is app.main
+        # The screens open to look, without their write keys.
+        screen = await open_tunables(pilot, app)
+        assert "e" not in screen.active_bindings
+        await pilot.press("e", "enter")
+        assert not screen.query_one("#tunables-edit").display
+        await pilot.press("escape", "T")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen), "the rules screen")
+        assert "x" not in app.screen.active_bindings and "X" not in app.screen.active_bindings
+        await pilot.press("escape")
+        assert not [w for w in app.workers if w.group in ("apply", "remedy-plan")]
+    assert set(kernel_flows(ns)) == set(before)
+    assert proc_sys(ns, UDP_TIMEOUT) == "30"
+    assert journal_lines(state) == []
+
+
+async def test_write_keys_are_in_the_footer_and_help_when_not_read_only(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await wait_live(pilot, app)
+        active = app.screen.active_bindings
+        footer = screen_text(app).splitlines()[-1]
+        for key, word in WRITE_KEYS.items():
+            assert key in active
+        for word in ("Delete", "Flush", "Undo"):
+            assert word in footer
+        await pilot.press("question_mark")
+        help_text = str(app.screen.query_one("#help-text").render())
+        for line in help_lines().values():
+            assert line in help_text
