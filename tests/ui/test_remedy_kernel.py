@@ -326,6 +326,44 @@ async def test_t_bad_value_is_refused_where_typed_and_changes_nothing(ns: str, s
     assert journal_lines(state) == []
 
 
+async def test_t_globals_are_read_only_in_a_namespace_with_the_reason(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_tunables(pilot, app)
+        names = [s.name for s in screen.states]
+        await pilot.press(*["up"] * len(names), *["down"] * names.index("nf_conntrack_max"))
+        text = screen_text(app)
+        assert "read-only here: global setting: writable only from the initial namespace" in text
+        await pilot.press("e")
+        assert not screen.query_one("#tunables-edit").display  # refused, with the reason as a toast
+        assert any("writable only from the initial namespace" in m for m in notes(app))
+    assert journal_lines(state) == []
+
+
+async def test_t_persist_writes_the_sysctl_file_and_undo_takes_it_back(ns: str, state: Path,
+                                                                      tmp_path: Path) -> None:
+    conf = tmp_path / "etc" / "sysctl.d" / "90-cttop.conf"  # CTTOP_PERSIST_DIR is tmp_path/etc
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_tunables(pilot, app)
+        names = [s.name for s in screen.states]
+        await pilot.press(*["up"] * len(names), *["down"] * names.index(UDP_TIMEOUT), "e")
+        field = screen.query_one("#tunables-input", Input)
+        await pilot.press(*["backspace"] * (len(field.value) + 1), *"21", "tab", "space", "shift+tab", "enter")
+        confirm = await confirm_open(pilot, app)
+        assert f"persist in {conf}" in confirm_text(confirm)
+        await yes_and_wait(pilot, app, state)
+        assert proc_sys(ns, UDP_TIMEOUT) == "21"
+        assert "net.netfilter.nf_conntrack_udp_timeout = 21" in conf.read_text()
+        await pilot.press("escape", "u")
+        await confirm_open(pilot, app)
+        await yes_and_wait(pilot, app, state)
+    assert proc_sys(ns, UDP_TIMEOUT) == "30"
+    assert not conf.exists()  # cttop's own file held only that line
+
+
 async def test_a_failed_apply_shows_the_error_and_changes_nothing(ns: str, state: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not-a-dir"
