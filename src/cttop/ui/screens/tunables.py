@@ -75,8 +75,7 @@ class TunablesScreen(RemedyScreen):
                 with Horizontal(id="tunables-edit-line"):
                     yield Label("", id="tunables-edit-name")
                     yield Input(id="tunables-input")
-                yield Checkbox(f"persist ({self.paths.sysctl_file}; hashsize: {self.paths.modprobe_file})",
-                               id="tunables-persist")
+                yield Checkbox(self._persist_label(False), id="tunables-persist")
                 yield Static("", id="tunables-error")
         yield Footer()
 
@@ -143,6 +142,15 @@ class TunablesScreen(RemedyScreen):
         self.query_one("#tunables-error", Static).update("")
         self.query_one("#tunables-edit").display = True
         field.focus()
+
+    def _persist_label(self, on: bool) -> str:
+        # Said in words: the box's own mark differs only by colour, which a 16-colour or NO_COLOR terminal loses.
+        if not on:
+            return "persist: no (Tab, Space to persist across reboots)"
+        return f"persist: YES, in {self.paths.sysctl_file} (hashsize: {self.paths.modprobe_file})"
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = self._persist_label(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         s = self.editing
