@@ -121,12 +121,14 @@ class RemedyKeys(KeyGroup):
                 confirm_and_apply(app, plan, title, after)
 
         def work() -> None:
+            plan: Plan | None = None
+            error = "unexpected error"
             try:
                 plan = build()
-            except CttopError as e:
-                app.call_from_thread(ready, None, str(e))
-                return
-            app.call_from_thread(ready, plan, "")
+            except (CttopError, OSError) as e:
+                error = str(e)
+            finally:  # whatever happened, the next change may be prepared
+                app.call_from_thread(ready, plan, error)
 
         self.run_worker(work, thread=True, group="remedy-plan")
 

@@ -1,0 +1,74 @@
+"""Remediation keys without a kernel: the NOTRACK expression for a flow, what help lists in read-only mode,
+and that a source with no namespace (a replay, the fixed source) offers no change at all.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from cttop.filter import compile_filter
+from cttop.model import AF_INET, AF_INET6, NO_PSTATE, Row
+from cttop.ui.app import CttopApp, help_sections
+from cttop.ui.remedy_keys import RemedyKeys, notrack_expr, remedy_help
+from cttop.ui.screens.help import bindings_of
+from cttop.ui.screens.journal import JournalScreen
+from tests.ui.fixed_source import FixedSource
+from tests.ui.helpers import screen_text, wait_for, wait_live
+
+
+def row(proto: int, dst: str, dport: int, family: int = AF_INET) -> Row:
+    src_b = socket.inet_pton(family, "10.0.0.1" if family == AF_INET else "fd00::1")
+    dst_b = socket.inet_pton(family, dst)
+    return (1, family, proto, NO_PSTATE, 0, src_b, dst_b, 40000, dport, dst_b, src_b, dport, 40000,
+            30, 0, 0, 1, None, None, None, None, 0, 0)
+
+
+def test_notrack_expr_names_the_service_and_parses() -> None:
+    cases = {
+        row(17, "10.1.0.53", 53): "udp dst 10.1.0.53 dport 53",
+        row(6, "10.1.0.1", 443): "tcp dst 10.1.0.1 dport 443",
+        row(132, "10.1.0.2", 3868): "sctp dst 10.1.0.2 dport 3868",
+        row(1, "10.1.0.1", 8 << 8): "icmp dst 10.1.0.1",
+        row(58, "fd00::2", 128 << 8, AF_INET6): "icmpv6 dst fd00::2",
+        row(17, "fd00::53", 53, AF_INET6): "udp dst fd00::53 dport 53",
+        row(47, "10.1.0.9", 0): "gre dst 10.1.0.9",
+        row(33, "10.1.0.9", 5004): "dccp dst 10.1.0.9",  # NOTRACK cannot match dccp ports
+        row(99, "10.1.0.9", 0): "proto 99 dst 10.1.0.9",
+    }
+    for r, expr in cases.items():
+        assert notrack_expr(r) == expr
+        assert compile_filter(expr).select([r]) == [r], expr  # the flow itself is among what it exempts
+
+
+def test_help_leaves_out_the_write_keys_only_in_read_only() -> None:
+    everything = {b.key for b in remedy_help(False)}
+    looking = {b.key for b in remedy_help(True)}
+    assert everything == {"d", "F", "t", "n", "T", "u", "J"} == {b.key for b in bindings_of(RemedyKeys)}
+    assert looking == {"t", "T", "J"}
+    sections = dict(help_sections(True))
+    assert {b.key for b in sections["Remediation (changes hidden with --read-only)"]} == looking
+
+
+async def test_a_source_without_a_namespace_offers_no_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
+    app = CttopApp(FixedSource(), interval=0.1)
+    assert app.spec is None and not app.read_only
+    async with app.run_test(size=(200, 30)) as pilot:
+        await wait_live(pilot, app)
+        active = app.screen.active_bindings
+        for key in ("d", "F", "n", "u", "t", "T"):
+            assert key not in active
+        assert "J" in active
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Journal" in titles and not titles & {"Delete flows", "Flush flows", "Tunables", "NOTRACK"}
+        before = app.screen
+        for key in ("d", "F", "n", "u", "t", "T"):
+            await pilot.press(key)
+        assert app.screen is before
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen), "the journal screen")
+        assert "u" not in app.screen.active_bindings  # nothing to undo in
+        assert "Journal" in screen_text(app)
