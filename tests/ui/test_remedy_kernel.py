@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,19 @@ def proc_sys(ns: str, name: str) -> str:
 def nft_cttop(ns: str) -> str:
     """cttop's nft table in the namespace, or '' when there is none."""
     return sh("nft", "list", "table", "inet", "cttop", netns=ns, check=False)
+
+
+def send_udp(ns: str, dst: str, dport: int, sport: int) -> None:
+    """One datagram from a fixed source port, over loopback inside the namespace (dst is on lo)."""
+    code = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{dst}', {sport})); "
+            f"s.sendto(b'x', ('{dst}', {dport}))")
+    sh(sys.executable, "-c", code, netns=ns)
+
+
+def tracked(ns: str, sport: int) -> int:
+    """Entries the kernel has for traffic from this source port."""
+    out = sh("conntrack", "-L", "-p", "udp", "--sport", str(sport), netns=ns, check=False)
+    return sum(1 for line in out.splitlines() if line.startswith("udp"))
 
 
 def journal_lines(state: Path) -> list[dict[str, object]]:
@@ -400,6 +414,11 @@ async def test_n_on_a_flow_adds_notrack_rules_and_the_rules_screen_removes_them(
         assert re.search(r'ip daddr 10\.1\.0\.53 udp dport 53 notrack comment "cttop:' + str(rec["id"]), ruleset)
         assert re.search(r"ip saddr 10\.1\.0\.53 udp sport 53 notrack", ruleset)
         assert "hook prerouting priority raw" in ruleset and "hook output priority raw" in ruleset
+        # New traffic to the service goes untracked; other traffic is still tracked.
+        sh("ip", "addr", "add", "10.1.0.53/32", "dev", "lo", netns=ns)
+        send_udp(ns, "10.1.0.53", 53, 33001)
+        send_udp(ns, "10.1.0.53", 5353, 33002)
+        assert tracked(ns, 33001) == 0 and tracked(ns, 33002) == 1
 
         await pilot.press("T")
         await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.groups),
@@ -413,6 +432,8 @@ async def test_n_on_a_flow_adds_notrack_rules_and_the_rules_screen_removes_them(
                        "the rules screen to show none left")
     assert nft_cttop(ns) == ""
     assert "notrack" not in sh("nft", "list", "ruleset", netns=ns)
+    send_udp(ns, "10.1.0.53", 53, 33003)
+    assert tracked(ns, 33003) == 1  # tracked again
 
 
 async def test_n_on_a_heaviest_group_then_remove_all(ns: str, state: Path) -> None:
