@@ -265,11 +265,13 @@ class Collector:
     def _take_seek(self) -> bool:
         """Carry out the seek the UI asked for, if any; True if so (the table must then be reloaded)."""
         replay = self._replay
-        with self._lock:
-            t, self._seek_to = self._seek_to, None
+        t = self._seek_to
         if replay is None or t is None:
             return False
         replay.seek(t)
+        with self._lock:
+            if self._seek_to == t:  # a newer one waits for the next tick
+                self._seek_to = None
         # The replay does the seek on its next data call and answers that call with lost=True,
         # asking for a redump. Made here, right after the seek, that call's answer is the seek's:
         # the redump follows, and nothing is counted as lost.

@@ -60,6 +60,7 @@ from cttop.ui import fmt
 
 OWNER_MIN_WIDTH: Final = 120  # narrower, the process column would squeeze the tuples below an IPv4 endpoint
 OWNER_WIDTH: Final = len(LOCAL_NO_PROCESS)
+OWNERS_POLL: Final = 0.25  # seconds between looks for a newer owners index (one float compared)
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ class FlowList(ScrollView, can_focus=True):
         return any(c.name == "owner" for c in self.columns)
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self._check_owners)
+        self.set_interval(OWNERS_POLL, self._check_owners)
 
     def _check_owners(self) -> None:
         """Redraw when the owners index was refreshed since the lines were drawn (an idle table)."""
