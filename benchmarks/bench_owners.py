@@ -1,7 +1,12 @@
 """What attributing flows to processes costs: one refresh (sockets + descriptors + cgroups), one lookup
 per row, and ranking a whole table by process, against `conntrack -L` on the same table.
 
-Usage: python benchmarks/bench_owners.py [--entries N] [--connections S] [--runs R]
+Then what the TUI pays (cttop.live.owner_top): ranking a table of --rank-rows flows by
+process from the packed records, against Owners.top on unpacked rows. That table is the
+namespace's real entries padded with synthetic forwarded ones, so its size needs no
+change to the global nf_conntrack_max.
+
+Usage: python benchmarks/bench_owners.py [--entries N] [--connections S] [--runs R] [--rank-rows M]
 Needs root. Works in a namespace it creates and deletes (N synthetic entries, plus S real
 loopback TCP connections held by a client and a server process); raises the global
 nf_conntrack_max only if N exceeds it, and restores it.
@@ -10,6 +15,7 @@ nf_conntrack_max only if N exceeds it, and restores it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
 import statistics
@@ -19,10 +25,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import alternate, filled_netns  # noqa: E402
+from benchmarks.common import alternate, filled_netns, synthetic_rows  # noqa: E402
 from cttop.fleet.owners import Owners, build_index  # noqa: E402
 from cttop.kernel.ctnetlink import Ctnetlink  # noqa: E402
 from cttop.kernel.netns import NetnsSpec, run_in  # noqa: E402
+from cttop.live.owner_top import PackedOwners  # noqa: E402
+from cttop.model import Row  # noqa: E402
 from cttop.table.store import FlowTable  # noqa: E402
 
 TRACK = ("add table inet b; add chain inet b o { type filter hook output priority 0; }; "
@@ -73,6 +81,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=250_000)
     ap.add_argument("--connections", type=int, default=2_000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rank-rows", type=int, default=1_000_000)
     a = ap.parse_args()
     with filled_netns(a.entries) as ns:
         subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
@@ -102,6 +111,17 @@ def main() -> None:
                 top_process_rows=lambda: owners.top(rows, "process"),
                 top_process_table=lambda: owners.top(table.rows(), "process"),
             )
+            big = FlowTable()
+            big.apply_dump(rows + padding(a.rank_rows - len(rows), taken={r[0] for r in rows}))
+            records = big.records()
+            rank = alternate(
+                a.runs,
+                owners_top_unpacked=lambda: owners.top(big.rows(), "process"),
+                packed_rekey=lambda: PackedOwners(owners.index),
+                packed_top_process=lambda: PackedOwners(owners.index).top(records, "process"),
+                packed_top_container=lambda: PackedOwners(owners.index).top(records, "container"),
+                label_screenful=lambda: [owners.label(r) for r in rows[:60]],
+            )
         finally:
             for p in procs:
                 p.kill()
@@ -116,6 +136,17 @@ def main() -> None:
     print(f"{'what':<22} {'seconds':>8} {'us/row':>7} {'ratio':>6}")
     for k, v in med.items():
         print(f"{k:<22} {v:>8.3f} {v / n * 1e6:>7.2f} {v / base:>6.2f}")
+    m = len(big)
+    print(f"\nthe TUI's ranking, {m} flows ({n} real + {m - n} synthetic forwarded); medians of {a.runs} runs")
+    print(f"{'what':<22} {'seconds':>8} {'us/row':>7}")
+    for k, v in rank.items():
+        print(f"{k:<22} {v:>8.3f} {v / m * 1e6:>7.2f}")
+
+
+def padding(n: int, taken: set[int]) -> list[Row]:
+    """``n`` synthetic forwarded flows (10.x addresses, not the namespace's), with ids none of ``taken``."""
+    ids = (i for i in itertools.count(1) if i not in taken)
+    return [(next(ids), *r[1:]) for r in synthetic_rows(n, acct=True)]
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ async def test_the_process_holding_n_connections_is_named_with_n(holder: Holder)
     assert len(to_port) == N  # the kernel: one entry per connection
     total = int(sh("conntrack", "-C", netns=holder.ns))
     app = CttopApp(LiveSource(NetnsSpec(name=holder.ns)), interval=0.2)
-    async with app.run_test(size=(140, 45)) as pilot:
+    async with app.run_test(size=(160, 45)) as pilot:
         await wait_live(pilot, app)
         assert "process" in app.collector.group_order and "container" in app.collector.group_order
         await group_to(pilot, app, "process")
@@ -109,8 +109,12 @@ async def test_the_process_holding_n_connections_is_named_with_n(holder: Holder)
         assert frame is not None
         # Every flow is somebody's (or says whose it is not): the groups add up to the kernel's count.
         assert sum(g.entries for g in frame.top) == total
+        # The holder's flows are all this namespace has: its container (or "(none)") holds N of them,
+        # and the container column says so on each of their lines.
         top = frame.top[0]
-        assert re.search(rf"{re.escape(top.text[:20])}\S*\s+{top.entries}\s+\d+%", screen_text(app))
+        assert top.entries == N == total
+        assert re.search(rf"{re.escape(top.text[:20])}\S*\s+{N}\s+\d+%", screen_text(app))
+        assert all(f"{holder.label}" in ln and top.text[:16] in ln for ln in port_lines())
 
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), "the flow detail")

@@ -5,14 +5,14 @@ and cached as a Strip keyed by that record (records are immutable bytes, so a
 changed flow is a new key), the cursor and tag state and the column layout: on
 a scroll or a refresh with nothing new, lines come straight from the cache.
 
-On a live namespace wide enough (OWNER_MIN_WIDTH), a column names the process
-owning each flow, looked up for the drawn lines only in the collector's owners
-index (a few dict lookups a line); a new owners index makes new cache keys.
+On a live namespace wide enough (OWNER_MIN_WIDTH, CONTAINER_MIN_WIDTH), columns
+name the process owning each flow and its container, looked up for the drawn
+lines only in the collector's owners index (a few dict lookups a line); a new
+owners index makes new cache keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -30,7 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, Owners
+from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
 from cttop.live.index import FlowIndex, ViewSpec, record_id
 from cttop.model import (
     R_DPORT,
@@ -60,6 +60,8 @@ from cttop.ui import fmt
 
 OWNER_MIN_WIDTH: Final = 120  # narrower, the process column would squeeze the tuples below an IPv4 endpoint
 OWNER_WIDTH: Final = len(LOCAL_NO_PROCESS)
+CONTAINER_MIN_WIDTH: Final = 150
+CONTAINER_WIDTH: Final = 16
 OWNERS_POLL: Final = 0.25  # seconds between looks for a newer owners index (one float compared)
 
 
@@ -73,12 +75,14 @@ class Column:
 
 
 def layout(width: int, owners: bool = False) -> tuple[Column, ...]:
-    """Columns for a line ``width`` cells wide; narrower screens drop the process (shown only with
-    ``owners``), mark/zone and packets first, and show a NAT marker instead of the reply tuple.
+    """Columns for a line ``width`` cells wide; narrower screens drop the container and process (shown
+    only with ``owners``), mark/zone and packets first, and show a NAT marker instead of the reply tuple.
     """
     fixed = [Column("tag", "", 1), Column("proto", "proto", 5, sort="proto"),
              Column("state", "state", 11, sort="state")]
     tail = [Column("owner", "process", OWNER_WIDTH)] if owners and width >= OWNER_MIN_WIDTH else []
+    if owners and width >= CONTAINER_MIN_WIDTH:
+        tail.append(Column("container", "container", CONTAINER_WIDTH))
     tail.append(Column("timeout", "timeout", 7, True, "timeout"))
     if width >= 100:
         tail.append(Column("mark", "mark/zone", 9, sort="mark"))
@@ -104,9 +108,8 @@ _STATE_CLASS = {"ESTABLISHED": "good", "ASSURED": "good", "SYN_SENT": "warn", "S
                 "LAST_ACK": "dim", "FIN_WAIT": "dim"}
 
 
-def cells(row: Row, columns: tuple[Column, ...], tagged: bool,
-          owner: Callable[[Row], str] | None = None) -> list[tuple[str, str]]:
-    """(text, style class) for each column of one flow; ``owner`` labels the process column."""
+def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | None = None) -> list[tuple[str, str]]:
+    """(text, style class) for each column of one flow; ``owners`` fills the process and container columns."""
     fam, proto = row[R_FAMILY], row[R_PROTO]
     out: list[tuple[str, str]] = []
     for c in columns:
@@ -130,8 +133,15 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool,
             mark, zone = row[R_MARK], row[R_ZONE]
             out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
         elif n == "owner":
-            label = owner(row) if owner is not None else ""
+            label = owners.label(row) if owners is not None else ""
             out.append((label, "dim" if label in (FORWARDED, LOCAL_NO_PROCESS) else ""))
+        elif n == "container":
+            o = owners.owner_of(row) if owners is not None else None
+            # No owner: the process column already says why, once is enough.
+            if o is None:
+                out.append(("", ""))
+            else:
+                out.append((o.container or NO_CONTAINER, "" if o.container else "dim"))
         elif n == "bytes":
             out.append((fmt.si(total_bytes(row)), ""))
         elif n == "packets":
@@ -250,7 +260,7 @@ class FlowList(ScrollView, can_focus=True):
         return app.collector.owners if isinstance(app, CttopApp) else None
 
     def _has_owner_column(self) -> bool:
-        return any(c.name == "owner" for c in self.columns)
+        return any(c.name in ("owner", "container") for c in self.columns)
 
     def on_mount(self) -> None:
         self.set_interval(OWNERS_POLL, self._check_owners)
@@ -321,8 +331,7 @@ class FlowList(ScrollView, can_focus=True):
             # The cursor line is one style end to end: column colours would fight its background.
             base += style_of("flows--cursor" if state == "cursor" else "flows--cursor-blur", partial=True)
         segs: list[Segment] = []
-        owner = owners.label if owners is not None else None
-        for col, (text, cls) in zip(self.columns, cells(unpack(rec), self.columns, tagged, owner)):
+        for col, (text, cls) in zip(self.columns, cells(unpack(rec), self.columns, tagged, owners)):
             text = fmt.truncate(text, col.width)
             text = text.rjust(col.width) if col.right else text.ljust(col.width)
             style = base + style_of(f"flows--{cls}", partial=True) if cls and not state else base

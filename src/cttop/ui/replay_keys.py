@@ -25,11 +25,11 @@ _REPLAY_ONLY: Final = frozenset({"seek", "speed"})
 
 class ReplayKeys(KeyGroup):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("comma", f"seek({-SEEK_SHORT:g})", f"Back {SEEK_SHORT:g} s", key_display=","),
-        Binding("full_stop", f"seek({SEEK_SHORT:g})", f"Forward {SEEK_SHORT:g} s", key_display="."),
-        Binding("less_than_sign", f"seek({-SEEK_LONG:g})", f"Back {SEEK_LONG:g} s", key_display="<", show=False),
-        Binding("greater_than_sign", f"seek({SEEK_LONG:g})", f"Forward {SEEK_LONG:g} s", key_display=">",
-                show=False),
+        # Short words: at 80 columns the footer has room for few keys, and these lead it in a replay.
+        Binding("comma", f"seek({-SEEK_SHORT:g})", f"-{SEEK_SHORT:g} s", key_display=","),
+        Binding("full_stop", f"seek({SEEK_SHORT:g})", f"+{SEEK_SHORT:g} s", key_display="."),
+        Binding("less_than_sign", f"seek({-SEEK_LONG:g})", f"-{SEEK_LONG:g} s", key_display="<", show=False),
+        Binding("greater_than_sign", f"seek({SEEK_LONG:g})", f"+{SEEK_LONG:g} s", key_display=">", show=False),
         Binding("left_square_bracket", "speed(-1)", "Slower replay", key_display="[", show=False),
         Binding("right_square_bracket", "speed(1)", "Faster replay", key_display="]", show=False),
     ]
