@@ -183,9 +183,27 @@ async def test_keys_seek_and_play_to_the_end(recorded: Recorded) -> None:
         await wait_for(pilot, lambda: replay.at_end, "the replay's end")
         assert await settled(pilot, app) == pytest.approx(rec.duration)
         assert ids_shown(app) == recorded.phases[2]
-        await wait_for(pilot, lambda: "END" in timeline_text(app), "the time line at the end")
+        shows = f"END {clock(rec.duration)} / {clock(rec.duration)}"
+        await wait_for(pilot, lambda: shows in timeline_text(app), f"the time line at {shows}")
         text = screen_text(app)
         assert f"{rec.stats[-1].count:,} / " in text
-        assert f" {clock(rec.duration)} / {clock(rec.duration)}" in timeline_text(app)
         assert "events lost" not in text
+        assert app.shown_frame is not None and app.shown_frame.lost == 0
+
+
+async def test_a_seek_before_the_view_opens_is_no_loss(recorded: Recorded) -> None:
+    """`cttop replay --at T` seeks before the app starts: the view opens at T, with nothing lost."""
+    rec = Recording.open(str(recorded.path))
+    want = recorded.phases[1]
+    target = quiet_sample(rec, len(want)).t - rec.start + 1e-3
+    replay = ReplaySource(str(recorded.path), paused=True)
+    replay.seek(target)
+    app = CttopApp(replay, interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        position = await settled(pilot, app)
+        assert target - 1e-5 <= position < target + 1.0
+        assert ids_shown(app) == want
+        assert f"{len(want)} / " in screen_text(app)
+        assert "events lost" not in screen_text(app)
         assert app.shown_frame is not None and app.shown_frame.lost == 0

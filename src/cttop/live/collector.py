@@ -96,8 +96,7 @@ class Collector:
         self._view_dirty = True
         self._anchor: int | None = None
         self._paused = False
-        # Open a replay where it stands (``cttop replay --at`` seeks before the view opens).
-        self._seek_to: float | None = self._replay.position if self._replay is not None else None
+        self._seek_to: float | None = None
         # Worker state.
         self._phase = LOADING
         self._note = "connecting"
@@ -200,7 +199,11 @@ class Collector:
     def _run(self) -> None:
         self.indexer.start()
         try:
-            self._take_seek()
+            if self._replay is not None:
+                # A seek made before the view opened (cttop replay --at) is carried out by the replay's
+                # first data call, which answers lost=True. The start-up dump is the redump that asks
+                # for, and it holds whatever this call hands out: take the answer here, uncounted.
+                self._replay.events(0.0)
             if self._connect():
                 self._load(first=True)
                 self._apply(self._catch_up())

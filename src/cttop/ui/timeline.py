@@ -88,7 +88,9 @@ class Timeline(Widget):
             position = frame.time - replay.recording.start
         else:
             position = replay.position
-        return position, replay.paused, replay.speed, seeking is not None, replay.at_end and seeking is None
+        # The end once the frame on screen is of it, not as soon as the replay's cursor (ahead of it) gets there.
+        at_end = seeking is None and replay.at_end and position >= replay.duration - 1e-6
+        return position, replay.paused, replay.speed, seeking is not None, at_end
 
     def _poll(self) -> None:
         if self.state() != self._drawn:
