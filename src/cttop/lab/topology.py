@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ ROLES = ("client", "router", "server")
 CLIENT4, ROUTER_C4, ROUTER_S4, SERVER4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 CLIENT6, ROUTER_C6, ROUTER_S6, SERVER6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
 SINK4 = "10.77.128.0/17"
+_IFA_F_NODAD = 0x02
 # The port the SYN flood aims at; the client drops the server's answers from it
 # before its own stack sees them, so it never completes or resets the handshake.
 SYN_PORT = 8443
@@ -130,19 +132,13 @@ def create(lab: Lab) -> None:
 def _build(lab: Lab) -> None:
     for ns in lab.namespaces():
         run("ip", "netns", "add", ns)
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-    run("ip", "-n", lab.client, "link", "add", "to-router", "type", "veth",
-        "peer", "name", "to-client", "netns", lab.router)
-    run("ip", "-n", lab.router, "link", "add", "to-server", "type", "veth",
-        "peer", "name", "to-router", "netns", lab.server)
-    # nodad: the IPv6 addresses are usable at once instead of after duplicate detection.
-    _addresses(lab.client, "to-router", f"{CLIENT4}/24", f"{CLIENT6}/64")
-    _addresses(lab.router, "to-client", f"{ROUTER_C4}/24", f"{ROUTER_C6}/64")
-    _addresses(lab.router, "to-server", f"{ROUTER_S4}/24", f"{ROUTER_S6}/64")
-    _addresses(lab.server, "to-router", f"{SERVER4}/24", f"{SERVER6}/64")
-    run("ip", "-n", lab.client, "route", "add", "default", "via", ROUTER_C4)
-    run("ip", "-n", lab.client, "-6", "route", "add", "default", "via", ROUTER_C6)
-    run("ip", "-n", lab.router, "route", "add", SINK4, "via", SERVER4)
+    # In order: a veth pair is created from one side, and the other side's addresses come after.
+    _configure(lab.client, veth=("to-router", "to-client", lab.router),
+               addresses=[("to-router", CLIENT4, CLIENT6)], routes=[("default", ROUTER_C4), ("default", ROUTER_C6)])
+    _configure(lab.router, veth=("to-server", "to-router", lab.server),
+               addresses=[("to-client", ROUTER_C4, ROUTER_C6), ("to-server", ROUTER_S4, ROUTER_S6)],
+               routes=[(SINK4, SERVER4)])
+    _configure(lab.server, veth=None, addresses=[("to-router", SERVER4, SERVER6)], routes=[])
     write_proc_sys(lab.router, "net.ipv4.ip_forward", "1")
     write_proc_sys(lab.router, "net.ipv6.conf.all.forwarding", "1")
     # Byte counters and start times make the router's table show what cttop can do.
@@ -152,10 +148,44 @@ def _build(lab: Lab) -> None:
         run("nft", "-f", "-", netns=lab.ns(role), input=_RULES[role])
 
 
-def _addresses(ns: str, dev: str, v4: str, v6: str) -> None:
-    run("ip", "-n", ns, "addr", "add", v4, "dev", dev)
-    run("ip", "-n", ns, "-6", "addr", "add", v6, "dev", dev, "nodad")
-    run("ip", "-n", ns, "link", "set", dev, "up")
+def _configure(ns: str, veth: tuple[str, str, str] | None, addresses: list[tuple[str, str, str]],
+               routes: list[tuple[str, str]]) -> None:
+    """Links, addresses and routes of one namespace, over rtnetlink (pyroute2) from inside it.
+
+    pyroute2 opens its socket lazily on the calling thread, so the whole session runs
+    inside :func:`run_in`. (Its own NetNS forks a helper per namespace, which hung
+    here once a test had sent the process a signal.)
+    """
+    from pyroute2 import IPRoute  # imported only to build a lab (it costs ~130 ms)
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    step = ""
+
+    def session() -> None:
+        nonlocal step
+        with IPRoute() as ipr:
+            step = "bring lo up"
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            if veth is not None:
+                name, peer, peer_ns = veth
+                step = f"create the veth pair {name} / {peer} in {peer_ns}"
+                ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": peer_ns})
+            for dev, v4, v6 in addresses:
+                step = f"address {dev} with {v4} and {v6}"
+                index = ipr.link_lookup(ifname=dev)[0]
+                ipr.addr("add", index=index, address=v4, prefixlen=24)
+                # nodad: the IPv6 address is usable at once instead of after duplicate detection.
+                ipr.addr("add", index=index, address=v6, prefixlen=64, flags=_IFA_F_NODAD)
+                ipr.link("set", index=index, state="up")
+            for dst, gateway in routes:
+                step = f"route {dst} via {gateway}"
+                family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+                ipr.route("add", dst=dst, gateway=gateway, family=family)
+
+    try:
+        run_in(NetnsSpec(name=ns), session)
+    except NetlinkError as e:
+        raise LabError(f"lab: {ns}: cannot {step}: {os.strerror(e.code)}") from None
 
 
 def existing() -> list[str]:
