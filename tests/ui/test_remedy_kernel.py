@@ -255,7 +255,7 @@ async def test_F_without_a_filter_warns_with_the_count_and_No_changes_nothing(ns
 
 async def open_tunables(pilot: Pilot[object], app: CttopApp) -> TunablesScreen:
     await pilot.press("t")
-    await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen) and bool(app.screen.states),
+    await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen) and bool(app.screen.items),
                    "the tunables")
     screen = app.screen
     assert isinstance(screen, TunablesScreen)
@@ -264,10 +264,10 @@ async def open_tunables(pilot: Pilot[object], app: CttopApp) -> TunablesScreen:
 
 async def edit(pilot: Pilot[object], screen: TunablesScreen, name: str, value: str) -> None:
     """Move to ``name``, open the edit line with e, type ``value`` over the old one, Enter."""
-    names = [s.name for s in screen.states]
+    names = [s.name for s in screen.items]
     table = screen.query_one(DataTable)
     await pilot.press(*["up"] * len(names), *["down"] * names.index(name))
-    assert screen.states[table.cursor_row].name == name
+    assert screen.items[table.cursor_row].name == name
     await pilot.press("e")
     field = screen.query_one("#tunables-input", Input)
     assert field.has_focus
@@ -288,7 +288,7 @@ async def test_t_sets_a_timeout_u_undoes_it_and_drift_shows(ns: str, state: Path
         await yes_and_wait(pilot, app, state)
         assert proc_sys(ns, UDP_TIMEOUT) == "17"
         await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen)
-                       and any(s.name == UDP_TIMEOUT and s.value == "17" for s in app.screen.states),
+                       and any(s.name == UDP_TIMEOUT and s.value == "17" for s in app.screen.items),
                        "the tunables screen to show the new value")
 
         # Someone else changes it: the tunables screen and the status line say so.
@@ -314,7 +314,7 @@ async def test_t_sets_a_timeout_u_undoes_it_and_drift_shows(ns: str, state: Path
         # The journal screen lists both changes, the set marked as undone by the undo.
         lines = journal_lines(state)
         await pilot.press("J")
-        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.records),
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.items),
                        "the journal screen")
         text = screen_text(app)
     assert [x["kind"] for x in lines] == ["sysctl", "sysctl"]
@@ -345,7 +345,7 @@ async def test_t_globals_are_read_only_in_a_namespace_with_the_reason(ns: str, s
     async with app.run_test(size=SIZE) as pilot:
         await wait_live(pilot, app)
         screen = await open_tunables(pilot, app)
-        names = [s.name for s in screen.states]
+        names = [s.name for s in screen.items]
         await pilot.press(*["up"] * len(names), *["down"] * names.index("nf_conntrack_max"))
         text = screen_text(app)
         assert "read-only here: global setting: writable only from the initial namespace" in text
@@ -362,7 +362,7 @@ async def test_t_persist_writes_the_sysctl_file_and_undo_takes_it_back(ns: str, 
     async with app.run_test(size=SIZE) as pilot:
         await wait_live(pilot, app)
         screen = await open_tunables(pilot, app)
-        names = [s.name for s in screen.states]
+        names = [s.name for s in screen.items]
         await pilot.press(*["up"] * len(names), *["down"] * names.index(UDP_TIMEOUT), "e")
         field = screen.query_one("#tunables-input", Input)
         await pilot.press(*["backspace"] * (len(field.value) + 1), *"21", "tab", "space", "shift+tab", "enter")
@@ -421,14 +421,14 @@ async def test_n_on_a_flow_adds_notrack_rules_and_the_rules_screen_removes_them(
         assert tracked(ns, 33001) == 0 and tracked(ns, 33002) == 1
 
         await pilot.press("T")
-        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.groups),
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.items),
                        "the NOTRACK rules screen")
         assert "udp dst 10.1.0.53 dport 53" in screen_text(app)
         await pilot.press("x")
         confirm = await confirm_open(pilot, app)
         assert "tracked again" in confirm_text(confirm)
         await yes_and_wait(pilot, app, state)
-        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and not app.screen.groups,
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and not app.screen.items,
                        "the rules screen to show none left")
     assert nft_cttop(ns) == ""
     assert "notrack" not in sh("nft", "list", "ruleset", netns=ns)
@@ -456,7 +456,7 @@ async def test_n_on_a_heaviest_group_then_remove_all(ns: str, state: Path) -> No
         assert f"ip saddr {src} notrack" in ruleset and f"ip daddr {src} notrack" in ruleset
 
         await pilot.press("T")
-        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.groups),
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.items),
                        "the NOTRACK rules screen")
         await pilot.press("X")
         await confirm_open(pilot, app)

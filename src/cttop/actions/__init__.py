@@ -12,7 +12,7 @@ The plans:
 - :class:`SetSysctls` (``spec, {name: value}, persist=PersistPaths()``): tunables,
   listed with defaults, meanings and writability by :func:`tunables.states`;
 - :class:`AddNotrack` (``spec, "udp dport 53", rows=...``), :class:`RemoveNotrack`
-  (``spec, [ids] | None``), and :func:`list_rules` for the rules screen;
+  (``spec, [ids] | None``), and :func:`list_rules` / :func:`rule_groups` (one per change) for the rules screen;
 - :class:`DeleteFlows` (``spec, rows``) and :class:`FlushFlows` (``spec, filter``):
   not undoable;
 - :func:`undo_plan` (``spec, id=None``): the undo of a journaled change, as a plan.
@@ -26,7 +26,7 @@ from cttop.actions import drift, tunables
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import DeleteFlows, FlushFlows
 from cttop.actions.journal import Journal, Record
-from cttop.actions.notrack import AddNotrack, NotrackRule, RemoveNotrack, list_rules
+from cttop.actions.notrack import AddNotrack, NotrackRule, RemoveNotrack, RuleGroup, list_rules, rule_groups
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import ActionResult, Plan, read_only, set_read_only
 from cttop.actions.sysctl_plan import SetSysctls
@@ -34,6 +34,6 @@ from cttop.actions.undo import undo_plan
 
 __all__ = [
     "ActionError", "ActionResult", "AddNotrack", "DeleteFlows", "FlushFlows", "Journal", "NotrackRule",
-    "PersistPaths", "Plan", "Record", "RemoveNotrack", "SetSysctls", "drift", "list_rules", "read_only",
-    "set_read_only", "tunables", "undo_plan",
+    "PersistPaths", "Plan", "Record", "RemoveNotrack", "RuleGroup", "SetSysctls", "drift", "list_rules",
+    "read_only", "rule_groups", "set_read_only", "tunables", "undo_plan",
 ]

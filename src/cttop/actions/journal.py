@@ -75,6 +75,13 @@ class Record:
     def time_text(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
 
+    def status(self) -> str:
+        if self.undoes is not None:
+            return f"undo of {self.undoes}"
+        if self.undone_by is not None:
+            return f"undone by {self.undone_by}"
+        return "undoable" if self.undoable else "cannot be undone"
+
 
 class Journal:
     """The journal file of one state directory."""

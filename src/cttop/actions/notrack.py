@@ -121,6 +121,24 @@ def list_rules(spec: NetnsSpec = NetnsSpec()) -> list[NotrackRule]:
     return out
 
 
+@dataclass(frozen=True)
+class RuleGroup:
+    """The rules one change added, with the filter expression it was made from."""
+
+    id: str
+    expr: str | None  # None: made by a cttop with another journal
+    rules: tuple[NotrackRule, ...]
+
+
+def rule_groups(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[RuleGroup]:
+    """:func:`list_rules`, one group per change; the rules come from the kernel, only the expressions from the journal."""
+    rules = list_rules(spec)
+    exprs = {r.id: str(r.after.get("expr", "")) for r in (journal or Journal()).records()
+             if r.kind == "notrack-add" and r.undoes is None}
+    ids = dict.fromkeys(r.id for r in rules)
+    return [RuleGroup(i, exprs.get(i), tuple(r for r in rules if r.id == i)) for i in ids]
+
+
 def _nft_script(add: Sequence[NotrackRule], remove: Sequence[NotrackRule], drop_table: bool) -> str:
     lines: list[str] = []
     if add:

@@ -15,7 +15,7 @@ import typer
 
 from cttop.actions import (
     ActionError, AddNotrack, DeleteFlows, FlushFlows, Journal, PersistPaths, Plan, RemoveNotrack, SetSysctls,
-    list_rules, read_only, set_read_only, tunables, undo_plan,
+    read_only, rule_groups, set_read_only, tunables, undo_plan,
 )
 from cttop.actions.flows import matching_rows
 from cttop.actions.plan import READ_ONLY_ENV
@@ -189,25 +189,19 @@ def notrack_list(
 ) -> None:
     """List cttop's NOTRACK rules in the namespace, grouped by the change that added them."""
     spec = netns_spec(netns, netns_pid, netns_path)
-    rules = list_rules(spec)
-    exprs = _notrack_exprs(Journal(state_dir))
+    groups = rule_groups(spec, Journal(state_dir))
     if as_json:
-        out = [{"id": i, "expr": exprs.get(i), "rules": [r.to_json() for r in rules if r.id == i]}
-               for i in dict.fromkeys(r.id for r in rules)]
+        out = [{"id": g.id, "expr": g.expr, "rules": [r.to_json() for r in g.rules]} for g in groups]
         print(json.dumps(out, indent=2))
         return
-    if not rules:
+    if not groups:
         print(f"no cttop NOTRACK rules in namespace {spec.label()}")
         return
-    for i in dict.fromkeys(r.id for r in rules):
-        mine = [r for r in rules if r.id == i]
-        print(f"{i}  {exprs.get(i, '(not in this journal)')}  [{len(mine)} rules, {mine[0].backend}]")
-        for r in mine:
+    for g in groups:
+        print(f"{g.id}  {g.expr if g.expr is not None else '(not in this journal)'}  "
+              f"[{len(g.rules)} rules, {g.rules[0].backend}]")
+        for r in g.rules:
             print(f"    {r.chain:<10} {r.rule}")
-
-
-def _notrack_exprs(journal: Journal) -> dict[str, str]:
-    return {r.id: str(r.after.get("expr", "")) for r in journal.records() if r.kind == "notrack-add" and r.undoes is None}
 
 
 @notrack_app.command("remove")
@@ -270,13 +264,7 @@ def journal(
         print(f"no changes journaled in {j.path}")
         return
     for r in recs:
-        if r.undoes is not None:
-            status = f"undo of {r.undoes}"
-        elif r.undone_by is not None:
-            status = f"undone by {r.undone_by}"
-        else:
-            status = "undoable" if r.undoable else "cannot be undone"
-        print(f"{r.id}  {r.time_text()}  {r.user} (uid {r.uid})  netns {r.netns}  {r.kind}  [{status}]")
+        print(f"{r.id}  {r.time_text()}  {r.user} (uid {r.uid})  netns {r.netns}  {r.kind}  [{r.status()}]")
         print(f"    {r.summary}")
         for c in r.commands:
             print(f"    $ {c}")

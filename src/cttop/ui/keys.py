@@ -30,6 +30,11 @@ def writes(action: F) -> F:
     return action
 
 
+def write_refused(owner: object, action: str, read_only: bool) -> bool:
+    """Whether ``owner``'s ``action`` changes the kernel and writes are off: then its key is hidden and refused."""
+    return read_only and getattr(getattr(owner, f"action_{action}", None), "cttop_writes", False)
+
+
 class KeyGroup(Screen[None]):
     """Base of the main screen's key groups. Each overrides ``palette`` and extends ``super().palette()``."""
 
@@ -45,7 +50,4 @@ class KeyGroup(Screen[None]):
         return []
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        method = getattr(self, f"action_{action}", None)
-        if getattr(method, "cttop_writes", False) and self.capp.read_only:
-            return False  # hides the key in the footer and refuses it, also from the palette
-        return True
+        return not write_refused(self, action, self.capp.read_only)

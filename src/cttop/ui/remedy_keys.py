@@ -28,7 +28,7 @@ from cttop.ui.apply import confirm_and_apply
 from cttop.ui.flows import FlowList
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyGroup, PaletteEntry, writes
+from cttop.ui.keys import KeyGroup, PaletteEntry, write_refused, writes
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
@@ -264,4 +264,4 @@ class RemedyKeys(KeyGroup):
 def remedy_help(read_only: bool) -> list[Binding]:
     """The help screen's remediation keys; with --read-only the write keys are left out (they are refused)."""
     return [b for b in bindings_of(RemedyKeys)
-            if not (read_only and getattr(getattr(RemedyKeys, f"action_{b.action}", None), "cttop_writes", False))]
+            if not write_refused(RemedyKeys, b.action, read_only)]

@@ -1,4 +1,5 @@
-"""What the remediation screens (tunables, NOTRACK rules, journal) share: the app, read-only, persist paths.
+"""What the remediation screens (tunables, NOTRACK rules, journal) share: a table of items with the
+selected one's detail below, loading off the UI thread, read-only, persist paths.
 
 They open in read-only mode too, to look; their write keys are then hidden from
 the footer and help and refused, as on the main screen.
@@ -7,13 +8,17 @@ the footer and help and refused, as on the main screen.
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
+from rich.text import Text
 from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
 
 from cttop.actions import PersistPaths
 from cttop.errors import CttopError
+from cttop.ui.keys import write_refused
 
 if TYPE_CHECKING:
     from cttop.ui.app import CttopApp
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
 PERSIST_DIR_ENV = "CTTOP_PERSIST_DIR"
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 def persist_paths() -> PersistPaths:
@@ -44,10 +50,9 @@ class RemedyScreen(ModalScreen[None]):
         return self.capp.read_only
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        method = getattr(self, f"action_{action}", None)
-        return not (getattr(method, "cttop_writes", False) and self.read_only)
+        return not write_refused(self, action, self.read_only)
 
-    def load(self, read: Callable[[], T], show: Callable[[T], None], what: str) -> None:
+    def load(self, read: Callable[[], V], show: Callable[[V], None], what: str) -> None:
         """Run ``read`` (which talks to the kernel or the journal) off the UI thread, then ``show`` its result."""
         app = self.app
 
@@ -62,6 +67,68 @@ class RemedyScreen(ModalScreen[None]):
 
         self.run_worker(work, thread=True, group="remedy-load")
 
-    def _deliver(self, show: Callable[[T], None], value: T) -> None:
+    def _deliver(self, show: Callable[[V], None], value: V) -> None:
         if self.is_attached:  # closed while reading: nothing to show it on
             show(value)
+
+
+class RowsScreen(RemedyScreen, Generic[T]):
+    """A table of items (one row each) and the highlighted item's detail; subclasses say what and how."""
+
+    COLUMNS: ClassVar[tuple[str, ...]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[T] = []
+
+    @abstractmethod
+    def action_reload(self) -> None:
+        """Read the items (with :meth:`load`) and hand them to :meth:`show_items`."""
+
+    @abstractmethod
+    def cells(self, item: T) -> tuple[Text, ...]: ...
+
+    @abstractmethod
+    def key(self, item: T) -> str: ...
+
+    @abstractmethod
+    def detail(self, item: T | None) -> Text:
+        """The highlighted item's detail; ``None`` when there are no items."""
+
+    def table_and_detail(self, name: str) -> tuple[DataTable[Text], Static]:
+        return (DataTable(id=f"{name}-table", cursor_type="row", zebra_stripes=True),
+                Static(id=f"{name}-detail", classes="remedy-detail"))
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns(*self.COLUMNS)
+        table.focus()
+        self.action_reload()
+
+    def refresh_after(self) -> None:
+        if self.is_attached:
+            self.action_reload()
+
+    def show_items(self, items: list[T]) -> None:
+        self.items = items
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for item in items:
+            table.add_row(*self.cells(item), key=self.key(item))
+        if items:
+            table.move_cursor(row=max(0, min(row, len(items) - 1)))
+        self.show_detail()
+
+    def selected(self) -> T | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.items[row] if 0 <= row < len(self.items) else None
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        self.query_one(".remedy-detail", Static).update(self.detail(self.selected()))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -23,7 +23,7 @@ from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
-from cttop.ui.screens.remedy_base import RemedyScreen, persist_paths
+from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
 
 DRIFT_MARK = "drift!"
 
@@ -51,17 +51,17 @@ def detail_text(s: TunableState) -> Text:
     return out
 
 
-class TunablesScreen(RemedyScreen):
+class TunablesScreen(RowsScreen[TunableState]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Close"),
         Binding("e", "edit", "Edit value"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
+    COLUMNS = ("tunable", "value", "default", "")
 
     def __init__(self, spec: NetnsSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.states: list[TunableState] = []
         self.paths = persist_paths()
         self.editing: TunableState | None = None
 
@@ -69,8 +69,7 @@ class TunablesScreen(RemedyScreen):
         with Vertical(id="tunables-box", classes="remedy-box") as box:
             box.border_title = f"Tunables · namespace {self.spec.label()}"
             box.border_subtitle = "Esc closes" if self.read_only else "e or Enter edits · Esc closes"
-            yield DataTable(id="tunables-table", cursor_type="row", zebra_stripes=True)
-            yield Static(id="tunables-detail", classes="remedy-detail")
+            yield from self.table_and_detail("tunables")
             with Vertical(id="tunables-edit"):
                 with Horizontal(id="tunables-edit-line"):
                     yield Label("", id="tunables-edit-name")
@@ -80,50 +79,29 @@ class TunablesScreen(RemedyScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("tunable", "value", "default", "")
-        self.query_one("#tunables-edit").display = False
-        table.focus()
-        self.action_reload()
+        self.query_one("#tunables-edit").display = False  # RowsScreen.on_mount fills the table
 
     # --- the list ------------------------------------------------------------------------
 
     def action_reload(self) -> None:
         spec = self.spec
-        self.load(lambda: tunables.states(spec), self.show_states, "reading the tunables")
+        self.load(lambda: tunables.states(spec), self.show_items, "reading the tunables")
 
-    def show_states(self, states: list[TunableState]) -> None:
-        self.states = states
-        table = self.query_one(DataTable)
-        row = table.cursor_row
-        table.clear()
-        for s in states:
-            flag = DRIFT_MARK if s.drift is not None else "" if s.writable else "read-only"
-            default = "" if s.tunable.default is None else str(s.tunable.default)
-            table.add_row(Text(short_name(s.name)), Text(s.value or "?", justify="right"),
-                          Text(default, justify="right"), Text(flag, "bold" if s.drift else "dim"), key=s.name)
-        if states:
-            table.move_cursor(row=max(0, min(row, len(states) - 1)))
-        self._show_detail()
+    def cells(self, s: TunableState) -> tuple[Text, ...]:
+        flag = DRIFT_MARK if s.drift is not None else "" if s.writable else "read-only"
+        default = "" if s.tunable.default is None else str(s.tunable.default)
+        return (Text(short_name(s.name)), Text(s.value or "?", justify="right"), Text(default, justify="right"),
+                Text(flag, "bold" if s.drift else "dim"))
 
-    def refresh_after(self) -> None:
-        if self.is_attached:
-            self.action_reload()
+    def key(self, s: TunableState) -> str:
+        return s.name
 
-    def selected(self) -> TunableState | None:
-        row = self.query_one(DataTable).cursor_row
-        return self.states[row] if 0 <= row < len(self.states) else None
-
-    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
-        self._show_detail()
+    def detail(self, s: TunableState | None) -> Text:
+        return detail_text(s) if s is not None else Text("")
 
     def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
         if not self.read_only:
             self.action_edit()
-
-    def _show_detail(self) -> None:
-        s = self.selected()
-        self.query_one("#tunables-detail", Static).update(detail_text(s) if s is not None else "")
 
     # --- editing -------------------------------------------------------------------------
 
@@ -174,4 +152,4 @@ class TunablesScreen(RemedyScreen):
         if self.editing is not None:
             self._close_edit()
         else:
-            self.dismiss(None)
+            super().action_close()
