@@ -154,15 +154,13 @@ def is_assured(row: Row) -> bool:
 
 
 def total_bytes(row: Row) -> int | None:
-    if row[R_OBYTES] is None:
-        return None
-    return row[R_OBYTES] + row[R_RBYTES]
+    o, r = row[R_OBYTES], row[R_RBYTES]
+    return None if o is None else int(o + r)
 
 
 def total_packets(row: Row) -> int | None:
-    if row[R_OPKTS] is None:
-        return None
-    return row[R_OPKTS] + row[R_RPKTS]
+    o, r = row[R_OPKTS], row[R_RPKTS]
+    return None if o is None else int(o + r)
 
 
 def flow_dict(row: Row) -> dict[str, Any]:

@@ -149,9 +149,9 @@ class _Parser:
                 return self.port("sport" if word == "src" else "dport")
             if qualifier in ("host", "net"):
                 self.take()
-            return self.addr(word)
+            return self.addr("src" if word == "src" else "dst")
         if word in ("port", "sport", "dport"):
-            return self.port(word)
+            return self.port("port" if word == "port" else "sport" if word == "sport" else "dport")
         if word in PROTO_NUMBERS:
             return Proto(PROTO_NUMBERS[word])
         if word == "proto":

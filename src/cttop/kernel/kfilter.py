@@ -13,17 +13,39 @@ from cttop.kernel.attrs import be, nest, nla
 
 
 class KernelFilterLike(Protocol):
-    family: int | None
-    proto: int | None
-    src: bytes | None
-    dst: bytes | None
-    sport: int | None
-    dport: int | None
-    mark: int | None
-    mark_mask: int | None
-    zone: int | None
-    status: int | None
-    status_mask: int | None
+    # Read-only members, so frozen dataclasses (cttop.filter.KernelFilter) satisfy it.
+    @property
+    def family(self) -> int | None: ...
+
+    @property
+    def proto(self) -> int | None: ...
+
+    @property
+    def src(self) -> bytes | None: ...
+
+    @property
+    def dst(self) -> bytes | None: ...
+
+    @property
+    def sport(self) -> int | None: ...
+
+    @property
+    def dport(self) -> int | None: ...
+
+    @property
+    def mark(self) -> int | None: ...
+
+    @property
+    def mark_mask(self) -> int | None: ...
+
+    @property
+    def zone(self) -> int | None: ...
+
+    @property
+    def status(self) -> int | None: ...
+
+    @property
+    def status_mask(self) -> int | None: ...
 
 
 def encode_filter(f: KernelFilterLike) -> bytes:

@@ -49,7 +49,7 @@ class Pacer:
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
@@ -208,7 +208,7 @@ async def mixed(args: argparse.Namespace) -> None:
              for i in range(args.sessions)]
 
     def host() -> str:
-        return args.server6 if random.random() < 0.25 else args.server4
+        return str(args.server6 if random.random() < 0.25 else args.server4)
 
     tasks.append(asyncio.create_task(_paced(args.http_rate, lambda: asyncio.ensure_future(_http_get(host())), 64)))
     tasks.append(asyncio.create_task(_paced(args.dns_rate, lambda: asyncio.ensure_future(_dns_query(host())), 64)))
