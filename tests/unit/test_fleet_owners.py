@@ -150,3 +150,16 @@ def test_placement_text() -> None:
     assert Placement("docker", CID, "web").text() == "docker:web"
     assert Placement("docker", CID).text() == f"docker:{CID[:12]}"
     assert Placement("unit", "nginx.service").text() == "nginx.service"
+
+
+def test_snat_through_this_router_is_forwarded(owners: Owners) -> None:
+    # Masqueraded on its way through: only the reply's destination is ours, and no socket here is involved.
+    r = row(6, FAR_A, 40000, FAR_B, 443, rsrc=FAR_B, rsport=443, rdst=HOST, rdport=61000)
+    assert owners.owner_of(r) is None
+    assert owners.label(r) == FORWARDED
+
+
+def test_an_incoming_flow_without_a_process_is_local(owners: Owners) -> None:
+    r = row(6, PEER, 50002, HOST, 8080)  # to a local address, nobody listening (or already closed)
+    assert owners.owner_of(r) is None
+    assert owners.label(r) == LOCAL_NO_PROCESS

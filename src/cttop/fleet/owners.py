@@ -207,9 +207,14 @@ class Owners:
         return None
 
     def where(self, row: Row) -> str:
-        """Why a flow has no owner: FORWARDED when no end is local, else LOCAL_NO_PROCESS."""
+        """Why a flow has no owner: FORWARDED when no end is local, else LOCAL_NO_PROCESS.
+
+        The ends are the original source and destination and the reply's source (a
+        local server behind DNAT). The reply's destination is left out: on a SNAT
+        router it is the router's own address, yet the flow is only passing through.
+        """
         ix = self.index
-        for a in (row[R_SRC], row[R_DST], row[R_RSRC], row[R_RDST]):
+        for a in (row[R_SRC], row[R_DST], row[R_RSRC]):
             if _is_local(a, ix.local):
                 return LOCAL_NO_PROCESS
         return FORWARDED

@@ -87,7 +87,7 @@ class PackedOwners:
     def where(self, rec: bytes) -> str:
         """:meth:`Owners.where`: LOCAL_NO_PROCESS if any address of the flow is local, else FORWARDED."""
         a = 4 if len(rec) < _V6_MIN else 16
-        for at in (11, 11 + a, 15 + 2 * a, 15 + 3 * a):
+        for at in (11, 11 + a, 15 + 2 * a):
             if self._is_local(rec[at:at + a]):
                 return LOCAL_NO_PROCESS
         return FORWARDED
@@ -131,9 +131,8 @@ class PackedOwners:
             k: object
             if o is not None:
                 k = (o.container or NO_CONTAINER) if container else o
-            elif (src in local or rsrc in local or (a == 4 and (rec[11] == 127 or rec[reply] == 127))
-                  or rec[11 + a:reply] in local or rec[reply + a:reply + 2 * a] in local
-                  or (a == 4 and (rec[15] == 127 or rec[27] == 127))):
+            elif (src in local or rsrc in local or rec[11 + a:11 + 2 * a] in local
+                  or (a == 4 and (rec[11] == 127 or rec[reply] == 127 or rec[15] == 127))):
                 k = LOCAL_NO_PROCESS
             else:
                 k = FORWARDED
