@@ -39,7 +39,7 @@ from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import PaletteEntry
+from cttop.ui.keys import KeyGroup, PaletteEntry
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
@@ -59,7 +59,11 @@ class IndexReady(Message):
     """The indexer left a new FlowIndex in the app's slot."""
 
 
-class MainScreen(RemedyKeys, FleetKeys, ReplayKeys):
+class ViewKeys(KeyGroup):
+    """The view's own keys. Textual lists bindings from the last base class first: MainScreen
+    names this one next to last, so the footer shows these before the remediation and fleet
+    keys, and after only the replay keys, which exist only in a replay."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash,f3,f4", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear the filter", show=False),
@@ -74,6 +78,8 @@ class MainScreen(RemedyKeys, FleetKeys, ReplayKeys):
         Binding("tab", "app.focus_next", "Next panel (flows / heaviest)", show=False),
     ]
 
+
+class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
     def compose(self) -> ComposeResult:
         app = self.app
         assert isinstance(app, CttopApp)
@@ -484,7 +490,7 @@ class CttopApp(App[None]):
 
 def help_sections(read_only: bool = False) -> list[tuple[str, list[Binding]]]:
     return [
-        ("Everywhere", bindings_of(CttopApp, MainScreen)),
+        ("Everywhere", bindings_of(CttopApp, ViewKeys)),
         ("Remediation (changes hidden with --read-only)", remedy_help(read_only)),
         ("Doctor and namespaces", bindings_of(FleetKeys)),
         ("Replay", bindings_of(ReplayKeys)),
