@@ -54,7 +54,7 @@ def test_add_rows_equals_add_one_by_one() -> None:
 
 def test_events_equal_a_fresh_dump() -> None:
     rnd = random.Random(7)
-    live = FlowTable(track=["src", "dport", "pair"])
+    live = FlowTable(track=GROUPS)
     live.apply_dump(rows(500))
     truth = {r[0]: r for r in rows(500)}
     events = []
@@ -74,7 +74,7 @@ def test_events_equal_a_fresh_dump() -> None:
             fid = rnd.choice(list(truth))
             events.append((EV_DESTROY, truth.pop(fid)))
     live.apply_events(events)
-    fresh = FlowTable(track=["src", "dport", "pair"])
+    fresh = FlowTable(track=GROUPS)
     fresh.apply_dump(truth.values())
     assert len(live) == len(fresh) == len(truth)
     assert snapshot_of(live.agg) == snapshot_of(fresh.agg)

@@ -13,10 +13,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import TypeVar
 
-from cttop.model import (IPS_ASSURED, R_OBYTES, R_OPKTS, R_PROTO, R_PSTATE, R_RBYTES, R_RPKTS, R_STATUS, Row,
-                         state_key3)
+from cttop.model import (IPS_ASSURED, R_MARK, R_OBYTES, R_OPKTS, R_PROTO, R_PSTATE, R_RBYTES, R_RPKTS, R_STATUS,
+                         R_ZONE, Row, state_key3)
 from cttop.table.groups import GROUPS
+
+K = TypeVar("K")
 
 @dataclass(frozen=True)
 class GroupRow:
@@ -28,7 +31,7 @@ class GroupRow:
     filter: str | None  # the filter expression that selects exactly this group
 
 
-def _bump(d: dict[object, int], k: object, by: int) -> None:
+def _bump(d: dict[K, int], k: K, by: int) -> None:
     n = d.get(k, 0) + by
     if n:
         d[k] = n
@@ -49,8 +52,19 @@ class Aggregates:
             self.groups[name] = ({}, {}, {})
 
     def add(self, row: Row, sign: int = 1) -> None:
-        _bump(self.by_proto, row[R_PROTO], sign)  # type: ignore[arg-type]
-        _bump(self.by_state, state_key3(row[R_PROTO], row[R_PSTATE], row[R_STATUS]), sign)  # type: ignore[arg-type]
+        # _bump inlined for the two counts every event touches: this runs once or twice per event.
+        by_proto, proto = self.by_proto, row[R_PROTO]
+        n = by_proto.get(proto, 0) + sign
+        if n:
+            by_proto[proto] = n
+        else:
+            del by_proto[proto]
+        by_state, state = self.by_state, state_key3(proto, row[R_PSTATE], row[R_STATUS])
+        n = by_state.get(state, 0) + sign
+        if n:
+            by_state[state] = n
+        else:
+            del by_state[state]
         if not row[R_STATUS] & IPS_ASSURED:
             self.evictable += sign
         counted = row[R_OPKTS] is not None
@@ -63,14 +77,46 @@ class Aggregates:
                 _bump(nbytes, k, sign * (row[R_OBYTES] + row[R_RBYTES]))
                 _bump(npkts, k, sign * (row[R_OPKTS] + row[R_RPKTS]))
 
+    def replace(self, old: Row, new: Row) -> None:
+        """``add(old, -1); add(new)`` for an update of one flow, touching only what changed.
+
+        An update keeps the flow's tuples, so its protocol and address/port groups stay;
+        most updates change only the state, or nothing counted here at all.
+        """
+        state_changed = old[R_PSTATE] != new[R_PSTATE] or old[R_STATUS] != new[R_STATUS]
+        if state_changed:
+            proto = old[R_PROTO]
+            was, now = state_key3(proto, old[R_PSTATE], old[R_STATUS]), state_key3(proto, new[R_PSTATE], new[R_STATUS])
+            if was != now:
+                _bump(self.by_state, was, -1)
+                _bump(self.by_state, now, 1)
+            self.evictable += (not new[R_STATUS] & IPS_ASSURED) - (not old[R_STATUS] & IPS_ASSURED)
+        # Group keys read the tuples (unchanged), the state, mark and zone; totals read the counters.
+        if state_changed or old[R_MARK] != new[R_MARK] or old[R_ZONE] != new[R_ZONE] \
+                or old[R_OPKTS] != new[R_OPKTS] or old[R_OBYTES] != new[R_OBYTES] \
+                or old[R_RPKTS] != new[R_RPKTS] or old[R_RBYTES] != new[R_RBYTES]:
+            self._regroup(old, new)
+
+    def _regroup(self, old: Row, new: Row) -> None:
+        """The group totals and counted rows for an update whose counters, mark or zone changed."""
+        self.counted += (new[R_OPKTS] is not None) - (old[R_OPKTS] is not None)
+        for name, (entries, nbytes, npkts) in self.groups.items():
+            key = GROUPS[name].key
+            for row, sign in ((old, -1), (new, 1)):
+                k = key(row)
+                _bump(entries, k, sign)
+                if row[R_OPKTS] is not None:
+                    _bump(nbytes, k, sign * (row[R_OBYTES] + row[R_RBYTES]))
+                    _bump(npkts, k, sign * (row[R_OPKTS] + row[R_RPKTS]))
+
     def add_rows(self, rows: Sequence[Row]) -> None:
         """Add many rows at once (same result as :meth:`add` on each)."""
         for p, n in Counter(map(itemgetter(R_PROTO), rows)).items():
-            _bump(self.by_proto, p, n)  # type: ignore[arg-type]
+            _bump(self.by_proto, p, n)
         triples = Counter(zip(map(itemgetter(R_PROTO), rows), map(itemgetter(R_PSTATE), rows),
                               map(itemgetter(R_STATUS), rows)))
         for (proto, pstate, status), n in triples.items():
-            _bump(self.by_state, state_key3(proto, pstate, status), n)  # type: ignore[arg-type]
+            _bump(self.by_state, state_key3(proto, pstate, status), n)
             if not status & IPS_ASSURED:
                 self.evictable += n
         counted = [r for r in rows if r[R_OPKTS] is not None]

@@ -78,18 +78,21 @@ class FlowTable:
     def _put(self, row: Row) -> None:
         fid = flow_key(row)
         old = self._flows.get(fid)
+        old_row = None
         if old is not None:
             old_row = unpack(old, self._labels.get(fid, 0))
             if row[R_OPKTS] is None and old_row[R_OPKTS] is not None:
                 # UPDATE events carry no counters; keep the last ones we saw.
                 row = row[:17] + old_row[17:21] + row[21:]
-            self.agg.add(old_row, -1)
         self._flows[fid] = pack(row)
         if row[R_LABELS]:
             self._labels[fid] = row[R_LABELS]
         elif self._labels:
             self._labels.pop(fid, None)
-        self.agg.add(row, 1)
+        if old_row is None:
+            self.agg.add(row, 1)
+        else:
+            self.agg.replace(old_row, row)
 
     def apply_dump(self, rows: Iterable[Row]) -> None:
         """Replace the whole content with a fresh dump (start-up, and resync after lost events)."""
