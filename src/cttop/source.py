@@ -8,6 +8,7 @@ live one, and UI tests can use a fixed source.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 from cttop.kernel import sysctl
@@ -25,6 +26,10 @@ class Source(Protocol):
         """Start receiving events; called before the first dump so nothing falls between."""
 
     def dump(self) -> list[Row]: ...
+
+    def dump_chunks(self) -> Iterator[list[Row]]:
+        """The dump as it arrives, so a big table is never held as rows all at once."""
+        ...
 
     def events(self, timeout: float) -> EventBatch: ...
 
@@ -56,6 +61,9 @@ class LiveSource:
 
     def dump(self) -> list[Row]:
         return self.ct.dump()
+
+    def dump_chunks(self) -> Iterator[list[Row]]:
+        return self.ct.dump_chunks()
 
     def events(self, timeout: float) -> EventBatch:
         if self.ev is None:

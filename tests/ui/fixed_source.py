@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import random
 import socket
+from collections.abc import Iterator
 
 from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.events import EventBatch
@@ -159,6 +160,11 @@ class FixedSource:
     def dump(self) -> list[Row]:
         self.dumps += 1
         return list(self.rows)
+
+    def dump_chunks(self) -> Iterator[list[Row]]:
+        rows = self.dump()
+        for i in range(0, len(rows), 7):  # small chunks, as the kernel's arrive
+            yield rows[i:i + 7]
 
     def events(self, timeout: float) -> EventBatch:
         try:

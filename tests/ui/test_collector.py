@@ -9,13 +9,15 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from cttop.kernel.ctnetlink import KernelError, Stats
+import cttop.live.collector as collector_module
 from cttop.live.collector import Collector
 from cttop.live.frame import FAILED, LIMITED, LIVE, Frame
 from cttop.live.index import FlowIndex, ViewSpec
 from cttop.table.packing import flow_key, unpack
+from cttop.table.store import FlowTable
 from cttop.model import EV_DESTROY, EV_NEW, Row
 from cttop.snapshot import NEEDS_CAP
-from tests.ui.fixed_source import FixedSource, fixed_rows, row, v4
+from tests.ui.fixed_source import FixedSource, busy_rows, fixed_rows, row, v4
 
 CAP = 10.0
 
@@ -79,6 +81,21 @@ def test_subscribes_before_the_first_dump_and_shows_the_table(rec: Recorder) -> 
     assert live.flows == len(src.rows) == live.count
     assert {unpack(r)[0] for r in rec.indexes[-1].records} == {r[0] for r in src.rows}
     assert src.closed
+
+
+def test_a_dump_is_packed_in_batches_into_the_same_table(rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector_module, "LOAD_CHUNK", 30)  # 300 rows in 7-row chunks: ten batches and a rest
+    src = FixedSource(busy_rows(300))
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        whole = FlowTable(track=list(c.table.agg.groups))
+        whole.extend(src.rows)
+        assert sorted(c.table.records()) == sorted(whole.records())
+        assert (c.table.by_state, c.table.evictable, c.table.agg.groups) == (
+            whole.by_state, whole.evictable, whole.agg.groups)
+    finally:
+        c.stop()
 
 
 def test_events_change_the_table(rec: Recorder) -> None:

@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -456,6 +456,9 @@ class ReplaySource:
         with self._lock:
             self._pending_seek()
             return list(self.table.rows())
+
+    def dump_chunks(self) -> Iterator[list[Row]]:
+        yield self.dump()  # the recording's table is in memory already
 
     def events(self, timeout: float) -> EventBatch:
         deadline = time.monotonic() + timeout

@@ -53,7 +53,7 @@ from cttop.table.groups import GROUPS
 from cttop.table.history import FillHistory, Rate
 from cttop.table.store import FlowTable
 
-LOAD_CHUNK: Final = 50_000  # rows added to the table between progress reports
+LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
 REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
@@ -301,18 +301,24 @@ class Collector:
     def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh)."""
         t0 = time.monotonic()
+        known = self._known_count() if first else ""  # asked before the dump: it shares the socket
         if first:
-            self._note = f"reading {self._known_count()} flows from the kernel"
+            self._note = f"reading {known} flows from the kernel"
             self._post()
-        rows = self.source.dump()
         fresh = FlowTable(track=list(self.table.agg.groups))
         last_report = time.monotonic()
-        for i in range(0, len(rows), LOAD_CHUNK):
-            fresh.extend(rows[i:i + LOAD_CHUNK])
+        batch: list[Row] = []
+        for chunk in self.source.dump_chunks():
+            batch += chunk
+            if len(batch) < LOAD_CHUNK:
+                continue
+            fresh.extend(batch)
+            batch = []
             if first and time.monotonic() - last_report > 0.25:
                 last_report = time.monotonic()
-                self._note = f"loaded {len(fresh):,} of {len(rows):,} flows"
+                self._note = f"loaded {len(fresh):,} of {known} flows"
                 self._post()
+        fresh.extend(batch)
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed
         fresh.generation = old.generation + 1
