@@ -54,6 +54,7 @@ from cttop.table.history import FillHistory, Rate
 from cttop.table.store import FlowTable
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
+LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
 REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
@@ -105,6 +106,7 @@ class Collector:
         self._rates = {name: Rate() for name in PRESSURE}
         self._new_rate, self._gone_rate = Rate(), Rate()
         self._lost = 0
+        self._dumping = False  # a dump is being received: no other request may use the socket
         self._bad = 0
         self._refreshed: float | None = None
         self._next_refresh = 0.0
@@ -308,16 +310,20 @@ class Collector:
         fresh = FlowTable(track=list(self.table.agg.groups))
         last_report = time.monotonic()
         batch: list[Row] = []
-        for chunk in self.source.dump_chunks():
-            batch += chunk
-            if len(batch) < LOAD_CHUNK:
-                continue
-            fresh.extend(batch)
-            batch = []
-            if first and time.monotonic() - last_report > 0.25:
-                last_report = time.monotonic()
-                self._note = f"loaded {len(fresh):,} of {known} flows"
-                self._post()
+        self._dumping = True
+        try:
+            for chunk in self.source.dump_chunks():
+                batch += chunk
+                if len(batch) < LOAD_CHUNK:
+                    continue
+                fresh.extend(batch)
+                batch = []
+                if first and time.monotonic() - last_report >= LOAD_REPORT_EVERY:
+                    last_report = time.monotonic()
+                    self._note = f"loaded {len(fresh):,} of {known} flows"
+                    self._post()
+        finally:
+            self._dumping = False
         fresh.extend(batch)
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed
@@ -403,8 +409,8 @@ class Collector:
             self._next_sysctls = now + SYSCTL_EVERY
             self._count = _int(self._sysctls.get("nf_conntrack_count"))
             self._max = _int(self._sysctls.get("nf_conntrack_max"))
-        if self._phase == LIMITED:
-            return
+        if self._phase == LIMITED or self._dumping:
+            return  # a dump in progress owns the ctnetlink socket: a request now would land in its stream
         if self._phase == LIVE:
             # Events up to this instant, so the table's size and the kernel's count are of one moment.
             self._apply(self._catch_up())
