@@ -35,16 +35,20 @@ def write_refused(owner: object, action: str, read_only: bool) -> bool:
     return read_only and getattr(getattr(owner, f"action_{action}", None), "cttop_writes", False)
 
 
-class KeyGroup(Screen[None]):
-    """Base of the main screen's key groups. Each overrides ``palette`` and extends ``super().palette()``."""
+class AppAccess:
+    """Mixed into the app's screens: the running CttopApp, typed."""
 
     @property
     def capp(self) -> CttopApp:
         from cttop.ui.app import CttopApp
 
-        app = self.app
+        app = getattr(self, "app")  # noqa: B009  (the Screen's; a mixin cannot declare it)
         assert isinstance(app, CttopApp)
         return app
+
+
+class KeyGroup(AppAccess, Screen[None]):
+    """Base of the main screen's key groups. Each overrides ``palette`` and extends ``super().palette()``."""
 
     def palette(self) -> list[PaletteEntry]:
         return []

@@ -8,7 +8,7 @@ finding with a remedy gets a button that opens that remedy's confirmation; with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import ClassVar, Final
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,9 +23,8 @@ from cttop.actions import ActionResult
 from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.apply import confirm_and_apply
+from cttop.ui.keys import AppAccess
 
-if TYPE_CHECKING:
-    from cttop.ui.app import CttopApp
 
 # What a fix button says, by the plan's kind.
 FIX_LABELS: Final = {"sysctl": "Set the tunables…", "notrack-add": "Add the NOTRACK rule…", "flush": "Flush…"}
@@ -80,7 +79,7 @@ class FindingView(Vertical):
             yield Button(label, id=f"fix-{self.number}", classes="finding-fix", variant="warning")
 
 
-class DoctorScreen(ModalScreen[None]):
+class DoctorScreen(AppAccess, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", key_display="Esc"),
         Binding("r", "watch", "Watch again"),
@@ -94,14 +93,6 @@ class DoctorScreen(ModalScreen[None]):
         self.error: str | None = None
         self.fixing: Finding | None = None  # the finding whose fix is being prepared
         self._left = 0.0
-
-    @property
-    def capp(self) -> CttopApp:
-        from cttop.ui.app import CttopApp
-
-        app = self.app
-        assert isinstance(app, CttopApp)
-        return app
 
     def compose(self) -> ComposeResult:
         with Vertical(id="doctor-box") as box:

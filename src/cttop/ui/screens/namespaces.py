@@ -6,7 +6,7 @@ host, so it runs in a thread worker; so does opening the chosen one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import ClassVar, Final
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,9 +19,8 @@ from textual.worker import Worker, WorkerState
 
 from cttop.fleet.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.source import LiveSource
+from cttop.ui.keys import AppAccess
 
-if TYPE_CHECKING:
-    from cttop.ui.app import CttopApp
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
 RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
@@ -55,7 +54,7 @@ def total_text(tot: Totals) -> Text:
     return t
 
 
-class NamespacesScreen(ModalScreen[None]):
+class NamespacesScreen(AppAccess, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", key_display="Esc"),
         Binding("r", "refresh", "Read again"),
@@ -65,14 +64,6 @@ class NamespacesScreen(ModalScreen[None]):
         super().__init__()
         self.namespaces: list[Namespace] = []
         self.shown_inode: int | None = None
-
-    @property
-    def capp(self) -> CttopApp:
-        from cttop.ui.app import CttopApp
-
-        app = self.app
-        assert isinstance(app, CttopApp)
-        return app
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ns-box") as box:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.screen import ModalScreen
@@ -19,9 +19,8 @@ from textual.widgets import DataTable, Static
 from cttop.actions import PersistPaths
 from cttop.errors import CttopError
 from cttop.ui.keys import write_refused
+from cttop.ui.keys import AppAccess
 
-if TYPE_CHECKING:
-    from cttop.ui.app import CttopApp
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
 # (the TUI's counterpart of the CLI's --persist-dir).
@@ -36,15 +35,7 @@ def persist_paths() -> PersistPaths:
     return PersistPaths.under(d) if d else PersistPaths()
 
 
-class RemedyScreen(ModalScreen[None]):
-    @property
-    def capp(self) -> CttopApp:
-        from cttop.ui.app import CttopApp
-
-        app = self.app
-        assert isinstance(app, CttopApp)
-        return app
-
+class RemedyScreen(AppAccess, ModalScreen[None]):
     @property
     def read_only(self) -> bool:
         return self.capp.read_only
