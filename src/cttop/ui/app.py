@@ -373,8 +373,9 @@ class CttopApp(App[None]):
 
     def catch_up(self) -> None:
         """Apply the newest snapshots, unless paused or a modal screen is in front."""
-        if self.screen is not self.main:
-            return
+        stack = self.screen_stack
+        if not stack or stack[-1] is not self.main:
+            return  # a modal is in front, or the app is shutting down and has no screen left
         frame, index = self._frame, self._index
         new_frame = frame is not None and frame is not self.shown_frame and not self.paused
         new_index = index is not None and index is not self.shown_index and (
