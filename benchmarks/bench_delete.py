@@ -32,13 +32,13 @@ from collections.abc import Callable, Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import sh, synthetic_rows  # noqa: E402
-from cttop.actions import DeleteFlows, FlushFlows, Journal  # noqa: E402
-from cttop.actions.flows import matching_rows  # noqa: E402
-from cttop.filter import compile_filter  # noqa: E402
-from cttop.kernel.ctnetlink import Ctnetlink  # noqa: E402
-from cttop.kernel.netns import NetnsSpec  # noqa: E402
-from cttop.model import AF_INET, NO_PSTATE, Row  # noqa: E402
+from benchmarks.common import sh, synthetic_rows
+from cttop.actions import DeleteFlows, FlushFlows, Journal
+from cttop.actions.flows import matching_rows
+from cttop.filter import compile_filter
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import AF_INET, NO_PSTATE, Row
 
 MAX_PATH = "/proc/sys/net/netfilter/nf_conntrack_max"
 HASHSIZE_PATH = "/sys/module/nf_conntrack/parameters/hashsize"

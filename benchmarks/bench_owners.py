@@ -25,13 +25,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import alternate, filled_netns, synthetic_rows  # noqa: E402
-from cttop.fleet.owners import Owners, build_index  # noqa: E402
-from cttop.kernel.ctnetlink import Ctnetlink  # noqa: E402
-from cttop.kernel.netns import NetnsSpec, run_in  # noqa: E402
-from cttop.live.owner_top import PackedOwners  # noqa: E402
-from cttop.model import Row  # noqa: E402
-from cttop.table.store import FlowTable  # noqa: E402
+from benchmarks.common import alternate, filled_netns, synthetic_rows
+from cttop.fleet.owners import Owners, build_index
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec, run_in
+from cttop.live.owner_top import PackedOwners
+from cttop.model import Row
+from cttop.table.store import FlowTable
 
 TRACK = ("add table inet b; add chain inet b o { type filter hook output priority 0; }; "
          "add rule inet b o ct state new counter")

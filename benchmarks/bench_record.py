@@ -20,11 +20,11 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import alternate, filled_netns, synthetic_rows  # noqa: E402
-from cttop.fleet.record import Clock, Recorder, RecordingWriter  # noqa: E402
-from cttop.fleet.replay import ReplaySource  # noqa: E402
-from cttop.kernel.ctnetlink import Ctnetlink  # noqa: E402
-from cttop.kernel.netns import NetnsSpec  # noqa: E402
+from benchmarks.common import alternate, filled_netns, synthetic_rows
+from cttop.fleet.record import Clock, Recorder, RecordingWriter
+from cttop.fleet.replay import ReplaySource
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
 
 CTTOP = os.path.join(os.path.dirname(sys.executable), "cttop")
 

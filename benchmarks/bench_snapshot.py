@@ -15,11 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import alternate, filled_netns  # noqa: E402
-from cttop.kernel.ctnetlink import Ctnetlink  # noqa: E402
-from cttop.kernel.netns import NetnsSpec  # noqa: E402
-from cttop.table.store import FlowTable  # noqa: E402
-
+from benchmarks.common import alternate, filled_netns
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.table.store import FlowTable
 
 # The cttop installed beside this interpreter (e.g. .venv/bin/cttop), not a shim found on PATH.
 CTTOP = os.path.join(os.path.dirname(sys.executable), "cttop")

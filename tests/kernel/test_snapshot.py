@@ -88,7 +88,7 @@ def stable_pair(ns: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         before = conntrack_list(ns)
         snap = snapshot(ns, "--flows")
         after = conntrack_list(ns)
-        key = lambda fs: sorted((f["id"], f["state"], tuple(f["flags"]), counters(f, "packets")) for f in fs)  # noqa: E731
+        key = lambda fs: sorted((f["id"], f["state"], tuple(f["flags"]), counters(f, "packets")) for f in fs)
         if key(before) == key(after):
             return after, snap
     raise AssertionError("the table kept changing under the test")
@@ -144,7 +144,7 @@ def test_aggregates_equal_conntrack(mixed: str) -> None:
     snap = snapshot(mixed, "--group-by", "dport", "--top", "50")
     assert snap["count"] == len(oracle) == conntrack_count(mixed)
     assert snap["listed"] == snap["matched"] == len(oracle)
-    name = lambda f: str(f["protonum"]) if f["proto"] == "unknown" else f["proto"]  # noqa: E731
+    name = lambda f: str(f["protonum"]) if f["proto"] == "unknown" else f["proto"]
     assert snap["by_proto"] == dict(Counter(map(name, oracle)))
     assert snap["by_state"] == dict(Counter(f"{name(f)}:{oracle_state(f)}" for f in oracle))
     assert snap["evictable"] == sum("ASSURED" not in f["flags"] for f in oracle)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Button, DataTable
 
 from cttop.kernel.netns import NetnsSpec
@@ -35,6 +36,16 @@ def kernel_stat(ns: str, name: str) -> int:
 
 def read_sysctl(ns: str, name: str) -> int:
     return int(sh("cat", f"{SYSCTL}/{name}", netns=ns).strip())
+
+
+async def open_doctor(pilot: Pilot[None], app: CttopApp) -> DoctorScreen:
+    """Press D and wait until the doctor has watched the table and shows its report."""
+    await pilot.press("D")
+    doctor = app.screen
+    assert isinstance(doctor, DoctorScreen)
+    await wait_for(pilot, lambda: doctor.report is not None, "the doctor's report")
+    await pilot.pause(0.2)
+    return doctor
 
 
 def insert_udp(ns: str, n: int) -> None:
@@ -67,11 +78,7 @@ async def test_doctor_and_namespaces_show_the_kernels_numbers_and_enter_switches
     app = CttopApp(LiveSource(NetnsSpec(name=a)), interval=0.2)
     async with app.run_test(size=(130, 40)) as pilot:
         await wait_live(pilot, app)
-        await pilot.press("D")
-        doctor = app.screen
-        assert isinstance(doctor, DoctorScreen)
-        await wait_for(pilot, lambda: doctor.report is not None, "the doctor's report")
-        await pilot.pause(0.2)
+        await open_doctor(pilot, app)
         text = screen_text(app)
         assert f"{kernel_count(a)} of {maximum} entries" in text
         assert re.search(rf"\b(OK|WARNING|CRITICAL|UNKNOWN) · {a} · watched 3\.0 s", text)
@@ -136,11 +143,7 @@ async def test_doctor_fix_button_changes_the_kernel(unreplied_ns: str, tmp_path:
     app = CttopApp(LiveSource(NetnsSpec(name=ns)), interval=0.5)
     async with app.run_test(size=(130, 50)) as pilot:
         await wait_live(pilot, app)
-        await pilot.press("D")
-        doctor = app.screen
-        assert isinstance(doctor, DoctorScreen)
-        await wait_for(pilot, lambda: doctor.report is not None, "the doctor's report")
-        await pilot.pause(0.2)
+        doctor = await open_doctor(pilot, app)
         assert doctor.report is not None
         assert doctor.report.status == "warning"
         assert "WARNING · " in screen_text(app)

@@ -404,8 +404,10 @@ def test_render_is_compact_ok_on_one_line_problems_with_indented_commands() -> N
 
 
 def test_cli_error_is_unknown_in_one_line() -> None:
-    from cttop.cli import doctor  # noqa: F401  (registers the command)
+    from cttop.cli import load_commands
     from cttop.cli.app import app
+
+    load_commands(["doctor"])  # commands register on import; cttop's main does this from argv
 
     r = CliRunner().invoke(app, ["doctor", "--netns", "cttop-no-such-ns-7f3a", "--json"])
     assert r.exit_code == 3

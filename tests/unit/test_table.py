@@ -7,8 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cttop.model import (AF_INET, AF_INET6, EV_DESTROY, EV_NEW, EV_UPDATE, IPS_ASSURED, IPS_SEEN_REPLY,
-                         NO_PSTATE, Row)
+from cttop.model import AF_INET, AF_INET6, EV_DESTROY, EV_NEW, EV_UPDATE, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
 from cttop.table.history import FillHistory, Rate

@@ -14,8 +14,20 @@ from typing import Annotated
 import typer
 
 from cttop.actions import (
-    ActionError, AddNotrack, DeleteFlows, FlushFlows, Journal, PersistPaths, Plan, RemoveNotrack, SetSysctls,
-    read_only, rule_groups, set_read_only, tunables, undo_plan,
+    ActionError,
+    AddNotrack,
+    DeleteFlows,
+    FlushFlows,
+    Journal,
+    PersistPaths,
+    Plan,
+    RemoveNotrack,
+    SetSysctls,
+    read_only,
+    rule_groups,
+    set_read_only,
+    tunables,
+    undo_plan,
 )
 from cttop.actions.flows import matching_rows
 from cttop.actions.plan import READ_ONLY_ENV

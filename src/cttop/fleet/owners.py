@@ -31,8 +31,22 @@ import psutil
 from cttop.fleet.cgroup import placement_of
 from cttop.fleet.sockets import InetSocket, list_sockets
 from cttop.kernel.netns import NetnsSpec, run_in
-from cttop.model import (R_DPORT, R_DST, R_OBYTES, R_OPKTS, R_PROTO, R_RBYTES, R_RDPORT, R_RDST, R_RPKTS, R_RSPORT,
-                         R_RSRC, R_SPORT, R_SRC, Row)
+from cttop.model import (
+    R_DPORT,
+    R_DST,
+    R_OBYTES,
+    R_OPKTS,
+    R_PROTO,
+    R_RBYTES,
+    R_RDPORT,
+    R_RDST,
+    R_RPKTS,
+    R_RSPORT,
+    R_RSRC,
+    R_SPORT,
+    R_SRC,
+    Row,
+)
 from cttop.table.groups import GroupDef
 from cttop.table.store import GroupRow
 

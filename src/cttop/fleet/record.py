@@ -87,7 +87,7 @@ class RecordingWriter:
         self.clock = clock
         self.level = level
         try:
-            self.f: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by close()
+            self.f: BinaryIO = open(path, "wb")
         except OSError as e:
             raise RecordError(f"record: cannot write {path}: {e.strerror}") from None
         self.raw_bytes = 0  # uncompressed record bytes, for the overhead report

@@ -31,11 +31,26 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cttop.errors import CttopError
-from cttop.fleet.record import (HEADER, K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_END, K_EVENTS, K_LOST, K_META,
-                                K_STATS, K_SYSCTLS, KINDS, MAGIC, MAX_RECORD, REC, VERSION)
+from cttop.fleet.record import (
+    HEADER,
+    K_DUMP_BEGIN,
+    K_DUMP_DATA,
+    K_DUMP_END,
+    K_END,
+    K_EVENTS,
+    K_LOST,
+    K_META,
+    K_STATS,
+    K_SYSCTLS,
+    KINDS,
+    MAGIC,
+    MAX_RECORD,
+    REC,
+    VERSION,
+)
+from cttop.kernel import events as kernel_events
 from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.decode import DecodeError, Decoder
-from cttop.kernel import events as kernel_events
 from cttop.kernel.events import EventBatch
 from cttop.model import EV_DESTROY, EV_UPDATE, R_TIMEOUT, Row
 from cttop.table.packing import flow_key
@@ -85,7 +100,7 @@ def read_header(path: str) -> int:
 def stream(path: str, offset: int, size: int) -> Generator[tuple[int, int, float, bytes], None, None]:
     """``(segment offset, kind, time, payload)`` of every record from the segment at ``offset`` on."""
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed in finally, the generator may be abandoned
+        f = open(path, "rb")
     except OSError as e:
         raise ReplayError(f"replay: {path}: {e.strerror}") from None
     try:

@@ -25,9 +25,29 @@ from cttop.kernel.attrs import NLA, be, nest, nla
 from cttop.kernel.decode import NLH, DecodeError, Decoder, ErrorReply
 from cttop.kernel.kfilter import KernelFilterLike, encode_filter
 from cttop.kernel.netns import NetnsSpec, run_in
-from cttop.model import (AF_INET6, ICMP_PROTOS, IPS_CONFIRMED, NO_PSTATE, R_DPORT, R_DST, R_FAMILY, R_ID, R_MARK, R_PROTO,
-                         R_PSTATE, R_RDPORT, R_RDST, R_RSPORT, R_RSRC, R_SPORT, R_SRC, R_STATUS, R_TIMEOUT,
-                         R_ZONE, Row)
+from cttop.model import (
+    AF_INET6,
+    ICMP_PROTOS,
+    IPS_CONFIRMED,
+    NO_PSTATE,
+    R_DPORT,
+    R_DST,
+    R_FAMILY,
+    R_ID,
+    R_MARK,
+    R_PROTO,
+    R_PSTATE,
+    R_RDPORT,
+    R_RDST,
+    R_RSPORT,
+    R_RSRC,
+    R_SPORT,
+    R_SRC,
+    R_STATUS,
+    R_TIMEOUT,
+    R_ZONE,
+    Row,
+)
 
 RECV_SIZE = 1 << 20
 ERR = struct.Struct("<i")

@@ -10,15 +10,14 @@ called directly: ``os.setns`` on Python 3.12+, libc through ctypes before that.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
-
-import ctypes
-import functools
 
 from cttop.errors import CttopError
 

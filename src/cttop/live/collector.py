@@ -216,7 +216,7 @@ class Collector:
                 self._tick()
         except CttopError as e:
             self._fail(str(e))
-        except Exception as e:  # noqa: BLE001  (a bug must show on screen, not kill the view silently)
+        except Exception as e:
             self._fail(f"internal error: {type(e).__name__}: {e}")
 
     def _connect(self) -> bool:

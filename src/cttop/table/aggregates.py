@@ -15,8 +15,20 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TypeVar
 
-from cttop.model import (IPS_ASSURED, R_MARK, R_OBYTES, R_OPKTS, R_PROTO, R_PSTATE, R_RBYTES, R_RPKTS, R_STATUS,
-                         R_ZONE, Row, state_key3)
+from cttop.model import (
+    IPS_ASSURED,
+    R_MARK,
+    R_OBYTES,
+    R_OPKTS,
+    R_PROTO,
+    R_PSTATE,
+    R_RBYTES,
+    R_RPKTS,
+    R_STATUS,
+    R_ZONE,
+    Row,
+    state_key3,
+)
 from cttop.table.groups import GROUPS
 
 K = TypeVar("K")

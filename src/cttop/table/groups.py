@@ -6,8 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cttop.model import (PORTED_PROTOS, R_DPORT, R_DST, R_MARK, R_PROTO, R_SPORT, R_SRC, R_ZONE, Row,
-                         addr_text, proto_name, state_key)
+from cttop.model import (
+    PORTED_PROTOS,
+    R_DPORT,
+    R_DST,
+    R_MARK,
+    R_PROTO,
+    R_SPORT,
+    R_SRC,
+    R_ZONE,
+    Row,
+    addr_text,
+    proto_name,
+    state_key,
+)
 
 GroupKey = Any
 

@@ -25,10 +25,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import TOP_BY, Collector, group_title
 from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
-from cttop.kernel.netns import NetnsSpec
 from cttop.source import LiveSource, Source
 from cttop.table.packing import unpack
 from cttop.ui import fmt

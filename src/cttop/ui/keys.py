@@ -42,7 +42,7 @@ class AppAccess:
     def capp(self) -> CttopApp:
         from cttop.ui.app import CttopApp
 
-        app = getattr(self, "app")  # noqa: B009  (the Screen's; a mixin cannot declare it)
+        app = getattr(self, "app")
         assert isinstance(app, CttopApp)
         return app
 

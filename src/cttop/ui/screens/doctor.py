@@ -25,7 +25,6 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import AppAccess
 
-
 # What a fix button says, by the plan's kind.
 FIX_LABELS: Final = {"sysctl": "Set the tunables…", "notrack-add": "Add the NOTRACK rule…", "flush": "Flush…"}
 TICK: Final = 0.5

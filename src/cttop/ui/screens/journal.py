@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
-from textual.widgets import Footer
 
 from cttop.actions import Journal, Record, undo_plan
 from cttop.kernel.netns import NetnsSpec
@@ -34,18 +31,16 @@ class JournalScreen(RowsScreen[Record]):
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
     COLUMNS = ("time", "id", "what", "who", "namespace", "status")
+    NAME = "journal"
+    WRITE_HINT = "u undoes the selected change"
 
     def __init__(self, spec: NetnsSpec | None, journal: Journal | None = None) -> None:
         super().__init__()
         self.spec = spec
         self.journal = journal or Journal()
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="journal-box", classes="remedy-box") as box:
-            box.border_title = f"Journal · {self.journal.path}"
-            box.border_subtitle = "Esc closes" if self.read_only else "u undoes the selected change · Esc closes"
-            yield from self.table_and_detail("journal")
-        yield Footer()
+    def box_title(self) -> str:
+        return f"Journal · {self.journal.path}"
 
     def action_reload(self) -> None:
         journal = self.journal

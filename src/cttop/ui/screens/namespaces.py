@@ -21,7 +21,6 @@ from cttop.fleet.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.source import LiveSource
 from cttop.ui.keys import AppAccess
 
-
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
 RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
 SHOWN_MARK: Final = "▶"

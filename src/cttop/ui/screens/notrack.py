@@ -11,10 +11,7 @@ import os
 from typing import ClassVar
 
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
-from textual.widgets import Footer
 
 from cttop.actions import RemoveNotrack, RuleGroup, rule_groups
 from cttop.actions.shell import is_initial
@@ -42,17 +39,15 @@ class NotrackRulesScreen(RowsScreen[RuleGroup]):
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
     COLUMNS = ("change", "untracked traffic", "rules", "backend")
+    NAME = "notrack"
+    WRITE_HINT = "x removes · X removes all"
 
     def __init__(self, spec: NetnsSpec) -> None:
         super().__init__()
         self.spec = spec
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="notrack-box", classes="remedy-box") as box:
-            box.border_title = f"cttop NOTRACK rules · namespace {self.spec.label()}"
-            box.border_subtitle = "Esc closes" if self.read_only else "x removes · X removes all · Esc closes"
-            yield from self.table_and_detail("notrack")
-        yield Footer()
+    def box_title(self) -> str:
+        return f"cttop NOTRACK rules · namespace {self.spec.label()}"
 
     def action_reload(self) -> None:
         spec = self.spec

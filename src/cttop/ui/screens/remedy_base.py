@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 
 from cttop.actions import PersistPaths
 from cttop.errors import CttopError
-from cttop.ui.keys import write_refused
-from cttop.ui.keys import AppAccess
-
+from cttop.ui.keys import AppAccess, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
 # (the TUI's counterpart of the CLI's --persist-dir).
@@ -67,10 +67,15 @@ class RowsScreen(RemedyScreen, Generic[T]):
     """A table of items (one row each) and the highlighted item's detail; subclasses say what and how."""
 
     COLUMNS: ClassVar[tuple[str, ...]]
+    NAME: ClassVar[str]  # the widget ids: NAME-box, NAME-table, NAME-detail
+    WRITE_HINT: ClassVar[str]  # the write keys, in the border; left out in read-only mode
 
     def __init__(self) -> None:
         super().__init__()
         self.items: list[T] = []
+
+    @abstractmethod
+    def box_title(self) -> str: ...
 
     @abstractmethod
     def action_reload(self) -> None:
@@ -86,9 +91,18 @@ class RowsScreen(RemedyScreen, Generic[T]):
     def detail(self, item: T | None) -> Text:
         """The highlighted item's detail; ``None`` when there are no items."""
 
-    def table_and_detail(self, name: str) -> tuple[DataTable[Text], Static]:
-        return (DataTable(id=f"{name}-table", cursor_type="row", zebra_stripes=True),
-                Static(id=f"{name}-detail", classes="remedy-detail"))
+    def below_detail(self) -> ComposeResult:
+        """Widgets under the detail; none unless a subclass has more to show."""
+        yield from ()
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id=f"{self.NAME}-box", classes="remedy-box") as box:
+            box.border_title = self.box_title()
+            box.border_subtitle = "Esc closes" if self.read_only else f"{self.WRITE_HINT} · Esc closes"
+            yield DataTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
+            yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
+            yield from self.below_detail()
+        yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

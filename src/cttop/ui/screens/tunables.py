@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Checkbox, DataTable, Footer, Input, Label, Static
+from textual.widgets import Checkbox, DataTable, Input, Label, Static
 
 from cttop.actions import SetSysctls, tunables
 from cttop.actions.tunables import TunableState
@@ -58,6 +58,8 @@ class TunablesScreen(RowsScreen[TunableState]):
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
     COLUMNS = ("tunable", "value", "default", "")
+    NAME = "tunables"
+    WRITE_HINT = "e or Enter edits"
 
     def __init__(self, spec: NetnsSpec) -> None:
         super().__init__()
@@ -65,18 +67,16 @@ class TunablesScreen(RowsScreen[TunableState]):
         self.paths = persist_paths()
         self.editing: TunableState | None = None
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="tunables-box", classes="remedy-box") as box:
-            box.border_title = f"Tunables · namespace {self.spec.label()}"
-            box.border_subtitle = "Esc closes" if self.read_only else "e or Enter edits · Esc closes"
-            yield from self.table_and_detail("tunables")
-            with Vertical(id="tunables-edit"):
-                with Horizontal(id="tunables-edit-line"):
-                    yield Label("", id="tunables-edit-name")
-                    yield Input(id="tunables-input")
-                yield Checkbox(self._persist_label(False), id="tunables-persist")
-                yield Static("", id="tunables-error")
-        yield Footer()
+    def box_title(self) -> str:
+        return f"Tunables · namespace {self.spec.label()}"
+
+    def below_detail(self) -> ComposeResult:
+        with Vertical(id="tunables-edit"):
+            with Horizontal(id="tunables-edit-line"):
+                yield Label("", id="tunables-edit-name")
+                yield Input(id="tunables-input")
+            yield Checkbox(self._persist_label(False), id="tunables-persist")
+            yield Static("", id="tunables-error")
 
     def on_mount(self) -> None:
         self.query_one("#tunables-edit").display = False  # RowsScreen.on_mount fills the table
