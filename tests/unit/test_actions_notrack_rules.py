@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cttop.actions.errors import ActionError
+from cttop.actions.notrack import AddNotrack, alternatives_matches
 from cttop.actions.notrack_rules import iptables_matches, matches, nft_match
 from cttop.filter import compile_filter
+from cttop.kernel.netns import NetnsSpec
 
 
 def nft(text: str) -> list[str]:
@@ -84,3 +86,63 @@ def test_iptables_arguments() -> None:
     bare = ipt("ipv4 and dport 53")
     assert [a[a.index("-p") + 1] for _, a in bare] == ["tcp", "udp", "sctp", "tcp", "udp", "sctp"]
     assert {p for p, _ in bare} == {"iptables"}
+
+
+# --- a top-level 'or': one rule set per alternative (tagged flows of several services) ------------
+
+TWO_SERVICES = "udp dst 10.1.0.53 dport 53 or tcp dst 10.1.0.1 dport 443"
+
+
+def test_each_alternative_of_an_or_gets_its_own_matches_in_order() -> None:
+    got = [nft_match(m) for m in alternatives_matches(compile_filter(TWO_SERVICES).ast)]
+    assert got == ["ip daddr 10.1.0.53 udp dport 53", "ip saddr 10.1.0.53 udp sport 53",
+                   "ip daddr 10.1.0.1 tcp dport 443", "ip saddr 10.1.0.1 tcp sport 443"]
+
+
+def test_alternatives_that_overlap_give_each_match_once() -> None:
+    # Two tagged flows of one service, and an alternative that is the other's reply direction.
+    text = "udp dst 10.1.0.53 dport 53 or udp dst 10.1.0.53 dport 53 or udp src 10.1.0.53 sport 53"
+    got = [nft_match(m) for m in alternatives_matches(compile_filter(text).ast)]
+    assert got == ["ip daddr 10.1.0.53 udp dport 53", "ip saddr 10.1.0.53 udp sport 53"]
+
+
+def test_without_or_alternatives_are_the_plain_matches() -> None:
+    ast = compile_filter("host 10.0.0.1 and udp").ast
+    assert alternatives_matches(ast) == matches(ast)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("udp dport 53 or state established", "state"),  # every alternative must be translatable
+    ("udp and (dport 53 or dport 54)", "'or'"),  # an 'or' inside an 'and' has no rule-list form
+    ("udp dport 53 or not tcp", "'not'"),
+])
+def test_an_or_with_an_untranslatable_alternative_is_refused(text: str, reason: str) -> None:
+    with pytest.raises(ActionError) as e:
+        alternatives_matches(compile_filter(text).ast)
+    assert reason in str(e.value)
+
+
+def test_add_notrack_of_an_or_is_one_change_with_exact_nft_commands() -> None:
+    plan = AddNotrack(NetnsSpec(name="lab"), TWO_SERVICES, backend="nft")
+    tag = f"cttop:{plan.id}"
+    assert {r.id for r in plan.rules} == {plan.id}  # one comment: undo removes all of them together
+    assert [(r.chain, r.rule) for r in plan.rules] == [
+        (chain, f'{m} notrack comment "{tag}"')
+        for m in ("ip daddr 10.1.0.53 udp dport 53", "ip saddr 10.1.0.53 udp sport 53",
+                  "ip daddr 10.1.0.1 tcp dport 443", "ip saddr 10.1.0.1 tcp sport 443")
+        for chain in ("pre", "out")]
+    ns = "ip netns exec lab"
+    assert plan.commands()[3:] == [
+        f"{ns} nft 'add rule inet cttop {r.chain} {r.rule}'" for r in plan.rules]
+    assert "Stop tracking 'udp dst 10.1.0.53 dport 53 or tcp dst 10.1.0.1 dport 443'" in plan.describe()
+    assert "8 rules in nft table inet cttop" in plan.describe()
+
+
+def test_add_notrack_of_an_or_with_iptables_commands() -> None:
+    plan = AddNotrack(NetnsSpec(name="lab"), TWO_SERVICES, backend="iptables")
+    tail = f"-m comment --comment cttop:{plan.id} -j CT --notrack"
+    v4 = [r for r in plan.commands() if r.startswith("ip netns exec lab iptables ")]
+    assert v4 == [f"ip netns exec lab iptables -t raw -I {chain} {m} {tail}"
+                  for m in ("-d 10.1.0.53 -p udp -m udp --dport 53", "-s 10.1.0.53 -p udp -m udp --sport 53",
+                            "-d 10.1.0.1 -p tcp -m tcp --dport 443", "-s 10.1.0.1 -p tcp -m tcp --sport 443")
+                  for chain in ("PREROUTING", "OUTPUT")]

@@ -30,6 +30,7 @@ from cttop.actions.journal import Journal, Record
 from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
 from cttop.actions.plan import Change, Plan
 from cttop.filter import Filter, compile_filter
+from cttop.filter.ast import Node, Or
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import Row, nat_kind
 
@@ -305,6 +306,19 @@ class _RulesPlan(Plan):
         self._revert_rules()
 
 
+def alternatives_matches(node: Node) -> list[Match]:
+    """:func:`matches` for each alternative of a top-level ``or``, in order, without duplicates.
+
+    One rule set per alternative is what an ``or`` means to a rule list (any rule
+    exempts the packet), so tagged flows of several services become one change.
+    An ``or`` inside an ``and`` is still refused by :func:`matches`.
+    """
+    out: list[Match] = []
+    for alt in node.items if isinstance(node, Or) else (node,):
+        out += [m for m in matches(alt) if m not in out]
+    return out
+
+
 def _existing_parent(path: str) -> str:
     d = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(d):
@@ -315,7 +329,8 @@ def _existing_parent(path: str) -> str:
 class AddNotrack(_RulesPlan):
     """Exempt the flows a filter expression selects from tracking, both directions.
 
-    ``expr`` is filter text (``udp dport 53``) or a compiled Filter. ``rows``, when
+    ``expr`` is filter text (``udp dport 53``) or a compiled Filter; a top-level
+    ``or`` gets one rule set per alternative, all in this one change. ``rows``, when
     the caller has them (the selected group), lets the warnings say whether NAT'd
     flows are among them. ``persist`` also writes cttop's table to an nft file.
     Untranslatable filters raise ActionError here.
@@ -328,7 +343,7 @@ class AddNotrack(_RulesPlan):
                  journal: Journal | None = None) -> None:
         flt = compile_filter(expr) if isinstance(expr, str) else expr
         self.expr = flt.text.strip()
-        self.matches: list[Match] = matches(flt.ast)
+        self.matches = alternatives_matches(flt.ast)
         self.backend = backend or pick_backend()
         if persist is not None and self.backend != "nft":
             raise ActionError("--persist writes an nft file, but nft is missing: "
