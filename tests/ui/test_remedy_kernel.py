@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import Checkbox, DataTable, Input
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.index import record_id
@@ -462,6 +462,93 @@ async def test_n_on_a_heaviest_group_then_remove_all(ns: str, state: Path) -> No
         await confirm_open(pilot, app)
         await yes_and_wait(pilot, app, state)
     assert nft_cttop(ns) == ""
+
+
+async def tag_flows(pilot: Pilot[object], app: CttopApp, filter_text: str, n: int) -> list[int]:
+    """Tag the first ``n`` flows the filter shows (Space tags and moves down); tags outlive the filter."""
+    await set_filter(pilot, app, filter_text)
+    ids = []
+    for _ in range(n):
+        ids.append(cursor_conntrack_id(app))
+        await pilot.press("space")
+    return ids
+
+
+async def test_n_on_tagged_flows_is_one_change_for_all_of_them_and_u_takes_it_back(ns: str, state: Path,
+                                                                                   tmp_path: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        tagged = await tag_flows(pilot, app, "udp dport 53", 2) + await tag_flows(pilot, app, "udp dport 4789", 1)
+        assert len(set(tagged)) == 3 and len(app.main.flow_list.tagged) == 3
+        await set_filter(pilot, app, "tcp")  # the cursor is on a flow of neither service: the tags win
+        await pilot.press("n")
+        confirm = await confirm_open(pilot, app)
+        assert confirm.title_text == "NOTRACK 3 tagged flows (2 services)"
+        text = confirm_text(confirm)
+        assert "Stop tracking 'udp dst 10.1.0.53 dport 53 or udp dst 10.1.0.54 dport 4789'" in text
+        assert "8 rules in nft table inet cttop" in text
+        rec = await yes_and_wait(pilot, app, state)
+        assert rec["kind"] == "notrack-add" and len(rec["after"]["rules"]) == 8  # type: ignore[index,arg-type]
+        ruleset = nft_cttop(ns)
+        tag = f'notrack comment "cttop:{rec["id"]}"'
+        for match in ("ip daddr 10.1.0.53 udp dport 53", "ip saddr 10.1.0.53 udp sport 53",
+                      "ip daddr 10.1.0.54 udp dport 4789", "ip saddr 10.1.0.54 udp sport 4789"):
+            assert ruleset.count(f"{match} {tag}") == 2, match  # chains pre and out
+        assert ruleset.count("notrack") == 8
+        sh("ip", "addr", "add", "10.1.0.53/32", "dev", "lo", netns=ns)
+        sh("ip", "addr", "add", "10.1.0.54/32", "dev", "lo", netns=ns)
+        send_udp(ns, "10.1.0.53", 53, 33011)
+        send_udp(ns, "10.1.0.54", 4789, 33012)
+        send_udp(ns, "10.1.0.53", 5353, 33013)
+        assert tracked(ns, 33011) == 0 and tracked(ns, 33012) == 0 and tracked(ns, 33013) == 1
+
+        await pilot.press("u")
+        confirm = await confirm_open(pilot, app)
+        assert f"Undo change {rec['id']}: remove" in confirm_text(confirm)
+        undo = await yes_and_wait(pilot, app, state)
+    assert undo["undoes"] == rec["id"]
+    assert nft_cttop(ns) == ""
+    send_udp(ns, "10.1.0.53", 53, 33014)
+    send_udp(ns, "10.1.0.54", 4789, 33015)
+    assert tracked(ns, 33014) == 1 and tracked(ns, 33015) == 1
+    assert not (tmp_path / "etc" / "nftables.d" / "cttop.nft").exists()  # not persisted unless ticked
+
+
+async def test_n_persist_writes_the_nft_file_and_undo_takes_the_rules_back_out(ns: str, state: Path,
+                                                                               tmp_path: Path) -> None:
+    nft_file = tmp_path / "etc" / "nftables.d" / "cttop.nft"  # CTTOP_PERSIST_DIR is tmp_path/etc
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await tag_flows(pilot, app, "udp dport 53", 1)
+        await tag_flows(pilot, app, "udp dport 4789", 1)
+        await pilot.press("n")
+        confirm = await confirm_open(pilot, app)
+        box = confirm.query_one("#confirm-persist", Checkbox)
+        assert str(box.label) == f"also persist: write cttop's nft table to {nft_file} (p)" and not box.value
+        assert "persist in" not in confirm_text(confirm)
+        await pilot.press("p")
+        text = confirm_text(confirm)
+        assert confirm.persist and f"persist in {nft_file}" in text
+        assert f"nft list table inet cttop > {nft_file}" in text
+        assert f'include "{nft_file}"' in text  # it loads at boot only if included
+        assert "a persisted file is loaded at boot into the initial namespace" in text  # ns is not the host's
+        assert confirm.focused is not None and confirm.focused.id == "no"  # ticking never moves off No
+        rec = await yes_and_wait(pilot, app, state)
+        assert rec["after"]["persist_file"] == str(nft_file)  # type: ignore[index]
+        written = nft_file.read_text()
+        assert written.startswith("#!/usr/sbin/nft -f\n")
+        for match in ("ip daddr 10.1.0.53 udp dport 53", "ip daddr 10.1.0.54 udp dport 4789"):
+            assert f'{match} notrack comment "cttop:{rec["id"]}"' in written
+        assert written.count("notrack comment") == nft_cttop(ns).count("notrack comment") == 8
+
+        await pilot.press("u")
+        confirm = await confirm_open(pilot, app)
+        assert str(nft_file) in confirm_text(confirm)
+        await yes_and_wait(pilot, app, state)
+    assert nft_cttop(ns) == ""
+    assert not nft_file.exists()  # cttop's file held only those rules
 
 
 # --- read-only -------------------------------------------------------------------------------

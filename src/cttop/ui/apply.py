@@ -8,12 +8,21 @@ and journaled nothing), and the same report with its journal id.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from textual.app import App
 
 from cttop.actions import ActionResult, Plan
 from cttop.errors import CttopError
 from cttop.ui.screens.confirm import ConfirmScreen
+
+
+@dataclass(frozen=True)
+class PersistOffer:
+    """The same change, also written to a file read at boot: offered as a checkbox in the confirmation."""
+
+    plan: Plan
+    label: str  # the checkbox's text: what goes to which file
 
 
 def result_text(plan: Plan, result: ActionResult) -> str:
@@ -24,16 +33,21 @@ def result_text(plan: Plan, result: ActionResult) -> str:
 
 
 def confirm_and_apply(app: App[object], plan: Plan, title: str,
-                      done: Callable[[ActionResult], None] | None = None) -> None:
-    """Show ``plan`` for confirmation; on yes apply it in a worker thread, notify, then call ``done``."""
+                      done: Callable[[ActionResult], None] | None = None, persist: PersistOffer | None = None) -> None:
+    """Show ``plan`` for confirmation; on yes apply it in a worker thread, notify, then call ``done``.
+
+    With ``persist``, the confirmation also offers its plan, and applies it instead when ticked.
+    """
+    screen = ConfirmScreen(plan, title, persist.plan if persist else None, persist.label if persist else "")
 
     def answered(yes: bool | None) -> None:
         if not yes:
             app.notify("cancelled: nothing was changed", timeout=3)
             return
-        app.run_worker(lambda: _apply(app, plan, done), thread=True, exclusive=False, group="apply")
+        chosen = persist.plan if persist is not None and screen.persist else plan
+        app.run_worker(lambda: _apply(app, chosen, done), thread=True, exclusive=False, group="apply")
 
-    app.push_screen(ConfirmScreen(plan, title), answered)
+    app.push_screen(screen, answered)
 
 
 def _apply(app: App[object], plan: Plan, done: Callable[[ActionResult], None] | None) -> None:

@@ -10,6 +10,7 @@ never freezes the screen.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import ClassVar, Final
 
@@ -17,6 +18,7 @@ from textual.binding import Binding, BindingType
 
 from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, undo_plan
 from cttop.actions.flows import matching_rows
+from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
@@ -24,7 +26,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.live.index import record_id
 from cttop.model import ICMP_PROTOS, R_DPORT, R_DST, R_PROTO, Row, addr_text, proto_name
 from cttop.table.packing import unpack
-from cttop.ui.apply import confirm_and_apply
+from cttop.ui.apply import PersistOffer, confirm_and_apply
 from cttop.ui.flows import FlowList
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
@@ -32,6 +34,7 @@ from cttop.ui.keys import KeyGroup, PaletteEntry, write_refused, writes
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
+from cttop.ui.screens.remedy_base import PERSIST_DIR_ENV, persist_paths
 from cttop.ui.screens.tunables import TunablesScreen
 
 DRIFT_EVERY: Final = 5.0  # seconds between drift checks
@@ -58,12 +61,21 @@ def notrack_expr(row: Row) -> str:
     return f"{head} dst {dst}"
 
 
-def notrack_plan(spec: NetnsSpec, expr: str) -> AddNotrack:
-    """The rules for ``expr``, told which flows they would catch now (for the NAT warning)."""
+def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer | None]:
+    """The rules for ``expr``, told which flows they would catch now (for the NAT warning),
+    and the same rules also persisted in the nft file, when that is offered.
+    """
     flt = compile_filter(expr)
     with Ctnetlink(spec) as ct:
         rows = matching_rows(ct, flt)
-    return AddNotrack(spec, flt, rows=rows)
+    plan = AddNotrack(spec, flt, rows=rows)
+    # The nft file is the host's boot ruleset: offered, as on the rules screen, only for the host's
+    # own namespace or when the persist directory was chosen; and only nft reads it.
+    if plan.backend != "nft" or not (os.environ.get(PERSIST_DIR_ENV) or is_initial(spec)):
+        return plan, None
+    paths = persist_paths()
+    persisted = AddNotrack(spec, flt, rows=rows, persist=paths)
+    return plan, PersistOffer(persisted, f"also persist: write cttop's nft table to {paths.nft_file}")
 
 
 class RemedyKeys(KeyGroup):
@@ -99,9 +111,12 @@ class RemedyKeys(KeyGroup):
             return None
         return app.spec
 
-    def _prepare(self, build: Callable[[], Plan], title: str, what: str,
+    def _prepare(self, build: Callable[[], Plan | tuple[Plan, PersistOffer | None]], title: str, what: str,
                  done: Callable[[ActionResult], None] | None = None) -> None:
-        """Build a plan on a worker thread (it may dump the table), then confirm it and apply it."""
+        """Build a plan on a worker thread (it may dump the table), then confirm it and apply it.
+
+        ``build`` may also return the plan with its persisted variant, for the confirmation to offer.
+        """
         if self._preparing:
             self.notify("still preparing the previous change", severity="warning")
             return
@@ -113,22 +128,23 @@ class RemedyKeys(KeyGroup):
             if done is not None:
                 done(result)
 
-        def ready(plan: Plan | None, error: str) -> None:
+        def ready(built: Plan | tuple[Plan, PersistOffer | None] | None, error: str) -> None:
             self._preparing = False
-            if plan is None:
+            if built is None:
                 app.notify(f"{what}: {error}; nothing was changed", severity="error", timeout=10, markup=False)
-            else:
-                confirm_and_apply(app, plan, title, after)
+                return
+            plan, offer = built if isinstance(built, tuple) else (built, None)
+            confirm_and_apply(app, plan, title, after, offer)
 
         def work() -> None:
-            plan: Plan | None = None
+            built: Plan | tuple[Plan, PersistOffer | None] | None = None
             error = "unexpected error"
             try:
-                plan = build()
+                built = build()
             except (CttopError, OSError) as e:
                 error = str(e)
             finally:  # whatever happened, the next change may be prepared
-                app.call_from_thread(ready, plan, error)
+                app.call_from_thread(ready, built, error)
 
         self.run_worker(work, thread=True, group="remedy-plan")
 
@@ -215,16 +231,37 @@ class RemedyKeys(KeyGroup):
             if group.filter is None:
                 self.notify(f"{group.text}: no filter selects this group", severity="warning", markup=False)
                 return
-            expr = group.filter
+            expr, title = group.filter, f"NOTRACK '{group.filter}'"
         else:
-            fl = self.query_one(FlowList)
-            rec = fl.cursor_record()
-            if rec is None:
-                self.notify("no flow selected (Tab reaches the heaviest groups)", severity="warning")
+            picked = self._notrack_flows()
+            if picked is None:
                 return
-            row = self.capp.collector.flow(record_id(rec)) or unpack(rec)
-            expr = notrack_expr(row)
-        self._prepare(lambda: notrack_plan(spec, expr), f"NOTRACK '{expr}'", "cannot add NOTRACK")
+            expr, title = picked
+        self._prepare(lambda: notrack_plan(spec, expr), title, "cannot add NOTRACK")
+
+    def _notrack_flows(self) -> tuple[str, str] | None:
+        """The expression and title for the tagged flows or, with none tagged, the flow under the cursor."""
+        fl = self.query_one(FlowList)
+        if fl.tagged:  # as for d: tags win over the cursor
+            ids = sorted(fl.tagged)
+            rows = [r for r in map(self.capp.collector.flow, ids) if r is not None]
+            if not rows:
+                self.notify("the tagged flows are gone already (expired or deleted)", severity="warning")
+                return None
+            if len(rows) < len(ids):
+                self.notify(f"{len(ids) - len(rows)} of the tagged flows are gone already", timeout=4)
+            # One alternative per service (flows of one service need the same rules), in a stable order.
+            exprs = sorted(set(map(notrack_expr, rows)))
+            flows = "the tagged flow" if len(rows) == 1 else f"{len(rows)} tagged flows"
+            services = "" if len(exprs) == 1 else f" ({len(exprs)} services)"
+            return " or ".join(exprs), f"NOTRACK {flows}{services}"
+        rec = fl.cursor_record()
+        if rec is None:
+            self.notify("no flow selected (Tab reaches the heaviest groups)", severity="warning")
+            return None
+        row = self.capp.collector.flow(record_id(rec)) or unpack(rec)
+        expr = notrack_expr(row)
+        return expr, f"NOTRACK '{expr}'"
 
     def action_notrack_rules(self) -> None:
         spec = self.capp.spec
@@ -251,7 +288,7 @@ class RemedyKeys(KeyGroup):
             (self.action_delete_flows, "Delete flows", "Delete the flow under the cursor, or every tagged flow"),
             (self.action_flush_flows, "Flush flows", "Delete every flow the filter matches (no filter: all)"),
             (self.action_tunables, "Tunables", "conntrack sysctls: value, default, meaning; edit and persist"),
-            (self.action_notrack, "NOTRACK", "Stop tracking the selected group's or flow's traffic"),
+            (self.action_notrack, "NOTRACK", "Stop tracking the traffic of the selected group, the tagged flows or the flow"),
             (self.action_notrack_rules, "NOTRACK rules", "List and remove cttop's NOTRACK rules"),
             (self.action_undo, "Undo last change", "Take back the last change made in this namespace"),
             (self.action_journal, "Journal", "Every change cttop made: when, what, who, where"),
