@@ -1,18 +1,22 @@
 """Remediation keys without a kernel: the NOTRACK expression for a flow, what help lists in read-only mode,
-and that a source with no namespace (a replay, the fixed source) offers no change at all.
+that a source with no namespace (a replay, the fixed source) offers no change at all, and the
+confirmation's persist checkbox.
 """
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from textual.widgets import Checkbox
 
 from cttop.filter import compile_filter
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, Row
 from cttop.ui.app import CttopApp, help_sections
 from cttop.ui.remedy_keys import RemedyKeys, notrack_expr, remedy_help
+from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from tests.ui.fixed_source import FixedSource
@@ -72,3 +76,62 @@ async def test_a_source_without_a_namespace_offers_no_change(tmp_path: Path, mon
         await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen), "the journal screen")
         assert "u" not in app.screen.active_bindings  # nothing to undo in
         assert "Journal" in screen_text(app)
+
+
+@dataclass
+class FakePlan:
+    text: str
+
+    def describe(self) -> str:
+        return self.text
+
+    def commands(self) -> list[str]:
+        return [f"do {self.text}"]
+
+    def warnings(self) -> list[str]:
+        return []
+
+
+@pytest.mark.parametrize("keys, answer, persist", [
+    (["y"], True, False),
+    (["p", "y"], True, True),
+    (["p", "p", "y"], True, False),
+    (["p", "enter"], False, True),  # ticking leaves the focus on No
+    (["p", "escape"], False, True),
+    (["tab", "tab", "tab", "space", "y"], True, True),  # from No: Yes, the text, then the checkbox
+])
+async def test_the_persist_checkbox_picks_the_plan_and_keeps_no_the_default(
+        keys: list[str], answer: bool, persist: bool) -> None:
+    app = CttopApp(FixedSource(), interval=0.1)
+    results: list[bool | None] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        screen = ConfirmScreen(FakePlan("plain"), "NOTRACK", FakePlan("persisted"), "also persist in /x")
+        app.push_screen(screen, results.append)
+        await pilot.pause()
+        box = screen.query_one("#confirm-persist", Checkbox)
+        assert str(box.label) == "also persist in /x (p)" and not box.value
+        assert "do plain" in str(screen.query_one("#confirm-text").render())
+        await pilot.press(*keys[:-1])
+        await pilot.pause()
+        assert screen.persist == persist
+        shown = "persisted" if persist else "plain"
+        assert f"do {shown}" in str(screen.query_one("#confirm-text").render())
+        assert screen.shown.describe() == shown
+        await pilot.press(keys[-1])
+        await pilot.pause()
+    assert results == [answer]
+
+
+async def test_without_a_persisted_plan_there_is_no_checkbox_and_p_does_nothing() -> None:
+    app = CttopApp(FixedSource(), interval=0.1)
+    results: list[bool | None] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        screen = ConfirmScreen(FakePlan("plain"), "Delete")
+        app.push_screen(screen, results.append)
+        await pilot.pause()
+        assert not screen.query("#confirm-persist")
+        await pilot.press("p", "enter")
+        await pilot.pause()
+    assert results == [False] and not screen.persist
