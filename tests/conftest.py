@@ -15,6 +15,16 @@ from tests.kernel_env import kernel_unavailable_reason
 
 _REASON = kernel_unavailable_reason()
 
+# cttop's CLI as a process, from this interpreter (the venv's), whatever PATH holds.
+CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'cttop'; from cttop.cli import main; main()"]
+
+
+def run_cttop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a cttop command with no terminal on stdin (and never in read-only mode unless ``env`` says so)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "CTTOP_READ_ONLY"} | (env or {})
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=full_env,
+                          check=False)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Tests run `cttop` as a command (also inside `ip netns exec`): use the one

@@ -6,22 +6,15 @@ import json
 import os
 import pty
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import sh
+from tests.conftest import CLI, sh
+from tests.conftest import run_cttop as cttop
 
 pytestmark = pytest.mark.kernel
 UDP = "net.netfilter.nf_conntrack_udp_timeout"
-CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'cttop'; from cttop.cli import main; main()"]
-
-
-def cttop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k != "CTTOP_READ_ONLY"} | (env or {})
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=full_env,
-                          check=False)
 
 
 def udp_timeout(netns: str) -> str:

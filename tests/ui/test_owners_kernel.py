@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
+from cttop.live.index import record_id
 from cttop.source import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
+from cttop.ui.heaviest import HeaviestPanel
 from tests.conftest import delete_netns, make_netns, sh
 from tests.ui.helpers import screen_text, wait_for, wait_live
 
@@ -130,3 +132,36 @@ async def test_80_columns_keep_the_tuples_and_drop_the_process_column(holder: Ho
         assert holder.label in text  # in the heaviest panel
         lines = [ln for ln in text.splitlines() if f"127.0.0.1:{PORT}" in ln]
         assert lines and not any(holder.label in ln for ln in lines)
+
+
+async def test_enter_on_a_process_or_forwarded_group_filters_the_list_to_its_flows(holder: Holder) -> None:
+    # Flows with no local end beside the holder's, so the filters have something to leave out.
+    passing = 5
+    for i in range(passing):
+        sh("conntrack", "-I", "-p", "udp", "-s", "10.9.9.9", "-d", "10.9.9.10", "--sport", str(2000 + i),
+           "--dport", "53", "-t", "120", netns=holder.ns)
+    try:
+        kernel = {line.split("id=")[1].split()[0]: line for line in kernel_lines(holder.ns, "-o", "id")}
+        held = {i for i, line in kernel.items() if f"dport={PORT} " in line}
+        through = {i for i, line in kernel.items() if "src=10.9.9.9 " in line}
+        assert (len(held), len(through)) == (N, passing)
+        app = CttopApp(LiveSource(NetnsSpec(name=holder.ns)), interval=0.2)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await wait_live(pilot, app)
+            await group_to(pilot, app, "process")
+            frame = app.shown_frame
+            assert frame is not None
+            assert [(g.text, g.entries) for g in frame.top] == [(holder.label, N), ("forwarded/NAT'd", passing)]
+            heaviest = app.main.query_one(HeaviestPanel)
+            for row, (expr, want) in enumerate(((f"pid {holder.pid}", held), ("forwarded", through))):
+                heaviest.focus()
+                heaviest.cursor = row
+                await pilot.press("enter")
+                await wait_for(pilot, lambda expr=expr: app.view.filter == expr  # type: ignore[misc]
+                               and app.shown_index is not None and app.shown_index.spec.filter == expr,
+                               f"the list filtered by {expr}")
+                shown = {str(record_id(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
+                assert shown == want, expr
+                assert f"Flows {len(want)} of {N + passing}" in screen_text(app)
+    finally:
+        sh("conntrack", "-D", "-s", "10.9.9.9", netns=holder.ns)

@@ -32,7 +32,7 @@ from cttop.actions import (
 from cttop.actions.flows import matching_rows
 from cttop.actions.plan import READ_ONLY_ENV
 from cttop.actions.shell import is_initial
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
+from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
@@ -112,7 +112,7 @@ def flush(
     """Delete every flow matching the filter (or the whole table). Cannot be undone."""
     spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "flush")
-    confirm_and_apply(FlushFlows(spec, filter, journal=Journal(state_dir)), yes)
+    confirm_and_apply(FlushFlows(spec, command_filter(filter, spec), journal=Journal(state_dir)), yes)
 
 
 @app.command()
@@ -129,7 +129,7 @@ def delete(
     """Delete the flows matching the filter one by one, as the TUI's `d` does. Cannot be undone."""
     spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "delete")
-    flt = compile_filter(filter)
+    flt = command_filter(filter, spec)
     if flt.is_all:
         fail("delete needs --filter EXPR (to empty the whole table use `cttop flush`)")
     with Ctnetlink(spec) as ct:

@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 import typer
 
 from cttop.errors import CttopError
+from cttop.filter import Filter, compile_filter, parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 
 app = typer.Typer(
@@ -33,6 +34,18 @@ def netns_spec(name: str | None, pid: int | None, path: str | None) -> NetnsSpec
     if sum(x is not None for x in (name, pid, path)) > 1:
         fail("--netns, --netns-pid and --netns-path are exclusive: give one")
     return NetnsSpec(name=name, pid=pid, path=path)
+
+
+def command_filter(text: str, spec: NetnsSpec) -> Filter:
+    """``--filter`` of a one-shot command. The owner words (``pid``, ``process``...) work: the
+    namespace's sockets are read once, now, and only when the filter uses them."""
+    if not uses_owners(parse(text, owners=True)):
+        return compile_filter(text)
+    from cttop.fleet.owners import Owners  # psutil and a socket dump: only for filters that ask
+
+    owners = Owners(spec)
+    owners.refresh()
+    return compile_filter(text, owners)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

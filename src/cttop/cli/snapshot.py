@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
-from cttop.filter import compile_filter
+from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
 from cttop.snapshot import Snapshot, take
 from cttop.table.groups import GROUPS
@@ -34,7 +33,7 @@ def snapshot(
         fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUPS)})")
     if by not in ("entries", "bytes", "packets"):
         fail(f"--by {by!r}: choose entries, bytes or packets")
-    flt = compile_filter(filter)
+    flt = command_filter(filter, spec)
     snap = take(spec, flt, group_by, by, top, keep_flows=flows)
     if as_json:
         # dumps, not dump: json.dump streams through the pure-Python encoder, 10x slower.

@@ -21,6 +21,11 @@ kernel-side pushdown. Familiar to tcpdump users::
                            OP is < <= > >= = == !=; N takes k M G (1000s) or Ki Mi Gi
                            (1024s); bytes and packets are both directions summed, and
                            never match a flow without counters (accounting off)
+    pid N, process NAME    the local process holding the flow's socket (name as shown,
+                           case-sensitive); container NAME: that process's container,
+                           pod or unit; owned: some local process holds it; forwarded:
+                           no end is local. Only where the owners are known (the live
+                           view, snapshot, flush, delete); elsewhere they are an error
 
 Combine with ``and`` / ``&&``, ``or`` / ``||``, ``not`` / ``!`` and parentheses;
 ``not`` binds tightest, then ``and``, then ``or``. Terms side by side mean ``and``::
@@ -32,9 +37,9 @@ Combine with ``and`` / ``&&``, ``or`` / ``||``, ``not`` / ``!`` and parentheses;
 Keywords are case-insensitive. Empty text matches everything.
 """
 
-from cttop.filter.compile import Filter, compile_filter
+from cttop.filter.compile import Filter, OwnerSource, compile_filter, uses_owners
 from cttop.filter.errors import FilterError
 from cttop.filter.parser import parse
 from cttop.filter.pushdown import KernelFilter
 
-__all__ = ["Filter", "FilterError", "KernelFilter", "compile_filter", "parse"]
+__all__ = ["Filter", "FilterError", "KernelFilter", "OwnerSource", "compile_filter", "parse", "uses_owners"]

@@ -93,4 +93,14 @@ class Compare:
     value: int
 
 
-Node: TypeAlias = All | And | Or | Not | Addr | Port | Proto | Family | State | Flag | Mark | Zone | Compare
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """Who owns the flow: a process by ``pid`` or ``name``, a ``container`` by name; ``owned`` (some local
+    process holds it) and ``forwarded`` (no end is local) have no value. Only views that know the
+    namespace's sockets can evaluate these (see ``compile.OwnerSource``)."""
+
+    field: Literal["pid", "process", "container", "owned", "forwarded"]
+    value: int | str | None
+
+
+Node: TypeAlias = All | And | Or | Not | Addr | Port | Proto | Family | State | Flag | Mark | Zone | Compare | Owned

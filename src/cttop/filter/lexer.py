@@ -10,8 +10,10 @@ from cttop.filter.errors import FilterError
 
 # A word is anything an address, CIDR, port range, number with suffix or keyword can
 # be made of, so `10.0.0.0/8`, `fe80::1`, `1000-2000`, `0x10/0xff` and `1Mi` are each
-# one token. The class is spelled out so no non-ASCII letter or digit slips in.
-_TOKEN = re.compile(r"(?P<ws>\s+)|(?P<op>&&|\|\||<=|>=|==|!=|[()!<>=])|(?P<word>[A-Za-z0-9_.:/\-]+)")
+# one token, and so are process and container names such as `kube-proxy`, `pod:api-7d9`
+# or `getty@tty1.service`. The class is spelled out so no non-ASCII letter or digit slips in.
+WORD = r"[A-Za-z0-9_.:/@\-]+"
+_TOKEN = re.compile(rf"(?P<ws>\s+)|(?P<op>&&|\|\||<=|>=|==|!=|[()!<>=])|(?P<word>{WORD})")
 
 
 @dataclass(frozen=True, slots=True)

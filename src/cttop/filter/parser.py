@@ -22,6 +22,7 @@ from cttop.filter.ast import (
     Node,
     Not,
     Or,
+    Owned,
     Port,
     Proto,
     State,
@@ -39,6 +40,7 @@ STATE_NAMES = frozenset(n for names in PSTATE_NAMES.values() for n in names) | f
 FLAGS = ("assured", "unreplied", "replied", "snat", "dnat", "nat")
 FAMILIES = {"ip": int(AF_INET), "ipv4": int(AF_INET), "ip6": int(AF_INET6), "ipv6": int(AF_INET6)}
 COMPARE_FIELDS = ("timeout", "bytes", "packets")
+OWNER_WORDS = ("pid", "process", "container", "owned", "forwarded")
 COMPARE_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "==", "==": "==", "!=": "!="}
 SUFFIXES = {"": 1, "k": 1000, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}
 
@@ -51,11 +53,15 @@ _UINT = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 _SIZE = re.compile(r"([0-9]+)(|[kKmMgG]|[kKmMgG][iI])")
 
 
-def parse(text: str) -> Node:
-    """The syntax tree of ``text``; ``All()`` for empty or blank text. Raises FilterError."""
+def parse(text: str, owners: bool = False) -> Node:
+    """The syntax tree of ``text``; ``All()`` for empty or blank text. Raises FilterError.
+
+    ``owners`` says whether the caller can tell who owns a flow; without it the
+    owner words are an error at their column, not a filter that silently matches nothing.
+    """
     if not text or text.isspace():
         return All()
-    return _Parser(text).parse()
+    return _Parser(text, owners).parse()
 
 
 def _fail(message: str, tok: Token) -> NoReturn:
@@ -63,8 +69,9 @@ def _fail(message: str, tok: Token) -> NoReturn:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, owners: bool) -> None:
         self.toks = tokenize(text)
+        self.owners = owners
         self.i = 0
         self.depth = 0
 
@@ -168,6 +175,8 @@ class _Parser:
             return self.zone()
         if word in COMPARE_FIELDS:
             return self.compare(word)  # type: ignore[arg-type]
+        if word in OWNER_WORDS:
+            return self.owner(tok)
         _fail(f"unknown word {tok.text!r}", tok)
 
     def value(self, what: str) -> Token:
@@ -242,6 +251,18 @@ class _Parser:
     def zone(self) -> Zone:
         tok = self.value("a zone number")
         return Zone(self.uint(tok, tok.text, 0xFFFF, "zone"))
+
+    def owner(self, tok: Token) -> Owned:
+        word = tok.key
+        if not self.owners:
+            _fail(f"{tok.text!r} needs the flows' owners, known only from a live namespace's sockets", tok)
+        if word == "pid":
+            v = self.value("a process id")
+            return Owned("pid", self.uint(v, v.text, 0x7FFFFFFF, "process id"))
+        if word in ("process", "container"):
+            # Names as shown (case kept): process names and units are case-sensitive.
+            return Owned(word, self.value(f"a {word} name").text)  # type: ignore[arg-type]
+        return Owned(word, None)  # type: ignore[arg-type]  # owned / forwarded
 
     def compare(self, field: Literal["timeout", "bytes", "packets"]) -> Compare:
         op = self.peek()

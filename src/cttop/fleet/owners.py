@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Final
 
 import psutil
 
+from cttop.filter.lexer import WORD
 from cttop.fleet.cgroup import placement_of
 from cttop.fleet.sockets import InetSocket, list_sockets
 from cttop.kernel.netns import NetnsSpec, run_in
@@ -172,6 +174,22 @@ def build_index(spec: NetnsSpec) -> OwnerIndex:
                       time.monotonic())
 
 
+_WORD = re.compile(WORD)
+
+
+def owner_filter(key: object) -> str | None:
+    """The filter selecting a ``process`` or ``container`` group's flows (Enter in the heaviest panel)."""
+    if isinstance(key, Owner):
+        return f"pid {key.pid}"
+    if key == FORWARDED:
+        return "forwarded"
+    if key == LOCAL_NO_PROCESS:
+        return "not owned and not forwarded"
+    if isinstance(key, str) and key != NO_CONTAINER and _WORD.fullmatch(key):
+        return f"container {key}"
+    return None  # host processes (no container word fits), or a name the filter cannot spell
+
+
 def _is_local(addr: bytes, local: frozenset[bytes]) -> bool:
     return addr in local or (len(addr) == 4 and addr[0] == 127)
 
@@ -233,6 +251,10 @@ class Owners:
                 return LOCAL_NO_PROCESS
         return FORWARDED
 
+    def forwarded(self, row: Row) -> bool:
+        """No owner and no local end: the flow only passes through (the ``forwarded`` filter word)."""
+        return self.owner_of(row) is None and self.where(row) == FORWARDED
+
     def label(self, row: Row) -> str:
         """The flow-list column: ``name[pid]``, or why there is none."""
         o = self.owner_of(row)
@@ -259,8 +281,8 @@ class Owners:
         """
         return {
             "process": GroupDef("process", "process", self.process,
-                                lambda k: k.text() if isinstance(k, Owner) else str(k), lambda k: None),
-            "container": GroupDef("container", "container", self.container, str, lambda k: None),
+                                lambda k: k.text() if isinstance(k, Owner) else str(k), owner_filter),
+            "container": GroupDef("container", "container", self.container, str, owner_filter),
         }
 
     def top(self, rows: Iterable[Row], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
@@ -280,5 +302,6 @@ class Owners:
                 v[2] += row[R_OPKTS] + row[R_RPKTS]
         col = {"entries": 0, "bytes": 1, "packets": 2}[by]
         best = heapq.nlargest(n, agg.items(), key=lambda kv: kv[1][col])
-        return [GroupRow(k, g.text(k), v[0], v[1] if counted else None, v[2] if counted else None, None)
+        return [GroupRow(k, g.text(k), v[0], v[1] if counted else None, v[2] if counted else None, g.filter(k))
                 for k, v in best]
+

@@ -85,7 +85,7 @@ class Collector:
         self._replay = source if isinstance(source, ReplaySource) else None
         self.table = FlowTable(track=[group])
         self._on_frame = on_frame
-        self.indexer = Indexer(on_index)
+        self.indexer = Indexer(on_index, self.owners)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -95,6 +95,7 @@ class Collector:
         self._top_by = "entries"
         self._view = view if view is not None else ViewSpec()
         self._view_dirty = True
+        self._view_owned = False  # the view's filter asks who owns flows: an owners refresh changes the list
         self._anchor: int | None = None
         self._paused = False
         self._seek_to: float | None = None
@@ -118,7 +119,8 @@ class Collector:
         self._pressure: tuple[Pressure, ...] = ()
         self._next_sysctls = 0.0
         self._next_index = 0.0
-        self._indexed_generation = -1
+        # The table generation (and owners refresh, for an owner filter) the last index was built from.
+        self._indexed: tuple[int, float | None] = (-1, None)
         self._frozen: tuple[int, Sequence[bytes]] | None = None  # generation and records the paused view shows
         self._packed: PackedOwners | None = None
         self._owner_top: tuple[tuple[object, ...], tuple[GroupRow, ...]] | None = None  # (what was ranked, result)
@@ -159,11 +161,11 @@ class Collector:
 
     def set_view(self, spec: ViewSpec) -> None:
         """Ask for a new flow index; raises FilterError (from the caller's thread) for bad text."""
-        compile_filter(spec.filter)
+        owned = compile_filter(spec.filter, self.owners).uses_owners
         if spec.sort not in SORTS:
             raise KeyError(spec.sort)
         with self._lock:
-            self._view, self._view_dirty = spec, True
+            self._view, self._view_dirty, self._view_owned = spec, True, owned
 
     def set_anchor(self, flow_id: int | None) -> None:
         """The flow under the cursor: the next index says where it moved to."""
@@ -350,18 +352,20 @@ class Collector:
         with self._lock:
             dirty, spec, paused, frozen = self._view_dirty, self._view, self._paused, self._frozen
             self._view_dirty = False
+            owned = self._view_owned
         gen = self.table.generation
+        built_from = (gen, self.owners.index.at if owned and self.owners is not None else None)
         records: Sequence[bytes]
         if dirty and paused and frozen is not None:
             gen, records = frozen
         elif dirty:
             records = self.table.records()
-        elif paused or gen == self._indexed_generation or self.indexer.busy or time.monotonic() < self._next_index:
+        elif paused or built_from == self._indexed or self.indexer.busy or time.monotonic() < self._next_index:
             return
         else:
             records = self.table.records()
         if not paused:
-            self._indexed_generation = gen
+            self._indexed = built_from
         self.indexer.submit(IndexJob(records, gen, spec, self._anchor))
         # A big table takes a while to index; rebuild it no more than every other build time.
         last = self.indexer.last

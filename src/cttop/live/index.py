@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final
 
-from cttop.filter import compile_filter
+from cttop.filter import OwnerSource, compile_filter
 from cttop.table.packing import V4, V4C, V6, V6C, record_key, unpack
 
 CHUNK: Final = 16384
@@ -148,10 +148,13 @@ class FlowIndex:
 
 
 def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0, anchor: int | None = None,
-                cancelled: Callable[[], bool] = lambda: False) -> FlowIndex | None:
-    """Filter and sort ``records``; None if ``cancelled()`` turned true on the way."""
+                cancelled: Callable[[], bool] = lambda: False, owners: OwnerSource | None = None) -> FlowIndex | None:
+    """Filter and sort ``records``; None if ``cancelled()`` turned true on the way.
+
+    ``owners`` answers the filter's owner words (``pid``, ``process``...), where the view has them.
+    """
     t0 = time.perf_counter()
-    flt = compile_filter(spec.filter)
+    flt = compile_filter(spec.filter, owners)
     if flt.is_all:
         kept: Sequence[bytes] = records
     else:

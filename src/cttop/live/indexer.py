@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cttop.filter import OwnerSource
 from cttop.live.index import FlowIndex, ViewSpec, build_index
 
 
@@ -20,8 +21,9 @@ class IndexJob:
 class Indexer:
     """Builds the latest submitted job; a newer submission cancels the build in progress."""
 
-    def __init__(self, on_index: Callable[[FlowIndex], None]) -> None:
+    def __init__(self, on_index: Callable[[FlowIndex], None], owners: OwnerSource | None = None) -> None:
         self._on_index = on_index
+        self._owners = owners
         self._cv = threading.Condition()
         self._job: IndexJob | None = None
         self._submitted = 0  # sequence number of the newest job
@@ -71,7 +73,7 @@ class Indexer:
 
             try:
                 index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
-                                    cancelled=cancelled)
+                                    cancelled=cancelled, owners=self._owners)
             finally:
                 with self._cv:
                     self._running = False

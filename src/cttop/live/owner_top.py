@@ -24,6 +24,7 @@ from cttop.fleet.owners import (
     OWNED_PROTOS,
     Owner,
     OwnerIndex,
+    owner_filter,
 )
 from cttop.table.aggregates import GroupRow
 from cttop.table.packing import V4, V4C, V6, V6C
@@ -149,4 +150,4 @@ class PackedOwners:
         col = _COLUMN[by]
         best = heapq.nlargest(n, agg.items(), key=lambda kv: kv[1][col])
         return [GroupRow(k, k.text() if isinstance(k, Owner) else str(k), v[0], v[1] if counted else None,
-                         v[2] if counted else None, None) for k, v in best]
+                         v[2] if counted else None, owner_filter(k)) for k, v in best]

@@ -186,7 +186,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
 
     def on_heaviest_panel_selected(self, event: HeaviestPanel.Selected) -> None:
         if event.group.filter is None:
-            self.notify(f"{event.group.text}: no filter selects this group", severity="warning")
+            self.notify(f"{event.group.text}: no filter selects this group", severity="warning", markup=False)
             return
         bar = self.query_one(FilterBar)
         bar.input.value = event.group.filter  # Input.Changed validates it and applies it

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from cttop.filter import FilterError, compile_filter
+from cttop.ui.keys import app_owners
 
 PROMPT = "filter: "
 
@@ -50,7 +51,7 @@ class FilterBar(Vertical):
         event.stop()
         error = self.query_one("#filter-error", Static)
         try:
-            compile_filter(event.value)
+            compile_filter(event.value, app_owners(self.app))
         except FilterError as e:
             error.update(self._error_text(event.value, e))
             error.display = True

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from textual.screen import Screen
 
 if TYPE_CHECKING:
+    from cttop.fleet.owners import Owners
     from cttop.ui.app import CttopApp
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +34,13 @@ def writes(action: F) -> F:
 def write_refused(owner: object, action: str, read_only: bool) -> bool:
     """Whether ``owner``'s ``action`` changes the kernel and writes are off: then its key is hidden and refused."""
     return read_only and getattr(getattr(owner, f"action_{action}", None), "cttop_writes", False)
+
+
+def app_owners(app: object) -> Owners | None:
+    """Who owns the flows, for a live namespace in cttop's app; None for a replay or another app."""
+    from cttop.ui.app import CttopApp  # the app module imports the widgets that ask
+
+    return app.collector.owners if isinstance(app, CttopApp) else None
 
 
 class AppAccess:
