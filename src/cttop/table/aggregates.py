@@ -64,27 +64,31 @@ class Aggregates:
             self.groups[name] = ({}, {}, {})
 
     def add(self, row: Row, sign: int = 1) -> None:
-        # _bump inlined for the two counts every event touches: this runs once or twice per event.
-        by_proto, proto = self.by_proto, row[R_PROTO]
+        # _bump inlined for the counts every event touches: this runs once or twice per event.
+        by_proto, proto, status = self.by_proto, row[R_PROTO], row[R_STATUS]
         n = by_proto.get(proto, 0) + sign
         if n:
             by_proto[proto] = n
         else:
             del by_proto[proto]
-        by_state, state = self.by_state, state_key3(proto, row[R_PSTATE], row[R_STATUS])
+        by_state, state = self.by_state, state_key3(proto, row[R_PSTATE], status)
         n = by_state.get(state, 0) + sign
         if n:
             by_state[state] = n
         else:
             del by_state[state]
-        if not row[R_STATUS] & IPS_ASSURED:
+        if not status & IPS_ASSURED:
             self.evictable += sign
         counted = row[R_OPKTS] is not None
         if counted:
             self.counted += sign
         for name, (entries, nbytes, npkts) in self.groups.items():
             k = GROUPS[name].key(row)
-            _bump(entries, k, sign)
+            n = entries.get(k, 0) + sign
+            if n:
+                entries[k] = n
+            else:
+                entries.pop(k, None)
             if counted:
                 _bump(nbytes, k, sign * (row[R_OBYTES] + row[R_RBYTES]))
                 _bump(npkts, k, sign * (row[R_OPKTS] + row[R_RPKTS]))
@@ -95,14 +99,15 @@ class Aggregates:
         An update keeps the flow's tuples, so its protocol and address/port groups stay;
         most updates change only the state, or nothing counted here at all.
         """
-        state_changed = old[R_PSTATE] != new[R_PSTATE] or old[R_STATUS] != new[R_STATUS]
+        old_status, new_status = old[R_STATUS], new[R_STATUS]
+        state_changed = old[R_PSTATE] != new[R_PSTATE] or old_status != new_status
         if state_changed:
             proto = old[R_PROTO]
-            was, now = state_key3(proto, old[R_PSTATE], old[R_STATUS]), state_key3(proto, new[R_PSTATE], new[R_STATUS])
+            was, now = state_key3(proto, old[R_PSTATE], old_status), state_key3(proto, new[R_PSTATE], new_status)
             if was != now:
                 _bump(self.by_state, was, -1)
                 _bump(self.by_state, now, 1)
-            self.evictable += (not new[R_STATUS] & IPS_ASSURED) - (not old[R_STATUS] & IPS_ASSURED)
+            self.evictable += (not new_status & IPS_ASSURED) - (not old_status & IPS_ASSURED)
         # Group keys read the tuples (unchanged), the state, mark and zone; totals read the counters.
         if state_changed or old[R_MARK] != new[R_MARK] or old[R_ZONE] != new[R_ZONE] \
                 or old[R_OPKTS] != new[R_OPKTS] or old[R_OBYTES] != new[R_OBYTES] \
@@ -111,15 +116,29 @@ class Aggregates:
 
     def _regroup(self, old: Row, new: Row) -> None:
         """The group totals and counted rows for an update whose counters, mark or zone changed."""
-        self.counted += (new[R_OPKTS] is not None) - (old[R_OPKTS] is not None)
+        old_counted, new_counted = old[R_OPKTS] is not None, new[R_OPKTS] is not None
+        self.counted += new_counted - old_counted
+        # Out with the old row, in with the new, in that order: the dicts' order breaks ties in top().
         for name, (entries, nbytes, npkts) in self.groups.items():
             key = GROUPS[name].key
-            for row, sign in ((old, -1), (new, 1)):
-                k = key(row)
-                _bump(entries, k, sign)
-                if row[R_OPKTS] is not None:
-                    _bump(nbytes, k, sign * (row[R_OBYTES] + row[R_RBYTES]))
-                    _bump(npkts, k, sign * (row[R_OPKTS] + row[R_RPKTS]))
+            k = key(old)
+            n = entries.get(k, 0) - 1
+            if n:
+                entries[k] = n
+            else:
+                entries.pop(k, None)
+            if old_counted:
+                _bump(nbytes, k, -(old[R_OBYTES] + old[R_RBYTES]))
+                _bump(npkts, k, -(old[R_OPKTS] + old[R_RPKTS]))
+            k = key(new)
+            n = entries.get(k, 0) + 1
+            if n:
+                entries[k] = n
+            else:
+                entries.pop(k, None)
+            if new_counted:
+                _bump(nbytes, k, new[R_OBYTES] + new[R_RBYTES])
+                _bump(npkts, k, new[R_OPKTS] + new[R_RPKTS])
 
     def add_rows(self, rows: Sequence[Row]) -> None:
         """Add many rows at once (same result as :meth:`add` on each)."""

@@ -41,17 +41,19 @@ def unpack(rec: bytes, labels: int = 0) -> Row:
 # Conntrack ids are 32-bit hashes, so a big table holds colliding ids (7 pairs among
 # 262,144 flows here). Flows are keyed by the id in the low 32 bits and a hash of the
 # original addresses and ports above it: stable for a flow's life, unique in practice.
-_KEY_HIGH = 0xFFFFFFFF << 32
+# Exported for FlowTable.apply_events, which computes the key inline.
+KEY_HIGH = 0xFFFFFFFF << 32
+FLOW_TUPLE = slice(R_SRC, R_DPORT + 1)
 _PORTS = struct.Struct(">HH")
 _V4_SIZES = frozenset((V4.size, V4C.size))
 
 
 def flow_key(row: Row) -> int:
-    return hash(row[R_SRC:R_DPORT + 1]) & _KEY_HIGH | row[R_ID]  # type: ignore[no-any-return]
+    return hash(row[FLOW_TUPLE]) & KEY_HIGH | row[R_ID]  # type: ignore[no-any-return]
 
 
 def record_key(rec: bytes) -> int:
     """:func:`flow_key` of a packed row, without unpacking it."""
     a = 4 if len(rec) in _V4_SIZES else 16
     ports = _PORTS.unpack_from(rec, 11 + 2 * a)
-    return hash((rec[11:11 + a], rec[11 + a:11 + 2 * a], *ports)) & _KEY_HIGH | int.from_bytes(rec[:4])
+    return hash((rec[11:11 + a], rec[11 + a:11 + 2 * a], *ports)) & KEY_HIGH | int.from_bytes(rec[:4])
