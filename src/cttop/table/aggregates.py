@@ -13,10 +13,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from cttop.model import (
     IPS_ASSURED,
+    IPS_SEEN_REPLY,
     R_MARK,
     R_OBYTES,
     R_OPKTS,
@@ -41,6 +42,17 @@ class GroupRow:
     bytes: int | None
     packets: int | None
     filter: str | None  # the filter expression that selects exactly this group
+
+
+# state_key3 memoised again here, keyed by the bits it reads, so the event path
+# reads the memo inline instead of paying a call per event.
+_STATE_BITS: Final = IPS_ASSURED | IPS_SEEN_REPLY
+_STATE_KEYS: dict[tuple[int, int, int], str] = {}
+
+
+def _state_key(k: tuple[int, int, int]) -> str:
+    s = _STATE_KEYS[k] = state_key3(*k)
+    return s
 
 
 def _bump(d: dict[K, int], k: K, by: int) -> None:
@@ -71,7 +83,8 @@ class Aggregates:
             by_proto[proto] = n
         else:
             del by_proto[proto]
-        by_state, state = self.by_state, state_key3(proto, row[R_PSTATE], status)
+        k3 = (proto, row[R_PSTATE], status & _STATE_BITS)
+        by_state, state = self.by_state, _STATE_KEYS.get(k3) or _state_key(k3)
         n = by_state.get(state, 0) + sign
         if n:
             by_state[state] = n
@@ -103,7 +116,10 @@ class Aggregates:
         state_changed = old[R_PSTATE] != new[R_PSTATE] or old_status != new_status
         if state_changed:
             proto = old[R_PROTO]
-            was, now = state_key3(proto, old[R_PSTATE], old_status), state_key3(proto, new[R_PSTATE], new_status)
+            k3 = (proto, old[R_PSTATE], old_status & _STATE_BITS)
+            was = _STATE_KEYS.get(k3) or _state_key(k3)
+            k3 = (proto, new[R_PSTATE], new_status & _STATE_BITS)
+            now = _STATE_KEYS.get(k3) or _state_key(k3)
             if was != now:
                 _bump(self.by_state, was, -1)
                 _bump(self.by_state, now, 1)

@@ -18,7 +18,6 @@ V4 = struct.Struct(">" + _HEAD.format(a=4))
 V6 = struct.Struct(">" + _HEAD.format(a=16))
 V4C = struct.Struct(">" + _HEAD.format(a=4) + "QQQQ")
 V6C = struct.Struct(">" + _HEAD.format(a=16) + "QQQQ")
-_NONE4 = (None, None, None, None)
 _BY_SIZE = {V4.size: (V4, False), V6.size: (V6, False), V4C.size: (V4C, True), V6C.size: (V6C, True)}
 assert len(_BY_SIZE) == 4, "layout sizes must be distinct"
 
@@ -33,9 +32,10 @@ def pack(row: Row) -> bytes:
 def unpack(rec: bytes, labels: int = 0) -> Row:
     st, counted = _BY_SIZE[len(rec)]
     t = st.unpack(rec)
+    # One concatenation with a displayed tuple: half the cost of joining three slices.
     if counted:
-        return t[:17] + t[18:22] + (t[17], labels)
-    return t[:17] + _NONE4 + (t[17], labels)
+        return t[:17] + (t[18], t[19], t[20], t[21], t[17], labels)
+    return t[:17] + (None, None, None, None, t[17], labels)
 
 
 # Conntrack ids are 32-bit hashes, so a big table holds colliding ids (7 pairs among
