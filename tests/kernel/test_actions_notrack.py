@@ -131,7 +131,7 @@ def test_persisted_file_loads_the_same_rules(netns: str, tmp_path: Path) -> None
     assert not nft_file.exists()  # no rules left: no file to load at boot
 
 
-@pytest.mark.parametrize("expr", ["udp or tcp", "state established", "not udp", "zone 1", ""])
+@pytest.mark.parametrize("expr", ["udp and (dport 53 or dport 54)", "state established", "not udp", "zone 1", ""])
 def test_untranslatable_refused_and_nothing_added(netns: str, tmp_path: Path, expr: str) -> None:
     j = Journal(str(tmp_path))
     with pytest.raises(ActionError, match="NOTRACK"):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from textual.app import App
@@ -12,6 +14,7 @@ from textual.pilot import Pilot
 
 from cttop.live.frame import LIVE
 from cttop.ui.app import CttopApp
+from cttop.ui.screens.confirm import ConfirmScreen
 
 WAIT_CAP = 20.0  # seconds before giving up on a state that should arrive in well under one
 
@@ -48,3 +51,29 @@ async def wait_view(pilot: Pilot[object], app: CttopApp) -> None:
 
 async def wait_frame_after(pilot: Pilot[object], app: CttopApp, seq: int) -> None:
     await wait_for(pilot, lambda: app.shown_frame is not None and app.shown_frame.seq > seq, f"a frame after #{seq}")
+
+
+def journal_lines(state: Path) -> list[dict[str, object]]:
+    path = state / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def confirm_open(pilot: Pilot[object], app: CttopApp) -> ConfirmScreen:
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+    screen = app.screen
+    assert isinstance(screen, ConfirmScreen)
+    return screen
+
+
+def confirm_text(screen: ConfirmScreen) -> str:
+    return str(screen.query_one("#confirm-text").render())
+
+
+async def yes_and_wait(pilot: Pilot[object], app: CttopApp, state: Path) -> dict[str, object]:
+    """Say yes, then wait until the change is journaled (the journal line is written after the change)."""
+    before = len(journal_lines(state))
+    await pilot.press("y")
+    await wait_for(pilot, lambda: len(journal_lines(state)) > before, "the change to be journaled")
+    return journal_lines(state)[-1]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.heaviest import HeaviestPanel
 from tests.conftest import delete_netns, make_netns, sh
-from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.helpers import confirm_open, confirm_text, screen_text, wait_for, wait_live, yes_and_wait
 
 pytestmark = pytest.mark.kernel
 
@@ -134,7 +135,9 @@ async def test_80_columns_keep_the_tuples_and_drop_the_process_column(holder: Ho
         assert lines and not any(holder.label in ln for ln in lines)
 
 
-async def test_enter_on_a_process_or_forwarded_group_filters_the_list_to_its_flows(holder: Holder) -> None:
+async def test_enter_on_an_owner_group_filters_the_list_and_F_flushes_exactly_it(
+        holder: Holder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
     # Flows with no local end beside the holder's, so the filters have something to leave out.
     passing = 5
     for i in range(passing):
@@ -163,5 +166,13 @@ async def test_enter_on_a_process_or_forwarded_group_filters_the_list_to_its_flo
                 shown = {str(record_id(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
                 assert shown == want, expr
                 assert f"Flows {len(want)} of {N + passing}" in screen_text(app)
+
+            # The list stands at "forwarded": F flushes exactly those flows, as the kernel sees it.
+            await pilot.press("F")
+            confirm = await confirm_open(pilot, app)
+            assert f"Flush the {passing} flows matching 'forwarded'" in confirm_text(confirm)
+            await yes_and_wait(pilot, app, tmp_path)
+        after = {line.split("id=")[1].split()[0] for line in kernel_lines(holder.ns, "-o", "id")}
+        assert after == held
     finally:
-        sh("conntrack", "-D", "-s", "10.9.9.9", netns=holder.ns)
+        sh("conntrack", "-D", "-s", "10.9.9.9", netns=holder.ns, check=False)  # gone already if F worked

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,16 @@ from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
 from cttop.ui.screens.tunables import TunablesScreen
 from tests.conftest import delete_netns, make_netns, sh
-from tests.ui.helpers import screen_text, wait_for, wait_live, wait_view
+from tests.ui.helpers import (
+    confirm_open,
+    confirm_text,
+    journal_lines,
+    screen_text,
+    wait_for,
+    wait_live,
+    wait_view,
+    yes_and_wait,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -76,13 +84,6 @@ def tracked(ns: str, sport: int) -> int:
     return sum(1 for line in out.splitlines() if line.startswith("udp"))
 
 
-def journal_lines(state: Path) -> list[dict[str, object]]:
-    path = state / "journal.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def populate(ns: str) -> None:
     def insert(*args: str) -> None:
         sh("conntrack", "-I", *args, netns=ns)
@@ -128,25 +129,6 @@ SIZE = (160, 40)
 
 
 # --- driving the app -------------------------------------------------------------------------
-
-async def confirm_open(pilot: Pilot[object], app: CttopApp) -> ConfirmScreen:
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
-    screen = app.screen
-    assert isinstance(screen, ConfirmScreen)
-    return screen
-
-
-def confirm_text(screen: ConfirmScreen) -> str:
-    return str(screen.query_one("#confirm-text").render())
-
-
-async def yes_and_wait(pilot: Pilot[object], app: CttopApp, state: Path) -> dict[str, object]:
-    """Say yes, then wait until the change is journaled (the journal line is written after the change)."""
-    before = len(journal_lines(state))
-    await pilot.press("y")
-    await wait_for(pilot, lambda: len(journal_lines(state)) > before, "the change to be journaled")
-    return journal_lines(state)[-1]
-
 
 async def set_filter(pilot: Pilot[object], app: CttopApp, text: str) -> None:
     await pilot.press("slash", *text, "enter")

@@ -214,7 +214,8 @@ class RemedyKeys(KeyGroup):
         text = self.capp.view.filter.strip()
         title = f"Flush flows matching '{text}'" if text else "Flush the WHOLE table"
         self.notify("counting the flows to flush…", timeout=2)
-        self._prepare(lambda: FlushFlows(spec, text or None), title, "cannot flush")
+        owners = self.capp.collector.owners  # the list's filter may name owners (Enter on a process group)
+        self._prepare(lambda: FlushFlows(spec, compile_filter(text, owners) if text else None), title, "cannot flush")
 
     @writes
     def action_notrack(self) -> None:
