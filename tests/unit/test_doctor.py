@@ -106,8 +106,17 @@ def test_no_limit_is_ok() -> None:
 # -- drops ------------------------------------------------------------------------------------------
 
 def test_no_drops_is_ok_and_no_counters_is_no_finding() -> None:
-    assert one(C.drops(obs())).severity == "ok"
+    f = one(C.drops(obs()))
+    assert f.severity == "ok" and f.title == "No drops while watched (2.0 s)"
+    assert "none since boot either" in f.evidence
     assert C.drops(obs(before=None, after=None)) is None
+
+
+def test_no_drops_while_watched_on_a_full_table_does_not_hide_earlier_ones() -> None:
+    f = one(C.drops(obs(count=MAX, before=after(early_drop=35021), after=after(early_drop=35021))))
+    assert f.severity == "ok"
+    assert f.title == "No drops while watched (2.0 s)"
+    assert "since boot: drop 0, early_drop 35021" in f.evidence
 
 
 def test_early_drop_rising_is_a_warning_with_the_rate() -> None:
@@ -282,10 +291,20 @@ def test_a_much_bigger_wider_group_wins_over_a_narrow_one() -> None:
     assert f.data["key"] == "dport" and f.commands[0] == "cttop notrack add --netns web1 'udp dport 53'"
 
 
-def test_one_client_owning_a_quiet_table_is_fine() -> None:
-    t = tops({"src": ("10.0.0.2", "src 10.0.0.2", 300)}, "tcp:ESTABLISHED")
-    f = one(C.group_share(obs(listed=300, tops=t)))
-    assert f.severity == "ok" and "no pressure" in f.evidence
+def test_one_client_owning_a_quiet_table_is_fine_and_says_why() -> None:
+    t = tops({"dst": ("10.77.2.2", "dst 10.77.2.2", 11956)}, "tcp:ESTABLISHED")
+    f = one(C.group_share(obs(count=11956, listed=11956, tops=t)))
+    assert f.severity == "ok"
+    assert "dominates" not in f.title and "4.6% full" in f.title
+    assert f.evidence == "destination 10.77.2.2 holds 100% of entries (11956), but the table is only 4.6% full: " \
+        "no pressure"
+
+
+def test_no_big_share_names_the_heaviest_group() -> None:
+    t = tops({"src": ("10.0.0.2", "src 10.0.0.2", 9000), "dport": ("udp/53", "udp dport 53", 6000)})
+    f = one(C.group_share(obs(count=30000, listed=30000, tops=t)))
+    assert f.severity == "ok" and f.title == "No group dominates"
+    assert f.evidence == "heaviest: source 10.0.0.2, 9000 entries (30%)"
 
 
 def test_no_flows_means_no_group_or_state_findings() -> None:

@@ -215,8 +215,12 @@ def drops(o: Observation) -> Finding | None:
                                "early_drop_per_s": round(d_early / s, 3) if s else None,
                                "drop_total": o.after.get("drop", 0), "early_drop_total": o.after.get("early_drop", 0)}
     if not d_drop and not d_early:
-        return ok("drops", "No drops", f"drop and early_drop did not rise in {s:.1f} s (since boot: drop "
-                  f"{o.after.get('drop', 0)}, early_drop {o.after.get('early_drop', 0)})", data)
+        # Only the watched seconds are judged: a full table with drops before them is not "no drops".
+        total = (o.after.get("drop", 0), o.after.get("early_drop", 0))
+        earlier = (f"; before that, since boot: drop {total[0]}, early_drop {total[1]}" if any(total)
+                   else "; none since boot either")
+        return ok("drops", f"No drops while watched ({s:.1f} s)",
+                  f"drop and early_drop did not rise in {s:.1f} s{earlier}", data)
     lines = [(f"in {s:.1f} s: drop +{d_drop} ({rate(d_drop, s)}), early_drop +{d_early} ({rate(d_early, s)}); "
               f"table {o.fill:.1%} full")]
     severity: Severity
@@ -387,9 +391,14 @@ def group_share(o: Observation) -> Finding | None:
     big = {k: s for k, s in shares.items() if s > GROUP_SHARE and tops[k].entries >= floor(o)}
     if not big:
         k = max(shares, key=lambda x: shares[x])
-        return ok("group-share", "No group dominates",
-                  f"heaviest: {GROUPS[k].title} {tops[k].text}, {tops[k].entries} entries ({shares[k]:.0%})"
-                  f"{_too_few(o, tops[k].entries, shares[k], GROUP_SHARE)}", data)
+        heaviest = f"{GROUPS[k].title} {tops[k].text}"
+        if shares[k] <= GROUP_SHARE:
+            return ok("group-share", "No group dominates",
+                      f"heaviest: {heaviest}, {tops[k].entries} entries ({shares[k]:.0%})", data)
+        # A big share of a small table: say both, so the OK does not read as a contradiction.
+        return ok("group-share", f"No group big enough to matter: the table is {o.fill:.1%} full",
+                  f"{heaviest} holds {shares[k]:.0%} of entries ({tops[k].entries}), but the table is only "
+                  f"{o.fill:.1%} full: no pressure", data)
     best = max(big.values())
     # GROUP_KEYS runs narrowest first: name the narrowest group that explains nearly as much.
     k = next(x for x in GROUP_KEYS if x in big and big[x] >= NEAR_BEST * best)
