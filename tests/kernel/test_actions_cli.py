@@ -41,14 +41,19 @@ def test_bad_values_one_line_exit_2(netns: str, tmp_path: Path, assignment: str,
     assert udp_timeout(netns) == "30"
 
 
-@pytest.mark.parametrize("how", [["--read-only"], []])
-def test_read_only_refuses_every_write(netns: str, tmp_path: Path, how: list[str]) -> None:
-    env = {} if how else {"CTTOP_READ_ONLY": "1"}
+@pytest.mark.parametrize("where", ["after", "before", "env"])
+def test_read_only_refuses_every_write(netns: str, tmp_path: Path, where: str) -> None:
+    sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.1", "-d", "10.0.0.2", "--sport", "1000", "--dport", "53",
+       "-t", "300", netns=netns)
+    env = {"CTTOP_READ_ONLY": "1"} if where == "env" else {}
+    before = ["--read-only"] if where == "before" else []  # cttop --read-only flush ...: the top-level option
+    after = ["--read-only"] if where == "after" else []
     for args in (["set", "udp_timeout=10"], ["flush"], ["notrack", "add", "udp dport 53"], ["undo"],
                  ["delete", "--filter", "udp"], ["notrack", "remove", "--all"]):
-        r = cttop(*args, "--yes", "--netns", netns, "--state-dir", str(tmp_path), *how, env=env)
+        r = cttop(*before, *args, "--yes", "--netns", netns, "--state-dir", str(tmp_path), *after, env=env)
         assert r.returncode == 2 and r.stderr.startswith("cttop: read-only mode"), (args, r.stderr)
     assert udp_timeout(netns) == "30"
+    assert "dport=53" in sh("conntrack", "-L", netns=netns)
     assert sh("nft", "list", "table", "inet", "cttop", netns=netns, check=False) == ""
 
 

@@ -82,6 +82,11 @@ def top(
     if ctx.invoked_subcommand is not None:
         if netns is not None or netns_pid is not None or netns_path is not None:
             fail(f"put --netns after the command name: cttop {ctx.invoked_subcommand} --netns …")
+        if read_only:
+            # Imported only here: the actions package costs start-up time to commands that never write.
+            from cttop.actions.plan import set_read_only
+
+            set_read_only(True)
         return
     spec = netns_spec(netns, netns_pid, netns_path)
     from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
