@@ -434,6 +434,24 @@ def test_cli_error_is_unknown_in_one_line() -> None:
     assert doc["status"] == "unknown" and "cttop-no-such-ns-7f3a" in doc["error"]
 
 
+@pytest.mark.parametrize("args, says", [(["--bogus"], "No such option: --bogus"),
+                                        (["--seconds", "0.01"], "0.01 is not in the range"),
+                                        (["--seconds"], "requires an argument"),
+                                        (["extra"], "unexpected extra argument"),
+                                        (["--netns", "a", "--netns-pid", "1"], "exclusive")])
+def test_cli_usage_errors_are_unknown_in_one_line(args: list[str], says: str) -> None:
+    # Monitoring plugins read 2 as CRITICAL: a mistyped check command must not page anyone.
+    from cttop.cli import load_commands
+    from cttop.cli.app import app
+
+    load_commands(["doctor"])
+    r = CliRunner().invoke(app, ["doctor", *args])
+    assert r.exit_code == 3, r.output
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("cttop: ") and says in line
+    assert r.stdout == ""
+
+
 # -- what the dump is boiled down to ----------------------------------------------------------------
 
 def flow(src: str, dst: str, proto: int, dport: int, *, pstate: int = NO_PSTATE, status: int = IPS_CONFIRMED,

@@ -12,6 +12,9 @@ import sys
 from typing import Annotated
 
 import typer
+from typer._click import Context
+from typer._click.exceptions import UsageError
+from typer.core import TyperCommand
 
 from cttop.actions.journal import Journal
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, netns_spec
@@ -19,7 +22,17 @@ from cttop.doctor import DEFAULT_SECONDS, EXIT, diagnose, render
 from cttop.errors import CttopError
 
 
-@app.command()
+class _UsageIsUnknown(TyperCommand):
+    """Bad options are no verdict: exit 3 (unknown) in one line, not click's 2, which reads as critical."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as e:
+            fail(f"doctor: {e.format_message().rstrip('.')}; see cttop doctor --help", EXIT["unknown"])
+
+
+@app.command(cls=_UsageIsUnknown)
 def doctor(
     netns: NetnsOpt = None,
     netns_pid: NetnsPidOpt = None,
@@ -36,6 +49,10 @@ def doctor(
     """Watch the table for a few seconds; print findings worst first, with the commands that fix them."""
     try:
         spec = netns_spec(netns, netns_pid, netns_path)
+    except typer.Exit:
+        # netns_spec has said what is wrong (exclusive options), with the usual usage status.
+        raise typer.Exit(EXIT["unknown"]) from None
+    try:
         report = diagnose(spec, seconds, want_bytes=want_bytes, journal=Journal(state_dir))
     except CttopError as e:
         if as_json:
