@@ -188,18 +188,42 @@ def alive(pid: int) -> bool:
         return False
 
 
-def assert_nothing_left(lab: RunningLab, ruleset_before: str) -> None:
+# Host sysctls the lab sets inside its router; the host's own values must not move.
+LAB_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/netfilter/nf_conntrack_acct",
+               "net/netfilter/nf_conntrack_timestamp", "net/netfilter/nf_conntrack_udp_timeout",
+               "net/netfilter/nf_conntrack_udp_timeout_stream", "net/netfilter/nf_conntrack_max")
+LAB_ADDRESSES = ("10.77.", "fd77:")
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What of the host a lab could change: its ruleset, its sysctls and its links and addresses.
+
+    Other tests may run at the same time, so the host's conntrack table and its namespace
+    list are not compared; the lab's own namespaces are checked by tag instead.
+    """
+
+    ruleset: str
+    sysctls: tuple[str, ...]
+    lab_addresses: tuple[str, ...]
+
+    @classmethod
+    def now(cls) -> HostState:
+        sysctls = []
+        for key in LAB_SYSCTLS:
+            with open(f"/proc/sys/{key}") as f:
+                sysctls.append(f.read().strip())
+        addrs = tuple(line for line in sh("ip", "-o", "addr").splitlines() if any(a in line for a in LAB_ADDRESSES))
+        return cls(host_ruleset(), tuple(sysctls), addrs)
+
+
+def assert_nothing_left(lab: RunningLab, host_before: HostState) -> None:
     assert not [n for n in lab_namespaces() if lab.tag in n]
     assert lab.seen_pids, "the test never saw a generator running"
     assert not [p for p in lab.seen_pids if alive(p)]
     tagged = run(["pgrep", "-f", f"--lab {lab.tag}"]).stdout.split()
     assert not tagged
-    assert host_ruleset() == ruleset_before
-    assert count_host() == 0
-
-
-def count_host() -> int:
-    return int(sh("conntrack", "-C").strip())
+    assert HostState.now() == host_before
 
 
 def global_max() -> int:
@@ -212,29 +236,29 @@ def states(fs: list[Flow]) -> Counter[str]:
 
 
 def test_udp_storm_leaves_an_unreplied_majority() -> None:
-    ruleset = host_ruleset()
+    host = HostState.now()
     with lab_running("udp-storm", 6) as lab:
         fs = lab.sample(flows, lambda fs: len(fs) > 1000 and 2 * sum(f.unreplied for f in fs) > len(fs))
         assert len(fs) > 1000
         assert 2 * sum(f.unreplied for f in fs) > len(fs), states(fs)
         err = finish(lab, 6)
     assert lab.proc.returncode == 0, err
-    assert_nothing_left(lab, ruleset)
+    assert_nothing_left(lab, host)
 
 
 def test_time_wait_leaves_a_time_wait_majority() -> None:
-    ruleset = host_ruleset()
+    host = HostState.now()
     with lab_running("time-wait", 6) as lab:
         fs = lab.sample(flows, lambda fs: len(fs) > 500 and 2 * states(fs)["TIME_WAIT"] > len(fs))
         assert len(fs) > 500
         assert 2 * states(fs)["TIME_WAIT"] > len(fs), states(fs)
         err = finish(lab, 6)
     assert lab.proc.returncode == 0, err
-    assert_nothing_left(lab, ruleset)
+    assert_nothing_left(lab, host)
 
 
 def test_syn_flood_leaves_half_open_tcp() -> None:
-    ruleset = host_ruleset()
+    host = HostState.now()
     with lab_running("syn-flood", 6) as lab:
         def half_open(fs: list[Flow]) -> int:
             return sum(f.state in ("SYN_SENT", "SYN_RECV") for f in fs)
@@ -244,11 +268,11 @@ def test_syn_flood_leaves_half_open_tcp() -> None:
         assert 2 * half_open(fs) > len(fs), states(fs)
         err = finish(lab, 6)
     assert lab.proc.returncode == 0, err
-    assert_nothing_left(lab, ruleset)
+    assert_nothing_left(lab, host)
 
 
 def test_mixed_shows_sessions_udp_pings_and_nat() -> None:
-    ruleset = host_ruleset()
+    host = HostState.now()
 
     def looks_busy(fs: list[Flow]) -> bool:
         s = states(fs)
@@ -264,11 +288,11 @@ def test_mixed_shows_sessions_udp_pings_and_nat() -> None:
         assert nat and {f.reply_dst for f in nat} <= {"10.77.2.1", "fd77:2::1"}
         err = finish(lab, 8)
     assert lab.proc.returncode == 0, err
-    assert_nothing_left(lab, ruleset)
+    assert_nothing_left(lab, host)
 
 
 def test_table_full_reaches_the_max_and_drops() -> None:
-    ruleset = host_ruleset()
+    host = HostState.now()
     max_entries = global_max()
 
     def pressure(ns: str) -> tuple[int, int]:
@@ -281,24 +305,35 @@ def test_table_full_reaches_the_max_and_drops() -> None:
         err = finish(lab, 15)
     assert lab.proc.returncode == 0, err
     assert "reached nf_conntrack_max" in err
-    assert_nothing_left(lab, ruleset)
+    assert_nothing_left(lab, host)
     assert global_max() == max_entries
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_removes_the_lab(signum: int) -> None:
-    ruleset = host_ruleset()
+    host = HostState.now()
     with lab_running("syn-flood", 60) as lab:
         lab.sample(count, lambda n: n > 100)
         lab.proc.send_signal(signum)
         err = finish(lab, 0)
     assert lab.proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
-    assert_nothing_left(lab, ruleset)
+    assert_nothing_left(lab, host)
 
 
-def test_keep_leaves_the_namespaces_and_cleanup_removes_them() -> None:
-    ruleset = host_ruleset()
-    with lab_running("udp-storm", 2, "--keep") as lab:
+@contextmanager
+def bystander_lab() -> Iterator[Lab]:
+    """Another lab on the same host (another user's, a parallel run's), which cleanups must leave alone."""
+    other = Lab.new()
+    topology.create(other)
+    try:
+        yield other
+    finally:
+        topology.destroy(other)
+
+
+def test_keep_leaves_the_namespaces_and_cleanup_tag_removes_only_them() -> None:
+    host = HostState.now()
+    with bystander_lab() as other, lab_running("udp-storm", 2, "--keep") as lab:
         lab.note_pids()
         err = finish(lab, 2)
         assert lab.proc.returncode == 0, err
@@ -307,11 +342,41 @@ def test_keep_leaves_the_namespaces_and_cleanup_removes_them() -> None:
         # The generators are gone but the entries they made are still in the kept router.
         assert not [p for p in lab.seen_pids if alive(p)]
         assert count(lab.router) > 0
-        assert "cttop lab --cleanup" in err
-        r = run(cttop_lab("--cleanup"))
+        assert f"cttop lab --cleanup {lab.tag} " in err
+        r = run(cttop_lab("--cleanup", lab.tag))
         assert r.returncode == 0, r.stderr
+        assert sorted(r.stdout.split("\n")[:-1]) == [f"removed {n}" for n in kept]
         assert not [n for n in lab_namespaces() if lab.tag in n]
-    assert_nothing_left(lab, ruleset)
+        assert [n for n in lab_namespaces() if other.tag in n] == sorted(other.namespaces())
+    assert_nothing_left(lab, host)
+
+
+def test_cleanup_of_a_tag_not_there_is_one_line_and_removes_nothing() -> None:
+    with bystander_lab() as other:
+        r = run(cttop_lab("--cleanup", "0badc0"))
+        assert r.returncode == 2
+        [line] = r.stderr.strip().splitlines()
+        assert "no lab tagged '0badc0'" in line and other.tag in line
+        assert [n for n in lab_namespaces() if other.tag in n] == sorted(other.namespaces())
+
+
+def test_cleanup_all_removes_every_lab_and_says_so() -> None:
+    # `all` really removes every lab on the host, so it runs in a mount namespace of its own whose
+    # /run/netns holds only the labs made there: labs of parallel runs are out of its reach.
+    script = ("mount -t tmpfs cttop-test /run/netns && "
+              f"for t in a1a1a1 b2b2b2; do for r in client router server; do ip netns add cttop-lab-$t-$r; done; done "
+              f"&& {' '.join(cttop_lab('--cleanup', 'all'))} && ls /run/netns")
+    with bystander_lab() as other:
+        r = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+        assert [n for n in lab_namespaces() if other.tag in n] == sorted(other.namespaces())
+    assert r.returncode == 0, r.stderr
+    [said] = r.stderr.strip().splitlines()
+    assert "every lab on this host" in said and "a1a1a1, b2b2b2" in said
+    removed = [line.removeprefix("removed ") for line in r.stdout.splitlines() if line.startswith("removed ")]
+    assert removed == sorted(f"cttop-lab-{t}-{role}" for t in ("a1a1a1", "b2b2b2")
+                             for role in ("client", "router", "server"))
+    # `ls /run/netns` after it: nothing left.
+    assert [line for line in r.stdout.splitlines() if not line.startswith("removed ")] == []
 
 
 def test_sigkill_takes_the_generators_with_it() -> None:
@@ -424,16 +489,16 @@ def test_the_tui_gets_the_router_and_every_way_out_cleans_up(
     import cttop.ui
     from cttop.cli.lab import lab as lab_command
 
-    ruleset = host_ruleset()
+    host = HostState.now()
     before = set(lab_namespaces())
     tui = FakeTui(then)
     monkeypatch.setattr(cttop.ui, "run_tui", tui, raising=False)
     try:
         if expect is None:
-            lab_command(scenario="mixed", keep=False, no_ui=False, duration=30, cleanup=False)
+            lab_command(scenario="mixed", keep=False, no_ui=False, duration=30, cleanup=None)
         else:
             with pytest.raises(expect):
-                lab_command(scenario="mixed", keep=False, no_ui=False, duration=30, cleanup=False)
+                lab_command(scenario="mixed", keep=False, no_ui=False, duration=30, cleanup=None)
     finally:
         left = set(lab_namespaces()) - before
         for ns in left:
@@ -444,4 +509,4 @@ def test_the_tui_gets_the_router_and_every_way_out_cleans_up(
     assert read_only is False and title is not None and name in title
     assert tui.router_count > 0
     assert not run(["pgrep", "-f", f"--lab {name.removeprefix('cttop-lab-').removesuffix('-router')}"]).stdout
-    assert host_ruleset() == ruleset
+    assert HostState.now() == host

@@ -28,8 +28,9 @@ NoUiOpt = Annotated[bool, typer.Option("--no-ui", help="No TUI: run the traffic 
                                                        "print the namespaces' names, then clean up.")]
 DurationOpt = Annotated[float | None, typer.Option("--duration", help=(
     f"Seconds of traffic (default {HEADLESS_SECONDS:g} with --no-ui, {TUI_SECONDS:g} with the TUI)."))]
-CleanupOpt = Annotated[bool, typer.Option("--cleanup", help="Remove every cttop-lab-* namespace (and what runs "
-                                                            "in it), e.g. after --keep, then exit.")]
+CleanupOpt = Annotated[str | None, typer.Option("--cleanup", metavar="TAG|all", help=(
+    "Remove the lab tagged TAG (its namespaces and what runs in them), as --keep prints it, then exit; "
+    "`all` removes every cttop-lab-* namespace on the host, other users' and parallel runs' labs too."))]
 
 
 def _say(message: str) -> None:
@@ -43,7 +44,7 @@ def _say(message: str) -> None:
 @app.command("lab")
 @guarded
 def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt = False,
-        duration: DurationOpt = None, cleanup: CleanupOpt = False) -> None:
+        duration: DurationOpt = None, cleanup: CleanupOpt = None) -> None:
     """Run cttop on a lab: client, router (SNAT) and server namespaces with real traffic; the host is untouched."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
@@ -51,8 +52,8 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
         raise LabError(f"--duration {duration:g}: must be more than 0 seconds")
     if os.geteuid() != 0:
         raise LabError("the lab creates network namespaces, which needs root: run it with sudo")
-    if cleanup:
-        _cleanup_all()
+    if cleanup is not None:
+        _cleanup(cleanup)
         return
     run_tui = None if no_ui else _tui_entry()
     seconds = duration if duration is not None else HEADLESS_SECONDS if no_ui else TUI_SECONDS
@@ -118,14 +119,27 @@ def _run_headless(session: LabSession) -> None:
 def _print_keep(session: LabSession) -> None:
     names = session.lab.namespaces()
     _say("kept " + ", ".join(names) + f"; watch it: cttop --netns {session.lab.router}")
-    _say("remove it: cttop lab --cleanup   (or: " + "; ".join(f"ip netns del {n}" for n in names) + ")")
+    _say(f"remove it: cttop lab --cleanup {session.lab.tag}   (or: "
+         + "; ".join(f"ip netns del {n}" for n in names) + ")")
 
 
-def _cleanup_all() -> None:
-    names = topology.existing()
-    if not names:
-        _say("no lab namespaces to remove")
-        return
+def _cleanup(target: str) -> None:
+    """Remove one lab by its tag, or every lab on the host with ``all``."""
+    present = topology.existing()
+    if target == "all":
+        if not present:
+            _say("no lab namespaces to remove")
+            return
+        tags = sorted({topology.tag_of(n) for n in present})
+        _say(f"--cleanup all: removing every lab on this host, whoever started it ({len(tags)}: {', '.join(tags)})")
+        names = present
+    else:
+        tag = topology.tag_of(target)
+        names = [n for n in topology.Lab(tag).namespaces() if n in present]
+        if not names:
+            others = sorted({topology.tag_of(n) for n in present})
+            raise LabError(f"--cleanup {target}: no lab tagged {tag!r} on this host"
+                           + (f" (labs here: {', '.join(others)})" if others else " (no lab is)"))
     for name in names:
         topology.remove_namespace(name)
         print(f"removed {name}", flush=True)

@@ -5,7 +5,7 @@ SIGTERM and SIGHUP (an SSH hang-up). :func:`exits_on_signals` turns the two
 signals into an exception so ``finally`` blocks run, and :func:`signals_held`
 keeps a second signal from interrupting the cleanup itself. If the lab is
 killed outright, its generators die with it (parent-death signal) and
-``cttop lab --cleanup`` removes the namespaces.
+``cttop lab --cleanup TAG`` removes its namespaces.
 """
 
 from __future__ import annotations

@@ -197,6 +197,14 @@ def existing() -> list[str]:
     return sorted(n for n in names if n.startswith(PREFIX))
 
 
+def tag_of(name: str) -> str:
+    """The lab tag in a lab namespace's name (``cttop-lab-2f1007-router`` -> ``2f1007``); a bare tag is itself."""
+    tag = name.removeprefix(PREFIX)
+    for role in ROLES:
+        tag = tag.removesuffix(f"-{role}")
+    return tag
+
+
 def remove_namespace(name: str) -> None:
     """Kill whatever still runs in ``name`` (it would keep the namespace alive), then delete it."""
     pids = subprocess.run(["ip", "netns", "pids", name], check=False, capture_output=True, text=True).stdout.split()
