@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from cttop.actions.undo import undo_plan
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_SRC, addr_text
-from tests.conftest import sh
+from tests.conftest import delete_netns, make_netns, sh
 
 pytestmark = pytest.mark.kernel
 
@@ -47,14 +48,14 @@ def inject(netns: str) -> None:
            "-t", "300", *extra, netns=netns)
 
 
+def _flows(listing: str) -> set[Flow]:
+    """(proto, orig src, orig dst, orig dport) of every entry in a conntrack -L listing."""
+    return {(m.group(1), m.group(2), m.group(3), int(m.group(4)))
+            for m in map(LINE.match, listing.splitlines()) if m}
+
+
 def table(netns: str) -> set[Flow]:
-    """(proto, orig src, orig dst, orig dport) of every entry, as conntrack -L shows them."""
-    out = set()
-    for line in sh("conntrack", "-L", netns=netns).splitlines():
-        m = LINE.match(line)
-        if m:
-            out.add((m.group(1), m.group(2), m.group(3), int(m.group(4))))
-    return out
+    return _flows(sh("conntrack", "-L", netns=netns))
 
 
 def all_flows() -> set[Flow]:
@@ -96,6 +97,47 @@ def _matches(expr: str, f: Flow) -> bool:
         "dport 53-123": 53 <= dport <= 123,
         "tcp dport 443 or udp dport 123": (proto, dport) in (("tcp", 443), ("udp", 123)),
     }[expr]
+
+
+V6_FLOWS = [  # proto, src, dst, sport, dport
+    ("udp", "fd00::1", "fd00:1::1", 2001, 53),
+    ("udp", "fd00::2", "fd00:1::1", 2002, 123),
+]
+
+
+def inject_both_families(netns: str) -> None:
+    inject(netns)
+    for proto, src, dst, sport, dport in V6_FLOWS:
+        sh("conntrack", "-I", "-p", proto, "-s", src, "-d", dst, "--sport", str(sport), "--dport", str(dport),
+           "-t", "300", netns=netns)
+
+
+def both_tables(netns: str) -> set[Flow]:
+    # Older conntrack-tools list IPv4 only unless told -f ipv6.
+    return table(netns) | _flows(sh("conntrack", "-L", "-f", "ipv6", netns=netns))
+
+
+@pytest.mark.parametrize("expr", ["udp dport 53", "udp"])
+def test_shown_commands_do_exactly_what_the_flush_does_in_both_families(netns: str, tmp_path: Path,
+                                                                       expr: str) -> None:
+    inject_both_families(netns)
+    everything = both_tables(netns)
+    gone = {f for f in everything if f[0] == "udp" and (expr == "udp" or f[3] == 53)}
+    assert {f[1] for f in gone} >= {"10.0.0.1", "fd00::1"}  # an IPv4 and an IPv6 flow match
+    plan = FlushFlows(NetnsSpec(name=netns), expr, journal=Journal(str(tmp_path)))
+    shown = plan.commands()
+    copy = make_netns()  # the same situation again, for the shown commands to act on
+    try:
+        inject_both_families(copy)
+        for line in shown:
+            argv = shlex.split(line)
+            assert argv[:4] == ["ip", "netns", "exec", netns] and argv[4:6] == ["conntrack", "-D"], line
+            sh(*argv[4:], netns=copy, check=False)  # conntrack exits 1 when a command finds nothing
+        by_hand = both_tables(copy)
+    finally:
+        delete_netns(copy)
+    assert plan.apply().count == len(gone)
+    assert both_tables(netns) == by_hand == everything - gone
 
 
 def test_whole_table_flush_warns_with_the_count(netns: str, tmp_path: Path) -> None:

@@ -12,26 +12,36 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN
 
 
-def args(text: str) -> list[str] | None:
+def args(text: str) -> list[list[str]] | None:
     return conntrack_args(compile_filter(text).ast)
 
 
+def both(*opts: str) -> list[list[str]]:
+    """conntrack-tools only looks at IPv4 unless told: a family-free filter is one command per family."""
+    return [["-f", "ipv4", *opts], ["-f", "ipv6", *opts]]
+
+
 @pytest.mark.parametrize("text, expected", [
-    ("udp dport 53", ["-p", "udp", "--dport", "53"]),
-    ("src 10.0.0.1 and tcp", ["-s", "10.0.0.1", "-p", "tcp"]),
-    ("dst net 10.1.0.0/16", ["-d", "10.1.0.0/16"]),
-    ("ipv6", ["-f", "ipv6"]),
-    ("mark 5/0xff", ["-m", "5/0xff"]),
-    ("zone 3", ["-w", "3"]),
-    ("tcp and state established", ["-p", "tcp", "--state", "ESTABLISHED"]),
-    ("assured", ["-u", "ASSURED"]),
+    ("udp dport 53", both("-p", "udp", "--dport", "53")),
+    ("src 10.0.0.1 and tcp", [["-s", "10.0.0.1", "-p", "tcp"]]),
+    ("dst net 10.1.0.0/16", [["-d", "10.1.0.0/16"]]),
+    ("udp and src fd00::1", [["-p", "udp", "-s", "fd00::1"]]),
+    ("ipv6", [["-f", "ipv6"]]),
+    ("ipv4 and udp dport 53", [["-f", "ipv4", "-p", "udp", "--dport", "53"]]),
+    ("icmp", [["-f", "ipv4", "-p", "icmp"]]),
+    ("icmpv6", [["-f", "ipv6", "-p", "icmpv6"]]),
+    ("mark 5/0xff", both("-m", "5/0xff")),
+    ("zone 3", both("-w", "3")),
+    ("tcp and state established", both("-p", "tcp", "--state", "ESTABLISHED")),
+    ("assured", both("-u", "ASSURED")),
 ])
-def test_conntrack_equivalents(text: str, expected: list[str]) -> None:
+def test_conntrack_equivalents(text: str, expected: list[list[str]]) -> None:
     assert args(text) == expected
 
 
 @pytest.mark.parametrize("text", ["host 10.0.0.1", "udp port 53", "udp dport 1-2", "tcp or udp", "not tcp",
-                                  "timeout < 5", "unreplied", "dport 53", "state established"])
+                                  "timeout < 5", "unreplied", "dport 53", "state established",
+                                  "ipv4 and src fd00::1"])
 def test_no_conntrack_equivalent(text: str) -> None:
     assert args(text) is None
 

@@ -111,19 +111,28 @@ def _rows_commands(spec: NetnsSpec, rows: Sequence[Row]) -> list[str]:
     return out
 
 
-def conntrack_args(node: Node) -> list[str] | None:
-    """``conntrack -D`` options selecting exactly what ``node`` selects, or None if they cannot."""
+def conntrack_args(node: Node) -> list[list[str]] | None:
+    """The options of the ``conntrack -D`` commands that together delete exactly what ``node`` selects,
+    or None if they cannot.
+
+    conntrack-tools works on IPv4 only unless ``-f ipv6`` or an IPv6 address says otherwise, while
+    cttop deletes both families: a filter that does not pin the family needs one command per family.
+    """
     items = list(node.items) if isinstance(node, And) else [] if isinstance(node, All) else [node]
     args: list[str] = []
     protos = {i.num for i in items if isinstance(i, Proto)}
     proto = protos.pop() if len(protos) == 1 else None
+    families: set[int] = set()
     for item in items:
         match item:
             case Family(af):
+                families.add(af)
                 args += ["-f", "ipv6" if af == AF_INET6 else "ipv4"]
             case Proto(num):
+                families |= {AF_INET} if num == 1 else {AF_INET6} if num == 58 else set()
                 args += ["-p", proto_name(num)]
             case Addr(field, network, prefixlen, family) if field in ("src", "dst"):
+                families.add(family)
                 full = prefixlen == (128 if family == AF_INET6 else 32)
                 text = addr_text(network) + ("" if full else f"/{prefixlen}")
                 args += ["-s" if field == "src" else "-d", text]
@@ -139,7 +148,12 @@ def conntrack_args(node: Node) -> list[str] | None:
                 args += ["-u", "ASSURED"]
             case _:
                 return None
-    return args
+    if len(families) > 1:
+        return None  # self-contradictory (ipv4 and an IPv6 address): no command says it
+    if any(isinstance(i, (Family, Addr)) for i in items):
+        return [args]  # the -f option or the address tells conntrack the family
+    # icmp/icmpv6 imply one family; otherwise cttop deletes both.
+    return [["-f", "ipv6" if af == AF_INET6 else "ipv4", *args] for af in sorted(families or {AF_INET, AF_INET6})]
 
 
 class DeleteFlows(Plan):
@@ -240,9 +254,9 @@ class FlushFlows(Plan):
         if self.whole:
             return [shell.shown(self.spec, ["conntrack", "-F"])]
         assert self.filter is not None
-        args = conntrack_args(self.filter.ast)
-        if args is not None:
-            return [shell.shown(self.spec, ["conntrack", "-D", *args])]
+        per_family = conntrack_args(self.filter.ast)
+        if per_family is not None:
+            return [shell.shown(self.spec, ["conntrack", "-D", *args]) for args in per_family]
         return _rows_commands(self.spec, self.rows)
 
     def warnings(self) -> list[str]:
