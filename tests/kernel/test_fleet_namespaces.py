@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from cttop.fleet.namespaces import discover, list_namespaces, totals
@@ -145,3 +146,53 @@ def test_deleted_namespaces_are_gone() -> None:
     finally:
         delete_netns(name)
     assert not any(name in n.names for n in discover())
+
+
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
+def test_init_is_represented_by_pid_1() -> None:
+    [init] = [n for n in discover() if n.initial]
+    assert init.pid == 1
+    assert init.process == psutil.Process(1).name() != "kthreadd"
+
+
+def test_as_nobody_own_count_from_proc_total_unknown_permission_said_once(
+        namespaces: tuple[list[str], int]) -> None:
+    names, _pid = namespaces
+    # Run inside a namespace with a known count, so the own row has an exact expected value.
+    r = subprocess.run(["ip", "netns", "exec", names[1], *NOBODY, "cttop", "namespaces"],
+                       check=False, capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    errors = r.stderr.splitlines()
+    assert len(errors) == 1 and "need CAP_SYS_ADMIN (run with sudo)" in errors[0], errors
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.strip()}
+    own = rows[names[1]]
+    k = kernel_view(netns=names[1])
+    assert own[1:6] == ["*", str(COUNTS[1]), f"{COUNTS[1] / k['max']:.1%}", str(k["drop"]), str(k["early_drop"])]
+    assert rows[names[0]][1] == "?"
+    assert rows["TOTAL"][1:5] == ["?", "-", "?", "?"]
+    assert "the total is unknown" in r.stdout
+
+    r = subprocess.run(["ip", "netns", "exec", names[1], *NOBODY, "cttop", "namespaces", "--json"],
+                       check=False, capture_output=True, text=True)
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    by_label = {n["label"]: n for n in out["namespaces"]}
+    assert by_label[names[1]]["own"] and by_label[names[1]]["count"] == COUNTS[1]
+    assert by_label[names[1]]["error"] is None
+    assert by_label[names[0]]["count"] is None and by_label[names[0]]["denied"]
+    assert by_label["init"]["pid"] == 1 and by_label["init"]["denied"]
+    t = out["total"]
+    assert t["count"] is None and t["share"] is None and t["unreadable"] == t["denied"] >= 2
+    assert t["at_least"]["count"] == sum(n["count"] or 0 for n in out["namespaces"]) >= COUNTS[1]
+
+
+def test_as_nobody_in_the_host_namespace_init_is_read_from_proc() -> None:
+    r = subprocess.run([*NOBODY, "cttop", "namespaces", "--json"], check=False, capture_output=True, text=True)
+    [init] = [n for n in json.loads(r.stdout)["namespaces"] if n["initial"]]
+    assert init["own"] and init["error"] is None and isinstance(init["count"], int)
+    with open("/proc/sys/net/netfilter/nf_conntrack_max") as f:
+        assert init["max"] == int(f.read())
+    others = [n for n in json.loads(r.stdout)["namespaces"] if not n["initial"]]
+    assert r.returncode == (1 if others else 0)

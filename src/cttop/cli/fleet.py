@@ -17,7 +17,7 @@ import typer
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
 from cttop.errors import CttopError
 from cttop.fleet import export as fleet_export
-from cttop.fleet.namespaces import Namespace, list_namespaces, totals
+from cttop.fleet.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.fleet.record import Recorder
 from cttop.fleet.replay import ReplaySource
 from cttop.kernel.netns import NetnsSpec
@@ -67,25 +67,41 @@ def stopped_by_signals() -> Iterator[threading.Event]:
 def namespaces_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object: namespaces and totals.")] = False,
 ) -> None:
-    """List every network namespace (named, and held only by processes) with its conntrack pressure."""
+    """List every network namespace (named, and held only by processes) with its conntrack pressure.
+
+    Exits 1 when counts are missing for lack of privilege (the rest is still printed)."""
     nss = list_namespaces()
     tot = totals(nss)
     if as_json:
         sys.stdout.write(json.dumps({"namespaces": [n.to_json() for n in nss], "total": tot.to_json()}) + "\n")
-        return
+    else:
+        _print_table(nss, tot)
+    for n in nss:
+        if n.error and not n.denied:
+            print(f"cttop: namespace {n.label}: {n.error}", file=sys.stderr)
+    if tot.denied:
+        print(f"cttop: {tot.denied} of {tot.namespaces} namespaces unread: other namespaces need CAP_SYS_ADMIN "
+              f"(run with sudo)", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _print_table(nss: list[Namespace], tot: Totals) -> None:
     rows = [_human_row(n) for n in nss]
     share = f"{tot.share:.1%}" if tot.share is not None else "-"
-    rows.append(("TOTAL", str(tot.count), share, str(tot.drop), str(tot.early_drop), "", "", ""))
+    if tot.unreadable:
+        rows.append(("TOTAL", "?", "-", "?", "?", "", "", ""))
+    else:
+        rows.append(("TOTAL", str(tot.count), share, str(tot.drop), str(tot.early_drop), "", "", ""))
     head = ("NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
         print("  ".join(c.rjust(w) if 0 < i < 6 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
               .rstrip())
-    if tot.max:
-        print(f"\nthe max ({tot.max}) is shared: the node's use is the sum, {tot.count} ({share})")
-    for n in nss:
-        if n.error:
-            print(f"cttop: namespace {n.label}: {n.error}", file=sys.stderr)
+    if tot.unreadable:
+        print(f"\nthe total is unknown: {tot.unreadable} of {tot.namespaces} namespaces could not be read "
+              f"(the others hold {tot.count})")
+    elif tot.max:
+        print(f"\neach namespace may hold up to the max ({tot.max}); together they hold {tot.count} ({share})")
 
 
 def _human_row(n: Namespace) -> tuple[str, ...]:

@@ -5,6 +5,10 @@ node's real pressure is the sum of the counts against the one max. Namespaces
 are found where they can live: named ones bind-mounted under ``/run/netns``, and
 those held only by processes (containers, pods), through ``/proc/*/ns/net``.
 Both are deduplicated by the namespace's inode.
+
+Reading another namespace's counters means entering it (CAP_SYS_ADMIN) and
+asking its ctnetlink (CAP_NET_ADMIN). Without those, the caller's own namespace
+is still read from ``/proc`` (world-readable); the others are marked ``denied``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from cttop.errors import CttopError
 from cttop.fleet.cgroup import placement_of
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
-from cttop.kernel.sysctl import PROC_NET_INIT_INO
+from cttop.kernel.sysctl import PROC_NET_INIT_INO, SYSCTL_DIR
+
+# The initial pid namespace's fixed inode (PROC_PID_INIT_INO): in it, pid 1 is the host's init.
+PROC_PID_INIT_INO = 0xEFFFFFFC
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+PROC_STAT = "/proc/net/stat/nf_conntrack"
 
 
 @dataclass
@@ -39,6 +49,7 @@ class Namespace:
     drop: int | None = None
     early_drop: int | None = None
     error: str | None = None
+    denied: bool = False  # unread because the caller lacks the capabilities (not a kernel failure)
 
     @property
     def pid(self) -> int | None:
@@ -72,7 +83,7 @@ class Namespace:
         return {"label": self.label, "inode": self.inode, "names": self.names, "initial": self.initial,
                 "own": self.own, "pid": self.pid, "processes": len(self.pids), "process": self.process,
                 "container": self.container, "count": self.count, "max": self.max, "share": self.share,
-                "drop": self.drop, "early_drop": self.early_drop, "error": self.error}
+                "drop": self.drop, "early_drop": self.early_drop, "error": self.error, "denied": self.denied}
 
 
 def _inode(path: str) -> int | None:
@@ -97,7 +108,13 @@ def discover() -> list[Namespace]:
         ino = _inode(f"/proc/{pid}/ns/net")
         if ino is not None:
             found.setdefault(ino, Namespace(ino)).pids.append(pid)
-    initial = _inode("/proc/1/ns/net") or PROC_NET_INIT_INO
+    initial = _inode("/proc/1/ns/net")
+    if initial is None:
+        initial = PROC_NET_INIT_INO
+        if _inode("/proc/self/ns/pid") == PROC_PID_INIT_INO:
+            # pid 1's link is unreadable (sandboxes, non-root) but the host's init lives in init_net; without
+            # it the lowest readable pid (kthreadd) would stand for the host, or the host would be missing.
+            found.setdefault(initial, Namespace(initial)).pids.insert(0, 1)
     own = _inode("/proc/self/ns/net")
     for ns in found.values():
         ns.initial = ns.inode == initial
@@ -112,14 +129,42 @@ def discover() -> list[Namespace]:
     return sorted(found.values(), key=lambda n: (not n.initial, n.label))
 
 
+def _has_caps(mask: int) -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            eff = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+    except OSError:
+        eff = 0
+    return eff & mask == mask
+
+
+def _read_proc() -> tuple[int, int, int, int]:
+    """The caller's own namespace's count, max, drop and early_drop from /proc: readable without privilege."""
+    with open(os.path.join(SYSCTL_DIR, "nf_conntrack_count")) as f:
+        count = int(f.read())
+    with open(os.path.join(SYSCTL_DIR, "nf_conntrack_max")) as f:
+        mx = int(f.read())
+    with open(PROC_STAT) as f:
+        head, *cpus = [line.split() for line in f if line.strip()]
+    summed = {name: sum(int(row[i], 16) for row in cpus) for i, name in enumerate(head)}
+    return count, mx, summed["drop"], summed["early_drop"]
+
+
 def read_counters(ns: Namespace) -> None:
-    """Fill in count, max, drop and early_drop from the namespace's own ctnetlink."""
+    """Fill in count, max, drop and early_drop from the namespace's own ctnetlink (/proc for our own)."""
     try:
         with Ctnetlink(ns.spec) as ct:
             stats = ct.stats()
             cpu = sum_cpus(ct.stats_cpu())
     except CttopError as e:
+        if ns.own:
+            try:
+                ns.count, ns.max, ns.drop, ns.early_drop = _read_proc()
+                return
+            except (OSError, ValueError, KeyError):
+                pass
         ns.error = str(e)
+        ns.denied = not _has_caps(1 << CAP_NET_ADMIN | (0 if ns.own else 1 << CAP_SYS_ADMIN))
         return
     ns.count, ns.max = stats.count, stats.max
     ns.drop, ns.early_drop = cpu["drop"], cpu["early_drop"]
@@ -135,24 +180,34 @@ def list_namespaces() -> list[Namespace]:
 
 @dataclass(frozen=True)
 class Totals:
+    """Sums over the readable namespaces; with ``unreadable`` > 0 they are only lower bounds."""
+
     namespaces: int
     count: int
     max: int | None
     drop: int
     early_drop: int
+    unreadable: int = 0
+    denied: int = 0  # of the unreadable, those for lack of privilege
 
     @property
     def share(self) -> float | None:
         return self.count / self.max if self.max else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"namespaces": self.namespaces, "count": self.count, "max": self.max, "share": self.share,
-                "drop": self.drop, "early_drop": self.early_drop}
+        """Unknown totals are null, the readable namespaces' sums are under ``at_least``."""
+        known = not self.unreadable
+        return {"namespaces": self.namespaces, "max": self.max, "unreadable": self.unreadable,
+                "denied": self.denied, "count": self.count if known else None,
+                "share": self.share if known else None, "drop": self.drop if known else None,
+                "early_drop": self.early_drop if known else None,
+                "at_least": {"count": self.count, "drop": self.drop, "early_drop": self.early_drop}}
 
 
 def totals(namespaces: Iterable[Namespace]) -> Totals:
-    """The node's pressure: the counts summed against the one shared max."""
+    """The node's total: the counts summed (each namespace is held to the max on its own)."""
     ns = list(namespaces)
     maxes = [n.max for n in ns if n.max]
     return Totals(len(ns), sum(n.count or 0 for n in ns), maxes[0] if maxes else None,
-                  sum(n.drop or 0 for n in ns), sum(n.early_drop or 0 for n in ns))
+                  sum(n.drop or 0 for n in ns), sum(n.early_drop or 0 for n in ns),
+                  sum(n.count is None for n in ns), sum(n.denied for n in ns))

@@ -48,6 +48,8 @@ def total_text(tot: Totals) -> Text:
     share = f" = {tot.share:.1%} of the shared max {tot.max}" if tot.share is not None else ""
     t.append(f" {tot.count} entries in {tot.namespaces} namespaces{share} · drop {tot.drop} · "
              f"early_drop {tot.early_drop}")
+    if tot.unreadable:
+        t.append(f" (lower bounds: {tot.unreadable} unreadable not counted)", "bold")
     if tot.max:
         t.append("\nthe max is one for the host: each namespace may hold up to it, the node's use is the sum")
     return t
@@ -112,10 +114,14 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
             table.add_row(*row_cells(ns, ns.inode == shown_inode), key=str(i))
         if namespaces:
             table.move_cursor(row=min(keep, len(namespaces) - 1))
-        unreadable = sum(ns.error is not None for ns in namespaces)
-        self.query_one("#ns-note", Static).update(
-            f"{len(namespaces)} namespaces" + (f", {unreadable} unreadable (? marks them)" if unreadable else ""))
-        self.query_one("#ns-total", Static).update(total_text(totals(namespaces)))
+        tot = totals(namespaces)
+        note = f"{len(namespaces)} namespaces"
+        if tot.unreadable:
+            note += f", {tot.unreadable} unreadable (? marks them)"
+        if tot.denied:
+            note += ": other namespaces need CAP_SYS_ADMIN (run with sudo)"
+        self.query_one("#ns-note", Static).update(note)
+        self.query_one("#ns-total", Static).update(total_text(tot))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
