@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import threading
@@ -256,33 +257,102 @@ def test_other_format_version(rec: str, tmp_path: Path) -> None:
     assert error_of(str(p)) == f"replay: {p} is format version 9; this cttop reads version 1"
 
 
-def test_truncated_anywhere_says_truncated_with_the_size(rec: str, tmp_path: Path) -> None:
+def ids_at_end(path: str) -> set[int]:
+    src = ReplaySource(path, paused=True)
+    src.seek(src.duration)
+    return ids(src.dump())
+
+
+def ids_of_full_at(rec: str, t: float) -> set[int]:
+    src = ReplaySource(rec, paused=True)
+    src.seek(t)
+    return ids(src.dump())
+
+
+def test_cut_anywhere_opens_up_to_the_last_whole_record_or_says_truncated(rec: str, tmp_path: Path) -> None:
+    """A cut inside the first keyframe leaves nothing to show; anywhere later, the part before it plays."""
     data = Path(rec).read_bytes()
     p = tmp_path / "t"
+    opened = set()
     for n in list(range(1, len(data), max(1, len(data) // 150))) + [len(data) - 1]:
         p.write_bytes(data[:n])
-        msg = error_of(str(p))
-        assert msg == f"replay: {p} is truncated at byte {n}", (n, msg)
+        try:
+            r = Recording.open(str(p))
+        except ReplayError as e:
+            assert not opened, (n, "a longer cut opened")
+            assert str(e) == f"replay: {p} is truncated at byte {n}", (n, str(e))
+            continue
+        assert r.cut is not None and r.cut.startswith(f"replay: {p} was cut off at byte {n} "), (n, r.cut)
+        assert "\n" not in r.cut and f"replaying its first {r.duration:.1f} s" in r.cut
+        assert r.duration in (0, 1, 2, 3, 10, 11, 12), n  # only ever the time of a whole record
+        # Playing to the end reads no further than the scan accepted: no error, and the table of that moment.
+        assert ids_at_end(str(p)) == ids_of_full_at(rec, r.duration), n
+        src = ReplaySource(str(p), speed=1e6)
+        assert src.label == "t (cut short)"
+        list(play_all(src))
+        assert src.at_end and src.position == r.duration
+        opened.add(r.duration)
+    assert opened >= {0, 3, 11}
 
 
-def test_a_recorder_killed_between_segments_is_truncated(tmp_path: Path) -> None:
+def test_a_recorder_killed_between_segments_opens_up_to_there(tmp_path: Path) -> None:
     path = tmp_path / "k.cttop"
     b = Builder(path)
-    b.at(0).keyframe(DUMP[:4])
+    b.at(0).keyframe(DUMP[:4]).at(1).events(EVENTS[:3])
     b.w._out(b.w._z.flush(zlib.Z_FINISH))
     b.w.f.close()
-    assert error_of(str(path)) == f"replay: {path} is truncated at byte {os.path.getsize(path)}"
+    r = Recording.open(str(path))
+    assert r.cut is not None and f"cut off at byte {os.path.getsize(path)} " in r.cut
+    assert r.duration == 1 and r.events == 3 and r.dumps == 1
+    assert ids_at_end(str(path)) == ids(table_after(dump_rows(DUMP[:4]), decoded(EVENTS[:3])).rows())
 
 
-def test_flipped_bytes_are_corrupt(rec: str, tmp_path: Path) -> None:
+def test_a_cut_inside_a_keyframe_ends_before_it(rec: str, tmp_path: Path) -> None:
+    """Killed while the second keyframe's dump was being written: its segment is not offered, nor its stats."""
     data = Path(rec).read_bytes()
+    second = Recording.open(rec).segments[1][0]
+    p = tmp_path / "mid"
+    for n in range(second + 1, len(data)):
+        p.write_bytes(data[:n])
+        r = Recording.open(str(p))
+        if r.duration == 10:
+            break
+        assert r.duration == 3 and len(r.segments) == 1 and r.dumps == 1
+        assert [s.count for s in r.stats] == [8, 20] and len(r.sysctls) == 1
+        assert ids_at_end(str(p)) == ids_of_full_at(rec, 3)
+    else:
+        raise AssertionError("no cut ended after the second keyframe")
+
+
+def range_of(msg: str) -> tuple[int, int]:
+    m = re.search(r"is corrupt in bytes (\d+)-(\d+): ", msg)
+    assert m is not None, msg
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_flipped_bytes_name_the_damaged_range_and_the_whole_segments_before_play(rec: str, tmp_path: Path) -> None:
+    data = Path(rec).read_bytes()
+    second = Recording.open(rec).segments[1][0]
     p = tmp_path / "c"
-    for pos in (30, len(data) // 2, len(data) - 6):
+    for pos in (30, second // 2, second + (len(data) - second) // 2, len(data) - 6):
         bad = bytearray(data)
         bad[pos] ^= 0x55
         p.write_bytes(bytes(bad))
-        msg = error_of(str(p))
-        assert msg.startswith(f"replay: {p} is corrupt at byte ") or "truncated" in msg, msg
+        assert "corrupt at byte" not in (error_of(str(p)) if pos < second else Recording.open(str(p)).cut or "")
+        if pos < second:
+            msg = error_of(str(p))
+            assert msg.startswith(f"replay: {p} is corrupt in bytes "), msg
+            start, end = range_of(msg)
+            # The range runs to where zlib noticed: a flip can make it read on past the segment's end.
+            assert start == R.HEADER.size and pos < end, (pos, msg)
+            continue
+        r = Recording.open(str(p))
+        assert r.cut is not None and "\n" not in r.cut
+        start, end = range_of(r.cut)
+        assert start == second and pos < end <= len(data), (pos, r.cut)
+        assert r.cut.endswith(f"; replaying the 3.0 s before byte {second}, the rest is left out")
+        assert r.duration == 3 and len(r.segments) == 1
+        assert ids_at_end(str(p)) == ids_of_full_at(rec, 3)
 
 
 def test_structural_damage_inside_valid_compression(tmp_path: Path) -> None:
@@ -297,15 +367,19 @@ def test_structural_damage_inside_valid_compression(tmp_path: Path) -> None:
         b = Builder(path)
         build(b)
         b.close()
-        assert "is corrupt at byte" in error_of(str(path)), name
+        assert f"is corrupt in bytes {R.HEADER.size}-" in error_of(str(path)), name
 
 
 def test_records_after_the_end_are_corrupt(rec: str, tmp_path: Path) -> None:
     z = zlib.compressobj(6, zlib.DEFLATED, 31)
     extra = z.compress(R.REC.pack(R.K_EVENTS, START + 20, 0)) + z.flush()
     p = tmp_path / "after"
+    size = len(Path(rec).read_bytes())
     p.write_bytes(Path(rec).read_bytes() + extra)
-    assert "records after the end marker" in error_of(str(p))
+    r = Recording.open(str(p))
+    assert r.cut == (f"replay: {p} is corrupt in bytes {size}-{size + len(extra)}: records after the end marker; "
+                     f"replaying the 12.0 s before byte {size}, the rest is left out")
+    assert r.duration == 12 and r.dumps == 2
 
 
 @settings(max_examples=150, deadline=None)
@@ -327,13 +401,15 @@ def test_any_damage_is_a_replay_error(tmp_path_factory: pytest.TempPathFactory, 
     except ReplayError as e:
         assert "\n" not in str(e)
         return
-    # Damage that survived the scan (CRC-valid) can only show up as a ReplayError while playing.
+    # Damage that survived the scan (CRC-valid) can only show up as a ReplayError while playing;
+    # a file that was only cut plays to its end.
     try:
         src.seek(src.duration / 2)
         src.dump()
-        list(play_all(src))
+        while not src.at_end:
+            src.events(0.01)
     except ReplayError:
-        pass
+        assert raw[:cut] != base.read_bytes()[:cut]
 
 
 def test_cli_error_is_one_line_and_exit_2(rec: str, tmp_path: Path) -> None:
@@ -342,6 +418,30 @@ def test_cli_error_is_one_line_and_exit_2(rec: str, tmp_path: Path) -> None:
     r = subprocess.run(["cttop", "replay", str(p), "--info"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr == f"cttop: replay: {p} is truncated at byte 100\n"
+
+
+def test_cli_opens_a_cut_recording_and_says_so_once(rec: str, tmp_path: Path) -> None:
+    import json
+    data = Path(rec).read_bytes()
+    p = tmp_path / "cut.cttop"
+    n = len(data) - 20
+    p.write_bytes(data[:n])
+    r = subprocess.run(["cttop", "replay", str(p), "--info"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == f"cttop: {Recording.open(str(p)).cut}\n"
+    assert r.stderr.startswith(f"cttop: replay: {p} was cut off at byte {n} ")
+    info = json.loads(r.stdout)
+    assert info["duration"] == Recording.open(str(p)).duration >= 10
+    assert info["end"]["flows"] == len(ids_of_full_at(rec, info["duration"]))
+
+
+def test_cli_at_outside_the_recording_is_refused(rec: str) -> None:
+    for at in ("-5", "999", "12.5"):
+        r = subprocess.run(["cttop", "replay", rec, "--info", "--at", at], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr == f"cttop: --at {float(at):g}: {rec} is 12.0 s long; give 0 to 12.0\n"
+    r = subprocess.run(["cttop", "replay", rec, "--info", "--at", "12"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_cli_info_reports_the_end_state(rec: str) -> None:

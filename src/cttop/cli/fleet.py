@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import signal
 import sys
@@ -126,16 +127,37 @@ def record_cmd(
     netns: NetnsOpt = None,
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
 ) -> None:
     """Record the table's dumps, events and stats to a compressed file, for `cttop replay`."""
     spec = netns_spec(netns, netns_pid, netns_path)
     seconds = parse_duration(duration, "--duration") if duration is not None else None
-    recorder = Recorder(spec, output, dump_interval=parse_duration(dump_interval, "--dump-interval"))
-    print(f"cttop record: recording {spec.label()} to {output}"
-          + (f" for {seconds:g} s" if seconds else "; Ctrl-C stops"), file=sys.stderr, flush=True)
+    recorder = Recorder(spec, output, dump_interval=parse_duration(dump_interval, "--dump-interval"),
+                        overwrite=force)
+
+    def started() -> None:
+        print(f"cttop record: recording {_namespace_words(spec)} to {output}"
+              + (f" for {seconds:g} s" if seconds else "; Ctrl-C stops"), file=sys.stderr, flush=True)
+
     with stopped_by_signals() as stop:
-        summary = recorder.run(seconds, stop)
+        summary = recorder.run(seconds, stop, on_start=started)
     print(f"cttop record: {summary.text()}", file=sys.stderr)
+
+
+def _namespace_words(spec: NetnsSpec) -> str:
+    """The namespace as a reader knows it: its ip-netns name, or whose it is and its inode."""
+    if spec.name is not None:
+        return f"network namespace {spec.name}"
+    inode = spec.inode()
+    if spec.pid is not None:
+        return f"the network namespace of pid {spec.pid} (net:[{inode}])"
+    if spec.path is not None:
+        return f"the network namespace {spec.path} (net:[{inode}])"
+    try:
+        host = inode == os.stat("/proc/1/ns/net").st_ino
+    except OSError:  # another user's init: nothing to compare with
+        host = False
+    return f"this process's network namespace ({'the host, ' if host else ''}net:[{inode}])"
 
 
 @app.command("replay")
@@ -151,6 +173,10 @@ def replay_cmd(
     """Open a recording in the TUI, read-only, with a time line (pause, seek, speed)."""
     source = ReplaySource(file, speed=speed, paused=paused)
     try:
+        if not 0 <= at <= source.duration:
+            fail(f"--at {at:g}: {file} is {source.duration:.1f} s long; give 0 to {source.duration:.1f}")
+        if source.recording.cut:
+            print(f"cttop: {source.recording.cut}", file=sys.stderr, flush=True)
         if info:
             sys.stdout.write(json.dumps(replay_info(source)) + "\n")
             return
@@ -207,7 +233,8 @@ def export_cmd(
                                                               "metrics (no flow table kept in memory).")] = False,
     no_namespaces: Annotated[bool, typer.Option("--no-namespaces", help="No per-namespace metrics.")] = False,
     max_namespaces: Annotated[int, typer.Option("--max-namespaces", min=1, help="Namespaces with their own "
-                                                "series; the rest are summed into namespace=\"(other)\".")] = 256,
+                                                "series; the rest are summed into one netns=\"(other)\" entries series "
+                                                "(no drop counters).")] = 256,
     resync: Annotated[str, typer.Option("--resync", help="Redump the followed table this often.")] = "60s",
 ) -> None:
     """Serve conntrack metrics for Prometheus (node_exporter-compatible names, plus cttop's own)."""

@@ -16,7 +16,7 @@ Each segment opens with a keyframe (sysctls, stats and a full dump), so a
 replay can seek to any segment without reading what comes before. The first
 segment starts with a JSON ``META`` record. A clean end is an ``END`` record;
 the writer sync-flushes every second, so a killed recorder leaves a file whose
-readable part is at most a second short (the reader reports it as truncated).
+readable part is at most a second short (the reader replays it up to there, and says so).
 """
 
 from __future__ import annotations
@@ -82,12 +82,15 @@ class RecordingWriter:
     """Writes records into gzip segments; :meth:`keyframe` starts a new segment."""
 
     def __init__(self, path: str, meta: dict[str, Any], clock: Callable[[], float],
-                 level: int = DEFAULT_LEVEL) -> None:
+                 level: int = DEFAULT_LEVEL, overwrite: bool = False) -> None:
         self.path = path
         self.clock = clock
         self.level = level
         try:
-            self.f: BinaryIO = open(path, "wb")
+            # Exclusive by default: an existing file may be the only copy of an incident.
+            self.f: BinaryIO = open(path, "wb" if overwrite else "xb")
+        except FileExistsError:
+            raise RecordError(f"record: {path} exists; give --force to overwrite it") from None
         except OSError as e:
             raise RecordError(f"record: cannot write {path}: {e.strerror}") from None
         self.raw_bytes = 0  # uncompressed record bytes, for the overhead report
@@ -172,8 +175,9 @@ class Recorder:
     """Records one namespace: a keyframe every ``dump_interval`` seconds, stats every ``stats_interval``."""
 
     def __init__(self, spec: NetnsSpec, path: str, dump_interval: float = 30.0,
-                 stats_interval: float = 1.0, level: int = DEFAULT_LEVEL) -> None:
+                 stats_interval: float = 1.0, level: int = DEFAULT_LEVEL, overwrite: bool = False) -> None:
         self.spec = spec
+        self.overwrite = overwrite
         self.path = path
         self.dump_interval = dump_interval
         self.stats_interval = stats_interval
@@ -184,8 +188,12 @@ class Recorder:
         self.entries = 0
         self._seq = 0
 
-    def run(self, duration: float | None = None, stop: threading.Event | None = None) -> RecordSummary:
-        """Record until ``duration`` seconds have passed or ``stop`` is set."""
+    def run(self, duration: float | None = None, stop: threading.Event | None = None,
+            on_start: Callable[[], None] | None = None) -> RecordSummary:
+        """Record until ``duration`` seconds have passed or ``stop`` is set.
+
+        ``on_start`` is called once the first keyframe is in the file: the recording has begun.
+        """
         stop = stop or threading.Event()
         clock = Clock()
         # Subscribe before the first dump, so no change falls between the two.
@@ -197,9 +205,9 @@ class Recorder:
         try:
             ct = Ctnetlink(self.spec)
             try:
-                w = RecordingWriter(self.path, meta, clock, self.level)
+                w = RecordingWriter(self.path, meta, clock, self.level, self.overwrite)
                 try:
-                    self._loop(ev, ct, w, clock, duration, stop)
+                    self._loop(ev, ct, w, clock, duration, stop, on_start)
                 finally:
                     w.close()
             finally:
@@ -210,9 +218,11 @@ class Recorder:
                              w.raw_bytes, w.file_bytes)
 
     def _loop(self, ev: EventSocket, ct: Ctnetlink, w: RecordingWriter, clock: Clock,
-              duration: float | None, stop: threading.Event) -> None:
+              duration: float | None, stop: threading.Event, on_start: Callable[[], None] | None) -> None:
         end = clock.wall + duration if duration is not None else float("inf")
         sysctls = self._keyframe(ct, w)
+        if on_start is not None:
+            on_start()
         next_dump = clock() + self.dump_interval if self.dump_interval > 0 else float("inf")
         next_stats = clock() + self.stats_interval
         next_sysctls = clock() + SYSCTLS_EVERY

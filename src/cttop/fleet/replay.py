@@ -1,9 +1,12 @@
 """``cttop replay``: a recording played back as a :class:`cttop.source.Source`.
 
-Opening a file reads it through once: that validates every record (so a
-corrupt or truncated file fails at once, with the byte where it went wrong,
-never halfway through a session) and indexes the segments, the small stats and
-sysctl records, and the time line. Dumps and events are not kept: playback
+Opening a file reads it through once: that validates every record and
+indexes the segments, the small stats and sysctl records, and the time line.
+Damage is found then, never halfway through a session. A file cut short (a
+recorder killed with kill -9, a full disk) opens up to its last complete record
+outside a dump; a corrupt one up to the end of the last segment before the
+damage, whose gzip CRC vouches for it. :attr:`Recording.cut` says what was left
+out; only a file with nothing whole in it (no complete first keyframe) is an error. Dumps and events are not kept: playback
 streams them from the segment it is in, and a seek restarts from the keyframe
 at the start of the segment holding the target time.
 
@@ -65,12 +68,40 @@ class ReplayError(CttopError):
     """A recording that cannot be replayed; the message names the file and the byte."""
 
 
-def _corrupt(path: str, where: int, why: str) -> ReplayError:
-    return ReplayError(f"replay: {path} is corrupt at byte {where}: {why}")
+class Corrupt(ReplayError):
+    """Damage in the segment starting at file offset ``member``."""
+
+    def __init__(self, path: str, member: int, why: str) -> None:
+        self.path, self.member, self.why = path, member, why
+        super().__init__(f"replay: {path} is corrupt at byte {member}: {why}")
+
+    def located(self, size: int) -> str:
+        """The message with the damaged byte range, found by decompressing the segment again."""
+        return (f"replay: {self.path} is corrupt in bytes {self.member}-{_segment_end(self.path, self.member, size)}"
+                f": {self.why}")
 
 
-def _truncated(path: str, size: int) -> ReplayError:
-    return ReplayError(f"replay: {path} is truncated at byte {size}")
+class Truncated(ReplayError):
+    def __init__(self, path: str, size: int) -> None:
+        super().__init__(f"replay: {path} is truncated at byte {size}")
+
+
+def _segment_end(path: str, member: int, size: int) -> int:
+    """Where the segment at ``member`` ends, or where its damage was noticed: the end of a damaged range."""
+    d = zlib.decompressobj(31)
+    pos = member
+    with open(path, "rb") as f:
+        f.seek(member)
+        # Small steps, so the offset at which zlib gives up is known to within a step.
+        while data := f.read(256):
+            try:
+                d.decompress(data)
+            except zlib.error:
+                return min(pos + len(data), size)
+            if d.eof:
+                return pos + len(data) - len(d.unused_data)
+            pos += len(data)
+    return size
 
 
 def read_header(path: str) -> int:
@@ -87,7 +118,7 @@ def read_header(path: str) -> int:
         raise ReplayError(f"replay: {path}: {e.strerror}") from None
     if len(head) < HEADER.size:
         if head and MAGIC.startswith(head[:len(MAGIC)]):
-            raise _truncated(path, size)
+            raise Truncated(path, size)
         raise ReplayError(f"replay: {path} is not a cttop recording (no {MAGIC.decode()} header)")
     magic, version, _flags = HEADER.unpack(head)
     if magic != MAGIC:
@@ -112,18 +143,18 @@ def stream(path: str, offset: int, size: int) -> Generator[tuple[int, int, float
             data = f.read(READ_CHUNK)
             if not data:
                 if pos > member or pending:
-                    raise _truncated(path, size)
+                    raise Truncated(path, size)
                 return
             while data:
                 try:
                     pending += d.decompress(data)
                 except zlib.error as e:
-                    raise _corrupt(path, member, f"compressed data: {e}") from None
+                    raise Corrupt(path, member, f"compressed data: {e}") from None
                 off = 0
                 while len(pending) - off >= REC.size:
                     kind, t, ln = REC.unpack_from(pending, off)
                     if kind not in KINDS or ln > MAX_RECORD or t != t:
-                        raise _corrupt(path, member, f"bad record header (kind {kind}, {ln} bytes)")
+                        raise Corrupt(path, member, f"bad record header (kind {kind}, {ln} bytes)")
                     if len(pending) - off - REC.size < ln:
                         break
                     start = off + REC.size
@@ -132,7 +163,7 @@ def stream(path: str, offset: int, size: int) -> Generator[tuple[int, int, float
                 del pending[:off]
                 if d.eof:
                     if pending:
-                        raise _corrupt(path, member, "a record runs past the end of its segment")
+                        raise Corrupt(path, member, "a record runs past the end of its segment")
                     used = len(data) - len(d.unused_data)
                     data = d.unused_data
                     pos += used
@@ -158,6 +189,21 @@ class StatsSample:
     cpus: list[list[int]]
 
 
+@dataclass(frozen=True)
+class _Whole:
+    """A point a damaged recording can end at: after a record outside any dump, its segment's keyframe complete."""
+
+    member: int
+    records: int  # records of the segment at ``member`` up to here
+    segments: int
+    stats: int
+    sysctls: int
+    dumps: int
+    events: int
+    lost: int
+    t: float
+
+
 @dataclass
 class Recording:
     """What a scan of a recording learned: the index and the small records."""
@@ -173,6 +219,8 @@ class Recording:
     dumps: int = 0
     events: int = 0
     lost: int = 0
+    cut: str | None = None  # why the file's end was left out, for a truncated or damaged file
+    stop: tuple[int, int] | None = None  # (segment offset, records in it) where the readable part ends
 
     @property
     def duration(self) -> float:
@@ -185,37 +233,96 @@ class Recording:
         last_t = float("-inf")
         ended = False
         dumped = True  # whether the current segment's keyframe dump has been seen
+        in_dump = False
+        whole: _Whole | None = None  # the last point the recording can end at
+        checked: _Whole | None = None  # the same, in a segment whose gzip CRC has been checked
+        member_now, n = -1, 0
+        cut_short = False
         dec = Decoder()
-        for member, kind, t, payload in stream(path, HEADER.size, size):
-            if ended:
-                raise _corrupt(path, member, "records after the end marker")
-            if rec is None:
-                if kind != K_META:
-                    raise _corrupt(path, member, "the first record is not the recording's description")
-                try:
-                    meta = json.loads(payload)
-                    start = float(meta["start"])
-                    names = meta["stats_names"]
-                except (ValueError, KeyError, TypeError) as e:
-                    raise _corrupt(path, member, f"bad description: {e}") from None
-                if not isinstance(names, list):
-                    raise _corrupt(path, member, "bad description: stats_names")
-                rec = cls(path, size, meta, start, t)
-            if t < last_t:
-                raise _corrupt(path, member, "time goes backwards")
-            last_t = t
-            if not rec.segments or rec.segments[-1][0] != member:
-                if not dumped:
-                    raise _corrupt(path, rec.segments[-1][0], "a segment without its keyframe dump")
-                rec.segments.append((member, t))
-                dumped = False
-            rec._scan_record(dec, member, kind, t, payload)
-            dumped = dumped or kind == K_DUMP_END
-            ended = kind == K_END
-        if rec is None or not ended:
-            raise _truncated(path, size)
-        rec.end = last_t
+        try:
+            for member, kind, t, payload in stream(path, HEADER.size, size):
+                if member != member_now:
+                    if not dumped:
+                        raise Corrupt(path, member_now, "a segment without its keyframe dump")
+                    checked = whole  # the stream moves on only once the segment's CRC checked out
+                    member_now, n = member, 0
+                n += 1
+                if ended:
+                    raise Corrupt(path, member, "records after the end marker")
+                if rec is None:
+                    rec = cls._begin(path, size, member, kind, t, payload)
+                if t < last_t:
+                    raise Corrupt(path, member, "time goes backwards")
+                last_t = t
+                if not rec.segments or rec.segments[-1][0] != member:
+                    rec.segments.append((member, t))
+                    dumped = False
+                rec._scan_record(dec, member, kind, t, payload)
+                in_dump = kind in (K_DUMP_BEGIN, K_DUMP_DATA)
+                dumped = dumped or kind == K_DUMP_END
+                ended = kind == K_END
+                if dumped and not in_dump:
+                    whole = _Whole(member, n, len(rec.segments), len(rec.stats), len(rec.sysctls), rec.dumps,
+                                   rec.events, rec.lost, t)
+        except Truncated:
+            cut_short = True  # even after the end marker: the last segment's CRC is missing
+        except Corrupt as e:
+            keep = checked if e.member <= member_now else whole
+            if rec is None or keep is None:
+                raise ReplayError(e.located(size)) from None
+            rec._cut_at(keep, f"{e.located(size)}; replaying the {keep.t - rec.start:.1f} s before byte "
+                              f"{e.member}, the rest is left out")
+            return rec
+        if rec is not None and ended and not cut_short:
+            rec.end = last_t
+            return rec
+        if rec is None or whole is None:
+            raise Truncated(path, size)
+        rec._cut_at(whole, f"replay: {path} was cut off at byte {size} (the recorder did not finish): "
+                           f"replaying its first {whole.t - rec.start:.1f} s; the last {last_t - whole.t:.1f} s "
+                           "before the cut are incomplete and left out")
         return rec
+
+    @classmethod
+    def _begin(cls, path: str, size: int, member: int, kind: int, t: float, payload: bytes) -> Recording:
+        """The recording its first record describes."""
+        if kind != K_META:
+            raise Corrupt(path, member, "the first record is not the recording's description")
+        try:
+            meta = json.loads(payload)
+            start = float(meta["start"])
+            names = meta["stats_names"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise Corrupt(path, member, f"bad description: {e}") from None
+        if not isinstance(names, list):
+            raise Corrupt(path, member, "bad description: stats_names")
+        return cls(path, size, meta, start, t)
+
+    def _cut_at(self, whole: _Whole, why: str) -> None:
+        """Forget everything after ``whole``: playback stops there too."""
+        del self.segments[whole.segments:], self.stats[whole.stats:], self.sysctls[whole.sysctls:]
+        self.dumps, self.events, self.lost = whole.dumps, whole.events, whole.lost
+        self.end = whole.t
+        self.stop = (whole.member, whole.records)
+        self.cut = why
+
+    def records(self, seg: int) -> Generator[tuple[int, int, float, bytes], None, None]:
+        """:func:`stream` from segment ``seg``, ending where :meth:`open` found the readable part ends."""
+        inner = stream(self.path, self.segments[seg][0], self.size)
+        try:
+            if self.stop is None:
+                yield from inner
+                return
+            last, count = self.stop
+            n = 0
+            for r in inner:
+                yield r
+                n = n + 1 if r[0] == last else 0
+                # Stop before asking for more: past here the stream would hit the damage or the cut.
+                if n == count:
+                    return
+        finally:
+            inner.close()
 
     def _scan_record(self, dec: Decoder, member: int, kind: int, t: float, payload: bytes) -> None:
         try:
@@ -237,7 +344,7 @@ class Recording:
             elif kind == K_LOST:
                 self.lost += 1
         except (ValueError, KeyError, TypeError, struct.error, DecodeError) as e:
-            raise _corrupt(self.path, member, f"bad record at {t - self.start:.3f} s: {e}") from None
+            raise Corrupt(self.path, member, f"bad record at {t - self.start:.3f} s: {e}") from None
 
     def segment_for(self, t: float) -> int:
         """Index of the segment whose keyframe is the last one at or before absolute time ``t``."""
@@ -278,7 +385,8 @@ class ReplaySource:
             raise ReplayError(f"replay: --speed {speed:g}: must be more than 0")
         self.recording = Recording.open(path)
         self.path = path
-        self.label = os.path.basename(path)
+        # The header shows the label: a cut recording says so for as long as it is on screen.
+        self.label = os.path.basename(path) + (" (cut short)" if self.recording.cut else "")
         self._lock = threading.Lock()  # the data: table, record stream, cursor
         self._clock = threading.Lock()  # the play clock and pending requests
         self._wake = threading.Event()  # set by control calls, to cut an events() wait short
@@ -375,7 +483,7 @@ class ReplaySource:
         seg = rec.segment_for(rec.start + t)
         if self._records is not None:
             self._records.close()
-        self._records = stream(rec.path, rec.segments[seg][0], rec.size)
+        self._records = rec.records(seg)
         self._next = next(self._records, None)
         self.table = FlowTable()
         self._cursor = rec.segments[seg][1] - rec.start
