@@ -181,6 +181,7 @@ async def test_help_lists_every_key_and_counter() -> None:
         for _, bindings in help_sections():
             for b in bindings:
                 assert f"{key_names(b.key):<16}{b.description}" in text
+        assert "Replay" not in text and "``" not in text and "::" not in text  # no timeline keys, no reST
         for name in list(PRESSURE) + list(FILL):
             assert name in text
         assert "tcp port 80 and not src net" in text  # the filter grammar's examples
@@ -191,7 +192,7 @@ async def test_help_lists_every_key_and_counter() -> None:
 
 
 async def test_every_key_has_a_letter_and_the_palette_has_every_action() -> None:
-    for _, bindings in help_sections():
+    for _, bindings in help_sections() + help_sections(replay=True):
         for b in bindings:
             keys = b.key.split(",")
             if any(re.fullmatch(r"f\d+", k) for k in keys):

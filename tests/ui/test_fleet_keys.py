@@ -244,7 +244,7 @@ async def test_help_and_palette_offer_doctor_and_namespaces() -> None:
         titles = [e.title for e in app.main.palette()]
         footer = screen_text(app).splitlines()[-1]
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "Doctor and namespaces" in screen_text(app), "the help")
         help_text = screen_text(app)
     assert {"Doctor", "Namespaces"} <= set(titles)
     assert "D Doctor" in footer and "N Namespaces" in footer

@@ -24,6 +24,7 @@ from cttop.fleet.replay import Recording, ReplaySource, StatsSample
 from cttop.model import R_ID
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
+from cttop.ui.screens.help import HelpScreen
 from cttop.ui.timeline import Timeline, clock
 from tests.conftest import delete_netns, make_netns, sh
 from tests.ui.helpers import screen_text, wait_for, wait_live
@@ -207,3 +208,16 @@ async def test_a_seek_before_the_view_opens_is_no_loss(recorded: Recorded) -> No
         assert f"{len(want)} / " in screen_text(app)
         assert "events lost" not in screen_text(app)
         assert app.shown_frame is not None and app.shown_frame.lost == 0
+
+
+async def test_help_in_a_replay_lists_its_timeline_keys_and_no_changes(recorded: Recorded) -> None:
+    app = CttopApp(ReplaySource(str(recorded.path), paused=True), interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+        text = str(app.screen.query_one("#help-text").render())
+    for line in ("  ,               -10 s", "  .               +10 s", "  [               Slower replay"):
+        assert line in text
+    assert "Replay" in text and "Remediation" not in text and "Doctor" not in text
+    assert "full_stop" not in text and "left_square_bracket" not in text

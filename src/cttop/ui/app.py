@@ -481,7 +481,7 @@ class CttopApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(help_sections(self.read_only)))
+        self.push_screen(HelpScreen(help_sections(self.read_only, self.main.replay is not None)))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -489,12 +489,13 @@ class CttopApp(App[None]):
             yield SystemCommand(entry.title, entry.help, entry.callback)
 
 
-def help_sections(read_only: bool = False) -> list[tuple[str, list[Binding]]]:
+def help_sections(read_only: bool = False, replay: bool = False) -> list[tuple[str, list[Binding]]]:
+    """The keys this view offers: a replay has its timeline keys, and no namespace to doctor or switch."""
     return [
         ("Everywhere", bindings_of(CttopApp, ViewKeys)),
-        ("Remediation (changes hidden with --read-only)", remedy_help(read_only)),
-        ("Doctor and namespaces", bindings_of(FleetKeys)),
-        ("Replay", bindings_of(ReplayKeys)),
+        ("Remediation (changes hidden with --read-only)", [] if replay else remedy_help(read_only)),
+        ("Doctor and namespaces", [] if replay else bindings_of(FleetKeys)),
+        ("Replay", bindings_of(ReplayKeys) if replay else []),
         ("Flow list", bindings_of(FlowList)),
         ("Heaviest panel (Tab to reach it)", bindings_of(HeaviestPanel)),
         ("Filter line", bindings_of(FilterBar)),

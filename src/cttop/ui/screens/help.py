@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.keys import key_to_character
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -19,17 +20,32 @@ from cttop.live.counters import FILL, PRESSURE
 
 _KEY_NAMES = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "equals_sign": "=",
               "underscore": "_", "space": "Space", "escape": "Esc", "enter": "Enter", "tab": "Tab",
-              "shift+tab": "Shift+Tab", "up": "↑", "down": "↓", "pageup": "PgUp", "pagedown": "PgDn",
-              "home": "Home", "end": "End", "left": "←", "right": "→", "ctrl+p": "Ctrl+P", "ctrl+c": "Ctrl+C"}
+              "up": "↑", "down": "↓", "pageup": "PgUp", "pagedown": "PgDn",
+              "home": "Home", "end": "End", "left": "←", "right": "→", "delete": "Del"}
+
+
+def key_name(key: str) -> str:
+    """'question_mark' → '?', 'full_stop' → '.', 'f1' → 'F1', 'ctrl+r' → 'Ctrl+R': the key as its cap reads."""
+    *mods, key = key.split("+")
+    if mods:
+        name = key_name(key)
+        return "+".join(m.capitalize() for m in mods) + "+" + (name.upper() if len(name) == 1 else name)
+    if key in _KEY_NAMES:
+        return _KEY_NAMES[key]
+    if len(key) <= 3 and key.startswith("f") and key[1:].isdigit():
+        return key.upper()
+    return key_to_character(key) or key
 
 
 def key_names(keys: str) -> str:
     """'question_mark,f1' → '? F1'."""
-    out = []
-    for k in keys.split(","):
-        k = k.strip()
-        out.append(_KEY_NAMES.get(k, k.upper() if len(k) <= 3 and k.startswith("f") and k[1:].isdigit() else k))
-    return " ".join(out)
+    return " ".join(key_name(k.strip()) for k in keys.split(","))
+
+
+def grammar_text() -> str:
+    """The filter module's docstring, less the reST markup it is written in."""
+    doc = (cttop.filter.__doc__ or "").split("\n", 2)[-1].rstrip()
+    return doc.replace("``", "").replace("::\n", ":\n") + "\n"
 
 
 def bindings_of(*classes: type) -> list[Binding]:
@@ -60,7 +76,7 @@ def help_text(sections: Iterable[tuple[str, list[Binding]]]) -> Text:
              "bold underline")
     _meanings(t, PRESSURE)
     t.append("\nFilter grammar\n", "bold underline")
-    t.append((cttop.filter.__doc__ or "").split("\n", 2)[-1].rstrip() + "\n")
+    t.append(grammar_text())
     return t
 
 
