@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -10,6 +11,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,11 +110,16 @@ def scraped() -> Iterator[Scraped]:
         delete_netns(ns)
 
 
-def value(s: Scraped, name: str, **labels: str) -> float:
-    matches = [x.value for x in s.families[name].samples if x.name == name and all(
+def sample_value(families: dict[str, Any], name: str, **labels: str) -> float:
+    """The one sample of family ``name`` with ``labels`` (a counter's sample is ``name_total``)."""
+    matches = [x.value for x in families[name].samples if x.name in (name, f"{name}_total") and all(
         x.labels.get(k) == v for k, v in labels.items())]
     assert len(matches) == 1, (name, labels, matches)
     return matches[0]
+
+
+def value(s: Scraped, name: str, **labels: str) -> float:
+    return sample_value(s.families, name, **labels)
 
 
 def test_node_exporter_names_types_and_values(scraped: Scraped) -> None:
@@ -151,12 +158,36 @@ def test_top_groups_are_bounded_and_exact(scraped: Scraped) -> None:
 
 
 def test_the_namespace_is_listed_with_its_count(scraped: Scraped) -> None:
-    assert value(scraped, "cttop_namespace_entries", namespace=scraped.ns) == scraped.count
-    assert value(scraped, "cttop_namespace_stat_drop", namespace=scraped.ns) == scraped.stats["drop"]
-    assert value(scraped, "cttop_namespace_stat_early_drop", namespace=scraped.ns) == scraped.stats["early_drop"]
+    assert value(scraped, "cttop_namespace_entries", netns=scraped.ns) == scraped.count
+    assert value(scraped, "cttop_namespace_stat_drop", netns=scraped.ns) == scraped.stats["drop"]
+    assert value(scraped, "cttop_namespace_stat_early_drop", netns=scraped.ns) == scraped.stats["early_drop"]
+    assert scraped.families["cttop_namespace_entries"].type == "gauge"
+    for name in ("cttop_namespace_stat_drop", "cttop_namespace_stat_early_drop"):
+        assert scraped.families[name].type == "counter"  # monotonic per namespace: rate() applies
+    # Labels that Kubernetes service discovery and prometheus-operator would rename or overwrite.
+    for fam in scraped.families.values():
+        for x in fam.samples:
+            assert not {"namespace", "container"} & x.labels.keys(), x
     node = value(scraped, "cttop_node_entries")
     assert node == sum(x.value for x in scraped.families["cttop_namespace_entries"].samples)
     assert value(scraped, "cttop_node_fill_ratio") == node / scraped.max
+
+
+def test_health_says_every_part_was_read(scraped: Scraped) -> None:
+    assert value(scraped, "cttop_up") == 1
+    for part in ("stats", "table", "namespaces"):
+        assert value(scraped, "cttop_collection_errors", part=part) == 0
+    assert scraped.families["cttop_collection_errors"].type == "counter"
+    assert value(scraped, "cttop_last_success_timestamp_seconds") > 0
+
+
+def test_the_readme_rules_use_series_the_exporter_serves(scraped: Scraped) -> None:
+    served = {x.name for f in scraped.families.values() for x in f.samples}
+    with open(Path(__file__).parents[2] / "README.md") as f:
+        exprs = [line.split("expr:", 1)[1] for line in f if line.strip().startswith("expr:")]
+    used = {m for e in exprs for m in re.findall(r"\b(?:cttop|node_nf)_[a-z_]+", e)}
+    assert len(exprs) >= 4 and used
+    assert used <= served, used - served
 
 
 def test_openmetrics_when_asked(scraped: Scraped) -> None:
@@ -207,3 +238,55 @@ def test_exporter_follows_new_flows() -> None:
             proc.terminate()
             proc.wait(timeout=30)
         delete_netns(ns)
+
+
+def scrape(url: str) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(fetch(url))}
+
+
+def test_a_deleted_namespace_is_reported_down_not_served_stale() -> None:
+    """The exporter's sockets keep a deleted namespace alive and quiet: its last values must not be served."""
+    ns = make_netns()
+    proc = None
+    try:
+        inject_count = 4
+        for i in range(inject_count):
+            sh("conntrack", "-I", "-p", "udp", "-s", f"10.6.0.{i + 1}", "-d", "10.6.1.1", "--sport", "1",
+               "--dport", "2", "-t", "300", netns=ns)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/metrics"
+        # --max-namespaces 1: the other namespaces on the host fall into (other), for entries only.
+        proc = subprocess.Popen(["cttop", "export", "--listen", f"127.0.0.1:{port}", "--netns", ns,
+                                 "--max-namespaces", "1"], stderr=subprocess.PIPE, text=True)
+        wait_ready(url, proc)
+        before = scrape(url)
+        assert sample_value(before, "cttop_up") == 1
+        assert sample_value(before, "node_nf_conntrack_entries") == inject_count
+        last_success = sample_value(before, "cttop_last_success_timestamp_seconds")
+        assert len(before["cttop_namespace_stat_drop"].samples) == 1
+        assert len(before["cttop_namespace_stat_early_drop"].samples) == 1
+        entries = {x.labels["netns"] for x in before["cttop_namespace_entries"].samples}
+        assert "(other)" in entries and len(entries) == 2
+        assert not any(x.labels["netns"] == "(other)" for x in before["cttop_namespace_stat_drop"].samples)
+
+        delete_netns(ns)
+        after = scrape(url)
+        assert sample_value(after, "cttop_up") == 0
+        for gone in ("node_nf_conntrack_entries", "node_nf_conntrack_stat_drop", "cttop_entries_by_state",
+                     "cttop_evictable_entries"):
+            assert gone not in after, gone
+        assert sample_value(after, "cttop_collection_errors", part="stats") == 1
+        assert sample_value(after, "cttop_collection_errors", part="table") == 1
+        assert sample_value(after, "cttop_collection_errors", part="namespaces") == 0
+        assert sample_value(after, "cttop_last_success_timestamp_seconds") == last_success
+        assert ns not in {x.labels["netns"] for x in after["cttop_namespace_entries"].samples}
+        again = scrape(url)
+        assert sample_value(again, "cttop_up") == 0
+        assert sample_value(again, "cttop_collection_errors", part="stats") == 2
+    finally:
+        if proc is not None:
+            proc.terminate()
+            _out, err = proc.communicate(timeout=30)
+        delete_netns(ns)
+    # Said once on stderr, not once per scrape.
+    assert err.count(f"namespace {ns} is gone") == 2, err  # stats and table

@@ -8,7 +8,15 @@ what node_exporter cannot see: entries per state, the evictable (non-ASSURED)
 count, every namespace against the shared max, and the heaviest groups.
 
 Cardinality is bounded: states are a fixed set, top groups are ``top`` keys per
-group, and namespaces beyond ``max_namespaces`` are summed into one series.
+group, and namespaces beyond ``max_namespaces`` are summed into one entries series,
+``netns="(other)"``. Their drop counters are not summed: a sum over a changing set
+of namespaces goes down when one leaves, which rate() reads as a counter reset.
+
+Health: ``cttop_up`` is 1 only when every part of this scrape was read. A part
+that fails (the namespace deleted or replaced, a read refused, the followed
+table's reads failing) serves none of its series, never the last values as if
+current; ``cttop_collection_errors_total{part}`` counts the failures and
+``cttop_last_success_timestamp_seconds`` says when all parts last succeeded.
 
 Kernel counters are read at scrape time. Per-state and top-group values come
 from a table kept current by events; the kernel sends no events for flows
@@ -18,6 +26,7 @@ every ``resync`` seconds.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -29,10 +38,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from cttop.errors import CttopError
-from cttop.fleet.namespaces import list_namespaces, totals
+from cttop.fleet.namespaces import Namespace, list_namespaces, totals
 from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
-from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.netns import NetnsError, NetnsSpec
 from cttop.source import LiveSource
 from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable, GroupRow
@@ -60,6 +69,7 @@ class TableView:
     evictable: int
     top: dict[str, list[GroupRow]]
     resyncs: int
+    error: str | None  # why the table is not current, if it is not
 
 
 class TableFollower:
@@ -80,6 +90,7 @@ class TableFollower:
         self._source = LiveSource(spec)
         self._table = FlowTable(track=self.groups)
         self._loaded = 0.0
+        self._error: str | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -94,6 +105,7 @@ class TableFollower:
         table.apply_dump(self._source.dump())
         with self._lock:
             self._table = table
+            self._error = None
         self._loaded = time.monotonic()
 
     def _run(self) -> None:
@@ -101,8 +113,10 @@ class TableFollower:
             while not self._stop.is_set():
                 try:
                     self._follow()
-                except CttopError:
-                    # A failed read leaves the last table in place; try again shortly.
+                except CttopError as e:
+                    # Flagged so the collector stops serving the table; the next success (a full redump) clears it.
+                    with self._lock:
+                        self._error = f"table: {e}"
                     self._stop.wait(1.0)
                     self._loaded = 0.0
         finally:
@@ -121,7 +135,7 @@ class TableFollower:
         with self._lock:
             t = self._table
             return TableView(len(t), dict(t.by_state), t.evictable,
-                             {g: t.top(g, self.top_n) for g in self.groups}, self.resyncs)
+                             {g: t.top(g, self.top_n) for g in self.groups}, self.resyncs, self._error)
 
     def stop(self) -> None:
         self._stop.set()
@@ -140,32 +154,96 @@ class ConntrackCollector(Collector):
         self.follower = follower
         self.namespaces = namespaces
         self.max_namespaces = max_namespaces
-        self._lock = threading.Lock()  # one scrape at a time on the ctnetlink socket
+        self._lock = threading.Lock()  # one scrape at a time on the ctnetlink socket and the health state
         self._ct = Ctnetlink(spec)
+        self._inode = spec.inode()
+        self._parts = {"stats": self._kernel_metrics}
+        if follower is not None:
+            self._parts["table"] = self._table_metrics
+        if namespaces:
+            self._parts["namespaces"] = self._namespace_metrics
+        self._errors = dict.fromkeys(self._parts, 0)
+        self._failing: dict[str, str] = {}
+        self._last_success: float | None = None
 
     def close(self) -> None:
         self._ct.close()
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            stats = self._ct.stats()
-            cpu = sum_cpus(self._ct.stats_cpu())
+            metrics: list[Metric] = []
+            failing: dict[str, str] = {}
+            for part, read in self._parts.items():
+                try:
+                    metrics.extend(read())
+                except (CttopError, OSError) as e:
+                    failing[part] = str(e)
+                    self._errors[part] += 1
+            self._report(failing)
+            if not failing:
+                self._last_success = time.time()
+            metrics.extend(self._health_metrics(not failing))
+        yield from metrics
+
+    def _report(self, failing: dict[str, str]) -> None:
+        """One stderr line when a part starts failing (or its reason changes) and one when it recovers."""
+        for part, why in failing.items():
+            if self._failing.get(part) != why:
+                print(f"cttop export: {part}: {why}; its series are left out", file=sys.stderr, flush=True)
+        for part in self._failing.keys() - failing.keys():
+            print(f"cttop export: {part}: read again", file=sys.stderr, flush=True)
+        self._failing = failing
+
+    def _health_metrics(self, up: bool) -> Iterator[Metric]:
+        yield GaugeMetricFamily("cttop_up", "1 if every part of this scrape was read; 0 if one failed and its series "
+                                            "are left out (see cttop_collection_errors_total).", value=int(up))
+        errors = CounterMetricFamily("cttop_collection_errors", "Scrapes in which this part could not be read.",
+                                     labels=["part"])
+        for part, n in self._errors.items():
+            errors.add_metric([part], n)
+        yield errors
+        if self._last_success is not None:
+            yield GaugeMetricFamily("cttop_last_success_timestamp_seconds",
+                                    "When every part of a scrape was last read (Unix time).", value=self._last_success)
+
+    def _check_namespace(self) -> None:
+        """Refuse to read through sockets on a namespace that was deleted or replaced: it is no longer the one asked
+        for (the sockets keep the old one alive, quiet and unreachable)."""
+        try:
+            now: int | None = self.spec.inode()
+        except NetnsError:
+            now = None
+        if now != self._inode:
+            raise CttopError(f"namespace {self.spec.label()} is gone (deleted or replaced since the exporter "
+                             f"opened it; restart the exporter to follow a new one)")
+
+    def _kernel_metrics(self) -> list[Metric]:
+        self._check_namespace()
+        stats = self._ct.stats()
+        cpu = sum_cpus(self._ct.stats_cpu())
+        return list(self._kernel_families(stats.count, stats.max, cpu))
+
+    def _kernel_families(self, count: int, mx: int, cpu: dict[str, int]) -> Iterator[Metric]:
         yield GaugeMetricFamily("node_nf_conntrack_entries",
-                                "Conntrack entries in the table now (this namespace).", value=stats.count)
+                                "Conntrack entries in the table now (this namespace).", value=count)
         yield GaugeMetricFamily("node_nf_conntrack_entries_limit",
                                 "Size limit of the conntrack table (nf_conntrack_max, shared by all namespaces).",
-                                value=stats.max)
+                                value=mx)
         for name, doc in NODE_STATS:
             yield GaugeMetricFamily(f"node_nf_conntrack_stat_{name}", doc, value=cpu[name])
         for name in EXTRA_STATS:
             yield GaugeMetricFamily(f"cttop_nf_conntrack_stat_{name}",
                                     f"conntrack -S {name}, summed over CPUs.", value=cpu[name])
-        if self.follower is not None:
-            yield from self._table_metrics(self.follower.view())
-        if self.namespaces:
-            yield from self._namespace_metrics()
 
-    def _table_metrics(self, v: TableView) -> Iterator[Metric]:
+    def _table_metrics(self) -> list[Metric]:
+        assert self.follower is not None  # a part only when following
+        self._check_namespace()
+        v = self.follower.view()
+        if v.error is not None:
+            raise CttopError(v.error)
+        return list(self._table_families(v))
+
+    def _table_families(self, v: TableView) -> Iterator[Metric]:
         g = GaugeMetricFamily("cttop_entries_by_state", "Conntrack entries per protocol and state.",
                               labels=["proto", "state"])
         for key, n in sorted(v.by_state.items()):
@@ -185,37 +263,41 @@ class ConntrackCollector(Collector):
         yield CounterMetricFamily("cttop_table_resyncs", "Full redumps of the followed table (losses and periodic).",
                                   value=v.resyncs)
 
-    def _namespace_metrics(self) -> Iterator[Metric]:
-        nss = list_namespaces()
+    def _namespace_metrics(self) -> list[Metric]:
+        return list(self._namespace_families(list_namespaces()))
+
+    def _namespace_families(self, nss: list[Namespace]) -> Iterator[Metric]:
         t = totals(nss)
         ranked = sorted((n for n in nss if n.count is not None), key=lambda n: -(n.count or 0))
         shown, rest = ranked[:self.max_namespaces], ranked[self.max_namespaces:]
-        entries = GaugeMetricFamily("cttop_namespace_entries", "Conntrack entries per network namespace.",
-                                    labels=["namespace", "container"])
-        drop = GaugeMetricFamily("cttop_namespace_stat_drop", "conntrack -S drop per network namespace.",
-                                 labels=["namespace", "container"])
-        early = GaugeMetricFamily("cttop_namespace_stat_early_drop",
-                                  "conntrack -S early_drop per network namespace.", labels=["namespace", "container"])
+        # Not `namespace`/`container`: Kubernetes and prometheus-operator set those as target labels.
+        names = ["netns", "netns_owner"]
+        entries = GaugeMetricFamily("cttop_namespace_entries", "Conntrack entries per network namespace; beyond "
+                                    "--max-namespaces summed into netns=\"(other)\".", labels=names)
+        drop = CounterMetricFamily("cttop_namespace_stat_drop", "conntrack -S drop per network namespace (the "
+                                   "--max-namespaces busiest only).", labels=names)
+        early = CounterMetricFamily("cttop_namespace_stat_early_drop", "conntrack -S early_drop per network "
+                                    "namespace (the --max-namespaces busiest only).", labels=names)
         for n in shown:
             labels = [n.label, n.container or ""]
             entries.add_metric(labels, n.count or 0)
             drop.add_metric(labels, n.drop or 0)
             early.add_metric(labels, n.early_drop or 0)
         if rest:
-            labels = [OTHER_NAMESPACES, ""]
-            entries.add_metric(labels, sum(n.count or 0 for n in rest))
-            drop.add_metric(labels, sum(n.drop or 0 for n in rest))
-            early.add_metric(labels, sum(n.early_drop or 0 for n in rest))
+            entries.add_metric([OTHER_NAMESPACES, ""], sum(n.count or 0 for n in rest))
         yield entries
         yield drop
         yield early
         yield GaugeMetricFamily("cttop_namespaces", "Network namespaces found.", value=t.namespaces)
+        yield GaugeMetricFamily("cttop_namespaces_unreadable", "Namespaces whose counters could not be read (left "
+                                "out of every cttop_namespace_* and cttop_node_* value).", value=t.unreadable)
         yield GaugeMetricFamily("cttop_node_entries",
-                                "Conntrack entries summed over every namespace: the node's real use of the max.",
-                                value=t.count)
+                                "Conntrack entries summed over every namespace: the node's total, in the one shared "
+                                "hash table.", value=t.count)
         if t.share is not None:
-            yield GaugeMetricFamily("cttop_node_fill_ratio", "cttop_node_entries / nf_conntrack_max.",
-                                    value=t.share)
+            yield GaugeMetricFamily("cttop_node_fill_ratio", "cttop_node_entries / nf_conntrack_max: the node's total "
+                                    "against the max. Not where drops start: the kernel holds each namespace's own "
+                                    "count to the max.", value=t.share)
 
 
 @dataclass
