@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from cttop.fleet import record as R
 from cttop.fleet.record import K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_EVENTS
-from cttop.fleet.replay import Recording, ReplaySource, decode_events, stream
+from cttop.fleet.replay import Recording, ReplaySource, Truncated, decode_events, stream
 from cttop.kernel.decode import Decoder
 from cttop.model import PROTO_NAMES, R_ID, R_SRC, Row, addr_text, state_name
 from cttop.table.store import FlowTable
@@ -180,20 +182,123 @@ def test_replay_info_cli(recorded: Recorded) -> None:
     assert got == want
 
 
-def test_a_cut_recording_is_reported_truncated(recorded: Recorded, tmp_path: Path) -> None:
+def by_state_until(path: Path, end: float) -> dict[str, int]:
+    """The table after every dump and event recorded up to ``end``, applied by hand; the cut is not read."""
+    dec = Decoder()
+    table = FlowTable()
+    rows: list[Row] = []
+    records = stream(str(path), R.HEADER.size, path.stat().st_size)
+    try:
+        for _seg, kind, t, payload in records:
+            if t > end:
+                break
+            if kind == K_DUMP_BEGIN:
+                rows = []
+            elif kind == K_DUMP_DATA:
+                dec.decode_chunk(payload, rows)
+            elif kind == K_DUMP_END:
+                table.apply_dump(rows)
+            elif kind == K_EVENTS:
+                table.apply_events(decode_events(dec, payload))
+    except Truncated:
+        pass
+    return dict(sorted(table.by_state.items()))
+
+
+def test_a_cut_recording_replays_up_to_its_last_whole_record(recorded: Recorded, tmp_path: Path) -> None:
     data = recorded.path.read_bytes()
     cut = tmp_path / "cut.cttop"
-    cut.write_bytes(data[:len(data) // 2])
-    r = subprocess.run(["cttop", "replay", str(cut), "--info"], capture_output=True, text=True)
-    assert r.returncode == 2
-    assert r.stderr == f"cttop: replay: {cut} is truncated at byte {len(data) // 2}\n"
+    ends = set()
+    for n in range(len(data) // 10, len(data), len(data) // 10):
+        cut.write_bytes(data[:n])
+        r = subprocess.run(["cttop", "replay", str(cut), "--info"], capture_output=True, text=True)
+        if r.returncode == 2:  # cut inside the first keyframe: nothing whole to show
+            assert not ends and r.stderr == f"cttop: replay: {cut} is truncated at byte {n}\n"
+            continue
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.startswith(f"cttop: replay: {cut} was cut off at byte {n} (the recorder did not finish): "
+                                   "replaying its first ") and r.stderr.count("\n") == 1
+        info = json.loads(r.stdout)
+        assert info["bytes"] == n and info["dumps"] >= 1
+        assert info["end"]["by_state"] == by_state_until(recorded.path, info["start"] + info["duration"])
+        assert info["end"]["flows"] == sum(info["end"]["by_state"].values())
+        ends.add(info["duration"])
+    assert len(ends) > 1  # the cuts ended at different records
+
+
+def test_a_flipped_byte_names_the_damaged_range(recorded: Recorded, tmp_path: Path) -> None:
+    data = recorded.path.read_bytes()
     bad = tmp_path / "bad.cttop"
+    pos = len(data) // 3
     flipped = bytearray(data)
-    flipped[len(data) // 3] ^= 0xFF
+    flipped[pos] ^= 0xFF
     bad.write_bytes(bytes(flipped))
     r = subprocess.run(["cttop", "replay", str(bad), "--info"], capture_output=True, text=True)
+    # One segment only (--dump-interval 10m): nothing before the damage is vouched for.
+    assert r.returncode == 2 and r.stdout == ""
+    m = re.fullmatch(rf"cttop: replay: {re.escape(str(bad))} is corrupt in bytes (\d+)-(\d+): .*\n", r.stderr)
+    assert m is not None, r.stderr
+    assert int(m.group(1)) == R.HEADER.size and pos < int(m.group(2)) <= len(data)
+
+
+def test_a_recorder_killed_with_sigkill_leaves_a_replayable_file(netns: str, tmp_path: Path) -> None:
+    path = tmp_path / "k9.cttop"
+    for i in range(3):
+        sh("conntrack", "-I", "-p", "udp", "-s", f"10.9.0.{i + 1}", "-d", "10.9.1.1", "--sport", "1", "--dport", "2",
+           "-t", "300", netns=netns)
+    rec = subprocess.Popen(["cttop", "record", "--netns", netns, "-o", str(path), "--dump-interval", "1s"],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert rec.stderr is not None
+        assert rec.stderr.readline().startswith(f"cttop record: recording network namespace {netns} to {path}")
+        for i in range(3, 30):
+            sh("conntrack", "-I", "-p", "udp", "-s", f"10.9.0.{i + 1}", "-d", "10.9.1.1", "--sport", "1",
+               "--dport", "2", "-t", "300", netns=netns)
+        # Wait for a keyframe or sync flush past the first keyframe to reach the file, then crash the recorder.
+        size = path.stat().st_size
+        while path.stat().st_size == size:
+            assert rec.poll() is None
+            time.sleep(0.05)
+        rec.kill()
+        rec.wait()
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    r = subprocess.run(["cttop", "replay", str(path), "--info"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    size = path.stat().st_size
+    assert r.stderr.startswith(f"cttop: replay: {path} was cut off at byte {size} ") and r.stderr.count("\n") == 1
+    info = json.loads(r.stdout)
+    assert info["dumps"] >= 1
+    assert info["end"]["by_state"] == by_state_until(path, info["start"] + info["duration"])
+    assert 3 <= info["end"]["flows"] <= 30
+
+
+def test_record_refuses_to_overwrite_without_force(netns: str, tmp_path: Path) -> None:
+    path = tmp_path / "incident.cttop"
+    path.write_bytes(b"the only copy")
+    r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "0.2"],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr.startswith(f"cttop: replay: {bad} is ") and r.stderr.count("\n") == 1
+    assert r.stderr == f"cttop: record: {path} exists; give --force to overwrite it\n"
+    assert path.read_bytes() == b"the only copy"
+    r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "0.2", "--force"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert Recording.open(str(path)).cut is None
+
+
+def test_record_names_its_own_namespace_in_words(tmp_path: Path) -> None:
+    path = tmp_path / "own.cttop"
+    r = subprocess.run(["cttop", "record", "-o", str(path), "--duration", "0.2"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    inode = os.stat("/proc/thread-self/ns/net").st_ino
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("cttop record: recording this process's network namespace (")
+    assert first.endswith(f"net:[{inode}]) to {path} for 0.2 s")
+    path.unlink()  # the recording is of the host's table: keep nothing of it
 
 
 def test_record_with_a_duration_stops_by_itself(netns: str, tmp_path: Path) -> None:
@@ -203,6 +308,7 @@ def test_record_with_a_duration_stops_by_itself(netns: str, tmp_path: Path) -> N
     r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "0.5s"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[0] == f"cttop record: recording network namespace {netns} to {path} for 0.5 s"
     rec = Recording.open(str(path))
     assert 0.5 <= rec.duration < 30
     src = ReplaySource(str(path), paused=True)
@@ -214,8 +320,10 @@ def test_record_errors_are_one_line(tmp_path: Path) -> None:
     r = subprocess.run(["cttop", "record", "--netns", "no-such-ns-cttop", "-o", str(tmp_path / "x")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr.splitlines()[-1] == "cttop: --netns no-such-ns-cttop: no such network namespace"
+    # Nothing said of recording: it never began.
+    assert r.stderr == "cttop: --netns no-such-ns-cttop: no such network namespace\n"
     r = subprocess.run(["cttop", "record", "-o", str(tmp_path / "nodir" / "x"), "--duration", "1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr.splitlines()[-1].startswith(f"cttop: record: cannot write {tmp_path / 'nodir' / 'x'}")
+    assert r.stderr.startswith(f"cttop: record: cannot write {tmp_path / 'nodir' / 'x'}")
+    assert r.stderr.count("\n") == 1
