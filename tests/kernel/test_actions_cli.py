@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import subprocess
+import termios
 from pathlib import Path
 
 import pytest
@@ -107,24 +108,57 @@ def test_flush_with_filter(netns: str, tmp_path: Path) -> None:
     assert "dport=53" not in left and "dport=80" in left
 
 
-def test_answering_no_on_a_terminal_changes_nothing(netns: str, tmp_path: Path) -> None:
+def on_terminal(*args: str) -> tuple[int, str]:
+    """Run cttop on a terminal where Enter (\"No\") is typed ahead; its exit code and everything it wrote."""
     master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~termios.ECHO  # what was typed ahead is not part of what cttop wrote
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
     try:
-        p = subprocess.Popen([*CLI, "set", "udp_timeout=10", "--netns", netns, "--state-dir", str(tmp_path)],
-                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        p = subprocess.Popen([*CLI, *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
         os.close(slave)
-        seen = b""
-        while b"[y/N]" not in seen:
-            seen += os.read(master, 4096)
         os.write(master, b"\n")  # Enter alone is "No"
-        assert p.wait(timeout=60) == 1
+        seen = b""
         try:
             while chunk := os.read(master, 4096):
                 seen += chunk
         except OSError:  # the terminal closes with the process
             pass
+        code = p.wait(timeout=60)
     finally:
         os.close(master)
-    assert b"sysctl -w" in seen and b"cancelled: nothing was changed" in seen
+    return code, seen.decode().replace("\r\n", "\n")
+
+
+def test_answering_no_on_a_terminal_changes_nothing(netns: str, tmp_path: Path) -> None:
+    code, seen = on_terminal("set", "udp_timeout=10", "--netns", netns, "--state-dir", str(tmp_path))
+    assert code == 1
+    assert "sysctl -w" in seen and "[y/N]" in seen and "cancelled: nothing was changed" in seen
     assert udp_timeout(netns) == "30"
     assert not (tmp_path / "journal.jsonl").exists()
+
+
+GLOBAL = "global setting: writable only from the initial namespace"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["set", "nf_conntrack_max=1000"], f"nf_conntrack_max in namespace {{ns}}: {GLOBAL}"),
+    (["set", "udp_timeout=10", "hashsize=1000000"], f"hashsize in namespace {{ns}}: {GLOBAL}"),
+    (["flush", "-f", "udp dport 9"], "no flows match 'udp dport 9' in namespace {ns}"),
+])
+def test_refused_before_asking_in_one_line(netns: str, tmp_path: Path, args: list[str], message: str) -> None:
+    sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.1", "-d", "10.0.0.2", "--sport", "1000", "--dport", "53",
+       "-t", "300", netns=netns)
+    code, seen = on_terminal(*args, "--netns", netns, "--state-dir", str(tmp_path))
+    assert (code, seen) == (2, f"cttop: {message.format(ns=netns)}\n")  # no plan, no question
+    r = cttop(*args, "--yes", "--netns", netns, "--state-dir", str(tmp_path))
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", seen)
+    assert not (tmp_path / "journal.jsonl").exists()
+    assert "dport=53" in sh("conntrack", "-L", netns=netns) and udp_timeout(netns) == "30"
+
+
+def test_missing_namespace_is_one_clean_line(tmp_path: Path) -> None:
+    pid = next(p for p in range(999999, 2**22) if not os.path.exists(f"/proc/{p}"))
+    for args in (["flush"], ["flush", "-f", "udp"], ["delete", "-f", "udp"], ["set", "udp_timeout=10"], ["undo"]):
+        r = cttop(*args, "--netns-pid", str(pid), "--yes", "--state-dir", str(tmp_path))
+        assert (r.returncode, r.stderr) == (2, f"cttop: --netns-pid {pid}: no such process\n"), args

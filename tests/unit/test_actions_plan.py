@@ -118,6 +118,21 @@ def test_read_only_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert plan_mod.read_only()
 
 
+def test_check_refuses_what_apply_would_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = {"x": 1}
+    Recorder(Journal(str(tmp_path)), state).check()
+    with pytest.raises(ActionError, match="not allowed"):
+        Recorder(Journal(str(tmp_path)), state, fail_validate=True).check()
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    with pytest.raises(ActionError, match="journal"):
+        Recorder(Journal(str(blocker / "d")), state).check()
+    monkeypatch.setenv("CTTOP_READ_ONLY", "1")
+    with pytest.raises(ActionError, match="read-only"):
+        Recorder(Journal(str(tmp_path)), state).check()
+    assert state == {"x": 1} and Journal(str(tmp_path)).records() == []
+
+
 def test_undo_before_apply_refused(tmp_path: Path) -> None:
     with pytest.raises(ActionError, match="not applied"):
         Recorder(Journal(str(tmp_path)), {"x": 1}).undo()

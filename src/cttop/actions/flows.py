@@ -36,7 +36,7 @@ from cttop.filter.ast import (
     Zone,
 )
 from cttop.kernel.ctnetlink import Ctnetlink
-from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.netns import NetnsError, NetnsSpec
 from cttop.model import (
     AF_INET,
     AF_INET6,
@@ -204,7 +204,8 @@ class FlushFlows(Plan):
     """Delete every entry the filter matches; no filter (or an empty one) flushes the whole table.
 
     ``flt`` is filter text or a compiled Filter. The matching entries are counted
-    when the plan is made, so the confirmation can name the count.
+    when the plan is made, so the confirmation can name the count; a filter that
+    matches nothing is refused then, as there is nothing to confirm.
     """
 
     kind = "flush"
@@ -223,8 +224,12 @@ class FlushFlows(Plan):
                     assert self.filter is not None
                     self.rows = matching_rows(ct, self.filter)
                     self.count = len(self.rows)
+        except NetnsError:
+            raise  # it names the namespace option already
         except CttopError as e:
             raise ActionError(f"flush in namespace {spec.label()}: {e}") from None
+        if not self.whole and not self.rows:
+            raise ActionError(f"no flows match '{self._text()}' in namespace {spec.label()}")
         self.nat = sum(1 for r in self.rows if nat_kind(r) is not None)
 
     @property

@@ -6,7 +6,11 @@ The UI and the CLI only ever use this surface:
 - ``commands()``: the exact equivalent shell commands;
 - ``warnings()``: what the person confirming should know first;
 - ``undoable``: False when the change cannot be taken back (deleted flows);
-- ``apply()``: validate everything, then change; on any failure roll back what
+- ``check()``: raise :class:`ActionError` now if ``apply()`` would refuse for
+  anything known before changing (read-only mode, a global setting outside the
+  initial namespace, an unwritable journal), so nobody is asked to confirm a
+  change that cannot be made;
+- ``apply()``: check again, then change; on any failure roll back what
   was done, journal nothing and raise :class:`ActionError` with a one-line reason;
 - ``undo()``: after ``apply()``, take the change back (itself journaled).
 
@@ -94,13 +98,17 @@ class Plan(ABC):
     def _rollback(self, change: Change) -> None:
         """Take back a completed change; plans that cannot (deleted flows) keep the default."""
 
-    def apply(self) -> ActionResult:
-        if self.result is not None:
-            raise ActionError(f"change {self.id} was already applied")
+    def check(self) -> None:
+        """Refuse now what ``apply()`` would refuse before changing anything; changes nothing."""
         if read_only():
             raise ActionError(f"read-only mode (--read-only or {READ_ONLY_ENV}=1): refusing to {self.kind}")
         self._validate()
         self.journal.ensure_writable()
+
+    def apply(self) -> ActionResult:
+        if self.result is not None:
+            raise ActionError(f"change {self.id} was already applied")
+        self.check()
         inode = self.spec.inode()
         # Described before the change, which moves the values the text is about.
         description, commands, warnings = self.describe(), self.commands(), self.warnings()

@@ -77,7 +77,8 @@ def show_plan(plan: Plan) -> None:
 
 
 def confirm_and_apply(plan: Plan, yes: bool) -> None:
-    """Show the plan, ask unless ``yes``, apply, and print what the kernel reported."""
+    """Refuse what cannot be applied, show the plan, ask unless ``yes``, apply, print what the kernel reported."""
+    plan.check()
     show_plan(plan)
     if not yes:
         if not sys.stdin.isatty():

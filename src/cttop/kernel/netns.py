@@ -70,10 +70,7 @@ class NetnsSpec:
         try:
             return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            what = {"name": "no such network namespace", "pid": "no such process"}
-            kind = "name" if self.name is not None else "pid" if self.pid is not None else "path"
-            raise NetnsError(f"--netns{'' if kind == 'name' else '-' + kind} {self.label()}: "
-                             f"{what.get(kind, 'no such file')}") from None
+            raise self._missing() from None
         except PermissionError:
             raise NetnsError(f"namespace {self.label()}: permission denied (run as root)") from None
 
@@ -81,8 +78,18 @@ class NetnsSpec:
         path = self.resolved_path() or "/proc/thread-self/ns/net"
         try:
             return os.stat(path).st_ino
+        except FileNotFoundError:
+            raise self._missing() from None
         except OSError as e:
             raise NetnsError(f"namespace {self.label()}: {e.strerror}") from None
+
+    def _missing(self) -> NetnsError:
+        """The option as the user typed it, and what is missing."""
+        if self.name is not None:
+            return NetnsError(f"--netns {self.name}: no such network namespace")
+        if self.pid is not None:
+            return NetnsError(f"--netns-pid {self.pid}: no such process")
+        return NetnsError(f"--netns-path {self.path}: no such file")
 
 
 CLONE_NEWNET = 0x40000000
