@@ -538,18 +538,30 @@ async def test_n_persist_writes_the_nft_file_and_undo_takes_the_rules_back_out(n
 WRITE_KEYS = {"d": "Delete", "F": "Flush", "n": "NOTRACK", "u": "Undo"}
 
 
+async def footer_line(pilot: Pilot[object], app: CttopApp) -> str:
+    """The footer once it has rendered: right after the first frame it may still be blank."""
+    await wait_for(pilot, lambda: "Help" in screen_text(app).splitlines()[-1], "the footer")
+    return screen_text(app).splitlines()[-1]
+
+
 def help_lines() -> dict[str, str]:
     """Each remediation key's line as the help screen writes it."""
     return {b.key: f"{key_names(b.key):<16}{b.description}" for b in bindings_of(RemedyKeys)}
 
 
-async def test_read_only_hides_and_refuses_every_write(ns: str, state: Path) -> None:
+@pytest.mark.parametrize("how", ["--read-only", "CTTOP_READ_ONLY=1"])
+async def test_read_only_hides_and_refuses_every_write(ns: str, state: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       how: str) -> None:
     before = kernel_flows(ns)
-    app = app_for(ns, read_only=True)
+    if how.startswith("CTTOP_READ_ONLY"):
+        monkeypatch.setenv("CTTOP_READ_ONLY", "1")  # the environment alone, as the CLI honours it
+    app = app_for(ns, read_only=how == "--read-only")
     async with app.run_test(size=SIZE) as pilot:
         await wait_live(pilot, app)
+        assert app.read_only
+        footer = await footer_line(pilot, app)
         active = app.screen.active_bindings
-        footer = screen_text(app).splitlines()[-1]
+        assert "· read-only" in screen_text(app).splitlines()[0]  # the status line says why the keys are gone
         for key, word in WRITE_KEYS.items():
             assert key not in active
             assert word not in footer
@@ -588,8 +600,9 @@ async def test_write_keys_are_in_the_footer_and_help_when_not_read_only(ns: str,
     app = app_for(ns)
     async with app.run_test(size=(200, 40)) as pilot:
         await wait_live(pilot, app)
+        footer = await footer_line(pilot, app)
         active = app.screen.active_bindings
-        footer = screen_text(app).splitlines()[-1]
+        assert "read-only" not in screen_text(app).splitlines()[0]
         for key, word in WRITE_KEYS.items():
             assert key in active
         for word in ("Delete", "Flush", "Undo"):

@@ -25,6 +25,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from cttop.actions.plan import read_only as writes_refused
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import TOP_BY, Collector, group_title
 from cttop.live.frame import LIVE, LOADING, Frame
@@ -83,7 +84,9 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
     def compose(self) -> ComposeResult:
         app = self.app
         assert isinstance(app, CttopApp)
-        yield StatusLine(app.title_text, id="status")
+        status = StatusLine(app.title_text, id="status")
+        status.read_only = app.read_only
+        yield status
         with Horizontal(id="top-row"):
             fill = FillPanel(id="fill")
             fill.border_title = "Fill"
@@ -295,7 +298,8 @@ class CttopApp(App[None]):
                  interval: float = 1.0) -> None:
         super().__init__()
         self.source = source
-        self.read_only = read_only or not source.live
+        # CTTOP_READ_ONLY=1 hides the write keys too, not just refuses after Yes as the plans would.
+        self.read_only = read_only or writes_refused() or not source.live
         self.title_text = title or "cttop"
         self.group = "src"
         self.top_by = "entries"
