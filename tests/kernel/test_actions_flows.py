@@ -6,6 +6,7 @@ import re
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,6 +139,33 @@ def test_shown_commands_do_exactly_what_the_flush_does_in_both_families(netns: s
         delete_netns(copy)
     assert plan.apply().count == len(gone)
     assert both_tables(netns) == by_hand == everything - gone
+
+
+def test_kernel_filtered_flush_counts_only_the_matching_flows_it_removed(netns: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy table: while the kernel flushes, unrelated flows expire and a matching one arrives."""
+    inject(netns)
+    real_flush = Ctnetlink.flush
+    busy: list[str] = []
+
+    def flush_on_a_busy_table(self: Ctnetlink, *args: Any, **kwargs: Any) -> None:
+        real_flush(self, *args, **kwargs)
+        if not busy:
+            busy.append("done")
+            sh("conntrack", "-D", "-p", "tcp", "-s", "10.0.0.1", netns=netns)
+            sh("conntrack", "-D", "-p", "udp", "--dport", "123", netns=netns)
+            sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.9", "-d", "10.1.0.1", "--sport", "1009",
+               "--dport", "53", "-t", "300", netns=netns)
+
+    monkeypatch.setattr(Ctnetlink, "flush", flush_on_a_busy_table)
+    j = Journal(str(tmp_path))
+    plan = FlushFlows(NetnsSpec(name=netns), "udp dport 53", journal=j)
+    assert plan.method == "kernel-filter" and plan.count == 3
+    res = plan.apply()
+    assert busy and table(netns) == {("udp", "10.0.0.9", "10.1.0.1", 53), ("tcp", "10.0.0.2", "10.1.0.1", 443)}
+    assert res.count == 3  # the table count fell by 4 (6 -> 2): 3 flushed, 2 expired, 1 arrived
+    [rec] = j.records()
+    assert rec.after["removed"] == 3 and "flushed 3 flows matching 'udp dport 53'" in rec.summary
 
 
 def test_whole_table_flush_warns_with_the_count(netns: str, tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 Neither can be undone: a deleted entry's state (NAT mapping, TCP window, age) is
 gone, and the journal says so. How many went is what the kernel reports: the
-ACKs of the deletes, or the table count before and after a kernel-side flush.
+ACKs of the deletes, the matching entries missing from a dump with the same
+filter after a kernel-side filtered flush, or the table count before and after
+a whole-table flush.
 
 A filtered flush is done by the kernel (one request) when the whole filter can be
 pushed down (``Filter.kernel.exact``) and the kernel applies CTA_FILTER to
@@ -43,6 +45,7 @@ from cttop.model import (
     ICMP_PROTOS,
     R_DPORT,
     R_DST,
+    R_ID,
     R_PROTO,
     R_SPORT,
     R_SRC,
@@ -286,18 +289,22 @@ class FlushFlows(Plan):
                     ct.flush()
                 elif method == "kernel-filter":
                     assert self.filter is not None
+                    # The kernel does not say how many a flush removed, and on a busy table the
+                    # count moves with unrelated flows: count the matching entries that went.
+                    matched = {r[R_ID] for r in matching_rows(ct, self.filter)}
                     for family in _families(self.filter.kernel):
                         ct.flush(family, self.filter.kernel)
+                    gone = len(matched - {r[R_ID] for r in matching_rows(ct, self.filter)})
                 else:
                     assert self.filter is not None
                     # Matched again now: the plan's rows may have expired or been joined by new ones.
                     rows = matching_rows(ct, self.filter)
-                    acked = ct.delete_rows(rows)
+                    gone = ct.delete_rows(rows)
                 after = ct.stats().count
         except CttopError as e:
             raise ActionError(f"flush in namespace {self.spec.label()}: {e} "
                               "(entries deleted before the error cannot be restored)") from None
-        removed = acked if method == "delete" else max(before - after, 0)
+        removed = max(before - after, 0) if method == "flush" else gone
         what = "flows (whole table)" if self.whole else f"flows matching '{self._text()}'"
         return Change(before={"count": before, "matched": self.count, "filter": self._text(), "method": method},
                       after={"count": after, "removed": removed},
