@@ -12,7 +12,7 @@ import typer
 
 from cttop.cli.app import app, guarded
 from cttop.lab import topology
-from cttop.lab.scenarios import SCENARIOS
+from cttop.lab.scenarios import FILL_LIMIT, SCENARIOS, check_fill
 from cttop.lab.session import LabSession, LabSignalled, exits_on_signals, signals_held
 from cttop.lab.topology import LabError
 
@@ -31,6 +31,9 @@ DurationOpt = Annotated[float | None, typer.Option("--duration", help=(
 CleanupOpt = Annotated[str | None, typer.Option("--cleanup", metavar="TAG|all", help=(
     "Remove the lab tagged TAG (its namespaces and what runs in them), as --keep prints it, then exit; "
     "`all` removes every cttop-lab-* namespace on the host, other users' and parallel runs' labs too."))]
+ForceOpt = Annotated[bool, typer.Option("--force", help=(
+    f"table-full: fill the table even when nf_conntrack_max is above {FILL_LIMIT}, however much kernel memory "
+    "that takes."))]
 
 
 def _say(message: str) -> None:
@@ -44,7 +47,7 @@ def _say(message: str) -> None:
 @app.command("lab")
 @guarded
 def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt = False,
-        duration: DurationOpt = None, cleanup: CleanupOpt = None) -> None:
+        duration: DurationOpt = None, cleanup: CleanupOpt = None, force: ForceOpt = False) -> None:
     """Run cttop on a lab: client, router (SNAT) and server namespaces with real traffic; the host is untouched."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
@@ -58,12 +61,14 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
     run_tui = None if no_ui else _tui_entry()
     seconds = duration if duration is not None else HEADLESS_SECONDS if no_ui else TUI_SECONDS
     session = LabSession(SCENARIOS[scenario], seconds)
-    if scenario == "table-full" and session.max_entries <= 0:
-        raise LabError("nf_conntrack_max is 0 (no limit) on this host: the table cannot fill")
+    if scenario == "table-full":
+        check_fill(session.max_entries, force)
     failures: list[str] = []
     try:
         with exits_on_signals():
             try:
+                if scenario == "table-full":
+                    _say(f"filling the router's table first: ASSURED entries, {session.max_entries} at most")
                 session.start()
                 if run_tui is None:
                     _print_names(session)

@@ -12,13 +12,21 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from cttop.lab.topology import CLIENT4, SERVER4, SERVER6, SINK4, SYN_PORT, Lab
+from cttop.lab.topology import CLIENT4, SERVER4, SERVER6, SINK4, SYN_PORT, Lab, LabError
 
 STORM_PORT = 9999
 FILL_PORT = 7777
-# Fill-and-overflow: the first burst goes a little past the max so the table is
-# surely full, then new flows keep coming so drop/early_drop keep rising.
-FILL_OVERSHOOT = 1 / 8
+FILL_TIMEOUT = 600
+# Fill-and-overflow: the filler first makes all but this share of the max ASSURED (see cttop.lab.fill).
+# It must finish before the flood starts: past the max, each of its creates could evict only from the
+# same few buckets (ctnetlink's early_drop starts at bucket 0), so most would fail. The flood's first
+# burst is twice this share, so the table is surely full, then new flows keep coming: early_drop evicts
+# the flood's own entries where it finds one near, and drop rises where not.
+FILL_EVICTABLE = 1 / 16
+# Past this max the fill costs more kernel memory than a lab should take by surprise.
+FILL_LIMIT = 1 << 20
+# An nf_conn is a 256-byte slab object on 6.x x86-64, plus NAT and accounting extensions (as doctor counts it).
+ENTRY_BYTES = 320
 # The burst's cap is above what one Python sender reaches (about 100k packets/s here),
 # so filling is as fast as the machine allows yet still bounded.
 FILL_BURST_RATE = 300_000
@@ -35,6 +43,8 @@ class Generator:
     label: str
     role: str
     argv: tuple[str, ...]
+    # Runs to its end before the others start (the table-full filler: see cttop.lab.fill).
+    first: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,16 @@ class Scenario:
         return gens + self.pressure(lab, seconds, max_entries)
 
 
+def _module(label: str, role: str, lab: Lab, seconds: float, command: tuple[str, ...], *args: str,
+            first: bool = False) -> Generator:
+    """``python -m COMMAND --lab TAG --seconds S ARGS``, run by this very interpreter."""
+    argv = (sys.executable, "-m", *command, "--lab", lab.tag, "--seconds", f"{seconds:g}")
+    return Generator(label, role, argv + args, first)
+
+
 def _py(label: str, role: str, lab: Lab, seconds: float, kind: str, *args: str) -> Generator:
-    """A ``cttop.lab.traffic`` generator of ``kind``, run by this very interpreter."""
-    argv = (sys.executable, "-m", "cttop.lab.traffic", kind, "--lab", lab.tag, "--seconds", f"{seconds:g}")
-    return Generator(label, role, argv + args)
+    """A ``cttop.lab.traffic`` generator of ``kind``."""
+    return _module(label, role, lab, seconds, ("cttop.lab.traffic", kind), *args)
 
 
 def _mixed(lab: Lab, seconds: float, light: bool) -> Generator:
@@ -91,11 +107,24 @@ def _churn(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
     return [_py("short connections", "client", lab, seconds, "churn", "--dst", SERVER4, "--rate", str(CHURN_RATE))]
 
 
+def check_fill(max_entries: int, force: bool) -> None:
+    """Refuse a table-full lab that cannot fill, or whose fill would take a surprising amount of kernel memory."""
+    if max_entries <= 0:
+        raise LabError("nf_conntrack_max is 0 (no limit) on this host: the table cannot fill")
+    if max_entries > FILL_LIMIT and not force:
+        raise LabError(f"table-full fills the router's table to nf_conntrack_max {max_entries}, about "
+                       f"{max_entries * ENTRY_BYTES / 2**20:.0f} MiB of kernel memory (~{ENTRY_BYTES} B an entry): "
+                       f"lower nf_conntrack_max to {FILL_LIMIT} or less first, or pass --force to take that memory")
+
+
 def _fill(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
-    burst = max_entries + int(max_entries * FILL_OVERSHOOT)
-    return [_py("table filler", "client", lab, seconds, "udp-flood", "--dst-net", SINK4, "--port", str(FILL_PORT),
-                "--sockets", "64", "--burst", str(burst), "--burst-rate", str(FILL_BURST_RATE),
-                "--rate", str(FILL_RATE_AFTER))]
+    evictable = int(max_entries * FILL_EVICTABLE)
+    return [_module("table filler (ASSURED)", "router", lab, seconds, ("cttop.lab.fill",),
+                    "--entries", str(max_entries - evictable), "--port", str(FILL_PORT),
+                    "--timeout", str(FILL_TIMEOUT), first=True),
+            _py("new flows", "client", lab, seconds, "udp-flood", "--dst-net", SINK4,
+                "--port", str(FILL_PORT), "--sockets", "64", "--burst", str(2 * evictable),
+                "--burst-rate", str(FILL_BURST_RATE), "--rate", str(FILL_RATE_AFTER))]
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -105,8 +134,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              _storm),
     Scenario("syn-flood", f"SYNs to port {SYN_PORT} whose handshakes never complete: half-open TCP", _syn),
     Scenario("time-wait", "short TCP connections closed by the client: TIME_WAIT piles up", _churn),
-    Scenario("table-full", f"UDP flows to port {FILL_PORT} fill the router's table to nf_conntrack_max, "
-             "then new flows keep coming: drop/early_drop rise", _fill,
+    Scenario("table-full", f"ASSURED UDP flows to port {FILL_PORT} fill the router's table to nf_conntrack_max, "
+             "then new flows keep coming: early_drop evicts what little it may, and drop rises "
+             "(the kernel's 'table full, dropping packet')", _fill,
              # Long UDP timeouts keep the filled entries alive for the whole run.
              router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": "600",
                              "net.netfilter.nf_conntrack_udp_timeout_stream": "600"}),

@@ -89,7 +89,14 @@ class LabSession:
         for key, value in self.scenario.router_sysctls.items():
             topology.write_proc_sys(self.lab.router, key, value)
         # The generators outlive the run by a margin; the lab stops them first, their own bound is the backstop.
-        for gen in self.scenario.generators(self.lab, self.seconds + 5, self.max_entries):
+        gens = self.scenario.generators(self.lab, self.seconds + 5, self.max_entries)
+        for gen in (g for g in gens if g.first):
+            self._spawn(gen)
+            # Bounded by the generator's own alarm; Ctrl-C or SIGTERM here still reaches the caller's cleanup.
+            self.running[-1].proc.wait()
+            if failed := self.failures():
+                raise LabError("; ".join(failed))
+        for gen in (g for g in gens if not g.first):
             self._spawn(gen)
 
     def _spawn(self, gen: Generator) -> None:
