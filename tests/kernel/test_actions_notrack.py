@@ -6,7 +6,9 @@ Traffic is UDP to 127.0.0.1 sent by python inside the namespace; the oracle is
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from cttop.actions.plan import set_read_only
 from cttop.actions.undo import undo_plan
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import AF_INET, NO_PSTATE, ROW_LEN
-from tests.conftest import delete_netns, make_netns, sh
+from tests.conftest import CLI, delete_netns, make_netns, sh
 
 pytestmark = pytest.mark.kernel
 
@@ -174,3 +176,33 @@ def test_warnings_name_nat_and_untracked_acceptance(netns: str, tmp_path: Path) 
     assert any("ct state untracked" in x for x in w) and any("lose NAT" in x for x in w)
     assert not any("NAT'd:" in x for x in AddNotrack(NetnsSpec(name=netns), "udp dport 53",
                                                        rows=[row(False)], journal=Journal(str(tmp_path))).warnings())
+
+
+# --- the operator's own SSH session ------------------------------------------------------------------
+
+SSH = "192.0.2.7 51234 10.0.0.1 22"
+LOCKOUT = "warning: this would stop tracking your own SSH session (192.0.2.7 → 10.0.0.1:22)"
+
+
+def notrack_add_cli(netns: str | None, *args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    """`cttop notrack add` as run from an SSH login, inside ``netns`` when given (so that is cttop's own namespace)."""
+    env = {k: v for k, v in os.environ.items() if k != "CTTOP_READ_ONLY"} | {"SSH_CONNECTION": SSH}
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*prefix, *CLI, "notrack", "add", *args, "--state-dir", str(state)], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, env=env, check=False)
+
+
+def test_cli_warns_of_the_ssh_session_only_in_its_own_namespace(netns: str, tmp_path: Path) -> None:
+    here = notrack_add_cli(netns, "tcp", state=tmp_path)
+    assert LOCKOUT in here.stdout
+    assert "warning: 'tcp' names no port and no address: it exempts all TCP traffic" in here.stdout
+    assert here.returncode != 0 and "no terminal to confirm on" in here.stderr  # asked, so nothing was added
+    assert cttop_table(netns) is None
+
+    missed = notrack_add_cli(netns, "tcp dport 443", state=tmp_path)
+    assert "SSH session" not in missed.stdout and "names no port" not in missed.stdout
+
+    # The same rules for another namespace: the session does not pass through it.
+    elsewhere = notrack_add_cli(None, "tcp", "--netns", netns, state=tmp_path)
+    assert "SSH session" not in elsewhere.stdout and "names no port and no address" in elsewhere.stdout
+    assert cttop_table(netns) is None

@@ -28,6 +28,7 @@ from cttop.actions import shell
 from cttop.actions.errors import ActionError
 from cttop.actions.journal import Journal, Record
 from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
+from cttop.actions.notrack_safety import safety_warnings
 from cttop.actions.plan import Change, Plan
 from cttop.filter import Filter, compile_filter
 from cttop.filter.ast import Node, Or
@@ -342,6 +343,7 @@ class AddNotrack(_RulesPlan):
                  persist: P.PersistPaths | None = None, backend: str | None = None,
                  journal: Journal | None = None) -> None:
         flt = compile_filter(expr) if isinstance(expr, str) else expr
+        self.filter = flt
         self.expr = flt.text.strip()
         self.matches = alternatives_matches(flt.ast)
         self.backend = backend or pick_backend()
@@ -387,6 +389,7 @@ class AddNotrack(_RulesPlan):
                "flows already tracked keep their entries until they expire or are flushed"]
         if self.nat_rows:
             out.insert(0, f"{self.nat_rows} of the selected flows are NAT'd: exempting them breaks them")
+        out[:0] = safety_warnings(self.spec, self.filter, self.matches)
         if any(m.mark is not None for m in self.matches):
             out.append("mark here is the packet mark (meta mark) as it arrives at raw priority, "
                        "not the flow's ct mark, which does not exist before tracking")

@@ -1,0 +1,131 @@
+"""NOTRACK warnings that protect the operator: their own SSH session caught by the rules, and rules for all of a protocol.
+
+No kernel: the warnings are computed from the filter and SSH_CONNECTION before anything is applied.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cttop.actions.notrack import AddNotrack
+from cttop.kernel.netns import NetnsSpec
+
+SSH_V4 = "192.0.2.7 51234 10.0.0.1 22"
+SSH_V6 = "2001:db8::7 51234 2001:db8::1 2222"
+LOCKOUT = "this would stop tracking your own SSH session"
+BROAD = "names no port and no address"
+
+
+def warnings(expr: str, spec: NetnsSpec | None = None) -> list[str]:
+    return AddNotrack(spec or NetnsSpec(), expr, backend="nft").warnings()
+
+
+def lockout(expr: str, spec: NetnsSpec | None = None) -> list[str]:
+    return [w for w in warnings(expr, spec) if LOCKOUT in w]
+
+
+@pytest.fixture
+def ssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_CONNECTION", SSH_V4)
+
+
+# --- the operator's own SSH session ------------------------------------------------------------
+
+@pytest.mark.usefixtures("ssh")
+def test_all_tcp_in_cttops_own_namespace_warns_first_with_the_session() -> None:
+    got = warnings("tcp")
+    assert got[0] == ("this would stop tracking your own SSH session (192.0.2.7 → 10.0.0.1:22): "
+                      "with a stateful firewall you may lock yourself out")
+
+
+@pytest.mark.usefixtures("ssh")
+@pytest.mark.parametrize("expr", [
+    "tcp dport 22",  # the client's side as the original direction
+    "port 22",
+    "host 10.0.0.1",
+    "src net 192.0.2.0/24 and tcp",
+    "ipv4",
+    "dst 10.0.0.1 and tcp dport 22",
+    "tcp sport 22",  # only the mirror reads the server as the source: the rules exempt it too
+    "src 10.0.0.1 and dst 192.0.2.7",
+    "udp dport 53 or tcp dport 22",  # one alternative is enough
+])
+def test_rules_that_catch_the_session_either_way_round_warn(expr: str) -> None:
+    assert len(lockout(expr)) == 1, expr
+
+
+@pytest.mark.usefixtures("ssh")
+@pytest.mark.parametrize("expr", [
+    "udp", "udp dport 22", "tcp dport 443", "ipv6", "host 10.0.0.2", "tcp dport 22 and src 198.51.100.1",
+    "tcp sport 51235", "mark 7 tcp",  # the session's packets carry no mark
+])
+def test_rules_that_miss_the_session_do_not_warn_of_it(expr: str) -> None:
+    assert lockout(expr) == [], expr
+
+
+@pytest.mark.usefixtures("ssh")
+def test_the_same_namespace_named_another_way_still_warns() -> None:
+    assert lockout("tcp dport 22", NetnsSpec(pid=os.getpid()))
+    assert lockout("tcp dport 22", NetnsSpec(path="/proc/self/ns/net"))
+
+
+@pytest.mark.usefixtures("ssh")
+def test_another_namespace_does_not_hold_the_session() -> None:
+    # The kernel test checks a real other namespace; one that cannot be looked at is not cttop's either.
+    assert lockout("tcp dport 22", NetnsSpec(name="cttop-test-no-such-namespace")) == []
+
+
+def test_ipv6_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_CONNECTION", SSH_V6)
+    assert "(2001:db8::7 → [2001:db8::1]:2222)" in lockout("ipv6 and tcp")[0]
+    assert lockout("tcp dport 2222 and src 2001:db8::/32")
+    assert lockout("ipv4 and tcp") == [] and lockout("tcp dport 22") == []
+
+
+def test_an_ipv4_client_of_a_dual_stack_sshd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_CONNECTION", "::ffff:192.0.2.7 51234 ::ffff:10.0.0.1 22")
+    assert "(192.0.2.7 → 10.0.0.1:22)" in lockout("ipv4 and tcp dport 22")[0]
+
+
+@pytest.mark.parametrize("value", [None, "", "garbage", "192.0.2.7 51234 10.0.0.1", "192.0.2.7 x 10.0.0.1 22",
+                                   "192.0.2.7 51234 2001:db8::1 22", "192.0.2.7 0 10.0.0.1 22"])
+def test_no_or_unreadable_ssh_connection_gives_no_session_warning(monkeypatch: pytest.MonkeyPatch,
+                                                                   value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    else:
+        monkeypatch.setenv("SSH_CONNECTION", value)
+    assert lockout("tcp") == []
+
+
+# --- rules that exempt all of a protocol or family -----------------------------------------------
+
+@pytest.fixture
+def no_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+
+
+@pytest.mark.usefixtures("no_ssh")
+@pytest.mark.parametrize("expr, what", [
+    ("tcp", "all TCP traffic"),
+    ("udp", "all UDP traffic"),
+    ("ipv6", "all IPv6 traffic"),
+    ("ipv4 and icmp", "all IPv4 ICMP traffic"),
+    ("icmpv6", "all ICMPv6 traffic"),
+    ("tcp or udp", "all TCP and all UDP traffic"),
+    ("udp dport 53 or tcp", "all TCP traffic"),  # the one alternative without a port or address
+])
+def test_broad_rules_say_they_exempt_everything_of_the_kind(expr: str, what: str) -> None:
+    got = warnings(expr, NetnsSpec(name="lab"))
+    assert got[0] == f"'{expr}' names no port and no address: it exempts {what} from tracking, to and from every host"
+
+
+@pytest.mark.usefixtures("no_ssh")
+@pytest.mark.parametrize("expr", ["udp dport 53", "host 10.0.0.1", "net 10.0.0.0/8 and udp", "tcp sport 1000-2000",
+                                  "ipv6 and dst fd00::1", "mark 7 udp", "udp dport 53 or tcp dport 80"])
+def test_narrow_rules_do_not_warn_of_breadth(expr: str) -> None:
+    got = warnings(expr, NetnsSpec(name="lab"))
+    assert not [w for w in got if BROAD in w or LOCKOUT in w]
+    assert any("ct state untracked" in w for w in got)  # the generic warnings stay
