@@ -353,11 +353,20 @@ def test_not_binds_tighter_than_and() -> None:
     assert not matches("not tcp and port 80", row(proto=6, dport=81))
 
 
-def test_and_binds_tighter_than_or() -> None:
-    assert parse("tcp or udp and port 53") == Or((Proto(6), And((Proto(17), Port("port", 53, 53)))))
-    assert parse("tcp or udp port 53") == parse("tcp or udp and port 53")
-    assert matches("tcp or udp and port 53", row(proto=6, dport=1))
+def test_and_binds_tighter_than_or_and_an_and_after_an_or_needs_parentheses() -> None:
+    assert parse("udp and port 53 or tcp") == Or((And((Proto(17), Port("port", 53, 53))), Proto(6)))
     assert not matches("udp and port 53 or tcp", row(proto=17, dport=1))
+    # Juxtaposition is one tcpdump primitive ("udp port 53"), so it binds tighter than or either way.
+    assert parse("tcp or udp port 53") == Or((Proto(6), And((Proto(17), Port("port", 53, 53)))))
+    assert matches("tcp or udp port 53", row(proto=6, dport=1))
+    # tcpdump reads this as "(tcp or udp) and port 53": refused rather than read differently.
+    for text, col in (("tcp or udp and port 53", 12), ("tcp || udp && port 53", 12),
+                      ("assured or (nat) or tcp AND udp", 25)):
+        with pytest.raises(FilterError) as e:
+            parse(text)
+        assert e.value.column == col and "needs parentheses" in e.value.message
+    assert parse("(tcp or udp) and port 53") == And((Or((Proto(6), Proto(17))), Port("port", 53, 53)))
+    assert parse("tcp or (udp and port 53)") == Or((Proto(6), And((Proto(17), Port("port", 53, 53)))))
 
 
 def test_parentheses_override_precedence() -> None:
@@ -418,7 +427,8 @@ def test_flag_and_state_ast() -> None:
 
 @pytest.mark.parametrize("text, message", [
     ("prot 6", "filter: unknown word 'prot' at column 1"),
-    ("udp and dport x", "filter: expected a port number at column 15"),
+    ("udp and dport x", "filter: unknown service 'x' (not in /etc/services) at column 15"),
+    ("udp and dport 5x", "filter: expected a port number at column 15"),
     ("tcp and port", "filter: expected a port number at column 13"),
     ("port 70000", "filter: bad port '70000' at column 6"),
     ("port 2000-1000", "filter: bad port range '2000-1000' at column 6"),
@@ -480,3 +490,13 @@ def test_long_flat_expressions_compile() -> None:
 def test_filter_package_does_not_import_textual() -> None:
     code = "import sys, cttop.filter; sys.exit('textual' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_service_names_and_tcpdump_spellings() -> None:
+    assert parse("port https") == Port("port", 443, 443)
+    assert parse("udp dport domain") == And((Proto(17), Port("dport", 53, 53)))
+    assert parse("src port ssh") == Port("sport", 22, 22)
+    assert parse("icmp6") == parse("icmpv6") == Proto(58)
+    with pytest.raises(FilterError) as e:
+        parse("tcp port no-such-service")
+    assert (e.value.column, e.value.message) == (10, "unknown service 'no-such-service' (not in /etc/services)")

@@ -6,9 +6,10 @@ kernel-side pushdown. Familiar to tcpdump users::
     host ADDR              ADDR is any of the four addresses (both tuples)
     src ADDR, dst ADDR     original tuple; also "src host ADDR"
     net CIDR               like host, for a network; also "src net CIDR", "dst net CIDR"
-    port N, sport N, dport N   original tuple; N or a range LO-HI; "src port N" = sport.
+    port N, sport N, dport N   original tuple; N, a range LO-HI or a service name
+                           (https, domain: /etc/services); "src port N" = sport.
                            Only protocols with ports match (tcp udp sctp dccp udplite)
-    tcp udp icmp icmpv6 sctp dccp gre udplite igmp, proto N
+    tcp udp icmp icmpv6 (icmp6) sctp dccp gre udplite igmp, proto N
     ip / ipv4, ip6 / ipv6
     state NAME             as shown in the table: established, time_wait, syn_sent,
                            unreplied, replied, assured... (case-insensitive)
@@ -28,7 +29,9 @@ kernel-side pushdown. Familiar to tcpdump users::
                            view, snapshot, flush, delete); elsewhere they are an error
 
 Combine with ``and`` / ``&&``, ``or`` / ``||``, ``not`` / ``!`` and parentheses;
-``not`` binds tightest, then ``and``, then ``or``. Terms side by side mean ``and``::
+``not`` binds tightest, then ``and``, then ``or``. Terms side by side mean ``and``.
+tcpdump reads ``and`` and ``or`` left to right instead, so an ``and`` after an ``or``
+(``tcp or udp and port 53``) is refused until parentheses say which is meant::
 
     udp dport 53
     tcp port 80 and not src net 10.0.0.0/8

@@ -3,12 +3,20 @@
     expr := and ( ("or" | "||") and )*
     and  := not ( ["and" | "&&"] not )*        juxtaposition is "and"
     not  := ("not" | "!") not | "(" expr ")" | term
+
+``and`` binds tighter than ``or``, as in most languages, but tcpdump gives them equal
+precedence, left to right: it reads ``tcp or udp and port 53`` as ``(tcp or udp) and
+port 53``. A filter that selects flows to flush must not mean one thing to the person
+and another to cttop, so an explicit ``and`` after an ``or`` at the same level is an
+error asking for parentheses. (``a and b or c`` reads the same both ways, and
+juxtaposition, ``udp port 53``, is one tcpdump primitive.)
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Literal, NoReturn
 
 from cttop.filter.ast import (
@@ -38,6 +46,7 @@ MAX_DEPTH = 64
 
 STATE_NAMES = frozenset(n for names in PSTATE_NAMES.values() for n in names) | frozenset(STATUS_STATES)
 FLAGS = ("assured", "unreplied", "replied", "snat", "dnat", "nat")
+PROTO_ALIASES = {"icmp6": "icmpv6"}  # tcpdump's spelling
 FAMILIES = {"ip": int(AF_INET), "ipv4": int(AF_INET), "ip6": int(AF_INET6), "ipv6": int(AF_INET6)}
 COMPARE_FIELDS = ("timeout", "bytes", "packets")
 OWNER_WORDS = ("pid", "process", "container", "owned", "forwarded")
@@ -50,6 +59,7 @@ _NOT = ("not", "!")
 _RESERVED = frozenset(_AND + _OR + _NOT)
 _PORTS = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _UINT = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+_SERVICE = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 _SIZE = re.compile(r"([0-9]+)(|[kKmMgG]|[kKmMgG][iI])")
 
 
@@ -91,22 +101,30 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
-        items = [self.conj()]
+        node, _ = self.conj()
+        items = [node]
         while self.peek().key in _OR:
             self.take()
-            items.append(self.conj())
+            node, explicit_and = self.conj()
+            if explicit_and is not None:
+                _fail(f"{explicit_and.text!r} after 'or' needs parentheses (tcpdump reads 'a or b and c' "
+                      "as '(a or b) and c')", explicit_and)
+            items.append(node)
         return _flat(Or, items)
 
-    def conj(self) -> Node:
+    def conj(self) -> tuple[Node, Token | None]:
+        """The conjunction, and its first explicit ``and`` token (None if it only juxtaposes)."""
         items = [self.neg()]
+        explicit: Token | None = None
         while True:
             tok = self.peek()
             if tok.key in _AND:
+                explicit = explicit or tok
                 self.take()
             elif not _starts_term(tok):
                 break
             items.append(self.neg())
-        return _flat(And, items)
+        return _flat(And, items), explicit
 
     def neg(self) -> Node:
         tok = self.peek()
@@ -159,6 +177,7 @@ class _Parser:
             return self.addr("src" if word == "src" else "dst")
         if word in ("port", "sport", "dport"):
             return self.port("port" if word == "port" else "sport" if word == "sport" else "dport")
+        word = PROTO_ALIASES.get(word, word)
         if word in PROTO_NUMBERS:
             return Proto(PROTO_NUMBERS[word])
         if word == "proto":
@@ -206,6 +225,12 @@ class _Parser:
 
     def port(self, field: Literal["port", "sport", "dport"]) -> Port:
         tok = self.peek()
+        if tok.kind == "word" and _SERVICE.fullmatch(tok.text) and tok.key not in _RESERVED:
+            self.take()
+            n = _service_port(tok.key)
+            if n is None:
+                _fail(f"unknown service {tok.text!r} (not in /etc/services)", tok)
+            return Port(field, n, n)
         m = _PORTS.fullmatch(tok.text) if tok.kind == "word" else None
         if m is None:
             _fail("expected a port number", tok)
@@ -275,6 +300,16 @@ class _Parser:
             self.expected("a value", tok)
         self.take()
         return Compare(field, COMPARE_OPS[op.text], int(m.group(1)) * SUFFIXES[m.group(2).lower()])
+
+
+def _service_port(name: str) -> int | None:
+    """A service name's port, as tcpdump takes ``port https``: TCP's entry, else UDP's."""
+    for proto in ("tcp", "udp"):
+        try:
+            return socket.getservbyname(name, proto)
+        except OSError:
+            continue
+    return None
 
 
 def _starts_term(tok: Token) -> bool:
