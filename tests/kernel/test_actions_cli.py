@@ -104,8 +104,22 @@ def test_flush_with_filter(netns: str, tmp_path: Path) -> None:
     r = cttop("flush", "--filter", "udp dport 53", "--yes", "--netns", netns, "--state-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "done: flushed 1 flows" in r.stdout  # the same tuple twice is one entry
+    assert r.stdout.count("cannot be undone") == 1, r.stdout
     left = sh("conntrack", "-L", netns=netns)
     assert "dport=53" not in left and "dport=80" in left
+    r = cttop("delete", "--filter", "udp", "--yes", "--netns", netns, "--state-dir", str(tmp_path))
+    assert r.returncode == 0 and "done: deleted 1 of 1" in r.stdout, r.stderr
+    assert r.stdout.count("cannot be undone") == 1, r.stdout
+
+
+def test_set_refuses_one_sysctl_twice_and_names_its_arguments(netns: str, tmp_path: Path) -> None:
+    r = cttop("set", "udp_timeout=40", "nf_conntrack_udp_timeout=50", "--yes", "--netns", netns,
+              "--state-dir", str(tmp_path))
+    message = "nf_conntrack_udp_timeout given twice (udp_timeout=40, nf_conntrack_udp_timeout=50): give it once"
+    assert (r.returncode, r.stderr) == (2, f"cttop: {message}\n")
+    assert udp_timeout(netns) == "30"
+    r = cttop("set")
+    assert r.returncode == 2 and "Missing argument 'NAME=VALUE...'" in r.stderr and "{assignments}" not in r.stderr
 
 
 def on_terminal(*args: str) -> tuple[int, str]:

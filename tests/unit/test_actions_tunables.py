@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cttop.actions.errors import ActionError
-from cttop.actions.tunables import default_hashsize, lookup, parse_value, warnings_for
+from cttop.actions.tunables import assignments, default_hashsize, lookup, parse_value, warnings_for
 
 GiB = 1 << 30
 
@@ -52,6 +52,20 @@ def test_bad_values_refused_in_one_line(name: str, text: str, message: str) -> N
 def test_good_values() -> None:
     assert parse_value(lookup("udp_timeout"), " 10 ") == 10
     assert parse_value(lookup("events"), "2") == 2
+
+
+def test_assignments_keyed_by_the_sysctl_they_name() -> None:
+    assert assignments([("udp_timeout", "40"), ("max", " 300000")]) == \
+        {"nf_conntrack_udp_timeout": "40", "nf_conntrack_max": "300000"}
+    assert assignments([("udp_timeout", "40"), ("nf_conntrack_udp_timeout", "040")]) == \
+        {"nf_conntrack_udp_timeout": "40"}  # the same value twice says nothing twice
+
+
+@pytest.mark.parametrize("second", ["udp_timeout", "nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout"])
+def test_one_sysctl_given_two_values_is_refused(second: str) -> None:
+    with pytest.raises(ActionError) as e:
+        assignments([("udp_timeout", "40"), (second, "50")])
+    assert str(e.value) == f"nf_conntrack_udp_timeout given twice (udp_timeout=40, {second}=50): give it once"
 
 
 def test_warnings() -> None:

@@ -63,6 +63,8 @@ from cttop.model import (
 KERNEL_FILTERED_FLUSH_SINCE = (6, 12)
 # Per-flow commands shown before the rest is summarised.
 SHOWN_COMMANDS = 20
+# The one place a delete or filtered flush says it is final (the UI and the CLI show the warnings).
+IRREVERSIBLE = "this cannot be undone: deleted entries (NAT mappings, TCP state) cannot be restored"
 
 
 def kernel_flushes_with_filter(release: str | None = None) -> bool:
@@ -173,13 +175,13 @@ class DeleteFlows(Plan):
         self.nat = sum(1 for r in self.rows if nat_kind(r) is not None)
 
     def describe(self) -> str:
-        return f"Delete {len(self.rows)} selected flows in namespace {self.spec.label()} (cannot be undone)"
+        return f"Delete {len(self.rows)} selected flows in namespace {self.spec.label()}"
 
     def commands(self) -> list[str]:
         return _rows_commands(self.spec, self.rows)
 
     def warnings(self) -> list[str]:
-        out = ["deleted entries cannot be restored: this cannot be undone"]
+        out = [IRREVERSIBLE]
         if self.nat:
             out.append(f"{self.nat} of them are NAT'd: those sessions break (their mapping is lost)")
         return out
@@ -252,11 +254,11 @@ class FlushFlows(Plan):
     def describe(self) -> str:
         if self.whole:
             return (f"Flush the WHOLE conntrack table of namespace {self.spec.label()}: "
-                    f"{self.count} flows (cannot be undone)")
+                    f"{self.count} flows")
         how = {"kernel-filter": "one kernel-side filtered flush",
                "delete": "dump, match, batched deletes"}[self.method]
         return (f"Flush the {self.count} flows matching '{self._text()}' in namespace "
-                f"{self.spec.label()} ({how}; cannot be undone)")
+                f"{self.spec.label()} ({how})")
 
     def commands(self) -> list[str]:
         if self.whole:
@@ -272,7 +274,7 @@ class FlushFlows(Plan):
             return [(f"this deletes ALL {self.count} flows in namespace {self.spec.label()}: established "
                      "NAT'd sessions will break (their mapping is lost) and stateful firewalls may drop "
                      "their next packets; this cannot be undone")]
-        out = ["deleted entries cannot be restored: this cannot be undone"]
+        out = [IRREVERSIBLE]
         if self.nat:
             out.append(f"{self.nat} of the matching flows are NAT'd: those sessions break")
         return out

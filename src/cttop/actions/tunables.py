@@ -9,6 +9,7 @@ they are computed the way ``nf_conntrack_init_start`` does.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cttop.actions.drift import Drift, check
@@ -173,6 +174,24 @@ def parse_value(t: Tunable, text: str) -> int:
     if not t.lo <= v <= t.hi:
         raise ActionError(f"{t.name}={v}: out of range {t.lo}..{t.hi}")
     return v
+
+
+def assignments(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as typed, keyed by catalogue name; the same tunable twice with two values is refused.
+
+    ``udp_timeout`` and ``nf_conntrack_udp_timeout`` name one sysctl, so a mapping
+    keyed by what was typed would silently keep one of them.
+    """
+    out: dict[str, str] = {}
+    typed: dict[str, str] = {}
+    for raw, text in pairs:
+        t = lookup(raw)
+        value = str(parse_value(t, text))
+        if out.get(t.name, value) != value:
+            raise ActionError(f"{t.name} given twice ({typed[t.name]}, {raw.strip()}={text.strip()}): give it once")
+        out[t.name] = value
+        typed.setdefault(t.name, f"{raw.strip()}={text.strip()}")
+    return out
 
 
 def warnings_for(t: Tunable, value: int, current: dict[str, str]) -> list[str]:

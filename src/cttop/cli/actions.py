@@ -72,8 +72,6 @@ def show_plan(plan: Plan) -> None:
         w(f"  {c}\n")
     for warning in plan.warnings():
         w(f"warning: {warning}\n")
-    if not plan.undoable:
-        w("this cannot be undone\n")
 
 
 def confirm_and_apply(plan: Plan, yes: bool) -> None:
@@ -94,7 +92,8 @@ def confirm_and_apply(plan: Plan, yes: bool) -> None:
     if plan.undoes is not None:
         note = f" (the undo of {plan.undoes})"
     else:
-        note = f"; undo with: cttop undo {result.id}" if plan.undoable else " (cannot be undone)"
+        # A plan that cannot be undone said so in its warnings, before the question.
+        note = f"; undo with: cttop undo {result.id}" if plan.undoable else ""
     print(f"journal id {result.id}{note}")
 
 
@@ -143,7 +142,8 @@ def delete(
 @app.command("set")
 @guarded
 def set_(
-    assignments: Annotated[list[str], typer.Argument(help="NAME=VALUE, as `cttop tunables` names them.")],
+    assignments: Annotated[list[str], typer.Argument(metavar="NAME=VALUE...",
+                                                     help="NAME=VALUE, as `cttop tunables` names them.")],
     netns: NetnsOpt = None,
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
@@ -157,14 +157,15 @@ def set_(
     """Set conntrack tunables in the namespace, all or none. Undo with `cttop undo`."""
     spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "set tunables")
-    values: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for a in assignments:
         name, eq, value = a.partition("=")
         if not eq or not name.strip():
             fail(f"{a!r}: expected NAME=VALUE")
-        values[name.strip()] = value.strip()
+        pairs.append((name, value))
     paths = _persist_paths(persist_dir) if persist or persist_dir else None
-    confirm_and_apply(SetSysctls(spec, values, persist=paths, journal=Journal(state_dir)), yes)
+    plan = SetSysctls(spec, tunables.assignments(pairs), persist=paths, journal=Journal(state_dir))
+    confirm_and_apply(plan, yes)
 
 
 @notrack_app.command("add")
