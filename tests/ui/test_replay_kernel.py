@@ -164,8 +164,9 @@ async def test_keys_seek_and_play_to_the_end(recorded: Recorded) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_live(pilot, app)
         assert replay.paused and replay.position < 1.0  # opened paused, at its first keyframe
-        footer = screen_text(app).splitlines()[-1]
-        assert ", -10 s" in footer and ". +10 s" in footer  # a replay's keys lead the footer
+        # A replay's keys lead the footer (drawn a moment after the first frame, on a busy machine).
+        await wait_for(pilot, lambda: ", -10 s" in screen_text(app).splitlines()[-1], "the footer")
+        assert ". +10 s" in screen_text(app).splitlines()[-1]
         await pilot.press("full_stop")  # forward 10 s: past the end, so to the end
         assert await settled(pilot, app) == pytest.approx(rec.duration)
         assert ids_shown(app) == recorded.phases[2]
