@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from cttop.live.frame import Frame
+from cttop.live.frame import LIMITED, Frame
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
@@ -47,10 +47,14 @@ class FillPanel(Panel):
         else:
             t.append("-")
         t.append("\n")
-        t.append("new ", self.style("label"))
-        t.append(fmt.rate(frame.new_rate))
-        t.append("  gone ", self.style("label"))
-        t.append(fmt.rate(frame.gone_rate))
+        if frame.phase == LIMITED:
+            # The rates come from events, which need CAP_NET_ADMIN: a 0/s here would be a guess.
+            t.append("new/gone unknown (no events)", self.style("dim"))
+        else:
+            t.append("new ", self.style("label"))
+            t.append(fmt.rate(frame.new_rate))
+            t.append("  gone ", self.style("label"))
+            t.append(fmt.rate(frame.gone_rate))
         t.append("\n")
         t.append(fmt.sparkline(frame.history, width, (frame.maximum or 0) / 100), self.style("bar"))
         t.append("\n")
