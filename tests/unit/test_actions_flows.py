@@ -18,7 +18,7 @@ def args(text: str) -> list[list[str]] | None:
 
 def both(*opts: str) -> list[list[str]]:
     """conntrack-tools only looks at IPv4 unless told: a family-free filter is one command per family."""
-    return [["-f", "ipv4", *opts], ["-f", "ipv6", *opts]]
+    return [[*opts, "-f", "ipv4"], [*opts, "-f", "ipv6"]]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -28,8 +28,8 @@ def both(*opts: str) -> list[list[str]]:
     ("udp and src fd00::1", [["-p", "udp", "-s", "fd00::1"]]),
     ("ipv6", [["-f", "ipv6"]]),
     ("ipv4 and udp dport 53", [["-f", "ipv4", "-p", "udp", "--dport", "53"]]),
-    ("icmp", [["-f", "ipv4", "-p", "icmp"]]),
-    ("icmpv6", [["-f", "ipv6", "-p", "icmpv6"]]),
+    ("icmp", [["-p", "icmp", "-f", "ipv4"]]),
+    ("icmpv6", [["-p", "icmpv6", "-f", "ipv6"]]),
     ("mark 5/0xff", both("-m", "5/0xff")),
     ("zone 3", both("-w", "3")),
     ("tcp and state established", both("-p", "tcp", "--state", "ESTABLISHED")),

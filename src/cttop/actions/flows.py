@@ -157,8 +157,8 @@ def conntrack_args(node: Node) -> list[list[str]] | None:
         return None  # self-contradictory (ipv4 and an IPv6 address): no command says it
     if any(isinstance(i, (Family, Addr)) for i in items):
         return [args]  # the -f option or the address tells conntrack the family
-    # icmp/icmpv6 imply one family; otherwise cttop deletes both.
-    return [["-f", "ipv6" if af == AF_INET6 else "ipv4", *args] for af in sorted(families or {AF_INET, AF_INET6})]
+    # icmp/icmpv6 imply one family; otherwise cttop deletes both. Last, so each line reads as the filter does.
+    return [[*args, "-f", "ipv6" if af == AF_INET6 else "ipv4"] for af in sorted(families or {AF_INET, AF_INET6})]
 
 
 class DeleteFlows(Plan):
