@@ -533,6 +533,86 @@ async def test_n_persist_writes_the_nft_file_and_undo_takes_the_rules_back_out(n
     assert not nft_file.exists()  # cttop's file held only those rules
 
 
+# --- every destructive key asks first, and No (Enter on the default focus, or Esc) changes nothing ----
+
+async def answer_no_both_ways(pilot: Pilot[object], app: CttopApp, key: str, expect: str) -> None:
+    """Press ``key`` twice; decline once with Enter (the focus starts on No), once with Esc."""
+    for no in ("enter", "escape"):
+        await pilot.press(key)
+        confirm = await confirm_open(pilot, app)
+        assert expect in confirm_text(confirm)
+        assert confirm.focused is not None and confirm.focused.id == "no"
+        await pilot.press(no)
+        assert not isinstance(app.screen, ConfirmScreen), no
+    await pilot.pause(0.3)
+    assert not [w for w in app.workers if w.group == "apply"]
+
+
+async def test_n_No_adds_no_nft_table(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await set_filter(pilot, app, "udp dport 53")
+        await answer_no_both_ways(pilot, app, "n", "Stop tracking 'udp dst 10.1.0.53 dport 53'")
+        assert app.screen is app.main
+    assert nft_cttop(ns) == ""
+    assert "notrack" not in sh("nft", "list", "ruleset", netns=ns)
+    assert journal_lines(state) == []
+
+
+async def test_t_edit_No_leaves_the_sysctl(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_tunables(pilot, app)
+        for no in ("enter", "escape"):
+            await edit(pilot, screen, UDP_TIMEOUT, "12")
+            confirm = await confirm_open(pilot, app)
+            assert "nf_conntrack_udp_timeout: 30 -> 12" in confirm_text(confirm)
+            await pilot.press(no)
+            assert app.screen is screen, no
+        await pilot.pause(0.3)
+        assert not [w for w in app.workers if w.group == "apply"]
+    assert proc_sys(ns, UDP_TIMEOUT) == "30"
+    assert journal_lines(state) == []
+
+
+async def test_u_No_keeps_the_change(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_tunables(pilot, app)
+        await edit(pilot, screen, UDP_TIMEOUT, "17")
+        await confirm_open(pilot, app)
+        rec = await yes_and_wait(pilot, app, state)
+        assert proc_sys(ns, UDP_TIMEOUT) == "17"
+        await pilot.press("escape")
+        assert app.screen is app.main
+        await answer_no_both_ways(pilot, app, "u", "nf_conntrack_udp_timeout: 17 -> 30")
+    assert proc_sys(ns, UDP_TIMEOUT) == "17"  # still the change's value
+    assert [x["id"] for x in journal_lines(state)] == [rec["id"]]
+
+
+async def test_T_x_No_keeps_the_rules(ns: str, state: Path) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await set_filter(pilot, app, "udp dport 53")
+        await pilot.press("n")
+        await confirm_open(pilot, app)
+        rec = await yes_and_wait(pilot, app, state)
+        before = nft_cttop(ns)
+        assert before.count(f'notrack comment "cttop:{rec["id"]}"') == 4
+        await pilot.press("T")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotrackRulesScreen) and bool(app.screen.items),
+                       "the NOTRACK rules screen")
+        rules = app.screen
+        await answer_no_both_ways(pilot, app, "x", "tracked again")
+        assert app.screen is rules and len(rules.items) == 1
+    assert nft_cttop(ns) == before
+    assert [x["id"] for x in journal_lines(state)] == [rec["id"]]
+
+
 # --- read-only -------------------------------------------------------------------------------
 
 WRITE_KEYS = {"d": "Delete", "F": "Flush", "n": "NOTRACK", "u": "Undo"}
