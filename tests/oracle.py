@@ -5,7 +5,9 @@ Deliberately shares no code with cttop's decoder: it is the oracle cttop is chec
 
 from __future__ import annotations
 
+import re
 import subprocess
+import time
 from typing import Any
 
 from tests.conftest import sh
@@ -13,8 +15,21 @@ from tests.conftest import sh
 TUPLE_KEYS = {"src", "dst", "sport", "dport", "type", "code", "id", "srckey", "dstkey", "packets", "bytes"}
 
 
+# `-o ktimestamp` prints "[start=Sun Nov 29 19:12:12 2026]" (local time, whole seconds), `-o labels` "labels=a,b".
+_START = re.compile(r" \[start=([^\]]+)\]")
+_STOP = re.compile(r" \[stop=[^\]]+\]")
+_LABELS = re.compile(r" labels=(\S+)")
+
+
 def parse_line(line: str) -> dict[str, Any]:
-    """One `conntrack -L -o extended,id` line: the trailing id= is the entry's id."""
+    """One `conntrack -L -o extended,id[,ktimestamp][,labels]` line: the trailing id= is the entry's id.
+
+    "start" is whole seconds since the epoch (None without a timestamp), "labels" the label names (None if none).
+    """
+    start_m, labels_m = _START.search(line), _LABELS.search(line)
+    start = int(time.mktime(time.strptime(start_m.group(1), "%a %b %d %H:%M:%S %Y"))) if start_m else None
+    labels = labels_m.group(1).split(",") if labels_m else None
+    line = _LABELS.sub("", _STOP.sub("", _START.sub("", line)))
     tok = line.split()
     assert tok[-1].startswith("id="), line
     ct_id = int(tok[-1][3:])
@@ -38,13 +53,36 @@ def parse_line(line: str) -> dict[str, Any]:
         else:
             extra[k] = v
     return {"id": ct_id, "family": fam, "proto": proto, "protonum": int(tok[3]), "timeout": timeout, "state": state,
-            "orig": orig, "reply": reply, "flags": flags, "extra": extra}
+            "orig": orig, "reply": reply, "flags": flags, "extra": extra, "start": start, "labels": labels}
 
 
-def conntrack_list(netns: str) -> list[dict[str, Any]]:
+def nat_kind(f: dict[str, Any]) -> str | None:
+    """'snat', 'dnat', 'both' or None: which side of the reply tuple is not the original's mirror image.
+
+    A rewritten source shows as the reply's destination address or port; a rewritten destination as its source.
+    """
+    o, r = f["orig"], f["reply"]
+    snat = r["dst"] != o["src"] or r.get("dport") != o.get("sport")
+    dnat = r["src"] != o["dst"] or r.get("sport") != o.get("dport")
+    return {(True, True): "both", (True, False): "snat", (False, True): "dnat"}.get((snat, dnat))
+
+
+def with_connlabels(conf_dir: str, *cmd: str) -> list[str]:
+    """``cmd`` run where /etc/xtables/connlabel.conf is ``conf_dir``/xtables/connlabel.conf.
+
+    conntrack-tools reads label names only from that fixed path; a read-only overlay on /etc in a private
+    mount namespace supplies it without touching the host's /etc.
+    """
+    mount = f"mount -t overlay overlay -o lowerdir={conf_dir}:/etc /etc"
+    return ["unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh", *cmd]
+
+
+def conntrack_list(netns: str, output: str = "extended,id", labels_conf: str | None = None) -> list[dict[str, Any]]:
+    """Every entry of both families; ``labels_conf`` (see with_connlabels) lets `-o labels` name the labels."""
     out = []
     for fam in ("ipv4", "ipv6"):
-        text = sh("conntrack", "-L", "-f", fam, "-o", "extended,id", netns=netns)
+        cmd = ["conntrack", "-L", "-f", fam, "-o", output]
+        text = sh(*(with_connlabels(labels_conf, *cmd) if labels_conf else cmd), netns=netns)
         out += [parse_line(line) for line in text.splitlines() if line.strip()]
     return out
 
