@@ -8,12 +8,41 @@ from functools import wraps
 from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
+from typer._click import Context
+from typer._click.exceptions import UsageError
+from typer.core import TyperGroup
 
 from cttop.errors import CttopError
 from cttop.filter import Filter, compile_filter, parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 
+
+class OneLineUsage(TyperGroup):
+    """A usage error (unknown option, bad value, missing argument) in the one line every other cttop error
+    takes, not click's usage block; exit 2, or a command's own ``usage_exit`` (doctor: 3, "unknown")."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as e:
+            _usage_failed(e, None, 2)
+
+    def invoke(self, ctx: Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            name = ctx.invoked_subcommand
+            cmd = self.get_command(ctx, name) if name else None
+            _usage_failed(e, name, getattr(cmd, "usage_exit", 2))
+
+
+def _usage_failed(e: UsageError, command: str | None, code: int) -> NoReturn:
+    where = f"cttop {command}" if command else "cttop"
+    fail(f"{command + ': ' if command else ''}{e.format_message().rstrip('.')}; see {where} --help", code)
+
+
 app = typer.Typer(
+    cls=OneLineUsage,
     name="cttop",
     help="A top for the Linux conntrack table: see who fills it, and fix it.",
     add_completion=False,

@@ -12,8 +12,6 @@ import sys
 from typing import Annotated
 
 import typer
-from typer._click import Context
-from typer._click.exceptions import UsageError
 from typer.core import TyperCommand
 
 from cttop.actions.journal import Journal
@@ -23,13 +21,9 @@ from cttop.errors import CttopError
 
 
 class _UsageIsUnknown(TyperCommand):
-    """Bad options are no verdict: exit 3 (unknown) in one line, not click's 2, which reads as critical."""
+    """Bad options are no verdict: exit 3 (unknown), not the usual 2, which reads as critical."""
 
-    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as e:
-            fail(f"doctor: {e.format_message().rstrip('.')}; see cttop doctor --help", EXIT["unknown"])
+    usage_exit = EXIT["unknown"]
 
 
 @app.command(cls=_UsageIsUnknown)
