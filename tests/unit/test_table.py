@@ -109,6 +109,16 @@ def test_top_ranks_and_builds_filters() -> None:
     t.apply_events([(EV_NEW, udp(99, b, 80, (1, 10**6, 1, 10**6)))])
     by_bytes = t.top("src", 2, by="bytes")
     assert by_bytes[0].text == "10.0.0.9" and by_bytes[0].bytes == 2 * 10**6 and by_bytes[0].entries == 3
+    # 10.0.0.1 moved no bytes: ranked after the groups that did, not left out of the list.
+    assert [(g.text, g.bytes, g.entries) for g in by_bytes] == [("10.0.0.9", 2 * 10**6, 3), ("10.0.0.1", 0, 5)]
+    assert [(g.text, g.packets) for g in t.top("dport", 5, by="packets")] == [("udp/80", 2), ("udp/53", 0)]
+
+
+def test_top_by_bytes_lists_groups_even_when_none_moved_bytes() -> None:
+    t = FlowTable()
+    t.apply_dump([udp(i, bytes([10, 0, 0, i % 3]), 53, (0, 0, 0, 0)) for i in range(7)])
+    assert [(g.text, g.entries, g.bytes) for g in t.top("src", 10, by="bytes")] == [
+        ("10.0.0.0", 3, 0), ("10.0.0.1", 2, 0), ("10.0.0.2", 2, 0)]
 
 
 @settings(max_examples=300, deadline=None)

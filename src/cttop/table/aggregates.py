@@ -183,6 +183,11 @@ class Aggregates:
         col = {"entries": entries, "bytes": nbytes, "packets": npkts}[by]
         g = GROUPS[name]
         have = self.counted > 0
-        best = heapq.nlargest(n, col.items(), key=itemgetter(1))
+        best = [k for k, _ in heapq.nlargest(n, col.items(), key=itemgetter(1))]
+        if len(best) < n and col is not entries:
+            # Groups that moved no bytes yet are held out of the totals (zeros are dropped): rank them
+            # after the rest, by entries, rather than leave the list short or empty.
+            idle = ((k, c) for k, c in entries.items() if k not in col)
+            best += [k for k, _ in heapq.nlargest(n - len(best), idle, key=itemgetter(1))]
         return [GroupRow(k, g.text(k), entries.get(k, 0), nbytes.get(k, 0) if have else None,
-                         npkts.get(k, 0) if have else None, g.filter(k)) for k, _ in best]
+                         npkts.get(k, 0) if have else None, g.filter(k)) for k in best]
