@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -219,7 +219,7 @@ def mark_text(f: dict[str, Any]) -> str:
 
 
 # Each --group-by key's group name, from a conntrack -L entry.
-ORACLE_GROUPS = {
+ORACLE_GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {
     "src": lambda f: f["orig"]["src"],
     "dst": lambda f: f["orig"]["dst"],
     "dport": lambda f: port_text(f, "dport"),
