@@ -176,3 +176,14 @@ def test_missing_namespace_is_one_clean_line(tmp_path: Path) -> None:
     for args in (["flush"], ["flush", "-f", "udp"], ["delete", "-f", "udp"], ["set", "udp_timeout=10"], ["undo"]):
         r = cttop(*args, "--netns-pid", str(pid), "--yes", "--state-dir", str(tmp_path))
         assert (r.returncode, r.stderr) == (2, f"cttop: --netns-pid {pid}: no such process\n"), args
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--netns", ""], "cttop: --netns '': give a name, as `ip netns list` shows it"),
+    (["--netns", "cttop-no-such-ns-4e1"], "cttop: --netns cttop-no-such-ns-4e1: no such network namespace"),
+    (["--netns-path", "/etc/hostname"], "cttop: --netns-path /etc/hostname: not a network namespace"),
+    (["--netns-pid", "999999999"], "cttop: --netns-pid 999999999: no such process"),
+])
+def test_a_bad_namespace_option_is_named_in_one_line(args: list[str], says: str) -> None:
+    r = cttop("snapshot", *args)
+    assert (r.returncode, r.stderr.strip(), r.stdout) == (2, says, "")

@@ -11,6 +11,7 @@ called directly: ``os.setns`` on Python 3.12+, libc through ctypes before that.
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import os
 import threading
@@ -46,6 +47,8 @@ class NetnsSpec:
 
     def resolved_path(self) -> str | None:
         if self.name is not None:
+            if not self.name:
+                raise NetnsError("--netns '': give a name, as `ip netns list` shows it")
             if "/" in self.name or self.name in (".", ".."):
                 raise NetnsError(f"--netns {self.name!r}: a name as `ip netns list` shows it, not a path")
             return os.path.join(NETNS_RUN_DIR, self.name)
@@ -83,13 +86,23 @@ class NetnsSpec:
         except OSError as e:
             raise NetnsError(f"namespace {self.label()}: {e.strerror}") from None
 
+    def option(self) -> str:
+        """The option as the user typed it."""
+        if self.name is not None:
+            return f"--netns {self.name}"
+        if self.pid is not None:
+            return f"--netns-pid {self.pid}"
+        return f"--netns-path {self.path}"
+
     def _missing(self) -> NetnsError:
         """The option as the user typed it, and what is missing."""
-        if self.name is not None:
-            return NetnsError(f"--netns {self.name}: no such network namespace")
-        if self.pid is not None:
-            return NetnsError(f"--netns-pid {self.pid}: no such process")
-        return NetnsError(f"--netns-path {self.path}: no such file")
+        what = "network namespace" if self.name is not None else "process" if self.pid is not None else "file"
+        return NetnsError(f"{self.option()}: no such {what}")
+
+    def enter_failed(self, errno_: int) -> NetnsError:
+        if errno_ == errno.EINVAL:  # setns(2) on a file that is no network namespace
+            return NetnsError(f"{self.option()}: not a network namespace")
+        return NetnsError(f"{self.option()}: cannot enter the network namespace: {os.strerror(errno_)}")
 
 
 CLONE_NEWNET = 0x40000000
@@ -101,15 +114,16 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
+def _setns(fd: int, spec: NetnsSpec) -> None:
+    """Enter ``fd``'s namespace; ``spec`` names it in the error."""
     if hasattr(os, "setns"):
         try:
             os.setns(fd, CLONE_NEWNET)
         except OSError as e:
-            raise NetnsError(f"cannot enter network namespace: {e.strerror}") from None
+            raise spec.enter_failed(e.errno or errno.EINVAL) from None
         return
     if _libc().setns(fd, CLONE_NEWNET) != 0:
-        raise NetnsError(f"cannot enter network namespace: {os.strerror(ctypes.get_errno())}")
+        raise spec.enter_failed(ctypes.get_errno())
 
 
 @contextmanager
@@ -121,11 +135,11 @@ def entered(spec: NetnsSpec) -> Iterator[None]:
         return
     saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(fd)
+        _setns(fd, spec)
         try:
             yield
         finally:
-            _setns(saved)
+            _setns(saved, NetnsSpec(path="/proc/thread-self/ns/net"))
     finally:
         os.close(fd)
         os.close(saved)
