@@ -154,7 +154,7 @@ async def test_enter_on_an_owner_group_filters_the_list_and_F_flushes_exactly_it
             await group_to(pilot, app, "process")
             frame = app.shown_frame
             assert frame is not None
-            assert [(g.text, g.entries) for g in frame.top] == [(holder.label, N), ("forwarded/NAT'd", passing)]
+            assert [(g.text, g.entries) for g in frame.top] == [(holder.label, N), ("forwarded", passing)]
             heaviest = app.main.query_one(HeaviestPanel)
             for row, (expr, want) in enumerate(((f"pid {holder.pid}", held), ("forwarded", through))):
                 heaviest.focus()

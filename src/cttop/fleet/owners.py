@@ -52,7 +52,7 @@ from cttop.model import (
 from cttop.table.groups import GroupDef
 from cttop.table.store import GroupRow
 
-FORWARDED: Final = "forwarded/NAT'd"  # neither end is an address of this namespace
+FORWARDED: Final = "forwarded"  # neither end is an address of this namespace: routed through (NAT'd or not)
 LOCAL_NO_PROCESS: Final = "local, no process"  # e.g. TIME_WAIT: the socket is closed, the flow lingers
 NO_CONTAINER: Final = "(none)"
 OWNED_PROTOS: Final = frozenset({socket.IPPROTO_TCP, socket.IPPROTO_UDP})
