@@ -162,8 +162,6 @@ def test_flows_equal_conntrack_flow_by_flow(mixed: str, labels_conf: str) -> Non
         assert (None if m["start"] is None else m["start"] // 10**9) == o["start"], (o, m)
 
 
-@pytest.mark.xfail(strict=True, reason="cttop bug: kernel/decode.py reads CTA_LABELS as one big-endian int; "
-                   "the kernel sends a bitmap of host-order longs (bit N of the int must be label N)")
 def test_labels_equal_conntrack(mixed: str, labels_conf: str) -> None:
     oracle, snap = stable_pair(mixed, labels_conf=labels_conf)
     mine = {f["id"]: f["labels"] for f in snap["flows"]}

@@ -179,6 +179,15 @@ class Template:
     build: Callable[[tuple[object, ...]], Row]
 
 
+_LONG = struct.calcsize("L")
+
+
+def _labels(bitmap: bytes) -> int:
+    """CTA_LABELS is the kernel's label bitmap as unsigned longs in host order: bit N of it is label N."""
+    words = struct.unpack(f"{len(bitmap) // _LONG}L", bitmap[:len(bitmap) // _LONG * _LONG])
+    return sum(word << (8 * _LONG * i) for i, word in enumerate(words))
+
+
 def _row_expr(w: _Walk, order: list[str]) -> str:
     """Source of a tuple expression building the row from the values tuple ``v``."""
     at = {name: f"v[{i}]" for i, name in enumerate(order)}
@@ -195,7 +204,7 @@ def _row_expr(w: _Walk, order: list[str]) -> str:
         if r + "icmp_type" in at:
             items[dp] = f"({at[r + 'icmp_type']} << 8 | {at.get(r + 'icmp_code', '0')})"
     if "labels" in at:
-        items[22] = f"int.from_bytes({at['labels']}, 'big')"
+        items[22] = f"_labels({at['labels']})"
     return "(" + ", ".join(items) + ",)"
 
 
