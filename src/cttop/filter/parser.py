@@ -229,7 +229,7 @@ class _Parser:
             self.take()
             n = _service_port(tok.key)
             if n is None:
-                _fail(f"unknown service {tok.text!r} (not in /etc/services)", tok)
+                _fail(f"unknown service {tok.text!r}", tok)
             return Port(field, n, n)
         m = _PORTS.fullmatch(tok.text) if tok.kind == "word" else None
         if m is None:
