@@ -26,9 +26,7 @@ def record_text(r: Record) -> Text:
 
 class JournalScreen(RowsScreen[Record]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
         Binding("u", "undo", "Undo selected"),
-        Binding("ctrl+r", "reload", "Reload", show=False),
     ]
     COLUMNS = ("time", "id", "what", "who", "namespace", "status")
     NAME = "journal"

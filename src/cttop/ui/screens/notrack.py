@@ -33,10 +33,8 @@ def group_text(g: RuleGroup) -> Text:
 
 class NotrackRulesScreen(RowsScreen[RuleGroup]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
         Binding("x,delete", "remove", "Remove selected"),
         Binding("X", "remove_all", "Remove all"),
-        Binding("ctrl+r", "reload", "Reload", show=False),
     ]
     COLUMNS = ("change", "untracked traffic", "rules", "backend")
     NAME = "notrack"

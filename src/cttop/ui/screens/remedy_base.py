@@ -14,6 +14,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
@@ -65,6 +66,12 @@ class RemedyScreen(AppAccess, ModalScreen[None]):
 
 class RowsScreen(RemedyScreen, Generic[T]):
     """A table of items (one row each) and the highlighted item's detail; subclasses say what and how."""
+
+    # Textual adds each subclass's own BINDINGS (its write keys) to these.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
 
     COLUMNS: ClassVar[tuple[str, ...]]
     NAME: ClassVar[str]  # the widget ids: NAME-box, NAME-table, NAME-detail

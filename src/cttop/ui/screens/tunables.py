@@ -53,9 +53,7 @@ def detail_text(s: TunableState) -> Text:
 
 class TunablesScreen(RowsScreen[TunableState]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
         Binding("e", "edit", "Edit value"),
-        Binding("ctrl+r", "reload", "Reload", show=False),
     ]
     COLUMNS = ("tunable", "value", "default", "")
     NAME = "tunables"
