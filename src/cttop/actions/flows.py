@@ -45,7 +45,6 @@ from cttop.model import (
     ICMP_PROTOS,
     R_DPORT,
     R_DST,
-    R_ID,
     R_PROTO,
     R_SPORT,
     R_SRC,
@@ -56,6 +55,7 @@ from cttop.model import (
     nat_kind,
     proto_name,
 )
+from cttop.table.packing import flow_key
 
 # CTA_FILTER on flush arrived in 2024 (v6.12 by our reading); an older kernel ignores
 # the filter fields it does not know and flushes more than asked, so below this
@@ -293,10 +293,11 @@ class FlushFlows(Plan):
                     assert self.filter is not None
                     # The kernel does not say how many a flush removed, and on a busy table the
                     # count moves with unrelated flows: count the matching entries that went.
-                    matched = {r[R_ID] for r in matching_rows(ct, self.filter)}
+                    # By flow key, not id: conntrack ids are 32-bit hashes and collide in big tables.
+                    matched = set(map(flow_key, matching_rows(ct, self.filter)))
                     for family in _families(self.filter.kernel):
                         ct.flush(family, self.filter.kernel)
-                    gone = len(matched - {r[R_ID] for r in matching_rows(ct, self.filter)})
+                    gone = len(matched.difference(map(flow_key, matching_rows(ct, self.filter))))
                 else:
                     assert self.filter is not None
                     # Matched again now: the plan's rows may have expired or been joined by new ones.
