@@ -189,3 +189,20 @@ def test_max_set_and_undone_in_the_initial_namespace(tmp_path: Path) -> None:
         # Put it back only if it is still ours: someone else may own it by now.
         if proc("nf_conntrack_max", None) == new:
             sh("sysctl", "-w", f"net.netfilter.nf_conntrack_max={old}")
+
+
+def test_hashsize_set_and_undone_in_the_initial_namespace(tmp_path: Path) -> None:
+    j = Journal(str(tmp_path))
+    old = Path(sysctl.HASHSIZE_PATH).read_text().strip()
+    new = str(int(old) + 16384)  # more buckets: a resize that drops nothing
+    try:
+        plan = SetSysctls(NetnsSpec(), {"hashsize": new}, journal=j)
+        assert any("global" in w for w in plan.warnings())
+        plan.apply()
+        assert Path(sysctl.HASHSIZE_PATH).read_text().strip() == new and proc("nf_conntrack_buckets", None) == new
+        plan.undo()
+        assert Path(sysctl.HASHSIZE_PATH).read_text().strip() == old and proc("nf_conntrack_buckets", None) == old
+    finally:
+        # Put it back only if it is still ours: someone else may own it by now.
+        if Path(sysctl.HASHSIZE_PATH).read_text().strip() == new:
+            Path(sysctl.HASHSIZE_PATH).write_text(old)
