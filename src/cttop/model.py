@@ -98,15 +98,18 @@ def state_name(proto: int, pstate: int, status: int) -> str:
     return "UNREPLIED"
 
 
-_STATE_KEYS: dict[tuple[int, int, int], str] = {}
+# The status bits a state name reads, and the memo of state_key3 by (proto, pstate, status & STATE_BITS):
+# public so the table's event loop can read it inline and call state_key3 only on a miss.
+STATE_BITS: Final = IPS_ASSURED | IPS_SEEN_REPLY
+STATE_KEYS: dict[tuple[int, int, int], str] = {}
 
 
 def state_key3(proto: int, pstate: int, status: int) -> str:
     """``proto:STATE``, the key of the by-state aggregate; memoised since it is on the hot path."""
-    k = (proto, pstate, status & (IPS_ASSURED | IPS_SEEN_REPLY))
-    s = _STATE_KEYS.get(k)
+    k = (proto, pstate, status & STATE_BITS)
+    s = STATE_KEYS.get(k)
     if s is None:
-        s = _STATE_KEYS[k] = f"{proto_name(proto)}:{state_name(*k)}"
+        s = STATE_KEYS[k] = f"{proto_name(proto)}:{state_name(*k)}"
     return s
 
 

@@ -22,9 +22,10 @@ import psutil
 
 from cttop.errors import CttopError
 from cttop.fleet.cgroup import placement_of
+from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
-from cttop.kernel.sysctl import PROC_NET_INIT_INO, SYSCTL_DIR
+from cttop.kernel.sysctl import PROC_NET_INIT_INO
 
 # The initial pid namespace's fixed inode (PROC_PID_INIT_INO): in it, pid 1 is the host's init.
 PROC_PID_INIT_INO = 0xEFFFFFFC
@@ -140,10 +141,8 @@ def _has_caps(mask: int) -> bool:
 
 def _read_proc() -> tuple[int, int, int, int]:
     """The caller's own namespace's count, max, drop and early_drop from /proc: readable without privilege."""
-    with open(os.path.join(SYSCTL_DIR, "nf_conntrack_count")) as f:
-        count = int(f.read())
-    with open(os.path.join(SYSCTL_DIR, "nf_conntrack_max")) as f:
-        mx = int(f.read())
+    values = sysctl.read(NetnsSpec(), ["nf_conntrack_count", "nf_conntrack_max"])
+    count, mx = int(values["nf_conntrack_count"]), int(values["nf_conntrack_max"])
     with open(PROC_STAT) as f:
         head, *cpus = [line.split() for line in f if line.strip()]
     summed = {name: sum(int(row[i], 16) for row in cpus) for i, name in enumerate(head)}

@@ -304,4 +304,3 @@ class Owners:
         best = heapq.nlargest(n, agg.items(), key=lambda kv: kv[1][col])
         return [GroupRow(k, g.text(k), v[0], v[1] if counted else None, v[2] if counted else None, g.filter(k))
                 for k, v in best]
-

@@ -88,7 +88,7 @@ class RecordingWriter:
         self.level = level
         try:
             # Exclusive by default: an existing file may be the only copy of an incident.
-            self.f: BinaryIO = open(path, "wb" if overwrite else "xb")
+            self.f: BinaryIO = open(path, "wb" if overwrite else "xb")  # closed by close()
         except FileExistsError:
             raise RecordError(f"record: {path} exists; give --force to overwrite it") from None
         except OSError as e:

@@ -131,7 +131,7 @@ def read_header(path: str) -> int:
 def stream(path: str, offset: int, size: int) -> Generator[tuple[int, int, float, bytes], None, None]:
     """``(segment offset, kind, time, payload)`` of every record from the segment at ``offset`` on."""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # closed in finally: the generator may be abandoned
     except OSError as e:
         raise ReplayError(f"replay: {path}: {e.strerror}") from None
     try:

@@ -222,7 +222,7 @@ def compile_template(w: _Walk, length: int) -> Template:
         pos = off + struct.calcsize(code)
     # Generated once per layout: a straight tuple display is several times faster
     # than any loop that maps values to row slots.
-    build = eval("lambda v: " + _row_expr(w, order))
+    build = eval("lambda v: " + _row_expr(w, order))  # source built above from constants
     return Template(length, struct.Struct("".join(hfmt)), tuple(expect), struct.Struct("".join(vfmt)), build)
 
 

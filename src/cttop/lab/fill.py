@@ -28,7 +28,7 @@ import sys
 from cttop.kernel import nlconst as C
 from cttop.kernel.attrs import be, nla
 from cttop.kernel.ctnetlink import open_socket, row_tuples
-from cttop.kernel.decode import NLH
+from cttop.kernel.decode import NLH, Decoder
 from cttop.lab.topology import CLIENT4, ROUTER_S4, SINK4
 from cttop.model import AF_INET, IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, NO_PSTATE, Row
 
@@ -71,6 +71,7 @@ def fill(sock: socket.socket, entries: int, port: int, timeout: int) -> dict[int
     size = len(msg)
     batch = bytearray(msg * BATCH)
     replies = bytearray(1 << 20)
+    dec = Decoder()
     outcome: dict[int, int] = {}
     for start in range(0, entries, BATCH):
         n = min(BATCH, entries - start)
@@ -87,14 +88,11 @@ def fill(sock: socket.socket, entries: int, port: int, timeout: int) -> dict[int
         acks = 0
         while acks < n:
             got = sock.recv_into(replies)
-            off = 0
-            while off + 16 <= got:
-                length, typ = struct.unpack_from("<IH", replies, off)
+            for off, _length, typ, _flags in dec.messages(memoryview(replies)[:got]):
                 if typ == C.NLMSG_ERROR:
                     code = -struct.unpack_from("<i", replies, off + 16)[0]
                     outcome[code] = outcome.get(code, 0) + 1
                     acks += 1
-                off += (length + 3) & ~3
     return outcome
 
 

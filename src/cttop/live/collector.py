@@ -218,7 +218,7 @@ class Collector:
                 self._tick()
         except CttopError as e:
             self._fail(str(e))
-        except Exception as e:
+        except Exception as e:  # a bug must show on screen, not kill the view silently
             self._fail(f"internal error: {type(e).__name__}: {e}")
 
     def _connect(self) -> bool:

@@ -13,11 +13,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Final, TypeVar
+from typing import TypeVar
 
 from cttop.model import (
     IPS_ASSURED,
-    IPS_SEEN_REPLY,
     R_MARK,
     R_OBYTES,
     R_OPKTS,
@@ -27,6 +26,8 @@ from cttop.model import (
     R_RPKTS,
     R_STATUS,
     R_ZONE,
+    STATE_BITS,
+    STATE_KEYS,
     Row,
     state_key3,
 )
@@ -42,17 +43,6 @@ class GroupRow:
     bytes: int | None
     packets: int | None
     filter: str | None  # the filter expression that selects exactly this group
-
-
-# state_key3 memoised again here, keyed by the bits it reads, so the event path
-# reads the memo inline instead of paying a call per event.
-_STATE_BITS: Final = IPS_ASSURED | IPS_SEEN_REPLY
-_STATE_KEYS: dict[tuple[int, int, int], str] = {}
-
-
-def _state_key(k: tuple[int, int, int]) -> str:
-    s = _STATE_KEYS[k] = state_key3(*k)
-    return s
 
 
 def _bump(d: dict[K, int], k: K, by: int) -> None:
@@ -83,8 +73,10 @@ class Aggregates:
             by_proto[proto] = n
         else:
             del by_proto[proto]
-        k3 = (proto, row[R_PSTATE], status & _STATE_BITS)
-        by_state, state = self.by_state, _STATE_KEYS.get(k3) or _state_key(k3)
+        # state_key3's memo read inline: a call per event is a measurable share of its cost.
+        pstate = row[R_PSTATE]
+        by_state = self.by_state
+        state = STATE_KEYS.get((proto, pstate, status & STATE_BITS)) or state_key3(proto, pstate, status)
         n = by_state.get(state, 0) + sign
         if n:
             by_state[state] = n
@@ -115,11 +107,9 @@ class Aggregates:
         old_status, new_status = old[R_STATUS], new[R_STATUS]
         state_changed = old[R_PSTATE] != new[R_PSTATE] or old_status != new_status
         if state_changed:
-            proto = old[R_PROTO]
-            k3 = (proto, old[R_PSTATE], old_status & _STATE_BITS)
-            was = _STATE_KEYS.get(k3) or _state_key(k3)
-            k3 = (proto, new[R_PSTATE], new_status & _STATE_BITS)
-            now = _STATE_KEYS.get(k3) or _state_key(k3)
+            proto, was_p, now_p = old[R_PROTO], old[R_PSTATE], new[R_PSTATE]
+            was = STATE_KEYS.get((proto, was_p, old_status & STATE_BITS)) or state_key3(proto, was_p, old_status)
+            now = STATE_KEYS.get((proto, now_p, new_status & STATE_BITS)) or state_key3(proto, now_p, new_status)
             if was != now:
                 _bump(self.by_state, was, -1)
                 _bump(self.by_state, now, 1)
@@ -137,24 +127,12 @@ class Aggregates:
         # Out with the old row, in with the new, in that order: the dicts' order breaks ties in top().
         for name, (entries, nbytes, npkts) in self.groups.items():
             key = GROUPS[name].key
-            k = key(old)
-            n = entries.get(k, 0) - 1
-            if n:
-                entries[k] = n
-            else:
-                entries.pop(k, None)
-            if old_counted:
-                _bump(nbytes, k, -(old[R_OBYTES] + old[R_RBYTES]))
-                _bump(npkts, k, -(old[R_OPKTS] + old[R_RPKTS]))
-            k = key(new)
-            n = entries.get(k, 0) + 1
-            if n:
-                entries[k] = n
-            else:
-                entries.pop(k, None)
-            if new_counted:
-                _bump(nbytes, k, new[R_OBYTES] + new[R_RBYTES])
-                _bump(npkts, k, new[R_OPKTS] + new[R_RPKTS])
+            for row, sign, counted in ((old, -1, old_counted), (new, 1, new_counted)):
+                k = key(row)
+                _bump(entries, k, sign)
+                if counted:
+                    _bump(nbytes, k, sign * (row[R_OBYTES] + row[R_RBYTES]))
+                    _bump(npkts, k, sign * (row[R_OPKTS] + row[R_RPKTS]))
 
     def add_rows(self, rows: Sequence[Row]) -> None:
         """Add many rows at once (same result as :meth:`add` on each)."""

@@ -50,7 +50,7 @@ class AppAccess:
     def capp(self) -> CttopApp:
         from cttop.ui.app import CttopApp
 
-        app = getattr(self, "app")
+        app = getattr(self, "app")  # the Screen's: a mixin cannot declare it
         assert isinstance(app, CttopApp)
         return app
 

@@ -10,7 +10,6 @@ never freezes the screen.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import ClassVar, Final
 
@@ -18,14 +17,11 @@ from textual.binding import Binding, BindingType
 
 from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, undo_plan
 from cttop.actions.flows import matching_rows
-from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.index import record_id
 from cttop.model import ICMP_PROTOS, R_DPORT, R_DST, R_PROTO, Row, addr_text, proto_name
-from cttop.table.packing import unpack
 from cttop.ui.apply import PersistOffer, confirm_and_apply
 from cttop.ui.flows import FlowList
 from cttop.ui.header import StatusLine
@@ -34,7 +30,7 @@ from cttop.ui.keys import KeyGroup, PaletteEntry, write_refused, writes
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
-from cttop.ui.screens.remedy_base import PERSIST_DIR_ENV, persist_paths
+from cttop.ui.screens.remedy_base import notrack_persist_paths
 from cttop.ui.screens.tunables import TunablesScreen
 
 DRIFT_EVERY: Final = 5.0  # seconds between drift checks
@@ -69,11 +65,9 @@ def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer |
     with Ctnetlink(spec) as ct:
         rows = matching_rows(ct, flt)
     plan = AddNotrack(spec, flt, rows=rows)
-    # The nft file is the host's boot ruleset: offered, as on the rules screen, only for the host's
-    # own namespace or when the persist directory was chosen; and only nft reads it.
-    if plan.backend != "nft" or not (os.environ.get(PERSIST_DIR_ENV) or is_initial(spec)):
+    paths = notrack_persist_paths(spec)
+    if plan.backend != "nft" or paths is None:  # only nft reads the file
         return plan, None
-    paths = persist_paths()
     persisted = AddNotrack(spec, flt, rows=rows, persist=paths)
     return plan, PersistOffer(persisted, f"also persist: write cttop's nft table to {paths.nft_file}")
 
@@ -148,12 +142,22 @@ class RemedyKeys(KeyGroup):
 
         self.run_worker(work, thread=True, group="remedy-plan")
 
-    def _selected_ids(self) -> list[int]:
+    def _selected(self) -> tuple[list[int], list[Row]] | None:
+        """The tagged flows or, with none tagged, the flow under the cursor: their ids and the rows the
+        collector holds for them now; None, and why said, when there is none left."""
         fl = self.query_one(FlowList)
-        if fl.tagged:
-            return sorted(fl.tagged)
         fid = fl.cursor_flow()
-        return [] if fid is None else [fid]
+        ids = sorted(fl.tagged) if fl.tagged else [] if fid is None else [fid]
+        if not ids:
+            self.notify("no flow selected: move to a flow, or tag flows with Space", severity="warning")
+            return None
+        rows = [r for r in map(self.capp.collector.flow, ids) if r is not None]
+        if not rows:
+            self.notify("the selected flows are gone already (expired or deleted)", severity="warning")
+            return None
+        if len(rows) < len(ids):
+            self.notify(f"{len(ids) - len(rows)} of the selected flows are gone already", timeout=4)
+        return ids, rows
 
     def _untag(self, ids: list[int]) -> None:
         fl = self.query_one(FlowList)
@@ -192,16 +196,10 @@ class RemedyKeys(KeyGroup):
         spec = self._write_spec()
         if spec is None:
             return
-        ids = self._selected_ids()
-        if not ids:
-            self.notify("no flow selected: move to a flow, or tag flows with Space", severity="warning")
+        selected = self._selected()
+        if selected is None:
             return
-        rows = [r for r in map(self.capp.collector.flow, ids) if r is not None]
-        if not rows:
-            self.notify("the selected flows are gone already (expired or deleted)", severity="warning")
-            return
-        if len(rows) < len(ids):
-            self.notify(f"{len(ids) - len(rows)} of the selected flows are gone already", timeout=4)
+        ids, rows = selected
         plan = DeleteFlows(spec, rows)
         title = "Delete the selected flow" if len(rows) == 1 else f"Delete {len(rows)} tagged flows"
         confirm_and_apply(self.app, plan, title, done=lambda _: self._untag(ids))
@@ -242,27 +240,18 @@ class RemedyKeys(KeyGroup):
 
     def _notrack_flows(self) -> tuple[str, str] | None:
         """The expression and title for the tagged flows or, with none tagged, the flow under the cursor."""
-        fl = self.query_one(FlowList)
-        if fl.tagged:  # as for d: tags win over the cursor
-            ids = sorted(fl.tagged)
-            rows = [r for r in map(self.capp.collector.flow, ids) if r is not None]
-            if not rows:
-                self.notify("the tagged flows are gone already (expired or deleted)", severity="warning")
-                return None
-            if len(rows) < len(ids):
-                self.notify(f"{len(ids) - len(rows)} of the tagged flows are gone already", timeout=4)
-            # One alternative per service (flows of one service need the same rules), in a stable order.
-            exprs = sorted(set(map(notrack_expr, rows)))
-            flows = "the tagged flow" if len(rows) == 1 else f"{len(rows)} tagged flows"
-            services = "" if len(exprs) == 1 else f" ({len(exprs)} services)"
-            return " or ".join(exprs), f"NOTRACK {flows}{services}"
-        rec = fl.cursor_record()
-        if rec is None:
-            self.notify("no flow selected (Tab reaches the heaviest groups)", severity="warning")
+        selected = self._selected()
+        if selected is None:
             return None
-        row = self.capp.collector.flow(record_id(rec)) or unpack(rec)
-        expr = notrack_expr(row)
-        return expr, f"NOTRACK '{expr}'"
+        rows = selected[1]
+        # One alternative per service (flows of one service need the same rules), in a stable order.
+        exprs = sorted(set(map(notrack_expr, rows)))
+        expr = " or ".join(exprs)
+        if not self.query_one(FlowList).tagged:
+            return expr, f"NOTRACK '{expr}'"
+        flows = "the tagged flow" if len(rows) == 1 else f"{len(rows)} tagged flows"
+        services = "" if len(exprs) == 1 else f" ({len(exprs)} services)"
+        return expr, f"NOTRACK {flows}{services}"
 
     def action_notrack_rules(self) -> None:
         spec = self.capp.spec

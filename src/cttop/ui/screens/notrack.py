@@ -7,18 +7,16 @@ each change was made from.
 
 from __future__ import annotations
 
-import os
 from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
 from cttop.actions import RemoveNotrack, RuleGroup, rule_groups
-from cttop.actions.shell import is_initial
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
-from cttop.ui.screens.remedy_base import PERSIST_DIR_ENV, RowsScreen, persist_paths
+from cttop.ui.screens.remedy_base import RowsScreen, notrack_persist_paths
 
 
 def group_text(g: RuleGroup) -> Text:
@@ -65,9 +63,7 @@ class NotrackRulesScreen(RowsScreen[RuleGroup]):
 
     def _remove(self, ids: list[str] | None, title: str) -> None:
         spec = self.spec
-        # The nft file is the host's boot ruleset: refreshed only for the host's own namespace, or when
-        # the persist directory was chosen.
-        paths = persist_paths() if os.environ.get(PERSIST_DIR_ENV) or is_initial(spec) else None
+        paths = notrack_persist_paths(spec)
         self.load(lambda: RemoveNotrack(spec, ids, persist=paths),
                   lambda plan: confirm_and_apply(self.app, plan, title, done=lambda _: self.refresh_after()),
                   "cannot remove")

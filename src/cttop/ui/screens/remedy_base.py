@@ -20,7 +20,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from cttop.actions import PersistPaths
+from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
+from cttop.kernel.netns import NetnsSpec
 from cttop.ui.keys import AppAccess, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
@@ -34,6 +36,12 @@ V = TypeVar("V")
 def persist_paths() -> PersistPaths:
     d = os.environ.get(PERSIST_DIR_ENV)
     return PersistPaths.under(d) if d else PersistPaths()
+
+
+def notrack_persist_paths(spec: NetnsSpec) -> PersistPaths | None:
+    """Where NOTRACK rules persist from the TUI, or None where they may not: the nft file is the host's
+    boot ruleset, so only for the host's own namespace, or when the persist directory was chosen."""
+    return persist_paths() if os.environ.get(PERSIST_DIR_ENV) or is_initial(spec) else None
 
 
 class RemedyScreen(AppAccess, ModalScreen[None]):
