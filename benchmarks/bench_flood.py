@@ -33,7 +33,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import Collector
 from cttop.live.frame import LIVE, Frame
 from cttop.live.index import FlowIndex
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 
 BLASTER = r"""
 import socket, sys, time

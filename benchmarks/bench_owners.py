@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import alternate, filled_netns, synthetic_rows
-from cttop.fleet.owners import Owners, build_index
+from cttop.owners.owners import Owners, build_index
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.live.owner_top import PackedOwners

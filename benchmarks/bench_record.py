@@ -21,8 +21,8 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import alternate, filled_netns, synthetic_rows
-from cttop.fleet.record import Clock, Recorder, RecordingWriter
-from cttop.fleet.replay import ReplaySource
+from cttop.sources.record import Clock, Recorder, RecordingWriter
+from cttop.sources.replay import ReplaySource
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 

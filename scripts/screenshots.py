@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 from cttop.lab.scenarios import SCENARIOS
 from cttop.lab.session import LabSession, exits_on_signals, signals_held
 from cttop.live.frame import Frame
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.doctor import DoctorScreen
 from tests.ui.fixed_source import FixedSource, busy_rows

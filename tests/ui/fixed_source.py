@@ -1,6 +1,6 @@
 """A deterministic Source for UI tests, snapshots, screenshots and benchmarks: fixed rows, fixed clock.
 
-It implements cttop.source.Source exactly as LiveSource does, so the collector and
+It implements cttop.sources.live.Source exactly as LiveSource does, so the collector and
 the app run unchanged on it; only the kernel is replaced. Events can be queued with
 ``push`` (and a loss with ``lose``) to drive the collector from a test.
 """

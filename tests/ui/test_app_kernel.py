@@ -11,7 +11,7 @@ import pytest
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_ID
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
 from cttop.ui.fill import FillPanel

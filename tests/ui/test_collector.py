@@ -14,7 +14,7 @@ from cttop.live.collector import Collector
 from cttop.live.frame import FAILED, LIMITED, LIVE, Frame
 from cttop.live.index import FlowIndex, ViewSpec
 from cttop.model import EV_DESTROY, EV_NEW, Row
-from cttop.snapshot import NEEDS_CAP
+from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.table.packing import flow_key, unpack
 from cttop.table.store import FlowTable
 from tests.ui.fixed_source import FixedSource, busy_rows, fixed_rows, row, v4

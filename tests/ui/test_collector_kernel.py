@@ -12,7 +12,7 @@ from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import Collector
 from cttop.live.frame import FAILED, LIVE, LOADING, Frame
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from tests.conftest import sh
 
 pytestmark = pytest.mark.kernel

@@ -12,7 +12,7 @@ import cttop.ui.screens.doctor as doctor_screen
 import cttop.ui.screens.namespaces as ns_screen
 from cttop.actions import ActionResult
 from cttop.doctor import Finding, Remedy, Report
-from cttop.fleet.namespaces import Namespace
+from cttop.host.namespaces import Namespace
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.app import CttopApp, help_sections
 from cttop.ui.fleet_keys import FleetKeys

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, DataTable
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.doctor import DoctorScreen, FindingView

@@ -19,7 +19,7 @@ import pytest
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.index import record_id
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.heaviest import HeaviestPanel

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, Owner, OwnerIndex, Owners
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, Owner, OwnerIndex, Owners
 from cttop.live.owner_top import PackedOwners
 from cttop.model import Row
 from cttop.table.packing import pack

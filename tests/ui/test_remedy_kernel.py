@@ -16,7 +16,7 @@ from textual.widgets import Checkbox, DataTable, Input
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.index import record_id
 from cttop.model import R_ID
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cttop.fleet.replay import Recording, ReplaySource, StatsSample
+from cttop.sources.replay import Recording, ReplaySource, StatsSample
 from cttop.model import R_ID
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cttop.fleet import record as R
-from cttop.fleet.replay import ReplaySource
+from cttop.sources import record as R
+from cttop.sources.replay import ReplaySource
 from cttop.model import R_ID
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp

@@ -12,7 +12,7 @@ import pytest
 
 from cttop.filter import FilterError, compile_filter, parse
 from cttop.filter.ast import And, Not, Owned, Port
-from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owner, OwnerIndex, Owners, owner_filter
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owner, OwnerIndex, Owners, owner_filter
 from cttop.live.owner_top import PackedOwners
 from cttop.model import AF_INET, IPS_ASSURED, NO_PSTATE, Row
 from cttop.table.packing import pack

@@ -9,7 +9,7 @@ import sys
 import cttop
 
 NON_UI = ("cttop.kernel", "cttop.table", "cttop.filter", "cttop.actions", "cttop.live", "cttop.doctor",
-          "cttop.fleet", "cttop.lab", "cttop.snapshot", "cttop.source", "cttop.model")
+          "cttop.owners", "cttop.sources", "cttop.host", "cttop.lab", "cttop.model", "cttop.errors")
 
 
 def non_ui_modules() -> list[str]:

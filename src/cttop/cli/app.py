@@ -70,7 +70,7 @@ def command_filter(text: str, spec: NetnsSpec) -> Filter:
     namespace's sockets are read once, now, and only when the filter uses them."""
     if not uses_owners(parse(text, owners=True)):
         return compile_filter(text)
-    from cttop.fleet.owners import Owners  # psutil and a socket dump: only for filters that ask
+    from cttop.owners.owners import Owners  # psutil and a socket dump: only for filters that ask
 
     owners = Owners(spec)
     owners.refresh()

@@ -17,10 +17,10 @@ import typer
 
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
 from cttop.errors import CttopError
-from cttop.fleet import export as fleet_export
-from cttop.fleet.namespaces import Namespace, Totals, list_namespaces, totals
-from cttop.fleet.record import Recorder
-from cttop.fleet.replay import ReplaySource
+from cttop.host import export as fleet_export
+from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
+from cttop.sources.record import Recorder
+from cttop.sources.replay import ReplaySource
 from cttop.kernel.netns import NetnsSpec
 from cttop.table.groups import GROUPS
 

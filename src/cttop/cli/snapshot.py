@@ -10,7 +10,7 @@ import typer
 
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
-from cttop.snapshot import Snapshot, take
+from cttop.live.snapshot import Snapshot, take
 from cttop.table.groups import GROUPS
 
 

@@ -22,7 +22,7 @@ from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_PROTO, R_PSTATE, R_TIMEOUT, Row, state_key
-from cttop.snapshot import NEEDS_CAP
+from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
 

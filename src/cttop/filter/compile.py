@@ -90,7 +90,7 @@ class OwnerInfo(Protocol):
 
 
 class OwnerSource(Protocol):
-    """Who owns a flow (``cttop.fleet.owners.Owners``): what the owner words ask about."""
+    """Who owns a flow (``cttop.owners.owners.Owners``): what the owner words ask about."""
 
     def owner_of(self, row: Row) -> OwnerInfo | None: ...
     def forwarded(self, row: Row) -> bool: ...

@@ -53,6 +53,10 @@ RECV_SIZE = 1 << 20
 ERR = struct.Struct("<i")
 
 
+# What the views say when the kernel refuses a dump for lack of privilege.
+NEEDS_CAP = "flows need CAP_NET_ADMIN (run with sudo)"
+
+
 class KernelError(CttopError):
     """The kernel refused a request or the socket failed; says which request and why."""
 

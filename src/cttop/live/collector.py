@@ -9,7 +9,7 @@ is worse than none. Periodic dumps, spaced in proportion to what a dump costs,
 refresh what events never carry (byte counters, timeouts). Dumps fill a fresh
 table that replaces the old one when complete, so no frame shows a half table.
 
-For a live namespace the collector also keeps who owns the flows (fleet.owners),
+For a live namespace the collector also keeps who owns the flows (owners.owners),
 refreshed here on its own interval, so ``process`` and ``container`` can be group
 keys; ranking a big table by owner costs about a second per million flows, so it
 is done only while such a group is shown, and no more often than a multiple of
@@ -35,8 +35,8 @@ from typing import Final
 
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
-from cttop.fleet.owners import Owners
-from cttop.fleet.replay import ReplaySource
+from cttop.owners.owners import Owners
+from cttop.sources.replay import ReplaySource
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
 from cttop.live.counters import PRESSURE
@@ -44,10 +44,10 @@ from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame, Pressure, St
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer, IndexJob
 from cttop.live.owner_top import OWNER_GROUPS, PackedOwners
-from cttop.live.perms import has_net_admin
+from cttop.kernel.perms import has_net_admin
 from cttop.model import TCP_STATES, Row
-from cttop.snapshot import NEEDS_CAP
-from cttop.source import LiveSource, Source
+from cttop.kernel.ctnetlink import NEEDS_CAP
+from cttop.sources.live import LiveSource, Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
 from cttop.table.history import FillHistory, Rate

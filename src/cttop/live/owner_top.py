@@ -1,6 +1,6 @@
 """Ranking a whole table by owning process or container, straight from the packed records.
 
-:meth:`cttop.fleet.owners.Owners.top` unpacks every row into a tuple first, which
+:meth:`cttop.owners.owners.Owners.top` unpacks every row into a tuple first, which
 is most of its cost (2.4 s for a million flows on these machines). The worker
 ranks the table on every refresh while such a group is shown, so this does the
 same matching as :meth:`Owners.owner_of` on byte slices of the records instead
@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
-from cttop.fleet.owners import (
+from cttop.owners.owners import (
     FORWARDED,
     LOCAL_NO_PROCESS,
     NO_CONTAINER,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.source import LiveSource, Source
+from cttop.sources.live import LiveSource, Source
 
 
 def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = None, source: Source | None = None,

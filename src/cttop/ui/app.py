@@ -30,7 +30,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import TOP_BY, Collector, group_title
 from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
-from cttop.source import LiveSource, Source
+from cttop.sources.live import LiveSource, Source
 from cttop.table.packing import unpack
 from cttop.ui import fmt
 from cttop.ui.detail import DetailScreen

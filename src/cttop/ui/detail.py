@@ -12,7 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from cttop.fleet.owners import Owners
+from cttop.owners.owners import Owners
 from cttop.model import (
     ICMP_PROTOS,
     R_DPORT,

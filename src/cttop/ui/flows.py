@@ -30,7 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
 from cttop.live.index import FlowIndex, ViewSpec, record_id
 from cttop.model import (
     R_DPORT,

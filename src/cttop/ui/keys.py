@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from textual.screen import Screen
 
 if TYPE_CHECKING:
-    from cttop.fleet.owners import Owners
+    from cttop.owners.owners import Owners
     from cttop.ui.app import CttopApp
 
 F = TypeVar("F", bound=Callable[..., Any])

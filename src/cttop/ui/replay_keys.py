@@ -12,7 +12,7 @@ from typing import ClassVar, Final
 
 from textual.binding import Binding, BindingType
 
-from cttop.fleet.replay import ReplaySource
+from cttop.sources.replay import ReplaySource
 from cttop.ui.header import StatusLine
 from cttop.ui.keys import KeyGroup, PaletteEntry
 from cttop.ui.timeline import Timeline, speed_text

@@ -14,7 +14,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.widget import Widget
 
-from cttop.fleet.replay import ReplaySource
+from cttop.sources.replay import ReplaySource
 from cttop.ui import fmt
 
 POLL: float = 0.25  # seconds between looks at the clock and the frame; redrawn only on a change

@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
-from cttop.fleet.namespaces import Namespace, Totals, list_namespaces, totals
-from cttop.source import LiveSource
+from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
+from cttop.sources.live import LiveSource
 from cttop.ui.keys import AppAccess
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")

@@ -38,11 +38,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from cttop.errors import CttopError
-from cttop.fleet.namespaces import Namespace, list_namespaces, totals
+from cttop.host.namespaces import Namespace, list_namespaces, totals
 from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NetnsError, NetnsSpec
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable, GroupRow
 

@@ -30,8 +30,8 @@ from typing import Final
 import psutil
 
 from cttop.filter.lexer import WORD
-from cttop.fleet.cgroup import placement_of
-from cttop.fleet.sockets import InetSocket, list_sockets
+from cttop.owners.cgroup import placement_of
+from cttop.kernel.sockets import InetSocket, list_sockets
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.model import (
     R_DPORT,

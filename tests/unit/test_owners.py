@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from cttop.fleet.cgroup import Placement, classify
-from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owner, OwnerIndex, Owners
+from cttop.owners.cgroup import Placement, classify
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owner, OwnerIndex, Owners
 from cttop.model import AF_INET, AF_INET6, IPS_ASSURED, NO_PSTATE, Row
 
 LO = socket.inet_aton("127.0.0.1")
@@ -113,7 +113,7 @@ def test_refresh_if_due_honours_the_interval(owners: Owners, monkeypatch: pytest
         calls.append(spec)
         return fresh
 
-    monkeypatch.setattr("cttop.fleet.owners.build_index", build)
+    monkeypatch.setattr("cttop.owners.owners.build_index", build)
     owners.interval = 3600.0
     owners.index = OwnerIndex({}, {}, {}, frozenset(), 0, 0, 0.0, at=float("-inf"))
     assert owners.refresh_if_due() is True

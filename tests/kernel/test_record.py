@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from cttop.fleet import record as R
-from cttop.fleet.record import K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_EVENTS
-from cttop.fleet.replay import Recording, ReplaySource, Truncated, decode_events, stream
+from cttop.sources import record as R
+from cttop.sources.record import K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_EVENTS
+from cttop.sources.replay import Recording, ReplaySource, Truncated, decode_events, stream
 from cttop.kernel.decode import Decoder
 from cttop.model import PROTO_NAMES, R_ID, R_SRC, Row, addr_text, state_name
 from cttop.table.store import FlowTable

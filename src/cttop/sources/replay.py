@@ -1,4 +1,4 @@
-"""``cttop replay``: a recording played back as a :class:`cttop.source.Source`.
+"""``cttop replay``: a recording played back as a :class:`cttop.sources.live.Source`.
 
 Opening a file reads it through once: that validates every record and
 indexes the segments, the small stats and sysctl records, and the time line.
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cttop.errors import CttopError
-from cttop.fleet.record import (
+from cttop.sources.record import (
     HEADER,
     K_DUMP_BEGIN,
     K_DUMP_DATA,

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import pytest
 
-from cttop.fleet.namespaces import discover, list_namespaces, totals
+from cttop.host.namespaces import discover, list_namespaces, totals
 from tests.conftest import delete_netns, make_netns, sh
 from tests.oracle import conntrack_count, conntrack_stats
 

@@ -9,14 +9,11 @@ from typing import Any
 
 from cttop.filter import Filter
 from cttop.kernel import sysctl
-from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
+from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import Row, flow_dict, proto_name
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
-
-NEEDS_CAP = "flows need CAP_NET_ADMIN (run with sudo)"
-
 
 @dataclass
 class Snapshot:

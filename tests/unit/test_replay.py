@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cttop.fleet import record as R
-from cttop.fleet.replay import Recording, ReplayError, ReplaySource, decode_events
+from cttop.sources import record as R
+from cttop.sources.replay import Recording, ReplayError, ReplaySource, decode_events
 from cttop.kernel.decode import Decoder
 from cttop.kernel.events import EventBatch
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, Row

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cttop.fleet.owners import FORWARDED, LOCAL_NO_PROCESS, Owners
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, Owners
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.model import R_DPORT, R_ID, R_PROTO, R_SPORT, R_SRC, addr_text

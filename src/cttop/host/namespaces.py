@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from cttop.errors import CttopError
-from cttop.fleet.cgroup import placement_of
+from cttop.owners.cgroup import placement_of
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec

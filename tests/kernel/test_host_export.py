@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from cttop.fleet.export import NODE_STATS
+from cttop.host.export import NODE_STATS
 from tests.conftest import delete_netns, make_netns, sh
 from tests.kernel.test_snapshot import INJECT, oracle_state
 from tests.oracle import conntrack_count, conntrack_list, conntrack_stats
