@@ -21,8 +21,20 @@ from dataclasses import dataclass
 
 from cttop.errors import CttopError
 from cttop.kernel import nlconst as C
-from cttop.kernel.attrs import NLA, be, nest, nla
-from cttop.kernel.decode import NLH, DecodeError, Decoder, ErrorReply
+from cttop.kernel.attrs import be, nest, nla
+from cttop.kernel.decode import Decoder, ErrorReply
+from cttop.kernel.framing import (
+    HEADER_LEN,
+    NFGEN,
+    NFGEN_RES_ID,
+    DecodeError,
+    attrs,
+    ends_dump,
+    error_code,
+    messages,
+    request,
+    seq_of,
+)
 from cttop.kernel.kfilter import KernelFilterLike, encode_filter
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.model import (
@@ -50,7 +62,6 @@ from cttop.model import (
 )
 
 RECV_SIZE = 1 << 20
-ERR = struct.Struct("<i")
 
 
 # What the views say when the kernel refuses a dump for lack of privilege.
@@ -114,8 +125,7 @@ class Ctnetlink:
 
     def _send(self, kind: int, flags: int, family: int, payload: bytes = b"") -> int:
         self.seq += 1
-        body = struct.pack("<BBH", family, 0, 0) + payload
-        msg = NLH.pack(16 + len(body), C.ct_msg(kind), C.NLM_F_REQUEST | flags, self.seq, 0) + body
+        msg = request(C.ct_msg(kind), C.NLM_F_REQUEST | flags, self.seq, NFGEN.pack(family, 0, 0) + payload)
         try:
             self.sock.send(msg)
         except OSError as e:
@@ -137,11 +147,11 @@ class Ctnetlink:
                     raise KernelError(f"{what}: the socket buffer overflowed (ENOBUFS); retry", e.errno) from None
                 raise KernelError(f"{what}: {e.strerror}", e.errno) from None
             view = memoryview(buf)[:n]
-            for off, length, typ, flags in self.decoder.messages(view):
+            for off, length, typ, flags in messages(view):
                 if typ == C.NLMSG_DONE:
                     return
                 if typ == C.NLMSG_ERROR:
-                    code = -ERR.unpack_from(view, off + 16)[0]
+                    code = error_code(view, off)
                     if code == 0:
                         return
                     raise KernelError(f"{what}: kernel said {os.strerror(code)}", code)
@@ -203,23 +213,35 @@ class Ctnetlink:
             sys.setswitchinterval(interval)
 
     def _read_dump(self, chunks: queue.SimpleQueue[bytes | BaseException | None]) -> None:
-        """Receive a dump's chunks until the one holding NLMSG_DONE or an error."""
         try:
-            while True:
-                data = self.sock.recv(RECV_SIZE)
+            for data in self.raw_chunks():
                 chunks.put(data)
-                if _ends_dump(data):
-                    break
-        except OSError as e:
-            chunks.put(KernelError(f"conntrack dump: {e.strerror}", e.errno))
+        except KernelError as e:
+            chunks.put(e)
         chunks.put(None)
+
+    def raw_dump(self) -> Iterator[bytes]:
+        """A whole-table dump as the kernel sends it, chunk by chunk, undecoded (the recorder keeps the bytes)."""
+        self._send(C.IPCTNL_MSG_CT_GET, C.NLM_F_DUMP, socket.AF_UNSPEC)
+        return self.raw_chunks()
+
+    def raw_chunks(self) -> Iterator[bytes]:
+        """Receive a requested dump's chunks until the one holding NLMSG_DONE or an error."""
+        while True:
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except OSError as e:
+                raise KernelError(f"conntrack dump: {e.strerror}", e.errno) from None
+            yield data
+            if ends_dump(data):
+                return
 
     def stats(self) -> Stats:
         """Count and max from one CT_GET_STATS reply."""
         self._send(C.IPCTNL_MSG_CT_GET_STATS, C.NLM_F_ACK, socket.AF_UNSPEC)
         vals: dict[int, int] = {}
         for buf, off, ln in self._replies("conntrack stats"):
-            for typ, payload in _flat_attrs(buf, off + 20, off + ln):
+            for typ, payload in attrs(buf, off + HEADER_LEN, off + ln):
                 vals[typ] = int.from_bytes(payload, "big")
         return Stats(vals.get(C.CTA_STATS_GLOBAL_ENTRIES, 0), vals.get(C.CTA_STATS_GLOBAL_MAX_ENTRIES, 0))
 
@@ -229,8 +251,8 @@ class Ctnetlink:
         out = []
         for buf, off, ln in self._replies("conntrack per-cpu stats"):
             d = {name: 0 for name in C.STATS_CPU_NAMES.values()}
-            d["cpu"] = struct.unpack_from(">H", buf, off + 18)[0]
-            for typ, payload in _flat_attrs(buf, off + 20, off + ln):
+            d["cpu"] = struct.unpack_from(">H", buf, off + NFGEN_RES_ID)[0]
+            for typ, payload in attrs(buf, off + HEADER_LEN, off + ln):
                 name = C.STATS_CPU_NAMES.get(typ)
                 if name is not None:
                     d[name] = int.from_bytes(payload, "big")
@@ -263,11 +285,10 @@ class Ctnetlink:
         buf = bytearray(RECV_SIZE)
         while pending:
             n = self.sock.recv_into(buf)
-            for off, _ln, typ, _flags in self.decoder.messages(memoryview(buf)[:n]):
+            for off, _ln, typ, _flags in messages(memoryview(buf)[:n]):
                 if typ != C.NLMSG_ERROR:
                     continue
-                seq = struct.unpack_from("<I", buf, off + 8)[0]
-                code = -ERR.unpack_from(buf, off + 16)[0]
+                seq, code = seq_of(buf, off), error_code(buf, off)
                 if pending.pop(seq, 0) is None:
                     if code == 0:
                         ok += 1
@@ -305,25 +326,6 @@ class Ctnetlink:
             if i % 256 == 255:
                 made += self._collect_acks(pending, "conntrack create")
         return made + self._collect_acks(pending, "conntrack create")
-
-
-def _ends_dump(data: bytes) -> bool:
-    off, n = 0, len(data)
-    while off + 16 <= n:
-        length, typ = struct.unpack_from("<IH", data, off)
-        if typ in (C.NLMSG_DONE, C.NLMSG_ERROR) or length < 16:
-            return True
-        off += (length + 3) & ~3
-    return n == 0
-
-
-def _flat_attrs(buf: bytes | bytearray, pos: int, end: int) -> Iterator[tuple[int, bytes]]:
-    while pos + 4 <= end:
-        ln, typ = NLA.unpack_from(buf, pos)
-        if ln < 4:
-            return
-        yield typ & C.NLA_TYPE_MASK, bytes(buf[pos + 4:pos + ln])
-        pos += (ln + 3) & ~3
 
 
 def open_socket(rcvbuf: int) -> socket.socket:

@@ -15,21 +15,12 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cttop.errors import CttopError
 from cttop.kernel import nlconst as C
-from cttop.kernel.attrs import NLA
+from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError
+from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
-NLH = struct.Struct("<IHHII")
-NLH3 = struct.Struct("<IHH")
-NLMSG_ERROR, NLMSG_DONE, NLM_F_DUMP_INTR = 2, 3, 0x10
-NFGEN_FAMILY = 16  # offset of nfgenmsg.nfgen_family inside a message
-HEADER_LEN = 20  # nlmsghdr + nfgenmsg
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
-
-
-class DecodeError(CttopError):
-    """A truncated or malformed ctnetlink message."""
 
 
 class ErrorReply(Exception):
@@ -263,36 +254,24 @@ class Decoder:
             return t.build(t.values.unpack_from(buf, off))
         return _unpack_walk(buf, off, w)
 
-    def messages(self, buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, int, int]]:
-        """(offset, length, nlmsg_type, flags) of each netlink message in ``buf``."""
-        off, n = 0, len(buf)
-        while off < n:
-            if n - off < 16:
-                raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
-            length, typ, flags, _seq, _pid = NLH.unpack_from(buf, off)
-            if length < 16 or off + length > n:
-                raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
-            yield off, length, typ, flags
-            off += (length + 3) & ~3
-
     def decode_chunk(self, buf: bytes, out: list[Row]) -> bool:
         """Decode one received chunk of a dump into ``out``; True once NLMSG_DONE is seen.
 
-        This is the dump's hot loop, so it inlines the template check instead of
-        calling :meth:`decode_one` for every message.
+        This is the dump's hot loop, so it inlines framing.messages' walk and the template
+        check instead of calling :meth:`decode_one` for every message.
         """
         off, n = 0, len(buf)
         fast, append, nlh = self.fast, out.append, NLH3.unpack_from
         while off < n:
-            if n - off < 16:
+            if n - off < NLH_LEN:
                 raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
             length, typ, flags = nlh(buf, off)
-            if length < 16 or off + length > n:
+            if length < NLH_LEN or off + length > n:
                 raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
             if typ == NLMSG_DONE:
                 return True
             if typ == NLMSG_ERROR:
-                raise ErrorReply(-struct.unpack_from("<i", buf, off + 16)[0])
+                raise ErrorReply(-ERRNO.unpack_from(buf, off + NLH_LEN)[0])
             if flags & NLM_F_DUMP_INTR:
                 raise DecodeError("netlink: the table changed during the dump (NLM_F_DUMP_INTR)")
             t = fast.get(length)

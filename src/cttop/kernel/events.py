@@ -15,7 +15,8 @@ from typing import Final
 
 from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import KernelError, open_socket
-from cttop.kernel.decode import NLH3, DecodeError, Decoder
+from cttop.kernel.decode import Decoder
+from cttop.kernel.framing import NLH3, NLH_LEN, DecodeError, align
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, Row
 
@@ -38,15 +39,15 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
 
     Raises DecodeError only when the netlink framing itself is broken. This is the
     event path's hot loop, so like :meth:`Decoder.decode_chunk` it walks the framing
-    itself and tries the newest template of the length inline before :meth:`Decoder.decode_one`.
+    itself (framing.messages inlined) and tries the newest template of the length inline before :meth:`Decoder.decode_one`.
     """
     bad, off, n = 0, 0, len(buf)
     fast, append, nlh = dec.fast, out.append, NLH3.unpack_from
     while off < n:
-        if n - off < 16:
+        if n - off < NLH_LEN:
             raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
         length, typ, flags = nlh(buf, off)
-        if length < 16 or off + length > n:
+        if length < NLH_LEN or off + length > n:
             raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
         kind = typ & 0xFF
         if kind == _CT_NEW:
@@ -54,7 +55,7 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
         elif kind == _CT_DELETE:
             ev = EV_DESTROY
         else:
-            off += (length + 3) & ~3
+            off += align(length)
             continue
         t = fast.get(length)
         if t is not None and t[0](buf, off) == t[1]:
@@ -64,7 +65,7 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
                 append((ev, dec.decode_one(buf, off, length)))
             except DecodeError:
                 bad += 1
-        off += (length + 3) & ~3
+        off += (length + 3) & ~3  # framing.align, inlined
     return bad
 
 
@@ -92,6 +93,20 @@ class EventSocket:
     def close(self) -> None:
         self.sock.close()
 
+    def recv_into(self, buf: bytearray) -> int | None:
+        """Receive one queued datagram into ``buf``: its size, 0 when none is queued, or None when the
+        kernel dropped events (ENOBUFS; the buffer has been grown, and a resync with a dump is due)."""
+        try:
+            return self.sock.recv_into(buf)
+        except BlockingIOError:
+            return 0
+        except OSError as e:
+            if e.errno != errno.ENOBUFS:
+                raise KernelError(f"conntrack events: {e.strerror}", e.errno) from None
+            self.losses += 1
+            self._grow()
+            return None
+
     def _grow(self) -> None:
         self.rcvbuf = min(self.rcvbuf * 2, MAX_RCVBUF)
         try:
@@ -106,17 +121,12 @@ class EventSocket:
             return batch
         buf, dec, out = self._buf, self.decoder, batch.events
         while len(out) < max_events:
-            try:
-                n = self.sock.recv_into(buf)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno != errno.ENOBUFS:
-                    raise KernelError(f"conntrack events: {e.strerror}", e.errno) from None
-                self.losses += 1
+            n = self.recv_into(buf)
+            if n is None:
                 batch.lost = True
-                self._grow()
                 continue
+            if n == 0:
+                break
             try:
                 batch.bad += decode_events(dec, memoryview(buf)[:n], out)
             except DecodeError:

@@ -19,19 +19,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from cttop.errors import CttopError
+from cttop.kernel.framing import NLH_LEN, DecodeError, error_code, messages, request
+from cttop.kernel.nlconst import NLMSG_DONE, NLMSG_ERROR
 from cttop.kernel.netns import NetnsSpec, run_in
 
 NETLINK_SOCK_DIAG: Final = 4
 SOCK_DIAG_BY_FAMILY: Final = 20
-NLMSG_ERROR: Final = 2
-NLMSG_DONE: Final = 3
 NLM_F_REQUEST_DUMP: Final = 0x1 | 0x300
 ALL_STATES: Final = 0xFFFFFFFF
 TCP_LISTEN: Final = 10
 TCP_TIME_WAIT: Final = 6
 TCP_CLOSE: Final = 7  # also what an unconnected UDP socket reports
 
-NLH: Final = struct.Struct("<IHHII")
 # inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed inet_diag_sockid (48 bytes).
 REQ: Final = struct.Struct("<BBBxI48x")
 # inet_diag_msg after the netlink header: family, state, timer, retrans, sport, dport (big endian),
@@ -67,28 +66,26 @@ def _addr(family: int, raw: bytes) -> bytes:
 
 def _request(sock: socket.socket, family: int, proto: int, seq: int) -> list[InetSocket]:
     body = REQ.pack(family, proto, 0, ALL_STATES)
-    sock.send(NLH.pack(16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, seq, 0) + body)
+    sock.send(request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, seq, body))
     out: list[InetSocket] = []
     buf = bytearray(1 << 18)
     unpack, ports = MSG.unpack_from, MSG_BE_PORTS.unpack_from
     while True:
         n = sock.recv_into(buf)
-        off = 0
-        while off + 16 <= n:
-            length, typ = NLH.unpack_from(buf, off)[:2]
-            if length < 16 or off + length > n:
-                raise SocketsError(f"sock_diag: malformed reply at byte {off}")
-            if typ == NLMSG_DONE:
-                return out
-            if typ == NLMSG_ERROR:
-                code = -struct.unpack_from("<i", buf, off + 16)[0]
-                if code == errno.ENOENT:  # protocol not available (module absent)
+        try:
+            for off, _length, typ, _flags in messages(memoryview(buf)[:n]):
+                if typ == NLMSG_DONE:
                     return out
-                raise SocketsError(f"sock_diag: kernel said {os.strerror(code)}")
-            fam, state, src, dst, uid, inode = unpack(buf, off + 16)
-            sport, dport = ports(buf, off + 20)
-            out.append(InetSocket(proto, _addr(fam, src), sport, _addr(fam, dst), dport, state, uid, inode))
-            off += (length + 3) & ~3
+                if typ == NLMSG_ERROR:
+                    code = error_code(buf, off)
+                    if code == errno.ENOENT:  # protocol not available (module absent)
+                        return out
+                    raise SocketsError(f"sock_diag: kernel said {os.strerror(code)}")
+                fam, state, src, dst, uid, inode = unpack(buf, off + NLH_LEN)
+                sport, dport = ports(buf, off + NLH_LEN + 4)
+                out.append(InetSocket(proto, _addr(fam, src), sport, _addr(fam, dst), dport, state, uid, inode))
+        except DecodeError as e:
+            raise SocketsError(f"sock_diag: {e}") from None
 
 
 def _list_local() -> list[InetSocket]:

@@ -28,7 +28,7 @@ import sys
 from cttop.kernel import nlconst as C
 from cttop.kernel.attrs import be, nla
 from cttop.kernel.ctnetlink import open_socket, row_tuples
-from cttop.kernel.decode import NLH, Decoder
+from cttop.kernel.framing import NFGEN, error_code, messages, request
 from cttop.lab.topology import CLIENT4, ROUTER_S4, SINK4
 from cttop.model import AF_INET, IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, NO_PSTATE, Row
 
@@ -50,9 +50,8 @@ def template(port: int, timeout: int) -> tuple[bytes, list[int], list[int]]:
                 timeout, 0, 0, 0, None, None, None, None, 0, 0)
     payload = row_tuples(row) + nla(C.CTA_STATUS, be("I", IPS_ASSURED | IPS_SEEN_REPLY | IPS_CONFIRMED)) \
         + nla(C.CTA_TIMEOUT, be("I", timeout))
-    body = struct.pack("<BBH", AF_INET, 0, 0) + payload
     flags = C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL
-    msg = NLH.pack(16 + len(body), C.ct_msg(C.IPCTNL_MSG_CT_NEW), flags, 0, 0) + body
+    msg = request(C.ct_msg(C.IPCTNL_MSG_CT_NEW), flags, 0, NFGEN.pack(AF_INET, 0, 0) + payload)
     marks = [(nla(C.CTA_IP_V4_DST, _MARK_DST), nla(C.CTA_IP_V4_SRC, _MARK_DST)),
              (nla(C.CTA_PROTO_SRC_PORT, _PORT.pack(_MARK_PORT)), nla(C.CTA_PROTO_DST_PORT, _PORT.pack(_MARK_PORT)))]
     offsets: list[list[int]] = []
@@ -71,7 +70,6 @@ def fill(sock: socket.socket, entries: int, port: int, timeout: int) -> dict[int
     size = len(msg)
     batch = bytearray(msg * BATCH)
     replies = bytearray(1 << 20)
-    dec = Decoder()
     outcome: dict[int, int] = {}
     for start in range(0, entries, BATCH):
         n = min(BATCH, entries - start)
@@ -88,9 +86,9 @@ def fill(sock: socket.socket, entries: int, port: int, timeout: int) -> dict[int
         acks = 0
         while acks < n:
             got = sock.recv_into(replies)
-            for off, _length, typ, _flags in dec.messages(memoryview(replies)[:got]):
+            for off, _length, typ, _flags in messages(memoryview(replies)[:got]):
                 if typ == C.NLMSG_ERROR:
-                    code = -struct.unpack_from("<i", replies, off + 16)[0]
+                    code = error_code(replies, off)
                     outcome[code] = outcome.get(code, 0) + 1
                     acks += 1
     return outcome

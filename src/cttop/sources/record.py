@@ -21,7 +21,6 @@ readable part is at most a second short (the reader replays it up to there, and 
 
 from __future__ import annotations
 
-import errno
 import importlib.metadata
 import json
 import os
@@ -40,7 +39,8 @@ from cttop.errors import CttopError
 from cttop.kernel import nlconst as C
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, KernelError
-from cttop.kernel.events import MAX_RCVBUF, EventSocket
+from cttop.kernel.events import EventSocket
+from cttop.kernel.framing import NLH3, NLH_LEN, align, count_messages, error_code
 from cttop.kernel.netns import NetnsSpec
 
 MAGIC: Final = b"CTTOPREC"
@@ -186,7 +186,6 @@ class Recorder:
         self.lost = 0
         self.dumps = 0
         self.entries = 0
-        self._seq = 0
 
     def run(self, duration: float | None = None, stop: threading.Event | None = None,
             on_start: Callable[[], None] | None = None) -> RecordSummary:
@@ -258,22 +257,14 @@ class Recorder:
         chunks: list[bytes] = []
         lost = False
         while True:
-            try:
-                n = ev.sock.recv_into(buf)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno != errno.ENOBUFS:
-                    raise KernelError(f"conntrack events: {e.strerror}") from None
+            n = ev.recv_into(buf)
+            if n is None:
                 lost = True
-                ev.rcvbuf = min(ev.rcvbuf * 2, MAX_RCVBUF)
-                try:
-                    ev.sock.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, ev.rcvbuf)
-                except OSError:
-                    ev.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ev.rcvbuf)
                 continue
+            if n == 0:
+                break
             data = bytes(buf[:n])
-            self.events += _count_messages(data)
+            self.events += count_messages(data)
             chunks.append(data + b"\0" * (-n % 4))
             if len(chunks) >= 4096:
                 break
@@ -316,20 +307,9 @@ class Recorder:
 
     def _dump_once(self, ct: Ctnetlink, w: RecordingWriter) -> int | None:
         """Record one dump chunk by chunk; the entry count, or None if the kernel interrupted it."""
-        self._seq += 1
-        req = struct.pack("<IHHII", 20, C.ct_msg(C.IPCTNL_MSG_CT_GET), C.NLM_F_REQUEST | C.NLM_F_DUMP,
-                          self._seq, 0) + struct.pack("<BBH", socket.AF_UNSPEC, 0, 0)
-        try:
-            ct.sock.send(req)
-        except OSError as e:
-            raise KernelError(f"conntrack dump: {e.strerror}") from None
         entries = 0
         interrupted = False
-        while True:
-            try:
-                data = ct.sock.recv(1 << 20)
-            except OSError as e:
-                raise KernelError(f"conntrack dump: {e.strerror}") from None
+        for data in ct.raw_dump():
             n, done, intr, err = _scan_dump_chunk(data)
             if err:
                 raise KernelError(f"conntrack dump: kernel said {os.strerror(err)}")
@@ -338,6 +318,7 @@ class Recorder:
             w.write(K_DUMP_DATA, data)
             if done:
                 return None if interrupted else entries
+        raise KernelError("conntrack dump: the reply's framing is broken")
 
 
 def _version() -> str:
@@ -347,31 +328,18 @@ def _version() -> str:
         return "unknown"
 
 
-def _count_messages(data: bytes) -> int:
-    off, n, count = 0, len(data), 0
-    while off + 16 <= n:
-        length = struct.unpack_from("<I", data, off)[0]
-        if length < 16:
-            break
-        count += 1
-        off += (length + 3) & ~3
-    return count
-
-
 def _scan_dump_chunk(data: bytes) -> tuple[int, bool, bool, int]:
     """(entries, done, interrupted, errno) of one received dump chunk."""
     off, n, count, intr = 0, len(data), 0, False
-    unpack = struct.Struct("<IHH").unpack_from
-    while off + 16 <= n:
-        length, typ, flags = unpack(data, off)
+    while off + NLH_LEN <= n:
+        length, typ, flags = NLH3.unpack_from(data, off)
         if typ == C.NLMSG_DONE:
             return count, True, intr or bool(flags & C.NLM_F_DUMP_INTR), 0
         if typ == C.NLMSG_ERROR:
-            code = -struct.unpack_from("<i", data, off + 16)[0]
-            return count, True, intr, code
-        if length < 16:
+            return count, True, intr, error_code(data, off)
+        if length < NLH_LEN:
             break
         intr = intr or bool(flags & C.NLM_F_DUMP_INTR)
         count += 1
-        off += (length + 3) & ~3
+        off += align(length)
     return count, n == 0, intr, 0

@@ -53,7 +53,8 @@ from cttop.sources.record import (
 )
 from cttop.kernel import events as kernel_events
 from cttop.kernel.ctnetlink import Stats
-from cttop.kernel.decode import DecodeError, Decoder
+from cttop.kernel.decode import Decoder
+from cttop.kernel.framing import DecodeError, messages
 from cttop.kernel.events import EventBatch
 from cttop.model import EV_DESTROY, EV_UPDATE, R_TIMEOUT, Row
 from cttop.table.packing import flow_key
@@ -61,7 +62,6 @@ from cttop.table.store import FlowTable
 
 READ_CHUNK: Final = 1 << 20
 MAX_BATCH: Final = 200_000  # events per events() call, as the live socket caps them
-_NLH: Final = struct.Struct("<IHH")
 
 
 class ReplayError(CttopError):
@@ -176,9 +176,9 @@ def stream(path: str, offset: int, size: int) -> Generator[tuple[int, int, float
         f.close()
 
 
-def _count_messages(dec: Decoder, payload: bytes) -> int:
+def _count_messages(payload: bytes) -> int:
     """Number of netlink messages in ``payload``; DecodeError if their framing is broken."""
-    return sum(1 for _ in dec.messages(payload))
+    return sum(1 for _ in messages(payload))
 
 
 @dataclass
@@ -335,9 +335,9 @@ class Recording:
                     raise ValueError("not a mapping")
                 self.sysctls.append((t, {str(k): str(v) for k, v in d.items()}))
             elif kind == K_EVENTS:
-                self.events += _count_messages(dec, payload)
+                self.events += _count_messages(payload)
             elif kind == K_DUMP_DATA:
-                _count_messages(dec, payload)
+                _count_messages(payload)
             elif kind == K_DUMP_END:
                 struct.unpack("<I", payload)
                 self.dumps += 1
