@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from cttop.kernel import nlconst as C
 from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError
 from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
+from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
@@ -33,9 +34,11 @@ class ErrorReply(Exception):
 
 # Where each named leaf lands in the row; names not here (icmp parts) are combined below.
 _ROW_INDEX = {
-    "id": 0, "proto": 2, "pstate": 3, "status": 4, "src": 5, "dst": 6, "sport": 7, "dport": 8,
-    "rsrc": 9, "rdst": 10, "rsport": 11, "rdport": 12, "timeout": 13, "mark": 14, "zone": 15,
-    "use": 16, "opkts": 17, "obytes": 18, "rpkts": 19, "rbytes": 20, "start": 21, "labels": 22,
+    "id": M.R_ID, "proto": M.R_PROTO, "pstate": M.R_PSTATE, "status": M.R_STATUS, "src": M.R_SRC, "dst": M.R_DST,
+    "sport": M.R_SPORT, "dport": M.R_DPORT, "rsrc": M.R_RSRC, "rdst": M.R_RDST, "rsport": M.R_RSPORT,
+    "rdport": M.R_RDPORT, "timeout": M.R_TIMEOUT, "mark": M.R_MARK, "zone": M.R_ZONE, "use": M.R_USE,
+    "opkts": M.R_OPKTS, "obytes": M.R_OBYTES, "rpkts": M.R_RPKTS, "rbytes": M.R_RBYTES, "start": M.R_START,
+    "labels": M.R_LABELS,
 }
 _DEFAULTS: list[object] = [0, 0, 0, NO_PSTATE, 0, b"", b"", 0, 0, b"", b"", 0, 0, 0, 0, 0, 0,
                            None, None, None, None, 0, 0]
@@ -183,19 +186,19 @@ def _row_expr(w: _Walk, order: list[str]) -> str:
     """Source of a tuple expression building the row from the values tuple ``v``."""
     at = {name: f"v[{i}]" for i, name in enumerate(order)}
     items = [repr(d) for d in _DEFAULTS]
-    items[1] = repr(w.family)
+    items[M.R_FAMILY] = repr(w.family)
     for name, idx in _ROW_INDEX.items():
         if name in at:
             items[idx] = at[name]
     if "zone" not in at and "tzone" in at:
-        items[15] = at["tzone"]
-    for r, (sp, dp) in (("", (7, 8)), ("r", (11, 12))):
+        items[M.R_ZONE] = at["tzone"]
+    for r, (sp, dp) in (("", (M.R_SPORT, M.R_DPORT)), ("r", (M.R_RSPORT, M.R_RDPORT))):
         if r + "icmp_id" in at:
             items[sp] = at[r + "icmp_id"]
         if r + "icmp_type" in at:
             items[dp] = f"({at[r + 'icmp_type']} << 8 | {at.get(r + 'icmp_code', '0')})"
     if "labels" in at:
-        items[22] = f"_labels({at['labels']})"
+        items[M.R_LABELS] = f"_labels({at['labels']})"
     return "(" + ", ".join(items) + ",)"
 
 

@@ -19,7 +19,7 @@ from itertools import islice
 from typing import Any, Final
 
 from cttop.filter import OwnerSource, compile_filter
-from cttop.table.packing import V4, V4C, V6, V6C, record_key, unpack
+from cttop.table.packing import FAMILY_AT, O4, O6, STATUS_AT, V4C, V6_MIN, V6C, record_key, unpack
 
 CHUNK: Final = 16384
 
@@ -41,25 +41,7 @@ class SortDef:
     descending: bool  # natural direction: biggest first for amounts, A→Z for names
 
 
-def _offsets(a: int) -> dict[str, int]:
-    """Byte offset of each field in a packed record with ``a``-byte addresses (packing's layout)."""
-    sizes = (("id", 4), ("family", 1), ("proto", 1), ("pstate", 1), ("status", 4), ("src", a), ("dst", a),
-             ("sport", 2), ("dport", 2), ("rsrc", a), ("rdst", a), ("rsport", 2), ("rdport", 2),
-             ("timeout", 4), ("mark", 4), ("zone", 2), ("use", 4), ("start", 8),
-             ("opkts", 8), ("obytes", 8), ("rpkts", 8), ("rbytes", 8))
-    out, pos = {}, 0
-    for name, size in sizes:
-        out[name] = pos
-        pos += size
-    return out
-
-
-O4: Final = _offsets(4)
-O6: Final = _offsets(16)
-assert O4["opkts"] == V4.size and O6["opkts"] == V6.size and O4["rbytes"] + 8 == V4C.size \
-    and O6["rbytes"] + 8 == V6C.size, "offsets must follow cttop.table.packing"
-
-_FAM = slice(4, 5)
+_FAM = slice(FAMILY_AT, FAMILY_AT + 1)
 _SRC4, _SRC6 = slice(O4["src"], O4["src"] + 4), slice(O6["src"], O6["src"] + 16)
 _DST4, _DST6 = slice(O4["dst"], O4["dst"] + 4), slice(O6["dst"], O6["dst"] + 16)
 _SP4, _SP6 = slice(O4["sport"], O4["sport"] + 2), slice(O6["sport"], O6["sport"] + 2)
@@ -67,17 +49,16 @@ _DP4, _DP6 = slice(O4["dport"], O4["dport"] + 2), slice(O6["dport"], O6["dport"]
 _TO4, _TO6 = slice(O4["timeout"], O4["timeout"] + 4), slice(O6["timeout"], O6["timeout"] + 4)
 # Mark and zone are adjacent: one slice sorts by mark, then zone.
 _MZ4, _MZ6 = slice(O4["mark"], O4["mark"] + 6), slice(O6["mark"], O6["mark"] + 6)
-_V6_MIN = V6.size  # records this long or longer have 16-byte addresses (V4C < V6)
-_STATUS_LOW = O4["status"] + 3  # same offset in both layouts; holds SEEN_REPLY and ASSURED
+_STATUS_LOW = STATUS_AT + 3  # holds SEEN_REPLY and ASSURED
 _from = int.from_bytes
 
 
 def _src(r: bytes) -> bytes:
-    return r[_FAM] + r[_SRC4] + r[_SP4] if len(r) < _V6_MIN else r[_FAM] + r[_SRC6] + r[_SP6]
+    return r[_FAM] + r[_SRC4] + r[_SP4] if len(r) < V6_MIN else r[_FAM] + r[_SRC6] + r[_SP6]
 
 
 def _dst(r: bytes) -> bytes:
-    return r[_FAM] + r[_DST4] + r[_DP4] if len(r) < _V6_MIN else r[_FAM] + r[_DST6] + r[_DP6]
+    return r[_FAM] + r[_DST4] + r[_DP4] if len(r) < V6_MIN else r[_FAM] + r[_DST6] + r[_DP6]
 
 
 def _proto(r: bytes) -> int:
@@ -89,11 +70,11 @@ def _state(r: bytes) -> int:
 
 
 def _timeout(r: bytes) -> bytes:
-    return r[_TO4] if len(r) < _V6_MIN else r[_TO6]
+    return r[_TO4] if len(r) < V6_MIN else r[_TO6]
 
 
 def _mark(r: bytes) -> bytes:
-    return r[_MZ4] if len(r) < _V6_MIN else r[_MZ6]
+    return r[_MZ4] if len(r) < V6_MIN else r[_MZ6]
 
 
 def _counter(first: str) -> Callable[[bytes], int]:

@@ -27,13 +27,14 @@ from cttop.owners.owners import (
     owner_filter,
 )
 from cttop.table.aggregates import GroupRow
-from cttop.table.packing import V4, V4C, V6, V6C
+from cttop.table.packing import OFFSETS, PROTO_AT, V4, V4C, V6, V6C, V6_MIN
 
 OWNER_GROUPS: Final = ("process", "container")
 _PORT = struct.Struct(">H")
 _PORTS = struct.Struct(">HH")
 _COUNTERS = struct.Struct(">QQQQ")  # opkts, obytes, rpkts, rbytes: after the head in the counted layouts
-_V6_MIN: Final = V6.size  # V4 < V4C < V6 < V6C
+# Per address size, where a record's tuples lie: original src, dst, sport; reply src, sport; the reply's end.
+_AT: Final = {a: (o["src"], o["dst"], o["sport"], o["rsrc"], o["rsport"], o["rdport"] + 2) for a, o in OFFSETS.items()}
 _COUNTED: Final = {V4C.size: V4.size, V6C.size: V6.size}  # record length -> where its counters start
 _COLUMN: Final = {"entries": 0, "bytes": 1, "packets": 2}
 
@@ -41,7 +42,7 @@ _COLUMN: Final = {"entries": 0, "bytes": 1, "packets": 2}
 class PackedOwners:
     """One :class:`OwnerIndex`, keyed by the bytes of packed records.
 
-    In a record the original tuple is ``src dst sport dport`` at offset 11, and the
+    In a record the original tuple is ``src dst sport dport`` (packing.ORIG_AT), and the
     reply tuple follows it in the same shape: exactly ``laddr raddr lport rport``
     of the socket that sees the flow from that side.
     """
@@ -59,45 +60,11 @@ class PackedOwners:
         # an address the namespace does not have).
         self.here = ix.local | {laddr for (_p, laddr, _lp, _ra, _rp), o in ix.exact.items() if o is not None}
 
-    def _is_local(self, addr: bytes) -> bool:
-        return addr in self.local or (len(addr) == 4 and addr[0] == 127)
-
-    def owner(self, rec: bytes) -> Owner | None:
-        """:meth:`Owners.owner_of` of the record's row."""
-        proto = rec[5]
-        if proto not in OWNED_PROTOS:
-            return None
-        a = 4 if len(rec) < _V6_MIN else 16
-        reply = 15 + 2 * a
-        end = 19 + 4 * a
-        for start, stop in ((11, reply), (reply, end)):
-            by_proto = self.exact.get(rec[start:stop])
-            if by_proto is not None:
-                o = by_proto.get(proto)
-                if o is not None:
-                    return o
-        for addr_at, port_at in ((11, 11 + 2 * a), (reply, reply + 2 * a)):
-            addr = rec[addr_at:addr_at + a]
-            if self._is_local(addr):
-                port = rec[port_at:port_at + 2]
-                o = self.bound.get(rec[5:6] + addr + port) or self.wild.get(rec[5:6] + port)
-                if o is not None:
-                    return o
-        return None
-
-    def where(self, rec: bytes) -> str:
-        """:meth:`Owners.where`: LOCAL_NO_PROCESS if any address of the flow is local, else FORWARDED."""
-        a = 4 if len(rec) < _V6_MIN else 16
-        for at in (11, 11 + a, 15 + 2 * a):
-            if self._is_local(rec[at:at + a]):
-                return LOCAL_NO_PROCESS
-        return FORWARDED
-
     def top(self, records: Iterable[bytes], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
         """:meth:`Owners.top` over packed records: the ``n`` heaviest processes or containers.
 
-        :meth:`owner` and :meth:`where`, inlined: at a million records every call and
-        tuple costs a tenth of a second.
+        Owners.owner_of and Owners.where, inlined on the records' bytes: at a million records
+        every call and tuple costs a tenth of a second.
         """
         container = key == "container"
         if not container and key != "process":
@@ -105,35 +72,36 @@ class PackedOwners:
         agg: dict[object, list[int]] = {}
         counted = False
         exact, bound, wild, local, here = self.exact.get, self.bound.get, self.wild.get, self.local, self.here
-        owned, counted_at, unpack = OWNED_PROTOS, _COUNTED.get, _COUNTERS.unpack_from
+        owned, counted_at, unpack, layout = OWNED_PROTOS, _COUNTED.get, _COUNTERS.unpack_from, _AT
         for rec in records:
-            a = 4 if len(rec) < _V6_MIN else 16
-            reply = 15 + 2 * a
-            src, rsrc = rec[11:11 + a], rec[reply:reply + a]
+            a = 4 if len(rec) < V6_MIN else 16
+            src_at, dst_at, sport_at, reply, rsport_at, end = layout[a]
+            proto = rec[PROTO_AT]
+            src, rsrc = rec[src_at:dst_at], rec[reply:reply + a]
             # A socket's own address is local (or at least one a socket here has): a flow whose
             # sources are neither can match no socket, which settles most of a router's flows at once.
-            src_here = src in here or (a == 4 and rec[11] == 127)
+            src_here = src in here or (a == 4 and rec[src_at] == 127)
             rsrc_here = rsrc in here or (a == 4 and rec[reply] == 127)
             o: Owner | None = None
-            if (src_here or rsrc_here) and rec[5] in owned:
-                e = exact(rec[11:reply])
+            if (src_here or rsrc_here) and proto in owned:
+                e = exact(rec[src_at:reply])
                 if e is not None:
-                    o = e.get(rec[5])
+                    o = e.get(proto)
                 if o is None:
-                    e = exact(rec[reply:19 + 4 * a])
+                    e = exact(rec[reply:end])
                     if e is not None:
-                        o = e.get(rec[5])
-                if o is None and (src in local or (a == 4 and rec[11] == 127)):
-                    port = rec[11 + 2 * a:13 + 2 * a]
-                    o = bound(rec[5:6] + src + port) or wild(rec[5:6] + port)
+                        o = e.get(proto)
+                if o is None and (src in local or (a == 4 and rec[src_at] == 127)):
+                    port = rec[sport_at:sport_at + 2]
+                    o = bound(rec[PROTO_AT:PROTO_AT + 1] + src + port) or wild(rec[PROTO_AT:PROTO_AT + 1] + port)
                 if o is None and (rsrc in local or (a == 4 and rec[reply] == 127)):
-                    port = rec[reply + 2 * a:reply + 2 * a + 2]
-                    o = bound(rec[5:6] + rsrc + port) or wild(rec[5:6] + port)
+                    port = rec[rsport_at:rsport_at + 2]
+                    o = bound(rec[PROTO_AT:PROTO_AT + 1] + rsrc + port) or wild(rec[PROTO_AT:PROTO_AT + 1] + port)
             k: object
             if o is not None:
                 k = (o.container or NO_CONTAINER) if container else o
-            elif (src in local or rsrc in local or rec[11 + a:11 + 2 * a] in local
-                  or (a == 4 and (rec[11] == 127 or rec[reply] == 127 or rec[15] == 127))):
+            elif (src in local or rsrc in local or rec[dst_at:sport_at] in local
+                  or (a == 4 and (rec[src_at] == 127 or rec[reply] == 127 or rec[dst_at] == 127))):
                 k = LOCAL_NO_PROCESS
             else:
                 k = FORWARDED

@@ -9,33 +9,78 @@ Labels are rare and kept beside the table, not here.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
-from cttop.model import AF_INET6, R_DPORT, R_ID, R_OPKTS, R_SRC, Row
+from cttop.model import AF_INET6, R_DPORT, R_FAMILY, R_ID, R_OPKTS, R_RBYTES, R_SRC, R_START, R_USE, Row
 
 # Fields in row order R_ID..R_USE, then R_START, then optionally the four counters.
-_HEAD = "IBBBI{a}s{a}sHH{a}s{a}sHHIIHIQ"
+# (name, struct code); "a" stands for the address size.
+_FIELDS: Final = (("id", "I"), ("family", "B"), ("proto", "B"), ("pstate", "B"), ("status", "I"),
+                  ("src", "a"), ("dst", "a"), ("sport", "H"), ("dport", "H"),
+                  ("rsrc", "a"), ("rdst", "a"), ("rsport", "H"), ("rdport", "H"),
+                  ("timeout", "I"), ("mark", "I"), ("zone", "H"), ("use", "I"), ("start", "Q"),
+                  ("opkts", "Q"), ("obytes", "Q"), ("rpkts", "Q"), ("rbytes", "Q"))
+_HEAD: Final = "".join("{a}s" if code == "a" else code for _n, code in _FIELDS[:18])
+_COUNTERS: Final = "".join(code for _n, code in _FIELDS[18:])
 V4 = struct.Struct(">" + _HEAD.format(a=4))
 V6 = struct.Struct(">" + _HEAD.format(a=16))
-V4C = struct.Struct(">" + _HEAD.format(a=4) + "QQQQ")
-V6C = struct.Struct(">" + _HEAD.format(a=16) + "QQQQ")
+V4C = struct.Struct(">" + _HEAD.format(a=4) + _COUNTERS)
+V6C = struct.Struct(">" + _HEAD.format(a=16) + _COUNTERS)
 _BY_SIZE = {V4.size: (V4, False), V6.size: (V6, False), V4C.size: (V4C, True), V6C.size: (V6C, True)}
 assert len(_BY_SIZE) == 4, "layout sizes must be distinct"
+# Row slices: what the head holds, and the four counters it leaves to the tail.
+HEAD_FIELDS: Final = slice(R_ID, R_USE + 1)
+COUNTERS: Final = slice(R_OPKTS, R_RBYTES + 1)
+assert R_USE + 1 == R_OPKTS and R_RBYTES + 1 == R_START, "the counters sit between use and start in a row"
+
+
+def _offsets(a: int) -> dict[str, int]:
+    """Byte offset of each field in a packed record with ``a``-byte addresses (big-endian, no padding)."""
+    out, pos = {}, 0
+    for name, code in _FIELDS:
+        out[name] = pos
+        pos += a if code == "a" else struct.calcsize(code)
+    return out
+
+
+# Offsets by address size; the fast paths (sorting, owner ranking) slice records at these.
+O4: Final = _offsets(4)
+O6: Final = _offsets(16)
+OFFSETS: Final = {4: O4, 16: O6}
+assert O4["opkts"] == V4.size and O6["opkts"] == V6.size and O4["rbytes"] + 8 == V4C.size \
+    and O6["rbytes"] + 8 == V6C.size, "offsets must follow the layouts"
+# The same in both layouts: everything before the addresses.
+FAMILY_AT: Final = O4["family"]
+PROTO_AT: Final = O4["proto"]
+STATUS_AT: Final = O4["status"]
+ORIG_AT: Final = O4["src"]  # the original tuple: src dst sport dport, then the reply tuple in the same shape
+assert (FAMILY_AT, PROTO_AT, STATUS_AT, ORIG_AT) == (O6["family"], O6["proto"], O6["status"], O6["src"])
+V6_MIN: Final = V6.size  # records this long or longer have 16-byte addresses (V4C < V6)
+assert V4C.size < V6_MIN
+
+
+def addr_size(rec: bytes) -> int:
+    return 4 if len(rec) < V6_MIN else 16
 
 
 def pack(row: Row) -> bytes:
-    v6 = row[1] == AF_INET6
+    v6 = row[R_FAMILY] == AF_INET6
     if row[R_OPKTS] is None:
-        return (V6 if v6 else V4).pack(*row[:17], row[21])
-    return (V6C if v6 else V4C).pack(*row[:17], row[21], *row[17:21])
+        return (V6 if v6 else V4).pack(*row[HEAD_FIELDS], row[R_START])
+    return (V6C if v6 else V4C).pack(*row[HEAD_FIELDS], row[R_START], *row[COUNTERS])
 
 
 def unpack(rec: bytes, labels: int = 0) -> Row:
     st, counted = _BY_SIZE[len(rec)]
     t = st.unpack(rec)
     # One concatenation with a displayed tuple: half the cost of joining three slices.
+    # t is the head (R_ID..R_USE), start, then the counters when counted.
     if counted:
         return t[:17] + (t[18], t[19], t[20], t[21], t[17], labels)
     return t[:17] + (None, None, None, None, t[17], labels)
+
+
+assert R_USE + 1 == 17 and R_START == 21, "unpack's literal slices follow the row layout"
 
 
 # Conntrack ids are 32-bit hashes, so a big table holds colliding ids (7 pairs among
@@ -45,7 +90,6 @@ def unpack(rec: bytes, labels: int = 0) -> Row:
 KEY_HIGH = 0xFFFFFFFF << 32
 FLOW_TUPLE = slice(R_SRC, R_DPORT + 1)
 _PORTS = struct.Struct(">HH")
-_V4_SIZES = frozenset((V4.size, V4C.size))
 
 
 def flow_key(row: Row) -> int:
@@ -54,6 +98,7 @@ def flow_key(row: Row) -> int:
 
 def record_key(rec: bytes) -> int:
     """:func:`flow_key` of a packed row, without unpacking it."""
-    a = 4 if len(rec) in _V4_SIZES else 16
-    ports = _PORTS.unpack_from(rec, 11 + 2 * a)
-    return hash((rec[11:11 + a], rec[11 + a:11 + 2 * a], *ports)) & KEY_HIGH | int.from_bytes(rec[:4])
+    o = OFFSETS[addr_size(rec)]
+    src, dst, sport = o["src"], o["dst"], o["sport"]
+    return hash((rec[src:dst], rec[dst:sport], *_PORTS.unpack_from(rec, sport))) & KEY_HIGH \
+        | int.from_bytes(rec[:O4["family"]])

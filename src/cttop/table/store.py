@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, Row
+from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, pack, unpack
+from cttop.table.packing import COUNTERS, FLOW_TUPLE, KEY_HIGH, flow_key, pack, unpack
 
 __all__ = ["FlowTable", "GroupRow"]
 
@@ -114,7 +114,7 @@ class FlowTable:
                 old_row = unpack(old, labels.get(fid, 0))
                 if row[R_OPKTS] is None and old_row[R_OPKTS] is not None:
                     # UPDATE events carry no counters; keep the last ones we saw.
-                    row = row[:17] + old_row[17:21] + row[21:]
+                    row = row[:R_OPKTS] + old_row[COUNTERS] + row[R_START:]
             flows[fid] = pack(row)
             if row[R_LABELS]:
                 labels[fid] = row[R_LABELS]
