@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pkgutil
 import subprocess
 import sys
@@ -27,3 +28,12 @@ def test_engine_modules_never_import_textual() -> None:
         "print(sorted(k for k in sys.modules if k == 'textual' or k.startswith('textual.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_import_contracts_hold() -> None:
+    """pyproject.toml's import-linter contracts: the layers of docs/ARCHITECTURE.md, and textual only in cttop.ui."""
+    lint = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+    r = subprocess.run([lint, "--no-cache"], capture_output=True, text=True, check=False,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "2 kept, 0 broken" in r.stdout, r.stdout[-2000:]
