@@ -8,8 +8,7 @@ from functools import wraps
 from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
-from typer._click import Context
-from typer._click.exceptions import UsageError
+from typer import Context, TyperException
 from typer.core import TyperGroup
 
 from cttop.errors import CttopError
@@ -24,21 +23,31 @@ class OneLineUsage(TyperGroup):
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except UsageError as e:
+        except TyperException as e:
+            if not _is_usage(e):
+                raise
             _usage_failed(e, None, 2)
 
     def invoke(self, ctx: Context) -> object:
         try:
             return super().invoke(ctx)
-        except UsageError as e:
+        except TyperException as e:
+            if not _is_usage(e):
+                raise
             name = ctx.invoked_subcommand
             cmd = self.get_command(ctx, name) if name else None
             _usage_failed(e, name, getattr(cmd, "usage_exit", 2))
 
 
-def _usage_failed(e: UsageError, command: str | None, code: int) -> NoReturn:
+def _is_usage(e: TyperException) -> bool:
+    # Typer's usage errors (a bad option, value or argument) are the exceptions that exit 2; its public
+    # surface names only their base, TyperException.
+    return getattr(e, "exit_code", None) == 2
+
+
+def _usage_failed(e: TyperException, command: str | None, code: int) -> NoReturn:
     where = f"cttop {command}" if command else "cttop"
-    fail(f"{command + ': ' if command else ''}{e.format_message().rstrip('.')}; see {where} --help", code)
+    fail(f"{command + ': ' if command else ''}{str(e).rstrip('.')}; see {where} --help", code)
 
 
 app = typer.Typer(
