@@ -45,9 +45,15 @@ def _is_usage(e: TyperException) -> bool:
     return getattr(e, "exit_code", None) == 2
 
 
+def _message(e: TyperException) -> str:
+    # A usage error's own text ("Missing argument 'EXPR'"), without click's usage block.
+    fmt = getattr(e, "format_message", None)
+    return fmt() if callable(fmt) else str(e)
+
+
 def _usage_failed(e: TyperException, command: str | None, code: int) -> NoReturn:
     where = f"cttop {command}" if command else "cttop"
-    fail(f"{command + ': ' if command else ''}{str(e).rstrip('.')}; see {where} --help", code)
+    fail(f"{command + ': ' if command else ''}{_message(e).rstrip('.')}; see {where} --help", code)
 
 
 app = typer.Typer(
