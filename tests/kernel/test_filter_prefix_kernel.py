@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,12 +52,11 @@ def ruleset(ns: str) -> str:
     return sh("nft", "list", "ruleset", netns=ns)
 
 
-def refused_in_one_line(r: object, says: str) -> None:
-    assert r.returncode == 2, (r.stdout, r.stderr)  # type: ignore[attr-defined]
-    lines = r.stderr.strip().splitlines()  # type: ignore[attr-defined]
+def refused_in_one_line(r: subprocess.CompletedProcess[str], says: str) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cttop: filter: ") and says in lines[0], lines
     assert re.search(r"at column \d+$", lines[0]), lines[0]
-    assert "Traceback" not in r.stderr  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("text", WIDE)

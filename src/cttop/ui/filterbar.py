@@ -57,8 +57,6 @@ def _fit(message: str, room: int) -> str:
 class ErrorLine(Widget):
     """The error of the filter text, its caret under the offending column of the input above."""
 
-    DEFAULT_CSS = "ErrorLine { height: 1; }"
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.value = ""
