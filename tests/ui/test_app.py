@@ -82,16 +82,17 @@ async def test_bad_filter_shows_its_column_and_keeps_the_view() -> None:
     app = app_on()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
-        await pilot.press("slash", *"udp")
+        await pilot.press("slash", *"udp", "enter")  # committed
         await wait_view(pilot, app)
         before = flow_ids(app)
-        await pilot.press(*" and dport x")
+        await pilot.press("slash", "end", *" and dport x")  # / selects the text: End keeps it
         await pilot.pause(0.3)
         text = screen_text(app)
         assert "column 15" in text  # "udp and dport x": the x
         caret_line = next(line for line in text.splitlines() if "column 15" in line)
         assert caret_line.index("^") == len("filter: ") + 14
-        assert app.view.filter.strip() == "udp"  # the last text that compiled
+        assert app.view.filter.strip() == "udp"  # the last filter committed
+        assert "showing: udp (the typed filter has an error)" in text
         assert flow_ids(app) == before
 
 

@@ -28,9 +28,9 @@ async def ready(pilot: Pilot[object]) -> None:
 
 
 async def bad_filter(pilot: Pilot[object]) -> None:
-    """Type a filter that goes bad at the end, then wait until the last good one's list is on screen."""
+    """Commit a filter, type one that goes bad at the end, then wait until the committed one's list is on screen."""
     await ready(pilot)
-    await pilot.press("slash", *"udp or port x")
+    await pilot.press("slash", *"udp", "enter", "slash", *"udp or port x")
     app = pilot.app
     assert isinstance(app, CttopApp)
     await wait_view(pilot, app)

@@ -74,9 +74,40 @@ def test_prefix_with_a_partial_byte() -> None:
     assert not matches("src net 10.0.0.128/25", row("10.0.0.127", "1.1.1.1"))
 
 
-def test_net_host_bits_are_ignored() -> None:
-    assert parse("net 10.1.2.3/8") == Addr("host", ip("10.0.0.0"), 8, AF_INET)
-    assert matches("net 10.1.2.3/8", row("10.200.0.1", "1.1.1.1"))
+@pytest.mark.parametrize("text", ["net 10.1.2.3/8", "src net 10.0.0.1/8", "dst net 10.0.0.1/8", "src 10.0.0.1/8",
+                                  "net 172.16.0.1/12", "net fd00::1/8", "dst fc01::/7"])
+def test_net_with_host_bits_set_is_an_error_as_in_tcpdump(text: str) -> None:
+    # Not silently widened to the network: a flush or NOTRACK of it would act on the whole of it.
+    addr = text.rsplit(" ", 1)[1]
+    with pytest.raises(FilterError) as e:
+        parse(text)
+    assert e.value.message.startswith(f"non-network bits set in '{addr}'")
+    assert e.value.column == text.index(addr) + 1
+
+
+@pytest.mark.parametrize(("text", "network"), [("host 10.0.0.1/8", "net 10.0.0.0/8"),
+                                               ("host 10.0.0.0/8", "net 10.0.0.0/8"),
+                                               ("src host 10.0.0.1/24", "src net 10.0.0.0/24"),
+                                               ("dst host 192.168.1.0/24", "dst net 192.168.1.0/24"),
+                                               ("host fd00::1/64", "net fd00::/64"),
+                                               ("udp and host 10.0.0.1/0", "net 0.0.0.0/0")])
+def test_host_with_a_prefix_is_an_error_naming_the_network_form(text: str, network: str) -> None:
+    with pytest.raises(FilterError) as e:
+        parse(text)
+    assert e.value.message == f"host takes an address; for a network use '{network}'"
+    assert e.value.column == text.index("/") + 1  # at the /len, the part host refuses
+
+
+def test_a_full_length_prefix_is_the_address_itself() -> None:
+    assert parse("host 10.0.0.1/32") == parse("host 10.0.0.1")
+    assert parse("src host fd00::1/128") == parse("src fd00::1")
+    assert parse("net 10.0.0.1") == Addr("host", ip("10.0.0.1"), 32, AF_INET)
+
+
+def test_bare_src_and_dst_take_a_network_with_its_host_bits_clear() -> None:
+    assert parse("src 10.0.0.0/8") == parse("src net 10.0.0.0/8") == Addr("src", ip("10.0.0.0"), 8, AF_INET)
+    assert parse("dst fd00::/8") == parse("dst net fd00::/8")
+    assert matches("src 10.0.0.0/8", row("10.200.0.1", "1.1.1.1"))
 
 
 def test_zero_length_prefix_matches_its_family_only() -> None:
@@ -430,7 +461,9 @@ def test_flag_and_state_ast() -> None:
     ("udp and dport x", "filter: unknown service 'x' at column 15"),
     ("udp and dport 5x", "filter: expected a port number at column 15"),
     ("tcp and port", "filter: expected a port number at column 13"),
-    ("port 70000", "filter: bad port '70000' at column 6"),
+    ("port 70000", "filter: port out of range '70000' (0-65535) at column 6"),
+    ("port 99999", "filter: port out of range '99999' (0-65535) at column 6"),
+    ("udp sport 53-99999", "filter: port out of range '53-99999' (0-65535) at column 11"),
     ("port 2000-1000", "filter: bad port range '2000-1000' at column 6"),
     ("(tcp or udp", "filter: unbalanced parenthesis at column 1"),
     ("tcp or udp)", "filter: unbalanced parenthesis at column 11"),

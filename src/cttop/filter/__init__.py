@@ -3,9 +3,11 @@
 Used by the TUI's ``/``, ``--filter`` on every command, NOTRACK rule generation and
 kernel-side pushdown. Familiar to tcpdump users::
 
-    host ADDR              ADDR is any of the four addresses (both tuples)
-    src ADDR, dst ADDR     original tuple; also "src host ADDR"
-    net CIDR               like host, for a network; also "src net CIDR", "dst net CIDR"
+    host ADDR              ADDR is any of the four addresses (both tuples); an address,
+                           never ADDR/len (as in tcpdump: use net)
+    src ADDR, dst ADDR     original tuple; also "src host ADDR"; "src CIDR" as "src net CIDR"
+    net CIDR               like host, for a network; also "src net CIDR", "dst net CIDR".
+                           As in tcpdump, its host bits must be clear (10.0.0.0/8, not 10.0.0.1/8)
     port N, sport N, dport N   original tuple; N, a range LO-HI or a service name
                            (https, domain: /etc/services); "src port N" = sport.
                            Only protocols with ports match (tcp udp sctp dccp udplite)

@@ -43,6 +43,7 @@ from cttop.model import AF_INET, AF_INET6, PROTO_NUMBERS, PSTATE_NAMES, STATUS_S
 # Parentheses and negations may nest this deep; far past any real filter, and well
 # short of where Python's own recursion (here and in compile()) would give out.
 MAX_DEPTH = 64
+MAX_PORT = 65535
 
 STATE_NAMES = frozenset(n for names in PSTATE_NAMES.values() for n in names) | frozenset(STATUS_STATES)
 FLAGS = ("assured", "unreplied", "replied", "snat", "dnat", "nat")
@@ -165,16 +166,18 @@ class _Parser:
     def term(self, tok: Token) -> Node:
         word = tok.key
         if word in ("host", "net"):
-            return self.addr("host")
+            return self.addr("host", "host" if word == "host" else "net")
         if word in ("src", "dst"):
             # tcpdump's "src port", "src host" and "src net" are accepted as well.
             qualifier = self.peek().key
             if qualifier == "port":
                 self.take()
                 return self.port("sport" if word == "src" else "dport")
+            kind: Literal["host", "net", "either"] = "either"
             if qualifier in ("host", "net"):
                 self.take()
-            return self.addr("src" if word == "src" else "dst")
+                kind = "host" if qualifier == "host" else "net"
+            return self.addr("src" if word == "src" else "dst", kind)
         if word in ("port", "sport", "dport"):
             return self.port("port" if word == "port" else "sport" if word == "sport" else "dport")
         word = PROTO_ALIASES.get(word, word)
@@ -205,7 +208,14 @@ class _Parser:
             self.expected(what, tok)
         return self.take()
 
-    def addr(self, field: Literal["host", "src", "dst"]) -> Addr:
+    def addr(self, field: Literal["host", "src", "dst"], kind: Literal["host", "net", "either"]) -> Addr:
+        """An address, or with ``/len`` a network, as tcpdump takes them.
+
+        ``host`` takes only an address and ``net`` refuses a network with host bits
+        set (tcpdump's "non-network bits set"): ``host 10.0.0.1/8`` or ``net 10.0.0.1/8``
+        would otherwise widen silently to all of 10.0.0.0/8, which a flush or a
+        NOTRACK rule then acts on. Bare ``src``/``dst`` take either, under the same rule.
+        """
         tok = self.value("an address")
         text, slash, plen = tok.text.partition("/")
         try:
@@ -213,15 +223,18 @@ class _Parser:
         except ValueError:
             _fail(f"bad address {tok.text!r}", tok)
         bits = ip.max_prefixlen
-        if slash:
-            if not plen.isdigit() or int(plen) > bits:
-                _fail(f"bad address {tok.text!r}", tok)
-            prefixlen = int(plen)
-        else:
-            prefixlen = bits
-        mask = ((1 << bits) - 1) ^ ((1 << (bits - prefixlen)) - 1)
-        network = (int(ip) & mask).to_bytes(bits // 8, "big")
-        return Addr(field, network, prefixlen, FAMILIES["ipv4" if ip.version == 4 else "ipv6"])
+        if not slash:
+            return Addr(field, ip.packed, bits, _family(ip))
+        if not plen.isdigit() or int(plen) > bits:
+            _fail(f"bad address {tok.text!r}", tok)
+        net = ipaddress.ip_network((ip, int(plen)), strict=False)
+        if kind == "host" and net.prefixlen < bits:  # a full-length prefix is the address itself
+            # Point at the "/len": the address itself is fine.
+            raise FilterError(f"host takes an address; for a network use '{_net_word(field)} {net}'",
+                              tok.col + len(text))
+        if net.network_address != ip:
+            _fail(f"non-network bits set in {tok.text!r} (the network is {net})", tok)
+        return Addr(field, ip.packed, net.prefixlen, _family(ip))
 
     def port(self, field: Literal["port", "sport", "dport"]) -> Port:
         tok = self.peek()
@@ -237,8 +250,8 @@ class _Parser:
         self.take()
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
-        if lo > 65535 or hi > 65535:
-            _fail(f"bad port {tok.text!r}", tok)
+        if lo > MAX_PORT or hi > MAX_PORT:
+            _fail(f"port out of range {tok.text!r} (0-{MAX_PORT})", tok)
         if lo > hi:
             _fail(f"bad port range {tok.text!r}", tok)
         return Port(field, lo, hi)
@@ -300,6 +313,15 @@ class _Parser:
             self.expected("a value", tok)
         self.take()
         return Compare(field, COMPARE_OPS[op.text], int(m.group(1)) * SUFFIXES[m.group(2).lower()])
+
+
+def _family(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+    return FAMILIES["ipv4" if ip.version == 4 else "ipv6"]
+
+
+def _net_word(field: Literal["host", "src", "dst"]) -> str:
+    """How to say "a network" for an address term: ``net``, ``src net`` or ``dst net``."""
+    return "net" if field == "host" else f"{field} net"
 
 
 def _service_port(name: str) -> int | None:

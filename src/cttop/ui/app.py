@@ -163,8 +163,12 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         else:
             parts.append(f"Flows {fmt.count(len(idx.records))}"
                          + (f" of {fmt.count(idx.total)}" if idx.spec.filter else ""))
-        if app.view.filter.strip():
-            parts.append(f"filter: {app.view.filter.strip()}")
+        shown = app.view.filter.strip()
+        if self.query_one(FilterBar).error is not None:
+            # The list is not what was typed: say what it is instead.
+            parts.append(f"showing: {shown or 'no filter'} (the typed filter has an error)")
+        elif shown:
+            parts.append(f"filter: {shown}")
         sort = SORTS[app.view.sort]
         desc = sort.descending != app.view.reverse
         parts.append(f"by {sort.title} {'▼' if desc else '▲'}")
@@ -192,7 +196,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             self.notify(f"{event.group.text}: no filter selects this group", severity="warning", markup=False)
             return
         bar = self.query_one(FilterBar)
-        bar.input.value = event.group.filter  # Input.Changed validates it and applies it
+        bar.set_text(event.group.filter)
         bar.display = True
         self.flow_list.focus()
 

@@ -1,24 +1,92 @@
-"""The filter line: the engine's grammar, applied as you type; errors point at their column."""
+"""The filter line: the engine's grammar, applied as you type; errors point at their column.
+
+The filter in force is always exactly the text typed, or, while that text has an error,
+the last one committed (Enter, a heaviest group, Esc's empty filter): never a prefix of the
+typed text, which would widen what ``F``, ``d`` and ``n`` act on (``udp dport 53 and ((``
+must not flush every ``udp dport 53`` flow). While the text has an error the bar keeps it
+in ``error``, the line under it shows the column, and the remediation keys refuse.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from cttop.filter import FilterError, compile_filter
 from cttop.ui.keys import app_owners
 
 PROMPT = "filter: "
+# The least of the message worth showing beside the caret; with less room there the text goes left of it.
+MIN_MESSAGE = 12
+
+
+def error_line(message: str, column: int, caret: int | None, width: int) -> Text:
+    """The line under the filter: a caret at cell ``caret`` (None: scrolled out of sight), then
+    "column N: message". Whatever the width, "column N" stays whole and the message is what is
+    shortened; when the caret is too far right for the text to follow it, the text precedes it."""
+    head = f"column {column}: "
+    t = Text(no_wrap=True, overflow="ellipsis", end="")
+    if caret is None or not 0 <= caret < width:
+        t.append(head + _fit(message, width - len(head)))
+        return t
+    after = width - caret - 2  # "^ "
+    if after >= len(head) + min(len(message), MIN_MESSAGE) or caret < len(head) + MIN_MESSAGE:
+        t.append(" " * caret + "^ ", "bold")
+        t.append(head + _fit(message, after - len(head)))
+    else:
+        text = head + _fit(message, caret - 1 - len(head))
+        t.append(" " * (caret - 1 - len(text)) + text + " ")
+        t.append("^", "bold")
+    return t
+
+
+def _fit(message: str, room: int) -> str:
+    if len(message) <= room:
+        return message
+    return message[: max(room - 1, 0)] + "…" if room > 0 else ""
+
+
+class ErrorLine(Widget):
+    """The error of the filter text, its caret under the offending column of the input above."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.value = ""
+        self.error: FilterError | None = None
+
+    def show(self, value: str, error: FilterError | None) -> None:
+        self.value, self.error = value, error
+        self.display = error is not None
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        if self.error is None:
+            return ""
+        return error_line(self.error.message, self.error.column, self._caret(), self.size.width)
+
+    def _caret(self) -> int | None:
+        """The cell under the error's column: where the input starts, plus the text before the
+        column, less what the input has scrolled out of sight to the left."""
+        assert self.error is not None
+        bar = self.parent
+        if not isinstance(bar, FilterBar) or not bar.is_mounted:
+            return None
+        field = bar.input
+        start = field.content_region.x - self.content_region.x
+        return start + cell_len(self.value[: self.error.column - 1]) - round(field.scroll_x)
 
 
 class FilterBar(Vertical):
-    """Hidden until ``/``. Posts Changed only for text that compiles, so a bad filter keeps the old view."""
+    """Hidden until ``/``. Posts Changed with the filter to apply: the typed text when it compiles, else
+    the last committed one, so a bad filter shows the committed view, never a prefix of the text."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "clear", "Clear filter", show=False),
@@ -32,12 +100,21 @@ class FilterBar(Vertical):
     class Done(Message):
         """Enter: keep the filter and go back to the list."""
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.committed = ""  # the filter shown while the typed text has an error
+        self.error: FilterError | None = None  # the typed text's, None when it compiles
+
     def compose(self) -> ComposeResult:
         with Horizontal(id="filter-line"):
             yield Static(PROMPT, id="filter-prompt")
             yield Input(placeholder="e.g.  udp dport 53  ·  src net 10.0.0.0/8 and not assured  (Esc clears)",
                         id="filter-input", compact=True)
-        yield Static(id="filter-error")
+        yield ErrorLine(id="filter-error")
+
+    def on_mount(self) -> None:
+        # The caret follows the text when the input scrolls sideways (a long filter, Home, End).
+        self.watch(self.input, "scroll_x", lambda: self.query_one(ErrorLine).refresh(), init=False)
 
     @property
     def input(self) -> Input:
@@ -47,33 +124,36 @@ class FilterBar(Vertical):
         self.display = True
         self.input.focus()
 
+    def set_text(self, text: str) -> None:
+        """Put ``text`` in the line and commit it (a heaviest group's filter): it is what was chosen."""
+        if self._check(text) is None:
+            self.committed = text
+        self.input.value = text  # Input.Changed applies it
+
+    def _check(self, text: str) -> FilterError | None:
+        try:
+            compile_filter(text, app_owners(self.app))
+        except FilterError as e:
+            return e
+        return None
+
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        error = self.query_one("#filter-error", Static)
-        try:
-            compile_filter(event.value, app_owners(self.app))
-        except FilterError as e:
-            error.update(self._error_text(event.value, e))
-            error.display = True
-            return
-        error.display = False
-        self.post_message(self.Changed(event.value))
+        self.error = self._check(event.value)
+        self.query_one(ErrorLine).show(event.value, self.error)
+        self.post_message(self.Changed(self.committed if self.error else event.value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        if self.error is None:
+            self.committed = event.value
         self.post_message(self.Done())
 
-    @staticmethod
-    def _error_text(value: str, e: FilterError) -> Text:
-        # A caret under the offending column, which is 1-based and starts after the prompt.
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(" " * (len(PROMPT) + e.column - 1) + "^ ", "bold")
-        t.append(str(e))
-        return t
-
     def action_clear(self) -> None:
+        self.committed = ""
         self.input.value = ""
-        self.query_one("#filter-error", Static).display = False
+        self.error = None
+        self.query_one(ErrorLine).show("", None)
         self.display = False
         self.post_message(self.Changed(""))
         self.post_message(self.Done())

@@ -301,8 +301,9 @@ class FlowList(ScrollView, can_focus=True):
         i = round(self.scroll_y) + y
         recs = self.records
         if i >= len(recs):
-            if i == 0 and self.placeholder:
-                return Strip([Segment(fmt.truncate(self.placeholder, width),
+            note = (self.placeholder or self._no_match()) if i == 0 else ""
+            if note:
+                return Strip([Segment(fmt.truncate(note, width),
                                       self.get_component_rich_style("flows--empty"))]).adjust_cell_length(width)
             return Strip.blank(width, self.rich_style)
         rec = recs[i]
@@ -319,6 +320,11 @@ class FlowList(ScrollView, can_focus=True):
         if strip is None:
             strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width, owners)
         return strip
+
+    def _no_match(self) -> str:
+        """Why an empty list is empty when a filter made it so: not "no flows", which it may not be."""
+        shown = self.index.spec.filter.strip() if self.index is not None else ""
+        return f"No flow matches {shown}" if shown else ""
 
     def _render_record(self, rec: bytes, state: str, tagged: bool, width: int, owners: Owners | None) -> Strip:
         style_of = self.get_component_rich_style

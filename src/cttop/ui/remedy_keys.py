@@ -23,6 +23,7 @@ from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import ICMP_PROTOS, R_DPORT, R_DST, R_PROTO, Row, addr_text, proto_name
 from cttop.ui.apply import PersistOffer, confirm_and_apply
+from cttop.ui.filterbar import FilterBar
 from cttop.ui.flows import FlowList
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
@@ -142,6 +143,16 @@ class RemedyKeys(KeyGroup):
 
         self.run_worker(work, thread=True, group="remedy-plan")
 
+    def _filter_refused(self) -> bool:
+        """True, and why said, while the filter line's text has an error: the list then shows the last
+        committed filter, not what was typed, so acting on it would act on something else."""
+        error = self.query_one(FilterBar).error
+        if error is None:
+            return False
+        self.notify(f"the filter has an error at column {error.column}: fix it (/) or clear it (Esc); "
+                    "nothing was changed", severity="error", timeout=6, markup=False)
+        return True
+
     def _selected(self) -> tuple[list[int], list[Row]] | None:
         """The tagged flows or, with none tagged, the flow under the cursor: their ids and the rows the
         collector holds for them now; None, and why said, when there is none left."""
@@ -194,7 +205,7 @@ class RemedyKeys(KeyGroup):
     @writes
     def action_delete_flows(self) -> None:
         spec = self._write_spec()
-        if spec is None:
+        if spec is None or self._filter_refused():
             return
         selected = self._selected()
         if selected is None:
@@ -207,7 +218,7 @@ class RemedyKeys(KeyGroup):
     @writes
     def action_flush_flows(self) -> None:
         spec = self._write_spec()
-        if spec is None:
+        if spec is None or self._filter_refused():
             return
         text = self.capp.view.filter.strip()
         title = f"Flush flows matching '{text}'" if text else "Flush the WHOLE table"
@@ -218,7 +229,7 @@ class RemedyKeys(KeyGroup):
     @writes
     def action_notrack(self) -> None:
         spec = self._write_spec()
-        if spec is None:
+        if spec is None or self._filter_refused():
             return
         focused = self.focused
         if isinstance(focused, HeaviestPanel):
