@@ -23,7 +23,6 @@ from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from cttop.actions.plan import read_only as writes_refused
 from cttop.kernel.netns import NetnsSpec
@@ -40,7 +39,7 @@ from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyGroup, PaletteEntry
+from cttop.ui.keys import KeyFooter, KeyGroup, PaletteEntry
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
@@ -103,7 +102,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         filter_bar = FilterBar(id="filter-bar")
         filter_bar.display = False
         yield filter_bar
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.flow_list.focus()
