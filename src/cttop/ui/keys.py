@@ -28,6 +28,11 @@ class PaletteEntry(NamedTuple):
     title: str
     help: str
     callback: Callable[[], Any]
+    # The binding action it runs, for the palette to show its keys; an ``action_*`` method says it itself.
+    action: str = ""
+
+    def action_name(self) -> str:
+        return self.action or getattr(self.callback, "__name__", "").removeprefix("action_")
 
 
 def writes(action: F) -> F:
