@@ -86,9 +86,11 @@ def test_the_block_pasted_into_bash_runs_the_commands_and_no_comment(width: int)
     assert out.stdout == "one two\nthree # four " + " ".join(["five"] * 10) + "\n"
 
 
-def test_control_characters_are_not_drawn() -> None:
+def test_control_characters_are_not_drawn_and_an_entry_of_lines_is_lines() -> None:
     (line,) = shell_lines(["echo 'a\x1b[2Jb\x07'"], 80)
-    assert "\x1b" not in line.text and "\x07" not in line.text
+    assert line == ("echo 'a?[2Jb?'", COMMAND)
+    assert shell_lines(["# why\necho one\necho two"], 80) == [("# why", COMMENT), ("echo one", COMMAND),
+                                                            ("echo two", COMMAND)]
 
 
 # --- the dialog ------------------------------------------------------------------------------

@@ -140,8 +140,8 @@ def shell_lines(commands: Sequence[str], width: int) -> list[ShellLine]:
     """
     out: list[ShellLine] = []
     for entry in commands:
-        for line in _printable(entry).splitlines() or [""]:
-            cmd, comment = split_comment(line.strip())
+        for line in entry.splitlines() or [""]:
+            cmd, comment = split_comment(_printable(line).strip())
             if comment:
                 out += [ShellLine(c, COMMENT) for c in comment_lines(comment, width)]
             if cmd:

@@ -28,6 +28,7 @@ from cttop.ui.commands import CommandBlock
 BOX_HEIGHT: Final = 0.9  # of the screen, as cttop.tcss sizes #confirm-box
 PERSIST_BOX: Final = "also persist (p)"
 SCROLL_HINT: Final = "↑↓ PgUp PgDn Home End scroll · c copies the commands"
+ANSWER_HINT: Final = "y yes · n or Esc no · c copies the commands"  # when everything fits
 
 
 class Plan(Protocol):
@@ -108,7 +109,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box") as box:
             box.border_title = self.title_text
-            box.border_subtitle = SCROLL_HINT
+            box.border_subtitle = ANSWER_HINT
             if self.headline:
                 yield Static(Text(self.headline), id="confirm-headline")
             with _Body(id="confirm-body"):
@@ -148,6 +149,7 @@ class ConfirmScreen(ModalScreen[bool]):
         """Beside the buttons: which lines are shown, and whether more follow (not only the scrollbar says)."""
         body = self.body
         total, shown = body.virtual_size.height, body.scrollable_content_region.height
+        self.query_one("#confirm-box").border_subtitle = ANSWER_HINT if total <= shown else SCROLL_HINT
         if total <= shown:
             where = ""
         else:
