@@ -299,9 +299,28 @@ def tunables_cmd(
     if as_json:
         print(json.dumps([s.to_json() for s in rows], indent=2))
         return
+    print(f"{'TUNABLE':<44} {'':1} {'VALUE':>10} {'DEFAULT':>10}  MEANING")
+    marked = False
     for s in rows:
         default = "" if s.tunable.default is None else str(s.tunable.default)
         flags = "" if s.writable else f"  [read-only: {s.why_not}]"
-        print(f"{s.name:<44} {s.value or '?':>10} {default:>10}  {s.tunable.meaning}{flags}")
+        mark = TUNABLE_CHANGED if _off_default(s.value, s.tunable.default) else ""
+        marked = marked or bool(mark)
+        print(f"{s.name:<44} {mark:1} {s.value or '?':>10} {default:>10}  {s.tunable.meaning}{flags}")
         if s.drift is not None:
-            print(f"{'':<44} DRIFT: {s.drift.message()}")
+            print(f"{'':<46} DRIFT: {s.drift.message()}")
+    if marked:
+        print(f"{TUNABLE_CHANGED} the value differs from the kernel's default")
+
+
+TUNABLE_CHANGED = "*"  # `cttop tunables`: beside a value that is not the kernel's default
+
+
+def _off_default(value: str | None, default: int | None) -> bool:
+    """Whether a tunable's value is known, has a known default, and is not it."""
+    if value is None or default is None:
+        return False
+    try:
+        return int(value) != default
+    except ValueError:
+        return True  # not even a number: not the default

@@ -403,7 +403,8 @@ class Collector:
             history=tuple(self._history.values(240)), forecast=self._history.forecast(self._max or 0).text(),
             new_rate=self._new_rate.update(now, table.created), gone_rate=self._gone_rate.update(now, table.destroyed),
             pressure=self._pressure, states=ordered_states(table.by_state) if shown else (), group=group,
-            top_by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed)
+            top_by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed,
+            ranked_total={"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by])
 
     def _read_counts(self, now: float) -> None:
         """Count, max and the pressure counters from the kernel; /proc/sys when ctnetlink is refused."""

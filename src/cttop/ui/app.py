@@ -23,7 +23,6 @@ from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from cttop.actions.plan import read_only as writes_refused
 from cttop.kernel.netns import NetnsSpec
@@ -40,11 +39,11 @@ from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyGroup, PaletteEntry
+from cttop.ui.keys import KeyFooter, KeyGroup, PaletteEntry
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
-from cttop.ui.screens.help import HelpScreen, bindings_of
+from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
 from cttop.ui.states import StatesPanel
 
 INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -103,7 +102,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         filter_bar = FilterBar(id="filter-bar")
         filter_bar.display = False
         yield filter_bar
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.flow_list.focus()
@@ -279,8 +278,8 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             ("Next sort column", "Sort the flows by the next column", self.action_sort),
             ("Reverse sort", "Flip the sort direction", self.action_reverse),
             ("Pause / resume", "Freeze the view; the collector keeps up underneath", self.action_pause),
-            ("Longer interval", "Refresh less often", lambda: self.action_interval(1)),
-            ("Shorter interval", "Refresh more often", lambda: self.action_interval(-1)),
+            ("Longer interval", "Refresh less often", lambda: self.action_interval(1), "interval(1)"),
+            ("Shorter interval", "Refresh more often", lambda: self.action_interval(-1), "interval(-1)"),
             ("Tag flow", "Tag or untag the flow under the cursor", fl.action_tag),
             ("Clear tags", "Untag every flow", self.action_clear_tags),
             ("Flow detail", "Every field of the flow under the cursor", fl.action_open),
@@ -493,8 +492,18 @@ class CttopApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        keys = action_keys()
         for entry in self.main.palette():
-            yield SystemCommand(entry.title, entry.help, entry.callback)
+            key = keys.get(entry.action_name())
+            yield SystemCommand(f"{entry.title} ({key})" if key else entry.title, entry.help, entry.callback)
+
+
+def action_keys() -> dict[str, str]:
+    """Each main-screen action's keys as the help screen names them ('filter' → '/ F3 F4'), for the palette."""
+    keys: dict[str, str] = {}
+    for b in bindings_of(*MainScreen.__mro__, CttopApp, FlowList, HeaviestPanel):
+        keys.setdefault(b.action, key_names(b.key))
+    return keys
 
 
 def help_sections(read_only: bool = False, replay: bool = False) -> list[tuple[str, list[Binding]]]:

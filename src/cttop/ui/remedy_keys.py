@@ -70,7 +70,7 @@ def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer |
     if plan.backend != "nft" or paths is None:  # only nft reads the file
         return plan, None
     persisted = AddNotrack(spec, flt, rows=rows, persist=paths)
-    return plan, PersistOffer(persisted, f"also persist: write cttop's nft table to {paths.nft_file}")
+    return plan, PersistOffer(persisted, f"write cttop's nft table to {paths.nft_file}, read at boot")
 
 
 class RemedyKeys(KeyGroup):

@@ -65,6 +65,7 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
         super().__init__()
         self.namespaces: list[Namespace] = []
         self.shown_inode: int | None = None
+        self.placed = False  # the cursor was put on the namespace in view, once
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ns-box") as box:
@@ -108,12 +109,15 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
     def _show(self, namespaces: list[Namespace], shown_inode: int | None) -> None:
         self.namespaces, self.shown_inode = namespaces, shown_inode
         table = self.query_one("#ns-table", DataTable)
-        keep = table.cursor_row
+        # The first list opens on the namespace in view (Enter there only closes); a re-read keeps the row.
+        here = next((i for i, ns in enumerate(namespaces) if ns.inode == shown_inode), 0)
+        row = table.cursor_row if self.placed else here
+        self.placed = self.placed or bool(namespaces)
         table.clear()
         for i, ns in enumerate(namespaces):
             table.add_row(*row_cells(ns, ns.inode == shown_inode), key=str(i))
         if namespaces:
-            table.move_cursor(row=min(keep, len(namespaces) - 1))
+            table.move_cursor(row=min(row, len(namespaces) - 1))
         tot = totals(namespaces)
         note = f"{len(namespaces)} namespaces"
         if tot.unreadable:

@@ -17,13 +17,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from cttop.actions import PersistPaths
 from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
-from cttop.ui.keys import AppAccess, write_refused
+from cttop.ui.keys import AppAccess, KeyFooter, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
 # (the TUI's counterpart of the CLI's --persist-dir).
@@ -77,7 +77,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
 
     # Textual adds each subclass's own BINDINGS (its write keys) to these.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
+        Binding("escape,q", "close", "Close", key_display="Esc"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
@@ -117,7 +117,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
             yield DataTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
             yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
             yield from self.below_detail()
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
