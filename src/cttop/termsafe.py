@@ -40,14 +40,17 @@ def _escape(m: re.Match[str]) -> str:
     return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
 
 
-def safe_line(text: str) -> str:
-    """One field for one line (a name, an id, a rule): every control character escaped, newline and tab too."""
-    return _UNSAFE.sub(_escape, text)
+def safe_line(text: object) -> str:
+    """One field for one line (a name, an id, a rule): every control character escaped, newline and tab too.
+
+    Anything but a string is shown as ``str()`` shows it: a damaged file's field of the wrong type still prints.
+    """
+    return _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
 
 
-def safe_text(text: str) -> str:
+def safe_text(text: object) -> str:
     """A block of lines (a message, evidence, a whole printout): the same, but newlines stay newlines."""
-    return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
+    return _UNSAFE_BUT_NEWLINE.sub(_escape, text if isinstance(text, str) else str(text))
 
 
 class SafeStream:

@@ -16,6 +16,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
 
+from cttop.termsafe import safe_line
+from cttop.ui.fmt import safe_rich
+
 
 class Plan(Protocol):
     """What the confirmation needs of a plan (cttop.actions plans provide it)."""
@@ -39,8 +42,9 @@ def plan_text(plan: Plan) -> Text:
     t.append("\n\nEquivalent command" + ("s" if len(plan.commands()) > 1 else "") + ":", "bold")
     for c in plan.commands():
         t.append("\n  $ ")
-        t.append(c)
-    return t
+        t.append(safe_line(c))  # one line each: the person confirms exactly these
+    # An undo's plan is built from a journal, a NOTRACK plan from a filter naming processes and containers.
+    return safe_rich(t)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -72,11 +76,12 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box") as box:
-            box.border_title = self.title_text
+            # Plain text, not markup: titles quote filters and journal ids.
+            box.border_title = Text(safe_line(self.title_text))
             with VerticalScroll():
                 yield Static(plan_text(self.plan), id="confirm-text")
             if self.persisted is not None:
-                yield Checkbox(Text(f"{self.persist_label} (p)"), id="confirm-persist")
+                yield Checkbox(Text(f"{safe_line(self.persist_label)} (p)"), id="confirm-persist")
             with Horizontal(id="confirm-buttons"):
                 yield Button("No", id="no", variant="primary")
                 yield Button("Yes", id="yes", variant="error")

@@ -14,7 +14,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
@@ -22,7 +21,9 @@ from textual.worker import Worker, WorkerState
 from cttop.actions import ActionResult
 from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line
 from cttop.ui.apply import confirm_and_apply
+from cttop.ui.fmt import safe_rich
 from cttop.ui.keys import AppAccess
 
 # What a fix button says, by the plan's kind.
@@ -38,7 +39,7 @@ def verdict_text(report: Report, read_only: bool) -> Text:
              + ", ".join(c for c in counts if not c.startswith("0 ")))
     if read_only:
         t.append(" · read-only: fixes shown as commands only")
-    return t
+    return safe_rich(t, one_line=True)
 
 
 def finding_text(f: Finding) -> Text:
@@ -52,8 +53,9 @@ def finding_text(f: Finding) -> Text:
         t.append("\nfix:", "bold")
         for c in f.commands:
             t.append("\n  $ ")
-            t.append(c)
-    return t
+            t.append(safe_line(c))
+    # Evidence quotes what the kernel, sysctl.d files and the journal hold.
+    return safe_rich(t)
 
 
 class FindingView(Vertical):
@@ -71,7 +73,7 @@ class FindingView(Vertical):
         head.append(f"{f.severity.upper():<9}", "bold")
         if f.severity != "ok":
             head.append(f.title, "bold")
-        yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")
+        yield Static(safe_rich(head, one_line=True), classes="finding-severity" if f.severity == "ok" else "finding-title")
         yield Static(finding_text(f), classes="finding-body")
         if self.offer_fix and f.action is not None:
             label = FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")
@@ -95,7 +97,7 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="doctor-box") as box:
-            box.border_title = f"Doctor · {escape(self.spec.label())}"
+            box.border_title = Text(f"Doctor · {safe_line(self.spec.label())}")
             box.border_subtitle = "Esc closes · r watches again · Tab reaches the fix buttons"
             yield Static(id="doctor-verdict")
             yield VerticalScroll(id="doctor-findings")
@@ -126,7 +128,7 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
         t = Text()
         t.append("WATCHING", "bold")
         left = f"{self._left:.0f} s left" if self._left > 0 else "judging…"
-        t.append(f" · {self.spec.label()} · watching the table for {self.seconds:g} s… ({left})")
+        t.append(f" · {safe_line(self.spec.label())} · watching the table for {self.seconds:g} s… ({left})")
         self.query_one("#doctor-verdict", Static).update(t)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -137,13 +139,12 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
             elif event.state == WorkerState.ERROR:
                 self.error = str(worker.error)
                 self.query_one("#doctor-verdict", Static).update(Text.assemble(("UNKNOWN", "bold"),
-                                                                               f" · {self.error}"))
+                                                                               f" · {safe_line(self.error)}"))
         elif worker.name == "plan" and self.fixing is not None:
             if event.state == WorkerState.SUCCESS and worker.result is not None:
-                title = escape(f"Doctor: {self.fixing.title}")  # a border title is markup
-                confirm_and_apply(self.app, worker.result, title, done=self._applied)
+                confirm_and_apply(self.app, worker.result, f"Doctor: {self.fixing.title}", done=self._applied)
             elif event.state == WorkerState.ERROR:
-                self.notify(f"cannot prepare the fix: {escape(str(worker.error))}", severity="error", timeout=10)
+                self.notify(f"cannot prepare the fix: {worker.error}", severity="error", timeout=10, markup=False)
 
     def _show_report(self, report: Report) -> None:
         self.report = report

@@ -23,6 +23,8 @@ from cttop.actions import PersistPaths
 from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line
+from cttop.ui.fmt import safe_rich
 from cttop.ui.keys import AppAccess, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
@@ -112,7 +114,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id=f"{self.NAME}-box", classes="remedy-box") as box:
-            box.border_title = self.box_title()
+            box.border_title = Text(safe_line(self.box_title()))  # plain text: it names a path or namespace
             box.border_subtitle = "Esc closes" if self.read_only else f"{self.WRITE_HINT} · Esc closes"
             yield DataTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
             yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
@@ -135,7 +137,8 @@ class RowsScreen(RemedyScreen, Generic[T]):
         row = table.cursor_row
         table.clear()
         for item in items:
-            table.add_row(*self.cells(item), key=self.key(item))
+            # Items come from the journal, the ruleset and /proc/sys: made safe here, whatever the subclass drew.
+            table.add_row(*(safe_rich(c, one_line=True) for c in self.cells(item)), key=self.key(item))
         if items:
             table.move_cursor(row=max(0, min(row, len(items) - 1)))
         self.show_detail()
@@ -148,7 +151,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
         self.show_detail()
 
     def show_detail(self) -> None:
-        self.query_one(".remedy-detail", Static).update(self.detail(self.selected()))
+        self.query_one(".remedy-detail", Static).update(safe_rich(self.detail(self.selected())))
 
     def action_close(self) -> None:
         self.dismiss(None)
