@@ -9,6 +9,7 @@ full). Everything is removed on the way out, failed or not.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,8 +18,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-from tests.conftest import TRACK_RULES, delete_netns, sh
+from tests.conftest import CLI, TRACK_RULES, delete_netns, sh
 
 OSC_TITLE = "\x1b]0;PWNED\x07"
 RED = "\x1b[31m"
@@ -133,3 +135,20 @@ def hostile_namespace() -> Iterator[Hostile]:
         if cgroup is not None:
             os.rmdir(cgroup)  # empty once its one process is gone
         delete_netns(name)
+
+
+HOSTILE_USER = "root\x1b]0;USER\x07\x1b[31m"
+HOSTILE_SUMMARY = "set it\x1b[2J\x9b\u202e\nforged line"
+
+
+def forge_journal(state: Path, netns: str) -> str:
+    """A real change, then its record edited as someone with write access to the file could."""
+    r = subprocess.run([*CLI, "set", "nf_conntrack_tcp_timeout_established=4321", "--netns", netns, "--yes",
+                        "--state-dir", str(state)], capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    assert r.returncode == 0, r.stderr
+    path = state / "journal.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    assert len(recs) == 1 and recs[0]["netns"] == netns
+    recs[0].update(user=HOSTILE_USER, summary=HOSTILE_SUMMARY, description=HOSTILE_SUMMARY)
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return str(recs[0]["id"])

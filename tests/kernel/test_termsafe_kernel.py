@@ -16,7 +16,17 @@ import pytest
 
 from cttop.termsafe import safe_line
 from tests.conftest import CLI, sh
-from tests.hostile import COMM_NAME, RAW_CONTROL, Hostile, cgroup_of, hostile_namespace, raw_name
+from tests.hostile import (
+    COMM_NAME,
+    HOSTILE_SUMMARY,
+    HOSTILE_USER,
+    RAW_CONTROL,
+    Hostile,
+    cgroup_of,
+    forge_journal,
+    hostile_namespace,
+    raw_name,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -101,23 +111,6 @@ def test_an_error_quoting_a_hostile_name_is_one_escaped_line(hostile: Hostile) -
 def test_doctor_names_the_namespace_escaped(hostile: Hostile) -> None:
     _, out, _ = cttop("doctor", "--netns", hostile.netns, "--seconds", "0.2")
     assert out.splitlines()[0].startswith(f"cttop doctor: namespace {safe_line(hostile.netns)}, watched"), out
-
-
-HOSTILE_USER = "root\x1b]0;USER\x07\x1b[31m"
-HOSTILE_SUMMARY = "set it\x1b[2J\x9b\u202e\nforged line"
-
-
-def forge_journal(state: Path, netns: str) -> str:
-    """A real change, then its record edited as someone with write access to the file could."""
-    r = subprocess.run([*CLI, "set", "nf_conntrack_tcp_timeout_established=4321", "--netns", netns, "--yes",
-                        "--state-dir", str(state)], capture_output=True, stdin=subprocess.DEVNULL, check=False)
-    assert r.returncode == 0, r.stderr
-    path = state / "journal.jsonl"
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    assert len(recs) == 1 and recs[0]["netns"] == netns
-    recs[0].update(user=HOSTILE_USER, summary=HOSTILE_SUMMARY, description=HOSTILE_SUMMARY)
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    return str(recs[0]["id"])
 
 
 @pytest.fixture
