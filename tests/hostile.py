@@ -70,11 +70,11 @@ class Hostile:
 
 
 def cgroup2_root() -> str | None:
-    with open("/proc/self/mounts") as f:
+    with open("/proc/self/mounts", "rb") as f:  # bytes: mount points (a hostile netns's) need not be UTF-8
         for line in f:
             dev, where, kind, *_ = line.split()
-            if kind == "cgroup2":
-                return where
+            if kind == b"cgroup2":
+                return os.fsdecode(where)
     return None
 
 

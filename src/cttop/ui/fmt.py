@@ -1,19 +1,16 @@
-"""Number, duration, bar and endpoint formatting shared by the panels. Plain strings (and rich Text kept as
-text): styling is the panels' business, and nothing here interprets markup.
+"""Number, duration, bar and endpoint formatting shared by the panels. Plain strings only:
+styling is the panels' business, and nothing here interprets markup.
 
-It is also where text is made safe to draw (cttop.termsafe), for names from /proc, cgroups and files:
-:func:`truncate` fits every list cell and key to its width; :func:`safe_rich` is the last step of a widget's
-or a screen's rich Text before it is shown.
+:func:`truncate` fits every list cell and group key to its width, so it is also where they are made safe to
+draw: names in them come from /proc and cgroups (cttop.termsafe).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from rich.text import Span, Text
-
 from cttop.model import AF_INET6, ICMP_PROTOS, PORTED_PROTOS, addr_text
-from cttop.termsafe import safe_line, safe_text
+from cttop.termsafe import safe_line
 
 SPARKS: Final = "▁▂▃▄▅▆▇█"
 ELLIPSIS: Final = "…"
@@ -88,23 +85,6 @@ def truncate(text: str, width: int) -> str:
     if len(text) <= width:
         return text
     return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
-
-
-def safe_rich(text: Text, one_line: bool = False) -> Text:
-    """``text`` with every unsafe character escaped (newlines too if ``one_line``), its styles kept.
-
-    Each run of one styling is escaped on its own and the runs are put back together, so a style
-    still covers exactly the characters it covered, now spelled as escapes.
-    """
-    clean = safe_line if one_line else safe_text
-    if clean(text.plain) == text.plain:
-        return text
-    cuts = sorted({o for s in text.spans for o in (s.start, s.end)})
-    out = text.blank_copy()
-    for part in text.divide(cuts):
-        plain = clean(part.plain)
-        out.append_text(Text(plain, spans=[Span(0, len(plain), s.style) for s in part.spans]))
-    return out
 
 
 def endpoint(family: int, proto: int, addr: bytes, port: int, width: int | None = None) -> str:

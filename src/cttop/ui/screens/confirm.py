@@ -16,8 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
 
-from cttop.termsafe import safe_line
-from cttop.ui.fmt import safe_rich
+from cttop.termsafe import safe_line, safe_text
 
 
 class Plan(Protocol):
@@ -31,20 +30,21 @@ class Plan(Protocol):
 
 
 def plan_text(plan: Plan) -> Text:
+    # Escaped before they become Text (which would drop BEL and CR unseen): an undo's plan is built from a
+    # journal, a NOTRACK plan from a filter naming processes and containers.
     t = Text()
-    t.append(plan.describe())
+    t.append(safe_text(plan.describe()))
     warnings = plan.warnings()
     if warnings:
         t.append("\n\nBefore you confirm:", "bold")
         for w in warnings:
             t.append("\n  ! ", "bold")
-            t.append(w)
+            t.append(safe_text(w))
     t.append("\n\nEquivalent command" + ("s" if len(plan.commands()) > 1 else "") + ":", "bold")
     for c in plan.commands():
         t.append("\n  $ ")
         t.append(safe_line(c))  # one line each: the person confirms exactly these
-    # An undo's plan is built from a journal, a NOTRACK plan from a filter naming processes and containers.
-    return safe_rich(t)
+    return t
 
 
 class ConfirmScreen(ModalScreen[bool]):

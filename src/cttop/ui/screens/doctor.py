@@ -21,9 +21,8 @@ from textual.worker import Worker, WorkerState
 from cttop.actions import ActionResult
 from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
 from cttop.kernel.netns import NetnsSpec
-from cttop.termsafe import safe_line
+from cttop.termsafe import safe_line, safe_text
 from cttop.ui.apply import confirm_and_apply
-from cttop.ui.fmt import safe_rich
 from cttop.ui.keys import AppAccess
 
 # What a fix button says, by the plan's kind.
@@ -35,27 +34,27 @@ def verdict_text(report: Report, read_only: bool) -> Text:
     t = Text()
     t.append(report.status.upper(), "bold")
     counts = [f"{sum(f.severity == s for f in report.findings)} {s}" for s in ("critical", "warning", "unknown", "ok")]
-    t.append(f" · {report.netns} · watched {report.seconds:.1f} s · "
+    t.append(f" · {safe_line(report.netns)} · watched {report.seconds:.1f} s · "
              + ", ".join(c for c in counts if not c.startswith("0 ")))
     if read_only:
         t.append(" · read-only: fixes shown as commands only")
-    return safe_rich(t, one_line=True)
+    return t
 
 
 def finding_text(f: Finding) -> Text:
+    # Evidence quotes what the kernel, sysctl.d files and the journal hold.
     t = Text()
     if f.severity == "ok":
-        t.append(f"{f.title}: ")
-        t.append("; ".join(f.evidence.splitlines()))
+        t.append(f"{safe_line(f.title)}: ")
+        t.append("; ".join(safe_text(f.evidence).splitlines()))
         return t
-    t.append(f.evidence)
+    t.append(safe_text(f.evidence))
     if f.commands:
         t.append("\nfix:", "bold")
         for c in f.commands:
             t.append("\n  $ ")
             t.append(safe_line(c))
-    # Evidence quotes what the kernel, sysctl.d files and the journal hold.
-    return safe_rich(t)
+    return t
 
 
 class FindingView(Vertical):
@@ -72,8 +71,8 @@ class FindingView(Vertical):
         head = Text()
         head.append(f"{f.severity.upper():<9}", "bold")
         if f.severity != "ok":
-            head.append(f.title, "bold")
-        yield Static(safe_rich(head, one_line=True), classes="finding-severity" if f.severity == "ok" else "finding-title")
+            head.append(safe_line(f.title), "bold")
+        yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")
         yield Static(finding_text(f), classes="finding-body")
         if self.offer_fix and f.action is not None:
             label = FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")

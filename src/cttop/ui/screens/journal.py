@@ -47,8 +47,8 @@ class JournalScreen(RowsScreen[Record]):
         self.load(lambda: list(reversed(journal.records())), self.show_items, "reading the journal")
 
     def cells(self, r: Record) -> tuple[Text, ...]:
-        return (Text(r.time_text()), Text(r.id), Text(r.kind), Text(f"{r.user} ({r.uid})"), Text(r.netns),
-                Text(r.status()))
+        return (Text(r.time_text()), Text(safe_line(r.id)), Text(safe_line(r.kind)),
+                Text(f"{safe_line(r.user)} ({r.uid})"), Text(safe_line(r.netns)), Text(safe_line(r.status())))
 
     def key(self, r: Record) -> str:
         return r.id

@@ -51,7 +51,7 @@ class NotrackRulesScreen(RowsScreen[RuleGroup]):
         self.load(lambda: rule_groups(spec), self.show_items, "reading the NOTRACK rules")
 
     def cells(self, g: RuleGroup) -> tuple[Text, ...]:
-        return (Text(g.id), Text(g.expr if g.expr is not None else "?"), Text(str(len(g.rules))),
+        return (Text(safe_line(g.id)), Text(safe_line(g.expr) if g.expr is not None else "?"), Text(str(len(g.rules))),
                 Text(g.rules[0].backend))
 
     def key(self, g: RuleGroup) -> str:

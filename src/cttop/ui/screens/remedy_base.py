@@ -24,7 +24,6 @@ from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
-from cttop.ui.fmt import safe_rich
 from cttop.ui.keys import AppAccess, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
@@ -99,7 +98,9 @@ class RowsScreen(RemedyScreen, Generic[T]):
         """Read the items (with :meth:`load`) and hand them to :meth:`show_items`."""
 
     @abstractmethod
-    def cells(self, item: T) -> tuple[Text, ...]: ...
+    def cells(self, item: T) -> tuple[Text, ...]:
+        """The item's row. Its strings come from the journal, the ruleset and /proc/sys: escape each with
+        cttop.termsafe before it becomes Text (Text drops BEL and CR unseen, and lets ESC through)."""
 
     @abstractmethod
     def key(self, item: T) -> str: ...
@@ -137,8 +138,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
         row = table.cursor_row
         table.clear()
         for item in items:
-            # Items come from the journal, the ruleset and /proc/sys: made safe here, whatever the subclass drew.
-            table.add_row(*(safe_rich(c, one_line=True) for c in self.cells(item)), key=self.key(item))
+            table.add_row(*self.cells(item), key=self.key(item))
         if items:
             table.move_cursor(row=max(0, min(row, len(items) - 1)))
         self.show_detail()
@@ -151,7 +151,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
         self.show_detail()
 
     def show_detail(self) -> None:
-        self.query_one(".remedy-detail", Static).update(safe_rich(self.detail(self.selected())))
+        self.query_one(".remedy-detail", Static).update(self.detail(self.selected()))
 
     def action_close(self) -> None:
         self.dismiss(None)
