@@ -21,10 +21,19 @@ from cttop.ui.detail import DetailScreen
 from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
-from tests.hostile import HOSTILE_USER, RAW_CONTROL, Hostile, forge_journal, hostile_namespace, raw_name
+from tests.hostile import (
+    HOSTILE_SUMMARY,
+    HOSTILE_USER,
+    OSC_TITLE,
+    RAW_CONTROL,
+    Hostile,
+    forge_journal,
+    hostile_namespace,
+    raw_name,
+)
+from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import wait_for, wait_live
 
-pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +66,7 @@ async def group_to(pilot, app: CttopApp, group: str) -> None:  # type: ignore[no
                    and bool(app.shown_frame.top), f"a frame ranked by {group}")
 
 
+@pytest.mark.kernel
 async def test_the_process_view_and_every_screen_naming_them_draw_escapes(
         hostile: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
@@ -65,7 +75,7 @@ async def test_the_process_view_and_every_screen_naming_them_draw_escapes(
     monkeypatch.setenv("CTTOP_STATE_DIR", str(state))
     labels = [f"{raw_name(pid)}[{pid}]" for pid in hostile.pids]
     app = CttopApp(LiveSource(NetnsSpec(name=hostile.netns)), interval=0.2)
-    async with app.run_test(size=(200, 50)) as pilot:
+    async with app.run_test(size=(200, 50), notifications=True) as pilot:
         await wait_live(pilot, app)
         # g process: the heaviest panel ranks the two holders by their raw names (the kernel's)...
         await group_to(pilot, app, "process")
@@ -114,3 +124,33 @@ async def test_the_process_view_and_every_screen_naming_them_draw_escapes(
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) or bool(app._notifications),
                        "the undo's confirmation or its refusal")
         assert_safe(app, "undo of a forged record")
+
+
+class ForgedPlan:
+    """A plan as an undo builds it from a forged record: every string the file's."""
+
+    def describe(self) -> str:
+        return f"undo: {HOSTILE_SUMMARY}\r\x08"
+
+    def commands(self) -> list[str]:
+        return [f"sysctl -w x={OSC_TITLE}\n rm -rf /"]
+
+    def warnings(self) -> list[str]:
+        return [f"by {HOSTILE_USER}"]
+
+
+async def test_header_confirmation_and_toasts_escape_what_they_quote() -> None:
+    label = f"ns{OSC_TITLE}\x9b\u202e"
+    app = CttopApp(FixedSource(label=label), interval=0.1)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_live(pilot, app)
+        app.push_screen(ConfirmScreen(ForgedPlan(), f"Undo change {OSC_TITLE}[red]"))
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        app.notify(f"cannot undo {HOSTILE_USER}: [b]x[/b]", severity="error", markup=False)
+        await wait_for(pilot, lambda: "cannot undo" in drawn(app), "the toast")
+        text = assert_safe(app, "confirmation over the main screen")
+    assert safe_line(label) in text  # the header
+    assert "undo: set it\\x1b[2J\\x9b\\u202e" in text and "\\x0d\\x08" in text  # BEL, CR, BS shown, not lost
+    assert f"$ sysctl -w x={safe_line(OSC_TITLE)}\\x0a rm -rf /" in text  # the command is one line
+    assert f"Undo change {safe_line(OSC_TITLE)}[red]" in text  # the title is text, not markup
+    assert f"cannot undo {safe_line(HOSTILE_USER)}: [b]x[/b]" in text  # the toast

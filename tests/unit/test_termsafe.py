@@ -110,3 +110,15 @@ def test_json_through_the_stream_is_unchanged_and_keeps_the_raw_name() -> None:
     SafeStream(raw).write(doc)  # type: ignore[arg-type]
     assert raw.getvalue() == doc
     assert json.loads(raw.getvalue())["process"] == name
+
+
+def test_a_field_of_the_wrong_type_still_prints() -> None:
+    # A damaged journal line may hold a number or null where a name belongs.
+    assert safe_line(42) == "42" and safe_line(None) == "None" and safe_text(["a\x1b"]) == "['a\\x1b']"
+
+
+def test_a_list_cell_is_escaped_before_it_is_cut_to_width() -> None:
+    from cttop.ui.fmt import truncate
+
+    assert truncate("\x1b]0;t\x07name", 10) == "\\x1b]0;t\\…"
+    assert truncate("a\nb", 10) == "a\\x0ab"
