@@ -122,3 +122,31 @@ def test_a_list_cell_is_escaped_before_it_is_cut_to_width() -> None:
 
     assert truncate("\x1b]0;t\x07name", 10) == "\\x1b]0;t\\…"
     assert truncate("a\nb", 10) == "a\\x0ab"
+
+
+def test_the_stream_refuses_bytes_as_a_text_stream_does() -> None:
+    # click decides a stream takes bytes when write(b"") does not raise, then writes bytes to it.
+    with pytest.raises(TypeError):
+        SafeStream(io.StringIO()).write(b"")  # type: ignore[arg-type]
+
+
+def test_the_cli_help_is_text_through_the_filter() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv = ['cttop', '--help']; from cttop.cli import main; main()"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and r.stdout.startswith("Usage: cttop [OPTIONS] COMMAND"), r.stdout[:200]
+
+
+@pytest.mark.parametrize("fn", [safe_line, safe_text])
+def test_every_unsafe_code_point_is_caught_amid_ascii_and_amid_other_text(fn) -> None:  # type: ignore[no-untyped-def]
+    # Both the quick test for plain text (ASCII, then isprintable) and the regex must catch each one.
+    unsafe_points = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0), 0x61C, 0x200E, 0x200F, *range(0x2028, 0x202F),
+                                      *range(0x2066, 0x206A), 0xD800, 0xDBFF, 0xDC00, 0xDCFF, 0xDFFF)]
+    for ch in unsafe_points:
+        if ch == "\n" and fn is safe_text:
+            continue
+        for text in (f"a{ch}b", f"→{ch}é"):
+            out = fn(text)
+            assert ch not in out and "\\" in out, (hex(ord(ch)), text, out)
