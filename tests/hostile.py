@@ -132,9 +132,11 @@ def hostile_namespace() -> Iterator[Hostile]:
         for p in procs:
             p.kill()
             p.wait()
-        if cgroup is not None:
-            os.rmdir(cgroup)  # empty once its one process is gone
-        delete_netns(name)
+        try:
+            if cgroup is not None:
+                os.rmdir(cgroup)  # empty once its one process is gone
+        finally:
+            delete_netns(name)
 
 
 HOSTILE_USER = "root\x1b]0;USER\x07\x1b[31m"

@@ -15,13 +15,14 @@ rule for the sake of a cosmetic ambiguity. Lone surrogates (bytes that were not
 UTF-8, decoded with ``surrogateescape`` as ``os`` and psutil do) show as the
 byte they stand for, ``\\xff``, instead of crashing the UTF-8 encoder.
 
-JSON output does not come through here: ``json.dumps`` escapes all of these
-itself, and scripts get the raw name.
+JSON keeps the raw name for scripts: ``json.dumps`` escapes all of these itself
+(``\u001b``), so its text holds none and passes :class:`SafeStream` unchanged.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final, TextIO
 
 # C0 controls, DEL, C1 controls; the bidi marks, embeddings, overrides and isolates
@@ -84,7 +85,7 @@ class SafeStream:
         self.raw.write(safe_text(text))
         return len(text)
 
-    def writelines(self, lines: list[str]) -> None:
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
