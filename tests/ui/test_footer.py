@@ -9,7 +9,7 @@ import pytest
 from textual.pilot import Pilot
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.tunables import TunablesScreen
 from tests.conftest import delete_netns, make_netns

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.table.store import FlowTable
 from cttop.ui.app import CttopApp
 from cttop.ui.heaviest import HeaviestPanel

@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import DataTable
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.source import LiveSource
+from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.namespaces import NamespacesScreen
 from tests.conftest import delete_netns, make_netns, sh

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from cttop.cli.app import app
+from cttop.termsafe import SafeStream
 
 # command name -> module under cttop.cli that defines it
 COMMANDS = {
@@ -32,5 +33,9 @@ def load_commands(argv: list[str]) -> None:
 
 
 def main() -> None:
+    # Every printer's text, and every message quoting a name, passes one filter on its way to the terminal
+    # (the TUI draws on its own stream and sanitises what it draws).
+    sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
+    sys.stderr = SafeStream(sys.stderr)  # type: ignore[assignment]
     load_commands(sys.argv[1:])
     app()

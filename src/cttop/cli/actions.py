@@ -36,6 +36,7 @@ from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filt
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
 StateDirOpt = Annotated[str | None, typer.Option(
@@ -212,10 +213,11 @@ def notrack_list(
         print(f"no cttop NOTRACK rules in namespace {spec.label()}")
         return
     for g in groups:
-        print(f"{g.id}  {g.expr if g.expr is not None else '(not in this journal)'}  "
-              f"[{len(g.rules)} rules, {g.rules[0].backend}]")
+        # The expression comes from the journal, the rules from the live ruleset: one line each.
+        expr = safe_line(g.expr) if g.expr is not None else "(not in this journal)"
+        print(f"{safe_line(g.id)}  {expr}  [{len(g.rules)} rules, {g.rules[0].backend}]")
         for r in g.rules:
-            print(f"    {r.chain:<10} {r.rule}")
+            print(f"    {r.chain:<10} {safe_line(r.rule)}")
 
 
 @notrack_app.command("remove")
@@ -278,10 +280,12 @@ def journal(
         print(f"no changes journaled in {j.path}")
         return
     for r in recs:
-        print(f"{r.id}  {r.time_text()}  {r.user} (uid {r.uid})  netns {r.netns}  {r.kind}  [{r.status()}]")
-        print(f"    {r.summary}")
+        # Every field is the file's word, and anyone who could write the file chose it: one line each.
+        print(f"{safe_line(r.id)}  {r.time_text()}  {safe_line(r.user)} (uid {r.uid})  netns {safe_line(r.netns)}  "
+              f"{safe_line(r.kind)}  [{safe_line(r.status())}]")
+        print(f"    {safe_line(r.summary)}")
         for c in r.commands:
-            print(f"    $ {c}")
+            print(f"    $ {safe_line(c)}")
 
 
 @app.command("tunables")

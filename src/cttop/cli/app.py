@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from cttop.errors import CttopError
 from cttop.filter import Filter, compile_filter, parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line
 
 
 class OneLineUsage(TyperGroup):
@@ -93,8 +94,8 @@ def command_filter(text: str, spec: NetnsSpec) -> Filter:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``cttop: message`` on stderr and exit; never a traceback."""
-    print(f"cttop: {message}", file=sys.stderr)
+    """Print ``cttop: message`` on stderr and exit; never a traceback. One line, whatever names it quotes."""
+    print(f"cttop: {safe_line(message)}", file=sys.stderr)
     raise typer.Exit(code)
 
 

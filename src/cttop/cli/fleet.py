@@ -23,6 +23,7 @@ from cttop.sources.record import Recorder
 from cttop.sources.replay import ReplaySource
 from cttop.kernel.netns import NetnsSpec
 from cttop.table.groups import GROUPS
+from cttop.termsafe import safe_line
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -106,12 +107,13 @@ def _print_table(nss: list[Namespace], tot: Totals) -> None:
 
 
 def _human_row(n: Namespace) -> tuple[str, ...]:
-    label = n.label + (" *" if n.own else "")
+    # Names from /run/netns, /proc and cgroups: one line each, so none can break (or forge) a row.
+    label = safe_line(n.label) + (" *" if n.own else "")
+    process, container = safe_line(n.process or "-"), safe_line(n.container or "-")
     if n.count is None:
-        return (label, "?", "-", "?", "?", str(len(n.pids)), n.process or "-", n.container or "-")
+        return (label, "?", "-", "?", "?", str(len(n.pids)), process, container)
     share = f"{n.share:.1%}" if n.share is not None else "-"
-    return (label, str(n.count), share, str(n.drop), str(n.early_drop), str(len(n.pids)), n.process or "-",
-            n.container or "-")
+    return (label, str(n.count), share, str(n.drop), str(n.early_drop), str(len(n.pids)), process, container)
 
 
 # --- record / replay -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filt
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
 from cttop.live.snapshot import Snapshot, take
 from cttop.table.groups import GROUPS
+from cttop.termsafe import safe_line
 
 
 @app.command()
@@ -49,7 +50,7 @@ def snapshot(
 def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w = sys.stdout.write
     buckets = f", {s.buckets} buckets (max/buckets {s.max / s.buckets:.1f})" if s.buckets else ""
-    w(f"namespace {s.netns}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
+    w(f"namespace {safe_line(s.netns)}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
     if s.agg is None:
         return  # the reason goes to stderr, once
     agg = s.agg

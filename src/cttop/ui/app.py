@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from cttop.actions.plan import read_only as writes_refused
@@ -31,6 +32,7 @@ from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.sources.live import LiveSource, Source
 from cttop.table.packing import unpack
+from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
@@ -429,6 +431,12 @@ class CttopApp(App[None]):
         new = INTERVALS[max(0, min(len(INTERVALS) - 1, pos + step))]
         self.collector.set_interval(new)
         self.notify(f"refresh every {new:g} s", timeout=2)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        # Every toast, whichever screen raises it: messages quote names from the kernel, /proc and files.
+        super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     def switch_source(self, source: Source, title: str | None = None) -> None:
         """Show ``source`` instead (the namespaces screen's Enter): same settings, fresh table, tags and title.

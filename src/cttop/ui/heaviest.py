@@ -10,6 +10,7 @@ from textual.message import Message
 
 from cttop.live.frame import LIVE, Frame
 from cttop.table.aggregates import GroupRow
+from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
@@ -50,7 +51,7 @@ class HeaviestPanel(Panel, can_focus=True):
         t = Text(no_wrap=True, overflow="ellipsis")
         rows = frame.top[: max(1, height)]
         if not rows:
-            t.append("no flows" if frame.phase == LIVE else frame.note, self.style("dim"))
+            t.append("no flows" if frame.phase == LIVE else safe_line(frame.note), self.style("dim"))
             return t
         total = frame.ranked_total or 1  # the % is each group's share of what it is ranked by
         with_bytes = frame.counted > 0

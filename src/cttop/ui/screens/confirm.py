@@ -23,6 +23,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
 
+from cttop.termsafe import safe_line, safe_text
 from cttop.ui.commands import CommandBlock
 
 BOX_HEIGHT: Final = 0.9  # of the screen, as cttop.tcss sizes #confirm-box
@@ -43,14 +44,16 @@ class Plan(Protocol):
 
 def plan_text(plan: Plan) -> Text:
     """What the plan does and what to know first; its commands follow in a :class:`CommandBlock`."""
+    # Escaped before they become Text (which would drop BEL and CR unseen): an undo's plan is built from a
+    # journal, a NOTRACK plan from a filter naming processes and containers.
     t = Text()
-    t.append(plan.describe())
+    t.append(safe_text(plan.describe()))
     warnings = plan.warnings()
     if warnings:
         t.append("\n\nBefore you confirm:", "bold")
         for w in warnings:
             t.append("\n  ! ", "bold")
-            t.append(w)
+            t.append(safe_text(w))
     n = len(plan.commands())
     t.append(f"\n\nEquivalent command{'s' if n > 1 else ''}, one per line (a line ending in \\ goes on):", "bold")
     return t
@@ -108,7 +111,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box") as box:
-            box.border_title = self.title_text
+            # Plain text, not markup: titles quote filters and journal ids.
+            box.border_title = Text(safe_line(self.title_text))
             box.border_subtitle = ANSWER_HINT
             if self.headline:
                 yield Static(Text(self.headline), id="confirm-headline")
@@ -118,7 +122,7 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.persisted is not None:
                 # A checkbox's label is one line: what persisting does (a file path) wraps below it.
                 yield Checkbox(Text(PERSIST_BOX), id="confirm-persist")
-                yield Static(Text(self.persist_label), id="confirm-persist-what")
+                yield Static(Text(safe_line(self.persist_label)), id="confirm-persist-what")
             with Horizontal(id="confirm-buttons"):
                 yield Static(id="confirm-position")
                 yield Button("No", id="no", variant="primary", compact=True)

@@ -9,18 +9,20 @@ from textual.binding import Binding, BindingType
 
 from cttop.actions import Journal, Record, undo_plan
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
 from cttop.ui.screens.remedy_base import RowsScreen
 
 
 def record_text(r: Record) -> Text:
+    # Every field is the file's word: one line each, so none can pass for another line of the record.
     t = Text()
-    t.append(f"{r.id}  {r.time_text()}  {r.kind}  [{r.status()}]\n", "bold")
-    t.append(f"by {r.user} (uid {r.uid}) in namespace {r.netns}\n")
-    t.append(f"{r.summary or r.description}\n")
+    t.append(f"{safe_line(r.id)}  {r.time_text()}  {safe_line(r.kind)}  [{safe_line(r.status())}]\n", "bold")
+    t.append(f"by {safe_line(r.user)} (uid {r.uid}) in namespace {safe_line(r.netns)}\n")
+    t.append(f"{safe_line(r.summary or r.description)}\n")
     for c in r.commands:
-        t.append(f"  $ {c}\n", "dim")
+        t.append(f"  $ {safe_line(c)}\n", "dim")
     return t
 
 
@@ -45,8 +47,8 @@ class JournalScreen(RowsScreen[Record]):
         self.load(lambda: list(reversed(journal.records())), self.show_items, "reading the journal")
 
     def cells(self, r: Record) -> tuple[Text, ...]:
-        return (Text(r.time_text()), Text(r.id), Text(r.kind), Text(f"{r.user} ({r.uid})"), Text(r.netns),
-                Text(r.status()))
+        return (Text(r.time_text()), Text(safe_line(r.id)), Text(safe_line(r.kind)),
+                Text(f"{safe_line(r.user)} ({r.uid})"), Text(safe_line(r.netns)), Text(safe_line(r.status())))
 
     def key(self, r: Record) -> str:
         return r.id

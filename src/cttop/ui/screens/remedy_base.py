@@ -23,6 +23,7 @@ from cttop.actions import PersistPaths
 from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line
 from cttop.ui.keys import AppAccess, KeyFooter, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
@@ -97,7 +98,9 @@ class RowsScreen(RemedyScreen, Generic[T]):
         """Read the items (with :meth:`load`) and hand them to :meth:`show_items`."""
 
     @abstractmethod
-    def cells(self, item: T) -> tuple[Text, ...]: ...
+    def cells(self, item: T) -> tuple[Text, ...]:
+        """The item's row. Its strings come from the journal, the ruleset and /proc/sys: escape each with
+        cttop.termsafe before it becomes Text (Text drops BEL and CR unseen, and lets ESC through)."""
 
     @abstractmethod
     def key(self, item: T) -> str: ...
@@ -112,7 +115,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id=f"{self.NAME}-box", classes="remedy-box") as box:
-            box.border_title = self.box_title()
+            box.border_title = Text(safe_line(self.box_title()))  # plain text: it names a path or namespace
             box.border_subtitle = "Esc closes" if self.read_only else f"{self.WRITE_HINT} · Esc closes"
             yield DataTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
             yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
