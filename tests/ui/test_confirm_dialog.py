@@ -86,11 +86,12 @@ def test_the_block_pasted_into_bash_runs_the_commands_and_no_comment(width: int)
     assert out.stdout == "one two\nthree # four " + " ".join(["five"] * 10) + "\n"
 
 
-def test_control_characters_are_not_drawn_and_an_entry_of_lines_is_lines() -> None:
+def test_control_characters_are_escaped_and_a_newline_never_makes_a_second_command() -> None:
     (line,) = shell_lines(["echo 'a\x1b[2Jb\x07'"], 80)
-    assert line == ("echo 'a?[2Jb?'", COMMAND)
-    assert shell_lines(["# why\necho one\necho two"], 80) == [("# why", COMMENT), ("echo one", COMMAND),
-                                                            ("echo two", COMMAND)]
+    assert line == ("echo 'a\\x1b[2Jb\\x07'", COMMAND)
+    # A name with a newline in it (a netns, a journal field) stays inside its one command.
+    assert shell_lines(["sysctl -w x=1\nrm -rf /"], 80) == [("sysctl -w x=1\\x0arm -rf /", COMMAND)]
+    assert shell_lines(["# why", "echo one"], 80) == [("# why", COMMENT), ("echo one", COMMAND)]
 
 
 # --- the dialog ------------------------------------------------------------------------------

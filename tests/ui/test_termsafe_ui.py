@@ -151,6 +151,6 @@ async def test_header_confirmation_and_toasts_escape_what_they_quote() -> None:
         text = assert_safe(app, "confirmation over the main screen")
     assert safe_line(label) in text  # the header
     assert "undo: set it\\x1b[2J\\x9b\\u202e" in text and "\\x0d\\x08" in text  # BEL, CR, BS shown, not lost
-    assert f"$ sysctl -w x={safe_line(OSC_TITLE)}\\x0a rm -rf /" in text  # the command is one line
+    assert f"sysctl -w x={safe_line(OSC_TITLE)}\\x0a rm -rf /" in text  # the command is one line
     assert f"Undo change {safe_line(OSC_TITLE)}[red]" in text  # the title is text, not markup
     assert f"cannot undo {safe_line(HOSTILE_USER)}: [b]x[/b]" in text  # the toast

@@ -30,6 +30,8 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
 
+from cttop.termsafe import safe_line
+
 INDENT: Final = "    "  # continuation lines of a command broken between words
 MIN_WIDTH: Final = 24  # narrower than this, lines may overflow rather than break into slivers
 
@@ -44,11 +46,6 @@ _QUOTES: Final = "'\""
 class ShellLine(NamedTuple):
     text: str
     kind: str
-
-
-def _printable(text: str) -> str:
-    """C0/C1 control characters (ESC, BEL...) as '?': the terminal is not a sink."""
-    return "".join("?" if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)
 
 
 def _quote_states(cmd: str) -> list[str]:
@@ -136,18 +133,19 @@ def _can_cut(cmd: str, states: list[str], j: int) -> bool:
 def shell_lines(commands: Sequence[str], width: int) -> list[ShellLine]:
     """Every command from its own line, a comment above its command, at ``width`` columns.
 
-    An entry may be a command, a command with a trailing ``# comment``, or a comment alone.
+    An entry may be a command, a command with a trailing ``# comment``, or a comment alone. An entry is
+    never split at a newline inside it: commands quote names from the kernel, /proc and the journal, and a
+    newline in one of those must not show as a second command, so it is escaped like every control character.
     """
     out: list[ShellLine] = []
     for entry in commands:
-        for line in entry.splitlines() or [""]:
-            cmd, comment = split_comment(_printable(line).strip())
-            if comment:
-                out += [ShellLine(c, COMMENT) for c in comment_lines(comment, width)]
-            if cmd:
-                wrapped = wrap_command(cmd, width)
-                out.append(ShellLine(wrapped[0], COMMAND))
-                out += [ShellLine(c, CONTINUED) for c in wrapped[1:]]
+        cmd, comment = split_comment(safe_line(entry).strip())
+        if comment:
+            out += [ShellLine(c, COMMENT) for c in comment_lines(comment, width)]
+        if cmd:
+            wrapped = wrap_command(cmd, width)
+            out.append(ShellLine(wrapped[0], COMMAND))
+            out += [ShellLine(c, CONTINUED) for c in wrapped[1:]]
     return out
 
 
