@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from cttop.actions.journal import Journal
+from cttop.actions.journal import Journal, Transaction
+from cttop.actions.sysctl_plan import SetSysctls
+from cttop.kernel.netns import NetnsSpec
 from tests.conftest import CLI, delete_netns, make_netns, sh
 from tests.conftest import run_cttop as cttop
 
@@ -452,3 +454,24 @@ def test_a_value_changed_since_is_left_alone_unless_forced(ns: str, state: Path)
     assert r.returncode == 0, r.stderr
     assert "changed since; undo writes 30 over it" in r.stdout
     assert proc(ns, UDP) == "30"
+
+
+def test_a_change_cut_off_after_the_kernel_write_is_listed_as_interrupted_and_can_be_undone(
+        ns: str, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies (here: an exception no handler takes) between the kernel write and the completion."""
+    def die(self: Transaction, *args: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Transaction, "complete", die)
+    with pytest.raises(SystemExit):
+        SetSysctls(NetnsSpec(name=ns), {EST: "7200"}, journal=Journal(str(state))).apply()
+    monkeypatch.undo()
+    assert proc(ns, EST) == "7200"  # changed, and then nothing more happened
+    r = cttop("journal", "--state-dir", str(state))
+    assert "[interrupted, undoable]" in r.stdout and f'before: {{"values": {{"{EST}": "432000"}}' in r.stdout, r
+    [rec] = json.loads(cttop("journal", "--json", "--state-dir", str(state)).stdout)
+    assert rec["state"] == "interrupted" and rec["after"]["values"] == {EST: "7200"}
+    r = cttop("undo", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0 and f"Undo change {rec['id']}" in r.stdout, r
+    assert proc(ns, EST) == "432000"
+    assert "undone by" in cttop("journal", "--state-dir", str(state)).stdout
