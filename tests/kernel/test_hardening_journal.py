@@ -475,3 +475,23 @@ def test_a_change_cut_off_after_the_kernel_write_is_listed_as_interrupted_and_ca
     assert r.returncode == 0 and f"Undo change {rec['id']}" in r.stdout, r
     assert proc(ns, EST) == "432000"
     assert "undone by" in cttop("journal", "--state-dir", str(state)).stdout
+
+
+@pytest.mark.parametrize("args", [["journal"], ["journal", "--json"], ["undo", "--yes", "--netns", "@"],
+                                  ["tunables", "--netns", "@"], ["tunables", "--json", "--netns", "@"],
+                                  ["doctor", "--seconds", "0.1", "--netns", "@"], ["notrack", "list", "--netns", "@"]])
+def test_bad_journal_lines_are_left_out_with_one_warning_each_in_every_command(ns: str, state: Path,
+                                                                                 args: list[str]) -> None:
+    r = cttop("set", "udp_timeout=11", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    with open(state / "journal.jsonl", "ab") as f:
+        f.write(b'[1,2,3]\n\xff\xfe{"id": 1}\n{"id": "aaaa0002", "kind": "sysctl", "description": 5}\n')
+    r = cttop(*[ns if a == "@" else a for a in args], "--state-dir", str(state))
+    assert "Traceback" not in r.stderr and r.returncode in (0, 1), r
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("cttop: warning:")]
+    j = f"{state}/journal.jsonl"
+    assert warnings == [f"cttop: warning: journal {j}: line 3 is not a JSON object; left out",
+                        f"cttop: warning: journal {j}: line 4 is not UTF-8 text; left out",
+                        f"cttop: warning: journal {j}: line 5 has no 'commands'; left out"], r
+    if args[0] == "undo":
+        assert proc(ns, UDP) == "30"  # the sound change before the bad lines was found and undone
