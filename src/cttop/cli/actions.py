@@ -31,8 +31,8 @@ from cttop.actions import (
 )
 from cttop.actions.flows import matching_rows
 from cttop.actions.journal import INTERRUPTED
-from cttop.actions.schema import ID
 from cttop.actions.plan import READ_ONLY_ENV
+from cttop.actions.schema import ID
 from cttop.actions.shell import is_initial
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
 from cttop.filter import compile_filter
