@@ -30,7 +30,9 @@ from cttop.actions import (
     undo_plan,
 )
 from cttop.actions.flows import matching_rows
+from cttop.actions.journal import INTERRUPTED
 from cttop.actions.plan import READ_ONLY_ENV
+from cttop.actions.schema import ID
 from cttop.actions.shell import is_initial
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
 from cttop.filter import compile_filter
@@ -254,14 +256,22 @@ def undo(
     netns: NetnsOpt = None,
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Restore values someone changed since the change "
+                                                         "(without it, undo refuses them).")] = False,
+    persist_dir: Annotated[str | None, typer.Option(
+        "--persist-dir", help="Where the change persisted its files, if not /etc (as given to set/notrack).")] = None,
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
-    """Undo a journaled change made in this namespace: restores sysctls, removes the NOTRACK rules added."""
+    """Undo a journaled change made in this namespace: restores sysctls, removes the NOTRACK rules added.
+
+    A value changed since the change is left alone unless --force; a damaged journal record is refused.
+    """
     spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "undo")
-    confirm_and_apply(undo_plan(spec, change_id, Journal(state_dir)), yes)
+    plan = undo_plan(spec, change_id, Journal(state_dir), persist=_persist_paths(persist_dir), force=force)
+    confirm_and_apply(plan, yes)
 
 
 @app.command()
@@ -270,7 +280,11 @@ def journal(
     as_json: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:
-    """List every change cttop made: when, what, the commands, who, where, and whether it was undone."""
+    """List every change cttop made: when, what, the commands, who, where, and whether it was undone.
+
+    A change cut short (interrupted) is listed with the values before it; a record that fails its schema is
+    listed as damaged, without its text, and nothing acts on it.
+    """
     j = Journal(state_dir)
     recs = j.records()
     if as_json:
@@ -280,10 +294,17 @@ def journal(
         print(f"no changes journaled in {j.path}")
         return
     for r in recs:
+        if r.damaged is not None:
+            # Its text fields are what a forger wrote: only the id (escaped) and the reason are shown.
+            print(f"{r.id if ID.fullmatch(r.id) else ascii(r.id[:16])}  damaged: {safe_line(r.damaged)}")
+            continue
         # Every field is the file's word, and anyone who could write the file chose it: one line each.
         print(f"{safe_line(r.id)}  {r.time_text()}  {safe_line(r.user)} (uid {r.uid})  netns {safe_line(r.netns)}  "
               f"{safe_line(r.kind)}  [{safe_line(r.status())}]")
-        print(f"    {safe_line(r.summary)}")
+        first_line = (r.summary or r.description).partition("\n")[0]
+        print(f"    {safe_line(first_line)}")
+        if r.state == INTERRUPTED and r.before:
+            print(f"    before: {safe_line(json.dumps(r.before, separators=(', ', ': ')))}")
         for c in r.commands:
             print(f"    $ {safe_line(c)}")
 
