@@ -301,8 +301,8 @@ def journal(
         # Every field is the file's word, and anyone who could write the file chose it: one line each.
         print(f"{safe_line(r.id)}  {r.time_text()}  {safe_line(r.user)} (uid {r.uid})  netns {safe_line(r.netns)}  "
               f"{safe_line(r.kind)}  [{safe_line(r.status())}]")
-        first_line = (r.summary or r.description).partition("\n")[0]
-        print(f"    {safe_line(first_line)}")
+        # The summary whole (escaped onto one line); a description's first line (cttop's own span lines).
+        print(f"    {safe_line(r.summary or r.description.partition(chr(10))[0])}")
         if r.state == INTERRUPTED and r.before:
             print(f"    before: {safe_line(json.dumps(r.before, separators=(', ', ': ')))}")
         for c in r.commands:
