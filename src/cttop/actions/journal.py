@@ -8,7 +8,8 @@ without its completion is a change that was interrupted: it is listed as such,
 with its before values, and can be undone. A change that failed and was rolled
 back gets ``{"aborts": id}`` and is not listed. An undo is a change of its own
 naming the change it undid (``undoes``); :meth:`Journal.records` folds that into
-``undone_by`` on the original.
+``undone_by`` on the original. How each change ended is also told to the host's
+log once the lock is released (:mod:`cttop.actions.audit`).
 
 Nothing read back is trusted. The state dir, the journal and its lock file are
 used only when cttop could have made them (:mod:`cttop.actions.safefs`). A line
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cttop.actions import safefs
+from cttop.actions import audit, safefs
 from cttop.actions.errors import ActionError
 
 DEFAULT_STATE_DIR = "/var/lib/cttop"
@@ -188,15 +189,31 @@ class Transaction:
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
         self.fd = fd
+        # The intents written here and not yet ended, and how the others ended: for the audit trail.
+        self.open: dict[str, Record] = {}
+        self.ended: list[audit.Ending] = []
 
     def intent(self, record: Record) -> None:
         self._append(record.intent_json())
+        self.open[record.id] = record
 
     def complete(self, ident: str, after: dict[str, Any], summary: str, count: int) -> None:
         self._append({"completes": ident, "after": after, "summary": summary, "count": count, "time": time.time()})
+        self._ended(ident, audit.COMPLETED, summary)
 
     def abort(self, ident: str, reason: str) -> None:
         self._append({"aborts": ident, "reason": reason, "time": time.time()})
+        self._ended(ident, audit.ROLLED_BACK, reason)
+
+    def _ended(self, ident: str, outcome: str, detail: str) -> None:
+        record = self.open.pop(ident, None)
+        if record is not None:
+            self.ended.append(audit.Ending(record, outcome, detail))
+
+    def endings(self, failure: BaseException | None) -> list[audit.Ending]:
+        """How every change of this transaction ended; one still open was cut off by ``failure``."""
+        why = str(failure) if failure is not None else ""
+        return self.ended + [audit.Ending(r, audit.INTERRUPTED, why) for r in self.open.values()]
 
     def _append(self, obj: dict[str, Any]) -> None:
         # ASCII only (ensure_ascii), so what cttop writes always reads back as UTF-8.
@@ -261,7 +278,10 @@ class Journal:
         """Hold the journal's lock (one change at a time, across processes) with the journal open to append.
 
         A line torn by a crash or a full disk is cut off here, before anything is appended after it.
+        Once the lock is released, how each change ended goes to the host's log (:mod:`cttop.actions.audit`).
         """
+        txn: Transaction | None = None
+        failure: BaseException | None = None
         dir_fd = self._dir(create=True)
         assert dir_fd is not None
         try:
@@ -271,13 +291,19 @@ class Journal:
                 fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT)
                 try:
                     self._cut_torn_tail(fd)
-                    yield Transaction(self.path, fd)
+                    txn = Transaction(self.path, fd)
+                    yield txn
+                except BaseException as e:
+                    failure = e
+                    raise
                 finally:
                     os.close(fd)
             finally:
                 os.close(lock)  # releases the lock
         finally:
             os.close(dir_fd)
+            if txn is not None:
+                audit.send(txn.endings(failure))
 
     def _cut_torn_tail(self, fd: int) -> None:
         size = os.fstat(fd).st_size
