@@ -1,7 +1,11 @@
-"""The journal: every change cttop made, newest first: when, what, who, where, the commands, and if it was undone.
+"""The journal: the changes cttop made, newest first: when, what, who, where, the commands, and if it was undone.
 
-A damaged record shows only its id and why (its text is what a forger wrote); lines that are not
-records are left out, each named in a notification.
+It opens on the changes made in the namespace in view (matched by the namespace's
+inode, as undo matches them: a name can be reused), since another namespace's
+stale changes are not what its keys act on; ``a`` toggles every namespace's, and
+the title says which. A damaged record shows only its id and why (its text is
+what a forger wrote); lines that are not records are left out, each named in a
+notification.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.containers import Vertical
 
 from cttop.actions import Journal, Record, undo_plan
 from cttop.actions.journal import INTERRUPTED
@@ -45,6 +50,9 @@ def record_text(r: Record) -> Text:
 class JournalScreen(RowsScreen[Record]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("u", "undo", "Undo selected"),
+        # One key, two labels: the footer names what `a` switches to (check_action keeps the one that applies).
+        Binding("a", "show_all(True)", "All namespaces"),
+        Binding("a", "show_all(False)", "This namespace"),
     ]
     COLUMNS = ("time", "id", "what", "who", "namespace", "status")
     NAME = "journal"
@@ -54,15 +62,30 @@ class JournalScreen(RowsScreen[Record]):
         super().__init__()
         self.spec = spec
         self.journal = journal or Journal()
+        # Every namespace's changes, or only those of the namespace in view (a replay has none in view).
+        self.show_all = spec is None
+
+    def where(self) -> str:
+        return "all namespaces" if self.show_all or self.spec is None else f"namespace {self.spec.label()}"
 
     def box_title(self) -> str:
-        return f"Journal · {self.journal.path}"
+        return f"Journal · {self.where()} · {self.journal.path}"
+
+    def action_show_all(self, show_all: bool) -> None:
+        self.show_all = show_all
+        self.query_one(f"#{self.NAME}-box", Vertical).border_title = Text(safe_line(self.box_title()))
+        self.refresh_bindings()
+        self.action_reload()
 
     def action_reload(self) -> None:
-        journal = self.journal
+        journal, spec = self.journal, None if self.show_all else self.spec
 
         def read() -> tuple[list[Record], list[str]]:
-            return list(reversed(journal.records())), journal.skipped
+            records = journal.records()
+            if spec is not None:
+                inode = spec.inode()
+                records = [r for r in records if r.netns_inode == inode]
+            return list(reversed(records)), journal.skipped
 
         self.load(read, self._show, "reading the journal")
 
@@ -82,7 +105,10 @@ class JournalScreen(RowsScreen[Record]):
         return str(r.line)  # ids repeat in a forged journal; lines do not
 
     def detail(self, r: Record | None) -> Text:
-        return record_text(r) if r is not None else Text(f"no changes journaled in {self.journal.path}", "dim")
+        if r is not None:
+            return record_text(r)
+        more = "" if self.show_all else " (a: all namespaces)"
+        return Text(f"no changes in {safe_line(self.where())} journaled in {self.journal.path}{more}", "dim")
 
     @writes
     def action_undo(self) -> None:
@@ -98,6 +124,8 @@ class JournalScreen(RowsScreen[Record]):
                   f"cannot undo {ident}")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "undo" and self.spec is None:
-            return False  # a replay: no namespace to undo in
+        if action in ("undo", "show_all") and self.spec is None:
+            return False  # a replay: no namespace to undo in, none to narrow the list to
+        if action == "show_all" and parameters and parameters[0] == self.show_all:
+            return False  # the list already shows that
         return super().check_action(action, parameters)
