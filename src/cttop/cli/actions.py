@@ -34,7 +34,7 @@ from cttop.actions.journal import INTERRUPTED
 from cttop.actions.plan import READ_ONLY_ENV
 from cttop.actions.schema import ID
 from cttop.actions.shell import is_initial
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
+from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
@@ -102,10 +102,9 @@ def confirm_and_apply(plan: Plan, yes: bool) -> None:
 
 @app.command()
 @guarded
+@netns_options()
 def flush(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression; "
                                                                 "without it, the whole table.")] = "",
     yes: YesOpt = False,
@@ -113,24 +112,21 @@ def flush(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Delete every flow matching the filter (or the whole table). Cannot be undone."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "flush")
     confirm_and_apply(FlushFlows(spec, command_filter(filter, spec), journal=Journal(state_dir)), yes)
 
 
 @app.command()
 @guarded
+@netns_options()
 def delete(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="The flows to delete (required).")] = "",
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Delete the flows matching the filter one by one, as the TUI's `d` does. Cannot be undone."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "delete")
     flt = command_filter(filter, spec)
     if flt.is_all:
@@ -144,12 +140,11 @@ def delete(
 
 @app.command("set")
 @guarded
+@netns_options()
 def set_(
     assignments: Annotated[list[str], typer.Argument(metavar="NAME=VALUE...",
                                                      help="NAME=VALUE, as `cttop tunables` names them.")],
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     persist: Annotated[bool, typer.Option("--persist", help="Also write /etc/sysctl.d/90-cttop.conf "
                                                              "(hashsize: /etc/modprobe.d/cttop.conf).")] = False,
     persist_dir: PersistDirOpt = None,
@@ -158,7 +153,6 @@ def set_(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Set conntrack tunables in the namespace, all or none. Undo with `cttop undo`."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "set tunables")
     pairs: list[tuple[str, str]] = []
     for a in assignments:
@@ -173,11 +167,10 @@ def set_(
 
 @notrack_app.command("add")
 @guarded
+@netns_options()
 def notrack_add(
     expr: Annotated[str, typer.Argument(help="Filter expression, e.g. 'udp dport 53'.")],
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     persist: Annotated[bool, typer.Option("--persist", help="Also write /etc/nftables.d/cttop.nft.")] = False,
     persist_dir: PersistDirOpt = None,
     yes: YesOpt = False,
@@ -185,7 +178,6 @@ def notrack_add(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Stop tracking the traffic the expression matches, both directions."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "add NOTRACK rules")
     flt = compile_filter(expr)
     with Ctnetlink(spec) as ct:
@@ -197,15 +189,13 @@ def notrack_add(
 
 @notrack_app.command("list")
 @guarded
+@netns_options()
 def notrack_list(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     as_json: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:
     """List cttop's NOTRACK rules in the namespace, grouped by the change that added them."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     groups = rule_groups(spec, Journal(state_dir))
     if as_json:
         out = [{"id": g.id, "expr": g.expr, "rules": [r.to_json() for r in g.rules]} for g in groups]
@@ -224,12 +214,11 @@ def notrack_list(
 
 @notrack_app.command("remove")
 @guarded
+@netns_options()
 def notrack_remove(
     ids: Annotated[list[str] | None, typer.Argument(help="Ids (or unique prefixes) from `cttop notrack list`.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every cttop NOTRACK rule.")] = False,
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     persist_dir: Annotated[str | None, typer.Option(
         "--persist-dir", help="Refresh the nft file under this directory (default: /etc/nftables.d/cttop.nft, "
                               "for the host's own namespace only).")] = None,
@@ -238,7 +227,6 @@ def notrack_remove(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Remove cttop NOTRACK rules by id, or --all; their traffic is tracked again. Undo adds them back."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     if bool(ids) == all_:
         fail("give the ids to remove, or --all")
     _writing(read_only_flag, "remove NOTRACK rules")
@@ -250,12 +238,11 @@ def notrack_remove(
 
 @app.command()
 @guarded
+@netns_options()
 def undo(
     change_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Journal id (default: the last "
                                                                          "undoable change here).")] = None,
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     force: Annotated[bool, typer.Option("--force", help="Restore values someone changed since the change "
                                                          "(without it, undo refuses them).")] = False,
     persist_dir: Annotated[str | None, typer.Option(
@@ -268,7 +255,6 @@ def undo(
 
     A value changed since the change is left alone unless --force; a damaged journal record is refused.
     """
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "undo")
     plan = undo_plan(spec, change_id, Journal(state_dir), persist=_persist_paths(persist_dir), force=force)
     confirm_and_apply(plan, yes)
@@ -311,15 +297,13 @@ def journal(
 
 @app.command("tunables")
 @guarded
+@netns_options()
 def tunables_cmd(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     as_json: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:
     """List conntrack tunables: value, kernel default, meaning, whether writable here, drift from what cttop set."""
-    spec: NetnsSpec = netns_spec(netns, netns_pid, netns_path)
     rows = tunables.states(spec, Journal(state_dir))
     if as_json:
         print(json.dumps([s.to_json() for s in rows], indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -67,18 +68,56 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-NetnsOpt = Annotated[str | None, typer.Option("--netns", help="Network namespace by name, as `ip netns list` shows it.")]
-NetnsPidOpt = Annotated[int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]
-NetnsPathOpt = Annotated[str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# The options that choose a namespace, declared once: every command that takes them says so with
+# @netns_options() and receives the NetnsSpec they name.
+_NETNS_OPTIONS = [
+    inspect.Parameter("netns", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        str | None, typer.Option("--netns", help="Network namespace by name, as `ip netns list` shows it.")]),
+    inspect.Parameter("netns_pid", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]),
+    inspect.Parameter("netns_path", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]),
+]
 
-def netns_spec(name: str | None, pid: int | None, path: str | None) -> NetnsSpec:
+
+def netns_spec(name: str | None, pid: int | None, path: str | None, usage_exit: int = 2) -> NetnsSpec:
     if sum(x is not None for x in (name, pid, path)) > 1:
-        fail("--netns, --netns-pid and --netns-path are exclusive: give one")
+        fail("--netns, --netns-pid and --netns-path are exclusive: give one", usage_exit)
     return NetnsSpec(name=name, pid=pid, path=path)
+
+
+# Where a @netns_options() command's namespace options go; the decorator passes the NetnsSpec they name.
+NETNS = NetnsSpec()
+
+
+def netns_options(usage_exit: int = 2) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Give a command --netns, --netns-pid and --netns-path, in the place of its ``spec`` parameter (so
+    ``--help`` lists them there), and call it with the NetnsSpec they name. More than one of them is a
+    one-line error exiting ``usage_exit``."""
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        # Typer reads the command's options from this signature: the command's own, ``spec`` replaced.
+        sig = inspect.signature(fn, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for p in sig.parameters.values():
+            if p.name == "spec":
+                params += _NETNS_OPTIONS
+            else:
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+        @wraps(fn)
+        def command(*args: object, netns: str | None = None, netns_pid: int | None = None,
+                    netns_path: str | None = None, **kwargs: object) -> R:
+            return fn(*args, spec=netns_spec(netns, netns_pid, netns_path, usage_exit), **kwargs)
+
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
 
 
 def command_filter(text: str, spec: NetnsSpec) -> Filter:
@@ -115,17 +154,16 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 @app.callback(invoke_without_command=True)
+@netns_options()
 def top(
     ctx: typer.Context,
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between refreshes.")] = 1.0,
     read_only: Annotated[bool, typer.Option("--read-only", help="Hide and refuse every change.")] = False,
 ) -> None:
     """With no command: the live view (`cttop`, `cttop --netns web1`)."""
     if ctx.invoked_subcommand is not None:
-        if netns is not None or netns_pid is not None or netns_path is not None:
+        if not spec.is_own:
             fail(f"put --netns after the command name: cttop {ctx.invoked_subcommand} --netns …")
         if read_only:
             # Imported only here: the actions package costs start-up time to commands that never write.
@@ -133,7 +171,6 @@ def top(
 
             set_read_only(True)
         return
-    spec = netns_spec(netns, netns_pid, netns_path)
     from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
 
     guarded(run_tui)(spec, read_only=read_only, interval=interval)

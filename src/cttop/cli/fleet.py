@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
+from cttop.cli.app import NETNS, app, fail, guarded, netns_options
 from cttop.errors import CttopError
 from cttop.host import export as fleet_export
 from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
@@ -120,19 +120,17 @@ def _human_row(n: Namespace) -> tuple[str, ...]:
 
 @app.command("record")
 @guarded
+@netns_options()
 def record_cmd(
     output: Annotated[str, typer.Option("--output", "-o", help="File to write the recording to.")],
     duration: Annotated[str | None, typer.Option("--duration", help="Stop after this long (30, 30s, 5m, 1h); "
                                                                     "default: until Ctrl-C.")] = None,
     dump_interval: Annotated[str, typer.Option("--dump-interval", help="A full dump (a seek point) this often.")]
     = "30s",
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
 ) -> None:
     """Record the table's dumps, events and stats to a compressed file, for `cttop replay`."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     seconds = parse_duration(duration, "--duration") if duration is not None else None
     recorder = Recorder(spec, output, dump_interval=parse_duration(dump_interval, "--dump-interval"),
                         overwrite=force)
@@ -222,11 +220,10 @@ def _tui_with_source() -> Callable[..., None]:
 
 @app.command("export")
 @guarded
+@netns_options()
 def export_cmd(
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve /metrics on.")] = "127.0.0.1:9469",
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Groups per group key in "
                                                                     "cttop_top_group_entries.")] = 10,
     group: Annotated[list[str] | None, typer.Option("--group", help=f"Group key for the top groups "
@@ -240,7 +237,6 @@ def export_cmd(
     resync: Annotated[str, typer.Option("--resync", help="Redump the followed table this often.")] = "60s",
 ) -> None:
     """Serve conntrack metrics for Prometheus (node_exporter-compatible names, plus cttop's own)."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     host, port = parse_listen(listen)
     groups = tuple(group) if group else fleet_export.DEFAULT_GROUPS
     for g in groups:
