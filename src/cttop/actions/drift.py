@@ -69,7 +69,7 @@ def same_value(a: str | None, b: str | None) -> bool:
     """Whether two sysctl values are one number (the kernel may space or pad them), or both absent."""
     if a is None or b is None:
         return a is b
-    try:
-        return int(a) == int(b)
-    except ValueError:
-        return a.split() == b.split()
+    na, nb = sysctl.as_int(a), sysctl.as_int(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return a.split() == b.split()

@@ -167,11 +167,9 @@ def lookup(name: str) -> Tunable:
 
 def parse_value(t: Tunable, text: str) -> int:
     """The value as the kernel will take it, or ActionError saying what range is allowed."""
-    s = str(text).strip()
-    try:
-        v = int(s, 10)
-    except ValueError:
-        raise ActionError(f"{t.name}={text}: not an integer") from None
+    v = sysctl.as_int(str(text))
+    if v is None:
+        raise ActionError(f"{t.name}={text}: not an integer")
     if t.choices and v not in t.choices:
         raise ActionError(f"{t.name}={v}: must be one of {', '.join(map(str, t.choices))}")
     if not t.lo <= v <= t.hi:
@@ -213,13 +211,8 @@ def warnings_for(t: Tunable, value: int, current: dict[str, str]) -> list[str]:
     """What to tell the person before ``value`` is set, given the namespace's current values."""
     out: list[str] = []
 
-    def num(n: str) -> int | None:
-        try:
-            return int(current[n])
-        except (KeyError, ValueError):
-            return None
-
-    count, cur_max, cur_hash = num("nf_conntrack_count"), num("nf_conntrack_max"), num("hashsize")
+    count, cur_max, cur_hash = (sysctl.as_int(current.get(n)) for n in ("nf_conntrack_count", "nf_conntrack_max",
+                                                                          "hashsize"))
     if t.name == "nf_conntrack_max":
         if value == 0:
             out.append("nf_conntrack_max=0 means no limit: the table may grow until memory runs out")
@@ -278,10 +271,9 @@ class TunableState:
 
 
 def _as_int(v: str | None) -> int | str | None:
-    try:
-        return int(v) if v is not None else None
-    except ValueError:
-        return v
+    """A value for JSON: the number, or the kernel's text when it is not one."""
+    n = sysctl.as_int(v)
+    return v if n is None else n
 
 
 def states(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[TunableState]:

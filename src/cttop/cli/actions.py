@@ -36,6 +36,7 @@ from cttop.actions.schema import ID
 from cttop.actions.shell import is_initial
 from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
 from cttop.filter import compile_filter
+from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
@@ -329,7 +330,4 @@ def _off_default(value: str | None, default: int | None) -> bool:
     """Whether a tunable's value is known, has a known default, and is not it."""
     if value is None or default is None:
         return False
-    try:
-        return int(value) != default
-    except ValueError:
-        return True  # not even a number: not the default
+    return sysctl.as_int(value) != default  # not even a number: not the default either
