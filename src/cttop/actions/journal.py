@@ -190,12 +190,12 @@ class Transaction:
         self.path = path
         self.fd = fd
         # The intents written here and not yet ended, and how the others ended: for the audit trail.
-        self.open: dict[str, Record] = {}
+        self.open_intents: dict[str, Record] = {}
         self.ended: list[audit.Ending] = []
 
     def intent(self, record: Record) -> None:
         self._append(record.intent_json())
-        self.open[record.id] = record
+        self.open_intents[record.id] = record
 
     def complete(self, ident: str, after: dict[str, Any], summary: str, count: int) -> None:
         self._append({"completes": ident, "after": after, "summary": summary, "count": count, "time": time.time()})
@@ -206,14 +206,14 @@ class Transaction:
         self._ended(ident, audit.ROLLED_BACK, reason)
 
     def _ended(self, ident: str, outcome: str, detail: str) -> None:
-        record = self.open.pop(ident, None)
+        record = self.open_intents.pop(ident, None)
         if record is not None:
             self.ended.append(audit.Ending(record, outcome, detail))
 
     def endings(self, failure: BaseException | None) -> list[audit.Ending]:
         """How every change of this transaction ended; one still open was cut off by ``failure``."""
         why = str(failure) if failure is not None else ""
-        return self.ended + [audit.Ending(r, audit.INTERRUPTED, why) for r in self.open.values()]
+        return self.ended + [audit.Ending(r, audit.INTERRUPTED, why) for r in self.open_intents.values()]
 
     def _append(self, obj: dict[str, Any]) -> None:
         # ASCII only (ensure_ascii), so what cttop writes always reads back as UTF-8.
