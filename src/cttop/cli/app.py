@@ -9,9 +9,11 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 from typer._click import Context
+from typer._click.core import ParameterSource
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
+from cttop import config
 from cttop.errors import CttopError
 from cttop.filter import Filter, compile_filter, parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
@@ -98,6 +100,14 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cttop import version
+
+        print(f"cttop {version()}")
+        raise typer.Exit(0)
+
+
 @app.callback(invoke_without_command=True)
 def top(
     ctx: typer.Context,
@@ -105,13 +115,29 @@ def top(
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
     interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between refreshes.")] = 1.0,
-    read_only: Annotated[bool, typer.Option("--read-only", help="Hide and refuse every change.")] = False,
+    read_only: Annotated[bool | None, typer.Option("--read-only/--no-read-only", help="Hide and refuse every "
+                                                   "change (--no-read-only: even if the config says so).")] = None,
+    mouse: Annotated[bool | None, typer.Option("--mouse/--no-mouse", help="Let the live view use the mouse "
+                                               "(--no-mouse: the terminal selects text, e.g. to copy over SSH).")
+                     ] = None,
+    no_config: Annotated[bool, typer.Option("--no-config", help="Read no config file: built-in defaults and the "
+                                            "flags only.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print cttop's version and exit.")] = False,
 ) -> None:
-    """With no command: the live view (`cttop`, `cttop --netns web1`)."""
+    """With no command: the live view (`cttop`, `cttop --netns web1`).
+
+    Settings come from /etc/cttop/config.toml, then ~/.config/cttop/config.toml (or $CTTOP_CONFIG alone);
+    the flags override both.
+    """
+    given = ctx.get_parameter_source("interval") is not ParameterSource.DEFAULT
+    settings = config.Settings() if no_config else guarded(config.load_default)()
+    settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None)
+    config.activate(settings)
     if ctx.invoked_subcommand is not None:
         if netns is not None or netns_pid is not None or netns_path is not None:
             fail(f"put --netns after the command name: cttop {ctx.invoked_subcommand} --netns …")
-        if read_only:
+        if settings.read_only:
             # Imported only here: the actions package costs start-up time to commands that never write.
             from cttop.actions.plan import set_read_only
 
@@ -120,4 +146,4 @@ def top(
     spec = netns_spec(netns, netns_pid, netns_path)
     from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
 
-    guarded(run_tui)(spec, read_only=read_only, interval=interval)
+    guarded(run_tui)(spec, read_only=settings.read_only)
