@@ -9,9 +9,10 @@ module of the command being run is imported: importing them all costs ~0.2 s
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-from cttop.cli.app import app
+from cttop.cli.app import COMPLETE_VAR, app
 
 # command name -> module under cttop.cli that defines it
 COMMANDS = {
@@ -32,5 +33,7 @@ def load_commands(argv: list[str]) -> None:
 
 
 def main() -> None:
-    load_commands(sys.argv[1:])
-    app()
+    # A completing shell passes the words in the environment, not argv: every command module is loaded then,
+    # so subcommands and their options complete.
+    load_commands([] if COMPLETE_VAR in os.environ else sys.argv[1:])
+    app(prog_name="cttop")

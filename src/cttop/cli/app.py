@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -16,7 +17,7 @@ from typer.core import TyperGroup
 from cttop import config
 from cttop.errors import CttopError
 from cttop.filter import Filter, compile_filter, parse, uses_owners
-from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
 
 
 class OneLineUsage(TyperGroup):
@@ -43,17 +44,28 @@ def _usage_failed(e: UsageError, command: str | None, code: int) -> NoReturn:
     fail(f"{command + ': ' if command else ''}{e.format_message().rstrip('.')}; see {where} --help", code)
 
 
+COMPLETE_VAR = "_CTTOP_COMPLETE"  # click's protocol: a completing shell sets it and runs cttop
+
 app = typer.Typer(
     cls=OneLineUsage,
     name="cttop",
     help="A top for the Linux conntrack table: see who fills it, and fix it.",
-    add_completion=False,
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-NetnsOpt = Annotated[str | None, typer.Option("--netns", help="Network namespace by name, as `ip netns list` shows it.")]
+
+def complete_netns(incomplete: str) -> list[str]:
+    """The named namespaces (`ip netns list`) starting with what was typed, for shell completion."""
+    try:
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(incomplete))
+    except OSError:
+        return []  # no named namespace yet, or not allowed to look: nothing to offer
+
+
+NetnsOpt = Annotated[str | None, typer.Option("--netns", autocompletion=complete_netns,
+                                              help="Network namespace by name, as `ip netns list` shows it.")]
 NetnsPidOpt = Annotated[int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]
 NetnsPathOpt = Annotated[str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]
 
