@@ -49,7 +49,10 @@ COMPLETE_VAR = "_CTTOP_COMPLETE"  # click's protocol: a completing shell sets it
 app = typer.Typer(
     cls=OneLineUsage,
     name="cttop",
-    help="A top for the Linux conntrack table: see who fills it, and fix it.",
+    help="A top for the Linux conntrack table: see who fills it, and fix it.\n\n"
+         "With no command: the live view (`cttop`, `cttop --netns web1`). Its settings come from "
+         f"{config.SYSTEM_PATH}, then ~/.config/cttop/config.toml (${config.CONFIG_ENV} instead of both); "
+         "flags override both.",
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -137,11 +140,7 @@ def top(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print cttop's version and exit.")] = False,
 ) -> None:
-    """With no command: the live view (`cttop`, `cttop --netns web1`).
-
-    Settings come from /etc/cttop/config.toml, then ~/.config/cttop/config.toml (or $CTTOP_CONFIG alone);
-    the flags override both.
-    """
+    """The live view, when no command is given; every command's shared options and config otherwise."""
     given = ctx.get_parameter_source("interval") is not ParameterSource.DEFAULT
     settings = config.Settings() if no_config else guarded(config.load_default)()
     settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None)
