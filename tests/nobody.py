@@ -34,8 +34,11 @@ def _candidates() -> list[str]:
 
 def _runs_as_nobody(python: str) -> bool:
     want = f"{sys.version_info.major}.{sys.version_info.minor}"
-    r = subprocess.run([*AS_NOBODY, python, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                       capture_output=True, text=True, cwd="/", check=False)
+    # Through env: setpriv itself still holds root's capabilities when it execs, so it would reach a path
+    # nobody cannot; and an interpreter whose prefix it cannot read may start on another's stdlib.
+    code = "import sys, json, _ctypes; print('%d.%d' % sys.version_info[:2])"
+    r = subprocess.run([*AS_NOBODY, "env", "-i", python, "-I", "-c", code], capture_output=True, text=True, cwd="/",
+                       check=False)
     return r.returncode == 0 and r.stdout.strip() == want
 
 
