@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -28,3 +30,11 @@ def test_version_wins_over_the_rest_of_the_line(args: list[str]) -> None:
     r = run_cttop(*args, env={"CTTOP_CONFIG": "/nonexistent/config.toml"})
     assert (r.returncode, r.stdout.count("\n"), r.stderr) == (0, 1, "")
     assert r.stdout.startswith("cttop ")
+
+
+def test_version_loads_no_command_module() -> None:
+    code = ("import sys; sys.argv = ['cttop', '--version']\nfrom cttop.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('cttop.cli.')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines() == [f"cttop {importlib.metadata.version('cttop')}", "['cttop.cli.app']"]

@@ -26,7 +26,9 @@ COMMANDS = {
 
 
 def load_commands(argv: list[str]) -> None:
-    name = next((a for a in argv if not a.startswith("-")), None)
+    name = next((a for a in argv if not a.startswith("-") or a == "--version"), None)
+    if name == "--version":
+        return  # printed and exited before any command is looked up
     modules = {COMMANDS[name]} if name in COMMANDS else set(COMMANDS.values())
     for m in sorted(modules):
         importlib.import_module(f"cttop.cli.{m}")
