@@ -33,4 +33,5 @@ fi
     --log-level WARN \
     scripts/binary_main.py
 cp man/cttop.1 "$dist/cttop.1"
-echo "built $dist/cttop ($(du -h "$dist/cttop" | cut -f1)) and $dist/cttop.1"
+shown=$(realpath --relative-base=. "$dist")
+echo "built $shown/cttop ($(du -h "$dist/cttop" | cut -f1)) and $shown/cttop.1"
