@@ -67,6 +67,7 @@ def command(cmd: click.Command, ctx: click.Context, heading: str) -> list[str]:
 def page() -> str:
     load_commands([])  # every command module registers its commands
     root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)  # the app has commands
     ctx = click.Context(root, info_name="cttop")
     intro, *rest = paragraphs(root.help or "")
     lines = [

@@ -67,14 +67,14 @@ def _kind(v: object) -> str:
 
 def _check_bool(v: object) -> bool:
     if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {_kind(v)}")
+        raise TypeError(f"expected true or false, got {_kind(v)}")
     return v
 
 
 def _check_interval(v: object) -> float:
     lo, hi = INTERVAL_RANGE
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"expected a number of seconds, got {_kind(v)}")
+        raise TypeError(f"expected a number of seconds, got {_kind(v)}")
     if not lo <= v <= hi:
         raise ValueError(f"{v} is out of range ({lo} to {hi:g} seconds)")
     return float(v)
@@ -87,7 +87,7 @@ def _check_group(v: object) -> str:
 
     names = (*GROUPS, *OWNER_GROUPS)
     if not isinstance(v, str):
-        raise ValueError(f"expected a string, got {_kind(v)}")
+        raise TypeError(f"expected a string, got {_kind(v)}")
     if v not in names:
         raise ValueError(f"{v!r} is not a group key (choose from {', '.join(names)})")
     return v
@@ -175,9 +175,9 @@ def parse(path: str, text: str) -> dict[str, tuple[Any, int]]:
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
         line = int(m.group(1)) if m and m.group(1) else text.count("\n") + 1
-        key = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", text.splitlines()[line - 1] if text.splitlines() else "")
+        named = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", text.splitlines()[line - 1] if text.splitlines() else "")
         what = str(e)[:m.start()].strip() if m else str(e)
-        raise _error(f"{path}:{line}" + (f": {key.group(1)}" if key else ""), f"not valid TOML ({what})") from None
+        raise _error(f"{path}:{line}" + (f": {named.group(1)}" if named else ""), f"not valid TOML ({what})") from None
     out: dict[str, tuple[Any, int]] = {}
     for key, value in doc.items():
         line = _line_of(text, key)
@@ -185,7 +185,7 @@ def parse(path: str, text: str) -> dict[str, tuple[Any, int]]:
             raise _error(f"{path}:{line}: {key}", f"unknown key (known: {', '.join(CHECKS)})")
         try:
             out[key] = (CHECKS[key](value), line)
-        except ValueError as e:
+        except (TypeError, ValueError) as e:
             raise _error(f"{path}:{line}: {key}", str(e)) from None
     return out
 

@@ -77,15 +77,17 @@ def sandbox(unit: dict[str, str]) -> list[str]:
         argv.append("--no-new-privs")
     if unit.get("Service.MemoryDenyWriteExecute") == "yes" and mdwe_supported():
         # Set by root before dropping; kept across fork and exec, as under systemd.
-        argv = [sys.executable, "-c", "import ctypes, os, sys\n"
+        code = ("import ctypes, os, sys\n"
                 f"assert ctypes.CDLL(None).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) == 0\n"
-                "os.execvp(sys.argv[1], sys.argv[1:])", *argv]
+                "os.execvp(sys.argv[1], sys.argv[1:])")
+        argv = [sys.executable, "-c", code, *argv]
     return argv
 
 
 def mdwe_supported() -> bool:
-    r = subprocess.run([sys.executable, "-c", f"import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl("
-                        f"{PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0)"], check=False)
+    call = f"ctypes.CDLL(None).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0)"
+    code = f"import ctypes, sys; sys.exit({call} != 0)"
+    r = subprocess.run([sys.executable, "-c", code], check=False)
     if r.returncode:
         print("this kernel has no PR_SET_MDWE (before 6.3): MemoryDenyWriteExecute= not reproduced")
     return r.returncode == 0

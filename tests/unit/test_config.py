@@ -118,8 +118,8 @@ BAD = [
     ("out of range, high", "interval = 3601\n", ":1: interval: 3601 is out of range"),
     ("no such group", 'group_by = "nope"\n', ":1: group_by: 'nope' is not a group key (choose from src, dst"),
     ("empty theme", 'theme = ""\n', ":1: theme: expected a theme name, got the string ''"),
-    ("control characters shown escaped", 'mouse = "\\u001b[31m"\n', r":1: mouse: expected true or false, got the "
-                                                                    r"string '\x1b[31m'"),
+    ("control characters shown escaped", 'mouse = "\\u001b[31m"\n',
+     r":1: mouse: expected true or false, got the string '\x1b[31m'"),
 ]
 
 
@@ -181,8 +181,8 @@ def test_untrusted_file_is_refused_in_one_line(tmp_path: Path, kind: str) -> Non
 
 def test_a_missing_named_file_is_an_error_but_missing_default_files_are_not(tmp_path: Path) -> None:
     r = run_cttop("namespaces", env={"CTTOP_CONFIG": str(tmp_path / "none.toml")})
-    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"cttop: {tmp_path}/none.toml: no such config file "
-                                                         "(CTTOP_CONFIG names it)\n")
+    says = f"cttop: {tmp_path}/none.toml: no such config file (CTTOP_CONFIG names it)\n"
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", says)
     with pytest.raises(ConfigError, match=r"none.toml: no such config file \(CTTOP_CONFIG names it\)$"):
         load([str(tmp_path / "none.toml")], required=True)
     assert load([str(tmp_path / "none.toml")]) == Settings()

@@ -101,7 +101,8 @@ class Plan(ABC):
     def check(self) -> None:
         """Refuse now what ``apply()`` would refuse before changing anything; changes nothing."""
         if read_only():
-            raise ActionError(f"read-only mode (--read-only, {READ_ONLY_ENV}=1 or read_only in the config): refusing to {self.kind}")
+            raise ActionError(f"read-only mode (--read-only, {READ_ONLY_ENV}=1 or read_only in the config): "
+                              f"refusing to {self.kind}")
         self._validate()
         self.journal.ensure_writable()
 
