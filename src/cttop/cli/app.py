@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -11,9 +12,10 @@ import typer
 from typer import Context, TyperException
 from typer.core import TyperGroup
 
+from cttop import config
 from cttop.errors import CttopError
 from cttop.filter import Filter, compile_filter, parse, uses_owners
-from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
 from cttop.termsafe import safe_line
 
 
@@ -57,17 +59,31 @@ def _usage_failed(e: TyperException, command: str | None, code: int) -> NoReturn
     fail(f"{command + ': ' if command else ''}{_message(e).rstrip('.')}; see {where} --help", code)
 
 
+COMPLETE_VAR = "_CTTOP_COMPLETE"  # click's protocol: a completing shell sets it and runs cttop
+
 app = typer.Typer(
     cls=OneLineUsage,
     name="cttop",
-    help="A top for the Linux conntrack table: see who fills it, and fix it.",
-    add_completion=False,
+    help="A top for the Linux conntrack table: see who fills it, and fix it.\n\n"
+         "With no command: the live view (`cttop`, `cttop --netns web1`). Its settings come from "
+         f"{config.SYSTEM_PATH}, then ~/.config/cttop/config.toml (${config.CONFIG_ENV} instead of both); "
+         "flags override both.",
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-NetnsOpt = Annotated[str | None, typer.Option("--netns", help="Network namespace by name, as `ip netns list` shows it.")]
+
+def complete_netns(incomplete: str) -> list[str]:
+    """The named namespaces (`ip netns list`) starting with what was typed, for shell completion."""
+    try:
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(incomplete))
+    except OSError:
+        return []  # no named namespace yet, or not allowed to look: nothing to offer
+
+
+NetnsOpt = Annotated[str | None, typer.Option("--netns", autocompletion=complete_netns,
+                                              help="Network namespace by name, as `ip netns list` shows it.")]
 NetnsPidOpt = Annotated[int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]
 NetnsPathOpt = Annotated[str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]
 
@@ -114,6 +130,14 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cttop import version
+
+        print(f"cttop {version()}")
+        raise typer.Exit(0)
+
+
 @app.callback(invoke_without_command=True)
 def top(
     ctx: typer.Context,
@@ -121,13 +145,27 @@ def top(
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
     interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between refreshes.")] = 1.0,
-    read_only: Annotated[bool, typer.Option("--read-only", help="Hide and refuse every change.")] = False,
+    read_only: Annotated[bool | None, typer.Option("--read-only/--no-read-only", help="Hide and refuse every "
+                                                   "change (--no-read-only: even if the config says so).")] = None,
+    mouse: Annotated[bool | None, typer.Option("--mouse/--no-mouse", help="Let the live view use the mouse "
+                                               "(--no-mouse: the terminal selects text, e.g. to copy over SSH).")
+                     ] = None,
+    no_config: Annotated[bool, typer.Option("--no-config", help="Read no config file: built-in defaults and the "
+                                            "flags only.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print cttop's version and exit.")] = False,
 ) -> None:
-    """With no command: the live view (`cttop`, `cttop --netns web1`)."""
+    """The live view, when no command is given; every command's shared options and config otherwise."""
+    # Whether --interval was given (a config's interval yields to it): the source enum's name, public as such.
+    source = ctx.get_parameter_source("interval")
+    given = source is not None and source.name != "DEFAULT"
+    settings = config.Settings() if no_config else guarded(config.load_default)()
+    settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None)
+    config.activate(settings)
     if ctx.invoked_subcommand is not None:
         if netns is not None or netns_pid is not None or netns_path is not None:
             fail(f"put --netns after the command name: cttop {ctx.invoked_subcommand} --netns …")
-        if read_only:
+        if settings.read_only:
             # Imported only here: the actions package costs start-up time to commands that never write.
             from cttop.actions.plan import set_read_only
 
@@ -136,4 +174,4 @@ def top(
     spec = netns_spec(netns, netns_pid, netns_path)
     from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
 
-    guarded(run_tui)(spec, read_only=read_only, interval=interval)
+    guarded(run_tui)(spec, read_only=settings.read_only)

@@ -21,7 +21,6 @@ readable part is at most a second short (the reader replays it up to there, and 
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import platform
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
+from cttop import version
 from cttop.errors import CttopError
 from cttop.kernel import nlconst as C
 from cttop.kernel import sysctl
@@ -196,7 +196,7 @@ class Recorder:
         stop = stop or threading.Event()
         clock = Clock()
         # Subscribe before the first dump, so no change falls between the two.
-        meta = {"format": VERSION, "cttop": _version(), "label": self.spec.label(),
+        meta = {"format": VERSION, "cttop": version(), "label": self.spec.label(),
                 "host": socket.gethostname(), "kernel": platform.release(), "start": clock.wall,
                 "stats_names": list(STATS_NAMES), "dump_interval": self.dump_interval,
                 "stats_interval": self.stats_interval}
@@ -321,11 +321,6 @@ class Recorder:
         raise KernelError("conntrack dump: the reply's framing is broken")
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("cttop")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _scan_dump_chunk(data: bytes) -> tuple[int, bool, bool, int]:
