@@ -266,6 +266,18 @@ def test_one_event_repeated_as_large_as_records_go(tmp_path: Path) -> None:
     assert doc["events"] > 100_000 and doc["end"]["flows"] == 3  # the keyframe's two, and the event's one
 
 
+def test_json_that_would_swell_in_memory(tmp_path: Path) -> None:
+    """4 MB of "[]," are 90 MB of lists once parsed, 4 MB of "1.5," 36 MB of floats: neither gets that far."""
+    n = R.MAX_RECORD - 64
+    cases = {"lists": b'{"count":1,"max":9,"cpus":[' + b"[]," * (n // 3 - 20) + b"[]]}",
+             "floats": b'{"count":1,"max":9,"cpus":[' + b"1.5," * (n // 4 - 20) + b"1.5]}"}
+    for name, payload in cases.items():
+        path = tmp_path / f"{name}.cttop"
+        damaged_second_segment(path, R.K_STATS, payload)
+        for r in both_paths(path):
+            assert r.returncode == 0 and "bad record at 1.000 s" in r.stderr, r.stderr
+
+
 # --- the limits, one by one, without the bulk --------------------------------------------------------
 
 def test_fifos_devices_directories_and_links_are_refused_without_opening_them(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ EVENT_SLICE: Final = 2048
 _LEN: Final = struct.Struct("<I")
 MAX_CPUS: Final = 8192  # Linux's largest NR_CPUS: more per-CPU stats entries than that are no recording's
 MAX_NAMES: Final = 256  # stats names, sysctls per record: a few dozen in any real recording
+MAX_SMALL: Final = 64 << 10  # bytes of a description or sysctls record: a few hundred in any real recording
 MAX_SAMPLES: Final = 1 << 16  # time line points kept; beyond, every other is dropped (the screen has ~200 cells)
 MAX_SEGMENTS: Final = 1 << 18  # a year of 2-minute dump intervals
 MAX_SPAN: Final = 10 * 366 * 86400.0  # seconds a recording may span
@@ -374,9 +375,22 @@ def _int(v: object) -> int:
     return v
 
 
+def _load(payload: bytes, containers: int, values: int, size: int = MAX_RECORD) -> Any:
+    """JSON of at most ``size`` bytes, ``containers`` lists and objects and ``values`` items, counted before any
+    is built: parsed, an empty list costs ~70 bytes for its 3 bytes of text and a float ~36 for its 4, so 4 MB of
+    "[]," would take 90 MB and of "1.5," 36 MB. (Brackets and commas in strings count too; cttop records few.)"""
+    if len(payload) > size:
+        raise ValueError(f"{len(payload)} bytes, more than {size}")
+    if payload.count(b"[") + payload.count(b"{") > containers:
+        raise ValueError(f"more than {containers} lists and objects")
+    if payload.count(b",") >= values:
+        raise ValueError(f"more than {values} items")
+    return json.loads(payload)
+
+
 def parse_stats(payload: bytes, names: int) -> tuple[int, int, list[list[int]]]:
     """(count, max, per-CPU rows) of a stats record; ValueError if it is not one, or is past the limits."""
-    d = json.loads(payload)
+    d = _load(payload, MAX_CPUS + 2, MAX_CPUS * (2 + names) + 8)
     if not isinstance(d, dict):
         raise ValueError("not a mapping")
     cpus = d["cpus"]
@@ -389,7 +403,7 @@ def parse_stats(payload: bytes, names: int) -> tuple[int, int, list[list[int]]]:
 
 
 def parse_sysctls(payload: bytes) -> dict[str, str]:
-    d = json.loads(payload)
+    d = _load(payload, 1, MAX_NAMES, MAX_SMALL)
     if not isinstance(d, dict) or len(d) > MAX_NAMES:
         raise ValueError(f"not a mapping of at most {MAX_NAMES} names")
     return {str(k): str(v) for k, v in d.items()}
@@ -490,7 +504,7 @@ class Recording:
         if kind != K_META:
             raise Corrupt(path, member, "the first record is not the recording's description")
         try:
-            meta = json.loads(payload)
+            meta = _load(payload, 64, 4096, MAX_SMALL)
             if not isinstance(meta, dict):
                 raise ValueError("not a mapping")
             start = float(meta["start"])
