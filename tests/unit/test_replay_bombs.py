@@ -1,6 +1,6 @@
 """Crafted recordings (they come attached to bug reports): each opens in bounded memory, as a one-line error or
 a replay of what is sane, never a traceback. Measured on real child processes: `cttop replay FILE --info`, and
-the live view's loading path (its Collector playing the file to the end)."""
+the live view (the TUI, headless) playing the file to its end."""
 
 from __future__ import annotations
 
@@ -153,12 +153,12 @@ def measured(args: list[str], tmp: Path) -> Run:
     return Run(r.returncode, r.stdout, r.stderr, int(rss.read_text()) / 1024)
 
 
-# The live view's loading path: its Collector on the replay, played to the end at full speed, as the TUI runs it.
+# The live view on the recording, as `cttop replay FILE` opens it, but headless: played at full speed to its end,
+# then it prints the time line's length and the flows on screen.
 LIVE_VIEW = """
-import sys, threading
+import sys
 from cttop.errors import CttopError
 from cttop.fleet.replay import ReplaySource
-from cttop.live.collector import Collector
 try:
     src = ReplaySource(sys.argv[1], speed=10000)
 except CttopError as e:
@@ -166,17 +166,15 @@ except CttopError as e:
     sys.exit(2)
 if src.recording.cut:
     print(f"cttop: {src.recording.cut}", file=sys.stderr)
-frames = []
-done = threading.Event()
-def on_frame(f):
-    frames.append(f.flows)
-    if src.at_end:
-        done.set()
-c = Collector(src, on_frame=on_frame, on_index=lambda i: None, interval=0.1)
-c.start()
-done.wait(600)
-c.stop()
-print(len(src.timeline()), frames[-1] if frames else None)
+from cttop.ui.app import CttopApp
+app = CttopApp(src, read_only=True, interval=0.1)
+async def to_the_end(pilot):
+    while not src.at_end:
+        await pilot.pause(0.1)
+    await pilot.pause(0.5)  # a frame of the end
+    print(len(src.timeline()), app.shown_frame.flows)
+    app.exit()
+app.run(headless=True, auto_pilot=to_the_end)
 """
 
 
@@ -267,7 +265,7 @@ def test_one_event_repeated_as_large_as_records_go(tmp_path: Path) -> None:
 
 
 def test_json_that_would_swell_in_memory(tmp_path: Path) -> None:
-    """4 MB of "[]," are 90 MB of lists once parsed, 4 MB of "1.5," 36 MB of floats: neither gets that far."""
+    """2 MB of "[]," are 45 MB of lists once parsed, 2 MB of "1.5," 18 MB of floats: neither gets that far."""
     n = R.MAX_RECORD - 64
     cases = {"lists": b'{"count":1,"max":9,"cpus":[' + b"[]," * (n // 3 - 20) + b"[]]}",
              "floats": b'{"count":1,"max":9,"cpus":[' + b"1.5," * (n // 4 - 20) + b"1.5]}"}

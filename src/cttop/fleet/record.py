@@ -49,12 +49,13 @@ MAGIC: Final = b"CTTOPREC"
 VERSION: Final = 1
 HEADER: Final = struct.Struct("<8sHH")
 REC: Final = struct.Struct("<BdI")
-# The reader refuses a bigger record (a crafted length must not make it buffer gigabytes), and nothing the
-# recorder writes comes near it: a dump chunk is one recv of at most DUMP_RECV, an events record stops once
-# EVENTS_BYTES are in (plus one datagram of at most DUMP_RECV), and stats of 8192 CPUs are ~1.5 MB of JSON.
-MAX_RECORD: Final = 4 << 20
+# The reader refuses a bigger record (a crafted length must not make it buffer gigabytes, and every byte it
+# holds counts: a record is buffered, copied and decoded), and nothing the recorder writes reaches it: a dump
+# chunk is one recv of at most DUMP_RECV, an events record stops once EVENTS_BYTES are in (plus one datagram of
+# at most DUMP_RECV), and stats of 8192 CPUs, 15 u32 counters each, are at most 1.4 MB of JSON.
+MAX_RECORD: Final = 2 << 20
 DUMP_RECV: Final = 1 << 20
-EVENTS_BYTES: Final = 1 << 20
+EVENTS_BYTES: Final = 1 << 19
 
 K_META: Final = 1  # JSON: what was recorded, where, how
 K_SYSCTLS: Final = 2  # JSON: {name: value}

@@ -73,12 +73,12 @@ from cttop.model import EV_DESTROY, EV_UPDATE, R_TIMEOUT, Row
 from cttop.table.packing import flow_key
 from cttop.table.store import FlowTable
 
-READ_CHUNK: Final = 1 << 18  # compressed bytes read at a time
-OUT_CHUNK: Final = 1 << 20  # decompressed bytes handed out at a time: 3 MB of gzip can hold 3 GB of zeros
+READ_CHUNK: Final = 1 << 16  # compressed bytes read at a time
+OUT_CHUNK: Final = 1 << 18  # decompressed bytes handed out at a time: 3 MB of gzip can hold 3 GB of zeros
 # Events per events() call. A decoded event costs ~600 bytes: the live socket's 200,000 would be 120 MB.
-MAX_BATCH: Final = 20_000
-# Events decoded at a time: a record of MAX_RECORD bytes of small events would be ~60,000 rows at once.
-EVENT_SLICE: Final = 2048
+MAX_BATCH: Final = 5_000
+# Events decoded at a time: a record of MAX_RECORD bytes of the smallest events would be ~30,000 rows at once.
+EVENT_SLICE: Final = 1024
 _LEN: Final = struct.Struct("<I")
 MAX_CPUS: Final = 8192  # Linux's largest NR_CPUS: more per-CPU stats entries than that are no recording's
 MAX_NAMES: Final = 256  # stats names, sysctls per record: a few dozen in any real recording
@@ -377,8 +377,8 @@ def _int(v: object) -> int:
 
 def _load(payload: bytes, containers: int, values: int, size: int = MAX_RECORD) -> Any:
     """JSON of at most ``size`` bytes, ``containers`` lists and objects and ``values`` items, counted before any
-    is built: parsed, an empty list costs ~70 bytes for its 3 bytes of text and a float ~36 for its 4, so 4 MB of
-    "[]," would take 90 MB and of "1.5," 36 MB. (Brackets and commas in strings count too; cttop records few.)"""
+    is built: parsed, an empty list costs ~70 bytes for its 3 bytes of text and a float ~36 for its 4, so 2 MB of
+    "[]," would take 45 MB and of "1.5," 18 MB. (Brackets and commas in strings count too; cttop records few.)"""
     if len(payload) > size:
         raise ValueError(f"{len(payload)} bytes, more than {size}")
     if payload.count(b"[") + payload.count(b"{") > containers:
