@@ -336,8 +336,6 @@ class _Deadline(io.RawIOBase):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _MetricsServer
-    server_version = "cttop-export"
-    sys_version = ""  # no Python version in the Server header
 
     def setup(self) -> None:
         super().setup()
@@ -374,6 +372,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(data)
+
+    def version_string(self) -> str:
+        return "cttop-export"  # not the Python version the stdlib would add
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         """Silent: a scrape every 15 s would fill the log, and a client's mistakes are not the exporter's."""
