@@ -51,10 +51,10 @@ HEADER: Final = struct.Struct("<8sHH")
 REC: Final = struct.Struct("<BdI")
 # The reader refuses a bigger record (a crafted length must not make it buffer gigabytes, and every byte it
 # holds counts: a record is buffered, copied and decoded), and nothing the recorder writes reaches it: a dump
-# chunk is one recv of at most DUMP_RECV, an events record stops once EVENTS_BYTES are in (plus one datagram of
-# at most DUMP_RECV), and stats of 8192 CPUs, 15 u32 counters each, are at most 1.4 MB of JSON.
+# chunk is one recv of at most RECV_BYTES, an events record stops once EVENTS_BYTES are in (plus one datagram of
+# at most RECV_BYTES), and stats of 8192 CPUs, 15 u32 counters each, are at most 1.4 MB of JSON.
 MAX_RECORD: Final = 2 << 20
-DUMP_RECV: Final = 1 << 20
+RECV_BYTES: Final = 1 << 20
 EVENTS_BYTES: Final = 1 << 19
 
 K_META: Final = 1  # JSON: what was recorded, where, how
@@ -320,7 +320,7 @@ class Recorder:
         next_dump = clock() + self.dump_interval if self.dump_interval > 0 else float("inf")
         next_stats = clock() + self.stats_interval
         next_sysctls = clock() + SYSCTLS_EVERY
-        buf = bytearray(DUMP_RECV)
+        buf = bytearray(RECV_BYTES)
         while not stop.is_set():
             now = clock()
             if now >= end:
@@ -423,7 +423,7 @@ class Recorder:
         interrupted = False
         while True:
             try:
-                data = ct.sock.recv(DUMP_RECV)
+                data = ct.sock.recv(RECV_BYTES)
             except OSError as e:
                 raise KernelError(f"conntrack dump: {e.strerror}") from None
             n, done, intr, err = _scan_dump_chunk(data)

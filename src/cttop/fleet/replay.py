@@ -13,11 +13,12 @@ at the start of the segment holding the target time.
 Recordings are attached to bug reports: untrusted input. Everything read is
 bounded, so a crafted file costs bounded memory whatever it claims: the file
 must be a regular file (a FIFO or a device is refused, and no symbolic link is
-followed); decompression hands out at most OUT_CHUNK bytes at a time; a record
-is at most MAX_RECORD bytes; the index keeps per-segment offsets and a
-decimated time line in flat arrays, never a record's contents (the stats and
-sysctls at the cursor are read back as playback passes them); and a dump is
-decoded chunk by chunk into its table.
+followed); decompression hands out at most OUT_CHUNK bytes at a time, and a
+file inflating past MAX_RATIO is read no further; a record is at most
+MAX_RECORD bytes, and JSON is sized up before it is parsed; the index keeps
+per-segment offsets and a decimated time line in flat arrays, never a record's
+contents (the stats and sysctls at the cursor are read back as playback passes
+them); a dump is decoded chunk by chunk into its table, events a slice at a time.
 
 The replay keeps the table as it stood at its cursor, so ``dump()`` answers
 like the kernel would have at that moment, and ``events()`` hands out what was
