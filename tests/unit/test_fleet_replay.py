@@ -210,8 +210,9 @@ def test_events_in_small_slices_and_batches_play_the_same(rec: str, monkeypatch:
     whole: list[tuple[int, Row]] = []
     batches = 0
     while not plain.at_end:
-        whole += plain.events(0.01).events
-        batches += 1
+        b = plain.events(0.01)
+        whole += b.events
+        batches += bool(b.events)
     monkeypatch.setattr(P, "EVENT_SLICE", 3)
     monkeypatch.setattr(P, "MAX_BATCH", 4)
     src = ReplaySource(rec, speed=1e6)
@@ -219,7 +220,7 @@ def test_events_in_small_slices_and_batches_play_the_same(rec: str, monkeypatch:
     got: list[tuple[int, Row]] = []
     while not src.at_end:
         b = src.events(0.01)
-        sizes.append(len(b.events))
+        sizes += [len(b.events)] if b.events else []
         got += b.events
     assert got == whole and ids(src.table.rows()) == ids(plain.table.rows())
     # Batches stop at MAX_BATCH plus what is left of a slice; the second keyframe's changes come as one.
