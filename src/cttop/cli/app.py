@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -87,6 +88,16 @@ NetnsOpt = Annotated[str | None, typer.Option("--netns", autocompletion=complete
 NetnsPidOpt = Annotated[int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]
 NetnsPathOpt = Annotated[str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]
 
+
+
+def not_nan(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    """The callback of every float option with a min and a max: click checks the range by comparison, which nan
+    passes (every comparison with nan is false). Refused here in click's own words, with the range."""
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter(f"nan is not in the range {param.type._describe_range()}.")  # type: ignore[attr-defined]
+    return value
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -144,7 +155,9 @@ def top(
     netns: NetnsOpt = None,
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
-    interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between refreshes.")] = 1.0,
+    interval: Annotated[float, typer.Option("--interval", "-i", min=config.INTERVAL_RANGE[0],
+                                            max=config.INTERVAL_RANGE[1], callback=not_nan,
+                                            help="Seconds between refreshes.")] = 1.0,
     read_only: Annotated[bool | None, typer.Option("--read-only/--no-read-only", help="Hide and refuse every "
                                                    "change (--no-read-only: even if the config says so).")] = None,
     mouse: Annotated[bool | None, typer.Option("--mouse/--no-mouse", help="Let the live view use the mouse "

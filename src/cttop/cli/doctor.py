@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperCommand
 
 from cttop.actions.journal import Journal
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, netns_spec
+from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, netns_spec, not_nan
 from cttop.doctor import DEFAULT_SECONDS, EXIT, diagnose, render
 from cttop.errors import CttopError
 
@@ -31,8 +31,8 @@ def doctor(
     netns: NetnsOpt = None,
     netns_pid: NetnsPidOpt = None,
     netns_path: NetnsPathOpt = None,
-    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="How long to watch the counters.")]
-    = DEFAULT_SECONDS,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, max=3600, callback=not_nan,
+                                           help="How long to watch the counters.")] = DEFAULT_SECONDS,
     as_json: Annotated[bool, typer.Option("--json", help='{"status", "exit", "netns", "findings": [...]}.')] = False,
     want_bytes: Annotated[bool, typer.Option("--bytes", help="Byte counters are needed: check accounting.")]
     = False,
