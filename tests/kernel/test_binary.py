@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import delete_netns, make_netns, sh
-from tests.kernel.test_fleet_export import TRAFFIC
+from tests.kernel.test_host_export import TRAFFIC
 from tests.kernel.test_snapshot import INJECT, oracle_state
 from tests.oracle import conntrack_count, conntrack_list
 

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import delete_netns, make_netns, sh
-from tests.kernel.test_fleet_export import TRAFFIC, sample_value
+from tests.kernel.test_host_export import TRAFFIC, sample_value
 from tests.kernel.test_snapshot import INJECT, oracle_state
 from tests.nobody import NOBODY_UID
 from tests.oracle import conntrack_count, conntrack_list, conntrack_stats

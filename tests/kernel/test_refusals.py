@@ -14,7 +14,7 @@ import typer.main
 from cttop.cli import load_commands
 from cttop.cli.app import app
 from tests.conftest import run_cttop
-from tests.unit.test_fleet_replay import DUMP, EVENTS, Builder
+from tests.unit.test_replay import DUMP, EVENTS, Builder
 
 pytestmark = pytest.mark.kernel
 

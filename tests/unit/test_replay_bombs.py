@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from cttop.sources import record as R
-from cttop.fleet import replay as P
+from cttop.sources import replay as P
 from cttop.sources.replay import Recording, ReplayError, ReplaySource
 from tests.conftest import CLI
-from tests.unit.test_fleet_replay import DONE, DUMP, EVENTS, START, STATS_NAMES, Builder, pad
+from tests.unit.test_replay import DONE, DUMP, EVENTS, START, STATS_NAMES, Builder, pad
 
 RSS_LIMIT_MB = 100
 # A child past this is killed by the kernel rather than take the machine with it: a regression fails, not swaps.
