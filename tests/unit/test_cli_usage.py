@@ -14,7 +14,7 @@ from cttop.cli.app import app
                                  "see cttop snapshot --help", 2),
     (["snapshot", "--bogus"], "cttop: snapshot: No such option: --bogus; see cttop snapshot --help", 2),
     (["bogus"], "cttop: No such command 'bogus'; see cttop --help", 2),
-    (["--bogus"], "cttop: No such option: --bogus; see cttop --help", 2),
+    (["--frobnicate"], "cttop: No such option: --frobnicate; see cttop --help", 2),
     (["notrack", "add"], "cttop: notrack: Missing argument 'expr'; see cttop notrack --help", 2),
     (["lab", "--cleanup"], "cttop: lab: Option '--cleanup' requires an argument; see cttop lab --help", 2),
     (["doctor", "--bogus"], "cttop: doctor: No such option: --bogus; see cttop doctor --help", 3),

@@ -133,7 +133,8 @@ class Plan(ABC):
 
     def _refuse_read_only(self) -> None:
         if read_only():
-            raise ActionError(f"read-only mode (--read-only or {READ_ONLY_ENV}=1): refusing to {self.kind}")
+            raise ActionError(f"read-only mode (--read-only, {READ_ONLY_ENV}=1 or read_only in the config): "
+                              f"refusing to {self.kind}")
 
     def _check_undone(self) -> None:
         """An undo refuses a change the journal (read now) says is damaged or already undone."""

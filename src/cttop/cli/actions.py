@@ -61,7 +61,8 @@ def _writing(read_only_flag: bool, what: str) -> None:
     if read_only_flag:
         set_read_only(True)
     if read_only():
-        raise ActionError(f"read-only mode (--read-only or {READ_ONLY_ENV}=1): refusing to {what}")
+        raise ActionError(f"read-only mode (--read-only, {READ_ONLY_ENV}=1 or read_only in the config): "
+                          f"refusing to {what}")
 
 
 def _persist_paths(persist_dir: str | None) -> PersistPaths:

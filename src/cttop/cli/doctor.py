@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperCommand
 
 from cttop.actions.journal import Journal
-from cttop.cli.app import NETNS, app, fail, netns_options
+from cttop.cli.app import NETNS, app, fail, netns_options, not_nan
 from cttop.doctor import DEFAULT_SECONDS, EXIT, diagnose, render
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
@@ -31,8 +31,8 @@ class _UsageIsUnknown(TyperCommand):
 @netns_options(usage_exit=EXIT["unknown"])
 def doctor(
     spec: NetnsSpec = NETNS,
-    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="How long to watch the counters.")]
-    = DEFAULT_SECONDS,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, max=3600, callback=not_nan,
+                                           help="How long to watch the counters.")] = DEFAULT_SECONDS,
     as_json: Annotated[bool, typer.Option("--json", help='{"status", "exit", "netns", "findings": [...]}.')] = False,
     want_bytes: Annotated[bool, typer.Option("--bytes", help="Byte counters are needed: check accounting.")]
     = False,

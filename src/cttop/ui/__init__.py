@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from cttop import config
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.live import LiveSource, Source
@@ -22,17 +23,27 @@ def need_terminal() -> None:
 
 
 def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = None, source: Source | None = None,
-            interval: float = 1.0) -> None:
-    """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits."""
+            interval: float | None = None) -> None:
+    """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits.
+    The interval (when not given), mouse, theme and first group key are the active settings' (config.py)."""
     need_terminal()
     from cttop.ui.app import (
         CttopApp,  # textual is imported only when the TUI actually runs
     )
 
+    settings = config.active()
     if read_only:
         from cttop.actions.plan import set_read_only
 
         set_read_only()  # actions refuse to write, whatever key reaches them
     app = CttopApp(source if source is not None else LiveSource(spec), read_only=read_only, title=title,
-                   interval=interval)
-    app.run()
+                   interval=settings.interval if interval is None else interval)
+    if settings.theme is not None:
+        if settings.theme not in app.available_themes:
+            raise settings.fail("theme", f"{settings.theme!r} is not a theme (choose from "
+                                         f"{', '.join(sorted(app.available_themes))})")
+        app.theme = settings.theme
+    # process/container exist only where there are processes (not in a replay): there the default stays.
+    if settings.group_by in app.collector.group_order:
+        app.set_group(settings.group_by, app.top_by)
+    app.run(mouse=settings.mouse)
