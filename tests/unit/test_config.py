@@ -89,14 +89,18 @@ def test_run_tui_applies_interval_theme_group_and_mouse(monkeypatch: pytest.Monk
         ran.update(theme=self.theme, mouse=mouse, group=self.group, interval=self.collector.interval)
 
     monkeypatch.setattr(ui_app.CttopApp, "run", fake_run)
+    monkeypatch.setattr("cttop.ui.need_terminal", lambda: None)  # the test has no terminal; run is faked
     config.activate(Settings(interval=2.5, mouse=False, group_by="dport", theme="nord"))
     run_tui(None, source=FixedSource())  # type: ignore[arg-type]
     assert ran == {"theme": "nord", "mouse": False, "group": "dport", "interval": 2.5}
 
 
-def test_an_unknown_theme_is_one_error_naming_where_it_was_set(tmp_path: Path) -> None:
+def test_an_unknown_theme_is_one_error_naming_where_it_was_set(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from cttop.ui import run_tui
     from tests.ui.fixed_source import FixedSource
+
+    monkeypatch.setattr("cttop.ui.need_terminal", lambda: None)  # the test has no terminal; it fails before run
 
     cfg = write(tmp_path / "c.toml", 'mouse = true\ntheme = "no-such-theme"\n')
     config.activate(load([cfg]))

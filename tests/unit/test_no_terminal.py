@@ -22,11 +22,23 @@ def run(args: list[str], stdin: int, stdout: int) -> subprocess.CompletedProcess
                           timeout=CAP, check=False)
 
 
-@pytest.mark.parametrize("args", [[], ["--netns", "web1"], ["--read-only", "-i", "0.5"], ["replay", "REC"]],
-                         ids=["cttop", "netns", "options", "replay"])
+@pytest.mark.parametrize("args", [[], ["--read-only", "-i", "0.5"], ["replay", "REC"]],
+                         ids=["cttop", "options", "replay"])
 def test_no_terminal_refuses_in_one_line(args: list[str], rec: str) -> None:  # noqa: F811
     r = run([rec if a == "REC" else a for a in args], subprocess.DEVNULL, subprocess.PIPE)
     assert (r.returncode, r.stdout, r.stderr.decode()) == (2, b"", REFUSAL)
+
+
+@pytest.mark.kernel
+def test_no_terminal_refuses_in_a_namespace_too(netns: str) -> None:
+    r = run(["--netns", netns], subprocess.DEVNULL, subprocess.PIPE)
+    assert (r.returncode, r.stdout, r.stderr.decode()) == (2, b"", REFUSAL)
+
+
+def test_a_bad_namespace_is_said_first() -> None:
+    # The one error to fix whether or not there is a terminal.
+    r = run(["--netns", "cttop-no-such-ns"], subprocess.DEVNULL, subprocess.PIPE)
+    assert (r.returncode, r.stderr.decode()) == (2, "cttop: --netns cttop-no-such-ns: no such network namespace\n")
 
 
 @pytest.mark.parametrize("tty_on", ["stdin", "stdout"])

@@ -26,7 +26,14 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
             interval: float | None = None) -> None:
     """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits.
     The interval (when not given), mouse, theme and first group key are the active settings' (config.py)."""
-    need_terminal()
+    # The namespace is opened before the terminal is looked at: a bad --netns is the error to fix either way.
+    shown = source if source is not None else LiveSource(spec)
+    try:
+        need_terminal()
+    except CttopError:
+        if shown is not source:
+            shown.close()  # ours; a replay is its caller's to close
+        raise
     from cttop.ui.app import (
         CttopApp,  # textual is imported only when the TUI actually runs
     )
@@ -36,7 +43,7 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
         from cttop.actions.plan import set_read_only
 
         set_read_only()  # actions refuse to write, whatever key reaches them
-    app = CttopApp(source if source is not None else LiveSource(spec), read_only=read_only, title=title,
+    app = CttopApp(shown, read_only=read_only, title=title,
                    interval=settings.interval if interval is None else interval)
     if settings.theme is not None:
         if settings.theme not in app.available_themes:
