@@ -3,13 +3,21 @@
 The watching (and building a fix's plan, which may read the whole table) runs in
 thread workers, so the screen counts down and stays responsive meanwhile. Each
 finding with a remedy gets a button that opens that remedy's confirmation; with
-``--read-only`` the fixes are shown only as commands.
+``--read-only`` the fixes are shown only as commands. A global setting's fix has
+a button only when the namespace is the host's initial one (doctor offers no
+remedy otherwise): from anywhere else it is a command for the host, never a key.
+
+Fix lines are laid out one per row: a comment on its own row above its command,
+and a long command wrapped inside its column, under its own start, never back at
+column 0 where it would read as a new command.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Final
 
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -41,19 +49,32 @@ def verdict_text(report: Report, read_only: bool) -> Text:
     return t
 
 
-def finding_text(f: Finding) -> Text:
-    t = Text()
+def fix_lines(commands: list[str]) -> Table:
+    """The fix, a row per line: ``$`` before a command, comments dimmed; wrapping stays inside the right column."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for c in commands:
+        comment = c.startswith("#")
+        grid.add_row(Text("  #" if comment else "  $", "dim" if comment else ""),
+                     Text(c.removeprefix("#").strip() if comment else c, "dim" if comment else ""))
+    return grid
+
+
+def finding_text(f: Finding) -> RenderableType:
     if f.severity == "ok":
-        t.append(f"{f.title}: ")
-        t.append("; ".join(f.evidence.splitlines()))
-        return t
-    t.append(f.evidence)
-    if f.commands:
-        t.append("\nfix:", "bold")
-        for c in f.commands:
-            t.append("\n  $ ")
-            t.append(c)
-    return t
+        return Text(f"{f.title}: " + "; ".join(f.evidence.splitlines()))
+    if not f.commands:
+        return Text(f.evidence)
+    return Group(Text(f.evidence), Text("fix:", "bold"), fix_lines(f.commands))
+
+
+def fix_label(f: Finding) -> str:
+    """A fix button's text: what its plan does, and that it reaches every namespace when it does."""
+    assert f.action is not None
+    if any(c.startswith("# global") for c in f.commands):
+        return "Set for the whole host…"
+    return FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")
 
 
 class FindingView(Vertical):
@@ -74,8 +95,7 @@ class FindingView(Vertical):
         yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")
         yield Static(finding_text(f), classes="finding-body")
         if self.offer_fix and f.action is not None:
-            label = FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")
-            yield Button(label, id=f"fix-{self.number}", classes="finding-fix", variant="warning")
+            yield Button(fix_label(f), id=f"fix-{self.number}", classes="finding-fix", variant="warning")
 
 
 class DoctorScreen(AppAccess, ModalScreen[None]):
