@@ -5,8 +5,9 @@ tends to the level new/s × mean lifetime (Little's law), approaching it as
 dN/dt = new/s − N/lifetime. The lifetime comes from the timeouts in force for the
 table's state mix (:func:`cttop.table.timeouts.model_lifetime`), unless entries are
 seen to leave faster than their timeouts imply (connections closing, flushes,
-early_drop): then from what leaves. What leaves is new/s minus the kernel count's
-growth, never the destroy events, which miss entries made before anyone listened.
+early_drop) while no more leaves than comes: then from what leaves. What leaves
+is new/s minus the kernel count's growth, never the destroy events, which miss
+entries made before anyone listened.
 
 Rates and growth are averaged over the last :data:`WINDOW` seconds, which is the
 smoothing: a fit of the count alone (the straight line this replaces) says
@@ -131,9 +132,11 @@ class FillHistory:
         arrivals = max((end.created - start.created) / span, growth, 0.0)
         lifetime = sum(lifetimes) / len(lifetimes)
         count = end.count
-        # Entries leaving faster than their timeouts imply (closed, flushed, evicted) live shorter: take what leaves.
+        # Entries leaving faster than their timeouts imply (closed, flushed, evicted) live shorter: take what
+        # leaves, N / departures (Little's law). Only while no more leaves than comes: a table draining after a
+        # storm loses its old entries faster than N/T too, yet each of them lived its full timeout.
         leaving = arrivals - growth
-        if count > 0 and leaving > count / lifetime * (1 + NEAR):
+        if count > 0 and count / lifetime * (1 + NEAR) < leaving <= arrivals * (1 + NEAR):
             lifetime = count / leaving
         return Flow(arrivals, growth, lifetime, count)
 
