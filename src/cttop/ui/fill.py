@@ -62,6 +62,7 @@ class FillPanel(Panel):
         # "draining to N" or "unknown"; the word leads, so a narrow panel cuts the number, not the direction.
         t.append("→ ", self.style("label"))
         said = frame.forecast
-        t.append(said, self.style("bad" if said.startswith("full") else "good" if said.startswith("draining")
-                                  else "dim" if said == "unknown" else ""))
+        level = "bad" if said.startswith("full") else "good" if said.startswith("draining") else \
+            "dim" if said == "unknown" else None
+        t.append(said, self.style(level) if level else "")
         return t
