@@ -27,6 +27,7 @@ from cttop.doctor.collect import GROUP_KEYS, Observation
 from cttop.doctor.fixes import (
     cttop_command,
     floor,
+    flush_remedy,
     is_global,
     notrack_remedy,
     ok,
@@ -225,13 +226,18 @@ def group_share(o: Observation) -> Finding | None:
     g = tops[k]
     state, in_state = g.main_state()
     data.update({"key": k, "group": g.text, "filter": g.filter, "entries": g.entries, "share": round(shares[k], 4),
-                 "states": g.states})
+                 "states": g.states, "natted": g.natted})
     others = ", ".join(f"{GROUPS[x].title} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
     lines = [f"{g.entries} of {o.listed} entries ({shares[k]:.0%}), {in_state / g.entries:.0%} of them {state}",
              f"heaviest by {others}"]
     commands: list[str] = []
     remedy: Remedy | None = None
-    if g.filter is not None:
+    if g.filter is not None and g.natted:
+        lines.append(f"{g.natted} of its entries are NAT'd, which NOTRACK would break; the flush clears the "
+                     "entries it holds now, and the timeout findings say how to hold fewer")
+        commands.append(cttop_command(o.spec, ["flush"], ["--filter", g.filter]))
+        remedy = flush_remedy(o.spec, g.filter)
+    elif g.filter is not None:
         lines.append("NOTRACK stops tracking it (untracked traffic loses NAT and helpers); "
                      "the flush clears the entries it holds now")
         commands += [cttop_command(o.spec, ["notrack", "add"], [g.filter]),

@@ -24,15 +24,20 @@ from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
 from cttop.doctor.held import Held
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import (
+    IPS_SEEN_REPLY,
+    PORTED_PROTOS,
     R_DPORT,
     R_DST,
     R_PROTO,
+    R_RDPORT,
+    R_RDST,
     R_RSPORT,
     R_RSRC,
+    R_SPORT,
+    R_SRC,
     R_START,
     R_STATUS,
     R_TIMEOUT,
-    IPS_SEEN_REPLY,
     Row,
     state_key,
 )
@@ -60,6 +65,7 @@ class Group:
     filter: str | None
     entries: int
     states: dict[str, int]
+    natted: int = 0  # entries NAT'd (either way): NOTRACK would break them
 
     def main_state(self) -> tuple[str, int]:
         return max(self.states.items(), key=lambda kv: kv[1]) if self.states else ("", 0)
@@ -111,7 +117,8 @@ class _Tally:
 
     def __init__(self, sysctls: dict[str, str], now: float) -> None:
         self.agg = Aggregates()
-        self.pairs: dict[str, Counter[tuple[object, str]]] = {k: Counter() for k in GROUP_KEYS}
+        # group key -> (group, state, NAT'd) -> entries
+        self.pairs: dict[str, Counter[tuple[object, str, bool]]] = {k: Counter() for k in GROUP_KEYS}
         self.listed = 0
         self.sysctls = sysctls
         self.now_ns = int(now * 1e9)
@@ -130,8 +137,11 @@ class _Tally:
         self.listed += len(rows)
         self.agg.add_rows(rows)
         states = list(map(state_key, rows))
+        natted = [r[R_RSRC] != r[R_DST] or r[R_RDST] != r[R_SRC]
+                  or (r[R_PROTO] in PORTED_PROTOS and (r[R_RSPORT] != r[R_DPORT] or r[R_RDPORT] != r[R_SPORT]))
+                  for r in rows]
         for k in GROUP_KEYS:
-            self.pairs[k].update(zip(map(GROUPS[k].key, rows), states))
+            self.pairs[k].update(zip(map(GROUPS[k].key, rows), states, natted))
         # One pass for the rest; written out inline, as a call per row doubles what the tally costs.
         names, held, caps, now, nat = self._names, self.held, self.caps, self.now_ns, self.nat
         for r, key in zip(rows, states, strict=True):
@@ -174,25 +184,32 @@ class _Tally:
         tops: dict[str, list[Group]] = {}
         for k, pairs in self.pairs.items():
             totals: Counter[object] = Counter()
-            for (g, _st), n in pairs.items():
+            for (g, _st, _nat), n in pairs.items():
                 totals[g] += n
             # States are gathered for the winners only: a storm has a group per tuple.
             states: dict[object, dict[str, int]] = {g: {} for g, _n in totals.most_common(TOP_N)}
-            for (g, st), n in pairs.items():
+            natted: Counter[object] = Counter()
+            for (g, st, nat), n in pairs.items():
                 if g in states:
-                    states[g][st] = n
-            tops[k] = [_group(k, g, st) for g, st in states.items()]
+                    states[g][st] = states[g].get(st, 0) + n
+                    natted[g] += n if nat else 0
+            tops[k] = [_group(k, g, st, natted[g]) for g, st in states.items()]
+        by_port: Counter[tuple[object, str]] = Counter()
+        natted_port: Counter[tuple[object, str]] = Counter()
+        for (g, st, nat), n in self.pairs["dport"].items():
+            by_port[(g, st)] += n
+            natted_port[(g, st)] += n if nat else 0
         ports: dict[str, tuple[object, int]] = {}
-        for (g, st), n in self.pairs["dport"].items():
+        for (g, st), n in by_port.items():
             if g is not None and n > ports.get(st, (None, 0))[1]:
                 ports[st] = (g, n)
-        state_ports = {st: _group("dport", g, {st: n}) for st, (g, n) in ports.items()}
+        state_ports = {st: _group("dport", g, {st: n}, natted_port[(g, st)]) for st, (g, n) in ports.items()}
         return tops, state_ports
 
 
-def _group(key: str, g: object, states: dict[str, int]) -> Group:
+def _group(key: str, g: object, states: dict[str, int], natted: int = 0) -> Group:
     d = GROUPS[key]
-    return Group(key, d.text(g), d.filter(g), sum(states.values()), dict(states))
+    return Group(key, d.text(g), d.filter(g), sum(states.values()), dict(states), natted)
 
 
 def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,

@@ -10,11 +10,12 @@ timeout T' would keep:
   under T' now. At a steady rate of flows that is exact: the others would already
   have expired;
 - **young** (ages known, the oldest under one timeout): the table has not had time
-  to fill to its level yet, so the snapshot says little. The flows that started in
-  the recent half of that span give the rate they come at, and each lives its
-  active span plus the timeout: rate × (span + T) is where the table heads, rate ×
-  (span + T') where it would stay. A one-off burst has no recent starts, so none
-  of it would stay.
+  to fill to its level yet, so the snapshot says little. The rate flows come at is
+  the lower of the two halves of that span's starts still here: a one-off burst has
+  no recent starts, and entries that only pass through this state (a UDP flow is
+  REPLIED for 2 s, then ASSURED) have left the older half. Each stays its active
+  span plus the timeout: rate × (span + T) is where the table heads, rate × (span + T')
+  where it would stay.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ def estimate(h: Held, target: int) -> Estimate:
         oldest = max(h.ages)
         if MIN_AGE <= oldest < h.timeout:
             half = oldest / 2
-            recent = [(a, i) for a, i in zip(h.ages, h.idle, strict=True) if a < half]
-            rate = len(recent) / half
-            span = sum(a - i for a, i in recent) / len(recent) if recent else 0.0
+            recent = sum(1 for a in h.ages if a < half)
+            rate = min(recent, n - recent) / half
+            span = sum(a - i for a, i in zip(h.ages, h.idle, strict=True)) / n
             return Estimate(target, max(float(n), rate * (span + h.timeout)), rate * (span + target), True, rate,
                             oldest)
     return Estimate(target, float(n), float(sum(1 for i in h.idle if i < target)), False)
