@@ -143,13 +143,16 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
         "estimate": "rate" if est.young else "idle", "idle_past_target": idle_past}
     main = max(h.states, key=lambda k: h.states[k])
     port = o.state_ports.get(main)
-    if port is not None and port.filter is not None and port.entries > PORT_SHARE * h.states[main] \
-            and not port.natted:
-        lines.append(f"{port.text} holds {port.entries} of the {h.states[main]} {main} entries, none NAT'd: "
-                     "NOTRACK stops tracking it")
-        commands.append(cttop_command(o.spec, ["notrack", "add"], [port.filter]))
-        data["port"] = {"group": port.text, "filter": port.filter, "entries": port.entries}
-        remedy = remedy or notrack_remedy(o.spec, port.filter)
+    if port is not None and port.filter is not None and port.entries > PORT_SHARE * h.states[main]:
+        data["port"] = {"group": port.text, "filter": port.filter, "entries": port.entries, "natted": port.natted}
+        if port.natted:
+            lines.append(f"{port.text} holds {port.entries} of the {h.states[main]} {main} entries, {port.natted} "
+                         "of them NAT'd: NOTRACK would break that NAT, so it is not offered")
+        else:
+            lines.append(f"{port.text} holds {port.entries} of the {h.states[main]} {main} entries, none NAT'd: "
+                         "NOTRACK stops tracking it")
+            commands.append(cttop_command(o.spec, ["notrack", "add"], [port.filter]))
+            remedy = remedy or notrack_remedy(o.spec, port.filter)
     return Finding(f"timeout-{short}", _severity(o, est.explained), title, "\n".join(lines), data, commands, remedy,
                    weight=est.explained)
 
