@@ -120,11 +120,13 @@ def test_table_full_is_critical_with_fill_and_drop_findings(state_dir: str) -> N
     lines = human.stdout.splitlines()
     assert human.returncode == 2, human.stderr
     assert lines[0].startswith(f"cttop doctor: namespace {router}, watched ") and "CRITICAL" in lines[0]
-    assert lines[2].startswith("[CRIT] ") and "held by nf_conntrack_udp_timeout_stream=600 (default 120)" in lines[2]
+    assert lines[2].startswith("[CRIT] ") and "held by nf_conntrack_udp_timeout_stream=600 (default 120)" in lines[2], \
+        human.stdout
     fill_at = next(i for i, line in enumerate(lines) if line.startswith("[CRIT] Table full"))
     fix = lines.index("       fix:", fill_at)
     assert lines[fix + 1].strip().startswith("# global: the whole host")
-    assert lines[fix + 2].strip().startswith("sysctl -w net.netfilter.nf_conntrack_max=")
+    command = next(line for line in lines[fix + 1:] if not line.strip().startswith("#"))
+    assert command.startswith("         sysctl -w net.netfilter.nf_conntrack_max=")  # under its comment, indented
     order = {"[CRIT]": 0, "[UNKN]": 1, "[WARN]": 2, "[OK]": 3}
     tags = [order[line.split("]")[0] + "]"] for line in lines if line.startswith("[")]
     assert tags == sorted(tags)

@@ -268,7 +268,7 @@ def test_the_timeout_that_keeps_most_is_named_with_its_fix_in_the_namespace(plan
     assert first.code == "timeout-udp_timeout_stream" and first.severity == "warning"
     assert first.title == ("75% are udp ASSURED held by nf_conntrack_udp_timeout_stream=600 (default 120): "
                            "at 120 s the table would hold about 32000")
-    assert first.data["explains"] == 48000 and first.weight == 48000
+    assert first.data["explains"] == 48000 and first.weight == 48001
     assert first.commands == ["ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_udp_timeout_stream=120",
                               "cttop flush --netns web1 --filter 'udp state assured and timeout < 480'"]
     compile_filter("udp state assured and timeout < 480")
@@ -676,3 +676,35 @@ def test_tally_tops_states_per_group_dns_and_nat() -> None:
     assert state_ports["tcp:ESTABLISHED"].text == "tcp/443"
     assert list(t.held["nf_conntrack_tcp_timeout_established"].idle) == [100.0, 8000.0, 90000.0]
     assert t.dns == 1 and t.nat == {(ip4("10.96.0.10"), 53, ip4("10.244.0.5"), 53): [0, 1]}
+
+
+def test_what_fills_the_table_now_outranks_what_a_young_one_heads_for() -> None:
+    # The table-full lab: a burst of ASSURED entries under a long stream timeout fills it now; a flood under a
+    # long udp_timeout heads for far more, but holds little yet. The burst is named first.
+    burst_ages = [60 + i / 1000 for i in range(200000)]
+    burst = held(STREAM, 600, "udp:ASSURED", burst_ages, burst_ages)
+    flood_ages = [i / 2000 for i in range(120000)]
+    flood = held("nf_conntrack_udp_timeout", 600, "udp:UNREPLIED", flood_ages, flood_ages)
+    o = held_obs(burst, flood, sysctls={**SYSCTLS, STREAM: "600", "nf_conntrack_udp_timeout": "600"})
+    found = one_list(K.timeouts(o))
+    assert [f.code for f in found] == ["timeout-udp_timeout_stream", "timeout-udp_timeout"]
+    assert found[1].data["heading"] > found[0].data["heading"]
+    r = Report("web1", 2.0, [one(C.fill(o)), *found])
+    assert [f.code for f in r.findings][:3] == ["timeout-udp_timeout_stream", "timeout-udp_timeout", "fill"]
+
+
+def test_a_state_entries_only_pass_through_is_not_projected_as_if_they_stayed() -> None:
+    # Streams are REPLIED for their first 2.5 s, then ASSURED: the REPLIED ones are all young; only 5 lookups a
+    # second stay REPLIED. The projection must follow the few that stay, not the many passing through.
+    passing = [i / 300 for i in range(750)]  # 300/s, each for 2.5 s
+    staying = [i / 5 for i in range(100)]  # 5/s for 20 s
+    ages = passing + staying
+    e = estimate(held("nf_conntrack_udp_timeout", 600, "udp:REPLIED", ages, ages), 10)
+    assert e.young and e.rate == pytest.approx(5, rel=0.1)
+
+
+def test_a_natted_group_gets_a_flush_not_notrack() -> None:
+    g = Group("dport", "udp/53", "udp dport 53", 30000, {"udp:ASSURED": 30000}, natted=30000)
+    f = one(C.group_share(obs(listed=30000, tops={"dport": [g]})))
+    assert f.commands == ["cttop flush --netns web1 --filter 'udp dport 53'"]
+    assert f.action is not None and f.action.kind == "flush" and "NOTRACK would break" in f.evidence

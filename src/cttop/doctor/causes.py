@@ -2,8 +2,9 @@
 
 - :func:`timeouts`: each entry is put down to the timeout sysctl that keeps it
   (:mod:`cttop.doctor.held`); a timeout above its recommended or default value that
-  keeps at least 5 % of nf_conntrack_max more entries than that value would is a
-  finding, ranked by the entries it explains, its fix set in that namespace;
+  keeps (or heads for) at least 5 % of nf_conntrack_max more entries than that value
+  would is a finding, ranked by the entries of the table now it explains, its fix
+  set in that namespace;
 - :func:`invalid`: INVALID rising, with tcp_be_liberal and what it costs;
 - :func:`dns_races`: insert_failed or clash_resolve rising while UDP port 53 flows
   are tracked: parallel A/AAAA lookups racing to insert one tuple;
@@ -153,8 +154,11 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
                          "NOTRACK stops tracking it")
             commands.append(cttop_command(o.spec, ["notrack", "add"], [port.filter]))
             remedy = remedy or notrack_remedy(o.spec, port.filter)
+    # Ranked by the entries in the table now that would not be there at the target (a young table's projection
+    # says where it heads, not what fills it now); a cause always ranks before the fill it explains.
+    weight = max(n - est.at, 0.0) + 1
     return Finding(f"timeout-{short}", _severity(o, est.explained), title, "\n".join(lines), data, commands, remedy,
-                   weight=est.explained)
+                   weight=weight)
 
 
 def timeouts(o: Observation) -> Finding | list[Finding] | None:
@@ -165,7 +169,7 @@ def timeouts(o: Observation) -> Finding | list[Finding] | None:
         target = target_for(h.name, h.timeout)
         if target is not None:
             ranked.append((h, estimate(h, target)))
-    ranked.sort(key=lambda he: -he[1].explained)
+    ranked.sort(key=lambda he: (-max(he[0].entries - he[1].at, 0.0), -he[1].explained))
     found = [_held_finding(o, h, est) for h, est in ranked if est.explained >= max(floor(o), 1)]
     if found:
         return found
