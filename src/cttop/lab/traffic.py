@@ -313,6 +313,7 @@ def udp_flood(args: argparse.Namespace) -> None:
     i = 0
     for count, rate in ((args.burst, args.burst_rate), (None, args.rate)):
         pacer = Pacer(rate)
+        every = min(64, max(1, int(rate) // 1000)) if rate > 0 else 64
         sent = 0
         while (count is None or sent < count) and time.monotonic() < end:
             s = socks[i % len(socks)]
@@ -323,8 +324,9 @@ def udp_flood(args: argparse.Namespace) -> None:
                     raise
             i += 1
             sent += 1
-            # Checking the clock only every 64 packets keeps the burst fast.
-            if sent % 64 == 0:
+            # Checking the clock only every 64 packets keeps a fast burst fast; slow rates check more often,
+            # so that their flows come evenly and not 64 at a time.
+            if sent % every == 0:
                 pacer.wait(sent)
 
 

@@ -9,8 +9,8 @@ early_drop) while no more leaves than comes: then from what leaves. What leaves
 is new/s minus the kernel count's growth, never the destroy events, which miss
 entries made before anyone listened.
 
-Rates and growth are averaged over the last :data:`WINDOW` seconds, which is the
-smoothing: a fit of the count alone (the straight line this replaces) says
+Rates and growth are least-squares slopes over the last :data:`WINDOW` seconds, which is
+the smoothing: a fit of the count alone (the straight line this replaces) says
 "full in 1 min" of a storm that is about to level off, and "draining" of a table
 that fills faster than events keep up. With too little history, no events, or a
 model that contradicts the kernel's count, the forecast is "unknown".
@@ -98,6 +98,14 @@ class Flow:
         return self.arrivals * self.lifetime
 
 
+def _slope(points: list[tuple[float, int]]) -> float:
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (v - mv) for t, v in points) / var if var else 0.0
+
+
 class FillHistory:
     """Samples over a window; the forecast fits the flow model to the last :data:`WINDOW` seconds of them."""
 
@@ -119,17 +127,21 @@ class FillHistory:
         if not self.samples:
             return None
         end = self.samples[-1]
-        recent = [s for s in self.samples if s.t >= end.t - WINDOW]
-        start = recent[0]
-        span = end.t - start.t
-        if span < MIN_SPAN or start.created is None or end.created is None:
+        # Samples without events (before the collector went live) cannot say what arrived: the window starts after.
+        recent = [s for s in self.samples if s.t >= end.t - WINDOW and s.created is not None]
+        if not recent or end.created is None:
+            return None
+        if end.t - recent[0].t < MIN_SPAN:
             return None
         lifetimes = [s.lifetime for s in recent if s.lifetime is not None]
         if not lifetimes:
             return None
-        growth = (end.count - start.count) / span
+        # Least-squares slopes, not the window's ends: flows come in bursts, and the kernel's count drops in
+        # steps as its garbage collector reaps expired entries; the ends alone would land on either.
+        growth = _slope([(s.t, s.count) for s in recent])
+        created = _slope([(s.t, s.created) for s in recent if s.created is not None])
         # Arrivals are at least the growth: a count rising faster than NEW events means events were lost.
-        arrivals = max((end.created - start.created) / span, growth, 0.0)
+        arrivals = max(created, growth, 0.0)
         lifetime = sum(lifetimes) / len(lifetimes)
         count = end.count
         # Entries leaving faster than their timeouts imply (closed, flushed, evicted) live shorter: take what
