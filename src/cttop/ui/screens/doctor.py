@@ -88,10 +88,11 @@ class FindingView(Vertical):
 
     def compose(self) -> ComposeResult:
         f = self.finding
-        head = Text()
-        head.append(f"{f.severity.upper():<9}", "bold")
-        if f.severity != "ok":
-            head.append(f.title, "bold")
+        # A grid, so a long title wraps under itself, not back under the severity.
+        head = Table.grid()
+        head.add_column(width=9, no_wrap=True)
+        head.add_column()
+        head.add_row(Text(f.severity.upper(), "bold"), Text(f.title if f.severity != "ok" else "", "bold"))
         yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")
         yield Static(finding_text(f), classes="finding-body")
         if self.offer_fix and f.action is not None:
