@@ -40,7 +40,7 @@ RECOMMENDED: Final[dict[str, int]] = {
     "nf_conntrack_gre_timeout": 10,
     "nf_conntrack_generic_timeout": 60,
 }
-MIN_AGE: Final = 2.0  # seconds of ages needed before a rate is taken from them
+MIN_AGE: Final = 0.5  # seconds of ages needed before a rate is taken from them (timestamps are in ns)
 
 
 @dataclass
