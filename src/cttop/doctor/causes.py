@@ -45,6 +45,7 @@ PORT_SHARE: Final = 0.30  # of a timeout's entries, for its heaviest port to be 
 INVALID_RATE: Final = 1.0  # INVALID packets a second that count as rising
 STALE_MIN: Final = 5  # unanswered entries to one backend before it is called stale
 STALE_SHOWN: Final = 5  # backends listed, worst first
+GROWS: Final = 0.10  # a young table heading this far past what it holds is still filling
 
 # Why the suggested value is safe, for the ones that go below the kernel's default.
 WHY_TARGET: Final[dict[str, str]] = {
@@ -111,21 +112,26 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
     table_at = listed - n + est.at
     short = h.name.removeprefix(PREFIX)
     said = f"{h.name}={t}" + (f" (default {default})" if default is not None else "")
-    if est.young:
-        title = (f"{share:.0%} are {what} held by {said}: heading for about {_about(listed - n + est.heading)} "
-                 f"entries; at {target} s about {_about(table_at)}")
+    grows = est.young and est.heading > n * (1 + GROWS)
+    if grows:
+        heading = listed - n + est.heading
+        where = f"past nf_conntrack_max ({o.max})" if o.max and heading >= o.max else f"about {_about(heading)} entries"
+        title = f"{share:.0%} are {what} held by {said}: heading for {where}; at {target} s about {_about(table_at)}"
     else:
         title = f"{share:.0%} are {what} held by {said}: at {target} s the table would hold about {_about(table_at)}"
     lines = [f"{n} of {listed} entries ({share:.0%}) are {what}; each stays {duration(t)} after its last packet "
              f"({h.name})"]
-    gone_now = n - int(est.at) if not est.young else 0
-    if est.young:
-        lines.append(f"they go back only {duration(est.since or 0)}, under one timeout, so the table has not reached "
-                     f"its level: they start at about {est.rate:.0f}/s, so at {t} s they head for about "
+    if grows:
+        lines.append(f"they go back only {duration(est.since or 0)}, under one timeout, so they have not reached their "
+                     f"level: they start at about {est.rate:.0f}/s, so at {t} s they head for about "
                      f"{_about(est.heading)}, at {target} s about {_about(est.at)}")
+    elif est.young:
+        lines.append(f"they all began within {duration(est.since or 0)}, few of them lately (about "
+                     f"{est.rate:.0f}/s): a burst, not a steady flow; at {target} s each would be gone {target} s "
+                     f"after its last packet, and about {_about(est.at)} would stay")
     else:
-        lines.append(f"{gone_now} of them have been idle {duration(target)} or more: at {target} s they would have "
-                     f"expired, leaving about {_about(est.at)}")
+        lines.append(f"{n - int(est.at)} of them have been idle {duration(target)} or more: at {target} s they would "
+                     f"have expired, leaving about {_about(est.at)}")
     why = WHY_TARGET.get(h.name) or (f"{target} s is the kernel's default" if target == default else "")
     if why:
         lines.append(why)

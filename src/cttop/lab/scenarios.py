@@ -183,13 +183,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("mixed", "steady TCP sessions, short HTTP-like connections, DNS-like UDP and pings",
              _mixed_full, background=False, doctor="OK"),
     Scenario("udp-storm", f"unique UDP flows to port {STORM_PORT} that are never answered: UNREPLIED piles up",
-             _storm, doctor=f"udp UNREPLIED held by nf_conntrack_udp_timeout (at 10 s about a third stay); "
-                            f"NOTRACK for udp/{STORM_PORT}"),
+             _storm, doctor="udp UNREPLIED held by nf_conntrack_udp_timeout=30, heading for ~90k; at 10 s about a "
+                            "third; the storm is NAT'd here, so NOTRACK is named, not offered"),
     Scenario("syn-flood", f"SYNs to port {SYN_PORT} whose handshakes never complete: half-open TCP", _syn,
-             doctor="tcp SYN_SENT held by nf_conntrack_tcp_timeout_syn_sent=120 (30 s suggested)"),
+             doctor="tcp SYN_RECV held by nf_conntrack_tcp_timeout_syn_recv=60, heading for ~90k; at 20 s about a "
+                    "third"),
     Scenario("time-wait", "short TCP connections closed by the client: TIME_WAIT piles up", _churn,
-             doctor="tcp TIME_WAIT held by nf_conntrack_tcp_timeout_time_wait=120 (30 s suggested), once it holds "
-                    "5 % of the max"),
+             doctor="tcp TIME_WAIT held by nf_conntrack_tcp_timeout_time_wait=120, heading for ~95k; at 30 s about "
+                    "a quarter"),
     Scenario("table-full", f"ASSURED UDP flows to port {FILL_PORT} fill the router's table to nf_conntrack_max, "
              "then new flows keep coming: early_drop evicts what little it may, and drop rises "
              "(the kernel's 'table full, dropping packet')", _fill,
