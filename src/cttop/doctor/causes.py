@@ -115,8 +115,9 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
     grows = est.young and est.heading > n * (1 + GROWS)
     if grows:
         heading = listed - n + est.heading
-        where = f"past nf_conntrack_max ({o.max})" if o.max and heading >= o.max else f"about {_about(heading)} entries"
-        title = f"{share:.0%} are {what} held by {said}: heading for {where}; at {target} s about {_about(table_at)}"
+        where = f"past nf_conntrack_max ({o.max})" if o.max and heading >= o.max else \
+            f"for about {_about(heading)} entries"
+        title = f"{share:.0%} are {what} held by {said}: heading {where}; at {target} s about {_about(table_at)}"
     else:
         title = f"{share:.0%} are {what} held by {said}: at {target} s the table would hold about {_about(table_at)}"
     lines = [f"{n} of {listed} entries ({share:.0%}) are {what}; each stays {duration(t)} after its last packet "
