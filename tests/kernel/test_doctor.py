@@ -35,7 +35,7 @@ from cttop.lab.scenarios import OLD_BACKEND4, STORM_PORT, VIP4
 from cttop.model import AF_INET, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
 from tests.conftest import sh
 from tests.kernel.test_lab import count, flows, global_max, lab_namespaces, lab_running, stat_sum
-from tests.oracle import conntrack_count, conntrack_list, conntrack_stats
+from tests.oracle import conntrack_list, conntrack_stats
 
 pytestmark = pytest.mark.kernel
 
@@ -102,9 +102,8 @@ def test_table_full_is_critical_with_fill_and_drop_findings(state_dir: str) -> N
     assert fill["severity"] == "critical"
     assert fill["data"]["max"] == max_entries and fill["data"]["count"] >= 0.95 * max_entries
     # nf_conntrack_max is global: the fix is the host's, under a comment saying so, and no button from the lab.
-    assert fill["commands"][:2] == [
-        f"# global: the whole host (every namespace shares it); run it in the host's initial namespace, not in "
-        f"{router}", f"sysctl -w net.netfilter.nf_conntrack_max={2 * max_entries}"]
+    note = f"# global: the whole host (every namespace shares it); run it in the host's initial namespace, not in {router}"
+    assert fill["commands"][:2] == [note, f"sysctl -w net.netfilter.nf_conntrack_max={2 * max_entries}"]
     assert fill["action"] is None
     drops = finding(doc, "drops")
     rose = drops["data"]["drop"] + drops["data"]["early_drop"]

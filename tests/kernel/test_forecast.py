@@ -21,9 +21,9 @@ import pytest
 
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
+from cttop.lab.scenarios import LEVEL_TIMEOUT
 from cttop.live.collector import Collector
 from cttop.live.frame import LIVE, Frame
-from cttop.lab.scenarios import LEVEL_TIMEOUT
 from cttop.model import AF_INET, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
 from cttop.source import LiveSource
 from tests.conftest import sh

@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from array import array
-
 from cttop.actions.drift import Drift
 from cttop.doctor import causes as K
 from cttop.doctor import checks as C

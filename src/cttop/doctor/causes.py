@@ -21,45 +21,30 @@ import ipaddress
 from collections import defaultdict
 from typing import Final
 
+from cttop.actions.tunables import default_of
 from cttop.doctor.collect import DNS_PORT, NatKey, Observation
 from cttop.doctor.fixes import (
+    FILL_CRIT,
     cttop_command,
     duration,
-    flush_remedy,
     floor,
+    flush_remedy,
     notrack_remedy,
     ok,
     rate,
     set_commands,
     sysctl_remedy,
 )
-from cttop.actions.tunables import default_of
-from cttop.doctor.held import IDLE_SECONDS, Estimate, Held, estimate, target_for
+from cttop.doctor.held import RECOMMENDED, Estimate, Held, estimate, target_for
 from cttop.doctor.report import Finding, Remedy, Severity
-from cttop.model import PSTATE_NAMES, PROTO_NUMBERS
+from cttop.model import PROTO_NUMBERS, PSTATE_NAMES
 from cttop.table.timeouts import PREFIX
 
-FILL_WARN: Final = 0.80
-FILL_CRIT: Final = 0.95
 PORT_SHARE: Final = 0.30  # of a timeout's entries, for its heaviest port to be worth a NOTRACK
 INVALID_RATE: Final = 1.0  # INVALID packets a second that count as rising
 STALE_MIN: Final = 5  # unanswered entries to one backend before it is called stale
 STALE_SHOWN: Final = 5  # backends listed, worst first
 GROWS: Final = 0.10  # a young table heading this far past what it holds is still filling
-
-# Why the suggested value is safe, for the ones that go below the kernel's default.
-WHY_TARGET: Final[dict[str, str]] = {
-    "nf_conntrack_tcp_timeout_established": f"{IDLE_SECONDS} s (2 h 4 min) is RFC 5382's floor for NATs and "
-                                             "outlasts TCP keepalive's 2 h",
-    "nf_conntrack_tcp_timeout_time_wait": "30 s still absorbs late segments (the kernel's 120 s is twice an old MSL)",
-    "nf_conntrack_tcp_timeout_syn_sent": "30 s lets a live peer answer a SYN retried four times",
-    "nf_conntrack_tcp_timeout_syn_recv": "20 s is plenty for a handshake's last ACK",
-    "nf_conntrack_udp_timeout": "10 s is plenty for a reply to come back; answered flows move to the stream timeout",
-    "nf_conntrack_icmp_timeout": "10 s is plenty for an echo reply",
-    "nf_conntrack_icmpv6_timeout": "10 s is plenty for an echo reply",
-    "nf_conntrack_gre_timeout": "10 s is plenty for GRE's first answer",
-}
-
 
 def _severity(o: Observation, entries: float) -> Severity:
     return "critical" if o.max and o.fill >= FILL_CRIT and entries >= floor(o) else "warning"
@@ -133,9 +118,11 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
     else:
         lines.append(f"{n - int(est.at)} of them have been idle {duration(target)} or more: at {target} s they would "
                      f"have expired, leaving about {_about(est.at)}")
-    why = WHY_TARGET.get(h.name) or (f"{target} s is the kernel's default" if target == default else "")
-    if why:
-        lines.append(why)
+    rec = RECOMMENDED.get(h.name)
+    if rec is not None and rec.seconds == target:
+        lines.append(f"{target} s {rec.why}")
+    elif target == default:
+        lines.append(f"{target} s is the kernel's default")
     commands = set_commands(o, h.name, target)
     idle_past = sum(1 for i in h.idle if i >= target)
     expr = _flush_expr(h, t - target)

@@ -25,6 +25,8 @@ from cttop.actions.tunables import HASHSIZE_MAX
 from cttop.doctor import causes
 from cttop.doctor.collect import GROUP_KEYS, Observation
 from cttop.doctor.fixes import (
+    FILL_CRIT,
+    FILL_WARN,
     cttop_command,
     floor,
     flush_remedy,
@@ -38,8 +40,6 @@ from cttop.doctor.fixes import (
 from cttop.doctor.report import Finding, Remedy, Severity
 from cttop.table.groups import GROUPS
 
-FILL_WARN: Final = causes.FILL_WARN
-FILL_CRIT: Final = causes.FILL_CRIT
 RATIO_WARN: Final = 8.0
 KERNEL_RATIO: Final = 1
 GROUP_SHARE: Final = 0.30

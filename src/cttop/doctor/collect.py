@@ -18,10 +18,10 @@ from typing import Final
 from cttop.actions import drift
 from cttop.actions.journal import Journal
 from cttop.actions.shell import is_initial
+from cttop.doctor.held import Held
 from cttop.errors import CttopError
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
-from cttop.doctor.held import Held
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import (
     IPS_SEEN_REPLY,
@@ -162,10 +162,10 @@ class _Tally:
             if r[R_DPORT] == DNS_PORT:
                 self.dns += 1
             if r[R_RSRC] != r[R_DST] or r[R_RSPORT] != r[R_DPORT]:
-                k = (r[R_DST], r[R_DPORT], r[R_RSRC], r[R_RSPORT])
-                seen = nat.get(k)
+                svc = (r[R_DST], r[R_DPORT], r[R_RSRC], r[R_RSPORT])
+                seen = nat.get(svc)
                 if seen is None:
-                    seen = nat[k] = [0, 0]
+                    seen = nat[svc] = [0, 0]
                 seen[1 if r[R_STATUS] & IPS_SEEN_REPLY else 0] += 1
 
     def _name(self, key: str) -> str | None:

@@ -27,6 +27,9 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.kernel.sysctl import GLOBAL_NAMES, HASHSIZE_PATH, sysctl_key
 
 MATTERS: Final = 0.05  # of nf_conntrack_max: a share of the table smaller than this is no pressure
+# The live view's yellow and red: a table this full is nearly full, or full.
+FILL_WARN: Final = 0.80
+FILL_CRIT: Final = 0.95
 GLOBAL_HERE: Final = "# global: the whole host (every namespace shares it)"
 GLOBAL_ELSEWHERE: Final = "# global: the whole host (every namespace shares it); run it in the host's initial " \
     "namespace, not in {where}"

@@ -22,23 +22,33 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from cttop.actions.tunables import default_of
 
 # RFC 5382 REQ-5: a NAT's established idle-timeout MUST NOT be under 2 h 4 min (OpenWrt ships exactly this).
 IDLE_SECONDS: Final = 7440
+
+
+class Recommended(NamedTuple):
+    seconds: int
+    why: str  # why that short is safe, after "N s"
+
+
 # Shorter values worth suggesting where the kernel's default is long for the job; other timeouts go to the default.
-RECOMMENDED: Final[dict[str, int]] = {
-    "nf_conntrack_tcp_timeout_established": IDLE_SECONDS,
-    "nf_conntrack_tcp_timeout_time_wait": 30,
-    "nf_conntrack_tcp_timeout_syn_sent": 30,
-    "nf_conntrack_tcp_timeout_syn_recv": 20,
-    "nf_conntrack_udp_timeout": 10,
-    "nf_conntrack_icmp_timeout": 10,
-    "nf_conntrack_icmpv6_timeout": 10,
-    "nf_conntrack_gre_timeout": 10,
-    "nf_conntrack_generic_timeout": 60,
+RECOMMENDED: Final[dict[str, Recommended]] = {
+    "nf_conntrack_tcp_timeout_established": Recommended(
+        IDLE_SECONDS, "(2 h 4 min) is RFC 5382's floor for NATs and outlasts TCP keepalive's 2 h"),
+    "nf_conntrack_tcp_timeout_time_wait": Recommended(
+        30, "still absorbs late segments (the kernel's 120 s is twice an old MSL)"),
+    "nf_conntrack_tcp_timeout_syn_sent": Recommended(30, "lets a live peer answer a SYN retried four times"),
+    "nf_conntrack_tcp_timeout_syn_recv": Recommended(20, "is plenty for a handshake's last ACK"),
+    "nf_conntrack_udp_timeout": Recommended(
+        10, "is plenty for a reply to come back; answered flows move to the stream timeout"),
+    "nf_conntrack_icmp_timeout": Recommended(10, "is plenty for an echo reply"),
+    "nf_conntrack_icmpv6_timeout": Recommended(10, "is plenty for an echo reply"),
+    "nf_conntrack_gre_timeout": Recommended(10, "is plenty for GRE's first answer"),
+    "nf_conntrack_generic_timeout": Recommended(60, "is plenty for protocols conntrack knows nothing of"),
 }
 MIN_AGE: Final = 0.5  # seconds of ages needed before a rate is taken from them (timestamps are in ns)
 
@@ -98,5 +108,6 @@ def estimate(h: Held, target: int) -> Estimate:
 
 def target_for(name: str, current: int) -> int | None:
     """The value to suggest for timeout ``name`` now at ``current``: recommended or default, if shorter."""
-    t = RECOMMENDED.get(name, default_of(name))
+    rec = RECOMMENDED.get(name)
+    t = rec.seconds if rec is not None else default_of(name)
     return t if t is not None and current > t else None

@@ -34,7 +34,7 @@ NEAR: Final = 0.10
 
 class Sample(NamedTuple):
     t: float
-    count: int
+    entries: int  # the kernel's count
     created: int | None  # entries created so far (events); None without events
     lifetime: float | None  # the timeout model's mean lifetime at this moment
 
@@ -72,7 +72,7 @@ def _round(n: float) -> str:
     """Two significant figures: the model is no more precise, and the text should not flicker."""
     if n < 100:
         return f"{n:.0f}"
-    digits = int(math.floor(math.log10(n))) - 1
+    digits = math.floor(math.log10(n)) - 1
     v = round(n, -digits)
     for div, suffix in ((1e6, "M"), (1e3, "k")):
         if v >= div:
@@ -120,7 +120,7 @@ class FillHistory:
 
     def values(self, n: int) -> list[int]:
         """The last ``n`` counts, oldest first, for a sparkline."""
-        return [s.count for s in list(self.samples)[-n:]]
+        return [s.entries for s in list(self.samples)[-n:]]
 
     def flow(self) -> Flow | None:
         """The model over the last WINDOW seconds; None without events, lifetimes or MIN_SPAN of history."""
@@ -138,12 +138,12 @@ class FillHistory:
             return None
         # Least-squares slopes, not the window's ends: flows come in bursts, and the kernel's count drops in
         # steps as its garbage collector reaps expired entries; the ends alone would land on either.
-        growth = _slope([(s.t, s.count) for s in recent])
+        growth = _slope([(s.t, s.entries) for s in recent])
         created = _slope([(s.t, s.created) for s in recent if s.created is not None])
         # Arrivals are at least the growth: a count rising faster than NEW events means events were lost.
         arrivals = max(created, growth, 0.0)
         lifetime = sum(lifetimes) / len(lifetimes)
-        count = end.count
+        count = end.entries
         # Entries leaving faster than their timeouts imply (closed, flushed, evicted) live shorter: take what
         # leaves, N / departures (Little's law). Only while no more leaves than comes: a table draining after a
         # storm loses its old entries faster than N/T too, yet each of them lived its full timeout.

@@ -62,7 +62,7 @@ class FillPanel(Panel):
         # "draining to N" or "unknown"; the word leads, so a narrow panel cuts the number, not the direction.
         t.append("→ ", self.style("label"))
         said = frame.forecast
-        level = "bad" if said.startswith("full") else "good" if said.startswith("draining") else \
+        tone = "bad" if said.startswith("full") else "good" if said.startswith("draining") else \
             "dim" if said == "unknown" else None
-        t.append(said, self.style(level) if level else "")
+        t.append(said, self.style(tone) if tone else "")
         return t
