@@ -706,3 +706,10 @@ def test_a_natted_group_gets_a_flush_not_notrack() -> None:
     f = one(C.group_share(obs(listed=30000, tops={"dport": [g]})))
     assert f.commands == ["cttop flush --netns web1 --filter 'udp dport 53'"]
     assert f.action is not None and f.action.kind == "flush" and "NOTRACK would break" in f.evidence
+
+
+def test_live_sessions_are_never_offered_notrack() -> None:
+    port = Group("dport", "tcp/443", "tcp dport 443", 23000, {"tcp:ESTABLISHED": 23000})
+    est = held("nf_conntrack_tcp_timeout_established", 432000, "tcp:ESTABLISHED", [40000.0] * 23000)
+    [f] = one_list(K.timeouts(held_obs(est, state_ports={"tcp:ESTABLISHED": port})))
+    assert not any("notrack" in c for c in f.commands) and "port" not in f.data

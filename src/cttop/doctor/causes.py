@@ -88,6 +88,15 @@ def _flush_expr(h: Held, cut: int) -> str | None:
     return f"{states} and timeout < {cut}"
 
 
+def _passing(key: str) -> bool:
+    """Entries of a state no live connection needs tracked: unanswered, half-open, or over (TIME_WAIT).
+
+    Only for those is NOTRACK on their port worth offering; untracking live sessions
+    (ESTABLISHED, streams) would make every stateful rule drop their packets.
+    """
+    return key.endswith(":UNREPLIED") or key in ("tcp:TIME_WAIT", "tcp:SYN_SENT", "tcp:SYN_RECV")
+
+
 def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
     listed = o.listed or h.entries
     n, t, target = h.entries, h.timeout, est.target
@@ -138,7 +147,8 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
         "estimate": "rate" if est.young else "idle", "idle_past_target": idle_past}
     main = max(h.states, key=lambda k: h.states[k])
     port = o.state_ports.get(main)
-    if port is not None and port.filter is not None and port.entries > PORT_SHARE * h.states[main]:
+    if port is not None and port.filter is not None and port.entries > PORT_SHARE * h.states[main] \
+            and _passing(main):
         data["port"] = {"group": port.text, "filter": port.filter, "entries": port.entries, "natted": port.natted}
         if port.natted:
             lines.append(f"{port.text} holds {port.entries} of the {h.states[main]} {main} entries, {port.natted} "
