@@ -51,8 +51,8 @@ from cttop.source import LiveSource, Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
 from cttop.table.history import FillHistory, Rate
-from cttop.table.timeouts import model_lifetime
 from cttop.table.store import FlowTable
+from cttop.table.timeouts import model_lifetime
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives

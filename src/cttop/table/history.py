@@ -167,7 +167,11 @@ class FillHistory:
         if level < n * (1 - NEAR):
             if m.growth > flat:
                 return Forecast("unknown", level, maximum=maximum)  # "draining" by the model, yet it grows
-            return Forecast("draining", level, maximum=maximum)
+            if m.growth < -flat:
+                return Forecast("draining", level, maximum=maximum)
+            # Lower by the model, level by the count: entries outlive their timeout a little (the kernel reaps
+            # expired ones in batches), and a table that does not shrink is not draining.
+            return Forecast("levels-off", level, maximum=maximum)
         if level > n * (1 + NEAR) and m.growth < -flat:
             return Forecast("unknown", level, maximum=maximum)  # heading up by the model, yet it shrinks
         return Forecast("levels-off", level, maximum=maximum)
