@@ -143,7 +143,7 @@ def catalogue_entry(name: str) -> Tunable | None:
 
 def default_of(name: str) -> int | None:
     """The kernel's default for tunable ``name`` (file name), whether or not this kernel has it."""
-    t = _catalogue_entry(name)
+    t = catalogue_entry(name)
     return t.default if t is not None else None
 
 
