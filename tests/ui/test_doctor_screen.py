@@ -17,9 +17,10 @@ from cttop.doctor import Finding, Remedy, Report
 from cttop.doctor.fixes import GLOBAL_ELSEWHERE, GLOBAL_HERE
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.app import CttopApp
+from cttop.ui.commands import CommandBlock
 from cttop.ui.screens.doctor import DoctorScreen, FindingView
 from tests.ui.fixed_source import FixedSource
-from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.helpers import joined, screen_text, wait_for, wait_live
 
 NS = "cttop-lab-c803c9-router"
 FLUSH = f"cttop flush --netns {NS} --filter '(udp state replied or udp state unreplied) and timeout < 590'"
@@ -45,7 +46,7 @@ def doctor_on(monkeypatch: pytest.MonkeyPatch, result: Report) -> tuple[CttopApp
     return CttopApp(FixedSource(), interval=0.1), DoctorScreen(NetnsSpec(name=NS), seconds=1)
 
 
-async def test_fixes_wrap_under_themselves_with_comments_on_their_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_fixes_are_laid_out_as_confirmations_lay_out_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     app, screen = doctor_on(monkeypatch, report(initial=False))
     async with app.run_test(size=(80, 40)) as pilot:
         await wait_live(pilot, app)
@@ -54,16 +55,18 @@ async def test_fixes_wrap_under_themselves_with_comments_on_their_own_line(monke
         await pilot.pause(0.2)
         lines = screen_text(app).splitlines()
         buttons = [b for v in screen.query(FindingView) for b in v.query(Button)]
-    flush_at = next(i for i, line in enumerate(lines) if "$ cttop flush" in line)
-    edge, dollar = lines[flush_at].index("│"), lines[flush_at].index("$")  # the doctor box's left edge
-    # The command goes on under its own first character, not back at the box's edge.
-    rest = lines[flush_at + 1]
-    assert rest[edge] == "│" and rest[edge + 1:dollar + 2].strip() == "" and rest[dollar + 2] != " "
-    assert "timeout < 590'" in rest
+        blocks = [b.lines() for b in screen.query(CommandBlock)]
+        findings = [v.finding for v in screen.query(FindingView) if v.finding.commands]
+    # Each finding's fix, joined back as a shell reads a pasted block, is exactly its commands.
+    for block, f in zip(blocks, findings, strict=True):
+        assert joined(block) == [c for c in f.commands if not c.startswith("#")]
+    flush_at = next(i for i, line in enumerate(lines) if "cttop flush --netns" in line)
+    inside = lines[flush_at].split("│")[1]  # within the doctor box's borders
+    assert inside.rstrip().endswith("\\")  # the long flush goes on, and says so
     comment_at = next(i for i, line in enumerate(lines) if "# global: the whole host" in line)
-    command_at = next(i for i, line in enumerate(lines) if "$ sysctl -w net.netfilter.nf_conntrack_max" in line)
+    command_at = next(i for i, line in enumerate(lines) if "sysctl -w net.netfilter.nf_conntrack_max" in line)
     assert comment_at < command_at  # the scope comment above the command it is about
-    assert all("$" not in lines[i] for i in range(comment_at, command_at))
+    assert all("sysctl" not in lines[i] for i in range(comment_at, command_at))
     # Only the namespace's own fix is a button: the host-wide max is a command to read.
     assert [str(b.label) for b in buttons] == ["Set the tunables…"]
 
