@@ -53,6 +53,8 @@ class LiveSource:
         self.spec = spec
         self.label = spec.label()
         self.ct = Ctnetlink(spec)
+        # The count is read on every frame, also while a dump streams in on self.ct: a socket of its own.
+        self.counts = Ctnetlink(spec)
         self.ev: EventSocket | None = None
 
     def subscribe(self) -> None:
@@ -72,10 +74,10 @@ class LiveSource:
         return self.ev.read(timeout)
 
     def stats(self) -> Stats:
-        return self.ct.stats()
+        return self.counts.stats()
 
     def stats_cpu(self) -> list[dict[str, int]]:
-        return self.ct.stats_cpu()
+        return self.counts.stats_cpu()
 
     def sysctls(self) -> dict[str, str]:
         return sysctl.read(self.spec)
@@ -85,5 +87,6 @@ class LiveSource:
 
     def close(self) -> None:
         self.ct.close()
+        self.counts.close()
         if self.ev is not None:
             self.ev.close()

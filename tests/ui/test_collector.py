@@ -90,7 +90,7 @@ def test_a_dump_is_packed_in_batches_into_the_same_table(rec: Recorder, monkeypa
     try:
         rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
         whole = FlowTable(track=list(c.table.agg.groups))
-        whole.extend(src.rows)
+        whole.extend(src.rows, src.now())  # the fixed clock: every batch was read at the same second
         assert sorted(c.table.records()) == sorted(whole.records())
         assert (c.table.by_state, c.table.evictable, c.table.agg.groups) == (
             whole.by_state, whole.evictable, whole.agg.groups)

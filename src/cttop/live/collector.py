@@ -3,11 +3,23 @@
 Start-up subscribes to events *before* the first dump, so an entry created while
 the dump runs is seen either in the dump or as an event queued behind it. After
 that, events are applied in batches as they arrive; once per interval a
-:class:`Frame` is built and handed over. Lost events (ENOBUFS) trigger a full
-resync, counted and shown, because a table that silently drifts from the kernel
-is worse than none. Periodic dumps, spaced in proportion to what a dump costs,
-refresh what events never carry (byte counters, timeouts). Dumps fill a fresh
-table that replaces the old one when complete, so no frame shows a half table.
+:class:`Frame` is built and handed over, also while a long dump is being read
+(from the last complete table, with the kernel's count read fresh). Dumps fill a
+fresh table that replaces the old one when complete, so no frame shows a half table.
+
+The table must agree with the kernel, because a table that silently drifts from it
+is worse than none. Every frame takes the kernel's count (CT_GET_STATS, on a socket
+of its own) right after applying the events queued up to that instant, and compares:
+- lost events (ENOBUFS) trigger a resync at once, counted and shown;
+- a table larger than the kernel's count on two frames in a row (more than one
+  refresh) triggers a resync: flows ended without a DESTROY the table saw. With
+  nf_conntrack_events=2 (the default) an entry created before anyone listened never
+  sends one, nor does any entry with events off (0), so its expiry or eviction is silent;
+- a table smaller than the count by more than DRIFT_SHARE, two frames in a row, too
+  (entries whose NEW event never came, events off).
+Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
+drifting (events off) costs at most a share of one core. Periodic dumps, spaced in
+proportion to what a dump costs, refresh what events never carry (byte counters).
 
 For a live namespace the collector also keeps who owns the flows (fleet.owners),
 refreshed here on its own interval, so ``process`` and ``container`` can be group
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -37,6 +50,7 @@ from cttop.errors import CttopError
 from cttop.filter import compile_filter
 from cttop.fleet.owners import Owners
 from cttop.fleet.replay import ReplaySource
+from cttop.kernel import procstat
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
 from cttop.live.counters import PRESSURE
@@ -58,12 +72,16 @@ LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the fir
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
 REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
-# With nf_conntrack_events=2 (the default) entries created before anyone listened never
-# send events, so their end goes unseen: when the table drifts this far from the kernel's
-# count, resync early, but never more often than every DRIFT_DUTY times a dump's cost.
+# Drift from the kernel's count that triggers a resync when it lasts two frames (see the module
+# docstring). A table over the count by more than DRIFT_OVER holds flows that are gone: the slack is
+# only for the DESTROY events of the microseconds between the catch-up and the count. A table under
+# it by more than DRIFT_SHARE (and DRIFT_MIN) misses flows. Never more often than every DRIFT_DUTY
+# times a dump's cost.
+DRIFT_OVER: Final = 8
 DRIFT_SHARE: Final = 0.01
 DRIFT_MIN: Final = 16
 DRIFT_DUTY: Final = 3
+DRIFT_FRAMES: Final = 2
 SYSCTL_EVERY: Final = 5.0
 TOP_N: Final = 10
 OWNER_TOP_DUTY: Final = 5  # rank by owner at most once per this many times what the last ranking cost
@@ -107,16 +125,18 @@ class Collector:
         self._rates = {name: Rate() for name in PRESSURE}
         self._new_rate, self._gone_rate = Rate(), Rate()
         self._lost = 0
-        self._dumping = False  # a dump is being received: no other request may use the socket
+        self._dumping = False  # a dump is being read into a fresh table: the queued events are its
         self._bad = 0
         self._refreshed: float | None = None
         self._next_refresh = 0.0
         self._next_drift_check = 0.0
-        self._drift = 0
+        self._drift = Drift()
+        self._last_post = 0.0
         self._sysctls: dict[str, str] = {}
         self._count: int | None = None
         self._max: int | None = None
         self._pressure: tuple[Pressure, ...] = ()
+        self._pressure_from = ""
         self._next_sysctls = 0.0
         self._next_index = 0.0
         # The table generation (and owners refresh, for an owner filter) the last index was built from.
@@ -198,6 +218,10 @@ class Collector:
         """The table's current row for a flow (dict reads are atomic, so safe from the UI thread)."""
         return self.table.get(flow_id)
 
+    def record(self, flow_id: int) -> bytes | None:
+        """The table's current packed record for a flow, with when it was read (packing.record_meta)."""
+        return self.table.record(flow_id)
+
     # --- the worker ----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -210,7 +234,7 @@ class Collector:
                 self._replay.events(0.0)
             if self._connect():
                 self._load(first=True)
-                self._apply(self._catch_up())
+                self._catch_up()
                 self._phase, self._note = LIVE, ""
                 self._schedule_index()
             self._post()
@@ -254,20 +278,23 @@ class Collector:
             return
         if self._phase == LIVE and (self._take_seek() or time.monotonic() >= self._next_refresh or self._drifted()):
             self._load(first=False)
-            self._apply(self._catch_up())
+            self._catch_up()
         self._post()
         self._schedule_index()
 
     def _apply(self, batch: EventBatch) -> None:
-        if batch.events:
-            self.table.apply_events(batch.events)
-        self._bad += batch.bad
-        while batch.lost:
+        """Apply a batch of events; lost ones mean a resync, and the events that queued up behind it."""
+        while True:
+            if batch.events:
+                self.table.apply_events(batch.events, self.source.now())
+            self._bad += batch.bad
+            if not batch.lost:
+                return
             self._lost += 1
             self._note = "events lost, resyncing"
             self._load(first=False)
             self._note = ""
-            batch = self._catch_up()
+            batch = self.source.events(0.0)
 
     def _take_seek(self) -> bool:
         """Carry out the seek the UI asked for, if any; True if so (the table must then be reloaded)."""
@@ -289,44 +316,42 @@ class Collector:
         self._new_rate, self._gone_rate = Rate(), Rate()
         return True
 
-    def _catch_up(self) -> EventBatch:
-        """Apply the events that queued up while a dump was read, so the frame after it is current.
+    def _catch_up(self) -> None:
+        """Apply the events queued up to now (say, while a dump was read), so what follows is current.
 
         Replaying events from before the dump is harmless: a NEW or UPDATE rewrites
         the entry with an older state that the next event corrects, and a DESTROY of
         an entry the dump no longer had is a no-op.
         """
-        batch = self.source.events(0.0)
-        if batch.events:
-            self.table.apply_events(batch.events)
-        self._bad += batch.bad
-        return batch
+        self._apply(self.source.events(0.0))
 
     def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh)."""
         t0 = time.monotonic()
-        known = self._known_count() if first else ""  # asked before the dump: it shares the socket
+        known = self._known_count() if first else ""
         if first:
             self._note = f"reading {known} flows from the kernel"
             self._post()
         fresh = FlowTable(track=list(self.table.agg.groups))
         last_report = time.monotonic()
         batch: list[Row] = []
+        read_at = self.source.now()  # when the batch's first row was read: its timeouts count down from then
         self._dumping = True
         try:
             for chunk in self.source.dump_chunks():
                 batch += chunk
-                if len(batch) < LOAD_CHUNK:
-                    continue
-                fresh.extend(batch)
-                batch = []
+                if len(batch) >= LOAD_CHUNK:
+                    fresh.extend(batch, read_at)
+                    batch, read_at = [], self.source.now()
                 if first and time.monotonic() - last_report >= LOAD_REPORT_EVERY:
                     last_report = time.monotonic()
                     self._note = f"loaded {len(fresh):,} of {known} flows"
                     self._post()
+                elif not first and time.monotonic() - self._last_post >= self._interval:
+                    self._post()  # frames keep their interval: the last table, the kernel's count of now
         finally:
             self._dumping = False
-        fresh.extend(batch)
+        fresh.extend(batch, read_at)
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed
         fresh.generation = old.generation + 1
@@ -334,13 +359,12 @@ class Collector:
         self._refreshed = self.source.now()
         cost = time.monotonic() - t0
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
-        self._next_drift_check = time.monotonic() + max(2.0, DRIFT_DUTY * cost)
+        self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost
+        self._drift = Drift()
 
     def _drifted(self) -> bool:
-        """Whether the last frame's table size (taken with the kernel's count) was too far off."""
-        if self._count is None or time.monotonic() < self._next_drift_check:
-            return False
-        return self._drift > max(DRIFT_MIN, DRIFT_SHARE * self._count)
+        """Whether the table has disagreed with the kernel's count for more than one refresh."""
+        return self._drift.frames >= DRIFT_FRAMES and time.monotonic() >= self._next_drift_check
 
     def _known_count(self) -> str:
         try:
@@ -375,6 +399,7 @@ class Collector:
 
     def _post(self) -> None:
         self._seq += 1
+        self._last_post = time.monotonic()
         self._on_frame(self._frame())
 
     def _frame(self) -> Frame:
@@ -403,21 +428,24 @@ class Collector:
             history=tuple(self._history.values(240)), forecast=self._history.forecast(self._max or 0).text(),
             new_rate=self._new_rate.update(now, table.created), gone_rate=self._gone_rate.update(now, table.destroyed),
             pressure=self._pressure, states=ordered_states(table.by_state) if shown else (), group=group,
-            top_by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed)
+            top_by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed,
+            pressure_from=self._pressure_from)
 
     def _read_counts(self, now: float) -> None:
-        """Count, max and the pressure counters from the kernel; /proc/sys when ctnetlink is refused."""
+        """Count, max and the pressure counters from the kernel; /proc when ctnetlink is refused."""
         src = self.source
         if now >= self._next_sysctls or not self._sysctls or self._phase == LIMITED:
             self._sysctls = src.sysctls()
             self._next_sysctls = now + SYSCTL_EVERY
             self._count = _int(self._sysctls.get("nf_conntrack_count"))
             self._max = _int(self._sysctls.get("nf_conntrack_max"))
-        if self._phase == LIMITED or self._dumping:
-            return  # a dump in progress owns the ctnetlink socket: a request now would land in its stream
-        if self._phase == LIVE:
+        if self._phase == LIMITED:
+            self._read_proc(now)
+            return
+        if self._phase == LIVE and not self._dumping:
             # Events up to this instant, so the table's size and the kernel's count are of one moment.
-            self._apply(self._catch_up())
+            # (While a dump is read, the events queued are the fresh table's, applied after it.)
+            self._catch_up()
         try:
             stats = src.stats()
             totals = sum_cpus(src.stats_cpu())
@@ -426,8 +454,25 @@ class Collector:
                 raise
             return  # still connecting: the refusal is dealt with by _connect
         self._count, self._max = stats.count, stats.max
-        self._drift = abs(len(self.table) - stats.count)
+        if self._phase == LIVE and not self._dumping:
+            self._drift = self._drift.after(len(self.table), stats.count)
+        self._set_pressure(now, totals, "ctnetlink")
+
+    def _read_proc(self, now: float) -> None:
+        """Without CAP_NET_ADMIN: the count and pressure counters from world-readable /proc/net/stat."""
+        src = self.source
+        if not isinstance(src, LiveSource):
+            return  # a recording has no /proc
+        try:
+            stat = procstat.read(src.spec)
+        except CttopError:
+            return  # no such file, or another namespace we may not enter: the counters stay unknown
+        self._count = stat.count
+        self._set_pressure(now, stat.as_cpu_totals(), procstat.SOURCE)
+
+    def _set_pressure(self, now: float, totals: dict[str, int], source: str) -> None:
         self._pressure = tuple(Pressure(n, self._rates[n].update(now, totals[n]), totals[n]) for n in PRESSURE)
+        self._pressure_from = source
 
     def _top_owners(self, group: str, by: str) -> tuple[GroupRow, ...]:
         """The heaviest processes or containers: a pass over the whole table, so cached, and
@@ -453,6 +498,23 @@ class Collector:
         groups = self.table.agg.groups
         for name in [n for n in groups if n != group]:
             del groups[name]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the table compared with the kernel's count on the last frames: which way, and for how many in a row."""
+
+    way: int = 0  # 1: the table holds flows that are gone; -1: it misses flows; 0: it agrees
+    frames: int = 0  # consecutive frames off the same way
+
+    def after(self, table: int, count: int) -> Drift:
+        if table - count > DRIFT_OVER:
+            way = 1
+        elif count - table > max(DRIFT_MIN, DRIFT_SHARE * count):
+            way = -1
+        else:
+            return Drift()
+        return Drift(way, self.frames + 1 if way == self.way else 1)
 
 
 def group_title(name: str) -> str:

@@ -45,7 +45,7 @@ def _offsets(a: int) -> dict[str, int]:
     """Byte offset of each field in a packed record with ``a``-byte addresses (packing's layout)."""
     sizes = (("id", 4), ("family", 1), ("proto", 1), ("pstate", 1), ("status", 4), ("src", a), ("dst", a),
              ("sport", 2), ("dport", 2), ("rsrc", a), ("rdst", a), ("rsport", 2), ("rdport", 2),
-             ("timeout", 4), ("mark", 4), ("zone", 2), ("use", 4), ("start", 8),
+             ("timeout", 4), ("mark", 4), ("zone", 2), ("use", 4), ("start", 8), ("seen", 4), ("flags", 1),
              ("opkts", 8), ("obytes", 8), ("rpkts", 8), ("rbytes", 8))
     out, pos = {}, 0
     for name, size in sizes:
@@ -65,6 +65,7 @@ _DST4, _DST6 = slice(O4["dst"], O4["dst"] + 4), slice(O6["dst"], O6["dst"] + 16)
 _SP4, _SP6 = slice(O4["sport"], O4["sport"] + 2), slice(O6["sport"], O6["sport"] + 2)
 _DP4, _DP6 = slice(O4["dport"], O4["dport"] + 2), slice(O6["dport"], O6["dport"] + 2)
 _TO4, _TO6 = slice(O4["timeout"], O4["timeout"] + 4), slice(O6["timeout"], O6["timeout"] + 4)
+_SEEN4, _SEEN6 = slice(O4["seen"], O4["seen"] + 4), slice(O6["seen"], O6["seen"] + 4)
 # Mark and zone are adjacent: one slice sorts by mark, then zone.
 _MZ4, _MZ6 = slice(O4["mark"], O4["mark"] + 6), slice(O6["mark"], O6["mark"] + 6)
 _V6_MIN = V6.size  # records this long or longer have 16-byte addresses (V4C < V6)
@@ -88,8 +89,11 @@ def _state(r: bytes) -> int:
     return r[5] << 16 | r[6] << 8 | r[_STATUS_LOW] & 6
 
 
-def _timeout(r: bytes) -> bytes:
-    return r[_TO4] if len(r) < _V6_MIN else r[_TO6]
+def _timeout(r: bytes) -> int:
+    """When the timeout runs out: rows read at different times compare by what is left, not what was."""
+    if len(r) < _V6_MIN:
+        return _from(r[_TO4]) + _from(r[_SEEN4])
+    return _from(r[_TO6]) + _from(r[_SEEN6])
 
 
 def _mark(r: bytes) -> bytes:

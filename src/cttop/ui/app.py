@@ -31,7 +31,7 @@ from cttop.live.collector import TOP_BY, Collector, group_title
 from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.source import LiveSource, Source
-from cttop.table.packing import unpack
+from cttop.table.packing import record_meta, unpack
 from cttop.ui import fmt
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
@@ -125,6 +125,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         self.query_one(StatesPanel).show(frame)
         self.query_one(HeaviestPanel).show(frame)
         fl = self.flow_list
+        fl.set_clock(frame.time)
         fl.placeholder = "" if frame.phase == LIVE else frame.note
         if not fl.records:
             fl.refresh()
@@ -480,7 +481,8 @@ class CttopApp(App[None]):
         current = self.collector.flow(fid)
         frame = self.shown_frame
         now = frame.time if frame is not None else self.source.now()
-        self.push_screen(DetailScreen(current or unpack(record), now, gone=current is None))
+        meta = record_meta(self.collector.record(fid) or record)
+        self.push_screen(DetailScreen(current or unpack(record), now, gone=current is None, meta=meta))
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -1,9 +1,15 @@
-"""Pressure: the kernel's per-CPU trouble counters (CT_GET_STATS_CPU) as rates per second."""
+"""Pressure: the kernel's per-CPU trouble counters as rates per second.
+
+From CT_GET_STATS_CPU, or without CAP_NET_ADMIN from world-readable
+/proc/net/stat/nf_conntrack (the subtitle says so). A rate needs two readings:
+until then it reads ``?``, never a made-up 0.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 
+from cttop.kernel import procstat
 from cttop.live.counters import PRESSURE
 from cttop.live.frame import Frame
 from cttop.ui import fmt
@@ -13,6 +19,10 @@ HARMLESS = frozenset({"clash_resolve"})
 
 
 class PressurePanel(Panel):
+    def show(self, frame: Frame) -> None:
+        self.border_subtitle = "from /proc" if frame.pressure_from == procstat.SOURCE else ""
+        super().show(frame)
+
     def draw(self, frame: Frame, width: int, height: int) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         if not frame.pressure:
@@ -23,7 +33,7 @@ class PressurePanel(Panel):
             if i:
                 t.append("\n")
             # Non-zero now is highlighted (and marked "!" for monochrome terminals).
-            hot = p.rate > 0
+            hot = p.rate is not None and p.rate > 0
             level = ("warn" if p.name in HARMLESS else "bad") if hot else ""
             t.append(("!" if hot else " ") + p.name.ljust(name_w), self.style(level) if level else self.style("label"))
             t.append(fmt.rate(p.rate).rjust(8), self.style(level) if level else "")
