@@ -11,12 +11,13 @@ The table must agree with the kernel, because a table that silently drifts from 
 is worse than none. Every frame takes the kernel's count (CT_GET_STATS, on a socket
 of its own) right after applying the events queued up to that instant, and compares:
 - lost events (ENOBUFS) trigger a resync at once, counted and shown;
-- a table larger than the kernel's count on two frames in a row (more than one
-  refresh) triggers a resync: flows ended without a DESTROY the table saw. With
-  nf_conntrack_events=2 (the default) an entry created before anyone listened never
-  sends one, nor does any entry with events off (0), so its expiry or eviction is silent;
-- a table smaller than the count by more than DRIFT_SHARE, two frames in a row, too
-  (entries whose NEW event never came, events off).
+- a table larger than the kernel's count on a frame, and still at the next tick
+  (more than one refresh), is resynced before the next frame: flows ended without a
+  DESTROY the table saw. With nf_conntrack_events=2 (the default) an entry created
+  before anyone listened never sends one, nor does any entry while events are off
+  (0), so its expiry or eviction is silent;
+- a table smaller than the count by more than DRIFT_SHARE, the same way (entries
+  whose NEW event never came, events off).
 Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
 drifting (events off) costs at most a share of one core. Periodic dumps, spaced in
 proportion to what a dump costs, refresh what events never carry (byte counters).
@@ -81,7 +82,7 @@ DRIFT_OVER: Final = 8
 DRIFT_SHARE: Final = 0.01
 DRIFT_MIN: Final = 16
 DRIFT_DUTY: Final = 3
-DRIFT_FRAMES: Final = 2
+DRIFT_READINGS: Final = 2
 SYSCTL_EVERY: Final = 5.0
 TOP_N: Final = 10
 OWNER_TOP_DUTY: Final = 5  # rank by owner at most once per this many times what the last ranking cost
@@ -276,11 +277,27 @@ class Collector:
         self._wake.clear()
         if self._stop.is_set():
             return
-        if self._phase == LIVE and (self._take_seek() or time.monotonic() >= self._next_refresh or self._drifted()):
-            self._load(first=False)
-            self._catch_up()
+        if self._phase == LIVE:
+            self._reload_if_due()
         self._post()
         self._schedule_index()
+
+    def _reload_if_due(self) -> None:
+        if self._take_seek():
+            self._resync("seeking")
+        elif time.monotonic() >= self._next_refresh:
+            self._load(first=False)
+        elif self._drifted():
+            self._resync("the table drifted from the kernel's count, resyncing")
+        else:
+            return
+        self._catch_up()
+
+    def _resync(self, why: str) -> None:
+        """A dump replacing a table known to be wrong; ``why`` is the note frames show meanwhile."""
+        self._note = why
+        self._load(first=False, wrong=True)
+        self._note = ""
 
     def _apply(self, batch: EventBatch) -> None:
         """Apply a batch of events; lost ones mean a resync, and the events that queued up behind it."""
@@ -291,9 +308,7 @@ class Collector:
             if not batch.lost:
                 return
             self._lost += 1
-            self._note = "events lost, resyncing"
-            self._load(first=False)
-            self._note = ""
+            self._resync("events lost, resyncing")
             batch = self.source.events(0.0)
 
     def _take_seek(self) -> bool:
@@ -325,8 +340,13 @@ class Collector:
         """
         self._apply(self.source.events(0.0))
 
-    def _load(self, first: bool) -> None:
-        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh)."""
+    def _load(self, first: bool, wrong: bool = False) -> None:
+        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh).
+
+        Frames keep their interval while the dump is read, showing the last table with the kernel's
+        count of the moment; when that table is known to be ``wrong`` (a resync), only once the dump
+        itself has taken an interval, so a quick resync is not preceded by one more wrong frame.
+        """
         t0 = time.monotonic()
         known = self._known_count() if first else ""
         if first:
@@ -347,8 +367,9 @@ class Collector:
                     last_report = time.monotonic()
                     self._note = f"loaded {len(fresh):,} of {known} flows"
                     self._post()
-                elif not first and time.monotonic() - self._last_post >= self._interval:
-                    self._post()  # frames keep their interval: the last table, the kernel's count of now
+                elif not first and time.monotonic() - (max(self._last_post, t0) if wrong else self._last_post) \
+                        >= self._interval:
+                    self._post()
         finally:
             self._dumping = False
         fresh.extend(batch, read_at)
@@ -363,8 +384,12 @@ class Collector:
         self._drift = Drift()
 
     def _drifted(self) -> bool:
-        """Whether the table has disagreed with the kernel's count for more than one refresh."""
-        return self._drift.frames >= DRIFT_FRAMES and time.monotonic() >= self._next_drift_check
+        """Whether the table has disagreed with the kernel's count for more than one refresh: off on the
+        last frame, and still off now (so the next frame does not show it off again)."""
+        if not self._drift.readings or time.monotonic() < self._next_drift_check:
+            return False
+        self._reconcile()
+        return self._drift.readings >= DRIFT_READINGS
 
     def _known_count(self) -> str:
         try:
@@ -442,21 +467,26 @@ class Collector:
         if self._phase == LIMITED:
             self._read_proc(now)
             return
-        if self._phase == LIVE and not self._dumping:
-            # Events up to this instant, so the table's size and the kernel's count are of one moment.
-            # (While a dump is read, the events queued are the fresh table's, applied after it.)
-            self._catch_up()
         try:
-            stats = src.stats()
+            if self._phase == LIVE and not self._dumping:
+                self._reconcile()
+            else:  # connecting, or a dump is being read: the events queued are the fresh table's
+                stats = src.stats()
+                self._count, self._max = stats.count, stats.max
             totals = sum_cpus(src.stats_cpu())
         except KernelError:
             if self._phase == LIVE:
                 raise
             return  # still connecting: the refusal is dealt with by _connect
-        self._count, self._max = stats.count, stats.max
-        if self._phase == LIVE and not self._dumping:
-            self._drift = self._drift.after(len(self.table), stats.count)
         self._set_pressure(now, totals, "ctnetlink")
+
+    def _reconcile(self) -> None:
+        """The events up to this instant, then the kernel's count: the table's size and the count of one
+        moment, compared."""
+        self._catch_up()
+        stats = self.source.stats()
+        self._count, self._max = stats.count, stats.max
+        self._drift = self._drift.after(len(self.table), stats.count)
 
     def _read_proc(self, now: float) -> None:
         """Without CAP_NET_ADMIN: the count and pressure counters from world-readable /proc/net/stat."""
@@ -502,10 +532,10 @@ class Collector:
 
 @dataclass(frozen=True)
 class Drift:
-    """How the table compared with the kernel's count on the last frames: which way, and for how many in a row."""
+    """How the table compared with the kernel's count on the last readings: which way, how many in a row."""
 
     way: int = 0  # 1: the table holds flows that are gone; -1: it misses flows; 0: it agrees
-    frames: int = 0  # consecutive frames off the same way
+    readings: int = 0  # consecutive readings off the same way
 
     def after(self, table: int, count: int) -> Drift:
         if table - count > DRIFT_OVER:
@@ -514,7 +544,7 @@ class Drift:
             way = -1
         else:
             return Drift()
-        return Drift(way, self.frames + 1 if way == self.way else 1)
+        return Drift(way, self.readings + 1 if way == self.way else 1)
 
 
 def group_title(name: str) -> str:
