@@ -13,9 +13,9 @@ of its own) right after applying the events queued up to that instant, and compa
 - lost events (ENOBUFS) trigger a resync at once, counted and shown;
 - a table larger than the kernel's count on a frame, and still at the next tick
   (more than one refresh), is resynced before the next frame: flows ended without a
-  DESTROY the table saw. With nf_conntrack_events=2 (the default) an entry created
-  before anyone listened never sends one, nor does any entry while events are off
-  (0), so its expiry or eviction is silent;
+  DESTROY the table saw. An entry created while nf_conntrack_events was 0, or was 2
+  (the default) with no listener anywhere on the host, carries no event cache and
+  never sends one: its expiry or eviction is silent;
 - a table smaller than the count by more than DRIFT_SHARE, the same way (entries
   whose NEW event never came, events off).
 Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
