@@ -60,7 +60,7 @@ def insert(ns: str, sports: range | list[int], dport: int, timeout: int = 300) -
 
 def kernel_sports(ns: str) -> set[int]:
     text = sh("conntrack", "-L", "-p", "udp", netns=ns)
-    return {int(m.group(1)) for m in re.finditer(r"^udp .*? sport=(\d+) ", text, re.M)}
+    return {int(m.group(1)) for m in re.finditer(r"^udp .*? sport=(\d+) ", text, re.MULTILINE)}
 
 
 class Recorder:

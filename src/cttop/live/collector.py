@@ -11,13 +11,14 @@ The table must agree with the kernel, because a table that silently drifts from 
 is worse than none. Every frame takes the kernel's count (CT_GET_STATS, on a socket
 of its own) right after applying the events queued up to that instant, and compares:
 - lost events (ENOBUFS) trigger a resync at once, counted and shown;
-- a table larger than the kernel's count on a frame, and still at the next tick
-  (more than one refresh), is resynced before the next frame: flows ended without a
-  DESTROY the table saw. An entry created while nf_conntrack_events was 0, or was 2
-  (the default) with no listener anywhere on the host, carries no event cache and
-  never sends one: its expiry or eviction is silent;
+- a table larger than the kernel's count on a frame, and still when looked at again
+  right after it (events caught up again, so those of the instant between are not the
+  cause), is resynced before the next frame: it holds flows that ended without a
+  DESTROY. An entry created while nf_conntrack_events was 0, or 2 (the default) with
+  no listener anywhere on the host, carries no event cache and never sends one: its
+  expiry or eviction is silent;
 - a table smaller than the count by more than DRIFT_SHARE, the same way (entries
-  whose NEW event never came, events off).
+  whose NEW event never came: events off).
 Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
 drifting (events off) costs at most a share of one core. Periodic dumps, spaced in
 proportion to what a dump costs, refresh what events never carry (byte counters).
@@ -43,8 +44,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from cttop.errors import CttopError
@@ -127,6 +128,7 @@ class Collector:
         self._new_rate, self._gone_rate = Rate(), Rate()
         self._lost = 0
         self._dumping = False  # a dump is being read into a fresh table: the queued events are its
+        self._backlog: EventBatch | None = None  # events read while the last dump was, not applied yet
         self._bad = 0
         self._refreshed: float | None = None
         self._next_refresh = 0.0
@@ -264,9 +266,16 @@ class Collector:
         self._post()
 
     def _tick(self) -> None:
-        deadline = time.monotonic() + self._interval
+        """Events until the next frame is due (an interval after the last one), then the frame.
+
+        A due dump (periodic, or a drift confirmed) is read first, right after the last frame, so it
+        overlaps the wait and the next frame still comes on time; a seek is carried out at once,
+        before the frame.
+        """
+        if self._phase == LIVE:
+            self._reload_if_due()
         while not self._stop.is_set() and not self._wake.is_set():
-            left = deadline - time.monotonic()
+            left = self._last_post + self._interval - time.monotonic()
             if left <= 0:
                 break
             if self._phase == LIMITED:
@@ -277,15 +286,14 @@ class Collector:
         self._wake.clear()
         if self._stop.is_set():
             return
-        if self._phase == LIVE:
-            self._reload_if_due()
+        if self._phase == LIVE and self._take_seek():
+            self._resync("seeking")
+            self._catch_up()
         self._post()
         self._schedule_index()
 
     def _reload_if_due(self) -> None:
-        if self._take_seek():
-            self._resync("seeking")
-        elif time.monotonic() >= self._next_refresh:
+        if time.monotonic() >= self._next_refresh:
             self._load(first=False)
         elif self._drifted():
             self._resync("the table drifted from the kernel's count, resyncing")
@@ -296,7 +304,7 @@ class Collector:
     def _resync(self, why: str) -> None:
         """A dump replacing a table known to be wrong; ``why`` is the note frames show meanwhile."""
         self._note = why
-        self._load(first=False, wrong=True)
+        self._load(first=False)
         self._note = ""
 
     def _apply(self, batch: EventBatch) -> None:
@@ -309,7 +317,7 @@ class Collector:
                 return
             self._lost += 1
             self._resync("events lost, resyncing")
-            batch = self.source.events(0.0)
+            batch, self._backlog = self._backlog or self.source.events(0.0), None
 
     def _take_seek(self) -> bool:
         """Carry out the seek the UI asked for, if any; True if so (the table must then be reloaded)."""
@@ -338,14 +346,16 @@ class Collector:
         the entry with an older state that the next event corrects, and a DESTROY of
         an entry the dump no longer had is a no-op.
         """
+        backlog, self._backlog = self._backlog, None
+        if backlog is not None:
+            self._apply(backlog)
         self._apply(self.source.events(0.0))
 
-    def _load(self, first: bool, wrong: bool = False) -> None:
+    def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh).
 
-        Frames keep their interval while the dump is read, showing the last table with the kernel's
-        count of the moment; when that table is known to be ``wrong`` (a resync), only once the dump
-        itself has taken an interval, so a quick resync is not preceded by one more wrong frame.
+        Frames keep their interval while the dump is read: the last table, the kernel's count of the
+        moment, and during a resync the note saying so.
         """
         t0 = time.monotonic()
         known = self._known_count() if first else ""
@@ -356,9 +366,16 @@ class Collector:
         last_report = time.monotonic()
         batch: list[Row] = []
         read_at = self.source.now()  # when the batch's first row was read: its timeouts count down from then
+        # The kernel's events keep coming while a big dump is read, seconds under load: read them as the
+        # dump arrives, or the socket overflows (ENOBUFS) and forces yet another dump. They belong to the
+        # fresh table, after the dump: kept as the backlog the catch-up applies first.
+        drain = isinstance(self.source, LiveSource)
+        queued: list[EventBatch] = []
         self._dumping = True
         try:
             for chunk in self.source.dump_chunks():
+                if drain:
+                    queued.append(self.source.events(0.0))
                 batch += chunk
                 if len(batch) >= LOAD_CHUNK:
                     fresh.extend(batch, read_at)
@@ -367,12 +384,13 @@ class Collector:
                     last_report = time.monotonic()
                     self._note = f"loaded {len(fresh):,} of {known} flows"
                     self._post()
-                elif not first and time.monotonic() - (max(self._last_post, t0) if wrong else self._last_post) \
-                        >= self._interval:
+                elif not first and time.monotonic() - self._last_post >= self._interval:
                     self._post()
         finally:
             self._dumping = False
         fresh.extend(batch, read_at)
+        self._backlog = EventBatch([ev for b in queued for ev in b.events], any(b.lost for b in queued),
+                                   sum(b.bad for b in queued)) if queued else None
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed
         fresh.generation = old.generation + 1
@@ -385,7 +403,7 @@ class Collector:
 
     def _drifted(self) -> bool:
         """Whether the table has disagreed with the kernel's count for more than one refresh: off on the
-        last frame, and still off now (so the next frame does not show it off again)."""
+        last frame, and still off now (a resync now, and the next frame does not show it off again)."""
         if not self._drift.readings or time.monotonic() < self._next_drift_check:
             return False
         self._reconcile()
@@ -481,12 +499,15 @@ class Collector:
         self._set_pressure(now, totals, "ctnetlink")
 
     def _reconcile(self) -> None:
-        """The events up to this instant, then the kernel's count: the table's size and the count of one
-        moment, compared."""
+        """The kernel's count, between two catch-ups: the table's size before and after brackets the
+        moment of the count. (Catching up a big batch takes a while, and flows keep coming meanwhile:
+        only a count outside the bracket is drift.)"""
         self._catch_up()
+        before = len(self.table)
         stats = self.source.stats()
+        self._catch_up()
         self._count, self._max = stats.count, stats.max
-        self._drift = self._drift.after(len(self.table), stats.count)
+        self._drift = self._drift.after(before, len(self.table), stats.count)
 
     def _read_proc(self, now: float) -> None:
         """Without CAP_NET_ADMIN: the count and pressure counters from world-readable /proc/net/stat."""
@@ -537,10 +558,11 @@ class Drift:
     way: int = 0  # 1: the table holds flows that are gone; -1: it misses flows; 0: it agrees
     readings: int = 0  # consecutive readings off the same way
 
-    def after(self, table: int, count: int) -> Drift:
-        if table - count > DRIFT_OVER:
+    def after(self, before: int, after: int, count: int) -> Drift:
+        """The next reading: the table's size ``before`` and ``after`` the kernel's ``count`` was read."""
+        if min(before, after) - count > DRIFT_OVER:
             way = 1
-        elif count - table > max(DRIFT_MIN, DRIFT_SHARE * count):
+        elif count - max(before, after) > max(DRIFT_MIN, DRIFT_SHARE * count):
             way = -1
         else:
             return Drift()

@@ -54,12 +54,14 @@ _META_AT = {V4.size: V4.size - _META.size, V4C.size: V4.size - _META.size,
 
 def record_meta(rec: bytes) -> tuple[int, int]:
     """When the record's row was read (whole seconds) and its flags."""
-    return _META.unpack_from(rec, _META_AT[len(rec)])  # type: ignore[return-value]
+    seen, flags = _META.unpack_from(rec, _META_AT[len(rec)])
+    return seen, flags
 
 
 def timeout_left(row: Row, seen: int, now: float) -> int:
     """The row's timeout counted down from when it was read: what is left at ``now``, at least 0."""
-    return max(0, row[R_TIMEOUT] - max(0, int(now) - seen))
+    timeout: int = row[R_TIMEOUT]
+    return max(0, timeout - max(0, int(now) - seen))
 
 
 # Conntrack ids are 32-bit hashes, so a big table holds colliding ids (7 pairs among

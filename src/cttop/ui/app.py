@@ -159,11 +159,18 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         idx = fl.index
         frame = app.shown_frame
         parts = []
-        if idx is None:
-            parts.append("Flows")
+        # How many flows: the table's at the frame's instant, reconciled with the kernel's count; the
+        # list is the index last built, up to an interval older. Only a filter's matches need the index.
+        table = frame.flows if frame is not None and frame.phase == LIVE else None
+        if idx is not None and idx.spec.filter:
+            total = idx.total if table is None else table
+            parts.append(f"Flows {fmt.count(len(idx.records))} of {fmt.count(total)}")
+        elif table is not None:
+            parts.append(f"Flows {fmt.count(table)}")
+        elif idx is not None:
+            parts.append(f"Flows {fmt.count(len(idx.records))}")
         else:
-            parts.append(f"Flows {fmt.count(len(idx.records))}"
-                         + (f" of {fmt.count(idx.total)}" if idx.spec.filter else ""))
+            parts.append("Flows")
         if app.view.filter.strip():
             parts.append(f"filter: {app.view.filter.strip()}")
         sort = SORTS[app.view.sort]
