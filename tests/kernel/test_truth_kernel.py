@@ -387,6 +387,7 @@ TUI = r"""
 import asyncio, json
 from cttop.source import LiveSource
 from cttop.ui.app import CttopApp
+from cttop.ui.flows import FlowsPanel
 from cttop.ui.pressure import PressurePanel
 
 async def main():
@@ -399,8 +400,9 @@ async def main():
             await pilot.pause(0.05)
         await pilot.pause(0.1)
         panel = app.main.query_one(PressurePanel)
-        print(json.dumps({"phase": f.phase, "subtitle": str(panel.border_subtitle), "text": panel.render().plain,
-                          "totals": {p.name: p.total for p in f.pressure}}))
+        print(json.dumps({"phase": f.phase, "title": str(panel.border_title), "text": panel.render().plain,
+                          "totals": {p.name: p.total for p in f.pressure},
+                          "flows": str(app.main.query_one(FlowsPanel).border_title)}))
 
 asyncio.run(main())
 """
@@ -411,10 +413,11 @@ def test_as_nobody_the_pressure_panel_shows_the_counters_from_proc(full: str, no
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     kernel = conntrack_stats(full)
-    assert out["phase"] == "limited" and out["subtitle"] == "from /proc"
+    assert out["phase"] == "limited" and out["title"] == "Pressure /s · from /proc"
     assert out["totals"]["drop"] == kernel["drop"] >= 100
     for name, total in out["totals"].items():
         assert total == kernel.get(name, 0), name
     # On screen: the drop line with its total; no rate is "?" any more after two readings.
     assert re.search(rf"drop\s+0/s\s+total {kernel['drop']}\b", out["text"]), out["text"]
     assert "?" not in out["text"]
+    assert out["flows"].startswith("Flows ? ")  # which flows, and so how many, only CAP_NET_ADMIN may see

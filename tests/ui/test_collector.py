@@ -12,7 +12,7 @@ import pytest
 import cttop.live.collector as collector_module
 from cttop.kernel.ctnetlink import KernelError, Stats
 from cttop.kernel.events import EventBatch
-from cttop.live.collector import DRIFT_OVER, Collector, Drift
+from cttop.live.collector import DRIFT_SLACK, Collector, Drift
 from cttop.live.frame import FAILED, LIMITED, LIVE, Frame
 from cttop.live.index import FlowIndex, ViewSpec
 from cttop.model import EV_DESTROY, EV_NEW, Row
@@ -176,11 +176,13 @@ def test_a_table_under_the_kernel_count_by_more_than_a_share_resyncs(rec: Record
 
 
 def test_drift_needs_more_than_a_few_flows_in_flight() -> None:
-    assert Drift().after(100, 100, 100 - DRIFT_OVER) == Drift()  # DESTROYs of the instant before the count
-    assert Drift().after(100, 100, 100 - DRIFT_OVER - 1) == Drift(1, 1)
+    assert Drift().after(100, 100, 100 - DRIFT_SLACK) == Drift()  # DESTROYs of the instant before the count
+    assert Drift().after(100, 100, 100 - DRIFT_SLACK - 1) == Drift(1, 1)
     assert Drift(1, 1).after(100, 100, 50) == Drift(1, 2)
     assert Drift(1, 2).after(50, 50, 100) == Drift(-1, 1)  # the other way starts over
-    assert Drift().after(99_000, 99_000, 100_000) == Drift()  # under by 1%: NEW events still on their way
+    assert Drift().after(100, 100, 100 + DRIFT_SLACK) == Drift()
+    assert Drift().after(100, 100, 100 + DRIFT_SLACK + 1) == Drift(-1, 1)
+    assert Drift().after(99_000, 99_000, 100_000) == Drift()  # under by 1% of a big table: tolerated
     assert Drift().after(98_999, 98_999, 100_000) == Drift(-1, 1)
 
 

@@ -74,14 +74,13 @@ LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the fir
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
 REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
-# Drift from the kernel's count that triggers a resync when it lasts two frames (see the module
-# docstring). A table over the count by more than DRIFT_OVER holds flows that are gone: the slack is
-# only for the DESTROY events of the microseconds between the catch-up and the count. A table under
-# it by more than DRIFT_SHARE (and DRIFT_MIN) misses flows. Never more often than every DRIFT_DUTY
-# times a dump's cost.
-DRIFT_OVER: Final = 8
+# Drift from the kernel's count that triggers a resync when it lasts two readings (see the module
+# docstring). A table over the count by more than DRIFT_SLACK holds flows that are gone; under it by
+# more than DRIFT_SLACK and DRIFT_SHARE, it misses flows. The slack is for what the instant of the count
+# can hold that no event has told yet: entries allocated for packets still on their way, freed ones.
+# Never more often than every DRIFT_DUTY times a dump's cost.
+DRIFT_SLACK: Final = 8
 DRIFT_SHARE: Final = 0.01
-DRIFT_MIN: Final = 16
 DRIFT_DUTY: Final = 3
 DRIFT_READINGS: Final = 2
 SYSCTL_EVERY: Final = 5.0
@@ -560,9 +559,9 @@ class Drift:
 
     def after(self, before: int, after: int, count: int) -> Drift:
         """The next reading: the table's size ``before`` and ``after`` the kernel's ``count`` was read."""
-        if min(before, after) - count > DRIFT_OVER:
+        if min(before, after) - count > DRIFT_SLACK:
             way = 1
-        elif count - max(before, after) > max(DRIFT_MIN, DRIFT_SHARE * count):
+        elif count - max(before, after) > max(DRIFT_SLACK, DRIFT_SHARE * count):
             way = -1
         else:
             return Drift()

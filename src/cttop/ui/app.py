@@ -28,7 +28,7 @@ from textual.widgets import Footer
 from cttop.actions.plan import read_only as writes_refused
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import TOP_BY, Collector, group_title
-from cttop.live.frame import LIVE, LOADING, Frame
+from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.source import LiveSource, Source
 from cttop.table.packing import record_meta, unpack
@@ -92,7 +92,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             fill.border_title = "Fill"
             yield fill
             pressure = PressurePanel(id="pressure")
-            pressure.border_title = "Pressure /s"
+            pressure.border_title = PressurePanel.TITLE
             yield pressure
         with Horizontal(id="mid-row"):
             states = StatesPanel(id="states")
@@ -162,7 +162,9 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         # How many flows: the table's at the frame's instant, reconciled with the kernel's count; the
         # list is the index last built, up to an interval older. Only a filter's matches need the index.
         table = frame.flows if frame is not None and frame.phase == LIVE else None
-        if idx is not None and idx.spec.filter:
+        if frame is not None and frame.phase == LIMITED:
+            parts.append("Flows ?")  # the count is the Fill panel's; which flows, only CAP_NET_ADMIN may see
+        elif idx is not None and idx.spec.filter:
             total = idx.total if table is None else table
             parts.append(f"Flows {fmt.count(len(idx.records))} of {fmt.count(total)}")
         elif table is not None:

@@ -82,7 +82,7 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None,
                 when = datetime.datetime.fromtimestamp(started, datetime.UTC)
                 text = f"{when:%Y-%m-%d %H:%M:%S} UTC, {fmt.duration(now - started)} ago"
         elif v is None and unread and key.endswith(("bytes", "packets")):
-            text = "? (not read yet: events carry no counters, the next dump brings them)"
+            text = "? (not read yet: events carry none, the next dump brings it)"
         elif v is None:
             text = "- (accounting was off)" if key.endswith(("bytes", "packets")) else "-"
         else:

@@ -1,7 +1,7 @@
 """Pressure: the kernel's per-CPU trouble counters as rates per second.
 
 From CT_GET_STATS_CPU, or without CAP_NET_ADMIN from world-readable
-/proc/net/stat/nf_conntrack (the subtitle says so). A rate needs two readings:
+/proc/net/stat/nf_conntrack (the title says so). A rate needs two readings:
 until then it reads ``?``, never a made-up 0.
 """
 
@@ -19,8 +19,10 @@ HARMLESS = frozenset({"clash_resolve"})
 
 
 class PressurePanel(Panel):
+    TITLE = "Pressure /s"
+
     def show(self, frame: Frame) -> None:
-        self.border_subtitle = "from /proc" if frame.pressure_from == procstat.SOURCE else ""
+        self.border_title = self.TITLE + (" · from /proc" if frame.pressure_from == procstat.SOURCE else "")
         super().show(frame)
 
     def draw(self, frame: Frame, width: int, height: int) -> Text:
