@@ -123,6 +123,10 @@ async def flood(ns: str, a: argparse.Namespace) -> None:
         rel = [abs(x - k) / k for x, k in values if k]
         print(f"{label}: {ok}/{len(values)} frames ({ok / len(values):.0%}) within 1% of CT_GET_STATS at frame "
               f"time; |diff|/kernel median {statistics.median(rel):.3%}, max {max(rel):.3%}")
+    worst = sorted((s for s in steady if s.listed is not None), key=lambda s: -abs(s.listed - s.kernel) / s.kernel)
+    print("worst frames: " + "; ".join(
+        f"#{s.frame.seq} Flows {s.listed:,} (count {s.frame.count:,} when built, {s.late * 1000:.0f} ms before) "
+        f"kernel {s.kernel:,}{' [' + s.frame.note + ']' if s.frame.note else ''}" for s in worst[:3]))
     seqs = {s.frame.seq for s in steady}
     xs = [(n, k) for seq, n, k in cross if seq in seqs]
     ok = sum(within(n, k) for n, k in xs)
