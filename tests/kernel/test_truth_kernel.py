@@ -29,15 +29,16 @@ import pytest
 
 import cttop
 import cttop.live.collector as collector_module
+from benchmarks.common import synthetic_rows
 from cttop.kernel import nlconst as C
 from cttop.kernel import procstat
-from cttop.kernel.ctnetlink import open_socket
+from cttop.kernel.ctnetlink import Ctnetlink, open_socket
 from cttop.kernel.events import EventBatch
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.lab.fill import fill
 from cttop.live.collector import Collector
 from cttop.live.frame import LIVE, Frame
-from cttop.model import R_SPORT
+from cttop.model import R_SPORT, Row
 from cttop.source import LiveSource
 from cttop.ui.app import CttopApp
 from tests.conftest import delete_netns, make_netns, sh
@@ -48,6 +49,8 @@ pytestmark = pytest.mark.kernel
 
 SRC, DST = "10.77.0.1", "10.77.1.1"
 CAP = 30.0  # seconds before giving up on a state that should come within a refresh or two
+ENTRIES = 20_000  # dumped in ~120 chunks
+SLOW_CHUNKS = 40
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 
@@ -163,6 +166,61 @@ def test_destroys_lost_to_an_overflowing_event_socket_are_resynced(netns: str) -
         assert after[-1].flows == 60 and after[-1].lost > lost
     finally:
         src.open.set()
+        c.stop()
+
+
+class SlowDump(LiveSource):
+    """The kernel, its dump read slowly once asked to (as a big table's is, under load)."""
+
+    def __init__(self, spec: NetnsSpec) -> None:
+        super().__init__(spec)
+        self.slow = threading.Event()
+        self.dumping = threading.Event()
+
+    def dump_chunks(self) -> Iterator[list[Row]]:
+        slow = self.slow.is_set()
+        if slow:
+            self.dumping.set()
+        try:
+            for i, chunk in enumerate(super().dump_chunks()):
+                if slow and i < SLOW_CHUNKS:
+                    time.sleep(0.05)  # 2 s in all: ten frame intervals
+                yield chunk
+        finally:
+            self.dumping.clear()
+            self.slow.clear()
+
+
+def test_frames_during_a_long_dump_show_the_events_that_keep_coming(netns: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with Ctnetlink(NetnsSpec(name=netns)) as ct:
+        assert ct.create(synthetic_rows(ENTRIES)) == ENTRIES
+    monkeypatch.setattr(collector_module, "REFRESH_MIN", 0.5)  # periodic dumps soon, one of them slow
+    src = SlowDump(NetnsSpec(name=netns))
+    during: list[Frame] = []
+    rec = Recorder()
+
+    def on_frame(f: Frame) -> None:
+        if src.dumping.is_set():
+            during.append(f)
+        rec.frame(f)
+
+    c = Collector(src, on_frame=on_frame, on_index=lambda _: None, interval=0.2)
+    c.start()
+    try:
+        rec.until(lambda: bool(rec.frames) and rec.frames[-1].phase == LIVE, "live")
+        src.slow.set()
+        assert src.dumping.wait(CAP), "no slow dump came"
+        insert(netns, range(1000, 1030), 5300)  # while it is read: their NEW events
+        n = len(during)
+        with rec.cv:
+            assert rec.cv.wait_for(lambda: len(during) > n and during[-1].flows == ENTRIES + 30, CAP), \
+                [(f.seq, f.flows) for f in during]
+        rec.until(lambda: not src.dumping.is_set() and rec.frames[-1].flows == ENTRIES + 30, "the dump's end")
+        assert conntrack_count(netns) == len(c.table) == ENTRIES + 30
+        assert {1000 + i for i in range(30)} <= {r[R_SPORT] for r in c.table.rows()}  # in the fresh table too
+        assert rec.frames[-1].lost == 0
+    finally:
         c.stop()
 
 

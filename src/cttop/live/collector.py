@@ -3,9 +3,10 @@
 Start-up subscribes to events *before* the first dump, so an entry created while
 the dump runs is seen either in the dump or as an event queued behind it. After
 that, events are applied in batches as they arrive; once per interval a
-:class:`Frame` is built and handed over, also while a long dump is being read
-(from the last complete table, with the kernel's count read fresh). Dumps fill a
-fresh table that replaces the old one when complete, so no frame shows a half table.
+:class:`Frame` is built and handed over. Dumps fill a fresh table that replaces
+the old one when complete, so no frame shows a half table; frames keep their
+interval while a long dump is read, from the last table with the events that keep
+coming applied to it (and kept for the fresh table, after the dump).
 
 The table must agree with the kernel, because a table that silently drifts from it
 is worse than none. Every frame takes the kernel's count (CT_GET_STATS, on a socket
@@ -126,8 +127,12 @@ class Collector:
         self._rates = {name: Rate() for name in PRESSURE}
         self._new_rate, self._gone_rate = Rate(), Rate()
         self._lost = 0
-        self._dumping = False  # a dump is being read into a fresh table: the queued events are its
-        self._backlog: EventBatch | None = None  # events read while the last dump was, not applied yet
+        self._dumping = False  # a dump is being read into a fresh table: events read meanwhile are its too
+        # The events read while a dump is (with when), for the fresh table; and whether any were lost.
+        self._queued: list[tuple[float, EventBatch]] = []
+        self._lost_in_dump = False
+        # A kernel's event socket overflows if left unread during a long dump; a recording does not.
+        self._read_during_dumps = isinstance(source, LiveSource)
         self._bad = 0
         self._refreshed: float | None = None
         self._next_refresh = 0.0
@@ -307,16 +312,24 @@ class Collector:
         self._note = ""
 
     def _apply(self, batch: EventBatch) -> None:
-        """Apply a batch of events; lost ones mean a resync, and the events that queued up behind it."""
+        """Apply a batch of events; lost ones mean a resync, and the events that queued up behind it.
+
+        While a dump is read the batch goes to the last table (for the frames meanwhile) and is kept
+        for the fresh one; a loss then is dealt with once the dump is in.
+        """
         while True:
+            now = self.source.now()
             if batch.events:
-                self.table.apply_events(batch.events, self.source.now())
+                self.table.apply_events(batch.events, now)
             self._bad += batch.bad
+            if self._dumping:
+                self._queued.append((now, batch))
+                return
             if not batch.lost:
                 return
             self._lost += 1
             self._resync("events lost, resyncing")
-            batch, self._backlog = self._backlog or self.source.events(0.0), None
+            batch = self._next_batch()
 
     def _take_seek(self) -> bool:
         """Carry out the seek the UI asked for, if any; True if so (the table must then be reloaded)."""
@@ -345,10 +358,14 @@ class Collector:
         the entry with an older state that the next event corrects, and a DESTROY of
         an entry the dump no longer had is a no-op.
         """
-        backlog, self._backlog = self._backlog, None
-        if backlog is not None:
-            self._apply(backlog)
-        self._apply(self.source.events(0.0))
+        self._apply(self._next_batch())
+
+    def _next_batch(self) -> EventBatch:
+        """The events queued now; or, right after a dump during which events were lost, that loss."""
+        if self._lost_in_dump:
+            self._lost_in_dump = False
+            return EventBatch(lost=True)
+        return self.source.events(0.0)
 
     def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh).
@@ -365,16 +382,13 @@ class Collector:
         last_report = time.monotonic()
         batch: list[Row] = []
         read_at = self.source.now()  # when the batch's first row was read: its timeouts count down from then
-        # The kernel's events keep coming while a big dump is read, seconds under load: read them as the
-        # dump arrives, or the socket overflows (ENOBUFS) and forces yet another dump. They belong to the
-        # fresh table, after the dump: kept as the backlog the catch-up applies first.
-        drain = isinstance(self.source, LiveSource)
-        queued: list[EventBatch] = []
         self._dumping = True
         try:
             for chunk in self.source.dump_chunks():
-                if drain:
-                    queued.append(self.source.events(0.0))
+                if self._read_during_dumps:
+                    # Seconds for a big table under load: left unread, the event socket overflows (ENOBUFS)
+                    # and forces yet another dump.
+                    self._catch_up()
                 batch += chunk
                 if len(batch) >= LOAD_CHUNK:
                     fresh.extend(batch, read_at)
@@ -388,10 +402,13 @@ class Collector:
         finally:
             self._dumping = False
         fresh.extend(batch, read_at)
-        self._backlog = EventBatch([ev for b in queued for ev in b.events], any(b.lost for b in queued),
-                                   sum(b.bad for b in queued)) if queued else None
+        queued, self._queued = self._queued, []
+        for at, b in queued:  # after the dump, as if they had queued up behind it
+            if b.events:
+                fresh.apply_events(b.events, at)
+        self._lost_in_dump = any(b.lost for _, b in queued)
         old = self.table
-        fresh.created, fresh.destroyed = old.created, old.destroyed
+        fresh.created, fresh.destroyed = old.created, old.destroyed  # the queued ones counted once, in old
         fresh.generation = old.generation + 1
         self.table = fresh
         self._refreshed = self.source.now()
@@ -485,9 +502,9 @@ class Collector:
             self._read_proc(now)
             return
         try:
-            if self._phase == LIVE and not self._dumping:
+            if self._phase == LIVE and (self._read_during_dumps or not self._dumping):
                 self._reconcile()
-            else:  # connecting, or a dump is being read: the events queued are the fresh table's
+            else:  # connecting, or a recording's dump is being read
                 stats = src.stats()
                 self._count, self._max = stats.count, stats.max
             totals = sum_cpus(src.stats_cpu())
@@ -506,7 +523,8 @@ class Collector:
         stats = self.source.stats()
         self._catch_up()
         self._count, self._max = stats.count, stats.max
-        self._drift = self._drift.after(before, len(self.table), stats.count)
+        if not self._dumping:  # the dump under way is about to replace the table
+            self._drift = self._drift.after(before, len(self.table), stats.count)
 
     def _read_proc(self, now: float) -> None:
         """Without CAP_NET_ADMIN: the count and pressure counters from world-readable /proc/net/stat."""
