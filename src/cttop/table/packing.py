@@ -50,6 +50,8 @@ def unpack(rec: bytes, labels: int = 0) -> Row:
 _META = struct.Struct(">IB")
 _META_AT = {V4.size: V4.size - _META.size, V4C.size: V4.size - _META.size,
             V6.size: V6.size - _META.size, V6C.size: V6.size - _META.size}
+# Record length -> where its flags byte is: FlowTable.apply_events reads it inline.
+FLAGS_AT: Final = {n: at + 4 for n, at in _META_AT.items()}
 
 
 def record_meta(rec: bytes) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from itertools import repeat
 
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, Row
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, UNREAD, flow_key, pack, record_meta, unpack
+from cttop.table.packing import FLAGS_AT, FLOW_TUPLE, KEY_HIGH, UNREAD, flow_key, pack, unpack
 
 __all__ = ["FlowTable", "GroupRow"]
 
@@ -127,7 +127,7 @@ class FlowTable:
                     row = row[:17] + old_row[17:21] + row[21:]
                     flags = 0
                 elif flags:
-                    flags = record_meta(old)[1]  # a dump showed none (accounting off) or none was read yet
+                    flags = old[FLAGS_AT[len(old)]]  # a dump showed none (accounting off), or none read yet
             flows[fid] = pack(row, seen, flags)
             if row[R_LABELS]:
                 labels[fid] = row[R_LABELS]
