@@ -131,6 +131,9 @@ class FixedSource:
     """A Source whose table, counters and clock never change unless a test says so."""
 
     live = True
+    spec = None  # no namespace: no owners, no /proc
+    events_overflow = False
+    playback = None
 
     def __init__(self, rows: list[Row] | None = None, *, label: str = "fixed", maximum: int = 262144,
                  buckets: int = 65536, now: float = FIXED_TIME, per_cpu: list[dict[str, int]] | None = None) -> None:

@@ -52,7 +52,6 @@ from typing import Final
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
 from cttop.owners.owners import Owners
-from cttop.sources.replay import ReplaySource
 from cttop.kernel import procstat
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
 from cttop.kernel import sysctl
@@ -65,7 +64,7 @@ from cttop.live.owner_top import OWNER_GROUPS, PackedOwners
 from cttop.kernel.perms import has_net_admin
 from cttop.model import TCP_STATES, Row
 from cttop.kernel.ctnetlink import NEEDS_CAP
-from cttop.sources.live import LiveSource, Source
+from cttop.sources.live import Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
 from cttop.table.history import FillHistory, Rate
@@ -100,11 +99,11 @@ class Collector:
                  view: ViewSpec | None = None) -> None:
         self.source = source
         # Who owns the flows: only a live namespace has processes to ask.
-        self.owners = Owners(source.spec) if isinstance(source, LiveSource) else None
+        self.owners = Owners(source.spec) if source.spec is not None else None
         self.group_order: tuple[str, ...] = GROUP_ORDER + (OWNER_GROUPS if self.owners is not None else ())
         if group not in GROUPS and group not in self.group_order:
             raise KeyError(group)
-        self._replay = source if isinstance(source, ReplaySource) else None
+        self._replay = source.playback
         self.table = FlowTable(track=[group])
         self._on_frame = on_frame
         self.indexer = Indexer(on_index, self.owners)
@@ -134,7 +133,7 @@ class Collector:
         self._queued: list[tuple[float, EventBatch]] = []
         self._lost_in_dump = False
         # A kernel's event socket overflows if left unread during a long dump; a recording does not.
-        self._read_during_dumps = isinstance(source, LiveSource)
+        self._read_during_dumps = source.events_overflow
         self._bad = 0
         self._refreshed: float | None = None
         self._next_refresh = 0.0
@@ -240,7 +239,7 @@ class Collector:
                 # A seek made before the view opened (cttop replay --at) is carried out by the replay's
                 # first data call, which answers lost=True. The start-up dump is the redump that asks
                 # for, and it holds whatever this call hands out: take the answer here, uncounted.
-                self._replay.events(0.0)
+                self.source.events(0.0)
             if self._connect():
                 self._load(first=True)
                 self._catch_up()
@@ -346,7 +345,7 @@ class Collector:
         # The replay does the seek on its next data call and answers that call with lost=True,
         # asking for a redump. Made here, right after the seek, that call's answer is the seek's:
         # the redump follows, and nothing is counted as lost.
-        replay.events(0.0)
+        self.source.events(0.0)
         # The clock jumped: history and rates from before would draw a false slope.
         self._history = FillHistory()
         self._rates = {name: Rate() for name in PRESSURE}
@@ -534,7 +533,7 @@ class Collector:
     def _read_proc(self, now: float) -> None:
         """Without CAP_NET_ADMIN: the count and pressure counters from world-readable /proc/net/stat."""
         src = self.source
-        if not isinstance(src, LiveSource):
+        if src.spec is None:
             return  # a recording has no /proc
         try:
             stat = procstat.read(src.spec)

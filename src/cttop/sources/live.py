@@ -24,9 +24,57 @@ from cttop.model import Row
 EVENT_RCVBUF: Final = 64 << 20
 
 
+class Playback(Protocol):
+    """A recording's play clock, what a source that can seek offers (the UI's replay keys and time line)."""
+
+    @property
+    def start(self) -> float: ...  # the recording's first second, wall clock
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def position(self) -> float: ...  # seconds from the start
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def speed(self) -> float: ...
+
+    @property
+    def at_end(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def set_speed(self, speed: float) -> None: ...
+
+    def seek(self, t: float) -> None: ...
+
+    def timeline(self) -> list[tuple[float, int, int]]: ...
+
+
 class Source(Protocol):
     label: str  # what the header shows: namespace name, or the recording's file name
     live: bool  # False for replays: actions are refused
+
+    # What the source supports, declared, so that no caller asks which kind of source it holds.
+    @property
+    def spec(self) -> NetnsSpec | None:
+        """The namespace read, where owners (processes) and /proc/net/stat can be asked; None: a recording."""
+        ...
+
+    @property
+    def events_overflow(self) -> bool:
+        """Whether events left unread are lost (a kernel socket's buffer): then they are read during dumps."""
+        ...
+
+    @property
+    def playback(self) -> Playback | None:
+        """The play clock, for a source that can be paused and seeked; None for the kernel's present."""
+        ...
 
     def subscribe(self) -> None:
         """Start receiving events; called before the first dump so nothing falls between."""
@@ -54,6 +102,8 @@ class LiveSource:
     """The kernel, in one namespace. Use from a single worker thread."""
 
     live = True
+    events_overflow = True
+    playback = None
 
     def __init__(self, spec: NetnsSpec = NetnsSpec()) -> None:
         self.spec = spec

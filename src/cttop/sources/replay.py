@@ -617,6 +617,8 @@ class ReplaySource:
     """
 
     live = False
+    spec = None  # no processes to ask who owns a flow, no /proc
+    events_overflow = False  # a recording's events wait for the reader
 
     def __init__(self, path: str, speed: float = 1.0, paused: bool = False) -> None:
         _check_speed(speed)
@@ -646,6 +648,14 @@ class ReplaySource:
         self._goto(0.0)
 
     # --- the play clock (safe from any thread, never blocks on the data) ------------------
+
+    @property
+    def playback(self) -> ReplaySource:
+        return self
+
+    @property
+    def start(self) -> float:
+        return self.recording.start
 
     @property
     def duration(self) -> float:

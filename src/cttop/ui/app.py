@@ -30,7 +30,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import TOP_BY, Collector, group_title
 from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
-from cttop.sources.live import LiveSource, Source
+from cttop.sources.live import Source
 from cttop.table.packing import record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
@@ -334,7 +334,7 @@ class CttopApp(App[None]):
     @property
     def spec(self) -> NetnsSpec | None:
         """The namespace the view shows and actions act on; None for a replay."""
-        return self.source.spec if isinstance(self.source, LiveSource) else None
+        return self.source.spec
 
     # --- lifecycle -----------------------------------------------------------------------
 

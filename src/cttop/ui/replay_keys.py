@@ -12,7 +12,7 @@ from typing import ClassVar, Final
 
 from textual.binding import Binding, BindingType
 
-from cttop.sources.replay import ReplaySource
+from cttop.sources.live import Playback
 from cttop.ui.header import StatusLine
 from cttop.ui.keys import KeyGroup, PaletteEntry
 from cttop.ui.timeline import Timeline, speed_text
@@ -35,9 +35,8 @@ class ReplayKeys(KeyGroup):
     ]
 
     @property
-    def replay(self) -> ReplaySource | None:
-        source = self.capp.source
-        return source if isinstance(source, ReplaySource) else None
+    def replay(self) -> Playback | None:
+        return self.capp.source.playback
 
     def on_mount(self) -> None:
         replay = self.replay
@@ -72,7 +71,7 @@ class ReplayKeys(KeyGroup):
         if pending is not None:
             base = pending  # keys pressed in a row add up
         elif frame is not None:
-            base = frame.time - replay.recording.start  # from what the screen shows
+            base = frame.time - replay.start  # from what the screen shows
         else:
             base = replay.position
         collector.seek(min(max(0.0, base + seconds), replay.duration))

@@ -14,7 +14,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.widget import Widget
 
-from cttop.sources.replay import ReplaySource
+from cttop.sources.live import Playback
 from cttop.ui import fmt
 
 POLL: float = 0.25  # seconds between looks at the clock and the frame; redrawn only on a change
@@ -62,7 +62,7 @@ class Timeline(Widget):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"timeline--state", "timeline--paused", "timeline--dim",
                                              "timeline--spark", "timeline--here"}
 
-    def __init__(self, replay: ReplaySource, *, id: str | None = None) -> None:
+    def __init__(self, replay: Playback, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.replay = replay
         self.samples = replay.timeline()
@@ -85,7 +85,7 @@ class Timeline(Widget):
         if seeking is not None:
             position = min(max(0.0, seeking), replay.duration)
         elif frame is not None:
-            position = frame.time - replay.recording.start
+            position = frame.time - replay.start
         else:
             position = replay.position
         # The end once the frame on screen is of it, not as soon as the replay's cursor (ahead of it) gets there.
