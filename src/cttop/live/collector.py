@@ -24,16 +24,11 @@ Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
 drifting (events off) costs at most a share of one core. Periodic dumps, spaced in
 proportion to what a dump costs, refresh what events never carry (byte counters).
 
-For a live namespace the collector also keeps who owns the flows (owners.owners),
-refreshed here on its own interval, so ``process`` and ``container`` can be group
-keys; ranking a big table by owner costs about a second per million flows, so it
-is done only while such a group is shown, and no more often than a multiple of
-what it cost. A replay has no processes to ask: those keys are absent.
-
-A replay's seeks go through the collector too (:meth:`Collector.seek`): the
-replay answers a seek with ``lost=True``, its way of asking for a redump. Taken
-from this thread right after the seek, that answer is known to be the seek's and
-not a recorded kernel loss, so only real losses are counted as "events lost".
+This module keeps the thread and the timing, and composes the parts that have state
+of their own: frame_builder (the kernel's readings, history and rates, and the Frame),
+owner_rank (for a live namespace, who owns the flows and the ranking by them, so
+``process`` and ``container`` can be group keys) and seeking (a replay's seeks,
+asked for through :meth:`Collector.seek`).
 
 The UI talks to the collector only through the ``set_*`` methods and ``seek``
 (thread-safe) and receives snapshots through the two callbacks, which run on
@@ -51,25 +46,22 @@ from typing import Final
 
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
-from cttop.owners.owners import Owners
-from cttop.kernel import procstat
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
-from cttop.kernel import sysctl
 from cttop.kernel.events import EventBatch
-from cttop.live.counters import PRESSURE
-from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame, Pressure, StateRow
+from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame
+from cttop.live.frame_builder import FrameBuilder
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer, IndexJob
-from cttop.live.owner_top import OWNER_GROUPS, PackedOwners
+from cttop.live.owner_rank import OwnerRanking
+from cttop.live.owner_top import OWNER_GROUPS
+from cttop.live.seeking import Seeks
 from cttop.kernel.perms import has_net_admin
-from cttop.model import TCP_STATES, Row
+from cttop.model import Row
 from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.sources.live import Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
-from cttop.table.history import FillHistory, Rate
 from cttop.table.store import FlowTable
-from cttop.table.timeouts import model_lifetime
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
@@ -85,12 +77,9 @@ DRIFT_SLACK: Final = 8
 DRIFT_SHARE: Final = 0.01
 DRIFT_DUTY: Final = 3
 DRIFT_READINGS: Final = 2
-SYSCTL_EVERY: Final = 5.0
 TOP_N: Final = 10
-OWNER_TOP_DUTY: Final = 5  # rank by owner at most once per this many times what the last ranking cost
 GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
 TOP_BY: Final = ("entries", "bytes", "packets")
-_STATUS_ORDER: Final = ("UNREPLIED", "REPLIED", "ASSURED")
 
 
 class Collector:
@@ -99,11 +88,13 @@ class Collector:
                  view: ViewSpec | None = None) -> None:
         self.source = source
         # Who owns the flows: only a live namespace has processes to ask.
-        self.owners = Owners(source.spec) if source.spec is not None else None
+        self._ranking = OwnerRanking(source.spec) if source.spec is not None else None
+        self.owners = self._ranking.owners if self._ranking is not None else None
         self.group_order: tuple[str, ...] = GROUP_ORDER + (OWNER_GROUPS if self.owners is not None else ())
         if group not in GROUPS and group not in self.group_order:
             raise KeyError(group)
-        self._replay = source.playback
+        self._seeks = Seeks(source)
+        self._frames = FrameBuilder(source)
         self.table = FlowTable(track=[group])
         self._on_frame = on_frame
         self.indexer = Indexer(on_index, self.owners)
@@ -119,14 +110,9 @@ class Collector:
         self._view_owned = False  # the view's filter asks who owns flows: an owners refresh changes the list
         self._anchor: int | None = None
         self._paused = False
-        self._seek_to: float | None = None
         # Worker state.
         self._phase = LOADING
         self._note = "connecting"
-        self._seq = 0
-        self._history = FillHistory()
-        self._rates = {name: Rate() for name in PRESSURE}
-        self._new_rate, self._gone_rate = Rate(), Rate()
         self._lost = 0
         self._dumping = False  # a dump is being read into a fresh table: events read meanwhile are its too
         # The events read while a dump is (with when), for the fresh table; and whether any were lost.
@@ -140,19 +126,10 @@ class Collector:
         self._next_drift_check = 0.0
         self._drift = Drift()
         self._last_post = 0.0
-        self._sysctls: dict[str, str] = {}
-        self._count: int | None = None
-        self._max: int | None = None
-        self._pressure: tuple[Pressure, ...] = ()
-        self._pressure_from = ""
-        self._next_sysctls = 0.0
         self._next_index = 0.0
         # The table generation (and owners refresh, for an owner filter) the last index was built from.
         self._indexed: tuple[int, float | None] = (-1, None)
         self._frozen: tuple[int, Sequence[bytes]] | None = None  # generation and records the paused view shows
-        self._packed: PackedOwners | None = None
-        self._owner_top: tuple[tuple[object, ...], tuple[GroupRow, ...]] | None = None  # (what was ranked, result)
-        self._next_owner_top = 0.0
         self._thread = threading.Thread(target=self._run, name="cttop-collector", daemon=True)
 
     # --- the UI's side -------------------------------------------------------------------
@@ -211,16 +188,13 @@ class Collector:
 
     def seek(self, seconds: float) -> None:
         """Move a replay to ``seconds`` from its start (clamped by the replay); done by the worker."""
-        if self._replay is None:
-            raise TypeError("only a replay can seek")
-        with self._lock:
-            self._seek_to = seconds
+        self._seeks.ask(seconds)
         self._wake.set()
 
     @property
     def seeking(self) -> float | None:
         """Where a seek not yet carried out is going, if one is."""
-        return self._seek_to
+        return self._seeks.pending
 
     def flow(self, flow_id: int) -> Row | None:
         """The table's current row for a flow (dict reads are atomic, so safe from the UI thread)."""
@@ -235,11 +209,7 @@ class Collector:
     def _run(self) -> None:
         self.indexer.start()
         try:
-            if self._replay is not None:
-                # A seek made before the view opened (cttop replay --at) is carried out by the replay's
-                # first data call, which answers lost=True. The start-up dump is the redump that asks
-                # for, and it holds whatever this call hands out: take the answer here, uncounted.
-                self.source.events(0.0)
+            self._seeks.take_startup()
             if self._connect():
                 self._load(first=True)
                 self._catch_up()
@@ -291,7 +261,8 @@ class Collector:
         self._wake.clear()
         if self._stop.is_set():
             return
-        if self._phase == LIVE and self._take_seek():
+        if self._phase == LIVE and self._seeks.take():
+            self._frames.restart_clock()  # the clock jumped
             self._resync("seeking")
             self._catch_up()
         self._post()
@@ -331,26 +302,6 @@ class Collector:
             self._lost += 1
             self._resync("events lost, resyncing")
             batch = self._next_batch()
-
-    def _take_seek(self) -> bool:
-        """Carry out the seek the UI asked for, if any; True if so (the table must then be reloaded)."""
-        replay = self._replay
-        t = self._seek_to
-        if replay is None or t is None:
-            return False
-        replay.seek(t)
-        with self._lock:
-            if self._seek_to == t:  # a newer one waits for the next tick
-                self._seek_to = None
-        # The replay does the seek on its next data call and answers that call with lost=True,
-        # asking for a redump. Made here, right after the seek, that call's answer is the seek's:
-        # the redump follows, and nothing is counted as lost.
-        self.source.events(0.0)
-        # The clock jumped: history and rates from before would draw a false slope.
-        self._history = FillHistory()
-        self._rates = {name: Rate() for name in PRESSURE}
-        self._new_rate, self._gone_rate = Rate(), Rate()
-        return True
 
     def _catch_up(self) -> None:
         """Apply the events queued up to now (say, while a dump was read), so what follows is current.
@@ -458,18 +409,13 @@ class Collector:
     # --- frames --------------------------------------------------------------------------
 
     def _post(self) -> None:
-        self._seq += 1
         self._last_post = time.monotonic()
         self._on_frame(self._frame())
 
     def _frame(self) -> Frame:
-        src, now = self.source, self.source.now()
+        now = self.source.now()
         if self._phase != FAILED:
             self._read_counts(now)
-        if self._count is not None and (not self._history.samples or now > self._history.samples[-1][0]):
-            live = self._phase == LIVE  # arrivals and the state mix come from events and dumps
-            self._history.add(now, self._count, self.table.created if live else None,
-                              model_lifetime(self.table.by_state, self._sysctls) if live else None)
         table = self.table
         with self._lock:
             group, by, interval = self._group, self._top_by, self._interval
@@ -478,45 +424,34 @@ class Collector:
             self._track_only(group)
             if by != "entries" and not table.counted:
                 by = "entries"  # no counters to rank by
-            if self.owners is not None:
-                self.owners.refresh_if_due()
-            top = self._top_owners(group, by) if group in OWNER_GROUPS else tuple(table.top(group, TOP_N, by))
-        shown = self._phase in (LIVE, FAILED)
-        return Frame(
-            seq=self._seq, time=now, label=src.label, live=src.live, phase=self._phase, note=self._note,
-            interval=interval, count=self._count, maximum=self._max,
-            buckets=sysctl.as_int(self._sysctls.get("nf_conntrack_buckets")),
-            flows=len(table) if shown else 0, evictable=table.evictable, counted=table.counted,
-            history=tuple(self._history.values(240)), forecast=self._history.forecast(self._max or 0).text(),
-            new_rate=self._new_rate.update(now, table.created), gone_rate=self._gone_rate.update(now, table.destroyed),
-            pressure=self._pressure, states=ordered_states(table.by_state) if shown else (), group=group,
-            top_by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed,
-            ranked_total={"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by],
-            pressure_from=self._pressure_from)
+            if self._ranking is not None:
+                self._ranking.owners.refresh_if_due()
+            if group in OWNER_GROUPS:
+                assert self._ranking is not None
+                top = self._ranking.top(table, group, by, TOP_N)
+            else:
+                top = tuple(table.top(group, TOP_N, by))
+        return self._frames.build(now, table, phase=self._phase, note=self._note, interval=interval, group=group,
+                                  by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed)
 
     def _read_counts(self, now: float) -> None:
         """Count, max and the pressure counters from the kernel; /proc when ctnetlink is refused."""
-        src = self.source
-        if now >= self._next_sysctls or not self._sysctls or self._phase == LIMITED:
-            self._sysctls = src.sysctls()
-            self._next_sysctls = now + SYSCTL_EVERY
-            self._count = sysctl.as_int(self._sysctls.get("nf_conntrack_count"))
-            self._max = sysctl.as_int(self._sysctls.get("nf_conntrack_max"))
+        frames, src = self._frames, self.source
+        frames.read_sysctls(now, always=self._phase == LIMITED)
         if self._phase == LIMITED:
-            self._read_proc(now)
+            frames.read_proc(now)
             return
         try:
             if self._phase == LIVE and (self._read_during_dumps or not self._dumping):
                 self._reconcile()
             else:  # connecting, or a recording's dump is being read
-                stats = src.stats()
-                self._count, self._max = stats.count, stats.max
+                frames.take_stats(src.stats())
             totals = sum_cpus(src.stats_cpu())
         except KernelError:
             if self._phase == LIVE:
                 raise
             return  # still connecting: the refusal is dealt with by _connect
-        self._set_pressure(now, totals, "ctnetlink")
+        frames.set_pressure(now, totals, "ctnetlink")
 
     def _reconcile(self) -> None:
         """The kernel's count, between two catch-ups: the table's size before and after brackets the
@@ -526,44 +461,9 @@ class Collector:
         before = len(self.table)
         stats = self.source.stats()
         self._catch_up()
-        self._count, self._max = stats.count, stats.max
+        self._frames.take_stats(stats)
         if not self._dumping:  # the dump under way is about to replace the table
             self._drift = self._drift.after(before, len(self.table), stats.count)
-
-    def _read_proc(self, now: float) -> None:
-        """Without CAP_NET_ADMIN: the count and pressure counters from world-readable /proc/net/stat."""
-        src = self.source
-        if src.spec is None:
-            return  # a recording has no /proc
-        try:
-            stat = procstat.read(src.spec)
-        except CttopError:
-            return  # no such file, or another namespace we may not enter: the counters stay unknown
-        self._count = stat.count
-        self._set_pressure(now, stat.as_cpu_totals(), procstat.SOURCE)
-
-    def _set_pressure(self, now: float, totals: dict[str, int], source: str) -> None:
-        self._pressure = tuple(Pressure(n, self._rates[n].update(now, totals[n]), totals[n]) for n in PRESSURE)
-        self._pressure_from = source
-
-    def _top_owners(self, group: str, by: str) -> tuple[GroupRow, ...]:
-        """The heaviest processes or containers: a pass over the whole table, so cached, and
-        redone (for the same group) only after the table or the owners changed and no sooner
-        than OWNER_TOP_DUTY times what the last pass took."""
-        assert self.owners is not None
-        index = self.owners.index
-        if self._packed is None or self._packed.at != index.at:
-            self._packed = PackedOwners(index)
-        ranked = (group, by, index.at, self.table.generation)
-        cached = self._owner_top
-        if cached is not None and cached[0][:2] == ranked[:2] and (
-                cached[0] == ranked or time.monotonic() < self._next_owner_top):
-            return cached[1]
-        t0 = time.monotonic()
-        top = tuple(self._packed.top(self.table.records(), group, TOP_N, by))
-        self._owner_top = (ranked, top)
-        self._next_owner_top = time.monotonic() + OWNER_TOP_DUTY * (time.monotonic() - t0)
-        return top
 
     def _track_only(self, group: str) -> None:
         """Keep totals for the shown group only: each tracked key costs time on every event."""
@@ -593,30 +493,3 @@ class Drift:
 def group_title(name: str) -> str:
     """What the heaviest panel calls a group key."""
     return name if name in OWNER_GROUPS else GROUPS[name].title
-
-
-
-def ordered_states(by_state: dict[str, int]) -> tuple[StateRow, ...]:
-    """TCP states in protocol order, then UDP and ICMP by how far the exchange got, then the rest."""
-    out: list[StateRow] = []
-    for s in TCP_STATES:
-        if n := by_state.get(f"tcp:{s}"):
-            out.append(StateRow("tcp", s, n))
-    for proto in ("udp", "icmp"):
-        for s in _STATUS_ORDER:
-            n = by_state.get(f"{proto}:{s}", 0) + (by_state.get(f"icmpv6:{s}", 0) if proto == "icmp" else 0)
-            if n:
-                out.append(StateRow(proto, s, n))
-    other: dict[str, int] = {}
-    stateful: list[StateRow] = []
-    for key, n in sorted(by_state.items()):
-        proto, _, s = key.partition(":")
-        if proto in ("tcp", "udp", "icmp", "icmpv6"):
-            continue
-        if s in _STATUS_ORDER:
-            other[s] = other.get(s, 0) + n
-        else:
-            stateful.append(StateRow(proto, s, n))
-    out += stateful
-    out += [StateRow("other", s, other[s]) for s in _STATUS_ORDER if other.get(s)]
-    return tuple(out)
