@@ -27,8 +27,8 @@ proportion to what a dump costs, refresh what events never carry (byte counters)
 This module keeps the thread and the timing, and composes the parts that have state
 of their own: frame_builder (the kernel's readings, history and rates, and the Frame),
 owner_rank (for a live namespace, who owns the flows and the ranking by them, so
-``process`` and ``container`` can be group keys) and seeking (a replay's seeks,
-asked for through :meth:`Collector.seek`).
+``process`` and ``container`` can be group keys), flow_view (the flow list's view and
+when it is indexed) and seeking (a replay's seeks, asked for through :meth:`Collector.seek`).
 
 The UI talks to the collector only through the ``set_*`` methods and ``seek``
 (thread-safe) and receives snapshots through the two callbacks, which run on
@@ -40,24 +40,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from cttop.errors import CttopError
-from cttop.filter import compile_filter
-from cttop.kernel.ctnetlink import KernelError, sum_cpus
+from cttop.kernel.ctnetlink import NEEDS_CAP, KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
+from cttop.kernel.perms import has_net_admin
+from cttop.live.flow_view import FlowView
 from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame
 from cttop.live.frame_builder import FrameBuilder
-from cttop.live.index import SORTS, FlowIndex, ViewSpec
-from cttop.live.indexer import Indexer, IndexJob
+from cttop.live.index import FlowIndex, ViewSpec
+from cttop.live.indexer import Indexer
 from cttop.live.owner_rank import OwnerRanking
 from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.seeking import Seeks
-from cttop.kernel.perms import has_net_admin
 from cttop.model import Row
-from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.sources.live import Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
@@ -98,6 +97,7 @@ class Collector:
         self.table = FlowTable(track=[group])
         self._on_frame = on_frame
         self.indexer = Indexer(on_index, self.owners)
+        self._flows = FlowView(self.indexer, self.owners, view)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -105,11 +105,6 @@ class Collector:
         self._interval = interval
         self._group = group
         self._top_by = "entries"
-        self._view = view if view is not None else ViewSpec()
-        self._view_dirty = True
-        self._view_owned = False  # the view's filter asks who owns flows: an owners refresh changes the list
-        self._anchor: int | None = None
-        self._paused = False
         # Worker state.
         self._phase = LOADING
         self._note = "connecting"
@@ -126,10 +121,6 @@ class Collector:
         self._next_drift_check = 0.0
         self._drift = Drift()
         self._last_post = 0.0
-        self._next_index = 0.0
-        # The table generation (and owners refresh, for an owner filter) the last index was built from.
-        self._indexed: tuple[int, float | None] = (-1, None)
-        self._frozen: tuple[int, Sequence[bytes]] | None = None  # generation and records the paused view shows
         self._thread = threading.Thread(target=self._run, name="cttop-collector", daemon=True)
 
     # --- the UI's side -------------------------------------------------------------------
@@ -166,25 +157,15 @@ class Collector:
 
     def set_view(self, spec: ViewSpec) -> None:
         """Ask for a new flow index; raises FilterError (from the caller's thread) for bad text."""
-        owned = compile_filter(spec.filter, self.owners).uses_owners
-        if spec.sort not in SORTS:
-            raise KeyError(spec.sort)
-        with self._lock:
-            self._view, self._view_dirty, self._view_owned = spec, True, owned
+        self._flows.set_view(spec)
 
     def set_anchor(self, flow_id: int | None) -> None:
         """The flow under the cursor: the next index says where it moved to."""
-        self._anchor = flow_id
+        self._flows.set_anchor(flow_id)
 
     def set_paused(self, paused: bool) -> int | None:
         """Freeze (or thaw) the flow list's snapshot; returns the frozen snapshot's generation."""
-        with self._lock:
-            self._paused = paused
-            last = self.indexer.last
-            self._frozen = (last[0].generation, last[1]) if paused and last is not None else None
-            if not paused:
-                self._view_dirty = True  # catch the list up with the live table at once
-            return self._frozen[0] if self._frozen is not None else None
+        return self._flows.set_paused(paused)
 
     def seek(self, seconds: float) -> None:
         """Move a replay to ``seconds`` from its start (clamped by the replay); done by the worker."""
@@ -384,27 +365,7 @@ class Collector:
             return "the"
 
     def _schedule_index(self) -> None:
-        with self._lock:
-            dirty, spec, paused, frozen = self._view_dirty, self._view, self._paused, self._frozen
-            self._view_dirty = False
-            owned = self._view_owned
-        gen = self.table.generation
-        built_from = (gen, self.owners.index.at if owned and self.owners is not None else None)
-        records: Sequence[bytes]
-        if dirty and paused and frozen is not None:
-            gen, records = frozen
-        elif dirty:
-            records = self.table.records()
-        elif paused or built_from == self._indexed or self.indexer.busy or time.monotonic() < self._next_index:
-            return
-        else:
-            records = self.table.records()
-        if not paused:
-            self._indexed = built_from
-        self.indexer.submit(IndexJob(records, gen, spec, self._anchor))
-        # A big table takes a while to index; rebuild it no more than every other build time.
-        last = self.indexer.last
-        self._next_index = time.monotonic() + max(self._interval, 2 * (last[0].seconds if last else 0.0))
+        self._flows.schedule(self.table, self._interval)
 
     # --- frames --------------------------------------------------------------------------
 

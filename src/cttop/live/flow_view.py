@@ -1,0 +1,87 @@
+"""The flow list's view as the UI set it (filter, sort, cursor, pause), and when the table is indexed for it.
+
+Why a module of its own: the flow list is indexed on the indexer's thread from a snapshot
+of the table's records; deciding when a new index is worth building (the view changed,
+the table or an owner filter's owners changed, no sooner than every other build time)
+and what a paused list keeps showing is state the collector's frame timing does not need.
+The UI writes the view from its thread, the collector schedules from its own: a lock
+guards the fields both touch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from cttop.filter import compile_filter
+from cttop.live.index import SORTS, ViewSpec
+from cttop.live.indexer import Indexer, IndexJob
+from cttop.owners.owners import Owners
+from cttop.table.store import FlowTable
+
+
+class FlowView:
+    """What the flow list asks for, and the schedule of the indexes built for it."""
+
+    def __init__(self, indexer: Indexer, owners: Owners | None, view: ViewSpec | None) -> None:
+        self.indexer = indexer
+        self.owners = owners
+        self._lock = threading.Lock()
+        # Written by the UI thread under the lock.
+        self._view = view if view is not None else ViewSpec()
+        self._dirty = True
+        self._owned = False  # the view's filter asks who owns flows: an owners refresh changes the list
+        self._anchor: int | None = None
+        self._paused = False
+        self._frozen: tuple[int, Sequence[bytes]] | None = None  # generation and records the paused view shows
+        # The collector's: the table generation (and owners refresh, for an owner filter) the last index was
+        # built from, and when the next may be.
+        self._indexed: tuple[int, float | None] = (-1, None)
+        self._next = 0.0
+
+    def set_view(self, spec: ViewSpec) -> None:
+        """Ask for a new flow index; raises FilterError (from the caller's thread) for bad text."""
+        owned = compile_filter(spec.filter, self.owners).uses_owners
+        if spec.sort not in SORTS:
+            raise KeyError(spec.sort)
+        with self._lock:
+            self._view, self._dirty, self._owned = spec, True, owned
+
+    def set_anchor(self, flow_id: int | None) -> None:
+        """The flow under the cursor: the next index says where it moved to."""
+        self._anchor = flow_id
+
+    def set_paused(self, paused: bool) -> int | None:
+        """Freeze (or thaw) the flow list's snapshot; returns the frozen snapshot's generation."""
+        with self._lock:
+            self._paused = paused
+            last = self.indexer.last
+            self._frozen = (last[0].generation, last[1]) if paused and last is not None else None
+            if not paused:
+                self._dirty = True  # catch the list up with the live table at once
+            return self._frozen[0] if self._frozen is not None else None
+
+    def schedule(self, table: FlowTable, interval: float) -> None:
+        """Hand the indexer a job if the list needs one now."""
+        with self._lock:
+            dirty, spec, paused, frozen = self._dirty, self._view, self._paused, self._frozen
+            self._dirty = False
+            owned = self._owned
+        gen = table.generation
+        built_from = (gen, self.owners.index.at if owned and self.owners is not None else None)
+        records: Sequence[bytes]
+        if dirty and paused and frozen is not None:
+            gen, records = frozen
+        elif dirty:
+            records = table.records()
+        elif paused or built_from == self._indexed or self.indexer.busy or time.monotonic() < self._next:
+            return
+        else:
+            records = table.records()
+        if not paused:
+            self._indexed = built_from
+        self.indexer.submit(IndexJob(records, gen, spec, self._anchor))
+        # A big table takes a while to index; rebuild it no more than every other build time.
+        last = self.indexer.last
+        self._next = time.monotonic() + max(interval, 2 * (last[0].seconds if last else 0.0))
