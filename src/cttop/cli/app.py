@@ -85,9 +85,9 @@ def command_filter(text: str, spec: NetnsSpec) -> Filter:
     namespace's sockets are read once, now, and only when the filter uses them."""
     if not uses_owners(parse(text, owners=True)):
         return compile_filter(text)
-    from cttop.owners.owners import Owners  # psutil and a socket dump: only for filters that ask
+    from cttop.host.containers import host_owners  # psutil and socket dumps: only for filters that ask
 
-    owners = Owners(spec)
+    owners = host_owners(spec)
     owners.refresh()
     return compile_filter(text, owners)
 

@@ -11,10 +11,14 @@ from typing import Annotated
 import typer
 
 from cttop.cli.app import app, guarded
-from cttop.lab import topology
+from cttop.lab import containers, topology
 from cttop.lab.scenarios import FILL_LIMIT, SCENARIOS, check_fill
 from cttop.lab.session import LabSession, LabSignalled, exits_on_signals, signals_held
 from cttop.lab.topology import LabError
+
+# Scenarios with a topology of their own, and the session that builds it.
+SCENARIOS = {**SCENARIOS, containers.SCENARIO.name: containers.SCENARIO}
+SESSIONS: dict[str, type[LabSession]] = {containers.SCENARIO.name: containers.ContainersSession}
 
 HEADLESS_SECONDS = 30.0
 # With the TUI open, traffic runs this long at most; the lab itself stays until quit.
@@ -60,7 +64,7 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
         return
     run_tui = None if no_ui else _tui_entry()
     seconds = duration if duration is not None else HEADLESS_SECONDS if no_ui else TUI_SECONDS
-    session = LabSession(SCENARIOS[scenario], seconds)
+    session = SESSIONS.get(scenario, LabSession)(SCENARIOS[scenario], seconds)
     if scenario == "table-full":
         check_fill(session.max_entries, force)
     failures: list[str] = []
@@ -101,7 +105,7 @@ def _tui_entry() -> Callable[..., None]:
 
 
 def _print_names(session: LabSession) -> None:
-    for role in topology.ROLES:
+    for role in session.lab.roles:
         print(f"{role} {session.lab.ns(role)}", flush=True)
 
 
@@ -132,20 +136,24 @@ def _cleanup(target: str) -> None:
     """Remove one lab by its tag, or every lab on the host with ``all``."""
     present = topology.existing()
     if target == "all":
-        if not present:
+        if not present and not containers.leftover_tags():
             _say("no lab namespaces to remove")
             return
-        tags = sorted({topology.tag_of(n) for n in present})
+        tags = sorted({topology.tag_of(n) for n in present} | containers.leftover_tags())
         _say(f"--cleanup all: removing every lab on this host, whoever started it ({len(tags)}: {', '.join(tags)})")
         names = present
     else:
         tag = topology.tag_of(target)
-        names = [n for n in topology.Lab(tag).namespaces() if n in present]
-        if not names:
+        tags = [tag]
+        names = [n for n in present if topology.tag_of(n) == tag]
+        if not names and tag not in containers.leftover_tags():
             others = sorted({topology.tag_of(n) for n in present})
             raise LabError(f"--cleanup {target}: no lab tagged {tag!r} on this host"
                            + (f" (labs here: {', '.join(others)})" if others else " (no lab is)"))
     for name in names:
         topology.remove_namespace(name)
         print(f"removed {name}", flush=True)
+    for tag in tags:
+        for left in containers.remove_leftovers(tag):  # a containers lab's cgroups and metadata
+            print(f"removed {left}", flush=True)
 

@@ -35,7 +35,7 @@ from typing import Final
 
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
-from cttop.owners.owners import Owners
+from cttop.host.containers import host_owners
 from cttop.sources.replay import ReplaySource
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
@@ -77,8 +77,8 @@ class Collector:
                  on_index: Callable[[FlowIndex], None], interval: float = 1.0, group: str = "src",
                  view: ViewSpec | None = None) -> None:
         self.source = source
-        # Who owns the flows: only a live namespace has processes to ask.
-        self.owners = Owners(source.spec) if isinstance(source, LiveSource) else None
+        # Who owns the flows: only a live namespace has processes to ask (here and in the host's other namespaces).
+        self.owners = host_owners(source.spec) if isinstance(source, LiveSource) else None
         self.group_order: tuple[str, ...] = GROUP_ORDER + (OWNER_GROUPS if self.owners is not None else ())
         if group not in GROUPS and group not in self.group_order:
             raise KeyError(group)
