@@ -11,9 +11,18 @@ from cttop.filter import Filter
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
+from cttop.live.owner_top import OWNER_GROUPS
 from cttop.model import Row, flow_dict, proto_name
-from cttop.table.aggregates import Aggregates
+from cttop.owners.owners import Owners, Tally
+from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.groups import GROUPS
+
+GROUP_KEYS = (*GROUPS, *OWNER_GROUPS)
+
+
+def group_title(key: str) -> str:
+    return GROUPS[key].title if key in GROUPS else key
+
 
 @dataclass
 class Snapshot:
@@ -29,6 +38,8 @@ class Snapshot:
     group_by: str = "src"
     by: str = "entries"
     top_n: int = 10
+    top: list[GroupRow] = field(default_factory=list)
+    owners: Owners | None = None  # who owns the flows, when the group or the filter asked
     problem: str | None = None  # why flows are missing, e.g. NEEDS_CAP
 
     @property
@@ -45,19 +56,24 @@ class Snapshot:
             "evictable": agg.evictable if agg else None,
             "top": {"key": self.group_by, "by": self.by, "rows": [
                 {"key": g.text, "entries": g.entries, "bytes": g.bytes, "packets": g.packets, "filter": g.filter}
-                for g in agg.top(self.group_by, self.top_n, self.by)]} if agg else None,
+                for g in self.top]} if agg else None,
             "stats": self.stats,
             "error": self.problem,
         }
         if with_flows:
-            out["flows"] = [flow_dict(r) for r in self.flows]
+            owners = self.owners
+            out["flows"] = [flow_dict(r) if owners is None else flow_dict(r) | {"owner": owners.flow_json(r)}
+                            for r in self.flows]
         return out
 
 
 def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries", top_n: int = 10,
-         keep_flows: bool = False) -> Snapshot:
-    """Read the table once. Without permission, count and max still come from /proc/sys."""
-    if group_by not in GROUPS:
+         keep_flows: bool = False, owners: Owners | None = None) -> Snapshot:
+    """Read the table once. Without permission, count and max still come from /proc/sys.
+
+    ``owners`` (refreshed) is needed to group by process or container, and names each flow's owner.
+    """
+    if group_by not in GROUP_KEYS or (group_by in OWNER_GROUPS and owners is None):
         raise KeyError(group_by)
     values = sysctl.read(spec, ["nf_conntrack_count", "nf_conntrack_max", "nf_conntrack_buckets"])
 
@@ -66,7 +82,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
         return int(v) if v is not None and v.isdigit() else None
 
     snap = Snapshot(spec.label(), num("nf_conntrack_count") or 0, num("nf_conntrack_max") or 0,
-                    num("nf_conntrack_buckets"), group_by=group_by, by=by, top_n=top_n)
+                    num("nf_conntrack_buckets"), group_by=group_by, by=by, top_n=top_n, owners=owners)
     try:
         ct = Ctnetlink(spec)
     except KernelError as e:
@@ -74,7 +90,8 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
         return snap
     with ct:
         try:
-            agg = Aggregates([group_by])
+            agg = Aggregates([group_by] if group_by in GROUPS else [])
+            tally = Tally(owners, group_by) if owners is not None and group_by in OWNER_GROUPS else None
             listed = matched = 0
             kf = flt.kernel
             family = kf.family if kf is not None and kf.family is not None else 0
@@ -84,6 +101,8 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
                     rows = [r for r in rows if flt.match(r)]
                 matched += len(rows)
                 agg.add_rows(rows)
+                if tally is not None:
+                    tally.add(rows)
                 if keep_flows:
                     snap.flows += rows
             st = ct.stats()
@@ -97,4 +116,5 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     # count at the same moment as the flows, so it wins over the sysctl read.
     snap.count, snap.max = st.count, st.max or snap.max
     snap.listed, snap.matched, snap.agg = listed, matched, agg
+    snap.top = tally.top(top_n, by) if tally is not None else agg.top(group_by, top_n, by)
     return snap

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import psutil
 
@@ -52,7 +52,9 @@ from cttop.model import (
     R_RSRC,
     R_SPORT,
     R_SRC,
+    PORTED_PROTOS,
     Row,
+    addr_text,
 )
 from cttop.table.groups import GroupDef
 from cttop.table.store import GroupRow
@@ -67,6 +69,9 @@ NO_CONTAINER: Final = "(none)"
 NO_PROCESS: Final = ", no process"
 OWNED_PROTOS: Final = frozenset({socket.IPPROTO_TCP, socket.IPPROTO_UDP})
 DEFAULT_INTERVAL: Final = 5.0
+# Refresh no more often than this many times what the last one cost: a host of many containers
+# costs a sock_diag dump and a descriptor scan per namespace.
+REFRESH_DUTY: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +235,14 @@ def _is_local(addr: bytes, local: frozenset[bytes]) -> bool:
     return addr in local or (len(addr) == 4 and addr[0] == 127)
 
 
+def endpoint_text(addr: bytes, port: int | None) -> str:
+    """``10.0.0.1:80``, ``[fd00::1]:80``, or the bare address without a port."""
+    a = addr_text(addr)
+    if port is None:
+        return a
+    return f"[{a}]:{port}" if len(addr) == 16 else f"{a}:{port}"
+
+
 def _text(key: object) -> str:
     return key.text() if isinstance(key, Owner) else str(key)
 
@@ -282,8 +295,8 @@ class Owners:
         return self.index
 
     def refresh_if_due(self) -> bool:
-        """Refresh if the last one is older than the interval; True if it did."""
-        if time.monotonic() - self.index.at < self.interval:
+        """Refresh if the last one is older than the interval (or REFRESH_DUTY times its cost); True if it did."""
+        if time.monotonic() - self.index.at < max(self.interval, REFRESH_DUTY * self.index.took):
             return False
         self.refresh()
         return True
@@ -365,6 +378,22 @@ class Owners:
             return o.container or NO_CONTAINER
         n = self.neighbour(row)
         return n.label if n is not None else self.where(row)
+
+    def flow_json(self, row: Row) -> dict[str, Any]:
+        """Who a flow belongs to, for its JSON: process, container, the namespace it was attributed to
+        and, for a DNAT'd flow, the service address it was sent to and the backend that answers."""
+        o = self.owner_of(row)
+        n = self.neighbour(row)
+        b = self.backend(row)
+        ported = row[R_PROTO] in PORTED_PROTOS
+        return {
+            "process": o.name if o is not None else None, "pid": o.pid if o is not None else None,
+            "container": self.container_of(row), "namespace": n.netns if n is not None else None,
+            "backend": None if b is None else {
+                "service": endpoint_text(row[R_DST], row[R_DPORT] if ported else None),
+                "address": endpoint_text(row[R_RSRC], row[R_RSPORT] if ported else None),
+                "container": b.label, "namespace": b.netns},
+        }
 
     def group_defs(self) -> dict[str, GroupDef]:
         """``process`` and ``container`` as heaviest-panel group definitions.

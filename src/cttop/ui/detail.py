@@ -12,7 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from cttop.owners.owners import Owners
+from cttop.owners.owners import NO_PROCESS, Owners
 from cttop.model import (
     ICMP_PROTOS,
     R_DPORT,
@@ -34,12 +34,23 @@ from cttop.ui import fmt
 def owner_text(owners: Owners, row: Row) -> str:
     """The owning process and its container or unit, or why there is none (as of the last owners refresh)."""
     o = owners.owner_of(row)
+    n = owners.neighbour(row)
+    via = f" (namespace {n.netns})" if n is not None else ""
     if o is None:
-        return owners.where(row)
-    return o.text() + (f" in {o.container}" if o.container else "")
+        return (n.label + NO_PROCESS + via) if n is not None else owners.where(row)
+    return o.text() + (f" in {o.container}" if o.container else "") + via
 
 
-def detail_text(row: Row, now: float, gone: bool, owner: str | None = None) -> Text:
+def service_text(owners: Owners, row: Row) -> str | None:
+    """A DNAT'd flow's service address and the namespace of the backend behind it, if on this host."""
+    b = owners.backend(row)
+    if b is None:
+        return None
+    j = owners.flow_json(row)["backend"]
+    return f"{j['service']} → {b.label} at {j['address']} (namespace {b.netns})"
+
+
+def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, service: str | None = None) -> Text:
     """Two columns, name and value; values come from the kernel (and /proc) and are appended as plain text."""
     d = flow_dict(row)
     fam, proto = row[R_FAMILY], row[R_PROTO]
@@ -51,6 +62,8 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None) -> T
     ]
     if owner is not None:
         lines.append(("process", owner))
+    if service is not None:
+        lines.append(("service", service))
     if proto in ICMP_PROTOS:
         lines.append(("icmp", fmt.icmp_text(proto, row[R_DPORT], row[R_SPORT])))
     for key in ("id", "family", "proto", "state", "status", "nat", "timeout", "mark", "zone", "use",
@@ -105,11 +118,12 @@ class DetailScreen(ModalScreen[None]):
         app = self.app
         owners = app.collector.owners if isinstance(app, CttopApp) else None
         owner = owner_text(owners, self.row) if owners is not None else None
+        service = service_text(owners, self.row) if owners is not None else None
         with Vertical(id="detail-box") as box:
             box.border_title = "Flow detail"
             box.border_subtitle = "Esc closes"
             with VerticalScroll():
-                yield Static(detail_text(self.row, self.now, self.gone, owner), id="detail-text")
+                yield Static(detail_text(self.row, self.now, self.gone, owner, service), id="detail-text")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

@@ -30,7 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
 from cttop.live.index import FlowIndex, ViewSpec, record_id
 from cttop.model import (
     R_DPORT,
@@ -135,14 +135,14 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
             out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
         elif n == "owner":
             label = owners.label(row) if owners is not None else ""
-            out.append((label, "dim" if label in (FORWARDED, LOCAL_NO_PROCESS) else ""))
+            out.append((label, "dim" if label in (FORWARDED, LOCAL_NO_PROCESS) or label.endswith(NO_PROCESS) else ""))
         elif n == "container":
-            o = owners.owner_of(row) if owners is not None else None
-            # No owner: the process column already says why, once is enough.
-            if o is None:
+            c = owners.container_of(row) if owners is not None else None
+            # Neither a process nor a namespace: the process column already says why, once is enough.
+            if c is None and (owners is None or owners.owner_of(row) is None):
                 out.append(("", ""))
             else:
-                out.append((o.container or NO_CONTAINER, "" if o.container else "dim"))
+                out.append((c or NO_CONTAINER, "" if c else "dim"))
         elif n == "bytes":
             out.append((fmt.si(total_bytes(row)), ""))
         elif n == "packets":
