@@ -28,13 +28,13 @@ from cttop.actions.journal import Journal
 from cttop.actions.plan import Plan
 from cttop.actions.shell import shown
 from cttop.actions.tunables import HASHSIZE_MAX
-from cttop.doctor.collect import EST_TIMEOUT, GROUP_KEYS, Observation
+from cttop.doctor.collect import EST_TIMEOUT, GROUP_KEYS, OWNER_KEYS, Observation, title
+from cttop.doctor.host import owner_flush_remedy
 from cttop.doctor.report import Finding, Remedy, Severity
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.kernel.sysctl import GLOBAL_NAMES, HASHSIZE_PATH, sysctl_key
-from cttop.table.groups import GROUPS
 
 FILL_WARN: Final = 0.80
 FILL_CRIT: Final = 0.95
@@ -391,7 +391,7 @@ def group_share(o: Observation) -> Finding | None:
     big = {k: s for k, s in shares.items() if s > GROUP_SHARE and tops[k].entries >= floor(o)}
     if not big:
         k = max(shares, key=lambda x: shares[x])
-        heaviest = f"{GROUPS[k].title} {tops[k].text}"
+        heaviest = f"{title(k)} {tops[k].text}"
         if shares[k] <= GROUP_SHARE:
             return ok("group-share", "No group dominates",
                       f"heaviest: {heaviest}, {tops[k].entries} entries ({shares[k]:.0%})", data)
@@ -406,12 +406,16 @@ def group_share(o: Observation) -> Finding | None:
     state, in_state = g.main_state()
     data.update({"key": k, "group": g.text, "filter": g.filter, "entries": g.entries, "share": round(shares[k], 4),
                  "states": g.states})
-    others = ", ".join(f"{GROUPS[x].title} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
+    others = ", ".join(f"{title(x)} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
     lines = [f"{g.entries} of {o.listed} entries ({shares[k]:.0%}), {in_state / g.entries:.0%} of them {state}",
              f"heaviest by {others}"]
     commands: list[str] = []
     remedy: Remedy | None = None
-    if g.filter is not None:
+    if g.filter is not None and k in OWNER_KEYS:  # no NOTRACK rule can name a container; its flows can be flushed
+        lines.append("the flush clears the entries it holds now; what it sends next is tracked again")
+        commands.append(cttop_command(o.spec, ["flush"], ["--filter", g.filter]))
+        remedy = owner_flush_remedy(o.spec, g.filter)
+    elif g.filter is not None:
         lines.append("NOTRACK stops tracking it (untracked traffic loses NAT and helpers); "
                      "the flush clears the entries it holds now")
         commands += [cttop_command(o.spec, ["notrack", "add"], [g.filter]),
@@ -424,7 +428,7 @@ def group_share(o: Observation) -> Finding | None:
         lines.append(f"or shorten how long its {state} entries last: {name} from {current} to {value} s")
         commands.append(set_command(o, name, value))
         remedy = remedy or sysctl_remedy(o, {name: value})
-    return Finding("group-share", "warning", f"One {GROUPS[k].title} holds {shares[k]:.0%} of the table: {g.text}",
+    return Finding("group-share", "warning", f"One {title(k)} holds {shares[k]:.0%} of the table: {g.text}",
                    "\n".join(lines), data, commands, remedy)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cttop.actions import drift
+from cttop.host.containers import host_owners
+from cttop.host.datapath import Findings, look
 from cttop.actions.journal import Journal
 from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
@@ -23,11 +25,21 @@ from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_PROTO, R_PSTATE, R_TIMEOUT, Row, state_key
 from cttop.kernel.ctnetlink import NEEDS_CAP
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
 from cttop.table.aggregates import Aggregates
-from cttop.table.groups import GROUPS
+from cttop.table.groups import GROUPS, GroupDef
 
-# The keys a culprit is named by, most specific first.
-GROUP_KEYS: Final = ("src-dport", "dport", "dst", "src")
+# The keys a culprit is named by, most specific first; a container (when the owners could be read)
+# before its addresses and ports, since the container is what a person acts on.
+GROUP_KEYS: Final = ("container", "src-dport", "dport", "dst", "src")
+OWNER_KEYS: Final = ("container",)
+# Container group keys that name no container.
+_NOT_CONTAINERS: Final = (FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER)
+
+
+def title(key: str) -> str:
+    """What a group key is called in a finding."""
+    return GROUPS[key].title if key in GROUPS else key
 TOP_N: Final = 3
 TCP: Final = 6
 TCP_ESTABLISHED: Final = 3
@@ -84,6 +96,7 @@ class Observation:
     idle: Idle | None = None
     drifts: list[drift.Drift] = field(default_factory=list)
     drift_problem: str | None = None  # why drift could not be checked
+    datapath: Findings | None = None  # eBPF conntrack maps and kube-proxy on the host
     want_bytes: bool = False
     problem: str | None = None  # why flows and counters are missing
 
@@ -107,9 +120,12 @@ class Observation:
 class _Tally:
     """Everything taken from the dump, added up chunk by chunk."""
 
-    def __init__(self, est_timeout: int | None) -> None:
+    def __init__(self, est_timeout: int | None, owners: Owners | None = None) -> None:
         self.agg = Aggregates()
-        self.pairs: dict[str, Counter[tuple[object, str]]] = {k: Counter() for k in GROUP_KEYS}
+        self.defs: dict[str, GroupDef] = {k: GROUPS[k] for k in GROUP_KEYS if k in GROUPS}
+        if owners is not None:
+            self.defs.update({k: owners.group_defs()[k] for k in OWNER_KEYS})
+        self.pairs: dict[str, Counter[tuple[object, str]]] = {k: Counter() for k in self.defs}
         self.listed = 0
         self.est_timeout = est_timeout
         self.established = self.idle = 0
@@ -119,8 +135,8 @@ class _Tally:
         self.listed += len(rows)
         self.agg.add_rows(rows)
         states = list(map(state_key, rows))
-        for k in GROUP_KEYS:
-            self.pairs[k].update(zip(map(GROUPS[k].key, rows), states))
+        for k, d in self.defs.items():
+            self.pairs[k].update(zip(map(d.key, rows), states))
         left = [r[R_TIMEOUT] for r in rows if r[R_PSTATE] == TCP_ESTABLISHED and r[R_PROTO] == TCP]
         if left and self.est_timeout is not None:
             self.established += len(left)
@@ -134,18 +150,19 @@ class _Tally:
         for k, pairs in self.pairs.items():
             totals: Counter[object] = Counter()
             for (g, _st), n in pairs.items():
-                totals[g] += n
+                if k not in OWNER_KEYS or g not in _NOT_CONTAINERS:
+                    totals[g] += n
             # States are gathered for the winners only: a storm has a group per tuple.
             states: dict[object, dict[str, int]] = {g: {} for g, _n in totals.most_common(TOP_N)}
             for (g, st), n in pairs.items():
                 if g in states:
                     states[g][st] = n
-            tops[k] = [_group(k, g, st) for g, st in states.items()]
+            tops[k] = [_group(self.defs[k], g, st) for g, st in states.items()]
         ports: dict[str, tuple[object, int]] = {}
         for (g, st), n in self.pairs["dport"].items():
             if g is not None and n > ports.get(st, (None, 0))[1]:
                 ports[st] = (g, n)
-        state_ports = {st: _group("dport", g, {st: n}) for st, (g, n) in ports.items()}
+        state_ports = {st: _group(GROUPS["dport"], g, {st: n}) for st, (g, n) in ports.items()}
         return tops, state_ports
 
     def idle_summary(self) -> Idle | None:
@@ -155,9 +172,8 @@ class _Tally:
         return Idle(self.established, self.idle, longest, self.est_timeout)
 
 
-def _group(key: str, g: object, states: dict[str, int]) -> Group:
-    d = GROUPS[key]
-    return Group(key, d.text(g), d.filter(g), sum(states.values()), dict(states))
+def _group(d: GroupDef, g: object, states: dict[str, int]) -> Group:
+    return Group(d.name, d.text(g), d.filter(g), sum(states.values()), dict(states))
 
 
 def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
@@ -175,6 +191,12 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
         o.drifts = drift.check(spec, journal)
     except CttopError as e:
         o.drift_problem = str(e)
+    o.datapath = look()
+    owners: Owners | None = host_owners(spec)
+    try:
+        owners.refresh()
+    except CttopError:
+        owners = None  # the flows are still judged, without their owners
     try:
         ct = Ctnetlink(spec)
     except KernelError as e:
@@ -182,7 +204,7 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
         return o
     with ct:
         try:
-            _watch(ct, o, seconds)
+            _watch(ct, o, seconds, owners)
         except KernelError as e:
             if not e.permission:
                 raise
@@ -190,10 +212,10 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
     return o
 
 
-def _watch(ct: Ctnetlink, o: Observation, seconds: float) -> None:
+def _watch(ct: Ctnetlink, o: Observation, seconds: float, owners: Owners | None = None) -> None:
     start = time.monotonic()
     o.before = sum_cpus(ct.stats_cpu())
-    tally = _dump(ct, o.sysctl_int(EST_TIMEOUT))
+    tally = _dump(ct, o.sysctl_int(EST_TIMEOUT), owners)
     if tally is None:
         o.problem = "flows could not be dumped: the table kept changing under two dumps in a row"
     else:
@@ -208,10 +230,10 @@ def _watch(ct: Ctnetlink, o: Observation, seconds: float) -> None:
     o.count, o.max = st.count, st.max or o.max
 
 
-def _dump(ct: Ctnetlink, est_timeout: int | None) -> _Tally | None:
+def _dump(ct: Ctnetlink, est_timeout: int | None, owners: Owners | None = None) -> _Tally | None:
     """One dump's tally; a dump the kernel interrupted (table changed) is tried once more."""
     for _ in range(2):
-        tally = _Tally(est_timeout)
+        tally = _Tally(est_timeout, owners)
         try:
             for rows in ct.dump_chunks():
                 tally.add(rows)
