@@ -59,6 +59,9 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w = sys.stdout.write
     buckets = f", {s.buckets} buckets (max/buckets {s.max / s.buckets:.1f})" if s.buckets else ""
     w(f"namespace {s.netns}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
+    if s.datapath is not None and s.datapath.datapaths:
+        w(f"note: nf_conntrack is not the table for pod traffic here: {s.datapath.names()}'s eBPF conntrack maps "
+          "are; list theirs:\n" + "".join(f"  {c}\n" for c in s.datapath.commands()))
     if s.agg is None:
         return  # the reason goes to stderr, once
     agg = s.agg

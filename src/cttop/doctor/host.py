@@ -39,11 +39,9 @@ def datapath(o: Observation) -> Finding | None:
         lines.append(f"{dp.name} keeps its own connection tracking in eBPF maps pinned under {d.bpffs}: {shown}")
     lines.append("for pod traffic on this node those maps are the table that fills, not nf_conntrack (this "
                  "table holds the host's own and non-pod flows); inspect theirs: "
-                 + "; ".join(c for dp in d.datapaths for c in dp.commands()))
-    title = f"nf_conntrack is not the table for pod traffic: {' and '.join(x.name for x in d.datapaths)} eBPF " \
-            "conntrack maps found"
-    return Finding("ebpf-conntrack", "ok", title, "\n".join(lines), d.to_json(),
-                   [c for dp in d.datapaths for c in dp.commands()])
+                 + "; ".join(d.commands()))
+    title = f"nf_conntrack is not the table for pod traffic: {d.names()} eBPF conntrack maps found"
+    return Finding("ebpf-conntrack", "ok", title, "\n".join(lines), d.to_json(), d.commands())
 
 
 def kube_proxy(o: Observation) -> Finding | None:

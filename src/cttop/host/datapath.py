@@ -42,20 +42,21 @@ class Datapath:
 
     name: str  # "Cilium", "Calico (eBPF)"
     maps: tuple[str, ...]  # their pinned paths
-    inspect: str  # its own command listing the entries
+    tool: str  # its own command listing the entries, where it runs
+    pod: str  # how to run that from outside its pod
 
     def commands(self) -> list[str]:
-        return [f"bpftool map dump pinned {shlex.quote(self.maps[0])}", self.inspect]
+        return [f"bpftool map dump pinned {shlex.quote(self.maps[0])}", f"{self.pod} -- {self.tool}"]
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "maps": list(self.maps), "commands": self.commands()}
 
 
-# (datapath, pinned-name pattern, its own listing command): Cilium's agent CLI runs in its pod.
+# (datapath, pinned-name pattern, its own listing command, the pod that command runs in).
 _KNOWN: Final = (
-    ("Cilium", re.compile(r"cilium_ct(?:_any)?[46]_"), "kubectl -n kube-system exec ds/cilium -- cilium bpf ct list global"),
-    ("Calico (eBPF)", re.compile(r"cali_v[46]_ct\d*$"),
-     "kubectl -n calico-system exec ds/calico-node -- calico-node -bpf conntrack dump"),
+    ("Cilium", re.compile(r"cilium_ct"), "cilium bpf ct list global", "kubectl -n kube-system exec ds/cilium"),
+    ("Calico (eBPF)", re.compile(r"cali_v[46]_ct\d*$"), "calico-node -bpf conntrack dump",
+     "kubectl -n calico-system exec ds/calico-node"),
 )
 
 
@@ -68,12 +69,18 @@ class Findings:
     bpffs: str = BPFFS
     unreadable: str | None = None  # why the BPF filesystem could not be looked at
 
+    def names(self) -> str:
+        return " and ".join(d.name for d in self.datapaths)
+
     def headline(self) -> str | None:
         """One line for a status bar, or None when there is nothing to say."""
         if self.datapaths:
-            names = " and ".join(d.name for d in self.datapaths)
-            return f"{names} eBPF conntrack: pod traffic is tracked there, not here ({self.datapaths[0].inspect})"
+            return f"{self.names()} eBPF CT tracks pod traffic, not this table: {self.datapaths[0].tool}"
         return None
+
+    def commands(self) -> list[str]:
+        """The commands that list the eBPF datapaths' own entries."""
+        return [c for d in self.datapaths for c in d.commands()]
 
     def kube_proxy_text(self) -> str | None:
         if not self.kube_proxy:
@@ -106,12 +113,13 @@ def pinned_ct_maps(root: str) -> tuple[list[Datapath], str | None]:
             dirs[:] = []
         for f in files:
             seen += 1
-            for name, pattern, _cmd in _KNOWN:
+            for name, pattern, _tool, _pod in _KNOWN:
                 if pattern.match(f):
                     found.setdefault(name, []).append(os.path.join(top, f))
         if seen > WALK_LIMIT:
             break
-    return [Datapath(name, tuple(sorted(found[name])), cmd) for name, _p, cmd in _KNOWN if name in found], None
+    return [Datapath(name, tuple(sorted(found[name])), tool, pod) for name, _p, tool, pod in _KNOWN if name in found], \
+        None
 
 
 def kube_proxy_pids() -> tuple[int, ...]:

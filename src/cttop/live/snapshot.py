@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cttop.filter import Filter
+from cttop.host.datapath import Findings, look
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
@@ -40,6 +41,7 @@ class Snapshot:
     top_n: int = 10
     top: list[GroupRow] = field(default_factory=list)
     owners: Owners | None = None  # who owns the flows, when the group or the filter asked
+    datapath: Findings | None = None  # eBPF conntrack maps and kube-proxy on the host
     problem: str | None = None  # why flows are missing, e.g. NEEDS_CAP
 
     @property
@@ -58,6 +60,7 @@ class Snapshot:
                 {"key": g.text, "entries": g.entries, "bytes": g.bytes, "packets": g.packets, "filter": g.filter}
                 for g in self.top]} if agg else None,
             "stats": self.stats,
+            "datapath": self.datapath.to_json() if self.datapath is not None else None,
             "error": self.problem,
         }
         if with_flows:
@@ -82,7 +85,8 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
         return int(v) if v is not None and v.isdigit() else None
 
     snap = Snapshot(spec.label(), num("nf_conntrack_count") or 0, num("nf_conntrack_max") or 0,
-                    num("nf_conntrack_buckets"), group_by=group_by, by=by, top_n=top_n, owners=owners)
+                    num("nf_conntrack_buckets"), group_by=group_by, by=by, top_n=top_n, owners=owners,
+                    datapath=look())
     try:
         ct = Ctnetlink(spec)
     except KernelError as e:

@@ -26,6 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from cttop.actions.plan import read_only as writes_refused
+from cttop.host.datapath import Findings, look
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import TOP_BY, Collector, group_title
 from cttop.live.frame import LIVE, LOADING, Frame
@@ -50,6 +51,7 @@ from cttop.ui.states import StatesPanel
 INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 HANGUP_GRACE: Final = 4.0  # seconds to exit cleanly after the terminal went away, then exit hard
 SWITCH_STOP_WAIT: Final = 10.0  # seconds a switched-from collector may take to finish a dump
+DATAPATH_EVERY: Final = 30.0  # seconds between looks for eBPF conntrack maps and kube-proxy
 
 
 class FrameReady(Message):
@@ -110,7 +112,22 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         self._title_heaviest()
         self._title_flows()
         self.set_interval(0.5, self._tick_loading)
+        if self.capp.spec is not None:  # a live host: is nf_conntrack its table, is kube-proxy rewriting it?
+            self.set_interval(DATAPATH_EVERY, self._look_at_host)
+            self._look_at_host()
         self.capp.collector.start()  # only now: frames need the panels to exist
+
+    def _look_at_host(self) -> None:
+        def work() -> None:
+            found = look()
+            self.app.call_from_thread(self._show_host, found)
+
+        self.run_worker(work, thread=True, group="datapath", exclusive=True, exit_on_error=False)
+
+    def _show_host(self, found: Findings) -> None:
+        status = self.query_one(StatusLine)
+        status.datapath, status.kube_proxy = found.headline(), found.kube_proxy_text()
+        status.refresh()
 
     @property
     def flow_list(self) -> FlowList:

@@ -23,6 +23,8 @@ class StatusLine(Widget):
         self.read_only = False
         self.tagged = 0
         self.drift = 0  # values cttop set that someone changed since (remediation's drift check)
+        self.datapath: str | None = None  # an eBPF datapath keeps its own conntrack maps (host.datapath)
+        self.kube_proxy: str | None = None  # kube-proxy runs here: the likely cause of drift
         self.loading_for = 0.0  # seconds the first load has taken so far
 
     def show(self, frame: Frame) -> None:
@@ -58,8 +60,11 @@ class StatusLine(Widget):
         if self.tagged:
             t.append(f" · {self.tagged} tagged")
         if self.drift:
-            t.append(f" · drift: {self.drift} value{'s' if self.drift > 1 else ''} changed since cttop set them",
-                     self._s("alert"))
+            cause = f" (by {self.kube_proxy}?)" if self.kube_proxy else ""
+            t.append(f" · drift: {self.drift} value{'s' if self.drift > 1 else ''} changed since cttop set them"
+                     + cause, self._s("alert"))
+        if self.datapath:
+            t.append(f" · {self.datapath}", self._s("alert"))
         if f.lost:
             t.append(f" · events lost, resynced ×{f.lost}", self._s("alert"))
         if f.bad:
