@@ -36,8 +36,9 @@ def snapshot(
     if by not in ("entries", "bytes", "packets"):
         fail(f"--by {by!r}: choose entries, bytes or packets")
     owners: Owners | None = None
-    if group_by in OWNER_GROUPS or uses_owners(parse(filter, owners=True)):
-        # Imported only here: psutil and a socket dump in every namespace, for the commands that ask.
+    if group_by in OWNER_GROUPS or flows or uses_owners(parse(filter, owners=True)):
+        # Imported only here: psutil and a socket dump in every namespace, for the commands that ask
+        # (each flow listed names its owner).
         from cttop.host.containers import host_owners
 
         owners = host_owners(spec)

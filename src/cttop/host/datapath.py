@@ -131,6 +131,13 @@ def kube_proxy_pids() -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def look(root: str | None = None) -> Findings:
     root = root or bpffs_root()
     datapaths, unreadable = pinned_ct_maps(root)
