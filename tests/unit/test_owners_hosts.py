@@ -10,11 +10,14 @@ the packed-record ranking agrees with Owners row for row.
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from cttop.filter import compile_filter
+from cttop.kernel.netns import NetnsError
 from cttop.live.owner_top import PackedOwners
 from cttop.owners.netmap import HostMap
 from cttop.owners.owners import (
@@ -127,3 +130,38 @@ def test_every_group_filter_selects_exactly_its_flows_and_packed_ranking_agrees(
             continue
         chosen = compile_filter(g.filter, owners).select(ROWS)
         assert {group_of(r) for r in chosen} == {g.key} and len(chosen) == g.entries, g.text
+
+
+def test_a_due_refresh_after_the_first_runs_on_a_thread_and_readers_keep_the_last_index(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def build(spec: object) -> OwnerIndex:
+        started.set()
+        assert release.wait(10)
+        return index(local=frozenset({HOST}))
+
+    monkeypatch.setattr("cttop.owners.owners.build_index", build)
+    o = Owners(interval=1.0)
+    o.index = old = replace(index(), at=time.monotonic() - 3600)  # refreshed long ago
+    assert o.refresh_if_due() is False  # returns at once...
+    assert started.wait(10)
+    assert o.index is old and o.refresh_if_due() is False  # ...the last index stays, and one refresh runs
+    release.set()
+    assert o._refreshing is not None
+    o._refreshing.join(10)
+    assert o.index is not old and o.index.local == frozenset({HOST}) and o.error is None
+
+
+def test_a_failed_background_refresh_keeps_the_index_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    def build(spec: object) -> OwnerIndex:
+        raise NetnsError("--netns gone: no such network namespace")
+
+    monkeypatch.setattr("cttop.owners.owners.build_index", build)
+    o = Owners(interval=1.0)
+    o.index = old = replace(index(), at=time.monotonic() - 3600)
+    o.refresh_if_due()
+    assert o._refreshing is not None
+    o._refreshing.join(10)
+    assert o.index is old and o.error == "--netns gone: no such network namespace"
+    assert o.refresh_if_due() is False and not o._refreshing.is_alive()  # not retried at once

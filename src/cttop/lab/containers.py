@@ -43,7 +43,6 @@ SPRAY_PORT = 9999
 SPRAY_RATE = 1000
 CALL_RATE = 10
 NETNS_ETC = "/etc/netns"
-CGROUP_ROOTS: Final = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
 RMDIR_WAIT = 5.0  # seconds for a cgroup's last process to be gone after it was killed
 
 
@@ -80,11 +79,11 @@ _RULES = {
 def cgroup_root() -> str:
     """Where the cgroup2 hierarchy is mounted (``/sys/fs/cgroup``, or ``…/unified`` on a hybrid host)."""
     try:
-        with open("/proc/self/mounts") as f:
+        with open("/proc/self/mounts", "rb") as f:  # other mounts' paths need not be UTF-8
             for line in f:
                 parts = line.split()
-                if len(parts) > 2 and parts[2] == "cgroup2":
-                    return parts[1]
+                if len(parts) > 2 and parts[2] == b"cgroup2":
+                    return os.fsdecode(parts[1])
     except OSError:
         pass
     raise LabError("no cgroup2 filesystem is mounted: the containers lab places its processes in cgroup2 cgroups")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import psutil
 
+from cttop.errors import CttopError
 from cttop.filter.lexer import WORD
 from cttop.owners.cgroup import placement_of
 from cttop.kernel.sockets import InetSocket, list_sockets
@@ -283,7 +284,10 @@ class Owners:
         self.interval = interval
         self.hosts = hosts
         self.index = EMPTY_INDEX
+        self.error: str | None = None  # why the last background refresh failed
         self._lock = threading.Lock()
+        self._refreshing: threading.Thread | None = None
+        self._retry_at = 0.0
 
     def refresh(self) -> OwnerIndex:
         with self._lock:
@@ -295,11 +299,31 @@ class Owners:
         return self.index
 
     def refresh_if_due(self) -> bool:
-        """Refresh if the last one is older than the interval (or REFRESH_DUTY times its cost); True if it did."""
-        if time.monotonic() - self.index.at < max(self.interval, REFRESH_DUTY * self.index.took):
+        """Refresh if the last one is older than the interval (or REFRESH_DUTY times its cost).
+
+        The first refresh is made here, and True returned. Later ones run on a thread of their
+        own, so a slow one (a host of many containers: half a second for a hundred) never holds
+        up the caller's frames; readers keep the last index until the new one replaces it.
+        """
+        ix = self.index
+        now = time.monotonic()
+        if now - ix.at < max(self.interval, REFRESH_DUTY * ix.took) or now < self._retry_at:
             return False
-        self.refresh()
-        return True
+        if ix.at == float("-inf"):  # never refreshed: the first one, here
+            self.refresh()
+            return True
+        if self._refreshing is None or not self._refreshing.is_alive():
+            self._refreshing = threading.Thread(target=self._refresh_quietly, name="cttop-owners", daemon=True)
+            self._refreshing.start()
+        return False
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+            self.error = None
+        except CttopError as e:  # the namespace went away: the view's own reads say so; keep the last index
+            self.error = str(e)
+            self._retry_at = time.monotonic() + self.interval
 
     def owner_of(self, row: Row) -> Owner | None:
         """The process at either end of the flow, here or (for a forwarded flow) in the namespace it is
