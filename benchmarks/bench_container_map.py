@@ -2,7 +2,7 @@
 
 Builds a host namespace with a bridge and --containers namespaces behind it (a veth
 each, an address, a process in a docker-style cgroup holding --sockets sockets of its
-namespace), and fills the host's table with --entries forwarded flows from those
+namespace: a TCP listener and UDP sockets), and fills the host's table with --entries forwarded flows from those
 addresses (a tenth DNAT'd to them, as through a service). Then, medians of --runs,
 alternated:
 
@@ -99,8 +99,11 @@ class Host:
                 s.close()
 
     def _sockets(self, i: int) -> list[socket.socket]:
-        out = []
-        for k in range(self.sockets):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # a server, as most containers run
+        listener.bind((address(i), 8080))
+        listener.listen(16)
+        out = [listener]
+        for k in range(self.sockets - 1):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((address(i), 20000 + k))
             out.append(s)
@@ -161,8 +164,11 @@ def main() -> None:
         rank = alternate(a.runs, by_container=lambda: packed.top(records, "container"),
                          by_source=lambda: table.top("src", 10),
                          rekey=lambda: PackedOwners(owners.index))
-        run = lambda *args: subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # noqa: E731
-                                           check=True)
+        def run(*args: str) -> None:
+            r = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+            if r.returncode:
+                raise RuntimeError(f"{' '.join(args)}: exit {r.returncode}: {r.stderr[-2000:]}")
+
         cmd = alternate(a.runs,
                         conntrack_L=lambda: run("ip", "netns", "exec", h.host, "conntrack", "-L"),
                         snapshot_src=lambda: run(CTTOP, "snapshot", "--netns", h.host, "--group-by", "src", "--json"),

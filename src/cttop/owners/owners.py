@@ -325,17 +325,32 @@ class Owners:
             self.error = str(e)
             self._retry_at = time.monotonic() + self.interval
 
+    def resolve(self, row: Row) -> tuple[Owner | None, Neighbour | None]:
+        """The flow's process, and for a flow with no local end the namespace it is attributed to:
+        that of its original source, else of its reply source (the backend after DNAT). One pass,
+        which every question below is answered from."""
+        ix = self.index
+        ported = row[R_PROTO] in OWNED_PROTOS
+        if ported:
+            o = _lookup(ix, row)
+            if o is not None:
+                return o, None
+        hosts = ix.hosts
+        if hosts is None or not hosts.addrs or self._local_end(row):
+            return None, None
+        n = hosts.addrs.get(row[R_SRC]) or hosts.addrs.get(row[R_RSRC])
+        if n is None:
+            return None, None
+        return (_lookup(n.index, row) if ported else None), n
+
     def owner_of(self, row: Row) -> Owner | None:
         """The process at either end of the flow, here or (for a forwarded flow) in the namespace it is
         attributed to; None if no socket is known (see :meth:`label` for why)."""
-        if row[R_PROTO] not in OWNED_PROTOS:
-            return None
-        ix = self.index
-        o = _lookup(ix, row)
-        if o is not None or ix.hosts is None:
-            return o
-        n = self.neighbour(row)
-        return _lookup(n.index, row) if n is not None else None
+        return self.resolve(row)[0]
+
+    def neighbour(self, row: Row) -> Neighbour | None:
+        """The namespace of this host a flow with no local end is attributed to, if any."""
+        return self.resolve(row)[1]
 
     def _local_end(self, row: Row) -> bool:
         """The ends are the original source and destination and the reply's source (a local server
@@ -343,15 +358,6 @@ class Owners:
         address, yet the flow is only passing through."""
         local = self.index.local
         return _is_local(row[R_SRC], local) or _is_local(row[R_DST], local) or _is_local(row[R_RSRC], local)
-
-    def neighbour(self, row: Row) -> Neighbour | None:
-        """The namespace a flow with no local end comes from (its original source), or else goes to
-        (its reply source: the backend after DNAT); None if neither is a namespace of this host."""
-        ix = self.index
-        hosts = ix.hosts
-        if hosts is None or not hosts.addrs or _lookup(ix, row) is not None or self._local_end(row):
-            return None
-        return hosts.addrs.get(row[R_SRC]) or hosts.addrs.get(row[R_RSRC])
 
     def backend(self, row: Row) -> Neighbour | None:
         """For a DNAT'd flow (a service address), the namespace its reply comes from: the backend."""
@@ -366,18 +372,19 @@ class Owners:
 
     def owned(self, row: Row) -> bool:
         """A process holds it, or it is a namespace's of this host (the ``owned`` filter word)."""
-        return self.owner_of(row) is not None or self.neighbour(row) is not None
+        o, n = self.resolve(row)
+        return o is not None or n is not None
 
     def forwarded(self, row: Row) -> bool:
         """Only passing through, from and to nothing known on this host (the ``forwarded`` filter word)."""
-        return not self.owned(row) and self.where(row) == FORWARDED
+        o, n = self.resolve(row)
+        return o is None and n is None and not self._local_end(row)
 
     def container_of(self, row: Row) -> str | None:
         """The container, pod or unit of the flow's process, or of the namespace it is attributed to."""
-        o = self.owner_of(row)
+        o, n = self.resolve(row)
         if o is not None:
             return o.container
-        n = self.neighbour(row)
         return n.label if n is not None else None
 
     def label(self, row: Row) -> str:
@@ -387,27 +394,24 @@ class Owners:
     def process(self, row: Row) -> Owner | str:
         """Group key: the owning process; a known namespace's flows without one, by that namespace;
         else FORWARDED / LOCAL_NO_PROCESS."""
-        o = self.owner_of(row)
+        o, n = self.resolve(row)
         if o is not None:
             return o
-        n = self.neighbour(row)
         return n.label + NO_PROCESS if n is not None else self.where(row)
 
     def container(self, row: Row) -> str:
         """Group key: the owner's container, pod or unit (the attributed namespace's, for a forwarded
         flow); NO_CONTAINER for host processes whose cgroup names nothing; FORWARDED / LOCAL_NO_PROCESS
         without either."""
-        o = self.owner_of(row)
+        o, n = self.resolve(row)
         if o is not None:
             return o.container or NO_CONTAINER
-        n = self.neighbour(row)
         return n.label if n is not None else self.where(row)
 
     def flow_json(self, row: Row) -> dict[str, Any]:
         """Who a flow belongs to, for its JSON: process, container, the namespace it was attributed to
         and, for a DNAT'd flow, the service address it was sent to and the backend that answers."""
-        o = self.owner_of(row)
-        n = self.neighbour(row)
+        o, n = self.resolve(row)
         b = self.backend(row)
         ported = row[R_PROTO] in PORTED_PROTOS
         return {
