@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cttop.lab import containers as lab
 from cttop.lab.containers import ContainerLab, by_role, cgroup_root, enter_cgroup
@@ -54,6 +55,15 @@ s.bind(("0.0.0.0", {SERVICE_PORT}))
 print("READY", flush=True)
 time.sleep(600)
 """
+
+
+@dataclass(frozen=True)
+class TestLab(ContainerLab):
+    """The lab's topology under the tests' prefix: lab tests running meanwhile remove cttop-lab-* they did not
+    expect, and must not take these."""
+
+    __test__ = False
+    prefix: ClassVar[str] = "cttop-test-"
 
 
 @dataclass
@@ -90,7 +100,7 @@ def _start(lab_: ContainerLab, role: str, code: str, *args: str) -> subprocess.P
 
 @contextmanager
 def container_host() -> Iterator[ContainerHost]:
-    lab_ = ContainerLab.new()
+    lab_ = TestLab.new()
     procs: dict[str, subprocess.Popen[str]] = {}
     try:
         lab.create(lab_)

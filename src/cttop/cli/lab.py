@@ -136,10 +136,10 @@ def _cleanup(target: str) -> None:
     """Remove one lab by its tag, or every lab on the host with ``all``."""
     present = topology.existing()
     if target == "all":
-        if not present and not containers.leftover_tags():
+        if not present:
             _say("no lab namespaces to remove")
             return
-        tags = sorted({topology.tag_of(n) for n in present} | containers.leftover_tags())
+        tags = sorted({topology.tag_of(n) for n in present})
         _say(f"--cleanup all: removing every lab on this host, whoever started it ({len(tags)}: {', '.join(tags)})")
         names = present
     else:
@@ -154,6 +154,6 @@ def _cleanup(target: str) -> None:
         topology.remove_namespace(name)
         print(f"removed {name}", flush=True)
     for tag in tags:
-        for left in containers.remove_leftovers(tag):  # a containers lab's cgroups and metadata
+        for left in containers.remove_leftovers(containers.ContainerLab(tag)):  # its cgroups and metadata
             print(f"removed {left}", flush=True)
 

@@ -98,6 +98,10 @@ class ContainerLab(Lab):
     """One containers lab: its names, ids and cgroups all derive from the tag, so a cleanup by tag finds them."""
 
     roles: ClassVar[tuple[str, ...]] = ("host", "outside", *(c.role for c in CONTAINERS))
+    prefix: ClassVar[str] = PREFIX  # tests build theirs under a prefix of their own
+
+    def ns(self, role: str) -> str:
+        return f"{self.prefix}{self.tag}-{role}"
 
     @property
     def router(self) -> str:
@@ -112,7 +116,7 @@ class ContainerLab(Lab):
     @property
     def slice(self) -> str:
         """The lab's own cgroup, under which its containers' are made."""
-        return f"{PREFIX}{self.tag}.slice"
+        return f"{self.prefix}{self.tag}.slice"
 
     def cgroup(self, c: Container) -> str:
         """The container's cgroup path under the cgroup2 root, named as its runtime names it."""
@@ -194,12 +198,11 @@ def destroy(lab: ContainerLab) -> None:
     for ns in lab.namespaces():
         if os.path.exists(os.path.join(topology.NETNS_RUN_DIR, ns)):
             topology.remove_namespace(ns)
-    remove_leftovers(lab.tag)
+    remove_leftovers(lab)
 
 
-def remove_leftovers(tag: str) -> list[str]:
-    """A containers lab's cgroups and metadata for ``tag`` (its namespaces are removed by name); what went."""
-    lab = ContainerLab(tag)
+def remove_leftovers(lab: ContainerLab) -> list[str]:
+    """A containers lab's cgroups and metadata (its namespaces are removed by name); what went."""
     gone: list[str] = []
     try:
         root: str | None = cgroup_root()
@@ -214,12 +217,13 @@ def remove_leftovers(tag: str) -> list[str]:
         if os.path.isdir(d):
             shutil.rmtree(d, ignore_errors=True)
             gone.append(d)
-    # Docker's directories, if the lab made them on a host without Docker: only while empty.
-    for d in (DOCKER_CONTAINERS, os.path.dirname(DOCKER_CONTAINERS)):
-        try:
-            os.rmdir(d)
-        except OSError:
-            break
+    # The directories the metadata went in, if the lab made them (a host without Docker): only while empty.
+    for chain in ((DOCKER_CONTAINERS, os.path.dirname(DOCKER_CONTAINERS)), (NETNS_ETC,)):
+        for d in chain:
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
     return gone
 
 
