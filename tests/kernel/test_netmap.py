@@ -6,7 +6,11 @@ The oracle is `ip -o addr` in each namespace.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,8 +18,9 @@ import pytest
 from cttop.host.containers import host_map
 from cttop.kernel import rtnl
 from cttop.kernel.netns import NetnsSpec, run_in
+from cttop.lab.containers import cgroup_root, enter_cgroup
 from cttop.owners.netmap import NsRef, build_map
-from tests.conftest import delete_netns, make_netns, sh
+from tests.conftest import delete_netns, make_netns, run_cttop, sh
 
 pytestmark = pytest.mark.kernel
 
@@ -80,3 +85,41 @@ def test_the_hosts_map_finds_them_among_every_namespace(world: dict[str, str]) -
     by_text = {text(a): n for a, n in m.addrs.items()}
     assert by_text[SHARED].netns == world["linked"] and by_text[SHARED].label == f"netns:{world['linked']}"
     assert by_text[UNIQUE].netns == world["alone"]
+
+
+def test_names_that_are_no_utf8_do_not_stop_the_map() -> None:
+    """A namespace and a cgroup named with bytes that are no UTF-8 (anyone may make them): the map and
+    `snapshot --group-by container` still work, and show the name with U+FFFD."""
+    bad = os.fsdecode(b"cttop-test-\xff" + uuid.uuid4().hex[:6].encode())
+    cgroup = os.path.join(cgroup_root(), os.fsdecode(b"cttop-test-\xfe") + uuid.uuid4().hex[:6])
+    proc = None
+    sh("ip", "netns", "add", bad)
+    try:
+        os.mkdir(cgroup)
+        proc = subprocess.Popen(["ip", "netns", "exec", bad, "sleep", "600"], preexec_fn=enter_cgroup(cgroup))
+        end = time.monotonic() + 10
+        while not os.path.exists(f"/proc/{proc.pid}/ns/net") or \
+                os.stat(f"/proc/{proc.pid}/ns/net").st_ino != NetnsSpec(name=bad).inode():
+            assert time.monotonic() < end
+            time.sleep(0.02)
+        with open(f"/proc/{proc.pid}/cgroup", "rb") as f:
+            assert os.fsencode(os.path.basename(cgroup)) in f.read()
+        m = host_map(NetnsSpec())
+        assert m.namespaces >= 1
+        r = run_cttop("snapshot", "--group-by", "container", "--json")
+        assert r.returncode == 0, r.stderr
+        r = run_cttop("namespaces", "--json")
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        delete_netns(bad)
+        for _ in range(100):
+            try:
+                os.rmdir(cgroup)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)

@@ -8,6 +8,7 @@ from. :func:`host_owners` is the :class:`~cttop.owners.owners.Owners` every view
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from cttop.host.namespaces import Namespace, discover
@@ -36,14 +37,19 @@ def label_of(ns: Namespace) -> str:
             return p.text()
         unit = unit or p.text()
     if ns.names:
-        return f"netns:{ns.names[0]}"
+        return f"netns:{shown(ns.names[0])}"
     return unit or f"pid:{ns.pid}"
+
+
+def shown(name: str) -> str:
+    """A namespace's file name as text: names are bytes, and one that is no UTF-8 is shown with U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
 
 
 def refs() -> list[NsRef]:
     """Every namespace of the host, as the map reads them."""
-    return [NsRef(ns.inode, ns.spec, tuple(ns.pids), label_of(ns), ns.names[0] if ns.names else f"pid:{ns.pid}")
-            for ns in discover()]
+    return [NsRef(ns.inode, ns.spec, tuple(ns.pids), label_of(ns),
+                  shown(ns.names[0]) if ns.names else f"pid:{ns.pid}") for ns in discover()]
 
 
 def host_map(viewed: NetnsSpec) -> HostMap:

@@ -93,7 +93,7 @@ def _docker_name(container_id: str) -> str | None:
 
 def _pod_name(pid: int) -> str | None:
     try:
-        with open(f"/proc/{pid}/root/etc/hostname") as f:
+        with open(f"/proc/{pid}/root/etc/hostname", errors="replace") as f:
             return f.read(256).strip() or None
     except OSError:
         return None
@@ -102,7 +102,8 @@ def _pod_name(pid: int) -> str | None:
 def placement_of(pid: int) -> Placement | None:
     """Where process ``pid`` runs, with a readable name where one is cheap to find."""
     try:
-        with open(f"/proc/{pid}/cgroup") as f:
+        # Cgroup names are bytes, anyone's to choose: one that is no UTF-8 must not stop the reader.
+        with open(f"/proc/{pid}/cgroup", errors="replace") as f:
             p = classify(f.read())
     except OSError:
         return None
