@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import io
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
 
+from cttop.actions.journal import COMPLETE, Journal
 from cttop.live.frame import LIVE
 from cttop.ui.app import CttopApp
+from cttop.ui.commands import COMMENT, INDENT, CommandBlock, ShellLine
 from cttop.ui.screens.confirm import ConfirmScreen
 
 WAIT_CAP = 20.0  # seconds before giving up on a state that should arrive in well under one
@@ -54,10 +55,9 @@ async def wait_frame_after(pilot: Pilot[object], app: CttopApp, seq: int) -> Non
 
 
 def journal_lines(state: Path) -> list[dict[str, object]]:
-    path = state / "journal.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The completed changes in the journal, as `cttop journal --json` lists them (a change is written as
+    its intent, then its completion once the kernel took it)."""
+    return [r.to_json() for r in Journal(str(state)).records() if r.state == COMPLETE]
 
 
 async def confirm_open(pilot: Pilot[object], app: CttopApp) -> ConfirmScreen:
@@ -68,7 +68,15 @@ async def confirm_open(pilot: Pilot[object], app: CttopApp) -> ConfirmScreen:
 
 
 def confirm_text(screen: ConfirmScreen) -> str:
-    return str(screen.query_one("#confirm-text").render())
+    """Everything the dialog says, with each command joined back to one line as a shell would read it."""
+    return screen.text() + "\n" + "\n".join(joined(screen.query_one(CommandBlock).lines()))
+
+
+def joined(lines: Sequence[ShellLine]) -> list[str]:
+    """The commands drawn as ``lines``, each on one line again: a continuation is undone as it was made
+    (cttop.ui.commands), comments are left out."""
+    text = "\n".join(line.text for line in lines if line.kind != COMMENT)
+    return text.replace(" \\\n" + INDENT, " ").replace("'\\\n'", "").replace("\\\n", "").split("\n")
 
 
 async def yes_and_wait(pilot: Pilot[object], app: CttopApp, state: Path) -> dict[str, object]:

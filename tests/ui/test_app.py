@@ -285,9 +285,10 @@ async def test_confirmation_defaults_to_no(keys: list[str], answer: bool) -> Non
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
         app.push_screen(ConfirmScreen(FakePlan(), "Delete flows"), results.append)
-        await pilot.pause()
+        await wait_for(pilot, lambda: "Delete flows" in screen_text(app), "the confirmation")
         text = screen_text(app)
-        assert "delete 3 flows from [red]ns[/]" in text and "$ conntrack -D -s 10.0.0.1" in text
+        # Markup shown as typed; the command alone on its line, to paste.
+        assert "delete 3 flows from [red]ns[/]" in text and "│ conntrack -D -s 10.0.0.1   " in text
         assert "cannot be undone" in text
         await pilot.press(*keys)
         await pilot.pause()

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, DataTable, Input
+from textual.widgets import Checkbox, DataTable, Input, Static
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.index import record_id
 from cttop.model import R_ID
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
+from cttop.ui.commands import CommandBlock
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.remedy_keys import RemedyKeys
@@ -30,6 +31,7 @@ from tests.conftest import delete_netns, make_netns, sh
 from tests.ui.helpers import (
     confirm_open,
     confirm_text,
+    joined,
     journal_lines,
     screen_text,
     wait_for,
@@ -179,6 +181,7 @@ async def test_d_deletes_exactly_the_tagged_flows(ns: str, state: Path) -> None:
         await pilot.press("d")
         screen = await confirm_open(pilot, app)
         assert "Delete 3 selected flows" in confirm_text(screen)
+        assert "This deletes exactly 3 flows." in screen_text(app)
         await yes_and_wait(pilot, app, state)
         await wait_for(pilot, lambda: not app.main.flow_list.tagged, "the deleted flows to be untagged")
     after = kernel_flows(ns)
@@ -231,6 +234,63 @@ async def test_F_without_a_filter_warns_with_the_count_and_No_changes_nothing(ns
         assert not [w for w in app.workers if w.group == "apply"]
     assert set(kernel_flows(ns)) == set(before)
     assert journal_lines(state) == []
+
+
+async def test_F_names_the_kernel_count_and_reports_what_the_kernel_lost(ns: str, state: Path) -> None:
+    udp = {i for i, line in kernel_flows(ns).items() if line.startswith("udp")}
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await set_filter(pilot, app, "udp")
+        await pilot.press("F")
+        await confirm_open(pilot, app)
+        assert f"This deletes exactly {len(udp)} flows, counted in the kernel just now." in screen_text(app)
+        # The table moves while the dialog is open: the report says what the kernel did, and that it differs.
+        for sport in (52000, 52001):
+            sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.7", "-d", "10.1.0.53", "--sport", str(sport),
+               "--dport", "53", "-t", "600", netns=ns)
+        before = kernel_flows(ns)
+        await yes_and_wait(pilot, app, state)
+        await wait_for(pilot, lambda: any("kernel confirms" in n for n in notes(app)), "the report")
+    lost = len(before) - len(kernel_flows(ns))
+    report = next(n for n in notes(app) if "kernel confirms" in n)
+    m = re.search(r"kernel confirms: flushed (\d+) flows matching 'udp'", report)
+    assert m, report
+    assert len(udp) == 12 and int(m.group(1)) == lost == 14
+    assert "the confirmation named 12: the table changed in between" in report
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+async def test_n_on_a_group_with_four_rules_shows_the_four_and_End_reaches_the_last(ns: str, state: Path,
+                                                                                    size: tuple[int, int]) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=size) as pilot:
+        await wait_live(pilot, app)
+        heaviest = app.main.query_one(HeaviestPanel)
+        await wait_for(pilot, lambda: bool(heaviest.rows), "the heaviest groups")
+        heaviest.focus()
+        await pilot.pause()
+        assert heaviest.rows[heaviest.cursor].filter == "src 10.0.0.9"  # 8 flows: the heaviest source
+        await pilot.press("n")
+        confirm = await confirm_open(pilot, app)
+        await pilot.pause()
+        lines = confirm.query_one(CommandBlock).lines()
+        rules = [c for c in joined(lines) if " 'add rule inet cttop " in c]
+        assert len(rules) == 4
+        last = lines[-1].text
+        if size == (80, 24):
+            assert last not in screen_text(app)  # below: the dialog says so and scrolls
+            assert "more below" in screen_text(app)
+        await pilot.press("end")
+        await pilot.pause()
+        assert last in screen_text(app) and confirm.focused is not None and confirm.focused.id == "no"
+        await yes_and_wait(pilot, app, state)
+    # What was shown is what the kernel got: each shown rule, and no other.
+    ruleset = nft_cttop(ns)
+    assert ruleset.count("notrack") == 4
+    for cmd in rules:
+        chain, rule = re.fullmatch(r".* 'add rule inet cttop (\w+) (.*)'", cmd).groups()  # type: ignore[union-attr]
+        assert rule.replace('"', "") in ruleset.replace('"', ""), (chain, rule)
 
 
 # --- tunables, undo, drift, journal ----------------------------------------------------------
@@ -508,7 +568,9 @@ async def test_n_persist_writes_the_nft_file_and_undo_takes_the_rules_back_out(n
         await pilot.press("n")
         confirm = await confirm_open(pilot, app)
         box = confirm.query_one("#confirm-persist", Checkbox)
-        assert str(box.label) == f"also persist: write cttop's nft table to {nft_file} (p)" and not box.value
+        assert str(box.label) == "also persist (p)" and not box.value
+        what = str(confirm.query_one("#confirm-persist-what", Static).render())
+        assert what == f"write cttop's nft table to {nft_file}, read at boot"
         assert "persist in" not in confirm_text(confirm)
         await pilot.press("p")
         text = confirm_text(confirm)
@@ -645,7 +707,7 @@ async def test_read_only_hides_and_refuses_every_write(ns: str, state: Path, mon
         for key, word in WRITE_KEYS.items():
             assert key not in active
             assert word not in footer
-        titles = {c.title for c in app.get_system_commands(app.screen)}
+        titles = {c.title.split(" (")[0] for c in app.get_system_commands(app.screen)}  # less the keys
         assert "Delete flows" not in titles and "Flush flows" not in titles and "Tunables" in titles
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)

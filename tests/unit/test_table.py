@@ -37,7 +37,7 @@ def rows(n: int, seed: int = 1) -> list[Row]:
 
 
 def snapshot_of(agg: Aggregates) -> tuple:
-    return (agg.by_proto, agg.by_state, agg.evictable, agg.counted, agg.groups)
+    return (agg.by_proto, agg.by_state, agg.evictable, agg.counted, agg.bytes, agg.packets, agg.groups)
 
 
 def test_add_rows_equals_add_one_by_one() -> None:

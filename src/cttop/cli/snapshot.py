@@ -8,20 +8,21 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
+from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
 from cttop.filter import parse, uses_owners
+from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
 from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.snapshot import GROUP_KEYS, Snapshot, group_title, take
 from cttop.owners.owners import Owners
+from cttop.termsafe import safe_line
 
 
 @app.command()
 @guarded
+@netns_options()
 def snapshot(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
     group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")] = "src",
     by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes or packets.")] = "entries",
@@ -30,7 +31,6 @@ def snapshot(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     if group_by not in GROUP_KEYS:
         fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUP_KEYS)})")
     if by not in ("entries", "bytes", "packets"):
@@ -59,10 +59,10 @@ def snapshot(
 def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w = sys.stdout.write
     buckets = f", {s.buckets} buckets (max/buckets {s.max / s.buckets:.1f})" if s.buckets else ""
-    w(f"namespace {s.netns}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
+    w(f"namespace {safe_line(s.netns)}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
     if s.datapath is not None and s.datapath.datapaths:
         w(f"note: nf_conntrack is not the table for pod traffic here: {s.datapath.names()}'s eBPF conntrack maps "
-          "are; list theirs:\n" + "".join(f"  {c}\n" for c in s.datapath.commands()))
+          "are; list theirs:\n" + "".join(f"  {safe_line(c)}\n" for c in s.datapath.commands()))
     if s.agg is None:
         return  # the reason goes to stderr, once
     agg = s.agg

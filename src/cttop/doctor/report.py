@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 
 from cttop.actions.journal import Journal
 from cttop.actions.plan import Plan
+from cttop.termsafe import safe_line
 
 Severity = Literal["ok", "warning", "critical", "unknown"]
 SEVERITIES: Final = ("ok", "warning", "critical", "unknown")
@@ -91,7 +92,7 @@ def render(report: Report) -> str:
     counts = {s: sum(f.severity == s for f in report.findings) for s in SEVERITIES}
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     watched = f"watched {report.seconds:.1f} s" if report.seconds else "counters not read"
-    lines = [(f"cttop doctor: namespace {report.netns}, {watched}: {report.status.upper()} "
+    lines = [(f"cttop doctor: namespace {safe_line(report.netns)}, {watched}: {report.status.upper()} "
               f"({tally or 'nothing to check'})")]
     for f in report.findings:
         tag = f"[{TAGS[f.severity]}]"

@@ -59,6 +59,8 @@ class Frame:
     lost: int  # event losses (ENOBUFS) recovered by a resync
     bad: int  # event messages that failed to decode
     refreshed: float | None  # when the last full dump was read
+    # The ranked measure (top_by) summed over every flow: what the heaviest panel's % is a share of.
+    ranked_total: int = 0
 
     @property
     def fill(self) -> float | None:

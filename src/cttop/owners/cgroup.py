@@ -93,7 +93,7 @@ def _docker_name(container_id: str) -> str | None:
 
 def _pod_name(pid: int) -> str | None:
     try:
-        with open(f"/proc/{pid}/root/etc/hostname", errors="replace") as f:
+        with open(f"/proc/{pid}/root/etc/hostname", errors="surrogateescape") as f:
             return f.read(256).strip() or None
     except OSError:
         return None
@@ -102,8 +102,8 @@ def _pod_name(pid: int) -> str | None:
 def placement_of(pid: int) -> Placement | None:
     """Where process ``pid`` runs, with a readable name where one is cheap to find."""
     try:
-        # Cgroup names are bytes, anyone's to choose: one that is no UTF-8 must not stop the reader.
-        with open(f"/proc/{pid}/cgroup", errors="replace") as f:
+        # Cgroup names are bytes anyone with a delegated subtree picks; a non-UTF-8 one must not end the refresh.
+        with open(f"/proc/{pid}/cgroup", errors="surrogateescape") as f:
             p = classify(f.read())
     except OSError:
         return None

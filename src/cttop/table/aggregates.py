@@ -59,6 +59,9 @@ class Aggregates:
         self.by_state: dict[str, int] = {}
         self.evictable = 0  # not ASSURED: what early_drop may reclaim
         self.counted = 0  # rows carrying counters (accounting was on when they were created)
+        # Their bytes and packets, both directions: what a group's share is of, when ranked by them.
+        self.bytes = 0
+        self.packets = 0
         self.groups: dict[str, tuple[dict[object, int], dict[object, int], dict[object, int]]] = {}
         for name in track:
             if name not in GROUPS:
@@ -87,6 +90,8 @@ class Aggregates:
         counted = row[R_OPKTS] is not None
         if counted:
             self.counted += sign
+            self.bytes += sign * (row[R_OBYTES] + row[R_RBYTES])
+            self.packets += sign * (row[R_OPKTS] + row[R_RPKTS])
         for name, (entries, nbytes, npkts) in self.groups.items():
             k = GROUPS[name].key(row)
             n = entries.get(k, 0) + sign
@@ -124,6 +129,10 @@ class Aggregates:
         """The group totals and counted rows for an update whose counters, mark or zone changed."""
         old_counted, new_counted = old[R_OPKTS] is not None, new[R_OPKTS] is not None
         self.counted += new_counted - old_counted
+        for row, sign, counted in ((old, -1, old_counted), (new, 1, new_counted)):
+            if counted:
+                self.bytes += sign * (row[R_OBYTES] + row[R_RBYTES])
+                self.packets += sign * (row[R_OPKTS] + row[R_RPKTS])
         # Out with the old row, in with the new, in that order: the dicts' order breaks ties in top().
         for name, (entries, nbytes, npkts) in self.groups.items():
             key = GROUPS[name].key
@@ -146,6 +155,8 @@ class Aggregates:
                 self.evictable += n
         counted = [r for r in rows if r[R_OPKTS] is not None]
         self.counted += len(counted)
+        self.bytes += sum(r[R_OBYTES] + r[R_RBYTES] for r in counted)
+        self.packets += sum(r[R_OPKTS] + r[R_RPKTS] for r in counted)
         for name, (entries, nbytes, npkts) in self.groups.items():
             key = GROUPS[name].key
             for k, n in Counter(map(key, rows)).items():

@@ -22,8 +22,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from cttop.actions.plan import read_only as writes_refused
 from cttop.host.datapath import Findings, look
@@ -33,6 +33,7 @@ from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.sources.live import LiveSource, Source
 from cttop.table.packing import unpack
+from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
@@ -41,11 +42,11 @@ from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyGroup, PaletteEntry
+from cttop.ui.keys import KeyFooter, KeyGroup, PaletteEntry
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
-from cttop.ui.screens.help import HelpScreen, bindings_of
+from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
 from cttop.ui.states import StatesPanel
 
 INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -105,7 +106,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         filter_bar = FilterBar(id="filter-bar")
         filter_bar.display = False
         yield filter_bar
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.flow_list.focus()
@@ -296,8 +297,8 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             ("Next sort column", "Sort the flows by the next column", self.action_sort),
             ("Reverse sort", "Flip the sort direction", self.action_reverse),
             ("Pause / resume", "Freeze the view; the collector keeps up underneath", self.action_pause),
-            ("Longer interval", "Refresh less often", lambda: self.action_interval(1)),
-            ("Shorter interval", "Refresh more often", lambda: self.action_interval(-1)),
+            ("Longer interval", "Refresh less often", lambda: self.action_interval(1), "interval(1)"),
+            ("Shorter interval", "Refresh more often", lambda: self.action_interval(-1), "interval(-1)"),
             ("Tag flow", "Tag or untag the flow under the cursor", fl.action_tag),
             ("Clear tags", "Untag every flow", self.action_clear_tags),
             ("Flow detail", "Every field of the flow under the cursor", fl.action_open),
@@ -448,6 +449,12 @@ class CttopApp(App[None]):
         self.collector.set_interval(new)
         self.notify(f"refresh every {new:g} s", timeout=2)
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        # Every toast, whichever screen raises it: messages quote names from the kernel, /proc and files.
+        super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout,
+                       markup=markup)
+
     def switch_source(self, source: Source, title: str | None = None) -> None:
         """Show ``source`` instead (the namespaces screen's Enter): same settings, fresh table, tags and title.
 
@@ -510,8 +517,18 @@ class CttopApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        keys = action_keys()
         for entry in self.main.palette():
-            yield SystemCommand(entry.title, entry.help, entry.callback)
+            key = keys.get(entry.action_name())
+            yield SystemCommand(f"{entry.title} ({key})" if key else entry.title, entry.help, entry.callback)
+
+
+def action_keys() -> dict[str, str]:
+    """Each main-screen action's keys as the help screen names them ('filter' → '/ F3 F4'), for the palette."""
+    keys: dict[str, str] = {}
+    for b in bindings_of(*MainScreen.__mro__, CttopApp, FlowList, HeaviestPanel):
+        keys.setdefault(b.action, key_names(b.key))
+    return keys
 
 
 def help_sections(read_only: bool = False, replay: bool = False) -> list[tuple[str, list[Binding]]]:

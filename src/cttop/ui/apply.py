@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from textual.app import App
 
-from cttop.actions import ActionResult, Plan
+from cttop.actions import ActionResult, DeleteFlows, FlushFlows, Plan
 from cttop.errors import CttopError
 from cttop.ui.screens.confirm import ConfirmScreen
 
@@ -22,14 +22,38 @@ class PersistOffer:
     """The same change, also written to a file read at boot: offered as a checkbox in the confirmation."""
 
     plan: Plan
-    label: str  # the checkbox's text: what goes to which file
+    label: str  # under the checkbox: what goes to which file
+
+
+def flows_named(plan: Plan) -> int | None:
+    """How many flows the confirmation says the plan acts on; None for a plan that acts on no flows."""
+    if isinstance(plan, FlushFlows):
+        return plan.count  # counted in the kernel when the plan was made
+    if isinstance(plan, DeleteFlows):
+        return len(plan.rows)
+    return None
+
+
+def headline(plan: Plan) -> str:
+    n = flows_named(plan)
+    if n is None:
+        return ""
+    if isinstance(plan, FlushFlows) and plan.whole:
+        return f"This deletes {n} flow{'s' if n != 1 else ''}: the whole table, counted in the kernel just now."
+    return f"This deletes exactly {n} flow{'s' if n != 1 else ''}" + (
+        ", counted in the kernel just now." if isinstance(plan, FlushFlows) else ".")
 
 
 def result_text(plan: Plan, result: ActionResult) -> str:
+    """What the kernel confirmed (the result's own count and summary, read back after the change)."""
+    said = f"kernel confirms: {result.summary}"
+    named = flows_named(plan)
+    if named is not None and named != result.count:
+        said += f" (the confirmation named {named}: the table changed in between)"
     if plan.undoes is not None:
-        return f"{result.summary} (undid {plan.undoes}, journal {result.id})"
+        return f"{said} (undid {plan.undoes}, journal {result.id})"
     tail = f"undo with u (journal {result.id})" if plan.undoable else f"cannot be undone (journal {result.id})"
-    return f"{result.summary}; {tail}"
+    return f"{said}; {tail}"
 
 
 def confirm_and_apply(app: App[object], plan: Plan, title: str,
@@ -38,7 +62,8 @@ def confirm_and_apply(app: App[object], plan: Plan, title: str,
 
     With ``persist``, the confirmation also offers its plan, and applies it instead when ticked.
     """
-    screen = ConfirmScreen(plan, title, persist.plan if persist else None, persist.label if persist else "")
+    screen = ConfirmScreen(plan, title, persist.plan if persist else None, persist.label if persist else "",
+                           headline(plan))
 
     def answered(yes: bool | None) -> None:
         if not yes:
@@ -54,8 +79,10 @@ def _apply(app: App[object], plan: Plan, done: Callable[[ActionResult], None] | 
     try:
         result = plan.apply()
     except CttopError as e:  # ActionError included: the plan changed nothing
-        app.call_from_thread(app.notify, f"failed, nothing changed: {e}", severity="error", timeout=10)
+        app.call_from_thread(app.notify, f"failed, nothing changed: {e}", severity="error", timeout=10,
+                             markup=False)
         return
-    app.call_from_thread(app.notify, result_text(plan, result), timeout=8)
+    # Not markup: the summary quotes the filter as typed, brackets and all.
+    app.call_from_thread(app.notify, result_text(plan, result), timeout=8, markup=False)
     if done is not None:
         app.call_from_thread(done, result)

@@ -28,6 +28,7 @@ from cttop.model import (
     Row,
     flow_dict,
 )
+from cttop.termsafe import safe_line
 from cttop.ui import fmt
 
 
@@ -97,7 +98,7 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, serv
         if i:
             t.append("\n")
         t.append(k.ljust(width), "bold")
-        t.append(v)
+        t.append(safe_line(v))
     return t
 
 

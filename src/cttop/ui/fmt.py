@@ -1,5 +1,8 @@
 """Number, duration, bar and endpoint formatting shared by the panels. Plain strings only:
 styling is the panels' business, and nothing here interprets markup.
+
+:func:`truncate` fits every list cell and group key to its width, so it is also where they are made safe to
+draw: names in them come from /proc and cgroups (cttop.termsafe).
 """
 
 from __future__ import annotations
@@ -7,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from cttop.model import AF_INET6, ICMP_PROTOS, PORTED_PROTOS, addr_text
+from cttop.termsafe import safe_line
 
 SPARKS: Final = "▁▂▃▄▅▆▇█"
 ELLIPSIS: Final = "…"
@@ -76,6 +80,8 @@ def sparkline(values: list[int] | tuple[int, ...], width: int, min_span: float =
 
 
 def truncate(text: str, width: int) -> str:
+    """``text`` as one terminal-safe line of at most ``width`` characters, cut with an ellipsis."""
+    text = safe_line(text)
     if len(text) <= width:
         return text
     return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from cttop.live.frame import FAILED, LIMITED, LOADING, Frame
+from cttop.termsafe import safe_line
 from cttop.ui import fmt
 
 
@@ -36,13 +37,13 @@ class StatusLine(Widget):
 
     def render(self) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(self.title, self._s("title"))
+        t.append(safe_line(self.title), self._s("title"))
         f = self.frame
         if f is None:
             t.append("  starting…", self._s("dim"))
             return t
         t.append(" · ", self._s("dim"))
-        t.append(f.label)
+        t.append(safe_line(f.label))  # a namespace's name, or a recording's file name
         t.append(" · ", self._s("dim"))
         if self.paused:
             t.append("PAUSED", self._s("paused"))
@@ -71,5 +72,5 @@ class StatusLine(Widget):
             t.append(f" · {f.bad} undecodable events", self._s("alert"))
         if f.note:
             t.append(" · ", self._s("dim"))
-            t.append(f.note, self._s("alert") if f.phase in (FAILED, LIMITED) else self._s("dim"))
+            t.append(safe_line(f.note), self._s("alert") if f.phase in (FAILED, LIMITED) else self._s("dim"))
         return t

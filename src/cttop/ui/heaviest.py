@@ -10,8 +10,15 @@ from textual.message import Message
 
 from cttop.live.frame import LIVE, Frame
 from cttop.table.aggregates import GroupRow
+from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
+
+
+def ranked(row: GroupRow, by: str) -> int:
+    """The measure a group is ranked by: its entries, bytes or packets (no counters count as none)."""
+    value = {"entries": row.entries, "bytes": row.bytes, "packets": row.packets}[by]
+    return value or 0
 
 
 class HeaviestPanel(Panel, can_focus=True):
@@ -44,9 +51,9 @@ class HeaviestPanel(Panel, can_focus=True):
         t = Text(no_wrap=True, overflow="ellipsis")
         rows = frame.top[: max(1, height)]
         if not rows:
-            t.append("no flows" if frame.phase == LIVE else frame.note, self.style("dim"))
+            t.append("no flows" if frame.phase == LIVE else safe_line(frame.note), self.style("dim"))
             return t
-        total = frame.flows or 1
+        total = frame.ranked_total or 1  # the % is each group's share of what it is ranked by
         with_bytes = frame.counted > 0
         nums = [fmt.count(r.entries) for r in rows]
         num_w = max(len(n) for n in nums)
@@ -58,7 +65,7 @@ class HeaviestPanel(Panel, can_focus=True):
             line = Text(no_wrap=True)
             line.append(fmt.truncate(r.text, key_w).ljust(key_w) + " ")
             line.append(n.rjust(num_w))
-            line.append(f" {r.entries / total * 100:3.0f}%", self.style("dim"))
+            line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))
             if with_bytes:
                 line.append(f" {fmt.si(r.bytes, 'B'):>6} {fmt.si(r.packets, 'p'):>6}", self.style("label"))
             if i == self.cursor and self.has_focus:

@@ -8,9 +8,11 @@ palette entries together. Textual merges their BINDINGS along the MRO.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
 
 if TYPE_CHECKING:
     from cttop.owners.owners import Owners
@@ -18,11 +20,19 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Footer keys that never drop for lack of width: how to get help, and how to get out.
+ESSENTIAL_ACTIONS: Final = frozenset({"help", "quit", "close"})
+
 
 class PaletteEntry(NamedTuple):
     title: str
     help: str
     callback: Callable[[], Any]
+    # The binding action it runs, for the palette to show its keys; an ``action_*`` method says it itself.
+    action: str = ""
+
+    def action_name(self) -> str:
+        return self.action or getattr(self.callback, "__name__", "").removeprefix("action_")
 
 
 def writes(action: F) -> F:
@@ -63,3 +73,37 @@ class KeyGroup(AppAccess, Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not write_refused(self, action, self.capp.read_only)
+
+
+class KeyFooter(Footer):
+    """The footer, fitted to its width: keys drop from the right end first, but never ? or q (or Esc).
+
+    Textual's footer only clips, which at 80 columns cut off the very keys that say how
+    to get help and out. The order of the keys is their priority (the bindings are
+    listed most useful first), so the last ones that do not fit are hidden.
+    """
+
+    async def recompose(self) -> None:
+        await super().recompose()
+        self.fit()
+
+    def on_resize(self) -> None:
+        self.fit()
+
+    def fit(self) -> None:
+        keys = list(self.children)  # FooterKeys (no binding groups here), and the palette's, docked right
+        palette = [k for k in keys if k.has_class("-command-palette")]
+        shown = [k for k in keys if k not in palette]
+        room = self.size.width - sum(map(_width, palette))
+        need = sum(map(_width, shown))
+        for key in reversed(shown):
+            fits = need <= room
+            key.display = fits or getattr(key, "action", "") in ESSENTIAL_ACTIONS
+            if not key.display:
+                need -= _width(key)
+
+
+def _width(w: Widget) -> int:
+    """Columns ``w`` takes in a row, margins included, whether or not it is laid out yet."""
+    content = w.get_content_width(w.size, w.size)
+    return content + w.styles.gutter.width + w.styles.margin.left + w.styles.margin.right

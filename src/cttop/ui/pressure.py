@@ -6,6 +6,7 @@ from rich.text import Text
 
 from cttop.live.counters import PRESSURE
 from cttop.live.frame import Frame
+from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
@@ -16,7 +17,7 @@ class PressurePanel(Panel):
     def draw(self, frame: Frame, width: int, height: int) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         if not frame.pressure:
-            t.append("unknown: " + (frame.note or "no reading yet"), self.style("dim"))
+            t.append("unknown: " + (safe_line(frame.note) or "no reading yet"), self.style("dim"))
             return t
         name_w = max(len(n) for n in PRESSURE) + 1
         for i, p in enumerate(frame.pressure):

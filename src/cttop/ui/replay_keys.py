@@ -101,13 +101,16 @@ class ReplayKeys(KeyGroup):
         mine: list[PaletteEntry] = []
         if self.replay is not None:
             mine = [
-                PaletteEntry("Replay: pause / play", "Stop or restart the replay's clock", self.pause_replay),
-                PaletteEntry(f"Replay: back {SEEK_SHORT:g} s", "Seek back", lambda: self.action_seek(-SEEK_SHORT)),
+                PaletteEntry("Replay: pause / play", "Stop or restart the replay's clock", self.pause_replay, "pause"),
+                PaletteEntry(f"Replay: back {SEEK_SHORT:g} s", "Seek back", lambda: self.action_seek(-SEEK_SHORT),
+                             f"seek({-SEEK_SHORT:g})"),
                 PaletteEntry(f"Replay: forward {SEEK_SHORT:g} s", "Seek forward",
-                             lambda: self.action_seek(SEEK_SHORT)),
-                PaletteEntry(f"Replay: back {SEEK_LONG:g} s", "Seek back", lambda: self.action_seek(-SEEK_LONG)),
-                PaletteEntry(f"Replay: forward {SEEK_LONG:g} s", "Seek forward", lambda: self.action_seek(SEEK_LONG)),
-                PaletteEntry("Replay: slower", "Halve the replay speed", lambda: self.action_speed(-1)),
-                PaletteEntry("Replay: faster", "Double the replay speed", lambda: self.action_speed(1)),
+                             lambda: self.action_seek(SEEK_SHORT), f"seek({SEEK_SHORT:g})"),
+                PaletteEntry(f"Replay: back {SEEK_LONG:g} s", "Seek back", lambda: self.action_seek(-SEEK_LONG),
+                             f"seek({-SEEK_LONG:g})"),
+                PaletteEntry(f"Replay: forward {SEEK_LONG:g} s", "Seek forward", lambda: self.action_seek(SEEK_LONG),
+                             f"seek({SEEK_LONG:g})"),
+                PaletteEntry("Replay: slower", "Halve the replay speed", lambda: self.action_speed(-1), "speed(-1)"),
+                PaletteEntry("Replay: faster", "Double the replay speed", lambda: self.action_speed(1), "speed(1)"),
             ]
         return super().palette() + mine

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from cttop.live.frame import LIVE, Frame, StateRow
+from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
@@ -21,7 +22,7 @@ class StatesPanel(Panel):
     def draw(self, frame: Frame, width: int, height: int) -> Text:
         rows = frame.states
         if not rows:
-            return Text("no flows" if frame.phase == LIVE else frame.note, style=self.style("dim"))
+            return Text("no flows" if frame.phase == LIVE else safe_line(frame.note), style=self.style("dim"))
         total = sum(r.count for r in rows) or 1
         if len(rows) <= height:
             return self._bars(rows, total, width)

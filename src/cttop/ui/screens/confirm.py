@@ -1,4 +1,11 @@
-"""Confirmation for anything that changes the kernel: shows the plan and its exact command; "No" is the default.
+"""Confirmation for anything that changes the kernel: the plan, every command it runs, and "No" by default.
+
+Every write key (F, d, n, t edits, T's x and X, u, the doctor's fixes) asks here.
+The dialog names how many flows a change acts on when it acts on flows, shows
+every command one per line (:class:`cttop.ui.commands.CommandBlock`: a long one
+continues with a backslash, so a paste runs exactly it), and scrolls: ↑↓ PgUp
+PgDn Home End and the mouse wheel move the text while the focus stays on "No",
+so Enter and Esc still mean no. ``c`` copies the commands to the clipboard.
 
 A change that can also be persisted is offered with a checkbox (``p`` or Space on it),
 off until ticked: ticking it shows the persisted plan, its file and its commands, in
@@ -7,7 +14,7 @@ place of the plain one. It never moves the focus off "No".
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import ClassVar, Final, Protocol
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,6 +22,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
+
+from cttop.termsafe import safe_line, safe_text
+from cttop.ui.commands import CommandBlock
+
+BOX_HEIGHT: Final = 0.9  # of the screen, as cttop.tcss sizes #confirm-box
+PERSIST_BOX: Final = "also persist (p)"
+SCROLL_HINT: Final = "↑↓ PgUp PgDn Home End scroll · c copies the commands"
+ANSWER_HINT: Final = "y yes · n or Esc no · c copies the commands"  # when everything fits
 
 
 class Plan(Protocol):
@@ -28,24 +43,35 @@ class Plan(Protocol):
 
 
 def plan_text(plan: Plan) -> Text:
+    """What the plan does and what to know first; its commands follow in a :class:`CommandBlock`."""
+    # Escaped before they become Text (which would drop BEL and CR unseen): an undo's plan is built from a
+    # journal, a NOTRACK plan from a filter naming processes and containers.
     t = Text()
-    t.append(plan.describe())
+    t.append(safe_text(plan.describe()))
     warnings = plan.warnings()
     if warnings:
         t.append("\n\nBefore you confirm:", "bold")
         for w in warnings:
             t.append("\n  ! ", "bold")
-            t.append(w)
-    t.append("\n\nEquivalent command" + ("s" if len(plan.commands()) > 1 else "") + ":", "bold")
-    for c in plan.commands():
-        t.append("\n  $ ")
-        t.append(c)
+            t.append(safe_text(w))
+    n = len(plan.commands())
+    t.append(f"\n\nEquivalent command{'s' if n > 1 else ''}, one per line (a line ending in \\ goes on):", "bold")
     return t
+
+
+class _Body(VerticalScroll, can_focus=False):
+    """The scrolling text; the focus stays on the buttons, so Enter keeps meaning No."""
+
+    def on_resize(self) -> None:
+        screen = self.screen
+        if isinstance(screen, ConfirmScreen):
+            screen.show_position()
 
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True only on an explicit yes: y, or the Yes button.
 
+    ``headline`` is shown above the scrolling text, never scrolled away (the flow count).
     With ``persisted`` (the same change, also written to a file), ``persist`` says
     whether the checkbox was ticked, i.e. which of the two plans was shown.
     """
@@ -55,37 +81,105 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
         Binding("p", "toggle_persist", "Persist", show=False),
         Binding("left,right,tab", "app.focus_next", "Switch", show=False),
+        # The focus stays on the buttons (Enter must mean No): the text scrolls from here.
+        Binding("up", "scroll('scroll_up')", "Scroll up", show=False),
+        Binding("down", "scroll('scroll_down')", "Scroll down", show=False),
+        Binding("pageup", "scroll('scroll_page_up')", "Page up", show=False),
+        Binding("pagedown", "scroll('scroll_page_down')", "Page down", show=False),
+        Binding("home", "scroll('scroll_home')", "Top", show=False),
+        Binding("end", "scroll('scroll_end')", "Bottom", show=False),
+        Binding("c", "copy", "Copy the commands", show=False),
     ]
 
     def __init__(self, plan: Plan, title: str = "Confirm", persisted: Plan | None = None,
-                 persist_label: str = "") -> None:
+                 persist_label: str = "", headline: str = "") -> None:
         super().__init__()
         self.plan = plan
         self.title_text = title
         self.persisted = persisted
         self.persist_label = persist_label
+        self.headline = headline
         self.persist = False
 
     @property
     def shown(self) -> Plan:
         return self.persisted if self.persist and self.persisted is not None else self.plan
 
+    @property
+    def body(self) -> _Body:
+        return self.query_one(_Body)
+
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box") as box:
-            box.border_title = self.title_text
-            with VerticalScroll():
+            # Plain text, not markup: titles quote filters and journal ids.
+            box.border_title = Text(safe_line(self.title_text))
+            box.border_subtitle = ANSWER_HINT
+            if self.headline:
+                yield Static(Text(self.headline), id="confirm-headline")
+            with _Body(id="confirm-body"):
                 yield Static(plan_text(self.plan), id="confirm-text")
+                yield CommandBlock(self.plan.commands(), id="confirm-commands")
             if self.persisted is not None:
-                yield Checkbox(Text(f"{self.persist_label} (p)"), id="confirm-persist")
+                # A checkbox's label is one line: what persisting does (a file path) wraps below it.
+                yield Checkbox(Text(PERSIST_BOX), id="confirm-persist")
+                yield Static(Text(safe_line(self.persist_label)), id="confirm-persist-what")
             with Horizontal(id="confirm-buttons"):
-                yield Button("No", id="no", variant="primary")
-                yield Button("Yes", id="yes", variant="error")
+                yield Static(id="confirm-position")
+                yield Button("No", id="no", variant="primary", compact=True)
+                yield Button("Yes", id="yes", variant="error", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
+        self.watch(self.body, "scroll_y", self.show_position, init=False)
+        self.call_after_refresh(self._fit)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        """Cap the text's height so the box fits the screen with its buttons showing: the text scrolls instead.
+
+        CSS cannot say "what is left of 90% once the rest is laid out", so it is set here from the layout.
+        """
+        box, body = self.query_one("#confirm-box"), self.body
+        # Borders, headline, checkbox and buttons (their margins never meet, so they add up).
+        around = box.styles.gutter.height + sum(
+            w.outer_size.height + w.styles.margin.top + w.styles.margin.bottom for w in box.children if w is not body)
+        cap = max(3, int(self.size.height * BOX_HEIGHT) - around)
+        if body.styles.max_height is None or body.styles.max_height.value != cap:
+            body.styles.max_height = cap
+
+    def show_position(self, _: float | None = None) -> None:
+        """Beside the buttons: which lines are shown, and whether more follow (not only the scrollbar says)."""
+        body = self.body
+        total, shown = body.virtual_size.height, body.scrollable_content_region.height
+        self.query_one("#confirm-box").border_subtitle = ANSWER_HINT if total <= shown else SCROLL_HINT
+        if total <= shown:
+            where = ""
+        else:
+            top = round(body.scroll_y)
+            where = f"lines {top + 1}-{min(total, top + shown)} of {total}"
+            where += " · more below ↓" if top + shown < total else " · end"
+        self.query_one("#confirm-position", Static).update(where)
+
+    def text(self) -> str:
+        """Everything the dialog says, as plain text: the headline, the plan and every command line."""
+        lines = [self.headline] if self.headline else []
+        lines.append(plan_text(self.shown).plain)
+        lines += [line.text for line in self.query_one(CommandBlock).lines()]
+        return "\n".join(lines)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return action != "toggle_persist" or self.persisted is not None
+
+    def action_scroll(self, how: str) -> None:
+        getattr(self.body, how)(animate=False)
+
+    def action_copy(self) -> None:
+        commands = self.shown.commands()
+        self.app.copy_to_clipboard("\n".join(commands) + "\n")
+        self.notify(f"copied {len(commands)} command line{'s' if len(commands) > 1 else ''} "
+                    "(the terminal must allow OSC 52 clipboard writes)", timeout=4)
 
     def action_toggle_persist(self) -> None:
         self.query_one("#confirm-persist", Checkbox).toggle()
@@ -93,6 +187,8 @@ class ConfirmScreen(ModalScreen[bool]):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self.persist = event.value
         self.query_one("#confirm-text", Static).update(plan_text(self.shown))
+        self.query_one(CommandBlock).update(self.shown.commands())
+        self.call_after_refresh(self.show_position)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

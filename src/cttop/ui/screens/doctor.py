@@ -14,7 +14,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
@@ -22,6 +21,7 @@ from textual.worker import Worker, WorkerState
 from cttop.actions import ActionResult
 from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line, safe_text
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import AppAccess
 
@@ -34,7 +34,7 @@ def verdict_text(report: Report, read_only: bool) -> Text:
     t = Text()
     t.append(report.status.upper(), "bold")
     counts = [f"{sum(f.severity == s for f in report.findings)} {s}" for s in ("critical", "warning", "unknown", "ok")]
-    t.append(f" · {report.netns} · watched {report.seconds:.1f} s · "
+    t.append(f" · {safe_line(report.netns)} · watched {report.seconds:.1f} s · "
              + ", ".join(c for c in counts if not c.startswith("0 ")))
     if read_only:
         t.append(" · read-only: fixes shown as commands only")
@@ -42,17 +42,18 @@ def verdict_text(report: Report, read_only: bool) -> Text:
 
 
 def finding_text(f: Finding) -> Text:
+    # Evidence quotes what the kernel, sysctl.d files and the journal hold.
     t = Text()
     if f.severity == "ok":
-        t.append(f"{f.title}: ")
-        t.append("; ".join(f.evidence.splitlines()))
+        t.append(f"{safe_line(f.title)}: ")
+        t.append("; ".join(safe_text(f.evidence).splitlines()))
         return t
-    t.append(f.evidence)
+    t.append(safe_text(f.evidence))
     if f.commands:
         t.append("\nfix:", "bold")
         for c in f.commands:
             t.append("\n  $ ")
-            t.append(c)
+            t.append(safe_line(c))
     return t
 
 
@@ -70,7 +71,7 @@ class FindingView(Vertical):
         head = Text()
         head.append(f"{f.severity.upper():<9}", "bold")
         if f.severity != "ok":
-            head.append(f.title, "bold")
+            head.append(safe_line(f.title), "bold")
         yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")
         yield Static(finding_text(f), classes="finding-body")
         if self.offer_fix and f.action is not None:
@@ -95,7 +96,7 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="doctor-box") as box:
-            box.border_title = f"Doctor · {escape(self.spec.label())}"
+            box.border_title = Text(f"Doctor · {safe_line(self.spec.label())}")
             box.border_subtitle = "Esc closes · r watches again · Tab reaches the fix buttons"
             yield Static(id="doctor-verdict")
             yield VerticalScroll(id="doctor-findings")
@@ -126,7 +127,7 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
         t = Text()
         t.append("WATCHING", "bold")
         left = f"{self._left:.0f} s left" if self._left > 0 else "judging…"
-        t.append(f" · {self.spec.label()} · watching the table for {self.seconds:g} s… ({left})")
+        t.append(f" · {safe_line(self.spec.label())} · watching the table for {self.seconds:g} s… ({left})")
         self.query_one("#doctor-verdict", Static).update(t)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -137,13 +138,12 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
             elif event.state == WorkerState.ERROR:
                 self.error = str(worker.error)
                 self.query_one("#doctor-verdict", Static).update(Text.assemble(("UNKNOWN", "bold"),
-                                                                               f" · {self.error}"))
+                                                                               f" · {safe_line(self.error)}"))
         elif worker.name == "plan" and self.fixing is not None:
             if event.state == WorkerState.SUCCESS and worker.result is not None:
-                title = escape(f"Doctor: {self.fixing.title}")  # a border title is markup
-                confirm_and_apply(self.app, worker.result, title, done=self._applied)
+                confirm_and_apply(self.app, worker.result, f"Doctor: {self.fixing.title}", done=self._applied)
             elif event.state == WorkerState.ERROR:
-                self.notify(f"cannot prepare the fix: {escape(str(worker.error))}", severity="error", timeout=10)
+                self.notify(f"cannot prepare the fix: {worker.error}", severity="error", timeout=10, markup=False)
 
     def _show_report(self, report: Report) -> None:
         self.report = report

@@ -12,13 +12,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.sources.live import LiveSource
+from cttop.termsafe import safe_line
 from cttop.ui.keys import AppAccess
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
@@ -27,8 +27,8 @@ SHOWN_MARK: Final = "▶"
 
 
 def _cell(text: str, column: str) -> Text:
-    # Text, not str: DataTable reads str as markup, and names come from the kernel and /proc.
-    return Text(text, justify="right" if column in RIGHT else "left")
+    # Text, not str: DataTable reads str as markup, and names come from /run/netns, /proc and cgroups.
+    return Text(safe_line(text), justify="right" if column in RIGHT else "left")
 
 
 def row_cells(ns: Namespace, shown: bool) -> list[Text]:
@@ -65,6 +65,7 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
         super().__init__()
         self.namespaces: list[Namespace] = []
         self.shown_inode: int | None = None
+        self.placed = False  # the cursor was put on the namespace in view, once
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ns-box") as box:
@@ -95,7 +96,7 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
         worker = event.worker
         if event.state == WorkerState.ERROR:
             what = "cannot list the namespaces" if worker.name == "list" else "cannot open it"
-            self.notify(f"{what}: {worker.error}", severity="error", timeout=10)
+            self.notify(f"{what}: {worker.error}", severity="error", timeout=10, markup=False)
             self.query_one("#ns-note", Static).update("")
         elif event.state != WorkerState.SUCCESS:
             return
@@ -108,12 +109,15 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
     def _show(self, namespaces: list[Namespace], shown_inode: int | None) -> None:
         self.namespaces, self.shown_inode = namespaces, shown_inode
         table = self.query_one("#ns-table", DataTable)
-        keep = table.cursor_row
+        # The first list opens on the namespace in view (Enter there only closes); a re-read keeps the row.
+        here = next((i for i, ns in enumerate(namespaces) if ns.inode == shown_inode), 0)
+        row = table.cursor_row if self.placed else here
+        self.placed = self.placed or bool(namespaces)
         table.clear()
         for i, ns in enumerate(namespaces):
             table.add_row(*row_cells(ns, ns.inode == shown_inode), key=str(i))
         if namespaces:
-            table.move_cursor(row=min(keep, len(namespaces) - 1))
+            table.move_cursor(row=min(row, len(namespaces) - 1))
         tot = totals(namespaces)
         note = f"{len(namespaces)} namespaces"
         if tot.unreadable:
@@ -130,9 +134,9 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
             self.dismiss(None)
             return
         if ns.error is not None:
-            self.notify(f"{escape(ns.label)}: {escape(ns.error)}", severity="error", timeout=10)
+            self.notify(f"{ns.label}: {ns.error}", severity="error", timeout=10, markup=False)
             return
-        self.query_one("#ns-note", Static).update(Text(f"opening {ns.label}…"))
+        self.query_one("#ns-note", Static).update(Text(f"opening {safe_line(ns.label)}…"))
         spec = ns.spec
         self.run_worker(lambda: LiveSource(spec), name="open", group="namespaces-open", thread=True,
                         exclusive=True, exit_on_error=False)

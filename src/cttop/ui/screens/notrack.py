@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 
 from cttop.actions import RemoveNotrack, RuleGroup, rule_groups
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
 from cttop.ui.screens.remedy_base import RowsScreen, notrack_persist_paths
@@ -22,10 +23,10 @@ from cttop.ui.screens.remedy_base import RowsScreen, notrack_persist_paths
 def group_text(g: RuleGroup) -> Text:
     t = Text()
     t.append(f"change {g.id}", "bold")
-    t.append(f"  {g.expr if g.expr is not None else '(not in this journal)'}\n")
+    t.append(f"  {safe_line(g.expr) if g.expr is not None else '(not in this journal)'}\n")
     for r in g.rules:
         t.append(f"  [{r.backend} {r.chain}] ", "dim")
-        t.append(f"{r.rule}\n")
+        t.append(f"{safe_line(r.rule)}\n")  # the live ruleset's text: one line per rule
     return t
 
 
@@ -50,7 +51,7 @@ class NotrackRulesScreen(RowsScreen[RuleGroup]):
         self.load(lambda: rule_groups(spec), self.show_items, "reading the NOTRACK rules")
 
     def cells(self, g: RuleGroup) -> tuple[Text, ...]:
-        return (Text(g.id), Text(g.expr if g.expr is not None else "?"), Text(str(len(g.rules))),
+        return (Text(safe_line(g.id)), Text(safe_line(g.expr) if g.expr is not None else "?"), Text(str(len(g.rules))),
                 Text(g.rules[0].backend))
 
     def key(self, g: RuleGroup) -> str:

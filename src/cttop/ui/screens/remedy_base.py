@@ -17,13 +17,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from cttop.actions import PersistPaths
 from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
-from cttop.ui.keys import AppAccess, write_refused
+from cttop.termsafe import safe_line
+from cttop.ui.keys import AppAccess, KeyFooter, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
 # (the TUI's counterpart of the CLI's --persist-dir).
@@ -77,7 +78,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
 
     # Textual adds each subclass's own BINDINGS (its write keys) to these.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
+        Binding("escape,q", "close", "Close", key_display="Esc"),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
@@ -97,7 +98,9 @@ class RowsScreen(RemedyScreen, Generic[T]):
         """Read the items (with :meth:`load`) and hand them to :meth:`show_items`."""
 
     @abstractmethod
-    def cells(self, item: T) -> tuple[Text, ...]: ...
+    def cells(self, item: T) -> tuple[Text, ...]:
+        """The item's row. Its strings come from the journal, the ruleset and /proc/sys: escape each with
+        cttop.termsafe before it becomes Text (Text drops BEL and CR unseen, and lets ESC through)."""
 
     @abstractmethod
     def key(self, item: T) -> str: ...
@@ -112,12 +115,12 @@ class RowsScreen(RemedyScreen, Generic[T]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id=f"{self.NAME}-box", classes="remedy-box") as box:
-            box.border_title = self.box_title()
+            box.border_title = Text(safe_line(self.box_title()))  # plain text: it names a path or namespace
             box.border_subtitle = "Esc closes" if self.read_only else f"{self.WRITE_HINT} · Esc closes"
             yield DataTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
             yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
             yield from self.below_detail()
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -21,6 +21,7 @@ from cttop.actions import SetSysctls, tunables
 from cttop.actions.tunables import TunableState
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
+from cttop.termsafe import safe_line, safe_text
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
 from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
@@ -36,7 +37,7 @@ def detail_text(s: TunableState) -> Text:
     t = s.tunable
     out = Text()
     out.append(f"{t.name}", "bold")
-    out.append(f" = {s.value if s.value is not None else '?'}")
+    out.append(f" = {safe_line(s.value) if s.value is not None else '?'}")
     if t.default is not None:
         out.append(f"   default {t.default}", "dim")
     allowed = ", ".join(map(str, t.choices)) if t.choices else f"{t.lo}..{t.hi}"
@@ -45,9 +46,9 @@ def detail_text(s: TunableState) -> Text:
         out.append("   global: one value for every namespace", "dim")
     out.append(f"\n{t.meaning}")
     if not s.writable:
-        out.append(f"\nread-only here: {s.why_not}", "bold")
+        out.append(f"\nread-only here: {safe_text(s.why_not)}", "bold")
     if s.drift is not None:
-        out.append(f"\nDRIFT: {s.drift.message()}", "bold")
+        out.append(f"\nDRIFT: {safe_text(s.drift.message())}", "bold")  # quotes the journal's values
     return out
 
 
@@ -88,8 +89,8 @@ class TunablesScreen(RowsScreen[TunableState]):
     def cells(self, s: TunableState) -> tuple[Text, ...]:
         flag = DRIFT_MARK if s.drift is not None else "" if s.writable else "read-only"
         default = "" if s.tunable.default is None else str(s.tunable.default)
-        return (Text(short_name(s.name)), Text(s.value or "?", justify="right"), Text(default, justify="right"),
-                Text(flag, "bold" if s.drift else "dim"))
+        return (Text(short_name(s.name)), Text(safe_line(s.value or "?"), justify="right"),
+                Text(default, justify="right"), Text(flag, "bold" if s.drift else "dim"))
 
     def key(self, s: TunableState) -> str:
         return s.name

@@ -1,0 +1,92 @@
+"""The heaviest panel's % is the share of the measure the groups are ranked by: entries, bytes or packets."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from cttop.kernel.netns import NetnsSpec
+from cttop.sources.live import LiveSource
+from cttop.table.store import FlowTable
+from cttop.ui.app import CttopApp
+from cttop.ui.heaviest import HeaviestPanel
+from tests.conftest import delete_netns, make_netns, sh
+from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.unit.test_table import rows
+
+# Bytes each source sends (one datagram each way, IP + UDP headers and payload).
+SENDERS = {"10.2.0.1": 9000, "10.2.0.2": 3000, "10.2.0.3": 600}
+PEER = "10.2.0.100"
+
+
+def test_the_table_keeps_byte_and_packet_totals_of_every_counted_flow() -> None:
+    t = FlowTable()
+    t.apply_dump(rows(3000))  # half of them with counters
+    counted = [r for r in t.rows() if r[17] is not None]
+    assert 0 < len(counted) < 3000
+    assert t.agg.bytes == sum(r[18] + r[20] for r in counted)
+    assert t.agg.packets == sum(r[17] + r[19] for r in counted)
+
+
+def kernel_bytes(ns: str) -> dict[str, int]:
+    """Bytes per source of the UDP flows to PEER, both directions, from `conntrack -L`."""
+    out: dict[str, int] = {}
+    for line in sh("conntrack", "-L", "-p", "udp", "-d", PEER, netns=ns).splitlines():
+        src = re.search(r"\bsrc=(\S+)", line)
+        counts = [int(b) for b in re.findall(r"\bbytes=(\d+)", line)]
+        if src and counts:
+            out[src.group(1)] = out.get(src.group(1), 0) + sum(counts)
+    return out
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    name = make_netns("cttop-share")
+    try:
+        sh("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", netns=name)  # per namespace
+        for addr in [*SENDERS, PEER]:
+            sh("ip", "addr", "add", f"{addr}/32", "dev", "lo", netns=name)
+        code = "import socket\n" + "".join(
+            f"s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{src}', 0))\n"
+            f"for _ in range(3): s.sendto(b'x' * {size}, ('{PEER}', 9))\n" for src, size in SENDERS.items())
+        sh(sys.executable, "-c", code, netns=name)
+        yield name
+    finally:
+        delete_netns(name)
+
+
+def heaviest_lines(app: CttopApp) -> dict[str, int]:
+    """Each group's % as the panel draws it."""
+    panel = app.main.query_one(HeaviestPanel)
+    lines = screen_text(app).splitlines()[panel.content_region.y:panel.content_region.bottom]
+    out = {}
+    for line in lines:
+        part = line[panel.content_region.x:panel.content_region.right]
+        m = re.match(r"(\S+)\s+\d+\s+(\d+)%", part)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+@pytest.mark.kernel
+async def test_ranked_by_bytes_the_share_is_of_the_kernels_bytes(ns: str) -> None:
+    kernel = kernel_bytes(ns)
+    assert set(kernel) == set(SENDERS) and len(set(kernel.values())) == 3
+    app = CttopApp(LiveSource(NetnsSpec(name=ns)), interval=0.2)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_live(pilot, app)
+        for by in ("entries", "bytes", "packets"):
+            if app.top_by != by:
+                await pilot.press("b")
+            await wait_for(pilot, lambda: app.shown_frame is not None and app.shown_frame.top_by == by
+                           and len(heaviest_lines(app)) == 3, f"the groups ranked by {by}")
+            shares = heaviest_lines(app)
+            if by == "bytes":
+                total = sum(kernel.values())
+                assert shares == {src: round(n / total * 100) for src, n in kernel.items()}, (shares, kernel)
+            else:  # each source has one flow of three packets each way: a third each
+                assert shares == {src: 33 for src in SENDERS}, (by, shares)
+            assert 99 <= sum(shares.values()) <= 101
