@@ -74,6 +74,10 @@ SIGNATURES: dict[str, Callable[[Frame], bool]] = {
     "syn-flood": lambda f: _share(f, "SYN_SENT", "SYN_RECV") > 0.5,
     "time-wait": lambda f: _share(f, "TIME_WAIT") > 0.5,
     "table-full": lambda f: f.count is not None and f.count == f.maximum and _pressure(f, "drop", "early_drop") > 0,
+    "udp-timeouts": lambda f: _share(f, "ASSURED") > 0.5,
+    "idle-established": lambda f: _share(f, "ESTABLISHED") > 0.5,
+    "stale-nat": lambda f: f.flows >= 200,
+    "levels-off": lambda f: f.forecast.startswith("levels off"),
     "containers": lambda f: f.group == "container" and bool(f.top) and f.top[0].text == "docker:spray"
     and f.top[0].entries > 0.5 * f.flows,
 }
