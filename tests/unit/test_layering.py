@@ -1,4 +1,4 @@
-"""The architecture's one hard rule: only cttop.ui may import textual (DESIGN.md §1)."""
+"""The architecture's one hard rule: only cttop.ui may import textual (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ FAILED = "failed"  # the source broke (namespace gone...): the note says why
 @dataclass(frozen=True)
 class Pressure:
     name: str
-    rate: float  # per second over the last refresh
+    rate: float | None  # per second over the last refresh; None until two readings
     total: int  # since boot (or since the namespace was made)
 
 
@@ -49,8 +49,8 @@ class Frame:
     counted: int  # flows carrying byte/packet counters
     history: tuple[int, ...]  # counts, oldest first
     forecast: str
-    new_rate: float
-    gone_rate: float
+    new_rate: float | None  # None until two readings
+    gone_rate: float | None
     pressure: tuple[Pressure, ...]  # empty when the counters cannot be read
     states: tuple[StateRow, ...]
     group: str
@@ -61,6 +61,7 @@ class Frame:
     refreshed: float | None  # when the last full dump was read
     # The ranked measure (top_by) summed over every flow: what the heaviest panel's % is a share of.
     ranked_total: int = 0
+    pressure_from: str = ""  # where the pressure counters came from: ctnetlink or /proc (without CAP_NET_ADMIN)
 
     @property
     def fill(self) -> float | None:

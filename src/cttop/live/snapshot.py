@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cttop.errors import CttopError
 from cttop.filter import Filter
 from cttop.host.datapath import Findings, look
-from cttop.kernel import sysctl
+from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.owner_top import OWNER_GROUPS
@@ -35,6 +36,7 @@ class Snapshot:
     matched: int | None = None
     agg: Aggregates | None = None
     stats: dict[str, int] | None = None
+    stats_from: str | None = None  # "ctnetlink", or "/proc/net/stat/nf_conntrack" without CAP_NET_ADMIN
     flows: list[Row] = field(default_factory=list)
     group_by: str = "src"
     by: str = "entries"
@@ -59,7 +61,7 @@ class Snapshot:
             "top": {"key": self.group_by, "by": self.by, "rows": [
                 {"key": g.text, "entries": g.entries, "bytes": g.bytes, "packets": g.packets, "filter": g.filter}
                 for g in self.top]} if agg else None,
-            "stats": self.stats,
+            "stats": self.stats, "stats_from": self.stats_from,
             "datapath": self.datapath.to_json() if self.datapath is not None else None,
             "error": self.problem,
         }
@@ -87,7 +89,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
         ct = Ctnetlink(spec)
     except KernelError as e:
         snap.problem = str(e)
-        return snap
+        return _with_proc_stats(snap, spec)
     with ct:
         try:
             agg = Aggregates([group_by] if group_by in GROUPS else [])
@@ -106,15 +108,25 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
                 if keep_flows:
                     snap.flows += rows
             st = ct.stats()
-            snap.stats = sum_cpus(ct.stats_cpu())
+            snap.stats, snap.stats_from = sum_cpus(ct.stats_cpu()), "ctnetlink"
         except KernelError as e:
             if e.permission:
                 snap.problem = NEEDS_CAP
-                return snap
+                return _with_proc_stats(snap, spec)
             raise
     # The dump and CT_GET_STATS both count; the netlink one is this namespace's
     # count at the same moment as the flows, so it wins over the sysctl read.
     snap.count, snap.max = st.count, st.max or snap.max
     snap.listed, snap.matched, snap.agg = listed, matched, agg
     snap.top = tally.top(top_n, by) if tally is not None else agg.top(group_by, top_n, by)
+    return snap
+
+
+def _with_proc_stats(snap: Snapshot, spec: NetnsSpec) -> Snapshot:
+    """The pressure counters without ctnetlink: /proc/net/stat/nf_conntrack is world-readable."""
+    try:
+        snap.stats = procstat.read(spec).as_cpu_totals()
+    except CttopError:
+        return snap  # no such file, or another namespace we may not enter: stats stay unknown (null)
+    snap.stats_from = procstat.SOURCE
     return snap

@@ -29,10 +29,10 @@ from cttop.actions.plan import read_only as writes_refused
 from cttop.host.datapath import Findings, look
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import TOP_BY, Collector, group_title
-from cttop.live.frame import LIVE, LOADING, Frame
+from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.sources.live import LiveSource, Source
-from cttop.table.packing import unpack
+from cttop.table.packing import record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
 from cttop.ui.detail import DetailScreen
@@ -95,7 +95,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             fill.border_title = "Fill"
             yield fill
             pressure = PressurePanel(id="pressure")
-            pressure.border_title = "Pressure /s"
+            pressure.border_title = PressurePanel.TITLE
             yield pressure
         with Horizontal(id="mid-row"):
             states = StatesPanel(id="states")
@@ -143,6 +143,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         self.query_one(StatesPanel).show(frame)
         self.query_one(HeaviestPanel).show(frame)
         fl = self.flow_list
+        fl.set_clock(frame.time)
         fl.placeholder = "" if frame.phase == LIVE else frame.note
         if not fl.records:
             fl.refresh()
@@ -176,11 +177,20 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         idx = fl.index
         frame = app.shown_frame
         parts = []
-        if idx is None:
-            parts.append("Flows")
+        # How many flows: the table's at the frame's instant, reconciled with the kernel's count; the
+        # list is the index last built, up to an interval older. Only a filter's matches need the index.
+        table = frame.flows if frame is not None and frame.phase == LIVE else None
+        if frame is not None and frame.phase == LIMITED:
+            parts.append("Flows ?")  # the count is the Fill panel's; which flows, only CAP_NET_ADMIN may see
+        elif idx is not None and idx.spec.filter:
+            total = idx.total if table is None else table
+            parts.append(f"Flows {fmt.count(len(idx.records))} of {fmt.count(total)}")
+        elif table is not None:
+            parts.append(f"Flows {fmt.count(table)}")
+        elif idx is not None:
+            parts.append(f"Flows {fmt.count(len(idx.records))}")
         else:
-            parts.append(f"Flows {fmt.count(len(idx.records))}"
-                         + (f" of {fmt.count(idx.total)}" if idx.spec.filter else ""))
+            parts.append("Flows")
         shown = app.view.filter.strip()
         if self.query_one(FilterBar).error is not None:
             # The list is not what was typed: say what it is instead.
@@ -508,7 +518,8 @@ class CttopApp(App[None]):
         current = self.collector.flow(fid)
         frame = self.shown_frame
         now = frame.time if frame is not None else self.source.now()
-        self.push_screen(DetailScreen(current or unpack(record), now, gone=current is None))
+        meta = record_meta(self.collector.record(fid) or record)
+        self.push_screen(DetailScreen(current or unpack(record), now, gone=current is None, meta=meta))
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

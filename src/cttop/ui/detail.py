@@ -28,6 +28,7 @@ from cttop.model import (
     Row,
     flow_dict,
 )
+from cttop.table.packing import UNREAD, timeout_left
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 
@@ -51,9 +52,15 @@ def service_text(owners: Owners, row: Row) -> str | None:
     return f"{j['service']} → {b.label} at {j['address']} (namespace {b.netns})"
 
 
-def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, service: str | None = None) -> Text:
-    """Two columns, name and value; values come from the kernel (and /proc) and are appended as plain text."""
+def detail_text(row: Row, now: float, gone: bool, owner: str | None = None,
+                meta: tuple[int, int] | None = None, service: str | None = None) -> Text:
+    """Two columns, name and value; values come from the kernel (and /proc) and are appended as plain text.
+
+    With the record's ``meta`` (:func:`record_meta`), the timeout is counted down from when it was
+    read to ``now``, and counters no dump has shown yet read ``?``, not "accounting was off".
+    """
     d = flow_dict(row)
+    unread = meta is not None and bool(meta[1] & UNREAD)
     fam, proto = row[R_FAMILY], row[R_PROTO]
     lines: list[tuple[str, str]] = [
         ("original", (f"{fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT])} → "
@@ -73,7 +80,10 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, serv
         if key == "status":
             text = " ".join(v) or "-"
         elif key == "timeout":
-            text = f"{v} s ({fmt.duration(v)})"
+            left = v if meta is None else timeout_left(row, meta[0], now)
+            text = f"{left} s ({fmt.duration(left)})"
+            if meta is not None and left != v:
+                text += f", counted down from {v} s read {fmt.ago(now - meta[0])}"
         elif key == "mark":
             text = f"{v} ({v:#x})"
         elif key == "labels":
@@ -85,6 +95,8 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, serv
                 started = v / 1e9
                 when = datetime.datetime.fromtimestamp(started, datetime.UTC)
                 text = f"{when:%Y-%m-%d %H:%M:%S} UTC, {fmt.duration(now - started)} ago"
+        elif v is None and unread and key.endswith(("bytes", "packets")):
+            text = "? (not read yet: events carry none, the next dump brings it)"
         elif v is None:
             text = "- (accounting was off)" if key.endswith(("bytes", "packets")) else "-"
         else:
@@ -107,11 +119,12 @@ class DetailScreen(ModalScreen[None]):
         Binding("escape,q,enter", "dismiss", "Close", key_display="Esc"),
     ]
 
-    def __init__(self, row: Row, now: float, gone: bool = False) -> None:
+    def __init__(self, row: Row, now: float, gone: bool = False, meta: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.row = row
         self.now = now
         self.gone = gone
+        self.meta = meta  # the record's read time and flags (record_meta), when it came from the table
 
     def compose(self) -> ComposeResult:
         from cttop.ui.app import CttopApp  # the app module imports this one
@@ -124,7 +137,7 @@ class DetailScreen(ModalScreen[None]):
             box.border_title = "Flow detail"
             box.border_subtitle = "Esc closes"
             with VerticalScroll():
-                yield Static(detail_text(self.row, self.now, self.gone, owner, service), id="detail-text")
+                yield Static(detail_text(self.row, self.now, self.gone, owner, self.meta, service), id="detail-text")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

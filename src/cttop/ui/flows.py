@@ -55,7 +55,7 @@ from cttop.model import (
     total_bytes,
     total_packets,
 )
-from cttop.table.packing import unpack
+from cttop.table.packing import UNREAD, record_meta, timeout_left, unpack
 from cttop.ui import fmt
 from cttop.ui.keys import app_owners
 
@@ -109,9 +109,15 @@ _STATE_CLASS = {"ESTABLISHED": "good", "ASSURED": "good", "SYN_SENT": "warn", "S
                 "LAST_ACK": "dim", "FIN_WAIT": "dim"}
 
 
-def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | None = None) -> list[tuple[str, str]]:
-    """(text, style class) for each column of one flow; ``owners`` fills the process and container columns."""
+def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | None = None,
+          meta: tuple[int, int] = (0, 0), now: float | None = None) -> list[tuple[str, str]]:
+    """(text, style class) for each column of one flow; ``owners`` fills the process and container columns.
+
+    ``meta`` is the record's (:func:`record_meta`): the timeout counts down from when it was read
+    to ``now`` (the frame's time), and counters not read yet show ``?``, not ``-`` (accounting off).
+    """
     fam, proto = row[R_FAMILY], row[R_PROTO]
+    seen, flags = meta
     out: list[tuple[str, str]] = []
     for c in columns:
         n = c.name
@@ -129,7 +135,7 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
         elif n == "nat":
             out.append((_nat_text(row, c.width), "nat"))
         elif n == "timeout":
-            out.append((fmt.duration(row[R_TIMEOUT]), ""))
+            out.append((fmt.duration(row[R_TIMEOUT] if now is None else timeout_left(row, seen, now)), ""))
         elif n == "mark":
             mark, zone = row[R_MARK], row[R_ZONE]
             out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
@@ -144,9 +150,9 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
             else:
                 out.append((c or NO_CONTAINER, "" if c else "dim"))
         elif n == "bytes":
-            out.append((fmt.si(total_bytes(row)), ""))
+            out.append((fmt.counter(total_bytes(row), bool(flags & UNREAD)), ""))
         elif n == "packets":
-            out.append((fmt.si(total_packets(row)), ""))
+            out.append((fmt.counter(total_packets(row), bool(flags & UNREAD)), ""))
     return out
 
 
@@ -216,6 +222,7 @@ class FlowList(ScrollView, can_focus=True):
         self.index: FlowIndex | None = None
         self.tagged: set[int] = set()
         self.placeholder = ""  # shown when there is nothing to list, e.g. why flows are missing
+        self.now: float | None = None  # the shown frame's time: timeouts count down to it
         self.columns = layout(80)
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._styles_key = 0
@@ -296,6 +303,13 @@ class FlowList(ScrollView, can_focus=True):
         if old != new:
             self.post_message(self.Moved(self.cursor_flow()))
 
+    def set_clock(self, now: float) -> None:
+        """The shown frame's time; lines are redrawn when it reaches another second (timeouts count down)."""
+        moved = self.now is None or int(now) != int(self.now)
+        self.now = now
+        if moved:
+            self.refresh()
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         i = round(self.scroll_y) + y
@@ -315,7 +329,8 @@ class FlowList(ScrollView, can_focus=True):
         at = owners.index.at if owners is not None else None
         if at is not None:
             self._owners_drawn = at
-        key = (rec, state, fid in self.tagged, width, self._styles_key, at)
+        key = (rec, state, fid in self.tagged, width, self._styles_key, at,
+               None if self.now is None else int(self.now))
         strip = self._cache.get(key)
         if strip is None:
             strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width, owners)
@@ -335,7 +350,8 @@ class FlowList(ScrollView, can_focus=True):
             # The cursor line is one style end to end: column colours would fight its background.
             base += style_of("flows--cursor" if state == "cursor" else "flows--cursor-blur", partial=True)
         segs: list[Segment] = []
-        for col, (text, cls) in zip(self.columns, cells(unpack(rec), self.columns, tagged, owners)):
+        row_cells = cells(unpack(rec), self.columns, tagged, owners, record_meta(rec), self.now)
+        for col, (text, cls) in zip(self.columns, row_cells):
             text = fmt.truncate(text, col.width)
             text = text.rjust(col.width) if col.right else text.ljust(col.width)
             style = base + style_of(f"flows--{cls}", partial=True) if cls and not state else base
