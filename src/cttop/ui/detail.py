@@ -30,6 +30,7 @@ from cttop.model import (
 )
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
+from cttop.ui.access import cttop_app
 
 
 def owner_text(owners: Owners, row: Row) -> str:
@@ -101,10 +102,7 @@ class DetailScreen(ModalScreen[None]):
         self.gone = gone
 
     def compose(self) -> ComposeResult:
-        from cttop.ui.app import CttopApp  # the app module imports this one
-
-        app = self.app
-        owners = app.collector.owners if isinstance(app, CttopApp) else None
+        owners = cttop_app(self).collector.owners
         owner = owner_text(owners, self.row) if owners is not None else None
         with Vertical(id="detail-box") as box:
             box.border_title = "Flow detail"

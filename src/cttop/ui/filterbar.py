@@ -21,7 +21,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from cttop.filter import FilterError, compile_filter
-from cttop.ui.keys import app_owners
+from cttop.ui.access import cttop_app
 
 PROMPT = "filter: "
 # The least of the message worth showing beside the caret; with less room there the text goes left of it.
@@ -132,7 +132,7 @@ class FilterBar(Vertical):
 
     def _check(self, text: str) -> FilterError | None:
         try:
-            compile_filter(text, app_owners(self.app))
+            compile_filter(text, cttop_app(self).collector.owners)
         except FilterError as e:
             return e
         return None

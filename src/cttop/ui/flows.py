@@ -57,7 +57,7 @@ from cttop.model import (
 )
 from cttop.table.packing import unpack
 from cttop.ui import fmt
-from cttop.ui.keys import app_owners
+from cttop.ui.access import cttop_app
 
 OWNER_MIN_WIDTH: Final = 120  # narrower, the process column would squeeze the tuples below an IPv4 endpoint
 OWNER_WIDTH: Final = len(LOCAL_NO_PROCESS)
@@ -254,8 +254,8 @@ class FlowList(ScrollView, can_focus=True):
 
     @property
     def owners(self) -> Owners | None:
-        """The collector's owners (a live namespace), None for a replay or outside the app."""
-        return app_owners(self.app)
+        """The collector's owners (a live namespace), None for a replay."""
+        return cttop_app(self).collector.owners
 
     def _has_owner_column(self) -> bool:
         return any(c.name in ("owner", "container") for c in self.columns)

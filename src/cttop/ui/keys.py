@@ -14,8 +14,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from cttop.ui.access import cttop_app
+
 if TYPE_CHECKING:
-    from cttop.owners.owners import Owners
     from cttop.ui.app import CttopApp
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,23 +47,12 @@ def write_refused(owner: object, action: str, read_only: bool) -> bool:
     return read_only and getattr(getattr(owner, f"action_{action}", None), "cttop_writes", False)
 
 
-def app_owners(app: object) -> Owners | None:
-    """Who owns the flows, for a live namespace in cttop's app; None for a replay or another app."""
-    from cttop.ui.app import CttopApp  # the app module imports the widgets that ask
-
-    return app.collector.owners if isinstance(app, CttopApp) else None
-
-
 class AppAccess:
     """Mixed into the app's screens: the running CttopApp, typed."""
 
     @property
     def capp(self) -> CttopApp:
-        from cttop.ui.app import CttopApp
-
-        app = getattr(self, "app")  # the Screen's: a mixin cannot declare it
-        assert isinstance(app, CttopApp)
-        return app
+        return cttop_app(getattr(self, "app"))  # the Screen's: a mixin cannot declare it
 
 
 class KeyGroup(AppAccess, Screen[None]):

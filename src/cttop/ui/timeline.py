@@ -16,6 +16,7 @@ from textual.widget import Widget
 
 from cttop.sources.replay import ReplaySource
 from cttop.ui import fmt
+from cttop.ui.access import cttop_app
 
 POLL: float = 0.25  # seconds between looks at the clock and the frame; redrawn only on a change
 
@@ -76,12 +77,10 @@ class Timeline(Widget):
 
     def state(self) -> tuple[float, bool, float, bool, bool]:
         """(position shown, paused, speed, seeking, at the end)."""
-        from cttop.ui.app import CttopApp  # the app module imports this one
-
         replay = self.replay
-        app = self.app
-        seeking = app.collector.seeking if isinstance(app, CttopApp) else None
-        frame = app.shown_frame if isinstance(app, CttopApp) else None
+        app = cttop_app(self)
+        seeking = app.collector.seeking
+        frame = app.shown_frame
         if seeking is not None:
             position = min(max(0.0, seeking), replay.duration)
         elif frame is not None:
