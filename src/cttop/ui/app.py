@@ -94,6 +94,7 @@ class MainScreen(KeyedScreen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        self.watch(self.flow_list, "tagged", self._count_tags)  # however tags change: keys, a delete, a switch
         self.flow_list.focus()
         self.title_heaviest()
         self.title_flows()
@@ -112,10 +113,7 @@ class MainScreen(KeyedScreen):
         self.query_one(PressurePanel).show(frame)
         self.query_one(StatesPanel).show(frame)
         self.query_one(HeaviestPanel).show(frame)
-        fl = self.flow_list
-        fl.placeholder = "" if frame.phase == LIVE else frame.note
-        if not fl.records:
-            fl.refresh()
+        self.flow_list.placeholder = "" if frame.phase == LIVE else frame.note
         self.title_heaviest()
         self.title_flows()
 
@@ -129,7 +127,6 @@ class MainScreen(KeyedScreen):
         frame = status.frame
         if frame is not None and frame.phase == LOADING:
             status.loading_for += 0.5
-            status.refresh()
 
     def title_heaviest(self) -> None:
         app = cttop_app(self)
@@ -168,13 +165,11 @@ class MainScreen(KeyedScreen):
 
     # --- reacting to widgets ---------------------------------------------------------------
 
+    def _count_tags(self, tagged: frozenset[int]) -> None:
+        self.query_one(StatusLine).tagged = len(tagged)
+
     def on_flow_list_moved(self, event: FlowList.Moved) -> None:
         cttop_app(self).anchor(event.flow_id)
-
-    def on_flow_list_tagged(self, event: FlowList.Tagged) -> None:
-        status = self.query_one(StatusLine)
-        status.tagged = len(self.flow_list.tagged)
-        status.refresh()
 
     def on_flow_list_open(self, event: FlowList.Open) -> None:
         cttop_app(self).open_detail(event.record)
@@ -381,17 +376,14 @@ class CttopApp(App[None]):
         self.paused, self._paused_generation = False, None
         self.main.query_one(StatusLine).paused = False
         self.main.query_one(StatusLine).title = self.title_text
-        self.main.flow_list.tagged.clear()
 
         def clear() -> None:
             # Anything the old collector left in a slot or on screen is of the old source.
             self._frame = self._index = self.shown_frame = self.shown_index = None
             status = self.main.query_one(StatusLine)
-            status.frame, status.tagged, status.loading_for = None, 0, 0.0
-            status.refresh()
+            status.frame, status.loading_for = None, 0.0
             fl = self.main.flow_list
-            fl.index, fl.cursor = None, 0
-            fl.refresh()
+            fl.index, fl.cursor, fl.tagged = None, 0, frozenset()  # the status line's count follows the tags
 
         def start() -> None:
             if self.collector is new:  # not switched again meanwhile

@@ -193,6 +193,10 @@ class FlowList(ScrollView, can_focus=True):
                                              "flows--warn", "flows--dim", "flows--nat", "flows--empty"}
 
     cursor: reactive[int] = reactive(0, always_update=True)
+    # These redraw the visible lines when they change (a new index, even of equal content, is news).
+    index: reactive[FlowIndex | None] = reactive(None, always_update=True)
+    tagged: reactive[frozenset[int]] = reactive(frozenset())
+    placeholder = reactive("")  # shown when there is nothing to list, e.g. why flows are missing
 
     class Moved(Message):
         """The cursor is on another flow (None when the list is empty)."""
@@ -206,16 +210,8 @@ class FlowList(ScrollView, can_focus=True):
             super().__init__()
             self.record = record
 
-    class Tagged(Message):
-        def __init__(self, flow_id: int) -> None:
-            super().__init__()
-            self.flow_id = flow_id
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.index: FlowIndex | None = None
-        self.tagged: set[int] = set()
-        self.placeholder = ""  # shown when there is nothing to list, e.g. why flows are missing
         self.columns = layout(80)
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._styles_key = 0
@@ -246,7 +242,6 @@ class FlowList(ScrollView, can_focus=True):
             self.scroll_to(y=max(0, target - on_screen), animate=False, immediate=True)
         else:
             self.set_reactive(FlowList.cursor, max(0, min(self.cursor, n - 1)))
-        self.refresh()
         self.post_message(self.Moved(self.cursor_flow()))
 
     class Relaid(Message):
@@ -267,7 +262,7 @@ class FlowList(ScrollView, can_focus=True):
         """Redraw when the owners index was refreshed since the lines were drawn (an idle table)."""
         owners = self.owners
         if owners is not None and self._has_owner_column() and owners.index.at != self._owners_drawn:
-            self.refresh()
+            self.refresh()  # a repaint: what changed is the collector's, not a field of this widget
 
     def on_resize(self) -> None:
         self.columns = layout(self.scrollable_content_region.width, self.owners is not None)
@@ -278,12 +273,6 @@ class FlowList(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._styles_key += 1  # theme or focus styles changed: cached lines are stale
-
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
 
     def watch_cursor(self, old: int, new: int) -> None:
         self.refresh()
@@ -309,7 +298,7 @@ class FlowList(ScrollView, can_focus=True):
         rec = recs[i]
         fid = record_id(rec)
         state = "cursor" if i == self.cursor else ""
-        if state and not self.has_focus:
+        if state and not self.has_focus:  # Textual redraws a widget that gains or loses the focus
             state = "blur"
         owners = self.owners if self._has_owner_column() else None
         at = owners.index.at if owners is not None else None
@@ -361,10 +350,8 @@ class FlowList(ScrollView, can_focus=True):
         fid = self.cursor_flow()
         if fid is None:
             return
-        self.tagged.symmetric_difference_update({fid})
-        self.post_message(self.Tagged(fid))
+        self.tagged ^= {fid}
         self.action_move(1)
-        self.refresh()
 
     def action_open(self) -> None:
         rec = self.cursor_record()

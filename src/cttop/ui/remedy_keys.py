@@ -170,10 +170,7 @@ class RemedyKeys(KeyGroup):
 
     def _untag(self, ids: list[int]) -> None:
         fl = self.screen.query_one(FlowList)
-        if fl.tagged.intersection(ids):
-            fl.tagged.difference_update(ids)
-            fl.refresh()
-            fl.post_message(FlowList.Tagged(ids[0]))  # the screen recounts the tags in the status line
+        fl.tagged = fl.tagged.difference(ids)
 
     # --- drift ----------------------------------------------------------------------------
 
@@ -193,10 +190,7 @@ class RemedyKeys(KeyGroup):
         self.screen.run_worker(work, thread=True, group="drift", exclusive=True)
 
     def _show_drift(self, n: int) -> None:
-        status = self.screen.query_one(StatusLine)
-        if status.drift != n:
-            status.drift = n
-            status.refresh()
+        self.screen.query_one(StatusLine).drift = n
 
     # --- actions --------------------------------------------------------------------------
 

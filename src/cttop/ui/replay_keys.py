@@ -73,7 +73,7 @@ class ReplayKeys(KeyGroup):
         else:
             base = replay.position
         collector.seek(min(max(0.0, base + seconds), replay.duration))
-        self._refresh_timeline()
+        self._sync_timeline()
 
     def action_speed(self, step: int) -> None:
         replay = self.replay
@@ -82,17 +82,16 @@ class ReplayKeys(KeyGroup):
         now = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - replay.speed))
         replay.set_speed(SPEEDS[max(0, min(len(SPEEDS) - 1, now + step))])
         self.screen.notify(f"replay speed {speed_text(replay.speed)}", timeout=2)
-        self._refresh_timeline()
+        self._sync_timeline()
 
     def _show_paused(self, paused: bool) -> None:
-        status = self.screen.query_one(StatusLine)
-        status.paused = paused
-        status.refresh()
-        self._refresh_timeline()
+        self.screen.query_one(StatusLine).paused = paused
+        self._sync_timeline()
 
-    def _refresh_timeline(self) -> None:
+    def _sync_timeline(self) -> None:
+        """Show the change now rather than at the time line's next look."""
         for timeline in self.screen.query(Timeline):
-            timeline.refresh()
+            timeline.sync()
 
     def palette(self) -> list[PaletteEntry]:
         if self.replay is None:

@@ -9,7 +9,6 @@ from textual.binding import Binding, BindingType
 from cttop.live.collector import TOP_BY
 from cttop.live.index import SORTS, ViewSpec
 from cttop.ui.filterbar import FilterBar
-from cttop.ui.flows import FlowList
 from cttop.ui.header import StatusLine
 from cttop.ui.keys import KeyGroup, PaletteEntry
 from cttop.ui.replay_keys import ReplayKeys
@@ -74,18 +73,13 @@ class ViewKeys(KeyGroup):
         if self.screen.group(ReplayKeys).pause_replay():  # a replay pauses its clock instead
             return
         self.app.toggle_pause()
-        status = self.screen.query_one(StatusLine)
-        status.paused = self.app.paused
-        status.refresh()
+        self.screen.query_one(StatusLine).paused = self.app.paused
 
     def action_interval(self, step: int) -> None:
         self.app.step_interval(step)
 
     def action_clear_tags(self) -> None:
-        fl = self.screen.flow_list
-        fl.tagged.clear()
-        fl.refresh()
-        self.screen.on_flow_list_tagged(FlowList.Tagged(0))
+        self.screen.flow_list.tagged = frozenset()
 
     def palette(self) -> list[PaletteEntry]:
         fl = self.screen.flow_list
