@@ -192,7 +192,9 @@ class FlowList(ScrollView, can_focus=True):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"flows--cursor", "flows--cursor-blur", "flows--tag", "flows--good",
                                              "flows--warn", "flows--dim", "flows--nat", "flows--empty"}
 
-    cursor: reactive[int] = reactive(0, always_update=True)
+    # On a flow of the list (validate_cursor); a move redraws only the line it leaves and the one it reaches.
+    # Set even to where it is, it brings itself back into view (after a scroll by the mouse wheel).
+    cursor: reactive[int] = reactive(0, repaint=False, always_update=True)
     # These redraw the visible lines when they change (a new index, even of equal content, is news).
     index: reactive[FlowIndex | None] = reactive(None, always_update=True)
     tagged: reactive[frozenset[int]] = reactive(frozenset())
@@ -241,7 +243,7 @@ class FlowList(ScrollView, can_focus=True):
             self.set_reactive(FlowList.cursor, target)
             self.scroll_to(y=max(0, target - on_screen), animate=False, immediate=True)
         else:
-            self.set_reactive(FlowList.cursor, max(0, min(self.cursor, n - 1)))
+            self.set_reactive(FlowList.cursor, self.validate_cursor(self.cursor))
         self.post_message(self.Moved(self.cursor_flow()))
 
     class Relaid(Message):
@@ -274,8 +276,14 @@ class FlowList(ScrollView, can_focus=True):
         super().notify_style_update()
         self._styles_key += 1  # theme or focus styles changed: cached lines are stale
 
+    def validate_cursor(self, cursor: int) -> int:
+        """Clamped to the index: 0 to the last flow (0 when there is none)."""
+        return max(0, min(cursor, len(self.records) - 1))
+
     def watch_cursor(self, old: int, new: int) -> None:
-        self.refresh()
+        # Only these two lines change (a scroll below redraws the rest, as Textual does on any scroll).
+        self.refresh_line(old)
+        self.refresh_line(new)
         height = self.scrollable_content_region.height
         top = round(self.scroll_y)
         if new < top:
@@ -334,17 +342,13 @@ class FlowList(ScrollView, can_focus=True):
     # --- keys ----------------------------------------------------------------------------
 
     def action_move(self, delta: int) -> None:
-        n = len(self.records)
-        if n:
-            self.cursor = max(0, min(n - 1, self.cursor + delta))
+        self.cursor += delta
 
     def action_page(self, direction: int) -> None:
         self.action_move(direction * max(1, self.scrollable_content_region.height - 1))
 
     def action_edge(self, end: int) -> None:
-        n = len(self.records)
-        if n:
-            self.cursor = n - 1 if end else 0
+        self.cursor = len(self.records) - 1 if end else 0
 
     def action_tag(self) -> None:
         fid = self.cursor_flow()
@@ -359,8 +363,7 @@ class FlowList(ScrollView, can_focus=True):
             self.post_message(self.Open(rec))
 
     def on_click(self, event: events.Click) -> None:
-        if self.records:
-            self.cursor = max(0, min(len(self.records) - 1, round(self.scroll_y) + event.y))
+        self.cursor = round(self.scroll_y) + event.y
 
 
 class FlowsPanel(Vertical):
