@@ -7,6 +7,7 @@ writes for another namespace happen through :func:`cttop.kernel.netns.run_in`.
 from __future__ import annotations
 
 import os
+import re
 
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec, run_in
@@ -15,6 +16,8 @@ SYSCTL_DIR = "/proc/sys/net/netfilter"
 HASHSIZE_PATH = "/sys/module/nf_conntrack/parameters/hashsize"
 # These are one value for the whole host; only the initial namespace may write them.
 GLOBAL_NAMES = frozenset({"nf_conntrack_max", "nf_conntrack_buckets", "hashsize"})
+# A sysctl integer as the kernel prints it (and as a person types one): decimal digits, maybe a minus.
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class SysctlError(CttopError):
@@ -56,12 +59,22 @@ def read(spec: NetnsSpec = NetnsSpec(), names: list[str] | None = None) -> dict[
     return run_in(spec, lambda: _read_local(names))
 
 
-def read_int(spec: NetnsSpec, name: str) -> int | None:
-    v = read(spec, [name]).get(name)
-    try:
-        return int(v) if v is not None else None
-    except ValueError:
+def as_int(text: str | None) -> int | None:
+    """A sysctl's text as an integer; None when absent or not one (a word, a vector like tcp_rmem's, "1.5").
+
+    The one parser of sysctl numbers, whether read from the kernel, the journal or typed: spaces around are
+    ignored, but not the ``+``, ``_`` or non-ASCII digits that ``int()`` also takes.
+    """
+    if text is None or not _INTEGER.fullmatch(text.strip()):
         return None
+    try:
+        return int(text)
+    except ValueError:
+        return None  # more digits than int() converts (sys.get_int_max_str_digits)
+
+
+def read_int(spec: NetnsSpec, name: str) -> int | None:
+    return as_int(read(spec, [name]).get(name))
 
 
 def _write_local(name: str, value: str) -> None:

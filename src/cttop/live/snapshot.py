@@ -60,13 +60,9 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     if group_by not in GROUPS:
         raise KeyError(group_by)
     values = sysctl.read(spec, ["nf_conntrack_count", "nf_conntrack_max", "nf_conntrack_buckets"])
-
-    def num(name: str) -> int | None:
-        v = values.get(name)
-        return int(v) if v is not None and v.isdigit() else None
-
-    snap = Snapshot(spec.label(), num("nf_conntrack_count") or 0, num("nf_conntrack_max") or 0,
-                    num("nf_conntrack_buckets"), group_by=group_by, by=by, top_n=top_n)
+    count, mx, buckets = (sysctl.as_int(values.get(n)) for n in ("nf_conntrack_count", "nf_conntrack_max",
+                                                                  "nf_conntrack_buckets"))
+    snap = Snapshot(spec.label(), count or 0, mx or 0, buckets, group_by=group_by, by=by, top_n=top_n)
     try:
         ct = Ctnetlink(spec)
     except KernelError as e:
