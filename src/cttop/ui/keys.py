@@ -10,9 +10,13 @@ binding only along the focus chain (the focused widget, its ancestors, the scree
 the app): a widget beside the panels is not on it, and wrapping the panels in one
 container per group would put the layout at the mercy of the key groups.
 
-Adding a group: write ``class EventKeys(KeyGroup)`` with its ``BINDINGS``, its
-``action_*`` methods and ``palette``; add it to ``MainScreen.GROUPS`` where its keys
-belong in the footer; give it a section in ``help_sections`` (both in app.py).
+Adding a group (say, events on E): write ``class EventKeys(KeyGroup)`` in its own
+module with its ``BINDINGS``, an ``action_<name>`` method for each, its ``palette()``
+entries, and ``check_action`` if some keys are offered only sometimes (mark an action
+that changes the kernel ``@writes``: read-only then hides and refuses it). Then add
+it to ``MainScreen.GROUPS`` where its keys belong in the footer, and give it a section
+in ``help_sections`` (both in app.py): tests/ui/test_key_groups.py fails until the
+help lists its keys, or if two groups claim one action.
 """
 
 from __future__ import annotations
