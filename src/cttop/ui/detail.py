@@ -31,6 +31,7 @@ from cttop.model import (
 from cttop.table.packing import UNREAD, timeout_left
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
+from cttop.ui.access import cttop_app
 
 
 def owner_text(owners: Owners, row: Row) -> str:
@@ -127,10 +128,7 @@ class DetailScreen(ModalScreen[None]):
         self.meta = meta  # the record's read time and flags (record_meta), when it came from the table
 
     def compose(self) -> ComposeResult:
-        from cttop.ui.app import CttopApp  # the app module imports this one
-
-        app = self.app
-        owners = app.collector.owners if isinstance(app, CttopApp) else None
+        owners = cttop_app(self).collector.owners
         owner = owner_text(owners, self.row) if owners is not None else None
         service = service_text(owners, self.row) if owners is not None else None
         with Vertical(id="detail-box") as box:
