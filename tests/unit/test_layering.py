@@ -7,7 +7,6 @@ import os
 import pkgutil
 import subprocess
 import sys
-from typing import Final
 
 import grimp
 import pytest
@@ -44,17 +43,6 @@ def test_import_contracts_hold() -> None:
     assert "2 kept, 0 broken" in r.stdout, r.stdout[-2000:]
 
 
-# ALLOWANCE, to be deleted: cttop.actions imports itself in a circle (the plans, undo and the journal's schema;
-# issue 12), and another branch is removing that cycle. Until it lands, a cycle wholly inside cttop.actions
-# passes; once it has, delete this and allowed(): the test then keeps it gone. A cycle reaching outside
-# cttop.actions fails now.
-ALLOWED_CYCLES_INSIDE: Final = "cttop.actions."
-
-
-def allowed(cycle: frozenset[str]) -> bool:
-    return all(m.startswith(ALLOWED_CYCLES_INSIDE) for m in cycle)
-
-
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     # Function-level imports count (they are cycles all the same, just deferred); TYPE_CHECKING ones do not.
@@ -73,7 +61,7 @@ def test_no_import_cycles(graph: grimp.ImportGraph) -> None:
     # The graph is the one the check needs: a function-level import is in it, a TYPE_CHECKING one is not.
     assert graph.direct_import_exists(importer="cttop.ui", imported="cttop.ui.app")  # run_tui's, in the function
     assert not graph.direct_import_exists(importer="cttop.ui.access", imported="cttop.ui.app")
-    assert [sorted(c) for c in import_cycles(graph) if not allowed(c)] == []
+    assert [sorted(c) for c in import_cycles(graph)] == []
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
