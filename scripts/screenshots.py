@@ -24,7 +24,7 @@ from collections.abc import Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from cttop.lab.scenarios import SCENARIOS
+from cttop.cli.lab import SCENARIOS, SESSIONS
 from cttop.lab.session import LabSession, exits_on_signals, signals_held
 from cttop.live.frame import Frame
 from cttop.sources.live import LiveSource
@@ -78,16 +78,19 @@ SIGNATURES: dict[str, Callable[[Frame], bool]] = {
     "idle-established": lambda f: _share(f, "ESTABLISHED") > 0.5,
     "stale-nat": lambda f: f.flows >= 200,
     "levels-off": lambda f: f.forecast.startswith("levels off"),
+    "containers": lambda f: f.group == "container" and bool(f.top) and f.top[0].text == "docker:spray"
+    and f.top[0].entries > 0.5 * f.flows,
 }
 LAB_CAP = 90.0  # seconds to wait for a signature before taking the picture anyway (and saying so)
 LAB_SETTLE = 3.0  # seconds more, so the rates and the sparkline have something to show
 LAB_DOCTOR = ("table-full",)  # also shoot the doctor's verdict on these
 LAB_GROUP = "dport"  # the lab's traffic all comes from one client, SNAT'd: ports tell the scenarios apart
+GROUP_OF = {"containers": "container"}  # a container host's picture is `g container`
 
 
 def shoot_lab(name: str) -> None:
     # The lab is built outside any event loop (its netlink setup may run one of its own); only the app runs in one.
-    session = LabSession(SCENARIOS[name], LAB_CAP + 60)
+    session = SESSIONS.get(name, LabSession)(SCENARIOS[name], LAB_CAP + 60)
     try:
         with exits_on_signals():
             session.start()
@@ -102,7 +105,7 @@ async def watch_lab(name: str, session: LabSession) -> None:
     app = CttopApp(LiveSource(session.router_spec), title=f"cttop lab: {name} ({session.lab.router})")
     async with app.run_test(size=SIZE) as pilot:
         await wait_live(pilot, app)
-        app.set_group(LAB_GROUP, "entries")
+        app.set_group(GROUP_OF.get(name, LAB_GROUP), "entries")
         end = time.monotonic() + LAB_CAP
         while time.monotonic() < end:
             frame = app.shown_frame

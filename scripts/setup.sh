@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1; then
     need=()
-    for pkg in nftables conntrack iptables iproute2 hping3 tmux python3-venv util-linux netbase; do
+    for pkg in nftables conntrack iptables iproute2 hping3 tmux python3-venv util-linux netbase bpftool; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

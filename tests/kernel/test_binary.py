@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import delete_netns, make_netns, sh
-from tests.kernel.test_host_export import TRAFFIC
+from tests.kernel.test_host_export import busy_netns  # noqa: F401  (a fixture)
 from tests.kernel.test_snapshot import INJECT, oracle_state
 from tests.oracle import conntrack_count, conntrack_list
 
@@ -69,17 +68,6 @@ def test_version(binary: Path) -> None:
     r = without_python(str(binary), "--version")
     assert (r.returncode, r.stdout, r.stderr) == (0, f"cttop {importlib.metadata.version('cttop')}\n", "")
 
-
-@pytest.fixture
-def busy_netns() -> Iterator[str]:
-    ns = make_netns("cttop-bin")
-    try:
-        for args in INJECT:
-            sh("conntrack", "-I", *args, netns=ns)
-        sh(sys.executable, "-c", TRAFFIC, netns=ns)
-        yield ns
-    finally:
-        delete_netns(ns)
 
 
 def test_snapshot_equals_conntrack(binary: Path, busy_netns: str) -> None:

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import delete_netns, make_netns, sh
-from tests.kernel.test_host_export import TRAFFIC, sample_value
+from tests.kernel.test_host_export import busy_netns, sample_value  # noqa: F401  (busy_netns: a fixture)
 from tests.kernel.test_snapshot import INJECT, oracle_state
 from tests.nobody import NOBODY_UID
 from tests.oracle import conntrack_count, conntrack_list, conntrack_stats
@@ -153,18 +153,6 @@ def exporter(nobody_cttop: list[str]) -> Iterator[Any]:
     for run in started:
         run.stop()
 
-
-@pytest.fixture
-def busy_netns() -> Iterator[str]:
-    """A namespace with injected entries and real loopback TCP/UDP flows, gone quiet."""
-    ns = make_netns("cttop-unit")
-    try:
-        for args in INJECT:
-            sh("conntrack", "-I", *args, netns=ns)
-        sh(sys.executable, "-c", TRAFFIC, netns=ns)
-        yield ns
-    finally:
-        delete_netns(ns)
 
 
 def status(pid: int) -> dict[str, str]:

@@ -6,6 +6,7 @@ import re
 import select
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -407,3 +408,16 @@ def test_connections_past_the_cap_are_closed_and_the_cap_frees(running: Running)
         for s in idle:
             s.close()
     assert get(f"{running.base}/metrics")[0] == 200
+
+
+@pytest.fixture
+def busy_netns() -> Iterator[str]:
+    """A namespace with injected entries and real loopback TCP/UDP flows, gone quiet (test_binary, test_export_unit)."""
+    ns = make_netns("cttop-busy")
+    try:
+        for args in INJECT:
+            sh("conntrack", "-I", *args, netns=ns)
+        sh(sys.executable, "-c", TRAFFIC, netns=ns)
+        yield ns
+    finally:
+        delete_netns(ns)

@@ -25,6 +25,8 @@ and never acted on.
 """
 
 from cttop.actions import drift, tunables
+from cttop.actions import journal as _journal
+from cttop.actions import schema as _schema
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import DeleteFlows, FlushFlows
 from cttop.actions.journal import Journal, Record
@@ -33,6 +35,9 @@ from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import ActionResult, Plan, read_only, set_read_only
 from cttop.actions.sysctl_plan import SetSysctls
 from cttop.actions.undo import undo_plan
+
+# Every record read is checked against its kind's schema; the check lives above the journal (see journal.py).
+_journal.VALIDATOR = _schema.damage
 
 __all__ = [
     "ActionError", "ActionResult", "AddNotrack", "DeleteFlows", "FlushFlows", "Journal", "NotrackRule",

@@ -28,7 +28,7 @@ import pwd
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -176,11 +176,16 @@ def _type_error(d: dict[str, Any], types: dict[str, tuple[type, ...]], required:
     return None
 
 
-def _damage(rec: Record) -> str | None:
-    # The schemas know the tunables and the filter grammar, whose modules import this one: loaded on first use.
-    from cttop.actions.schema import damage
+# The schema check (cttop.actions.schema.damage). The schemas know the plans, the tunables and the filter
+# grammar, whose modules import this one, so the package (cttop.actions, which Python runs before any of its
+# modules) installs it: this module imports none of them and the import graph has no cycle.
+VALIDATOR: Callable[[Record], str | None] | None = None
 
-    return damage(rec)
+
+def _damage(rec: Record) -> str | None:
+    if VALIDATOR is None:
+        raise RuntimeError("cttop.actions did not install the journal's schema check")
+    return VALIDATOR(rec)
 
 
 class Transaction:

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from cttop import config
 from cttop.errors import CttopError
-from cttop.filter import Filter, compile_filter, parse, uses_owners
+from cttop.filter import Filter, OwnerSource, compile_filter, parse, uses_owners
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
 from cttop.termsafe import safe_line
 
@@ -145,15 +145,18 @@ def netns_options(usage_exit: int = 2) -> Callable[[Callable[..., R]], Callable[
     return decorate
 
 
-def command_filter(text: str, spec: NetnsSpec) -> Filter:
+def command_filter(text: str, spec: NetnsSpec, owners: OwnerSource | None = None) -> Filter:
     """``--filter`` of a one-shot command. The owner words (``pid``, ``process``...) work: the
-    namespace's sockets are read once, now, and only when the filter uses them."""
+    namespaces' sockets are read once, now (unless the caller did, into ``owners``), and only
+    when the filter uses them."""
     if not uses_owners(parse(text, owners=True)):
         return compile_filter(text)
-    from cttop.owners.owners import Owners  # psutil and a socket dump: only for filters that ask
+    if owners is None:
+        from cttop.host.containers import host_owners  # psutil and socket dumps: only for filters that ask
 
-    owners = Owners(spec)
-    owners.refresh()
+        fresh = host_owners(spec)
+        fresh.refresh()
+        owners = fresh
     return compile_filter(text, owners)
 
 

@@ -23,7 +23,6 @@ from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.sources.record import Recorder
 from cttop.sources.replay import ReplaySource
 from cttop.kernel.netns import NetnsSpec
-from cttop.table.groups import GROUPS
 from cttop.termsafe import safe_line
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -235,8 +234,8 @@ def export_cmd(
     spec: NetnsSpec = NETNS,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Groups per group key in "
                                                                     "cttop_top_group_entries.")] = 10,
-    group: Annotated[list[str] | None, typer.Option("--group", help=f"Group key for the top groups "
-                                                                     f"(repeatable): {', '.join(GROUPS)}.")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help=f"Group key for the top groups (repeatable): "
+                                                                     f"{', '.join(fleet_export.GROUP_KEYS)}.")] = None,
     no_table: Annotated[bool, typer.Option("--no-table", help="Kernel counters only: no per-state or top-group "
                                                               "metrics (no flow table kept in memory).")] = False,
     no_namespaces: Annotated[bool, typer.Option("--no-namespaces", help="No per-namespace metrics.")] = False,
@@ -249,8 +248,8 @@ def export_cmd(
     host, port = parse_listen(listen)
     groups = tuple(group) if group else fleet_export.DEFAULT_GROUPS
     for g in groups:
-        if g not in GROUPS:
-            fail(f"--group {g!r}: not a group key (choose from {', '.join(GROUPS)})")
+        if g not in fleet_export.GROUP_KEYS:
+            fail(f"--group {g!r}: not a group key (choose from {', '.join(fleet_export.GROUP_KEYS)})")
     exporter = fleet_export.serve(spec, host, port, table=not no_table, groups=groups, top=top,
                                   namespaces=not no_namespaces, max_namespaces=max_namespaces,
                                   resync=parse_duration(resync, "--resync", 1.0, DAY))

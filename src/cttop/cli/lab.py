@@ -11,10 +11,14 @@ from typing import Annotated
 import typer
 
 from cttop.cli.app import app, guarded, not_nan
-from cttop.lab import topology
+from cttop.lab import containers, topology
 from cttop.lab.scenarios import FILL_LIMIT, SCENARIOS, check_fill
 from cttop.lab.session import LabSession, LabSignalled, exits_on_signals, signals_held
 from cttop.lab.topology import LabError
+
+# Scenarios with a topology of their own, and the session that builds it.
+SCENARIOS = {**SCENARIOS, containers.SCENARIO.name: containers.SCENARIO}
+SESSIONS: dict[str, type[LabSession]] = {containers.SCENARIO.name: containers.ContainersSession}
 
 HEADLESS_SECONDS = 30.0
 # With the TUI open, traffic runs this long at most; the lab itself stays until quit.
@@ -58,7 +62,7 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
         return
     run_tui = None if no_ui else _tui_entry()
     seconds = duration if duration is not None else HEADLESS_SECONDS if no_ui else TUI_SECONDS
-    session = LabSession(SCENARIOS[scenario], seconds)
+    session = SESSIONS.get(scenario, LabSession)(SCENARIOS[scenario], seconds)
     if scenario == "table-full":
         check_fill(session.max_entries, force)
     failures: list[str] = []
@@ -99,7 +103,7 @@ def _tui_entry() -> Callable[..., None]:
 
 
 def _print_names(session: LabSession) -> None:
-    for role in topology.ROLES:
+    for role in session.lab.roles:
         print(f"{role} {session.lab.ns(role)}", flush=True)
 
 
@@ -138,12 +142,16 @@ def _cleanup(target: str) -> None:
         names = present
     else:
         tag = topology.tag_of(target)
-        names = [n for n in topology.Lab(tag).namespaces() if n in present]
-        if not names:
+        tags = [tag]
+        names = [n for n in present if topology.tag_of(n) == tag]
+        if not names and tag not in containers.leftover_tags():
             others = sorted({topology.tag_of(n) for n in present})
             raise LabError(f"--cleanup {target}: no lab tagged {tag!r} on this host"
                            + (f" (labs here: {', '.join(others)})" if others else " (no lab is)"))
     for name in names:
         topology.remove_namespace(name)
         print(f"removed {name}", flush=True)
+    for tag in tags:
+        for left in containers.remove_leftovers(containers.ContainerLab(tag)):  # its cgroups and metadata
+            print(f"removed {left}", flush=True)
 

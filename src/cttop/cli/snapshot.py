@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
+from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
-from cttop.live.snapshot import Snapshot, take
-from cttop.table.groups import GROUPS
+from cttop.live.owner_top import OWNER_GROUPS
+from cttop.live.snapshot import GROUP_KEYS, Snapshot, group_title, take
+from cttop.owners.owners import Owners
 from cttop.termsafe import safe_line
 
 
@@ -22,19 +24,27 @@ from cttop.termsafe import safe_line
 def snapshot(
     spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
-    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUPS)}.")] = "src",
+    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")] = "src",
     by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes or packets.")] = "entries",
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,
     flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
-    if group_by not in GROUPS:
-        fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUPS)})")
+    if group_by not in GROUP_KEYS:
+        fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUP_KEYS)})")
     if by not in ("entries", "bytes", "packets"):
         fail(f"--by {by!r}: choose entries, bytes or packets")
-    flt = command_filter(filter, spec)
-    snap = take(spec, flt, group_by, by, top, keep_flows=flows)
+    owners: Owners | None = None
+    if group_by in OWNER_GROUPS or flows or uses_owners(parse(filter, owners=True)):
+        # Imported only here: psutil and a socket dump in every namespace, for the commands that ask
+        # (each flow listed names its owner).
+        from cttop.host.containers import host_owners
+
+        owners = host_owners(spec)
+        owners.refresh()
+    flt = command_filter(filter, spec, owners)
+    snap = take(spec, flt, group_by, by, top, keep_flows=flows, owners=owners)
     if as_json:
         # dumps, not dump: json.dump streams through the pure-Python encoder, 10x slower.
         sys.stdout.write(json.dumps(snap.to_json(flows), separators=(",", ":")) + "\n")
@@ -50,6 +60,9 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w = sys.stdout.write
     buckets = f", {s.buckets} buckets (max/buckets {s.max / s.buckets:.1f})" if s.buckets else ""
     w(f"namespace {safe_line(s.netns)}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
+    if s.datapath is not None and s.datapath.datapaths:
+        w(f"note: nf_conntrack is not the table for pod traffic here: {s.datapath.names()}'s eBPF conntrack maps "
+          "are; list theirs:\n" + "".join(f"  {safe_line(c)}\n" for c in s.datapath.commands()))
     if s.stats:  # also without CAP_NET_ADMIN: then from /proc/net/stat/nf_conntrack
         keys = ("drop", "early_drop", "insert_failed", "clash_resolve", "chaintoolong", "search_restart")
         w("pressure: " + "  ".join(f"{k}={s.stats[k]}" for k in keys) + "\n")
@@ -61,15 +74,24 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w("\nstates:\n")
     for k, n in sorted(agg.by_state.items(), key=lambda kv: -kv[1]):
         w(f"  {k:<24} {n:>9}\n")
-    rows = agg.top(s.group_by, s.top_n, s.by)
-    w(f"\ntop {len(rows)} by {GROUPS[s.group_by].title} ({s.by}):\n")
+    rows = s.top
+    w(f"\ntop {len(rows)} by {group_title(s.group_by)} ({s.by}):\n")
     for g in rows:
         extra = f"  {g.bytes:>12} B  {g.packets:>9} pkts" if g.bytes is not None else ""
         w(f"  {g.text:<40} {g.entries:>9}{extra}\n")
     if with_flows:
         w("\nflows:\n")
         for r in s.flows:
-            w(flow_line(r) + "\n")
+            w(flow_line(r) + (owner_note(s.owners, r) if s.owners is not None else "") + "\n")
+
+
+def owner_note(owners: Owners, r: Row) -> str:
+    """`` owner=… container=… backend=…`` for the human listing, the parts that are known."""
+    o = owners.flow_json(r)
+    parts = [f"owner={o['process']}[{o['pid']}]" if o["pid"] is not None else "",
+             f"container={o['container']}" if o["container"] else "",
+             f"backend={o['backend']['container']}@{o['backend']['address']}" if o["backend"] else ""]
+    return "".join("  " + p for p in parts if p)
 
 
 def flow_line(r: Row) -> str:

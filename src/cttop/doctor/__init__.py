@@ -19,6 +19,7 @@ from __future__ import annotations
 from cttop.actions.journal import Journal
 from cttop.doctor.checks import CHECKS, run
 from cttop.doctor.collect import Observation, observe
+from cttop.doctor.host import HOST_CHECKS
 from cttop.doctor.report import EXIT, Finding, Remedy, Report, render
 from cttop.kernel.netns import NetnsSpec
 
@@ -35,7 +36,8 @@ def diagnose(spec: NetnsSpec | None = None, seconds: float = DEFAULT_SECONDS, *,
 
 
 def judge(o: Observation) -> Report:
-    return Report(o.spec.label(), o.seconds, run(o))
+    host = [f for f in (check(o) for check in HOST_CHECKS) if f is not None]
+    return Report(o.spec.label(), o.seconds, run(o) + host)
 
 
 __all__ = ["CHECKS", "DEFAULT_SECONDS", "EXIT", "Finding", "Observation", "Remedy", "Report", "diagnose", "judge",

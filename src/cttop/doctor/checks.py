@@ -23,7 +23,8 @@ from typing import Final
 from cttop.actions.shell import shown
 from cttop.actions.tunables import HASHSIZE_MAX
 from cttop.doctor import causes
-from cttop.doctor.collect import GROUP_KEYS, Observation
+from cttop.doctor.collect import GROUP_KEYS, OWNER_KEYS, Observation, title
+from cttop.doctor.host import owner_flush_remedy
 from cttop.doctor.fixes import (
     FILL_CRIT,
     FILL_WARN,
@@ -38,7 +39,6 @@ from cttop.doctor.fixes import (
     sysctl_remedy,
 )
 from cttop.doctor.report import Finding, Remedy, Severity
-from cttop.table.groups import GROUPS
 
 RATIO_WARN: Final = 8.0
 KERNEL_RATIO: Final = 1
@@ -212,7 +212,7 @@ def group_share(o: Observation) -> Finding | None:
     big = {k: s for k, s in shares.items() if s > GROUP_SHARE and tops[k].entries >= floor(o)}
     if not big:
         k = max(shares, key=lambda x: shares[x])
-        heaviest = f"{GROUPS[k].title} {tops[k].text}"
+        heaviest = f"{title(k)} {tops[k].text}"
         if shares[k] <= GROUP_SHARE:
             return ok("group-share", "No group dominates",
                       f"heaviest: {heaviest}, {tops[k].entries} entries ({shares[k]:.0%})", data)
@@ -227,12 +227,16 @@ def group_share(o: Observation) -> Finding | None:
     state, in_state = g.main_state()
     data.update({"key": k, "group": g.text, "filter": g.filter, "entries": g.entries, "share": round(shares[k], 4),
                  "states": g.states, "natted": g.natted})
-    others = ", ".join(f"{GROUPS[x].title} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
+    others = ", ".join(f"{title(x)} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
     lines = [f"{g.entries} of {o.listed} entries ({shares[k]:.0%}), {in_state / g.entries:.0%} of them {state}",
              f"heaviest by {others}"]
     commands: list[str] = []
     remedy: Remedy | None = None
-    if g.filter is not None and g.natted:
+    if g.filter is not None and k in OWNER_KEYS:  # no NOTRACK rule can name a container; its flows can be flushed
+        lines.append("the flush clears the entries it holds now; what it sends next is tracked again")
+        commands.append(cttop_command(o.spec, ["flush"], ["--filter", g.filter]))
+        remedy = owner_flush_remedy(o.spec, g.filter)
+    elif g.filter is not None and g.natted:
         lines.append(f"{g.natted} of its entries are NAT'd, which NOTRACK would break; the flush clears the "
                      "entries it holds now, and the timeout findings say how to hold fewer")
         commands.append(cttop_command(o.spec, ["flush"], ["--filter", g.filter]))
@@ -243,7 +247,7 @@ def group_share(o: Observation) -> Finding | None:
         commands += [cttop_command(o.spec, ["notrack", "add"], [g.filter]),
                      cttop_command(o.spec, ["flush"], ["--filter", g.filter])]
         remedy = notrack_remedy(o.spec, g.filter)
-    return Finding("group-share", "warning", f"One {GROUPS[k].title} holds {shares[k]:.0%} of the table: {g.text}",
+    return Finding("group-share", "warning", f"One {title(k)} holds {shares[k]:.0%} of the table: {g.text}",
                    "\n".join(lines), data, commands, remedy)
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cttop.actions import drift
+from cttop.host.containers import host_owners
+from cttop.host.datapath import Findings, look
 from cttop.actions.journal import Journal
 from cttop.actions.shell import is_initial
 from cttop.doctor.held import Held
@@ -43,11 +45,24 @@ from cttop.model import (
 )
 from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.table.aggregates import Aggregates
-from cttop.table.groups import GROUPS
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
+from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.timeouts import TCP_CAPS, in_force, timeout_name
 
 # The keys a culprit is named by, most specific first.
-GROUP_KEYS: Final = ("src-dport", "dport", "dst", "src")
+GROUP_KEYS: Final = ("container", "src-dport", "dport", "dst", "src")
+# A container (when the owners could be read) comes first: it is what a person acts on, and where it
+# explains nearly as much as its address or port, it is named instead.
+OWNER_KEYS: Final = ("container",)
+# Container group keys that name no container.
+_NOT_CONTAINERS: Final = (FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER)
+
+
+def title(key: str) -> str:
+    """What a group key is called in a finding."""
+    return GROUPS[key].title if key in GROUPS else key
+
+
 TOP_N: Final = 3
 UDP: Final = 17
 DNS_PORT: Final = 53
@@ -92,6 +107,7 @@ class Observation:
     nat: dict[NatKey, list[int]] = field(default_factory=dict)
     drifts: list[drift.Drift] = field(default_factory=list)
     drift_problem: str | None = None  # why drift could not be checked
+    datapath: Findings | None = None  # eBPF conntrack maps and kube-proxy on the host
     want_bytes: bool = False
     problem: str | None = None  # why flows and counters are missing
 
@@ -111,10 +127,13 @@ class Observation:
 class _Tally:
     """Everything taken from the dump, added up chunk by chunk."""
 
-    def __init__(self, sysctls: dict[str, str], now: float) -> None:
+    def __init__(self, sysctls: dict[str, str], now: float, owners: Owners | None = None) -> None:
         self.agg = Aggregates()
+        self.defs: dict[str, GroupDef] = {k: GROUPS[k] for k in GROUP_KEYS if k in GROUPS}
+        if owners is not None:
+            self.defs.update({k: owners.group_defs()[k] for k in OWNER_KEYS})
         # group key -> (group, state, NAT'd) -> entries
-        self.pairs: dict[str, Counter[tuple[object, str, bool]]] = {k: Counter() for k in GROUP_KEYS}
+        self.pairs: dict[str, Counter[tuple[object, str, bool]]] = {k: Counter() for k in self.defs}
         self.listed = 0
         self.sysctls = sysctls
         self.now_ns = int(now * 1e9)
@@ -136,8 +155,8 @@ class _Tally:
         natted = [r[R_RSRC] != r[R_DST] or r[R_RDST] != r[R_SRC]
                   or (r[R_PROTO] in PORTED_PROTOS and (r[R_RSPORT] != r[R_DPORT] or r[R_RDPORT] != r[R_SPORT]))
                   for r in rows]
-        for k in GROUP_KEYS:
-            self.pairs[k].update(zip(map(GROUPS[k].key, rows), states, natted))
+        for k, d in self.defs.items():
+            self.pairs[k].update(zip(map(d.key, rows), states, natted))
         # One pass for the rest; written out inline, as a call per row doubles what the tally costs.
         names, held, caps, now, nat = self._names, self.held, self.caps, self.now_ns, self.nat
         for r, key in zip(rows, states, strict=True):
@@ -181,7 +200,8 @@ class _Tally:
         for k, pairs in self.pairs.items():
             totals: Counter[object] = Counter()
             for (g, _st, _nat), n in pairs.items():
-                totals[g] += n
+                if k not in OWNER_KEYS or g not in _NOT_CONTAINERS:
+                    totals[g] += n
             # States are gathered for the winners only: a storm has a group per tuple.
             states: dict[object, dict[str, int]] = {g: {} for g, _n in totals.most_common(TOP_N)}
             natted: Counter[object] = Counter()
@@ -189,7 +209,7 @@ class _Tally:
                 if g in states:
                     states[g][st] = states[g].get(st, 0) + n
                     natted[g] += n if nat else 0
-            tops[k] = [_group(k, g, st, natted[g]) for g, st in states.items()]
+            tops[k] = [_group(self.defs[k], g, st, natted[g]) for g, st in states.items()]
         by_port: Counter[tuple[object, str]] = Counter()
         natted_port: Counter[tuple[object, str]] = Counter()
         for (g, st, nat), n in self.pairs["dport"].items():
@@ -199,13 +219,12 @@ class _Tally:
         for (g, st), n in by_port.items():
             if g is not None and n > ports.get(st, (None, 0))[1]:
                 ports[st] = (g, n)
-        state_ports = {st: _group("dport", g, {st: n}, natted_port[(g, st)]) for st, (g, n) in ports.items()}
+        state_ports = {st: _group(GROUPS["dport"], g, {st: n}, natted_port[(g, st)]) for st, (g, n) in ports.items()}
         return tops, state_ports
 
 
-def _group(key: str, g: object, states: dict[str, int], natted: int = 0) -> Group:
-    d = GROUPS[key]
-    return Group(key, d.text(g), d.filter(g), sum(states.values()), dict(states), natted)
+def _group(d: GroupDef, g: object, states: dict[str, int], natted: int = 0) -> Group:
+    return Group(d.name, d.text(g), d.filter(g), sum(states.values()), dict(states), natted)
 
 
 def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
@@ -223,6 +242,12 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
         o.drifts = drift.check(spec, journal)
     except CttopError as e:
         o.drift_problem = str(e)
+    o.datapath = look()
+    owners: Owners | None = host_owners(spec)
+    try:
+        owners.refresh()
+    except CttopError:
+        owners = None  # the flows are still judged, without their owners
     try:
         ct = Ctnetlink(spec)
     except KernelError as e:
@@ -230,7 +255,7 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
         return o
     with ct:
         try:
-            _watch(ct, o, seconds)
+            _watch(ct, o, seconds, owners)
         except KernelError as e:
             if not e.permission:
                 raise
@@ -252,10 +277,10 @@ def _watch_proc(o: Observation, seconds: float) -> None:
     o.after, o.seconds, o.count = after.as_cpu_totals(), time.monotonic() - start, after.count
 
 
-def _watch(ct: Ctnetlink, o: Observation, seconds: float) -> None:
+def _watch(ct: Ctnetlink, o: Observation, seconds: float, owners: Owners | None = None) -> None:
     start = time.monotonic()
     o.before = sum_cpus(ct.stats_cpu())
-    tally = _dump(ct, o.sysctls)
+    tally = _dump(ct, o.sysctls, owners)
     if tally is None:
         o.problem = "flows could not be dumped: the table kept changing under two dumps in a row"
     else:
@@ -270,11 +295,11 @@ def _watch(ct: Ctnetlink, o: Observation, seconds: float) -> None:
     o.count, o.max = st.count, st.max or o.max
 
 
-def _dump(ct: Ctnetlink, sysctls: dict[str, str]) -> _Tally | None:
+def _dump(ct: Ctnetlink, sysctls: dict[str, str], owners: Owners | None = None) -> _Tally | None:
     """One dump's tally; a dump the kernel interrupted (table changed) is tried once more."""
     for _ in range(2):
         # Ages are taken against the wall clock, as the kernel's start timestamps are.
-        tally = _Tally(sysctls, time.time())
+        tally = _Tally(sysctls, time.time(), owners)
         try:
             for rows in ct.dump_chunks():
                 tally.add(rows)

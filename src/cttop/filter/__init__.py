@@ -24,11 +24,14 @@ kernel-side pushdown. Familiar to tcpdump users::
                            OP is < <= > >= = == !=; N takes k M G (1000s) or Ki Mi Gi
                            (1024s); bytes and packets are both directions summed, and
                            never match a flow without counters (accounting off)
-    pid N, process NAME    the local process holding the flow's socket (name as shown,
-                           case-sensitive); container NAME: that process's container,
-                           pod or unit; owned: some local process holds it; forwarded:
-                           no end is local. Only where the owners are known (the live
-                           view, snapshot, flush, delete); elsewhere they are an error
+    pid N, process NAME    the process holding the flow's socket (name as shown,
+                           case-sensitive): here, or for a flow routed through, in the
+                           namespace of this host it comes from (or goes to after DNAT);
+                           container NAME: that process's container, pod or unit, or that
+                           namespace's; owned: a process or such a namespace holds it;
+                           forwarded: no end is local and no namespace here holds it.
+                           Only where the owners are known (the live view, snapshot,
+                           flush, delete); elsewhere they are an error
 
 Combine with ``and`` / ``&&``, ``or`` / ``||``, ``not`` / ``!`` and parentheses;
 ``not`` binds tightest, then ``and``, then ``or``. Terms side by side mean ``and``.

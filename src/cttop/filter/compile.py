@@ -93,6 +93,8 @@ class OwnerSource(Protocol):
     """Who owns a flow (``cttop.owners.owners.Owners``): what the owner words ask about."""
 
     def owner_of(self, row: Row) -> OwnerInfo | None: ...
+    def container_of(self, row: Row) -> str | None: ...
+    def owned(self, row: Row) -> bool: ...
     def forwarded(self, row: Row) -> bool: ...
 
 
@@ -108,15 +110,13 @@ def _owner_env(src: OwnerSource) -> dict[str, object]:
         o = owner_of(r)
         return None if o is None else o.name
 
-    def container(r: Row) -> str | None:
-        o = owner_of(r)
-        return None if o is None else o.container
-
-    return {"_owner": owner_of, "_pid": pid, "_name": name, "_container": container, "_forwarded": src.forwarded}
+    # container and owned also know a forwarded flow's namespace when no process there holds its socket.
+    return {"_owned": src.owned, "_pid": pid, "_name": name, "_container": src.container_of,
+            "_forwarded": src.forwarded}
 
 
 _OWNER_SOURCE = {"pid": "_pid(r) == {!r}", "process": "_name(r) == {!r}", "container": "_container(r) == {!r}",
-                 "owned": "_owner(r) is not None", "forwarded": "_forwarded(r)"}
+                 "owned": "_owned(r)", "forwarded": "_forwarded(r)"}
 
 
 def uses_owners(node: Node) -> bool:

@@ -8,7 +8,8 @@ what node_exporter cannot see: entries per state, the evictable (non-ASSURED)
 count, every namespace against the shared max, and the heaviest groups.
 
 Cardinality is bounded: states are a fixed set, top groups are ``top`` keys per
-group, and namespaces beyond ``max_namespaces`` are summed into one entries series,
+group (``container`` among them: the container, pod or unit each flow belongs to,
+forwarded flows by the namespace they come from, ranked at scrape time), and namespaces beyond ``max_namespaces`` are summed into one entries series,
 ``netns="(other)"``. Their drop counters are not summed: a sum over a changing set
 of namespaces goes down when one leaves, which rate() reads as a counter reset.
 
@@ -42,10 +43,12 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from cttop.errors import CttopError
+from cttop.host.containers import host_owners
 from cttop.host.namespaces import Namespace, list_namespaces, totals
 from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NetnsError, NetnsSpec
+from cttop.live.owner_top import PackedOwners
 from cttop.sources.live import LiveSource
 from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable, GroupRow
@@ -63,6 +66,9 @@ NODE_STATS: Final = (
 )
 EXTRA_STATS: Final = tuple(n for n in C.STATS_CPU_NAMES.values() if n not in dict(NODE_STATS))
 DEFAULT_GROUPS: Final = ("src", "dport")
+# Owner keys the exporter ranks too; a process (a pid) would churn a new series per restart.
+OWNER_GROUPS: Final = ("container",)
+GROUP_KEYS: Final = (*GROUPS, *OWNER_GROUPS)
 OTHER_NAMESPACES: Final = "(other)"
 
 
@@ -82,10 +88,13 @@ class TableFollower:
     def __init__(self, spec: NetnsSpec, groups: Sequence[str] = DEFAULT_GROUPS, top: int = 10,
                  resync: float = 60.0) -> None:
         for g in groups:
-            if g not in GROUPS:
-                raise CttopError(f"export: unknown group {g!r}: choose from {', '.join(GROUPS)}")
+            if g not in GROUP_KEYS:
+                raise CttopError(f"export: unknown group {g!r}: choose from {', '.join(GROUP_KEYS)}")
         self.spec = spec
-        self.groups = tuple(groups)
+        self.groups = tuple(g for g in groups if g in GROUPS)
+        self.owner_groups = tuple(g for g in groups if g in OWNER_GROUPS)
+        self._owners = host_owners(spec) if self.owner_groups else None
+        self._packed: PackedOwners | None = None
         self.top_n = top
         self.resync = resync
         self.resyncs = 0
@@ -136,10 +145,24 @@ class TableFollower:
                 self._table.apply_events(batch.events)
 
     def view(self) -> TableView:
+        packed = self._packed_owners()
         with self._lock:
             t = self._table
-            return TableView(len(t), dict(t.by_state), t.evictable,
-                             {g: t.top(g, self.top_n) for g in self.groups}, self.resyncs, self._error)
+            top = {g: t.top(g, self.top_n) for g in self.groups}
+            records = t.records() if packed is not None else []
+            view = TableView(len(t), dict(t.by_state), t.evictable, top, self.resyncs, self._error)
+        if packed is not None:  # ranked outside the lock: the follower thread need not wait a whole pass
+            top.update({g: packed.top(records, g, self.top_n) for g in self.owner_groups})
+        return view
+
+    def _packed_owners(self) -> PackedOwners | None:
+        """The owners index keyed for ranking records, refreshed on its own interval."""
+        if self._owners is None:
+            return None
+        self._owners.refresh_if_due()
+        if self._packed is None or self._packed.at != self._owners.index.at:
+            self._packed = PackedOwners(self._owners.index)
+        return self._packed
 
     def stop(self) -> None:
         self._stop.set()

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -85,7 +85,7 @@ class LabSession:
 
     def start(self) -> None:
         """Build the namespaces and start the traffic; on failure the caller's :meth:`close` cleans up."""
-        topology.create(self.lab)
+        self.build()
         for key, value in self.scenario.router_sysctls.items():
             topology.write_proc_sys(self.lab.router, key, value)
         if self.scenario.setup is not None:
@@ -108,11 +108,21 @@ class LabSession:
             # A session of their own: Ctrl-C in the terminal reaches the lab, which stops them in order.
             # preexec_fn is safe here: generators start before the TUI, while the lab has one thread.
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=self.child_setup(gen))
         except OSError as e:
             err.close()
             raise LabError(f"cannot start {gen.label} in {self.lab.ns(gen.role)}: {e.strerror}") from None
         self.running.append(_Running(gen, proc, err))
+
+    def build(self) -> None:
+        topology.create(self.lab)
+
+    def teardown(self) -> None:
+        topology.destroy(self.lab)
+
+    def child_setup(self, gen: Generator) -> Callable[[], None]:
+        """What a generator's child runs between fork and exec."""
+        return die_with_parent
 
     def count(self) -> int:
         return sysctl.read_int(self.router_spec, "nf_conntrack_count") or 0
@@ -158,14 +168,14 @@ class LabSession:
             for r in self.running:
                 r.stderr.close()
             if not keep:
-                topology.destroy(self.lab)
+                self.teardown()
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec. The setting survives `ip netns exec`, which
     # execs the generator in place, so a generator dies even if the lab is SIGKILLed.
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

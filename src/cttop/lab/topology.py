@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cttop.errors import CttopError
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec, run_in
@@ -67,6 +68,7 @@ class Lab:
     """One lab's namespace names, all sharing a random tag."""
 
     tag: str
+    roles: ClassVar[tuple[str, ...]] = ROLES
 
     @classmethod
     def new(cls) -> Lab:
@@ -88,7 +90,7 @@ class Lab:
         return self.ns("server")
 
     def namespaces(self) -> list[str]:
-        return [self.ns(r) for r in ROLES]
+        return [self.ns(r) for r in self.roles]
 
 
 def run(*args: str, netns: str | None = None, input: str | None = None) -> str:
@@ -198,11 +200,11 @@ def existing() -> list[str]:
 
 
 def tag_of(name: str) -> str:
-    """The lab tag in a lab namespace's name (``cttop-lab-2f1007-router`` -> ``2f1007``); a bare tag is itself."""
-    tag = name.removeprefix(PREFIX)
-    for role in ROLES:
-        tag = tag.removesuffix(f"-{role}")
-    return tag
+    """The lab tag in a lab namespace's name (``cttop-lab-2f1007-router`` -> ``2f1007``); a bare tag is itself.
+
+    Tags are hex (:meth:`Lab.new`), so the tag ends at the first dash whatever the role (a containers
+    lab has roles of its own)."""
+    return name.removeprefix(PREFIX).split("-", 1)[0]
 
 
 def remove_namespace(name: str) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import Final
 
+from cttop.host.containers import host_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.owner_top import PackedOwners
-from cttop.owners.owners import Owners
 from cttop.table.aggregates import GroupRow
 from cttop.table.store import FlowTable
 
@@ -26,7 +26,7 @@ class OwnerRanking:
     """The owners of one namespace's flows, and the cached ranking of the table by them."""
 
     def __init__(self, spec: NetnsSpec) -> None:
-        self.owners = Owners(spec)
+        self.owners = host_owners(spec)  # here and in the host's other namespaces
         self._packed: PackedOwners | None = None
         self._ranked: tuple[tuple[object, ...], tuple[GroupRow, ...]] | None = None  # (what was ranked, result)
         self._next = 0.0

@@ -7,7 +7,9 @@ same matching as :meth:`Owners.owner_of` on byte slices of the records instead
 (about a quarter of the time): the socket index is re-keyed once per owners
 refresh by the same bytes a record holds its tuples in (see
 :mod:`cttop.table.packing`). The results are the same GroupRows, key for key;
-a unit test holds the two to that.
+a unit test holds the two to that. A forwarded record is looked up in the host map
+(another namespace by its source, or its reply source after DNAT) and then among that
+namespace's sockets, keyed the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from cttop.owners.owners import (
     FORWARDED,
     LOCAL_NO_PROCESS,
     NO_CONTAINER,
+    NO_PROCESS,
     OWNED_PROTOS,
+    Neighbour,
     Owner,
     OwnerIndex,
     owner_filter,
@@ -59,6 +63,40 @@ class PackedOwners:
         # Where a connected socket's own end can be (IP_FREEBIND and transparent sockets may sit on
         # an address the namespace does not have).
         self.here = ix.local | {laddr for (_p, laddr, _lp, _ra, _rp), o in ix.exact.items() if o is not None}
+        self.hosts: dict[bytes, Neighbour] = ix.hosts.addrs if ix.hosts is not None else {}
+        self._packed: dict[int, PackedOwners] = {}
+
+    def match(self, rec: bytes) -> Owner | None:
+        """The process of this index's namespace holding the record's flow, as Owners.owner_of matches."""
+        a = 4 if len(rec) < V6_MIN else 16
+        src_at, dst_at, sport_at, reply, rsport_at, end = _AT[a]
+        proto = rec[PROTO_AT]
+        if proto not in OWNED_PROTOS:
+            return None
+        p = rec[PROTO_AT:PROTO_AT + 1]
+        e = self.exact.get(rec[src_at:reply])
+        o = e.get(proto) if e is not None else None
+        if o is None:
+            e = self.exact.get(rec[reply:end])
+            o = e.get(proto) if e is not None else None
+        for at, port_at in ((src_at, sport_at), (reply, rsport_at)):
+            if o is not None:
+                break
+            addr = rec[at:at + a]
+            if addr in self.local or (a == 4 and rec[at] == 127):
+                port = rec[port_at:port_at + 2]
+                o = self.bound.get(p + addr + port) or self.wild.get(p + port)
+        return o
+
+    def neighbour_key(self, n: Neighbour, rec: bytes, container: bool) -> object:
+        """A forwarded record's group key, ``n`` being the namespace it is attributed to."""
+        packed = self._packed.get(n.inode)
+        if packed is None:
+            packed = self._packed[n.inode] = PackedOwners(n.index)
+        o = packed.match(rec)
+        if o is None:
+            return n.label if container else n.label + NO_PROCESS
+        return (o.container or NO_CONTAINER) if container else o
 
     def top(self, records: Iterable[bytes], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
         """:meth:`Owners.top` over packed records: the ``n`` heaviest processes or containers.
@@ -72,6 +110,7 @@ class PackedOwners:
         agg: dict[object, list[int]] = {}
         counted = False
         exact, bound, wild, local, here = self.exact.get, self.bound.get, self.wild.get, self.local, self.here
+        hosts = self.hosts.get if self.hosts else None
         owned, counted_at, unpack, layout = OWNED_PROTOS, _COUNTED.get, _COUNTERS.unpack_from, _AT
         for rec in records:
             a = 4 if len(rec) < V6_MIN else 16
@@ -103,6 +142,8 @@ class PackedOwners:
             elif (src in local or rsrc in local or rec[dst_at:sport_at] in local
                   or (a == 4 and (rec[src_at] == 127 or rec[reply] == 127 or rec[dst_at] == 127))):
                 k = LOCAL_NO_PROCESS
+            elif hosts is not None and (nb := hosts(src) or hosts(rsrc)) is not None:
+                k = self.neighbour_key(nb, rec, container)
             else:
                 k = FORWARDED
             v = agg.get(k)

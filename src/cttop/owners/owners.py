@@ -13,6 +13,11 @@ what a local server's socket sees after DNAT), first against connected
 sockets, then against bound or listening ones. So flows to a local listening
 port belong to the listener even once their connection is closed (TIME_WAIT):
 that service is what made them.
+
+A flow with no local end (routed through, as on a Docker host or a Kubernetes
+node) is attributed by address to the namespace it comes from, or goes to after
+DNAT (:mod:`cttop.owners.netmap`), when the Owners were given a way to map the
+host's namespaces; the process is then found among that namespace's sockets.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final
 
 import psutil
 
+from cttop.errors import CttopError
 from cttop.filter.lexer import WORD
 from cttop.owners.cgroup import placement_of
 from cttop.kernel.sockets import InetSocket, list_sockets
@@ -47,16 +53,26 @@ from cttop.model import (
     R_RSRC,
     R_SPORT,
     R_SRC,
+    PORTED_PROTOS,
     Row,
+    addr_text,
 )
 from cttop.table.groups import GroupDef
 from cttop.table.store import GroupRow
 
+if TYPE_CHECKING:
+    from cttop.owners.netmap import HostMap
+
 FORWARDED: Final = "forwarded"  # neither end is an address of this namespace: routed through (NAT'd or not)
 LOCAL_NO_PROCESS: Final = "local, no process"  # e.g. TIME_WAIT: the socket is closed, the flow lingers
 NO_CONTAINER: Final = "(none)"
+# A forwarded flow of a known namespace whose socket no process there holds (closed, or a raw sender).
+NO_PROCESS: Final = ", no process"
 OWNED_PROTOS: Final = frozenset({socket.IPPROTO_TCP, socket.IPPROTO_UDP})
 DEFAULT_INTERVAL: Final = 5.0
+# Refresh no more often than this many times what the last one cost: a host of many containers
+# costs a sock_diag dump and a descriptor scan per namespace.
+REFRESH_DUTY: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +101,20 @@ class OwnerIndex:
     processes: int
     took: float  # seconds the refresh cost
     at: float  # time.monotonic() of the refresh
+    hosts: HostMap | None = None  # the host's other namespaces by address, when asked for
 
 
-_EMPTY = OwnerIndex({}, {}, {}, frozenset(), 0, 0, 0.0, float("-inf"))
+@dataclass(frozen=True)
+class Neighbour:
+    """Another namespace of the host: what owns it, and its sockets."""
+
+    inode: int
+    label: str  # the container key: "docker:web", "pod:api-7d9", "netns:NAME", a unit, "host"
+    netns: str  # its name as `ip netns` shows it, or pid:N
+    index: OwnerIndex
+
+
+EMPTY_INDEX = OwnerIndex({}, {}, {}, frozenset(), 0, 0, 0.0, float("-inf"))
 _ANY: Final = (b"\0" * 4, b"\0" * 16)
 
 
@@ -130,11 +157,13 @@ def _socket_inodes(pid: int, wanted: set[int], found: dict[int, int]) -> None:
                 found[ino] = pid
 
 
-def _owner(pid: int) -> Owner | None:
+def _owner(pid: int, container: str | None = None) -> Owner | None:
     try:
         name = psutil.Process(pid).name()
     except psutil.Error:
         return None
+    if container is not None:
+        return Owner(pid, name, container)
     placement = placement_of(pid)
     return Owner(pid, name, placement.text() if placement is not None else None)
 
@@ -143,19 +172,30 @@ def build_index(spec: NetnsSpec) -> OwnerIndex:
     """Sockets of ``spec``'s namespace mapped to the processes holding them."""
     t0 = time.perf_counter()
     ns_ino, socks, local = run_in(spec, _in_namespace)
-    wanted = {s.inode for s in socks if s.inode}
-    found: dict[int, int] = {}
     pids = psutil.pids()
     inside = [p for p in pids if _netns_inode(p) == ns_ino]
+    ix = index_of(socks, local, inside, others=pids)
+    return replace(ix, took=time.perf_counter() - t0)
+
+
+def index_of(socks: list[InetSocket], local: frozenset[bytes], inside: Iterable[int], container: str | None = None,
+             others: Iterable[int] = ()) -> OwnerIndex:
+    """Sockets mapped to the processes holding them, from the descriptors of ``inside`` (the namespace's
+    processes), then of ``others`` if some socket is still unaccounted for. ``container`` names the
+    owners' container instead of their cgroups (a neighbour namespace's owner)."""
+    t0 = time.perf_counter()
+    wanted = {s.inode for s in socks if s.inode}
+    found: dict[int, int] = {}
+    inside = list(inside)
     for pid in inside:
         _socket_inodes(pid, wanted, found)
     if len(found) < len(wanted):
         # Sockets outlive setns(2) and travel over unix sockets: a process elsewhere may hold some.
         inside_set = set(inside)
-        for pid in pids:
+        for pid in others:
             if pid not in inside_set:
                 _socket_inodes(pid, wanted, found)
-    owners: dict[int, Owner | None] = {pid: _owner(pid) for pid in set(found.values())}
+    owners: dict[int, Owner | None] = {pid: _owner(pid, container) for pid in set(found.values())}
     exact: dict[_Exact, Owner | None] = {}
     bound: dict[_Bound, Owner] = {}
     wild: dict[tuple[int, int], Owner] = {}
@@ -187,91 +227,201 @@ def owner_filter(key: object) -> str | None:
         return "not owned and not forwarded"
     if isinstance(key, str) and key != NO_CONTAINER and _WORD.fullmatch(key):
         return f"container {key}"
-    return None  # host processes (no container word fits), or a name the filter cannot spell
+    # Host processes (no container word fits), a name the filter cannot spell, or a namespace's flows
+    # that no process holds ("docker:web, no process"): `container X` would take its held ones too.
+    return None
 
 
 def _is_local(addr: bytes, local: frozenset[bytes]) -> bool:
     return addr in local or (len(addr) == 4 and addr[0] == 127)
 
 
+def endpoint_text(addr: bytes, port: int | None) -> str:
+    """``10.0.0.1:80``, ``[fd00::1]:80``, or the bare address without a port."""
+    a = addr_text(addr)
+    if port is None:
+        return a
+    return f"[{a}]:{port}" if len(addr) == 16 else f"{a}:{port}"
+
+
+def _text(key: object) -> str:
+    return key.text() if isinstance(key, Owner) else str(key)
+
+
+def _lookup(ix: OwnerIndex, row: Row) -> Owner | None:
+    """The process of ``ix``'s namespace at either end of a TCP or UDP flow: connected sockets from the
+    initiator's side, then the responder's; then bound or listening ones on a local end."""
+    proto = row[R_PROTO]
+    o = ix.exact.get((proto, row[R_SRC], row[R_SPORT], row[R_DST], row[R_DPORT]))
+    if o is not None:
+        return o
+    o = ix.exact.get((proto, row[R_RSRC], row[R_RSPORT], row[R_RDST], row[R_RDPORT]))
+    if o is not None:
+        return o
+    for addr, port in ((row[R_SRC], row[R_SPORT]), (row[R_RSRC], row[R_RSPORT])):
+        if _is_local(addr, ix.local):
+            o = ix.bound.get((proto, addr, port)) or ix.wild.get((proto, port))
+            if o is not None:
+                return o
+    return None
+
+
+HostMapper = Callable[[NetnsSpec], "HostMap"]
+
+
 class Owners:
     """Flow → owning process for one namespace, cached and refreshed on an interval.
 
     Refresh from a worker thread (:meth:`refresh_if_due`); :meth:`owner_of` and the
-    group keys only read the last index and are safe from any thread.
+    group keys only read the last index and are safe from any thread. With ``hosts``
+    (``cttop.host.containers.host_map``), each refresh also maps the host's other
+    namespaces, so forwarded flows are attributed to the container they come from.
     """
 
-    def __init__(self, spec: NetnsSpec = NetnsSpec(), interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, spec: NetnsSpec = NetnsSpec(), interval: float = DEFAULT_INTERVAL,
+                 hosts: HostMapper | None = None) -> None:
         self.spec = spec
         self.interval = interval
-        self.index = _EMPTY
+        self.hosts = hosts
+        self.index = EMPTY_INDEX
+        self.error: str | None = None  # why the last background refresh failed
         self._lock = threading.Lock()
+        self._refreshing: threading.Thread | None = None
+        self._retry_at = 0.0
 
     def refresh(self) -> OwnerIndex:
         with self._lock:
-            self.index = build_index(self.spec)
+            t0 = time.perf_counter()
+            ix = build_index(self.spec)
+            if self.hosts is not None:
+                ix = replace(ix, hosts=self.hosts(self.spec))
+            self.index = replace(ix, took=time.perf_counter() - t0, at=time.monotonic())
         return self.index
 
     def refresh_if_due(self) -> bool:
-        """Refresh if the last one is older than the interval; True if it did."""
-        if time.monotonic() - self.index.at < self.interval:
-            return False
-        self.refresh()
-        return True
+        """Refresh if the last one is older than the interval (or REFRESH_DUTY times its cost).
 
-    def owner_of(self, row: Row) -> Owner | None:
-        """The local process at either end of the flow, or None (see :meth:`label` for why)."""
-        proto = row[R_PROTO]
-        if proto not in OWNED_PROTOS:
-            return None
-        ix = self.index
-        o = ix.exact.get((proto, row[R_SRC], row[R_SPORT], row[R_DST], row[R_DPORT]))
-        if o is not None:
-            return o
-        o = ix.exact.get((proto, row[R_RSRC], row[R_RSPORT], row[R_RDST], row[R_RDPORT]))
-        if o is not None:
-            return o
-        for addr, port in ((row[R_SRC], row[R_SPORT]), (row[R_RSRC], row[R_RSPORT])):
-            if _is_local(addr, ix.local):
-                o = ix.bound.get((proto, addr, port)) or ix.wild.get((proto, port))
-                if o is not None:
-                    return o
-        return None
-
-    def where(self, row: Row) -> str:
-        """Why a flow has no owner: FORWARDED when no end is local, else LOCAL_NO_PROCESS.
-
-        The ends are the original source and destination and the reply's source (a
-        local server behind DNAT). The reply's destination is left out: on a SNAT
-        router it is the router's own address, yet the flow is only passing through.
+        The first refresh is made here, and True returned. Later ones run on a thread of their
+        own, so a slow one (a host of many containers: half a second for a hundred) never holds
+        up the caller's frames; readers keep the last index until the new one replaces it.
         """
         ix = self.index
-        for a in (row[R_SRC], row[R_DST], row[R_RSRC]):
-            if _is_local(a, ix.local):
-                return LOCAL_NO_PROCESS
-        return FORWARDED
+        now = time.monotonic()
+        if now - ix.at < max(self.interval, REFRESH_DUTY * ix.took) or now < self._retry_at:
+            return False
+        if ix.at == float("-inf"):  # never refreshed: the first one, here
+            self.refresh()
+            return True
+        if self._refreshing is None or not self._refreshing.is_alive():
+            self._refreshing = threading.Thread(target=self._refresh_quietly, name="cttop-owners", daemon=True)
+            self._refreshing.start()
+        return False
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+            self.error = None
+        except CttopError as e:  # the namespace went away: the view's own reads say so; keep the last index
+            self.error = str(e)
+            self._retry_at = time.monotonic() + self.interval
+
+    def resolve(self, row: Row) -> tuple[Owner | None, Neighbour | None]:
+        """The flow's process, and for a flow with no local end the namespace it is attributed to:
+        that of its original source, else of its reply source (the backend after DNAT). One pass,
+        which every question below is answered from."""
+        ix = self.index
+        ported = row[R_PROTO] in OWNED_PROTOS
+        if ported:
+            o = _lookup(ix, row)
+            if o is not None:
+                return o, None
+        hosts = ix.hosts
+        if hosts is None or not hosts.addrs or self._local_end(row):
+            return None, None
+        n = hosts.addrs.get(row[R_SRC]) or hosts.addrs.get(row[R_RSRC])
+        if n is None:
+            return None, None
+        return (_lookup(n.index, row) if ported else None), n
+
+    def owner_of(self, row: Row) -> Owner | None:
+        """The process at either end of the flow, here or (for a forwarded flow) in the namespace it is
+        attributed to; None if no socket is known (see :meth:`label` for why)."""
+        return self.resolve(row)[0]
+
+    def neighbour(self, row: Row) -> Neighbour | None:
+        """The namespace of this host a flow with no local end is attributed to, if any."""
+        return self.resolve(row)[1]
+
+    def _local_end(self, row: Row) -> bool:
+        """The ends are the original source and destination and the reply's source (a local server
+        behind DNAT). The reply's destination is left out: on a SNAT router it is the router's own
+        address, yet the flow is only passing through."""
+        local = self.index.local
+        return _is_local(row[R_SRC], local) or _is_local(row[R_DST], local) or _is_local(row[R_RSRC], local)
+
+    def backend(self, row: Row) -> Neighbour | None:
+        """For a DNAT'd flow (a service address), the namespace its reply comes from: the backend."""
+        hosts = self.index.hosts
+        if hosts is None or row[R_RSRC] == row[R_DST]:
+            return None
+        return hosts.addrs.get(row[R_RSRC])
+
+    def where(self, row: Row) -> str:
+        """Why a flow has no owner: FORWARDED when no end is local, else LOCAL_NO_PROCESS."""
+        return LOCAL_NO_PROCESS if self._local_end(row) else FORWARDED
+
+    def owned(self, row: Row) -> bool:
+        """A process holds it, or it is a namespace's of this host (the ``owned`` filter word)."""
+        o, n = self.resolve(row)
+        return o is not None or n is not None
 
     def forwarded(self, row: Row) -> bool:
-        """No owner and no local end: the flow only passes through (the ``forwarded`` filter word)."""
-        return self.owner_of(row) is None and self.where(row) == FORWARDED
+        """Only passing through, from and to nothing known on this host (the ``forwarded`` filter word)."""
+        o, n = self.resolve(row)
+        return o is None and n is None and not self._local_end(row)
+
+    def container_of(self, row: Row) -> str | None:
+        """The container, pod or unit of the flow's process, or of the namespace it is attributed to."""
+        o, n = self.resolve(row)
+        if o is not None:
+            return o.container
+        return n.label if n is not None else None
 
     def label(self, row: Row) -> str:
-        """The flow-list column: ``name[pid]``, or why there is none."""
-        o = self.owner_of(row)
-        return o.text() if o is not None else self.where(row)
+        """The flow-list column: ``name[pid]``, the namespace's owner, or why there is neither."""
+        return _text(self.process(row))
 
     def process(self, row: Row) -> Owner | str:
-        """Group key: the owning process, or FORWARDED / LOCAL_NO_PROCESS."""
-        o = self.owner_of(row)
-        return o if o is not None else self.where(row)
+        """Group key: the owning process; a known namespace's flows without one, by that namespace;
+        else FORWARDED / LOCAL_NO_PROCESS."""
+        o, n = self.resolve(row)
+        if o is not None:
+            return o
+        return n.label + NO_PROCESS if n is not None else self.where(row)
 
     def container(self, row: Row) -> str:
-        """Group key: the owner's container, pod or unit; NO_CONTAINER for host processes
-        whose cgroup names nothing; FORWARDED / LOCAL_NO_PROCESS without an owner."""
-        o = self.owner_of(row)
-        if o is None:
-            return self.where(row)
-        return o.container or NO_CONTAINER
+        """Group key: the owner's container, pod or unit (the attributed namespace's, for a forwarded
+        flow); NO_CONTAINER for host processes whose cgroup names nothing; FORWARDED / LOCAL_NO_PROCESS
+        without either."""
+        o, n = self.resolve(row)
+        if o is not None:
+            return o.container or NO_CONTAINER
+        return n.label if n is not None else self.where(row)
+
+    def flow_json(self, row: Row) -> dict[str, Any]:
+        """Who a flow belongs to, for its JSON: process, container, the namespace it was attributed to
+        and, for a DNAT'd flow, the service address it was sent to and the backend that answers."""
+        o, n = self.resolve(row)
+        b = self.backend(row)
+        ported = row[R_PROTO] in PORTED_PROTOS
+        return {
+            "process": o.name if o is not None else None, "pid": o.pid if o is not None else None,
+            "container": self.container_of(row), "namespace": n.netns if n is not None else None,
+            "backend": None if b is None else {
+                "service": endpoint_text(row[R_DST], row[R_DPORT] if ported else None),
+                "address": endpoint_text(row[R_RSRC], row[R_RSPORT] if ported else None),
+                "container": b.label, "namespace": b.netns},
+        }
 
     def group_defs(self) -> dict[str, GroupDef]:
         """``process`` and ``container`` as heaviest-panel group definitions.
@@ -280,27 +430,41 @@ class Owners:
         when the index does); rank them with :meth:`top` at each refresh instead.
         """
         return {
-            "process": GroupDef("process", "process", self.process,
-                                lambda k: k.text() if isinstance(k, Owner) else str(k), owner_filter),
+            "process": GroupDef("process", "process", self.process, _text, owner_filter),
             "container": GroupDef("container", "container", self.container, str, owner_filter),
         }
 
     def top(self, rows: Iterable[Row], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
         """The ``n`` heaviest owners over ``rows`` (one pass), as FlowTable.top reports groups."""
-        g = self.group_defs()[key]
-        agg: dict[object, list[int]] = {}
-        counted = False
+        t = Tally(self, key)
+        t.add(rows)
+        return t.top(n, by)
+
+
+class Tally:
+    """Entries, bytes and packets by process or container, added up a chunk of rows at a time."""
+
+    def __init__(self, owners: Owners, key: str) -> None:
+        self.group = owners.group_defs()[key]
+        self.agg: dict[object, list[int]] = {}
+        self.counted = False
+
+    def add(self, rows: Iterable[Row]) -> None:
+        key, agg = self.group.key, self.agg
         for row in rows:
-            k = g.key(row)
+            k = key(row)
             v = agg.get(k)
             if v is None:
                 v = agg[k] = [0, 0, 0]
             v[0] += 1
             if row[R_OPKTS] is not None:
-                counted = True
+                self.counted = True
                 v[1] += row[R_OBYTES] + row[R_RBYTES]
                 v[2] += row[R_OPKTS] + row[R_RPKTS]
+
+    def top(self, n: int = 10, by: str = "entries") -> list[GroupRow]:
+        g, counted = self.group, self.counted
         col = {"entries": 0, "bytes": 1, "packets": 2}[by]
-        best = heapq.nlargest(n, agg.items(), key=lambda kv: kv[1][col])
+        best = heapq.nlargest(n, self.agg.items(), key=lambda kv: kv[1][col])
         return [GroupRow(k, g.text(k), v[0], v[1] if counted else None, v[2] if counted else None, g.filter(k))
                 for k, v in best]

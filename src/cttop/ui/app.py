@@ -26,14 +26,16 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from cttop.actions.plan import read_only as writes_refused
+from cttop.host.datapath import Findings, look
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.collector import TOP_BY, Collector, group_title
+from cttop.live.collector import Collector, group_title
 from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
-from cttop.sources.live import Source
+from cttop.sources.live import Playback, Source
 from cttop.table.packing import record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
+from cttop.ui.access import cttop_app
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
@@ -41,16 +43,18 @@ from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyFooter, KeyGroup, PaletteEntry
+from cttop.ui.keys import KeyedScreen, KeyFooter
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
 from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
 from cttop.ui.states import StatesPanel
+from cttop.ui.view_keys import ViewKeys
 
 INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 HANGUP_GRACE: Final = 4.0  # seconds to exit cleanly after the terminal went away, then exit hard
 SWITCH_STOP_WAIT: Final = 10.0  # seconds a switched-from collector may take to finish a dump
+DATAPATH_EVERY: Final = 30.0  # seconds between looks for eBPF conntrack maps and kube-proxy
 
 
 class FrameReady(Message):
@@ -61,30 +65,14 @@ class IndexReady(Message):
     """The indexer left a new FlowIndex in the app's slot."""
 
 
-class ViewKeys(KeyGroup):
-    """The view's own keys. Textual lists bindings from the last base class first: MainScreen
-    names this one next to last, so the footer shows these before the remediation and fleet
-    keys, and after only the replay keys, which exist only in a replay."""
+class MainScreen(KeyedScreen):
+    """The panels, and the snapshots applied to them; the keys are the groups'."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash,f3,f4", "filter", "Filter", key_display="/"),
-        Binding("escape", "clear_filter", "Clear the filter", show=False),
-        Binding("g,f2", "group", "Group", key_display="g"),
-        Binding("b", "top_by", "Rank groups by entries / bytes / packets", show=False),
-        Binding("s,f6", "sort", "Sort", key_display="s"),
-        Binding("r,f7", "reverse", "Reverse", key_display="r"),
-        Binding("p,f5", "pause", "Pause", key_display="p"),
-        Binding("plus", "interval(1)", "Longer refresh interval", show=False),
-        Binding("minus", "interval(-1)", "Shorter refresh interval", show=False),
-        Binding("x", "clear_tags", "Clear all tags", show=False),
-        Binding("tab", "app.focus_next", "Next panel (flows / heaviest)", show=False),
-    ]
+    # In footer order: the replay's keys lead (they exist only in a replay), then the view's.
+    GROUPS = (ReplayKeys, ViewKeys, FleetKeys, RemedyKeys)
 
-
-class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
     def compose(self) -> ComposeResult:
-        app = self.app
-        assert isinstance(app, CttopApp)
+        app = cttop_app(self)
         status = StatusLine(app.title_text, id="status")
         status.read_only = app.read_only
         yield status
@@ -107,11 +95,26 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        self.watch(self.flow_list, "tagged", self._count_tags)  # however tags change: keys, a delete, a switch
         self.flow_list.focus()
-        self._title_heaviest()
-        self._title_flows()
+        self.title_heaviest()
+        self.title_flows()
         self.set_interval(0.5, self._tick_loading)
-        self.capp.collector.start()  # only now: frames need the panels to exist
+        if cttop_app(self).spec is not None:  # a live host: is nf_conntrack its table, is kube-proxy rewriting it?
+            self.set_interval(DATAPATH_EVERY, self._look_at_host)
+            self._look_at_host()
+        cttop_app(self).collector.start()  # only now: frames need the panels to exist (the groups' mount next)
+
+    def _look_at_host(self) -> None:
+        def work() -> None:
+            found = look()
+            self.app.call_from_thread(self._show_host, found)
+
+        self.run_worker(work, thread=True, group="datapath", exclusive=True, exit_on_error=False)
+
+    def _show_host(self, found: Findings) -> None:
+        status = self.query_one(StatusLine)
+        status.datapath, status.kube_proxy = found.headline(), found.kube_proxy_text()
 
     @property
     def flow_list(self) -> FlowList:
@@ -128,25 +131,22 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         fl = self.flow_list
         fl.set_clock(frame.time)
         fl.placeholder = "" if frame.phase == LIVE else frame.note
-        if not fl.records:
-            fl.refresh()
-        self._title_heaviest()
-        self._title_flows()
+        self.title_heaviest()
+        self.title_flows()
 
     def show_index(self, index: FlowIndex) -> None:
         self.flow_list.set_index(index)
         self.query_one(FlowsPanel).refresh_header()
-        self._title_flows()
+        self.title_flows()
 
     def _tick_loading(self) -> None:
         status = self.query_one(StatusLine)
         frame = status.frame
         if frame is not None and frame.phase == LOADING:
             status.loading_for += 0.5
-            status.refresh()
 
-    def _title_heaviest(self) -> None:
-        app = self.capp
+    def title_heaviest(self) -> None:
+        app = cttop_app(self)
         frame = app.shown_frame
         by = app.top_by
         title = f"Heaviest {group_title(app.group)} by {by}"
@@ -154,8 +154,8 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
 
-    def _title_flows(self) -> None:
-        app = self.capp
+    def title_flows(self) -> None:
+        app = cttop_app(self)
         fl = self.flow_list
         idx = fl.index
         frame = app.shown_frame
@@ -191,16 +191,14 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
 
     # --- reacting to widgets ---------------------------------------------------------------
 
-    def on_flow_list_moved(self, event: FlowList.Moved) -> None:
-        self.capp.anchor(event.flow_id)
+    def _count_tags(self, tagged: frozenset[int]) -> None:
+        self.query_one(StatusLine).tagged = len(tagged)
 
-    def on_flow_list_tagged(self, event: FlowList.Tagged) -> None:
-        status = self.query_one(StatusLine)
-        status.tagged = len(self.flow_list.tagged)
-        status.refresh()
+    def on_flow_list_moved(self, event: FlowList.Moved) -> None:
+        cttop_app(self).anchor(event.flow_id)
 
     def on_flow_list_open(self, event: FlowList.Open) -> None:
-        self.capp.open_detail(event.record)
+        cttop_app(self).open_detail(event.record)
 
     def on_heaviest_panel_selected(self, event: HeaviestPanel.Selected) -> None:
         if event.group.filter is None:
@@ -212,8 +210,8 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         self.flow_list.focus()
 
     def on_filter_bar_changed(self, event: FilterBar.Changed) -> None:
-        self.capp.set_filter(event.text)
-        self._title_flows()
+        cttop_app(self).set_filter(event.text)
+        self.title_flows()
 
     def on_filter_bar_done(self, event: FilterBar.Done) -> None:
         bar = self.query_one(FilterBar)
@@ -221,81 +219,8 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             bar.display = False
         self.flow_list.focus()
 
-    # --- actions ---------------------------------------------------------------------------
-
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-
-    def action_clear_filter(self) -> None:
-        bar = self.query_one(FilterBar)
-        if bar.input.value or bar.display:
-            bar.action_clear()
-
-    def action_group(self) -> None:
-        app = self.capp
-        order = app.collector.group_order  # process and container only where there are processes
-        app.set_group(order[(order.index(app.group) + 1) % len(order)], app.top_by)
-        self._title_heaviest()
-
-    def action_top_by(self) -> None:
-        app = self.capp
-        frame = app.shown_frame
-        if frame is not None and not frame.counted:
-            self.notify("accounting is off (nf_conntrack_acct=0): groups can only be ranked by entries",
-                        severity="warning")
-            return
-        app.set_group(app.group, TOP_BY[(TOP_BY.index(app.top_by) + 1) % len(TOP_BY)])
-        self._title_heaviest()
-
-    def action_sort(self) -> None:
-        app = self.capp
-        names = list(SORTS)
-        app.set_view(ViewSpec(app.view.filter, names[(names.index(app.view.sort) + 1) % len(names)], False))
-        self._title_flows()
-
-    def action_reverse(self) -> None:
-        app = self.capp
-        app.set_view(ViewSpec(app.view.filter, app.view.sort, not app.view.reverse))
-        self._title_flows()
-
-    def action_pause(self) -> None:
-        if self.pause_replay():  # a replay pauses its clock instead (replay_keys)
-            return
-        self.capp.toggle_pause()
-        status = self.query_one(StatusLine)
-        status.paused = self.capp.paused
-        status.refresh()
-
-    def action_interval(self, step: int) -> None:
-        self.capp.step_interval(step)
-
-    def action_clear_tags(self) -> None:
-        fl = self.flow_list
-        fl.tagged.clear()
-        fl.refresh()
-        self.on_flow_list_tagged(FlowList.Tagged(0))
-
     def on_screen_resume(self) -> None:
-        self.capp.catch_up()
-
-    def palette(self) -> list[PaletteEntry]:
-        fl = self.flow_list
-        return [PaletteEntry(*e) for e in (
-            ("Help", "Every key and what each counter means", self.capp.action_help),
-            ("Filter flows", "Open the filter line (engine grammar)", self.action_filter),
-            ("Clear filter", "Show every flow again", self.action_clear_filter),
-            ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone, process, container",
-             self.action_group),
-            ("Rank groups by", "Heaviest: entries, bytes or packets", self.action_top_by),
-            ("Next sort column", "Sort the flows by the next column", self.action_sort),
-            ("Reverse sort", "Flip the sort direction", self.action_reverse),
-            ("Pause / resume", "Freeze the view; the collector keeps up underneath", self.action_pause),
-            ("Longer interval", "Refresh less often", lambda: self.action_interval(1), "interval(1)"),
-            ("Shorter interval", "Refresh more often", lambda: self.action_interval(-1), "interval(-1)"),
-            ("Tag flow", "Tag or untag the flow under the cursor", fl.action_tag),
-            ("Clear tags", "Untag every flow", self.action_clear_tags),
-            ("Flow detail", "Every field of the flow under the cursor", fl.action_open),
-        )] + super().palette()
+        cttop_app(self).catch_up()
 
     def on_resize(self) -> None:
         self.set_class(self.size.height >= 40, "tall")
@@ -335,6 +260,11 @@ class CttopApp(App[None]):
     def spec(self) -> NetnsSpec | None:
         """The namespace the view shows and actions act on; None for a replay."""
         return self.source.spec
+
+    @property
+    def replay(self) -> Playback | None:
+        """The recording the view replays (its play clock); None for a live namespace."""
+        return self.source.playback
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -472,17 +402,14 @@ class CttopApp(App[None]):
         self.paused, self._paused_generation = False, None
         self.main.query_one(StatusLine).paused = False
         self.main.query_one(StatusLine).title = self.title_text
-        self.main.flow_list.tagged.clear()
 
         def clear() -> None:
             # Anything the old collector left in a slot or on screen is of the old source.
             self._frame = self._index = self.shown_frame = self.shown_index = None
             status = self.main.query_one(StatusLine)
-            status.frame, status.tagged, status.loading_for = None, 0, 0.0
-            status.refresh()
+            status.frame, status.loading_for = None, 0.0
             fl = self.main.flow_list
-            fl.index, fl.cursor = None, 0
-            fl.refresh()
+            fl.index, fl.cursor, fl.tagged = None, 0, frozenset()  # the status line's count follows the tags
 
         def start() -> None:
             if self.collector is new:  # not switched again meanwhile
@@ -507,7 +434,7 @@ class CttopApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(help_sections(self.read_only, self.main.replay is not None)))
+        self.push_screen(HelpScreen(help_sections(self.read_only, self.replay is not None)))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

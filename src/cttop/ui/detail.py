@@ -12,7 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from cttop.owners.owners import Owners
+from cttop.owners.owners import NO_PROCESS, Owners
 from cttop.model import (
     ICMP_PROTOS,
     R_DPORT,
@@ -31,18 +31,30 @@ from cttop.model import (
 from cttop.table.packing import UNREAD, timeout_left
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
+from cttop.ui.access import cttop_app
 
 
 def owner_text(owners: Owners, row: Row) -> str:
     """The owning process and its container or unit, or why there is none (as of the last owners refresh)."""
     o = owners.owner_of(row)
+    n = owners.neighbour(row)
+    via = f" (namespace {n.netns})" if n is not None else ""
     if o is None:
-        return owners.where(row)
-    return o.text() + (f" in {o.container}" if o.container else "")
+        return (n.label + NO_PROCESS + via) if n is not None else owners.where(row)
+    return o.text() + (f" in {o.container}" if o.container else "") + via
+
+
+def service_text(owners: Owners, row: Row) -> str | None:
+    """A DNAT'd flow's service address and the namespace of the backend behind it, if on this host."""
+    b = owners.backend(row)
+    if b is None:
+        return None
+    j = owners.flow_json(row)["backend"]
+    return f"{j['service']} → {b.label} at {j['address']} (namespace {b.netns})"
 
 
 def detail_text(row: Row, now: float, gone: bool, owner: str | None = None,
-                meta: tuple[int, int] | None = None) -> Text:
+                meta: tuple[int, int] | None = None, service: str | None = None) -> Text:
     """Two columns, name and value; values come from the kernel (and /proc) and are appended as plain text.
 
     With the record's ``meta`` (:func:`record_meta`), the timeout is counted down from when it was
@@ -59,6 +71,8 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None,
     ]
     if owner is not None:
         lines.append(("process", owner))
+    if service is not None:
+        lines.append(("service", service))
     if proto in ICMP_PROTOS:
         lines.append(("icmp", fmt.icmp_text(proto, row[R_DPORT], row[R_SPORT])))
     for key in ("id", "family", "proto", "state", "status", "nat", "timeout", "mark", "zone", "use",
@@ -114,16 +128,14 @@ class DetailScreen(ModalScreen[None]):
         self.meta = meta  # the record's read time and flags (record_meta), when it came from the table
 
     def compose(self) -> ComposeResult:
-        from cttop.ui.app import CttopApp  # the app module imports this one
-
-        app = self.app
-        owners = app.collector.owners if isinstance(app, CttopApp) else None
+        owners = cttop_app(self).collector.owners
         owner = owner_text(owners, self.row) if owners is not None else None
+        service = service_text(owners, self.row) if owners is not None else None
         with Vertical(id="detail-box") as box:
             box.border_title = "Flow detail"
             box.border_subtitle = "Esc closes"
             with VerticalScroll():
-                yield Static(detail_text(self.row, self.now, self.gone, owner, self.meta), id="detail-text")
+                yield Static(detail_text(self.row, self.now, self.gone, owner, self.meta, service), id="detail-text")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

@@ -30,7 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
 from cttop.live.index import FlowIndex, ViewSpec, record_id
 from cttop.model import (
     R_DPORT,
@@ -57,7 +57,7 @@ from cttop.model import (
 )
 from cttop.table.packing import UNREAD, record_meta, timeout_left, unpack
 from cttop.ui import fmt
-from cttop.ui.keys import app_owners
+from cttop.ui.access import cttop_app
 
 OWNER_MIN_WIDTH: Final = 120  # narrower, the process column would squeeze the tuples below an IPv4 endpoint
 OWNER_WIDTH: Final = len(LOCAL_NO_PROCESS)
@@ -141,14 +141,14 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
             out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
         elif n == "owner":
             label = owners.label(row) if owners is not None else ""
-            out.append((label, "dim" if label in (FORWARDED, LOCAL_NO_PROCESS) else ""))
+            out.append((label, "dim" if label in (FORWARDED, LOCAL_NO_PROCESS) or label.endswith(NO_PROCESS) else ""))
         elif n == "container":
-            o = owners.owner_of(row) if owners is not None else None
-            # No owner: the process column already says why, once is enough.
-            if o is None:
+            c = owners.container_of(row) if owners is not None else None
+            # Neither a process nor a namespace: the process column already says why, once is enough.
+            if c is None and (owners is None or owners.owner_of(row) is None):
                 out.append(("", ""))
             else:
-                out.append((o.container or NO_CONTAINER, "" if o.container else "dim"))
+                out.append((c or NO_CONTAINER, "" if c else "dim"))
         elif n == "bytes":
             out.append((fmt.counter(total_bytes(row), bool(flags & UNREAD)), ""))
         elif n == "packets":
@@ -198,7 +198,14 @@ class FlowList(ScrollView, can_focus=True):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"flows--cursor", "flows--cursor-blur", "flows--tag", "flows--good",
                                              "flows--warn", "flows--dim", "flows--nat", "flows--empty"}
 
-    cursor: reactive[int] = reactive(0, always_update=True)
+    # On a flow of the list (validate_cursor); a move redraws only the line it leaves and the one it reaches.
+    # Set even to where it is, it brings itself back into view (after a scroll by the mouse wheel).
+    cursor: reactive[int] = reactive(0, repaint=False, always_update=True)
+    # These redraw the visible lines when they change (a new index, even of equal content, is news).
+    index: reactive[FlowIndex | None] = reactive(None, always_update=True)
+    tagged: reactive[frozenset[int]] = reactive(frozenset())
+    placeholder = reactive("")  # shown when there is nothing to list, e.g. why flows are missing
+    second: reactive[int | None] = reactive(None)  # the shown frame's whole second: a new one redraws the countdown
 
     class Moved(Message):
         """The cursor is on another flow (None when the list is empty)."""
@@ -212,16 +219,8 @@ class FlowList(ScrollView, can_focus=True):
             super().__init__()
             self.record = record
 
-    class Tagged(Message):
-        def __init__(self, flow_id: int) -> None:
-            super().__init__()
-            self.flow_id = flow_id
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.index: FlowIndex | None = None
-        self.tagged: set[int] = set()
-        self.placeholder = ""  # shown when there is nothing to list, e.g. why flows are missing
         self.now: float | None = None  # the shown frame's time: timeouts count down to it
         self.columns = layout(80)
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
@@ -252,8 +251,7 @@ class FlowList(ScrollView, can_focus=True):
             self.set_reactive(FlowList.cursor, target)
             self.scroll_to(y=max(0, target - on_screen), animate=False, immediate=True)
         else:
-            self.set_reactive(FlowList.cursor, max(0, min(self.cursor, n - 1)))
-        self.refresh()
+            self.set_reactive(FlowList.cursor, self.validate_cursor(self.cursor))
         self.post_message(self.Moved(self.cursor_flow()))
 
     class Relaid(Message):
@@ -261,8 +259,8 @@ class FlowList(ScrollView, can_focus=True):
 
     @property
     def owners(self) -> Owners | None:
-        """The collector's owners (a live namespace), None for a replay or outside the app."""
-        return app_owners(self.app)
+        """The collector's owners (a live namespace), None for a replay."""
+        return cttop_app(self).collector.owners
 
     def _has_owner_column(self) -> bool:
         return any(c.name in ("owner", "container") for c in self.columns)
@@ -274,7 +272,7 @@ class FlowList(ScrollView, can_focus=True):
         """Redraw when the owners index was refreshed since the lines were drawn (an idle table)."""
         owners = self.owners
         if owners is not None and self._has_owner_column() and owners.index.at != self._owners_drawn:
-            self.refresh()
+            self.refresh()  # a repaint: what changed is the collector's, not a field of this widget
 
     def on_resize(self) -> None:
         self.columns = layout(self.scrollable_content_region.width, self.owners is not None)
@@ -286,14 +284,14 @@ class FlowList(ScrollView, can_focus=True):
         super().notify_style_update()
         self._styles_key += 1  # theme or focus styles changed: cached lines are stale
 
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
+    def validate_cursor(self, cursor: int) -> int:
+        """Clamped to the index: 0 to the last flow (0 when there is none)."""
+        return max(0, min(cursor, len(self.records) - 1))
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self.refresh()
+        # Only these two lines change (a scroll below redraws the rest, as Textual does on any scroll).
+        self.refresh_line(old)
+        self.refresh_line(new)
         height = self.scrollable_content_region.height
         top = round(self.scroll_y)
         if new < top:
@@ -305,10 +303,8 @@ class FlowList(ScrollView, can_focus=True):
 
     def set_clock(self, now: float) -> None:
         """The shown frame's time; lines are redrawn when it reaches another second (timeouts count down)."""
-        moved = self.now is None or int(now) != int(self.now)
         self.now = now
-        if moved:
-            self.refresh()
+        self.second = int(now)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
@@ -323,7 +319,7 @@ class FlowList(ScrollView, can_focus=True):
         rec = recs[i]
         fid = record_id(rec)
         state = "cursor" if i == self.cursor else ""
-        if state and not self.has_focus:
+        if state and not self.has_focus:  # Textual redraws a widget that gains or loses the focus
             state = "blur"
         owners = self.owners if self._has_owner_column() else None
         at = owners.index.at if owners is not None else None
@@ -361,26 +357,20 @@ class FlowList(ScrollView, can_focus=True):
     # --- keys ----------------------------------------------------------------------------
 
     def action_move(self, delta: int) -> None:
-        n = len(self.records)
-        if n:
-            self.cursor = max(0, min(n - 1, self.cursor + delta))
+        self.cursor += delta
 
     def action_page(self, direction: int) -> None:
         self.action_move(direction * max(1, self.scrollable_content_region.height - 1))
 
     def action_edge(self, end: int) -> None:
-        n = len(self.records)
-        if n:
-            self.cursor = n - 1 if end else 0
+        self.cursor = len(self.records) - 1 if end else 0
 
     def action_tag(self) -> None:
         fid = self.cursor_flow()
         if fid is None:
             return
-        self.tagged.symmetric_difference_update({fid})
-        self.post_message(self.Tagged(fid))
+        self.tagged ^= {fid}
         self.action_move(1)
-        self.refresh()
 
     def action_open(self) -> None:
         rec = self.cursor_record()
@@ -388,8 +378,7 @@ class FlowList(ScrollView, can_focus=True):
             self.post_message(self.Open(rec))
 
     def on_click(self, event: events.Click) -> None:
-        if self.records:
-            self.cursor = max(0, min(len(self.records) - 1, round(self.scroll_y) + event.y))
+        self.cursor = round(self.scroll_y) + event.y
 
 
 class FlowsPanel(Vertical):

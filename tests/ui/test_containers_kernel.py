@@ -1,0 +1,109 @@
+"""The TUI on a container host: `g container` names the containers behind forwarded flows with the
+kernel's numbers, Enter filters the list to one, the detail names the DNAT'd backend, and F flushes
+exactly that container's flows (tests/container_host.py; the oracle is `conntrack -L`); and the header
+says when an eBPF datapath's conntrack maps are the table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cttop.kernel.netns import NetnsSpec
+from cttop.lab.containers import VIP4, by_role
+from cttop.live.index import record_id
+from cttop.sources.live import LiveSource
+from cttop.ui.app import CttopApp
+from cttop.ui.detail import DetailScreen
+from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.header import StatusLine
+from tests.container_host import SPRAY, WEB_OUT, ContainerHost, container_host
+from tests.ui.helpers import confirm_open, confirm_text, screen_text, wait_for, wait_live, wait_view, yes_and_wait
+from tests.kernel.test_datapath import bpffs  # noqa: F401  (a fixture: a BPF filesystem with pinned CT maps)
+from tests.ui.test_owners_kernel import group_to
+
+pytestmark = pytest.mark.kernel
+
+WEB = WEB_OUT + 1
+
+
+@pytest.fixture
+def ch() -> Iterator[ContainerHost]:
+    with container_host() as host:
+        yield host
+
+
+def kernel_ids(ch: ContainerHost, role: str) -> set[str]:
+    return {ln.split("id=")[1].split()[0] for ln in ch.kernel_lines("-s", by_role(role).address, "-o", "id")}
+
+
+async def test_g_container_names_both_containers_enter_filters_and_F_flushes_one(
+        ch: ContainerHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
+    spray_ids, web_ids = kernel_ids(ch, "spray"), kernel_ids(ch, "web")
+    assert (len(spray_ids), len(web_ids)) == (SPRAY, WEB)
+    app = CttopApp(LiveSource(NetnsSpec(name=ch.host)), interval=0.2)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_live(pilot, app)
+        await group_to(pilot, app, "container")
+        await wait_for(pilot, lambda: app.shown_frame is not None
+                       and {g.text for g in app.shown_frame.top} >= {ch.label("spray"), ch.label("web")},
+                       "both containers ranked")
+        frame = app.shown_frame
+        assert frame is not None
+        got = {g.text: g.entries for g in frame.top}
+        assert (got[ch.label("spray")], got[ch.label("web")]) == (SPRAY, WEB)
+        text = screen_text(app)
+        assert "Heaviest container by entries" in text
+        assert re.search(rf"{re.escape(ch.label('spray'))}\s+{SPRAY}\s+\d+%", text), text
+        assert re.search(rf"{re.escape(ch.label('web'))}\s+{WEB}\s+\d+%", text), text
+
+        heaviest = app.main.query_one(HeaviestPanel)
+        heaviest.focus()
+        heaviest.cursor = [g.text for g in frame.top].index(ch.label("spray"))
+        await pilot.press("enter")
+        expr = f"container {ch.label('spray')}"
+        await wait_for(pilot, lambda: app.view.filter == expr, "the container's filter")
+        await wait_view(pilot, app)
+        shown = {str(record_id(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
+        assert shown == spray_ids
+        # Each of its lines names the process inside the container, and the container.
+        lines = [ln for ln in screen_text(app).splitlines() if by_role("spray").address in ln]
+        assert len(lines) == SPRAY and all(ch.process("spray") in ln and ch.label("spray") in ln for ln in lines)
+
+        await pilot.press("F")
+        confirm = await confirm_open(pilot, app)
+        assert f"Flush the {SPRAY} flows matching '{expr}'" in confirm_text(confirm)
+        await yes_and_wait(pilot, app, tmp_path)
+    assert kernel_ids(ch, "spray") == set() and kernel_ids(ch, "web") == web_ids
+
+
+async def test_the_detail_of_a_dnat_flow_names_the_client_container_and_the_backend_pod(ch: ContainerHost) -> None:
+    app = CttopApp(LiveSource(NetnsSpec(name=ch.host)), interval=0.2)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_live(pilot, app)
+        app.set_filter(f"dst {VIP4}")
+        await wait_view(pilot, app)
+        await wait_for(pilot, lambda: len(app.main.flow_list.records) == 1, "the one flow to the service")
+        owners = app.collector.owners
+        assert owners is not None
+        await wait_for(pilot, lambda: owners.index.hosts is not None, "the host's namespaces mapped")
+        app.main.flow_list.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), "the flow detail")
+        text = screen_text(app)
+        assert re.search(rf"process\s+{re.escape(ch.process('web'))} in {re.escape(ch.label('web'))}", text), text
+        api = by_role("api")
+        assert re.search(rf"service\s+{re.escape(VIP4)}:53 → {re.escape(ch.label('api'))} at {api.address}:53", text)
+
+
+async def test_the_header_says_so(bpffs: Path, netns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTTOP_BPFFS", str(bpffs))
+    app = CttopApp(LiveSource(NetnsSpec(name=netns)), interval=0.2)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await wait_live(pilot, app)
+        status = app.main.query_one(StatusLine)
+        await wait_for(pilot, lambda: status.datapath is not None, "the datapath look")
+        assert "eBPF CT tracks pod traffic, not this table: cilium bpf ct list global" in str(status.render())
