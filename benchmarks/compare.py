@@ -16,8 +16,8 @@ machine falls on both alike; the load average is printed with each section.
   each as a ratio to conntrack -L's, and the child's peak RSS.
 - memory: each tree dumps that namespace into its FlowTable; bytes per flow held
   (RSS delta), as bench_snapshot.py measures it.
-- events: each tree's bench_events.py replaying the same recorded bytes (this
-  tree's benchmarks/data/events.bin.gz).
+- events: this tree's bench_events.py, run on each tree's code, replaying the same
+  recorded bytes (benchmarks/data/events.bin.gz); events per wall and per CPU second.
 - keys: each tree's bench_keys.py (headless app on busy_rows, events arriving).
 Needs root for snapshot and memory (a namespace named hb-cmp-*, deleted after).
 """
@@ -149,27 +149,27 @@ NUM = r"([\d,.]+)"
 
 
 def events(trees: dict[str, str], rounds: int, seconds: float) -> None:
+    # This tree's bench_events.py for both: it uses only Decoder, decode_events and FlowTable,
+    # which both trees have, and it adds the per-CPU-second rate the old copy lacks.
+    script = os.path.join(NEW_TREE, "benchmarks", "bench_events.py")
     data = os.path.join(NEW_TREE, "benchmarks", "data", "events.bin.gz")
-    got: dict[str, dict[str, list[float]]] = {k: {"decode": [], "apply": [], "cpu": []} for k in trees}
+    got: dict[str, dict[str, list[float]]] = {k: {} for k in trees}
     print(f"\nevents: {load()}")
     for r in range(rounds):
         for label in rotate(list(trees), r):
-            tree = trees[label]
-            run = child([sys.executable, os.path.join(tree, "benchmarks", "bench_events.py"),
-                         "--seconds", str(seconds), "--file", data], tree, capture=True)
-            d = re.search(r"decode only:\s+" + NUM, run.out)
-            a = re.search(r"decode \+ apply:\s+" + NUM, run.out)
-            if not (d and a):
-                raise SystemExit(f"{label} bench_events.py printed no rates:\n{run.out}")
-            got[label]["decode"].append(float(d.group(1).replace(",", "")))
-            got[label]["apply"].append(float(a.group(1).replace(",", "")))
-            got[label]["cpu"].append(run.cpu / run.wall)
+            run = child([sys.executable, script, "--seconds", str(seconds), "--file", data], trees[label],
+                        capture=True)
+            for what in ("decode only", "decode + apply"):
+                m = re.search(re.escape(what) + r":\s+" + NUM + r" events/s\s+\(" + NUM + " per CPU second", run.out)
+                if not m:
+                    raise SystemExit(f"{label}: bench_events.py printed no {what} rate:\n{run.out}")
+                got[label].setdefault(what, []).append(float(m.group(1).replace(",", "")))
+                got[label].setdefault(what + " per CPU s", []).append(float(m.group(2).replace(",", "")))
         print(f"  round {r + 1}/{rounds} done; {load()}")
     first = next(line for line in run.out.splitlines() if line.startswith("replaying"))
-    print(f"\nevents, {first}; {rounds} alternating rounds of {seconds:g} s each, median (min-max) events/s:")
+    print(f"\nevents, {first}; {rounds} alternating rounds of {seconds:g} s each, median (min-max):")
     for label, g in got.items():
-        print(f"  {label}: decode only {span(g['decode'])}; decode + apply {span(g['apply'])}; "
-              f"child used {statistics.median(g['cpu']):.2f} cores")
+        print(f"  {label}: " + "; ".join(f"{k} {span(v)}" for k, v in g.items()))
 
 
 def span(xs: list[float]) -> str:
