@@ -264,12 +264,13 @@ class Decoder:
         check instead of calling :meth:`decode_one` for every message.
         """
         off, n = 0, len(buf)
-        fast, append, nlh = self.fast, out.append, NLH3.unpack_from
+        # Locals, not globals: each is read once per message.
+        fast, append, nlh, hdr = self.fast, out.append, NLH3.unpack_from, NLH_LEN
         while off < n:
-            if n - off < NLH_LEN:
+            if n - off < hdr:
                 raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
             length, typ, flags = nlh(buf, off)
-            if length < NLH_LEN or off + length > n:
+            if length < hdr or off + length > n:
                 raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
             if typ == NLMSG_DONE:
                 return True
