@@ -123,14 +123,23 @@ class Ctnetlink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, kind: int, flags: int, family: int, payload: bytes = b"") -> int:
+    def _send(self, kind: int, flags: int, family: int, payload: bytes = b"", msg_type: int | None = None) -> int:
+        """Send one request: a conntrack message ``kind``, or any ctnetlink subsystem's ``msg_type``."""
         self.seq += 1
-        msg = request(C.ct_msg(kind), C.NLM_F_REQUEST | flags, self.seq, NFGEN.pack(family, 0, 0) + payload)
+        typ = C.ct_msg(kind) if msg_type is None else msg_type
+        msg = request(typ, C.NLM_F_REQUEST | flags, self.seq, NFGEN.pack(family, 0, 0) + payload)
         try:
             self.sock.send(msg)
         except OSError as e:
-            raise KernelError(f"ctnetlink request {kind}: {e.strerror}", e.errno) from None
+            raise KernelError(f"ctnetlink request {typ:#x}: {e.strerror}", e.errno) from None
         return self.seq
+
+    def dump_messages(self, msg_type: int, what: str,
+                      family: int = socket.AF_UNSPEC) -> Iterator[tuple[bytearray, int, int]]:
+        """A dump of another ctnetlink table (the expectations: ``nlconst.exp_msg``), message by message:
+        (buffer, offset, length) of each, valid until the next is asked for."""
+        self._send(0, C.NLM_F_DUMP, family, msg_type=msg_type)
+        return self._replies(what)
 
     def _replies(self, what: str) -> Iterator[tuple[bytearray, int, int]]:
         """Yield (buffer, offset, length) of each data message until DONE or the ACK.
