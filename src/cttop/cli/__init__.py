@@ -22,7 +22,7 @@ COMMANDS = {
     "flush": "actions", "delete": "actions", "set": "actions", "undo": "actions", "journal": "actions",
     "tunables": "actions", "notrack": "actions",
     "namespaces": "fleet", "record": "fleet", "replay": "fleet", "export": "fleet",
-    "expect": "expect",
+    "events": "events", "expect": "expect",
 }
 
 
