@@ -10,7 +10,7 @@ import typer
 
 from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
-from cttop.live.snapshot import Snapshot, take
+from cttop.live.snapshot import NEW_RATE_SECONDS, RANKS, Snapshot, take
 from cttop.table.groups import GROUPS
 from cttop.termsafe import safe_line
 
@@ -23,24 +23,31 @@ def snapshot(
     netns_path: NetnsPathOpt = None,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
     group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUPS)}.")] = "src",
-    by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes or packets.")] = "entries",
+    by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes, packets or new-rate (new flows "
+                                                 "a second, watched for --seconds).")] = "entries",
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,
     flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
+    seconds: Annotated[float | None, typer.Option(
+        "--seconds", min=0.1, help=f"Watch this long between two dumps, for rates (new-rate: default "
+                                   f"{NEW_RATE_SECONDS:g}).")] = None,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
     spec = netns_spec(netns, netns_pid, netns_path)
     if group_by not in GROUPS:
         fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUPS)})")
-    if by not in ("entries", "bytes", "packets"):
-        fail(f"--by {by!r}: choose entries, bytes or packets")
+    if by not in RANKS:
+        fail(f"--by {by!r}: choose {', '.join(RANKS[:-1])} or {RANKS[-1]}")
     flt = command_filter(filter, spec)
-    snap = take(spec, flt, group_by, by, top, keep_flows=flows)
+    snap = take(spec, flt, group_by, by, top, keep_flows=flows, seconds=seconds)
     if as_json:
         # dumps, not dump: json.dump streams through the pure-Python encoder, 10x slower.
         sys.stdout.write(json.dumps(snap.to_json(flows), separators=(",", ":")) + "\n")
     else:
         _print_human(snap, flows, bool(filter.strip()))
+    if snap.events_lost:
+        print("cttop: the kernel dropped events while measuring (ENOBUFS): new-rate is a lower bound",
+              file=sys.stderr)
     if snap.problem is not None:
         print(f"cttop: {snap.problem}", file=sys.stderr)
         if flows:
@@ -62,10 +69,15 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w("\nstates:\n")
     for k, n in sorted(agg.by_state.items(), key=lambda kv: -kv[1]):
         w(f"  {k:<24} {n:>9}\n")
-    rows = agg.top(s.group_by, s.top_n, s.by)
-    w(f"\ntop {len(rows)} by {GROUPS[s.group_by].title} ({s.by}):\n")
+    rows = s.rows()
+    over = f", over {s.seconds:g} s from {s.rate_source}" if s.seconds is not None else ""
+    w(f"\ntop {len(rows)} by {GROUPS[s.group_by].title} ({s.by}{over}):\n")
     for g in rows:
         extra = f"  {g.bytes:>12} B  {g.packets:>9} pkts" if g.bytes is not None else ""
+        if g.new_rate is not None:
+            extra += f"  {g.new_rate:>9.1f} new/s"
+        if g.bytes_rate is not None and g.packets_rate is not None:
+            extra += f"  {g.bytes_rate:>11.0f} B/s  {g.packets_rate:>8.1f} pkts/s"
         w(f"  {g.text:<40} {g.entries:>9}{extra}\n")
     if with_flows:
         w("\nflows:\n")

@@ -45,12 +45,14 @@ from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer, IndexJob
 from cttop.live.owner_top import OWNER_GROUPS, PackedOwners
 from cttop.kernel.perms import has_net_admin
-from cttop.model import TCP_STATES, Row
+from cttop.model import EV_NEW, TCP_STATES, Row
 from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.sources.live import LiveSource, Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
 from cttop.table.history import FillHistory, Rate
+from cttop.table.packing import unpack
+from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
 from cttop.table.store import FlowTable
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
@@ -69,6 +71,7 @@ TOP_N: Final = 10
 OWNER_TOP_DUTY: Final = 5  # rank by owner at most once per this many times what the last ranking cost
 GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
 TOP_BY: Final = ("entries", "bytes", "packets")
+RANK_BY: Final = TOP_BY + ("new-rate",)  # new flows a second: not for the owner groups (no key per event)
 _STATUS_ORDER: Final = ("UNREPLIED", "REPLIED", "ASSURED")
 
 
@@ -106,6 +109,12 @@ class Collector:
         self._history = FillHistory()
         self._rates = {name: Rate() for name in PRESSURE}
         self._new_rate, self._gone_rate = Rate(), Rate()
+        # New flows a second by the shown group, counted only while the panel ranks by them (a group key
+        # per NEW event is a cost nobody should pay for a view not shown); bytes and packets a second by
+        # flow from the last two dumps, and by group (cached: (group, rates it was summed from), result).
+        self._new_flows: tuple[str, NewFlowRate] | None = None
+        self._flow_rates: dict[int, FlowRate] = {}
+        self._group_rates: tuple[str, dict[int, FlowRate], dict[object, FlowRate]] | None = None
         self._lost = 0
         self._dumping = False  # a dump is being received: no other request may use the socket
         self._bad = 0
@@ -153,7 +162,7 @@ class Collector:
         self._wake.set()
 
     def set_group(self, group: str, by: str) -> None:
-        if (group not in GROUPS and group not in self.group_order) or by not in TOP_BY:
+        if (group not in GROUPS and group not in self.group_order) or by not in RANK_BY:
             raise KeyError(f"{group}/{by}")
         with self._lock:
             self._group, self._top_by = group, by
@@ -261,6 +270,7 @@ class Collector:
     def _apply(self, batch: EventBatch) -> None:
         if batch.events:
             self.table.apply_events(batch.events)
+        self._count_new(batch)
         self._bad += batch.bad
         while batch.lost:
             self._lost += 1
@@ -287,6 +297,7 @@ class Collector:
         self._history = FillHistory()
         self._rates = {name: Rate() for name in PRESSURE}
         self._new_rate, self._gone_rate = Rate(), Rate()
+        self._new_flows, self._flow_rates = None, {}
         return True
 
     def _catch_up(self) -> EventBatch:
@@ -299,8 +310,19 @@ class Collector:
         batch = self.source.events(0.0)
         if batch.events:
             self.table.apply_events(batch.events)
+        self._count_new(batch)
         self._bad += batch.bad
         return batch
+
+    def _events_on(self) -> bool:
+        """Whether the kernel sends events here (nf_conntrack_events is not 0): else new flows are counted
+        from dumps."""
+        return self._sysctls.get("nf_conntrack_events") != "0"
+
+    def _count_new(self, batch: EventBatch) -> None:
+        counting = self._new_flows
+        if counting is not None and self._events_on():
+            counting[1].add(self.source.now(), [row for kind, row in batch.events if kind == EV_NEW])
 
     def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh)."""
@@ -330,11 +352,25 @@ class Collector:
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed
         fresh.generation = old.generation + 1
+        now = self.source.now()
+        if not first:
+            self._measure(old, fresh, now)
         self.table = fresh
-        self._refreshed = self.source.now()
+        self._refreshed = now
         cost = time.monotonic() - t0
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
         self._next_drift_check = time.monotonic() + max(2.0, DRIFT_DUTY * cost)
+
+    def _measure(self, old: FlowTable, fresh: FlowTable, now: float) -> None:
+        """Rates from two successive dumps: bytes and packets a second by flow (with accounting on), and,
+        where the kernel sends no events, the new flows: those this dump holds and the last did not (it
+        misses flows born and gone in between, which events would have caught)."""
+        was, seen = old.by_key(), fresh.by_key()
+        since = self._refreshed
+        self._flow_rates = flow_rates(was, seen, now - since) if fresh.counted and since is not None else {}
+        counting = self._new_flows
+        if counting is not None and not self._events_on():
+            counting[1].add(now, [unpack(rec) for key, rec in seen.items() if key not in was])
 
     def _drifted(self) -> bool:
         """Whether the last frame's table size (taken with the kernel's count) was too far off."""
@@ -387,13 +423,29 @@ class Collector:
         with self._lock:
             group, by, interval = self._group, self._top_by, self._interval
         top: tuple[GroupRow, ...] = ()
+        owned = group in OWNER_GROUPS
+        if by == "new-rate" and owned:
+            by = "entries"  # owners are looked up per dump, not per event
+        self._count_new_by(group if by == "new-rate" else None, now)
+        ranked_total: float = 0
         if self._phase == LIVE:
             self._track_only(group)
-            if by != "entries" and not table.counted:
+            if by in ("bytes", "packets") and not table.counted:
                 by = "entries"  # no counters to rank by
             if self.owners is not None:
                 self.owners.refresh_if_due()
-            top = self._top_owners(group, by) if group in OWNER_GROUPS else tuple(table.top(group, TOP_N, by))
+            if by == "new-rate":
+                assert self._new_flows is not None
+                rates = self._new_flows[1].rates()
+                table.track(group)
+                top = tuple(top_new(rates, table.agg, group, TOP_N))
+                ranked_total = sum(rates.values())
+            else:
+                top = self._top_owners(group, by) if owned else tuple(table.top(group, TOP_N, by))
+                ranked_total = {"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by]
+            if self._flow_rates and not owned:
+                top = tuple(with_rates(top, self._rates_by(group)))
+        counting = self._new_flows
         shown = self._phase in (LIVE, FAILED)
         return Frame(
             seq=self._seq, time=now, label=src.label, live=src.live, phase=self._phase, note=self._note,
@@ -404,7 +456,27 @@ class Collector:
             new_rate=self._new_rate.update(now, table.created), gone_rate=self._gone_rate.update(now, table.destroyed),
             pressure=self._pressure, states=ordered_states(table.by_state) if shown else (), group=group,
             top_by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed,
-            ranked_total={"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by])
+            ranked_total=ranked_total,
+            new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
+            new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
+            flow_rates=self._flow_rates)
+
+    def _count_new_by(self, group: str | None, now: float) -> None:
+        """Count new flows by ``group`` from now on (None: stop counting); a new group starts afresh."""
+        if group is None:
+            self._new_flows = None
+        elif self._new_flows is None or self._new_flows[0] != group:
+            counting = NewFlowRate(GROUPS[group].key)
+            counting.start(now)
+            self._new_flows = (group, counting)
+
+    def _rates_by(self, group: str) -> dict[object, FlowRate]:
+        """Bytes and packets a second by group, summed from the flows' once per dump and group."""
+        cached = self._group_rates
+        if cached is None or cached[0] != group or cached[1] is not self._flow_rates:
+            cached = (group, self._flow_rates, group_rates(self._flow_rates, self.table.by_key(), GROUPS[group].key))
+            self._group_rates = cached
+        return cached[2]
 
     def _read_counts(self, now: float) -> None:
         """Count, max and the pressure counters from the kernel; /proc/sys when ctnetlink is refused."""
