@@ -1,4 +1,4 @@
-"""`cttop expect` against `conntrack -L expect`, on expectations the kernel's FTP helper made from real flows.
+"""`cttop expect` against `conntrack -L expect`, and a flow's helper against `conntrack -L`, on real FTP helper flows.
 
 A namespace attaches the built-in FTP helper to TCP port 21 (and 2121, whose flows are put in conntrack
 zone 7) with an nft ``ct helper`` object; a tiny FTP server answers PASV/EPSV, and clients holding their
@@ -7,6 +7,7 @@ control flows open make one expectation each: IPv4 PASV, IPv6 EPSV, and IPv4 in 
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -15,7 +16,11 @@ from typing import Any
 
 import pytest
 
+from cttop.kernel.ctnetlink import Ctnetlink, KernelError
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import R_ID, R_SPORT
 from tests.conftest import delete_netns, make_netns, run_cttop, sh
+from tests.oracle import conntrack_list
 
 pytestmark = pytest.mark.kernel
 
@@ -133,3 +138,27 @@ def test_empty_table_and_bad_namespace(netns: str) -> None:
     r = run_cttop("expect", "--netns", "no-such-ns-here")
     assert r.returncode == 2 and "no such network namespace" in r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_a_flows_helper_as_conntrack_shows_it(ftp_ns: str) -> None:
+    plain = ["-p", "udp", "-s", "10.3.0.1", "-d", "10.3.0.2", "--sport", "5", "--dport", "6"]
+    sh("conntrack", "-I", *plain, "-t", "300", netns=ftp_ns)  # a flow no helper watches
+    try:
+        _check_helpers(ftp_ns)
+    finally:
+        sh("conntrack", "-D", *plain, netns=ftp_ns)
+
+
+def _check_helpers(ftp_ns: str) -> None:
+    with Ctnetlink(NetnsSpec(name=ftp_ns)) as ct:
+        rows = ct.dump()
+        helpers = {r[R_ID]: ct.helper_of(r) for r in rows}
+        theirs = {f["id"]: f["extra"].get("helper") for f in conntrack_list(ftp_ns)}
+        assert helpers == theirs
+        assert sorted(h for h in helpers.values() if h) == ["ftp"] * len(CLIENTS)  # the control flows
+        assert list(helpers.values()).count(None) == 1  # and the plain one
+        # the server's data listener made no flow; an entry the kernel no longer has is said so
+        gone = rows[0][:R_SPORT] + (1,) + rows[0][R_SPORT + 1:]
+        with pytest.raises(KernelError) as err:
+            ct.helper_of(gone)
+        assert err.value.code == errno.ENOENT

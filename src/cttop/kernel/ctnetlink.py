@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from cttop.errors import CttopError
 from cttop.kernel import nlconst as C
 from cttop.kernel.attrs import be, nest, nla
-from cttop.kernel.decode import Decoder, ErrorReply
+from cttop.kernel.decode import Decoder, ErrorReply, helper_name
 from cttop.kernel.framing import (
     HEADER_LEN,
     NFGEN,
@@ -267,6 +267,19 @@ class Ctnetlink:
                     d[name] = int.from_bytes(payload, "big")
             out.append(d)
         return out
+
+    def helper_of(self, row: Row) -> str | None:
+        """The helper attached to one entry now (``ftp``…), asked by its original tuple and zone; None when
+        it has none. KernelError (ENOENT) when the entry is gone."""
+        payload = tuple_attr(C.CTA_TUPLE_ORIG, row[R_FAMILY], row[R_PROTO], row[R_SRC], row[R_DST],
+                             row[R_SPORT], row[R_DPORT])
+        if row[R_ZONE]:
+            payload += nla(C.CTA_ZONE, be("H", row[R_ZONE]))
+        self._send(C.IPCTNL_MSG_CT_GET, C.NLM_F_ACK, row[R_FAMILY], payload)
+        helper = None
+        for buf, off, ln in self._replies("conntrack get"):
+            helper = helper_name(buf, off, ln)
+        return helper
 
     def delete_rows(self, rows: Iterable[Row]) -> int:
         """Delete entries by id and original tuple, pipelined; returns how many the kernel removed.
