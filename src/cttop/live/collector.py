@@ -40,9 +40,11 @@ from cttop.sources.replay import ReplaySource
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
 from cttop.live.counters import PRESSURE
+from cttop.live.eventlog import EventLog
 from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame, Pressure, StateRow
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer, IndexJob
+from cttop.live.resolve import Resolver
 from cttop.live.owner_top import OWNER_GROUPS, PackedOwners
 from cttop.kernel.perms import has_net_admin
 from cttop.model import EV_NEW, TCP_STATES, Row
@@ -115,6 +117,10 @@ class Collector:
         self._new_flows: tuple[str, NewFlowRate] | None = None
         self._flow_rates: dict[int, FlowRate] = {}
         self._group_rates: tuple[str, dict[int, FlowRate], dict[object, FlowRate]] | None = None
+        # The event screen's log, kept only while it is open; and cttop's own DNS lookups, hidden from the
+        # flow list and the log (set by set_resolver, for a view of the resolver's own namespace only).
+        self._log: EventLog | None = None
+        self._hide: tuple[Callable[[Row], bool], Callable[[bytes], bool]] | None = None
         self._lost = 0
         self._dumping = False  # a dump is being received: no other request may use the socket
         self._bad = 0
@@ -175,6 +181,31 @@ class Collector:
             raise KeyError(spec.sort)
         with self._lock:
             self._view, self._view_dirty, self._view_owned = spec, True, owned
+
+    def set_event_log(self, on: bool) -> None:
+        """Keep the event screen's log (from now on), or drop it."""
+        with self._lock:
+            if not on:
+                self._log = None
+            elif self._log is None:
+                self._log = EventLog()
+        self._wake.set()  # a frame with the log (or without it) at once
+
+    def set_event_filter(self, text: str) -> None:
+        """The event log's filter; raises FilterError (from the caller's thread) for bad text."""
+        flt = compile_filter(text, self.owners)
+        with self._lock:
+            if self._log is not None:
+                self._log.set_filter(flt)
+
+    def set_resolver(self, resolver: Resolver | None) -> None:
+        """Hide the resolver's own lookups, when this view watches the namespace its queries are made in."""
+        spec = getattr(self.source, "spec", None)
+        own = resolver is not None and spec is not None and spec.inode() == resolver.netns
+        with self._lock:
+            self._hide = (resolver.own_flow, resolver.own_record) if own and resolver is not None else None
+            self._view_dirty = True
+        self._wake.set()
 
     def set_anchor(self, flow_id: int | None) -> None:
         """The flow under the cursor: the next index says where it moved to."""
@@ -271,6 +302,7 @@ class Collector:
         if batch.events:
             self.table.apply_events(batch.events)
         self._count_new(batch)
+        self._log_events(batch)
         self._bad += batch.bad
         while batch.lost:
             self._lost += 1
@@ -311,8 +343,14 @@ class Collector:
         if batch.events:
             self.table.apply_events(batch.events)
         self._count_new(batch)
+        self._log_events(batch)
         self._bad += batch.bad
         return batch
+
+    def _log_events(self, batch: EventBatch) -> None:
+        log, hide = self._log, self._hide
+        if log is not None and (batch.events or batch.lost):
+            log.add(batch, self.source.now(), hide[0] if hide is not None else None)
 
     def _events_on(self) -> bool:
         """Whether the kernel sends events here (nf_conntrack_events is not 0): else new flows are counted
@@ -402,7 +440,8 @@ class Collector:
             records = self.table.records()
         if not paused:
             self._indexed = built_from
-        self.indexer.submit(IndexJob(records, gen, spec, self._anchor))
+        hide = self._hide
+        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, hide[1] if hide is not None else None))
         # A big table takes a while to index; rebuild it no more than every other build time.
         last = self.indexer.last
         self._next_index = time.monotonic() + max(self._interval, 2 * (last[0].seconds if last else 0.0))
@@ -459,7 +498,8 @@ class Collector:
             ranked_total=ranked_total,
             new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
             new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
-            flow_rates=self._flow_rates)
+            flow_rates=self._flow_rates,
+            event_log=log.view(now) if (log := self._log) is not None else None)
 
     def _count_new_by(self, group: str | None, now: float) -> None:
         """Count new flows by ``group`` from now on (None: stop counting); a new group starts afresh."""

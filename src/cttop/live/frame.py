@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cttop.live.eventlog import LogView
 from cttop.table.aggregates import GroupRow
 from cttop.table.rates import FlowRate
 
@@ -70,6 +71,7 @@ class Frame:
     # Bytes and packets a second of the flows that moved between the last two dumps, by flow key
     # (packing.flow_key); replaced, never changed, at each dump.
     flow_rates: Mapping[int, FlowRate] = field(default_factory=dict)
+    event_log: LogView | None = None  # while the event screen is open
 
     @property
     def fill(self) -> float | None:

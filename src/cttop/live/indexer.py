@@ -16,6 +16,7 @@ class IndexJob:
     generation: int
     spec: ViewSpec
     anchor: int | None
+    hide: Callable[[bytes], bool] | None = None  # records never listed (cttop's own DNS lookups)
 
 
 class Indexer:
@@ -73,7 +74,7 @@ class Indexer:
 
             try:
                 index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
-                                    cancelled=cancelled, owners=self._owners)
+                                    cancelled=cancelled, owners=self._owners, hide=job.hide)
             finally:
                 with self._cv:
                     self._running = False
