@@ -441,7 +441,8 @@ class Collector:
         if not paused:
             self._indexed = built_from
         hide = self._hide
-        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, hide[1] if hide is not None else None))
+        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, hide[1] if hide is not None else None,
+                                     self._flow_rates))
         # A big table takes a while to index; rebuild it no more than every other build time.
         last = self.indexer.last
         self._next_index = time.monotonic() + max(self._interval, 2 * (last[0].seconds if last else 0.0))
