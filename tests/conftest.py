@@ -14,6 +14,7 @@ import pytest
 from tests.kernel_env import kernel_unavailable_reason
 
 _REASON = kernel_unavailable_reason()
+pytest_plugins = ("tests.nobody",)  # the nobody_cttop fixture: cttop as another user can run it
 
 # cttop's CLI as a process, from this interpreter (the venv's), whatever PATH holds.
 CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'cttop'; from cttop.cli import main; main()"]

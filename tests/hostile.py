@@ -150,7 +150,12 @@ def forge_journal(state: Path, netns: str) -> str:
     assert r.returncode == 0, r.stderr
     path = state / "journal.jsonl"
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    assert len(recs) == 1 and recs[0]["netns"] == netns
-    recs[0].update(user=HOSTILE_USER, summary=HOSTILE_SUMMARY, description=HOSTILE_SUMMARY)
+    # The change's own record (its intent); the line completing it only names its id.
+    [change] = [r for r in recs if "kind" in r]
+    assert change["netns"] == netns
+    change.update(user=HOSTILE_USER, summary=HOSTILE_SUMMARY, description=HOSTILE_SUMMARY)
+    for r in recs:
+        if r.get("completes") == change["id"]:
+            r["summary"] = HOSTILE_SUMMARY  # the summary in force is the completion's
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    return str(recs[0]["id"])
+    return str(change["id"])

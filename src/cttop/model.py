@@ -154,10 +154,6 @@ def nat_kind(row: Row) -> str | None:
     return "snat" if snat else "dnat" if dnat else None
 
 
-def is_assured(row: Row) -> bool:
-    return bool(row[R_STATUS] & IPS_ASSURED)
-
-
 def total_bytes(row: Row) -> int | None:
     o, r = row[R_OBYTES], row[R_RBYTES]
     return None if o is None else int(o + r)

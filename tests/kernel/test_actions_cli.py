@@ -76,7 +76,15 @@ def test_set_persist_journal_undo(netns: str, tmp_path: Path) -> None:
     recs = json.loads(cttop("journal", "--json", "--state-dir", state).stdout)
     assert [r["kind"] for r in recs] == ["sysctl"] and recs[0]["netns"] == netns
 
-    r = cttop("undo", "--yes", "--netns", netns, "--state-dir", state)
+    r = cttop("undo", "--yes", "--force", "--netns", netns, "--state-dir", state)
+    refused = (f"cttop: change {recs[0]['id']} persisted to {etc}/sysctl.d/90-cttop.conf, but cttop writes "
+               f"/etc/sysctl.d/90-cttop.conf here: pass --persist-dir {etc}")
+    assert (r.returncode, r.stderr.strip()) == (2, refused)
+    undo = ["undo", "--yes", "--persist-dir", str(etc), "--netns", netns, "--state-dir", state]
+    r = cttop(*undo)
+    assert r.returncode == 2 and "changed since" in r.stderr  # someone set 44 over cttop's 10
+    assert udp_timeout(netns) == "44"
+    r = cttop(*undo, "--force")
     assert r.returncode == 0, r.stderr
     assert udp_timeout(netns) == "30"
     assert not (etc / "sysctl.d" / "90-cttop.conf").exists()

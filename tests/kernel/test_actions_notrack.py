@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 
 from cttop.actions.errors import ActionError
-from cttop.actions.journal import Journal
+from cttop.actions.journal import Journal, Transaction
 from cttop.actions.notrack import AddNotrack, RemoveNotrack, list_rules
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import set_read_only
 from cttop.actions.undo import undo_plan
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import AF_INET, NO_PSTATE, ROW_LEN
+from tests.actions_helpers import undo
 from tests.conftest import CLI, delete_netns, make_netns, sh
 
 pytestmark = pytest.mark.kernel
@@ -76,7 +77,7 @@ def test_notrack_stops_tracking_and_undo_resumes(netns: str, tmp_path: Path, bac
     assert entries(netns, 5353) == 0  # exempted
     assert entries(netns, 5354) == 1  # other traffic still tracked
 
-    plan.undo()
+    undo(plan)
     assert cttop_table(netns) is None
     assert "cttop:" not in sh("iptables-save", "-t", "raw", netns=netns)
     send(netns, 5353)
@@ -144,10 +145,10 @@ def test_untranslatable_refused_and_nothing_added(netns: str, tmp_path: Path, ex
 def test_failed_journal_removes_the_rules(netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     j = Journal(str(tmp_path))
 
-    def full(record: object) -> None:
+    def full(self: Transaction, *args: object) -> None:
         raise ActionError("journal: No space left on device")
 
-    monkeypatch.setattr(j, "append", full)
+    monkeypatch.setattr(Transaction, "complete", full)
     with pytest.raises(ActionError, match="No space"):
         AddNotrack(NetnsSpec(name=netns), "udp dport 5353", journal=j).apply()
     assert cttop_table(netns) is None

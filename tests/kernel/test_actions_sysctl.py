@@ -9,13 +9,14 @@ import pytest
 
 from cttop.actions import drift
 from cttop.actions.errors import ActionError
-from cttop.actions.journal import Journal
+from cttop.actions.journal import Journal, Transaction
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import set_read_only
 from cttop.actions.sysctl_plan import SetSysctls
 from cttop.actions.undo import undo_plan
 from cttop.kernel import sysctl
 from cttop.kernel.netns import NetnsSpec
+from tests.actions_helpers import undo
 from tests.conftest import sh
 
 pytestmark = pytest.mark.kernel
@@ -46,7 +47,7 @@ def test_timeout_set_then_undone(netns: str, tmp_path: Path) -> None:
     assert proc(UDP, None) == "30"  # the host's own value is untouched
     [rec] = j.records()
     assert rec.id == res.id and rec.before["values"] == {UDP: "30"} and rec.netns == netns and rec.undoable
-    plan.undo()
+    undo(plan)
     assert proc(UDP, netns) == "30"
     recs = j.records()
     assert recs[0].undone_by == recs[1].id and recs[1].undoes == res.id and not recs[1].undoable
@@ -114,13 +115,15 @@ def test_journal_failure_after_the_write_restores_the_value(netns: str, tmp_path
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     j = Journal(str(tmp_path))
 
-    def full(record: object) -> None:
+    def full(self: Transaction, *args: object) -> None:
         raise ActionError(f"journal {j.path}: No space left on device")
 
-    monkeypatch.setattr(j, "append", full)
-    with pytest.raises(ActionError, match="No space"):
+    monkeypatch.setattr(Transaction, "complete", full)
+    with pytest.raises(ActionError, match="No space left on device: the change could not be recorded, so it was "
+                                          "rolled back; nothing was changed"):
         SetSysctls(NetnsSpec(name=netns), {UDP: "14"}, journal=j).apply()
     assert proc(UDP, netns) == "30"
+    assert j.records() == []  # the abort line was written: no change to list
 
 
 def test_read_only_refuses(netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,7 +147,7 @@ def test_persist_files_written_merged_and_undone(netns: str, tmp_path: Path) -> 
     assert conf.read_text() == ("# someone's\nnet.core.somaxconn = 1024\nnet.netfilter.nf_conntrack_udp_timeout = 16\n"
                                 "net.netfilter.nf_conntrack_tcp_timeout_established = 86400\n")
     assert not (tmp_path / "etc" / "modprobe.d").exists()
-    plan.undo()
+    undo(plan, paths)
     assert proc(UDP, netns) == "30" and proc(EST, netns) == "432000"
     # The file's lines are as they were, including the value someone else had there.
     assert conf.read_text() == "# someone's\nnet.core.somaxconn = 1024\nnet.netfilter.nf_conntrack_udp_timeout = 99\n"
@@ -167,9 +170,14 @@ def test_drift_detected_after_someone_else_writes(netns: str, tmp_path: Path) ->
     [d] = drift.check(spec, j)
     assert (d.name, d.expected, d.current, d.record_id) == (UDP, "17", "55", res.id)
     assert "55" in d.message() and "17" in d.message()
-    undo = undo_plan(spec, res.id, j)
-    assert any("someone changed it since" in w for w in undo.warnings())
-    undo.apply()
+    with pytest.raises(ActionError) as e:
+        undo_plan(spec, res.id, j).check()
+    assert str(e.value) == (f"{UDP} changed since change {res.id}: it is 55 now, not the 17 that change set; "
+                            "--force restores 30 anyway")
+    assert proc(UDP, netns) == "55"
+    forced = undo_plan(spec, res.id, j, force=True)
+    assert any(f"{UDP} is 55 now, not the 17 change {res.id} set: changed since" in w for w in forced.warnings())
+    forced.apply()
     assert proc(UDP, netns) == "30"
     assert drift.check(spec, j) == []  # handed back: no longer watched
 
@@ -183,7 +191,7 @@ def test_max_set_and_undone_in_the_initial_namespace(tmp_path: Path) -> None:
         assert any("global" in w for w in plan.warnings())
         plan.apply()
         assert proc("nf_conntrack_max", None) == new
-        plan.undo()
+        undo(plan)
         assert proc("nf_conntrack_max", None) == old
     finally:
         # Put it back only if it is still ours: someone else may own it by now.
@@ -200,7 +208,7 @@ def test_hashsize_set_and_undone_in_the_initial_namespace(tmp_path: Path) -> Non
         assert any("global" in w for w in plan.warnings())
         plan.apply()
         assert Path(sysctl.HASHSIZE_PATH).read_text().strip() == new and proc("nf_conntrack_buckets", None) == new
-        plan.undo()
+        undo(plan)
         assert Path(sysctl.HASHSIZE_PATH).read_text().strip() == old and proc("nf_conntrack_buckets", None) == old
     finally:
         # Put it back only if it is still ours: someone else may own it by now.

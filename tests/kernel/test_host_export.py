@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import select
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +20,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from cttop.host.export import NODE_STATS
+from cttop.host.export import MAX_CLIENTS, NODE_STATS
 from tests.conftest import delete_netns, make_netns, sh
 from tests.kernel.test_snapshot import INJECT, oracle_state
 from tests.oracle import conntrack_count, conntrack_list, conntrack_stats
@@ -290,3 +292,118 @@ def test_a_deleted_namespace_is_reported_down_not_served_stale() -> None:
         delete_netns(ns)
     # Said once on stderr, not once per scrape.
     assert err.count(f"namespace {ns} is gone") == 2, err  # stats and table
+
+
+# --- the HTTP side: one path, and no waiting on slow clients --------------------------------------------
+
+@dataclass
+class Running:
+    ns: str
+    base: str
+    proc: subprocess.Popen[str]
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    """An exporter on a namespace holding real flows, left running for the tests to connect to."""
+    ns = make_netns()
+    proc = None
+    try:
+        for i in range(5):
+            sh("conntrack", "-I", "-p", "udp", "-s", f"10.8.0.{i + 1}", "-d", "10.8.1.1", "--sport", "1",
+               "--dport", "2", "-t", "300", netns=ns)
+        port = free_port()
+        proc = subprocess.Popen(["cttop", "export", "--listen", f"127.0.0.1:{port}", "--netns", ns,
+                                 "--no-namespaces"], stderr=subprocess.PIPE, text=True)
+        wait_ready(f"http://127.0.0.1:{port}/metrics", proc)
+        yield Running(ns, f"http://127.0.0.1:{port}", proc)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        delete_netns(ns)
+
+
+def get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as r:
+            return r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+def entries(text: str) -> float:
+    return sample_value({f.name: f for f in text_string_to_metric_families(text)}, "node_nf_conntrack_entries")
+
+
+def test_metrics_only_at_the_metrics_path(running: Running) -> None:
+    status, ctype, body = get(f"{running.base}/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    assert entries(body.decode()) == conntrack_count(running.ns) == 5
+    assert get(f"{running.base}/metrics?name[]=x")[0] == 200  # a query string is still the path
+    status, _ctype, body = get(f"{running.base}/metrics", "HEAD")
+    assert status == 200 and body == b""
+    # "/" points at the metrics, for a person with a browser; it is no scrape.
+    status, ctype, body = get(f"{running.base}/")
+    assert status == 200 and ctype.startswith("text/plain") and b"/metrics" in body and b"# HELP" not in body
+    for path in ("/foo", "/metricsx", "/metrics/", "/favicon.ico", "/metrics/../metrics2", "/METRICS"):
+        status, _ctype, body = get(f"{running.base}{path}")
+        assert status == 404 and b"# HELP" not in body, path
+    assert get(f"{running.base}/metrics", "POST")[0] == 501
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (waiting for it at most a generous while)."""
+    sock.settimeout(60)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_slow_request_heads_are_dropped_without_holding_up_scrapes(running: Running) -> None:
+    host, port = running.base.removeprefix("http://").rsplit(":", 1)
+    head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 400 + b"\r\n\r\n"
+    sent: list[int] = []
+
+    def dribble(sock: socket.socket) -> None:
+        """A byte at a time, a tenth of a second apart: the whole head would take 40 s."""
+        n = 0
+        try:
+            for i in range(len(head)):
+                sock.send(head[i:i + 1])
+                n += 1
+                if select.select([sock], [], [], 0.1)[0]:
+                    break  # the server closed it (or answered, which the test fails on)
+        except OSError:
+            pass
+        sent.append(n)
+
+    with socket.create_connection((host, int(port))) as silent, \
+            socket.create_connection((host, int(port))) as slow:
+        t = threading.Thread(target=dribble, args=(slow,))
+        t.start()
+        try:
+            # Both are connected and unanswered: a scrape still gets its answer, and the kernel's count.
+            status, _ctype, body = get(f"{running.base}/metrics")
+            assert status == 200 and entries(body.decode()) == conntrack_count(running.ns)
+            assert closed_by_server(silent)
+        finally:
+            t.join(timeout=120)
+        assert sent and sent[0] < len(head)  # cut off before the head was in
+        assert closed_by_server(slow)
+    assert get(f"{running.base}/metrics")[0] == 200
+
+
+def test_connections_past_the_cap_are_closed_and_the_cap_frees(running: Running) -> None:
+    host, port = running.base.removeprefix("http://").rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port))) for _ in range(MAX_CLIENTS)]
+    try:
+        with socket.create_connection((host, int(port))) as extra:
+            assert closed_by_server(extra)
+        for s in idle:
+            assert closed_by_server(s)  # each dropped when its time for a head ran out
+    finally:
+        for s in idle:
+            s.close()
+    assert get(f"{running.base}/metrics")[0] == 200

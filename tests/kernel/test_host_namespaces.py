@@ -13,6 +13,7 @@ import pytest
 
 from cttop.host.namespaces import discover, list_namespaces, totals
 from tests.conftest import delete_netns, make_netns, sh
+from tests.nobody import AS_NOBODY
 from tests.oracle import conntrack_count, conntrack_stats
 
 pytestmark = pytest.mark.kernel
@@ -148,7 +149,6 @@ def test_deleted_namespaces_are_gone() -> None:
     assert not any(name in n.names for n in discover())
 
 
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 
 def test_init_is_represented_by_pid_1() -> None:
@@ -158,10 +158,10 @@ def test_init_is_represented_by_pid_1() -> None:
 
 
 def test_as_nobody_own_count_from_proc_total_unknown_permission_said_once(
-        namespaces: tuple[list[str], int]) -> None:
+        namespaces: tuple[list[str], int], nobody_cttop: list[str]) -> None:
     names, _pid = namespaces
     # Run inside a namespace with a known count, so the own row has an exact expected value.
-    r = subprocess.run(["ip", "netns", "exec", names[1], *NOBODY, "cttop", "namespaces"],
+    r = subprocess.run(["ip", "netns", "exec", names[1], *AS_NOBODY, *nobody_cttop, "namespaces"],
                        check=False, capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
     errors = r.stderr.splitlines()
@@ -174,7 +174,7 @@ def test_as_nobody_own_count_from_proc_total_unknown_permission_said_once(
     assert rows["TOTAL"][1:5] == ["?", "-", "?", "?"]
     assert "the total is unknown" in r.stdout
 
-    r = subprocess.run(["ip", "netns", "exec", names[1], *NOBODY, "cttop", "namespaces", "--json"],
+    r = subprocess.run(["ip", "netns", "exec", names[1], *AS_NOBODY, *nobody_cttop, "namespaces", "--json"],
                        check=False, capture_output=True, text=True)
     assert r.returncode == 1
     out = json.loads(r.stdout)
@@ -188,8 +188,9 @@ def test_as_nobody_own_count_from_proc_total_unknown_permission_said_once(
     assert t["at_least"]["count"] == sum(n["count"] or 0 for n in out["namespaces"]) >= COUNTS[1]
 
 
-def test_as_nobody_in_the_host_namespace_init_is_read_from_proc() -> None:
-    r = subprocess.run([*NOBODY, "cttop", "namespaces", "--json"], check=False, capture_output=True, text=True)
+def test_as_nobody_in_the_host_namespace_init_is_read_from_proc(nobody_cttop: list[str]) -> None:
+    r = subprocess.run([*AS_NOBODY, *nobody_cttop, "namespaces", "--json"], check=False, capture_output=True,
+                       text=True)
     [init] = [n for n in json.loads(r.stdout)["namespaces"] if n["initial"]]
     assert init["own"] and init["error"] is None and isinstance(init["count"], int)
     with open("/proc/sys/net/netfilter/nf_conntrack_max") as f:

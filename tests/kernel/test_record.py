@@ -327,3 +327,109 @@ def test_record_errors_are_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.startswith(f"cttop: record: cannot write {tmp_path / 'nodir' / 'x'}")
     assert r.stderr.count("\n") == 1
+
+
+# --- the file itself: full disks, links, modes ----------------------------------------------------
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a dump of a few thousand flows does not fit. Unmounted even on failure."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mnt)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def udp_flows(ns: str, n: int) -> None:
+    """``n`` real UDP flows (the namespace's output hook tracks them), far faster than n conntrack -I."""
+    sh(sys.executable, "-c", "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+       f"for p in range(1, {n + 1}): u.sendto(b'x', ('127.0.0.1', p))", netns=ns)
+
+
+def test_a_full_disk_before_the_first_keyframe_removes_the_file(netns: str, tiny_disk: Path) -> None:
+    udp_flows(netns, 6000)
+    assert conntrack_count(netns) >= 6000
+    path = tiny_disk / "full.cttop"
+    r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr == f"cttop: record: writing {path}: No space left on device; removed the partial file\n"
+    assert os.listdir(tiny_disk) == []
+
+
+def test_a_disk_filling_up_while_recording_keeps_the_replayable_part(netns: str, tiny_disk: Path) -> None:
+    path = tiny_disk / "filling.cttop"
+    rec = subprocess.Popen(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "120"],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert rec.stderr is not None
+        assert rec.stderr.readline().startswith(f"cttop record: recording network namespace {netns} to {path}")
+        udp_flows(netns, 6000)  # their events do not fit
+        err = rec.stderr.read()
+        rec.wait(timeout=60)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    assert rec.returncode == 2 and "Traceback" not in err, err
+    m = re.fullmatch(rf"cttop: record: writing {re.escape(str(path))}: No space left on device; kept its first "
+                     r"([\d.]+) s, which `cttop replay` opens as a recording cut short\n", err)
+    assert m is not None, err
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    r = subprocess.run(["cttop", "replay", str(path), "--info"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    size = os.path.getsize(path)
+    # Cut back to the last sync: nothing torn after it, so the reader loses nothing of what was kept.
+    assert r.stderr.startswith(f"cttop: replay: {path} was cut off at byte {size} ")
+    assert "the last 0.0 s before the cut are incomplete" in r.stderr
+    assert json.loads(r.stdout)["duration"] == pytest.approx(float(m.group(1)), abs=0.06)
+
+
+def test_force_never_writes_through_a_symbolic_link(netns: str, tmp_path: Path) -> None:
+    target = tmp_path / "shadow"
+    target.write_text("root:secret\n")
+    target.chmod(0o600)
+    link, dangling = tmp_path / "link.cttop", tmp_path / "dangling.cttop"
+    link.symlink_to(target)
+    dangling.symlink_to(tmp_path / "created-through-the-link")
+    for path in (link, dangling):
+        for force in ([], ["--force"]):
+            r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "0.2", *force],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr == (f"cttop: record: {path} is a symbolic link; refusing to write through it (give the "
+                                "file it points to, or remove the link)\n")
+            assert path.is_symlink()
+    assert target.read_text() == "root:secret\n" and target.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "created-through-the-link").exists()
+
+
+def test_force_replaces_a_file_not_what_else_links_to_it(netns: str, tmp_path: Path) -> None:
+    old, other = tmp_path / "old.cttop", tmp_path / "other-name"
+    old.write_bytes(b"kept under its other name")
+    os.link(old, other)
+    r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(old), "--duration", "0.2", "--force"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert other.read_bytes() == b"kept under its other name"
+    assert Recording.open(str(old)).cut is None and old.stat().st_nlink == 1
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(fifo), "--duration", "0.2", "--force"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr == f"cttop: record: {fifo} exists and is not a regular file; refusing to replace it\n"
+
+
+def test_recordings_are_created_0600_whatever_the_umask(netns: str, tmp_path: Path) -> None:
+    path = tmp_path / "private.cttop"
+    r = subprocess.run(["cttop", "record", "--netns", netns, "-o", str(path), "--duration", "0.2"],
+                       capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0))
+    assert r.returncode == 0, r.stderr
+    assert path.stat().st_mode & 0o777 == 0o600 and path.stat().st_uid == os.geteuid()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
 
+from cttop.actions.journal import COMPLETE, Journal
 from cttop.live.frame import LIVE
 from cttop.ui.app import CttopApp
 from cttop.ui.commands import COMMENT, INDENT, CommandBlock, ShellLine
@@ -55,10 +55,9 @@ async def wait_frame_after(pilot: Pilot[object], app: CttopApp, seq: int) -> Non
 
 
 def journal_lines(state: Path) -> list[dict[str, object]]:
-    path = state / "journal.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The completed changes in the journal, as `cttop journal --json` lists them (a change is written as
+    its intent, then its completion once the kernel took it)."""
+    return [r.to_json() for r in Journal(str(state)).records() if r.state == COMPLETE]
 
 
 async def confirm_open(pilot: Pilot[object], app: CttopApp) -> ConfirmScreen:

@@ -15,7 +15,7 @@ from cttop.ui.app import CttopApp
 from tests.conftest import delete_netns, make_netns
 from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import wait_live
-from tests.unit.test_fleet_replay import DUMP, EVENTS, Builder
+from tests.unit.test_replay import DUMP, EVENTS, Builder
 
 
 def ours(app: CttopApp) -> dict[str, str]:

@@ -16,7 +16,7 @@ from cttop.model import R_ID
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
 from tests.ui.helpers import screen_text, wait_for, wait_live
-from tests.unit.test_fleet_replay import (
+from tests.unit.test_replay import (
     DUMP,
     EVENTS,
     Builder,

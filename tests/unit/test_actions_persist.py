@@ -1,11 +1,17 @@
-"""Persisted files: only cttop's keys change, others' lines stay, and the shown command writes the same file."""
+"""Persisted files: only cttop's keys change, others' lines stay, the shown command writes the same file,
+and nothing is written through a link or into someone else's file."""
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from cttop.actions import persist as P
+from cttop.actions.errors import ActionError
 
 OTHERS = "# local tuning\nnet.core.somaxconn = 4096\n-net.netfilter.nf_conntrack_max=1\nvm.swappiness=10\n"
 
@@ -78,3 +84,66 @@ def test_write_text_is_atomic_and_removal_is_idempotent(tmp_path: Path) -> None:
     P.write_text(str(target), None)
     assert not target.exists()
     assert [p.name for p in (tmp_path / "d").iterdir()] == []
+
+
+# --- never through a link, never someone else's file, the mode kept -----------------------------------
+
+def test_an_existing_file_keeps_its_mode(tmp_path: Path) -> None:
+    target = tmp_path / "f.conf"
+    target.write_text("a = 1\n")
+    target.chmod(0o600)
+    P.write_text(str(target), "a = 2\n")
+    assert target.read_text() == "a = 2\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_symlinked_file_is_refused_and_its_target_not_copied(tmp_path: Path, dangling: bool) -> None:
+    d = tmp_path / "sysctl.d"
+    d.mkdir()
+    target = tmp_path / "shadow"
+    if not dangling:
+        target.write_text("root:secret\n")
+        target.chmod(0o600)
+    link = d / "90-cttop.conf"
+    link.symlink_to(target)
+    message = f"{link}: a symbolic link: refusing to follow it"
+    for act in (lambda: P.read_text(str(link)), lambda: P.check_writable(str(link)),
+                lambda: P.write_text(str(link), "x = 1\n"), lambda: P.write_text(str(link), None)):
+        with pytest.raises(ActionError, match=message):
+            act()
+    assert link.is_symlink() and sorted(p.name for p in d.iterdir()) == ["90-cttop.conf"]
+    if dangling:
+        assert not target.exists()
+    else:
+        assert target.read_text() == "root:secret\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files owned by someone else")
+def test_someone_elses_file_or_directory_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "sysctl.d"
+    d.mkdir()
+    conf = d / "90-cttop.conf"
+    conf.write_text("a = 1\n")
+    os.chown(conf, 65534, 65534)
+    with pytest.raises(ActionError, match=f"{conf}: owned by uid 65534.*refusing to use it"):
+        P.write_text(str(conf), "a = 2\n")
+    os.chown(conf, 0, 0)
+    d.chmod(0o777)
+    with pytest.raises(ActionError, match=f"directory {d}: writable by group and others"):
+        P.write_text(str(conf), "a = 2\n")
+    assert conf.read_text() == "a = 1\n"
+
+
+def test_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "f.conf")
+    with pytest.raises(ActionError, match="not a regular file"):
+        P.read_text(str(tmp_path / "f.conf"))
+
+
+def test_persist_dir_of_knows_only_cttops_files() -> None:
+    assert P.persist_dir_of("/etc/sysctl.d/90-cttop.conf") == "/etc"
+    assert P.persist_dir_of("/tmp/x/modprobe.d/cttop.conf", P.MODPROBE_LAYOUT) == "/tmp/x"
+    assert P.persist_dir_of("/tmp/x/modprobe.d/cttop.conf", P.SYSCTL_LAYOUT) is None
+    for bad in ("/etc/passwd", "sysctl.d/90-cttop.conf", "/etc/../root/sysctl.d/90-cttop.conf",
+                "/etc/sysctl.d/90-cttop.conf/", "/etc//sysctl.d/90-cttop.conf"):
+        assert P.persist_dir_of(bad) is None, bad

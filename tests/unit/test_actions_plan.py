@@ -1,7 +1,11 @@
-"""The plan contract: validate first, journal only what was done, roll back when the journal fails."""
+"""The plan contract: validate first, journal the intent before the change and its completion after,
+roll back when the record cannot be written, hold the hang-up signals meanwhile."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +15,7 @@ import pytest
 
 from cttop.actions import plan as plan_mod
 from cttop.actions.errors import ActionError
-from cttop.actions.journal import Journal
+from cttop.actions.journal import COMPLETE, INTERRUPTED, Journal, Transaction
 from cttop.actions.plan import Change, Plan, read_only, set_read_only
 from cttop.kernel.netns import NetnsSpec
 
@@ -28,6 +32,8 @@ class Recorder(Plan):
         self.fail_validate = fail_validate
         self.fail_change = fail_change
         self.rolled_back = False
+        self.journal_at_change: list[dict[str, object]] = []
+        self.blocked_at_change: set[int] = set()
 
     def describe(self) -> str:
         return f"set x from {self.state['x']} to 2"
@@ -39,16 +45,23 @@ class Recorder(Plan):
         if self.fail_validate:
             raise ActionError("x: not allowed")
 
+    def _intent(self) -> tuple[dict[str, object], dict[str, object]]:
+        return {"x": self.state["x"]}, {"x": 2}
+
     def _change(self) -> Change:
+        with open(self.journal.path) as f:
+            self.journal_at_change = [json.loads(line) for line in f]
+        self.blocked_at_change = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         if self.fail_change:
             raise ActionError("x: kernel refused; nothing was changed")
-        old = self.state["x"]
+        self.old = self.state["x"]
         self.state["x"] = 2
-        return Change(before={"x": old}, after={"x": 2}, summary="x=2", count=1)
+        return Change(after={"x": 2}, summary="x=2", count=1)
 
-    def _rollback(self, change: Change) -> None:
-        self.state["x"] = change.before["x"]
+    def _rollback(self, change: Change) -> str:
+        self.state["x"] = self.old
         self.rolled_back = True
+        return ""
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +78,21 @@ def test_apply_journals_the_description_from_before_the_change(tmp_path: Path) -
     p = Recorder(j, state)
     res = p.apply()
     [r] = j.records()
-    assert state == {"x": 2} and res.id == p.id == r.id and res.count == 1
+    assert state == {"x": 2} and res.id == p.id == r.id and res.count == 1 and r.state == COMPLETE
     assert r.description == "set x from 1 to 2" and r.before == {"x": 1} and r.commands == ["echo 2 > x"]
     with pytest.raises(ActionError, match="already applied"):
         p.apply()
+
+
+def test_the_intent_is_on_disk_before_the_change_and_signals_wait(tmp_path: Path) -> None:
+    j = Journal(str(tmp_path))
+    p = Recorder(j, {"x": 1})
+    p.apply()
+    [intent] = p.journal_at_change
+    assert intent["id"] == p.id and intent["state"] == "intent" and intent["before"] == {"x": 1}
+    assert intent["after"] == {"x": 2}
+    assert plan_mod.DEFERRED_SIGNALS <= p.blocked_at_change
+    assert not plan_mod.DEFERRED_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])  # unblocked after
 
 
 @pytest.mark.parametrize("how", ["fail_validate", "fail_change"])
@@ -84,14 +108,34 @@ def test_journal_failure_after_the_change_rolls_it_back(tmp_path: Path, monkeypa
     j = Journal(str(tmp_path))
     state = {"x": 1}
 
-    def broken(record: object) -> None:
-        raise ActionError("journal: disk full")
+    def broken(self: Transaction, *args: object) -> None:
+        raise ActionError(f"journal {j.path}: No space left on device")
 
-    monkeypatch.setattr(j, "append", broken)
+    monkeypatch.setattr(Transaction, "complete", broken)
+    monkeypatch.setattr(Transaction, "abort", broken)
     p = Recorder(j, state)
-    with pytest.raises(ActionError, match="disk full"):
+    with pytest.raises(ActionError) as e:
         p.apply()
-    assert p.rolled_back and state == {"x": 1}
+    assert str(e.value) == (f"journal {j.path}: No space left on device: the change could not be recorded, "
+                            "so it was rolled back; nothing was changed")
+    assert p.rolled_back and state == {"x": 1} and p.result is None
+    # Neither completion nor abort could be written: the intent stays, listed as interrupted with the values before.
+    [r] = j.records()
+    assert r.state == INTERRUPTED and r.before == {"x": 1}
+
+
+def test_journal_failure_before_the_change_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(str(tmp_path))
+    state = {"x": 1}
+
+    def broken(self: Transaction, *args: object) -> None:
+        raise ActionError(f"journal {j.path}: No space left on device")
+
+    monkeypatch.setattr(Transaction, "intent", broken)
+    p = Recorder(j, state)
+    with pytest.raises(ActionError, match="No space left on device; nothing was changed$"):
+        p.apply()
+    assert p.journal_at_change == [] and state == {"x": 1} and not os.path.getsize(j.path)
 
 
 def test_unwritable_journal_refused_before_any_change(tmp_path: Path) -> None:
@@ -131,11 +175,6 @@ def test_check_refuses_what_apply_would_and_changes_nothing(tmp_path: Path, monk
     with pytest.raises(ActionError, match="read-only"):
         Recorder(Journal(str(tmp_path)), state).check()
     assert state == {"x": 1} and Journal(str(tmp_path)).records() == []
-
-
-def test_undo_before_apply_refused(tmp_path: Path) -> None:
-    with pytest.raises(ActionError, match="not applied"):
-        Recorder(Journal(str(tmp_path)), {"x": 1}).undo()
 
 
 def test_actions_never_import_textual() -> None:

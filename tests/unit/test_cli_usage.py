@@ -14,7 +14,7 @@ from cttop.cli.app import app
                                  "see cttop snapshot --help", 2),
     (["snapshot", "--bogus"], "cttop: snapshot: No such option: --bogus; see cttop snapshot --help", 2),
     (["bogus"], "cttop: No such command 'bogus'; see cttop --help", 2),
-    (["--bogus"], "cttop: No such option: --bogus; see cttop --help", 2),
+    (["--frobnicate"], "cttop: No such option: --frobnicate; see cttop --help", 2),
     (["notrack", "add"], "cttop: notrack: Missing argument 'expr'; see cttop notrack --help", 2),
     (["lab", "--cleanup"], "cttop: lab: Option '--cleanup' requires an argument; see cttop lab --help", 2),
     (["doctor", "--bogus"], "cttop: doctor: No such option: --bogus; see cttop doctor --help", 3),
@@ -23,3 +23,36 @@ def test_usage_errors_are_one_line(args: list[str], says: str, code: int) -> Non
     load_commands([])  # every command module
     r = CliRunner().invoke(app, args)
     assert (r.exit_code, r.stderr.strip(), r.stdout) == (code, says, "")
+
+
+
+# Every command that takes the namespace options: the option before them in its --help (where they have always
+# been), and the arguments it requires.
+NETNS_COMMANDS: dict[tuple[str, ...], tuple[str | None, list[str]]] = {
+    (): (None, []), ("flush",): (None, []), ("delete",): (None, []), ("set",): (None, ["a=1"]),
+    ("undo",): (None, []), ("tunables",): (None, []), ("doctor",): (None, []), ("snapshot",): (None, []),
+    ("record",): ("--dump-interval", ["-o", "x"]), ("export",): ("--listen", []),
+    ("notrack", "add"): (None, ["udp"]), ("notrack", "list"): (None, []), ("notrack", "remove"): ("--all", []),
+}
+
+
+@pytest.mark.parametrize("command", list(NETNS_COMMANDS), ids=lambda c: " ".join(c) or "cttop")
+def test_the_namespace_options_in_every_command(command: tuple[str, ...]) -> None:
+    load_commands([])
+    runner = CliRunner()
+    before, required = NETNS_COMMANDS[command]
+    help_text = runner.invoke(app, [*command, "--help"]).stdout
+    options = [help_text.index(o) for o in ("--netns <str>", "--netns-pid <int>", "--netns-path <str>")]
+    assert options == sorted(options) and "Network namespace of this process." in help_text
+    if before is not None:
+        assert help_text.index(before) < options[0]
+    r = runner.invoke(app, [*command, *required, "--netns", "a", "--netns-pid", "1"])
+    code = 3 if command == ("doctor",) else 2  # doctor: a usage error is no verdict, "unknown"
+    says = "cttop: --netns, --netns-pid and --netns-path are exclusive: give one"
+    assert (r.exit_code, r.stderr.strip(), r.stdout) == (code, says, "")
+
+
+def test_namespace_options_before_the_command_name_are_refused() -> None:
+    load_commands([])
+    r = CliRunner().invoke(app, ["--netns-pid", "1", "journal"])
+    assert (r.exit_code, r.stderr.strip()) == (2, "cttop: put --netns after the command name: cttop journal --netns …")

@@ -29,6 +29,7 @@ from cttop.filter.ast import (
     Zone,
 )
 from cttop.model import (
+    IPS_ASSURED,
     IPS_CONFIRMED,
     IPS_SEEN_REPLY,
     NO_PSTATE,
@@ -47,7 +48,6 @@ from cttop.model import (
     ROW_LEN,
     Row,
     has_ports,
-    is_assured,
     nat_kind,
     state_name,
     total_bytes,
@@ -107,7 +107,7 @@ def reference(node: Node, r: Row) -> bool:
         case State(name):
             return state_name(r[R_PROTO], r[3], r[R_STATUS]) == name
         case Flag("assured"):
-            return is_assured(r)
+            return bool(r[R_STATUS] & IPS_ASSURED)
         case Flag("replied"):
             return bool(r[R_STATUS] & IPS_SEEN_REPLY)
         case Flag("unreplied"):

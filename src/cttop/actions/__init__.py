@@ -5,7 +5,7 @@ Every plan has the same surface (see :mod:`cttop.actions.plan`)::
     plan = FlushFlows(spec, "udp dport 53")      # validates input; reads, never writes
     plan.describe(); plan.commands(); plan.warnings(); plan.undoable
     result = plan.apply()                        # ActionResult, or ActionError and no change
-    plan.undo()                                  # or later: undo_plan(spec, result.id).apply()
+    undo_plan(spec, result.id).apply()           # derived from the journal's record, never replayed
 
 The plans:
 
@@ -15,11 +15,13 @@ The plans:
   (``spec, [ids] | None``), and :func:`list_rules` / :func:`rule_groups` (one per change) for the rules screen;
 - :class:`DeleteFlows` (``spec, rows``) and :class:`FlushFlows` (``spec, filter``):
   not undoable;
-- :func:`undo_plan` (``spec, id=None``): the undo of a journaled change, as a plan.
+- :func:`undo_plan` (``spec, id=None, persist=, force=``): the undo of a journaled change, as a plan.
 
 :func:`read_only` says whether writes are refused (``--read-only``,
 ``CTTOP_READ_ONLY=1``); :func:`drift.check` lists values cttop set that someone
-changed since. :class:`Journal` reads the journal for the journal screen.
+changed since. :class:`Journal` reads the journal for the journal screen; a record
+that fails its kind's schema (:mod:`cttop.actions.schema`) is listed as damaged
+and never acted on.
 """
 
 from cttop.actions import drift, tunables

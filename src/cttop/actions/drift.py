@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cttop.actions.journal import Journal, Record
+from cttop.actions.journal import COMPLETE, Journal, Record
 from cttop.kernel import sysctl
 from cttop.kernel.netns import NetnsSpec
 
@@ -36,7 +36,8 @@ def owned_values(journal: Journal, netns_inode: int) -> dict[str, tuple[str, Rec
     """The values cttop set and still owns in that namespace: name -> (value, record)."""
     owned: dict[str, tuple[str, Record]] = {}
     for rec in journal.records():
-        if rec.kind != SYSCTL_KIND:
+        # An interrupted change may or may not have set its values; a damaged one is not believed.
+        if rec.kind != SYSCTL_KIND or rec.state != COMPLETE or rec.damaged is not None:
             continue
         values: dict[str, str] = rec.after.get("values", {})
         for name, value in values.items():
@@ -59,13 +60,16 @@ def check(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list
     out: list[Drift] = []
     for name, (expected, rec) in owned.items():
         current = now.get(name)
-        if current is None or not _same(current, expected):
+        if current is None or not same_value(current, expected):
             out.append(Drift(name, expected, current, rec.id, rec.time, rec.netns))
     return out
 
 
-def _same(a: str, b: str) -> bool:
-    try:
-        return int(a) == int(b)
-    except ValueError:
-        return a.split() == b.split()
+def same_value(a: str | None, b: str | None) -> bool:
+    """Whether two sysctl values are one number (the kernel may space or pad them), or both absent."""
+    if a is None or b is None:
+        return a is b
+    na, nb = sysctl.as_int(a), sysctl.as_int(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return a.split() == b.split()

@@ -189,6 +189,9 @@ class DeleteFlows(Plan):
     def _validate(self) -> None:
         pass
 
+    def _intent(self) -> tuple[dict[str, object], dict[str, object]]:
+        return {"selected": len(self.rows)}, {}
+
     def _change(self) -> Change:
         try:
             with Ctnetlink(self.spec) as ct:
@@ -198,8 +201,7 @@ class DeleteFlows(Plan):
         except CttopError as e:
             raise ActionError(f"delete in namespace {self.spec.label()}: {e} "
                               "(entries deleted before the error cannot be restored)") from None
-        return Change(before={"count": before, "selected": len(self.rows)},
-                      after={"count": after, "removed": removed},
+        return Change(after={"count_before": before, "count": after, "removed": removed},
                       summary=f"deleted {removed} of {len(self.rows)} selected flows in {self.spec.label()} "
                               f"(table count {before} -> {after})",
                       count=removed)
@@ -282,6 +284,9 @@ class FlushFlows(Plan):
     def _validate(self) -> None:
         pass
 
+    def _intent(self) -> tuple[dict[str, object], dict[str, object]]:
+        return {"matched": self.count, "filter": self._text(), "method": self.method}, {}
+
     def _change(self) -> Change:
         method = self.method
         try:
@@ -309,7 +314,6 @@ class FlushFlows(Plan):
                               "(entries deleted before the error cannot be restored)") from None
         removed = max(before - after, 0) if method == "flush" else gone
         what = "flows (whole table)" if self.whole else f"flows matching '{self._text()}'"
-        return Change(before={"count": before, "matched": self.count, "filter": self._text(), "method": method},
-                      after={"count": after, "removed": removed},
+        return Change(after={"count_before": before, "count": after, "removed": removed},
                       summary=f"flushed {removed} {what} in {self.spec.label()} (table count {before} -> {after})",
                       count=removed)

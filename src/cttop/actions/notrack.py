@@ -12,11 +12,14 @@ PREROUTING|OUTPUT ... -j CT --notrack`` (and ip6tables), tagged the same way.
 
 Each change is one transaction (``nft -f``, ``iptables-restore --noflush``), so the
 kernel takes all of it or none of it.
+
+Rule text is never read back from the journal. Undoing an addition removes the
+rules found in the live ruleset by their comment (nft: by handle); undoing a
+removal derives the rules again from the filter expressions they were made from.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -43,14 +46,17 @@ IPT_CHAINS = ("PREROUTING", "OUTPUT")
 IPT_PROGS = ("iptables", "ip6tables")
 NFTABLES_CONF = "/etc/nftables.conf"
 TAG = "cttop:"
+# What AddNotrack(backend=...) takes: iptables also means ip6tables.
+BACKENDS = ("nft", "iptables")
 
-_TAG_RE = re.compile(r'comment "?cttop:([0-9a-zA-Z_-]+)"?')
+# Change ids are eight hex digits (journal.new_id); another comment is not cttop's.
+_TAG_RE = re.compile(r'comment "?cttop:([0-9a-f]{8})"?(\s|$)')
 _HANDLE_RE = re.compile(r"\s+# handle (\d+)$")
 
 
 @dataclass(frozen=True)
 class NotrackRule:
-    """One installed rule. ``rule`` is its text as the backend lists it, so it can be added back as is."""
+    """One rule: as the backend lists it (``rule`` then is its text, to remove it by), or as cttop derives it."""
 
     id: str  # the change that added it (from its comment)
     backend: str  # "nft", "iptables" or "ip6tables"
@@ -60,10 +66,6 @@ class NotrackRule:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, object]) -> NotrackRule:
-        return cls(**d)  # type: ignore[arg-type]
 
 
 def tag(change_id: str) -> str:
@@ -95,7 +97,7 @@ def _nft_rules(spec: NetnsSpec) -> list[NotrackRule]:
             continue
         h = _HANDLE_RE.search(line)
         t = _TAG_RE.search(s)
-        if chain and h and t and not s.startswith(("type ", "table ", "chain ")):
+        if chain in NFT_CHAINS and h and t and not s.startswith(("type ", "table ", "chain ")):
             out.append(NotrackRule(t.group(1), "nft", chain, _HANDLE_RE.sub("", line).strip(), int(h.group(1))))
     return out
 
@@ -135,10 +137,35 @@ class RuleGroup:
 def rule_groups(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[RuleGroup]:
     """:func:`list_rules`, one group per change; the rules come from the kernel, only the expressions from the journal."""
     rules = list_rules(spec)
-    exprs = {r.id: str(r.after.get("expr", "")) for r in (journal or Journal()).records()
-             if r.kind == "notrack-add" and r.undoes is None}
+    exprs = journaled_exprs(journal or Journal())
     ids = dict.fromkeys(r.id for r in rules)
     return [RuleGroup(i, exprs.get(i), tuple(r for r in rules if r.id == i)) for i in ids]
+
+
+def journaled_exprs(journal: Journal) -> dict[str, str]:
+    """Change id -> the filter expression its NOTRACK rules were made from, for every sound addition."""
+    return {r.id: r.after["expr"] for r in journal.records()
+            if r.kind == AddNotrack.kind and r.undoes is None and r.damaged is None}
+
+
+def build_rules(change_id: str, alternatives: Sequence[Match], backend: str) -> list[NotrackRule]:
+    """The rules (both chains, each family for iptables) that exempt ``alternatives``, tagged with the change id."""
+    out: list[NotrackRule] = []
+    comment = tag(change_id)
+    for m in alternatives:
+        if backend == "nft":
+            text = f'{nft_match(m)} notrack comment "{comment}"'
+            out += [NotrackRule(change_id, "nft", chain, text) for chain in NFT_CHAINS]
+        else:
+            for prog, args in iptables_matches(m):
+                text = shlex.join([*args, "-m", "comment", "--comment", comment, "-j", "CT", "--notrack"])
+                out += [NotrackRule(change_id, prog, chain, text) for chain in IPT_CHAINS]
+    return out
+
+
+def derived_rules(change_id: str, expr: str, backend: str) -> list[NotrackRule]:
+    """The rules of change ``change_id`` made from filter ``expr``: parsed and compiled again, never read back."""
+    return build_rules(change_id, alternatives_matches(compile_filter(expr).ast), backend)
 
 
 def _nft_script(add: Sequence[NotrackRule], remove: Sequence[NotrackRule], drop_table: bool) -> str:
@@ -281,8 +308,8 @@ class _RulesPlan(Plan):
         return out
 
     def _validate_persist(self) -> None:
-        if self.persist_file is not None and not os.access(_existing_parent(self.persist_file), os.W_OK):
-            raise ActionError(f"{self.persist_file}: cannot be written by this user")
+        if self.persist_file is not None:
+            P.check_writable(self.persist_file)
 
     def _transact_and_persist(self) -> None:
         _transact(self.spec, self._adds(), self._removes())
@@ -301,10 +328,17 @@ class _RulesPlan(Plan):
         now = [r for r in list_rules(self.spec) if r.id in added_ids]
         _transact(self.spec, self._removes(), now)
 
-    def _rollback(self, change: Change) -> None:
-        if self._file_written:
-            P.write_text(self.persist_file or "", self._file_before)
-        self._revert_rules()
+    def _rollback(self, change: Change) -> str:
+        try:
+            if self._file_written:
+                P.write_text(self.persist_file or "", self._file_before)
+            self._revert_rules()
+        except ActionError as e:
+            return f"ROLLBACK FAILED: {e}"
+        return ""
+
+    def _persist_json(self) -> dict[str, object]:
+        return {"persist_file": self.persist_file} if self.persist_file else {}
 
 
 def alternatives_matches(node: Node) -> list[Match]:
@@ -318,13 +352,6 @@ def alternatives_matches(node: Node) -> list[Match]:
     for alt in node.items if isinstance(node, Or) else (node,):
         out += [m for m in matches(alt) if m not in out]
     return out
-
-
-def _existing_parent(path: str) -> str:
-    d = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(d):
-        d = os.path.dirname(d)
-    return d
 
 
 class AddNotrack(_RulesPlan):
@@ -352,20 +379,7 @@ class AddNotrack(_RulesPlan):
                               "save the raw table with iptables-save instead")
         super().__init__(spec, journal, persist.nft_file if persist is not None else None)
         self.nat_rows = sum(1 for r in rows or () if nat_kind(r) is not None)
-        self.rules = self._build_rules()
-
-    def _build_rules(self) -> list[NotrackRule]:
-        out: list[NotrackRule] = []
-        comment = tag(self.id)
-        for m in self.matches:
-            if self.backend == "nft":
-                text = f'{nft_match(m)} notrack comment "{comment}"'
-                out += [NotrackRule(self.id, "nft", chain, text) for chain in NFT_CHAINS]
-            else:
-                for prog, args in iptables_matches(m):
-                    text = shlex.join([*args, "-m", "comment", "--comment", comment, "-j", "CT", "--notrack"])
-                    out += [NotrackRule(self.id, prog, chain, text) for chain in IPT_CHAINS]
-        return out
+        self.rules = build_rules(self.id, self.matches, self.backend)
 
     def _adds(self) -> list[NotrackRule]:
         return self.rules
@@ -406,14 +420,15 @@ class AddNotrack(_RulesPlan):
                     raise ActionError(f"{prog}-restore: command not found")
         self._validate_persist()
 
+    def _intent(self) -> tuple[dict[str, object], dict[str, object]]:
+        # The id is in every rule's comment: an interrupted addition is undone by finding them.
+        return {}, {"expr": self.expr, "backend": self.backend, **self._persist_json()}
+
     def _change(self) -> Change:
         self._transact_and_persist()
         installed = [r for r in list_rules(self.spec) if r.id == self.id]
-        after: dict[str, object] = {"expr": self.expr, "backend": self.backend,
-                                    "rules": [r.to_json() for r in installed]}
-        if self.persist_file:
-            after["persist_file"] = self.persist_file
-        return Change(before={}, after=after, count=len(installed),
+        # The rules as the kernel lists them, for the record only: an undo finds them by their comment.
+        return Change(after={**self._intent()[1], "rules": [r.to_json() for r in installed]}, count=len(installed),
                       summary=f"added {len(installed)} NOTRACK rules for '{self.expr}' "
                               f"in {self.spec.label()} (id {self.id})")
 
@@ -430,7 +445,7 @@ class RemoveNotrack(_RulesPlan):
     def __init__(self, spec: NetnsSpec, ids: Sequence[str] | None = None, *,
                  persist: P.PersistPaths | None = None, journal: Journal | None = None) -> None:
         super().__init__(spec, journal, None)
-        if persist is not None and os.path.exists(persist.nft_file):
+        if persist is not None and os.path.lexists(persist.nft_file):
             self.persist_file = persist.nft_file
         present = list_rules(spec)
         if ids is None:
@@ -440,13 +455,29 @@ class RemoveNotrack(_RulesPlan):
         else:
             self.ids = [_resolve_id(i, present, spec) for i in ids]
         self.rules = [r for r in present if r.id in self.ids]
+        # What an undo adds back: each change's rules derived again from its expression.
+        exprs = journaled_exprs(self.journal)
+        self.groups = [{"id": i, "expr": exprs.get(i),
+                        "backend": "nft" if any(r.backend == "nft" for r in self.rules if r.id == i) else "iptables"}
+                       for i in self.ids]
+        self.unknown = [str(g["id"]) for g in self.groups if g["expr"] is None]
+        self.undoable = not self.unknown
 
     @classmethod
-    def inverse_of_add(cls, record: Record, spec: NetnsSpec, journal: Journal) -> RemoveNotrack:
+    def inverse_of_add(cls, record: Record, spec: NetnsSpec, journal: Journal, persist: P.PersistPaths,
+                       force: bool) -> RemoveNotrack:
+        """Remove the rules the live ruleset tags with the record's id (``force``: nothing to force here)."""
         plan = cls(spec, [record.id], journal=journal)
         plan.undoes = record.id
-        plan.persist_file = record.after.get("persist_file")
+        recorded = record.after.get("persist_file")
+        plan.persist_file = None if recorded is None else persist.in_force(recorded, persist.nft_file, record.id)
         return plan
+
+    def warnings(self) -> list[str]:
+        if not self.unknown or self.undoes is not None:
+            return []
+        return [(f"the rules of {', '.join(self.unknown)} were not added through the journal "
+                 f"{self.journal.path}: this removal cannot be undone")]
 
     def _removes(self) -> list[NotrackRule]:
         return self.rules
@@ -463,6 +494,9 @@ class RemoveNotrack(_RulesPlan):
     def _validate(self) -> None:
         self._validate_persist()
 
+    def _intent(self) -> tuple[dict[str, object], dict[str, object]]:
+        return {"groups": self.groups, **self._persist_json()}, {"removed": len(self.rules)}
+
     def _change(self) -> Change:
         now = list_rules(self.spec)
         gone = [r for r in self.rules if r not in now]
@@ -470,27 +504,35 @@ class RemoveNotrack(_RulesPlan):
             raise ActionError(f"NOTRACK rules of {gone[0].id} changed since they were listed; "
                               "nothing was changed: list them again")
         self._transact_and_persist()
-        rules = [r.to_json() for r in self.rules]
-        before: dict[str, object] = {"rules": rules}
-        if self.persist_file:
-            before["persist_file"] = self.persist_file
-        return Change(before=before, after={"removed": rules}, count=len(rules),
-                      summary=f"removed {len(rules)} NOTRACK rules ({', '.join(self.ids)}) in {self.spec.label()}")
+        return Change(after={"removed": len(self.rules)}, count=len(self.rules),
+                      summary=f"removed {len(self.rules)} NOTRACK rules ({', '.join(self.ids)}) "
+                              f"in {self.spec.label()}")
 
 
 class RestoreNotrack(_RulesPlan):
-    """Undo of a removal: add back exactly the rules it removed, comments and all."""
+    """Undo of a removal: the rules of each removed change, derived again from its filter expression.
+
+    Changes whose rules are present again are left alone.
+    """
 
     kind = "notrack-add"
 
-    def __init__(self, spec: NetnsSpec, record: Record, journal: Journal) -> None:
-        super().__init__(spec, journal, record.before.get("persist_file"))
+    def __init__(self, spec: NetnsSpec, record: Record, journal: Journal, persist_file: str | None) -> None:
+        super().__init__(spec, journal, persist_file)
         self.undoes = record.id
-        self.rules = [NotrackRule.from_json(d) for d in record.before.get("rules", [])]
-        present = list_rules(spec)
-        back = [r for r in self.rules if any(p.id == r.id for p in present)]
-        if back:
-            raise ActionError(f"NOTRACK rules {back[0].id} are present again; undo of {record.id} would duplicate them")
+        present = {r.id for r in list_rules(spec)}
+        self.groups = [g for g in record.before["groups"] if g["id"] not in present]
+        if not self.groups:
+            raise ActionError(f"the NOTRACK rules change {record.id} removed are all present again: nothing to undo")
+        self.rules = [r for g in self.groups for r in derived_rules(g["id"], g["expr"], g["backend"])]
+
+    @classmethod
+    def inverse_of_remove(cls, record: Record, spec: NetnsSpec, journal: Journal, persist: P.PersistPaths,
+                          force: bool) -> RestoreNotrack:
+        """From the record's checked groups (see schema); ``force``: nothing to force here."""
+        recorded = record.before.get("persist_file")
+        return cls(spec, record, journal,
+                   None if recorded is None else persist.in_force(recorded, persist.nft_file, record.id))
 
     def _adds(self) -> list[NotrackRule]:
         return self.rules
@@ -505,13 +547,20 @@ class RestoreNotrack(_RulesPlan):
         return ["untracked packets lose NAT and helpers again"] + self._persist_warnings()
 
     def _validate(self) -> None:
+        back = {r.id for r in list_rules(self.spec)} & {str(g["id"]) for g in self.groups}
+        if back:
+            raise ActionError(f"NOTRACK rules {min(back)} are present again; "
+                              f"undo of {self.undoes} would duplicate them")
         self._validate_persist()
+
+    def _intent(self) -> tuple[dict[str, object], dict[str, object]]:
+        return {}, {"groups": self.groups, **self._persist_json()}
 
     def _change(self) -> Change:
         self._transact_and_persist()
-        ids = {r.id for r in self.rules}
-        installed = [r.to_json() for r in list_rules(self.spec) if r.id in ids]
-        return Change(before={}, after={"rules": installed}, count=len(installed),
+        ids = {str(g["id"]) for g in self.groups}
+        installed = [r for r in list_rules(self.spec) if r.id in ids]
+        return Change(after=self._intent()[1], count=len(installed),
                       summary=f"added back {len(installed)} NOTRACK rules in {self.spec.label()}")
 
 
@@ -526,6 +575,3 @@ def _resolve_id(ident: str, present: list[NotrackRule], spec: NetnsSpec) -> str:
         raise ActionError(f"NOTRACK id {ident!r} is ambiguous in namespace {spec.label()}: {', '.join(hits)}")
     raise ActionError(f"no cttop NOTRACK rules with id {ident!r} in namespace {spec.label()}")
 
-
-def rules_json(rules: Iterable[NotrackRule]) -> str:
-    return json.dumps([r.to_json() for r in rules], indent=2)

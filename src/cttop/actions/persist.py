@@ -2,76 +2,164 @@
 
 cttop edits only its own files, and only the lines of the keys it sets, so a
 line someone else added to the same file stays. Files are replaced by rename so
-a crash leaves the old or the new file, never half of one.
+a crash leaves the old or the new file, never half of one; the new one keeps the
+old one's mode. A file or directory someone else could have planted (a symbolic
+link, another user's file, a group/world-writable directory) is refused, never
+written through: see :mod:`cttop.actions.safefs`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shlex
-import tempfile
+import stat
 from dataclasses import dataclass
 
+from cttop.actions import safefs
 from cttop.actions.errors import ActionError
 
 HASHSIZE_KEY = "hashsize"
+# Where each file goes below the persist directory (/etc unless --persist-dir says otherwise).
+SYSCTL_LAYOUT = "sysctl.d/90-cttop.conf"
+MODPROBE_LAYOUT = "modprobe.d/cttop.conf"
+NFT_LAYOUT = "nftables.d/cttop.nft"
+DEFAULT_DIR = "/etc"
+# cttop's files are a few lines; a bigger one is not a config cttop edits.
+MAX_CONF_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class PersistPaths:
     """Where persisted settings go; ``under(D)`` puts the usual /etc layout below D (tests use a tmp dir)."""
 
-    sysctl_file: str = "/etc/sysctl.d/90-cttop.conf"
-    modprobe_file: str = "/etc/modprobe.d/cttop.conf"
-    nft_file: str = "/etc/nftables.d/cttop.nft"
+    sysctl_file: str = f"{DEFAULT_DIR}/{SYSCTL_LAYOUT}"
+    modprobe_file: str = f"{DEFAULT_DIR}/{MODPROBE_LAYOUT}"
+    nft_file: str = f"{DEFAULT_DIR}/{NFT_LAYOUT}"
 
     @classmethod
     def under(cls, etc_dir: str) -> PersistPaths:
-        return cls(sysctl_file=os.path.join(etc_dir, "sysctl.d", "90-cttop.conf"),
-                   modprobe_file=os.path.join(etc_dir, "modprobe.d", "cttop.conf"),
-                   nft_file=os.path.join(etc_dir, "nftables.d", "cttop.nft"))
+        return cls(sysctl_file=os.path.join(etc_dir, SYSCTL_LAYOUT),
+                   modprobe_file=os.path.join(etc_dir, MODPROBE_LAYOUT),
+                   nft_file=os.path.join(etc_dir, NFT_LAYOUT))
 
     def file_for(self, key: str) -> str:
         return self.modprobe_file if key == HASHSIZE_KEY else self.sysctl_file
 
+    def in_force(self, recorded: str, expected: str, change_id: str) -> str:
+        """``expected`` (one of these paths), once ``recorded`` (a path from the journal) is the same file.
 
-def read_text(path: str) -> str | None:
+        The journal only says which of cttop's files a change persisted to; the path
+        written is always one of these, never one read back.
+        """
+        if recorded != expected:
+            base = persist_dir_of(recorded)
+            hint = f": pass --persist-dir {base}" if base is not None and base != DEFAULT_DIR else ""
+            raise ActionError(f"change {change_id} persisted to {recorded}, but cttop writes {expected} here{hint}")
+        return expected
+
+
+def persist_dir_of(path: str, layout: str | None = None) -> str | None:
+    """The persist directory ``path`` is cttop's file in (for ``layout``, or any), or None if it is no such file."""
+    if not os.path.isabs(path) or os.path.normpath(path) != path:
+        return None
+    for lay in (layout,) if layout else (SYSCTL_LAYOUT, MODPROBE_LAYOUT, NFT_LAYOUT):
+        if path.endswith("/" + lay):
+            return path[:-len(lay) - 1] or "/"
+    return None
+
+
+def _existing(dir_fd: int, name: str, path: str) -> os.stat_result | None:
+    """The file's own stat (not a link's target), refused unless cttop could have made it; None if missing."""
     try:
-        with open(path) as f:
-            return f.read()
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    return safefs.check_stat(st, "", path)
+
+
+def read_text(path: str) -> str | None:
+    d, name = os.path.split(path)
+    try:
+        dir_fd = safefs.open_dir(d, "directory")
+        if dir_fd is None:
+            return None
+        try:
+            fd = safefs.open_at(dir_fd, name, os.O_RDONLY, "", path)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(dir_fd)
+        try:
+            data = safefs.read_all(fd, MAX_CONF_BYTES, "", path)
+        finally:
+            os.close(fd)
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ActionError(f"{path}: not UTF-8 text") from None
     except OSError as e:
         raise ActionError(f"{path}: {e.strerror}") from None
+
+
+def check_writable(path: str) -> None:
+    """Refuse now what :func:`write_text` would refuse: a link, someone else's file or directory, no permission."""
+    d, name = os.path.split(path)
+    dir_fd = safefs.open_dir(d, "directory")
+    if dir_fd is None:
+        parent = os.path.dirname(d)
+        while parent != os.path.dirname(parent) and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        d = parent
+    else:
+        try:
+            _existing(dir_fd, name, path)
+        finally:
+            os.close(dir_fd)
+    if not os.access(d, os.W_OK):
+        raise ActionError(f"{path}: cannot be written by this user")
 
 
 def write_text(path: str, text: str | None) -> None:
-    """Replace the file atomically with ``text``; None removes it."""
-    if text is None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise ActionError(f"{path}: {e.strerror}") from None
-        return
-    d = os.path.dirname(path) or "."
+    """Replace the file atomically with ``text``, keeping its mode; None removes it."""
+    d, name = os.path.split(path)
     try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".cttop-")
+        dir_fd = safefs.open_dir(d, "directory", 0o755)
+        assert dir_fd is not None
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+            _replace(dir_fd, name, path, text)
+        finally:
+            os.close(dir_fd)
     except OSError as e:
         raise ActionError(f"{path}: {e.strerror}") from None
+
+
+def _replace(dir_fd: int, name: str, path: str, text: str | None) -> None:
+    old = _existing(dir_fd, name, path)
+    if text is None:
+        if old is not None:
+            os.unlink(name, dir_fd=dir_fd)
+            os.fsync(dir_fd)
+        return
+    tmp = f".{name}.cttop-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | safefs.OPEN_FLAGS, 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            safefs.write_all(fd, text.encode())
+            os.fchmod(fd, stat.S_IMODE(old.st_mode) if old is not None else 0o644)
+            if old is not None and os.geteuid() == 0:
+                os.fchown(fd, old.st_uid, old.st_gid)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+    os.fsync(dir_fd)
 
 
 def _sysctl_line_key(line: str) -> str | None:
@@ -142,8 +230,8 @@ def modprobe_set(text: str | None, value: str | None, param: str = HASHSIZE_KEY)
     return "\n".join(out) + "\n"
 
 
-def conf_get(path: str, key: str) -> str | None:
-    text = read_text(path)
+def conf_get(text: str | None, key: str) -> str | None:
+    """The value the file's ``text`` gives ``key`` (a sysctl key, or hashsize in modprobe.d)."""
     return modprobe_get(text) if key == HASHSIZE_KEY else sysctl_get(text, key)
 
 

@@ -8,30 +8,42 @@ The UI and the CLI only ever use this surface:
 - ``undoable``: False when the change cannot be taken back (deleted flows);
 - ``check()``: raise :class:`ActionError` now if ``apply()`` would refuse for
   anything known before changing (read-only mode, a global setting outside the
-  initial namespace, an unwritable journal), so nobody is asked to confirm a
-  change that cannot be made;
+  initial namespace, an unwritable journal, a change already undone), so nobody
+  is asked to confirm a change that cannot be made;
 - ``apply()``: check again, then change; on any failure roll back what
-  was done, journal nothing and raise :class:`ActionError` with a one-line reason;
-- ``undo()``: after ``apply()``, take the change back (itself journaled).
+  was done and raise :class:`ActionError` with a one-line reason.
 
-Subclasses supply ``_validate`` (read-only checks, run again at apply time since
-the kernel may have moved since the plan was shown), ``_change`` (do it; undo its
-own partial work before raising) and ``_rollback`` (take back a completed change
-whose journal record could not be written).
+No change without its record: ``apply()`` holds the journal's lock from the
+checks and the reading of the "before" values through the change and its
+record, so two cttops never interleave. It writes (and fsyncs) the intent before
+touching anything, completes it after, and keeps SIGHUP/SIGINT/SIGTERM (a
+dropped SSH session, a Ctrl-C) waiting in between. If the completion cannot be
+written, the change is rolled back.
+
+Subclasses supply ``_validate`` (read-only checks, run again under the lock
+since the kernel may have moved since the plan was shown), ``_intent`` (read the
+values before and say what will be set), ``_change`` (do it; undo its own
+partial work before raising) and ``_rollback`` (take back a completed change
+whose record could not be written).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cttop.actions.errors import ActionError
-from cttop.actions.journal import Journal, Record, new_id
+from cttop.actions.journal import COMPLETE, Journal, Record, Transaction, new_id
 from cttop.kernel.netns import NetnsSpec
 
 READ_ONLY_ENV = "CTTOP_READ_ONLY"
+# Held back while a change and its record are written: hang-up (SSH dropped), Ctrl-C, kill.
+DEFERRED_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
 _read_only_forced = False
 
 
@@ -44,6 +56,20 @@ def set_read_only(on: bool = True) -> None:
 def read_only() -> bool:
     """Whether writes are refused: ``--read-only`` was given or CTTOP_READ_ONLY=1. The UI hides write keys then."""
     return _read_only_forced or os.environ.get(READ_ONLY_ENV, "") not in ("", "0")
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Block the signals that end a session until the body is done; they are delivered after it.
+
+    The mask is per thread. From the CLI this is the main thread, and the threads
+    that enter namespaces are started from it, so they inherit the mask.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclass
@@ -60,9 +86,8 @@ class ActionResult:
 
 @dataclass
 class Change:
-    """What ``_change`` did: journaled as ``before``/``after`` and enough for ``_rollback``."""
+    """What ``_change`` did: journaled as ``after`` and enough for ``_rollback``."""
 
-    before: dict[str, Any]
     after: dict[str, Any]
     summary: str
     count: int
@@ -92,46 +117,88 @@ class Plan(ABC):
     @abstractmethod
     def _validate(self) -> None: ...
 
+    def _intent(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Read the values before (under the lock) and say what will be set: the intent's ``before`` and ``after``."""
+        return {}, {}
+
     @abstractmethod
     def _change(self) -> Change: ...
 
-    def _rollback(self, change: Change) -> None:
-        """Take back a completed change; plans that cannot (deleted flows) keep the default."""
+    def _rollback(self, change: Change) -> str:
+        """Take back a completed change; '' when all was put back, else what was not.
+
+        Plans that cannot be taken back (deleted flows) keep the default.
+        """
+        return ""
+
+    def _refuse_read_only(self) -> None:
+        if read_only():
+            raise ActionError(f"read-only mode (--read-only, {READ_ONLY_ENV}=1 or read_only in the config): "
+                              f"refusing to {self.kind}")
+
+    def _check_undone(self) -> None:
+        """An undo refuses a change the journal (read now) says is damaged or already undone."""
+        if self.undoes is not None:
+            why = self.journal.find(self.undoes).undo_refusal()
+            if why is not None:
+                raise ActionError(why)
 
     def check(self) -> None:
         """Refuse now what ``apply()`` would refuse before changing anything; changes nothing."""
-        if read_only():
-            raise ActionError(f"read-only mode (--read-only or {READ_ONLY_ENV}=1): refusing to {self.kind}")
+        self._refuse_read_only()
         self._validate()
+        self._check_undone()
         self.journal.ensure_writable()
 
     def apply(self) -> ActionResult:
         if self.result is not None:
             raise ActionError(f"change {self.id} was already applied")
-        self.check()
+        self._refuse_read_only()
+        self.journal.ensure_writable()
         inode = self.spec.inode()
-        # Described before the change, which moves the values the text is about.
-        description, commands, warnings = self.describe(), self.commands(), self.warnings()
-        change = self._change()
-        record = Record(
-            id=self.id, kind=self.kind, description=description, commands=commands,
-            netns=self.spec.label(), netns_inode=inode, undoable=self.undoable and self.undoes is None,
-            before=change.before, after=change.after, summary=change.summary, warnings=warnings,
-            undoes=self.undoes,
-        )
-        try:
-            self.journal.append(record)
-        except ActionError:
-            self._rollback(change)
-            raise
+        with self.journal.locked() as txn:
+            # Again under the lock: another cttop may have changed the kernel or the journal meanwhile.
+            self._validate()
+            self._check_undone()
+            # Described before the change, which moves the values the text is about.
+            description, commands, warnings = self.describe(), self.commands(), self.warnings()
+            before, intended = self._intent()
+            record = Record(
+                id=self.id, kind=self.kind, description=description, commands=commands,
+                netns=self.spec.label(), netns_inode=inode, undoable=self.undoable and self.undoes is None,
+                before=before, after=intended, warnings=warnings, undoes=self.undoes,
+            )
+            with deferred_signals():
+                change = self._journaled_change(txn, record)
+        record.after, record.summary, record.count, record.state = change.after, change.summary, change.count, COMPLETE
         self.result = ActionResult(id=self.id, kind=self.kind, summary=change.summary,
                                    count=change.count, record=record, warnings=warnings)
         return self.result
 
-    def undo(self) -> ActionResult:
-        """Take back this plan's applied change; raises ActionError when it cannot be."""
-        if self.result is None:
-            raise ActionError(f"change {self.id} was not applied; nothing to undo")
-        from cttop.actions.undo import undo_plan  # undo builds plans of every kind
+    def _journaled_change(self, txn: Transaction, record: Record) -> Change:
+        """Intent, change, completion; a change whose completion cannot be written is rolled back."""
+        try:
+            txn.intent(record)
+        except ActionError as e:
+            raise ActionError(f"{e}; nothing was changed") from None
+        try:
+            change = self._change()
+        except ActionError as e:
+            self._abort(txn, str(e))
+            raise
+        try:
+            txn.complete(self.id, change.after, change.summary, change.count)
+        except ActionError as e:
+            problems = self._rollback(change)
+            if problems:
+                raise ActionError(f"{e}: the change could not be recorded; {problems}") from None
+            self._abort(txn, f"not recorded: {e}")
+            raise ActionError(f"{e}: the change could not be recorded, so it was rolled back; "
+                              "nothing was changed") from None
+        return change
 
-        return undo_plan(self.spec, self.id, self.journal).apply()
+    def _abort(self, txn: Transaction, reason: str) -> None:
+        try:
+            txn.abort(self.id, reason)
+        except ActionError:
+            pass  # then the intent stays, listed as interrupted, with the values before

@@ -9,6 +9,7 @@ they are computed the way ``nf_conntrack_init_start`` does.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ INT_MAX = 2**31 - 1
 TIMEOUT_MAX = INT_MAX // 1000
 # nf_conntrack_set_hashsize refuses sizes whose bucket array would exceed INT_MAX bytes.
 HASHSIZE_MAX = INT_MAX // 8
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ def default_expect_max(hashsize: int | None = None) -> int:
     return max(1, (default_hashsize() if hashsize is None else hashsize) // 256) * 4
 
 
-def _catalogue_entry(name: str) -> Tunable | None:
+def catalogue_entry(name: str) -> Tunable | None:
+    """The tunable of exactly this name (as the journal and ``cttop tunables`` spell it), or None."""
     if "." in name:
         mod, _, param = name.partition(".")
         if mod.removeprefix("nf_conntrack_") not in sysctl.HELPERS:
@@ -187,9 +190,9 @@ def present_names(spec: NetnsSpec = NetnsSpec()) -> list[str]:
     have = sysctl.read(spec)
     names = [n for n in ("nf_conntrack_max", "hashsize", "nf_conntrack_buckets", "nf_conntrack_expect_max")
              if n in have]
-    rest = sorted(n for n in have if n not in names and _catalogue_entry(n) is not None)
+    rest = sorted(n for n in have if n not in names and catalogue_entry(n) is not None)
     switches = [n for n in rest if "timeout" not in n]
-    helpers = [n for n in sysctl.helper_params() if _catalogue_entry(n) is not None]
+    helpers = [n for n in sysctl.helper_params() if catalogue_entry(n) is not None]
     return names + switches + [n for n in rest if "timeout" in n] + helpers
 
 
@@ -200,7 +203,7 @@ def lookup(name: str) -> Tunable:
         n = "nf_conntrack_buckets"
     elif n != "hashsize" and not n.startswith("nf_conntrack_"):
         n = "nf_conntrack_" + n
-    t = _catalogue_entry(n)
+    t = catalogue_entry(n)
     if t is None:
         raise ActionError(f"{name}: not a conntrack tunable cttop knows (see `cttop tunables`)")
     if not os.path.exists(sysctl.path_of(n)):
@@ -212,16 +215,26 @@ def parse_value(t: Tunable, text: str) -> int:
     """The value as the kernel will take it, or ActionError saying what range is allowed."""
     if t.read_only:
         raise ActionError(f"{t.name}: {t.why_read_only}")
-    s = str(text).strip()
-    try:
-        v = int(s, 10)
-    except ValueError:
-        raise ActionError(f"{t.name}={text}: not an integer") from None
+    v = sysctl.as_int(str(text))
+    if v is None:
+        raise ActionError(f"{t.name}={text}: not an integer")
     if t.choices and v not in t.choices:
         raise ActionError(f"{t.name}={v}: must be one of {', '.join(map(str, t.choices))}")
     if not t.lo <= v <= t.hi:
         raise ActionError(f"{t.name}={v}: out of range {t.lo}..{t.hi}")
     return v
+
+
+def plain_value(t: Tunable, v: object) -> bool:
+    """Whether ``v`` is a value the journal may hold for ``t``, to be written back by an undo:
+    decimal digits only (no sign, space or ``_``, which ``int()`` would take), in range."""
+    if not isinstance(v, str) or not _DIGITS.fullmatch(v):
+        return False
+    try:
+        parse_value(t, v)
+    except ActionError:
+        return False
+    return True
 
 
 def assignments(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -246,13 +259,8 @@ def warnings_for(t: Tunable, value: int, current: dict[str, str]) -> list[str]:
     """What to tell the person before ``value`` is set, given the namespace's current values."""
     out: list[str] = []
 
-    def num(n: str) -> int | None:
-        try:
-            return int(current[n])
-        except (KeyError, ValueError):
-            return None
-
-    count, cur_max, cur_hash = num("nf_conntrack_count"), num("nf_conntrack_max"), num("hashsize")
+    count, cur_max, cur_hash = (sysctl.as_int(current.get(n)) for n in ("nf_conntrack_count", "nf_conntrack_max",
+                                                                          "hashsize"))
     if t.name == "nf_conntrack_max":
         if value == 0:
             out.append("nf_conntrack_max=0 means no limit: the table may grow until memory runs out")
@@ -314,10 +322,9 @@ class TunableState:
 
 
 def _as_int(v: str | None) -> int | str | None:
-    try:
-        return int(v) if v is not None else None
-    except ValueError:
-        return v
+    """A value for JSON: the number, or the kernel's text when it is not one."""
+    n = sysctl.as_int(v)
+    return v if n is None else n
 
 
 def states(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[TunableState]:
@@ -327,7 +334,7 @@ def states(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> lis
     drifts = {d.name: d for d in check(spec, journal)}
     out: list[TunableState] = []
     for n in names:
-        t = _catalogue_entry(n)
+        t = catalogue_entry(n)
         assert t is not None  # present_names keeps catalogued names only
         ok, why = (False, t.why_read_only) if t.read_only else sysctl.writable(spec, n)
         out.append(TunableState(t, values.get(n), ok, why, drifts.get(n)))

@@ -9,9 +9,10 @@ module of the command being run is imported: importing them all costs ~0.2 s
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-from cttop.cli.app import app
+from cttop.cli.app import COMPLETE_VAR, app
 from cttop.termsafe import SafeStream
 
 # command name -> module under cttop.cli that defines it
@@ -27,7 +28,9 @@ COMMANDS = {
 
 
 def load_commands(argv: list[str]) -> None:
-    name = next((a for a in argv if not a.startswith("-")), None)
+    name = next((a for a in argv if not a.startswith("-") or a == "--version"), None)
+    if name == "--version":
+        return  # printed and exited before any command is looked up
     modules = {COMMANDS[name]} if name in COMMANDS else set(COMMANDS.values())
     for m in sorted(modules):
         importlib.import_module(f"cttop.cli.{m}")
@@ -38,5 +41,7 @@ def main() -> None:
     # (the TUI draws on its own stream and sanitises what it draws).
     sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
     sys.stderr = SafeStream(sys.stderr)  # type: ignore[assignment]
-    load_commands(sys.argv[1:])
-    app()
+    # A completing shell passes the words in the environment, not argv: every command module is loaded then,
+    # so subcommands and their options complete.
+    load_commands([] if COMPLETE_VAR in os.environ else sys.argv[1:])
+    app(prog_name="cttop")

@@ -30,10 +30,13 @@ from cttop.actions import (
     undo_plan,
 )
 from cttop.actions.flows import matching_rows
+from cttop.actions.journal import INTERRUPTED
 from cttop.actions.plan import READ_ONLY_ENV
+from cttop.actions.schema import ID
 from cttop.actions.shell import is_initial
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
+from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
 from cttop.filter import compile_filter
+from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
@@ -58,7 +61,8 @@ def _writing(read_only_flag: bool, what: str) -> None:
     if read_only_flag:
         set_read_only(True)
     if read_only():
-        raise ActionError(f"read-only mode (--read-only or {READ_ONLY_ENV}=1): refusing to {what}")
+        raise ActionError(f"read-only mode (--read-only, {READ_ONLY_ENV}=1 or read_only in the config): "
+                          f"refusing to {what}")
 
 
 def _persist_paths(persist_dir: str | None) -> PersistPaths:
@@ -100,10 +104,9 @@ def confirm_and_apply(plan: Plan, yes: bool) -> None:
 
 @app.command()
 @guarded
+@netns_options()
 def flush(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression; "
                                                                 "without it, the whole table.")] = "",
     yes: YesOpt = False,
@@ -111,24 +114,21 @@ def flush(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Delete every flow matching the filter (or the whole table). Cannot be undone."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "flush")
     confirm_and_apply(FlushFlows(spec, command_filter(filter, spec), journal=Journal(state_dir)), yes)
 
 
 @app.command()
 @guarded
+@netns_options()
 def delete(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="The flows to delete (required).")] = "",
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Delete the flows matching the filter one by one, as the TUI's `d` does. Cannot be undone."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "delete")
     flt = command_filter(filter, spec)
     if flt.is_all:
@@ -142,12 +142,11 @@ def delete(
 
 @app.command("set")
 @guarded
+@netns_options()
 def set_(
     assignments: Annotated[list[str], typer.Argument(metavar="NAME=VALUE...",
                                                      help="NAME=VALUE, as `cttop tunables` names them.")],
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     persist: Annotated[bool, typer.Option("--persist", help="Also write /etc/sysctl.d/90-cttop.conf "
                                                              "(hashsize: /etc/modprobe.d/cttop.conf).")] = False,
     persist_dir: PersistDirOpt = None,
@@ -156,7 +155,6 @@ def set_(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Set conntrack tunables in the namespace, all or none. Undo with `cttop undo`."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "set tunables")
     pairs: list[tuple[str, str]] = []
     for a in assignments:
@@ -171,11 +169,10 @@ def set_(
 
 @notrack_app.command("add")
 @guarded
+@netns_options()
 def notrack_add(
     expr: Annotated[str, typer.Argument(help="Filter expression, e.g. 'udp dport 53'.")],
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     persist: Annotated[bool, typer.Option("--persist", help="Also write /etc/nftables.d/cttop.nft.")] = False,
     persist_dir: PersistDirOpt = None,
     yes: YesOpt = False,
@@ -183,7 +180,6 @@ def notrack_add(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Stop tracking the traffic the expression matches, both directions."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     _writing(read_only_flag, "add NOTRACK rules")
     flt = compile_filter(expr)
     with Ctnetlink(spec) as ct:
@@ -195,15 +191,13 @@ def notrack_add(
 
 @notrack_app.command("list")
 @guarded
+@netns_options()
 def notrack_list(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     as_json: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:
     """List cttop's NOTRACK rules in the namespace, grouped by the change that added them."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     groups = rule_groups(spec, Journal(state_dir))
     if as_json:
         out = [{"id": g.id, "expr": g.expr, "rules": [r.to_json() for r in g.rules]} for g in groups]
@@ -222,12 +216,11 @@ def notrack_list(
 
 @notrack_app.command("remove")
 @guarded
+@netns_options()
 def notrack_remove(
     ids: Annotated[list[str] | None, typer.Argument(help="Ids (or unique prefixes) from `cttop notrack list`.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every cttop NOTRACK rule.")] = False,
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     persist_dir: Annotated[str | None, typer.Option(
         "--persist-dir", help="Refresh the nft file under this directory (default: /etc/nftables.d/cttop.nft, "
                               "for the host's own namespace only).")] = None,
@@ -236,7 +229,6 @@ def notrack_remove(
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Remove cttop NOTRACK rules by id, or --all; their traffic is tracked again. Undo adds them back."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     if bool(ids) == all_:
         fail("give the ids to remove, or --all")
     _writing(read_only_flag, "remove NOTRACK rules")
@@ -248,20 +240,26 @@ def notrack_remove(
 
 @app.command()
 @guarded
+@netns_options()
 def undo(
     change_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Journal id (default: the last "
                                                                          "undoable change here).")] = None,
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
+    force: Annotated[bool, typer.Option("--force", help="Restore values someone changed since the change "
+                                                         "(without it, undo refuses them).")] = False,
+    persist_dir: Annotated[str | None, typer.Option(
+        "--persist-dir", help="Where the change persisted its files, if not /etc (as given to set/notrack).")] = None,
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
-    """Undo a journaled change made in this namespace: restores sysctls, removes the NOTRACK rules added."""
-    spec = netns_spec(netns, netns_pid, netns_path)
+    """Undo a journaled change made in this namespace: restores sysctls, removes the NOTRACK rules added.
+
+    A value changed since the change is left alone unless --force; a damaged journal record is refused.
+    """
     _writing(read_only_flag, "undo")
-    confirm_and_apply(undo_plan(spec, change_id, Journal(state_dir)), yes)
+    plan = undo_plan(spec, change_id, Journal(state_dir), persist=_persist_paths(persist_dir), force=force)
+    confirm_and_apply(plan, yes)
 
 
 @app.command()
@@ -270,7 +268,11 @@ def journal(
     as_json: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:
-    """List every change cttop made: when, what, the commands, who, where, and whether it was undone."""
+    """List every change cttop made: when, what, the commands, who, where, and whether it was undone.
+
+    A change cut short (interrupted) is listed with the values before it; a record that fails its schema is
+    listed as damaged, without its text, and nothing acts on it.
+    """
     j = Journal(state_dir)
     recs = j.records()
     if as_json:
@@ -280,25 +282,30 @@ def journal(
         print(f"no changes journaled in {j.path}")
         return
     for r in recs:
+        if r.damaged is not None:
+            # Its text fields are what a forger wrote: only the id (escaped) and the reason are shown.
+            print(f"{r.id if ID.fullmatch(r.id) else ascii(r.id[:16])}  damaged: {safe_line(r.damaged)}")
+            continue
         # Every field is the file's word, and anyone who could write the file chose it: one line each.
         print(f"{safe_line(r.id)}  {r.time_text()}  {safe_line(r.user)} (uid {r.uid})  netns {safe_line(r.netns)}  "
               f"{safe_line(r.kind)}  [{safe_line(r.status())}]")
-        print(f"    {safe_line(r.summary)}")
+        # The summary whole (escaped onto one line); a description's first line (cttop's own span lines).
+        print(f"    {safe_line(r.summary or r.description.partition(chr(10))[0])}")
+        if r.state == INTERRUPTED and r.before:
+            print(f"    before: {safe_line(json.dumps(r.before, separators=(', ', ': ')))}")
         for c in r.commands:
             print(f"    $ {safe_line(c)}")
 
 
 @app.command("tunables")
 @guarded
+@netns_options()
 def tunables_cmd(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     as_json: JsonOpt = False,
     state_dir: StateDirOpt = None,
 ) -> None:
     """List conntrack tunables: value, kernel default, meaning, whether writable here, drift from what cttop set."""
-    spec: NetnsSpec = netns_spec(netns, netns_pid, netns_path)
     rows = tunables.states(spec, Journal(state_dir))
     if as_json:
         print(json.dumps([s.to_json() for s in rows], indent=2))
@@ -324,7 +331,4 @@ def _off_default(value: str | None, default: int | None) -> bool:
     """Whether a tunable's value is known, has a known default, and is not it."""
     if value is None or default is None:
         return False
-    try:
-        return int(value) != default
-    except ValueError:
-        return True  # not even a number: not the default
+    return sysctl.as_int(value) != default  # not even a number: not the default either

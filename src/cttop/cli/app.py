@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -11,9 +14,10 @@ import typer
 from typer import Context, TyperException
 from typer.core import TyperGroup
 
+from cttop import config
 from cttop.errors import CttopError
 from cttop.filter import Filter, compile_filter, parse, uses_owners
-from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
 from cttop.termsafe import safe_line
 
 
@@ -57,28 +61,88 @@ def _usage_failed(e: TyperException, command: str | None, code: int) -> NoReturn
     fail(f"{command + ': ' if command else ''}{_message(e).rstrip('.')}; see {where} --help", code)
 
 
+COMPLETE_VAR = "_CTTOP_COMPLETE"  # click's protocol: a completing shell sets it and runs cttop
+
 app = typer.Typer(
     cls=OneLineUsage,
     name="cttop",
-    help="A top for the Linux conntrack table: see who fills it, and fix it.",
-    add_completion=False,
+    help="A top for the Linux conntrack table: see who fills it, and fix it.\n\n"
+         "With no command: the live view (`cttop`, `cttop --netns web1`). Its settings come from "
+         f"{config.SYSTEM_PATH}, then ~/.config/cttop/config.toml (${config.CONFIG_ENV} instead of both); "
+         "flags override both.",
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-NetnsOpt = Annotated[str | None, typer.Option("--netns", help="Network namespace by name, as `ip netns list` shows it.")]
-NetnsPidOpt = Annotated[int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]
-NetnsPathOpt = Annotated[str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]
+
+def complete_netns(incomplete: str) -> list[str]:
+    """The named namespaces (`ip netns list`) starting with what was typed, for shell completion."""
+    try:
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(incomplete))
+    except OSError:
+        return []  # no named namespace yet, or not allowed to look: nothing to offer
+
+
+def not_nan(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    """The callback of every float option with a min and a max: click checks the range by comparison, which nan
+    passes (every comparison with nan is false). Refused here in click's own words, with the range."""
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter(f"nan is not in the range {param.type._describe_range()}.")  # type: ignore[attr-defined]
+    return value
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# The options that choose a namespace, declared once: every command that takes them says so with
+# @netns_options() and receives the NetnsSpec they name.
+_NETNS_OPTIONS = [
+    inspect.Parameter("netns", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        str | None, typer.Option("--netns", autocompletion=complete_netns,
+                                 help="Network namespace by name, as `ip netns list` shows it.")]),
+    inspect.Parameter("netns_pid", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]),
+    inspect.Parameter("netns_path", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]),
+]
 
-def netns_spec(name: str | None, pid: int | None, path: str | None) -> NetnsSpec:
+
+def netns_spec(name: str | None, pid: int | None, path: str | None, usage_exit: int = 2) -> NetnsSpec:
     if sum(x is not None for x in (name, pid, path)) > 1:
-        fail("--netns, --netns-pid and --netns-path are exclusive: give one")
+        fail("--netns, --netns-pid and --netns-path are exclusive: give one", usage_exit)
     return NetnsSpec(name=name, pid=pid, path=path)
+
+
+# Where a @netns_options() command's namespace options go; the decorator passes the NetnsSpec they name.
+NETNS = NetnsSpec()
+
+
+def netns_options(usage_exit: int = 2) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Give a command --netns, --netns-pid and --netns-path, in the place of its ``spec`` parameter (so
+    ``--help`` lists them there), and call it with the NetnsSpec they name. More than one of them is a
+    one-line error exiting ``usage_exit``."""
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        # Typer reads the command's options from this signature: the command's own, ``spec`` replaced.
+        sig = inspect.signature(fn, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for p in sig.parameters.values():
+            if p.name == "spec":
+                params += _NETNS_OPTIONS
+            else:
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+        @wraps(fn)
+        def command(*args: object, netns: str | None = None, netns_pid: int | None = None,
+                    netns_path: str | None = None, **kwargs: object) -> R:
+            return fn(*args, spec=netns_spec(netns, netns_pid, netns_path, usage_exit), **kwargs)
+
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
 
 
 def command_filter(text: str, spec: NetnsSpec) -> Filter:
@@ -114,26 +178,48 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cttop import version
+
+        print(f"cttop {version()}")
+        raise typer.Exit(0)
+
+
 @app.callback(invoke_without_command=True)
+@netns_options()
 def top(
     ctx: typer.Context,
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
-    interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between refreshes.")] = 1.0,
-    read_only: Annotated[bool, typer.Option("--read-only", help="Hide and refuse every change.")] = False,
+    spec: NetnsSpec = NETNS,
+    interval: Annotated[float, typer.Option("--interval", "-i", min=config.INTERVAL_RANGE[0],
+                                            max=config.INTERVAL_RANGE[1], callback=not_nan,
+                                            help="Seconds between refreshes.")] = 1.0,
+    read_only: Annotated[bool | None, typer.Option("--read-only/--no-read-only", help="Hide and refuse every "
+                                                   "change (--no-read-only: even if the config says so).")] = None,
+    mouse: Annotated[bool | None, typer.Option("--mouse/--no-mouse", help="Let the live view use the mouse "
+                                               "(--no-mouse: the terminal selects text, e.g. to copy over SSH).")
+                     ] = None,
+    no_config: Annotated[bool, typer.Option("--no-config", help="Read no config file: built-in defaults and the "
+                                            "flags only.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print cttop's version and exit.")] = False,
 ) -> None:
-    """With no command: the live view (`cttop`, `cttop --netns web1`)."""
+    """The live view, when no command is given; every command's shared options and config otherwise."""
+    # Whether --interval was given (a config's interval yields to it): the source enum's name, public as such.
+    source = ctx.get_parameter_source("interval")
+    given = source is not None and source.name != "DEFAULT"
+    settings = config.Settings() if no_config else guarded(config.load_default)()
+    settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None)
+    config.activate(settings)
     if ctx.invoked_subcommand is not None:
-        if netns is not None or netns_pid is not None or netns_path is not None:
+        if not spec.is_own:
             fail(f"put --netns after the command name: cttop {ctx.invoked_subcommand} --netns …")
-        if read_only:
+        if settings.read_only:
             # Imported only here: the actions package costs start-up time to commands that never write.
             from cttop.actions.plan import set_read_only
 
             set_read_only(True)
         return
-    spec = netns_spec(netns, netns_pid, netns_path)
     from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
 
-    guarded(run_tui)(spec, read_only=read_only, interval=interval)
+    guarded(run_tui)(spec, read_only=settings.read_only)

@@ -15,9 +15,10 @@ import typer
 from typer.core import TyperCommand
 
 from cttop.actions.journal import Journal
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, netns_spec
+from cttop.cli.app import NETNS, app, fail, netns_options, not_nan
 from cttop.doctor import DEFAULT_SECONDS, EXIT, diagnose, render
 from cttop.errors import CttopError
+from cttop.kernel.netns import NetnsSpec
 
 
 class _UsageIsUnknown(TyperCommand):
@@ -27,12 +28,11 @@ class _UsageIsUnknown(TyperCommand):
 
 
 @app.command(cls=_UsageIsUnknown)
+@netns_options(usage_exit=EXIT["unknown"])
 def doctor(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
-    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="How long to watch the counters.")]
-    = DEFAULT_SECONDS,
+    spec: NetnsSpec = NETNS,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, max=3600, callback=not_nan,
+                                           help="How long to watch the counters.")] = DEFAULT_SECONDS,
     as_json: Annotated[bool, typer.Option("--json", help='{"status", "exit", "netns", "findings": [...]}.')] = False,
     want_bytes: Annotated[bool, typer.Option("--bytes", help="Byte counters are needed: check accounting.")]
     = False,
@@ -41,11 +41,6 @@ def doctor(
     = None,
 ) -> None:
     """Watch the table for a few seconds; print findings worst first, with the commands that fix them."""
-    try:
-        spec = netns_spec(netns, netns_pid, netns_path)
-    except typer.Exit:
-        # netns_spec has said what is wrong (exclusive options), with the usual usage status.
-        raise typer.Exit(EXIT["unknown"]) from None
     try:
         report = diagnose(spec, seconds, want_bytes=want_bytes, journal=Journal(state_dir))
     except CttopError as e:

@@ -23,12 +23,13 @@ from typing import Annotated, Final
 
 import typer
 
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
+from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
 from cttop.cli.snapshot import flow_line
 from cttop.filter import Filter
 from cttop.kernel import nlconst as C
 from cttop.kernel import sysctl
 from cttop.kernel.events import EventBatch, EventSocket
+from cttop.kernel.netns import NetnsSpec
 from cttop.model import EVENT_NAMES, R_ID, Row, event_dict
 
 # --event's words and the groups they join (conntrack -E -e takes the same, in capitals).
@@ -56,17 +57,15 @@ def event_line(kind: int, t: float, row: Row) -> str:
 
 @app.command()
 @guarded
+@netns_options()
 def events(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only events whose flow matches this filter.")] = "",
     event: Annotated[str, typer.Option("--event", "-e", help="Which events: new, update, destroy (comma-separated), "
                                                              "or all.")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line (schema in the README).")] = False,
 ) -> None:
     """Print conntrack events as they happen, until Ctrl-C or until the reader of the output goes away."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     groups = event_groups(event)
     flt = command_filter(filter, spec)
     if sysctl.read(spec, ["nf_conntrack_events"]).get("nf_conntrack_events") == "0":

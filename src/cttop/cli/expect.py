@@ -8,21 +8,21 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, guarded, netns_spec
+from cttop.cli.app import NETNS, app, guarded, netns_options
+from cttop.kernel.netns import NetnsSpec
 from cttop.kernel.expect import read_expectations
 
 
 @app.command()
 @guarded
+@netns_options()
 def expect(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array of expectations (schema in the README).")]
     = False,
 ) -> None:
     """List the expectations conntrack helpers made, one a line in `conntrack -L expect`'s layout."""
-    exps = read_expectations(netns_spec(netns, netns_pid, netns_path))
+    exps = read_expectations(spec)
     if as_json:
         sys.stdout.write(json.dumps([e.to_json() for e in exps], separators=(",", ":")) + "\n")
         return

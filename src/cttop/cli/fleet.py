@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, fail, guarded, netns_spec
+from cttop.cli.app import NETNS, app, fail, guarded, netns_options, not_nan
 from cttop.errors import CttopError
 from cttop.host import export as fleet_export
 from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
@@ -27,13 +28,20 @@ from cttop.termsafe import safe_line
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+DAY = 86400.0
 
 
-def parse_duration(text: str, option: str) -> float:
+def parse_duration(text: str, option: str, low: float, high: float) -> float:
+    """``text`` in seconds, refused outside ``low``..``high`` seconds (too many digits make inf: refused too)."""
     m = _DURATION.match(text)
-    if m is None or float(m.group(1)) <= 0:
-        fail(f"{option} {text!r}: a positive duration such as 30, 30s, 5m or 1h")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    seconds = float(m.group(1)) * _UNITS[m.group(2)] if m is not None else math.nan
+    if not low <= seconds <= high:
+        fail(f"{option} {text!r}: give a duration from {_span(low)} to {_span(high)}, such as 30, 30s, 5m or 1h")
+    return seconds
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds:g}s"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -120,21 +128,19 @@ def _human_row(n: Namespace) -> tuple[str, ...]:
 
 @app.command("record")
 @guarded
+@netns_options()
 def record_cmd(
     output: Annotated[str, typer.Option("--output", "-o", help="File to write the recording to.")],
     duration: Annotated[str | None, typer.Option("--duration", help="Stop after this long (30, 30s, 5m, 1h); "
                                                                     "default: until Ctrl-C.")] = None,
     dump_interval: Annotated[str, typer.Option("--dump-interval", help="A full dump (a seek point) this often.")]
     = "30s",
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
 ) -> None:
     """Record the table's dumps, events and stats to a compressed file, for `cttop replay`."""
-    spec = netns_spec(netns, netns_pid, netns_path)
-    seconds = parse_duration(duration, "--duration") if duration is not None else None
-    recorder = Recorder(spec, output, dump_interval=parse_duration(dump_interval, "--dump-interval"),
+    seconds = parse_duration(duration, "--duration", 0.1, 30 * DAY) if duration is not None else None
+    recorder = Recorder(spec, output, dump_interval=parse_duration(dump_interval, "--dump-interval", 1.0, DAY),
                         overwrite=force)
 
     def started() -> None:
@@ -166,7 +172,8 @@ def _namespace_words(spec: NetnsSpec) -> str:
 @guarded
 def replay_cmd(
     file: Annotated[str, typer.Argument(help="A file written by `cttop record`.")],
-    speed: Annotated[float, typer.Option("--speed", help="Play this many times faster than recorded.")] = 1.0,
+    speed: Annotated[float, typer.Option("--speed", min=0.01, max=10000, callback=not_nan,
+                                         help="Play this many times faster than recorded.")] = 1.0,
     at: Annotated[float, typer.Option("--at", help="Start this many seconds into the recording.")] = 0.0,
     paused: Annotated[bool, typer.Option("--paused", help="Start paused.")] = False,
     info: Annotated[bool, typer.Option("--info", help="No TUI: print what the recording holds and the table "
@@ -222,11 +229,10 @@ def _tui_with_source() -> Callable[..., None]:
 
 @app.command("export")
 @guarded
+@netns_options()
 def export_cmd(
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve /metrics on.")] = "127.0.0.1:9469",
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Groups per group key in "
                                                                     "cttop_top_group_entries.")] = 10,
     group: Annotated[list[str] | None, typer.Option("--group", help=f"Group key for the top groups "
@@ -240,7 +246,6 @@ def export_cmd(
     resync: Annotated[str, typer.Option("--resync", help="Redump the followed table this often.")] = "60s",
 ) -> None:
     """Serve conntrack metrics for Prometheus (node_exporter-compatible names, plus cttop's own)."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     host, port = parse_listen(listen)
     groups = tuple(group) if group else fleet_export.DEFAULT_GROUPS
     for g in groups:
@@ -248,7 +253,7 @@ def export_cmd(
             fail(f"--group {g!r}: not a group key (choose from {', '.join(GROUPS)})")
     exporter = fleet_export.serve(spec, host, port, table=not no_table, groups=groups, top=top,
                                   namespaces=not no_namespaces, max_namespaces=max_namespaces,
-                                  resync=parse_duration(resync, "--resync"))
+                                  resync=parse_duration(resync, "--resync", 1.0, DAY))
     shown = f"[{host}]" if ":" in host else host
     print(f"cttop export: serving {spec.label()} on http://{shown}:{port}/metrics", file=sys.stderr, flush=True)
     try:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import app, guarded
+from cttop.cli.app import app, guarded, not_nan
 from cttop.lab import topology
 from cttop.lab.scenarios import FILL_LIMIT, SCENARIOS, check_fill
 from cttop.lab.session import LabSession, LabSignalled, exits_on_signals, signals_held
@@ -26,7 +26,7 @@ ScenarioOpt = Annotated[str, typer.Option("--scenario", "-s", help=(
 KeepOpt = Annotated[bool, typer.Option("--keep", help="Leave the namespaces when done, and print how to remove them.")]
 NoUiOpt = Annotated[bool, typer.Option("--no-ui", help="No TUI: run the traffic for --duration seconds, "
                                                        "print the namespaces' names, then clean up.")]
-DurationOpt = Annotated[float | None, typer.Option("--duration", help=(
+DurationOpt = Annotated[float | None, typer.Option("--duration", min=0.1, max=86400, callback=not_nan, help=(
     f"Seconds of traffic (default {HEADLESS_SECONDS:g} with --no-ui, {TUI_SECONDS:g} with the TUI)."))]
 CleanupOpt = Annotated[str | None, typer.Option("--cleanup", metavar="TAG|all", help=(
     "Remove the lab tagged TAG (its namespaces and what runs in them), as --keep prints it, then exit; "
@@ -51,8 +51,6 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
     """Run cttop on a lab: client, router (SNAT) and server namespaces with real traffic; the host is untouched."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
-    if duration is not None and duration <= 0:
-        raise LabError(f"--duration {duration:g}: must be more than 0 seconds")
     if os.geteuid() != 0:
         raise LabError("the lab creates network namespaces, which needs root: run it with sudo")
     if cleanup is not None:

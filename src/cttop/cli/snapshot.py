@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import NetnsOpt, NetnsPathOpt, NetnsPidOpt, app, command_filter, fail, guarded, netns_spec
+from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
+from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
 from cttop.live.snapshot import NEW_RATE_SECONDS, RANKS, Snapshot, take
 from cttop.table.groups import GROUPS
@@ -17,10 +18,9 @@ from cttop.termsafe import safe_line
 
 @app.command()
 @guarded
+@netns_options()
 def snapshot(
-    netns: NetnsOpt = None,
-    netns_pid: NetnsPidOpt = None,
-    netns_path: NetnsPathOpt = None,
+    spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
     group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUPS)}.")] = "src",
     by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes, packets or new-rate (new flows "
@@ -33,7 +33,6 @@ def snapshot(
                                    f"{NEW_RATE_SECONDS:g}).")] = None,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
-    spec = netns_spec(netns, netns_pid, netns_path)
     if group_by not in GROUPS:
         fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUPS)})")
     if by not in RANKS:

@@ -97,11 +97,7 @@ class Observation:
         return max(self.after.get(name, 0) - self.before.get(name, 0), 0)
 
     def sysctl_int(self, name: str) -> int | None:
-        v = self.sysctls.get(name)
-        try:
-            return int(v) if v is not None else None
-        except ValueError:
-            return None
+        return sysctl.as_int(self.sysctls.get(name))
 
 
 class _Tally:

@@ -26,15 +26,19 @@ every ``resync`` seconds.
 
 from __future__ import annotations
 
+import gzip
+import io
+import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
 
-from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from cttop.errors import CttopError
@@ -300,17 +304,128 @@ class ConntrackCollector(Collector):
                                     "count to the max.", value=t.share)
 
 
+# --- the HTTP side -------------------------------------------------------------------------------------
+# Its own small server rather than prometheus_client's, which answers every path with the metrics (each a
+# scrape's worth of kernel reads, and a mistyped metrics_path in a scrape config that never shows) and waits
+# for a request's head forever, a thread held per silent connection.
+
+METRICS_PATH: Final = "/metrics"
+HEAD_TIMEOUT: Final = 5.0  # seconds a connection has to send its whole request head, however it trickles in
+SEND_TIMEOUT: Final = 30.0  # and then to take the answer
+MAX_CLIENTS: Final = 64  # connections served at once (a thread each); more are closed as they come
+# "/" says where the metrics are, for whoever opens the port in a browser (node_exporter shows a page there too).
+INDEX: Final = f"cttop exporter: the metrics are at {METRICS_PATH}\n".encode()
+
+
+class _Deadline(io.RawIOBase):
+    """A socket to read from until a deadline: each read waits only for what is left of it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request head took too long")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buf)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _MetricsServer
+
+    def setup(self) -> None:
+        super().setup()
+        # The stdlib reads the head through rfile and drops the connection on TimeoutError.
+        self.rfile = io.BufferedReader(_Deadline(self.connection, time.monotonic() + HEAD_TIMEOUT))
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(body=False)
+
+    def _answer(self, body: bool) -> None:
+        self.connection.settimeout(SEND_TIMEOUT)
+        path = self.path.split("?", 1)[0]
+        headers: list[tuple[str, str]] = []
+        if path == METRICS_PATH:
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            data = encoder(self.server.registry)
+            if gzip_accepted(self.headers.get("Accept-Encoding", "")):
+                data = gzip.compress(data)
+                headers.append(("Content-Encoding", "gzip"))
+            status = 200
+        elif path == "/":
+            status, content_type, data = 200, "text/plain; charset=utf-8", INDEX
+        else:
+            status, content_type = 404, "text/plain; charset=utf-8"
+            data = f"not found: the metrics are at {METRICS_PATH}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def version_string(self) -> str:
+        return "cttop-export"  # not the Python version the stdlib would add
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        """Silent: a scrape every 15 s would fill the log, and a client's mistakes are not the exporter's."""
+
+
+class _MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = MAX_CLIENTS  # socketserver's 5 would drop SYNs (a second's retry) on a burst
+
+    def __init__(self, address: tuple[Any, ...], family: int, registry: CollectorRegistry) -> None:
+        self.address_family = family
+        self.registry = registry
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # a flood of connections costs a thread each: past the cap, none
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _listen(host: str, port: int, registry: CollectorRegistry) -> _MetricsServer:
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+        return _MetricsServer(address, family, registry)
+    except OSError as e:
+        raise CttopError(f"export: cannot listen on {host}:{port}: {e.strerror}") from None
+
+
 @dataclass
 class Exporter:
     collector: ConntrackCollector
     follower: TableFollower | None
-    server: object
+    server: _MetricsServer
     thread: threading.Thread
 
     def close(self) -> None:
-        shutdown = getattr(self.server, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        self.server.shutdown()
+        self.server.server_close()
         if self.follower is not None:
             self.follower.stop()
         self.collector.close()
@@ -326,10 +441,9 @@ def serve(spec: NetnsSpec, host: str, port: int, table: bool = True, groups: Seq
             follower.start()
         registry = CollectorRegistry(auto_describe=False)  # describing would cost a scrape
         registry.register(collector)
-        try:
-            server, thread = start_http_server(port, host, registry)
-        except OSError as e:
-            raise CttopError(f"export: cannot listen on {host}:{port}: {e.strerror}") from None
+        server = _listen(host, port, registry)
+        thread = threading.Thread(target=server.serve_forever, name="cttop-export-http", daemon=True)
+        thread.start()
     except BaseException:
         if follower is not None:
             follower.stop()

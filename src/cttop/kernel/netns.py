@@ -71,11 +71,15 @@ class NetnsSpec:
         if path is None:
             return None
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a --netns-path naming a FIFO must not hang the open (setns then refuses it).
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             raise self._missing() from None
         except PermissionError:
-            raise NetnsError(f"namespace {self.label()}: permission denied (run as root)") from None
+            hint = " (run as root)" if os.geteuid() != 0 else ""
+            raise NetnsError(f"namespace {self.label()}: permission denied{hint}") from None
+        except OSError as e:  # ENAMETOOLONG, ELOOP, ENOTDIR, ENXIO...: the path itself is unusable
+            raise NetnsError(f"{self.option()}: {e.strerror}") from None
 
     def inode(self) -> int:
         path = self.resolved_path() or "/proc/thread-self/ns/net"
@@ -84,7 +88,8 @@ class NetnsSpec:
         except FileNotFoundError:
             raise self._missing() from None
         except OSError as e:
-            raise NetnsError(f"namespace {self.label()}: {e.strerror}") from None
+            where = self.option() if not self.is_own else "this process's network namespace"
+            raise NetnsError(f"{where}: {e.strerror}") from None
 
     def option(self) -> str:
         """The option as the user typed it."""

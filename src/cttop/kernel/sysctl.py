@@ -21,6 +21,8 @@ GLOBAL_NAMES = frozenset({"nf_conntrack_max", "nf_conntrack_buckets", "hashsize"
 # ``nf_conntrack_ftp.ports`` as the kernel command line names them: one value for the whole host.
 HELPERS = ("amanda", "ftp", "h323", "irc", "netbios_ns", "pptp", "sane", "sip", "snmp", "tftp")
 _HELPER_PARAM = re.compile(r"nf_conntrack_([a-z0-9_]+)\.([a-z0-9_]+)")
+# A sysctl integer as the kernel prints it (and as a person types one): decimal digits, maybe a minus.
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class SysctlError(CttopError):
@@ -78,12 +80,22 @@ def helper_params() -> list[str]:
     return out
 
 
-def read_int(spec: NetnsSpec, name: str) -> int | None:
-    v = read(spec, [name]).get(name)
-    try:
-        return int(v) if v is not None else None
-    except ValueError:
+def as_int(text: str | None) -> int | None:
+    """A sysctl's text as an integer; None when absent or not one (a word, a vector like tcp_rmem's, "1.5").
+
+    The one parser of sysctl numbers, whether read from the kernel, the journal or typed: spaces around are
+    ignored, but not the ``+``, ``_`` or non-ASCII digits that ``int()`` also takes.
+    """
+    if text is None or not _INTEGER.fullmatch(text.strip()):
         return None
+    try:
+        return int(text)
+    except ValueError:
+        return None  # more digits than int() converts (sys.get_int_max_str_digits)
+
+
+def read_int(spec: NetnsSpec, name: str) -> int | None:
+    return as_int(read(spec, [name]).get(name))
 
 
 def _write_local(name: str, value: str) -> None:

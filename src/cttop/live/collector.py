@@ -38,6 +38,7 @@ from cttop.filter import compile_filter
 from cttop.owners.owners import Owners
 from cttop.sources.replay import ReplaySource
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
+from cttop.kernel import sysctl
 from cttop.kernel.events import EventBatch
 from cttop.live.counters import PRESSURE
 from cttop.live.eventlog import EventLog
@@ -490,7 +491,7 @@ class Collector:
         return Frame(
             seq=self._seq, time=now, label=src.label, live=src.live, phase=self._phase, note=self._note,
             interval=interval, count=self._count, maximum=self._max,
-            buckets=_int(self._sysctls.get("nf_conntrack_buckets")),
+            buckets=sysctl.as_int(self._sysctls.get("nf_conntrack_buckets")),
             flows=len(table) if shown else 0, evictable=table.evictable, counted=table.counted,
             history=tuple(self._history.values(240)), forecast=self._history.forecast(self._max or 0).text(),
             new_rate=self._new_rate.update(now, table.created), gone_rate=self._gone_rate.update(now, table.destroyed),
@@ -525,8 +526,8 @@ class Collector:
         if now >= self._next_sysctls or not self._sysctls or self._phase == LIMITED:
             self._sysctls = src.sysctls()
             self._next_sysctls = now + SYSCTL_EVERY
-            self._count = _int(self._sysctls.get("nf_conntrack_count"))
-            self._max = _int(self._sysctls.get("nf_conntrack_max"))
+            self._count = sysctl.as_int(self._sysctls.get("nf_conntrack_count"))
+            self._max = sysctl.as_int(self._sysctls.get("nf_conntrack_max"))
         if self._phase == LIMITED or self._dumping:
             return  # a dump in progress owns the ctnetlink socket: a request now would land in its stream
         if self._phase == LIVE:
@@ -573,9 +574,6 @@ def group_title(name: str) -> str:
     """What the heaviest panel calls a group key."""
     return name if name in OWNER_GROUPS else GROUPS[name].title
 
-
-def _int(v: str | None) -> int | None:
-    return int(v) if v is not None and v.strip().isdigit() else None
 
 
 def ordered_states(by_state: dict[str, int]) -> tuple[StateRow, ...]:

@@ -100,13 +100,8 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
         seconds = NEW_RATE_SECONDS
     names = ["nf_conntrack_count", "nf_conntrack_max", "nf_conntrack_buckets", "nf_conntrack_events"]
     values = sysctl.read(spec, names)
-
-    def num(name: str) -> int | None:
-        v = values.get(name)
-        return int(v) if v is not None and v.isdigit() else None
-
-    snap = Snapshot(spec.label(), num("nf_conntrack_count") or 0, num("nf_conntrack_max") or 0,
-                    num("nf_conntrack_buckets"), group_by=group_by, by=by, top_n=top_n)
+    count, mx, buckets = (sysctl.as_int(values.get(n)) for n in names[:3])
+    snap = Snapshot(spec.label(), count or 0, mx or 0, buckets, group_by=group_by, by=by, top_n=top_n)
     try:
         ct = Ctnetlink(spec)
     except KernelError as e:

@@ -21,24 +21,26 @@ readable part is at most a second short (the reader replays it up to there, and 
 
 from __future__ import annotations
 
-import importlib.metadata
+import io
 import json
 import os
 import platform
 import select
 import socket
+import stat
 import struct
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Final
+from typing import Any, Final, NoReturn
 
+from cttop import version
 from cttop.errors import CttopError
 from cttop.kernel import nlconst as C
 from cttop.kernel import sysctl
-from cttop.kernel.ctnetlink import Ctnetlink, KernelError
+from cttop.kernel.ctnetlink import RECV_SIZE, Ctnetlink, KernelError
 from cttop.kernel.events import EventSocket
 from cttop.kernel.framing import NLH3, NLH_LEN, align, count_messages, error_code
 from cttop.kernel.netns import NetnsSpec
@@ -47,7 +49,12 @@ MAGIC: Final = b"CTTOPREC"
 VERSION: Final = 1
 HEADER: Final = struct.Struct("<8sHH")
 REC: Final = struct.Struct("<BdI")
-MAX_RECORD: Final = 64 << 20
+# The reader refuses a bigger record (a crafted length must not make it buffer gigabytes, and every byte it
+# holds counts: a record is buffered, copied and decoded), and nothing the recorder writes reaches it: a dump
+# chunk is one recv of at most RECV_SIZE, an events record stops once EVENTS_BYTES are in (plus one datagram of
+# at most RECV_SIZE), and stats of 8192 CPUs, 15 u32 counters each, are at most 1.4 MB of JSON.
+MAX_RECORD: Final = 2 << 20
+EVENTS_BYTES: Final = 1 << 19
 
 K_META: Final = 1  # JSON: what was recorded, where, how
 K_SYSCTLS: Final = 2  # JSON: {name: value}
@@ -78,33 +85,113 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
+def _link_refused(path: str) -> RecordError:
+    return RecordError(f"record: {path} is a symbolic link; refusing to write through it (give the file it "
+                       "points to, or remove the link)")
+
+
+def _create(path: str, overwrite: bool) -> io.FileIO:
+    """The recording's file, created new and 0600 (it names hosts and flows), never through a symbolic link.
+
+    ``overwrite`` replaces a regular file by a new one rather than truncating it, so that whatever other
+    name (a hard link) the old one had is left alone.
+    """
+    if overwrite:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise RecordError(f"record: cannot write {path}: {e.strerror}") from None
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                raise _link_refused(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise RecordError(f"record: {path} exists and is not a regular file; refusing to replace it")
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise RecordError(f"record: cannot replace {path}: {e.strerror}") from None
+    try:
+        # Exclusive even with --force (the old file is gone by now): a link or a file made in between is
+        # refused, never followed. Without --force, an existing file may be the only copy of an incident.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        if os.path.islink(path):
+            raise _link_refused(path) from None
+        raise RecordError(f"record: {path} exists; give --force to overwrite it") from None
+    except OSError as e:
+        raise RecordError(f"record: cannot write {path}: {e.strerror}") from None
+    return io.FileIO(fd, "wb")
+
+
 class RecordingWriter:
-    """Writes records into gzip segments; :meth:`keyframe` starts a new segment."""
+    """Writes records into gzip segments; :meth:`keyframe` starts a new segment.
+
+    A failed write (a full disk) leaves no torn or useless file: what was synced before it, a replayable
+    recording cut short, is kept and the rest cut off; with nothing synced yet, the file is removed.
+    """
 
     def __init__(self, path: str, meta: dict[str, Any], clock: Callable[[], float],
                  level: int = DEFAULT_LEVEL, overwrite: bool = False) -> None:
         self.path = path
         self.clock = clock
         self.level = level
-        try:
-            # Exclusive by default: an existing file may be the only copy of an incident.
-            self.f: BinaryIO = open(path, "wb" if overwrite else "xb")  # closed by close()
-        except FileExistsError:
-            raise RecordError(f"record: {path} exists; give --force to overwrite it") from None
-        except OSError as e:
-            raise RecordError(f"record: cannot write {path}: {e.strerror}") from None
+        # Unbuffered: zlib hands out a few large pieces, and a write error must show at the write that failed,
+        # not at a later flush, so the file can be cut back to the last sync.
+        self.f = _create(path, overwrite)  # closed by close()
+        self._ident = os.fstat(self.f.fileno())
         self.raw_bytes = 0  # uncompressed record bytes, for the overhead report
         self.segments = 0
+        self.written = 0  # bytes in the file
+        self._synced: tuple[int, float] | None = None  # (file size, time) at the last sync
+        self._start = clock()
         self._z: Any = None
         self._meta = _json(meta)
         self._last_sync = time.monotonic()
         self._out(HEADER.pack(MAGIC, VERSION, 0))
 
     def _out(self, data: bytes) -> None:
+        view = memoryview(data)
         try:
-            self.f.write(data)
+            while view:
+                n = self.f.write(view)  # may be short on a full disk: the rest is written again, or fails
+                assert n is not None  # a blocking file
+                view = view[n:]
+                self.written += n
         except OSError as e:
-            raise RecordError(f"record: writing {self.path}: {e.strerror}") from None
+            self._fail(e.strerror or str(e))
+
+    def _fail(self, why: str) -> NoReturn:
+        """Leave the file whole or gone, then say so; the writer is closed."""
+        self._z = None  # nothing more goes in
+        try:
+            if self._synced is not None:
+                os.ftruncate(self.f.fileno(), self._synced[0])
+                kept = (f"kept its first {self._synced[1] - self._start:.1f} s, which `cttop replay` opens as a "
+                        "recording cut short")
+            else:
+                kept = self._remove()
+        except OSError as e:
+            kept = f"the partial file could not be cut back to its whole part ({e.strerror})"
+        try:
+            self.f.close()
+        except OSError:
+            pass  # the error that matters is the one above
+        raise RecordError(f"record: writing {self.path}: {why}; {kept}")
+
+    def _remove(self) -> str:
+        """Unlink the file unless its name now points to another one (removed or replaced meanwhile)."""
+        try:
+            now = os.lstat(self.path)
+            if (now.st_dev, now.st_ino) == (self._ident.st_dev, self._ident.st_ino):
+                os.unlink(self.path)
+                return "removed the partial file"
+        except OSError:
+            pass
+        return "the partial file was moved away meanwhile; left alone"
 
     def keyframe(self) -> None:
         """End the current segment and start the next; the caller then writes the keyframe's records."""
@@ -125,13 +212,18 @@ class RecordingWriter:
 
     def sync_if_due(self) -> None:
         """Push everything written so far to the file (every second at most)."""
-        now = time.monotonic()
-        if now - self._last_sync >= SYNC_EVERY:
-            self._last_sync = now
-            self._out(self._z.flush(zlib.Z_SYNC_FLUSH))
-            self.f.flush()
+        if time.monotonic() - self._last_sync >= SYNC_EVERY:
+            self.sync()
+
+    def sync(self) -> None:
+        """Push everything written so far to the file: up to here, the file replays."""
+        self._last_sync = time.monotonic()
+        self._out(self._z.flush(zlib.Z_SYNC_FLUSH))
+        self._synced = (self.written, self.clock())
 
     def close(self) -> None:
+        if self.f.closed:
+            return  # a failed write closed it
         if self._z is not None:
             self.write(K_END)
             self._out(self._z.flush(zlib.Z_FINISH))
@@ -140,7 +232,7 @@ class RecordingWriter:
 
     @property
     def file_bytes(self) -> int:
-        return self.f.tell() if not self.f.closed else os.path.getsize(self.path)
+        return self.written
 
 
 @dataclass
@@ -196,7 +288,7 @@ class Recorder:
         stop = stop or threading.Event()
         clock = Clock()
         # Subscribe before the first dump, so no change falls between the two.
-        meta = {"format": VERSION, "cttop": _version(), "label": self.spec.label(),
+        meta = {"format": VERSION, "cttop": version(), "label": self.spec.label(),
                 "host": socket.gethostname(), "kernel": platform.release(), "start": clock.wall,
                 "stats_names": list(STATS_NAMES), "dump_interval": self.dump_interval,
                 "stats_interval": self.stats_interval}
@@ -220,12 +312,13 @@ class Recorder:
               duration: float | None, stop: threading.Event, on_start: Callable[[], None] | None) -> None:
         end = clock.wall + duration if duration is not None else float("inf")
         sysctls = self._keyframe(ct, w)
+        w.sync()  # the recording has begun once it replays
         if on_start is not None:
             on_start()
         next_dump = clock() + self.dump_interval if self.dump_interval > 0 else float("inf")
         next_stats = clock() + self.stats_interval
         next_sysctls = clock() + SYSCTLS_EVERY
-        buf = bytearray(1 << 20)
+        buf = bytearray(RECV_SIZE)
         while not stop.is_set():
             now = clock()
             if now >= end:
@@ -255,6 +348,7 @@ class Recorder:
     def _read_events(self, ev: EventSocket, w: RecordingWriter, buf: bytearray) -> bool:
         """Record every queued event datagram; True if events were lost (a resync is due)."""
         chunks: list[bytes] = []
+        size = 0
         lost = False
         while True:
             n = ev.recv_into(buf)
@@ -266,7 +360,8 @@ class Recorder:
             data = bytes(buf[:n])
             self.events += count_messages(data)
             chunks.append(data + b"\0" * (-n % 4))
-            if len(chunks) >= 4096:
+            size += len(chunks[-1])
+            if len(chunks) >= 4096 or size >= EVENTS_BYTES:
                 break
         if chunks:
             w.write(K_EVENTS, b"".join(chunks))
@@ -321,11 +416,6 @@ class Recorder:
         raise KernelError("conntrack dump: the reply's framing is broken")
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("cttop")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _scan_dump_chunk(data: bytes) -> tuple[int, bool, bool, int]:

@@ -31,7 +31,7 @@ from cttop.ui.keys import KeyGroup, PaletteEntry, write_refused, writes
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
-from cttop.ui.screens.remedy_base import notrack_persist_paths
+from cttop.ui.screens.remedy_base import notrack_persist_paths, persist_paths
 from cttop.ui.screens.tunables import TunablesScreen
 
 DRIFT_EVERY: Final = 5.0  # seconds between drift checks
@@ -279,7 +279,9 @@ class RemedyKeys(KeyGroup):
         spec = self._write_spec()
         if spec is None:
             return
-        self._prepare(lambda: undo_plan(spec, None), "Undo the last change", "cannot undo")
+        # The confirmation names any value changed since, with both values: saying yes is the CLI's --force.
+        self._prepare(lambda: undo_plan(spec, None, persist=persist_paths(), force=True), "Undo the last change",
+                      "cannot undo")
 
     def action_journal(self) -> None:
         self.app.push_screen(JournalScreen(self.capp.spec))

@@ -1,4 +1,12 @@
-"""The journal: every change cttop made, newest first: when, what, who, where, the commands, and if it was undone."""
+"""The journal: the changes cttop made, newest first: when, what, who, where, the commands, and if it was undone.
+
+It opens on the changes made in the namespace in view (matched by the namespace's
+inode, as undo matches them: a name can be reused), since another namespace's
+stale changes are not what its keys act on; ``a`` toggles every namespace's, and
+the title says which. A damaged record shows only its id and why (its text is
+what a forger wrote); lines that are not records are left out, each named in a
+notification.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +14,34 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.containers import Vertical
 
 from cttop.actions import Journal, Record, undo_plan
+from cttop.actions.journal import INTERRUPTED
+from cttop.actions.schema import ID
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
-from cttop.ui.screens.remedy_base import RowsScreen
+from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
+
+
+def shown_id(r: Record) -> str:
+    return r.id if ID.fullmatch(r.id) else ascii(r.id[:16])
 
 
 def record_text(r: Record) -> Text:
     # Every field is the file's word: one line each, so none can pass for another line of the record.
     t = Text()
+    if r.damaged is not None:
+        t.append(f"{shown_id(r)}  damaged: {safe_line(r.damaged)}\n", "bold red")
+        t.append("cttop will not undo it or show what it claims", "dim")
+        return t
     t.append(f"{safe_line(r.id)}  {r.time_text()}  {safe_line(r.kind)}  [{safe_line(r.status())}]\n", "bold")
     t.append(f"by {safe_line(r.user)} (uid {r.uid}) in namespace {safe_line(r.netns)}\n")
     t.append(f"{safe_line(r.summary or r.description)}\n")
+    if r.state == INTERRUPTED:
+        t.append(f"interrupted: cut off before it completed; before it: {safe_line(r.before)}\n")
     for c in r.commands:
         t.append(f"  $ {safe_line(c)}\n", "dim")
     return t
@@ -29,6 +50,9 @@ def record_text(r: Record) -> Text:
 class JournalScreen(RowsScreen[Record]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("u", "undo", "Undo selected"),
+        # One key, two labels: the footer names what `a` switches to (check_action keeps the one that applies).
+        Binding("a", "show_all(True)", "All namespaces"),
+        Binding("a", "show_all(False)", "This namespace"),
     ]
     COLUMNS = ("time", "id", "what", "who", "namespace", "status")
     NAME = "journal"
@@ -38,23 +62,53 @@ class JournalScreen(RowsScreen[Record]):
         super().__init__()
         self.spec = spec
         self.journal = journal or Journal()
+        # Every namespace's changes, or only those of the namespace in view (a replay has none in view).
+        self.show_all = spec is None
+
+    def where(self) -> str:
+        return "all namespaces" if self.show_all or self.spec is None else f"namespace {self.spec.label()}"
 
     def box_title(self) -> str:
-        return f"Journal · {self.journal.path}"
+        return f"Journal · {self.where()} · {self.journal.path}"
+
+    def action_show_all(self, show_all: bool) -> None:
+        self.show_all = show_all
+        self.query_one(f"#{self.NAME}-box", Vertical).border_title = Text(safe_line(self.box_title()))
+        self.refresh_bindings()
+        self.action_reload()
 
     def action_reload(self) -> None:
-        journal = self.journal
-        self.load(lambda: list(reversed(journal.records())), self.show_items, "reading the journal")
+        journal, spec = self.journal, None if self.show_all else self.spec
+
+        def read() -> tuple[list[Record], list[str]]:
+            records = journal.records()
+            if spec is not None:
+                inode = spec.inode()
+                records = [r for r in records if r.netns_inode == inode]
+            return list(reversed(records)), journal.skipped
+
+        self.load(read, self._show, "reading the journal")
+
+    def _show(self, read: tuple[list[Record], list[str]]) -> None:
+        records, skipped = read
+        for message in skipped:
+            self.app.notify(message, severity="warning", timeout=10, markup=False)
+        self.show_items(records)
 
     def cells(self, r: Record) -> tuple[Text, ...]:
+        if r.damaged is not None:
+            return (Text(""), Text(shown_id(r)), Text(""), Text(""), Text(""), Text("damaged", "red"))
         return (Text(r.time_text()), Text(safe_line(r.id)), Text(safe_line(r.kind)),
                 Text(f"{safe_line(r.user)} ({r.uid})"), Text(safe_line(r.netns)), Text(safe_line(r.status())))
 
     def key(self, r: Record) -> str:
-        return r.id
+        return str(r.line)  # ids repeat in a forged journal; lines do not
 
     def detail(self, r: Record | None) -> Text:
-        return record_text(r) if r is not None else Text(f"no changes journaled in {self.journal.path}", "dim")
+        if r is not None:
+            return record_text(r)
+        more = "" if self.show_all else " (a: all namespaces)"
+        return Text(f"no changes in {safe_line(self.where())} journaled in {self.journal.path}{more}", "dim")
 
     @writes
     def action_undo(self) -> None:
@@ -63,12 +117,15 @@ class JournalScreen(RowsScreen[Record]):
         if r is None or spec is None:
             return
         journal, ident = self.journal, r.id
-        self.load(lambda: undo_plan(spec, ident, journal),
+        # The confirmation shows any value changed since, with both values: saying yes is --force.
+        self.load(lambda: undo_plan(spec, ident, journal, persist=persist_paths(), force=True),
                   lambda plan: confirm_and_apply(self.app, plan, f"Undo change {ident}",
                                                  done=lambda _: self.refresh_after()),
                   f"cannot undo {ident}")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "undo" and self.spec is None:
-            return False  # a replay: no namespace to undo in
+        if action in ("undo", "show_all") and self.spec is None:
+            return False  # a replay: no namespace to undo in, none to narrow the list to
+        if action == "show_all" and parameters and parameters[0] == self.show_all:
+            return False  # the list already shows that
         return super().check_action(action, parameters)
