@@ -201,6 +201,8 @@ def top(
                      ] = None,
     no_config: Annotated[bool, typer.Option("--no-config", help="Read no config file: built-in defaults and the "
                                             "flags only.")] = False,
+    resolve: Annotated[bool, typer.Option("--resolve", help="Show addresses by their reverse DNS names, looked up "
+                                          "in the background (R toggles it in the view).")] = False,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print cttop's version and exit.")] = False,
 ) -> None:
@@ -222,4 +224,4 @@ def top(
         return
     from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
 
-    guarded(run_tui)(spec, read_only=settings.read_only)
+    guarded(run_tui)(spec, read_only=settings.read_only, resolve=resolve)

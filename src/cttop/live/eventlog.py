@@ -1,11 +1,11 @@
-"""The event log behind the event screen: the last events that match its filter, losses where they happened,
-and the rates of each kind.
+"""The event log behind the event screen: the last events, losses where they happened, the rates of each kind.
 
 The collector feeds it every batch it applies, on its own thread, while the screen is open
-(and not otherwise: a log nobody reads is a cost on every event). What the screen draws is a
-:class:`LogView`, an immutable copy of the newest entries taken once per frame, so the UI never
-reads the ring while it is written. Adding an event is a filter match (when there is a filter)
-and a deque append; formatting is left to the screen, for the lines it shows.
+(and not otherwise: a log nobody reads is a cost on every event). Adding is a deque append per
+event and nothing else; the filter is applied when a frame's :class:`LogView` is taken, newest
+first, until a screenful and then some is found, so typing a filter re-filters what the log
+already holds at once, as the flow list's does. The view is an immutable copy, so the UI never
+reads the ring while it is written; formatting is left to the screen, for the lines it shows.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Final
 
 from cttop.filter import Filter, compile_filter
@@ -21,19 +22,18 @@ from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, Row
 from cttop.table.history import Rate
 
 LOST: Final = 0  # an entry of this kind marks where the kernel dropped events (no row)
-KEEP: Final = 5_000  # entries the ring holds
-SHOWN: Final = 1_000  # entries a view carries: more than any screen's height, far fewer than the ring
+KEEP: Final = 20_000  # entries the ring holds: what a filter typed later can still find
+SHOWN: Final = 1_000  # matching entries a view carries: more than any screen's height
 
 Entry = tuple[float, int, Row | None]  # (time received, EV_* or LOST, the flow)
 
 
 @dataclass(frozen=True)
 class LogView:
-    entries: tuple[Entry, ...]  # oldest first, the newest last
-    rates: dict[int, float]  # events a second by kind, all of them (before the filter)
-    matched_rate: float  # events a second that matched the filter
+    entries: tuple[Entry, ...]  # the newest matching entries (and every loss among them), oldest first
+    rates: dict[int, float]  # events a second by kind, every event (before the filter)
+    held: int  # entries the ring holds (what the filter looked through)
     total: int  # events seen since the log was opened
-    matched: int
     lost: int  # losses (ENOBUFS) since the log was opened
     filter: str
 
@@ -42,13 +42,12 @@ class EventLog:
     def __init__(self, keep: int = KEEP) -> None:
         self._ring: deque[Entry] = deque(maxlen=keep)
         self.flt: Filter = compile_filter("")
-        self.total = self.matched = self.lost = 0
+        self.total = self.lost = 0
         self._seen = {EV_NEW: 0, EV_UPDATE: 0, EV_DESTROY: 0}
         self._rates = {kind: Rate() for kind in self._seen}
-        self._matched_rate = Rate()
 
     def set_filter(self, flt: Filter) -> None:
-        """Events from now on must match ``flt`` (compiled by the caller, who reports its errors)."""
+        """What the views show (compiled by the caller, who reports its errors)."""
         self.flt = flt
 
     def add(self, batch: EventBatch, t: float, hide: Callable[[Row], bool] | None = None) -> None:
@@ -58,25 +57,33 @@ class EventLog:
         for kind, _row in events:
             seen[kind] += 1
         self.total += len(events)
-        match = None if self.flt.is_all else self.flt.match
-        append = self._ring.append
+        ring = self._ring
         start = 0
         for cut in [*(batch.lost_at or ([0] if batch.lost else [])), None]:
-            for kind, row in events[start:cut]:
-                if (match is None or match(row)) and (hide is None or not hide(row)):
-                    append((t, kind, row))
-                    self.matched += 1
+            part = events[start:cut]
+            if hide is None:
+                ring.extend((t, kind, row) for kind, row in part)
+            else:
+                ring.extend((t, kind, row) for kind, row in part if not hide(row))
             if cut is None:
                 break
-            append((t, LOST, None))
+            ring.append((t, LOST, None))
             self.lost += 1
             start = cut
 
     def view(self, t: float) -> LogView:
-        """The newest entries and the rates up to ``t``, for one frame."""
-        ring = self._ring
-        n = len(ring)
-        entries = tuple(ring) if n <= SHOWN else tuple(ring[i] for i in range(n - SHOWN, n))
+        """The newest entries matching the filter (losses always shown) and the rates up to ``t``."""
+        ring, flt = self._ring, self.flt
+        if flt.is_all:
+            entries = tuple(reversed(list(islice(reversed(ring), SHOWN))))
+        else:
+            match = flt.match
+            found: list[Entry] = []
+            for e in reversed(ring):
+                if e[2] is None or match(e[2]):
+                    found.append(e)
+                    if len(found) == SHOWN:
+                        break
+            entries = tuple(reversed(found))
         rates = {kind: self._rates[kind].update(t, self._seen[kind]) for kind in self._seen}
-        return LogView(entries, rates, self._matched_rate.update(t, self.matched), self.total, self.matched,
-                       self.lost, self.flt.text)
+        return LogView(entries, rates, len(ring), self.total, self.lost, flt.text)

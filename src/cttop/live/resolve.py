@@ -136,6 +136,7 @@ class Resolver:
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_MAX)
         self._lock = threading.Lock()
         self.dropped = 0  # lookups not queued because the queue was full
+        self.answers = 0  # answers cached so far: a view redraws its names when this moves
         # Each worker's sockets, made before it starts so their ports are known from the first query on.
         self._socks = [self._sockets() for _ in range(workers)]
         self.own_ports: frozenset[int] = frozenset(s.getsockname()[1] for socks in self._socks for s in socks.values())
@@ -217,6 +218,7 @@ class Resolver:
                 self._pending.discard(addr)
                 self._cache[addr] = (name, self.clock() + ttl)
                 self._cache.move_to_end(addr)
+                self.answers += 1
                 while len(self._cache) > CACHE_MAX:
                     self._cache.popitem(last=False)
 

@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar, Final
 
@@ -27,7 +27,9 @@ from textual.screen import Screen
 
 from cttop.actions.plan import read_only as writes_refused
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.collector import TOP_BY, Collector, group_title
+from cttop.live.collector import RANK_BY, Collector, group_title
+from cttop.live.owner_top import OWNER_GROUPS
+from cttop.live.resolve import Resolver
 from cttop.live.frame import LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.sources.live import LiveSource, Source
@@ -40,6 +42,8 @@ from cttop.ui.filterbar import FilterBar
 from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
+from cttop.ui.incident_keys import IncidentKeys
+from cttop.ui.screens.events import EventsScreen
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.keys import KeyFooter, KeyGroup, PaletteEntry
 from cttop.ui.pressure import PressurePanel
@@ -70,7 +74,7 @@ class ViewKeys(KeyGroup):
         Binding("slash,f3,f4", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear the filter", show=False),
         Binding("g,f2", "group", "Group", key_display="g"),
-        Binding("b", "top_by", "Rank groups by entries / bytes / packets", show=False),
+        Binding("b", "top_by", "Rank groups by entries / bytes / packets / new flows a second", show=False),
         Binding("s,f6", "sort", "Sort", key_display="s"),
         Binding("r,f7", "reverse", "Reverse", key_display="r"),
         Binding("p,f5", "pause", "Pause", key_display="p"),
@@ -81,7 +85,7 @@ class ViewKeys(KeyGroup):
     ]
 
 
-class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
+class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
     def compose(self) -> ComposeResult:
         app = self.app
         assert isinstance(app, CttopApp)
@@ -125,6 +129,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         self.query_one(PressurePanel).show(frame)
         self.query_one(StatesPanel).show(frame)
         self.query_one(HeaviestPanel).show(frame)
+        self.flow_list.show_rates(frame.flow_rates)
         fl = self.flow_list
         fl.placeholder = "" if frame.phase == LIVE else frame.note
         if not fl.records:
@@ -148,7 +153,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
         app = self.capp
         frame = app.shown_frame
         by = app.top_by
-        title = f"Heaviest {group_title(app.group)} by {by}"
+        title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
@@ -230,11 +235,15 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
     def action_top_by(self) -> None:
         app = self.capp
         frame = app.shown_frame
+        order = list(RANK_BY)
         if frame is not None and not frame.counted:
-            self.notify("accounting is off (nf_conntrack_acct=0): groups can only be ranked by entries",
-                        severity="warning")
-            return
-        app.set_group(app.group, TOP_BY[(TOP_BY.index(app.top_by) + 1) % len(TOP_BY)])
+            order = [b for b in order if b not in ("bytes", "packets")]
+            self.notify("accounting is off (nf_conntrack_acct=0): groups are ranked by entries or new flows "
+                        "a second only", severity="warning", timeout=3)
+        if app.group in OWNER_GROUPS:
+            order.remove("new-rate")  # owners are looked up per dump, not per event
+        at = order.index(app.top_by) if app.top_by in order else -1
+        app.set_group(app.group, order[(at + 1) % len(order)])
         self._title_heaviest()
 
     def action_sort(self) -> None:
@@ -276,7 +285,7 @@ class MainScreen(RemedyKeys, FleetKeys, ViewKeys, ReplayKeys):
             ("Clear filter", "Show every flow again", self.action_clear_filter),
             ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone, process, container",
              self.action_group),
-            ("Rank groups by", "Heaviest: entries, bytes or packets", self.action_top_by),
+            ("Rank groups by", "Heaviest: entries, bytes, packets or new flows a second", self.action_top_by),
             ("Next sort column", "Sort the flows by the next column", self.action_sort),
             ("Reverse sort", "Flip the sort direction", self.action_reverse),
             ("Pause / resume", "Freeze the view; the collector keeps up underneath", self.action_pause),
@@ -300,7 +309,7 @@ class CttopApp(App[None]):
     ]
 
     def __init__(self, source: Source, *, read_only: bool = False, title: str | None = None,
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, resolve: bool = False) -> None:
         super().__init__()
         self.source = source
         # CTTOP_READ_ONLY=1 hides the write keys too, not just refuses after Yes as the plans would.
@@ -319,6 +328,10 @@ class CttopApp(App[None]):
         self._index_posted = threading.Event()
         self.collector = Collector(source, on_frame=self._collector_frame, on_index=self._collector_index,
                                    interval=interval, group=self.group, view=self.view)
+        self.resolver: Resolver | None = None  # reverse DNS (R, --resolve): off by default
+        self.new_resolver: Callable[[], Resolver] = Resolver  # what R starts (tests point it at their own DNS)
+        if resolve:
+            self.set_resolve(True)
         self.main = MainScreen()
 
     @property
@@ -355,6 +368,7 @@ class CttopApp(App[None]):
 
     def on_unmount(self) -> None:
         self.collector.stop()
+        self.set_resolve(False)
 
     # --- the collector's side: runs on its threads, only fills a slot and posts ----------------
 
@@ -381,8 +395,11 @@ class CttopApp(App[None]):
         self.catch_up()
 
     def catch_up(self) -> None:
-        """Apply the newest snapshots, unless paused or a modal screen is in front."""
+        """Apply the newest snapshots, unless paused or a modal screen is in front (the event screen,
+        in front, takes the frames: its stream is in them)."""
         stack = self.screen_stack
+        if stack and isinstance(stack[-1], EventsScreen) and self._frame is not None:
+            stack[-1].show_frame(self._frame)
         if not stack or stack[-1] is not self.main:
             return  # a modal is in front, or the app is shutting down and has no screen left
         frame, index = self._frame, self._index
@@ -418,6 +435,18 @@ class CttopApp(App[None]):
     def set_group(self, group: str, by: str) -> None:
         self.group, self.top_by = group, by
         self.collector.set_group(group, by)
+
+    def set_resolve(self, on: bool) -> bool:
+        """Reverse DNS on or off (its worker threads start and stop with it); returns whether it is on."""
+        if on and self.resolver is None:
+            self.resolver = self.new_resolver()
+        elif not on and self.resolver is not None:
+            self.resolver.close()
+            self.resolver = None
+        self.collector.set_resolver(self.resolver)
+        if self.is_running:
+            self.main.flow_list.relabel()
+        return self.resolver is not None
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -457,6 +486,7 @@ class CttopApp(App[None]):
         new = Collector(source, on_frame=on_frame, on_index=on_index, interval=old.interval, group=self.group,
                         view=self.view)
         new.set_group(self.group, self.top_by)
+        new.set_resolver(self.resolver)
         self.source, self.collector = source, new
         self.title_text = title or self.TITLE
         self.paused, self._paused_generation = False, None
@@ -520,6 +550,7 @@ def help_sections(read_only: bool = False, replay: bool = False) -> list[tuple[s
         ("Everywhere", bindings_of(CttopApp, ViewKeys)),
         ("Remediation (changes hidden with --read-only)", [] if replay else remedy_help(read_only)),
         ("Doctor and namespaces", [] if replay else bindings_of(FleetKeys)),
+        ("Events, expectations, names", bindings_of(IncidentKeys)),
         ("Replay", bindings_of(ReplayKeys) if replay else []),
         ("Flow list", bindings_of(FlowList)),
         ("Heaviest panel (Tab to reach it)", bindings_of(HeaviestPanel)),
