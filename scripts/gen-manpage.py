@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from cttop import config, version
 from cttop.actions.journal import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from cttop.actions.plan import READ_ONLY_ENV
-from cttop.cli import load_commands
+from cttop.cli import COMMANDS, load_commands
 from cttop.cli.app import app
 
 PAGE = Path(__file__).resolve().parent.parent / "man" / "cttop.1"
@@ -81,7 +81,10 @@ def page() -> str:
     for p in rest:
         lines += [".PP", esc(p)]
     lines += [".SH OPTIONS", *options(root, ctx), ".SH COMMANDS"]
-    for name in root.list_commands(ctx):
+    # In cttop.cli.COMMANDS' order, not the order the modules happened to be imported in (which differs
+    # between a run of this script and a test process that imported some command modules earlier).
+    order = list(COMMANDS)
+    for name in sorted(root.list_commands(ctx), key=lambda n: (order.index(n) if n in order else len(order), n)):
         sub = root.get_command(ctx, name)
         if sub is not None and not sub.hidden:
             lines += command(sub, click.Context(sub, info_name=name, parent=ctx), ".SS")

@@ -74,6 +74,10 @@ SIGNATURES: dict[str, Callable[[Frame], bool]] = {
     "syn-flood": lambda f: _share(f, "SYN_SENT", "SYN_RECV") > 0.5,
     "time-wait": lambda f: _share(f, "TIME_WAIT") > 0.5,
     "table-full": lambda f: f.count is not None and f.count == f.maximum and _pressure(f, "drop", "early_drop") > 0,
+    "udp-timeouts": lambda f: _share(f, "ASSURED") > 0.5,
+    "idle-established": lambda f: _share(f, "ESTABLISHED") > 0.5,
+    "stale-nat": lambda f: f.flows >= 200,
+    "levels-off": lambda f: f.forecast.startswith("levels off"),
 }
 LAB_CAP = 90.0  # seconds to wait for a signature before taking the picture anyway (and saying so)
 LAB_SETTLE = 3.0  # seconds more, so the rates and the sparkline have something to show

@@ -19,16 +19,27 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import typer
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.lab import topology
-from cttop.lab.scenarios import STORM_PORT
+from cttop.lab.scenarios import (
+    EST_DEFAULT,
+    IDLE_SHARE,
+    LEVEL_RATE,
+    LEVEL_TIMEOUT,
+    NEW_BACKEND4,
+    OLD_BACKEND4,
+    STORM_PORT,
+    STUCK_RESOLVERS,
+    VIP4,
+)
 from cttop.lab.topology import CLIENT4, SERVER4, SYN_PORT, Lab
 from tests.conftest import delete_netns, sh
+from tests.oracle import conntrack_list
 
 pytestmark = pytest.mark.kernel
 
@@ -149,10 +160,13 @@ def read_names(proc: subprocess.Popen[str]) -> dict[str, str]:
 
 @contextmanager
 def lab_running(scenario: str, duration: float, *extra: str) -> Iterator[RunningLab]:
-    """Start `cttop lab --no-ui`; whatever happens, nothing of it outlives the test."""
-    before = set(lab_namespaces())
+    """Start `cttop lab --no-ui`; whatever happens, nothing of it outlives the test.
+
+    Only this lab's namespaces are removed: other runs on the host make labs of their own meanwhile.
+    """
     proc = subprocess.Popen(cttop_lab("--scenario", scenario, "--no-ui", "--duration", str(duration), *extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    names: dict[str, str] = {}
     try:
         names = read_names(proc)
         if sorted(names) != ["client", "router", "server"]:
@@ -169,8 +183,10 @@ def lab_running(scenario: str, duration: float, *extra: str) -> Iterator[Running
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        for ns in set(lab_namespaces()) - before:
-            delete_netns(ns)
+        tags = {topology.tag_of(n) for n in names.values()}
+        for ns in lab_namespaces():
+            if topology.tag_of(ns) in tags:
+                delete_netns(ns)
 
 
 def finish(lab: RunningLab, duration: float) -> str:
@@ -312,6 +328,78 @@ def test_table_full_reaches_the_max_and_really_drops() -> None:
     assert global_max() == max_entries
 
 
+def router_sysctl(ns: str, name: str) -> int:
+    return int(sh("cat", f"/proc/sys/net/netfilter/{name}", netns=ns))
+
+
+def test_udp_timeouts_piles_up_assured_udp_under_the_routers_long_timeouts() -> None:
+    host = HostState.now()
+
+    def assured(fs: list[Flow]) -> int:
+        return sum(f.proto == "udp" and "[ASSURED]" in f.line for f in fs)
+
+    with lab_running("udp-timeouts", 12) as lab:
+        fs = lab.sample(flows, lambda fs: assured(fs) > 1000 and 2 * assured(fs) > len(fs))
+        assert assured(fs) > 1000 and 2 * assured(fs) > len(fs), states(fs)
+        assert router_sysctl(lab.router, "nf_conntrack_udp_timeout_stream") == 600
+        assert router_sysctl(lab.router, "nf_conntrack_udp_timeout") == 600
+        err = finish(lab, 12)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, host)
+
+
+def test_idle_established_holds_sessions_silent_for_hours() -> None:
+    host = HostState.now()
+    want = int(global_max() * IDLE_SHARE)
+
+    def idle(ns: str) -> list[dict[str, Any]]:
+        return [e for e in conntrack_list(ns) if e["state"] == "ESTABLISHED" and e["timeout"] < EST_DEFAULT - 7440]
+
+    with lab_running("idle-established", 8) as lab:
+        sessions = lab.sample(idle, lambda es: len(es) >= want)
+        assert len(sessions) == want
+        assert all("ASSURED" in e["flags"] for e in sessions)
+        assert router_sysctl(lab.router, "nf_conntrack_tcp_timeout_established") == EST_DEFAULT
+        assert router_sysctl(lab.router, "nf_conntrack_timestamp") == 0
+        err = finish(lab, 8)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, host)
+
+
+def test_stale_nat_keeps_the_resolvers_on_the_old_backend_after_the_rule_moves() -> None:
+    host = HostState.now()
+
+    def split(ns: str) -> tuple[int, int]:
+        fs = [e for e in conntrack_list(ns) if e["orig"].get("dst") == VIP4]
+        old = sum(e["reply"]["src"] == OLD_BACKEND4 and "UNREPLIED" in e["flags"] for e in fs)
+        new = sum(e["reply"]["src"] == NEW_BACKEND4 and "UNREPLIED" not in e["flags"] for e in fs)
+        return old, new
+
+    with lab_running("stale-nat", 10) as lab:
+        old, new = lab.sample(split, lambda s: s[0] >= STUCK_RESOLVERS and s[1] > 10)
+        assert old >= STUCK_RESOLVERS and new > 10
+        rules = sh("nft", "list", "chain", "inet", "cttop-lab", "dstnat", netns=lab.router)
+        assert f"dnat ip to {NEW_BACKEND4}" in rules and OLD_BACKEND4 not in rules
+        err = finish(lab, 10)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, host)
+
+
+def test_levels_off_settles_near_rate_times_timeout() -> None:
+    host = HostState.now()
+    level = LEVEL_RATE * LEVEL_TIMEOUT
+    with lab_running("levels-off", LEVEL_TIMEOUT + 12) as lab:
+        rising = lab.sample(count, lambda n: n > level // 4)
+        # Once the oldest entries expire (one timeout in), it stays near the level.
+        time.sleep(LEVEL_TIMEOUT + 3)
+        settled = [count(lab.router) for _ in range(3)]
+        err = finish(lab, LEVEL_TIMEOUT + 12)
+    assert rising < level
+    assert all(0.8 * level <= n <= 1.25 * level for n in settled), (level, settled)
+    assert lab.proc.returncode == 0, err
+    assert_nothing_left(lab, host)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_removes_the_lab(signum: int) -> None:
     host = HostState.now()
@@ -402,7 +490,8 @@ def test_unknown_scenario_is_one_line_listing_the_names() -> None:
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1
-    for name in ("mixed", "udp-storm", "syn-flood", "time-wait", "table-full"):
+    for name in ("mixed", "udp-storm", "syn-flood", "time-wait", "table-full", "udp-timeouts", "idle-established",
+                 "stale-nat", "levels-off"):
         assert name in lines[0]
     assert lab_namespaces() == before
 
@@ -493,7 +582,6 @@ def test_the_tui_gets_the_router_and_every_way_out_cleans_up(
     from cttop.cli.lab import lab as lab_command
 
     host = HostState.now()
-    before = set(lab_namespaces())
     tui = FakeTui(then)
     monkeypatch.setattr(cttop.ui, "run_tui", tui, raising=False)
     try:
@@ -503,7 +591,9 @@ def test_the_tui_gets_the_router_and_every_way_out_cleans_up(
             with pytest.raises(expect):
                 lab_command(scenario="mixed", keep=False, no_ui=False, duration=30, cleanup=None)
     finally:
-        left = set(lab_namespaces()) - before
+        # This lab's namespaces only (the TUI was handed its router): other runs make labs meanwhile.
+        tags = {topology.tag_of(name) for name, _r, _t in tui.calls if name}
+        left = [ns for ns in lab_namespaces() if topology.tag_of(ns) in tags]
         for ns in left:
             delete_netns(ns)
     assert not left

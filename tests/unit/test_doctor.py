@@ -11,19 +11,24 @@ import pytest
 from typer.testing import CliRunner
 
 from cttop.actions.drift import Drift
+from cttop.doctor import causes as K
 from cttop.doctor import checks as C
-from cttop.doctor.collect import IDLE_SECONDS, Group, Idle, Observation, _Tally
-from cttop.doctor.report import Finding, Report, render
+from cttop.doctor import fixes as F
+from cttop.doctor.collect import Group, Observation, _Tally
+from cttop.doctor.held import IDLE_SECONDS, Held, estimate, target_for
+from cttop.doctor.report import Finding, Report, render, shell_lines
 from cttop.filter import compile_filter
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import AF_INET, IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, NO_PSTATE, Row
 
 MAX = 262144
 WEB1 = NetnsSpec(name="web1")
-ZERO = {"drop": 0, "early_drop": 0, "insert_failed": 0, "chaintoolong": 0, "clash_resolve": 0}
+ZERO = {"drop": 0, "early_drop": 0, "insert_failed": 0, "chaintoolong": 0, "clash_resolve": 0, "invalid": 0}
 SYSCTLS = {"nf_conntrack_acct": "0", "nf_conntrack_udp_timeout": "30", "nf_conntrack_tcp_timeout_time_wait": "120",
            "nf_conntrack_tcp_timeout_syn_recv": "60", "nf_conntrack_tcp_timeout_syn_sent": "120",
-           "nf_conntrack_icmp_timeout": "30", "nf_conntrack_tcp_timeout_established": "432000"}
+           "nf_conntrack_icmp_timeout": "30", "nf_conntrack_tcp_timeout_established": "432000",
+           "nf_conntrack_udp_timeout_stream": "120", "nf_conntrack_tcp_timeout_unacknowledged": "300",
+           "nf_conntrack_tcp_timeout_max_retrans": "300", "nf_conntrack_tcp_be_liberal": "0"}
 
 
 def obs(**kw: Any) -> Observation:
@@ -53,7 +58,7 @@ class Recorder:
 @pytest.fixture
 def plans(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recorder]:
     rec = {"sysctl": Recorder("sysctl")}
-    monkeypatch.setattr(C, "SetSysctls", rec["sysctl"])
+    monkeypatch.setattr(F, "SetSysctls", rec["sysctl"])
     return rec
 
 
@@ -74,28 +79,33 @@ def test_fill_levels(count: int, severity: str) -> None:
     assert bool(f.commands) == (severity != "ok")
 
 
-def test_fill_fix_is_global_run_from_the_initial_namespace(plans: dict[str, Recorder]) -> None:
+def test_fill_fix_from_another_namespace_is_a_host_command_and_no_button() -> None:
     f = one(C.fill(obs(count=MAX)))
-    [cmd] = f.commands
-    assert cmd.startswith(f"sysctl -w net.netfilter.nf_conntrack_max={2 * MAX} ")
-    assert "ip netns exec" not in cmd and "initial namespace" in cmd
+    comment, cmd = f.commands
+    assert comment == "# global: the whole host (every namespace shares it); run it in the host's initial " \
+        "namespace, not in web1"
+    assert cmd == f"sysctl -w net.netfilter.nf_conntrack_max={2 * MAX}"
     assert "web1's table alone" in f.evidence
+    # A global change offered as one key from inside a namespace would change every other one: no plan.
+    assert f.action is None
+
+
+def test_fill_in_the_initial_namespace_is_global_and_goes_through_the_usual_plan(
+        plans: dict[str, Recorder]) -> None:
+    f = one(C.fill(obs(spec=NetnsSpec(), initial=True, count=MAX)))
+    assert f.commands == [F.GLOBAL_HERE, f"sysctl -w net.netfilter.nf_conntrack_max={2 * MAX}"]
+    assert "table alone" not in f.evidence
     assert f.action is not None and f.action.kind == "sysctl"
     f.action()
     [(spec, values, _kw)] = plans["sysctl"].calls
     assert spec == NetnsSpec() and values == {"nf_conntrack_max": 2 * MAX}
 
 
-def test_fill_in_the_initial_namespace_says_global_without_asking_to_move() -> None:
-    f = one(C.fill(obs(spec=NetnsSpec(), initial=True, count=MAX)))
-    assert f.commands == [f"sysctl -w net.netfilter.nf_conntrack_max={2 * MAX}{C.GLOBAL_HERE}"]
-    assert "table alone" not in f.evidence
-
-
 def test_fill_raises_hashsize_too_when_the_new_max_would_outrun_it() -> None:
     f = one(C.fill(obs(count=MAX, buckets=MAX // 8)))
-    assert len(f.commands) == 2
-    assert f.commands[1].startswith(f"echo {2 * MAX} > /sys/module/nf_conntrack/parameters/hashsize")
+    assert [c for c in f.commands if not c.startswith("#")] == [
+        f"sysctl -w net.netfilter.nf_conntrack_max={2 * MAX}",
+        f"echo {2 * MAX} > /sys/module/nf_conntrack/parameters/hashsize"]
 
 
 def test_no_limit_is_ok() -> None:
@@ -124,7 +134,7 @@ def test_early_drop_rising_is_a_warning_with_the_rate() -> None:
     assert f.severity == "warning"
     assert f.data["early_drop"] == 4000 and f.data["drop"] == 0 and f.data["early_drop_per_s"] == 2000
     assert "+4000" in f.title and "2000/s" in f.title
-    assert f.commands and "nf_conntrack_max=" in f.commands[0]
+    assert f.commands and "nf_conntrack_max=" in f.commands[1]
 
 
 def test_drop_rising_is_critical() -> None:
@@ -158,8 +168,10 @@ def test_insert_failed_with_enough_buckets_is_clashes_without_a_hashsize_fix() -
 
 def test_insert_failed_with_too_few_buckets_raises_hashsize_to_max(plans: dict[str, Recorder]) -> None:
     f = one(C.hash_inserts(obs(buckets=MAX // 4, after=after(insert_failed=12))))
-    assert f.commands[0].startswith(f"echo {MAX} > /sys/module/nf_conntrack/parameters/hashsize")
+    assert f.commands[1] == f"echo {MAX} > /sys/module/nf_conntrack/parameters/hashsize"
     assert f.data["suggested_hashsize"] == MAX
+    assert f.action is None  # hashsize is the host's: no button from web1
+    f = one(C.hash_inserts(obs(spec=NetnsSpec(), initial=True, buckets=MAX // 4, after=after(insert_failed=12))))
     assert f.action is not None
     f.action()
     assert plans["sysctl"].calls[0][:2] == (NetnsSpec(), {"hashsize": MAX})
@@ -177,92 +189,240 @@ def test_ratio_of_eight_is_ok_above_warns_with_max_as_hashsize() -> None:
     assert f.severity == "warning"
     # Rounded up to the kernel's allocation grain (512 buckets per page).
     assert f.data["suggested_hashsize"] == 9216
-    assert f.commands[0].startswith("echo 9216 > /sys/module/nf_conntrack/parameters/hashsize")
-    assert "run it in the initial namespace" in f.commands[0]
+    assert f.commands == [F.GLOBAL_ELSEWHERE.format(where="web1"),
+                          "echo 9216 > /sys/module/nf_conntrack/parameters/hashsize"]
     assert C.hash_ratio(obs(buckets=None)) is None
 
 
-# -- ESTABLISHED idle -------------------------------------------------------------------------------
+# -- what each timeout keeps ------------------------------------------------------------------------
 
-def idle_obs(established: int, idle: int, listed: int, timeout: int = 432000) -> Observation:
-    return obs(listed=listed, by_state={"tcp:ESTABLISHED": established},
-               idle=Idle(established, idle, 4 * 86400, timeout))
+def held(name: str, timeout: int, state: str, idles: list[float], ages: list[float] | None = None) -> Held:
+    h = Held(name, timeout)
+    for i, idle in enumerate(idles):
+        h.add(state, idle, ages[i] if ages is not None else None)
+    return h
 
 
-def test_many_idle_established_entries_warn_with_timeout_and_flush(plans: dict[str, Recorder]) -> None:
-    f = one(C.established_idle(idle_obs(established=60000, idle=40000, listed=70000)))
-    assert f.severity == "warning"
-    assert "40000" in f.title
+STREAM = "nf_conntrack_udp_timeout_stream"
+
+
+def test_a_steady_table_keeps_at_a_shorter_timeout_the_entries_idle_under_it() -> None:
+    # 600 one-shot flows a second apart under 600 s: idle 0..599 s. At 120 s only those idle under 120 s stay.
+    h = held(STREAM, 600, "udp:ASSURED", [float(i) for i in range(600)])
+    e = estimate(h, 120)
+    assert not e.young and e.heading == 600 and e.at == 120 and e.explained == 480
+
+
+def test_a_young_stream_is_projected_from_the_rate_it_starts_at() -> None:
+    # 10 flows a second for 60 s, each active 2.5 s then idle: the table has not reached its level at 600 s.
+    ages = [i / 10 for i in range(600)]
+    h = held(STREAM, 600, "udp:ASSURED", [max(a - 2.5, 0.0) for a in ages], ages)
+    e = estimate(h, 120)
+    assert e.young and e.rate == pytest.approx(10, rel=0.01)
+    assert e.heading == pytest.approx(10 * 602.5, rel=0.02) and e.at == pytest.approx(10 * 122.5, rel=0.02)
+
+
+def test_a_one_off_burst_would_all_be_gone_at_a_shorter_timeout() -> None:
+    ages = [50 + i / 1000 for i in range(3000)]
+    e = estimate(held(STREAM, 600, "udp:ASSURED", ages, ages), 120)
+    assert e.young and e.rate == 0 and e.at == 0 and e.heading == 3000 and e.explained == 3000
+
+
+def test_ages_under_half_a_second_say_nothing_of_a_rate() -> None:
+    ages = [0.4] * 100
+    e = estimate(held(STREAM, 600, "udp:ASSURED", [300.0] * 100, ages), 120)
+    assert not e.young and e.at == 0
+
+
+@pytest.mark.parametrize("name, current, target", [
+    (STREAM, 600, 120), (STREAM, 120, None), ("nf_conntrack_udp_timeout", 300, 10),
+    ("nf_conntrack_tcp_timeout_established", 432000, IDLE_SECONDS), ("nf_conntrack_tcp_timeout_close_wait", 600, 60),
+    ("nf_conntrack_sctp_timeout_established", 900, 210), ("nf_conntrack_tcp_timeout_time_wait", 30, None),
+])
+def test_the_value_suggested_is_the_recommended_else_the_default_if_shorter(
+        name: str, current: int, target: int | None) -> None:
+    assert target_for(name, current) == target
+
+
+def held_obs(*hs: Held, count: int | None = None, **kw: Any) -> Observation:
+    listed = sum(h.entries for h in hs)
+    by_state: dict[str, int] = {}
+    for h in hs:
+        for k, n in h.states.items():
+            by_state[k] = by_state.get(k, 0) + n
+    return obs(listed=listed, count=count if count is not None else listed, by_state=by_state,
+               held={h.name: h for h in hs}, **kw)
+
+
+def uniform(n: int, timeout: int) -> list[float]:
+    return [i * timeout / n for i in range(n)]
+
+
+def test_the_timeout_that_keeps_most_is_named_with_its_fix_in_the_namespace(plans: dict[str, Recorder]) -> None:
+    stream = held(STREAM, 600, "udp:ASSURED", uniform(60000, 600))
+    tw = held("nf_conntrack_tcp_timeout_time_wait", 120, "tcp:TIME_WAIT", uniform(20000, 120))
+    o = held_obs(tw, stream, sysctls={**SYSCTLS, STREAM: "600"})
+    [first, second] = one_list(K.timeouts(o))
+    assert first.code == "timeout-udp_timeout_stream" and first.severity == "warning"
+    assert first.title == ("75% are udp ASSURED held by nf_conntrack_udp_timeout_stream=600 (default 120): "
+                           "at 120 s the table would hold about 32000")
+    assert first.data["explains"] == 48000 and first.weight == 48001
+    assert first.commands == ["ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_udp_timeout_stream=120",
+                              "cttop flush --netns web1 --filter 'udp state assured and timeout < 480'"]
+    compile_filter("udp state assured and timeout < 480")
+    assert second.code == "timeout-tcp_timeout_time_wait" and second.data["target"] == 30
+    assert first.action is not None and first.action.kind == "sysctl"
+    first.action()
+    assert plans["sysctl"].calls[0][:2] == (WEB1, {STREAM: 120})
+
+
+def test_a_timeout_cause_in_a_full_table_is_critical_and_comes_before_the_fill() -> None:
+    stream = held(STREAM, 600, "udp:ASSURED", uniform(int(MAX * 0.96), 600))
+    o = held_obs(stream, sysctls={**SYSCTLS, STREAM: "600"})
+    r = Report("web1", 2.0, C.run(o))
+    first = r.findings[0]
+    assert first.code == "timeout-udp_timeout_stream" and first.severity == "critical"
+    assert [f.code for f in r.findings if f.severity == "critical"][1] == "fill"
+
+
+def test_idle_established_sessions_get_the_rfc_floor_and_a_flush() -> None:
+    idle = [100.0] * 3000 + [40000.0] * 20000  # 20000 idle 11 h under the 5-day default
+    est = held("nf_conntrack_tcp_timeout_established", 432000, "tcp:ESTABLISHED", idle)
+    [f] = one_list(K.timeouts(held_obs(est)))
     cut = 432000 - IDLE_SECONDS
+    assert f.code == "timeout-tcp_timeout_established" and f.data["at_target"] == 3000
+    assert "(default 432000): at 7440 s the table would hold about 3000" in f.title
     assert f.commands == [
         f"ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established={IDLE_SECONDS}",
         f"cttop flush --netns web1 --filter 'tcp state established and timeout < {cut}'"]
-    compile_filter(f"tcp state established and timeout < {cut}")
-    assert f.action is not None and f.action.kind == "sysctl"
-    f.action()
-    assert plans["sysctl"].calls[0][:2] == (WEB1, {"nf_conntrack_tcp_timeout_established": IDLE_SECONDS})
+    assert "RFC 5382" in f.evidence
 
 
-@pytest.mark.parametrize("established, idle, listed, timeout", [
-    (30000, 30000, 70000, 432000),  # ESTABLISHED not the majority
-    (60000, 10000, 70000, 432000),  # few of them idle
-    (1000, 1000, 1200, 432000),  # too few entries to matter
-    (60000, 40000, 70000, IDLE_SECONDS),  # timeout already at the floor
-])
-def test_established_idle_stays_quiet(established: int, idle: int, listed: int, timeout: int) -> None:
-    f = one(C.established_idle(idle_obs(established, idle, listed, timeout)))
-    assert f.severity == "ok" and f.commands == []
-
-
-# -- states dominating ------------------------------------------------------------------------------
-
-def test_time_wait_majority_suggests_its_timeout_in_the_namespace(plans: dict[str, Recorder]) -> None:
-    f = one(C.time_wait(obs(listed=40000, by_state={"tcp:TIME_WAIT": 30000, "tcp:ESTABLISHED": 10000})))
-    assert f.severity == "warning" and f.code == "time-wait"
-    assert f.data["entries"] == 30000 and f.data["share"] == 0.75
-    assert f.commands == ["ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=30"]
-    assert f.action is not None
-    f.action()
-    assert plans["sysctl"].calls[0][:2] == (WEB1, {"nf_conntrack_tcp_timeout_time_wait": 30})
-
-
-def test_half_is_not_a_majority_and_a_small_table_is_no_pressure() -> None:
-    assert one(C.time_wait(obs(listed=40000, by_state={"tcp:TIME_WAIT": 20000}))).severity == "ok"
-    f = one(C.time_wait(obs(listed=1000, by_state={"tcp:TIME_WAIT": 900})))
-    assert f.severity == "ok" and "no pressure" in f.evidence
-
-
-def test_a_timeout_already_short_is_not_suggested_again() -> None:
-    o = obs(listed=40000, by_state={"tcp:TIME_WAIT": 30000},
-            sysctls={**SYSCTLS, "nf_conntrack_tcp_timeout_time_wait": "30"})
-    f = one(C.time_wait(o))
-    assert f.severity == "warning" and f.commands == [] and "already 30" in f.evidence
-
-
-def test_unreplied_storm_names_its_port_for_notrack() -> None:
+def test_an_unreplied_storm_names_its_port_for_notrack() -> None:
     port = Group("dport", "udp/9999", "udp dport 9999", 27000, {"udp:UNREPLIED": 27000})
-    o = obs(listed=30000, by_state={"udp:UNREPLIED": 28000, "tcp:ESTABLISHED": 2000},
-            state_ports={"udp:UNREPLIED": port})
-    f = one(C.unreplied(o))
-    assert f.severity == "warning" and f.code == "unreplied"
+    udp = held("nf_conntrack_udp_timeout", 30, "udp:UNREPLIED", uniform(28000, 30))
+    [f] = one_list(K.timeouts(held_obs(udp, state_ports={"udp:UNREPLIED": port})))
     assert f.commands == ["ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_udp_timeout=10",
+                          "cttop flush --netns web1 --filter 'udp state unreplied and timeout < 20'",
                           "cttop notrack add --netns web1 'udp dport 9999'"]
     assert f.data["port"]["filter"] == "udp dport 9999"
-    assert f.action is not None and f.action.kind == "sysctl"
 
 
-def test_unreplied_sums_protocols_and_fixes_the_biggest() -> None:
-    o = obs(listed=30000, by_state={"udp:UNREPLIED": 6000, "icmp:UNREPLIED": 14000, "tcp:ESTABLISHED": 10000})
-    f = one(C.unreplied(o))
-    assert f.data["entries"] == 20000
-    assert f.commands == ["ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_icmp_timeout=10"]
+@pytest.mark.parametrize("h", [
+    held(STREAM, 120, "udp:ASSURED", uniform(60000, 120)),  # already at the default
+    held(STREAM, 600, "udp:ASSURED", [1.0] * 60000),  # all active: a shorter timeout would keep them all
+    held(STREAM, 600, "udp:ASSURED", uniform(1000, 600)),  # too few to matter
+])
+def test_timeouts_stay_quiet_when_a_shorter_value_would_not_free_5_percent_of_max(h: Held) -> None:
+    f = one(K.timeouts(held_obs(h, sysctls={**SYSCTLS, STREAM: str(h.timeout)})))
+    assert f.severity == "ok" and f.code == "timeouts" and f.commands == []
 
 
-def test_half_open_suggests_the_syn_timeout_of_the_bigger_state() -> None:
-    o = obs(listed=30000, by_state={"tcp:SYN_RECV": 25000, "tcp:SYN_SENT": 100, "tcp:ESTABLISHED": 4900})
-    f = one(C.half_open(o))
-    assert f.severity == "warning"
-    assert f.commands == ["ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_tcp_timeout_syn_recv=20"]
+def test_caps_on_established_and_every_timeout_in_the_tally() -> None:
+    sysctls = {**SYSCTLS, "nf_conntrack_icmpv6_timeout": "30", "nf_conntrack_generic_timeout": "600",
+               "nf_conntrack_gre_timeout": "30", "nf_conntrack_gre_timeout_stream": "180",
+               "nf_conntrack_sctp_timeout_established": "210", "nf_conntrack_tcp_timeout_fin_wait": "120"}
+    est = IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED
+    rows = [flow("10.0.0.3", "10.8.0.1", 6, 443, pstate=3, status=est, timeout=432000 - 50, sport=1),
+            flow("10.0.0.3", "10.8.0.1", 6, 443, pstate=3, status=est, timeout=200, sport=2),  # unacknowledged data
+            flow("10.0.0.3", "10.8.0.1", 6, 443, pstate=4, status=est, timeout=100, sport=3),
+            flow("10.0.0.3", "10.8.0.1", 17, 53, status=est, timeout=100, sport=4),
+            flow("10.0.0.3", "10.8.0.1", 17, 53, timeout=25, sport=5),
+            flow("10.0.0.3", "10.8.0.1", 47, 0, status=est, timeout=170, sport=6),
+            flow("10.0.0.3", "10.8.0.1", 132, 9, pstate=4, status=est, timeout=200, sport=7),
+            flow("10.0.0.3", "10.8.0.1", 2, 0, timeout=590, sport=8),
+            flow("10.0.0.3", "10.8.0.1", 33, 9, pstate=4, status=est, timeout=200, sport=9)]  # no dccp sysctl
+    t = _Tally(sysctls, 0.0)
+    t.add(rows)
+    got = {name: (dict(h.states), list(h.idle)) for name, h in t.held.items()}
+    assert got == {
+        "nf_conntrack_tcp_timeout_established": ({"tcp:ESTABLISHED": 1}, [50.0]),
+        "nf_conntrack_tcp_timeout_unacknowledged": ({"tcp:ESTABLISHED": 1}, [100.0]),
+        "nf_conntrack_tcp_timeout_fin_wait": ({"tcp:FIN_WAIT": 1}, [20.0]),
+        "nf_conntrack_udp_timeout_stream": ({"udp:ASSURED": 1}, [20.0]),
+        "nf_conntrack_udp_timeout": ({"udp:UNREPLIED": 1}, [5.0]),
+        "nf_conntrack_gre_timeout_stream": ({"gre:ASSURED": 1}, [10.0]),
+        "nf_conntrack_sctp_timeout_established": ({"sctp:ESTABLISHED": 1}, [10.0]),
+        "nf_conntrack_generic_timeout": ({"igmp:UNREPLIED": 1}, [10.0]),
+    }
+    assert all(h.ages is None for h in t.held.values())  # no start timestamps: no ages
+
+
+def test_ages_bound_idle_time_when_timestamps_are_on() -> None:
+    # Created 30 s ago with 590 s left of 600: idle at most its age, even if the timeout was raised since.
+    row = flow("10.0.0.3", "10.8.0.1", 17, 53, status=IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED, timeout=100)
+    row = row[:21] + (int(970 * 1e9),) + row[22:]
+    t = _Tally({**SYSCTLS, STREAM: "600"}, 1000.0)
+    t.add([row])
+    h = t.held[STREAM]
+    assert list(h.idle) == [30.0] and h.ages is not None and list(h.ages) == [30.0]
+
+
+# -- INVALID, DNS races, stale NAT ------------------------------------------------------------------
+
+def test_invalid_rising_offers_be_liberal_with_its_cost(plans: dict[str, Recorder]) -> None:
+    f = one(K.invalid(obs(after=after(invalid=400))))
+    assert f.severity == "warning" and f.data["invalid"] == 400 and "200/s" in f.title
+    assert f.commands[0].startswith("# cost:")
+    assert f.commands[1] == "ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_tcp_be_liberal=1"
+    assert "connection reset by peer" in f.evidence and "injected" in f.evidence
+    assert f.action is not None
+    f.action()
+    assert plans["sysctl"].calls[0][:2] == (WEB1, {"nf_conntrack_tcp_be_liberal": 1})
+
+
+def test_invalid_quiet_or_already_liberal() -> None:
+    assert one(K.invalid(obs(after=after(invalid=1)))).severity == "ok"
+    f = one(K.invalid(obs(after=after(invalid=400), sysctls={**SYSCTLS, "nf_conntrack_tcp_be_liberal": "1"})))
+    assert f.severity == "warning" and f.commands == [] and f.action is None
+    assert K.invalid(obs(before=None, after=None)) is None
+
+
+def test_dns_races_need_dns_flows_and_say_which_counter_rose() -> None:
+    assert K.dns_races(obs(after=after(insert_failed=3))) is None  # no DNS tracked: hash-inserts covers it
+    f = one(K.dns_races(obs(dns=500, after=after(insert_failed=3, clash_resolve=40))))
+    assert f.severity == "warning" and "dropped" in f.title and "insert_failed +3" in f.title
+    assert "single-request-reopen" in "\n".join(f.commands)
+    assert f.commands[-1] == "cttop notrack add --netns web1 'udp port 53'"
+    f = one(K.dns_races(obs(dns=500, after=after(clash_resolve=40))))
+    assert "clash_resolve +40" in f.title and "none dropped" in f.title
+    assert one(K.dns_races(obs(dns=500))).severity == "ok"
+
+
+def test_dns_races_through_nat_do_not_offer_notrack() -> None:
+    vip, backend = bytes([10, 96, 0, 10]), bytes([10, 244, 1, 5])
+    f = one(K.dns_races(obs(dns=500, nat={(vip, 53, backend, 53): [10, 490]}, after=after(insert_failed=3))))
+    assert f.action is None and not any("notrack" in c for c in f.commands)
+    assert "DNAT'd" in f.evidence
+
+
+def ip4(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+def test_stale_nat_flushes_exactly_the_flows_stuck_on_the_old_backend() -> None:
+    vip, old, new = ip4("10.77.3.53"), ip4("10.77.2.10"), ip4("10.77.2.11")
+    o = obs(nat={(vip, 53, old, 53): [64, 0], (vip, 53, new, 53): [3, 900]})
+    f = one(K.stale_nat(o))
+    assert f.severity == "warning" and f.code == "stale-nat"
+    expr = "udp and unreplied and dst 10.77.3.53 and dport 53 and host 10.77.2.10"
+    assert f.commands == [f"cttop flush --netns web1 --filter '{expr}'"]
+    compile_filter(expr)
+    assert "64 UDP flows to 10.77.3.53:53 are still DNAT'd to 10.77.2.10:53" in f.evidence
+    assert "900 to the same address are answered elsewhere" in f.evidence
+    assert f.action is not None and f.action.kind == "flush"
+
+
+def test_no_stale_nat_when_every_backend_answers_or_few_wait() -> None:
+    vip, b = ip4("10.77.3.53"), ip4("10.77.2.11")
+    assert one(K.stale_nat(obs(nat={(vip, 53, b, 53): [30, 900]}))).severity == "ok"
+    assert one(K.stale_nat(obs(nat={(vip, 53, b, 53): [4, 0]}))).severity == "ok"
+    assert K.stale_nat(obs()) is None
+
+
+def one_list(found: Finding | list[Finding] | None) -> list[Finding]:
+    assert isinstance(found, list)
+    return found
 
 
 # -- group share ------------------------------------------------------------------------------------
@@ -278,9 +438,8 @@ def test_the_narrowest_group_nearly_as_big_as_the_biggest_is_named() -> None:
     f = one(C.group_share(obs(listed=30000, tops=t)))
     assert f.severity == "warning" and f.data["key"] == "src-dport"
     assert "10.0.0.2 → udp/9999" in f.title
-    assert f.commands[:2] == ["cttop notrack add --netns web1 'src 10.0.0.2 and udp dport 9999'",
-                              "cttop flush --netns web1 --filter 'src 10.0.0.2 and udp dport 9999'"]
-    assert f.commands[2] == "ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_udp_timeout=10"
+    assert f.commands == ["cttop notrack add --netns web1 'src 10.0.0.2 and udp dport 9999'",
+                          "cttop flush --netns web1 --filter 'src 10.0.0.2 and udp dport 9999'"]
     assert f.action is not None and f.action.kind == "notrack-add"
 
 
@@ -346,9 +505,15 @@ def test_drift_lists_each_value_and_puts_cttops_back(plans: dict[str, Recorder])
 def test_drift_of_global_and_local_values_has_commands_but_no_single_plan() -> None:
     o = obs(drifts=[drift_of("nf_conntrack_max", "524288", "262144"), drift_of("nf_conntrack_udp_timeout", "10", "30")])
     f = one(C.drift(o))
-    assert f.commands[0].startswith("sysctl -w net.netfilter.nf_conntrack_max=524288 ")
-    assert f.commands[1].startswith("ip netns exec web1 ")
+    assert f.commands == [F.GLOBAL_ELSEWHERE.format(where="web1"), "sysctl -w net.netfilter.nf_conntrack_max=524288",
+                          "ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_udp_timeout=10"]
     assert f.action is None
+
+
+def test_drift_of_a_global_value_alone_is_a_button_only_in_the_initial_namespace() -> None:
+    drifted = [drift_of("nf_conntrack_max", "524288", "262144")]
+    assert one(C.drift(obs(drifts=drifted))).action is None
+    assert one(C.drift(obs(spec=NetnsSpec(), initial=True, drifts=drifted))).action is not None
 
 
 def test_drift_unreadable_journal_is_unknown_and_none_is_ok() -> None:
@@ -377,8 +542,9 @@ def test_no_permission_is_unknown_and_says_how_to_rerun() -> None:
 ])
 def test_commands_name_the_namespace_however_it_was_given(spec: NetnsSpec, sysctl_cmd: str, cttop_cmd: str) -> None:
     o = obs(spec=spec)
-    assert C.set_command(o, "nf_conntrack_udp_timeout", 10) == f"{sysctl_cmd} net.netfilter.nf_conntrack_udp_timeout=10"
-    assert C.cttop_command(spec, ["notrack", "add"], ["udp dport 53"]) == cttop_cmd
+    assert F.set_commands(o, "nf_conntrack_udp_timeout", 10) == [
+        f"{sysctl_cmd} net.netfilter.nf_conntrack_udp_timeout=10"]
+    assert F.cttop_command(spec, ["notrack", "add"], ["udp dport 53"]) == cttop_cmd
 
 
 # -- the report -------------------------------------------------------------------------------------
@@ -403,8 +569,32 @@ def test_findings_come_worst_first_keeping_check_order_among_equals() -> None:
     assert [f.code for f in r.findings] == ["c", "e", "b", "d", "a"]
 
 
+def test_what_explains_most_comes_first_within_a_severity() -> None:
+    fill = finding("fill", "critical")
+    small = replace(finding("timeout-udp_timeout", "critical"), weight=10.0)
+    big = replace(finding("timeout-udp_timeout_stream", "critical"), weight=900.0)
+    r = Report("web1", 2.0, [finding("w", "warning"), fill, small, big])
+    assert [f.code for f in r.findings] == ["timeout-udp_timeout_stream", "timeout-udp_timeout", "fill", "w"]
+
+
+def test_long_fixes_wrap_between_words_with_continuations_and_comments_stay_comments() -> None:
+    cmd = "cttop flush --netns cttop-lab-dc518e-router --filter 'udp and unreplied and dst 10.77.3.53 and dport 53'"
+    lines = shell_lines(cmd, 60)
+    assert lines == ["cttop flush --netns cttop-lab-dc518e-router --filter \\",
+                     "    'udp and unreplied and dst 10.77.3.53 and dport 53'"]
+    assert " ".join(line.removesuffix(" \\").strip() for line in lines) == cmd
+    note = shell_lines(F.GLOBAL_ELSEWHERE.format(where="cttop-lab-dc518e-router"), 50)
+    assert len(note) > 1 and all(line.startswith("# ") for line in note)
+    text = render(Report("web1", 2.0, [finding("bad", "critical", [F.GLOBAL_HERE, "sysctl -w x=1", cmd])]), 70)
+    fix = text.splitlines()[text.splitlines().index("       fix:") + 1:]
+    assert fix[0] == "         " + F.GLOBAL_HERE and fix[1] == "         sysctl -w x=1"
+    assert fix[2].endswith(" \\") and fix[3].startswith("             '")
+    assert all(line.startswith("         ") for line in fix)  # nothing of a fix is back at column 0
+
+
 def test_json_shape() -> None:
-    f = replace(finding("fill", "critical", ["sysctl -w x=1"]), action=C.sysctl_remedy(obs(), {"nf_conntrack_max": 1}))
+    f = replace(finding("fill", "critical", ["sysctl -w x=1"]),
+                action=F.sysctl_remedy(obs(), {"nf_conntrack_udp_timeout": 1}))
     doc = json.loads(json.dumps(Report("web1", 2.0, [f, finding("drift", "ok")]).to_json()))
     assert doc["status"] == "critical" and doc["exit"] == 2 and doc["netns"] == "web1"
     first = doc["findings"][0]
@@ -461,18 +651,19 @@ def flow(src: str, dst: str, proto: int, dport: int, *, pstate: int = NO_PSTATE,
             None, None, None, None, 0, 0)
 
 
-def test_tally_tops_states_per_group_and_idle_time() -> None:
+def test_tally_tops_states_per_group_dns_and_nat() -> None:
     est = IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED
     storm = [flow("10.0.0.2", f"10.9.0.{i}", 17, 9999, sport=40000 + i) for i in range(10)]
-    # Time left 432000-100 (idle 100 s), 432000-8000 and 432000-90000: two idle past 7440 s.
     sessions = [flow("10.0.0.3", "10.8.0.1", 6, 443, pstate=3, status=est, timeout=432000 - idle, sport=50000 + idle)
                 for idle in (100, 8000, 90000)]
-    t = _Tally(432000)
+    dns = flow("10.0.0.4", "10.96.0.10", 17, 53, status=est)
+    dns = dns[:9] + (ip4("10.244.0.5"),) + dns[10:]  # DNAT'd: the reply comes from the backend
+    t = _Tally(SYSCTLS, 0.0)
     t.add(storm[:4])
-    t.add(storm[4:] + sessions)  # chunks add up
+    t.add(storm[4:] + sessions + [dns])  # chunks add up
     tops, state_ports = t.tops()
-    assert t.listed == 13
-    assert t.agg.by_state == {"udp:UNREPLIED": 10, "tcp:ESTABLISHED": 3}
+    assert t.listed == 14
+    assert t.agg.by_state == {"udp:UNREPLIED": 10, "tcp:ESTABLISHED": 3, "udp:ASSURED": 1}
     [first, second] = tops["dport"][:2]
     assert (first.text, first.filter, first.entries, first.states) == \
         ("udp/9999", "udp dport 9999", 10, {"udp:UNREPLIED": 10})
@@ -481,10 +672,44 @@ def test_tally_tops_states_per_group_and_idle_time() -> None:
     assert tops["src-dport"][0].filter == "src 10.0.0.2 and udp dport 9999"
     assert len(tops["dst"]) == 3  # ten destinations of one flow each: the top three are kept
     assert state_ports["tcp:ESTABLISHED"].text == "tcp/443"
-    assert t.idle_summary() == Idle(3, 2, 90000, 432000)
+    assert list(t.held["nf_conntrack_tcp_timeout_established"].idle) == [100.0, 8000.0, 90000.0]
+    assert t.dns == 1 and t.nat == {(ip4("10.96.0.10"), 53, ip4("10.244.0.5"), 53): [0, 1]}
 
 
-def test_tally_without_the_established_timeout_has_no_idle_summary() -> None:
-    t = _Tally(None)
-    t.add([flow("10.0.0.3", "10.8.0.1", 6, 443, pstate=3, timeout=5)])
-    assert t.idle_summary() is None
+def test_what_fills_the_table_now_outranks_what_a_young_one_heads_for() -> None:
+    # The table-full lab: a burst of ASSURED entries under a long stream timeout fills it now; a flood under a
+    # long udp_timeout heads for far more, but holds little yet. The burst is named first.
+    burst_ages = [60 + i / 1000 for i in range(200000)]
+    burst = held(STREAM, 600, "udp:ASSURED", burst_ages, burst_ages)
+    flood_ages = [i / 2000 for i in range(120000)]
+    flood = held("nf_conntrack_udp_timeout", 600, "udp:UNREPLIED", flood_ages, flood_ages)
+    o = held_obs(burst, flood, sysctls={**SYSCTLS, STREAM: "600", "nf_conntrack_udp_timeout": "600"})
+    found = one_list(K.timeouts(o))
+    assert [f.code for f in found] == ["timeout-udp_timeout_stream", "timeout-udp_timeout"]
+    assert found[1].data["heading"] > found[0].data["heading"]
+    r = Report("web1", 2.0, [one(C.fill(o)), *found])
+    assert [f.code for f in r.findings][:3] == ["timeout-udp_timeout_stream", "timeout-udp_timeout", "fill"]
+
+
+def test_a_state_entries_only_pass_through_is_not_projected_as_if_they_stayed() -> None:
+    # Streams are REPLIED for their first 2.5 s, then ASSURED: the REPLIED ones are all young; only 5 lookups a
+    # second stay REPLIED. The projection must follow the few that stay, not the many passing through.
+    passing = [i / 300 for i in range(750)]  # 300/s, each for 2.5 s
+    staying = [i / 5 for i in range(100)]  # 5/s for 20 s
+    ages = passing + staying
+    e = estimate(held("nf_conntrack_udp_timeout", 600, "udp:REPLIED", ages, ages), 10)
+    assert e.young and e.rate == pytest.approx(5, rel=0.1)
+
+
+def test_a_natted_group_gets_a_flush_not_notrack() -> None:
+    g = Group("dport", "udp/53", "udp dport 53", 30000, {"udp:ASSURED": 30000}, natted=30000)
+    f = one(C.group_share(obs(listed=30000, tops={"dport": [g]})))
+    assert f.commands == ["cttop flush --netns web1 --filter 'udp dport 53'"]
+    assert f.action is not None and f.action.kind == "flush" and "NOTRACK would break" in f.evidence
+
+
+def test_live_sessions_are_never_offered_notrack() -> None:
+    port = Group("dport", "tcp/443", "tcp dport 443", 23000, {"tcp:ESTABLISHED": 23000})
+    est = held("nf_conntrack_tcp_timeout_established", 432000, "tcp:ESTABLISHED", [40000.0] * 23000)
+    [f] = one_list(K.timeouts(held_obs(est, state_ports={"tcp:ESTABLISHED": port})))
+    assert not any("notrack" in c for c in f.commands) and "port" not in f.data

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from cttop.model import AF_INET, AF_INET6, EV_DESTROY, EV_NEW, EV_UPDATE, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
-from cttop.table.history import FillHistory, Rate
+from cttop.table.history import Rate
 from cttop.table.packing import flow_key, pack, record_key, unpack
 from cttop.table.store import FlowTable
 
@@ -126,24 +126,6 @@ def test_top_by_bytes_lists_groups_even_when_none_moved_bytes() -> None:
 def test_pack_round_trips(seed: int, fid: int) -> None:
     r = make_row(fid, random.Random(seed))
     assert unpack(pack(r), r[22]) == r
-
-
-def test_forecast() -> None:
-    h = FillHistory(trend=60)
-    for t in range(60):
-        h.add(float(t), 1000 + 100 * t)
-    f = h.forecast(100_000)
-    assert f.kind == "full-in" and f.seconds is not None and abs(f.seconds - (100_000 - 6900) / 100) < 1
-    d = FillHistory()
-    for t in range(30):
-        d.add(float(t), 50_000 - 200 * t)
-    assert d.forecast(100_000).kind == "draining"
-    s = FillHistory()
-    for t in range(30):
-        s.add(float(t), 50_000 + (t % 2))
-    assert s.forecast(100_000).kind == "stable"
-    s.add(31.0, 100_000)
-    assert s.forecast(100_000).kind == "full"
 
 
 def test_rate_ignores_counter_resets() -> None:

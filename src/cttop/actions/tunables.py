@@ -185,6 +185,12 @@ def catalogue_entry(name: str) -> Tunable | None:
     return None
 
 
+def default_of(name: str) -> int | None:
+    """The kernel's default for tunable ``name`` (file name), whether or not this kernel has it."""
+    t = catalogue_entry(name)
+    return t.default if t is not None else None
+
+
 def present_names(spec: NetnsSpec = NetnsSpec()) -> list[str]:
     """Every catalogued tunable this kernel has in that namespace, in screen order."""
     have = sysctl.read(spec)

@@ -4,12 +4,14 @@ The whole API, for the CLI and the TUI alike::
 
     report = diagnose(NetnsSpec(name="web1"), seconds=3)
     report.status, report.exit            # "critical", 2 (monitoring-plugin convention)
-    for f in report.findings:             # worst first
+    for f in report.findings:             # worst first; causes before the fill they explain
         f.code, f.severity, f.title, f.evidence, f.data, f.commands
         plan = f.action() if f.action else None   # a cttop.actions plan to confirm and apply()
 
 :func:`diagnose` only reads. ``Finding.action`` builds the plan (SetSysctls,
 AddNotrack or FlushFlows) when called; ``action.kind`` names it without building it.
+A global setting's plan is offered only for the initial namespace (see
+:mod:`cttop.doctor.fixes`); ``commands`` lines starting with ``#`` are comments.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The checks: each turns an :class:`Observation` into one finding, or None when it has nothing to look at.
+"""The checks: each turns an :class:`Observation` into findings (one, a list, or None when it has nothing to look at).
 
 Thresholds and why:
 
@@ -8,139 +8,54 @@ Thresholds and why:
   hashed twice, so a full table averages 2 × ratio per chain, and the kernel refuses
   an insert past a chain of 50 to 79 (chaintoolong). Warn above 8 (16 per chain), and
   recommend hashsize = max, the kernel's own ratio;
-- a share of the table (a state, a group, idle entries) matters only once it is also
+- a share of the table (a group, what a timeout keeps) matters only once it is also
   5 % of nf_conntrack_max: one client holding all 300 entries of a quiet box is no problem.
 
-Commands for per-namespace settings carry the ``ip netns exec NAME`` (or nsenter)
-prefix; global ones (nf_conntrack_max, hashsize) say they must run in the initial
-namespace and apply to every namespace, and their plans are built there.
+What fills the table, and the other signals (INVALID, DNS races, stale NAT), are in
+:mod:`cttop.doctor.causes`; how fixes are spelt and scoped, in :mod:`cttop.doctor.fixes`.
 """
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final
 
-from cttop.actions import AddNotrack, SetSysctls
-from cttop.actions.flows import matching_rows
-from cttop.actions.journal import Journal
-from cttop.actions.plan import Plan
 from cttop.actions.shell import shown
 from cttop.actions.tunables import HASHSIZE_MAX
-from cttop.doctor.collect import EST_TIMEOUT, GROUP_KEYS, Observation
+from cttop.doctor import causes
+from cttop.doctor.collect import GROUP_KEYS, Observation
+from cttop.doctor.fixes import (
+    FILL_CRIT,
+    FILL_WARN,
+    cttop_command,
+    floor,
+    flush_remedy,
+    is_global,
+    notrack_remedy,
+    ok,
+    rate,
+    set_commands,
+    sysctl_remedy,
+)
 from cttop.doctor.report import Finding, Remedy, Severity
-from cttop.filter import compile_filter
-from cttop.kernel.ctnetlink import Ctnetlink
-from cttop.kernel.netns import NetnsSpec
-from cttop.kernel.sysctl import GLOBAL_NAMES, HASHSIZE_PATH, sysctl_key
 from cttop.table.groups import GROUPS
 
-FILL_WARN: Final = 0.80
-FILL_CRIT: Final = 0.95
 RATIO_WARN: Final = 8.0
 KERNEL_RATIO: Final = 1
-MATTERS: Final = 0.05  # of nf_conntrack_max
-DOMINANT: Final = 0.50  # of the entries
 GROUP_SHARE: Final = 0.30
 NEAR_BEST: Final = 0.9  # a narrower group this close to the biggest share is named instead
-ESTABLISHED_SHARE: Final = 0.50
-IDLE_SHARE: Final = 0.25  # of the ESTABLISHED entries
 # The kernel allocates hash buckets in whole pages of pointers.
 HASH_GRAIN: Final = 512
 # An nf_conn is a 256-byte slab object on 6.x x86-64 (/proc/slabinfo), plus NAT/accounting extensions.
 ENTRY_BYTES: Final = 320
 
-GLOBAL_HERE: Final = "  # global: applies to every namespace"
-GLOBAL_ELSEWHERE: Final = "  # global: run it in the initial namespace; applies to every namespace"
-
-# Timeout that keeps entries of a state, and a shorter value to suggest: state key -> (sysctl, seconds).
-STATE_TIMEOUTS: Final[dict[str, tuple[str, int]]] = {
-    "tcp:TIME_WAIT": ("nf_conntrack_tcp_timeout_time_wait", 30),
-    "tcp:SYN_SENT": ("nf_conntrack_tcp_timeout_syn_sent", 30),
-    "tcp:SYN_RECV": ("nf_conntrack_tcp_timeout_syn_recv", 20),
-    "udp:UNREPLIED": ("nf_conntrack_udp_timeout", 10),
-    "udp:REPLIED": ("nf_conntrack_udp_timeout", 10),
-    "icmp:UNREPLIED": ("nf_conntrack_icmp_timeout", 10),
-    "icmpv6:UNREPLIED": ("nf_conntrack_icmpv6_timeout", 10),
-    "gre:UNREPLIED": ("nf_conntrack_gre_timeout", 10),
-}
-GENERIC_TIMEOUT: Final = ("nf_conntrack_generic_timeout", 60)
-
-Check = Callable[[Observation], Finding | None]
+Check = Callable[[Observation], Finding | list[Finding] | None]
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-def duration(seconds: float) -> str:
-    s = int(seconds)
-    if s >= 86400:
-        d, h = divmod(s // 3600, 24)
-        return f"{d} d {h} h" if h else f"{d} d"
-    if s >= 3600:
-        h, m = divmod(s // 60, 60)
-        return f"{h} h {m} min" if m else f"{h} h"
-    if s >= 60:
-        return f"{s // 60} min"
-    return f"{s} s"
-
-
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:.0f}/s" if seconds > 0 else "?/s"
-
-
-def floor(o: Observation) -> float:
-    """Entries a share must reach to matter."""
-    return MATTERS * o.max
-
-
-def set_command(o: Observation, name: str, value: int | str) -> str:
-    """The shell line that sets one tunable where it lives."""
-    if name == "hashsize":
-        cmd = f"echo {value} > {HASHSIZE_PATH}"
-    elif name in GLOBAL_NAMES:
-        cmd = f"sysctl -w {sysctl_key(name)}={value}"
-    else:
-        return shown(o.spec, ["sysctl", "-w", f"{sysctl_key(name)}={value}"])
-    return cmd + (GLOBAL_HERE if o.initial else GLOBAL_ELSEWHERE)
-
-
-def cttop_command(spec: NetnsSpec, command: list[str], rest: list[str] | None = None) -> str:
-    """``cttop COMMAND --netns … REST``: the namespace option goes after the command name, as cttop wants it."""
-    where: list[str] = []
-    if spec.name is not None:
-        where = ["--netns", spec.name]
-    elif spec.pid is not None:
-        where = ["--netns-pid", str(spec.pid)]
-    elif spec.path is not None:
-        where = ["--netns-path", spec.path]
-    return shlex.join(["cttop", *command, *where, *(rest or [])])
-
-
-def sysctl_remedy(o: Observation, values: Mapping[str, int]) -> Remedy:
-    """A SetSysctls plan; globals are set from the initial namespace, the only one allowed to."""
-    spec = NetnsSpec() if any(n in GLOBAL_NAMES for n in values) else o.spec
-    frozen = dict(values)
-    return Remedy("sysctl", lambda journal: SetSysctls(spec, frozen, journal=journal))
-
-
-def notrack_remedy(spec: NetnsSpec, expr: str) -> Remedy:
-    def build(journal: Journal | None) -> Plan:
-        flt = compile_filter(expr)
-        # The flows it would catch now, so the confirmation can say if NAT'd ones are among them.
-        with Ctnetlink(spec) as ct:
-            rows = matching_rows(ct, flt)
-        return AddNotrack(spec, flt, rows=rows, journal=journal)
-
-    return Remedy("notrack-add", build)
-
-
 def hash_target(n: int) -> int:
     return min(-(-n // HASH_GRAIN) * HASH_GRAIN, HASHSIZE_MAX)
-
-
-def ok(code: str, title: str, evidence: str, data: dict[str, object]) -> Finding:
-    return Finding(code, "ok", title, evidence, data)
 
 
 def _too_few(o: Observation, n: int, share: float, limit: float) -> str:
@@ -150,21 +65,13 @@ def _too_few(o: Observation, n: int, share: float, limit: float) -> str:
     return f", but only {n / o.max:.1%} of nf_conntrack_max: no pressure"
 
 
-def state_timeout(key: str) -> tuple[str, int] | None:
-    if key in STATE_TIMEOUTS:
-        return STATE_TIMEOUTS[key]
-    if key.endswith((":UNREPLIED", ":REPLIED")):
-        return GENERIC_TIMEOUT
-    return None
-
-
-def _raise_max(o: Observation) -> tuple[list[str], Remedy, str]:
-    """Commands, plan and a cost line for doubling nf_conntrack_max (and hashsize if it would lag far behind)."""
+def _raise_max(o: Observation) -> tuple[list[str], Remedy | None, str]:
+    """Commands, plan (initial namespace only) and a cost line for doubling nf_conntrack_max (and hashsize)."""
     new_max = o.max * 2
     values = {"nf_conntrack_max": new_max}
     if o.buckets and new_max / o.buckets > RATIO_WARN:
         values["hashsize"] = hash_target(new_max)
-    commands = [set_command(o, n, v) for n, v in values.items()]
+    commands = [line for n, v in values.items() for line in set_commands(o, n, v)]
     mb = (new_max - o.max) * ENTRY_BYTES / 1e6
     cost = f"doubling nf_conntrack_max to {new_max} lets {new_max - o.max} more entries in, about {mb:.0f} MB " \
            "of kernel memory when all are used"
@@ -199,7 +106,7 @@ def fill(o: Observation) -> Finding | None:
         lines.append(f"nf_conntrack_max is one value for the host and each namespace may hold up to it; "
                      f"this is {o.spec.label()}'s table alone")
     commands, remedy, cost = _raise_max(o)
-    lines.append(cost + "; or stop what fills it (see the heaviest group)")
+    lines.append(cost + "; or stop what fills it (the findings above it, if any, name what does)")
     data["suggested_max"] = o.max * 2
     return Finding("fill", severity, f"Table {state}: {f:.1%} ({o.count} of {o.max})", "\n".join(lines), data,
                    commands, remedy)
@@ -269,7 +176,7 @@ def hash_inserts(o: Observation) -> Finding | None:
     if target is None:
         return Finding("hash-inserts", "warning", title, "\n".join(lines), data)
     data["suggested_hashsize"] = target
-    return Finding("hash-inserts", "warning", title, "\n".join(lines), data, [set_command(o, "hashsize", target)],
+    return Finding("hash-inserts", "warning", title, "\n".join(lines), data, set_commands(o, "hashsize", target),
                    sysctl_remedy(o, {"hashsize": target}))
 
 
@@ -289,93 +196,7 @@ def hash_ratio(o: Observation) -> Finding | None:
                 f"hashsize {target} restores the kernel's default ratio of 1 (since 5.15), for "
                 f"{(target - o.buckets) * 8 / 1e6:.1f} MB more; resizing rehashes under a lock (a short stall)")
     return Finding("hash-ratio", "warning", f"Hash table too small: {ratio:.0f} entries per bucket at max", evidence,
-                   data, [set_command(o, "hashsize", target)], sysctl_remedy(o, {"hashsize": target}))
-
-
-def established_idle(o: Observation) -> Finding | None:
-    i = o.idle
-    if i is None or not o.listed:
-        return None
-    share = i.established / o.listed
-    data: dict[str, object] = {"established": i.established, "listed": o.listed, "share": round(share, 4),
-                               "idle": i.idle, "idle_over_s": i.threshold, "longest_idle_s": i.longest,
-                               "timeout": i.timeout}
-    title = f"ESTABLISHED timeout {i.timeout} s ({duration(i.timeout)})"
-    if i.timeout <= i.threshold:
-        return ok("established-idle", title, f"at most {i.threshold} s (2 h 4 min, RFC 5382's floor for NATs)", data)
-    if share <= ESTABLISHED_SHARE or i.idle < IDLE_SHARE * i.established or i.idle < floor(o):
-        return ok("established-idle", title, f"{i.established} ESTABLISHED entries ({share:.0%}), {i.idle} idle "
-                  f"over {duration(i.threshold)}: too few to matter", data)
-    cut = i.timeout - i.threshold
-    expr = f"tcp state established and timeout < {cut}"
-    data["suggested_timeout"] = i.threshold
-    evidence = (f"{i.established} of {o.listed} entries are ESTABLISHED ({share:.0%}); {i.idle} of them "
-                f"({i.idle / i.established:.0%}) saw no packet for over {duration(i.threshold)}, the idlest for "
-                f"{duration(i.longest)}\n"
-                f"nf_conntrack_tcp_timeout_established is {i.timeout} s: connections whose peers vanished without "
-                f"FIN or RST stay that long\n"
-                f"{i.threshold} s is RFC 5382's floor for NATs and outlasts TCP keepalive's 2 h; a new timeout applies "
-                "when an entry next sees a packet, so the idle ones go only when flushed (second command)")
-    return Finding("established-idle", "warning", f"Idle ESTABLISHED entries: {i.idle} idle over "
-                   f"{duration(i.threshold)}, timeout {duration(i.timeout)}", evidence, data,
-                   [set_command(o, EST_TIMEOUT, i.threshold), cttop_command(o.spec, ["flush"], ["--filter", expr])],
-                   sysctl_remedy(o, {EST_TIMEOUT: i.threshold}))
-
-
-def _dominant(o: Observation, code: str, what: str, keys: list[str], why: str) -> Finding | None:
-    """A finding for entries in ``keys`` states when they are most of the table and enough to matter."""
-    if not o.listed:
-        return None
-    counts = {k: o.by_state[k] for k in keys if o.by_state.get(k)}
-    n = sum(counts.values())
-    share = n / o.listed
-    data: dict[str, object] = {"entries": n, "listed": o.listed, "share": round(share, 4), "by_state": counts}
-    if share <= DOMINANT or n < floor(o):
-        return ok(code, f"{what} {share:.0%} of entries", f"{n} of {o.listed}{_too_few(o, n, share, DOMINANT)}", data)
-    key = max(counts, key=lambda k: counts[k])
-    lines = [f"{n} of {o.listed} entries ({share:.0%}) are {what}"
-             + (f": {', '.join(f'{k} {v}' for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))}"
-                if len(counts) > 1 else ""), why]
-    commands: list[str] = []
-    remedy: Remedy | None = None
-    fix = state_timeout(key)
-    if fix is not None:
-        name, value = fix
-        current = o.sysctl_int(name)
-        if current is None or current > value:
-            commands.append(set_command(o, name, value))
-            remedy = sysctl_remedy(o, {name: value})
-            data["timeout"] = {"name": name, "current": current, "suggested": value}
-            lines.append(f"{name} is {current} s: at a steady rate, {value} s keeps about "
-                         f"{value / current:.0%} of them" if current else f"shorten {name} to {value} s")
-        else:
-            lines.append(f"{name} is already {current} s")
-    port = o.state_ports.get(key)
-    if port is not None and port.filter is not None and port.entries > GROUP_SHARE * counts[key]:
-        lines.append(f"{port.text} holds {port.entries} of the {counts[key]} {key} entries: NOTRACK stops tracking "
-                     "it (if it is not NAT'd)")
-        commands.append(cttop_command(o.spec, ["notrack", "add"], [port.filter]))
-        data["port"] = {"group": port.text, "filter": port.filter, "entries": port.entries}
-        remedy = remedy or notrack_remedy(o.spec, port.filter)
-    return Finding(code, "warning", f"{what} dominate: {share:.0%} of entries ({n})", "\n".join(lines), data,
-                   commands, remedy)
-
-
-def time_wait(o: Observation) -> Finding | None:
-    return _dominant(o, "time-wait", "TIME_WAIT", ["tcp:TIME_WAIT"],
-                     "every short TCP connection closed cleanly keeps its entry for "
-                     "nf_conntrack_tcp_timeout_time_wait after it ends")
-
-
-def unreplied(o: Observation) -> Finding | None:
-    keys = sorted(k for k in o.by_state if k.endswith(":UNREPLIED"))
-    return _dominant(o, "unreplied", "UNREPLIED", keys,
-                     "they never saw a reply (a scan, a flood, or a dead server) and each waits out its timeout")
-
-
-def half_open(o: Observation) -> Finding | None:
-    return _dominant(o, "half-open", "half-open TCP", ["tcp:SYN_SENT", "tcp:SYN_RECV"],
-                     "handshakes that never completed (a SYN flood, a scan, or unreachable servers)")
+                   data, set_commands(o, "hashsize", target), sysctl_remedy(o, {"hashsize": target}))
 
 
 def group_share(o: Observation) -> Finding | None:
@@ -405,25 +226,23 @@ def group_share(o: Observation) -> Finding | None:
     g = tops[k]
     state, in_state = g.main_state()
     data.update({"key": k, "group": g.text, "filter": g.filter, "entries": g.entries, "share": round(shares[k], 4),
-                 "states": g.states})
+                 "states": g.states, "natted": g.natted})
     others = ", ".join(f"{GROUPS[x].title} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
     lines = [f"{g.entries} of {o.listed} entries ({shares[k]:.0%}), {in_state / g.entries:.0%} of them {state}",
              f"heaviest by {others}"]
     commands: list[str] = []
     remedy: Remedy | None = None
-    if g.filter is not None:
+    if g.filter is not None and g.natted:
+        lines.append(f"{g.natted} of its entries are NAT'd, which NOTRACK would break; the flush clears the "
+                     "entries it holds now, and the timeout findings say how to hold fewer")
+        commands.append(cttop_command(o.spec, ["flush"], ["--filter", g.filter]))
+        remedy = flush_remedy(o.spec, g.filter)
+    elif g.filter is not None:
         lines.append("NOTRACK stops tracking it (untracked traffic loses NAT and helpers); "
                      "the flush clears the entries it holds now")
         commands += [cttop_command(o.spec, ["notrack", "add"], [g.filter]),
                      cttop_command(o.spec, ["flush"], ["--filter", g.filter])]
         remedy = notrack_remedy(o.spec, g.filter)
-    fix = state_timeout(state)
-    current = o.sysctl_int(fix[0]) if fix is not None else None
-    if fix is not None and (current is None or current > fix[1]):
-        name, value = fix
-        lines.append(f"or shorten how long its {state} entries last: {name} from {current} to {value} s")
-        commands.append(set_command(o, name, value))
-        remedy = remedy or sysctl_remedy(o, {name: value})
     return Finding("group-share", "warning", f"One {GROUPS[k].title} holds {shares[k]:.0%} of the table: {g.text}",
                    "\n".join(lines), data, commands, remedy)
 
@@ -442,7 +261,7 @@ def accounting(o: Observation) -> Finding | None:
                 "can be ranked by bytes\nturning it on counts only flows created afterwards; the ones already "
                 "there stay without counters until they end")
     return Finding("accounting", "warning", "Byte counters are off", evidence, data,
-                   [set_command(o, "nf_conntrack_acct", 1)], sysctl_remedy(o, {"nf_conntrack_acct": 1}))
+                   set_commands(o, "nf_conntrack_acct", 1), sysctl_remedy(o, {"nf_conntrack_acct": 1}))
 
 
 def drift(o: Observation) -> Finding | None:
@@ -456,10 +275,12 @@ def drift(o: Observation) -> Finding | None:
         "\nsomething else (kube-proxy, tuned, a sysctl.d file, a container runtime) rewrote them; " \
         "put cttop's values back, or keep theirs and find what sets them"
     values = {d.name: int(d.expected) for d in o.drifts if d.expected.lstrip("-").isdigit()}
-    scopes = {n in GLOBAL_NAMES for n in values}
+    # One plan sets values in one namespace: globals and this namespace's own are never mixed in one button.
+    scopes = {is_global(n) for n in values}
     remedy = sysctl_remedy(o, values) if values and len(scopes) == 1 else None
+    commands = [line for n, v in values.items() for line in set_commands(o, n, v)]
     return Finding("drift", "warning", f"Changed behind cttop's back: {', '.join(d.name for d in o.drifts)}",
-                   evidence, data, [set_command(o, n, v) for n, v in values.items()], remedy)
+                   evidence, data, commands, remedy)
 
 
 def netns_log(o: Observation) -> Finding | None:
@@ -472,9 +293,17 @@ def netns_log(o: Observation) -> Finding | None:
               f"{o.spec.label()} only the drop counter tells ({checked}by hand: {watch})", {})
 
 
-CHECKS: Final[tuple[Check, ...]] = (permission, fill, drops, hash_inserts, hash_ratio, established_idle, time_wait,
-                                    unreplied, half_open, group_share, accounting, drift, netns_log)
+CHECKS: Final[tuple[Check, ...]] = (permission, fill, drops, causes.timeouts, causes.invalid, causes.dns_races,
+                                    causes.stale_nat, hash_inserts, hash_ratio, group_share, accounting, drift,
+                                    netns_log)
 
 
 def run(o: Observation) -> list[Finding]:
-    return [f for f in (check(o) for check in CHECKS) if f is not None]
+    out: list[Finding] = []
+    for check in CHECKS:
+        found = check(o)
+        if isinstance(found, Finding):
+            out.append(found)
+        elif found is not None:
+            out.extend(found)
+    return out

@@ -2,9 +2,10 @@
 
 Two samples of the per-CPU pressure counters, ``seconds`` apart, give what rose
 during the watch; one dump in between gives the states, the heaviest groups (with
-the states inside each) and how long ESTABLISHED entries have been idle.
-:class:`Observation` holds only numbers and strings, so the checks can be tested on
-hand-made ones.
+the states inside each), which timeout keeps each entry and for how long it has
+been idle (:mod:`cttop.doctor.held`), the DNS flows, and where UDP was DNAT'd to
+and whether it was answered there. :class:`Observation` holds only numbers, strings
+and arrays of them, so the checks can be tested on hand-made ones.
 """
 
 from __future__ import annotations
@@ -17,24 +18,42 @@ from typing import Final
 from cttop.actions import drift
 from cttop.actions.journal import Journal
 from cttop.actions.shell import is_initial
+from cttop.doctor.held import Held
 from cttop.errors import CttopError
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
-from cttop.model import R_PROTO, R_PSTATE, R_TIMEOUT, Row, state_key
+from cttop.model import (
+    IPS_SEEN_REPLY,
+    PORTED_PROTOS,
+    R_DPORT,
+    R_DST,
+    R_PROTO,
+    R_RDPORT,
+    R_RDST,
+    R_RSPORT,
+    R_RSRC,
+    R_SPORT,
+    R_SRC,
+    R_START,
+    R_STATUS,
+    R_TIMEOUT,
+    Row,
+    state_key,
+)
 from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
+from cttop.table.timeouts import TCP_CAPS, in_force, timeout_name
 
 # The keys a culprit is named by, most specific first.
 GROUP_KEYS: Final = ("src-dport", "dport", "dst", "src")
 TOP_N: Final = 3
-TCP: Final = 6
-TCP_ESTABLISHED: Final = 3
-EST_TIMEOUT: Final = "nf_conntrack_tcp_timeout_established"
-# An ESTABLISHED entry idle this long is past what a NAT must keep: RFC 5382 REQ-5 says the
-# established idle-timeout MUST NOT be less than 2 h 4 min (OpenWrt ships exactly this).
-IDLE_SECONDS: Final = 7440
+UDP: Final = 17
+DNS_PORT: Final = 53
+ESTABLISHED: Final = "tcp:ESTABLISHED"
+# (original destination, its port, where it was DNAT'd to, that port): a UDP service and one of its backends.
+NatKey = tuple[bytes, int, bytes, int]
 
 
 @dataclass(frozen=True)
@@ -46,24 +65,10 @@ class Group:
     filter: str | None
     entries: int
     states: dict[str, int]
+    natted: int = 0  # entries NAT'd (either way): NOTRACK would break them
 
     def main_state(self) -> tuple[str, int]:
         return max(self.states.items(), key=lambda kv: kv[1]) if self.states else ("", 0)
-
-
-@dataclass(frozen=True)
-class Idle:
-    """ESTABLISHED TCP entries and how many have been idle longer than ``threshold`` seconds.
-
-    Idle time is the established timeout minus the time left: every packet resets
-    the timer to the timeout, so what has run down is the time since the last one.
-    """
-
-    established: int
-    idle: int
-    longest: int  # seconds, of the idlest entry
-    timeout: int  # nf_conntrack_tcp_timeout_established when read
-    threshold: int = IDLE_SECONDS
 
 
 @dataclass
@@ -81,7 +86,10 @@ class Observation:
     by_state: dict[str, int] = field(default_factory=dict)
     tops: dict[str, list[Group]] = field(default_factory=dict)  # group key -> heaviest groups, best first
     state_ports: dict[str, Group] = field(default_factory=dict)  # state key -> heaviest dest port in it
-    idle: Idle | None = None
+    held: dict[str, Held] = field(default_factory=dict)  # timeout sysctl -> the entries it keeps
+    dns: int = 0  # UDP flows to port 53
+    # UDP DNAT'd: (service, backend) -> [entries never answered, entries answered]
+    nat: dict[NatKey, list[int]] = field(default_factory=dict)
     drifts: list[drift.Drift] = field(default_factory=list)
     drift_problem: str | None = None  # why drift could not be checked
     want_bytes: bool = False
@@ -103,57 +111,101 @@ class Observation:
 class _Tally:
     """Everything taken from the dump, added up chunk by chunk."""
 
-    def __init__(self, est_timeout: int | None) -> None:
+    def __init__(self, sysctls: dict[str, str], now: float) -> None:
         self.agg = Aggregates()
-        self.pairs: dict[str, Counter[tuple[object, str]]] = {k: Counter() for k in GROUP_KEYS}
+        # group key -> (group, state, NAT'd) -> entries
+        self.pairs: dict[str, Counter[tuple[object, str, bool]]] = {k: Counter() for k in GROUP_KEYS}
         self.listed = 0
-        self.est_timeout = est_timeout
-        self.established = self.idle = 0
-        self.min_left: int | None = None
+        self.sysctls = sysctls
+        self.now_ns = int(now * 1e9)
+        self.held: dict[str, Held] = {}
+        self._names: dict[str, str | None] = {}
+        # An ESTABLISHED entry's timer is cut to these when data goes unacknowledged or is retransmitted
+        # too often; shortest first, so an entry with less left than a cap is put down to the tightest one
+        # (on a tie, unacknowledged: a peer that vanished mid-transfer is the common case).
+        est = in_force(timeout_name(ESTABLISHED), sysctls)
+        caps = [(t, c) for c in TCP_CAPS if (t := in_force(c, sysctls)) is not None and est is not None and t < est]
+        self.caps = sorted(caps, key=lambda tc: tc[0])
+        self.dns = 0
+        self.nat: dict[NatKey, list[int]] = {}
 
     def add(self, rows: list[Row]) -> None:
         self.listed += len(rows)
         self.agg.add_rows(rows)
         states = list(map(state_key, rows))
+        natted = [r[R_RSRC] != r[R_DST] or r[R_RDST] != r[R_SRC]
+                  or (r[R_PROTO] in PORTED_PROTOS and (r[R_RSPORT] != r[R_DPORT] or r[R_RDPORT] != r[R_SPORT]))
+                  for r in rows]
         for k in GROUP_KEYS:
-            self.pairs[k].update(zip(map(GROUPS[k].key, rows), states))
-        left = [r[R_TIMEOUT] for r in rows if r[R_PSTATE] == TCP_ESTABLISHED and r[R_PROTO] == TCP]
-        if left and self.est_timeout is not None:
-            self.established += len(left)
-            cut = self.est_timeout - IDLE_SECONDS
-            self.idle += sum(1 for t in left if t < cut)
-            low = min(left)
-            self.min_left = low if self.min_left is None else min(self.min_left, low)
+            self.pairs[k].update(zip(map(GROUPS[k].key, rows), states, natted))
+        # One pass for the rest; written out inline, as a call per row doubles what the tally costs.
+        names, held, caps, now, nat = self._names, self.held, self.caps, self.now_ns, self.nat
+        for r, key in zip(rows, states, strict=True):
+            # The timeout that keeps the entry, its idle time and its age (see cttop.doctor.held).
+            name = names[key] if key in names else self._name(key)
+            if name is not None:
+                left = r[R_TIMEOUT]
+                if key == ESTABLISHED and caps:
+                    name = next((n for t, n in caps if left <= t), name)
+                h = held.get(name) or self._new_held(name, key)
+                if h is not None:
+                    idle = float(max(h.timeout - left, 0))
+                    start = r[R_START]
+                    age = max(now - start, 0) / 1e9 if start else None
+                    h.add(key, min(idle, age) if age is not None else idle, age)
+            if r[R_PROTO] != UDP:
+                continue
+            if r[R_DPORT] == DNS_PORT:
+                self.dns += 1
+            if r[R_RSRC] != r[R_DST] or r[R_RSPORT] != r[R_DPORT]:
+                svc = (r[R_DST], r[R_DPORT], r[R_RSRC], r[R_RSPORT])
+                seen = nat.get(svc)
+                if seen is None:
+                    seen = nat[svc] = [0, 0]
+                seen[1 if r[R_STATUS] & IPS_SEEN_REPLY else 0] += 1
+
+    def _name(self, key: str) -> str | None:
+        name = self._names[key] = timeout_name(key)
+        return name
+
+    def _new_held(self, name: str, key: str) -> Held | None:
+        t = in_force(name, self.sysctls)
+        if t is None:  # this kernel has no such sysctl (dccp, mostly): no timeout in force to blame
+            self._names[key] = None
+            return None
+        h = self.held[name] = Held(name, t)
+        return h
 
     def tops(self) -> tuple[dict[str, list[Group]], dict[str, Group]]:
         tops: dict[str, list[Group]] = {}
         for k, pairs in self.pairs.items():
             totals: Counter[object] = Counter()
-            for (g, _st), n in pairs.items():
+            for (g, _st, _nat), n in pairs.items():
                 totals[g] += n
             # States are gathered for the winners only: a storm has a group per tuple.
             states: dict[object, dict[str, int]] = {g: {} for g, _n in totals.most_common(TOP_N)}
-            for (g, st), n in pairs.items():
+            natted: Counter[object] = Counter()
+            for (g, st, nat), n in pairs.items():
                 if g in states:
-                    states[g][st] = n
-            tops[k] = [_group(k, g, st) for g, st in states.items()]
+                    states[g][st] = states[g].get(st, 0) + n
+                    natted[g] += n if nat else 0
+            tops[k] = [_group(k, g, st, natted[g]) for g, st in states.items()]
+        by_port: Counter[tuple[object, str]] = Counter()
+        natted_port: Counter[tuple[object, str]] = Counter()
+        for (g, st, nat), n in self.pairs["dport"].items():
+            by_port[(g, st)] += n
+            natted_port[(g, st)] += n if nat else 0
         ports: dict[str, tuple[object, int]] = {}
-        for (g, st), n in self.pairs["dport"].items():
+        for (g, st), n in by_port.items():
             if g is not None and n > ports.get(st, (None, 0))[1]:
                 ports[st] = (g, n)
-        state_ports = {st: _group("dport", g, {st: n}) for st, (g, n) in ports.items()}
+        state_ports = {st: _group("dport", g, {st: n}, natted_port[(g, st)]) for st, (g, n) in ports.items()}
         return tops, state_ports
 
-    def idle_summary(self) -> Idle | None:
-        if self.est_timeout is None:
-            return None
-        longest = max(self.est_timeout - self.min_left, 0) if self.min_left is not None else 0
-        return Idle(self.established, self.idle, longest, self.est_timeout)
 
-
-def _group(key: str, g: object, states: dict[str, int]) -> Group:
+def _group(key: str, g: object, states: dict[str, int], natted: int = 0) -> Group:
     d = GROUPS[key]
-    return Group(key, d.text(g), d.filter(g), sum(states.values()), dict(states))
+    return Group(key, d.text(g), d.filter(g), sum(states.values()), dict(states), natted)
 
 
 def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
@@ -189,13 +241,13 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
 def _watch(ct: Ctnetlink, o: Observation, seconds: float) -> None:
     start = time.monotonic()
     o.before = sum_cpus(ct.stats_cpu())
-    tally = _dump(ct, o.sysctl_int(EST_TIMEOUT))
+    tally = _dump(ct, o.sysctls)
     if tally is None:
         o.problem = "flows could not be dumped: the table kept changing under two dumps in a row"
     else:
         o.listed, o.by_state = tally.listed, dict(tally.agg.by_state)
         o.tops, o.state_ports = tally.tops()
-        o.idle = tally.idle_summary()
+        o.held, o.dns, o.nat = tally.held, tally.dns, tally.nat
     time.sleep(max(start + seconds - time.monotonic(), 0.0))
     o.after = sum_cpus(ct.stats_cpu())
     o.seconds = time.monotonic() - start
@@ -204,10 +256,11 @@ def _watch(ct: Ctnetlink, o: Observation, seconds: float) -> None:
     o.count, o.max = st.count, st.max or o.max
 
 
-def _dump(ct: Ctnetlink, est_timeout: int | None) -> _Tally | None:
+def _dump(ct: Ctnetlink, sysctls: dict[str, str]) -> _Tally | None:
     """One dump's tally; a dump the kernel interrupted (table changed) is tried once more."""
     for _ in range(2):
-        tally = _Tally(est_timeout)
+        # Ages are taken against the wall clock, as the kernel's start timestamps are.
+        tally = _Tally(sysctls, time.time())
         try:
             for rows in ct.dump_chunks():
                 tally.add(rows)

@@ -13,6 +13,12 @@ SNAT'd flows, and the flood tops it up with evictable ones.
 Each message is one template with the destination and source port patched in, sent
 in batches: building every entry through the attribute encoder costs ~4 times as much
 and one send per entry twice again.
+
+``--kind idle-established`` makes the idle-established scenario's table instead:
+TCP sessions ESTABLISHED and ASSURED whose peers went quiet hours ago, each with the
+time left that many hours of silence leave under the 5-day default (no packet has
+reset its timer since). Hours of silence cannot be waited for in a lab; the entries
+are what a box that saw them would hold.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import sys
 
 from cttop.kernel import nlconst as C
 from cttop.kernel.attrs import be, nla
-from cttop.kernel.ctnetlink import open_socket, row_tuples
+from cttop.kernel.ctnetlink import Ctnetlink, open_socket, row_tuples
 from cttop.kernel.framing import NFGEN, error_code, messages, request
 from cttop.lab.topology import CLIENT4, ROUTER_S4, SINK4
 from cttop.model import AF_INET, IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, NO_PSTATE, Row
@@ -94,15 +100,43 @@ def fill(sock: socket.socket, entries: int, port: int, timeout: int) -> dict[int
     return outcome
 
 
+TCP_ESTABLISHED = 3
+# How long the idle sessions have been silent: from just past RFC 5382's 2 h 4 min floor to 4 days.
+IDLE_FROM, IDLE_TO = 7500, 4 * 86400
+
+
+def idle_sessions(entries: int, timeout: int) -> int:
+    """Create ``entries`` ESTABLISHED TCP sessions idle IDLE_FROM..IDLE_TO s under ``timeout``; returns how many."""
+    src, nat = socket.inet_aton(CLIENT4), socket.inet_aton(ROUTER_S4)
+    status = IPS_ASSURED | IPS_SEEN_REPLY | IPS_CONFIRMED
+
+    def row(i: int) -> Row:
+        dst = struct.pack("!I", _SINK + 1 + i // len(SPORTS))
+        sport = SPORTS[i % len(SPORTS)]
+        idle = IDLE_FROM + (i * 7919) % (IDLE_TO - IDLE_FROM)  # spread evenly, in no order
+        return (0, AF_INET, 6, TCP_ESTABLISHED, status, src, dst, sport, 443, dst, nat, 443, sport,
+                timeout - idle, 0, 0, 0, None, None, None, None, 0, 0)
+
+    with Ctnetlink() as ct:
+        return ct.create(row(i) for i in range(entries))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m cttop.lab.fill")
     p.add_argument("--seconds", type=float, required=True, help="exit after this long")
     p.add_argument("--lab", default="", help="the lab's tag (for `ps`)")
     p.add_argument("--entries", type=int, required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--timeout", type=int, required=True, help="seconds each entry lives")
+    p.add_argument("--port", type=int, default=0, help="the ASSURED UDP entries' destination port")
+    p.add_argument("--timeout", type=int, required=True, help="seconds each entry lives (idle-established: "
+                   "the established timeout in force)")
+    p.add_argument("--kind", choices=("assured-udp", "idle-established"), default="assured-udp")
     args = p.parse_args(argv)
     signal.alarm(int(args.seconds) + 5)
+    if args.kind == "idle-established":
+        made = idle_sessions(args.entries, args.timeout)
+        if made != args.entries:
+            sys.exit(f"{args.entries - made} of {args.entries} idle sessions could not be created")
+        return
     with open_socket(1 << 20) as sock:
         outcome = fill(sock, args.entries, args.port, args.timeout)
     # ENOMEM: the table was full and nothing near was evictable; the flood got there first. Expected.

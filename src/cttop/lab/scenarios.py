@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from cttop.lab.topology import CLIENT4, SERVER4, SERVER6, SINK4, SYN_PORT, Lab, LabError
+from cttop.lab.topology import CLIENT4, SERVER4, SERVER6, SINK4, SYN_PORT, Lab, LabError, run
 
 STORM_PORT = 9999
 FILL_PORT = 7777
@@ -34,6 +34,22 @@ FILL_RATE_AFTER = 2000
 STORM_RATE = 3000
 SYN_RATE = 2000
 CHURN_RATE = 800
+# udp-timeouts: short UDP streams (ASSURED) under a 600 s stream timeout, 5 times the kernel's 120 s.
+STREAM_RATE = 300
+LONG_UDP_TIMEOUT = "600"
+# idle-established: sessions silent for hours, this share of the max (doctor cares from 5 %).
+IDLE_SHARE = 0.10
+EST_DEFAULT = 432000
+# stale-nat: a DNS service address the router DNATs, first to a backend that is gone, then to a live one.
+VIP4 = "10.77.3.53"
+OLD_BACKEND4, NEW_BACKEND4 = "10.77.2.10", "10.77.2.11"
+RETARGET_AFTER = 3.0
+STUCK_RESOLVERS = 64
+LOOKUP_RATE = 20
+# levels-off: unanswered UDP at this rate under this udp_timeout levels off near their product.
+LEVEL_RATE = 500
+LEVEL_TIMEOUT = 15
+LEVEL_PORT = 6666
 
 
 @dataclass(frozen=True)
@@ -56,9 +72,14 @@ class Scenario:
     background: bool = True
     # Per-namespace sysctls set in the router before any traffic starts.
     router_sysctls: Mapping[str, str] = field(default_factory=dict)
+    # More of the lab to build (addresses, rules) once it exists, before any traffic starts.
+    setup: Callable[[Lab], None] | None = None
+    server_args: tuple[str, ...] = ()
+    # What `cttop doctor` on the router should find (the README's scenario table says the same).
+    doctor: str = ""
 
     def generators(self, lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
-        gens = [_py("server", "server", lab, seconds, "serve", "--syn-port", str(SYN_PORT))]
+        gens = [_py("server", "server", lab, seconds, "serve", "--syn-port", str(SYN_PORT), *self.server_args)]
         if self.background:
             gens.append(_mixed(lab, seconds, light=True))
         return gens + self.pressure(lab, seconds, max_entries)
@@ -127,17 +148,77 @@ def _fill(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
                 "--burst-rate", str(FILL_BURST_RATE), "--rate", str(FILL_RATE_AFTER))]
 
 
+def _streams(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
+    return [_py("short UDP streams", "client", lab, seconds, "udp-streams", "--dst", SERVER4,
+                "--rate", str(STREAM_RATE))]
+
+
+def _idle(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
+    return [_module("idle sessions (ESTABLISHED)", "router", lab, seconds, ("cttop.lab.fill",),
+                    "--kind", "idle-established", "--entries", str(int(max_entries * IDLE_SHARE)),
+                    "--timeout", str(EST_DEFAULT), first=True)]
+
+
+def _stale_nat_setup(lab: Lab) -> None:
+    # The new backend lives on the server; the old one is gone (nobody has its address): what is sent there is lost.
+    run("ip", "addr", "add", f"{NEW_BACKEND4}/24", "dev", "to-router", netns=lab.server)
+    run("nft", "-f", "-", netns=lab.router, input=(
+        "add chain inet cttop-lab dstnat { type nat hook prerouting priority dstnat; }\n"
+        f"add rule inet cttop-lab dstnat ip daddr {VIP4} udp dport 53 dnat ip to {OLD_BACKEND4}\n"))
+
+
+def _stale_nat(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
+    return [_py("resolvers", "client", lab, seconds, "resolvers", "--dst", VIP4, "--keep", str(STUCK_RESOLVERS),
+                "--rate", str(LOOKUP_RATE)),
+            _py("DNAT target change", "router", lab, seconds, "retarget", "--vip", VIP4, "--to", NEW_BACKEND4,
+                "--after", f"{RETARGET_AFTER:g}")]
+
+
+def _levels(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
+    return [_py("unanswered UDP", "client", lab, seconds, "udp-flood", "--dst-net", SINK4, "--port", str(LEVEL_PORT),
+                "--rate", str(LEVEL_RATE))]
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("mixed", "steady TCP sessions, short HTTP-like connections, DNS-like UDP and pings",
-             _mixed_full, background=False),
+             _mixed_full, background=False, doctor="OK"),
     Scenario("udp-storm", f"unique UDP flows to port {STORM_PORT} that are never answered: UNREPLIED piles up",
-             _storm),
-    Scenario("syn-flood", f"SYNs to port {SYN_PORT} whose handshakes never complete: half-open TCP", _syn),
-    Scenario("time-wait", "short TCP connections closed by the client: TIME_WAIT piles up", _churn),
+             _storm, doctor="udp UNREPLIED held by nf_conntrack_udp_timeout=30, heading for ~90k; at 10 s about a "
+                            "third; the storm is NAT'd here, so NOTRACK is named, not offered"),
+    Scenario("syn-flood", f"SYNs to port {SYN_PORT} whose handshakes never complete: half-open TCP", _syn,
+             doctor="tcp SYN_RECV held by nf_conntrack_tcp_timeout_syn_recv=60, heading for ~90k; at 20 s about a "
+                    "third"),
+    Scenario("time-wait", "short TCP connections closed by the client: TIME_WAIT piles up", _churn,
+             doctor="tcp TIME_WAIT held by nf_conntrack_tcp_timeout_time_wait=120, heading for ~95k; at 30 s about "
+                    "a quarter"),
     Scenario("table-full", f"ASSURED UDP flows to port {FILL_PORT} fill the router's table to nf_conntrack_max, "
              "then new flows keep coming: early_drop evicts what little it may, and drop rises "
              "(the kernel's 'table full, dropping packet')", _fill,
              # Long UDP timeouts keep the filled entries alive for the whole run.
-             router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": "600",
-                             "net.netfilter.nf_conntrack_udp_timeout_stream": "600"}),
+             router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": LONG_UDP_TIMEOUT,
+                             "net.netfilter.nf_conntrack_udp_timeout_stream": LONG_UDP_TIMEOUT},
+             doctor="the table full (critical), its cause first: udp ASSURED held by "
+                    "nf_conntrack_udp_timeout_stream=600 (default 120)"),
+    Scenario("udp-timeouts", f"short UDP streams ({STREAM_RATE}/s: a query and its answer, another 2.5 s later) "
+             f"under udp_timeout and udp_timeout_stream {LONG_UDP_TIMEOUT}: ASSURED UDP piles up", _streams,
+             router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": LONG_UDP_TIMEOUT,
+                             "net.netfilter.nf_conntrack_udp_timeout_stream": LONG_UDP_TIMEOUT},
+             doctor="udp ASSURED held by nf_conntrack_udp_timeout_stream=600 (default 120), heading for ~180k; "
+                    "the fix sets it to 120 in the router"),
+    Scenario("idle-established", f"TCP sessions silent for 2 h to 4 days ({IDLE_SHARE:.0%} of the max, made over "
+             "ctnetlink as a box that saw them would hold them) under the 5-day established default", _idle,
+             # Start times would date the made sessions to now; without them idle time is read from time left.
+             router_sysctls={"net.netfilter.nf_conntrack_timestamp": "0"},
+             doctor="tcp ESTABLISHED held by nf_conntrack_tcp_timeout_established=432000: at 7440 s (RFC 5382's "
+                    "floor) nearly none would stay; set it, and flush the idle ones"),
+    Scenario("stale-nat", f"DNS to {VIP4} DNAT'd to {OLD_BACKEND4}, a backend that is gone; after "
+             f"{RETARGET_AFTER:g} s the rule moves to {NEW_BACKEND4}, but {STUCK_RESOLVERS} resolvers that keep "
+             "their socket keep the old entry", _stale_nat, setup=_stale_nat_setup,
+             server_args=("--answer-from", NEW_BACKEND4),
+             doctor=f"stale UDP NAT: the resolvers' flows still DNAT'd to {OLD_BACKEND4}, which answers none, with "
+                    "the cttop flush of exactly those"),
+    Scenario("levels-off", f"unanswered UDP at {LEVEL_RATE}/s under udp_timeout {LEVEL_TIMEOUT}: the table rises, "
+             f"then levels off near {LEVEL_RATE * LEVEL_TIMEOUT}", _levels,
+             router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": str(LEVEL_TIMEOUT)},
+             doctor="nothing wrong (OK); the Fill panel's forecast says where it levels off while it still rises"),
 )}

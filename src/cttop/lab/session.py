@@ -88,6 +88,8 @@ class LabSession:
         topology.create(self.lab)
         for key, value in self.scenario.router_sysctls.items():
             topology.write_proc_sys(self.lab.router, key, value)
+        if self.scenario.setup is not None:
+            self.scenario.setup(self.lab)
         # The generators outlive the run by a margin; the lab stops them first, their own bound is the backstop.
         gens = self.scenario.generators(self.lab, self.seconds + 5, self.max_entries)
         for gen in (g for g in gens if g.first):

@@ -17,9 +17,10 @@ import random
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import cast
 
 ECHO_PORT, HTTP_PORT, DNS_PORT = 7, 80, 53
@@ -111,8 +112,16 @@ async def serve(args: argparse.Namespace) -> None:
     # One dual-stack socket answers both families.
     udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     udp.bind(("::", DNS_PORT))
     await loop.create_datagram_endpoint(_DnsLike, sock=udp)
+    # A wildcard socket answers from the address routing picks (the primary one); a DNAT target on a
+    # secondary address must answer from that address, or its replies would match no entry.
+    for addr in args.answer_from:
+        own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        own.bind((addr, DNS_PORT))
+        await loop.create_datagram_endpoint(_DnsLike, sock=own)
     await asyncio.sleep(args.seconds)
     for s in servers:
         s.close()
@@ -146,13 +155,18 @@ async def _http_get(host: str) -> None:
         pass
 
 
+def _query() -> bytes:
+    """A DNS-like query for ``lab. A`` with a random id, as the server's responder expects."""
+    return struct.pack("!HHHHHH", random.getrandbits(16), 0x0100, 1, 0, 0, 0) + b"\x03lab\x00\x00\x01\x00\x01"
+
+
 async def _dns_query(host: str) -> None:
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # A fresh socket per query: a new source port, hence a new flow, as resolvers do.
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.setblocking(False)
-        query = struct.pack("!HHHHHH", random.getrandbits(16), 0x0100, 1, 0, 0, 0) + b"\x03lab\x00\x00\x01\x00\x01"
+        query = _query()
         try:
             await loop.sock_sendto(s, query, (host, DNS_PORT))
             await asyncio.wait_for(loop.sock_recv(s, 512), 1)
@@ -220,6 +234,72 @@ async def mixed(args: argparse.Namespace) -> None:
 
 # --- the pressure makers ------------------------------------------------------------------------
 
+async def _stream(host: str, port: int, gap: float) -> None:
+    """One short UDP stream: a query and its answer, another after ``gap`` s, then silence.
+
+    The kernel marks a UDP entry ASSURED (and moves it to udp_timeout_stream) when it
+    sees traffic again more than 2 s after it began with a reply seen: the second
+    exchange does that, and the entry then waits out the stream timeout idle.
+    """
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        try:
+            for i in range(2):
+                if i:
+                    await asyncio.sleep(gap)
+                query = _query()
+                await loop.sock_sendto(s, query, (host, port))
+                await asyncio.wait_for(loop.sock_recv(s, 512), 1)
+        except (TimeoutError, OSError):
+            pass
+
+
+async def udp_streams(args: argparse.Namespace) -> None:
+    """``--rate`` new short UDP streams a second (see :func:`_stream`), each from a socket of its own."""
+    limit = int(args.rate * (args.gap + 3)) + 16
+    task = asyncio.create_task(_paced(args.rate, lambda: asyncio.ensure_future(
+        _stream(args.dst, args.port, args.gap)), limit))
+    await asyncio.sleep(args.seconds)
+    task.cancel()
+
+
+async def _keep_asking(host: str, port: int, period: float) -> None:
+    """A resolver that keeps one socket: the same source port, hence one conntrack entry, for its whole life."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        while True:
+            query = _query()
+            try:
+                await loop.sock_sendto(s, query, (host, port))
+            except OSError:
+                pass
+            await asyncio.sleep(period)
+
+
+async def resolvers(args: argparse.Namespace) -> None:
+    """``--keep`` long-lived resolver sockets asking every ``--period`` s, and one-shot lookups at ``--rate``.
+
+    Started before a DNAT target changes, the long-lived ones keep their entries (and
+    the old target) as long as they keep asking; the one-shot ones take the rule as it is.
+    """
+    tasks = [asyncio.create_task(_keep_asking(args.dst, args.port, args.period)) for _ in range(args.keep)]
+    tasks.append(asyncio.create_task(_paced(args.rate, lambda: asyncio.ensure_future(_dns_query(args.dst)), 64)))
+    await asyncio.sleep(args.seconds)
+    for t in tasks:
+        t.cancel()
+
+
+def retarget(args: argparse.Namespace) -> None:
+    """After ``--after`` s, point the router's DNAT of ``--vip``:``--port`` at ``--to`` (one nft transaction)."""
+    time.sleep(args.after)
+    rules = (f"flush chain inet cttop-lab dstnat\n"
+             f"add rule inet cttop-lab dstnat ip daddr {args.vip} udp dport {args.port} dnat ip to {args.to}\n")
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    time.sleep(max(args.seconds - args.after, 0))
+
+
 def udp_flood(args: argparse.Namespace) -> None:
     """Unique UDP tuples (source socket x destination address) to one port, never answered.
 
@@ -233,6 +313,7 @@ def udp_flood(args: argparse.Namespace) -> None:
     i = 0
     for count, rate in ((args.burst, args.burst_rate), (None, args.rate)):
         pacer = Pacer(rate)
+        every = min(64, max(1, int(rate) // 1000)) if rate > 0 else 64
         sent = 0
         while (count is None or sent < count) and time.monotonic() < end:
             s = socks[i % len(socks)]
@@ -243,8 +324,9 @@ def udp_flood(args: argparse.Namespace) -> None:
                     raise
             i += 1
             sent += 1
-            # Checking the clock only every 64 packets keeps the burst fast.
-            if sent % 64 == 0:
+            # Checking the clock only every 64 packets keeps a fast burst fast; slow rates check more often,
+            # so that their flows come evenly and not 64 at a time.
+            if sent % every == 0:
                 pacer.wait(sent)
 
 
@@ -303,6 +385,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="role", required=True)
     s = sub.add_parser("serve", parents=[common])
     s.add_argument("--syn-port", type=int, required=True)
+    s.add_argument("--answer-from", action="append", default=[], help="also answer DNS from this own address")
     m = sub.add_parser("mixed", parents=[common])
     m.add_argument("--server4", required=True)
     m.add_argument("--server6", required=True)
@@ -326,19 +409,37 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("churn", parents=[common])
     c.add_argument("--dst", required=True)
     c.add_argument("--rate", type=float, required=True)
+    st = sub.add_parser("udp-streams", parents=[common])
+    st.add_argument("--dst", required=True)
+    st.add_argument("--port", type=int, default=DNS_PORT)
+    st.add_argument("--rate", type=float, required=True)
+    st.add_argument("--gap", type=float, default=2.5)
+    r = sub.add_parser("resolvers", parents=[common])
+    r.add_argument("--dst", required=True)
+    r.add_argument("--port", type=int, default=DNS_PORT)
+    r.add_argument("--keep", type=int, required=True)
+    r.add_argument("--period", type=float, default=1.0)
+    r.add_argument("--rate", type=float, required=True)
+    t = sub.add_parser("retarget", parents=[common])
+    t.add_argument("--vip", required=True)
+    t.add_argument("--port", type=int, default=DNS_PORT)
+    t.add_argument("--to", required=True)
+    t.add_argument("--after", type=float, required=True)
     return p
+
+
+ASYNC_ROLES: dict[str, Callable[[argparse.Namespace], Coroutine[None, None, None]]] = {
+    "serve": serve, "mixed": mixed, "udp-streams": udp_streams, "resolvers": resolvers}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     # The backstop: SIGALRM's default action ends the process whatever it is doing.
     signal.alarm(int(args.seconds) + 5)
-    if args.role == "serve":
-        asyncio.run(serve(args))
-    elif args.role == "mixed":
-        asyncio.run(mixed(args))
+    if args.role in ASYNC_ROLES:
+        asyncio.run(ASYNC_ROLES[args.role](args))
     else:
-        {"udp-flood": udp_flood, "syn": syn, "churn": churn}[args.role](args)
+        {"udp-flood": udp_flood, "syn": syn, "churn": churn, "retarget": retarget}[args.role](args)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from cttop.table.history import FillHistory, Rate
 from cttop.table.packing import unpack
 from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
 from cttop.table.store import FlowTable
+from cttop.table.timeouts import model_lifetime
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
@@ -459,7 +460,9 @@ class Collector:
         if self._phase != FAILED:
             self._read_counts(now)
         if self._count is not None and (not self._history.samples or now > self._history.samples[-1][0]):
-            self._history.add(now, self._count)
+            live = self._phase == LIVE  # arrivals and the state mix come from events and dumps
+            self._history.add(now, self._count, self.table.created if live else None,
+                              model_lifetime(self.table.by_state, self._sysctls) if live else None)
         table = self.table
         with self._lock:
             group, by, interval = self._group, self._top_by, self._interval

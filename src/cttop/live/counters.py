@@ -10,6 +10,7 @@ from typing import Final
 PRESSURE: Final[dict[str, str]] = {
     "drop": "a new connection could not be tracked, so its packet was dropped (table full, or no memory)",
     "early_drop": "a not-ASSURED entry was evicted to make room for a new one: the table is at its max",
+    "invalid": "a packet conntrack could not place in a flow (out of window, bad flags); often dropped by rules",
     "insert_failed": "an entry could not be inserted (it clashed with an existing one); the packet was dropped",
     "clash_resolve": "two packets of one new flow raced and the clash was resolved; harmless",
     "chaintoolong": "a hash chain grew too long: hashsize too small for the load, or hash flooding",
@@ -24,7 +25,8 @@ FILL: Final[dict[str, str]] = {
     "evictable": "entries not yet ASSURED, which early_drop may reclaim when the table is full",
     "new/s, gone/s": "entries created and destroyed per second, from the kernel's events",
     "history": "the count over the last minutes, one sample per refresh",
-    "forecast": "time until the table is full at the recent trend, or stable / draining",
+    "forecast": "where the table heads: new/s × mean lifetime (the timeouts in force for its states); "
+                "levels off near N, full in T, draining to N, or unknown",
     "events lost": "times the kernel dropped events (ENOBUFS) and cttop resynced with a full dump",
     "refreshed": "when flows and their byte counters were last re-read with a full dump",
 }

@@ -58,7 +58,11 @@ class FillPanel(Panel):
         t.append("\n")
         t.append(fmt.sparkline(frame.history, width, (frame.maximum or 0) / 100), self.style("bar"))
         t.append("\n")
-        t.append("forecast ", self.style("label"))
-        kind = frame.forecast
-        t.append(kind, self.style("bad" if kind.startswith("full") else "good" if kind == "draining" else "dim"))
+        # The flow model's verdict (cttop.table.history): "levels off near N (X% of max)", "full in T",
+        # "draining to N" or "unknown"; the word leads, so a narrow panel cuts the number, not the direction.
+        t.append("→ ", self.style("label"))
+        said = frame.forecast
+        tone = "bad" if said.startswith("full") else "good" if said.startswith("draining") else \
+            "dim" if said == "unknown" else None
+        t.append(said, self.style(tone) if tone else "")
         return t

@@ -3,13 +3,20 @@
 The watching (and building a fix's plan, which may read the whole table) runs in
 thread workers, so the screen counts down and stays responsive meanwhile. Each
 finding with a remedy gets a button that opens that remedy's confirmation; with
-``--read-only`` the fixes are shown only as commands.
+``--read-only`` the fixes are shown only as commands. A global setting's fix has
+a button only when the namespace is the host's initial one (doctor offers no
+remedy otherwise): from anywhere else it is a command for the host, never a key.
+
+Fix lines are laid out as every confirmation lays out commands (cttop.ui.commands):
+a comment on its own line above its command, one command per line, a long one
+wrapped with a visible continuation, so a pasted block runs exactly those commands.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Final
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -23,6 +30,7 @@ from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.apply import confirm_and_apply
+from cttop.ui.commands import CommandBlock
 from cttop.ui.keys import AppAccess
 
 # What a fix button says, by the plan's kind.
@@ -42,19 +50,18 @@ def verdict_text(report: Report, read_only: bool) -> Text:
 
 
 def finding_text(f: Finding) -> Text:
-    # Evidence quotes what the kernel, sysctl.d files and the journal hold.
-    t = Text()
+    """The evidence (it quotes what the kernel, sysctl.d files and the journal hold: escaped)."""
     if f.severity == "ok":
-        t.append(f"{safe_line(f.title)}: ")
-        t.append("; ".join(safe_text(f.evidence).splitlines()))
-        return t
-    t.append(safe_text(f.evidence))
-    if f.commands:
-        t.append("\nfix:", "bold")
-        for c in f.commands:
-            t.append("\n  $ ")
-            t.append(safe_line(c))
-    return t
+        return Text(f"{safe_line(f.title)}: " + "; ".join(safe_text(f.evidence).splitlines()))
+    return Text(safe_text(f.evidence))
+
+
+def fix_label(f: Finding) -> str:
+    """A fix button's text: what its plan does, and that it reaches every namespace when it does."""
+    assert f.action is not None
+    if any(c.startswith("# global") for c in f.commands):
+        return "Set for the whole host…"
+    return FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")
 
 
 class FindingView(Vertical):
@@ -68,15 +75,20 @@ class FindingView(Vertical):
 
     def compose(self) -> ComposeResult:
         f = self.finding
-        head = Text()
-        head.append(f"{f.severity.upper():<9}", "bold")
-        if f.severity != "ok":
-            head.append(safe_line(f.title), "bold")
+        # A grid, so a long title wraps under itself, not back under the severity.
+        head = Table.grid()
+        head.add_column(width=9, no_wrap=True)
+        head.add_column()
+        head.add_row(Text(f.severity.upper(), "bold"), Text(safe_line(f.title) if f.severity != "ok" else "", "bold"))
         yield Static(head, classes="finding-severity" if f.severity == "ok" else "finding-title")
         yield Static(finding_text(f), classes="finding-body")
+        if f.commands:
+            # The confirmations' layout: a comment on its own line, one command per line, a long one wrapped with
+            # a trailing backslash, so a pasted block runs exactly these commands.
+            yield Static(Text("fix:", "bold"), classes="finding-body")
+            yield CommandBlock(f.commands, classes="finding-body")
         if self.offer_fix and f.action is not None:
-            label = FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")
-            yield Button(label, id=f"fix-{self.number}", classes="finding-fix", variant="warning")
+            yield Button(fix_label(f), id=f"fix-{self.number}", classes="finding-fix", variant="warning")
 
 
 class DoctorScreen(AppAccess, ModalScreen[None]):

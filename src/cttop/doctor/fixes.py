@@ -1,0 +1,113 @@
+"""How a finding's fix is spelt and scoped: shell lines, comments above them, and the plan a button applies.
+
+Scope is the point. A per-namespace setting (timeouts, acct, be_liberal) is set
+inside the namespace (``ip netns exec NAME`` or nsenter). A global one
+(nf_conntrack_max, hashsize) is one value for the whole host: its command is the
+one for the initial namespace, under a comment line saying so, and its plan is
+offered only when doctor looks at the initial namespace itself; from any other
+namespace it is a command to read, never a one-key fix.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from typing import Final
+
+from cttop.actions import AddNotrack, FlushFlows, SetSysctls
+from cttop.actions.flows import matching_rows
+from cttop.actions.journal import Journal
+from cttop.actions.plan import Plan
+from cttop.actions.shell import shown
+from cttop.doctor.collect import Observation
+from cttop.doctor.report import Finding, Remedy
+from cttop.filter import compile_filter
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.sysctl import GLOBAL_NAMES, HASHSIZE_PATH, sysctl_key
+
+MATTERS: Final = 0.05  # of nf_conntrack_max: a share of the table smaller than this is no pressure
+# The live view's yellow and red: a table this full is nearly full, or full.
+FILL_WARN: Final = 0.80
+FILL_CRIT: Final = 0.95
+GLOBAL_HERE: Final = "# global: the whole host (every namespace shares it)"
+GLOBAL_ELSEWHERE: Final = "# global: the whole host (every namespace shares it); run it in the host's initial " \
+    "namespace, not in {where}"
+
+
+def duration(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 86400:
+        d, h = divmod(s // 3600, 24)
+        return f"{d} d {h} h" if h else f"{d} d"
+    if s >= 3600:
+        h, m = divmod(s // 60, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    if s >= 60:
+        return f"{s // 60} min"
+    return f"{s} s"
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:.0f}/s" if seconds > 0 else "?/s"
+
+
+def floor(o: Observation) -> float:
+    """Entries a share must reach to matter."""
+    return MATTERS * o.max
+
+
+def ok(code: str, title: str, evidence: str, data: dict[str, object]) -> Finding:
+    return Finding(code, "ok", title, evidence, data)
+
+
+def is_global(name: str) -> bool:
+    return name in GLOBAL_NAMES
+
+
+def set_commands(o: Observation, name: str, value: int | str) -> list[str]:
+    """The shell lines that set one tunable where it lives; a global one comes under its scope comment."""
+    if not is_global(name):
+        return [shown(o.spec, ["sysctl", "-w", f"{sysctl_key(name)}={value}"])]
+    cmd = f"echo {value} > {HASHSIZE_PATH}" if name == "hashsize" else f"sysctl -w {sysctl_key(name)}={value}"
+    return [GLOBAL_HERE if o.initial else GLOBAL_ELSEWHERE.format(where=o.spec.label()), cmd]
+
+
+def cttop_command(spec: NetnsSpec, command: list[str], rest: list[str] | None = None) -> str:
+    """``cttop COMMAND --netns … REST``: the namespace option goes after the command name, as cttop wants it."""
+    where: list[str] = []
+    if spec.name is not None:
+        where = ["--netns", spec.name]
+    elif spec.pid is not None:
+        where = ["--netns-pid", str(spec.pid)]
+    elif spec.path is not None:
+        where = ["--netns-path", spec.path]
+    return shlex.join(["cttop", *command, *where, *(rest or [])])
+
+
+def sysctl_remedy(o: Observation, values: Mapping[str, int]) -> Remedy | None:
+    """A SetSysctls plan in the namespace; None for a global value unless this is the initial namespace.
+
+    From another namespace a global change is the host's, not this namespace's: it
+    is shown as a command for the host, and offered as no button.
+    """
+    if any(map(is_global, values)) and not o.initial:
+        return None
+    frozen, spec = dict(values), o.spec
+    return Remedy("sysctl", lambda journal: SetSysctls(spec, frozen, journal=journal))
+
+
+def notrack_remedy(spec: NetnsSpec, expr: str) -> Remedy:
+    def build(journal: Journal | None) -> Plan:
+        flt = compile_filter(expr)
+        # The flows it would catch now, so the confirmation can say if NAT'd ones are among them.
+        with Ctnetlink(spec) as ct:
+            rows = matching_rows(ct, flt)
+        return AddNotrack(spec, flt, rows=rows, journal=journal)
+
+    return Remedy("notrack-add", build)
+
+
+def flush_remedy(spec: NetnsSpec, expr: str) -> Remedy:
+    """A FlushFlows plan; building it lists the flows it would delete, so the confirmation names their count."""
+    return Remedy("flush", lambda journal: FlushFlows(spec, expr, journal=journal))

@@ -1,0 +1,113 @@
+"""What each timeout keeps in the table, and what the table would hold at a shorter value.
+
+Every packet resets an entry's timer to the timeout in force for its state
+(:mod:`cttop.table.timeouts`), so the time an entry has been idle is that timeout
+minus the time it has left, and no more than its age when the start timestamp
+says how old it is (nf_conntrack_timestamp). Two estimates of the entries a
+timeout T' would keep:
+
+- **steady** (no ages, or the entries go back a whole timeout): the entries idle
+  under T' now. At a steady rate of flows that is exact: the others would already
+  have expired;
+- **young** (ages known, the oldest under one timeout): the table has not had time
+  to fill to its level yet, so the snapshot says little. The rate flows come at is
+  the lower of the two halves of that span's starts still here: a one-off burst has
+  no recent starts, and entries that only pass through this state (a UDP flow is
+  REPLIED for 2 s, then ASSURED) have left the older half. Each stays its active
+  span plus the timeout: rate × (span + T) is where the table heads, rate × (span + T')
+  where it would stay.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
+
+from cttop.actions.tunables import default_of
+
+# RFC 5382 REQ-5: a NAT's established idle-timeout MUST NOT be under 2 h 4 min (OpenWrt ships exactly this).
+IDLE_SECONDS: Final = 7440
+
+
+class Recommended(NamedTuple):
+    seconds: int
+    why: str  # why that short is safe, after "N s"
+
+
+# Shorter values worth suggesting where the kernel's default is long for the job; other timeouts go to the default.
+RECOMMENDED: Final[dict[str, Recommended]] = {
+    "nf_conntrack_tcp_timeout_established": Recommended(
+        IDLE_SECONDS, "(2 h 4 min) is RFC 5382's floor for NATs and outlasts TCP keepalive's 2 h"),
+    "nf_conntrack_tcp_timeout_time_wait": Recommended(
+        30, "still absorbs late segments (the kernel's 120 s is twice an old MSL)"),
+    "nf_conntrack_tcp_timeout_syn_sent": Recommended(30, "lets a live peer answer a SYN retried four times"),
+    "nf_conntrack_tcp_timeout_syn_recv": Recommended(20, "is plenty for a handshake's last ACK"),
+    "nf_conntrack_udp_timeout": Recommended(
+        10, "is plenty for a reply to come back; answered flows move to the stream timeout"),
+    "nf_conntrack_icmp_timeout": Recommended(10, "is plenty for an echo reply"),
+    "nf_conntrack_icmpv6_timeout": Recommended(10, "is plenty for an echo reply"),
+    "nf_conntrack_gre_timeout": Recommended(10, "is plenty for GRE's first answer"),
+    "nf_conntrack_generic_timeout": Recommended(60, "is plenty for protocols conntrack knows nothing of"),
+}
+MIN_AGE: Final = 0.5  # seconds of ages needed before a rate is taken from them (timestamps are in ns)
+
+
+@dataclass
+class Held:
+    """The entries one timeout sysctl keeps: how many of each state, how long each has been idle, and its age."""
+
+    name: str  # the sysctl, e.g. nf_conntrack_udp_timeout_stream
+    timeout: int  # its value in force
+    states: dict[str, int] = field(default_factory=dict)
+    idle: array[float] = field(default_factory=lambda: array("f"))
+    ages: array[float] | None = field(default_factory=lambda: array("f"))  # None: some entry has no start time
+
+    @property
+    def entries(self) -> int:
+        return len(self.idle)
+
+    def add(self, key: str, idle: float, age: float | None) -> None:
+        self.states[key] = self.states.get(key, 0) + 1
+        self.idle.append(idle)
+        if age is None:
+            self.ages = None
+        elif self.ages is not None:
+            self.ages.append(age)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Entries kept by the timeout in force (``heading``: now, or where a young table heads) and at ``target``."""
+
+    target: int
+    heading: float
+    at: float
+    young: bool
+    rate: float | None = None  # flows a second (young tables)
+    since: float | None = None  # seconds the oldest entry goes back (young tables)
+
+    @property
+    def explained(self) -> float:
+        return max(0.0, self.heading - self.at)
+
+
+def estimate(h: Held, target: int) -> Estimate:
+    n = h.entries
+    if h.ages is not None and n:
+        oldest = max(h.ages)
+        if MIN_AGE <= oldest < h.timeout:
+            half = oldest / 2
+            recent = sum(1 for a in h.ages if a < half)
+            rate = min(recent, n - recent) / half
+            span = sum(a - i for a, i in zip(h.ages, h.idle, strict=True)) / n
+            return Estimate(target, max(float(n), rate * (span + h.timeout)), rate * (span + target), True, rate,
+                            oldest)
+    return Estimate(target, float(n), float(sum(1 for i in h.idle if i < target)), False)
+
+
+def target_for(name: str, current: int) -> int | None:
+    """The value to suggest for timeout ``name`` now at ``current``: recommended or default, if shorter."""
+    rec = RECOMMENDED.get(name)
+    t = rec.seconds if rec is not None else default_of(name)
+    return t if t is not None and current > t else None
