@@ -214,8 +214,8 @@ class EventsScreen(Screen[None]):
 
     def show_frame(self, frame: Frame) -> None:
         """A frame from the collector: its log, unless paused."""
-        if self.paused or frame.event_log is None:
-            return
+        if self.paused or frame.event_log is None or not self.is_mounted:
+            return  # (pushed, not yet composed: the next frame will do)
         self.view = frame.event_log
         self.query_one(RateLine).update(rate_text(self.view, False))
         self.query_one(EventStream).show(self.view.entries)
