@@ -1,5 +1,5 @@
-"""The expectation decoder on a message the 6.18 kernel sent (an FTP PASV expectation), and on the attributes
-that kernel leaves out (zone, NAT function) or a real helper rarely sets (flags), added by hand."""
+"""The expectation decoder on a message the 6.18 kernel sent (an FTP PASV expectation), and on the
+attributes that kernel leaves out (zone, NAT function) or a real helper rarely sets (flags), added by hand."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from cttop.kernel.attrs import be, nla
 from cttop.kernel.expect import decode_expectation
 from cttop.kernel.framing import NFGEN, DecodeError, request
 
-# The attributes (in the kernel's order) of one IPCTNL_MSG_EXP_NEW from `cttop expect` in a namespace where a client sent PASV to
-# 127.0.0.1:2121 from port 53138 and the server answered with port 58101 (see tests/kernel/test_expect.py).
+# The attributes (in the kernel's order) of one IPCTNL_MSG_EXP_NEW from `cttop expect` in a namespace where a
+# client sent PASV to 127.0.0.1:2121 from port 53138 and the server answered with port 58101
+# (see tests/kernel/test_expect.py).
 RECORDED = b"".join(nla(typ, bytes.fromhex(payload)) for typ, payload in (
     (C.CTA_EXPECT_TUPLE | C.NLA_F_NESTED, "14000180080001007f000001080002007f0000011c000280050001000600000006000200"
                                           "0000000006000300e2f50000"),

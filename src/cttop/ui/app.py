@@ -398,7 +398,7 @@ class CttopApp(App[None]):
         """Apply the newest snapshots, unless paused or a modal screen is in front (the event screen,
         in front, takes the frames: its stream is in them)."""
         stack = self.screen_stack
-        if stack and isinstance(stack[-1], EventsScreen) and self._frame is not None:
+        if stack and isinstance(stack[-1], EventsScreen) and self._frame is not stack[-1].frame:
             stack[-1].show_frame(self._frame)
         if not stack or stack[-1] is not self.main:
             return  # a modal is in front, or the app is shutting down and has no screen left

@@ -17,6 +17,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static
@@ -185,6 +186,7 @@ class EventsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.paused = False
+        self.frame: Frame | None = None  # the last frame shown (the app hands each one over once)
         self.view: LogView | None = None
 
     def compose(self) -> ComposeResult:
@@ -212,13 +214,16 @@ class EventsScreen(Screen[None]):
                  "dim")
         return t
 
-    def show_frame(self, frame: Frame) -> None:
+    def show_frame(self, frame: Frame | None) -> None:
         """A frame from the collector: its log, unless paused."""
-        if self.paused or frame.event_log is None or not self.is_mounted:
+        if frame is None or self.paused or frame.event_log is None or not self.is_mounted:
             return  # (pushed, not yet composed: the next frame will do)
-        self.view = frame.event_log
-        self.query_one(RateLine).update(rate_text(self.view, False))
-        self.query_one(EventStream).show(self.view.entries)
+        self.frame, self.view = frame, frame.event_log
+        try:
+            self.query_one(RateLine).update(rate_text(self.view, False))
+            self.query_one(EventStream).show(self.view.entries)
+        except NoMatches:
+            pass  # closing: the widgets are already gone
 
     def action_filter(self) -> None:
         self.query_one(FilterBar).open()
