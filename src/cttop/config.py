@@ -1,6 +1,6 @@
 """The config file: ``/etc/cttop/config.toml``, then the user's ``config.toml``; flags override both.
 
-A config file is trusted like cttop's state (DESIGN.md, "Trust rules"): it must be a regular file owned by
+A config file is trusted like cttop's state (README, "Security model"): it must be a regular file owned by
 root or the running user, not group/world-writable, and is never followed through a symlink. A file that
 breaks any rule, or holds bad TOML, an unknown key or a bad value, stops cttop with one line naming the file,
 the line and the key: running on defaults is the person's choice (``cttop --no-config``), never a fallback.

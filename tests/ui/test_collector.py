@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 import cttop.live.collector as collector_module
 from cttop.kernel.ctnetlink import KernelError, Stats
-from cttop.live.collector import Collector
+from cttop.kernel.events import EventBatch
+from cttop.live.collector import DRIFT_SLACK, Collector, Drift
 from cttop.live.frame import FAILED, LIMITED, LIVE, Frame
 from cttop.live.index import FlowIndex, ViewSpec
 from cttop.model import EV_DESTROY, EV_NEW, Row
@@ -90,7 +92,7 @@ def test_a_dump_is_packed_in_batches_into_the_same_table(rec: Recorder, monkeypa
     try:
         rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
         whole = FlowTable(track=list(c.table.agg.groups))
-        whole.extend(src.rows)
+        whole.extend(src.rows, src.now())  # the fixed clock: every batch was read at the same second
         assert sorted(c.table.records()) == sorted(whole.records())
         assert (c.table.by_state, c.table.evictable, c.table.agg.groups) == (
             whole.by_state, whole.evictable, whole.agg.groups)
@@ -141,6 +143,118 @@ def test_drift_from_the_kernel_count_triggers_a_resync(rec: Recorder) -> None:
         assert rec.frames[-1].lost == 0
     finally:
         c.stop()
+
+
+def test_a_table_over_the_kernel_count_is_shown_on_one_frame_at_most(rec: Recorder) -> None:
+    src = FixedSource([row(7000 + i, 17, v4("10.1.1.1"), v4("10.2.2.2"), 1000 + i, 53) for i in range(100)])
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE and f.flows == 100 for f in rec.frames), "live")
+        dumps = src.dumps
+        with rec.cv:
+            before = len(rec.frames)
+            del src.rows[60:]  # ended without events: gone from the kernel's count, not from the table
+        rec.until(lambda: rec.frames[-1].flows == 60, "the resync")
+        after = rec.frames[before:]
+    finally:
+        c.stop()
+    off = [f for f in after if f.flows != f.count]
+    assert len(off) <= 1 and all(f.flows == 100 and f.count == 60 for f in off)
+    assert src.dumps == dumps + 1 and after[-1].lost == 0
+
+
+def test_a_table_under_the_kernel_count_by_more_than_a_share_resyncs(rec: Recorder) -> None:
+    flows = [row(7000 + i, 17, v4("10.1.1.1"), v4("10.2.2.2"), 1000 + i, 53) for i in range(300)]
+    src = FixedSource(flows[:200])
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE and f.flows == 200 for f in rec.frames), "live")
+        src.rows += flows[200:]  # began without events (events off)
+        rec.until(lambda: rec.frames[-1].flows == 300, "the resync")
+    finally:
+        c.stop()
+
+
+def test_drift_needs_more_than_a_few_flows_in_flight() -> None:
+    assert Drift().after(100, 100, 100 - DRIFT_SLACK) == Drift()  # DESTROYs of the instant before the count
+    assert Drift().after(100, 100, 100 - DRIFT_SLACK - 1) == Drift(1, 1)
+    assert Drift(1, 1).after(100, 100, 50) == Drift(1, 2)
+    assert Drift(1, 2).after(50, 50, 100) == Drift(-1, 1)  # the other way starts over
+    assert Drift().after(100, 100, 100 + DRIFT_SLACK) == Drift()
+    assert Drift().after(100, 100, 100 + DRIFT_SLACK + 1) == Drift(-1, 1)
+    assert Drift().after(99_000, 99_000, 100_000) == Drift()  # under by 1% of a big table: tolerated
+    assert Drift().after(98_999, 98_999, 100_000) == Drift(-1, 1)
+
+
+def test_a_count_between_the_table_before_and_after_it_is_no_drift() -> None:
+    """A catch-up under load takes a while and flows keep coming: the count falls between the sizes."""
+    assert Drift().after(50_000, 60_000, 55_000) == Drift()
+    assert Drift().after(60_000, 50_000, 55_000) == Drift()  # a burst of expiries
+    assert Drift().after(50_000, 60_000, 70_000) == Drift(-1, 1)
+    assert Drift().after(50_000, 60_000, 40_000) == Drift(1, 1)
+
+
+class CatchUpOnly(FixedSource):
+    """Events reach the collector only through its catch-up before the kernel's count (timeout 0)."""
+
+    def events(self, timeout: float) -> EventBatch:
+        return super().events(0.0) if timeout == 0.0 else EventBatch()
+
+
+def test_events_taken_in_a_catch_up_are_applied_once(rec: Recorder) -> None:
+    src = CatchUpOnly()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        new = [row(5000 + i, 17, v4("10.9.9.9"), v4("10.8.8.8"), 1000 + i, 53) for i in range(5)]
+        src.rows += new
+        src.push([(EV_NEW, r) for r in new])
+        rec.until(lambda: rec.frames[-1].flows == 30, "the new flows")
+        src.push([(EV_DESTROY, new[0])])
+        rec.until(lambda: rec.frames[-1].flows == 29, "the destroyed flow")
+    finally:
+        c.stop()
+    assert (c.table.created, c.table.destroyed) == (5, 1)
+
+
+class SlowDump(FixedSource):
+    """A dump that takes a while, as a big table's does; ``dumping`` says when one is being read."""
+
+    def __init__(self) -> None:
+        super().__init__(busy_rows(400))
+        self.dumping = False
+
+    def dump_chunks(self) -> Iterator[list[Row]]:
+        self.dumping = True
+        try:
+            for chunk in super().dump_chunks():
+                time.sleep(0.005)
+                yield chunk
+        finally:
+            self.dumping = False
+
+
+def test_frames_keep_coming_while_a_dump_is_read(rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = SlowDump()
+    seen_dumping: list[Frame] = []
+
+    def frame(f: Frame) -> None:
+        if src.dumping and f.phase == LIVE:
+            seen_dumping.append(f)
+        rec.frame(f)
+
+    c = Collector(src, on_frame=frame, on_index=rec.index, interval=0.05)
+    c.start()
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        src.rows = src.rows[:300]
+        src.lose()  # a resync: the dump takes ~0.3 s, six intervals
+        rec.until(lambda: rec.frames[-1].flows == 300, "the resync")
+    finally:
+        c.stop()
+    assert seen_dumping, "no frame while the dump was read"
+    # The last whole table is shown, with the kernel's count read fresh.
+    assert all(f.flows == 400 and f.count == 300 and f.note == "events lost, resyncing" for f in seen_dumping)
 
 
 class NoPermission(FixedSource):

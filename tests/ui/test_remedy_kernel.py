@@ -340,7 +340,7 @@ async def test_t_sets_a_timeout_u_undoes_it_and_drift_shows(ns: str, state: Path
                        "the drift marker on the tunables screen")
         await pilot.press("escape")
         assert app.screen is app.main
-        app.main.check_drift()
+        app.main.group(RemedyKeys).check_drift()
         await wait_for(pilot, lambda: "drift: 1 value changed since cttop set them" in screen_text(app),
                        "the drift note in the status line")
 
@@ -349,7 +349,7 @@ async def test_t_sets_a_timeout_u_undoes_it_and_drift_shows(ns: str, state: Path
         assert "nf_conntrack_udp_timeout: 25 -> 30" in confirm_text(confirm)
         rec = await yes_and_wait(pilot, app, state)
         assert proc_sys(ns, UDP_TIMEOUT) == "30"
-        app.main.check_drift()
+        app.main.group(RemedyKeys).check_drift()
         await wait_for(pilot, lambda: app.main.query_one(StatusLine).drift == 0, "the drift note to go")
         assert "drift:" not in screen_text(app)
 

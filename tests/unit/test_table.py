@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from cttop.model import AF_INET, AF_INET6, EV_DESTROY, EV_NEW, EV_UPDATE, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
-from cttop.table.history import Rate
-from cttop.table.packing import flow_key, pack, record_key, unpack
+from cttop.table.history import FillHistory, Rate
+from cttop.table.packing import UNREAD, flow_key, pack, record_key, record_meta, timeout_left, unpack
 from cttop.table.store import FlowTable
+from cttop.ui.flows import cells, layout
 
 
 def make_row(i: int, rnd: random.Random, acct: bool | None = None) -> Row:
@@ -147,3 +148,46 @@ def test_colliding_ids_are_two_flows() -> None:
     t.apply_events([(EV_DESTROY, b)])
     assert len(t) == 1 and t.get(flow_key(a)) == a and t.by_proto == {17: 1}
     assert [(g.text, g.entries) for g in t.top("src")] == [("10.0.0.1", 1)]
+
+
+def test_a_record_keeps_when_it_was_read_and_whether_its_counters_are_unread() -> None:
+    row = udp(5, bytes([10, 0, 0, 1]), 53)
+    for seen, flags in ((0, 0), (1_767_225_600, UNREAD), (2**32 - 1, 0)):
+        rec = pack(row, seen, flags)
+        assert unpack(rec) == row and record_meta(rec) == (seen, flags) and record_key(rec) == flow_key(row)
+
+
+def test_timeouts_count_down_from_when_they_were_read() -> None:
+    row = udp(5, bytes([10, 0, 0, 1]), 53)  # 30 s left when read
+    assert timeout_left(row, 1000, 1000.9) == 30
+    assert timeout_left(row, 1000, 1008.2) == 22
+    assert timeout_left(row, 1000, 1100.0) == 0  # ran out: the kernel ends it at its next look
+    assert timeout_left(row, 1000, 999.0) == 30  # a clock that went back counts nothing down
+
+
+def test_counters_an_event_did_not_carry_are_unread_until_a_dump_shows_them() -> None:
+    src = bytes([10, 0, 0, 1])
+    t = FlowTable()
+    t.extend([udp(1, src, 53, (1, 60, 1, 90)), udp(2, src, 53)], at=100.0)  # 2: accounting was off
+    t.apply_events([(EV_NEW, udp(3, src, 53)),  # new: has counters the event does not carry
+                    (EV_UPDATE, udp(1, src, 53)),  # keeps the counters the dump showed
+                    (EV_UPDATE, udp(2, src, 53)),  # still none: the dump said so
+                    (EV_UPDATE, udp(4, src, 53))], at=107.0)  # a flow the table had not seen: unknown
+    meta = {unpack(r)[0]: record_meta(r) for r in t.records()}
+    assert meta == {1: (107, 0), 2: (107, 0), 3: (107, UNREAD), 4: (107, UNREAD)}
+    assert unpack(t.record(flow_key(udp(1, src, 53))) or b"")[17:21] == (1, 60, 1, 90)
+    t.apply_events([(EV_UPDATE, udp(3, src, 53))], at=109.0)
+    assert record_meta(t.record(flow_key(udp(3, src, 53))) or b"") == (109, UNREAD)  # still not read
+    fresh = FlowTable()
+    fresh.extend(list(map(unpack, t.records())), at=110.0)  # a dump: what it shows is read
+    assert {record_meta(r)[1] for r in fresh.records()} == {0}
+
+
+def test_the_flow_list_shows_unread_counters_as_a_question_mark_and_counts_timeouts_down() -> None:
+    columns = layout(80)
+    names = [c.name for c in columns]
+    row = udp(3, bytes([10, 0, 0, 1]), 53)
+    unread = dict(zip(names, (text for text, _ in cells(row, columns, False, None, (100, UNREAD), 107.5))))
+    off = dict(zip(names, (text for text, _ in cells(row, columns, False, None, (100, 0), 100.0))))
+    assert (unread["bytes"], unread["timeout"]) == ("?", "23s")
+    assert (off["bytes"], off["timeout"]) == ("-", "30s")

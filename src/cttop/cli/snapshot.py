@@ -57,14 +57,14 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w = sys.stdout.write
     buckets = f", {s.buckets} buckets (max/buckets {s.max / s.buckets:.1f})" if s.buckets else ""
     w(f"namespace {safe_line(s.netns)}: {s.count} of {s.max} entries ({s.fill:.1%} full){buckets}\n")
+    if s.stats:  # also without CAP_NET_ADMIN: then from /proc/net/stat/nf_conntrack
+        keys = ("drop", "early_drop", "insert_failed", "clash_resolve", "chaintoolong", "search_restart")
+        w("pressure: " + "  ".join(f"{k}={s.stats[k]}" for k in keys) + "\n")
     if s.agg is None:
         return  # the reason goes to stderr, once
     agg = s.agg
     shown = f"{s.matched} of {s.listed} flows match the filter" if filtered else f"{s.listed} flows read"
     w(f"{shown}; {agg.evictable} evictable (not ASSURED)\n")
-    if s.stats:
-        keys = ("drop", "early_drop", "insert_failed", "clash_resolve", "chaintoolong", "search_restart")
-        w("pressure: " + "  ".join(f"{k}={s.stats[k]}" for k in keys) + "\n")
     w("\nstates:\n")
     for k, n in sorted(agg.by_state.items(), key=lambda kv: -kv[1]):
         w(f"  {k:<24} {n:>9}\n")

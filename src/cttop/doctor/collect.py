@@ -20,7 +20,7 @@ from cttop.actions.journal import Journal
 from cttop.actions.shell import is_initial
 from cttop.doctor.held import Held
 from cttop.errors import CttopError
-from cttop.kernel import sysctl
+from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import (
@@ -235,7 +235,21 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
             if not e.permission:
                 raise
             o.problem = NEEDS_CAP
+            _watch_proc(o, seconds)
     return o
+
+
+def _watch_proc(o: Observation, seconds: float) -> None:
+    """The pressure counters without CAP_NET_ADMIN, from world-readable /proc/net/stat/nf_conntrack."""
+    start = time.monotonic()
+    try:
+        o.before = procstat.read(o.spec).as_cpu_totals()
+        time.sleep(seconds)
+        after = procstat.read(o.spec)
+    except CttopError:
+        o.before = None  # no such file, or a namespace we may not enter: the counters stay unknown
+        return
+    o.after, o.seconds, o.count = after.as_cpu_totals(), time.monotonic() - start, after.count
 
 
 def _watch(ct: Ctnetlink, o: Observation, seconds: float) -> None:

@@ -22,7 +22,7 @@ import psutil
 
 from cttop.errors import CttopError
 from cttop.owners.cgroup import placement_of
-from cttop.kernel import sysctl
+from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
 from cttop.kernel.sysctl import PROC_NET_INIT_INO
@@ -31,7 +31,6 @@ from cttop.kernel.sysctl import PROC_NET_INIT_INO
 PROC_PID_INIT_INO = 0xEFFFFFFC
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
-PROC_STAT = "/proc/net/stat/nf_conntrack"
 
 
 @dataclass
@@ -141,12 +140,10 @@ def _has_caps(mask: int) -> bool:
 
 def _read_proc() -> tuple[int, int, int, int]:
     """The caller's own namespace's count, max, drop and early_drop from /proc: readable without privilege."""
-    values = sysctl.read(NetnsSpec(), ["nf_conntrack_count", "nf_conntrack_max"])
-    count, mx = int(values["nf_conntrack_count"]), int(values["nf_conntrack_max"])
-    with open(PROC_STAT) as f:
-        head, *cpus = [line.split() for line in f if line.strip()]
-    summed = {name: sum(int(row[i], 16) for row in cpus) for i, name in enumerate(head)}
-    return count, mx, summed["drop"], summed["early_drop"]
+    mx = int(sysctl.read(NetnsSpec(), ["nf_conntrack_max"])["nf_conntrack_max"])
+    stat = procstat.read(NetnsSpec())
+    totals = stat.as_cpu_totals()
+    return stat.count, mx, totals["drop"], totals["early_drop"]
 
 
 def read_counters(ns: Namespace) -> None:
@@ -160,7 +157,7 @@ def read_counters(ns: Namespace) -> None:
             try:
                 ns.count, ns.max, ns.drop, ns.early_drop = _read_proc()
                 return
-            except (OSError, ValueError, KeyError):
+            except (CttopError, ValueError, KeyError):
                 pass
         ns.error = str(e)
         ns.denied = not _has_caps(1 << CAP_NET_ADMIN | (0 if ns.own else 1 << CAP_SYS_ADMIN))

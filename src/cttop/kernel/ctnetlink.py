@@ -3,7 +3,7 @@
 The socket is created inside the target namespace (via :mod:`cttop.kernel.netns`)
 and stays bound to it, so it can then be used from any thread. Requests are built
 by hand: they are a few fixed headers, and pyroute2 0.9's asyncio-wrapped
-NFCTSocket costs ~80 µs a message on the receive side (DESIGN.md §2), which is
+NFCTSocket costs ~80 µs a message on the receive side (docs/ARCHITECTURE.md), which is
 the whole budget for a dump.
 """
 

@@ -3,11 +3,26 @@
 Start-up subscribes to events *before* the first dump, so an entry created while
 the dump runs is seen either in the dump or as an event queued behind it. After
 that, events are applied in batches as they arrive; once per interval a
-:class:`Frame` is built and handed over. Lost events (ENOBUFS) trigger a full
-resync, counted and shown, because a table that silently drifts from the kernel
-is worse than none. Periodic dumps, spaced in proportion to what a dump costs,
-refresh what events never carry (byte counters, timeouts). Dumps fill a fresh
-table that replaces the old one when complete, so no frame shows a half table.
+:class:`Frame` is built and handed over. Dumps fill a fresh table that replaces
+the old one when complete, so no frame shows a half table; frames keep their
+interval while a long dump is read, from the last table with the events that keep
+coming applied to it (and kept for the fresh table, after the dump).
+
+The table must agree with the kernel, because a table that silently drifts from it
+is worse than none. Every frame takes the kernel's count (CT_GET_STATS, on a socket
+of its own) right after applying the events queued up to that instant, and compares:
+- lost events (ENOBUFS) trigger a resync at once, counted and shown;
+- a table larger than the kernel's count on a frame, and still when looked at again
+  right after it (events caught up again, so those of the instant between are not the
+  cause), is resynced before the next frame: it holds flows that ended without a
+  DESTROY. An entry created while nf_conntrack_events was 0, or 2 (the default) with
+  no listener anywhere on the host, carries no event cache and never sends one: its
+  expiry or eviction is silent;
+- a table smaller than the count by more than DRIFT_SHARE, the same way (entries
+  whose NEW event never came: events off).
+Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
+drifting (events off) costs at most a share of one core. Periodic dumps, spaced in
+proportion to what a dump costs, refresh what events never carry (byte counters).
 
 For a live namespace the collector also keeps who owns the flows (owners.owners),
 refreshed here on its own interval, so ``process`` and ``container`` can be group
@@ -31,12 +46,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
 from cttop.owners.owners import Owners
 from cttop.sources.replay import ReplaySource
+from cttop.kernel import procstat
 from cttop.kernel.ctnetlink import KernelError, sum_cpus
 from cttop.kernel import sysctl
 from cttop.kernel.events import EventBatch
@@ -64,12 +81,15 @@ LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the fir
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
 REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
-# With nf_conntrack_events=2 (the default) entries created before anyone listened never
-# send events, so their end goes unseen: when the table drifts this far from the kernel's
-# count, resync early, but never more often than every DRIFT_DUTY times a dump's cost.
+# Drift from the kernel's count that triggers a resync when it lasts two readings (see the module
+# docstring). A table over the count by more than DRIFT_SLACK holds flows that are gone; under it by
+# more than DRIFT_SLACK and DRIFT_SHARE, it misses flows. The slack is for what the instant of the count
+# can hold that no event has told yet: entries allocated for packets still on their way, freed ones.
+# Never more often than every DRIFT_DUTY times a dump's cost.
+DRIFT_SLACK: Final = 8
 DRIFT_SHARE: Final = 0.01
-DRIFT_MIN: Final = 16
 DRIFT_DUTY: Final = 3
+DRIFT_READINGS: Final = 2
 SYSCTL_EVERY: Final = 5.0
 TOP_N: Final = 10
 OWNER_TOP_DUTY: Final = 5  # rank by owner at most once per this many times what the last ranking cost
@@ -124,16 +144,23 @@ class Collector:
         self._log: EventLog | None = None
         self._hide: tuple[Callable[[Row], bool], Callable[[bytes], bool]] | None = None
         self._lost = 0
-        self._dumping = False  # a dump is being received: no other request may use the socket
+        self._dumping = False  # a dump is being read into a fresh table: events read meanwhile are its too
+        # The events read while a dump is (with when), for the fresh table; and whether any were lost.
+        self._queued: list[tuple[float, EventBatch]] = []
+        self._lost_in_dump = False
+        # A kernel's event socket overflows if left unread during a long dump; a recording does not.
+        self._read_during_dumps = isinstance(source, LiveSource)
         self._bad = 0
         self._refreshed: float | None = None
         self._next_refresh = 0.0
         self._next_drift_check = 0.0
-        self._drift = 0
+        self._drift = Drift()
+        self._last_post = 0.0
         self._sysctls: dict[str, str] = {}
         self._count: int | None = None
         self._max: int | None = None
         self._pressure: tuple[Pressure, ...] = ()
+        self._pressure_from = ""
         self._next_sysctls = 0.0
         self._next_index = 0.0
         # The table generation (and owners refresh, for an owner filter) the last index was built from.
@@ -240,6 +267,10 @@ class Collector:
         """The table's current row for a flow (dict reads are atomic, so safe from the UI thread)."""
         return self.table.get(flow_id)
 
+    def record(self, flow_id: int) -> bytes | None:
+        """The table's current packed record for a flow, with when it was read (packing.record_meta)."""
+        return self.table.record(flow_id)
+
     # --- the worker ----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -252,7 +283,7 @@ class Collector:
                 self._replay.events(0.0)
             if self._connect():
                 self._load(first=True)
-                self._apply(self._catch_up())
+                self._catch_up()
                 self._phase, self._note = LIVE, ""
                 self._schedule_index()
             self._post()
@@ -281,9 +312,16 @@ class Collector:
         self._post()
 
     def _tick(self) -> None:
-        deadline = time.monotonic() + self._interval
+        """Events until the next frame is due (an interval after the last one), then the frame.
+
+        A due dump (periodic, or a drift confirmed) is read first, right after the last frame, so it
+        overlaps the wait and the next frame still comes on time; a seek is carried out at once,
+        before the frame.
+        """
+        if self._phase == LIVE:
+            self._reload_if_due()
         while not self._stop.is_set() and not self._wake.is_set():
-            left = deadline - time.monotonic()
+            left = self._last_post + self._interval - time.monotonic()
             if left <= 0:
                 break
             if self._phase == LIMITED:
@@ -294,24 +332,48 @@ class Collector:
         self._wake.clear()
         if self._stop.is_set():
             return
-        if self._phase == LIVE and (self._take_seek() or time.monotonic() >= self._next_refresh or self._drifted()):
-            self._load(first=False)
-            self._apply(self._catch_up())
+        if self._phase == LIVE and self._take_seek():
+            self._resync("seeking")
+            self._catch_up()
         self._post()
         self._schedule_index()
 
-    def _apply(self, batch: EventBatch) -> None:
-        if batch.events:
-            self.table.apply_events(batch.events)
-        self._count_new(batch)
-        self._log_events(batch)
-        self._bad += batch.bad
-        while batch.lost:
-            self._lost += 1
-            self._note = "events lost, resyncing"
+    def _reload_if_due(self) -> None:
+        if time.monotonic() >= self._next_refresh:
             self._load(first=False)
-            self._note = ""
-            batch = self._catch_up()
+        elif self._drifted():
+            self._resync("the table drifted from the kernel's count, resyncing")
+        else:
+            return
+        self._catch_up()
+
+    def _resync(self, why: str) -> None:
+        """A dump replacing a table known to be wrong; ``why`` is the note frames show meanwhile."""
+        self._note = why
+        self._load(first=False)
+        self._note = ""
+
+    def _apply(self, batch: EventBatch) -> None:
+        """Apply a batch of events; lost ones mean a resync, and the events that queued up behind it.
+
+        While a dump is read the batch goes to the last table (for the frames meanwhile) and is kept
+        for the fresh one; a loss then is dealt with once the dump is in.
+        """
+        while True:
+            now = self.source.now()
+            if batch.events:
+                self.table.apply_events(batch.events, now)
+            self._bad += batch.bad
+            self._count_new(batch)
+            self._log_events(batch)
+            if self._dumping:
+                self._queued.append((now, batch))
+                return
+            if not batch.lost:
+                return
+            self._lost += 1
+            self._resync("events lost, resyncing")
+            batch = self._next_batch()
 
     def _take_seek(self) -> bool:
         """Carry out the seek the UI asked for, if any; True if so (the table must then be reloaded)."""
@@ -334,20 +396,21 @@ class Collector:
         self._new_flows, self._flow_rates = None, {}
         return True
 
-    def _catch_up(self) -> EventBatch:
-        """Apply the events that queued up while a dump was read, so the frame after it is current.
+    def _catch_up(self) -> None:
+        """Apply the events queued up to now (say, while a dump was read), so what follows is current.
 
         Replaying events from before the dump is harmless: a NEW or UPDATE rewrites
         the entry with an older state that the next event corrects, and a DESTROY of
         an entry the dump no longer had is a no-op.
         """
-        batch = self.source.events(0.0)
-        if batch.events:
-            self.table.apply_events(batch.events)
-        self._count_new(batch)
-        self._log_events(batch)
-        self._bad += batch.bad
-        return batch
+        self._apply(self._next_batch())
+
+    def _next_batch(self) -> EventBatch:
+        """The events queued now; or, right after a dump during which events were lost, that loss."""
+        if self._lost_in_dump:
+            self._lost_in_dump = False
+            return EventBatch(lost=True)
+        return self.source.events(0.0)
 
     def _log_events(self, batch: EventBatch) -> None:
         log, hide = self._log, self._hide
@@ -365,32 +428,47 @@ class Collector:
             counting[1].add(self.source.now(), [row for kind, row in batch.events if kind == EV_NEW])
 
     def _load(self, first: bool) -> None:
-        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh)."""
+        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh).
+
+        Frames keep their interval while the dump is read: the last table, the kernel's count of the
+        moment, and during a resync the note saying so.
+        """
         t0 = time.monotonic()
-        known = self._known_count() if first else ""  # asked before the dump: it shares the socket
+        known = self._known_count() if first else ""
         if first:
             self._note = f"reading {known} flows from the kernel"
             self._post()
         fresh = FlowTable(track=list(self.table.agg.groups))
         last_report = time.monotonic()
         batch: list[Row] = []
+        read_at = self.source.now()  # when the batch's first row was read: its timeouts count down from then
         self._dumping = True
         try:
             for chunk in self.source.dump_chunks():
+                if self._read_during_dumps:
+                    # Seconds for a big table under load: left unread, the event socket overflows (ENOBUFS)
+                    # and forces yet another dump.
+                    self._catch_up()
                 batch += chunk
-                if len(batch) < LOAD_CHUNK:
-                    continue
-                fresh.extend(batch)
-                batch = []
+                if len(batch) >= LOAD_CHUNK:
+                    fresh.extend(batch, read_at)
+                    batch, read_at = [], self.source.now()
                 if first and time.monotonic() - last_report >= LOAD_REPORT_EVERY:
                     last_report = time.monotonic()
                     self._note = f"loaded {len(fresh):,} of {known} flows"
                     self._post()
+                elif not first and time.monotonic() - self._last_post >= self._interval:
+                    self._post()
         finally:
             self._dumping = False
-        fresh.extend(batch)
+        fresh.extend(batch, read_at)
+        queued, self._queued = self._queued, []
+        for at, b in queued:  # after the dump, as if they had queued up behind it
+            if b.events:
+                fresh.apply_events(b.events, at)
+        self._lost_in_dump = any(b.lost for _, b in queued)
         old = self.table
-        fresh.created, fresh.destroyed = old.created, old.destroyed
+        fresh.created, fresh.destroyed = old.created, old.destroyed  # the queued ones counted once, in old
         fresh.generation = old.generation + 1
         now = self.source.now()
         if not first:
@@ -399,7 +477,8 @@ class Collector:
         self._refreshed = now
         cost = time.monotonic() - t0
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
-        self._next_drift_check = time.monotonic() + max(2.0, DRIFT_DUTY * cost)
+        self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost
+        self._drift = Drift()
 
     def _measure(self, old: FlowTable, fresh: FlowTable, now: float) -> None:
         """Rates from two successive dumps: bytes and packets a second by flow (with accounting on), and,
@@ -413,10 +492,12 @@ class Collector:
             counting[1].add(now, [unpack(rec) for key, rec in seen.items() if key not in was])
 
     def _drifted(self) -> bool:
-        """Whether the last frame's table size (taken with the kernel's count) was too far off."""
-        if self._count is None or time.monotonic() < self._next_drift_check:
+        """Whether the table has disagreed with the kernel's count for more than one refresh: off on the
+        last frame, and still off now (a resync now, and the next frame does not show it off again)."""
+        if not self._drift.readings or time.monotonic() < self._next_drift_check:
             return False
-        return self._drift > max(DRIFT_MIN, DRIFT_SHARE * self._count)
+        self._reconcile()
+        return self._drift.readings >= DRIFT_READINGS
 
     def _known_count(self) -> str:
         try:
@@ -453,6 +534,7 @@ class Collector:
 
     def _post(self) -> None:
         self._seq += 1
+        self._last_post = time.monotonic()
         self._on_frame(self._frame())
 
     def _frame(self) -> Frame:
@@ -504,7 +586,8 @@ class Collector:
             new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
             new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
             flow_rates=self._flow_rates,
-            event_log=log.view(now) if (log := self._log) is not None else None)
+            event_log=log.view(now) if (log := self._log) is not None else None,
+            pressure_from=self._pressure_from)
 
     def _count_new_by(self, group: str | None, now: float) -> None:
         """Count new flows by ``group`` from now on (None: stop counting); a new group starts afresh."""
@@ -524,28 +607,56 @@ class Collector:
         return cached[2]
 
     def _read_counts(self, now: float) -> None:
-        """Count, max and the pressure counters from the kernel; /proc/sys when ctnetlink is refused."""
+        """Count, max and the pressure counters from the kernel; /proc when ctnetlink is refused."""
         src = self.source
         if now >= self._next_sysctls or not self._sysctls or self._phase == LIMITED:
             self._sysctls = src.sysctls()
             self._next_sysctls = now + SYSCTL_EVERY
             self._count = sysctl.as_int(self._sysctls.get("nf_conntrack_count"))
             self._max = sysctl.as_int(self._sysctls.get("nf_conntrack_max"))
-        if self._phase == LIMITED or self._dumping:
-            return  # a dump in progress owns the ctnetlink socket: a request now would land in its stream
-        if self._phase == LIVE:
-            # Events up to this instant, so the table's size and the kernel's count are of one moment.
-            self._apply(self._catch_up())
+        if self._phase == LIMITED:
+            self._read_proc(now)
+            return
         try:
-            stats = src.stats()
+            if self._phase == LIVE and (self._read_during_dumps or not self._dumping):
+                self._reconcile()
+            else:  # connecting, or a recording's dump is being read
+                stats = src.stats()
+                self._count, self._max = stats.count, stats.max
             totals = sum_cpus(src.stats_cpu())
         except KernelError:
             if self._phase == LIVE:
                 raise
             return  # still connecting: the refusal is dealt with by _connect
+        self._set_pressure(now, totals, "ctnetlink")
+
+    def _reconcile(self) -> None:
+        """The kernel's count, between two catch-ups: the table's size before and after brackets the
+        moment of the count. (Catching up a big batch takes a while, and flows keep coming meanwhile:
+        only a count outside the bracket is drift.)"""
+        self._catch_up()
+        before = len(self.table)
+        stats = self.source.stats()
+        self._catch_up()
         self._count, self._max = stats.count, stats.max
-        self._drift = abs(len(self.table) - stats.count)
+        if not self._dumping:  # the dump under way is about to replace the table
+            self._drift = self._drift.after(before, len(self.table), stats.count)
+
+    def _read_proc(self, now: float) -> None:
+        """Without CAP_NET_ADMIN: the count and pressure counters from world-readable /proc/net/stat."""
+        src = self.source
+        if not isinstance(src, LiveSource):
+            return  # a recording has no /proc
+        try:
+            stat = procstat.read(src.spec)
+        except CttopError:
+            return  # no such file, or another namespace we may not enter: the counters stay unknown
+        self._count = stat.count
+        self._set_pressure(now, stat.as_cpu_totals(), procstat.SOURCE)
+
+    def _set_pressure(self, now: float, totals: dict[str, int], source: str) -> None:
         self._pressure = tuple(Pressure(n, self._rates[n].update(now, totals[n]), totals[n]) for n in PRESSURE)
+        self._pressure_from = source
 
     def _top_owners(self, group: str, by: str) -> tuple[GroupRow, ...]:
         """The heaviest processes or containers: a pass over the whole table, so cached, and
@@ -571,6 +682,24 @@ class Collector:
         groups = self.table.agg.groups
         for name in [n for n in groups if n != group]:
             del groups[name]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the table compared with the kernel's count on the last readings: which way, how many in a row."""
+
+    way: int = 0  # 1: the table holds flows that are gone; -1: it misses flows; 0: it agrees
+    readings: int = 0  # consecutive readings off the same way
+
+    def after(self, before: int, after: int, count: int) -> Drift:
+        """The next reading: the table's size ``before`` and ``after`` the kernel's ``count`` was read."""
+        if min(before, after) - count > DRIFT_SLACK:
+            way = 1
+        elif count - max(before, after) > max(DRIFT_SLACK, DRIFT_SHARE * count):
+            way = -1
+        else:
+            return Drift()
+        return Drift(way, self.readings + 1 if way == self.way else 1)
 
 
 def group_title(name: str) -> str:

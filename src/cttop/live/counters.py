@@ -29,4 +29,8 @@ FILL: Final[dict[str, str]] = {
                 "levels off near N, full in T, draining to N, or unknown",
     "events lost": "times the kernel dropped events (ENOBUFS) and cttop resynced with a full dump",
     "refreshed": "when flows and their byte counters were last re-read with a full dump",
+    "Flows N": "flows in the table at the frame's instant; a table off the kernel's count is resynced with a dump",
+    "timeout": "seconds left, counted down from when the kernel last told it (a dump or an event)",
+    "?": "not known yet: a rate until its second reading, a new flow's bytes until a dump reads them",
+    "-": "none: the flow began while accounting (nf_conntrack_acct) was off",
 }

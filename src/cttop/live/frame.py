@@ -24,7 +24,7 @@ FAILED = "failed"  # the source broke (namespace gone...): the note says why
 @dataclass(frozen=True)
 class Pressure:
     name: str
-    rate: float  # per second over the last refresh
+    rate: float | None  # per second over the last refresh; None until two readings
     total: int  # since boot (or since the namespace was made)
 
 
@@ -52,8 +52,8 @@ class Frame:
     counted: int  # flows carrying byte/packet counters
     history: tuple[int, ...]  # counts, oldest first
     forecast: str
-    new_rate: float
-    gone_rate: float
+    new_rate: float | None  # None until two readings
+    gone_rate: float | None
     pressure: tuple[Pressure, ...]  # empty when the counters cannot be read
     states: tuple[StateRow, ...]
     group: str
@@ -72,6 +72,7 @@ class Frame:
     # (packing.flow_key); replaced, never changed, at each dump.
     flow_rates: Mapping[int, FlowRate] = field(default_factory=dict)
     event_log: LogView | None = None  # while the event screen is open
+    pressure_from: str = ""  # where the pressure counters came from: ctnetlink or /proc (without CAP_NET_ADMIN)
 
     @property
     def fill(self) -> float | None:

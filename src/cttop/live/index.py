@@ -52,6 +52,7 @@ _DST4, _DST6 = slice(O4["dst"], O4["dst"] + 4), slice(O6["dst"], O6["dst"] + 16)
 _SP4, _SP6 = slice(O4["sport"], O4["sport"] + 2), slice(O6["sport"], O6["sport"] + 2)
 _DP4, _DP6 = slice(O4["dport"], O4["dport"] + 2), slice(O6["dport"], O6["dport"] + 2)
 _TO4, _TO6 = slice(O4["timeout"], O4["timeout"] + 4), slice(O6["timeout"], O6["timeout"] + 4)
+_SEEN4, _SEEN6 = slice(O4["seen"], O4["seen"] + 4), slice(O6["seen"], O6["seen"] + 4)
 # Mark and zone are adjacent: one slice sorts by mark, then zone.
 _MZ4, _MZ6 = slice(O4["mark"], O4["mark"] + 6), slice(O6["mark"], O6["mark"] + 6)
 _STATUS_LOW = STATUS_AT + 3  # holds SEEN_REPLY and ASSURED
@@ -74,8 +75,11 @@ def _state(r: bytes) -> int:
     return r[5] << 16 | r[6] << 8 | r[_STATUS_LOW] & 6
 
 
-def _timeout(r: bytes) -> bytes:
-    return r[_TO4] if len(r) < V6_MIN else r[_TO6]
+def _timeout(r: bytes) -> int:
+    """When the timeout runs out: rows read at different times compare by what is left, not what was."""
+    if len(r) < V6_MIN:
+        return _from(r[_TO4]) + _from(r[_SEEN4])
+    return _from(r[_TO6]) + _from(r[_SEEN6])
 
 
 def _mark(r: bytes) -> bytes:

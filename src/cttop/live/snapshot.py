@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cttop.errors import CttopError
 from cttop.filter import Filter
 from cttop.kernel import nlconst as C
-from cttop.kernel import sysctl
+from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.events import EventSocket
 from cttop.kernel.netns import NetnsSpec
@@ -38,6 +39,7 @@ class Snapshot:
     matched: int | None = None
     agg: Aggregates | None = None
     stats: dict[str, int] | None = None
+    stats_from: str | None = None  # "ctnetlink", or "/proc/net/stat/nf_conntrack" without CAP_NET_ADMIN
     flows: list[Row] = field(default_factory=list)
     group_by: str = "src"
     by: str = "entries"
@@ -76,7 +78,7 @@ class Snapshot:
                          "filter": g.filter, "new_rate": _rate(g.new_rate), "bytes_rate": _rate(g.bytes_rate),
                          "packets_rate": _rate(g.packets_rate)}
                         for g in self.rows()]} if agg else None,
-            "stats": self.stats,
+            "stats": self.stats, "stats_from": self.stats_from,
             "error": self.problem,
         }
         if with_flows:
@@ -106,7 +108,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
         ct = Ctnetlink(spec)
     except KernelError as e:
         snap.problem = str(e)
-        return snap
+        return _with_proc_stats(snap, spec)
     with ct:
         try:
             watch = None
@@ -126,11 +128,11 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
             if watch is not None:
                 watch.finish(snap)
             st = ct.stats()
-            snap.stats = sum_cpus(ct.stats_cpu())
+            snap.stats, snap.stats_from = sum_cpus(ct.stats_cpu()), "ctnetlink"
         except KernelError as e:
             if e.permission:
                 snap.problem = NEEDS_CAP
-                return snap
+                return _with_proc_stats(snap, spec)
             raise
     # The dump and CT_GET_STATS both count; the netlink one is this namespace's
     # count at the same moment as the flows, so it wins over the sysctl read.
@@ -205,3 +207,13 @@ class _Watch:
         if self.first or self.second:
             rates = flow_rates(self.first, self.second, self.t1 - self.t0)
             snap.group_rates = group_rates(rates, self.second, self.key)
+
+
+def _with_proc_stats(snap: Snapshot, spec: NetnsSpec) -> Snapshot:
+    """The pressure counters without ctnetlink: /proc/net/stat/nf_conntrack is world-readable."""
+    try:
+        snap.stats = procstat.read(spec).as_cpu_totals()
+    except CttopError:
+        return snap  # no such file, or another namespace we may not enter: stats stay unknown (null)
+    snap.stats_from = procstat.SOURCE
+    return snap

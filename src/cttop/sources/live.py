@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Final, Protocol
 
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, Stats
 from cttop.kernel.events import EventBatch, EventSocket
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import Row
+
+
+# The event socket's receive buffer, a limit the kernel fills only while the collector is behind. Under
+# churn the kernel's garbage collector ends expired entries in bursts (40-50k DESTROY events at once
+# under a 10k/s UDP flood, ~640 bytes each): 16 MiB overflowed (ENOBUFS, and a resync) on such bursts.
+EVENT_RCVBUF: Final = 64 << 20
 
 
 class Source(Protocol):
@@ -53,11 +59,13 @@ class LiveSource:
         self.spec = spec
         self.label = spec.label()
         self.ct = Ctnetlink(spec)
+        # The count is read on every frame, also while a dump streams in on self.ct: a socket of its own.
+        self.counts = Ctnetlink(spec)
         self.ev: EventSocket | None = None
 
     def subscribe(self) -> None:
         if self.ev is None:
-            self.ev = EventSocket(self.spec)
+            self.ev = EventSocket(self.spec, rcvbuf=EVENT_RCVBUF)
 
     def dump(self) -> list[Row]:
         return self.ct.dump()
@@ -72,10 +80,10 @@ class LiveSource:
         return self.ev.read(timeout)
 
     def stats(self) -> Stats:
-        return self.ct.stats()
+        return self.counts.stats()
 
     def stats_cpu(self) -> list[dict[str, int]]:
-        return self.ct.stats_cpu()
+        return self.counts.stats_cpu()
 
     def sysctls(self) -> dict[str, str]:
         return sysctl.read(self.spec)
@@ -85,5 +93,6 @@ class LiveSource:
 
     def close(self) -> None:
         self.ct.close()
+        self.counts.close()
         if self.ev is not None:
             self.ev.close()

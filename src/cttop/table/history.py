@@ -178,13 +178,13 @@ class FillHistory:
 
 
 class Rate:
-    """Per-second rate of a monotonically increasing counter between two readings."""
+    """Per-second rate of a monotonically increasing counter between two readings; None before the second."""
 
     def __init__(self) -> None:
         self._last: tuple[float, int] | None = None
-        self.value = 0.0
+        self.value: float | None = None
 
-    def update(self, t: float, total: int) -> float:
+    def update(self, t: float, total: int) -> float | None:
         if self._last is not None and t > self._last[0]:
             # Counters reset (module reload, namespace switch) would give a negative rate.
             self.value = max(0, total - self._last[1]) / (t - self._last[0])

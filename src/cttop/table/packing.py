@@ -4,6 +4,11 @@ A row as a tuple of Python objects costs ~500 bytes; packed it is 53–113 bytes
 plus the 33-byte bytes header, which keeps a million flows within ~200 MB with
 the dict. Four layouts: IPv4/IPv6, with and without counters, told apart by length.
 Labels are rare and kept beside the table, not here.
+
+Beside the row, a record keeps what the screen needs to stay truthful between dumps
+(:func:`record_meta`): the second its timeout was read, so the timeout can count down,
+and whether its counters are still unread (an event's row carries none, while the
+flow may well have them), so "not known yet" is not shown as "accounting off".
 """
 
 from __future__ import annotations
@@ -11,17 +16,19 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from cttop.model import AF_INET6, R_DPORT, R_FAMILY, R_ID, R_OPKTS, R_RBYTES, R_SRC, R_START, R_USE, Row
+from cttop.model import AF_INET6, R_DPORT, R_FAMILY, R_ID, R_OPKTS, R_RBYTES, R_SRC, R_START, R_TIMEOUT, R_USE, Row
 
-# Fields in row order R_ID..R_USE, then R_START, then optionally the four counters.
-# (name, struct code); "a" stands for the address size.
+# Fields in row order R_ID..R_USE, then R_START, when the timeout was read (whole seconds of the source's
+# clock), the flags, then optionally the four counters. (name, struct code); "a" stands for the address size.
 _FIELDS: Final = (("id", "I"), ("family", "B"), ("proto", "B"), ("pstate", "B"), ("status", "I"),
                   ("src", "a"), ("dst", "a"), ("sport", "H"), ("dport", "H"),
                   ("rsrc", "a"), ("rdst", "a"), ("rsport", "H"), ("rdport", "H"),
                   ("timeout", "I"), ("mark", "I"), ("zone", "H"), ("use", "I"), ("start", "Q"),
+                  ("seen", "I"), ("flags", "B"),
                   ("opkts", "Q"), ("obytes", "Q"), ("rpkts", "Q"), ("rbytes", "Q"))
-_HEAD: Final = "".join("{a}s" if code == "a" else code for _n, code in _FIELDS[:18])
-_COUNTERS: Final = "".join(code for _n, code in _FIELDS[18:])
+_HEAD: Final = "".join("{a}s" if code == "a" else code for _n, code in _FIELDS[:20])
+_COUNTERS: Final = "".join(code for _n, code in _FIELDS[20:])
+UNREAD: Final = 1  # flag: the kernel has not shown this flow's counters yet
 V4 = struct.Struct(">" + _HEAD.format(a=4))
 V6 = struct.Struct(">" + _HEAD.format(a=16))
 V4C = struct.Struct(">" + _HEAD.format(a=4) + _COUNTERS)
@@ -63,11 +70,12 @@ def addr_size(rec: bytes) -> int:
     return 4 if len(rec) < V6_MIN else 16
 
 
-def pack(row: Row) -> bytes:
+def pack(row: Row, seen: int = 0, flags: int = 0) -> bytes:
+    """``seen``: when the row was read (its timeout counts down from then); ``flags``: UNREAD or 0."""
     v6 = row[R_FAMILY] == AF_INET6
     if row[R_OPKTS] is None:
-        return (V6 if v6 else V4).pack(*row[HEAD_FIELDS], row[R_START])
-    return (V6C if v6 else V4C).pack(*row[HEAD_FIELDS], row[R_START], *row[COUNTERS])
+        return (V6 if v6 else V4).pack(*row[HEAD_FIELDS], row[R_START], seen, flags)
+    return (V6C if v6 else V4C).pack(*row[HEAD_FIELDS], row[R_START], seen, flags, *row[COUNTERS])
 
 
 def unpack(rec: bytes, labels: int = 0) -> Row:
@@ -76,11 +84,30 @@ def unpack(rec: bytes, labels: int = 0) -> Row:
     # One concatenation with a displayed tuple: half the cost of joining three slices.
     # t is the head (R_ID..R_USE), start, then the counters when counted.
     if counted:
-        return t[:17] + (t[18], t[19], t[20], t[21], t[17], labels)
+        return t[:17] + (t[20], t[21], t[22], t[23], t[17], labels)
     return t[:17] + (None, None, None, None, t[17], labels)
 
 
-assert R_USE + 1 == 17 and R_START == 21, "unpack's literal slices follow the row layout"
+# unpack's literal indexes: the head is R_ID..R_USE (17 fields), then start, seen, flags, the counters.
+assert R_USE + 1 == 17 and R_START == 21 and _FIELDS[17][0] == "start" and _FIELDS[20][0] == "opkts"
+
+_META = struct.Struct(">IB")
+assert O4["flags"] == O4["seen"] + 4 and O6["flags"] == O6["seen"] + 4, "seen and flags are adjacent"
+_META_AT = {V4.size: O4["seen"], V4C.size: O4["seen"], V6.size: O6["seen"], V6C.size: O6["seen"]}
+# Record length -> where its flags byte is: FlowTable.apply_events reads it inline.
+FLAGS_AT: Final = {n: at + 4 for n, at in _META_AT.items()}
+
+
+def record_meta(rec: bytes) -> tuple[int, int]:
+    """When the record's row was read (whole seconds) and its flags."""
+    seen, flags = _META.unpack_from(rec, _META_AT[len(rec)])
+    return seen, flags
+
+
+def timeout_left(row: Row, seen: int, now: float) -> int:
+    """The row's timeout counted down from when it was read: what is left at ``now``, at least 0."""
+    timeout: int = row[R_TIMEOUT]
+    return max(0, timeout - max(0, int(now) - seen))
 
 
 # Conntrack ids are 32-bit hashes, so a big table holds colliding ids (7 pairs among

@@ -9,11 +9,12 @@ ten costs ~3 µs a row for data nobody reads.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
 from types import MappingProxyType
 
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.packing import COUNTERS, FLOW_TUPLE, KEY_HIGH, flow_key, pack, unpack
+from cttop.table.packing import COUNTERS, FLAGS_AT, FLOW_TUPLE, KEY_HIGH, UNREAD, flow_key, pack, unpack
 
 __all__ = ["FlowTable", "GroupRow"]
 
@@ -55,6 +56,10 @@ class FlowTable:
         rec = self._flows.get(key)
         return None if rec is None else unpack(rec, self._labels.get(key, 0))
 
+    def record(self, key: int) -> bytes | None:
+        """The packed record under ``key``, with when it was read and its flags (packing.record_meta)."""
+        return self._flows.get(key)
+
     def rows(self) -> Iterator[Row]:
         labels = self._labels
         for fid, rec in self._flows.items():
@@ -91,18 +96,22 @@ class FlowTable:
         self.agg = Aggregates(self.agg.groups)
         self.generation += 1
 
-    def extend(self, rows: Iterable[Row]) -> None:
-        """Add a dump chunk of rows the table does not hold yet (batch-counted)."""
+    def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
+        """Add a dump chunk of rows the table does not hold yet (batch-counted), read at ``at``."""
         rows = rows if isinstance(rows, list) else list(rows)
-        self._flows.update(zip(map(flow_key, rows), map(pack, rows)))
+        seen = repeat(int(at))
+        self._flows.update(zip(map(flow_key, rows), map(pack, rows, seen)))
         self._labels.update((flow_key(r), r[R_LABELS]) for r in rows if r[R_LABELS])
         self.agg.add_rows(rows)
         self.generation += 1
 
-    def apply_events(self, events: Iterable[tuple[int, Row]]) -> None:
+    def apply_events(self, events: Iterable[tuple[int, Row]], at: float = 0.0) -> None:
+        """Events received at ``at``. A flow whose counters no event has carried yet is kept UNREAD
+        until a dump shows them: NEW and UPDATE events carry none, whether or not the flow counts."""
         # The event hot path: flow_key and the store of one row are written out here
         # rather than called, as a call per event is a measurable share of its cost.
         flows, labels, agg = self._flows, self._labels, self.agg
+        seen = int(at)
         for kind, row in events:
             fid = hash(row[FLOW_TUPLE]) & KEY_HIGH | row[R_ID]
             if kind == EV_DESTROY:
@@ -115,12 +124,16 @@ class FlowTable:
                 self.created += 1
             old = flows.get(fid)
             old_row = None
+            flags = UNREAD if row[R_OPKTS] is None else 0
             if old is not None:
                 old_row = unpack(old, labels.get(fid, 0))
-                if row[R_OPKTS] is None and old_row[R_OPKTS] is not None:
+                if flags and old_row[R_OPKTS] is not None:
                     # UPDATE events carry no counters; keep the last ones we saw.
                     row = row[:R_OPKTS] + old_row[COUNTERS] + row[R_START:]
-            flows[fid] = pack(row)
+                    flags = 0
+                elif flags:
+                    flags = old[FLAGS_AT[len(old)]]  # a dump showed none (accounting off), or none read yet
+            flows[fid] = pack(row, seen, flags)
             if row[R_LABELS]:
                 labels[fid] = row[R_LABELS]
             elif labels:

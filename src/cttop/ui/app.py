@@ -27,15 +27,16 @@ from textual.screen import Screen
 
 from cttop.actions.plan import read_only as writes_refused
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.collector import RANK_BY, Collector, group_title
-from cttop.live.owner_top import OWNER_GROUPS
+from cttop.live.collector import Collector, group_title
 from cttop.live.resolve import Resolver
-from cttop.live.frame import LIVE, LOADING, Frame
+from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.sources.live import LiveSource, Source
-from cttop.table.packing import unpack
+from cttop.sources.replay import ReplaySource
+from cttop.table.packing import record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
+from cttop.ui.access import cttop_app
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
@@ -45,12 +46,13 @@ from cttop.ui.header import StatusLine
 from cttop.ui.incident_keys import IncidentKeys
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyFooter, KeyGroup, PaletteEntry
+from cttop.ui.keys import KeyedScreen, KeyFooter
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
 from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
 from cttop.ui.states import StatesPanel
+from cttop.ui.view_keys import ViewKeys
 
 INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 HANGUP_GRACE: Final = 4.0  # seconds to exit cleanly after the terminal went away, then exit hard
@@ -65,30 +67,14 @@ class IndexReady(Message):
     """The indexer left a new FlowIndex in the app's slot."""
 
 
-class ViewKeys(KeyGroup):
-    """The view's own keys. Textual lists bindings from the last base class first: MainScreen
-    names this one next to last, so the footer shows these before the remediation and fleet
-    keys, and after only the replay keys, which exist only in a replay."""
+class MainScreen(KeyedScreen):
+    """The panels, and the snapshots applied to them; the keys are the groups'."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash,f3,f4", "filter", "Filter", key_display="/"),
-        Binding("escape", "clear_filter", "Clear the filter", show=False),
-        Binding("g,f2", "group", "Group", key_display="g"),
-        Binding("b", "top_by", "Rank groups by entries / bytes / packets / new flows a second", show=False),
-        Binding("s,f6", "sort", "Sort", key_display="s"),
-        Binding("r,f7", "reverse", "Reverse", key_display="r"),
-        Binding("p,f5", "pause", "Pause", key_display="p"),
-        Binding("plus", "interval(1)", "Longer refresh interval", show=False),
-        Binding("minus", "interval(-1)", "Shorter refresh interval", show=False),
-        Binding("x", "clear_tags", "Clear all tags", show=False),
-        Binding("tab", "app.focus_next", "Next panel (flows / heaviest)", show=False),
-    ]
+    # In footer order: the replay's keys lead (they exist only in a replay), then the view's.
+    GROUPS = (ReplayKeys, ViewKeys, FleetKeys, IncidentKeys, RemedyKeys)
 
-
-class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
     def compose(self) -> ComposeResult:
-        app = self.app
-        assert isinstance(app, CttopApp)
+        app = cttop_app(self)
         status = StatusLine(app.title_text, id="status")
         status.read_only = app.read_only
         yield status
@@ -97,7 +83,7 @@ class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
             fill.border_title = "Fill"
             yield fill
             pressure = PressurePanel(id="pressure")
-            pressure.border_title = "Pressure /s"
+            pressure.border_title = PressurePanel.TITLE
             yield pressure
         with Horizontal(id="mid-row"):
             states = StatesPanel(id="states")
@@ -111,11 +97,12 @@ class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        self.watch(self.flow_list, "tagged", self._count_tags)  # however tags change: keys, a delete, a switch
         self.flow_list.focus()
-        self._title_heaviest()
-        self._title_flows()
+        self.title_heaviest()
+        self.title_flows()
         self.set_interval(0.5, self._tick_loading)
-        self.capp.collector.start()  # only now: frames need the panels to exist
+        cttop_app(self).collector.start()  # only now: frames need the panels to exist (the groups' mount next)
 
     @property
     def flow_list(self) -> FlowList:
@@ -131,26 +118,24 @@ class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
         self.query_one(HeaviestPanel).show(frame)
         self.flow_list.show_rates(frame.flow_rates)
         fl = self.flow_list
+        fl.set_clock(frame.time)
         fl.placeholder = "" if frame.phase == LIVE else frame.note
-        if not fl.records:
-            fl.refresh()
-        self._title_heaviest()
-        self._title_flows()
+        self.title_heaviest()
+        self.title_flows()
 
     def show_index(self, index: FlowIndex) -> None:
         self.flow_list.set_index(index)
         self.query_one(FlowsPanel).refresh_header()
-        self._title_flows()
+        self.title_flows()
 
     def _tick_loading(self) -> None:
         status = self.query_one(StatusLine)
         frame = status.frame
         if frame is not None and frame.phase == LOADING:
             status.loading_for += 0.5
-            status.refresh()
 
-    def _title_heaviest(self) -> None:
-        app = self.capp
+    def title_heaviest(self) -> None:
+        app = cttop_app(self)
         frame = app.shown_frame
         by = app.top_by
         title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
@@ -158,17 +143,26 @@ class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
 
-    def _title_flows(self) -> None:
-        app = self.capp
+    def title_flows(self) -> None:
+        app = cttop_app(self)
         fl = self.flow_list
         idx = fl.index
         frame = app.shown_frame
         parts = []
-        if idx is None:
-            parts.append("Flows")
+        # How many flows: the table's at the frame's instant, reconciled with the kernel's count; the
+        # list is the index last built, up to an interval older. Only a filter's matches need the index.
+        table = frame.flows if frame is not None and frame.phase == LIVE else None
+        if frame is not None and frame.phase == LIMITED:
+            parts.append("Flows ?")  # the count is the Fill panel's; which flows, only CAP_NET_ADMIN may see
+        elif idx is not None and idx.spec.filter:
+            total = idx.total if table is None else table
+            parts.append(f"Flows {fmt.count(len(idx.records))} of {fmt.count(total)}")
+        elif table is not None:
+            parts.append(f"Flows {fmt.count(table)}")
+        elif idx is not None:
+            parts.append(f"Flows {fmt.count(len(idx.records))}")
         else:
-            parts.append(f"Flows {fmt.count(len(idx.records))}"
-                         + (f" of {fmt.count(idx.total)}" if idx.spec.filter else ""))
+            parts.append("Flows")
         shown = app.view.filter.strip()
         if self.query_one(FilterBar).error is not None:
             # The list is not what was typed: say what it is instead.
@@ -186,16 +180,14 @@ class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
 
     # --- reacting to widgets ---------------------------------------------------------------
 
-    def on_flow_list_moved(self, event: FlowList.Moved) -> None:
-        self.capp.anchor(event.flow_id)
+    def _count_tags(self, tagged: frozenset[int]) -> None:
+        self.query_one(StatusLine).tagged = len(tagged)
 
-    def on_flow_list_tagged(self, event: FlowList.Tagged) -> None:
-        status = self.query_one(StatusLine)
-        status.tagged = len(self.flow_list.tagged)
-        status.refresh()
+    def on_flow_list_moved(self, event: FlowList.Moved) -> None:
+        cttop_app(self).anchor(event.flow_id)
 
     def on_flow_list_open(self, event: FlowList.Open) -> None:
-        self.capp.open_detail(event.record)
+        cttop_app(self).open_detail(event.record)
 
     def on_heaviest_panel_selected(self, event: HeaviestPanel.Selected) -> None:
         if event.group.filter is None:
@@ -207,8 +199,8 @@ class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
         self.flow_list.focus()
 
     def on_filter_bar_changed(self, event: FilterBar.Changed) -> None:
-        self.capp.set_filter(event.text)
-        self._title_flows()
+        cttop_app(self).set_filter(event.text)
+        self.title_flows()
 
     def on_filter_bar_done(self, event: FilterBar.Done) -> None:
         bar = self.query_one(FilterBar)
@@ -216,85 +208,8 @@ class MainScreen(RemedyKeys, IncidentKeys, FleetKeys, ViewKeys, ReplayKeys):
             bar.display = False
         self.flow_list.focus()
 
-    # --- actions ---------------------------------------------------------------------------
-
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-
-    def action_clear_filter(self) -> None:
-        bar = self.query_one(FilterBar)
-        if bar.input.value or bar.display:
-            bar.action_clear()
-
-    def action_group(self) -> None:
-        app = self.capp
-        order = app.collector.group_order  # process and container only where there are processes
-        app.set_group(order[(order.index(app.group) + 1) % len(order)], app.top_by)
-        self._title_heaviest()
-
-    def action_top_by(self) -> None:
-        app = self.capp
-        frame = app.shown_frame
-        order = list(RANK_BY)
-        if frame is not None and not frame.counted:
-            order = [b for b in order if b not in ("bytes", "packets")]
-            self.notify("accounting is off (nf_conntrack_acct=0): groups are ranked by entries or new flows "
-                        "a second only", severity="warning", timeout=3)
-        if app.group in OWNER_GROUPS:
-            order.remove("new-rate")  # owners are looked up per dump, not per event
-        at = order.index(app.top_by) if app.top_by in order else -1
-        app.set_group(app.group, order[(at + 1) % len(order)])
-        self._title_heaviest()
-
-    def action_sort(self) -> None:
-        app = self.capp
-        names = list(SORTS)
-        app.set_view(ViewSpec(app.view.filter, names[(names.index(app.view.sort) + 1) % len(names)], False))
-        self._title_flows()
-
-    def action_reverse(self) -> None:
-        app = self.capp
-        app.set_view(ViewSpec(app.view.filter, app.view.sort, not app.view.reverse))
-        self._title_flows()
-
-    def action_pause(self) -> None:
-        if self.pause_replay():  # a replay pauses its clock instead (replay_keys)
-            return
-        self.capp.toggle_pause()
-        status = self.query_one(StatusLine)
-        status.paused = self.capp.paused
-        status.refresh()
-
-    def action_interval(self, step: int) -> None:
-        self.capp.step_interval(step)
-
-    def action_clear_tags(self) -> None:
-        fl = self.flow_list
-        fl.tagged.clear()
-        fl.refresh()
-        self.on_flow_list_tagged(FlowList.Tagged(0))
-
     def on_screen_resume(self) -> None:
-        self.capp.catch_up()
-
-    def palette(self) -> list[PaletteEntry]:
-        fl = self.flow_list
-        return [PaletteEntry(*e) for e in (
-            ("Help", "Every key and what each counter means", self.capp.action_help),
-            ("Filter flows", "Open the filter line (engine grammar)", self.action_filter),
-            ("Clear filter", "Show every flow again", self.action_clear_filter),
-            ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone, process, container",
-             self.action_group),
-            ("Rank groups by", "Heaviest: entries, bytes, packets or new flows a second", self.action_top_by),
-            ("Next sort column", "Sort the flows by the next column", self.action_sort),
-            ("Reverse sort", "Flip the sort direction", self.action_reverse),
-            ("Pause / resume", "Freeze the view; the collector keeps up underneath", self.action_pause),
-            ("Longer interval", "Refresh less often", lambda: self.action_interval(1), "interval(1)"),
-            ("Shorter interval", "Refresh more often", lambda: self.action_interval(-1), "interval(-1)"),
-            ("Tag flow", "Tag or untag the flow under the cursor", fl.action_tag),
-            ("Clear tags", "Untag every flow", self.action_clear_tags),
-            ("Flow detail", "Every field of the flow under the cursor", fl.action_open),
-        )] + super().palette()
+        cttop_app(self).catch_up()
 
     def on_resize(self) -> None:
         self.set_class(self.size.height >= 40, "tall")
@@ -338,6 +253,11 @@ class CttopApp(App[None]):
     def spec(self) -> NetnsSpec | None:
         """The namespace the view shows and actions act on; None for a replay."""
         return self.source.spec if isinstance(self.source, LiveSource) else None
+
+    @property
+    def replay(self) -> ReplaySource | None:
+        """The recording the view replays; None for a live namespace."""
+        return self.source if isinstance(self.source, ReplaySource) else None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -492,17 +412,14 @@ class CttopApp(App[None]):
         self.paused, self._paused_generation = False, None
         self.main.query_one(StatusLine).paused = False
         self.main.query_one(StatusLine).title = self.title_text
-        self.main.flow_list.tagged.clear()
 
         def clear() -> None:
             # Anything the old collector left in a slot or on screen is of the old source.
             self._frame = self._index = self.shown_frame = self.shown_index = None
             status = self.main.query_one(StatusLine)
-            status.frame, status.tagged, status.loading_for = None, 0, 0.0
-            status.refresh()
+            status.frame, status.loading_for = None, 0.0
             fl = self.main.flow_list
-            fl.index, fl.cursor = None, 0
-            fl.refresh()
+            fl.index, fl.cursor, fl.tagged = None, 0, frozenset()  # the status line's count follows the tags
 
         def start() -> None:
             if self.collector is new:  # not switched again meanwhile
@@ -521,12 +438,13 @@ class CttopApp(App[None]):
         current = self.collector.flow(fid)
         frame = self.shown_frame
         now = frame.time if frame is not None else self.source.now()
-        self.push_screen(DetailScreen(current or unpack(record), now, gone=current is None))
+        meta = record_meta(self.collector.record(fid) or record)
+        self.push_screen(DetailScreen(current or unpack(record), now, gone=current is None, meta=meta))
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(help_sections(self.read_only, self.main.replay is not None)))
+        self.push_screen(HelpScreen(help_sections(self.read_only, self.replay is not None)))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

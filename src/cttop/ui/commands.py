@@ -28,6 +28,7 @@ from typing import ClassVar, Final, NamedTuple
 
 from rich.text import Text
 from textual.geometry import Size
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from cttop.termsafe import safe_line
@@ -163,13 +164,14 @@ class CommandBlock(Widget):
     """
     COMPONENT_CLASSES: ClassVar[set[str]] = {"commands--comment", "commands--marker"}
 
+    commands: reactive[tuple[str, ...]] = reactive((), layout=True)  # other commands, another height
+
     def __init__(self, commands: Sequence[str] = (), *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.commands = list(commands)
+        self.set_reactive(CommandBlock.commands, tuple(commands))
 
     def update(self, commands: Sequence[str]) -> None:
-        self.commands = list(commands)
-        self.refresh(layout=True)
+        self.commands = tuple(commands)
 
     def lines(self, width: int | None = None) -> list[ShellLine]:
         return shell_lines(self.commands, self.content_size.width if width is None else width)

@@ -37,6 +37,7 @@ from cttop.model import (
     Row,
     flow_dict,
 )
+from cttop.table.packing import UNREAD, timeout_left
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
@@ -53,11 +54,17 @@ def owner_text(owners: Owners, row: Row) -> str:
 HELPER_ASKING = "… (asking the kernel)"
 
 
-def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, helper: str | None = None,
+def detail_text(row: Row, now: float, gone: bool, owner: str | None = None,
+                meta: tuple[int, int] | None = None, helper: str | None = None,
                 names: tuple[str | None, str | None] | None = None) -> Text:
     """Two columns, name and value; values come from the kernel (and /proc) and are appended as plain text.
-    ``helper`` is the helper line's text, ``names`` the reverse DNS names of source and destination."""
+
+    With the record's ``meta`` (:func:`record_meta`), the timeout is counted down from when it was
+    read to ``now``, and counters no dump has shown yet read ``?``, not "accounting was off".
+    ``helper`` is the helper line's text, ``names`` the reverse DNS names of source and destination.
+    """
     d = flow_dict(row)
+    unread = meta is not None and bool(meta[1] & UNREAD)
     fam, proto = row[R_FAMILY], row[R_PROTO]
     lines: list[tuple[str, str]] = [
         ("original", (f"{fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT])} → "
@@ -79,7 +86,10 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, help
         if key == "status":
             text = " ".join(v) or "-"
         elif key == "timeout":
-            text = f"{v} s ({fmt.duration(v)})"
+            left = v if meta is None else timeout_left(row, meta[0], now)
+            text = f"{left} s ({fmt.duration(left)})"
+            if meta is not None and left != v:
+                text += f", counted down from {v} s read {fmt.ago(now - meta[0])}"
         elif key == "mark":
             text = f"{v} ({v:#x})"
         elif key == "labels":
@@ -91,6 +101,8 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None, help
                 started = v / 1e9
                 when = datetime.datetime.fromtimestamp(started, datetime.UTC)
                 text = f"{when:%Y-%m-%d %H:%M:%S} UTC, {fmt.duration(now - started)} ago"
+        elif v is None and unread and key.endswith(("bytes", "packets")):
+            text = "? (not read yet: events carry none, the next dump brings it)"
         elif v is None:
             text = "- (accounting was off)" if key.endswith(("bytes", "packets")) else "-"
         else:
@@ -125,11 +137,12 @@ class DetailScreen(ModalScreen[None]):
         Binding("escape,q,enter", "dismiss", "Close", key_display="Esc"),
     ]
 
-    def __init__(self, row: Row, now: float, gone: bool = False) -> None:
+    def __init__(self, row: Row, now: float, gone: bool = False, meta: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.row = row
         self.now = now
         self.gone = gone
+        self.meta = meta  # the record's read time and flags (record_meta), when it came from the table
         self.helper = HELPER_ASKING
 
     def compose(self) -> ComposeResult:
@@ -145,7 +158,7 @@ class DetailScreen(ModalScreen[None]):
         owner = owner_text(owners, self.row) if owners is not None else None
         resolver = app.resolver
         names = (resolver.name(self.row[R_SRC]), resolver.name(self.row[R_DST])) if resolver is not None else None
-        return detail_text(self.row, self.now, self.gone, owner, self.helper, names)
+        return detail_text(self.row, self.now, self.gone, owner, self.meta, self.helper, names)
 
     def on_mount(self) -> None:
         spec = cttop_app(self).spec

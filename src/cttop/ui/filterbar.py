@@ -17,11 +17,12 @@ from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from cttop.filter import FilterError, compile_filter
-from cttop.ui.keys import app_owners
+from cttop.ui.access import cttop_app
 
 PROMPT = "filter: "
 # The least of the message worth showing beside the caret; with less room there the text goes left of it.
@@ -57,15 +58,12 @@ def _fit(message: str, room: int) -> str:
 class ErrorLine(Widget):
     """The error of the filter text, its caret under the offending column of the input above."""
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.value = ""
-        self.error: FilterError | None = None
+    value = reactive("")
+    error: reactive[FilterError | None] = reactive(None)
 
     def show(self, value: str, error: FilterError | None) -> None:
         self.value, self.error = value, error
         self.display = error is not None
-        self.refresh()
 
     def render(self) -> RenderResult:
         if self.error is None:
@@ -113,7 +111,8 @@ class FilterBar(Vertical):
         yield ErrorLine(id="filter-error")
 
     def on_mount(self) -> None:
-        # The caret follows the text when the input scrolls sideways (a long filter, Home, End).
+        # The caret follows the text when the input scrolls sideways (a long filter, Home, End): a repaint,
+        # since where the caret goes is read from the input at render time, not held in a field here.
         self.watch(self.input, "scroll_x", lambda: self.query_one(ErrorLine).refresh(), init=False)
 
     @property
@@ -132,7 +131,7 @@ class FilterBar(Vertical):
 
     def _check(self, text: str) -> FilterError | None:
         try:
-            compile_filter(text, app_owners(self.app))
+            compile_filter(text, cttop_app(self).collector.owners)
         except FilterError as e:
             return e
         return None

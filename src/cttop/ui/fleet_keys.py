@@ -22,15 +22,15 @@ class FleetKeys(KeyGroup):
     ]
 
     def action_doctor(self) -> None:
-        spec = self.capp.spec
+        spec = self.app.spec
         if spec is None:
-            self.notify("doctor needs a live namespace: this is a replay", severity="warning")
+            self.screen.notify("doctor needs a live namespace: this is a replay", severity="warning")
             return
         self.app.push_screen(DoctorScreen(spec))
 
     def action_namespaces(self) -> None:
-        if self.capp.spec is None:
-            self.notify("namespaces need a live view: this is a replay", severity="warning")
+        if self.app.spec is None:
+            self.screen.notify("namespaces need a live view: this is a replay", severity="warning")
             return
         self.app.push_screen(NamespacesScreen())
 
@@ -39,4 +39,4 @@ class FleetKeys(KeyGroup):
             PaletteEntry("Doctor", "Watch the table a few seconds: verdict, findings, fixes", self.action_doctor),
             PaletteEntry("Namespaces", "Every network namespace's count and drops; switch the view",
                          self.action_namespaces),
-        ] + super().palette()
+        ]

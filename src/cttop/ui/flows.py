@@ -58,9 +58,9 @@ from cttop.model import (
     total_bytes,
     total_packets,
 )
-from cttop.table.packing import unpack
+from cttop.table.packing import UNREAD, record_meta, timeout_left, unpack
 from cttop.ui import fmt
-from cttop.ui.keys import app_owners
+from cttop.ui.access import cttop_app
 
 OWNER_MIN_WIDTH: Final = 120  # narrower, the process column would squeeze the tuples below an IPv4 endpoint
 OWNER_WIDTH: Final = len(LOCAL_NO_PROCESS)
@@ -122,10 +122,17 @@ _STATE_CLASS = {"ESTABLISHED": "good", "ASSURED": "good", "SYN_SENT": "warn", "S
 
 
 def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | None = None,
-          rate: FlowRate | None = None, names: Resolver | None = None) -> list[tuple[str, str]]:
-    """(text, style class) for each column of one flow; ``owners`` fills the process and container columns,
-    ``rate`` the rate columns (None: it moved nothing between the last two dumps), ``names`` the addresses'."""
+          meta: tuple[int, int] = (0, 0), now: float | None = None, rate: FlowRate | None = None,
+          names: Resolver | None = None) -> list[tuple[str, str]]:
+    """(text, style class) for each column of one flow; ``owners`` fills the process and container columns.
+
+    ``meta`` is the record's (:func:`record_meta`): the timeout counts down from when it was read
+    to ``now`` (the frame's time), and counters not read yet show ``?``, not ``-`` (accounting off).
+    ``rate`` fills the rate columns (None: it moved nothing between the last two dumps), ``names`` the
+    addresses' (reverse DNS, when on).
+    """
     fam, proto = row[R_FAMILY], row[R_PROTO]
+    seen, flags = meta
     out: list[tuple[str, str]] = []
     for c in columns:
         n = c.name
@@ -145,7 +152,7 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
         elif n == "nat":
             out.append((_nat_text(row, c.width), "nat"))
         elif n == "timeout":
-            out.append((fmt.duration(row[R_TIMEOUT]), ""))
+            out.append((fmt.duration(row[R_TIMEOUT] if now is None else timeout_left(row, seen, now)), ""))
         elif n == "mark":
             mark, zone = row[R_MARK], row[R_ZONE]
             out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
@@ -160,9 +167,9 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
             else:
                 out.append((o.container or NO_CONTAINER, "" if o.container else "dim"))
         elif n == "bytes":
-            out.append((fmt.si(total_bytes(row)), ""))
+            out.append((fmt.counter(total_bytes(row), bool(flags & UNREAD)), ""))
         elif n == "packets":
-            out.append((fmt.si(total_packets(row)), ""))
+            out.append((fmt.counter(total_packets(row), bool(flags & UNREAD)), ""))
         elif n == "bytes-rate":
             out.append((fmt.si(rate.bytes) if rate is not None else "-", "" if rate is not None else "dim"))
         elif n == "packets-rate":
@@ -212,7 +219,14 @@ class FlowList(ScrollView, can_focus=True):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"flows--cursor", "flows--cursor-blur", "flows--tag", "flows--good",
                                              "flows--warn", "flows--dim", "flows--nat", "flows--empty"}
 
-    cursor: reactive[int] = reactive(0, always_update=True)
+    # On a flow of the list (validate_cursor); a move redraws only the line it leaves and the one it reaches.
+    # Set even to where it is, it brings itself back into view (after a scroll by the mouse wheel).
+    cursor: reactive[int] = reactive(0, repaint=False, always_update=True)
+    # These redraw the visible lines when they change (a new index, even of equal content, is news).
+    index: reactive[FlowIndex | None] = reactive(None, always_update=True)
+    tagged: reactive[frozenset[int]] = reactive(frozenset())
+    placeholder = reactive("")  # shown when there is nothing to list, e.g. why flows are missing
+    second: reactive[int | None] = reactive(None)  # the shown frame's whole second: a new one redraws the countdown
 
     class Moved(Message):
         """The cursor is on another flow (None when the list is empty)."""
@@ -226,16 +240,9 @@ class FlowList(ScrollView, can_focus=True):
             super().__init__()
             self.record = record
 
-    class Tagged(Message):
-        def __init__(self, flow_id: int) -> None:
-            super().__init__()
-            self.flow_id = flow_id
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.index: FlowIndex | None = None
-        self.tagged: set[int] = set()
-        self.placeholder = ""  # shown when there is nothing to list, e.g. why flows are missing
+        self.now: float | None = None  # the shown frame's time: timeouts count down to it
         self.columns = layout(80)
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._styles_key = 0
@@ -268,8 +275,7 @@ class FlowList(ScrollView, can_focus=True):
             self.set_reactive(FlowList.cursor, target)
             self.scroll_to(y=max(0, target - on_screen), animate=False, immediate=True)
         else:
-            self.set_reactive(FlowList.cursor, max(0, min(self.cursor, n - 1)))
-        self.refresh()
+            self.set_reactive(FlowList.cursor, self.validate_cursor(self.cursor))
         self.post_message(self.Moved(self.cursor_flow()))
 
     class Relaid(Message):
@@ -277,8 +283,8 @@ class FlowList(ScrollView, can_focus=True):
 
     @property
     def owners(self) -> Owners | None:
-        """The collector's owners (a live namespace), None for a replay or outside the app."""
-        return app_owners(self.app)
+        """The collector's owners (a live namespace), None for a replay."""
+        return cttop_app(self).collector.owners
 
     def _has_owner_column(self) -> bool:
         return any(c.name in ("owner", "container") for c in self.columns)
@@ -291,7 +297,7 @@ class FlowList(ScrollView, can_focus=True):
         reverse lookups returned names since."""
         owners = self.owners
         if owners is not None and self._has_owner_column() and owners.index.at != self._owners_drawn:
-            self.refresh()
+            self.refresh()  # a repaint: what changed is the collector's, not a field of this widget
         names = self.names
         if names is not None and names.answers != self._names_drawn:
             self.refresh()
@@ -299,7 +305,7 @@ class FlowList(ScrollView, can_focus=True):
     @property
     def names(self) -> Resolver | None:
         """The app's reverse DNS, when it is on."""
-        return getattr(self.app, "resolver", None)
+        return cttop_app(self).resolver
 
     def relabel(self) -> None:
         """Reverse DNS was turned on or off: every line is drawn again."""
@@ -331,14 +337,14 @@ class FlowList(ScrollView, can_focus=True):
         super().notify_style_update()
         self._styles_key += 1  # theme or focus styles changed: cached lines are stale
 
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
+    def validate_cursor(self, cursor: int) -> int:
+        """Clamped to the index: 0 to the last flow (0 when there is none)."""
+        return max(0, min(cursor, len(self.records) - 1))
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self.refresh()
+        # Only these two lines change (a scroll below redraws the rest, as Textual does on any scroll).
+        self.refresh_line(old)
+        self.refresh_line(new)
         height = self.scrollable_content_region.height
         top = round(self.scroll_y)
         if new < top:
@@ -347,6 +353,11 @@ class FlowList(ScrollView, can_focus=True):
             self.scroll_to(y=new - height + 1, animate=False, immediate=True)
         if old != new:
             self.post_message(self.Moved(self.cursor_flow()))
+
+    def set_clock(self, now: float) -> None:
+        """The shown frame's time; lines are redrawn when it reaches another second (timeouts count down)."""
+        self.now = now
+        self.second = int(now)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
@@ -361,7 +372,7 @@ class FlowList(ScrollView, can_focus=True):
         rec = recs[i]
         fid = record_id(rec)
         state = "cursor" if i == self.cursor else ""
-        if state and not self.has_focus:
+        if state and not self.has_focus:  # Textual redraws a widget that gains or loses the focus
             state = "blur"
         owners = self.owners if self._has_owner_column() else None
         at = owners.index.at if owners is not None else None
@@ -371,7 +382,8 @@ class FlowList(ScrollView, can_focus=True):
         answers = names.answers if names is not None else -1
         self._names_drawn = answers
         rate = self.rates.get(fid)
-        key = (rec, state, fid in self.tagged, width, self._styles_key, at, rate, answers)
+        key = (rec, state, fid in self.tagged, width, self._styles_key, at,
+               None if self.now is None else int(self.now), rate, answers)
         strip = self._cache.get(key)
         if strip is None:
             strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width, owners, rate,
@@ -393,7 +405,8 @@ class FlowList(ScrollView, can_focus=True):
             # The cursor line is one style end to end: column colours would fight its background.
             base += style_of("flows--cursor" if state == "cursor" else "flows--cursor-blur", partial=True)
         segs: list[Segment] = []
-        for col, (text, cls) in zip(self.columns, cells(unpack(rec), self.columns, tagged, owners, rate, names)):
+        row_cells = cells(unpack(rec), self.columns, tagged, owners, record_meta(rec), self.now, rate, names)
+        for col, (text, cls) in zip(self.columns, row_cells):
             text = fmt.truncate(text, col.width)
             text = text.rjust(col.width) if col.right else text.ljust(col.width)
             style = base + style_of(f"flows--{cls}", partial=True) if cls and not state else base
@@ -403,26 +416,20 @@ class FlowList(ScrollView, can_focus=True):
     # --- keys ----------------------------------------------------------------------------
 
     def action_move(self, delta: int) -> None:
-        n = len(self.records)
-        if n:
-            self.cursor = max(0, min(n - 1, self.cursor + delta))
+        self.cursor += delta
 
     def action_page(self, direction: int) -> None:
         self.action_move(direction * max(1, self.scrollable_content_region.height - 1))
 
     def action_edge(self, end: int) -> None:
-        n = len(self.records)
-        if n:
-            self.cursor = n - 1 if end else 0
+        self.cursor = len(self.records) - 1 if end else 0
 
     def action_tag(self) -> None:
         fid = self.cursor_flow()
         if fid is None:
             return
-        self.tagged.symmetric_difference_update({fid})
-        self.post_message(self.Tagged(fid))
+        self.tagged ^= {fid}
         self.action_move(1)
-        self.refresh()
 
     def action_open(self) -> None:
         rec = self.cursor_record()
@@ -430,8 +437,7 @@ class FlowList(ScrollView, can_focus=True):
             self.post_message(self.Open(rec))
 
     def on_click(self, event: events.Click) -> None:
-        if self.records:
-            self.cursor = max(0, min(len(self.records) - 1, round(self.scroll_y) + event.y))
+        self.cursor = round(self.scroll_y) + event.y
 
 
 class FlowsPanel(Vertical):

@@ -31,7 +31,15 @@ def si(n: float | None, unit: str = "") -> str:
     return f"{n:.0f}{unit}"
 
 
-def rate(per_s: float) -> str:
+def counter(n: float | None, unread: bool) -> str:
+    """A flow's bytes or packets: ``?`` while not read yet, ``-`` when the flow has none (accounting off)."""
+    return "?" if n is None and unread else si(n)
+
+
+def rate(per_s: float | None) -> str:
+    """Per second; ``?`` until known (a rate needs two readings)."""
+    if per_s is None:
+        return "?"
     if per_s == 0:
         return "0/s"
     if per_s < 10:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from cttop.live.frame import FAILED, LIMITED, LOADING, Frame
@@ -16,19 +17,21 @@ class StatusLine(Widget):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"status--title", "status--live", "status--paused", "status--alert",
                                              "status--dim"}
 
+    # Each redraws the line when it changes.
+    title = reactive("")
+    frame: reactive[Frame | None] = reactive(None, always_update=True)  # a new Frame is news: no deep compare
+    paused = reactive(False)
+    read_only = reactive(False)
+    tagged = reactive(0)
+    drift = reactive(0)  # values cttop set that someone changed since (remediation's drift check)
+    loading_for = reactive(0.0)  # seconds the first load has taken so far
+
     def __init__(self, title: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.title = title
-        self.frame: Frame | None = None
-        self.paused = False
-        self.read_only = False
-        self.tagged = 0
-        self.drift = 0  # values cttop set that someone changed since (remediation's drift check)
-        self.loading_for = 0.0  # seconds the first load has taken so far
+        self.set_reactive(StatusLine.title, title)
 
     def show(self, frame: Frame) -> None:
         self.frame = frame
-        self.refresh()
 
     def _s(self, name: str):  # type: ignore[no-untyped-def]
         return self.get_component_rich_style(f"status--{name}", partial=True)

@@ -9,6 +9,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.reactive import reactive
 
 from cttop.live.frame import LIVE, Frame
 from cttop.table.aggregates import GroupRow
@@ -38,9 +39,7 @@ class HeaviestPanel(Panel, can_focus=True):
             super().__init__()
             self.group = group
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.cursor = 0
+    cursor = reactive(0)
 
     @property
     def rows(self) -> tuple[GroupRow, ...]:
@@ -87,16 +86,11 @@ class HeaviestPanel(Panel, can_focus=True):
             t.append_text(line)
         return t
 
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
+    # The cursor shows only with the focus: Textual redraws a widget that gains or loses it.
 
     def action_move(self, delta: int) -> None:
         if self.rows:
             self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
-            self.refresh()
 
     def action_select(self) -> None:
         if 0 <= self.cursor < len(self.rows):

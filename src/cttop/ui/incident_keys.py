@@ -30,8 +30,8 @@ class IncidentKeys(KeyGroup):
         self.app.push_screen(ExpectScreen())
 
     def action_resolve(self) -> None:
-        on = self.capp.set_resolve(self.capp.resolver is None)
-        self.notify("reverse DNS on: names appear as lookups return; cttop's own lookups are hidden" if on
+        on = self.app.set_resolve(self.app.resolver is None)
+        self.screen.notify("reverse DNS on: names appear as lookups return; cttop's own lookups are hidden" if on
                     else "reverse DNS off", timeout=3)
 
     def palette(self) -> list[PaletteEntry]:
@@ -42,4 +42,4 @@ class IncidentKeys(KeyGroup):
                          self.action_expectations),
             PaletteEntry("Reverse DNS", "Show addresses by name (looked up in the background)",
                          self.action_resolve),
-        ] + super().palette()
+        ]

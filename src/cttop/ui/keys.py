@@ -1,24 +1,42 @@
-"""What the main screen's key groups share: command-palette entries and hiding writes in read-only mode.
+"""The main screen's keys, composed from key groups; command-palette entries; hiding writes in read-only mode.
 
-The main screen is assembled from key groups (remediation, fleet, replay), each a
-Screen subclass of its own module, so each feature keeps its keys, actions and
-palette entries together. Textual merges their BINDINGS along the MRO.
+Each feature's keys live in a KeyGroup of their own module (view_keys, remedy_keys,
+fleet_keys, replay_keys): its bindings, the actions they run, its palette entries.
+A KeyedScreen holds one of each group it names in GROUPS, takes their bindings as
+its own and hands each action to the group that declared it.
+
+A group is a plain object rather than a widget because Textual looks for a key's
+binding only along the focus chain (the focused widget, its ancestors, the screen,
+the app): a widget beside the panels is not on it, and wrapping the panels in one
+container per group would put the layout at the mercy of the key groups.
+
+Adding a group (say, events on E): write ``class EventKeys(KeyGroup)`` in its own
+module with its ``BINDINGS``, an ``action_<name>`` method for each, its ``palette()``
+entries, and ``check_action`` if some keys are offered only sometimes (mark an action
+that changes the kernel ``@writes``: read-only then hides and refuses it). Then add
+it to ``MainScreen.GROUPS`` where its keys belong in the footer, and give it a section
+in ``help_sections`` (both in app.py): tests/ui/test_key_groups.py fails until the
+help lists its keys, or if two groups claim one action.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, TypeVar
 
+from textual.actions import parse
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from cttop.ui.access import cttop_app
+
 if TYPE_CHECKING:
-    from cttop.owners.owners import Owners
     from cttop.ui.app import CttopApp
 
 F = TypeVar("F", bound=Callable[..., Any])
+G = TypeVar("G", bound="KeyGroup")
 
 # Footer keys that never drop for lack of width: how to get help, and how to get out.
 ESSENTIAL_ACTIONS: Final = frozenset({"help", "quit", "close"})
@@ -46,33 +64,81 @@ def write_refused(owner: object, action: str, read_only: bool) -> bool:
     return read_only and getattr(getattr(owner, f"action_{action}", None), "cttop_writes", False)
 
 
-def app_owners(app: object) -> Owners | None:
-    """Who owns the flows, for a live namespace in cttop's app; None for a replay or another app."""
-    from cttop.ui.app import CttopApp  # the app module imports the widgets that ask
+class KeyGroup:
+    """One feature's keys on a KeyedScreen: ``BINDINGS``, the ``action_*`` methods they name, palette entries."""
 
-    return app.collector.owners if isinstance(app, CttopApp) else None
+    BINDINGS: ClassVar[list[BindingType]] = []
 
-
-class AppAccess:
-    """Mixed into the app's screens: the running CttopApp, typed."""
+    def __init__(self, screen: KeyedScreen) -> None:
+        self.screen = screen
 
     @property
-    def capp(self) -> CttopApp:
-        from cttop.ui.app import CttopApp
+    def app(self) -> CttopApp:
+        return cttop_app(self.screen)
 
-        app = getattr(self, "app")  # the Screen's: a mixin cannot declare it
-        assert isinstance(app, CttopApp)
-        return app
+    @classmethod
+    def action_names(cls) -> list[str]:
+        """The actions this group's keys run on the screen (not those aimed elsewhere, such as app.*)."""
+        names = []
+        for b in cls.BINDINGS:
+            if isinstance(b, Binding):
+                namespace, name, _ = parse(b.action)
+                if not namespace and name not in names:
+                    names.append(name)
+        return names
 
+    def on_mount(self) -> None:
+        """The screen is mounted: start timers, mount widgets this group needs."""
 
-class KeyGroup(AppAccess, Screen[None]):
-    """Base of the main screen's key groups. Each overrides ``palette`` and extends ``super().palette()``."""
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Whether one of this group's actions is offered now (read-only is the screen's to check)."""
+        return True
 
     def palette(self) -> list[PaletteEntry]:
         return []
 
+
+class KeyedScreen(Screen[None]):
+    """A screen whose keys are its GROUPS': their bindings in GROUPS order (the footer's), their actions."""
+
+    GROUPS: ClassVar[tuple[type[KeyGroup], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Before Textual's own hook, which merges the class's BINDINGS once, here.
+        cls.BINDINGS = [b for group in cls.GROUPS for b in group.BINDINGS]
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.groups = tuple(group(self) for group in self.GROUPS)
+        self._group_of: dict[str, KeyGroup] = {}
+        for group in self.groups:
+            for name in group.action_names():
+                # Textual runs a binding's action as the screen's action_<name>: the group's method, bound here.
+                if name in self._group_of or hasattr(self, f"action_{name}"):
+                    raise TypeError(f"{type(group).__name__}: the action {name!r} is already the screen's")
+                self._group_of[name] = group
+                setattr(self, f"action_{name}", getattr(group, f"action_{name}"))
+
+    def group(self, kind: type[G]) -> G:
+        """This screen's group of ``kind``."""
+        return next(g for g in self.groups if isinstance(g, kind))
+
+    def on_mount(self) -> None:
+        # Textual calls each class's on_mount along the MRO, so a subclass's own has run by now.
+        for group in self.groups:
+            group.on_mount()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not write_refused(self, action, self.capp.read_only)
+        group = self._group_of.get(action)
+        if group is None:
+            return True
+        if write_refused(group, action, cttop_app(self).read_only):
+            return False
+        return group.check_action(action, parameters)
+
+    def palette(self) -> list[PaletteEntry]:
+        return [entry for group in self.groups for entry in group.palette()]
 
 
 class KeyFooter(Footer):

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from cttop.live.frame import Frame
@@ -17,13 +18,10 @@ class Panel(Widget):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"panel--dim", "panel--good", "panel--warn", "panel--bad",
                                              "panel--label", "panel--bar", "panel--cursor"}
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.frame: Frame | None = None
+    frame: reactive[Frame | None] = reactive(None, always_update=True)  # a new Frame is news: no deep compare
 
     def show(self, frame: Frame) -> None:
         self.frame = frame
-        self.refresh()
 
     def style(self, name: str) -> Style:
         """A component class's own style (colour, weight), so themes, 16 colours and NO_COLOR apply."""

@@ -87,22 +87,20 @@ class RemedyKeys(KeyGroup):
     _preparing: bool = False  # a plan is being built: one at a time
 
     def on_mount(self) -> None:
-        if self.capp.spec is not None:
-            self.set_interval(DRIFT_EVERY, self.check_drift)
+        if self.app.spec is not None:
+            self.screen.set_interval(DRIFT_EVERY, self.check_drift)
             self.check_drift()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _NEEDS_NETNS and self.capp.spec is None:
-            return False
-        return super().check_action(action, parameters)
+        return not (action in _NEEDS_NETNS and self.app.spec is None)
 
     # --- helpers --------------------------------------------------------------------------
 
     def _write_spec(self) -> NetnsSpec | None:
         """The namespace to change, or None (and say why) when changes are off."""
-        app = self.capp
+        app = self.app
         if app.read_only or app.spec is None:
-            self.notify("read-only: changes are off", severity="warning")
+            self.screen.notify("read-only: changes are off", severity="warning")
             return None
         return app.spec
 
@@ -113,7 +111,7 @@ class RemedyKeys(KeyGroup):
         ``build`` may also return the plan with its persisted variant, for the confirmation to offer.
         """
         if self._preparing:
-            self.notify("still preparing the previous change", severity="warning")
+            self.screen.notify("still preparing the previous change", severity="warning")
             return
         self._preparing = True
         app = self.app
@@ -141,49 +139,46 @@ class RemedyKeys(KeyGroup):
             finally:  # whatever happened, the next change may be prepared
                 app.call_from_thread(ready, built, error)
 
-        self.run_worker(work, thread=True, group="remedy-plan")
+        self.screen.run_worker(work, thread=True, group="remedy-plan")
 
     def _filter_refused(self) -> bool:
         """True, and why said, while the filter line's text has an error: the list then shows the last
         committed filter, not what was typed, so acting on it would act on something else."""
-        error = self.query_one(FilterBar).error
+        error = self.screen.query_one(FilterBar).error
         if error is None:
             return False
-        self.notify(f"the filter has an error at column {error.column}: fix it (/) or clear it (Esc); "
+        self.screen.notify(f"the filter has an error at column {error.column}: fix it (/) or clear it (Esc); "
                     "nothing was changed", severity="error", timeout=6, markup=False)
         return True
 
     def _selected(self) -> tuple[list[int], list[Row]] | None:
         """The tagged flows or, with none tagged, the flow under the cursor: their ids and the rows the
         collector holds for them now; None, and why said, when there is none left."""
-        fl = self.query_one(FlowList)
+        fl = self.screen.query_one(FlowList)
         fid = fl.cursor_flow()
         ids = sorted(fl.tagged) if fl.tagged else [] if fid is None else [fid]
         if not ids:
-            self.notify("no flow selected: move to a flow, or tag flows with Space", severity="warning")
+            self.screen.notify("no flow selected: move to a flow, or tag flows with Space", severity="warning")
             return None
-        rows = [r for r in map(self.capp.collector.flow, ids) if r is not None]
+        rows = [r for r in map(self.app.collector.flow, ids) if r is not None]
         if not rows:
-            self.notify("the selected flows are gone already (expired or deleted)", severity="warning")
+            self.screen.notify("the selected flows are gone already (expired or deleted)", severity="warning")
             return None
         if len(rows) < len(ids):
-            self.notify(f"{len(ids) - len(rows)} of the selected flows are gone already", timeout=4)
+            self.screen.notify(f"{len(ids) - len(rows)} of the selected flows are gone already", timeout=4)
         return ids, rows
 
     def _untag(self, ids: list[int]) -> None:
-        fl = self.query_one(FlowList)
-        if fl.tagged.intersection(ids):
-            fl.tagged.difference_update(ids)
-            fl.refresh()
-            fl.post_message(FlowList.Tagged(ids[0]))  # the screen recounts the tags in the status line
+        fl = self.screen.query_one(FlowList)
+        fl.tagged = fl.tagged.difference(ids)
 
     # --- drift ----------------------------------------------------------------------------
 
     def check_drift(self) -> None:
-        spec = self.capp.spec
+        spec = self.app.spec
         if spec is None:
             return
-        app = self.capp
+        app = self.app
 
         def work() -> None:
             try:
@@ -192,13 +187,10 @@ class RemedyKeys(KeyGroup):
                 return  # journal or namespace unreadable right now: keep what the line says
             app.call_from_thread(self._show_drift, n)
 
-        self.run_worker(work, thread=True, group="drift", exclusive=True)
+        self.screen.run_worker(work, thread=True, group="drift", exclusive=True)
 
     def _show_drift(self, n: int) -> None:
-        status = self.query_one(StatusLine)
-        if status.drift != n:
-            status.drift = n
-            status.refresh()
+        self.screen.query_one(StatusLine).drift = n
 
     # --- actions --------------------------------------------------------------------------
 
@@ -220,10 +212,10 @@ class RemedyKeys(KeyGroup):
         spec = self._write_spec()
         if spec is None or self._filter_refused():
             return
-        text = self.capp.view.filter.strip()
+        text = self.app.view.filter.strip()
         title = f"Flush flows matching '{text}'" if text else "Flush the WHOLE table"
-        self.notify("counting the flows to flush…", timeout=2)
-        owners = self.capp.collector.owners  # the list's filter may name owners (Enter on a process group)
+        self.screen.notify("counting the flows to flush…", timeout=2)
+        owners = self.app.collector.owners  # the list's filter may name owners (Enter on a process group)
         self._prepare(lambda: FlushFlows(spec, compile_filter(text, owners) if text else None), title, "cannot flush")
 
     @writes
@@ -231,15 +223,15 @@ class RemedyKeys(KeyGroup):
         spec = self._write_spec()
         if spec is None or self._filter_refused():
             return
-        focused = self.focused
+        focused = self.screen.focused
         if isinstance(focused, HeaviestPanel):
             groups = focused.rows
             if not 0 <= focused.cursor < len(groups):
-                self.notify("no group selected", severity="warning")
+                self.screen.notify("no group selected", severity="warning")
                 return
             group = groups[focused.cursor]
             if group.filter is None:
-                self.notify(f"{group.text}: no filter selects this group", severity="warning", markup=False)
+                self.screen.notify(f"{group.text}: no filter selects this group", severity="warning", markup=False)
                 return
             expr, title = group.filter, f"NOTRACK '{group.filter}'"
         else:
@@ -258,19 +250,19 @@ class RemedyKeys(KeyGroup):
         # One alternative per service (flows of one service need the same rules), in a stable order.
         exprs = sorted(set(map(notrack_expr, rows)))
         expr = " or ".join(exprs)
-        if not self.query_one(FlowList).tagged:
+        if not self.screen.query_one(FlowList).tagged:
             return expr, f"NOTRACK '{expr}'"
         flows = "the tagged flow" if len(rows) == 1 else f"{len(rows)} tagged flows"
         services = "" if len(exprs) == 1 else f" ({len(exprs)} services)"
         return expr, f"NOTRACK {flows}{services}"
 
     def action_notrack_rules(self) -> None:
-        spec = self.capp.spec
+        spec = self.app.spec
         if spec is not None:
             self.app.push_screen(NotrackRulesScreen(spec))
 
     def action_tunables(self) -> None:
-        spec = self.capp.spec
+        spec = self.app.spec
         if spec is not None:
             self.app.push_screen(TunablesScreen(spec))
 
@@ -284,7 +276,7 @@ class RemedyKeys(KeyGroup):
                       "cannot undo")
 
     def action_journal(self) -> None:
-        self.app.push_screen(JournalScreen(self.capp.spec))
+        self.app.push_screen(JournalScreen(self.app.spec))
 
     def palette(self) -> list[PaletteEntry]:
         entries = [
@@ -296,9 +288,8 @@ class RemedyKeys(KeyGroup):
             (self.action_undo, "Undo last change", "Take back the last change made in this namespace"),
             (self.action_journal, "Journal", "Every change cttop made: when, what, who, where"),
         ]
-        mine = [PaletteEntry(title, help, fn) for fn, title, help in entries
-                if self.check_action(fn.__name__.removeprefix("action_"), ())]
-        return super().palette() + mine
+        return [PaletteEntry(title, help, fn) for fn, title, help in entries
+                if self.screen.check_action(fn.__name__.removeprefix("action_"), ())]
 
 
 def remedy_help(read_only: bool) -> list[Binding]:

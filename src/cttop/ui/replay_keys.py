@@ -36,19 +36,16 @@ class ReplayKeys(KeyGroup):
 
     @property
     def replay(self) -> ReplaySource | None:
-        source = self.capp.source
-        return source if isinstance(source, ReplaySource) else None
+        return self.app.replay
 
     def on_mount(self) -> None:
         replay = self.replay
         if replay is not None:
-            self.mount(Timeline(replay, id="timeline"), after="#status")
+            self.screen.mount(Timeline(replay, id="timeline"), after="#status")
             self._show_paused(replay.paused)  # `cttop replay --paused` starts so
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _REPLAY_ONLY and self.replay is None:
-            return False
-        return super().check_action(action, parameters)
+        return not (action in _REPLAY_ONLY and self.replay is None)
 
     def pause_replay(self) -> bool:
         """Pause or resume the replay's clock; False (nothing done) when this is no replay."""
@@ -66,9 +63,9 @@ class ReplayKeys(KeyGroup):
         replay = self.replay
         if replay is None:
             return
-        collector = self.capp.collector
+        collector = self.app.collector
         pending = collector.seeking
-        frame = self.capp.shown_frame
+        frame = self.app.shown_frame
         if pending is not None:
             base = pending  # keys pressed in a row add up
         elif frame is not None:
@@ -76,7 +73,7 @@ class ReplayKeys(KeyGroup):
         else:
             base = replay.position
         collector.seek(min(max(0.0, base + seconds), replay.duration))
-        self._refresh_timeline()
+        self._sync_timeline()
 
     def action_speed(self, step: int) -> None:
         replay = self.replay
@@ -84,33 +81,31 @@ class ReplayKeys(KeyGroup):
             return
         now = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - replay.speed))
         replay.set_speed(SPEEDS[max(0, min(len(SPEEDS) - 1, now + step))])
-        self.notify(f"replay speed {speed_text(replay.speed)}", timeout=2)
-        self._refresh_timeline()
+        self.screen.notify(f"replay speed {speed_text(replay.speed)}", timeout=2)
+        self._sync_timeline()
 
     def _show_paused(self, paused: bool) -> None:
-        status = self.query_one(StatusLine)
-        status.paused = paused
-        status.refresh()
-        self._refresh_timeline()
+        self.screen.query_one(StatusLine).paused = paused
+        self._sync_timeline()
 
-    def _refresh_timeline(self) -> None:
-        for timeline in self.query(Timeline):
-            timeline.refresh()
+    def _sync_timeline(self) -> None:
+        """Show the change now rather than at the time line's next look."""
+        for timeline in self.screen.query(Timeline):
+            timeline.sync()
 
     def palette(self) -> list[PaletteEntry]:
-        mine: list[PaletteEntry] = []
-        if self.replay is not None:
-            mine = [
-                PaletteEntry("Replay: pause / play", "Stop or restart the replay's clock", self.pause_replay, "pause"),
-                PaletteEntry(f"Replay: back {SEEK_SHORT:g} s", "Seek back", lambda: self.action_seek(-SEEK_SHORT),
-                             f"seek({-SEEK_SHORT:g})"),
-                PaletteEntry(f"Replay: forward {SEEK_SHORT:g} s", "Seek forward",
-                             lambda: self.action_seek(SEEK_SHORT), f"seek({SEEK_SHORT:g})"),
-                PaletteEntry(f"Replay: back {SEEK_LONG:g} s", "Seek back", lambda: self.action_seek(-SEEK_LONG),
-                             f"seek({-SEEK_LONG:g})"),
-                PaletteEntry(f"Replay: forward {SEEK_LONG:g} s", "Seek forward", lambda: self.action_seek(SEEK_LONG),
-                             f"seek({SEEK_LONG:g})"),
-                PaletteEntry("Replay: slower", "Halve the replay speed", lambda: self.action_speed(-1), "speed(-1)"),
-                PaletteEntry("Replay: faster", "Double the replay speed", lambda: self.action_speed(1), "speed(1)"),
-            ]
-        return super().palette() + mine
+        if self.replay is None:
+            return []
+        return [
+            PaletteEntry("Replay: pause / play", "Stop or restart the replay's clock", self.pause_replay, "pause"),
+            PaletteEntry(f"Replay: back {SEEK_SHORT:g} s", "Seek back", lambda: self.action_seek(-SEEK_SHORT),
+                         f"seek({-SEEK_SHORT:g})"),
+            PaletteEntry(f"Replay: forward {SEEK_SHORT:g} s", "Seek forward",
+                         lambda: self.action_seek(SEEK_SHORT), f"seek({SEEK_SHORT:g})"),
+            PaletteEntry(f"Replay: back {SEEK_LONG:g} s", "Seek back", lambda: self.action_seek(-SEEK_LONG),
+                         f"seek({-SEEK_LONG:g})"),
+            PaletteEntry(f"Replay: forward {SEEK_LONG:g} s", "Seek forward", lambda: self.action_seek(SEEK_LONG),
+                         f"seek({SEEK_LONG:g})"),
+            PaletteEntry("Replay: slower", "Halve the replay speed", lambda: self.action_speed(-1), "speed(-1)"),
+            PaletteEntry("Replay: faster", "Double the replay speed", lambda: self.action_speed(1), "speed(1)"),
+        ]

@@ -12,12 +12,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from cttop.sources.replay import ReplaySource
 from cttop.ui import fmt
+from cttop.ui.access import cttop_app
 
 POLL: float = 0.25  # seconds between looks at the clock and the frame; redrawn only on a change
+
+TimelineState = tuple[float, bool, float, bool, bool]  # (position shown, paused, speed, seeking, at the end)
 
 
 def clock(seconds: float) -> str:
@@ -62,26 +66,26 @@ class Timeline(Widget):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"timeline--state", "timeline--paused", "timeline--dim",
                                              "timeline--spark", "timeline--here"}
 
+    shown: reactive[TimelineState | None] = reactive(None)  # what the line shows: redrawn when it changes
+
     def __init__(self, replay: ReplaySource, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.replay = replay
         self.samples = replay.timeline()
-        self._drawn: tuple[object, ...] | None = None
 
     def on_mount(self) -> None:
-        self.set_interval(POLL, self._poll)
+        self.sync()
+        self.set_interval(POLL, self.sync)
 
     def _s(self, name: str):  # type: ignore[no-untyped-def]
         return self.get_component_rich_style(f"timeline--{name}", partial=True)
 
-    def state(self) -> tuple[float, bool, float, bool, bool]:
-        """(position shown, paused, speed, seeking, at the end)."""
-        from cttop.ui.app import CttopApp  # the app module imports this one
-
+    def state(self) -> TimelineState:
+        """The replay's and the app's state now, as the line shows it."""
         replay = self.replay
-        app = self.app
-        seeking = app.collector.seeking if isinstance(app, CttopApp) else None
-        frame = app.shown_frame if isinstance(app, CttopApp) else None
+        app = cttop_app(self)
+        seeking = app.collector.seeking
+        frame = app.shown_frame
         if seeking is not None:
             position = min(max(0.0, seeking), replay.duration)
         elif frame is not None:
@@ -92,14 +96,11 @@ class Timeline(Widget):
         at_end = seeking is None and replay.at_end and position >= replay.duration - 1e-6
         return position, replay.paused, replay.speed, seeking is not None, at_end
 
-    def _poll(self) -> None:
-        if self.state() != self._drawn:
-            self.refresh()
+    def sync(self) -> None:
+        self.shown = self.state()
 
     def render(self) -> Text:
-        state = self.state()
-        self._drawn = state
-        position, paused, speed, seeking, at_end = state
+        position, paused, speed, seeking, at_end = self.shown if self.shown is not None else self.state()
         t = Text(no_wrap=True, overflow="ellipsis")
         if paused:
             t.append("⏸ PAUSED", self._s("paused"))

@@ -29,9 +29,9 @@ from cttop.actions import ActionResult
 from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line, safe_text
+from cttop.ui.access import cttop_app
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.commands import CommandBlock
-from cttop.ui.keys import AppAccess
 
 # What a fix button says, by the plan's kind.
 FIX_LABELS: Final = {"sysctl": "Set the tunables…", "notrack-add": "Add the NOTRACK rule…", "flush": "Flush…"}
@@ -91,7 +91,7 @@ class FindingView(Vertical):
             yield Button(fix_label(f), id=f"fix-{self.number}", classes="finding-fix", variant="warning")
 
 
-class DoctorScreen(AppAccess, ModalScreen[None]):
+class DoctorScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", key_display="Esc"),
         Binding("r", "watch", "Watch again"),
@@ -125,7 +125,7 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
         self._left = self.seconds
         self._show_watching()
         self.query_one("#doctor-findings", VerticalScroll).remove_children()
-        want_bytes = self.capp.top_by != "entries"  # the user ranks by bytes: say if accounting is off
+        want_bytes = cttop_app(self).top_by != "entries"  # the user ranks by bytes: say if accounting is off
         spec, seconds = self.spec, self.seconds
         self.run_worker(lambda: diagnose(spec, seconds, want_bytes=want_bytes), name="diagnose", group="doctor",
                         thread=True, exclusive=True, exit_on_error=False)
@@ -159,7 +159,7 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
 
     def _show_report(self, report: Report) -> None:
         self.report = report
-        offer = not self.capp.read_only
+        offer = not cttop_app(self).read_only
         verdict = self.query_one("#doctor-verdict", Static)
         verdict.set_classes(f"sev-{report.status}")
         verdict.update(verdict_text(report, not offer))
@@ -171,7 +171,7 @@ class DoctorScreen(AppAccess, ModalScreen[None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         view = next((a for a in event.button.ancestors if isinstance(a, FindingView)), None)
-        if view is None or view.finding.action is None or self.capp.read_only:
+        if view is None or view.finding.action is None or cttop_app(self).read_only:
             return
         event.stop()
         self.fixing = view.finding

@@ -72,8 +72,8 @@ def help_text(sections: Iterable[tuple[str, list[Binding]]]) -> Text:
     t.append("every action above, searchable by name\n\n")
     t.append("Fill\n", "bold underline")
     _meanings(t, FILL)
-    t.append("\nPressure (per second, from CT_GET_STATS_CPU; highlighted and marked ! when non-zero)\n",
-             "bold underline")
+    t.append("\nPressure (per second, from CT_GET_STATS_CPU, or without CAP_NET_ADMIN from "
+             "/proc/net/stat/nf_conntrack; highlighted and marked ! when non-zero)\n", "bold underline")
     _meanings(t, PRESSURE)
     t.append("\nFilter grammar\n", "bold underline")
     t.append(grammar_text())

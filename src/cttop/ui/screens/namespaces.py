@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState
 from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.sources.live import LiveSource
 from cttop.termsafe import safe_line
-from cttop.ui.keys import AppAccess
+from cttop.ui.access import cttop_app
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
 RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
@@ -55,7 +55,7 @@ def total_text(tot: Totals) -> Text:
     return t
 
 
-class NamespacesScreen(AppAccess, ModalScreen[None]):
+class NamespacesScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", key_display="Esc"),
         Binding("r", "refresh", "Read again"),
@@ -85,7 +85,7 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
 
     def action_refresh(self) -> None:
         self.query_one("#ns-note", Static).update("reading every namespace's table…")
-        spec = self.capp.spec
+        spec = cttop_app(self).spec
 
         def work() -> tuple[list[Namespace], int | None]:
             return list_namespaces(), spec.inode() if spec is not None else None
@@ -103,7 +103,7 @@ class NamespacesScreen(AppAccess, ModalScreen[None]):
         elif worker.name == "list" and isinstance(worker.result, tuple):
             self._show(*worker.result)
         elif worker.name == "open" and worker.result is not None:
-            self.capp.switch_source(worker.result)
+            cttop_app(self).switch_source(worker.result)
             self.dismiss(None)
 
     def _show(self, namespaces: list[Namespace], shown_inode: int | None) -> None:

@@ -24,7 +24,8 @@ from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
-from cttop.ui.keys import AppAccess, KeyFooter, write_refused
+from cttop.ui.access import cttop_app
+from cttop.ui.keys import KeyFooter, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
 # (the TUI's counterpart of the CLI's --persist-dir).
@@ -45,10 +46,10 @@ def notrack_persist_paths(spec: NetnsSpec) -> PersistPaths | None:
     return persist_paths() if os.environ.get(PERSIST_DIR_ENV) or is_initial(spec) else None
 
 
-class RemedyScreen(AppAccess, ModalScreen[None]):
+class RemedyScreen(ModalScreen[None]):
     @property
     def read_only(self) -> bool:
-        return self.capp.read_only
+        return cttop_app(self).read_only
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not write_refused(self, action, self.read_only)
