@@ -31,6 +31,9 @@ _CT_DELETE: Final = C.IPCTNL_MSG_CT_DELETE
 class EventBatch:
     events: list[tuple[int, Row]] = field(default_factory=list)
     lost: bool = False  # the kernel dropped events (ENOBUFS): resync with a dump
+    # Where in ``events`` each loss was noticed: the events before it were queued before the drop,
+    # the ones after it came after (a stream can mark the gap where it happened).
+    lost_at: list[int] = field(default_factory=list)
     bad: int = 0  # messages that failed to decode
 
 
@@ -125,6 +128,7 @@ class EventSocket:
             n = self.recv_into(buf)
             if n is None:
                 batch.lost = True
+                batch.lost_at.append(len(out))
                 continue
             if n == 0:
                 break
