@@ -130,18 +130,19 @@ def count_kinds(buffers: list[bytes]) -> dict[str, int]:
     return counts
 
 
-def replay(buffers: list[bytes], seconds: float, apply: bool) -> float:
+def replay(buffers: list[bytes], seconds: float, apply: bool) -> tuple[float, float]:
+    """Events per wall second and per CPU second (the latter holds still when other work shares the cores)."""
     dec = Decoder()
     table = FlowTable(track=["src"])
     events = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         for b in buffers:
             batch = decode(dec, b)
             if apply:
                 table.apply_events(batch)
             events += len(batch)
-    return events / (time.perf_counter() - t0)
+    return events / (time.perf_counter() - t0), events / (time.process_time() - c0)
 
 
 def main() -> None:
@@ -157,11 +158,12 @@ def main() -> None:
     buffers = load(a.file)
     kinds = count_kinds(buffers)
     print(f"replaying {sum(kinds.values()):,} recorded events {kinds}")
-    d = replay(buffers, a.seconds, apply=False)
-    print(f"decode only:        {d:>10,.0f} events/s")
-    r = replay(buffers, a.seconds, apply=True)
+    d, dc = replay(buffers, a.seconds, apply=False)
+    print(f"decode only:        {d:>10,.0f} events/s  ({dc:,.0f} per CPU second)")
+    r, rc = replay(buffers, a.seconds, apply=True)
     verdict = "goal met" if r >= 250_000 else "acceptance met" if r >= 100_000 else "BELOW acceptance (100k/s)"
-    print(f"decode + apply:     {r:>10,.0f} events/s  ({verdict}; acceptance 100k/s, goal 250k/s)")
+    print(f"decode + apply:     {r:>10,.0f} events/s  ({rc:,.0f} per CPU second; {verdict}; "
+          "acceptance 100k/s, goal 250k/s)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
-from cttop.model import AF_INET, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
+from cttop.model import AF_INET, AF_INET6, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
 
 
 def synthetic_rows(n: int, acct: bool = False) -> Iterator[Row]:
@@ -26,14 +26,53 @@ def synthetic_rows(n: int, acct: bool = False) -> Iterator[Row]:
                3600, i % 4, 0, 0, *counters, 0, 0)
 
 
+# (proto, dport, share out of 16): web, DNS, a database, QUIC and ping, as a busy node's table looks.
+_SERVICES = ((6, 443, 6), (6, 80, 2), (17, 53, 4), (6, 5432, 1), (17, 443, 2), (1, 8 << 8, 1))
+_SERVICE_OF = [svc for svc in _SERVICES for _ in range(svc[2])]
+# TCP states weighted toward ESTABLISHED and TIME_WAIT, with some SYN_SENT (unreplied) and closing ones.
+_TCP_STATES = (3, 3, 3, 3, 3, 7, 7, 1, 2, 4, 5)
+_SOURCES = 4096
+
+
+def realistic_rows(n: int) -> Iterator[Row]:
+    """Unique entries shaped like a busy node: 4096 sources (a quarter IPv6), TCP in a mix of
+    states, UDP and ICMP, 64 servers; tuples stay unique up to 4096 * 60000 entries."""
+    for i in range(n):
+        s = i % _SOURCES
+        proto, dport, _ = _SERVICE_OF[(i * 7 + i // _SOURCES) % 16]
+        v6 = s % 4 == 0
+        if v6:
+            src = bytes([0x20, 0x01, 0x0d, 0xb8, 0, 1] + [0] * 8 + [s >> 8, s & 0xFF])
+            dst = bytes([0x20, 0x01, 0x0d, 0xb8, 0, 2] + [0] * 9 + [i % 64])
+        else:
+            src = bytes([10, 1 + (s >> 8), s & 0xFF, 1 + (i >> 12) % 2])
+            dst = bytes([192, 0, 2, i % 64])
+        sport = 1024 + (i // _SOURCES) % 60000
+        if proto == 6:
+            pstate = _TCP_STATES[(i // 3) % len(_TCP_STATES)]
+            status = 0 if pstate == 1 else IPS_SEEN_REPLY if pstate == 2 else IPS_ASSURED | IPS_SEEN_REPLY
+            rdport = sport
+        elif proto == 1:
+            if v6:  # ICMPv6 echo request 128, reply 129
+                proto, dport = 58, 128 << 8
+            pstate, status = NO_PSTATE, IPS_SEEN_REPLY
+            rdport = 0 if proto == 1 else 129 << 8
+        else:
+            pstate, status = NO_PSTATE, (0, IPS_SEEN_REPLY, IPS_ASSURED | IPS_SEEN_REPLY)[i % 3]
+            rdport = sport
+        rsport = sport if proto in (1, 58) else dport
+        yield (0, AF_INET6 if v6 else AF_INET, proto, pstate, status, src, dst, sport, dport,
+               dst, src, rsport, rdport, 3600, 0, 0, 0, None, None, None, None, 0, 0)
+
+
 def sh(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
 
 
 @contextmanager
-def filled_netns(n: int) -> Iterator[str]:
+def filled_netns(n: int, realistic: bool = False, prefix: str = "cttop-bench-") -> Iterator[str]:
     """A namespace holding ``n`` entries (raising the global max for the duration if needed)."""
-    name = f"cttop-bench-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     max_path = "/proc/sys/net/netfilter/nf_conntrack_max"
     old_max = int(open(max_path).read())
     raise_max = n > old_max
@@ -43,7 +82,7 @@ def filled_netns(n: int) -> Iterator[str]:
             with open(max_path, "w") as f:
                 f.write(str(n + 1024))
         with Ctnetlink(NetnsSpec(name=name)) as ct:
-            made = ct.create(synthetic_rows(n))
+            made = ct.create(realistic_rows(n) if realistic else synthetic_rows(n))
         if made != n:
             raise RuntimeError(f"only {made} of {n} entries were created")
         yield name

@@ -35,6 +35,7 @@ class Settings:
     mouse: bool = True
     group_by: str = "src"  # the live view's first group key (one-shot commands keep their own defaults)
     theme: str | None = None  # a Textual theme name, checked when the live view starts
+    resolve: bool = False  # the live view starts with reverse DNS on (R toggles it)
     origin: Mapping[str, str] = field(default_factory=dict)
 
     def override(self, **flags: Any) -> Settings:
@@ -100,7 +101,7 @@ def _check_theme(v: object) -> str:
 
 
 CHECKS: Final = {"read_only": _check_bool, "interval": _check_interval, "mouse": _check_bool,
-                 "group_by": _check_group, "theme": _check_theme}
+                 "group_by": _check_group, "theme": _check_theme, "resolve": _check_bool}
 
 
 def default_paths(env: Mapping[str, str] = os.environ) -> list[str]:

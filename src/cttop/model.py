@@ -45,6 +45,8 @@ NO_PSTATE: Final = 255
 EV_NEW: Final = 1
 EV_UPDATE: Final = 2
 EV_DESTROY: Final = 3
+# What `cttop events` and the event log call them (conntrack -E's [NEW], [UPDATE], [DESTROY]).
+EVENT_NAMES: Final = {EV_NEW: "new", EV_UPDATE: "update", EV_DESTROY: "destroy"}
 
 AF_INET: Final = socket.AF_INET
 AF_INET6: Final = socket.AF_INET6
@@ -202,3 +204,9 @@ def flow_dict(row: Row) -> dict[str, Any]:
         d["icmp_type"] = row[R_DPORT] >> 8
         d["icmp_code"] = row[R_DPORT] & 0xFF
     return d
+
+
+def event_dict(kind: int, t: float, row: Row) -> dict[str, Any]:
+    """The JSON shape of one event (``cttop events --json``): its kind, when it was received (seconds since
+    the epoch, to the microsecond, as `conntrack -E -o timestamp` prints it), and the flow's fields."""
+    return {"event": EVENT_NAMES[kind], "time": round(t, 6)} | flow_dict(row)

@@ -113,7 +113,7 @@ def test_an_unknown_theme_is_one_error_naming_where_it_was_set(tmp_path: Path,
 BAD = [
     ("bad TOML", "read_only = true\nmouse = \n", ":2: mouse: not valid TOML (Invalid value)"),
     ("unknown key", "# c\nread_only = true\ncolour = 'red'\n",
-     ":3: colour: unknown key (known: read_only, interval, mouse, group_by, theme)"),
+     ":3: colour: unknown key (known: read_only, interval, mouse, group_by, theme, resolve)"),
     ("a table", "[ui]\nmouse = false\n", ":1: ui: unknown key"),
     ("wrong type", 'interval = 1\nmouse = "no"\n', ":2: mouse: expected true or false, got the string 'no'"),
     ("wrong type, number", "read_only = 1\n", ":1: read_only: expected true or false, got the number 1"),

@@ -42,7 +42,7 @@ class SetSysctls(Plan):
         for raw, value in values.items():
             t = lookup(raw)
             if t.read_only:
-                raise ActionError(f"{t.name}: read-only; set hashsize instead")
+                raise ActionError(f"{t.name}: {t.why_read_only}")
             self.tunables[t.name] = t
             self.values[t.name] = parse_value(t, str(value))
         self.current = sysctl.read(spec)

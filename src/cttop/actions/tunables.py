@@ -38,6 +38,12 @@ class Tunable:
     is_global: bool = False
     read_only: bool = False
     choices: tuple[int, ...] = ()
+    why_read_only: str = "read-only; change hashsize instead"
+
+    @property
+    def is_module_param(self) -> bool:
+        """A helper's module parameter (``nf_conntrack_ftp.ports``), not a sysctl."""
+        return "." in self.name
 
     @property
     def is_timeout(self) -> bool:
@@ -45,7 +51,7 @@ class Tunable:
 
     def key(self) -> str:
         """The name as ``sysctl -w`` and sysctl.d files spell it."""
-        return sysctl.sysctl_key(self.name) if self.name != "hashsize" else "hashsize"
+        return sysctl.sysctl_key(self.name) if self.name != "hashsize" and not self.is_module_param else self.name
 
 
 def default_hashsize(mem_bytes: int | None = None, page_size: int = 4096) -> int:
@@ -117,8 +123,46 @@ _SWITCHES: dict[str, tuple[int, str, tuple[int, ...]]] = {
 }
 
 
+# What each helper module parameter means; {h} is the helper's name. Parameters not listed are shown by name.
+_HELPER_PARAMS: dict[str, str] = {
+    "ports": "TCP/UDP ports the {h} helper watches for control connections",
+    "loose": "{h}: also accept data connections to addresses other than the control connection's peer",
+    "timeout": "{h}: how long its expectations live [s]",
+    "master_timeout": "{h}: how long its expectations live [s]",
+    "dcc_timeout": "{h}: how long DCC expectations live [s]",
+    "max_dcc_channels": "{h}: most DCC channels per IRC connection",
+    "sip_timeout": "{h}: how long a SIP signalling session's expectations live [s]",
+    "sip_direct_media": "{h}: media only between the signalling endpoints",
+    "sip_direct_signalling": "{h}: signalling only to the registrar's address",
+    "sip_external_media": "{h}: media may go to addresses behind another route",
+    "default_rrq_ttl": "{h}: registration TTL assumed when the RRQ gives none [s]",
+    "gkrouted_only": "{h}: only accept calls routed by the gatekeeper",
+    "callforward_filter": "{h}: call forwarding only between the same networks",
+    "ts_algo": "{h}: the text search algorithm it uses",
+}
+# Shown, not set: cttop persists only sysctls and hashsize, and most of these are fixed once the helper loaded.
+_HELPER_READ_ONLY = "a helper's module parameter: set where the helper loads (modprobe.d, or the kernel command line)"
+
+
+def default_expect_max(hashsize: int | None = None) -> int:
+    """The expectation limit the kernel picks at boot: 4 per expectation bucket, one bucket per 256 of the
+    hash table's (nf_conntrack_expect_init)."""
+    return max(1, (default_hashsize() if hashsize is None else hashsize) // 256) * 4
+
+
 def catalogue_entry(name: str) -> Tunable | None:
     """The tunable of exactly this name (as the journal and ``cttop tunables`` spell it), or None."""
+    if "." in name:
+        mod, _, param = name.partition(".")
+        if mod.removeprefix("nf_conntrack_") not in sysctl.HELPERS:
+            return None
+        meaning = _HELPER_PARAMS.get(param, f"{{h}} helper: {param.replace('_', ' ')}")
+        return Tunable(name, meaning.format(h=mod.removeprefix("nf_conntrack_")), None, 0, 0, is_global=True,
+                       read_only=True, why_read_only=_HELPER_READ_ONLY)
+    if name == "nf_conntrack_expect_max":
+        return Tunable(name, "most expectations (the openings FTP, SIP… helpers make for related flows) a "
+                       "namespace may hold; a helper's new ones are refused beyond it", default_expect_max(),
+                       0, INT_MAX, is_global=True)
     if name == "nf_conntrack_max":
         return Tunable(name, "most entries a namespace may hold; new flows are dropped beyond it (0: no limit)",
                        default_hashsize(), 0, INT_MAX, is_global=True)
@@ -150,10 +194,12 @@ def default_of(name: str) -> int | None:
 def present_names(spec: NetnsSpec = NetnsSpec()) -> list[str]:
     """Every catalogued tunable this kernel has in that namespace, in screen order."""
     have = sysctl.read(spec)
-    names = [n for n in ("nf_conntrack_max", "hashsize", "nf_conntrack_buckets") if n in have]
+    names = [n for n in ("nf_conntrack_max", "hashsize", "nf_conntrack_buckets", "nf_conntrack_expect_max")
+             if n in have]
     rest = sorted(n for n in have if n not in names and catalogue_entry(n) is not None)
     switches = [n for n in rest if "timeout" not in n]
-    return names + switches + [n for n in rest if "timeout" in n]
+    helpers = [n for n in sysctl.helper_params() if catalogue_entry(n) is not None]
+    return names + switches + [n for n in rest if "timeout" in n] + helpers
 
 
 def lookup(name: str) -> Tunable:
@@ -173,6 +219,8 @@ def lookup(name: str) -> Tunable:
 
 def parse_value(t: Tunable, text: str) -> int:
     """The value as the kernel will take it, or ActionError saying what range is allowed."""
+    if t.read_only:
+        raise ActionError(f"{t.name}: {t.why_read_only}")
     v = sysctl.as_int(str(text))
     if v is None:
         raise ActionError(f"{t.name}={text}: not an integer")
@@ -244,6 +292,9 @@ def warnings_for(t: Tunable, value: int, current: dict[str, str]) -> list[str]:
     elif t.name == "nf_conntrack_tcp_loose" and value == 0:
         out.append("tcp_loose=0: connections already running when tracking starts (or after a flush) "
                    "are not picked up and stateful rules drop them")
+    elif t.name == "nf_conntrack_expect_max" and value == 0:
+        out.append("nf_conntrack_expect_max=0: helpers (FTP, SIP…) can open nothing; their data and media "
+                   "flows fail")
     elif t.name == "nf_conntrack_events" and value == 0:
         out.append("events=0: event listeners (cttop's live view, conntrackd) stop seeing changes")
     elif t.name in ("nf_conntrack_acct", "nf_conntrack_timestamp") and value == 1:
@@ -291,6 +342,6 @@ def states(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> lis
     for n in names:
         t = catalogue_entry(n)
         assert t is not None  # present_names keeps catalogued names only
-        ok, why = (False, "read-only; change hashsize instead") if t.read_only else sysctl.writable(spec, n)
+        ok, why = (False, t.why_read_only) if t.read_only else sysctl.writable(spec, n)
         out.append(TunableState(t, values.get(n), ok, why, drifts.get(n)))
     return out

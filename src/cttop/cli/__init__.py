@@ -23,6 +23,7 @@ COMMANDS = {
     "flush": "actions", "delete": "actions", "set": "actions", "undo": "actions", "journal": "actions",
     "tunables": "actions", "notrack": "actions",
     "namespaces": "fleet", "record": "fleet", "replay": "fleet", "export": "fleet",
+    "events": "events", "expect": "expect",
 }
 
 

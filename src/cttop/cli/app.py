@@ -204,6 +204,9 @@ def top(
                      ] = None,
     no_config: Annotated[bool, typer.Option("--no-config", help="Read no config file: built-in defaults and the "
                                             "flags only.")] = False,
+    resolve: Annotated[bool | None, typer.Option("--resolve/--no-resolve", help="Show addresses by their reverse "
+                                                 "DNS names, looked up in the background (R toggles it in the "
+                                                 "view).")] = None,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print cttop's version and exit.")] = False,
 ) -> None:
@@ -212,7 +215,8 @@ def top(
     source = ctx.get_parameter_source("interval")
     given = source is not None and source.name != "DEFAULT"
     settings = config.Settings() if no_config else guarded(config.load_default)()
-    settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None)
+    settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None,
+                                 resolve=resolve)
     config.activate(settings)
     if ctx.invoked_subcommand is not None:
         if not spec.is_own:

@@ -13,8 +13,9 @@ from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
 from cttop.live.owner_top import OWNER_GROUPS
-from cttop.live.snapshot import GROUP_KEYS, Snapshot, group_title, take
+from cttop.live.snapshot import GROUP_KEYS, NEW_RATE_SECONDS, RANKS, Snapshot, group_title, take
 from cttop.owners.owners import Owners
+from cttop.table.groups import GROUPS
 from cttop.termsafe import safe_line
 
 
@@ -25,16 +26,23 @@ def snapshot(
     spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
     group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")] = "src",
-    by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes or packets.")] = "entries",
+    by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes, packets or new-rate (new flows "
+                                                 "a second, watched for --seconds).")] = "entries",
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,
     flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
+    seconds: Annotated[float | None, typer.Option(
+        "--seconds", min=0.1, help=f"Watch this long between two dumps, for rates (new-rate: default "
+                                   f"{NEW_RATE_SECONDS:g}).")] = None,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
     if group_by not in GROUP_KEYS:
         fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUP_KEYS)})")
-    if by not in ("entries", "bytes", "packets"):
-        fail(f"--by {by!r}: choose entries, bytes or packets")
+    if by not in RANKS:
+        fail(f"--by {by!r}: choose {', '.join(RANKS[:-1])} or {RANKS[-1]}")
+    if group_by in OWNER_GROUPS and (by == "new-rate" or seconds is not None):
+        fail(f"--group-by {group_by}: rates are measured for the table's keys ({', '.join(GROUPS)}), "
+             "not owners")
     owners: Owners | None = None
     if group_by in OWNER_GROUPS or flows or uses_owners(parse(filter, owners=True)):
         # Imported only here: psutil and a socket dump in every namespace, for the commands that ask
@@ -44,12 +52,15 @@ def snapshot(
         owners = host_owners(spec)
         owners.refresh()
     flt = command_filter(filter, spec, owners)
-    snap = take(spec, flt, group_by, by, top, keep_flows=flows, owners=owners)
+    snap = take(spec, flt, group_by, by, top, keep_flows=flows, owners=owners, seconds=seconds)
     if as_json:
         # dumps, not dump: json.dump streams through the pure-Python encoder, 10x slower.
         sys.stdout.write(json.dumps(snap.to_json(flows), separators=(",", ":")) + "\n")
     else:
         _print_human(snap, flows, bool(filter.strip()))
+    if snap.events_lost:
+        print("cttop: the kernel dropped events while measuring (ENOBUFS): new-rate is a lower bound",
+              file=sys.stderr)
     if snap.problem is not None:
         print(f"cttop: {snap.problem}", file=sys.stderr)
         if flows:
@@ -74,10 +85,15 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     w("\nstates:\n")
     for k, n in sorted(agg.by_state.items(), key=lambda kv: -kv[1]):
         w(f"  {k:<24} {n:>9}\n")
-    rows = s.top
-    w(f"\ntop {len(rows)} by {group_title(s.group_by)} ({s.by}):\n")
+    rows = s.rows()
+    over = f", over {s.seconds:g} s from {s.rate_source}" if s.seconds is not None else ""
+    w(f"\ntop {len(rows)} by {group_title(s.group_by)} ({s.by}{over}):\n")
     for g in rows:
         extra = f"  {g.bytes:>12} B  {g.packets:>9} pkts" if g.bytes is not None else ""
+        if g.new_rate is not None:
+            extra += f"  {g.new_rate:>9.1f} new/s"
+        if g.bytes_rate is not None and g.packets_rate is not None:
+            extra += f"  {g.bytes_rate:>11.0f} B/s  {g.packets_rate:>8.1f} pkts/s"
         w(f"  {g.text:<40} {g.entries:>9}{extra}\n")
     if with_flows:
         w("\nflows:\n")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from cttop.errors import CttopError
 from cttop.kernel import nlconst as C
 from cttop.kernel.attrs import be, nest, nla
-from cttop.kernel.decode import Decoder, ErrorReply
+from cttop.kernel.decode import Decoder, ErrorReply, helper_name
 from cttop.kernel.framing import (
     HEADER_LEN,
     NFGEN,
@@ -123,14 +123,23 @@ class Ctnetlink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, kind: int, flags: int, family: int, payload: bytes = b"") -> int:
+    def _send(self, kind: int, flags: int, family: int, payload: bytes = b"", msg_type: int | None = None) -> int:
+        """Send one request: a conntrack message ``kind``, or any ctnetlink subsystem's ``msg_type``."""
         self.seq += 1
-        msg = request(C.ct_msg(kind), C.NLM_F_REQUEST | flags, self.seq, NFGEN.pack(family, 0, 0) + payload)
+        typ = C.ct_msg(kind) if msg_type is None else msg_type
+        msg = request(typ, C.NLM_F_REQUEST | flags, self.seq, NFGEN.pack(family, 0, 0) + payload)
         try:
             self.sock.send(msg)
         except OSError as e:
-            raise KernelError(f"ctnetlink request {kind}: {e.strerror}", e.errno) from None
+            raise KernelError(f"ctnetlink request {typ:#x}: {e.strerror}", e.errno) from None
         return self.seq
+
+    def dump_messages(self, msg_type: int, what: str,
+                      family: int = socket.AF_UNSPEC) -> Iterator[tuple[bytearray, int, int]]:
+        """A dump of another ctnetlink table (the expectations: ``nlconst.exp_msg``), message by message:
+        (buffer, offset, length) of each, valid until the next is asked for."""
+        self._send(0, C.NLM_F_DUMP, family, msg_type=msg_type)
+        return self._replies(what)
 
     def _replies(self, what: str) -> Iterator[tuple[bytearray, int, int]]:
         """Yield (buffer, offset, length) of each data message until DONE or the ACK.
@@ -258,6 +267,19 @@ class Ctnetlink:
                     d[name] = int.from_bytes(payload, "big")
             out.append(d)
         return out
+
+    def helper_of(self, row: Row) -> str | None:
+        """The helper attached to one entry now (``ftp``…), asked by its original tuple and zone; None when
+        it has none. KernelError (ENOENT) when the entry is gone."""
+        payload = tuple_attr(C.CTA_TUPLE_ORIG, row[R_FAMILY], row[R_PROTO], row[R_SRC], row[R_DST],
+                             row[R_SPORT], row[R_DPORT])
+        if row[R_ZONE]:
+            payload += nla(C.CTA_ZONE, be("H", row[R_ZONE]))
+        self._send(C.IPCTNL_MSG_CT_GET, C.NLM_F_ACK, row[R_FAMILY], payload)
+        helper = None
+        for buf, off, ln in self._replies("conntrack get"):
+            helper = helper_name(buf, off, ln)
+        return helper
 
     def delete_rows(self, rows: Iterable[Row]) -> int:
         """Delete entries by id and original tuple, pipelined; returns how many the kernel removed.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cttop.kernel import nlconst as C
-from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError
+from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError, attrs
 from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
 from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
@@ -264,12 +264,13 @@ class Decoder:
         check instead of calling :meth:`decode_one` for every message.
         """
         off, n = 0, len(buf)
-        fast, append, nlh = self.fast, out.append, NLH3.unpack_from
+        # Locals, not globals: each is read once per message.
+        fast, append, nlh, hdr = self.fast, out.append, NLH3.unpack_from, NLH_LEN
         while off < n:
-            if n - off < NLH_LEN:
+            if n - off < hdr:
                 raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
             length, typ, flags = nlh(buf, off)
-            if length < NLH_LEN or off + length > n:
+            if length < hdr or off + length > n:
                 raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
             if typ == NLMSG_DONE:
                 return True
@@ -284,3 +285,18 @@ class Decoder:
                 append(self.decode_one(buf, off, length))
             off += (length + 3) & ~3
         return False
+
+
+def helper_name(buf: bytes | bytearray | memoryview, off: int, length: int) -> str | None:
+    """The helper a conntrack message names (CTA_HELP's CTA_HELP_NAME: ``ftp``, ``sip``…), or None.
+
+    Not part of the row, so never on the hot path: the templates step over CTA_HELP (its header is
+    in a layout's fingerprint, its value in no field), and the flow detail asks the kernel for its one
+    entry (:meth:`cttop.kernel.ctnetlink.Ctnetlink.helper_of`) when it opens.
+    """
+    for typ, val in attrs(buf, off + HEADER_LEN, off + length):
+        if typ == C.CTA_HELP:
+            for sub, name in attrs(val, 0, len(val)):
+                if sub == C.CTA_HELP_NAME:
+                    return name.split(b"\0", 1)[0].decode("ascii", "backslashreplace")
+    return None

@@ -31,6 +31,9 @@ _CT_DELETE: Final = C.IPCTNL_MSG_CT_DELETE
 class EventBatch:
     events: list[tuple[int, Row]] = field(default_factory=list)
     lost: bool = False  # the kernel dropped events (ENOBUFS): resync with a dump
+    # Where in ``events`` each loss was noticed: the events before it were queued before the drop,
+    # the ones after it came after (a stream can mark the gap where it happened).
+    lost_at: list[int] = field(default_factory=list)
     bad: int = 0  # messages that failed to decode
 
 
@@ -42,12 +45,13 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
     itself (framing.messages inlined) and tries the newest template of the length inline before :meth:`Decoder.decode_one`.
     """
     bad, off, n = 0, 0, len(buf)
-    fast, append, nlh = dec.fast, out.append, NLH3.unpack_from
+    # Locals, not globals: read once per message each.
+    fast, append, nlh, hdr = dec.fast, out.append, NLH3.unpack_from, NLH_LEN
     while off < n:
-        if n - off < NLH_LEN:
+        if n - off < hdr:
             raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
         length, typ, flags = nlh(buf, off)
-        if length < NLH_LEN or off + length > n:
+        if length < hdr or off + length > n:
             raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
         kind = typ & 0xFF
         if kind == _CT_NEW:
@@ -124,6 +128,7 @@ class EventSocket:
             n = self.recv_into(buf)
             if n is None:
                 batch.lost = True
+                batch.lost_at.append(len(out))
                 continue
             if n == 0:
                 break

@@ -22,6 +22,7 @@ NLA_F_NESTED: Final = 0x8000
 NLA_TYPE_MASK: Final = 0x3FFF
 
 NFNL_SUBSYS_CTNETLINK: Final = 1
+NFNL_SUBSYS_CTNETLINK_EXP: Final = 2
 NFNL_MSG_BATCH_BEGIN: Final = 0x10
 NFNL_MSG_BATCH_END: Final = 0x11
 
@@ -37,6 +38,16 @@ def ct_msg(kind: int) -> int:
     return NFNL_SUBSYS_CTNETLINK << 8 | kind
 
 
+# The expectation subsystem's messages (linux/netfilter/nfnetlink_conntrack.h, enum cntl_msg_types).
+IPCTNL_MSG_EXP_NEW: Final = 0
+IPCTNL_MSG_EXP_GET: Final = 1
+IPCTNL_MSG_EXP_DELETE: Final = 2
+
+
+def exp_msg(kind: int) -> int:
+    return NFNL_SUBSYS_CTNETLINK_EXP << 8 | kind
+
+
 NFNLGRP_CONNTRACK_NEW: Final = 1
 NFNLGRP_CONNTRACK_UPDATE: Final = 2
 NFNLGRP_CONNTRACK_DESTROY: Final = 3
@@ -45,6 +56,7 @@ CTA_TUPLE_ORIG: Final = 1
 CTA_TUPLE_REPLY: Final = 2
 CTA_STATUS: Final = 3
 CTA_PROTOINFO: Final = 4
+CTA_HELP: Final = 5
 CTA_TIMEOUT: Final = 7
 CTA_MARK: Final = 8
 CTA_COUNTERS_ORIG: Final = 9
@@ -57,6 +69,20 @@ CTA_MARK_MASK: Final = 21
 CTA_LABELS: Final = 22
 CTA_FILTER: Final = 25
 CTA_STATUS_MASK: Final = 26
+# enum ctattr_expect
+CTA_EXPECT_MASTER: Final = 1
+CTA_EXPECT_TUPLE: Final = 2
+CTA_EXPECT_MASK: Final = 3
+CTA_EXPECT_TIMEOUT: Final = 4
+CTA_EXPECT_ID: Final = 5
+CTA_EXPECT_HELP_NAME: Final = 6
+CTA_EXPECT_ZONE: Final = 7
+CTA_EXPECT_FLAGS: Final = 8
+CTA_EXPECT_CLASS: Final = 9
+CTA_EXPECT_NAT: Final = 10
+CTA_EXPECT_FN: Final = 11
+# NF_CT_EXPECT_* flags, in bit order; the names are conntrack -L expect's.
+EXPECT_FLAG_NAMES: Final = ("PERMANENT", "INACTIVE", "USERSPACE")
 
 CTA_TUPLE_IP: Final = 1
 CTA_TUPLE_PROTO: Final = 2
@@ -88,6 +114,8 @@ CTA_COUNTERS32_PACKETS: Final = 3
 CTA_COUNTERS32_BYTES: Final = 4
 
 CTA_TIMESTAMP_START: Final = 1
+
+CTA_HELP_NAME: Final = 1
 
 CTA_FILTER_ORIG_FLAGS: Final = 1
 CTA_FILTER_REPLY_FLAGS: Final = 2

@@ -14,8 +14,13 @@ from cttop.kernel.netns import NetnsSpec, run_in
 
 SYSCTL_DIR = "/proc/sys/net/netfilter"
 HASHSIZE_PATH = "/sys/module/nf_conntrack/parameters/hashsize"
+MODULE_DIR = "/sys/module"
 # These are one value for the whole host; only the initial namespace may write them.
-GLOBAL_NAMES = frozenset({"nf_conntrack_max", "nf_conntrack_buckets", "hashsize"})
+GLOBAL_NAMES = frozenset({"nf_conntrack_max", "nf_conntrack_buckets", "hashsize", "nf_conntrack_expect_max"})
+# The conntrack helpers whose module parameters (ports watched, timeouts, looseness) cttop shows, named
+# ``nf_conntrack_ftp.ports`` as the kernel command line names them: one value for the whole host.
+HELPERS = ("amanda", "ftp", "h323", "irc", "netbios_ns", "pptp", "sane", "sip", "snmp", "tftp")
+_HELPER_PARAM = re.compile(r"nf_conntrack_([a-z0-9_]+)\.([a-z0-9_]+)")
 # A sysctl integer as the kernel prints it (and as a person types one): decimal digits, maybe a minus.
 _INTEGER = re.compile(r"-?[0-9]+")
 
@@ -27,6 +32,9 @@ class SysctlError(CttopError):
 def path_of(name: str) -> str:
     if name == "hashsize":
         return HASHSIZE_PATH
+    m = _HELPER_PARAM.fullmatch(name)
+    if m is not None and m.group(1) in HELPERS:
+        return os.path.join(MODULE_DIR, f"nf_conntrack_{m.group(1)}", "parameters", m.group(2))
     if "/" in name or name.startswith("."):
         raise SysctlError(f"{name}: not a sysctl name")
     return os.path.join(SYSCTL_DIR, name)
@@ -57,6 +65,19 @@ def _read_local(names: list[str] | None) -> dict[str, str]:
 def read(spec: NetnsSpec = NetnsSpec(), names: list[str] | None = None) -> dict[str, str]:
     """Values of ``names`` (default: every nf_conntrack* sysctl plus hashsize); unreadable ones are left out."""
     return run_in(spec, lambda: _read_local(names))
+
+
+def helper_params() -> list[str]:
+    """The names (``nf_conntrack_ftp.ports``) of the helper module parameters this kernel has."""
+    out = []
+    for helper in HELPERS:
+        mod = f"nf_conntrack_{helper}"
+        try:
+            params = sorted(os.listdir(os.path.join(MODULE_DIR, mod, "parameters")))
+        except OSError:
+            continue  # not built, not loaded, or built without parameters
+        out += [f"{mod}.{p}" for p in params if re.fullmatch(r"[a-z0-9_]+", p)]
+    return out
 
 
 def as_int(text: str | None) -> int | None:

@@ -313,7 +313,7 @@ class _OwnTopology(Scenario):
 
 SCENARIO: Final = _OwnTopology(
     "containers", "a container host: docker and kubepods containers behind a bridge, MASQUERADE and a DNAT'd "
-    f"service; the 'spray' container sends unanswered UDP, the rest talk through the service and out "
+    "service; the 'spray' container sends unanswered UDP, the rest talk through the service and out "
     "(watch: g container)", generators, background=False)
 
 

@@ -45,9 +45,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from cttop.errors import CttopError
+from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import NEEDS_CAP, KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
 from cttop.kernel.perms import has_net_admin
+from cttop.live.eventlog import EventLog
 from cttop.live.flow_view import FlowView
 from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame
 from cttop.live.frame_builder import FrameBuilder
@@ -55,11 +57,14 @@ from cttop.live.index import FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer
 from cttop.live.owner_rank import OwnerRanking
 from cttop.live.owner_top import OWNER_GROUPS
+from cttop.live.resolve import Resolver
 from cttop.live.seeking import Seeks
-from cttop.model import Row
+from cttop.model import EV_NEW, Row
 from cttop.sources.live import Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
+from cttop.table.packing import unpack
+from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
 from cttop.table.store import FlowTable
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
@@ -79,6 +84,7 @@ DRIFT_READINGS: Final = 2
 TOP_N: Final = 10
 GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
 TOP_BY: Final = ("entries", "bytes", "packets")
+RANK_BY: Final = TOP_BY + ("new-rate",)  # new flows a second: not for the owner groups (no key per event)
 
 
 class Collector:
@@ -108,6 +114,16 @@ class Collector:
         # Worker state.
         self._phase = LOADING
         self._note = "connecting"
+        # New flows a second by the shown group, counted only while the panel ranks by them (a group key
+        # per NEW event is a cost nobody should pay for a view not shown); bytes and packets a second by
+        # flow from the last two dumps, and by group (cached: (group, rates it was summed from), result).
+        self._new_flows: tuple[str, NewFlowRate] | None = None
+        self._flow_rates: dict[int, FlowRate] = {}
+        self._group_rates: tuple[str, dict[int, FlowRate], dict[object, FlowRate]] | None = None
+        # The event screen's log, kept only while it is open; and cttop's own DNS lookups, hidden from the
+        # flow list and the log (set by set_resolver, for a view of the resolver's own namespace only).
+        self._log: EventLog | None = None
+        self._hide: tuple[Callable[[Row], bool], Callable[[bytes], bool]] | None = None
         self._lost = 0
         self._dumping = False  # a dump is being read into a fresh table: events read meanwhile are its too
         # The events read while a dump is (with when), for the fresh table; and whether any were lost.
@@ -149,7 +165,7 @@ class Collector:
         self._wake.set()
 
     def set_group(self, group: str, by: str) -> None:
-        if (group not in GROUPS and group not in self.group_order) or by not in TOP_BY:
+        if (group not in GROUPS and group not in self.group_order) or by not in RANK_BY:
             raise KeyError(f"{group}/{by}")
         with self._lock:
             self._group, self._top_by = group, by
@@ -158,6 +174,31 @@ class Collector:
     def set_view(self, spec: ViewSpec) -> None:
         """Ask for a new flow index; raises FilterError (from the caller's thread) for bad text."""
         self._flows.set_view(spec)
+
+    def set_event_log(self, on: bool) -> None:
+        """Keep the event screen's log (from now on), or drop it."""
+        with self._lock:
+            if not on:
+                self._log = None
+            elif self._log is None:
+                self._log = EventLog()
+        self._wake.set()  # a frame with the log (or without it) at once
+
+    def set_event_filter(self, text: str) -> None:
+        """The event log's filter; raises FilterError (from the caller's thread) for bad text."""
+        flt = compile_filter(text, self.owners)
+        with self._lock:
+            if self._log is not None:
+                self._log.set_filter(flt)
+
+    def set_resolver(self, resolver: Resolver | None) -> None:
+        """Hide the resolver's own lookups, when this view watches the namespace its queries are made in."""
+        spec = self.source.spec
+        own = resolver is not None and spec is not None and spec.inode() == resolver.netns
+        with self._lock:
+            self._hide = (resolver.own_flow, resolver.own_record) if own and resolver is not None else None
+        self._flows.touch()
+        self._wake.set()
 
     def set_anchor(self, flow_id: int | None) -> None:
         """The flow under the cursor: the next index says where it moved to."""
@@ -244,6 +285,7 @@ class Collector:
             return
         if self._phase == LIVE and self._seeks.take():
             self._frames.restart_clock()  # the clock jumped
+            self._new_flows, self._flow_rates = None, {}
             self._resync("seeking")
             self._catch_up()
         self._post()
@@ -275,6 +317,8 @@ class Collector:
             if batch.events:
                 self.table.apply_events(batch.events, now)
             self._bad += batch.bad
+            self._count_new(batch)
+            self._log_events(batch)
             if self._dumping:
                 self._queued.append((now, batch))
                 return
@@ -299,6 +343,21 @@ class Collector:
             self._lost_in_dump = False
             return EventBatch(lost=True)
         return self.source.events(0.0)
+
+    def _log_events(self, batch: EventBatch) -> None:
+        log, hide = self._log, self._hide
+        if log is not None and (batch.events or batch.lost):
+            log.add(batch, self.source.now(), hide[0] if hide is not None else None)
+
+    def _events_on(self) -> bool:
+        """Whether the kernel sends events here (nf_conntrack_events is not 0): else new flows are counted
+        from dumps."""
+        return self._frames.sysctls.get("nf_conntrack_events") != "0"
+
+    def _count_new(self, batch: EventBatch) -> None:
+        counting = self._new_flows
+        if counting is not None and self._events_on():
+            counting[1].add(self.source.now(), [row for kind, row in batch.events if kind == EV_NEW])
 
     def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh).
@@ -343,12 +402,26 @@ class Collector:
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed  # the queued ones counted once, in old
         fresh.generation = old.generation + 1
+        now = self.source.now()
+        if not first:
+            self._measure(old, fresh, now)
         self.table = fresh
-        self._refreshed = self.source.now()
+        self._refreshed = now
         cost = time.monotonic() - t0
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
         self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost
         self._drift = Drift()
+
+    def _measure(self, old: FlowTable, fresh: FlowTable, now: float) -> None:
+        """Rates from two successive dumps: bytes and packets a second by flow (with accounting on), and,
+        where the kernel sends no events, the new flows: those this dump holds and the last did not (it
+        misses flows born and gone in between, which events would have caught)."""
+        was, seen = old.by_key(), fresh.by_key()
+        since = self._refreshed
+        self._flow_rates = flow_rates(was, seen, now - since) if fresh.counted and since is not None else {}
+        counting = self._new_flows
+        if counting is not None and not self._events_on():
+            counting[1].add(now, [unpack(rec) for key, rec in seen.items() if key not in was])
 
     def _drifted(self) -> bool:
         """Whether the table has disagreed with the kernel's count for more than one refresh: off on the
@@ -365,7 +438,8 @@ class Collector:
             return "the"
 
     def _schedule_index(self) -> None:
-        self._flows.schedule(self.table, self._interval)
+        hide = self._hide
+        self._flows.schedule(self.table, self._interval, hide[1] if hide is not None else None, self._flow_rates)
 
     # --- frames --------------------------------------------------------------------------
 
@@ -381,19 +455,57 @@ class Collector:
         with self._lock:
             group, by, interval = self._group, self._top_by, self._interval
         top: tuple[GroupRow, ...] = ()
+        owned = group in OWNER_GROUPS
+        if by == "new-rate" and owned:
+            by = "entries"  # owners are looked up per dump, not per event
+        self._count_new_by(group if by == "new-rate" else None, now)
+        ranked_total: float = 0
         if self._phase == LIVE:
             self._track_only(group)
-            if by != "entries" and not table.counted:
+            if by in ("bytes", "packets") and not table.counted:
                 by = "entries"  # no counters to rank by
             if self._ranking is not None:
                 self._ranking.owners.refresh_if_due()
-            if group in OWNER_GROUPS:
-                assert self._ranking is not None
-                top = self._ranking.top(table, group, by, TOP_N)
+            if by == "new-rate":
+                assert self._new_flows is not None
+                rates = self._new_flows[1].rates()
+                table.track(group)
+                top = tuple(top_new(rates, table.agg, group, TOP_N))
+                ranked_total = sum(rates.values())
             else:
-                top = tuple(table.top(group, TOP_N, by))
-        return self._frames.build(now, table, phase=self._phase, note=self._note, interval=interval, group=group,
-                                  by=by, top=top, lost=self._lost, bad=self._bad, refreshed=self._refreshed)
+                if owned:
+                    assert self._ranking is not None
+                    top = self._ranking.top(table, group, by, TOP_N)
+                else:
+                    top = tuple(table.top(group, TOP_N, by))
+                ranked_total = {"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by]
+            if self._flow_rates and not owned:
+                top = tuple(with_rates(top, self._rates_by(group)))
+        counting = self._new_flows
+        return self._frames.build(
+            now, table, phase=self._phase, note=self._note, interval=interval, group=group, by=by, top=top,
+            lost=self._lost, bad=self._bad, refreshed=self._refreshed, ranked_total=ranked_total,
+            new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
+            new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
+            flow_rates=self._flow_rates,
+            event_log=log.view(now) if (log := self._log) is not None else None)
+
+    def _count_new_by(self, group: str | None, now: float) -> None:
+        """Count new flows by ``group`` from now on (None: stop counting); a new group starts afresh."""
+        if group is None:
+            self._new_flows = None
+        elif self._new_flows is None or self._new_flows[0] != group:
+            counting = NewFlowRate(GROUPS[group].key)
+            counting.start(now)
+            self._new_flows = (group, counting)
+
+    def _rates_by(self, group: str) -> dict[object, FlowRate]:
+        """Bytes and packets a second by group, summed from the flows' once per dump and group."""
+        cached = self._group_rates
+        if cached is None or cached[0] != group or cached[1] is not self._flow_rates:
+            cached = (group, self._flow_rates, group_rates(self._flow_rates, self.table.by_key(), GROUPS[group].key))
+            self._group_rates = cached
+        return cached[2]
 
     def _read_counts(self, now: float) -> None:
         """Count, max and the pressure counters from the kernel; /proc when ctnetlink is refused."""

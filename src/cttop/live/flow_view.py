@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cttop.filter import compile_filter
 from cttop.live.index import SORTS, ViewSpec
 from cttop.live.indexer import Indexer, IndexJob
 from cttop.owners.owners import Owners
+from cttop.table.rates import FlowRate
 from cttop.table.store import FlowTable
 
 
@@ -62,8 +63,14 @@ class FlowView:
                 self._dirty = True  # catch the list up with the live table at once
             return self._frozen[0] if self._frozen is not None else None
 
-    def schedule(self, table: FlowTable, interval: float) -> None:
-        """Hand the indexer a job if the list needs one now."""
+    def touch(self) -> None:
+        """Index again at once: what the list leaves out changed."""
+        with self._lock:
+            self._dirty = True
+
+    def schedule(self, table: FlowTable, interval: float, hide: Callable[[bytes], bool] | None,
+                 rates: dict[int, FlowRate]) -> None:
+        """Hand the indexer a job if the list needs one now (``hide``: records left out; ``rates``: by flow)."""
         with self._lock:
             dirty, spec, paused, frozen = self._dirty, self._view, self._paused, self._frozen
             self._dirty = False
@@ -81,7 +88,7 @@ class FlowView:
             records = table.records()
         if not paused:
             self._indexed = built_from
-        self.indexer.submit(IndexJob(records, gen, spec, self._anchor))
+        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, hide, rates))
         # A big table takes a while to index; rebuild it no more than every other build time.
         last = self.indexer.last
         self._next = time.monotonic() + max(interval, 2 * (last[0].seconds if last else 0.0))

@@ -7,9 +7,12 @@ source's clock (``Source.now()``), so a fixed source gives a fixed screen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from cttop.live.eventlog import LogView
 from cttop.table.aggregates import GroupRow
+from cttop.table.rates import FlowRate
 
 # Phases of the collector, as the header shows them.
 LOADING = "loading"  # subscribing and reading the first dump
@@ -54,13 +57,21 @@ class Frame:
     pressure: tuple[Pressure, ...]  # empty when the counters cannot be read
     states: tuple[StateRow, ...]
     group: str
-    top_by: str  # "entries", "bytes" or "packets"
+    top_by: str  # "entries", "bytes", "packets" or "new-rate"
     top: tuple[GroupRow, ...]
     lost: int  # event losses (ENOBUFS) recovered by a resync
     bad: int  # event messages that failed to decode
     refreshed: float | None  # when the last full dump was read
     # The ranked measure (top_by) summed over every flow: what the heaviest panel's % is a share of.
-    ranked_total: int = 0
+    ranked_total: float = 0
+    # What new flows a second (top_by "new-rate") are measured over: seconds so far (0: not yet), and
+    # where they come from: "events", or "dumps" where the kernel sends none.
+    new_rate_seconds: float = 0.0
+    new_rate_source: str | None = None
+    # Bytes and packets a second of the flows that moved between the last two dumps, by flow key
+    # (packing.flow_key); replaced, never changed, at each dump.
+    flow_rates: Mapping[int, FlowRate] = field(default_factory=dict)
+    event_log: LogView | None = None  # while the event screen is open
     pressure_from: str = ""  # where the pressure counters came from: ctnetlink or /proc (without CAP_NET_ADMIN)
 
     @property

@@ -8,7 +8,7 @@ whether a reading reconciles the table with the kernel); this builds *what* is s
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from cttop.errors import CttopError
 from cttop.kernel import procstat, sysctl
@@ -74,7 +74,9 @@ class FrameBuilder:
         self.pressure_from = source
 
     def build(self, now: float, table: FlowTable, *, phase: str, note: str, interval: float, group: str,
-              by: str, top: tuple[GroupRow, ...], lost: int, bad: int, refreshed: float | None) -> Frame:
+              by: str, top: tuple[GroupRow, ...], lost: int, bad: int, refreshed: float | None,
+              ranked_total: float, **extra: Any) -> Frame:
+        """The frame; ``extra`` are the Frame's fields the collector derives itself (rates, the event log)."""
         self.seq += 1
         if self.count is not None and (not self._history.samples or now > self._history.samples[-1][0]):
             live = phase == LIVE  # arrivals and the state mix come from events and dumps
@@ -91,8 +93,7 @@ class FrameBuilder:
             new_rate=self._new_rate.update(now, table.created), gone_rate=self._gone_rate.update(now, table.destroyed),
             pressure=self.pressure, states=ordered_states(table.by_state) if shown else (), group=group,
             top_by=by, top=top, lost=lost, bad=bad, refreshed=refreshed,
-            ranked_total={"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by],
-            pressure_from=self.pressure_from)
+            ranked_total=ranked_total, pressure_from=self.pressure_from, **extra)
 
 
 def ordered_states(by_state: dict[str, int]) -> tuple[StateRow, ...]:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Final
 
 from cttop.filter import OwnerSource, compile_filter
 from cttop.table.packing import FAMILY_AT, O4, O6, STATUS_AT, V4C, V6_MIN, V6C, record_key, unpack
+from cttop.table.rates import FlowRate
 
 CHUNK: Final = 16384
 
@@ -39,6 +41,9 @@ class SortDef:
     title: str
     key: Callable[[bytes], Any]
     descending: bool  # natural direction: biggest first for amounts, A→Z for names
+    # A rate between the last two dumps ("bytes" or "packets" of table.rates.FlowRate): the key is then
+    # looked up in the rates the index is built with, not read from the record.
+    rate: str | None = None
 
 
 _FAM = slice(FAMILY_AT, FAMILY_AT + 1)
@@ -98,6 +103,11 @@ def _counter(first: str) -> Callable[[bytes], int]:
     return key
 
 
+def _by_rate(r: bytes) -> int:
+    """Never called: a rate sort reads the rates the index is built with (see _sorted_by_rate)."""
+    raise AssertionError("rate sorts have no record key")
+
+
 SORTS: Final[dict[str, SortDef]] = {s.name: s for s in (
     SortDef("src", "source", _src, False),
     SortDef("dst", "destination", _dst, False),
@@ -107,6 +117,8 @@ SORTS: Final[dict[str, SortDef]] = {s.name: s for s in (
     SortDef("mark", "mark/zone", _mark, False),
     SortDef("bytes", "bytes", _counter("obytes"), True),
     SortDef("packets", "packets", _counter("opkts"), True),
+    SortDef("bytes-rate", "bytes/s", _by_rate, True, rate="bytes"),
+    SortDef("packets-rate", "packets/s", _by_rate, True, rate="packets"),
 )}
 
 
@@ -133,14 +145,18 @@ class FlowIndex:
 
 
 def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0, anchor: int | None = None,
-                cancelled: Callable[[], bool] = lambda: False, owners: OwnerSource | None = None) -> FlowIndex | None:
+                cancelled: Callable[[], bool] = lambda: False, owners: OwnerSource | None = None,
+                hide: Callable[[bytes], bool] | None = None,
+                rates: Mapping[int, FlowRate] | None = None) -> FlowIndex | None:
     """Filter and sort ``records``; None if ``cancelled()`` turned true on the way.
 
-    ``owners`` answers the filter's owner words (``pid``, ``process``...), where the view has them.
+    ``owners`` answers the filter's owner words (``pid``, ``process``...), where the view has them;
+    ``hide`` drops records whatever the filter says (cttop's own DNS lookups, see live.resolve);
+    ``rates`` are the flows' bytes and packets a second, by flow key, for the rate sorts.
     """
     t0 = time.perf_counter()
     flt = compile_filter(spec.filter, owners)
-    if flt.is_all:
+    if flt.is_all and hide is None:
         kept: Sequence[bytes] = records
     else:
         match = flt.match
@@ -148,11 +164,15 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
         for i in range(0, len(records), CHUNK):
             if cancelled():
                 return None
-            out += [r for r in records[i:i + CHUNK] if match(unpack(r))]
+            chunk = records[i:i + CHUNK]
+            if hide is not None:
+                chunk = [r for r in chunk if not hide(r)]
+            out += chunk if flt.is_all else [r for r in chunk if match(unpack(r))]
         kept = out
     sort = SORTS[spec.sort]
     desc = sort.descending != spec.reverse
-    ordered = _sorted(kept, sort.key, desc, cancelled)
+    ordered = (_sorted_by_rate(kept, rates or {}, sort.rate, desc, cancelled) if sort.rate is not None
+               else _sorted(kept, sort.key, desc, cancelled))
     if ordered is None:
         return None
     pos = None
@@ -160,6 +180,30 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
         want = (anchor & 0xFFFFFFFF).to_bytes(4, "big")  # the id: cheap to compare, the key settles collisions
         pos = next((i for i, r in enumerate(ordered) if r[:4] == want and record_key(r) == anchor), None)
     return FlowIndex(spec, ordered, len(records), generation, anchor, pos, time.perf_counter() - t0)
+
+
+def _sorted_by_rate(recs: Sequence[bytes], rates: Mapping[int, FlowRate], field: str, desc: bool,
+                    cancelled: Callable[[], bool]) -> tuple[bytes, ...] | None:
+    """Moving flows by their rate, the rest (most of a big table) after them in the order they came.
+
+    Only records whose conntrack id (their first four bytes) some rate has are keyed, so a million
+    idle flows cost a slice and a set lookup each, not a flow key.
+    """
+    ids = {(k & 0xFFFFFFFF).to_bytes(4, "big") for k in rates}
+    moving: list[tuple[float, bytes]] = []
+    idle: list[bytes] = []
+    for i in range(0, len(recs), CHUNK):
+        if cancelled():
+            return None
+        for r in recs[i:i + CHUNK]:
+            rate = rates.get(record_key(r)) if r[:4] in ids else None
+            if rate is None:
+                idle.append(r)
+            else:
+                moving.append((getattr(rate, field), r))
+    moving.sort(key=itemgetter(0), reverse=desc)
+    ordered = [r for _v, r in moving]
+    return tuple(ordered + idle if desc else idle + ordered)
 
 
 def _sorted(recs: Sequence[bytes], key: Callable[[bytes], Any], desc: bool,

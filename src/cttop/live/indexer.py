@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cttop.filter import OwnerSource
 from cttop.live.index import FlowIndex, ViewSpec, build_index
+from cttop.table.rates import FlowRate
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,8 @@ class IndexJob:
     generation: int
     spec: ViewSpec
     anchor: int | None
+    hide: Callable[[bytes], bool] | None = None  # records never listed (cttop's own DNS lookups)
+    rates: Mapping[int, FlowRate] | None = None  # bytes and packets a second by flow key, for the rate sorts
 
 
 class Indexer:
@@ -73,7 +76,7 @@ class Indexer:
 
             try:
                 index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
-                                    cancelled=cancelled, owners=self._owners)
+                                    cancelled=cancelled, owners=self._owners, hide=job.hide, rates=job.rates)
             finally:
                 with self._cv:
                     self._running = False

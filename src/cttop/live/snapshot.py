@@ -1,23 +1,36 @@
 """One look at a namespace's table: the kernel's count and max, aggregates over the (filtered) flows,
 the heaviest groups and the pressure counters. Backs ``cttop snapshot`` and its JSON schema.
+
+With ``seconds`` it watches that long between two dumps: new flows a second per group come from NEW
+events (or, where the kernel sends none, from the flows the second dump holds and the first did not),
+bytes and packets a second from the two dumps' counters; the aggregates are the second dump's.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from cttop.errors import CttopError
 from cttop.filter import Filter
 from cttop.host.datapath import Findings, look
+from cttop.kernel import nlconst as C
 from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
+from cttop.kernel.events import EventSocket
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.owner_top import OWNER_GROUPS
-from cttop.model import Row, flow_dict, proto_name
+from cttop.model import EV_NEW, R_OPKTS, Row, flow_dict, proto_name
 from cttop.owners.owners import Owners, Tally
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.groups import GROUPS
+from cttop.table.groups import GROUPS, GroupKey
+from cttop.table.packing import flow_key, pack
+from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
+
+RANKS: Final = ("entries", "bytes", "packets", "new-rate")
+NEW_RATE_SECONDS: Final = 5.0  # how long --by new-rate watches when not told
 
 GROUP_KEYS = (*GROUPS, *OWNER_GROUPS)
 
@@ -45,6 +58,20 @@ class Snapshot:
     owners: Owners | None = None  # who owns the flows, when the group or the filter asked
     datapath: Findings | None = None  # eBPF conntrack maps and kube-proxy on the host
     problem: str | None = None  # why flows are missing, e.g. NEEDS_CAP
+    seconds: float | None = None  # how long rates were measured over; None: no rates
+    rate_source: str | None = None  # where new flows a second came from: "events" or "dumps"
+    new_rates: dict[GroupKey, float] | None = None
+    group_rates: dict[GroupKey, FlowRate] | None = None  # bytes and packets a second, with accounting on
+    events_lost: bool = False  # the kernel dropped NEW events while measuring: new/s is a lower bound
+
+    def rows(self) -> list[GroupRow]:
+        """The heaviest groups by ``by``, with their rates where measured."""
+        assert self.agg is not None
+        if self.by == "new-rate":
+            rows = top_new(self.new_rates or {}, self.agg, self.group_by, self.top_n)
+        else:
+            rows = self.top
+        return with_rates(rows, self.group_rates) if self.group_rates is not None else rows
 
     @property
     def fill(self) -> float:
@@ -58,9 +85,12 @@ class Snapshot:
             "by_proto": {proto_name(p): n for p, n in sorted(agg.by_proto.items())} if agg else None,
             "by_state": dict(sorted(agg.by_state.items())) if agg else None,
             "evictable": agg.evictable if agg else None,
-            "top": {"key": self.group_by, "by": self.by, "rows": [
-                {"key": g.text, "entries": g.entries, "bytes": g.bytes, "packets": g.packets, "filter": g.filter}
-                for g in self.top]} if agg else None,
+            "top": {"key": self.group_by, "by": self.by, "seconds": self.seconds, "rate_source": self.rate_source,
+                    "events_lost": self.events_lost, "rows": [
+                        {"key": g.text, "entries": g.entries, "bytes": g.bytes, "packets": g.packets,
+                         "filter": g.filter, "new_rate": _rate(g.new_rate), "bytes_rate": _rate(g.bytes_rate),
+                         "packets_rate": _rate(g.packets_rate)}
+                        for g in self.rows()]} if agg else None,
             "stats": self.stats, "stats_from": self.stats_from,
             "datapath": self.datapath.to_json() if self.datapath is not None else None,
             "error": self.problem,
@@ -72,17 +102,27 @@ class Snapshot:
         return out
 
 
-def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries", top_n: int = 10,
-         keep_flows: bool = False, owners: Owners | None = None) -> Snapshot:
-    """Read the table once. Without permission, count and max still come from /proc/sys.
+def _rate(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
 
-    ``owners`` (refreshed) is needed to group by process or container, and names each flow's owner.
+
+def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries", top_n: int = 10,
+         keep_flows: bool = False, owners: Owners | None = None, seconds: float | None = None) -> Snapshot:
+    """Read the table once (or, with ``seconds``, twice that far apart, for rates). Without permission,
+    count and max still come from /proc/sys.
+
+    ``owners`` (refreshed) is needed to group by process or container, and names each flow's owner. Rates
+    are measured for the table's own group keys, not owners (whose lookup is per dump, not per event).
     """
     if group_by not in GROUP_KEYS or (group_by in OWNER_GROUPS and owners is None):
         raise KeyError(group_by)
-    values = sysctl.read(spec, ["nf_conntrack_count", "nf_conntrack_max", "nf_conntrack_buckets"])
-    count, mx, buckets = (sysctl.as_int(values.get(n)) for n in ("nf_conntrack_count", "nf_conntrack_max",
-                                                                  "nf_conntrack_buckets"))
+    if by not in RANKS:
+        raise KeyError(by)
+    if by == "new-rate" and seconds is None:
+        seconds = NEW_RATE_SECONDS
+    names = ["nf_conntrack_count", "nf_conntrack_max", "nf_conntrack_buckets", "nf_conntrack_events"]
+    values = sysctl.read(spec, names)
+    count, mx, buckets = (sysctl.as_int(values.get(n)) for n in names[:3])
     snap = Snapshot(spec.label(), count or 0, mx or 0, buckets, group_by=group_by, by=by, top_n=top_n,
                     owners=owners, datapath=look())
     try:
@@ -94,19 +134,23 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
         try:
             agg = Aggregates([group_by] if group_by in GROUPS else [])
             tally = Tally(owners, group_by) if owners is not None and group_by in OWNER_GROUPS else None
+            watch = None
+            if seconds is not None and group_by in GROUPS:
+                watch = _Watch(ct, spec, flt, GROUPS[group_by].key, seconds,
+                               events=values.get("nf_conntrack_events") != "0")
             listed = matched = 0
-            kf = flt.kernel
-            family = kf.family if kf is not None and kf.family is not None else 0
-            for rows in ct.dump_chunks(family, kf):
-                listed += len(rows)
-                if not flt.is_all and not (kf is not None and kf.exact):
-                    rows = [r for r in rows if flt.match(r)]
+            for n, rows in _dump(ct, flt):
+                listed += n
                 matched += len(rows)
                 agg.add_rows(rows)
                 if tally is not None:
                     tally.add(rows)
+                if watch is not None:
+                    watch.feed(rows)
                 if keep_flows:
                     snap.flows += rows
+            if watch is not None:
+                watch.finish(snap)
             st = ct.stats()
             snap.stats, snap.stats_from = sum_cpus(ct.stats_cpu()), "ctnetlink"
         except KernelError as e:
@@ -118,8 +162,77 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     # count at the same moment as the flows, so it wins over the sysctl read.
     snap.count, snap.max = st.count, st.max or snap.max
     snap.listed, snap.matched, snap.agg = listed, matched, agg
-    snap.top = tally.top(top_n, by) if tally is not None else agg.top(group_by, top_n, by)
+    if by != "new-rate":  # new-rate's ranking comes from the rates (Snapshot.rows)
+        snap.top = tally.top(top_n, by) if tally is not None else agg.top(group_by, top_n, by)
     return snap
+
+
+def _dump(ct: Ctnetlink, flt: Filter) -> Iterator[tuple[int, list[Row]]]:
+    """One dump, narrowed by the kernel where the filter allows: (rows listed, rows matching) a chunk."""
+    kf = flt.kernel
+    family = kf.family if kf is not None and kf.family is not None else 0
+    for rows in ct.dump_chunks(family, kf):
+        n = len(rows)
+        if not flt.is_all and not (kf is not None and kf.exact):
+            rows = [r for r in rows if flt.match(r)]
+        yield n, rows
+
+
+class _Watch:
+    """The first dump and the wait of a measured snapshot; the second dump is fed in by :func:`take`.
+
+    The NEW events socket is subscribed before the first dump, so a flow made while it runs is
+    counted; the count covers the time from that subscription to the second dump.
+    """
+
+    def __init__(self, ct: Ctnetlink, spec: NetnsSpec, flt: Filter, key: Callable[[Row], GroupKey],
+                 seconds: float, events: bool) -> None:
+        self.key, self.flt = key, flt
+        self.rate = NewFlowRate(key, window=seconds + 1)  # one window holding every span
+        self.first: dict[int, bytes] = {}  # counted flows' packed records, for bytes and packets a second
+        self.second: dict[int, bytes] = {}
+        self.known: set[int] | None = None if events else set()  # without events: the first dump's flows
+        self.new_rows: list[Row] = []
+        self.lost = False
+        sock = EventSocket(spec, (C.NFNLGRP_CONNTRACK_NEW,)) if events else None
+        try:
+            self.t0 = time.monotonic()
+            self.rate.start(self.t0)
+            for _n, rows in _dump(ct, flt):
+                self.first.update((flow_key(r), pack(r)) for r in rows if r[R_OPKTS] is not None)
+                if self.known is not None:
+                    self.known.update(map(flow_key, rows))
+            deadline = self.t0 + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                if sock is None:
+                    time.sleep(left)
+                    continue
+                batch = sock.read(min(left, 0.25))
+                self.lost |= batch.lost
+                match = flt.match
+                self.rate.add(time.monotonic(), [r for k, r in batch.events
+                                                 if k == EV_NEW and (flt.is_all or match(r))])
+        finally:
+            if sock is not None:
+                sock.close()
+        self.t1 = time.monotonic()  # the second dump starts now
+
+    def feed(self, rows: list[Row]) -> None:
+        self.second.update((flow_key(r), pack(r)) for r in rows if r[R_OPKTS] is not None)
+        if self.known is not None:
+            known = self.known
+            self.new_rows += [r for r in rows if flow_key(r) not in known]
+
+    def finish(self, snap: Snapshot) -> None:
+        if self.known is not None:
+            self.rate.add(self.t1, self.new_rows)
+        snap.seconds = round(self.t1 - self.t0, 3)
+        snap.rate_source = "dumps" if self.known is not None else "events"
+        snap.new_rates = self.rate.rates()
+        snap.events_lost = self.lost
+        if self.first or self.second:
+            rates = flow_rates(self.first, self.second, self.t1 - self.t0)
+            snap.group_rates = group_rates(rates, self.second, self.key)
 
 
 def _with_proc_stats(snap: Snapshot, spec: NetnsSpec) -> Snapshot:

@@ -43,6 +43,10 @@ class GroupRow:
     bytes: int | None
     packets: int | None
     filter: str | None  # the filter expression that selects exactly this group
+    # A second, where measured (table.rates): new flows, and bytes and packets moved between two dumps.
+    new_rate: float | None = None
+    bytes_rate: float | None = None
+    packets_rate: float | None = None
 
 
 def _bump(d: dict[K, int], k: K, by: int) -> None:

@@ -8,8 +8,9 @@ ten costs ~3 µs a row for data nobody reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
+from types import MappingProxyType
 
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
@@ -63,6 +64,10 @@ class FlowTable:
         labels = self._labels
         for fid, rec in self._flows.items():
             yield unpack(rec, labels.get(fid, 0) if labels else 0)
+
+    def by_key(self) -> Mapping[int, bytes]:
+        """The packed rows by key, read-only: for comparing two dumps' tables (table.rates)."""
+        return MappingProxyType(self._flows)
 
     def records(self) -> list[bytes]:
         """The packed rows, for views that sort and index without unpacking everything."""

@@ -25,7 +25,8 @@ def need_terminal() -> None:
 def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = None, source: Source | None = None,
             interval: float | None = None) -> None:
     """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits.
-    The interval (when not given), mouse, theme and first group key are the active settings' (config.py)."""
+    The interval (when not given), mouse, theme, first group key and reverse DNS are the active settings'
+    (config.py)."""
     # The namespace is opened before the terminal is looked at: a bad --netns is the error to fix either way.
     shown = source if source is not None else LiveSource(spec)
     try:
@@ -44,7 +45,7 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
 
         set_read_only()  # actions refuse to write, whatever key reaches them
     app = CttopApp(shown, read_only=read_only, title=title,
-                   interval=settings.interval if interval is None else interval)
+                   interval=settings.interval if interval is None else interval, resolve=settings.resolve)
     if settings.theme is not None:
         if settings.theme not in app.available_themes:
             raise settings.fail("theme", f"{settings.theme!r} is not a theme (choose from "

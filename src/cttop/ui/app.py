@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar, Final
 
@@ -29,6 +29,7 @@ from cttop.actions.plan import read_only as writes_refused
 from cttop.host.datapath import Findings, look
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import Collector, group_title
+from cttop.live.resolve import Resolver
 from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
 from cttop.sources.live import Playback, Source
@@ -42,6 +43,8 @@ from cttop.ui.filterbar import FilterBar
 from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
+from cttop.ui.incident_keys import IncidentKeys
+from cttop.ui.screens.events import EventsScreen
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.keys import KeyedScreen, KeyFooter
 from cttop.ui.pressure import PressurePanel
@@ -69,7 +72,7 @@ class MainScreen(KeyedScreen):
     """The panels, and the snapshots applied to them; the keys are the groups'."""
 
     # In footer order: the replay's keys lead (they exist only in a replay), then the view's.
-    GROUPS = (ReplayKeys, ViewKeys, FleetKeys, RemedyKeys)
+    GROUPS = (ReplayKeys, ViewKeys, FleetKeys, IncidentKeys, RemedyKeys)
 
     def compose(self) -> ComposeResult:
         app = cttop_app(self)
@@ -128,6 +131,7 @@ class MainScreen(KeyedScreen):
         self.query_one(PressurePanel).show(frame)
         self.query_one(StatesPanel).show(frame)
         self.query_one(HeaviestPanel).show(frame)
+        self.flow_list.show_rates(frame.flow_rates)
         fl = self.flow_list
         fl.set_clock(frame.time)
         fl.placeholder = "" if frame.phase == LIVE else frame.note
@@ -149,7 +153,7 @@ class MainScreen(KeyedScreen):
         app = cttop_app(self)
         frame = app.shown_frame
         by = app.top_by
-        title = f"Heaviest {group_title(app.group)} by {by}"
+        title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
@@ -235,7 +239,7 @@ class CttopApp(App[None]):
     ]
 
     def __init__(self, source: Source, *, read_only: bool = False, title: str | None = None,
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, resolve: bool = False) -> None:
         super().__init__()
         self.source = source
         # CTTOP_READ_ONLY=1 hides the write keys too, not just refuses after Yes as the plans would.
@@ -254,6 +258,10 @@ class CttopApp(App[None]):
         self._index_posted = threading.Event()
         self.collector = Collector(source, on_frame=self._collector_frame, on_index=self._collector_index,
                                    interval=interval, group=self.group, view=self.view)
+        self.resolver: Resolver | None = None  # reverse DNS (R, --resolve): off by default
+        self.new_resolver: Callable[[], Resolver] = Resolver  # what R starts (tests point it at their own DNS)
+        if resolve:
+            self.set_resolve(True)
         self.main = MainScreen()
 
     @property
@@ -295,6 +303,7 @@ class CttopApp(App[None]):
 
     def on_unmount(self) -> None:
         self.collector.stop()
+        self.set_resolve(False)
 
     # --- the collector's side: runs on its threads, only fills a slot and posts ----------------
 
@@ -321,8 +330,11 @@ class CttopApp(App[None]):
         self.catch_up()
 
     def catch_up(self) -> None:
-        """Apply the newest snapshots, unless paused or a modal screen is in front."""
+        """Apply the newest snapshots, unless paused or a modal screen is in front (the event screen,
+        in front, takes the frames: its stream is in them)."""
         stack = self.screen_stack
+        if stack and isinstance(stack[-1], EventsScreen) and self._frame is not stack[-1].frame:
+            stack[-1].show_frame(self._frame)
         if not stack or stack[-1] is not self.main:
             return  # a modal is in front, or the app is shutting down and has no screen left
         frame, index = self._frame, self._index
@@ -358,6 +370,18 @@ class CttopApp(App[None]):
     def set_group(self, group: str, by: str) -> None:
         self.group, self.top_by = group, by
         self.collector.set_group(group, by)
+
+    def set_resolve(self, on: bool) -> bool:
+        """Reverse DNS on or off (its worker threads start and stop with it); returns whether it is on."""
+        if on and self.resolver is None:
+            self.resolver = self.new_resolver()
+        elif not on and self.resolver is not None:
+            self.resolver.close()
+            self.resolver = None
+        self.collector.set_resolver(self.resolver)
+        if self.is_running:
+            self.main.flow_list.relabel()
+        return self.resolver is not None
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -397,6 +421,7 @@ class CttopApp(App[None]):
         new = Collector(source, on_frame=on_frame, on_index=on_index, interval=old.interval, group=self.group,
                         view=self.view)
         new.set_group(self.group, self.top_by)
+        new.set_resolver(self.resolver)
         self.source, self.collector = source, new
         self.title_text = title or self.TITLE
         self.paused, self._paused_generation = False, None
@@ -458,6 +483,7 @@ def help_sections(read_only: bool = False, replay: bool = False) -> list[tuple[s
         ("Everywhere", bindings_of(CttopApp, ViewKeys)),
         ("Remediation (changes hidden with --read-only)", [] if replay else remedy_help(read_only)),
         ("Doctor and namespaces", [] if replay else bindings_of(FleetKeys)),
+        ("Events, expectations, names", bindings_of(IncidentKeys)),
         ("Replay", bindings_of(ReplayKeys) if replay else []),
         ("Flow list", bindings_of(FlowList)),
         ("Heaviest panel (Tab to reach it)", bindings_of(HeaviestPanel)),

@@ -13,6 +13,7 @@ owners index makes new cache keys.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -32,6 +33,8 @@ from textual.widgets import Static
 
 from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
 from cttop.live.index import FlowIndex, ViewSpec, record_id
+from cttop.live.resolve import Resolver
+from cttop.table.rates import FlowRate
 from cttop.model import (
     R_DPORT,
     R_DST,
@@ -63,6 +66,7 @@ OWNER_MIN_WIDTH: Final = 120  # narrower, the process column would squeeze the t
 OWNER_WIDTH: Final = len(LOCAL_NO_PROCESS)
 CONTAINER_MIN_WIDTH: Final = 150
 CONTAINER_WIDTH: Final = 16
+RATES_MIN_WIDTH: Final = 140  # from here the rate columns stand beside the counters, whatever the sort
 OWNERS_POLL: Final = 0.25  # seconds between looks for a newer owners index (one float compared)
 
 
@@ -75,9 +79,11 @@ class Column:
     sort: str | None = None  # the SORTS entry this column sorts by
 
 
-def layout(width: int, owners: bool = False) -> tuple[Column, ...]:
+def layout(width: int, owners: bool = False, sort: str = "") -> tuple[Column, ...]:
     """Columns for a line ``width`` cells wide; narrower screens drop the container and process (shown
     only with ``owners``), mark/zone and packets first, and show a NAT marker instead of the reply tuple.
+    Bytes and packets a second (between the last two dumps) take the counters' places when the list is
+    sorted by them, and stand beside them on screens wide enough.
     """
     fixed = [Column("tag", "", 1), Column("proto", "proto", 5, sort="proto"),
              Column("state", "state", 11, sort="state")]
@@ -87,9 +93,15 @@ def layout(width: int, owners: bool = False) -> tuple[Column, ...]:
     tail.append(Column("timeout", "timeout", 7, True, "timeout"))
     if width >= 100:
         tail.append(Column("mark", "mark/zone", 9, sort="mark"))
-    tail.append(Column("bytes", "bytes", 6, True, "bytes"))
-    if width >= 110:
+    wide = width >= RATES_MIN_WIDTH
+    if wide or sort != "bytes-rate":
+        tail.append(Column("bytes", "bytes", 6, True, "bytes"))
+    if wide or sort == "bytes-rate":
+        tail.append(Column("bytes-rate", "B/s", 6, True, "bytes-rate"))
+    if width >= 110 and (wide or sort != "packets-rate"):
         tail.append(Column("packets", "pkts", 6, True, "packets"))
+    if wide or sort == "packets-rate":
+        tail.append(Column("packets-rate", "p/s", 6, True, "packets-rate"))
     used = sum(c.width for c in fixed + tail) + len(fixed) + len(tail) + 3  # one space after each column
     room = max(width - used, 24)
     if width >= 130:
@@ -110,11 +122,14 @@ _STATE_CLASS = {"ESTABLISHED": "good", "ASSURED": "good", "SYN_SENT": "warn", "S
 
 
 def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | None = None,
-          meta: tuple[int, int] = (0, 0), now: float | None = None) -> list[tuple[str, str]]:
+          meta: tuple[int, int] = (0, 0), now: float | None = None, rate: FlowRate | None = None,
+          names: Resolver | None = None) -> list[tuple[str, str]]:
     """(text, style class) for each column of one flow; ``owners`` fills the process and container columns.
 
     ``meta`` is the record's (:func:`record_meta`): the timeout counts down from when it was read
     to ``now`` (the frame's time), and counters not read yet show ``?``, not ``-`` (accounting off).
+    ``rate`` fills the rate columns (None: it moved nothing between the last two dumps), ``names`` the
+    addresses' (reverse DNS, when on).
     """
     fam, proto = row[R_FAMILY], row[R_PROTO]
     seen, flags = meta
@@ -129,9 +144,11 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
             s = state_name(proto, row[R_PSTATE], row[R_STATUS])
             out.append((s, _STATE_CLASS.get(s, "")))
         elif n == "src":
-            out.append((fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT], c.width), ""))
+            name = names.name(row[R_SRC]) if names is not None else None
+            out.append((fmt.endpoint(fam, proto, row[R_SRC], row[R_SPORT], c.width, name), ""))
         elif n == "dst":
-            out.append((fmt.endpoint(fam, proto, row[R_DST], row[R_DPORT], c.width), ""))
+            name = names.name(row[R_DST]) if names is not None else None
+            out.append((fmt.endpoint(fam, proto, row[R_DST], row[R_DPORT], c.width, name), ""))
         elif n == "nat":
             out.append((_nat_text(row, c.width), "nat"))
         elif n == "timeout":
@@ -153,6 +170,10 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
             out.append((fmt.counter(total_bytes(row), bool(flags & UNREAD)), ""))
         elif n == "packets":
             out.append((fmt.counter(total_packets(row), bool(flags & UNREAD)), ""))
+        elif n == "bytes-rate":
+            out.append((fmt.si(rate.bytes) if rate is not None else "-", "" if rate is not None else "dim"))
+        elif n == "packets-rate":
+            out.append((fmt.si(rate.packets) if rate is not None else "-", "" if rate is not None else "dim"))
     return out
 
 
@@ -226,6 +247,8 @@ class FlowList(ScrollView, can_focus=True):
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._styles_key = 0
         self._owners_drawn = float("-inf")  # the owners index (its refresh time) the lines were drawn with
+        self._names_drawn = -1  # the resolver's answer count the lines were drawn with
+        self.rates: Mapping[int, FlowRate] = {}  # bytes and packets a second by flow key, from the shown frame
 
     @property
     def records(self) -> tuple[bytes, ...]:
@@ -244,6 +267,7 @@ class FlowList(ScrollView, can_focus=True):
         before = self.cursor_flow()
         on_screen = self.cursor - round(self.scroll_y)
         self.index = index
+        self.relayout(index.spec.sort)
         n = len(index.records)
         self.virtual_size = Size(self.scrollable_content_region.width, n)
         if before is not None and index.anchor == before and index.anchor_pos is not None:
@@ -269,13 +293,42 @@ class FlowList(ScrollView, can_focus=True):
         self.set_interval(OWNERS_POLL, self._check_owners)
 
     def _check_owners(self) -> None:
-        """Redraw when the owners index was refreshed since the lines were drawn (an idle table)."""
+        """Redraw when the owners index was refreshed since the lines were drawn (an idle table), or when
+        reverse lookups returned names since."""
         owners = self.owners
         if owners is not None and self._has_owner_column() and owners.index.at != self._owners_drawn:
             self.refresh()  # a repaint: what changed is the collector's, not a field of this widget
+        names = self.names
+        if names is not None and names.answers != self._names_drawn:
+            self.refresh()
+
+    @property
+    def names(self) -> Resolver | None:
+        """The app's reverse DNS, when it is on."""
+        return cttop_app(self).resolver
+
+    def relabel(self) -> None:
+        """Reverse DNS was turned on or off: every line is drawn again."""
+        self._cache.clear()
+        self.refresh()
+
+    def show_rates(self, rates: Mapping[int, FlowRate]) -> None:
+        """The shown frame's flow rates (a new mapping at each dump, never changed in place)."""
+        if rates is not self.rates:
+            self.rates = rates
+            self.refresh()
+
+    def relayout(self, sort: str) -> None:
+        """The sort changed: a rate sort brings its column in."""
+        columns = layout(self.scrollable_content_region.width, self.owners is not None, sort)
+        if columns != self.columns:
+            self.columns = columns
+            self._cache.clear()
+            self.post_message(self.Relaid())
 
     def on_resize(self) -> None:
-        self.columns = layout(self.scrollable_content_region.width, self.owners is not None)
+        sort = self.index.spec.sort if self.index is not None else ""
+        self.columns = layout(self.scrollable_content_region.width, self.owners is not None, sort)
         self.virtual_size = Size(self.scrollable_content_region.width, len(self.records))
         self._cache.clear()
         self.post_message(self.Relaid())
@@ -325,11 +378,16 @@ class FlowList(ScrollView, can_focus=True):
         at = owners.index.at if owners is not None else None
         if at is not None:
             self._owners_drawn = at
+        names = self.names
+        answers = names.answers if names is not None else -1
+        self._names_drawn = answers
+        rate = self.rates.get(fid)
         key = (rec, state, fid in self.tagged, width, self._styles_key, at,
-               None if self.now is None else int(self.now))
+               None if self.now is None else int(self.now), rate, answers)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width, owners)
+            strip = self._cache[key] = self._render_record(rec, state, fid in self.tagged, width, owners, rate,
+                                                           names)
         return strip
 
     def _no_match(self) -> str:
@@ -337,7 +395,8 @@ class FlowList(ScrollView, can_focus=True):
         shown = self.index.spec.filter.strip() if self.index is not None else ""
         return f"No flow matches {shown}" if shown else ""
 
-    def _render_record(self, rec: bytes, state: str, tagged: bool, width: int, owners: Owners | None) -> Strip:
+    def _render_record(self, rec: bytes, state: str, tagged: bool, width: int, owners: Owners | None,
+                       rate: FlowRate | None, names: Resolver | None) -> Strip:
         style_of = self.get_component_rich_style
         base = self.rich_style
         if tagged:
@@ -346,7 +405,7 @@ class FlowList(ScrollView, can_focus=True):
             # The cursor line is one style end to end: column colours would fight its background.
             base += style_of("flows--cursor" if state == "cursor" else "flows--cursor-blur", partial=True)
         segs: list[Segment] = []
-        row_cells = cells(unpack(rec), self.columns, tagged, owners, record_meta(rec), self.now)
+        row_cells = cells(unpack(rec), self.columns, tagged, owners, record_meta(rec), self.now, rate, names)
         for col, (text, cls) in zip(self.columns, row_cells):
             text = fmt.truncate(text, col.width)
             text = text.rjust(col.width) if col.right else text.ljust(col.width)

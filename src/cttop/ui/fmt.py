@@ -95,14 +95,16 @@ def truncate(text: str, width: int) -> str:
     return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
 
 
-def endpoint(family: int, proto: int, addr: bytes, port: int, width: int | None = None) -> str:
-    """'10.0.0.1:443', '[2001:db8::1]:443', or just the address for protocols without ports.
+def endpoint(family: int, proto: int, addr: bytes, port: int, width: int | None = None,
+             name: str | None = None) -> str:
+    """'10.0.0.1:443', '[2001:db8::1]:443', or just the address for protocols without ports; ``name``
+    (the address's reverse DNS name, made terminal-safe here) stands in for the address when given.
 
     Shortened to ``width`` in the middle of the address, so the port always stays readable.
     """
-    a = addr_text(addr)
+    a = addr_text(addr) if name is None else safe_line(name)
     if proto in PORTED_PROTOS:
-        host = f"[{a}]" if family == AF_INET6 else a
+        host = f"[{a}]" if family == AF_INET6 and name is None else a
         tail = f":{port}"
     else:
         host, tail = a, ""

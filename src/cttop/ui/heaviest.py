@@ -1,4 +1,6 @@
-"""Heaviest: the groups holding the most entries (or bytes, packets); Enter filters the flow list to one."""
+"""Heaviest: the groups holding the most entries (or bytes, packets), or creating the most flows a second
+(``b`` cycles); Enter filters the flow list to one. Once two dumps with accounting are in, the bytes and
+packets columns are each group's a second between them."""
 
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
 
-def ranked(row: GroupRow, by: str) -> int:
-    """The measure a group is ranked by: its entries, bytes or packets (no counters count as none)."""
-    value = {"entries": row.entries, "bytes": row.bytes, "packets": row.packets}[by]
+def ranked(row: GroupRow, by: str) -> float:
+    """The measure a group is ranked by: its entries, bytes, packets or new flows a second (no counters
+    count as none)."""
+    value = {"entries": row.entries, "bytes": row.bytes, "packets": row.packets, "new-rate": row.new_rate}[by]
     return value or 0
 
 
@@ -49,14 +52,23 @@ class HeaviestPanel(Panel, can_focus=True):
     def draw(self, frame: Frame, width: int, height: int) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         rows = frame.top[: max(1, height)]
+        new_rate = frame.top_by == "new-rate"
         if not rows:
-            t.append("no flows" if frame.phase == LIVE else safe_line(frame.note), self.style("dim"))
+            if frame.phase != LIVE:
+                note = safe_line(frame.note)
+            elif new_rate:
+                note = ("measuring new flows…" if not frame.new_rate_seconds
+                        else f"no new flows in the last {frame.new_rate_seconds:.0f}s (from {frame.new_rate_source})")
+            else:
+                note = "no flows"
+            t.append(note, self.style("dim"))
             return t
         total = frame.ranked_total or 1  # the % is each group's share of what it is ranked by
         with_bytes = frame.counted > 0
-        nums = [fmt.count(r.entries) for r in rows]
+        nums = [fmt.rate(r.new_rate or 0.0) if new_rate else fmt.count(r.entries) for r in rows]
         num_w = max(len(n) for n in nums)
-        tail_w = num_w + 5 + (14 if with_bytes else 0)
+        with_rates = with_bytes and any(r.bytes_rate is not None for r in rows)
+        tail_w = num_w + 5 + (16 if with_rates else 14 if with_bytes else 0)
         key_w = max(8, width - tail_w - 1)
         for i, (r, n) in enumerate(zip(rows, nums)):
             if i:
@@ -65,7 +77,9 @@ class HeaviestPanel(Panel, can_focus=True):
             line.append(fmt.truncate(r.text, key_w).ljust(key_w) + " ")
             line.append(n.rjust(num_w))
             line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))
-            if with_bytes:
+            if with_bytes and r.bytes_rate is not None:
+                line.append(f" {fmt.si(r.bytes_rate, 'B'):>6} {fmt.si(r.packets_rate, 'p'):>6}/s", self.style("label"))
+            elif with_bytes:
                 line.append(f" {fmt.si(r.bytes, 'B'):>6} {fmt.si(r.packets, 'p'):>6}", self.style("label"))
             if i == self.cursor and self.has_focus:
                 line.stylize(self.style("cursor"))

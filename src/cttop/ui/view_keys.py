@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
 
-from cttop.live.collector import TOP_BY
+from cttop.live.collector import RANK_BY
+from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.index import SORTS, ViewSpec
 from cttop.ui.filterbar import FilterBar
 from cttop.ui.header import StatusLine
@@ -22,7 +23,7 @@ class ViewKeys(KeyGroup):
         Binding("slash,f3,f4", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear the filter", show=False),
         Binding("g,f2", "group", "Group", key_display="g"),
-        Binding("b", "top_by", "Rank groups by entries / bytes / packets", show=False),
+        Binding("b", "top_by", "Rank groups by entries / bytes / packets / new flows a second", show=False),
         Binding("s,f6", "sort", "Sort", key_display="s"),
         Binding("r,f7", "reverse", "Reverse", key_display="r"),
         Binding("p,f5", "pause", "Pause", key_display="p"),
@@ -51,11 +52,15 @@ class ViewKeys(KeyGroup):
     def action_top_by(self) -> None:
         app = self.app
         frame = app.shown_frame
+        order = list(RANK_BY)
         if frame is not None and not frame.counted:
-            self.screen.notify("accounting is off (nf_conntrack_acct=0): groups can only be ranked by entries",
-                               severity="warning")
-            return
-        app.set_group(app.group, TOP_BY[(TOP_BY.index(app.top_by) + 1) % len(TOP_BY)])
+            order = [b for b in order if b not in ("bytes", "packets")]
+            self.screen.notify("accounting is off (nf_conntrack_acct=0): groups are ranked by entries or new "
+                               "flows a second only", severity="warning", timeout=3)
+        if app.group in OWNER_GROUPS:
+            order.remove("new-rate")  # owners are looked up per dump, not per event
+        at = order.index(app.top_by) if app.top_by in order else -1
+        app.set_group(app.group, order[(at + 1) % len(order)])
         self.screen.title_heaviest()
 
     def action_sort(self) -> None:
@@ -89,7 +94,7 @@ class ViewKeys(KeyGroup):
             ("Clear filter", "Show every flow again", self.action_clear_filter),
             ("Next group key", "Heaviest: src, dst, dport, src-dport, pair, mark, zone, process, container",
              self.action_group),
-            ("Rank groups by", "Heaviest: entries, bytes or packets", self.action_top_by),
+            ("Rank groups by", "Heaviest: entries, bytes, packets or new flows a second", self.action_top_by),
             ("Next sort column", "Sort the flows by the next column", self.action_sort),
             ("Reverse sort", "Flip the sort direction", self.action_reverse),
             ("Pause / resume", "Freeze the view; the collector keeps up underneath", self.action_pause),

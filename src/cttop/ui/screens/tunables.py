@@ -40,8 +40,9 @@ def detail_text(s: TunableState) -> Text:
     out.append(f" = {safe_line(s.value) if s.value is not None else '?'}")
     if t.default is not None:
         out.append(f"   default {t.default}", "dim")
-    allowed = ", ".join(map(str, t.choices)) if t.choices else f"{t.lo}..{t.hi}"
-    out.append(f"   allowed {allowed}", "dim")
+    if not t.is_module_param:  # a helper's parameter is shown, never set: no range to offer
+        allowed = ", ".join(map(str, t.choices)) if t.choices else f"{t.lo}..{t.hi}"
+        out.append(f"   allowed {allowed}", "dim")
     if t.is_global:
         out.append("   global: one value for every namespace", "dim")
     out.append(f"\n{t.meaning}")

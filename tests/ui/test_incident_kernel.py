@@ -1,0 +1,113 @@
+"""E, X, R and the helper line on real namespaces, against what the kernel says.
+
+E streams the events of entries conntrack -I and -D make; X lists the expectations the FTP helper made
+(tests/kernel/test_expect.py's namespace) as `conntrack -L expect` does, and the flow detail names the
+control flow's helper; R names a flow by a nameserver inside the namespace while conntrack -L shows the
+resolver's own lookups, which the flow list does not.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from cttop.kernel.netns import NetnsSpec
+from cttop.live.resolve import Resolver
+from cttop.sources.live import LiveSource
+from cttop.ui.app import CttopApp
+from cttop.ui.detail import DetailScreen
+from cttop.ui.screens.events import EventsScreen
+from cttop.ui.screens.expect import ExpectScreen
+from tests.conftest import delete_netns, make_netns, sh
+from tests.kernel.test_expect import CLIENTS, conntrack_expect, ftp_ns, parse_expect  # noqa: F401 (a fixture)
+from tests.kernel.test_resolve_kernel import FOREIGN_QUERY, SERVER, dns_ns  # noqa: F401 (a fixture)
+from tests.oracle import conntrack_list
+from tests.ui.helpers import screen_text, wait_for, wait_live
+
+pytestmark = pytest.mark.kernel
+
+FLOW = ["-p", "udp", "-s", "10.9.0.1", "-d", "10.9.0.2", "--sport", "4321", "--dport", "53"]
+
+
+def app_on(ns: str) -> CttopApp:
+    return CttopApp(LiveSource(NetnsSpec(name=ns)), interval=0.2)
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    name = make_netns()
+    try:
+        yield name
+    finally:
+        delete_netns(name)
+
+
+async def test_e_streams_what_the_kernel_does(ns: str) -> None:
+    app = app_on(ns)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("E")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await wait_for(pilot, lambda: app.collector._log is not None, "the collector's log")
+        sh("conntrack", "-I", *FLOW, "-t", "300", netns=ns)
+        sh("conntrack", "-D", *FLOW, netns=ns)
+        await wait_for(pilot, lambda: "DESTROY" in screen_text(app), "the destroy event")
+        lines = [ln for ln in screen_text(app).splitlines() if "10.9.0.1:4321 → 10.9.0.2:53" in ln]
+        assert [ln.split()[1] for ln in lines] == ["NEW", "DESTROY"]
+        assert conntrack_list(ns) == []  # the kernel agrees it is gone
+
+
+async def test_x_lists_the_helpers_expectations_and_the_detail_names_the_helper(ftp_ns: str) -> None:  # noqa: F811
+    app = app_on(ftp_ns)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("X")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExpectScreen), "the expectation screen")
+        await wait_for(pilot, lambda: f"{len(CLIENTS)} expectations from ftp" in screen_text(app), "the table")
+        text = screen_text(app)
+        for e in map(parse_expect, conntrack_expect(ftp_ns)):
+            port = e["expected"]["dport"]
+            master = e["master"]
+            row = next(ln for ln in text.splitlines() if f":* → " in ln and f":{port} " in ln)  # any source port
+            assert f":{master['sport']} →" in row and f":{master['dport']} " in row and " ftp " in row, row
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main, "back")
+        # the control flow's detail: the helper, asked of the kernel
+        app.set_filter("dport 21 and ipv4")
+        await wait_for(pilot, lambda: app.shown_index is not None and app.shown_index.spec.filter == "dport 21 and ipv4"
+                       and len(app.main.flow_list.records) == 1, "the control flow")
+        app.main.flow_list.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), "the flow detail")
+        await wait_for(pilot, lambda: "asking the kernel" not in screen_text(app), "the helper's answer")
+        assert [ln for ln in screen_text(app).splitlines() if "helper " in ln][0].split("helper")[1].split()[0] == "ftp"
+        assert any(f["extra"].get("helper") == "ftp" and f["orig"]["dport"] == "21" for f in conntrack_list(ftp_ns))
+
+
+async def test_r_names_flows_and_hides_its_own_lookups(dns_ns: str) -> None:  # noqa: F811
+    # a flow to the address the namespace's nameserver has a name for
+    sh("conntrack", "-I", "-p", "tcp", "-s", "10.9.0.1", "-d", "192.0.2.7", "--sport", "5555", "--dport", "443",
+       "--state", "ESTABLISHED", "-t", "300", netns=dns_ns)
+    spec = NetnsSpec(name=dns_ns)
+    app = app_on(dns_ns)
+    app.new_resolver = lambda: Resolver([SERVER], spec=spec)  # the namespace's nameserver, from inside it
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_live(pilot, app)
+        assert "web.example" not in screen_text(app)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: "web.example:443" in screen_text(app), "the flow shown by name")
+        resolver = app.resolver
+        assert resolver is not None
+        sh(sys.executable, "-c", FOREIGN_QUERY, netns=dns_ns)  # someone else's lookup to the same server
+        kernel = [f for f in conntrack_list(dns_ns) if f["orig"]["dst"] == SERVER]
+        own = [f for f in kernel if int(f["orig"]["sport"]) in resolver.own_ports]
+        others = [f for f in kernel if f not in own]
+        assert own and others  # the kernel tracks the resolver's lookups, and the other one
+        app.set_filter(f"dst {SERVER}")
+        await wait_for(pilot, lambda: app.shown_index is not None and app.shown_index.spec.filter == f"dst {SERVER}"
+                       and len(app.main.flow_list.records) == len(others), "the lookups, cttop's own hidden")
+        text = screen_text(app)
+        assert all(f":{f['orig']['sport']} " not in text for f in own)
+        assert all(f":{f['orig']['sport']} " in text for f in others)
