@@ -121,8 +121,8 @@ async def test_doctor_watches_in_a_worker_then_lists_findings_worst_first(monkey
              for needle in ("CRITICAL New flows dropped", "WARNING  UNREPLIED dominate", "OK       Table 1.0% full")]
     assert order == sorted(order)
     assert "2359 of 2621 entries (90%) are UNREPLIED" in text
-    assert "$ ip netns exec ns-a sysctl -w net.netfilter.nf_conntrack_udp_timeout=10" in text
-    assert "$ sysctl -w net.netfilter.nf_conntrack_max=524288" in text
+    assert "ip netns exec ns-a sysctl -w net.netfilter.nf_conntrack_udp_timeout=10" in text
+    assert "sysctl -w net.netfilter.nf_conntrack_max=524288" in text
 
 
 async def test_fix_button_opens_the_confirmation_and_applies_only_on_yes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,7 +171,7 @@ async def test_read_only_doctor_shows_commands_but_no_fix_buttons(monkeypatch: p
         text = screen_text(app)
         assert not list(screen.query(Button))
     assert "read-only: fixes shown as commands only" in text
-    assert "$ ip netns exec ns-a sysctl -w net.netfilter.nf_conntrack_udp_timeout=10" in text
+    assert "ip netns exec ns-a sysctl -w net.netfilter.nf_conntrack_udp_timeout=10" in text
 
 
 def fake_namespaces() -> list[Namespace]:

@@ -83,8 +83,10 @@ def _raise_max(o: Observation) -> tuple[list[str], Remedy | None, str]:
 def permission(o: Observation) -> Finding | None:
     if o.problem is None:
         return None
-    evidence = (f"{o.problem}; fill comes from /proc/sys only, so drops, failed inserts, states and groups "
-                "were not checked")
+    # Without the capability the pressure counters still come from /proc/net/stat/nf_conntrack (world-readable).
+    counters = ("drops and failed inserts come from /proc/net/stat/nf_conntrack, but " if o.before is not None
+                else "drops, failed inserts, ")
+    evidence = f"{o.problem}; fill comes from /proc/sys only, so {counters}states and groups were not checked"
     commands = ["sudo " + cttop_command(o.spec, ["doctor"])] if "CAP_NET_ADMIN" in o.problem else []
     return Finding("permission", "unknown", "Flows and counters not read", evidence, {"problem": o.problem},
                    commands)
