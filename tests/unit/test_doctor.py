@@ -228,6 +228,15 @@ def test_a_one_off_burst_would_all_be_gone_at_a_shorter_timeout() -> None:
     assert e.young and e.rate == 0 and e.at == 0 and e.heading == 3000 and e.explained == 3000
 
 
+def test_a_few_short_connections_are_no_flow_heading_past_the_max() -> None:
+    # 24 long sessions from the start, and 3 web connections ESTABLISHED for a moment before they close: times a
+    # 5-day timeout, 3 recent entries would project past any max. Too few arrivals to be a rate.
+    ages = [20.0] * 24 + [0.5, 1.0, 2.0]
+    e = estimate(held("nf_conntrack_tcp_timeout_established", 432000, "tcp:ESTABLISHED", [0.1] * 27, ages),
+                 IDLE_SECONDS)
+    assert e.young and e.rate == 0 and e.heading == 27
+
+
 def test_ages_under_half_a_second_say_nothing_of_a_rate() -> None:
     ages = [0.4] * 100
     e = estimate(held(STREAM, 600, "udp:ASSURED", [300.0] * 100, ages), 120)

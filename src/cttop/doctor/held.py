@@ -51,6 +51,7 @@ RECOMMENDED: Final[dict[str, Recommended]] = {
     "nf_conntrack_generic_timeout": Recommended(60, "is plenty for protocols conntrack knows nothing of"),
 }
 MIN_AGE: Final = 0.5  # seconds of ages needed before a rate is taken from them (timestamps are in ns)
+MIN_ARRIVALS: Final = 20  # entries in each half of a young table's span before its arrivals make a rate
 
 
 @dataclass
@@ -99,7 +100,11 @@ def estimate(h: Held, target: int) -> Estimate:
         if MIN_AGE <= oldest < h.timeout:
             half = oldest / 2
             recent = sum(1 for a in h.ages if a < half)
-            rate = min(recent, n - recent) / half
+            # A rate needs arrivals in both halves, enough of them to be a flow: a handful of recent entries (a
+            # web server's short connections, ESTABLISHED for a moment before they close) times a 5-day timeout
+            # would project a table past any max from nothing. Fewer is a burst: no rate.
+            arrivals = min(recent, n - recent)
+            rate = arrivals / half if arrivals >= MIN_ARRIVALS else 0.0
             span = sum(a - i for a, i in zip(h.ages, h.idle, strict=True)) / n
             return Estimate(target, max(float(n), rate * (span + h.timeout)), rate * (span + target), True, rate,
                             oldest)
