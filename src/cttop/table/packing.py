@@ -1,6 +1,6 @@
 """Rows packed into compact ``bytes`` for storage, and back.
 
-A row as a tuple of Python objects costs ~500 bytes; packed it is 53–113 bytes
+A row as a tuple of Python objects costs ~500 bytes; packed it is 62–142 bytes
 plus the 33-byte bytes header, which keeps a million flows within ~200 MB with
 the dict. Four layouts: IPv4/IPv6, with and without counters, told apart by length.
 Labels are rare and kept beside the table, not here.
