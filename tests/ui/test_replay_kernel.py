@@ -60,7 +60,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
             time.sleep(0.01)
         # The file appears once subscribed; its first keyframe dump follows. A flow made before that dump ends may
         # be in it, and the recording would not begin empty (a race the seek-to-start test lost under load).
-        time.sleep(QUIET)
+        time.sleep(1.0)  # an empty namespace's keyframe takes milliseconds
         phases = []
         for i in range(10):
             sh("conntrack", "-I", "-p", "udp", "-s", f"10.1.0.{i + 1}", "-d", "10.9.0.53", "--sport", "5000",
@@ -170,7 +170,7 @@ async def test_keys_seek_and_play_to_the_end(recorded: Recorded) -> None:
         # A replay's keys lead the footer (drawn a moment after the first frame, on a busy machine).
         await wait_for(pilot, lambda: ", -10 s" in screen_text(app).splitlines()[-1], "the footer")
         assert ". +10 s" in screen_text(app).splitlines()[-1]
-        await pilot.press("full_stop")  # forward 10 s: past the end, so to the end
+        await pilot.press("full_stop", "full_stop")  # forward 20 s: past the end (about 9 s), so to the end
         assert await settled(pilot, app) == pytest.approx(rec.duration)
         assert ids_shown(app) == recorded.phases[2]
         await pilot.press("comma")  # back 10 s: before the start, so to the start
