@@ -77,3 +77,18 @@ async def test_playing_through_a_recorded_loss_shows_it(lossy: str) -> None:
                        >= 3.0, "the replay past its recorded loss")
         assert app.shown_frame is not None and app.shown_frame.lost == 1
         assert "events lost, resynced ×1" in screen_text(app)
+
+
+async def test_a_paused_replay_is_not_redumped_against_its_stale_stats(lossy: str) -> None:
+    # The recording's last stats sample (8 entries, at its keyframe) lags the table at 5 s (18 flows, after the
+    # resync dump and events). Taken for drift, it made the view redump the same rows ten times a second.
+    replay = ReplaySource(lossy, paused=True)
+    app = CttopApp(replay, interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        await seek_and_settle(pilot, app, replay, 5.0)
+        assert replay.stats().count != len(app.collector.table)  # the lag this test is about
+        generation, seq = app.collector.table.generation, app.shown_frame.seq if app.shown_frame else 0
+        await wait_for(pilot, lambda: app.shown_frame is not None and app.shown_frame.seq >= seq + 10,
+                       "ten more frames")
+        assert app.collector.table.generation == generation

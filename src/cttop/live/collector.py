@@ -535,7 +535,9 @@ class Collector:
         stats = self.source.stats()
         self._catch_up()
         self._frames.take_stats(stats)
-        if not self._dumping:  # the dump under way is about to replace the table
+        # A dump under way is about to replace the table. A recording's table is what was recorded: its
+        # stats samples lag its dumps and events, and redumping it gives the same rows, so it never drifts.
+        if not self._dumping and self.source.live:
             self._drift = self._drift.after(before, len(self.table), stats.count)
 
     def _track_only(self, group: str) -> None:
