@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import netns_claims
 from tests.kernel_env import kernel_unavailable_reason
 
 _REASON = kernel_unavailable_reason()
@@ -33,6 +34,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _REASON is None:
+        swept = netns_claims.sweep(delete_netns)
+        if swept:
+            print(f"deleted {len(swept)} namespace(s) left by a test run that was killed: "
+                  f"{', '.join(map(ascii, swept))}", file=sys.stderr)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _REASON is None:
         return
@@ -49,7 +58,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def sh(*args: str, netns: str | None = None, check: bool = True, input: str | None = None) -> str:
     """Run a command (inside ``netns`` if given) and return its stdout."""
     cmd = (["ip", "netns", "exec", netns] if netns else []) + list(args)
-    r = subprocess.run(cmd, capture_output=True, text=True, input=input)
+    r = subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
     return r.stdout
@@ -61,15 +70,26 @@ TRACK_RULES = "add table inet cttoptest; add chain inet cttoptest o { type filte
     "add rule inet cttoptest p ct state new counter"
 
 
+def add_netns(name: str) -> None:
+    """Make a named namespace, claimed by this run (tests/netns_claims.py): a run that gets killed leaves it
+    to the next run's sweep. :func:`delete_netns` removes both."""
+    netns_claims.claim(name)
+    try:
+        sh("ip", "netns", "add", name)
+    except Exception:
+        netns_claims.release(name)
+        raise
+
+
 def make_netns(prefix: str = "cttop-test") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    sh("ip", "netns", "add", name)
+    add_netns(name)
     try:
         sh("ip", "link", "set", "lo", "up", netns=name)
         # A new namespace tracks nothing until a rule needs conntrack.
         sh("nft", TRACK_RULES, netns=name)
     except Exception:
-        sh("ip", "netns", "del", name, check=False)
+        delete_netns(name)
         raise
     return name
 
@@ -83,6 +103,7 @@ def delete_netns(name: str) -> None:
         except (ProcessLookupError, ValueError):
             pass
     sh("ip", "netns", "del", name, check=False)
+    netns_claims.release(name)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import CLI, TRACK_RULES, delete_netns, sh
+from tests.conftest import CLI, TRACK_RULES, add_netns, delete_netns, sh
 
 OSC_TITLE = "\x1b]0;PWNED\x07"
 RED = "\x1b[31m"
@@ -114,7 +114,7 @@ def hostile_namespace() -> Iterator[Hostile]:
     procs: list[subprocess.Popen[str]] = []
     cgroup = None
     root = cgroup2_root()
-    sh("ip", "netns", "add", name)
+    add_netns(name)
     try:
         sh("ip", "link", "set", "lo", "up", netns=name)
         sh("nft", TRACK_RULES, netns=name)

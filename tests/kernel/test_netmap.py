@@ -20,7 +20,7 @@ from cttop.kernel import rtnl
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.lab.containers import cgroup_root, enter_cgroup
 from cttop.owners.netmap import NsRef, build_map
-from tests.conftest import delete_netns, make_netns, run_cttop, sh
+from tests.conftest import add_netns, delete_netns, make_netns, run_cttop, sh
 
 pytestmark = pytest.mark.kernel
 
@@ -93,7 +93,7 @@ def test_names_that_are_no_utf8_do_not_stop_the_map() -> None:
     bad = os.fsdecode(b"cttop-test-\xff" + uuid.uuid4().hex[:6].encode())
     cgroup = os.path.join(cgroup_root(), os.fsdecode(b"cttop-test-\xfe") + uuid.uuid4().hex[:6])
     proc = None
-    sh("ip", "netns", "add", bad)
+    add_netns(bad)
     try:
         os.mkdir(cgroup)
         proc = subprocess.Popen(["ip", "netns", "exec", bad, "sleep", "600"], preexec_fn=enter_cgroup(cgroup))
