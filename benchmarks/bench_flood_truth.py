@@ -9,7 +9,7 @@ sysctl) so the table reaches a steady state, and a UDP blaster inside it making
 app runs headless (App.run_test) on the namespace, exactly as `cttop --netns`
 would, minus the terminal. Every time a frame is put on screen (the UI thread
 applies it), the kernel's count is read right then on a socket of this script's
-own (CT_GET_STATS), and `conntrack -C` is run from a helper thread as an
+own (CT_GET_STATS), and `conntrack -C` is run off the UI thread as an
 independent check. Compared with it:
 
 - the flow list's title, "Flows N", as drawn (the collector's table at the frame's instant);
@@ -29,36 +29,22 @@ import argparse
 import asyncio
 import itertools
 import os
-import queue
-import re
 import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.bench_flood import BLASTER
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.frame import LIVE, Frame
+from cttop.live.frame import LIVE
 from cttop.sources.live import LiveSource
-from cttop.ui.app import CttopApp, MainScreen
-from cttop.ui.flows import FlowsPanel
-from tests.ui.helpers import wait_live
-
-
-@dataclass(frozen=True)
-class Shown:
-    at: float  # monotonic, when the frame was applied on the UI thread
-    late: float  # seconds from the frame's making (its time) to then
-    frame: Frame
-    listed: int | None  # "Flows N", as the flow list's title says it
-    kernel: int  # CT_GET_STATS right then
+from cttop.ui.app import CttopApp
+from tests.ui.helpers import frames_on_screen, wait_live
 
 
 def sh(ns: str, *cmd: str) -> str:
@@ -74,41 +60,26 @@ def within(a: int, b: int) -> bool:
 
 
 async def flood(ns: str, a: argparse.Namespace) -> None:
-    shown: list[Shown] = []
     cross: list[tuple[int, int, int]] = []  # (frame seq, on-screen Flows N, `conntrack -C` just after)
-    asks: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
     counts = Ctnetlink(NetnsSpec(name=ns))
     app = CttopApp(LiveSource(NetnsSpec(name=ns)), interval=a.interval)
-    real_show = MainScreen.show_frame
-
-    def spy(screen: MainScreen, frame: Frame) -> None:
-        real_show(screen, frame)
-        kernel = counts.stats().count
-        m = re.match(r"Flows ([\d,]+)", str(screen.query_one(FlowsPanel).border_title))
-        listed = int(m.group(1).replace(",", "")) if m else None
-        shown.append(Shown(time.monotonic(), time.time() - frame.time, frame, listed, kernel))
-        if listed is not None:
-            asks.put((frame.seq, listed))
-
-    def checker() -> None:
-        while (ask := asks.get()) is not None:
-            cross.append((ask[0], ask[1], int(sh(ns, "conntrack", "-C"))))
-
-    MainScreen.show_frame = spy  # type: ignore[method-assign]
-    helper = threading.Thread(target=checker, daemon=True)
-    helper.start()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_live(pilot, app)
-        argv = ["ip", "netns", "exec", ns, sys.executable, "-c", BLASTER, str(a.rate), str(a.seconds)]
-        blaster = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - returns at once
-        t0, ru0 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
-        while blaster.poll() is None:
-            await pilot.pause(0.1)
-        t1, ru1 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
-        sent = float(blaster.stdout.read().strip() or 0) if blaster.stdout else 0.0
-    asks.put(None)
-    helper.join()
-    MainScreen.show_frame = real_show  # type: ignore[method-assign]
+    with frames_on_screen(lambda: counts.stats().count) as shown:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_live(pilot, app)
+            argv = ["ip", "netns", "exec", ns, sys.executable, "-c", BLASTER, str(a.rate), str(a.seconds)]
+            blaster = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - returns at once
+            t0, ru0 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+            checked = 0
+            while blaster.poll() is None:
+                await pilot.pause(0.1)
+                # An independent check, off the UI thread: `conntrack -C` just after each new frame went on screen.
+                for s in shown[checked:]:
+                    if s.listed is not None:
+                        kernel = await asyncio.to_thread(sh, ns, "conntrack", "-C")
+                        cross.append((s.frame.seq, s.listed, int(kernel)))
+                checked = len(shown)
+            t1, ru1 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+            sent = float(blaster.stdout.read().strip() or 0) if blaster.stdout else 0.0
     counts.close()
 
     # Steady state: from one UDP timeout (and a second) after the flood began, to its end.

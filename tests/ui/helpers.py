@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -12,9 +15,10 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from cttop.actions.journal import COMPLETE, Journal
-from cttop.live.frame import LIVE
-from cttop.ui.app import CttopApp
+from cttop.live.frame import LIVE, Frame
+from cttop.ui.app import CttopApp, MainScreen
 from cttop.ui.commands import COMMENT, INDENT, CommandBlock, ShellLine
+from cttop.ui.flows import FlowsPanel
 from cttop.ui.screens.confirm import ConfirmScreen
 
 WAIT_CAP = 20.0  # seconds before giving up on a state that should arrive in well under one
@@ -85,3 +89,35 @@ async def yes_and_wait(pilot: Pilot[object], app: CttopApp, state: Path) -> dict
     await pilot.press("y")
     await wait_for(pilot, lambda: len(journal_lines(state)) > before, "the change to be journaled")
     return journal_lines(state)[-1]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A frame as it went on screen: when, the list's "Flows N" as drawn, and the kernel's count right then."""
+
+    at: float  # monotonic, when the UI thread applied the frame
+    late: float  # seconds from the frame's making (its time) to then
+    frame: Frame
+    listed: int | None
+    kernel: int
+
+
+@contextmanager
+def frames_on_screen(kernel_count: Callable[[], int]) -> Iterator[list[Shown]]:
+    """Every frame the main screen shows, with the kernel's count read (``kernel_count``) the moment it is
+    shown: what a person would compare if they ran `conntrack -C` as they looked."""
+    shown: list[Shown] = []
+    real_show = MainScreen.show_frame
+
+    def spy(screen: MainScreen, frame: Frame) -> None:
+        real_show(screen, frame)
+        kernel = kernel_count()
+        m = re.match(r"Flows ([\d,]+)", str(screen.query_one(FlowsPanel).border_title))
+        listed = int(m.group(1).replace(",", "")) if m else None
+        shown.append(Shown(time.monotonic(), time.time() - frame.time, frame, listed, kernel))
+
+    MainScreen.show_frame = spy  # type: ignore[method-assign]
+    try:
+        yield shown
+    finally:
+        MainScreen.show_frame = real_show  # type: ignore[method-assign]
