@@ -104,3 +104,34 @@ def conntrack_stats(netns: str) -> dict[str, int]:
 
 def run(netns: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", netns, *args], capture_output=True, text=True)
+
+
+def oracle_state(f: dict[str, Any]) -> str:
+    if f["state"] is not None:
+        return f["state"]
+    if "UNREPLIED" in f["flags"]:
+        return "UNREPLIED"
+    return "ASSURED" if "ASSURED" in f["flags"] else "REPLIED"
+
+
+def port(d: dict[str, str], k: str) -> int | None:
+    return int(d[k]) if k in d else None
+
+
+def assert_same_tuple(o: dict[str, Any], m: dict[str, Any]) -> None:
+    """A flow as conntrack printed it (``o``) and as cttop gave it in JSON (``m``): family, protocol, state,
+    both tuples, and the ICMP/GRE keys and zone where the flow has them."""
+    assert m["family"] == o["family"]
+    # conntrack says "unknown" for protocols it has no name for; cttop gives the number
+    assert m["proto"] == (str(o["protonum"]) if o["proto"] == "unknown" else o["proto"])
+    assert m["state"] == oracle_state(o), (o, m)
+    assert m["src"] == o["orig"]["src"] and m["dst"] == o["orig"]["dst"]
+    assert m["reply_src"] == o["reply"]["src"] and m["reply_dst"] == o["reply"]["dst"]
+    assert m["sport"] == port(o["orig"], "sport") and m["dport"] == port(o["orig"], "dport")
+    assert m["reply_sport"] == port(o["reply"], "sport") and m["reply_dport"] == port(o["reply"], "dport")
+    if o["proto"] == "icmp":
+        assert (m["icmp_type"], m["icmp_code"], m["icmp_id"]) == \
+            (int(o["orig"]["type"]), int(o["orig"]["code"]), int(o["orig"]["id"]))
+    if o["proto"] == "gre":
+        assert (m["gre_srckey"], m["gre_dstkey"]) == (int(o["orig"]["srckey"], 16), int(o["orig"]["dstkey"], 16))
+    assert m["zone"] == int(o["extra"].get("zone", 0))

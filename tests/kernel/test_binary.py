@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.test_host_export import busy_netns  # noqa: F401  (a fixture)
-from tests.kernel.test_snapshot import INJECT, oracle_state
-from tests.oracle import conntrack_count, conntrack_list
+from tests.kernel.test_snapshot import INJECT
+from tests.oracle import conntrack_count, conntrack_list, oracle_state
 
 pytestmark = pytest.mark.kernel
 

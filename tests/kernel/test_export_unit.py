@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import delete_netns, make_netns, sh
 from tests.kernel.test_host_export import busy_netns, sample_value  # noqa: F401  (busy_netns: a fixture)
-from tests.kernel.test_snapshot import INJECT, oracle_state
+from tests.kernel.test_snapshot import INJECT
 from tests.nobody import NOBODY_UID
-from tests.oracle import conntrack_count, conntrack_list, conntrack_stats
+from tests.oracle import conntrack_count, conntrack_list, conntrack_stats, oracle_state
 
 pytestmark = pytest.mark.kernel
 

@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cttop.host.export import MAX_CLIENTS, NODE_STATS
 from tests.conftest import delete_netns, make_netns, sh
-from tests.kernel.test_snapshot import INJECT, oracle_state
-from tests.oracle import conntrack_count, conntrack_list, conntrack_stats
+from tests.kernel.test_snapshot import INJECT
+from tests.oracle import conntrack_count, conntrack_list, conntrack_stats, oracle_state
 
 pytestmark = pytest.mark.kernel
 

@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
+from cttop.kernel.decode import Decoder
+from cttop.model import PROTO_NAMES, R_ID, R_SRC, Row, addr_text, state_name
 from cttop.sources import record as R
 from cttop.sources.record import K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_EVENTS
 from cttop.sources.replay import Recording, ReplaySource, Truncated, decode_events, stream
-from cttop.kernel.decode import Decoder
-from cttop.model import PROTO_NAMES, R_ID, R_SRC, Row, addr_text, state_name
 from cttop.table.store import FlowTable
 from tests.conftest import delete_netns, make_netns, sh
-from tests.kernel.test_snapshot import INJECT, RULES, oracle_state
-from tests.oracle import conntrack_count, conntrack_list
+from tests.kernel.test_snapshot import INJECT, RULES
+from tests.oracle import conntrack_count, conntrack_list, oracle_state
 
 pytestmark = pytest.mark.kernel
 

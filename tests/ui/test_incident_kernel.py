@@ -9,7 +9,6 @@ resolver's own lookups, which the flow list does not.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,7 +19,7 @@ from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.expect import ExpectScreen
-from tests.conftest import delete_netns, make_netns, sh
+from tests.conftest import sh
 from tests.kernel.test_expect import CLIENTS, conntrack_expect, ftp_ns, parse_expect  # noqa: F401 (a fixture)
 from tests.kernel.test_resolve_kernel import FOREIGN_QUERY, SERVER, dns_ns  # noqa: F401 (a fixture)
 from tests.oracle import conntrack_list
@@ -36,12 +35,8 @@ def app_on(ns: str) -> CttopApp:
 
 
 @pytest.fixture
-def ns() -> Iterator[str]:
-    name = make_netns()
-    try:
-        yield name
-    finally:
-        delete_netns(name)
+def ns(netns: str) -> str:
+    return netns
 
 
 async def test_e_streams_what_the_kernel_does(ns: str) -> None:
@@ -70,7 +65,7 @@ async def test_x_lists_the_helpers_expectations_and_the_detail_names_the_helper(
         for e in map(parse_expect, conntrack_expect(ftp_ns)):
             port = e["expected"]["dport"]
             master = e["master"]
-            row = next(ln for ln in text.splitlines() if f":* → " in ln and f":{port} " in ln)  # any source port
+            row = next(ln for ln in text.splitlines() if ":* → " in ln and f":{port} " in ln)  # any source port
             assert f":{master['sport']} →" in row and f":{master['dport']} " in row and " ftp " in row, row
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.main, "back")
