@@ -5,7 +5,6 @@ are what they were. Once the text is fixed, F offers exactly the typed filter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,34 +14,21 @@ from cttop.filter import FilterError, parse
 from cttop.ui.app import CttopApp
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.screens.confirm import ConfirmScreen
-from tests.conftest import delete_netns, make_netns, sh
+from tests.conftest import sh
 from tests.ui.helpers import confirm_open, confirm_text, journal_lines, screen_text, wait_live, wait_view
-from tests.ui.test_remedy_kernel import app_for, kernel_flows, notes, populate
+from tests.ui.test_remedy_kernel import (  # noqa: F401 - ns and state are fixtures
+    app_for,
+    kernel_flows,
+    notes,
+    ns,
+    state,
+)
 
 pytestmark = pytest.mark.kernel
 
 SIZE = (120, 40)
 # Each once widened what F acted on: the longest valid prefix of the text was in force.
 UNFINISHED = ["udp dport 53 and ((", "port 99999", "tcp or udp and port 53"]
-
-
-@pytest.fixture
-def ns() -> Iterator[str]:
-    name = make_netns("cttop-filter-exact")
-    try:
-        populate(name)  # 12 tcp/443, 8 udp/53, 4 udp/4789
-        yield name
-    finally:
-        delete_netns(name)
-
-
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "state"
-    monkeypatch.setenv("CTTOP_STATE_DIR", str(d))
-    monkeypatch.setenv("CTTOP_PERSIST_DIR", str(tmp_path / "etc"))
-    monkeypatch.delenv("CTTOP_READ_ONLY", raising=False)
-    return d
 
 
 def column_of(text: str) -> int:
