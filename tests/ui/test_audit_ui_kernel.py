@@ -13,10 +13,9 @@ from tests.ui.test_remedy_kernel import (  # noqa: F401  (ns and state: the fixt
     SIZE,
     UDP_TIMEOUT,
     app_for,
-    edit,
     ns,
-    open_tunables,
     proc_sys,
+    set_from_tunables,
     state,
 )
 
@@ -27,11 +26,7 @@ async def test_t_then_u_from_the_tui_each_leave_one_line(ns: str, state: Path, s
     app = app_for(ns)
     async with app.run_test(size=SIZE) as pilot:
         await wait_live(pilot, app)
-        screen = await open_tunables(pilot, app)
-        await edit(pilot, screen, UDP_TIMEOUT, "17")
-        await confirm_open(pilot, app)
-        change = await yes_and_wait(pilot, app, state)
-        assert proc_sys(ns, UDP_TIMEOUT) == "17"
+        change = await set_from_tunables(pilot, app, ns, state, UDP_TIMEOUT, "17")
         line = syslog.next()
         await pilot.press("escape", "u")
         await confirm_open(pilot, app)

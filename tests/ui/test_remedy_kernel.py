@@ -316,6 +316,17 @@ async def edit(pilot: Pilot[object], screen: TunablesScreen, name: str, value: s
     await pilot.press(*["backspace"] * (len(field.value) + 1), *value, "enter")
 
 
+async def set_from_tunables(pilot: Pilot[object], app: CttopApp, ns: str, state: Path, name: str,
+                            value: str) -> dict[str, object]:
+    """t, edit ``name`` to ``value``, y: the change is in the kernel and journaled; returns its record."""
+    screen = await open_tunables(pilot, app)
+    await edit(pilot, screen, name, value)
+    await confirm_open(pilot, app)
+    rec = await yes_and_wait(pilot, app, state)
+    assert proc_sys(ns, name) == value
+    return rec
+
+
 async def test_t_sets_a_timeout_u_undoes_it_and_drift_shows(ns: str, state: Path) -> None:
     old = proc_sys(ns, UDP_TIMEOUT)
     assert old == "30"
@@ -643,11 +654,7 @@ async def test_u_No_keeps_the_change(ns: str, state: Path) -> None:
     app = app_for(ns)
     async with app.run_test(size=SIZE) as pilot:
         await wait_live(pilot, app)
-        screen = await open_tunables(pilot, app)
-        await edit(pilot, screen, UDP_TIMEOUT, "17")
-        await confirm_open(pilot, app)
-        rec = await yes_and_wait(pilot, app, state)
-        assert proc_sys(ns, UDP_TIMEOUT) == "17"
+        rec = await set_from_tunables(pilot, app, ns, state, UDP_TIMEOUT, "17")
         await pilot.press("escape")
         assert app.screen is app.main
         await answer_no_both_ways(pilot, app, "u", "nf_conntrack_udp_timeout: 17 -> 30")
