@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,14 +68,22 @@ def main() -> None:
     p.add_argument("--udp-timeout", type=int, default=5)
     p.add_argument("--small-buffer", action="store_true")
     a = p.parse_args()
+    with flood_netns(a.udp_timeout) as ns:
+        run(ns, a)
+
+
+@contextmanager
+def flood_netns(udp_timeout: int) -> Iterator[str]:
+    """A throwaway namespace that tracks its own traffic, its UDP timeout shortened (a per-namespace sysctl)
+    so a flood's table reaches a steady state; deleted on the way out."""
     ns = f"cttop-flood-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         sh(ns, "ip", "link", "set", "lo", "up")
         sh(ns, "nft", "add table inet f; add chain inet f o { type filter hook output priority 0; }; "
                       "add rule inet f o ct state new counter")
-        sh(ns, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={a.udp_timeout}")
-        run(ns, a)
+        sh(ns, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={udp_timeout}")
+        yield ns
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 

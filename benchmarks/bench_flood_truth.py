@@ -34,21 +34,16 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.bench_flood import BLASTER
+from benchmarks.bench_flood import BLASTER, flood_netns, sh
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.frame import LIVE
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from tests.ui.helpers import frames_on_screen, wait_live
-
-
-def sh(ns: str, *cmd: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True, text=True).stdout
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -125,16 +120,8 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--udp-timeout", type=int, default=5)
     a = p.parse_args()
-    ns = f"cttop-flood-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        sh(ns, "ip", "link", "set", "lo", "up")
-        sh(ns, "nft", "add table inet f; add chain inet f o { type filter hook output priority 0; }; "
-                      "add rule inet f o ct state new counter")
-        sh(ns, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={a.udp_timeout}")
+    with flood_netns(a.udp_timeout) as ns:
         asyncio.run(flood(ns, a))
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 if __name__ == "__main__":
