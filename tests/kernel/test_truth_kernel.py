@@ -92,7 +92,12 @@ def converges(rec: Recorder, c: Collector, ns: str, change: Callable[[], None]) 
 
     Asserts what "within one refresh" means: at most one frame built after the change shows a table
     that differs from the kernel's count, and the table then holds exactly the kernel's flows.
+    The change comes three frames after the last, so it is not in the DRIFT_DUTY spacing that follows
+    a dump (a table that keeps drifting is resynced no more often than that).
     """
+    with rec.cv:
+        seen = len(rec.frames)
+    rec.until(lambda: len(rec.frames) >= seen + 3, "three frames")
     change()
     done = time.time()
     want = conntrack_count(ns)

@@ -22,7 +22,8 @@ of its own) right after applying the events queued up to that instant, and compa
   whose NEW event never came: events off).
 Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
 drifting (events off) costs at most a share of one core. Periodic dumps, spaced in
-proportion to what a dump costs, refresh what events never carry (byte counters).
+proportion to what a dump costs, refresh what events never carry: byte counters, and the
+timeouts packets renew (more rarely without accounting, when those are all a dump brings).
 
 This module keeps the thread and the timing, and composes the parts that have state
 of their own: frame_builder (the kernel's readings, history and rates, and the Frame),
@@ -71,7 +72,10 @@ LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is ne
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
-REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost
+REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost (5 % of the time),
+# or this many without accounting while events come: a dump then refreshes only the timeouts packets
+# renewed silently (they count down between dumps), not worth more than 1 % of a core that is busy.
+REFRESH_DUTY_UNCOUNTED: Final = 100
 # Drift from the kernel's count that triggers a resync when it lasts two readings (see the module
 # docstring). A table over the count by more than DRIFT_SLACK holds flows that are gone; under it by
 # more than DRIFT_SLACK and DRIFT_SHARE, it misses flows. The slack is for what the instant of the count
@@ -408,7 +412,8 @@ class Collector:
         self.table = fresh
         self._refreshed = now
         cost = time.monotonic() - t0
-        self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
+        duty = REFRESH_DUTY if fresh.counted or not self._events_on() else REFRESH_DUTY_UNCOUNTED
+        self._next_refresh = time.monotonic() + max(REFRESH_MIN, duty * cost)
         self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost
         self._drift = Drift()
 
