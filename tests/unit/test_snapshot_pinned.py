@@ -18,6 +18,7 @@ import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Self
 from unittest import mock
 
 import pytest
@@ -38,7 +39,8 @@ CASES = [("src", "entries", "", False), ("dst", "entries", "", False), ("dport",
 
 
 def chunks() -> list[bytes]:
-    data = gzip.open(os.path.join(FIX, "dump_realistic.bin.gz")).read()
+    with gzip.open(os.path.join(FIX, "dump_realistic.bin.gz")) as f:
+        data = f.read()
     out, off = [], 0
     while off < len(data):
         (n,) = struct.unpack_from("<I", data, off)
@@ -53,7 +55,7 @@ class ReplayCt:
     def __init__(self, _spec: NetnsSpec) -> None:
         self.decoder = Decoder()
 
-    def __enter__(self) -> ReplayCt:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -93,7 +95,8 @@ def snapshot_json(group_by: str, by: str, flt: str, flows: bool) -> str:
 
 
 def pins() -> list[str]:
-    return gzip.open(PINS, "rt").read().splitlines()
+    with gzip.open(PINS, "rt") as f:
+        return f.read().splitlines()
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=["-".join(map(str, c)) for c in CASES])
