@@ -1,6 +1,8 @@
 """cttop snapshot vs conntrack -L on the same table, plus the raw-dump floor and bytes per flow.
 
-Usage: python benchmarks/bench_snapshot.py [--entries N] [--runs R] [--memory-entries M]
+Wall time for everything; CPU time (user + sys from the child's rusage) for the commands.
+
+Usage: python benchmarks/bench_snapshot.py [--entries N] [--runs R] [--memory-entries M] [--synthetic]
 Needs root. Works in a namespace it creates and deletes; raises the global
 nf_conntrack_max only if N exceeds it, and restores it.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import subprocess
 import sys
 
@@ -29,31 +32,41 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def speed(n: int, runs: int) -> None:
-    with filled_netns(n) as ns:
+def speed(n: int, runs: int, realistic: bool) -> None:
+    cpu: dict[str, list[float]] = {}
+    with filled_netns(n, realistic=realistic) as ns:
         ct = Ctnetlink(NetnsSpec(name=ns))
 
         def raw_floor() -> int:
             # Receive every message, touch nothing: what Python pays before decoding.
             return sum(1 for _ in ct.dump_buffers())
 
-        def run(cmd: list[str]) -> None:
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        def run(name: str, cmd: list[str]) -> None:
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+            if p.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} exited {p.returncode}")
+            cpu.setdefault(name, []).append(ru.ru_utime + ru.ru_stime)
 
         med = alternate(
             runs,
-            conntrack_L=lambda: run(["ip", "netns", "exec", ns, "conntrack", "-L"]),
-            cttop_snapshot_json=lambda: run([CTTOP, "snapshot", "--netns", ns, "--json"]),
-            cttop_snapshot_json_flows=lambda: run([CTTOP, "snapshot", "--netns", ns, "--json", "--flows"]),
+            conntrack_L=lambda: run("conntrack_L", ["ip", "netns", "exec", ns, "conntrack", "-L"]),
+            cttop_snapshot_json=lambda: run("cttop_snapshot_json", [CTTOP, "snapshot", "--netns", ns, "--json"]),
+            cttop_snapshot_json_flows=lambda: run("cttop_snapshot_json_flows",
+                                                  [CTTOP, "snapshot", "--netns", ns, "--json", "--flows"]),
             python_raw_dump=raw_floor,
             cttop_dump_decode=ct.dump,
         )
         ct.close()
     base = med["conntrack_L"]
-    print(f"\n{n} entries, medians of {runs} alternating runs (ratio = time / conntrack -L):")
-    print(f"{'what':<32} {'seconds':>8} {'ratio':>6}")
+    base_cpu = statistics.median(cpu["conntrack_L"])
+    shape = "realistic" if realistic else "synthetic"
+    print(f"\n{n} {shape} entries, medians of {runs} alternating runs (ratio = this / conntrack -L):")
+    print(f"{'what':<32} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ratio':>6}")
     for k, v in med.items():
-        print(f"{k:<32} {v:>8.3f} {v / base:>6.2f}")
+        c = f"{statistics.median(cpu[k]):>8.3f} {statistics.median(cpu[k]) / base_cpu:>6.2f}" if k in cpu else ""
+        print(f"{k:<32} {v:>8.3f} {v / base:>6.2f} {c}")
 
 
 def memory(n: int) -> None:
@@ -75,8 +88,10 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=262_144)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--memory-entries", type=int, default=1_000_000)
+    ap.add_argument("--synthetic", action="store_true",
+                    help="UDP over 16 sources (the old shape) instead of benchmarks.common.realistic_rows")
     a = ap.parse_args()
-    speed(a.entries, a.runs)
+    speed(a.entries, a.runs, realistic=not a.synthetic)
     if a.memory_entries:
         memory(a.memory_entries)
 

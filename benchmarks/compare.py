@@ -19,7 +19,7 @@ machine falls on both alike; the load average is printed with each section.
 - events: this tree's bench_events.py, run on each tree's code, replaying the same
   recorded bytes (benchmarks/data/events.bin.gz); events per wall and per CPU second.
 - keys: each tree's bench_keys.py (headless app on busy_rows, events arriving).
-Needs root for snapshot and memory (a namespace named hb-cmp-*, deleted after).
+Needs root for snapshot and memory (a namespace named hb-cmp-* or --netns-prefix*, deleted after).
 """
 
 from __future__ import annotations
@@ -110,8 +110,9 @@ with Ctnetlink(NetnsSpec(name=sys.argv[1])) as ct:
 """
 
 
-def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, do_snap: bool, do_mem: bool) -> None:
-    with filled_netns(entries, realistic=True, prefix="hb-cmp-") as ns:
+def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, do_snap: bool, do_mem: bool,
+                        prefix: str) -> None:
+    with filled_netns(entries, realistic=True, prefix=prefix) as ns:
         print(f"\nfilled {ns} with {entries:,} realistic entries; {load()}")
         if do_snap:
             cmds = {"conntrack -L": (["ip", "netns", "exec", ns, "conntrack", "-L"], None)}
@@ -196,6 +197,7 @@ def main() -> None:
     ap.add_argument("--only", default="snapshot,memory,events,keys")
     ap.add_argument("--entries", type=int, default=262_144)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--netns-prefix", default="hb-cmp-", help="name prefix of the namespace it fills")
     ap.add_argument("--event-rounds", type=int, default=3)
     ap.add_argument("--event-seconds", type=float, default=5.0)
     ap.add_argument("--key-rounds", type=int, default=2)
@@ -212,7 +214,7 @@ def main() -> None:
     check_trees(trees)
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), f"{os.cpu_count()} CPUs,", load())
     if parts & {"snapshot", "memory"}:
-        snapshot_and_memory(trees, a.entries, a.runs, "snapshot" in parts, "memory" in parts)
+        snapshot_and_memory(trees, a.entries, a.runs, "snapshot" in parts, "memory" in parts, a.netns_prefix)
     if "events" in parts:
         events(trees, a.event_rounds, a.event_seconds)
     if "keys" in parts:

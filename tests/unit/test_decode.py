@@ -131,3 +131,51 @@ def test_mutated_real_messages_only_ever_raise_decode_error(msg: bytes, data: st
         dec.decode_one(bytes(b), 0, len(b))
     except DecodeError:
         pass
+
+
+def realistic_chunks() -> list[bytes]:
+    from tests.unit.test_snapshot_pinned import chunks
+
+    return chunks()
+
+
+def walked(chunk: bytes) -> list:
+    """Each message of a chunk decoded by a fresh Decoder: the walk, then its new template."""
+    out, off = [], 0
+    while off < len(chunk):
+        length, typ = struct.unpack_from("<IH", chunk, off)
+        if typ == 3:  # NLMSG_DONE
+            break
+        out.append(Decoder().decode_one(chunk, off, length))
+        off += (length + 3) & ~3
+    return out
+
+
+def test_decode_chunk_equals_the_walk_on_a_realistic_dump() -> None:
+    """Every layout of a real dump (v4/v6, TCP/UDP/ICMP, with and without counters; some share a
+    length) goes through the chunk scan with the same rows the walk gives, and only the first
+    message of each layout takes the walk."""
+    chunks = realistic_chunks()
+    want = [r for c in chunks for r in walked(c)]
+    dec = Decoder()
+    for _ in range(2):
+        got: list = []
+        done = [dec.decode_chunk(c, got) for c in chunks]
+        assert got == want and done[-1] and not any(done[:-1])
+    assert dec.slow == sum(len(ts) for ts in dec.templates.values())
+    lengths = [t.length for ts in dec.templates.values() for t in ts]
+    assert len(lengths) > len(set(lengths)), "the recording must hold two layouts of one length"
+
+
+def test_a_known_layout_flagged_dump_intr_is_refused() -> None:
+    """The scan matches a message's flags too: NLM_F_DUMP_INTR on a known layout still raises."""
+    msg = messages("dump_mix.bin")[0]
+    dec = Decoder()
+    dec.decode_chunk(msg, [])
+    flagged = bytearray(msg)
+    struct.pack_into("<H", flagged, 6, struct.unpack_from("<H", msg, 6)[0] | 0x10)  # NLM_F_DUMP_INTR
+    try:
+        dec.decode_chunk(bytes(flagged), [])
+        raise AssertionError("NLM_F_DUMP_INTR must raise")
+    except DecodeError:
+        pass

@@ -7,13 +7,21 @@ little-endian Struct over every attribute header (the layout's fingerprint) and
 one big-endian Struct over every value. A message whose length and headers match
 a known template is decoded with two C-level unpacks and one generated tuple
 builder; anything else takes the walk, which also teaches a new template.
+
+A dump (:meth:`Decoder.decode_chunk`) goes one step further: every template is also a
+byte pattern (its netlink header and attribute headers literal, its values any byte),
+and one compiled regex alternating them matches a whole message in C and says which
+layout it has. Unpacking the ~58 header fields to compare them cost more than decoding
+the values; the regex checks the same bytes in a third of the time.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 
 from cttop.kernel import nlconst as C
 from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError, attrs
@@ -22,6 +30,9 @@ from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
+# The newest templates a dump's regex alternates: a kernel's dump has a few dozen layouts at most, and
+# the pattern is recompiled whenever a template is learned. Older ones still decode, via decode_one.
+SCAN_TEMPLATES = 64
 
 
 class ErrorReply(Exception):
@@ -171,6 +182,28 @@ class Template:
     expect: tuple[int, ...]
     values: struct.Struct
     build: Callable[[tuple[object, ...]], Row]
+    pattern: bytes  # a regex matching exactly this layout's messages (see _pattern)
+
+
+def _pattern(msg: bytes, w: _Walk) -> bytes:
+    """A regex for messages of ``msg``'s layout: the bytes the layout fixes are literal, the rest any byte.
+
+    Fixed: the netlink length, type and flags (so NLMSG_DONE, errors and NLM_F_DUMP_INTR never
+    match), nfgenmsg's family and version, and every attribute header, the same fingerprint the
+    ``headers`` Struct compares. Free: seq and portid (they change with every request), res_id, and
+    the values. Compiled with re.DOTALL, so ``.`` is any byte.
+    """
+    fixed = [False] * len(msg)
+    fixed[0:8] = [True] * 8  # nlmsg_len, nlmsg_type, nlmsg_flags
+    fixed[NFGEN_FAMILY:NFGEN_FAMILY + 2] = [True, True]  # nfgen_family, version
+    for off, _ln, _typ in w.headers:
+        fixed[off:off + NLA.size] = [True] * NLA.size
+    parts, pos = [], 0
+    for lit, same in groupby(fixed):
+        run = len(list(same))
+        parts.append(re.escape(msg[pos:pos + run]) if lit else b".{%d}" % run)
+        pos += run
+    return b"".join(parts)
 
 
 _LONG = struct.calcsize("L")
@@ -202,7 +235,8 @@ def _row_expr(w: _Walk, order: list[str]) -> str:
     return "(" + ", ".join(items) + ",)"
 
 
-def compile_template(w: _Walk, length: int) -> Template:
+def compile_template(w: _Walk, length: int, msg: bytes) -> Template:
+    """The template of ``w``'s layout; ``msg`` is the walked message's ``length`` bytes."""
     hfmt, expect, pos = ["<"], [], 0
     for off, ln, typ in w.headers:
         hfmt.append(f"{off - pos}xHH" if off > pos else "HH")
@@ -217,7 +251,8 @@ def compile_template(w: _Walk, length: int) -> Template:
     # Generated once per layout: a straight tuple display is several times faster
     # than any loop that maps values to row slots.
     build = eval("lambda v: " + _row_expr(w, order))  # source built above from constants
-    return Template(length, struct.Struct("".join(hfmt)), tuple(expect), struct.Struct("".join(vfmt)), build)
+    return Template(length, struct.Struct("".join(hfmt)), tuple(expect), struct.Struct("".join(vfmt)), build,
+                    _pattern(msg, w))
 
 
 def _unpack_walk(buf: bytes | bytearray | memoryview, off: int, w: _Walk) -> Row:
@@ -236,6 +271,11 @@ class Decoder:
         self.fast: dict[int, tuple[Callable[..., tuple[int, ...]], tuple[int, ...],
                                    Callable[..., tuple[object, ...]], Callable[[tuple[object, ...]], Row]]] = {}
         self.slow = 0  # messages that took the walk, for benchmarks and tests
+        self._learned: list[Template] = []  # every template, oldest first
+        # decode_chunk's regex over the newest templates' patterns (None: stale, recompile before use),
+        # and per regex group (template) its values unpack, row builder and aligned length.
+        self._scan: re.Pattern[bytes] | None = None
+        self._scan_of: list[tuple[Callable[..., tuple[object, ...]], Callable[[tuple[object, ...]], Row], int]] = []
 
     def decode_one(self, buf: bytes | bytearray | memoryview, off: int, length: int) -> Row:
         """One conntrack message (nlmsghdr at ``off``) into a row; DecodeError if malformed."""
@@ -251,39 +291,57 @@ class Decoder:
             raise DecodeError(f"ctnetlink: malformed message: {e}") from None
         n = sum(len(v) for v in self.templates.values())
         if n < MAX_TEMPLATES:
-            t = compile_template(w, length)
+            t = compile_template(w, length, bytes(buf[off:off + length]))
             self.templates.setdefault(length, []).append(t)
+            self._learned.append(t)
             self.fast[length] = (t.headers.unpack_from, t.expect, t.values.unpack_from, t.build)
+            self._scan = None
             return t.build(t.values.unpack_from(buf, off))
         return _unpack_walk(buf, off, w)
+
+    def _compile_scan(self) -> re.Pattern[bytes]:
+        """One regex alternating the newest templates' patterns, each its own group, so a match's
+        ``lastindex`` names its template."""
+        newest = self._learned[-SCAN_TEMPLATES:]
+        self._scan_of = [(lambda v: (), lambda v: (), 0)]  # group numbers start at 1
+        self._scan_of += [(t.values.unpack_from, t.build, (t.length + 3) & ~3) for t in newest]
+        alternatives = b"|".join(b"(" + t.pattern + b")" for t in newest)
+        self._scan = re.compile(alternatives or b"(?!)", re.DOTALL)  # (?!): no template yet, never matches
+        return self._scan
 
     def decode_chunk(self, buf: bytes, out: list[Row]) -> bool:
         """Decode one received chunk of a dump into ``out``; True once NLMSG_DONE is seen.
 
-        This is the dump's hot loop, so it inlines framing.messages' walk and the template
-        check instead of calling :meth:`decode_one` for every message.
+        This is the dump's hot loop: a message of a known layout costs one regex match (which
+        also checks its framing, see :func:`_pattern`), one values unpack and one row builder.
+        Anything else gets the full framing checks and :meth:`decode_one`.
         """
-        off, n = 0, len(buf)
-        # Locals, not globals: each is read once per message.
-        fast, append, nlh, hdr = self.fast, out.append, NLH3.unpack_from, NLH_LEN
-        while off < n:
-            if n - off < hdr:
-                raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
-            length, typ, flags = nlh(buf, off)
-            if length < hdr or off + length > n:
-                raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
+        scan = self._scan or self._compile_scan()
+        # Locals, not attributes: each is read once per message.
+        match, scan_of, append = scan.match, self._scan_of, out.append
+        pos, n = 0, len(buf)
+        while pos < n:
+            m = match(buf, pos)
+            if m is not None:
+                values, build, step = scan_of[m.lastindex]  # type: ignore[index]
+                append(build(values(buf, pos)))
+                pos += step
+                continue
+            if n - pos < NLH_LEN:
+                raise DecodeError(f"netlink: {n - pos} stray bytes after the last message")
+            length, typ, flags = NLH3.unpack_from(buf, pos)
+            if length < NLH_LEN or pos + length > n:
+                raise DecodeError(f"netlink: message at byte {pos} claims {length} bytes of {n - pos}")
             if typ == NLMSG_DONE:
                 return True
             if typ == NLMSG_ERROR:
-                raise ErrorReply(-ERRNO.unpack_from(buf, off + NLH_LEN)[0])
+                raise ErrorReply(-ERRNO.unpack_from(buf, pos + NLH_LEN)[0])
             if flags & NLM_F_DUMP_INTR:
                 raise DecodeError("netlink: the table changed during the dump (NLM_F_DUMP_INTR)")
-            t = fast.get(length)
-            if t is not None and t[0](buf, off) == t[1]:
-                append(t[3](t[2](buf, off)))
-            else:
-                append(self.decode_one(buf, off, length))
-            off += (length + 3) & ~3
+            append(self.decode_one(buf, pos, length))
+            if self._scan is None:  # it learned a layout
+                match, scan_of = self._compile_scan().match, self._scan_of
+            pos += (length + 3) & ~3
         return False
 
 
