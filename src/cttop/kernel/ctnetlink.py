@@ -105,6 +105,13 @@ class Stats:
     max: int
 
 
+def core_to_spare() -> bool:
+    """Whether a core sits idle for a thread of ours: the last minute's load average is below the cores
+    less one (the kernel's dump work and our decoding each want one)."""
+    cores = os.cpu_count() or 1
+    return cores > 1 and os.getloadavg()[0] < cores - 1
+
+
 class Ctnetlink:
     """A ctnetlink request socket in one namespace. Not thread-safe; one per thread."""
 
@@ -185,9 +192,10 @@ class Ctnetlink:
                     kfilter: KernelFilterLike | None = None) -> Iterator[list[Row]]:
         """The dump as lists of rows, one per received chunk, so callers can aggregate as it arrives.
 
-        A reader thread receives while this thread decodes: the kernel builds the
-        next chunk inside recv() with the GIL released, so on two cores the kernel's
-        half of the work and ours overlap instead of adding up.
+        With a core to spare, a reader thread receives while this thread decodes: the kernel builds
+        the next chunk inside recv() with the GIL released, so the kernel's half of the work and ours
+        overlap instead of adding up. On a box whose cores are busy (the box in trouble) there is
+        nothing to overlap with, and the thread's GIL hand-offs only cost CPU: the dump is read inline.
         """
         if family == socket.AF_UNSPEC and kfilter is not None and kfilter.proto is not None:
             # The kernel parses a tuple filter only for a concrete family (else EOPNOTSUPP).
@@ -196,18 +204,10 @@ class Ctnetlink:
             return
         self._send(C.IPCTNL_MSG_CT_GET, C.NLM_F_DUMP, family,
                    encode_filter(kfilter) if kfilter is not None else b"")
-        chunks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
-        reader = threading.Thread(target=self._read_dump, args=(chunks,), name="ct-dump", daemon=True)
-        # The reader needs the GIL for a moment after every recv; with the default
-        # 5 ms switch interval it waits on the decoding thread and the overlap is lost.
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, 0.0005))
-        reader.start()
         decode = self.decoder.decode_chunk
+        chunks = self._read_ahead() if core_to_spare() else self.raw_chunks()
         try:
-            while (chunk := chunks.get()) is not None:
-                if isinstance(chunk, BaseException):
-                    raise chunk
+            for chunk in chunks:
                 rows: list[Row] = []
                 done = decode(chunk, rows)
                 yield rows
@@ -217,6 +217,26 @@ class Ctnetlink:
             raise KernelError(f"conntrack dump: kernel said {os.strerror(e.code)}", e.code) from None
         except DecodeError as e:
             raise KernelError(f"conntrack dump: {e}") from None
+        finally:
+            # Left early (an error, or a caller that stopped): the rest of the dump is read and dropped, so
+            # it is not taken for the reply to this socket's next request.
+            for _ in chunks:
+                pass
+
+    def _read_ahead(self) -> Iterator[bytes]:
+        """The requested dump's chunks, received on a thread of their own while the caller works."""
+        chunks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
+        reader = threading.Thread(target=self._read_dump, args=(chunks,), name="ct-dump", daemon=True)
+        # The reader needs the GIL for a moment after every recv; with the default
+        # 5 ms switch interval it waits on the decoding thread and the overlap is lost.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 0.0005))
+        reader.start()
+        try:
+            while (chunk := chunks.get()) is not None:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                yield chunk
         finally:
             reader.join()
             sys.setswitchinterval(interval)

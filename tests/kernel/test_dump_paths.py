@@ -1,0 +1,46 @@
+"""A dump read inline (cores busy) and one read ahead on a thread (a core to spare) give the kernel's table,
+and a dump left early leaves nothing on the socket for the next request to mistake for its reply."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.common import realistic_rows
+from cttop.kernel import ctnetlink
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import R_ID
+from tests.oracle import conntrack_count, conntrack_list
+
+pytestmark = pytest.mark.kernel
+
+ENTRIES = 3000  # a few dozen chunks
+
+
+@pytest.fixture
+def filled(netns: str) -> str:
+    with Ctnetlink(NetnsSpec(name=netns)) as ct:
+        assert ct.create(list(realistic_rows(ENTRIES))) == ENTRIES
+    return netns
+
+
+@pytest.mark.parametrize("spare", [True, False], ids=["read-ahead", "inline"])
+def test_either_way_the_dump_is_the_kernels_table(filled: str, spare: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ctnetlink, "core_to_spare", lambda: spare)
+    with Ctnetlink(NetnsSpec(name=filled)) as ct:
+        chunks = list(ct.dump_chunks())
+    assert len(chunks) > 5
+    assert sorted(r[R_ID] for c in chunks for r in c) == sorted(f["id"] for f in conntrack_list(filled))
+
+
+@pytest.mark.parametrize("spare", [True, False], ids=["read-ahead", "inline"])
+def test_a_dump_left_after_one_chunk_leaves_the_socket_clean(filled: str, spare: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ctnetlink, "core_to_spare", lambda: spare)
+    with Ctnetlink(NetnsSpec(name=filled)) as ct:
+        chunks = ct.dump_chunks()
+        assert next(chunks)
+        chunks.close()  # the caller stops: the rest of the dump is still on its way
+        assert ct.stats().count == conntrack_count(filled) == ENTRIES
+        assert len(ct.dump()) == ENTRIES  # and a dump after it is whole
