@@ -406,6 +406,7 @@ class Collector:
         if not first:
             self._measure(old, fresh, now)
         self.table = fresh
+        self._frames.dumped(fresh)  # it lists the live entries: the forecast counts from it
         self._refreshed = now
         cost = time.monotonic() - t0
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)
