@@ -373,7 +373,7 @@ class Collector:
         fresh = FlowTable(track=list(self.table.agg.groups))
         last_report = time.monotonic()
         batch: list[Row] = []
-        read_at = self.source.now()  # when the batch's first row was read: its timeouts count down from then
+        read_at = started = self.source.now()  # when the batch's first row was read: its timeouts count down from then
         self._dumping = True
         try:
             for chunk in self.source.dump_chunks():
@@ -406,7 +406,7 @@ class Collector:
         if not first:
             self._measure(old, fresh, now)
         self.table = fresh
-        self._frames.dumped(fresh)  # it lists the live entries: the forecast counts from it
+        self._frames.dumped(fresh, started)  # it lists the live entries: the forecast counts from it
         self._refreshed = now
         cost = time.monotonic() - t0
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, REFRESH_DUTY * cost)

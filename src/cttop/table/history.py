@@ -49,9 +49,6 @@ FLAT_PER_MIN: Final = 0.01
 FLAT_FLOOR: Final = 100
 # A level within this share of the count is where the table already is.
 NEAR: Final = 0.10
-# Seconds from an entry's read time plus the timeout it had left to its end, on average: the kernel gives
-# the whole seconds left (rounded down), and the read time is kept in whole seconds (rounded down too).
-ROUNDED_DOWN: Final = 1
 
 
 class Sample(NamedTuple):
@@ -226,14 +223,23 @@ class LiveCount:
 
     def __init__(self) -> None:
         self._dump: tuple[int, int] | None = None  # the dump's live entries, and the NEW events counted by then
-        self._ends: list[int] = []  # the dumped entries' ends (whole seconds of the source's clock), sorted
-        self._ended: list[int] = []  # how many of them end at or before each of those
+        self._ends: list[float] = []  # when the dumped entries end (the source's clock), sorted, each once
+        self._at_end: list[int] = []  # how many end at each of those
+        self._ended: list[int] = []  # how many end at it or before
 
-    def dumped(self, live: int, created: int, timeouts: Iterable[tuple[int, int]]) -> None:
-        """A dump's table: its size, NEW events counted so far, and each entry's (read time, timeout left)."""
-        by_end = Counter(seen + left + ROUNDED_DOWN for seen, left in timeouts)
+    def dumped(self, live: int, created: int, timeouts: Iterable[tuple[int, int]], read_from: float,
+               read_to: float) -> None:
+        """A dump read from ``read_from`` to ``read_to``: its size, the NEW events counted by its end, and
+        each entry's (second it was read, whole seconds of timeout it had left then)."""
+        by_end: Counter[float] = Counter()
+        for (seen, left), n in Counter(timeouts).items():
+            # Read within that second and within the dump: the middle of both. The kernel rounds the timeout
+            # left down to whole seconds: the entry ends within the second after, half of one on average.
+            read = (max(seen, read_from) + min(seen + 1, read_to)) / 2 if seen <= read_to else seen + 0.5
+            by_end[read + left + 0.5] += n
         self._ends = sorted(by_end)
-        self._ended = list(accumulate(by_end[e] for e in self._ends))
+        self._at_end = [by_end[e] for e in self._ends]
+        self._ended = list(accumulate(self._at_end))
         self._dump = (live, created)
 
     def at(self, t: float, kernel: int, created: int) -> int:
@@ -241,9 +247,15 @@ class LiveCount:
         if self._dump is None:
             return kernel
         live, then = self._dump
-        i = bisect_right(self._ends, t)
-        ended = self._ended[i - 1] if i else 0
-        return max(0, min(kernel, live + created - then - ended))
+        # Entries said to end at e end evenly over [e - 0.5, e + 0.5) (the rounding above): all of those ending
+        # a half second ago, a share of those ending around now. Counted all at e, a table losing 500 a second
+        # would step by 500 each second, and a frame every 0.5 s would see a sawtooth of its own making.
+        i = bisect_right(self._ends, t - 0.5)
+        ended = float(self._ended[i - 1]) if i else 0.0
+        while i < len(self._ends) and self._ends[i] < t + 0.5:
+            ended += self._at_end[i] * (t + 0.5 - self._ends[i])
+            i += 1
+        return max(0, min(kernel, round(live + created - then - ended)))
 
 
 class Rate:
