@@ -208,7 +208,10 @@ def watch(k: Kernel, rates: list[float], live: bool = True) -> list[tuple[float,
         k.step(r, FRAME)
         if k.t % DUMP_EVERY < FRAME - 1e-9:
             lc.dumped(k.live, k.created, k.dump(), k.t, k.t)
-        h.add(k.t, k.count, k.created, k.life, lc.at(k.t, k.count, k.created) if live else None)
+        if live:
+            h.add(k.t, k.count, k.created, k.life, lc.at(k.t, k.count, k.created), lc.ending(k.t))
+        else:
+            h.add(k.t, k.count, k.created, k.life)
         out.append((k.t, k.count, k.live, h.forecast(MAX)))
     return out
 
@@ -250,6 +253,15 @@ def test_a_table_draining_under_the_gc_sawtooth_is_forecast_to_drain() -> None:
         assert f.kind == "draining" and f.level == pytest.approx(1500, rel=0.05), (t, kernel, live, f)
 
 
+def test_a_storm_table_whose_entries_are_yet_to_end_is_draining_before_they_do() -> None:
+    # 18000 entries of a storm, their timeouts running out 5..30 s from now, and 60 new flows a second: nothing
+    # has left yet in the first seconds, but the dump's timeouts say they will: draining to 60 × 30.
+    ends = [5 + 25 * i / 18000 for i in range(18000)]
+    seen = watch(Kernel(30.0, 8.0, ends), [60] * frames(5))
+    first = [(t, f) for t, _k, _live, f in seen if t > MIN_SPAN]
+    assert first and all(f.text() == "draining to 1.8k" for _t, f in first), first
+
+
 def test_the_live_count_is_the_dump_plus_new_minus_what_ended_since() -> None:
     lc = LiveCount()
     assert lc.at(5.0, 1234, 0) == 1234  # before a dump: the kernel's count
@@ -259,6 +271,8 @@ def test_the_live_count_is_the_dump_plus_new_minus_what_ended_since() -> None:
     assert lc.at(103.5, 1000, 7) == 15  # half of those ending over that second
     assert lc.at(104.1, 1000, 12) == 15  # the 10 gone, 5 new
     assert lc.at(104.1, 12, 12) == 12  # never more than the kernel's count, which holds every live entry
+    assert lc.ending(100.0) == pytest.approx(10 / WINDOW)  # the 10 due within the window after 100.0
+    assert lc.ending(104.0) == 0.0
 
 
 def test_the_live_count_takes_read_times_from_the_dumps_span() -> None:

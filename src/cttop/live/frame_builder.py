@@ -96,7 +96,7 @@ class FrameBuilder:
             live = phase == LIVE  # arrivals and the state mix come from events and dumps
             self._history.add(now, self.count, table.created if live else None,
                               model_lifetime(table.by_state, self.sysctls) if live else None,
-                              self._live.at(now, self.count, table.created))
+                              self._live.at(now, self.count, table.created), self._live.ending(now))
         shown = phase in (LIVE, FAILED)
         src = self.source
         return Frame(

@@ -22,7 +22,10 @@ trend. :class:`LiveCount` counts the live entries instead: each dump lists
 exactly them, with the timeout each has left; between dumps, the last dump's,
 plus the NEW events since, minus those of its entries whose timeout has run out
 since, whenever the kernel gets round to reaping them. Expired entries do not
-make a table full either: early_drop evicts them for a new entry at the max.
+keep a table full either: at the max, early_drop reaps those near a new entry's
+hash and wakes the GC worker at once. Between dumps the last dump's timeouts also
+say how many entries are due to end (:meth:`LiveCount.ending`): a storm's table,
+nothing of which has left yet, is draining before it shows.
 
 Rates and growth are least-squares slopes over the last :data:`WINDOW` seconds, which is
 the smoothing: a fit of the count alone (the straight line this replaces) says
@@ -57,6 +60,7 @@ class Sample(NamedTuple):
     created: int | None  # entries created so far (events); None without events
     lifetime: float | None  # the timeout model's mean lifetime at this moment
     live: int  # the live entries (LiveCount), what the model's level is compared with
+    ending: float  # entries/s the last dump's timeouts say will end over the next WINDOW (LiveCount.ending)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ class Flow:
     growth: float  # the kernel count's change/s
     lifetime: float  # mean seconds an entry stays
     count: int
+    ending: float = 0.0  # entries/s due to end by their timeouts over the next WINDOW
 
     @property
     def departures(self) -> float:
@@ -134,9 +139,10 @@ class FillHistory:
         self.samples: deque[Sample] = deque()
 
     def add(self, t: float, count: int, created: int | None = None, lifetime: float | None = None,
-            live: int | None = None) -> None:
-        """``count``: the kernel's; ``live``: the live entries, when known apart from it (LiveCount)."""
-        self.samples.append(Sample(t, count, created, lifetime, count if live is None else live))
+            live: int | None = None, ending: float = 0.0) -> None:
+        """``count``: the kernel's; ``live`` and ``ending``: the live entries, when known apart from it, and
+        how fast they are due to end (LiveCount)."""
+        self.samples.append(Sample(t, count, created, lifetime, count if live is None else live, ending))
         while self.samples and self.samples[0].t < t - self.window:
             self.samples.popleft()
 
@@ -172,7 +178,7 @@ class FillHistory:
         leaving = arrivals - growth
         if count > 0 and count / lifetime * (1 + NEAR) < leaving <= arrivals * (1 + NEAR):
             lifetime = count / leaving
-        return Flow(arrivals, growth, lifetime, count)
+        return Flow(arrivals, growth, lifetime, count, end.ending)
 
     def forecast(self, maximum: int) -> Forecast:
         m = self.flow()
@@ -188,20 +194,24 @@ class FillHistory:
             return Forecast("full-in", level, (maximum - n) / m.growth, maximum)
         if m.arrivals * WINDOW < 1:
             # Nothing came in the window: Little's law has no throughput to go by, and new/s × lifetime = 0
-            # is no measurement. Entries leaving with nothing to replace them drain to 0; a table neither
-            # gaining nor losing (injected entries waiting out long timeouts, or long sessions whose traffic
-            # renews their timers: the counts cannot tell which) is unknown.
-            if m.growth < -flat:
+            # is no measurement. Entries leaving with nothing to replace them (or due to, by the timeouts the
+            # last dump saw) drain to 0; a table neither gaining nor losing (injected entries waiting out long
+            # timeouts, or long sessions whose traffic renews their timers: the counts cannot tell which) is
+            # unknown.
+            if m.growth < -flat or m.ending > flat:
                 return Forecast("draining", 0.0, maximum=maximum)
             return Forecast("unknown", maximum=maximum)
         if level < n * (1 - NEAR):
+            # Lower by the model. Draining if it shrinks, or is about to: its entries' timeouts (as the last
+            # dump saw them) run out within the window faster than new ones come (a storm's, nothing of which
+            # has left yet).
+            if m.growth < -flat or m.ending - m.arrivals > flat:
+                return Forecast("draining", level, maximum=maximum)
             if m.growth > flat:
                 return Forecast("unknown", level, maximum=maximum)  # "draining" by the model, yet it grows
-            if m.growth < -flat:
-                return Forecast("draining", level, maximum=maximum)
-            # Lower by the model, level by the live count: entries outlive their timeout (every packet renews
-            # an entry's timer, so a flow stays as long as it talks plus one timeout). What leaves is what
-            # comes, so by Little's law the table holds where it is.
+            # Level by the live count, and nothing due to end: its entries outlive their timeout (every packet
+            # renews an entry's timer, so a flow stays as long as it talks plus one timeout). What leaves is
+            # what comes, and by Little's law the table holds where it is.
             return Forecast("levels-off", n, maximum=maximum)
         if level > n * (1 + NEAR) and m.growth < -flat:
             return Forecast("unknown", level, maximum=maximum)  # heading up by the model, yet it shrinks
@@ -247,15 +257,22 @@ class LiveCount:
         if self._dump is None:
             return kernel
         live, then = self._dump
+        return max(0, min(kernel, round(live + created - then - self._ended_by(t))))
+
+    def ending(self, t: float) -> float:
+        """Entries/s of the dump's due to end over the WINDOW after ``t`` by their timeouts (traffic may renew some)."""
+        return (self._ended_by(t + WINDOW) - self._ended_by(t)) / WINDOW
+
+    def _ended_by(self, t: float) -> float:
         # Entries said to end at e end evenly over [e - 0.5, e + 0.5) (the rounding above): all of those ending
-        # a half second ago, a share of those ending around now. Counted all at e, a table losing 500 a second
+        # a half second before, a share of those ending around t. Counted all at e, a table losing 500 a second
         # would step by 500 each second, and a frame every 0.5 s would see a sawtooth of its own making.
         i = bisect_right(self._ends, t - 0.5)
         ended = float(self._ended[i - 1]) if i else 0.0
         while i < len(self._ends) and self._ends[i] < t + 0.5:
             ended += self._at_end[i] * (t + 0.5 - self._ends[i])
             i += 1
-        return max(0, min(kernel, round(live + created - then - ended)))
+        return ended
 
 
 class Rate:
