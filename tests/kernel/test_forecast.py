@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -70,11 +70,10 @@ class Seen:
 class Watch:
     ns: str
     seen: list[Seen] = field(default_factory=list)
-    counter: Callable[[str], int] = field(default=lambda ns: kernel_count(ns))
 
     def frame(self, f: Frame) -> None:
         if f.phase == LIVE:
-            self.seen.append(Seen(time.monotonic(), f.forecast, self.counter(self.ns)))
+            self.seen.append(Seen(time.monotonic(), f.forecast, kernel_count(self.ns)))
 
     def known(self) -> list[Seen]:
         return [s for s in self.seen if s.forecast != "unknown"]
@@ -99,8 +98,8 @@ def settled_live(ns: str) -> float:
 
 
 @contextmanager
-def watching(ns: str, counter: Callable[[str], int] = kernel_count) -> Iterator[Watch]:
-    w = Watch(ns, counter=counter)
+def watching(ns: str) -> Iterator[Watch]:
+    w = Watch(ns)
     c = Collector(LiveSource(NetnsSpec(name=ns)), on_frame=w.frame, on_index=lambda _: None, interval=0.5)
     c.start()
     try:

@@ -14,10 +14,10 @@ with the kernel's. The kernel's count (nf_conntrack_count) also holds entries wh
 timeout has run out until something reaps them: the conntrack GC worker (kernel
 6.x: one scan of the whole host's table every 1..60 s, spaced by the average
 timeout left, so a host with long-lived entries anywhere scans rarely), a dump
-(which skips and evicts expired entries), or early_drop when the table is full.
-Between reaps that excess grows at the rate entries expire, so on a steady table
-the kernel's count saw-tooths 20-47 % above the live entries (seen on these
-machines) and its slope over a few seconds is the expiry rate, then a cliff: no
+or listing (which skips expired entries and evicts some), or early_drop when the
+table is full. Between reaps that excess grows at the rate entries expire, so on
+a steady table the kernel's count saw-tooths 20-60 % above the live entries (seen
+on these machines) and its slope over a few seconds is the expiry rate, then a cliff: no
 trend. :class:`LiveCount` counts the live entries instead: each dump lists
 exactly them, with the timeout each has left; between dumps, the last dump's,
 plus the NEW events since, minus those of its entries whose timeout has run out
@@ -52,6 +52,8 @@ FLAT_PER_MIN: Final = 0.01
 FLAT_FLOOR: Final = 100
 # A level within this share of the count is where the table already is.
 NEAR: Final = 0.10
+# The kernel gives an entry's timeout left in whole seconds, rounded down: it ends within the second after.
+TICK: Final = 1.0
 
 
 class Sample(NamedTuple):
@@ -109,7 +111,7 @@ class Flow:
     """The flow model over the window: what came, what grew, and what the table tends to."""
 
     arrivals: float  # new entries/s
-    growth: float  # the kernel count's change/s
+    growth: float  # the live count's change/s
     lifetime: float  # mean seconds an entry stays
     count: int
     ending: float = 0.0  # entries/s due to end by their timeouts over the next WINDOW
@@ -243,10 +245,10 @@ class LiveCount:
         each entry's (second it was read, whole seconds of timeout it had left then)."""
         by_end: Counter[float] = Counter()
         for (seen, left), n in Counter(timeouts).items():
-            # Read within that second and within the dump: the middle of both. The kernel rounds the timeout
-            # left down to whole seconds: the entry ends within the second after, half of one on average.
+            # Read within that second and within the dump: the middle of both. It ends within the TICK after
+            # the timeout left, half of one on average.
             read = (max(seen, read_from) + min(seen + 1, read_to)) / 2 if seen <= read_to else seen + 0.5
-            by_end[read + left + 0.5] += n
+            by_end[read + left + TICK / 2] += n
         self._ends = sorted(by_end)
         self._at_end = [by_end[e] for e in self._ends]
         self._ended = list(accumulate(self._at_end))
@@ -264,13 +266,14 @@ class LiveCount:
         return (self._ended_by(t + WINDOW) - self._ended_by(t)) / WINDOW
 
     def _ended_by(self, t: float) -> float:
-        # Entries said to end at e end evenly over [e - 0.5, e + 0.5) (the rounding above): all of those ending
-        # a half second before, a share of those ending around t. Counted all at e, a table losing 500 a second
-        # would step by 500 each second, and a frame every 0.5 s would see a sawtooth of its own making.
-        i = bisect_right(self._ends, t - 0.5)
+        # Entries said to end at e end evenly over the TICK around it (the rounding above): all of those ending
+        # before, a share of those ending around t. Counted all at e, a table losing 500 a second would step by
+        # 500 each second, and a frame every 0.5 s would see a sawtooth of its own making.
+        half = TICK / 2
+        i = bisect_right(self._ends, t - half)
         ended = float(self._ended[i - 1]) if i else 0.0
-        while i < len(self._ends) and self._ends[i] < t + 0.5:
-            ended += self._at_end[i] * (t + 0.5 - self._ends[i])
+        while i < len(self._ends) and self._ends[i] < t + half:
+            ended += self._at_end[i] * (t + half - self._ends[i]) / TICK
             i += 1
         return ended
 
