@@ -377,7 +377,7 @@ class Collector:
         fresh = FlowTable(track=list(self.table.agg.groups))
         last_report = time.monotonic()
         batch: list[Row] = []
-        read_at = self.source.now()  # when the batch's first row was read: its timeouts count down from then
+        read_at = started = self.source.now()  # when the batch's first row was read: its timeouts count down from then
         self._dumping = True
         try:
             for chunk in self.source.dump_chunks():
@@ -410,6 +410,7 @@ class Collector:
         if not first:
             self._measure(old, fresh, now)
         self.table = fresh
+        self._frames.dumped(fresh, started)  # it lists the live entries: the forecast counts from it
         self._refreshed = now
         cost = time.monotonic() - t0
         duty = REFRESH_DUTY if fresh.counted or not self._events_on() else REFRESH_DUTY_UNCOUNTED

@@ -6,21 +6,43 @@ dN/dt = new/s − N/lifetime. The lifetime comes from the timeouts in force for 
 table's state mix (:func:`cttop.table.timeouts.model_lifetime`), unless entries are
 seen to leave faster than their timeouts imply (connections closing, flushes,
 early_drop) while no more leaves than comes: then from what leaves. What leaves
-is new/s minus the kernel count's growth, never the destroy events, which miss
+is new/s minus the live count's growth, never the destroy events, which miss
 entries made before anyone listened.
+
+The model's level counts live entries, so it is compared with the live count, not
+with the kernel's. The kernel's count (nf_conntrack_count) also holds entries whose
+timeout has run out until something reaps them: the conntrack GC worker (kernel
+6.x: one scan of the whole host's table every 1..60 s, spaced by the average
+timeout left, so a host with long-lived entries anywhere scans rarely), a dump
+or listing (which skips expired entries and evicts some), or early_drop when the
+table is full. Between reaps that excess grows at the rate entries expire, so on
+a steady table the kernel's count saw-tooths 20-60 % above the live entries (seen
+on these machines) and its slope over a few seconds is the expiry rate, then a cliff: no
+trend. :class:`LiveCount` counts the live entries instead: each dump lists
+exactly them, with the timeout each has left; between dumps, the last dump's,
+plus the NEW events since, minus those of its entries whose timeout has run out
+since, whenever the kernel gets round to reaping them. Expired entries do not
+keep a table full either: at the max, early_drop reaps those near a new entry's
+hash and wakes the GC worker at once. Between dumps the last dump's timeouts also
+say how many entries are due to end (:meth:`LiveCount.ending`): a storm's table,
+nothing of which has left yet, is draining before it shows.
 
 Rates and growth are least-squares slopes over the last :data:`WINDOW` seconds, which is
 the smoothing: a fit of the count alone (the straight line this replaces) says
 "full in 1 min" of a storm that is about to level off, and "draining" of a table
-that fills faster than events keep up. With too little history, no events, or a
-model that contradicts the kernel's count, the forecast is "unknown".
+that fills faster than events keep up. With too little history, no events, no
+flows coming or going, or a model that contradicts the live count, the forecast
+is "unknown".
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from bisect import bisect_right
+from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Final, NamedTuple
 
 WINDOW: Final = 10.0  # seconds the rates are averaged over
@@ -30,6 +52,8 @@ FLAT_PER_MIN: Final = 0.01
 FLAT_FLOOR: Final = 100
 # A level within this share of the count is where the table already is.
 NEAR: Final = 0.10
+# The kernel gives an entry's timeout left in whole seconds, rounded down: it ends within the second after.
+TICK: Final = 1.0
 
 
 class Sample(NamedTuple):
@@ -37,6 +61,8 @@ class Sample(NamedTuple):
     entries: int  # the kernel's count
     created: int | None  # entries created so far (events); None without events
     lifetime: float | None  # the timeout model's mean lifetime at this moment
+    live: int  # the live entries (LiveCount), what the model's level is compared with
+    ending: float  # entries/s the last dump's timeouts say will end over the next WINDOW (LiveCount.ending)
 
 
 @dataclass(frozen=True)
@@ -85,9 +111,10 @@ class Flow:
     """The flow model over the window: what came, what grew, and what the table tends to."""
 
     arrivals: float  # new entries/s
-    growth: float  # the kernel count's change/s
+    growth: float  # the live count's change/s
     lifetime: float  # mean seconds an entry stays
     count: int
+    ending: float = 0.0  # entries/s due to end by their timeouts over the next WINDOW
 
     @property
     def departures(self) -> float:
@@ -113,8 +140,11 @@ class FillHistory:
         self.window = window
         self.samples: deque[Sample] = deque()
 
-    def add(self, t: float, count: int, created: int | None = None, lifetime: float | None = None) -> None:
-        self.samples.append(Sample(t, count, created, lifetime))
+    def add(self, t: float, count: int, created: int | None = None, lifetime: float | None = None,
+            live: int | None = None, ending: float = 0.0) -> None:
+        """``count``: the kernel's; ``live`` and ``ending``: the live entries, when known apart from it, and
+        how fast they are due to end (LiveCount)."""
+        self.samples.append(Sample(t, count, created, lifetime, count if live is None else live, ending))
         while self.samples and self.samples[0].t < t - self.window:
             self.samples.popleft()
 
@@ -136,21 +166,21 @@ class FillHistory:
         lifetimes = [s.lifetime for s in recent if s.lifetime is not None]
         if not lifetimes:
             return None
-        # Least-squares slopes, not the window's ends: flows come in bursts, and the kernel's count drops in
-        # steps as its garbage collector reaps expired entries; the ends alone would land on either.
-        growth = _slope([(s.t, s.entries) for s in recent])
+        # Least-squares slopes, not the window's ends: flows come in bursts, and the live count steps at each
+        # dump (it is read afresh there); the ends alone would land on either.
+        growth = _slope([(s.t, s.live) for s in recent])
         created = _slope([(s.t, s.created) for s in recent if s.created is not None])
         # Arrivals are at least the growth: a count rising faster than NEW events means events were lost.
         arrivals = max(created, growth, 0.0)
         lifetime = sum(lifetimes) / len(lifetimes)
-        count = end.entries
+        count = end.live
         # Entries leaving faster than their timeouts imply (closed, flushed, evicted) live shorter: take what
         # leaves, N / departures (Little's law). Only while no more leaves than comes: a table draining after a
         # storm loses its old entries faster than N/T too, yet each of them lived its full timeout.
         leaving = arrivals - growth
         if count > 0 and count / lifetime * (1 + NEAR) < leaving <= arrivals * (1 + NEAR):
             lifetime = count / leaving
-        return Flow(arrivals, growth, lifetime, count)
+        return Flow(arrivals, growth, lifetime, count, end.ending)
 
     def forecast(self, maximum: int) -> Forecast:
         m = self.flow()
@@ -164,17 +194,88 @@ class FillHistory:
             if m.growth <= flat:
                 return Forecast("unknown", level, maximum=maximum)  # "full" by the model, but not filling
             return Forecast("full-in", level, (maximum - n) / m.growth, maximum)
+        if m.arrivals * WINDOW < 1:
+            # Nothing came in the window: Little's law has no throughput to go by, and new/s × lifetime = 0
+            # is no measurement. Entries leaving with nothing to replace them (or due to, by the timeouts the
+            # last dump saw) drain to 0; a table neither gaining nor losing (injected entries waiting out long
+            # timeouts, or long sessions whose traffic renews their timers: the counts cannot tell which) is
+            # unknown.
+            if m.growth < -flat or m.ending > flat:
+                return Forecast("draining", 0.0, maximum=maximum)
+            return Forecast("unknown", maximum=maximum)
         if level < n * (1 - NEAR):
+            # Lower by the model. Draining if it shrinks, or is about to: its entries' timeouts (as the last
+            # dump saw them) run out within the window faster than new ones come (a storm's, nothing of which
+            # has left yet).
+            if m.growth < -flat or m.ending - m.arrivals > flat:
+                return Forecast("draining", level, maximum=maximum)
             if m.growth > flat:
                 return Forecast("unknown", level, maximum=maximum)  # "draining" by the model, yet it grows
-            if m.growth < -flat:
-                return Forecast("draining", level, maximum=maximum)
-            # Lower by the model, level by the count: entries outlive their timeout a little (the kernel reaps
-            # expired ones in batches), and a table that does not shrink is not draining.
-            return Forecast("levels-off", level, maximum=maximum)
+            # Level by the live count, and nothing due to end: its entries outlive their timeout (every packet
+            # renews an entry's timer, so a flow stays as long as it talks plus one timeout). What leaves is
+            # what comes, and by Little's law the table holds where it is.
+            return Forecast("levels-off", n, maximum=maximum)
         if level > n * (1 + NEAR) and m.growth < -flat:
             return Forecast("unknown", level, maximum=maximum)  # heading up by the model, yet it shrinks
         return Forecast("levels-off", level, maximum=maximum)
+
+
+class LiveCount:
+    """The live entries at any moment, from the last dump and the events since (see the module docstring).
+
+    A dump lists exactly the live entries, each with the timeout it has left. Until the
+    next, the live count is the dump's, plus the NEW events since, minus the dumped
+    entries whose timeout has run out since. What this misses is bounded by what moves
+    between two dumps (seconds apart, and read afresh at each): a dumped entry whose
+    timer traffic renewed after the dump is taken as gone; an entry closed early
+    (RST, flush, early_drop) or a new one whose timeout is shorter than the time to
+    the next dump (none of the defaults for a new entry is) as still there. It is
+    never more than the kernel's count, which holds every live entry.
+    """
+
+    def __init__(self) -> None:
+        self._dump: tuple[int, int] | None = None  # the dump's live entries, and the NEW events counted by then
+        self._ends: list[float] = []  # when the dumped entries end (the source's clock), sorted, each once
+        self._at_end: list[int] = []  # how many end at each of those
+        self._ended: list[int] = []  # how many end at it or before
+
+    def dumped(self, live: int, created: int, timeouts: Iterable[tuple[int, int]], read_from: float,
+               read_to: float) -> None:
+        """A dump read from ``read_from`` to ``read_to``: its size, the NEW events counted by its end, and
+        each entry's (second it was read, whole seconds of timeout it had left then)."""
+        by_end: Counter[float] = Counter()
+        for (seen, left), n in Counter(timeouts).items():
+            # Read within that second and within the dump: the middle of both. It ends within the TICK after
+            # the timeout left, half of one on average.
+            read = (max(seen, read_from) + min(seen + 1, read_to)) / 2 if seen <= read_to else seen + 0.5
+            by_end[read + left + TICK / 2] += n
+        self._ends = sorted(by_end)
+        self._at_end = [by_end[e] for e in self._ends]
+        self._ended = list(accumulate(self._at_end))
+        self._dump = (live, created)
+
+    def at(self, t: float, kernel: int, created: int) -> int:
+        """The live entries at ``t``, given the kernel's count and NEW events so far; the count before a dump."""
+        if self._dump is None:
+            return kernel
+        live, then = self._dump
+        return max(0, min(kernel, round(live + created - then - self._ended_by(t))))
+
+    def ending(self, t: float) -> float:
+        """Entries/s of the dump's due to end over the WINDOW after ``t`` by their timeouts (traffic may renew some)."""
+        return (self._ended_by(t + WINDOW) - self._ended_by(t)) / WINDOW
+
+    def _ended_by(self, t: float) -> float:
+        # Entries said to end at e end evenly over the TICK around it (the rounding above): all of those ending
+        # before, a share of those ending around t. Counted all at e, a table losing 500 a second would step by
+        # 500 each second, and a frame every 0.5 s would see a sawtooth of its own making.
+        half = TICK / 2
+        i = bisect_right(self._ends, t - half)
+        ended = float(self._ended[i - 1]) if i else 0.0
+        while i < len(self._ends) and self._ends[i] < t + half:
+            ended += self._at_end[i] * (t + half - self._ends[i]) / TICK
+            i += 1
+        return ended
 
 
 class Rate:
