@@ -377,7 +377,8 @@ class Collector:
         fresh = FlowTable(track=list(self.table.agg.groups))
         last_report = time.monotonic()
         batch: list[Row] = []
-        read_at = started = self.source.now()  # when the batch's first row was read: its timeouts count down from then
+        # When the batch's first row was read: its timeouts count down from then.
+        read_at = started = self.source.now()
         self._dumping = True
         try:
             for chunk in self.source.dump_chunks():
