@@ -28,7 +28,8 @@ timeouts packets renew (more rarely without accounting, when those are all a dum
 This module keeps the thread and the timing, and composes the parts that have state
 of their own: frame_builder (the kernel's readings, history and rates, and the Frame),
 owner_rank (for a live namespace, who owns the flows and the ranking by them, so
-``process`` and ``container`` can be group keys), flow_view (the flow list's view and
+``process`` and ``container`` can be group keys), rate_keeper (new flows a second by
+group, bytes and packets a second by flow and group), flow_view (the flow list's view and
 when it is indexed) and seeking (a replay's seeks, asked for through :meth:`Collector.seek`).
 
 The UI talks to the collector only through the ``set_*`` methods and ``seek``
@@ -58,14 +59,14 @@ from cttop.live.index import FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer
 from cttop.live.owner_rank import OwnerRanking
 from cttop.live.owner_top import OWNER_GROUPS
+from cttop.live.rate_keeper import RateKeeper
 from cttop.live.resolve import Resolver
 from cttop.live.seeking import Seeks
-from cttop.model import EV_NEW, Row
+from cttop.model import Row
 from cttop.sources.live import Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
-from cttop.table.packing import unpack
-from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
+from cttop.table.rates import top_new, with_rates
 from cttop.table.store import FlowTable
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
@@ -118,12 +119,7 @@ class Collector:
         # Worker state.
         self._phase = LOADING
         self._note = "connecting"
-        # New flows a second by the shown group, counted only while the panel ranks by them (a group key
-        # per NEW event is a cost nobody should pay for a view not shown); bytes and packets a second by
-        # flow from the last two dumps, and by group (cached: (group, rates it was summed from), result).
-        self._new_flows: tuple[str, NewFlowRate] | None = None
-        self._flow_rates: dict[int, FlowRate] = {}
-        self._group_rates: tuple[str, dict[int, FlowRate], dict[object, FlowRate]] | None = None
+        self._rates = RateKeeper()
         # The event screen's log, kept only while it is open; and cttop's own DNS lookups, hidden from the
         # flow list and the log (set by set_resolver, for a view of the resolver's own namespace only).
         self._log: EventLog | None = None
@@ -289,7 +285,7 @@ class Collector:
             return
         if self._phase == LIVE and self._seeks.take():
             self._frames.restart_clock()  # the clock jumped
-            self._new_flows, self._flow_rates = None, {}
+            self._rates.forget()
             self._resync("seeking")
             self._catch_up()
         self._post()
@@ -321,7 +317,8 @@ class Collector:
             if batch.events:
                 self.table.apply_events(batch.events, now)
             self._bad += batch.bad
-            self._count_new(batch)
+            if self._events_on():
+                self._rates.events(now, batch.events)
             self._log_events(batch)
             if self._dumping:
                 self._queued.append((now, batch))
@@ -357,11 +354,6 @@ class Collector:
         """Whether the kernel sends events here (nf_conntrack_events is not 0): else new flows are counted
         from dumps."""
         return self._frames.sysctls.get("nf_conntrack_events") != "0"
-
-    def _count_new(self, batch: EventBatch) -> None:
-        counting = self._new_flows
-        if counting is not None and self._events_on():
-            counting[1].add(self.source.now(), [row for kind, row in batch.events if kind == EV_NEW])
 
     def _load(self, first: bool) -> None:
         """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh).
@@ -409,7 +401,8 @@ class Collector:
         fresh.generation = old.generation + 1
         now = self.source.now()
         if not first:
-            self._measure(old, fresh, now)
+            since = self._refreshed
+            self._rates.dumped(old, fresh, now - since if since is not None else None, now, self._events_on())
         self.table = fresh
         self._frames.dumped(fresh, started)  # it lists the live entries: the forecast counts from it
         self._refreshed = now
@@ -418,17 +411,6 @@ class Collector:
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, duty * cost)
         self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost
         self._drift = Drift()
-
-    def _measure(self, old: FlowTable, fresh: FlowTable, now: float) -> None:
-        """Rates from two successive dumps: bytes and packets a second by flow (with accounting on), and,
-        where the kernel sends no events, the new flows: those this dump holds and the last did not (it
-        misses flows born and gone in between, which events would have caught)."""
-        was, seen = old.by_key(), fresh.by_key()
-        since = self._refreshed
-        self._flow_rates = flow_rates(was, seen, now - since) if fresh.counted and since is not None else {}
-        counting = self._new_flows
-        if counting is not None and not self._events_on():
-            counting[1].add(now, [unpack(rec) for key, rec in seen.items() if key not in was])
 
     def _drifted(self) -> bool:
         """Whether the table has disagreed with the kernel's count for more than one refresh: off on the
@@ -446,7 +428,8 @@ class Collector:
 
     def _schedule_index(self) -> None:
         hide = self._hide
-        self._flows.schedule(self.table, self._interval, hide[1] if hide is not None else None, self._flow_rates)
+        self._flows.schedule(self.table, self._interval, hide[1] if hide is not None else None,
+                             self._rates.flow_rates)
 
     # --- frames --------------------------------------------------------------------------
 
@@ -465,7 +448,8 @@ class Collector:
         owned = group in OWNER_GROUPS
         if by == "new-rate" and owned:
             by = "entries"  # owners are looked up per dump, not per event
-        self._count_new_by(group if by == "new-rate" else None, now)
+        rates = self._rates
+        rates.count_new_by(group if by == "new-rate" else None, now)
         ranked_total: float = 0
         if self._phase == LIVE:
             self._track_only(group)
@@ -474,11 +458,11 @@ class Collector:
             if self._ranking is not None:
                 self._ranking.owners.refresh_if_due()
             if by == "new-rate":
-                assert self._new_flows is not None
-                rates = self._new_flows[1].rates()
+                assert rates.new_flows is not None
+                new = rates.new_flows[1].rates()
                 table.track(group)
-                top = tuple(top_new(rates, table.agg, group, TOP_N))
-                ranked_total = sum(rates.values())
+                top = tuple(top_new(new, table.agg, group, TOP_N))
+                ranked_total = sum(new.values())
             else:
                 if owned:
                     assert self._ranking is not None
@@ -486,33 +470,16 @@ class Collector:
                 else:
                     top = tuple(table.top(group, TOP_N, by))
                 ranked_total = {"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by]
-            if self._flow_rates and not owned:
-                top = tuple(with_rates(top, self._rates_by(group)))
-        counting = self._new_flows
+            if rates.flow_rates and not owned:
+                top = tuple(with_rates(top, rates.by_group(group, table)))
+        counting = rates.new_flows
         return self._frames.build(
             now, table, phase=self._phase, note=self._note, interval=interval, group=group, by=by, top=top,
             lost=self._lost, bad=self._bad, refreshed=self._refreshed, ranked_total=ranked_total,
             new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
             new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
-            flow_rates=self._flow_rates,
+            flow_rates=rates.flow_rates,
             event_log=log.view(now) if (log := self._log) is not None else None)
-
-    def _count_new_by(self, group: str | None, now: float) -> None:
-        """Count new flows by ``group`` from now on (None: stop counting); a new group starts afresh."""
-        if group is None:
-            self._new_flows = None
-        elif self._new_flows is None or self._new_flows[0] != group:
-            counting = NewFlowRate(GROUPS[group].key)
-            counting.start(now)
-            self._new_flows = (group, counting)
-
-    def _rates_by(self, group: str) -> dict[object, FlowRate]:
-        """Bytes and packets a second by group, summed from the flows' once per dump and group."""
-        cached = self._group_rates
-        if cached is None or cached[0] != group or cached[1] is not self._flow_rates:
-            cached = (group, self._flow_rates, group_rates(self._flow_rates, self.table.by_key(), GROUPS[group].key))
-            self._group_rates = cached
-        return cached[2]
 
     def _read_counts(self, now: float) -> None:
         """Count, max and the pressure counters from the kernel; /proc when ctnetlink is refused."""
