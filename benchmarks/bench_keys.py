@@ -1,4 +1,5 @@
-"""Keystroke-to-frame latency with a million flows loaded (p50 / p95); the goal is p95 <= 50 ms.
+"""Keystroke-to-frame latency with a million flows loaded (p50 / p95 / p99 / max); the goal (issue 17) is
+p99 <= 50 ms and max <= 100 ms.
 
 Usage: python benchmarks/bench_keys.py [--flows 1000000] [--presses 200] [--events-per-s 5000]
 
@@ -89,7 +90,8 @@ async def bench(a: argparse.Namespace) -> None:
             await asyncio.sleep(0.02)
         ms = [x * 1000 for x in lat]
         print(f"navigation keys ({len(ms)} presses): p50 {statistics.median(ms):.1f} ms, "
-              f"p95 {pct(ms, 0.95):.1f} ms, max {max(ms):.1f} ms  (goal p95 <= 50 ms)")
+              f"p95 {pct(ms, 0.95):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, max {max(ms):.1f} ms  "
+              "(goal p99 <= 50 ms, max <= 100 ms)")
         sort_first, sort_done = [], []
         for _ in range(a.sorts):
             n = len(displays)
