@@ -42,11 +42,12 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
 
     Raises DecodeError only when the netlink framing itself is broken. This is the
     event path's hot loop, so like :meth:`Decoder.decode_chunk` it walks the framing
-    itself (framing.messages inlined) and tries the newest template of the length inline before :meth:`Decoder.decode_one`.
+    itself (framing.messages inlined) and tries the newest template of the length inline (Decoder.fast) before
+    :meth:`Decoder.decode_one`.
     """
     bad, off, n = 0, 0, len(buf)
     # Locals, not globals: read once per message each.
-    fast, append, nlh, hdr = dec.fast, out.append, NLH3.unpack_from, NLH_LEN
+    fast, append, nlh, hdr, as_int = dec.fast, out.append, NLH3.unpack_from, NLH_LEN, int.from_bytes
     while off < n:
         if n - off < hdr:
             raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
@@ -62,7 +63,8 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
             off += align(length)
             continue
         t = fast.get(length)
-        if t is not None and t[0](buf, off) == t[1]:
+        # The template's fingerprint check (decode._as_int, inlined): the message as one int, values masked out.
+        if t is not None and as_int(buf[off:off + length], "little") & t[0] == t[1]:
             append((ev, t[3](t[2](buf, off))))
         else:
             try:
