@@ -10,7 +10,8 @@ few thousand TCP connections over loopback (NEW, UPDATEs through the TCP state
 machine, DESTROY). The received netlink buffers are stored as they came
 (benchmarks/data/events.bin.gz). Replay runs them through the same calls the
 collector makes (EventSocket.read's decode loop, FlowTable.apply_events with the
-shown group tracked). Acceptance is 100k events/s, the goal 250k/s.
+shown group tracked). Acceptance is 100k events/s; the goal (issue 17) is 400k/s per CPU
+second, the rate that holds still when other work shares the cores.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, Row
 from cttop.table.store import FlowTable
 
+ACCEPTANCE, GOAL = 100_000, 400_000  # events per second; GOAL per CPU second
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "events.bin.gz")
 LEN = struct.Struct("<I")
 
@@ -161,9 +163,9 @@ def main() -> None:
     d, dc = replay(buffers, a.seconds, apply=False)
     print(f"decode only:        {d:>10,.0f} events/s  ({dc:,.0f} per CPU second)")
     r, rc = replay(buffers, a.seconds, apply=True)
-    verdict = "goal met" if r >= 250_000 else "acceptance met" if r >= 100_000 else "BELOW acceptance (100k/s)"
+    verdict = "goal met" if rc >= GOAL else "acceptance met" if r >= ACCEPTANCE else "BELOW acceptance"
     print(f"decode + apply:     {r:>10,.0f} events/s  ({rc:,.0f} per CPU second; {verdict}; "
-          "acceptance 100k/s, goal 250k/s)")
+          f"acceptance {ACCEPTANCE // 1000}k/s, goal {GOAL // 1000}k/s per CPU second)")
 
 
 if __name__ == "__main__":

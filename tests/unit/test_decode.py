@@ -179,3 +179,21 @@ def test_a_known_layout_flagged_dump_intr_is_refused() -> None:
         raise AssertionError("NLM_F_DUMP_INTR must raise")
     except DecodeError:
         pass
+
+
+def test_a_known_length_with_other_attribute_headers_takes_the_walk() -> None:
+    """The template of a length decodes only messages whose every attribute header matches (the values
+    masked out of the fingerprint): one changed header byte sends the event to the walk, which decodes
+    it as a fresh decoder does or refuses it."""
+    from cttop.kernel.decode import _walk
+    from cttop.kernel.events import decode_events
+
+    for m in messages("events_mix.bin"):
+        warm = Decoder()
+        assert decode_events(warm, m, []) == 0
+        for off, _ln, _typ in _walk(m, 0, len(m)).headers:
+            changed = bytearray(m)
+            changed[off + 2] ^= 0x01  # the attribute's type
+            slow, got, want = warm.slow, [], []
+            assert decode_events(warm, bytes(changed), got) == decode_events(Decoder(), bytes(changed), want)
+            assert got == want and warm.slow == slow + 1

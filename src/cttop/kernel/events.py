@@ -42,16 +42,17 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
 
     Raises DecodeError only when the netlink framing itself is broken. This is the
     event path's hot loop, so like :meth:`Decoder.decode_chunk` it walks the framing
-    itself (framing.messages inlined) and tries the newest template of the length inline before :meth:`Decoder.decode_one`.
+    itself (framing.messages inlined) and tries the newest template of the length inline (Decoder.fast) before
+    :meth:`Decoder.decode_one`.
     """
-    bad, off, n = 0, 0, len(buf)
-    # Locals, not globals: read once per message each.
-    fast, append, nlh, hdr = dec.fast, out.append, NLH3.unpack_from, NLH_LEN
+    # The kernel sends each event in a datagram of its own, so this runs once per event, loop and
+    # all: no bound methods are set up as locals first (each is an allocation), methods are called in place.
+    bad, off, n, fast = 0, 0, len(buf), dec.fast
     while off < n:
-        if n - off < hdr:
+        if n - off < NLH_LEN:
             raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
-        length, typ, flags = nlh(buf, off)
-        if length < hdr or off + length > n:
+        length, typ, flags = NLH3.unpack_from(buf, off)
+        if length < NLH_LEN or off + length > n:
             raise DecodeError(f"netlink: message at byte {off} claims {length} bytes of {n - off}")
         kind = typ & 0xFF
         if kind == _CT_NEW:
@@ -62,11 +63,12 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
             off += align(length)
             continue
         t = fast.get(length)
-        if t is not None and t[0](buf, off) == t[1]:
-            append((ev, t[3](t[2](buf, off))))
+        # The template's fingerprint check (decode._as_int, inlined): the message as one int, values masked out.
+        if t is not None and int.from_bytes(buf[off:off + length], "little") & t[0] == t[1]:
+            out.append((ev, t[3](t[2](buf, off))))
         else:
             try:
-                append((ev, dec.decode_one(buf, off, length)))
+                out.append((ev, dec.decode_one(buf, off, length)))
             except DecodeError:
                 bad += 1
         off += (length + 3) & ~3  # framing.align, inlined

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not, itemgetter
@@ -52,6 +52,17 @@ class GroupRow:
     packets_rate: float | None = None
 
 
+class Entries(Counter[object]):
+    """A tracked group's flow count per key, knowing the group's key function: the per-event
+    paths read it here rather than look the group up by name, a measurable share of an event."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Callable[[Row], object]) -> None:
+        super().__init__()
+        self.key = key
+
+
 def _bump(d: dict[K, int], k: K, by: int) -> None:
     n = d.get(k, 0) + by
     if n:
@@ -69,12 +80,13 @@ class Aggregates:
         # Their bytes and packets, both directions: what a group's share is of, when ranked by them.
         self.bytes = 0
         self.packets = 0
-        self.groups: dict[str, tuple[Counter[object], dict[object, int], dict[object, int]]] = {}
+        # Per tracked group: its entries, bytes and packets by key.
+        self.groups: dict[str, tuple[Entries, dict[object, int], dict[object, int]]] = {}
         for name in track:
             if name not in GROUPS:
                 raise KeyError(name)
             # Entries a Counter: add_rows counts a chunk's keys into it with Counter.update's C loop.
-            self.groups[name] = (Counter(), {}, {})
+            self.groups[name] = (Entries(GROUPS[name].key), {}, {})
 
     def add(self, row: Row, sign: int = 1) -> None:
         # _bump inlined for the counts every event touches: this runs once or twice per event.
@@ -100,8 +112,8 @@ class Aggregates:
             self.counted += sign
             self.bytes += sign * (row[R_OBYTES] + row[R_RBYTES])
             self.packets += sign * (row[R_OPKTS] + row[R_RPKTS])
-        for name, (entries, nbytes, npkts) in self.groups.items():
-            k = GROUPS[name].key(row)
+        for entries, nbytes, npkts in self.groups.values():
+            k = entries.key(row)
             n = entries.get(k, 0) + sign
             if n:
                 entries[k] = n
@@ -124,8 +136,18 @@ class Aggregates:
             was = STATE_KEYS.get((proto, was_p, old_status & STATE_BITS)) or state_key3(proto, was_p, old_status)
             now = STATE_KEYS.get((proto, now_p, new_status & STATE_BITS)) or state_key3(proto, now_p, new_status)
             if was != now:
-                _bump(self.by_state, was, -1)
-                _bump(self.by_state, now, 1)
+                # _bump inlined, as in add: this runs on most updates.
+                by_state = self.by_state
+                n = by_state.get(was, 0) - 1
+                if n:
+                    by_state[was] = n
+                else:
+                    del by_state[was]
+                n = by_state.get(now, 0) + 1
+                if n:
+                    by_state[now] = n
+                else:
+                    del by_state[now]
             self.evictable += (not new_status & IPS_ASSURED) - (not old_status & IPS_ASSURED)
         # Group keys read the tuples (unchanged), the state, mark and zone; totals read the counters.
         if state_changed or old[R_MARK] != new[R_MARK] or old[R_ZONE] != new[R_ZONE] \
@@ -134,16 +156,30 @@ class Aggregates:
             self._regroup(old, new)
 
     def _regroup(self, old: Row, new: Row) -> None:
-        """The group totals and counted rows for an update whose counters, mark or zone changed."""
+        """The group totals and counted rows for an update whose state, counters, mark or zone changed."""
         old_counted, new_counted = old[R_OPKTS] is not None, new[R_OPKTS] is not None
+        if not (old_counted or new_counted):
+            # Most updates: a state change, no counters on either side (accounting off, or not read yet).
+            # Only entries move, and mostly not at all: the key reads the tuples, which an update keeps.
+            for entries, _nbytes, _npkts in self.groups.values():
+                key = entries.key
+                was, now = key(old), key(new)
+                if was != now:
+                    _bump(entries, was, -1)
+                    _bump(entries, now, 1)
+                elif entries.get(was) == 1:
+                    # What out-then-in does to a key of one flow: it goes last in the dict's order.
+                    # (pop, not del: Counter's __delitem__ is Python.)
+                    entries[was] = entries.pop(was)
+            return
         self.counted += new_counted - old_counted
         for row, sign, counted in ((old, -1, old_counted), (new, 1, new_counted)):
             if counted:
                 self.bytes += sign * (row[R_OBYTES] + row[R_RBYTES])
                 self.packets += sign * (row[R_OPKTS] + row[R_RPKTS])
         # Out with the old row, in with the new, in that order: the dicts' order breaks ties in top().
-        for name, (entries, nbytes, npkts) in self.groups.items():
-            key = GROUPS[name].key
+        for entries, nbytes, npkts in self.groups.values():
+            key = entries.key
             for row, sign, counted in ((old, -1, old_counted), (new, 1, new_counted)):
                 k = key(row)
                 _bump(entries, k, sign)
@@ -169,8 +205,8 @@ class Aggregates:
         self.counted += len(counted)
         self.bytes += sum(r[R_OBYTES] + r[R_RBYTES] for r in counted)
         self.packets += sum(r[R_OPKTS] + r[R_RPKTS] for r in counted)
-        for name, (entries, nbytes, npkts) in self.groups.items():
-            key = GROUPS[name].key
+        for entries, nbytes, npkts in self.groups.values():
+            key = entries.key
             entries.update(map(key, rows))  # counts only grow here, so no key reaches zero
             for r in counted:
                 k = key(r)

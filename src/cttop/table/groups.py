@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 from cttop.model import (
@@ -47,22 +48,23 @@ def _pfilter(k: tuple[int, int] | None, word: str) -> str | None:
     return None if k is None else f"{proto_name(k[0])} {word} {k[1]}"
 
 
+# Keys that are fields of the row are itemgetters, not lambdas: every event computes the shown group's key.
 GROUPS: Final[dict[str, GroupDef]] = {g.name: g for g in (
-    GroupDef("src", "source", lambda r: r[R_SRC], addr_text, lambda k: f"src {addr_text(k)}"),
-    GroupDef("dst", "destination", lambda r: r[R_DST], addr_text, lambda k: f"dst {addr_text(k)}"),
+    GroupDef("src", "source", itemgetter(R_SRC), addr_text, lambda k: f"src {addr_text(k)}"),
+    GroupDef("dst", "destination", itemgetter(R_DST), addr_text, lambda k: f"dst {addr_text(k)}"),
     GroupDef("dport", "dest port", lambda r: _port(r[R_PROTO], r[R_DPORT]), _port_text,
              lambda k: _pfilter(k, "dport")),
     GroupDef("sport", "source port", lambda r: _port(r[R_PROTO], r[R_SPORT]), _port_text,
              lambda k: _pfilter(k, "sport")),
-    GroupDef("proto", "protocol", lambda r: r[R_PROTO], proto_name, lambda k: f"proto {k}"),
+    GroupDef("proto", "protocol", itemgetter(R_PROTO), proto_name, lambda k: f"proto {k}"),
     GroupDef("state", "state", state_key, str, lambda k: f"{k.split(':')[0]} state {k.split(':')[1].lower()}"),
     GroupDef("src-dport", "source → dest port",
              lambda r: (r[R_SRC], _port(r[R_PROTO], r[R_DPORT])),
              lambda k: f"{addr_text(k[0])} → {_port_text(k[1])}",
              lambda k: None if k[1] is None else f"src {addr_text(k[0])} and {_pfilter(k[1], 'dport')}"),
-    GroupDef("pair", "source → destination", lambda r: (r[R_SRC], r[R_DST]),
+    GroupDef("pair", "source → destination", itemgetter(R_SRC, R_DST),
              lambda k: f"{addr_text(k[0])} → {addr_text(k[1])}",
              lambda k: f"src {addr_text(k[0])} and dst {addr_text(k[1])}"),
-    GroupDef("mark", "mark", lambda r: r[R_MARK], lambda k: f"{k:#x}" if k else "0", lambda k: f"mark {k}"),
-    GroupDef("zone", "zone", lambda r: r[R_ZONE], str, lambda k: f"zone {k}"),
+    GroupDef("mark", "mark", itemgetter(R_MARK), lambda k: f"{k:#x}" if k else "0", lambda k: f"mark {k}"),
+    GroupDef("zone", "zone", itemgetter(R_ZONE), str, lambda k: f"zone {k}"),
 )}

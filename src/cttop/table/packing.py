@@ -73,9 +73,10 @@ def addr_size(rec: bytes) -> int:
 def pack(row: Row, seen: int = 0, flags: int = 0) -> bytes:
     """``seen``: when the row was read (its timeout counts down from then); ``flags``: UNREAD or 0."""
     v6 = row[R_FAMILY] == AF_INET6
+    # The arguments as one tuple: f(*head, a, b) builds them through a list, a measurable share of an event.
     if row[R_OPKTS] is None:
-        return (V6 if v6 else V4).pack(*row[HEAD_FIELDS], row[R_START], seen, flags)
-    return (V6C if v6 else V4C).pack(*row[HEAD_FIELDS], row[R_START], seen, flags, *row[COUNTERS])
+        return (V6 if v6 else V4).pack(*(row[HEAD_FIELDS] + (row[R_START], seen, flags)))
+    return (V6C if v6 else V4C).pack(*(row[HEAD_FIELDS] + (row[R_START], seen, flags) + row[COUNTERS]))
 
 
 def unpack(rec: bytes, labels: int = 0) -> Row:

@@ -115,31 +115,33 @@ class FlowTable:
         for kind, row in events:
             fid = hash(row[FLOW_TUPLE]) & KEY_HIGH | row[R_ID]
             if kind == EV_DESTROY:
+                self.destroyed += 1
                 old = flows.pop(fid, None)
                 if old is not None:
-                    agg.add(unpack(old, labels.pop(fid, 0)), -1)
-                self.destroyed += 1
+                    agg.add(unpack(old, labels.pop(fid, 0) if labels else 0), -1)
                 continue
             if kind == EV_NEW:
                 self.created += 1
             old = flows.get(fid)
-            old_row = None
-            flags = UNREAD if row[R_OPKTS] is None else 0
-            if old is not None:
-                old_row = unpack(old, labels.get(fid, 0))
-                if flags and old_row[R_OPKTS] is not None:
+            if old is None:
+                # A label is only ever held for a flow the table holds, so there is none to drop here.
+                flows[fid] = pack(row, seen, UNREAD if row[R_OPKTS] is None else 0)
+                if row[R_LABELS]:
+                    labels[fid] = row[R_LABELS]
+                agg.add(row, 1)
+                continue
+            old_row = unpack(old, labels.get(fid, 0) if labels else 0)
+            flags = 0
+            if row[R_OPKTS] is None:
+                if old_row[R_OPKTS] is not None:
                     # UPDATE events carry no counters; keep the last ones we saw.
                     row = row[:R_OPKTS] + old_row[COUNTERS] + row[R_START:]
-                    flags = 0
-                elif flags:
+                else:
                     flags = old[FLAGS_AT[len(old)]]  # a dump showed none (accounting off), or none read yet
             flows[fid] = pack(row, seen, flags)
             if row[R_LABELS]:
                 labels[fid] = row[R_LABELS]
             elif labels:
                 labels.pop(fid, None)
-            if old_row is None:
-                agg.add(row, 1)
-            else:
-                agg.replace(old_row, row)
+            agg.replace(old_row, row)
         self.generation += 1
