@@ -175,6 +175,39 @@ def test_a_table_under_the_kernel_count_by_more_than_a_share_resyncs(rec: Record
         c.stop()
 
 
+class Churning(FixedSource):
+    """A full table under churn: every dump holds GHOSTS entries the kernel's count no longer has (evicted while
+    it was read, with no DESTROY: they carried no event cache), and a dump takes DUMP_SECONDS."""
+
+    GHOSTS = 50
+    DUMP_SECONDS = 0.05
+
+    def __init__(self, rows: list[Row]) -> None:
+        super().__init__(rows)
+        self.dumped_at: list[float] = []
+
+    def dump(self) -> list[Row]:
+        time.sleep(self.DUMP_SECONDS)
+        self.dumped_at.append(time.monotonic())
+        return super().dump()
+
+    def stats(self) -> Stats:
+        return Stats(len(self.rows) - self.GHOSTS, self.maximum)
+
+
+def test_resyncs_that_leave_the_table_drifting_back_off(rec: Recorder) -> None:
+    src = Churning([row(7000 + i, 17, v4("10.1.1.1"), v4("10.2.2.2"), 1000 + i, 53) for i in range(200)])
+    c = run(src, rec)
+    try:
+        rec.until(lambda: len(src.dumped_at) >= 7, "seven dumps")  # the start-up one and six resyncs
+    finally:
+        c.stop()
+    gaps = [b - a for a, b in zip(src.dumped_at[1:], src.dumped_at[2:])]
+    # Spaced by DRIFT_DUTY times a dump's cost, doubling after each resync that changed nothing (a frame or two
+    # of detection on top): the last gap is several times the first, where without the back-off they are alike.
+    assert gaps[-1] > 4 * gaps[0], gaps
+
+
 def test_drift_needs_more_than_a_few_flows_in_flight() -> None:
     assert Drift().after(100, 100, 100 - DRIFT_SLACK) == Drift()  # DESTROYs of the instant before the count
     assert Drift().after(100, 100, 100 - DRIFT_SLACK - 1) == Drift(1, 1)

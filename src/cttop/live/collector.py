@@ -21,7 +21,8 @@ of its own) right after applying the events queued up to that instant, and compa
 - a table smaller than the count by more than DRIFT_SHARE, the same way (entries
   whose NEW event never came: events off).
 Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
-drifting (events off) costs at most a share of one core. Periodic dumps, spaced in
+drifting (events off) costs at most a share of one core, and twice as far each time one
+leaves the table drifting still (a full table under churn is never dumped consistently). Periodic dumps, spaced in
 proportion to what a dump costs, refresh what events never carry: byte counters, and the
 timeouts packets renew (more rarely without accounting, when those are all a dump brings).
 
@@ -86,6 +87,10 @@ DRIFT_SLACK: Final = 8
 DRIFT_SHARE: Final = 0.01
 DRIFT_DUTY: Final = 3
 DRIFT_READINGS: Final = 2
+# Resyncs that leave the table drifting as before are spaced twice as far each time, up to 2**this times
+# DRIFT_DUTY: a full table under churn (early_drop evicting entries that carry no event cache, so no
+# DESTROY comes) is never dumped consistently, and redumping it every DRIFT_DUTY would cost a third of a core.
+DRIFT_BACKOFF: Final = 4
 TOP_N: Final = 10
 GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
 TOP_BY: Final = ("entries", "bytes", "packets")
@@ -136,6 +141,7 @@ class Collector:
         self._next_refresh = 0.0
         self._next_drift_check = 0.0
         self._drift = Drift()
+        self._drift_resyncs = 0  # drift resyncs since a reading last agreed with the kernel's count
         self._last_post = 0.0
         self._thread = threading.Thread(target=self._run, name="cttop-collector", daemon=True)
 
@@ -295,6 +301,7 @@ class Collector:
         if time.monotonic() >= self._next_refresh:
             self._load(first=False)
         elif self._drifted():
+            self._drift_resyncs += 1
             self._resync("the table drifted from the kernel's count, resyncing")
         else:
             return
@@ -409,7 +416,8 @@ class Collector:
         cost = time.monotonic() - t0
         duty = REFRESH_DUTY if fresh.counted or not self._events_on() else REFRESH_DUTY_UNCOUNTED
         self._next_refresh = time.monotonic() + max(REFRESH_MIN, duty * cost)
-        self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost
+        backoff = 2 ** min(max(self._drift_resyncs - 1, 0), DRIFT_BACKOFF)
+        self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost * backoff
         self._drift = Drift()
 
     def _drifted(self) -> bool:
@@ -513,6 +521,8 @@ class Collector:
         # stats samples lag its dumps and events, and redumping it gives the same rows, so it never drifts.
         if not self._dumping and self.source.live:
             self._drift = self._drift.after(before, len(self.table), stats.count)
+            if not self._drift.readings:
+                self._drift_resyncs = 0
 
     def _track_only(self, group: str) -> None:
         """Keep totals for the shown group only: each tracked key costs time on every event."""
