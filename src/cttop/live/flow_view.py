@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from cttop.filter import compile_filter
 from cttop.live.index import SORTS, ViewSpec
@@ -20,6 +21,12 @@ from cttop.live.indexer import Indexer, IndexJob
 from cttop.owners.owners import Owners
 from cttop.table.rates import FlowRate
 from cttop.table.store import FlowTable
+
+# A table that keeps changing is indexed again no sooner than this many times the last build took: sorting
+# 262,144 flows takes about half a second, and a churning table (the box in trouble) would otherwise keep a
+# core half busy re-sorting a list whose count and panels are current anyway (they come from the table). A
+# change of view (filter, sort, pause) is indexed at once.
+REBUILD_SPACING: Final = 5
 
 
 class FlowView:
@@ -89,6 +96,5 @@ class FlowView:
         if not paused:
             self._indexed = built_from
         self.indexer.submit(IndexJob(records, gen, spec, self._anchor, hide, rates))
-        # A big table takes a while to index; rebuild it no more than every other build time.
         last = self.indexer.last
-        self._next = time.monotonic() + max(interval, 2 * (last[0].seconds if last else 0.0))
+        self._next = time.monotonic() + max(interval, REBUILD_SPACING * (last[0].seconds if last else 0.0))
