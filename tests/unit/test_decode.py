@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import struct
 
@@ -16,7 +17,9 @@ FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 
 
 def messages(name: str) -> list[bytes]:
-    data = open(os.path.join(FIX, name), "rb").read()
+    """A fixture's recorded messages (or chunks), each stored after its 4-byte length; ``.gz`` gzipped."""
+    with (gzip.open if name.endswith(".gz") else open)(os.path.join(FIX, name), "rb") as f:
+        data = f.read()
     out, off = [], 0
     while off < len(data):
         (n,) = struct.unpack_from("<I", data, off)
@@ -134,9 +137,7 @@ def test_mutated_real_messages_only_ever_raise_decode_error(msg: bytes, data: st
 
 
 def realistic_chunks() -> list[bytes]:
-    from tests.unit.test_snapshot_pinned import chunks
-
-    return chunks()
+    return messages("dump_realistic.bin.gz")
 
 
 def walked(chunk: bytes) -> list:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Self
@@ -28,8 +27,8 @@ from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.decode import Decoder
 from cttop.kernel.netns import NetnsSpec
 from cttop.live import snapshot as live_snapshot
+from tests.unit.test_decode import FIX, messages
 
-FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 PINS = os.path.join(FIX, "dump_realistic.snapshot.json.gz")
 # (group by, rank by, filter, list flows): each group key's shape, the counter ranks, a filter, the flow list.
 CASES = [("src", "entries", "", False), ("dst", "entries", "", False), ("dport", "entries", "", False),
@@ -39,14 +38,7 @@ CASES = [("src", "entries", "", False), ("dst", "entries", "", False), ("dport",
 
 
 def chunks() -> list[bytes]:
-    with gzip.open(os.path.join(FIX, "dump_realistic.bin.gz")) as f:
-        data = f.read()
-    out, off = [], 0
-    while off < len(data):
-        (n,) = struct.unpack_from("<I", data, off)
-        out.append(data[off + 4:off + 4 + n])
-        off += 4 + n
-    return out
+    return messages("dump_realistic.bin.gz")
 
 
 class ReplayCt:
