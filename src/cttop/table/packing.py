@@ -111,6 +111,13 @@ def timeout_left(row: Row, seen: int, now: float) -> int:
     return max(0, timeout - max(0, int(now) - seen))
 
 
+def ran_out(row: Row, seen: int, now: float) -> bool:
+    """Whether the countdown of a row read with time left has reached 0 while the flow is still held: traffic
+    renewed its timer since it was read (packets do, silently), or the kernel has yet to reap it. Which one,
+    only the next dump can tell: what is left is unknown, not 0."""
+    return row[R_TIMEOUT] > 0 and timeout_left(row, seen, now) == 0
+
+
 # Conntrack ids are 32-bit hashes, so a big table holds colliding ids (7 pairs among
 # 262,144 flows here). Flows are keyed by the id in the low 32 bits and a hash of the
 # original addresses and ports above it: stable for a flow's life, unique in practice.

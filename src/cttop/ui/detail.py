@@ -37,7 +37,7 @@ from cttop.model import (
     Row,
     flow_dict,
 )
-from cttop.table.packing import UNREAD, timeout_left
+from cttop.table.packing import UNREAD, ran_out, timeout_left
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
@@ -101,7 +101,10 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None,
         elif key == "timeout":
             left = v if meta is None else timeout_left(row, meta[0], now)
             text = f"{left} s ({fmt.duration(left)})"
-            if meta is not None and left != v:
+            if meta is not None and ran_out(row, meta[0], now):
+                text = (f"? ({v} s read {fmt.ago(now - meta[0])} ran out, yet the flow is still held: traffic "
+                        "renewed it, or the kernel has yet to reap it; the next dump says)")
+            elif meta is not None and left != v:
                 text += f", counted down from {v} s read {fmt.ago(now - meta[0])}"
         elif key == "mark":
             text = f"{v} ({v:#x})"

@@ -58,7 +58,7 @@ from cttop.model import (
     total_bytes,
     total_packets,
 )
-from cttop.table.packing import UNREAD, record_meta, timeout_left, unpack
+from cttop.table.packing import UNREAD, ran_out, record_meta, timeout_left, unpack
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 
@@ -152,7 +152,10 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
         elif n == "nat":
             out.append((_nat_text(row, c.width), "nat"))
         elif n == "timeout":
-            out.append((fmt.duration(row[R_TIMEOUT] if now is None else timeout_left(row, seen, now)), ""))
+            if now is not None and ran_out(row, seen, now):
+                out.append(("?", ""))  # renewed by traffic, or yet to be reaped: the next dump says
+            else:
+                out.append((fmt.duration(row[R_TIMEOUT] if now is None else timeout_left(row, seen, now)), ""))
         elif n == "mark":
             mark, zone = row[R_MARK], row[R_ZONE]
             out.append((f"{mark:#x}/{zone}" if mark or zone else "-", ""))
