@@ -204,8 +204,9 @@ def test_resyncs_that_leave_the_table_drifting_back_off(rec: Recorder) -> None:
         c.stop()
     gaps = [b - a for a, b in zip(src.dumped_at[1:], src.dumped_at[2:])]
     # Spaced by DRIFT_DUTY times a dump's cost, doubling after each resync that changed nothing (a frame or two
-    # of detection on top): the last gap is several times the first, where without the back-off they are alike.
-    assert gaps[-1] > 4 * gaps[0], gaps
+    # of detection on top): the last gap is about eight times the first, where without the back-off they are
+    # alike (seen: 0.25 s each). Three times leaves room for a loaded machine stretching the first gap.
+    assert gaps[-1] > 3 * gaps[0], gaps
 
 
 def test_drift_needs_more_than_a_few_flows_in_flight() -> None:
