@@ -69,18 +69,24 @@ def speed(n: int, runs: int, realistic: bool) -> None:
         print(f"{k:<32} {v:>8.3f} {v / base:>6.2f} {c}")
 
 
+def held_bytes_per_flow(ns: str) -> tuple[int, float]:
+    """Dump ``ns`` into a FlowTable: the flows it holds, and the process's RSS growth per flow
+    (compare.py runs this on another tree's code too)."""
+    with Ctnetlink(NetnsSpec(name=ns)) as ct:
+        gc.collect()
+        before = rss()
+        table = FlowTable()
+        for chunk in ct.dump_chunks():
+            table.extend(chunk)
+        del chunk
+        gc.collect()
+        return len(table), (rss() - before) / len(table)
+
+
 def memory(n: int) -> None:
     with filled_netns(n) as ns:
-        with Ctnetlink(NetnsSpec(name=ns)) as ct:
-            gc.collect()
-            before = rss()
-            table = FlowTable()
-            for chunk in ct.dump_chunks():
-                table.extend(chunk)
-            del chunk
-            gc.collect()
-            after = rss()
-    print(f"\nmemory: {len(table)} flows held, {(after - before) / len(table):.0f} bytes per flow (RSS delta)")
+        flows, per_flow = held_bytes_per_flow(ns)
+    print(f"\nmemory: {flows} flows held, {per_flow:.0f} bytes per flow (RSS delta)")
 
 
 def main() -> None:

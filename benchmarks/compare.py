@@ -90,24 +90,9 @@ def git_rev(tree: str) -> str:
                           text=True).stdout.strip()
 
 
-MEMORY = """
-import gc, os, sys
-from cttop.kernel.ctnetlink import Ctnetlink
-from cttop.kernel.netns import NetnsSpec
-from cttop.table.store import FlowTable
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-with Ctnetlink(NetnsSpec(name=sys.argv[1])) as ct:
-    gc.collect()
-    before = rss()
-    table = FlowTable()
-    for chunk in ct.dump_chunks():
-        table.extend(chunk)
-    del chunk
-    gc.collect()
-    print(len(table), (rss() - before) / len(table))
-"""
+# A tree's table, measured by this tree's bench_snapshot (its cttop imports resolve to that tree's src/).
+MEMORY = ("import sys; sys.path.insert(0, " + repr(NEW_TREE) + "); "
+          "from benchmarks.bench_snapshot import held_bytes_per_flow; print(*held_bytes_per_flow(sys.argv[1]))")
 
 
 def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, do_snap: bool, do_mem: bool,
