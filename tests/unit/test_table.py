@@ -7,11 +7,31 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cttop.model import AF_INET, AF_INET6, EV_DESTROY, EV_NEW, EV_UPDATE, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
+from cttop.model import (
+    AF_INET,
+    AF_INET6,
+    EV_DESTROY,
+    EV_NEW,
+    EV_UPDATE,
+    IPS_ASSURED,
+    IPS_SEEN_REPLY,
+    NO_PSTATE,
+    R_TIMEOUT,
+    Row,
+)
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
-from cttop.table.history import FillHistory, Rate
-from cttop.table.packing import UNREAD, flow_key, pack, record_key, record_meta, timeout_left, unpack
+from cttop.table.history import Rate
+from cttop.table.packing import (
+    UNREAD,
+    flow_key,
+    pack,
+    read_timeouts,
+    record_key,
+    record_meta,
+    timeout_left,
+    unpack,
+)
 from cttop.table.store import FlowTable
 from cttop.ui.flows import cells, layout
 
@@ -127,6 +147,13 @@ def test_top_by_bytes_lists_groups_even_when_none_moved_bytes() -> None:
 def test_pack_round_trips(seed: int, fid: int) -> None:
     r = make_row(fid, random.Random(seed))
     assert unpack(pack(r), r[22]) == r
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 10**6), st.integers(0, 2**32 - 1))
+def test_read_timeouts_gives_each_records_read_second_and_timeout(seed: int, fid: int, seen: int) -> None:
+    r = make_row(fid, random.Random(seed))  # either family, with or without counters: all four layouts
+    assert list(read_timeouts([pack(r, seen)])) == [(seen, r[R_TIMEOUT])]
 
 
 def test_rate_ignores_counter_resets() -> None:

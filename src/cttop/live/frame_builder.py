@@ -10,8 +10,6 @@ forecast counts live entries from it (:class:`cttop.table.history.LiveCount`).
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from cttop.errors import CttopError
@@ -23,13 +21,12 @@ from cttop.model import TCP_STATES
 from cttop.sources.live import Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.history import FillHistory, LiveCount, Rate
-from cttop.table.packing import O4, O6, V6_MIN
+from cttop.table.packing import read_timeouts
 from cttop.table.store import FlowTable
 from cttop.table.timeouts import model_lifetime
 
 SYSCTL_EVERY: Final = 5.0
 _STATUS_ORDER: Final = ("UNREPLIED", "REPLIED", "ASSURED")
-_U32: Final = struct.Struct(">I")
 
 
 class FrameBuilder:
@@ -57,7 +54,7 @@ class FrameBuilder:
         """A dump begun at ``started`` (the source's clock) is in: it lists exactly the live entries, with
         their timeouts. One pass over the packed records (~0.5 s for a million), once per dump, never per frame.
         """
-        self._live.dumped(len(table), table.created, timeouts_read(table.by_key().values()), started,
+        self._live.dumped(len(table), table.created, read_timeouts(table.by_key().values()), started,
                           self.source.now())
 
     def read_sysctls(self, now: float, always: bool) -> None:
@@ -109,17 +106,6 @@ class FrameBuilder:
             pressure=self.pressure, states=ordered_states(table.by_state) if shown else (), group=group,
             top_by=by, top=top, lost=lost, bad=bad, refreshed=refreshed,
             ranked_total=ranked_total, pressure_from=self.pressure_from, **extra)
-
-
-def timeouts_read(records: Iterable[bytes]) -> Iterator[tuple[int, int]]:
-    """Each packed record's (second it was read, timeout it had left then), without unpacking the rest."""
-    u32 = _U32.unpack_from
-    seen4, left4, seen6, left6 = O4["seen"], O4["timeout"], O6["seen"], O6["timeout"]
-    for rec in records:
-        if len(rec) < V6_MIN:
-            yield u32(rec, seen4)[0], u32(rec, left4)[0]
-        else:
-            yield u32(rec, seen6)[0], u32(rec, left6)[0]
 
 
 def ordered_states(by_state: dict[str, int]) -> tuple[StateRow, ...]:
