@@ -20,8 +20,14 @@ from cttop.ui.app import CttopApp, MainScreen
 from cttop.ui.commands import COMMENT, INDENT, CommandBlock, ShellLine
 from cttop.ui.flows import FlowsPanel
 from cttop.ui.screens.confirm import ConfirmScreen
+from tests.ui.fixed_source import FixedSource
 
 WAIT_CAP = 20.0  # seconds before giving up on a state that should arrive in well under one
+
+
+def app_on(source: FixedSource | None = None, **kw: object) -> CttopApp:
+    """The app on a fixed source (a fresh one by default), refreshing every 0.1 s."""
+    return CttopApp(source or FixedSource(), interval=0.1, **kw)  # type: ignore[arg-type]
 
 
 def screen_text(app: App[object]) -> str:

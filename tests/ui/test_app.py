@@ -24,6 +24,7 @@ from cttop.ui.screens.help import HelpScreen, key_names
 from cttop.ui.states import StatesPanel
 from tests.ui.fixed_source import FixedSource, fixed_rows, row, v4
 from tests.ui.helpers import (
+    app_on,
     screen_text,
     wait_for,
     wait_frame_after,
@@ -34,10 +35,6 @@ from tests.ui.helpers import (
 ROWS = fixed_rows()
 UDP = [r for r in ROWS if r[2] == 17]
 PANELS = (StatusLine, FillPanel, PressurePanel, StatesPanel, HeaviestPanel, FlowsPanel, FlowList)
-
-
-def app_on(source: FixedSource | None = None, **kw: object) -> CttopApp:
-    return CttopApp(source or FixedSource(), interval=0.1, **kw)  # type: ignore[arg-type]
 
 
 def flow_ids(app: CttopApp) -> list[int]:

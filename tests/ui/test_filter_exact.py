@@ -10,8 +10,8 @@ from cttop.ui.app import CttopApp
 from cttop.ui.filterbar import PROMPT, FilterBar, error_line
 from cttop.ui.flows import FlowsPanel
 from cttop.ui.heaviest import HeaviestPanel
-from tests.ui.fixed_source import FixedSource, fixed_rows
-from tests.ui.helpers import screen_text, wait_for, wait_live, wait_view
+from tests.ui.fixed_source import fixed_rows
+from tests.ui.helpers import app_on, screen_text, wait_for, wait_live, wait_view
 
 ROWS = fixed_rows()
 ALL = len(ROWS)
@@ -25,10 +25,6 @@ def error_of(text: str) -> FilterError:
     with pytest.raises(FilterError) as e:
         parse(text)
     return e.value
-
-
-def app_on() -> CttopApp:
-    return CttopApp(FixedSource(), interval=0.1)  # type: ignore[arg-type]
 
 
 def filter_lines(app: CttopApp) -> tuple[str, str]:

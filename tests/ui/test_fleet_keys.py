@@ -21,7 +21,7 @@ from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
 from tests.ui.fixed_source import FixedSource, fixed_rows
-from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
 
 
 class FakePlan:
@@ -77,10 +77,6 @@ class FakeDiagnose:
 def notices(app: CttopApp) -> str:
     """The notifications raised so far (headless runs do not draw toasts)."""
     return "\n".join(n.message for n in app._notifications)
-
-
-def app_on(**kw: Any) -> CttopApp:
-    return CttopApp(FixedSource(), interval=0.1, **kw)
 
 
 async def test_replays_have_no_namespace_to_doctor_or_list() -> None:

@@ -10,18 +10,13 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.live.resolve import Resolver
 from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE
 from cttop.table.packing import flow_key
-from cttop.ui.app import CttopApp
 from cttop.ui.screens.events import LOST_TEXT, EventsScreen, EventStream
 from cttop.ui.screens.expect import ExpectScreen
 from tests.dns_server import FakeDNS
 from tests.ui.fixed_source import FixedSource, row, v4
-from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
 
 CLIENT, SERVER = v4("10.9.0.1"), v4("192.0.2.99")
-
-
-def app_on(source: FixedSource, **kw: object) -> CttopApp:
-    return CttopApp(source, interval=0.1, **kw)  # type: ignore[arg-type]
 
 
 async def test_e_streams_events_with_filter_pause_and_losses() -> None:
