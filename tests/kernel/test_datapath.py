@@ -115,18 +115,25 @@ def test_doctor_names_kube_proxy_as_the_cause_of_drift(netns: str, kube_proxy: i
     assert kp["data"]["rewritten"] == ["nf_conntrack_tcp_timeout_established"]
 
 
-def test_kube_proxy_elsewhere_is_not_the_cause_of_a_namespaces_drift(netns: str, tmp_path: Path) -> None:
+@pytest.fixture
+def kube_proxy_elsewhere(tmp_path: Path) -> Iterator[int]:
+    """A process named kube-proxy in the tests' own namespace, not in the one under test."""
     other = tmp_path / "kube-proxy"
     shutil.copy(shutil.which("sleep") or "/bin/sleep", other)
-    proc = subprocess.Popen([str(other), "600"])  # in the test's own namespace, not in netns
+    proc = subprocess.Popen([str(other), "600"])
     try:
-        state = str(tmp_path / "state")
-        run_cttop("set", "nf_conntrack_tcp_timeout_established=7440", "--netns", netns, "--yes", "--state-dir", state)
-        sh("sysctl", "-w", "net.netfilter.nf_conntrack_tcp_timeout_established=86400", netns=netns)
-        r = run_cttop("doctor", "--netns", netns, "--json", "--seconds", "0.1", "--state-dir", state)
-        findings = {f["code"]: f for f in json.loads(r.stdout)["findings"]}
-        assert findings["drift"]["severity"] == "warning"
-        assert findings["kube-proxy"]["severity"] == "ok" and findings["kube-proxy"]["data"]["rewritten"] == []
+        yield proc.pid
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_kube_proxy_elsewhere_is_not_the_cause_of_a_namespaces_drift(netns: str, kube_proxy_elsewhere: int,
+                                                                      tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    run_cttop("set", "nf_conntrack_tcp_timeout_established=7440", "--netns", netns, "--yes", "--state-dir", state)
+    sh("sysctl", "-w", "net.netfilter.nf_conntrack_tcp_timeout_established=86400", netns=netns)
+    r = run_cttop("doctor", "--netns", netns, "--json", "--seconds", "0.1", "--state-dir", state)
+    findings = {f["code"]: f for f in json.loads(r.stdout)["findings"]}
+    assert findings["drift"]["severity"] == "warning"
+    assert findings["kube-proxy"]["severity"] == "ok" and findings["kube-proxy"]["data"]["rewritten"] == []

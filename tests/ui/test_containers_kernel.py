@@ -1,7 +1,8 @@
 """The TUI on a container host: `g container` names the containers behind forwarded flows with the
 kernel's numbers, Enter filters the list to one, the detail names the DNAT'd backend, and F flushes
 exactly that container's flows (tests/container_host.py; the oracle is `conntrack -L`); and the header
-says when an eBPF datapath's conntrack maps are the table."""
+says when an eBPF datapath's conntrack maps are the table, and names kube-proxy as the cause of drift only
+where doctor does (a value it writes, in its own namespace or a global one)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.header import StatusLine
+from tests.conftest import run_cttop, sh
 from tests.container_host import SPRAY, WEB_OUT, ContainerHost, container_host
 from tests.ui.helpers import confirm_open, confirm_text, screen_text, wait_for, wait_live, wait_view, yes_and_wait
 from tests.kernel.test_datapath import bpffs  # noqa: F401  (a fixture: a BPF filesystem with pinned CT maps)
+from tests.kernel.test_datapath import kube_proxy  # noqa: F401  (a fixture: a process named kube-proxy in netns)
+from tests.kernel.test_datapath import kube_proxy_elsewhere  # noqa: F401  (one in the tests' own namespace)
 from tests.ui.test_owners_kernel import group_to
 
 pytestmark = pytest.mark.kernel
@@ -107,3 +111,39 @@ async def test_the_header_says_so(bpffs: Path, netns: str, monkeypatch: pytest.M
         status = app.main.query_one(StatusLine)
         await wait_for(pilot, lambda: status.datapath is not None, "the datapath look")
         assert "eBPF CT tracks pod traffic, not this table: cilium bpf ct list global" in str(status.render())
+
+
+ESTABLISHED = "nf_conntrack_tcp_timeout_established"  # one kube-proxy writes at start
+GENERIC = "nf_conntrack_generic_timeout"  # one it does not
+
+
+async def status_after_drift(netns: str, state: Path, name: str, value: str) -> str:
+    """cttop sets ``name`` in ``netns``, someone rewrites it, and the TUI's status line once it sees the drift."""
+    r = run_cttop("set", f"{name}={value}", "--netns", netns, "--yes", "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    sh("sysctl", "-qw", f"net.netfilter.{name}={int(value) + 1}", netns=netns)
+    app = CttopApp(LiveSource(NetnsSpec(name=netns)), interval=0.2)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await wait_live(pilot, app)
+        status = app.main.query_one(StatusLine)
+        await wait_for(pilot, lambda: status.drift == 1, "the drift")
+        return str(status.render())
+
+
+async def test_the_header_names_kube_proxy_in_the_namespace_as_the_cause_of_drift(
+        netns: str, kube_proxy: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
+    line = await status_after_drift(netns, tmp_path, ESTABLISHED, "7440")
+    assert f"drift: 1 value changed since cttop set them (by kube-proxy[{kube_proxy}]?)" in line, line
+
+
+@pytest.mark.parametrize("name,value,where", [(ESTABLISHED, "7440", "elsewhere"), (GENERIC, "590", "here")])
+async def test_the_header_does_not_blame_kube_proxy_for_what_it_did_not_write(
+        netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+        name: str, value: str, where: str) -> None:
+    """A per-namespace value drifted where no kube-proxy runs, or one kube-proxy never writes: as doctor says
+    (tests/kernel/test_datapath.py), kube-proxy is not the cause."""
+    request.getfixturevalue("kube_proxy" if where == "here" else "kube_proxy_elsewhere")
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
+    line = await status_after_drift(netns, tmp_path, name, value)
+    assert "drift: 1 value changed since cttop set them" in line and "kube-proxy" not in line, line

@@ -16,9 +16,8 @@ from cttop.doctor.collect import Observation
 from cttop.doctor.report import Finding, Remedy
 from cttop.filter import compile_filter
 from cttop.host.containers import host_owners
-from cttop.host.datapath import KUBE_PROXY_SYSCTLS, netns_inode
+from cttop.host.datapath import KUBE_PROXY_SYSCTLS, kube_proxy_name, kube_proxy_rewrites
 from cttop.kernel.netns import NetnsSpec
-from cttop.kernel.sysctl import GLOBAL_NAMES
 
 
 def owner_flush_remedy(spec: NetnsSpec, expr: str) -> Remedy:
@@ -49,11 +48,10 @@ def kube_proxy(o: Observation) -> Finding | None:
     d = o.datapath
     if d is None or not d.kube_proxy:
         return None
-    who = d.kube_proxy_text()
-    # A per-namespace value is rewritten by a kube-proxy in that namespace; a global one by any.
-    here = any(netns_inode(pid) == o.spec.inode() for pid in d.kube_proxy)
-    rewritten = [x for x in o.drifts if x.name in KUBE_PROXY_SYSCTLS and (here or x.name in GLOBAL_NAMES)]
-    data: dict[str, object] = {"kube_proxy_pids": list(d.kube_proxy), "rewritten": [x.name for x in rewritten]}
+    pid, names = kube_proxy_rewrites(d.kube_proxy, (x.name for x in o.drifts), o.spec.inode())
+    rewritten = [x for x in o.drifts if x.name in names]
+    who = kube_proxy_name(pid) if pid is not None else d.kube_proxy_text()
+    data: dict[str, object] = {"kube_proxy_pids": list(d.kube_proxy), "rewritten": names}
     sets = "it sets " + ", ".join(sorted(KUBE_PROXY_SYSCTLS)) + " when it starts (nf_conntrack_max from " \
            "--conntrack-max-per-core x CPUs, at least --conntrack-min)"
     if not rewritten:

@@ -19,10 +19,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import psutil
+
+from cttop.kernel.sysctl import GLOBAL_NAMES
 
 BPFFS: Final = "/sys/fs/bpf"
 BPFFS_ENV: Final = "CTTOP_BPFFS"
@@ -85,7 +88,7 @@ class Findings:
     def kube_proxy_text(self) -> str | None:
         if not self.kube_proxy:
             return None
-        return f"kube-proxy[{self.kube_proxy[0]}]"
+        return kube_proxy_name(self.kube_proxy[0])
 
     def to_json(self) -> dict[str, Any]:
         return {"bpffs": self.bpffs, "ebpf_conntrack": [d.to_json() for d in self.datapaths],
@@ -122,6 +125,10 @@ def pinned_ct_maps(root: str) -> tuple[list[Datapath], str | None]:
         None
 
 
+def kube_proxy_name(pid: int) -> str:
+    return f"{KUBE_PROXY}[{pid}]"
+
+
 def kube_proxy_pids() -> tuple[int, ...]:
     """Processes named kube-proxy, lowest pid first."""
     out = []
@@ -136,6 +143,18 @@ def netns_inode(pid: int) -> int | None:
         return os.stat(f"/proc/{pid}/ns/net").st_ino
     except OSError:
         return None
+
+
+def kube_proxy_rewrites(kube_proxy: Iterable[int], drifted: Iterable[str], inode: int) -> tuple[int | None, list[str]]:
+    """Which of the drifted sysctl names kube-proxy explains in namespace ``inode``, and the kube-proxy that
+    does: a value it writes at start, per-namespace only by one running in that namespace, a global by any.
+    (None, []) when none: the status line and doctor blame it only for these."""
+    pids = tuple(kube_proxy)
+    here = [pid for pid in pids if netns_inode(pid) == inode]
+    names = [n for n in drifted if n in KUBE_PROXY_SYSCTLS and (here or n in GLOBAL_NAMES)]
+    if not names:
+        return None, []
+    return (here or pids)[0], names
 
 
 def look(root: str | None = None) -> Findings:

@@ -103,7 +103,7 @@ class MainScreen(KeyedScreen):
         self.title_heaviest()
         self.title_flows()
         self.set_interval(0.5, self._tick_loading)
-        if cttop_app(self).spec is not None:  # a live host: is nf_conntrack its table, is kube-proxy rewriting it?
+        if cttop_app(self).spec is not None:  # a live host: is nf_conntrack its table?
             self.set_interval(DATAPATH_EVERY, self._look_at_host)
             self._look_at_host()
         cttop_app(self).collector.start()  # only now: frames need the panels to exist (the groups' mount next)
@@ -117,7 +117,7 @@ class MainScreen(KeyedScreen):
 
     def _show_host(self, found: Findings) -> None:
         status = self.query_one(StatusLine)
-        status.datapath, status.kube_proxy = found.headline(), found.kube_proxy_text()
+        status.datapath = found.headline()
 
     @property
     def flow_list(self) -> FlowList:

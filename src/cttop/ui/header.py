@@ -25,7 +25,7 @@ class StatusLine(Widget):
     tagged = reactive(0)
     drift = reactive(0)  # values cttop set that someone changed since (remediation's drift check)
     datapath: reactive[str | None] = reactive(None)  # an eBPF datapath keeps its own conntrack maps (host.datapath)
-    kube_proxy: reactive[str | None] = reactive(None)  # kube-proxy runs here: the likely cause of drift
+    drift_by: reactive[str | None] = reactive(None)  # the kube-proxy that writes a drifted value, as doctor names it
     loading_for = reactive(0.0)  # seconds the first load has taken so far
 
     def __init__(self, title: str, *, id: str | None = None) -> None:
@@ -64,7 +64,7 @@ class StatusLine(Widget):
         if self.tagged:
             t.append(f" · {self.tagged} tagged")
         if self.drift:
-            cause = f" (by {self.kube_proxy}?)" if self.kube_proxy else ""
+            cause = f" (by {self.drift_by}?)" if self.drift_by else ""
             t.append(f" · drift: {self.drift} value{'s' if self.drift > 1 else ''} changed since cttop set them"
                      + cause, self._s("alert"))
         if self.datapath:

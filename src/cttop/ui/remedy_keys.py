@@ -19,6 +19,7 @@ from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Pla
 from cttop.actions.flows import matching_rows
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
+from cttop.host.datapath import kube_proxy_name, kube_proxy_pids, kube_proxy_rewrites
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import ICMP_PROTOS, R_DPORT, R_DST, R_PROTO, Row, addr_text, proto_name
@@ -182,15 +183,19 @@ class RemedyKeys(KeyGroup):
 
         def work() -> None:
             try:
-                n = len(drift.check(spec))
+                drifts = drift.check(spec)
+                # Only when something drifted: the cause is looked for, by doctor's rule.
+                pid, _names = kube_proxy_rewrites(kube_proxy_pids(), (d.name for d in drifts), spec.inode()) \
+                    if drifts else (None, [])
             except (CttopError, OSError):
                 return  # journal or namespace unreadable right now: keep what the line says
-            app.call_from_thread(self._show_drift, n)
+            app.call_from_thread(self._show_drift, len(drifts), None if pid is None else kube_proxy_name(pid))
 
         self.screen.run_worker(work, thread=True, group="drift", exclusive=True)
 
-    def _show_drift(self, n: int) -> None:
-        self.screen.query_one(StatusLine).drift = n
+    def _show_drift(self, n: int, by: str | None) -> None:
+        status = self.screen.query_one(StatusLine)
+        status.drift, status.drift_by = n, by
 
     # --- actions --------------------------------------------------------------------------
 
