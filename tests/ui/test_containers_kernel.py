@@ -18,14 +18,12 @@ from cttop.live.index import record_id
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
-from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.header import StatusLine
+from cttop.ui.heaviest import HeaviestPanel
 from tests.conftest import run_cttop, sh
 from tests.container_host import SPRAY, WEB_OUT, ContainerHost, container_host
+from tests.kernel.test_datapath import bpffs, kube_proxy, kube_proxy_elsewhere  # noqa: F401  (fixtures)
 from tests.ui.helpers import confirm_open, confirm_text, screen_text, wait_for, wait_live, wait_view, yes_and_wait
-from tests.kernel.test_datapath import bpffs  # noqa: F401  (a fixture: a BPF filesystem with pinned CT maps)
-from tests.kernel.test_datapath import kube_proxy  # noqa: F401  (a fixture: a process named kube-proxy in netns)
-from tests.kernel.test_datapath import kube_proxy_elsewhere  # noqa: F401  (one in the tests' own namespace)
 from tests.ui.test_owners_kernel import group_to
 
 pytestmark = pytest.mark.kernel
