@@ -20,7 +20,7 @@ from cttop.actions.journal import Journal
 from cttop.doctor import judge, observe
 from cttop.kernel.netns import NetnsSpec
 from cttop.lab.containers import VIP4, by_role
-from tests.conftest import CLI, run_cttop
+from tests.conftest import CLI, run_cttop, sh
 from tests.container_host import SERVICE_PORT, SPRAY, WEB_OUT, ContainerHost, container_host
 from tests.kernel.test_host_export import fetch, free_port, wait_ready
 
@@ -132,3 +132,22 @@ def test_the_exporters_top_groups_can_be_keyed_by_container(ch: ContainerHost) -
     assert by_container[ch.label("web")] == len(ch.kernel_by_src("web")) == WEB
     by_src = {s.labels["key"]: s.value for s in samples if s.labels["group"] == "src"}
     assert by_src[by_role("spray").address] == SPRAY  # the same flows, by address
+
+
+def test_a_client_from_outside_the_host_is_attributed_to_the_backend_pod_behind_the_service(
+        ch: ContainerHost) -> None:
+    """No namespace of the host holds the original source: the flow is the backend's, by its reply source
+    after DNAT, and still shows the service it came in by."""
+    client, sport = "192.0.2.7", 40123
+    sh("conntrack", "-I", "-p", "udp", "-s", client, "-d", VIP4, "--sport", str(sport), "--dport", str(SERVICE_PORT),
+       "-r", by_role("api").address, "-q", client, "--reply-port-src", str(SERVICE_PORT), "--reply-port-dst",
+       str(sport), "-t", "600", "-u", "SEEN_REPLY,DST_NAT", netns=ch.host)
+    assert len(ch.kernel_lines("-s", client)) == 1
+    top = {r["key"]: r["entries"] for r in snapshot_json(ch, "--group-by", "container")["top"]["rows"]}
+    assert top[ch.label("api")] == 1  # the one flow that came in through the service
+    (flow,) = snapshot_json(ch, "--filter", f"src {client}", "--flows")["flows"]
+    assert flow["owner"]["container"] == ch.label("api") and flow["owner"]["namespace"] == ch.lab.ns("api")
+    assert flow["owner"]["backend"]["service"] == f"{VIP4}:{SERVICE_PORT}"
+    assert flow["owner"]["backend"]["container"] == ch.label("api")
+    # Its socket is the api pod's server, bound to the service's port in the pod's namespace.
+    assert flow["owner"]["pid"] == ch.pids["api"]
