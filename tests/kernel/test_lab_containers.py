@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+from cttop.lab import containers
 from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, by_role, cgroup_root
+from cttop.lab.topology import LabError
 from cttop.owners.cgroup import DOCKER_CONTAINERS
 from tests.conftest import run_cttop, sh
+from tests.container_host import TestLab
 
 pytestmark = pytest.mark.kernel
 
@@ -97,3 +102,27 @@ def test_keep_then_cleanup_by_tag_removes_its_cgroups_and_metadata() -> None:
         assert r.returncode == 0, r.stderr
         assert f"removed {os.path.join(cgroup_root(), lab.slice)}" in r.stdout
     assert leftovers(lab) == []
+
+
+@pytest.mark.parametrize("blocked", ["metadata", "cgroup"])
+def test_a_place_it_cannot_write_is_one_clear_error_and_nothing_is_left(
+        blocked: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker's state directory or the cgroup filesystem not writable (read-only, or not a directory):
+    a LabError naming the path (the CLI prints it as one line), and the half-built lab removed."""
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    if blocked == "metadata":
+        monkeypatch.setattr(containers, "DOCKER_CONTAINERS", str(not_a_dir / "containers"))
+    else:
+        monkeypatch.setattr(containers, "cgroup_root", lambda: str(not_a_dir))
+    lab = TestLab.new()
+    try:
+        where = re.escape(str(not_a_dir))
+        with pytest.raises(LabError, match=rf"^cannot (create the cgroup|write the container.s metadata in) {where}/"
+                                           r".*: Not a directory$"):
+            containers.create(lab)
+    finally:
+        monkeypatch.undo()  # what is left is looked for where the lab really writes
+        left = leftovers(lab)
+        containers.destroy(lab)
+    assert left == []

@@ -175,7 +175,11 @@ def _build(lab: ContainerLab) -> None:
         run("nft", "-f", "-", netns=lab.ns(role), input=rules)
     root = cgroup_root()
     for c in CONTAINERS:
-        os.makedirs(os.path.join(root, lab.cgroup(c)), exist_ok=True)
+        path = os.path.join(root, lab.cgroup(c))
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:  # a read-only or foreign cgroup filesystem: say which, not a traceback
+            raise LabError(f"cannot create the cgroup {path}: {e.strerror}") from None
         _write_metadata(lab, c)
 
 
@@ -183,14 +187,16 @@ def _write_metadata(lab: ContainerLab, c: Container) -> None:
     """What the runtime would have written, where cttop looks for the container's name."""
     if c.kind == "docker":
         d = os.path.join(DOCKER_CONTAINERS, lab.container_id(c))
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "config.v2.json"), "w") as f:
-            f.write(f'{{"ID": "{lab.container_id(c)}", "Name": "/{c.name}"}}\n')
+        name, text = "config.v2.json", f'{{"ID": "{lab.container_id(c)}", "Name": "/{c.name}"}}\n'
     else:
         d = os.path.join(NETNS_ETC, lab.ns(c.role))
+        name, text = "hostname", c.name + "\n"
+    try:
         os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "hostname"), "w") as f:
-            f.write(c.name + "\n")
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    except OSError as e:  # e.g. a read-only /var/lib: say where, not a traceback
+        raise LabError(f"cannot write the container's metadata in {d}: {e.strerror}") from None
 
 
 def destroy(lab: ContainerLab) -> None:
