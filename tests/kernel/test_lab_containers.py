@@ -17,9 +17,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, by_role, cgroup_root
+from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, cgroup_root
 from cttop.owners.cgroup import DOCKER_CONTAINERS
 from tests.conftest import run_cttop, sh
+from tests.container_host import by_role
 
 pytestmark = pytest.mark.kernel
 

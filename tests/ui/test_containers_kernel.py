@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.lab.containers import VIP4, by_role
+from cttop.lab.containers import VIP4
 from cttop.live.index import record_id
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.header import StatusLine
-from tests.container_host import SPRAY, WEB_OUT, ContainerHost, container_host
+from tests.container_host import SPRAY, WEB_OUT, ContainerHost, by_role, container_host
 from tests.ui.helpers import confirm_open, confirm_text, screen_text, wait_for, wait_live, wait_view, yes_and_wait
 from tests.kernel.test_datapath import bpffs  # noqa: F401  (a fixture: a BPF filesystem with pinned CT maps)
 from tests.ui.test_owners_kernel import group_to
