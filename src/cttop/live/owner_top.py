@@ -1,6 +1,6 @@
 """Ranking a whole table by owning process or container, straight from the packed records.
 
-:meth:`cttop.owners.owners.Owners.top` unpacks every row into a tuple first, which
+:class:`cttop.owners.owners.Tally` unpacks every row into a tuple first, which
 is most of its cost (2.4 s for a million flows on these machines). The worker
 ranks the table on every refresh while such a group is shown, so this does the
 same matching as :meth:`Owners.owner_of` on byte slices of the records instead
@@ -99,7 +99,7 @@ class PackedOwners:
         return (o.container or NO_CONTAINER) if container else o
 
     def top(self, records: Iterable[bytes], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
-        """:meth:`Owners.top` over packed records: the ``n`` heaviest processes or containers.
+        """A :class:`Tally`'s ranking over packed records: the ``n`` heaviest processes or containers.
 
         Owners.owner_of and Owners.where, inlined on the records' bytes: at a million records
         every call and tuple costs a tenth of a second.
