@@ -13,7 +13,7 @@ import pytest
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.lab.containers import VIP4
-from cttop.live.index import record_id
+from cttop.table.packing import record_key
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
@@ -67,7 +67,7 @@ async def test_g_container_names_both_containers_enter_filters_and_F_flushes_one
         expr = f"container {ch.label('spray')}"
         await wait_for(pilot, lambda: app.view.filter == expr, "the container's filter")
         await wait_view(pilot, app)
-        shown = {str(record_id(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
+        shown = {str(record_key(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
         assert shown == spray_ids
         # Each of its lines names the process inside the container, and the container.
         lines = [ln for ln in screen_text(app).splitlines() if by_role("spray").address in ln]

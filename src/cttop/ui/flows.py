@@ -32,7 +32,7 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
-from cttop.live.index import FlowIndex, ViewSpec, record_id
+from cttop.live.index import FlowIndex, ViewSpec
 from cttop.live.resolve import Resolver
 from cttop.table.rates import FlowRate
 from cttop.model import (
@@ -58,7 +58,7 @@ from cttop.model import (
     total_bytes,
     total_packets,
 )
-from cttop.table.packing import UNREAD, ran_out, record_meta, timeout_left, unpack
+from cttop.table.packing import UNREAD, ran_out, record_key, record_meta, timeout_left, unpack
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 
@@ -263,7 +263,7 @@ class FlowList(ScrollView, can_focus=True):
 
     def cursor_flow(self) -> int | None:
         rec = self.cursor_record()
-        return None if rec is None else record_id(rec)
+        return None if rec is None else record_key(rec)
 
     def set_index(self, index: FlowIndex) -> None:
         """Show a new index, keeping the cursor on the same flow when the index says where it went."""
@@ -373,7 +373,7 @@ class FlowList(ScrollView, can_focus=True):
                                       self.get_component_rich_style("flows--empty"))]).adjust_cell_length(width)
             return Strip.blank(width, self.rich_style)
         rec = recs[i]
-        fid = record_id(rec)
+        fid = record_key(rec)
         state = "cursor" if i == self.cursor else ""
         if state and not self.has_focus:  # Textual redraws a widget that gains or loses the focus
             state = "blur"
