@@ -131,8 +131,8 @@ class MainScreen(KeyedScreen):
         self.query_one(PressurePanel).show(frame)
         self.query_one(StatesPanel).show(frame)
         self.query_one(HeaviestPanel).show(frame)
-        self.flow_list.show_rates(frame.flow_rates)
         fl = self.flow_list
+        fl.rates = frame.flow_rates
         fl.set_clock(frame.time)
         fl.placeholder = "" if frame.phase == LIVE else frame.note
         self.title_heaviest()
