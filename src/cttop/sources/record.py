@@ -359,7 +359,7 @@ class Recorder:
                 break
             data = bytes(buf[:n])
             self.events += count_messages(data)
-            chunks.append(data + b"\0" * (-n % 4))
+            chunks.append(data + b"\0" * (align(n) - n))
             size += len(chunks[-1])
             if len(chunks) >= 4096 or size >= EVENTS_BYTES:
                 break
