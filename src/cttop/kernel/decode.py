@@ -116,6 +116,13 @@ def _tuple(buf: bytes | bytearray | memoryview, pos: int, end: int, w: _Walk, ba
             _leaf(w, "tzone", p, ln, 2, base)
 
 
+# The message's own one-value attributes: the field each is and its payload's size (None: any, the labels).
+_LEAVES: dict[int, tuple[str, int | None]] = {
+    C.CTA_STATUS: ("status", 4), C.CTA_TIMEOUT: ("timeout", 4), C.CTA_MARK: ("mark", 4), C.CTA_USE: ("use", 4),
+    C.CTA_ID: ("id", 4), C.CTA_ZONE: ("zone", 2), C.CTA_LABELS: ("labels", None),
+}
+
+
 def _walk(buf: bytes | bytearray | memoryview, off: int, length: int) -> _Walk:
     if length < HEADER_LEN:
         raise DecodeError(f"ctnetlink: message of {length} bytes is shorter than its header")
@@ -126,20 +133,9 @@ def _walk(buf: bytes | bytearray | memoryview, off: int, length: int) -> _Walk:
             _tuple(buf, p, p + ln, w, off, "")
         elif t == C.CTA_TUPLE_REPLY:
             _tuple(buf, p, p + ln, w, off, "r")
-        elif t == C.CTA_STATUS:
-            _leaf(w, "status", p, ln, 4, off)
-        elif t == C.CTA_TIMEOUT:
-            _leaf(w, "timeout", p, ln, 4, off)
-        elif t == C.CTA_MARK:
-            _leaf(w, "mark", p, ln, 4, off)
-        elif t == C.CTA_USE:
-            _leaf(w, "use", p, ln, 4, off)
-        elif t == C.CTA_ID:
-            _leaf(w, "id", p, ln, 4, off)
-        elif t == C.CTA_ZONE:
-            _leaf(w, "zone", p, ln, 2, off)
-        elif t == C.CTA_LABELS:
-            _leaf(w, "labels", p, ln, None, off)
+        elif t in _LEAVES:
+            name, size = _LEAVES[t]
+            _leaf(w, name, p, ln, size, off)
         elif t == C.CTA_PROTOINFO:
             for p2, ln2, t2 in _attrs(buf, p + NLA.size, p + ln, w, off):
                 if t2 in (C.CTA_PROTOINFO_TCP, C.CTA_PROTOINFO_DCCP, C.CTA_PROTOINFO_SCTP):
