@@ -89,7 +89,8 @@ def package_lines() -> list[tuple[str, int, str]]:
 def framing_outside(lines: list[tuple[str, int, str]]) -> list[str]:
     """Lines outside kernel/framing.py that restate netlink's layout: a header struct, the 4-byte alignment
     or padding to it (the two hot loops inline it, saying so), a header's length as a bare 16."""
-    layout = re.compile(r'Struct\("<(IHHII|IHH|HH)"\)|& ~3|-\w+ % 4\b|\b16\b.*\b(length|off)\b|\b(length|off)\b.*\b16\b')
+    layout = re.compile(r'Struct\("<(IHHII|IHH|HH)"\)|& ~3|-\w+ % 4\b'
+                        r'|\b16\b.*\b(length|off)\b|\b(length|off)\b.*\b16\b')
     return [f"{p}:{i}: {text.strip()}" for p, i, text in lines
             if p != os.path.join("kernel", "framing.py") and layout.search(text.split("#")[0])
             and "framing.align, inlined" not in text]
