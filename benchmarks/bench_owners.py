@@ -2,7 +2,7 @@
 per row, and ranking a whole table by process, against `conntrack -L` on the same table.
 
 Then what the TUI pays (cttop.live.owner_top): ranking a table of --rank-rows flows by
-process from the packed records, against Owners.top on unpacked rows. That table is the
+process from the packed records, against a Tally (cttop.owners.owners) on unpacked rows. That table is the
 namespace's real entries padded with synthetic forwarded ones, so its size needs no
 change to the global nf_conntrack_max.
 
