@@ -117,3 +117,11 @@ def test_no_code_outside_sources_asks_which_source_it_holds() -> None:
     assert [f"{p}:{i}" for p, i, text in package_lines()
             if not p.startswith("sources" + os.sep) and concrete.search(text)] == []
     assert concrete.search("if isinstance(self.source, ReplaySource):")
+
+
+def test_the_kernel_sockets_are_used_through_their_apis() -> None:
+    """Issue 12: the recorder once reached into EventSocket's and Ctnetlink's sockets; only kernel/ touches them."""
+    reach = re.compile(r"\.sock\b")
+    assert [f"{p}:{i}" for p, i, text in package_lines()
+            if not p.startswith("kernel" + os.sep) and reach.search(text.split("#")[0])] == []
+    assert reach.search("select.select([ev.sock], [], [], wait)")
