@@ -15,7 +15,8 @@ import pytest
 import cttop
 
 NON_UI = ("cttop.kernel", "cttop.table", "cttop.filter", "cttop.actions", "cttop.live", "cttop.doctor",
-          "cttop.owners", "cttop.sources", "cttop.host", "cttop.lab", "cttop.model", "cttop.errors")
+          "cttop.owners", "cttop.sources", "cttop.host", "cttop.lab", "cttop.model", "cttop.errors", "cttop.config",
+          "cttop.termsafe")
 
 
 def non_ui_modules() -> list[str]:
