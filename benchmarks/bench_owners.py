@@ -2,7 +2,7 @@
 per row, and ranking a whole table by process, against `conntrack -L` on the same table.
 
 Then what the TUI pays (cttop.live.owner_top): ranking a table of --rank-rows flows by
-process from the packed records, against Owners.top on unpacked rows. That table is the
+process from the packed records, against a Tally (cttop.owners.owners) on unpacked rows. That table is the
 namespace's real entries padded with synthetic forwarded ones, so its size needs no
 change to the global nf_conntrack_max.
 
@@ -22,15 +22,17 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import alternate, filled_netns, synthetic_rows
-from cttop.owners.owners import Owners, build_index
+from cttop.owners.owners import Owners, Tally, build_index
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.live.owner_top import PackedOwners
 from cttop.model import Row
+from cttop.table.aggregates import GroupRow
 from cttop.table.store import FlowTable
 
 TRACK = ("add table inet b; add chain inet b o { type filter hook output priority 0; }; "
@@ -57,6 +59,13 @@ held = [socket.create_connection(("127.0.0.1", 7000)) for _ in range(int(sys.arg
 print("READY", flush=True)
 time.sleep(3600)
 """
+
+
+def tally_top(owners: Owners, rows: Iterable[Row]) -> list[GroupRow]:
+    """The heaviest processes over unpacked rows, as the snapshot ranks them (a Tally)."""
+    t = Tally(owners, "process")
+    t.add(rows)
+    return t.top()
 
 
 def spawn(ns: str, code: str, n: int) -> subprocess.Popen[str]:
@@ -108,15 +117,15 @@ def main() -> None:
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True),
                 owner_of_every_row=lambda: [owners.owner_of(r) for r in rows],
                 label_every_row=lambda: [owners.label(r) for r in rows],
-                top_process_rows=lambda: owners.top(rows, "process"),
-                top_process_table=lambda: owners.top(table.rows(), "process"),
+                top_process_rows=lambda: tally_top(owners, rows),
+                top_process_table=lambda: tally_top(owners, table.rows()),
             )
             big = FlowTable()
             big.apply_dump(rows + padding(a.rank_rows - len(rows), taken={r[0] for r in rows}))
             records = big.records()
             rank = alternate(
                 a.runs,
-                owners_top_unpacked=lambda: owners.top(big.rows(), "process"),
+                owners_top_unpacked=lambda: tally_top(owners, big.rows()),
                 packed_rekey=lambda: PackedOwners(owners.index),
                 packed_top_process=lambda: PackedOwners(owners.index).top(records, "process"),
                 packed_top_container=lambda: PackedOwners(owners.index).top(records, "container"),

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import alternate, filled_netns
 from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.framing import count_messages
 from cttop.kernel.netns import NetnsSpec
 from cttop.table.store import FlowTable
 
@@ -38,8 +39,8 @@ def speed(n: int, runs: int, realistic: bool) -> None:
         ct = Ctnetlink(NetnsSpec(name=ns))
 
         def raw_floor() -> int:
-            # Receive every message, touch nothing: what Python pays before decoding.
-            return sum(1 for _ in ct.dump_buffers())
+            # Receive every chunk and count its messages, decode nothing: what Python pays before decoding.
+            return sum(map(count_messages, ct.raw_dump()))
 
         def run(name: str, cmd: list[str]) -> None:
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

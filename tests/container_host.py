@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cttop.lab import containers as lab
-from cttop.lab.containers import ContainerLab, by_role, cgroup_root, enter_cgroup
+from cttop.lab.containers import CONTAINERS, Container, ContainerLab, cgroup_root, enter_cgroup
 from cttop.lab.topology import write_proc_sys
 from tests.conftest import sh
 
@@ -35,6 +35,11 @@ SPRAY = 12
 SERVICE_PORT = 53
 SPRAY_PORT, WEB_PORT = 9999, 9998  # apart, so that spray's port is no bigger a group than spray
 SETTLE_CAP = 20.0  # seconds for the entries to appear (they do in milliseconds)
+
+
+def by_role(role: str) -> Container:
+    """The lab's container that plays ``role`` (web, spray, api)."""
+    return next(c for c in CONTAINERS if c.role == role)
 
 HOLD = """
 import socket, sys, time

@@ -19,12 +19,19 @@ from pathlib import Path
 
 import pytest
 
+<<<<<<< HEAD
 from cttop.lab import containers
 from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, by_role, cgroup_root
 from cttop.lab.topology import LabError
 from cttop.owners.cgroup import DOCKER_CONTAINERS
 from tests.conftest import run_cttop, sh
 from tests.container_host import TestLab
+=======
+from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, cgroup_root
+from cttop.owners.cgroup import DOCKER_CONTAINERS
+from tests.conftest import run_cttop, sh
+from tests.container_host import by_role
+>>>>>>> audit-12
 
 pytestmark = pytest.mark.kernel
 

@@ -18,6 +18,7 @@ from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.model import R_DPORT, R_ID, R_PROTO, R_SPORT, R_SRC, addr_text
 from tests.conftest import run_cttop, sh
 from tests.oracle import conntrack_list
+from tests.owners_helpers import owners_top
 
 pytestmark = pytest.mark.kernel
 
@@ -102,7 +103,7 @@ def test_a_process_holding_n_connections_is_named_with_n(busy: tuple[str, int, i
     assert len(to_listener) == N_TCP  # the kernel holds them (checked against conntrack -L below)
     assert sum(1 for f in kernel.values() if f["proto"] == "tcp" and f["orig"].get("dport") == "7000") == N_TCP
 
-    top = {g.key: g.entries for g in owners.top(rows, "process")}
+    top = {g.key: g.entries for g in owners_top(owners, rows, "process")}
     by_pid = {k.pid: n for k, n in top.items() if not isinstance(k, str)}
     # The client started the TCP connections and sent the UDP datagrams: it owns them all.
     assert by_pid[client] == N_TCP + len(UDP_PORTS)

@@ -8,9 +8,8 @@ import pytest
 from textual.widget import Widget
 
 from cttop.live.counters import FILL, PRESSURE
-from cttop.live.index import record_id
 from cttop.model import EV_NEW, R_ID, state_key
-from cttop.table.packing import unpack
+from cttop.table.packing import record_key, unpack
 from cttop.ui.app import CttopApp, FrameReady, MainScreen, help_sections
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
@@ -137,7 +136,7 @@ async def test_space_tags_and_x_clears() -> None:
     app = app_on()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
-        first, second = (record_id(r) for r in app.main.flow_list.records[:2])
+        first, second = (record_key(r) for r in app.main.flow_list.records[:2])
         await pilot.press("space", "space")
         assert app.main.flow_list.tagged == {first, second}
         text = screen_text(app)

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.lab.containers import VIP4, by_role
-from cttop.live.index import record_id
+from cttop.lab.containers import VIP4
+from cttop.table.packing import record_key
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
 from tests.conftest import run_cttop, sh
-from tests.container_host import SPRAY, WEB_OUT, ContainerHost, container_host
+from tests.container_host import SPRAY, WEB_OUT, ContainerHost, by_role, container_host
 from tests.kernel.test_datapath import bpffs, kube_proxy, kube_proxy_elsewhere  # noqa: F401  (fixtures)
 from tests.ui.helpers import confirm_open, confirm_text, screen_text, wait_for, wait_live, wait_view, yes_and_wait
 from tests.ui.test_owners_kernel import group_to
@@ -69,7 +69,7 @@ async def test_g_container_names_both_containers_enter_filters_and_F_flushes_one
         expr = f"container {ch.label('spray')}"
         await wait_for(pilot, lambda: app.view.filter == expr, "the container's filter")
         await wait_view(pilot, app)
-        shown = {str(record_id(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
+        shown = {str(record_key(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
         assert shown == spray_ids
         # Each of its lines names the process inside the container, and the container.
         lines = [ln for ln in screen_text(app).splitlines() if by_role("spray").address in ln]

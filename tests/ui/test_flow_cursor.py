@@ -9,6 +9,8 @@ from rich.console import Console
 from textual.geometry import Region
 from textual.pilot import Pilot
 
+from cttop.table.packing import record_key
+from cttop.table.rates import FlowRate
 from cttop.ui.app import CttopApp
 from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import wait_live
@@ -79,3 +81,54 @@ async def test_a_move_redraws_only_the_lines_it_leaves_and_reaches(monkeypatch: 
         full_refresh()
         await pilot.pause()
         assert painted(app) == seen
+
+
+async def test_a_tag_redraws_only_the_tagged_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        await still(pilot, app)
+        fl = app.main.flow_list
+        assert fl.cursor == 0 and fl.scroll_y == 0 and len(fl.records) > 4
+        redraws: list[tuple[Region, ...]] = []
+        full_refresh = fl.refresh
+
+        def spy(*regions: Region, **kw: bool) -> object:
+            redraws.append(regions)
+            return full_refresh(*regions, **kw)
+
+        monkeypatch.setattr(fl, "refresh", spy)
+        await pilot.press("space")  # tags line 0, then moves down to line 1
+        await pilot.pause()
+        assert len(fl.tagged) == 1
+        seen = painted(app)
+        full_refresh()
+        await pilot.pause()
+        assert painted(app) == seen  # the tag shows as a full redraw would show it
+        assert sorted({(r.y, r.height) for regions in redraws for r in regions}) == [(0, 1), (1, 1)]
+        assert all(regions for regions in redraws)  # no redraw of the whole list
+        redraws.clear()
+        fl.tagged = frozenset()  # as a delete or a view switch clears them
+        await pilot.pause()
+        assert [[(r.y, r.height) for r in regions] for regions in redraws] == [[(0, 1)]]
+
+
+async def test_new_rates_redraw_the_list_and_equal_ones_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        await still(pilot, app)
+        fl = app.main.flow_list
+        key = record_key(fl.records[0])
+        redraws: list[tuple[Region, ...]] = []
+        full_refresh = fl.refresh
+
+        def spy(*regions: Region, **kw: bool) -> object:
+            redraws.append(regions)
+            return full_refresh(*regions, **kw)
+
+        monkeypatch.setattr(fl, "refresh", spy)
+        fl.rates = {key: FlowRate(1000.0, 10.0)}
+        assert redraws == [()]  # every visible line: any may have a rate
+        fl.rates = {key: FlowRate(1000.0, 10.0)}  # the next frame's, unchanged
+        assert redraws == [()]

@@ -6,7 +6,7 @@ import pytest
 
 from cttop.filter import compile_filter
 from cttop.live import index as ix
-from cttop.live.index import SORTS, ViewSpec, build_index, record_id
+from cttop.live.index import SORTS, ViewSpec, build_index
 from cttop.model import (
     R_DPORT,
     R_DST,
@@ -22,7 +22,7 @@ from cttop.model import (
     R_TIMEOUT,
     R_ZONE,
 )
-from cttop.table.packing import flow_key, pack, unpack
+from cttop.table.packing import flow_key, pack, record_key, unpack
 from tests.ui.fixed_source import busy_rows, fixed_rows
 
 ROWS = fixed_rows()
@@ -57,7 +57,7 @@ def test_sort_matches_row_order(name: str, reverse: bool) -> None:
     got = [python_key(name, unpack(r)) for r in idx.records]
     desc = SORTS[name].descending != reverse
     assert got == sorted(got, reverse=desc)
-    assert sorted(record_id(r) for r in idx.records) == sorted(map(flow_key, rows))
+    assert sorted(record_key(r) for r in idx.records) == sorted(map(flow_key, rows))
 
 
 def test_state_sort_groups_each_state_together() -> None:
@@ -88,7 +88,7 @@ def test_filter_selects_exactly_the_matching_flows(text: str) -> None:
     assert idx is not None
     want = {flow_key(r) for r in ROWS if compile_filter(text).match(r)}
     assert want, "the fixed rows should hold some matches for every case"
-    assert {record_id(r) for r in idx.records} == want
+    assert {record_key(r) for r in idx.records} == want
     assert idx.total == len(RECS)
 
 
@@ -103,6 +103,6 @@ def test_anchor_position_follows_the_flow() -> None:
     key = flow_key(next(r for r in ROWS if r[0] == 1016))
     idx = build_index(RECS, ViewSpec("", "timeout"), anchor=key)
     assert idx is not None and idx.anchor_pos is not None
-    assert record_id(idx.records[idx.anchor_pos]) == key
+    assert record_key(idx.records[idx.anchor_pos]) == key
     gone = build_index(RECS, ViewSpec("tcp", "timeout"), anchor=key)
     assert gone is not None and gone.anchor_pos is None

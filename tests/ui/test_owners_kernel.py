@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.index import record_id
+from cttop.table.packing import record_key
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
@@ -163,7 +163,7 @@ async def test_enter_on_an_owner_group_filters_the_list_and_F_flushes_exactly_it
                 await wait_for(pilot, lambda expr=expr: app.view.filter == expr  # type: ignore[misc]
                                and app.shown_index is not None and app.shown_index.spec.filter == expr,
                                f"the list filtered by {expr}")
-                shown = {str(record_id(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
+                shown = {str(record_key(r) & 0xFFFFFFFF) for r in app.main.flow_list.records}
                 assert shown == want, expr
                 assert f"Flows {len(want)} of {N + passing}" in screen_text(app)
 

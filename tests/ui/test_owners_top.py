@@ -11,6 +11,7 @@ from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, Owner, OwnerIndex, 
 from cttop.live.owner_top import PackedOwners
 from cttop.model import Row
 from cttop.table.packing import pack
+from tests.owners_helpers import owners_top
 from tests.ui.fixed_source import row, v4, v6
 
 TCP, UDP, ICMP = 6, 17, 1
@@ -89,7 +90,7 @@ def test_every_record_gets_the_rows_owner(both: tuple[Owners, PackedOwners]) -> 
 def test_top_equals_owners_top(both: tuple[Owners, PackedOwners], key: str, by: str) -> None:
     owners, packed = both
     rs = rows()
-    want = owners.top(rs, key, 100, by)
+    want = owners_top(owners, rs, key, 100, by)
     got = packed.top([pack(r) for r in rs], key, 100, by)
     assert len(want) > 4
     assert sorted(got, key=repr) == sorted(want, key=repr)

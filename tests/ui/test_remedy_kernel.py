@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Checkbox, DataTable, Input, Static
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.index import record_id
+from cttop.table.packing import record_key
 from cttop.model import R_ID
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
@@ -145,7 +145,7 @@ def notes(app: CttopApp) -> list[str]:
 def cursor_conntrack_id(app: CttopApp) -> int:
     rec = app.main.flow_list.cursor_record()
     assert rec is not None
-    row = app.collector.flow(record_id(rec))
+    row = app.collector.flow(record_key(rec))
     assert row is not None
     return int(row[R_ID])
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import pkgutil
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 import cttop
 
 NON_UI = ("cttop.kernel", "cttop.table", "cttop.filter", "cttop.actions", "cttop.live", "cttop.doctor",
-          "cttop.owners", "cttop.sources", "cttop.host", "cttop.lab", "cttop.model", "cttop.errors")
+          "cttop.owners", "cttop.sources", "cttop.host", "cttop.lab", "cttop.model", "cttop.errors", "cttop.config",
+          "cttop.termsafe")
 
 
 def non_ui_modules() -> list[str]:
@@ -69,3 +71,58 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     graph = grimp.build_graph("cttop", exclude_type_checking_imports=True)  # its own: this one is changed
     graph.add_import(importer="cttop.ui.flows", imported="cttop.ui.app")
     assert any({"cttop.ui.app", "cttop.ui.flows"} <= c for c in import_cycles(graph))
+
+
+PACKAGE = os.path.dirname(cttop.__file__)
+
+
+def package_lines() -> list[tuple[str, int, str]]:
+    out = []
+    for folder, _dirs, files in os.walk(PACKAGE):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    out += [(os.path.relpath(path, PACKAGE), i, line) for i, line in enumerate(f, 1)]
+    return out
+
+
+def framing_outside(lines: list[tuple[str, int, str]]) -> list[str]:
+    """Lines outside kernel/framing.py that restate netlink's layout: a header struct, the 4-byte alignment
+    or padding to it (the two hot loops inline it, saying so), a header's length as a bare 16."""
+    layout = re.compile(r'Struct\("<(IHHII|IHH|HH)"\)|& ~3|-\w+ % 4\b'
+                        r'|\b16\b.*\b(length|off)\b|\b(length|off)\b.*\b16\b')
+    return [f"{p}:{i}: {text.strip()}" for p, i, text in lines
+            if p != os.path.join("kernel", "framing.py") and layout.search(text.split("#")[0])
+            and "framing.align, inlined" not in text]
+
+
+def test_netlink_framing_is_framings_alone() -> None:
+    """Issue 12: every reader walks netlink buffers with kernel/framing.py, or against its constants."""
+    assert framing_outside(package_lines()) == []
+    planted = [("sources/replay.py", 1, "        off += (length + 3) & ~3"),
+               ("kernel/attrs.py", 2, 'NLA = struct.Struct("<HH")'), ("x.py", 3, "    if off + 16 > len(data):"),
+               ("sources/record.py", 4, '            chunks.append(data + b"\\0" * (-n % 4))')]
+    assert len(framing_outside(planted)) == 4
+
+
+def test_no_private_typer_or_click_imports() -> None:
+    private = re.compile(r"^\s*(from|import)\s+(typer|click)(\.\w+)*\._")
+    assert [f"{p}:{i}" for p, i, text in package_lines() if private.match(text)] == []
+    assert private.match("from typer._click import Context")
+
+
+def test_no_code_outside_sources_asks_which_source_it_holds() -> None:
+    """A Source declares what it supports (spec, playback, events_overflow); nobody tests its class."""
+    concrete = re.compile(r"isinstance\([^)]*\b(LiveSource|ReplaySource|FixedSource)\b|type\(\w*source\w*\) is")
+    assert [f"{p}:{i}" for p, i, text in package_lines()
+            if not p.startswith("sources" + os.sep) and concrete.search(text)] == []
+    assert concrete.search("if isinstance(self.source, ReplaySource):")
+
+
+def test_the_kernel_sockets_are_used_through_their_apis() -> None:
+    """Issue 12: the recorder once reached into EventSocket's and Ctnetlink's sockets; only kernel/ touches them."""
+    reach = re.compile(r"\.sock\b")
+    assert [f"{p}:{i}" for p, i, text in package_lines()
+            if not p.startswith("kernel" + os.sep) and reach.search(text.split("#")[0])] == []
+    assert reach.search("select.select([ev.sock], [], [], wait)")

@@ -9,6 +9,7 @@ import pytest
 from cttop.owners.cgroup import Placement, classify
 from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owner, OwnerIndex, Owners
 from cttop.model import AF_INET, AF_INET6, IPS_ASSURED, NO_PSTATE, Row
+from tests.owners_helpers import owners_top
 
 LO = socket.inet_aton("127.0.0.1")
 HOST = socket.inet_aton("10.0.0.1")
@@ -98,10 +99,10 @@ def test_labels_and_group_keys(owners: Owners) -> None:
 def test_top_counts_owners_over_rows(owners: Owners) -> None:
     rows = [row(6, HOST, 40000, PEER, 443)] * 3 + [row(17, PEER, p, HOST, 53) for p in range(5)] + \
         [row(17, FAR_A, 1, FAR_B, 2)] * 2
-    top = owners.top(rows, "process", n=2)
+    top = owners_top(owners, rows, "process", n=2)
     assert [(g.key, g.entries) for g in top] == [(DNS, 5), (CLIENT, 3)]
     assert top[0].text == "resolver[300]" and top[0].bytes is None
-    by_container = {g.key: g.entries for g in owners.top(rows, "container", n=10)}
+    by_container = {g.key: g.entries for g in owners_top(owners, rows, "container", n=10)}
     assert by_container == {NO_CONTAINER: 5, "docker:web": 3, FORWARDED: 2}
 
 

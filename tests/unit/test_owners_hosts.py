@@ -33,6 +33,7 @@ from cttop.owners.owners import (
 )
 from cttop.model import Row
 from cttop.table.packing import pack
+from tests.owners_helpers import owners_top
 from tests.ui.fixed_source import row, v4
 
 UDP, TCP, ICMP = 17, 6, 1
@@ -120,7 +121,7 @@ def test_every_group_filter_selects_exactly_its_flows_and_packed_ranking_agrees(
     records = [pack(r) for r in ROWS]
     packed = PackedOwners(owners.index).top(records, key, n=20)
     assert [(g.key, g.text, g.entries, g.filter) for g in packed] == \
-        [(g.key, g.text, g.entries, g.filter) for g in owners.top(ROWS, key, n=20)]
+        [(g.key, g.text, g.entries, g.filter) for g in owners_top(owners, ROWS, key, n=20)]
     assert sum(g.entries for g in packed) == len(ROWS)
     group_of = owners.process if key == "process" else owners.container
     for g in packed:

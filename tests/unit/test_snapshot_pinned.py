@@ -112,3 +112,15 @@ def test_pins_cover_the_shapes() -> None:
 if __name__ == "__main__":
     for c in CASES:
         print(snapshot_json(*c))
+
+
+def test_the_human_line_names_each_field() -> None:
+    """snapshot's listing (and the events CLI's) reads each field from its place in the row."""
+    from cttop.cli.snapshot import flow_line
+    from cttop.model import IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, ROW_LEN
+    a, b, c = bytes([10, 0, 0, 1]), bytes([192, 0, 2, 80]), bytes([10, 9, 9, 9])
+    status = IPS_SEEN_REPLY | IPS_ASSURED | IPS_DST_NAT
+    row = (7, 2, 6, 3, status, a, b, 40001, 443, c, a, 8443, 40001, 431, 5, 2, 1, 10, 1000, 20, 2000, 0, 0)
+    assert len(row) == ROW_LEN
+    assert flow_line(row) == ("  tcp    ESTABLISHED  10.0.0.1:40001 → 192.0.2.80:443  [dnat] 10.9.9.9→10.0.0.1"
+                              "  timeout=431 mark=5 zone=2  3000B")

@@ -36,3 +36,13 @@ def test_every_reader_agrees() -> None:
     assert warnings_for(t, 10, {"nf_conntrack_count": " 500\n"})[0].startswith("nf_conntrack_max=10 is below the "
                                                                                  "current count 500")
     assert warnings_for(t, 10, {"nf_conntrack_count": "?"}) == []
+
+
+@pytest.mark.parametrize("text, value", [("262144\n", 262144), ("1_000", None), ("+5", None)])
+def test_the_namespace_list_reads_its_own_max_with_the_one_parser(monkeypatch: pytest.MonkeyPatch, text: str,
+                                                                   value: int | None) -> None:
+    """`cttop namespaces`' fallback for its own namespace (no CAP_NET_ADMIN) parses the max as every reader does."""
+    from cttop.host import namespaces
+    from cttop.kernel import sysctl
+    monkeypatch.setattr(sysctl, "read", lambda spec, names=None: {"nf_conntrack_max": text})
+    assert namespaces._read_proc()[1] == value

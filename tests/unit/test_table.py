@@ -16,6 +16,8 @@ from cttop.model import (
     IPS_ASSURED,
     IPS_SEEN_REPLY,
     NO_PSTATE,
+    R_OPKTS,
+    R_RBYTES,
     R_TIMEOUT,
     Row,
 )
@@ -23,8 +25,14 @@ from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
 from cttop.table.history import Rate
 from cttop.table.packing import (
+    COUNTER_VALUES,
+    COUNTERS_AT,
+    ID,
+    PROTO_AT,
+    PSTATE_AT,
     UNREAD,
     flow_key,
+    key_id,
     pack,
     read_timeouts,
     record_key,
@@ -218,3 +226,18 @@ def test_the_flow_list_shows_unread_counters_as_a_question_mark_and_counts_timeo
     off = dict(zip(names, (text for text, _ in cells(row, columns, False, None, (100, 0), 100.0))))
     assert (unread["bytes"], unread["timeout"]) == ("?", "23s")
     assert (off["bytes"], off["timeout"]) == ("-", "30s")
+
+
+
+def test_the_record_offsets_are_the_layouts() -> None:
+    """packing's exported offsets read back what pack wrote, in all four layouts (the fast paths slice at them)."""
+    for v6 in (False, True):
+        for counted in (False, True):
+            r = (0xA1B2C3D4, AF_INET6 if v6 else AF_INET, 6, 3, 8, *make_row(0, random.Random(v6), counted)[5:])
+            rec = pack(r)
+            assert rec[ID] == bytes.fromhex("a1b2c3d4") == key_id(record_key(rec))
+            assert (rec[PROTO_AT], rec[PSTATE_AT]) == (6, 3)
+            at = COUNTERS_AT.get(len(rec))
+            assert (at is not None) == counted
+            if at is not None:
+                assert COUNTER_VALUES.unpack_from(rec, at) == r[R_OPKTS:R_RBYTES + 1]

@@ -11,7 +11,8 @@ import typer
 from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
 from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
-from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
+from cttop import model as M
+from cttop.model import Row, addr_text, has_ports, nat_kind, proto_name, state_name
 from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.snapshot import GROUP_KEYS, NEW_RATE_SECONDS, RANKS, Snapshot, group_title, take
 from cttop.owners.owners import Owners
@@ -112,12 +113,12 @@ def owner_note(owners: Owners, r: Row) -> str:
 
 def flow_line(r: Row) -> str:
     """One flow as a line close to conntrack -L's, for the human listing."""
-    proto = r[2]
+    proto = r[M.R_PROTO]
     ports = has_ports(proto)
-    src = f"{addr_text(r[5])}:{r[7]}" if ports else addr_text(r[5])
-    dst = f"{addr_text(r[6])}:{r[8]}" if ports else addr_text(r[6])
+    src = f"{addr_text(r[M.R_SRC])}:{r[M.R_SPORT]}" if ports else addr_text(r[M.R_SRC])
+    dst = f"{addr_text(r[M.R_DST])}:{r[M.R_DPORT]}" if ports else addr_text(r[M.R_DST])
     nat = nat_kind(r)
-    reply = f"  [{nat}] {addr_text(r[9])}→{addr_text(r[10])}" if nat else ""
-    acct = f"  {r[18] + r[20]}B" if r[R_OPKTS] is not None else ""
-    return (f"  {proto_name(proto):<6} {state_name(proto, r[3], r[4]):<12} {src} → {dst}{reply}"
-            f"  timeout={r[13]} mark={r[14]} zone={r[15]}{acct}")
+    reply = f"  [{nat}] {addr_text(r[M.R_RSRC])}→{addr_text(r[M.R_RDST])}" if nat else ""
+    acct = f"  {r[M.R_OBYTES] + r[M.R_RBYTES]}B" if r[M.R_OPKTS] is not None else ""
+    return (f"  {proto_name(proto):<6} {state_name(proto, r[M.R_PSTATE], r[M.R_STATUS]):<12} {src} → {dst}{reply}"
+            f"  timeout={r[M.R_TIMEOUT]} mark={r[M.R_MARK]} zone={r[M.R_ZONE]}{acct}")

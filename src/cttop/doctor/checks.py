@@ -58,13 +58,6 @@ def hash_target(n: int) -> int:
     return min(-(-n // HASH_GRAIN) * HASH_GRAIN, HASHSIZE_MAX)
 
 
-def _too_few(o: Observation, n: int, share: float, limit: float) -> str:
-    """Why a big share is no finding: the entries are too few for the table's size."""
-    if share <= limit or n >= floor(o):
-        return ""
-    return f", but only {n / o.max:.1%} of nf_conntrack_max: no pressure"
-
-
 def _raise_max(o: Observation) -> tuple[list[str], Remedy | None, str]:
     """Commands, plan (initial namespace only) and a cost line for doubling nf_conntrack_max (and hashsize)."""
     new_max = o.max * 2

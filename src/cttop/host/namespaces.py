@@ -138,9 +138,9 @@ def _has_caps(mask: int) -> bool:
     return eff & mask == mask
 
 
-def _read_proc() -> tuple[int, int, int, int]:
+def _read_proc() -> tuple[int, int | None, int, int]:
     """The caller's own namespace's count, max, drop and early_drop from /proc: readable without privilege."""
-    mx = int(sysctl.read(NetnsSpec(), ["nf_conntrack_max"])["nf_conntrack_max"])
+    mx = sysctl.read_int(NetnsSpec(), "nf_conntrack_max")
     stat = procstat.read(NetnsSpec())
     totals = stat.as_cpu_totals()
     return stat.count, mx, totals["drop"], totals["early_drop"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import struct
 
 from cttop.kernel import nlconst as C
-
-NLA = struct.Struct("<HH")
+from cttop.kernel.framing import NLA, align
 
 
 def nla(typ: int, payload: bytes) -> bytes:
-    return NLA.pack(4 + len(payload), typ) + payload + b"\0" * (-len(payload) % 4)
+    n = len(payload)
+    return NLA.pack(NLA.size + n, typ) + payload + b"\0" * (align(n) - n)
 
 
 def nest(typ: int, *children: bytes) -> bytes:

@@ -175,12 +175,6 @@ class Ctnetlink:
                     raise KernelError(f"{what}: the table changed during the dump; retry")
                 yield buf, off, length
 
-    def dump_buffers(self, family: int = socket.AF_UNSPEC, kfilter: KernelFilterLike | None = None,
-                     zero: bool = False) -> Iterator[tuple[bytearray, int, int]]:
-        kind = C.IPCTNL_MSG_CT_GET_CTRZERO if zero else C.IPCTNL_MSG_CT_GET
-        self._send(kind, C.NLM_F_DUMP, family, encode_filter(kfilter) if kfilter is not None else b"")
-        return self._replies("conntrack dump")
-
     def dump(self, family: int = socket.AF_UNSPEC, kfilter: KernelFilterLike | None = None) -> list[Row]:
         """Every entry (both families by default), decoded; the kernel-side filter narrows it."""
         out: list[Row] = []

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from cttop.kernel import nlconst as C
-from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError, attrs
+from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError, align, attrs
 from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
 from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
@@ -70,36 +70,36 @@ class _Walk:
 
 
 def _leaf(w: _Walk, name: str, pos: int, ln: int, size: int | None, base: int) -> None:
-    plen = ln - 4
+    plen = ln - NLA.size
     if size is not None and plen != size:
         raise DecodeError(f"ctnetlink: attribute {name} has length {plen}, expected {size}")
     code = _U[plen] if size is not None else f"{plen}s"
-    w.fields[name] = (pos + 4 - base, code)
+    w.fields[name] = (pos + NLA.size - base, code)
 
 
 def _attrs(buf: bytes | bytearray | memoryview, pos: int, end: int, w: _Walk,
            base: int) -> Iterator[tuple[int, int, int]]:
-    while pos + 4 <= end:
+    while pos + NLA.size <= end:
         ln, typ = NLA.unpack_from(buf, pos)
-        if ln < 4 or pos + ln > end:
+        if ln < NLA.size or pos + ln > end:
             raise DecodeError(f"ctnetlink: attribute at byte {pos - base} has bad length {ln}")
         w.headers.append((pos - base, ln, typ))
         yield pos, ln, typ & C.NLA_TYPE_MASK
-        pos += (ln + 3) & ~3
-    if pos < end and end - pos >= 4:
+        pos += align(ln)
+    if pos < end and end - pos >= NLA.size:
         raise DecodeError(f"ctnetlink: trailing bytes at {pos - base}")
 
 
 def _tuple(buf: bytes | bytearray | memoryview, pos: int, end: int, w: _Walk, base: int, r: str) -> None:
-    for p, ln, t in _attrs(buf, pos + 4, end, w, base):
+    for p, ln, t in _attrs(buf, pos + NLA.size, end, w, base):
         if t == C.CTA_TUPLE_IP:
-            for p2, ln2, t2 in _attrs(buf, p + 4, p + ln, w, base):
+            for p2, ln2, t2 in _attrs(buf, p + NLA.size, p + ln, w, base):
                 if t2 in (C.CTA_IP_V4_SRC, C.CTA_IP_V6_SRC):
                     _leaf(w, r + "src", p2, ln2, None, base)
                 elif t2 in (C.CTA_IP_V4_DST, C.CTA_IP_V6_DST):
                     _leaf(w, r + "dst", p2, ln2, None, base)
         elif t == C.CTA_TUPLE_PROTO:
-            for p2, ln2, t2 in _attrs(buf, p + 4, p + ln, w, base):
+            for p2, ln2, t2 in _attrs(buf, p + NLA.size, p + ln, w, base):
                 if t2 == C.CTA_PROTO_NUM and not r:
                     _leaf(w, "proto", p2, ln2, 1, base)
                 elif t2 == C.CTA_PROTO_SRC_PORT:
@@ -116,6 +116,13 @@ def _tuple(buf: bytes | bytearray | memoryview, pos: int, end: int, w: _Walk, ba
             _leaf(w, "tzone", p, ln, 2, base)
 
 
+# The message's own one-value attributes: the field each is and its payload's size (None: any, the labels).
+_LEAVES: dict[int, tuple[str, int | None]] = {
+    C.CTA_STATUS: ("status", 4), C.CTA_TIMEOUT: ("timeout", 4), C.CTA_MARK: ("mark", 4), C.CTA_USE: ("use", 4),
+    C.CTA_ID: ("id", 4), C.CTA_ZONE: ("zone", 2), C.CTA_LABELS: ("labels", None),
+}
+
+
 def _walk(buf: bytes | bytearray | memoryview, off: int, length: int) -> _Walk:
     if length < HEADER_LEN:
         raise DecodeError(f"ctnetlink: message of {length} bytes is shorter than its header")
@@ -126,29 +133,18 @@ def _walk(buf: bytes | bytearray | memoryview, off: int, length: int) -> _Walk:
             _tuple(buf, p, p + ln, w, off, "")
         elif t == C.CTA_TUPLE_REPLY:
             _tuple(buf, p, p + ln, w, off, "r")
-        elif t == C.CTA_STATUS:
-            _leaf(w, "status", p, ln, 4, off)
-        elif t == C.CTA_TIMEOUT:
-            _leaf(w, "timeout", p, ln, 4, off)
-        elif t == C.CTA_MARK:
-            _leaf(w, "mark", p, ln, 4, off)
-        elif t == C.CTA_USE:
-            _leaf(w, "use", p, ln, 4, off)
-        elif t == C.CTA_ID:
-            _leaf(w, "id", p, ln, 4, off)
-        elif t == C.CTA_ZONE:
-            _leaf(w, "zone", p, ln, 2, off)
-        elif t == C.CTA_LABELS:
-            _leaf(w, "labels", p, ln, None, off)
+        elif t in _LEAVES:
+            name, size = _LEAVES[t]
+            _leaf(w, name, p, ln, size, off)
         elif t == C.CTA_PROTOINFO:
-            for p2, ln2, t2 in _attrs(buf, p + 4, p + ln, w, off):
+            for p2, ln2, t2 in _attrs(buf, p + NLA.size, p + ln, w, off):
                 if t2 in (C.CTA_PROTOINFO_TCP, C.CTA_PROTOINFO_DCCP, C.CTA_PROTOINFO_SCTP):
-                    for p3, ln3, t3 in _attrs(buf, p2 + 4, p2 + ln2, w, off):
+                    for p3, ln3, t3 in _attrs(buf, p2 + NLA.size, p2 + ln2, w, off):
                         if t3 == C.CTA_PROTOINFO_TCP_STATE:  # state is attribute 1 for all three
                             _leaf(w, "pstate", p3, ln3, 1, off)
         elif t in (C.CTA_COUNTERS_ORIG, C.CTA_COUNTERS_REPLY):
             d = "o" if t == C.CTA_COUNTERS_ORIG else "r"
-            for p2, ln2, t2 in _attrs(buf, p + 4, p + ln, w, off):
+            for p2, ln2, t2 in _attrs(buf, p + NLA.size, p + ln, w, off):
                 if t2 == C.CTA_COUNTERS_PACKETS:
                     _leaf(w, d + "pkts", p2, ln2, 8, off)
                 elif t2 == C.CTA_COUNTERS_BYTES:
@@ -158,7 +154,7 @@ def _walk(buf: bytes | bytearray | memoryview, off: int, length: int) -> _Walk:
                 elif t2 == C.CTA_COUNTERS32_BYTES:
                     _leaf(w, d + "bytes", p2, ln2, 4, off)
         elif t == C.CTA_TIMESTAMP:
-            for p2, ln2, t2 in _attrs(buf, p + 4, p + ln, w, off):
+            for p2, ln2, t2 in _attrs(buf, p + NLA.size, p + ln, w, off):
                 if t2 == C.CTA_TIMESTAMP_START:
                     _leaf(w, "start", p2, ln2, 8, off)
     if "id" not in w.fields or "src" not in w.fields or "proto" not in w.fields:
@@ -317,7 +313,7 @@ class Decoder:
         ``lastindex`` names its template."""
         newest = self._learned[-SCAN_TEMPLATES:]
         self._scan_of = [(lambda v: (), lambda v: (), 0)]  # group numbers start at 1
-        self._scan_of += [(t.values.unpack_from, t.build, (t.length + 3) & ~3) for t in newest]
+        self._scan_of += [(t.values.unpack_from, t.build, align(t.length)) for t in newest]
         alternatives = b"|".join(b"(" + t.pattern + b")" for t in newest)
         self._scan = re.compile(alternatives or b"(?!)", re.DOTALL)  # (?!): no template yet, never matches
         return self._scan
@@ -354,7 +350,7 @@ class Decoder:
             append(self.decode_one(buf, pos, length))
             if self._scan is None:  # it learned a layout
                 match, scan_of = self._compile_scan().match, self._scan_of
-            pos += (length + 3) & ~3
+            pos += (length + 3) & ~3  # framing.align, inlined
         return False
 
 

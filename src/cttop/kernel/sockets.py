@@ -25,12 +25,11 @@ from typing import Final
 
 from cttop.errors import CttopError
 from cttop.kernel.framing import NLH_LEN, DecodeError, error_code, messages, request
-from cttop.kernel.nlconst import NLMSG_DONE, NLMSG_ERROR
+from cttop.kernel.nlconst import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 from cttop.kernel.netns import NetnsSpec, run_in
 
 NETLINK_SOCK_DIAG: Final = 4
 SOCK_DIAG_BY_FAMILY: Final = 20
-NLM_F_REQUEST_DUMP: Final = 0x1 | 0x300
 ALL_STATES: Final = 0xFFFFFFFF
 TCP_LISTEN: Final = 10
 TCP_TIME_WAIT: Final = 6
@@ -76,7 +75,7 @@ def _addr(family: int, raw: bytes) -> bytes:
 
 def _request(sock: socket.socket, family: int, proto: int, seq: int) -> list[InetSocket]:
     body = REQ.pack(family, proto, 0, ALL_STATES)
-    sock.send(request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, seq, body))
+    sock.send(request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
     out: list[InetSocket] = []
     buf = bytearray(1 << 18)
     unpack, ports = MSG.unpack_from, MSG_BE_PORTS.unpack_from

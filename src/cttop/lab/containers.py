@@ -132,10 +132,6 @@ class ContainerLab(Lab):
         return f"{c.kind}:{c.name}"
 
 
-def by_role(role: str) -> Container:
-    return next(c for c in CONTAINERS if c.role == role)
-
-
 # --- building and removing ---------------------------------------------------------------------------
 
 def create(lab: ContainerLab) -> None:

@@ -20,7 +20,21 @@ from operator import itemgetter
 from typing import Any, Final
 
 from cttop.filter import OwnerSource, compile_filter
-from cttop.table.packing import FAMILY_AT, O4, O6, STATUS_AT, V4C, V6_MIN, V6C, record_key, unpack
+from cttop.table.packing import (
+    FAMILY_AT,
+    ID,
+    O4,
+    O6,
+    PROTO_AT,
+    PSTATE_AT,
+    STATUS_AT,
+    V4C,
+    V6_MIN,
+    V6C,
+    key_id,
+    record_key,
+    unpack,
+)
 from cttop.table.rates import FlowRate
 
 CHUNK: Final = 16384
@@ -68,11 +82,11 @@ def _dst(r: bytes) -> bytes:
 
 
 def _proto(r: bytes) -> int:
-    return r[5]
+    return r[PROTO_AT]
 
 
 def _state(r: bytes) -> int:
-    return r[5] << 16 | r[6] << 8 | r[_STATUS_LOW] & 6
+    return r[PROTO_AT] << 16 | r[PSTATE_AT] << 8 | r[_STATUS_LOW] & 6
 
 
 def _timeout(r: bytes) -> int:
@@ -120,11 +134,6 @@ SORTS: Final[dict[str, SortDef]] = {s.name: s for s in (
     SortDef("bytes-rate", "bytes/s", _by_rate, True, rate="bytes"),
     SortDef("packets-rate", "packets/s", _by_rate, True, rate="packets"),
 )}
-
-
-def record_id(rec: bytes) -> int:
-    """The record's key in the flow table (see packing.flow_key): ids alone collide."""
-    return record_key(rec)
 
 
 @dataclass(frozen=True)
@@ -177,8 +186,8 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
         return None
     pos = None
     if anchor is not None:
-        want = (anchor & 0xFFFFFFFF).to_bytes(4, "big")  # the id: cheap to compare, the key settles collisions
-        pos = next((i for i, r in enumerate(ordered) if r[:4] == want and record_key(r) == anchor), None)
+        want = key_id(anchor)  # the id settles most, the key the collisions
+        pos = next((i for i, r in enumerate(ordered) if r[ID] == want and record_key(r) == anchor), None)
     return FlowIndex(spec, ordered, len(records), generation, anchor, pos, time.perf_counter() - t0)
 
 
@@ -186,17 +195,17 @@ def _sorted_by_rate(recs: Sequence[bytes], rates: Mapping[int, FlowRate], field:
                     cancelled: Callable[[], bool]) -> tuple[bytes, ...] | None:
     """Moving flows by their rate, the rest (most of a big table) after them in the order they came.
 
-    Only records whose conntrack id (their first four bytes) some rate has are keyed, so a million
+    Only records whose conntrack id (packing.ID) some rate has are keyed, so a million
     idle flows cost a slice and a set lookup each, not a flow key.
     """
-    ids = {(k & 0xFFFFFFFF).to_bytes(4, "big") for k in rates}
+    ids = {key_id(k) for k in rates}
     moving: list[tuple[float, bytes]] = []
     idle: list[bytes] = []
     for i in range(0, len(recs), CHUNK):
         if cancelled():
             return None
         for r in recs[i:i + CHUNK]:
-            rate = rates.get(record_key(r)) if r[:4] in ids else None
+            rate = rates.get(record_key(r)) if r[ID] in ids else None
             if rate is None:
                 idle.append(r)
             else:

@@ -1,6 +1,6 @@
 """Ranking a whole table by owning process or container, straight from the packed records.
 
-:meth:`cttop.owners.owners.Owners.top` unpacks every row into a tuple first, which
+:class:`cttop.owners.owners.Tally` unpacks every row into a tuple first, which
 is most of its cost (2.4 s for a million flows on these machines). The worker
 ranks the table on every refresh while such a group is shown, so this does the
 same matching as :meth:`Owners.owner_of` on byte slices of the records instead
@@ -31,15 +31,13 @@ from cttop.owners.owners import (
     owner_filter,
 )
 from cttop.table.aggregates import GroupRow
-from cttop.table.packing import OFFSETS, PROTO_AT, V4, V4C, V6, V6C, V6_MIN
+from cttop.table.packing import COUNTER_VALUES, COUNTERS_AT, OFFSETS, PROTO_AT, V6_MIN
 
 OWNER_GROUPS: Final = ("process", "container")
 _PORT = struct.Struct(">H")
 _PORTS = struct.Struct(">HH")
-_COUNTERS = struct.Struct(">QQQQ")  # opkts, obytes, rpkts, rbytes: after the head in the counted layouts
 # Per address size, where a record's tuples lie: original src, dst, sport; reply src, sport; the reply's end.
 _AT: Final = {a: (o["src"], o["dst"], o["sport"], o["rsrc"], o["rsport"], o["rdport"] + 2) for a, o in OFFSETS.items()}
-_COUNTED: Final = {V4C.size: V4.size, V6C.size: V6.size}  # record length -> where its counters start
 _COLUMN: Final = {"entries": 0, "bytes": 1, "packets": 2}
 
 
@@ -99,7 +97,7 @@ class PackedOwners:
         return (o.container or NO_CONTAINER) if container else o
 
     def top(self, records: Iterable[bytes], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
-        """:meth:`Owners.top` over packed records: the ``n`` heaviest processes or containers.
+        """A :class:`Tally`'s ranking over packed records: the ``n`` heaviest processes or containers.
 
         Owners.owner_of and Owners.where, inlined on the records' bytes: at a million records
         every call and tuple costs a tenth of a second.
@@ -111,7 +109,7 @@ class PackedOwners:
         counted = False
         exact, bound, wild, local, here = self.exact.get, self.bound.get, self.wild.get, self.local, self.here
         hosts = self.hosts.get if self.hosts else None
-        owned, counted_at, unpack, layout = OWNED_PROTOS, _COUNTED.get, _COUNTERS.unpack_from, _AT
+        owned, counted_at, unpack, layout = OWNED_PROTOS, COUNTERS_AT.get, COUNTER_VALUES.unpack_from, _AT
         for rec in records:
             a = 4 if len(rec) < V6_MIN else 16
             src_at, dst_at, sport_at, reply, rsport_at, end = layout[a]

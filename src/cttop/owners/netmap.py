@@ -53,9 +53,6 @@ class HostMap:
     took: float
 
 
-EMPTY_MAP = HostMap({}, 0, 0, frozenset(), 0.0)
-
-
 def _read() -> tuple[list[InetSocket], list[bytes]]:
     return list_sockets(), rtnl.addresses()
 

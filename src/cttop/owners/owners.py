@@ -427,18 +427,12 @@ class Owners:
         """``process`` and ``container`` as heaviest-panel group definitions.
 
         They cannot be tracked incrementally by FlowTable (a row's owner changes
-        when the index does); rank them with :meth:`top` at each refresh instead.
+        when the index does); rank them with a :class:`Tally` at each refresh instead.
         """
         return {
             "process": GroupDef("process", "process", self.process, _text, owner_filter),
             "container": GroupDef("container", "container", self.container, str, owner_filter),
         }
-
-    def top(self, rows: Iterable[Row], key: str = "process", n: int = 10, by: str = "entries") -> list[GroupRow]:
-        """The ``n`` heaviest owners over ``rows`` (one pass), as FlowTable.top reports groups."""
-        t = Tally(self, key)
-        t.add(rows)
-        return t.top(n, by)
 
 
 class Tally:

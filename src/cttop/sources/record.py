@@ -324,7 +324,7 @@ class Recorder:
             if now >= end:
                 break
             wait = max(0.0, min(end, next_stats, next_dump) - now)
-            if select.select([ev.sock], [], [], min(wait, 0.25))[0]:
+            if select.select([ev], [], [], min(wait, 0.25))[0]:
                 if self._read_events(ev, w, buf):
                     sysctls = self._keyframe(ct, w)
                     next_dump = clock() + self.dump_interval if self.dump_interval > 0 else float("inf")
@@ -359,7 +359,7 @@ class Recorder:
                 break
             data = bytes(buf[:n])
             self.events += count_messages(data)
-            chunks.append(data + b"\0" * (-n % 4))
+            chunks.append(data + b"\0" * (align(n) - n))
             size += len(chunks[-1])
             if len(chunks) >= 4096 or size >= EVENTS_BYTES:
                 break

@@ -50,6 +50,7 @@ from typing import Any, BinaryIO, Final, overload
 
 from cttop.errors import CttopError
 from cttop.sources.record import (
+    DUMP_END,
     HEADER,
     K_DUMP_BEGIN,
     K_DUMP_DATA,
@@ -69,7 +70,7 @@ from cttop.sources.record import (
 from cttop.kernel import events as kernel_events
 from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.decode import Decoder
-from cttop.kernel.framing import DecodeError, messages
+from cttop.kernel.framing import NLH3, NLH_LEN, DecodeError, align, messages
 from cttop.kernel.events import EventBatch
 from cttop.model import EV_DESTROY, EV_UPDATE, R_TIMEOUT, Row
 from cttop.table.packing import flow_key
@@ -81,7 +82,6 @@ OUT_CHUNK: Final = 1 << 18  # decompressed bytes handed out at a time: 3 MB of g
 MAX_BATCH: Final = 5_000
 # Events decoded at a time: a record of MAX_RECORD bytes of the smallest events would be ~30,000 rows at once.
 EVENT_SLICE: Final = 1024
-_LEN: Final = struct.Struct("<I")
 MAX_CPUS: Final = 8192  # Linux's largest NR_CPUS: more per-CPU stats entries than that are no recording's
 MAX_NAMES: Final = 256  # stats names, sysctls per record: a few dozen in any real recording
 MAX_SMALL: Final = 64 << 10  # bytes of a description or sysctls record: a few hundred in any real recording
@@ -559,7 +559,7 @@ class Recording:
             elif kind == K_DUMP_DATA:
                 _count_messages(payload)
             elif kind == K_DUMP_END:
-                struct.unpack("<I", payload)
+                DUMP_END.unpack(payload)
                 self.dumps += 1
             elif kind == K_LOST:
                 self.lost += 1
@@ -584,11 +584,11 @@ def _slice_end(payload: bytes, off: int) -> int:
     """Where the EVENT_SLICE messages from ``off`` end (the end, if the framing breaks: the decoder says how)."""
     n = len(payload)
     for _ in range(EVENT_SLICE):
-        if off + 16 > n:
+        if off + NLH_LEN > n:
             return n
-        length = _LEN.unpack_from(payload, off)[0]
-        off += (length + 3) & ~3
-        if length < 16 or off >= n:
+        length = NLH3.unpack_from(payload, off)[0]
+        off += align(length)
+        if length < NLH_LEN or off >= n:
             return n
     return off
 

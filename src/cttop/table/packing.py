@@ -58,11 +58,18 @@ OFFSETS: Final = {4: O4, 16: O6}
 assert O4["opkts"] == V4.size and O6["opkts"] == V6.size and O4["rbytes"] + 8 == V4C.size \
     and O6["rbytes"] + 8 == V6C.size, "offsets must follow the layouts"
 # The same in both layouts: everything before the addresses.
+ID: Final = slice(O4["id"], O4["family"])  # the conntrack id, big-endian
 FAMILY_AT: Final = O4["family"]
 PROTO_AT: Final = O4["proto"]
+PSTATE_AT: Final = O4["pstate"]
 STATUS_AT: Final = O4["status"]
 ORIG_AT: Final = O4["src"]  # the original tuple: src dst sport dport, then the reply tuple in the same shape
-assert (FAMILY_AT, PROTO_AT, STATUS_AT, ORIG_AT) == (O6["family"], O6["proto"], O6["status"], O6["src"])
+assert (O4["id"], FAMILY_AT, PROTO_AT, PSTATE_AT, STATUS_AT, ORIG_AT) == (
+    O6["id"], O6["family"], O6["proto"], O6["pstate"], O6["status"], O6["src"])
+# The counters (opkts, obytes, rpkts, rbytes), read in one unpack; record length -> where they start.
+COUNTER_VALUES: Final = struct.Struct(">" + _COUNTERS)
+COUNTERS_AT: Final = {V4C.size: O4["opkts"], V6C.size: O6["opkts"]}
+assert [n for n, _c in _FIELDS[20:]] == ["opkts", "obytes", "rpkts", "rbytes"]
 V6_MIN: Final = V6.size  # records this long or longer have 16-byte addresses (V4C < V6)
 assert V4C.size < V6_MIN
 
@@ -137,7 +144,12 @@ def record_key(rec: bytes) -> int:
     o = OFFSETS[addr_size(rec)]
     src, dst, sport = o["src"], o["dst"], o["sport"]
     return hash((rec[src:dst], rec[dst:sport], *_PORTS.unpack_from(rec, sport))) & KEY_HIGH \
-        | int.from_bytes(rec[:O4["family"]])
+        | int.from_bytes(rec[ID])
+
+
+def key_id(key: int) -> bytes:
+    """The id bytes a record under flow key ``key`` starts with: cheap to compare before the whole key."""
+    return (key & ~KEY_HIGH).to_bytes(ID.stop - ID.start, "big")
 # Record length -> where its (seen, timeout) are: the forecast reads every record's once per dump.
 _SEEN_TIMEOUT_AT: Final = {n: (at, (O6 if n >= V6_MIN else O4)["timeout"]) for n, at in _META_AT.items()}
 _U32: Final = struct.Struct(">I")

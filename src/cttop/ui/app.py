@@ -31,9 +31,9 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.live.collector import Collector, group_title
 from cttop.live.resolve import Resolver
 from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
-from cttop.live.index import SORTS, FlowIndex, ViewSpec, record_id
+from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.sources.live import Playback, Source
-from cttop.table.packing import record_meta, unpack
+from cttop.table.packing import record_key, record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
@@ -131,8 +131,8 @@ class MainScreen(KeyedScreen):
         self.query_one(PressurePanel).show(frame)
         self.query_one(StatesPanel).show(frame)
         self.query_one(HeaviestPanel).show(frame)
-        self.flow_list.show_rates(frame.flow_rates)
         fl = self.flow_list
+        fl.rates = frame.flow_rates
         fl.set_clock(frame.time)
         fl.placeholder = "" if frame.phase == LIVE else frame.note
         self.title_heaviest()
@@ -449,7 +449,7 @@ class CttopApp(App[None]):
         self.run_worker(stop_old, thread=True, group="switch", exit_on_error=False)
 
     def open_detail(self, record: bytes) -> None:
-        fid = record_id(record)
+        fid = record_key(record)
         current = self.collector.flow(fid)
         frame = self.shown_frame
         now = frame.time if frame is not None else self.source.now()

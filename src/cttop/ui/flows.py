@@ -32,7 +32,7 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
-from cttop.live.index import FlowIndex, ViewSpec, record_id
+from cttop.live.index import FlowIndex, ViewSpec
 from cttop.live.resolve import Resolver
 from cttop.table.rates import FlowRate
 from cttop.model import (
@@ -58,7 +58,7 @@ from cttop.model import (
     total_bytes,
     total_packets,
 )
-from cttop.table.packing import UNREAD, ran_out, record_meta, timeout_left, unpack
+from cttop.table.packing import UNREAD, ran_out, record_key, record_meta, timeout_left, unpack
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 
@@ -225,11 +225,14 @@ class FlowList(ScrollView, can_focus=True):
     # On a flow of the list (validate_cursor); a move redraws only the line it leaves and the one it reaches.
     # Set even to where it is, it brings itself back into view (after a scroll by the mouse wheel).
     cursor: reactive[int] = reactive(0, repaint=False, always_update=True)
+    # A tag toggled redraws only the lines of the flows whose tag changed (watch_tagged).
+    tagged: reactive[frozenset[int]] = reactive(frozenset(), repaint=False)
     # These redraw the visible lines when they change (a new index, even of equal content, is news).
     index: reactive[FlowIndex | None] = reactive(None, always_update=True)
-    tagged: reactive[frozenset[int]] = reactive(frozenset())
     placeholder = reactive("")  # shown when there is nothing to list, e.g. why flows are missing
     second: reactive[int | None] = reactive(None)  # the shown frame's whole second: a new one redraws the countdown
+    # Bytes and packets a second by flow key, from the shown frame (a new mapping at each dump).
+    rates: reactive[Mapping[int, FlowRate]] = reactive(dict)
 
     class Moved(Message):
         """The cursor is on another flow (None when the list is empty)."""
@@ -251,7 +254,6 @@ class FlowList(ScrollView, can_focus=True):
         self._styles_key = 0
         self._owners_drawn = float("-inf")  # the owners index (its refresh time) the lines were drawn with
         self._names_drawn = -1  # the resolver's answer count the lines were drawn with
-        self.rates: Mapping[int, FlowRate] = {}  # bytes and packets a second by flow key, from the shown frame
 
     @property
     def records(self) -> tuple[bytes, ...]:
@@ -263,7 +265,7 @@ class FlowList(ScrollView, can_focus=True):
 
     def cursor_flow(self) -> int | None:
         rec = self.cursor_record()
-        return None if rec is None else record_id(rec)
+        return None if rec is None else record_key(rec)
 
     def set_index(self, index: FlowIndex) -> None:
         """Show a new index, keeping the cursor on the same flow when the index says where it went."""
@@ -315,12 +317,6 @@ class FlowList(ScrollView, can_focus=True):
         self._cache.clear()
         self.refresh()
 
-    def show_rates(self, rates: Mapping[int, FlowRate]) -> None:
-        """The shown frame's flow rates (a new mapping at each dump, never changed in place)."""
-        if rates is not self.rates:
-            self.rates = rates
-            self.refresh()
-
     def relayout(self, sort: str) -> None:
         """The sort changed: a rate sort brings its column in."""
         columns = layout(self.scrollable_content_region.width, self.owners is not None, sort)
@@ -343,6 +339,14 @@ class FlowList(ScrollView, can_focus=True):
     def validate_cursor(self, cursor: int) -> int:
         """Clamped to the index: 0 to the last flow (0 when there is none)."""
         return max(0, min(cursor, len(self.records) - 1))
+
+    def watch_tagged(self, old: frozenset[int], new: frozenset[int]) -> None:
+        changed = old ^ new
+        top = round(self.scroll_y)
+        recs = self.records
+        for i in range(top, min(len(recs), top + self.scrollable_content_region.height)):
+            if record_key(recs[i]) in changed:
+                self.refresh_line(i)
 
     def watch_cursor(self, old: int, new: int) -> None:
         # Only these two lines change (a scroll below redraws the rest, as Textual does on any scroll).
@@ -373,7 +377,7 @@ class FlowList(ScrollView, can_focus=True):
                                       self.get_component_rich_style("flows--empty"))]).adjust_cell_length(width)
             return Strip.blank(width, self.rich_style)
         rec = recs[i]
-        fid = record_id(rec)
+        fid = record_key(rec)
         state = "cursor" if i == self.cursor else ""
         if state and not self.has_focus:  # Textual redraws a widget that gains or loses the focus
             state = "blur"

@@ -18,6 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static
@@ -96,10 +97,9 @@ class EventStream(Widget, can_focus=True):
         Binding("end", "newest", "Follow", show=False),
     ]
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.entries: tuple[Entry, ...] = ()
-        self.back = 0  # entries scrolled back from the newest; 0 follows the stream
+    # The log's newest entries (a new tuple each frame: no deep compare), and how far it is scrolled back.
+    entries: reactive[tuple[Entry, ...]] = reactive((), always_update=True)
+    back = reactive(0)  # entries scrolled back from the newest; 0 follows the stream
 
     def show(self, entries: tuple[Entry, ...]) -> None:
         if self.back and entries and self.entries:
@@ -108,7 +108,6 @@ class EventStream(Widget, can_focus=True):
             arrived = next((i for i, e in enumerate(reversed(entries)) if e is last), len(entries))
             self.back = min(self.back + arrived, max(0, len(entries) - 1))
         self.entries = entries
-        self.refresh()
 
     def render(self) -> RenderResult:
         height, width = self.size.height, self.size.width
@@ -157,7 +156,6 @@ class EventStream(Widget, can_focus=True):
 
     def action_scroll(self, n: int) -> None:
         self.back = max(0, min(len(self.entries) - 1, self.back + n))
-        self.refresh()
 
     def action_page(self, n: int) -> None:
         self.action_scroll(n * max(1, self.size.height - 1))
@@ -167,7 +165,6 @@ class EventStream(Widget, can_focus=True):
 
     def action_newest(self) -> None:
         self.back = 0
-        self.refresh()
 
 
 class RateLine(Static):
