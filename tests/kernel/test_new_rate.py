@@ -132,11 +132,11 @@ def test_snapshot_ranks_by_new_rate(ns: str, events: bool) -> None:
 
 @pytest.mark.parametrize("events", [True, False], ids=["events", "dumps"])
 def test_collector_ranks_by_new_rate(ns: str, events: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cttop.live.collector as collector_module
+    from cttop.live import dump_schedule
 
     if not events:
         sh("sysctl", "-qw", "net.netfilter.nf_conntrack_events=0", netns=ns)
-        monkeypatch.setattr(collector_module, "REFRESH_MIN", 1.0)  # dumps every second, not every ten
+        monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 1.0)  # dumps every second, not every ten
     frames: list[Frame] = []
     c = Collector(LiveSource(NetnsSpec(name=ns)), on_frame=frames.append, on_index=lambda _: None, interval=0.25)
     c.set_group("src", "new-rate")

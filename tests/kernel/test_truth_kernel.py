@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import pytest
 
 import cttop
-import cttop.live.collector as collector_module
 from benchmarks.common import synthetic_rows
 from cttop.kernel import nlconst as C
 from cttop.kernel import procstat
@@ -36,6 +35,7 @@ from cttop.kernel.ctnetlink import Ctnetlink, open_socket
 from cttop.kernel.events import EventBatch
 from cttop.kernel.netns import NetnsSpec, run_in
 from cttop.lab.fill import fill
+from cttop.live import dump_schedule
 from cttop.live.collector import Collector
 from cttop.live.frame import LIVE, Frame
 from cttop.model import R_SPORT, Row
@@ -200,7 +200,7 @@ def test_frames_during_a_long_dump_show_the_events_that_keep_coming(netns: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     with Ctnetlink(NetnsSpec(name=netns)) as ct:
         assert ct.create(synthetic_rows(ENTRIES)) == ENTRIES
-    monkeypatch.setattr(collector_module, "REFRESH_MIN", 0.5)  # periodic dumps soon, one of them slow
+    monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 0.5)  # periodic dumps soon, one of them slow
     src = SlowDump(NetnsSpec(name=netns))
     during: list[Frame] = []
     rec = Recorder()
@@ -282,7 +282,7 @@ def test_counters_not_read_yet_show_a_question_mark_until_a_dump(netns: str, mon
     sh("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=0", netns=netns)
     insert(netns, [4100], 5300)  # begun with accounting off: it has no counters, ever
     sh("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", netns=netns)
-    monkeypatch.setattr(collector_module, "REFRESH_MIN", 3.0)  # a periodic dump soon after the flow comes
+    monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 3.0)  # a periodic dump soon after the flow comes
 
     async def run() -> tuple[list[str], list[str], list[str]]:
         app = CttopApp(LiveSource(NetnsSpec(name=netns)), interval=0.25)

@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import cttop.live.collector as collector_module
-from cttop.kernel.ctnetlink import KernelError, Stats
+from cttop.kernel.ctnetlink import NEEDS_CAP, KernelError, Stats
 from cttop.kernel.events import EventBatch
-from cttop.live.collector import DRIFT_SLACK, Collector, Drift
+from cttop.live import dump_schedule
+from cttop.live.collector import Collector
+from cttop.live.dump_schedule import DRIFT_SLACK, Drift
 from cttop.live.frame import FAILED, LIMITED, LIVE, Frame
 from cttop.live.index import FlowIndex, ViewSpec
 from cttop.model import EV_DESTROY, EV_NEW, Row
-from cttop.kernel.ctnetlink import NEEDS_CAP
 from cttop.table.packing import flow_key, unpack
 from cttop.table.store import FlowTable
 from tests.ui.fixed_source import FixedSource, busy_rows, fixed_rows, row, v4
@@ -384,3 +385,24 @@ def test_interval_setting_is_used() -> None:
         rec.until(lambda: len(rec.frames) > n + 3 and rec.frames[-1].interval == 0.05, "faster frames")
     finally:
         c.stop()
+
+
+def test_the_schedule_spaces_dumps_by_their_cost_and_resyncs_only_a_lasting_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(dump_schedule.time, "monotonic", lambda: clock[0])
+    s = dump_schedule.DumpSchedule()
+    assert s.refresh_due() and not s.drift_check_due()  # nothing read yet
+    s.dumped(5.0, cost=1.0, counted=False)  # a second's dump that brings no counters: 1 % of the time
+    clock[0] += dump_schedule.REFRESH_DUTY_UNCOUNTED - 0.5
+    assert not s.refresh_due()
+    clock[0] += 1
+    assert s.refresh_due() and s.refreshed == 5.0
+    s.dumped(6.0, cost=1.0, counted=True)
+    clock[0] += dump_schedule.REFRESH_DUTY + 0.5
+    assert s.refresh_due()
+    s.reading(100, 100, 50)  # one reading off: not yet
+    assert s.drift_check_due() and not s.drifted()
+    s.reading(100, 100, 50)
+    assert s.drifted()
+    s.reading(100, 100, 100)  # it agrees again
+    assert not s.drift_check_due() and not s.drifted()

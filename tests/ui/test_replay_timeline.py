@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cttop.live.collector import GROUP_ORDER
+from cttop.live.heaviest import GROUP_ORDER
 from cttop.ui.app import CttopApp
 from cttop.ui.timeline import Timeline, cell_of, clock, spark_cells
 from tests.ui.fixed_source import FixedSource

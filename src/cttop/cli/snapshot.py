@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
+from cttop import model as M
 from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
 from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
-from cttop import model as M
-from cttop.model import Row, addr_text, has_ports, nat_kind, proto_name, state_name
+from cttop.live.heaviest import RANK_BY, group_title
 from cttop.live.owner_top import OWNER_GROUPS
-from cttop.live.snapshot import GROUP_KEYS, NEW_RATE_SECONDS, RANKS, Snapshot, group_title, take
+from cttop.live.snapshot import GROUP_KEYS, NEW_RATE_SECONDS, Snapshot, take
+from cttop.model import Row, addr_text, has_ports, nat_kind, proto_name, state_name
 from cttop.owners.owners import Owners
 from cttop.table.groups import GROUPS
 from cttop.termsafe import safe_line
@@ -39,8 +40,8 @@ def snapshot(
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
     if group_by not in GROUP_KEYS:
         fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUP_KEYS)})")
-    if by not in RANKS:
-        fail(f"--by {by!r}: choose {', '.join(RANKS[:-1])} or {RANKS[-1]}")
+    if by not in RANK_BY:
+        fail(f"--by {by!r}: choose {', '.join(RANK_BY[:-1])} or {RANK_BY[-1]}")
     if group_by in OWNER_GROUPS and (by == "new-rate" or seconds is not None):
         fail(f"--group-by {group_by}: rates are measured for the table's keys ({', '.join(GROUPS)}), "
              "not owners")

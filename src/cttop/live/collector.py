@@ -10,24 +10,14 @@ coming applied to it (and kept for the fresh table, after the dump).
 
 The table must agree with the kernel, because a table that silently drifts from it
 is worse than none. Every frame takes the kernel's count (CT_GET_STATS, on a socket
-of its own) right after applying the events queued up to that instant, and compares:
-- lost events (ENOBUFS) trigger a resync at once, counted and shown;
-- a table larger than the kernel's count on a frame, and still when looked at again
-  right after it (events caught up again, so those of the instant between are not the
-  cause), is resynced before the next frame: it holds flows that ended without a
-  DESTROY. An entry created while nf_conntrack_events was 0, or 2 (the default) with
-  no listener anywhere on the host, carries no event cache and never sends one: its
-  expiry or eviction is silent;
-- a table smaller than the count by more than DRIFT_SHARE, the same way (entries
-  whose NEW event never came: events off).
-Resyncs are spaced by DRIFT_DUTY times what a dump costs, so a table that keeps
-drifting (events off) costs at most a share of one core, and twice as far each time one
-leaves the table drifting still (a full table under churn is never dumped consistently). Periodic dumps, spaced in
-proportion to what a dump costs, refresh what events never carry: byte counters, and the
-timeouts packets renew (more rarely without accounting, when those are all a dump brings).
+of its own) right after applying the events queued up to that instant, and compares;
+lost events (ENOBUFS) trigger a resync at once, counted and shown, and dump_schedule
+says when a lasting drift is resynced and when periodic dumps refresh what events
+never carry.
 
-This module keeps the thread and the timing, and composes the parts that have state
-of their own: frame_builder (the kernel's readings, history and rates, and the Frame),
+This module keeps the thread and the order of things, and composes the parts that have
+state of their own: dump_schedule (when to dump), heaviest (the heaviest panel's ranking),
+frame_builder (the kernel's readings, history and rates, and the Frame),
 owner_rank (for a live namespace, who owns the flows and the ranking by them, so
 ``process`` and ``container`` can be group keys), rate_keeper (new flows a second by
 group, bytes and packets a second by flow and group), flow_view (the flow list's view and
@@ -44,7 +34,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from cttop.errors import CttopError
@@ -52,10 +41,12 @@ from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import NEEDS_CAP, KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
 from cttop.kernel.perms import has_net_admin
+from cttop.live.dump_schedule import DumpSchedule
 from cttop.live.eventlog import EventLog
 from cttop.live.flow_view import FlowView
 from cttop.live.frame import FAILED, LIMITED, LIVE, LOADING, Frame
 from cttop.live.frame_builder import FrameBuilder
+from cttop.live.heaviest import GROUP_ORDER, RANK_BY, rank
 from cttop.live.index import FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer
 from cttop.live.owner_rank import OwnerRanking
@@ -65,36 +56,12 @@ from cttop.live.resolve import Resolver
 from cttop.live.seeking import Seeks
 from cttop.model import Row
 from cttop.sources.live import Source
-from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
-from cttop.table.rates import top_new, with_rates
 from cttop.table.store import FlowTable
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
-REFRESH_MIN: Final = 10.0  # seconds between full dumps, at least...
-REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one cost (5 % of the time),
-# or this many without accounting while events come: a dump then refreshes only the timeouts packets
-# renewed silently (they count down between dumps), not worth more than 1 % of a core that is busy.
-REFRESH_DUTY_UNCOUNTED: Final = 100
-# Drift from the kernel's count that triggers a resync when it lasts two readings (see the module
-# docstring). A table over the count by more than DRIFT_SLACK holds flows that are gone; under it by
-# more than DRIFT_SLACK and DRIFT_SHARE, it misses flows. The slack is for what the instant of the count
-# can hold that no event has told yet: entries allocated for packets still on their way, freed ones.
-# Never more often than every DRIFT_DUTY times a dump's cost.
-DRIFT_SLACK: Final = 8
-DRIFT_SHARE: Final = 0.01
-DRIFT_DUTY: Final = 3
-DRIFT_READINGS: Final = 2
-# Resyncs that leave the table drifting as before are spaced twice as far each time, up to 2**this times
-# DRIFT_DUTY: a full table under churn (early_drop evicting entries that carry no event cache, so no
-# DESTROY comes) is never dumped consistently, and redumping it every DRIFT_DUTY would cost a third of a core.
-DRIFT_BACKOFF: Final = 4
-TOP_N: Final = 10
-GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
-TOP_BY: Final = ("entries", "bytes", "packets")
-RANK_BY: Final = TOP_BY + ("new-rate",)  # new flows a second: not for the owner groups (no key per event)
 
 
 class Collector:
@@ -137,11 +104,7 @@ class Collector:
         # A kernel's event socket overflows if left unread during a long dump; a recording does not.
         self._read_during_dumps = source.events_overflow
         self._bad = 0
-        self._refreshed: float | None = None
-        self._next_refresh = 0.0
-        self._next_drift_check = 0.0
-        self._drift = Drift()
-        self._drift_resyncs = 0  # drift resyncs since a reading last agreed with the kernel's count
+        self._schedule = DumpSchedule()
         self._last_post = 0.0
         self._thread = threading.Thread(target=self._run, name="cttop-collector", daemon=True)
 
@@ -298,10 +261,10 @@ class Collector:
         self._schedule_index()
 
     def _reload_if_due(self) -> None:
-        if time.monotonic() >= self._next_refresh:
+        if self._schedule.refresh_due():
             self._load(first=False)
         elif self._drifted():
-            self._drift_resyncs += 1
+            self._schedule.resyncing()
             self._resync("the table drifted from the kernel's count, resyncing")
         else:
             return
@@ -408,25 +371,19 @@ class Collector:
         fresh.generation = old.generation + 1
         now = self.source.now()
         if not first:
-            since = self._refreshed
+            since = self._schedule.refreshed
             self._rates.dumped(old, fresh, now - since if since is not None else None, now, self._events_on())
         self.table = fresh
         self._frames.dumped(fresh, started)  # it lists the live entries: the forecast counts from it
-        self._refreshed = now
-        cost = time.monotonic() - t0
-        duty = REFRESH_DUTY if fresh.counted or not self._events_on() else REFRESH_DUTY_UNCOUNTED
-        self._next_refresh = time.monotonic() + max(REFRESH_MIN, duty * cost)
-        backoff = 2 ** min(max(self._drift_resyncs - 1, 0), DRIFT_BACKOFF)
-        self._next_drift_check = time.monotonic() + DRIFT_DUTY * cost * backoff
-        self._drift = Drift()
+        self._schedule.dumped(now, time.monotonic() - t0, fresh.counted or not self._events_on())
 
     def _drifted(self) -> bool:
         """Whether the table has disagreed with the kernel's count for more than one refresh: off on the
         last frame, and still off now (a resync now, and the next frame does not show it off again)."""
-        if not self._drift.readings or time.monotonic() < self._next_drift_check:
+        if not self._schedule.drift_check_due():
             return False
         self._reconcile()
-        return self._drift.readings >= DRIFT_READINGS
+        return self._schedule.drifted()
 
     def _known_count(self) -> str:
         try:
@@ -452,38 +409,12 @@ class Collector:
         table = self.table
         with self._lock:
             group, by, interval = self._group, self._top_by, self._interval
-        top: tuple[GroupRow, ...] = ()
-        owned = group in OWNER_GROUPS
-        if by == "new-rate" and owned:
-            by = "entries"  # owners are looked up per dump, not per event
         rates = self._rates
-        rates.count_new_by(group if by == "new-rate" else None, now)
-        ranked_total: float = 0
-        if self._phase == LIVE:
-            self._track_only(group)
-            if by in ("bytes", "packets") and not table.counted:
-                by = "entries"  # no counters to rank by
-            if self._ranking is not None:
-                self._ranking.owners.refresh_if_due()
-            if by == "new-rate":
-                assert rates.new_flows is not None
-                new = rates.new_flows[1].rates()
-                table.track(group)
-                top = tuple(top_new(new, table.agg, group, TOP_N))
-                ranked_total = sum(new.values())
-            else:
-                if owned:
-                    assert self._ranking is not None
-                    top = self._ranking.top(table, group, by, TOP_N)
-                else:
-                    top = tuple(table.top(group, TOP_N, by))
-                ranked_total = {"entries": len(table), "bytes": table.agg.bytes, "packets": table.agg.packets}[by]
-            if rates.flow_rates and not owned:
-                top = tuple(with_rates(top, rates.by_group(group, table)))
+        ranked = rank(table, group, by, rates, self._ranking, now, live=self._phase == LIVE)
         counting = rates.new_flows
         return self._frames.build(
-            now, table, phase=self._phase, note=self._note, interval=interval, group=group, by=by, top=top,
-            lost=self._lost, bad=self._bad, refreshed=self._refreshed, ranked_total=ranked_total,
+            now, table, phase=self._phase, note=self._note, interval=interval, group=group, by=ranked.by,
+            top=ranked.top, lost=self._lost, bad=self._bad, refreshed=self._schedule.refreshed, ranked_total=ranked.total,
             new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
             new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
             flow_rates=rates.flow_rates,
@@ -520,35 +451,4 @@ class Collector:
         # A dump under way is about to replace the table. A recording's table is what was recorded: its
         # stats samples lag its dumps and events, and redumping it gives the same rows, so it never drifts.
         if not self._dumping and self.source.live:
-            self._drift = self._drift.after(before, len(self.table), stats.count)
-            if not self._drift.readings:
-                self._drift_resyncs = 0
-
-    def _track_only(self, group: str) -> None:
-        """Keep totals for the shown group only: each tracked key costs time on every event."""
-        groups = self.table.agg.groups
-        for name in [n for n in groups if n != group]:
-            del groups[name]
-
-
-@dataclass(frozen=True)
-class Drift:
-    """How the table compared with the kernel's count on the last readings: which way, how many in a row."""
-
-    way: int = 0  # 1: the table holds flows that are gone; -1: it misses flows; 0: it agrees
-    readings: int = 0  # consecutive readings off the same way
-
-    def after(self, before: int, after: int, count: int) -> Drift:
-        """The next reading: the table's size ``before`` and ``after`` the kernel's ``count`` was read."""
-        if min(before, after) - count > DRIFT_SLACK:
-            way = 1
-        elif count - max(before, after) > max(DRIFT_SLACK, DRIFT_SHARE * count):
-            way = -1
-        else:
-            return Drift()
-        return Drift(way, self.readings + 1 if way == self.way else 1)
-
-
-def group_title(name: str) -> str:
-    """What the heaviest panel calls a group key."""
-    return name if name in OWNER_GROUPS else GROUPS[name].title
+            self._schedule.reading(before, len(self.table), stats.count)

@@ -21,6 +21,7 @@ from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.events import EventSocket
 from cttop.kernel.netns import NetnsSpec
+from cttop.live.heaviest import RANK_BY
 from cttop.live.owner_top import OWNER_GROUPS
 from cttop.model import EV_NEW, R_OPKTS, Row, flow_dict, proto_name
 from cttop.owners.owners import Owners, Tally
@@ -29,14 +30,9 @@ from cttop.table.groups import GROUPS, GroupKey
 from cttop.table.packing import flow_key, pack
 from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
 
-RANKS: Final = ("entries", "bytes", "packets", "new-rate")
 NEW_RATE_SECONDS: Final = 5.0  # how long --by new-rate watches when not told
 
 GROUP_KEYS = (*GROUPS, *OWNER_GROUPS)
-
-
-def group_title(key: str) -> str:
-    return GROUPS[key].title if key in GROUPS else key
 
 
 @dataclass
@@ -116,7 +112,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     """
     if group_by not in GROUP_KEYS or (group_by in OWNER_GROUPS and owners is None):
         raise KeyError(group_by)
-    if by not in RANKS:
+    if by not in RANK_BY:
         raise KeyError(by)
     if by == "new-rate" and seconds is None:
         seconds = NEW_RATE_SECONDS

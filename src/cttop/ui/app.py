@@ -28,10 +28,11 @@ from textual.screen import Screen
 from cttop.actions.plan import read_only as writes_refused
 from cttop.host.datapath import Findings, look
 from cttop.kernel.netns import NetnsSpec
-from cttop.live.collector import Collector, group_title
-from cttop.live.resolve import Resolver
+from cttop.live.collector import Collector
 from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
+from cttop.live.heaviest import group_title
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
+from cttop.live.resolve import Resolver
 from cttop.sources.live import Playback, Source
 from cttop.table.packing import record_key, record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
@@ -43,13 +44,13 @@ from cttop.ui.filterbar import FilterBar
 from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
-from cttop.ui.incident_keys import IncidentKeys
-from cttop.ui.screens.events import EventsScreen
 from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.incident_keys import IncidentKeys
 from cttop.ui.keys import KeyedScreen, KeyFooter
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
+from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
 from cttop.ui.states import StatesPanel
 from cttop.ui.view_keys import ViewKeys
