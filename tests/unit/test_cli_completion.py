@@ -63,6 +63,26 @@ def test_install_completion_writes_the_script_bash_then_sources(tmp_path: Path) 
         "complete -o default -F _cttop_completion cttop"
 
 
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_a_shell_named_after_the_option_wins_over_the_detected_one(shell: str, tmp_path: Path) -> None:
+    # Run from bash, as a person setting up another shell's completion would: typer detects bash.
+    first_line = {"bash": "_cttop_completion() {", "zsh": "#compdef cttop", "fish": "complete --command cttop"}
+    for form in ([f"--show-completion {shell}"], [f"--show-completion={shell}"]):
+        assert bash(f"cttop {form[0]}").startswith(first_line[shell]), form
+    out = bash(f"cttop --install-completion {shell}", tmp_path)
+    installed = {"bash": ".bash_completions/cttop.sh", "zsh": ".zfunc/_cttop",
+                 "fish": ".config/fish/completions/cttop.fish"}
+    assert f"completion installed in {tmp_path / installed[shell]}\n" in out, out
+    assert [p for p in installed.values() if (tmp_path / p).exists()] == [installed[shell]]
+
+
+def test_an_unknown_shell_is_one_line_and_exit_2() -> None:
+    r = subprocess.run(["bash", "-c", "cttop --show-completion tcsh; true"], capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}, check=False)
+    assert r.stdout == "" and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("cttop: Invalid value for '--show-completion': 'tcsh' is not one of"), r.stderr
+
+
 @pytest.mark.kernel
 def test_netns_completes_the_named_namespaces() -> None:
     names = sorted(make_netns("cttop-compl") for _ in range(2))
