@@ -4,11 +4,14 @@ names for --netns; and a command that does not complete still loads only its own
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from cttop.cli.app import complete_netns
 from tests.conftest import CLI, delete_netns, make_netns, run_cttop
 
 BIN = os.path.dirname(CLI[0])  # .venv/bin: where `cttop` is, as a shell finds it
@@ -82,6 +85,31 @@ def test_an_unknown_shell_is_one_line_and_exit_2() -> None:
     assert r.stdout == "" and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("cttop: Invalid value for '--show-completion': 'tcsh' is not one of"), r.stderr
 
+
+def test_fish_gets_each_commands_help_after_a_tab() -> None:
+    # fish's protocol: "value<TAB>help" per line; an escaped tab would make the help part of the value.
+    env = {"_CTTOP_COMPLETE": "complete_fish", "_TYPER_COMPLETE_ARGS": "cttop sna",
+           "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
+    r = run_cttop(env=env)
+    assert r.returncode == 0 and r.stdout.startswith("snapshot\tPrint the table's fill"), r.stdout
+    fish = shutil.which("fish")
+    if fish is None:
+        print("fish is not installed: the protocol above is checked, not a real fish")
+        return
+    out = subprocess.run([fish, "--no-config", "-c", "cttop --show-completion fish | source; complete -C 'cttop sna'"],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}).stdout
+    assert out.split("\t")[0] == "snapshot", out
+
+
+def test_a_namespace_name_is_completed_with_its_control_characters_escaped(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The completing shell prints what it is given: a name someone chose is escaped, as everywhere cttop prints.
+    for name in ("web1", "evil\x1b]0;pwned\x07", "web2"):
+        (tmp_path / name).touch()
+    monkeypatch.setattr(sys.modules["cttop.cli.app"], "NETNS_RUN_DIR", str(tmp_path))
+    assert complete_netns("") == ["evil\\x1b]0;pwned\\x07", "web1", "web2"]
+    assert complete_netns("we") == ["web1", "web2"]
 
 @pytest.mark.kernel
 def test_netns_completes_the_named_namespaces() -> None:
