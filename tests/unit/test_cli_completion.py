@@ -86,7 +86,7 @@ def test_an_unknown_shell_is_one_line_and_exit_2() -> None:
     assert r.stderr.startswith("cttop: Invalid value for '--show-completion': 'tcsh' is not one of"), r.stderr
 
 
-def test_fish_gets_each_commands_help_after_a_tab() -> None:
+def test_fish_gets_each_commands_help_after_a_tab(tmp_path: Path) -> None:
     # fish's protocol: "value<TAB>help" per line; an escaped tab would make the help part of the value.
     env = {"_CTTOP_COMPLETE": "complete_fish", "_TYPER_COMPLETE_ARGS": "cttop sna",
            "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
@@ -97,8 +97,10 @@ def test_fish_gets_each_commands_help_after_a_tab() -> None:
         print("fish is not installed: the protocol above is checked, not a real fish")
         return
     out = subprocess.run([fish, "--no-config", "-c", "cttop --show-completion fish | source; complete -C 'cttop sna'"],
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}).stdout
+                         capture_output=True, text=True, check=True,  # fish makes its dirs in HOME: a private one
+                         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HOME": str(tmp_path),
+                              "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
+                         ).stdout
     assert out.split("\t")[0] == "snapshot", out
 
 
