@@ -175,9 +175,14 @@ def parse(path: str, text: str) -> dict[str, tuple[Any, int]]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
-        line = int(m.group(1)) if m and m.group(1) else text.count("\n") + 1
-        named = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", text.splitlines()[line - 1] if text.splitlines() else "")
+        lines = text.splitlines()
+        if m and m.group(1):
+            line = int(m.group(1))
+        else:  # a value left open at the end: tomllib names no line; the last one with something on it is nearest
+            line = next((i for i in range(len(lines), 0, -1) if lines[i - 1].strip()), 1)
+        named = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", lines[line - 1] if line <= len(lines) else "")
         what = str(e)[:m.start()].strip() if m else str(e)
+        what += " at the end of the file" if m and not m.group(1) else ""
         raise _error(f"{path}:{line}" + (f": {named.group(1)}" if named else ""), f"not valid TOML ({what})") from None
     out: dict[str, tuple[Any, int]] = {}
     for key, value in doc.items():

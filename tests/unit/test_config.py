@@ -112,6 +112,11 @@ def test_an_unknown_theme_is_one_error_naming_where_it_was_set(tmp_path: Path,
 
 BAD = [
     ("bad TOML", "read_only = true\nmouse = \n", ":2: mouse: not valid TOML (Invalid value)"),
+    # tomllib gives no line for a value left open at the end: the last line with something on it
+    ("open at the end", "read_only = true\nmouse = [\n\n",
+     ":2: mouse: not valid TOML (Invalid value at the end of the file)"),
+    ("string open at the end", 'theme = """nord\n',
+     ":1: theme: not valid TOML (Unterminated string at the end of the file)"),
     ("unknown key", "# c\nread_only = true\ncolour = 'red'\n",
      ":3: colour: unknown key (known: read_only, interval, mouse, group_by, theme, resolve)"),
     ("a table", "[ui]\nmouse = false\n", ":1: ui: unknown key"),
