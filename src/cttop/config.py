@@ -109,10 +109,15 @@ def default_paths(env: Mapping[str, str] = os.environ) -> list[str]:
     if env.get(CONFIG_ENV):
         return [env[CONFIG_ENV]]
     xdg = env.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(xdg):
+        return [SYSTEM_PATH, os.path.join(xdg, "cttop", "config.toml")]
     # The running user's home from the password database, not $HOME: under `sudo -E` HOME is still the
     # caller's, whose file root would then refuse (not root's, not its own).
-    base = xdg if os.path.isabs(xdg) else os.path.join(pwd.getpwuid(os.geteuid()).pw_dir, ".config")
-    return [SYSTEM_PATH, os.path.join(base, "cttop", "config.toml")]
+    try:
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:  # a uid with no entry (a container's --user, DynamicUser without nss-systemd): no home
+        return [SYSTEM_PATH]
+    return [SYSTEM_PATH, os.path.join(home, ".config", "cttop", "config.toml")]
 
 
 def load(paths: list[str], *, required: bool = False) -> Settings:

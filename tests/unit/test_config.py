@@ -41,6 +41,15 @@ def test_user_file_defaults_to_the_running_users_home_not_home_env() -> None:
         assert default_paths(env) == ["/etc/cttop/config.toml", f"{home}/.config/cttop/config.toml"]
 
 
+def test_a_uid_with_no_passwd_entry_has_only_the_system_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    assert default_paths({}) == ["/etc/cttop/config.toml"]
+    assert default_paths({"XDG_CONFIG_HOME": "/x"}) == ["/etc/cttop/config.toml", "/x/cttop/config.toml"]
+
+
 def test_cttop_config_replaces_both() -> None:
     assert default_paths({"CTTOP_CONFIG": "/t/c.toml", "XDG_CONFIG_HOME": "/x"}) == ["/t/c.toml"]
 
