@@ -42,19 +42,23 @@ def test_read_only_in_the_config_refuses_writes_and_no_read_only_overrides_it(ne
     assert sh("conntrack", "-C", netns=netns).strip() == "0"
 
 
-def live_view_output(args: list[str], env: dict[str, str]) -> bytes:
-    """Everything the live view writes to a real terminal until it has drawn the table, then quit with q."""
+def live_view_output(args: list[str], env: dict[str, str], cli: list[str] = CLI) -> bytes:
+    """Everything the live view (``cli``: this checkout's cttop) writes to a real terminal until it has drawn
+    the table, then quit with q."""
     pid, master = pty.fork()
     if pid == 0:
         os.environ.update(env, TERM="xterm-256color")
-        os.execv(CLI[0], [*CLI, *args])
+        os.execvp(cli[0], [*cli, *args])
     seen = b""
     try:
         end = time.monotonic() + CAP
         while b"LIVE" not in seen:
             assert time.monotonic() < end, f"the live view never drew: {seen[-500:]!r}"
             if select.select([master], [], [], 0.5)[0]:
-                seen += os.read(master, 65536)
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    raise AssertionError(f"the live view stopped before it drew: {seen[-1500:]!r}") from None
         os.write(master, b"q")
         end = time.monotonic() + CAP
         while not os.waitpid(pid, os.WNOHANG)[0]:
