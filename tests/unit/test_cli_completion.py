@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -115,10 +116,12 @@ def test_a_namespace_name_is_completed_with_its_control_characters_escaped(tmp_p
 
 @pytest.mark.kernel
 def test_netns_completes_the_named_namespaces() -> None:
-    names = sorted(make_netns("cttop-compl") for _ in range(2))
+    # A prefix of this run's own: another run of this test at the same time makes namespaces too.
+    prefix = f"cttop-compl{uuid.uuid4().hex[:6]}"
+    names = sorted(make_netns(prefix) for _ in range(2))
     try:
-        for words in (["cttop", "--netns", "cttop-compl"], ["cttop", "snapshot", "--netns", "cttop-compl"],
-                      ["cttop", "export", "--netns", "cttop-compl"]):
+        for words in (["cttop", "--netns", prefix], ["cttop", "snapshot", "--netns", prefix],
+                      ["cttop", "export", "--netns", prefix]):
             assert complete_in_bash(words) == names, words
         assert complete_in_bash(["cttop", "snapshot", "--netns", names[1]]) == [names[1]]
     finally:
