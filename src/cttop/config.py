@@ -109,10 +109,15 @@ def default_paths(env: Mapping[str, str] = os.environ) -> list[str]:
     if env.get(CONFIG_ENV):
         return [env[CONFIG_ENV]]
     xdg = env.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(xdg):
+        return [SYSTEM_PATH, os.path.join(xdg, "cttop", "config.toml")]
     # The running user's home from the password database, not $HOME: under `sudo -E` HOME is still the
     # caller's, whose file root would then refuse (not root's, not its own).
-    base = xdg if os.path.isabs(xdg) else os.path.join(pwd.getpwuid(os.geteuid()).pw_dir, ".config")
-    return [SYSTEM_PATH, os.path.join(base, "cttop", "config.toml")]
+    try:
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:  # a uid with no entry (a container's --user, DynamicUser without nss-systemd): no home
+        return [SYSTEM_PATH]
+    return [SYSTEM_PATH, os.path.join(home, ".config", "cttop", "config.toml")]
 
 
 def load(paths: list[str], *, required: bool = False) -> Settings:
@@ -175,9 +180,14 @@ def parse(path: str, text: str) -> dict[str, tuple[Any, int]]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
-        line = int(m.group(1)) if m and m.group(1) else text.count("\n") + 1
-        named = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", text.splitlines()[line - 1] if text.splitlines() else "")
+        lines = text.splitlines()
+        if m and m.group(1):
+            line = int(m.group(1))
+        else:  # a value left open at the end: tomllib names no line; the last one with something on it is nearest
+            line = next((i for i in range(len(lines), 0, -1) if lines[i - 1].strip()), 1)
+        named = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", lines[line - 1] if line <= len(lines) else "")
         what = str(e)[:m.start()].strip() if m else str(e)
+        what += " at the end of the file" if m and not m.group(1) else ""
         raise _error(f"{path}:{line}" + (f": {named.group(1)}" if named else ""), f"not valid TOML ({what})") from None
     out: dict[str, tuple[Any, int]] = {}
     for key, value in doc.items():

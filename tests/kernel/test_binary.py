@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel.test_config_cli import live_view_output
 from tests.kernel.test_host_export import busy_netns  # noqa: F401  (a fixture)
 from tests.kernel.test_snapshot import INJECT
 from tests.oracle import conntrack_count, conntrack_list, oracle_state
@@ -49,12 +50,16 @@ def python_dirs() -> list[str]:
     return sorted({d for d in dirs if os.path.isdir(d) and d not in ("/usr", "/usr/local")})
 
 
-def without_python(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` with an empty environment in a mount namespace where no Python install is visible."""
+def no_python_argv(*argv: str, keep: str = "") -> list[str]:
+    """``argv`` with an empty environment (but ``keep``, NAME=VALUE words) in a mount namespace where no
+    Python install is visible."""
     hide = "".join(f"mount -t tmpfs -o ro,mode=000 none {d} && " for d in python_dirs())
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           f'{hide}exec /usr/bin/env -i "$@"', "sh", *argv],
-                          capture_output=True, text=True, cwd="/", check=False)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{hide}exec /usr/bin/env -i {keep} "$@"',
+            "sh", *argv]
+
+
+def without_python(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(no_python_argv(*argv), capture_output=True, text=True, cwd="/", check=False)
 
 
 def test_the_sandbox_really_has_no_python() -> None:
@@ -87,6 +92,13 @@ def test_snapshot_equals_conntrack(binary: Path, busy_netns: str) -> None:
     assert snap["evictable"] == sum("ASSURED" not in f["flags"] for f in oracle)
     ports = Counter(f"{f['proto']}/{f['orig']['dport']}" for f in oracle if "dport" in f["orig"])
     assert {x["key"]: x["entries"] for x in snap["top"]["rows"] if x["key"] != "-"} == dict(ports)
+
+
+def test_the_live_view_draws_from_the_binary(binary: Path, netns: str) -> None:
+    """Textual's and cttop's stylesheets are data files that no import pulls in: without them in the bundle
+    the live view stops before it draws."""
+    out = live_view_output(["--netns", netns], {}, cli=no_python_argv(str(binary), keep="TERM=xterm-256color"))
+    assert b"Fill" in out and b"Pressure" in out
 
 
 def test_the_lab_runs_its_traffic_from_the_binary(binary: Path) -> None:

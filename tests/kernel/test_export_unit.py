@@ -244,6 +244,8 @@ def test_systemd_analyze_verifies_the_unit_and_the_drop_in(tmp_path: Path) -> No
         r = subprocess.run([analyze, "verify", "--man=no", str(tmp_path / UNIT.name)], capture_output=True,
                            text=True, check=False)
         assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r.stderr
-    r = subprocess.run([analyze, "security", "--offline=yes", str(tmp_path / UNIT.name)], capture_output=True,
-                       text=True, check=False)
-    print(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr)
+        # The figure the README gives is the unit's alone; the drop-in's extra capabilities raise it.
+        r = subprocess.run([analyze, "security", "--offline=yes", str(tmp_path / UNIT.name)], capture_output=True,
+                           text=True, check=False)
+        shown = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr
+        print(f"{'with' if with_drop_in else 'without'} the drop-in: {shown}")

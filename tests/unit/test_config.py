@@ -41,6 +41,15 @@ def test_user_file_defaults_to_the_running_users_home_not_home_env() -> None:
         assert default_paths(env) == ["/etc/cttop/config.toml", f"{home}/.config/cttop/config.toml"]
 
 
+def test_a_uid_with_no_passwd_entry_has_only_the_system_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    assert default_paths({}) == ["/etc/cttop/config.toml"]
+    assert default_paths({"XDG_CONFIG_HOME": "/x"}) == ["/etc/cttop/config.toml", "/x/cttop/config.toml"]
+
+
 def test_cttop_config_replaces_both() -> None:
     assert default_paths({"CTTOP_CONFIG": "/t/c.toml", "XDG_CONFIG_HOME": "/x"}) == ["/t/c.toml"]
 
@@ -112,6 +121,11 @@ def test_an_unknown_theme_is_one_error_naming_where_it_was_set(tmp_path: Path,
 
 BAD = [
     ("bad TOML", "read_only = true\nmouse = \n", ":2: mouse: not valid TOML (Invalid value)"),
+    # tomllib gives no line for a value left open at the end: the last line with something on it
+    ("open at the end", "read_only = true\nmouse = [\n\n",
+     ":2: mouse: not valid TOML (Invalid value at the end of the file)"),
+    ("string open at the end", 'theme = """nord\n',
+     ":1: theme: not valid TOML (Unterminated string at the end of the file)"),
     ("unknown key", "# c\nread_only = true\ncolour = 'red'\n",
      ":3: colour: unknown key (known: read_only, interval, mouse, group_by, theme, resolve)"),
     ("a table", "[ui]\nmouse = false\n", ":1: ui: unknown key"),

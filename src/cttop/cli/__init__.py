@@ -36,12 +36,35 @@ def load_commands(argv: list[str]) -> None:
         importlib.import_module(f"cttop.cli.{m}")
 
 
+# typer's --show-completion and --install-completion detect the shell and ignore a shell named after them
+# (from bash, `cttop --show-completion zsh` printed bash's script and `--install-completion fish` edited
+# ~/.bashrc). This variable of typer's makes them options that take the shell's name instead.
+NAMED_SHELL_VAR = "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"
+COMPLETION_OPTIONS = ("--show-completion", "--install-completion")
+
+
+def names_a_shell(argv: list[str]) -> bool:
+    """Whether a completion option is given a value (``--show-completion zsh`` or ``=zsh``)."""
+    for i, a in enumerate(argv):
+        if a.startswith(tuple(f"{o}=" for o in COMPLETION_OPTIONS)):
+            return True
+        if a in COMPLETION_OPTIONS:
+            return i + 1 < len(argv) and not argv[i + 1].startswith("-")
+    return False
+
+
 def main() -> None:
+    completing = COMPLETE_VAR in os.environ
     # Every printer's text, and every message quoting a name, passes one filter on its way to the terminal
-    # (the TUI draws on its own stream and sanitises what it draws).
-    sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
+    # (the TUI draws on its own stream and sanitises what it draws). Not a completing shell's stdout: its
+    # protocol needs the tab (fish: "value<TAB>help"), and the one name it offers, a namespace's, is escaped
+    # where it is read (complete_netns).
+    if not completing:
+        sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
     sys.stderr = SafeStream(sys.stderr)  # type: ignore[assignment]
     # A completing shell passes the words in the environment, not argv: every command module is loaded then,
     # so subcommands and their options complete.
-    load_commands([] if COMPLETE_VAR in os.environ else sys.argv[1:])
+    load_commands([] if completing else sys.argv[1:])
+    if names_a_shell(sys.argv[1:]):
+        os.environ[NAMED_SHELL_VAR] = "1"
     app(prog_name="cttop")

@@ -77,9 +77,10 @@ app = typer.Typer(
 
 
 def complete_netns(incomplete: str) -> list[str]:
-    """The named namespaces (`ip netns list`) starting with what was typed, for shell completion."""
+    """The named namespaces (`ip netns list`) starting with what was typed, for shell completion; a name's
+    control characters escaped, since the shell prints what it is offered."""
     try:
-        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(incomplete))
+        return sorted(safe_line(n) for n in os.listdir(NETNS_RUN_DIR) if n.startswith(incomplete))
     except OSError:
         return []  # no named namespace yet, or not allowed to look: nothing to offer
 
