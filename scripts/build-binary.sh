@@ -2,7 +2,7 @@
 # Build dist/cttop: one executable file holding Python, cttop and its dependencies, for boxes with no Python.
 # Usage: scripts/build-binary.sh [DISTDIR]   (default: dist; the build's work files go to build/)
 # Needs the pinned PyInstaller: .venv/bin/pip install -e '.[binary]' (the test extra includes it).
-# Ships man/cttop.1 beside the binary. The glibc it needs is the build box's: build on the oldest you support.
+# Ships the man page beside the binary, generated from the built code's own help. The glibc it needs is the build box's: build on the oldest you support.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
@@ -32,6 +32,6 @@ fi
     --collect-submodules prometheus_client --collect-submodules typer \
     --log-level WARN \
     scripts/binary_main.py
-cp man/cttop.1 "$dist/cttop.1"
+"$py" scripts/gen-manpage.py --stdout >"$dist/cttop.1"  # from this build's own --help, not a copy
 shown=$(realpath --relative-base=. "$dist")
 echo "built $shown/cttop ($(du -h "$dist/cttop" | cut -f1)) and $shown/cttop.1"

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 import typer.main
-from typer import _click as click
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from cttop import config, version
 from cttop.actions.journal import DEFAULT_STATE_DIR, STATE_DIR_ENV
@@ -37,7 +36,7 @@ def paragraphs(text: str) -> list[str]:
     return [" ".join(p.split()) for p in text.strip().split("\n\n") if p.strip()]
 
 
-def options(cmd: click.Command, ctx: click.Context) -> list[str]:
+def options(cmd: TyperCommand | TyperGroup, ctx: typer.Context) -> list[str]:
     lines = []
     for param in cmd.get_params(ctx):
         record = param.get_help_record(ctx)
@@ -48,7 +47,7 @@ def options(cmd: click.Command, ctx: click.Context) -> list[str]:
     return lines
 
 
-def command(cmd: click.Command, ctx: click.Context, heading: str) -> list[str]:
+def command(cmd: TyperCommand | TyperGroup, ctx: typer.Context, heading: str) -> list[str]:
     usage = " ".join([ctx.command_path, *cmd.collect_usage_pieces(ctx)])
     lines = [f'.SS "{esc(usage)}"' if heading == ".SS" else f".SH {heading}"]
     if heading != ".SS":
@@ -60,7 +59,7 @@ def command(cmd: click.Command, ctx: click.Context, heading: str) -> list[str]:
         for name in cmd.list_commands(ctx):
             sub = cmd.get_command(ctx, name)
             if sub is not None and not sub.hidden:
-                lines += command(sub, click.Context(sub, info_name=name, parent=ctx), ".SS")
+                lines += command(sub, typer.Context(sub, info_name=name, parent=ctx), ".SS")
     return lines
 
 
@@ -68,7 +67,7 @@ def page() -> str:
     load_commands([])  # every command module registers its commands
     root = typer.main.get_command(app)
     assert isinstance(root, TyperGroup)  # the app has commands
-    ctx = click.Context(root, info_name="cttop")
+    ctx = typer.Context(root, info_name="cttop")
     intro, *rest = paragraphs(root.help or "")
     lines = [
         f'.TH CTTOP 1 "" "cttop {version()}" "User Commands"',
@@ -87,7 +86,7 @@ def page() -> str:
     for name in sorted(root.list_commands(ctx), key=lambda n: (order.index(n) if n in order else len(order), n)):
         sub = root.get_command(ctx, name)
         if sub is not None and not sub.hidden:
-            lines += command(sub, click.Context(sub, info_name=name, parent=ctx), ".SS")
+            lines += command(sub, typer.Context(sub, info_name=name, parent=ctx), ".SS")
     keys = ", ".join(config.CHECKS)
     lines += [
         ".SH FILES",

@@ -11,7 +11,6 @@ from pathlib import Path
 from types import ModuleType
 
 import typer.main
-from typer import _click as click
 from typer.core import TyperGroup
 
 from cttop.cli import load_commands
@@ -38,7 +37,7 @@ def test_every_command_and_option_is_in_the_page() -> None:
     text = SHIPPED.read_text().replace("\\-", "-")
     load_commands([])
     root = typer.main.get_command(app)
-    ctx = click.Context(root, info_name="cttop")
+    ctx = typer.Context(root, info_name="cttop")
     stack = [(root, ctx)]
     seen = 0
     while stack:
@@ -54,7 +53,7 @@ def test_every_command_and_option_is_in_the_page() -> None:
             for name in cmd.list_commands(c):
                 sub = cmd.get_command(c, name)
                 assert sub is not None
-                stack.append((sub, click.Context(sub, info_name=name, parent=c)))
+                stack.append((sub, typer.Context(sub, info_name=name, parent=c)))
     assert seen > 50 and ".SS \"cttop notrack add " in text and "--no-mouse" in text
 
 
