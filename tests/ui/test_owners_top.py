@@ -1,4 +1,4 @@
-"""Ranking by owner on packed records gives what fleet.owners gives on rows, flow for flow."""
+"""Ranking by owner on packed records gives what owners.owners gives on rows, flow for flow."""
 
 from __future__ import annotations
 

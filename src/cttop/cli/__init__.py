@@ -22,7 +22,7 @@ COMMANDS = {
     "lab": "lab",
     "flush": "actions", "delete": "actions", "set": "actions", "undo": "actions", "journal": "actions",
     "tunables": "actions", "notrack": "actions",
-    "namespaces": "fleet", "record": "fleet", "replay": "fleet", "export": "fleet",
+    "namespaces": "host", "record": "recording", "replay": "recording", "export": "host",
     "events": "events", "expect": "expect",
 }
 

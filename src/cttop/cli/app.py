@@ -5,10 +5,14 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from typer import Context, TyperException
@@ -231,3 +235,41 @@ def top(
     from cttop.ui import run_tui  # textual costs 150 ms: only the live view pays it
 
     guarded(run_tui)(spec, read_only=settings.read_only)
+
+
+# --- what long-running commands share (record, export) ---------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+DAY = 86400.0
+
+
+def parse_duration(text: str, option: str, low: float, high: float) -> float:
+    """``text`` in seconds, refused outside ``low``..``high`` seconds (too many digits make inf: refused too)."""
+    m = _DURATION.match(text)
+    seconds = float(m.group(1)) * _UNITS[m.group(2)] if m is not None else math.nan
+    if not low <= seconds <= high:
+        fail(f"{option} {text!r}: give a duration from {_span(low)} to {_span(high)}, such as 30, 30s, 5m or 1h")
+    return seconds
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds:g}s"
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM, so long runs end cleanly instead of mid-write."""
+    stop = threading.Event()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for s in handlers:
+        signal.signal(s, on_signal)
+    try:
+        yield stop
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)

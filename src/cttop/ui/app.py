@@ -41,10 +41,10 @@ from cttop.ui.access import cttop_app
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
-from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.host_keys import HostKeys
 from cttop.ui.incident_keys import IncidentKeys
 from cttop.ui.keys import KeyedScreen, KeyFooter
 from cttop.ui.pressure import PressurePanel
@@ -73,7 +73,7 @@ class MainScreen(KeyedScreen):
     """The panels, and the snapshots applied to them; the keys are the groups'."""
 
     # In footer order: the replay's keys lead (they exist only in a replay), then the view's.
-    GROUPS = (ReplayKeys, ViewKeys, FleetKeys, IncidentKeys, RemedyKeys)
+    GROUPS = (ReplayKeys, ViewKeys, HostKeys, IncidentKeys, RemedyKeys)
 
     def compose(self) -> ComposeResult:
         app = cttop_app(self)
@@ -483,7 +483,7 @@ def help_sections(read_only: bool = False, replay: bool = False) -> list[tuple[s
     return [
         ("Everywhere", bindings_of(CttopApp, ViewKeys)),
         ("Remediation (changes hidden with --read-only)", [] if replay else remedy_help(read_only)),
-        ("Doctor and namespaces", [] if replay else bindings_of(FleetKeys)),
+        ("Doctor and namespaces", [] if replay else bindings_of(HostKeys)),
         ("Events, expectations, names", bindings_of(IncidentKeys)),
         ("Replay", bindings_of(ReplayKeys) if replay else []),
         ("Flow list", bindings_of(FlowList)),

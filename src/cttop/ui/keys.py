@@ -1,7 +1,7 @@
 """The main screen's keys, composed from key groups; command-palette entries; hiding writes in read-only mode.
 
 Each feature's keys live in a KeyGroup of their own module (view_keys, remedy_keys,
-fleet_keys, replay_keys): its bindings, the actions they run, its palette entries.
+host_keys, replay_keys): its bindings, the actions they run, its palette entries.
 A KeyedScreen holds one of each group it names in GROUPS, takes their bindings as
 its own and hands each action to the group that declared it.
 

@@ -1,4 +1,4 @@
-"""Fleet keys: doctor findings (``D``) and every namespace (``N``).
+"""Keys for what lies beyond this table: doctor findings (``D``) and every namespace (``N``).
 
 Both need the kernel: a replay has no namespace to watch or to switch to, so
 there the keys say so instead of opening an empty screen.
@@ -15,7 +15,7 @@ from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
 
 
-class FleetKeys(KeyGroup):
+class HostKeys(KeyGroup):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("D", "doctor", "Doctor", key_display="D"),
         Binding("N", "namespaces", "Namespaces", key_display="N"),

@@ -15,8 +15,8 @@ from cttop.doctor import Finding, Remedy, Report
 from cttop.host.namespaces import Namespace
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.app import CttopApp, help_sections
-from cttop.ui.fleet_keys import FleetKeys
 from cttop.ui.header import StatusLine
+from cttop.ui.host_keys import HostKeys
 from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
@@ -246,5 +246,5 @@ async def test_help_and_palette_offer_doctor_and_namespaces() -> None:
     assert "D Doctor" in footer and "N Namespaces" in footer
     section = dict(help_sections())["Doctor and namespaces"]
     assert [b.key for b in section] == ["D", "N"]
-    assert FleetKeys.__dict__["BINDINGS"] == section
+    assert HostKeys.__dict__["BINDINGS"] == section
     assert "Doctor and namespaces" in help_text
