@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from cttop.actions import notrack
 from cttop.actions.journal import Journal, Transaction
+from cttop.actions.notrack import AddNotrack, RemoveNotrack
 from cttop.actions.sysctl_plan import SetSysctls
 from cttop.kernel.netns import NetnsSpec
 from tests.conftest import CLI, delete_netns, make_netns, sh
@@ -475,6 +477,45 @@ def test_a_change_cut_off_after_the_kernel_write_is_listed_as_interrupted_and_ca
     assert r.returncode == 0 and f"Undo change {rec['id']}" in r.stdout, r
     assert proc(ns, EST) == "432000"
     assert "undone by" in cttop("journal", "--state-dir", str(state)).stdout
+
+
+@pytest.mark.parametrize("kind", ["notrack-add", "notrack-remove"])
+def test_an_interrupted_notrack_change_that_never_reached_the_kernel_is_undone_as_nothing_to_do(
+        ns: str, state: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut off after its intent and before nft ran: the ruleset is as before, so its undo has nothing to do.
+    It is recorded as undone, not refused, or a plain `undo` would stop on it and never reach older changes."""
+    r = cttop("set", "udp_timeout=24", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    if kind == "notrack-remove":
+        r = cttop("notrack", "add", "udp dport 53", "--yes", "--netns", ns, "--state-dir", str(state))
+        assert r.returncode == 0, r.stderr
+
+    def die(*args: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(notrack, "_transact", die)
+    spec, journal = NetnsSpec(name=ns), Journal(str(state))
+    plan = AddNotrack(spec, "tcp dport 22", journal=journal) if kind == "notrack-add" \
+        else RemoveNotrack(spec, None, journal=journal)
+    with pytest.raises(SystemExit):
+        plan.apply()
+    monkeypatch.undo()
+    rules = ruleset(ns)
+    [cut] = [x for x in json.loads(cttop("journal", "--json", "--state-dir", str(state)).stdout)
+             if x["id"] == plan.id]
+    assert cut["state"] == "interrupted" and cut["kind"] == kind
+    r = cttop("undo", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0 and f"Undo change {plan.id}" in r.stdout and "commands: none\n" in r.stdout, r
+    assert ruleset(ns) == rules  # nothing added or removed
+    [undo] = [x for x in Journal(str(state)).records() if x.undoes == plan.id]
+    assert undo.state == "complete" and undo.count == 0
+    # The next plain undo reaches the change before it.
+    r = cttop("undo", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0 and f"Undo change {plan.id}" not in r.stdout, r
+    if kind == "notrack-add":
+        assert proc(ns, UDP) == "30"
+    else:
+        assert "table inet cttop {" not in ruleset(ns)  # the add undone too: its rules and table gone
 
 
 @pytest.mark.parametrize("args", [["journal"], ["journal", "--json"], ["undo", "--yes", "--netns", "@"],
