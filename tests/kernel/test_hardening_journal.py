@@ -254,6 +254,36 @@ def test_persist_through_a_symlinked_file_is_refused(ns: str, state: Path, tmp_p
     assert Journal(str(state)).records() == []
 
 
+def test_the_nft_file_holds_only_rules_derived_from_the_journal_never_the_table_as_listed(
+        ns: str, state: Path, tmp_path: Path) -> None:
+    """Root in a container's namespace can add anything to its `inet cttop` table; persisting from there writes
+    a file the host loads at boot. Only cttop's rules, derived again from their journaled filters, reach it."""
+    r = cttop("notrack", "add", "udp dport 5300", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    [first] = json.loads(cttop("journal", "--json", "--state-dir", str(state)).stdout)
+    sh("nft", "add chain inet cttop evil { type filter hook input priority 0; policy drop; }", netns=ns)
+    sh("nft", "add rule inet cttop evil tcp dport 22 accept", netns=ns)
+    sh("nft", f'add rule inet cttop pre tcp dport 22 drop comment "cttop:{first["id"]}"', netns=ns)
+    sh("nft", 'add rule inet cttop out tcp dport 22 drop comment "cttop:deadbeef"', netns=ns)
+    etc = tmp_path / "etc"
+    r = cttop("notrack", "add", "udp dport 5301", "--persist", "--persist-dir", str(etc), "--yes", "--netns", ns,
+              "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    text = (etc / "nftables.d" / "cttop.nft").read_text()
+    assert "evil" not in text and "drop" not in text and "deadbeef" not in text, text
+    # Loaded as the host would at boot, into a namespace of its own: cttop's two changes, 4 rules each.
+    fresh = make_netns("hj-boot")
+    try:
+        sh("nft", "-f", str(etc / "nftables.d" / "cttop.nft"), netns=fresh)
+        loaded = sh("nft", "list", "table", "inet", "cttop", netns=fresh)
+    finally:
+        delete_netns(fresh)
+    assert "evil" not in loaded and "drop" not in loaded and "hook input" not in loaded
+    rules = [line.strip() for line in loaded.splitlines() if "notrack" in line]
+    assert len(rules) == 8 and {line.split('"')[1] for line in rules} == {f"cttop:{first['id']}",
+                                                                          f"cttop:{r.stdout.split()[-1]}"}, loaded
+
+
 # --- no change without its record --------------------------------------------------------------------
 
 HANGUPS = 40

@@ -249,16 +249,27 @@ def _rule_commands(spec: NetnsSpec, add: Sequence[NotrackRule], remove: Sequence
     return out
 
 
-def nft_file_text(spec: NetnsSpec) -> str | None:
-    """cttop's table as a file ``nft -f`` loads idempotently, or None when cttop has no table."""
-    r = shell.run(spec, ["nft", "list", "table", "inet", TABLE])
-    if r.returncode != 0:
+def nft_file_text(spec: NetnsSpec, journal: Journal) -> str | None:
+    """cttop's nft rules in the namespace as a file ``nft -f`` loads idempotently, or None when there are none.
+
+    Never the table as listed: in a namespace another root controls (a container's) it can hold any chain or
+    rule, and the file loads into the host at boot. It holds the changes whose tagged rules are in the table,
+    each one's rules derived again from the filter expression its journal record holds; others are left out.
+    """
+    exprs = journaled_exprs(journal)
+    ids = dict.fromkeys(r.id for r in _nft_rules(spec) if r.id in exprs)
+    if not ids:
         return None
-    return ("#!/usr/sbin/nft -f\n"
-            "# cttop's NOTRACK rules (written by cttop: `cttop notrack list` shows them).\n"
-            f"# Load at boot with: include \"<this file>\" in {NFTABLES_CONF}\n"
-            f"table {NFT_TABLE}\n"
-            f"delete table {NFT_TABLE}\n" + r.stdout)
+    rules = [r for i in ids for r in derived_rules(i, exprs[i], "nft")]
+    lines = ["#!/usr/sbin/nft -f",
+             "# cttop's NOTRACK rules (written by cttop: `cttop notrack list` shows them).",
+             f"# Load at boot with: include \"<this file>\" in {NFTABLES_CONF}",
+             f"table {NFT_TABLE}", f"delete table {NFT_TABLE}", f"table {NFT_TABLE} {{"]
+    for chain, hook in NFT_CHAINS.items():
+        lines += [f"\tchain {chain} {{", f"\t\ttype filter hook {hook} priority raw; policy accept;"]
+        lines += [f"\t\t{r.rule}" for r in rules if r.chain == chain]
+        lines.append("\t}")
+    return "\n".join([*lines, "}"]) + "\n"
 
 
 class _RulesPlan(Plan):
@@ -288,8 +299,8 @@ class _RulesPlan(Plan):
         if self.persist_file is not None and drops:
             out.append(P.write_command(self.persist_file, None))
         elif self.persist_file is not None:
-            out.append(f"{shell.shown(self.spec, ['nft', 'list', 'table', 'inet', TABLE])} > "
-                       f"{shlex.quote(self.persist_file)}   # with a 'delete table' header")
+            out.append(f"# then {self.persist_file} is written: cttop's nft rules, each change's derived again from "
+                       "its journaled filter (never the table as listed), under a 'delete table' header")
         return out
 
     def _persist_warnings(self) -> list[str]:
@@ -318,7 +329,7 @@ class _RulesPlan(Plan):
             return
         try:
             self._file_before = P.read_text(self.persist_file)
-            P.write_text(self.persist_file, nft_file_text(self.spec))
+            P.write_text(self.persist_file, nft_file_text(self.spec, self.journal))
             self._file_written = True
         except ActionError as e:
             self._revert_rules()
