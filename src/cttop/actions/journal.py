@@ -299,7 +299,11 @@ class Journal:
             lock = self._open(dir_fd, LOCK_NAME, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+                try:
+                    fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND)
+                except FileNotFoundError:
+                    fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+                    os.fsync(dir_fd)  # the new file's name on disk too, not only the bytes its fsyncs keep
                 try:
                     self._cut_torn_tail(fd)
                     txn = Transaction(self.path, fd)
