@@ -472,6 +472,18 @@ def test_two_undos_at_once_undo_the_change_exactly_once(ns: str, state: Path) ->
         assert proc(ns, UDP) == "30"
 
 
+def test_the_record_describes_the_values_read_under_the_lock_not_when_the_plan_was_made(ns: str, state: Path) -> None:
+    """Another change lands between showing a plan and applying it: the record's before values and its
+    description both say what the kernel held when the lock was taken."""
+    plan = SetSysctls(NetnsSpec(name=ns), {UDP: "12"}, journal=Journal(str(state)))
+    assert f"{UDP}: 30 -> 12" in plan.describe()
+    sh("sysctl", "-qw", f"{UDP_KEY}=55", netns=ns)  # e.g. a cttop beside this one, done first
+    plan.apply()
+    [rec] = Journal(str(state)).records()
+    assert rec.before["values"] == {UDP: "55"} and proc(ns, UDP) == "12"
+    assert f"{UDP}: 55 -> 12" in rec.description, rec.description
+
+
 def test_a_value_changed_since_is_left_alone_unless_forced(ns: str, state: Path) -> None:
     r = cttop("set", "udp_timeout=17", "--yes", "--netns", ns, "--state-dir", str(state))
     assert r.returncode == 0, r.stderr
