@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from cttop.actions import notrack
 from cttop.actions.journal import Journal, Transaction
+from cttop.actions.notrack import AddNotrack, RemoveNotrack
 from cttop.actions.sysctl_plan import SetSysctls
 from cttop.kernel.netns import NetnsSpec
 from tests.conftest import CLI, delete_netns, make_netns, sh
@@ -252,6 +254,36 @@ def test_persist_through_a_symlinked_file_is_refused(ns: str, state: Path, tmp_p
     assert Journal(str(state)).records() == []
 
 
+def test_the_nft_file_holds_only_rules_derived_from_the_journal_never_the_table_as_listed(
+        ns: str, state: Path, tmp_path: Path) -> None:
+    """Root in a container's namespace can add anything to its `inet cttop` table; persisting from there writes
+    a file the host loads at boot. Only cttop's rules, derived again from their journaled filters, reach it."""
+    r = cttop("notrack", "add", "udp dport 5300", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    [first] = json.loads(cttop("journal", "--json", "--state-dir", str(state)).stdout)
+    sh("nft", "add chain inet cttop evil { type filter hook input priority 0; policy drop; }", netns=ns)
+    sh("nft", "add rule inet cttop evil tcp dport 22 accept", netns=ns)
+    sh("nft", f'add rule inet cttop pre tcp dport 22 drop comment "cttop:{first["id"]}"', netns=ns)
+    sh("nft", 'add rule inet cttop out tcp dport 22 drop comment "cttop:deadbeef"', netns=ns)
+    etc = tmp_path / "etc"
+    r = cttop("notrack", "add", "udp dport 5301", "--persist", "--persist-dir", str(etc), "--yes", "--netns", ns,
+              "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    text = (etc / "nftables.d" / "cttop.nft").read_text()
+    assert "evil" not in text and "drop" not in text and "deadbeef" not in text, text
+    # Loaded as the host would at boot, into a namespace of its own: cttop's two changes, 4 rules each.
+    fresh = make_netns("hj-boot")
+    try:
+        sh("nft", "-f", str(etc / "nftables.d" / "cttop.nft"), netns=fresh)
+        loaded = sh("nft", "list", "table", "inet", "cttop", netns=fresh)
+    finally:
+        delete_netns(fresh)
+    assert "evil" not in loaded and "drop" not in loaded and "hook input" not in loaded
+    rules = [line.strip() for line in loaded.splitlines() if "notrack" in line]
+    assert len(rules) == 8 and {line.split('"')[1] for line in rules} == {f"cttop:{first['id']}",
+                                                                          f"cttop:{r.stdout.split()[-1]}"}, loaded
+
+
 # --- no change without its record --------------------------------------------------------------------
 
 HANGUPS = 40
@@ -440,6 +472,18 @@ def test_two_undos_at_once_undo_the_change_exactly_once(ns: str, state: Path) ->
         assert proc(ns, UDP) == "30"
 
 
+def test_the_record_describes_the_values_read_under_the_lock_not_when_the_plan_was_made(ns: str, state: Path) -> None:
+    """Another change lands between showing a plan and applying it: the record's before values and its
+    description both say what the kernel held when the lock was taken."""
+    plan = SetSysctls(NetnsSpec(name=ns), {UDP: "12"}, journal=Journal(str(state)))
+    assert f"{UDP}: 30 -> 12" in plan.describe()
+    sh("sysctl", "-qw", f"{UDP_KEY}=55", netns=ns)  # e.g. a cttop beside this one, done first
+    plan.apply()
+    [rec] = Journal(str(state)).records()
+    assert rec.before["values"] == {UDP: "55"} and proc(ns, UDP) == "12"
+    assert f"{UDP}: 55 -> 12" in rec.description, rec.description
+
+
 def test_a_value_changed_since_is_left_alone_unless_forced(ns: str, state: Path) -> None:
     r = cttop("set", "udp_timeout=17", "--yes", "--netns", ns, "--state-dir", str(state))
     assert r.returncode == 0, r.stderr
@@ -475,6 +519,45 @@ def test_a_change_cut_off_after_the_kernel_write_is_listed_as_interrupted_and_ca
     assert r.returncode == 0 and f"Undo change {rec['id']}" in r.stdout, r
     assert proc(ns, EST) == "432000"
     assert "undone by" in cttop("journal", "--state-dir", str(state)).stdout
+
+
+@pytest.mark.parametrize("kind", ["notrack-add", "notrack-remove"])
+def test_an_interrupted_notrack_change_that_never_reached_the_kernel_is_undone_as_nothing_to_do(
+        ns: str, state: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut off after its intent and before nft ran: the ruleset is as before, so its undo has nothing to do.
+    It is recorded as undone, not refused, or a plain `undo` would stop on it and never reach older changes."""
+    r = cttop("set", "udp_timeout=24", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    if kind == "notrack-remove":
+        r = cttop("notrack", "add", "udp dport 53", "--yes", "--netns", ns, "--state-dir", str(state))
+        assert r.returncode == 0, r.stderr
+
+    def die(*args: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(notrack, "_transact", die)
+    spec, journal = NetnsSpec(name=ns), Journal(str(state))
+    plan = AddNotrack(spec, "tcp dport 22", journal=journal) if kind == "notrack-add" \
+        else RemoveNotrack(spec, None, journal=journal)
+    with pytest.raises(SystemExit):
+        plan.apply()
+    monkeypatch.undo()
+    rules = ruleset(ns)
+    [cut] = [x for x in json.loads(cttop("journal", "--json", "--state-dir", str(state)).stdout)
+             if x["id"] == plan.id]
+    assert cut["state"] == "interrupted" and cut["kind"] == kind
+    r = cttop("undo", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0 and f"Undo change {plan.id}" in r.stdout and "commands: none\n" in r.stdout, r
+    assert ruleset(ns) == rules  # nothing added or removed
+    [undo] = [x for x in Journal(str(state)).records() if x.undoes == plan.id]
+    assert undo.state == "complete" and undo.count == 0
+    # The next plain undo reaches the change before it.
+    r = cttop("undo", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0 and f"Undo change {plan.id}" not in r.stdout, r
+    if kind == "notrack-add":
+        assert proc(ns, UDP) == "30"
+    else:
+        assert "table inet cttop {" not in ruleset(ns)  # the add undone too: its rules and table gone
 
 
 @pytest.mark.parametrize("args", [["journal"], ["journal", "--json"], ["undo", "--yes", "--netns", "@"],

@@ -71,3 +71,20 @@ async def test_the_tui_starts_on_a_damaged_journal_and_j_shows_what_is_damaged(n
         assert app.is_running
     assert sh("sysctl", "-n", f"net.netfilter.{UDP}", netns=ns).strip() == "30"
     assert len((state / "journal.jsonl").read_bytes().splitlines()) == 3  # nothing appended
+
+
+async def test_the_lines_left_out_are_shown_at_start_once(ns: str, state: Path) -> None:
+    """The view reads the journal as it starts (for drift): the lines it leaves out are said then, as toasts
+    (stderr is not the person's screen under the TUI), and once, however often the journal is read again."""
+    app = CttopApp(LiveSource(NetnsSpec(name=ns)), interval=0.2)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_live(pilot, app)
+        await wait_for(pilot, lambda: sum("left out" in m for m in notes(app)) == 2, "the lines left out")
+        assert any(f"journal {state}/journal.jsonl: line 1 is not a JSON object" in m for m in notes(app))
+        assert any("line 2 is not UTF-8 text" in m for m in notes(app))
+        app.main.group(RemedyKeys).check_drift()  # read again
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.items),
+                       "the journal screen")
+        await pilot.pause(0.3)
+        assert sum("left out" in m for m in notes(app)) == 2, notes(app)

@@ -18,7 +18,7 @@ from cttop.table.packing import record_key
 from cttop.model import R_ID
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
-from cttop.ui.commands import CommandBlock
+from cttop.ui.commands import COMMENT, CommandBlock
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.remedy_keys import RemedyKeys
@@ -586,7 +586,9 @@ async def test_n_persist_writes_the_nft_file_and_undo_takes_the_rules_back_out(n
         await pilot.press("p")
         text = confirm_text(confirm)
         assert confirm.persist and f"persist in {nft_file}" in text
-        assert f"nft list table inet cttop > {nft_file}" in text
+        comments = " ".join(line.text.removeprefix("#").strip() for line in
+                            confirm.query_one(CommandBlock).lines() if line.kind == COMMENT)
+        assert f"then {nft_file} is written: cttop's nft rules" in comments, comments
         assert f'include "{nft_file}"' in text  # it loads at boot only if included
         assert "a persisted file is loaded at boot into the initial namespace" in text  # ns is not the host's
         assert confirm.focused is not None and confirm.focused.id == "no"  # ticking never moves off No

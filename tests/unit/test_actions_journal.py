@@ -205,6 +205,29 @@ def test_a_short_write_is_cut_back_and_reported(tmp_path: Path, monkeypatch: pyt
     assert [r.id for r in j.records()] == ["aaaa0001"] and j.skipped == []
 
 
+def test_a_new_journal_is_in_its_directory_on_disk_before_the_intent_counts_as_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intent's fsync keeps the file's bytes; the new file's name is kept only by an fsync of its directory.
+    Without it, power lost after the first change in a new state dir can leave the change with no journal."""
+    j = Journal(str(tmp_path / "state"))
+    real_fsync = os.fsync
+    synced: list[str] = []
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with j.locked() as txn:
+        txn.intent(rec("aaaa0001"))
+    # The new state dir in its parent, the new journal in the state dir, then the intent.
+    assert synced == ["dir", "dir", "file"], synced
+    synced.clear()
+    with j.locked() as txn:  # the journal exists now: no directory sync per change
+        txn.intent(rec("bbbb0002"))
+    assert synced == ["file"], synced
+
+
 # --- state cttop did not make (root: the owner can be someone else) --------------------------------
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files owned by someone else")

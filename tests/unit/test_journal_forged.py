@@ -70,6 +70,8 @@ SAFE_NFT = re.compile(r'(add table inet cttop|delete table inet cttop'
                       r'|add rule inet cttop (pre|out) [a-z0-9 .:/{},&=-]+ notrack comment "cttop:[0-9a-f]{8}")')
 SAFE_IPT = re.compile(r'(\*raw|COMMIT|-[ID] (PREROUTING|OUTPUT) [a-z0-9 .:/-]+ -m comment --comment cttop:[0-9a-f]{8}'
                       r' -j CT --notrack)')
+NFT_FILE_FRAME = re.compile(r"#.*|table inet cttop( \{)?|delete table inet cttop|\tchain (pre|out) \{"
+                            r"|\t\ttype filter hook (prerouting|output) priority raw; policy accept;|\t\}|\}")
 SAFE_CONF = re.compile(r"(# Written by cttop; it edits only the (lines of the keys|options) it sets\."
                        r"|net\.netfilter\.nf_conntrack_[a-z0-9_]+ = [0-9]+|options nf_conntrack( [a-z_]+=[0-9]+)+)")
 # Ids, paths and numbers, left out of the refusals counted in the statistics.
@@ -394,10 +396,12 @@ def check_effects(w: World, rec: Record | None, initial_confs: dict[str, str]) -
         now = Path(path).read_text() if Path(path).exists() else ""
         new = set(now.splitlines()) - set(before.splitlines())
         if path == w.paths.nft_file:
-            # The nft file is cttop's table as the kernel lists it (nft_file_text), never text from the record.
-            live = set(w.listing(False).splitlines())
-            assert all(line in live or line.startswith(("#", "table inet cttop", "delete table inet cttop"))
-                       for line in new), new
+            # The nft file holds the rules of sound additions, derived from their expressions (nft_file_text):
+            # never the table as listed, nor text from a record.
+            derived = {f'\t\t{nft_match(m)} notrack comment "cttop:{x.id}"' for x in Journal(str(w.state)).records()
+                       if x.kind == "notrack-add" and x.undoes is None and x.damaged is None
+                       for m in alternatives_matches(compile_filter(x.after["expr"]).ast)}
+            assert all(line in derived or NFT_FILE_FRAME.fullmatch(line) for line in new), new
         else:
             assert all(SAFE_CONF.fullmatch(line) for line in new), (path, new)
 

@@ -52,13 +52,19 @@ INTERRUPTED = "interrupted"
 INTENT = "intent"
 
 _warned: set[str] = set()
+# Where warnings go instead of stderr while the TUI owns the terminal (it shows them as toasts). Called from
+# whichever thread read the journal.
+warning_sink: Callable[[str], None] | None = None
 
 
 def warn(message: str) -> None:
-    """Say ``message`` on stderr once per process, however many times the journal is read."""
+    """Say ``message`` on stderr (or to :data:`warning_sink`) once per process, however often the journal is read."""
     if message not in _warned:
         _warned.add(message)
-        print(f"cttop: warning: {message}", file=sys.stderr)
+        if warning_sink is not None:
+            warning_sink(message)
+        else:
+            print(f"cttop: warning: {message}", file=sys.stderr)
 
 
 def default_state_dir() -> str:
@@ -293,7 +299,11 @@ class Journal:
             lock = self._open(dir_fd, LOCK_NAME, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+                try:
+                    fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND)
+                except FileNotFoundError:
+                    fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+                    os.fsync(dir_fd)  # the new file's name on disk too, not only the bytes its fsyncs keep
                 try:
                     self._cut_torn_tail(fd)
                     txn = Transaction(self.path, fd)

@@ -25,6 +25,7 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from cttop.actions import persist as P
 from cttop.actions import shell
@@ -248,16 +249,27 @@ def _rule_commands(spec: NetnsSpec, add: Sequence[NotrackRule], remove: Sequence
     return out
 
 
-def nft_file_text(spec: NetnsSpec) -> str | None:
-    """cttop's table as a file ``nft -f`` loads idempotently, or None when cttop has no table."""
-    r = shell.run(spec, ["nft", "list", "table", "inet", TABLE])
-    if r.returncode != 0:
+def nft_file_text(spec: NetnsSpec, journal: Journal) -> str | None:
+    """cttop's nft rules in the namespace as a file ``nft -f`` loads idempotently, or None when there are none.
+
+    Never the table as listed: in a namespace another root controls (a container's) it can hold any chain or
+    rule, and the file loads into the host at boot. It holds the changes whose tagged rules are in the table,
+    each one's rules derived again from the filter expression its journal record holds; others are left out.
+    """
+    exprs = journaled_exprs(journal)
+    ids = dict.fromkeys(r.id for r in _nft_rules(spec) if r.id in exprs)
+    if not ids:
         return None
-    return ("#!/usr/sbin/nft -f\n"
-            "# cttop's NOTRACK rules (written by cttop: `cttop notrack list` shows them).\n"
-            f"# Load at boot with: include \"<this file>\" in {NFTABLES_CONF}\n"
-            f"table {NFT_TABLE}\n"
-            f"delete table {NFT_TABLE}\n" + r.stdout)
+    rules = [r for i in ids for r in derived_rules(i, exprs[i], "nft")]
+    lines = ["#!/usr/sbin/nft -f",
+             "# cttop's NOTRACK rules (written by cttop: `cttop notrack list` shows them).",
+             f"# Load at boot with: include \"<this file>\" in {NFTABLES_CONF}",
+             f"table {NFT_TABLE}", f"delete table {NFT_TABLE}", f"table {NFT_TABLE} {{"]
+    for chain, hook in NFT_CHAINS.items():
+        lines += [f"\tchain {chain} {{", f"\t\ttype filter hook {hook} priority raw; policy accept;"]
+        lines += [f"\t\t{r.rule}" for r in rules if r.chain == chain]
+        lines.append("\t}")
+    return "\n".join([*lines, "}"]) + "\n"
 
 
 class _RulesPlan(Plan):
@@ -287,8 +299,8 @@ class _RulesPlan(Plan):
         if self.persist_file is not None and drops:
             out.append(P.write_command(self.persist_file, None))
         elif self.persist_file is not None:
-            out.append(f"{shell.shown(self.spec, ['nft', 'list', 'table', 'inet', TABLE])} > "
-                       f"{shlex.quote(self.persist_file)}   # with a 'delete table' header")
+            out.append(f"# then {self.persist_file} is written: cttop's nft rules, each change's derived again from "
+                       "its journaled filter (never the table as listed), under a 'delete table' header")
         return out
 
     def _persist_warnings(self) -> list[str]:
@@ -317,7 +329,7 @@ class _RulesPlan(Plan):
             return
         try:
             self._file_before = P.read_text(self.persist_file)
-            P.write_text(self.persist_file, nft_file_text(self.spec))
+            P.write_text(self.persist_file, nft_file_text(self.spec, self.journal))
             self._file_written = True
         except ActionError as e:
             self._revert_rules()
@@ -466,8 +478,16 @@ class RemoveNotrack(_RulesPlan):
     @classmethod
     def inverse_of_add(cls, record: Record, spec: NetnsSpec, journal: Journal, persist: P.PersistPaths,
                        force: bool) -> RemoveNotrack:
-        """Remove the rules the live ruleset tags with the record's id (``force``: nothing to force here)."""
-        plan = cls(spec, [record.id], journal=journal)
+        """Remove the rules the live ruleset tags with the record's id (``force``: nothing to force here).
+
+        With none left (the addition was cut off before nft ran, or they were removed since) the ruleset is
+        as it was before: the undo removes nothing, and is recorded, so a plain `undo` goes on to older changes.
+        """
+        present = any(r.id == record.id for r in list_rules(spec))
+        plan = cls(spec, [record.id] if present else [], journal=journal)
+        plan.ids = [record.id]
+        plan.groups = [{"id": record.id, "expr": record.after["expr"], "backend": record.after["backend"]}]
+        plan.unknown = []
         plan.undoes = record.id
         recorded = record.after.get("persist_file")
         plan.persist_file = None if recorded is None else persist.in_force(recorded, persist.nft_file, record.id)
@@ -483,6 +503,9 @@ class RemoveNotrack(_RulesPlan):
         return self.rules
 
     def describe(self) -> str:
+        if self.undoes is not None and not self.rules:
+            return (f"Undo change {self.undoes}: its NOTRACK rules are not in namespace {self.spec.label()} (cut off "
+                    "before they were added, or removed since): nothing to remove, the change is marked undone")
         head = f"Undo change {self.undoes}: remove" if self.undoes else "Remove"
         lines = [(f"{head} cttop NOTRACK rules {', '.join(self.ids)} in namespace {self.spec.label()} "
                   f"({len(self.rules)} rules); their traffic is tracked again:")]
@@ -499,9 +522,10 @@ class RemoveNotrack(_RulesPlan):
 
     def _change(self) -> Change:
         now = list_rules(self.spec)
-        gone = [r for r in self.rules if r not in now]
-        if gone:
-            raise ActionError(f"NOTRACK rules of {gone[0].id} changed since they were listed; "
+        # Gone, or added since (an undo that found none, while the addition was still being made).
+        changed = [r for r in self.rules if r not in now] + [r for r in now if r.id in self.ids and r not in self.rules]
+        if changed:
+            raise ActionError(f"NOTRACK rules of {changed[0].id} changed since they were listed; "
                               "nothing was changed: list them again")
         self._transact_and_persist()
         return Change(after={"removed": len(self.rules)}, count=len(self.rules),
@@ -512,7 +536,9 @@ class RemoveNotrack(_RulesPlan):
 class RestoreNotrack(_RulesPlan):
     """Undo of a removal: the rules of each removed change, derived again from its filter expression.
 
-    Changes whose rules are present again are left alone.
+    Changes whose rules are present again are left alone. With all of them present (the removal was cut off
+    before nft ran, or they were added back since) the undo adds nothing, and is recorded, so a plain `undo`
+    goes on to older changes.
     """
 
     kind = "notrack-add"
@@ -520,11 +546,14 @@ class RestoreNotrack(_RulesPlan):
     def __init__(self, spec: NetnsSpec, record: Record, journal: Journal, persist_file: str | None) -> None:
         super().__init__(spec, journal, persist_file)
         self.undoes = record.id
-        present = {r.id for r in list_rules(spec)}
-        self.groups = [g for g in record.before["groups"] if g["id"] not in present]
-        if not self.groups:
-            raise ActionError(f"the NOTRACK rules change {record.id} removed are all present again: nothing to undo")
+        self.removed: list[dict[str, Any]] = record.before["groups"]
+        self.kept = self._present()
+        self.groups = [g for g in self.removed if g["id"] not in self.kept]
         self.rules = [r for g in self.groups for r in derived_rules(g["id"], g["expr"], g["backend"])]
+
+    def _present(self) -> set[str]:
+        """Which of the removed changes have rules in the ruleset now."""
+        return {r.id for r in list_rules(self.spec)} & {str(g["id"]) for g in self.removed}
 
     @classmethod
     def inverse_of_remove(cls, record: Record, spec: NetnsSpec, journal: Journal, persist: P.PersistPaths,
@@ -538,6 +567,10 @@ class RestoreNotrack(_RulesPlan):
         return self.rules
 
     def describe(self) -> str:
+        if not self.rules:
+            return (f"Undo change {self.undoes}: the NOTRACK rules it removed are all in namespace "
+                    f"{self.spec.label()} (it was cut off before they were removed, or they were added back since): "
+                    "nothing to add back, the change is marked undone")
         lines = [(f"Undo change {self.undoes}: add back {len(self.rules)} NOTRACK rules "
                   f"in namespace {self.spec.label()}:")]
         lines += [f"    [{r.backend} {r.chain}] {r.rule}" for r in self.rules]
@@ -547,14 +580,18 @@ class RestoreNotrack(_RulesPlan):
         return ["untracked packets lose NAT and helpers again"] + self._persist_warnings()
 
     def _validate(self) -> None:
-        back = {r.id for r in list_rules(self.spec)} & {str(g["id"]) for g in self.groups}
-        if back:
-            raise ActionError(f"NOTRACK rules {min(back)} are present again; "
+        now = self._present()
+        if now - self.kept:
+            raise ActionError(f"NOTRACK rules {min(now - self.kept)} are present again; "
                               f"undo of {self.undoes} would duplicate them")
+        if self.kept - now:
+            raise ActionError(f"NOTRACK rules of {min(self.kept - now)} changed since they were listed; "
+                              "nothing was changed: list them again")
         self._validate_persist()
 
     def _intent(self) -> tuple[dict[str, object], dict[str, object]]:
-        return {}, {"groups": self.groups, **self._persist_json()}
+        # The groups added back; with none to add, the removal's own (a record names at least one).
+        return {}, {"groups": self.groups or self.removed, **self._persist_json()}
 
     def _change(self) -> Change:
         self._transact_and_persist()

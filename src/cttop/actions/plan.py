@@ -160,9 +160,10 @@ class Plan(ABC):
             # Again under the lock: another cttop may have changed the kernel or the journal meanwhile.
             self._validate()
             self._check_undone()
-            # Described before the change, which moves the values the text is about.
-            description, commands, warnings = self.describe(), self.commands(), self.warnings()
+            # The values before are read here, under the lock, and the text describes them: described before
+            # the change, which moves the values the text is about.
             before, intended = self._intent()
+            description, commands, warnings = self.describe(), self.commands(), self.warnings()
             record = Record(
                 id=self.id, kind=self.kind, description=description, commands=commands,
                 netns=self.spec.label(), netns_inode=inode, undoable=self.undoable and self.undoes is None,

@@ -62,11 +62,14 @@ def open_dir(path: str, what: str, create_mode: int | None = None) -> int | None
         if create_mode is None:
             return None
         try:
+            parent = os.path.dirname(os.path.abspath(path))
             try:
-                os.mkdir(path, create_mode)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(os.path.abspath(path)), 0o755, exist_ok=True)
-                os.mkdir(path, create_mode)
+                try:
+                    os.mkdir(path, create_mode)
+                except FileNotFoundError:
+                    os.makedirs(parent, 0o755, exist_ok=True)
+                    os.mkdir(path, create_mode)
+                _sync_dir(parent)
             except FileExistsError:
                 pass  # made by a cttop running beside this one: checked below like any other
             fd = os.open(path, flags)
@@ -79,6 +82,15 @@ def open_dir(path: str, what: str, create_mode: int | None = None) -> int | None
         os.close(fd)
         raise ActionError(f"{where(what, path)}: {problem}: refusing to use it")
     return fd
+
+
+def _sync_dir(path: str) -> None:
+    """Put a new entry of directory ``path`` on disk (what is written in the new entry has fsyncs of its own)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def check_stat(st: os.stat_result, what: str, path: str) -> os.stat_result:

@@ -174,6 +174,7 @@ class SetSysctls(Plan):
         if missing:
             raise ActionError(f"{missing[0]}: cannot be read in namespace {self.spec.label()}; nothing was changed")
         self._old = old
+        self.current.update(old)  # what describe() and warnings() say "from", as the record's before
         self._file_texts = {path: P.read_text(path) for path in self.edits}
         persist_before: dict[str, dict[str, str | None]] = {}
         for path, keys in self.edits.items():

@@ -72,8 +72,9 @@ def _persist_paths(persist_dir: str | None) -> PersistPaths:
 def show_plan(plan: Plan) -> None:
     w = sys.stdout.write
     w(plan.describe() + "\n")
-    w("commands:\n")
-    for c in plan.commands():
+    commands = plan.commands()
+    w("commands:\n" if commands else "commands: none\n")
+    for c in commands:
         w(f"  {c}\n")
     for warning in plan.warnings():
         w(f"warning: {warning}\n")

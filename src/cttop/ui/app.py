@@ -25,6 +25,7 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from cttop.actions import journal
 from cttop.actions.plan import read_only as writes_refused
 from cttop.host.datapath import Findings, look
 from cttop.kernel.netns import NetnsSpec
@@ -287,6 +288,7 @@ class CttopApp(App[None]):
                 loop.add_signal_handler(sig, self._hangup, sig)
             except (ValueError, RuntimeError):
                 pass  # not the main thread (tests run the app elsewhere): nothing to hang up
+        journal.warning_sink = self._journal_warning
 
     def _hangup(self, sig: int) -> None:
         """The terminal went away (SSH dropped) or we were told to stop: exit now, and hard if that stalls."""
@@ -302,7 +304,18 @@ class CttopApp(App[None]):
     async def action_quit(self) -> None:
         self.exit()
 
+    def _journal_warning(self, message: str) -> None:
+        """A journal line left out: a toast, since stderr is not on screen (from any thread that read it)."""
+        if threading.get_ident() == self._thread_id:
+            self.notify(message, severity="warning", timeout=10, markup=False)
+            return
+        try:
+            self.call_from_thread(self.notify, message, severity="warning", timeout=10, markup=False)
+        except RuntimeError:
+            pass  # the app has stopped meanwhile: nobody to tell
+
     def on_unmount(self) -> None:
+        journal.warning_sink = None
         self.collector.stop()
         self.set_resolve(False)
 

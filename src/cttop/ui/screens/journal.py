@@ -80,20 +80,15 @@ class JournalScreen(RowsScreen[Record]):
     def action_reload(self) -> None:
         journal, spec = self.journal, None if self.show_all else self.spec
 
-        def read() -> tuple[list[Record], list[str]]:
+        def read() -> list[Record]:
             records = journal.records()
             if spec is not None:
                 inode = spec.inode()
                 records = [r for r in records if r.netns_inode == inode]
-            return list(reversed(records)), journal.skipped
+            return list(reversed(records))
 
-        self.load(read, self._show, "reading the journal")
-
-    def _show(self, read: tuple[list[Record], list[str]]) -> None:
-        records, skipped = read
-        for message in skipped:
-            self.app.notify(message, severity="warning", timeout=10, markup=False)
-        self.show_items(records)
+        # The lines left out are said by the journal itself, as toasts (see CttopApp._journal_warning).
+        self.load(read, self.show_items, "reading the journal")
 
     def cells(self, r: Record) -> tuple[Text, ...]:
         if r.damaged is not None:
