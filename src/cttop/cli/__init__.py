@@ -12,7 +12,6 @@ import importlib
 import os
 import sys
 
-from cttop.cli.app import COMPLETE_VAR, app
 from cttop.termsafe import SafeStream
 
 # command name -> module under cttop.cli that defines it
@@ -53,7 +52,21 @@ def names_a_shell(argv: list[str]) -> bool:
     return False
 
 
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
+
+
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:
+        # Ctrl-C while the modules load (a tenth of a second and more on a busy box), before click's and the
+        # TUI's own handling is in place: the shell's status, not a traceback. Hence app is imported here.
+        sys.exit(INTERRUPTED)
+
+
+def _main() -> None:
+    from cttop.cli.app import COMPLETE_VAR, app
+
     completing = COMPLETE_VAR in os.environ
     # Every printer's text, and every message quoting a name, passes one filter on its way to the terminal
     # (the TUI draws on its own stream and sanitises what it draws). Not a completing shell's stdout: its
