@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from tests.hostile import (
     hostile_namespace,
     raw_name,
 )
+from tests.kernel.test_host_export import free_port, wait_ready
 
 pytestmark = pytest.mark.kernel
 
@@ -132,3 +135,28 @@ def test_journal_prints_forged_fields_escaped_and_json_keeps_them(forged_state: 
     assert rc == 0
     recs = json.loads(out)
     assert recs and recs[0]["user"] == HOSTILE_USER and recs[0]["netns"] == hostile.netns
+
+
+def test_the_exporter_serves_the_names_escaped(hostile: Hostile) -> None:
+    """Prometheus' text format escapes only backslash, quote and newline: the rest is cttop's to escape, or
+    `curl /metrics` on a terminal runs the sequences (and a non-UTF-8 byte would fail the scrape)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    proc = subprocess.Popen([*CLI, "export", "--netns", hostile.netns, "--listen", f"127.0.0.1:{port}",
+                             "--group", "container"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(url, proc)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            data = r.read()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = sorted({b for b in data if (b < 0x20 and b != 0x0A) or b == 0x7F})
+    assert not bad, data
+    text = data.decode("utf-8")
+    assert RAW_CONTROL.search(text) is None
+    quoted = safe_line(hostile.netns).replace("\\", "\\\\")  # the text format's own escape of the backslash
+    assert f'cttop_namespace_entries{{netns="{quoted}"' in text, text
+    if hostile.cgroup is not None:  # the holders' container is named after their hostile cgroup
+        keys = re.findall(r'cttop_top_group_entries\{group="container",key="((?:[^"\\]|\\.)*)"\}', text)
+        assert any("\\\\x1b[31mevil" in k for k in keys), keys

@@ -52,6 +52,7 @@ from cttop.live.owner_top import PackedOwners
 from cttop.sources.live import LiveSource
 from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable, GroupRow
+from cttop.termsafe import safe_line
 
 # node_exporter's conntrack collector: (stat name, help).
 NODE_STATS: Final = (
@@ -285,7 +286,7 @@ class ConntrackCollector(Collector):
                                 labels=["group", "key"])
         for group, rows in v.top.items():
             for r in rows:
-                top.add_metric([group, r.text], r.entries)
+                top.add_metric([group, safe_line(r.text)], r.entries)
         yield top
         yield CounterMetricFamily("cttop_table_resyncs", "Full redumps of the followed table (losses and periodic).",
                                   value=v.resyncs)
@@ -306,7 +307,9 @@ class ConntrackCollector(Collector):
         early = CounterMetricFamily("cttop_namespace_stat_early_drop", "conntrack -S early_drop per network "
                                     "namespace (the --max-namespaces busiest only).", labels=names)
         for n in shown:
-            labels = [n.label, n.container or ""]
+            # Names others choose (netns, cgroup): the text format escapes only \\, \" and newline, so ESC would
+            # reach whoever curls /metrics to a terminal, and a non-UTF-8 byte would fail the whole scrape.
+            labels = [safe_line(n.label), safe_line(n.container or "")]
             entries.add_metric(labels, n.count or 0)
             drop.add_metric(labels, n.drop or 0)
             early.add_metric(labels, n.early_drop or 0)
