@@ -238,6 +238,36 @@ def test_a_state_dir_others_could_write_is_refused_in_one_line(ns: str, state: P
     assert (state / "journal.jsonl").read_bytes() == journal
 
 
+@pytest.mark.parametrize(("how", "reason"), [
+    ("nobody", "owned by uid 65534 (nobody), not root or you"),
+    ("0777", "writable by group and others (mode 0777)"),
+])
+def test_a_state_dir_under_a_parent_others_could_write_is_refused(ns: str, tmp_path: Path, how: str,
+                                                                   reason: str) -> None:
+    """The state dir itself is root's and 0700, but whoever owns (or may write) the directory above it can
+    rename it away and put a link to a directory of root's in its place: refused, as sshd's StrictModes does."""
+    parent = tmp_path / "shared"
+    state = parent / "state"
+    state.mkdir(parents=True, mode=0o700)
+    forge(state, {"id": "aaaa0001", "kind": "sysctl", "netns_inode": inode(ns),
+                  "before": {"values": {UDP: "7"}}, "after": {"values": {UDP: "30"}}})
+    if how == "nobody":
+        os.chown(parent, NOBODY, NOBODY)
+    else:
+        parent.chmod(int(how, 8))
+    journal = (state / "journal.jsonl").read_bytes()
+    line = f"cttop: journal directory {state}: the directory above it, {parent}, is {reason}: refusing to use it\n"
+    for args in (["undo", "aaaa0001", "--yes", "--netns", ns], ["set", "udp_timeout=12", "--yes", "--netns", ns],
+                 ["journal"]):
+        r = cttop(*args, "--state-dir", str(state))
+        assert (r.returncode, r.stderr) == (2, line), args
+    assert proc(ns, UDP) == "30"
+    assert (state / "journal.jsonl").read_bytes() == journal
+    parent.chmod(0o1777)  # sticky and root's, as /tmp is: nobody can rename what is not theirs
+    os.chown(parent, 0, 0)
+    assert cttop("journal", "--state-dir", str(state)).returncode == 0
+
+
 @pytest.mark.parametrize("dangling", [False, True])
 def test_persist_through_a_symlinked_file_is_refused(ns: str, state: Path, tmp_path: Path, dangling: bool) -> None:
     etc = tmp_path / "etc"

@@ -4,6 +4,10 @@ A directory or file cttop uses must be one it could have made itself: owned by
 root or by the user running cttop, not writable by group or others, and not a
 symbolic link. Files are opened relative to a checked directory fd
 (``dir_fd``, ``O_NOFOLLOW``), so a path swapped after the check is not followed.
+Every directory above it must be safe the same way (or sticky, as /tmp is), as
+sshd's StrictModes asks: whoever can rename entries in a parent can put a link
+there, and send the next run's journal into a directory of root's choosing
+that is not cttop's.
 """
 
 from __future__ import annotations
@@ -81,7 +85,35 @@ def open_dir(path: str, what: str, create_mode: int | None = None) -> int | None
     if problem is not None:
         os.close(fd)
         raise ActionError(f"{where(what, path)}: {problem}: refusing to use it")
+    try:
+        _check_parents(fd, path, what)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
+
+
+def _check_parents(fd: int, path: str, what: str) -> None:
+    """Refuse when a directory above the opened one is not safe: walked by ``..`` from the fd, so what is
+    checked is where the directory really is, whatever links the path went through."""
+    named = os.path.dirname(os.path.abspath(path))  # how the refusal names each parent (the path's own words)
+    st = os.fstat(fd)
+    up = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        while True:
+            parent = os.fstat(up)
+            if (parent.st_dev, parent.st_ino) == (st.st_dev, st.st_ino):
+                return  # the root: its own parent
+            problem = untrusted(parent)
+            if problem is not None and not (parent.st_mode & stat.S_ISVTX and parent.st_uid == 0):
+                raise ActionError(f"{where(what, path)}: the directory above it, {named}, is {problem}: "
+                                  "refusing to use it")
+            st, named = parent, os.path.dirname(named)
+            nxt = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=up)
+            os.close(up)
+            up = nxt
+    finally:
+        os.close(up)
 
 
 def _sync_dir(path: str) -> None:
