@@ -374,6 +374,23 @@ def test_group_and_ranking_follow_the_settings(rec: Recorder) -> None:
     assert [g.bytes for g in top] == sorted((g.bytes for g in top), reverse=True)
 
 
+def test_cycling_the_group_keeps_the_fill_history(rec: Recorder) -> None:
+    """`g` pressed round and round: the fill history (and the forecast fitted to it) goes on, never restarts."""
+    src = FixedSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        for group in c.group_order * 2:
+            src.clock += 1.0  # a second a press: each frame after it is a sample of its own
+            c.set_group(group, "entries")
+            rec.until(lambda: rec.frames[-1].group == group, f"group {group}")
+    finally:
+        c.stop()
+    lengths = [len(f.history) for f in rec.frames if f.phase == LIVE]
+    # One sample more after each change of group (the first is to the group already shown), none ever lost.
+    assert lengths == sorted(lengths) and lengths[-1] >= 2 * len(c.group_order)
+
+
 def test_interval_setting_is_used() -> None:
     rec = Recorder()
     c = Collector(FixedSource(), on_frame=rec.frame, on_index=rec.index, interval=30.0)

@@ -52,7 +52,8 @@ def _say(message: str) -> None:
 @guarded
 def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt = False,
         duration: DurationOpt = None, cleanup: CleanupOpt = None, force: ForceOpt = False) -> None:
-    """Run cttop on a lab: client, router (SNAT) and server namespaces with real traffic; the host is untouched."""
+    """Run cttop on a lab: client, router (SNAT) and server namespaces with real traffic; the host is untouched
+    (the containers scenario's cgroups and runtime metadata go with the lab, and none go in a Docker host's state)."""
     if scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
     if os.geteuid() != 0:
@@ -72,6 +73,8 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
                 if scenario == "table-full":
                     _say(f"filling the router's table first: ASSURED entries, {session.max_entries} at most")
                 session.start()
+                for note in session.notes:
+                    _say(note)
                 if run_tui is None:
                     _print_names(session)
                     _run_headless(session)

@@ -14,6 +14,12 @@ the metadata cttop reads names from: Docker's ``config.v2.json`` and the pod's
 ``spray`` misbehaves: unanswered UDP to ever-new addresses, so it holds most of the
 host's table. All of it (namespaces, cgroups, metadata) is removed on exit and by
 ``cttop lab --cleanup TAG``.
+
+Docker's state directory is dockerd's own: it loads every container directory there
+when it starts, so on a host where it exists the lab writes nothing in it (its docker
+containers then show by short id). Where it, or /etc/netns, is missing the lab makes
+it, notes so in a record under /run before writing in it, and removes only what the
+record names, only while empty: a cleanup from another process knows the same.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from cttop.actions.safefs import OPEN_FLAGS, untrusted
 from cttop.lab import topology
 from cttop.lab.scenarios import Generator, Scenario
 from cttop.lab.session import LabSession, die_with_parent
 from cttop.lab.topology import PREFIX, Lab, LabError, run, write_proc_sys
-from cttop.owners.cgroup import DOCKER_CONTAINERS
+from cttop.owners.cgroup import DOCKER_CONTAINERS, Placement
 
 HOST4, OUTSIDE4 = "198.18.61.1", "198.18.61.2"
 BRIDGE4 = "10.61.0.1"
@@ -43,6 +50,9 @@ SPRAY_PORT = 9999
 SPRAY_RATE = 1000
 CALL_RATE = 10
 NETNS_ETC = "/etc/netns"
+RECORD_DIR = "/run"  # the lab's record of the directories it made: gone at reboot, like its namespaces and cgroups
+RECORD_SUFFIX = ".made"
+RECORD_MAX = 4096  # bytes read of a record: a handful of paths
 RMDIR_WAIT = 5.0  # seconds for a cgroup's last process to be gone after it was killed
 
 
@@ -127,23 +137,42 @@ class ContainerLab(Lab):
         return (f"{self.slice}/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice/"
                 f"cri-containerd-{cid}.scope")
 
+    def docker_config(self, c: Container) -> str:
+        """Where Docker keeps the container's name: the lab writes it only where it made Docker's state directory."""
+        return os.path.join(DOCKER_CONTAINERS, self.container_id(c), "config.v2.json")
+
+    @property
+    def record(self) -> str:
+        """The file naming the shared directories the lab made (/var/lib/docker, /etc/netns), one per line: the
+        only ones its cleanup removes."""
+        return os.path.join(RECORD_DIR, f"{self.prefix}{self.tag}{RECORD_SUFFIX}")
+
     def label(self, c: Container) -> str:
-        """What cttop calls the container (cttop.owners.cgroup.Placement.text)."""
+        """What cttop calls the container (cttop.owners.cgroup.Placement.text): a docker container whose name the
+        lab did not write (on a Docker host) by its short id."""
+        if c.kind == "docker" and not os.path.isfile(self.docker_config(c)):
+            return Placement(c.kind, self.container_id(c)).text()
         return f"{c.kind}:{c.name}"
 
 
 # --- building and removing ---------------------------------------------------------------------------
 
-def create(lab: ContainerLab) -> None:
-    """Build the lab; on any failure remove what was made and re-raise."""
+def docker_state() -> str:
+    """Docker's state directory (``/var/lib/docker``), whose ``containers`` cttop reads names from."""
+    return os.path.dirname(DOCKER_CONTAINERS)
+
+
+def create(lab: ContainerLab) -> bool:
+    """Build the lab; False if Docker's state directory was already there, so its docker containers go unnamed.
+    On any failure remove what was made and re-raise."""
     try:
-        _build(lab)
+        return _build(lab)
     except BaseException:
         destroy(lab)
         raise
 
 
-def _build(lab: ContainerLab) -> None:
+def _build(lab: ContainerLab) -> bool:
     host, outside = lab.ns("host"), lab.ns("outside")
     for ns in lab.namespaces():
         run("ip", "netns", "add", ns)
@@ -176,19 +205,51 @@ def _build(lab: ContainerLab) -> None:
             os.makedirs(path, exist_ok=True)
         except OSError as e:  # a read-only or foreign cgroup filesystem: say which, not a traceback
             raise LabError(f"cannot create the cgroup {path}: {e.strerror}") from None
-        _write_metadata(lab, c)
+    # A Docker state directory the lab did not make is dockerd's: nothing of the lab's goes in it.
+    named = _make_dir(lab, docker_state())
+    if named:
+        _make_dir(lab, DOCKER_CONTAINERS)
+    _make_dir(lab, NETNS_ETC)
+    for c in CONTAINERS:
+        if named or c.kind != "docker":
+            _write_metadata(lab, c)
+    return named
+
+
+def _make_dir(lab: ContainerLab, path: str) -> bool:
+    """Make ``path`` and its missing parents, each noted in the lab's record before anything goes in it (so that
+    the lab removes these and no other); False if ``path`` was there already."""
+    parent = os.path.dirname(path)
+    if parent != path and not os.path.isdir(parent):
+        _make_dir(lab, parent)
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        return False
+    except OSError as e:  # e.g. a read-only /var/lib: say where, not a traceback
+        raise LabError(f"cannot write the container's metadata in {path}: {e.strerror}") from None
+    try:
+        fd = os.open(lab.record, os.O_WRONLY | os.O_CREAT | os.O_APPEND | OPEN_FLAGS, 0o600)
+        try:
+            os.write(fd, os.fsencode(path) + b"\n")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        os.rmdir(path)  # unrecorded, nobody would know to remove it
+        raise LabError(f"cannot record in {lab.record} that the lab made {path}: {e.strerror}") from None
+    return True
 
 
 def _write_metadata(lab: ContainerLab, c: Container) -> None:
     """What the runtime would have written, where cttop looks for the container's name."""
     if c.kind == "docker":
-        d = os.path.join(DOCKER_CONTAINERS, lab.container_id(c))
+        d = os.path.dirname(lab.docker_config(c))
         name, text = "config.v2.json", f'{{"ID": "{lab.container_id(c)}", "Name": "/{c.name}"}}\n'
     else:
         d = os.path.join(NETNS_ETC, lab.ns(c.role))
         name, text = "hostname", c.name + "\n"
     try:
-        os.makedirs(d, exist_ok=True)
+        os.mkdir(d)
         with open(os.path.join(d, name), "w") as f:
             f.write(text)
     except OSError as e:  # e.g. a read-only /var/lib: say where, not a traceback
@@ -214,23 +275,53 @@ def remove_leftovers(lab: ContainerLab) -> list[str]:
         _remove_cgroups(os.path.join(root, lab.slice))
         gone.append(os.path.join(root, lab.slice))
     for c in CONTAINERS:
-        d = os.path.join(DOCKER_CONTAINERS, lab.container_id(c)) if c.kind == "docker" \
-            else os.path.join(NETNS_ETC, lab.ns(c.role))
+        d = os.path.dirname(lab.docker_config(c)) if c.kind == "docker" else os.path.join(NETNS_ETC, lab.ns(c.role))
         if os.path.isdir(d):
             shutil.rmtree(d, ignore_errors=True)
             gone.append(d)
-    # The directories the metadata went in, if the lab made them (a host without Docker): only while empty.
-    for chain in ((DOCKER_CONTAINERS, os.path.dirname(DOCKER_CONTAINERS)), (NETNS_ETC,)):
-        for d in chain:
-            try:
-                os.rmdir(d)
-            except OSError:
-                break
+    # The directories the metadata went in, the ones the lab made (by its record): last made first, only while
+    # empty (what someone else put there since is theirs).
+    for d in reversed(_made(lab)):
+        try:
+            os.rmdir(d)
+            gone.append(d)
+        except OSError:
+            pass
+    try:
+        os.unlink(lab.record)
+        gone.append(lab.record)
+    except FileNotFoundError:
+        pass
     return gone
 
 
+def _made(lab: ContainerLab) -> list[str]:
+    """The directories the lab's record says it made, of those it can make (a record names no other path)."""
+    can = {p for top in (DOCKER_CONTAINERS, NETNS_ETC) for p in _ancestors(top)}
+    try:
+        fd = os.open(lab.record, os.O_RDONLY | OPEN_FLAGS)
+    except OSError:
+        return []
+    try:
+        if untrusted(os.fstat(fd)) is not None:
+            return []
+        lines = os.fsdecode(os.read(fd, RECORD_MAX)).splitlines()
+    finally:
+        os.close(fd)
+    return [p for p in lines if p in can]
+
+
+def _ancestors(path: str) -> list[str]:
+    """``path`` and its parents, short of ``/``."""
+    out = []
+    while os.path.dirname(path) != path:
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
+
+
 def leftover_tags() -> set[str]:
-    """Tags of containers labs whose cgroups or metadata are still there (their namespaces may be gone)."""
+    """Tags of containers labs whose cgroups, metadata or record are still there (their namespaces may be gone)."""
     found: list[str] = []
     try:
         found += [n.removesuffix(".slice") for n in os.listdir(cgroup_root()) if n.endswith(".slice")]
@@ -238,6 +329,10 @@ def leftover_tags() -> set[str]:
         pass
     try:
         found += os.listdir(NETNS_ETC)
+    except OSError:
+        pass
+    try:
+        found += [n.removesuffix(RECORD_SUFFIX) for n in os.listdir(RECORD_DIR) if n.endswith(RECORD_SUFFIX)]
     except OSError:
         pass
     return {topology.tag_of(n) for n in found if n.startswith(PREFIX)}
@@ -330,7 +425,10 @@ class ContainersSession(LabSession):
         self._root = cgroup_root()
 
     def build(self) -> None:
-        create(self.lab)
+        if not create(self.lab):
+            unnamed = ", ".join(f"{c.role} {self.lab.label(c)}" for c in CONTAINERS if c.kind == "docker")
+            self.notes.append(f"{docker_state()} is there (a Docker host): the lab writes nothing in it, so its "
+                              f"docker containers show by short id ({unnamed})")
 
     def teardown(self) -> None:
         destroy(self.lab)

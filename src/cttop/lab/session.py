@@ -77,6 +77,7 @@ class LabSession:
         self.seconds = seconds
         self.lab = Lab.new()
         self.running: list[_Running] = []
+        self.notes: list[str] = []  # what the person should know about the lab built, one line each
         self.max_entries = sysctl.read_int(NetnsSpec(), "nf_conntrack_max") or 0
 
     @property
