@@ -308,3 +308,12 @@ async def test_interval_keys_step_the_refresh() -> None:
 def test_frame_ready_is_a_bare_signal() -> None:
     # The message carries nothing: the newest frame is read from the slot when handled.
     assert not vars(FrameReady())
+
+
+async def test_notes_printed_before_the_screen_are_said_again_on_it() -> None:
+    """The lab prints what the person should know (say, that it names Docker containers by id) just before
+    the full screen covers the terminal: the view says it again, as a toast, with no markup read into it."""
+    app = app_on(notes=["a [b]note[/b] from the lab"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        assert [(str(n.message), n.markup) for n in app._notifications] == [("a [b]note[/b] from the lab", False)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from cttop import config
 from cttop.errors import CttopError
@@ -23,7 +24,7 @@ def need_terminal() -> None:
 
 
 def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = None, source: Source | None = None,
-            interval: float | None = None) -> None:
+            interval: float | None = None, notes: Sequence[str] = ()) -> None:
     """Open the TUI on ``spec``'s namespace, or on ``source`` (a replay) when given; returns when it quits.
     The interval (when not given), mouse, theme, first group key and reverse DNS are the active settings'
     (config.py)."""
@@ -45,7 +46,8 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
 
         set_read_only()  # actions refuse to write, whatever key reaches them
     app = CttopApp(shown, read_only=read_only, title=title,
-                   interval=settings.interval if interval is None else interval, resolve=settings.resolve)
+                   interval=settings.interval if interval is None else interval, resolve=settings.resolve,
+                   notes=notes)
     if settings.theme is not None:
         if settings.theme not in app.available_themes:
             raise settings.fail("theme", f"{settings.theme!r} is not a theme (choose from "

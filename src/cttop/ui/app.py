@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar, Final
 
@@ -241,9 +241,10 @@ class CttopApp(App[None]):
     ]
 
     def __init__(self, source: Source, *, read_only: bool = False, title: str | None = None,
-                 interval: float = 1.0, resolve: bool = False) -> None:
+                 interval: float = 1.0, resolve: bool = False, notes: Sequence[str] = ()) -> None:
         super().__init__()
         self.source = source
+        self._notes = tuple(notes)  # what the person should know before looking (the lab's), as toasts
         # CTTOP_READ_ONLY=1 hides the write keys too, not just refuses after Yes as the plans would.
         self.read_only = read_only or writes_refused() or not source.live
         self.title_text = title or "cttop"
@@ -289,6 +290,8 @@ class CttopApp(App[None]):
             except (ValueError, RuntimeError):
                 pass  # not the main thread (tests run the app elsewhere): nothing to hang up
         journal.warning_sink = self._journal_warning
+        for note in self._notes:  # printed before the screen took the terminal over: said again on it
+            self.notify(note, timeout=15, markup=False)
 
     def _hangup(self, sig: int) -> None:
         """The terminal went away (SSH dropped) or we were told to stop: exit now, and hard if that stalls."""
