@@ -19,15 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from cttop.actions.journal import Journal
 from cttop.doctor import judge, observe
 from cttop.kernel.netns import NetnsSpec
-<<<<<<< HEAD
-from cttop.lab.containers import VIP4, by_role
-from tests.conftest import CLI, run_cttop, sh
-from tests.container_host import SERVICE_PORT, SPRAY, WEB_OUT, ContainerHost, container_host
-=======
 from cttop.lab.containers import VIP4
-from tests.conftest import CLI, run_cttop
+from tests.conftest import CLI, run_cttop, sh
 from tests.container_host import SERVICE_PORT, SPRAY, WEB_OUT, ContainerHost, by_role, container_host
->>>>>>> audit-12
 from tests.kernel.test_host_export import fetch, free_port, wait_ready
 
 pytestmark = pytest.mark.kernel

@@ -22,19 +22,12 @@ from pathlib import Path
 
 import pytest
 
-<<<<<<< HEAD
 from cttop.lab import containers
-from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, by_role, cgroup_root, docker_state
+from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, cgroup_root, docker_state
 from cttop.lab.topology import LabError
 from cttop.owners.cgroup import DOCKER_CONTAINERS
 from tests.conftest import run_cttop, sh
-from tests.container_host import TestLab
-=======
-from cttop.lab.containers import CONTAINERS, NETNS_ETC, ContainerLab, cgroup_root
-from cttop.owners.cgroup import DOCKER_CONTAINERS
-from tests.conftest import run_cttop, sh
-from tests.container_host import by_role
->>>>>>> audit-12
+from tests.container_host import TestLab, by_role
 
 pytestmark = pytest.mark.kernel
 
