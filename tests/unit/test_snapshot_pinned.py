@@ -15,6 +15,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Self
@@ -124,3 +126,16 @@ def test_the_human_line_names_each_field() -> None:
     assert len(row) == ROW_LEN
     assert flow_line(row) == ("  tcp    ESTABLISHED  10.0.0.1:40001 → 192.0.2.80:443  [dnat] 10.9.9.9→10.0.0.1"
                               "  timeout=431 mark=5 zone=2  3000B")
+
+
+def test_the_snapshot_command_loads_no_more_than_it_uses() -> None:
+    """`cttop snapshot` races `conntrack -L`: every module it imports is start-up time on a busy box. The
+    host-wide owner map (every namespace's addresses), the TUI, the exporter and the lab are not its."""
+    code = ("import sys, cttop.cli.snapshot; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('cttop', 'textual', 'prometheus_client', 'pyroute2'))))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                 .stdout.split())
+    assert "cttop.live.snapshot" in loaded
+    unwanted = {"textual", "prometheus_client", "pyroute2", "cttop.ui", "cttop.host.export", "cttop.lab",
+                "cttop.host.containers", "cttop.owners.netmap", "cttop.live.owner_rank", "cttop.live.collector"}
+    assert loaded & unwanted == set()

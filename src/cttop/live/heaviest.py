@@ -10,15 +10,17 @@ back to, so the panel's title never claims an order it does not show.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cttop.live.owner_rank import OwnerRanking
 from cttop.live.owner_top import OWNER_GROUPS
-from cttop.live.rate_keeper import RateKeeper
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
 from cttop.table.rates import top_new, with_rates
-from cttop.table.store import FlowTable
+
+if TYPE_CHECKING:  # `cttop snapshot` reads RANK_BY and group_title here: not the owners' host map with them
+    from cttop.live.owner_rank import OwnerRanking
+    from cttop.live.rate_keeper import RateKeeper
+    from cttop.table.store import FlowTable
 
 TOP_N: Final = 10
 GROUP_ORDER: Final = ("src", "dst", "dport", "src-dport", "pair", "mark", "zone")
