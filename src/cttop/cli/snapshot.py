@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
+from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options, not_nan
 from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_OPKTS, Row, addr_text, has_ports, nat_kind, proto_name, state_name
@@ -32,7 +32,7 @@ def snapshot(
     flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
     seconds: Annotated[float | None, typer.Option(
-        "--seconds", min=0.1, help=f"Watch this long between two dumps, for rates (new-rate: default "
+        "--seconds", min=0.1, max=3600, callback=not_nan, help=f"Watch this long between two dumps, for rates (new-rate: default "
                                    f"{NEW_RATE_SECONDS:g}).")] = None,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
