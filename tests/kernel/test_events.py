@@ -3,7 +3,8 @@
 Both listen in one namespace at once; the test waits until the kernel lists both sockets as subscribed
 (/proc/net/netlink, read inside the namespace), so neither can miss the first event. Also: the event
 mask joins exactly the groups `conntrack -E -e` joins, Ctrl-C and a closed pipe end the stream cleanly,
-and events the kernel dropped (its own drop counter says so) are said on stderr.
+and events the kernel dropped (its own drop counter says so) are said on stderr, after the events queued ahead of
+the drop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Any
 
 import pytest
 
+from cttop.kernel.events import EventSocket
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import R_DPORT, R_MARK
 from tests.conftest import CLI, sh
 from tests.oracle import assert_same_tuple, nat_kind, parse_line
 
@@ -56,10 +60,11 @@ KINDS = ["new"] * len(INJECT) + ["update"] * len(UPDATE) + ["destroy"] * len(DEL
 class Stream:
     """A process whose stdout lines are collected by a thread as they come."""
 
-    def __init__(self, ns: str | None, *cmd: str) -> None:
+    def __init__(self, ns: str | None, *cmd: str, merge: bool = False) -> None:
+        """``merge``: stderr's lines among stdout's, in the order they were written."""
         prefix = ["ip", "netns", "exec", ns] if ns else []
-        self.proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT if merge else subprocess.PIPE)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -89,8 +94,7 @@ class Stream:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(WAIT)
-        assert self.proc.stderr is not None
-        return self.proc.returncode, self.proc.stderr.read()
+        return self.proc.returncode, self.proc.stderr.read() if self.proc.stderr is not None else ""
 
 
 def cttop_events(ns: str, *args: str) -> Stream:
@@ -285,3 +289,50 @@ def test_lost_events_are_said_on_stderr(ns: str) -> None:
     assert all(m["event"] in ("new", "destroy") for m in got)
     shown = int(err.splitlines()[-1].split()[1])
     assert shown == len(got)
+
+
+def test_a_loss_is_marked_after_the_events_queued_ahead_of_it(ns: str) -> None:
+    # The kernel reports ENOBUFS before the events it had queued ahead of the drop, and drops every event
+    # until that queue is read empty: the gap is after them, however the error came first.
+    sock = EventSocket(NetnsSpec(name=ns), rcvbuf=64 << 10)
+    try:
+        sh(sys.executable, "-c", FLOOD, "3000", netns=ns)  # 3,000 NEW events, none read: far over 64 KiB
+        drops = subscribed(ns)[0]["drops"]
+        batch = sock.read()
+        ports = [row[R_DPORT] for _, row in batch.events]
+        assert 0 < len(ports) < 3000 and drops == 3000 - len(ports)  # what came through and what the kernel dropped
+        assert ports == list(range(1, len(ports) + 1))  # the first ones, in order: the queue held them
+        assert batch.lost and batch.lost_at == [len(ports)]  # so the loss is after them
+        sh("conntrack", "-I", *SENTINEL, netns=ns)
+        after = sock.read(WAIT)
+        assert not after.lost and [row[R_MARK] for _, row in after.events] == [4242]
+    finally:
+        sock.close()
+
+
+def test_the_loss_line_is_where_the_events_were_lost(ns: str) -> None:
+    # stdout and stderr in one pipe: the loss is said after the events that came before it, not ahead of them
+    mine = Stream(None, *CLI, "events", "--netns", ns, "--json", merge=True)
+    try:
+        sub = wait_subscribed(ns, 1)[0]
+        os.kill(mine.proc.pid, signal.SIGSTOP)
+        try:
+            sh(sys.executable, "-c", FLOOD, "40000", netns=ns)
+            sh("conntrack", "-F", netns=ns, check=False)
+            drops = next(s["drops"] for s in subscribed(ns) if s["inode"] == sub["inode"])
+        finally:
+            os.kill(mine.proc.pid, signal.SIGCONT)
+        assert drops > 0
+        deadline = time.monotonic() + WAIT
+        while next(s["rmem"] for s in subscribed(ns) if s["inode"] == sub["inode"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sh("conntrack", "-I", *SENTINEL, netns=ns)
+        mine.wait_for(lambda ln: '"mark":4242' in ln)
+    finally:
+        code, _ = mine.stop()
+    assert code == 0
+    lost = [i for i, ln in enumerate(mine.lines) if ln.startswith("cttop: events lost here")]
+    events = [i for i, ln in enumerate(mine.lines) if ln.startswith("{")]
+    # one gap (the reader was stopped once), after every event queued ahead of it, and only the sentinel after
+    assert len(lost) == 1 and 0 < lost[0] == len(events) - 1, mine.lines[:3]
+    assert '"mark":4242' in mine.lines[events[-1]] and events[-1] > lost[0]
