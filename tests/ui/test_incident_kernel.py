@@ -9,8 +9,10 @@ resolver's own lookups, which the flow list does not.
 from __future__ import annotations
 
 import sys
+from unittest.mock import patch
 
 import pytest
+from textual.widgets import DataTable
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.resolve import Resolver
@@ -106,3 +108,27 @@ async def test_r_names_flows_and_hides_its_own_lookups(dns_ns: str) -> None:  # 
         text = screen_text(app)
         assert all(f":{f['orig']['sport']} " not in text for f in own)
         assert all(f":{f['orig']['sport']} " in text for f in others)
+
+
+async def test_x_at_80_columns_scrolls_to_the_helper_and_stays_there(ftp_ns: str) -> None:  # noqa: F811
+    app = app_on(ftp_ns)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("X")
+        await wait_for(pilot, lambda: f"{len(CLIENTS)} expectations from ftp" in screen_text(app), "the table")
+        assert "FLAGS" not in screen_text(app)  # too wide for 80 columns: the last ones are off to the right
+        await pilot.press(*["right"] * 40)
+        await wait_for(pilot, lambda: "FLAGS" in screen_text(app), "the table scrolled to its last column")
+        table = app.screen.query_one(DataTable)
+        x = table.scroll_x
+        shown = ExpectScreen._show
+        reads: list[int] = []
+        # each read of the table (r, or the screen's own refresh) rebuilds the rows: the view stays put
+        with patch.object(ExpectScreen, "_show", lambda self, exps: (reads.append(len(exps)), shown(self, exps))):
+            await pilot.press("r")
+            await wait_for(pilot, lambda: len(reads) >= 2, "two reads of the table")
+        await pilot.pause()
+        text = screen_text(app)
+        assert table.scroll_x == x > 0 and "FLAGS" in text and reads[-1] == len(CLIENTS)
+        helpers = [e["helper"] for e in map(parse_expect, conntrack_expect(ftp_ns))]
+        assert helpers == ["ftp"] * len(CLIENTS) and sum(" ftp " in ln and " → " in ln for ln in text.splitlines()) == len(CLIENTS), text
