@@ -3,7 +3,8 @@
 E streams the events of entries conntrack -I and -D make; X lists the expectations the FTP helper made
 (tests/kernel/test_expect.py's namespace) as `conntrack -L expect` does, and the flow detail names the
 control flow's helper; R names a flow by a nameserver inside the namespace while conntrack -L shows the
-resolver's own lookups, which the flow list does not.
+resolver's own lookups, which the flow list does not; t shows the expectation limit and the helpers' module
+parameters as /proc/sys and /sys/module hold them.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.expect import ExpectScreen
+from cttop.ui.screens.tunables import TunablesScreen
 from tests.conftest import sh
 from tests.kernel.test_expect import CLIENTS, conntrack_expect, ftp_ns, parse_expect  # noqa: F401 (a fixture)
 from tests.kernel.test_resolve_kernel import FOREIGN_QUERY, SERVER, dns_ns  # noqa: F401 (a fixture)
+from tests.kernel.test_tunables_helpers import helper_files
 from tests.oracle import conntrack_list
 from tests.ui.helpers import screen_text, wait_for, wait_live
 
@@ -132,3 +135,24 @@ async def test_x_at_80_columns_scrolls_to_the_helper_and_stays_there(ftp_ns: str
         assert table.scroll_x == x > 0 and "FLAGS" in text and reads[-1] == len(CLIENTS)
         helpers = [e["helper"] for e in map(parse_expect, conntrack_expect(ftp_ns))]
         assert helpers == ["ftp"] * len(CLIENTS) and sum(" ftp " in ln and " → " in ln for ln in text.splitlines()) == len(CLIENTS), text
+
+
+async def test_t_shows_the_expectation_limit_and_the_helpers_settings(ns: str) -> None:
+    want = {"nf_conntrack_expect_max": sh("cat", "/proc/sys/net/netfilter/nf_conntrack_expect_max", netns=ns).strip()}
+    want |= helper_files()  # nf_conntrack_ftp.ports → /sys/module/nf_conntrack_ftp/parameters/ports, …
+    app = app_on(ns)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen) and bool(app.screen.items), "t")
+        screen = app.screen
+        assert isinstance(screen, TunablesScreen)
+        names = [s.name for s in screen.items]
+        assert set(want) <= set(names)
+        at = 0
+        for i in sorted(names.index(n) for n in want):  # down the list, as a person would, each one's detail
+            await pilot.press(*["down"] * (i - at))
+            at, name = i, names[i]
+            await wait_for(pilot, lambda: f"{name} = " in screen_text(app), name)
+            text = " ".join(screen_text(app).split())
+            assert f"{name} = {want[name]} " in text and "read-only here" in text, (name, text)
