@@ -2,7 +2,8 @@
 
 Both listen in one namespace at once; the test waits until the kernel lists both sockets as subscribed
 (/proc/net/netlink, read inside the namespace), so neither can miss the first event. Also: the event
-mask joins exactly the groups `conntrack -E -e` joins, Ctrl-C and a closed pipe end the stream cleanly,
+mask joins exactly the groups `conntrack -E -e` joins, each event names the flow's owner as `ss -p` and
+`snapshot --flows` do, Ctrl-C and a closed pipe end the stream cleanly,
 and events the kernel dropped (its own drop counter says so) are said on stderr, after the events queued ahead of
 the drop.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -25,7 +27,7 @@ import pytest
 from cttop.kernel.events import EventSocket
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_DPORT, R_MARK
-from tests.conftest import CLI, sh
+from tests.conftest import CLI, run_cttop, sh
 from tests.oracle import assert_same_tuple, nat_kind, parse_line
 
 pytestmark = pytest.mark.kernel
@@ -336,3 +338,43 @@ def test_the_loss_line_is_where_the_events_were_lost(ns: str) -> None:
     # one gap (the reader was stopped once), after every event queued ahead of it, and only the sentinel after
     assert len(lost) == 1 and 0 < lost[0] == len(events) - 1, mine.lines[:3]
     assert '"mark":4242' in mine.lines[events[-1]] and events[-1] > lost[0]
+
+
+HOLDER = """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+time.sleep(600)
+"""
+
+
+def test_each_event_names_the_flows_owner_as_snapshot_flows_does(ns: str) -> None:
+    holder = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", HOLDER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        # the kernel's word on who holds that port: ss, inside the namespace (users:(("python3",pid=N,fd=3)))
+        users = sh("ss", "-Hunap", f"sport = :{port}", netns=ns)
+        name, pid = re.search(r'users:\(\("([^"]+)",pid=(\d+),', users).groups()  # type: ignore[union-attr]
+        held = ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.1", "--sport", str(port), "--dport", "9"]
+        nobodys = ["-p", "udp", "-s", "10.5.0.1", "-d", "10.5.0.2", "--sport", "1", "--dport", "53"]
+        mine = cttop_events(ns, "--json")
+        try:
+            wait_subscribed(ns, 1)
+            for flow in (held, nobodys):
+                sh("conntrack", "-I", *flow, "-t", "300", netns=ns)
+            mine.wait_lines(2)
+        finally:
+            mine.stop()
+        r = run_cttop("snapshot", "--netns", ns, "--flows", "--json")
+    finally:
+        holder.kill()
+        holder.wait()
+    got = [json.loads(ln) for ln in mine.lines]
+    assert [(m["sport"], m["owner"]["pid"], m["owner"]["process"]) for m in got] == \
+        [(port, int(pid), name), (1, None, None)] and int(pid) == holder.pid
+    flows = {f["id"]: f for f in json.loads(r.stdout)["flows"]}
+    for m in got:  # the same fields as snapshot --flows, the owner with them
+        assert set(m) - {"event", "time"} == set(flows[m["id"]]) and m["owner"] == flows[m["id"]]["owner"]
