@@ -1,6 +1,6 @@
 """E, X, R and the helper line on real namespaces, against what the kernel says.
 
-E streams the events of entries conntrack -I and -D make; X lists the expectations the FTP helper made
+E streams the events of entries conntrack -I and -D make, naming the owner `ss -p` names; X lists the expectations the FTP helper made
 (tests/kernel/test_expect.py's namespace) as `conntrack -L expect` does, and the flow detail names the
 control flow's helper; R names a flow by a nameserver inside the namespace while conntrack -L shows the
 resolver's own lookups, which the flow list does not; t shows the expectation limit and the helpers' module
@@ -9,6 +9,8 @@ parameters as /proc/sys and /sys/module hold them.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from unittest.mock import patch
 
@@ -24,6 +26,7 @@ from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.expect import ExpectScreen
 from cttop.ui.screens.tunables import TunablesScreen
 from tests.conftest import sh
+from tests.kernel.test_events import HOLDER
 from tests.kernel.test_expect import CLIENTS, conntrack_expect, ftp_ns, parse_expect  # noqa: F401 (a fixture)
 from tests.kernel.test_resolve_kernel import FOREIGN_QUERY, SERVER, dns_ns  # noqa: F401 (a fixture)
 from tests.kernel.test_tunables_helpers import helper_files
@@ -57,6 +60,33 @@ async def test_e_streams_what_the_kernel_does(ns: str) -> None:
         lines = [ln for ln in screen_text(app).splitlines() if "10.9.0.1:4321 → 10.9.0.2:53" in ln]
         assert [ln.split()[1] for ln in lines] == ["NEW", "DESTROY"]
         assert conntrack_list(ns) == []  # the kernel agrees it is gone
+
+
+async def test_e_names_the_owner_where_known(ns: str) -> None:
+    holder = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", HOLDER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        users = sh("ss", "-Hunap", f"sport = :{port}", netns=ns)  # the kernel's word on who holds the port
+        name, pid = re.search(r'users:\(\("([^"]+)",pid=(\d+),', users).groups()  # type: ignore[union-attr]
+        held = ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.1", "--sport", str(port), "--dport", "9"]
+        app = app_on(ns)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_live(pilot, app)
+            await pilot.press("E")
+            await wait_for(pilot, lambda: app.collector._log is not None, "the collector's log")
+            for flow in (held, FLOW):
+                sh("conntrack", "-I", *flow, "-t", "300", netns=ns)
+            await wait_for(pilot, lambda: "10.9.0.1:4321" in screen_text(app), "both events")
+            lines = [ln for ln in screen_text(app).splitlines() if " NEW " in ln]
+            mine = [ln for ln in lines if f"127.0.0.1:{port} → 127.0.0.1:9 " in ln]
+            nobodys = [ln for ln in lines if "10.9.0.1:4321 → 10.9.0.2:53 " in ln]
+            assert len(mine) == len(nobodys) == 1, lines
+            assert mine[0].rstrip().endswith(f"{name}[{pid}]") and "[" not in nobodys[0], lines
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 async def test_x_lists_the_helpers_expectations_and_the_detail_names_the_helper(ftp_ns: str) -> None:  # noqa: F811
