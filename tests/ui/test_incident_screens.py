@@ -205,3 +205,21 @@ async def test_r_never_waits_for_a_nameserver_that_does_not_answer() -> None:
             await wait_for(pilot, lambda: "web.example:4000" in screen_text(app), "the name once answered")
     finally:
         dns.close()
+
+
+async def test_e_at_80_columns_keeps_each_entry_on_one_line() -> None:
+    src = FixedSource()
+    app = app_on(src)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("E")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        src.push([(EV_NEW, row(7101, 17, CLIENT, SERVER, 5101, 53))])
+        src.lose()
+        src.push([(EV_NEW, row(7102, 17, CLIENT, SERVER, 5102, 53))])
+        await wait_for(pilot, lambda: "10.9.0.1:5102" in screen_text(app), "the event after the loss")
+        rows = screen_text(app).splitlines()
+        at = next(i for i, ln in enumerate(rows) if "events lost here" in ln)
+        # the loss, cut to the width like the events around it: the next line is the next event
+        assert "10.9.0.1:5101" in rows[at - 1] and "10.9.0.1:5102" in rows[at + 1], rows
+        assert len(rows[at].rstrip()) <= 80
