@@ -32,8 +32,8 @@ def snapshot(
     flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
     seconds: Annotated[float | None, typer.Option(
-        "--seconds", min=0.1, max=3600, callback=not_nan, help=f"Watch this long between two dumps, for rates (new-rate: default "
-                                   f"{NEW_RATE_SECONDS:g}).")] = None,
+        "--seconds", min=0.1, max=3600, callback=not_nan,
+        help=f"Watch this long between two dumps, for rates (new-rate: default {NEW_RATE_SECONDS:g}).")] = None,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
     if group_by not in GROUP_KEYS:
