@@ -312,6 +312,25 @@ def test_a_loss_is_marked_after_the_events_queued_ahead_of_it(ns: str) -> None:
         sock.close()
 
 
+def test_a_loss_read_in_pieces_is_still_after_the_queued_events(ns: str) -> None:
+    # One event a read: each read stops with the queue maybe just run dry, and the gap must still be placed
+    # there, by the next read, at once (not after waiting for an event that would then come before it).
+    sock = EventSocket(NetnsSpec(name=ns), rcvbuf=64 << 10)
+    try:
+        sh(sys.executable, "-c", FLOOD, "3000", netns=ns)
+        ports: list[int] = []
+        lost_at: list[int] = []
+        for _ in range(3000):
+            batch = sock.read(0.5, max_events=1)
+            lost_at += [len(ports) + i for i in batch.lost_at]
+            ports += [row[R_DPORT] for _, row in batch.events]
+            if batch.lost:
+                break
+        assert 0 < len(ports) < 3000 and ports == list(range(1, len(ports) + 1)) and lost_at == [len(ports)]
+    finally:
+        sock.close()
+
+
 def test_the_loss_line_is_where_the_events_were_lost(ns: str) -> None:
     # stdout and stderr in one pipe: the loss is said after the events that came before it, not ahead of them
     mine = Stream(None, *CLI, "events", "--netns", ns, "--json", merge=True)

@@ -124,7 +124,8 @@ class EventSocket:
     def read(self, timeout: float | None = 0.0, max_events: int = 200_000) -> EventBatch:
         """Everything queued now (waiting up to ``timeout`` for the first message)."""
         batch = EventBatch()
-        if timeout and not select.select([self.sock], [], [], timeout)[0]:
+        # (With a gap pending, the queue is looked at now: if it ran dry, the gap is there.)
+        if timeout and not self._gap and not select.select([self.sock], [], [], timeout)[0]:
             return batch
         buf, dec, out = self._buf, self.decoder, batch.events
         while len(out) < max_events:
