@@ -2,14 +2,17 @@
 
 Both listen in one namespace at once; the test waits until the kernel lists both sockets as subscribed
 (/proc/net/netlink, read inside the namespace), so neither can miss the first event. Also: the event
-mask joins exactly the groups `conntrack -E -e` joins, Ctrl-C and a closed pipe end the stream cleanly,
-and events the kernel dropped (its own drop counter says so) are said on stderr.
+mask joins exactly the groups `conntrack -E -e` joins, each event names the flow's owner as `ss -p` and
+`snapshot --flows` do, Ctrl-C and a closed pipe end the stream cleanly,
+and events the kernel dropped (its own drop counter says so) are said on stderr, after the events queued ahead of
+the drop.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -21,7 +24,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CLI, sh
+from cttop.kernel.events import EventSocket
+from cttop.kernel.netns import NetnsSpec
+from cttop.model import R_DPORT, R_MARK
+from tests.conftest import CLI, run_cttop, sh
 from tests.oracle import assert_same_tuple, nat_kind, parse_line
 
 pytestmark = pytest.mark.kernel
@@ -56,10 +62,11 @@ KINDS = ["new"] * len(INJECT) + ["update"] * len(UPDATE) + ["destroy"] * len(DEL
 class Stream:
     """A process whose stdout lines are collected by a thread as they come."""
 
-    def __init__(self, ns: str | None, *cmd: str) -> None:
+    def __init__(self, ns: str | None, *cmd: str, merge: bool = False) -> None:
+        """``merge``: stderr's lines among stdout's, in the order they were written."""
         prefix = ["ip", "netns", "exec", ns] if ns else []
-        self.proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([*prefix, *cmd], stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT if merge else subprocess.PIPE)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -89,8 +96,7 @@ class Stream:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(WAIT)
-        assert self.proc.stderr is not None
-        return self.proc.returncode, self.proc.stderr.read()
+        return self.proc.returncode, self.proc.stderr.read() if self.proc.stderr is not None else ""
 
 
 def cttop_events(ns: str, *args: str) -> Stream:
@@ -285,3 +291,109 @@ def test_lost_events_are_said_on_stderr(ns: str) -> None:
     assert all(m["event"] in ("new", "destroy") for m in got)
     shown = int(err.splitlines()[-1].split()[1])
     assert shown == len(got)
+
+
+def test_a_loss_is_marked_after_the_events_queued_ahead_of_it(ns: str) -> None:
+    # The kernel reports ENOBUFS before the events it had queued ahead of the drop, and drops every event
+    # until that queue is read empty: the gap is after them, however the error came first.
+    sock = EventSocket(NetnsSpec(name=ns), rcvbuf=64 << 10)
+    try:
+        sh(sys.executable, "-c", FLOOD, "3000", netns=ns)  # 3,000 NEW events, none read: far over 64 KiB
+        drops = subscribed(ns)[0]["drops"]
+        batch = sock.read()
+        ports = [row[R_DPORT] for _, row in batch.events]
+        assert 0 < len(ports) < 3000 and drops == 3000 - len(ports)  # what came through and what the kernel dropped
+        assert ports == list(range(1, len(ports) + 1))  # the first ones, in order: the queue held them
+        assert batch.lost and batch.lost_at == [len(ports)]  # so the loss is after them
+        sh("conntrack", "-I", *SENTINEL, netns=ns)
+        after = sock.read(WAIT)
+        assert not after.lost and [row[R_MARK] for _, row in after.events] == [4242]
+    finally:
+        sock.close()
+
+
+def test_a_loss_read_in_pieces_is_still_after_the_queued_events(ns: str) -> None:
+    # One event a read: each read stops with the queue maybe just run dry, and the gap must still be placed
+    # there, by the next read, at once (not after waiting for an event that would then come before it).
+    sock = EventSocket(NetnsSpec(name=ns), rcvbuf=64 << 10)
+    try:
+        sh(sys.executable, "-c", FLOOD, "3000", netns=ns)
+        ports: list[int] = []
+        lost_at: list[int] = []
+        for _ in range(3000):
+            batch = sock.read(0.5, max_events=1)
+            lost_at += [len(ports) + i for i in batch.lost_at]
+            ports += [row[R_DPORT] for _, row in batch.events]
+            if batch.lost:
+                break
+        assert 0 < len(ports) < 3000 and ports == list(range(1, len(ports) + 1)) and lost_at == [len(ports)]
+    finally:
+        sock.close()
+
+
+def test_the_loss_line_is_where_the_events_were_lost(ns: str) -> None:
+    # stdout and stderr in one pipe: the loss is said after the events that came before it, not ahead of them
+    mine = Stream(None, *CLI, "events", "--netns", ns, "--json", merge=True)
+    try:
+        sub = wait_subscribed(ns, 1)[0]
+        os.kill(mine.proc.pid, signal.SIGSTOP)
+        try:
+            sh(sys.executable, "-c", FLOOD, "40000", netns=ns)
+            sh("conntrack", "-F", netns=ns, check=False)
+            drops = next(s["drops"] for s in subscribed(ns) if s["inode"] == sub["inode"])
+        finally:
+            os.kill(mine.proc.pid, signal.SIGCONT)
+        assert drops > 0
+        deadline = time.monotonic() + WAIT
+        while next(s["rmem"] for s in subscribed(ns) if s["inode"] == sub["inode"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sh("conntrack", "-I", *SENTINEL, netns=ns)
+        mine.wait_for(lambda ln: '"mark":4242' in ln)
+    finally:
+        code, _ = mine.stop()
+    assert code == 0
+    lost = [i for i, ln in enumerate(mine.lines) if ln.startswith("cttop: events lost here")]
+    events = [i for i, ln in enumerate(mine.lines) if ln.startswith("{")]
+    # one gap (the reader was stopped once), after every event queued ahead of it, and only the sentinel after
+    assert len(lost) == 1 and 0 < lost[0] == len(events) - 1, mine.lines[:3]
+    assert '"mark":4242' in mine.lines[events[-1]] and events[-1] > lost[0]
+
+
+HOLDER = """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+time.sleep(600)
+"""
+
+
+def test_each_event_names_the_flows_owner_as_snapshot_flows_does(ns: str) -> None:
+    holder = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", HOLDER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        # the kernel's word on who holds that port: ss, inside the namespace (users:(("python3",pid=N,fd=3)))
+        users = sh("ss", "-Hunap", f"sport = :{port}", netns=ns)
+        name, pid = re.search(r'users:\(\("([^"]+)",pid=(\d+),', users).groups()  # type: ignore[union-attr]
+        held = ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.1", "--sport", str(port), "--dport", "9"]
+        nobodys = ["-p", "udp", "-s", "10.5.0.1", "-d", "10.5.0.2", "--sport", "1", "--dport", "53"]
+        mine = cttop_events(ns, "--json")
+        try:
+            wait_subscribed(ns, 1)
+            for flow in (held, nobodys):
+                sh("conntrack", "-I", *flow, "-t", "300", netns=ns)
+            mine.wait_lines(2)
+        finally:
+            mine.stop()
+        r = run_cttop("snapshot", "--netns", ns, "--flows", "--json")
+    finally:
+        holder.kill()
+        holder.wait()
+    got = [json.loads(ln) for ln in mine.lines]
+    assert [(m["sport"], m["owner"]["pid"], m["owner"]["process"]) for m in got] == \
+        [(port, int(pid), name), (1, None, None)] and int(pid) == holder.pid
+    flows = {f["id"]: f for f in json.loads(r.stdout)["flows"]}
+    for m in got:  # the same fields as snapshot --flows, the owner with them
+        assert set(m) - {"event", "time"} == set(flows[m["id"]]) and m["owner"] == flows[m["id"]]["owner"]

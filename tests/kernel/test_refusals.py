@@ -104,6 +104,7 @@ def test_seconds_and_intervals_out_of_range_are_refused(value: str, recording: s
     cases = [
         ((f"--interval={value}",), "'--interval' / '-i'", "0.1<=x<=3600", 2),
         (("doctor", f"--seconds={value}"), "'--seconds'", "0.1<=x<=3600", 3),  # doctor's usage status: unknown
+        (("snapshot", f"--seconds={value}"), "'--seconds'", "0.1<=x<=3600", 2),
         (("replay", recording, "--info", f"--speed={value}"), "'--speed'", "0.01<=x<=10000", 2),
         (("lab", "--no-ui", f"--duration={value}"), "'--duration'", "0.1<=x<=86400", 2),
     ]

@@ -1,16 +1,21 @@
 """E, X, R and the helper line on real namespaces, against what the kernel says.
 
-E streams the events of entries conntrack -I and -D make; X lists the expectations the FTP helper made
-(tests/kernel/test_expect.py's namespace) as `conntrack -L expect` does, and the flow detail names the
-control flow's helper; R names a flow by a nameserver inside the namespace while conntrack -L shows the
-resolver's own lookups, which the flow list does not.
+E streams the events of entries conntrack -I and -D make, naming the owner `ss -p` names; X lists the
+expectations the FTP helper made (tests/kernel/test_expect.py's namespace) as `conntrack -L expect` does,
+and the flow detail names the control flow's helper; R names a flow by a nameserver inside the namespace
+while conntrack -L shows the resolver's own lookups, which the flow list does not; t shows the expectation
+limit and the helpers' module parameters as /proc/sys and /sys/module hold them.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
+from unittest.mock import patch
 
 import pytest
+from textual.widgets import DataTable
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.resolve import Resolver
@@ -19,9 +24,12 @@ from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.expect import ExpectScreen
+from cttop.ui.screens.tunables import TunablesScreen
 from tests.conftest import sh
+from tests.kernel.test_events import HOLDER
 from tests.kernel.test_expect import CLIENTS, conntrack_expect, ftp_ns, parse_expect  # noqa: F401 (a fixture)
 from tests.kernel.test_resolve_kernel import FOREIGN_QUERY, SERVER, dns_ns  # noqa: F401 (a fixture)
+from tests.kernel.test_tunables_helpers import helper_files
 from tests.oracle import conntrack_list
 from tests.ui.helpers import screen_text, wait_for, wait_live
 
@@ -52,6 +60,33 @@ async def test_e_streams_what_the_kernel_does(ns: str) -> None:
         lines = [ln for ln in screen_text(app).splitlines() if "10.9.0.1:4321 → 10.9.0.2:53" in ln]
         assert [ln.split()[1] for ln in lines] == ["NEW", "DESTROY"]
         assert conntrack_list(ns) == []  # the kernel agrees it is gone
+
+
+async def test_e_names_the_owner_where_known(ns: str) -> None:
+    holder = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", HOLDER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        users = sh("ss", "-Hunap", f"sport = :{port}", netns=ns)  # the kernel's word on who holds the port
+        name, pid = re.search(r'users:\(\("([^"]+)",pid=(\d+),', users).groups()  # type: ignore[union-attr]
+        held = ["-p", "udp", "-s", "127.0.0.1", "-d", "127.0.0.1", "--sport", str(port), "--dport", "9"]
+        app = app_on(ns)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_live(pilot, app)
+            await pilot.press("E")
+            await wait_for(pilot, lambda: app.collector._log is not None, "the collector's log")
+            for flow in (held, FLOW):
+                sh("conntrack", "-I", *flow, "-t", "300", netns=ns)
+            await wait_for(pilot, lambda: "10.9.0.1:4321" in screen_text(app), "both events")
+            lines = [ln for ln in screen_text(app).splitlines() if " NEW " in ln]
+            mine = [ln for ln in lines if f"127.0.0.1:{port} → 127.0.0.1:9 " in ln]
+            nobodys = [ln for ln in lines if "10.9.0.1:4321 → 10.9.0.2:53 " in ln]
+            assert len(mine) == len(nobodys) == 1, lines
+            assert mine[0].rstrip().endswith(f"{name}[{pid}]") and "[" not in nobodys[0], lines
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 async def test_x_lists_the_helpers_expectations_and_the_detail_names_the_helper(ftp_ns: str) -> None:  # noqa: F811
@@ -106,3 +141,49 @@ async def test_r_names_flows_and_hides_its_own_lookups(dns_ns: str) -> None:  # 
         text = screen_text(app)
         assert all(f":{f['orig']['sport']} " not in text for f in own)
         assert all(f":{f['orig']['sport']} " in text for f in others)
+
+
+async def test_x_at_80_columns_scrolls_to_the_helper_and_stays_there(ftp_ns: str) -> None:  # noqa: F811
+    app = app_on(ftp_ns)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("X")
+        await wait_for(pilot, lambda: f"{len(CLIENTS)} expectations from ftp" in screen_text(app), "the table")
+        assert "FLAGS" not in screen_text(app)  # too wide for 80 columns: the last ones are off to the right
+        await pilot.press(*["right"] * 40)
+        await wait_for(pilot, lambda: "FLAGS" in screen_text(app), "the table scrolled to its last column")
+        table = app.screen.query_one(DataTable)
+        x = table.scroll_x
+        shown = ExpectScreen._show
+        reads: list[int] = []
+        # each read of the table (r, or the screen's own refresh) rebuilds the rows: the view stays put
+        with patch.object(ExpectScreen, "_show", lambda self, exps: (reads.append(len(exps)), shown(self, exps))):
+            await pilot.press("r")
+            await wait_for(pilot, lambda: len(reads) >= 2, "two reads of the table")
+        await pilot.pause()
+        text = screen_text(app)
+        assert table.scroll_x == x > 0 and "FLAGS" in text and reads[-1] == len(CLIENTS)
+        helpers = [e["helper"] for e in map(parse_expect, conntrack_expect(ftp_ns))]
+        rows = [ln for ln in text.splitlines() if " ftp " in ln and " → " in ln]
+        assert helpers == ["ftp"] * len(CLIENTS) and len(rows) == len(CLIENTS), text
+
+
+async def test_t_shows_the_expectation_limit_and_the_helpers_settings(ns: str) -> None:
+    want = {"nf_conntrack_expect_max": sh("cat", "/proc/sys/net/netfilter/nf_conntrack_expect_max", netns=ns).strip()}
+    want |= helper_files()  # nf_conntrack_ftp.ports → /sys/module/nf_conntrack_ftp/parameters/ports, …
+    app = app_on(ns)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TunablesScreen) and bool(app.screen.items), "t")
+        screen = app.screen
+        assert isinstance(screen, TunablesScreen)
+        names = [s.name for s in screen.items]
+        assert set(want) <= set(names)
+        at = 0
+        for i in sorted(names.index(n) for n in want):  # down the list, as a person would, each one's detail
+            await pilot.press(*["down"] * (i - at))
+            at, name = i, names[i]
+            await wait_for(pilot, lambda: f"{name} = " in screen_text(app), name)
+            text = " ".join(screen_text(app).split())
+            assert f"{name} = {want[name]} " in text and "read-only here" in text, (name, text)

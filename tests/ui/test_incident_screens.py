@@ -1,8 +1,10 @@
 """E, X, R and b on a fixed source: the event stream (filter, pause, losses where they happened), the
 expectation screen in a replay, reverse DNS against a fake nameserver with the resolver's own lookups
-hidden, and the heaviest panel ranked by new flows a second."""
+hidden (and no frame waiting for one that does not answer), and the heaviest panel ranked by new flows a second."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
@@ -173,3 +175,51 @@ async def test_b_ranks_the_heaviest_by_new_flows_a_second() -> None:
         assert all(g.new_rate for g in app.shown_frame.top)  # type: ignore[union-attr]
         await pilot.press("b")
         assert app.top_by == "entries"
+
+
+async def test_r_never_waits_for_a_nameserver_that_does_not_answer() -> None:
+    gate = threading.Event()
+    dns = FakeDNS({"192.0.2.80": "web.example."}, gate=gate)  # holds every answer until the gate opens
+    src = FixedSource()
+    src.spec = NetnsSpec()  # type: ignore[attr-defined]
+    app = app_on(src)
+    # 10 s for each answer, far more than a frame takes: one that waited for an answer would find the lookup
+    # over (given up on) once drawn
+    app.new_resolver = lambda: Resolver(["127.0.0.1"], port=dns.port, timeout=10)
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            try:
+                await wait_live(pilot, app)
+                await pilot.press("R")
+                await wait_for(pilot, lambda: bool(dns.queries), "the first lookup asked, and held")
+                # frames go on while no answer comes: a new flow shows, by its address, its lookup still out
+                new = row(9950, 17, v4("192.0.2.80"), SERVER, 4000, 53)
+                src.rows.append(new)
+                src.push([(EV_NEW, new)])
+                app.set_filter("sport 4000")
+                await wait_for(pilot, lambda: "192.0.2.80:4000" in screen_text(app), "the new flow, by address")
+                assert app.resolver is not None and v4("192.0.2.80") in app.resolver._pending
+                assert "web.example" not in screen_text(app)
+            finally:
+                gate.set()  # the answers come, and the workers can stop
+            await wait_for(pilot, lambda: "web.example:4000" in screen_text(app), "the name once answered")
+    finally:
+        dns.close()
+
+
+async def test_e_at_80_columns_keeps_each_entry_on_one_line() -> None:
+    src = FixedSource()
+    app = app_on(src)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("E")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        src.push([(EV_NEW, row(7101, 17, CLIENT, SERVER, 5101, 53))])
+        src.lose()
+        src.push([(EV_NEW, row(7102, 17, CLIENT, SERVER, 5102, 53))])
+        await wait_for(pilot, lambda: "10.9.0.1:5102" in screen_text(app), "the event after the loss")
+        rows = screen_text(app).splitlines()
+        at = next(i for i, ln in enumerate(rows) if "events lost here" in ln)
+        # the loss, cut to the width like the events around it: the next line is the next event
+        assert "10.9.0.1:5101" in rows[at - 1] and "10.9.0.1:5102" in rows[at + 1], rows
+        assert len(rows[at].rstrip()) <= 80

@@ -104,6 +104,31 @@ def test_run_tui_applies_interval_theme_group_and_mouse(monkeypatch: pytest.Monk
     assert ran == {"theme": "nord", "mouse": False, "group": "dport", "interval": 2.5}
 
 
+def test_resolve_from_the_file_or_the_flag_starts_the_view_with_names(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from cttop.live.resolve import Resolver
+    from cttop.ui import app as ui_app
+    from tests.ui.fixed_source import FixedSource
+
+    cfg = write(tmp_path / "c.toml", "resolve = true\n")
+    started: list[bool] = []
+
+    def fake_run(self: ui_app.CttopApp, *, mouse: bool = True) -> None:
+        started.append(self.resolver is not None)
+        self.set_resolve(False)  # its threads stop
+
+    monkeypatch.setattr(ui_app.CttopApp, "run", fake_run)
+    monkeypatch.setattr("cttop.ui.need_terminal", lambda: None)
+    monkeypatch.setattr("cttop.ui.LiveSource", lambda spec: FixedSource())
+    monkeypatch.setattr(ui_app, "Resolver", lambda: Resolver(["127.0.0.1"]))  # never asked: run is faked
+    load_commands([])
+    for args, want in (([], True), (["--no-resolve"], False), (["--no-config"], False),
+                       (["--no-config", "--resolve"], True)):
+        r = CliRunner(env={"CTTOP_CONFIG": cfg}).invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert started.pop() is want, args
+
+
 def test_an_unknown_theme_is_one_error_naming_where_it_was_set(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from cttop.ui import run_tui

@@ -6,7 +6,8 @@ goes away (``| head``): a signal only sets a flag looked at between events (see 
 closed pipe is noticed on the next write or, while the table is quiet, by polling stdout for the error a
 pipe with no reader reports, so ``head`` does not wait for the next event.
 Lost events (ENOBUFS: the kernel's queue for this socket overflowed) are said on stderr at the place in
-the stream where they were noticed; stdout stays one event a line.
+the stream where they happened; stdout stays one event a line. Each event names the flow's owner where known,
+as `snapshot --flows` does, from the namespaces' sockets as last read (again every few seconds).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from typing import Annotated, Final
 import typer
 
 from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
-from cttop.cli.snapshot import flow_line
+from cttop.cli.snapshot import flow_line, owner_note
 from cttop.filter import Filter
 from cttop.kernel import nlconst as C
 from cttop.kernel import sysctl
 from cttop.kernel.events import EventBatch, EventSocket
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import EVENT_NAMES, R_ID, Row, event_dict
+from cttop.owners.owners import Owners
 
 # --event's words and the groups they join (conntrack -E -e takes the same, in capitals).
 EVENT_GROUPS: Final = {"new": C.NFNLGRP_CONNTRACK_NEW, "update": C.NFNLGRP_CONNTRACK_UPDATE,
@@ -67,11 +69,17 @@ def events(
 ) -> None:
     """Print conntrack events as they happen, until Ctrl-C or until the reader of the output goes away."""
     groups = event_groups(event)
-    flt = command_filter(filter, spec)
+    # Imported only here (psutil): who owns each flow, as snapshot --flows names it, and the owner words of
+    # --filter; the sockets are read now, and again every few seconds on a thread of their own.
+    from cttop.host.containers import host_owners
+
+    owners = host_owners(spec)
+    owners.refresh()
+    flt = command_filter(filter, spec, owners)
     if sysctl.read(spec, ["nf_conntrack_events"]).get("nf_conntrack_events") == "0":
         print("cttop: nf_conntrack_events is 0 in this namespace: the kernel sends no events", file=sys.stderr)
     sock = EventSocket(spec, groups)
-    out = _Printer(flt, as_json)
+    out = _Printer(flt, owners, as_json)
     try:
         with _Stop() as stop:
             for batch in _batches(sock, stop):
@@ -132,13 +140,14 @@ def _batches(sock: EventSocket, stop: _Stop) -> Iterator[EventBatch]:
 class _Printer:
     """Writes batches of events, counting what it showed and the losses."""
 
-    def __init__(self, flt: Filter, as_json: bool) -> None:
-        self.flt, self.as_json = flt, as_json
+    def __init__(self, flt: Filter, owners: Owners, as_json: bool) -> None:
+        self.flt, self.owners, self.as_json = flt, owners, as_json
         self.shown = self.losses = 0
 
     def batch(self, batch: EventBatch, now: float, rcvbuf: int, stop: _Stop) -> None:
         """One batch, with a loss notice on stderr at each place one happened; stops early if asked."""
-        w, match, as_json = sys.stdout.write, self.flt.match, self.as_json
+        w, match, as_json, owners = sys.stdout.write, self.flt.match, self.as_json, self.owners
+        owners.refresh_if_due()
         every = self.flt.is_all
         start = 0
         for cut in [*(batch.lost_at or ([0] if batch.lost else [])), None]:
@@ -146,8 +155,9 @@ class _Printer:
                 if stop.asked:
                     return
                 if every or match(row):
-                    w((json.dumps(event_dict(kind, now, row), separators=(",", ":")) if as_json
-                       else event_line(kind, now, row)) + "\n")
+                    w((json.dumps(event_dict(kind, now, row) | {"owner": owners.flow_json(row)},
+                                  separators=(",", ":")) if as_json
+                       else event_line(kind, now, row) + owner_note(owners, row)) + "\n")
                     self.shown += 1
             if cut is None:
                 break

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cttop import model as M
-from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
+from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options, not_nan
 from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.heaviest import RANK_BY, group_title
@@ -34,8 +34,8 @@ def snapshot(
     flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
     seconds: Annotated[float | None, typer.Option(
-        "--seconds", min=0.1, help=f"Watch this long between two dumps, for rates (new-rate: default "
-                                   f"{NEW_RATE_SECONDS:g}).")] = None,
+        "--seconds", min=0.1, max=3600, callback=not_nan,
+        help=f"Watch this long between two dumps, for rates (new-rate: default {NEW_RATE_SECONDS:g}).")] = None,
 ) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
     if group_by not in GROUP_KEYS:

@@ -31,7 +31,7 @@ _CT_DELETE: Final = C.IPCTNL_MSG_CT_DELETE
 class EventBatch:
     events: list[tuple[int, Row]] = field(default_factory=list)
     lost: bool = False  # the kernel dropped events (ENOBUFS): resync with a dump
-    # Where in ``events`` each loss was noticed: the events before it were queued before the drop,
+    # Where in ``events`` each loss happened: the events before it were queued before the drop,
     # the ones after it came after (a stream can mark the gap where it happened).
     lost_at: list[int] = field(default_factory=list)
     bad: int = 0  # messages that failed to decode
@@ -91,6 +91,7 @@ class EventSocket:
         self.rcvbuf = rcvbuf
         self.decoder = Decoder()
         self.losses = 0
+        self._gap = False  # ENOBUFS was reported, and the events queued ahead of the drop are still being read
         self._buf = bytearray(1 << 20)
 
     def fileno(self) -> int:
@@ -123,16 +124,22 @@ class EventSocket:
     def read(self, timeout: float | None = 0.0, max_events: int = 200_000) -> EventBatch:
         """Everything queued now (waiting up to ``timeout`` for the first message)."""
         batch = EventBatch()
-        if timeout and not select.select([self.sock], [], [], timeout)[0]:
+        # (With a gap pending, the queue is looked at now: if it ran dry, the gap is there.)
+        if timeout and not self._gap and not select.select([self.sock], [], [], timeout)[0]:
             return batch
         buf, dec, out = self._buf, self.decoder, batch.events
         while len(out) < max_events:
             n = self.recv_into(buf)
             if n is None:
-                batch.lost = True
-                batch.lost_at.append(len(out))
+                # The kernel says ENOBUFS before handing over what it had queued ahead of the drop, and
+                # drops every event until that queue is empty: the gap is where the queue runs dry, not here.
+                self._gap = True
                 continue
             if n == 0:
+                if self._gap:
+                    self._gap = False
+                    batch.lost = True
+                    batch.lost_at.append(len(out))
                 break
             try:
                 batch.bad += decode_events(dec, memoryview(buf)[:n], out)

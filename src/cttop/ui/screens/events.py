@@ -130,7 +130,9 @@ class EventStream(Widget, can_focus=True):
         clock = time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp % 1 * 1000):03d} "
         line.append(clock, self.get_component_rich_style("events--dim"))
         if kind == LOST or row is None:
-            line.append(LOST_TEXT, self.get_component_rich_style("events--lost"))
+            # cut to the width, as the events are: a wrapped line would push one off the screen
+            line.append(fmt.truncate(LOST_TEXT, max(width - len(clock), 10)),
+                        self.get_component_rich_style("events--lost"))
             return line
         word, style = KIND_TEXT[kind]
         line.append(f"{word:<8}", self.get_component_rich_style(style))

@@ -104,12 +104,15 @@ class ExpectScreen(ModalScreen[None]):
 
     def _show(self, exps: list[Expectation]) -> None:
         table = self.query_one("#expect-table", DataTable)
-        row = table.cursor_row
-        table.clear()
+        row, x = table.cursor_row, table.scroll_x
+        table.clear()  # (which scrolls back to the left edge)
         for e in sorted(exps, key=lambda e: (e.helper or "", e.master.src, e.master.sport, e.id)):
             table.add_row(*row_cells(e), key=str(e.id))
         if exps:
             table.move_cursor(row=min(row, len(exps) - 1))
+        # Keep the columns scrolled to: at 80 wide, helper, class and flags are right of the screen, and each
+        # read would take them away again. After a refresh: the width the rows need is measured then.
+        table.call_after_refresh(table.scroll_to, x=x, animate=False)
         helpers = sorted({e.helper for e in exps if e.helper})
         note = f"{len(exps)} expectations" + (f" from {', '.join(helpers)}" if helpers else "")
         if not exps:

@@ -1,0 +1,127 @@
+"""Bytes and packets a second, with accounting on: per group (`snapshot --seconds`) and per flow (the live
+view's rate columns, and its sort by them), on a namespace where one flow carries a known rate.
+
+A sender inside the namespace sends 1,000-byte UDP datagrams on a clock, 20 a second, to a socket of its
+own; the kernel counts each as 1,028 bytes (IP and UDP headers in), which conntrack -L confirms. Every
+packet being the same size, bytes/s over packets/s must be exactly that size, whatever the timing; the
+packets a second must be the sender's rate within a tolerance. A flow that carries nothing has no rate.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsSpec
+from cttop.live.collector import Collector
+from cttop.live.frame import LIVE, Frame
+from cttop.live.index import FlowIndex, ViewSpec
+from cttop.sources.live import LiveSource
+from cttop.table.packing import flow_key
+from tests.conftest import delete_netns, make_netns, run_cttop, sh
+from tests.oracle import conntrack_list
+
+pytestmark = pytest.mark.kernel
+
+RATE = 20.0  # datagrams a second
+PAYLOAD = 1000
+TOLERANCE = 0.35  # a loaded two-core machine delays the sender's wake-ups; the figures must not care
+IDLE = ["-p", "udp", "-s", "10.20.0.3", "-d", "10.0.0.9", "--dport", "53", "-t", "600"]  # 20 of them, each --sport
+
+SENDER = f"""
+import socket, time
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("127.0.0.1", 9999))
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+start = time.monotonic()
+print("START", flush=True)
+i = 0
+while True:
+    time.sleep(max(0.0, start + i / {RATE} - time.monotonic()))
+    tx.sendto(b"x" * {PAYLOAD}, ("127.0.0.1", 9999))
+    i += 1
+"""
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    name = make_netns()
+    sender = None
+    try:
+        sh("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1", netns=name)
+        for port in range(5, 25):
+            sh("conntrack", "-I", *IDLE, "--sport", str(port), netns=name)
+        sender = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", SENDER],
+                                  stdout=subprocess.PIPE, text=True)
+        assert sender.stdout is not None and sender.stdout.readline().strip() == "START"
+        yield name
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        delete_netns(name)
+
+
+def packet_size(ns: str) -> tuple[int, int]:
+    """The sending flow's conntrack id and bytes per packet, as the kernel counts them."""
+    (f,) = [f for f in conntrack_list(ns) if f["orig"].get("dport") == "9999"]
+    assert int(f["orig"]["bytes"]) == int(f["orig"]["packets"]) * (PAYLOAD + 28) and f["reply"]["packets"] == "0"
+    return f["id"], PAYLOAD + 28
+
+
+def within(got: float, want: float) -> bool:
+    return abs(got - want) <= TOLERANCE * want
+
+
+def test_snapshot_gives_each_groups_bytes_and_packets_a_second(ns: str) -> None:
+    r = run_cttop("snapshot", "--netns", ns, "--seconds", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    _, size = packet_size(ns)
+    rows = {row["key"]: row for row in json.loads(r.stdout)["top"]["rows"]}
+    sending, idle = rows["127.0.0.1"], rows["10.20.0.3"]
+    # (the JSON rounds each to 3 decimals)
+    assert sending["bytes_rate"] == pytest.approx(sending["packets_rate"] * size, abs=size * 1e-3)
+    assert within(sending["packets_rate"], RATE), sending
+    assert (idle["bytes_rate"], idle["packets_rate"]) == (0.0, 0.0) and idle["bytes"] == 0
+
+
+def test_the_live_view_gives_each_flows_bytes_and_packets_a_second(ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cttop.live.collector as collector_module
+
+    monkeypatch.setattr(collector_module, "REFRESH_MIN", 1.0)  # dumps every second, not every ten
+    frames: list[Frame] = []
+    indexes: list[FlowIndex] = []
+    by_rate: list[FlowIndex] = []
+    c = Collector(LiveSource(NetnsSpec(name=ns)), on_frame=frames.append, on_index=indexes.append, interval=0.25)
+    c.set_view(ViewSpec(sort="bytes-rate"))  # the flow list sorted by its B/s column
+    c.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (frames and frames[-1].phase == LIVE and frames[-1].flow_rates) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        last = frames[-1]
+        for view in (ViewSpec(sort="packets-rate"), ViewSpec(sort="packets-rate", reverse=True)):
+            c.set_view(view)  # indexed at once, with the rates now known
+            while not (indexes and indexes[-1].spec == view) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            by_rate.append(indexes[-1])
+    finally:
+        c.stop()
+    with Ctnetlink(NetnsSpec(name=ns)) as ct:
+        keys = {flow_key(row) & 0xFFFFFFFF: flow_key(row) for row in ct.dump()}
+    ct_id, size = packet_size(ns)
+    assert set(last.flow_rates) <= set(keys.values())  # rates only for flows the kernel holds
+    moving = {k: v for k, v in last.flow_rates.items() if v.packets}
+    assert list(moving) == [keys[ct_id]]  # the sending flow, and not the idle one
+    rate = moving[keys[ct_id]]
+    assert rate.bytes == pytest.approx(rate.packets * size) and within(rate.packets, RATE), rate
+    # sorted by packets a second, the moving flow leads the list, the idle ones after it; reversed, it ends it
+    desc, asc = by_rate
+    assert int.from_bytes(desc.records[0][:4]) == ct_id == int.from_bytes(asc.records[-1][:4])
+    assert len(desc.records) == len(asc.records) == len(keys)
