@@ -32,6 +32,7 @@ from tests.kernel.test_resolve_kernel import FOREIGN_QUERY, SERVER, dns_ns  # no
 from tests.kernel.test_tunables_helpers import helper_files
 from tests.oracle import conntrack_list
 from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.test_owners_kernel import group_to
 
 pytestmark = pytest.mark.kernel
 
@@ -141,6 +142,14 @@ async def test_r_names_flows_and_hides_its_own_lookups(dns_ns: str) -> None:  # 
         text = screen_text(app)
         assert all(f":{f['orig']['sport']} " not in text for f in own)
         assert all(f":{f['orig']['sport']} " in text for f in others)
+        # Nor do they count where the view sums the table: the heaviest destinations, the states.
+        await group_to(pilot, app, "dst")
+        await wait_for(pilot, lambda: any(g.text == SERVER and g.entries == len(others)
+                                          for g in app.shown_frame.top), "the server's entries, ours left out")
+        # Held apart, not forgotten: the kernel's count includes them (and the states sum what is shown).
+        assert app.collector.table.held > len(app.collector.table)
+        frame = app.shown_frame
+        assert frame is not None and sum(s.count for s in frame.states) == frame.flows
 
 
 async def test_x_at_80_columns_scrolls_to_the_helper_and_stays_there(ftp_ns: str) -> None:  # noqa: F811

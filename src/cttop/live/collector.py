@@ -57,7 +57,7 @@ from cttop.live.seeking import Seeks
 from cttop.model import Row
 from cttop.sources.live import Source
 from cttop.table.groups import GROUPS
-from cttop.table.store import FlowTable
+from cttop.table.store import FlowTable, Own
 
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
@@ -95,7 +95,7 @@ class Collector:
         # The event screen's log, kept only while it is open; and cttop's own DNS lookups, hidden from the
         # flow list and the log (set by set_resolver, for a view of the resolver's own namespace only).
         self._log: EventLog | None = None
-        self._hide: tuple[Callable[[Row], bool], Callable[[bytes], bool]] | None = None
+        self._hide: Own | None = None
         self._lost = 0
         self._dumping = False  # a dump is being read into a fresh table: events read meanwhile are its too
         # The events read while a dump is (with when), for the fresh table; and whether any were lost.
@@ -282,6 +282,7 @@ class Collector:
         While a dump is read the batch goes to the last table (for the frames meanwhile) and is kept
         for the fresh one; a loss then is dealt with once the dump is in.
         """
+        self.table.set_own(self._hide)  # set by the UI's thread; the table is this thread's to change
         while True:
             now = self.source.now()
             if batch.events:
@@ -336,7 +337,7 @@ class Collector:
         if first:
             self._note = f"reading {known} flows from the kernel"
             self._post()
-        fresh = FlowTable(track=list(self.table.agg.groups))
+        fresh = FlowTable(track=list(self.table.agg.groups), own=self._hide)
         last_report = time.monotonic()
         batch: list[Row] = []
         # When the batch's first row was read: its timeouts count down from then.
@@ -392,9 +393,7 @@ class Collector:
             return "the"
 
     def _schedule_index(self) -> None:
-        hide = self._hide
-        self._flows.schedule(self.table, self._interval, hide[1] if hide is not None else None,
-                             self._rates.flow_rates)
+        self._flows.schedule(self.table, self._interval, self._rates.flow_rates)
 
     # --- frames --------------------------------------------------------------------------
 
@@ -444,11 +443,11 @@ class Collector:
         moment of the count. (Catching up a big batch takes a while, and flows keep coming meanwhile:
         only a count outside the bracket is drift.)"""
         self._catch_up()
-        before = len(self.table)
+        before = self.table.held
         stats = self.source.stats()
         self._catch_up()
         self._frames.take_stats(stats)
         # A dump under way is about to replace the table. A recording's table is what was recorded: its
         # stats samples lag its dumps and events, and redumping it gives the same rows, so it never drifts.
         if not self._dumping and self.source.live:
-            self._schedule.reading(before, len(self.table), stats.count)
+            self._schedule.reading(before, self.table.held, stats.count)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from cttop.filter import compile_filter
@@ -75,9 +75,8 @@ class FlowView:
         with self._lock:
             self._dirty = True
 
-    def schedule(self, table: FlowTable, interval: float, hide: Callable[[bytes], bool] | None,
-                 rates: dict[int, FlowRate]) -> None:
-        """Hand the indexer a job if the list needs one now (``hide``: records left out; ``rates``: by flow)."""
+    def schedule(self, table: FlowTable, interval: float, rates: dict[int, FlowRate]) -> None:
+        """Hand the indexer a job if the list needs one now (``rates``: bytes and packets a second by flow)."""
         with self._lock:
             dirty, spec, paused, frozen = self._dirty, self._view, self._paused, self._frozen
             self._dirty = False
@@ -95,6 +94,6 @@ class FlowView:
             records = table.records()
         if not paused:
             self._indexed = built_from
-        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, hide, rates))
+        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, rates))
         last = self.indexer.last
         self._next = time.monotonic() + max(interval, REBUILD_SPACING * (last[0].seconds if last else 0.0))

@@ -155,17 +155,15 @@ class FlowIndex:
 
 def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0, anchor: int | None = None,
                 cancelled: Callable[[], bool] = lambda: False, owners: OwnerSource | None = None,
-                hide: Callable[[bytes], bool] | None = None,
                 rates: Mapping[int, FlowRate] | None = None) -> FlowIndex | None:
     """Filter and sort ``records``; None if ``cancelled()`` turned true on the way.
 
     ``owners`` answers the filter's owner words (``pid``, ``process``...), where the view has them;
-    ``hide`` drops records whatever the filter says (cttop's own DNS lookups, see live.resolve);
     ``rates`` are the flows' bytes and packets a second, by flow key, for the rate sorts.
     """
     t0 = time.perf_counter()
     flt = compile_filter(spec.filter, owners)
-    if flt.is_all and hide is None:
+    if flt.is_all:
         kept: Sequence[bytes] = records
     else:
         match = flt.match
@@ -173,10 +171,7 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
         for i in range(0, len(records), CHUNK):
             if cancelled():
                 return None
-            chunk = records[i:i + CHUNK]
-            if hide is not None:
-                chunk = [r for r in chunk if not hide(r)]
-            out += chunk if flt.is_all else [r for r in chunk if match(unpack(r))]
+            out += [r for r in records[i:i + CHUNK] if match(unpack(r))]
         kept = out
     sort = SORTS[spec.sort]
     desc = sort.descending != spec.reverse

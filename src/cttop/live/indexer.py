@@ -17,7 +17,6 @@ class IndexJob:
     generation: int
     spec: ViewSpec
     anchor: int | None
-    hide: Callable[[bytes], bool] | None = None  # records never listed (cttop's own DNS lookups)
     rates: Mapping[int, FlowRate] | None = None  # bytes and packets a second by flow key, for the rate sorts
 
 
@@ -76,7 +75,7 @@ class Indexer:
 
             try:
                 index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
-                                    cancelled=cancelled, owners=self._owners, hide=job.hide, rates=job.rates)
+                                    cancelled=cancelled, owners=self._owners, rates=job.rates)
             finally:
                 with self._cv:
                     self._running = False

@@ -11,8 +11,9 @@ fresh source port per query and may read /etc/hosts, mDNS, LDAP…): each worker
 UDP socket per family, bound once to a port of its own for its whole life. cttop's own
 lookups are then exactly the flows from one of those local ports to a nameserver of
 /etc/resolv.conf, port 53, in the namespace the sockets live in (cttop's own, by default);
-:meth:`Resolver.own_record` and :meth:`Resolver.own_flow` recognise them, and the views
-hide them. sock_diag says the same from the other side: those sockets' owner is cttop's
+:meth:`Resolver.own_record` and :meth:`Resolver.own_flow` recognise them, and the flow
+table holds them apart (table.store: in no aggregate, row or record) and the event log
+drops them. sock_diag says the same from the other side: those sockets' owner is cttop's
 pid for as long as the resolver runs, so the owners view attributes them to cttop.
 """
 

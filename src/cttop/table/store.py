@@ -8,7 +8,7 @@ ten costs ~3 µs a row for data nobody reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import repeat
 from types import MappingProxyType
 
@@ -16,13 +16,21 @@ from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Ro
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.packing import COUNTERS, FLAGS_AT, FLOW_TUPLE, KEY_HIGH, UNREAD, flow_key, pack, unpack
 
-__all__ = ["FlowTable", "GroupRow"]
+__all__ = ["FlowTable", "GroupRow", "Own"]
+
+# Recognisers of cttop's own flows (its DNS lookups, live.resolve), on a row and on a packed record.
+Own = tuple[Callable[[Row], bool], Callable[[bytes], bool]]
 
 
 class FlowTable:
-    def __init__(self, track: Iterable[str] = ()) -> None:
+    def __init__(self, track: Iterable[str] = (), own: Own | None = None) -> None:
         self._flows: dict[int, bytes] = {}
         self._labels: dict[int, int] = {}
+        # cttop's own flows, held apart (packed) while ``own`` recognises them: out of every aggregate, row and
+        # record, so resolving names cannot feed the view it resolves for, but in :attr:`held`, which the
+        # kernel's count includes.
+        self.own = own
+        self._own: dict[int, bytes] = {}
         self.agg = Aggregates(track)
         self.created = 0  # NEW events applied since start, for rates
         self.destroyed = 0
@@ -47,6 +55,28 @@ class FlowTable:
 
     def __len__(self) -> int:
         return len(self._flows)
+
+    @property
+    def held(self) -> int:
+        """The flows the kernel's count has: the table's and cttop's own held apart."""
+        return len(self._flows) + len(self._own)
+
+    def set_own(self, own: Own | None) -> None:
+        """Hold apart what ``own`` recognises from now on (None: nothing, and what was held apart comes back)."""
+        if own is self.own:
+            return
+        back, self._own, self.own = self._own, {}, own
+        for fid, rec in back.items():
+            if own is not None and own[1](rec):
+                self._own[fid] = rec
+            else:
+                self._flows[fid] = rec
+                self.agg.add(unpack(rec), 1)
+        if own is not None:
+            for fid in [fid for fid, rec in self._flows.items() if own[1](rec)]:
+                self._own[fid] = rec = self._flows.pop(fid)
+                self.agg.add(unpack(rec, self._labels.pop(fid, 0) if self._labels else 0), -1)
+        self.generation += 1
 
     def __contains__(self, key: int) -> bool:
         return key in self._flows
@@ -93,12 +123,17 @@ class FlowTable:
     def clear(self) -> None:
         self._flows.clear()
         self._labels.clear()
+        self._own.clear()
         self.agg = Aggregates(self.agg.groups)
         self.generation += 1
 
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         """Add a dump chunk of rows the table does not hold yet (batch-counted), read at ``at``."""
         rows = rows if isinstance(rows, list) else list(rows)
+        if self.own is not None:
+            mine = self.own[0]
+            self._own.update((flow_key(r), pack(r, int(at))) for r in rows if mine(r))
+            rows = [r for r in rows if not mine(r)]
         seen = repeat(int(at))
         self._flows.update(zip(map(flow_key, rows), map(pack, rows, seen)))
         self._labels.update((flow_key(r), r[R_LABELS]) for r in rows if r[R_LABELS])
@@ -112,6 +147,8 @@ class FlowTable:
         # rather than called, as a call per event is a measurable share of its cost.
         flows, labels, agg = self._flows, self._labels, self.agg
         seen = int(at)
+        if self.own is not None:
+            events = self._hold_own(events, seen)
         for kind, row in events:
             fid = hash(row[FLOW_TUPLE]) & KEY_HIGH | row[R_ID]
             if kind == EV_DESTROY:
@@ -145,3 +182,16 @@ class FlowTable:
                 labels.pop(fid, None)
             agg.replace(old_row, row)
         self.generation += 1
+
+    def _hold_own(self, events: Iterable[tuple[int, Row]], seen: int) -> list[tuple[int, Row]]:
+        """Apply the events of cttop's own flows to where they are held apart; the others, to be applied."""
+        assert self.own is not None
+        mine, held, rest = self.own[0], self._own, []
+        for kind, row in events:
+            if not mine(row):
+                rest.append((kind, row))
+            elif kind == EV_DESTROY:
+                held.pop(flow_key(row), None)
+            else:
+                held[flow_key(row)] = pack(row, seen)
+        return rest
