@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -557,9 +557,12 @@ class FakeTui:
         self.then = then
         self.calls: list[tuple[str | None, bool, str | None]] = []
         self.router_count = 0
+        self.notes: list[str] | None = None
 
-    def __call__(self, spec: NetnsSpec, *, read_only: bool = False, title: str | None = None) -> None:
+    def __call__(self, spec: NetnsSpec, *, read_only: bool = False, title: str | None = None,
+                 notes: Sequence[str] = ()) -> None:
         self.calls.append((spec.name, read_only, title))
+        self.notes = list(notes)
         assert spec.name is not None
         end = time.monotonic() + SETUP_BOUND
         while self.router_count == 0 and time.monotonic() < end:
@@ -602,6 +605,7 @@ def test_the_tui_gets_the_router_and_every_way_out_cleans_up(
     [(name, read_only, title)] = tui.calls
     assert name is not None and name.startswith("cttop-lab-") and name.endswith("-router")
     assert read_only is False and title is not None and name in title
+    assert tui.notes == []  # the mixed lab has nothing to say before the screen comes
     assert tui.router_count > 0
     assert not run(["pgrep", "-f", f"--lab {name.removeprefix('cttop-lab-').removesuffix('-router')}"]).stdout
     assert HostState.now() == host
