@@ -122,6 +122,16 @@ def wait_subscribed(ns: str, n: int) -> list[dict[str, int]]:
     return subs
 
 
+def sentinel_after_the_queue(ns: str, inode: int, mine: Stream) -> None:
+    """Insert a last entry once cttop has emptied its socket's queue (else that event is dropped too), and
+    wait for it: when its event is printed, everything queued before it was read."""
+    deadline = time.monotonic() + WAIT
+    while next(s["rmem"] for s in subscribed(ns) if s["inode"] == inode) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sh("conntrack", "-I", *SENTINEL, netns=ns)
+    mine.wait_for(lambda ln: '"mark":4242' in ln)
+
+
 @pytest.fixture
 def ns(netns: str) -> str:
     return netns
@@ -274,13 +284,7 @@ def test_lost_events_are_said_on_stderr(ns: str) -> None:
         finally:
             os.kill(mine.proc.pid, signal.SIGCONT)
         assert drops > 0  # the kernel says it dropped events for this socket
-        # a last entry once cttop has emptied its queue (else that event is dropped too): when its event is
-        # printed, everything queued before it was read
-        deadline = time.monotonic() + WAIT
-        while next(s["rmem"] for s in subscribed(ns) if s["inode"] == sub["inode"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        sh("conntrack", "-I", *SENTINEL, netns=ns)
-        mine.wait_for(lambda ln: '"mark":4242' in ln)
+        sentinel_after_the_queue(ns, sub["inode"], mine)
     finally:
         code, err = mine.stop()
     assert code == 0 and "Traceback" not in err, err
@@ -344,11 +348,7 @@ def test_the_loss_line_is_where_the_events_were_lost(ns: str) -> None:
         finally:
             os.kill(mine.proc.pid, signal.SIGCONT)
         assert drops > 0
-        deadline = time.monotonic() + WAIT
-        while next(s["rmem"] for s in subscribed(ns) if s["inode"] == sub["inode"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        sh("conntrack", "-I", *SENTINEL, netns=ns)
-        mine.wait_for(lambda ln: '"mark":4242' in ln)
+        sentinel_after_the_queue(ns, sub["inode"], mine)
     finally:
         code, _ = mine.stop()
     assert code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import pytest
 from rich.console import Console
@@ -12,6 +13,7 @@ from textual.pilot import Pilot
 from cttop.table.packing import record_key
 from cttop.table.rates import FlowRate
 from cttop.ui.app import CttopApp
+from cttop.ui.flows import FlowList
 from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import wait_live
 
@@ -52,6 +54,27 @@ async def test_the_cursor_stays_on_a_flow_of_the_list() -> None:
         assert 0 <= fl.cursor < n
 
 
+def spy_redraws(fl: FlowList, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[Region, ...]], Callable[..., object]]:
+    """Record the regions of every redraw the flow list asks for; returns them and the real refresh."""
+    redraws: list[tuple[Region, ...]] = []
+    full_refresh = fl.refresh
+
+    def spy(*regions: Region, **kw: bool) -> object:
+        redraws.append(regions)
+        return full_refresh(*regions, **kw)
+
+    monkeypatch.setattr(fl, "refresh", spy)
+    return redraws, full_refresh
+
+
+async def painted_as_a_full_redraw(pilot: Pilot[object], app: CttopApp, full_refresh: Callable[..., object]) -> bool:
+    """Whether what the partial redraws left on screen is what a redraw of the whole list paints."""
+    seen = painted(app)
+    full_refresh()
+    await pilot.pause()
+    return painted(app) == seen
+
+
 async def test_a_move_redraws_only_the_lines_it_leaves_and_reaches(monkeypatch: pytest.MonkeyPatch) -> None:
     app = CttopApp(FixedSource(), interval=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -59,28 +82,15 @@ async def test_a_move_redraws_only_the_lines_it_leaves_and_reaches(monkeypatch: 
         await still(pilot, app)
         fl = app.main.flow_list
         assert fl.cursor == 0 and fl.scroll_y == 0 and fl.size.height > 4
-        redraws: list[tuple[Region, ...]] = []
-        full_refresh = fl.refresh
-
-        def spy(*regions: Region, **kw: bool) -> object:
-            redraws.append(regions)
-            return full_refresh(*regions, **kw)
-
-        monkeypatch.setattr(fl, "refresh", spy)
+        redraws, full_refresh = spy_redraws(fl, monkeypatch)
         await pilot.press("down", "down")
         await pilot.pause()
-        seen = painted(app)
-        full_refresh()
-        await pilot.pause()
-        assert painted(app) == seen  # the partial redraws left no stale cursor behind
+        assert await painted_as_a_full_redraw(pilot, app, full_refresh)  # no stale cursor left behind
         assert [[(r.y, r.height) for r in regions] for regions in redraws] == [[(0, 1)], [(1, 1)], [(1, 1)], [(2, 1)]]
         # A move that scrolls redraws it all (Textual does, on a scroll), and shows the same as a full redraw.
         await pilot.press("end", "up")
         await pilot.pause()
-        seen = painted(app)
-        full_refresh()
-        await pilot.pause()
-        assert painted(app) == seen
+        assert await painted_as_a_full_redraw(pilot, app, full_refresh)
 
 
 async def test_a_tag_redraws_only_the_tagged_lines(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,21 +100,11 @@ async def test_a_tag_redraws_only_the_tagged_lines(monkeypatch: pytest.MonkeyPat
         await still(pilot, app)
         fl = app.main.flow_list
         assert fl.cursor == 0 and fl.scroll_y == 0 and len(fl.records) > 4
-        redraws: list[tuple[Region, ...]] = []
-        full_refresh = fl.refresh
-
-        def spy(*regions: Region, **kw: bool) -> object:
-            redraws.append(regions)
-            return full_refresh(*regions, **kw)
-
-        monkeypatch.setattr(fl, "refresh", spy)
+        redraws, full_refresh = spy_redraws(fl, monkeypatch)
         await pilot.press("space")  # tags line 0, then moves down to line 1
         await pilot.pause()
         assert len(fl.tagged) == 1
-        seen = painted(app)
-        full_refresh()
-        await pilot.pause()
-        assert painted(app) == seen  # the tag shows as a full redraw would show it
+        assert await painted_as_a_full_redraw(pilot, app, full_refresh)  # the tag shows as a full redraw would
         assert sorted({(r.y, r.height) for regions in redraws for r in regions}) == [(0, 1), (1, 1)]
         assert all(regions for regions in redraws)  # no redraw of the whole list
         redraws.clear()
