@@ -120,14 +120,7 @@ async def test_new_rates_redraw_the_list_and_equal_ones_do_not(monkeypatch: pyte
         await still(pilot, app)
         fl = app.main.flow_list
         key = record_key(fl.records[0])
-        redraws: list[tuple[Region, ...]] = []
-        full_refresh = fl.refresh
-
-        def spy(*regions: Region, **kw: bool) -> object:
-            redraws.append(regions)
-            return full_refresh(*regions, **kw)
-
-        monkeypatch.setattr(fl, "refresh", spy)
+        redraws, _full = spy_redraws(fl, monkeypatch)
         fl.rates = {key: FlowRate(1000.0, 10.0)}
         assert redraws == [()]  # every visible line: any may have a rate
         fl.rates = {key: FlowRate(1000.0, 10.0)}  # the next frame's, unchanged
