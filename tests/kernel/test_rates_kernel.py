@@ -92,9 +92,9 @@ def test_snapshot_gives_each_groups_bytes_and_packets_a_second(ns: str) -> None:
 
 
 def test_the_live_view_gives_each_flows_bytes_and_packets_a_second(ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cttop.live.collector as collector_module
+    from cttop.live import dump_schedule
 
-    monkeypatch.setattr(collector_module, "REFRESH_MIN", 1.0)  # dumps every second, not every ten
+    monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 1.0)  # dumps every second, not every ten
     frames: list[Frame] = []
     indexes: list[FlowIndex] = []
     by_rate: list[FlowIndex] = []
