@@ -604,7 +604,7 @@ def test_the_tui_gets_the_router_and_every_way_out_cleans_up(
     assert not left
     [(name, read_only, title)] = tui.calls
     assert name is not None and name.startswith("cttop-lab-") and name.endswith("-router")
-    assert read_only is False and title is not None and name in title
+    assert read_only is False and title == "cttop lab: mixed"  # the header names the namespace after it
     assert tui.notes == []  # the mixed lab has nothing to say before the screen comes
     assert tui.router_count > 0
     assert not run(["pgrep", "-f", f"--lab {name.removeprefix('cttop-lab-').removesuffix('-router')}"]).stdout

@@ -8,7 +8,8 @@ import pytest
 from textual.widget import Widget
 
 from cttop.live.counters import FILL, PRESSURE
-from cttop.model import EV_NEW, R_ID, state_key
+from cttop.live.resolve import Resolver
+from cttop.model import EV_NEW, R_ID, R_OPKTS, state_key
 from cttop.table.packing import record_key, unpack
 from cttop.ui.app import CttopApp, FrameReady, MainScreen, help_sections
 from cttop.ui.detail import DetailScreen
@@ -317,3 +318,36 @@ async def test_notes_printed_before_the_screen_are_said_again_on_it() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
         assert [(str(n.message), n.markup) for n in app._notifications] == [("a [b]note[/b] from the lab", False)]
+
+
+async def test_names_on_from_the_start_show_in_the_header() -> None:
+    """--resolve (or resolve = true): the resolver is on before the screen is made, and the header says so."""
+    app = app_on()
+    app.new_resolver = lambda: Resolver(["127.0.0.1"], port=9)  # no answers needed: the header is the point
+    app.set_resolve(True)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_live(pilot, app)
+            assert "· names" in screen_text(app).splitlines()[0]
+    finally:
+        app.set_resolve(False)
+
+
+async def test_the_heaviest_title_says_when_its_columns_are_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two dumps' counters the right-hand columns are bytes and packets a second, not totals: the title
+    says so, so "1.7kB  28p/s" is not read as a total and a rate."""
+    from cttop.live import dump_schedule
+
+    monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 0.3)  # periodic dumps, so rates, soon
+    src = FixedSource()
+    app = app_on(src)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        title = str(app.main.query_one(HeaviestPanel).border_title)
+        assert "B/s" not in title  # one dump: totals
+        src.rows = [r[:R_OPKTS] + tuple(c + 1000 if c is not None else None for c in r[R_OPKTS:R_OPKTS + 4])
+                    + r[R_OPKTS + 4:] for r in src.rows]  # every flow moved since...
+        src.clock += 5.0  # ...five seconds ago, on the source's clock
+        await wait_for(pilot, lambda: str(app.main.query_one(HeaviestPanel).border_title).endswith(" · B/s p/s"),
+                       "the rates' title")
+        assert app.shown_frame is not None and any(r.bytes_rate for r in app.shown_frame.top)

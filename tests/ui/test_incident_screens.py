@@ -114,9 +114,11 @@ async def test_r_shows_names_and_hides_the_resolvers_own_lookups() -> None:
         async with app.run_test(size=(140, 40)) as pilot:
             await wait_live(pilot, app)
             assert "web.example" not in screen_text(app)  # off by default
+            assert "· names" not in screen_text(app).splitlines()[0]
             await pilot.press("R")
             await wait_for(pilot, lambda: "web.example" in screen_text(app), "names in the flow list")
             assert "client-a.example" in screen_text(app)
+            assert "every 0.1s · names" in screen_text(app).splitlines()[0]  # the header says names are on
             assert "192.0.2.80:443" not in screen_text(app)  # shown by name now
             # one of the resolver's own lookups enters the table: hidden from the list...
             own_port = next(iter(resolvers[0].own_ports))
@@ -141,6 +143,7 @@ async def test_r_shows_names_and_hides_the_resolvers_own_lookups() -> None:
             # R again: off, names gone, the resolver's threads stopped
             await pilot.press("R")
             await wait_for(pilot, lambda: "web.example" not in screen_text(app), "addresses again")
+            assert "· names" not in screen_text(app).splitlines()[0]
             assert app.resolver is None and all(not t.is_alive() for t in resolvers[0]._threads)
     finally:
         dns.close()

@@ -80,7 +80,7 @@ def lab(scenario: ScenarioOpt = "mixed", keep: KeepOpt = False, no_ui: NoUiOpt =
                     _run_headless(session)
                 else:
                     run_tui(session.router_spec, read_only=False,
-                            title=f"cttop lab: {scenario} ({session.lab.router})", notes=session.notes)
+                            title=f"cttop lab: {scenario}", notes=session.notes)  # the namespace follows it
             finally:
                 with signals_held():
                     failures = session.failures()

@@ -80,6 +80,7 @@ class MainScreen(KeyedScreen):
         app = cttop_app(self)
         status = StatusLine(app.title_text, id="status")
         status.read_only = app.read_only
+        status.names = app.resolver is not None  # --resolve: on from the start
         yield status
         with Horizontal(id="top-row"):
             fill = FillPanel(id="fill")
@@ -156,6 +157,8 @@ class MainScreen(KeyedScreen):
         frame = app.shown_frame
         by = app.top_by
         title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
+        if frame is not None and frame.counted and any(r.bytes_rate is not None for r in frame.top):
+            title += " · B/s p/s"  # the columns on the right are rates, not the totals they are without
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
@@ -398,6 +401,7 @@ class CttopApp(App[None]):
         self.collector.set_resolver(self.resolver)
         if self.is_running:
             self.main.flow_list.relabel()
+            self.main.query_one(StatusLine).names = self.resolver is not None
         return self.resolver is not None
 
     def toggle_pause(self) -> None:

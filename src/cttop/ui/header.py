@@ -27,6 +27,7 @@ class StatusLine(Widget):
     datapath: reactive[str | None] = reactive(None)  # an eBPF datapath keeps its own conntrack maps (host.datapath)
     drift_by: reactive[str | None] = reactive(None)  # the kube-proxy that writes a drifted value, as doctor names it
     loading_for = reactive(0.0)  # seconds the first load has taken so far
+    names = reactive(False)  # reverse DNS is on (R): a name on screen is a lookup's answer, not the kernel's
 
     def __init__(self, title: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -59,6 +60,8 @@ class StatusLine(Widget):
         else:
             t.append("LIVE" if f.live else "REPLAY", self._s("live"))
         t.append(f" every {f.interval:g}s", self._s("dim"))
+        if self.names:
+            t.append(" · names", self._s("dim"))
         if self.read_only or not f.live:
             t.append(" · read-only", self._s("dim"))
         if self.tagged:
