@@ -133,6 +133,27 @@ def test_lost_events_resync_with_a_dump_and_are_counted(rec: Recorder) -> None:
         c.stop()
 
 
+def test_a_drop_resyncs_at_once_and_its_place_in_the_stream_later_does_not_again(rec: Recorder) -> None:
+    """ENOBUFS comes before the events queued ahead of the drop (kernel.events): the table is wrong from then,
+    so the resync is not put off until the queue is read; when the gap's place shows, nothing is redone."""
+    src = FixedSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        dumps = src.dumps
+        src.rows = src.rows[:10]
+        src._events.put(EventBatch(dropped=True))  # the drop is reported; the queue ahead is still unread
+        rec.until(lambda: rec.frames[-1].lost == 1 and rec.frames[-1].flows == 10, "the resync")
+        assert src.dumps == dumps + 1
+        src._events.put(EventBatch(lost=True, lost_at=[0]))  # the queue ran dry: the gap shows here
+        src.push([])
+        rec.until(lambda: src._events.empty(), "both read")
+        time.sleep(0.3)  # frames at 0.05 s: a second resync would have come by now
+        assert src.dumps == dumps + 1 and rec.frames[-1].lost == 1
+    finally:
+        c.stop()
+
+
 def test_drift_from_the_kernel_count_triggers_a_resync(rec: Recorder) -> None:
     src = FixedSource(fixed_rows() * 1)
     src.rows = [row(7000 + i, 17, v4("10.1.1.1"), v4("10.2.2.2"), 1000 + i, 53) for i in range(100)]

@@ -138,7 +138,7 @@ class TableFollower:
 
     def _follow(self) -> None:
         batch = self._source.events(0.5)
-        if batch.lost or time.monotonic() - self._loaded >= self.resync:
+        if batch.lost or batch.dropped or time.monotonic() - self._loaded >= self.resync:
             self._load()
             self.resyncs += 1
         elif batch.events:

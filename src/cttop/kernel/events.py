@@ -34,6 +34,9 @@ class EventBatch:
     # Where in ``events`` each loss happened: the events before it were queued before the drop,
     # the ones after it came after (a stream can mark the gap where it happened).
     lost_at: list[int] = field(default_factory=list)
+    # The kernel reported a drop (ENOBUFS) during this read: the table is wrong now, so a view resyncs at
+    # once, while where the gap shows in the stream (lost, lost_at) waits for the queue ahead of it.
+    dropped: bool = False
     bad: int = 0  # messages that failed to decode
 
 
@@ -133,7 +136,7 @@ class EventSocket:
             if n is None:
                 # The kernel says ENOBUFS before handing over what it had queued ahead of the drop, and
                 # drops every event until that queue is empty: the gap is where the queue runs dry, not here.
-                self._gap = True
+                self._gap = batch.dropped = True
                 continue
             if n == 0:
                 if self._gap:

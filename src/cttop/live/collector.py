@@ -101,6 +101,7 @@ class Collector:
         # The events read while a dump is (with when), for the fresh table; and whether any were lost.
         self._queued: list[tuple[float, EventBatch]] = []
         self._lost_in_dump = False
+        self._drop_resynced = False  # resynced for a drop whose place in the stream (batch.lost) is still to come
         # A kernel's event socket overflows if left unread during a long dump; a recording does not.
         self._read_during_dumps = source.events_overflow
         self._bad = 0
@@ -294,8 +295,11 @@ class Collector:
             if self._dumping:
                 self._queued.append((now, batch))
                 return
-            if not batch.lost:
+            if not batch.dropped and (not batch.lost or self._drop_resynced):
+                if batch.lost:  # where the drop the last resync was for shows: nothing to redo
+                    self._drop_resynced = False
                 return
+            self._drop_resynced = batch.dropped and not batch.lost
             self._lost += 1
             self._resync("events lost, resyncing")
             batch = self._next_batch()
@@ -366,7 +370,7 @@ class Collector:
         for at, b in queued:  # after the dump, as if they had queued up behind it
             if b.events:
                 fresh.apply_events(b.events, at)
-        self._lost_in_dump = any(b.lost for _, b in queued)
+        self._lost_in_dump = any(b.lost or b.dropped for _, b in queued)
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed  # the queued ones counted once, in old
         fresh.generation = old.generation + 1
