@@ -444,3 +444,21 @@ def test_the_schedule_spaces_dumps_by_their_cost_and_resyncs_only_a_lasting_drif
     assert s.drifted()
     s.reading(100, 100, 100)  # it agrees again
     assert not s.drift_check_due() and not s.drifted()
+
+
+def test_a_second_drop_while_the_resync_is_read_is_resynced_too(rec: Recorder) -> None:
+    """A drop reported while the resync for an earlier one is read leaves the fresh table wrong again: it
+    gets a resync of its own once the dump is in (the first drop's gap showing later must not swallow it)."""
+    src = SlowDump()
+    src.events_overflow = True  # read events while dumps are read, as the kernel's socket must be
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        src._events.put(EventBatch(dropped=True))
+        rec.until(lambda: src.dumping, "the resync's dump")
+        src.rows = src.rows[:200]  # the kernel moved on during the dump, and the events of it were dropped
+        src._events.put(EventBatch(dropped=True))
+        # as a loss (counted, and at once), not left for the drift check to find frames later
+        rec.until(lambda: rec.frames[-1].lost == 2 and rec.frames[-1].flows == 200, "a resync for the second drop")
+    finally:
+        c.stop()

@@ -314,10 +314,11 @@ class Collector:
         self._apply(self._next_batch())
 
     def _next_batch(self) -> EventBatch:
-        """The events queued now; or, right after a dump during which events were lost, that loss."""
+        """The events queued now; or, right after a dump during which events were dropped, that drop (a resync
+        trigger: the queued batches were logged with their gaps as they came)."""
         if self._lost_in_dump:
             self._lost_in_dump = False
-            return EventBatch(lost=True)
+            return EventBatch(dropped=True)
         return self.source.events(0.0)
 
     def _log_events(self, batch: EventBatch) -> None:
@@ -370,7 +371,8 @@ class Collector:
         for at, b in queued:  # after the dump, as if they had queued up behind it
             if b.events:
                 fresh.apply_events(b.events, at)
-        self._lost_in_dump = any(b.lost or b.dropped for _, b in queued)
+        # A gap showing during the dump is a drop's reported before it began, which the dump covers.
+        self._lost_in_dump = any(b.dropped for _, b in queued)
         old = self.table
         fresh.created, fresh.destroyed = old.created, old.destroyed  # the queued ones counted once, in old
         fresh.generation = old.generation + 1
