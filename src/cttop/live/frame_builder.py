@@ -21,7 +21,6 @@ from cttop.model import TCP_STATES
 from cttop.sources.live import Source
 from cttop.table.aggregates import GroupRow
 from cttop.table.history import FillHistory, LiveCount, Rate
-from cttop.table.packing import read_timeouts
 from cttop.table.store import FlowTable
 from cttop.table.timeouts import model_lifetime
 
@@ -54,7 +53,7 @@ class FrameBuilder:
         """A dump begun at ``started`` (the source's clock) is in: it lists exactly the live entries, with
         their timeouts. One pass over the packed records (~0.5 s for a million), once per dump, never per frame.
         """
-        self._live.dumped(len(table), table.created, read_timeouts(table.by_key().values()), started,
+        self._live.dumped(len(table), table.created, table.timeouts(), started,
                           self.source.now())
 
     def read_sysctls(self, now: float, always: bool) -> None:

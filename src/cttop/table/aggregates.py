@@ -187,8 +187,9 @@ class Aggregates:
                     _bump(nbytes, k, sign * (row[R_OBYTES] + row[R_RBYTES]))
                     _bump(npkts, k, sign * (row[R_OPKTS] + row[R_RPKTS]))
 
-    def add_rows(self, rows: Sequence[Row]) -> None:
-        """Add many rows at once (same result as :meth:`add` on each, dicts in the same order).
+    def add_rows(self, rows: Sequence[Row], counters: bool = True) -> None:
+        """Add many rows at once (same result as :meth:`add` on each, dicts in the same order); without
+        ``counters``, as if they carried none (a bounded view, table.tally, cannot keep byte totals).
 
         Every per-row step is C (itemgetter, Counter.update, compress): a dump chunk holds a
         hundred-odd rows over as many groups, so the per-key work is kept to the few distinct
@@ -201,7 +202,7 @@ class Aggregates:
             _bump(self.by_state, state_key3(proto, pstate, status), n)
             if not status & IPS_ASSURED:
                 self.evictable += n
-        counted = list(compress(rows, map(is_not, map(_OPKTS, rows), repeat(None))))
+        counted = list(compress(rows, map(is_not, map(_OPKTS, rows), repeat(None)))) if counters else []
         self.counted += len(counted)
         self.bytes += sum(r[R_OBYTES] + r[R_RBYTES] for r in counted)
         self.packets += sum(r[R_OPKTS] + r[R_RPKTS] for r in counted)

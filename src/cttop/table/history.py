@@ -239,10 +239,10 @@ class LiveCount:
         self._at_end: list[int] = []  # how many end at each of those
         self._ended: list[int] = []  # how many end at it or before
 
-    def dumped(self, live: int, created: int, timeouts: Iterable[tuple[int, int]], read_from: float,
-               read_to: float) -> None:
+    def dumped(self, live: int, created: int, timeouts: Iterable[tuple[int, int]] | Counter[tuple[int, int]],
+               read_from: float, read_to: float) -> None:
         """A dump read from ``read_from`` to ``read_to``: its size, the NEW events counted by its end, and
-        each entry's (second it was read, whole seconds of timeout it had left then)."""
+        each entry's (second it was read, whole seconds of timeout it had left then), or those counted."""
         by_end: Counter[float] = Counter()
         for (seen, left), n in Counter(timeouts).items():
             # Read within that second and within the dump: the middle of both. It ends within the TICK after

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.packing import COUNTERS, FLAGS_AT, FLOW_TUPLE, KEY_HIGH, UNREAD, flow_key, pack, unpack
+from cttop.table.packing import COUNTERS, FLAGS_AT, FLOW_TUPLE, KEY_HIGH, UNREAD, flow_key, pack, read_timeouts, unpack
 
 __all__ = ["FlowTable", "GroupRow", "Own"]
 
@@ -23,6 +23,9 @@ Own = tuple[Callable[[Row], bool], Callable[[bytes], bool]]
 
 
 class FlowTable:
+    bounded = False  # holds every flow's record (table.tally's FlowTally holds none)
+    needs_dump = False  # every group it may be asked for can be counted from what it holds
+
     def __init__(self, track: Iterable[str] = (), own: Own | None = None) -> None:
         self._flows: dict[int, bytes] = {}
         self._labels: dict[int, int] = {}
@@ -102,6 +105,10 @@ class FlowTable:
     def records(self) -> list[bytes]:
         """The packed rows, for views that sort and index without unpacking everything."""
         return list(self._flows.values())
+
+    def timeouts(self) -> Iterable[tuple[int, int]]:
+        """Each flow's (second it was read, timeout left then): the forecast's input, once per dump."""
+        return read_timeouts(self._flows.values())
 
     def track(self, name: str) -> None:
         """Start keeping the ``name`` group totals (one scan now, incremental after)."""

@@ -1,0 +1,106 @@
+"""A bounded view's table (table.tally) against the full one: the same counts, states and groups, no records."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, R_OPKTS, R_START, Row
+from cttop.table.aggregates import Aggregates
+from cttop.table.digest import Digests
+from cttop.table.groups import GROUPS
+from cttop.table.store import FlowTable
+from cttop.table.tally import FlowTally
+from tests.unit.test_table import make_row, rows, snapshot_of
+
+
+def uncounted(r: Row) -> Row:
+    return r[:R_OPKTS] + (None,) * 4 + r[R_START:]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["random", "sequential", "one-home"]))
+def test_the_digests_behave_as_a_dict(seed: int, keys_from: str) -> None:
+    rnd = random.Random(seed)
+    if keys_from == "random":
+        keys = [rnd.getrandbits(64) for _ in range(3000)]
+    elif keys_from == "sequential":
+        keys = list(range(1, 3000))
+    else:  # every key starts its probe in the same few slots: long runs to shift back through
+        keys = [(i << 32) | i for i in range(1, 3000)]
+    d, model = Digests(), {}
+    for _ in range(6000):
+        k, op = rnd.choice(keys), rnd.random()
+        if op < 0.55:
+            shape = (rnd.randrange(4), rnd.randrange(3), rnd.choice([0, 7]), 0)
+            assert d.put(k, shape) == model.get(k)
+            model[k] = shape
+        elif op < 0.85:
+            assert d.pop(k) == model.pop(k, None)
+        else:
+            assert d.get(k) == model.get(k)
+        assert len(d) == len(model)
+    assert all(d.get(k) == model.get(k) for k in keys)
+
+
+def test_a_tally_counts_what_the_full_table_counts_through_updates_and_ends() -> None:
+    rnd = random.Random(11)
+    tally, full = FlowTally(track=GROUPS), FlowTable(track=GROUPS)
+    start = rows(400)
+    tally.apply_dump(start)
+    full.apply_dump(start)
+    truth = {r[0]: r for r in start}
+    events = []
+    for step in range(4000):
+        op = rnd.random()
+        if op < 0.4:
+            r = make_row(1000 + step, rnd)
+            events.append((EV_NEW, r))
+            truth[r[0]] = r
+        elif op < 0.75 and truth:
+            fid = rnd.choice(list(truth))
+            r = make_row(fid, rnd, acct=truth[fid][17] is not None)
+            r = truth[fid][:3] + r[3:5] + truth[fid][5:13] + r[13:]  # state, status, mark, zone move
+            events.append((EV_UPDATE, r))
+            truth[fid] = r
+        elif truth:
+            fid = rnd.choice(list(truth))
+            gone = truth.pop(fid)
+            # The kernel's DESTROY may carry another state than the one the flow was counted under.
+            events.append((EV_DESTROY, gone[:3] + (rnd.randrange(10), 0) + gone[5:]))
+    for i in range(0, len(events), 97):
+        tally.apply_events(events[i:i + 97])
+    full.apply_events(events)
+    again = Aggregates(GROUPS)
+    again.add_rows([uncounted(r) for r in truth.values()])
+    assert len(tally) == tally.held == len(truth)
+    assert snapshot_of(tally.agg) == snapshot_of(again)
+    # What it does not keep: records, bytes.
+    assert tally.records() == [] and tally.counted == 0 and tally.agg.bytes == 0
+    assert tally.created == full.created and tally.destroyed == full.destroyed
+
+
+def test_a_group_not_counted_at_the_dump_waits_for_the_next() -> None:
+    tally = FlowTally(track=["src"])
+    tally.apply_dump(rows(50))
+    assert not tally.needs_dump
+    tally.track("dport")
+    assert tally.needs_dump and tally.top("dport") == []
+    fresh = FlowTally(track=list(tally.agg.groups))
+    fresh.apply_dump(rows(50))
+    full = FlowTable(track=["dport"])
+    full.apply_dump(rows(50))
+    assert [(g.key, g.entries) for g in fresh.top("dport")] == [(g.key, g.entries) for g in full.top("dport")]
+    assert not fresh.needs_dump
+
+
+def test_a_tally_counts_the_dumps_timeouts_for_the_forecast() -> None:
+    tally, full = FlowTally(), FlowTable()
+    first, second = rows(300)[:120], rows(300)[120:]
+    for t in (tally, full):
+        t.extend(first, 1000.4)
+        t.extend(second, 1003.9)
+    assert tally.timeouts() == Counter(full.timeouts())
