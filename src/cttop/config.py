@@ -23,6 +23,8 @@ SYSTEM_PATH: Final = "/etc/cttop/config.toml"
 CONFIG_ENV: Final = "CTTOP_CONFIG"  # one file instead of both (tests, or a box's own place)
 MAX_BYTES: Final = 64 * 1024  # bounded input: a config is a few lines
 INTERVAL_RANGE: Final = (0.1, 3600.0)  # seconds between refreshes of the live view
+# The most flows the live view holds as records (~200 bytes each) before it counts them without holding them.
+MAX_FLOWS: Final = 1_000_000
 NO_CONFIG_HINT: Final = "fix it, or run cttop --no-config for the defaults"
 
 
@@ -36,6 +38,8 @@ class Settings:
     group_by: str = "src"  # the live view's first group key (one-shot commands keep their own defaults)
     theme: str | None = None  # a Textual theme name, checked when the live view starts
     resolve: bool = False  # the live view starts with reverse DNS on (R toggles it)
+    # Over this many flows the live view counts the table without holding it (0: always hold it).
+    max_flows: int = MAX_FLOWS
     origin: Mapping[str, str] = field(default_factory=dict)
 
     def override(self, **flags: Any) -> Settings:
@@ -81,6 +85,14 @@ def _check_interval(v: object) -> float:
     return float(v)
 
 
+def _check_max_flows(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"expected a number of flows, got {_kind(v)}")
+    if v < 0:
+        raise ValueError(f"{v} is negative (0 holds every flow)")
+    return v
+
+
 def _check_group(v: object) -> str:
     # Imported here: only a config that names a group pays for the group tables.
     from cttop.live.owner_top import OWNER_GROUPS
@@ -101,7 +113,8 @@ def _check_theme(v: object) -> str:
 
 
 CHECKS: Final = {"read_only": _check_bool, "interval": _check_interval, "mouse": _check_bool,
-                 "group_by": _check_group, "theme": _check_theme, "resolve": _check_bool}
+                 "group_by": _check_group, "theme": _check_theme, "resolve": _check_bool,
+                 "max_flows": _check_max_flows}
 
 
 def default_paths(env: Mapping[str, str] = os.environ) -> list[str]:

@@ -212,6 +212,10 @@ def top(
     resolve: Annotated[bool | None, typer.Option("--resolve/--no-resolve", help="Show addresses by their reverse "
                                                  "DNS names, looked up in the background (R toggles it in the "
                                                  "view).")] = None,
+    max_flows: Annotated[int | None, typer.Option("--max-flows", min=0, metavar="N", help="Hold at most N flows "
+                                                  f"(default {config.MAX_FLOWS:,}): over it the view counts the "
+                                                  "table without holding it, and the list shows the first flows "
+                                                  "read from the kernel. 0: hold every flow.")] = None,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print cttop's version and exit.")] = False,
 ) -> None:
@@ -221,7 +225,7 @@ def top(
     given = source is not None and source.name != "DEFAULT"
     settings = config.Settings() if no_config else guarded(config.load_default)()
     settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None,
-                                 resolve=resolve)
+                                 resolve=resolve, max_flows=max_flows)
     config.activate(settings)
     if ctx.invoked_subcommand is not None:
         if not spec.is_own:

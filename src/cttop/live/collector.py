@@ -54,11 +54,15 @@ from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.rate_keeper import RateKeeper
 from cttop.live.resolve import Resolver
 from cttop.live.seeking import Seeks
+from cttop.live.pager import Pager
 from cttop.model import Row
 from cttop.sources.live import Source
 from cttop.table.groups import GROUPS
+from cttop.table.packing import unpack
 from cttop.table.store import FlowTable, Own
+from cttop.table.tally import FlowTally
 
+BOUND_SLACK: Final = 0.1  # a bounded table is held in full again only once it is this far under the max
 LOAD_CHUNK: Final = 50_000  # rows packed into the table at a time; a dump is never held whole as rows
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
@@ -67,7 +71,7 @@ EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are no
 class Collector:
     def __init__(self, source: Source, *, on_frame: Callable[[Frame], None],
                  on_index: Callable[[FlowIndex], None], interval: float = 1.0, group: str = "src",
-                 view: ViewSpec | None = None) -> None:
+                 view: ViewSpec | None = None, max_flows: int | None = None) -> None:
         self.source = source
         # Who owns the flows: only a live namespace has processes to ask.
         self._ranking = OwnerRanking(source.spec) if source.spec is not None else None
@@ -80,7 +84,11 @@ class Collector:
         self.table = FlowTable(track=[group])
         self._on_frame = on_frame
         self.indexer = Indexer(on_index, self.owners)
-        self._flows = FlowView(self.indexer, self.owners, view)
+        # Over max_flows the table is held bounded and the list paged from the kernel; a recording's table is
+        # the recording's, held whole by the replay already.
+        self._max_flows = max_flows if source.spec is not None else None
+        pager = Pager(source.spec, max_flows) if source.spec is not None and max_flows is not None else None
+        self._flows = FlowView(self.indexer, self.owners, view, pager)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -124,6 +132,8 @@ class Collector:
         self.indexer.join(timeout)
         if not self._thread.is_alive():
             self.source.close()
+        if self._flows.pager is not None and not self.indexer.alive:
+            self._flows.pager.close()
 
     @property
     def interval(self) -> float:
@@ -189,12 +199,15 @@ class Collector:
         return self._seeks.pending
 
     def flow(self, flow_id: int) -> Row | None:
-        """The table's current row for a flow (dict reads are atomic, so safe from the UI thread)."""
-        return self.table.get(flow_id)
+        """The current row for a flow (dict reads are atomic, so safe from the UI thread)."""
+        rec = self.record(flow_id)
+        return None if rec is None else self.table.get(flow_id) or unpack(rec)
 
     def record(self, flow_id: int) -> bytes | None:
-        """The table's current packed record for a flow, with when it was read (packing.record_meta)."""
-        return self.table.record(flow_id)
+        """The current packed record for a flow, with when it was read (packing.record_meta): the table's, or
+        a bounded table's list page's."""
+        table = self.table
+        return self._flows.paged(flow_id) if table.bounded else table.record(flow_id)
 
     # --- the worker ----------------------------------------------------------------------
 
@@ -262,8 +275,14 @@ class Collector:
         self._schedule_index()
 
     def _reload_if_due(self) -> None:
+        table = self.table
         if self._schedule.refresh_due():
             self._load(first=False)
+        elif self._bounded_for(self._frames.count) != table.bounded:
+            self._resync(f"over {self._max_flows:,} flows, counting them without holding them" if not table.bounded
+                         else f"under {self._max_flows:,} flows again, holding every flow")
+        elif table.needs_dump:
+            self._resync("reading the table to count the new group")
         elif self._drifted():
             self._schedule.resyncing()
             self._resync("the table drifted from the kernel's count, resyncing")
@@ -338,11 +357,14 @@ class Collector:
         moment, and during a resync the note saying so.
         """
         t0 = time.monotonic()
-        known = self._known_count() if first else ""
+        count = self._count_now()
+        known = f"{count:,}" if count is not None else "the"
         if first:
             self._note = f"reading {known} flows from the kernel"
             self._post()
-        fresh = FlowTable(track=list(self.table.agg.groups), own=self._hide)
+        track = list(self.table.agg.groups)
+        fresh = (FlowTally(track, own=self._hide, expect=count or 0) if self._bounded_for(count)
+                 else FlowTable(track, own=self._hide))
         last_report = time.monotonic()
         batch: list[Row] = []
         # When the batch's first row was read: its timeouts count down from then.
@@ -392,11 +414,19 @@ class Collector:
         self._reconcile()
         return self._schedule.drifted()
 
-    def _known_count(self) -> str:
+    def _count_now(self) -> int | None:
         try:
-            return f"{self.source.stats().count:,}"
+            return self.source.stats().count
         except CttopError:
-            return "the"
+            return None
+
+    def _bounded_for(self, count: int | None) -> bool:
+        """Whether a table of ``count`` flows is held bounded: over max_flows, and once bounded until it is
+        BOUND_SLACK under, so a table at the line is not read again and again."""
+        most = self._max_flows
+        if most is None or count is None:
+            return False
+        return count > (most * (1 - BOUND_SLACK) if self.table.bounded else most)
 
     def _schedule_index(self) -> None:
         self._flows.schedule(self.table, self._interval, self._rates.flow_rates)
@@ -422,7 +452,7 @@ class Collector:
             top=ranked.top, lost=self._lost, bad=self._bad, refreshed=self._schedule.refreshed, ranked_total=ranked.total,
             new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
             new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
-            flow_rates=rates.flow_rates,
+            flow_rates=rates.flow_rates, bounded=self._max_flows if table.bounded else None,
             event_log=log.view(now) if (log := self._log) is not None else None)
 
     def _read_counts(self, now: float) -> None:

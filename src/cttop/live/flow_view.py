@@ -18,7 +18,9 @@ from typing import Final
 from cttop.filter import compile_filter
 from cttop.live.index import SORTS, ViewSpec
 from cttop.live.indexer import Indexer, IndexJob
+from cttop.live.pager import Pager
 from cttop.owners.owners import Owners
+from cttop.table.packing import ID, key_id, record_key
 from cttop.table.rates import FlowRate
 from cttop.table.store import FlowTable
 
@@ -27,14 +29,20 @@ from cttop.table.store import FlowTable
 # core half busy re-sorting a list whose count and panels are current anyway (they come from the table). A
 # change of view (filter, sort, pause) is indexed at once.
 REBUILD_SPACING: Final = 5
+# A bounded view's list is a dump of its own (live.pager), of millions of flows: read again no sooner than this
+# many times the last read took, and PAGE_MIN seconds, unless the view changed.
+PAGE_SPACING: Final = 20
+PAGE_MIN: Final = 10.0
 
 
 class FlowView:
     """What the flow list asks for, and the schedule of the indexes built for it."""
 
-    def __init__(self, indexer: Indexer, owners: Owners | None, view: ViewSpec | None) -> None:
+    def __init__(self, indexer: Indexer, owners: Owners | None, view: ViewSpec | None,
+                 pager: Pager | None = None) -> None:
         self.indexer = indexer
         self.owners = owners
+        self.pager = pager  # where a bounded table's list is read from
         self._lock = threading.Lock()
         # Written by the UI thread under the lock.
         self._view = view if view is not None else ViewSpec()
@@ -70,6 +78,14 @@ class FlowView:
                 self._dirty = True  # catch the list up with the live table at once
             return self._frozen[0] if self._frozen is not None else None
 
+    def paged(self, key: int) -> bytes | None:
+        """A bounded table's flow from the list's last page (the only records such a view holds)."""
+        last = self.indexer.last
+        if last is None:
+            return None
+        want = key_id(key)  # the id settles most, the key the collisions
+        return next((r for r in last[1] if r[ID] == want and record_key(r) == key), None)
+
     def touch(self) -> None:
         """Index again at once: what the list leaves out changed."""
         with self._lock:
@@ -84,16 +100,21 @@ class FlowView:
         gen = table.generation
         built_from = (gen, self.owners.index.at if owned and self.owners is not None else None)
         records: Sequence[bytes]
+        thawed = True
         if dirty and paused and frozen is not None:
             gen, records = frozen
+            thawed = False
         elif dirty:
             records = table.records()
         elif paused or built_from == self._indexed or self.indexer.busy or time.monotonic() < self._next:
             return
         else:
             records = table.records()
+        page = self.pager if table.bounded and thawed else None
         if not paused:
             self._indexed = built_from
-        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, rates))
+        self.indexer.submit(IndexJob(records, gen, spec, self._anchor, rates, page))
         last = self.indexer.last
-        self._next = time.monotonic() + max(interval, REBUILD_SPACING * (last[0].seconds if last else 0.0))
+        took = last[0].seconds if last else 0.0
+        self._next = time.monotonic() + (max(interval, REBUILD_SPACING * took) if page is None
+                                         else max(PAGE_MIN, PAGE_SPACING * took))

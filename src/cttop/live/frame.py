@@ -73,6 +73,7 @@ class Frame:
     flow_rates: Mapping[int, FlowRate] = field(default_factory=dict)
     event_log: LogView | None = None  # while the event screen is open
     pressure_from: str = ""  # where the pressure counters came from: ctnetlink or /proc (without CAP_NET_ADMIN)
+    bounded: int | None = None  # the table is over --max-flows (this): counted, not held; the list is paged
 
     @property
     def fill(self) -> float | None:

@@ -147,6 +147,9 @@ class FlowIndex:
     anchor: int | None  # the flow id the cursor was on when the build was asked for
     anchor_pos: int | None  # where that flow is now, if it still matches
     seconds: float  # how long the build took
+    # A bounded view's list (live.pager) holds only the first matching flows: how many matched in the kernel's
+    # table. None: the list holds every match.
+    paged: int | None = None
 
     @property
     def descending(self) -> bool:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cttop.filter import OwnerSource
 from cttop.live.index import FlowIndex, ViewSpec, build_index
+from cttop.live.pager import Pager
 from cttop.table.rates import FlowRate
 
 
@@ -18,6 +20,7 @@ class IndexJob:
     spec: ViewSpec
     anchor: int | None
     rates: Mapping[int, FlowRate] | None = None  # bytes and packets a second by flow key, for the rate sorts
+    page: Pager | None = None  # a bounded view: the records are read from the kernel, not given
 
 
 class Indexer:
@@ -49,6 +52,10 @@ class Indexer:
             self._thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def busy(self) -> bool:
         with self._cv:
             return self._running or self._job is not None
@@ -74,11 +81,25 @@ class Indexer:
                 return self._submitted != seq
 
             try:
-                index = build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
-                                    cancelled=cancelled, owners=self._owners, rates=job.rates)
+                index, records = self._build(job, cancelled)
             finally:
                 with self._cv:
                     self._running = False
             if index is not None:
-                self.last = (index, job.records)
+                self.last = (index, records)
                 self._on_index(index)
+
+    def _build(self, job: IndexJob, cancelled: Callable[[], bool]) -> tuple[FlowIndex | None, Sequence[bytes]]:
+        if job.page is None:
+            return build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
+                               cancelled=cancelled, owners=self._owners, rates=job.rates), job.records
+        t0 = time.perf_counter()
+        page = job.page.read(job.spec, self._owners, cancelled)
+        if page is None:
+            return None, ()
+        index = build_index(page.records, job.spec, generation=job.generation, anchor=job.anchor,
+                            cancelled=cancelled, owners=self._owners)
+        if index is None:
+            return None, ()
+        # Its time is the dump's too: what the next page is spaced by.
+        return replace(index, total=page.listed, paged=page.matched, seconds=time.perf_counter() - t0), page.records

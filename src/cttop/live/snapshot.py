@@ -135,7 +135,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
                 watch = _Watch(ct, spec, flt, GROUPS[group_by].key, seconds,
                                events=values.get("nf_conntrack_events") != "0")
             listed = matched = 0
-            for n, rows in _dump(ct, flt):
+            for n, rows in filtered_dump(ct, flt):
                 listed += n
                 matched += len(rows)
                 agg.add_rows(rows)
@@ -163,7 +163,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     return snap
 
 
-def _dump(ct: Ctnetlink, flt: Filter) -> Iterator[tuple[int, list[Row]]]:
+def filtered_dump(ct: Ctnetlink, flt: Filter) -> Iterator[tuple[int, list[Row]]]:
     """One dump, narrowed by the kernel where the filter allows: (rows listed, rows matching) a chunk."""
     kf = flt.kernel
     family = kf.family if kf is not None and kf.family is not None else 0
@@ -194,7 +194,7 @@ class _Watch:
         try:
             self.t0 = time.monotonic()
             self.rate.start(self.t0)
-            for _n, rows in _dump(ct, flt):
+            for _n, rows in filtered_dump(ct, flt):
                 self.first.update((flow_key(r), pack(r)) for r in rows if r[R_OPKTS] is not None)
                 if self.known is not None:
                     self.known.update(map(flow_key, rows))

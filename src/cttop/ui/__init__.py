@@ -47,7 +47,7 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
         set_read_only()  # actions refuse to write, whatever key reaches them
     app = CttopApp(shown, read_only=read_only, title=title,
                    interval=settings.interval if interval is None else interval, resolve=settings.resolve,
-                   notes=notes)
+                   notes=notes, max_flows=settings.max_flows or None)
     if settings.theme is not None:
         if settings.theme not in app.available_themes:
             raise settings.fail("theme", f"{settings.theme!r} is not a theme (choose from "

@@ -33,6 +33,7 @@ from cttop.live.collector import Collector
 from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.heaviest import group_title
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
+from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.resolve import Resolver
 from cttop.sources.live import Playback, Source
 from cttop.table.packing import record_key, record_meta, unpack
@@ -159,6 +160,8 @@ class MainScreen(KeyedScreen):
         title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
         if frame is not None and frame.counted and any(r.bytes_rate is not None for r in frame.top):
             title += " · B/s p/s"  # the columns on the right are rates, not the totals they are without
+        if frame is not None and frame.bounded is not None and app.group in OWNER_GROUPS:
+            title += " · none while bounded"  # owners are ranked from the flows' records, which it does not hold
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
@@ -176,13 +179,16 @@ class MainScreen(KeyedScreen):
             parts.append("Flows ?")  # the count is the Fill panel's; which flows, only CAP_NET_ADMIN may see
         elif idx is not None and idx.spec.filter:
             total = idx.total if table is None else table
-            parts.append(f"Flows {fmt.count(len(idx.records))} of {fmt.count(total)}")
+            matched = len(idx.records) if idx.paged is None else idx.paged
+            parts.append(f"Flows {fmt.count(matched)} of {fmt.count(total)}")
         elif table is not None:
             parts.append(f"Flows {fmt.count(table)}")
         elif idx is not None:
             parts.append(f"Flows {fmt.count(len(idx.records))}")
         else:
             parts.append("Flows")
+        if idx is not None and idx.paged is not None and len(idx.records) < idx.paged:
+            parts.append(f"first {fmt.count(len(idx.records))}")  # a bounded view's page (live.pager)
         shown = app.view.filter.strip()
         if self.query_one(FilterBar).error is not None:
             # The list is not what was typed: say what it is instead.
@@ -244,7 +250,8 @@ class CttopApp(App[None]):
     ]
 
     def __init__(self, source: Source, *, read_only: bool = False, title: str | None = None,
-                 interval: float = 1.0, resolve: bool = False, notes: Sequence[str] = ()) -> None:
+                 interval: float = 1.0, resolve: bool = False, notes: Sequence[str] = (),
+                 max_flows: int | None = None) -> None:
         super().__init__()
         self.source = source
         self._notes = tuple(notes)  # what the person should know before looking (the lab's), as toasts
@@ -262,8 +269,9 @@ class CttopApp(App[None]):
         self._index: FlowIndex | None = None
         self._frame_posted = threading.Event()
         self._index_posted = threading.Event()
+        self.max_flows = max_flows  # over it, the table is counted and not held, and the list paged (None: never)
         self.collector = Collector(source, on_frame=self._collector_frame, on_index=self._collector_index,
-                                   interval=interval, group=self.group, view=self.view)
+                                   interval=interval, group=self.group, view=self.view, max_flows=max_flows)
         self.resolver: Resolver | None = None  # reverse DNS (R, --resolve): off by default
         self.new_resolver: Callable[[], Resolver] = Resolver  # what R starts (tests point it at their own DNS)
         if resolve:
@@ -440,7 +448,7 @@ class CttopApp(App[None]):
                 self._collector_index(index)
 
         new = Collector(source, on_frame=on_frame, on_index=on_index, interval=old.interval, group=self.group,
-                        view=self.view)
+                        view=self.view, max_flows=self.max_flows)
         new.set_group(self.group, self.top_by)
         new.set_resolver(self.resolver)
         self.source, self.collector = source, new

@@ -62,6 +62,9 @@ class StatusLine(Widget):
         t.append(f" every {f.interval:g}s", self._s("dim"))
         if self.names:
             t.append(" · names", self._s("dim"))
+        if f.bounded is not None:
+            # Over --max-flows: counted, not held (the help screen says what that changes).
+            t.append(f" · bounded at {fmt.si(f.bounded)}", self._s("paused"))
         if self.read_only or not f.live:
             t.append(" · read-only", self._s("dim"))
         if self.tagged:
