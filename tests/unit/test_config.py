@@ -14,6 +14,7 @@ from cttop import config
 from cttop.cli import load_commands
 from cttop.cli.app import app
 from cttop.config import ConfigError, Settings, default_paths, load
+from cttop.kernel.netns import NetnsSpec
 from tests.conftest import run_cttop
 
 
@@ -152,11 +153,13 @@ BAD = [
     ("string open at the end", 'theme = """nord\n',
      ":1: theme: not valid TOML (Unterminated string at the end of the file)"),
     ("unknown key", "# c\nread_only = true\ncolour = 'red'\n",
-     ":3: colour: unknown key (known: read_only, interval, mouse, group_by, theme, resolve)"),
+     ":3: colour: unknown key (known: read_only, interval, mouse, group_by, theme, resolve, max_flows)"),
     ("a table", "[ui]\nmouse = false\n", ":1: ui: unknown key"),
     ("wrong type", 'interval = 1\nmouse = "no"\n', ":2: mouse: expected true or false, got the string 'no'"),
     ("wrong type, number", "read_only = 1\n", ":1: read_only: expected true or false, got the number 1"),
     ("bool is no number", "interval = true\n", ":1: interval: expected a number of seconds, got true"),
+    ("max_flows not a count", "max_flows = 1.5\n", ":1: max_flows: expected a number of flows, got the number 1.5"),
+    ("max_flows negative", "max_flows = -5\n", ":1: max_flows: -5 is negative (0 holds every flow)"),
     ("out of range", "\n\ninterval = 0\n", ":3: interval: 0 is out of range (0.1 to 3600 seconds)"),
     ("out of range, high", "interval = 3601\n", ":1: interval: 3601 is out of range"),
     ("no such group", 'group_by = "nope"\n', ":1: group_by: 'nope' is not a group key (choose from src, dst"),
@@ -229,3 +232,27 @@ def test_a_missing_named_file_is_an_error_but_missing_default_files_are_not(tmp_
     with pytest.raises(ConfigError, match=r"none.toml: no such config file \(CTTOP_CONFIG names it\)$"):
         load([str(tmp_path / "none.toml")], required=True)
     assert load([str(tmp_path / "none.toml")]) == Settings()
+
+
+def test_max_flows_from_the_file_or_the_flag_bounds_the_view(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cttop.ui import app as ui_app
+    from tests.ui.fixed_source import FixedSource
+
+    cfg = write(tmp_path / "c.toml", "max_flows = 5000\n")
+    bounds: list[int | None] = []
+
+    def fake_run(self: ui_app.CttopApp, *, mouse: bool = True) -> None:
+        bounds.append(self.collector._max_flows if self.max_flows is not None else self.max_flows)
+
+    monkeypatch.setattr(ui_app.CttopApp, "run", fake_run)
+    monkeypatch.setattr("cttop.ui.need_terminal", lambda: None)
+    class LiveLike(FixedSource):  # a live namespace's source: only those are ever bounded
+        spec = NetnsSpec()
+
+    monkeypatch.setattr("cttop.ui.LiveSource", lambda spec: LiveLike())
+    load_commands([])
+    for args, want in (([], 5000), (["--max-flows", "70"], 70), (["--max-flows", "0"], None),
+                       (["--no-config"], config.MAX_FLOWS)):
+        r = CliRunner(env={"CTTOP_CONFIG": cfg}).invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert bounds.pop() == want, args

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cttop import config
 from cttop import model as M
 from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options, not_nan
 from cttop.filter import parse, uses_owners
@@ -33,6 +34,11 @@ def snapshot(
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,
     flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
+    max_flows: Annotated[int | None, typer.Option(
+        "--max-flows", min=0, metavar="N",
+        help="Hold at most N flow records (default: the config's max_flows, 1,000,000): --flows lists the first N, "
+             "and bytes a second are left out over N counted flows. The counts always cover every flow. "
+             "0: no bound.")] = None,
     seconds: Annotated[float | None, typer.Option(
         "--seconds", min=0.1, max=3600, callback=not_nan,
         help=f"Watch this long between two dumps, for rates (new-rate: default {NEW_RATE_SECONDS:g}).")] = None,
@@ -54,12 +60,20 @@ def snapshot(
         owners = host_owners(spec)
         owners.refresh()
     flt = command_filter(filter, spec, owners)
-    snap = take(spec, flt, group_by, by, top, keep_flows=flows, owners=owners, seconds=seconds)
+    most = config.active().max_flows if max_flows is None else max_flows
+    snap = take(spec, flt, group_by, by, top, keep_flows=flows, owners=owners, seconds=seconds,
+                max_flows=most or None)
     if as_json:
         # dumps, not dump: json.dump streams through the pure-Python encoder, 10x slower.
         sys.stdout.write(json.dumps(snap.to_json(flows), separators=(",", ":")) + "\n")
     else:
         _print_human(snap, flows, bool(filter.strip()))
+    if snap.flows_left_out:
+        print(f"cttop: --flows lists the first {len(snap.flows):,} matching flows, not the {snap.flows_left_out:,} "
+              "after them (--max-flows)", file=sys.stderr)
+    if snap.byte_rates_left_out:
+        print(f"cttop: no bytes or packets a second: more than {snap.max_flows:,} flows carry counters "
+              "(--max-flows; the rates compare every flow's)", file=sys.stderr)
     if snap.events_lost:
         print("cttop: the kernel dropped events while measuring (ENOBUFS): new-rate is a lower bound",
               file=sys.stderr)

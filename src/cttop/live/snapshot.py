@@ -59,6 +59,11 @@ class Snapshot:
     new_rates: dict[GroupKey, float] | None = None
     group_rates: dict[GroupKey, FlowRate] | None = None  # bytes and packets a second, with accounting on
     events_lost: bool = False  # the kernel dropped NEW events while measuring: new/s is a lower bound
+    # --max-flows: the most flow records held (the listed flows, or the two dumps' counters for bytes a second);
+    # what it left out. None: no bound.
+    max_flows: int | None = None
+    flows_left_out: int = 0  # matching flows not listed
+    byte_rates_left_out: bool = False  # more counted flows than that: no bytes or packets a second
 
     def rows(self) -> list[GroupRow]:
         """The heaviest groups by ``by``, with their rates where measured."""
@@ -90,6 +95,8 @@ class Snapshot:
             "stats": self.stats, "stats_from": self.stats_from,
             "datapath": self.datapath.to_json() if self.datapath is not None else None,
             "error": self.problem,
+            "bounded": {"max_flows": self.max_flows, "flows_left_out": self.flows_left_out,
+                        "byte_rates_left_out": self.byte_rates_left_out},
         }
         if with_flows:
             owners = self.owners
@@ -103,9 +110,13 @@ def _rate(v: float | None) -> float | None:
 
 
 def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries", top_n: int = 10,
-         keep_flows: bool = False, owners: Owners | None = None, seconds: float | None = None) -> Snapshot:
+         keep_flows: bool = False, owners: Owners | None = None, seconds: float | None = None,
+         max_flows: int | None = None) -> Snapshot:
     """Read the table once (or, with ``seconds``, twice that far apart, for rates). Without permission,
     count and max still come from /proc/sys.
+
+    The aggregates count every flow as the dump streams in, holding none; ``max_flows`` bounds the records
+    held for what needs them: the flows kept (the first that many) and the counters bytes a second compare.
 
     ``owners`` (refreshed) is needed to group by process or container, and names each flow's owner. Rates
     are measured for the table's own group keys, not owners (whose lookup is per dump, not per event).
@@ -120,7 +131,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     values = sysctl.read(spec, names)
     count, mx, buckets = (sysctl.as_int(values.get(n)) for n in names[:3])
     snap = Snapshot(spec.label(), count or 0, mx or 0, buckets, group_by=group_by, by=by, top_n=top_n,
-                    owners=owners, datapath=look())
+                    owners=owners, datapath=look(), max_flows=max_flows)
     try:
         ct = Ctnetlink(spec)
     except KernelError as e:
@@ -133,7 +144,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
             watch = None
             if seconds is not None and group_by in GROUPS:
                 watch = _Watch(ct, spec, flt, GROUPS[group_by].key, seconds,
-                               events=values.get("nf_conntrack_events") != "0")
+                               events=values.get("nf_conntrack_events") != "0", max_flows=max_flows)
             listed = matched = 0
             for n, rows in filtered_dump(ct, flt):
                 listed += n
@@ -144,7 +155,9 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
                 if watch is not None:
                     watch.feed(rows)
                 if keep_flows:
-                    snap.flows += rows
+                    room = len(rows) if max_flows is None else max(0, max_flows - len(snap.flows))
+                    snap.flows += rows[:room]
+                    snap.flows_left_out += len(rows) - min(room, len(rows))
             if watch is not None:
                 watch.finish(snap)
             st = ct.stats()
@@ -182,8 +195,10 @@ class _Watch:
     """
 
     def __init__(self, ct: Ctnetlink, spec: NetnsSpec, flt: Filter, key: Callable[[Row], GroupKey],
-                 seconds: float, events: bool) -> None:
+                 seconds: float, events: bool, max_flows: int | None = None) -> None:
         self.key, self.flt = key, flt
+        self.most = max_flows  # counted flows whose records both dumps may hold; over it, no bytes a second
+        self.too_many = False
         self.rate = NewFlowRate(key, window=seconds + 1)  # one window holding every span
         self.first: dict[int, bytes] = {}  # counted flows' packed records, for bytes and packets a second
         self.second: dict[int, bytes] = {}
@@ -195,7 +210,7 @@ class _Watch:
             self.t0 = time.monotonic()
             self.rate.start(self.t0)
             for _n, rows in filtered_dump(ct, flt):
-                self.first.update((flow_key(r), pack(r)) for r in rows if r[R_OPKTS] is not None)
+                self._hold(self.first, rows)
                 if self.known is not None:
                     self.known.update(map(flow_key, rows))
             deadline = self.t0 + seconds
@@ -213,8 +228,18 @@ class _Watch:
                 sock.close()
         self.t1 = time.monotonic()  # the second dump starts now
 
+    def _hold(self, held: dict[int, bytes], rows: list[Row]) -> None:
+        """The counted rows' records, for bytes a second; none at all once there are more than ``most``."""
+        if self.too_many:
+            return
+        held.update((flow_key(r), pack(r)) for r in rows if r[R_OPKTS] is not None)
+        if self.most is not None and len(held) > self.most:
+            self.too_many = True
+            self.first.clear()
+            self.second.clear()
+
     def feed(self, rows: list[Row]) -> None:
-        self.second.update((flow_key(r), pack(r)) for r in rows if r[R_OPKTS] is not None)
+        self._hold(self.second, rows)
         if self.known is not None:
             known = self.known
             self.new_rows += [r for r in rows if flow_key(r) not in known]
@@ -226,6 +251,7 @@ class _Watch:
         snap.rate_source = "dumps" if self.known is not None else "events"
         snap.new_rates = self.rate.rates()
         snap.events_lost = self.lost
+        snap.byte_rates_left_out = self.too_many
         if self.first or self.second:
             rates = flow_rates(self.first, self.second, self.t1 - self.t0)
             snap.group_rates = group_rates(rates, self.second, self.key)
