@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from cttop.live.pager import PAGE_MAX
+
 # CT_GET_STATS_CPU counters the Pressure panel shows as rates, in display order.
 PRESSURE: Final[dict[str, str]] = {
     "drop": "a new connection could not be tracked, so its packet was dropped (table full, or no memory)",
@@ -30,6 +32,8 @@ FILL: Final[dict[str, str]] = {
     "events lost": "times the kernel dropped events (ENOBUFS) and cttop resynced with a full dump",
     "refreshed": "when flows and their byte counters were last re-read with a full dump",
     "Flows N": "flows in the table at the frame's instant; a table off the kernel's count is resynced with a dump",
+    "bounded at N": "over --max-flows N flows, counted without being held: counts, states and groups by entries stay "
+                    f"exact; the list is the first flows (at most {PAGE_MAX:,}) read from the kernel, filter pushed down",
     "timeout": "seconds left, counted down from when the kernel last told it (a dump or an event)",
     "?": "not known yet: a rate until its second reading, a new flow's bytes until a dump reads them",
     "-": "none: the flow began while accounting (nf_conntrack_acct) was off",
