@@ -45,11 +45,6 @@ class Digests:
     def __len__(self) -> int:
         return self._n
 
-    @property
-    def nbytes(self) -> int:
-        """What the slots take (the shapes are a few dozen tuples)."""
-        return len(self._keys) * 12
-
     # A key's home slot is (key ^ key >> 32) & mask, written out where used: the low half of a flow key is
     # the conntrack id, a hash already, the high half a hash of the tuple.
 
