@@ -120,6 +120,7 @@ class Ctnetlink:
         self.sock = run_in(spec, lambda: open_socket(rcvbuf))
         self.seq = int.from_bytes(os.urandom(2), "big")
         self.decoder = Decoder()
+        self._recv_buf: bytearray | None = None  # see _buffer
 
     def close(self) -> None:
         self.sock.close()
@@ -148,13 +149,20 @@ class Ctnetlink:
         self._send(0, C.NLM_F_DUMP, family, msg_type=msg_type)
         return self._replies(what)
 
+    def _buffer(self) -> bytearray:
+        """The socket's receive buffer, made once: a megabyte zeroed for every request (the count is read every
+        frame) is a megabyte mapped, faulted in and unmapped each time. Replies are read before the next request."""
+        if self._recv_buf is None:
+            self._recv_buf = bytearray(RECV_SIZE)
+        return self._recv_buf
+
     def _replies(self, what: str) -> Iterator[tuple[bytearray, int, int]]:
         """Yield (buffer, offset, length) of each data message until DONE or the ACK.
 
         Requests that are not dumps must ask for an ACK: even single replies such as
         CT_GET_STATS come flagged NLM_F_MULTI, so the ACK is the only reliable end.
         """
-        buf = bytearray(RECV_SIZE)
+        buf = self._buffer()
         while True:
             try:
                 n = self.sock.recv_into(buf)
@@ -249,12 +257,20 @@ class Ctnetlink:
         return self.raw_chunks()
 
     def raw_chunks(self) -> Iterator[bytes]:
-        """Receive a requested dump's chunks until the one holding NLMSG_DONE or an error."""
+        """Receive a requested dump's chunks until the one holding NLMSG_DONE or an error.
+
+        Into the socket's buffer, each chunk copied out at its size: recv(RECV_SIZE) maps a fresh megabyte for
+        every ~140 kB chunk and shrinks it (mmap, mremap, munmap and the page faults between), ~8% of a dump's
+        CPU at 262k entries.
+        """
+        buf = self._buffer()
+        view = memoryview(buf)
         while True:
             try:
-                data = self.sock.recv(RECV_SIZE)
+                n = self.sock.recv_into(buf)
             except OSError as e:
                 raise KernelError(f"conntrack dump: {e.strerror}", e.errno) from None
+            data = bytes(view[:n])
             yield data
             if ends_dump(data):
                 return
@@ -318,7 +334,7 @@ class Ctnetlink:
 
     def _collect_acks(self, pending: dict[int, None], what: str) -> int:
         ok = 0
-        buf = bytearray(RECV_SIZE)
+        buf = self._buffer()
         while pending:
             n = self.sock.recv_into(buf)
             for off, _ln, typ, _flags in messages(memoryview(buf)[:n]):
