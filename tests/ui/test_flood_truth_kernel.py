@@ -31,13 +31,15 @@ UDP_TIMEOUT = 5
 SHARE = 0.95  # of the frames in the steady state, within 1 % of the kernel's count (the bar)
 
 
-async def test_the_flow_count_on_screen_is_the_kernels_frame_by_frame(netns: str) -> None:
+# Held in full, and bounded (--max-flows under the flood's table: counted from digests, the list paged).
+@pytest.mark.parametrize("max_flows", [None, 2000], ids=["held", "bounded"])
+async def test_the_flow_count_on_screen_is_the_kernels_frame_by_frame(netns: str, max_flows: int | None) -> None:
     sh("sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={UDP_TIMEOUT}", netns=netns)
     counts = Ctnetlink(NetnsSpec(name=netns))
     flood = None
     try:
         with frames_on_screen(lambda: counts.stats().count) as shown:
-            app = CttopApp(LiveSource(NetnsSpec(name=netns)), interval=0.5)
+            app = CttopApp(LiveSource(NetnsSpec(name=netns)), interval=0.5, max_flows=max_flows)
             async with app.run_test(size=(120, 40)) as pilot:
                 await wait_live(pilot, app)
                 flood = subprocess.Popen(  # noqa: ASYNC220 - returns at once
@@ -56,6 +58,8 @@ async def test_the_flow_count_on_screen_is_the_kernels_frame_by_frame(netns: str
     steady = [s for s in shown if steady_from <= s.at <= ended and s.frame.phase == LIVE and s.listed is not None]
     assert len(steady) >= 10, [(s.listed, s.kernel) for s in shown]
     assert max(s.kernel for s in steady) > FLOOD_RATE * UDP_TIMEOUT / 2  # a flood was on: the table churned
+    if max_flows is not None:  # the view was bounded, not held, through the flood
+        assert all(s.frame.bounded == max_flows for s in steady)
     off = [(s.frame.seq, s.listed, s.kernel) for s in steady
            if s.listed is not None and abs(s.listed - s.kernel) > 0.01 * s.kernel]
     assert len(off) <= (1 - SHARE) * len(steady), (len(steady), off)
