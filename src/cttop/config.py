@@ -95,7 +95,7 @@ def _check_max_flows(v: object) -> int:
 
 def _check_group(v: object) -> str:
     # Imported here: only a config that names a group pays for the group tables.
-    from cttop.live.owner_top import OWNER_GROUPS
+    from cttop.owners.groups import OWNER_GROUPS
     from cttop.table.groups import GROUPS
 
     names = (*GROUPS, *OWNER_GROUPS)

@@ -130,12 +130,14 @@ def test_the_human_line_names_each_field() -> None:
 
 def test_the_snapshot_command_loads_no_more_than_it_uses() -> None:
     """`cttop snapshot` races `conntrack -L`: every module it imports is start-up time on a busy box. The
-    host-wide owner map (every namespace's addresses), the TUI, the exporter and the lab are not its."""
+    host-wide owner map (every namespace's addresses), the owners' machinery until a group, filter or --flows
+    asks who owns flows, the TUI, the exporter and the lab are not its."""
     code = ("import sys, cttop.cli.snapshot; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('cttop', 'textual', 'prometheus_client', 'pyroute2'))))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
                  .stdout.split())
     assert "cttop.live.snapshot" in loaded
     unwanted = {"textual", "prometheus_client", "pyroute2", "cttop.ui", "cttop.host.export", "cttop.lab",
-                "cttop.host.containers", "cttop.owners.netmap", "cttop.live.owner_rank", "cttop.live.collector"}
+                "cttop.host.containers", "cttop.owners.netmap", "cttop.live.owner_rank", "cttop.live.collector",
+                "cttop.owners.owners", "cttop.live.owner_top"}  # loaded only when owners are asked for
     assert loaded & unwanted == set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,12 +14,14 @@ from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_optio
 from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.heaviest import RANK_BY, group_title
-from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.snapshot import GROUP_KEYS, NEW_RATE_SECONDS, Snapshot, take
 from cttop.model import Row, addr_text, has_ports, nat_kind, proto_name, state_name
-from cttop.owners.owners import Owners
+from cttop.owners.groups import OWNER_GROUPS
 from cttop.table.groups import GROUPS
 from cttop.termsafe import safe_line
+
+if TYPE_CHECKING:  # loaded when the flows' owners are asked for (host_owners), not by every snapshot
+    from cttop.owners.owners import Owners
 
 
 @app.command()

@@ -50,12 +50,12 @@ from cttop.live.heaviest import GROUP_ORDER, RANK_BY, rank
 from cttop.live.index import FlowIndex, ViewSpec
 from cttop.live.indexer import Indexer
 from cttop.live.owner_rank import OwnerRanking
-from cttop.live.owner_top import OWNER_GROUPS
+from cttop.live.pager import Pager
 from cttop.live.rate_keeper import RateKeeper
 from cttop.live.resolve import Resolver
 from cttop.live.seeking import Seeks
-from cttop.live.pager import Pager
 from cttop.model import Row
+from cttop.owners.groups import OWNER_GROUPS
 from cttop.sources.live import Source
 from cttop.table.groups import GROUPS
 from cttop.table.packing import unpack

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from cttop.live.owner_top import OWNER_GROUPS
+from cttop.owners.groups import OWNER_GROUPS
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS
 from cttop.table.rates import top_new, with_rates

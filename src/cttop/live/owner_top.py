@@ -33,7 +33,6 @@ from cttop.owners.owners import (
 from cttop.table.aggregates import GroupRow
 from cttop.table.packing import COUNTER_VALUES, COUNTERS_AT, OFFSETS, PROTO_AT, V6_MIN
 
-OWNER_GROUPS: Final = ("process", "container")
 _PORT = struct.Struct(">H")
 _PORTS = struct.Struct(">HH")
 # Per address size, where a record's tuples lie: original src, dst, sport; reply src, sport; the reply's end.

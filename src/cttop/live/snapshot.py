@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cttop.errors import CttopError
 from cttop.filter import Filter
@@ -22,13 +22,15 @@ from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.events import EventSocket
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.heaviest import RANK_BY
-from cttop.live.owner_top import OWNER_GROUPS
 from cttop.model import EV_NEW, R_OPKTS, Row, flow_dict, proto_name
-from cttop.owners.owners import Owners, Tally
+from cttop.owners.groups import OWNER_GROUPS
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.groups import GROUPS, GroupKey
 from cttop.table.packing import flow_key, pack
 from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
+
+if TYPE_CHECKING:  # the owners' machinery (psutil, sock_diag) loads only when they are asked for
+    from cttop.owners.owners import Owners
 
 NEW_RATE_SECONDS: Final = 5.0  # how long --by new-rate watches when not told
 
@@ -140,7 +142,11 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     with ct:
         try:
             agg = Aggregates([group_by] if group_by in GROUPS else [])
-            tally = Tally(owners, group_by) if owners is not None and group_by in OWNER_GROUPS else None
+            tally = None
+            if owners is not None and group_by in OWNER_GROUPS:
+                from cttop.owners.owners import Tally
+
+                tally = Tally(owners, group_by)
             watch = None
             if seconds is not None and group_by in GROUPS:
                 watch = _Watch(ct, spec, flt, GROUPS[group_by].key, seconds,

@@ -33,8 +33,8 @@ from cttop.live.collector import Collector
 from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.heaviest import group_title
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
-from cttop.live.owner_top import OWNER_GROUPS
 from cttop.live.resolve import Resolver
+from cttop.owners.groups import OWNER_GROUPS
 from cttop.sources.live import Playback, Source
 from cttop.table.packing import record_key, record_meta, unpack
 from cttop.termsafe import safe_line, safe_text

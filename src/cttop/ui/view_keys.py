@@ -8,7 +8,7 @@ from textual.binding import Binding, BindingType
 
 from cttop.live.heaviest import RANK_BY
 from cttop.live.index import SORTS, ViewSpec
-from cttop.live.owner_top import OWNER_GROUPS
+from cttop.owners.groups import OWNER_GROUPS
 from cttop.ui.filterbar import FilterBar
 from cttop.ui.header import StatusLine
 from cttop.ui.keys import KeyGroup, PaletteEntry
