@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -80,27 +81,36 @@ def test_add_rows_equals_add_one_by_one() -> None:
     assert sum(a.by_proto.values()) == 2000
 
 
+def churn(truth: dict[int, Row], rnd: random.Random, steps: int, new: float = 0.4, update: float = 0.3,
+          gone: Callable[[Row], Row] = lambda r: r) -> list[tuple[int, Row]]:
+    """NEW, UPDATE and DESTROY events (shares ``new``, ``update``, the rest) over ``truth``, kept up to date. An
+    update moves state, status, timeout, mark, zone and counters, never the tuples; ``gone`` is what a DESTROY
+    carries of the flow."""
+    events = []
+    for step in range(steps):
+        op = rnd.random()
+        if op < new:
+            r = make_row(1000 + step, rnd)
+            events.append((EV_NEW, r))
+            truth[r[0]] = r
+        elif op < new + update and truth:
+            fid = rnd.choice(list(truth))
+            r = make_row(fid, rnd, acct=truth[fid][17] is not None)
+            r = truth[fid][:3] + r[3:5] + truth[fid][5:13] + r[13:]
+            events.append((EV_UPDATE, r))
+            truth[fid] = r
+        elif truth:
+            fid = rnd.choice(list(truth))
+            events.append((EV_DESTROY, gone(truth.pop(fid))))
+    return events
+
+
 def test_events_equal_a_fresh_dump() -> None:
     rnd = random.Random(7)
     live = FlowTable(track=GROUPS)
     live.apply_dump(rows(500))
     truth = {r[0]: r for r in rows(500)}
-    events = []
-    for step in range(3000):
-        op = rnd.random()
-        if op < 0.4:
-            r = make_row(1000 + step, rnd)
-            events.append((EV_NEW, r))
-            truth[r[0]] = r
-        elif op < 0.7 and truth:
-            fid = rnd.choice(list(truth))
-            r = make_row(fid, rnd, acct=truth[fid][17] is not None)
-            r = truth[fid][:3] + r[3:5] + truth[fid][5:13] + r[13:]  # an update never changes the tuples
-            events.append((EV_UPDATE, r))
-            truth[fid] = r
-        elif truth:
-            fid = rnd.choice(list(truth))
-            events.append((EV_DESTROY, truth.pop(fid)))
+    events = churn(truth, rnd, 3000)
     live.apply_events(events)
     fresh = FlowTable(track=GROUPS)
     fresh.apply_dump(truth.values())

@@ -8,13 +8,13 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, R_OPKTS, R_START, Row
+from cttop.model import R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates
 from cttop.table.digest import Digests
 from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable
 from cttop.table.tally import FlowTally
-from tests.unit.test_table import make_row, rows, snapshot_of
+from tests.unit.test_table import churn, rows, snapshot_of
 
 
 def uncounted(r: Row) -> Row:
@@ -53,24 +53,8 @@ def test_a_tally_counts_what_the_full_table_counts_through_updates_and_ends() ->
     tally.apply_dump(start)
     full.apply_dump(start)
     truth = {r[0]: r for r in start}
-    events = []
-    for step in range(4000):
-        op = rnd.random()
-        if op < 0.4:
-            r = make_row(1000 + step, rnd)
-            events.append((EV_NEW, r))
-            truth[r[0]] = r
-        elif op < 0.75 and truth:
-            fid = rnd.choice(list(truth))
-            r = make_row(fid, rnd, acct=truth[fid][17] is not None)
-            r = truth[fid][:3] + r[3:5] + truth[fid][5:13] + r[13:]  # state, status, mark, zone move
-            events.append((EV_UPDATE, r))
-            truth[fid] = r
-        elif truth:
-            fid = rnd.choice(list(truth))
-            gone = truth.pop(fid)
-            # The kernel's DESTROY may carry another state than the one the flow was counted under.
-            events.append((EV_DESTROY, gone[:3] + (rnd.randrange(10), 0) + gone[5:]))
+    # The kernel's DESTROY may carry another state than the one the flow was counted under.
+    events = churn(truth, rnd, 4000, update=0.35, gone=lambda r: r[:3] + (rnd.randrange(10), 0) + r[5:])
     for i in range(0, len(events), 97):
         tally.apply_events(events[i:i + 97])
     full.apply_events(events)

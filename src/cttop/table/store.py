@@ -136,16 +136,21 @@ class FlowTable:
 
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         """Add a dump chunk of rows the table does not hold yet (batch-counted), read at ``at``."""
-        rows = rows if isinstance(rows, list) else list(rows)
-        if self.own is not None:
-            mine = self.own[0]
-            self._own.update((flow_key(r), pack(r, int(at))) for r in rows if mine(r))
-            rows = [r for r in rows if not mine(r)]
+        rows = self._held_apart(rows, at)
         seen = repeat(int(at))
         self._flows.update(zip(map(flow_key, rows), map(pack, rows, seen)))
         self._labels.update((flow_key(r), r[R_LABELS]) for r in rows if r[R_LABELS])
         self.agg.add_rows(rows)
         self.generation += 1
+
+    def _held_apart(self, rows: Iterable[Row], at: float) -> list[Row]:
+        """A dump chunk's rows less cttop's own flows, which are held apart (packed, read at ``at``)."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        if self.own is not None:
+            mine = self.own[0]
+            self._own.update((flow_key(r), pack(r, int(at))) for r in rows if mine(r))
+            rows = [r for r in rows if not mine(r)]
+        return rows
 
     def apply_events(self, events: Iterable[tuple[int, Row]], at: float = 0.0) -> None:
         """Events received at ``at``. A flow whose counters no event has carried yet is kept UNREAD

@@ -23,7 +23,7 @@ from operator import itemgetter
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
 from cttop.table.aggregates import Aggregates
 from cttop.table.digest import Digests, Shape
-from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, pack, unpack
+from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, unpack
 from cttop.table.store import FlowTable, Own
 
 _NO_COUNTERS = (None, None, None, None)
@@ -82,11 +82,7 @@ class FlowTally(FlowTable):
         self._timeouts.clear()
 
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
-        rows = rows if isinstance(rows, list) else list(rows)
-        if self.own is not None:
-            mine = self.own[0]
-            self._own.update((flow_key(r), pack(r, int(at))) for r in rows if mine(r))
-            rows = [r for r in rows if not mine(r)]
+        rows = self._held_apart(rows, at)
         put = self._digests.put
         for key, shape in zip(map(flow_key, rows), map(_SHAPE, rows)):
             put(key, shape)
