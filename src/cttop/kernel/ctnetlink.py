@@ -105,6 +105,39 @@ class Stats:
     max: int
 
 
+class _FastSwitching:
+    """The interpreter's thread switch interval lowered while any dump is read ahead, put back after the last.
+
+    The reader needs the GIL for a moment after every recv; with the default 5 ms switch interval it waits on
+    the decoding thread and the overlap is lost. Two dumps may overlap (a bounded view's list is read by the
+    indexer while the collector dumps): each saving and restoring the interval on its own, the later to end
+    would put back the other's lowered one for good, and a GIL handed over every 0.5 ms costs CPU.
+    """
+
+    FAST = 0.0005
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0.0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._users:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, self.FAST))
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:
+                sys.setswitchinterval(self._saved)
+
+
+FAST_SWITCHING = _FastSwitching()
+
+
 def core_to_spare() -> bool:
     """Whether a core sits idle for a thread of ours: the last minute's load average is below the cores
     less one (the kernel's dump work and our decoding each want one)."""
@@ -229,19 +262,15 @@ class Ctnetlink:
         """The requested dump's chunks, received on a thread of their own while the caller works."""
         chunks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
         reader = threading.Thread(target=self._read_dump, args=(chunks,), name="ct-dump", daemon=True)
-        # The reader needs the GIL for a moment after every recv; with the default
-        # 5 ms switch interval it waits on the decoding thread and the overlap is lost.
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, 0.0005))
-        reader.start()
-        try:
-            while (chunk := chunks.get()) is not None:
-                if isinstance(chunk, BaseException):
-                    raise chunk
-                yield chunk
-        finally:
-            reader.join()
-            sys.setswitchinterval(interval)
+        with FAST_SWITCHING:
+            reader.start()
+            try:
+                while (chunk := chunks.get()) is not None:
+                    if isinstance(chunk, BaseException):
+                        raise chunk
+                    yield chunk
+            finally:
+                reader.join()
 
     def _read_dump(self, chunks: queue.SimpleQueue[bytes | BaseException | None]) -> None:
         try:
