@@ -6,7 +6,7 @@ counted under. So every flow keeps a digest: its state, status, mark and zone, i
 one code (a table has a few dozen distinct ones), under its flow key.
 
 A dict of a million int keys costs ~80 bytes a flow before any value; this is an open-addressing
-table in two flat arrays (a 64-bit key and a 32-bit code a slot, at most LOAD full), ~20 bytes a
+table in two flat arrays (a 64-bit key and a 32-bit code a slot, at most LOAD full), 20 to 40 bytes a
 flow, probed linearly, and emptied by shifting back, so no tombstone ever lengthens a probe.
 """
 

@@ -3,7 +3,7 @@
 A table of four million flows held as records (:class:`cttop.table.store.FlowTable`, ~200 bytes
 a flow) would take most of a gigabyte from a box already in trouble. This one keeps the
 aggregates that table keeps, fed the same way, and of each flow only its digest
-(:mod:`cttop.table.digest`, ~20 bytes): what an update can change, so an UPDATE or DESTROY moves
+(:mod:`cttop.table.digest`, 20 to 40 bytes): what an update can change, so an UPDATE or DESTROY moves
 the counts from where the flow was counted. A flow's tuple never changes, so the address and
 port groups follow from the events' own rows.
 
