@@ -176,3 +176,20 @@ async def test_enter_on_an_owner_group_filters_the_list_and_F_flushes_exactly_it
         assert after == held
     finally:
         sh("conntrack", "-D", "-s", "10.9.9.9", netns=holder.ns, check=False)  # gone already if F worked
+
+
+async def test_a_bounded_view_ranks_owners_from_its_own_counts(holder: Holder) -> None:
+    """Over --max-flows the table holds no records to rank by owner: it counts the flows by owner itself."""
+    total = int(sh("conntrack", "-C", netns=holder.ns))
+    app = CttopApp(LiveSource(NetnsSpec(name=holder.ns)), interval=0.2, max_flows=N // 2)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_live(pilot, app)
+        assert app.collector.table.bounded and app.collector.table.records() == []
+        await group_to(pilot, app, "process")
+        assert app.shown_frame is not None and app.shown_frame.bounded == N // 2
+        top = {g.text: g.entries for g in app.shown_frame.top}
+        assert top.get(holder.label) == N and sum(top.values()) == total
+        text = screen_text(app)
+        assert "Heaviest process by entries" in text and re.search(rf"{re.escape(holder.label)}\s+{N}\s+\d+%", text)
+        await group_to(pilot, app, "container")
+        assert sum(g.entries for g in app.shown_frame.top) == total

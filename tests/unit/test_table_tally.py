@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cttop.model import R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates
 from cttop.table.digest import Digests
-from cttop.table.groups import GROUPS
+from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.store import FlowTable
 from cttop.table.tally import FlowTally
 from tests.unit.test_table import churn, rows, snapshot_of
@@ -88,3 +88,34 @@ def test_a_tally_counts_the_dumps_timeouts_for_the_forecast() -> None:
         t.extend(first, 1000.4)
         t.extend(second, 1003.9)
     assert tally.timeouts() == Counter(full.timeouts())
+
+
+def test_owners_are_counted_under_the_owner_a_flow_was_first_seen_with() -> None:
+    rnd = random.Random(5)
+    owner_of = {}  # what the owners say now, by source address: it changes as processes come and go
+
+    def whose(r: Row) -> str:
+        return owner_of.get(r[5], "forwarded")
+
+    group = GroupDef("process", "process", whose, str, lambda k: None)
+    start = rows(300)
+    for r in start:
+        owner_of[r[5]] = rnd.choice(["nginx[7]", "dns[9]"])
+    tally = FlowTally(track=["src"], owners=group)
+    tally.apply_dump(start)
+    counted = {r[0]: whose(r) for r in start}  # each flow's owner when first seen
+    truth = {r[0]: r for r in start}
+    events = churn(truth, rnd, 2000)
+    for i in range(0, len(events), 50):
+        for r in start[:20]:  # the owners change under the flows already counted
+            owner_of[r[5]] = rnd.choice(["nginx[7]", "dns[9]", "gone[3]"])
+        for kind, r in events[i:i + 50]:
+            if r[0] not in counted:
+                counted[r[0]] = whose(r)
+        tally.apply_events(events[i:i + 50])
+    want = Counter(counted[fid] for fid in truth)
+    assert {g.key: g.entries for g in tally.owner_top(group, 10)} == dict(want)
+    assert sum(want.values()) == len(tally) == len(truth)
+    # Another owner group is counted from the next dump, not from digests that hold none of it.
+    other = GroupDef("container", "container", lambda r: "docker:web", str, lambda k: None)
+    assert tally.owner_top(other, 10) == [] and tally.needs_dump

@@ -57,7 +57,7 @@ from cttop.live.seeking import Seeks
 from cttop.model import Row
 from cttop.owners.groups import OWNER_GROUPS
 from cttop.sources.live import Source
-from cttop.table.groups import GROUPS
+from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.packing import unpack
 from cttop.table.store import FlowTable, Own
 from cttop.table.tally import FlowTally
@@ -363,8 +363,8 @@ class Collector:
             self._note = f"reading {known} flows from the kernel"
             self._post()
         track = list(self.table.agg.groups)
-        fresh = (FlowTally(track, own=self._hide, expect=count or 0) if self._bounded_for(count)
-                 else FlowTable(track, own=self._hide))
+        fresh = (FlowTally(track, own=self._hide, expect=count or 0, owners=self._owner_group())
+                 if self._bounded_for(count) else FlowTable(track, own=self._hide))
         last_report = time.monotonic()
         batch: list[Row] = []
         # When the batch's first row was read: its timeouts count down from then.
@@ -413,6 +413,14 @@ class Collector:
             return False
         self._reconcile()
         return self._schedule.drifted()
+
+    def _owner_group(self) -> GroupDef | None:
+        """The owner group shown (process or container), for a bounded table to count as its dump is read."""
+        with self._lock:
+            group = self._group
+        if self._ranking is None or group not in OWNER_GROUPS:
+            return None
+        return self._ranking.owners.group_defs()[group]
 
     def _count_now(self) -> int | None:
         try:

@@ -43,7 +43,7 @@ def rank(table: FlowTable, group: str, by: str, rates: RateKeeper, owners: Owner
     if by == "new-rate" and owned:
         by = "entries"  # owners are looked up per dump, not per event
     rates.count_new_by(group if by == "new-rate" else None, now)
-    if not live or (owned and table.bounded):  # owners are ranked from records, which a bounded table holds none of
+    if not live:
         return Ranked((), by, 0)
     _track_only(table, group)
     if by in ("bytes", "packets") and not table.counted:

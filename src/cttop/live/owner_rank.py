@@ -18,6 +18,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.live.owner_top import PackedOwners
 from cttop.table.aggregates import GroupRow
 from cttop.table.store import FlowTable
+from cttop.table.tally import FlowTally
 
 OWNER_TOP_DUTY: Final = 5  # rank by owner at most once per this many times what the last ranking cost
 
@@ -35,6 +36,8 @@ class OwnerRanking:
         """The heaviest ``n`` processes or containers: a pass over the whole table, so cached, and
         redone (for the same group) only after the table or the owners changed and no sooner
         than OWNER_TOP_DUTY times what the last pass took."""
+        if isinstance(table, FlowTally):  # no records: it counts the flows by owner itself, as they come and go
+            return tuple(table.owner_top(self.owners.group_defs()[group], n))
         index = self.owners.index
         if self._packed is None or self._packed.at != index.at:
             self._packed = PackedOwners(index)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from array import array
 from typing import Final
 
-Shape = tuple[int, int, int, int]  # pstate, status, mark, zone
+Shape = tuple[object, ...]  # pstate, status, mark, zone; then, while owners are counted, the flow's owner
 LOAD: Final = 0.6  # the most slots in use before the arrays double
 _MIN_SLOTS: Final = 1024
 

@@ -7,22 +7,28 @@ aggregates that table keeps, fed the same way, and of each flow only its digest
 the counts from where the flow was counted. A flow's tuple never changes, so the address and
 port groups follow from the events' own rows.
 
+Who owns the flows (process, container) is counted the same way, while such a group is shown: the
+owner a flow had when first seen goes into its digest, so its end takes it from the owner it was
+counted under, whatever the owners have become since (a process that exited).
+
 What it cannot keep: bytes and packets (an event carries no counters to move them by, and the
-dump's are not held), so it ranks by entries; and a group it was not tracking when the dump was
+dump's are not held), so it ranks by entries; and a group it was not counting when the dump was
 read, which needs the next dump (:attr:`FlowTally.needs_dump`). The flow list pages from the
 kernel instead (live.pager).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable
 from itertools import repeat
 from operator import itemgetter
 
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
-from cttop.table.aggregates import Aggregates
+from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.digest import Digests, Shape
+from cttop.table.groups import GroupDef
 from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, unpack
 from cttop.table.store import FlowTable, Own
 
@@ -34,7 +40,7 @@ assert (R_PSTATE, R_STATUS, R_MARK, R_ZONE, R_OPKTS) == (3, 4, 14, 15, 17), "sha
 
 def shaped(row: Row, shape: Shape) -> Row:
     """``row`` as counted under ``shape``: its own tuple, the digest's state, status, mark and zone, no counters."""
-    pstate, status, mark, zone = shape
+    pstate, status, mark, zone = shape[:4]
     return row[:3] + (pstate, status) + row[5:14] + (mark, zone, row[16]) + _NO_COUNTERS + row[R_START:]
 
 
@@ -43,11 +49,15 @@ class FlowTally(FlowTable):
 
     bounded = True
 
-    def __init__(self, track: Iterable[str] = (), own: Own | None = None, expect: int = 0) -> None:
+    def __init__(self, track: Iterable[str] = (), own: Own | None = None, expect: int = 0,
+                 owners: GroupDef | None = None) -> None:
         super().__init__(track, own)
         self._digests = Digests(expect)
         self._timeouts: Counter[tuple[int, int]] = Counter()
         self.needs_dump = False  # a group was asked for that only a dump can count
+        # The owner group counted (process or container: its key names a row's owner), and the flows by owner.
+        self.owners = owners
+        self._by_owner: Counter[object] = Counter()
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -84,18 +94,35 @@ class FlowTally(FlowTable):
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         rows = self._held_apart(rows, at)
         put = self._digests.put
-        for key, shape in zip(map(flow_key, rows), map(_SHAPE, rows)):
-            put(key, shape)
+        if self.owners is None:
+            for key, shape in zip(map(flow_key, rows), map(_SHAPE, rows)):
+                put(key, shape)
+        else:
+            whose = list(map(self.owners.key, rows))
+            for key, shape, who in zip(map(flow_key, rows), map(_SHAPE, rows), whose):
+                put(key, (*shape, who))
+            self._by_owner.update(whose)
         self._timeouts.update(zip(repeat(int(at)), map(_TIMEOUT, rows)))
         self.agg.add_rows(rows, counters=False)
         self.generation += 1
+
+    def owner_top(self, group: GroupDef, n: int) -> list[GroupRow]:
+        """The ``n`` owners holding the most flows, by ``group`` (the owners' process or container GroupDef);
+        none until a dump has counted that group (:attr:`needs_dump` says one is due)."""
+        if self.owners is None or self.owners.name != group.name:
+            # The digests hold no such owner: a fresh table counts them, from the next dump (the collector's).
+            self.needs_dump = True
+            return []
+        best = heapq.nlargest(n, self._by_owner.items(), key=itemgetter(1))
+        return [GroupRow(k, group.text(k), c, None, None, group.filter(k)) for k, c in best]
 
     def timeouts(self) -> Counter[tuple[int, int]]:
         """Each dumped flow's (second it was read, timeout left then), counted: the forecast's input."""
         return self._timeouts
 
     def apply_events(self, events: Iterable[tuple[int, Row]], at: float = 0.0) -> None:
-        digests, agg = self._digests, self.agg
+        digests, agg, by_owner = self._digests, self.agg, self._by_owner
+        whose = self.owners.key if self.owners is not None else None
         if self.own is not None:
             events = self._hold_own(events, int(at))
         for kind, row in events:
@@ -105,13 +132,28 @@ class FlowTally(FlowTable):
                 old = digests.pop(fid)
                 if old is not None:
                     agg.add(shaped(row, old), -1)
+                    if whose is not None:
+                        _drop(by_owner, old[4])
                 continue
             if kind == EV_NEW:
                 self.created += 1
             shape = _SHAPE(row)
+            if whose is not None:  # a flow keeps the owner it was counted under
+                was = digests.get(fid)
+                shape = (*shape, whose(row) if was is None else was[4])
             old = digests.put(fid, shape)
             if old is None:
                 agg.add(shaped(row, shape), 1)
+                if whose is not None:
+                    by_owner[shape[4]] += 1
             elif old != shape:
                 agg.replace(shaped(row, old), shaped(row, shape))
         self.generation += 1
+
+
+def _drop(counts: Counter[object], key: object) -> None:
+    n = counts[key] - 1
+    if n > 0:
+        counts[key] = n
+    else:
+        del counts[key]

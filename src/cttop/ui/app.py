@@ -34,7 +34,6 @@ from cttop.live.frame import LIMITED, LIVE, LOADING, Frame
 from cttop.live.heaviest import group_title
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.resolve import Resolver
-from cttop.owners.groups import OWNER_GROUPS
 from cttop.sources.live import Playback, Source
 from cttop.table.packing import record_key, record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
@@ -160,8 +159,6 @@ class MainScreen(KeyedScreen):
         title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
         if frame is not None and frame.counted and any(r.bytes_rate is not None for r in frame.top):
             title += " · B/s p/s"  # the columns on the right are rates, not the totals they are without
-        if frame is not None and frame.bounded is not None and app.group in OWNER_GROUPS:
-            title += " · none while bounded"  # owners are ranked from the flows' records, which it does not hold
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         self.query_one(HeaviestPanel).border_title = title
