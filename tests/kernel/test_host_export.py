@@ -247,6 +247,54 @@ def scrape(url: str) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(fetch(url))}
 
 
+def test_a_bounded_exporter_counts_a_table_it_does_not_hold() -> None:
+    """Over --max-flows the followed table is counted, not held: the same series, equal to the kernel's, through
+    events that move flows between states and end them."""
+    ns = make_netns()
+    proc = None
+    try:
+        for i in range(12):
+            sh("conntrack", "-I", "-p", "udp", "-s", "10.3.3.3", "-d", "10.3.4.4", "--sport", str(2000 + i),
+               "--dport", "53", "-t", "300", netns=ns)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/metrics"
+        proc = subprocess.Popen(["cttop", "export", "--listen", f"127.0.0.1:{port}", "--netns", ns,
+                                 "--no-namespaces", "--max-flows", "5", "--group", "src", "--group", "container"],
+                                stderr=subprocess.PIPE, text=True)
+        wait_ready(url, proc)
+        fams = scrape(url)
+        assert sample_value(fams, "cttop_table_bounded") == 1
+        # Made after the exporter subscribed, so their updates and ends come as events.
+        for i in range(9):
+            sh("conntrack", "-I", "-p", "tcp", "-s", f"10.2.0.{i + 1}", "-d", "10.2.1.1", "--sport", "1",
+               "--dport", "2", "--state", "SYN_SENT", "-t", "300", netns=ns)
+        for i in range(4):
+            sh("conntrack", "-U", "-p", "tcp", "-s", f"10.2.0.{i + 1}", "--state", "ESTABLISHED",
+               "-u", "SEEN_REPLY,ASSURED", netns=ns)
+        sh("conntrack", "-D", "-p", "tcp", "-s", "10.2.0.9", netns=ns)
+        flows = conntrack_list(ns)
+        want = Counter(f"{f['proto']}:{oracle_state(f)}" for f in flows)
+        got: dict[str, float] = {}
+        for _ in range(500):
+            fams = scrape(url)
+            got = {f"{x.labels['proto']}:{x.labels['state']}": x.value
+                   for x in fams["cttop_entries_by_state"].samples}
+            if got == want:
+                break
+            time.sleep(0.02)
+        assert got == want and sum(want.values()) == len(flows) == 20
+        assert sample_value(fams, "cttop_evictable_entries") == sum("ASSURED" not in f["flags"] for f in flows)
+        top = {(x.labels["group"], x.labels["key"]): x.value for x in fams["cttop_top_group_entries"].samples}
+        assert top[("src", "10.3.3.3")] == 12
+        assert sum(v for (g, _k), v in top.items() if g == "container") == 20  # every flow is someone's
+        assert sample_value(fams, "cttop_table_resyncs") == 0  # all of it through events, no redump
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        delete_netns(ns)
+
+
 def test_a_deleted_namespace_is_reported_down_not_served_stale() -> None:
     """The exporter's sockets keep a deleted namespace alive and quiet: its last values must not be served."""
     ns = make_netns()

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cttop import config
 from cttop.cli.app import DAY, NETNS, app, fail, guarded, netns_options, parse_duration, stopped_by_signals
 from cttop.host import export as host_export
 from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
@@ -92,7 +93,11 @@ def export_cmd(
     max_namespaces: Annotated[int, typer.Option("--max-namespaces", min=1, help="Namespaces with their own "
                                                 "series; the rest are summed into one netns=\"(other)\" entries series "
                                                 "(no drop counters).")] = 256,
-    resync: Annotated[str, typer.Option("--resync", help="Redump the followed table this often.")] = "60s",
+    resync: Annotated[str, typer.Option("--resync", help="Redump the followed table this often (and no more often "
+                                        "than 20 times what a dump takes).")] = "60s",
+    max_flows: Annotated[int | None, typer.Option(
+        "--max-flows", min=0, metavar="N", help="Over N flows (default: the config's max_flows, 1,000,000), count "
+        "the followed table without holding it: same metrics, no records. 0: always hold it.")] = None,
 ) -> None:
     """Serve conntrack metrics for Prometheus (node_exporter-compatible names, plus cttop's own)."""
     host, port = parse_listen(listen)
@@ -102,7 +107,8 @@ def export_cmd(
             fail(f"--group {g!r}: not a group key (choose from {', '.join(host_export.GROUP_KEYS)})")
     exporter = host_export.serve(spec, host, port, table=not no_table, groups=groups, top=top,
                                   namespaces=not no_namespaces, max_namespaces=max_namespaces,
-                                  resync=parse_duration(resync, "--resync", 1.0, DAY))
+                                  resync=parse_duration(resync, "--resync", 1.0, DAY),
+                                  max_flows=(config.active().max_flows if max_flows is None else max_flows) or None)
     shown = f"[{host}]" if ":" in host else host
     print(f"cttop export: serving {spec.label()} on http://{shown}:{port}/metrics", file=sys.stderr, flush=True)
     try:

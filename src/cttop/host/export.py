@@ -52,6 +52,7 @@ from cttop.live.owner_top import PackedOwners
 from cttop.sources.live import LiveSource
 from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable, GroupRow
+from cttop.table.tally import FlowTally
 from cttop.termsafe import safe_line
 
 # node_exporter's conntrack collector: (stat name, help).
@@ -71,6 +72,7 @@ DEFAULT_GROUPS: Final = ("src", "dport")
 OWNER_GROUPS: Final = ("container",)
 GROUP_KEYS: Final = (*GROUPS, *OWNER_GROUPS)
 OTHER_NAMESPACES: Final = "(other)"
+RESYNC_DUTY: Final = 20  # the followed table is redumped no more often than this many times what a dump costs
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,14 @@ class TableView:
     top: dict[str, list[GroupRow]]
     resyncs: int
     error: str | None  # why the table is not current, if it is not
+    bounded: bool = False  # over --max-flows: counted, not held
 
 
 class TableFollower:
     """One namespace's flow table, kept current by events on a thread, redumped after losses and periodically."""
 
     def __init__(self, spec: NetnsSpec, groups: Sequence[str] = DEFAULT_GROUPS, top: int = 10,
-                 resync: float = 60.0) -> None:
+                 resync: float = 60.0, max_flows: int | None = None) -> None:
         for g in groups:
             if g not in GROUP_KEYS:
                 raise CttopError(f"export: unknown group {g!r}: choose from {', '.join(GROUP_KEYS)}")
@@ -98,6 +101,10 @@ class TableFollower:
         self._packed: PackedOwners | None = None
         self.top_n = top
         self.resync = resync
+        # Over this many flows the table is counted, not held (table.tally): a Kubernetes node's millions of
+        # flows would keep most of a gigabyte in an exporter that runs for good. None: always held.
+        self.max_flows = max_flows
+        self._cost = 0.0  # what the last dump took: redumps are spaced by it too
         self.resyncs = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -115,12 +122,22 @@ class TableFollower:
         self._thread.start()
 
     def _load(self) -> None:
-        table = FlowTable(track=self.groups)
-        table.apply_dump(self._source.dump())
+        """A fresh table from a dump read a chunk at a time (never the whole table as rows)."""
+        t0 = time.monotonic()
+        count = self._source.stats().count
+        table: FlowTable
+        if self.max_flows is not None and count > self.max_flows:
+            owners = self._owners.group_defs()[self.owner_groups[0]] if self._owners and self.owner_groups else None
+            table = FlowTally(track=self.groups, expect=count, owners=owners)
+        else:
+            table = FlowTable(track=self.groups)
+        for rows in self._source.dump_chunks():
+            table.extend(rows)
         with self._lock:
             self._table = table
             self._error = None
         self._loaded = time.monotonic()
+        self._cost = self._loaded - t0
 
     def _run(self) -> None:
         try:
@@ -138,7 +155,7 @@ class TableFollower:
 
     def _follow(self) -> None:
         batch = self._source.events(0.5)
-        if batch.lost or batch.dropped or time.monotonic() - self._loaded >= self.resync:
+        if batch.lost or batch.dropped or time.monotonic() - self._loaded >= max(self.resync, RESYNC_DUTY * self._cost):
             self._load()
             self.resyncs += 1
         elif batch.events:
@@ -151,7 +168,12 @@ class TableFollower:
             t = self._table
             top = {g: t.top(g, self.top_n) for g in self.groups}
             records = t.records() if packed is not None else []
-            view = TableView(len(t), dict(t.by_state), t.evictable, top, self.resyncs, self._error)
+            view = TableView(len(t), dict(t.by_state), t.evictable, top, self.resyncs, self._error,
+                             bounded=t.bounded)
+            if isinstance(t, FlowTally) and self._owners is not None:  # it counts them itself
+                defs = self._owners.group_defs()
+                top.update({g: t.owner_top(defs[g], self.top_n) for g in self.owner_groups})
+                packed = None
         if packed is not None:  # ranked outside the lock: the follower thread need not wait a whole pass
             top.update({g: packed.top(records, g, self.top_n) for g in self.owner_groups})
         return view
@@ -290,6 +312,8 @@ class ConntrackCollector(Collector):
         yield top
         yield CounterMetricFamily("cttop_table_resyncs", "Full redumps of the followed table (losses and periodic).",
                                   value=v.resyncs)
+        yield GaugeMetricFamily("cttop_table_bounded", "1 while the followed table is over --max-flows: its flows "
+                                "are counted (states, top groups), not held.", value=int(v.bounded))
 
     def _namespace_metrics(self) -> list[Metric]:
         return list(self._namespace_families(list_namespaces()))
@@ -458,9 +482,10 @@ class Exporter:
 
 
 def serve(spec: NetnsSpec, host: str, port: int, table: bool = True, groups: Sequence[str] = DEFAULT_GROUPS,
-          top: int = 10, namespaces: bool = True, max_namespaces: int = 256, resync: float = 60.0) -> Exporter:
+          top: int = 10, namespaces: bool = True, max_namespaces: int = 256, resync: float = 60.0,
+          max_flows: int | None = None) -> Exporter:
     """Start serving ``/metrics`` on ``host:port``; the table is loaded before the port opens."""
-    follower = TableFollower(spec, groups, top, resync) if table else None
+    follower = TableFollower(spec, groups, top, resync, max_flows) if table else None
     collector = ConntrackCollector(spec, follower, namespaces, max_namespaces)
     try:
         if follower is not None:
