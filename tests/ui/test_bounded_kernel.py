@@ -15,6 +15,7 @@ from benchmarks.common import realistic_rows
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import R_DST, R_ID, R_RDST, R_SRC
+from cttop.live.index import SORTS
 from cttop.sources.live import LiveSource
 from cttop.table.packing import unpack
 from cttop.table.tally import FlowTally
@@ -155,3 +156,21 @@ async def test_a_table_crossing_the_line_is_read_again_the_other_way(ns: str) ->
                        and len(app.collector.table.records()) == count, "every flow held again")
         assert sorted(unpack(r)[R_ID] for r in app.collector.table.records()) == sorted(f.id for f in kernel_flows(ns))
         assert "bounded" not in screen_text(app)
+
+
+async def test_keys_skip_what_a_bounded_view_cannot_rank_or_sort_by_and_say_why(ns: str) -> None:
+    app = app_for(ns)
+    async with app.run_test(size=(120, 45)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("b")  # entries -> (bytes, packets skipped) new flows a second
+        assert app.top_by == "new-rate"
+        toasts = [n.message for n in app._notifications]
+        assert any("the view is bounded (over 1,000 flows" in m and "ranked by entries or new flows" in m
+                   for m in toasts), toasts
+        sorts = []
+        for _ in range(len(SORTS)):
+            await pilot.press("s")
+            sorts.append(app.view.sort)
+        assert "bytes" in sorts and not {"bytes-rate", "packets-rate"} & set(sorts)
+        await wait_view(pilot, app)
+        assert len(app.main.flow_list.records) == MOST  # each sort's page read afresh from the kernel

@@ -55,8 +55,10 @@ class ViewKeys(KeyGroup):
         order = list(RANK_BY)
         if frame is not None and not frame.counted:
             order = [b for b in order if b not in ("bytes", "packets")]
-            self.screen.notify("accounting is off (nf_conntrack_acct=0): groups are ranked by entries or new "
-                               "flows a second only", severity="warning", timeout=3)
+            why = (f"the view is bounded (over {frame.bounded:,} flows, counted, not held)" if frame.bounded
+                   else "accounting is off (nf_conntrack_acct=0)")
+            self.screen.notify(f"{why}: groups are ranked by entries or new flows a second only",
+                               severity="warning", timeout=3)
         if app.group in OWNER_GROUPS:
             order.remove("new-rate")  # owners are looked up per dump, not per event
         at = order.index(app.top_by) if app.top_by in order else -1
@@ -66,6 +68,10 @@ class ViewKeys(KeyGroup):
     def action_sort(self) -> None:
         app = self.app
         names = list(SORTS)
+        frame = app.shown_frame
+        if frame is not None and frame.bounded:
+            # A bounded view compares no two dumps' counters: there are no rates to sort by.
+            names = [n for n in names if SORTS[n].rate is None or n == app.view.sort]
         app.set_view(ViewSpec(app.view.filter, names[(names.index(app.view.sort) + 1) % len(names)], False))
         self.screen.title_flows()
 
