@@ -15,6 +15,10 @@ lost events (ENOBUFS) trigger a resync at once, counted and shown, and dump_sche
 says when a lasting drift is resynced and when periodic dumps refresh what events
 never carry.
 
+Over ``max_flows`` flows (--max-flows) the table each dump fills is a table.tally.FlowTally:
+every flow counted, none held, and the flow list read from the kernel a page at a time
+(live.pager); the view moves back once the table is BOUND_SLACK under the line.
+
 This module keeps the thread and the order of things, and composes the parts that have
 state of their own: dump_schedule (when to dump), heaviest (the heaviest panel's ranking),
 frame_builder (the kernel's readings, history and rates, and the Frame),
