@@ -38,8 +38,8 @@ def snapshot(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
     max_flows: Annotated[int | None, typer.Option(
         "--max-flows", min=0, metavar="N",
-        help="Hold at most N flow records (default: the config's max_flows, 1,000,000): --flows lists the first N, "
-             "and bytes a second are left out over N counted flows. The counts always cover every flow. "
+        help=f"Hold at most N flow records (default: the config's max_flows, {config.MAX_FLOWS:,}): --flows lists "
+             "the first N, and bytes a second are left out over N counted flows. The counts always cover every flow. "
              "0: no bound.")] = None,
     seconds: Annotated[float | None, typer.Option(
         "--seconds", min=0.1, max=3600, callback=not_nan,
