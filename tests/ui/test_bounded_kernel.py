@@ -90,6 +90,7 @@ async def test_a_bounded_view_counts_every_flow_and_lists_the_first(ns: str) -> 
         # The list: the first MOST flows in source order, of all the kernel holds.
         shown = app.main.flow_list.records
         assert len(shown) == MOST and f"Flows {ENTRIES:,} · first {MOST:,}" in screen_text(app)
+        assert re.search(r"by source ▲ · read (just now|\d+s ago)", screen_text(app))  # the page's own dump
         sports, by_id = kernel_sports(ns), {f.id: f for f in kflows}
         want = sorted(src_order(f, sports[f.id]) for f in kflows)[:MOST]
         got = sorted(src_order(by_id[unpack(r)[R_ID]], sports[unpack(r)[R_ID]]) for r in shown)

@@ -150,6 +150,7 @@ class FlowIndex:
     # A bounded view's list (live.pager) holds only the first matching flows: how many matched in the kernel's
     # table. None: the list holds every match.
     paged: int | None = None
+    paged_at: float | None = None  # and when that page's dump began
 
     @property
     def descending(self) -> bool:

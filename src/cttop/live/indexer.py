@@ -102,4 +102,5 @@ class Indexer:
         if index is None:
             return None, ()
         # Its time is the dump's too: what the next page is spaced by.
-        return replace(index, total=page.listed, paged=page.matched, seconds=time.perf_counter() - t0), page.records
+        return (replace(index, total=page.listed, paged=page.matched, paged_at=page.read_at,
+                        seconds=time.perf_counter() - t0), page.records)

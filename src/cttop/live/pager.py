@@ -31,6 +31,7 @@ class Page:
     records: list[bytes]  # the first matching flows in the view's order (unsorted: the index sorts them)
     matched: int  # how many flows matched in the kernel's table
     listed: int  # how many the dump listed (the kernel's filter narrows this)
+    read_at: float  # when the dump began (wall clock, as the live source's)
 
 
 class Pager:
@@ -51,7 +52,8 @@ class Pager:
         # Rate sorts need two dumps' counters, which a bounded view does not hold: the dump's order then.
         key = None if sort.rate is not None else sort.key
         best = heapq.nlargest if sort.descending != view.reverse else heapq.nsmallest
-        limit, seen = self.limit, int(time.time())
+        started = time.time()
+        limit, seen = self.limit, int(started)
         kept: list[bytes] = []
         matched = listed = 0
         # Closed when left early: the dump's rest is then read and dropped (Ctnetlink.dump_chunks), so the
@@ -68,7 +70,7 @@ class Pager:
                     kept += [pack(r, seen) for r in rows]
                     if len(kept) >= 2 * limit:
                         kept = best(limit, kept, key=key)
-        return Page(kept if key is None else best(limit, kept, key=key), matched, listed)
+        return Page(kept if key is None else best(limit, kept, key=key), matched, listed, started)
 
     def close(self) -> None:
         if self._ct is not None:

@@ -197,7 +197,9 @@ class MainScreen(KeyedScreen):
         parts.append(f"by {sort.title} {'▼' if desc else '▲'}")
         if idx is not None and idx.spec != app.view:
             parts.append("sorting…")
-        if frame is not None and frame.refreshed is not None:
+        if frame is not None and idx is not None and idx.paged_at is not None:
+            parts.append(f"read {fmt.ago(frame.time - idx.paged_at)}")  # a bounded view's page: its own dump
+        elif frame is not None and frame.refreshed is not None:
             parts.append(f"dumped {fmt.ago(frame.time - frame.refreshed)}")
         self.query_one(FlowsPanel).border_title = " · ".join(parts)
 
