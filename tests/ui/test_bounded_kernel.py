@@ -175,3 +175,30 @@ async def test_keys_skip_what_a_bounded_view_cannot_rank_or_sort_by_and_say_why(
         assert "bytes" in sorts and not {"bytes-rate", "packets-rate"} & set(sorts)
         await wait_view(pilot, app)
         assert len(app.main.flow_list.records) == MOST  # each sort's page read afresh from the kernel
+
+
+async def test_a_page_that_cannot_be_read_keeps_the_list_and_the_next_is_read(ns: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from cttop.kernel.ctnetlink import KernelError
+    from cttop.live.pager import Pager
+
+    app = app_for(ns)
+    async with app.run_test(size=(120, 45)) as pilot:
+        await wait_live(pilot, app)
+        shown = app.main.flow_list.records
+        real, failed = Pager.read, []
+
+        def broken(self: Pager, *a: object, **kw: object) -> None:
+            failed.append(True)
+            raise KernelError("conntrack dump: the table changed during the dump (NLM_F_DUMP_INTR)")
+
+        monkeypatch.setattr(Pager, "read", broken)
+        await pilot.press("slash", *"udp", "enter")
+        await wait_for(pilot, lambda: bool(failed), "a page read that fails")
+        await pilot.pause(0.3)
+        assert app.main.flow_list.records == shown  # the last page stays
+        monkeypatch.setattr(Pager, "read", real)
+        await pilot.press("slash", "end", *" dport 53", "enter")  # the next view is read: the indexer lives on
+        await wait_view(pilot, app)
+        assert sorted(unpack(r)[R_ID] for r in app.main.flow_list.records) == sorted(
+            f.id for f in kernel_flows(ns, "-p", "udp", "--dport", "53"))

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from cttop.errors import CttopError
 from cttop.filter import OwnerSource
 from cttop.live.index import FlowIndex, ViewSpec, build_index
 from cttop.live.pager import Pager
@@ -94,7 +95,12 @@ class Indexer:
             return build_index(job.records, job.spec, generation=job.generation, anchor=job.anchor,
                                cancelled=cancelled, owners=self._owners, rates=job.rates), job.records
         t0 = time.perf_counter()
-        page = job.page.read(job.spec, self._owners, cancelled)
+        try:
+            page = job.page.read(job.spec, self._owners, cancelled)
+        except CttopError:
+            # A dump that failed (interrupted by a table change, or the namespace going, which the collector's
+            # own socket reports): the list keeps its last page, and the next job reads it again.
+            return None, ()
         if page is None:
             return None, ()
         index = build_index(page.records, job.spec, generation=job.generation, anchor=job.anchor,
