@@ -16,6 +16,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Final
 
+from cttop.errors import CttopError
 from cttop.filter import OwnerSource, compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
@@ -58,18 +59,22 @@ class Pager:
         matched = listed = 0
         # Closed when left early: the dump's rest is then read and dropped (Ctnetlink.dump_chunks), so the
         # socket's next reply is its own.
-        with closing(filtered_dump(self._ct, flt)) as chunks:
-            for n, rows in chunks:
-                if cancelled():
-                    return None
-                listed += n
-                matched += len(rows)
-                if key is None:
-                    kept += [pack(r, seen) for r in rows[:limit - len(kept)]]
-                else:
-                    kept += [pack(r, seen) for r in rows]
-                    if len(kept) >= 2 * limit:
-                        kept = best(limit, kept, key=key)
+        try:
+            with closing(filtered_dump(self._ct, flt)) as chunks:
+                for n, rows in chunks:
+                    if cancelled():
+                        return None
+                    listed += n
+                    matched += len(rows)
+                    if key is None:
+                        kept += [pack(r, seen) for r in rows[:limit - len(kept)]]
+                    else:
+                        kept += [pack(r, seen) for r in rows]
+                        if len(kept) >= 2 * limit:
+                            kept = best(limit, kept, key=key)
+        except CttopError:
+            self.close()  # a socket left mid-dump: the next page opens a fresh one
+            raise
         return Page(kept if key is None else best(limit, kept, key=key), matched, listed, started)
 
     def close(self) -> None:
