@@ -90,6 +90,7 @@ class FlowTally(FlowTable):
         super().clear()
         self._digests = Digests()
         self._timeouts.clear()
+        self._by_owner.clear()
 
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         rows = self._held_apart(rows, at)
