@@ -118,17 +118,23 @@ def test_events_change_the_table(rec: Recorder) -> None:
         c.stop()
 
 
+def resynced_after(src: FixedSource, rec: Recorder, lose: Callable[[], None]) -> int:
+    """Once live, the kernel moves on to 10 flows while ``lose`` makes events go missing: only a dump can tell.
+    Waits for the resync it counts, and returns the dumps read before it."""
+    rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+    dumps = src.dumps
+    src.rows = src.rows[:10]
+    lose()
+    rec.until(lambda: rec.frames[-1].lost == 1 and rec.frames[-1].flows == 10, "the resync")
+    assert src.dumps == dumps + 1
+    return dumps
+
+
 def test_lost_events_resync_with_a_dump_and_are_counted(rec: Recorder) -> None:
     src = FixedSource()
     c = run(src, rec)
     try:
-        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
-        dumps = src.dumps
-        # The kernel moved on while events were lost: only a dump can tell.
-        src.rows = src.rows[:10]
-        src.lose()
-        rec.until(lambda: rec.frames[-1].lost == 1 and rec.frames[-1].flows == 10, "the resync")
-        assert src.dumps == dumps + 1
+        resynced_after(src, rec, src.lose)
     finally:
         c.stop()
 
@@ -139,12 +145,8 @@ def test_a_drop_resyncs_at_once_and_its_place_in_the_stream_later_does_not_again
     src = FixedSource()
     c = run(src, rec)
     try:
-        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
-        dumps = src.dumps
-        src.rows = src.rows[:10]
-        src._events.put(EventBatch(dropped=True))  # the drop is reported; the queue ahead is still unread
-        rec.until(lambda: rec.frames[-1].lost == 1 and rec.frames[-1].flows == 10, "the resync")
-        assert src.dumps == dumps + 1
+        # The drop is reported; the queue ahead is still unread.
+        dumps = resynced_after(src, rec, lambda: src._events.put(EventBatch(dropped=True)))
         src._events.put(EventBatch(lost=True, lost_at=[0]))  # the queue ran dry: the gap shows here
         src.push([])
         rec.until(lambda: src._events.empty(), "both read")

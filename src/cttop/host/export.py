@@ -127,7 +127,8 @@ class TableFollower:
         count = self._source.stats().count
         table: FlowTable
         if self.max_flows is not None and count > self.max_flows:
-            owners = self._owners.group_defs()[self.owner_groups[0]] if self._owners and self.owner_groups else None
+            owners = (self._owners.group_defs()[self.owner_groups[0]]
+                      if self._owners is not None and self.owner_groups else None)
             table = FlowTally(track=self.groups, expect=count, owners=owners)
         else:
             table = FlowTable(track=self.groups)

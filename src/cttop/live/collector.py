@@ -204,8 +204,11 @@ class Collector:
 
     def flow(self, flow_id: int) -> Row | None:
         """The current row for a flow (dict reads are atomic, so safe from the UI thread)."""
-        rec = self.record(flow_id)
-        return None if rec is None else self.table.get(flow_id) or unpack(rec)
+        table = self.table
+        if table.bounded:
+            rec = self._flows.paged(flow_id)
+            return None if rec is None else unpack(rec)
+        return table.get(flow_id)
 
     def record(self, flow_id: int) -> bytes | None:
         """The current packed record for a flow, with when it was read (packing.record_meta): the table's, or

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from typing import Final
 
 from cttop.filter import compile_filter
-from cttop.live.index import SORTS, ViewSpec
+from cttop.live.index import SORTS, ViewSpec, position
 from cttop.live.indexer import Indexer, IndexJob
 from cttop.live.pager import Pager
 from cttop.owners.owners import Owners
-from cttop.table.packing import ID, key_id, record_key
 from cttop.table.rates import FlowRate
 from cttop.table.store import FlowTable
 
@@ -83,8 +82,8 @@ class FlowView:
         last = self.indexer.last
         if last is None:
             return None
-        want = key_id(key)  # the id settles most, the key the collisions
-        return next((r for r in last[1] if r[ID] == want and record_key(r) == key), None)
+        at = position(last[1], key)
+        return None if at is None else last[1][at]
 
     def touch(self) -> None:
         """Index again at once: what the list leaves out changed."""
@@ -100,17 +99,16 @@ class FlowView:
         gen = table.generation
         built_from = (gen, self.owners.index.at if owned and self.owners is not None else None)
         records: Sequence[bytes]
-        thawed = True
+        page = self.pager if table.bounded else None  # a bounded table's list is read from the kernel
         if dirty and paused and frozen is not None:
             gen, records = frozen
-            thawed = False
+            page = None  # the frozen page itself, not a new one
         elif dirty:
             records = table.records()
         elif paused or built_from == self._indexed or self.indexer.busy or time.monotonic() < self._next:
             return
         else:
             records = table.records()
-        page = self.pager if table.bounded and thawed else None
         if not paused:
             self._indexed = built_from
         self.indexer.submit(IndexJob(records, gen, spec, self._anchor, rates, page))

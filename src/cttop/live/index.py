@@ -183,11 +183,14 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
                else _sorted(kept, sort.key, desc, cancelled))
     if ordered is None:
         return None
-    pos = None
-    if anchor is not None:
-        want = key_id(anchor)  # the id settles most, the key the collisions
-        pos = next((i for i, r in enumerate(ordered) if r[ID] == want and record_key(r) == anchor), None)
+    pos = position(ordered, anchor) if anchor is not None else None
     return FlowIndex(spec, ordered, len(records), generation, anchor, pos, time.perf_counter() - t0)
+
+
+def position(records: Sequence[bytes], key: int) -> int | None:
+    """Where the record of flow ``key`` is in ``records``, if it is there."""
+    want = key_id(key)  # the id settles most, the key the collisions
+    return next((i for i, r in enumerate(records) if r[ID] == want and record_key(r) == key), None)
 
 
 def _sorted_by_rate(recs: Sequence[bytes], rates: Mapping[int, FlowRate], field: str, desc: bool,
