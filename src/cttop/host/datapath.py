@@ -23,8 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import psutil
-
 from cttop.kernel.sysctl import GLOBAL_NAMES
 
 BPFFS: Final = "/sys/fs/bpf"
@@ -130,11 +128,20 @@ def kube_proxy_name(pid: int) -> str:
 
 
 def kube_proxy_pids() -> tuple[int, ...]:
-    """Processes named kube-proxy, lowest pid first."""
+    """Processes named kube-proxy, lowest pid first.
+
+    Each one's comm read straight from /proc: psutil's process objects cost ~50 µs a process (and its import
+    ~7 ms of every snapshot), and a node runs hundreds. "kube-proxy" fits in comm's 15 characters untruncated."""
+    want = f"{KUBE_PROXY}\n".encode()
     out = []
-    for p in psutil.process_iter(["name"]):
-        if p.info.get("name") == KUBE_PROXY:
-            out.append(p.pid)
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/comm", "rb") as f:
+                    if f.read() == want:
+                        out.append(int(pid))
+            except OSError:  # gone meanwhile
+                continue
     return tuple(sorted(out))
 
 

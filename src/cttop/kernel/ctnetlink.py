@@ -289,8 +289,8 @@ class Ctnetlink:
         """Receive a requested dump's chunks until the one holding NLMSG_DONE or an error.
 
         Into the socket's buffer, each chunk copied out at its size: recv(RECV_SIZE) maps a fresh megabyte for
-        every ~140 kB chunk and shrinks it (mmap, mremap, munmap and the page faults between), ~8% of a dump's
-        CPU at 262k entries.
+        every chunk (~32 kB, the most a dump's skb holds) and shrinks it (mmap, mremap, munmap and the page
+        faults between), ~8% of a dump's CPU at 262k entries.
         """
         buf = self._buffer()
         view = memoryview(buf)
