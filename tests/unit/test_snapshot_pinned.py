@@ -13,6 +13,7 @@ Regenerate the pins only from a tree known to be right:
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -81,11 +82,14 @@ def replayed() -> Iterator[None]:
 
 
 def snapshot_json(group_by: str, by: str, flt: str, flows: bool) -> str:
-    """What `cttop snapshot --json` prints for the recorded dump (cli/snapshot.py's json.dumps call)."""
+    """What `cttop snapshot --json` prints for the recorded dump (Snapshot.write_json, as cli/snapshot.py
+    calls it): 1,200 flows, so the flows written cross a part's end."""
     spec = NetnsSpec(name="fixture")
     with replayed():
         snap = live_snapshot.take(spec, compile_filter(flt), group_by, by, 10, keep_flows=flows)
-    return json.dumps(snap.to_json(flows), separators=(",", ":"))
+    out = io.StringIO()
+    snap.write_json(out, flows)
+    return out.getvalue().removesuffix("\n")
 
 
 def pins() -> list[str]:
@@ -141,3 +145,24 @@ def test_the_snapshot_command_loads_no_more_than_it_uses() -> None:
                 "cttop.host.containers", "cttop.owners.netmap", "cttop.live.owner_rank", "cttop.live.collector",
                 "cttop.owners.owners", "cttop.live.owner_top"}  # loaded only when owners are asked for
     assert loaded & unwanted == set()
+
+
+def test_flows_are_written_a_part_at_a_time() -> None:
+    """--flows never holds the whole list as text: each write carries at most JSON_FLOWS_AT_ONCE flows."""
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flows_per_write: list[int] = []
+
+        def write(self, s: str) -> int:
+            self.flows_per_write.append(s.count('"family":'))
+            return super().write(s)
+
+    with replayed():
+        snap = live_snapshot.take(NetnsSpec(name="fixture"), compile_filter(""), keep_flows=True)
+    out = Writes()
+    snap.write_json(out, True)
+    parts = [n for n in out.flows_per_write if n]
+    assert sum(parts) == len(snap.flows) == 1200
+    assert parts == [live_snapshot.JSON_FLOWS_AT_ONCE, 1200 - live_snapshot.JSON_FLOWS_AT_ONCE]
+    assert len(json.loads(out.getvalue())["flows"]) == 1200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -66,8 +65,7 @@ def snapshot(
     snap = take(spec, flt, group_by, by, top, keep_flows=flows, owners=owners, seconds=seconds,
                 max_flows=most or None)
     if as_json:
-        # dumps, not dump: json.dump streams through the pure-Python encoder, 10x slower.
-        sys.stdout.write(json.dumps(snap.to_json(flows), separators=(",", ":")) + "\n")
+        snap.write_json(sys.stdout, flows)
     else:
         _print_human(snap, flows, bool(filter.strip()))
     if snap.flows_left_out:

@@ -244,6 +244,13 @@ def endpoint_text(addr: bytes, port: int | None) -> str:
     return f"[{a}]:{port}" if len(addr) == 16 else f"{a}:{port}"
 
 
+def _container(o: Owner | None, n: Neighbour | None) -> str | None:
+    """The container, pod or unit of a flow's process, else of the namespace it is attributed to."""
+    if o is not None:
+        return o.container
+    return n.label if n is not None else None
+
+
 def _text(key: object) -> str:
     return key.text() if isinstance(key, Owner) else str(key)
 
@@ -382,10 +389,7 @@ class Owners:
 
     def container_of(self, row: Row) -> str | None:
         """The container, pod or unit of the flow's process, or of the namespace it is attributed to."""
-        o, n = self.resolve(row)
-        if o is not None:
-            return o.container
-        return n.label if n is not None else None
+        return _container(*self.resolve(row))
 
     def label(self, row: Row) -> str:
         """The flow-list column: ``name[pid]``, the namespace's owner, or why there is neither."""
@@ -411,12 +415,13 @@ class Owners:
     def flow_json(self, row: Row) -> dict[str, Any]:
         """Who a flow belongs to, for its JSON: process, container, the namespace it was attributed to
         and, for a DNAT'd flow, the service address it was sent to and the backend that answers."""
-        o, n = self.resolve(row)
+        o, n = self.resolve(row)  # once: container_of would resolve again, a flow listed at a time
         b = self.backend(row)
         ported = row[R_PROTO] in PORTED_PROTOS
         return {
             "process": o.name if o is not None else None, "pid": o.pid if o is not None else None,
-            "container": self.container_of(row), "namespace": n.netns if n is not None else None,
+            "container": _container(o, n),
+            "namespace": n.netns if n is not None else None,
             "backend": None if b is None else {
                 "service": endpoint_text(row[R_DST], row[R_DPORT] if ported else None),
                 "address": endpoint_text(row[R_RSRC], row[R_RSPORT] if ported else None),
