@@ -432,7 +432,8 @@ def test_the_schedule_spaces_dumps_by_their_cost_and_resyncs_only_a_lasting_drif
     monkeypatch.setattr(dump_schedule.time, "monotonic", lambda: clock[0])
     s = dump_schedule.DumpSchedule()
     assert s.refresh_due() and not s.drift_check_due()  # nothing read yet
-    s.dumped(5.0, cost=1.0, counted=False)  # a second's dump that brings no counters: 1 % of the time
+    # A second's dump that brings no counters, one of its countdowns run out already: 1 % of the time.
+    s.dumped(5.0, cost=1.0, counted=False, runs_out=0.0)
     clock[0] += dump_schedule.REFRESH_DUTY_UNCOUNTED - 0.5
     assert not s.refresh_due()
     clock[0] += 1
@@ -446,6 +447,53 @@ def test_the_schedule_spaces_dumps_by_their_cost_and_resyncs_only_a_lasting_drif
     assert s.drifted()
     s.reading(100, 100, 100)  # it agrees again
     assert not s.drift_check_due() and not s.drifted()
+
+
+def test_a_table_at_rest_is_read_again_when_its_first_countdown_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(dump_schedule.time, "monotonic", lambda: clock[0])
+    duty = dump_schedule.REFRESH_DUTY_UNCOUNTED
+    s = dump_schedule.DumpSchedule()
+    s.dumped(5.0, cost=1.0, counted=False, runs_out=300.0)
+    clock[0] += duty + 1
+    assert not s.refresh_due()  # the duty's time: but nothing it holds has run out, and no event came
+    clock[0] = 1000.0 + 300.0 + 0.5
+    assert s.refresh_due()
+    s.dumped(6.0, cost=1.0, counted=False, runs_out=1e6)  # days of countdown: REFRESH_REST_MAX at most
+    clock[0] += dump_schedule.REFRESH_REST_MAX - 1
+    assert not s.refresh_due()
+    clock[0] += 2
+    assert s.refresh_due()
+    s.dumped(7.0, cost=1.0, counted=False, runs_out=None)  # an empty table: the same
+    clock[0] += dump_schedule.REFRESH_REST_MAX + 1
+    assert s.refresh_due()
+    s.dumped(8.0, cost=1.0, counted=False, runs_out=1e6)
+    s.touched()  # an event: the duty's time again
+    clock[0] += duty + 1
+    assert s.refresh_due()
+    s.dumped(9.0, cost=1.0, counted=True, runs_out=1e6)  # counters to refresh: rest or not
+    clock[0] += dump_schedule.REFRESH_DUTY + 1
+    assert s.refresh_due()
+
+
+def test_a_collector_leaves_a_table_at_rest_unread_until_an_event_comes(
+        rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refreshes a hundredth of a second apart by the duty; none while the table rests (its countdowns are
+    minutes long), one soon after an event touches it."""
+    monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 0.01)
+    src = FixedSource([row(i, 6, v4("10.0.0.1"), v4("10.0.0.2"), 1000 + i, 443, pstate=3, timeout=3600)
+                       for i in range(1, 30)])
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        time.sleep(1.0)
+        assert src.dumps == 1
+        new = row(5000, 17, v4("10.9.9.9"), v4("10.8.8.8"), 1000, 53, timeout=30)
+        src.rows.append(new)
+        src.push([(EV_NEW, new)])
+        rec.until(lambda: src.dumps >= 2, "a refresh after the event")
+    finally:
+        c.stop()
 
 
 def test_a_second_drop_while_the_resync_is_read_is_resynced_too(rec: Recorder) -> None:

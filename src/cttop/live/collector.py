@@ -314,6 +314,7 @@ class Collector:
             now = self.source.now()
             if batch.events:
                 self.table.apply_events(batch.events, now)
+                self._schedule.touched()
             self._bad += batch.bad
             if self._events_on():
                 self._rates.events(now, batch.events)
@@ -411,7 +412,11 @@ class Collector:
             self._rates.dumped(old, fresh, now - since if since is not None else None, now, self._events_on())
         self.table = fresh
         self._frames.dumped(fresh, started)  # it lists the live entries: the forecast counts from it
-        self._schedule.dumped(now, time.monotonic() - t0, fresh.counted or not self._events_on())
+        first_end = self._frames.first_end()
+        self._schedule.dumped(now, time.monotonic() - t0, fresh.counted or not self._events_on(),
+                              None if first_end is None else first_end - now)
+        if any(b.events for _, b in queued):
+            self._schedule.touched()  # flows whose countdowns the dump did not read
 
     def _drifted(self) -> bool:
         """Whether the table has disagreed with the kernel's count for more than one refresh: off on the

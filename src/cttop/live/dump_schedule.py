@@ -2,7 +2,10 @@
 
 Periodic dumps, spaced in proportion to what a dump costs, refresh what events never carry:
 byte counters, and the timeouts packets renew (more rarely without accounting, when those are
-all a dump brings).
+all a dump brings). Without accounting, a table no event has touched since its dump is at rest:
+until the first countdown it holds runs out, a dump would bring back what it holds, so the next
+waits for that (at most REFRESH_REST_MAX). A proxy's idle keep-alive connections are a table of
+hundreds of thousands that nothing changes for hours.
 
 Every frame compares the table with the kernel's count (see live.collector). A table larger
 than the count on a frame, and still when looked at again right after it, holds flows that
@@ -25,6 +28,7 @@ REFRESH_DUTY: Final = 20  # ...and at least this many times what the last one co
 # or this many without accounting while events come: a dump then refreshes only the timeouts packets
 # renewed silently (they count down between dumps), not worth more than 1 % of a core that is busy.
 REFRESH_DUTY_UNCOUNTED: Final = 100
+REFRESH_REST_MAX: Final = 600.0  # the longest a table at rest goes unread (its countdowns none ran out)
 # Drift from the kernel's count that triggers a resync when it lasts two readings. A table over the
 # count by more than DRIFT_SLACK holds flows that are gone; under it by more than DRIFT_SLACK and
 # DRIFT_SHARE, it misses flows. The slack is for what the instant of the count can hold that no event
@@ -63,6 +67,7 @@ class DumpSchedule:
     def __init__(self) -> None:
         self.refreshed: float | None = None  # the source's time of the last complete dump
         self._next_refresh = 0.0  # monotonic deadlines
+        self._duty_refresh = 0.0  # the next refresh by the duty alone, which an event brings it back to
         self._next_drift_check = 0.0
         self._drift = Drift()
         self._resyncs = 0  # drift resyncs since a reading last agreed with the kernel's count
@@ -87,12 +92,20 @@ class DumpSchedule:
     def resyncing(self) -> None:
         self._resyncs += 1
 
-    def dumped(self, at: float, cost: float, counted: bool) -> None:
+    def dumped(self, at: float, cost: float, counted: bool, runs_out: float | None = None) -> None:
         """A full dump read at ``at`` (the source's time), costing ``cost`` seconds; ``counted``: it brings
-        counters (accounting on, or events off), which makes it worth REFRESH_DUTY rather than the uncounted duty."""
+        counters (accounting on, or events off), which makes it worth REFRESH_DUTY rather than the uncounted duty.
+        ``runs_out``: seconds until the first countdown it read runs out (None: it read none); an uncounted
+        table waits for that while no event touches it (:meth:`touched`)."""
         self.refreshed = at
         now = time.monotonic()
-        self._next_refresh = now + max(REFRESH_MIN, (REFRESH_DUTY if counted else REFRESH_DUTY_UNCOUNTED) * cost)
+        self._duty_refresh = now + max(REFRESH_MIN, (REFRESH_DUTY if counted else REFRESH_DUTY_UNCOUNTED) * cost)
+        rest = 0.0 if counted else min(REFRESH_REST_MAX, REFRESH_REST_MAX if runs_out is None else runs_out)
+        self._next_refresh = max(self._duty_refresh, now + rest)
         backoff = 2 ** min(max(self._resyncs - 1, 0), DRIFT_BACKOFF)
         self._next_drift_check = now + DRIFT_DUTY * cost * backoff
         self._drift = Drift()
+
+    def touched(self) -> None:
+        """Events came: the table is not at rest, and the next refresh is the duty's."""
+        self._next_refresh = min(self._next_refresh, self._duty_refresh)

@@ -56,6 +56,10 @@ class FrameBuilder:
         self._live.dumped(len(table), table.created, table.timeouts(), started,
                           self.source.now())
 
+    def first_end(self) -> float | None:
+        """When the first countdown the last dump read runs out (the source's clock; None: it read none)."""
+        return self._live.first_end()
+
     def read_sysctls(self, now: float, always: bool) -> None:
         """The sysctls (count and max among them), every SYSCTL_EVERY seconds unless ``always``."""
         if now >= self._next_sysctls or not self.sysctls or always:

@@ -254,6 +254,10 @@ class LiveCount:
         self._ended = list(accumulate(self._at_end))
         self._dump = (live, created)
 
+    def first_end(self) -> float | None:
+        """When the first of the last dump's countdowns runs out (None: it read none)."""
+        return self._ends[0] if self._ends else None
+
     def at(self, t: float, kernel: int, created: int) -> int:
         """The live entries at ``t``, given the kernel's count and NEW events so far; the count before a dump."""
         if self._dump is None:
