@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,6 +83,30 @@ def held_bytes_per_flow(ns: str) -> tuple[int, float]:
         del chunk
         gc.collect()
         return len(table), (rss() - before) / len(table)
+
+
+DUMP_WAYS = ("raw", "ahead", "inline")
+
+
+def dump_once(ns: str, way: str) -> tuple[float, float]:
+    """One dump of ``ns`` in this process, read one of DUMP_WAYS: raw (chunks received, nothing decoded),
+    ahead (decoded and counted into Aggregates while a reader thread receives: a core to spare) or inline
+    (the same on one thread: the busy box). Wall and CPU seconds of the dump alone, no interpreter start-up
+    (compare.py runs this on another tree's code too)."""
+    from cttop.kernel import ctnetlink
+    from cttop.table.aggregates import Aggregates
+
+    ctnetlink.core_to_spare = lambda: way == "ahead"  # the choice the load average would make, made here
+    with ctnetlink.Ctnetlink(NetnsSpec(name=ns)) as ct:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if way == "raw":
+            for _ in ct.raw_dump():
+                pass
+        else:
+            agg = Aggregates(["src"])
+            for rows in ct.dump_chunks():
+                agg.add_rows(rows)
+        return time.perf_counter() - t0, time.process_time() - cpu0
 
 
 def memory(n: int) -> None:

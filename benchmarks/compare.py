@@ -1,6 +1,6 @@
 """Two cttop trees in one alternating run: snapshot, memory, events and keys, old and new side by side.
 
-Usage: python benchmarks/compare.py --old-tree DIR [--only snapshot,memory,events,keys]
+Usage: python benchmarks/compare.py --old-tree DIR [--only snapshot,memory,dump,events,keys]
          [--entries 262144] [--runs 5] [--event-rounds 3] [--event-seconds 5]
          [--key-rounds 2] [--key-flows 262144] [--key-presses 100]
 
@@ -16,6 +16,9 @@ machine falls on both alike; the load average is printed with each section.
   each as a ratio to conntrack -L's, and the child's peak RSS.
 - memory: each tree dumps that namespace into its FlowTable; bytes per flow held
   (RSS delta), as bench_snapshot.py measures it.
+- dump: each tree's dump of that namespace in a process of its own, timed from inside (no interpreter
+  start-up), read three ways (bench_snapshot.dump_once): raw chunks, decoded with the reader thread, and
+  decoded inline; wall and CPU medians.
 - events: this tree's bench_events.py, run on each tree's code, replaying the same
   recorded bytes (benchmarks/data/events.bin.gz); events per wall and per CPU second.
 - keys: each tree's bench_keys.py (headless app on busy_rows, events arriving).
@@ -32,11 +35,15 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 NEW_TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, NEW_TREE)
 
 from benchmarks.common import filled_netns  # noqa: E402
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,7 +77,7 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def rotate(items: list[str], r: int) -> list[str]:
+def rotate(items: list[T], r: int) -> list[T]:
     r %= len(items)
     return items[r:] + items[:r]
 
@@ -94,12 +101,14 @@ def git_rev(tree: str) -> str:
 MEMORY = ("import sys; sys.path.insert(0, " + repr(NEW_TREE) + "); "
           "from benchmarks.bench_snapshot import held_bytes_per_flow; print(*held_bytes_per_flow(sys.argv[1]))")
 
+DUMP = ("import sys; sys.path.insert(0, " + repr(NEW_TREE) + "); "
+        "from benchmarks.bench_snapshot import dump_once; print(*dump_once(sys.argv[1], sys.argv[2]))")
 
-def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, do_snap: bool, do_mem: bool,
-                        prefix: str) -> None:
+
+def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, parts: set[str], prefix: str) -> None:
     with filled_netns(entries, realistic=True, prefix=prefix) as ns:
         print(f"\nfilled {ns} with {entries:,} realistic entries; {load()}")
-        if do_snap:
+        if "snapshot" in parts:
             cmds = {"conntrack -L": (["ip", "netns", "exec", ns, "conntrack", "-L"], None)}
             for label, tree in trees.items():
                 cmds[f"{label} snapshot --json"] = ([sys.executable, "-m", "cttop", "snapshot", "--netns", ns,
@@ -119,7 +128,9 @@ def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, do_snap:
                 c = statistics.median(x.cpu for x in xs)
                 m = statistics.median(x.maxrss_mb for x in xs)
                 print(f"{k:<28} {w:>7.3f} {w / base_w:>6.2f} {c:>7.3f} {c / base_c:>6.2f} {m:>12.0f}")
-        if do_mem:
+        if "dump" in parts:
+            dumps(trees, ns, runs)
+        if "memory" in parts:
             per: dict[str, list[float]] = {k: [] for k in trees}
             for r in range(2):
                 for label in rotate(list(trees), r):
@@ -129,6 +140,25 @@ def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, do_snap:
             for label, bs in per.items():
                 print(f"  {label}: {' '.join(f'{b:.0f}' for b in bs)} bytes per flow")
         print(f"({load()})")
+
+
+def dumps(trees: dict[str, str], ns: str, runs: int) -> None:
+    from benchmarks.bench_snapshot import DUMP_WAYS
+
+    kinds = [(label, way) for way in DUMP_WAYS for label in trees]
+    got: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in kinds}
+    for r in range(runs):
+        for label, way in rotate(kinds, r):
+            wall, cpu = child([sys.executable, "-c", DUMP, ns, way], trees[label], capture=True).out.split()
+            got[(label, way)].append((float(wall), float(cpu)))
+        print(f"  dump round {r + 1}/{runs} done; {load()}")
+    print(f"\nthe dump alone, in-process, medians of {runs} alternating rounds (wall s / CPU s):")
+    for way in DUMP_WAYS:
+        row = []
+        for label in trees:
+            xs = got[(label, way)]
+            row.append(f"{label} {statistics.median(w for w, _ in xs):.3f} / {statistics.median(c for _, c in xs):.3f}")
+        print(f"  {way:<7} " + "   ".join(row))
 
 
 NUM = r"([\d,.]+)"
@@ -190,7 +220,7 @@ def main() -> None:
     ap.add_argument("--key-presses", type=int, default=100)
     a = ap.parse_args()
     parts = set(a.only.split(","))
-    unknown = parts - {"snapshot", "memory", "events", "keys"}
+    unknown = parts - {"snapshot", "memory", "dump", "events", "keys"}
     if unknown:
         raise SystemExit(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
     if not os.path.isdir(os.path.join(a.old_tree, "src", "cttop")):
@@ -198,8 +228,8 @@ def main() -> None:
     trees = {"old": os.path.abspath(a.old_tree), "new": NEW_TREE}
     check_trees(trees)
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), f"{os.cpu_count()} CPUs,", load())
-    if parts & {"snapshot", "memory"}:
-        snapshot_and_memory(trees, a.entries, a.runs, "snapshot" in parts, "memory" in parts, a.netns_prefix)
+    if parts & {"snapshot", "memory", "dump"}:
+        snapshot_and_memory(trees, a.entries, a.runs, parts, a.netns_prefix)
     if "events" in parts:
         events(trees, a.event_rounds, a.event_seconds)
     if "keys" in parts:
