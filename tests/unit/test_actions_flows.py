@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import sys
+import tracemalloc
 
 import pytest
 
-from cttop.actions.flows import _families, conntrack_args, kernel_flushes_with_filter, row_command
+from cttop.actions.flows import _families, conntrack_args, kernel_flushes_with_filter, matching_rows, row_command
 from cttop.filter import KernelFilter, compile_filter
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN
@@ -76,3 +78,35 @@ def test_row_commands() -> None:
     assert row_command(NetnsSpec(), make_row(1, 77, 8 << 8, zone=2)) == \
         "conntrack -D -p icmp -s 10.0.0.1 -d 10.0.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 77 -w 2"
     assert row_command(NetnsSpec(pid=42), make_row(47, 0, 0)).startswith("nsenter -t 42 -n conntrack -D -p gre")
+
+
+def test_matching_rows_holds_the_matches_not_the_table() -> None:
+    """A filter the kernel cannot narrow (a TCP state) picks from each dump chunk as it comes: the peak is the
+    matches and a chunk, not the whole table as rows."""
+    chunks, per_chunk = 200, 500
+
+    def chunk(c: int) -> list[tuple[object, ...]]:
+        return [(c * per_chunk + i, AF_INET, 6, 3 if i == 0 else 7, 0, bytes([10, 0, c % 256, i % 256]),
+                 b"\xc0\x00\x02\x01", 1024 + i, 443) + (None,) * (ROW_LEN - 9) for i in range(per_chunk)]
+
+    class Dump:
+        def dump_chunks(self, family: int, kfilter: object) -> object:
+            return (chunk(c) for c in range(chunks))  # made as read, as the kernel's arrive
+
+    flt = compile_filter("state ESTABLISHED")
+    assert flt.kernel is None or not flt.kernel.exact  # Python picks: the case that held everything
+    one = chunk(0)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        got = matching_rows(Dump(), flt)  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert [r[0] for r in got] == [c * per_chunk for c in range(chunks)]
+    whole = chunks * sum(map(_size, one))
+    assert peak < whole / 10, (peak, whole)
+
+
+def _size(row: tuple[object, ...]) -> int:
+    return sys.getsizeof(row) + sum(sys.getsizeof(v) for v in row if v is not None)

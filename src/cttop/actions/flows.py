@@ -88,11 +88,14 @@ def _families(kf: KernelFilter | None) -> list[int]:
 
 
 def matching_rows(ct: Ctnetlink, flt: Filter) -> list[Row]:
-    """The entries ``flt`` matches, narrowed by the kernel where it can and checked in Python."""
+    """The entries ``flt`` matches, narrowed by the kernel where it can and checked in Python a dump chunk at
+    a time: what the kernel cannot narrow (a state, a port range) would otherwise be the whole table held as
+    rows before any is picked, ~400 bytes a row, on a box whose table (and memory) is what is short."""
     rows: list[Row] = []
     for family in _families(flt.kernel):
-        rows += ct.dump(family, flt.kernel)
-    return flt.select(rows)
+        for chunk in ct.dump_chunks(family, flt.kernel):
+            rows += flt.select(chunk)
+    return rows
 
 
 def row_command(spec: NetnsSpec, row: Row) -> str:

@@ -205,7 +205,7 @@ def filtered_dump(ct: Ctnetlink, flt: Filter) -> Iterator[tuple[int, list[Row]]]
     for rows in ct.dump_chunks(family, kf):
         n = len(rows)
         if not flt.is_all and not (kf is not None and kf.exact):
-            rows = [r for r in rows if flt.match(r)]
+            rows = flt.select(rows)
         yield n, rows
 
 
