@@ -48,6 +48,7 @@ from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.host_keys import HostKeys
 from cttop.ui.incident_keys import IncidentKeys
 from cttop.ui.keys import KeyedScreen, KeyFooter
+from cttop.ui.panel import retitle
 from cttop.ui.pressure import PressurePanel
 from cttop.ui.remedy_keys import RemedyKeys, remedy_help
 from cttop.ui.replay_keys import ReplayKeys
@@ -161,7 +162,7 @@ class MainScreen(KeyedScreen):
             title += " · B/s p/s"  # the columns on the right are rates, not the totals they are without
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
-        self.query_one(HeaviestPanel).border_title = title
+        retitle(self.query_one(HeaviestPanel), title)
 
     def title_flows(self) -> None:
         app = cttop_app(self)
@@ -201,7 +202,7 @@ class MainScreen(KeyedScreen):
             parts.append(f"read {fmt.ago(frame.time - idx.paged_at)}")  # a bounded view's page: its own dump
         elif frame is not None and frame.refreshed is not None:
             parts.append(f"dumped {fmt.ago(frame.time - frame.refreshed)}")
-        self.query_one(FlowsPanel).border_title = " · ".join(parts)
+        retitle(self.query_one(FlowsPanel), " · ".join(parts))
 
     # --- reacting to widgets ---------------------------------------------------------------
 

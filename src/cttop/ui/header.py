@@ -33,16 +33,25 @@ class StatusLine(Widget):
         super().__init__(id=id)
         self.set_reactive(StatusLine.title, title)
 
+    _drawn: Text | None = None  # the last line rendered
+
     def show(self, frame: Frame) -> None:
+        """As Panel.show: a frame that leaves the line as it is replaces the last without a refresh."""
+        if self._drawn is not None and self.frame is not None and self._line(frame) == self._drawn:
+            self.set_reactive(StatusLine.frame, frame)
+            return
         self.frame = frame
 
     def _s(self, name: str):  # type: ignore[no-untyped-def]
         return self.get_component_rich_style(f"status--{name}", partial=True)
 
     def render(self) -> Text:
+        self._drawn = self._line(self.frame)
+        return self._drawn
+
+    def _line(self, f: Frame | None) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(safe_line(self.title), self._s("title"))
-        f = self.frame
         if f is None:
             t.append("  starting…", self._s("dim"))
             return t

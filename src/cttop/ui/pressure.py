@@ -14,7 +14,7 @@ from cttop.live.counters import PRESSURE
 from cttop.live.frame import Frame
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
-from cttop.ui.panel import Panel
+from cttop.ui.panel import Panel, retitle
 
 HARMLESS = frozenset({"clash_resolve"})
 
@@ -23,7 +23,7 @@ class PressurePanel(Panel):
     TITLE = "Pressure /s"
 
     def show(self, frame: Frame) -> None:
-        self.border_title = self.TITLE + (" · from /proc" if frame.pressure_from == procstat.SOURCE else "")
+        retitle(self, self.TITLE + (" · from /proc" if frame.pressure_from == procstat.SOURCE else ""))
         super().show(frame)
 
     def draw(self, frame: Frame, width: int, height: int) -> Text:
