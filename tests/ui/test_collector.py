@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -432,8 +433,7 @@ def test_the_schedule_spaces_dumps_by_their_cost_and_resyncs_only_a_lasting_drif
     monkeypatch.setattr(dump_schedule.time, "monotonic", lambda: clock[0])
     s = dump_schedule.DumpSchedule()
     assert s.refresh_due() and not s.drift_check_due()  # nothing read yet
-    # A second's dump that brings no counters, one of its countdowns run out already: 1 % of the time.
-    s.dumped(5.0, cost=1.0, counted=False, runs_out=0.0)
+    s.dumped(5.0, cost=1.0, counted=False)  # a second's dump that brings no counters: 1 % of the time
     clock[0] += dump_schedule.REFRESH_DUTY_UNCOUNTED - 0.5
     assert not s.refresh_due()
     clock[0] += 1
@@ -454,38 +454,45 @@ def test_a_table_at_rest_is_read_again_when_its_first_countdown_runs_out(monkeyp
     monkeypatch.setattr(dump_schedule.time, "monotonic", lambda: clock[0])
     duty = dump_schedule.REFRESH_DUTY_UNCOUNTED
     s = dump_schedule.DumpSchedule()
-    s.dumped(5.0, cost=1.0, counted=False, runs_out=300.0)
+    s.dumped(5.0, cost=1.0, counted=False, rest=300.0)
     clock[0] += duty + 1
     assert not s.refresh_due()  # the duty's time: but nothing it holds has run out, and no event came
     clock[0] = 1000.0 + 300.0 + 0.5
     assert s.refresh_due()
-    s.dumped(6.0, cost=1.0, counted=False, runs_out=1e6)  # days of countdown: REFRESH_REST_MAX at most
+    s.dumped(6.0, cost=1.0, counted=False, rest=1e6)  # days of countdown: REFRESH_REST_MAX at most
     clock[0] += dump_schedule.REFRESH_REST_MAX - 1
     assert not s.refresh_due()
     clock[0] += 2
     assert s.refresh_due()
-    s.dumped(7.0, cost=1.0, counted=False, runs_out=None)  # an empty table: the same
+    s.dumped(7.0, cost=1.0, counted=False, rest=math.inf)  # an empty table: the same
     clock[0] += dump_schedule.REFRESH_REST_MAX + 1
     assert s.refresh_due()
-    s.dumped(8.0, cost=1.0, counted=False, runs_out=1e6)
+    s.dumped(8.0, cost=1.0, counted=False, rest=1e6)
     s.touched()  # an event: the duty's time again
     clock[0] += duty + 1
     assert s.refresh_due()
-    s.dumped(9.0, cost=1.0, counted=True, runs_out=1e6)  # counters to refresh: rest or not
+    s.dumped(9.0, cost=1.0, counted=True)  # counters to refresh
     clock[0] += dump_schedule.REFRESH_DUTY + 1
     assert s.refresh_due()
 
 
+@pytest.mark.parametrize("acct", ["0", "1"])
 def test_a_collector_leaves_a_table_at_rest_unread_until_an_event_comes(
-        rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refreshes a hundredth of a second apart by the duty; none while the table rests (its countdowns are
-    minutes long), one soon after an event touches it."""
+        rec: Recorder, monkeypatch: pytest.MonkeyPatch, acct: str) -> None:
+    """Refreshes a hundredth of a second apart by the duty; with accounting off, none while the table rests
+    (its countdowns are an hour long), one soon after an event touches it. With accounting on, the counters
+    move with no event to say so: the duty's refreshes, at rest or not."""
     monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 0.01)
     src = FixedSource([row(i, 6, v4("10.0.0.1"), v4("10.0.0.2"), 1000 + i, 443, pstate=3, timeout=3600)
                        for i in range(1, 30)])
+    values = src.sysctls() | {"nf_conntrack_acct": acct}
+    monkeypatch.setattr(src, "sysctls", lambda: dict(values))
     c = run(src, rec)
     try:
         rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        if acct == "1":
+            rec.until(lambda: src.dumps >= 3, "refreshes by the duty")
+            return
         time.sleep(1.0)
         assert src.dumps == 1
         new = row(5000, 17, v4("10.9.9.9"), v4("10.8.8.8"), 1000, 53, timeout=30)

@@ -35,6 +35,7 @@ safe for that).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from typing import Final
 
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
+from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
 from cttop.kernel.perms import has_net_admin
@@ -412,11 +414,19 @@ class Collector:
             self._rates.dumped(old, fresh, now - since if since is not None else None, now, self._events_on())
         self.table = fresh
         self._frames.dumped(fresh, started)  # it lists the live entries: the forecast counts from it
-        first_end = self._frames.first_end()
-        self._schedule.dumped(now, time.monotonic() - t0, fresh.counted or not self._events_on(),
-                              None if first_end is None else first_end - now)
+        counted = bool(fresh.counted) or not self._events_on()
+        self._schedule.dumped(now, time.monotonic() - t0, counted, None if counted else self._rest(now))
         if any(b.events for _, b in queued):
             self._schedule.touched()  # flows whose countdowns the dump did not read
+
+    def _rest(self, now: float) -> float | None:
+        """How long a table no event touches may go unread (DumpSchedule.dumped): with accounting off, until
+        the first countdown the dump read runs out. None with accounting on (or unknown): counters move with
+        no event to say so."""
+        if sysctl.as_int(self._frames.sysctls.get("nf_conntrack_acct")) != 0:
+            return None
+        first_end = self._frames.first_end()
+        return math.inf if first_end is None else first_end - now
 
     def _drifted(self) -> bool:
         """Whether the table has disagreed with the kernel's count for more than one refresh: off on the

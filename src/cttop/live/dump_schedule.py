@@ -92,16 +92,15 @@ class DumpSchedule:
     def resyncing(self) -> None:
         self._resyncs += 1
 
-    def dumped(self, at: float, cost: float, counted: bool, runs_out: float | None = None) -> None:
+    def dumped(self, at: float, cost: float, counted: bool, rest: float | None = None) -> None:
         """A full dump read at ``at`` (the source's time), costing ``cost`` seconds; ``counted``: it brings
         counters (accounting on, or events off), which makes it worth REFRESH_DUTY rather than the uncounted duty.
-        ``runs_out``: seconds until the first countdown it read runs out (None: it read none); an uncounted
-        table waits for that while no event touches it (:meth:`touched`)."""
+        ``rest``: with accounting off, the seconds until the first countdown it read runs out (inf: it read none),
+        which the next waits for (up to REFRESH_REST_MAX) while no event touches the table (:meth:`touched`)."""
         self.refreshed = at
         now = time.monotonic()
         self._duty_refresh = now + max(REFRESH_MIN, (REFRESH_DUTY if counted else REFRESH_DUTY_UNCOUNTED) * cost)
-        rest = 0.0 if counted else min(REFRESH_REST_MAX, REFRESH_REST_MAX if runs_out is None else runs_out)
-        self._next_refresh = max(self._duty_refresh, now + rest)
+        self._next_refresh = max(self._duty_refresh, now + min(rest or 0.0, REFRESH_REST_MAX))
         backoff = 2 ** min(max(self._resyncs - 1, 0), DRIFT_BACKOFF)
         self._next_drift_check = now + DRIFT_DUTY * cost * backoff
         self._drift = Drift()
