@@ -56,6 +56,21 @@ def victims(m: int) -> Iterator[Row]:
                3600, 0, 0, 0, None, None, None, None, 0, 0)
 
 
+def matching_once(ns: str, text: str) -> tuple[int, float, float, float]:
+    """What planning a flush or delete of ``text`` reads in this process (``matching_rows``): the flows it
+    matched, wall and CPU seconds, and the peak RSS it grew by in MB (compare.py runs this on another tree's
+    code too). A filter the kernel cannot narrow (a state) shows what the table costs to hold while picking."""
+    import resource
+
+    flt = compile_filter(text)
+    with Ctnetlink(NetnsSpec(name=ns)) as ct:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        n = len(matching_rows(ct, flt))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        return n, wall, cpu, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+
+
 def read_int(path: str) -> int:
     with open(path) as f:
         return int(f.read())

@@ -1,6 +1,6 @@
 """Two cttop trees in one alternating run: snapshot, memory, events and keys, old and new side by side.
 
-Usage: python benchmarks/compare.py --old-tree DIR [--only snapshot,memory,dump,events,keys]
+Usage: python benchmarks/compare.py --old-tree DIR [--only snapshot,memory,dump,plan,events,keys]
          [--entries 262144] [--runs 5] [--event-rounds 3] [--event-seconds 5]
          [--key-rounds 2] [--key-flows 262144] [--key-presses 100]
 
@@ -19,10 +19,13 @@ machine falls on both alike; the load average is printed with each section.
 - dump: each tree's dump of that namespace in a process of its own, timed from inside (no interpreter
   start-up), read three ways (bench_snapshot.dump_once): raw chunks, decoded with the reader thread, and
   decoded inline; wall and CPU medians.
+- plan: each tree's ``matching_rows`` over that namespace for a filter the kernel cannot narrow
+  (``state ESTABLISHED``: what F with a filter, d and n plan from), in a process of its own: flows matched,
+  wall, CPU and peak RSS growth (bench_delete.matching_once).
 - events: this tree's bench_events.py, run on each tree's code, replaying the same
   recorded bytes (benchmarks/data/events.bin.gz); events per wall and per CPU second.
 - keys: each tree's bench_keys.py (headless app on busy_rows, events arriving).
-Needs root for snapshot and memory (a namespace named hb-cmp-* or --netns-prefix*, deleted after).
+Needs root for snapshot, memory, dump and plan (a namespace named hb-cmp-* or --netns-prefix*, deleted after).
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ NEW_TREE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, NEW_TREE)
 
 from benchmarks.common import filled_netns  # noqa: E402
-
 
 T = TypeVar("T")
 
@@ -104,6 +106,10 @@ MEMORY = ("import sys; sys.path.insert(0, " + repr(NEW_TREE) + "); "
 DUMP = ("import sys; sys.path.insert(0, " + repr(NEW_TREE) + "); "
         "from benchmarks.bench_snapshot import dump_once; print(*dump_once(sys.argv[1], sys.argv[2]))")
 
+PLAN = ("import sys; sys.path.insert(0, " + repr(NEW_TREE) + "); "
+        "from benchmarks.bench_delete import matching_once; print(*matching_once(sys.argv[1], sys.argv[2]))")
+PLAN_FILTER = "state ESTABLISHED"
+
 
 def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, parts: set[str], prefix: str) -> None:
     with filled_netns(entries, realistic=True, prefix=prefix) as ns:
@@ -130,6 +136,8 @@ def snapshot_and_memory(trees: dict[str, str], entries: int, runs: int, parts: s
                 print(f"{k:<28} {w:>7.3f} {w / base_w:>6.2f} {c:>7.3f} {c / base_c:>6.2f} {m:>12.0f}")
         if "dump" in parts:
             dumps(trees, ns, runs)
+        if "plan" in parts:
+            plans(trees, ns, runs)
         if "memory" in parts:
             per: dict[str, list[float]] = {k: [] for k in trees}
             for r in range(2):
@@ -159,6 +167,19 @@ def dumps(trees: dict[str, str], ns: str, runs: int) -> None:
             xs = got[(label, way)]
             row.append(f"{label} {statistics.median(w for w, _ in xs):.3f} / {statistics.median(c for _, c in xs):.3f}")
         print(f"  {way:<7} " + "   ".join(row))
+
+
+def plans(trees: dict[str, str], ns: str, runs: int) -> None:
+    got: dict[str, list[list[float]]] = {k: [] for k in trees}
+    for r in range(runs):
+        for label in rotate(list(trees), r):
+            out = child([sys.executable, "-c", PLAN, ns, PLAN_FILTER], trees[label], capture=True).out.split()
+            got[label].append([float(x) for x in out])
+        print(f"  plan round {r + 1}/{runs} done; {load()}")
+    print(f"\nmatching_rows({PLAN_FILTER!r}), medians of {runs} alternating rounds:")
+    for label, xs in got.items():
+        n, wall, cpu, rss = (statistics.median(x[i] for x in xs) for i in range(4))
+        print(f"  {label}: {n:,.0f} flows matched, {wall:.3f} s wall, {cpu:.3f} s CPU, peak RSS +{rss:.0f} MB")
 
 
 NUM = r"([\d,.]+)"
@@ -220,7 +241,7 @@ def main() -> None:
     ap.add_argument("--key-presses", type=int, default=100)
     a = ap.parse_args()
     parts = set(a.only.split(","))
-    unknown = parts - {"snapshot", "memory", "dump", "events", "keys"}
+    unknown = parts - {"snapshot", "memory", "dump", "plan", "events", "keys"}
     if unknown:
         raise SystemExit(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
     if not os.path.isdir(os.path.join(a.old_tree, "src", "cttop")):
@@ -228,7 +249,7 @@ def main() -> None:
     trees = {"old": os.path.abspath(a.old_tree), "new": NEW_TREE}
     check_trees(trees)
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), f"{os.cpu_count()} CPUs,", load())
-    if parts & {"snapshot", "memory", "dump"}:
+    if parts & {"snapshot", "memory", "dump", "plan"}:
         snapshot_and_memory(trees, a.entries, a.runs, parts, a.netns_prefix)
     if "events" in parts:
         events(trees, a.event_rounds, a.event_seconds)
