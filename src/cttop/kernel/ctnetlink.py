@@ -315,7 +315,7 @@ class Ctnetlink:
         try:
             return self.sock.recv_into(buf, 0, flags)
         except BlockingIOError:
-            raise
+            raise  # nothing queued (MSG_DONTWAIT): raw_chunks' question, not an error
         except OSError as e:
             raise KernelError(f"conntrack dump: {e.strerror}", e.errno) from None
 
