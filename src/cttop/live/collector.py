@@ -228,8 +228,11 @@ class Collector:
                 self._load(first=True)
                 self._catch_up()
                 self._phase, self._note = LIVE, ""
-                self._schedule_index()
+            # The first live frame before the flow list's first index: the frame's owners refresh (a walk
+            # of /proc, each syscall giving up the GIL) behind the index's sort of every flow took ~1 s at 1M.
             self._post()
+            if self._phase == LIVE:
+                self._schedule_index()
             while not self._stop.is_set():
                 self._tick()
         except CttopError as e:
