@@ -5,13 +5,14 @@ and never stops early when the next chunk is merely late."""
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Iterator
 
 import pytest
 
 from cttop.kernel import ctnetlink
+from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Ctnetlink, KernelError
+from cttop.kernel.framing import ERRNO, NLH_LEN, request
 from tests.unit.test_decode import realistic_chunks
 
 
@@ -44,7 +45,8 @@ def reader(sock: LateSocket) -> Ctnetlink:
 
 def error_chunk(code: int) -> bytes:
     """NLMSG_ERROR as the kernel answers a dump it refuses (errno, then the request's header)."""
-    return struct.pack("<IHHII", 36, 2, 0x100, 1, 0) + struct.pack("<i", -code) + struct.pack("<IHHII", 20, 0x101, 0x301, 1, 0)
+    refused = request(C.ct_msg(C.IPCTNL_MSG_CT_GET), C.NLM_F_REQUEST | C.NLM_F_DUMP, 1, b"")
+    return request(C.NLMSG_ERROR, 0, 1, ERRNO.pack(-code) + refused[:NLH_LEN])
 
 
 @pytest.fixture

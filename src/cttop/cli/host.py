@@ -96,8 +96,9 @@ def export_cmd(
     resync: Annotated[str, typer.Option("--resync", help="Redump the followed table this often (and no more often "
                                         "than 20 times what a dump takes).")] = "60s",
     max_flows: Annotated[int | None, typer.Option(
-        "--max-flows", min=0, metavar="N", help=f"Over N flows (default: the config's max_flows, {config.MAX_FLOWS:,}), count "
-        "the followed table without holding it: same metrics, no records. 0: always hold it.")] = None,
+        "--max-flows", min=0, metavar="N",
+        help=f"Over N flows (default: the config's max_flows, {config.MAX_FLOWS:,}), count the followed table "
+             "without holding it: same metrics, no records. 0: always hold it.")] = None,
 ) -> None:
     """Serve conntrack metrics for Prometheus (node_exporter-compatible names, plus cttop's own)."""
     host, port = parse_listen(listen)

@@ -292,8 +292,8 @@ class Ctnetlink:
         every chunk (~32 kB, the most a dump's skb holds) and shrinks it (mmap, mremap, munmap and the page
         faults between), ~8% of a dump's CPU at 262k entries.
 
-        Where the dump ends is found without walking every chunk's messages in Python (~0.3 µs a message, a
-        third of a second at a million, on the thread that needs the GIL least): the kernel builds a dump's
+        Where the dump ends is found without walking every chunk's messages in Python (~0.2 µs a message, a
+        fifth of a second at a million, on the thread that needs the GIL least): the kernel builds a dump's
         next chunk inside the recv() that hands over the last one, so a chunk is queued already unless the
         dump ended. Only when none is does the walk (:func:`ends_dump`) look at the last chunk, and only it
         decides: no chunk queued and no end in sight (a kernel that builds chunks later) waits for the next.
