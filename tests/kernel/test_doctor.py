@@ -27,7 +27,7 @@ import pytest
 
 from cttop.actions.journal import Journal
 from cttop.actions.sysctl_plan import SetSysctls
-from cttop.doctor import Finding, Report, diagnose
+from cttop.doctor import Finding, Report, collect, diagnose, held
 from cttop.doctor.held import IDLE_SECONDS
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
@@ -36,6 +36,7 @@ from cttop.model import AF_INET, IPS_ASSURED, IPS_SEEN_REPLY, NO_PSTATE, Row
 from tests.conftest import sh
 from tests.kernel.test_lab import count, flows, global_max, lab_namespaces, lab_running, stat_sum
 from tests.oracle import conntrack_list, conntrack_stats
+from tests.udp_burst import unanswered_udp_burst
 
 pytestmark = pytest.mark.kernel
 
@@ -510,3 +511,30 @@ def test_stale_nat_lab_names_the_old_backend_and_its_flush_fixes_the_resolvers(s
     assert before >= 64 and f["data"]["stale"][0]["unanswered"] >= 64
     assert f["data"]["stale"][0]["backend"] == f"{OLD_BACKEND4}:53"
     assert fixed[0] == 0 and fixed[1] > before
+
+
+def test_a_burst_seen_the_moment_it_ends_is_dated_at_the_watchs_end(netns: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries too young to tell a burst from a flood are dumped again when the watch ends.
+
+    The age below which no rate is taken is raised to 2 s for the moment, so the first dump (under 2 s after
+    the burst) is always too young and the one at the end of a 3 s watch never is.
+    """
+    monkeypatch.setattr(held, "MIN_AGE", 2.0)
+    dumps: list[bool] = []
+    first_dump = collect._dump
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        tally = first_dump(*args, **kw)
+        dumps.append(any(h.too_young for h in tally.held.values()))
+        return tally
+
+    monkeypatch.setattr(collect, "_dump", counted)
+    n = unanswered_udp_burst(netns, 0.06)
+    report = diagnose(NetnsSpec(name=netns), 3.0)
+    assert dumps == [True, False], "one dump while the burst was too young to date, one when the watch ended"
+    f = next((f for f in report.findings if f.code == "timeout-udp_timeout"), None)
+    assert f is not None, [(f.code, f.severity, f.title) for f in report.findings]
+    assert f.data["entries"] == n and f.data["estimate"] == "rate"
+    assert f.data["at_target"] == 0, "a burst: at 10 s none of it would stay"
+    assert "a burst, not a steady flow" in f.evidence

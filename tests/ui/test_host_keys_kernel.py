@@ -4,7 +4,6 @@ Enter in N switches the view, and a doctor fix button really changes the namespa
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.doctor import DoctorScreen, FindingView
 from cttop.ui.screens.namespaces import NamespacesScreen
 from tests.conftest import delete_netns, make_netns, sh
+from tests.udp_burst import unanswered_udp_burst
 from tests.ui.helpers import screen_text, wait_for, wait_live
 
 pytestmark = pytest.mark.kernel
@@ -116,22 +116,7 @@ def unreplied_ns() -> Iterator[str]:
     """A namespace whose table is mostly UNREPLIED UDP, enough (over 5 % of the max) for doctor to care."""
     ns = make_netns()
     try:
-        # A veth pair inside the namespace; a permanent neighbour with a MAC no one has makes the far end
-        # drop what it is sent, after conntrack confirmed it: one UNREPLIED entry per port.
-        sh("ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1", netns=ns)
-        for dev in ("v0", "v1"):
-            sh("ip", "link", "set", dev, "up", netns=ns)
-        sh("ip", "addr", "add", "10.99.0.1/24", "dev", "v0", netns=ns)
-        sh("ip", "neigh", "add", "10.99.0.2", "lladdr", "02:00:00:00:00:02", "dev", "v0", "nud", "permanent",
-           netns=ns)
-        sh("sh", "-c", f"echo 300 > {SYSCTL}/nf_conntrack_udp_timeout", netns=ns)
-        # Start times tell doctor these came in one burst, not as a steady flow that a shorter timeout keeps.
-        sh("sh", "-c", f"echo 1 > {SYSCTL}/nf_conntrack_timestamp", netns=ns)
-        n = int(int(sh("cat", f"{SYSCTL}/nf_conntrack_max")) * 0.06) + 1
-        assert n < 64000, "one source address has this many ports to spare"
-        sh(sys.executable, "-c", "import socket\n"
-           "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-           f"for p in range({n}): s.sendto(b'x', ('10.99.0.2', 1024 + p))\n", netns=ns)
+        unanswered_udp_burst(ns, 0.06)
         yield ns
     finally:
         delete_netns(ns)

@@ -281,13 +281,17 @@ def _watch(ct: Ctnetlink, o: Observation, seconds: float, owners: Owners | None 
     start = time.monotonic()
     o.before = sum_cpus(ct.stats_cpu())
     tally = _dump(ct, o.sysctls, owners)
+    time.sleep(max(start + seconds - time.monotonic(), 0.0))
+    if tally is not None and any(h.too_young for h in tally.held.values()):
+        # Entries all under half a second old (doctor opened right after a burst) say nothing of how fast they
+        # come; by the watch's end they are as old as the watch, so that dump tells a burst from a flood.
+        tally = _dump(ct, o.sysctls, owners)
     if tally is None:
         o.problem = "flows could not be dumped: the table kept changing under two dumps in a row"
     else:
         o.listed, o.by_state = tally.listed, dict(tally.agg.by_state)
         o.tops, o.state_ports = tally.tops()
         o.held, o.dns, o.nat = tally.held, tally.dns, tally.nat
-    time.sleep(max(start + seconds - time.monotonic(), 0.0))
     o.after = sum_cpus(ct.stats_cpu())
     o.seconds = time.monotonic() - start
     st = ct.stats()

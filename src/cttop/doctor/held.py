@@ -68,6 +68,11 @@ class Held:
     def entries(self) -> int:
         return len(self.idle)
 
+    @property
+    def too_young(self) -> bool:
+        """Every entry began under MIN_AGE ago: a burst and the start of a flood look alike, so no rate yet."""
+        return self.ages is not None and len(self.ages) > 0 and max(self.ages) < MIN_AGE
+
     def add(self, key: str, idle: float, age: float | None) -> None:
         self.states[key] = self.states.get(key, 0) + 1
         self.idle.append(idle)
