@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar, Final
 
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
@@ -47,6 +47,7 @@ from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.host_keys import HostKeys
 from cttop.ui.incident_keys import IncidentKeys
+from cttop.ui.keyorder import KeysInOrder
 from cttop.ui.keys import KeyedScreen, KeyFooter
 from cttop.ui.panel import retitle
 from cttop.ui.pressure import PressurePanel
@@ -241,7 +242,7 @@ class MainScreen(KeyedScreen):
         self.set_class(self.size.height >= 40, "tall")
 
 
-class CttopApp(App[None]):
+class CttopApp(KeysInOrder):
     TITLE = "cttop"
     CSS_PATH = Path(__file__).with_name("cttop.tcss")
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -1,0 +1,97 @@
+"""Keys take effect in the order they were typed, each in the context the one before it left.
+
+Textual forwards every key to the focused widget's queue at once and runs bindings only
+when the key bubbles back up to the app. Keys that arrive in one read (fast typing, a
+laggy SSH link, a paste without bracketed paste) therefore overtake each other:
+
+- in an Input, ``abc``, Backspace, ``d`` gives ``abc``: ``d`` is inserted before
+  Backspace's binding runs and deletes it (Textual issue 6605); Ctrl+U then
+  ``hello`` leaves the line empty;
+- ``/dst yahoo.com`` typed on the flow list runs ``d`` (Delete) and ``y`` (its Yes)
+  as commands, because ``/`` moves the focus to the filter line only after the rest
+  has been sent to the list.
+
+So the app holds a key until the one before it has settled. A barrier message follows
+each key down the same path and bubbles back: the key's own handler and binding have run.
+What they set off (Enter submits, the submit closes the filter line, that moves the focus:
+messages and callbacks on other queues) has run once the barrier has gone round the app's
+queue and found it and every widget's queue empty. Only then does the next key go, to
+whatever has the focus by then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Final
+
+from textual import events
+from textual.app import App
+from textual.message import Message
+
+# A barrier can be lost with the widget it was sent to (the key closed its screen): after this long the next
+# key goes anyway, as it would have without the barrier, rather than the app turning deaf.
+SETTLE_MAX: Final = 0.5
+
+
+class KeySettled(Message):
+    """Sent after a key to where the key went (``first``), then round the app's queue until all is quiet."""
+
+    def __init__(self, seq: int, first: bool) -> None:
+        super().__init__()
+        self.seq = seq
+        self.first = first
+
+
+class KeysInOrder(App[None]):
+    """An app whose keys reach their widgets one at a time (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._typed: deque[events.Key] = deque()
+        self._unsettled: int | None = None  # the barrier awaited, None when no key is on its way
+        self._sent = 0
+        self._give_up: asyncio.TimerHandle | None = None
+
+    async def on_event(self, event: events.Event) -> None:
+        # A forwarded key is one already sent on its way (it bubbled back here); only new ones wait their turn.
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self._typed.append(event)
+            await self._send_typed()
+            return
+        await super().on_event(event)
+
+    async def _send_typed(self) -> None:
+        while self._typed and self._unsettled is None:
+            key = self._typed.popleft()
+            to = self.focused or self.screen  # where App.on_event sends it, unless a priority binding takes it
+            await super().on_event(key)
+            self._sent += 1
+            self._unsettled = self._sent
+            to.post_message(KeySettled(self._sent, True))
+            self._give_up = asyncio.get_running_loop().call_later(SETTLE_MAX, self._settled, self._sent)
+
+    def on_key_settled(self, message: KeySettled) -> None:
+        message.stop()
+        if message.seq != self._unsettled:
+            return  # a late barrier of a key that was given up on
+        if not self._quiet():
+            # Looked at again once the loop has let the other widgets run: posted at once, the barrier would keep
+            # the app's queue from ever emptying, and the app's task from ever yielding to them.
+            asyncio.get_running_loop().call_soon(self.post_message, KeySettled(message.seq, False))
+            return
+        if self._give_up is not None:
+            self._give_up.cancel()
+        self._settled(message.seq)
+
+    def _quiet(self) -> bool:
+        """Nothing queued on the app or on any widget of any screen (the one settling is off the app's queue)."""
+        if not self._message_queue.empty():
+            return False
+        return all(node._message_queue.empty() for screen in self.screen_stack
+                   for node in screen.walk_children(with_self=True))
+
+    def _settled(self, seq: int) -> None:
+        if seq == self._unsettled:
+            self._unsettled = None
+            self.call_next(self._send_typed)
