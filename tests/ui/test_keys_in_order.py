@@ -69,8 +69,16 @@ async def test_a_filter_typed_in_one_read_is_not_run_as_commands() -> None:
         assert "Flows " in screen_text(app)
 
 
+async def test_a_paste_right_after_slash_lands_in_the_filter_line() -> None:
+    app = app_on()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        await one_read(pilot, app, "/\x1b[200~udp and dport 53\x1b[201~")  # bracketed paste
+        assert typed(app) == "udp and dport 53"
+
+
 @pytest.mark.kernel
-async def test_delete_and_its_yes_typed_into_the_filter_delete_nothing(ns: str, state: Path) -> None:
+async def test_delete_and_its_yes_typed_into_the_filter_delete_nothing(ns: str, state: Path) -> None:  # noqa: F811
     """``/dy`` in one read: before, ``d`` opened Delete on the selected flow and ``y`` confirmed it."""
     before = kernel_flows(ns)
     app = app_for(ns)

@@ -48,14 +48,15 @@ class KeysInOrder(App[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._typed: deque[events.Key] = deque()
+        self._typed: deque[events.Key | events.Paste] = deque()
         self._unsettled: int | None = None  # the barrier awaited, None when no key is on its way
         self._sent = 0
         self._give_up: asyncio.TimerHandle | None = None
 
     async def on_event(self, event: events.Event) -> None:
         # A forwarded key is one already sent on its way (it bubbled back here); only new ones wait their turn.
-        if isinstance(event, events.Key) and not event.is_forwarded:
+        # A paste (bracketed) goes to the focus as keys do, so it waits behind the keys before it too.
+        if isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded:
             self._typed.append(event)
             await self._send_typed()
             return
