@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -70,8 +71,13 @@ def journal_lines(state: Path) -> list[dict[str, object]]:
     return [r.to_json() for r in Journal(str(state)).records() if r.state == COMPLETE]
 
 
+def confirm_shown(app: CttopApp) -> bool:
+    """A confirmation is on the terminal: drawn, so it takes keys (one read before that answers nothing)."""
+    return isinstance(app.screen, ConfirmScreen) and app.screen.shown_at < math.inf
+
+
 async def confirm_open(pilot: Pilot[object], app: CttopApp) -> ConfirmScreen:
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+    await wait_for(pilot, lambda: confirm_shown(app), "the confirmation")
     screen = app.screen
     assert isinstance(screen, ConfirmScreen)
     return screen

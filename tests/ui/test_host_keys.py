@@ -17,11 +17,10 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.ui.app import CttopApp, help_sections
 from cttop.ui.header import StatusLine
 from cttop.ui.host_keys import HostKeys
-from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
 from tests.ui.fixed_source import FixedSource, fixed_rows
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+from tests.ui.helpers import app_on, confirm_shown, screen_text, wait_for, wait_live
 
 
 class FakePlan:
@@ -136,7 +135,7 @@ async def test_fix_button_opens_the_confirmation_and_applies_only_on_yes(monkeyp
         buttons = list(screen.query(Button))
         assert [str(b.label) for b in buttons] == ["Set the tunables…"]  # only the finding with a remedy
         buttons[0].press()
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await wait_for(pilot, lambda: confirm_shown(app), "the confirmation")
         assert "Set nf_conntrack_udp_timeout from 30 to 10 in ns-a" in screen_text(app)
         assert app.screen.focused is not None and app.screen.focused.id == "no"
         await pilot.press("n")
@@ -144,7 +143,7 @@ async def test_fix_button_opens_the_confirmation_and_applies_only_on_yes(monkeyp
         await pilot.pause(0.2)
         assert plan.applied == 0 and len(fake.calls) == 1
         buttons[0].press()
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await wait_for(pilot, lambda: confirm_shown(app), "the confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: plan.applied == 1, "the plan to be applied")
         await wait_for(pilot, lambda: len(fake.calls) == 2, "doctor to watch again after the fix")

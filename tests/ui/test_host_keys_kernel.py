@@ -13,12 +13,11 @@ from textual.widgets import Button, DataTable
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
-from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.doctor import DoctorScreen, FindingView
 from cttop.ui.screens.namespaces import NamespacesScreen
 from tests.conftest import delete_netns, make_netns, sh
 from tests.udp_burst import unanswered_udp_burst
-from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.helpers import confirm_shown, screen_text, wait_for, wait_live
 
 pytestmark = pytest.mark.kernel
 
@@ -136,7 +135,7 @@ async def test_doctor_fix_button_changes_the_kernel(unreplied_ns: str, tmp_path:
         assert "WARNING · " in screen_text(app)
         view = next(v for v in doctor.query(FindingView) if v.finding.code == "timeout-udp_timeout")
         view.query_one(Button).press()
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await wait_for(pilot, lambda: confirm_shown(app), "the confirmation")
         assert "nf_conntrack_udp_timeout" in screen_text(app)
         assert read_sysctl(ns, "nf_conntrack_udp_timeout") == 300  # nothing before the answer
         await pilot.press("y")

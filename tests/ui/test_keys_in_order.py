@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from cttop.ui.app import CttopApp
 from cttop.ui.filterbar import FilterBar
 from cttop.ui.keyorder import KeysInOrder
-from tests.ui.helpers import app_on, journal_lines, screen_text, wait_for, wait_live, wait_view
+from tests.ui.helpers import app_on, confirm_open, journal_lines, screen_text, wait_for, wait_live, wait_view
 from tests.ui.test_remedy_kernel import (  # noqa: F401 - ns and state are fixtures
     SIZE,
     app_for,
@@ -103,3 +103,26 @@ async def test_a_lost_barrier_delays_the_next_key_only_so_long() -> None:
         for event in XTermParser().feed("ab"):
             app.post_message(event)
         await wait_for(pilot, lambda: app._sent == 2 and not app._typed, "both keys sent, one SETTLE_MAX apart")
+
+
+@pytest.mark.kernel
+async def test_a_yes_typed_before_the_confirmation_was_drawn_answers_nothing(ns: str, state: Path) -> None:  # noqa: F811
+    """Keys read before the dialog was drawn (here: parsed, so stamped, before d was pressed) are dropped when
+    they reach it: y, and Tab then Enter (Yes). A y pressed once it is on screen deletes the flow."""
+    before = kernel_flows(ns)
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        ahead = list(XTermParser().feed("y\t\r"))
+        await pilot.press("d")
+        screen = await confirm_open(pilot, app)
+        for event in ahead:
+            app.post_message(event)
+        await wait_for(pilot, lambda: not app._typed and app._unsettled is None, "the keys read ahead to settle")
+        assert screen.typed_ahead == 3 and app.screen is screen
+        assert any("typed before this dialog was on screen was ignored" in n.message for n in app._notifications)
+        assert kernel_flows(ns).keys() == before.keys() and journal_lines(state) == []
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(journal_lines(state)) == 1, "the delete's record")
+    gone = before.keys() - kernel_flows(ns).keys()
+    assert len(gone) == 1 and journal_lines(state)[0]["kind"] == "delete"

@@ -32,8 +32,7 @@ from tests.hostile import (
     raw_name,
 )
 from tests.ui.fixed_source import FixedSource
-from tests.ui.helpers import wait_for, wait_live
-
+from tests.ui.helpers import confirm_shown, wait_for, wait_live
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +120,7 @@ async def test_the_process_view_and_every_screen_naming_them_draw_escapes(
         assert safe_line(HOSTILE_USER) in assert_safe(app, "journal")
         # Undo's confirmation is built from the forged record; or it is refused, in a toast.
         await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) or bool(app._notifications),
+        await wait_for(pilot, lambda: confirm_shown(app) or bool(app._notifications),
                        "the undo's confirmation or its refusal")
         assert_safe(app, "undo of a forged record")
 
@@ -145,7 +144,7 @@ async def test_header_confirmation_and_toasts_escape_what_they_quote() -> None:
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await wait_live(pilot, app)
         app.push_screen(ConfirmScreen(ForgedPlan(), f"Undo change {OSC_TITLE}[red]"))
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await wait_for(pilot, lambda: confirm_shown(app), "the confirmation")
         app.notify(f"cannot undo {HOSTILE_USER}: [b]x[/b]", severity="error", markup=False)
         await wait_for(pilot, lambda: "cannot undo" in drawn(app), "the toast")
         text = assert_safe(app, "confirmation over the main screen")

@@ -17,11 +17,16 @@ What they set off (Enter submits, the submit closes the filter line, that moves 
 messages and callbacks on other queues) has run once the barrier has gone round the app's
 queue and found it and every widget's queue empty. Only then does the next key go, to
 whatever has the focus by then.
+
+A screen that asks for an answer (:class:`AnsweredOnSight`) takes no key read before it
+was drawn: a ``y`` typed ahead, or Tab then Enter, would confirm a change no one saw.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from typing import Final
 
@@ -41,6 +46,19 @@ class KeySettled(Message):
         super().__init__()
         self.seq = seq
         self.first = first
+
+
+class AnsweredOnSight:
+    """For a screen: keys read before it was first drawn are dropped, with a word why (see the module)."""
+
+    shown_at: float = math.inf  # the monotonic clock Textual stamps keys with, once the screen is on the terminal
+    typed_ahead = 0  # keys dropped so far
+
+    def _on_mount(self) -> None:
+        self.call_after_refresh(self._drawn)  # type: ignore[attr-defined]
+
+    def _drawn(self) -> None:
+        self.shown_at = time.monotonic()
 
 
 class KeysInOrder(App[None]):
@@ -71,6 +89,17 @@ class KeysInOrder(App[None]):
             self._unsettled = self._sent
             to.post_message(KeySettled(self._sent, True))
             self._give_up = asyncio.get_running_loop().call_later(SETTLE_MAX, self._settled, self._sent)
+
+    def on_key(self, event: events.Key) -> None:
+        """Before the bindings: a key read before the dialog on screen was drawn answers nothing."""
+        screen = self.screen
+        if isinstance(screen, AnsweredOnSight) and event.time < screen.shown_at:
+            event.prevent_default()
+            event.stop()
+            screen.typed_ahead += 1
+            if screen.typed_ahead == 1:
+                self.notify("a key typed before this dialog was on screen was ignored: read it, then answer",
+                            severity="warning", timeout=4)
 
     def on_key_settled(self, message: KeySettled) -> None:
         message.stop()

@@ -25,6 +25,7 @@ from textual.widgets import Button, Checkbox, Static
 
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.commands import CommandBlock
+from cttop.ui.keyorder import AnsweredOnSight
 
 BOX_HEIGHT: Final = 0.9  # of the screen, as cttop.tcss sizes #confirm-box
 PERSIST_BOX: Final = "also persist (p)"
@@ -68,8 +69,8 @@ class _Body(VerticalScroll, can_focus=False):
             screen.show_position()
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """Dismisses with True only on an explicit yes: y, or the Yes button.
+class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
+    """Dismisses with True only on an explicit yes: y, or the Yes button, pressed after it was drawn.
 
     ``headline`` is shown above the scrolling text, never scrolled away (the flow count).
     With ``persisted`` (the same change, also written to a file), ``persist`` says
