@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from textual.widget import Widget
@@ -74,6 +75,21 @@ async def test_filter_as_you_type_and_escape_clears() -> None:
         await wait_view(pilot, app)
         assert app.view.filter == "" and len(flow_ids(app)) == 25
         assert not app.main.query_one(FilterBar).display
+
+
+async def test_a_filters_count_and_its_total_come_from_one_index() -> None:
+    """The frame and the index are built at different moments: "M of T" must not mix them (M > T was seen)."""
+    app = app_on()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("slash", *"udp", "enter")
+        await wait_view(pilot, app)
+        app.toggle_pause()  # no newer frame redraws the title meanwhile
+        assert app.shown_frame is not None
+        app.shown_frame = replace(app.shown_frame, flows=len(UDP) - 1)  # a frame from before the index
+        app.main.title_flows()
+        await pilot.pause()
+        assert f"Flows {len(UDP)} of 25 " in screen_text(app)
 
 
 async def test_bad_filter_shows_its_column_and_keeps_the_view() -> None:

@@ -171,15 +171,15 @@ class MainScreen(KeyedScreen):
         idx = fl.index
         frame = app.shown_frame
         parts = []
-        # How many flows: the table's at the frame's instant, reconciled with the kernel's count; the
-        # list is the index last built, up to an interval older. Only a filter's matches need the index.
+        # How many flows: the table's at the frame's instant, reconciled with the kernel's count. A filter's
+        # "M of T" are both the index's: built up to an interval before or after the frame, its matches
+        # against the frame's count once read "68,079 of 66,992".
         table = frame.flows if frame is not None and frame.phase == LIVE else None
         if frame is not None and frame.phase == LIMITED:
             parts.append("Flows ?")  # the count is the Fill panel's; which flows, only CAP_NET_ADMIN may see
         elif idx is not None and idx.spec.filter:
-            total = idx.total if table is None else table
             matched = len(idx.records) if idx.paged is None else idx.paged
-            parts.append(f"Flows {fmt.count(matched)} of {fmt.count(total)}")
+            parts.append(f"Flows {fmt.count(matched)} of {fmt.count(idx.total)}")
         elif table is not None:
             parts.append(f"Flows {fmt.count(table)}")
         elif idx is not None:
