@@ -71,6 +71,12 @@ def journal_lines(state: Path) -> list[dict[str, object]]:
     return [r.to_json() for r in Journal(str(state)).records() if r.state == COMPLETE]
 
 
+async def set_filter(pilot: Pilot[object], app: CttopApp, text: str) -> None:
+    """Type ``text`` in the filter line, commit it, and wait until the list shows it."""
+    await pilot.press("slash", *text, "enter")
+    await wait_view(pilot, app)
+
+
 def confirm_shown(app: CttopApp) -> bool:
     """A confirmation is on the terminal: drawn, so it takes keys (one read before that answers nothing)."""
     return isinstance(app.screen, ConfirmScreen) and app.screen.shown_at < math.inf

@@ -27,6 +27,7 @@ from tests.ui.fixed_source import FixedSource, fixed_rows, row, v4
 from tests.ui.helpers import (
     app_on,
     screen_text,
+    set_filter,
     wait_for,
     wait_frame_after,
     wait_live,
@@ -82,8 +83,7 @@ async def test_a_filters_count_and_its_total_come_from_one_index() -> None:
     app = app_on()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
-        await pilot.press("slash", *"udp", "enter")
-        await wait_view(pilot, app)
+        await set_filter(pilot, app, "udp")
         app.toggle_pause()  # no newer frame redraws the title meanwhile
         assert app.shown_frame is not None
         app.shown_frame = replace(app.shown_frame, flows=len(UDP) - 1)  # a frame from before the index

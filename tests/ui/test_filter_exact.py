@@ -11,7 +11,7 @@ from cttop.ui.filterbar import PROMPT, FilterBar, error_line
 from cttop.ui.flows import FlowsPanel
 from cttop.ui.heaviest import HeaviestPanel
 from tests.ui.fixed_source import fixed_rows
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live, wait_view
+from tests.ui.helpers import app_on, screen_text, set_filter, wait_for, wait_live, wait_view
 
 ROWS = fixed_rows()
 ALL = len(ROWS)
@@ -155,8 +155,7 @@ async def test_a_filter_matching_nothing_says_so() -> None:
     app = app_on()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
-        await pilot.press("slash", *"udp port 9999", "enter")
-        await wait_view(pilot, app)
+        await set_filter(pilot, app, "udp port 9999")
         assert app.main.flow_list.records == ()
         assert "No flow matches udp port 9999" in screen_text(app)
         await pilot.press("escape")

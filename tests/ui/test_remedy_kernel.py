@@ -34,9 +34,9 @@ from tests.ui.helpers import (
     joined,
     journal_lines,
     screen_text,
+    set_filter,
     wait_for,
     wait_live,
-    wait_view,
     yes_and_wait,
 )
 
@@ -131,11 +131,6 @@ SIZE = (160, 40)
 
 
 # --- driving the app -------------------------------------------------------------------------
-
-async def set_filter(pilot: Pilot[object], app: CttopApp, text: str) -> None:
-    await pilot.press("slash", *text, "enter")
-    await wait_view(pilot, app)
-
 
 def notes(app: CttopApp) -> list[str]:
     """The notifications (toasts) the app has raised; Textual keeps no public list of them."""

@@ -40,12 +40,11 @@ SETTLE_MAX: Final = 0.5
 
 
 class KeySettled(Message):
-    """Sent after a key to where the key went (``first``), then round the app's queue until all is quiet."""
+    """Sent after key ``seq`` to where the key went, then round the app's queue until all is quiet."""
 
-    def __init__(self, seq: int, first: bool) -> None:
+    def __init__(self, seq: int) -> None:
         super().__init__()
         self.seq = seq
-        self.first = first
 
 
 class AnsweredOnSight:
@@ -87,7 +86,7 @@ class KeysInOrder(App[None]):
             await super().on_event(key)
             self._sent += 1
             self._unsettled = self._sent
-            to.post_message(KeySettled(self._sent, True))
+            to.post_message(KeySettled(self._sent))
             self._give_up = asyncio.get_running_loop().call_later(SETTLE_MAX, self._settled, self._sent)
 
     def on_key(self, event: events.Key) -> None:
@@ -108,7 +107,7 @@ class KeysInOrder(App[None]):
         if not self._quiet():
             # Looked at again once the loop has let the other widgets run: posted at once, the barrier would keep
             # the app's queue from ever emptying, and the app's task from ever yielding to them.
-            asyncio.get_running_loop().call_soon(self.post_message, KeySettled(message.seq, False))
+            asyncio.get_running_loop().call_soon(self.post_message, KeySettled(message.seq))
             return
         if self._give_up is not None:
             self._give_up.cancel()
