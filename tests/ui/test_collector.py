@@ -474,6 +474,11 @@ def test_a_table_at_rest_is_read_again_when_its_first_countdown_runs_out(monkeyp
     s.dumped(9.0, cost=1.0, counted=True)  # counters to refresh
     clock[0] += dump_schedule.REFRESH_DUTY + 1
     assert s.refresh_due()
+    s.dumped(10.0, cost=1.0, counted=False, rest=1e6)
+    s.reading(40, 40, 39)  # one flow fewer in the kernel, no event said so: under the drift's slack, not at rest
+    assert not s.drifted()
+    clock[0] += duty + 1
+    assert s.refresh_due()
 
 
 @pytest.mark.parametrize("acct", ["0", "1"])
@@ -499,6 +504,41 @@ def test_a_collector_leaves_a_table_at_rest_unread_until_an_event_comes(
         src.rows.append(new)
         src.push([(EV_NEW, new)])
         rec.until(lambda: src.dumps >= 2, "a refresh after the event")
+    finally:
+        c.stop()
+
+
+def test_a_table_at_rest_that_lost_a_flow_without_an_event_is_read_again(
+        rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow made before anyone listened ends with no DESTROY (nf_conntrack_events=2): one fewer in the kernel's
+    count, under the drift's slack, still ends the rest, and the duty's refresh takes the flow out."""
+    monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 0.01)
+    src = FixedSource([row(i, 6, v4("10.0.0.1"), v4("10.0.0.2"), 1000 + i, 443, pstate=3, timeout=3600)
+                       for i in range(1, 30)])
+    values = src.sysctls() | {"nf_conntrack_acct": "0"}
+    monkeypatch.setattr(src, "sysctls", lambda: dict(values))
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        time.sleep(0.5)
+        assert src.dumps == 1  # at rest
+        src.rows.pop()
+        rec.until(lambda: src.dumps >= 2 and rec.frames[-1].flows == 28, "a refresh without the gone flow")
+    finally:
+        c.stop()
+
+
+def test_reread_reads_the_table_again_before_the_next_frame(rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the app deletes flows: no refresh would be due for an hour, the list must lose them now."""
+    monkeypatch.setattr(dump_schedule, "REFRESH_MIN", 3600.0)
+    src = FixedSource()
+    c = run(src, rec)
+    try:
+        rec.until(lambda: any(f.phase == LIVE for f in rec.frames), "live")
+        n = len(src.rows)
+        del src.rows[:3]  # deleted with no event, as flows made before anyone listened are
+        c.reread()
+        rec.until(lambda: src.dumps >= 2 and rec.frames[-1].flows == n - 3, "the table read again")
     finally:
         c.stop()
 

@@ -97,6 +97,7 @@ class Collector:
         self._flows = FlowView(self.indexer, self.owners, view, pager)
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._reread = threading.Event()  # this app changed the table (a delete, a flush): read it again
         self._stop = threading.Event()
         # Settings, written by the UI thread under the lock.
         self._interval = interval
@@ -148,6 +149,16 @@ class Collector:
     def set_interval(self, seconds: float) -> None:
         with self._lock:
             self._interval = seconds
+        self._wake.set()
+
+    def reread(self) -> None:
+        """The table was just changed from here (flows deleted or flushed): read it again before the next frame.
+
+        Flows made before anyone listened carry no event cache (nf_conntrack_events=2), so their deletion sends no
+        DESTROY: without this, a deleted flow stayed in the list until the next refresh, up to ten minutes for a
+        table at rest, after the toast said the kernel had deleted it.
+        """
+        self._reread.set()
         self._wake.set()
 
     def set_group(self, group: str, by: str) -> None:
@@ -288,7 +299,10 @@ class Collector:
 
     def _reload_if_due(self) -> None:
         table = self.table
-        if self._schedule.refresh_due():
+        if self._reread.is_set():
+            self._reread.clear()
+            self._resync("reading the table after the change")
+        elif self._schedule.refresh_due():
             self._load(first=False)
         elif self._bounded_for(self._frames.count) != table.bounded:
             self._resync(f"over {self._max_flows:,} flows, counting them without holding them" if not table.bounded
@@ -482,7 +496,8 @@ class Collector:
         counting = rates.new_flows
         return self._frames.build(
             now, table, phase=self._phase, note=self._note, interval=interval, group=group, by=ranked.by,
-            top=ranked.top, lost=self._lost, bad=self._bad, refreshed=self._schedule.refreshed, ranked_total=ranked.total,
+            top=ranked.top, lost=self._lost, bad=self._bad, refreshed=self._schedule.refreshed,
+            ranked_total=ranked.total,
             new_rate_seconds=counting[1].seconds if counting is not None else 0.0,
             new_rate_source=("events" if self._events_on() else "dumps") if counting is not None else None,
             flow_rates=rates.flow_rates, bounded=self._max_flows if table.bounded else None,

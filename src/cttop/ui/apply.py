@@ -14,6 +14,7 @@ from textual.app import App
 
 from cttop.actions import ActionResult, DeleteFlows, FlushFlows, Plan
 from cttop.errors import CttopError
+from cttop.ui.access import cttop_app
 from cttop.ui.screens.confirm import ConfirmScreen
 
 
@@ -82,6 +83,8 @@ def _apply(app: App[object], plan: Plan, done: Callable[[ActionResult], None] | 
         app.call_from_thread(app.notify, f"failed, nothing changed: {e}", severity="error", timeout=10,
                              markup=False)
         return
+    if flows_named(plan) is not None:
+        cttop_app(app).collector.reread()  # the list must lose what the toast says is gone
     # Not markup: the summary quotes the filter as typed, brackets and all.
     app.call_from_thread(app.notify, result_text(plan, result), timeout=8, markup=False)
     if done is not None:
