@@ -172,14 +172,16 @@ class MainScreen(KeyedScreen):
         frame = app.shown_frame
         parts = []
         # How many flows: the table's at the frame's instant, reconciled with the kernel's count. A filter's
-        # "M of T" are both the index's: built up to an interval before or after the frame, its matches
-        # against the frame's count once read "68,079 of 66,992".
+        # "M of T" over a held table are both the index's: built up to an interval before or after the frame,
+        # its matches against the frame's count once read "68,079 of 66,992". A bounded view's page is read
+        # with the filter pushed down to the kernel, which lists only what matches: its T is the frame's.
         table = frame.flows if frame is not None and frame.phase == LIVE else None
         if frame is not None and frame.phase == LIMITED:
             parts.append("Flows ?")  # the count is the Fill panel's; which flows, only CAP_NET_ADMIN may see
         elif idx is not None and idx.spec.filter:
             matched = len(idx.records) if idx.paged is None else idx.paged
-            parts.append(f"Flows {fmt.count(matched)} of {fmt.count(idx.total)}")
+            total = table if idx.paged is not None and table is not None else idx.total
+            parts.append(f"Flows {fmt.count(matched)} of {fmt.count(total)}")
         elif table is not None:
             parts.append(f"Flows {fmt.count(table)}")
         elif idx is not None:
