@@ -126,3 +126,15 @@ async def test_a_yes_typed_before_the_confirmation_was_drawn_answers_nothing(ns:
         await wait_for(pilot, lambda: len(journal_lines(state)) == 1, "the delete's record")
     gone = before.keys() - kernel_flows(ns).keys()
     assert len(gone) == 1 and journal_lines(state)[0]["kind"] == "delete"
+
+
+async def test_an_app_never_quiet_still_takes_keys_where_they_were_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy box: some queue is never empty. Each key goes SETTLE_MAX after the one before, at the barrier's next
+    turn of the app's queue, after what the last key queued there (the focus move of /)."""
+    monkeypatch.setattr(KeysInOrder, "_quiet", lambda self: False)
+    app = app_on()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_live(pilot, app)
+        await one_read(pilot, app, "/dy")
+        assert typed(app) == "dy" and app.screen is app.main
+

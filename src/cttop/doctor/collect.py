@@ -283,8 +283,8 @@ def _watch(ct: Ctnetlink, o: Observation, seconds: float, owners: Owners | None 
     tally = _dump(ct, o.sysctls, owners)
     time.sleep(max(start + seconds - time.monotonic(), 0.0))
     if tally is not None and any(h.too_young for h in tally.held.values()):
-        # Entries all under half a second old (doctor opened right after a burst) say nothing of how fast they
-        # come; by the watch's end they are as old as the watch, so that dump tells a burst from a flood.
+        # Entries all under MIN_AGE old (doctor opened right after a burst) say nothing of how fast they come;
+        # by the watch's end they are as old as the watch, so that dump tells a burst from a flood.
         tally = _dump(ct, o.sysctls, owners)
     if tally is None:
         o.problem = "flows could not be dumped: the table kept changing under two dumps in a row"

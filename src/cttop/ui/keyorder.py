@@ -35,7 +35,8 @@ from textual.app import App
 from textual.message import Message
 
 # A barrier can be lost with the widget it was sent to (the key closed its screen): after this long the next
-# key goes anyway, as it would have without the barrier, rather than the app turning deaf.
+# key goes anyway, rather than the app turning deaf. One that came back but finds the app never quiet (a busy
+# box) settles at its next turn instead: what the key queued on the app (a focus move) has run by then.
 SETTLE_MAX: Final = 0.5
 
 
@@ -69,6 +70,8 @@ class KeysInOrder(App[None]):
         self._unsettled: int | None = None  # the barrier awaited, None when no key is on its way
         self._sent = 0
         self._give_up: asyncio.TimerHandle | None = None
+        self._back = False  # the barrier of the key on its way came back up at least once
+        self._overdue = False  # SETTLE_MAX passed with the barrier going round: settle at its next turn
 
     async def on_event(self, event: events.Event) -> None:
         # A forwarded key is one already sent on its way (it bubbled back here); only new ones wait their turn.
@@ -86,8 +89,9 @@ class KeysInOrder(App[None]):
             await super().on_event(key)
             self._sent += 1
             self._unsettled = self._sent
+            self._back = self._overdue = False
             to.post_message(KeySettled(self._sent))
-            self._give_up = asyncio.get_running_loop().call_later(SETTLE_MAX, self._settled, self._sent)
+            self._give_up = asyncio.get_running_loop().call_later(SETTLE_MAX, self._late, self._sent)
 
     def on_key(self, event: events.Key) -> None:
         """Before the bindings: a key read before the dialog on screen was drawn answers nothing."""
@@ -104,7 +108,8 @@ class KeysInOrder(App[None]):
         message.stop()
         if message.seq != self._unsettled:
             return  # a late barrier of a key that was given up on
-        if not self._quiet():
+        self._back = True
+        if not self._overdue and not self._quiet():
             # Looked at again once the loop has let the other widgets run: posted at once, the barrier would keep
             # the app's queue from ever emptying, and the app's task from ever yielding to them.
             asyncio.get_running_loop().call_soon(self.post_message, KeySettled(message.seq))
@@ -119,6 +124,14 @@ class KeysInOrder(App[None]):
             return False
         return all(node._message_queue.empty() for screen in self.screen_stack
                    for node in screen.walk_children(with_self=True))
+
+    def _late(self, seq: int) -> None:
+        if seq != self._unsettled:
+            return
+        if self._back:
+            self._overdue = True
+        else:
+            self._settled(seq)  # lost with its widget
 
     def _settled(self, seq: int) -> None:
         if seq == self._unsettled:
