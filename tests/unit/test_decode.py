@@ -1,4 +1,8 @@
-"""The decoder on real kernel bytes (tests/fixtures, recorded by tests/fixtures/record.py), and fuzzed."""
+"""The decoder on real kernel bytes (tests/fixtures, recorded by tests/fixtures/record.py), and fuzzed.
+
+The tests of the chunk and event loops run with the compiled decoder and with the pure-Python one (its
+fallback, ``compiled``); the ones about templates use the pure-Python one, whose templates they inspect.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import gzip
 import os
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +19,12 @@ from cttop.model import flow_dict
 from tests.oracle import parse_line
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
+
+
+@pytest.fixture(params=[True, False], ids=["compiled", "pure-python"])
+def compiled(request: pytest.FixtureRequest) -> bool:
+    """Both decoders: the compiled one must be built here (scripts/setup.sh builds it)."""
+    return bool(request.param)
 
 
 def messages(name: str) -> list[bytes]:
@@ -61,7 +72,7 @@ def test_dump_fixture_decodes_to_what_conntrack_printed() -> None:
 
 def test_fast_path_equals_the_walk() -> None:
     """Templates learned from one message decode the next ones exactly as a fresh walk does."""
-    warm = Decoder()
+    warm = Decoder(compiled=False)
     msgs = messages("dump_mix.bin") + messages("events_mix.bin")
     for m in msgs:
         warm.decode_one(m, 0, len(m))
@@ -71,17 +82,17 @@ def test_fast_path_equals_the_walk() -> None:
     assert warm.slow == slow_before  # the second pass took the templates only
 
 
-def test_decode_chunk_walks_a_buffer_of_many_messages() -> None:
+def test_decode_chunk_walks_a_buffer_of_many_messages(compiled: bool) -> None:
     msgs = messages("dump_mix.bin")
     buf = b"".join(m + b"\0" * (-len(m) % 4) for m in msgs)
     out: list = []
-    assert Decoder().decode_chunk(buf, out) is False
-    assert [r[0] for r in out] == [Decoder().decode_one(m, 0, len(m))[0] for m in msgs]
+    assert Decoder(compiled).decode_chunk(buf, out) is False
+    assert out == [Decoder().decode_one(m, 0, len(m)) for m in msgs]
     done = struct.pack("<IHHII", 20, 3, 2, 0, 0) + b"\0" * 4
-    assert Decoder().decode_chunk(buf + done, []) is True
+    assert Decoder(compiled).decode_chunk(buf + done, []) is True
     err = struct.pack("<IHHIIi", 36, 2, 0, 0, 0, -1) + b"\0" * 16
     try:
-        Decoder().decode_chunk(err, [])
+        Decoder(compiled).decode_chunk(buf + err, [])
         raise AssertionError("an NLMSG_ERROR must raise")
     except ErrorReply as e:
         assert e.code == 1
@@ -107,10 +118,13 @@ def test_truncated_messages_raise_decode_error() -> None:
             raise AssertionError(f"cut at {cut} decoded")
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure-python"])
 @settings(max_examples=400, deadline=None)
-@given(st.binary(max_size=600))
-def test_random_bytes_only_ever_raise_decode_error(data: bytes) -> None:
-    dec = Decoder()
+@given(data=st.binary(max_size=600))
+def test_random_bytes_only_ever_raise_decode_error(compiled: bool, data: bytes) -> None:
+    from cttop.kernel.events import decode_events
+
+    dec = Decoder(compiled)
     try:
         dec.decode_one(data, 0, len(data))
     except DecodeError:
@@ -118,6 +132,10 @@ def test_random_bytes_only_ever_raise_decode_error(data: bytes) -> None:
     try:
         dec.decode_chunk(data, [])
     except (DecodeError, ErrorReply):
+        pass
+    try:
+        decode_events(dec, data, [])
+    except DecodeError:
         pass
 
 
@@ -152,26 +170,29 @@ def walked(chunk: bytes) -> list:
     return out
 
 
-def test_decode_chunk_equals_the_walk_on_a_realistic_dump() -> None:
+def test_decode_chunk_equals_the_walk_on_a_realistic_dump(compiled: bool) -> None:
     """Every layout of a real dump (v4/v6, TCP/UDP/ICMP, with and without counters; some share a
-    length) goes through the chunk scan with the same rows the walk gives, and only the first
+    length) goes through the chunk scan with the same rows the walk gives; in pure Python, only the first
     message of each layout takes the walk."""
     chunks = realistic_chunks()
     want = [r for c in chunks for r in walked(c)]
-    dec = Decoder()
+    dec = Decoder(compiled)
     for _ in range(2):
         got: list = []
         done = [dec.decode_chunk(c, got) for c in chunks]
         assert got == want and done[-1] and not any(done[:-1])
+    if compiled:
+        assert dec.slow == 0, "the compiled decoder decodes every message of a real dump itself"
+        return
     assert dec.slow == sum(len(ts) for ts in dec.templates.values())
     lengths = [t.length for ts in dec.templates.values() for t in ts]
     assert len(lengths) > len(set(lengths)), "the recording must hold two layouts of one length"
 
 
-def test_a_known_layout_flagged_dump_intr_is_refused() -> None:
+def test_a_known_layout_flagged_dump_intr_is_refused(compiled: bool) -> None:
     """The scan matches a message's flags too: NLM_F_DUMP_INTR on a known layout still raises."""
     msg = messages("dump_mix.bin")[0]
-    dec = Decoder()
+    dec = Decoder(compiled)
     dec.decode_chunk(msg, [])
     flagged = bytearray(msg)
     struct.pack_into("<H", flagged, 6, struct.unpack_from("<H", msg, 6)[0] | 0x10)  # NLM_F_DUMP_INTR
@@ -190,11 +211,11 @@ def test_a_known_length_with_other_attribute_headers_takes_the_walk() -> None:
     from cttop.kernel.events import decode_events
 
     for m in messages("events_mix.bin"):
-        warm = Decoder()
+        warm = Decoder(compiled=False)
         assert decode_events(warm, m, []) == 0
         for off, _ln, _typ in _walk(m, 0, len(m)).headers:
             changed = bytearray(m)
             changed[off + 2] ^= 0x01  # the attribute's type
             slow, got, want = warm.slow, [], []
-            assert decode_events(warm, bytes(changed), got) == decode_events(Decoder(), bytes(changed), want)
+            assert decode_events(warm, bytes(changed), got) == decode_events(Decoder(False), bytes(changed), want)
             assert got == want and warm.slow == slow + 1

@@ -15,10 +15,16 @@ layout it has. Unpacking the ~58 header fields to compare them cost more than de
 the values; the regex checks the same bytes in a third of the time. One message at a
 time (events, and what the regex leaves), the fingerprint is checked by reading the
 message as one integer and masking the values out: two C calls, not ~58 fields.
+
+Where it was built (hatch_build.py), a compiled decoder (``_ctdecode.c``) takes every message it can
+first: the same walk in C, a whole buffer per call, ~4× faster on a real dump. It leaves everything
+unusual (errors, NLMSG_DONE, labels, anything malformed) to this module, which stays the reference:
+the two give the same rows (tests/unit/test_decode_compiled.py). ``CTTOP_PURE_PYTHON=1`` turns it off.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -30,6 +36,12 @@ from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH
 from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
 from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
+
+try:
+    from cttop.kernel import _ctdecode as _compiled
+except ImportError:  # built without a C compiler: this module decodes everything
+    _compiled = None
+COMPILED = _compiled is not None and not os.environ.get("CTTOP_PURE_PYTHON")
 
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
 # The newest templates a dump's regex alternates: a kernel's dump has a few dozen layouts at most, and
@@ -273,7 +285,11 @@ def _unpack_walk(buf: bytes | bytearray | memoryview, off: int, w: _Walk) -> Row
 class Decoder:
     """Turns buffers of ctnetlink messages into rows; keeps the learned templates."""
 
-    def __init__(self) -> None:
+    def __init__(self, compiled: bool = COMPILED) -> None:
+        if compiled and _compiled is None:
+            raise ValueError("the compiled decoder was not built")
+        # The compiled decoder's dump(buf, pos, out) and events(buf, pos, out), or None: the templates do it all.
+        self.compiled = _compiled if compiled else None
         self.templates: dict[int, list[Template]] = {}
         # The newest template per length, for the events' inner loop (events.decode_events): its mask and
         # fingerprint, values unpack as a bare bound method, and row builder.
@@ -327,9 +343,13 @@ class Decoder:
         """
         scan = self._scan or self._compile_scan()
         # Locals, not attributes: each is read once per message.
-        match, scan_of, append = scan.match, self._scan_of, out.append
+        match, scan_of, append, compiled = scan.match, self._scan_of, out.append, self.compiled
         pos, n = 0, len(buf)
         while pos < n:
+            if compiled is not None:  # it decodes up to the first message it leaves to the code below
+                pos = compiled.dump(buf, pos, out)
+                if pos >= n:
+                    break
             m = match(buf, pos)
             if m is not None:
                 values, build, step = scan_of[m.lastindex]  # type: ignore[index]

@@ -45,13 +45,17 @@ def decode_events(dec: Decoder, buf: bytes | bytearray | memoryview, out: list[t
 
     Raises DecodeError only when the netlink framing itself is broken. This is the
     event path's hot loop, so like :meth:`Decoder.decode_chunk` it walks the framing
-    itself (framing.messages inlined) and tries the newest template of the length inline (Decoder.fast) before
-    :meth:`Decoder.decode_one`.
+    itself (framing.messages inlined) and tries the compiled decoder where built, then the newest template of
+    the length inline (Decoder.fast), before :meth:`Decoder.decode_one`.
     """
     # The kernel sends each event in a datagram of its own, so this runs once per event, loop and
     # all: no bound methods are set up as locals first (each is an allocation), methods are called in place.
-    bad, off, n, fast = 0, 0, len(buf), dec.fast
+    bad, off, n, fast, compiled = 0, 0, len(buf), dec.fast, dec.compiled
     while off < n:
+        if compiled is not None:  # it decodes up to the first message it leaves to the code below
+            off = compiled.events(buf, off, out)
+            if off >= n:
+                break
         if n - off < NLH_LEN:
             raise DecodeError(f"netlink: {n - off} stray bytes after the last message")
         length, typ, flags = NLH3.unpack_from(buf, off)

@@ -1,0 +1,51 @@
+"""Build the compiled decoder (src/cttop/kernel/_ctdecode.c) into the wheel, or in place for an editable install.
+
+A box without a C compiler still gets a working cttop: the pure-Python decoder is the fallback and passes the
+same tests (tests/unit/test_decode_compiled.py). scripts/setup.sh installs the compiler and checks that the
+compiled one was built, so the README's commands always have it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sysconfig
+import tempfile
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+SOURCE = "src/cttop/kernel/_ctdecode.c"
+MODULE = "cttop/kernel/_ctdecode"
+
+
+def compile_to(out: str, root: str) -> str | None:
+    """Compile the extension to ``out``: None on success, else why not (one line)."""
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    cmd = [*cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-I" + sysconfig.get_paths()["include"],
+           os.path.join(root, SOURCE), "-o", out]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as e:
+        return f"{cc[0]}: {e.strerror}"
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["exit " + str(done.returncode)])[-1]
+    return None
+
+
+class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        name = MODULE + sysconfig.get_config_var("EXT_SUFFIX")
+        if version == "editable":
+            out = os.path.join(self.root, "src", name)  # the editable install imports from src/
+        else:
+            out = os.path.join(tempfile.mkdtemp(prefix="cttop-build-"), os.path.basename(name))
+        why = compile_to(out, self.root)
+        if why is not None:
+            self.app.display_warning(f"cttop: the compiled decoder was not built ({why}); the pure-Python one will run")
+            return
+        if version != "editable":
+            build_data["force_include"][out] = name
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True

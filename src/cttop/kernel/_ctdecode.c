@@ -1,0 +1,447 @@
+/* The compiled decoder: ctnetlink conntrack messages into flow rows, a whole buffer per call.
+ *
+ * The pure-Python decoder (decode.py) is the reference and the fallback. This one walks each message's
+ * attributes the way decode._walk does, checks exactly what it checks, and builds the same 23-field row
+ * (model.R_*). It stops at the first message it does not decode itself and returns that message's offset,
+ * so everything else (broken framing, NLMSG_DONE, errors, NLM_F_DUMP_INTR, malformed messages, labels)
+ * takes the Python path: one place for every error and its wording. tests/unit/test_decode_compiled.py
+ * holds the two decoders to the same rows on real and mutated kernel bytes.
+ *
+ * Every number the kernel sends is read with bounds checked against the message and the buffer. Netlink
+ * and attribute headers are host order, read little-endian as framing.py reads them; values are
+ * big-endian (network order), as decode.py's templates read them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+/* Kernel and model constants. Their one definition is Python's (kernel/nlconst.py, kernel/framing.py,
+ * model.py); CONSTANTS exports these copies and tests/unit/test_decode_compiled.py checks each against it. */
+#define NLH_LEN 16
+#define HEADER_LEN 20
+#define NFGEN_FAMILY 16
+#define NLA_TYPE_MASK 0x3FFF
+#define NLMSG_ERROR 2
+#define NLMSG_DONE 3
+#define NLM_F_DUMP_INTR 0x10
+#define NLM_F_CREATE 0x400
+#define NLM_F_EXCL 0x200
+#define IPCTNL_MSG_CT_NEW 0
+#define IPCTNL_MSG_CT_DELETE 2
+#define CTA_TUPLE_ORIG 1
+#define CTA_TUPLE_REPLY 2
+#define CTA_STATUS 3
+#define CTA_PROTOINFO 4
+#define CTA_TIMEOUT 7
+#define CTA_MARK 8
+#define CTA_COUNTERS_ORIG 9
+#define CTA_COUNTERS_REPLY 10
+#define CTA_USE 11
+#define CTA_ID 12
+#define CTA_ZONE 18
+#define CTA_TIMESTAMP 20
+#define CTA_LABELS 22
+#define CTA_TUPLE_IP 1
+#define CTA_TUPLE_PROTO 2
+#define CTA_TUPLE_ZONE 3
+#define CTA_IP_V4_SRC 1
+#define CTA_IP_V4_DST 2
+#define CTA_IP_V6_SRC 3
+#define CTA_IP_V6_DST 4
+#define CTA_PROTO_NUM 1
+#define CTA_PROTO_SRC_PORT 2
+#define CTA_PROTO_DST_PORT 3
+#define CTA_PROTO_ICMP_ID 4
+#define CTA_PROTO_ICMP_TYPE 5
+#define CTA_PROTO_ICMP_CODE 6
+#define CTA_PROTO_ICMPV6_ID 7
+#define CTA_PROTO_ICMPV6_TYPE 8
+#define CTA_PROTO_ICMPV6_CODE 9
+#define CTA_PROTOINFO_TCP 1
+#define CTA_PROTOINFO_DCCP 2
+#define CTA_PROTOINFO_SCTP 3
+#define CTA_PROTOINFO_TCP_STATE 1
+#define CTA_COUNTERS_PACKETS 1
+#define CTA_COUNTERS_BYTES 2
+#define CTA_COUNTERS32_PACKETS 3
+#define CTA_COUNTERS32_BYTES 4
+#define CTA_TIMESTAMP_START 1
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define NO_PSTATE 255
+#define EV_NEW 1
+#define EV_UPDATE 2
+#define EV_DESTROY 3
+#define ROW_LEN 23
+
+/* The leaves a walk collects (decode._walk's field names); the ones with a byte string are addresses. */
+enum {
+    F_ID, F_PROTO, F_PSTATE, F_STATUS, F_SRC, F_DST, F_SPORT, F_DPORT, F_RSRC, F_RDST, F_RSPORT, F_RDPORT,
+    F_TIMEOUT, F_MARK, F_ZONE, F_USE, F_OPKTS, F_OBYTES, F_RPKTS, F_RBYTES, F_START, F_TZONE,
+    F_ICMP_ID, F_ICMP_TYPE, F_ICMP_CODE, F_RICMP_ID, F_RICMP_TYPE, F_RICMP_CODE, F_COUNT
+};
+/* Offsets of the reply tuple's leaves from the original's: the walk names them "r" + name. */
+#define REPLY_SHIFT (F_RSRC - F_SRC)
+#define RICMP_SHIFT (F_RICMP_ID - F_ICMP_ID)
+
+typedef struct {
+    const uint8_t *b;        /* the buffer */
+    uint32_t have;           /* bit F_x: the leaf was seen */
+    uint64_t val[F_COUNT];   /* fixed-size leaves' values */
+    Py_ssize_t at[F_COUNT];  /* variable leaves (addresses): where the payload starts */
+    Py_ssize_t len[F_COUNT]; /* and its length */
+} walk_t;
+
+static inline unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+static inline uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The next attribute between *pos and end: 1 with its offset, length and type (flags masked off); 0 when
+ * fewer than 4 bytes are left (netlink padding); -1 on a length shorter than its header or past the end. */
+static inline int next_attr(const uint8_t *b, Py_ssize_t *pos, Py_ssize_t end, Py_ssize_t *at, Py_ssize_t *ln,
+                            unsigned *typ) {
+    if (*pos + 4 > end)
+        return 0;
+    *ln = le16(b + *pos);
+    *typ = le16(b + *pos + 2) & NLA_TYPE_MASK;
+    if (*ln < 4 || *pos + *ln > end)
+        return -1;
+    *at = *pos;
+    *pos += (*ln + 3) & ~(Py_ssize_t)3;
+    return 1;
+}
+
+/* One leaf at attribute offset ``at`` of length ``ln``: ``size`` bytes exactly (big-endian), or any (size 0:
+ * an address). 0 on success, -1 when the size is wrong (decode._leaf raises). */
+static inline int leaf(walk_t *w, int f, Py_ssize_t at, Py_ssize_t ln, int size) {
+    const uint8_t *p = w->b + at + 4;
+    Py_ssize_t plen = ln - 4;
+    uint64_t v = 0;
+    if (size == 0) {
+        w->at[f] = at + 4;
+        w->len[f] = plen;
+    } else {
+        if (plen != size)
+            return -1;
+        for (int i = 0; i < size; i++)
+            v = v << 8 | p[i];
+        w->val[f] = v;
+    }
+    w->have |= 1u << f;
+    return 0;
+}
+
+/* Each attribute in [start, end), with ``cur`` as the cursor; ``rc`` ends 0, or -1 on a broken length. */
+#define FOR_ATTRS(cur, start, end, at, ln, typ, rc) \
+    for (Py_ssize_t cur = (start); ((rc) = next_attr(w->b, &cur, (end), &(at), &(ln), &(typ))) == 1;)
+
+/* decode._tuple: the original (reply = 0) or reply tuple nested at [start, end). */
+static int tuple(walk_t *w, Py_ssize_t start, Py_ssize_t end, int reply) {
+    Py_ssize_t at, ln, at2, ln2;
+    unsigned t, t2;
+    int rc, rc2 = 0;
+    int sh = reply ? REPLY_SHIFT : 0, ish = reply ? RICMP_SHIFT : 0;
+    FOR_ATTRS(p1, start + 4, end, at, ln, t, rc) {
+        if (t == CTA_TUPLE_IP) {
+            FOR_ATTRS(p2, at + 4, at + ln, at2, ln2, t2, rc2) {
+                if (t2 == CTA_IP_V4_SRC || t2 == CTA_IP_V6_SRC)
+                    leaf(w, F_SRC + sh, at2, ln2, 0);
+                else if (t2 == CTA_IP_V4_DST || t2 == CTA_IP_V6_DST)
+                    leaf(w, F_DST + sh, at2, ln2, 0);
+            }
+        } else if (t == CTA_TUPLE_PROTO) {
+            FOR_ATTRS(p2, at + 4, at + ln, at2, ln2, t2, rc2) {
+                int bad = 0;
+                if (t2 == CTA_PROTO_NUM && !reply)
+                    bad = leaf(w, F_PROTO, at2, ln2, 1);
+                else if (t2 == CTA_PROTO_SRC_PORT)
+                    bad = leaf(w, F_SPORT + sh, at2, ln2, 2);
+                else if (t2 == CTA_PROTO_DST_PORT)
+                    bad = leaf(w, F_DPORT + sh, at2, ln2, 2);
+                else if (t2 == CTA_PROTO_ICMP_ID || t2 == CTA_PROTO_ICMPV6_ID)
+                    bad = leaf(w, F_ICMP_ID + ish, at2, ln2, 2);
+                else if (t2 == CTA_PROTO_ICMP_TYPE || t2 == CTA_PROTO_ICMPV6_TYPE)
+                    bad = leaf(w, F_ICMP_TYPE + ish, at2, ln2, 1);
+                else if (t2 == CTA_PROTO_ICMP_CODE || t2 == CTA_PROTO_ICMPV6_CODE)
+                    bad = leaf(w, F_ICMP_CODE + ish, at2, ln2, 1);
+                if (bad)
+                    return -1;
+            }
+        } else if (t == CTA_TUPLE_ZONE && !reply) {
+            if (leaf(w, F_TZONE, at, ln, 2))
+                return -1;
+            continue;
+        } else {
+            continue;
+        }
+        if (rc2 < 0)
+            return -1;
+    }
+    return rc;
+}
+
+/* decode._walk over the message at [off, off + length): 0 when it decodes, -1 when Python should look at it
+ * (malformed: Python raises the error; or carrying labels, which Python decodes). */
+static int walk(walk_t *w, Py_ssize_t off, Py_ssize_t length) {
+    Py_ssize_t at, ln, at2, ln2, at3, ln3, end = off + length;
+    unsigned t, t2, t3;
+    int rc, rc2 = 0, rc3 = 0;
+    if (length < HEADER_LEN)
+        return -1;
+    w->have = 0;
+    FOR_ATTRS(p1, off + HEADER_LEN, end, at, ln, t, rc) {
+        int bad = 0;
+        switch (t) {
+        case CTA_TUPLE_ORIG: bad = tuple(w, at, at + ln, 0); break;
+        case CTA_TUPLE_REPLY: bad = tuple(w, at, at + ln, 1); break;
+        case CTA_STATUS: bad = leaf(w, F_STATUS, at, ln, 4); break;
+        case CTA_TIMEOUT: bad = leaf(w, F_TIMEOUT, at, ln, 4); break;
+        case CTA_MARK: bad = leaf(w, F_MARK, at, ln, 4); break;
+        case CTA_USE: bad = leaf(w, F_USE, at, ln, 4); break;
+        case CTA_ID: bad = leaf(w, F_ID, at, ln, 4); break;
+        case CTA_ZONE: bad = leaf(w, F_ZONE, at, ln, 2); break;
+        case CTA_LABELS: return -1;  /* rare: the Python path turns the bitmap into an int */
+        case CTA_PROTOINFO:
+            FOR_ATTRS(p2, at + 4, at + ln, at2, ln2, t2, rc2) {
+                if (t2 == CTA_PROTOINFO_TCP || t2 == CTA_PROTOINFO_DCCP || t2 == CTA_PROTOINFO_SCTP) {
+                    FOR_ATTRS(p3, at2 + 4, at2 + ln2, at3, ln3, t3, rc3) {
+                        if (t3 == CTA_PROTOINFO_TCP_STATE && leaf(w, F_PSTATE, at3, ln3, 1))
+                            return -1;
+                    }
+                    if (rc3 < 0)
+                        return -1;
+                }
+            }
+            bad = rc2 < 0;
+            break;
+        case CTA_COUNTERS_ORIG:
+        case CTA_COUNTERS_REPLY: {
+            int pk = t == CTA_COUNTERS_ORIG ? F_OPKTS : F_RPKTS, by = pk + 1;
+            FOR_ATTRS(p2, at + 4, at + ln, at2, ln2, t2, rc2) {
+                int b2 = 0;
+                if (t2 == CTA_COUNTERS_PACKETS) b2 = leaf(w, pk, at2, ln2, 8);
+                else if (t2 == CTA_COUNTERS_BYTES) b2 = leaf(w, by, at2, ln2, 8);
+                else if (t2 == CTA_COUNTERS32_PACKETS) b2 = leaf(w, pk, at2, ln2, 4);
+                else if (t2 == CTA_COUNTERS32_BYTES) b2 = leaf(w, by, at2, ln2, 4);
+                if (b2)
+                    return -1;
+            }
+            bad = rc2 < 0;
+            break;
+        }
+        case CTA_TIMESTAMP:
+            FOR_ATTRS(p2, at + 4, at + ln, at2, ln2, t2, rc2) {
+                if (t2 == CTA_TIMESTAMP_START && leaf(w, F_START, at2, ln2, 8))
+                    return -1;
+            }
+            bad = rc2 < 0;
+            break;
+        default:
+            break;
+        }
+        if (bad)
+            return -1;
+    }
+    if (rc < 0)
+        return -1;
+    const uint32_t need = 1u << F_ID | 1u << F_SRC | 1u << F_PROTO;
+    if ((w->have & need) != need)
+        return -1;
+    unsigned family = w->b[off + NFGEN_FAMILY];
+    Py_ssize_t expect = family == AF_INET_ ? 4 : family == AF_INET6_ ? 16 : -1;
+    if (expect < 0 || (w->len[F_SRC] != 0 && w->len[F_SRC] != expect))
+        return -1;
+    if (w->have & 1u << F_DST && w->len[F_DST] != 0 && w->len[F_DST] != expect)
+        return -1;
+    return 0;
+}
+
+static PyObject *empty_bytes;  /* the defaults decode._DEFAULTS gives absent fields */
+
+static inline PyObject *num(const walk_t *w, int f, unsigned long long dflt) {
+    return PyLong_FromUnsignedLongLong(w->have & 1u << f ? w->val[f] : dflt);
+}
+
+static inline PyObject *addr(const walk_t *w, int f) {
+    if (!(w->have & 1u << f)) {
+        Py_INCREF(empty_bytes);
+        return empty_bytes;
+    }
+    return PyBytes_FromStringAndSize((const char *)w->b + w->at[f], w->len[f]);
+}
+
+static inline PyObject *counter(const walk_t *w, int f) {
+    if (!(w->have & 1u << f))
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(w->val[f]);
+}
+
+/* decode._row_expr's row: the port slots hold an ICMP id and type << 8 | code where the tuple has them. */
+static PyObject *port(const walk_t *w, int f, int id) {
+    return num(w, w->have & 1u << id ? id : f, 0);
+}
+
+static PyObject *icmp_port(const walk_t *w, int f, int type, int code) {
+    if (!(w->have & 1u << type))
+        return num(w, f, 0);
+    unsigned long long c = w->have & 1u << code ? w->val[code] : 0;
+    return PyLong_FromUnsignedLongLong(w->val[type] << 8 | c);
+}
+
+static PyObject *build(const walk_t *w, unsigned family) {
+    PyObject *row = PyTuple_New(ROW_LEN);
+    if (row == NULL)
+        return NULL;
+    PyObject *items[ROW_LEN] = {
+        num(w, F_ID, 0), PyLong_FromUnsignedLong(family), num(w, F_PROTO, 0), num(w, F_PSTATE, NO_PSTATE),
+        num(w, F_STATUS, 0), addr(w, F_SRC), addr(w, F_DST),
+        port(w, F_SPORT, F_ICMP_ID), icmp_port(w, F_DPORT, F_ICMP_TYPE, F_ICMP_CODE),
+        addr(w, F_RSRC), addr(w, F_RDST),
+        port(w, F_RSPORT, F_RICMP_ID), icmp_port(w, F_RDPORT, F_RICMP_TYPE, F_RICMP_CODE),
+        num(w, F_TIMEOUT, 0), num(w, F_MARK, 0), num(w, w->have & 1u << F_ZONE ? F_ZONE : F_TZONE, 0),
+        num(w, F_USE, 0), counter(w, F_OPKTS), counter(w, F_OBYTES), counter(w, F_RPKTS), counter(w, F_RBYTES),
+        num(w, F_START, 0), PyLong_FromLong(0),
+    };
+    int failed = 0;
+    for (int i = 0; i < ROW_LEN; i++) {
+        if (items[i] == NULL)
+            failed = 1;
+        PyTuple_SET_ITEM(row, i, items[i]);  /* a NULL slot is safe: the tuple's dealloc skips it */
+    }
+    if (failed) {
+        Py_DECREF(row);
+        return NULL;
+    }
+    return row;
+}
+
+/* The framing checks decode_chunk and decode_events make before a message: 0 when they pass, with its
+ * length, type and flags; -1 leaves the raising to Python. */
+static inline int frame(const uint8_t *b, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t *length, unsigned *typ,
+                        unsigned *flags) {
+    if (n - pos < NLH_LEN)
+        return -1;
+    *length = le32(b + pos);
+    *typ = le16(b + pos + 4);
+    *flags = le16(b + pos + 6);
+    if (*length < NLH_LEN || pos + *length > n)
+        return -1;
+    return 0;
+}
+
+/* Decode from ``pos`` on, appending rows (or (kind, row) for events) to ``out``; the offset where it stopped. */
+static PyObject *scan(PyObject *args, int events) {
+    Py_buffer view;
+    Py_ssize_t pos;
+    PyObject *out;
+    if (!PyArg_ParseTuple(args, "y*nO!", &view, &pos, &PyList_Type, &out))
+        return NULL;
+    const uint8_t *b = view.buf;
+    Py_ssize_t n = view.len, length;
+    unsigned typ, flags;
+    walk_t w;
+    w.b = b;
+    if (pos < 0)
+        pos = n;  /* Python checks the position: nothing to do here */
+    while (pos < n && frame(b, pos, n, &length, &typ, &flags) == 0) {
+        long kind = 0;
+        if (events) {
+            unsigned k = typ & 0xFF;
+            if (k == IPCTNL_MSG_CT_NEW)
+                kind = (flags & (NLM_F_CREATE | NLM_F_EXCL)) == (NLM_F_CREATE | NLM_F_EXCL) ? EV_NEW : EV_UPDATE;
+            else if (k == IPCTNL_MSG_CT_DELETE)
+                kind = EV_DESTROY;
+            else {
+                pos += (length + 3) & ~(Py_ssize_t)3;
+                continue;
+            }
+        } else if (typ == NLMSG_DONE || typ == NLMSG_ERROR || flags & NLM_F_DUMP_INTR) {
+            break;
+        }
+        if (walk(&w, pos, length) < 0)
+            break;
+        PyObject *row = build(&w, b[pos + NFGEN_FAMILY]);
+        if (row == NULL)
+            goto fail;
+        if (events) {
+            PyObject *ev = Py_BuildValue("(lN)", kind, row);
+            if (ev == NULL)
+                goto fail;
+            row = ev;
+        }
+        int rc = PyList_Append(out, row);
+        Py_DECREF(row);
+        if (rc < 0)
+            goto fail;
+        pos += (length + 3) & ~(Py_ssize_t)3;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(pos < n ? pos : n);
+fail:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+static PyObject *dump(PyObject *self, PyObject *args) {
+    (void)self;
+    return scan(args, 0);
+}
+
+static PyObject *events(PyObject *self, PyObject *args) {
+    (void)self;
+    return scan(args, 1);
+}
+
+static PyMethodDef methods[] = {
+    {"dump", dump, METH_VARARGS,
+     "dump(buf, pos, out) -> int: decode a dump's messages from pos on into out, up to the first one this\n"
+     "decoder leaves to Python (NLMSG_DONE, an error, NLM_F_DUMP_INTR, broken or unusual); its offset."},
+    {"events", events, METH_VARARGS,
+     "events(buf, pos, out) -> int: the same for event messages, appending (kind, row); other message types\n"
+     "are stepped over."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_ctdecode", .m_size = -1, .m_methods = methods,
+};
+
+#define CONST(name) {#name, name}
+static const struct { const char *name; long value; } constants[] = {
+    CONST(NLH_LEN), CONST(HEADER_LEN), CONST(NFGEN_FAMILY), CONST(NLA_TYPE_MASK), CONST(NLMSG_ERROR),
+    CONST(NLMSG_DONE), CONST(NLM_F_DUMP_INTR), CONST(NLM_F_CREATE), CONST(NLM_F_EXCL), CONST(IPCTNL_MSG_CT_NEW),
+    CONST(IPCTNL_MSG_CT_DELETE), CONST(CTA_TUPLE_ORIG), CONST(CTA_TUPLE_REPLY), CONST(CTA_STATUS),
+    CONST(CTA_PROTOINFO), CONST(CTA_TIMEOUT), CONST(CTA_MARK), CONST(CTA_COUNTERS_ORIG), CONST(CTA_COUNTERS_REPLY),
+    CONST(CTA_USE), CONST(CTA_ID), CONST(CTA_ZONE), CONST(CTA_TIMESTAMP), CONST(CTA_LABELS), CONST(CTA_TUPLE_IP),
+    CONST(CTA_TUPLE_PROTO), CONST(CTA_TUPLE_ZONE), CONST(CTA_IP_V4_SRC), CONST(CTA_IP_V4_DST), CONST(CTA_IP_V6_SRC),
+    CONST(CTA_IP_V6_DST), CONST(CTA_PROTO_NUM), CONST(CTA_PROTO_SRC_PORT), CONST(CTA_PROTO_DST_PORT),
+    CONST(CTA_PROTO_ICMP_ID), CONST(CTA_PROTO_ICMP_TYPE), CONST(CTA_PROTO_ICMP_CODE), CONST(CTA_PROTO_ICMPV6_ID),
+    CONST(CTA_PROTO_ICMPV6_TYPE), CONST(CTA_PROTO_ICMPV6_CODE), CONST(CTA_PROTOINFO_TCP), CONST(CTA_PROTOINFO_DCCP),
+    CONST(CTA_PROTOINFO_SCTP), CONST(CTA_PROTOINFO_TCP_STATE), CONST(CTA_COUNTERS_PACKETS),
+    CONST(CTA_COUNTERS_BYTES), CONST(CTA_COUNTERS32_PACKETS), CONST(CTA_COUNTERS32_BYTES),
+    CONST(CTA_TIMESTAMP_START), {"AF_INET", AF_INET_}, {"AF_INET6", AF_INET6_}, CONST(NO_PSTATE), CONST(EV_NEW),
+    CONST(EV_UPDATE), CONST(EV_DESTROY), CONST(ROW_LEN),
+};
+
+PyMODINIT_FUNC PyInit__ctdecode(void) {
+    PyObject *m = PyModule_Create(&module), *d = PyDict_New();
+    empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    if (m == NULL || d == NULL || empty_bytes == NULL)
+        goto fail;
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
+        PyObject *v = PyLong_FromLong(constants[i].value);
+        if (v == NULL || PyDict_SetItemString(d, constants[i].name, v) < 0) {
+            Py_XDECREF(v);
+            goto fail;
+        }
+        Py_DECREF(v);
+    }
+    if (PyModule_AddObject(m, "CONSTANTS", d) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_XDECREF(d);
+    Py_XDECREF(m);
+    return NULL;
+}
