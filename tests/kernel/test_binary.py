@@ -69,6 +69,13 @@ def test_the_sandbox_really_has_no_python() -> None:
         assert r.returncode != 0, python
 
 
+def test_the_binary_carries_the_compiled_decoder(binary: Path) -> None:
+    """PyInstaller follows decode.py's import of the extension (src/cttop/kernel/_ctdecode.c) into the archive."""
+    r = subprocess.run([str(Path(sys.executable).parent / "pyi-archive_viewer"), "--recursive", "--brief",
+                        str(binary)], capture_output=True, text=True, check=True)
+    assert re.search(r"^\s*cttop/kernel/_ctdecode\.cpython-\S+\.so$", r.stdout, re.MULTILINE), r.stdout[-2000:]
+
+
 def test_version(binary: Path) -> None:
     r = without_python(str(binary), "--version")
     assert (r.returncode, r.stdout, r.stderr) == (0, f"cttop {importlib.metadata.version('cttop')}\n", "")
