@@ -2,6 +2,7 @@
 memory and CPU, each mode in a child process of its own, alternated round by round on the same table.
 
 Usage: python benchmarks/bench_bounded.py [--flows 1000000] [--max-flows 500000] [--rounds 2] [--steady 10]
+         [--decoders compiled,pure]
 
 The table is `common.realistic_rows` (4,096 sources, a quarter IPv6, TCP in seven states, UDP, ICMP) made
 in a throwaway namespace (the global nf_conntrack_max is raised for the run if needed, and put back). Each
@@ -13,7 +14,8 @@ page) with no screen, and reports:
 - rss: peak RSS growth over the process after its imports (MB), and per flow in the table;
 - cpu: the child's user+sys seconds to the first list, and over the next --steady seconds at rest.
 
-`conntrack -L > /dev/null` is timed in each round, for the ratios.
+`conntrack -L > /dev/null` is timed in each round, for the ratios. ``--decoders compiled,pure`` runs each
+mode with the compiled decoder and with its pure-Python fallback (CTTOP_PURE_PYTHON=1), alternated too.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def main() -> None:
     p.add_argument("--max-flows", type=int, default=500_000)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steady", type=float, default=10.0)
+    p.add_argument("--decoders", default="compiled", help="compiled, pure, or both: compiled,pure")
     p.add_argument("--child", nargs=2, metavar=("NS", "MAX"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
@@ -97,24 +100,31 @@ def main() -> None:
         return
     print(f"filling a namespace with {a.flows:,} realistic entries…", flush=True)
     with filled_netns(a.flows, realistic=True, prefix="cttop-bench-bound-") as ns:
-        results: dict[str, list[dict[str, float]]] = {"full": [], "bounded": []}
+        decoders = a.decoders.split(",")
+        if not set(decoders) <= {"compiled", "pure"}:
+            raise SystemExit(f"--decoders: compiled or pure, not {a.decoders!r}")
+        modes = [(f"{view} {dec}" if len(decoders) > 1 else view, most, dec)
+                 for view, most in (("full", 0), ("bounded", a.max_flows)) for dec in decoders]
+        results: dict[str, list[dict[str, float]]] = {name: [] for name, _m, _d in modes}
         ref: list[float] = []
         for r in range(a.rounds):
             ref.append(conntrack_l(ns))
-            modes = [("full", 0), ("bounded", a.max_flows)]
-            for name, most in modes if r % 2 == 0 else modes[::-1]:
+            for name, most, dec in modes if r % 2 == 0 else modes[::-1]:
+                env = {k: v for k, v in os.environ.items() if k != "CTTOP_PURE_PYTHON"}
+                if dec == "pure":
+                    env["CTTOP_PURE_PYTHON"] = "1"
                 out = subprocess.run([sys.executable, __file__, "--child", ns, str(most), "--steady", str(a.steady)],
-                                     capture_output=True, text=True, check=True)
+                                     capture_output=True, text=True, check=True, env=env)
                 got = json.loads(out.stdout)
                 results[name].append(got)
-                print(f"round {r + 1} {name:<8} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                print(f"round {r + 1} {name:<16} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                                            for k, v in got.items()), flush=True)
         lref = statistics.median(ref)
         print(f"\n`conntrack -L > /dev/null`: median {lref:.2f} s over {a.rounds} rounds")
         for name, runs in results.items():
             med = {k: statistics.median(float(x[k]) for x in runs)
                    for k in ("live", "list", "rss_mb", "bytes_per_flow", "cpu_to_list", "steady_cores")}
-            print(f"{name:<8} first frame {med['live']:.2f} s ({med['live'] / lref:.2f}× conntrack -L), "
+            print(f"{name:<16} first frame {med['live']:.2f} s ({med['live'] / lref:.2f}× conntrack -L), "
                   f"first list {med['list']:.2f} s, peak RSS growth {med['rss_mb']:.0f} MB "
                   f"({med['bytes_per_flow']:.0f} B a flow), CPU to the list {med['cpu_to_list']:.2f} s, "
                   f"at rest {med['steady_cores']:.3f} cores")

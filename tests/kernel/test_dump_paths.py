@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.common import realistic_rows
-from cttop.kernel import ctnetlink
+from cttop.kernel import ctnetlink, native
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.decode import Decoder
 from cttop.kernel.netns import NetnsSpec
@@ -25,21 +25,33 @@ def filled(netns: str) -> str:
     return netns
 
 
+@pytest.fixture(params=[True, False], ids=["compiled-receive", "python-receive"])
+def receive(request: pytest.FixtureRequest) -> bool:
+    """The dump received in batches by the compiled accelerator, or chunk by chunk in Python (its fallback)."""
+    return bool(request.param)
+
+
+def opened(netns: str, compiled: bool) -> Ctnetlink:
+    ct = Ctnetlink(NetnsSpec(name=netns))
+    ct.native = native.BUILT if compiled else None
+    return ct
+
+
 @pytest.mark.parametrize("spare", [True, False], ids=["read-ahead", "inline"])
-def test_either_way_the_dump_is_the_kernels_table(filled: str, spare: bool,
+def test_either_way_the_dump_is_the_kernels_table(filled: str, spare: bool, receive: bool,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ctnetlink, "core_to_spare", lambda: spare)
-    with Ctnetlink(NetnsSpec(name=filled)) as ct:
+    with opened(filled, receive) as ct:
         chunks = list(ct.dump_chunks())
     assert len(chunks) > 5
     assert sorted(r[R_ID] for c in chunks for r in c) == sorted(f["id"] for f in conntrack_list(filled))
 
 
 @pytest.mark.parametrize("spare", [True, False], ids=["read-ahead", "inline"])
-def test_a_dump_left_after_one_chunk_leaves_the_socket_clean(filled: str, spare: bool,
+def test_a_dump_left_after_one_chunk_leaves_the_socket_clean(filled: str, spare: bool, receive: bool,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ctnetlink, "core_to_spare", lambda: spare)
-    with Ctnetlink(NetnsSpec(name=filled)) as ct:
+    with opened(filled, receive) as ct:
         chunks = ct.dump_chunks()
         assert next(chunks)
         chunks.close()  # the caller stops: the rest of the dump is still on its way
@@ -65,3 +77,21 @@ def test_both_decoders_read_the_same_table(filled: str) -> None:
         d, o = flow_dict(r), oracle[r[R_ID]]
         assert (d["src"], d["dst"], d["reply_src"], d["reply_dst"]) == \
             (o["orig"]["src"], o["orig"]["dst"], o["reply"]["src"], o["reply"]["dst"])
+
+
+def test_the_compiled_receive_takes_chunks_in_batches(filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What it is for: many chunks a call, so a reader thread takes the GIL back once a batch, not once a chunk."""
+    assert native.BUILT is not None
+    calls: list[int] = []
+    recv = native.BUILT.recv_queued
+
+    def counted(fd: int, buf: bytearray, block: bool) -> tuple[list[int], int]:
+        got = recv(fd, buf, block)
+        calls.append(len(got[0]))
+        return got
+
+    monkeypatch.setattr(native.BUILT, "recv_queued", counted)
+    with opened(filled, True) as ct:
+        rows = [r for chunk in ct.dump_chunks() for r in chunk]
+        assert len(rows) == ENTRIES and len(calls) < sum(calls) and max(calls) > 1
+        assert ct.stats().count == ENTRIES  # and the socket is left clean for the next request

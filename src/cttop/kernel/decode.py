@@ -24,24 +24,20 @@ the two give the same rows (tests/unit/test_decode_compiled.py). ``CTTOP_PURE_PY
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
+from cttop.kernel import native
 from cttop.kernel import nlconst as C
 from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH_LEN, DecodeError, align, attrs
 from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
 from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
-try:
-    from cttop.kernel import _ctdecode as _compiled
-except ImportError:  # built without a C compiler: this module decodes everything
-    _compiled = None
-COMPILED = _compiled is not None and not os.environ.get("CTTOP_PURE_PYTHON")
+COMPILED = native.DEFAULT is not None  # the compiled decoder is on by default
 
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
 # The newest templates a dump's regex alternates: a kernel's dump has a few dozen layouts at most, and
@@ -286,10 +282,10 @@ class Decoder:
     """Turns buffers of ctnetlink messages into rows; keeps the learned templates."""
 
     def __init__(self, compiled: bool = COMPILED) -> None:
-        if compiled and _compiled is None:
+        if compiled and native.BUILT is None:
             raise ValueError("the compiled decoder was not built")
         # The compiled decoder's dump(buf, pos, out) and events(buf, pos, out), or None: the templates do it all.
-        self.compiled = _compiled if compiled else None
+        self.compiled = native.BUILT if compiled else None
         self.templates: dict[int, list[Template]] = {}
         # The newest template per length, for the events' inner loop (events.decode_events): its mask and
         # fingerprint, values unpack as a bare bound method, and row builder.
