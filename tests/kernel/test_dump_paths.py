@@ -3,10 +3,14 @@ and a dump left early leaves nothing on the socket for the next request to mista
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 
 from benchmarks.common import realistic_rows
-from cttop.kernel import ctnetlink, native
+from cttop.kernel import ctnetlink, native, nlconst
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.decode import Decoder
 from cttop.kernel.netns import NetnsSpec
@@ -95,3 +99,21 @@ def test_the_compiled_receive_takes_chunks_in_batches(filled: str, monkeypatch: 
         rows = [r for chunk in ct.dump_chunks() for r in chunk]
         assert len(rows) == ENTRIES and len(calls) < sum(calls) and max(calls) > 1
         assert ct.stats().count == ENTRIES  # and the socket is left clean for the next request
+
+
+def test_a_dump_read_ahead_and_closed_mid_way_leaves_no_reader_behind(filled: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-ahead queue is bounded: a caller that closes the dump while the reader waits on a full queue
+    must not hang, and the socket's next request must get its own reply."""
+    monkeypatch.setattr(ctnetlink, "core_to_spare", lambda: True)
+    monkeypatch.setattr(ctnetlink, "READ_AHEAD_CHUNKS", 2)
+    with opened(filled, True) as ct:
+        ct._send(nlconst.IPCTNL_MSG_CT_GET, nlconst.NLM_F_DUMP, socket.AF_UNSPEC)
+        ahead = ct._read_ahead()
+        assert next(ahead)
+        time.sleep(0.2)  # the reader fills the queue and waits on it
+        closing = threading.Thread(target=ahead.close, daemon=True)
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive(), "closing the dump hangs on its reader"
+        assert ct.stats().count == ENTRIES and len(ct.dump()) == ENTRIES

@@ -63,6 +63,9 @@ from cttop.model import (
 )
 
 RECV_SIZE = 1 << 20
+# The most chunks (~32 kB each) a reader thread keeps ahead of the thread decoding them: the compiled receive
+# runs at the kernel's pace, and an unbounded queue would hold a slow consumer's whole dump (~230 MB a million).
+READ_AHEAD_CHUNKS = 128
 
 
 # What the views say when the kernel refuses a dump for lack of privilege.
@@ -262,7 +265,7 @@ class Ctnetlink:
 
     def _read_ahead(self) -> Iterator[bytes]:
         """The requested dump's chunks, received on a thread of their own while the caller works."""
-        chunks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
+        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(READ_AHEAD_CHUNKS)
         reader = threading.Thread(target=self._read_dump, args=(chunks,), name="ct-dump", daemon=True)
         with FAST_SWITCHING:
             reader.start()
@@ -272,9 +275,16 @@ class Ctnetlink:
                         raise chunk
                     yield chunk
             finally:
+                # Left early (closed mid-dump): the reader may be waiting on a full queue, so empty it until
+                # the reader has read the dump to its end, which the socket's next request needs anyway.
+                while reader.is_alive():
+                    try:
+                        chunks.get(timeout=0.05)
+                    except queue.Empty:
+                        pass
                 reader.join()
 
-    def _read_dump(self, chunks: queue.SimpleQueue[bytes | BaseException | None]) -> None:
+    def _read_dump(self, chunks: queue.Queue[bytes | BaseException | None]) -> None:
         try:
             for data in self.raw_chunks():
                 chunks.put(data)
