@@ -106,7 +106,7 @@ def test_a_dump_read_ahead_and_closed_mid_way_leaves_no_reader_behind(filled: st
     """The read-ahead queue is bounded: a caller that closes the dump while the reader waits on a full queue
     must not hang, and the socket's next request must get its own reply."""
     monkeypatch.setattr(ctnetlink, "core_to_spare", lambda: True)
-    monkeypatch.setattr(ctnetlink, "READ_AHEAD_CHUNKS", 2)
+    monkeypatch.setattr(ctnetlink, "READ_AHEAD_BATCHES", 1)
     with opened(filled, True) as ct:
         ct._send(nlconst.IPCTNL_MSG_CT_GET, nlconst.NLM_F_DUMP, socket.AF_UNSPEC)
         ahead = ct._read_ahead()

@@ -63,9 +63,10 @@ from cttop.model import (
 )
 
 RECV_SIZE = 1 << 20
-# The most chunks (~32 kB each) a reader thread keeps ahead of the thread decoding them: the compiled receive
-# runs at the kernel's pace, and an unbounded queue would hold a slow consumer's whole dump (~230 MB a million).
-READ_AHEAD_CHUNKS = 128
+# The most batches of chunks a reader thread keeps ahead of the thread decoding them (a batch is one chunk of
+# ~32 kB, or with the compiled receive up to RECV_SIZE of them): it runs at the kernel's pace, and an unbounded
+# queue would hold a slow consumer's whole dump (~230 MB a million flows).
+READ_AHEAD_BATCHES = 16
 
 
 # What the views say when the kernel refuses a dump for lack of privilege.
@@ -265,32 +266,33 @@ class Ctnetlink:
 
     def _read_ahead(self) -> Iterator[bytes]:
         """The requested dump's chunks, received on a thread of their own while the caller works."""
-        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(READ_AHEAD_CHUNKS)
-        reader = threading.Thread(target=self._read_dump, args=(chunks,), name="ct-dump", daemon=True)
+        batches: queue.Queue[list[bytes] | BaseException | None] = queue.Queue(READ_AHEAD_BATCHES)
+        reader = threading.Thread(target=self._read_dump, args=(batches,), name="ct-dump", daemon=True)
         with FAST_SWITCHING:
             reader.start()
             try:
-                while (chunk := chunks.get()) is not None:
-                    if isinstance(chunk, BaseException):
-                        raise chunk
-                    yield chunk
+                while (batch := batches.get()) is not None:
+                    if isinstance(batch, BaseException):
+                        raise batch
+                    yield from batch
             finally:
                 # Left early (closed mid-dump): the reader may be waiting on a full queue, so empty it until
                 # the reader has read the dump to its end, which the socket's next request needs anyway.
                 while reader.is_alive():
                     try:
-                        chunks.get(timeout=0.05)
+                        batches.get(timeout=0.05)
                     except queue.Empty:
                         pass
                 reader.join()
 
-    def _read_dump(self, chunks: queue.Queue[bytes | BaseException | None]) -> None:
+    def _read_dump(self, batches: queue.Queue[list[bytes] | BaseException | None]) -> None:
+        # A batch at a time: each put may wait on the queue and then on the GIL, once a batch, not once a chunk.
         try:
-            for data in self.raw_chunks():
-                chunks.put(data)
+            for batch in self._raw_batches():
+                batches.put(batch)
         except KernelError as e:
-            chunks.put(e)
-        chunks.put(None)
+            batches.put(e)
+        batches.put(None)
 
     def raw_dump(self) -> Iterator[bytes]:
         """A whole-table dump as the kernel sends it, chunk by chunk, undecoded (the recorder keeps the bytes)."""
@@ -298,7 +300,12 @@ class Ctnetlink:
         return self.raw_chunks()
 
     def raw_chunks(self) -> Iterator[bytes]:
-        """Receive a requested dump's chunks until the one holding NLMSG_DONE or an error.
+        """Receive a requested dump's chunks until the one holding NLMSG_DONE or an error."""
+        for batch in self._raw_batches():
+            yield from batch
+
+    def _raw_batches(self) -> Iterator[list[bytes]]:
+        """A requested dump's chunks in the batches they were received in: the compiled receive's, or one by one.
 
         Into the socket's buffer, each chunk copied out at its size: recv(RECV_SIZE) maps a fresh megabyte for
         every chunk (~32 kB, the most a dump's skb holds) and shrinks it (mmap, mremap, munmap and the page
@@ -317,7 +324,7 @@ class Ctnetlink:
         view = memoryview(buf)
         data = bytes(view[:self._recv_dump(buf, 0)])
         while True:
-            yield data
+            yield [data]
             try:
                 n = self._recv_dump(buf, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -326,8 +333,9 @@ class Ctnetlink:
                 n = self._recv_dump(buf, 0)
             data = bytes(view[:n])
 
-    def _batched_chunks(self, recv_queued: Callable[[int, bytearray, bool], tuple[list[int], int]]) -> Iterator[bytes]:
-        """raw_chunks with the compiled receive: every chunk queued, received without the GIL in one call. A
+    def _batched_chunks(self, recv_queued: Callable[[int, bytearray, bool], tuple[list[int], int]]
+                        ) -> Iterator[list[bytes]]:
+        """_raw_batches with the compiled receive: every chunk queued, received without the GIL in one call. A
         reader thread that takes the GIL back after each recv() waits on the decoding thread each time: at a
         million flows, 1.5 s of a first frame went to those waits."""
         buf = self._buffer()
@@ -335,11 +343,12 @@ class Ctnetlink:
         block, data = True, b""
         while True:
             lengths, err = recv_queued(self.sock.fileno(), buf, block)
-            pos = 0
+            batch, pos = [], 0
             for n in lengths:
-                data = bytes(view[pos:pos + n])
+                batch.append(data := bytes(view[pos:pos + n]))
                 pos += n
-                yield data
+            if batch:
+                yield batch
             if err == errno.EAGAIN:  # nothing more queued: the walk of the last chunk decides, as above
                 if ends_dump(data):
                     return
