@@ -1,9 +1,12 @@
 """Where a dump ends, as the reader sees it: raw_chunks stops at the chunk holding NLMSG_DONE (or the error
 that ends a dump before it starts), walks only that chunk's messages when the kernel has queued the next one,
-and never stops early when the next chunk is merely late."""
+and never stops early when the next chunk is merely late. Both receives: Python's, a chunk a recv(), and the
+compiled one's batches (the end logic around a stand-in for ``recv_queued``; tests/kernel/test_dump_paths.py
+runs the real one on real dumps)."""
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Iterator
 
@@ -39,7 +42,7 @@ class LateSocket:
 
 def reader(sock: LateSocket) -> Ctnetlink:
     ct = Ctnetlink.__new__(Ctnetlink)  # no kernel socket: the recorded chunks stand in for it
-    ct.sock, ct._recv_buf = sock, None  # type: ignore[assignment]
+    ct.sock, ct._recv_buf, ct.native = sock, None, None  # type: ignore[assignment]
     return ct
 
 
@@ -89,3 +92,57 @@ def test_a_receive_error_is_a_kernel_error() -> None:
 
     with pytest.raises(KernelError, match="conntrack dump: No buffer space available"):
         list(reader(Failing([])).raw_chunks())
+
+
+class QueuedChunks:
+    """Stands in for the compiled ``recv_queued``: hands out the queued chunks, or with ``late`` one chunk per
+    waiting call, nothing being queued behind it."""
+
+    def __init__(self, chunks: list[bytes], late: bool = False, fail: int = 0) -> None:
+        self.chunks, self.late, self.fail = list(chunks), late, fail
+
+    def __call__(self, fd: int, buf: bytearray, block: bool) -> tuple[list[int], int]:
+        if self.fail:
+            return [], self.fail
+        if not self.chunks and block:
+            raise AssertionError("a blocking receive after the dump ended would hang")
+        most = (1 if block else 0) if self.late else 64
+        lengths, pos = [], 0
+        while self.chunks and len(lengths) < most and len(buf) - pos >= 65536:  # as the C loop stops
+            data = self.chunks.pop(0)
+            buf[pos:pos + len(data)] = data
+            lengths.append(len(data))
+            pos += len(data)
+        return lengths, 0 if self.chunks and not self.late else errno.EAGAIN
+
+
+def batched(queued: QueuedChunks) -> list[bytes]:
+    ct = reader(LateSocket([]))
+    ct.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # a file number to hand over; never read
+    try:
+        return [c for batch in ct._batched_chunks(queued) for c in batch]
+    finally:
+        ct.sock.close()
+
+
+def test_in_batches_the_dump_ends_at_done_and_only_the_last_chunk_is_walked(walks: list[int]) -> None:
+    recorded = realistic_chunks()
+    chunks = recorded[:-1] * 8 + recorded[-1:]  # more than a batch fills the buffer; DONE in the last
+    assert len(chunks) * 32_000 > ctnetlink.RECV_SIZE
+    assert batched(QueuedChunks(chunks)) == chunks
+    assert walks == [len(chunks[-1])]
+
+
+def test_in_batches_a_late_chunk_is_waited_for_not_taken_for_the_end(walks: list[int]) -> None:
+    chunks = realistic_chunks()
+    assert batched(QueuedChunks(chunks, late=True)) == chunks
+    assert walks == [len(c) for c in chunks]
+
+
+def test_in_batches_a_refused_dump_ends_at_its_error() -> None:
+    assert batched(QueuedChunks([error_chunk(95)])) == [error_chunk(95)]
+
+
+def test_in_batches_a_receive_error_is_a_kernel_error() -> None:
+    with pytest.raises(KernelError, match="conntrack dump: No buffer space available"):
+        batched(QueuedChunks([], fail=errno.ENOBUFS))
