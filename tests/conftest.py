@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -29,6 +30,10 @@ def run_cttop(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Run from a script with `&` (no job control), the suite starts with Ctrl-C ignored, and every cttop it
+    # starts inherits that: `cttop events` and the lab then rightly ignore the SIGINT a test sends them.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # Tests run `cttop` as a command (also inside `ip netns exec`): use the one
     # installed beside this interpreter, e.g. .venv/bin/cttop.
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
