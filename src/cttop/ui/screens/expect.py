@@ -69,6 +69,8 @@ class ExpectScreen(ModalScreen[None]):
         Binding("escape,X,q", "close", "Close", key_display="Esc"),
         Binding("r", "refresh", "Read again"),
     ]
+    # The column scroll a read of the table puts back once its rows are drawn (None: none pending).
+    _scroll_back: float | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="expect-box") as box:
@@ -104,7 +106,9 @@ class ExpectScreen(ModalScreen[None]):
 
     def _show(self, exps: list[Expectation]) -> None:
         table = self.query_one("#expect-table", DataTable)
-        row, x = table.cursor_row, table.scroll_x
+        # A read that lands before the last one's scroll was put back keeps that one, not the 0 clear() left.
+        row, x = table.cursor_row, table.scroll_x if self._scroll_back is None else self._scroll_back
+        self._scroll_back = x
         table.clear()  # (which scrolls back to the left edge)
         for e in sorted(exps, key=lambda e: (e.helper or "", e.master.src, e.master.sport, e.id)):
             table.add_row(*row_cells(e), key=str(e.id))
@@ -112,12 +116,17 @@ class ExpectScreen(ModalScreen[None]):
             table.move_cursor(row=min(row, len(exps) - 1))
         # Keep the columns scrolled to: at 80 wide, helper, class and flags are right of the screen, and each
         # read would take them away again. After a refresh: the width the rows need is measured then.
-        table.call_after_refresh(table.scroll_to, x=x, animate=False)
+        table.call_after_refresh(self._scroll_back_to_column)
         helpers = sorted({e.helper for e in exps if e.helper})
         note = f"{len(exps)} expectations" + (f" from {', '.join(helpers)}" if helpers else "")
         if not exps:
             note += ": no helper is waiting for a related flow (helpers are attached by `ct helper` rules)"
         self.query_one("#expect-note", Static).update(Text(safe_line(note)))
+
+    def _scroll_back_to_column(self) -> None:
+        if self._scroll_back is not None:
+            self.query_one("#expect-table", DataTable).scroll_to(x=self._scroll_back, animate=False)
+            self._scroll_back = None
 
     def action_close(self) -> None:
         self.dismiss(None)
