@@ -1,7 +1,7 @@
 """Build the compiled decoder (src/cttop/kernel/_ctdecode.c) into the wheel, or in place for an editable install.
 
-A box without a C compiler still gets a working cttop: the pure-Python decoder is the fallback and passes the
-same tests (tests/unit/test_decode_compiled.py). scripts/setup.sh installs the compiler and checks that the
+A box without a C compiler still gets a working cttop, as a pure-Python wheel: the pure-Python decoder is the
+fallback, held to the same results (tests/unit/test_decode_compiled.py). scripts/setup.sh installs the compiler and checks that the
 compiled one was built, so the README's commands always have it.
 """
 

@@ -98,11 +98,11 @@ def main() -> None:
     if a.child:
         child(a.child[0], int(a.child[1]), a.steady)
         return
+    decoders = a.decoders.split(",")
+    if not set(decoders) <= {"compiled", "pure"}:
+        raise SystemExit(f"--decoders: compiled or pure, not {a.decoders!r}")
     print(f"filling a namespace with {a.flows:,} realistic entries…", flush=True)
     with filled_netns(a.flows, realistic=True, prefix="cttop-bench-bound-") as ns:
-        decoders = a.decoders.split(",")
-        if not set(decoders) <= {"compiled", "pure"}:
-            raise SystemExit(f"--decoders: compiled or pure, not {a.decoders!r}")
         modes = [(f"{view} {dec}" if len(decoders) > 1 else view, most, dec)
                  for view, most in (("full", 0), ("bounded", a.max_flows)) for dec in decoders]
         results: dict[str, list[dict[str, float]]] = {name: [] for name, _m, _d in modes}

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cttop import model
-from cttop.kernel import _ctdecode, framing
+from cttop.kernel import _ctdecode, framing, native
 from cttop.kernel import nlconst as C
-from cttop.kernel.decode import COMPILED, DecodeError, Decoder, ErrorReply
+from cttop.kernel.decode import DecodeError, Decoder, ErrorReply
 from cttop.kernel.events import decode_events
 from tests.unit.test_decode import messages
 
@@ -27,7 +27,7 @@ CHUNKS = messages("dump_realistic.bin.gz")
 
 def test_the_compiled_decoder_is_built_and_on() -> None:
     """scripts/setup.sh builds it (hatch_build.py); it is on unless CTTOP_PURE_PYTHON is set."""
-    assert COMPILED and Decoder().compiled is _ctdecode
+    assert native.DEFAULT is _ctdecode and Decoder().compiled is _ctdecode
 
 
 def test_its_constants_are_the_ones_python_defines() -> None:

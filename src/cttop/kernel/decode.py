@@ -37,8 +37,6 @@ from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
 from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
-COMPILED = native.DEFAULT is not None  # the compiled decoder is on by default
-
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
 # The newest templates a dump's regex alternates: a kernel's dump has a few dozen layouts at most, and
 # the pattern is recompiled whenever a template is learned. Older ones still decode, via decode_one.
@@ -281,7 +279,7 @@ def _unpack_walk(buf: bytes | bytearray | memoryview, off: int, w: _Walk) -> Row
 class Decoder:
     """Turns buffers of ctnetlink messages into rows; keeps the learned templates."""
 
-    def __init__(self, compiled: bool = COMPILED) -> None:
+    def __init__(self, compiled: bool = native.DEFAULT is not None) -> None:
         if compiled and native.BUILT is None:
             raise ValueError("the compiled decoder was not built")
         # The compiled decoder's dump(buf, pos, out) and events(buf, pos, out), or None: the templates do it all.
