@@ -89,8 +89,8 @@ def test_the_compiled_receive_takes_chunks_in_batches(filled: str, monkeypatch: 
     calls: list[int] = []
     recv = native.BUILT.recv_queued
 
-    def counted(fd: int, buf: bytearray, block: bool) -> tuple[list[int], int]:
-        got = recv(fd, buf, block)
+    def counted(fd: int, buf: bytearray, block: bool, room: int, most: int) -> tuple[list[int], int]:
+        got = recv(fd, buf, block, room, most)
         calls.append(len(got[0]))
         return got
 

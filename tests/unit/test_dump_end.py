@@ -101,14 +101,14 @@ class QueuedChunks:
     def __init__(self, chunks: list[bytes], late: bool = False, fail: int = 0) -> None:
         self.chunks, self.late, self.fail = list(chunks), late, fail
 
-    def __call__(self, fd: int, buf: bytearray, block: bool) -> tuple[list[int], int]:
+    def __call__(self, fd: int, buf: bytearray, block: bool, room: int, batch: int) -> tuple[list[int], int]:
         if self.fail:
             return [], self.fail
         if not self.chunks and block:
             raise AssertionError("a blocking receive after the dump ended would hang")
-        most = (1 if block else 0) if self.late else 64
+        most = (1 if block else 0) if self.late else batch
         lengths, pos = [], 0
-        while self.chunks and len(lengths) < most and len(buf) - pos >= 65536:  # as the C loop stops
+        while self.chunks and len(lengths) < most and len(buf) - pos >= room:  # as the C loop stops
             data = self.chunks.pop(0)
             buf[pos:pos + len(data)] = data
             lengths.append(len(data))

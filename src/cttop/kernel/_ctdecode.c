@@ -1,5 +1,5 @@
 /* The compiled decoder: ctnetlink conntrack messages into flow rows, a whole buffer per call; and a dump's
- * chunks received a batch at a time without the GIL (recv_queued, at the end).
+ * chunks and events received a batch at a time without the GIL (recv_queued and framed, at the end).
  *
  * The pure-Python decoder (decode.py) is the reference and the fallback. This one walks each message's
  * attributes the way decode._walk does, checks exactly what it checks, and builds the same 23-field row
@@ -396,29 +396,37 @@ static PyObject *events(PyObject *self, PyObject *args) {
     return scan(args, 1);
 }
 
-/* The most a dump's chunk can be: the kernel caps a netlink dump's skb at 32 kB (netlink_recvmsg's
- * max_recvmsg_len). A batch stops when less than this is left in the buffer, so no chunk is cut. */
-#define CHUNK_ROOM 65536
-#define MAX_BATCH 64
-
-/* recv_queued(fd, buf, block) -> (lengths, errno): the chunks queued on a dump's socket, received back to back
- * into ``buf`` with the GIL released. A reader thread that took the GIL back after every recv() waited up to a
- * switch interval each time on the thread decoding what it had read (~7,700 chunks at a million flows).
- * With ``block`` the first recv() waits; the rest never do. errno is EAGAIN when nothing more was queued, 0
- * when the buffer or the batch was full, or the error that stopped it. */
+/* recv_queued(fd, buf, block, room, most) -> (lengths, errno): the datagrams queued on fd (a dump's chunks, or
+ * events), received back to back into ``buf`` with the GIL released, at most ``most`` of them, and none while
+ * less than ``room`` is left in the buffer, so none is cut (the caller sizes room over the biggest datagram:
+ * ctnetlink.DUMP_ROOM, events.EVENT_ROOM). A reader thread that took the GIL back after every recv() waited up
+ * to a switch interval each time on the thread decoding what it had read (~7,700 chunks at a million flows),
+ * and an event read paid ~1.5 us of Python a datagram. With ``block`` the first recv() waits; the rest never do.
+ * errno is EAGAIN when nothing more was queued, 0 when the buffer or the batch was full, or the error that
+ * stopped it (ENOBUFS: events were dropped; EMSGSIZE: a datagram over room, received and lost). */
 static PyObject *recv_queued(PyObject *self, PyObject *args) {
     (void)self;
     int fd, block;
+    Py_ssize_t room, most;
     Py_buffer view;
-    if (!PyArg_ParseTuple(args, "iw*p", &fd, &view, &block))
+    if (!PyArg_ParseTuple(args, "iw*pnn", &fd, &view, &block, &room, &most))
         return NULL;
-    Py_ssize_t lens[MAX_BATCH], used;
-    int n, err;
+    if (room < NLH_LEN || most < 1) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "recv_queued: room and most must be positive");
+        return NULL;
+    }
+    Py_ssize_t *lens = PyMem_Malloc((size_t)most * sizeof *lens), used, n;
+    if (lens == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    int err;
 again:
     n = 0, used = 0, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    while (n < MAX_BATCH && view.len - used >= CHUNK_ROOM) {
-        /* MSG_TRUNC: the chunk's real length even if it did not fit, so a cut one is an error, not data. */
+    while (n < most && view.len - used >= room) {
+        /* MSG_TRUNC: the datagram's real length even if it did not fit, so a cut one is an error, not data. */
         ssize_t got = recv(fd, (char *)view.buf + used, (size_t)(view.len - used),
                            MSG_TRUNC | (n == 0 && block ? 0 : MSG_DONTWAIT));
         if (got < 0) {
@@ -435,6 +443,7 @@ again:
     Py_END_ALLOW_THREADS
     if (err == EINTR) {  /* a signal: its handler runs (Ctrl-C raises), then the receive goes on (PEP 475) */
         if (PyErr_CheckSignals() < 0) {
+            PyMem_Free(lens);
             PyBuffer_Release(&view);
             return NULL;
         }
@@ -444,17 +453,55 @@ again:
     }
     PyBuffer_Release(&view);
     PyObject *out = PyList_New(n);
-    if (out == NULL)
-        return NULL;
-    for (int i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
         PyObject *v = PyLong_FromSsize_t(lens[i]);
-        if (v == NULL) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, i, v);
+        if (v == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, v);
     }
-    return Py_BuildValue("(Ni)", out, err);
+    PyMem_Free(lens);
+    return out == NULL ? NULL : Py_BuildValue("(Ni)", out, err);
+}
+
+/* framed(buf, lengths) -> bool: whether each of the datagrams laid back to back in buf (recv_queued's lengths)
+ * is netlink messages end to end, each padded to 4 bytes and the last ending where the datagram does. Then
+ * one walk over them all reads exactly what a walk of each would, and the batch is decoded in one call. */
+static PyObject *framed(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    PyObject *lengths;
+    if (!PyArg_ParseTuple(args, "y*O!", &view, &PyList_Type, &lengths))
+        return NULL;
+    const uint8_t *b = view.buf;
+    Py_ssize_t at = 0;
+    int ok = 1;
+    for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(lengths); i++) {
+        Py_ssize_t n = PyLong_AsSsize_t(PyList_GET_ITEM(lengths, i));
+        if (n < 0 || n > view.len - at) {  /* (an error from PyLong_AsSsize_t is -1: raised below) */
+            ok = 0;
+            break;
+        }
+        Py_ssize_t end = at + n;
+        while (at < end) {
+            if (end - at < NLH_LEN) {
+                ok = 0;
+                break;
+            }
+            uint32_t len = (uint32_t)b[at] | (uint32_t)b[at + 1] << 8 | (uint32_t)b[at + 2] << 16
+                           | (uint32_t)b[at + 3] << 24;
+            Py_ssize_t step = ((Py_ssize_t)len + 3) & ~(Py_ssize_t)3;
+            if (len < NLH_LEN || step > end - at) {
+                ok = 0;
+                break;
+            }
+            at += step;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(ok);
 }
 
 static PyMethodDef methods[] = {
@@ -465,8 +512,12 @@ static PyMethodDef methods[] = {
      "events(buf, pos, out) -> int: the same for event messages, appending (kind, row); other message types\n"
      "are stepped over."},
     {"recv_queued", recv_queued, METH_VARARGS,
-     "recv_queued(fd, buf, block) -> (lengths, errno): the dump chunks queued on fd, received into buf back to\n"
-     "back without the GIL (the first waited for with block); errno EAGAIN when no more were queued."},
+     "recv_queued(fd, buf, block, room, most) -> (lengths, errno): the datagrams queued on fd, received into buf\n"
+     "back to back without the GIL (the first waited for with block; none while less than room is left, at most\n"
+     "most); errno EAGAIN when no more were queued."},
+    {"framed", framed, METH_VARARGS,
+     "framed(buf, lengths) -> bool: whether each datagram laid back to back in buf is whole netlink messages,\n"
+     "padded, end to end: one walk over them all then reads what a walk of each would."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -63,6 +63,10 @@ from cttop.model import (
 )
 
 RECV_SIZE = 1 << 20
+# The compiled receive's batch of a dump's chunks: none while less than DUMP_ROOM of the buffer is left (the
+# kernel caps a dump's skb at 32 kB, netlink_recvmsg's max_recvmsg_len, so no chunk is cut), DUMP_BATCH at most.
+DUMP_ROOM = 64 << 10
+DUMP_BATCH = 64
 # The most batches of chunks a reader thread keeps ahead of the thread decoding them (a batch is one chunk of
 # ~32 kB, or with the compiled receive up to RECV_SIZE of them): it runs at the kernel's pace, and an unbounded
 # queue would hold a slow consumer's whole dump (~230 MB a million flows).
@@ -333,7 +337,7 @@ class Ctnetlink:
                 n = self._recv_dump(buf, 0)
             data = bytes(view[:n])
 
-    def _batched_chunks(self, recv_queued: Callable[[int, bytearray, bool], tuple[list[int], int]]
+    def _batched_chunks(self, recv_queued: Callable[[int, bytearray, bool, int, int], tuple[list[int], int]]
                         ) -> Iterator[list[bytes]]:
         """_raw_batches with the compiled receive: every chunk queued, received without the GIL in one call. A
         reader thread that takes the GIL back after each recv() waits on the decoding thread each time: at a
@@ -342,7 +346,7 @@ class Ctnetlink:
         view = memoryview(buf)
         block, data = True, b""
         while True:
-            lengths, err = recv_queued(self.sock.fileno(), buf, block)
+            lengths, err = recv_queued(self.sock.fileno(), buf, block, DUMP_ROOM, DUMP_BATCH)
             batch, pos = [], 0
             for n in lengths:
                 batch.append(data := bytes(view[pos:pos + n]))

@@ -8,11 +8,13 @@ buffer, reports the loss, and the caller resyncs with a dump.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 from dataclasses import dataclass, field
 from typing import Final
 
+from cttop.kernel import native
 from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import KernelError, open_socket
 from cttop.kernel.decode import Decoder
@@ -22,6 +24,12 @@ from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, Row
 
 ALL_GROUPS: Final = (C.NFNLGRP_CONNTRACK_NEW, C.NFNLGRP_CONNTRACK_UPDATE, C.NFNLGRP_CONNTRACK_DESTROY)
 MAX_RCVBUF: Final = 256 << 20
+# The compiled receive's batch of events (native recv_queued): none while less than EVENT_ROOM of the buffer is
+# left (an event is one message of a few hundred bytes, built to its size by ctnetlink_nlmsg_size, so one never
+# comes near it), EVENT_BATCH at most: a megabyte's buffer holds ~4,000 of them.
+EVENT_BUF: Final = 1 << 20
+EVENT_ROOM: Final = 64 << 10
+EVENT_BATCH: Final = 4096
 _NEW_FLAGS: Final = C.NLM_F_CREATE | C.NLM_F_EXCL
 _CT_NEW: Final = C.IPCTNL_MSG_CT_NEW
 _CT_DELETE: Final = C.IPCTNL_MSG_CT_DELETE
@@ -97,9 +105,10 @@ class EventSocket:
         self.sock.setblocking(False)
         self.rcvbuf = rcvbuf
         self.decoder = Decoder()
+        self.native = native.DEFAULT  # the compiled batch receive (read), or None
         self.losses = 0
         self._gap = False  # ENOBUFS was reported, and the events queued ahead of the drop are still being read
-        self._buf = bytearray(1 << 20)
+        self._buf = bytearray(EVENT_BUF)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -129,10 +138,14 @@ class EventSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
 
     def read(self, timeout: float | None = 0.0, max_events: int = 200_000) -> EventBatch:
-        """Everything queued now (waiting up to ``timeout`` for the first message)."""
+        """Everything queued now (waiting up to ``timeout`` for the first message); a read stops once it has
+        ``max_events`` or more (the compiled receive's last batch may take it up to EVENT_BATCH over)."""
         batch = EventBatch()
         # (With a gap pending, the queue is looked at now: if it ran dry, the gap is there.)
         if timeout and not self._gap and not select.select([self.sock], [], [], timeout)[0]:
+            return batch
+        if self.native is not None:
+            self._read_batches(batch, max_events)
             return batch
         buf, dec, out = self._buf, self.decoder, batch.events
         while len(out) < max_events:
@@ -143,13 +156,52 @@ class EventSocket:
                 self._gap = batch.dropped = True
                 continue
             if n == 0:
-                if self._gap:
-                    self._gap = False
-                    batch.lost = True
-                    batch.lost_at.append(len(out))
+                self._ran_dry(batch)
                 break
             try:
                 batch.bad += decode_events(dec, memoryview(buf)[:n], out)
             except DecodeError:
                 batch.bad += 1
         return batch
+
+    def _ran_dry(self, batch: EventBatch) -> None:
+        """Nothing more is queued: a gap the kernel reported is here, after the events queued ahead of it."""
+        if self._gap:
+            self._gap = False
+            batch.lost = True
+            batch.lost_at.append(len(batch.events))
+
+    def _read_batches(self, batch: EventBatch, max_events: int) -> None:
+        """read's loop with the compiled receive: every queued datagram in one call without the GIL, then all
+        of them decoded in one walk when each is whole messages end to end (the kernel's always are), else
+        each on its own, as the loop above does. ~1.5 µs of Python a datagram less."""
+        assert self.native is not None
+        recv_queued, framed = self.native.recv_queued, self.native.framed
+        buf, dec, out, fd = self._buf, self.decoder, batch.events, self.sock.fileno()
+        view = memoryview(buf)
+        while len(out) < max_events:
+            lengths, err = recv_queued(fd, buf, False, EVENT_ROOM, EVENT_BATCH)
+            if lengths:
+                if framed(buf, lengths):
+                    batch.bad += decode_events(dec, view[:sum(lengths)], out)
+                else:
+                    pos = 0
+                    for n in lengths:
+                        try:
+                            batch.bad += decode_events(dec, view[pos:pos + n], out)
+                        except DecodeError:
+                            batch.bad += 1
+                        pos += n
+            # ECONNRESET is an empty datagram (never the kernel's), which recv_into's 0 makes the loop above
+            # take for an empty queue: so here too, and the rest is read next time.
+            if err in (errno.EAGAIN, errno.ECONNRESET):
+                self._ran_dry(batch)
+                break
+            if err == errno.ENOBUFS:  # as in the loop above: the gap is where the queue runs dry
+                self.losses += 1
+                self._grow()
+                self._gap = batch.dropped = True
+            elif err == errno.EMSGSIZE:  # a datagram over EVENT_ROOM, received cut: what recv_into would decode as
+                batch.bad += 1
+            elif err:
+                raise KernelError(f"conntrack events: {os.strerror(err)}", err)
