@@ -1,29 +1,51 @@
-"""A bounded view's table (table.tally) against the full one: the same counts, states and groups, no records."""
+"""A bounded view's table (table.tally) against the full one: the same counts, states and groups, no records.
+
+Every test runs twice: with the compiled digest table and flow keys (the accelerator, kernel/_ctdecode.c), and
+with their pure-Python references (table/digest.py's Digests, packing.flow_key), which must answer the same.
+"""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cttop.model import R_OPKTS, R_START, Row
+from cttop.kernel import native
+from cttop.model import R_ID, R_OPKTS, R_START, Row
+from cttop.table import packing
 from cttop.table.aggregates import Aggregates
-from cttop.table.digest import Digests
+from cttop.table.digest import LOAD, Digests, DigestTable, digests
 from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.store import FlowTable
 from cttop.table.tally import FlowTally
 from tests.unit.test_table import churn, rows, snapshot_of
 
 
+@pytest.fixture(autouse=True, params=["compiled", "pure"])
+def accelerator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The compiled digest table and flow keys, or (CTTOP_PURE_PYTHON's choice) their Python references."""
+    assert native.BUILT is not None
+    monkeypatch.setattr(native, "DEFAULT", native.BUILT if request.param == "compiled" else None)
+    return str(request.param)
+
+
 def uncounted(r: Row) -> Row:
     return r[:R_OPKTS] + (None,) * 4 + r[R_START:]
 
 
+def test_each_way_is_the_one_asked_for(accelerator: str) -> None:
+    compiled = accelerator == "compiled"
+    assert isinstance(digests(), Digests) is not compiled
+    assert (type(digests()) is getattr(native.BUILT, "Digests")) is compiled
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["random", "sequential", "one-home"]))
-def test_the_digests_behave_as_a_dict(seed: int, keys_from: str) -> None:
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["random", "sequential", "one-home"]),
+       st.sampled_from(["put", "put_many"]))
+def test_the_digests_behave_as_a_dict(seed: int, keys_from: str, putting: str) -> None:
     rnd = random.Random(seed)
     if keys_from == "random":
         keys = [rnd.getrandbits(64) for _ in range(3000)]
@@ -31,12 +53,16 @@ def test_the_digests_behave_as_a_dict(seed: int, keys_from: str) -> None:
         keys = list(range(1, 3000))
     else:  # every key starts its probe in the same few slots: long runs to shift back through
         keys = [(i << 32) | i for i in range(1, 3000)]
-    d, model = Digests(), {}
+    d: DigestTable = digests()
+    model: dict[int, tuple[int, ...]] = {}
     for _ in range(6000):
         k, op = rnd.choice(keys), rnd.random()
         if op < 0.55:
             shape = (rnd.randrange(4), rnd.randrange(3), rnd.choice([0, 7]), 0)
-            assert d.put(k, shape) == model.get(k)
+            if putting == "put":
+                assert d.put(k, shape) == model.get(k)
+            else:
+                d.put_many([k], [shape])
             model[k] = shape
         elif op < 0.85:
             assert d.pop(k) == model.pop(k, None)
@@ -44,6 +70,43 @@ def test_the_digests_behave_as_a_dict(seed: int, keys_from: str) -> None:
             assert d.get(k) == model.get(k)
         assert len(d) == len(model)
     assert all(d.get(k) == model.get(k) for k in keys)
+
+
+def test_the_digests_grow_from_the_size_asked_for_and_refuse_what_a_key_cannot_be() -> None:
+    d = digests(10_000)
+    rnd = random.Random(3)
+    keys = list({rnd.getrandbits(64) for _ in range(50_000)})  # 5x what was expected: doubles over LOAD
+    d.put_many(keys, [(i % 7,) for i in range(len(keys))])
+    assert len(d) == len(keys) and all(d.get(k) == (i % 7,) for i, k in enumerate(keys))
+    for bad in (-1, 2**64, "7"):
+        with pytest.raises((OverflowError, TypeError)):
+            d.put(bad, (1,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        d.put_many([1, 2], [(1,)])
+    with pytest.raises(TypeError):
+        d.put(1, ([],))  # a shape is a dict key: unhashable is refused
+    assert len(d) == len(keys) + 1 and d.get(1) == (1,)  # what put_many had put before it ran short stays
+    assert 0 < LOAD < 1
+
+
+def random_rows(rnd: random.Random, n: int) -> list[Row]:
+    out = []
+    for _ in range(n):
+        v6 = rnd.random() < 0.3
+        src, dst = rnd.randbytes(16 if v6 else 4), rnd.randbytes(16 if v6 else 4)
+        sport, dport = rnd.randrange(65536), rnd.randrange(65536)
+        out.append((rnd.getrandbits(32), 10 if v6 else 2, rnd.choice([6, 17, 1]), 3, 8, src, dst, sport, dport,
+                    dst, src, dport, sport, 30, 0, 0, 1, None, None, None, None, 0, 0))
+    return out
+
+
+def test_flow_keys_are_flow_key_of_each_row() -> None:
+    rows = random_rows(random.Random(5), 5000) + [r[:R_ID] + (i,) + r[R_ID + 1:] for i, r in
+                                                   enumerate(random_rows(random.Random(6), 8), 2**32 - 8)]
+    assert packing.flow_keys(rows) == [packing.flow_key(r) for r in rows]
+    assert packing.flow_keys([]) == []
+    with pytest.raises(TypeError):
+        packing.flow_keys([rows[0][:5] + ([],) + rows[0][6:]])  # an unhashable address, as hash() says
 
 
 def test_a_tally_counts_what_the_full_table_counts_through_updates_and_ends() -> None:

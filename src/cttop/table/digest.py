@@ -13,7 +13,10 @@ flow, probed linearly, and emptied by shifting back, so no tombstone ever length
 from __future__ import annotations
 
 from array import array
-from typing import Final
+from collections.abc import Iterable
+from typing import Final, Protocol
+
+from cttop.kernel import native
 
 Shape = tuple[object, ...]  # pstate, status, mark, zone; then, while owners are counted, the flow's owner
 LOAD: Final = 0.6  # the most slots in use before the arrays double
@@ -25,6 +28,24 @@ def _slots_for(n: int) -> int:
     while slots * LOAD < n:
         slots *= 2
     return slots
+
+
+class DigestTable(Protocol):
+    """What a tally asks of its digests: :class:`Digests`, or the compiled one (native ``Digests``)."""
+
+    def __len__(self) -> int: ...
+    def get(self, key: int) -> Shape | None: ...
+    def put(self, key: int, shape: Shape) -> Shape | None: ...
+    def put_many(self, keys: Iterable[int], shapes: Iterable[Shape]) -> None: ...
+    def pop(self, key: int) -> Shape | None: ...
+
+
+def digests(expect: int = 0) -> DigestTable:
+    """A digest table for ``expect`` flows: the compiled one where it was built (a Python put is ~1 µs a flow,
+    a second of a million-flow first frame), else :class:`Digests`, its reference."""
+    if native.DEFAULT is not None:
+        return native.DEFAULT.Digests(_slots_for(expect), LOAD)  # type: ignore[no-any-return]
+    return Digests(expect)
 
 
 class Digests:
@@ -75,6 +96,12 @@ class Digests:
         if self._n > self._grow_at:
             self._rehash(2 * (mask + 1))
         return None
+
+    def put_many(self, keys: Iterable[int], shapes: Iterable[Shape]) -> None:
+        """:meth:`put` each key's shape, the two in step."""
+        put = self.put
+        for key, shape in zip(keys, shapes, strict=True):
+            put(key, shape)
 
     def pop(self, key: int) -> Shape | None:
         """Remove ``key``; the shape it had, or None if it was not there."""

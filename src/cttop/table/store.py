@@ -14,7 +14,18 @@ from types import MappingProxyType
 
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.packing import COUNTERS, FLAGS_AT, FLOW_TUPLE, KEY_HIGH, UNREAD, flow_key, pack, read_timeouts, unpack
+from cttop.table.packing import (
+    COUNTERS,
+    FLAGS_AT,
+    FLOW_TUPLE,
+    KEY_HIGH,
+    UNREAD,
+    flow_key,
+    flow_keys,
+    pack,
+    read_timeouts,
+    unpack,
+)
 
 __all__ = ["FlowTable", "GroupRow", "Own"]
 
@@ -138,7 +149,7 @@ class FlowTable:
         """Add a dump chunk of rows the table does not hold yet (batch-counted), read at ``at``."""
         rows = self._held_apart(rows, at)
         seen = repeat(int(at))
-        self._flows.update(zip(map(flow_key, rows), map(pack, rows, seen)))
+        self._flows.update(zip(flow_keys(rows), map(pack, rows, seen)))
         self._labels.update((flow_key(r), r[R_LABELS]) for r in rows if r[R_LABELS])
         self.agg.add_rows(rows)
         self.generation += 1

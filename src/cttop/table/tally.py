@@ -27,9 +27,9 @@ from operator import itemgetter
 
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
 from cttop.table.aggregates import Aggregates, GroupRow
-from cttop.table.digest import Digests, Shape
+from cttop.table.digest import Shape, digests
 from cttop.table.groups import GroupDef
-from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, unpack
+from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_keys, unpack
 from cttop.table.store import FlowTable, Own
 
 _NO_COUNTERS = (None, None, None, None)
@@ -52,7 +52,7 @@ class FlowTally(FlowTable):
     def __init__(self, track: Iterable[str] = (), own: Own | None = None, expect: int = 0,
                  owners: GroupDef | None = None) -> None:
         super().__init__(track, own)
-        self._digests = Digests(expect)
+        self._digests = digests(expect)
         self._timeouts: Counter[tuple[int, int]] = Counter()
         self.needs_dump = False  # a group was asked for that only a dump can count
         # The owner group counted (process or container: its key names a row's owner), and the flows by owner.
@@ -88,20 +88,17 @@ class FlowTally(FlowTable):
 
     def clear(self) -> None:
         super().clear()
-        self._digests = Digests()
+        self._digests = digests()
         self._timeouts.clear()
         self._by_owner.clear()
 
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         rows = self._held_apart(rows, at)
-        put = self._digests.put
         if self.owners is None:
-            for key, shape in zip(map(flow_key, rows), map(_SHAPE, rows)):
-                put(key, shape)
+            self._digests.put_many(flow_keys(rows), map(_SHAPE, rows))
         else:
             whose = list(map(self.owners.key, rows))
-            for key, shape, who in zip(map(flow_key, rows), map(_SHAPE, rows), whose):
-                put(key, (*shape, who))
+            self._digests.put_many(flow_keys(rows), [(*shape, who) for shape, who in zip(map(_SHAPE, rows), whose)])
             self._by_owner.update(whose)
         self._timeouts.update(zip(repeat(int(at)), map(_TIMEOUT, rows)))
         self.agg.add_rows(rows, counters=False)
