@@ -2,7 +2,7 @@
 memory and CPU, each mode in a child process of its own, alternated round by round on the same table.
 
 Usage: python benchmarks/bench_bounded.py [--flows 1000000] [--max-flows 500000] [--rounds 2] [--steady 10]
-         [--decoders compiled,pure]
+         [--decoders compiled,pure] [--old-tree DIR] [--views full,bounded]
 
 The table is `common.realistic_rows` (4,096 sources, a quarter IPv6, TCP in seven states, UDP, ICMP) made
 in a throwaway namespace (the global nf_conntrack_max is raised for the run if needed, and put back). Each
@@ -15,7 +15,9 @@ page) with no screen, and reports:
 - cpu: the child's user+sys seconds to the first list, and over the next --steady seconds at rest.
 
 `conntrack -L > /dev/null` is timed in each round, for the ratios. ``--decoders compiled,pure`` runs each
-mode with the compiled decoder and with its pure-Python fallback (CTTOP_PURE_PYTHON=1), alternated too.
+mode with the compiled accelerator and with its pure-Python fallback (CTTOP_PURE_PYTHON=1), alternated too.
+``--old-tree DIR`` runs each mode on another checkout's code as well (its src/ first on PYTHONPATH, its
+accelerator built there in place), alternated with this tree's, as compare.py does.
 """
 
 from __future__ import annotations
@@ -93,26 +95,36 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steady", type=float, default=10.0)
     p.add_argument("--decoders", default="compiled", help="compiled, pure, or both: compiled,pure")
+    p.add_argument("--old-tree", help="another checkout, alternated with this one")
+    p.add_argument("--views", default="full,bounded", help="full, bounded, or both: full,bounded")
     p.add_argument("--child", nargs=2, metavar=("NS", "MAX"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         child(a.child[0], int(a.child[1]), a.steady)
         return
-    decoders = a.decoders.split(",")
+    decoders, views = a.decoders.split(","), a.views.split(",")
     if not set(decoders) <= {"compiled", "pure"}:
         raise SystemExit(f"--decoders: compiled or pure, not {a.decoders!r}")
+    if not set(views) <= {"full", "bounded"}:
+        raise SystemExit(f"--views: full or bounded, not {a.views!r}")
+    trees = {"": None} if a.old_tree is None else {"old ": os.path.join(a.old_tree, "src"), "new ": None}
+    if a.old_tree is not None and not os.path.isdir(trees["old "] or ""):
+        raise SystemExit(f"--old-tree: no src/ in {a.old_tree}")
     print(f"filling a namespace with {a.flows:,} realistic entries…", flush=True)
     with filled_netns(a.flows, realistic=True, prefix="cttop-bench-bound-") as ns:
-        modes = [(f"{view} {dec}" if len(decoders) > 1 else view, most, dec)
-                 for view, most in (("full", 0), ("bounded", a.max_flows)) for dec in decoders]
-        results: dict[str, list[dict[str, float]]] = {name: [] for name, _m, _d in modes}
+        modes = [(tree + (f"{view} {dec}" if len(decoders) > 1 else view), most, dec, src)
+                 for view, most in (("full", 0), ("bounded", a.max_flows)) if view in views
+                 for dec in decoders for tree, src in trees.items()]
+        results: dict[str, list[dict[str, float]]] = {name: [] for name, _m, _d, _s in modes}
         ref: list[float] = []
         for r in range(a.rounds):
             ref.append(conntrack_l(ns))
-            for name, most, dec in modes if r % 2 == 0 else modes[::-1]:
-                env = {k: v for k, v in os.environ.items() if k != "CTTOP_PURE_PYTHON"}
+            for name, most, dec, src in modes if r % 2 == 0 else modes[::-1]:
+                env = {k: v for k, v in os.environ.items() if k not in ("CTTOP_PURE_PYTHON", "PYTHONPATH")}
                 if dec == "pure":
                     env["CTTOP_PURE_PYTHON"] = "1"
+                if src is not None:
+                    env["PYTHONPATH"] = src
                 out = subprocess.run([sys.executable, __file__, "--child", ns, str(most), "--steady", str(a.steady)],
                                      capture_output=True, text=True, check=True, env=env)
                 got = json.loads(out.stdout)

@@ -159,14 +159,3 @@ def record_key(rec: bytes) -> int:
 def key_id(key: int) -> bytes:
     """The id bytes a record under flow key ``key`` starts with: cheap to compare before the whole key."""
     return (key & ~KEY_HIGH).to_bytes(ID.stop - ID.start, "big")
-# Record length -> where its (seen, timeout) are: the forecast reads every record's once per dump.
-_SEEN_TIMEOUT_AT: Final = {n: (at, (O6 if n >= V6_MIN else O4)["timeout"]) for n, at in _META_AT.items()}
-_U32: Final = struct.Struct(">I")
-
-
-def read_timeouts(records: Iterable[bytes]) -> Iterator[tuple[int, int]]:
-    """Each record's (second it was read, timeout it had left then), without unpacking the rest."""
-    u32, where = _U32.unpack_from, _SEEN_TIMEOUT_AT
-    for rec in records:
-        seen_at, timeout_at = where[len(rec)]
-        yield u32(rec, seen_at)[0], u32(rec, timeout_at)[0]
