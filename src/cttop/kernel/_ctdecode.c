@@ -687,10 +687,17 @@ static int put_one(Digests *d, uint64_t key, PyObject *shape, uint32_t *was) {
             return 0;
         }
     }
+    /* A new key. The table doubles before it would pass its load, so a failed doubling (MemoryError) leaves
+     * the key out and the table as it was: never full, so every probe still ends at an empty slot. */
+    if (d->n >= d->grow_at) {
+        if (rehash(d, 2 * (d->mask + 1)) < 0)
+            return -1;
+        for (i = home(key, d->mask); d->codes[i]; i = (i + 1) & d->mask)
+            ;
+    }
     d->keys[i] = key, d->codes[i] = code;
+    d->n++;
     *was = 0;
-    if (++d->n > d->grow_at)
-        return rehash(d, 2 * (d->mask + 1));
     return 0;
 }
 
