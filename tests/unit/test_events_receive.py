@@ -134,8 +134,11 @@ def python_framed(buf: bytes, lengths: list[int]) -> bool:
 
 def mutated(draw: st.DrawFn) -> bytes:
     m = bytearray(draw(st.sampled_from(EVENTS)))
-    how = draw(st.sampled_from(["whole", "cut", "grow", "length", "byte"]))
-    if how == "cut":
+    how = draw(st.sampled_from(["whole", "cut", "grow", "length", "byte", "header first"]))
+    if how == "header first":  # a bare header of 16-20 bytes, padded, then the message: framed, if odd
+        n = draw(st.integers(16, 20))
+        m[0:0] = struct.pack("<IHHII", n, 0x100, 0, 0, 0) + bytes(((n + 3) & ~3) - 16)
+    elif how == "cut":
         del m[draw(st.integers(0, len(m))):]
     elif how == "grow":
         m += draw(st.binary(min_size=1, max_size=40))
