@@ -1,4 +1,4 @@
-"""Reading real events off the kernel's queue: CPU a event for cttop's event socket, each receive path, against
+"""Reading real events off the kernel's queue: CPU an event for cttop's event socket, each receive path, against
 `conntrack -E` reading the same kind of queue, alternated in one run.
 
 Usage: python benchmarks/bench_event_receive.py [--entries 50000] [--rounds 5]
@@ -15,7 +15,7 @@ subscribed but not reading, then lets it read the whole queue:
   queue them: 1.4.7's `-b` sizes another of its sockets, and the subscribed one drops what is over ~208 kB),
   ended once the events are made and its queue is empty (/proc/net/netlink); its user+sys from rusage,
   start-up and text output included, over the events it says it showed: it cannot keep up with ctnetlink
-  making entries, and what the kernel drops for it costs it nothing, so it is measured a event read.
+  making entries, and what the kernel drops for it costs it nothing, so it is measured an event read.
 
 cttop's figures are the reading thread's CPU (time.process_time around the reads), no interpreter start-up.
 The kernel's drop counter for the reader's socket must stay at nought, or the round says so and stops.
@@ -125,7 +125,7 @@ def main() -> None:
     ns = f"cttop-bench-evr-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        per: dict[str, list[float]] = {w: [] for w in WAYS}  # CPU seconds a event read
+        per: dict[str, list[float]] = {w: [] for w in WAYS}  # CPU seconds an event read
         for r in range(a.rounds):
             order = list(WAYS[r % len(WAYS):] + WAYS[:r % len(WAYS)])
             line = []
@@ -137,7 +137,7 @@ def main() -> None:
             print(f"round {r + 1}/{a.rounds}: " + "  ".join(line) + f"; load {os.getloadavg()[0]:.2f}", flush=True)
         ref = statistics.median(per["conntrack -E"])
         print(f"\nthe events of {a.entries:,} entries a reader a round (NEW then DESTROY), medians of {a.rounds} "
-              "rounds (ratio = this / conntrack -E, a event read):")
+              "rounds (ratio = this / conntrack -E, an event read):")
         print(f"{'reader':<16} {'CPU µs/event':>13} {'events/CPU s':>13} {'ratio':>6}")
         for w in WAYS:
             m = statistics.median(per[w])
