@@ -554,7 +554,9 @@ typedef struct {
     PyObject *code;    /* dict: shape -> code */
 } Digests;
 
-static inline Py_ssize_t home(uint64_t key, Py_ssize_t mask) { return (Py_ssize_t)((key ^ key >> 32) & (uint64_t)mask); }
+static inline Py_ssize_t home(uint64_t key, Py_ssize_t mask) {
+    return (Py_ssize_t)((key ^ key >> 32) & (uint64_t)mask);
+}
 
 static int alloc_slots(Digests *d, Py_ssize_t slots) {
     uint64_t *keys = PyMem_Calloc((size_t)slots, sizeof *keys);

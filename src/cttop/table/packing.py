@@ -14,7 +14,6 @@ flow may well have them), so "not known yet" is not shown as "accounting off".
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
 from typing import Final
 
 from cttop.kernel import native
