@@ -9,6 +9,7 @@ of bad datagrams. tests/kernel/test_events.py reads real events and losses both 
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import struct
@@ -163,3 +164,21 @@ def test_damaged_datagrams_read_alike_both_ways_and_framed_is_its_reference(sent
     assert compiled.events == pure.events and compiled.bad == pure.bad
     lengths = [len(d) for d in sent]
     assert _ctdecode.framed(b"".join(sent), lengths) is python_framed(b"".join(sent), lengths)
+
+
+def test_recv_queued_refuses_a_room_it_could_never_receive_into() -> None:
+    """A buffer under ``room`` would hand back nothing and no error, forever: a read loop that never ends."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        for buf, room, most in ((bytearray(100), 200, 4), (bytearray(100), 8, 4), (bytearray(100), 50, 0)):
+            with pytest.raises(ValueError):
+                _ctdecode.recv_queued(ours.fileno(), buf, False, room, most)
+        theirs.send(b"x" * 20)
+        theirs.send(b"y" * 30)
+        buf = bytearray(100)
+        assert _ctdecode.recv_queued(ours.fileno(), buf, False, 90, 4) == ([20], 0)  # then under room is left
+        assert _ctdecode.recv_queued(ours.fileno(), buf, False, 90, 4) == ([30], errno.EAGAIN)
+        assert bytes(buf[:30]) == b"y" * 30
+    finally:
+        ours.close()
+        theirs.close()

@@ -411,9 +411,9 @@ static PyObject *recv_queued(PyObject *self, PyObject *args) {
     Py_buffer view;
     if (!PyArg_ParseTuple(args, "iw*pnn", &fd, &view, &block, &room, &most))
         return NULL;
-    if (room < NLH_LEN || most < 1) {
+    if (room < NLH_LEN || most < 1 || view.len < room) {  /* (a buffer under room would receive nothing, ever) */
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "recv_queued: room and most must be positive");
+        PyErr_SetString(PyExc_ValueError, "recv_queued: room and most must be positive, the buffer at least room");
         return NULL;
     }
     Py_ssize_t *lens = PyMem_Malloc((size_t)most * sizeof *lens), used, n;
