@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import types
 
 import pytest
 from hypothesis import given, settings
@@ -179,3 +180,19 @@ def test_every_attribute_header_changed_decodes_alike(kind: str) -> None:
             same(kind, padded([DUMP[0], variant, DUMP[0]]))
             n += 1
     assert n > 5000
+
+
+def test_a_build_left_from_another_version_is_not_used(capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkout updated without building again keeps the last build: called the new way it would fail mid-view
+    (recv_queued took three arguments before, and there were no Digests). native refuses it and says why."""
+    assert native.usable(_ctdecode) is _ctdecode and native.usable(None) is None
+    assert capsys.readouterr().err == ""
+    for api in (None, native.API - 1, native.API + 1):
+        stale = types.ModuleType("cttop.kernel._ctdecode")
+        stale.__file__ = "/somewhere/_ctdecode.so"
+        if api is not None:
+            stale.API = api  # type: ignore[attr-defined]
+        assert native.usable(stale) is None
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "/somewhere/_ctdecode.so is another version's" in err
+        assert "running pure Python" in err and "pip install -e ." in err

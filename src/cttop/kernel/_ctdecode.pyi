@@ -5,6 +5,7 @@ from cttop.model import Row
 
 Shape = tuple[object, ...]
 
+API: int
 CONSTANTS: dict[str, int]
 
 def dump(buf: bytes | bytearray | memoryview, pos: int, out: list[Row], /) -> int: ...
