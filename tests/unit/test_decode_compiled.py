@@ -196,3 +196,11 @@ def test_a_build_left_from_another_version_is_not_used(capsys: pytest.CaptureFix
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "/somewhere/_ctdecode.so is another version's" in err
         assert "running pure Python" in err and "pip install -e ." in err
+
+
+def test_the_stale_builds_line_escapes_its_path(capsys: pytest.CaptureFixture[str]) -> None:
+    stale = types.ModuleType("cttop.kernel._ctdecode")
+    stale.__file__ = "/opt/\x1b[2Jevil\n/_ctdecode.so"
+    assert native.usable(stale) is None
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("\n") == 1 and "evil" in err

@@ -401,9 +401,10 @@ static PyObject *events(PyObject *self, PyObject *args) {
  * less than ``room`` is left in the buffer, so none is cut (the caller sizes room over the biggest datagram:
  * ctnetlink.DUMP_ROOM, events.EVENT_ROOM). A reader thread that took the GIL back after every recv() waited up
  * to a switch interval each time on the thread decoding what it had read (~7,700 chunks at a million flows),
- * and an event read paid ~1.5 us of Python a datagram. With ``block`` the first recv() waits; the rest never do.
- * errno is EAGAIN when nothing more was queued, 0 when the buffer or the batch was full, or the error that
- * stopped it (ENOBUFS: events were dropped; EMSGSIZE: a datagram over room, received and lost). */
+ * and an event cost a recv_into and a decode call of its own (3.0 us read and decoded; 1.9 us batched). With
+ * ``block`` the first recv() waits; the rest never do. errno is EAGAIN when nothing more was queued, 0 when the
+ * buffer or the batch was full, or the error that stopped it (ENOBUFS: events were dropped; EMSGSIZE: a datagram
+ * over room, received and lost). */
 static PyObject *recv_queued(PyObject *self, PyObject *args) {
     (void)self;
     int fd, block;
@@ -505,8 +506,8 @@ static PyObject *framed(PyObject *self, PyObject *args) {
 }
 
 /* flow_keys(rows) -> list[int]: packing.flow_key of each row, hash(row[R_SRC:R_DPORT + 1]) & KEY_HIGH | row[R_ID],
- * computed as Python computes it (the tuple's own hash), without a Python call a row: ~0.3 s of a million-flow
- * first frame went to those calls. */
+ * computed as Python computes it (the tuple's own hash), without a Python call a row: ~0.5 s of a million-flow
+ * first frame went to those calls under cProfile. */
 #define R_ID 0
 #define R_SRC 5
 #define R_DPORT 8
@@ -542,7 +543,7 @@ static PyObject *flow_keys(PyObject *self, PyObject *rows) {
 /* Digests: table.digest.Digests in C, the same open-addressing table (a 64-bit key and a 32-bit shape code a
  * slot, probed linearly from (key ^ key >> 32) & mask, emptied by shifting back) with the same answers; the
  * Python one is its reference (tests/unit/test_table_tally.py runs both on the same random operations). A
- * Python put was ~1 µs a flow, a second of a million-flow bounded first frame. The sizes are Python's:
+ * Python put was ~1 µs a flow, ~1.1 s of a million-flow bounded first frame under cProfile. The sizes are Python's:
  * digest.py passes the first table's slots and the load at which it doubles. */
 typedef struct {
     PyObject_HEAD

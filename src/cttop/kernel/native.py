@@ -12,6 +12,8 @@ import sys
 from types import ModuleType
 from typing import Final
 
+from cttop.termsafe import safe_line
+
 # What this Python expects of the extension; _ctdecode.c's API says what it offers. A checkout updated without
 # building again (`pip install -e .` builds it) keeps the last build: with another API its calls would fail
 # mid-view, so it is not used.
@@ -22,9 +24,10 @@ def usable(module: ModuleType | None) -> ModuleType | None:
     """``module`` if it offers this API, else None (and a line on stderr saying why)."""
     if module is None or getattr(module, "API", None) == API:
         return module
-    print(f"cttop: the compiled accelerator {module.__file__} is another version's (API "
-          f"{getattr(module, 'API', 1)}, not {API}): running pure Python; `pip install -e .` builds it again",
-          file=sys.stderr)
+    # (The path is the install's, any bytes a directory name may hold: escaped like everything shown.)
+    print(f"cttop: the compiled accelerator {safe_line(module.__file__)} is another version's (API "
+          f"{safe_line(getattr(module, 'API', 1))}, not {API}): running pure Python; `pip install -e .` builds it "
+          "again", file=sys.stderr)
     return None
 
 

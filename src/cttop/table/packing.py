@@ -14,6 +14,7 @@ flow may well have them), so "not known yet" is not shown as "accounting off".
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from cttop.kernel import native
@@ -141,7 +142,7 @@ def flow_key(row: Row) -> int:
 
 def flow_keys(rows: list[Row]) -> list[int]:
     """:func:`flow_key` of each row of a dump's batch: in C where the accelerator was built (a Python call a
-    row was ~0.3 s of a million-flow first frame), the same keys (tests/unit/test_table_tally.py)."""
+    row was ~0.5 s of a million-flow first frame under cProfile), the same keys (tests/unit/test_table_tally.py)."""
     if native.DEFAULT is not None:
         return native.DEFAULT.flow_keys(rows)  # type: ignore[no-any-return]
     return list(map(flow_key, rows))
@@ -158,3 +159,14 @@ def record_key(rec: bytes) -> int:
 def key_id(key: int) -> bytes:
     """The id bytes a record under flow key ``key`` starts with: cheap to compare before the whole key."""
     return (key & ~KEY_HIGH).to_bytes(ID.stop - ID.start, "big")
+# Record length -> where its (seen, timeout) are: the forecast reads every record's once per dump.
+_SEEN_TIMEOUT_AT: Final = {n: (at, (O6 if n >= V6_MIN else O4)["timeout"]) for n, at in _META_AT.items()}
+_U32: Final = struct.Struct(">I")
+
+
+def read_timeouts(records: Iterable[bytes]) -> Iterator[tuple[int, int]]:
+    """Each record's (second it was read, timeout it had left then), without unpacking the rest."""
+    u32, where = _U32.unpack_from, _SEEN_TIMEOUT_AT
+    for rec in records:
+        seen_at, timeout_at = where[len(rec)]
+        yield u32(rec, seen_at)[0], u32(rec, timeout_at)[0]

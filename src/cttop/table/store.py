@@ -8,13 +8,11 @@ ten costs ~3 µs a row for data nobody reads.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import repeat
-from operator import itemgetter
 from types import MappingProxyType
 
-from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, R_TIMEOUT, Row
+from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.packing import (
     COUNTERS,
@@ -25,12 +23,11 @@ from cttop.table.packing import (
     flow_key,
     flow_keys,
     pack,
+    read_timeouts,
     unpack,
 )
 
 __all__ = ["FlowTable", "GroupRow", "Own"]
-
-_TIMEOUT = itemgetter(R_TIMEOUT)
 
 # Recognisers of cttop's own flows (its DNS lookups, live.resolve), on a row and on a packed record.
 Own = tuple[Callable[[Row], bool], Callable[[bytes], bool]]
@@ -49,9 +46,6 @@ class FlowTable:
         self.own = own
         self._own: dict[int, bytes] = {}
         self.agg = Aggregates(track)
-        # Each dumped flow's (second it was read, timeout left then), counted as the dump comes in: the
-        # forecast's input. Reading them back from a million records took ~0.4 s of the first frame.
-        self._timeouts: Counter[tuple[int, int]] = Counter()
         self.created = 0  # NEW events applied since start, for rates
         self.destroyed = 0
         self.generation = 0  # bumped on every change, so views know when to rebuild
@@ -123,10 +117,11 @@ class FlowTable:
         """The packed rows, for views that sort and index without unpacking everything."""
         return list(self._flows.values())
 
-    def timeouts(self) -> Counter[tuple[int, int]]:
-        """Each dumped flow's (second it was read, timeout left then), counted: the forecast's input, once per
-        dump. Flows that events made or changed during the dump (applied after it) are the next dump's."""
-        return self._timeouts
+    def timeouts(self) -> Iterable[tuple[int, int]]:
+        """Each flow's (second it was read, timeout left then): the forecast's input, once per dump. Read from
+        the records, so a flow that ended or changed while the dump was read (its queued event applied after
+        it) counts as it is now: counted as the dump came in, it would be counted to end again."""
+        return read_timeouts(self._flows.values())
 
     def track(self, name: str) -> None:
         """Start keeping the ``name`` group totals (one scan now, incremental after)."""
@@ -149,7 +144,6 @@ class FlowTable:
         self._flows.clear()
         self._labels.clear()
         self._own.clear()
-        self._timeouts.clear()
         self.agg = Aggregates(self.agg.groups)
         self.generation += 1
 
@@ -159,12 +153,8 @@ class FlowTable:
         seen = repeat(int(at))
         self._flows.update(zip(flow_keys(rows), map(pack, rows, seen)))
         self._labels.update((flow_key(r), r[R_LABELS]) for r in rows if r[R_LABELS])
-        self._count_timeouts(rows, at)
         self.agg.add_rows(rows)
         self.generation += 1
-
-    def _count_timeouts(self, rows: list[Row], at: float) -> None:
-        self._timeouts.update(zip(repeat(int(at)), map(_TIMEOUT, rows)))
 
     def _held_apart(self, rows: Iterable[Row], at: float) -> list[Row]:
         """A dump chunk's rows less cttop's own flows, which are held apart (packed, read at ``at``)."""

@@ -22,9 +22,10 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Iterable
+from itertools import repeat
 from operator import itemgetter
 
-from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_ZONE, Row
+from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.digest import Shape, digests
 from cttop.table.groups import GroupDef
@@ -33,6 +34,7 @@ from cttop.table.store import FlowTable, Own
 
 _NO_COUNTERS = (None, None, None, None)
 _SHAPE = itemgetter(R_PSTATE, R_STATUS, R_MARK, R_ZONE)
+_TIMEOUT = itemgetter(R_TIMEOUT)
 assert (R_PSTATE, R_STATUS, R_MARK, R_ZONE, R_OPKTS) == (3, 4, 14, 15, 17), "shaped() slices at these"
 
 
@@ -51,6 +53,7 @@ class FlowTally(FlowTable):
                  owners: GroupDef | None = None) -> None:
         super().__init__(track, own)
         self._digests = digests(expect)
+        self._timeouts: Counter[tuple[int, int]] = Counter()
         self.needs_dump = False  # a group was asked for that only a dump can count
         # The owner group counted (process or container: its key names a row's owner), and the flows by owner.
         self.owners = owners
@@ -86,6 +89,7 @@ class FlowTally(FlowTable):
     def clear(self) -> None:
         super().clear()
         self._digests = digests()
+        self._timeouts.clear()
         self._by_owner.clear()
 
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
@@ -96,7 +100,7 @@ class FlowTally(FlowTable):
             whose = list(map(self.owners.key, rows))
             self._digests.put_many(flow_keys(rows), [(*shape, who) for shape, who in zip(map(_SHAPE, rows), whose)])
             self._by_owner.update(whose)
-        self._count_timeouts(rows, at)
+        self._timeouts.update(zip(repeat(int(at)), map(_TIMEOUT, rows)))
         self.agg.add_rows(rows, counters=False)
         self.generation += 1
 
@@ -109,6 +113,11 @@ class FlowTally(FlowTable):
             return []
         best = heapq.nlargest(n, self._by_owner.items(), key=itemgetter(1))
         return [GroupRow(k, group.text(k), c, None, None, group.filter(k)) for k, c in best]
+
+    def timeouts(self) -> Counter[tuple[int, int]]:
+        """Each dumped flow's (second it was read, timeout left then), counted: the forecast's input. With no
+        records to read back, a flow that ended while the dump was read still counts (FlowTable's do not)."""
+        return self._timeouts
 
     def apply_events(self, events: Iterable[tuple[int, Row]], at: float = 0.0) -> None:
         digests, agg, by_owner = self._digests, self.agg, self._by_owner
