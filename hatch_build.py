@@ -16,7 +16,8 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = "src/cttop/kernel/_ctdecode.c"
+# One module: the decoder and receive (_ctdecode.c), and the held store's records (_records.c).
+SOURCES = ("src/cttop/kernel/_ctdecode.c", "src/cttop/kernel/_records.c")
 MODULE = "cttop/kernel/_ctdecode"
 
 
@@ -24,7 +25,7 @@ def compile_to(out: str, root: str) -> str | None:
     """Compile the extension to ``out``: None on success, else why not (one line)."""
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     cmd = [*cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-I" + sysconfig.get_paths()["include"],
-           os.path.join(root, SOURCE), "-o", out]
+           *(os.path.join(root, s) for s in SOURCES), "-o", out]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as e:

@@ -11,12 +11,16 @@
  * Every number the kernel sends is read with bounds checked against the message and the buffer. Netlink
  * and attribute headers are host order, read little-endian as framing.py reads them; values are
  * big-endian (network order), as decode.py's templates read them.
+ *
+ * The held flow store's records (Records) are in _records.c, built into this module.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "_records.h"
 
 /* Kernel and model constants. Their one definition is Python's (kernel/nlconst.py, kernel/framing.py,
  * model.py); CONSTANTS exports these copies and tests/unit/test_decode_compiled.py checks each against it. */
@@ -857,9 +861,10 @@ PyMODINIT_FUNC PyInit__ctdecode(void) {
     d = NULL;  /* the module's now */
     /* What this file offers, checked by kernel/native.py: raised with every change to a function's arguments
      * or meaning, so a build left from before is not called the new way. */
-    if (PyModule_AddIntConstant(m, "API", 2) < 0)
+    if (PyModule_AddIntConstant(m, "API", 3) < 0)
         goto fail;
-    if (PyType_Ready(&DigestsType) < 0 || PyModule_AddObjectRef(m, "Digests", (PyObject *)&DigestsType) < 0)
+    if (PyType_Ready(&DigestsType) < 0 || PyModule_AddObjectRef(m, "Digests", (PyObject *)&DigestsType) < 0
+        || add_records_type(m) < 0)
         goto fail;
     return m;
 fail:

@@ -1,8 +1,9 @@
 """The compiled accelerator (``_ctdecode.c``: the decoder's message walk, the batched receive of a dump and of
-events, the bounded view's digest table and a dump's flow keys), where it was built (hatch_build.py) and not
-turned off with ``CTTOP_PURE_PYTHON=1``. Every use of it has a pure-Python path beside it that gives the same
-results (tests/unit/test_decode_compiled.py, test_events_receive.py, test_table_tally.py,
-tests/kernel/test_dump_paths.py), and the whole suite passes on those paths.
+events, the bounded view's digest table and a dump's flow keys; ``_records.c``: the held store's records), where
+it was built (hatch_build.py) and not turned off with ``CTTOP_PURE_PYTHON=1``. Every use of it has a pure-Python
+path beside it that gives the same results (tests/unit/test_decode_compiled.py, test_events_receive.py,
+test_table_tally.py, test_table_records.py, tests/kernel/test_dump_paths.py), and the whole suite passes on those
+paths.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cttop.termsafe import safe_line
 # What this Python expects of the extension; _ctdecode.c's API says what it offers. A checkout updated without
 # building again (`pip install -e .` builds it) keeps the last build: with another API its calls would fail
 # mid-view, so it is not used.
-API: Final = 2
+API: Final = 3
 
 
 def usable(module: ModuleType | None) -> ModuleType | None:

@@ -37,6 +37,7 @@ V4C = struct.Struct(">" + _HEAD.format(a=4) + _COUNTERS)
 V6C = struct.Struct(">" + _HEAD.format(a=16) + _COUNTERS)
 _BY_SIZE = {V4.size: (V4, False), V6.size: (V6, False), V4C.size: (V4C, True), V6C.size: (V6C, True)}
 assert len(_BY_SIZE) == 4, "layout sizes must be distinct"
+SIZES: Final = tuple(_BY_SIZE)  # every record is one of these lengths (the compiled store keeps one arena each)
 # Row slices: what the head holds, and the four counters it leaves to the tail.
 HEAD_FIELDS: Final = slice(R_ID, R_USE + 1)
 COUNTERS: Final = slice(R_OPKTS, R_RBYTES + 1)
