@@ -16,8 +16,9 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-# One module: the decoder and receive (_ctdecode.c), and the held store's records (_records.c).
-SOURCES = ("src/cttop/kernel/_ctdecode.c", "src/cttop/kernel/_records.c")
+# One module: the decoder and receive (_ctdecode.c), the held store's records (_records.c) and their frozen
+# copies for the flow list (_frozen.c).
+SOURCES = ("src/cttop/kernel/_ctdecode.c", "src/cttop/kernel/_records.c", "src/cttop/kernel/_frozen.c")
 MODULE = "cttop/kernel/_ctdecode"
 
 

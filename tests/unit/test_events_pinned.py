@@ -31,6 +31,7 @@ from cttop.model import AF_INET, AF_INET6, EV_DESTROY, EV_NEW, EV_UPDATE, NO_PST
 from cttop.table.groups import GROUPS
 from cttop.table.packing import UNREAD, record_meta
 from cttop.table.store import FlowTable
+from tests.accelerated import accelerator  # noqa: F401 (autouse: every test with the compiled store and the dict)
 
 PINS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "events_replay.state.json")
 EVERY = 10_000  # events between checkpoints

@@ -44,6 +44,7 @@ from cttop.table.packing import (
 )
 from cttop.table.store import FlowTable
 from cttop.ui.flows import cells, layout
+from tests.accelerated import accelerator  # noqa: F401 (autouse: every test with the compiled store and the dict)
 
 
 def make_row(i: int, rnd: random.Random, acct: bool | None = None) -> Row:

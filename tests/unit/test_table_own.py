@@ -8,6 +8,7 @@ from cttop.model import EV_DESTROY, EV_NEW, EV_UPDATE, R_DPORT, R_DST, R_PROTO, 
 from cttop.table.packing import O4, PROTO_AT, flow_key
 from cttop.table.store import FlowTable, Own
 from tests.ui.fixed_source import fixed_rows, row, v4
+from tests.accelerated import accelerator  # noqa: F401 (autouse: every test with the compiled store and the dict)
 
 SERVER = v4("10.9.0.53")
 OWN_PORTS = {40053, 40054}

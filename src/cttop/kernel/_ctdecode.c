@@ -12,7 +12,8 @@
  * and attribute headers are host order, read little-endian as framing.py reads them; values are
  * big-endian (network order), as decode.py's templates read them.
  *
- * The held flow store's records (Records) are in _records.c, built into this module.
+ * The held flow store's records (Records) are in _records.c, their frozen copies for the flow list (Frozen) in
+ * _frozen.c, built into this module.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -864,7 +865,7 @@ PyMODINIT_FUNC PyInit__ctdecode(void) {
     if (PyModule_AddIntConstant(m, "API", 3) < 0)
         goto fail;
     if (PyType_Ready(&DigestsType) < 0 || PyModule_AddObjectRef(m, "Digests", (PyObject *)&DigestsType) < 0
-        || add_records_type(m) < 0)
+        || add_records_type(m) < 0 || add_frozen_type(m) < 0)
         goto fail;
     return m;
 fail:

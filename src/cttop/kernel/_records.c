@@ -28,46 +28,6 @@
 
 #include "_records.h"
 
-#define CLASSES 4
-#define CHUNK_SHIFT 12
-#define CHUNK ((Py_ssize_t)1 << CHUNK_SHIFT)
-#define MAX_SLOTS (((Py_ssize_t)1 << 30) - 1)  /* a reference is slot << 2 | class, + 1 in 32 bits */
-#define NO_SLOT UINT32_MAX
-#define KEY_LEN 8
-
-typedef struct {
-    Py_ssize_t size;    /* a record's bytes */
-    Py_ssize_t stride;  /* the record, then its key */
-    char **chunks;
-    uint64_t *live;     /* a bit a slot: it holds a flow */
-    Py_ssize_t nchunks, used;  /* chunks allocated; slots handed out, the free ones among them */
-    uint32_t free;      /* the first free slot below used, NO_SLOT for none */
-} Arena;
-
-typedef struct {
-    PyObject_HEAD
-    uint64_t *index;    /* tag << 32 | (reference + 1); 0 for an empty slot */
-    Py_ssize_t mask, n, grow_at, first_slots;
-    int bits;
-    double load;
-    Arena arena[CLASSES];
-    uint64_t stamp;     /* bumped when a flow comes or goes, or moves to another arena */
-} Records;
-
-static inline char *slot_at(const Arena *a, Py_ssize_t slot) {
-    return a->chunks[slot >> CHUNK_SHIFT] + (slot & (CHUNK - 1)) * a->stride;
-}
-
-static inline int is_live(const Arena *a, Py_ssize_t slot) {
-    return (int)(a->live[slot >> 6] >> (slot & 63) & 1);
-}
-
-static inline uint64_t key_at(const Arena *a, Py_ssize_t slot) {
-    uint64_t key;
-    memcpy(&key, slot_at(a, slot) + a->size, KEY_LEN);
-    return key;
-}
-
 static inline uint32_t tag_of(uint64_t key) { return (uint32_t)key; }
 
 static inline Py_ssize_t home_of(const Records *r, uint32_t tag) {
@@ -416,6 +376,10 @@ static PyObject *Records_clear(Records *r, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Records_freeze(Records *r, PyObject *Py_UNUSED(ignored)) {
+    return ready(r) < 0 ? NULL : freeze(r);
+}
+
 static PyObject *Records_sizeof(Records *r, PyObject *Py_UNUSED(ignored)) {
     size_t total = sizeof *r + (size_t)(r->mask + 1) * sizeof *r->index * (r->index != NULL);
     for (int c = 0; c < CLASSES; c++) {
@@ -555,6 +519,7 @@ static PyMethodDef Records_methods[] = {
     {"keys", (PyCFunction)Records_keys, METH_NOARGS, "an iterator over the keys"},
     {"values", (PyCFunction)Records_values, METH_NOARGS, "an iterator over copies of the records"},
     {"items", (PyCFunction)Records_items, METH_NOARGS, "an iterator over (key, record) pairs"},
+    {"freeze", (PyCFunction)Records_freeze, METH_NOARGS, "freeze() -> a Frozen copy of the records held now"},
     {"__sizeof__", (PyCFunction)Records_sizeof, METH_NOARGS, "the bytes held: the object, index and arenas"},
     {NULL, NULL, 0, NULL},
 };

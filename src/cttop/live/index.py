@@ -2,17 +2,24 @@
 
 Sorting works on the packed records themselves (:mod:`cttop.table.packing`),
 slicing big-endian fields at fixed offsets, so a million flows are ordered
-without unpacking them; only filtering has to unpack. Both go in chunks, for two
-reasons: a newer request (the next keystroke in the filter) can cancel the build
-between chunks, and one ``list.sort`` over a million keys would hold the GIL for
-half a second with no Python code running, freezing the UI thread; sorted chunks
-merged by ``heapq.merge`` never hold it for more than a few milliseconds.
+without unpacking them; only filtering has to unpack.
+
+Where the store is compiled, the records are a Frozen copy (kernel/_frozen.c: the records
+back to back, not a bytes object each) and it sorts them itself, without the GIL, by a
+recipe made here from the same offsets (SortDef.recipe); the key functions are the
+recipes' reference (tests/unit/test_index_frozen.py). A list of records (the pure-Python
+store, a bounded view's page) is sorted here, in chunks, for two reasons: a newer request
+(the next keystroke in the filter) can cancel the build between chunks, and one
+``list.sort`` over a million keys would hold the GIL for half a second with no Python code
+running, freezing the UI thread; sorted chunks merged by ``heapq.merge`` never hold it for
+more than a few milliseconds. Filtering goes in chunks either way.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -20,6 +27,7 @@ from operator import itemgetter
 from typing import Any, Final
 
 from cttop.filter import OwnerSource, compile_filter
+from cttop.kernel import native
 from cttop.table.packing import (
     FAMILY_AT,
     ID,
@@ -27,6 +35,7 @@ from cttop.table.packing import (
     O6,
     PROTO_AT,
     PSTATE_AT,
+    SIZES,
     STATUS_AT,
     V4C,
     V6_MIN,
@@ -49,12 +58,22 @@ class ViewSpec:
     reverse: bool = False  # against the column's natural direction
 
 
+# A Frozen's sort key: segments of (op, width, one field a layout in packing.SIZES' order, None where the layout
+# has none: zeros). SEG_COPY's field is (offset, length), zero-padded to the width; SEG_MASK's (offset, mask), one
+# byte; SEG_SUM's (offset, offset, length): a present byte (1), then the two big-endian numbers' sum in length + 1
+# bytes, so an absent field (0, zeros) sorts below every real sum, as _counter's -1 does.
+SEG_COPY, SEG_MASK, SEG_SUM = 0, 1, 2
+Recipe = tuple[tuple[int, int, tuple[tuple[int, ...] | None, ...]], ...]
+
+
 @dataclass(frozen=True)
 class SortDef:
     name: str
     title: str
     key: Callable[[bytes], Any]
     descending: bool  # natural direction: biggest first for amounts, A→Z for names
+    # The key as a recipe for a Frozen's sort (kernel/_frozen.c): segments built alike from every layout.
+    recipe: Recipe | None = None
     # A rate between the last two dumps ("bytes" or "packets" of table.rates.FlowRate): the key is then
     # looked up in the rates the index is built with, not read from the record.
     rate: str | None = None
@@ -118,19 +137,39 @@ def _counter(first: str) -> Callable[[bytes], int]:
 
 
 def _by_rate(r: bytes) -> int:
-    """Never called: a rate sort reads the rates the index is built with (see _sorted_by_rate)."""
+    """Never called: a rate sort reads the rates the index is built with (see _rate_order)."""
     raise AssertionError("rate sorts have no record key")
 
 
+def _each(field: Callable[[dict[str, int], int], tuple[int, ...] | None]) -> tuple[tuple[int, ...] | None, ...]:
+    """A recipe segment's field in every layout: ``field(offsets, address size)``, in packing.SIZES' order."""
+    return tuple(field(O6 if n >= V6_MIN else O4, 16 if n >= V6_MIN else 4) for n in SIZES)
+
+
+def _endpoint(addr: str, port: str) -> Recipe:
+    """_src and _dst: the family, the address (an IPv4 one padded to 16 bytes: families never tie), the port."""
+    return ((SEG_COPY, 1, _each(lambda o, a: (FAMILY_AT, 1))), (SEG_COPY, 16, _each(lambda o, a: (o[addr], a))),
+            (SEG_COPY, 2, _each(lambda o, a: (o[port], 2))))
+
+
+def _counter_recipe(first: str) -> Recipe:
+    second = "r" + first[1:]
+    counted = {V4C.size, V6C.size}
+    return ((SEG_SUM, 10, tuple((o[first], o[second], 8) if n in counted else None
+                                for n, o in ((n, O6 if n >= V6_MIN else O4) for n in SIZES))),)
+
+
 SORTS: Final[dict[str, SortDef]] = {s.name: s for s in (
-    SortDef("src", "source", _src, False),
-    SortDef("dst", "destination", _dst, False),
-    SortDef("proto", "protocol", _proto, False),
-    SortDef("state", "state", _state, False),
-    SortDef("timeout", "timeout", _timeout, True),
-    SortDef("mark", "mark/zone", _mark, False),
-    SortDef("bytes", "bytes", _counter("obytes"), True),
-    SortDef("packets", "packets", _counter("opkts"), True),
+    SortDef("src", "source", _src, False, _endpoint("src", "sport")),
+    SortDef("dst", "destination", _dst, False, _endpoint("dst", "dport")),
+    SortDef("proto", "protocol", _proto, False, ((SEG_COPY, 1, _each(lambda o, a: (PROTO_AT, 1))),)),
+    SortDef("state", "state", _state, False, ((SEG_COPY, 1, _each(lambda o, a: (PROTO_AT, 1))),
+                                              (SEG_COPY, 1, _each(lambda o, a: (PSTATE_AT, 1))),
+                                              (SEG_MASK, 1, _each(lambda o, a: (_STATUS_LOW, 6))))),
+    SortDef("timeout", "timeout", _timeout, True, ((SEG_SUM, 6, _each(lambda o, a: (o["timeout"], o["seen"], 4))),)),
+    SortDef("mark", "mark/zone", _mark, False, ((SEG_COPY, 6, _each(lambda o, a: (o["mark"], 6))),)),
+    SortDef("bytes", "bytes", _counter("obytes"), True, _counter_recipe("obytes")),
+    SortDef("packets", "packets", _counter("opkts"), True, _counter_recipe("opkts")),
     SortDef("bytes-rate", "bytes/s", _by_rate, True, rate="bytes"),
     SortDef("packets-rate", "packets/s", _by_rate, True, rate="packets"),
 )}
@@ -141,7 +180,7 @@ class FlowIndex:
     """One built view of the flows: what the virtual list scrolls through."""
 
     spec: ViewSpec
-    records: tuple[bytes, ...]  # matching flows in display order
+    records: Sequence[bytes]  # matching flows in display order: a tuple, or a view of a Frozen copy
     total: int  # flows looked at (the table's size when the snapshot was taken)
     generation: int  # the table generation the snapshot came from
     anchor: int | None  # the flow id the cursor was on when the build was asked for
@@ -160,61 +199,80 @@ class FlowIndex:
 def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0, anchor: int | None = None,
                 cancelled: Callable[[], bool] = lambda: False, owners: OwnerSource | None = None,
                 rates: Mapping[int, FlowRate] | None = None) -> FlowIndex | None:
-    """Filter and sort ``records``; None if ``cancelled()`` turned true on the way.
+    """Filter and sort ``records`` (a list of records, or a Frozen copy); None if ``cancelled()`` turned true.
 
     ``owners`` answers the filter's owner words (``pid``, ``process``...), where the view has them;
     ``rates`` are the flows' bytes and packets a second, by flow key, for the rate sorts.
     """
     t0 = time.perf_counter()
     flt = compile_filter(spec.filter, owners)
-    if flt.is_all:
-        kept: Sequence[bytes] = records
-    else:
+    kept: Sequence[bytes] | None = records
+    if not flt.is_all:
         match = flt.match
-        out: list[bytes] = []
+        keep = array("I")
         for i in range(0, len(records), CHUNK):
             if cancelled():
                 return None
-            out += [r for r in records[i:i + CHUNK] if match(unpack(r))]
-        kept = out
+            keep.extend(j for j, r in enumerate(records[i:i + CHUNK], i) if match(unpack(r)))
+        kept = _take(records, keep)
     sort = SORTS[spec.sort]
     desc = sort.descending != spec.reverse
-    ordered = (_sorted_by_rate(kept, rates or {}, sort.rate, desc, cancelled) if sort.rate is not None
-               else _sorted(kept, sort.key, desc, cancelled))
+    if sort.rate is not None:
+        order = _rate_order(kept, rates or {}, sort.rate, desc, cancelled)
+        ordered = None if order is None else _take(kept, order)
+    elif _frozen(kept):
+        ordered = kept.sorted(sort.recipe, desc)  # type: ignore[attr-defined]
+    else:
+        ordered = _sorted(kept, sort.key, desc, cancelled)
     if ordered is None:
         return None
     pos = position(ordered, anchor) if anchor is not None else None
     return FlowIndex(spec, ordered, len(records), generation, anchor, pos, time.perf_counter() - t0)
 
 
+def _frozen(records: Sequence[bytes]) -> bool:
+    """Whether ``records`` is a Frozen copy (kernel/_frozen.c), which selects and sorts itself."""
+    return native.BUILT is not None and isinstance(records, native.BUILT.Frozen)
+
+
+def _take(records: Sequence[bytes], positions: array[int]) -> Sequence[bytes]:
+    """The records at ``positions``, in that order."""
+    if _frozen(records):
+        return records.select(positions)  # type: ignore[attr-defined, no-any-return]
+    return tuple(map(records.__getitem__, positions))
+
+
 def position(records: Sequence[bytes], key: int) -> int | None:
     """Where the record of flow ``key`` is in ``records``, if it is there."""
+    if _frozen(records):
+        return records.find(key)  # type: ignore[attr-defined, no-any-return]
     want = key_id(key)  # the id settles most, the key the collisions
     return next((i for i, r in enumerate(records) if r[ID] == want and record_key(r) == key), None)
 
 
-def _sorted_by_rate(recs: Sequence[bytes], rates: Mapping[int, FlowRate], field: str, desc: bool,
-                    cancelled: Callable[[], bool]) -> tuple[bytes, ...] | None:
-    """Moving flows by their rate, the rest (most of a big table) after them in the order they came.
+def _rate_order(recs: Sequence[bytes], rates: Mapping[int, FlowRate], field: str, desc: bool,
+                cancelled: Callable[[], bool]) -> array[int] | None:
+    """Where each record goes, moving flows by their rate, the rest (most of a big table) after them in the
+    order they came.
 
     Only records whose conntrack id (packing.ID) some rate has are keyed, so a million
     idle flows cost a slice and a set lookup each, not a flow key.
     """
     ids = {key_id(k) for k in rates}
-    moving: list[tuple[float, bytes]] = []
-    idle: list[bytes] = []
+    moving: list[tuple[float, int]] = []
+    idle = array("I")
     for i in range(0, len(recs), CHUNK):
         if cancelled():
             return None
-        for r in recs[i:i + CHUNK]:
+        for j, r in enumerate(recs[i:i + CHUNK], i):
             rate = rates.get(record_key(r)) if r[ID] in ids else None
             if rate is None:
-                idle.append(r)
+                idle.append(j)
             else:
-                moving.append((getattr(rate, field), r))
+                moving.append((getattr(rate, field), j))
     moving.sort(key=itemgetter(0), reverse=desc)
-    ordered = [r for _v, r in moving]
-    return tuple(ordered + idle if desc else idle + ordered)
+    ordered = array("I", (j for _v, j in moving))
+    return ordered + idle if desc else idle + ordered
 
 
 def _sorted(recs: Sequence[bytes], key: Callable[[bytes], Any], desc: bool,

@@ -8,7 +8,7 @@ ten costs ~3 µs a row for data nobody reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from itertools import repeat
 from types import MappingProxyType
 from typing import Final
@@ -129,9 +129,11 @@ class FlowTable:
         """The packed rows by key, read-only: for comparing two dumps' tables (table.rates)."""
         return MappingProxyType(self._flows)
 
-    def records(self) -> list[bytes]:
-        """The packed rows, for views that sort and index without unpacking everything."""
-        return list(self._flows.values())
+    def records(self) -> Sequence[bytes]:
+        """The packed rows as they are now, for views that sort and index without unpacking everything: a Frozen
+        copy where the store is compiled (kernel/_frozen.c: the records back to back), else a list."""
+        flows = self._flows
+        return list(flows.values()) if isinstance(flows, dict) else flows.freeze()  # type: ignore[attr-defined]
 
     def timeouts(self) -> Iterable[tuple[int, int]]:
         """Each flow's (second it was read, timeout left then): the forecast's input, once per dump. Read from
