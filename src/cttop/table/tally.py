@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
 
@@ -64,6 +64,9 @@ class FlowTally(FlowTable):
 
     def __contains__(self, key: int) -> bool:
         return self._digests.get(key) is not None
+
+    def records(self) -> Sequence[bytes]:
+        return []
 
     @property
     def held(self) -> int:
