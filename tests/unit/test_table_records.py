@@ -81,7 +81,7 @@ def test_the_records_answer_as_a_dict(seed: int, keys_from: str) -> None:
             assert r[k] == model[k]
         else:
             with pytest.raises(KeyError):
-                r[k]  # noqa: B018
+                r[k]
             with pytest.raises(KeyError):
                 r.pop(k)
 
@@ -96,8 +96,8 @@ def test_many_records_across_chunks_and_growth_then_all_gone() -> None:
     size = r.__sizeof__()
     for k in list(model)[::2]:
         assert r.pop(k) == model.pop(k)
-    for k in model:
-        assert r[k] == model[k]
+    for k, rec in model.items():
+        assert r[k] == rec
     for i in range(30_000):  # the freed slots (layouts 0 and 2, every other) are used again: nothing grows
         k = rnd.getrandbits(64)
         model[k] = r[k] = record(rnd, SIZES[2 * i % 4])
