@@ -1,4 +1,5 @@
-"""Build the compiled decoder (src/cttop/kernel/_ctdecode.c) into the wheel, or in place for an editable install.
+"""Build the compiled accelerator (src/cttop/kernel/_ctdecode.c, _records.c, _frozen.c: one module) into the wheel, or in
+place for an editable install.
 
 A box without a C compiler still gets a working cttop, as a pure-Python wheel: the pure-Python decoder is the
 fallback, held to the same results (tests/unit/test_decode_compiled.py). scripts/setup.sh installs the compiler and checks that the
