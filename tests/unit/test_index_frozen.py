@@ -36,8 +36,11 @@ def any_row(i: int, rnd: random.Random, few: bool) -> Row:
     counted = rnd.random() < 0.5
     counters = tuple(pick(2**64) if rnd.random() < 0.1 else pick(10**6) for _ in range(4)) if counted \
         else (None,) * 4
+    sport, dport = pick(65536), pick(65536)
+    # Half without NAT (the reply mirrors the original: the compiled store cuts it), half with.
+    reply = (dst, src, dport, sport) if rnd.random() < 0.5 else (pick(256).to_bytes() * n, src, pick(65536), sport)
     return (i + 1, AF_INET6 if v6 else AF_INET, proto, pick(10) if proto == 6 else NO_PSTATE,
-            rnd.choice([0, 1, 2, 3, 4, 6, 7, 8, 14, 15]), src, dst, pick(65536), pick(65536), dst, src, pick(65536), pick(65536),
+            rnd.choice([0, 1, 2, 3, 4, 6, 7, 8, 14, 15]), src, dst, sport, dport, *reply,
             pick(2**32), pick(2**32), pick(65536), 1, *counters, 0, 0)
 
 
@@ -45,11 +48,15 @@ def tables(rows: list[Row], rnd: random.Random) -> Any:
     """A compiled table holding ``rows`` (read at random seconds), its Frozen copy, and the copy as a list."""
     table = FlowTable()
     assert type(table._flows) is native.BUILT.Records
-    for r in rows:
-        table._flows[flow_key(r)] = pack(r, rnd.choice([0, 5, 2**32 - 1]) if rnd.random() < 0.5 else 1000)
+    stored = {flow_key(r): pack(r, rnd.choice([0, 5, 2**32 - 1]) if rnd.random() < 0.5 else 1000) for r in rows}
+    table._flows.update(stored.items())
     frozen = table.records()
     assert isinstance(frozen, native.BUILT.Frozen)
-    return table, frozen, list(frozen)
+    listed = list(frozen)
+    # The copy is what was stored, whole (a mirrored reply tuple made again), each under its own key.
+    assert sorted(listed) == sorted(stored.values())
+    assert all(stored[frozen.key(i)] == rec for i, rec in enumerate(listed))
+    return table, frozen, listed
 
 
 @settings(max_examples=30, deadline=None)

@@ -23,8 +23,8 @@ typedef struct {
     PyObject_HEAD
     PyObject *base;                 /* the Frozen that owns data (NULL: this one does) */
     char *data;                     /* records back to back, layout by layout: the record, then its key */
-    Py_ssize_t start[CLASSES + 1];  /* the copy's first position of each layout; start[CLASSES]: all */
-    Py_ssize_t size[CLASSES], stride[CLASSES], offset[CLASSES];
+    Py_ssize_t start[LAYOUTS + 1];  /* the copy's first position of each layout; start[LAYOUTS]: all */
+    Py_ssize_t size[LAYOUTS], stride[LAYOUTS], offset[LAYOUTS];
     uint32_t *order;                /* this view's positions in the copy; NULL: the copy's own order */
     Py_ssize_t n;                   /* this view's length */
 } Frozen;
@@ -53,29 +53,37 @@ PyObject *freeze(const Records *r) {
         return NULL;
     f->base = NULL, f->data = NULL, f->order = NULL, f->n = 0;
     size_t bytes = 0;
-    for (int c = 0; c < CLASSES; c++) {
-        const Arena *a = &r->arena[c];
+    for (int c = 0; c < LAYOUTS; c++) {  /* a layout's whole records and its cut ones, made whole again */
         Py_ssize_t live = 0;
-        for (Py_ssize_t w = 0; w < (a->used + 63) / 64; w++)
-            live += __builtin_popcountll(a->live[w]);
-        f->start[c] = f->n, f->size[c] = a->size, f->stride[c] = a->stride, f->offset[c] = (Py_ssize_t)bytes;
+        for (int cut = 0; cut < 2; cut++) {
+            const Arena *a = &r->arena[c + cut * LAYOUTS];
+            for (Py_ssize_t w = 0; w < (a->used + 63) / 64; w++)
+                live += __builtin_popcountll(a->live[w]);
+        }
+        const Arena *whole = &r->arena[c];
+        f->start[c] = f->n, f->size[c] = whole->full, f->stride[c] = whole->full + KEY_LEN;
+        f->offset[c] = (Py_ssize_t)bytes;
         f->n += live;
-        bytes += (size_t)(live * a->stride);
+        bytes += (size_t)(live * f->stride[c]);
     }
-    f->start[CLASSES] = f->n;
+    f->start[LAYOUTS] = f->n;
     f->data = PyMem_Malloc(bytes ? bytes : 1);
     if (f->data == NULL) {
         Py_DECREF(f);
         return PyErr_NoMemory();
     }
-    for (int c = 0; c < CLASSES; c++) {
-        const Arena *a = &r->arena[c];
+    for (int c = 0; c < LAYOUTS; c++) {
         char *out = f->data + f->offset[c];
-        for (Py_ssize_t slot = 0; slot < a->used; slot++)
-            if (is_live(a, slot)) {
-                memcpy(out, slot_at(a, slot), (size_t)a->stride);
-                out += a->stride;
-            }
+        for (int cut = 0; cut < 2; cut++) {
+            const Arena *a = &r->arena[c + cut * LAYOUTS];
+            for (Py_ssize_t slot = 0; slot < a->used; slot++)
+                if (is_live(a, slot)) {
+                    const char *p = slot_at(a, slot);
+                    expand(a, p, out);
+                    memcpy(out + a->full, p + a->size, KEY_LEN);
+                    out += f->stride[c];
+                }
+        }
     }
     return (PyObject *)f;
 }
@@ -203,9 +211,9 @@ enum { COPY, MASK, SUM };  /* live/index.py's SEG_COPY, SEG_MASK, SEG_SUM */
 #define MOST_WIDTH 64
 
 typedef struct {
-    int op, width, has[CLASSES];
-    Py_ssize_t a[CLASSES], b[CLASSES];  /* COPY: offset, length; MASK: offset, mask; SUM: the two offsets */
-    Py_ssize_t n[CLASSES];              /* SUM: each number's length */
+    int op, width, has[LAYOUTS];
+    Py_ssize_t a[LAYOUTS], b[LAYOUTS];  /* COPY: offset, length; MASK: offset, mask; SUM: the two offsets */
+    Py_ssize_t n[LAYOUTS];              /* SUM: each number's length */
 } segment_t;
 
 typedef struct {
@@ -228,10 +236,10 @@ static int parse_recipe(const Frozen *f, PyObject *o, recipe_t *r) {
         PyObject *layouts;
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(o, s), "iiO!", &g->op, &g->width, &PyTuple_Type, &layouts))
             return -1;
-        if (g->op < COPY || g->op > SUM || g->width < 1 || PyTuple_GET_SIZE(layouts) != CLASSES)
+        if (g->op < COPY || g->op > SUM || g->width < 1 || PyTuple_GET_SIZE(layouts) != LAYOUTS)
             return bad_recipe("a segment is (op, width, a field for each of the four layouts)");
         r->width += g->width;
-        for (int c = 0; c < CLASSES; c++) {
+        for (int c = 0; c < LAYOUTS; c++) {
             PyObject *field = PyTuple_GET_ITEM(layouts, c);
             g->has[c] = field != Py_None;
             if (!g->has[c])
@@ -339,7 +347,7 @@ static PyObject *Frozen_sorted(Frozen *f, PyObject *args) {
 static PyObject *Frozen_sizeof(Frozen *f, PyObject *Py_UNUSED(ignored)) {
     size_t total = sizeof *f + (f->order != NULL ? (size_t)f->n * sizeof *f->order : 0);
     if (f->base == NULL)
-        for (int c = 0; c < CLASSES; c++)
+        for (int c = 0; c < LAYOUTS; c++)
             total += (size_t)((f->start[c + 1] - f->start[c]) * f->stride[c]);
     return PyLong_FromSize_t(total);
 }

@@ -1,24 +1,27 @@
 /* Records: the held flow store's records (flow key -> packed record, table/store.py) outside Python objects.
  *
- * A dict of a million packed records costs ~210 bytes a flow: a dict slot (~42), its int key (40) and a
+ * A dict of a million packed records costs ~200 bytes a flow: a dict slot (~42), its int key (40) and a
  * bytes object (33 bytes of header, then the record, rounded up). Here a record is copied into an arena of
- * records of its own length, its key after it, and the index is one 64-bit word a slot: ~90 bytes a flow for
- * an IPv4 record without counters. It answers as the dict it replaces (get, pop, [k] = v, update with pairs,
- * keys/values/items, in, len, clear): table/store.py uses a plain dict where this was not built, and
- * tests/unit/test_table_records.py holds the two to the same answers on random operations.
+ * records of its own layout, its key after it, and the index is one 64-bit word a slot. A reply tuple that
+ * mirrors the original (every flow without NAT: reply src = dst, dst = src, and the ports swapped) is cut out
+ * and made again when the record is read: 12 bytes of an IPv4 record, 36 of an IPv6 one. It answers as the
+ * dict it replaces (get, pop, [k] = v, update with pairs, keys/values/items, in, len, clear): table/store.py
+ * uses a plain dict where this was not built, and tests/unit/test_table_records.py holds the two to the same
+ * answers on random operations.
  *
  * The index: open addressing, probed linearly from a multiplicative hash of the key's low 32 bits (the
  * conntrack id, packing.flow_key), emptied by shifting back so no tombstone lengthens a probe. A slot holds
  * the record's reference + 1 (0: empty) and, above it, those 32 bits as a tag: a probe reads a record only
  * where the tag matches, and growing the index never reads a record.
  *
- * The arenas: one per record length (the four layouts, whose sizes packing.py passes), in chunks of CHUNK
- * records, so growing never copies or doubles what is held; a freed record's slot is reused, its first four
- * bytes linking the free list, and a bit a slot says which hold a flow. Iteration walks the arenas in order,
- * so a flow keeps its place among the others while it lives (the flow list's order among equal sort keys).
+ * The arenas: one per layout (the four whose sizes and tuple offsets packing.py passes), whole and cut, in
+ * chunks of CHUNK records, so growing never copies or doubles what is held; a freed record's slot is reused,
+ * its first four bytes linking the free list, and a bit a slot says which hold a flow. Iteration walks the
+ * arenas in order, so a flow keeps its place among the others while it lives (the flow list's order among
+ * equal sort keys).
  *
- * Every value handed out is a new bytes object, a copy: nothing outside sees the arenas, which move and are
- * reused. Every method holds the GIL; an iterator stops with RuntimeError when flows came or went since it
+ * Every value handed out is a new bytes object, a copy, whole: nothing outside sees the arenas, which move and
+ * are reused. Every method holds the GIL; an iterator stops with RuntimeError when flows came or went since it
  * started, as a dict's does.
  */
 #define PY_SSIZE_T_CLEAN
@@ -37,8 +40,8 @@ static inline Py_ssize_t home_of(const Records *r, uint32_t tag) {
 /* The record a slot of the index refers to. */
 static inline const Arena *arena_of(const Records *r, uint64_t word, Py_ssize_t *slot) {
     uint32_t ref = (uint32_t)word - 1;
-    *slot = (Py_ssize_t)(ref >> 2);
-    return &r->arena[ref & 3];
+    *slot = (Py_ssize_t)(ref >> 3);
+    return &r->arena[ref & 7];
 }
 
 /* Where key is in the index, or the empty slot where it would go. */
@@ -139,7 +142,7 @@ static void give_slot(Arena *a, Py_ssize_t slot) {
 }
 
 static void free_arenas(Records *r) {
-    for (int c = 0; c < CLASSES; c++) {
+    for (int c = 0; c < ARENAS; c++) {
         Arena *a = &r->arena[c];
         for (Py_ssize_t i = 0; i < a->nchunks; i++)
             PyMem_Free(a->chunks[i]);
@@ -169,46 +172,73 @@ static int as_key(PyObject *o, uint64_t *key) {
     return 0;
 }
 
-/* The arena for a record of len bytes, or -1 (and ValueError) for none of the layouts. */
-static int class_of(const Records *r, PyObject *rec, Py_ssize_t *len) {
+/* The layout of a record of len bytes, or -1 (and ValueError) for none of them. */
+static int layout_of(const Records *r, PyObject *rec) {
     if (!PyBytes_Check(rec)) {
         PyErr_Format(PyExc_TypeError, "Records: a record is bytes, not %.100s", Py_TYPE(rec)->tp_name);
         return -1;
     }
-    *len = PyBytes_GET_SIZE(rec);
-    for (int c = 0; c < CLASSES; c++)
-        if (r->arena[c].size == *len)
+    Py_ssize_t len = PyBytes_GET_SIZE(rec);
+    for (int c = 0; c < LAYOUTS; c++)
+        if (r->arena[c].full == len)
             return c;
-    PyErr_Format(PyExc_ValueError, "Records: a record of %zd bytes is none of the layouts", *len);
+    PyErr_Format(PyExc_ValueError, "Records: a record of %zd bytes is none of the layouts", len);
     return -1;
 }
 
+/* Whether a whole record's reply tuple mirrors its original, as it does without NAT: then it is cut. */
+static int mirrored(const Arena *a, const char *rec) {
+    Py_ssize_t ad = a->addr;
+    const char *orig = rec + a->tuple_at, *reply = rec + reply_at(a);
+    return !memcmp(reply, orig + ad, (size_t)ad) && !memcmp(reply + ad, orig, (size_t)ad)
+        && !memcmp(reply + 2 * ad, orig + 2 * ad + 2, 2) && !memcmp(reply + 2 * ad + 2, orig + 2 * ad, 2);
+}
+
+/* A whole record stored into p, as arena a keeps it. */
+static void store(const Arena *a, char *p, const char *rec) {
+    if (!a->cut) {
+        memcpy(p, rec, (size_t)a->full);
+        return;
+    }
+    Py_ssize_t at = reply_at(a), n = at - a->tuple_at;
+    memcpy(p, rec, (size_t)at);
+    memcpy(p + at, rec + at + n, (size_t)(a->full - at - n));
+}
+
 static int Records_init(Records *r, PyObject *args, PyObject *kwds) {
-    Py_ssize_t sizes[CLASSES], slots;
+    Py_ssize_t lay[LAYOUTS][3], slots;
     double load;
-    static char *kw[] = {"sizes", "slots", "load", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "(nnnn)nd", kw, &sizes[0], &sizes[1], &sizes[2], &sizes[3],
-                                     &slots, &load))
+    static char *kw[] = {"layouts", "slots", "load", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "((nnn)(nnn)(nnn)(nnn))nd", kw, &lay[0][0], &lay[0][1], &lay[0][2],
+                                     &lay[1][0], &lay[1][1], &lay[1][2], &lay[2][0], &lay[2][1], &lay[2][2],
+                                     &lay[3][0], &lay[3][1], &lay[3][2], &slots, &load))
         return -1;
     if (slots < 2 || (slots & (slots - 1)) || !(load > 0.0 && load < 1.0)) {
         PyErr_SetString(PyExc_ValueError, "Records: slots must be a power of two, load between 0 and 1");
         return -1;
     }
-    for (int c = 0; c < CLASSES; c++) {
-        /* (a free slot's first four bytes link the free list) */
+    for (int c = 0; c < LAYOUTS; c++) {
+        Py_ssize_t size = lay[c][0], tuple_at = lay[c][1], addr = lay[c][2], cut = 2 * addr + 4;
         int again = 0;
         for (int d = 0; d < c; d++)
-            again |= sizes[d] == sizes[c];
-        if (sizes[c] < (Py_ssize_t)sizeof(uint32_t) || sizes[c] > 4096 || again) {
-            PyErr_SetString(PyExc_ValueError, "Records: four distinct record sizes, 4 to 4096 bytes");
+            again |= lay[d][0] == size;
+        /* (a cut record's first four bytes still link the free list when its slot is free) */
+        if (size > 4096 || again || addr < 1 || addr > 16 || tuple_at < 0 || tuple_at + 2 * cut > size
+            || size - cut < (Py_ssize_t)sizeof(uint32_t)) {
+            PyErr_SetString(PyExc_ValueError, "Records: four distinct layouts of (size up to 4096 bytes, where "
+                            "the tuples start, address length), both tuples inside the record");
             return -1;
         }
     }
     free_arenas(r);  /* (__init__ again: start empty) */
     PyMem_Free(r->index);
     r->index = NULL;
-    for (int c = 0; c < CLASSES; c++)
-        r->arena[c].size = sizes[c], r->arena[c].stride = sizes[c] + KEY_LEN;
+    for (int c = 0; c < ARENAS; c++) {
+        Arena *a = &r->arena[c];
+        const Py_ssize_t *l = lay[c % LAYOUTS];
+        a->cut = c >= LAYOUTS, a->full = l[0], a->tuple_at = l[1], a->addr = l[2];
+        a->size = a->full - (a->cut ? 2 * a->addr + 4 : 0), a->stride = a->size + KEY_LEN;
+    }
     r->n = 0, r->load = load, r->first_slots = slots;
     r->stamp++;
     uint64_t *index = new_index(slots);
@@ -221,7 +251,7 @@ static int Records_init(Records *r, PyObject *args, PyObject *kwds) {
 static PyObject *Records_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds)) {
     Records *r = (Records *)type->tp_alloc(type, 0);
     if (r != NULL)
-        for (int c = 0; c < CLASSES; c++)
+        for (int c = 0; c < ARENAS; c++)
             r->arena[c].free = NO_SLOT;
     return (PyObject *)r;
 }
@@ -232,29 +262,40 @@ static void Records_dealloc(Records *r) {
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
+/* A new bytes object of the whole record in a slot. */
+static PyObject *bytes_at(const Arena *a, Py_ssize_t slot) {
+    PyObject *b = PyBytes_FromStringAndSize(NULL, a->full);
+    if (b != NULL)
+        expand(a, slot_at(a, slot), PyBytes_AS_STRING(b));
+    return b;
+}
+
 /* A copy of the record a word of the index refers to. */
 static PyObject *record_of(const Records *r, uint64_t w) {
     Py_ssize_t slot;
     const Arena *a = arena_of(r, w, &slot);
-    return PyBytes_FromStringAndSize(slot_at(a, slot), a->size);
+    return bytes_at(a, slot);
 }
 
 /* Store rec under key (a new key, or the record replaced); -1 on an error, the table as it was. */
 static int put(Records *r, uint64_t key, PyObject *rec) {
-    Py_ssize_t len, slot;
-    int c = class_of(r, rec, &len);
+    int c = layout_of(r, rec);
     if (c < 0)
         return -1;
-    Py_ssize_t i = probe(r, key);
+    const char *whole = PyBytes_AS_STRING(rec);
+    if (mirrored(&r->arena[c], whole))
+        c += LAYOUTS;
+    Arena *a = &r->arena[c];
+    Py_ssize_t i = probe(r, key), slot;
     uint64_t w = r->index[i];
     if (w) {
         Py_ssize_t was;
         Arena *old = (Arena *)arena_of(r, w, &was);
-        if (old == &r->arena[c]) {  /* the same layout: in place */
-            memcpy(slot_at(old, was), PyBytes_AS_STRING(rec), (size_t)len);
+        if (old == a) {  /* kept the same way: in place */
+            store(a, slot_at(a, was), whole);
             return 0;
         }
-        if (take_slot(&r->arena[c], &slot) < 0)
+        if (take_slot(a, &slot) < 0)
             return -1;
         give_slot(old, was);
     } else {
@@ -264,15 +305,14 @@ static int put(Records *r, uint64_t key, PyObject *rec) {
                 return -1;
             i = probe(r, key);
         }
-        if (take_slot(&r->arena[c], &slot) < 0)
+        if (take_slot(a, &slot) < 0)
             return -1;
         r->n++;
     }
-    Arena *a = &r->arena[c];
     char *p = slot_at(a, slot);
-    memcpy(p, PyBytes_AS_STRING(rec), (size_t)len);
-    memcpy(p + len, &key, KEY_LEN);
-    r->index[i] = (uint64_t)tag_of(key) << 32 | ((uint32_t)(slot << 2 | c) + 1);
+    store(a, p, whole);
+    memcpy(p + a->size, &key, KEY_LEN);
+    r->index[i] = (uint64_t)tag_of(key) << 32 | ((uint32_t)(slot << 3 | c) + 1);
     r->stamp++;
     return 0;
 }
@@ -382,7 +422,7 @@ static PyObject *Records_freeze(Records *r, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *Records_sizeof(Records *r, PyObject *Py_UNUSED(ignored)) {
     size_t total = sizeof *r + (size_t)(r->mask + 1) * sizeof *r->index * (r->index != NULL);
-    for (int c = 0; c < CLASSES; c++) {
+    for (int c = 0; c < ARENAS; c++) {
         const Arena *a = &r->arena[c];
         total += (size_t)a->nchunks * ((size_t)(CHUNK * a->stride) + sizeof *a->chunks + CHUNK / 8);
     }
@@ -463,24 +503,24 @@ static PyObject *Records_iter(Records *r) { return iterate(r, KEYS); }
 
 static PyObject *RecordsIter_next(RecordsIter *it) {
     Records *r = it->of;
-    if (it->c >= CLASSES)
+    if (it->c >= ARENAS)
         return NULL;
     if (it->stamp != r->stamp) {
         PyErr_SetString(PyExc_RuntimeError, "Records changed during iteration");
         return NULL;
     }
-    for (; it->c < CLASSES; it->c++, it->slot = 0) {
+    for (; it->c < ARENAS; it->c++, it->slot = 0) {
         const Arena *a = &r->arena[it->c];
         for (; it->slot < a->used; it->slot++) {
             if (!is_live(a, it->slot))
                 continue;
             Py_ssize_t slot = it->slot++;
             if (it->what == VALUES)
-                return PyBytes_FromStringAndSize(slot_at(a, slot), a->size);
+                return bytes_at(a, slot);
             PyObject *key = PyLong_FromUnsignedLongLong(key_at(a, slot));
             if (it->what == KEYS || key == NULL)
                 return key;
-            PyObject *rec = PyBytes_FromStringAndSize(slot_at(a, slot), a->size);
+            PyObject *rec = bytes_at(a, slot);
             if (rec == NULL) {
                 Py_DECREF(key);
                 return NULL;
@@ -537,7 +577,7 @@ static PyTypeObject RecordsType = {
     .tp_name = "cttop.kernel._ctdecode.Records",
     .tp_basicsize = sizeof(Records),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Records(sizes, slots, load): flow key -> packed record, as the dict table/store.py keeps",
+    .tp_doc = "Records(layouts, slots, load): flow key -> packed record, as the dict table/store.py keeps",
     .tp_new = Records_new,
     .tp_init = (initproc)Records_init,
     .tp_dealloc = (destructor)Records_dealloc,

@@ -6,16 +6,20 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CLASSES 4
+#define LAYOUTS 4              /* packing.SIZES: IPv4 and IPv6, with and without counters */
+#define ARENAS (2 * LAYOUTS)   /* each layout whole, then cut (its reply tuple mirrored the original's) */
 #define CHUNK_SHIFT 12
 #define CHUNK ((Py_ssize_t)1 << CHUNK_SHIFT)
-#define MAX_SLOTS (((Py_ssize_t)1 << 30) - 1)  /* a reference is slot << 2 | class, + 1 in 32 bits */
+#define MAX_SLOTS (((Py_ssize_t)1 << 29) - 1)  /* a reference is slot << 3 | arena, + 1 in 32 bits */
 #define NO_SLOT UINT32_MAX
 #define KEY_LEN 8
 
 typedef struct {
-    Py_ssize_t size;    /* a record's bytes */
-    Py_ssize_t stride;  /* the record, then its key */
+    Py_ssize_t size;    /* bytes stored a record: its layout's, less the reply tuple where cut */
+    Py_ssize_t stride;  /* the stored record, then its key */
+    Py_ssize_t full;    /* the layout's record length */
+    Py_ssize_t tuple_at, addr;  /* the original tuple (src dst sport dport, the reply after it), address length */
+    int cut;            /* the reply tuple is cut out: it mirrored the original (no NAT), and is made again */
     char **chunks;
     uint64_t *live;     /* a bit a slot: it holds a flow */
     Py_ssize_t nchunks, used;  /* chunks allocated; slots handed out, the free ones among them */
@@ -28,7 +32,7 @@ typedef struct {
     Py_ssize_t mask, n, grow_at, first_slots;
     int bits;
     double load;
-    Arena arena[CLASSES];
+    Arena arena[ARENAS];
     uint64_t stamp;     /* bumped when a flow comes or goes, or moves to another arena */
 } Records;
 
@@ -44,6 +48,26 @@ static inline uint64_t key_at(const Arena *a, Py_ssize_t slot) {
     uint64_t key;
     memcpy(&key, slot_at(a, slot) + a->size, KEY_LEN);
     return key;
+}
+
+static inline Py_ssize_t reply_at(const Arena *a) { return a->tuple_at + 2 * a->addr + 4; }
+
+/* A stored record, whole, into out (a->full bytes): where cut, the reply tuple made again from the original's
+ * mirror (reply src = dst, dst = src, sport = dport, dport = sport). */
+static inline void expand(const Arena *a, const char *p, char *out) {
+    if (!a->cut) {
+        memcpy(out, p, (size_t)a->full);
+        return;
+    }
+    Py_ssize_t at = reply_at(a), n = at - a->tuple_at, ad = a->addr;
+    const char *orig = p + a->tuple_at;
+    char *reply = out + at;
+    memcpy(out, p, (size_t)at);
+    memcpy(reply, orig + ad, (size_t)ad);
+    memcpy(reply + ad, orig, (size_t)ad);
+    memcpy(reply + 2 * ad, orig + 2 * ad + 2, 2);
+    memcpy(reply + 2 * ad + 2, orig + 2 * ad, 2);
+    memcpy(out + at + n, p + at, (size_t)(a->full - at - n));
 }
 
 int add_records_type(PyObject *module);

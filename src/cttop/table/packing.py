@@ -37,7 +37,7 @@ V4C = struct.Struct(">" + _HEAD.format(a=4) + _COUNTERS)
 V6C = struct.Struct(">" + _HEAD.format(a=16) + _COUNTERS)
 _BY_SIZE = {V4.size: (V4, False), V6.size: (V6, False), V4C.size: (V4C, True), V6C.size: (V6C, True)}
 assert len(_BY_SIZE) == 4, "layout sizes must be distinct"
-SIZES: Final = tuple(_BY_SIZE)  # every record is one of these lengths (the compiled store keeps one arena each)
+SIZES: Final = tuple(_BY_SIZE)  # every record is one of these lengths
 # Row slices: what the head holds, and the four counters it leaves to the tail.
 HEAD_FIELDS: Final = slice(R_ID, R_USE + 1)
 COUNTERS: Final = slice(R_OPKTS, R_RBYTES + 1)
@@ -68,12 +68,18 @@ STATUS_AT: Final = O4["status"]
 ORIG_AT: Final = O4["src"]  # the original tuple: src dst sport dport, then the reply tuple in the same shape
 assert (O4["id"], FAMILY_AT, PROTO_AT, PSTATE_AT, STATUS_AT, ORIG_AT) == (
     O6["id"], O6["family"], O6["proto"], O6["pstate"], O6["status"], O6["src"])
+assert all([o["dst"], o["sport"], o["dport"], o["rsrc"], o["rdst"], o["rsport"], o["rdport"]]
+           == [ORIG_AT + a, ORIG_AT + 2 * a, ORIG_AT + 2 * a + 2, ORIG_AT + 2 * a + 4, ORIG_AT + 3 * a + 4,
+               ORIG_AT + 4 * a + 4, ORIG_AT + 4 * a + 6] for a, o in OFFSETS.items()), "the two tuples, back to back"
 # The counters (opkts, obytes, rpkts, rbytes), read in one unpack; record length -> where they start.
 COUNTER_VALUES: Final = struct.Struct(">" + _COUNTERS)
 COUNTERS_AT: Final = {V4C.size: O4["opkts"], V6C.size: O6["opkts"]}
 assert [n for n, _c in _FIELDS[20:]] == ["opkts", "obytes", "rpkts", "rbytes"]
 V6_MIN: Final = V6.size  # records this long or longer have 16-byte addresses (V4C < V6)
 assert V4C.size < V6_MIN
+# Each layout (in SIZES' order) as the compiled store takes it (kernel/_records.c): its length, where the two
+# tuples start, its address length. It cuts a reply tuple that mirrors the original, and makes it again.
+LAYOUTS: Final = tuple((n, ORIG_AT, 16 if n >= V6_MIN else 4) for n in SIZES)
 
 
 def addr_size(rec: bytes) -> int:
