@@ -3,6 +3,7 @@
 Wall time for everything; CPU time (user + sys from the child's rusage) for the commands.
 
 Usage: python benchmarks/bench_snapshot.py [--entries N] [--runs R] [--memory-entries M] [--synthetic]
+         [--memory-shape synthetic|realistic]
 Needs root. Works in a namespace it creates and deletes; raises the global
 nf_conntrack_max only if N exceeds it, and restores it.
 """
@@ -109,10 +110,11 @@ def dump_once(ns: str, way: str) -> tuple[float, float]:
         return time.perf_counter() - t0, time.process_time() - cpu0
 
 
-def memory(n: int) -> None:
-    with filled_netns(n) as ns:
+def memory(n: int, realistic: bool) -> None:
+    with filled_netns(n, realistic=realistic) as ns:
         flows, per_flow = held_bytes_per_flow(ns)
-    print(f"\nmemory: {flows} flows held, {per_flow:.0f} bytes per flow (RSS delta)")
+    shape = "realistic" if realistic else "synthetic"
+    print(f"\nmemory: {flows} {shape} flows held, {per_flow:.0f} bytes per flow (RSS delta)")
 
 
 def main() -> None:
@@ -122,10 +124,12 @@ def main() -> None:
     ap.add_argument("--memory-entries", type=int, default=1_000_000)
     ap.add_argument("--synthetic", action="store_true",
                     help="UDP over 16 sources (the old shape) instead of benchmarks.common.realistic_rows")
+    ap.add_argument("--memory-shape", choices=("synthetic", "realistic"), default="synthetic",
+                    help="the table the memory figure holds: IPv4 UDP (the figure's old shape), or realistic_rows")
     a = ap.parse_args()
     speed(a.entries, a.runs, realistic=not a.synthetic)
     if a.memory_entries:
-        memory(a.memory_entries)
+        memory(a.memory_entries, a.memory_shape == "realistic")
 
 
 if __name__ == "__main__":
