@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 from types import MappingProxyType
 from typing import Any
 
@@ -283,3 +284,39 @@ def test_the_table_holds_its_flows_in_the_store_each_way_asks_for(monkeypatch: p
     assert type(FlowTable()._flows) is Records
     monkeypatch.setattr(native, "DEFAULT", None)
     assert type(FlowTable()._flows) is dict
+
+
+def test_a_copy_taken_while_another_thread_writes_is_whole_and_nothing_is_lost() -> None:
+    """freeze() copies without the GIL (the UI thread draws meanwhile); a write from another thread in that time
+    is refused (RuntimeError), never half-applied: each copy is the store at one moment."""
+    rnd = random.Random(9)
+    r = fresh()
+    first = {rnd.getrandbits(64): rnd.randbytes(SIZES[i % 4]) for i in range(200_000)}
+    r.update(first.items())
+    added: dict[int, bytes] = {}
+    refused = 0
+    done = threading.Event()
+
+    def writer() -> None:
+        nonlocal refused
+        while not done.is_set():
+            k, rec = rnd.getrandbits(64), rnd.randbytes(SIZES[0])
+            try:
+                r[k] = rec
+            except RuntimeError:
+                refused += 1
+            else:
+                added[k] = rec
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        copies = [r.freeze() for _ in range(20)]
+    finally:
+        done.set()
+        t.join()
+    for f in copies:
+        held = {f.key(i): f[i] for i in range(len(f))}
+        assert {k: held[k] for k in first} == first
+        assert all(added[k] == rec for k, rec in held.items() if k not in first)
+    assert dict(r.items()) == first | added, f"{refused} writes refused"

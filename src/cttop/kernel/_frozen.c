@@ -47,7 +47,7 @@ static Frozen *new_view(const Frozen *of, uint32_t *order, Py_ssize_t n) {
     return f;
 }
 
-PyObject *freeze(const Records *r) {
+PyObject *freeze(Records *r) {
     Frozen *f = PyObject_New(Frozen, &FrozenType);
     if (f == NULL)
         return NULL;
@@ -72,6 +72,11 @@ PyObject *freeze(const Records *r) {
         Py_DECREF(f);
         return PyErr_NoMemory();
     }
+    /* The copy without the GIL: ~40 ms for a million flows, the UI thread's to draw in. Only this thread
+     * could change the store meanwhile (the collector's, which is here), and another that tried is refused
+     * (Records' writable): the arenas stay as they are until the copy is done. */
+    r->copying++;
+    Py_BEGIN_ALLOW_THREADS
     for (int c = 0; c < LAYOUTS; c++) {
         char *out = f->data + f->offset[c];
         for (int cut = 0; cut < 2; cut++) {
@@ -85,6 +90,8 @@ PyObject *freeze(const Records *r) {
                 }
         }
     }
+    Py_END_ALLOW_THREADS
+    r->copying--;
     return (PyObject *)f;
 }
 

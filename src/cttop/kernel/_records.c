@@ -21,7 +21,9 @@
  * equal sort keys).
  *
  * Every value handed out is a new bytes object, a copy, whole: nothing outside sees the arenas, which move and
- * are reused. Every method holds the GIL; an iterator stops with RuntimeError when flows came or went since it
+ * are reused. Every method holds the GIL but freeze() (_frozen.c), which copies the arenas without it, so the
+ * UI thread is not held up for the ~40 ms a million flows take; meanwhile the store only answers reads, and a
+ * change is refused with RuntimeError. An iterator stops with RuntimeError when flows came or went since it
  * started, as a dict's does.
  */
 #define PY_SSIZE_T_CLEAN
@@ -160,6 +162,16 @@ static int ready(Records *r) {
     return 0;
 }
 
+/* Whether the store may change now: not while freeze() copies it with the GIL released (another thread that
+ * tried would free or move what is being read: it gets an error instead). */
+static int writable(Records *r) {
+    if (r->copying) {
+        PyErr_SetString(PyExc_RuntimeError, "Records: changed while a copy was being taken");
+        return -1;
+    }
+    return 0;
+}
+
 static int as_key(PyObject *o, uint64_t *key) {
     if (!PyLong_Check(o)) {
         PyErr_Format(PyExc_TypeError, "Records: a key is an int, not %.100s", Py_TYPE(o)->tp_name);
@@ -230,6 +242,8 @@ static int Records_init(Records *r, PyObject *args, PyObject *kwds) {
             return -1;
         }
     }
+    if (writable(r) < 0)
+        return -1;
     free_arenas(r);  /* (__init__ again: start empty) */
     PyMem_Free(r->index);
     r->index = NULL;
@@ -279,6 +293,8 @@ static PyObject *record_of(const Records *r, uint64_t w) {
 
 /* Store rec under key (a new key, or the record replaced); -1 on an error, the table as it was. */
 static int put(Records *r, uint64_t key, PyObject *rec) {
+    if (writable(r) < 0)
+        return -1;
     int c = layout_of(r, rec);
     if (c < 0)
         return -1;
@@ -371,6 +387,8 @@ static PyObject *Records_pop(Records *r, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetObject(PyExc_KeyError, args[0]);
         return NULL;
     }
+    if (writable(r) < 0)
+        return NULL;
     PyObject *rec = record_of(r, r->index[i]);  /* first: out of memory, the flow stays */
     if (rec != NULL)
         remove_at(r, i);
@@ -403,7 +421,7 @@ static PyObject *Records_update(Records *r, PyObject *pairs) {
 }
 
 static PyObject *Records_clear(Records *r, PyObject *Py_UNUSED(ignored)) {
-    if (ready(r) < 0)
+    if (ready(r) < 0 || writable(r) < 0)
         return NULL;
     uint64_t *index = new_index(r->first_slots);
     if (index == NULL)
@@ -468,6 +486,8 @@ static int Records_ass_subscript(Records *r, PyObject *k, PyObject *rec) {
         PyErr_SetObject(PyExc_KeyError, k);
         return -1;
     }
+    if (writable(r) < 0)
+        return -1;
     remove_at(r, i);
     return 0;
 }

@@ -34,6 +34,7 @@ typedef struct {
     double load;
     Arena arena[ARENAS];
     uint64_t stamp;     /* bumped when a flow comes or goes, or moves to another arena */
+    int copying;        /* freeze() is copying the arenas without the GIL: nothing may change them */
 } Records;
 
 static inline char *slot_at(const Arena *a, Py_ssize_t slot) {
@@ -72,7 +73,7 @@ static inline void expand(const Arena *a, const char *p, char *out) {
 
 int add_records_type(PyObject *module);
 /* Records.freeze(): a copy of the flows held, for the flow list (_frozen.c). */
-PyObject *freeze(const Records *r);
+PyObject *freeze(Records *r);
 int add_frozen_type(PyObject *module);
 
 #endif

@@ -92,10 +92,17 @@ class FlowView:
 
     def schedule(self, table: FlowTable, interval: float, rates: dict[int, FlowRate]) -> None:
         """Hand the indexer a job if the list needs one now (``rates``: bytes and packets a second by flow)."""
+        busy = self.indexer.busy
         with self._lock:
             dirty, spec, paused, frozen = self._dirty, self._view, self._paused, self._frozen
-            self._dirty = False
+            # A view changed while a build runs: that build is cancelled and the new one waits for it to stop
+            # (a tick, EVENT_WAIT) before it takes its copy of the table. Taken now, it would be a third copy
+            # beside the list's and the running build's: ~90 bytes a flow each from the compiled store.
+            self._dirty = dirty and busy
             owned = self._owned
+        if dirty and busy:
+            self.indexer.cancel()
+            return
         gen = table.generation
         built_from = (gen, self.owners.index.at if owned and self.owners is not None else None)
         records: Sequence[bytes]

@@ -224,7 +224,7 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
         ordered = kept.sorted(sort.recipe, desc)  # type: ignore[attr-defined]
     else:
         ordered = _sorted(kept, sort.key, desc, cancelled)
-    if ordered is None:
+    if ordered is None or cancelled():  # (a Frozen's sort, in C, is not stopped on its way)
         return None
     pos = position(ordered, anchor) if anchor is not None else None
     return FlowIndex(spec, ordered, len(records), generation, anchor, pos, time.perf_counter() - t0)

@@ -61,6 +61,12 @@ class Indexer:
         with self._cv:
             return self._running or self._job is not None
 
+    def cancel(self) -> None:
+        """Stop the build in progress (at its next check) and drop a job not started."""
+        with self._cv:
+            self._job = None
+            self._submitted += 1
+
     def submit(self, job: IndexJob) -> None:
         with self._cv:
             self._job = job
@@ -89,6 +95,8 @@ class Indexer:
             if index is not None:
                 self.last = (index, records)
                 self._on_index(index)
+            # Not kept while this thread waits for the next job: a cancelled build's copy of the table would be.
+            del job, index, records
 
     def _build(self, job: IndexJob, cancelled: Callable[[], bool]) -> tuple[FlowIndex | None, Sequence[bytes]]:
         if job.page is None:
