@@ -1,9 +1,9 @@
 /* Frozen: the held flows' records copied at one moment (Records.freeze), and views of that copy in a flow list's
  * order: what the list scrolls through, filters and sorts, while the store goes on changing.
  *
- * The copy is one buffer, the records of each layout back to back (each followed by its flow key), so a million
- * flows cost their records and 8 bytes, not a million bytes objects; a view is the copy and 4 bytes a flow of
- * order. Items are handed out as new bytes objects, as a tuple of records would give them, so live/index.py's
+ * The copy is one buffer, each arena's records back to back as the store keeps them (a mirrored reply tuple
+ * cut, each followed by its flow key), so a million flows cost what they cost in the store, not a million bytes
+ * objects; a view is the copy and 4 bytes a flow of order. A record is made whole when it is read. Items are handed out as new bytes objects, as a tuple of records would give them, so live/index.py's
  * list of records (the pure-Python path, and a bounded view's page) and a Frozen answer alike to the list.
  *
  * sorted() orders a view by a key built from each record by a recipe (live/index.py's SORT_RECIPES, made from
@@ -23,8 +23,9 @@ typedef struct {
     PyObject_HEAD
     PyObject *base;                 /* the Frozen that owns data (NULL: this one does) */
     char *data;                     /* records back to back, layout by layout: the record, then its key */
-    Py_ssize_t start[LAYOUTS + 1];  /* the copy's first position of each layout; start[LAYOUTS]: all */
-    Py_ssize_t size[LAYOUTS], stride[LAYOUTS], offset[LAYOUTS];
+    Py_ssize_t start[ARENAS + 1];   /* the copy's first position of each arena's records; start[ARENAS]: all */
+    Arena shape[ARENAS];            /* each arena's record shape (size, stride, whole or cut); no chunks */
+    Py_ssize_t offset[ARENAS];      /* where each arena's records start in data */
     uint32_t *order;                /* this view's positions in the copy; NULL: the copy's own order */
     Py_ssize_t n;                   /* this view's length */
 } Frozen;
@@ -41,8 +42,7 @@ static Frozen *new_view(const Frozen *of, uint32_t *order, Py_ssize_t n) {
     Py_INCREF(base);
     f->base = base, f->data = of->data, f->order = order, f->n = n;
     memcpy(f->start, of->start, sizeof f->start);
-    memcpy(f->size, of->size, sizeof f->size);
-    memcpy(f->stride, of->stride, sizeof f->stride);
+    memcpy(f->shape, of->shape, sizeof f->shape);
     memcpy(f->offset, of->offset, sizeof f->offset);
     return f;
 }
@@ -53,20 +53,18 @@ PyObject *freeze(Records *r) {
         return NULL;
     f->base = NULL, f->data = NULL, f->order = NULL, f->n = 0;
     size_t bytes = 0;
-    for (int c = 0; c < LAYOUTS; c++) {  /* a layout's whole records and its cut ones, made whole again */
+    for (int c = 0; c < ARENAS; c++) {  /* the records as the store keeps them: a cut one is made whole when read */
+        const Arena *a = &r->arena[c];
         Py_ssize_t live = 0;
-        for (int cut = 0; cut < 2; cut++) {
-            const Arena *a = &r->arena[c + cut * LAYOUTS];
-            for (Py_ssize_t w = 0; w < (a->used + 63) / 64; w++)
-                live += __builtin_popcountll(a->live[w]);
-        }
-        const Arena *whole = &r->arena[c];
-        f->start[c] = f->n, f->size[c] = whole->full, f->stride[c] = whole->full + KEY_LEN;
-        f->offset[c] = (Py_ssize_t)bytes;
+        for (Py_ssize_t w = 0; w < (a->used + 63) / 64; w++)
+            live += __builtin_popcountll(a->live[w]);
+        f->shape[c] = *a;
+        f->shape[c].chunks = NULL, f->shape[c].live = NULL, f->shape[c].nchunks = 0, f->shape[c].used = 0;
+        f->start[c] = f->n, f->offset[c] = (Py_ssize_t)bytes;
         f->n += live;
-        bytes += (size_t)(live * f->stride[c]);
+        bytes += (size_t)(live * a->stride);
     }
-    f->start[LAYOUTS] = f->n;
+    f->start[ARENAS] = f->n;
     f->data = PyMem_Malloc(bytes ? bytes : 1);
     if (f->data == NULL) {
         Py_DECREF(f);
@@ -77,31 +75,27 @@ PyObject *freeze(Records *r) {
      * (Records' writable): the arenas stay as they are until the copy is done. */
     r->copying++;
     Py_BEGIN_ALLOW_THREADS
-    for (int c = 0; c < LAYOUTS; c++) {
+    for (int c = 0; c < ARENAS; c++) {
+        const Arena *a = &r->arena[c];
         char *out = f->data + f->offset[c];
-        for (int cut = 0; cut < 2; cut++) {
-            const Arena *a = &r->arena[c + cut * LAYOUTS];
-            for (Py_ssize_t slot = 0; slot < a->used; slot++)
-                if (is_live(a, slot)) {
-                    const char *p = slot_at(a, slot);
-                    expand(a, p, out);
-                    memcpy(out + a->full, p + a->size, KEY_LEN);
-                    out += f->stride[c];
-                }
-        }
+        for (Py_ssize_t slot = 0; slot < a->used; slot++)
+            if (is_live(a, slot)) {
+                memcpy(out, slot_at(a, slot), (size_t)a->stride);
+                out += a->stride;
+            }
     }
     Py_END_ALLOW_THREADS
     r->copying--;
     return (PyObject *)f;
 }
 
-/* The record at a position of the copy, and its layout. */
+/* The record at a position of the copy, as stored, and its arena. */
 static inline const char *at(const Frozen *f, Py_ssize_t pos, int *layout) {
     int c = 0;
     while (pos >= f->start[c + 1])
         c++;
     *layout = c;
-    return f->data + f->offset[c] + (pos - f->start[c]) * f->stride[c];
+    return f->data + f->offset[c] + (pos - f->start[c]) * f->shape[c].stride;
 }
 
 static inline Py_ssize_t position(const Frozen *f, Py_ssize_t i) {
@@ -115,7 +109,10 @@ static PyObject *item(Frozen *f, Py_ssize_t i) {
     }
     int c;
     const char *p = at(f, position(f, i), &c);
-    return PyBytes_FromStringAndSize(p, f->size[c]);
+    PyObject *b = PyBytes_FromStringAndSize(NULL, f->shape[c].full);
+    if (b != NULL)
+        expand(&f->shape[c], p, PyBytes_AS_STRING(b));
+    return b;
 }
 
 static PyObject *Frozen_subscript(Frozen *f, PyObject *k) {
@@ -150,7 +147,7 @@ static uint64_t key_of(const Frozen *f, Py_ssize_t i) {
     int c;
     const char *p = at(f, position(f, i), &c);
     uint64_t key;
-    memcpy(&key, p + f->size[c], KEY_LEN);
+    memcpy(&key, p + f->shape[c].size, KEY_LEN);
     return key;
 }
 
@@ -265,7 +262,7 @@ static int parse_recipe(const Frozen *f, PyObject *o, recipe_t *r) {
                     return bad_recipe("a copy fits its width, a mask is one byte");
                 end = g->a[c] + (g->op == COPY ? g->b[c] : 1);
             }
-            if (g->a[c] < 0 || (g->op == SUM && g->b[c] < 0) || end > f->size[c])
+            if (g->a[c] < 0 || (g->op == SUM && g->b[c] < 0) || end > f->shape[c].full)
                 return bad_recipe("a field outside its record");
         }
     }
@@ -338,7 +335,12 @@ static PyObject *Frozen_sorted(Frozen *f, PyObject *args) {
     for (size_t i = 0; i < n; i++) {
         int c;
         const char *p = at(f, position(f, (Py_ssize_t)i), &c);
-        build_key(&r, (const unsigned char *)p, c, keys + i * width);
+        char whole[MOST_RECORD];
+        if (f->shape[c].cut) {
+            expand(&f->shape[c], p, whole);
+            p = whole;
+        }
+        build_key(&r, (const unsigned char *)p, c % LAYOUTS, keys + i * width);
         idx[i] = (uint32_t)i;
     }
     sort_ctx ctx = {keys, width, descending};
@@ -354,8 +356,8 @@ static PyObject *Frozen_sorted(Frozen *f, PyObject *args) {
 static PyObject *Frozen_sizeof(Frozen *f, PyObject *Py_UNUSED(ignored)) {
     size_t total = sizeof *f + (f->order != NULL ? (size_t)f->n * sizeof *f->order : 0);
     if (f->base == NULL)
-        for (int c = 0; c < LAYOUTS; c++)
-            total += (size_t)((f->start[c + 1] - f->start[c]) * f->stride[c]);
+        for (int c = 0; c < ARENAS; c++)
+            total += (size_t)((f->start[c + 1] - f->start[c]) * f->shape[c].stride);
     return PyLong_FromSize_t(total);
 }
 

@@ -235,7 +235,7 @@ static int Records_init(Records *r, PyObject *args, PyObject *kwds) {
         for (int d = 0; d < c; d++)
             again |= lay[d][0] == size;
         /* (a cut record's first four bytes still link the free list when its slot is free) */
-        if (size > 4096 || again || addr < 1 || addr > 16 || tuple_at < 0 || tuple_at + 2 * cut > size
+        if (size > MOST_RECORD || again || addr < 1 || addr > 16 || tuple_at < 0 || tuple_at + 2 * cut > size
             || size - cut < (Py_ssize_t)sizeof(uint32_t)) {
             PyErr_SetString(PyExc_ValueError, "Records: four distinct layouts of (size up to 4096 bytes, where "
                             "the tuples start, address length), both tuples inside the record");

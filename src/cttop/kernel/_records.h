@@ -13,6 +13,7 @@
 #define MAX_SLOTS (((Py_ssize_t)1 << 29) - 1)  /* a reference is slot << 3 | arena, + 1 in 32 bits */
 #define NO_SLOT UINT32_MAX
 #define KEY_LEN 8
+#define MOST_RECORD 4096       /* the longest layout Records takes */
 
 typedef struct {
     Py_ssize_t size;    /* bytes stored a record: its layout's, less the reply tuple where cut */
