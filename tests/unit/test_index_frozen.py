@@ -25,6 +25,13 @@ from cttop.table.store import FlowTable
 assert native.BUILT is not None, "the accelerator was not built: scripts/setup.sh builds it"
 
 
+@pytest.fixture(autouse=True)
+def compiled_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tables here are the compiled store's, whatever CTTOP_PURE_PYTHON says: a Frozen is what is tested,
+    the list of its records (the pure path's sort) its reference."""
+    monkeypatch.setattr(native, "DEFAULT", native.BUILT)
+
+
 def any_row(i: int, rnd: random.Random, few: bool) -> Row:
     """A flow of any layout; ``few`` draws every field from a handful of values, so sort keys tie often."""
     v6 = rnd.random() < 0.3
