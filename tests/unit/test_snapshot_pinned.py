@@ -4,7 +4,8 @@ tests/fixtures/dump_realistic.bin.gz holds a real dump's raw chunks (record_real
 dump_realistic.snapshot.json.gz holds, one line per case below, the JSON that the code before the
 decode and aggregation speed-ups printed for it. :func:`snapshot_json` runs the real
 ``take`` and ``to_json`` with only the kernel replaced: its dump replays the recorded chunks
-through the real Decoder, chunk by chunk, as Ctnetlink.dump_chunks does.
+through the real Decoder, chunk by chunk, as Ctnetlink.dump_chunks does (or counts them, as
+Ctnetlink.dump_counts does: each case runs with the compiled accelerator and without).
 
 Regenerate the pins only from a tree known to be right:
 ``PYTHONPATH=OLD_TREE/src:. python -m tests.unit.test_snapshot_pinned | gzip -9n > tests/fixtures/dump_realistic.snapshot.json.gz``
@@ -20,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from unittest import mock
 
 import pytest
@@ -30,7 +31,11 @@ from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.decode import Decoder
 from cttop.kernel.netns import NetnsSpec
 from cttop.live import snapshot as live_snapshot
+from tests.accelerated import accelerator  # noqa: F401 (autouse: each pin counted in C and made of rows)
 from tests.unit.test_decode import FIX, messages
+
+if TYPE_CHECKING:
+    from cttop.kernel._ctdecode import Counts
 
 PINS = os.path.join(FIX, "dump_realistic.snapshot.json.gz")
 # (group by, rank by, filter, list flows): each group key's shape, the counter ranks, a filter, the flow list.
@@ -62,6 +67,11 @@ class ReplayCt:
             done = self.decoder.decode_chunk(c, rows)
             yield rows
             if done:
+                return
+
+    def dump_counts(self, counts: Counts, _family: int = 0, _kfilter: object = None) -> None:
+        for c in chunks():
+            if self.decoder.count_chunk(c, counts):
                 return
 
     def stats(self) -> Stats:

@@ -13,7 +13,8 @@
  * big-endian (network order), as decode.py's templates read them.
  *
  * The held flow store's records (Records) are in _records.c, their frozen copies for the flow list (Frozen) in
- * _frozen.c, built into this module.
+ * _frozen.c, a dump counted without rows (Counts) in _counts.c, all built into this module; what the walk
+ * shares with them is in _walk.h.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,87 +24,8 @@
 
 #include "_records.h"
 
-/* Kernel and model constants. Their one definition is Python's (kernel/nlconst.py, kernel/framing.py,
- * model.py); CONSTANTS exports these copies and tests/unit/test_decode_compiled.py checks each against it. */
-#define NLH_LEN 16
-#define HEADER_LEN 20
-#define NFGEN_FAMILY 16
-#define NLA_TYPE_MASK 0x3FFF
-#define NLMSG_ERROR 2
-#define NLMSG_DONE 3
-#define NLM_F_DUMP_INTR 0x10
-#define NLM_F_CREATE 0x400
-#define NLM_F_EXCL 0x200
-#define IPCTNL_MSG_CT_NEW 0
-#define IPCTNL_MSG_CT_DELETE 2
-#define CTA_TUPLE_ORIG 1
-#define CTA_TUPLE_REPLY 2
-#define CTA_STATUS 3
-#define CTA_PROTOINFO 4
-#define CTA_TIMEOUT 7
-#define CTA_MARK 8
-#define CTA_COUNTERS_ORIG 9
-#define CTA_COUNTERS_REPLY 10
-#define CTA_USE 11
-#define CTA_ID 12
-#define CTA_ZONE 18
-#define CTA_TIMESTAMP 20
-#define CTA_LABELS 22
-#define CTA_TUPLE_IP 1
-#define CTA_TUPLE_PROTO 2
-#define CTA_TUPLE_ZONE 3
-#define CTA_IP_V4_SRC 1
-#define CTA_IP_V4_DST 2
-#define CTA_IP_V6_SRC 3
-#define CTA_IP_V6_DST 4
-#define CTA_PROTO_NUM 1
-#define CTA_PROTO_SRC_PORT 2
-#define CTA_PROTO_DST_PORT 3
-#define CTA_PROTO_ICMP_ID 4
-#define CTA_PROTO_ICMP_TYPE 5
-#define CTA_PROTO_ICMP_CODE 6
-#define CTA_PROTO_ICMPV6_ID 7
-#define CTA_PROTO_ICMPV6_TYPE 8
-#define CTA_PROTO_ICMPV6_CODE 9
-#define CTA_PROTOINFO_TCP 1
-#define CTA_PROTOINFO_DCCP 2
-#define CTA_PROTOINFO_SCTP 3
-#define CTA_PROTOINFO_TCP_STATE 1
-#define CTA_COUNTERS_PACKETS 1
-#define CTA_COUNTERS_BYTES 2
-#define CTA_COUNTERS32_PACKETS 3
-#define CTA_COUNTERS32_BYTES 4
-#define CTA_TIMESTAMP_START 1
-#define AF_INET_ 2
-#define AF_INET6_ 10
-#define NO_PSTATE 255
-#define EV_NEW 1
-#define EV_UPDATE 2
-#define EV_DESTROY 3
-#define ROW_LEN 23
+#include "_walk.h"
 
-/* The leaves a walk collects (decode._walk's field names); the ones with a byte string are addresses. */
-enum {
-    F_ID, F_PROTO, F_PSTATE, F_STATUS, F_SRC, F_DST, F_SPORT, F_DPORT, F_RSRC, F_RDST, F_RSPORT, F_RDPORT,
-    F_TIMEOUT, F_MARK, F_ZONE, F_USE, F_OPKTS, F_OBYTES, F_RPKTS, F_RBYTES, F_START, F_TZONE,
-    F_ICMP_ID, F_ICMP_TYPE, F_ICMP_CODE, F_RICMP_ID, F_RICMP_TYPE, F_RICMP_CODE, F_COUNT
-};
-/* Offsets of the reply tuple's leaves from the original's: the walk names them "r" + name. */
-#define REPLY_SHIFT (F_RSRC - F_SRC)
-#define RICMP_SHIFT (F_RICMP_ID - F_ICMP_ID)
-
-typedef struct {
-    const uint8_t *b;        /* the buffer */
-    uint32_t have;           /* bit F_x: the leaf was seen */
-    uint64_t val[F_COUNT];   /* fixed-size leaves' values */
-    Py_ssize_t at[F_COUNT];  /* variable leaves (addresses): where the payload starts */
-    Py_ssize_t len[F_COUNT]; /* and its length */
-} walk_t;
-
-static inline unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
-static inline uint32_t le32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* The next attribute between *pos and end: 1 with its offset, length and type (flags masked off); 0 when
  * fewer than 4 bytes are left (netlink padding); -1 on a length shorter than its header or past the end. */
@@ -191,7 +113,7 @@ static int tuple(walk_t *w, Py_ssize_t start, Py_ssize_t end, int reply) {
 
 /* decode._walk over the message at [off, off + length): 0 when it decodes, -1 when Python should look at it
  * (malformed: Python raises the error; or carrying labels, which Python decodes). */
-static int walk(walk_t *w, Py_ssize_t off, Py_ssize_t length) {
+int walk(walk_t *w, Py_ssize_t off, Py_ssize_t length) {
     Py_ssize_t at, ln, at2, ln2, at3, ln3, end = off + length;
     unsigned t, t2, t3;
     int rc, rc2 = 0, rc3 = 0;
@@ -267,75 +189,100 @@ static int walk(walk_t *w, Py_ssize_t off, Py_ssize_t length) {
 
 static PyObject *empty_bytes;  /* the defaults decode._DEFAULTS gives absent fields */
 
-static inline PyObject *num(const walk_t *w, int f, unsigned long long dflt) {
-    return PyLong_FromUnsignedLongLong(w->have & 1u << f ? w->val[f] : dflt);
+static inline void as_int(field_t *f, unsigned long long v) {
+    f->kind = FIELD_INT;
+    f->v = v;
 }
 
-static inline PyObject *addr(const walk_t *w, int f) {
-    if (!(w->have & 1u << f)) {
-        Py_INCREF(empty_bytes);
-        return empty_bytes;
-    }
-    return PyBytes_FromStringAndSize((const char *)w->b + w->at[f], w->len[f]);
+static inline void num(const walk_t *w, int leaf, unsigned long long dflt, field_t *f) {
+    as_int(f, w->have & 1u << leaf ? w->val[leaf] : dflt);
 }
 
-static inline PyObject *counter(const walk_t *w, int f) {
-    if (!(w->have & 1u << f))
-        Py_RETURN_NONE;
-    return PyLong_FromUnsignedLongLong(w->val[f]);
+static inline void addr(const walk_t *w, int leaf, field_t *f) {
+    f->kind = FIELD_BYTES;
+    f->p = w->have & 1u << leaf ? w->b + w->at[leaf] : NULL;
+    f->len = w->have & 1u << leaf ? w->len[leaf] : 0;
+}
+
+static inline void counter(const walk_t *w, int leaf, field_t *f) {
+    if (w->have & 1u << leaf)
+        as_int(f, w->val[leaf]);
+    else
+        f->kind = FIELD_NONE;
 }
 
 /* decode._row_expr's row: the port slots hold an ICMP id and type << 8 | code where the tuple has them. */
-static PyObject *port(const walk_t *w, int f, int id) {
-    return num(w, w->have & 1u << id ? id : f, 0);
+static inline void port(const walk_t *w, int leaf, int id, field_t *f) {
+    num(w, w->have & 1u << id ? id : leaf, 0, f);
 }
 
-static PyObject *icmp_port(const walk_t *w, int f, int type, int code) {
+static inline void icmp_port(const walk_t *w, int leaf, int type, int code, field_t *f) {
     if (!(w->have & 1u << type))
-        return num(w, f, 0);
-    unsigned long long c = w->have & 1u << code ? w->val[code] : 0;
-    return PyLong_FromUnsignedLongLong(w->val[type] << 8 | c);
+        num(w, leaf, 0, f);
+    else
+        as_int(f, w->val[type] << 8 | (w->have & 1u << code ? w->val[code] : 0));
 }
 
-static PyObject *build(const walk_t *w, unsigned family) {
+/* The one place a walk's leaves become row fields (model.R_* order): build() makes the row of them, Counts
+ * (_counts.c) its keys. */
+void row_field(const walk_t *w, unsigned family, int r, field_t *f) {
+    switch (r) {
+    case R_ID: num(w, F_ID, 0, f); break;
+    case R_FAMILY: as_int(f, family); break;
+    case R_PROTO: num(w, F_PROTO, 0, f); break;
+    case R_PSTATE: num(w, F_PSTATE, NO_PSTATE, f); break;
+    case R_STATUS: num(w, F_STATUS, 0, f); break;
+    case R_SRC: addr(w, F_SRC, f); break;
+    case R_DST: addr(w, F_DST, f); break;
+    case R_SPORT: port(w, F_SPORT, F_ICMP_ID, f); break;
+    case R_DPORT: icmp_port(w, F_DPORT, F_ICMP_TYPE, F_ICMP_CODE, f); break;
+    case R_RSRC: addr(w, F_RSRC, f); break;
+    case R_RDST: addr(w, F_RDST, f); break;
+    case R_RSPORT: port(w, F_RSPORT, F_RICMP_ID, f); break;
+    case R_RDPORT: icmp_port(w, F_RDPORT, F_RICMP_TYPE, F_RICMP_CODE, f); break;
+    case R_TIMEOUT: num(w, F_TIMEOUT, 0, f); break;
+    case R_MARK: num(w, F_MARK, 0, f); break;
+    case R_ZONE: num(w, w->have & 1u << F_ZONE ? F_ZONE : F_TZONE, 0, f); break;
+    case R_USE: num(w, F_USE, 0, f); break;
+    case R_OPKTS: counter(w, F_OPKTS, f); break;
+    case R_OBYTES: counter(w, F_OBYTES, f); break;
+    case R_RPKTS: counter(w, F_RPKTS, f); break;
+    case R_RBYTES: counter(w, F_RBYTES, f); break;
+    case R_START: num(w, F_START, 0, f); break;
+    default: as_int(f, 0); break;  /* R_LABELS: a message with labels is left to Python */
+    }
+}
+
+static PyObject *field_object(const field_t *f) {
+    if (f->kind == FIELD_NONE)
+        Py_RETURN_NONE;
+    if (f->kind == FIELD_INT)
+        return PyLong_FromUnsignedLongLong(f->v);
+    if (f->len == 0) {
+        Py_INCREF(empty_bytes);
+        return empty_bytes;
+    }
+    return PyBytes_FromStringAndSize((const char *)f->p, f->len);
+}
+
+PyObject *build(const walk_t *w, unsigned family) {
     PyObject *row = PyTuple_New(ROW_LEN);
     if (row == NULL)
         return NULL;
-    PyObject *items[ROW_LEN] = {
-        num(w, F_ID, 0), PyLong_FromUnsignedLong(family), num(w, F_PROTO, 0), num(w, F_PSTATE, NO_PSTATE),
-        num(w, F_STATUS, 0), addr(w, F_SRC), addr(w, F_DST),
-        port(w, F_SPORT, F_ICMP_ID), icmp_port(w, F_DPORT, F_ICMP_TYPE, F_ICMP_CODE),
-        addr(w, F_RSRC), addr(w, F_RDST),
-        port(w, F_RSPORT, F_RICMP_ID), icmp_port(w, F_RDPORT, F_RICMP_TYPE, F_RICMP_CODE),
-        num(w, F_TIMEOUT, 0), num(w, F_MARK, 0), num(w, w->have & 1u << F_ZONE ? F_ZONE : F_TZONE, 0),
-        num(w, F_USE, 0), counter(w, F_OPKTS), counter(w, F_OBYTES), counter(w, F_RPKTS), counter(w, F_RBYTES),
-        num(w, F_START, 0), PyLong_FromLong(0),
-    };
     int failed = 0;
     for (int i = 0; i < ROW_LEN; i++) {
-        if (items[i] == NULL)
+        field_t f;
+        row_field(w, family, i, &f);
+        PyObject *item = field_object(&f);
+        if (item == NULL)
             failed = 1;
-        PyTuple_SET_ITEM(row, i, items[i]);  /* a NULL slot is safe: the tuple's dealloc skips it */
+        PyTuple_SET_ITEM(row, i, item);  /* a NULL slot is safe: the tuple's dealloc skips it */
     }
     if (failed) {
         Py_DECREF(row);
         return NULL;
     }
     return row;
-}
-
-/* The framing checks decode_chunk and decode_events make before a message: 0 when they pass, with its
- * length, type and flags; -1 leaves the raising to Python. */
-static inline int frame(const uint8_t *b, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t *length, unsigned *typ,
-                        unsigned *flags) {
-    if (n - pos < NLH_LEN)
-        return -1;
-    *length = le32(b + pos);
-    *typ = le16(b + pos + 4);
-    *flags = le16(b + pos + 6);
-    if (*length < NLH_LEN || pos + *length > n)
-        return -1;
-    return 0;
 }
 
 /* Decode from ``pos`` on, appending rows (or (kind, row) for events) to ``out``; the offset where it stopped. */
@@ -513,9 +460,6 @@ static PyObject *framed(PyObject *self, PyObject *args) {
 /* flow_keys(rows) -> list[int]: packing.flow_key of each row, hash(row[R_SRC:R_DPORT + 1]) & KEY_HIGH | row[R_ID],
  * computed as Python computes it (the tuple's own hash), without a Python call a row: ~0.5 s of a million-flow
  * first frame went to those calls under cProfile. */
-#define R_ID 0
-#define R_SRC 5
-#define R_DPORT 8
 #define KEY_HIGH 0xFFFFFFFF00000000ULL
 
 static PyObject *flow_keys(PyObject *self, PyObject *rows) {
@@ -841,7 +785,10 @@ static const struct { const char *name; long value; } constants[] = {
     CONST(CTA_PROTOINFO_SCTP), CONST(CTA_PROTOINFO_TCP_STATE), CONST(CTA_COUNTERS_PACKETS),
     CONST(CTA_COUNTERS_BYTES), CONST(CTA_COUNTERS32_PACKETS), CONST(CTA_COUNTERS32_BYTES),
     CONST(CTA_TIMESTAMP_START), {"AF_INET", AF_INET_}, {"AF_INET6", AF_INET6_}, CONST(NO_PSTATE), CONST(EV_NEW),
-    CONST(EV_UPDATE), CONST(EV_DESTROY), CONST(ROW_LEN), CONST(R_ID), CONST(R_SRC), CONST(R_DPORT),
+    CONST(EV_UPDATE), CONST(EV_DESTROY), CONST(ROW_LEN), CONST(R_ID), CONST(R_FAMILY), CONST(R_PROTO),
+    CONST(R_PSTATE), CONST(R_STATUS), CONST(R_SRC), CONST(R_DST), CONST(R_SPORT), CONST(R_DPORT), CONST(R_RSRC),
+    CONST(R_RDST), CONST(R_RSPORT), CONST(R_RDPORT), CONST(R_TIMEOUT), CONST(R_MARK), CONST(R_ZONE), CONST(R_USE),
+    CONST(R_OPKTS), CONST(R_OBYTES), CONST(R_RPKTS), CONST(R_RBYTES), CONST(R_START), CONST(R_LABELS),
 };
 
 PyMODINIT_FUNC PyInit__ctdecode(void) {
@@ -862,10 +809,10 @@ PyMODINIT_FUNC PyInit__ctdecode(void) {
     d = NULL;  /* the module's now */
     /* What this file offers, checked by kernel/native.py: raised with every change to a function's arguments
      * or meaning, so a build left from before is not called the new way. */
-    if (PyModule_AddIntConstant(m, "API", 3) < 0)
+    if (PyModule_AddIntConstant(m, "API", 4) < 0)
         goto fail;
     if (PyType_Ready(&DigestsType) < 0 || PyModule_AddObjectRef(m, "Digests", (PyObject *)&DigestsType) < 0
-        || add_records_type(m) < 0 || add_frozen_type(m) < 0)
+        || add_records_type(m) < 0 || add_frozen_type(m) < 0 || add_counts_type(m) < 0)
         goto fail;
     return m;
 fail:

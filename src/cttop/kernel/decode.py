@@ -29,6 +29,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 from cttop.kernel import native
 from cttop.kernel import nlconst as C
@@ -36,6 +37,9 @@ from cttop.kernel.framing import ERRNO, HEADER_LEN, NFGEN_FAMILY, NLA, NLH3, NLH
 from cttop.kernel.nlconst import NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR
 from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
+
+if TYPE_CHECKING:
+    from cttop.kernel._ctdecode import Counts
 
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
 # The newest templates a dump's regex alternates: a kernel's dump has a few dozen layouts at most, and
@@ -350,21 +354,42 @@ class Decoder:
                 append(build(values(buf, pos)))
                 pos += step
                 continue
-            if n - pos < NLH_LEN:
-                raise DecodeError(f"netlink: {n - pos} stray bytes after the last message")
-            length, typ, flags = NLH3.unpack_from(buf, pos)
-            if length < NLH_LEN or pos + length > n:
-                raise DecodeError(f"netlink: message at byte {pos} claims {length} bytes of {n - pos}")
-            if typ == NLMSG_DONE:
+            row, pos = self._one(buf, pos)
+            if row is None:
                 return True
-            if typ == NLMSG_ERROR:
-                raise ErrorReply(-ERRNO.unpack_from(buf, pos + NLH_LEN)[0])
-            if flags & NLM_F_DUMP_INTR:
-                raise DecodeError("netlink: the table changed during the dump (NLM_F_DUMP_INTR)")
-            append(self.decode_one(buf, pos, length))
+            append(row)
             if self._scan is None:  # it learned a layout
                 match, scan_of = self._compile_scan().match, self._scan_of
-            pos += (length + 3) & ~3  # framing.align, inlined
+        return False
+
+    def _one(self, buf: bytes, pos: int) -> tuple[Row | None, int]:
+        """The dump's message at ``pos`` with every framing check, and where the next starts; None at NLMSG_DONE."""
+        n = len(buf)
+        if n - pos < NLH_LEN:
+            raise DecodeError(f"netlink: {n - pos} stray bytes after the last message")
+        length, typ, flags = NLH3.unpack_from(buf, pos)
+        if length < NLH_LEN or pos + length > n:
+            raise DecodeError(f"netlink: message at byte {pos} claims {length} bytes of {n - pos}")
+        if typ == NLMSG_DONE:
+            return None, n
+        if typ == NLMSG_ERROR:
+            raise ErrorReply(-ERRNO.unpack_from(buf, pos + NLH_LEN)[0])
+        if flags & NLM_F_DUMP_INTR:
+            raise DecodeError("netlink: the table changed during the dump (NLM_F_DUMP_INTR)")
+        return self.decode_one(buf, pos, length), pos + align(length)
+
+    def count_chunk(self, buf: bytes, counts: Counts) -> bool:
+        """Count one received chunk of a dump into ``counts`` (kernel/_counts.c) as :meth:`decode_chunk` would
+        decode it, making a row only of a message the C walk leaves here; True once NLMSG_DONE is seen."""
+        pos, n = 0, len(buf)
+        while pos < n:
+            pos = counts.dump(buf, pos)
+            if pos >= n:
+                break
+            row, pos = self._one(buf, pos)
+            if row is None:
+                return True
+            counts.add_row(row)
         return False
 
 

@@ -18,7 +18,7 @@ from cttop.errors import CttopError
 from cttop.filter import Filter
 from cttop.host.datapath import Findings, look
 from cttop.kernel import nlconst as C
-from cttop.kernel import procstat, sysctl
+from cttop.kernel import native, procstat, sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.events import EventSocket
 from cttop.kernel.netns import NetnsSpec
@@ -168,18 +168,21 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
                 watch = _Watch(ct, spec, flt, GROUPS[group_by].key, seconds,
                                events=values.get("nf_conntrack_events") != "0", max_flows=max_flows)
             listed = matched = 0
-            for n, rows in filtered_dump(ct, flt):
-                listed += n
-                matched += len(rows)
-                agg.add_rows(rows)
-                if tally is not None:
-                    tally.add(rows)
-                if watch is not None:
-                    watch.feed(rows)
-                if keep_flows:
-                    room = len(rows) if max_flows is None else max(0, max_flows - len(snap.flows))
-                    snap.flows += rows[:room]
-                    snap.flows_left_out += len(rows) - min(room, len(rows))
+            if countable(flt, group_by) and tally is None and watch is None and not keep_flows:
+                listed = matched = count_dump(ct, flt, agg, group_by)
+            else:
+                for n, rows in filtered_dump(ct, flt):
+                    listed += n
+                    matched += len(rows)
+                    agg.add_rows(rows)
+                    if tally is not None:
+                        tally.add(rows)
+                    if watch is not None:
+                        watch.feed(rows)
+                    if keep_flows:
+                        room = len(rows) if max_flows is None else max(0, max_flows - len(snap.flows))
+                        snap.flows += rows[:room]
+                        snap.flows_left_out += len(rows) - min(room, len(rows))
             if watch is not None:
                 watch.finish(snap)
             st = ct.stats()
@@ -196,6 +199,27 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
     if by != "new-rate":  # new-rate's ranking comes from the rates (Snapshot.rows)
         snap.top = tally.top(top_n, by) if tally is not None else agg.top(group_by, top_n, by)
     return snap
+
+
+def countable(flt: Filter, group_by: str) -> bool:
+    """Whether a dump can be counted for ``group_by`` without rows: the accelerator is built, the group's key
+    reads only the row, and the kernel does all the filter's work."""
+    kf = flt.kernel
+    return (native.DEFAULT is not None and group_by in GROUPS and GROUPS[group_by].reads is not None
+            and (flt.is_all or (kf is not None and kf.exact)))
+
+
+def count_dump(ct: Ctnetlink, flt: Filter, agg: Aggregates, group_by: str) -> int:
+    """One dump, narrowed by the kernel, counted into ``agg`` without a row a flow (kernel/_counts.c; see
+    :func:`countable`): the flows counted."""
+    assert native.DEFAULT is not None
+    reads = GROUPS[group_by].reads
+    counts = native.DEFAULT.Counts(reads if reads is not None else ())
+    kf = flt.kernel
+    ct.dump_counts(counts, kf.family if kf is not None and kf.family is not None else 0, kf)
+    agg.add_counts(counts)
+    flows: int = counts.totals()[0]
+    return flows
 
 
 def filtered_dump(ct: Ctnetlink, flt: Filter) -> Iterator[tuple[int, list[Row]]]:

@@ -1,9 +1,10 @@
 """Counts by protocol and state, the evictable count, and group totals over a set of rows.
 
-Two ways in, with the same result: :meth:`Aggregates.add` for one row at a time
-(events), and :meth:`Aggregates.add_rows` for a whole dump chunk, which counts with
+Three ways in, with the same result: :meth:`Aggregates.add` for one row at a time
+(events), :meth:`Aggregates.add_rows` for a whole dump chunk, which counts with
 ``Counter`` over C-level ``map``/``zip`` so a 262k-row dump aggregates in a
-fraction of the time a Python loop takes.
+fraction of the time a Python loop takes, and :meth:`Aggregates.add_counts` for a
+dump the compiled accelerator counted without making rows (``snapshot``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not, itemgetter
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cttop.model import (
     IPS_ASSURED,
@@ -33,6 +34,9 @@ from cttop.model import (
     state_key3,
 )
 from cttop.table.groups import GROUPS
+
+if TYPE_CHECKING:
+    from cttop.kernel._ctdecode import Counts
 
 K = TypeVar("K")
 _STATE_FIELDS = itemgetter(R_PROTO, R_PSTATE, R_STATUS)  # what a row's state key and evictability read
@@ -196,12 +200,7 @@ class Aggregates:
         states, and the group counts go straight into the totals rather than through a Counter
         and a Python loop over its keys.
         """
-        triples = Counter(map(_STATE_FIELDS, rows))
-        for (proto, pstate, status), n in triples.items():
-            _bump(self.by_proto, proto, n)
-            _bump(self.by_state, state_key3(proto, pstate, status), n)
-            if not status & IPS_ASSURED:
-                self.evictable += n
+        self._add_states(Counter(map(_STATE_FIELDS, rows)).items())
         counted = list(compress(rows, map(is_not, map(_OPKTS, rows), repeat(None)))) if counters else []
         self.counted += len(counted)
         self.bytes += sum(r[R_OBYTES] + r[R_RBYTES] for r in counted)
@@ -213,6 +212,45 @@ class Aggregates:
                 k = key(r)
                 _bump(nbytes, k, r[R_OBYTES] + r[R_RBYTES])
                 _bump(npkts, k, r[R_OPKTS] + r[R_RPKTS])
+
+    def _add_states(self, triples: Iterable[tuple[tuple[int, int, int], int]]) -> None:
+        """Flows counted by (protocol, protocol state, status), in the order first seen."""
+        for (proto, pstate, status), n in triples:
+            _bump(self.by_proto, proto, n)
+            _bump(self.by_state, state_key3(proto, pstate, status), n)
+            if not status & IPS_ASSURED:
+                self.evictable += n
+
+    def add_counts(self, counts: Counts) -> None:
+        """What :meth:`add_rows` gives for the rows ``counts`` counted (kernel/_counts.c), the dicts in the same
+        order, from its raw counts: the group's key is called once for each distinct set of the fields it reads
+        (``GroupDef.reads``), which ``counts`` was made with. Tracks at most one group."""
+        if len(self.groups) > 1:
+            raise ValueError("Aggregates.add_counts: counts carry one group's")
+        self._add_states(t for t in counts.states() if t[1])
+        _flows, counted, nbytes, npkts = counts.totals()
+        self.counted += counted
+        self.bytes += nbytes
+        self.packets += npkts
+        for entries, group_bytes, group_pkts in self.groups.values():
+            key = entries.key
+            # Where a key's bytes (packets) first went above zero, and their sum: add_rows's _bump inserts a
+            # key then, so the keys go in in that order.
+            first_bytes: dict[object, list[int]] = {}
+            first_pkts: dict[object, list[int]] = {}
+            for row, n, b, b_at, p, p_at in counts.groups():
+                if not n:
+                    continue
+                k = key(row)
+                entries[k] = entries.get(k, 0) + n
+                for firsts, total, at in ((first_bytes, b, b_at), (first_pkts, p, p_at)):
+                    if total:
+                        seen = firsts.setdefault(k, [at, 0])
+                        seen[0] = min(seen[0], at)
+                        seen[1] += total
+            for firsts, totals in ((first_bytes, group_bytes), (first_pkts, group_pkts)):
+                for k, (_at, total) in sorted(firsts.items(), key=lambda kv: kv[1][0]):
+                    _bump(totals, k, total)
 
     def top(self, name: str, n: int = 10, by: str = "entries") -> list[GroupRow]:
         """The ``n`` heaviest groups of a tracked key, by entries, bytes or packets."""

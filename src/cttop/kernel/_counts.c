@@ -1,0 +1,517 @@
+/* Counts: a dump counted as table.aggregates.Aggregates counts it, without a row a flow.
+ *
+ * `cttop snapshot` holds no flow: it counts states, protocols, counters and one group's entries, bytes and
+ * packets. Made into rows first, each flow cost ~0.6 us of Python objects and counting (a quarter of the
+ * snapshot's CPU at 262k flows, the kernel's dump being the rest). Counts walks each message as the decoder
+ * does (walk() and row_field(), _ctdecode.c: one place for what a row holds) and counts by raw values:
+ *
+ * - states: by (protocol, protocol state, status), each kept as that tuple, in the order first seen;
+ * - totals: flows, flows with counters, their bytes and packets (both directions);
+ * - the group: by the raw values of the row fields its key reads (GroupDef.reads), each distinct one with the
+ *   first row that had it, its entries, bytes and packets, and the flow number at which its bytes and its
+ *   packets first became non-zero.
+ *
+ * Aggregates.add_counts turns these into exactly what add_rows gives (the dicts in the same order: it breaks
+ * ties in top()), by calling the group's own key on each distinct row. tests/unit/test_counts.py holds the two
+ * to the same aggregates on real, random and hand-made rows. A message this does not count (anything walk()
+ * leaves to Python, or counters without their pair) stops it at that message's offset, as dump() does; Python
+ * decodes it and counts its row here with add_row, in its place. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "_walk.h"
+
+#define MOST_READS 4     /* the most row fields a group key reads */
+#define FIRST_SLOTS 256  /* a table's first index; it doubles at half full */
+
+typedef unsigned __int128 big_t;  /* byte and packet sums: each flow's are two 64-bit counters */
+
+#define INLINE_KEY 48  /* a key up to this long is compared where its count is: one cache line a flow's lookup */
+
+/* What a flow's lookup touches, one cache line: its count and (the start of) its key. The dump's own bytes go
+ * through the caches between two lookups, so each line more was a miss more (~75 ns a flow when the key was
+ * elsewhere, at 7,168 groups). */
+typedef struct {
+    uint64_t n;
+    uint32_t key_len;
+    uint8_t key[INLINE_KEY];
+} Hot;
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t key_at;  /* the whole key, in Table.keys */
+    big_t bytes, packets;
+    long long bytes_at, packets_at;  /* the flow (Counts.flows before it) where these first became non-zero */
+    PyObject *first;  /* a group's first row; a state's (proto, pstate, status) */
+} Entry;
+
+typedef struct {
+    Hot *hot;
+    Entry *e;
+    Py_ssize_t n, cap;
+    uint64_t *slots;  /* the hash's high 32 bits << 32 | entry + 1; 0 empty: a probe reads no entry to step on */
+    Py_ssize_t mask;
+    uint8_t *keys;
+    Py_ssize_t keys_used, keys_cap;
+    Py_ssize_t last;  /* the entry found last, or -1: most flows in a row share their state */
+} Table;
+
+typedef struct {
+    PyObject_HEAD
+    int reads[MOST_READS];
+    int nreads;
+    Table group, states;
+    uint64_t flows, counted;
+    big_t bytes, packets;
+} Counts;
+
+/* What one flow counts by: its state fields, its four counters, the group key's fields. */
+typedef struct {
+    field_t state[3];  /* R_PROTO, R_PSTATE, R_STATUS */
+    field_t ctr[4];    /* R_OPKTS, R_OBYTES, R_RPKTS, R_RBYTES */
+    field_t key[MOST_READS];
+} Seen;
+
+static const int STATE_FIELDS[3] = {R_PROTO, R_PSTATE, R_STATUS};
+static const int COUNTER_FIELDS[4] = {R_OPKTS, R_OBYTES, R_RPKTS, R_RBYTES};
+
+static void table_free(Table *t) {
+    for (Py_ssize_t i = 0; i < t->n; i++)
+        Py_XDECREF(t->e[i].first);
+    PyMem_Free(t->hot);
+    PyMem_Free(t->e);
+    PyMem_Free(t->slots);
+    PyMem_Free(t->keys);
+    memset(t, 0, sizeof *t);
+    t->last = -1;
+}
+
+static inline uint64_t mix(uint64_t h) {  /* murmur3's fmix64: every input bit reaches the low bits probed */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t hash_bytes(const uint8_t *p, Py_ssize_t n) {
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = mix(h ^ w) + 0x9E3779B97F4A7C15ULL;
+    }
+    uint64_t tail = 0;
+    for (int i = 0; i < n; i++)  /* shifted in, not copied: a load of bytes just stored one by one stalls */
+        tail |= (uint64_t)p[i] << (8 * i);
+    return mix(h ^ tail);
+}
+
+static inline uint64_t slot_of(uint64_t hash, Py_ssize_t i) { return (hash >> 32) << 32 | (uint64_t)(i + 1); }
+
+static int reindex(Table *t, Py_ssize_t slots) {
+    uint64_t *s = PyMem_Calloc((size_t)slots, sizeof *s);
+    if (s == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < t->n; i++) {
+        Py_ssize_t at = (Py_ssize_t)(t->e[i].hash & (uint64_t)(slots - 1));
+        while (s[at])
+            at = (at + 1) & (slots - 1);
+        s[at] = slot_of(t->e[i].hash, i);
+    }
+    PyMem_Free(t->slots);
+    t->slots = s;
+    t->mask = slots - 1;
+    return 0;
+}
+
+static int reserve_keys(Table *t, Py_ssize_t more) {
+    if (t->keys_used + more <= t->keys_cap)
+        return 0;
+    Py_ssize_t cap = t->keys_cap ? t->keys_cap : 4096;
+    while (cap < t->keys_used + more)
+        cap *= 2;
+    uint8_t *k = PyMem_Realloc(t->keys, (size_t)cap);
+    if (k == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->keys = k;
+    t->keys_cap = cap;
+    return 0;
+}
+
+/* The raw key of ``n`` fields, written at the end of t->keys (not yet kept): a kind byte a field, then 8 bytes
+ * of an int or 4 of length and the bytes. Its length, or -1 with an exception set. */
+static Py_ssize_t encode(Table *t, const field_t *f, int n) {
+    Py_ssize_t need = 0;
+    for (int i = 0; i < n; i++)
+        need += 1 + (f[i].kind == FIELD_INT ? 8 : f[i].kind == FIELD_BYTES ? 4 + f[i].len : 0);
+    if (reserve_keys(t, need) < 0)
+        return -1;
+    uint8_t *p = t->keys + t->keys_used;
+    for (int i = 0; i < n; i++) {
+        *p++ = (uint8_t)f[i].kind;
+        if (f[i].kind == FIELD_INT) {
+            memcpy(p, &f[i].v, 8);
+            p += 8;
+        } else if (f[i].kind == FIELD_BYTES) {
+            uint32_t len = (uint32_t)f[i].len;
+            memcpy(p, &len, 4);
+            if (f[i].len)
+                memcpy(p + 4, f[i].p, (size_t)f[i].len);
+            p += 4 + f[i].len;
+        }
+    }
+    return need;
+}
+
+static int grow(Table *t) {
+    Py_ssize_t cap = t->cap ? t->cap * 2 : FIRST_SLOTS / 2;
+    Hot *hot = PyMem_Realloc(t->hot, (size_t)cap * sizeof *hot);
+    if (hot != NULL)
+        t->hot = hot;
+    Entry *e = hot == NULL ? NULL : PyMem_Realloc(t->e, (size_t)cap * sizeof *e);
+    if (e == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->e = e;
+    t->cap = cap;
+    return 0;
+}
+
+/* The entry of the key just encoded (length len at t->keys_used): found, or added (*added set) and kept.
+ * -1 with an exception set. */
+static inline int same_key(const Table *t, Py_ssize_t i, const uint8_t *key, Py_ssize_t len) {
+    const Hot *hot = &t->hot[i];
+    return hot->key_len == len && memcmp(hot->key, key, (size_t)(len < INLINE_KEY ? len : INLINE_KEY)) == 0
+           && (len <= INLINE_KEY || memcmp(t->keys + t->e[i].key_at, key, (size_t)len) == 0);
+}
+
+static Py_ssize_t find_or_add(Table *t, Py_ssize_t len, int *added) {
+    const uint8_t *key = t->keys + t->keys_used;
+    *added = 0;
+    if (t->last >= 0 && same_key(t, t->last, key, len))
+        return t->last;
+    uint64_t h = hash_bytes(key, len), tag = h >> 32;
+    Py_ssize_t at = (Py_ssize_t)(h & (uint64_t)t->mask);
+    for (uint64_t s; (s = t->slots[at]) != 0; at = (at + 1) & t->mask) {
+        if (s >> 32 != tag)
+            continue;
+        Py_ssize_t i = (Py_ssize_t)(uint32_t)s - 1;
+        if (same_key(t, i, key, len))
+            return t->last = i;
+    }
+    if (t->n == t->cap && grow(t) < 0)
+        return -1;
+    if ((t->n + 1) * 2 > t->mask + 1) {  /* doubled before the entry goes in: a failure leaves the table whole */
+        if (reindex(t, (t->mask + 1) * 2) < 0)
+            return -1;
+        at = (Py_ssize_t)(h & (uint64_t)t->mask);
+        while (t->slots[at])
+            at = (at + 1) & t->mask;
+    }
+    Py_ssize_t i = t->n++;
+    Hot *hot = &t->hot[i];
+    Entry *e = &t->e[i];
+    memset(hot, 0, sizeof *hot);
+    memset(e, 0, sizeof *e);
+    hot->key_len = (uint32_t)len;
+    memcpy(hot->key, key, (size_t)(len < INLINE_KEY ? len : INLINE_KEY));
+    e->hash = h;
+    e->key_at = t->keys_used;
+    e->bytes_at = e->packets_at = -1;
+    t->slots[at] = slot_of(h, i);
+    t->keys_used += len;
+    *added = 1;
+    return t->last = i;
+}
+
+/* 1 when the flow cannot be counted here (its counters half there: Python's sums would fail on None). */
+static int unusual(const Seen *s) {
+    if (s->ctr[0].kind == FIELD_NONE)
+        return 0;
+    for (int i = 0; i < 4; i++)
+        if (s->ctr[i].kind != FIELD_INT)
+            return 1;
+    return 0;
+}
+
+/* Count one flow. ``row`` is its row where Python made it, else NULL: walked (w, family), its row is built only
+ * for a group key not seen before. 0, or -1 with an exception set (nothing counted). */
+static int tally(Counts *c, const Seen *s, PyObject *row, const walk_t *w, unsigned family) {
+    int added;
+    Py_ssize_t len = encode(&c->states, s->state, 3);
+    Py_ssize_t st = len < 0 ? -1 : find_or_add(&c->states, len, &added);
+    if (st < 0)
+        return -1;
+    if (added) {
+        c->states.e[st].first = Py_BuildValue("(KKK)", s->state[0].v, s->state[1].v, s->state[2].v);
+        if (c->states.e[st].first == NULL)
+            return -1;
+    }
+    Py_ssize_t gi = -1;
+    if (c->nreads) {
+        len = encode(&c->group, s->key, c->nreads);
+        gi = len < 0 ? -1 : find_or_add(&c->group, len, &added);
+        if (gi < 0)
+            return -1;
+        if (added) {
+            if (row != NULL)
+                Py_INCREF(row);
+            else
+                row = build(w, family);
+            if ((c->group.e[gi].first = row) == NULL)
+                return -1;
+        }
+        c->group.hot[gi].n++;
+    }
+    /* (An entry added above stays at 0 flows when a later step fails: the caller raises, and none is listed.) */
+    c->states.hot[st].n++;
+    if (s->ctr[0].kind == FIELD_INT) {
+        big_t bytes = (big_t)s->ctr[1].v + s->ctr[3].v, packets = (big_t)s->ctr[0].v + s->ctr[2].v;
+        c->counted++;
+        c->bytes += bytes;
+        c->packets += packets;
+        if (gi >= 0) {
+            Entry *g = &c->group.e[gi];
+            if (bytes && !g->bytes)
+                g->bytes_at = (long long)c->flows;
+            if (packets && !g->packets)
+                g->packets_at = (long long)c->flows;
+            g->bytes += bytes;
+            g->packets += packets;
+        }
+    }
+    c->flows++;
+    return 0;
+}
+
+static int Counts_init(Counts *c, PyObject *args, PyObject *kwds) {
+    PyObject *reads;
+    static char *kwlist[] = {"reads", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!", kwlist, &PyTuple_Type, &reads))
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(reads);
+    if (n > MOST_READS) {
+        PyErr_Format(PyExc_ValueError, "Counts: a key of at most %d fields", MOST_READS);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long r = PyLong_AsLong(PyTuple_GET_ITEM(reads, i));
+        if (r == -1 && PyErr_Occurred())
+            return -1;
+        if (r < 0 || r >= ROW_LEN) {
+            PyErr_Format(PyExc_ValueError, "Counts: %ld is not a row field", r);
+            return -1;
+        }
+        c->reads[i] = (int)r;
+    }
+    table_free(&c->group);
+    table_free(&c->states);
+    c->nreads = (int)n;
+    c->flows = c->counted = 0;
+    c->bytes = c->packets = 0;
+    if (reindex(&c->group, FIRST_SLOTS) < 0 || reindex(&c->states, FIRST_SLOTS) < 0)
+        return -1;
+    return 0;
+}
+
+static void Counts_dealloc(Counts *c) {
+    table_free(&c->group);
+    table_free(&c->states);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static int ready(Counts *c) {
+    if (c->group.slots == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Counts: not initialised");
+        return -1;
+    }
+    return 0;
+}
+
+static void seen_walked(const Counts *c, const walk_t *w, unsigned family, Seen *s) {
+    for (int i = 0; i < 3; i++)
+        row_field(w, family, STATE_FIELDS[i], &s->state[i]);
+    for (int i = 0; i < 4; i++)
+        row_field(w, family, COUNTER_FIELDS[i], &s->ctr[i]);
+    for (int i = 0; i < c->nreads; i++)
+        row_field(w, family, c->reads[i], &s->key[i]);
+}
+
+/* dump(buf, pos) -> int: count a dump's messages from pos on, up to the first one left to Python; its offset. */
+static PyObject *Counts_dump(Counts *c, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos;
+    if (ready(c) < 0 || !PyArg_ParseTuple(args, "y*n", &view, &pos))
+        return NULL;
+    const uint8_t *b = view.buf;
+    Py_ssize_t n = view.len, length;
+    unsigned typ, flags;
+    walk_t w;
+    w.b = b;
+    if (pos < 0)
+        pos = n;  /* Python checks the position: nothing to do here */
+    while (pos < n && frame(b, pos, n, &length, &typ, &flags) == 0) {
+        if (typ == NLMSG_DONE || typ == NLMSG_ERROR || flags & NLM_F_DUMP_INTR || walk(&w, pos, length) < 0)
+            break;
+        Seen s;
+        unsigned family = b[pos + NFGEN_FAMILY];
+        seen_walked(c, &w, family, &s);
+        if (unusual(&s))
+            break;
+        if (tally(c, &s, NULL, &w, family) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        pos += (length + 3) & ~(Py_ssize_t)3;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(pos < n ? pos : n);
+}
+
+/* One field of a row Python made, as row_field gives it. */
+static int py_field(PyObject *v, field_t *f) {
+    if (v == Py_None) {
+        f->kind = FIELD_NONE;
+    } else if (PyLong_CheckExact(v)) {
+        f->kind = FIELD_INT;
+        f->v = PyLong_AsUnsignedLongLong(v);
+        if (f->v == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+    } else if (PyBytes_CheckExact(v)) {
+        f->kind = FIELD_BYTES;
+        f->p = (const uint8_t *)PyBytes_AS_STRING(v);
+        f->len = PyBytes_GET_SIZE(v);
+    } else {
+        PyErr_Format(PyExc_TypeError, "Counts: a row field of type %.100s", Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+/* add_row(row): one flow Python decoded, counted as a walked one would be. */
+static PyObject *Counts_add_row(Counts *c, PyObject *row) {
+    if (ready(c) < 0)
+        return NULL;
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != ROW_LEN) {
+        PyErr_SetString(PyExc_TypeError, "Counts.add_row: a row is a tuple of model.ROW_LEN fields");
+        return NULL;
+    }
+    Seen s;
+    for (int i = 0; i < 3; i++)
+        if (py_field(PyTuple_GET_ITEM(row, STATE_FIELDS[i]), &s.state[i]) < 0)
+            return NULL;
+    for (int i = 0; i < 4; i++)
+        if (py_field(PyTuple_GET_ITEM(row, COUNTER_FIELDS[i]), &s.ctr[i]) < 0)
+            return NULL;
+    for (int i = 0; i < c->nreads; i++)
+        if (py_field(PyTuple_GET_ITEM(row, c->reads[i]), &s.key[i]) < 0)
+            return NULL;
+    for (int i = 0; i < 3; i++)
+        if (s.state[i].kind != FIELD_INT) {
+            PyErr_SetString(PyExc_TypeError, "Counts.add_row: protocol, state and status are ints");
+            return NULL;
+        }
+    if (unusual(&s)) {
+        PyErr_SetString(PyExc_TypeError, "Counts.add_row: packets counted without bytes, or one direction only");
+        return NULL;
+    }
+    if (tally(c, &s, row, NULL, 0) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *big(big_t v) {
+    if (v <= (big_t)ULLONG_MAX)
+        return PyLong_FromUnsignedLongLong((unsigned long long)v);
+    PyObject *hi = PyLong_FromUnsignedLongLong((unsigned long long)(v >> 64)), *sh = PyLong_FromLong(64);
+    PyObject *lo = PyLong_FromUnsignedLongLong((unsigned long long)v);
+    PyObject *up = hi && sh ? PyNumber_Lshift(hi, sh) : NULL, *out = up && lo ? PyNumber_Or(up, lo) : NULL;
+    Py_XDECREF(hi);
+    Py_XDECREF(sh);
+    Py_XDECREF(lo);
+    Py_XDECREF(up);
+    return out;
+}
+
+/* totals() -> (flows, counted, bytes, packets) */
+static PyObject *Counts_totals(Counts *c, PyObject *unused) {
+    (void)unused;
+    return Py_BuildValue("(KKNN)", (unsigned long long)c->flows, (unsigned long long)c->counted, big(c->bytes),
+                         big(c->packets));
+}
+
+/* Each entry of t that counted a flow, in the order first seen, made by ``item`` (an entry of none is one whose
+ * row could not be built: its flow was not counted). */
+static PyObject *listed(const Table *t, PyObject *(*item)(const Table *, Py_ssize_t)) {
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < t->n; i++) {
+        if (t->hot[i].n == 0)
+            continue;
+        PyObject *one = item(t, i);
+        if (one == NULL || PyList_Append(out, one) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(one);
+    }
+    return out;
+}
+
+static PyObject *state_item(const Table *t, Py_ssize_t i) {
+    return Py_BuildValue("(OK)", t->e[i].first, (unsigned long long)t->hot[i].n);
+}
+
+static PyObject *group_item(const Table *t, Py_ssize_t i) {
+    const Entry *e = &t->e[i];
+    return Py_BuildValue("(OKNLNL)", e->first, (unsigned long long)t->hot[i].n, big(e->bytes), e->bytes_at,
+                         big(e->packets), e->packets_at);
+}
+
+/* states() -> [((proto, pstate, status), flows)], in the order first seen */
+static PyObject *Counts_states(Counts *c, PyObject *unused) {
+    (void)unused;
+    return listed(&c->states, state_item);
+}
+
+/* groups() -> [(first row, entries, bytes, bytes_at, packets, packets_at)], in the order first seen */
+static PyObject *Counts_groups(Counts *c, PyObject *unused) {
+    (void)unused;
+    return listed(&c->group, group_item);
+}
+
+static PyMethodDef Counts_methods[] = {
+    {"dump", (PyCFunction)Counts_dump, METH_VARARGS,
+     "dump(buf, pos) -> int: count a dump's messages from pos on, up to the first one left to Python; its offset"},
+    {"add_row", (PyCFunction)Counts_add_row, METH_O, "add_row(row): count one flow Python decoded"},
+    {"totals", (PyCFunction)Counts_totals, METH_NOARGS, "totals() -> (flows, counted, bytes, packets)"},
+    {"states", (PyCFunction)Counts_states, METH_NOARGS,
+     "states() -> [((proto, pstate, status), flows)], in the order first seen"},
+    {"groups", (PyCFunction)Counts_groups, METH_NOARGS,
+     "groups() -> [(first row, entries, bytes, bytes_at, packets, packets_at)], in the order first seen"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CountsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cttop.kernel._ctdecode.Counts",
+    .tp_basicsize = sizeof(Counts),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Counts(reads): a dump counted by state, counters and one group key (the row fields reads)",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Counts_init,
+    .tp_dealloc = (destructor)Counts_dealloc,
+    .tp_methods = Counts_methods,
+};
+
+int add_counts_type(PyObject *module) {
+    if (PyType_Ready(&CountsType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "Counts", (PyObject *)&CountsType);
+}

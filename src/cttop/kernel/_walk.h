@@ -1,0 +1,147 @@
+/* What the message walk (_ctdecode.c) and its users share: the kernel's and the model's constants, the walk's
+ * leaves, and the row fields they make. Counts (_counts.c) walks a dump's messages as the decoder does and
+ * counts them without building rows. */
+#ifndef CTTOP_WALK_H
+#define CTTOP_WALK_H
+#include <Python.h>
+#include <stdint.h>
+
+/* Kernel and model constants. Their one definition is Python's (kernel/nlconst.py, kernel/framing.py,
+ * model.py); CONSTANTS exports these copies and tests/unit/test_decode_compiled.py checks each against it. */
+#define NLH_LEN 16
+#define HEADER_LEN 20
+#define NFGEN_FAMILY 16
+#define NLA_TYPE_MASK 0x3FFF
+#define NLMSG_ERROR 2
+#define NLMSG_DONE 3
+#define NLM_F_DUMP_INTR 0x10
+#define NLM_F_CREATE 0x400
+#define NLM_F_EXCL 0x200
+#define IPCTNL_MSG_CT_NEW 0
+#define IPCTNL_MSG_CT_DELETE 2
+#define CTA_TUPLE_ORIG 1
+#define CTA_TUPLE_REPLY 2
+#define CTA_STATUS 3
+#define CTA_PROTOINFO 4
+#define CTA_TIMEOUT 7
+#define CTA_MARK 8
+#define CTA_COUNTERS_ORIG 9
+#define CTA_COUNTERS_REPLY 10
+#define CTA_USE 11
+#define CTA_ID 12
+#define CTA_ZONE 18
+#define CTA_TIMESTAMP 20
+#define CTA_LABELS 22
+#define CTA_TUPLE_IP 1
+#define CTA_TUPLE_PROTO 2
+#define CTA_TUPLE_ZONE 3
+#define CTA_IP_V4_SRC 1
+#define CTA_IP_V4_DST 2
+#define CTA_IP_V6_SRC 3
+#define CTA_IP_V6_DST 4
+#define CTA_PROTO_NUM 1
+#define CTA_PROTO_SRC_PORT 2
+#define CTA_PROTO_DST_PORT 3
+#define CTA_PROTO_ICMP_ID 4
+#define CTA_PROTO_ICMP_TYPE 5
+#define CTA_PROTO_ICMP_CODE 6
+#define CTA_PROTO_ICMPV6_ID 7
+#define CTA_PROTO_ICMPV6_TYPE 8
+#define CTA_PROTO_ICMPV6_CODE 9
+#define CTA_PROTOINFO_TCP 1
+#define CTA_PROTOINFO_DCCP 2
+#define CTA_PROTOINFO_SCTP 3
+#define CTA_PROTOINFO_TCP_STATE 1
+#define CTA_COUNTERS_PACKETS 1
+#define CTA_COUNTERS_BYTES 2
+#define CTA_COUNTERS32_PACKETS 3
+#define CTA_COUNTERS32_BYTES 4
+#define CTA_TIMESTAMP_START 1
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define NO_PSTATE 255
+#define EV_NEW 1
+#define EV_UPDATE 2
+#define EV_DESTROY 3
+#define ROW_LEN 23
+/* The row's fields (model.R_*). */
+#define R_ID 0
+#define R_FAMILY 1
+#define R_PROTO 2
+#define R_PSTATE 3
+#define R_STATUS 4
+#define R_SRC 5
+#define R_DST 6
+#define R_SPORT 7
+#define R_DPORT 8
+#define R_RSRC 9
+#define R_RDST 10
+#define R_RSPORT 11
+#define R_RDPORT 12
+#define R_TIMEOUT 13
+#define R_MARK 14
+#define R_ZONE 15
+#define R_USE 16
+#define R_OPKTS 17
+#define R_OBYTES 18
+#define R_RPKTS 19
+#define R_RBYTES 20
+#define R_START 21
+#define R_LABELS 22
+
+/* The leaves a walk collects (decode._walk's field names); the ones with a byte string are addresses. */
+enum {
+    F_ID, F_PROTO, F_PSTATE, F_STATUS, F_SRC, F_DST, F_SPORT, F_DPORT, F_RSRC, F_RDST, F_RSPORT, F_RDPORT,
+    F_TIMEOUT, F_MARK, F_ZONE, F_USE, F_OPKTS, F_OBYTES, F_RPKTS, F_RBYTES, F_START, F_TZONE,
+    F_ICMP_ID, F_ICMP_TYPE, F_ICMP_CODE, F_RICMP_ID, F_RICMP_TYPE, F_RICMP_CODE, F_COUNT
+};
+/* Offsets of the reply tuple's leaves from the original's: the walk names them "r" + name. */
+#define REPLY_SHIFT (F_RSRC - F_SRC)
+#define RICMP_SHIFT (F_RICMP_ID - F_ICMP_ID)
+
+typedef struct {
+    const uint8_t *b;        /* the buffer */
+    uint32_t have;           /* bit F_x: the leaf was seen */
+    uint64_t val[F_COUNT];   /* fixed-size leaves' values */
+    Py_ssize_t at[F_COUNT];  /* variable leaves (addresses): where the payload starts */
+    Py_ssize_t len[F_COUNT]; /* and its length */
+} walk_t;
+
+/* One row field (model.R_*) as the decoder makes it, before it is a Python object. */
+enum { FIELD_NONE, FIELD_INT, FIELD_BYTES };
+typedef struct {
+    int kind;
+    unsigned long long v;  /* FIELD_INT */
+    const uint8_t *p;      /* FIELD_BYTES: the payload (NULL and 0 when absent: b"") */
+    Py_ssize_t len;
+} field_t;
+
+static inline unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+static inline uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The framing checks decode_chunk and decode_events make before a message: 0 when they pass, with its
+ * length, type and flags; -1 leaves the raising to Python. */
+static inline int frame(const uint8_t *b, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t *length, unsigned *typ,
+                        unsigned *flags) {
+    if (n - pos < NLH_LEN)
+        return -1;
+    *length = le32(b + pos);
+    *typ = le16(b + pos + 4);
+    *flags = le16(b + pos + 6);
+    if (*length < NLH_LEN || pos + *length > n)
+        return -1;
+    return 0;
+}
+
+/* decode._walk over the message at [off, off + length): 0 when it decodes, -1 when Python should look at it. */
+int walk(walk_t *w, Py_ssize_t off, Py_ssize_t length);
+/* Row field r of the walked message of address family ``family``. */
+void row_field(const walk_t *w, unsigned family, int r, field_t *f);
+/* The whole row (a new tuple), or NULL with an exception set. */
+PyObject *build(const walk_t *w, unsigned family);
+
+int add_counts_type(PyObject *module);
+
+#endif
