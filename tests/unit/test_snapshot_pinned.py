@@ -52,6 +52,8 @@ def chunks() -> list[bytes]:
 class ReplayCt:
     """The kernel side of ``take``: the recorded dump, decoded by a real Decoder chunk by chunk."""
 
+    ways: list[str] = []  # how each dump was read: "rows" or "counts"
+
     def __init__(self, _spec: NetnsSpec) -> None:
         self.decoder = Decoder()
 
@@ -62,6 +64,7 @@ class ReplayCt:
         pass
 
     def dump_chunks(self, _family: int = 0, _kfilter: object = None) -> Iterator[list[tuple]]:
+        self.ways.append("rows")
         for c in chunks():
             rows: list[tuple] = []
             done = self.decoder.decode_chunk(c, rows)
@@ -70,6 +73,7 @@ class ReplayCt:
                 return
 
     def dump_counts(self, counts: Counts, _family: int = 0, _kfilter: object = None) -> None:
+        self.ways.append("counts")
         for c in chunks():
             if self.decoder.count_chunk(c, counts):
                 return
@@ -113,6 +117,18 @@ def test_snapshot_json_is_unchanged(case: int) -> None:
     if got != want:  # a short message: pytest's own diff of 500 kB strings takes minutes
         at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
         pytest.fail(f"differs at char {at}: got ...{got[at - 80:at + 80]}... want ...{want[at - 80:at + 80]}...")
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=["-".join(map(str, c)) for c in CASES])
+def test_a_dump_is_counted_in_c_where_nothing_needs_its_rows(case: int, accelerator: str) -> None:
+    """With the accelerator, a snapshot that lists no flow and filters only in the kernel counts the dump without
+    rows; the rest (and everything without it) makes rows."""
+    ReplayCt.ways.clear()
+    _group_by, _by, flt, flows = CASES[case]
+    snapshot_json(*CASES[case])
+    kernel_does_it_all = flt in ("", "tcp")  # "tcp": the kernel's tuple filter selects exactly those
+    countable = accelerator == "compiled" and not flows and kernel_does_it_all
+    assert ReplayCt.ways == ["counts" if countable else "rows"]
 
 
 def test_pins_cover_the_shapes() -> None:
