@@ -227,28 +227,31 @@ class Aggregates:
         (``GroupDef.reads``), which ``counts`` was made with. Tracks at most one group."""
         if len(self.groups) > 1:
             raise ValueError("Aggregates.add_counts: counts carry one group's")
-        self._add_states(t for t in counts.states() if t[1])
+        self._add_states(counts.states())
         _flows, counted, nbytes, npkts = counts.totals()
         self.counted += counted
         self.bytes += nbytes
         self.packets += npkts
         for entries, group_bytes, group_pkts in self.groups.values():
-            key = entries.key
+            groups = counts.groups()
+            keys = list(map(entries.key, map(itemgetter(0), groups)))
+            if not entries and len(set(keys)) == len(keys):
+                # Each key its own (src, pair…) into an empty count: dict's own update, in C.
+                dict.update(entries, zip(keys, map(itemgetter(1), groups)))
+            else:
+                for k, g in zip(keys, groups):
+                    entries[k] = entries.get(k, 0) + g[1]
+            if not counted:
+                continue
             # Where a key's bytes (packets) first went above zero, and their sum: add_rows's _bump inserts a
             # key then, so the keys go in in that order.
-            first_bytes: dict[object, list[int]] = {}
-            first_pkts: dict[object, list[int]] = {}
-            for row, n, b, b_at, p, p_at in counts.groups():
-                if not n:
-                    continue
-                k = key(row)
-                entries[k] = entries.get(k, 0) + n
-                for firsts, total, at in ((first_bytes, b, b_at), (first_pkts, p, p_at)):
-                    if total:
-                        seen = firsts.setdefault(k, [at, 0])
-                        seen[0] = min(seen[0], at)
-                        seen[1] += total
-            for firsts, totals in ((first_bytes, group_bytes), (first_pkts, group_pkts)):
+            for total_at, totals in ((2, group_bytes), (4, group_pkts)):
+                firsts: dict[object, list[int]] = {}
+                for k, g in zip(keys, groups):
+                    if g[total_at]:
+                        seen = firsts.setdefault(k, [g[total_at + 1], 0])
+                        seen[0] = min(seen[0], g[total_at + 1])
+                        seen[1] += g[total_at]
                 for k, (_at, total) in sorted(firsts.items(), key=lambda kv: kv[1][0]):
                     _bump(totals, k, total)
 
