@@ -23,7 +23,8 @@ machine falls on both alike; the load average is printed with each section.
   (``state ESTABLISHED``: what F with a filter, d and n plan from), in a process of its own: flows matched,
   wall, CPU and peak RSS growth (bench_delete.matching_once).
 - events: this tree's bench_events.py, run on each tree's code, replaying the same
-  recorded bytes (benchmarks/data/events.bin.gz); events per wall and per CPU second.
+  recorded bytes (benchmarks/data/events.bin.gz); events per wall and per CPU second, one
+  datagram a read and 256 a read (a backlog, as the live view reads one).
 - keys: each tree's bench_keys.py (headless app on busy_rows, events arriving).
 Needs root for snapshot, memory, dump and plan (a namespace named hb-cmp-* or --netns-prefix*, deleted after).
 """
@@ -183,6 +184,7 @@ def plans(trees: dict[str, str], ns: str, runs: int) -> None:
 
 
 NUM = r"([\d,.]+)"
+PER_READ = 256  # bench_events.py's batched figure: datagrams a read, as the live view reads a backlog
 
 
 def events(trees: dict[str, str], rounds: int, seconds: float) -> None:
@@ -194,9 +196,9 @@ def events(trees: dict[str, str], rounds: int, seconds: float) -> None:
     print(f"\nevents: {load()}")
     for r in range(rounds):
         for label in rotate(list(trees), r):
-            run = child([sys.executable, script, "--seconds", str(seconds), "--file", data], trees[label],
-                        capture=True)
-            for what in ("decode only", "decode + apply"):
+            run = child([sys.executable, script, "--seconds", str(seconds), "--file", data,
+                         "--per-read", str(PER_READ)], trees[label], capture=True)
+            for what in ("decode only", "decode + apply", f"decode + apply, {PER_READ} datagrams a read"):
                 m = re.search(re.escape(what) + r":\s+" + NUM + r" events/s\s+\(" + NUM + " per CPU second", run.out)
                 if not m:
                     raise SystemExit(f"{label}: bench_events.py printed no {what} rate:\n{run.out}")

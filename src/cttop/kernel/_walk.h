@@ -137,8 +137,71 @@ static inline int frame(const uint8_t *b, Py_ssize_t pos, Py_ssize_t n, Py_ssize
 
 /* decode._walk over the message at [off, off + length): 0 when it decodes, -1 when Python should look at it. */
 int walk(walk_t *w, Py_ssize_t off, Py_ssize_t length);
-/* Row field r of the walked message of address family ``family``. */
-void row_field(const walk_t *w, unsigned family, int r, field_t *f);
+
+static inline void as_int(field_t *f, unsigned long long v) {
+    f->kind = FIELD_INT;
+    f->v = v;
+}
+
+static inline void num(const walk_t *w, int leaf, unsigned long long dflt, field_t *f) {
+    as_int(f, w->have & 1u << leaf ? w->val[leaf] : dflt);
+}
+
+static inline void addr(const walk_t *w, int leaf, field_t *f) {
+    f->kind = FIELD_BYTES;
+    f->p = w->have & 1u << leaf ? w->b + w->at[leaf] : NULL;
+    f->len = w->have & 1u << leaf ? w->len[leaf] : 0;
+}
+
+static inline void counter(const walk_t *w, int leaf, field_t *f) {
+    if (w->have & 1u << leaf)
+        as_int(f, w->val[leaf]);
+    else
+        f->kind = FIELD_NONE;
+}
+
+/* decode._row_expr's row: the port slots hold an ICMP id and type << 8 | code where the tuple has them. */
+static inline void port(const walk_t *w, int leaf, int id, field_t *f) {
+    num(w, w->have & 1u << id ? id : leaf, 0, f);
+}
+
+static inline void icmp_port(const walk_t *w, int leaf, int type, int code, field_t *f) {
+    if (!(w->have & 1u << type))
+        num(w, leaf, 0, f);
+    else
+        as_int(f, w->val[type] << 8 | (w->have & 1u << code ? w->val[code] : 0));
+}
+
+/* The one place a walk's leaves become row fields (model.R_* order): build() makes the row of them, Counts
+ * (_counts.c) its keys. Inline, so that a call with a constant field is only that field's code. */
+static inline void row_field(const walk_t *w, unsigned family, int r, field_t *f) {
+    switch (r) {
+    case R_ID: num(w, F_ID, 0, f); break;
+    case R_FAMILY: as_int(f, family); break;
+    case R_PROTO: num(w, F_PROTO, 0, f); break;
+    case R_PSTATE: num(w, F_PSTATE, NO_PSTATE, f); break;
+    case R_STATUS: num(w, F_STATUS, 0, f); break;
+    case R_SRC: addr(w, F_SRC, f); break;
+    case R_DST: addr(w, F_DST, f); break;
+    case R_SPORT: port(w, F_SPORT, F_ICMP_ID, f); break;
+    case R_DPORT: icmp_port(w, F_DPORT, F_ICMP_TYPE, F_ICMP_CODE, f); break;
+    case R_RSRC: addr(w, F_RSRC, f); break;
+    case R_RDST: addr(w, F_RDST, f); break;
+    case R_RSPORT: port(w, F_RSPORT, F_RICMP_ID, f); break;
+    case R_RDPORT: icmp_port(w, F_RDPORT, F_RICMP_TYPE, F_RICMP_CODE, f); break;
+    case R_TIMEOUT: num(w, F_TIMEOUT, 0, f); break;
+    case R_MARK: num(w, F_MARK, 0, f); break;
+    case R_ZONE: num(w, w->have & 1u << F_ZONE ? F_ZONE : F_TZONE, 0, f); break;
+    case R_USE: num(w, F_USE, 0, f); break;
+    case R_OPKTS: counter(w, F_OPKTS, f); break;
+    case R_OBYTES: counter(w, F_OBYTES, f); break;
+    case R_RPKTS: counter(w, F_RPKTS, f); break;
+    case R_RBYTES: counter(w, F_RBYTES, f); break;
+    case R_START: num(w, F_START, 0, f); break;
+    default: as_int(f, 0); break;  /* R_LABELS: a message with labels is left to Python */
+    }
+}
+
 /* The whole row (a new tuple), or NULL with an exception set. */
 PyObject *build(const walk_t *w, unsigned family);
 
