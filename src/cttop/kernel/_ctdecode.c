@@ -525,14 +525,6 @@ static int ready(Digests *d) {
     return 0;
 }
 
-static int as_key(PyObject *o, uint64_t *key) {
-    unsigned long long k = PyLong_AsUnsignedLongLong(o);
-    if (k == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    *key = (uint64_t)k;
-    return 0;
-}
-
 /* The shape under code, a new reference; None for code 0. */
 static PyObject *shape_of(Digests *d, uint32_t code) {
     PyObject *s = code ? PyList_GET_ITEM(d->shapes, code) : Py_None;
@@ -542,7 +534,7 @@ static PyObject *shape_of(Digests *d, uint32_t code) {
 
 static PyObject *Digests_get(Digests *d, PyObject *arg) {
     uint64_t key;
-    if (ready(d) < 0 || as_key(arg, &key) < 0)
+    if (ready(d) < 0 || as_key("Digests", arg, &key) < 0)
         return NULL;
     Py_ssize_t i = home(key, d->mask);
     for (; d->codes[i]; i = (i + 1) & d->mask)
@@ -599,7 +591,7 @@ static PyObject *Digests_put(Digests *d, PyObject *args) {
     PyObject *k, *shape;
     uint64_t key;
     uint32_t was;
-    if (!PyArg_ParseTuple(args, "OO", &k, &shape) || ready(d) < 0 || as_key(k, &key) < 0
+    if (!PyArg_ParseTuple(args, "OO", &k, &shape) || ready(d) < 0 || as_key("Digests", k, &key) < 0
         || put_one(d, key, shape, &was) < 0)
         return NULL;
     return shape_of(d, was);
@@ -621,7 +613,7 @@ static PyObject *Digests_put_many(Digests *d, PyObject *args) {
                 PyErr_SetString(PyExc_ValueError, "Digests.put_many: fewer shapes than keys");
             bad = 1;
         } else {
-            bad = as_key(k, &key) < 0 || put_one(d, key, shape, &was) < 0;
+            bad = as_key("Digests", k, &key) < 0 || put_one(d, key, shape, &was) < 0;
         }
         Py_DECREF(k);
         Py_XDECREF(shape);
@@ -639,7 +631,7 @@ static PyObject *Digests_put_many(Digests *d, PyObject *args) {
 
 static PyObject *Digests_pop(Digests *d, PyObject *arg) {
     uint64_t key;
-    if (ready(d) < 0 || as_key(arg, &key) < 0)
+    if (ready(d) < 0 || as_key("Digests", arg, &key) < 0)
         return NULL;
     Py_ssize_t mask = d->mask, i = home(key, mask);
     for (; d->codes[i]; i = (i + 1) & mask)

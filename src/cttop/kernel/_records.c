@@ -172,18 +172,6 @@ static int writable(Records *r) {
     return 0;
 }
 
-static int as_key(PyObject *o, uint64_t *key) {
-    if (!PyLong_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "Records: a key is an int, not %.100s", Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    unsigned long long k = PyLong_AsUnsignedLongLong(o);
-    if (k == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    *key = (uint64_t)k;
-    return 0;
-}
-
 /* The layout of a record of len bytes, or -1 (and ValueError) for none of them. */
 static int layout_of(const Records *r, PyObject *rec) {
     if (!PyBytes_Check(rec)) {
@@ -364,7 +352,7 @@ static int arity(const char *name, Py_ssize_t nargs) {
 
 static PyObject *Records_get(Records *r, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t key;
-    if (arity("get", nargs) < 0 || ready(r) < 0 || as_key(args[0], &key) < 0)
+    if (arity("get", nargs) < 0 || ready(r) < 0 || as_key("Records", args[0], &key) < 0)
         return NULL;
     uint64_t w = r->index[probe(r, key)];
     if (w)
@@ -376,7 +364,7 @@ static PyObject *Records_get(Records *r, PyObject *const *args, Py_ssize_t nargs
 
 static PyObject *Records_pop(Records *r, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t key;
-    if (arity("pop", nargs) < 0 || ready(r) < 0 || as_key(args[0], &key) < 0)
+    if (arity("pop", nargs) < 0 || ready(r) < 0 || as_key("Records", args[0], &key) < 0)
         return NULL;
     Py_ssize_t i = probe(r, key);
     if (!r->index[i]) {
@@ -408,7 +396,8 @@ static PyObject *Records_update(Records *r, PyObject *pairs) {
             PyErr_SetString(PyExc_TypeError, "Records.update: (key, record) pairs");
             bad = 1;
         } else {
-            bad = as_key(PyTuple_GET_ITEM(pair, 0), &key) < 0 || put(r, key, PyTuple_GET_ITEM(pair, 1)) < 0;
+            bad = as_key("Records", PyTuple_GET_ITEM(pair, 0), &key) < 0
+                  || put(r, key, PyTuple_GET_ITEM(pair, 1)) < 0;
         }
         Py_DECREF(pair);
         if (bad)
@@ -455,7 +444,7 @@ static int Records_contains(Records *r, PyObject *k) {
         return -1;
     if (!PyLong_Check(k))
         return 0;  /* as a dict of int keys answers */
-    if (as_key(k, &key) < 0) {
+    if (as_key("Records", k, &key) < 0) {
         if (!PyErr_ExceptionMatches(PyExc_OverflowError))
             return -1;
         PyErr_Clear();  /* a negative or too big int is no key held */
@@ -466,7 +455,7 @@ static int Records_contains(Records *r, PyObject *k) {
 
 static PyObject *Records_subscript(Records *r, PyObject *k) {
     uint64_t key;
-    if (ready(r) < 0 || as_key(k, &key) < 0)
+    if (ready(r) < 0 || as_key("Records", k, &key) < 0)
         return NULL;
     uint64_t w = r->index[probe(r, key)];
     if (w)
@@ -477,7 +466,7 @@ static PyObject *Records_subscript(Records *r, PyObject *k) {
 
 static int Records_ass_subscript(Records *r, PyObject *k, PyObject *rec) {
     uint64_t key;
-    if (ready(r) < 0 || as_key(k, &key) < 0)
+    if (ready(r) < 0 || as_key("Records", k, &key) < 0)
         return -1;
     if (rec != NULL)
         return put(r, key, rec);

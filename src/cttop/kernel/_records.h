@@ -38,6 +38,20 @@ typedef struct {
     int copying;        /* freeze() is copying the arenas without the GIL: nothing may change them */
 } Records;
 
+/* A flow key (packing.flow_key) from Python: an int in [0, 2**64), else TypeError or OverflowError naming ``who``'s
+ * keys. Records and Digests (_ctdecode.c) both take them. */
+static inline int as_key(const char *who, PyObject *o, uint64_t *key) {
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s: a key is an int, not %.100s", who, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    unsigned long long k = PyLong_AsUnsignedLongLong(o);
+    if (k == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *key = (uint64_t)k;
+    return 0;
+}
+
 static inline char *slot_at(const Arena *a, Py_ssize_t slot) {
     return a->chunks[slot >> CHUNK_SHIFT] + (slot & (CHUNK - 1)) * a->stride;
 }
