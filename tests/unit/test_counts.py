@@ -67,7 +67,8 @@ def message(row: Row) -> bytes:
         attrs += nla(C.CTA_LABELS, struct.pack(f"={words}Q", *((row[R_LABELS] >> 64 * i) & HUGE
                                                                for i in range(words))))
     body = struct.pack("BBH", row[R_FAMILY], 0, 0) + attrs
-    return NLH.pack(NLH.size + len(body), C.NFNL_SUBSYS_CTNETLINK << 8 | C.IPCTNL_MSG_CT_NEW, C.NLM_F_MULTI, 1, 0) + body
+    typ = C.NFNL_SUBSYS_CTNETLINK << 8 | C.IPCTNL_MSG_CT_NEW
+    return NLH.pack(NLH.size + len(body), typ, C.NLM_F_MULTI, 1, 0) + body
 
 
 def chunked(rows: list[Row], per: int = 50, done: bool = True) -> list[bytes]:
