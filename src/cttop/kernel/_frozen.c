@@ -4,7 +4,8 @@
  * The copy is one buffer, each arena's records back to back as the store keeps them (a mirrored reply tuple
  * cut, each followed by its flow key), so a million flows cost what they cost in the store, not a million bytes
  * objects; a view is the copy and 4 bytes a flow of order. A record is made whole when it is read. Items are
- * handed out as new bytes objects, as a tuple of records would give them, so live/index.py's list of records (the pure-Python path, and a bounded view's page) and a Frozen answer alike to the list.
+ * handed out as new bytes objects, as a tuple of records would give them, so live/index.py's list of records
+ * (the pure-Python path, and a bounded view's page) and a Frozen answer alike to the list.
  *
  * sorted() orders a view by a key built from each record by a recipe (live/index.py's SORT_RECIPES, made from
  * packing.py's offsets): segments copied, masked or summed, compared as bytes, ties kept in the view's order,
