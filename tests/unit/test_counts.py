@@ -18,7 +18,7 @@ from cttop.kernel import nlconst as C
 from cttop.kernel._ctdecode import Counts
 from cttop.kernel.attrs import be, nest, nla
 from cttop.kernel.ctnetlink import row_tuples
-from cttop.kernel.decode import Decoder, DecodeError
+from cttop.kernel.decode import DecodeError, Decoder
 from cttop.kernel.framing import NLH
 from cttop.model import (
     R_FAMILY,

@@ -141,9 +141,12 @@ def _by_rate(r: bytes) -> int:
     raise AssertionError("rate sorts have no record key")
 
 
-def _each(field: Callable[[dict[str, int], int], tuple[int, ...] | None]) -> tuple[tuple[int, ...] | None, ...]:
-    """A recipe segment's field in every layout: ``field(offsets, address size)``, in packing.SIZES' order."""
-    return tuple(field(O6 if n >= V6_MIN else O4, 16 if n >= V6_MIN else 4) for n in SIZES)
+def _each(field: Callable[[dict[str, int], int], tuple[int, ...] | None],
+          only: frozenset[int] | None = None) -> tuple[tuple[int, ...] | None, ...]:
+    """A recipe segment's field in every layout: ``field(offsets, address size)``, in packing.SIZES' order; None
+    in a layout not among ``only`` (its records lack the field)."""
+    return tuple(field(O6 if n >= V6_MIN else O4, 16 if n >= V6_MIN else 4) if only is None or n in only else None
+                 for n in SIZES)
 
 
 def _endpoint(addr: str, port: str) -> Recipe:
@@ -153,10 +156,9 @@ def _endpoint(addr: str, port: str) -> Recipe:
 
 
 def _counter_recipe(first: str) -> Recipe:
+    """Both directions' counter (``first``: "obytes" or "opkts"), summed; in the layouts that carry counters."""
     second = "r" + first[1:]
-    counted = {V4C.size, V6C.size}
-    return ((SEG_SUM, 10, tuple((o[first], o[second], 8) if n in counted else None
-                                for n, o in ((n, O6 if n >= V6_MIN else O4) for n in SIZES))),)
+    return ((SEG_SUM, 10, _each(lambda o, a: (o[first], o[second], 8), frozenset({V4C.size, V6C.size}))),)
 
 
 SORTS: Final[dict[str, SortDef]] = {s.name: s for s in (
