@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 from unittest import mock
 
 import pytest
@@ -52,7 +52,7 @@ def chunks() -> list[bytes]:
 class ReplayCt:
     """The kernel side of ``take``: the recorded dump, decoded by a real Decoder chunk by chunk."""
 
-    ways: list[str] = []  # how each dump was read: "rows" or "counts"
+    ways: ClassVar[list[str]] = []  # how each dump was read: "rows" or "counts"
 
     def __init__(self, _spec: NetnsSpec) -> None:
         self.decoder = Decoder()
@@ -120,7 +120,7 @@ def test_snapshot_json_is_unchanged(case: int) -> None:
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=["-".join(map(str, c)) for c in CASES])
-def test_a_dump_is_counted_in_c_where_nothing_needs_its_rows(case: int, accelerator: str) -> None:
+def test_a_dump_is_counted_in_c_where_nothing_needs_its_rows(case: int, accelerator: str) -> None:  # noqa: F811
     """With the accelerator, a snapshot that lists no flow and filters only in the kernel counts the dump without
     rows; the rest (and everything without it) makes rows."""
     ReplayCt.ways.clear()

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from cttop.errors import CttopError
 from cttop.filter import Filter
 from cttop.host.datapath import Findings, look
-from cttop.kernel import nlconst as C
 from cttop.kernel import native, procstat, sysctl
+from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.events import EventSocket
 from cttop.kernel.netns import NetnsSpec
