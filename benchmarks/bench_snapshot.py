@@ -1,4 +1,5 @@
-"""cttop snapshot vs conntrack -L on the same table, plus the raw-dump floor and bytes per flow.
+"""cttop snapshot vs conntrack -L on the same table, plus the raw-dump floor, the dump decoded into rows and
+counted without them (in process), and bytes per flow.
 
 Wall time for everything; CPU time (user + sys from the child's rusage) for the commands.
 
@@ -21,9 +22,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import alternate, filled_netns
+from cttop.kernel import native
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.framing import count_messages
 from cttop.kernel.netns import NetnsSpec
+from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable
 
 # The cttop installed beside this interpreter (e.g. .venv/bin/cttop), not a shim found on PATH.
@@ -52,6 +55,11 @@ def speed(n: int, runs: int, realistic: bool) -> None:
                 raise SystemExit(f"{' '.join(cmd)} exited {p.returncode}")
             cpu.setdefault(name, []).append(ru.ru_utime + ru.ru_stime)
 
+        def counted() -> None:
+            # What `snapshot` does with the dump where the accelerator is built: counted in C, no rows.
+            if native.DEFAULT is not None:
+                ct.dump_counts(native.DEFAULT.Counts(GROUPS["src"].reads or ()))
+
         med = alternate(
             runs,
             conntrack_L=lambda: run("conntrack_L", ["ip", "netns", "exec", ns, "conntrack", "-L"]),
@@ -60,6 +68,7 @@ def speed(n: int, runs: int, realistic: bool) -> None:
                                                   [CTTOP, "snapshot", "--netns", ns, "--json", "--flows"]),
             python_raw_dump=raw_floor,
             cttop_dump_decode=ct.dump,
+            cttop_dump_counted=counted,
         )
         ct.close()
     base = med["conntrack_L"]
