@@ -267,19 +267,36 @@ def test_stats_equal_conntrack_s(mixed: str) -> None:
     assert before["invalid"] >= 3 and before["insert"] >= len(INJECT), before  # not a comparison of zeros only
 
 
+# Filters and what conntrack -L shows that they select: some the kernel applies whole (a protocol, a port, a
+# family, a mark), the others cttop applies to the rows.
+FILTERS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
+    ("udp", lambda f: f["proto"] == "udp"),
+    ("tcp dport 8080", lambda f: f["proto"] == "tcp" and f["orig"].get("dport") == "8080"),
+    ("ipv6", lambda f: f["family"] == "ipv6"),
+    ("mark 42", lambda f: f["extra"]["mark"] == "42"),
+    ("unreplied and not icmp", lambda f: "UNREPLIED" in f["flags"] and f["proto"] != "icmp"),
+    ("dnat", lambda f: nat_kind(f) in ("dnat", "both")),
+]
+
+
 def test_filter_matches_what_conntrack_selects(mixed: str) -> None:
-    for expr, want in (
-        ("udp", lambda f: f["proto"] == "udp"),
-        ("tcp dport 8080", lambda f: f["proto"] == "tcp" and f["orig"].get("dport") == "8080"),
-        ("ipv6", lambda f: f["family"] == "ipv6"),
-        ("mark 42", lambda f: f["extra"]["mark"] == "42"),
-        ("unreplied and not icmp", lambda f: "UNREPLIED" in f["flags"] and f["proto"] != "icmp"),
-        ("dnat", lambda f: nat_kind(f) in ("dnat", "both")),
-    ):
+    for expr, want in FILTERS:
         oracle, _ = stable_pair(mixed)
         snap = snapshot(mixed, "--flows", "--filter", expr)
         assert sorted(f["id"] for f in snap["flows"]) == sorted(f["id"] for f in oracle if want(f)), expr
         assert snap["matched"] == len(snap["flows"])
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["counted-in-c", "rows"])
+def test_a_filtered_snapshot_counts_what_conntrack_selects(mixed: str, pure: bool) -> None:
+    """No flows listed: a filter the kernel applies whole is counted in C, the others made of rows; either way the
+    matches and their groups are what conntrack shows."""
+    for expr, want in FILTERS:
+        oracle, snap = stable_pair(mixed, ("--filter", expr, "--group-by", "proto"), pure=pure)
+        chosen = [f for f in oracle if want(f)]
+        assert chosen and snap["matched"] == len(chosen), expr
+        assert {r["key"]: r["entries"] for r in snap["top"]["rows"]} == Counter(map(proto_text, chosen)), expr
+        assert sum(snap["by_state"].values()) == len(chosen), expr
 
 
 def test_bad_input_is_one_line_and_nonzero(mixed: str) -> None:
