@@ -9,6 +9,7 @@ flow actually costs (the object's own count, not a timing).
 from __future__ import annotations
 
 import random
+import struct
 import sys
 import threading
 from types import MappingProxyType
@@ -19,9 +20,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cttop.kernel import native
-from cttop.model import AF_INET
-from cttop.table.packing import LAYOUTS, OFFSETS, SIZES, addr_size, flow_key, pack
+from cttop.model import (
+    AF_INET,
+    R_DPORT,
+    R_DST,
+    R_FAMILY,
+    R_ID,
+    R_MARK,
+    R_OPKTS,
+    R_PROTO,
+    R_RDPORT,
+    R_RDST,
+    R_RSPORT,
+    R_RSRC,
+    R_SPORT,
+    R_SRC,
+    R_START,
+    Row,
+)
+from cttop.table.packing import LAYOUTS, OFFSETS, PACK_SPEC, SIZES, addr_size, flow_key, pack
 from cttop.table.store import LOAD, FlowTable
+from tests.unit.test_table import make_row
 
 assert native.BUILT is not None, "the accelerator was not built: scripts/setup.sh builds it"
 Records: Any = native.BUILT.Records
@@ -320,3 +339,97 @@ def test_a_copy_taken_while_another_thread_writes_is_whole_and_nothing_is_lost()
         assert {k: held[k] for k in first} == first
         assert all(added[k] == rec for k, rec in held.items() if k not in first)
     assert dict(r.items()) == first | added, f"{refused} writes refused"
+
+
+# Packing a row in C (Records.put_row, put_rows: packing.PACK_SPEC) against packing.pack, the reference.
+
+def packing() -> Any:
+    return Records(LAYOUTS, 1024, LOAD, PACK_SPEC)
+
+
+def some_rows(n: int, seed: int) -> list[Row]:
+    """make_row's rows (both families, counted or not, NAT or none), a tenth with an address cut short or long
+    (struct pads and cuts it), and the model's plain ints as the decoder gives them."""
+    rnd, out = random.Random(seed), []
+    for i in range(n):
+        r = list(make_row(i + 1, rnd))
+        r[R_FAMILY] = int(r[R_FAMILY])
+        if rnd.random() < 0.1:
+            r[R_SRC] = r[R_SRC][:rnd.randrange(len(r[R_SRC]))] if rnd.random() < 0.5 else r[R_SRC] + b"\x07\x07"
+        if rnd.random() < 0.5:  # no NAT: the store cuts the reply tuple
+            r[R_RSRC], r[R_RDST], r[R_RSPORT], r[R_RDPORT] = r[R_DST], r[R_SRC], r[R_DPORT], r[R_SPORT]
+        out.append(tuple(r))
+    return out
+
+
+@pytest.mark.parametrize("seen, flags", [(0, 0), (123, 1), (2**32 - 1, 255)])
+def test_a_row_packed_in_c_is_the_record_python_packs(seen: int, flags: int) -> None:
+    store = packing()
+    rows = some_rows(3000, seen + flags)
+    for i, r in enumerate(rows):
+        assert store.put_row(i, r, seen, flags) is True
+    assert [store[i] for i in range(len(rows))] == [pack(r, seen, flags) for r in rows]
+    bulk = packing()
+    assert bulk.put_rows(list(range(len(rows))), rows, seen, 0) == len(rows)
+    assert [bulk[i] for i in range(len(rows))] == [pack(r, seen) for r in rows]  # (flags 0: a dump's rows)
+
+
+def spoiled(field: int, value: object) -> Row:
+    r = list(some_rows(1, 5)[0])
+    r[field] = value
+    return tuple(r)
+
+
+BAD_ROWS = [spoiled(R_SPORT, 70000), spoiled(R_MARK, 2**32), spoiled(R_ID, -1), spoiled(R_ID, None),
+            spoiled(R_SRC, "10.0.0.1"), spoiled(R_OPKTS, 1), spoiled(R_START, 2**64), spoiled(R_PROTO, 1.0)]
+
+
+@pytest.mark.parametrize("row", BAD_ROWS)
+def test_a_row_c_would_not_pack_is_left_to_python_which_refuses_it(row: Row) -> None:
+    """Out of range, of another type, counters half there: put_row stores nothing and says so; pack raises."""
+    store = packing()
+    assert store.put_row(1, row, 0, 0) is False and len(store) == 0
+    with pytest.raises(struct.error):
+        pack(row, 0, 0)
+
+
+@pytest.mark.parametrize("seen, flags", [(-1, 0), (2**32, 0), (0, 256), (0, -1)])
+def test_a_seen_or_flags_out_of_range_is_left_to_python(seen: int, flags: int) -> None:
+    store = packing()
+    assert store.put_row(1, some_rows(1, 3)[0], seen, flags) is False and len(store) == 0
+
+
+def test_put_rows_stops_where_python_must_pack_and_goes_on_from_there() -> None:
+    rows = some_rows(50, 8)
+    rows[20] = BAD_ROWS[0]
+    store = packing()
+    keys = list(range(50))
+    assert store.put_rows(keys, rows, 9, 0) == 20 and len(store) == 20
+    assert store.put_rows(keys, rows, 9, 21) == 50 and len(store) == 49 and 20 not in store
+    with pytest.raises(TypeError):
+        store.put_rows(keys, rows[:-1], 9, 0)
+
+
+def test_the_table_packs_in_c_and_refuses_a_bad_row_as_before() -> None:
+    """FlowTable.extend with the compiled store: the records are pack's; a row pack refuses raises as it did."""
+    rows = some_rows(500, 12)
+    table, ref = FlowTable(), FlowTable()
+    ref._flows = {}  # the dict store, which packs in Python
+    table.extend(rows, 42.0)
+    ref.extend(rows, 42.0)
+    assert sorted(table._flows.items()) == sorted(ref._flows.items())
+    with pytest.raises(struct.error):
+        table.extend([BAD_ROWS[1]], 43.0)
+
+
+@pytest.mark.parametrize("spec", [((), ()), (PACK_SPEC[0], ()), (PACK_SPEC[0][:-1], PACK_SPEC[1]),
+                                  (PACK_SPEC[0], ((17, 3),) * 4), (((99, 4),) + PACK_SPEC[0][1:], PACK_SPEC[1]),
+                                  (((-1, 0),) + PACK_SPEC[0][1:], PACK_SPEC[1]), "spec", (PACK_SPEC[0],)])
+def test_a_spec_that_does_not_make_the_layouts_is_refused(spec: object) -> None:
+    with pytest.raises(ValueError, match="spec is"):
+        Records(LAYOUTS, 1024, LOAD, spec)
+
+
+def test_a_store_made_without_a_spec_packs_nothing() -> None:
+    with pytest.raises(RuntimeError, match="packs no row"):
+        fresh().put_row(1, some_rows(1, 1)[0], 0, 0)

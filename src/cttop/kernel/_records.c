@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "_records.h"
+#include "_walk.h"
 
 static inline uint32_t tag_of(uint64_t key) { return (uint32_t)key; }
 
@@ -205,14 +206,57 @@ static void store(const Arena *a, char *p, const char *rec) {
     memcpy(p + at, rec + at + n, (size_t)(a->full - at - n));
 }
 
+/* Read packing.PACK_SPEC's half ``fields`` ((source, size) pairs) into out; the fields' count, or -1. */
+static int read_fields(PyObject *fields, PackField *out) {
+    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) > MOST_FIELDS)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
+        PyObject *f = PyTuple_GET_ITEM(fields, i);
+        if (!PyTuple_Check(f) || !PyArg_ParseTuple(f, "ii", &out[i].source, &out[i].size))
+            return -1;
+        int s = out[i].size, src = out[i].source;
+        if (!(s == 0 || s == 1 || s == 2 || s == 4 || s == 8) || src < FLAGS_FIELD || src >= ROW_LEN
+            || (s == 0 && src < 0))
+            return -1;
+    }
+    return (int)PyTuple_GET_SIZE(fields);
+}
+
+/* The length of a record of these fields with ``addr``-byte addresses. */
+static Py_ssize_t fields_len(const PackField *f, int n, Py_ssize_t addr) {
+    Py_ssize_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += f[i].size ? f[i].size : addr;
+    return len;
+}
+
 static int Records_init(Records *r, PyObject *args, PyObject *kwds) {
     Py_ssize_t lay[LAYOUTS][3], slots;
     double load;
-    static char *kw[] = {"layouts", "slots", "load", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "((nnn)(nnn)(nnn)(nnn))nd", kw, &lay[0][0], &lay[0][1], &lay[0][2],
-                                     &lay[1][0], &lay[1][1], &lay[1][2], &lay[2][0], &lay[2][1], &lay[2][2],
-                                     &lay[3][0], &lay[3][1], &lay[3][2], &slots, &load))
+    PyObject *spec = NULL, *head = NULL, *counters = NULL;
+    static char *kw[] = {"layouts", "slots", "load", "spec", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "((nnn)(nnn)(nnn)(nnn))nd|O", kw, &lay[0][0], &lay[0][1],
+                                     &lay[0][2], &lay[1][0], &lay[1][1], &lay[1][2], &lay[2][0], &lay[2][1],
+                                     &lay[2][2], &lay[3][0], &lay[3][1], &lay[3][2], &slots, &load, &spec))
         return -1;
+    PackField hf[MOST_FIELDS] = {{0, 0}}, cf[MOST_FIELDS] = {{0, 0}};
+    int nhead = 0, ncounters = 0;
+    if (spec != NULL && spec != Py_None) {
+        if (PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) == 2)
+            head = PyTuple_GET_ITEM(spec, 0), counters = PyTuple_GET_ITEM(spec, 1);
+        nhead = head ? read_fields(head, hf) : -1;
+        ncounters = counters ? read_fields(counters, cf) : -1;
+        PyErr_Clear();  /* (a malformed field's own error: the one below says what a spec is) */
+        /* The spec's four records must be the four layouts, in packing.SIZES' order (IPv4, IPv6, each counted). */
+        if (nhead <= 0 || ncounters <= 0 || fields_len(hf, nhead, 4) != lay[0][0]
+            || fields_len(hf, nhead, 16) != lay[1][0]
+            || fields_len(hf, nhead, 4) + fields_len(cf, ncounters, 4) != lay[2][0]
+            || fields_len(hf, nhead, 16) + fields_len(cf, ncounters, 16) != lay[3][0]) {
+            PyErr_SetString(PyExc_ValueError, "Records: spec is (head fields, counter fields), each (row index "
+                            "or -1 seen or -2 flags, size 0 1 2 4 or 8), making the four layouts' records");
+            return -1;
+        }
+    }
     if (slots < 2 || (slots & (slots - 1)) || !(load > 0.0 && load < 1.0)) {
         PyErr_SetString(PyExc_ValueError, "Records: slots must be a power of two, load between 0 and 1");
         return -1;
@@ -242,6 +286,9 @@ static int Records_init(Records *r, PyObject *args, PyObject *kwds) {
         a->size = a->full - (a->cut ? 2 * a->addr + 4 : 0), a->stride = a->size + KEY_LEN;
     }
     r->n = 0, r->load = load, r->first_slots = slots;
+    r->nhead = nhead, r->ncounters = ncounters;
+    memcpy(r->head, hf, sizeof hf);
+    memcpy(r->counters, cf, sizeof cf);
     r->stamp++;
     uint64_t *index = new_index(slots);
     if (index == NULL)
@@ -280,13 +327,19 @@ static PyObject *record_of(const Records *r, uint64_t w) {
 }
 
 /* Store rec under key (a new key, or the record replaced); -1 on an error, the table as it was. */
+static int put_raw(Records *r, uint64_t key, const char *whole, int c);
+
 static int put(Records *r, uint64_t key, PyObject *rec) {
     if (writable(r) < 0)
         return -1;
     int c = layout_of(r, rec);
     if (c < 0)
         return -1;
-    const char *whole = PyBytes_AS_STRING(rec);
+    return put_raw(r, key, PyBytes_AS_STRING(rec), c);
+}
+
+/* Store the whole record ``whole`` of layout c (its writability checked) under key. */
+static int put_raw(Records *r, uint64_t key, const char *whole, int c) {
     if (mirrored(&r->arena[c], whole))
         c += LAYOUTS;
     Arena *a = &r->arena[c];
@@ -381,6 +434,125 @@ static PyObject *Records_pop(Records *r, PyObject *const *args, Py_ssize_t nargs
     if (rec != NULL)
         remove_at(r, i);
     return rec;
+}
+
+/* Write the value v in ``size`` bytes, big-endian; 0, or -1 when it does not fit (struct.pack would refuse it). */
+static int put_be(char *p, unsigned long long v, int size) {
+    if (size < 8 && v >> (8 * size))
+        return -1;
+    for (int i = size - 1; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xFF);
+    return 0;
+}
+
+/* The fields f[0..n) of ``row`` packed at out, as packing.pack packs them; -1 (no exception) for a value it would
+ * not take as it is (not an int or bytes, out of range): Python packs that row, and says what is wrong. */
+static int pack_fields(const PackField *f, int n, PyObject *row, Py_ssize_t addr, uint32_t seen, int flags,
+                       char *out, Py_ssize_t *at) {
+    for (int i = 0; i < n; i++) {
+        if (f[i].size == 0) {  /* an address: struct's "Ns" pads a shorter one with zeros, cuts a longer */
+            PyObject *b = PyTuple_GET_ITEM(row, f[i].source);
+            if (!PyBytes_CheckExact(b))
+                return -1;
+            Py_ssize_t len = PyBytes_GET_SIZE(b) < addr ? PyBytes_GET_SIZE(b) : addr;
+            memcpy(out + *at, PyBytes_AS_STRING(b), (size_t)len);
+            memset(out + *at + len, 0, (size_t)(addr - len));
+            *at += addr;
+            continue;
+        }
+        unsigned long long v;
+        if (f[i].source == SEEN_FIELD) {
+            v = seen;
+        } else if (f[i].source == FLAGS_FIELD) {
+            v = (unsigned long long)flags;
+        } else {
+            PyObject *o = PyTuple_GET_ITEM(row, f[i].source);
+            if (!PyLong_Check(o))  /* (an int subclass, AF_INET6 itself, packs as its value, as struct does) */
+                return -1;
+            v = PyLong_AsUnsignedLongLong(o);
+            if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return -1;
+            }
+        }
+        if (put_be(out + *at, v, f[i].size) < 0)
+            return -1;
+        *at += f[i].size;
+    }
+    return 0;
+}
+
+/* packing.pack(row, seen, flags) into out; its layout, or -1 (no exception) where Python should pack it. */
+static int pack_row(const Records *r, PyObject *row, long long seen, long flags, char *out) {
+    if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != ROW_LEN || seen < 0 || seen > UINT32_MAX || flags < 0
+        || flags > 0xFF)
+        return -1;
+    PyObject *family = PyTuple_GET_ITEM(row, R_FAMILY);
+    int v6 = PyLong_Check(family) && PyLong_AsLong(family) == AF_INET6_;
+    PyErr_Clear();
+    int counted = PyTuple_GET_ITEM(row, R_OPKTS) != Py_None;
+    Py_ssize_t addr = v6 ? 16 : 4, at = 0;
+    if (pack_fields(r->head, r->nhead, row, addr, (uint32_t)seen, (int)flags, out, &at) < 0
+        || (counted && pack_fields(r->counters, r->ncounters, row, addr, (uint32_t)seen, (int)flags, out, &at) < 0))
+        return -1;
+    return v6 + 2 * counted;  /* packing.SIZES' order: V4, V6, V4C, V6C (checked in __init__) */
+}
+
+static int can_pack(Records *r) {
+    if (ready(r) < 0)
+        return -1;
+    if (r->nhead == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Records: made without a spec, it packs no row");
+        return -1;
+    }
+    return writable(r);
+}
+
+/* put_row(key, row, seen, flags) -> bool: packing.pack(row, seen, flags) stored under key; False (nothing
+ * stored) for a row Python should pack. */
+static PyObject *Records_put_row(Records *r, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t key;
+    char rec[MOST_RECORD];
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "Records.put_row(key, row, seen, flags)");
+        return NULL;
+    }
+    long long seen = PyLong_AsLongLong(args[2]);
+    long flags = PyLong_AsLong(args[3]);
+    if (PyErr_Occurred() || can_pack(r) < 0 || as_key("Records", args[0], &key) < 0)
+        return NULL;
+    int c = pack_row(r, args[1], seen, flags, rec);
+    if (c < 0)
+        Py_RETURN_FALSE;
+    if (put_raw(r, key, rec, c) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+/* put_rows(keys, rows, seen, start) -> int: put_row(keys[i], rows[i], seen, 0) from i = start on; where it
+ * stopped, at a row Python should pack (len(rows) when none). */
+static PyObject *Records_put_rows(Records *r, PyObject *const *args, Py_ssize_t nargs) {
+    char rec[MOST_RECORD];
+    if (nargs != 4 || !PyList_Check(args[0]) || !PyList_Check(args[1])
+        || PyList_GET_SIZE(args[0]) != PyList_GET_SIZE(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "Records.put_rows(keys, rows, seen, start): two lists of one length");
+        return NULL;
+    }
+    long long seen = PyLong_AsLongLong(args[2]);
+    Py_ssize_t i = PyLong_AsSsize_t(args[3]), n = PyList_GET_SIZE(args[1]);
+    if (PyErr_Occurred() || can_pack(r) < 0)
+        return NULL;
+    for (i = i < 0 ? 0 : i; i < n; i++) {
+        uint64_t key;
+        if (as_key("Records", PyList_GET_ITEM(args[0], i), &key) < 0)
+            return NULL;
+        int c = pack_row(r, PyList_GET_ITEM(args[1], i), seen, 0, rec);
+        if (c < 0)
+            break;
+        if (put_raw(r, key, rec, c) < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(i);
 }
 
 static PyObject *Records_update(Records *r, PyObject *pairs) {
@@ -564,6 +736,12 @@ static PyMethodDef Records_methods[] = {
     {"pop", (PyCFunction)(void (*)(void))Records_pop, METH_FASTCALL,
      "pop(key[, default]) -> the record under key, which is gone; default (or KeyError) if none"},
     {"update", (PyCFunction)Records_update, METH_O, "update(pairs): store each (key, record)"},
+    {"put_row", (PyCFunction)(void (*)(void))Records_put_row, METH_FASTCALL,
+     "put_row(key, row, seen, flags) -> bool: packing.pack(row, seen, flags) stored under key; False, nothing\n"
+     "stored, for a row Python should pack"},
+    {"put_rows", (PyCFunction)(void (*)(void))Records_put_rows, METH_FASTCALL,
+     "put_rows(keys, rows, seen, start) -> int: each row from start packed (flags 0) and stored under its key;\n"
+     "where it stopped, at a row Python should pack (len(rows) when none)"},
     {"clear", (PyCFunction)Records_clear, METH_NOARGS, "clear(): hold nothing, and give the memory back"},
     {"keys", (PyCFunction)Records_keys, METH_NOARGS, "an iterator over the keys"},
     {"values", (PyCFunction)Records_values, METH_NOARGS, "an iterator over copies of the records"},
@@ -586,7 +764,8 @@ static PyTypeObject RecordsType = {
     .tp_name = "cttop.kernel._ctdecode.Records",
     .tp_basicsize = sizeof(Records),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Records(layouts, slots, load): flow key -> packed record, as the dict table/store.py keeps",
+    .tp_doc = "Records(layouts, slots, load, spec=None): flow key -> packed record, as the dict table/store.py\n"
+              "keeps; with packing.PACK_SPEC it also packs rows (put_row, put_rows)",
     .tp_new = Records_new,
     .tp_init = (initproc)Records_init,
     .tp_dealloc = (destructor)Records_dealloc,

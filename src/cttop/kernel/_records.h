@@ -27,8 +27,19 @@ typedef struct {
     uint32_t free;      /* the first free slot below used, NO_SLOT for none */
 } Arena;
 
+/* One field of a packed record (packing.PACK_SPEC): where its value comes from (a row index, or the record's
+ * own SEEN_FIELD and FLAGS_FIELD) and its size in bytes, big-endian (0: an address, the layout's length). */
+typedef struct {
+    int source, size;
+} PackField;
+#define MOST_FIELDS 32
+#define SEEN_FIELD (-1)
+#define FLAGS_FIELD (-2)
+
 typedef struct {
     PyObject_HEAD
+    PackField head[MOST_FIELDS], counters[MOST_FIELDS];  /* every record's fields, then a counted one's */
+    int nhead, ncounters;  /* 0 fields: made without a spec, it stores records but packs no row */
     uint64_t *index;    /* tag << 32 | (reference + 1); 0 for an empty slot */
     Py_ssize_t mask, n, grow_at, first_slots;
     int bits;

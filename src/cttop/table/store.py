@@ -22,6 +22,7 @@ from cttop.table.packing import (
     FLOW_TUPLE,
     KEY_HIGH,
     LAYOUTS,
+    PACK_SPEC,
     UNREAD,
     flow_key,
     flow_keys,
@@ -41,7 +42,7 @@ def _records() -> MutableMapping[int, bytes]:
     NAT, against ~190 in a dict: no int key, dict slot or bytes header a flow, no mirrored reply tuple), else a
     dict, its reference (tests/unit/test_table_records.py)."""
     if native.DEFAULT is not None:
-        return native.DEFAULT.Records(LAYOUTS, _FIRST_SLOTS, LOAD)  # type: ignore[no-any-return]
+        return native.DEFAULT.Records(LAYOUTS, _FIRST_SLOTS, LOAD, PACK_SPEC)  # type: ignore[no-any-return]
     return {}
 
 
@@ -168,8 +169,17 @@ class FlowTable:
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         """Add a dump chunk of rows the table does not hold yet (batch-counted), read at ``at``."""
         rows = self._held_apart(rows, at)
-        seen = repeat(int(at))
-        self._flows.update(zip(flow_keys(rows), map(pack, rows, seen)))
+        keys, seen = flow_keys(rows), int(at)
+        put_rows = getattr(self._flows, "put_rows", None)
+        if put_rows is None:
+            self._flows.update(zip(keys, map(pack, rows, repeat(seen))))
+        else:
+            # Packed in C (the compiled store, packing.PACK_SPEC); a row it leaves, Python packs, or says what
+            # is wrong with it.
+            done = 0
+            while (done := put_rows(keys, rows, seen, done)) < len(rows):
+                self._flows[keys[done]] = pack(rows[done], seen)
+                done += 1
         self._labels.update((flow_key(r), r[R_LABELS]) for r in rows if r[R_LABELS])
         self.agg.add_rows(rows)
         self.generation += 1
@@ -189,6 +199,7 @@ class FlowTable:
         # The event hot path: flow_key and the store of one row are written out here
         # rather than called, as a call per event is a measurable share of its cost.
         flows, labels, agg = self._flows, self._labels, self.agg
+        put_row = getattr(flows, "put_row", None)  # the compiled store packs a row itself (packing.PACK_SPEC)
         seen = int(at)
         if self.own is not None:
             events = self._hold_own(events, seen)
@@ -205,7 +216,9 @@ class FlowTable:
             old = flows.get(fid)
             if old is None:
                 # A label is only ever held for a flow the table holds, so there is none to drop here.
-                flows[fid] = pack(row, seen, UNREAD if row[R_OPKTS] is None else 0)
+                flags = UNREAD if row[R_OPKTS] is None else 0
+                if put_row is None or not put_row(fid, row, seen, flags):
+                    flows[fid] = pack(row, seen, flags)
                 if row[R_LABELS]:
                     labels[fid] = row[R_LABELS]
                 agg.add(row, 1)
@@ -218,7 +231,8 @@ class FlowTable:
                     row = row[:R_OPKTS] + old_row[COUNTERS] + row[R_START:]
                 else:
                     flags = old[FLAGS_AT[len(old)]]  # a dump showed none (accounting off), or none read yet
-            flows[fid] = pack(row, seen, flags)
+            if put_row is None or not put_row(fid, row, seen, flags):
+                flows[fid] = pack(row, seen, flags)
             if row[R_LABELS]:
                 labels[fid] = row[R_LABELS]
             elif labels:
