@@ -381,16 +381,24 @@ class Decoder:
     def count_chunk(self, buf: bytes, counts: Counts) -> bool:
         """Count one received chunk of a dump into ``counts`` (kernel/_counts.c) as :meth:`decode_chunk` would
         decode it, making a row only of a message the C walk leaves here; True once NLMSG_DONE is seen."""
-        pos, n = 0, len(buf)
+        pos, n, done, refused = 0, len(buf), False, None
         while pos < n:
             pos = counts.dump(buf, pos)
             if pos >= n:
                 break
             row, pos = self._one(buf, pos)
             if row is None:
-                return True
-            counts.add_row(row)
-        return False
+                done = True
+                break
+            try:
+                counts.add_row(row)
+            except TypeError as e:
+                # Counters half there. Rows are counted once their chunk is decoded, so a message broken later
+                # in it is what the rows' way reports: the same here, and this only when none is.
+                refused = refused or e
+        if refused is not None:
+            raise refused
+        return done
 
 
 def helper_name(buf: bytes | bytearray | memoryview, off: int, length: int) -> str | None:
