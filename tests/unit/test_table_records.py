@@ -393,10 +393,12 @@ def test_a_row_c_would_not_pack_is_left_to_python_which_refuses_it(row: Row) -> 
         pack(row, 0, 0)
 
 
-@pytest.mark.parametrize("seen, flags", [(-1, 0), (2**32, 0), (0, 256), (0, -1)])
+@pytest.mark.parametrize("seen, flags", [(-1, 0), (2**32, 0), (0, 256), (0, -1), (2**70, 0), (0, 2**70)])
 def test_a_seen_or_flags_out_of_range_is_left_to_python(seen: int, flags: int) -> None:
     store = packing()
     assert store.put_row(1, some_rows(1, 3)[0], seen, flags) is False and len(store) == 0
+    if not flags:
+        assert store.put_rows([1], some_rows(1, 3), seen, 0) == 0 and len(store) == 0
 
 
 def test_put_rows_stops_where_python_must_pack_and_goes_on_from_there() -> None:

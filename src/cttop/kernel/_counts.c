@@ -186,7 +186,7 @@ static int grow(Table *t) {
     return 0;
 }
 
-/* The entry of the key just encoded (length len at t->keys_used): found, or added (*added set) and kept.
+/* The entry of the key just encoded (length len at t->keys_used): found, or added and kept.
  * -1 with an exception set. */
 static inline int same_key(const Table *t, Py_ssize_t i, const uint8_t *key, Py_ssize_t len) {
     const Hot *hot = &t->hot[i];
@@ -194,9 +194,8 @@ static inline int same_key(const Table *t, Py_ssize_t i, const uint8_t *key, Py_
            && (len <= INLINE_KEY || memcmp(t->keys + t->e[i].key_at, key, (size_t)len) == 0);
 }
 
-static Py_ssize_t find_or_add(Table *t, Py_ssize_t len, int *added) {
+static Py_ssize_t find_or_add(Table *t, Py_ssize_t len) {
     const uint8_t *key = t->keys + t->keys_used;
-    *added = 0;
     if (t->last >= 0 && same_key(t, t->last, key, len))
         return t->last;
     uint64_t h = hash_bytes(key, len), tag = h >> 32;
@@ -229,7 +228,6 @@ static Py_ssize_t find_or_add(Table *t, Py_ssize_t len, int *added) {
     e->bytes_at = e->packets_at = -1;
     t->slots[at] = slot_of(h, i);
     t->keys_used += len;
-    *added = 1;
     return t->last = i;
 }
 
@@ -246,12 +244,13 @@ static int unusual(const Seen *s) {
 /* Count one flow. ``row`` is its row where Python made it, else NULL: walked (w, family), its row is built only
  * for a group key not seen before. 0, or -1 with an exception set (nothing counted). */
 static int tally(Counts *c, const Seen *s, PyObject *row, const walk_t *w, unsigned family) {
-    int added;
     Py_ssize_t len = encode(&c->states, s->state, 3);
-    Py_ssize_t st = len < 0 ? -1 : find_or_add(&c->states, len, &added);
+    Py_ssize_t st = len < 0 ? -1 : find_or_add(&c->states, len);
     if (st < 0)
         return -1;
-    if (added) {
+    /* An entry's first row (a state's triple) is made while it has none, not only when the entry is added: one
+     * whose making failed (no memory) has none, counts no flow and is not listed, until a flow makes it. */
+    if (c->states.e[st].first == NULL) {
         c->states.e[st].first = Py_BuildValue("(KKK)", s->state[0].v, s->state[1].v, s->state[2].v);
         if (c->states.e[st].first == NULL)
             return -1;
@@ -259,10 +258,10 @@ static int tally(Counts *c, const Seen *s, PyObject *row, const walk_t *w, unsig
     Py_ssize_t gi = -1;
     if (c->nreads) {
         len = encode(&c->group, s->key, c->nreads);
-        gi = len < 0 ? -1 : find_or_add(&c->group, len, &added);
+        gi = len < 0 ? -1 : find_or_add(&c->group, len);
         if (gi < 0)
             return -1;
-        if (added) {
+        if (c->group.e[gi].first == NULL) {
             if (row != NULL)
                 Py_INCREF(row);
             else
@@ -272,7 +271,6 @@ static int tally(Counts *c, const Seen *s, PyObject *row, const walk_t *w, unsig
         }
         c->group.hot[gi].n++;
     }
-    /* (An entry added above stays at 0 flows when a later step fails: the caller raises, and none is listed.) */
     c->states.hot[st].n++;
     if (s->ctr[0].kind == FIELD_INT) {
         big_t bytes = (big_t)s->ctr[1].v + s->ctr[3].v, packets = (big_t)s->ctr[0].v + s->ctr[2].v;

@@ -326,19 +326,8 @@ static PyObject *record_of(const Records *r, uint64_t w) {
     return bytes_at(a, slot);
 }
 
-/* Store rec under key (a new key, or the record replaced); -1 on an error, the table as it was. */
-static int put_raw(Records *r, uint64_t key, const char *whole, int c);
-
-static int put(Records *r, uint64_t key, PyObject *rec) {
-    if (writable(r) < 0)
-        return -1;
-    int c = layout_of(r, rec);
-    if (c < 0)
-        return -1;
-    return put_raw(r, key, PyBytes_AS_STRING(rec), c);
-}
-
-/* Store the whole record ``whole`` of layout c (its writability checked) under key. */
+/* Store the whole record ``whole`` of layout c under key (a new key, or the record replaced), its writability
+ * checked; -1 on an error, the table as it was. */
 static int put_raw(Records *r, uint64_t key, const char *whole, int c) {
     if (mirrored(&r->arena[c], whole))
         c += LAYOUTS;
@@ -372,6 +361,16 @@ static int put_raw(Records *r, uint64_t key, const char *whole, int c) {
     r->index[i] = (uint64_t)tag_of(key) << 32 | ((uint32_t)(slot << 3 | c) + 1);
     r->stamp++;
     return 0;
+}
+
+/* Store rec, a record of bytes, under key: put_raw's, once its layout is known. */
+static int put(Records *r, uint64_t key, PyObject *rec) {
+    if (writable(r) < 0)
+        return -1;
+    int c = layout_of(r, rec);
+    if (c < 0)
+        return -1;
+    return put_raw(r, key, PyBytes_AS_STRING(rec), c);
 }
 
 /* Take index slot i's flow out, shifting back the words after it whose probe passed through i. */
@@ -517,10 +516,14 @@ static PyObject *Records_put_row(Records *r, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "Records.put_row(key, row, seen, flags)");
         return NULL;
     }
+    if (can_pack(r) < 0 || as_key("Records", args[0], &key) < 0)
+        return NULL;
     long long seen = PyLong_AsLongLong(args[2]);
     long flags = PyLong_AsLong(args[3]);
-    if (PyErr_Occurred() || can_pack(r) < 0 || as_key("Records", args[0], &key) < 0)
-        return NULL;
+    if (PyErr_Occurred()) {  /* not an int, or far out of range: pack refuses it, in its words */
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
     int c = pack_row(r, args[1], seen, flags, rec);
     if (c < 0)
         Py_RETURN_FALSE;
@@ -538,10 +541,14 @@ static PyObject *Records_put_rows(Records *r, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "Records.put_rows(keys, rows, seen, start): two lists of one length");
         return NULL;
     }
-    long long seen = PyLong_AsLongLong(args[2]);
     Py_ssize_t i = PyLong_AsSsize_t(args[3]), n = PyList_GET_SIZE(args[1]);
     if (PyErr_Occurred() || can_pack(r) < 0)
         return NULL;
+    long long seen = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred()) {  /* as put_row: pack refuses it, in its words */
+        PyErr_Clear();
+        seen = -1;  /* (which pack_row leaves to Python) */
+    }
     for (i = i < 0 ? 0 : i; i < n; i++) {
         uint64_t key;
         if (as_key("Records", PyList_GET_ITEM(args[0], i), &key) < 0)

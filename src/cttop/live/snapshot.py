@@ -168,7 +168,7 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries
                 watch = _Watch(ct, spec, flt, GROUPS[group_by].key, seconds,
                                events=values.get("nf_conntrack_events") != "0", max_flows=max_flows)
             listed = matched = 0
-            if countable(flt, group_by) and tally is None and watch is None and not keep_flows:
+            if countable(flt, group_by) and watch is None and not keep_flows:  # (an owner group's tally: not countable)
                 listed = matched = count_dump(ct, flt, agg, group_by)
             else:
                 for n, rows in filtered_dump(ct, flt):
@@ -212,9 +212,9 @@ def countable(flt: Filter, group_by: str) -> bool:
 def count_dump(ct: Ctnetlink, flt: Filter, agg: Aggregates, group_by: str) -> int:
     """One dump, narrowed by the kernel, counted into ``agg`` without a row a flow (kernel/_counts.c; see
     :func:`countable`): the flows counted."""
-    assert native.DEFAULT is not None
     reads = GROUPS[group_by].reads
-    counts = native.DEFAULT.Counts(reads if reads is not None else ())
+    assert native.DEFAULT is not None and reads is not None  # countable() said so
+    counts = native.DEFAULT.Counts(reads)
     kf = flt.kernel
     ct.dump_counts(counts, kf.family if kf is not None and kf.family is not None else 0, kf)
     agg.add_counts(counts)
