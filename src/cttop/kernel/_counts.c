@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_records.h"
 #include "_walk.h"
 
 #define MOST_READS 4     /* the most row fields a group key reads */
@@ -344,12 +345,23 @@ static void seen_walked(const Counts *c, const walk_t *w, unsigned family, Seen 
         row_field(w, family, c->reads[i], &s->key[i]);
 }
 
-/* dump(buf, pos) -> int: count a dump's messages from pos on, up to the first one left to Python; its offset. */
+/* dump(buf, pos, records=None, seen=0) -> int: count a dump's messages from pos on, up to the first one left to
+ * Python; its offset. With records (a Records made with packing.PACK_SPEC), each flow counted is also stored
+ * there, packed as packing.pack(row, seen) packs its row, under packing.flow_key: a dump read into the held table
+ * without a row a flow (FlowTable.loading). A flow it would not pack is left to Python, as one walk() leaves. */
 static PyObject *Counts_dump(Counts *c, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos;
-    if (ready(c) < 0 || !PyArg_ParseTuple(args, "y*n", &view, &pos))
+    PyObject *into = Py_None;
+    long long seen = 0;
+    if (ready(c) < 0 || !PyArg_ParseTuple(args, "y*n|OL", &view, &pos, &into, &seen))
         return NULL;
+    if (into != Py_None && !is_records(into)) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_TypeError, "Counts.dump: records is a Records, not %.100s", Py_TYPE(into)->tp_name);
+        return NULL;
+    }
+    Records *store = into == Py_None ? NULL : (Records *)into;
     const uint8_t *b = view.buf;
     Py_ssize_t n = view.len, length;
     unsigned typ, flags;
@@ -365,7 +377,10 @@ static PyObject *Counts_dump(Counts *c, PyObject *args) {
         seen_walked(c, &w, family, &s);
         if (unusual(&s))
             break;
-        if (tally(c, &s, NULL, &w, family) < 0) {
+        int put = store == NULL ? 0 : put_walked(store, &w, family, seen);
+        if (put > 0)
+            break;
+        if (put < 0 || tally(c, &s, NULL, &w, family) < 0) {
             PyBuffer_Release(&view);
             return NULL;
         }
@@ -486,7 +501,8 @@ static PyObject *Counts_groups(Counts *c, PyObject *unused) {
 
 static PyMethodDef Counts_methods[] = {
     {"dump", (PyCFunction)Counts_dump, METH_VARARGS,
-     "dump(buf, pos) -> int: count a dump's messages from pos on, up to the first one left to Python; its offset"},
+     "dump(buf, pos, records=None, seen=0) -> int: count a dump's messages from pos on (each also packed and\n"
+     "stored in records, when given), up to the first one left to Python; its offset"},
     {"add_row", (PyCFunction)Counts_add_row, METH_O, "add_row(row): count one flow Python decoded"},
     {"totals", (PyCFunction)Counts_totals, METH_NOARGS, "totals() -> (flows, counted, bytes, packets)"},
     {"states", (PyCFunction)Counts_states, METH_NOARGS,

@@ -402,8 +402,6 @@ static PyObject *framed(PyObject *self, PyObject *args) {
 /* flow_keys(rows) -> list[int]: packing.flow_key of each row, hash(row[R_SRC:R_DPORT + 1]) & KEY_HIGH | row[R_ID],
  * computed as Python computes it (the tuple's own hash), without a Python call a row: ~0.5 s of a million-flow
  * first frame went to those calls under cProfile. */
-#define KEY_HIGH 0xFFFFFFFF00000000ULL
-
 static PyObject *flow_keys(PyObject *self, PyObject *rows) {
     (void)self;
     PyObject *seq = PySequence_Fast(rows, "flow_keys: rows must be a sequence");
@@ -743,7 +741,7 @@ PyMODINIT_FUNC PyInit__ctdecode(void) {
     d = NULL;  /* the module's now */
     /* What this file offers, checked by kernel/native.py: raised with every change to a function's arguments
      * or meaning, so a build left from before is not called the new way. */
-    if (PyModule_AddIntConstant(m, "API", 4) < 0)
+    if (PyModule_AddIntConstant(m, "API", 5) < 0)
         goto fail;
     if (PyType_Ready(&DigestsType) < 0 || PyModule_AddObjectRef(m, "Digests", (PyObject *)&DigestsType) < 0
         || add_records_type(m) < 0 || add_frozen_type(m) < 0 || add_counts_type(m) < 0)

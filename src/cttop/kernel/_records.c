@@ -34,6 +34,8 @@
 #include "_records.h"
 #include "_walk.h"
 
+static PyTypeObject RecordsType;
+
 static inline uint32_t tag_of(uint64_t key) { return (uint32_t)key; }
 
 static inline Py_ssize_t home_of(const Records *r, uint32_t tag) {
@@ -444,37 +446,60 @@ static int put_be(char *p, unsigned long long v, int size) {
     return 0;
 }
 
-/* The fields f[0..n) of ``row`` packed at out, as packing.pack packs them; -1 (no exception) for a value it would
- * not take as it is (not an int or bytes, out of range): Python packs that row, and says what is wrong. */
-static int pack_fields(const PackField *f, int n, PyObject *row, Py_ssize_t addr, uint32_t seen, int flags,
+/* Where a record's row fields come from: a row Python made, or a message's walk (no row made). */
+typedef struct {
+    PyObject *row;  /* NULL: the walk's */
+    const walk_t *w;
+    unsigned family;
+} From;
+
+/* A field of Python's row as row_field gives a walk's; -1 (no exception) for a value packing.pack would not take
+ * as it is (not an int, or bytes where an address goes; out of range): Python packs that row, and says so. */
+static int from_row(PyObject *o, int address, field_t *f) {
+    if (address) {
+        if (!PyBytes_CheckExact(o))
+            return -1;
+        f->kind = FIELD_BYTES;
+        f->p = (const uint8_t *)PyBytes_AS_STRING(o);
+        f->len = PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    if (!PyLong_Check(o))  /* (an int subclass, AF_INET6 itself, packs as its value, as struct does) */
+        return -1;
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    as_int(f, v);
+    return 0;
+}
+
+/* The fields f[0..n) packed at out, as packing.pack packs them; -1 (no exception) for a value it would not take
+ * as it is. */
+static int pack_fields(const PackField *f, int n, const From *from, Py_ssize_t addr, uint32_t seen, int flags,
                        char *out, Py_ssize_t *at) {
     for (int i = 0; i < n; i++) {
+        field_t v;
+        if (f[i].source == SEEN_FIELD)
+            as_int(&v, seen);
+        else if (f[i].source == FLAGS_FIELD)
+            as_int(&v, (unsigned long long)flags);
+        else if (from->row == NULL)
+            row_field(from->w, from->family, f[i].source, &v);
+        else if (from_row(PyTuple_GET_ITEM(from->row, f[i].source), f[i].size == 0, &v) < 0)
+            return -1;
         if (f[i].size == 0) {  /* an address: struct's "Ns" pads a shorter one with zeros, cuts a longer */
-            PyObject *b = PyTuple_GET_ITEM(row, f[i].source);
-            if (!PyBytes_CheckExact(b))
+            if (v.kind != FIELD_BYTES)
                 return -1;
-            Py_ssize_t len = PyBytes_GET_SIZE(b) < addr ? PyBytes_GET_SIZE(b) : addr;
-            memcpy(out + *at, PyBytes_AS_STRING(b), (size_t)len);
+            Py_ssize_t len = v.len < addr ? v.len : addr;
+            if (len)
+                memcpy(out + *at, v.p, (size_t)len);
             memset(out + *at + len, 0, (size_t)(addr - len));
             *at += addr;
             continue;
         }
-        unsigned long long v;
-        if (f[i].source == SEEN_FIELD) {
-            v = seen;
-        } else if (f[i].source == FLAGS_FIELD) {
-            v = (unsigned long long)flags;
-        } else {
-            PyObject *o = PyTuple_GET_ITEM(row, f[i].source);
-            if (!PyLong_Check(o))  /* (an int subclass, AF_INET6 itself, packs as its value, as struct does) */
-                return -1;
-            v = PyLong_AsUnsignedLongLong(o);
-            if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-                PyErr_Clear();
-                return -1;
-            }
-        }
-        if (put_be(out + *at, v, f[i].size) < 0)
+        if (v.kind != FIELD_INT || put_be(out + *at, v.v, f[i].size) < 0)
             return -1;
         *at += f[i].size;
     }
@@ -482,19 +507,24 @@ static int pack_fields(const PackField *f, int n, PyObject *row, Py_ssize_t addr
 }
 
 /* packing.pack(row, seen, flags) into out; its layout, or -1 (no exception) where Python should pack it. */
+static int pack_from(const Records *r, const From *from, int v6, int counted, long long seen, long flags, char *out) {
+    if (seen < 0 || seen > UINT32_MAX || flags < 0 || flags > 0xFF)
+        return -1;
+    Py_ssize_t addr = v6 ? 16 : 4, at = 0;
+    if (pack_fields(r->head, r->nhead, from, addr, (uint32_t)seen, (int)flags, out, &at) < 0
+        || (counted && pack_fields(r->counters, r->ncounters, from, addr, (uint32_t)seen, (int)flags, out, &at) < 0))
+        return -1;
+    return v6 + 2 * counted;  /* packing.SIZES' order: V4, V6, V4C, V6C (checked in __init__) */
+}
+
 static int pack_row(const Records *r, PyObject *row, long long seen, long flags, char *out) {
-    if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != ROW_LEN || seen < 0 || seen > UINT32_MAX || flags < 0
-        || flags > 0xFF)
+    if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != ROW_LEN)
         return -1;
     PyObject *family = PyTuple_GET_ITEM(row, R_FAMILY);
     int v6 = PyLong_Check(family) && PyLong_AsLong(family) == AF_INET6_;
     PyErr_Clear();
-    int counted = PyTuple_GET_ITEM(row, R_OPKTS) != Py_None;
-    Py_ssize_t addr = v6 ? 16 : 4, at = 0;
-    if (pack_fields(r->head, r->nhead, row, addr, (uint32_t)seen, (int)flags, out, &at) < 0
-        || (counted && pack_fields(r->counters, r->ncounters, row, addr, (uint32_t)seen, (int)flags, out, &at) < 0))
-        return -1;
-    return v6 + 2 * counted;  /* packing.SIZES' order: V4, V6, V4C, V6C (checked in __init__) */
+    From from = {row, NULL, 0};
+    return pack_from(r, &from, v6, PyTuple_GET_ITEM(row, R_OPKTS) != Py_None, seen, flags, out);
 }
 
 static int can_pack(Records *r) {
@@ -560,6 +590,19 @@ static PyObject *Records_put_rows(Records *r, PyObject *const *args, Py_ssize_t 
             return NULL;
     }
     return PyLong_FromSsize_t(i);
+}
+
+int is_records(PyObject *o) { return PyObject_TypeCheck(o, &RecordsType); }
+
+int put_walked(Records *r, const walk_t *w, unsigned family, long long seen) {
+    char rec[MOST_RECORD];
+    if (can_pack(r) < 0)
+        return -1;
+    From from = {NULL, w, family};
+    int c = pack_from(r, &from, family == AF_INET6_, (w->have >> F_OPKTS) & 1, seen, 0, rec);
+    if (c < 0)
+        return 1;
+    return put_raw(r, walked_key(w, family), rec, c) < 0 ? -1 : 0;
 }
 
 static PyObject *Records_update(Records *r, PyObject *pairs) {

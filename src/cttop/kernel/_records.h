@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_walk.h"
+
 #define LAYOUTS 4              /* packing.SIZES: IPv4 and IPv6, with and without counters */
 #define ARENAS (2 * LAYOUTS)   /* each layout whole, then cut (its reply tuple mirrored the original's) */
 #define CHUNK_SHIFT 12
@@ -98,6 +100,11 @@ static inline void expand(const Arena *a, const char *p, char *out) {
 }
 
 int add_records_type(PyObject *module);
+/* Whether o is a Records. */
+int is_records(PyObject *o);
+/* A walked flow (a dump's message, _counts.c) packed as packing.pack packs its row (flags 0) and stored under its
+ * flow key (walked_key): 0, 1 when Python should pack it (nothing stored), -1 with an exception set. */
+int put_walked(Records *r, const walk_t *w, unsigned family, long long seen);
 /* Records.freeze(): a copy of the flows held, for the flow list (_frozen.c). */
 PyObject *freeze(Records *r);
 int add_frozen_type(PyObject *module);

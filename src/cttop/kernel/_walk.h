@@ -202,6 +202,40 @@ static inline void row_field(const walk_t *w, unsigned family, int r, field_t *f
     }
 }
 
+/* packing.flow_key: the conntrack id in the low 32 bits, and above it the high half of Python's hash of the
+ * original tuple, row[R_SRC:R_DPORT + 1]. */
+#define KEY_HIGH 0xFFFFFFFF00000000ULL
+_Static_assert(SIZEOF_PY_HASH_T == 8, "walked_key: CPython's 64-bit tuple hash");
+
+/* hash() of one row field as Python hashes the object row_field stands for: bytes by _Py_HashBytes (b"" is 0),
+ * an int by its value modulo 2**61 - 1 (sys.hash_info: a non-negative one is never -1). */
+static inline uint64_t field_hash(const field_t *f) {
+    if (f->kind == FIELD_BYTES)
+        return (uint64_t)_Py_HashBytes(f->p, f->len);
+    return f->v % ((1ULL << 61) - 1);  /* FIELD_INT; a key field is never None */
+}
+
+/* packing.flow_key of a walked flow without its row: CPython's tuple hash (Objects/tupleobject.c, xxHash's
+ * round over each item's hash, the same from 3.8 on) of (src, dst, sport, dport). tests/unit/test_counts.py
+ * holds it to flow_key on every flow of real dumps. */
+static inline uint64_t walked_key(const walk_t *w, unsigned family) {
+    static const int TUPLE[4] = {R_SRC, R_DST, R_SPORT, R_DPORT};
+    uint64_t acc = 2870177450012600261ULL;
+    for (int i = 0; i < 4; i++) {
+        field_t f;
+        row_field(w, family, TUPLE[i], &f);
+        acc += field_hash(&f) * 14029467366897019727ULL;
+        acc = acc << 31 | acc >> 33;
+        acc *= 11400714785074694791ULL;
+    }
+    acc += 4 ^ (2870177450012600261ULL ^ 3527539UL);
+    if (acc == (uint64_t)-1)
+        acc = 1546275796;
+    field_t id;
+    row_field(w, family, R_ID, &id);
+    return (acc & KEY_HIGH) | id.v;  /* (an id is 32 bits: CTA_ID) */
+}
+
 /* The whole row (a new tuple), or NULL with an exception set. */
 PyObject *build(const walk_t *w, unsigned family);
 

@@ -24,7 +24,7 @@ from cttop.errors import CttopError
 from cttop.kernel import native
 from cttop.kernel import nlconst as C
 from cttop.kernel.attrs import be, nest, nla
-from cttop.kernel.decode import Decoder, ErrorReply, helper_name
+from cttop.kernel.decode import Decoder, ErrorReply, Holder, helper_name
 from cttop.kernel.framing import (
     HEADER_LEN,
     NFGEN,
@@ -259,9 +259,15 @@ class Ctnetlink:
                     kfilter: KernelFilterLike | None = None) -> None:
         """The dump counted into ``counts`` (kernel/_counts.c) as it arrives, no row made of a flow the C walk
         takes: what a snapshot's aggregates need, at a fraction of a row's cost."""
-        count = self.decoder.count_chunk
-        for _ in self._dump_each(family, kfilter, lambda chunk: (None, count(chunk, counts))):
+        for _ in self.dump_held(counts, None, family, kfilter):
             pass
+
+    def dump_held(self, counts: Counts, hold: Holder | None, family: int = socket.AF_UNSPEC,
+                  kfilter: KernelFilterLike | None = None) -> Iterator[None]:
+        """:meth:`dump_counts` a chunk at a time, every flow also held by ``hold`` (Decoder.count_chunk): a dump
+        read into the held table without a row a flow."""
+        count = self.decoder.count_chunk
+        return self._dump_each(family, kfilter, lambda chunk: (None, count(chunk, counts, hold)))
 
     def _dump_each(self, family: int, kfilter: KernelFilterLike | None,
                    each: Callable[[bytes], tuple[T, bool]]) -> Iterator[T]:

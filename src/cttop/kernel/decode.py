@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cttop.kernel import native
 from cttop.kernel import nlconst as C
@@ -39,7 +39,17 @@ from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
 if TYPE_CHECKING:
-    from cttop.kernel._ctdecode import Counts
+    from cttop.kernel._ctdecode import Counts, Records
+
+
+class Holder(Protocol):
+    """Where a dump counted by :meth:`Decoder.count_chunk` is also held (table.store's Loading): the compiled store
+    the C walk packs each flow into, read at ``seen``, and what takes a row this module decoded instead."""
+
+    records: Records
+    seen: int
+
+    def row(self, row: Row) -> None: ...
 
 MAX_TEMPLATES = 512  # garbage input must not grow the cache without bound
 # The newest templates a dump's regex alternates: a kernel's dump has a few dozen layouts at most, and
@@ -378,12 +388,14 @@ class Decoder:
             raise DecodeError("netlink: the table changed during the dump (NLM_F_DUMP_INTR)")
         return self.decode_one(buf, pos, length), pos + align(length)
 
-    def count_chunk(self, buf: bytes, counts: Counts) -> bool:
+    def count_chunk(self, buf: bytes, counts: Counts, hold: Holder | None = None) -> bool:
         """Count one received chunk of a dump into ``counts`` (kernel/_counts.c) as :meth:`decode_chunk` would
-        decode it, making a row only of a message the C walk leaves here; True once NLMSG_DONE is seen."""
+        decode it, making a row only of a message the C walk leaves here; True once NLMSG_DONE is seen. With
+        ``hold``, every flow is held too: the walk packs it into ``hold.records``, and a row made here goes to
+        ``hold.row``, in its place."""
         pos, n, done, refused = 0, len(buf), False, None
         while pos < n:
-            pos = counts.dump(buf, pos)
+            pos = counts.dump(buf, pos) if hold is None else counts.dump(buf, pos, hold.records, hold.seen)
             if pos >= n:
                 break
             row, pos = self._one(buf, pos)
@@ -396,6 +408,9 @@ class Decoder:
                 # Counters half there. Rows are counted once their chunk is decoded, so a message broken later
                 # in it is what the rows' way reports: the same here, and this only when none is.
                 refused = refused or e
+                continue
+            if hold is not None:
+                hold.row(row)
         if refused is not None:
             raise refused
         return done

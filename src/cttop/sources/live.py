@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, Stats
 from cttop.kernel.events import EventBatch, EventSocket
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import Row
+
+if TYPE_CHECKING:
+    from cttop.kernel._ctdecode import Counts
+    from cttop.kernel.decode import Holder
 
 
 # The event socket's receive buffer, a limit the kernel fills only while the collector is behind. Under
@@ -122,6 +126,12 @@ class LiveSource:
 
     def dump_chunks(self) -> Iterator[list[Row]]:
         return self.ct.dump_chunks()
+
+    def dump_held(self, counts: Counts, hold: Holder) -> Iterator[None]:
+        """The dump read straight into a held table (table.store's Loading), a step a chunk: no row a flow but
+        for the few the compiled walk leaves to Python. Only the kernel's source has this: the collector uses it
+        where the table and the accelerator allow (FlowTable.loading), and dump_chunks otherwise."""
+        return self.ct.dump_held(counts, hold)
 
     def events(self, timeout: float) -> EventBatch:
         if self.ev is None:

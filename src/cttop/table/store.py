@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from itertools import repeat
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cttop.kernel import native
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
+from cttop.table.groups import GROUPS
 from cttop.table.packing import (
     COUNTERS,
     FLAGS_AT,
@@ -31,7 +32,10 @@ from cttop.table.packing import (
     unpack,
 )
 
-__all__ = ["FlowTable", "GroupRow", "Own"]
+if TYPE_CHECKING:
+    from cttop.kernel._ctdecode import Counts, Records
+
+__all__ = ["FlowTable", "GroupRow", "Loading", "Own"]
 
 LOAD: Final = 0.75  # the most slots of the compiled store's index in use before it doubles
 _FIRST_SLOTS: Final = 1024
@@ -184,6 +188,19 @@ class FlowTable:
         self.agg.add_rows(rows)
         self.generation += 1
 
+    def loading(self) -> Loading | None:
+        """How to read a dump into this empty table without a row a flow (live.collector): the compiled walk
+        packs each flow into the store and counts it (kernel/_counts.c), and the aggregates are made of the
+        counts once it is in (:meth:`Loading.done`). None where rows are needed: the pure-Python store, cttop's
+        own flows to hold apart (recognised on rows), or groups the counts cannot give (more than one tracked,
+        or one whose key reads more than the row)."""
+        flows, groups = self._flows, list(self.agg.groups)
+        if self.own is not None or len(flows) or isinstance(flows, dict) or len(groups) > 1:
+            return None
+        reads = GROUPS[groups[0]].reads if groups else ()
+        assert native.DEFAULT is not None  # (the compiled store is its)
+        return None if reads is None else Loading(self, native.DEFAULT.Counts(reads))
+
     def _held_apart(self, rows: Iterable[Row], at: float) -> list[Row]:
         """A dump chunk's rows less cttop's own flows, which are held apart (packed, read at ``at``)."""
         rows = rows if isinstance(rows, list) else list(rows)
@@ -252,3 +269,28 @@ class FlowTable:
             else:
                 held[flow_key(row)] = pack(row, seen)
         return rest
+
+
+class Loading:
+    """A dump being read into an empty FlowTable by the compiled walk (FlowTable.loading, Decoder.count_chunk):
+    ``records`` is the table's store, each flow packed into it as read at ``seen`` (the caller moves it on as the
+    dump comes in); a flow the walk leaves to Python comes to :meth:`row`. The table's aggregates are those of
+    ``add_rows`` over the same rows, dict order included (Aggregates.add_counts), once :meth:`done`."""
+
+    def __init__(self, table: FlowTable, counts: Counts) -> None:
+        self.table, self.counts = table, counts
+        self.records: Records = table._flows  # type: ignore[assignment]
+        self.seen = 0
+
+    def row(self, row: Row) -> None:
+        """A row Python decoded (and counted), held as FlowTable.extend holds one."""
+        key = flow_key(row)
+        if not self.records.put_row(key, row, self.seen, 0):
+            self.records[key] = pack(row, self.seen)
+        if row[R_LABELS]:
+            self.table._labels[key] = row[R_LABELS]
+
+    def done(self) -> None:
+        """The dump is in: its counts become the table's aggregates."""
+        self.table.agg.add_counts(self.counts)
+        self.table.generation += 1
