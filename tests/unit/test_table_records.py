@@ -12,6 +12,7 @@ import random
 import struct
 import sys
 import threading
+from collections import Counter
 from types import MappingProxyType
 from typing import Any
 
@@ -38,7 +39,17 @@ from cttop.model import (
     R_START,
     Row,
 )
-from cttop.table.packing import LAYOUTS, OFFSETS, PACK_SPEC, SIZES, addr_size, flow_key, pack
+from cttop.table.packing import (
+    LAYOUTS,
+    OFFSETS,
+    PACK_SPEC,
+    SEEN_TIMEOUT_AT,
+    SIZES,
+    addr_size,
+    flow_key,
+    pack,
+    read_timeouts,
+)
 from cttop.table.store import LOAD, FlowTable
 from tests.unit.test_table import make_row
 
@@ -435,3 +446,34 @@ def test_a_spec_that_does_not_make_the_layouts_is_refused(spec: object) -> None:
 def test_a_store_made_without_a_spec_packs_nothing() -> None:
     with pytest.raises(RuntimeError, match="packs no row"):
         fresh().put_row(1, some_rows(1, 1)[0], 0, 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 3000))
+def test_timeouts_are_counted_as_python_reads_them(seed: int, n: int) -> None:
+    """Records.timeouts: each (seen, timeout) pair counted over the records held, whole and cut (the pairs sit
+    after the reply tuple a cut record lacks), freed slots left out, as read_timeouts reads the records back."""
+    rnd = random.Random(seed)
+    r, d = fresh(), {}
+    for i in range(n):
+        rec = record(rnd)
+        if rnd.random() < 0.5:
+            rec = mirror(rec)
+        # Few distinct pairs, as a real table has, and some past 16 bits.
+        o = OFFSETS[addr_size(rec)]
+        meta = struct.pack(">I", rnd.choice([0, 7, 2**32 - 1])), struct.pack(">I", rnd.choice([0, 30, 431999, 2**31]))
+        rec = rec[:o["timeout"]] + meta[1] + rec[o["timeout"] + 4:o["seen"]] + meta[0] + rec[o["seen"] + 4:]
+        key = rnd.randrange(2**64)
+        r[key] = d[key] = rec
+        if rnd.random() < 0.2:
+            gone = rnd.choice(list(d))
+            del r[gone], d[gone]
+    assert r.timeouts(SEEN_TIMEOUT_AT) == Counter(read_timeouts(d.values()))
+
+
+@pytest.mark.parametrize("at", [((0, 0),) * 4, (), ((50, 60),) * 3, "x", tuple((s, 10**6) for s, _t in SEEN_TIMEOUT_AT)])
+def test_timeouts_offsets_outside_the_records_fields_are_refused(at: object) -> None:
+    r = fresh()
+    r[1] = record(random.Random(1))
+    with pytest.raises((ValueError, TypeError)):
+        r.timeouts(at)

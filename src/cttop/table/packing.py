@@ -176,8 +176,10 @@ def record_key(rec: bytes) -> int:
 def key_id(key: int) -> bytes:
     """The id bytes a record under flow key ``key`` starts with: cheap to compare before the whole key."""
     return (key & ~KEY_HIGH).to_bytes(ID.stop - ID.start, "big")
-# Record length -> where its (seen, timeout) are: the forecast reads every record's once per dump.
+# Record length -> where its (seen, timeout) are: the forecast reads every record's once per dump. In SIZES'
+# order for the compiled store (Records.timeouts).
 _SEEN_TIMEOUT_AT: Final = {n: (at, (O6 if n >= V6_MIN else O4)["timeout"]) for n, at in _META_AT.items()}
+SEEN_TIMEOUT_AT: Final = tuple(_SEEN_TIMEOUT_AT[n] for n in SIZES)
 _U32: Final = struct.Struct(">I")
 
 
