@@ -19,15 +19,17 @@ from cttop.model import R_DPORT, R_LABELS, R_RDPORT, R_RSRC, R_SPORT, R_SRC, Row
 from cttop.table.groups import GROUPS
 from cttop.table.packing import flow_key
 from cttop.table.store import FlowTable
+from cttop.table.tally import FlowTally
 from tests.unit.test_counts import COUNTED, chunked, message, ordered, tie_heavy_rows
 from tests.unit.test_decode import messages
+from tests.unit.test_table import churn
 
 pytestmark = pytest.mark.skipif(native.DEFAULT is None, reason="the compiled accelerator is not built "
                                 "(CTTOP_PURE_PYTHON=1, or no compiler): the held table is a dict, read as rows")
 
 
-def by_rows(chunks: list[bytes], group: str | None, seen: int = 7) -> FlowTable:
-    dec, table = Decoder(), FlowTable([group] if group else [])
+def by_rows(chunks: list[bytes], group: str | None, seen: int = 7, make: type[FlowTable] = FlowTable) -> FlowTable:
+    dec, table = Decoder(), make([group] if group else [])
     for c in chunks:
         rows: list[Row] = []
         done = dec.decode_chunk(c, rows)
@@ -37,9 +39,9 @@ def by_rows(chunks: list[bytes], group: str | None, seen: int = 7) -> FlowTable:
     return table
 
 
-def by_walk(chunks: list[bytes], group: str | None, seen: int = 7) -> FlowTable:
+def by_walk(chunks: list[bytes], group: str | None, seen: int = 7, make: type[FlowTable] = FlowTable) -> FlowTable:
     """The table loaded by the walk; ``table.left`` is what it left to Python, the rows of it."""
-    dec, table = Decoder(), FlowTable([group] if group else [])
+    dec, table = Decoder(), make([group] if group else [])
     hold = table.loading()
     assert hold is not None
     hold.seen = seen
@@ -145,3 +147,49 @@ def test_loading_is_offered_only_where_the_walk_can_do_it() -> None:
     full.extend(tie_heavy_rows(3, 1))
     assert full.loading() is None  # only an empty table is loaded
     assert all(GROUPS[g].reads is not None for g in COUNTED)
+
+
+# A bounded view's table (table.tally.FlowTally): the walk puts each flow's digest, counts its timeout and the
+# aggregates without counters, as FlowTally.extend does with the rows.
+
+def tallied(table: FlowTable, rows: list[Row]) -> tuple:
+    assert isinstance(table, FlowTally)
+    return (len(table), [table._digests.get(flow_key(r)) for r in rows], table.timeouts(), ordered(table.agg))
+
+
+def decoded(chunks: list[bytes]) -> list[Row]:
+    rows: list[Row] = []
+    for c in chunks:
+        if Decoder().decode_chunk(c, rows):
+            break
+    return rows
+
+
+@pytest.mark.parametrize("group", [None, *COUNTED])
+def test_a_bounded_table_is_tallied_as_from_its_rows(group: str | None) -> None:
+    chunks = chunked(natted(tie_heavy_rows(1200, 29), 8), 41)
+    rows = decoded(chunks)
+    want, got = by_rows(chunks, group, make=FlowTally), by_walk(chunks, group, make=FlowTally)
+    assert tallied(got, rows) == tallied(want, rows)
+    assert got.left == [r for r in rows if r[R_LABELS]]  # type: ignore[attr-defined]
+    assert got.counted == 0 and got.agg.bytes == 0  # a tally keeps no counters
+    # The digests answer updates and ends as the rows' do: a churn of events moves both tables alike.
+    events = churn({r[0]: r for r in rows}, random.Random(3), 2000)
+    for table in (want, got):
+        table.apply_events(events, 9)
+    assert tallied(got, rows) == tallied(want, rows)
+
+
+def test_a_real_dump_is_tallied_as_its_rows_are() -> None:
+    chunks = messages("dump_realistic.bin.gz")
+    rows = decoded(chunks)
+    want, got = by_rows(chunks, "src", make=FlowTally), by_walk(chunks, "src", make=FlowTally)
+    assert tallied(got, rows) == tallied(want, rows) and len(got) == len(rows)
+    assert got.left == []  # type: ignore[attr-defined]
+
+
+def test_a_bounded_table_is_loaded_by_the_walk_only_where_it_can_be() -> None:
+    assert FlowTally(["src"]).loading() is not None
+    assert FlowTally(["src", "dst"]).loading() is None
+    assert FlowTally(["src"], owners=GROUPS["src"]).loading() is None  # owners are read from rows
+    assert FlowTally(["src"], own=(lambda r: False, lambda rec: False)).loading() is None

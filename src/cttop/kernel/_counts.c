@@ -64,6 +64,7 @@ typedef struct {
     int reads[MOST_READS];
     int nreads;
     Table group, states;
+    Table timeouts;  /* (seen, timeout) of the flows put into a Digests by dump() */
     uint64_t flows, counted;
     big_t bytes, packets;
 } Counts;
@@ -314,10 +315,12 @@ static int Counts_init(Counts *c, PyObject *args, PyObject *kwds) {
     }
     table_free(&c->group);
     table_free(&c->states);
+    table_free(&c->timeouts);
     c->nreads = (int)n;
     c->flows = c->counted = 0;
     c->bytes = c->packets = 0;
-    if (reindex(&c->group, FIRST_SLOTS) < 0 || reindex(&c->states, FIRST_SLOTS) < 0)
+    if (reindex(&c->group, FIRST_SLOTS) < 0 || reindex(&c->states, FIRST_SLOTS) < 0
+        || reindex(&c->timeouts, FIRST_SLOTS) < 0)
         return -1;
     return 0;
 }
@@ -325,6 +328,7 @@ static int Counts_init(Counts *c, PyObject *args, PyObject *kwds) {
 static void Counts_dealloc(Counts *c) {
     table_free(&c->group);
     table_free(&c->states);
+    table_free(&c->timeouts);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -345,10 +349,27 @@ static void seen_walked(const Counts *c, const walk_t *w, unsigned family, Seen 
         row_field(w, family, c->reads[i], &s->key[i]);
 }
 
-/* dump(buf, pos, records=None, seen=0) -> int: count a dump's messages from pos on, up to the first one left to
- * Python; its offset. With records (a Records made with packing.PACK_SPEC), each flow counted is also stored
- * there, packed as packing.pack(row, seen) packs its row, under packing.flow_key: a dump read into the held table
- * without a row a flow (FlowTable.loading). A flow it would not pack is left to Python, as one walk() leaves. */
+/* A bounded table's timeouts (table.tally.FlowTally.timeouts): one more flow read at seen with timeout left. */
+static int count_timeout(Counts *c, const walk_t *w, unsigned family, long long seen) {
+    field_t f[2];
+    as_int(&f[0], (unsigned long long)seen);
+    row_field(w, family, R_TIMEOUT, &f[1]);
+    Py_ssize_t len = encode(&c->timeouts, f, 2);
+    Py_ssize_t i = len < 0 ? -1 : find_or_add(&c->timeouts, len);
+    if (i < 0)
+        return -1;
+    if (c->timeouts.e[i].first == NULL && (c->timeouts.e[i].first = Py_BuildValue("(LK)", seen, f[1].v)) == NULL)
+        return -1;
+    c->timeouts.hot[i].n++;
+    return 0;
+}
+
+/* dump(buf, pos, into=None, seen=0) -> int: count a dump's messages from pos on, up to the first one left to
+ * Python; its offset. With into, each flow counted is also held there, read at seen: a Records (made with
+ * packing.PACK_SPEC) stores it packed as packing.pack(row, seen) packs its row, under packing.flow_key (the
+ * held table, FlowTable.loading); a Digests stores its shape under that key, and its (seen, timeout) is counted
+ * (timeouts(): a bounded table, FlowTally.loading). No row is made of a flow but a group's first. A flow the
+ * Records would not pack is left to Python, as one walk() leaves. */
 static PyObject *Counts_dump(Counts *c, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos;
@@ -356,12 +377,13 @@ static PyObject *Counts_dump(Counts *c, PyObject *args) {
     long long seen = 0;
     if (ready(c) < 0 || !PyArg_ParseTuple(args, "y*n|OL", &view, &pos, &into, &seen))
         return NULL;
-    if (into != Py_None && !is_records(into)) {
+    Records *store = into != Py_None && is_records(into) ? (Records *)into : NULL;
+    PyObject *digests = into != Py_None && is_digests(into) ? into : NULL;
+    if (into != Py_None && store == NULL && digests == NULL) {
         PyBuffer_Release(&view);
-        PyErr_Format(PyExc_TypeError, "Counts.dump: records is a Records, not %.100s", Py_TYPE(into)->tp_name);
+        PyErr_Format(PyExc_TypeError, "Counts.dump: into is a Records or Digests, not %.100s", Py_TYPE(into)->tp_name);
         return NULL;
     }
-    Records *store = into == Py_None ? NULL : (Records *)into;
     const uint8_t *b = view.buf;
     Py_ssize_t n = view.len, length;
     unsigned typ, flags;
@@ -377,9 +399,11 @@ static PyObject *Counts_dump(Counts *c, PyObject *args) {
         seen_walked(c, &w, family, &s);
         if (unusual(&s))
             break;
-        int put = store == NULL ? 0 : put_walked(store, &w, family, seen);
+        int put = store != NULL ? put_walked(store, &w, family, seen) : 0;
         if (put > 0)
             break;
+        if (digests != NULL && put == 0)
+            put = digest_walked(digests, &w, family) < 0 || count_timeout(c, &w, family, seen) < 0 ? -1 : 0;
         if (put < 0 || tally(c, &s, NULL, &w, family) < 0) {
             PyBuffer_Release(&view);
             return NULL;
@@ -499,10 +523,18 @@ static PyObject *Counts_groups(Counts *c, PyObject *unused) {
     return listed(&c->group, group_item);
 }
 
+/* timeouts() -> [((seen, timeout), flows)]: what dump() put into a Digests, counted */
+static PyObject *Counts_timeouts(Counts *c, PyObject *unused) {
+    (void)unused;
+    return listed(&c->timeouts, state_item);
+}
+
 static PyMethodDef Counts_methods[] = {
     {"dump", (PyCFunction)Counts_dump, METH_VARARGS,
-     "dump(buf, pos, records=None, seen=0) -> int: count a dump's messages from pos on (each also packed and\n"
-     "stored in records, when given), up to the first one left to Python; its offset"},
+     "dump(buf, pos, into=None, seen=0) -> int: count a dump's messages from pos on (each also held in into, a\n"
+     "Records or a Digests, when given), up to the first one left to Python; its offset"},
+    {"timeouts", (PyCFunction)Counts_timeouts, METH_NOARGS,
+     "timeouts() -> [((seen, timeout), flows)]: the flows dump() put into a Digests, counted"},
     {"add_row", (PyCFunction)Counts_add_row, METH_O, "add_row(row): count one flow Python decoded"},
     {"totals", (PyCFunction)Counts_totals, METH_NOARGS, "totals() -> (flows, counted, bytes, packets)"},
     {"states", (PyCFunction)Counts_states, METH_NOARGS,

@@ -240,5 +240,11 @@ static inline uint64_t walked_key(const walk_t *w, unsigned family) {
 PyObject *build(const walk_t *w, unsigned family);
 
 int add_counts_type(PyObject *module);
+int add_digests_type(PyObject *module);
+/* Whether o is a Digests (_digests.c). */
+int is_digests(PyObject *o);
+/* A walked flow's shape (table.tally's _SHAPE of its row) stored under its flow key in digests, a Digests: 0, or -1
+ * with an exception set. */
+int digest_walked(PyObject *digests, const walk_t *w, unsigned family);
 
 #endif

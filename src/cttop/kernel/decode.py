@@ -39,14 +39,15 @@ from cttop import model as M
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, ROW_LEN, Row
 
 if TYPE_CHECKING:
-    from cttop.kernel._ctdecode import Counts, Records
+    from cttop.kernel._ctdecode import Counts, Digests, Records
 
 
 class Holder(Protocol):
     """Where a dump counted by :meth:`Decoder.count_chunk` is also held (table.store's Loading): the compiled store
-    the C walk packs each flow into, read at ``seen``, and what takes a row this module decoded instead."""
+    the C walk packs each flow into (a bounded table's digests: table.tally), read at ``seen``, and what takes a
+    row this module decoded instead."""
 
-    records: Records
+    into: Records | Digests
     seen: int
 
     def row(self, row: Row) -> None: ...
@@ -391,11 +392,11 @@ class Decoder:
     def count_chunk(self, buf: bytes, counts: Counts, hold: Holder | None = None) -> bool:
         """Count one received chunk of a dump into ``counts`` (kernel/_counts.c) as :meth:`decode_chunk` would
         decode it, making a row only of a message the C walk leaves here; True once NLMSG_DONE is seen. With
-        ``hold``, every flow is held too: the walk packs it into ``hold.records``, and a row made here goes to
+        ``hold``, every flow is held too: the walk puts it into ``hold.into``, and a row made here goes to
         ``hold.row``, in its place."""
         pos, n, done, refused = 0, len(buf), False, None
         while pos < n:
-            pos = counts.dump(buf, pos) if hold is None else counts.dump(buf, pos, hold.records, hold.seen)
+            pos = counts.dump(buf, pos) if hold is None else counts.dump(buf, pos, hold.into, hold.seen)
             if pos >= n:
                 break
             row, pos = self._one(buf, pos)

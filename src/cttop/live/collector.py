@@ -400,7 +400,7 @@ class Collector:
         # When the batch's first row was read: its timeouts count down from then.
         read_at = started = self.source.now()
         # Read straight into the held table where it can be (no row a flow: ~1 µs a flow less), else as rows.
-        hold = fresh.loading() if isinstance(fresh, FlowTable) else None
+        hold = fresh.loading()
         dump_held = getattr(self.source, "dump_held", None)
         if hold is not None and dump_held is not None:
             hold.seen = int(read_at)

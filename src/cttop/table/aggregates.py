@@ -221,14 +221,14 @@ class Aggregates:
             if not status & IPS_ASSURED:
                 self.evictable += n
 
-    def add_counts(self, counts: Counts) -> None:
+    def add_counts(self, counts: Counts, counters: bool = True) -> None:
         """What :meth:`add_rows` gives for the rows ``counts`` counted (kernel/_counts.c), the dicts in the same
         order, from its raw counts: the group's key is called once for each distinct set of the fields it reads
-        (``GroupDef.reads``), which ``counts`` was made with. Tracks at most one group."""
+        (``GroupDef.reads``), which ``counts`` was made with. Tracks at most one group. ``counters`` as add_rows's."""
         if len(self.groups) > 1:
             raise ValueError("Aggregates.add_counts: counts carry one group's")
         self._add_states(counts.states())
-        _flows, counted, nbytes, npkts = counts.totals()
+        _flows, counted, nbytes, npkts = counts.totals() if counters else (0, 0, 0, 0)
         self.counted += counted
         self.bytes += nbytes
         self.packets += npkts

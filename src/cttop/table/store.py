@@ -35,7 +35,7 @@ from cttop.table.packing import (
 )
 
 if TYPE_CHECKING:
-    from cttop.kernel._ctdecode import Counts, Records
+    from cttop.kernel._ctdecode import Counts, Digests, Records
 
 __all__ = ["FlowTable", "GroupRow", "Loading", "Own"]
 
@@ -279,20 +279,20 @@ class FlowTable:
 
 class Loading:
     """A dump being read into an empty FlowTable by the compiled walk (FlowTable.loading, Decoder.count_chunk):
-    ``records`` is the table's store, each flow packed into it as read at ``seen`` (the caller moves it on as the
-    dump comes in); a flow the walk leaves to Python comes to :meth:`row`. The table's aggregates are those of
+    ``into`` is the table's store, each flow packed into it as read at ``seen`` (the caller moves it on as the dump
+    comes in); a flow the walk leaves to Python comes to :meth:`row`. The table's aggregates are those of
     ``add_rows`` over the same rows, dict order included (Aggregates.add_counts), once :meth:`done`."""
 
     def __init__(self, table: FlowTable, counts: Counts) -> None:
         self.table, self.counts = table, counts
-        self.records: Records = table._flows  # type: ignore[assignment]
+        self.into: Records | Digests = table._flows  # type: ignore[assignment]
         self.seen = 0
 
     def row(self, row: Row) -> None:
         """A row Python decoded (and counted), held as FlowTable.extend holds one."""
-        key = flow_key(row)
-        if not self.records.put_row(key, row, self.seen, 0):
-            self.records[key] = pack(row, self.seen)
+        key, records = flow_key(row), self.table._flows
+        if not records.put_row(key, row, self.seen, 0):  # type: ignore[attr-defined]
+            records[key] = pack(row, self.seen)
         if row[R_LABELS]:
             self.table._labels[key] = row[R_LABELS]
 

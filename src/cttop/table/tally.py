@@ -24,13 +24,18 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
+from cttop.kernel import native
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.digest import Shape, digests
-from cttop.table.groups import GroupDef
-from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_keys, unpack
+from cttop.table.groups import GROUPS, GroupDef
+from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, flow_keys, unpack
 from cttop.table.store import FlowTable, Own
+
+if TYPE_CHECKING:
+    from cttop.kernel._ctdecode import Counts, Digests
 
 _NO_COUNTERS = (None, None, None, None)
 _SHAPE = itemgetter(R_PSTATE, R_STATUS, R_MARK, R_ZONE)
@@ -107,6 +112,17 @@ class FlowTally(FlowTable):
         self.agg.add_rows(rows, counters=False)
         self.generation += 1
 
+    def loading(self) -> TallyLoading | None:  # type: ignore[override]
+        """FlowTable.loading's, for a bounded table: the walk puts each flow's shape into the digests and counts
+        its timeout. None where rows are needed: the pure-Python digests, owners counted, cttop's own flows held
+        apart, groups the counts cannot give, or a table not empty."""
+        groups = list(self.agg.groups)
+        if (native.DEFAULT is None or not isinstance(self._digests, native.DEFAULT.Digests) or self.owners is not None
+                or self.own is not None or len(self._digests) or len(groups) > 1):
+            return None
+        reads = GROUPS[groups[0]].reads if groups else ()
+        return None if reads is None else TallyLoading(self, native.DEFAULT.Counts(reads))
+
     def owner_top(self, group: GroupDef, n: int) -> list[GroupRow]:
         """The ``n`` owners holding the most flows, by ``group`` (the owners' process or container GroupDef);
         none until a dump has counted that group (:attr:`needs_dump` says one is due)."""
@@ -159,3 +175,23 @@ def _drop(counts: Counter[object], key: object) -> None:
         counts[key] = n
     else:
         del counts[key]
+
+
+class TallyLoading:
+    """table.store's Loading for a bounded table (FlowTally.loading): what FlowTally.extend keeps of each flow (its
+    digest, its timeout counted, the aggregates without counters), from the walk."""
+
+    def __init__(self, table: FlowTally, counts: Counts) -> None:
+        self.table, self.counts = table, counts
+        self.into: Digests = table._digests  # type: ignore[assignment]
+        self.seen = 0
+
+    def row(self, row: Row) -> None:
+        """A row Python decoded (and counted), kept as FlowTally.extend keeps one."""
+        self.table._digests.put(flow_key(row), _SHAPE(row))
+        self.table._timeouts[(self.seen, row[R_TIMEOUT])] += 1
+
+    def done(self) -> None:
+        self.table._timeouts.update(dict(self.counts.timeouts()))
+        self.table.agg.add_counts(self.counts, counters=False)
+        self.table.generation += 1
