@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -44,6 +45,12 @@ from cttop.ui.app import CttopApp
 from tests.conftest import delete_netns, make_netns, sh
 from tests.oracle import conntrack_count, conntrack_stats
 from tests.ui.helpers import screen_text, wait_for, wait_live
+
+if TYPE_CHECKING:
+    from cttop.kernel._ctdecode import Counts
+    from cttop.kernel.decode import Holder
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.kernel
 
@@ -183,11 +190,17 @@ class SlowDump(LiveSource):
         self.dumping = threading.Event()
 
     def dump_chunks(self) -> Iterator[list[Row]]:
+        return self._slowed(super().dump_chunks())
+
+    def dump_held(self, counts: Counts, hold: Holder) -> Iterator[None]:
+        return self._slowed(super().dump_held(counts, hold))  # (the collector's way where the walk holds flows)
+
+    def _slowed(self, chunks: Iterator[T]) -> Iterator[T]:
         slow = self.slow.is_set()
         if slow:
             self.dumping.set()
         try:
-            for i, chunk in enumerate(super().dump_chunks()):
+            for i, chunk in enumerate(chunks):
                 if slow and i < SLOW_CHUNKS:
                     time.sleep(0.05)  # 2 s in all: ten frame intervals
                 yield chunk
