@@ -388,6 +388,8 @@ static PyObject *Counts_dump(Counts *c, PyObject *args) {
     Py_ssize_t n = view.len, length;
     unsigned typ, flags;
     walk_t w;
+    Packed packed;
+    Digested digested;
     w.b = b;
     if (pos < 0)
         pos = n;  /* Python checks the position: nothing to do here */
@@ -399,12 +401,14 @@ static PyObject *Counts_dump(Counts *c, PyObject *args) {
         seen_walked(c, &w, family, &s);
         if (unusual(&s))
             break;
-        int put = store != NULL ? put_walked(store, &w, family, seen) : 0;
+        /* Packed first (a flow the store would not take stops here, counted nowhere), stored once counted. */
+        int put = store != NULL ? pack_walked(store, &w, family, seen, &packed) : 0;
         if (put > 0)
             break;
         if (digests != NULL && put == 0)
-            put = digest_walked(digests, &w, family) < 0 || count_timeout(c, &w, family, seen) < 0 ? -1 : 0;
-        if (put < 0 || tally(c, &s, NULL, &w, family) < 0) {
+            put = digest_walked(digests, &w, family, &digested) < 0 || count_timeout(c, &w, family, seen) < 0 ? -1 : 0;
+        if (put < 0 || tally(c, &s, NULL, &w, family) < 0 || (store != NULL && put_packed(store, &packed) < 0)
+            || (digests != NULL && put_digested(digests, &digested) < 0)) {
             PyBuffer_Release(&view);
             return NULL;
         }

@@ -188,7 +188,7 @@ int is_digests(PyObject *o) { return PyObject_TypeCheck(o, &DigestsType); }
 /* The shape fields of table.tally's _SHAPE, in its order. */
 static const int SHAPE_FIELDS[SHAPE_LEN] = {R_PSTATE, R_STATUS, R_MARK, R_ZONE};
 
-int digest_walked(PyObject *digests, const walk_t *w, unsigned family) {
+int digest_walked(PyObject *digests, const walk_t *w, unsigned family, Digested *out) {
     Digests *d = (Digests *)digests;
     if (ready(d) < 0)
         return -1;
@@ -211,8 +211,16 @@ int digest_walked(PyObject *digests, const walk_t *w, unsigned family) {
         memcpy(seen->v, v, sizeof v);
         seen->code = code;
     }
+    out->code = code;
+    out->key = walked_key(w, family);
+    __builtin_prefetch(&d->keys[home(out->key, d->mask)], 1);  /* as pack_walked's: stored after the counting */
+    __builtin_prefetch(&d->codes[home(out->key, d->mask)], 1);
+    return 0;
+}
+
+int put_digested(PyObject *digests, const Digested *one) {
     uint32_t was;
-    return put_code(d, walked_key(w, family), code, &was);
+    return put_code((Digests *)digests, one->key, one->code, &was);
 }
 
 static PyObject *Digests_put(Digests *d, PyObject *args) {

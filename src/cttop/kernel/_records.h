@@ -102,9 +102,18 @@ static inline void expand(const Arena *a, const char *p, char *out) {
 int add_records_type(PyObject *module);
 /* Whether o is a Records. */
 int is_records(PyObject *o);
-/* A walked flow (a dump's message, _counts.c) packed as packing.pack packs its row (flags 0) and stored under its
- * flow key (walked_key): 0, 1 when Python should pack it (nothing stored), -1 with an exception set. */
-int put_walked(Records *r, const walk_t *w, unsigned family, long long seen);
+/* A walked flow (a dump's message, _counts.c) packed as packing.pack packs its row (flags 0), and its flow key
+ * (walked_key). */
+typedef struct {
+    uint64_t key;
+    int layout;
+    char rec[MOST_RECORD];
+} Packed;
+/* Pack a walked flow into out: 0, 1 when Python should pack it, -1 with an exception set. Nothing is stored yet;
+ * put_packed stores it. */
+int pack_walked(Records *r, const walk_t *w, unsigned family, long long seen, Packed *out);
+/* Store what pack_walked packed: 0, or -1 with an exception set. */
+int put_packed(Records *r, const Packed *p);
 /* Records.freeze(): a copy of the flows held, for the flow list (_frozen.c). */
 PyObject *freeze(Records *r);
 int add_frozen_type(PyObject *module);

@@ -243,8 +243,13 @@ int add_counts_type(PyObject *module);
 int add_digests_type(PyObject *module);
 /* Whether o is a Digests (_digests.c). */
 int is_digests(PyObject *o);
-/* A walked flow's shape (table.tally's _SHAPE of its row) stored under its flow key in digests, a Digests: 0, or -1
- * with an exception set. */
-int digest_walked(PyObject *digests, const walk_t *w, unsigned family);
+/* A walked flow's digest: its flow key and the code of its shape (table.tally's _SHAPE of its row) in digests, a
+ * Digests. digest_walked makes it (0, or -1 with an exception set), put_digested stores it (the same). */
+typedef struct {
+    uint64_t key;
+    uint32_t code;
+} Digested;
+int digest_walked(PyObject *digests, const walk_t *w, unsigned family, Digested *out);
+int put_digested(PyObject *digests, const Digested *one);
 
 #endif

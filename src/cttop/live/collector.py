@@ -74,6 +74,9 @@ BOUND_SLACK: Final = 0.1  # a bounded table is held in full again only once it i
 # allocator's arenas); under ~8,000 the RSS stops falling, and the calls a batch pays start to show.
 LOAD_CHUNK: Final = 8_192
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
+# How often events are read while a dump is: not a chunk at a time (a million flows come in ~7,000 chunks, and an
+# empty read cost ~0.2 s of the first frame), yet far within what the event socket's buffer holds in a flood.
+DUMP_CATCH_UP: Final = 0.02
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 
 
@@ -394,7 +397,7 @@ class Collector:
             self._post()
         track = list(self.table.agg.groups)
         fresh = (FlowTally(track, own=self._hide, expect=count or 0, owners=self._owner_group())
-                 if self._bounded_for(count) else FlowTable(track, own=self._hide))
+                 if self._bounded_for(count) else FlowTable(track, own=self._hide, expect=count or 0))
         last_report = time.monotonic()
         batch: list[Row] = []
         # When the batch's first row was read: its timeouts count down from then.
@@ -409,11 +412,13 @@ class Collector:
             hold, chunks = None, self.source.dump_chunks()
         self._dumping = True
         try:
+            caught_up = time.monotonic()
             for chunk in chunks:
-                if self._read_during_dumps:
+                if self._read_during_dumps and time.monotonic() - caught_up >= DUMP_CATCH_UP:
                     # Seconds for a big table under load: left unread, the event socket overflows (ENOBUFS)
                     # and forces yet another dump.
                     self._catch_up()
+                    caught_up = time.monotonic()
                 if hold is not None:
                     hold.seen = int(self.source.now())  # the next chunk's
                 elif chunk is not None:

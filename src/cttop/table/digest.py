@@ -23,9 +23,11 @@ LOAD: Final = 0.6  # the most slots in use before the arrays double
 _MIN_SLOTS: Final = 1024
 
 
-def _slots_for(n: int) -> int:
-    slots = _MIN_SLOTS
-    while slots * LOAD < n:
+def slots_for(n: int, load: float = LOAD, least: int = _MIN_SLOTS) -> int:
+    """The slots (a power of two, at least ``least``) of an open-addressing table that holds ``n`` keys at most
+    ``load`` full: sized once for a dump's count, it never doubles (and reads every key again) while filled."""
+    slots = least
+    while slots * load < n:
         slots *= 2
     return slots
 
@@ -44,7 +46,7 @@ def digests(expect: int = 0) -> DigestTable:
     """A digest table for ``expect`` flows: the compiled one where it was built (a Python put is ~1 µs a flow,
     ~1.1 s of a million-flow first frame under cProfile), else :class:`Digests`, its reference."""
     if native.DEFAULT is not None:
-        return native.DEFAULT.Digests(_slots_for(expect), LOAD)  # type: ignore[no-any-return]
+        return native.DEFAULT.Digests(slots_for(expect), LOAD)  # type: ignore[no-any-return]
     return Digests(expect)
 
 
@@ -55,7 +57,7 @@ class Digests:
         self._shapes: list[Shape | None] = [None]
         self._code: dict[Shape, int] = {}
         self._n = 0
-        self._alloc(_slots_for(expect))
+        self._alloc(slots_for(expect))
 
     def _alloc(self, slots: int) -> None:
         self._keys = array("Q", bytes(8 * slots))

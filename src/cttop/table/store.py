@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 from cttop.kernel import native
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, Row
 from cttop.table.aggregates import Aggregates, GroupRow
+from cttop.table.digest import slots_for
 from cttop.table.groups import GROUPS
 from cttop.table.packing import (
     COUNTERS,
@@ -43,12 +44,13 @@ LOAD: Final = 0.75  # the most slots of the compiled store's index in use before
 _FIRST_SLOTS: Final = 1024
 
 
-def _records() -> MutableMapping[int, bytes]:
+def _records(expect: int) -> MutableMapping[int, bytes]:
     """Flow key -> packed record: the compiled store where it was built (~80 bytes an IPv4 flow held without
     NAT, against ~190 in a dict: no int key, dict slot or bytes header a flow, no mirrored reply tuple), else a
     dict, its reference (tests/unit/test_table_records.py)."""
     if native.DEFAULT is not None:
-        return native.DEFAULT.Records(LAYOUTS, _FIRST_SLOTS, LOAD, PACK_SPEC)  # type: ignore[no-any-return]
+        slots = slots_for(expect, LOAD, _FIRST_SLOTS)
+        return native.DEFAULT.Records(LAYOUTS, slots, LOAD, PACK_SPEC)  # type: ignore[no-any-return]
     return {}
 
 
@@ -60,8 +62,8 @@ class FlowTable:
     bounded = False  # holds every flow's record (table.tally's FlowTally holds none)
     needs_dump = False  # every group it may be asked for can be counted from what it holds
 
-    def __init__(self, track: Iterable[str] = (), own: Own | None = None) -> None:
-        self._flows = _records()
+    def __init__(self, track: Iterable[str] = (), own: Own | None = None, expect: int = 0) -> None:
+        self._flows = _records(expect)  # sized for ``expect`` flows (a dump's count) where the store is compiled
         self._labels: dict[int, int] = {}
         # cttop's own flows, held apart (packed) while ``own`` recognises them: out of every aggregate, row and
         # record, so resolving names cannot feed the view it resolves for, but in :attr:`held`, which the
