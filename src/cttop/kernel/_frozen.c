@@ -1,16 +1,19 @@
-/* Frozen: the held flows' records copied at one moment (Records.freeze), and views of that copy in a flow list's
+/* Frozen: the held flows' records as they were at one moment (Records.freeze), and views of them in a flow list's
  * order: what the list scrolls through, filters and sorts, while the store goes on changing.
  *
- * The copy is one buffer, each arena's records back to back as the store keeps them (a mirrored reply tuple
- * cut, each followed by its flow key), so a million flows cost what they cost in the store, not a million bytes
- * objects; a view is the copy and 4 bytes a flow of order. A record is made whole when it is read. Items are
+ * The copy shares the store's chunks of records (as the store keeps them: a mirrored reply tuple cut, each
+ * followed by its flow key) and lists each live one's slot, 4 bytes a flow; the store copies a chunk a Frozen
+ * holds before it writes there (copy on write, _records.h), so the copy costs only the chunks the store has
+ * changed since (a copy of every record was ~80 MB at a million flows, held beside the store while the list
+ * showed it). A view is the copy and 4 bytes a flow of order. A record is made whole when it is read. Items are
  * handed out as new bytes objects, as a tuple of records would give them, so live/index.py's list of records
  * (the pure-Python path, and a bounded view's page) and a Frozen answer alike to the list.
  *
  * sorted() orders a view by a key built from each record by a recipe (live/index.py's SORT_RECIPES, made from
  * packing.py's offsets): segments copied, masked or summed, compared as bytes, ties kept in the view's order,
  * as Python's stable sort keeps them; index.py's key functions are the reference (tests/unit/test_index_frozen.py).
- * The sort runs without the GIL: the copy never changes, and the UI thread goes on drawing meanwhile.
+ * The sort runs without the GIL: the copy never changes (the store writes only chunks it holds alone, and a
+ * chunk's count changes only with the GIL), and the UI thread goes on drawing meanwhile.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,11 +25,12 @@
 
 typedef struct {
     PyObject_HEAD
-    PyObject *base;                 /* the Frozen that owns data (NULL: this one does) */
-    char *data;                     /* records back to back, layout by layout: the record, then its key */
+    PyObject *base;                 /* the Frozen that holds the chunks and slots (NULL: this one does) */
+    char **chunks[ARENAS];          /* each arena's chunks as the store had them, each held (hold_chunk) */
+    Py_ssize_t nchunks[ARENAS];
+    uint32_t *slots;                /* each position's slot in its arena, the arenas one after another */
     Py_ssize_t start[ARENAS + 1];   /* the copy's first position of each arena's records; start[ARENAS]: all */
     Arena shape[ARENAS];            /* each arena's record shape (size, stride, whole or cut); no chunks */
-    Py_ssize_t offset[ARENAS];      /* where each arena's records start in data */
     uint32_t *order;                /* this view's positions in the copy; NULL: the copy's own order */
     Py_ssize_t n;                   /* this view's length */
 } Frozen;
@@ -41,10 +45,11 @@ static Frozen *new_view(const Frozen *of, uint32_t *order, Py_ssize_t n) {
     }
     PyObject *base = of->base != NULL ? of->base : (PyObject *)of;
     Py_INCREF(base);
-    f->base = base, f->data = of->data, f->order = order, f->n = n;
+    f->base = base, f->slots = of->slots, f->order = order, f->n = n;
+    memcpy(f->chunks, of->chunks, sizeof f->chunks);
+    memcpy(f->nchunks, of->nchunks, sizeof f->nchunks);
     memcpy(f->start, of->start, sizeof f->start);
     memcpy(f->shape, of->shape, sizeof f->shape);
-    memcpy(f->offset, of->offset, sizeof f->offset);
     return f;
 }
 
@@ -52,41 +57,43 @@ PyObject *freeze(Records *r) {
     Frozen *f = PyObject_New(Frozen, &FrozenType);
     if (f == NULL)
         return NULL;
-    f->base = NULL, f->data = NULL, f->order = NULL, f->n = 0;
-    size_t bytes = 0;
-    for (int c = 0; c < ARENAS; c++) {  /* the records as the store keeps them: a cut one is made whole when read */
+    f->base = NULL, f->slots = NULL, f->order = NULL, f->n = 0;
+    memset(f->chunks, 0, sizeof f->chunks);
+    memset(f->nchunks, 0, sizeof f->nchunks);
+    for (int c = 0; c < ARENAS; c++) {
         const Arena *a = &r->arena[c];
         Py_ssize_t live = 0;
         for (Py_ssize_t w = 0; w < (a->used + 63) / 64; w++)
             live += __builtin_popcountll(a->live[w]);
         f->shape[c] = *a;
         f->shape[c].chunks = NULL, f->shape[c].live = NULL, f->shape[c].nchunks = 0, f->shape[c].used = 0;
-        f->start[c] = f->n, f->offset[c] = (Py_ssize_t)bytes;
+        f->start[c] = f->n;
         f->n += live;
-        bytes += (size_t)(live * a->stride);
     }
     f->start[ARENAS] = f->n;
-    f->data = PyMem_Malloc(bytes ? bytes : 1);
-    if (f->data == NULL) {
+    f->slots = PyMem_Malloc((size_t)(f->n ? f->n : 1) * sizeof *f->slots);
+    if (f->slots == NULL) {
         Py_DECREF(f);
         return PyErr_NoMemory();
     }
-    /* The copy without the GIL: ~40 ms for a million flows, the UI thread's to draw in. Only this thread
-     * could change the store meanwhile (the collector's, which is here), and another that tried is refused
-     * (Records' writable): the arenas stay as they are until the copy is done. */
-    r->copying++;
-    Py_BEGIN_ALLOW_THREADS
+    /* No record is copied: the chunks are shared with the store, which copies one before it writes there. */
+    uint32_t *out = f->slots;
     for (int c = 0; c < ARENAS; c++) {
         const Arena *a = &r->arena[c];
-        char *out = f->data + f->offset[c];
-        for (Py_ssize_t slot = 0; slot < a->used; slot++)
-            if (is_live(a, slot)) {
-                memcpy(out, slot_at(a, slot), (size_t)a->stride);
-                out += a->stride;
+        if (a->nchunks) {
+            f->chunks[c] = PyMem_Malloc((size_t)a->nchunks * sizeof **f->chunks);
+            if (f->chunks[c] == NULL) {
+                Py_DECREF(f);
+                return PyErr_NoMemory();
             }
+            for (Py_ssize_t i = 0; i < a->nchunks; i++)
+                hold_chunk(f->chunks[c][i] = a->chunks[i]);
+            f->nchunks[c] = a->nchunks;
+        }
+        for (Py_ssize_t w = 0; w < (a->used + 63) / 64; w++)
+            for (uint64_t bits = a->live[w]; bits; bits &= bits - 1)
+                *out++ = (uint32_t)(w * 64 + __builtin_ctzll(bits));
     }
-    Py_END_ALLOW_THREADS
-    r->copying--;
     return (PyObject *)f;
 }
 
@@ -96,7 +103,8 @@ static inline const char *at(const Frozen *f, Py_ssize_t pos, int *layout) {
     while (pos >= f->start[c + 1])
         c++;
     *layout = c;
-    return f->data + f->offset[c] + (pos - f->start[c]) * f->shape[c].stride;
+    Py_ssize_t slot = f->slots[pos];
+    return f->chunks[c][slot >> CHUNK_SHIFT] + (slot & (CHUNK - 1)) * f->shape[c].stride;
 }
 
 static inline Py_ssize_t position(const Frozen *f, Py_ssize_t i) {
@@ -354,19 +362,33 @@ static PyObject *Frozen_sorted(Frozen *f, PyObject *args) {
     return (PyObject *)new_view(f, order, f->n);
 }
 
+/* The object, its order and (the copy itself) its slots and the chunks only it holds: those the store has
+ * copied since, to write there. A chunk still shared with the store is the store's count. */
 static PyObject *Frozen_sizeof(Frozen *f, PyObject *Py_UNUSED(ignored)) {
     size_t total = sizeof *f + (f->order != NULL ? (size_t)f->n * sizeof *f->order : 0);
-    if (f->base == NULL)
-        for (int c = 0; c < ARENAS; c++)
-            total += (size_t)((f->start[c + 1] - f->start[c]) * f->shape[c].stride);
+    if (f->base == NULL) {
+        total += (size_t)f->n * sizeof *f->slots;
+        for (int c = 0; c < ARENAS; c++) {
+            total += (size_t)f->nchunks[c] * sizeof **f->chunks;
+            for (Py_ssize_t i = 0; i < f->nchunks[c]; i++)
+                if (*chunk_refs(f->chunks[c][i]) == 1)
+                    total += (size_t)(CHUNK_HEAD + CHUNK * f->shape[c].stride);
+        }
+    }
     return PyLong_FromSize_t(total);
 }
 
 static void Frozen_dealloc(Frozen *f) {
-    if (f->base != NULL)
+    if (f->base != NULL) {
         Py_DECREF(f->base);
-    else
-        PyMem_Free(f->data);
+    } else {
+        for (int c = 0; c < ARENAS; c++) {
+            for (Py_ssize_t i = 0; i < f->nchunks[c]; i++)
+                drop_chunk(f->chunks[c][i]);
+            PyMem_Free(f->chunks[c]);
+        }
+        PyMem_Free(f->slots);
+    }
     PyMem_Free(f->order);
     PyObject_Free(f);
 }
@@ -377,7 +399,8 @@ static PyMethodDef Frozen_methods[] = {
     {"select", (PyCFunction)Frozen_select, METH_O, "select(positions: array('I')) -> a view of those items"},
     {"sorted", (PyCFunction)Frozen_sorted, METH_VARARGS,
      "sorted(recipe, descending) -> a view in the order of the key the recipe builds, ties as they were"},
-    {"__sizeof__", (PyCFunction)Frozen_sizeof, METH_NOARGS, "the bytes held: the object, its order, its copy"},
+    {"__sizeof__", (PyCFunction)Frozen_sizeof, METH_NOARGS,
+     "the bytes held: the object, its order, its slots and the chunks the store no longer shares"},
     {NULL, NULL, 0, NULL},
 };
 

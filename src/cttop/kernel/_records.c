@@ -101,48 +101,74 @@ static int grow_index(Records *r) {
     return 0;
 }
 
-/* A free slot of a's, marked live: the first free one, else the next never used. -1 on an error. */
-static int take_slot(Arena *a, Py_ssize_t *out) {
-    Py_ssize_t slot;
-    if (a->free != NO_SLOT) {
-        slot = a->free;
-        memcpy(&a->free, slot_at(a, slot), sizeof a->free);
-    } else {
+/* Slot ``slot``'s chunk held by the store alone, copied first if a Frozen copy shares it: where the store may
+ * write its record. NULL with MemoryError (nothing changed). */
+static char *own_slot(Arena *a, Py_ssize_t slot) {
+    Py_ssize_t i = slot >> CHUNK_SHIFT;
+    char *chunk = a->chunks[i];
+    if (*chunk_refs(chunk) > 1) {
+        char *mine = new_chunk(CHUNK * a->stride);
+        if (mine == NULL)
+            return NULL;
+        memcpy(mine, chunk, (size_t)(CHUNK * a->stride));
+        drop_chunk(chunk);
+        a->chunks[i] = chunk = mine;
+    }
+    return chunk + (slot & (CHUNK - 1)) * a->stride;
+}
+
+/* A free slot of a's, marked live, its chunk the store's own: the first free one, else the next never used.
+ * NULL on an error, nothing taken. */
+static char *take_slot(Arena *a, Py_ssize_t *out) {
+    Py_ssize_t slot = a->free;
+    if (slot == NO_SLOT) {
         if (a->used >= MAX_SLOTS) {
             PyErr_SetString(PyExc_OverflowError, "Records: too many records of one layout");
-            return -1;
+            return NULL;
         }
         if (a->used == a->nchunks * CHUNK) {
             char **chunks = PyMem_Realloc(a->chunks, (size_t)(a->nchunks + 1) * sizeof *chunks);
             if (chunks == NULL) {
                 PyErr_NoMemory();
-                return -1;
+                return NULL;
             }
             a->chunks = chunks;
             uint64_t *live = PyMem_Realloc(a->live, (size_t)(a->nchunks + 1) * (CHUNK / 64) * sizeof *live);
             if (live == NULL) {
                 PyErr_NoMemory();
-                return -1;
+                return NULL;
             }
             a->live = live;
             memset(live + a->nchunks * (CHUNK / 64), 0, (CHUNK / 64) * sizeof *live);
-            char *chunk = PyMem_Malloc((size_t)(CHUNK * a->stride));
-            if (chunk == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
+            char *chunk = new_chunk(CHUNK * a->stride);
+            if (chunk == NULL)
+                return NULL;
             a->chunks[a->nchunks++] = chunk;
         }
-        slot = a->used++;
+        slot = a->used;
     }
+    char *p = own_slot(a, slot);
+    if (p == NULL)
+        return NULL;
+    if (slot == a->used)
+        a->used++;
+    else
+        memcpy(&a->free, p, sizeof a->free);
     a->live[slot >> 6] |= (uint64_t)1 << (slot & 63);
     *out = slot;
-    return 0;
+    return p;
 }
 
+/* A slot no longer live, linked into the free list. Where its chunk is shared and cannot be copied (no memory),
+ * it is left out of the list: never reused, rather than written under a Frozen copy that still shows it. */
 static void give_slot(Arena *a, Py_ssize_t slot) {
     a->live[slot >> 6] &= ~((uint64_t)1 << (slot & 63));
-    memcpy(slot_at(a, slot), &a->free, sizeof a->free);
+    char *p = own_slot(a, slot);
+    if (p == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    memcpy(p, &a->free, sizeof a->free);
     a->free = (uint32_t)slot;
 }
 
@@ -150,7 +176,7 @@ static void free_arenas(Records *r) {
     for (int c = 0; c < ARENAS; c++) {
         Arena *a = &r->arena[c];
         for (Py_ssize_t i = 0; i < a->nchunks; i++)
-            PyMem_Free(a->chunks[i]);
+            drop_chunk(a->chunks[i]);
         PyMem_Free(a->chunks);
         PyMem_Free(a->live);
         a->chunks = NULL, a->live = NULL, a->nchunks = 0, a->used = 0, a->free = NO_SLOT;
@@ -160,16 +186,6 @@ static void free_arenas(Records *r) {
 static int ready(Records *r) {
     if (r->index == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Records: not initialised");
-        return -1;
-    }
-    return 0;
-}
-
-/* Whether the store may change now: not while freeze() copies it with the GIL released (another thread that
- * tried would free or move what is being read: it gets an error instead). */
-static int writable(Records *r) {
-    if (r->copying) {
-        PyErr_SetString(PyExc_RuntimeError, "Records: changed while a copy was being taken");
         return -1;
     }
     return 0;
@@ -276,8 +292,6 @@ static int Records_init(Records *r, PyObject *args, PyObject *kwds) {
             return -1;
         }
     }
-    if (writable(r) < 0)
-        return -1;
     free_arenas(r);  /* (__init__ again: start empty) */
     PyMem_Free(r->index);
     r->index = NULL;
@@ -336,14 +350,17 @@ static int put_raw(Records *r, uint64_t key, const char *whole, int c) {
     Arena *a = &r->arena[c];
     Py_ssize_t i = probe(r, key), slot;
     uint64_t w = r->index[i];
+    char *p;
     if (w) {
         Py_ssize_t was;
         Arena *old = (Arena *)arena_of(r, w, &was);
         if (old == a) {  /* kept the same way: in place */
-            store(a, slot_at(a, was), whole);
+            if ((p = own_slot(a, was)) == NULL)
+                return -1;
+            store(a, p, whole);
             return 0;
         }
-        if (take_slot(a, &slot) < 0)
+        if ((p = take_slot(a, &slot)) == NULL)
             return -1;
         give_slot(old, was);
     } else {
@@ -353,11 +370,10 @@ static int put_raw(Records *r, uint64_t key, const char *whole, int c) {
                 return -1;
             i = probe(r, key);
         }
-        if (take_slot(a, &slot) < 0)
+        if ((p = take_slot(a, &slot)) == NULL)
             return -1;
         r->n++;
     }
-    char *p = slot_at(a, slot);
     store(a, p, whole);
     memcpy(p + a->size, &key, KEY_LEN);
     r->index[i] = (uint64_t)tag_of(key) << 32 | ((uint32_t)(slot << 3 | c) + 1);
@@ -367,8 +383,6 @@ static int put_raw(Records *r, uint64_t key, const char *whole, int c) {
 
 /* Store rec, a record of bytes, under key: put_raw's, once its layout is known. */
 static int put(Records *r, uint64_t key, PyObject *rec) {
-    if (writable(r) < 0)
-        return -1;
     int c = layout_of(r, rec);
     if (c < 0)
         return -1;
@@ -429,8 +443,6 @@ static PyObject *Records_pop(Records *r, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetObject(PyExc_KeyError, args[0]);
         return NULL;
     }
-    if (writable(r) < 0)
-        return NULL;
     PyObject *rec = record_of(r, r->index[i]);  /* first: out of memory, the flow stays */
     if (rec != NULL)
         remove_at(r, i);
@@ -534,7 +546,7 @@ static int can_pack(Records *r) {
         PyErr_SetString(PyExc_RuntimeError, "Records: made without a spec, it packs no row");
         return -1;
     }
-    return writable(r);
+    return 0;
 }
 
 /* put_row(key, row, seen, flags) -> bool: packing.pack(row, seen, flags) stored under key; False (nothing
@@ -609,7 +621,7 @@ int pack_walked(Records *r, const walk_t *w, unsigned family, long long seen, Pa
 }
 
 int put_packed(Records *r, const Packed *p) {
-    return writable(r) < 0 ? -1 : put_raw(r, p->key, p->rec, p->layout);
+    return put_raw(r, p->key, p->rec, p->layout);
 }
 
 static PyObject *Records_update(Records *r, PyObject *pairs) {
@@ -639,7 +651,7 @@ static PyObject *Records_update(Records *r, PyObject *pairs) {
 }
 
 static PyObject *Records_clear(Records *r, PyObject *Py_UNUSED(ignored)) {
-    if (ready(r) < 0 || writable(r) < 0)
+    if (ready(r) < 0)
         return NULL;
     uint64_t *index = new_index(r->first_slots);
     if (index == NULL)
@@ -801,8 +813,6 @@ static int Records_ass_subscript(Records *r, PyObject *k, PyObject *rec) {
         PyErr_SetObject(PyExc_KeyError, k);
         return -1;
     }
-    if (writable(r) < 0)
-        return -1;
     remove_at(r, i);
     return 0;
 }

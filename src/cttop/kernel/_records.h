@@ -48,7 +48,6 @@ typedef struct {
     double load;
     Arena arena[ARENAS];
     uint64_t stamp;     /* bumped when a flow comes or goes, or moves to another arena */
-    int copying;        /* freeze() is copying the arenas without the GIL: nothing may change them */
 } Records;
 
 /* A flow key (packing.flow_key) from Python: an int in [0, 2**64), else TypeError or OverflowError naming ``who``'s
@@ -63,6 +62,31 @@ static inline int as_key(const char *who, PyObject *o, uint64_t *key) {
         return -1;
     *key = (uint64_t)k;
     return 0;
+}
+
+/* A chunk of records is shared, not copied, by the Frozen copies taken of the store (Records.freeze): it starts
+ * with how many hold it, and the store copies a chunk it shares before it writes there (copy on write), so a
+ * copy costs 4 bytes a flow until the store changes, and then only the chunks it changed. */
+#define CHUNK_HEAD 16  /* the count, padded: the records after it stay 16-byte aligned */
+
+static inline Py_ssize_t *chunk_refs(char *chunk) { return (Py_ssize_t *)(void *)(chunk - CHUNK_HEAD); }
+
+/* A new chunk of ``bytes`` of records, held once; NULL with MemoryError. */
+static inline char *new_chunk(Py_ssize_t bytes) {
+    char *p = PyMem_Malloc((size_t)(CHUNK_HEAD + bytes));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *(Py_ssize_t *)(void *)p = 1;
+    return p + CHUNK_HEAD;
+}
+
+static inline void hold_chunk(char *chunk) { ++*chunk_refs(chunk); }
+
+static inline void drop_chunk(char *chunk) {
+    if (--*chunk_refs(chunk) == 0)
+        PyMem_Free(chunk - CHUNK_HEAD);
 }
 
 static inline char *slot_at(const Arena *a, Py_ssize_t slot) {
