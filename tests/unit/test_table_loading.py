@@ -25,7 +25,6 @@ from tests.unit.test_decode import messages
 from tests.unit.test_table import churn
 
 
-
 @pytest.fixture(autouse=True)
 def compiled(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled store and walk, whatever CTTOP_PURE_PYTHON says: they are what is tested here, against rows."""
