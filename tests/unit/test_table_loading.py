@@ -202,3 +202,24 @@ def test_a_bounded_table_is_loaded_by_the_walk_only_where_it_can_be() -> None:
 def test_the_pure_python_tables_are_read_as_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(native, "DEFAULT", None)
     assert FlowTable(["src"]).loading() is None and FlowTally(["src"]).loading() is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(msgs=st.lists(st.sampled_from(messages("dump_mix.bin")), min_size=1, max_size=4), data=st.data(),
+       bounded=st.booleans())
+def test_mutated_real_bytes_are_held_as_they_decode(msgs: list[bytes], data: st.DataObject, bounded: bool) -> None:
+    """Real kernel messages with bytes flipped (a hostile or broken dump): the walk holds what the rows hold, or
+    fails with the rows' error, for the held table and the bounded one."""
+    buf = bytearray(b"".join(m + b"\0" * (-len(m) % 4) for m in msgs))
+    for _ in range(data.draw(st.integers(1, 4))):
+        buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    make = FlowTally if bounded else FlowTable
+    outcomes = []
+    for load in (by_rows, by_walk):
+        try:
+            table = load([bytes(buf)], "src-dport", make=make)
+            rows = decoded([bytes(buf)])
+            outcomes.append(tallied(table, rows) if bounded else held(table))
+        except (DecodeError, TypeError, struct.error) as e:
+            outcomes.append((type(e), str(e)) if isinstance(e, DecodeError) else (type(e),))
+    assert outcomes[0] == outcomes[1]
