@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
 class Holder(Protocol):
     """Where a dump counted by :meth:`Decoder.count_chunk` is also held (table.store's Loading): the compiled store
-    the C walk packs each flow into (a bounded table's digests: table.tally), read at ``seen``, and what takes a
-    row this module decoded instead."""
+    the C walk packs each flow into (a bounded table's digests: table.tally), read at ``seen``, and what holds and
+    counts a row this module decoded instead."""
 
     into: Records | Digests
     seen: int
@@ -393,7 +393,7 @@ class Decoder:
         """Count one received chunk of a dump into ``counts`` (kernel/_counts.c) as :meth:`decode_chunk` would
         decode it, making a row only of a message the C walk leaves here; True once NLMSG_DONE is seen. With
         ``hold``, every flow is held too: the walk puts it into ``hold.into``, and a row made here goes to
-        ``hold.row``, in its place."""
+        ``hold.row`` (which counts it too), in its place."""
         pos, n, done, refused = 0, len(buf), False, None
         while pos < n:
             pos = counts.dump(buf, pos) if hold is None else counts.dump(buf, pos, hold.into, hold.seen)
@@ -404,14 +404,14 @@ class Decoder:
                 done = True
                 break
             try:
-                counts.add_row(row)
-            except TypeError as e:
-                # Counters half there. Rows are counted once their chunk is decoded, so a message broken later
-                # in it is what the rows' way reports: the same here, and this only when none is.
+                if hold is None:
+                    counts.add_row(row)
+                else:
+                    hold.row(row)  # held and counted as the rows' way would (or refused as it refuses it)
+            except (TypeError, struct.error) as e:
+                # Counters half there. Rows are counted (and held) once their chunk is decoded, so a message
+                # broken later in it is what the rows' way reports: the same here, and this only when none is.
                 refused = refused or e
-                continue
-            if hold is not None:
-                hold.row(row)
         if refused is not None:
             raise refused
         return done

@@ -199,15 +199,20 @@ class FlowTable:
     def loading(self) -> Loading | None:
         """How to read a dump into this empty table without a row a flow (live.collector): the compiled walk
         packs each flow into the store and counts it (kernel/_counts.c), and the aggregates are made of the
-        counts once it is in (:meth:`Loading.done`). None where rows are needed: the pure-Python store, cttop's
-        own flows to hold apart (recognised on rows), or groups the counts cannot give (more than one tracked,
-        or one whose key reads more than the row)."""
-        flows, groups = self._flows, list(self.agg.groups)
-        if self.own is not None or len(flows) or isinstance(flows, dict) or len(groups) > 1:
+        counts once it is in (:meth:`Loading.done`). None where rows are needed: the pure-Python store, or
+        what :meth:`_load_counts` says."""
+        counts = None if isinstance(self._flows, dict) else self._load_counts()
+        return None if counts is None else Loading(self, counts, self._flows)  # type: ignore[arg-type]
+
+    def _load_counts(self) -> Counts | None:
+        """The Counts a walked load of this table counts into; None where the walk cannot load it: a table not
+        empty, cttop's own flows to hold apart (recognised on rows), or groups the counts cannot give (more than
+        one tracked, or one whose key reads more than the row)."""
+        groups = list(self.agg.groups)
+        if native.DEFAULT is None or self.own is not None or len(self) or len(groups) > 1:
             return None
         reads = GROUPS[groups[0]].reads if groups else ()
-        assert native.DEFAULT is not None  # (the compiled store is its)
-        return None if reads is None else Loading(self, native.DEFAULT.Counts(reads))
+        return None if reads is None else native.DEFAULT.Counts(reads)
 
     def _held_apart(self, rows: Iterable[Row], at: float) -> list[Row]:
         """A dump chunk's rows less cttop's own flows, which are held apart (packed, read at ``at``)."""
@@ -285,20 +290,22 @@ class Loading:
     comes in); a flow the walk leaves to Python comes to :meth:`row`. The table's aggregates are those of
     ``add_rows`` over the same rows, dict order included (Aggregates.add_counts), once :meth:`done`."""
 
-    def __init__(self, table: FlowTable, counts: Counts) -> None:
-        self.table, self.counts = table, counts
-        self.into: Records | Digests = table._flows  # type: ignore[assignment]
+    counters = True  # the aggregates keep bytes and packets (a bounded table's cannot: table.tally)
+
+    def __init__(self, table: FlowTable, counts: Counts, into: Records | Digests) -> None:
+        self.table, self.counts, self.into = table, counts, into
         self.seen = 0
 
     def row(self, row: Row) -> None:
-        """A row Python decoded (and counted), held as FlowTable.extend holds one."""
+        """A row Python decoded, held as FlowTable.extend holds one (pack refuses what it refuses) and counted."""
         key, records = flow_key(row), self.table._flows
         if not records.put_row(key, row, self.seen, 0):  # type: ignore[attr-defined]
             records[key] = pack(row, self.seen)
         if row[R_LABELS]:
             self.table._labels[key] = row[R_LABELS]
+        self.counts.add_row(row)
 
     def done(self) -> None:
         """The dump is in: its counts become the table's aggregates."""
-        self.table.agg.add_counts(self.counts)
+        self.table.agg.add_counts(self.counts, self.counters)
         self.table.generation += 1

@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import TYPE_CHECKING
 
 from cttop.kernel import native
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
@@ -32,15 +31,17 @@ from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.digest import Shape, digests
 from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, flow_keys, unpack
-from cttop.table.store import FlowTable, Own
-
-if TYPE_CHECKING:
-    from cttop.kernel._ctdecode import Counts, Digests
+from cttop.table.store import FlowTable, Loading, Own
 
 _NO_COUNTERS = (None, None, None, None)
 _SHAPE = itemgetter(R_PSTATE, R_STATUS, R_MARK, R_ZONE)
 _TIMEOUT = itemgetter(R_TIMEOUT)
 assert (R_PSTATE, R_STATUS, R_MARK, R_ZONE, R_OPKTS) == (3, 4, 14, 15, 17), "shaped() slices at these"
+
+
+def uncounted(row: Row) -> Row:
+    """``row`` without its counters, as a tally counts it (add_rows(counters=False) reads none)."""
+    return row[:R_OPKTS] + _NO_COUNTERS + row[R_START:]
 
 
 def shaped(row: Row, shape: Shape) -> Row:
@@ -114,14 +115,11 @@ class FlowTally(FlowTable):
 
     def loading(self) -> TallyLoading | None:  # type: ignore[override]
         """FlowTable.loading's, for a bounded table: the walk puts each flow's shape into the digests and counts
-        its timeout. None where rows are needed: the pure-Python digests, owners counted, cttop's own flows held
-        apart, groups the counts cannot give, or a table not empty."""
-        groups = list(self.agg.groups)
-        if (native.DEFAULT is None or not isinstance(self._digests, native.DEFAULT.Digests) or self.owners is not None
-                or self.own is not None or len(self._digests) or len(groups) > 1):
-            return None
-        reads = GROUPS[groups[0]].reads if groups else ()
-        return None if reads is None else TallyLoading(self, native.DEFAULT.Counts(reads))
+        its timeout. None where rows are needed: the pure-Python digests, owners counted, or what
+        FlowTable._load_counts says."""
+        compiled = native.DEFAULT is not None and isinstance(self._digests, native.DEFAULT.Digests)
+        counts = self._load_counts() if compiled and self.owners is None else None
+        return None if counts is None else TallyLoading(self, counts, self._digests)  # type: ignore[arg-type]
 
     def owner_top(self, group: GroupDef, n: int) -> list[GroupRow]:
         """The ``n`` owners holding the most flows, by ``group`` (the owners' process or container GroupDef);
@@ -177,21 +175,19 @@ def _drop(counts: Counter[object], key: object) -> None:
         del counts[key]
 
 
-class TallyLoading:
-    """table.store's Loading for a bounded table (FlowTally.loading): what FlowTally.extend keeps of each flow (its
-    digest, its timeout counted, the aggregates without counters), from the walk."""
+class TallyLoading(Loading):
+    """Loading for a bounded table (FlowTally.loading): what FlowTally.extend keeps of each flow (its digest, its
+    timeout counted, the aggregates without counters), from the walk."""
 
-    def __init__(self, table: FlowTally, counts: Counts) -> None:
-        self.table, self.counts = table, counts
-        self.into: Digests = table._digests  # type: ignore[assignment]
-        self.seen = 0
+    counters = False
+    table: FlowTally
 
     def row(self, row: Row) -> None:
-        """A row Python decoded (and counted), kept as FlowTally.extend keeps one."""
+        """A row Python decoded, kept and counted as FlowTally.extend keeps and counts one: without counters."""
         self.table._digests.put(flow_key(row), _SHAPE(row))
         self.table._timeouts[(self.seen, row[R_TIMEOUT])] += 1
+        self.counts.add_row(uncounted(row))
 
     def done(self) -> None:
         self.table._timeouts.update(dict(self.counts.timeouts()))
-        self.table.agg.add_counts(self.counts, counters=False)
-        self.table.generation += 1
+        super().done()
