@@ -58,7 +58,7 @@ def speed(n: int, runs: int, realistic: bool) -> None:
         def counted() -> None:
             # What `snapshot` does with the dump where the accelerator is built: counted in C, no rows.
             if native.DEFAULT is not None:
-                ct.dump_counts(native.DEFAULT.Counts(GROUPS["src"].reads or ()))
+                ct.dump_counts(native.DEFAULT.Counts(GROUPS["src"].reads))
 
         med = alternate(
             runs,

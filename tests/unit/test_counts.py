@@ -92,7 +92,7 @@ def by_rows(chunks: list[bytes], group: str | None) -> Aggregates:
 
 def by_counts(chunks: list[bytes], group: str | None) -> Aggregates:
     dec, agg = Decoder(), Aggregates([group] if group else [])
-    counts = Counts(GROUPS[group].reads if group else ())  # type: ignore[arg-type]
+    counts = Counts(*([GROUPS[group].reads] if group else []))  # type: ignore[list-item]
     for c in chunks:
         if dec.count_chunk(c, counts):
             break
@@ -159,12 +159,12 @@ def test_what_the_dump_ends_with_is_python_s_to_say() -> None:
     """NLMSG_DONE ends the count; an error or a broken message raises what the row path raises."""
     rows = tie_heavy_rows(40, 9)
     chunks = chunked(rows, 40)
-    assert Decoder().count_chunk(chunks[0], Counts(())) is True
+    assert Decoder().count_chunk(chunks[0], Counts()) is True
     broken = chunked(rows, 40, done=False)[0][:-3]
     with pytest.raises(DecodeError) as by_rows_err:
         Decoder().decode_chunk(broken, [])
     with pytest.raises(DecodeError) as by_counts_err:
-        Decoder().count_chunk(broken, Counts(()))
+        Decoder().count_chunk(broken, Counts())
     assert str(by_counts_err.value) == str(by_rows_err.value)
 
 
@@ -222,10 +222,22 @@ def test_a_group_key_reads_only_what_it_says(name: str) -> None:
 
 
 @pytest.mark.parametrize("reads, error", [((ROW_LEN,), ValueError), ((-1,), ValueError), ((1, 2, 3, 4, 5), ValueError),
-                                          (("5",), TypeError), ([5], TypeError)])
+                                          (("5",), TypeError), ([5], TypeError), ((), ValueError)])
 def test_a_bad_key_is_refused(reads: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         Counts(reads)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        Counts((R_PROTO,), reads)  # type: ignore[arg-type]
+
+
+def test_at_most_16_groups_and_no_keywords() -> None:
+    assert Counts(*[(R_PROTO,)] * 16).ngroups() == 16
+    with pytest.raises(ValueError):
+        Counts(*[(R_PROTO,)] * 17)
+    with pytest.raises(TypeError):
+        Counts(reads=(R_PROTO,))  # type: ignore[call-arg]
+    with pytest.raises(IndexError):
+        Counts((R_PROTO,)).groups(1)
 
 
 @pytest.mark.parametrize("row, words", [
@@ -249,6 +261,22 @@ def test_counts_not_initialised_refuse_work() -> None:
         counts.add_row((0,) * ROW_LEN)
 
 
-def test_add_counts_takes_one_group() -> None:
+def test_add_counts_takes_the_groups_it_was_made_with() -> None:
     with pytest.raises(ValueError):
-        Aggregates(["src", "dst"]).add_counts(Counts(()))
+        Aggregates(["src", "dst"]).add_counts(Counts(GROUPS["src"].reads))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("groups", [COUNTED, ["src", "dst"], ["state", "src-dport", "pair"]])
+def test_several_groups_are_counted_at_once_as_rows_are(groups: list[str]) -> None:
+    """The live view's load counts every tracked group in one walk: each as add_rows counts it, in order."""
+    chunks = chunked(tie_heavy_rows(1500, 41), 37)
+    dec, want, got = Decoder(), Aggregates(groups), Aggregates(groups)
+    counts = Counts(*(GROUPS[g].reads for g in groups))  # type: ignore[misc]
+    for c in chunks:
+        rows: list[Row] = []
+        done = dec.decode_chunk(c, rows)
+        want.add_rows(rows)
+        if Decoder().count_chunk(c, counts) or done:
+            break
+    got.add_counts(counts)
+    assert ordered(got) == ordered(want) and len(got.groups) == len(groups)

@@ -1,13 +1,13 @@
 /* Counts: a dump counted as table.aggregates.Aggregates counts it, without a row a flow.
  *
  * `cttop snapshot` holds no flow: it counts states, protocols, counters and one group's entries, bytes and
- * packets. Made into rows first, each flow cost ~0.6 us of Python objects and counting (a quarter of the
+ * packets; the live view's load (FlowTable.loading) counts those of every group it tracks. Made into rows first, each flow cost ~0.6 us of Python objects and counting (a quarter of the
  * snapshot's CPU at 262k flows, the kernel's dump being the rest). Counts walks each message as the decoder
  * does (walk() and row_field(), _ctdecode.c: one place for what a row holds) and counts by raw values:
  *
  * - states: by (protocol, protocol state, status), each kept as that tuple, in the order first seen;
  * - totals: flows, flows with counters, their bytes and packets (both directions);
- * - the group: by the raw values of the row fields its key reads (GroupDef.reads), each distinct one with the
+ * - each group: by the raw values of the row fields its key reads (GroupDef.reads), each distinct one with the
  *   first row that had it, its entries, bytes and packets, and the flow number at which its bytes and its
  *   packets first became non-zero.
  *
@@ -25,6 +25,7 @@
 #include "_walk.h"
 
 #define MOST_READS 4     /* the most row fields a group key reads */
+#define MOST_GROUPS 16   /* the most group keys counted at once (table.groups has ten) */
 #define FIRST_SLOTS 256  /* a table's first index; it doubles at half full */
 
 typedef unsigned __int128 big_t;  /* byte and packet sums: each flow's are two 64-bit counters */
@@ -59,21 +60,28 @@ typedef struct {
     Py_ssize_t last;  /* the entry found last, or -1: most flows in a row share their state */
 } Table;
 
+/* One group key counted: the row fields it reads, and its entries by their raw values. */
 typedef struct {
-    PyObject_HEAD
     int reads[MOST_READS];
     int nreads;
-    Table group, states;
+    Table t;
+} Group;
+
+typedef struct {
+    PyObject_HEAD
+    Group group[MOST_GROUPS];
+    int ngroups;
+    Table states;
     Table timeouts;  /* (seen, timeout) of the flows put into a Digests by dump() */
     uint64_t flows, counted;
     big_t bytes, packets;
 } Counts;
 
-/* What one flow counts by: its state fields, its four counters, the group key's fields. */
+/* What one flow counts by: its state fields, its four counters, each group key's fields. */
 typedef struct {
     field_t state[3];  /* R_PROTO, R_PSTATE, R_STATUS */
     field_t ctr[4];    /* R_OPKTS, R_OBYTES, R_RPKTS, R_RBYTES */
-    field_t key[MOST_READS];
+    field_t key[MOST_GROUPS][MOST_READS];
 } Seen;
 
 static const int STATE_FIELDS[3] = {R_PROTO, R_PSTATE, R_STATUS};
@@ -244,7 +252,8 @@ static int unusual(const Seen *s) {
 }
 
 /* Count one flow. ``row`` is its row where Python made it, else NULL: walked (w, family), its row is built only
- * for a group key not seen before. 0, or -1 with an exception set (nothing counted). */
+ * for a group key not seen before (once, whichever groups need it). 0, or -1 with an exception set (nothing
+ * counted: entries are found or added for every table first, and counted only then). */
 static int tally(Counts *c, const Seen *s, PyObject *row, const walk_t *w, unsigned family) {
     Py_ssize_t len = encode(&c->states, s->state, 3);
     Py_ssize_t st = len < 0 ? -1 : find_or_add(&c->states, len);
@@ -257,83 +266,113 @@ static int tally(Counts *c, const Seen *s, PyObject *row, const walk_t *w, unsig
         if (c->states.e[st].first == NULL)
             return -1;
     }
-    Py_ssize_t gi = -1;
-    if (c->nreads) {
-        len = encode(&c->group, s->key, c->nreads);
-        gi = len < 0 ? -1 : find_or_add(&c->group, len);
-        if (gi < 0)
-            return -1;
-        if (c->group.e[gi].first == NULL) {
-            if (row != NULL)
-                Py_INCREF(row);
-            else
-                row = build(w, family);
-            if ((c->group.e[gi].first = row) == NULL)
-                return -1;
+    Py_ssize_t gi[MOST_GROUPS];
+    PyObject *made = NULL;  /* the walked flow's row, once a group needed it */
+    for (int g = 0; g < c->ngroups; g++) {
+        Table *t = &c->group[g].t;
+        len = encode(t, s->key[g], c->group[g].nreads);
+        gi[g] = len < 0 ? -1 : find_or_add(t, len);
+        if (gi[g] >= 0 && t->e[gi[g]].first == NULL) {
+            if (row == NULL && made == NULL)
+                made = build(w, family);
+            PyObject *first = row != NULL ? row : made;
+            Py_XINCREF(first);
+            t->e[gi[g]].first = first;
         }
-        c->group.hot[gi].n++;
+        if (gi[g] < 0 || t->e[gi[g]].first == NULL) {
+            Py_XDECREF(made);
+            return -1;
+        }
     }
+    Py_XDECREF(made);
     c->states.hot[st].n++;
+    for (int g = 0; g < c->ngroups; g++)
+        c->group[g].t.hot[gi[g]].n++;
     if (s->ctr[0].kind == FIELD_INT) {
         big_t bytes = (big_t)s->ctr[1].v + s->ctr[3].v, packets = (big_t)s->ctr[0].v + s->ctr[2].v;
         c->counted++;
         c->bytes += bytes;
         c->packets += packets;
-        if (gi >= 0) {
-            Entry *g = &c->group.e[gi];
-            if (bytes && !g->bytes)
-                g->bytes_at = (long long)c->flows;
-            if (packets && !g->packets)
-                g->packets_at = (long long)c->flows;
-            g->bytes += bytes;
-            g->packets += packets;
+        for (int g = 0; g < c->ngroups; g++) {
+            Entry *e = &c->group[g].t.e[gi[g]];
+            if (bytes && !e->bytes)
+                e->bytes_at = (long long)c->flows;
+            if (packets && !e->packets)
+                e->packets_at = (long long)c->flows;
+            e->bytes += bytes;
+            e->packets += packets;
         }
     }
     c->flows++;
     return 0;
 }
 
-static int Counts_init(Counts *c, PyObject *args, PyObject *kwds) {
-    PyObject *reads;
-    static char *kwlist[] = {"reads", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!", kwlist, &PyTuple_Type, &reads))
-        return -1;
-    Py_ssize_t n = PyTuple_GET_SIZE(reads);
-    if (n > MOST_READS) {
-        PyErr_Format(PyExc_ValueError, "Counts: a key of at most %d fields", MOST_READS);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long r = PyLong_AsLong(PyTuple_GET_ITEM(reads, i));
-        if (r == -1 && PyErr_Occurred())
-            return -1;
-        if (r < 0 || r >= ROW_LEN) {
-            PyErr_Format(PyExc_ValueError, "Counts: %ld is not a row field", r);
-            return -1;
-        }
-        c->reads[i] = (int)r;
-    }
-    table_free(&c->group);
+static void free_tables(Counts *c) {
+    for (int g = 0; g < MOST_GROUPS; g++)
+        table_free(&c->group[g].t);
     table_free(&c->states);
     table_free(&c->timeouts);
-    c->nreads = (int)n;
+}
+
+/* Counts(*groups): each argument one group key's row fields (GroupDef.reads), a tuple of 1 to MOST_READS. */
+static int Counts_init(Counts *c, PyObject *args, PyObject *kwds) {
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "Counts(*groups) takes no keywords");
+        return -1;
+    }
+    Py_ssize_t ngroups = PyTuple_GET_SIZE(args);
+    if (ngroups > MOST_GROUPS) {
+        PyErr_Format(PyExc_ValueError, "Counts: at most %d groups", MOST_GROUPS);
+        return -1;
+    }
+    Group group[MOST_GROUPS];
+    for (Py_ssize_t g = 0; g < ngroups; g++) {
+        PyObject *reads = PyTuple_GET_ITEM(args, g);
+        if (!PyTuple_Check(reads)) {
+            PyErr_Format(PyExc_TypeError, "Counts: a group key's row fields are a tuple, not %.100s",
+                         Py_TYPE(reads)->tp_name);
+            return -1;
+        }
+        Py_ssize_t n = PyTuple_GET_SIZE(reads);
+        if (n < 1 || n > MOST_READS) {
+            PyErr_Format(PyExc_ValueError, "Counts: a group key reads a tuple of 1 to %d row fields", MOST_READS);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            long r = PyLong_AsLong(PyTuple_GET_ITEM(reads, i));
+            if (r == -1 && PyErr_Occurred())
+                return -1;
+            if (r < 0 || r >= ROW_LEN) {
+                PyErr_Format(PyExc_ValueError, "Counts: %ld is not a row field", r);
+                return -1;
+            }
+            group[g].reads[i] = (int)r;
+        }
+        group[g].nreads = (int)n;
+    }
+    free_tables(c);
+    for (Py_ssize_t g = 0; g < ngroups; g++) {
+        memcpy(c->group[g].reads, group[g].reads, sizeof group[g].reads);
+        c->group[g].nreads = group[g].nreads;
+    }
+    c->ngroups = (int)ngroups;
     c->flows = c->counted = 0;
     c->bytes = c->packets = 0;
-    if (reindex(&c->group, FIRST_SLOTS) < 0 || reindex(&c->states, FIRST_SLOTS) < 0
-        || reindex(&c->timeouts, FIRST_SLOTS) < 0)
+    if (reindex(&c->states, FIRST_SLOTS) < 0 || reindex(&c->timeouts, FIRST_SLOTS) < 0)
         return -1;
+    for (int g = 0; g < c->ngroups; g++)
+        if (reindex(&c->group[g].t, FIRST_SLOTS) < 0)
+            return -1;
     return 0;
 }
 
 static void Counts_dealloc(Counts *c) {
-    table_free(&c->group);
-    table_free(&c->states);
-    table_free(&c->timeouts);
+    free_tables(c);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
 static int ready(Counts *c) {
-    if (c->group.slots == NULL) {
+    if (c->states.slots == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Counts: not initialised");
         return -1;
     }
@@ -345,8 +384,9 @@ static void seen_walked(const Counts *c, const walk_t *w, unsigned family, Seen 
         row_field(w, family, STATE_FIELDS[i], &s->state[i]);
     for (int i = 0; i < 4; i++)
         row_field(w, family, COUNTER_FIELDS[i], &s->ctr[i]);
-    for (int i = 0; i < c->nreads; i++)
-        row_field(w, family, c->reads[i], &s->key[i]);
+    for (int g = 0; g < c->ngroups; g++)
+        for (int i = 0; i < c->group[g].nreads; i++)
+            row_field(w, family, c->group[g].reads[i], &s->key[g][i]);
 }
 
 /* A bounded table's timeouts (table.tally.FlowTally.timeouts): one more flow read at seen with timeout left. */
@@ -453,9 +493,10 @@ static PyObject *Counts_add_row(Counts *c, PyObject *row) {
     for (int i = 0; i < 4; i++)
         if (py_field(PyTuple_GET_ITEM(row, COUNTER_FIELDS[i]), &s.ctr[i]) < 0)
             return NULL;
-    for (int i = 0; i < c->nreads; i++)
-        if (py_field(PyTuple_GET_ITEM(row, c->reads[i]), &s.key[i]) < 0)
-            return NULL;
+    for (int g = 0; g < c->ngroups; g++)
+        for (int i = 0; i < c->group[g].nreads; i++)
+            if (py_field(PyTuple_GET_ITEM(row, c->group[g].reads[i]), &s.key[g][i]) < 0)
+                return NULL;
     for (int i = 0; i < 3; i++)
         if (s.state[i].kind != FIELD_INT) {
             PyErr_SetString(PyExc_TypeError, "Counts.add_row: protocol, state and status are ints");
@@ -521,10 +562,22 @@ static PyObject *Counts_states(Counts *c, PyObject *unused) {
     return listed(&c->states, state_item);
 }
 
-/* groups() -> [(first row, entries, bytes, bytes_at, packets, packets_at)], in the order first seen */
-static PyObject *Counts_groups(Counts *c, PyObject *unused) {
+/* groups(i=0) -> [(first row, entries, bytes, bytes_at, packets, packets_at)]: group i's, in the order first seen */
+static PyObject *Counts_groups(Counts *c, PyObject *args) {
+    int g = 0;
+    if (!PyArg_ParseTuple(args, "|i", &g))
+        return NULL;
+    if (g < 0 || g >= c->ngroups) {
+        PyErr_Format(PyExc_IndexError, "Counts.groups: group %d of %d", g, c->ngroups);
+        return NULL;
+    }
+    return listed(&c->group[g].t, group_item);
+}
+
+/* ngroups() -> the groups counted */
+static PyObject *Counts_ngroups(Counts *c, PyObject *unused) {
     (void)unused;
-    return listed(&c->group, group_item);
+    return PyLong_FromLong(c->ngroups);
 }
 
 /* timeouts() -> [((seen, timeout), flows)]: what dump() put into a Digests, counted */
@@ -543,8 +596,9 @@ static PyMethodDef Counts_methods[] = {
     {"totals", (PyCFunction)Counts_totals, METH_NOARGS, "totals() -> (flows, counted, bytes, packets)"},
     {"states", (PyCFunction)Counts_states, METH_NOARGS,
      "states() -> [((proto, pstate, status), flows)], in the order first seen"},
-    {"groups", (PyCFunction)Counts_groups, METH_NOARGS,
-     "groups() -> [(first row, entries, bytes, bytes_at, packets, packets_at)], in the order first seen"},
+    {"groups", (PyCFunction)Counts_groups, METH_VARARGS,
+     "groups(i=0) -> [(first row, entries, bytes, bytes_at, packets, packets_at)]: group i's, in the order first seen"},
+    {"ngroups", (PyCFunction)Counts_ngroups, METH_NOARGS, "ngroups() -> the groups counted"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -553,7 +607,7 @@ static PyTypeObject CountsType = {
     .tp_name = "cttop.kernel._ctdecode.Counts",
     .tp_basicsize = sizeof(Counts),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Counts(reads): a dump counted by state, counters and one group key (the row fields reads)",
+    .tp_doc = "Counts(*groups): a dump counted by state, counters and group keys (each the row fields it reads)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Counts_init,
     .tp_dealloc = (destructor)Counts_dealloc,

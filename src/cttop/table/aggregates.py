@@ -223,17 +223,18 @@ class Aggregates:
 
     def add_counts(self, counts: Counts, counters: bool = True) -> None:
         """What :meth:`add_rows` gives for the rows ``counts`` counted (kernel/_counts.c), the dicts in the same
-        order, from its raw counts: the group's key is called once for each distinct set of the fields it reads
-        (``GroupDef.reads``), which ``counts`` was made with. Tracks at most one group. ``counters`` as add_rows's."""
-        if len(self.groups) > 1:
-            raise ValueError("Aggregates.add_counts: counts carry one group's")
+        order, from its raw counts: each group's key is called once for each distinct set of the fields it reads
+        (``GroupDef.reads``); ``counts`` was made with the tracked groups' reads, in their order. ``counters`` as
+        add_rows's."""
+        if counts.ngroups() != len(self.groups):
+            raise ValueError(f"Aggregates.add_counts: counts of {counts.ngroups()} groups for {len(self.groups)}")
         self._add_states(counts.states())
         _flows, counted, nbytes, npkts = counts.totals() if counters else (0, 0, 0, 0)
         self.counted += counted
         self.bytes += nbytes
         self.packets += npkts
-        for entries, group_bytes, group_pkts in self.groups.values():
-            groups = counts.groups()
+        for i, (entries, group_bytes, group_pkts) in enumerate(self.groups.values()):
+            groups = counts.groups(i)
             keys = list(map(entries.key, map(itemgetter(0), groups)))
             if not entries and len(set(keys)) == len(keys):
                 # Each key its own (src, pair…) into an empty count: dict's own update, in C.

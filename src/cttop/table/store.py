@@ -206,13 +206,12 @@ class FlowTable:
 
     def _load_counts(self) -> Counts | None:
         """The Counts a walked load of this table counts into; None where the walk cannot load it: a table not
-        empty, cttop's own flows to hold apart (recognised on rows), or groups the counts cannot give (more than
-        one tracked, or one whose key reads more than the row)."""
-        groups = list(self.agg.groups)
-        if native.DEFAULT is None or self.own is not None or len(self) or len(groups) > 1:
+        empty, cttop's own flows to hold apart (recognised on rows), or a group the counts cannot give (one whose
+        key reads more than the row)."""
+        reads = [GROUPS[name].reads for name in self.agg.groups]
+        if native.DEFAULT is None or self.own is not None or len(self) or None in reads:
             return None
-        reads = GROUPS[groups[0]].reads if groups else ()
-        return None if reads is None else native.DEFAULT.Counts(reads)
+        return native.DEFAULT.Counts(*reads)
 
     def _held_apart(self, rows: Iterable[Row], at: float) -> list[Row]:
         """A dump chunk's rows less cttop's own flows, which are held apart (packed, read at ``at``)."""
