@@ -14,19 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cttop.kernel import native
-from cttop.model import R_ID, R_OPKTS, R_START, Row
+from cttop.model import R_ID, Row
 from cttop.table import packing
 from cttop.table.aggregates import Aggregates
 from cttop.table.digest import LOAD, Digests, DigestTable, digests
 from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.store import FlowTable
-from cttop.table.tally import FlowTally
+from cttop.table.tally import FlowTally, uncounted
 from tests.accelerated import accelerator  # noqa: F401 (autouse: every test both ways)
 from tests.unit.test_table import churn, rows, snapshot_of
-
-
-def uncounted(r: Row) -> Row:
-    return r[:R_OPKTS] + (None,) * 4 + r[R_START:]
 
 
 def test_each_way_is_the_one_asked_for() -> None:

@@ -342,8 +342,8 @@ static PyObject *record_of(const Records *r, uint64_t w) {
     return bytes_at(a, slot);
 }
 
-/* Store the whole record ``whole`` of layout c under key (a new key, or the record replaced), its writability
- * checked; -1 on an error, the table as it was. */
+/* Store the whole record ``whole`` of layout c under key (a new key, or the record replaced), in a chunk the store
+ * holds alone (copied first where a Frozen shares it); -1 on an error, the table as it was. */
 static int put_raw(Records *r, uint64_t key, const char *whole, int c) {
     if (mirrored(&r->arena[c], whole))
         c += LAYOUTS;
@@ -670,7 +670,7 @@ static PyObject *Records_freeze(Records *r, PyObject *Py_UNUSED(ignored)) {
 
 /* timeouts(at) -> dict: how many flows hold each (seen, timeout) pair, two big-endian 32-bit fields of every
  * record, at[c] = (where seen is, where timeout is) in layout c's whole record (packing.SEEN_TIMEOUT_AT): what the
- * forecast reads once a dump (live.frame_builder), without a bytes object a flow (~0.5 s at a million). */
+ * forecast reads once a dump (live.frame_builder), without a bytes object a flow (read back as bytes: 0.26 s of CPU at a million, this 4 ms). */
 static PyObject *Records_timeouts(Records *r, PyObject *at) {
     Py_ssize_t where[LAYOUTS][2];
     if (ready(r) < 0)

@@ -216,8 +216,9 @@ static inline uint64_t field_hash(const field_t *f) {
 }
 
 /* packing.flow_key of a walked flow without its row: CPython's tuple hash (Objects/tupleobject.c, xxHash's
- * round over each item's hash, the same from 3.8 on) of (src, dst, sport, dport). tests/unit/test_counts.py
- * holds it to flow_key on every flow of real dumps. */
+ * round over each item's hash, in CPython's source since 3.8) of (src, dst, sport, dport).
+ * tests/unit/test_table_loading.py holds it to flow_key on every flow of the recorded dump and random tables, on the
+ * Python the tests run on. */
 static inline uint64_t walked_key(const walk_t *w, unsigned family) {
     static const int TUPLE[4] = {R_SRC, R_DST, R_SPORT, R_DPORT};
     uint64_t acc = 2870177450012600261ULL;

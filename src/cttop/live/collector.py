@@ -74,8 +74,9 @@ BOUND_SLACK: Final = 0.1  # a bounded table is held in full again only once it i
 # allocator's arenas); under ~8,000 the RSS stops falling, and the calls a batch pays start to show.
 LOAD_CHUNK: Final = 8_192
 LOAD_REPORT_EVERY: Final = 0.25  # seconds between progress frames while the first dump arrives
-# How often events are read while a dump is: not a chunk at a time (a million flows come in ~7,000 chunks, and an
-# empty read cost ~0.2 s of the first frame), yet far within what the event socket's buffer holds in a flood.
+# How often events are read while a dump is: not a chunk at a time (a million flows come in ~7,000 chunks, and their
+# empty reads were ~0.25 s of the first frame under a profiler), yet far within what the event socket's buffer holds
+# in a flood.
 DUMP_CATCH_UP: Final = 0.02
 EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are noticed quickly
 

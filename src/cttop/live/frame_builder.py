@@ -51,7 +51,8 @@ class FrameBuilder:
 
     def dumped(self, table: FlowTable, started: float) -> None:
         """A dump begun at ``started`` (the source's clock) is in: it lists exactly the live entries, with
-        their timeouts. One pass over the packed records (~0.5 s for a million), once per dump, never per frame.
+        their timeouts. One pass over the packed records (the compiled store's: 4 ms for a million), once per
+        dump, never per frame.
         """
         self._live.dumped(len(table), table.created, table.timeouts(), started,
                           self.source.now())

@@ -148,7 +148,7 @@ class FlowTable:
         """Each flow's (second it was read, timeout left then), counted: the forecast's input, once per dump. Read
         from the records, so a flow that ended or changed while the dump was read (its queued event applied after
         it) counts as it is now: counted as the dump came in, it would be counted to end again. The compiled
-        store counts them itself (no bytes object a flow: ~0.5 s of a million-flow first frame)."""
+        store counts them itself (no bytes object a flow: 0.26 s of CPU at a million read back as bytes, 4 ms so)."""
         flows = self._flows
         if isinstance(flows, dict):
             return Counter(read_timeouts(flows.values()))
