@@ -302,7 +302,13 @@ def fill(ns: str, rows: list[Row]) -> None:
 
 
 def diagnose_full(ns: str) -> Report:
-    """Doctor on ``ns`` while the global max is LOWERED: the table is then ~95 % full."""
+    """Doctor on ``ns`` while the global max is LOWERED: the table is then ~95 % full.
+
+    The kernel may evict while the max is lowered: after any failed insert on the host (another test's full
+    table), its gc drops unassured entries from every namespace above 95 % of the max (measured here on
+    6.18: 19,400 -> 19,143 of a 20,000 max, ~25 s after a failed insert elsewhere). A test bounds doctor's
+    counts by the kernel's readings before and after, not by what it created.
+    """
     with lowered_max(LOWERED):
         report = diagnose(NetnsSpec(name=ns), 0.3, journal=Journal(os.devnull + "-not-a-dir"))
     assert global_max() != LOWERED
@@ -383,11 +389,12 @@ def test_a_table_full_of_one_timeouts_entries_names_that_timeout_first(
     stay_before = staying()
     report = diagnose_full(netns)
     stay_after = staying()  # entries age while doctor watches: its count lies between the two readings
+    left = len(conntrack_list(netns))
 
     first = first_problem(report)
     assert first.code == cause and first.severity == "critical", [(f.code, f.severity) for f in report.findings]
     assert first.data["timeout"] == timeout and first.data["target"] == target
-    assert first.data["entries"] == FILLED
+    assert left <= first.data["entries"] <= FILLED and left > FILLED * 0.95
     assert stay_after - 2 <= first.data["at_target"] <= stay_before + 2
     assert first.commands[0] == f"ip netns exec {netns} sysctl -w net.netfilter.{name}={target}"
     fill_f = next(f for f in report.findings if f.code == "fill")
@@ -404,16 +411,22 @@ def test_a_table_full_of_stale_nat_flushes_exactly_those_flows(netns: str, state
     fresh = [udp_row(FILLED + i, 290, IPS_SEEN_REPLY, VIP4, 53, new_backend) for i in range(answered)]
     fill(netns, stale + fresh)
     report = diagnose_full(netns)
+    # What the kernel's gc left (see diagnose_full); the max is back, so nothing more is evicted.
+    standing = conntrack_list(netns)
+    kept = sorted(e["id"] for e in standing if e["reply"]["src"] == new_backend)
+    still_stale = len(standing) - len(kept)
+    assert len(kept) > answered * 0.9 and still_stale > len(stale) * 0.9, (len(kept), still_stale)
 
     f = next(f for f in report.findings if f.code == "stale-nat")
     assert f is first_problem(report) and f.severity == "critical", [(x.code, x.severity) for x in report.findings]
     expr = f"udp and unreplied and dst {VIP4} and dport 53 and host {OLD_BACKEND4}"
     assert f.commands == [f"cttop flush --netns {netns} --filter '{expr}'"]
-    assert f.data["stale"][0]["unanswered"] == len(stale) and f.data["stale"][0]["answered_elsewhere"] == answered
+    [group] = f.data["stale"]
+    assert still_stale <= group["unanswered"] <= len(stale) and len(kept) <= group["answered_elsewhere"] <= answered
     assert_scoped(report, netns)
     run_printed(f.commands[0], "--yes", "--state-dir", state_dir)
-    left = conntrack_list(netns)
-    assert len(left) == answered and {e["reply"]["src"] for e in left} == {new_backend}
+    # Exactly the stale ones went: every answered entry that stood before the flush is still there.
+    assert sorted(e["id"] for e in conntrack_list(netns)) == kept
 
 
 # -- INVALID and DNS races: counters that rise while doctor watches -----------------------------------
