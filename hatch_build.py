@@ -1,5 +1,5 @@
-"""Build the compiled accelerator (src/cttop/kernel/_ctdecode.c, _records.c, _frozen.c, _counts.c, _digests.c: one
-module) into the wheel, or in place for an editable install.
+"""Build the compiled accelerator (src/cttop/kernel/_ctdecode.c, _records.c, _frozen.c, _counts.c, _digests.c,
+_apply.c: one module) into the wheel, or in place for an editable install.
 
 A box without a C compiler still gets a working cttop, as a pure-Python wheel: the pure-Python decoder is the
 fallback, held to the same results (tests/unit/test_decode_compiled.py). scripts/setup.sh installs the compiler and checks that the
@@ -18,10 +18,10 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 # One module: the decoder and receive (_ctdecode.c), the held store's records (_records.c), their frozen
-# copies for the flow list (_frozen.c), a dump counted without rows (_counts.c) and a bounded view's digests
-# (_digests.c).
+# copies for the flow list (_frozen.c), a dump counted without rows (_counts.c), a bounded view's digests
+# (_digests.c) and events applied to the held store (_apply.c).
 SOURCES = ("src/cttop/kernel/_ctdecode.c", "src/cttop/kernel/_records.c", "src/cttop/kernel/_frozen.c",
-           "src/cttop/kernel/_counts.c", "src/cttop/kernel/_digests.c")
+           "src/cttop/kernel/_counts.c", "src/cttop/kernel/_digests.c", "src/cttop/kernel/_apply.c")
 MODULE = "cttop/kernel/_ctdecode"
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from cttop import model
 from cttop.kernel import _ctdecode, framing, native
+from cttop.table import packing
 from cttop.kernel import nlconst as C
 from cttop.kernel.decode import DecodeError, Decoder, ErrorReply
 from cttop.kernel.events import decode_events
@@ -42,7 +43,8 @@ def test_its_constants_are_the_ones_python_defines() -> None:
     where = {"NLH_LEN": framing.NLH_LEN, "HEADER_LEN": framing.HEADER_LEN, "NFGEN_FAMILY": framing.NFGEN_FAMILY,
              "AF_INET": model.AF_INET, "AF_INET6": model.AF_INET6, "NO_PSTATE": model.NO_PSTATE,
              "EV_NEW": model.EV_NEW, "EV_UPDATE": model.EV_UPDATE, "EV_DESTROY": model.EV_DESTROY,
-             "ROW_LEN": model.ROW_LEN}
+             "ROW_LEN": model.ROW_LEN, "IPS_ASSURED": model.IPS_ASSURED, "IPS_SEEN_REPLY": model.IPS_SEEN_REPLY,
+             "UNREAD": packing.UNREAD}
     where |= {name: getattr(model, name) for name in dir(model) if name.startswith("R_")}
     consts = _ctdecode.CONSTANTS
     assert len(consts) > 50

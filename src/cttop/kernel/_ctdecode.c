@@ -469,6 +469,7 @@ static const struct { const char *name; long value; } constants[] = {
     CONST(R_PSTATE), CONST(R_STATUS), CONST(R_SRC), CONST(R_DST), CONST(R_SPORT), CONST(R_DPORT), CONST(R_RSRC),
     CONST(R_RDST), CONST(R_RSPORT), CONST(R_RDPORT), CONST(R_TIMEOUT), CONST(R_MARK), CONST(R_ZONE), CONST(R_USE),
     CONST(R_OPKTS), CONST(R_OBYTES), CONST(R_RPKTS), CONST(R_RBYTES), CONST(R_START), CONST(R_LABELS),
+    {"IPS_ASSURED", IPS_ASSURED_}, {"IPS_SEEN_REPLY", IPS_SEEN_REPLY_}, {"UNREAD", UNREAD_},
 };
 
 PyMODINIT_FUNC PyInit__ctdecode(void) {
@@ -489,9 +490,10 @@ PyMODINIT_FUNC PyInit__ctdecode(void) {
     d = NULL;  /* the module's now */
     /* What this file offers, checked by kernel/native.py: raised with every change to a function's arguments
      * or meaning, so a build left from before is not called the new way. */
-    if (PyModule_AddIntConstant(m, "API", 5) < 0)
+    if (PyModule_AddIntConstant(m, "API", 6) < 0)
         goto fail;
-    if (add_digests_type(m) < 0 || add_records_type(m) < 0 || add_frozen_type(m) < 0 || add_counts_type(m) < 0)
+    if (add_digests_type(m) < 0 || add_records_type(m) < 0 || add_frozen_type(m) < 0 || add_counts_type(m) < 0
+        || add_apply(m) < 0)
         goto fail;
     return m;
 fail:

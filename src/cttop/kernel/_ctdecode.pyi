@@ -1,9 +1,10 @@
 # The compiled decoder (_ctdecode.c); decode.py is its reference and fallback.
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import overload
 
 from cttop.model import Row
+from cttop.table.aggregates import Aggregates
 
 Shape = tuple[object, ...]
 
@@ -15,6 +16,9 @@ def events(buf: bytes | bytearray | memoryview, pos: int, out: list[tuple[int, R
 def recv_queued(fd: int, buf: bytearray, block: bool, room: int, most: int, /) -> tuple[list[int], int]: ...
 def framed(buf: bytes | bytearray | memoryview, lengths: list[int], /) -> bool: ...
 def flow_keys(rows: Sequence[Row], /) -> list[int]: ...
+def apply_events(records: Records, events: list[tuple[int, Row]], start: int, seen: int, labels: dict[int, int],
+                 agg: Aggregates, state_keys: dict[tuple[int, int, int], str],
+                 state_key3: Callable[[int, int, int], str], /) -> tuple[int, int, int]: ...
 
 class Digests:
     def __init__(self, slots: int, load: float) -> None: ...

@@ -606,6 +606,25 @@ static PyObject *Records_put_rows(Records *r, PyObject *const *args, Py_ssize_t 
 
 int is_records(PyObject *o) { return PyObject_TypeCheck(o, &RecordsType); }
 
+int records_ready(Records *r) { return can_pack(r); }
+
+Py_ssize_t records_probe(const Records *r, uint64_t key) { return probe(r, key); }
+
+int records_read(const Records *r, Py_ssize_t i, char *out) {
+    Py_ssize_t slot;
+    const Arena *a = arena_of(r, r->index[i], &slot);
+    expand(a, slot_at(a, slot), out);
+    return (int)(a - r->arena) % LAYOUTS;
+}
+
+void records_remove(Records *r, Py_ssize_t i) { remove_at(r, i); }
+
+int records_pack(const Records *r, PyObject *row, long long seen, long flags, char *out) {
+    return pack_row(r, row, seen, flags, out);
+}
+
+int records_put(Records *r, uint64_t key, const char *whole, int layout) { return put_raw(r, key, whole, layout); }
+
 int pack_walked(Records *r, const walk_t *w, unsigned family, long long seen, Packed *out) {
     if (can_pack(r) < 0)
         return -1;

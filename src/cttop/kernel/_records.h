@@ -138,6 +138,21 @@ typedef struct {
 int pack_walked(Records *r, const walk_t *w, unsigned family, long long seen, Packed *out);
 /* Store what pack_walked packed: 0, or -1 with an exception set. */
 int put_packed(Records *r, const Packed *p);
+/* The store as the event path (_apply.c) reads and changes it, a flow at a time: */
+/* 0 when it is initialised and packs rows, else -1 with an exception set. */
+int records_ready(Records *r);
+/* The index slot of key: its flow's (r->index[i] != 0), or the empty one where it would go. */
+Py_ssize_t records_probe(const Records *r, uint64_t key);
+/* The whole record of the flow at index slot i into out (MOST_RECORD bytes); its layout, in packing.SIZES' order. */
+int records_read(const Records *r, Py_ssize_t i, char *out);
+/* Take the flow at index slot i out. */
+void records_remove(Records *r, Py_ssize_t i);
+/* packing.pack(row, seen, flags) into out: its layout, or -1 (no exception) for a row Python should pack. */
+int records_pack(const Records *r, PyObject *row, long long seen, long flags, char *out);
+/* Store a whole record of that layout under key: 0, or -1 with an exception set (the table as it was). */
+int records_put(Records *r, uint64_t key, const char *whole, int layout);
+/* apply_events (_apply.c): FlowTable.apply_events for the compiled store. */
+int add_apply(PyObject *module);
 /* Records.freeze(): a copy of the flows held, for the flow list (_frozen.c). */
 PyObject *freeze(Records *r);
 int add_frozen_type(PyObject *module);

@@ -63,6 +63,10 @@
 #define EV_NEW 1
 #define EV_UPDATE 2
 #define EV_DESTROY 3
+/* model.py's: what a state name reads of the status, what early_drop spares; packing.UNREAD: counters not read yet */
+#define IPS_SEEN_REPLY_ 2
+#define IPS_ASSURED_ 4
+#define UNREAD_ 1
 #define ROW_LEN 23
 /* The row's fields (model.R_*). */
 #define R_ID 0
@@ -215,26 +219,33 @@ static inline uint64_t field_hash(const field_t *f) {
     return f->v % ((1ULL << 61) - 1);  /* FIELD_INT; a key field is never None */
 }
 
-/* packing.flow_key of a walked flow without its row: CPython's tuple hash (Objects/tupleobject.c, xxHash's
- * round over each item's hash, in CPython's source since 3.8) of (src, dst, sport, dport).
+/* CPython's hash of a 4-tuple whose items hash to lane[0..4) (Objects/tupleobject.c: xxHash's round over each
+ * item's hash, in CPython's source since 3.8). packing.flow_key of a walked flow without its row is that of
+ * (src, dst, sport, dport) (walked_key), and of an event's row without the slice (_apply.c).
  * tests/unit/test_table_loading.py holds it to flow_key on every flow of the recorded dump and random tables, on the
  * Python the tests run on. */
-static inline uint64_t walked_key(const walk_t *w, unsigned family) {
-    static const int TUPLE[4] = {R_SRC, R_DST, R_SPORT, R_DPORT};
+static inline uint64_t tuple_hash4(const uint64_t lane[4]) {
     uint64_t acc = 2870177450012600261ULL;
     for (int i = 0; i < 4; i++) {
-        field_t f;
-        row_field(w, family, TUPLE[i], &f);
-        acc += field_hash(&f) * 14029467366897019727ULL;
+        acc += lane[i] * 14029467366897019727ULL;
         acc = acc << 31 | acc >> 33;
         acc *= 11400714785074694791ULL;
     }
     acc += 4 ^ (2870177450012600261ULL ^ 3527539UL);
-    if (acc == (uint64_t)-1)
-        acc = 1546275796;
+    return acc == (uint64_t)-1 ? 1546275796 : acc;
+}
+
+static inline uint64_t walked_key(const walk_t *w, unsigned family) {
+    static const int TUPLE[4] = {R_SRC, R_DST, R_SPORT, R_DPORT};
+    uint64_t lane[4];
+    for (int i = 0; i < 4; i++) {
+        field_t f;
+        row_field(w, family, TUPLE[i], &f);
+        lane[i] = field_hash(&f);
+    }
     field_t id;
     row_field(w, family, R_ID, &id);
-    return (acc & KEY_HIGH) | id.v;  /* (an id is 32 bits: CTA_ID) */
+    return (tuple_hash4(lane) & KEY_HIGH) | id.v;  /* (an id is 32 bits: CTA_ID) */
 }
 
 /* The whole row (a new tuple), or NULL with an exception set. */

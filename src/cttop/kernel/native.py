@@ -18,7 +18,7 @@ from cttop.termsafe import safe_line
 # What this Python expects of the extension; _ctdecode.c's API says what it offers. A checkout updated without
 # building again (`pip install -e .` builds it) keeps the last build: with another API its calls would fail
 # mid-view, so it is not used.
-API: Final = 5
+API: Final = 6
 
 
 def usable(module: ModuleType | None) -> ModuleType | None:
