@@ -198,7 +198,8 @@ def events(trees: dict[str, str], rounds: int, seconds: float) -> None:
         for label in rotate(list(trees), r):
             run = child([sys.executable, script, "--seconds", str(seconds), "--file", data,
                          "--per-read", str(PER_READ)], trees[label], capture=True)
-            for what in ("decode only", "decode + apply", f"decode + apply, {PER_READ} datagrams a read"):
+            for what in ("decode only", "decode + apply", f"decode + apply, {PER_READ} datagrams a read",
+                         "bounded table, 1 datagram a read", f"bounded table, {PER_READ} datagrams a read"):
                 m = re.search(re.escape(what) + r":\s+" + NUM + r" events/s\s+\(" + NUM + " per CPU second", run.out)
                 if not m:
                     raise SystemExit(f"{label}: bench_events.py printed no {what} rate:\n{run.out}")

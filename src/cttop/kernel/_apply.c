@@ -398,20 +398,31 @@ static PyObject *with_counters(PyObject *row, PyObject *old) {
     return out;
 }
 
-/* One event: 0 applied, 1 left to Python (nothing changed), -1 with an exception set. */
-static int apply_one(Records *r, Agg *a, PyObject *labels, PyObject *ev, long long seen, long long *made,
-                     long long *gone) {
+/* An event's kind, row and flow key: 0, or 1 where Python should apply it (not a (kind, row) pair, ...). */
+static int event_of(PyObject *ev, long *kind, PyObject **row, uint64_t *key) {
     if (!PyTuple_CheckExact(ev) || PyTuple_GET_SIZE(ev) != 2)
         return 1;
-    PyObject *kind_o = PyTuple_GET_ITEM(ev, 0), *row = PyTuple_GET_ITEM(ev, 1);
-    if (!PyLong_Check(kind_o) || !PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != ROW_LEN)
+    PyObject *kind_o = PyTuple_GET_ITEM(ev, 0);
+    *row = PyTuple_GET_ITEM(ev, 1);
+    if (!PyLong_Check(kind_o) || !PyTuple_CheckExact(*row) || PyTuple_GET_SIZE(*row) != ROW_LEN)
         return 1;
-    long kind = PyLong_AsLong(kind_o);
-    uint64_t key;
-    if ((kind == -1 && PyErr_Occurred()) || flow_key(row, &key) < 0) {
+    *kind = PyLong_AsLong(kind_o);
+    if ((*kind == -1 && PyErr_Occurred()) || flow_key(*row, key) < 0) {
         PyErr_Clear();
         return 1;
     }
+    return 0;
+}
+
+/* One event to the held store (FlowTable._apply_rows): 0 applied, 1 left to Python (nothing changed), -1 with an
+ * exception set. */
+static int held_one(Records *r, Agg *a, PyObject *labels, PyObject *ev, long long seen, long long *made,
+                    long long *gone) {
+    long kind;
+    PyObject *row;
+    uint64_t key;
+    if (event_of(ev, &kind, &row, &key))
+        return 1;
     char old_rec[MOST_RECORD], rec[MOST_RECORD];
     Py_ssize_t i = records_probe(r, key);
     int found = r->index[i] != 0, layout = found ? records_read(r, i, old_rec) : -1;
@@ -469,6 +480,100 @@ static int apply_one(Records *r, Agg *a, PyObject *labels, PyObject *ev, long lo
                  ? -1 : 0;
     }
     Py_DECREF(old);
+    Py_XDECREF(now);
+    return rc;
+}
+
+/* Whether o is an int from 0 to most, as a row the aggregates count has its protocol, protocol state and status
+ * (the state names' memo and the sums read them as such: a packed row's are). */
+static inline int small(PyObject *o, unsigned long long most) {
+    if (!PyLong_Check(o))
+        return 0;
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return v <= most;
+}
+
+/* table.tally's _SHAPE of a row (pstate, status, mark, zone) that the aggregates can count and the digests hold;
+ * NULL where Python should apply the row (no exception) or with an exception set (no memory). */
+static PyObject *shape_of_row(PyObject *row) {
+    if (!small(PyTuple_GET_ITEM(row, R_PROTO), 0xFF) || !small(PyTuple_GET_ITEM(row, R_PSTATE), 0xFF)
+        || !small(PyTuple_GET_ITEM(row, R_STATUS), UINT64_MAX))
+        return NULL;
+    PyObject *shape = PyTuple_Pack(4, PyTuple_GET_ITEM(row, R_PSTATE), PyTuple_GET_ITEM(row, R_STATUS),
+                                   PyTuple_GET_ITEM(row, R_MARK), PyTuple_GET_ITEM(row, R_ZONE));
+    if (shape != NULL && PyObject_Hash(shape) == -1) {  /* the digests would refuse it: Python says so */
+        PyErr_Clear();
+        Py_CLEAR(shape);
+    }
+    return shape;
+}
+
+/* Whether a shape the digests hold is one the aggregates can count (it came from a row Python may have kept). */
+static int countable(PyObject *shape) {
+    return PyTuple_Check(shape) && PyTuple_GET_SIZE(shape) == 4 && small(PyTuple_GET_ITEM(shape, 0), 0xFF)
+           && small(PyTuple_GET_ITEM(shape, 1), UINT64_MAX);
+}
+
+/* table.tally.shaped(row, shape): the row as counted under shape, without counters. */
+static PyObject *shaped(PyObject *row, PyObject *shape) {
+    PyObject *out = PyTuple_New(ROW_LEN);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < ROW_LEN; i++) {
+        PyObject *v = i == R_PSTATE ? PyTuple_GET_ITEM(shape, 0) : i == R_STATUS ? PyTuple_GET_ITEM(shape, 1)
+                      : i == R_MARK ? PyTuple_GET_ITEM(shape, 2) : i == R_ZONE ? PyTuple_GET_ITEM(shape, 3)
+                      : i >= R_OPKTS && i <= R_RBYTES ? Py_None : PyTuple_GET_ITEM(row, i);
+        Py_INCREF(v);
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+/* One event to a bounded table's digests (FlowTally._apply_rows, no owners counted): as held_one answers. */
+static int tally_one(PyObject *digests, Agg *a, PyObject *ev, long long *made, long long *gone) {
+    long kind;
+    PyObject *row, *shape = NULL, *old, *was = NULL, *now = NULL;
+    uint64_t key;
+    if (event_of(ev, &kind, &row, &key) || (kind != EV_DESTROY && (shape = shape_of_row(row)) == NULL))
+        return PyErr_Occurred() ? -1 : 1;
+    if ((old = digests_get(digests, key)) == NULL) {
+        Py_XDECREF(shape);
+        return -1;
+    }
+    int rc = 0;
+    if (old != Py_None && (!countable(old) || !small(PyTuple_GET_ITEM(row, R_PROTO), 0xFF)))
+        rc = 1;
+    else if (kind == EV_DESTROY) {
+        ++*gone;
+        if (old != Py_None) {
+            PyObject *popped = digests_pop(digests, key);
+            was = popped == NULL ? NULL : shaped(row, old);
+            rc = was == NULL ? -1 : agg_add(a, was, -1);
+            Py_XDECREF(popped);
+        }
+    } else {
+        *made += kind == EV_NEW;
+        if (digests_put(digests, key, shape) < 0)
+            rc = -1;
+        else if (old == Py_None)
+            rc = (now = shaped(row, shape)) == NULL ? -1 : agg_add(a, now, 1);
+        else {
+            int ne = PyObject_RichCompareBool(old, shape, Py_NE);
+            if (ne < 0)
+                rc = -1;
+            else if (ne) {
+                was = shaped(row, old), now = was ? shaped(row, shape) : NULL;
+                rc = now == NULL ? -1 : agg_replace(a, was, now);
+            }
+        }
+    }
+    Py_DECREF(old);
+    Py_XDECREF(shape);
+    Py_XDECREF(was);
     Py_XDECREF(now);
     return rc;
 }
@@ -536,23 +641,25 @@ static int agg_close(Agg *a, PyObject *agg) {
     return rc;
 }
 
-/* apply_events(records, events, start, seen, labels, agg, state_keys, state_key3) -> (stop, created, destroyed):
- * FlowTable.apply_events' work on events[start:] (a list of (kind, row)), read at seen, up to the first event it
- * leaves to Python (len(events) when none): records the table's store, labels its labels dict, agg its
- * Aggregates, state_keys and state_key3 model's. created and destroyed: the NEW and DESTROY events applied. */
+/* apply_events(store, events, start, seen, labels, agg, state_keys, state_key3) -> (stop, created, destroyed):
+ * FlowTable._apply_rows' work on events[start:] (a list of (kind, row)), read at seen, up to the first event it
+ * leaves to Python (len(events) when none): store the table's Records (labels its labels dict), or a bounded
+ * table's Digests (FlowTally._apply_rows' work, no owners counted; labels unused); agg its Aggregates,
+ * state_keys and state_key3 model's. created and destroyed: the NEW and DESTROY events applied. */
 static PyObject *apply_events(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 8 || !is_records(args[0]) || !PyList_Check(args[1]) || !PyDict_Check(args[4])
-        || !PyDict_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "apply_events(records, events, start, seen, labels, agg, state_keys, "
-                        "state_key3): a Records, a list, two ints, a dict, an Aggregates, a dict, a function");
+    if (nargs != 8 || !(is_records(args[0]) || is_digests(args[0])) || !PyList_Check(args[1])
+        || !PyDict_Check(args[4]) || !PyDict_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "apply_events(store, events, start, seen, labels, agg, state_keys, "
+                        "state_key3): a Records or Digests, a list, two ints, a dict, an Aggregates, a dict, a "
+                        "function");
         return NULL;
     }
-    Records *r = (Records *)args[0];
+    Records *r = is_records(args[0]) ? (Records *)args[0] : NULL;
     PyObject *events = args[1], *labels = args[4], *agg = args[5];
     Py_ssize_t i = PyLong_AsSsize_t(args[2]);
     long long seen = PyLong_AsLongLong(args[3]);
-    if (PyErr_Occurred() || records_ready(r) < 0)
+    if (PyErr_Occurred() || (r != NULL && records_ready(r) < 0))
         return NULL;
     Agg a;
     memset(&a, 0, sizeof a);
@@ -562,7 +669,7 @@ static PyObject *apply_events(PyObject *self, PyObject *const *args, Py_ssize_t 
     for (i = i < 0 ? 0 : i; rc == 0 && i < PyList_GET_SIZE(events); i++) {
         PyObject *ev = PyList_GET_ITEM(events, i);
         Py_INCREF(ev);  /* (a key function could change the list) */
-        rc = apply_one(r, &a, labels, ev, seen, &made, &gone);
+        rc = r != NULL ? held_one(r, &a, labels, ev, seen, &made, &gone) : tally_one(args[0], &a, ev, &made, &gone);
         Py_DECREF(ev);
     }
     if (rc == 1)
@@ -574,8 +681,8 @@ static PyObject *apply_events(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef apply_methods[] = {
     {"apply_events", (PyCFunction)(void (*)(void))apply_events, METH_FASTCALL,
-     "apply_events(records, events, start, seen, labels, agg, state_keys, state_key3) -> (stop, created,\n"
-     "destroyed): FlowTable.apply_events on events[start:], up to the first event left to Python."},
+     "apply_events(store, events, start, seen, labels, agg, state_keys, state_key3) -> (stop, created,\n"
+     "destroyed): FlowTable's or FlowTally's _apply_rows on events[start:], up to the first event left to Python."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -121,16 +121,6 @@ static PyObject *shape_of(Digests *d, uint32_t code) {
     return s;
 }
 
-static PyObject *Digests_get(Digests *d, PyObject *arg) {
-    uint64_t key;
-    if (ready(d) < 0 || as_key("Digests", arg, &key) < 0)
-        return NULL;
-    Py_ssize_t i = home(key, d->mask);
-    for (; d->codes[i]; i = (i + 1) & d->mask)
-        if (d->keys[i] == key)
-            return shape_of(d, d->codes[i]);
-    Py_RETURN_NONE;
-}
 
 /* The code of shape, numbered anew where it has none; 0 on an error. */
 static uint32_t code_of(Digests *d, PyObject *shape) {
@@ -223,6 +213,22 @@ int put_digested(PyObject *digests, const Digested *one) {
     return put_code((Digests *)digests, one->key, one->code, &was);
 }
 
+PyObject *digests_get(PyObject *digests, uint64_t key) {
+    Digests *d = (Digests *)digests;
+    if (ready(d) < 0)
+        return NULL;
+    Py_ssize_t i = home(key, d->mask);
+    for (; d->codes[i]; i = (i + 1) & d->mask)
+        if (d->keys[i] == key)
+            return shape_of(d, d->codes[i]);
+    Py_RETURN_NONE;
+}
+
+int digests_put(PyObject *digests, uint64_t key, PyObject *shape) {
+    uint32_t was;
+    return put_one((Digests *)digests, key, shape, &was);
+}
+
 static PyObject *Digests_put(Digests *d, PyObject *args) {
     PyObject *k, *shape;
     uint64_t key;
@@ -265,9 +271,16 @@ static PyObject *Digests_put_many(Digests *d, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Digests_pop(Digests *d, PyObject *arg) {
+static PyObject *Digests_get(Digests *d, PyObject *arg) {
     uint64_t key;
-    if (ready(d) < 0 || as_key("Digests", arg, &key) < 0)
+    if (as_key("Digests", arg, &key) < 0)
+        return NULL;
+    return digests_get((PyObject *)d, key);
+}
+
+PyObject *digests_pop(PyObject *digests, uint64_t key) {
+    Digests *d = (Digests *)digests;
+    if (ready(d) < 0)
         return NULL;
     Py_ssize_t mask = d->mask, i = home(key, mask);
     for (; d->codes[i]; i = (i + 1) & mask)
@@ -291,6 +304,13 @@ static PyObject *Digests_pop(Digests *d, PyObject *arg) {
     d->codes[i] = 0;
     d->n--;
     return shape_of(d, was);
+}
+
+static PyObject *Digests_pop(Digests *d, PyObject *arg) {
+    uint64_t key;
+    if (as_key("Digests", arg, &key) < 0)
+        return NULL;
+    return digests_pop((PyObject *)d, key);
 }
 
 static Py_ssize_t Digests_len(Digests *d) { return d->n; }

@@ -263,5 +263,10 @@ typedef struct {
 } Digested;
 int digest_walked(PyObject *digests, const walk_t *w, unsigned family, Digested *out);
 int put_digested(PyObject *digests, const Digested *one);
+/* A bounded table's events (_apply.c): the shape under key, or None (a new reference; NULL with an exception set);
+ * the same, taken out; shape stored under key (0, or -1 with an exception set). */
+PyObject *digests_get(PyObject *digests, uint64_t key);
+PyObject *digests_pop(PyObject *digests, uint64_t key);
+int digests_put(PyObject *digests, uint64_t key, PyObject *shape);
 
 #endif

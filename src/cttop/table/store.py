@@ -64,8 +64,6 @@ class FlowTable:
 
     def __init__(self, track: Iterable[str] = (), own: Own | None = None, expect: int = 0) -> None:
         self._flows = _records(expect)  # sized for ``expect`` flows (a dump's count) where the store is compiled
-        # Events applied in C to the compiled store (kernel/_apply.c), by the module that made it.
-        self._apply = None if isinstance(self._flows, dict) else native.DEFAULT.apply_events  # type: ignore[union-attr]
         self._labels: dict[int, int] = {}
         # cttop's own flows, held apart (packed) while ``own`` recognises them: out of every aggregate, row and
         # record, so resolving names cannot feed the view it resolves for, but in :attr:`held`, which the
@@ -230,23 +228,26 @@ class FlowTable:
         seen = int(at)
         if self.own is not None:
             events = self._hold_own(events, seen)
-        apply = self._apply
-        if apply is None:
+        store = self._compiled()
+        if store is None:
             self._apply_rows(events, seen)
         else:
-            # The compiled store: kernel/_apply.c does _apply_rows' work (~2.3 µs an event in Python), up to an
-            # event it leaves to Python (one it would not pack as it is); that one is applied here, in its place.
+            # kernel/_apply.c does _apply_rows' work (~2.3 µs an event in Python), up to an event it leaves to
+            # Python (one it would not store as it is); that one is applied here, in its place.
             events = events if isinstance(events, list) else list(events)
-            i = 0
+            apply, i = native.BUILT.apply_events, 0  # type: ignore[union-attr]
             while i < len(events):
-                i, created, destroyed = apply(self._flows, events, i, seen, self._labels, self.agg, STATE_KEYS,
-                                              state_key3)
+                i, created, destroyed = apply(store, events, i, seen, self._labels, self.agg, STATE_KEYS, state_key3)
                 self.created += created
                 self.destroyed += destroyed
                 if i < len(events):
                     self._apply_rows(events[i:i + 1], seen)
                     i += 1
         self.generation += 1
+
+    def _compiled(self) -> object | None:
+        """The compiled store events are applied to in C (kernel/_apply.c), or None: the dict's are Python's."""
+        return None if isinstance(self._flows, dict) else self._flows
 
     def _apply_rows(self, events: Iterable[tuple[int, Row]], seen: int) -> None:
         """apply_events' work in Python: the pure-Python store's, and the reference of the compiled one's."""

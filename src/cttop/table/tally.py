@@ -136,11 +136,14 @@ class FlowTally(FlowTable):
         records to read back, a flow that ended while the dump was read still counts (FlowTable's do not)."""
         return self._timeouts
 
-    def apply_events(self, events: Iterable[tuple[int, Row]], at: float = 0.0) -> None:
+    def _compiled(self) -> object | None:
+        """The compiled digests, where no owner is counted (their keys are Python's to call on each new flow)."""
+        compiled = native.BUILT is not None and isinstance(self._digests, native.BUILT.Digests)
+        return self._digests if compiled and self.owners is None else None
+
+    def _apply_rows(self, events: Iterable[tuple[int, Row]], seen: int) -> None:
         digests, agg, by_owner = self._digests, self.agg, self._by_owner
         whose = self.owners.key if self.owners is not None else None
-        if self.own is not None:
-            events = self._hold_own(events, int(at))
         for kind, row in events:
             fid = hash(row[FLOW_TUPLE]) & KEY_HIGH | row[R_ID]
             if kind == EV_DESTROY:
@@ -164,7 +167,6 @@ class FlowTally(FlowTable):
                     by_owner[shape[4]] += 1
             elif old != shape:
                 agg.replace(shaped(row, old), shaped(row, shape))
-        self.generation += 1
 
 
 def _drop(counts: Counter[object], key: object) -> None:
