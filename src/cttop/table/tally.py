@@ -29,7 +29,7 @@ from cttop.kernel import native
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.digest import Shape, digests
-from cttop.table.groups import GROUPS, GroupDef
+from cttop.table.groups import GroupDef
 from cttop.table.packing import FLOW_TUPLE, KEY_HIGH, flow_key, flow_keys, unpack
 from cttop.table.store import FlowTable, Loading, Own
 
