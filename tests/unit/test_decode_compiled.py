@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from cttop import model
 from cttop.kernel import _ctdecode, framing, native
-from cttop.table import packing
 from cttop.kernel import nlconst as C
 from cttop.kernel.decode import DecodeError, Decoder, ErrorReply
 from cttop.kernel.events import decode_events
+from cttop.table import packing
 from tests.unit.test_decode import messages
 
 DUMP = messages("dump_mix.bin")
