@@ -29,6 +29,11 @@ FLOOD_RATE = 4000
 FLOOD_SECONDS = 20
 UDP_TIMEOUT = 5
 SHARE = 0.95  # of the frames in the steady state, within 1 % of the kernel's count (the bar)
+# A frame shown this soon after it was built may be held to the kernel's count read with its table (Frame.count):
+# the kernel's gc ends expired entries in bursts (here ~15,000, 40 % of the table, in a few ms), and a burst
+# between the two readings moved the kernel under a frame that was true (measured: built with 37,482 against the
+# kernel's 37,482, shown 6 ms later against 36,927; the next frame, 21,678 against 21,686).
+BUILD_TO_SCREEN = 0.05
 
 
 # Held in full, and bounded (--max-flows under the flood's table: counted from digests, the list paged).
@@ -60,6 +65,10 @@ async def test_the_flow_count_on_screen_is_the_kernels_frame_by_frame(netns: str
     assert max(s.kernel for s in steady) > FLOOD_RATE * UDP_TIMEOUT / 2  # a flood was on: the table churned
     if max_flows is not None:  # the view was bounded, not held, through the flood
         assert all(s.frame.bounded == max_flows for s in steady)
-    off = [(s.frame.seq, s.listed, s.kernel) for s in steady
-           if s.listed is not None and abs(s.listed - s.kernel) > 0.01 * s.kernel]
+    def near(kernel: int | None, listed: int) -> bool:
+        return kernel is not None and abs(listed - kernel) <= 0.01 * kernel
+
+    off = [(s.frame.seq, s.listed, s.kernel, s.frame.count, round(s.late, 3)) for s in steady
+           if s.listed is not None and not near(s.kernel, s.listed)
+           and not (s.late <= BUILD_TO_SCREEN and near(s.frame.count, s.listed))]
     assert len(off) <= (1 - SHARE) * len(steady), (len(steady), off)
