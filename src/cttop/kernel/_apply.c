@@ -503,9 +503,11 @@ static PyObject *shape_of_row(PyObject *row) {
     if (!small(PyTuple_GET_ITEM(row, R_PROTO), 0xFF) || !small(PyTuple_GET_ITEM(row, R_PSTATE), 0xFF)
         || !small(PyTuple_GET_ITEM(row, R_STATUS), UINT64_MAX))
         return NULL;
-    PyObject *shape = PyTuple_Pack(4, PyTuple_GET_ITEM(row, R_PSTATE), PyTuple_GET_ITEM(row, R_STATUS),
-                                   PyTuple_GET_ITEM(row, R_MARK), PyTuple_GET_ITEM(row, R_ZONE));
-    if (shape != NULL && PyObject_Hash(shape) == -1) {  /* the digests would refuse it: Python says so */
+    PyObject *mark = PyTuple_GET_ITEM(row, R_MARK), *zone = PyTuple_GET_ITEM(row, R_ZONE);
+    PyObject *shape = PyTuple_Pack(4, PyTuple_GET_ITEM(row, R_PSTATE), PyTuple_GET_ITEM(row, R_STATUS), mark, zone);
+    /* One the digests would refuse (a mark or zone that does not hash) is Python's to refuse, in its words; a shape
+     * of ints always hashes, and is not hashed twice for it (the digests hash it to store it). */
+    if (shape != NULL && !(PyLong_CheckExact(mark) && PyLong_CheckExact(zone)) && PyObject_Hash(shape) == -1) {
         PyErr_Clear();
         Py_CLEAR(shape);
     }

@@ -121,7 +121,6 @@ static PyObject *shape_of(Digests *d, uint32_t code) {
     return s;
 }
 
-
 /* The code of shape, numbered anew where it has none; 0 on an error. */
 static uint32_t code_of(Digests *d, PyObject *shape) {
     PyObject *c = PyDict_GetItemWithError(d->code, shape);

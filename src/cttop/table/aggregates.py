@@ -5,6 +5,10 @@ Three ways in, with the same result: :meth:`Aggregates.add` for one row at a tim
 ``Counter`` over C-level ``map``/``zip`` so a 262k-row dump aggregates in a
 fraction of the time a Python loop takes, and :meth:`Aggregates.add_counts` for a
 dump the compiled accelerator counted without making rows (``snapshot``).
+
+Events reach these dicts a fourth way where the accelerator is built: kernel/_apply.c's ``agg_add``,
+``agg_replace`` and ``regroup`` are :meth:`Aggregates.add`, :meth:`Aggregates.replace` and ``_regroup`` in
+C, step for step (tests/unit/test_apply_events.py holds them together): a change to one is a change to both.
 """
 
 from __future__ import annotations

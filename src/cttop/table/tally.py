@@ -45,7 +45,8 @@ def uncounted(row: Row) -> Row:
 
 
 def shaped(row: Row, shape: Shape) -> Row:
-    """``row`` as counted under ``shape``: its own tuple, the digest's state, status, mark and zone, no counters."""
+    """``row`` as counted under ``shape``: its own tuple, the digest's state, status, mark and zone, no counters
+    (kernel/_apply.c's ``shaped`` is this, for the events it applies)."""
     pstate, status, mark, zone = shape[:4]
     return row[:3] + (pstate, status) + row[5:14] + (mark, zone, row[16]) + _NO_COUNTERS + row[R_START:]
 
