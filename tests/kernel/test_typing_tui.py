@@ -50,8 +50,11 @@ def test_a_filter_typed_fast_is_the_filter_and_runs_no_command(tmux: Tmux, ns: s
     assert "Delete" not in screen and "This deletes" not in screen, screen
     # Ctrl+U then a whole filter and Enter, in one write: the line is emptied first, then typed, then committed.
     tmux.run("send-keys", "-t", "lab", "C-u", "dport 443 and src 10.0.0.1", "Enter")
-    screen = wait_screen(tmux, "the typed filter in force", lambda s: "filter: dport 443 and src 10.0.0.1 ·" in s)
     want = sum(1 for line in kernel_flows(ns).values() if "dport=443" in line and "src=10.0.0.1 " in line)
+    # The title names the filter as soon as it is committed, and its count once the list is filtered ("sorting…"
+    # until then; a CI run read the screen in between): wait for both.
+    screen = wait_screen(tmux, "the typed filter in force",
+                         lambda s: "filter: dport 443 and src 10.0.0.1 ·" in s and f"Flows {want} of" in s)
     assert want > 0 and f"Flows {want} of {len(before)}" in screen, screen
     tmux.run("send-keys", "-t", "lab", "q")
     assert kernel_flows(ns).keys() == before.keys()
