@@ -1,5 +1,6 @@
 """cttop snapshot vs conntrack -L on the same table, plus the raw-dump floor, the dump decoded into rows and
-counted without them (in process), and bytes per flow.
+counted without them (in process), what starting the command costs before any dump (the interpreter and
+typer alone; `cttop --version`: the interpreter, typer and the modules every command imports), and bytes per flow.
 
 Wall time for everything; CPU time (user + sys from the child's rusage) for the commands.
 
@@ -69,6 +70,9 @@ def speed(n: int, runs: int, realistic: bool) -> None:
             python_raw_dump=raw_floor,
             cttop_dump_decode=ct.dump,
             cttop_dump_counted=counted,
+            # The fixed cost a one-shot command pays on any table, in the same alternation.
+            python_import_typer=lambda: run("python_import_typer", [sys.executable, "-c", "import typer"]),
+            cttop_version=lambda: run("cttop_version", [CTTOP, "--version"]),
         )
         ct.close()
     base = med["conntrack_L"]
