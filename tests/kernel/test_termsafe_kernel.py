@@ -104,6 +104,21 @@ def test_snapshot_names_the_namespace_escaped_and_json_keeps_it(hostile: Hostile
     assert doc["netns"] == hostile.netns and doc["count"] == count
 
 
+def test_snapshot_by_process_and_its_flows_keep_each_name_on_its_line(hostile: Hostile) -> None:
+    """The heaviest-process rows and each flow's ``owner=``: a newline in a process's name must not forge a
+    row (SafeStream keeps newlines, so these printers escape the names themselves)."""
+    rc, out, err = cttop("snapshot", "--netns", hostile.netns, "--group-by", "process", "--flows")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert not any(ln.lstrip().startswith("TOTAL") for ln in lines), out
+    for pid in hostile.pids:
+        name = safe_line(raw_name(pid))
+        assert "\\x0a" in name or "\n" not in raw_name(pid)
+        assert len([ln for ln in lines if ln.startswith(f"  {name}[{pid}]")]) == 1, out  # its group's row
+        flows = [ln for ln in lines if f"owner={name}[{pid}]" in ln]
+        assert flows and all(" → " in ln and "timeout=" in ln for ln in flows), out  # each a whole flow line
+
+
 def test_an_error_quoting_a_hostile_name_is_one_escaped_line(hostile: Hostile) -> None:
     missing = hostile.netns + "-gone"
     rc, out, err = cttop("snapshot", "--netns", missing)

@@ -110,7 +110,8 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
             extra += f"  {g.new_rate:>9.1f} new/s"
         if g.bytes_rate is not None and g.packets_rate is not None:
             extra += f"  {g.bytes_rate:>11.0f} B/s  {g.packets_rate:>8.1f} pkts/s"
-        w(f"  {g.text:<40} {g.entries:>9}{extra}\n")
+        # A process's or pod's name is anyone's to choose: one line, whatever it holds (SafeStream keeps newlines).
+        w(f"  {safe_line(g.text):<40} {g.entries:>9}{extra}\n")
     if with_flows:
         w("\nflows:\n")
         for r in s.flows:
@@ -118,12 +119,13 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
 
 
 def owner_note(owners: Owners, r: Row) -> str:
-    """`` owner=… container=… backend=…`` for the human listing, the parts that are known."""
+    """`` owner=… container=… backend=…`` for the human listing, the parts that are known, each name on the
+    flow's one line (a newline in a process's name must not forge a flow)."""
     o = owners.flow_json(r)
     parts = [f"owner={o['process']}[{o['pid']}]" if o["pid"] is not None else "",
              f"container={o['container']}" if o["container"] else "",
              f"backend={o['backend']['container']}@{o['backend']['address']}" if o["backend"] else ""]
-    return "".join("  " + p for p in parts if p)
+    return "".join("  " + safe_line(p) for p in parts if p)
 
 
 def flow_line(r: Row) -> str:

@@ -10,7 +10,9 @@ there). Anything else falls back to the innermost systemd unit.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -91,12 +93,33 @@ def _docker_name(container_id: str) -> str | None:
     return name.lstrip("/") if isinstance(name, str) and name else None
 
 
+# Each component opened from the one before it without following a link; never blocking (a FIFO), no tty.
+_IN_ROOT: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+HOSTNAME_MAX: Final = 256  # bytes read of a pod's /etc/hostname (a hostname is at most 64)
+
+
 def _pod_name(pid: int) -> str | None:
+    """The pod's name from its own /etc/hostname, read inside the pod's root: the pod's files are the pod's to
+    make, and a link there would be resolved against cttop's root, the host's (/etc/hostname -> /etc/shadow
+    printed the host's file as a pod's name). So no link is followed on the way, and only a regular file is
+    read (a FIFO would hang every owner refresh)."""
     try:
-        with open(f"/proc/{pid}/root/etc/hostname", errors="surrogateescape") as f:
-            return f.read(256).strip() or None
+        root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            etc = os.open("etc", _IN_ROOT | os.O_DIRECTORY, dir_fd=root)
+        finally:
+            os.close(root)
+        try:
+            fd = os.open("hostname", _IN_ROOT, dir_fd=etc)
+        finally:
+            os.close(etc)
+        try:
+            data = os.read(fd, HOSTNAME_MAX) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        finally:
+            os.close(fd)
     except OSError:
         return None
+    return data.decode(errors="surrogateescape").strip() or None
 
 
 def placement_of(pid: int) -> Placement | None:
