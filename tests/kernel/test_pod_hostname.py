@@ -69,7 +69,7 @@ def start(netns: str, root: Path) -> tuple[subprocess.Popen[str], str]:
             f.write(str(os.getpid()))
 
     try:
-        # noqa: one write in the child before exec, as the lab's enter_cgroup does.
+        # preexec_fn: one write in the child before exec, as the lab's enter_cgroup does.
         proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", HOLD, str(root)],
                                 stdout=subprocess.PIPE, text=True, preexec_fn=enter)  # noqa: PLW1509
     except BaseException:
