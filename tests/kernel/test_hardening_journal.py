@@ -457,6 +457,51 @@ def test_a_full_disk_rolls_the_change_back_and_prints_no_undo_id(ns: str, tiny_f
     assert all(outcomes.values()), outcomes
 
 
+def test_a_full_disk_after_a_flush_says_the_flows_were_deleted_and_keeps_its_intent(ns: str, tiny_fs: Path) -> None:
+    """Deleted flows cannot be put back: where the disk takes the intent but not the completion, the flush
+    stands and the message says so (it once said "rolled back; nothing was changed"), and the journal lists
+    it as interrupted. Every room left in the last page gives one of the three outcomes, each all or nothing."""
+    state = tiny_fs
+    outcomes: dict[str, int] = {"refused before the change": 0, "made, unrecorded": 0, "applied": 0}
+    for room in range(150, 1700, 50):
+        for p in state.iterdir():
+            p.unlink()
+        pad = {"id": "ffff0000", "kind": "flush", "undoable": False, "netns_inode": inode(ns), "description": "",
+               "time": 1.7e9}
+        forge(state, pad)
+        size = (state / "journal.jsonl").stat().st_size
+        (state / "journal.jsonl").unlink()
+        forge(state, pad | {"description": "x" * (4096 - room - size)})
+        fill(state / "filler")
+        for i in range(3):
+            sh("conntrack", "-I", "-p", "udp", "-s", f"10.8.0.{i + 1}", "-d", "10.0.1.1", "--sport", "1",
+               "--dport", "53", "-t", "100", netns=ns)
+        r = cttop("flush", "--filter", "src 10.8.0.0/24", "--yes", "--netns", ns, "--state-dir", str(state))
+        left = len(sh("conntrack", "-L", "-s", "10.8.0.0/24", netns=ns).splitlines())
+        assert (state / "journal.jsonl").read_bytes().endswith(b"\n"), room
+        ours = [x for x in Journal(str(state)).records() if x.id != "ffff0000"]
+        if r.returncode == 0:
+            outcomes["applied"] += 1
+            [rec] = ours
+            assert left == 0 and rec.state == "complete" and rec.count == 3, (room, r)
+            continue
+        assert r.returncode == 2, (room, r)
+        [line] = r.stderr.splitlines()
+        assert f"journal {state}/journal.jsonl: No space left on device" in line, line
+        if left == 0:
+            outcomes["made, unrecorded"] += 1
+            assert "nothing was changed" not in line and "flushed 3 " in line, line
+            assert line.endswith("(`cttop journal` lists it as interrupted); it cannot be taken back"), line
+            [rec] = ours
+            assert rec.state == "interrupted" and rec.kind == "flush", rec
+        else:
+            outcomes["refused before the change"] += 1
+            assert left == 3 and line.endswith("nothing was changed") and ours == [], (room, line)
+            sh("conntrack", "-D", "-s", "10.8.0.0/24", netns=ns)
+    print(f"\nfull disk around a flush, by room left in the journal's page: {outcomes}")
+    assert all(outcomes.values()), outcomes
+
+
 def test_a_torn_last_line_is_cut_with_one_warning_and_the_next_record_is_whole(ns: str, state: Path) -> None:
     r = cttop("set", "udp_timeout=11", "--yes", "--netns", ns, "--state-dir", str(state))
     assert r.returncode == 0, r.stderr

@@ -58,7 +58,7 @@ class Recorder(Plan):
         self.state["x"] = 2
         return Change(after={"x": 2}, summary="x=2", count=1)
 
-    def _rollback(self, change: Change) -> str:
+    def _rollback(self, change: Change) -> str | None:
         self.state["x"] = self.old
         self.rolled_back = True
         return ""
@@ -122,6 +122,39 @@ def test_journal_failure_after_the_change_rolls_it_back(tmp_path: Path, monkeypa
     # Neither completion nor abort could be written: the intent stays, listed as interrupted with the values before.
     [r] = j.records()
     assert r.state == INTERRUPTED and r.before == {"x": 1}
+
+
+class Deleter(Recorder):
+    """A change that cannot be taken back, as deleted flows cannot."""
+
+    undoable = False
+
+    def _rollback(self, change: Change) -> str | None:
+        return Plan._rollback(self, change)  # the default: None
+
+
+def test_journal_failure_after_a_change_that_cannot_be_taken_back_says_it_was_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(str(tmp_path))
+    state = {"x": 1}
+
+    def broken(self: Transaction, *args: object) -> None:
+        raise ActionError(f"journal {j.path}: No space left on device")
+
+    monkeypatch.setattr(Transaction, "complete", broken)
+    aborted: list[object] = []
+    monkeypatch.setattr(Transaction, "abort", lambda self, *a: aborted.append(a))
+    p = Deleter(j, state)
+    with pytest.raises(ActionError) as e:
+        p.apply()
+    assert str(e.value) == (f"journal {j.path}: No space left on device: x=2, but the record of it could not be "
+                            "completed (`cttop journal` lists it as interrupted); it cannot be taken back")
+    assert "nothing was changed" not in str(e.value)
+    assert state == {"x": 2} and p.result is None
+    # No abort is written (it would say the change did not happen): the intent stays, as interrupted.
+    assert aborted == []
+    [r] = j.records()
+    assert r.state == INTERRUPTED and r.id == p.id
 
 
 def test_journal_failure_before_the_change_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ Subclasses supply ``_validate`` (read-only checks, run again under the lock
 since the kernel may have moved since the plan was shown), ``_intent`` (read the
 values before and say what will be set), ``_change`` (do it; undo its own
 partial work before raising) and ``_rollback`` (take back a completed change
-whose record could not be written).
+whose record could not be written, where it can be).
 """
 
 from __future__ import annotations
@@ -124,12 +124,10 @@ class Plan(ABC):
     @abstractmethod
     def _change(self) -> Change: ...
 
-    def _rollback(self, change: Change) -> str:
-        """Take back a completed change; '' when all was put back, else what was not.
-
-        Plans that cannot be taken back (deleted flows) keep the default.
-        """
-        return ""
+    def _rollback(self, change: Change) -> str | None:
+        """Take back a completed change; '' when all was put back, else what was not; None for a change that
+        cannot be taken back (deleted flows: the default)."""
+        return None
 
     def _refuse_read_only(self) -> None:
         if read_only():
@@ -191,6 +189,11 @@ class Plan(ABC):
             txn.complete(self.id, change.after, change.summary, change.count)
         except ActionError as e:
             problems = self._rollback(change)
+            if problems is None:
+                # It stands, and its intent (in the journal before it) stays, listed as interrupted: the one
+                # record there can be of it. Saying "nothing was changed" here would hide a deletion.
+                raise ActionError(f"{e}: {change.summary}, but the record of it could not be completed "
+                                  "(`cttop journal` lists it as interrupted); it cannot be taken back") from None
             if problems:
                 raise ActionError(f"{e}: the change could not be recorded; {problems}") from None
             self._abort(txn, f"not recorded: {e}")
