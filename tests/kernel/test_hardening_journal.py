@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cttop.actions import notrack
-from cttop.actions.journal import Journal, Transaction
+from cttop.actions.journal import MAX_JOURNAL_BYTES, Journal, Transaction
 from cttop.actions.notrack import AddNotrack, RemoveNotrack
 from cttop.actions.sysctl_plan import SetSysctls
 from cttop.kernel.netns import NetnsSpec
@@ -500,6 +500,24 @@ def test_a_full_disk_after_a_flush_says_the_flows_were_deleted_and_keeps_its_int
             sh("conntrack", "-D", "-s", "10.8.0.0/24", netns=ns)
     print(f"\nfull disk around a flush, by room left in the journal's page: {outcomes}")
     assert all(outcomes.values()), outcomes
+
+
+@pytest.mark.parametrize("torn", [False, True])
+def test_a_journal_too_large_to_read_back_is_refused_before_the_change(ns: str, state: Path, torn: bool) -> None:
+    """A change recorded in a journal that undo then refuses to read would have no usable record: the size
+    is checked when the journal is opened to record, before anything changes, and nothing is cut from it."""
+    journal = state / "journal.jsonl"
+    with open(journal, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.seek(MAX_JOURNAL_BYTES)  # sparse: zeros, no newline, then one byte more
+        f.write(b"\n" if not torn else b"x")
+    size = journal.stat().st_size
+    assert size == MAX_JOURNAL_BYTES + 1
+    before = proc(ns, UDP)
+    r = cttop("set", "udp_timeout=58", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 2 and r.stdout == "", r
+    assert r.stderr == f"cttop: journal {journal}: larger than 64 MiB: not a file cttop wrote\n", r.stderr
+    assert proc(ns, UDP) == before and journal.stat().st_size == size
 
 
 def test_a_torn_last_line_is_cut_with_one_warning_and_the_next_record_is_whole(ns: str, state: Path) -> None:

@@ -265,8 +265,16 @@ class Journal:
     def _open(self, dir_fd: int, name: str, flags: int) -> int:
         path = os.path.join(self.state_dir, name)
         fd = safefs.open_at(dir_fd, name, flags, "journal", path)
-        if flags & (os.O_WRONLY | os.O_RDWR) and os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)  # an older cttop made it world-readable
+        try:
+            st = os.fstat(fd)
+            # A journal too large to read back is refused before a change is recorded in it, not after (undo
+            # and `cttop journal` would refuse to read the record).
+            safefs.check_size(st.st_size, MAX_JOURNAL_BYTES, "journal", path)
+            if flags & (os.O_WRONLY | os.O_RDWR) and st.st_mode & 0o077:
+                os.fchmod(fd, 0o600)  # an older cttop made it world-readable
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     def ensure_writable(self) -> None:
@@ -324,7 +332,7 @@ class Journal:
         size = os.fstat(fd).st_size
         if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
             return
-        data = os.pread(fd, min(size, MAX_JOURNAL_BYTES), 0)
+        data = os.pread(fd, size, 0)  # all of it: _open refused a journal larger than it reads
         keep = data.rfind(b"\n") + 1
         self._torn(data.count(b"\n", 0, keep) + 1)
         _cut(fd, keep)

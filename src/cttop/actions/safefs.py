@@ -164,13 +164,18 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def check_size(size: int, limit: int, what: str, path: str) -> None:
+    """Refuse a file past ``limit`` bytes (nothing cttop writes comes near it)."""
+    if size > limit:
+        raise ActionError(f"{where(what, path)}: larger than {limit >> 20} MiB: not a file cttop wrote")
+
+
 def read_all(fd: int, limit: int, what: str, path: str) -> bytes:
-    """The whole file, refused past ``limit`` bytes (nothing cttop writes comes near it)."""
+    """The whole file, refused past ``limit`` bytes (read, not stat'ed: it may grow while read)."""
     chunks: list[bytes] = []
     size = 0
     while chunk := os.read(fd, 1 << 16):
         size += len(chunk)
-        if size > limit:
-            raise ActionError(f"{where(what, path)}: larger than {limit >> 20} MiB: not a file cttop wrote")
+        check_size(size, limit, what, path)
         chunks.append(chunk)
     return b"".join(chunks)
