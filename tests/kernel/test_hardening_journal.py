@@ -268,6 +268,57 @@ def test_a_state_dir_under_a_parent_others_could_write_is_refused(ns: str, tmp_p
     assert cttop("journal", "--state-dir", str(state)).returncode == 0
 
 
+def test_a_state_dir_named_through_a_link_in_someone_elses_directory_is_refused(ns: str, tmp_path: Path) -> None:
+    """Whoever owns a directory on the path as named can point a link there anywhere: the directories are
+    checked as the path names them (the link's own directory too), not only where the link led."""
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    theirs.mkdir()
+    ours.mkdir(mode=0o700)
+    (theirs / "link").symlink_to(ours)
+    os.chown(theirs, NOBODY, NOBODY)
+    for state in (theirs / "link" / "state", theirs / "a" / "b"):
+        r = cttop("set", "udp_timeout=47", "--yes", "--netns", ns, "--state-dir", str(state))
+        assert r.returncode == 2 and r.stderr == (
+            f"cttop: journal directory {state}: the directory above it, {theirs}, is owned by uid 65534 "
+            "(nobody), not root or you: refusing to use it\n"), r.stderr
+    assert proc(ns, UDP) != "47"
+    # Nothing was made on the way: not in the link's target, not in their directory.
+    assert list(ours.iterdir()) == [] and sorted(p.name for p in theirs.iterdir()) == ["link"]
+
+
+def test_a_link_of_someone_elses_in_a_sticky_directory_is_not_followed(ns: str, tmp_path: Path) -> None:
+    sticky, ours = tmp_path / "sticky", tmp_path / "ours"
+    sticky.mkdir()
+    sticky.chmod(0o1777)  # root's and sticky, as /tmp is
+    ours.mkdir(mode=0o700)
+    (sticky / "link").symlink_to(ours)
+    os.lchown(sticky / "link", NOBODY, NOBODY)
+    state = sticky / "link" / "state"
+    r = cttop("set", "udp_timeout=47", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 2 and r.stderr == (
+        f"cttop: journal directory {state}: the link {sticky / 'link'} is owned by uid 65534 (nobody), "
+        "not root or you: refusing to follow it\n"), r.stderr
+    assert list(ours.iterdir()) == [] and proc(ns, UDP) != "47"
+    os.lchown(sticky / "link", 0, 0)  # root's own link there is followed, and the state dir made where it points
+    r = cttop("set", "udp_timeout=47", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    assert proc(ns, UDP) == "47" and (ours / "state" / "journal.jsonl").is_file()
+
+
+def test_a_persist_dir_under_a_directory_others_could_write_is_refused_and_nothing_made_in_it(
+        ns: str, state: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    r = cttop("set", "udp_timeout=45", "--yes", "--persist", "--persist-dir", str(shared), "--netns", ns,
+              "--state-dir", str(state))
+    assert r.returncode == 2, r
+    [line] = r.stderr.splitlines()
+    assert line.startswith(f"cttop: directory {shared}/sysctl.d: the directory above it, {shared}, is writable by "
+                           "group and others (mode 0777): refusing to use it"), line
+    assert list(shared.iterdir()) == [] and proc(ns, UDP) != "45"
+
+
 @pytest.mark.parametrize("dangling", [False, True])
 def test_persist_through_a_symlinked_file_is_refused(ns: str, state: Path, tmp_path: Path, dangling: bool) -> None:
     etc = tmp_path / "etc"

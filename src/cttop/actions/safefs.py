@@ -57,72 +57,113 @@ def refusal(what: str, path: str, e: OSError) -> ActionError:
 def open_dir(path: str, what: str, create_mode: int | None = None) -> int | None:
     """An fd on directory ``path`` once it is checked; None when it is missing and ``create_mode`` is None.
 
-    With ``create_mode`` a missing directory is made with that mode (its parents 0755).
+    With ``create_mode`` a missing directory is made with that mode (missing ones above it 0755), each in a
+    directory already checked: nothing is made under a directory that is then refused.
     """
-    flags = os.O_RDONLY | os.O_DIRECTORY | OPEN_FLAGS
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        if create_mode is None:
-            return None
-        try:
-            parent = os.path.dirname(os.path.abspath(path))
-            try:
-                try:
-                    os.mkdir(path, create_mode)
-                except FileNotFoundError:
-                    os.makedirs(parent, 0o755, exist_ok=True)
-                    os.mkdir(path, create_mode)
-                _sync_dir(parent)
-            except FileExistsError:
-                pass  # made by a cttop running beside this one: checked below like any other
-            fd = os.open(path, flags)
-        except OSError as e:
-            raise refusal(what, path, e) from None
-    except OSError as e:
-        raise refusal(what, path, e) from None
+    fd = _walk(path, what, create_mode)
+    if fd is None:
+        return None
     problem = untrusted(os.fstat(fd))
     if problem is not None:
         os.close(fd)
         raise ActionError(f"{where(what, path)}: {problem}: refusing to use it")
-    try:
-        _check_parents(fd, path, what)
-    except BaseException:
-        os.close(fd)
-        raise
     return fd
 
 
-def _check_parents(fd: int, path: str, what: str) -> None:
-    """Refuse when a directory above the opened one is not safe: walked by ``..`` from the fd, so what is
-    checked is where the directory really is, whatever links the path went through."""
-    named = os.path.dirname(os.path.abspath(path))  # how the refusal names each parent (the path's own words)
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+MAX_LINKS = 40  # links followed in one path, as the kernel's own walk allows
+
+
+def _walk(path: str, what: str, create_mode: int | None) -> int | None:
+    """Open directory ``path`` a component at a time from /, checking each directory before anything in it is
+    believed: whoever can rename entries in a directory could swap in a link, so a link is followed only out
+    of a directory that passes (and, in a sticky one such as /tmp, only a link of root's or yours). Every
+    directory the walk enters is checked, so the directory's real parents are, whatever links led there.
+    The last component is never a link."""
+    todo = [c for c in os.path.abspath(path).split("/") if c]
+    todo.reverse()  # popped from the end
+    cur, shown = os.open("/", DIR_FLAGS), "/"
+    links = 0
+    try:
+        while todo:
+            _check_above(cur, shown, what, path)
+            name = todo.pop()
+            last = not todo
+            if name == ".":
+                continue
+            if name == "..":
+                nxt, shown = os.open("..", DIR_FLAGS, dir_fd=cur), os.path.dirname(shown)
+            else:
+                try:
+                    nxt = _open_in(cur, name, create_mode, last)
+                except FileNotFoundError as e:
+                    if create_mode is not None:  # made, then gone: someone else's doing
+                        raise refusal(what, path, e) from None
+                    os.close(cur)
+                    return None
+                except OSError as e:
+                    target = _link(cur, name) if not last and e.errno in (errno.ELOOP, errno.ENOTDIR) else None
+                    if target is None:
+                        raise refusal(what, path, e) from None
+                    links += 1
+                    if links > MAX_LINKS:
+                        raise refusal(what, path, OSError(errno.ELOOP, os.strerror(errno.ELOOP))) from None
+                    _check_link(cur, name, shown, what, path)
+                    todo.extend(reversed([c for c in target.split("/") if c]))
+                    if target.startswith("/"):
+                        os.close(cur)
+                        cur, shown = os.open("/", DIR_FLAGS), "/"
+                    continue
+                shown = os.path.join(shown, name)
+            os.close(cur)
+            cur = nxt
+        return cur
+    except BaseException:
+        os.close(cur)
+        raise
+
+
+def _open_in(dir_fd: int, name: str, create_mode: int | None, last: bool) -> int:
+    """Directory ``name`` in the checked ``dir_fd``, not followed if a link; made there if missing and asked to
+    (FileNotFoundError if not)."""
+    flags = DIR_FLAGS | os.O_NOFOLLOW
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if create_mode is None:
+            raise
+    try:
+        os.mkdir(name, create_mode if last else 0o755, dir_fd=dir_fd)
+        os.fsync(dir_fd)  # the new entry on disk (what is written in it has fsyncs of its own)
+    except FileExistsError:
+        pass  # made by a cttop running beside this one: checked like any other
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _link(dir_fd: int, name: str) -> str | None:
+    """Where link ``name`` points, or None if it is not a link."""
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return None
+
+
+def _check_above(fd: int, shown: str, what: str, path: str) -> None:
+    """Refuse a directory above the one asked for that others could rename entries in (sticky and root's, as
+    /tmp is, is safe: there nobody renames what is not theirs)."""
     st = os.fstat(fd)
-    up = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-    try:
-        while True:
-            parent = os.fstat(up)
-            if (parent.st_dev, parent.st_ino) == (st.st_dev, st.st_ino):
-                return  # the root: its own parent
-            problem = untrusted(parent)
-            if problem is not None and not (parent.st_mode & stat.S_ISVTX and parent.st_uid == 0):
-                raise ActionError(f"{where(what, path)}: the directory above it, {named}, is {problem}: "
-                                  "refusing to use it")
-            st, named = parent, os.path.dirname(named)
-            nxt = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=up)
-            os.close(up)
-            up = nxt
-    finally:
-        os.close(up)
+    problem = untrusted(st)
+    if problem is not None and not (st.st_mode & stat.S_ISVTX and st.st_uid == 0):
+        raise ActionError(f"{where(what, path)}: the directory above it, {shown}, is {problem}: refusing to use it")
 
 
-def _sync_dir(path: str) -> None:
-    """Put a new entry of directory ``path`` on disk (what is written in the new entry has fsyncs of its own)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _check_link(dir_fd: int, name: str, shown: str, what: str, path: str) -> None:
+    """A link in a sticky directory anyone may write is followed only if it is root's or yours (what the
+    kernel's fs.protected_symlinks asks too)."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if st.st_uid not in (0, os.geteuid()) and untrusted(os.fstat(dir_fd)) is not None:
+        raise ActionError(f"{where(what, path)}: the link {os.path.join(shown, name)} is "
+                          f"owned by {_owner(st.st_uid)}, not root or you: refusing to follow it")
 
 
 def check_stat(st: os.stat_result, what: str, path: str) -> os.stat_result:
