@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cttop.actions.notrack import NFT_TABLE
 from tests.conftest import CLI, sh
 from tests.conftest import run_cttop as cttop
 
@@ -177,6 +178,42 @@ def test_refused_before_asking_in_one_line(netns: str, tmp_path: Path, args: lis
     assert (r.returncode, r.stdout, r.stderr) == (2, "", seen)
     assert not (tmp_path / "journal.jsonl").exists()
     assert "dport=53" in sh("conntrack", "-L", netns=netns) and udp_timeout(netns) == "30"
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_flush_filter_is_refused_not_the_whole_table(netns: str, tmp_path: Path, blank: str) -> None:
+    """`cttop flush --filter "$EXPR"` with the variable unset once flushed the whole table: a filter given is a
+    narrowing asked for; only leaving it out means all."""
+    sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.1", "-d", "10.0.0.2", "--sport", "1000", "--dport", "53",
+       "-t", "300", netns=netns)
+    for args in (["--filter", blank], [f"--filter={blank}"], ["-f", blank]):
+        r = cttop("flush", *args, "--yes", "--netns", netns, "--state-dir", str(tmp_path))
+        assert (r.returncode, r.stdout, r.stderr) == (
+            2, "", "cttop: flush --filter '': an empty filter; leave --filter out to flush the whole table\n"), args
+    assert "dport=53" in sh("conntrack", "-L", netns=netns)
+    assert not (tmp_path / "journal.jsonl").exists()
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["tunables", "--state-dir", ""], "'--state-dir'"),
+    (["set", "udp_timeout=41", "--yes", "--state-dir", " "], "'--state-dir'"),
+    (["set", "udp_timeout=41", "--yes", "--persist", "--persist-dir", ""], "'--persist-dir'"),
+    (["notrack", "add", "udp dport 9", "--yes", "--persist", "--persist-dir", ""], "'--persist-dir'"),
+    (["undo", "--yes", "--persist-dir", ""], "'--persist-dir'"),
+    (["doctor", "--state-dir", ""], "'--state-dir'"),
+])
+def test_a_blank_path_option_is_refused_not_taken_for_its_default(netns: str, tmp_path: Path, args: list[str],
+                                                                  option: str) -> None:
+    """A blank --persist-dir meant /etc, and a blank --state-dir the default journal: refused in one line."""
+    etc = {p: os.path.exists(p) for p in ("/etc/sysctl.d/90-cttop.conf", "/etc/nftables.d/cttop.nft")}
+    env = {"CTTOP_STATE_DIR": str(tmp_path)}
+    r = cttop(*args, "--netns", netns, env=env)
+    assert r.returncode in (2, 3) and r.stdout == "", r  # doctor's usage errors exit 3 ("unknown")
+    [line] = r.stderr.splitlines()
+    assert f"Invalid value for {option}: an empty path; leave the option out for its default" in line, line
+    assert udp_timeout(netns) == "30" and list(tmp_path.iterdir()) == []
+    assert {p: os.path.exists(p) for p in etc} == etc
+    assert f"table {NFT_TABLE} " not in sh("nft", "list", "ruleset", netns=netns)
 
 
 def test_missing_namespace_is_one_clean_line(tmp_path: Path) -> None:

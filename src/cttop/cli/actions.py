@@ -34,7 +34,7 @@ from cttop.actions.journal import INTERRUPTED
 from cttop.actions.plan import READ_ONLY_ENV
 from cttop.actions.schema import ID
 from cttop.actions.shell import is_initial
-from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
+from cttop.cli.app import NETNS, a_path, app, command_filter, fail, guarded, netns_options
 from cttop.filter import compile_filter
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink
@@ -43,12 +43,12 @@ from cttop.termsafe import safe_line
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
 StateDirOpt = Annotated[str | None, typer.Option(
-    "--state-dir", help="Where the journal lives (default $CTTOP_STATE_DIR or /var/lib/cttop).")]
+    "--state-dir", help="Where the journal lives (default $CTTOP_STATE_DIR or /var/lib/cttop).", callback=a_path)]
 ReadOnlyOpt = Annotated[bool, typer.Option(
     "--read-only", help=f"Refuse every change (also {READ_ONLY_ENV}=1).")]
 PersistDirOpt = Annotated[str | None, typer.Option(
     "--persist-dir", help="Write persisted files under this directory instead of /etc (sysctl.d/, modprobe.d/, "
-                          "nftables.d/).")]
+                          "nftables.d/).", callback=a_path)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 notrack_app = typer.Typer(help="Exempt traffic from connection tracking with cttop's own NOTRACK rules.",
@@ -108,15 +108,18 @@ def confirm_and_apply(plan: Plan, yes: bool) -> None:
 @netns_options()
 def flush(
     spec: NetnsSpec = NETNS,
-    filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression; "
-                                                                "without it, the whole table.")] = "",
+    filter: Annotated[str | None, typer.Option("--filter", "-f", help="Only flows matching this filter expression; "
+                                                                       "without it, the whole table.")] = None,
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Delete every flow matching the filter (or the whole table). Cannot be undone."""
+    if filter is not None and not filter.strip():
+        # `--filter "$EXPR"` with the variable unset: a narrow flush meant, not the whole table.
+        fail("flush --filter '': an empty filter; leave --filter out to flush the whole table")
     _writing(read_only_flag, "flush")
-    confirm_and_apply(FlushFlows(spec, command_filter(filter, spec), journal=Journal(state_dir)), yes)
+    confirm_and_apply(FlushFlows(spec, command_filter(filter or "", spec), journal=Journal(state_dir)), yes)
 
 
 @app.command()
@@ -224,14 +227,14 @@ def notrack_remove(
     spec: NetnsSpec = NETNS,
     persist_dir: Annotated[str | None, typer.Option(
         "--persist-dir", help="Refresh the nft file under this directory (default: /etc/nftables.d/cttop.nft, "
-                              "for the host's own namespace only).")] = None,
+                              "for the host's own namespace only).", callback=a_path)] = None,
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,
 ) -> None:
     """Remove cttop NOTRACK rules by id, or --all; their traffic is tracked again. Undo adds them back."""
     if bool(ids) == all_:
-        fail("give the ids to remove, or --all")
+        fail("give the ids to remove, or --all, not both" if all_ else "give the ids to remove, or --all")
     _writing(read_only_flag, "remove NOTRACK rules")
     # The default nft file is the host's boot ruleset: refresh it only for the host's own namespace.
     paths = _persist_paths(persist_dir) if persist_dir or is_initial(spec) else None
@@ -249,7 +252,8 @@ def undo(
     force: Annotated[bool, typer.Option("--force", help="Restore values someone changed since the change "
                                                          "(without it, undo refuses them).")] = False,
     persist_dir: Annotated[str | None, typer.Option(
-        "--persist-dir", help="Where the change persisted its files, if not /etc (as given to set/notrack).")] = None,
+        "--persist-dir", help="Where the change persisted its files, if not /etc (as given to set/notrack).",
+        callback=a_path)] = None,
     yes: YesOpt = False,
     state_dir: StateDirOpt = None,
     read_only_flag: ReadOnlyOpt = False,

@@ -97,6 +97,15 @@ def not_nan(ctx: typer.Context, param: typer.CallbackParam, value: float | None)
     return value
 
 
+def a_path(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """The callback of every path option: a blank one (an unset variable, ``--state-dir "$DIR"``) is refused,
+    not taken for the option left out, whose default is another place (/etc for ``--persist-dir``)."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("an empty path." if param.required else
+                                 "an empty path; leave the option out for its default.")
+    return value
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperCommand
 
 from cttop.actions.journal import Journal
-from cttop.cli.app import NETNS, app, fail, netns_options, not_nan
+from cttop.cli.app import NETNS, a_path, app, fail, netns_options, not_nan
 from cttop.doctor import DEFAULT_SECONDS, EXIT, diagnose, render
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
@@ -37,7 +37,8 @@ def doctor(
     want_bytes: Annotated[bool, typer.Option("--bytes", help="Byte counters are needed: check accounting.")]
     = False,
     state_dir: Annotated[str | None, typer.Option(
-        "--state-dir", help="Where the journal lives, for drift (default $CTTOP_STATE_DIR or /var/lib/cttop).")]
+        "--state-dir", help="Where the journal lives, for drift (default $CTTOP_STATE_DIR or /var/lib/cttop).",
+        callback=a_path)]
     = None,
 ) -> None:
     """Watch the table for a few seconds; print findings worst first, with the commands that fix them."""

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from cttop.cli.app import NETNS, app, guarded, netns_options
-from cttop.kernel.netns import NetnsSpec
 from cttop.kernel.expect import read_expectations
+from cttop.kernel.netns import NetnsSpec
 
 
 @app.command()

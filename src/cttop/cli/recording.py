@@ -11,7 +11,18 @@ from typing import Annotated, Any
 
 import typer
 
-from cttop.cli.app import DAY, NETNS, app, fail, guarded, netns_options, not_nan, parse_duration, stopped_by_signals
+from cttop.cli.app import (
+    DAY,
+    NETNS,
+    a_path,
+    app,
+    fail,
+    guarded,
+    netns_options,
+    not_nan,
+    parse_duration,
+    stopped_by_signals,
+)
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.record import Recorder
@@ -22,7 +33,7 @@ from cttop.sources.replay import ReplaySource
 @guarded
 @netns_options()
 def record_cmd(
-    output: Annotated[str, typer.Option("--output", "-o", help="File to write the recording to.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="File to write the recording to.", callback=a_path)],
     duration: Annotated[str | None, typer.Option("--duration", help="Stop after this long (30, 30s, 5m, 1h); "
                                                                     "default: until Ctrl-C.")] = None,
     dump_interval: Annotated[str, typer.Option("--dump-interval", help="A full dump (a seek point) this often.")]
