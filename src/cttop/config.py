@@ -204,6 +204,12 @@ def parse(path: str, text: str) -> dict[str, tuple[Any, int]]:
         what = str(e)[:m.start()].strip() if m else str(e)
         what += " at the end of the file" if m and not m.group(1) else ""
         raise _error(f"{path}:{line}" + (f": {named.group(1)}" if named else ""), f"not valid TOML ({what})") from None
+    except RecursionError:
+        # tomllib recurses once a nested array or table: a kilobyte of brackets exhausts the stack. The line
+        # that opens the most is where the nesting is.
+        lines = text.splitlines() or [""]
+        line = max(range(len(lines)), key=lambda i: lines[i].count("[") + lines[i].count("{")) + 1
+        raise _error(f"{path}:{line}", "not valid TOML (values nested too deeply)") from None
     out: dict[str, tuple[Any, int]] = {}
     for key, value in doc.items():
         line = _line_of(text, key)

@@ -166,6 +166,11 @@ BAD = [
     ("empty theme", 'theme = ""\n', ":1: theme: expected a theme name, got the string ''"),
     ("control characters shown escaped", 'mouse = "\\u001b[31m"\n',
      r":1: mouse: expected true or false, got the string '\x1b[31m'"),
+    # tomllib recurses once a level: a kilobyte of brackets exhausted the stack, a traceback of 3,000 lines
+    ("nested too deeply", "read_only = true\nmouse = " + "[" * 500 + "]" * 500 + "\n",
+     ":2: not valid TOML (values nested too deeply)"),
+    ("inline tables nested too deeply", "mouse = " + "{a = " * 500 + "1" + "}" * 500 + "\n",
+     ":1: not valid TOML (values nested too deeply)"),
 ]
 
 
