@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shlex
 import subprocess
 import termios
 from pathlib import Path
@@ -214,6 +215,20 @@ def test_a_blank_path_option_is_refused_not_taken_for_its_default(netns: str, tm
     assert udp_timeout(netns) == "30" and list(tmp_path.iterdir()) == []
     assert {p: os.path.exists(p) for p in etc} == etc
     assert f"table {NFT_TABLE} " not in sh("nft", "list", "ruleset", netns=netns)
+
+
+def test_the_undo_command_printed_after_a_change_is_the_one_that_undoes_it(netns: str, tmp_path: Path) -> None:
+    """It named the id alone: typed as printed, undo looked in the default journal and this namespace's
+    own, and refused."""
+    r = cttop("set", "udp_timeout=44", "--yes", "--netns", netns, "--state-dir", str(tmp_path))
+    assert r.returncode == 0 and udp_timeout(netns) == "44", r.stderr
+    line = r.stdout.splitlines()[-1]
+    printed = line.split("undo with: ", 1)[1]
+    assert printed.endswith(f"--netns {netns} --state-dir {tmp_path}"), line
+    argv = shlex.split(printed)
+    assert argv[:2] == ["cttop", "undo"]
+    u = cttop(*argv[1:], "--yes")
+    assert u.returncode == 0 and udp_timeout(netns) == "30", u.stderr
 
 
 def test_missing_namespace_is_one_clean_line(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cttop.actions.drift import Drift
+from cttop.actions.shell import cttop_command
 from cttop.doctor import causes as K
 from cttop.doctor import checks as C
 from cttop.doctor import fixes as F
@@ -553,7 +554,7 @@ def test_commands_name_the_namespace_however_it_was_given(spec: NetnsSpec, sysct
     o = obs(spec=spec)
     assert F.set_commands(o, "nf_conntrack_udp_timeout", 10) == [
         f"{sysctl_cmd} net.netfilter.nf_conntrack_udp_timeout=10"]
-    assert F.cttop_command(spec, ["notrack", "add"], ["udp dport 53"]) == cttop_cmd
+    assert cttop_command(spec, ["notrack", "add"], ["udp dport 53"]) == cttop_cmd
 
 
 # -- the report -------------------------------------------------------------------------------------

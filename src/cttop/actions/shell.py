@@ -67,3 +67,9 @@ def is_initial(spec: NetnsSpec) -> bool:
     except OSError:
         init = PROC_NET_INIT_INO
     return spec.inode() == init
+
+
+def cttop_command(spec: NetnsSpec, command: list[str], rest: list[str] | None = None) -> str:
+    """``cttop COMMAND --netns … REST``, quoted for a shell: the namespace option goes after the command name,
+    as cttop wants it."""
+    return shlex.join(["cttop", *command, *spec.argv(), *(rest or [])])

@@ -30,10 +30,10 @@ from cttop.actions import (
     undo_plan,
 )
 from cttop.actions.flows import matching_rows
-from cttop.actions.journal import INTERRUPTED
+from cttop.actions.journal import INTERRUPTED, default_state_dir
 from cttop.actions.plan import READ_ONLY_ENV
 from cttop.actions.schema import ID
-from cttop.actions.shell import is_initial
+from cttop.actions.shell import cttop_command, is_initial
 from cttop.cli.app import NETNS, a_path, app, command_filter, fail, guarded, netns_options
 from cttop.filter import compile_filter
 from cttop.kernel import sysctl
@@ -99,7 +99,9 @@ def confirm_and_apply(plan: Plan, yes: bool) -> None:
         note = f" (the undo of {plan.undoes})"
     else:
         # A plan that cannot be undone said so in its warnings, before the question.
-        note = f"; undo with: cttop undo {result.id}" if plan.undoable else ""
+        # The command as it must be typed: the change's namespace, and the journal where it is not the default.
+        journal = [] if plan.journal.state_dir == default_state_dir() else ["--state-dir", plan.journal.state_dir]
+        note = f"; undo with: {cttop_command(plan.spec, ['undo', result.id], journal)}" if plan.undoable else ""
     print(f"journal id {result.id}{note}")
 
 

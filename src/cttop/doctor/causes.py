@@ -21,11 +21,11 @@ import ipaddress
 from collections import defaultdict
 from typing import Final
 
+from cttop.actions.shell import cttop_command
 from cttop.actions.tunables import default_of
 from cttop.doctor.collect import DNS_PORT, NatKey, Observation
 from cttop.doctor.fixes import (
     FILL_CRIT,
-    cttop_command,
     duration,
     floor,
     flush_remedy,

@@ -20,15 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from cttop.actions.shell import shown
+from cttop.actions.shell import cttop_command, shown
 from cttop.actions.tunables import HASHSIZE_MAX
 from cttop.doctor import causes
 from cttop.doctor.collect import GROUP_KEYS, OWNER_KEYS, Observation, title
-from cttop.doctor.host import owner_flush_remedy
 from cttop.doctor.fixes import (
     FILL_CRIT,
     FILL_WARN,
-    cttop_command,
     floor,
     flush_remedy,
     is_global,
@@ -38,6 +36,7 @@ from cttop.doctor.fixes import (
     set_commands,
     sysctl_remedy,
 )
+from cttop.doctor.host import owner_flush_remedy
 from cttop.doctor.report import Finding, Remedy, Severity
 
 RATIO_WARN: Final = 8.0

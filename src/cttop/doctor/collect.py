@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cttop.actions import drift
-from cttop.host.containers import host_owners
-from cttop.host.datapath import Findings, look
 from cttop.actions.journal import Journal
 from cttop.actions.shell import is_initial
 from cttop.doctor.held import Held
 from cttop.errors import CttopError
+from cttop.host.containers import host_owners
+from cttop.host.datapath import Findings, look
 from cttop.kernel import procstat, sysctl
-from cttop.kernel.ctnetlink import Ctnetlink, KernelError, sum_cpus
+from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import (
     IPS_SEEN_REPLY,
@@ -43,9 +43,8 @@ from cttop.model import (
     Row,
     state_key,
 )
-from cttop.kernel.ctnetlink import NEEDS_CAP
-from cttop.table.aggregates import Aggregates
 from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owners
+from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.timeouts import TCP_CAPS, in_force, timeout_name
 

@@ -10,7 +10,6 @@ namespace it is a command to read, never a one-key fix.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from typing import Final
 
@@ -71,18 +70,6 @@ def set_commands(o: Observation, name: str, value: int | str) -> list[str]:
         return [shown(o.spec, ["sysctl", "-w", f"{sysctl_key(name)}={value}"])]
     cmd = f"echo {value} > {HASHSIZE_PATH}" if name == "hashsize" else f"sysctl -w {sysctl_key(name)}={value}"
     return [GLOBAL_HERE if o.initial else GLOBAL_ELSEWHERE.format(where=o.spec.label()), cmd]
-
-
-def cttop_command(spec: NetnsSpec, command: list[str], rest: list[str] | None = None) -> str:
-    """``cttop COMMAND --netns … REST``: the namespace option goes after the command name, as cttop wants it."""
-    where: list[str] = []
-    if spec.name is not None:
-        where = ["--netns", spec.name]
-    elif spec.pid is not None:
-        where = ["--netns-pid", str(spec.pid)]
-    elif spec.path is not None:
-        where = ["--netns-path", spec.path]
-    return shlex.join(["cttop", *command, *where, *(rest or [])])
 
 
 def sysctl_remedy(o: Observation, values: Mapping[str, int]) -> Remedy | None:

@@ -91,6 +91,16 @@ class NetnsSpec:
             where = self.option() if not self.is_own else "this process's network namespace"
             raise NetnsError(f"{where}: {e.strerror}") from None
 
+    def argv(self) -> list[str]:
+        """The option naming this namespace on a cttop command line (none for cttop's own)."""
+        if self.name is not None:
+            return ["--netns", self.name]
+        if self.pid is not None:
+            return ["--netns-pid", str(self.pid)]
+        if self.path is not None:
+            return ["--netns-path", self.path]
+        return []
+
     def option(self) -> str:
         """The option as the user typed it."""
         if self.name is not None:
