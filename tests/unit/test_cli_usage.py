@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -52,7 +54,19 @@ def test_the_namespace_options_in_every_command(command: tuple[str, ...]) -> Non
     assert (r.exit_code, r.stderr.strip(), r.stdout) == (code, says, "")
 
 
-def test_namespace_options_before_the_command_name_are_refused() -> None:
+@pytest.mark.parametrize(("option", "value"), [("--netns", "web"), ("--netns-pid", "1"),
+                                               ("--netns-path", "/proc/1/ns/net")])
+def test_namespace_options_before_the_command_name_are_refused(option: str, value: str) -> None:
     load_commands([])
-    r = CliRunner().invoke(app, ["--netns-pid", "1", "journal"])
-    assert (r.exit_code, r.stderr.strip()) == (2, "cttop: put --netns after the command name: cttop journal --netns …")
+    r = CliRunner().invoke(app, [option, value, "journal"])
+    assert (r.exit_code, r.stderr.strip()) == (2, f"cttop: put {option} after the command name: cttop journal "
+                                                  f"{option} …")
+
+
+def test_record_to_dash_is_refused_not_a_file_named_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    load_commands(["record"])
+    r = CliRunner().invoke(app, ["record", "-o", "-", "--duration", "1"])
+    assert (r.exit_code, r.stderr.strip()) == (2, "cttop: record --output -: a recording is written to a file; "
+                                                  "give its path")
+    assert list(tmp_path.iterdir()) == []

@@ -42,6 +42,8 @@ def record_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
 ) -> None:
     """Record the table's dumps, events and stats to a compressed file, for `cttop replay`."""
+    if output == "-":  # the usual word for stdout, where binary is no use: a file named "-" was made
+        fail("record --output -: a recording is written to a file; give its path")
     seconds = parse_duration(duration, "--duration", 0.1, 30 * DAY) if duration is not None else None
     recorder = Recorder(spec, output, dump_interval=parse_duration(dump_interval, "--dump-interval", 1.0, DAY),
                         overwrite=force)
