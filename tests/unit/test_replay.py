@@ -400,6 +400,24 @@ def test_structural_damage_inside_valid_compression(tmp_path: Path) -> None:
         assert f"is corrupt in bytes {R.HEADER.size}-" in error_of(str(path)), name
 
 
+def test_a_flow_that_does_not_decode_is_named_with_where_it_is_in_the_recording(tmp_path: Path) -> None:
+    """The scan frames every record but decodes no flow (it would decode every dump of the recording to open
+    it): an attribute's bad length inside well-framed netlink shows while playing, said with its time."""
+    bad = bytearray(DUMP[8])
+    struct.pack_into("<H", bad, 20, 0xFFF0)  # the first attribute's length, past the message's end
+    path = tmp_path / "bad_attr.cttop"
+    b = Builder(path)
+    b.at(0).keyframe(DUMP[:8]).at(1).events(EVENTS[:10])
+    b.at(10).keyframe([bytes(bad), *DUMP[9:]]).at(12).close()
+    src = ReplaySource(str(path), speed=1e6)
+    assert src.recording.cut is None and src.duration == 12  # the scan took it
+    with pytest.raises(ReplayError) as e:
+        while not src.at_end:
+            src.events(0.01)
+    assert str(e.value) == (f"replay: {path} is corrupt at 10.000 s of 12.000: ctnetlink: attribute at byte 20 "
+                            "has bad length 65520")
+
+
 def test_records_after_the_end_are_corrupt(rec: str, tmp_path: Path) -> None:
     z = zlib.compressobj(6, zlib.DEFLATED, 31)
     extra = z.compress(R.REC.pack(R.K_EVENTS, START + 20, 0)) + z.flush()

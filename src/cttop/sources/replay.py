@@ -446,7 +446,6 @@ class Recording:
         checked: _Whole | None = None  # the same, in a segment whose gzip CRC has been checked
         member_now, n = -1, 0
         cut_short = False
-        dec = Decoder()
         try:
             for member, kind, t, payload in stream(path, HEADER.size, size, ident):
                 if member != member_now:
@@ -469,7 +468,7 @@ class Recording:
                         raise Corrupt(path, member, f"more than {MAX_SEGMENTS} segments")
                     rec.segments.append((member, t))
                     dumped = False
-                rec._scan_record(dec, member, kind, t, payload)
+                rec._scan_record(member, kind, t, payload)
                 in_dump = kind in (K_DUMP_BEGIN, K_DUMP_DATA)
                 dumped = dumped or kind == K_DUMP_END
                 ended = kind == K_END
@@ -547,7 +546,7 @@ class Recording:
         finally:
             inner.close()
 
-    def _scan_record(self, dec: Decoder, member: int, kind: int, t: float, payload: bytes) -> None:
+    def _scan_record(self, member: int, kind: int, t: float, payload: bytes) -> None:
         try:
             if kind == K_STATS:
                 count, mx, _cpus = parse_stats(payload, len(self.names))
@@ -792,7 +791,9 @@ class ReplaySource:
                     batch.lost = True
                     need_dump = True
         except DecodeError as e:
-            raise ReplayError(f"replay: {self.path} is corrupt: {e}") from None
+            # Past the scan (which frames every record but decodes no flow): where in the recording it is.
+            raise ReplayError(f"replay: {self.path} is corrupt at {self._cursor:.3f} s of "
+                              f"{self.recording.duration:.3f}: {e}") from None
         self._cursor = max(self._cursor, min(target, self.duration))
         return batch
 
