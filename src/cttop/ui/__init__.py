@@ -57,3 +57,6 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
     if settings.group_by in app.collector.group_order:
         app.set_group(settings.group_by, app.top_by)
     app.run(mouse=settings.mouse)
+    if app.return_code:
+        # Textual printed what went wrong; the shell must see it failed too (it exited 0).
+        raise SystemExit(app.return_code)

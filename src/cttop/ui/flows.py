@@ -373,8 +373,9 @@ class FlowList(ScrollView, can_focus=True):
         if i >= len(recs):
             note = (self.placeholder or self._no_match()) if i == 0 else ""
             if note:
-                return Strip([Segment(fmt.truncate(note, width),
-                                      self.get_component_rich_style("flows--empty"))]).adjust_cell_length(width)
+                # The padding styled too: a segment without a style crashes Textual's NO_COLOR filter.
+                return Strip([Segment(fmt.truncate(note, width), self.get_component_rich_style("flows--empty"))]
+                             ).adjust_cell_length(width, self.rich_style)
             return Strip.blank(width, self.rich_style)
         rec = recs[i]
         fid = record_key(rec)
