@@ -39,8 +39,9 @@ from cttop.lab.fill import fill
 from cttop.live import dump_schedule
 from cttop.live.collector import Collector
 from cttop.live.frame import LIVE, Frame
-from cttop.model import R_SPORT, Row
+from cttop.model import EV_UPDATE, NO_PSTATE, R_PROTO, R_PSTATE, R_SPORT, Row
 from cttop.sources.live import LiveSource
+from cttop.table.store import FlowTable
 from cttop.ui.app import CttopApp
 from tests.conftest import delete_netns, make_netns, sh
 from tests.oracle import conntrack_count, conntrack_stats
@@ -136,6 +137,54 @@ def test_flows_that_come_and_go_without_events_are_reconciled_within_one_refresh
         assert new[-1].lost == 0  # nothing was lost: these flows never had events
     finally:
         c.stop()
+
+
+TCP_PAIRS = 5
+# A server and TCP_PAIRS clients on loopback; each client sends a byte whenever a line comes on stdin.
+TCP_TALK = """
+import socket, sys
+srv = socket.create_server(("127.0.0.1", 7007))
+pairs = [(socket.create_connection(("127.0.0.1", 7007)), srv.accept()[0]) for _ in range(int(sys.argv[1]))]
+print("READY", flush=True)
+for _ in sys.stdin:
+    for c, a in pairs:
+        c.send(b"x"); a.recv(1); a.send(b"y"); c.recv(1)
+    print("SENT", flush=True)
+"""
+
+
+def test_tcp_flows_tracked_again_after_a_flush_keep_their_state_through_updates(netns: str) -> None:
+    """After a flush, established TCP connections are picked up again mid-stream; the UPDATE that marks each
+    ASSURED carries no TCP state (the kernel sends it only when it moves). The table the kernel's events build
+    must say ESTABLISHED, as `conntrack -L` does, not fall back to the status ("ASSURED") until a dump."""
+    talk = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", TCP_TALK, str(TCP_PAIRS)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert talk.stdin is not None and talk.stdout is not None
+    src = LiveSource(NetnsSpec(name=netns))
+    try:
+        assert talk.stdout.readline().strip() == "READY"
+        src.subscribe()
+        sh("conntrack", "-F", netns=netns)
+        table = FlowTable()
+        table.apply_dump(src.dump())
+        for _ in range(3):  # picked up again, replied to, then ASSURED: each a step the kernel reports
+            talk.stdin.write("\n")
+            talk.stdin.flush()
+            assert talk.stdout.readline().strip() == "SENT"
+        kernel = [ln for ln in sh("conntrack", "-L", "-p", "tcp", netns=netns).splitlines() if "dport=7007" in ln]
+        assert len(kernel) == TCP_PAIRS and all(" ESTABLISHED " in ln and "[ASSURED]" in ln for ln in kernel), kernel
+        events: list[tuple[int, Row]] = []
+        while (batch := src.events(0.3)).events:
+            events += batch.events
+        assert not batch.lost
+        table.apply_events(events)
+        # The case itself: updates that left the state out came (else this proves nothing).
+        assert any(k == EV_UPDATE and r[R_PSTATE] == NO_PSTATE for k, r in events if r[R_PROTO] == 6), events
+        assert dict(table.agg.by_state) == {"tcp:ESTABLISHED": TCP_PAIRS}, dict(table.agg.by_state)
+    finally:
+        src.close()
+        talk.kill()
+        talk.wait()
 
 
 class Gated(LiveSource):

@@ -138,7 +138,10 @@ def mixed() -> list[dict[str, Any]]:
                     r = random_row(fid, rnd, None if op < 0.5 else held[fid][R_OPKTS] is not None)
                     if op > 0.7:
                         r = held[fid][:13] + r[13:14] + held[fid][14:]  # only the timeout moved
-                    r = held[fid][:3] + r[3:5] + held[fid][5:13] + r[13:]  # an update never changes the tuples
+                    # An update never changes the tuples, and says a TCP or SCTP state (here: the one held, where
+                    # the random row drew none) as the kernel does, with the protocol's own state.
+                    pstate = held[fid][3] if r[3] == NO_PSTATE else r[3]
+                    r = held[fid][:3] + (pstate, r[4]) + held[fid][5:13] + r[13:]
                     events.append((EV_UPDATE, r))
                     held[fid] = r
                 elif op < 0.95:

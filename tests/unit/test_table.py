@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from cttop.model import (
     R_RBYTES,
     R_TIMEOUT,
     Row,
+    state_key3,
 )
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
@@ -43,6 +45,7 @@ from cttop.table.packing import (
     unpack,
 )
 from cttop.table.store import FlowTable
+from cttop.table.tally import FlowTally
 from cttop.ui.flows import cells, layout
 from tests.accelerated import accelerator  # noqa: F401 (autouse: every test with the compiled store and the dict)
 
@@ -86,8 +89,9 @@ def test_add_rows_equals_add_one_by_one() -> None:
 def churn(truth: dict[int, Row], rnd: random.Random, steps: int, new: float = 0.4, update: float = 0.3,
           gone: Callable[[Row], Row] = lambda r: r) -> list[tuple[int, Row]]:
     """NEW, UPDATE and DESTROY events (shares ``new``, ``update``, the rest) over ``truth``, kept up to date. An
-    update moves state, status, timeout, mark, zone and counters, never the tuples; ``gone`` is what a DESTROY
-    carries of the flow."""
+    update moves state, status, timeout, mark, zone and counters, never the tuples; as the kernel's, it carries a
+    TCP or SCTP state only when the state moved (else NO_PSTATE, and the flow keeps its state). ``gone`` is what
+    a DESTROY carries of the flow."""
     events = []
     for step in range(steps):
         op = rnd.random()
@@ -97,9 +101,13 @@ def churn(truth: dict[int, Row], rnd: random.Random, steps: int, new: float = 0.
             truth[r[0]] = r
         elif op < new + update and truth:
             fid = rnd.choice(list(truth))
-            r = make_row(fid, rnd, acct=truth[fid][17] is not None)
-            r = truth[fid][:3] + r[3:5] + truth[fid][5:13] + r[13:]
-            events.append((EV_UPDATE, r))
+            old = truth[fid]
+            r = make_row(fid, rnd, acct=old[17] is not None)
+            stateful = old[2] in (6, 132)
+            kept = stateful and rnd.random() < 0.3
+            pstate = old[3] if kept else rnd.randrange(10) if stateful else NO_PSTATE
+            r = old[:3] + (pstate, r[4]) + old[5:13] + r[13:]
+            events.append((EV_UPDATE, r[:3] + (NO_PSTATE,) + r[4:] if kept else r))
             truth[fid] = r
         elif truth:
             fid = rnd.choice(list(truth))
@@ -130,6 +138,25 @@ def test_update_without_counters_keeps_the_last_counters() -> None:
     got = t.get(flow_key(r))
     assert got is not None and got[17:21] == r[17:21] and got[13] == 5
     assert t.top("src", by="bytes")[0].bytes == r[18] + r[20]
+
+
+@pytest.mark.parametrize("proto", [6, 132])
+def test_an_update_without_the_protocols_state_keeps_the_last_one(proto: int) -> None:
+    """The kernel sends a TCP or SCTP flow's state only when it moved: an UPDATE for a new mark, a timeout, the
+    ASSURED bit carries none, and must not turn an ESTABLISHED flow into its status ("ASSURED")."""
+    for table in (FlowTable(track=["src"]), FlowTally(track=["src"])):
+        r = make_row(1, random.Random(3))
+        r = r[:2] + (proto, 3) + r[4:]  # ESTABLISHED (TCP) / COOKIE_ECHOED (SCTP)
+        table.apply_events([(EV_NEW, r)])
+        assured = r[:3] + (NO_PSTATE, r[4] | IPS_ASSURED) + r[5:13] + (431999,) + r[14:]
+        table.apply_events([(EV_UPDATE, assured)])
+        want = state_key3(proto, 3, r[4] | IPS_ASSURED)
+        assert dict(table.agg.by_state) == {want: 1}, type(table)
+        if not table.bounded:
+            got = table.get(flow_key(r))
+            assert got is not None and got[3] == 3 and got[13] == 431999 and got[4] & IPS_ASSURED
+        table.apply_events([(EV_UPDATE, r[:3] + (7,) + r[4:])])  # a state it does send: taken
+        assert dict(table.agg.by_state) == {state_key3(proto, 7, r[4]): 1}, type(table)
 
 
 def udp(fid: int, src: bytes, dport: int, acct: tuple[int, int, int, int] | None = None) -> Row:

@@ -398,6 +398,26 @@ static PyObject *with_counters(PyObject *row, PyObject *old) {
     return out;
 }
 
+/* Whether a protocol state is NO_PSTATE: what an UPDATE that left the state out says (an int of another value, or
+ * not an int, is not). */
+static inline int no_pstate(PyObject *v) {
+    int overflow;
+    return PyLong_Check(v) && PyLong_AsLongAndOverflow(v, &overflow) == NO_PSTATE && !overflow;
+}
+
+/* row with item ``at`` replaced by v. */
+static PyObject *with_item(PyObject *row, int at, PyObject *v) {
+    PyObject *out = PyTuple_New(ROW_LEN);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < ROW_LEN; i++) {
+        PyObject *x = i == at ? v : PyTuple_GET_ITEM(row, i);
+        Py_INCREF(x);
+        PyTuple_SET_ITEM(out, i, x);
+    }
+    return out;
+}
+
 /* An event's kind, row and flow key: 0, or 1 where Python should apply it (not a (kind, row) pair, ...). */
 static int event_of(PyObject *ev, long *kind, PyObject **row, uint64_t *key) {
     if (!PyTuple_CheckExact(ev) || PyTuple_GET_SIZE(ev) != 2)
@@ -469,6 +489,9 @@ static int held_one(Records *r, Agg *a, PyObject *labels, PyObject *ev, long lon
         else
             flags = flags_of(r, old_rec, layout);  /* a dump showed none (accounting off), or none read yet */
     }
+    /* An UPDATE carries the protocol's state only when it changed: the last one seen is kept (_apply_rows). */
+    if (now != NULL && no_pstate(PyTuple_GET_ITEM(now, R_PSTATE)) && !no_pstate(PyTuple_GET_ITEM(old, R_PSTATE)))
+        Py_SETREF(now, with_item(now, R_PSTATE, PyTuple_GET_ITEM(old, R_PSTATE)));
     int c = now == NULL ? -2 : records_pack(r, now, seen, flags, rec), rc = 0;
     if (c == -1)
         rc = 1;
@@ -559,6 +582,17 @@ static int tally_one(PyObject *digests, Agg *a, PyObject *ev, long long *made, l
         }
     } else {
         *made += kind == EV_NEW;
+        if (old != Py_None && no_pstate(PyTuple_GET_ITEM(shape, 0)) && !no_pstate(PyTuple_GET_ITEM(old, 0))) {
+            /* the state an UPDATE left out, kept (FlowTally._apply_rows) */
+            PyObject *kept = PyTuple_Pack(4, PyTuple_GET_ITEM(old, 0), PyTuple_GET_ITEM(shape, 1),
+                                          PyTuple_GET_ITEM(shape, 2), PyTuple_GET_ITEM(shape, 3));
+            if (kept == NULL) {
+                Py_DECREF(old);
+                Py_DECREF(shape);
+                return -1;
+            }
+            Py_SETREF(shape, kept);
+        }
         if (digests_put(digests, key, shape) < 0)
             rc = -1;
         else if (old == Py_None)

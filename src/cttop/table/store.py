@@ -15,7 +15,20 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from cttop.kernel import native
-from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_LABELS, R_OPKTS, R_START, STATE_KEYS, Row, state_key3
+from cttop.model import (
+    EV_DESTROY,
+    EV_NEW,
+    NO_PSTATE,
+    R_ID,
+    R_LABELS,
+    R_OPKTS,
+    R_PSTATE,
+    R_START,
+    R_STATUS,
+    STATE_KEYS,
+    Row,
+    state_key3,
+)
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.digest import slots_for
 from cttop.table.groups import GROUPS
@@ -283,6 +296,10 @@ class FlowTable:
                     row = row[:R_OPKTS] + old_row[COUNTERS] + row[R_START:]
                 else:
                     flags = old[FLAGS_AT[len(old)]]  # a dump showed none (accounting off), or none read yet
+            if row[R_PSTATE] == NO_PSTATE and old_row[R_PSTATE] != NO_PSTATE:
+                # An UPDATE carries the protocol's state only when it changed (the kernel's IPCT_PROTOINFO): keep
+                # the last one seen, or an established TCP flow reads as its status ("ASSURED") until a dump.
+                row = row[:R_PSTATE] + old_row[R_PSTATE:R_STATUS] + row[R_STATUS:]
             if put_row is None or not put_row(fid, row, seen, flags):
                 flows[fid] = pack(row, seen, flags)
             if row[R_LABELS]:

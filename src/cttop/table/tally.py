@@ -26,7 +26,20 @@ from itertools import repeat
 from operator import itemgetter
 
 from cttop.kernel import native
-from cttop.model import EV_DESTROY, EV_NEW, R_ID, R_MARK, R_OPKTS, R_PSTATE, R_START, R_STATUS, R_TIMEOUT, R_ZONE, Row
+from cttop.model import (
+    EV_DESTROY,
+    EV_NEW,
+    NO_PSTATE,
+    R_ID,
+    R_MARK,
+    R_OPKTS,
+    R_PSTATE,
+    R_START,
+    R_STATUS,
+    R_TIMEOUT,
+    R_ZONE,
+    Row,
+)
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.digest import Shape, digests
 from cttop.table.groups import GroupDef
@@ -158,8 +171,10 @@ class FlowTally(FlowTable):
             if kind == EV_NEW:
                 self.created += 1
             shape = _SHAPE(row)
+            was = digests.get(fid) if whose is not None or shape[0] == NO_PSTATE else None
+            if was is not None and shape[0] == NO_PSTATE and was[0] != NO_PSTATE:
+                shape = (was[0], *shape[1:])  # the state an UPDATE left out kept (FlowTable._apply_rows)
             if whose is not None:  # a flow keeps the owner it was counted under
-                was = digests.get(fid)
                 shape = (*shape, whose(row) if was is None else was[4])
             old = digests.put(fid, shape)
             if old is None:
