@@ -250,6 +250,9 @@ class CttopApp(KeysInOrder):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("q,f10", "quit", "Quit", key_display="q"),
+        # As top and iptstate do (Textual's own Ctrl-C only says to press Ctrl-Q): everywhere, a filter being
+        # typed and a dialog included; nothing is changed by leaving.
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, source: Source, *, read_only: bool = False, title: str | None = None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, TypeVar
 
+from textual import events
 from textual.actions import parse
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -119,6 +120,21 @@ class KeyedScreen(Screen[None]):
                     raise TypeError(f"{type(group).__name__}: the action {name!r} is already the screen's")
                 self._group_of[name] = group
                 setattr(self, f"action_{name}", getattr(group, f"action_{name}"))
+        # The keys of the actions that change the kernel, by key: in read-only mode each is said refused.
+        self._writes_by_key = {key.strip(): b for group in self.groups for b in group.BINDINGS
+                               if isinstance(b, Binding) and write_refused(group, b.action, True)
+                               for key in b.key.split(",")}
+
+    def on_key(self, event: events.Key) -> None:
+        """A change's key in read-only mode is hidden and refused (check_action) and, pressed, said refused: under
+        stress a key that does nothing reads as a hang."""
+        b = self._writes_by_key.get(event.key)
+        if b is None or not cttop_app(self).read_only:
+            return
+        event.stop()
+        event.prevent_default()
+        self.app.notify(f"{b.description or b.action}: this view is read-only, nothing is changed",
+                        severity="warning", timeout=4, markup=False)
 
     def group(self, kind: type[G]) -> G:
         """This screen's group of ``kind``."""
