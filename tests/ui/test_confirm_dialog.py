@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import pytest
 from textual import events
 from textual.pilot import Pilot
+from textual.widgets._toast import Toast
 
 from cttop.ui.app import CttopApp
 from cttop.ui.commands import COMMAND, COMMENT, CONTINUED, INDENT, CommandBlock, shell_lines, split_comment
 from cttop.ui.screens.confirm import ConfirmScreen
 from tests.ui.fixed_source import FixedSource
-from tests.ui.helpers import joined, screen_text, wait_live
+from tests.ui.helpers import joined, screen_text, wait_for, wait_live
 
 # 300 characters, one of them a single quoted word far wider than any dialog, with double quotes and
 # a '#' inside quotes (not a comment), an escaped space and a double-quoted word.
@@ -173,3 +174,21 @@ async def test_the_mouse_wheel_scrolls_the_commands() -> None:
 
 def fixed_app() -> CttopApp:
     return CttopApp(FixedSource(), interval=0.1)
+
+
+async def test_a_toast_from_before_does_not_cover_the_dialog() -> None:
+    """A notification left on screen (an undo with nothing to undo, then d at once) covered the last command and
+    the buttons while Yes already worked: the dialog opens over no toast."""
+    plan = ManyCommands(3)
+    app = fixed_app()
+    results: list[bool | None] = []
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_live(pilot, app)
+        app.notify("cannot undo: nothing to undo in namespace cttop-lab-a4ed9d-router; nothing was changed",
+                   severity="warning", timeout=30)
+        await wait_for(pilot, lambda: "nothing to undo" in screen_text(app), "the toast")
+        await open_dialog(pilot, app, plan, results)
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert "nothing to undo" not in text and not app.screen.query(Toast), text
+        assert "No" in text and "Yes" in text

@@ -131,6 +131,9 @@ class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
+        # A toast left from before (an undo with nothing to undo) covered the commands and the buttons while Yes
+        # worked: what is about to be done comes first.
+        self.app.clear_notifications()
         self.watch(self.body, "scroll_y", self.show_position, init=False)
         self.call_after_refresh(self._fit)
 
