@@ -125,3 +125,40 @@ def test_the_live_view_gives_each_flows_bytes_and_packets_a_second(ns: str, monk
     desc, asc = by_rate
     assert int.from_bytes(desc.records[0][:4]) == ct_id == int.from_bytes(asc.records[-1][:4])
     assert len(desc.records) == len(asc.records) == len(keys)
+
+
+FLOOD = f"""
+import socket, time
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("127.0.0.1", 9998))
+start = time.monotonic()
+print("START", flush=True)
+i = 0
+while True:
+    time.sleep(max(0.0, start + i / {RATE} - time.monotonic()))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a new port: every datagram a new flow
+    tx.bind(("127.0.0.2", 0))
+    tx.sendto(b"x" * {PAYLOAD}, ("127.0.0.1", 9998))
+    tx.close()
+    i += 1
+"""
+
+
+def test_a_groups_rate_counts_the_flows_it_opened_between_the_dumps(ns: str) -> None:
+    """A flood is new flows: each carries what it carried since it began, inside the interval (the rate once
+    counted only flows held at both dumps, and a source opening 20 flows a second read 0 p/s)."""
+    flood = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", FLOOD], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert flood.stdout is not None and flood.stdout.readline().strip() == "START"
+        r = run_cttop("snapshot", "--netns", ns, "--seconds", "3", "--json")
+        assert r.returncode == 0, r.stderr
+        rows = {row["key"]: row for row in json.loads(r.stdout)["top"]["rows"]}
+        flooding = rows["127.0.0.2"]
+        assert flooding["bytes_rate"] == pytest.approx(flooding["packets_rate"] * (PAYLOAD + 28), abs=PAYLOAD)
+        assert within(flooding["packets_rate"], RATE), flooding
+        kernel = [f for f in conntrack_list(ns) if f["orig"].get("src") == "127.0.0.2"]
+        assert len(kernel) >= 3 * RATE * (1 - TOLERANCE) and all(f["orig"]["packets"] == "1" for f in kernel)
+    finally:
+        flood.kill()
+        flood.wait()

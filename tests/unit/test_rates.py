@@ -52,14 +52,16 @@ def test_flow_rates_between_two_dumps() -> None:
                 (2, A, (1, 100, 0, 0)),  # idle
                 (3, B, (0, 0, 0, 0)),  # zeroed (conntrack -L -z): no rate, not a negative one
                 (4, C, None),  # no accounting
-                (5, B, (2, 200, 2, 200)),  # new since: no earlier counters
+                (5, B, (2, 200, 2, 200)),  # begun since: all it moved, it moved in these 2 s
+                (7, B, (0, 0, 0, 0)),  # begun since, nothing moved yet
                 (6, C, (3, 1080, 3, 1080)))  # IPv6 counters
     rates = flow_rates(old, new, 2.0)
     by_id = {k & 0xFFFFFFFF: v for k, v in rates.items()}
-    assert by_id == {1: FlowRate(3500.0, 15.0), 6: FlowRate(1000.0, 2.0)}
+    assert by_id == {1: FlowRate(3500.0, 15.0), 5: FlowRate(200.0, 2.0), 6: FlowRate(1000.0, 2.0)}
     assert flow_rates(old, new, 0) == {}
     sums = group_rates(rates, new, SRC_KEY)
-    assert sums == {A: FlowRate(3500.0, 15.0), C: FlowRate(1000.0, 2.0)}
+    # A flood is new flows: its source's rate is theirs (it read 0 B/s, 0 p/s while it sent 3,300 packets a second).
+    assert sums == {A: FlowRate(3500.0, 15.0), B: FlowRate(200.0, 2.0), C: FlowRate(1000.0, 2.0)}
 
 
 def test_top_new_ranks_only_creators_and_keeps_what_they_hold() -> None:

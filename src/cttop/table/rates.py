@@ -100,9 +100,14 @@ def flow_rates(old: Mapping[int, bytes], new: Mapping[int, bytes], seconds: floa
     get = old.get
     for key, rec in new.items():
         prev = get(key)
-        if prev is None or prev[-COUNTERS_LEN:] == rec[-COUNTERS_LEN:]:
+        if prev is None:
+            # Begun since the last dump: all it moved, it moved in these seconds. (Left out, a flood's groups
+            # read 0 B/s: a flood is new flows.)
+            now, before = _counters(rec), (0, 0)
+        elif prev[-COUNTERS_LEN:] == rec[-COUNTERS_LEN:]:
             continue
-        now, before = _counters(rec), _counters(prev)
+        else:
+            now, before = _counters(rec), _counters(prev)
         if now is None or before is None:
             continue
         db, dp = now[0] - before[0], now[1] - before[1]
