@@ -49,8 +49,7 @@ class NewFlowRate:
         if self._last is None:
             self._last = t
             return  # no span yet: a first batch has no known start
-        if t <= self._last:
-            t = self._last
+        t = max(self._last, t)
         self._spans.append((self._last, t, Counter(map(self.key, rows))))
         self._last = t
         while len(self._spans) > 1 and self._spans[0][1] < t - self.window:
