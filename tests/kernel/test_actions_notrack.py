@@ -173,7 +173,7 @@ def test_warnings_name_nat_and_untracked_acceptance(netns: str, tmp_path: Path) 
     plan = AddNotrack(NetnsSpec(name=netns), "udp dport 53", rows=[row(True), row(False), row(True)],
                       journal=Journal(str(tmp_path)))
     w = plan.warnings()
-    assert w[0].startswith("2 of the selected flows are NAT'd")
+    assert w[0].startswith("2 flows tracked now that these rules match are NAT'd")
     assert any("ct state untracked" in x for x in w) and any("lose NAT" in x for x in w)
     assert not any("NAT'd:" in x for x in AddNotrack(NetnsSpec(name=netns), "udp dport 53",
                                                        rows=[row(False)], journal=Journal(str(tmp_path))).warnings())

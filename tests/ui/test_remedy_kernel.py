@@ -197,6 +197,22 @@ async def test_d_deletes_exactly_the_tagged_flows(ns: str, state: Path) -> None:
     assert set(after) == set(before) - set(tagged)
 
 
+async def test_d_on_tags_a_filter_now_hides_says_so_and_deletes_exactly_them(ns: str, state: Path) -> None:
+    """Tags outlive a filter typed since: the dialog says how many of the flows it deletes the list behind it
+    does not show, and deletes exactly the tagged ones."""
+    before = kernel_flows(ns)
+    app = app_for(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        tagged = await tag_flows(pilot, app, "udp dport 53", 2)
+        await set_filter(pilot, app, "tcp")
+        await pilot.press("d")
+        screen = await confirm_open(pilot, app)
+        assert screen.title_text == "Delete 2 tagged flows (2 not in the filtered list)"
+        await yes_and_wait(pilot, app, state)
+    assert set(kernel_flows(ns)) == set(before) - set(tagged)
+
+
 async def test_F_with_a_filter_flushes_exactly_the_matching_flows(ns: str, state: Path) -> None:
     before = kernel_flows(ns)
     dns = {i for i, line in before.items() if line.startswith("udp") and orig(line, "dport") == "53"}

@@ -414,7 +414,9 @@ class AddNotrack(_RulesPlan):
                 "(iptables: -m conntrack --ctstate UNTRACKED), or it drops these packets"),
                "flows already tracked keep their entries until they expire or are flushed"]
         if self.nat_rows:
-            out.insert(0, f"{self.nat_rows} of the selected flows are NAT'd: exempting them breaks them")
+            # The flows the rules would match, not the tagged ones the dialog may be named after.
+            out.insert(0, f"{self.nat_rows} flows tracked now that these rules match are NAT'd: "
+                          "exempting them breaks them")
         out[:0] = safety_warnings(self.spec, self.filter, self.matches)
         if any(m.mark is not None for m in self.matches):
             out.append("mark here is the packet mark (meta mark) as it arrives at raw priority, "

@@ -210,6 +210,11 @@ class RemedyKeys(KeyGroup):
         ids, rows = selected
         plan = DeleteFlows(spec, rows)
         title = "Delete the selected flow" if len(rows) == 1 else f"Delete {len(rows)} tagged flows"
+        # Tags outlive a filter typed since: say which flows the list behind the dialog does not show.
+        text = self.app.view.filter.strip()
+        hidden = sum(not m for m in map(compile_filter(text, self.app.collector.owners).match, rows)) if text else 0
+        if hidden:
+            title += f" ({hidden} not in the filtered list)"
         confirm_and_apply(self.app, plan, title, done=lambda _: self._untag(ids))
 
     @writes
