@@ -15,9 +15,9 @@ from textual.widgets import Checkbox, DataTable, Input, Static
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.live import dump_schedule
-from cttop.table.packing import record_key, unpack
 from cttop.model import R_ID
 from cttop.sources.live import LiveSource
+from cttop.table.packing import record_key, unpack
 from cttop.ui.app import CttopApp
 from cttop.ui.commands import COMMENT, CommandBlock
 from cttop.ui.header import StatusLine
