@@ -95,6 +95,18 @@ def truncate(text: str, width: int) -> str:
     return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
 
 
+def truncate_middle(text: str, width: int) -> str:
+    """``text`` as one terminal-safe line of at most ``width`` characters, cut in the middle: names that share a
+    beginning (``10.77.1.2 → tcp/8001``, ``10.77.1.2 → tcp/8002``) stay apart by their ends."""
+    text = safe_line(text)
+    if len(text) <= width:
+        return text
+    if width < 5:
+        return truncate(text, width)
+    head = (width - 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head):]
+
+
 def endpoint(family: int, proto: int, addr: bytes, port: int, width: int | None = None,
              name: str | None = None) -> str:
     """'10.0.0.1:443', '[2001:db8::1]:443', or just the address for protocols without ports; ``name``

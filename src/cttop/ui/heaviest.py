@@ -74,7 +74,7 @@ class HeaviestPanel(Panel, can_focus=True):
             if i:
                 t.append("\n")
             line = Text(no_wrap=True)
-            line.append(fmt.truncate(r.text, key_w).ljust(key_w) + " ")
+            line.append(fmt.truncate_middle(r.text, key_w).ljust(key_w) + " ")
             line.append(n.rjust(num_w))
             line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))
             if with_bytes and r.bytes_rate is not None:
