@@ -214,10 +214,14 @@ def test_idle_established_sessions_get_a_lower_timeout_and_a_flush(netns: str, s
         f"ip netns exec {netns} sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established={IDLE_SECONDS}",
         f"cttop flush --netns {netns} --filter 'tcp state established and timeout < {cut}'"]
 
+    assert (f["action"], f["also"]) == ("sysctl", ["flush"])  # each a button of the doctor screen
+
     # The finding's plan, as the TUI would apply it, and the flush as printed.
     journal = Journal(state_dir)
     [live] = [x for x in diagnose(spec, 0.2, journal=journal).findings if x.code == f["code"]]
     assert live.action is not None
+    [flush] = live.also
+    assert flush(journal).count == idle_n  # the flush button's plan: the printed command's flows
     plan = live.action(journal)
     assert plan.commands()[0] == f["commands"][0]
     plan.apply()

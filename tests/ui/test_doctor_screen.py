@@ -81,3 +81,34 @@ async def test_from_the_initial_namespace_the_global_fix_is_a_button_that_says_w
         await pilot.pause(0.2)
         labels = [str(b.label) for v in screen.query(FindingView) for b in v.query(Button)]
     assert labels == ["Set the tunables…", "Set for the whole host…"]
+
+
+async def test_each_fix_a_finding_lists_has_its_button(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timeout's finding lists the sysctl and the flush of the entries already idle past it: the screen once
+    offered only the first, under a finding that says they go only when flushed."""
+    built: list[str] = []
+
+    def remedy(kind: str) -> Remedy:
+        def build(journal: object) -> Any:
+            built.append(kind)
+            raise ValueError(f"{kind} built")  # the screen says it could not prepare it: nothing is applied
+        return Remedy(kind, build)
+
+    base = report(initial=False)
+    timeout = base.findings[0]
+    both = Report(NS, 3.0, [Finding(timeout.code, timeout.severity, timeout.title, timeout.evidence,
+                                    commands=timeout.commands, action=remedy("sysctl"), weight=timeout.weight,
+                                    also=(remedy("flush"),))])
+    app, screen = doctor_on(monkeypatch, both)
+    async with app.run_test(size=(80, 40), notifications=True) as pilot:
+        await wait_live(pilot, app)
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.report is not None, "the report")
+        await pilot.pause(0.2)
+        buttons = [b for v in screen.query(FindingView) for b in v.query(Button)]
+        assert [str(b.label) for b in buttons] == ["Set the tunables…", "Flush…"]
+        buttons[1].press()
+        await wait_for(pilot, lambda: built == ["flush"], "the flush's plan")
+        buttons[0].press()
+        await wait_for(pilot, lambda: built == ["flush", "sysctl"], "the sysctl's plan")
+

@@ -608,7 +608,7 @@ def test_json_shape() -> None:
     doc = json.loads(json.dumps(Report("web1", 2.0, [f, finding("drift", "ok")]).to_json()))
     assert doc["status"] == "critical" and doc["exit"] == 2 and doc["netns"] == "web1"
     first = doc["findings"][0]
-    assert set(first) == {"code", "severity", "title", "evidence", "data", "commands", "action"}
+    assert set(first) == {"code", "severity", "title", "evidence", "data", "commands", "action", "also"}
     assert first["action"] == "sysctl" and doc["findings"][1]["action"] is None
 
 

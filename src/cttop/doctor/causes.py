@@ -135,10 +135,12 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
     commands = set_commands(o, h.name, target)
     idle_past = sum(1 for i in h.idle if i >= target)
     expr = _flush_expr(h, t - target)
+    flush: Remedy | None = None
     if expr is not None and idle_past:
         lines.append(f"a new timeout applies to an entry when it next sees a packet: the {idle_past} already idle "
                      f"{duration(target)} or more go only when flushed (the flush below selects them)")
         commands.append(cttop_command(o.spec, ["flush"], ["--filter", expr]))
+        flush = flush_remedy(o.spec, expr)
     remedy: Remedy | None = sysctl_remedy(o, {h.name: target})
     data: dict[str, object] = {
         "sysctl": h.name, "timeout": t, "default": default, "target": target, "entries": n, "listed": listed,
@@ -161,8 +163,10 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
     # Ranked by the entries in the table now that would not be there at the target (a young table's projection
     # says where it heads, not what fills it now); a cause always ranks before the fill it explains.
     weight = max(n - est.at, 0.0) + 1
-    return Finding(f"timeout-{short}", _severity(o, est.explained), title, "\n".join(lines), data, commands, remedy,
-                   weight=weight)
+    # The flush is a fix of its own beside the timeout's (the screen's second button), or the only one offered.
+    also = (flush,) if flush is not None and remedy is not None else ()
+    return Finding(f"timeout-{short}", _severity(o, est.explained), title, "\n".join(lines), data, commands,
+                   remedy or flush, weight=weight, also=also)
 
 
 def timeouts(o: Observation) -> Finding | list[Finding] | None:

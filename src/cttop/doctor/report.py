@@ -59,11 +59,15 @@ class Finding:
     commands: list[str] = field(default_factory=list)
     action: Remedy | None = None
     weight: float = 0.0
+    # The other fixes its commands list, each applied on its own (a timeout's finding: the sysctl is the
+    # action, the flush of the entries already idle past the new timeout is one of these).
+    also: tuple[Remedy, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "severity": self.severity, "title": self.title, "evidence": self.evidence,
                 "data": self.data, "commands": self.commands,
-                "action": self.action.kind if self.action is not None else None}
+                "action": self.action.kind if self.action is not None else None,
+                "also": [r.kind for r in self.also]}
 
 
 def worst(findings: list[Finding]) -> Severity:

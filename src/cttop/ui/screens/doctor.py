@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from cttop.actions import ActionResult
 from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
+from cttop.doctor.report import Remedy
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.access import cttop_app
@@ -89,6 +90,16 @@ class FindingView(Vertical):
             yield CommandBlock(f.commands, classes="finding-body")
         if self.offer_fix and f.action is not None:
             yield Button(fix_label(f), id=f"fix-{self.number}", classes="finding-fix", variant="warning")
+            for i, r in enumerate(f.also):  # every fix the commands list has a button, not only the first
+                yield Button(FIX_LABELS.get(r.kind, f"{r.kind}…"), id=f"fix-{self.number}-{i}", classes="finding-fix",
+                             variant="warning")
+
+    def remedy(self, button: Button) -> Remedy | None:
+        """The fix ``button`` of this finding applies."""
+        f = self.finding
+        if button.id == f"fix-{self.number}":
+            return f.action
+        return next((r for i, r in enumerate(f.also) if button.id == f"fix-{self.number}-{i}"), None)
 
 
 class DoctorScreen(ModalScreen[None]):
@@ -171,11 +182,11 @@ class DoctorScreen(ModalScreen[None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         view = next((a for a in event.button.ancestors if isinstance(a, FindingView)), None)
-        if view is None or view.finding.action is None or cttop_app(self).read_only:
+        remedy = view.remedy(event.button) if view is not None else None
+        if view is None or remedy is None or cttop_app(self).read_only:
             return
         event.stop()
         self.fixing = view.finding
-        remedy = view.finding.action
         # Building a plan reads the kernel (NOTRACK lists the flows it would catch): not on the UI thread.
         self.run_worker(lambda: remedy(), name="plan", group="doctor-fix", thread=True, exclusive=True,
                         exit_on_error=False)
