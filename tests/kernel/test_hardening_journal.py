@@ -461,15 +461,12 @@ def fill(path: Path) -> None:
             pass
 
 
-def test_a_full_disk_rolls_the_change_back_and_prints_no_undo_id(ns: str, tiny_fs: Path) -> None:
-    """The journal's last page is left with more or less room: every outcome is all or nothing, and one
-    of them is the change made, its record refused by the disk, and the change rolled back."""
-    state = tiny_fs
-    outcomes: dict[str, int] = {"refused before the change": 0, "rolled back": 0, "applied": 0}
+def full_but(state: Path, ns: str) -> Iterator[int]:
+    """Each room from 150 to 1650 bytes: the state dir emptied, a journal whose last 4 KiB page has that many
+    bytes left (a record of filler text), and the rest of the file system filled."""
     for room in range(150, 1700, 50):
         for p in state.iterdir():
             p.unlink()
-        # A record of filler text, so that the journal's last 4 KiB page has ``room`` bytes left.
         pad = {"id": "ffff0000", "kind": "flush", "undoable": False, "netns_inode": inode(ns), "description": "",
                "time": 1.7e9}
         forge(state, pad)
@@ -478,6 +475,15 @@ def test_a_full_disk_rolls_the_change_back_and_prints_no_undo_id(ns: str, tiny_f
         forge(state, pad | {"description": "x" * (4096 - room - size)})
         assert 4096 - (state / "journal.jsonl").stat().st_size == room
         fill(state / "filler")
+        yield room
+
+
+def test_a_full_disk_rolls_the_change_back_and_prints_no_undo_id(ns: str, tiny_fs: Path) -> None:
+    """The journal's last page is left with more or less room: every outcome is all or nothing, and one
+    of them is the change made, its record refused by the disk, and the change rolled back."""
+    state = tiny_fs
+    outcomes: dict[str, int] = {"refused before the change": 0, "rolled back": 0, "applied": 0}
+    for room in full_but(state, ns):
         value = str(2000 + room)
         r = cttop("set", f"{EST}={value}", "--yes", "--netns", ns, "--state-dir", str(state))
         now = proc(ns, EST)
@@ -514,16 +520,7 @@ def test_a_full_disk_after_a_flush_says_the_flows_were_deleted_and_keeps_its_int
     it as interrupted. Every room left in the last page gives one of the three outcomes, each all or nothing."""
     state = tiny_fs
     outcomes: dict[str, int] = {"refused before the change": 0, "made, unrecorded": 0, "applied": 0}
-    for room in range(150, 1700, 50):
-        for p in state.iterdir():
-            p.unlink()
-        pad = {"id": "ffff0000", "kind": "flush", "undoable": False, "netns_inode": inode(ns), "description": "",
-               "time": 1.7e9}
-        forge(state, pad)
-        size = (state / "journal.jsonl").stat().st_size
-        (state / "journal.jsonl").unlink()
-        forge(state, pad | {"description": "x" * (4096 - room - size)})
-        fill(state / "filler")
+    for room in full_but(state, ns):
         for i in range(3):
             sh("conntrack", "-I", "-p", "udp", "-s", f"10.8.0.{i + 1}", "-d", "10.0.1.1", "--sport", "1",
                "--dport", "53", "-t", "100", netns=ns)
