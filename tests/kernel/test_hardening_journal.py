@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import random
 import signal
 import subprocess
@@ -361,8 +362,10 @@ def test_the_nft_file_holds_only_rules_derived_from_the_journal_never_the_table_
         delete_netns(fresh)
     assert "evil" not in loaded and "drop" not in loaded and "hook input" not in loaded
     rules = [line.strip() for line in loaded.splitlines() if "notrack" in line]
+    second = re.search(r"^journal id (\w+)", r.stdout, re.MULTILINE)
+    assert second is not None, r.stdout
     assert len(rules) == 8 and {line.split('"')[1] for line in rules} == {f"cttop:{first['id']}",
-                                                                          f"cttop:{r.stdout.split()[-1]}"}, loaded
+                                                                          f"cttop:{second[1]}"}, loaded
 
 
 # --- no change without its record --------------------------------------------------------------------
