@@ -136,8 +136,8 @@ print("START", flush=True)
 i = 0
 while True:
     time.sleep(max(0.0, start + i / {RATE} - time.monotonic()))
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a new port: every datagram a new flow
-    tx.bind(("127.0.0.2", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.bind(("127.0.0.2", 20000 + i))  # a port of its own (not the kernel's pick, which may repeat): a new flow
     tx.sendto(b"x" * {PAYLOAD}, ("127.0.0.1", 9998))
     tx.close()
     i += 1
