@@ -11,6 +11,7 @@ import pytest
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.live import LiveSource
 from cttop.table.store import FlowTable
+from cttop.ui import fmt
 from cttop.ui.app import CttopApp
 from cttop.ui.heaviest import HeaviestPanel
 from tests.conftest import delete_netns, make_netns, sh
@@ -60,15 +61,19 @@ def ns() -> Iterator[str]:
 
 def heaviest_lines(app: CttopApp) -> dict[str, int]:
     """Each group's % as the panel draws it."""
-    panel = app.main.query_one(HeaviestPanel)
-    lines = screen_text(app).splitlines()[panel.content_region.y:panel.content_region.bottom]
     out = {}
-    for line in lines:
-        part = line[panel.content_region.x:panel.content_region.right]
+    for part in heaviest_text(app):
         m = re.match(r"(\S+)\s+\d+\s+(\d+)%", part)
         if m:
             out[m.group(1)] = int(m.group(2))
     return out
+
+
+def heaviest_text(app: CttopApp) -> list[str]:
+    """The panel's lines as drawn."""
+    panel = app.main.query_one(HeaviestPanel)
+    lines = screen_text(app).splitlines()[panel.content_region.y:panel.content_region.bottom]
+    return [line[panel.content_region.x:panel.content_region.right] for line in lines if line.strip()]
 
 
 @pytest.mark.kernel
@@ -87,6 +92,10 @@ async def test_ranked_by_bytes_the_share_is_of_the_kernels_bytes(ns: str) -> Non
             if by == "bytes":
                 total = sum(kernel.values())
                 assert shares == {src: round(n / total * 100) for src, n in kernel.items()}, (shares, kernel)
+                # What they are ranked by is on each row: the totals, not the rates (0 B/s: these flows idle).
+                rows = {line.split()[0]: line for line in heaviest_text(app)}
+                for src, n in kernel.items():
+                    assert f" {fmt.si(n, 'B')} " in rows[src] and "/s" not in rows[src], rows[src]
             else:  # each source has one flow of three packets each way: a third each
                 assert shares == {src: 33 for src in SENDERS}, (by, shares)
             assert 99 <= sum(shares.values()) <= 101

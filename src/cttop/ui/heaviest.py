@@ -4,7 +4,7 @@ packets columns are each group's a second between them."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -16,6 +16,8 @@ from cttop.table.aggregates import GroupRow
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
+
+TOTALS: Final = ("bytes", "packets")  # the ranks by a group's totals (not entries, not new flows)
 
 
 def ranked(row: GroupRow, by: str) -> float:
@@ -67,7 +69,8 @@ class HeaviestPanel(Panel, can_focus=True):
         with_bytes = frame.counted > 0
         nums = [fmt.rate(r.new_rate or 0.0) if new_rate else fmt.count(r.entries) for r in rows]
         num_w = max(len(n) for n in nums)
-        with_rates = with_bytes and any(r.bytes_rate is not None for r in rows)
+        # Ranked by bytes or packets, the totals it is ranked by are shown (the rates beside them read as the rank).
+        with_rates = with_bytes and frame.top_by not in TOTALS and any(r.bytes_rate is not None for r in rows)
         tail_w = num_w + 5 + (16 if with_rates else 14 if with_bytes else 0)
         key_w = max(8, width - tail_w - 1)
         for i, (r, n) in enumerate(zip(rows, nums)):
@@ -77,7 +80,7 @@ class HeaviestPanel(Panel, can_focus=True):
             line.append(fmt.truncate_middle(r.text, key_w).ljust(key_w) + " ")
             line.append(n.rjust(num_w))
             line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))
-            if with_bytes and r.bytes_rate is not None:
+            if with_rates and r.bytes_rate is not None:
                 line.append(f" {fmt.si(r.bytes_rate, 'B'):>6} {fmt.si(r.packets_rate, 'p'):>6}/s", self.style("label"))
             elif with_bytes:
                 line.append(f" {fmt.si(r.bytes, 'B'):>6} {fmt.si(r.packets, 'p'):>6}", self.style("label"))
