@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.live import LiveSource
+from cttop.table.aggregates import GroupRow
 from cttop.table.store import FlowTable
 from cttop.ui import fmt
 from cttop.ui.app import CttopApp
 from cttop.ui.heaviest import HeaviestPanel
 from tests.conftest import delete_netns, make_netns, sh
+from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import screen_text, wait_for, wait_live
 from tests.unit.test_table import rows
 
@@ -99,3 +102,21 @@ async def test_ranked_by_bytes_the_share_is_of_the_kernels_bytes(ns: str) -> Non
             else:  # each source has one flow of three packets each way: a third each
                 assert shares == {src: 33 for src in SENDERS}, (by, shares)
             assert 99 <= sum(shares.values()) <= 101
+
+
+@pytest.mark.parametrize(("by", "shown"), [("entries", "/s"), ("bytes", "12.0kB"), ("packets", "90p")])
+async def test_ranked_by_bytes_or_packets_the_rows_show_the_totals_not_the_rates(by: str, shown: str) -> None:
+    """With rates known, a ranking by entries shows them; one by bytes or packets shows the totals it ranks by
+    (a top row of 0B 0p/s above one of 5.1kB 71p/s read as the rank)."""
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_live(pilot, app)
+        frame = app.shown_frame
+        assert frame is not None and frame.counted
+        rows = (GroupRow(b"a", "10.0.0.1", 5, 12_000, 90, "src 10.0.0.1", bytes_rate=0.0, packets_rate=0.0),
+                GroupRow(b"b", "10.0.0.2", 3, 5_100, 71, "src 10.0.0.2", bytes_rate=5100.0, packets_rate=71.0))
+        text = app.main.query_one(HeaviestPanel).draw(replace(frame, top=rows, top_by=by, ranked_total=17_100),
+                                                     60, 5).plain
+    first = text.splitlines()[0]
+    assert first.startswith("10.0.0.1") and shown in first, text
+    assert ("/s" in text) == (by == "entries"), text
