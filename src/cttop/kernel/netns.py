@@ -103,11 +103,7 @@ class NetnsSpec:
 
     def option(self) -> str:
         """The option as the user typed it."""
-        if self.name is not None:
-            return f"--netns {self.name}"
-        if self.pid is not None:
-            return f"--netns-pid {self.pid}"
-        return f"--netns-path {self.path}"
+        return " ".join(self.argv())
 
     def _missing(self) -> NetnsError:
         """The option as the user typed it, and what is missing."""

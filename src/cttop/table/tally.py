@@ -171,12 +171,15 @@ class FlowTally(FlowTable):
             if kind == EV_NEW:
                 self.created += 1
             shape = _SHAPE(row)
-            was = digests.get(fid) if whose is not None or shape[0] == NO_PSTATE else None
-            if was is not None and shape[0] == NO_PSTATE and was[0] != NO_PSTATE:
-                shape = (was[0], *shape[1:])  # the state an UPDATE left out kept (FlowTable._apply_rows)
             if whose is not None:  # a flow keeps the owner it was counted under
+                was = digests.get(fid)
                 shape = (*shape, whose(row) if was is None else was[4])
             old = digests.put(fid, shape)
+            if old is not None and shape[0] == NO_PSTATE and old[0] != NO_PSTATE:
+                # The state an UPDATE left out, kept (FlowTable._apply_rows): put again, which is rare (a TCP or
+                # SCTP update whose state did not move), not looked up first for every event (UDP's have none).
+                shape = (old[0], *shape[1:])
+                digests.put(fid, shape)
             if old is None:
                 agg.add(shaped(row, shape), 1)
                 if whose is not None:

@@ -69,7 +69,7 @@ class HeaviestPanel(Panel, can_focus=True):
         with_bytes = frame.counted > 0
         nums = [fmt.rate(r.new_rate or 0.0) if new_rate else fmt.count(r.entries) for r in rows]
         num_w = max(len(n) for n in nums)
-        # Ranked by bytes or packets, the totals it is ranked by are shown (the rates beside them read as the rank).
+        # Ranked by bytes or packets, the row shows the totals it is ranked by (rates there read as the ranking).
         with_rates = with_bytes and frame.top_by not in TOTALS and any(r.bytes_rate is not None for r in rows)
         tail_w = num_w + 5 + (16 if with_rates else 14 if with_bytes else 0)
         key_w = max(8, width - tail_w - 1)

@@ -62,7 +62,12 @@ def fix_label(f: Finding) -> str:
     assert f.action is not None
     if any(c.startswith("# global") for c in f.commands):
         return "Set for the whole host…"
-    return FIX_LABELS.get(f.action.kind, f"{f.action.kind}…")
+    return kind_label(f.action.kind)
+
+
+def kind_label(kind: str) -> str:
+    """A fix button's text for a plan of ``kind``."""
+    return FIX_LABELS.get(kind, f"{kind}…")
 
 
 class FindingView(Vertical):
@@ -91,8 +96,7 @@ class FindingView(Vertical):
         if self.offer_fix and f.action is not None:
             yield Button(fix_label(f), id=f"fix-{self.number}", classes="finding-fix", variant="warning")
             for i, r in enumerate(f.also):  # every fix the commands list has a button, not only the first
-                yield Button(FIX_LABELS.get(r.kind, f"{r.kind}…"), id=f"fix-{self.number}-{i}", classes="finding-fix",
-                             variant="warning")
+                yield Button(kind_label(r.kind), id=f"fix-{self.number}-{i}", classes="finding-fix", variant="warning")
 
     def remedy(self, button: Button) -> Remedy | None:
         """The fix ``button`` of this finding applies."""
