@@ -297,3 +297,66 @@ def test_entries_ending_with_nothing_arriving_drain_to_0() -> None:
     seen = watch(Kernel(30.0, 8.0, ends), [0] * frames(25))
     ending = [f for t, _k, live, f in seen if 5 + MIN_SPAN < t and live > 1000]
     assert ending and all(f.text() == "draining to 0" for f in ending), ending
+
+
+class CyclingFlood:
+    """A SYN flood cycling over ``ports`` source ports at ``pps``: each packet renews its port's entry (``life``
+    seconds from then), so the table holds one entry a port and the flood makes no NEW event once round. Beside
+    it, new flows that each live ``life``, ``others`` of them there already (ending evenly over a lifetime). The
+    kernel's count is the live one (no GC lag)."""
+
+    def __init__(self, ports: int, pps: float, life: float, others: int) -> None:
+        self.ports, self.pps, self.life = ports, pps, life
+        cycle = ports / pps
+        # Already going round: port p was last hit (cycle - p / pps) seconds ago.
+        self.flood = [life - cycle + p / pps for p in range(ports)]
+        self.others = [life * (i + 1) / others for i in range(others)]
+        self.t = 0.0
+        self.created = 0
+        self.hits = 0
+
+    def step(self, rate: float, dt: float) -> None:
+        n = round(self.pps * dt)
+        for k in range(n):
+            self.flood[(self.hits + k) % self.ports] = self.t + (k + 1) / self.pps + self.life
+        self.hits += n
+        self.t += dt
+        new = round(rate * dt)
+        self.created += new
+        self.others = [e for e in self.others if e > self.t] + [self.t + self.life] * new
+
+    @property
+    def live(self) -> int:
+        return sum(e > self.t for e in self.flood) + len(self.others)
+
+    count = live
+
+    def dump(self) -> list[tuple[int, int]]:
+        return [(int(self.t), int(e - self.t)) for e in self.flood + self.others if e > self.t]
+
+
+def test_a_flood_renewing_the_same_entries_levels_off_once_a_dump_has_seen_them_stay() -> None:
+    # 6000 ports hit 240 times a second: each entry renewed every 25 s, its 30 s timeout never runs out, and 8 new
+    # flows a second beside, as many ending. After a dump, the entries read with under 10 s left are due to end by their timeouts,
+    # yet each is renewed in time. The next dump still lists them all: from then on the table holds, every frame.
+    k = CyclingFlood(6000, 240.0, 30.0, 8 * 30)
+    seen = watch(k, [8] * frames(60))
+    assert all(6000 <= live <= 6000 + 8 * 30 for _t, _k, live, _f in seen)  # it holds, truly
+    learnt = [(t, f) for t, _k, _live, f in seen if t > DUMP_EVERY + WINDOW]
+    assert len(learnt) >= 60
+    for t, f in learnt:
+        assert f.kind == "levels-off" and f.level == pytest.approx(6000 + 8 * 30, rel=0.05), (t, f)
+
+
+def test_the_live_count_takes_the_share_renewed_between_two_dumps_as_staying() -> None:
+    lc = LiveCount()
+    # 1000 entries due to end within [103, 104); 1000 more with 50 s left.
+    lc.dumped(2000, 0, [(100, 3)] * 1000 + [(100, 50)] * 1000, 100.0, 100.0)
+    assert lc.at(105.0, 5000, 0) == 1000
+    # The next dump, at 110, still lists 1800: 800 of the 1000 were renewed (20 new flows came meanwhile).
+    lc.dumped(1820, 20, [(110, 3)] * 1000 + [(110, 40)] * 820, 110.0, 110.0)
+    assert lc.ending(110.0) == pytest.approx(1000 * 0.2 / WINDOW)
+    assert lc.at(115.0, 5000, 20) == 1820 - 200
+    # A dump at 112, before any of those was due: no measure, the last share stands.
+    lc.dumped(1800, 40, [(112, 3)] * 50 + [(112, 40)] * 1750, 112.0, 112.0)
+    assert lc.at(117.0, 5000, 40) == 1800 - 10  # 50 due, a fifth of them taken as ending

@@ -54,6 +54,8 @@ FLAT_FLOOR: Final = 100
 NEAR: Final = 0.10
 # The kernel gives an entry's timeout left in whole seconds, rounded down: it ends within the second after.
 TICK: Final = 1.0
+# Fewer entries due to end between two dumps than this say nothing of how many traffic renews.
+MEASURED_ENDINGS: Final = 100
 
 
 class Sample(NamedTuple):
@@ -204,10 +206,12 @@ class FillHistory:
                 return Forecast("draining", 0.0, maximum=maximum)
             return Forecast("unknown", maximum=maximum)
         if level < n * (1 - NEAR):
-            # Lower by the model. Draining if it shrinks, or is about to: its entries' timeouts (as the last
-            # dump saw them) run out within the window faster than new ones come (a storm's, nothing of which
-            # has left yet).
-            if m.growth < -flat or m.ending - m.arrivals > flat:
+            # Lower by the model. Draining if it shrinks, or is about to: so many of its entries' timeouts (as
+            # the last dump saw them, less the share traffic renews) run out within the window that, beyond what
+            # new ones bring, the table loses more than NEAR of itself (a storm's, nothing of which has left
+            # yet). A smaller loss is one that shows in the live count before long, or a guess: entries of a
+            # flood that renews its tuples, most of them due by the timeouts yet renewed each round.
+            if m.growth < -flat or (m.ending - m.arrivals) * WINDOW > NEAR * n:
                 return Forecast("draining", level, maximum=maximum)
             if m.growth > flat:
                 return Forecast("unknown", level, maximum=maximum)  # "draining" by the model, yet it grows
@@ -226,8 +230,9 @@ class LiveCount:
     A dump lists exactly the live entries, each with the timeout it has left. Until the
     next, the live count is the dump's, plus the NEW events since, minus the dumped
     entries whose timeout has run out since. What this misses is bounded by what moves
-    between two dumps (seconds apart, and read afresh at each): a dumped entry whose
-    timer traffic renewed after the dump is taken as gone; an entry closed early
+    between two dumps (seconds apart, and read afresh at each): dumped entries whose
+    timers traffic renews after the dump are taken as gone, but for the share of them
+    renewed between the last two dumps; an entry closed early
     (RST, flush, early_drop) or a new one whose timeout is shorter than the time to
     the next dump (none of the defaults for a new entry is) as still there. It is
     never more than the kernel's count, which holds every live entry.
@@ -238,11 +243,24 @@ class LiveCount:
         self._ends: list[float] = []  # when the dumped entries end (the source's clock), sorted, each once
         self._at_end: list[int] = []  # how many end at each of those
         self._ended: list[int] = []  # how many end at it or before
+        # The share of the entries due to end between the last two dumps that the later one still listed:
+        # traffic renewed their timers. A flood cycling over a fixed set of tuples keeps the whole table so, no
+        # NEW event at all, and counted as ending, the entries read as a table draining until each dump put them
+        # back. The entries due to end by this dump's timeouts are expected to be renewed alike.
+        self._renewed = 0.0
 
     def dumped(self, live: int, created: int, timeouts: Iterable[tuple[int, int]] | Counter[tuple[int, int]],
                read_from: float, read_to: float) -> None:
         """A dump read from ``read_from`` to ``read_to``: its size, the NEW events counted by its end, and
         each entry's (second it was read, whole seconds of timeout it had left then), or those counted."""
+        if self._dump is not None:
+            due = self._ended_by(read_to)
+            if due >= MEASURED_ENDINGS:
+                before, then = self._dump
+                # What the dump lists beyond what the last one and the NEW events since would leave. Entries
+                # closed early or short-lived new ones make it less: the share errs low, towards ending.
+                kept = live - (before + created - then - due)
+                self._renewed = min(1.0, max(0.0, kept / due))
         by_end: Counter[float] = Counter()
         for (seen, left), n in Counter(timeouts).items():
             # Read within that second and within the dump: the middle of both. It ends within the TICK after
@@ -263,11 +281,16 @@ class LiveCount:
         if self._dump is None:
             return kernel
         live, then = self._dump
-        return max(0, min(kernel, round(live + created - then - self._ended_by(t))))
+        return max(0, min(kernel, round(live + created - then - self._ending_by(t))))
 
     def ending(self, t: float) -> float:
-        """Entries/s of the dump's due to end over the WINDOW after ``t`` by their timeouts (traffic may renew some)."""
-        return (self._ended_by(t + WINDOW) - self._ended_by(t)) / WINDOW
+        """Entries/s of the dump's due to end over the WINDOW after ``t`` by their timeouts, less the share traffic
+        renewed between the last two dumps."""
+        return (self._ending_by(t + WINDOW) - self._ending_by(t)) / WINDOW
+
+    def _ending_by(self, t: float) -> float:
+        """The dump's entries ended by ``t``: those due to, less the share renewed (see __init__)."""
+        return self._ended_by(t) * (1 - self._renewed)
 
     def _ended_by(self, t: float) -> float:
         # Entries said to end at e end evenly over the TICK around it (the rounding above): all of those ending
