@@ -25,12 +25,18 @@ import re
 from collections.abc import Iterable
 from typing import Final, TextIO
 
-# C0 controls, DEL, C1 controls; the bidi marks, embeddings, overrides and isolates
-# (U+061C, U+200E/F, U+202A-E, U+2066-9); the line and paragraph separators
-# (U+2028/9, line breaks to some renderers); and lone surrogates.
-_UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
-_UNSAFE_BUT_NEWLINE: Final = re.compile(
-    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+# Unicode's format characters (category Cf, as of Unicode 14, Python 3.11's): the bidi marks, embeddings,
+# overrides and isolates, which reorder text; and the zero-width and invisible ones (U+200B-D, U+2060-4, U+FEFF,
+# the soft hyphen, the tags U+E0020-7F), which hide in a name: "ss\u200bhd" reads "sshd". An emoji joined by
+# U+200D shows its escape too: a name that passes for another is worse than one shown plainly.
+_FORMAT: Final = ("\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+                  "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+                  "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+# Besides those: C1 controls, DEL, and the line and paragraph separators (U+2028/9, line breaks to some
+# renderers); lone surrogates; and the C0 controls, all (a line) or all but the newline (a block).
+_OTHERS: Final = "\x7f-\x9f\u2028\u2029\ud800-\udfff"
+_UNSAFE: Final = re.compile(f"[\x00-\x1f{_OTHERS}{_FORMAT}]")
+_UNSAFE_BUT_NEWLINE: Final = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}{_FORMAT}]")
 _SURROGATE_ESCAPES: Final = range(0xDC80, 0xDD00)  # surrogateescape's stand-ins for the bytes 0x80-0xFF
 _PRINTABLE_ASCII: Final = bytes(range(0x20, 0x7F))
 
@@ -39,7 +45,9 @@ def _escape(m: re.Match[str]) -> str:
     c = ord(m.group())
     if c in _SURROGATE_ESCAPES:
         return f"\\x{c - 0xDC00:02x}"
-    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    if c < 0x100:
+        return f"\\x{c:02x}"
+    return f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}"
 
 
 def _plain(text: str, keep: str) -> bool:

@@ -14,13 +14,16 @@ from hypothesis import strategies as st
 from cttop.termsafe import SafeStream, safe_line, safe_text
 
 # What a terminal must never receive raw from a name: C0 (ESC, BEL, CR, BS...), DEL, C1 (CSI, OSC, ST...),
-# the bidi controls, the line/paragraph separators, and lone surrogates (not encodable as UTF-8).
+# the format characters (bidi controls, zero-width ones), the line/paragraph separators, and lone surrogates
+# (not encodable as UTF-8).
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+FORMAT = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
 
 
 def unsafe(ch: str) -> bool:
     c = ord(ch)
-    return c < 0x20 or 0x7F <= c <= 0x9F or ch in BIDI or ch in "\u2028\u2029" or 0xD800 <= c <= 0xDFFF
+    return (c < 0x20 or 0x7F <= c <= 0x9F or unicodedata.category(ch) == "Cf" or ch in "\u2028\u2029"
+            or 0xD800 <= c <= 0xDFFF)
 
 
 def test_an_osc_title_and_a_colour_sequence_become_visible_escapes() -> None:
@@ -86,11 +89,23 @@ def test_safe_characters_pass_through_in_order(text: str) -> None:
     assert len(out) >= len(text)
 
 
-def test_format_characters_other_than_bidi_are_left_alone() -> None:
-    # Zero-width joiners build emoji and scripts; they cannot reorder or hide text on their own.
-    zwj = "👩\u200d💻"
-    assert unicodedata.category("\u200d") == "Cf"
-    assert safe_line(zwj) == zwj
+def test_zero_width_characters_cannot_make_a_name_pass_for_another() -> None:
+    # Each hides between two letters: a process named so reads "sshd" on a terminal.
+    for ch in "\u200b\u200c\u200d\u2060\ufeff\xad":
+        spelt = f"\\u{ord(ch):04x}" if ord(ch) > 0xFF else f"\\x{ord(ch):02x}"
+        assert safe_line(f"ss{ch}hd") == f"ss{spelt}hd"
+    assert safe_line("ss\U000e0068d") == "ss\\U000e0068d"  # a tag character, spelt out beyond the BMP
+    # An emoji built with a joiner shows it: what the name holds, not what it resembles.
+    assert safe_line("👩\u200d💻") == "👩\\u200d💻"
+
+
+def test_every_format_character_of_this_python_is_escaped() -> None:
+    # The escaped set is written out for the Unicode version Python 3.11 knows; a newer Python's additions
+    # fail here, not on a terminal.
+    for ch in FORMAT:
+        for fn in (safe_line, safe_text):
+            out = fn(f"a{ch}b")
+            assert ch not in out and out.startswith("a\\"), (hex(ord(ch)), out)
 
 
 def test_the_stream_filters_every_write_and_keeps_the_line_structure() -> None:
