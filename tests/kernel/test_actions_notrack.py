@@ -185,25 +185,44 @@ SSH = "192.0.2.7 51234 10.0.0.1 22"
 LOCKOUT = "warning: this would stop tracking your own SSH session (192.0.2.7 → 10.0.0.1:22)"
 
 
-def notrack_add_cli(netns: str | None, *args: str, state: Path) -> subprocess.CompletedProcess[str]:
-    """`cttop notrack add` as run from an SSH login, inside ``netns`` when given (so that is cttop's own namespace)."""
+def ssh_cli(netns: str | None, *args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    """A cttop command as run from an SSH login, inside ``netns`` when given (so that is cttop's own namespace)."""
     env = {k: v for k, v in os.environ.items() if k != "CTTOP_READ_ONLY"} | {"SSH_CONNECTION": SSH}
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    return subprocess.run([*prefix, *CLI, "notrack", "add", *args, "--state-dir", str(state)], capture_output=True,
+    return subprocess.run([*prefix, *CLI, *args, "--state-dir", str(state)], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, env=env, check=False)
+
+
+def notrack_add_cli(netns: str | None, *args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    return ssh_cli(netns, "notrack", "add", *args, state=state)
 
 
 def test_cli_warns_of_the_ssh_session_only_in_its_own_namespace(netns: str, tmp_path: Path) -> None:
     here = notrack_add_cli(netns, "tcp", state=tmp_path)
     assert LOCKOUT in here.stdout
-    assert "warning: 'tcp' names no port and no address: it exempts all TCP traffic" in here.stdout
+    assert "warning: 'tcp' matches every port and every address: it exempts all TCP traffic" in here.stdout
     assert here.returncode != 0 and "no terminal to confirm on" in here.stderr  # asked, so nothing was added
     assert cttop_table(netns) is None
 
     missed = notrack_add_cli(netns, "tcp dport 443", state=tmp_path)
-    assert "SSH session" not in missed.stdout and "names no port" not in missed.stdout
+    assert "SSH session" not in missed.stdout and "matches every port" not in missed.stdout
 
     # The same rules for another namespace: the session does not pass through it.
     elsewhere = notrack_add_cli(None, "tcp", "--netns", netns, state=tmp_path)
-    assert "SSH session" not in elsewhere.stdout and "names no port and no address" in elsewhere.stdout
+    assert "SSH session" not in elsewhere.stdout and "matches every port and every address" in elsewhere.stdout
+    assert cttop_table(netns) is None
+
+
+def test_undoing_a_removal_warns_as_adding_the_rules_did(netns: str, tmp_path: Path) -> None:
+    # Written as a /0 prefix, the rules still exempt all of IPv4 TCP, the SSH session's included.
+    added = notrack_add_cli(netns, "tcp and net 0.0.0.0/0", "--yes", state=tmp_path)
+    assert LOCKOUT in added.stdout and "matches every port and every address: it exempts all IPv4 TCP" in added.stdout
+    assert added.returncode == 0, added.stderr
+    assert ssh_cli(netns, "notrack", "remove", "--all", "--yes", state=tmp_path).returncode == 0
+    assert cttop_table(netns) is None
+
+    # Putting them back is the same risk, and says so before it asks.
+    back = ssh_cli(netns, "undo", state=tmp_path)
+    assert LOCKOUT in back.stdout and "matches every port and every address: it exempts all IPv4 TCP" in back.stdout
+    assert back.returncode != 0 and "no terminal to confirm on" in back.stderr
     assert cttop_table(netns) is None

@@ -15,7 +15,7 @@ from cttop.kernel.netns import NetnsSpec
 SSH_V4 = "192.0.2.7 51234 10.0.0.1 22"
 SSH_V6 = "2001:db8::7 51234 2001:db8::1 2222"
 LOCKOUT = "this would stop tracking your own SSH session"
-BROAD = "names no port and no address"
+BROAD = "matches every port and every address"
 
 
 def warnings(expr: str, spec: NetnsSpec | None = None) -> list[str]:
@@ -116,15 +116,22 @@ def no_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
     ("icmpv6", "all ICMPv6 traffic"),
     ("tcp or udp", "all TCP and all UDP traffic"),
     ("udp dport 53 or tcp", "all TCP traffic"),  # the one alternative without a port or address
+    # Written out, yet narrowing nothing: a /0 prefix, the whole port range, mark 0 under mask 0.
+    ("src 0.0.0.0/0", "all IPv4 traffic"),
+    ("net ::/0 and udp", "all IPv6 UDP traffic"),
+    ("tcp dport 1-65535", "all TCP traffic"),
+    ("udp port 0-65535", "all UDP traffic"),
+    ("mark 0/0 and udp", "all UDP traffic"),
 ])
 def test_broad_rules_say_they_exempt_everything_of_the_kind(expr: str, what: str) -> None:
     got = warnings(expr, NetnsSpec(name="lab"))
-    assert got[0] == f"'{expr}' names no port and no address: it exempts {what} from tracking, to and from every host"
+    assert got[0] == f"'{expr}' matches every port and every address: it exempts {what} from tracking, to and from every host"
 
 
 @pytest.mark.usefixtures("no_ssh")
 @pytest.mark.parametrize("expr", ["udp dport 53", "host 10.0.0.1", "net 10.0.0.0/8 and udp", "tcp sport 1000-2000",
-                                  "ipv6 and dst fd00::1", "mark 7 udp", "udp dport 53 or tcp dport 80"])
+                                  "ipv6 and dst fd00::1", "mark 7 udp", "udp dport 53 or tcp dport 80",
+                                  "net 0.0.0.0/1", "udp dport 2-65535", "mark 0/1 and udp"])
 def test_narrow_rules_do_not_warn_of_breadth(expr: str) -> None:
     got = warnings(expr, NetnsSpec(name="lab"))
     assert not [w for w in got if BROAD in w or LOCKOUT in w]

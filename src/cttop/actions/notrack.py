@@ -579,7 +579,12 @@ class RestoreNotrack(_RulesPlan):
         return "\n".join(lines)
 
     def warnings(self) -> list[str]:
-        return ["untracked packets lose NAT and helpers again"] + self._persist_warnings()
+        # Adding the rules back risks what adding them did: the operator's own SSH session, every host's traffic.
+        first: list[str] = []
+        for g in self.groups:
+            flt = compile_filter(g["expr"])
+            first += safety_warnings(self.spec, flt, alternatives_matches(flt.ast))
+        return [*dict.fromkeys(first), "untracked packets lose NAT and helpers again", *self._persist_warnings()]
 
     def _validate(self) -> None:
         now = self._present()

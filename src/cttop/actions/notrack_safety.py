@@ -5,7 +5,7 @@ established accept; drop``) meets the untracked packets: then they are dropped.
 If those packets are the operator's own SSH session, the next keystroke never
 arrives. So before the rules go in, the session cttop runs under (``SSH_CONNECTION``)
 is tested against the very filter the rules are made from, and a rule set that
-names no port and no address (all of ``tcp``) is called out as what it is.
+matches every port and every address (all of ``tcp``, or ``src 0.0.0.0/0``) is called out as what it is.
 """
 
 from __future__ import annotations
@@ -72,8 +72,11 @@ def _runs_here(spec: NetnsSpec) -> bool:
 
 
 def _broad(m: Match) -> bool:
-    # A packet mark narrows the rule to traffic someone chose to mark, so it is not "all".
-    return m.saddr is None and m.daddr is None and not m.has_ports and m.mark is None
+    # A /0 prefix, the whole port range or mark 0 under a zero mask narrow nothing: written out, they are still
+    # "all". A packet mark that is compared narrows the rule to traffic someone chose to mark.
+    return (all(a is None or a[1] == 0 for a in (m.saddr, m.daddr))
+            and all(p is None or (p[0] <= 1 and p[1] >= 65535) for p in (m.sport, m.dport))
+            and (m.mark is None or m.mark == (0, 0)))
 
 
 def _traffic(m: Match) -> str:
@@ -86,7 +89,8 @@ def _traffic(m: Match) -> str:
 
 
 def safety_warnings(spec: NetnsSpec, flt: Filter, matches: Sequence[Match]) -> list[str]:
-    """The warnings that come first: the operator's own SSH session caught, and rules that name no port or address."""
+    """The warnings that come first: the operator's own SSH session caught, and rules that match every port and
+    address."""
     out: list[str] = []
     session = ssh_session()
     if session is not None and _runs_here(spec):
@@ -96,6 +100,6 @@ def safety_warnings(spec: NetnsSpec, flt: Filter, matches: Sequence[Match]) -> l
                        "with a stateful firewall you may lock yourself out")
     broad = list(dict.fromkeys(_traffic(m) for m in matches if _broad(m)))
     if broad:
-        out.append(f"'{flt.text.strip()}' names no port and no address: it exempts all "
+        out.append(f"'{flt.text.strip()}' matches every port and every address: it exempts all "
                    f"{' and all '.join(broad)} traffic from tracking, to and from every host")
     return out
