@@ -322,11 +322,15 @@ def test_stats_past_the_limits_are_damage(tmp_path: Path) -> None:
         "a count past 64 bits": {"count": 1 << 64, "max": 9, "cpus": []},
         "a value past 64 bits": {"count": 1, "max": 9, "cpus": [[0, 1 << 64]]},
         "not a mapping": [1, 2, 3],
+        "a huge float among the values": {"count": 1, "max": 9, "cpus": [[0, 1e308, "x", None]]},
+        "no cpus": {"count": 1, "max": 9},
     }
     for name, doc in bad.items():
         r = damaged_second_segment(tmp_path / f"{name}.cttop", R.K_STATS, json.dumps(doc).encode())
-        # Whatever is wrong, the segment before it replays, and the damage is named in one line.
+        # Whatever is wrong, the segment before it replays, and the damage is named in one line, in the file's
+        # terms (not Python's: "'float' object cannot be interpreted as an integer").
         assert r.cut is not None and "bad record at 1.000 s" in r.cut and "\n" not in r.cut, (name, r.cut)
+        assert "' object" not in r.cut and "interpreted" not in r.cut, (name, r.cut)
         assert r.duration == 0 and len(r.segments) == 1, name
     r = damaged_second_segment(tmp_path / "deep.cttop", R.K_SYSCTLS, b"[" * 100_000 + b"]" * 100_000)
     assert r.cut is not None and "bad record at 1.000 s" in r.cut

@@ -398,9 +398,13 @@ def parse_stats(payload: bytes, names: int) -> tuple[int, int, list[list[int]]]:
     cpus = d["cpus"]
     if not isinstance(cpus, list) or len(cpus) > MAX_CPUS:
         raise ValueError(f"cpus: a list of at most {MAX_CPUS}")
+    rows = f"a CPU's stats: a list of at most {1 + names} integers"
     if not all(type(c) is list and 1 <= len(c) <= 1 + names for c in cpus):
-        raise ValueError(f"a CPU's stats: a list of at most {1 + names} integers")
-    array("q", itertools.chain.from_iterable(cpus))  # every value a 64-bit integer (checked in C: fast)
+        raise ValueError(rows)
+    try:
+        array("q", itertools.chain.from_iterable(cpus))  # every value a 64-bit integer (checked in C: fast)
+    except (TypeError, OverflowError):
+        raise ValueError(rows) from None
     return _int(d["count"]), _int(d["max"]), cpus
 
 
@@ -563,7 +567,8 @@ class Recording:
             elif kind == K_LOST:
                 self.lost += 1
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError, struct.error, DecodeError) as e:
-            raise Corrupt(self.path, member, f"bad record at {t - self.start:.3f} s: {e}") from None
+            why = f"no field {e}" if isinstance(e, KeyError) else str(e)
+            raise Corrupt(self.path, member, f"bad record at {t - self.start:.3f} s: {why}") from None
 
     def segment_for(self, t: float) -> int:
         """Index of the segment whose keyframe is the last one at or before absolute time ``t``."""
