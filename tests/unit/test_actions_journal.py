@@ -14,6 +14,7 @@ import pytest
 from cttop.actions import journal as journal_mod
 from cttop.actions.errors import ActionError
 from cttop.actions.journal import COMPLETE, INTERRUPTED, Journal, Record
+from cttop.kernel.netns import NetnsId
 from tests.actions_helpers import journal as write
 
 UDP = "nf_conntrack_udp_timeout"
@@ -25,6 +26,11 @@ def rec(id: str, inode: int = 7, undoable: bool = True, undoes: str | None = Non
     return Record(id=id, kind=kind, description="d", commands=["c"], netns="ns", netns_inode=inode,
                   undoable=undoable, undoes=undoes, before={"values": {UDP: "30"}} if sysctl else {},
                   after={"values": {UDP: "10"}} if sysctl else {})
+
+
+def ns(inode: int) -> NetnsId:
+    """A namespace known by its inode alone (a kernel without cookies), as the records here are."""
+    return NetnsId(inode, None, None, initial=False)
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +62,8 @@ def test_undo_is_a_record_of_its_own_folded_into_undone_by(tmp_path: Path) -> No
     assert len(lines) == 6  # intent and completion each; never rewritten
     by_id = {r.id: r for r in j.records()}
     assert by_id["bbbb0002"].undone_by == "cccc0003"
-    assert j.last_undoable(7).id == "aaaa0001"  # type: ignore[union-attr]
-    assert j.last_undoable(8) is None
+    assert j.last_undoable(ns(7)).id == "aaaa0001"  # type: ignore[union-attr]
+    assert j.last_undoable(ns(8)) is None
 
 
 def test_an_interrupted_undo_undoes_nothing(tmp_path: Path) -> None:
@@ -73,7 +79,7 @@ def test_last_undoable_skips_what_cannot_be_undone(tmp_path: Path) -> None:
     j = Journal(str(tmp_path))
     write(j, rec("aaaa0001"))
     write(j, rec("bbbb0002", undoable=False, kind="flush"))
-    assert j.last_undoable(7).id == "aaaa0001"  # type: ignore[union-attr]
+    assert j.last_undoable(ns(7)).id == "aaaa0001"  # type: ignore[union-attr]
 
 
 def test_an_intent_without_completion_is_interrupted_and_undoable(tmp_path: Path) -> None:
@@ -81,7 +87,7 @@ def test_an_intent_without_completion_is_interrupted_and_undoable(tmp_path: Path
     write(j, rec("aaaa0001"), complete=False)
     [r] = j.records()
     assert r.state == INTERRUPTED and r.before == {"values": {UDP: "30"}} and r.status() == "interrupted, undoable"
-    assert j.last_undoable(7).id == "aaaa0001"  # type: ignore[union-attr]
+    assert j.last_undoable(ns(7)).id == "aaaa0001"  # type: ignore[union-attr]
 
 
 def test_an_aborted_change_is_not_listed(tmp_path: Path) -> None:
@@ -300,3 +306,48 @@ def test_a_fifo_journal_is_refused_without_hanging(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "journal.jsonl", 0o600)
     with pytest.raises(ActionError, match="not a regular file"):
         Journal(str(tmp_path)).records()
+
+
+BOOT = "f0cd74c2-0c6f-4b39-9d94-9b12e6dacb0c"
+OTHER_BOOT = "0e8a5e8e-3b0c-4e7f-9a39-5d6a1c2b7f10"
+
+
+@pytest.mark.parametrize("recorded, here, same", [
+    ((7, 40, BOOT), NetnsId(7, 40, BOOT, initial=False), True),
+    ((7, 40, BOOT), NetnsId(7, 41, BOOT, initial=False), False),  # deleted since; another got its inode
+    ((7, 40, BOOT), NetnsId(7, 40, OTHER_BOOT, initial=False), False),  # cookies start again at each boot
+    ((8, 40, BOOT), NetnsId(7, 40, BOOT, initial=False), False),
+    ((7, None, None), NetnsId(7, 41, BOOT, initial=False), True),  # a record from before cookies: the inode
+    ((7, 40, BOOT), NetnsId(7, None, None, initial=False), True),  # a kernel without cookies: the inode
+    ((7, 3, OTHER_BOOT), NetnsId(7, 5, BOOT, initial=True), True),  # the host's: the same one across boots
+])
+def test_a_change_belongs_to_the_namespace_it_was_made_in(recorded: tuple[int, int | None, str | None],
+                                                          here: NetnsId, same: bool) -> None:
+    r = rec("aaaa0001", inode=recorded[0])
+    r.netns_cookie, r.boot_id = recorded[1], recorded[2]
+    assert r.made_in(here) is same
+
+
+def test_the_last_undoable_change_is_of_this_namespace_not_a_deleted_one_with_its_inode(tmp_path: Path) -> None:
+    j = Journal(str(tmp_path))
+    old, new = rec("aaaa0001"), rec("bbbb0002")
+    old.netns_cookie, old.boot_id = 40, BOOT
+    new.netns_cookie, new.boot_id = 41, BOOT
+    write(j, old)
+    write(j, new)
+    assert j.last_undoable(NetnsId(7, 40, BOOT, initial=False)).id == "aaaa0001"  # type: ignore[union-attr]
+    assert j.last_undoable(NetnsId(7, 42, BOOT, initial=False)) is None
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("netns_cookie", 0, "a namespace cookie out of range"),
+    ("netns_cookie", 1 << 64, "a namespace cookie out of range"),
+    ("boot_id", "../../etc", "a boot id that is not one"),
+])
+def test_a_forged_cookie_or_boot_id_is_damage(tmp_path: Path, field: str, value: object, why: str) -> None:
+    j = Journal(str(tmp_path))
+    r = rec("aaaa0001")
+    setattr(r, field, value)
+    write(j, r)
+    [got] = j.records()
+    assert got.damaged == why and j.last_undoable(ns(7)) is None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cttop.actions.journal import COMPLETE, Journal, Record
 from cttop.kernel import sysctl
-from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.netns import NetnsId, NetnsSpec
 
 SYSCTL_KIND = "sysctl"
 
@@ -32,7 +32,7 @@ class Drift:
                 f"(change {self.record_id}): changed since by someone else")
 
 
-def owned_values(journal: Journal, netns_inode: int) -> dict[str, tuple[str, Record]]:
+def owned_values(journal: Journal, here: NetnsId) -> dict[str, tuple[str, Record]]:
     """The values cttop set and still owns in that namespace: name -> (value, record)."""
     owned: dict[str, tuple[str, Record]] = {}
     for rec in journal.records():
@@ -41,7 +41,7 @@ def owned_values(journal: Journal, netns_inode: int) -> dict[str, tuple[str, Rec
             continue
         values: dict[str, str] = rec.after.get("values", {})
         for name, value in values.items():
-            if rec.netns_inode != netns_inode and name not in sysctl.GLOBAL_NAMES:
+            if not rec.made_in(here) and name not in sysctl.GLOBAL_NAMES:
                 continue
             if rec.undoes is None:
                 owned[name] = (str(value), rec)
@@ -53,7 +53,7 @@ def owned_values(journal: Journal, netns_inode: int) -> dict[str, tuple[str, Rec
 def check(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[Drift]:
     """Every value cttop set in ``spec``'s namespace that now differs; empty when all are as set."""
     journal = journal or Journal()
-    owned = owned_values(journal, spec.inode())
+    owned = owned_values(journal, spec.identity())
     if not owned:
         return []
     now = sysctl.read(spec, sorted(owned))

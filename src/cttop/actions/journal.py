@@ -35,6 +35,7 @@ from typing import Any
 
 from cttop.actions import audit, safefs
 from cttop.actions.errors import ActionError
+from cttop.kernel.netns import NetnsId
 
 DEFAULT_STATE_DIR = "/var/lib/cttop"
 STATE_DIR_ENV = "CTTOP_STATE_DIR"
@@ -105,6 +106,10 @@ class Record:
     uid: int = field(default_factory=os.getuid)
     user: str = field(default_factory=_user)
     count: int = 0
+    # The namespace's cookie and the boot's id (NetnsId): None in a record made before they were kept, or where
+    # the kernel has none.
+    netns_cookie: int | None = None
+    boot_id: str | None = None
     # Derived when reading, never written: whether it completed, who undid it, why nothing may act on it,
     # and the journal line it starts on.
     state: str = COMPLETE
@@ -135,6 +140,10 @@ class Record:
             return f"change {self.id} was already undone by {self.undone_by}"
         return None
 
+    def made_in(self, here: NetnsId) -> bool:
+        """Whether this change was made in namespace ``here`` (not one deleted since that had its inode)."""
+        return here.holds(self.netns_inode, self.netns_cookie, self.boot_id)
+
     def time_text(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
 
@@ -157,7 +166,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "kind": (str,), "description": (str,), "commands": (list,), "netns": (str,),
     "netns_inode": (int,), "undoable": (bool,), "before": (dict,), "after": (dict,), "summary": (str,),
     "warnings": (list,), "undoes": (str, type(None)), "time": _NUMBER, "uid": (int,), "user": (str,),
-    "count": (int,), "state": (str,),
+    "count": (int,), "state": (str,), "netns_cookie": (int, type(None)), "boot_id": (str, type(None)),
 }
 _REQUIRED = ("id", "kind", "description", "commands", "netns", "netns_inode", "undoable")
 _COMPLETION_TYPES: dict[str, tuple[type, ...]] = {"completes": (str,), "after": (dict,), "summary": (str,),
@@ -456,10 +465,10 @@ class Journal:
             raise ActionError(f"journal {self.path}: id {ident!r} is ambiguous ({', '.join(r.id for r in hits)})")
         return hits[0]
 
-    def last_undoable(self, netns_inode: int) -> Record | None:
+    def last_undoable(self, here: NetnsId) -> Record | None:
         """The newest change in that namespace that can still be undone."""
         for r in reversed(self.records()):
-            if (r.netns_inode == netns_inode and r.undoable and r.undone_by is None and r.undoes is None
+            if (r.made_in(here) and r.undoable and r.undone_by is None and r.undoes is None
                     and r.damaged is None):
                 return r
         return None

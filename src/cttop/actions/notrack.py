@@ -315,7 +315,7 @@ class _RulesPlan(Plan):
         if not included:
             out.append(f"{self.persist_file} loads at boot only if {NFTABLES_CONF} has "
                        f"include \"{self.persist_file}\"")
-        if not shell.is_initial(self.spec):
+        if not self.spec.is_initial():
             out.append(f"a persisted file is loaded at boot into the initial namespace, not {self.spec.label()}")
         return out
 

@@ -153,7 +153,7 @@ class Plan(ABC):
             raise ActionError(f"change {self.id} was already applied")
         self._refuse_read_only()
         self.journal.ensure_writable()
-        inode = self.spec.inode()
+        here = self.spec.identity()
         with self.journal.locked() as txn:
             # Again under the lock: another cttop may have changed the kernel or the journal meanwhile.
             self._validate()
@@ -164,8 +164,9 @@ class Plan(ABC):
             description, commands, warnings = self.describe(), self.commands(), self.warnings()
             record = Record(
                 id=self.id, kind=self.kind, description=description, commands=commands,
-                netns=self.spec.label(), netns_inode=inode, undoable=self.undoable and self.undoes is None,
-                before=before, after=intended, warnings=warnings, undoes=self.undoes,
+                netns=self.spec.label(), netns_inode=here.inode, netns_cookie=here.cookie, boot_id=here.boot,
+                undoable=self.undoable and self.undoes is None, before=before, after=intended, warnings=warnings,
+                undoes=self.undoes,
             )
             with deferred_signals():
                 change = self._journaled_change(txn, record)

@@ -34,6 +34,7 @@ from cttop.errors import CttopError
 from cttop.filter import compile_filter
 
 ID = re.compile(r"[0-9a-f]{8}")
+BOOT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # /proc/sys/kernel/random/boot_id
 # Far beyond what a person types or a change holds; bounds the work of checking a forged record.
 MAX_EXPR = 4096
 MAX_ITEMS = 256
@@ -70,6 +71,10 @@ def _common(rec: Record) -> None:
         raise Damaged("an undo marked undoable")
     if rec.netns_inode <= 0 or rec.uid < 0 or rec.count < 0:
         raise Damaged("a negative inode, uid or count")
+    if rec.netns_cookie is not None and not 0 < rec.netns_cookie < 1 << 64:
+        raise Damaged("a namespace cookie out of range")
+    if rec.boot_id is not None and not BOOT_ID.fullmatch(rec.boot_id):
+        raise Damaged("a boot id that is not one")
 
 
 def _dict(v: object, what: str) -> dict[str, Any]:

@@ -8,14 +8,12 @@ out so it can be pasted into a runbook.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
 
 from cttop.actions.errors import ActionError
 from cttop.kernel.netns import NetnsSpec, run_in
-from cttop.kernel.sysctl import PROC_NET_INIT_INO
 
 
 def prefix(spec: NetnsSpec) -> list[str]:
@@ -58,15 +56,6 @@ def first_line(text: str) -> str:
         if line.strip():
             return line.strip()
     return "failed"
-
-
-def is_initial(spec: NetnsSpec) -> bool:
-    """Whether ``spec`` is the host's own namespace, where globals live and persisted files apply."""
-    try:
-        init = os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        init = PROC_NET_INIT_INO
-    return spec.inode() == init
 
 
 def cttop_command(spec: NetnsSpec, command: list[str], rest: list[str] | None = None) -> str:

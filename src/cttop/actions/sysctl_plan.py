@@ -120,7 +120,7 @@ class SetSysctls(Plan):
             if t.is_global:
                 out.append(f"{name} is global: it applies to every namespace on this host")
             out.extend(warnings_for(t, v, after))
-        if self.edits and not shell.is_initial(self.spec):
+        if self.edits and not self.spec.is_initial():
             out.append(f"persisted settings are applied at boot to the initial namespace, not to {self.spec.label()}")
         if any(P.HASHSIZE_KEY in keys for keys in self.edits.values()) and _nf_conntrack_builtin():
             out.append("nf_conntrack is built into this kernel, so modprobe.d is not read for it: "

@@ -38,9 +38,9 @@ def undo_plan(spec: NetnsSpec, ident: str | None = None, journal: Journal | None
     ``persist``: where cttop's files are (default /etc); a change persisted elsewhere is refused.
     """
     journal = journal or Journal()
-    inode = spec.inode()
+    here = spec.identity()
     if ident is None:
-        rec = journal.last_undoable(inode)
+        rec = journal.last_undoable(here)
         if rec is None:
             raise ActionError(f"nothing to undo in namespace {spec.label()} (journal {journal.path})")
     else:
@@ -48,7 +48,10 @@ def undo_plan(spec: NetnsSpec, ident: str | None = None, journal: Journal | None
     why = rec.undo_refusal()
     if why is not None:
         raise ActionError(why)
-    if rec.netns_inode != inode:
+    if rec.netns_inode == here.inode and not rec.made_in(here):
+        raise ActionError(f"change {rec.id} was made in namespace {rec.netns}, deleted since: {spec.label()} is "
+                          f"another namespace that was given its inode ({here.inode}); nothing to undo here")
+    if not rec.made_in(here):
         raise ActionError(f"change {rec.id} was made in namespace {rec.netns} (inode {rec.netns_inode}), "
                           f"not {spec.label()}: pass that namespace")
     build = UNDO.get(rec.kind)

@@ -33,7 +33,7 @@ from cttop.actions.flows import matching_rows
 from cttop.actions.journal import INTERRUPTED, default_state_dir
 from cttop.actions.plan import READ_ONLY_ENV
 from cttop.actions.schema import ID
-from cttop.actions.shell import cttop_command, is_initial
+from cttop.actions.shell import cttop_command
 from cttop.cli.app import NETNS, a_path, app, command_filter, fail, guarded, netns_options
 from cttop.filter import compile_filter
 from cttop.kernel import sysctl
@@ -239,7 +239,7 @@ def notrack_remove(
         fail("give the ids to remove, or --all, not both" if all_ else "give the ids to remove, or --all")
     _writing(read_only_flag, "remove NOTRACK rules")
     # The default nft file is the host's boot ruleset: refresh it only for the host's own namespace.
-    paths = _persist_paths(persist_dir) if persist_dir or is_initial(spec) else None
+    paths = _persist_paths(persist_dir) if persist_dir or spec.is_initial() else None
     plan = RemoveNotrack(spec, None if all_ else ids, persist=paths, journal=Journal(state_dir))
     confirm_and_apply(plan, yes)
 

@@ -17,7 +17,6 @@ from typing import Final
 
 from cttop.actions import drift
 from cttop.actions.journal import Journal
-from cttop.actions.shell import is_initial
 from cttop.doctor.held import Held
 from cttop.errors import CttopError
 from cttop.host.containers import host_owners
@@ -235,7 +234,7 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
         v = values.get(name)
         return int(v) if v is not None and v.isdigit() else None
 
-    o = Observation(spec, is_initial(spec), 0.0, num("nf_conntrack_count") or 0, num("nf_conntrack_max") or 0,
+    o = Observation(spec, spec.is_initial(), 0.0, num("nf_conntrack_count") or 0, num("nf_conntrack_max") or 0,
                     num("nf_conntrack_buckets"), values, want_bytes=want_bytes)
     try:
         o.drifts = drift.check(spec, journal)

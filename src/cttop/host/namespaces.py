@@ -25,7 +25,7 @@ from cttop.owners.cgroup import placement_of
 from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
-from cttop.kernel.sysctl import PROC_NET_INIT_INO
+from cttop.kernel.netns import PROC_NET_INIT_INO
 
 # The initial pid namespace's fixed inode (PROC_PID_INIT_INO): in it, pid 1 is the host's init.
 PROC_PID_INIT_INO = 0xEFFFFFFC

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import functools
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,10 +25,62 @@ from cttop.errors import CttopError
 
 NETNS_RUN_DIR = "/run/netns"
 T = TypeVar("T")
+# init_net's fixed inode (PROC_NET_INIT_INO): pid 1's ns link may be unreadable (sandboxes, hidepid).
+PROC_NET_INIT_INO = 0xEFFFFFF9
+SO_NETNS_COOKIE = 71  # asm-generic/socket.h; Linux 5.14+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 class NetnsError(CttopError):
     """A namespace that cannot be found or entered; the message says which and why."""
+
+
+def initial_inode() -> int:
+    """The initial (host's) namespace's inode."""
+    try:
+        return os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return PROC_NET_INIT_INO
+
+
+@dataclass(frozen=True)
+class NetnsId:
+    """Which namespace a change was made in, for as long as the journal keeps it.
+
+    An inode alone is not enough: the kernel gives a deleted namespace's inode to the next one made, so a lab
+    started after another one's was deleted got its journal, its undo and its drift. The namespace cookie
+    (SO_NETNS_COOKIE) is never reused while the machine is up, and with the boot's id it is never reused at all.
+    Both are None where the kernel or /proc has none (before 5.14): then the inode is all there is.
+    """
+
+    inode: int
+    cookie: int | None
+    boot: str | None
+    initial: bool  # the host's namespace: its inode is fixed and never another's, across boots too
+
+    def holds(self, inode: int, cookie: int | None, boot: str | None) -> bool:
+        """Whether a namespace recorded as (inode, cookie, boot) is this one."""
+        if inode != self.inode:
+            return False
+        if self.initial or cookie is None or self.cookie is None:
+            return True
+        return cookie == self.cookie and boot == self.boot
+
+
+def _cookie() -> int | None:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+    except OSError:  # ENOPROTOOPT: a kernel without namespace cookies
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        with open(BOOT_ID) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -90,6 +143,24 @@ class NetnsSpec:
         except OSError as e:
             where = self.option() if not self.is_own else "this process's network namespace"
             raise NetnsError(f"{where}: {e.strerror}") from None
+
+    def is_initial(self) -> bool:
+        """Whether this is the host's own namespace, where globals live and persisted files apply."""
+        return self.inode() == initial_inode()
+
+    def identity(self) -> NetnsId:
+        """This namespace's inode, cookie and boot, read through one open of it (so they are of one namespace)."""
+        fd = self.open_fd()
+        if fd is None:
+            inode = self.inode()
+            cookie = _cookie()
+        else:
+            try:
+                inode = os.fstat(fd).st_ino
+                cookie = run_in(NetnsSpec(path=f"/proc/self/fd/{fd}"), _cookie)
+            finally:
+                os.close(fd)
+        return NetnsId(inode, cookie, _boot_id(), inode == initial_inode())
 
     def argv(self) -> list[str]:
         """The option naming this namespace on a cttop command line (none for cttop's own)."""

@@ -120,18 +120,9 @@ def writable(spec: NetnsSpec, name: str) -> tuple[bool, str]:
     """Whether ``name`` can be written here, and if not, why (for the tunables screen)."""
     if name == "nf_conntrack_buckets":
         return False, "read-only; change hashsize instead"
-    if name in GLOBAL_NAMES and spec.inode() != _initial_netns_inode():
+    if name in GLOBAL_NAMES and not spec.is_initial():
         return False, "global setting: writable only from the initial namespace"
     ok = run_in(spec, lambda: os.access(path_of(name), os.W_OK))
     return (True, "") if ok else (False, "not writable by this user")
 
 
-# init_net's fixed inode (PROC_NET_INIT_INO): pid 1's ns link may be unreadable (sandboxes, hidepid).
-PROC_NET_INIT_INO = 0xEFFFFFF9
-
-
-def _initial_netns_inode() -> int:
-    try:
-        return os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        return PROC_NET_INIT_INO

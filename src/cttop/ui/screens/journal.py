@@ -1,7 +1,7 @@
 """The journal: the changes cttop made, newest first: when, what, who, where, the commands, and if it was undone.
 
-It opens on the changes made in the namespace in view (matched by the namespace's
-inode, as undo matches them: a name can be reused), since another namespace's
+It opens on the changes made in the namespace in view (matched as undo matches them,
+by the namespace's identity: a name can be reused, and an inode too), since another namespace's
 stale changes are not what its keys act on; ``a`` toggles every namespace's, and
 the title says which. A damaged record shows only its id and why (its text is
 what a forger wrote); lines that are not records are left out, each named in a
@@ -83,8 +83,8 @@ class JournalScreen(RowsScreen[Record]):
         def read() -> list[Record]:
             records = journal.records()
             if spec is not None:
-                inode = spec.inode()
-                records = [r for r in records if r.netns_inode == inode]
+                here = spec.identity()
+                records = [r for r in records if r.made_in(here)]
             return list(reversed(records))
 
         # The lines left out are said by the journal itself, as toasts (see CttopApp._journal_warning).

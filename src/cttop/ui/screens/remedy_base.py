@@ -20,7 +20,6 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from cttop.actions import PersistPaths
-from cttop.actions.shell import is_initial
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
@@ -43,7 +42,7 @@ def persist_paths() -> PersistPaths:
 def notrack_persist_paths(spec: NetnsSpec) -> PersistPaths | None:
     """Where NOTRACK rules persist from the TUI, or None where they may not: the nft file is the host's
     boot ruleset, so only for the host's own namespace, or when the persist directory was chosen."""
-    return persist_paths() if os.environ.get(PERSIST_DIR_ENV) or is_initial(spec) else None
+    return persist_paths() if os.environ.get(PERSIST_DIR_ENV) or spec.is_initial() else None
 
 
 class RemedyScreen(ModalScreen[None]):
