@@ -235,6 +235,52 @@ def test_idle_established_sessions_get_a_lower_timeout_and_a_flush(netns: str, s
     assert finding(doc, "timeouts")["severity"] == "ok"
 
 
+def inject_udp(ns: str, batch: Path, lefts: list[int], first: int = 0) -> None:
+    """ASSURED UDP entries with ``lefts`` seconds to live, one ``conntrack -I`` each, loaded in one run (-R)."""
+    batch.write_text("".join(
+        f"-I -p udp -s 10.55.{i >> 8 & 255}.{i & 255} -d 10.66.0.1 --sport {20000 + (i >> 16)} --dport 7777 "
+        f"-t {left} -u ASSURED,SEEN_REPLY\n" for i, left in enumerate(lefts, first)))
+    sh("conntrack", "-R", str(batch), netns=ns)
+
+
+def test_entries_on_the_timer_of_a_lowered_stream_timeout_are_named_until_flushed(
+        netns: str, state_dir: str, tmp_path: Path) -> None:
+    # The table-full lab after its fix: nf_conntrack_udp_timeout_stream is at its default, but entries whose
+    # timer was set under 600 keep it (500 s left) and hold the table; a few fresh ones have under 120 s.
+    stream = read_sysctl(netns, "nf_conntrack_udp_timeout_stream")
+    assert stream == 120
+    old_n, fresh_n = int(0.05 * global_max()) + 500, 300
+    inject_udp(netns, tmp_path / "entries", [500] * old_n + [100] * fresh_n)
+
+    def outliving() -> int:
+        return sum("ASSURED" in e["flags"] and e["timeout"] > stream for e in conntrack_list(netns))
+
+    assert outliving() == old_n and len(conntrack_list(netns)) == old_n + fresh_n
+
+    code, doc = doctor(state_dir, "--netns", netns, "--seconds", "0.5")
+    assert code == 1, problems(doc)
+    f = finding(doc, "old-timers-udp_timeout_stream")
+    assert f["severity"] == "warning" and doc["findings"][0]["code"] == f["code"], problems(doc)
+    assert f["data"]["entries"] == old_n and f["data"]["timeout"] == stream and 490 <= f["data"]["longest"] <= 500
+    assert "keep their old timer and go only when it runs out" in f["evidence"]
+    assert f["commands"] == [f"cttop flush --netns {netns} --filter 'udp state assured and timeout > {stream}'"]
+    assert (f["action"], f["also"]) == ("flush", [])
+    assert not [x for x in doc["findings"] if x["code"] == "timeout-udp_timeout_stream"]  # its sysctl is right
+
+    # The flush button's plan, as the TUI would build it: exactly the entries the kernel lists with a long timer.
+    journal = Journal(state_dir)
+    [live] = [x for x in diagnose(NetnsSpec(name=netns), 0.2, journal=journal).findings if x.code == f["code"]]
+    assert live.action is not None
+    assert live.action(journal).count == outliving() == old_n
+    run_printed(f["commands"][0], "--yes", "--state-dir", state_dir)
+    left = conntrack_list(netns)
+    assert len(left) == fresh_n and all(e["timeout"] <= stream for e in left)
+
+    code, doc = doctor(state_dir, "--netns", netns, "--seconds", "0.5")
+    assert code == 0 and not [x for x in doc["findings"] if x["code"].startswith("old-timers")], problems(doc)
+    assert finding(doc, "timeouts")["severity"] == "ok"
+
+
 def test_drift_is_found_and_its_command_puts_the_value_back(netns: str, state_dir: str) -> None:
     SetSysctls(NetnsSpec(name=netns), {"nf_conntrack_udp_timeout": 25}, journal=Journal(state_dir)).apply()
     sh("sysctl", "-w", "net.netfilter.nf_conntrack_udp_timeout=40", netns=netns)

@@ -20,7 +20,7 @@ from cttop.doctor.held import IDLE_SECONDS, Held, estimate, target_for
 from cttop.doctor.report import Finding, Report, render, shell_lines
 from cttop.filter import compile_filter
 from cttop.kernel.netns import NetnsSpec
-from cttop.model import AF_INET, IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, NO_PSTATE, Row
+from cttop.model import AF_INET, IPS_ASSURED, IPS_CONFIRMED, IPS_OFFLOAD, IPS_SEEN_REPLY, NO_PSTATE, Row
 
 MAX = 262144
 WEB1 = NetnsSpec(name="web1")
@@ -211,7 +211,7 @@ def test_a_steady_table_keeps_at_a_shorter_timeout_the_entries_idle_under_it() -
     # 600 one-shot flows a second apart under 600 s: idle 0..599 s. At 120 s only those idle under 120 s stay.
     h = held(STREAM, 600, "udp:ASSURED", [float(i) for i in range(600)])
     e = estimate(h, 120)
-    assert not e.young and e.heading == 600 and e.at == 120 and e.explained == 480
+    assert not e.young and e.heading == 600 and e.at == 120 and e.explained == 480 and e.flow == "idle"
 
 
 def test_a_young_stream_is_projected_from_the_rate_it_starts_at() -> None:
@@ -219,7 +219,7 @@ def test_a_young_stream_is_projected_from_the_rate_it_starts_at() -> None:
     ages = [i / 10 for i in range(600)]
     h = held(STREAM, 600, "udp:ASSURED", [max(a - 2.5, 0.0) for a in ages], ages)
     e = estimate(h, 120)
-    assert e.young and e.rate == pytest.approx(10, rel=0.01)
+    assert e.young and e.rate == pytest.approx(10, rel=0.01) and e.flow == "filling"
     assert e.heading == pytest.approx(10 * 602.5, rel=0.02) and e.at == pytest.approx(10 * 122.5, rel=0.02)
 
 
@@ -227,6 +227,7 @@ def test_a_one_off_burst_would_all_be_gone_at_a_shorter_timeout() -> None:
     ages = [50 + i / 1000 for i in range(3000)]
     e = estimate(held(STREAM, 600, "udp:ASSURED", ages, ages), 120)
     assert e.young and e.rate == 0 and e.at == 0 and e.heading == 3000 and e.explained == 3000
+    assert e.flow == "burst"
 
 
 def test_a_few_short_connections_are_no_flow_heading_past_the_max() -> None:
@@ -275,7 +276,8 @@ def test_the_timeout_that_keeps_most_is_named_with_its_fix_in_the_namespace(plan
     [first, second] = one_list(K.timeouts(o))
     assert first.code == "timeout-udp_timeout_stream" and first.severity == "warning"
     assert first.title == ("75% are udp ASSURED held by nf_conntrack_udp_timeout_stream=600 (default 120): "
-                           "at 120 s the table would hold about 32000")
+                           "at 120 s about 12000 of them would stay")
+    assert "at 120 s they would have expired, leaving about 12000" in first.evidence
     assert first.data["explains"] == 48000 and first.weight == 48001
     assert first.commands == ["ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_udp_timeout_stream=120",
                               "cttop flush --netns web1 --filter 'udp state assured and timeout < 480'"]
@@ -301,7 +303,7 @@ def test_idle_established_sessions_get_the_rfc_floor_and_a_flush() -> None:
     [f] = one_list(K.timeouts(held_obs(est)))
     cut = 432000 - IDLE_SECONDS
     assert f.code == "timeout-tcp_timeout_established" and f.data["at_target"] == 3000
-    assert "(default 432000): at 7440 s the table would hold about 3000" in f.title
+    assert "(default 432000): at 7440 s about 3000 of them would stay" in f.title
     assert f.commands == [
         f"ip netns exec web1 sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established={IDLE_SECONDS}",
         f"cttop flush --netns web1 --filter 'tcp state established and timeout < {cut}'"]
@@ -366,6 +368,117 @@ def test_ages_bound_idle_time_when_timestamps_are_on() -> None:
     t.add([row])
     h = t.held[STREAM]
     assert list(h.idle) == [30.0] and h.ages is not None and list(h.ages) == [30.0]
+
+
+def test_a_steady_flow_at_its_level_is_called_steady_at_its_rate_not_a_burst() -> None:
+    # The udp-storm lab: 3000 new unanswered flows a second for 29 s under a 30 s udp_timeout. The table is
+    # about at its level (3000/s x 30 s), not still filling, and its entries keep coming: no burst.
+    ages = [i / 3000 for i in range(87000)]
+    udp = held("nf_conntrack_udp_timeout", 30, "udp:UNREPLIED", ages, ages)
+    e = estimate(udp, 10)
+    assert e.young and e.rate == pytest.approx(3000, rel=0.01) and e.flow == "steady"
+    [f] = one_list(K.timeouts(held_obs(udp)))
+    assert f.data["flow"] == "steady" and f.data["at_target"] == 30000
+    assert "burst" not in f.evidence
+    assert "they began within 28 s and still start at about 3000/s: a steady flow" in f.evidence
+    assert f.title.endswith("at 10 s about 30000 of them would stay")
+    assert "about 30000 would stay" in f.evidence
+
+
+def test_a_headline_gives_the_figures_of_its_own_entries_not_the_whole_tables() -> None:
+    # The table-full lab's second finding: a flood under a long udp_timeout heads for 100000 entries of its own,
+    # 1700 at 10 s; with the 250000 of the burst beside it the table would pass the max, but that is not its figure.
+    burst_ages = [60 + i / 1000 for i in range(250000)]
+    burst = held(STREAM, 600, "udp:ASSURED", burst_ages, burst_ages)
+    flood_ages = [i / 170 for i in range(10200)]
+    flood = held("nf_conntrack_udp_timeout", 600, "udp:UNREPLIED", flood_ages, flood_ages)
+    o = held_obs(burst, flood, sysctls={**SYSCTLS, STREAM: "600", "nf_conntrack_udp_timeout": "600"})
+    [_, f] = one_list(K.timeouts(o))
+    assert f.code == "timeout-udp_timeout" and f.data["flow"] == "filling"
+    assert f.title.endswith("held by nf_conntrack_udp_timeout=600 (default 30): heading for about 100000; "
+                            "at 10 s about 1700")
+    assert "so at 600 s they head for about 100000, at 10 s about 1700" in f.evidence
+    # Past the max is said when these entries alone head past it, with their figure.
+    big = held("nf_conntrack_udp_timeout", 600, "udp:UNREPLIED", [i / 2000 for i in range(120000)],
+               [i / 2000 for i in range(120000)])
+    [g] = one_list(K.timeouts(held_obs(big, sysctls={**SYSCTLS, "nf_conntrack_udp_timeout": "600"})))
+    assert "heading for about 1200000, past nf_conntrack_max (262144); at 10 s about 20000" in g.title
+    assert "at 600 s they head for about 1200000, at 10 s about 20000" in g.evidence
+
+
+def outliving(name: str, timeout: int, state: str, lefts: list[int], fresh: int = 0, offloaded: int = 0) -> Held:
+    """Entries with ``lefts`` seconds to live under ``timeout`` (more than it: timers from a longer value), and
+    ``fresh`` ones just refreshed; ``offloaded`` more with a flowtable's day-long timer."""
+    h = Held(name, timeout)
+    for left in lefts:
+        h.add(state, 0.0, None)
+        h.outlives(left, False)
+    for _ in range(offloaded):
+        h.add(state, 0.0, None)
+        h.outlives(86000, True)
+    for _ in range(fresh):
+        h.add(state, 1.0, None)
+    return h
+
+
+def test_entries_on_the_timer_of_a_lowered_timeout_are_named_with_the_flush_of_exactly_them() -> None:
+    # The table-full lab after its fix: the stream timeout is back at its default, but the entries made under 600
+    # keep the timer they had, and still fill the table.
+    h = outliving(STREAM, 120, "udp:ASSURED", [130 + i % 370 for i in range(245760)], fresh=16000)
+    o = held_obs(h, count=MAX)
+    [f] = one_list(K.timeouts(o))
+    assert f.code == "old-timers-udp_timeout_stream" and f.severity == "critical"
+    assert f.title == ("94% are udp ASSURED still on a timer from a longer nf_conntrack_udp_timeout_stream: "
+                       "up to 8 min left, 120 s now")
+    assert "245760 of 261760 entries (94%) are udp ASSURED with more than 120 s left (up to 499 s)" in f.evidence
+    assert "these keep their old timer and go only when it runs out (the last in 8 min) or when flushed" in f.evidence
+    assert f.commands == ["cttop flush --netns web1 --filter 'udp state assured and timeout > 120'"]
+    compile_filter("udp state assured and timeout > 120")
+    assert f.action is not None and f.action.kind == "flush" and f.also == ()
+    assert f.data["entries"] == 245760 and f.data["longest"] == 499
+    # The cause comes before the fill it makes.
+    assert [x.code for x in Report("web1", 2.0, C.run(o)).findings][:2] == ["old-timers-udp_timeout_stream", "fill"]
+
+
+def test_entries_on_an_old_timer_beside_a_timeout_still_too_long_get_a_finding_each() -> None:
+    # Lowered from 600 to 300, where 120 is the default: the timeout's own finding, and the entries still on 600.
+    h = outliving(STREAM, 300, "udp:ASSURED", [400] * 20000, fresh=0)
+    for i in range(40000):
+        h.add("udp:ASSURED", i * 300 / 40000, None)
+    found = one_list(K.timeouts(held_obs(h, sysctls={**SYSCTLS, STREAM: "300"})))
+    assert [f.code for f in found] == ["timeout-udp_timeout_stream", "old-timers-udp_timeout_stream"]
+    assert found[1].commands == ["cttop flush --netns web1 --filter 'udp state assured and timeout > 300'"]
+
+
+def test_old_timers_too_few_to_matter_or_gone_are_said_in_the_ok_line() -> None:
+    few = outliving(STREAM, 120, "udp:ASSURED", [400] * 10806, fresh=30000)
+    f = one(K.timeouts(held_obs(few)))
+    assert f.severity == "ok" and f.code == "timeouts"
+    assert "10806 udp ASSURED still on a timer from a longer nf_conntrack_udp_timeout_stream (up to 6 min left)" \
+        in f.evidence
+    gone = one(K.timeouts(held_obs(outliving(STREAM, 120, "udp:ASSURED", [], fresh=30000))))
+    assert gone.severity == "ok" and "longer" not in gone.evidence
+
+
+def test_offloaded_entries_are_no_old_timers_and_stop_the_flush_that_would_take_them() -> None:
+    h = outliving(STREAM, 120, "udp:ASSURED", [300] * 20000, offloaded=50)
+    [f] = one_list(K.timeouts(held_obs(h)))
+    assert f.data["entries"] == 20000 and f.data["offloaded"] == 50
+    assert f.commands == [] and f.action is None
+    assert "50 offloaded entries" in f.evidence
+    only_offloaded = outliving(STREAM, 120, "udp:ASSURED", [], offloaded=20000)
+    assert one(K.timeouts(held_obs(only_offloaded))).severity == "ok"
+
+
+def test_the_tally_counts_entries_with_more_time_left_than_their_timeout_in_force() -> None:
+    est = IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED
+    rows = [flow("10.0.0.3", "10.8.0.1", 17, 53, status=est, timeout=left, sport=i)
+            for i, left in enumerate((500, 121, 120, 60))]
+    rows.append(flow("10.0.0.3", "10.8.0.1", 17, 53, status=est | IPS_OFFLOAD, timeout=86000, sport=9))
+    t = _Tally(SYSCTLS, 0.0)
+    t.add(rows)
+    h = t.held[STREAM]
+    assert (h.entries, h.old, h.longest, h.offloaded) == (5, 2, 500, 1)
 
 
 # -- INVALID, DNS races, stale NAT ------------------------------------------------------------------

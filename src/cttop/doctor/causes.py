@@ -4,7 +4,8 @@
   (:mod:`cttop.doctor.held`); a timeout above its recommended or default value that
   keeps (or heads for) at least 5 % of nf_conntrack_max more entries than that value
   would is a finding, ranked by the entries of the table now it explains, its fix
-  set in that namespace;
+  set in that namespace; so are the entries still on a timer from a longer value
+  (the sysctl was lowered since), with the flush of exactly those;
 - :func:`invalid`: INVALID rising, with tcp_be_liberal and what it costs;
 - :func:`dns_races`: insert_failed or clash_resolve rising while UDP port 53 flows
   are tracked: parallel A/AAAA lookups racing to insert one tuple;
@@ -44,7 +45,6 @@ PORT_SHARE: Final = 0.30  # of a timeout's entries, for its heaviest port to be 
 INVALID_RATE: Final = 1.0  # INVALID packets a second that count as rising
 STALE_MIN: Final = 5  # unanswered entries to one backend before it is called stale
 STALE_SHOWN: Final = 5  # backends listed, worst first
-GROWS: Final = 0.10  # a young table heading this far past what it holds is still filling
 
 def _severity(o: Observation, entries: float) -> Severity:
     return "critical" if o.max and o.fill >= FILL_CRIT and entries >= floor(o) else "warning"
@@ -80,12 +80,13 @@ def _state_expr(key: str) -> str | None:
     return None
 
 
-def _flush_expr(h: Held, cut: int) -> str | None:
+def _flush_expr(h: Held, timeout: str) -> str | None:
+    """Filter text selecting ``h``'s entries whose time left passes ``timeout`` (e.g. ``< 480``)."""
     parts = [_state_expr(k) for k in sorted(h.states)]
     if not parts or None in parts:
         return None
     states = parts[0] if len(parts) == 1 else "(" + " or ".join(p for p in parts if p) + ")"
-    return f"{states} and timeout < {cut}"
+    return f"{states} and timeout {timeout}"
 
 
 def _passing(key: str) -> bool:
@@ -106,24 +107,27 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
     table_at = listed - n + est.at
     short = h.name.removeprefix(PREFIX)
     said = f"{h.name}={t}" + (f" (default {default})" if default is not None else "")
-    grows = est.young and est.heading > n * (1 + GROWS)
-    if grows:
-        heading = listed - n + est.heading
-        where = f"past nf_conntrack_max ({o.max})" if o.max and heading >= o.max else \
-            f"for about {_about(heading)} entries"
-        title = f"{share:.0%} are {what} held by {said}: heading {where}; at {target} s about {_about(table_at)}"
+    # The headline and the body speak of the same entries (these, not the whole table) with the same figures.
+    flow = est.flow
+    if flow == "filling":
+        past = f", past nf_conntrack_max ({o.max})" if o.max and est.heading >= o.max else ""
+        title = (f"{share:.0%} are {what} held by {said}: heading for about {_about(est.heading)}{past}; "
+                 f"at {target} s about {_about(est.at)}")
     else:
-        title = f"{share:.0%} are {what} held by {said}: at {target} s the table would hold about {_about(table_at)}"
+        title = f"{share:.0%} are {what} held by {said}: at {target} s about {_about(est.at)} of them would stay"
     lines = [f"{n} of {listed} entries ({share:.0%}) are {what}; each stays {duration(t)} after its last packet "
              f"({h.name})"]
-    if grows:
+    stay = f"at {target} s each would be gone {target} s after its last packet, and about {_about(est.at)} would stay"
+    if flow == "filling":
         lines.append(f"they go back only {duration(est.since or 0)}, under one timeout, so they have not reached their "
                      f"level: they start at about {est.rate:.0f}/s, so at {t} s they head for about "
                      f"{_about(est.heading)}, at {target} s about {_about(est.at)}")
-    elif est.young:
-        lines.append(f"they all began within {duration(est.since or 0)}, few of them lately (about "
-                     f"{est.rate:.0f}/s): a burst, not a steady flow; at {target} s each would be gone {target} s "
-                     f"after its last packet, and about {_about(est.at)} would stay")
+    elif flow == "steady":
+        lines.append(f"they began within {duration(est.since or 0)} and still start at about {est.rate:.0f}/s: a "
+                     f"steady flow, about at the level {t} s keeps it at; {stay}")
+    elif flow == "burst":
+        lines.append(f"they all began within {duration(est.since or 0)}, few of them lately (about {est.rate:.0f}/s): "
+                     f"a burst, not a steady flow; {stay}")
     else:
         lines.append(f"{n - int(est.at)} of them have been idle {duration(target)} or more: at {target} s they would "
                      f"have expired, leaving about {_about(est.at)}")
@@ -134,7 +138,7 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
         lines.append(f"{target} s is the kernel's default")
     commands = set_commands(o, h.name, target)
     idle_past = sum(1 for i in h.idle if i >= target)
-    expr = _flush_expr(h, t - target)
+    expr = _flush_expr(h, f"< {t - target}")
     flush: Remedy | None = None
     if expr is not None and idle_past:
         lines.append(f"a new timeout applies to an entry when it next sees a packet: the {idle_past} already idle "
@@ -146,7 +150,7 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
         "sysctl": h.name, "timeout": t, "default": default, "target": target, "entries": n, "listed": listed,
         "share": round(share, 4), "states": dict(h.states), "explains": round(est.explained),
         "at_target": round(est.at), "heading": round(est.heading), "table_at_target": round(table_at),
-        "estimate": "rate" if est.young else "idle", "idle_past_target": idle_past}
+        "estimate": "rate" if est.young else "idle", "flow": flow, "idle_past_target": idle_past}
     main = max(h.states, key=lambda k: h.states[k])
     port = o.state_ports.get(main)
     if port is not None and port.filter is not None and port.entries > PORT_SHARE * h.states[main] \
@@ -169,6 +173,35 @@ def _held_finding(o: Observation, h: Held, est: Estimate) -> Finding:
                    remedy or flush, weight=weight, also=also)
 
 
+def _old_timers_finding(o: Observation, h: Held) -> Finding:
+    """``h``'s entries on a timer from a longer value: they hold the table until it runs out, whatever it is now."""
+    listed = o.listed or h.entries
+    n, t, what = h.old, h.timeout, _what(h)
+    share = n / listed
+    title = f"{share:.0%} are {what} still on a timer from a longer {h.name}: up to {duration(h.longest)} left, " \
+        f"{t} s now"
+    lines = [(f"{n} of {listed} entries ({share:.0%}) are {what} with more than {t} s left (up to {h.longest} s): "
+              f"{h.name} was longer when their timer was last set"),
+             (f"a new timeout reaches an entry only with its next packet: these keep their old timer and go only when "
+              f"it runs out (the last in {duration(h.longest)}) or when flushed (a ct timeout policy, `nft list ct "
+              f"timeout`, would give them long timers too)")]
+    expr = _flush_expr(h, f"> {t}")
+    data: dict[str, object] = {"sysctl": h.name, "timeout": t, "entries": n, "listed": listed,
+                               "share": round(share, 4), "states": dict(h.states), "longest": h.longest,
+                               "offloaded": h.offloaded, "filter": expr}
+    commands: list[str] = []
+    flush: Remedy | None = None
+    if expr is not None and h.offloaded:
+        lines.append(f"{h.offloaded} offloaded entries (a flowtable renews their timers) also have more than {t} s "
+                     f"left and that filter would flush them too: no flush is offered")
+    elif expr is not None:
+        lines.append("the flush below selects exactly them")
+        commands.append(cttop_command(o.spec, ["flush"], ["--filter", expr]))
+        flush = flush_remedy(o.spec, expr)
+    return Finding(f"old-timers-{h.name.removeprefix(PREFIX)}", _severity(o, n), title, "\n".join(lines), data,
+                   commands, flush, weight=n + 1)
+
+
 def timeouts(o: Observation) -> Finding | list[Finding] | None:
     if not o.listed or not o.held:
         return None
@@ -178,14 +211,22 @@ def timeouts(o: Observation) -> Finding | list[Finding] | None:
         if target is not None:
             ranked.append((h, estimate(h, target)))
     ranked.sort(key=lambda he: (-max(he[0].entries - he[1].at, 0.0), -he[1].explained))
-    found = [_held_finding(o, h, est) for h, est in ranked if est.explained >= max(floor(o), 1)]
+    least = max(floor(o), 1)
+    found = [_held_finding(o, h, est) for h, est in ranked if est.explained >= least]
+    # What a lowered timeout left behind holds the table as surely, until it expires or is flushed.
+    found += [_old_timers_finding(o, h) for h in o.held.values() if h.old >= least]
     if found:
         return found
     top = max(o.held.values(), key=lambda h: h.entries)
-    data: dict[str, object] = {"held": {h.name: {"timeout": h.timeout, "entries": h.entries}
+    data: dict[str, object] = {"held": {h.name: {"timeout": h.timeout, "entries": h.entries, "old": h.old}
                                         for h in o.held.values()}}
     why = (f"the most, {top.entries} ({top.entries / o.listed:.0%}), are {_what(top)} under {top.name}={top.timeout}; "
            "no timeout keeps 5 % of nf_conntrack_max more entries than its recommended value would")
+    old = [h for h in o.held.values() if h.old]
+    if old:
+        # Too few to matter, but said: they are what a timeout just lowered leaves, and they go by themselves.
+        why += "; " + ", ".join(f"{h.old} {_what(h)} still on a timer from a longer {h.name} (up to "
+                                f"{duration(h.longest)} left)" for h in old)
     return ok("timeouts", "No timeout keeps too much", why, data)
 
 

@@ -2,9 +2,9 @@
 
 Two samples of the per-CPU pressure counters, ``seconds`` apart, give what rose
 during the watch; one dump in between gives the states, the heaviest groups (with
-the states inside each), which timeout keeps each entry and for how long it has
-been idle (:mod:`cttop.doctor.held`), the DNS flows, and where UDP was DNAT'd to
-and whether it was answered there. :class:`Observation` holds only numbers, strings
+the states inside each), which timeout keeps each entry, for how long it has
+been idle and whether its timer is from a longer value (:mod:`cttop.doctor.held`),
+the DNS flows, and where UDP was DNAT'd to and whether it was answered there. :class:`Observation` holds only numbers, strings
 and arrays of them, so the checks can be tested on hand-made ones.
 """
 
@@ -25,6 +25,7 @@ from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, Ctnetlink, KernelError, sum_cpus
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import (
+    IPS_OFFLOAD,
     IPS_SEEN_REPLY,
     PORTED_PROTOS,
     R_DPORT,
@@ -170,6 +171,8 @@ class _Tally:
                     start = r[R_START]
                     age = max(now - start, 0) / 1e9 if start else None
                     h.add(key, min(idle, age) if age is not None else idle, age)
+                    if left > h.timeout:
+                        h.outlives(left, bool(r[R_STATUS] & IPS_OFFLOAD))
             if r[R_PROTO] != UDP:
                 continue
             if r[R_DPORT] == DNS_PORT:

@@ -15,14 +15,20 @@ timeout T' would keep:
   no recent starts, and entries that only pass through this state (a UDP flow is
   REPLIED for 2 s, then ASSURED) have left the older half. Each stays its active
   span plus the timeout: rate × (span + T) is where the table heads, rate × (span + T')
-  where it would stay.
+  where it would stay. That level against the entries held says how they come: past
+  them, still filling; about them, a steady flow at its level; short of them, a burst.
+
+An entry with more time left than the timeout in force got its timer under a longer
+value: a lowered sysctl reaches an entry only with its next packet, so it keeps the old
+timer until it expires or is flushed (``Held.old``). A flowtable renews the timers of
+the entries it offloads to a day, so those are counted apart (``Held.offloaded``).
 """
 
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from cttop.actions.tunables import default_of
 
@@ -52,6 +58,7 @@ RECOMMENDED: Final[dict[str, Recommended]] = {
 }
 MIN_AGE: Final = 0.5  # seconds of ages needed before a rate is taken from them (timestamps are in ns)
 MIN_ARRIVALS: Final = 20  # entries in each half of a young table's span before its arrivals make a rate
+GROWS: Final = 0.10  # a rate's level this far past the entries held is still filling; this far short, a burst
 
 
 @dataclass
@@ -63,6 +70,9 @@ class Held:
     states: dict[str, int] = field(default_factory=dict)
     idle: array[float] = field(default_factory=lambda: array("f"))
     ages: array[float] | None = field(default_factory=lambda: array("f"))  # None: some entry has no start time
+    old: int = 0  # entries with more time left than ``timeout``, not offloaded: timers from a longer value
+    longest: int = 0  # the most time left among those
+    offloaded: int = 0  # offloaded entries with more time left than ``timeout``
 
     @property
     def entries(self) -> int:
@@ -81,21 +91,48 @@ class Held:
         elif self.ages is not None:
             self.ages.append(age)
 
+    def outlives(self, left: int, offloaded: bool) -> None:
+        """One of the entries (already added) has ``left`` seconds to live, more than ``timeout``."""
+        if offloaded:
+            self.offloaded += 1
+        else:
+            self.old += 1
+            self.longest = max(self.longest, left)
+
+
+Flow = Literal["idle", "filling", "steady", "burst"]
+
 
 @dataclass(frozen=True)
 class Estimate:
-    """Entries kept by the timeout in force (``heading``: now, or where a young table heads) and at ``target``."""
+    """Entries kept by the timeout in force and at ``target``; young tables also by the rate they start at."""
 
     target: int
-    heading: float
+    entries: int  # held now
+    level: float  # where the timeout in force keeps them: the entries held (steady), rate × (span + T) (young)
     at: float
     young: bool
     rate: float | None = None  # flows a second (young tables)
     since: float | None = None  # seconds the oldest entry goes back (young tables)
 
     @property
+    def heading(self) -> float:
+        """Entries the timeout in force keeps: now, or where a young table heads (never fewer than now)."""
+        return max(float(self.entries), self.level)
+
+    @property
     def explained(self) -> float:
         return max(0.0, self.heading - self.at)
+
+    @property
+    def flow(self) -> Flow:
+        """How the entries come: judged from idle times (``idle``), or by what their rate keeps against what is
+        held: more (``filling``), about as many (``steady``, at its level) or fewer (``burst``, come and gone)."""
+        if not self.young:
+            return "idle"
+        if self.level > self.entries * (1 + GROWS):
+            return "filling"
+        return "steady" if self.level >= self.entries * (1 - GROWS) else "burst"
 
 
 def estimate(h: Held, target: int) -> Estimate:
@@ -111,9 +148,8 @@ def estimate(h: Held, target: int) -> Estimate:
             arrivals = min(recent, n - recent)
             rate = arrivals / half if arrivals >= MIN_ARRIVALS else 0.0
             span = sum(a - i for a, i in zip(h.ages, h.idle, strict=True)) / n
-            return Estimate(target, max(float(n), rate * (span + h.timeout)), rate * (span + target), True, rate,
-                            oldest)
-    return Estimate(target, float(n), float(sum(1 for i in h.idle if i < target)), False)
+            return Estimate(target, n, rate * (span + h.timeout), rate * (span + target), True, rate, oldest)
+    return Estimate(target, n, float(n), float(sum(1 for i in h.idle if i < target)), False)
 
 
 def target_for(name: str, current: int) -> int | None:
