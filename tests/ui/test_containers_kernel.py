@@ -80,7 +80,7 @@ async def test_g_container_names_both_containers_enter_filters_and_F_flushes_one
 
         await pilot.press("F")
         confirm = await confirm_open(pilot, app)
-        assert f"Flush the {SPRAY} flows matching '{expr}'" in confirm_text(confirm)
+        assert f"Flush the flows matching '{expr}'" in confirm_text(confirm) and f", {SPRAY} now" in confirm_text(confirm)
         await yes_and_wait(pilot, app, tmp_path)
     assert kernel_ids(ch, "spray") == set() and kernel_ids(ch, "web") == web_ids
 

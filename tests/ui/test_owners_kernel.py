@@ -170,7 +170,8 @@ async def test_enter_on_an_owner_group_filters_the_list_and_F_flushes_exactly_it
             # The list stands at "forwarded": F flushes exactly those flows, as the kernel sees it.
             await pilot.press("F")
             confirm = await confirm_open(pilot, app)
-            assert f"Flush the {passing} flows matching 'forwarded'" in confirm_text(confirm)
+            assert "Flush the flows matching 'forwarded'" in confirm_text(confirm)
+            assert f", {passing} now" in confirm_text(confirm)
             await yes_and_wait(pilot, app, tmp_path)
         after = {line.split("id=")[1].split()[0] for line in kernel_lines(holder.ns, "-o", "id")}
         assert after == held

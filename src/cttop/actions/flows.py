@@ -262,8 +262,9 @@ class FlushFlows(Plan):
                     f"{self.count} flows")
         how = {"kernel-filter": "one kernel-side filtered flush",
                "delete": "dump, match, batched deletes"}[self.method]
-        return (f"Flush the {self.count} flows matching '{self._text()}' in namespace "
-                f"{self.spec.label()} ({how})")
+        # What matches when it runs, not a list: a storm's flows that begin meanwhile go too.
+        return (f"Flush the flows matching '{self._text()}' in namespace {self.spec.label()}, {self.count} now "
+                f"({how})")
 
     def commands(self) -> list[str]:
         if self.whole:

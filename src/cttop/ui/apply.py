@@ -39,10 +39,13 @@ def headline(plan: Plan) -> str:
     n = flows_named(plan)
     if n is None:
         return ""
+    flows = f"{n} flow{'s' if n != 1 else ''}"
+    # A flush takes what matches when it runs (more, in a storm); a delete, the flows listed that still exist.
     if isinstance(plan, FlushFlows) and plan.whole:
-        return f"This deletes {n} flow{'s' if n != 1 else ''}: the whole table, counted in the kernel just now."
-    return f"This deletes exactly {n} flow{'s' if n != 1 else ''}" + (
-        ", counted in the kernel just now." if isinstance(plan, FlushFlows) else ".")
+        return f"This deletes the whole table: {flows} now, counted in the kernel just now."
+    if isinstance(plan, FlushFlows):
+        return f"This deletes every flow the filter matches when you confirm: {flows} now, counted in the kernel."
+    return f"This deletes these {flows}, each that is still in the table."
 
 
 def result_text(plan: Plan, result: ActionResult) -> str:
