@@ -349,7 +349,7 @@ async def test_names_on_from_the_start_show_in_the_header() -> None:
         app.set_resolve(False)
 
 
-async def test_the_heaviest_title_says_when_its_columns_are_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_heaviest_title_says_whether_its_columns_are_rates_or_totals(monkeypatch: pytest.MonkeyPatch) -> None:
     """With two dumps' counters the right-hand columns are bytes and packets a second, not totals: the title
     says so, so "1.7kB  28p/s" is not read as a total and a rate."""
     from cttop.live import dump_schedule
@@ -360,10 +360,16 @@ async def test_the_heaviest_title_says_when_its_columns_are_rates(monkeypatch: p
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_live(pilot, app)
         title = str(app.main.query_one(HeaviestPanel).border_title)
-        assert "B/s" not in title  # one dump: totals
+        assert "B/s" not in title and title.endswith(" · total B p")  # one dump: totals, said so
         src.rows = [r[:R_OPKTS] + tuple(c + 1000 if c is not None else None for c in r[R_OPKTS:R_OPKTS + 4])
                     + r[R_OPKTS + 4:] for r in src.rows]  # every flow moved since...
         src.clock += 5.0  # ...five seconds ago, on the source's clock
         await wait_for(pilot, lambda: str(app.main.query_one(HeaviestPanel).border_title).endswith(" · B/s p/s"),
                        "the rates' title")
         assert app.shown_frame is not None and any(r.bytes_rate for r in app.shown_frame.top)
+        # Ranked by bytes, the rows show the totals they are ranked by: the title says totals, not rates.
+        await pilot.press("b")
+        await wait_for(pilot, lambda: str(app.main.query_one(HeaviestPanel).border_title).startswith(
+            "Heaviest source by bytes") and "…" not in str(app.main.query_one(HeaviestPanel).border_title),
+            "ranked by bytes")
+        assert str(app.main.query_one(HeaviestPanel).border_title).endswith(" · total B p")

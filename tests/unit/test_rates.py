@@ -5,7 +5,7 @@ from __future__ import annotations
 from cttop.model import Row
 from cttop.table.aggregates import Aggregates
 from cttop.table.groups import GROUPS
-from cttop.table.packing import flow_key, pack
+from cttop.table.packing import UNREAD, flow_key, pack
 from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
 from tests.ui.fixed_source import row, v4, v6
 
@@ -14,12 +14,12 @@ DST = v4("192.0.2.1")
 SRC_KEY = GROUPS["src"].key
 
 
-def flows(*specs: tuple[int, bytes, tuple[int, int, int, int] | None]) -> dict[int, bytes]:
+def flows(*specs: tuple[int, bytes, tuple[int, int, int, int] | None], flags: int = 0) -> dict[int, bytes]:
     """A table of packed records by key: (id, source, counters as opkts, obytes, rpkts, rbytes)."""
     out = {}
     for fid, src, counters in specs:
         r: Row = row(fid, 17, src, v6("fd00::2") if len(src) == 16 else DST, 1000 + fid, 53, counters=counters)
-        out[flow_key(r)] = pack(r)
+        out[flow_key(r)] = pack(r, 0, flags)
     return out
 
 
@@ -62,6 +62,15 @@ def test_flow_rates_between_two_dumps() -> None:
     sums = group_rates(rates, new, SRC_KEY)
     # A flood is new flows: its source's rate is theirs (it read 0 B/s, 0 p/s while it sent 3,300 packets a second).
     assert sums == {A: FlowRate(3500.0, 15.0), B: FlowRate(200.0, 2.0), C: FlowRate(1000.0, 2.0)}
+
+
+def test_flows_known_only_from_their_new_event_are_measured_from_zero() -> None:
+    # The live table between two dumps: a flood's flows came by NEW events, which carry no counters (UNREAD).
+    # The next dump shows each one's single packet: the flood's rate, not 0 B/s.
+    old = flows(*((i, A, None) for i in range(1, 11)), flags=UNREAD) | flows((20, B, None))  # 20: accounting off
+    new = flows(*((i, A, (1, 37, 0, 0)) for i in range(1, 11))) | flows((20, B, None))
+    rates = flow_rates(old, new, 2.0)
+    assert group_rates(rates, new, SRC_KEY) == {A: FlowRate(10 * 37 / 2, 10 / 2)}
 
 
 def test_top_new_ranks_only_creators_and_keeps_what_they_hold() -> None:

@@ -22,7 +22,7 @@ from typing import Final
 from cttop.model import Row
 from cttop.table.aggregates import Aggregates, GroupRow
 from cttop.table.groups import GROUPS, GroupKey
-from cttop.table.packing import O4, O6, V4C, V6C, unpack
+from cttop.table.packing import FLAGS_AT, O4, O6, UNREAD, V4C, V6C, unpack
 
 WINDOW: Final = 10.0  # seconds of new flows a rate is taken over
 COUNTERS_LEN: Final = 32  # opkts, obytes, rpkts, rbytes: 4 × 8 bytes, the tail of a counted record
@@ -89,6 +89,11 @@ def _counters(rec: bytes) -> tuple[int, int] | None:
     return obytes + rbytes, opkts + rpkts
 
 
+def _unread(rec: bytes) -> bool:
+    """Whether no dump has shown this record's counters yet (packing.UNREAD: it came from events)."""
+    return bool(rec[FLAGS_AT[len(rec)]] & UNREAD)
+
+
 def flow_rates(old: Mapping[int, bytes], new: Mapping[int, bytes], seconds: float) -> dict[int, FlowRate]:
     """Per-flow bytes and packets a second between two tables of packed records (keyed alike), for the
     flows that moved something; flows only in ``new`` are measured from the counters they were first seen
@@ -99,9 +104,10 @@ def flow_rates(old: Mapping[int, bytes], new: Mapping[int, bytes], seconds: floa
     get = old.get
     for key, rec in new.items():
         prev = get(key)
-        if prev is None:
-            # Begun since the last dump: all it moved, it moved in these seconds. (Left out, a flood's groups
-            # read 0 B/s: a flood is new flows.)
+        if prev is None or _unread(prev):
+            # Begun since the last dump (unseen, or known only from its NEW event, which carries no counters):
+            # all it moved, it moved in these seconds. (Left out, a flood's groups read 0 B/s: a flood is new
+            # flows.)
             now, before = _counters(rec), (0, 0)
         elif prev[-COUNTERS_LEN:] == rec[-COUNTERS_LEN:]:
             continue

@@ -44,7 +44,7 @@ from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
 from cttop.ui.flows import FlowList, FlowsPanel
 from cttop.ui.header import StatusLine
-from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.heaviest import HeaviestPanel, shows_rates
 from cttop.ui.host_keys import HostKeys
 from cttop.ui.incident_keys import IncidentKeys
 from cttop.ui.keyorder import KeysInOrder
@@ -159,8 +159,10 @@ class MainScreen(KeyedScreen):
         frame = app.shown_frame
         by = app.top_by
         title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
-        if frame is not None and frame.counted and any(r.bytes_rate is not None for r in frame.top):
-            title += " · B/s p/s"  # the columns on the right are rates, not the totals they are without
+        if frame is not None and shows_rates(frame):
+            title += " · B/s p/s"  # the columns on the right are rates
+        elif frame is not None and frame.counted:
+            title += " · total B p"  # the columns on the right are the groups' totals
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         retitle(self.query_one(HeaviestPanel), title)

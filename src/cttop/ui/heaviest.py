@@ -20,6 +20,12 @@ from cttop.ui.panel import Panel
 TOTALS: Final = ("bytes", "packets")  # the ranks by a group's totals (not entries, not new flows)
 
 
+def shows_rates(frame: Frame) -> bool:
+    """Whether the rows' bytes and packets are a second's (else the totals, where the flows carry counters).
+    Ranked by bytes or packets, a row shows the totals it is ranked by: rates there read as the ranking."""
+    return frame.counted > 0 and frame.top_by not in TOTALS and any(r.bytes_rate is not None for r in frame.top)
+
+
 def ranked(row: GroupRow, by: str) -> float:
     """The measure a group is ranked by: its entries, bytes, packets or new flows a second (no counters
     count as none)."""
@@ -69,8 +75,7 @@ class HeaviestPanel(Panel, can_focus=True):
         with_bytes = frame.counted > 0
         nums = [fmt.rate(r.new_rate or 0.0) if new_rate else fmt.count(r.entries) for r in rows]
         num_w = max(len(n) for n in nums)
-        # Ranked by bytes or packets, the row shows the totals it is ranked by (rates there read as the ranking).
-        with_rates = with_bytes and frame.top_by not in TOTALS and any(r.bytes_rate is not None for r in rows)
+        with_rates = shows_rates(frame)
         tail_w = num_w + 5 + (16 if with_rates else 14 if with_bytes else 0)
         key_w = max(8, width - tail_w - 1)
         for i, (r, n) in enumerate(zip(rows, nums)):
