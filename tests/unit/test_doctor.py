@@ -385,15 +385,20 @@ def test_a_steady_flow_at_its_level_is_called_steady_at_its_rate_not_a_burst() -
     assert "about 30000 would stay" in f.evidence
 
 
+def burst_and_flood(burst: int, flood: int, rate: float) -> Observation:
+    """The table-full lab's table: ``burst`` ASSURED entries begun a minute ago, one a millisecond, under a 600 s
+    stream timeout, and ``flood`` unanswered ones arriving at ``rate`` a second since, under a 600 s udp_timeout."""
+    burst_ages = [60 + i / 1000 for i in range(burst)]
+    flood_ages = [i / rate for i in range(flood)]
+    return held_obs(held(STREAM, 600, "udp:ASSURED", burst_ages, burst_ages),
+                    held("nf_conntrack_udp_timeout", 600, "udp:UNREPLIED", flood_ages, flood_ages),
+                    sysctls={**SYSCTLS, STREAM: "600", "nf_conntrack_udp_timeout": "600"})
+
+
 def test_a_headline_gives_the_figures_of_its_own_entries_not_the_whole_tables() -> None:
     # The table-full lab's second finding: a flood under a long udp_timeout heads for 100000 entries of its own,
     # 1700 at 10 s; with the 250000 of the burst beside it the table would pass the max, but that is not its figure.
-    burst_ages = [60 + i / 1000 for i in range(250000)]
-    burst = held(STREAM, 600, "udp:ASSURED", burst_ages, burst_ages)
-    flood_ages = [i / 170 for i in range(10200)]
-    flood = held("nf_conntrack_udp_timeout", 600, "udp:UNREPLIED", flood_ages, flood_ages)
-    o = held_obs(burst, flood, sysctls={**SYSCTLS, STREAM: "600", "nf_conntrack_udp_timeout": "600"})
-    [_, f] = one_list(K.timeouts(o))
+    [_, f] = one_list(K.timeouts(burst_and_flood(250000, 10200, 170)))
     assert f.code == "timeout-udp_timeout" and f.data["flow"] == "filling"
     assert f.title.endswith("held by nf_conntrack_udp_timeout=600 (default 30): heading for about 100000; "
                             "at 10 s about 1700")
@@ -802,11 +807,7 @@ def test_tally_tops_states_per_group_dns_and_nat() -> None:
 def test_what_fills_the_table_now_outranks_what_a_young_one_heads_for() -> None:
     # The table-full lab: a burst of ASSURED entries under a long stream timeout fills it now; a flood under a
     # long udp_timeout heads for far more, but holds little yet. The burst is named first.
-    burst_ages = [60 + i / 1000 for i in range(200000)]
-    burst = held(STREAM, 600, "udp:ASSURED", burst_ages, burst_ages)
-    flood_ages = [i / 2000 for i in range(120000)]
-    flood = held("nf_conntrack_udp_timeout", 600, "udp:UNREPLIED", flood_ages, flood_ages)
-    o = held_obs(burst, flood, sysctls={**SYSCTLS, STREAM: "600", "nf_conntrack_udp_timeout": "600"})
+    o = burst_and_flood(200000, 120000, 2000)
     found = one_list(K.timeouts(o))
     assert [f.code for f in found] == ["timeout-udp_timeout_stream", "timeout-udp_timeout"]
     assert found[1].data["heading"] > found[0].data["heading"]
