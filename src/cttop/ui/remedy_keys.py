@@ -15,7 +15,7 @@ from typing import ClassVar, Final
 
 from textual.binding import Binding, BindingType
 
-from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, undo_plan
+from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, notrack_filter, undo_plan
 from cttop.actions.flows import matching_rows
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
@@ -63,7 +63,7 @@ def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer]:
     """The rules for ``expr``, told which flows they would catch now (for the NAT warning),
     and the same rules also persisted in the nft file, or why that is not offered.
     """
-    flt = compile_filter(expr)
+    flt = notrack_filter(expr)  # refused before the dump if no rule can express it (a container group)
     with Ctnetlink(spec) as ct:
         rows = matching_rows(ct, flt)
     plan = AddNotrack(spec, flt, rows=rows)
