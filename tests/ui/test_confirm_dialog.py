@@ -221,3 +221,18 @@ async def test_a_key_typed_ahead_is_said_ignored_in_the_dialog_not_over_its_butt
         await pilot.press("enter")
         await pilot.pause()
     assert results == [False]
+
+
+async def test_c_says_what_it_copied_in_the_dialog_not_over_its_buttons() -> None:
+    app = fixed_app()
+    results: list[bool | None] = []
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_dialog(pilot, app, ManyCommands(40), results)
+        await wait_for(pilot, lambda: confirm_shown(app), "the dialog drawn")
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        lines = screen_text(app).splitlines()
+        assert not app.screen.query(Toast)
+        assert any("copied 40 command lines" in line for line in lines)
+        assert "No" in lines[screen.query_one("#confirm-buttons").region.y]

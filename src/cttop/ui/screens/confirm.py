@@ -13,7 +13,7 @@ place of the plain one. It never moves the focus off "No". Where it is not offer
 ``p`` says why (``persist_label``), rather than doing nothing.
 
 What the dialog has to tell once open (a key typed before it was drawn was ignored,
-why ``p`` persists nothing) goes on a line above the buttons, not in a toast: a toast
+why ``p`` persists nothing, what ``c`` copied) goes on a line above the buttons, not in a toast: a toast
 sits bottom right, over the buttons and the commands' last line.
 """
 
@@ -189,8 +189,8 @@ class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
     def action_copy(self) -> None:
         commands = self.shown.commands()
         self.app.copy_to_clipboard("\n".join(commands) + "\n")
-        self.notify(f"copied {len(commands)} command line{'s' if len(commands) > 1 else ''} "
-                    "(the terminal must allow OSC 52 clipboard writes)", timeout=4)
+        self.say(f"copied {len(commands)} command line{'s' if len(commands) > 1 else ''} "
+                 "(the terminal must allow OSC 52 clipboard writes)")
 
     def action_persist(self) -> None:
         if self.persisted is None:
