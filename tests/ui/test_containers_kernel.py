@@ -105,7 +105,8 @@ async def test_notrack_on_a_container_group_says_rules_cannot_match_owners(
         said = next(n.message for n in app._notifications if "cannot add NOTRACK" in n.message)
         assert "cannot match on owners" in said and "addresses" in said and "live namespace" not in said
         assert app.screen is app.main  # no confirmation: nothing to confirm
-    assert not re.search(r"^table inet cttop$", sh("nft", "list", "tables", netns=ch.host), re.M)  # no rule added
+    tables = sh("nft", "list", "tables", netns=ch.host)
+    assert not re.search(r"^table inet cttop$", tables, re.MULTILINE)  # no rule was added
 
 
 async def test_the_detail_of_a_dnat_flow_names_the_client_container_and_the_backend_pod(ch: ContainerHost) -> None:
