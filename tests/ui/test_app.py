@@ -149,6 +149,28 @@ async def test_group_key_cycles_and_enter_filters_to_the_group() -> None:
         assert app.focused is app.main.flow_list
 
 
+async def test_tab_moves_between_the_list_and_the_heaviest_panel_only() -> None:
+    """A committed filter keeps the filter line on screen: Tab went there, selecting its text, and the next key
+    replaced the filter ("filter: n"). Tab and shift-Tab reach only the two panels; / reaches the filter."""
+    app = app_on()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("tab", "enter")  # the heaviest group's filter, committed, and back to the list
+        await wait_view(pilot, app)
+        bar = app.main.query_one(FilterBar)
+        committed = app.view.filter
+        assert committed and bar.display
+        heaviest, flows = app.main.query_one(HeaviestPanel), app.main.flow_list
+        for key, to in (("tab", heaviest), ("tab", flows), ("shift+tab", heaviest), ("shift+tab", flows)):
+            await pilot.press(key)
+            assert app.focused is to, key
+        await pilot.press("tab", "s")  # a key of the view, never a letter of the filter
+        await wait_view(pilot, app)
+        assert app.view.sort == "dst" and app.view.filter == bar.input.value == committed
+        await pilot.press("slash", "tab")  # from the filter line, back to the list
+        assert app.focused is flows and app.view.filter == committed
+
+
 async def test_space_tags_and_x_clears() -> None:
     app = app_on()
     async with app.run_test(size=(100, 30)) as pilot:

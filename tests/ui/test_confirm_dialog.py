@@ -12,14 +12,16 @@ from dataclasses import dataclass
 
 import pytest
 from textual import events
+from textual._xterm_parser import XTermParser
 from textual.pilot import Pilot
 from textual.widgets._toast import Toast
 
 from cttop.ui.app import CttopApp
 from cttop.ui.commands import COMMAND, COMMENT, CONTINUED, INDENT, CommandBlock, shell_lines, split_comment
+from cttop.ui.keyorder import TYPED_AHEAD
 from cttop.ui.screens.confirm import ConfirmScreen
 from tests.ui.fixed_source import FixedSource
-from tests.ui.helpers import joined, screen_text, wait_for, wait_live
+from tests.ui.helpers import confirm_shown, joined, screen_text, wait_for, wait_live
 
 # 300 characters, one of them a single quoted word far wider than any dialog, with double quotes and
 # a '#' inside quotes (not a comment), an escaped space and a double-quoted word.
@@ -192,3 +194,45 @@ async def test_a_toast_from_before_does_not_cover_the_dialog() -> None:
         text = screen_text(app)
         assert "nothing to undo" not in text and not app.screen.query(Toast), text
         assert "No" in text and "Yes" in text
+
+
+@pytest.mark.parametrize("n", [3, 40])  # the text fits; the text is capped to fit (the notice takes from it)
+async def test_a_key_typed_ahead_is_said_ignored_in_the_dialog_not_over_its_buttons(n: int) -> None:
+    """`d` then `y` in one read: the y was dropped, but the toast saying so covered "No" and "Yes" (and the hint
+    line) at 80x24. It is a line of the dialog now, above the buttons, which stay on screen."""
+    app = fixed_app()
+    results: list[bool | None] = []
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_live(pilot, app)
+        ahead = list(XTermParser().feed("y"))  # stamped now, before the dialog is drawn
+        screen = await open_dialog(pilot, app, ManyCommands(n), results)
+        await wait_for(pilot, lambda: confirm_shown(app), "the dialog drawn")
+        for event in ahead:
+            app.post_message(event)
+        await wait_for(pilot, lambda: screen.typed_ahead == 1, "the key typed ahead to be dropped")
+        await pilot.pause(0.2)
+        lines = screen_text(app).splitlines()
+        assert not app.screen.query(Toast) and results == []
+        notice = next(i for i, line in enumerate(lines) if TYPED_AHEAD[:40] in line)
+        buttons = screen.query_one("#confirm-buttons").region.y
+        assert notice < buttons < len(lines) - 1
+        assert "No" in lines[buttons] and "Yes" in lines[buttons]
+        assert "y yes · n or Esc no" in lines[buttons + 1] or "scroll" in lines[buttons + 1]  # the box's last line
+        await pilot.press("enter")
+        await pilot.pause()
+    assert results == [False]
+
+
+async def test_c_says_what_it_copied_in_the_dialog_not_over_its_buttons() -> None:
+    app = fixed_app()
+    results: list[bool | None] = []
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_live(pilot, app)
+        screen = await open_dialog(pilot, app, ManyCommands(40), results)
+        await wait_for(pilot, lambda: confirm_shown(app), "the dialog drawn")
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        lines = screen_text(app).splitlines()
+        assert not app.screen.query(Toast)
+        assert any("copied 40 command lines" in line for line in lines)
+        assert "No" in lines[screen.query_one("#confirm-buttons").region.y]

@@ -85,6 +85,30 @@ async def test_g_container_names_both_containers_enter_filters_and_F_flushes_one
     assert kernel_ids(ch, "spray") == set() and kernel_ids(ch, "web") == web_ids
 
 
+async def test_notrack_on_a_container_group_says_rules_cannot_match_owners(
+        ch: ContainerHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said the owners were "known only from a live namespace's sockets", in a live namespace."""
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
+    app = CttopApp(LiveSource(NetnsSpec(name=ch.host)), interval=0.2)
+    async with app.run_test(size=(160, 45), notifications=True) as pilot:
+        await wait_live(pilot, app)
+        await group_to(pilot, app, "container")
+        await wait_for(pilot, lambda: app.shown_frame is not None
+                       and ch.label("spray") in {g.text for g in app.shown_frame.top}, "the container ranked")
+        await pilot.press("tab")
+        heaviest = app.main.query_one(HeaviestPanel)
+        assert app.focused is heaviest
+        heaviest.cursor = [g.text for g in heaviest.rows].index(ch.label("spray"))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: any("cannot add NOTRACK" in n.message for n in app._notifications),
+                       "the refusal")
+        said = next(n.message for n in app._notifications if "cannot add NOTRACK" in n.message)
+        assert "cannot match on owners" in said and "addresses" in said and "live namespace" not in said
+        assert app.screen is app.main  # no confirmation: nothing to confirm
+    tables = sh("nft", "list", "tables", netns=ch.host)
+    assert not re.search(r"^table inet cttop$", tables, re.MULTILINE)  # no rule was added
+
+
 async def test_the_detail_of_a_dnat_flow_names_the_client_container_and_the_backend_pod(ch: ContainerHost) -> None:
     app = CttopApp(LiveSource(NetnsSpec(name=ch.host)), interval=0.2)
     async with app.run_test(size=(160, 45)) as pilot:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Checkbox, Static
+from textual.widgets._toast import Toast
 
 from cttop.filter import compile_filter
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, Row
 from cttop.ui.app import CttopApp, help_sections
 from cttop.ui.remedy_keys import RemedyKeys, notrack_expr, remedy_help
-from cttop.ui.screens.confirm import ConfirmScreen
+from cttop.ui.screens.confirm import NOTHING_TO_PERSIST, ConfirmScreen
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from tests.ui.fixed_source import FixedSource
@@ -124,15 +125,24 @@ async def test_the_persist_checkbox_picks_the_plan_and_keeps_no_the_default(
     assert results == [answer]
 
 
-async def test_without_a_persisted_plan_there_is_no_checkbox_and_p_does_nothing() -> None:
+@pytest.mark.parametrize("why, said", [
+    ("p: not offered in namespace lab: the nft file is the host's boot ruleset", "not offered in namespace lab"),
+    ("", NOTHING_TO_PERSIST),  # a change that has no file (a delete)
+])
+async def test_without_a_persisted_plan_there_is_no_checkbox_and_p_says_why(why: str, said: str) -> None:
+    """p once did nothing and said nothing where persisting is not offered (the README promises it for NOTRACK)."""
     app = CttopApp(FixedSource(), interval=0.1)
     results: list[bool | None] = []
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await wait_live(pilot, app)
-        screen = ConfirmScreen(FakePlan("plain"), "Delete")
+        screen = ConfirmScreen(FakePlan("plain"), "NOTRACK", persist_label=why)
         app.push_screen(screen, results.append)
         await pilot.pause()
-        assert not screen.query("#confirm-persist")
-        await pilot.press("p", "enter")
+        assert not screen.query("#confirm-persist") and said not in screen_text(app)
+        await pilot.press("p")
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert said in text and "No" in text and "Yes" in text and not app.screen.query(Toast)
+        await pilot.press("enter")
         await pilot.pause()
     assert results == [False] and not screen.persist

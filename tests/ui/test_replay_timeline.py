@@ -30,17 +30,22 @@ def test_cell_of_the_position() -> None:
     assert cell_of(3.0, 0.0, 5) == 4
 
 
-async def test_replay_keys_are_hidden_and_inert_without_a_replay() -> None:
+async def test_replay_keys_are_hidden_and_inert_without_a_replay_and_say_so() -> None:
     app = CttopApp(FixedSource())
-    async with app.run_test(size=(120, 30)) as pilot:
+    async with app.run_test(size=(120, 30), notifications=True) as pilot:
         await wait_live(pilot, app)
         assert not app.query(Timeline)
         for action, params in (("seek", (-10,)), ("seek", (60,)), ("speed", (1,))):
             assert app.main.check_action(action, params) is False
         text = screen_text(app)
         assert ", -10 s" not in text and ". +10 s" not in text
-        await pilot.press("comma", "full_stop", "less_than_sign", "right_square_bracket")
+        await pilot.press("comma", "full_stop", "less_than_sign", "greater_than_sign", "left_square_bracket",
+                          "right_square_bracket")
         assert app.collector.seeking is None
+        # Pressed, each says why it does nothing, as a change's key does in read-only mode: silence reads as a hang.
+        assert [n.message for n in app._notifications] == [
+            f"{what}: only in a replay (cttop replay FILE)"
+            for what in ("-10 s", "+10 s", "-60 s", "+60 s", "Slower replay", "Faster replay")]
         assert "internal error" not in screen_text(app)
         assert not any(e.title.startswith("Replay") for e in app.main.palette())
         # No processes to ask either (not a live namespace): g cycles the tuple keys only.

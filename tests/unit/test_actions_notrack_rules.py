@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cttop.actions.errors import ActionError
-from cttop.actions.notrack import AddNotrack, alternatives_matches
+from cttop.actions.notrack import AddNotrack, alternatives_matches, notrack_filter
 from cttop.actions.notrack_rules import iptables_matches, matches, nft_match
 from cttop.filter import compile_filter
 from cttop.kernel.netns import NetnsSpec
@@ -146,3 +146,16 @@ def test_add_notrack_of_an_or_with_iptables_commands() -> None:
                   for m in ("-d 10.1.0.53 -p udp -m udp --dport 53", "-s 10.1.0.53 -p udp -m udp --sport 53",
                             "-d 10.1.0.1 -p tcp -m tcp --dport 443", "-s 10.1.0.1 -p tcp -m tcp --sport 443")
                   for chain in ("PREROUTING", "OUTPUT")]
+
+
+@pytest.mark.parametrize("text", ["container docker:spray", "process nginx and udp dport 53", "udp dport 53 or pid 42",
+                                  "forwarded"])
+def test_an_owner_is_refused_for_what_a_rule_matches_not_as_unknown_here(text: str) -> None:
+    """NOTRACK on a heaviest container group said "'container' needs the flows' owners, known only from a live
+    namespace's sockets", in a live namespace: the reason is that a rule sees a packet before any owner is known."""
+    for build in (lambda: notrack_filter(text), lambda: AddNotrack(NetnsSpec(name="lab"), text, backend="nft")):
+        with pytest.raises(ActionError) as e:
+            build()
+        said = str(e.value)
+        assert said.startswith("NOTRACK rules cannot match on owners (pid, process, container, owned, forwarded)")
+        assert "use the group's addresses instead" in said and "live namespace" not in said

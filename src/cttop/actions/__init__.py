@@ -11,7 +11,8 @@ The plans:
 
 - :class:`SetSysctls` (``spec, {name: value}, persist=PersistPaths()``): tunables,
   listed with defaults, meanings and writability by :func:`tunables.states`;
-- :class:`AddNotrack` (``spec, "udp dport 53", rows=...``), :class:`RemoveNotrack`
+- :class:`AddNotrack` (``spec, "udp dport 53", rows=...``; :func:`notrack_filter` checks and compiles
+  its filter first, to refuse one it cannot express before the table is read), :class:`RemoveNotrack`
   (``spec, [ids] | None``), and :func:`list_rules` / :func:`rule_groups` (one per change) for the rules screen;
 - :class:`DeleteFlows` (``spec, rows``) and :class:`FlushFlows` (``spec, filter``):
   not undoable;
@@ -30,7 +31,15 @@ from cttop.actions import schema as _schema
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import DeleteFlows, FlushFlows
 from cttop.actions.journal import Journal, Record
-from cttop.actions.notrack import AddNotrack, NotrackRule, RemoveNotrack, RuleGroup, list_rules, rule_groups
+from cttop.actions.notrack import (
+    AddNotrack,
+    NotrackRule,
+    RemoveNotrack,
+    RuleGroup,
+    list_rules,
+    notrack_filter,
+    rule_groups,
+)
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import ActionResult, Plan, read_only, set_read_only
 from cttop.actions.sysctl_plan import SetSysctls
@@ -42,5 +51,5 @@ _journal.VALIDATOR = _schema.damage
 __all__ = [
     "ActionError", "ActionResult", "AddNotrack", "DeleteFlows", "FlushFlows", "Journal", "NotrackRule",
     "PersistPaths", "Plan", "Record", "RemoveNotrack", "RuleGroup", "SetSysctls", "drift", "list_rules",
-    "read_only", "rule_groups", "set_read_only", "tunables", "undo_plan",
+    "notrack_filter", "read_only", "rule_groups", "set_read_only", "tunables", "undo_plan",
 ]

@@ -34,7 +34,7 @@ from cttop.actions.journal import Journal, Record
 from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
 from cttop.actions.notrack_safety import safety_warnings
 from cttop.actions.plan import Change, Plan
-from cttop.filter import Filter, compile_filter
+from cttop.filter import Filter, compile_filter, parse
 from cttop.filter.ast import Node, Or
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import Row, nat_kind
@@ -366,6 +366,13 @@ def alternatives_matches(node: Node) -> list[Match]:
     return out
 
 
+def notrack_filter(text: str) -> Filter:
+    """``text`` compiled for NOTRACK rules. The owner words are parsed, to be refused for NOTRACK's own reason (a
+    packet has no owner yet when the rule sees it), not the filter's (no sockets are read here to know owners)."""
+    alternatives_matches(parse(text, owners=True))
+    return compile_filter(text)
+
+
 class AddNotrack(_RulesPlan):
     """Exempt the flows a filter expression selects from tracking, both directions.
 
@@ -381,7 +388,7 @@ class AddNotrack(_RulesPlan):
     def __init__(self, spec: NetnsSpec, expr: str | Filter, *, rows: Iterable[Row] | None = None,
                  persist: P.PersistPaths | None = None, backend: str | None = None,
                  journal: Journal | None = None) -> None:
-        flt = compile_filter(expr) if isinstance(expr, str) else expr
+        flt = notrack_filter(expr) if isinstance(expr, str) else expr
         self.filter = flt
         self.expr = flt.text.strip()
         self.matches = alternatives_matches(flt.ast)

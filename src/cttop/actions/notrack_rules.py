@@ -6,8 +6,9 @@ protocol, family and the packet mark. A flow's original direction is matched
 as written and the reply direction by the mirrored match (source and destination
 swapped), so both directions of the flow go untracked. ``host`` and ``port``
 (either side) become one match per side. A state, flag, zone, counter or timeout
-exists only once conntrack tracks the flow, and ``or``/``not`` have no single-rule
-form: those are refused with the reason.
+exists only once conntrack tracks the flow, an owner (process, container) only once
+a socket or an address is looked up, and ``or``/``not`` have no single-rule form:
+those are refused with the reason.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from cttop.filter.ast import (
     Node,
     Not,
     Or,
+    Owned,
     Port,
     Proto,
     State,
     Zone,
 )
+from cttop.filter.parser import OWNER_WORDS
 from cttop.model import AF_INET, AF_INET6, proto_name
 
 # Protocols whose ports nft can name (``udp dport``) and iptables can match (``-m udp --dport``).
@@ -91,6 +94,10 @@ def _refuse(node: Node) -> ActionError:
         return ActionError("NOTRACK cannot express 'or': add one rule per alternative")
     if isinstance(node, Not):
         return ActionError("NOTRACK cannot express 'not': a rule can only exempt what it matches")
+    if isinstance(node, Owned):
+        return ActionError(f"NOTRACK rules cannot match on owners ({', '.join(OWNER_WORDS)}): they match packets "
+                           "by addresses, ports, protocol and mark, before any owner is known; "
+                           "use the group's addresses instead (src ADDR, dst ADDR)")
     what = _UNTRACKABLE.get(type(node), type(node).__name__)
     return ActionError(f"NOTRACK cannot match {what}: a packet has none before conntrack sees it; "
                        "use addresses, ports, protocol, family or mark")

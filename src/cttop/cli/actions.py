@@ -23,6 +23,7 @@ from cttop.actions import (
     Plan,
     RemoveNotrack,
     SetSysctls,
+    notrack_filter,
     read_only,
     rule_groups,
     set_read_only,
@@ -35,7 +36,6 @@ from cttop.actions.plan import READ_ONLY_ENV
 from cttop.actions.schema import ID
 from cttop.actions.shell import cttop_command
 from cttop.cli.app import NETNS, a_path, app, command_filter, fail, guarded, netns_options
-from cttop.filter import compile_filter
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
@@ -187,10 +187,10 @@ def notrack_add(
 ) -> None:
     """Stop tracking the traffic the expression matches, both directions."""
     _writing(read_only_flag, "add NOTRACK rules")
-    flt = compile_filter(expr)
+    flt = notrack_filter(expr)  # one no rule can express is refused before the table is read
     with Ctnetlink(spec) as ct:
         # The flows it would catch now, so the warnings can say if NAT'd ones are among them.
-        rows = matching_rows(ct, flt) if not flt.is_all else []
+        rows = matching_rows(ct, flt)
     paths = _persist_paths(persist_dir) if persist or persist_dir else None
     confirm_and_apply(AddNotrack(spec, flt, rows=rows, persist=paths, journal=Journal(state_dir)), yes)
 

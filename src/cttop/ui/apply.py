@@ -20,10 +20,11 @@ from cttop.ui.screens.confirm import ConfirmScreen
 
 @dataclass(frozen=True)
 class PersistOffer:
-    """The same change, also written to a file read at boot: offered as a checkbox in the confirmation."""
+    """The same change, also written to a file read at boot: offered as a checkbox in the confirmation;
+    or, without ``plan``, not offered here (p then says ``label``: why)."""
 
-    plan: Plan
-    label: str  # under the checkbox: what goes to which file
+    plan: Plan | None
+    label: str  # under the checkbox: what goes to which file; without a plan, why there is none
 
 
 def flows_named(plan: Plan) -> int | None:
@@ -64,7 +65,8 @@ def confirm_and_apply(app: App[object], plan: Plan, title: str,
                       done: Callable[[ActionResult], None] | None = None, persist: PersistOffer | None = None) -> None:
     """Show ``plan`` for confirmation; on yes apply it in a worker thread, notify, then call ``done``.
 
-    With ``persist``, the confirmation also offers its plan, and applies it instead when ticked.
+    With ``persist``, the confirmation also offers its plan, and applies it instead when ticked (or says why
+    it offers none).
     """
     screen = ConfirmScreen(plan, title, persist.plan if persist else None, persist.label if persist else "",
                            headline(plan))
@@ -73,7 +75,7 @@ def confirm_and_apply(app: App[object], plan: Plan, title: str,
         if not yes:
             app.notify("cancelled: nothing was changed", timeout=3)
             return
-        chosen = persist.plan if persist is not None and screen.persist else plan
+        chosen = persist.plan if persist is not None and persist.plan is not None and screen.persist else plan
         app.run_worker(lambda: _apply(app, chosen, done), thread=True, exclusive=False, group="apply")
 
     app.push_screen(screen, answered)

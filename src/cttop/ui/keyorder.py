@@ -48,6 +48,9 @@ class KeySettled(Message):
         self.seq = seq
 
 
+TYPED_AHEAD: Final = "a key typed before this dialog was on screen was ignored: read it, then answer"
+
+
 class AnsweredOnSight:
     """For a screen: keys read before it was first drawn are dropped, with a word why (see the module)."""
 
@@ -59,6 +62,10 @@ class AnsweredOnSight:
 
     def _drawn(self) -> None:
         self.shown_at = time.monotonic()
+
+    def say(self, text: str) -> None:
+        """Show ``text`` in the dialog itself: a toast, raised once it is open, would cover its buttons."""
+        raise NotImplementedError
 
 
 class KeysInOrder(App[None]):
@@ -101,8 +108,7 @@ class KeysInOrder(App[None]):
             event.stop()
             screen.typed_ahead += 1
             if screen.typed_ahead == 1:
-                self.notify("a key typed before this dialog was on screen was ignored: read it, then answer",
-                            severity="warning", timeout=4)
+                screen.say(TYPED_AHEAD)
 
     def on_key_settled(self, message: KeySettled) -> None:
         message.stop()

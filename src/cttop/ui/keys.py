@@ -13,7 +13,8 @@ container per group would put the layout at the mercy of the key groups.
 Adding a group (say, events on E): write ``class EventKeys(KeyGroup)`` in its own
 module with its ``BINDINGS``, an ``action_<name>`` method for each, its ``palette()``
 entries, and ``check_action`` if some keys are offered only sometimes (mark an action
-that changes the kernel ``@writes``: read-only then hides and refuses it). Then add
+that changes the kernel ``@writes``: read-only then hides and refuses it; ``unavailable``
+says why a key is off now, when it is pressed). Then add
 it to ``MainScreen.GROUPS`` where its keys belong in the footer, and give it a section
 in ``help_sections`` (both in app.py): tests/ui/test_key_groups.py fails until the
 help lists its keys, or if two groups claim one action.
@@ -95,6 +96,10 @@ class KeyGroup:
         """Whether one of this group's actions is offered now (read-only is the screen's to check)."""
         return True
 
+    def unavailable(self, action: str) -> str | None:
+        """Why one of this group's actions is off now, said when its key is pressed; None when it is not."""
+        return None
+
     def palette(self) -> list[PaletteEntry]:
         return []
 
@@ -120,21 +125,29 @@ class KeyedScreen(Screen[None]):
                     raise TypeError(f"{type(group).__name__}: the action {name!r} is already the screen's")
                 self._group_of[name] = group
                 setattr(self, f"action_{name}", getattr(group, f"action_{name}"))
-        # The keys of the actions that change the kernel, by key: in read-only mode each is said refused.
-        self._writes_by_key = {key.strip(): b for group in self.groups for b in group.BINDINGS
-                               if isinstance(b, Binding) and write_refused(group, b.action, True)
-                               for key in b.key.split(",")}
+        # Each key's binding and group, for saying why a key that is off now does nothing.
+        self._by_key: dict[str, tuple[KeyGroup, Binding]] = {}
+        for group in self.groups:
+            for b in group.BINDINGS:
+                if isinstance(b, Binding):
+                    for key in b.key.split(","):
+                        self._by_key.setdefault(key.strip(), (group, b))
 
     def on_key(self, event: events.Key) -> None:
-        """A change's key in read-only mode is hidden and refused (check_action) and, pressed, said refused: under
-        stress a key that does nothing reads as a hang."""
-        b = self._writes_by_key.get(event.key)
-        if b is None or not cttop_app(self).read_only:
+        """A key that is off now (a change's in read-only mode, a replay's in a live view) is hidden
+        (check_action) and, pressed, says why: under stress a key that does nothing reads as a hang."""
+        found = self._by_key.get(event.key)
+        if found is None:
+            return
+        group, b = found
+        _, action, _ = parse(b.action)
+        why = ("this view is read-only, nothing is changed" if write_refused(group, action, cttop_app(self).read_only)
+               else group.unavailable(action))
+        if why is None:
             return
         event.stop()
         event.prevent_default()
-        self.app.notify(f"{b.description or b.action}: this view is read-only, nothing is changed",
-                        severity="warning", timeout=4, markup=False)
+        self.app.notify(f"{b.description or b.action}: {why}", severity="warning", timeout=4, markup=False)
 
     def group(self, kind: type[G]) -> G:
         """This screen's group of ``kind``."""

@@ -15,7 +15,7 @@ from typing import ClassVar, Final
 
 from textual.binding import Binding, BindingType
 
-from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, undo_plan
+from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, notrack_filter, undo_plan
 from cttop.actions.flows import matching_rows
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
@@ -32,7 +32,7 @@ from cttop.ui.keys import KeyGroup, PaletteEntry, write_refused, writes
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
-from cttop.ui.screens.remedy_base import notrack_persist_paths, persist_paths
+from cttop.ui.screens.remedy_base import PERSIST_DIR_ENV, notrack_persist_paths, persist_paths
 from cttop.ui.screens.tunables import TunablesScreen
 
 DRIFT_EVERY: Final = 5.0  # seconds between drift checks
@@ -59,17 +59,21 @@ def notrack_expr(row: Row) -> str:
     return f"{head} dst {dst}"
 
 
-def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer | None]:
+def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer]:
     """The rules for ``expr``, told which flows they would catch now (for the NAT warning),
-    and the same rules also persisted in the nft file, when that is offered.
+    and the same rules also persisted in the nft file, or why that is not offered.
     """
-    flt = compile_filter(expr)
+    flt = notrack_filter(expr)  # refused before the dump if no rule can express it (a container group)
     with Ctnetlink(spec) as ct:
         rows = matching_rows(ct, flt)
     plan = AddNotrack(spec, flt, rows=rows)
     paths = notrack_persist_paths(spec)
-    if plan.backend != "nft" or paths is None:  # only nft reads the file
-        return plan, None
+    if plan.backend != "nft":  # only nft reads the file
+        return plan, PersistOffer(None, "p: persisting writes an nft file, and nft is missing here: "
+                                        "save the raw table with iptables-save instead")
+    if paths is None:
+        return plan, PersistOffer(None, f"p: not offered in namespace {spec.label()}: the nft file is the host's "
+                                        f"boot ruleset (set {PERSIST_DIR_ENV} to write one elsewhere)")
     persisted = AddNotrack(spec, flt, rows=rows, persist=paths)
     return plan, PersistOffer(persisted, f"write cttop's nft table to {paths.nft_file}, read at boot")
 

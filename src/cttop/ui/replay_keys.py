@@ -1,9 +1,9 @@
 """Replay keys: the time line of a recording (pause, seek, speed), and the line that shows it.
 
 They exist only when the view is a replay: ``check_action`` hides them (and the
-palette leaves them out) on a live namespace. In a replay ``p`` pauses the
-replay's clock instead of freezing the view, so a seek while paused still shows
-the table at its new position.
+palette leaves them out) on a live namespace, where pressed they say so. In a
+replay ``p`` pauses the replay's clock instead of freezing the view, so a seek
+while paused still shows the table at its new position.
 """
 
 from __future__ import annotations
@@ -45,7 +45,12 @@ class ReplayKeys(KeyGroup):
             self._show_paused(replay.paused)  # `cttop replay --paused` starts so
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in _REPLAY_ONLY and self.replay is None)
+        return self.unavailable(action) is None
+
+    def unavailable(self, action: str) -> str | None:
+        if action in _REPLAY_ONLY and self.replay is None:
+            return "only in a replay (cttop replay FILE)"
+        return None
 
     def pause_replay(self) -> bool:
         """Pause or resume the replay's clock; False (nothing done) when this is no replay."""

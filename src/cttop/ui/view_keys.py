@@ -11,6 +11,7 @@ from cttop.live.index import SORTS, ViewSpec
 from cttop.owners.groups import OWNER_GROUPS
 from cttop.ui.filterbar import FilterBar
 from cttop.ui.header import StatusLine
+from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.keys import KeyGroup, PaletteEntry
 from cttop.ui.replay_keys import ReplayKeys
 
@@ -30,7 +31,10 @@ class ViewKeys(KeyGroup):
         Binding("plus", "interval(1)", "Longer refresh interval", show=False),
         Binding("minus", "interval(-1)", "Shorter refresh interval", show=False),
         Binding("x", "clear_tags", "Clear all tags", show=False),
-        Binding("tab", "app.focus_next", "Next panel (flows / heaviest)", show=False),
+        # Not Textual's focus chain: that takes in the filter line whenever a filter is on screen, and landing
+        # there selects its text, so the next key (n, d) replaced the filter. / goes there.
+        Binding("tab", "next_panel(1)", "Next panel (flows / heaviest)", show=False),
+        Binding("shift+tab", "next_panel(-1)", "Previous panel", show=False),
     ]
 
     screen: MainScreen  # the titles it keeps up to date are the main screen's
@@ -85,6 +89,13 @@ class ViewKeys(KeyGroup):
             return
         self.app.toggle_pause()
         self.screen.query_one(StatusLine).paused = self.app.paused
+
+    def action_next_panel(self, step: int) -> None:
+        """The list and the heaviest panel in turn; from anywhere else (the filter line), back to the list."""
+        panels = [self.screen.flow_list, self.screen.query_one(HeaviestPanel)]
+        focused = self.screen.focused
+        at = panels.index(focused) if focused in panels else -1
+        panels[(at + step) % len(panels)].focus()
 
     def action_interval(self, step: int) -> None:
         self.app.step_interval(step)

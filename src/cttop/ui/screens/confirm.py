@@ -9,7 +9,12 @@ so Enter and Esc still mean no. ``c`` copies the commands to the clipboard.
 
 A change that can also be persisted is offered with a checkbox (``p`` or Space on it),
 off until ticked: ticking it shows the persisted plan, its file and its commands, in
-place of the plain one. It never moves the focus off "No".
+place of the plain one. It never moves the focus off "No". Where it is not offered,
+``p`` says why (``persist_label``), rather than doing nothing.
+
+What the dialog has to tell once open (a key typed before it was drawn was ignored,
+why ``p`` persists nothing, what ``c`` copied) goes on a line above the buttons, not in a toast: a toast
+sits bottom right, over the buttons and the commands' last line.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ BOX_HEIGHT: Final = 0.9  # of the screen, as cttop.tcss sizes #confirm-box
 PERSIST_BOX: Final = "also persist (p)"
 SCROLL_HINT: Final = "↑↓ PgUp PgDn Home End scroll · c copies the commands"
 ANSWER_HINT: Final = "y yes · n or Esc no · c copies the commands"  # when everything fits
+NOTHING_TO_PERSIST: Final = "p: this change has nothing to persist"
 
 
 class Plan(Protocol):
@@ -74,13 +80,14 @@ class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
 
     ``headline`` is shown above the scrolling text, never scrolled away (the flow count).
     With ``persisted`` (the same change, also written to a file), ``persist`` says
-    whether the checkbox was ticked, i.e. which of the two plans was shown.
+    whether the checkbox was ticked, i.e. which of the two plans was shown, and
+    ``persist_label`` what persisting writes; without it, why it is not offered here.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
-        Binding("p", "toggle_persist", "Persist", show=False),
+        Binding("p", "persist", "Persist", show=False),
         Binding("left,right,tab", "app.focus_next", "Switch", show=False),
         # The focus stays on the buttons (Enter must mean No): the text scrolls from here.
         Binding("up", "scroll('scroll_up')", "Scroll up", show=False),
@@ -124,6 +131,9 @@ class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
                 # A checkbox's label is one line: what persisting does (a file path) wraps below it.
                 yield Checkbox(Text(PERSIST_BOX), id="confirm-persist")
                 yield Static(Text(safe_line(self.persist_label)), id="confirm-persist-what")
+            notice = Static(id="confirm-notice")
+            notice.display = False
+            yield notice
             with Horizontal(id="confirm-buttons"):
                 yield Static(id="confirm-position")
                 yield Button("No", id="no", variant="primary", compact=True)
@@ -173,20 +183,26 @@ class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
         lines += [line.text for line in self.query_one(CommandBlock).lines()]
         return "\n".join(lines)
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return action != "toggle_persist" or self.persisted is not None
-
     def action_scroll(self, how: str) -> None:
         getattr(self.body, how)(animate=False)
 
     def action_copy(self) -> None:
         commands = self.shown.commands()
         self.app.copy_to_clipboard("\n".join(commands) + "\n")
-        self.notify(f"copied {len(commands)} command line{'s' if len(commands) > 1 else ''} "
-                    "(the terminal must allow OSC 52 clipboard writes)", timeout=4)
+        self.say(f"copied {len(commands)} command line{'s' if len(commands) > 1 else ''} "
+                 "(the terminal must allow OSC 52 clipboard writes)")
 
-    def action_toggle_persist(self) -> None:
+    def action_persist(self) -> None:
+        if self.persisted is None:
+            self.say(self.persist_label or NOTHING_TO_PERSIST)
+            return
         self.query_one("#confirm-persist", Checkbox).toggle()
+
+    def say(self, text: str) -> None:
+        notice = self.query_one("#confirm-notice", Static)
+        notice.update(Text(safe_text(text)))
+        notice.display = True
+        self.call_after_refresh(self._fit)  # one more line: the text gives it up, the buttons stay
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self.persist = event.value
