@@ -1,0 +1,46 @@
+"""At 80×24, an SSH session's terminal: what the screens say keeps its meaning (the cursor row in sight, the
+sorted column shown, each cut text with its point whole). On the fixed source; the tunables from a fixed list."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cttop.actions import tunables
+from cttop.actions.tunables import TunableState
+from cttop.kernel.netns import NetnsSpec
+from cttop.ui.screens.tunables import TunablesScreen, short_name
+from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+
+SIZE = (80, 24)
+
+
+def fixed_tunables() -> list[TunableState]:
+    """Forty timeouts, every other one read-only with a reason that wraps: the detail under the list is two
+    lines, then four, as the cursor goes down."""
+    why = "a reason long enough to take a second line and a third one in the detail under the list, at 80 columns"
+    out = []
+    for i in range(40):
+        t = tunables.catalogue_entry(f"nf_conntrack_t{i:02d}_timeout")
+        assert t is not None
+        out.append(TunableState(t, "30", i % 2 == 0, "" if i % 2 == 0 else why, None))
+    return out
+
+
+async def test_the_tunables_cursor_row_stays_in_sight_above_the_detail(monkeypatch: pytest.MonkeyPatch) -> None:
+    states = fixed_tunables()
+    monkeypatch.setattr(tunables, "states", lambda spec: states)
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = TunablesScreen(NetnsSpec())
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: len(screen.items) == len(states), "the tunables listed")
+        for i in range(len(states)):
+            if i:
+                await pilot.press("down")
+            await pilot.pause()
+            name = short_name(states[i].name)
+            # The list's row (the detail names it in full: nf_conntrack_tNN_timeout).
+            assert re.search(rf"│\s+{name}\s+30\b", screen_text(app)), f"row {i} ({name}) hidden:\n{screen_text(app)}"
