@@ -10,8 +10,9 @@ import pytest
 from cttop.actions import tunables
 from cttop.actions.tunables import TunableState
 from cttop.kernel.netns import NetnsSpec
+from cttop.ui.app import CttopApp
 from cttop.ui.screens.tunables import TunablesScreen, short_name
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+from tests.ui.helpers import app_on, screen_text, wait_for, wait_live, wait_view
 
 SIZE = (80, 24)
 
@@ -44,3 +45,32 @@ async def test_the_tunables_cursor_row_stays_in_sight_above_the_detail(monkeypat
             name = short_name(states[i].name)
             # The list's row (the detail names it in full: nf_conntrack_tNN_timeout).
             assert re.search(rf"│\s+{name}\s+30\b", screen_text(app)), f"row {i} ({name}) hidden:\n{screen_text(app)}"
+
+
+def flow_lines(app: CttopApp) -> tuple[str, list[str]]:
+    """The flow list's header and its flows' lines, as drawn."""
+    lines = screen_text(app).splitlines()
+    at = next(i for i, line in enumerate(lines) if "proto state" in line)
+    return lines[at], [line for line in lines[at + 1:] if re.match(r"\s+(tcp|udp|icmp)", line)]
+
+
+@pytest.mark.parametrize(("sort", "reverse", "header", "first"), [
+    ("packets", False, "pkts▼", "1.8k"),  # flow 1006: 900 + 880 packets
+    ("mark", True, "mark/zone▼", "0x10/0"),
+])
+async def test_the_sorted_column_shows_with_its_arrow(sort: str, reverse: bool, header: str, first: str) -> None:
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        while app.view.sort != sort:
+            await pilot.press("s")
+        if reverse:
+            await pilot.press("r")
+        await wait_view(pilot, app)
+        await pilot.press("home")  # the cursor kept its flow, wherever that went: to the top
+        await pilot.pause()
+        top, flows = flow_lines(app)
+        assert header in top, top
+        assert first in flows[0].split(), flows[0]
+        assert " bytes " not in top + " "  # its place, the least needed column at 80
+

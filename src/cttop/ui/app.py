@@ -42,7 +42,7 @@ from cttop.ui.access import cttop_app
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
-from cttop.ui.flows import FlowList, FlowsPanel
+from cttop.ui.flows import FlowList, FlowsPanel, sort_arrow
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.host_keys import HostKeys
@@ -196,9 +196,7 @@ class MainScreen(KeyedScreen):
             parts.append(f"showing: {shown or 'no filter'} (the typed filter has an error)")
         elif shown:
             parts.append(f"filter: {shown}")
-        sort = SORTS[app.view.sort]
-        desc = sort.descending != app.view.reverse
-        parts.append(f"by {sort.title} {'▼' if desc else '▲'}")
+        parts.append(f"by {SORTS[app.view.sort].title} {sort_arrow(app.view)}")
         if idx is not None and idx.spec != app.view:
             parts.append("sorting…")
         if frame is not None and idx is not None and idx.paged_at is not None:
