@@ -74,3 +74,20 @@ async def test_the_sorted_column_shows_with_its_arrow(sort: str, reverse: bool, 
         assert first in flows[0].split(), flows[0]
         assert " bytes " not in top + " "  # its place, the least needed column at 80
 
+
+@pytest.mark.parametrize("group", ["pair", "src-dport"])
+async def test_a_pair_group_shows_both_ends_and_the_arrow(group: str) -> None:
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        while app.group != group:
+            await pilot.press("g")
+        await wait_for(pilot, lambda: app.shown_frame is not None and app.shown_frame.group == group
+                       and bool(app.shown_frame.top), f"a frame ranked by {group}")
+        await pilot.pause()
+        assert app.shown_frame is not None
+        shown = app.shown_frame.top[:3]  # the panel's rows at 80×24
+        assert any(len(g.text) >= 19 for g in shown)  # 10.0.1.10 → tcp/443, 10.0.2.20 → 198.51.100.5: cut before
+        text = screen_text(app)
+        for g in shown:
+            assert f" {g.text} " in text, f"{g.text} cut:\n{text}"

@@ -13,11 +13,15 @@ from textual.reactive import reactive
 
 from cttop.live.frame import LIVE, Frame
 from cttop.table.aggregates import GroupRow
+from cttop.table.groups import GROUPS, PAIR_SEP
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
 TOTALS: Final = ("bytes", "packets")  # the ranks by a group's totals (not entries, not new flows)
+# The least a pair's key may have for both ends to read (10.77.1.2 → 10.77.2.2 is 21); narrower, its bytes and
+# packets give way: the flow list and the detail have them.
+PAIR_KEY_MIN: Final = 23
 
 
 def ranked(row: GroupRow, by: str) -> float:
@@ -71,13 +75,19 @@ class HeaviestPanel(Panel, can_focus=True):
         num_w = max(len(n) for n in nums)
         # Ranked by bytes or packets, the row shows the totals it is ranked by (rates there read as the ranking).
         with_rates = with_bytes and frame.top_by not in TOTALS and any(r.bytes_rate is not None for r in rows)
-        tail_w = num_w + 5 + (16 if with_rates else 14 if with_bytes else 0)
-        key_w = max(8, width - tail_w - 1)
+        group = GROUPS.get(frame.group)
+        pair = group is not None and group.pair
+        key_w = width - num_w - 5 - (16 if with_rates else 14 if with_bytes else 0) - 1
+        if pair and key_w < PAIR_KEY_MIN:
+            with_bytes = with_rates = False
+            key_w = width - num_w - 5 - 1
+        key_w = max(8, key_w)
         for i, (r, n) in enumerate(zip(rows, nums)):
             if i:
                 t.append("\n")
             line = Text(no_wrap=True)
-            line.append(fmt.truncate_middle(r.text, key_w).ljust(key_w) + " ")
+            key = fmt.truncate_pair(r.text, PAIR_SEP, key_w) if pair else fmt.truncate_middle(r.text, key_w)
+            line.append(key.ljust(key_w) + " ")
             line.append(n.rjust(num_w))
             line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))
             if with_rates and r.bytes_rate is not None:
