@@ -91,3 +91,19 @@ async def test_a_pair_group_shows_both_ends_and_the_arrow(group: str) -> None:
         text = screen_text(app)
         for g in shown:
             assert f" {g.text} " in text, f"{g.text} cut:\n{text}"
+
+
+@pytest.mark.parametrize(("text", "point"), [
+    ("src net 10.77.1.2/8", "(the network is 10.0.0.0/8)"),
+    ("tcp and udp or host 10.77.1.2/24", "for a network use 'net 10.77.1.0/24'"),
+])
+async def test_a_filter_errors_suggestion_is_on_screen(text: str, point: str) -> None:
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("slash", *text)
+        await wait_for(pilot, lambda: "column " in screen_text(app), "the error line")
+        lines = screen_text(app).splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("filter: "))
+        under = " ".join(line.strip() for line in lines[at + 1:at + 3])  # the error and where it goes on
+        assert point in under, "\n".join(lines[at:])
