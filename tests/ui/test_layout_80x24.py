@@ -10,11 +10,15 @@ import pytest
 from cttop.actions import tunables
 from cttop.actions.tunables import TunableState
 from cttop.kernel.netns import NetnsSpec
+from cttop.model import EV_DESTROY, EV_NEW
 from cttop.ui.app import CttopApp
+from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.tunables import TunablesScreen, short_name
+from tests.ui.fixed_source import FixedSource, row, v4
 from tests.ui.helpers import app_on, screen_text, wait_for, wait_live, wait_view
 
 SIZE = (80, 24)
+CLIENT, SERVER = v4("10.9.0.1"), v4("192.0.2.99")
 
 
 def fixed_tunables() -> list[TunableState]:
@@ -107,3 +111,20 @@ async def test_a_filter_errors_suggestion_is_on_screen(text: str, point: str) ->
         at = next(i for i, line in enumerate(lines) if line.startswith("filter: "))
         under = " ".join(line.strip() for line in lines[at + 1:at + 3])  # the error and where it goes on
         assert point in under, "\n".join(lines[at:])
+
+
+async def test_the_event_rate_line_says_what_the_filter_found_in_full() -> None:
+    src = FixedSource()
+    app = app_on(src)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("E")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        src.push([(EV_NEW, row(7001, 17, CLIENT, SERVER, 5001, 53)),
+                  (EV_NEW, row(7002, 6, CLIENT, SERVER, 5002, 443, pstate=3)),
+                  (EV_DESTROY, row(7001, 17, CLIENT, SERVER, 5001, 53))])
+        await wait_for(pilot, lambda: "10.9.0.1:5002" in screen_text(app), "the events")
+        await pilot.press("slash", *"udp and dst 192.0.2.99 and dport 53", "enter")
+        await wait_for(pilot, lambda: "10.9.0.1:5002" not in screen_text(app), "the filter applied")
+        rates = next(line for line in screen_text(app).splitlines() if "lost 0" in line)
+        assert rates.rstrip().endswith("· 2 of the last 3 match"), rates

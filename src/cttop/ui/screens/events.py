@@ -54,7 +54,7 @@ LOST_TEXT = "── events lost here: the kernel's queue for cttop overflowed (E
 
 
 def rate_text(view: LogView | None, paused: bool) -> Text:
-    """new/s, update/s, destroy/s of every event; losses; what the filter found in what the log holds."""
+    """new/s, update/s, destroy/s of every event; losses; how many of what the log holds the filter found."""
     t = Text(no_wrap=True, overflow="ellipsis")
     if paused:
         t.append(" PAUSED ", "bold reverse")
@@ -71,7 +71,8 @@ def rate_text(view: LogView | None, paused: bool) -> Text:
     t.append(fmt.count(view.lost), "bold reverse" if view.lost else "bold")
     if view.filter.strip():
         found = sum(1 for e in view.entries if e[1] != LOST)
-        t.append(f"  · {fmt.count(found)} matching in the last {fmt.count(view.held)}: {view.filter}", "dim")
+        # The filter itself is on the filter line under the stream: repeated here, it cut this at 80 columns.
+        t.append(f"  · {fmt.count(found)} of the last {fmt.count(view.held)} match", "dim")
     else:
         t.append(f"  · {fmt.count(view.total)} since opened", "dim")
     return t
