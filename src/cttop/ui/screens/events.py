@@ -54,7 +54,7 @@ LOST_TEXT = "── events lost here: the kernel's queue for cttop overflowed (E
 
 
 def rate_text(view: LogView | None, paused: bool) -> Text:
-    """new/s, update/s, destroy/s of every event; losses; how many of what the log holds the filter found."""
+    """How many of what the log holds the filter found; new/s, update/s, destroy/s of every event; losses."""
     t = Text(no_wrap=True, overflow="ellipsis")
     if paused:
         t.append(" PAUSED ", "bold reverse")
@@ -62,6 +62,13 @@ def rate_text(view: LogView | None, paused: bool) -> Text:
     if view is None:
         t.append("waiting for the first events…", "dim")
         return t
+    filtered = bool(view.filter.strip())
+    if filtered:
+        # First, as the answer to what was typed (the filter itself is on its line under the stream): at 80
+        # columns the line's end can be cut, and a loss is marked in the stream as well.
+        found = sum(1 for e in view.entries if e[1] != LOST)
+        t.append(f"{fmt.count(found)} of the last {fmt.count(view.held)} match", "bold")
+        t.append(" · ", "dim")
     for kind in (EV_NEW, EV_UPDATE, EV_DESTROY):
         name = KIND_TEXT[kind][0].lower()
         t.append(f"{name} ", "dim")
@@ -69,11 +76,7 @@ def rate_text(view: LogView | None, paused: bool) -> Text:
         t.append("  ")
     t.append("lost ", "dim")
     t.append(fmt.count(view.lost), "bold reverse" if view.lost else "bold")
-    if view.filter.strip():
-        found = sum(1 for e in view.entries if e[1] != LOST)
-        # The filter itself is on the filter line under the stream: repeated here, it cut this at 80 columns.
-        t.append(f"  · {fmt.count(found)} of the last {fmt.count(view.held)} match", "dim")
-    else:
+    if not filtered:
         t.append(f"  · {fmt.count(view.total)} since opened", "dim")
     return t
 
