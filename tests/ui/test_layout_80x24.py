@@ -3,7 +3,9 @@ sorted column shown, each cut text with its point whole). On the fixed source; t
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.model import EV_DESTROY, EV_NEW
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.events import EventsScreen
+from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.tunables import TunablesScreen, short_name
 from tests.ui.fixed_source import FixedSource, row, v4
 from tests.ui.helpers import app_on, screen_text, wait_for, wait_live, wait_view
@@ -129,3 +132,24 @@ async def test_the_event_rate_line_says_what_the_filter_found_in_full() -> None:
         await pilot.press("p")  # paused, the line is longest
         rates = next(line for line in screen_text(app).splitlines() if "PAUSED" in line)
         assert "2 of the last 3 match · " in rates and "lost 0" in rates, rates
+
+
+async def test_the_journal_shows_both_ends_of_a_lab_namespace_and_the_status(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netns = "cttop-lab-0a1b2c-router"
+    record = {"id": "0a1b2c3d", "kind": "sysctl", "description": "set nf_conntrack_udp_timeout=31", "commands": [],
+              "netns": netns, "netns_inode": 4026532000, "undoable": True, "user": "root", "uid": 0,
+              "before": {"values": {"nf_conntrack_udp_timeout": "30"}},
+              "after": {"values": {"nf_conntrack_udp_timeout": "31"}}}
+    tmp_path.chmod(0o700)
+    (tmp_path / "journal.jsonl").write_text(json.dumps(record) + "\n")
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.items),
+                       "the journal listed")
+        await pilot.pause()
+        line = next(ln for ln in screen_text(app).splitlines() if "0a1b2c3d  sysctl" in ln)
+        assert re.search(r"undoable\s+cttop\S*…\S*router\s", line), line  # both ends, after the status
