@@ -14,6 +14,7 @@ from cttop.actions.tunables import TunableState
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import EV_DESTROY, EV_NEW
 from cttop.ui.app import CttopApp
+from cttop.ui.header import StatusLine
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.tunables import TunablesScreen, short_name
@@ -153,3 +154,15 @@ async def test_the_journal_shows_both_ends_of_a_lab_namespace_and_the_status(
         await pilot.pause()
         line = next(ln for ln in screen_text(app).splitlines() if "0a1b2c3d  sysctl" in ln)
         assert re.search(r"undoable\s+cttop\S*…\S*router\s", line), line  # both ends, after the status
+
+
+async def test_the_status_line_keeps_the_drift_count_when_paused() -> None:
+    app = app_on(FixedSource(label="cttop-lab-0a1b2c-router"), title="cttop lab: udp-storm")  # as the lab
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        app.main.query_one(StatusLine).drift = 2  # as the drift check finds it (remedy_keys)
+        await pilot.press("p")
+        await pilot.pause()
+        status = screen_text(app).splitlines()[0]
+        assert "PAUSED every 0.1s · drift: 2 " in status, status  # the old line ended at "drift:"
+        assert re.search(r" · cttop-\S*…\S*-router · PAUSED", status), status  # the namespace, both ends
