@@ -17,6 +17,7 @@ from cttop.ui.app import CttopApp
 from cttop.ui.header import StatusLine
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.journal import JournalScreen
+from cttop.ui.screens.remedy_base import PERSIST_DIR_ENV
 from cttop.ui.screens.tunables import TunablesScreen, short_name
 from tests.ui.fixed_source import FixedSource, row, v4
 from tests.ui.helpers import app_on, screen_text, wait_for, wait_live, wait_view
@@ -166,3 +167,25 @@ async def test_the_status_line_keeps_the_drift_count_when_paused() -> None:
         status = screen_text(app).splitlines()[0]
         assert "PAUSED every 0.1s · drift: 2 " in status, status  # the old line ended at "drift:"
         assert re.search(r" · cttop-\S*…\S*-router · PAUSED", status), status  # the namespace, both ends
+
+
+@pytest.mark.parametrize(("name", "file"), [("nf_conntrack_udp_timeout", "/etc/sysctl.d/90-cttop.conf"),
+                                            ("hashsize", "/etc/modprobe.d/cttop.conf")])
+async def test_the_persist_box_names_the_edited_values_file_whole(
+        name: str, file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PERSIST_DIR_ENV, raising=False)  # the real paths, the longest: nothing is applied here
+    t = tunables.catalogue_entry(name)
+    assert t is not None
+    states = [TunableState(t, "30", True, "", None)]
+    monkeypatch.setattr(tunables, "states", lambda spec: states)
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        screen = TunablesScreen(NetnsSpec())
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: len(screen.items) == 1, "the tunable listed")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: screen.editing is not None, "the edit line")
+        await pilot.press("tab", "space")
+        await wait_for(pilot, lambda: "persist: YES" in screen_text(app), "persist ticked")
+        assert re.search(rf"persist: YES, in {file}\s+│", screen_text(app)), screen_text(app)  # whole, alone
