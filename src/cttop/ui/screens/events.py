@@ -54,7 +54,8 @@ LOST_TEXT = "── events lost here: the kernel's queue for cttop overflowed (E
 
 
 def rate_text(view: LogView | None, paused: bool) -> Text:
-    """How many of what the log holds the filter found; new/s, update/s, destroy/s of every event; losses."""
+    """new/s, update/s, destroy/s of every event; losses; under them, how many of what the log holds the filter
+    found."""
     t = Text(no_wrap=True, overflow="ellipsis")
     if paused:
         t.append(" PAUSED ", "bold reverse")
@@ -62,13 +63,6 @@ def rate_text(view: LogView | None, paused: bool) -> Text:
     if view is None:
         t.append("waiting for the first events…", "dim")
         return t
-    filtered = bool(view.filter.strip())
-    if filtered:
-        # First, as the answer to what was typed (the filter itself is on its line under the stream): at 80
-        # columns the line's end can be cut, and a loss is marked in the stream as well.
-        found = sum(1 for e in view.entries if e[1] != LOST)
-        t.append(f"{fmt.count(found)} of the last {fmt.count(view.held)} match", "bold")
-        t.append(" · ", "dim")
     for kind in (EV_NEW, EV_UPDATE, EV_DESTROY):
         name = KIND_TEXT[kind][0].lower()
         t.append(f"{name} ", "dim")
@@ -76,7 +70,12 @@ def rate_text(view: LogView | None, paused: bool) -> Text:
         t.append("  ")
     t.append("lost ", "dim")
     t.append(fmt.count(view.lost), "bold reverse" if view.lost else "bold")
-    if not filtered:
+    if view.filter.strip():
+        # A line of its own: after the rates it was cut at 80 columns ("38 matching in the last"). The filter
+        # itself is on its line under the stream.
+        found = sum(1 for e in view.entries if e[1] != LOST)
+        t.append(f"\n{fmt.count(found)} of the last {fmt.count(view.held)} events match", "dim")
+    else:
         t.append(f"  · {fmt.count(view.total)} since opened", "dim")
     return t
 
