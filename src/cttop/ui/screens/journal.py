@@ -102,9 +102,8 @@ class JournalScreen(RowsScreen[Record]):
         width = table.size.width - table.styles.scrollbar_size_vertical
         pad = 2 * table.cell_padding
         self.netns_width = None
-        rows = [[c.plain for c in self.cells(r)] for r in items]
-        others = sum(max(len(title), *(len(row[i]) for row in rows)) + pad
-                     for i, title in enumerate(self.COLUMNS[:-1]))
+        rows = [[c.cell_len for c in self.cells(r)] for r in items]
+        others = sum(max([len(title), *(row[i] for row in rows)]) + pad for i, title in enumerate(self.COLUMNS[:-1]))
         self.netns_width = max(NETNS_MIN, width - others - pad) if width > 0 else None
         super().show_items(items)
 
