@@ -191,4 +191,3 @@ async def test_the_persist_box_names_the_edited_values_file_whole(
         await pilot.press("tab", "space")
         await wait_for(pilot, lambda: "persist: YES" in screen_text(app), "persist ticked")
         assert re.search(rf"persist: YES, in {file}\s+│", screen_text(app)), screen_text(app)  # whole, alone
-
