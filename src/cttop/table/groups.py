@@ -25,6 +25,7 @@ from cttop.model import (
 )
 
 GroupKey = Any
+PAIR_SEP: Final = " → "  # between the two ends of a pair group's text
 
 
 def _port(proto: int, port: int) -> tuple[int, int] | None:
@@ -47,6 +48,7 @@ class GroupDef:
     # The row fields the key reads, and no other: rows alike in these share a key. A dump is counted by them in C
     # (kernel/_counts.c) and the key called once per distinct set; None where the key reads more than the row.
     reads: tuple[int, ...] | None = None
+    pair: bool = False  # its text is two ends joined by PAIR_SEP (a source and where it went)
 
 
 def _pfilter(k: tuple[int, int] | None, word: str) -> str | None:
@@ -66,12 +68,12 @@ GROUPS: Final[dict[str, GroupDef]] = {g.name: g for g in (
              (R_PROTO, R_PSTATE, R_STATUS)),
     GroupDef("src-dport", "source → dest port",
              lambda r: (r[R_SRC], _port(r[R_PROTO], r[R_DPORT])),
-             lambda k: f"{addr_text(k[0])} → {_port_text(k[1])}",
+             lambda k: f"{addr_text(k[0])}{PAIR_SEP}{_port_text(k[1])}",
              lambda k: None if k[1] is None else f"src {addr_text(k[0])} and {_pfilter(k[1], 'dport')}",
-             (R_SRC, R_PROTO, R_DPORT)),
+             (R_SRC, R_PROTO, R_DPORT), pair=True),
     GroupDef("pair", "source → destination", itemgetter(R_SRC, R_DST),
-             lambda k: f"{addr_text(k[0])} → {addr_text(k[1])}",
-             lambda k: f"src {addr_text(k[0])} and dst {addr_text(k[1])}", (R_SRC, R_DST)),
+             lambda k: f"{addr_text(k[0])}{PAIR_SEP}{addr_text(k[1])}",
+             lambda k: f"src {addr_text(k[0])} and dst {addr_text(k[1])}", (R_SRC, R_DST), pair=True),
     GroupDef("mark", "mark", itemgetter(R_MARK), lambda k: f"{k:#x}" if k else "0", lambda k: f"mark {k}",
              (R_MARK,)),
     GroupDef("zone", "zone", itemgetter(R_ZONE), str, lambda k: f"zone {k}", (R_ZONE,)),

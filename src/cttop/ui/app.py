@@ -42,9 +42,9 @@ from cttop.ui.access import cttop_app
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
-from cttop.ui.flows import FlowList, FlowsPanel
+from cttop.ui.flows import FlowList, FlowsPanel, sort_arrow
 from cttop.ui.header import StatusLine
-from cttop.ui.heaviest import HeaviestPanel, shows_rates
+from cttop.ui.heaviest import RATES, TOTAL, HeaviestPanel
 from cttop.ui.host_keys import HostKeys
 from cttop.ui.incident_keys import IncidentKeys
 from cttop.ui.keyorder import KeysInOrder
@@ -159,10 +159,8 @@ class MainScreen(KeyedScreen):
         frame = app.shown_frame
         by = app.top_by
         title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
-        if frame is not None and shows_rates(frame):
-            title += " · B/s p/s"  # the columns on the right are rates
-        elif frame is not None and frame.counted:
-            title += " · total B p"  # the columns on the right are the groups' totals
+        columns = self.query_one(HeaviestPanel).columns(frame) if frame is not None else None
+        title += {RATES: " · B/s p/s", TOTAL: " · total B p", None: ""}[columns]  # what the right-hand columns hold
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
             title += " …" if not app.paused else " (resume to update)"
         retitle(self.query_one(HeaviestPanel), title)
@@ -198,9 +196,7 @@ class MainScreen(KeyedScreen):
             parts.append(f"showing: {shown or 'no filter'} (the typed filter has an error)")
         elif shown:
             parts.append(f"filter: {shown}")
-        sort = SORTS[app.view.sort]
-        desc = sort.descending != app.view.reverse
-        parts.append(f"by {sort.title} {'▼' if desc else '▲'}")
+        parts.append(f"by {SORTS[app.view.sort].title} {sort_arrow(app.view)}")
         if idx is not None and idx.spec != app.view:
             parts.append("sorting…")
         if frame is not None and idx is not None and idx.paged_at is not None:

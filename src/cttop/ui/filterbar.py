@@ -22,6 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from cttop.filter import FilterError, compile_filter
+from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 
 PROMPT = "filter: "
@@ -31,35 +32,49 @@ MIN_MESSAGE = 12
 
 def error_line(message: str, column: int, caret: int | None, width: int) -> Text:
     """The line under the filter: a caret at cell ``caret`` (None: scrolled out of sight), then
-    "column N: message". Whatever the width, "column N" stays whole and the message is what is
-    shortened; when the caret is too far right for the text to follow it, the text precedes it."""
+    "column N: message". Whatever the width, "column N" stays whole; a message too long for the line goes on
+    over a second one, under where it began (its end is often its point: "(the network is 10.0.0.0/8)"), and
+    only what is too long for both is shortened. When the caret is too far right for the text to follow it,
+    the text precedes it."""
     head = f"column {column}: "
     t = Text(no_wrap=True, overflow="ellipsis", end="")
     if caret is None or not 0 <= caret < width:
-        t.append(head + _fit(message, width - len(head)))
-        return t
-    after = width - caret - 2  # "^ "
-    if after >= len(head) + min(len(message), MIN_MESSAGE) or caret < len(head) + MIN_MESSAGE:
+        first, rest = _split(message, width - len(head))
+        t.append(head + first)
+        start = len(head)
+    elif (after := width - caret - 2) >= len(head) + min(len(message), MIN_MESSAGE) or caret < len(head) + MIN_MESSAGE:
+        first, rest = _split(message, after - len(head))
         t.append(" " * caret + "^ ", "bold")
-        t.append(head + _fit(message, after - len(head)))
+        t.append(head + first)
+        start = caret + 2 + len(head)
     else:
-        text = head + _fit(message, caret - 1 - len(head))
-        t.append(" " * (caret - 1 - len(text)) + text + " ")
+        first, rest = _split(message, caret - 1 - len(head))
+        pad = caret - 1 - len(head + first)
+        t.append(" " * pad + head + first + " ")
         t.append("^", "bold")
+        start = pad + len(head)
+    if rest:
+        indent = start if start + len(rest) <= width else 0
+        t.append("\n" + " " * indent + fmt.truncate(rest, width - indent))
     return t
 
 
-def _fit(message: str, room: int) -> str:
+def _split(message: str, room: int) -> tuple[str, str]:
+    """``message`` as what fits in ``room`` (broken after a word where one ends in it) and the rest."""
     if len(message) <= room:
-        return message
-    return message[: max(room - 1, 0)] + "…" if room > 0 else ""
+        return message, ""
+    cut = message.rfind(" ", 0, room + 1) if room > 0 else -1
+    if cut <= 0:
+        cut = max(room, 0)
+    return message[:cut], message[cut:].lstrip()
 
 
 class ErrorLine(Widget):
     """The error of the filter text, its caret under the offending column of the input above."""
 
-    value = reactive("")
-    error: reactive[FilterError | None] = reactive(None)
+    # Each lays the line out again: a long message takes a second line (error_line).
+    value = reactive("", layout=True)
+    error: reactive[FilterError | None] = reactive(None, layout=True)
 
     def show(self, value: str, error: FilterError | None) -> None:
         self.value, self.error = value, error
@@ -113,7 +128,7 @@ class FilterBar(Vertical):
     def on_mount(self) -> None:
         # The caret follows the text when the input scrolls sideways (a long filter, Home, End): a repaint,
         # since where the caret goes is read from the input at render time, not held in a field here.
-        self.watch(self.input, "scroll_x", lambda: self.query_one(ErrorLine).refresh(), init=False)
+        self.watch(self.input, "scroll_x", lambda: self.query_one(ErrorLine).refresh(layout=True), init=False)
 
     @property
     def input(self) -> Input:

@@ -32,7 +32,7 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
-from cttop.live.index import FlowIndex, ViewSpec
+from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.resolve import Resolver
 from cttop.table.rates import FlowRate
 from cttop.model import (
@@ -83,7 +83,8 @@ def layout(width: int, owners: bool = False, sort: str = "") -> tuple[Column, ..
     """Columns for a line ``width`` cells wide; narrower screens drop the container and process (shown
     only with ``owners``), mark/zone and packets first, and show a NAT marker instead of the reply tuple.
     Bytes and packets a second (between the last two dumps) take the counters' places when the list is
-    sorted by them, and stand beside them on screens wide enough.
+    sorted by them, and stand beside them on screens wide enough. The column the list is sorted by is always
+    shown: one the width leaves out (mark/zone, packets) takes the place of bytes, the least needed there.
     """
     fixed = [Column("tag", "", 1), Column("proto", "proto", 5, sort="proto"),
              Column("state", "state", 11, sort="state")]
@@ -91,17 +92,18 @@ def layout(width: int, owners: bool = False, sort: str = "") -> tuple[Column, ..
     if owners and width >= CONTAINER_MIN_WIDTH:
         tail.append(Column("container", "container", CONTAINER_WIDTH))
     tail.append(Column("timeout", "timeout", 7, True, "timeout"))
-    if width >= 100:
-        tail.append(Column("mark", "mark/zone", 9, sort="mark"))
     wide = width >= RATES_MIN_WIDTH
-    if wide or sort != "bytes-rate":
-        tail.append(Column("bytes", "bytes", 6, True, "bytes"))
-    if wide or sort == "bytes-rate":
-        tail.append(Column("bytes-rate", "B/s", 6, True, "bytes-rate"))
-    if width >= 110 and (wide or sort != "packets-rate"):
-        tail.append(Column("packets", "pkts", 6, True, "packets"))
-    if wide or sort == "packets-rate":
-        tail.append(Column("packets-rate", "p/s", 6, True, "packets-rate"))
+    optional = [(Column("mark", "mark/zone", 9, sort="mark"), width >= 100),
+                (Column("bytes", "bytes", 6, True, "bytes"), wide or sort != "bytes-rate"),
+                (Column("bytes-rate", "B/s", 6, True, "bytes-rate"), wide or sort == "bytes-rate"),
+                (Column("packets", "pkts", 6, True, "packets"), width >= 110 and (wide or sort != "packets-rate")),
+                (Column("packets-rate", "p/s", 6, True, "packets-rate"), wide or sort == "packets-rate")]
+    shown = [c for c, fits in optional if fits]
+    # Only mark/zone or packets can be the sorted one left out here, and bytes is then shown (its rate is not).
+    left_out = next((c for c, fits in optional if not fits and c.sort == sort), None)
+    if left_out is not None:
+        shown = [left_out if c.name == "bytes" else c for c in shown]
+    tail += shown
     used = sum(c.width for c in fixed + tail) + len(fixed) + len(tail) + 3  # one space after each column
     room = max(width - used, 24)
     if width >= 130:
@@ -195,14 +197,22 @@ def _nat_text(row: Row, width: int) -> str:
     return fmt.truncate(f"{kind} {where}", width)
 
 
-def header_text(columns: tuple[Column, ...], sort: str) -> Text:
-    """Column titles; the sorted one in reverse video (the panel title says which way)."""
+def sort_arrow(spec: ViewSpec) -> str:
+    """Which way ``spec`` sorts: the flows panel's title and the sorted column's header both show it."""
+    return "▼" if SORTS[spec.sort].descending != spec.reverse else "▲"
+
+
+def header_text(columns: tuple[Column, ...], spec: ViewSpec) -> Text:
+    """Column titles; the sorted one in reverse video with its arrow, in the space after it if it fills its width."""
     t = Text(no_wrap=True, overflow="ellipsis")
     for c in columns:
         title = fmt.truncate(c.title, c.width)
-        title = title.rjust(c.width) if c.right else title.ljust(c.width)
-        t.append(title, "bold reverse" if c.sort is not None and c.sort == sort else "bold")
-        t.append(" ")
+        if c.sort is not None and c.sort == spec.sort:
+            arrow = sort_arrow(spec)
+            t.append(title.rjust(c.width) + arrow if c.right else (title + arrow).ljust(c.width + 1), "bold reverse")
+        else:
+            t.append(title.rjust(c.width) if c.right else title.ljust(c.width), "bold")
+            t.append(" ")
     return t
 
 
@@ -464,5 +474,5 @@ class FlowsPanel(Vertical):
 
     def refresh_header(self) -> None:
         fl = self.flow_list
-        sort = fl.index.spec.sort if fl.index is not None else ViewSpec().sort
-        self.query_one("#flow-header", Static).update(header_text(fl.columns, sort))
+        spec = fl.index.spec if fl.index is not None else ViewSpec()
+        self.query_one("#flow-header", Static).update(header_text(fl.columns, spec))

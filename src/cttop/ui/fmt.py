@@ -107,6 +107,20 @@ def truncate_middle(text: str, width: int) -> str:
     return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head):]
 
 
+def truncate_pair(text: str, sep: str, width: int) -> str:
+    """``text``, two ends joined by ``sep`` (``10.77.1.2 → 10.77.2.2``), as one terminal-safe line of at most
+    ``width`` characters: each end cut in its own middle and the separator kept, so both ends stay readable. An
+    end shorter than half the room stays whole and gives the other what it leaves."""
+    text = safe_line(text)
+    left, found, right = text.partition(sep)
+    room = width - len(sep)
+    if not found or len(text) <= width or room < 10:
+        return truncate_middle(text, width)
+    half = room // 2
+    left_w = len(left) if len(left) <= half else room - min(len(right), room - half)
+    return truncate_middle(left, left_w) + sep + truncate_middle(right, room - left_w)
+
+
 def endpoint(family: int, proto: int, addr: bytes, port: int, width: int | None = None,
              name: str | None = None) -> str:
     """'10.0.0.1:443', '[2001:db8::1]:443', or just the address for protocols without ports; ``name``

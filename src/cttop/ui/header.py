@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -11,6 +11,8 @@ from textual.widget import Widget
 from cttop.live.frame import FAILED, LIMITED, LOADING, Frame
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
+
+LABEL_MIN: Final = 16  # cttop-l…0-router: a lab's namespace, both ends
 
 
 class StatusLine(Widget):
@@ -55,9 +57,25 @@ class StatusLine(Widget):
         if f is None:
             t.append("  starting…", self._s("dim"))
             return t
+        state = self._state(f)
+        # What is watched gives way (cut in its middle, both ends kept) to the state and the alarms after it:
+        # at 80 columns a lab's namespace name pushed the drift count off the line.
+        label = safe_line(f.label)  # a namespace's name, or a recording's file name
+        room = self.size.width - len(t) - 2 * len(" · ") - len(state)
+        if self.size.width and room < len(label):  # (no width yet: not laid out)
+            label = fmt.truncate_middle(label, max(LABEL_MIN, room))
         t.append(" · ", self._s("dim"))
-        t.append(safe_line(f.label))  # a namespace's name, or a recording's file name
+        t.append(label)
         t.append(" · ", self._s("dim"))
+        t.append_text(state)
+        if f.note:
+            t.append(" · ", self._s("dim"))
+            t.append(safe_line(f.note), self._s("alert") if f.phase in (FAILED, LIMITED) else self._s("dim"))
+        return t
+
+    def _state(self, f: Frame) -> Text:
+        """Live, paused or loading, how often, and every alarm."""
+        t = Text()
         if self.paused:
             t.append("PAUSED", self._s("paused"))
         elif f.phase == LOADING:
@@ -88,7 +106,4 @@ class StatusLine(Widget):
             t.append(f" · events lost, resynced ×{f.lost}", self._s("alert"))
         if f.bad:
             t.append(f" · {f.bad} undecodable events", self._s("alert"))
-        if f.note:
-            t.append(" · ", self._s("dim"))
-            t.append(safe_line(f.note), self._s("alert") if f.phase in (FAILED, LIMITED) else self._s("dim"))
         return t

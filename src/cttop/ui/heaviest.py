@@ -4,6 +4,7 @@ packets columns are each group's a second between them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Final
 
 from rich.text import Text
@@ -13,17 +14,41 @@ from textual.reactive import reactive
 
 from cttop.live.frame import LIVE, Frame
 from cttop.table.aggregates import GroupRow
+from cttop.table.groups import GROUPS, PAIR_SEP
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
 TOTALS: Final = ("bytes", "packets")  # the ranks by a group's totals (not entries, not new flows)
+# The least a pair's key may have for both ends to read (10.77.1.2 → 10.77.2.2 is 21); narrower, its bytes and
+# packets give way: the flow list and the detail have them.
+PAIR_KEY_MIN: Final = 23
 
 
-def shows_rates(frame: Frame) -> bool:
-    """Whether the rows' bytes and packets are a second's (else the totals, where the flows carry counters).
-    Ranked by bytes or packets, a row shows the totals it is ranked by: rates there read as the ranking."""
-    return frame.counted > 0 and frame.top_by not in TOTALS and any(r.bytes_rate is not None for r in frame.top)
+RATES: Final = "rates"  # what the columns after a row's share hold: its bytes and packets a second...
+TOTAL: Final = "totals"  # ...or its totals
+
+
+def is_pair(frame: Frame) -> bool:
+    group = GROUPS.get(frame.group)
+    return group is not None and group.pair
+
+
+def numbers(frame: Frame, rows: Sequence[GroupRow]) -> list[str]:
+    """Each row's figure: its new flows a second, or its entries."""
+    return [fmt.rate(r.new_rate or 0.0) if frame.top_by == "new-rate" else fmt.count(r.entries) for r in rows]
+
+
+def layout(frame: Frame, width: int, num_w: int) -> tuple[int, str | None]:
+    """A row's key width at ``width``, and what its bytes and packets columns hold (RATES, TOTAL or None: no
+    counters, or a pair's key needs the room). Ranked by bytes or packets, a row shows the totals it is ranked by:
+    rates there read as the ranking."""
+    columns = None if not frame.counted else RATES if frame.top_by not in TOTALS and any(
+        r.bytes_rate is not None for r in frame.top) else TOTAL
+    key_w = width - num_w - 5 - {RATES: 16, TOTAL: 14, None: 0}[columns] - 1
+    if is_pair(frame) and key_w < PAIR_KEY_MIN:
+        columns, key_w = None, width - num_w - 5 - 1
+    return max(8, key_w), columns
 
 
 def ranked(row: GroupRow, by: str) -> float:
@@ -72,27 +97,31 @@ class HeaviestPanel(Panel, can_focus=True):
             t.append(note, self.style("dim"))
             return t
         total = frame.ranked_total or 1  # the % is each group's share of what it is ranked by
-        with_bytes = frame.counted > 0
-        nums = [fmt.rate(r.new_rate or 0.0) if new_rate else fmt.count(r.entries) for r in rows]
+        nums = numbers(frame, rows)
         num_w = max(len(n) for n in nums)
-        with_rates = shows_rates(frame)
-        tail_w = num_w + 5 + (16 if with_rates else 14 if with_bytes else 0)
-        key_w = max(8, width - tail_w - 1)
+        key_w, columns = layout(frame, width, num_w)
+        pair = is_pair(frame)
         for i, (r, n) in enumerate(zip(rows, nums)):
             if i:
                 t.append("\n")
             line = Text(no_wrap=True)
-            line.append(fmt.truncate_middle(r.text, key_w).ljust(key_w) + " ")
+            key = fmt.truncate_pair(r.text, PAIR_SEP, key_w) if pair else fmt.truncate_middle(r.text, key_w)
+            line.append(key.ljust(key_w) + " ")
             line.append(n.rjust(num_w))
             line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))
-            if with_rates and r.bytes_rate is not None:
+            if columns == RATES and r.bytes_rate is not None:
                 line.append(f" {fmt.si(r.bytes_rate, 'B'):>6} {fmt.si(r.packets_rate, 'p'):>6}/s", self.style("label"))
-            elif with_bytes:
+            elif columns is not None:
                 line.append(f" {fmt.si(r.bytes, 'B'):>6} {fmt.si(r.packets, 'p'):>6}", self.style("label"))
             if i == self.cursor and self.has_focus:
                 line.stylize(self.style("cursor"))
             t.append_text(line)
         return t
+
+    def columns(self, frame: Frame) -> str | None:
+        """What the rows' bytes and packets columns hold as drawn now (see :func:`layout`)."""
+        nums = numbers(frame, frame.top[: max(1, self.content_region.height)])
+        return layout(frame, self.content_region.width, max(map(len, nums), default=0))[1]
 
     # The cursor shows only with the focus: Textual redraws a widget that gains or loses it.
 

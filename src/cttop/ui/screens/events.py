@@ -54,7 +54,8 @@ LOST_TEXT = "── events lost here: the kernel's queue for cttop overflowed (E
 
 
 def rate_text(view: LogView | None, paused: bool) -> Text:
-    """new/s, update/s, destroy/s of every event; losses; what the filter found in what the log holds."""
+    """new/s, update/s, destroy/s of every event; losses; under them, how many of what the log holds the filter
+    found."""
     t = Text(no_wrap=True, overflow="ellipsis")
     if paused:
         t.append(" PAUSED ", "bold reverse")
@@ -70,8 +71,10 @@ def rate_text(view: LogView | None, paused: bool) -> Text:
     t.append("lost ", "dim")
     t.append(fmt.count(view.lost), "bold reverse" if view.lost else "bold")
     if view.filter.strip():
+        # A line of its own: after the rates it was cut at 80 columns ("38 matching in the last"). The filter
+        # itself is on its line under the stream.
         found = sum(1 for e in view.entries if e[1] != LOST)
-        t.append(f"  · {fmt.count(found)} matching in the last {fmt.count(view.held)}: {view.filter}", "dim")
+        t.append(f"\n{fmt.count(found)} of the last {fmt.count(view.held)} events match", "dim")
     else:
         t.append(f"  · {fmt.count(view.total)} since opened", "dim")
     return t

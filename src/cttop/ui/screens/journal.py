@@ -10,20 +10,24 @@ notification.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.widgets import DataTable
 
 from cttop.actions import Journal, Record, undo_plan
 from cttop.actions.journal import INTERRUPTED
 from cttop.actions.schema import ID
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
+from cttop.ui import fmt
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
 from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
+
+NETNS_MIN: Final = 12  # cttop-…router: both ends of a lab's namespace name
 
 
 def shown_id(r: Record) -> str:
@@ -54,7 +58,7 @@ class JournalScreen(RowsScreen[Record]):
         Binding("a", "show_all(True)", "All namespaces"),
         Binding("a", "show_all(False)", "This namespace"),
     ]
-    COLUMNS = ("time", "id", "what", "who", "namespace", "status")
+    COLUMNS = ("time", "id", "what", "who", "status", "namespace")
     NAME = "journal"
     WRITE_HINT = "u undoes the selected change"
 
@@ -64,6 +68,7 @@ class JournalScreen(RowsScreen[Record]):
         self.journal = journal or Journal()
         # Every namespace's changes, or only those of the namespace in view (a replay has none in view).
         self.show_all = spec is None
+        self.netns_width: int | None = None  # what the namespace column is cut to; None: whole
 
     def where(self) -> str:
         return "all namespaces" if self.show_all or self.spec is None else f"namespace {self.spec.label()}"
@@ -90,11 +95,24 @@ class JournalScreen(RowsScreen[Record]):
         # The lines left out are said by the journal itself, as toasts (see CttopApp._journal_warning).
         self.load(read, self.show_items, "reading the journal")
 
+    def show_items(self, items: list[Record]) -> None:
+        # The namespace is last and gets the room the other columns leave, cut in its middle: at 80 columns a
+        # lab's cttop-lab-<hex>-router fits no whole, and the status after it was off the screen.
+        table = self.query_one(DataTable)
+        width = table.size.width - table.styles.scrollbar_size_vertical
+        pad = 2 * table.cell_padding
+        self.netns_width = None
+        rows = [[c.cell_len for c in self.cells(r)] for r in items]
+        others = sum(max([len(title), *(row[i] for row in rows)]) + pad for i, title in enumerate(self.COLUMNS[:-1]))
+        self.netns_width = max(NETNS_MIN, width - others - pad) if width > 0 else None
+        super().show_items(items)
+
     def cells(self, r: Record) -> tuple[Text, ...]:
         if r.damaged is not None:
-            return (Text(""), Text(shown_id(r)), Text(""), Text(""), Text(""), Text("damaged", "red"))
+            return (Text(""), Text(shown_id(r)), Text(""), Text(""), Text("damaged", "red"), Text(""))
+        netns = safe_line(r.netns) if self.netns_width is None else fmt.truncate_middle(r.netns, self.netns_width)
         return (Text(r.time_text()), Text(safe_line(r.id)), Text(safe_line(r.kind)),
-                Text(f"{safe_line(r.user)} ({r.uid})"), Text(safe_line(r.netns)), Text(safe_line(r.status())))
+                Text(f"{safe_line(r.user)} ({r.uid})"), Text(safe_line(r.status())), Text(netns))
 
     def key(self, r: Record) -> str:
         return str(r.line)  # ids repeat in a forged journal; lines do not

@@ -45,6 +45,15 @@ def notrack_persist_paths(spec: NetnsSpec) -> PersistPaths | None:
     return persist_paths() if os.environ.get(PERSIST_DIR_ENV) or spec.is_initial() else None
 
 
+class ItemTable(DataTable[Text]):
+    """The items' table. The detail under it grows and shrinks with the highlighted item, and the table gets the
+    rest: after each resize the cursor row is brought back into view (a DataTable scrolls to it only when the
+    cursor moves, so a taller detail hid it)."""
+
+    def on_resize(self) -> None:
+        self.move_cursor(row=self.cursor_row, animate=False)
+
+
 class RemedyScreen(ModalScreen[None]):
     @property
     def read_only(self) -> bool:
@@ -117,7 +126,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
         with Vertical(id=f"{self.NAME}-box", classes="remedy-box") as box:
             box.border_title = Text(safe_line(self.box_title()))  # plain text: it names a path or namespace
             box.border_subtitle = "Esc closes" if self.read_only else f"{self.WRITE_HINT} · Esc closes"
-            yield DataTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
+            yield ItemTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
             yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
             yield from self.below_detail()
         yield KeyFooter()

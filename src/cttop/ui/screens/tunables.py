@@ -118,14 +118,17 @@ class TunablesScreen(RowsScreen[TunableState]):
         field = self.query_one("#tunables-input", Input)
         field.value = s.value or ""
         self.query_one("#tunables-error", Static).update("")
+        persist = self.query_one("#tunables-persist", Checkbox)
+        persist.label = self._persist_label(persist.value)  # the file is this value's
         self.query_one("#tunables-edit").display = True
         field.focus()
 
     def _persist_label(self, on: bool) -> str:
         # Said in words: the box's own mark differs only by colour, which a 16-colour or NO_COLOR terminal loses.
-        if not on:
+        # Only the edited value's file is named (hashsize's is modprobe.d's): both were cut at 80 columns.
+        if not on or self.editing is None:  # (the box shows only while a value is edited)
             return "persist: no (Tab, Space to persist across reboots)"
-        return f"persist: YES, in {self.paths.sysctl_file} (hashsize: {self.paths.modprobe_file})"
+        return f"persist: YES, in {self.paths.file_for(self.editing.tunable.key())}"
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.checkbox.label = self._persist_label(event.value)
