@@ -15,6 +15,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.model import EV_DESTROY, EV_NEW
 from cttop.ui.app import CttopApp
 from cttop.ui.header import StatusLine
+from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.remedy_base import PERSIST_DIR_ENV
@@ -100,6 +101,12 @@ async def test_a_pair_group_shows_both_ends_and_the_arrow(group: str) -> None:
         text = screen_text(app)
         for g in shown:
             assert f" {g.text} " in text, f"{g.text} cut:\n{text}"
+        # The title names the right-hand columns only where they are drawn.
+        panel = app.main.query_one(HeaviestPanel)
+        title = str(panel.border_title)
+        assert (" · total B p" in title) == (panel.columns(app.shown_frame) is not None), title
+        if group == "pair":
+            assert panel.columns(app.shown_frame) is None and "B p" not in title and "B/s" not in title
 
 
 @pytest.mark.parametrize(("text", "point"), [
