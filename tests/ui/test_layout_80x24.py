@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from cttop.actions import tunables
 from cttop.actions.tunables import TunableState
@@ -39,15 +40,22 @@ def fixed_tunables() -> list[TunableState]:
     return out
 
 
+async def tunables_open(pilot: Pilot[None], app: CttopApp, states: list[TunableState],
+                        monkeypatch: pytest.MonkeyPatch) -> TunablesScreen:
+    """The tunables screen over the live view, listing ``states``."""
+    monkeypatch.setattr(tunables, "states", lambda spec: states)
+    await wait_live(pilot, app)
+    screen = TunablesScreen(NetnsSpec())
+    await app.push_screen(screen)
+    await wait_for(pilot, lambda: len(screen.items) == len(states), "the tunables listed")
+    return screen
+
+
 async def test_the_tunables_cursor_row_stays_in_sight_above_the_detail(monkeypatch: pytest.MonkeyPatch) -> None:
     states = fixed_tunables()
-    monkeypatch.setattr(tunables, "states", lambda spec: states)
     app = app_on()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_live(pilot, app)
-        screen = TunablesScreen(NetnsSpec())
-        await app.push_screen(screen)
-        await wait_for(pilot, lambda: len(screen.items) == len(states), "the tunables listed")
+        await tunables_open(pilot, app, states, monkeypatch)
         for i in range(len(states)):
             if i:
                 await pilot.press("down")
@@ -185,14 +193,9 @@ async def test_the_persist_box_names_the_edited_values_file_whole(
     monkeypatch.delenv(PERSIST_DIR_ENV, raising=False)  # the real paths, the longest: nothing is applied here
     t = tunables.catalogue_entry(name)
     assert t is not None
-    states = [TunableState(t, "30", True, "", None)]
-    monkeypatch.setattr(tunables, "states", lambda spec: states)
     app = app_on()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_live(pilot, app)
-        screen = TunablesScreen(NetnsSpec())
-        await app.push_screen(screen)
-        await wait_for(pilot, lambda: len(screen.items) == 1, "the tunable listed")
+        screen = await tunables_open(pilot, app, [TunableState(t, "30", True, "", None)], monkeypatch)
         await pilot.press("e")
         await wait_for(pilot, lambda: screen.editing is not None, "the edit line")
         await pilot.press("tab", "space")
