@@ -61,7 +61,7 @@ async def test_a_source_without_a_namespace_offers_no_change(tmp_path: Path, mon
     monkeypatch.setenv("CTTOP_STATE_DIR", str(tmp_path))
     app = CttopApp(FixedSource(), interval=0.1)
     assert app.spec is None and not app.read_only
-    async with app.run_test(size=(200, 30)) as pilot:
+    async with app.run_test(size=(200, 30), notifications=True) as pilot:
         await wait_live(pilot, app)
         active = app.screen.active_bindings
         for key in ("d", "F", "n", "u", "t", "T"):
@@ -73,6 +73,10 @@ async def test_a_source_without_a_namespace_offers_no_change(tmp_path: Path, mon
         for key in ("d", "F", "n", "u", "t", "T"):
             await pilot.press(key)
         assert app.screen is before
+        # Pressed, each says why it does nothing: silence reads as a hang.
+        said = [n.message for n in app._notifications]
+        assert len(said) == 6 and all(m.endswith(": only on a live namespace (a replay has none to change)")
+                                      for m in said), said
         await pilot.press("J")
         await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen), "the journal screen")
         assert "u" not in app.screen.active_bindings  # nothing to undo in

@@ -97,7 +97,12 @@ class RemedyKeys(KeyGroup):
             self.check_drift()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in _NEEDS_NETNS and self.app.spec is None)
+        return self.unavailable(action) is None
+
+    def unavailable(self, action: str) -> str | None:
+        if action in _NEEDS_NETNS and self.app.spec is None:
+            return "only on a live namespace (a replay has none to change)"
+        return None
 
     # --- helpers --------------------------------------------------------------------------
 
