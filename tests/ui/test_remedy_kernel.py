@@ -189,7 +189,7 @@ async def test_d_deletes_exactly_the_tagged_flows(ns: str, state: Path) -> None:
         await pilot.press("d")
         screen = await confirm_open(pilot, app)
         assert "Delete 3 selected flows" in confirm_text(screen)
-        assert "This deletes these 3 flows, each that is still in the table." in screen_text(app)
+        assert "This deletes these 3 flows, those still in the table." in screen_text(app)
         await yes_and_wait(pilot, app, state)
         await wait_for(pilot, lambda: not app.main.flow_list.tagged, "the deleted flows to be untagged")
     after = kernel_flows(ns)

@@ -46,7 +46,7 @@ def headline(plan: Plan) -> str:
         return f"This deletes the whole table: {flows} now, counted in the kernel just now."
     if isinstance(plan, FlushFlows):
         return f"This deletes every flow the filter matches when you confirm: {flows} now, counted in the kernel."
-    return f"This deletes these {flows}, each that is still in the table."
+    return f"This deletes these {flows}, those still in the table."
 
 
 def result_text(plan: Plan, result: ActionResult) -> str:
