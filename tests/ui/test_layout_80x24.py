@@ -201,3 +201,23 @@ async def test_the_persist_box_names_the_edited_values_file_whole(
         await pilot.press("tab", "space")
         await wait_for(pilot, lambda: "persist: YES" in screen_text(app), "persist ticked")
         assert re.search(rf"persist: YES, in {file}\s+│", screen_text(app)), screen_text(app)  # whole, alone
+
+
+async def test_the_heaviest_title_is_never_cut() -> None:
+    # At 80 columns "Heaviest destination by entries · total B p" had no room: it read "· tot…"; and "Heaviest
+    # source → destination by entr…".
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        groups = []
+        while app.group not in groups:
+            groups.append(app.group)
+            await wait_for(pilot, lambda: app.shown_frame is not None and app.shown_frame.group == app.group,
+                           f"a frame of {app.group}")
+            await pilot.pause()
+            [line] = [ln for ln in screen_text(app).splitlines() if " by entries" in ln]
+            title = line[line.index("─", 40) + 1:].split("─")[0]  # the right-hand panel's
+            assert "…" not in title, title
+            assert title.endswith(("entries", " · total B p", " · B/s p/s")), title
+            await pilot.press("g")
+        assert {"dst", "dport"} <= set(groups)

@@ -158,12 +158,21 @@ class MainScreen(KeyedScreen):
         app = cttop_app(self)
         frame = app.shown_frame
         by = app.top_by
+        panel = self.query_one(HeaviestPanel)
         title = f"Heaviest {group_title(app.group)} by {'new flows/s' if by == 'new-rate' else by}"
-        columns = self.query_one(HeaviestPanel).columns(frame) if frame is not None else None
-        title += {RATES: " · B/s p/s", TOTAL: " · total B p", None: ""}[columns]  # what the right-hand columns hold
+        pending = ""
         if frame is not None and frame.phase == LIVE and (frame.group != app.group or frame.top_by != by):
-            title += " …" if not app.paused else " (resume to update)"
-        retitle(self.query_one(HeaviestPanel), title)
+            pending = " …" if not app.paused else " (resume to update)"
+        columns = panel.columns(frame) if frame is not None else None
+        unit = {RATES: " · B/s p/s", TOTAL: " · total B p", None: ""}[columns]  # what the right-hand columns hold
+        # Where the border has no room, the unit goes rather than being cut to "· tot…" (a rate's packets column
+        # says "/s" itself), then the word "Heaviest", rather than what the groups are and what ranks them.
+        room = panel.outer_size.width - 2
+        if len(title + unit + pending) > room:
+            unit = ""
+        if len(title + pending) > room:
+            title = title.removeprefix("Heaviest ")
+        retitle(panel, title + unit + pending)
 
     def title_flows(self) -> None:
         app = cttop_app(self)
