@@ -48,10 +48,10 @@ def undo_plan(spec: NetnsSpec, ident: str | None = None, journal: Journal | None
     why = rec.undo_refusal()
     if why is not None:
         raise ActionError(why)
-    if rec.netns_inode == here.inode and not rec.made_in(here):
-        raise ActionError(f"change {rec.id} was made in namespace {rec.netns}, deleted since: {spec.label()} is "
-                          f"another namespace that was given its inode ({here.inode}); nothing to undo here")
     if not rec.made_in(here):
+        if rec.netns_inode == here.inode:
+            raise ActionError(f"change {rec.id} was made in namespace {rec.netns}, deleted since: {spec.label()} "
+                              f"is another namespace that was given its inode ({here.inode}); nothing to undo here")
         raise ActionError(f"change {rec.id} was made in namespace {rec.netns} (inode {rec.netns_inode}), "
                           f"not {spec.label()}: pass that namespace")
     build = UNDO.get(rec.kind)

@@ -104,15 +104,18 @@ def flow_rates(old: Mapping[int, bytes], new: Mapping[int, bytes], seconds: floa
     get = old.get
     for key, rec in new.items():
         prev = get(key)
-        if prev is None or _unread(prev):
-            # Begun since the last dump (unseen, or known only from its NEW event, which carries no counters):
-            # all it moved, it moved in these seconds. (Left out, a flood's groups read 0 B/s: a flood is new
-            # flows.)
+        if prev is None:
+            # Begun since the last dump: all it moved, it moved in these seconds. (Left out, a flood's groups
+            # read 0 B/s: a flood is new flows.)
             now, before = _counters(rec), (0, 0)
         elif prev[-COUNTERS_LEN:] == rec[-COUNTERS_LEN:]:
             continue
         else:
             now, before = _counters(rec), _counters(prev)
+            if before is None and _unread(prev):
+                # Known only from its NEW event, which carries no counters: begun since the last dump too. (Asked
+                # only of a flow that moved and had no counters, not of every flow of every dump.)
+                before = (0, 0)
         if now is None or before is None:
             continue
         db, dp = now[0] - before[0], now[1] - before[1]

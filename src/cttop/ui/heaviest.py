@@ -23,8 +23,6 @@ TOTALS: Final = ("bytes", "packets")  # the ranks by a group's totals (not entri
 # The least a pair's key may have for both ends to read (10.77.1.2 → 10.77.2.2 is 21); narrower, its bytes and
 # packets give way: the flow list and the detail have them.
 PAIR_KEY_MIN: Final = 23
-
-
 RATES: Final = "rates"  # what the columns after a row's share hold: its bytes and packets a second...
 TOTAL: Final = "totals"  # ...or its totals
 
