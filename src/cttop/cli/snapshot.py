@@ -96,7 +96,8 @@ def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
     if s.agg is None:
         return  # the reason goes to stderr, once
     agg = s.agg
-    shown = f"{s.matched} of {s.listed} flows match the filter" if filtered else f"{s.listed} flows read"
+    # A filter the kernel applies returns only the matches: the table's size is the kernel's count, read with them.
+    shown = f"{s.matched} of {s.count} flows match the filter" if filtered else f"{s.listed} flows read"
     w(f"{shown}; {agg.evictable} evictable (not ASSURED)\n")
     w("\nstates:\n")
     for k, n in sorted(agg.by_state.items(), key=lambda kv: -kv[1]):
