@@ -360,3 +360,21 @@ def test_the_live_count_takes_the_share_renewed_between_two_dumps_as_staying() -
     # A dump at 112, before any of those was due: no measure, the last share stands.
     lc.dumped(1800, 40, [(112, 3)] * 50 + [(112, 40)] * 1750, 112.0, 112.0)
     assert lc.at(117.0, 5000, 40) == 1800 - 10  # 50 due, a fifth of them taken as ending
+
+
+def test_a_dump_right_after_a_change_from_here_measures_no_renewals() -> None:
+    lc = LiveCount()
+    # 1000 entries due within [103, 104), renewed by their traffic; 9000 more with 50 s left.
+    lc.dumped(10000, 0, [(100, 3)] * 1000 + [(100, 50)] * 9000, 100.0, 100.0)
+    lc.dumped(10000, 0, [(110, 3)] * 1000 + [(110, 40)] * 9000, 110.0, 110.0)  # all 1000 still there: renewed
+    assert lc.ending(110.0) == 0.0
+    # A flush from here took 8000 of the others; the dump read after it lists 2000. The 1000 due were renewed
+    # again, yet measured here they would read as none renewed, the flush's 8000 taken for their ending.
+    lc.dumped(2000, 0, [(120, 3)] * 1000 + [(120, 30)] * 1000, 120.0, 120.0, renewals=False)
+    assert lc.ending(120.0) == 0.0  # the last share stands
+    assert lc.at(125.0, 2000, 0) == 2000
+    # Measured (a dump not after a change), the same reading gives none renewed: 100 a second "ending".
+    measured = LiveCount()
+    measured.dumped(10000, 0, [(110, 3)] * 1000 + [(110, 40)] * 9000, 110.0, 110.0)
+    measured.dumped(2000, 0, [(120, 3)] * 1000 + [(120, 30)] * 1000, 120.0, 120.0)
+    assert measured.ending(120.0) == pytest.approx(1000 / WINDOW)

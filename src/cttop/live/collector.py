@@ -308,7 +308,7 @@ class Collector:
         table = self.table
         if self._reread.is_set():
             self._reread.clear()
-            self._resync("reading the table after the change")
+            self._resync("reading the table after the change", renewals=False)
         elif self._schedule.refresh_due():
             self._load(first=False)
         elif self._bounded_for(self._frames.count) != table.bounded:
@@ -323,10 +323,11 @@ class Collector:
             return
         self._catch_up()
 
-    def _resync(self, why: str) -> None:
-        """A dump replacing a table known to be wrong; ``why`` is the note frames show meanwhile."""
+    def _resync(self, why: str, renewals: bool = True) -> None:
+        """A dump replacing a table known to be wrong; ``why`` is the note frames show meanwhile; ``renewals``:
+        see LiveCount.dumped."""
         self._note = why
-        self._load(first=False)
+        self._load(first=False, renewals=renewals)
         self._note = ""
 
     def _apply(self, batch: EventBatch) -> None:
@@ -384,8 +385,9 @@ class Collector:
         from dumps."""
         return self._frames.sysctls.get("nf_conntrack_events") != "0"
 
-    def _load(self, first: bool) -> None:
-        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh).
+    def _load(self, first: bool, renewals: bool = True) -> None:
+        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh); ``renewals``:
+        see LiveCount.dumped.
 
         Frames keep their interval while the dump is read: the last table, the kernel's count of the
         moment, and during a resync the note saying so.
@@ -453,7 +455,7 @@ class Collector:
             since = self._schedule.refreshed
             self._rates.dumped(old, fresh, now - since if since is not None else None, now, self._events_on())
         self.table = fresh
-        self._frames.dumped(fresh, started)  # it lists the live entries: the forecast counts from it
+        self._frames.dumped(fresh, started, renewals)  # it lists the live entries: the forecast counts from it
         counted = bool(fresh.counted) or not self._events_on()
         self._schedule.dumped(now, time.monotonic() - t0, counted, None if counted else self._rest(now))
         if any(b.events for _, b in queued):

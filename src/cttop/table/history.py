@@ -250,10 +250,14 @@ class LiveCount:
         self._renewed = 0.0
 
     def dumped(self, live: int, created: int, timeouts: Iterable[tuple[int, int]] | Counter[tuple[int, int]],
-               read_from: float, read_to: float) -> None:
+               read_from: float, read_to: float, renewals: bool = True) -> None:
         """A dump read from ``read_from`` to ``read_to``: its size, the NEW events counted by its end, and
-        each entry's (second it was read, whole seconds of timeout it had left then), or those counted."""
-        if self._dump is not None:
+        each entry's (second it was read, whole seconds of timeout it had left then), or those counted.
+
+        ``renewals``: whether it measures the share traffic renews. Not a dump read right after a change made from
+        here: the flows a flush took were not due to end, and that share would read as none (after flushing a
+        flood while the rest of the table kept talking, "draining to 470" as the table grew)."""
+        if self._dump is not None and renewals:
             due = self._ended_by(read_to)
             if due >= MEASURED_ENDINGS:
                 before, then = self._dump
