@@ -17,7 +17,7 @@ from cttop.cli.app import app
     (["snapshot", "--bogus"], "cttop: snapshot: No such option: --bogus; see cttop snapshot --help", 2),
     (["bogus"], "cttop: No such command 'bogus'; see cttop --help", 2),
     (["--frobnicate"], "cttop: No such option: --frobnicate; see cttop --help", 2),
-    (["notrack", "add"], "cttop: notrack: Missing argument 'expr'; see cttop notrack --help", 2),
+    (["notrack", "add"], "cttop: notrack: Missing argument 'EXPR'; see cttop notrack --help", 2),
     (["lab", "--cleanup"], "cttop: lab: Option '--cleanup' requires an argument; see cttop lab --help", 2),
     (["doctor", "--bogus"], "cttop: doctor: No such option: --bogus; see cttop doctor --help", 3),
 ])
@@ -70,3 +70,13 @@ def test_record_to_dash_is_refused_not_a_file_named_dash(tmp_path: Path, monkeyp
     assert (r.exit_code, r.stderr.strip()) == (2, "cttop: record --output -: a recording is written to a file; "
                                                   "give its path")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [("set",), ("undo",), ("notrack", "add"), ("notrack", "remove"), ("replay",)])
+def test_arguments_read_in_capitals_in_the_usage_line(command: tuple[str, ...]) -> None:
+    """Arguments are named as the options' values are (N, FILE), not by the Python parameter (`{file}`)."""
+    load_commands([])
+    r = CliRunner().invoke(app, [*command, "--help"])
+    usage = next(line for line in r.stdout.splitlines() if line.startswith("Usage:"))
+    words = usage.split()[2 + len(command):]
+    assert words[0] == "[OPTIONS]" and len(words) == 2 and words[1] == words[1].upper(), usage

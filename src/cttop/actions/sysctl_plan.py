@@ -41,8 +41,6 @@ class SetSysctls(Plan):
         self.values: dict[str, int] = {}
         for raw, value in values.items():
             t = lookup(raw)
-            if t.read_only:
-                raise ActionError(f"{t.name}: {t.why_read_only}")
             self.tunables[t.name] = t
             self.values[t.name] = parse_value(t, str(value))
         self.current = sysctl.read(spec)

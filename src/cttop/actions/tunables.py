@@ -38,7 +38,7 @@ class Tunable:
     is_global: bool = False
     read_only: bool = False
     choices: tuple[int, ...] = ()
-    why_read_only: str = "read-only; change hashsize instead"
+    why_read_only: str = sysctl.BUCKETS_READ_ONLY
 
     @property
     def is_module_param(self) -> bool:
@@ -220,7 +220,7 @@ def lookup(name: str) -> Tunable:
 def parse_value(t: Tunable, text: str) -> int:
     """The value as the kernel will take it, or ActionError saying what range is allowed."""
     if t.read_only:
-        raise ActionError(f"{t.name}: {t.why_read_only}")
+        raise ActionError(f"{t.name} is read-only: {t.why_read_only}")
     v = sysctl.as_int(str(text))
     if v is None:
         raise ActionError(f"{t.name}={text}: not an integer")

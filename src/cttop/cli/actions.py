@@ -177,7 +177,7 @@ def set_(
 @guarded
 @netns_options()
 def notrack_add(
-    expr: Annotated[str, typer.Argument(help="Filter expression, e.g. 'udp dport 53'.")],
+    expr: Annotated[str, typer.Argument(metavar="EXPR", help="Filter expression, e.g. 'udp dport 53'.")],
     spec: NetnsSpec = NETNS,
     persist: Annotated[bool, typer.Option("--persist", help="Also write /etc/nftables.d/cttop.nft.")] = False,
     persist_dir: PersistDirOpt = None,
@@ -224,7 +224,7 @@ def notrack_list(
 @guarded
 @netns_options()
 def notrack_remove(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids (or unique prefixes) from `cttop notrack list`.")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Ids (or unique prefixes) from `cttop notrack list`.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every cttop NOTRACK rule.")] = False,
     spec: NetnsSpec = NETNS,
     persist_dir: Annotated[str | None, typer.Option(

@@ -76,7 +76,7 @@ def _namespace_words(spec: NetnsSpec) -> str:
 @app.command("replay")
 @guarded
 def replay_cmd(
-    file: Annotated[str, typer.Argument(help="A file written by `cttop record`.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A file written by `cttop record`.")],
     speed: Annotated[float, typer.Option("--speed", min=0.01, max=10000, callback=not_nan,
                                          help="Play this many times faster than recorded.")] = 1.0,
     at: Annotated[float, typer.Option("--at", help="Start this many seconds into the recording.")] = 0.0,

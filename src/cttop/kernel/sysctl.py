@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Final
 
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec, run_in
@@ -116,10 +117,14 @@ def write(spec: NetnsSpec, name: str, value: str) -> None:
     run_in(spec, lambda: _write_local(name, value))
 
 
+# Why nf_conntrack_buckets is read-only: the kernel shows the hash's size there; hashsize sets it.
+BUCKETS_READ_ONLY: Final = "change hashsize instead"
+
+
 def writable(spec: NetnsSpec, name: str) -> tuple[bool, str]:
     """Whether ``name`` can be written here, and if not, why (for the tunables screen)."""
     if name == "nf_conntrack_buckets":
-        return False, "read-only; change hashsize instead"
+        return False, BUCKETS_READ_ONLY
     if name in GLOBAL_NAMES and not spec.is_initial():
         return False, "global setting: writable only from the initial namespace"
     ok = run_in(spec, lambda: os.access(path_of(name), os.W_OK))
