@@ -192,3 +192,10 @@ def test_flows_are_written_a_part_at_a_time() -> None:
     assert sum(parts) == len(snap.flows) == 1200
     assert parts == [live_snapshot.JSON_FLOWS_AT_ONCE, 1200 - live_snapshot.JSON_FLOWS_AT_ONCE]
     assert len(json.loads(out.getvalue())["flows"]) == 1200
+
+
+def test_the_human_pressure_line_shows_the_pressure_panels_counters() -> None:
+    """The same counters as the TUI's Pressure panel, in its order (`invalid` was left out)."""
+    from cttop.cli.snapshot import PRESSURE_SHOWN
+    from cttop.live.counters import PRESSURE
+    assert PRESSURE_SHOWN == tuple(PRESSURE)
