@@ -33,7 +33,7 @@ import os
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -154,7 +154,10 @@ class Plan(ABC):
         self._refuse_read_only()
         self.journal.ensure_writable()
         here = self.spec.identity()
-        with self.journal.locked() as txn:
+        # The signals a session ends with are held from the change until the host's log has its line, which the
+        # journal sends once its lock is released: a SIGTERM or hang-up let through at the end of the change
+        # itself ended the process with the change made and journaled, and never logged.
+        with ExitStack() as held, self.journal.locked() as txn:
             # Again under the lock: another cttop may have changed the kernel or the journal meanwhile.
             self._validate()
             self._check_undone()
@@ -168,8 +171,8 @@ class Plan(ABC):
                 undoable=self.undoable and self.undoes is None, before=before, after=intended, warnings=warnings,
                 undoes=self.undoes,
             )
-            with deferred_signals():
-                change = self._journaled_change(txn, record)
+            held.enter_context(deferred_signals())
+            change = self._journaled_change(txn, record)
         record.after, record.summary, record.count, record.state = change.after, change.summary, change.count, COMPLETE
         self.result = ActionResult(id=self.id, kind=self.kind, summary=change.summary,
                                    count=change.count, record=record, warnings=warnings)

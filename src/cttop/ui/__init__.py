@@ -39,6 +39,7 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
     from cttop.ui.app import (
         CttopApp,  # textual is imported only when the TUI actually runs
     )
+    from cttop.ui.apply import CHANGES
 
     settings = config.active()
     if read_only:
@@ -57,6 +58,9 @@ def run_tui(spec: NetnsSpec, *, read_only: bool = False, title: str | None = Non
     if settings.group_by in app.collector.group_order:
         app.set_group(settings.group_by, app.top_by)
     app.run(mouse=settings.mouse)
+    # A change confirmed before the view closed (q, or a hang-up) ends here, on its worker thread, before the
+    # command returns: not left to the interpreter's exit, which a signal's default action would cut short.
+    CHANGES.wait()
     if app.return_code:
         # Textual printed what went wrong; the shell must see it failed too (it exited 0).
         raise SystemExit(app.return_code)

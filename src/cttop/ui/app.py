@@ -39,6 +39,7 @@ from cttop.table.packing import record_key, record_meta, unpack
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
+from cttop.ui.apply import CHANGES
 from cttop.ui.detail import DetailScreen
 from cttop.ui.fill import FillPanel
 from cttop.ui.filterbar import FilterBar
@@ -318,9 +319,12 @@ class CttopApp(KeysInOrder):
             self.notify(note, timeout=15, markup=False)
 
     def _hangup(self, sig: int) -> None:
-        """The terminal went away (SSH dropped) or we were told to stop: exit now, and hard if that stalls."""
+        """The terminal went away (SSH dropped) or we were told to stop: exit now, and hard if that stalls; but
+        never before a change being applied has ended, its record with it."""
+        CHANGES.close()
 
         def hard_exit() -> None:
+            CHANGES.wait()
             os._exit(128 + sig)
 
         timer = threading.Timer(HANGUP_GRACE, hard_exit)
