@@ -304,7 +304,6 @@ class Decoder:
         # fingerprint, values unpack as a bare bound method, and row builder.
         self.fast: dict[int, tuple[int, int, Callable[..., tuple[object, ...]],
                                    Callable[[tuple[object, ...]], Row]]] = {}
-        self.slow = 0  # messages that took the walk, for benchmarks and tests
         self._learned: list[Template] = []  # every template, oldest first
         # decode_chunk's regex over the newest templates' patterns (None: stale, recompile before use),
         # and per regex group (template) its values unpack, row builder and aligned length.
@@ -318,7 +317,6 @@ class Decoder:
         for t in self.templates.get(length, ()):
             if _as_int(buf, off, length) & t.mask == t.fingerprint:
                 return t.build(t.values.unpack_from(buf, off))
-        self.slow += 1
         try:
             w = _walk(buf, off, length)
         except (struct.error, IndexError, KeyError, ValueError) as e:

@@ -180,18 +180,6 @@ class FlowTable:
         self.track(name)
         return self.agg.top(name, n, by)
 
-    def apply_dump(self, rows: Iterable[Row]) -> None:
-        """Replace the whole content with a fresh dump (start-up, and resync after lost events)."""
-        self.clear()
-        self.extend(rows)
-
-    def clear(self) -> None:
-        self._flows.clear()
-        self._labels.clear()
-        self._own.clear()
-        self.agg = Aggregates(self.agg.groups)
-        self.generation += 1
-
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         """Add a dump chunk of rows the table does not hold yet (batch-counted), read at ``at``."""
         rows = self._held_apart(rows, at)
