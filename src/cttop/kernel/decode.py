@@ -180,10 +180,10 @@ def _walk(buf: bytes | bytearray | memoryview, off: int, length: int) -> _Walk:
                     _leaf(w, "start", p2, ln2, 8, off)
     if "id" not in w.fields or "src" not in w.fields or "proto" not in w.fields:
         raise DecodeError("ctnetlink: message lacks its id or original tuple")
-    size = {"src": len_of(w, "src"), "dst": len_of(w, "dst")}
+    addr_len = {"src": len_of(w, "src"), "dst": len_of(w, "dst")}
     expect = 4 if w.family == AF_INET else 16 if w.family == AF_INET6 else None
-    if expect is None or any(v not in (0, expect) for v in size.values()):
-        raise DecodeError(f"ctnetlink: family {w.family} with {size['src']}-byte addresses")
+    if expect is None or any(v not in (0, expect) for v in addr_len.values()):
+        raise DecodeError(f"ctnetlink: family {w.family} with {addr_len['src']}-byte addresses")
     return w
 
 
