@@ -154,7 +154,7 @@ def main() -> None:
         m = owners.index.hosts
         assert m is not None
         table = FlowTable()
-        table.apply_dump(rows)
+        table.extend(rows)
         records = table.records()
         packed = PackedOwners(owners.index)
         top = packed.top(records, "container", 3)

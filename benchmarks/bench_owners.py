@@ -110,7 +110,7 @@ def main() -> None:
             outside.close()
             owned = [r for r in rows if owners.owner_of(r) is not None]
             table = FlowTable()
-            table.apply_dump(rows)
+            table.extend(rows)
             med = alternate(
                 a.runs,
                 conntrack_L=lambda: subprocess.run(["ip", "netns", "exec", ns, "conntrack", "-L"],
@@ -121,7 +121,7 @@ def main() -> None:
                 top_process_table=lambda: tally_top(owners, table.rows()),
             )
             big = FlowTable()
-            big.apply_dump(rows + padding(a.rank_rows - len(rows), taken={r[0] for r in rows}))
+            big.extend(rows + padding(a.rank_rows - len(rows), taken={r[0] for r in rows}))
             records = big.records()
             rank = alternate(
                 a.runs,

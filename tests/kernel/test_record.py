@@ -127,7 +127,7 @@ def test_events_alone_carry_every_change_made_while_recording(recorded: Recorded
         elif kind == K_DUMP_DATA:
             dec.decode_chunk(payload, rows)
         elif kind == K_DUMP_END:
-            table.apply_dump(rows)
+            table.extend(rows)
         elif kind == K_EVENTS:
             table.apply_events(decode_events(dec, payload))
             if marker_of(table.rows()):
@@ -152,11 +152,12 @@ def test_replay_played_through_ends_on_the_kernel_table(recorded: Recorded) -> N
     src = ReplaySource(str(recorded.path), speed=1e6)
     table = FlowTable()
     src.subscribe()
-    table.apply_dump(src.dump())
+    table.extend(src.dump())
     while not src.at_end:
         batch = src.events(0.05)
-        if batch.lost:
-            table.apply_dump(src.dump())
+        if batch.lost:  # a fresh table for the dump, as the collector resyncs
+            table = FlowTable()
+            table.extend(src.dump())
         else:
             table.apply_events(batch.events)
     assert states(table.rows()) == oracle_states(recorded.oracle)
@@ -197,7 +198,8 @@ def by_state_until(path: Path, end: float) -> dict[str, int]:
             elif kind == K_DUMP_DATA:
                 dec.decode_chunk(payload, rows)
             elif kind == K_DUMP_END:
-                table.apply_dump(rows)
+                table = FlowTable()  # each dump a table of its own, as the collector loads it
+                table.extend(rows)
             elif kind == K_EVENTS:
                 table.apply_events(decode_events(dec, payload))
     except Truncated:

@@ -166,7 +166,7 @@ def test_tcp_flows_tracked_again_after_a_flush_keep_their_state_through_updates(
         src.subscribe()
         sh("conntrack", "-F", netns=netns)
         table = FlowTable()
-        table.apply_dump(src.dump())
+        table.extend(src.dump())
         for _ in range(3):  # picked up again, replied to, then ASSURED: each a step the kernel reports
             talk.stdin.write("\n")
             talk.stdin.flush()

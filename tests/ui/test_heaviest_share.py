@@ -28,7 +28,7 @@ PEER = "10.2.0.100"
 
 def test_the_table_keeps_byte_and_packet_totals_of_every_counted_flow() -> None:
     t = FlowTable()
-    t.apply_dump(rows(3000))  # half of them with counters
+    t.extend(rows(3000))  # half of them with counters
     counted = [r for r in t.rows() if r[17] is not None]
     assert 0 < len(counted) < 3000
     assert t.agg.bytes == sum(r[18] + r[20] for r in counted)

@@ -123,7 +123,7 @@ def mixed() -> list[dict[str, Any]]:
     rnd = random.Random(11)
     held = {i: random_row(i, rnd) for i in range(400)}
     t = FlowTable(track=GROUPS)
-    t.apply_dump(held.values())
+    t.extend(held.values())
 
     def batches() -> Iterator[tuple[float, list[tuple[int, Row]]]]:
         for b in range(600):

@@ -105,7 +105,7 @@ def rec(tmp_path: Path) -> str:
 
 def table_after(rows: list[Row], events: list[tuple[int, Row]]) -> FlowTable:
     t = FlowTable()
-    t.apply_dump(rows)
+    t.extend(rows)
     t.apply_events(events)
     return t
 
@@ -145,7 +145,7 @@ def test_opens_on_the_first_keyframe(rec: str) -> None:
 def test_playing_through_equals_dump_plus_events(rec: str) -> None:
     src = ReplaySource(rec, speed=1e6)
     table = FlowTable()
-    table.apply_dump(src.dump())
+    table.extend(src.dump())
     got = list(play_all(src))
     table.apply_events(got)
     # The second keyframe's dump arrives as the changes it makes: the consumer ends where the replay does.

@@ -118,12 +118,12 @@ def churn(truth: dict[int, Row], rnd: random.Random, steps: int, new: float = 0.
 def test_events_equal_a_fresh_dump() -> None:
     rnd = random.Random(7)
     live = FlowTable(track=GROUPS)
-    live.apply_dump(rows(500))
+    live.extend(rows(500))
     truth = {r[0]: r for r in rows(500)}
     events = churn(truth, rnd, 3000)
     live.apply_events(events)
     fresh = FlowTable(track=GROUPS)
-    fresh.apply_dump(truth.values())
+    fresh.extend(truth.values())
     assert len(live) == len(fresh) == len(truth)
     assert snapshot_of(live.agg) == snapshot_of(fresh.agg)
     assert {r[0]: r for r in live.rows()} == truth
@@ -169,7 +169,7 @@ def udp(fid: int, src: bytes, dport: int, acct: tuple[int, int, int, int] | None
 def test_top_ranks_and_builds_filters() -> None:
     a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 9])
     t = FlowTable()
-    t.apply_dump([udp(i, a, 53) for i in range(5)] + [udp(10 + i, b, 80) for i in range(2)])
+    t.extend([udp(i, a, 53) for i in range(5)] + [udp(10 + i, b, 80) for i in range(2)])
     assert [(g.text, g.entries, g.filter) for g in t.top("dport", 2)] == [
         ("udp/53", 5, "udp dport 53"), ("udp/80", 2, "udp dport 80")]
     assert [(g.text, g.entries) for g in t.top("src", 1)] == [("10.0.0.1", 5)]
@@ -184,7 +184,7 @@ def test_top_ranks_and_builds_filters() -> None:
 
 def test_top_by_bytes_lists_groups_even_when_none_moved_bytes() -> None:
     t = FlowTable()
-    t.apply_dump([udp(i, bytes([10, 0, 0, i % 3]), 53, (0, 0, 0, 0)) for i in range(7)])
+    t.extend([udp(i, bytes([10, 0, 0, i % 3]), 53, (0, 0, 0, 0)) for i in range(7)])
     assert [(g.text, g.entries, g.bytes) for g in t.top("src", 10, by="bytes")] == [
         ("10.0.0.0", 3, 0), ("10.0.0.1", 2, 0), ("10.0.0.2", 2, 0)]
 
@@ -210,8 +210,9 @@ def test_timeouts_are_the_held_flows_as_they_are_now() -> None:
     rnd = random.Random(8)
     first, second = [make_row(i, rnd) for i in range(1, 300)], [make_row(i, rnd) for i in range(300, 500)]
     mine = {r[0] for r in second[:20]}
-    t = FlowTable(own=(lambda r: r[0] in mine, lambda rec: False))
-    t.apply_dump(first)
+    own = (lambda r: r[0] in mine, lambda rec: False)
+    t = FlowTable(own=own)
+    t.extend(first)
     t.extend(second, at=1234.9)
     want = Counter((0, r[R_TIMEOUT]) for r in first) + Counter((1234, r[R_TIMEOUT]) for r in second[20:])
     assert Counter(t.timeouts()) == want and sum(want.values()) == len(t) == 479
@@ -220,7 +221,8 @@ def test_timeouts_are_the_held_flows_as_they_are_now() -> None:
     want += Counter({(2000, made[R_TIMEOUT]): 1})
     want -= Counter({(0, first[0][R_TIMEOUT]): 1})
     assert Counter(t.timeouts()) == want
-    t.apply_dump(second)
+    t = FlowTable(own=own)  # the next dump, into a table of its own as the collector loads it
+    t.extend(second)
     assert Counter(t.timeouts()) == Counter((0, r[R_TIMEOUT]) for r in second[20:])
 
 

@@ -244,9 +244,10 @@ def observe(spec: NetnsSpec, seconds: float = 3.0, *, want_bytes: bool = False,
     except CttopError as e:
         o.drift_problem = str(e)
     o.datapath = look()
-    owners: Owners | None = host_owners(spec)
+    host = host_owners(spec)
+    owners: Owners | None = host
     try:
-        owners.refresh()
+        host.refresh()
     except CttopError:
         owners = None  # the flows are still judged, without their owners
     try:

@@ -180,10 +180,10 @@ def _walk(buf: bytes | bytearray | memoryview, off: int, length: int) -> _Walk:
                     _leaf(w, "start", p2, ln2, 8, off)
     if "id" not in w.fields or "src" not in w.fields or "proto" not in w.fields:
         raise DecodeError("ctnetlink: message lacks its id or original tuple")
-    size = {"src": len_of(w, "src"), "dst": len_of(w, "dst")}
+    addr_len = {"src": len_of(w, "src"), "dst": len_of(w, "dst")}
     expect = 4 if w.family == AF_INET else 16 if w.family == AF_INET6 else None
-    if expect is None or any(v not in (0, expect) for v in size.values()):
-        raise DecodeError(f"ctnetlink: family {w.family} with {size['src']}-byte addresses")
+    if expect is None or any(v not in (0, expect) for v in addr_len.values()):
+        raise DecodeError(f"ctnetlink: family {w.family} with {addr_len['src']}-byte addresses")
     return w
 
 
@@ -304,7 +304,6 @@ class Decoder:
         # fingerprint, values unpack as a bare bound method, and row builder.
         self.fast: dict[int, tuple[int, int, Callable[..., tuple[object, ...]],
                                    Callable[[tuple[object, ...]], Row]]] = {}
-        self.slow = 0  # messages that took the walk, for benchmarks and tests
         self._learned: list[Template] = []  # every template, oldest first
         # decode_chunk's regex over the newest templates' patterns (None: stale, recompile before use),
         # and per regex group (template) its values unpack, row builder and aligned length.
@@ -318,7 +317,6 @@ class Decoder:
         for t in self.templates.get(length, ()):
             if _as_int(buf, off, length) & t.mask == t.fingerprint:
                 return t.build(t.values.unpack_from(buf, off))
-        self.slow += 1
         try:
             w = _walk(buf, off, length)
         except (struct.error, IndexError, KeyError, ValueError) as e:

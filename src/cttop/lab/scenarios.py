@@ -75,8 +75,6 @@ class Scenario:
     # More of the lab to build (addresses, rules) once it exists, before any traffic starts.
     setup: Callable[[Lab], None] | None = None
     server_args: tuple[str, ...] = ()
-    # What `cttop doctor` on the router should find (the README's scenario table says the same).
-    doctor: str = ""
 
     def generators(self, lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
         gens = [_py("server", "server", lab, seconds, "serve", "--syn-port", str(SYN_PORT), *self.server_args)]
@@ -181,44 +179,30 @@ def _levels(lab: Lab, seconds: float, max_entries: int) -> list[Generator]:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("mixed", "steady TCP sessions, short HTTP-like connections, DNS-like UDP and pings",
-             _mixed_full, background=False, doctor="OK"),
+             _mixed_full, background=False),
     Scenario("udp-storm", f"unique UDP flows to port {STORM_PORT} that are never answered: UNREPLIED piles up",
-             _storm, doctor="udp UNREPLIED held by nf_conntrack_udp_timeout=30, heading for ~90k; at 10 s about a "
-                            "third; the storm is NAT'd here, so NOTRACK is named, not offered"),
-    Scenario("syn-flood", f"SYNs to port {SYN_PORT} whose handshakes never complete: half-open TCP", _syn,
-             doctor="tcp SYN_RECV held by nf_conntrack_tcp_timeout_syn_recv=60, heading for ~90k; at 20 s about a "
-                    "third"),
-    Scenario("time-wait", "short TCP connections closed by the client: TIME_WAIT piles up", _churn,
-             doctor="tcp TIME_WAIT held by nf_conntrack_tcp_timeout_time_wait=120, heading for ~95k; at 30 s about "
-                    "a quarter"),
+             _storm),
+    Scenario("syn-flood", f"SYNs to port {SYN_PORT} whose handshakes never complete: half-open TCP", _syn),
+    Scenario("time-wait", "short TCP connections closed by the client: TIME_WAIT piles up", _churn),
     Scenario("table-full", f"ASSURED UDP flows to port {FILL_PORT} fill the router's table to nf_conntrack_max, "
              "then new flows keep coming: early_drop evicts what little it may, and drop rises "
              "(the kernel's 'table full, dropping packet')", _fill,
              # Long UDP timeouts keep the filled entries alive for the whole run.
              router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": LONG_UDP_TIMEOUT,
-                             "net.netfilter.nf_conntrack_udp_timeout_stream": LONG_UDP_TIMEOUT},
-             doctor="the table full (critical), its cause first: udp ASSURED held by "
-                    "nf_conntrack_udp_timeout_stream=600 (default 120)"),
+                             "net.netfilter.nf_conntrack_udp_timeout_stream": LONG_UDP_TIMEOUT}),
     Scenario("udp-timeouts", f"short UDP streams ({STREAM_RATE}/s: a query and its answer, another 2.5 s later) "
              f"under udp_timeout and udp_timeout_stream {LONG_UDP_TIMEOUT}: ASSURED UDP piles up", _streams,
              router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": LONG_UDP_TIMEOUT,
-                             "net.netfilter.nf_conntrack_udp_timeout_stream": LONG_UDP_TIMEOUT},
-             doctor="udp ASSURED held by nf_conntrack_udp_timeout_stream=600 (default 120), heading for ~180k; "
-                    "the fix sets it to 120 in the router"),
+                             "net.netfilter.nf_conntrack_udp_timeout_stream": LONG_UDP_TIMEOUT}),
     Scenario("idle-established", f"TCP sessions silent for 2 h to 4 days ({IDLE_SHARE:.0%} of the max, made over "
              "ctnetlink as a box that saw them would hold them) under the 5-day established default", _idle,
              # Start times would date the made sessions to now; without them idle time is read from time left.
-             router_sysctls={"net.netfilter.nf_conntrack_timestamp": "0"},
-             doctor="tcp ESTABLISHED held by nf_conntrack_tcp_timeout_established=432000: at 7440 s (RFC 5382's "
-                    "floor) nearly none would stay; set it, and flush the idle ones"),
+             router_sysctls={"net.netfilter.nf_conntrack_timestamp": "0"}),
     Scenario("stale-nat", f"DNS to {VIP4} DNAT'd to {OLD_BACKEND4}, a backend that is gone; after "
              f"{RETARGET_AFTER:g} s the rule moves to {NEW_BACKEND4}, but {STUCK_RESOLVERS} resolvers that keep "
              "their socket keep the old entry", _stale_nat, setup=_stale_nat_setup,
-             server_args=("--answer-from", NEW_BACKEND4),
-             doctor=f"stale UDP NAT: the resolvers' flows still DNAT'd to {OLD_BACKEND4}, which answers none, with "
-                    "the cttop flush of exactly those"),
+             server_args=("--answer-from", NEW_BACKEND4)),
     Scenario("levels-off", f"unanswered UDP at {LEVEL_RATE}/s under udp_timeout {LEVEL_TIMEOUT}: the table rises, "
              f"then levels off near {LEVEL_RATE * LEVEL_TIMEOUT}", _levels,
-             router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": str(LEVEL_TIMEOUT)},
-             doctor="nothing wrong (OK); the Fill panel's forecast says where it levels off while it still rises"),
+             router_sysctls={"net.netfilter.nf_conntrack_udp_timeout": str(LEVEL_TIMEOUT)}),
 )}

@@ -208,7 +208,7 @@ def build_index(records: Sequence[bytes], spec: ViewSpec, *, generation: int = 0
     """
     t0 = time.perf_counter()
     flt = compile_filter(spec.filter, owners)
-    kept: Sequence[bytes] | None = records
+    kept: Sequence[bytes] = records
     if not flt.is_all:
         match = flt.match
         keep = array("I")

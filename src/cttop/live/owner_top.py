@@ -66,7 +66,7 @@ class PackedOwners:
     def match(self, rec: bytes) -> Owner | None:
         """The process of this index's namespace holding the record's flow, as Owners.owner_of matches."""
         a = 4 if len(rec) < V6_MIN else 16
-        src_at, dst_at, sport_at, reply, rsport_at, end = _AT[a]
+        src_at, _dst_at, sport_at, reply, rsport_at, end = _AT[a]
         proto = rec[PROTO_AT]
         if proto not in OWNED_PROTOS:
             return None

@@ -77,13 +77,13 @@ def build_map(viewed: NetnsSpec, refs: Iterable[NsRef]) -> HostMap:
         if ref.inode == own:
             continue
         try:
-            n, addrs = neighbour(ref)
+            n, n_addrs = neighbour(ref)
         except (CttopError, OSError):
             failed += 1  # it went away, or it is not ours to enter
             continue
         read += 1
         specs[ref.inode] = ref.spec
-        for a in addrs:
+        for a in n_addrs:
             holders.setdefault(a, []).append(n)
     addrs = {a: ns[0] for a, ns in holders.items() if len(ns) == 1}
     shared = {a: ns for a, ns in holders.items() if len(ns) > 1}

@@ -119,10 +119,6 @@ class Flow:
     ending: float = 0.0  # entries/s due to end by their timeouts over the next WINDOW
 
     @property
-    def departures(self) -> float:
-        return self.arrivals - self.growth
-
-    @property
     def level(self) -> float:
         return self.arrivals * self.lifetime
 

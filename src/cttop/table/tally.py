@@ -109,12 +109,6 @@ class FlowTally(FlowTable):
             self.agg.groups.update(Aggregates([name]).groups)
             self.needs_dump = True
 
-    def clear(self) -> None:
-        super().clear()
-        self._digests = digests()
-        self._timeouts.clear()
-        self._by_owner.clear()
-
     def extend(self, rows: Iterable[Row], at: float = 0.0) -> None:
         rows = self._held_apart(rows, at)
         if self.owners is None:

@@ -165,12 +165,12 @@ def cells(row: Row, columns: tuple[Column, ...], tagged: bool, owners: Owners | 
             label = owners.label(row) if owners is not None else ""
             out.append((label, "dim" if label in (FORWARDED, LOCAL_NO_PROCESS) or label.endswith(NO_PROCESS) else ""))
         elif n == "container":
-            c = owners.container_of(row) if owners is not None else None
+            container = owners.container_of(row) if owners is not None else None
             # Neither a process nor a namespace: the process column already says why, once is enough.
-            if c is None and (owners is None or owners.owner_of(row) is None):
+            if container is None and (owners is None or owners.owner_of(row) is None):
                 out.append(("", ""))
             else:
-                out.append((c or NO_CONTAINER, "" if c else "dim"))
+                out.append((container or NO_CONTAINER, "" if container else "dim"))
         elif n == "bytes":
             out.append((fmt.counter(total_bytes(row), bool(flags & UNREAD)), ""))
         elif n == "packets":
