@@ -613,7 +613,7 @@ def test_accounting_only_when_bytes_are_wanted() -> None:
 
 
 def drift_of(name: str, expected: str, current: str | None) -> Drift:
-    return Drift(name, expected, current, "ab12cd34", 0.0, "web1")
+    return Drift(name, expected, current, "ab12cd34")
 
 
 def test_drift_lists_each_value_and_puts_cttops_back(plans: dict[str, Recorder]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from cttop.actions import persist as P
 from cttop.actions import shell
-from cttop.actions.drift import same_value
+from cttop.actions.drift import SYSCTL_KIND, same_value
 from cttop.actions.errors import ActionError
 from cttop.actions.journal import Journal, Record
 from cttop.actions.plan import Change, Plan
@@ -30,7 +30,7 @@ class SetSysctls(Plan):
     (hashsize: modprobe.d), merged into cttop's own files.
     """
 
-    kind = "sysctl"
+    kind = SYSCTL_KIND
 
     def __init__(self, spec: NetnsSpec, values: Mapping[str, object], *,
                  persist: P.PersistPaths | None = None, journal: Journal | None = None) -> None:

@@ -81,7 +81,7 @@ def sysctl_remedy(o: Observation, values: Mapping[str, int]) -> Remedy | None:
     if any(map(is_global, values)) and not o.initial:
         return None
     frozen, spec = dict(values), o.spec
-    return Remedy("sysctl", lambda journal: SetSysctls(spec, frozen, journal=journal))
+    return Remedy(SetSysctls.kind, lambda journal: SetSysctls(spec, frozen, journal=journal))
 
 
 def notrack_remedy(spec: NetnsSpec, expr: str) -> Remedy:
@@ -92,9 +92,9 @@ def notrack_remedy(spec: NetnsSpec, expr: str) -> Remedy:
             rows = matching_rows(ct, flt)
         return AddNotrack(spec, flt, rows=rows, journal=journal)
 
-    return Remedy("notrack-add", build)
+    return Remedy(AddNotrack.kind, build)
 
 
 def flush_remedy(spec: NetnsSpec, expr: str) -> Remedy:
     """A FlushFlows plan; building it lists the flows it would delete, so the confirmation names their count."""
-    return Remedy("flush", lambda journal: FlushFlows(spec, expr, journal=journal))
+    return Remedy(FlushFlows.kind, lambda journal: FlushFlows(spec, expr, journal=journal))
