@@ -22,6 +22,14 @@ def _nf_conntrack_builtin() -> bool:
     return os.path.isdir("/sys/module/nf_conntrack") and not os.path.exists("/sys/module/nf_conntrack/initstate")
 
 
+def set_command(spec: NetnsSpec, name: str, value: int | str) -> str:
+    """The shell line that sets tunable ``name`` in ``spec``'s namespace, as a confirmation shows it."""
+    if name == "hashsize":
+        # A module parameter, not a sysctl: its file is written, through a shell for the redirection.
+        return shell.shown(spec, ["sh", "-c", f"echo {value} > {sysctl.HASHSIZE_PATH}"])
+    return shell.shown(spec, ["sysctl", "-w", f"{sysctl.sysctl_key(name)}={value}"])
+
+
 class SetSysctls(Plan):
     """``values`` maps tunable names (as ``cttop tunables`` lists them) to new values.
 
@@ -92,12 +100,7 @@ class SetSysctls(Plan):
         return "\n".join(lines)
 
     def commands(self) -> list[str]:
-        out: list[str] = []
-        for name, v in self.values.items():
-            if name == "hashsize":
-                out.append(shell.shown(self.spec, ["sh", "-c", f"echo {v} > {sysctl.HASHSIZE_PATH}"]))
-            else:
-                out.append(shell.shown(self.spec, ["sysctl", "-w", f"{sysctl.sysctl_key(name)}={v}"]))
+        out = [set_command(self.spec, name, v) for name, v in self.values.items()]
         try:
             texts = self._new_texts()
         except ActionError as e:

@@ -29,7 +29,6 @@ from cttop.doctor.fixes import (
     FILL_WARN,
     floor,
     flush_remedy,
-    is_global,
     notrack_remedy,
     ok,
     rate,
@@ -38,6 +37,7 @@ from cttop.doctor.fixes import (
 )
 from cttop.doctor.host import owner_flush_remedy
 from cttop.doctor.report import Finding, Remedy, Severity
+from cttop.kernel.sysctl import is_global
 
 RATIO_WARN: Final = 8.0
 KERNEL_RATIO: Final = 1
