@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # loaded when the flows' owners are asked for (host_owners), 
 def snapshot(
     spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
-    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")] = config.DEFAULT_GROUP,
+    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")
+                        ] = config.DEFAULT_GROUP,
     by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes, packets or new-rate (new flows "
                                                  "a second, watched for --seconds).")] = "entries",
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,

@@ -69,8 +69,8 @@ NODE_STATS: Final = (
 EXTRA_STATS: Final = tuple(n for n in C.STATS_CPU_NAMES.values() if n not in dict(NODE_STATS))
 DEFAULT_GROUPS: Final = ("src", "dport")
 # Owner keys the exporter ranks too; a process (a pid) would churn a new series per restart.
-OWNER_GROUPS: Final = ("container",)
-GROUP_KEYS: Final = (*GROUPS, *OWNER_GROUPS)
+EXPORTED_OWNER_GROUPS: Final = ("container",)
+EXPORT_GROUP_KEYS: Final = (*GROUPS, *EXPORTED_OWNER_GROUPS)
 OTHER_NAMESPACES: Final = "(other)"
 RESYNC_DUTY: Final = 20  # the followed table is redumped no more often than this many times what a dump costs
 
@@ -91,12 +91,9 @@ class TableFollower:
 
     def __init__(self, spec: NetnsSpec, groups: Sequence[str] = DEFAULT_GROUPS, top: int = 10,
                  resync: float = 60.0, max_flows: int | None = None) -> None:
-        for g in groups:
-            if g not in GROUP_KEYS:
-                raise CttopError(f"export: unknown group {g!r}: choose from {', '.join(GROUP_KEYS)}")
         self.spec = spec
         self.groups = tuple(g for g in groups if g in GROUPS)
-        self.owner_groups = tuple(g for g in groups if g in OWNER_GROUPS)
+        self.owner_groups = tuple(g for g in groups if g in EXPORTED_OWNER_GROUPS)
         self._owners = host_owners(spec) if self.owner_groups else None
         self._packed: PackedOwners | None = None
         self.top_n = top
@@ -486,6 +483,9 @@ def serve(spec: NetnsSpec, host: str, port: int, table: bool = True, groups: Seq
           top: int = 10, namespaces: bool = True, max_namespaces: int = 256, resync: float = 60.0,
           max_flows: int | None = None) -> Exporter:
     """Start serving ``/metrics`` on ``host:port``; the table is loaded before the port opens."""
+    for g in groups:  # checked with or without the table, so a bad --group is never ignored
+        if g not in EXPORT_GROUP_KEYS:
+            raise CttopError(f"--group {g!r}: not a group key (choose from {', '.join(EXPORT_GROUP_KEYS)})")
     follower = TableFollower(spec, groups, top, resync, max_flows) if table else None
     collector = ConntrackCollector(spec, follower, namespaces, max_namespaces)
     try:
