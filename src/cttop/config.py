@@ -23,6 +23,8 @@ SYSTEM_PATH: Final = "/etc/cttop/config.toml"
 CONFIG_ENV: Final = "CTTOP_CONFIG"  # one file instead of both (tests, or a box's own place)
 MAX_BYTES: Final = 64 * 1024  # bounded input: a config is a few lines
 INTERVAL_RANGE: Final = (0.1, 3600.0)  # seconds between refreshes of the live view
+DEFAULT_INTERVAL: Final = 1.0
+DEFAULT_GROUP: Final = "src"  # the first group key of the live view and of one-shot commands
 # The most flows the live view holds as records (~250 bytes each with the list's index) before it counts them
 # without holding them: half a million keeps the view within ~200 MB whatever the table (197 MB held at 499,000,
 # 118 MB bounded at a million: README, issue 17).
@@ -35,9 +37,9 @@ class Settings:
     """What the config files and flags decided; ``origin`` says where each key from a file was set."""
 
     read_only: bool = False
-    interval: float = 1.0
+    interval: float = DEFAULT_INTERVAL
     mouse: bool = True
-    group_by: str = "src"  # the live view's first group key (one-shot commands keep their own defaults)
+    group_by: str = DEFAULT_GROUP  # the live view's first group key (one-shot commands do not read it)
     theme: str | None = None  # a Textual theme name, checked when the live view starts
     resolve: bool = False  # the live view starts with reverse DNS on (R toggles it)
     # Over this many flows the live view counts the table without holding it (0: always hold it).

@@ -128,7 +128,7 @@ def value(s: Scraped, name: str, **labels: str) -> float:
 def test_node_exporter_names_types_and_values(scraped: Scraped) -> None:
     assert value(scraped, "node_nf_conntrack_entries") == scraped.count == len(scraped.flows)
     assert value(scraped, "node_nf_conntrack_entries_limit") == scraped.max
-    for name, _doc in NODE_STATS:
+    for name in NODE_STATS:
         fam = scraped.families[f"node_nf_conntrack_stat_{name}"]
         assert fam.type == "gauge"  # as node_exporter types them
         if name in scraped.stats:  # conntrack -S no longer prints `ignore`

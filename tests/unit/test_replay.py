@@ -20,6 +20,7 @@ from cttop.sources import replay as P
 from cttop.sources.replay import Recording, ReplayError, ReplaySource, decode_events
 from cttop.kernel.decode import Decoder
 from cttop.kernel.events import EventBatch
+from cttop.kernel.framing import DecodeError, count_messages
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, Row
 from cttop.table.store import FlowTable
 from tests.unit.test_decode import messages
@@ -540,3 +541,13 @@ def test_a_seek_wakes_a_waiting_worker(rec: str) -> None:
     t.join(timeout=30)
     assert not t.is_alive() and got[0].lost
     assert ids(src.dump()) == ids(dump_rows(DUMP[8:]))
+
+
+def test_message_count_strict_for_a_recording_lenient_for_a_chunk() -> None:
+    """One counter: a received chunk is counted up to broken framing, a recording's payload refused at it."""
+    two = struct.pack("=IHHII", 16, 0, 0, 0, 0) * 2
+    broken = two + struct.pack("=IHHII", 4, 0, 0, 0, 0)  # claims less than its own header
+    assert count_messages(two) == count_messages(two, strict=True) == 2
+    assert count_messages(broken) == 2
+    with pytest.raises(DecodeError):
+        count_messages(broken, strict=True)

@@ -9,12 +9,14 @@ since they are one value for the whole host.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from cttop.actions.journal import COMPLETE, Journal, Record
 from cttop.kernel import sysctl
 from cttop.kernel.netns import NetnsId, NetnsSpec
 
-SYSCTL_KIND = "sysctl"
+# SetSysctls' kind, the records replayed here; defined here as sysctl_plan imports this module, not the other way.
+SYSCTL_KIND: Final = "sysctl"
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,6 @@ class Drift:
     expected: str  # what cttop set
     current: str | None  # None: the value can no longer be read
     record_id: str
-    set_at: float
-    netns: str
 
     def message(self) -> str:
         now = "unreadable" if self.current is None else self.current
@@ -61,7 +61,7 @@ def check(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list
     for name, (expected, rec) in owned.items():
         current = now.get(name)
         if current is None or not same_value(current, expected):
-            out.append(Drift(name, expected, current, rec.id, rec.time, rec.netns))
+            out.append(Drift(name, expected, current, rec.id))
     return out
 
 

@@ -164,6 +164,14 @@ def conntrack_args(node: Node) -> list[list[str]] | None:
     return [[*args, "-f", "ipv6" if af == AF_INET6 else "ipv4"] for af in sorted(families or {AF_INET, AF_INET6})]
 
 
+def _delete_warnings(nat: int) -> list[str]:
+    """What deleting flows, ``nat`` of them NAT'd, risks."""
+    out = [IRREVERSIBLE]
+    if nat:
+        out.append(f"{nat} of these flows are NAT'd: those sessions break (their mapping is lost)")
+    return out
+
+
 class DeleteFlows(Plan):
     """Delete the given entries (the selected or tagged rows), matched by id and original tuple."""
 
@@ -184,10 +192,7 @@ class DeleteFlows(Plan):
         return _rows_commands(self.spec, self.rows)
 
     def warnings(self) -> list[str]:
-        out = [IRREVERSIBLE]
-        if self.nat:
-            out.append(f"{self.nat} of them are NAT'd: those sessions break (their mapping is lost)")
-        return out
+        return _delete_warnings(self.nat)
 
     def _validate(self) -> None:
         pass
@@ -280,10 +285,7 @@ class FlushFlows(Plan):
             return [(f"this deletes ALL {self.count} flows in namespace {self.spec.label()}: established "
                      "NAT'd sessions will break (their mapping is lost) and stateful firewalls may drop "
                      "their next packets; this cannot be undone")]
-        out = [IRREVERSIBLE]
-        if self.nat:
-            out.append(f"{self.nat} of the matching flows are NAT'd: those sessions break")
-        return out
+        return _delete_warnings(self.nat)
 
     def _validate(self) -> None:
         pass

@@ -550,7 +550,7 @@ class RestoreNotrack(_RulesPlan):
     goes on to older changes.
     """
 
-    kind = "notrack-add"
+    kind = AddNotrack.kind  # journaled as what it does: an add
 
     def __init__(self, spec: NetnsSpec, record: Record, journal: Journal, persist_file: str | None) -> None:
         super().__init__(spec, journal, persist_file)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from cttop.actions import persist as P
 from cttop.actions import shell
-from cttop.actions.drift import same_value
+from cttop.actions.drift import SYSCTL_KIND, same_value
 from cttop.actions.errors import ActionError
 from cttop.actions.journal import Journal, Record
 from cttop.actions.plan import Change, Plan
@@ -22,6 +22,14 @@ def _nf_conntrack_builtin() -> bool:
     return os.path.isdir("/sys/module/nf_conntrack") and not os.path.exists("/sys/module/nf_conntrack/initstate")
 
 
+def set_command(spec: NetnsSpec, name: str, value: int | str) -> str:
+    """The shell line that sets tunable ``name`` in ``spec``'s namespace, as a confirmation shows it."""
+    if name == "hashsize":
+        # A module parameter, not a sysctl: its file is written, through a shell for the redirection.
+        return shell.shown(spec, ["sh", "-c", f"echo {value} > {sysctl.HASHSIZE_PATH}"])
+    return shell.shown(spec, ["sysctl", "-w", f"{sysctl.sysctl_key(name)}={value}"])
+
+
 class SetSysctls(Plan):
     """``values`` maps tunable names (as ``cttop tunables`` lists them) to new values.
 
@@ -30,7 +38,7 @@ class SetSysctls(Plan):
     (hashsize: modprobe.d), merged into cttop's own files.
     """
 
-    kind = "sysctl"
+    kind = SYSCTL_KIND
 
     def __init__(self, spec: NetnsSpec, values: Mapping[str, object], *,
                  persist: P.PersistPaths | None = None, journal: Journal | None = None) -> None:
@@ -90,12 +98,7 @@ class SetSysctls(Plan):
         return "\n".join(lines)
 
     def commands(self) -> list[str]:
-        out: list[str] = []
-        for name, v in self.values.items():
-            if name == "hashsize":
-                out.append(shell.shown(self.spec, ["sh", "-c", f"echo {v} > {sysctl.HASHSIZE_PATH}"]))
-            else:
-                out.append(shell.shown(self.spec, ["sysctl", "-w", f"{sysctl.sysctl_key(name)}={v}"]))
+        out = [set_command(self.spec, name, v) for name, v in self.values.items()]
         try:
             texts = self._new_texts()
         except ActionError as e:

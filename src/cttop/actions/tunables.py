@@ -34,11 +34,14 @@ class Tunable:
     default: int | None
     lo: int
     hi: int
-    # Only the initial namespace may write it, and it affects every namespace.
-    is_global: bool = False
     read_only: bool = False
     choices: tuple[int, ...] = ()
     why_read_only: str = sysctl.BUCKETS_READ_ONLY
+
+    @property
+    def is_global(self) -> bool:
+        """Only the initial namespace may write it, and it affects every namespace."""
+        return sysctl.is_global(self.name)
 
     @property
     def is_module_param(self) -> bool:
@@ -157,21 +160,21 @@ def catalogue_entry(name: str) -> Tunable | None:
         if mod.removeprefix("nf_conntrack_") not in sysctl.HELPERS:
             return None
         meaning = _HELPER_PARAMS.get(param, f"{{h}} helper: {param.replace('_', ' ')}")
-        return Tunable(name, meaning.format(h=mod.removeprefix("nf_conntrack_")), None, 0, 0, is_global=True,
-                       read_only=True, why_read_only=_HELPER_READ_ONLY)
+        return Tunable(name, meaning.format(h=mod.removeprefix("nf_conntrack_")), None, 0, 0, read_only=True,
+                       why_read_only=_HELPER_READ_ONLY)
     if name == "nf_conntrack_expect_max":
         return Tunable(name, "most expectations (the openings FTP, SIP… helpers make for related flows) a "
                        "namespace may hold; a helper's new ones are refused beyond it", default_expect_max(),
-                       0, INT_MAX, is_global=True)
+                       0, INT_MAX)
     if name == "nf_conntrack_max":
         return Tunable(name, "most entries a namespace may hold; new flows are dropped beyond it (0: no limit)",
-                       default_hashsize(), 0, INT_MAX, is_global=True)
+                       default_hashsize(), 0, INT_MAX)
     if name == "hashsize":
         return Tunable(name, "buckets of the conntrack hash table (module parameter; lookups slow down when "
-                       "entries far outnumber buckets)", default_hashsize(), 1, HASHSIZE_MAX, is_global=True)
+                       "entries far outnumber buckets)", default_hashsize(), 1, HASHSIZE_MAX)
     if name == "nf_conntrack_buckets":
         return Tunable(name, "buckets of the conntrack hash table (shown here; change it through hashsize)",
-                       default_hashsize(), 1, HASHSIZE_MAX, is_global=True, read_only=True)
+                       default_hashsize(), 1, HASHSIZE_MAX, read_only=True)
     short = name.removeprefix("nf_conntrack_")
     if short != name and short in _SWITCHES:
         default, meaning, choices = _SWITCHES[short]

@@ -210,7 +210,7 @@ def top(
     spec: NetnsSpec = NETNS,
     interval: Annotated[float, typer.Option("--interval", "-i", min=config.INTERVAL_RANGE[0],
                                             max=config.INTERVAL_RANGE[1], callback=not_nan,
-                                            help="Seconds between refreshes.")] = 1.0,
+                                            help="Seconds between refreshes.")] = config.DEFAULT_INTERVAL,
     read_only: Annotated[bool | None, typer.Option("--read-only/--no-read-only", help="Hide and refuse every "
                                                    "change (--no-read-only: even if the config says so).")] = None,
     mouse: Annotated[bool | None, typer.Option("--mouse/--no-mouse", help="Let the live view use the mouse "

@@ -35,7 +35,8 @@ PRESSURE_SHOWN: Final = ("drop", "early_drop", "invalid", "insert_failed", "clas
 def snapshot(
     spec: NetnsSpec = NETNS,
     filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
-    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")] = "src",
+    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")
+                        ] = config.DEFAULT_GROUP,
     by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes, packets or new-rate (new flows "
                                                  "a second, watched for --seconds).")] = "entries",
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,

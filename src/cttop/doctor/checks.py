@@ -23,13 +23,12 @@ from typing import Final
 from cttop.actions.shell import cttop_command, shown
 from cttop.actions.tunables import HASHSIZE_MAX
 from cttop.doctor import causes
-from cttop.doctor.collect import GROUP_KEYS, OWNER_KEYS, Observation, title
+from cttop.doctor.collect import CULPRIT_KEYS, OWNER_KEYS, Observation, title
 from cttop.doctor.fixes import (
     FILL_CRIT,
     FILL_WARN,
     floor,
     flush_remedy,
-    is_global,
     notrack_remedy,
     ok,
     rate,
@@ -38,6 +37,7 @@ from cttop.doctor.fixes import (
 )
 from cttop.doctor.host import owner_flush_remedy
 from cttop.doctor.report import Finding, Remedy, Severity
+from cttop.kernel.sysctl import is_global
 
 RATIO_WARN: Final = 8.0
 KERNEL_RATIO: Final = 1
@@ -196,7 +196,7 @@ def hash_ratio(o: Observation) -> Finding | None:
 def group_share(o: Observation) -> Finding | None:
     if not o.listed:
         return None
-    tops = {k: o.tops[k][0] for k in GROUP_KEYS if o.tops.get(k)}
+    tops = {k: o.tops[k][0] for k in CULPRIT_KEYS if o.tops.get(k)}
     if not tops:
         return None
     shares = {k: g.entries / o.listed for k, g in tops.items()}
@@ -215,13 +215,13 @@ def group_share(o: Observation) -> Finding | None:
                   f"{heaviest} holds {shares[k]:.0%} of entries ({tops[k].entries}), but the table is only "
                   f"{o.fill:.1%} full: no pressure", data)
     best = max(big.values())
-    # GROUP_KEYS runs narrowest first: name the narrowest group that explains nearly as much.
-    k = next(x for x in GROUP_KEYS if x in big and big[x] >= NEAR_BEST * best)
+    # CULPRIT_KEYS runs narrowest first: name the narrowest group that explains nearly as much.
+    k = next(x for x in CULPRIT_KEYS if x in big and big[x] >= NEAR_BEST * best)
     g = tops[k]
     state, in_state = g.main_state()
     data.update({"key": k, "group": g.text, "filter": g.filter, "entries": g.entries, "share": round(shares[k], 4),
                  "states": g.states, "natted": g.natted})
-    others = ", ".join(f"{title(x)} {tops[x].text} {shares[x]:.0%}" for x in GROUP_KEYS if x != k and x in tops)
+    others = ", ".join(f"{title(x)} {tops[x].text} {shares[x]:.0%}" for x in CULPRIT_KEYS if x != k and x in tops)
     lines = [f"{g.entries} of {o.listed} entries ({shares[k]:.0%}), {in_state / g.entries:.0%} of them {state}",
              f"heaviest by {others}"]
     commands: list[str] = []

@@ -49,7 +49,7 @@ from cttop.table.groups import GROUPS, GroupDef
 from cttop.table.timeouts import TCP_CAPS, in_force, timeout_name
 
 # The keys a culprit is named by, most specific first.
-GROUP_KEYS: Final = ("container", "src-dport", "dport", "dst", "src")
+CULPRIT_KEYS: Final = ("container", "src-dport", "dport", "dst", "src")
 # A container (when the owners could be read) comes first: it is what a person acts on, and where it
 # explains nearly as much as its address or port, it is named instead.
 OWNER_KEYS: Final = ("container",)
@@ -128,7 +128,7 @@ class _Tally:
 
     def __init__(self, sysctls: dict[str, str], now: float, owners: Owners | None = None) -> None:
         self.agg = Aggregates()
-        self.defs: dict[str, GroupDef] = {k: GROUPS[k] for k in GROUP_KEYS if k in GROUPS}
+        self.defs: dict[str, GroupDef] = {k: GROUPS[k] for k in CULPRIT_KEYS if k in GROUPS}
         if owners is not None:
             self.defs.update({k: owners.group_defs()[k] for k in OWNER_KEYS})
         # group key -> (group, state, NAT'd) -> entries

@@ -17,13 +17,13 @@ from cttop.actions import AddNotrack, FlushFlows, SetSysctls
 from cttop.actions.flows import matching_rows
 from cttop.actions.journal import Journal
 from cttop.actions.plan import Plan
-from cttop.actions.shell import shown
+from cttop.actions.sysctl_plan import set_command
 from cttop.doctor.collect import Observation
 from cttop.doctor.report import Finding, Remedy
 from cttop.filter import compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
-from cttop.kernel.sysctl import GLOBAL_NAMES, HASHSIZE_PATH, sysctl_key
+from cttop.kernel.sysctl import is_global
 
 MATTERS: Final = 0.05  # of nf_conntrack_max: a share of the table smaller than this is no pressure
 # The live view's yellow and red: a table this full is nearly full, or full.
@@ -60,16 +60,14 @@ def ok(code: str, title: str, evidence: str, data: dict[str, object]) -> Finding
     return Finding(code, "ok", title, evidence, data)
 
 
-def is_global(name: str) -> bool:
-    return name in GLOBAL_NAMES
-
-
 def set_commands(o: Observation, name: str, value: int | str) -> list[str]:
-    """The shell lines that set one tunable where it lives; a global one comes under its scope comment."""
+    """The shell lines that set one tunable where it lives, as the confirmation shows them; a global one comes
+    under its scope comment, and from another namespace is the initial namespace's line."""
     if not is_global(name):
-        return [shown(o.spec, ["sysctl", "-w", f"{sysctl_key(name)}={value}"])]
-    cmd = f"echo {value} > {HASHSIZE_PATH}" if name == "hashsize" else f"sysctl -w {sysctl_key(name)}={value}"
-    return [GLOBAL_HERE if o.initial else GLOBAL_ELSEWHERE.format(where=o.spec.label()), cmd]
+        return [set_command(o.spec, name, value)]
+    if o.initial:
+        return [GLOBAL_HERE, set_command(o.spec, name, value)]
+    return [GLOBAL_ELSEWHERE.format(where=o.spec.label()), set_command(NetnsSpec(), name, value)]
 
 
 def sysctl_remedy(o: Observation, values: Mapping[str, int]) -> Remedy | None:
@@ -81,7 +79,7 @@ def sysctl_remedy(o: Observation, values: Mapping[str, int]) -> Remedy | None:
     if any(map(is_global, values)) and not o.initial:
         return None
     frozen, spec = dict(values), o.spec
-    return Remedy("sysctl", lambda journal: SetSysctls(spec, frozen, journal=journal))
+    return Remedy(SetSysctls.kind, lambda journal: SetSysctls(spec, frozen, journal=journal))
 
 
 def notrack_remedy(spec: NetnsSpec, expr: str) -> Remedy:
@@ -92,9 +90,9 @@ def notrack_remedy(spec: NetnsSpec, expr: str) -> Remedy:
             rows = matching_rows(ct, flt)
         return AddNotrack(spec, flt, rows=rows, journal=journal)
 
-    return Remedy("notrack-add", build)
+    return Remedy(AddNotrack.kind, build)
 
 
 def flush_remedy(spec: NetnsSpec, expr: str) -> Remedy:
     """A FlushFlows plan; building it lists the flows it would delete, so the confirmation names their count."""
-    return Remedy("flush", lambda journal: FlushFlows(spec, expr, journal=journal))
+    return Remedy(FlushFlows.kind, lambda journal: FlushFlows(spec, expr, journal=journal))

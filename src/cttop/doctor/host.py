@@ -26,7 +26,7 @@ def owner_flush_remedy(spec: NetnsSpec, expr: str) -> Remedy:
         owners.refresh()
         return FlushFlows(spec, compile_filter(expr, owners), journal=journal)
 
-    return Remedy("flush", build)
+    return Remedy(FlushFlows.kind, build)
 
 
 def datapath(o: Observation) -> Finding | None:

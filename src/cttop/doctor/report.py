@@ -33,7 +33,7 @@ CONTINUED: Final = "    "  # a wrapped command's further lines, under its first
 class Remedy:
     """Builds the cttop.actions plan that applies a finding's fix; building reads the kernel, never writes.
 
-    ``kind`` is the plan's kind ("sysctl", "notrack-add", "flush"), known without
+    ``kind`` is the plan class's ``kind`` (SetSysctls.kind, AddNotrack.kind…), known without
     building it, so a UI can label its button and JSON can name it. The plan is
     journaled in ``journal`` (default: the default journal) once applied.
     """

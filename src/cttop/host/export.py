@@ -48,6 +48,7 @@ from cttop.host.namespaces import Namespace, list_namespaces, totals
 from cttop.kernel import nlconst as C
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NetnsError, NetnsSpec
+from cttop.live.counters import PRESSURE
 from cttop.live.owner_top import PackedOwners
 from cttop.sources.live import LiveSource
 from cttop.table.groups import GROUPS
@@ -55,24 +56,27 @@ from cttop.table.store import FlowTable, GroupRow
 from cttop.table.tally import FlowTally
 from cttop.termsafe import safe_line
 
-# node_exporter's conntrack collector: (stat name, help).
-NODE_STATS: Final = (
-    ("found", "Searched entries that were found (conntrack -S found), summed over CPUs."),
-    ("invalid", "Packets conntrack could not track, summed over CPUs."),
-    ("ignore", "Packets that already had a conntrack entry attached, summed over CPUs."),
-    ("insert", "Entries inserted into the table, summed over CPUs."),
-    ("insert_failed", "Entries whose insertion failed (e.g. clashing tuples), summed over CPUs."),
-    ("drop", "Packets dropped because a new entry could not be made (e.g. table full), summed over CPUs."),
-    ("early_drop", "Non-assured entries evicted to make room for new ones, summed over CPUs."),
-    ("search_restart", "Table lookups restarted by a hash resize or a moved entry, summed over CPUs."),
-)
-EXTRA_STATS: Final = tuple(n for n in C.STATS_CPU_NAMES.values() if n not in dict(NODE_STATS))
+# The counters node_exporter's conntrack collector exports, under its names (node_nf_conntrack_stat_NAME).
+NODE_STATS: Final = ("found", "invalid", "ignore", "insert", "insert_failed", "drop", "early_drop", "search_restart")
+EXTRA_STATS: Final = tuple(n for n in C.STATS_CPU_NAMES.values() if n not in NODE_STATS)
+# What one count means, for the counters the Pressure panel does not show (its own meanings are PRESSURE's).
+COUNTS: Final = {
+    "found": "a lookup found its entry",
+    "ignore": "a packet already had a conntrack entry attached",
+    "insert": "an entry was inserted into the table",
+}
 DEFAULT_GROUPS: Final = ("src", "dport")
 # Owner keys the exporter ranks too; a process (a pid) would churn a new series per restart.
-OWNER_GROUPS: Final = ("container",)
-GROUP_KEYS: Final = (*GROUPS, *OWNER_GROUPS)
+EXPORTED_OWNER_GROUPS: Final = ("container",)
+EXPORT_GROUP_KEYS: Final = (*GROUPS, *EXPORTED_OWNER_GROUPS)
 OTHER_NAMESPACES: Final = "(other)"
 RESYNC_DUTY: Final = 20  # the followed table is redumped no more often than this many times what a dump costs
+
+
+def stat_help(name: str) -> str:
+    """A per-CPU counter's HELP: its conntrack -S name, and what it counts where cttop says so."""
+    meaning = PRESSURE.get(name) or COUNTS.get(name)
+    return f"conntrack -S {name}, summed over CPUs" + (f"; each one: {meaning}." if meaning else ".")
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,9 @@ class TableFollower:
 
     def __init__(self, spec: NetnsSpec, groups: Sequence[str] = DEFAULT_GROUPS, top: int = 10,
                  resync: float = 60.0, max_flows: int | None = None) -> None:
-        for g in groups:
-            if g not in GROUP_KEYS:
-                raise CttopError(f"export: unknown group {g!r}: choose from {', '.join(GROUP_KEYS)}")
         self.spec = spec
         self.groups = tuple(g for g in groups if g in GROUPS)
-        self.owner_groups = tuple(g for g in groups if g in OWNER_GROUPS)
+        self.owner_groups = tuple(g for g in groups if g in EXPORTED_OWNER_GROUPS)
         self._owners = host_owners(spec) if self.owner_groups else None
         self._packed: PackedOwners | None = None
         self.top_n = top
@@ -280,11 +281,10 @@ class ConntrackCollector(Collector):
         yield GaugeMetricFamily("node_nf_conntrack_entries_limit",
                                 "Size limit of the conntrack table (nf_conntrack_max, shared by all namespaces).",
                                 value=mx)
-        for name, doc in NODE_STATS:
-            yield GaugeMetricFamily(f"node_nf_conntrack_stat_{name}", doc, value=cpu[name])
+        for name in NODE_STATS:
+            yield GaugeMetricFamily(f"node_nf_conntrack_stat_{name}", stat_help(name), value=cpu[name])
         for name in EXTRA_STATS:
-            yield GaugeMetricFamily(f"cttop_nf_conntrack_stat_{name}",
-                                    f"conntrack -S {name}, summed over CPUs.", value=cpu[name])
+            yield GaugeMetricFamily(f"cttop_nf_conntrack_stat_{name}", stat_help(name), value=cpu[name])
 
     def _table_metrics(self) -> list[Metric]:
         assert self.follower is not None  # a part only when following
@@ -486,6 +486,9 @@ def serve(spec: NetnsSpec, host: str, port: int, table: bool = True, groups: Seq
           top: int = 10, namespaces: bool = True, max_namespaces: int = 256, resync: float = 60.0,
           max_flows: int | None = None) -> Exporter:
     """Start serving ``/metrics`` on ``host:port``; the table is loaded before the port opens."""
+    for g in groups:  # checked with or without the table, so a bad --group is never ignored
+        if g not in EXPORT_GROUP_KEYS:
+            raise CttopError(f"--group {g!r}: not a group key (choose from {', '.join(EXPORT_GROUP_KEYS)})")
     follower = TableFollower(spec, groups, top, resync, max_flows) if table else None
     collector = ConntrackCollector(spec, follower, namespaces, max_namespaces)
     try:

@@ -74,8 +74,11 @@ def ends_dump(data: bytes | bytearray | memoryview) -> bool:
     return n == 0
 
 
-def count_messages(data: bytes | bytearray | memoryview) -> int:
-    """How many messages the chunk holds, stopping at broken framing rather than raising."""
+def count_messages(data: bytes | bytearray | memoryview, *, strict: bool = False) -> int:
+    """How many messages the chunk holds: ``strict`` raises DecodeError at broken framing (a recording read
+    back), else the count stops there (a chunk counted as it is received)."""
+    if strict:
+        return sum(1 for _ in messages(data))
     off, n, count = 0, len(data), 0
     while off + NLH_LEN <= n:
         length = NLH3.unpack_from(data, off)[0]

@@ -41,6 +41,12 @@ def path_of(name: str) -> str:
     return os.path.join(SYSCTL_DIR, name)
 
 
+def is_global(name: str) -> bool:
+    """Whether ``name`` is one value for the whole host: a global sysctl, or a helper's module parameter."""
+    m = _HELPER_PARAM.fullmatch(name)
+    return name in GLOBAL_NAMES or (m is not None and m.group(1) in HELPERS)
+
+
 def sysctl_key(name: str) -> str:
     """The dotted name ``sysctl -w`` takes (``net.netfilter.nf_conntrack_max``)."""
     return f"net.netfilter.{name}"

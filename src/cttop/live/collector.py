@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
+from cttop import config
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
 from cttop.kernel import sysctl
@@ -83,8 +84,8 @@ EVENT_WAIT: Final = 0.05  # longest wait for events, so settings and stop are no
 
 class Collector:
     def __init__(self, source: Source, *, on_frame: Callable[[Frame], None],
-                 on_index: Callable[[FlowIndex], None], interval: float = 1.0, group: str = "src",
-                 view: ViewSpec | None = None, max_flows: int | None = None) -> None:
+                 on_index: Callable[[FlowIndex], None], interval: float = config.DEFAULT_INTERVAL,
+                 group: str = config.DEFAULT_GROUP, view: ViewSpec | None = None, max_flows: int | None = None) -> None:
         self.source = source
         # Who owns the flows: only a live namespace has processes to ask.
         self._ranking = OwnerRanking(source.spec) if source.spec is not None else None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from cttop import config
 from cttop.errors import CttopError
 from cttop.filter import Filter
 from cttop.host.datapath import Findings, look
@@ -52,7 +53,7 @@ class Snapshot:
     stats: dict[str, int] | None = None
     stats_from: str | None = None  # "ctnetlink", or "/proc/net/stat/nf_conntrack" without CAP_NET_ADMIN
     flows: list[Row] = field(default_factory=list)
-    group_by: str = "src"
+    group_by: str = config.DEFAULT_GROUP
     by: str = "entries"
     top_n: int = 10
     top: list[GroupRow] = field(default_factory=list)
@@ -127,7 +128,7 @@ def _rate(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def take(spec: NetnsSpec, flt: Filter, group_by: str = "src", by: str = "entries", top_n: int = 10,
+def take(spec: NetnsSpec, flt: Filter, group_by: str = config.DEFAULT_GROUP, by: str = "entries", top_n: int = 10,
          keep_flows: bool = False, owners: Owners | None = None, seconds: float | None = None,
          max_flows: int | None = None) -> Snapshot:
     """Read the table once (or, with ``seconds``, twice that far apart, for rates). Without permission,

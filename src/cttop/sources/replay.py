@@ -70,7 +70,7 @@ from cttop.sources.record import (
 from cttop.kernel import events as kernel_events
 from cttop.kernel.ctnetlink import Stats
 from cttop.kernel.decode import Decoder
-from cttop.kernel.framing import NLH3, NLH_LEN, DecodeError, align, messages
+from cttop.kernel.framing import NLH3, NLH_LEN, DecodeError, align, count_messages
 from cttop.kernel.events import EventBatch
 from cttop.model import EV_DESTROY, EV_UPDATE, R_TIMEOUT, Row
 from cttop.table.packing import flow_key
@@ -270,11 +270,6 @@ def stream(path: str, offset: int, size: int, ident: tuple[int, int] | None = No
                     break
     finally:
         f.close()
-
-
-def _count_messages(payload: bytes) -> int:
-    """Number of netlink messages in ``payload``; DecodeError if their framing is broken."""
-    return sum(1 for _ in messages(payload))
 
 
 @dataclass(frozen=True)
@@ -558,9 +553,9 @@ class Recording:
             elif kind == K_SYSCTLS:
                 parse_sysctls(payload)
             elif kind == K_EVENTS:
-                self.events += _count_messages(payload)
+                self.events += count_messages(payload, strict=True)
             elif kind == K_DUMP_DATA:
-                _count_messages(payload)
+                count_messages(payload, strict=True)
             elif kind == K_DUMP_END:
                 DUMP_END.unpack(payload)
                 self.dumps += 1

@@ -25,6 +25,7 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from cttop import config
 from cttop.actions import journal
 from cttop.actions.plan import read_only as writes_refused
 from cttop.host.datapath import Findings, look
@@ -264,7 +265,7 @@ class CttopApp(KeysInOrder):
     ]
 
     def __init__(self, source: Source, *, read_only: bool = False, title: str | None = None,
-                 interval: float = 1.0, resolve: bool = False, notes: Sequence[str] = (),
+                 interval: float = config.DEFAULT_INTERVAL, resolve: bool = False, notes: Sequence[str] = (),
                  max_flows: int | None = None) -> None:
         super().__init__()
         self.source = source
@@ -272,7 +273,7 @@ class CttopApp(KeysInOrder):
         # CTTOP_READ_ONLY=1 hides the write keys too, not just refuses after Yes as the plans would.
         self.read_only = read_only or writes_refused() or not source.live
         self.title_text = title or "cttop"
-        self.group = "src"
+        self.group = config.DEFAULT_GROUP
         self.top_by = "entries"
         self.view = ViewSpec()
         self.paused = False

@@ -25,7 +25,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
-from cttop.actions import ActionResult
+from cttop.actions import ActionResult, AddNotrack, FlushFlows, SetSysctls
 from cttop.doctor import DEFAULT_SECONDS, Finding, Report, diagnose
 from cttop.doctor.report import Remedy
 from cttop.kernel.netns import NetnsSpec
@@ -35,7 +35,8 @@ from cttop.ui.apply import confirm_and_apply
 from cttop.ui.commands import CommandBlock
 
 # What a fix button says, by the plan's kind.
-FIX_LABELS: Final = {"sysctl": "Set the tunables…", "notrack-add": "Add the NOTRACK rule…", "flush": "Flush…"}
+FIX_LABELS: Final = {SetSysctls.kind: "Set the tunables…", AddNotrack.kind: "Add the NOTRACK rule…",
+              FlushFlows.kind: "Flush…"}
 TICK: Final = 0.5
 
 
