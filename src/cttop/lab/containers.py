@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from cttop.actions.safefs import OPEN_FLAGS, untrusted
+from cttop.safefs import OPEN_FLAGS, untrusted
 from cttop.lab import topology
 from cttop.lab.scenarios import Generator, Scenario
 from cttop.lab.session import LabSession, die_with_parent
