@@ -29,6 +29,11 @@ NFT_LAYOUT = "nftables.d/cttop.nft"
 DEFAULT_DIR = "/etc"
 # cttop's files are a few lines; a bigger one is not a config cttop edits.
 MAX_CONF_BYTES = 1 << 20
+# The host's own nftables.conf, read only to see whether it includes cttop's file. Hand-kept rulesets are
+# kilobytes; past this it is not read, and the 'loads at boot only if included' warning stands.
+MAX_BOOT_CONF_BYTES = 1 << 20
+# nft's include statement (nft(8): include "filename") opening its line; a '#' after it starts a comment.
+_NFT_INCLUDE = re.compile(r'^\s*include\s+"([^"]*)"\s*;?\s*(#.*)?$')
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,23 @@ def conf_set(text: str | None, key: str, value: str | None) -> str:
 def only_comments(text: str | None) -> bool:
     """Whether nothing but comments is left, so cttop's own file can go."""
     return all(not line.strip() or line.lstrip()[0] in "#;" for line in (text or "").splitlines())
+
+
+def nft_includes(text: str, path: str) -> bool:
+    """Whether an nft file's ``text`` has ``include "<path>"``: the path in a comment, or in an include
+    commented out, is not an include."""
+    return any((m := _NFT_INCLUDE.match(line)) is not None and m.group(1) == path for line in text.splitlines())
+
+
+def boot_includes(conf: str, path: str) -> bool:
+    """Whether the nft file ``conf`` (the one loaded at boot) includes ``path``; False when that cannot be
+    told: ``conf`` unreadable, or past MAX_BOOT_CONF_BYTES."""
+    try:
+        with open(conf, "rb") as f:
+            data = f.read(MAX_BOOT_CONF_BYTES + 1)
+    except OSError:
+        return False
+    return len(data) <= MAX_BOOT_CONF_BYTES and nft_includes(data.decode(errors="replace"), path)
 
 
 def write_command(path: str, text: str | None) -> str:
