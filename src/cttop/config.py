@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from cttop.errors import CttopError
+from cttop.safefs import OPEN_FLAGS, untrusted
 
 SYSTEM_PATH: Final = "/etc/cttop/config.toml"
 CONFIG_ENV: Final = "CTTOP_CONFIG"  # one file instead of both (tests, or a box's own place)
@@ -158,7 +159,7 @@ def load_default() -> Settings:
 def read_trusted(path: str, *, required: bool = False) -> str | None:
     """The file's text, or None when it does not exist (and is not required); ConfigError if not trusted."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | OPEN_FLAGS)
     except FileNotFoundError:
         if required:
             raise ConfigError(f"{path}: no such config file ({CONFIG_ENV} names it)") from None
@@ -173,10 +174,9 @@ def read_trusted(path: str, *, required: bool = False) -> str | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _error(path, "not a regular file")
-        if st.st_uid not in (0, os.geteuid()):
-            raise _error(path, f"owned by uid {st.st_uid}, not root or you (uid {os.geteuid()}): not trusted")
-        if st.st_mode & 0o022:
-            raise _error(path, f"group/world-writable (mode {stat.S_IMODE(st.st_mode):04o}): not trusted")
+        problem = untrusted(st)
+        if problem is not None:
+            raise _error(path, f"{problem}: not trusted")
         data = os.read(fd, MAX_BYTES + 1)
     finally:
         os.close(fd)

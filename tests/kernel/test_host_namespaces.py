@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +13,8 @@ from typing import Any
 import psutil
 import pytest
 
-from cttop.host.namespaces import discover, list_namespaces, totals
+from cttop.host.namespaces import Namespace, discover, list_namespaces, read_counters, totals
+from cttop.kernel.perms import CAP_NET_ADMIN, CAP_SYS_ADMIN, has_caps
 from tests.conftest import delete_netns, make_netns, sh
 from tests.nobody import AS_NOBODY
 from tests.oracle import conntrack_count, conntrack_stats
@@ -197,3 +200,46 @@ def test_as_nobody_in_the_host_namespace_init_is_read_from_proc(nobody_cttop: li
         assert init["max"] == int(f.read())
     others = [n for n in json.loads(r.stdout)["namespaces"] if not n["initial"]]
     assert r.returncode == (1 if others else 0)
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_effective(cap: int) -> None:
+    """Take ``cap`` out of the calling thread's effective set: capset(2) changes that thread alone."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = CapHeader(0x20080522, 0), (CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    data[cap // 32].effective &= ~(1 << cap % 32)
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def test_a_thread_without_cap_sys_admin_reads_another_namespace_as_denied() -> None:
+    """The kernel refuses setns by the calling thread's capabilities, so 'denied' is judged by that thread's
+    (it once read the main thread's, and called the refusal a failure)."""
+    name = make_netns("h13f1-caps")
+    seen: dict[str, object] = {}
+
+    def worker() -> None:
+        drop_effective(CAP_SYS_ADMIN)
+        ns = Namespace(inode=0, names=[name])
+        read_counters(ns)
+        seen.update(ns=ns, caps=(has_caps(CAP_NET_ADMIN), has_caps(CAP_NET_ADMIN, CAP_SYS_ADMIN)))
+
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    finally:
+        delete_netns(name)
+    assert has_caps(CAP_NET_ADMIN, CAP_SYS_ADMIN)  # this thread kept them
+    assert seen["caps"] == (True, False)
+    ns = seen["ns"]
+    assert isinstance(ns, Namespace) and ns.count is None and ns.error and ns.denied, ns

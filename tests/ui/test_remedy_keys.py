@@ -14,12 +14,16 @@ from textual.widgets import Checkbox, Static
 from textual.widgets._toast import Toast
 
 from cttop.filter import compile_filter
+from cttop.kernel.netns import NetnsSpec
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, Row
+from cttop.termsafe import safe_line
 from cttop.ui.app import CttopApp, help_sections
 from cttop.ui.remedy_keys import RemedyKeys, notrack_expr, remedy_help
+from cttop.ui.screens import notrack as notrack_screen
 from cttop.ui.screens.confirm import NOTHING_TO_PERSIST, ConfirmScreen
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
+from tests.hostile import OSC_TITLE, RAW_CONTROL, RED
 from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import screen_text, wait_for, wait_live
 
@@ -150,3 +154,24 @@ async def test_without_a_persisted_plan_there_is_no_checkbox_and_p_says_why(why:
         await pilot.press("enter")
         await pilot.pause()
     assert results == [False] and not screen.persist
+
+
+def detail_text(screen: notrack_screen.NotrackRulesScreen) -> str:
+    found = screen.query("#notrack-detail")
+    return str(found.first(Static).render()) if found else ""
+
+
+async def test_the_empty_notrack_screen_escapes_the_namespace_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no rules the detail names the namespace: a name is anyone's (``ip netns add``), so its control
+    characters are escaped there as in the title, never drawn raw."""
+    monkeypatch.setattr(notrack_screen, "rule_groups", lambda spec: [])
+    name = f"lab{OSC_TITLE}{RED}\nTOTAL"
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_live(pilot, app)
+        screen = notrack_screen.NotrackRulesScreen(NetnsSpec(name=name))
+        app.push_screen(screen)
+        await wait_for(pilot, lambda: "no cttop NOTRACK rules" in detail_text(screen), "the empty rules' detail")
+        shown = detail_text(screen)
+        assert RAW_CONTROL.search(shown) is None, repr(shown)
+        assert shown == f"no cttop NOTRACK rules in namespace {safe_line(name)}"

@@ -6,10 +6,14 @@ No kernel: the warnings are computed from the filter and SSH_CONNECTION before a
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+from cttop.actions import notrack
+from cttop.actions import persist as P
 from cttop.actions.notrack import AddNotrack
+from cttop.actions.persist import PersistPaths
 from cttop.kernel.netns import NetnsSpec
 
 SSH_V4 = "192.0.2.7 51234 10.0.0.1 22"
@@ -136,3 +140,32 @@ def test_narrow_rules_do_not_warn_of_breadth(expr: str) -> None:
     got = warnings(expr, NetnsSpec(name="lab"))
     assert not [w for w in got if BROAD in w or LOCKOUT in w]
     assert any("ct state untracked" in w for w in got)  # the generic warnings stay
+
+
+# --- whether the boot ruleset loads the persisted file -------------------------------------------------------
+
+BOOT_WARNING = "loads at boot only if"
+
+
+def boot_warned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf: bytes) -> bool:
+    (tmp_path / "nftables.conf").write_bytes(conf)
+    monkeypatch.setattr(notrack, "NFTABLES_CONF", str(tmp_path / "nftables.conf"))
+    plan = AddNotrack(NetnsSpec(), "udp dport 53", backend="nft", persist=PersistPaths.under(str(tmp_path)))
+    return any(BOOT_WARNING in w for w in plan.warnings())
+
+
+def test_only_an_uncommented_include_of_the_file_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nft = PersistPaths.under(str(tmp_path)).nft_file
+    for conf in (f'include "{nft}"\n', f'  include  "{nft}" ;  # cttop\n', f'flush ruleset\n\tinclude "{nft}"'):
+        assert not boot_warned(tmp_path, monkeypatch, conf.encode()), conf
+    for conf in (f'# include "{nft}"\n', f'  #include "{nft}"\n', f"# cttop writes {nft}\n",
+                 f'include "{nft}.old"\n', f'include "/etc/other.nft" # not {nft}\n', ""):
+        assert boot_warned(tmp_path, monkeypatch, conf.encode()), conf
+
+
+def test_a_boot_ruleset_past_the_cap_is_not_read_and_the_warning_stands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nft = PersistPaths.under(str(tmp_path)).nft_file
+    line = f'include "{nft}"\n'.encode()
+    assert not boot_warned(tmp_path, monkeypatch, b"#" * (P.MAX_BOOT_CONF_BYTES - len(line) - 1) + b"\n" + line)
+    assert boot_warned(tmp_path, monkeypatch, b"#" * P.MAX_BOOT_CONF_BYTES + b"\n" + line)

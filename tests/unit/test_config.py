@@ -203,12 +203,12 @@ def untrusted(kind: str, tmp_path: Path) -> tuple[str, str]:
         (tmp_path / "link.toml").symlink_to(good)
         return str(tmp_path / "link.toml"), "a symlink; config files are not followed through symlinks"
     if kind == "group-writable":
-        return write(tmp_path / "gw.toml", "mouse = false\n", 0o664), "group/world-writable (mode 0664): not trusted"
+        return write(tmp_path / "gw.toml", "mouse = false\n", 0o664), "writable by group (mode 0664): not trusted"
     if kind == "world-writable":
-        return write(tmp_path / "ww.toml", "mouse = false\n", 0o646), "group/world-writable (mode 0646): not trusted"
+        return write(tmp_path / "ww.toml", "mouse = false\n", 0o646), "writable by others (mode 0646): not trusted"
     if kind == "other owner":
         os.chown(good, 65534, 65534)
-        return good, f"owned by uid 65534, not root or you (uid {os.geteuid()}): not trusted"
+        return good, "owned by uid 65534 (nobody), not root or you: not trusted"
     if kind == "not a file":
         return "/dev/null", "not a regular file"
     if kind == "too big":

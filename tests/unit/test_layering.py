@@ -16,7 +16,7 @@ import cttop
 
 NON_UI = ("cttop.kernel", "cttop.table", "cttop.filter", "cttop.actions", "cttop.live", "cttop.doctor",
           "cttop.owners", "cttop.sources", "cttop.host", "cttop.lab", "cttop.model", "cttop.errors", "cttop.config",
-          "cttop.termsafe")
+          "cttop.termsafe", "cttop.safefs")
 
 
 def non_ui_modules() -> list[str]:
@@ -64,6 +64,15 @@ def test_no_import_cycles(graph: grimp.ImportGraph) -> None:
     assert graph.direct_import_exists(importer="cttop.ui", imported="cttop.ui.app")  # run_tui's, in the function
     assert not graph.direct_import_exists(importer="cttop.ui.access", imported="cttop.ui.app")
     assert [sorted(c) for c in import_cycles(graph)] == []
+
+
+def test_one_rule_judges_every_file_cttop_reads(graph: grimp.ImportGraph) -> None:
+    """Whose file cttop may believe is cttop.safefs's alone: the config and the lab ask it, not the actions
+    (which once held it, and the config restated it in words of its own)."""
+    for user in ("cttop.config", "cttop.lab.containers", "cttop.actions.safeopen"):
+        assert graph.direct_import_exists(importer=user, imported="cttop.safefs"), user
+    assert not graph.chain_exists(importer="cttop.lab", imported="cttop.actions", as_packages=True)
+    assert not graph.chain_exists(importer="cttop.config", imported="cttop.actions", as_packages=True)
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 import pytest
 
+from cttop.owners import cgroup
 from cttop.owners.cgroup import Placement, classify
 from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, Owner, OwnerIndex, Owners
 from cttop.model import AF_INET, AF_INET6, IPS_ASSURED, NO_PSTATE, Row
@@ -151,6 +154,28 @@ def test_placement_text() -> None:
     assert Placement("docker", CID, "web").text() == "docker:web"
     assert Placement("docker", CID).text() == f"docker:{CID[:12]}"
     assert Placement("unit", "nginx.service").text() == "nginx.service"
+
+
+def test_docker_names_come_from_a_bounded_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.v2.json is read up to DOCKER_CONFIG_MAX and only then parsed; a bigger file gives no name, as a
+    damaged one does, rather than being read and parsed whole on every owner refresh."""
+    monkeypatch.setattr(cgroup, "DOCKER_CONTAINERS", str(tmp_path))
+    pad = cgroup.DOCKER_CONFIG_MAX
+    configs = {
+        "a" * 64: (json.dumps({"Name": "/web"}).encode(), "web"),
+        "b" * 64: (json.dumps({"Name": "/big", "Pad": "x" * pad}).encode(), None),
+        "c" * 64: (json.dumps({"Name": "/edge", "Pad": "x" * (pad - 40)}).encode(), "edge"),
+        "d" * 64: (b"[" * (pad // 2), None),  # nesting deep enough to exhaust the parser's stack
+        "e" * 64: (b'{"Name": ', None),
+    }
+    for cid, (data, _) in configs.items():
+        (tmp_path / cid).mkdir()
+        (tmp_path / cid / "config.v2.json").write_bytes(data)
+    cgroup._docker_name.cache_clear()
+    try:
+        assert {cid: cgroup._docker_name(cid) for cid in configs} == {cid: want for cid, (_, want) in configs.items()}
+    finally:
+        cgroup._docker_name.cache_clear()
 
 
 def test_snat_through_this_router_is_forwarded(owners: Owners) -> None:

@@ -12,7 +12,7 @@ naming the change it undid (``undoes``); :meth:`Journal.records` folds that into
 log once the lock is released (:mod:`cttop.actions.audit`).
 
 Nothing read back is trusted. The state dir, the journal and its lock file are
-used only when cttop could have made them (:mod:`cttop.actions.safefs`). A line
+used only when cttop could have made them (:mod:`cttop.actions.safeopen`). A line
 that is not a well-typed record is skipped with a warning naming its line; a
 record whose content fails its kind's schema (:mod:`cttop.actions.schema`) is
 kept and marked ``damaged``, and nothing acts on it.
@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cttop.actions import audit, safefs
+from cttop.actions import audit, safeopen
 from cttop.actions.errors import ActionError
 from cttop.kernel.netns import NetnsId
 
@@ -240,7 +240,7 @@ class Transaction:
         line = (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
         start = os.fstat(self.fd).st_size
         try:
-            safefs.write_all(self.fd, line)
+            safeopen.write_all(self.fd, line)
             os.fsync(self.fd)
         except OSError as e:
             # A torn line must not stay to be glued to the next record.
@@ -269,16 +269,16 @@ class Journal:
 
     def _dir(self, create: bool) -> int | None:
         # Made 0700: the journal names users and commands.
-        return safefs.open_dir(self.state_dir, "journal directory", 0o700 if create else None)
+        return safeopen.open_dir(self.state_dir, "journal directory", 0o700 if create else None)
 
     def _open(self, dir_fd: int, name: str, flags: int) -> int:
         path = os.path.join(self.state_dir, name)
-        fd = safefs.open_at(dir_fd, name, flags, "journal", path)
+        fd = safeopen.open_at(dir_fd, name, flags, "journal", path)
         try:
             st = os.fstat(fd)
             # A journal too large to read back is refused before a change is recorded in it, not after (undo
             # and `cttop journal` would refuse to read the record).
-            safefs.check_size(st.st_size, MAX_JOURNAL_BYTES, "journal", path)
+            safeopen.check_size(st.st_size, MAX_JOURNAL_BYTES, "journal", path)
             if flags & (os.O_WRONLY | os.O_RDWR) and st.st_mode & 0o077:
                 os.fchmod(fd, 0o600)  # an older cttop made it world-readable
         except BaseException:
@@ -366,7 +366,7 @@ class Journal:
             except FileNotFoundError:
                 return b""
             try:
-                return safefs.read_all(fd, MAX_JOURNAL_BYTES, "journal", self.path)
+                return safeopen.read_all(fd, MAX_JOURNAL_BYTES, "journal", self.path)
             except OSError as e:
                 raise ActionError(f"journal {self.path}: {e.strerror}") from None
             finally:

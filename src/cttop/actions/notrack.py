@@ -307,12 +307,7 @@ class _RulesPlan(Plan):
         out: list[str] = []
         if self.persist_file is None:
             return out
-        try:
-            with open(NFTABLES_CONF) as f:
-                included = self.persist_file in f.read()
-        except OSError:
-            included = False
-        if not included:
+        if not P.boot_includes(NFTABLES_CONF, self.persist_file):
             out.append(f"{self.persist_file} loads at boot only if {NFTABLES_CONF} has "
                        f"include \"{self.persist_file}\"")
         if not self.spec.is_initial():

@@ -5,7 +5,7 @@ line someone else added to the same file stays. Files are replaced by rename so
 a crash leaves the old or the new file, never half of one; the new one keeps the
 old one's mode. A file or directory someone else could have planted (a symbolic
 link, another user's file, a group/world-writable directory) is refused, never
-written through: see :mod:`cttop.actions.safefs`.
+written through: see :mod:`cttop.actions.safeopen`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import shlex
 import stat
 from dataclasses import dataclass
 
-from cttop.actions import safefs
+from cttop.actions import safeopen
 from cttop.actions.errors import ActionError
+from cttop.safefs import OPEN_FLAGS
 
 HASHSIZE_KEY = "hashsize"
 # Where each file goes below the persist directory (/etc unless --persist-dir says otherwise).
@@ -28,6 +29,11 @@ NFT_LAYOUT = "nftables.d/cttop.nft"
 DEFAULT_DIR = "/etc"
 # cttop's files are a few lines; a bigger one is not a config cttop edits.
 MAX_CONF_BYTES = 1 << 20
+# The host's own nftables.conf, read only to see whether it includes cttop's file. Hand-kept rulesets are
+# kilobytes; past this it is not read, and the 'loads at boot only if included' warning stands.
+MAX_BOOT_CONF_BYTES = 1 << 20
+# nft's include statement (nft(8): include "filename") opening its line; a '#' after it starts a comment.
+_NFT_INCLUDE = re.compile(r'^\s*include\s+"([^"]*)"\s*;?\s*(#.*)?$')
 
 
 @dataclass(frozen=True)
@@ -76,23 +82,23 @@ def _existing(dir_fd: int, name: str, path: str) -> os.stat_result | None:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
-    return safefs.check_stat(st, "", path)
+    return safeopen.check_stat(st, "", path)
 
 
 def read_text(path: str) -> str | None:
     d, name = os.path.split(path)
     try:
-        dir_fd = safefs.open_dir(d, "directory")
+        dir_fd = safeopen.open_dir(d, "directory")
         if dir_fd is None:
             return None
         try:
-            fd = safefs.open_at(dir_fd, name, os.O_RDONLY, "", path)
+            fd = safeopen.open_at(dir_fd, name, os.O_RDONLY, "", path)
         except FileNotFoundError:
             return None
         finally:
             os.close(dir_fd)
         try:
-            data = safefs.read_all(fd, MAX_CONF_BYTES, "", path)
+            data = safeopen.read_all(fd, MAX_CONF_BYTES, "", path)
         finally:
             os.close(fd)
         return data.decode()
@@ -105,7 +111,7 @@ def read_text(path: str) -> str | None:
 def check_writable(path: str) -> None:
     """Refuse now what :func:`write_text` would refuse: a link, someone else's file or directory, no permission."""
     d, name = os.path.split(path)
-    dir_fd = safefs.open_dir(d, "directory")
+    dir_fd = safeopen.open_dir(d, "directory")
     if dir_fd is None:
         parent = os.path.dirname(d)
         while parent != os.path.dirname(parent) and not os.path.exists(parent):
@@ -124,7 +130,7 @@ def write_text(path: str, text: str | None) -> None:
     """Replace the file atomically with ``text``, keeping its mode; None removes it."""
     d, name = os.path.split(path)
     try:
-        dir_fd = safefs.open_dir(d, "directory", 0o755)
+        dir_fd = safeopen.open_dir(d, "directory", 0o755)
         assert dir_fd is not None
         try:
             _replace(dir_fd, name, path, text)
@@ -142,10 +148,10 @@ def _replace(dir_fd: int, name: str, path: str, text: str | None) -> None:
             os.fsync(dir_fd)
         return
     tmp = f".{name}.cttop-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | safefs.OPEN_FLAGS, 0o600, dir_fd=dir_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600, dir_fd=dir_fd)
     try:
         try:
-            safefs.write_all(fd, text.encode())
+            safeopen.write_all(fd, text.encode())
             os.fchmod(fd, stat.S_IMODE(old.st_mode) if old is not None else 0o644)
             if old is not None and os.geteuid() == 0:
                 os.fchown(fd, old.st_uid, old.st_gid)
@@ -242,6 +248,23 @@ def conf_set(text: str | None, key: str, value: str | None) -> str:
 def only_comments(text: str | None) -> bool:
     """Whether nothing but comments is left, so cttop's own file can go."""
     return all(not line.strip() or line.lstrip()[0] in "#;" for line in (text or "").splitlines())
+
+
+def nft_includes(text: str, path: str) -> bool:
+    """Whether an nft file's ``text`` has ``include "<path>"``: the path in a comment, or in an include
+    commented out, is not an include."""
+    return any((m := _NFT_INCLUDE.match(line)) is not None and m.group(1) == path for line in text.splitlines())
+
+
+def boot_includes(conf: str, path: str) -> bool:
+    """Whether the nft file ``conf`` (the one loaded at boot) includes ``path``; False when that cannot be
+    told: ``conf`` unreadable, or past MAX_BOOT_CONF_BYTES."""
+    try:
+        with open(conf, "rb") as f:
+            data = f.read(MAX_BOOT_CONF_BYTES + 1)
+    except OSError:
+        return False
+    return len(data) <= MAX_BOOT_CONF_BYTES and nft_includes(data.decode(errors="replace"), path)
 
 
 def write_command(path: str, text: str | None) -> str:

@@ -26,11 +26,10 @@ from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
 from cttop.kernel.netns import PROC_NET_INIT_INO
+from cttop.kernel.perms import CAP_NET_ADMIN, CAP_SYS_ADMIN, has_caps
 
 # The initial pid namespace's fixed inode (PROC_PID_INIT_INO): in it, pid 1 is the host's init.
 PROC_PID_INIT_INO = 0xEFFFFFFC
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21
 
 
 @dataclass
@@ -129,15 +128,6 @@ def discover() -> list[Namespace]:
     return sorted(found.values(), key=lambda n: (not n.initial, n.label))
 
 
-def _has_caps(mask: int) -> bool:
-    try:
-        with open("/proc/self/status") as f:
-            eff = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
-    except OSError:
-        eff = 0
-    return eff & mask == mask
-
-
 def _read_proc() -> tuple[int, int | None, int, int]:
     """The caller's own namespace's count, max, drop and early_drop from /proc: readable without privilege."""
     mx = sysctl.read_int(NetnsSpec(), "nf_conntrack_max")
@@ -160,7 +150,7 @@ def read_counters(ns: Namespace) -> None:
             except (CttopError, ValueError, KeyError):
                 pass
         ns.error = str(e)
-        ns.denied = not _has_caps(1 << CAP_NET_ADMIN | (0 if ns.own else 1 << CAP_SYS_ADMIN))
+        ns.denied = not (has_caps(CAP_NET_ADMIN) if ns.own else has_caps(CAP_NET_ADMIN, CAP_SYS_ADMIN))
         return
     ns.count, ns.max = stats.count, stats.max
     ns.drop, ns.early_drop = cpu["drop"], cpu["early_drop"]

@@ -35,12 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from cttop.actions.safefs import OPEN_FLAGS, untrusted
 from cttop.lab import topology
 from cttop.lab.scenarios import Generator, Scenario
 from cttop.lab.session import LabSession, die_with_parent
 from cttop.lab.topology import PREFIX, Lab, LabError, run, write_proc_sys
 from cttop.owners.cgroup import DOCKER_CONTAINERS, Placement
+from cttop.safefs import OPEN_FLAGS, untrusted
 
 HOST4, OUTSIDE4 = "198.18.61.1", "198.18.61.2"
 BRIDGE4 = "10.61.0.1"

@@ -47,7 +47,7 @@ from cttop.filter import compile_filter
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import NEEDS_CAP, KernelError, sum_cpus
 from cttop.kernel.events import EventBatch
-from cttop.kernel.perms import has_net_admin
+from cttop.kernel.perms import CAP_NET_ADMIN, has_caps
 from cttop.live.dump_schedule import DumpSchedule
 from cttop.live.eventlog import EventLog
 from cttop.live.flow_view import FlowView
@@ -266,7 +266,7 @@ class Collector:
             self.source.subscribe()
             self.source.stats()
         except KernelError as e:
-            if e.permission or not has_net_admin():
+            if e.permission or not has_caps(CAP_NET_ADMIN):
                 self._phase, self._note = LIMITED, NEEDS_CAP
                 return False
             raise

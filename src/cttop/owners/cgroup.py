@@ -83,12 +83,18 @@ def classify(text: str) -> Placement | None:
     return None
 
 
+# Bytes read of Docker's config.v2.json: tens of KB with a long environment and many labels. A bigger one
+# is no container's config to parse on every owner refresh: read as a bad file is, with no name.
+DOCKER_CONFIG_MAX: Final = 1 << 20
+
+
 @lru_cache(maxsize=4096)
 def _docker_name(container_id: str) -> str | None:
     try:
         with open(f"{DOCKER_CONTAINERS}/{container_id}/config.v2.json", "rb") as f:
-            name = json.load(f).get("Name")
-    except (OSError, ValueError, AttributeError):
+            data = f.read(DOCKER_CONFIG_MAX + 1)
+        name = json.loads(data).get("Name") if len(data) <= DOCKER_CONFIG_MAX else None
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return name.lstrip("/") if isinstance(name, str) and name else None
 

@@ -59,7 +59,7 @@ class NotrackRulesScreen(RowsScreen[RuleGroup]):
 
     def detail(self, g: RuleGroup | None) -> Text:
         if g is None:
-            return Text(f"no cttop NOTRACK rules in namespace {self.spec.label()}", "dim")
+            return Text(f"no cttop NOTRACK rules in namespace {safe_line(self.spec.label())}", "dim")
         return group_text(g)
 
     def _remove(self, ids: list[str] | None, title: str) -> None:

@@ -1,44 +1,22 @@
 """Opening the files cttop writes so that nobody else's state can turn root against its host.
 
-A directory or file cttop uses must be one it could have made itself: owned by
-root or by the user running cttop, not writable by group or others, and not a
-symbolic link. Files are opened relative to a checked directory fd
+A directory or file cttop uses must pass :func:`cttop.safefs.untrusted` (one it could have made itself)
+and not be a symbolic link. Files are opened relative to a checked directory fd
 (``dir_fd``, ``O_NOFOLLOW``), so a path swapped after the check is not followed.
 Every directory above it must be safe the same way (or sticky, as /tmp is), as
 sshd's StrictModes asks: whoever can rename entries in a parent can put a link
 there, and send the next run's journal into a directory of root's choosing
-that is not cttop's.
+that is not cttop's. Refusals are ActionError: a plan's rollback catches them.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import pwd
 import stat
 
 from cttop.actions.errors import ActionError
-
-# Never block on a FIFO put where a file should be; follow no link in the last component.
-OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-def _owner(uid: int) -> str:
-    try:
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def untrusted(st: os.stat_result) -> str | None:
-    """Why a file or directory with this stat is not cttop's to use, or None when it is."""
-    if st.st_uid not in (0, os.geteuid()):
-        return f"owned by {_owner(st.st_uid)}, not root or you"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        who = "group and others" if st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_IWOTH \
-            else "group" if st.st_mode & stat.S_IWGRP else "others"
-        return f"writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
-    return None
+from cttop.safefs import OPEN_FLAGS, owner, untrusted
 
 
 def where(what: str, path: str) -> str:
@@ -163,7 +141,7 @@ def _check_link(dir_fd: int, name: str, shown: str, what: str, path: str) -> Non
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     if st.st_uid not in (0, os.geteuid()) and untrusted(os.fstat(dir_fd)) is not None:
         raise ActionError(f"{where(what, path)}: the link {os.path.join(shown, name)} is "
-                          f"owned by {_owner(st.st_uid)}, not root or you: refusing to follow it")
+                          f"owned by {owner(st.st_uid)}, not root or you: refusing to follow it")
 
 
 def check_stat(st: os.stat_result, what: str, path: str) -> os.stat_result:
