@@ -11,9 +11,11 @@ Each unsafe code point becomes a visible escape in Python's notation (``\\x1b``,
 really holds, two names differing only in control bytes stay apart, and the
 text can be pasted into ``grep -P`` or a Python string to find the process. A
 literal backslash is left as it is: doubling it would garble every path and
-rule for the sake of a cosmetic ambiguity. Lone surrogates (bytes that were not
-UTF-8, decoded with ``surrogateescape`` as ``os`` and psutil do) show as the
-byte they stand for, ``\\xff``, instead of crashing the UTF-8 encoder.
+rule for the sake of a cosmetic ambiguity; where two names must never read
+alike (a metric's labels), :func:`safe_distinct` doubles it. Lone surrogates
+(bytes that were not UTF-8, decoded with ``surrogateescape`` as ``os`` and
+psutil do) show as the byte they stand for, ``\\xff``, instead of crashing the
+UTF-8 encoder.
 
 JSON keeps the raw name for scripts: ``json.dumps`` escapes all of these itself
 (``\u001b``), so its text holds none and passes :class:`SafeStream` unchanged.
@@ -37,6 +39,7 @@ _FORMAT: Final = ("\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u
 _OTHERS: Final = "\x7f-\x9f\u2028\u2029\ud800-\udfff"
 _UNSAFE: Final = re.compile(f"[\x00-\x1f{_OTHERS}{_FORMAT}]")
 _UNSAFE_BUT_NEWLINE: Final = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}{_FORMAT}]")
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPES: Final = range(0xDC80, 0xDD00)  # surrogateescape's stand-ins for the bytes 0x80-0xFF
 _PRINTABLE_ASCII: Final = bytes(range(0x20, 0x7F))
 
@@ -66,6 +69,16 @@ def safe_line(text: object) -> str:
     """
     text = text if isinstance(text, str) else str(text)
     return text if _plain(text, "") else _UNSAFE.sub(_escape, text)
+
+
+def safe_distinct(text: object) -> str:
+    """:func:`safe_line`, but one to one: a literal backslash doubled first, so no name's escape reads as another
+    name's literal text. For a value that must stay apart from every other, a metric's label: a namespace named
+    ``e\x1b`` (backslash, x, 1, b) and one named e and ESC were one series, twice in each scrape."""
+    text = (text if isinstance(text, str) else str(text)).replace("\\", "\\\\")
+    # A lone surrogate by its code point, not the byte it stands for: byte 0x9b of a name that is not UTF-8 and
+    # U+009B of one that is would both read \x9b.
+    return safe_line(_SURROGATES.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def safe_text(text: object) -> str:

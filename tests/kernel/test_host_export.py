@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from cttop.host.export import MAX_CLIENTS, NODE_STATS
-from tests.conftest import delete_netns, make_netns, sh
+from tests.conftest import add_netns, delete_netns, make_netns, sh
 from tests.kernel.test_snapshot import INJECT
 from tests.oracle import conntrack_count, conntrack_list, conntrack_stats, oracle_state
 
@@ -211,6 +212,13 @@ def test_listen_errors_are_one_line() -> None:
     assert r.stderr.splitlines()[-1].startswith(f"cttop: export: cannot listen on 127.0.0.1:{port}: ")
     r = subprocess.run(["cttop", "export", "--listen", "nonsense"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--listen 'nonsense'" in r.stderr
+    for host in ("a..b", "a" * 64):  # labels IDNA cannot encode: a traceback before
+        r = subprocess.run(["cttop", "export", "--listen", f"{host}:1", "--no-table", "--no-namespaces"],
+                           capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stderr) == (2, f"cttop: export: cannot listen on {host}:1: not a host name\n")
+    r = subprocess.run(["cttop", "export", "--listen", "127.0.0.1:\u0669\u0664\u0666\u0669"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "give HOST:PORT" in r.stderr
 
 
 def test_exporter_follows_new_flows() -> None:
@@ -469,3 +477,29 @@ def busy_netns() -> Iterator[str]:
         yield ns
     finally:
         delete_netns(ns)
+
+
+def test_two_namespaces_whose_names_read_alike_are_two_series() -> None:
+    """A namespace named e and ESC, and one named with the escape's literal text: two series each, not the same
+    labels twice (one's drops hidden behind the other's)."""
+    tag = f"cttop-twin-{uuid.uuid4().hex[:6]}-e"
+    twins = [tag + "\x1b", tag + "\\x1b"]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    for name in twins:
+        add_netns(name)
+    try:
+        proc = subprocess.Popen(["cttop", "export", "--listen", f"127.0.0.1:{port}", "--no-table"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_ready(url, proc)
+            families = {f.name: f for f in text_string_to_metric_families(fetch(url))}
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    finally:
+        for name in twins:
+            delete_netns(name)
+    for family in ("cttop_namespace_entries", "cttop_namespace_stat_drop"):
+        labels = [x.labels["netns"] for x in families[family].samples if x.labels["netns"].startswith(tag)]
+        assert sorted(labels) == sorted([tag + "\\x1b", tag + "\\\\x1b"]), (family, labels)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cttop.termsafe import safe_line
+from cttop.termsafe import safe_distinct, safe_line
 from tests.conftest import CLI, sh
 from tests.hostile import (
     COMM_NAME,
@@ -170,7 +170,7 @@ def test_the_exporter_serves_the_names_escaped(hostile: Hostile) -> None:
     assert not bad, data
     text = data.decode("utf-8")
     assert RAW_CONTROL.search(text) is None
-    quoted = safe_line(hostile.netns).replace("\\", "\\\\")  # the text format's own escape of the backslash
+    quoted = safe_distinct(hostile.netns).replace("\\", "\\\\")  # the text format's own escape of the backslash
     assert f'cttop_namespace_entries{{netns="{quoted}"' in text, text
     if hostile.cgroup is not None:  # the holders' container is named after their hostile cgroup
         keys = re.findall(r'cttop_top_group_entries\{group="container",key="((?:[^"\\]|\\.)*)"\}', text)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cttop.termsafe import SafeStream, safe_line, safe_text
+from cttop.termsafe import SafeStream, safe_distinct, safe_line, safe_text
 
 # What a terminal must never receive raw from a name: C0 (ESC, BEL, CR, BS...), DEL, C1 (CSI, OSC, ST...),
 # the format characters (bidi controls, zero-width ones), the line/paragraph separators, and lone surrogates
@@ -165,3 +165,22 @@ def test_every_unsafe_code_point_is_caught_amid_ascii_and_amid_other_text(fn) ->
         for text in (f"a{ch}b", f"→{ch}é"):
             out = fn(text)
             assert ch not in out and "\\" in out, (hex(ord(ch)), text, out)
+
+
+def test_distinct_names_stay_distinct_where_they_must() -> None:
+    """A metric's label: ESC and the literal text of its escape are two names, two series; safe_line shows both
+    alike (by design, for reading), safe_distinct keeps them apart and is as safe."""
+    esc, literal = "e\x1b", "e\\x1b"
+    assert safe_line(esc) == safe_line(literal)
+    assert safe_distinct(esc) == "e\\x1b" and safe_distinct(literal) == "e\\\\x1b"
+    names = [esc, literal, "e\\", "e\\\\", "e\\\\x1b", "e\\\x1b", "a\\b", "a\u202eb", "a\\u202eb", "\x9b", "\udc9b"]
+    assert len({safe_distinct(n) for n in names}) == len(names)
+    assert all(safe_line(safe_distinct(n)) == safe_distinct(n) for n in names)  # nothing left to escape
+
+
+ANY_CHARACTER = st.text(st.characters(exclude_categories=()))  # lone surrogates too (os's undecodable bytes)
+
+
+@given(ANY_CHARACTER, ANY_CHARACTER)
+def test_safe_distinct_is_one_to_one(a: str, b: str) -> None:
+    assert (safe_distinct(a) == safe_distinct(b)) == (a == b)

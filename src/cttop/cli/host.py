@@ -71,7 +71,8 @@ def _human_row(n: Namespace) -> tuple[str, ...]:
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT``."""
-    m = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:\[\]]*):(\d+)$", text)
+    # [0-9], not \d: a port in other scripts' digits (٩٤٦٩) is no port a user means.
+    m = re.match(r"^\[([^\]]+)\]:([0-9]+)$", text) or re.match(r"^([^:\[\]]*):([0-9]+)$", text)
     if m is None or not 0 < int(m.group(2)) < 65536:
         fail(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:9469 or [::1]:9469")
     return m.group(1) or "0.0.0.0", int(m.group(2))

@@ -54,7 +54,7 @@ from cttop.sources.live import LiveSource
 from cttop.table.groups import GROUPS
 from cttop.table.store import FlowTable, GroupRow
 from cttop.table.tally import FlowTally
-from cttop.termsafe import safe_line
+from cttop.termsafe import safe_distinct
 
 # The counters node_exporter's conntrack collector exports, under its names (node_nf_conntrack_stat_NAME).
 NODE_STATS: Final = ("found", "invalid", "ignore", "insert", "insert_failed", "drop", "early_drop", "search_restart")
@@ -309,7 +309,7 @@ class ConntrackCollector(Collector):
                                 labels=["group", "key"])
         for group, rows in v.top.items():
             for r in rows:
-                top.add_metric([group, safe_line(r.text)], r.entries)
+                top.add_metric([group, safe_distinct(r.text)], r.entries)
         yield top
         yield CounterMetricFamily("cttop_table_resyncs", "Full redumps of the followed table (losses and periodic).",
                                   value=v.resyncs)
@@ -334,7 +334,7 @@ class ConntrackCollector(Collector):
         for n in shown:
             # Names others choose (netns, cgroup): the text format escapes only \\, \" and newline, so ESC would
             # reach whoever curls /metrics to a terminal, and a non-UTF-8 byte would fail the whole scrape.
-            labels = [safe_line(n.label), safe_line(n.container or "")]
+            labels = [safe_distinct(n.label), safe_distinct(n.container or "")]
             entries.add_metric(labels, n.count or 0)
             drop.add_metric(labels, n.drop or 0)
             early.add_metric(labels, n.early_drop or 0)
@@ -465,6 +465,8 @@ def _listen(host: str, port: int, registry: CollectorRegistry) -> _MetricsServer
         return _MetricsServer(address, family, registry)
     except OSError as e:
         raise CttopError(f"export: cannot listen on {host}:{port}: {e.strerror}") from None
+    except UnicodeError:  # a name the resolver cannot even encode: an empty or over-long label (a..b)
+        raise CttopError(f"export: cannot listen on {host}:{port}: not a host name") from None
 
 
 @dataclass
