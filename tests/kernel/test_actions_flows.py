@@ -200,3 +200,20 @@ def test_read_only_refuses_flush(netns: str, tmp_path: Path, monkeypatch: pytest
     with pytest.raises(ActionError, match="read-only"):
         FlushFlows(NetnsSpec(name=netns), None, journal=Journal(str(tmp_path))).apply()
     assert table(netns) == all_flows()
+
+
+@pytest.mark.parametrize("expr", ["mark 0/0", "ip or ip6", "timeout >= 0", "net 0.0.0.0/0 or net ::/0", "udp or tcp"])
+def test_a_filter_matching_every_flow_warns_as_a_whole_flush_does(netns: str, tmp_path: Path, expr: str) -> None:
+    """`mark 0/0` deletes the table as surely as no filter: the ALL warning and the whole-table headline, not
+    only 'cannot be undone'."""
+    from cttop.ui.apply import headline
+
+    inject(netns)
+    plan = FlushFlows(NetnsSpec(name=netns), expr, journal=Journal(str(tmp_path)))
+    assert not plan.whole and plan.everything and plan.count == len(FLOWS)
+    [warning] = plan.warnings()
+    assert warning.startswith(f"'{expr}' matches every flow there is now, so this deletes ALL {len(FLOWS)} flows")
+    assert headline(plan).startswith("This deletes the whole table: the filter matches every flow")
+    part = FlushFlows(NetnsSpec(name=netns), "udp", journal=Journal(str(tmp_path)))
+    assert not part.everything and not any("ALL" in w for w in part.warnings())
+    assert table(netns) == all_flows()  # only plans: nothing deleted

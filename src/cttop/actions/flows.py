@@ -230,6 +230,7 @@ class FlushFlows(Plan):
         super().__init__(spec, journal)
         self.filter = compile_filter(flt) if isinstance(flt, str) else flt
         self.whole = self.filter is None or self.filter.is_all
+        self.everything = self.whole  # it deletes every flow there is now
         self.rows: list[Row] = []
         try:
             with Ctnetlink(spec) as ct:
@@ -239,6 +240,10 @@ class FlushFlows(Plan):
                     assert self.filter is not None
                     self.rows = matching_rows(ct, self.filter)
                     self.count = len(self.rows)
+                    # A filter that matches every flow (mark 0/0, 'ip or ip6', timeout >= 0) flushes the table as
+                    # surely as none: said as loudly. Seen in the table, not the filter's text, which has too many
+                    # ways to say "all".
+                    self.everything = self.count >= ct.stats().count
         except NetnsError:
             raise  # it names the namespace option already
         except CttopError as e:
@@ -281,8 +286,9 @@ class FlushFlows(Plan):
         return _rows_commands(self.spec, self.rows)
 
     def warnings(self) -> list[str]:
-        if self.whole:
-            return [(f"this deletes ALL {self.count} flows in namespace {self.spec.label()}: established "
+        if self.everything:
+            every = "" if self.whole else f"'{self._text()}' matches every flow there is now, so "
+            return [(f"{every}this deletes ALL {self.count} flows in namespace {self.spec.label()}: established "
                      "NAT'd sessions will break (their mapping is lost) and stateful firewalls may drop "
                      "their next packets; this cannot be undone")]
         return _delete_warnings(self.nat)

@@ -46,6 +46,8 @@ def headline(plan: Plan) -> str:
     # A flush takes what matches when it runs (more, in a storm); a delete, the flows listed that still exist.
     if isinstance(plan, FlushFlows) and plan.whole:
         return f"This deletes the whole table: {flows} now, counted in the kernel just now."
+    if isinstance(plan, FlushFlows) and plan.everything:
+        return f"This deletes the whole table: the filter matches every flow, {flows} now, counted in the kernel."
     if isinstance(plan, FlushFlows):
         return f"This deletes every flow the filter matches when you confirm: {flows} now, counted in the kernel."
     return f"This deletes these {flows}, those still in the table."
