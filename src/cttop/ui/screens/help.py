@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 import cttop.filter
 from cttop.live.counters import FILL, PRESSURE
+from cttop.ui.keys import KeyFooter
 
 _KEY_NAMES = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "equals_sign": "=",
               "underscore": "_", "space": "Space", "escape": "Esc", "enter": "Enter", "tab": "Tab",
@@ -102,6 +103,7 @@ class HelpScreen(ModalScreen[None]):
             box.border_subtitle = "Esc closes · ↑↓ PgUp PgDn scroll"
             with VerticalScroll(id="help-scroll"):
                 yield Static(help_text(self.sections), id="help-text")
+        yield KeyFooter()  # this screen's keys: the main screen's do nothing here
 
     def on_mount(self) -> None:
         self.query_one("#help-scroll").focus()
