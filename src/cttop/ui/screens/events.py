@@ -50,6 +50,10 @@ from cttop.ui.keys import KeyFooter
 
 KIND_TEXT = {EV_NEW: ("NEW", "events--new"), EV_UPDATE: ("UPDATE", "events--update"),
              EV_DESTROY: ("DESTROY", "events--destroy")}
+TITLE_WORD = " Events "
+TITLE_HINT = "newest last · ↑↓ PgUp PgDn scroll back · End follows"
+TITLE_EXTRAS = ("/ filter", "p pause")  # the footer's keys too: said again where there is room
+LABEL_MIN = 12  # cttop-…router: both ends of a lab's namespace name
 LOST_TEXT = "── events lost here: the kernel's queue for cttop overflowed (ENOBUFS) ──"
 
 
@@ -207,14 +211,23 @@ class EventsScreen(Screen[None]):
     def on_unmount(self) -> None:
         cttop_app(self).collector.set_event_log(False)
 
-    def _title(self) -> Text:
-        app = cttop_app(self)
+    def _title(self, width: int = 80) -> Text:
+        """The name, cut in its middle to leave the scroll keys their room (at 80 columns they lost 'End
+        follows'); / and p, which the footer names too, only where there is room left for them."""
+        room = width - len(TITLE_WORD) - 4
+        label = fmt.truncate_middle(cttop_app(self).source.label, max(LABEL_MIN, room - len(TITLE_HINT)))
+        hint = TITLE_HINT
+        for extra in TITLE_EXTRAS:
+            if len(label) + len(hint) + len(extra) + 3 <= room:
+                hint += " · " + extra
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(" Events ", "bold reverse")
-        t.append(f"  {fmt.truncate(app.source.label, 40)}  ")
-        t.append("newest at the bottom · ↑↓ PgUp PgDn scroll back · End follows · / filter · p pause",
-                 "dim")
+        t.append(TITLE_WORD, "bold reverse")
+        t.append(f"  {label}  ")
+        t.append(hint, "dim")
         return t
+
+    def on_resize(self) -> None:
+        self.query_one("#events-title", Static).update(self._title(self.size.width))
 
     def show_frame(self, frame: Frame | None) -> None:
         """A frame from the collector: its log, unless paused."""
