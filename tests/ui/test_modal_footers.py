@@ -19,9 +19,9 @@ from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.expect import ExpectScreen
 from cttop.ui.screens.help import HelpScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
+from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
 from tests.ui.test_doctor_screen import report
 from tests.ui.test_host_keys import fake_namespaces
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
 
 MAIN_KEYS = ("Space Tag", "/ Filter", "g Group", "s Sort", "r Reverse", "? Help")
 
