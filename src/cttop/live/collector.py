@@ -195,6 +195,14 @@ class Collector:
         with self._lock:
             if self._log is not None:
                 self._log.set_filter(flt)
+        self._wake.set()  # a frame with what it finds at once
+
+    def set_event_until(self, appended: int | None) -> None:
+        """The event screen paused where ``appended`` entries were in its log (None: resumed): its views hold
+        those only, so a filter typed meanwhile filters what the paused screen shows."""
+        with self._lock:
+            if self._log is not None:
+                self._log.set_until(appended)
 
     def set_resolver(self, resolver: Resolver | None) -> None:
         """Hide the resolver's own lookups, when this view watches the namespace its queries are made in."""

@@ -36,6 +36,7 @@ class LogView:
     total: int  # events seen since the log was opened
     lost: int  # losses (ENOBUFS) since the log was opened
     filter: str
+    appended: int = 0  # entries put in the ring so far: where a paused view stands (EventLog.set_until)
 
 
 class EventLog:
@@ -43,12 +44,19 @@ class EventLog:
         self._ring: deque[Entry] = deque(maxlen=keep)
         self.flt: Filter = compile_filter("")
         self.total = self.lost = 0
+        self.appended = 0  # entries put in the ring, ever
+        self.until: int | None = None  # views look only at the entries up to this many (a paused screen's)
         self._seen = {EV_NEW: 0, EV_UPDATE: 0, EV_DESTROY: 0}
         self._rates = {kind: Rate() for kind in self._seen}
 
     def set_filter(self, flt: Filter) -> None:
         """What the views show (compiled by the caller, who reports its errors)."""
         self.flt = flt
+
+    def set_until(self, appended: int | None) -> None:
+        """Views from now on hold only the first ``appended`` entries (what a paused screen showed), so a filter
+        typed while paused filters what was there; None: every entry again."""
+        self.until = appended
 
     def add(self, batch: EventBatch, t: float, hide: Callable[[Row], bool] | None = None) -> None:
         """One batch of events received at ``t``; ``hide`` drops cttop's own flows (its DNS lookups)."""
@@ -59,31 +67,41 @@ class EventLog:
         self.total += len(events)
         ring = self._ring
         start = 0
+        added = 0
         for cut in [*(batch.lost_at or ([0] if batch.lost else [])), None]:
             part = events[start:cut]
             if hide is None:
                 ring.extend((t, kind, row) for kind, row in part)
+                added += len(part)
             else:
-                ring.extend((t, kind, row) for kind, row in part if not hide(row))
+                kept = [(t, kind, row) for kind, row in part if not hide(row)]
+                ring.extend(kept)
+                added += len(kept)
             if cut is None:
                 break
             ring.append((t, LOST, None))
+            added += 1
             self.lost += 1
             start = cut
+        self.appended += added
 
     def view(self, t: float) -> LogView:
         """The newest entries matching the filter (losses always shown) and the rates up to ``t``."""
         ring, flt = self._ring, self.flt
+        # Paused: the entries added since are passed over (the ring holds them newest last).
+        until = self.until  # (set from the UI thread: read once)
+        skip = min(len(ring), self.appended - until) if until is not None else 0
         if flt.is_all:
-            entries = tuple(reversed(list(islice(reversed(ring), SHOWN))))
+            entries = tuple(reversed(list(islice(reversed(ring), skip, skip + SHOWN))))
         else:
             match = flt.match
             found: list[Entry] = []
-            for e in reversed(ring):
+            for e in islice(reversed(ring), skip, None):
                 if e[2] is None or match(e[2]):
                     found.append(e)
                     if len(found) == SHOWN:
                         break
             entries = tuple(reversed(found))
         rates = {kind: self._rates[kind].update(t, self._seen[kind]) for kind in self._seen}
-        return LogView(entries, rates, len(ring), self.total, self.lost, flt.text)
+        return LogView(entries, rates, len(ring) - skip, self.total, self.lost, flt.text,
+                       self.appended - skip)

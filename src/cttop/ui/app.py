@@ -445,6 +445,10 @@ class CttopApp(KeysInOrder):
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
+        # A dialog that says notices inside (the remediation screens) is not covered by a toast.
+        say = getattr(self.screen, "say_notice", None) if self.screen_stack else None
+        if say is not None and say(message, severity):
+            return
         # Every toast, whichever screen raises it: messages quote names from the kernel, /proc and files.
         super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout,
                        markup=markup)

@@ -41,6 +41,7 @@ from cttop.table.packing import UNREAD, ran_out, timeout_left
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
+from cttop.ui.keys import KeyFooter
 
 
 def owner_text(owners: Owners, row: Row) -> str:
@@ -167,6 +168,7 @@ class DetailScreen(ModalScreen[None]):
             box.border_subtitle = "Esc closes"
             with VerticalScroll():
                 yield Static(self._text(), id="detail-text")
+        yield KeyFooter()  # this screen's keys: the main screen's do nothing here
 
     def _text(self) -> Text:
         app = cttop_app(self)

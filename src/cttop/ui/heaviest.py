@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.reactive import reactive
 
 from cttop.live.frame import LIVE, Frame
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS
 from cttop.table.aggregates import GroupRow
 from cttop.table.groups import GROUPS, PAIR_SEP
 from cttop.termsafe import safe_line
@@ -47,6 +48,19 @@ def layout(frame: Frame, width: int, num_w: int) -> tuple[int, str | None]:
     if is_pair(frame) and key_w < PAIR_KEY_MIN:
         columns, key_w = None, width - num_w - 5 - 1
     return max(8, key_w), columns
+
+
+def key_text(text: str, width: int) -> str:
+    """A group's key in ``width``: a name cut in its middle (names that share a beginning stay apart by their
+    ends), but the owners' words for no owner read from their start ('local, no p…', not 'local,…process'), and
+    a namespace's ", no process" is kept whole after its name where there is room."""
+    if text in (FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER):
+        return fmt.truncate(text, width)
+    if text.endswith(NO_PROCESS) and len(text) > width:
+        room = width - len(NO_PROCESS)
+        return (fmt.truncate_middle(text[:-len(NO_PROCESS)], room) + NO_PROCESS if room >= 5
+                else fmt.truncate(text, width))
+    return fmt.truncate_middle(text, width)
 
 
 def ranked(row: GroupRow, by: str) -> float:
@@ -103,7 +117,7 @@ class HeaviestPanel(Panel, can_focus=True):
             if i:
                 t.append("\n")
             line = Text(no_wrap=True)
-            key = fmt.truncate_pair(r.text, PAIR_SEP, key_w) if pair else fmt.truncate_middle(r.text, key_w)
+            key = fmt.truncate_pair(r.text, PAIR_SEP, key_w) if pair else key_text(r.text, key_w)
             line.append(key.ljust(key_w) + " ")
             line.append(n.rjust(num_w))
             line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))

@@ -33,11 +33,14 @@ from cttop.termsafe import safe_line, safe_text
 from cttop.ui.access import cttop_app
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.commands import CommandBlock
+from cttop.ui.keys import KeyFooter
 
 # What a fix button says, by the plan's kind.
 FIX_LABELS: Final = {SetSysctls.kind: "Set the tunables…", AddNotrack.kind: "Add the NOTRACK rule…",
               FlushFlows.kind: "Flush…"}
 TICK: Final = 0.5
+SUBTITLE: Final = "Esc closes · r watches again"
+TAB_HINT: Final = " · Tab reaches the fix buttons"
 
 
 def verdict_text(report: Report, read_only: bool) -> Text:
@@ -109,7 +112,7 @@ class FindingView(Vertical):
 
 class DoctorScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", key_display="Esc"),
+        Binding("escape,q", "close", "Close", key_display="Esc"),
         Binding("r", "watch", "Watch again"),
     ]
 
@@ -125,9 +128,10 @@ class DoctorScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="doctor-box") as box:
             box.border_title = Text(f"Doctor · {safe_line(self.spec.label())}")
-            box.border_subtitle = "Esc closes · r watches again · Tab reaches the fix buttons"
+            box.border_subtitle = SUBTITLE
             yield Static(id="doctor-verdict")
             yield VerticalScroll(id="doctor-findings")
+        yield KeyFooter()  # this screen's keys: the main screen's do nothing here
 
     def on_mount(self) -> None:
         self.set_interval(TICK, self._tick)
@@ -140,6 +144,7 @@ class DoctorScreen(ModalScreen[None]):
         self.report, self.error = None, None
         self._left = self.seconds
         self._show_watching()
+        self.query_one("#doctor-box").border_subtitle = SUBTITLE
         self.query_one("#doctor-findings", VerticalScroll).remove_children()
         want_bytes = cttop_app(self).top_by != "entries"  # the user ranks by bytes: say if accounting is off
         spec, seconds = self.spec, self.seconds
@@ -182,6 +187,9 @@ class DoctorScreen(ModalScreen[None]):
         box = self.query_one("#doctor-findings", VerticalScroll)
         box.remove_children()
         box.mount_all(FindingView(f, i, offer) for i, f in enumerate(report.findings))
+        # Tab is named only where it reaches something: read-only, or with no remedy, there is no fix button.
+        fixes = offer and any(f.action is not None for f in report.findings)
+        self.query_one("#doctor-box").border_subtitle = SUBTITLE + (TAB_HINT if fixes else "")
 
     # --- fixing --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ underneath); the arrows scroll back through what the log holds and End follows a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import ClassVar
 
@@ -50,6 +51,10 @@ from cttop.ui.keys import KeyFooter
 
 KIND_TEXT = {EV_NEW: ("NEW", "events--new"), EV_UPDATE: ("UPDATE", "events--update"),
              EV_DESTROY: ("DESTROY", "events--destroy")}
+TITLE_WORD = " Events "
+TITLE_HINT = "newest last · ↑↓ PgUp PgDn scroll back · End follows"
+TITLE_EXTRAS = ("/ filter", "p pause")  # the footer's keys too: said again where there is room
+LABEL_MIN = 12  # cttop-…router: both ends of a lab's namespace name
 LOST_TEXT = "── events lost here: the kernel's queue for cttop overflowed (ENOBUFS) ──"
 
 
@@ -207,23 +212,43 @@ class EventsScreen(Screen[None]):
     def on_unmount(self) -> None:
         cttop_app(self).collector.set_event_log(False)
 
-    def _title(self) -> Text:
-        app = cttop_app(self)
+    def _title(self, width: int = 80) -> Text:
+        """The name, cut in its middle to leave the scroll keys their room (at 80 columns they lost 'End
+        follows'); / and p, which the footer names too, only where there is room left for them."""
+        room = width - len(TITLE_WORD) - 4
+        label = fmt.truncate_middle(cttop_app(self).source.label, max(LABEL_MIN, room - len(TITLE_HINT)))
+        hint = TITLE_HINT
+        for extra in TITLE_EXTRAS:
+            if len(label) + len(hint) + len(extra) + 3 <= room:
+                hint += " · " + extra
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(" Events ", "bold reverse")
-        t.append(f"  {fmt.truncate(app.source.label, 40)}  ")
-        t.append("newest at the bottom · ↑↓ PgUp PgDn scroll back · End follows · / filter · p pause",
-                 "dim")
+        t.append(TITLE_WORD, "bold reverse")
+        t.append(f"  {label}  ")
+        t.append(hint, "dim")
         return t
 
+    def on_resize(self) -> None:
+        self.query_one("#events-title", Static).update(self._title(self.size.width))
+
     def show_frame(self, frame: Frame | None) -> None:
-        """A frame from the collector: its log, unless paused."""
-        if frame is None or self.paused or frame.event_log is None or not self.is_mounted:
+        """A frame from the collector: its log; paused, only what a filter typed meanwhile finds in what was
+        shown (the collector's views then stop where the screen paused)."""
+        if frame is None or frame.event_log is None or not self.is_mounted:
             return  # (pushed, not yet composed: the next frame will do)
-        self.frame, self.view = frame, frame.event_log
+        view = frame.event_log
+        if self.paused:
+            shown = self.view
+            if shown is None or view.filter == shown.filter or view.appended != shown.appended:
+                return  # nothing new to filter, or a view from before the pause
+            # The stream as it stood, filtered anew; the rates and counts of that moment stay.
+            view = dataclasses.replace(view, rates=shown.rates, total=shown.total, lost=shown.lost)
+        self.frame, self.view = frame, view
         try:
-            self.query_one(RateLine).update(rate_text(self.view, False))
-            self.query_one(EventStream).show(self.view.entries)
+            self.query_one(RateLine).update(rate_text(view, self.paused))
+            stream = self.query_one(EventStream)
+            if self.paused:
+                stream.back = 0  # other entries: scrolled back from the last ones is no place to keep
+            stream.show(view.entries)
         except NoMatches:
             pass  # closing: the widgets are already gone
 
@@ -244,6 +269,9 @@ class EventsScreen(Screen[None]):
     def action_pause(self) -> None:
         self.paused = not self.paused
         self.query_one(RateLine).update(rate_text(self.view, self.paused))
+        # The log goes on underneath; its views stop where the screen did, for a filter typed while paused.
+        until = self.view.appended if self.paused and self.view is not None else None
+        cttop_app(self).collector.set_event_until(until)
         if not self.paused:
             cttop_app(self).catch_up()
 

@@ -25,6 +25,7 @@ from cttop.model import AF_INET6, addr_text, has_ports, proto_name
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
+from cttop.ui.keys import KeyFooter
 
 COLUMNS: Final = ("TIMEOUT", "PROTO", "EXPECTED", "MASTER", "HELPER", "CLASS", "FLAGS")
 RIGHT: Final = frozenset({"TIMEOUT", "CLASS"})
@@ -78,6 +79,7 @@ class ExpectScreen(ModalScreen[None]):
             box.border_subtitle = "what helpers let in next · r reads again · Esc closes"
             yield Static(id="expect-note")
             yield DataTable(id="expect-table", cursor_type="row", zebra_stripes=True)
+        yield KeyFooter()  # this screen's keys: the main screen's do nothing here
 
     def on_mount(self) -> None:
         table = self.query_one("#expect-table", DataTable)

@@ -99,12 +99,22 @@ class JournalScreen(RowsScreen[Record]):
         # The namespace is last and gets the room the other columns leave, cut in its middle: at 80 columns a
         # lab's cttop-lab-<hex>-router fits no whole, and the status after it was off the screen.
         table = self.query_one(DataTable)
-        width = table.size.width - table.styles.scrollbar_size_vertical
+        scrolls = len(items) + 1 > table.size.height  # the rows and the header: a scrollbar only if they overflow
+        width = table.size.width - (table.styles.scrollbar_size_vertical if scrolls else 0)
         pad = 2 * table.cell_padding
         self.netns_width = None
         rows = [[c.cell_len for c in self.cells(r)] for r in items]
         others = sum(max([len(title), *(row[i] for row in rows)]) + pad for i, title in enumerate(self.COLUMNS[:-1]))
-        self.netns_width = max(NETNS_MIN, width - others - pad) if width > 0 else None
+        # What is left, even less than NETNS_MIN (a wider column was clipped by the screen's edge with no mark
+        # that it was cut: 'names', 'cttop'): cut with an ellipsis, its title too; the detail names it whole.
+        room = width - others - pad
+        self.netns_width = max(NETNS_MIN if room >= NETNS_MIN else 2, room) if width > 0 else None
+        column = table.ordered_columns[-1]
+        title = self.COLUMNS[-1]
+        if self.netns_width is not None and len(title) > self.netns_width:
+            title = fmt.truncate(title, self.netns_width)
+        column.label = Text(title)
+        column.content_width = column.label.cell_len  # the rows' cells widen it again as they are added
         super().show_items(items)
 
     def cells(self, r: Record) -> tuple[Text, ...]:

@@ -20,6 +20,7 @@ from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.sources.live import LiveSource
 from cttop.termsafe import safe_line
 from cttop.ui.access import cttop_app
+from cttop.ui.keys import KeyFooter
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
 RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
@@ -57,7 +58,7 @@ def total_text(tot: Totals) -> Text:
 
 class NamespacesScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", key_display="Esc"),
+        Binding("escape,q", "close", "Close", key_display="Esc"),
         Binding("r", "refresh", "Read again"),
     ]
 
@@ -75,6 +76,7 @@ class NamespacesScreen(ModalScreen[None]):
             table: DataTable[Text] = DataTable(id="ns-table", cursor_type="row", zebra_stripes=True)
             yield table
             yield Static(id="ns-total")
+        yield KeyFooter()  # this screen's keys: the main screen's do nothing here
 
     def on_mount(self) -> None:
         table = self.query_one("#ns-table", DataTable)

@@ -16,13 +16,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from cttop.actions import PersistPaths
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
-from cttop.termsafe import safe_line
+from cttop.termsafe import safe_line, safe_text
 from cttop.ui.access import cttop_app
 from cttop.ui.keys import KeyFooter, write_refused
 
@@ -55,9 +56,30 @@ class ItemTable(DataTable[Text]):
 
 
 class RemedyScreen(ModalScreen[None]):
+    """Notices are said on a line inside the dialog, not as toasts (CttopApp.notify routes them to
+    :meth:`say_notice`): a toast sits bottom right, over the commands and the hint that says what u undoes."""
+
     @property
     def read_only(self) -> bool:
         return cttop_app(self).read_only
+
+    def on_mount(self) -> None:
+        # Toasts raised before it opened (a flush's result, within its 8 s) would cover it: said inside instead.
+        live = [n for n in self.app._notifications if not n.has_expired]  # (Textual keeps no public list)
+        if live:
+            self.app.clear_notifications()
+            self.say_notice(live[-1].message, live[-1].severity)
+
+    def say_notice(self, message: str, severity: str = "information") -> bool:
+        """Say ``message`` on the dialog's notice line; False when it has none (composing, or closing)."""
+        try:
+            line = self.query_one(".remedy-notice", Static)
+        except NoMatches:
+            return False
+        line.update(Text(safe_text(message)))
+        line.set_classes(f"remedy-notice sev-{severity}")
+        line.display = True
+        return True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not write_refused(self, action, self.read_only)
@@ -129,9 +151,13 @@ class RowsScreen(RemedyScreen, Generic[T]):
             yield ItemTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
             yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
             yield from self.below_detail()
+            notice = Static(id=f"{self.NAME}-notice", classes="remedy-notice")
+            notice.display = False
+            yield notice
         yield KeyFooter()
 
     def on_mount(self) -> None:
+        # (Textual runs RemedyScreen.on_mount too, each class's along the MRO.)
         table = self.query_one(DataTable)
         table.add_columns(*self.COLUMNS)
         table.focus()
