@@ -226,3 +226,17 @@ def test_undoing_a_removal_warns_as_adding_the_rules_did(netns: str, tmp_path: P
     assert LOCKOUT in back.stdout and "matches every port and every address: it exempts all IPv4 TCP" in back.stdout
     assert back.returncode != 0 and "no terminal to confirm on" in back.stderr
     assert cttop_table(netns) is None
+
+
+def test_undoing_a_removal_counts_the_natd_flows_as_adding_did(netns: str, tmp_path: Path) -> None:
+    """The NAT'd flows the rules match now are named when the rules go back in, as when they went in first."""
+    sh("conntrack", "-I", "-p", "udp", "-s", "10.9.0.1", "-d", "10.9.0.2", "--sport", "5000", "--dport", "53",
+       "-t", "300", "--dst-nat", "10.9.0.3", netns=netns)
+    nat = "warning: 1 flows tracked now that these rules match are NAT'd: exempting them breaks them"
+    added = notrack_add_cli(netns, "udp dport 53", "--yes", state=tmp_path)
+    assert added.returncode == 0 and nat in added.stdout, added.stdout
+    assert ssh_cli(netns, "notrack", "remove", "--all", "--yes", state=tmp_path).returncode == 0
+    back = ssh_cli(netns, "undo", state=tmp_path)
+    assert nat in back.stdout, back.stdout  # it said only "untracked packets lose NAT and helpers again"
+    assert back.returncode != 0 and "no terminal to confirm on" in back.stderr
+    assert cttop_table(netns) is None

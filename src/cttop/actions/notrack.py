@@ -30,14 +30,18 @@ from typing import Any
 from cttop.actions import persist as P
 from cttop.actions import shell
 from cttop.actions.errors import ActionError
+from cttop.actions.flows import matching_rows
 from cttop.actions.journal import Journal, Record
 from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
 from cttop.actions.notrack_safety import safety_warnings
 from cttop.actions.plan import Change, Plan
+from cttop.errors import CttopError
 from cttop.filter import Filter, compile_filter, parse
 from cttop.filter.ast import Node, Or
-from cttop.kernel.netns import NetnsSpec
+from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.netns import NetnsError, NetnsSpec
 from cttop.model import Row, nat_kind
+from cttop.table.packing import flow_key
 
 TABLE = "cttop"
 NFT_TABLE = f"inet {TABLE}"
@@ -368,6 +372,23 @@ def notrack_filter(text: str) -> Filter:
     return compile_filter(text)
 
 
+def nat_warning(nat_rows: int) -> list[str]:
+    """What exempting ``nat_rows`` NAT'd flows the rules match breaks (none: nothing to say)."""
+    return [f"{nat_rows} flows tracked now that these rules match are NAT'd: exempting them breaks them"] \
+        if nat_rows else []
+
+
+def nat_rows_matched(spec: NetnsSpec, filters: Iterable[Filter]) -> int:
+    """The NAT'd flows in ``spec``'s table now that any of ``filters`` matches, each once."""
+    try:
+        with Ctnetlink(spec) as ct:
+            return len({flow_key(r) for flt in filters for r in matching_rows(ct, flt) if nat_kind(r) is not None})
+    except NetnsError:
+        raise  # it names the namespace option already
+    except CttopError as e:
+        raise ActionError(f"NOTRACK in namespace {spec.label()}: reading the flows the rules match: {e}") from None
+
+
 class AddNotrack(_RulesPlan):
     """Exempt the flows a filter expression selects from tracking, both directions.
 
@@ -415,11 +436,8 @@ class AddNotrack(_RulesPlan):
                ("a stateful filter must accept `ct state untracked` "
                 "(iptables: -m conntrack --ctstate UNTRACKED), or it drops these packets"),
                "flows already tracked keep their entries until they expire or are flushed"]
-        if self.nat_rows:
-            # The flows the rules would match, not the tagged ones the dialog may be named after.
-            out.insert(0, f"{self.nat_rows} flows tracked now that these rules match are NAT'd: "
-                          "exempting them breaks them")
-        out[:0] = safety_warnings(self.spec, self.filter, self.matches)
+        # The flows the rules would match, not the tagged ones the dialog may be named after.
+        out[:0] = [*safety_warnings(self.spec, self.filter, self.matches), *nat_warning(self.nat_rows)]
         if any(m.mark is not None for m in self.matches):
             out.append("mark here is the packet mark (meta mark) as it arrives at raw priority, "
                        "not the flow's ct mark, which does not exist before tracking")
@@ -554,6 +572,8 @@ class RestoreNotrack(_RulesPlan):
         self.kept = self._present()
         self.groups = [g for g in self.removed if g["id"] not in self.kept]
         self.rules = [r for g in self.groups for r in derived_rules(g["id"], g["expr"], g["backend"])]
+        # Adding them back breaks the NAT'd flows they match as adding them did: counted alike, now.
+        self.nat_rows = nat_rows_matched(spec, [compile_filter(g["expr"]) for g in self.groups])
 
     def _present(self) -> set[str]:
         """Which of the removed changes have rules in the ruleset now."""
@@ -586,7 +606,8 @@ class RestoreNotrack(_RulesPlan):
         for g in self.groups:
             flt = compile_filter(g["expr"])
             first += safety_warnings(self.spec, flt, alternatives_matches(flt.ast))
-        return [*dict.fromkeys(first), "untracked packets lose NAT and helpers again", *self._persist_warnings()]
+        return [*dict.fromkeys(first), *nat_warning(self.nat_rows), "untracked packets lose NAT and helpers again",
+                *self._persist_warnings()]
 
     def _validate(self) -> None:
         now = self._present()

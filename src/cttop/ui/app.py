@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar, Final
@@ -272,6 +273,7 @@ class CttopApp(KeysInOrder):
         self._notes = tuple(notes)  # what the person should know before looking (the lab's), as toasts
         # CTTOP_READ_ONLY=1 hides the write keys too, not just refuses after Yes as the plans would.
         self.read_only = read_only or writes_refused() or not source.live
+        self._last_toast: tuple[str, SeverityLevel, float] | None = None  # message, severity, until (monotonic)
         self.title_text = title or "cttop"
         self.group = config.DEFAULT_GROUP
         self.top_by = "entries"
@@ -452,6 +454,14 @@ class CttopApp(KeysInOrder):
         # Every toast, whichever screen raises it: messages quote names from the kernel, /proc and files.
         super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout,
                        markup=markup)
+        shown_for = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
+        self._last_toast = (message, severity, time.monotonic() + shown_for)
+
+    def toast_on_screen(self) -> tuple[str, SeverityLevel] | None:
+        """The last toast, while it still shows (message, severity): a dialog opening over it says it inside."""
+        if self._last_toast is None or time.monotonic() >= self._last_toast[2]:
+            return None
+        return self._last_toast[0], self._last_toast[1]
 
     def switch_source(self, source: Source, title: str | None = None) -> None:
         """Show ``source`` instead (the namespaces screen's Enter): same settings, fresh table, tags and title.

@@ -65,10 +65,10 @@ class RemedyScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         # Toasts raised before it opened (a flush's result, within its 8 s) would cover it: said inside instead.
-        live = [n for n in self.app._notifications if not n.has_expired]  # (Textual keeps no public list)
-        if live:
+        toast = cttop_app(self).toast_on_screen()
+        if toast is not None:
             self.app.clear_notifications()
-            self.say_notice(live[-1].message, live[-1].severity)
+            self.say_notice(*toast)
 
     def say_notice(self, message: str, severity: str = "information") -> bool:
         """Say ``message`` on the dialog's notice line; False when it has none (composing, or closing)."""
