@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from cttop.actions import shell
 from cttop.actions.errors import ActionError
@@ -37,7 +37,7 @@ from cttop.filter.ast import (
     State,
     Zone,
 )
-from cttop.kernel.ctnetlink import Ctnetlink
+from cttop.kernel.ctnetlink import Ctnetlink, delete_request
 from cttop.kernel.netns import NetnsError, NetnsSpec
 from cttop.model import (
     AF_INET,
@@ -87,15 +87,18 @@ def _families(kf: KernelFilter | None) -> list[int]:
     return [socket.AF_UNSPEC]
 
 
-def matching_rows(ct: Ctnetlink, flt: Filter) -> list[Row]:
-    """The entries ``flt`` matches, narrowed by the kernel where it can and checked in Python a dump chunk at
-    a time: what the kernel cannot narrow (a state, a port range) would otherwise be the whole table held as
+def matching_chunks(ct: Ctnetlink, flt: Filter) -> Iterator[list[Row]]:
+    """The entries ``flt`` matches, a dump chunk at a time, narrowed by the kernel where it can and checked in
+    Python: what the kernel cannot narrow (a state, a port range) would otherwise be the whole table held as
     rows before any is picked, ~600 bytes a row (156 MB at 262k: README), on a box whose memory is short."""
-    rows: list[Row] = []
     for family in _families(flt.kernel):
         for chunk in ct.dump_chunks(family, flt.kernel):
-            rows += flt.select(chunk)
-    return rows
+            yield flt.select(chunk)
+
+
+def matching_rows(ct: Ctnetlink, flt: Filter) -> list[Row]:
+    """Every entry ``flt`` matches (:func:`matching_chunks`), as one list."""
+    return [r for rows in matching_chunks(ct, flt) for r in rows]
 
 
 def row_command(spec: NetnsSpec, row: Row) -> str:
@@ -112,10 +115,12 @@ def row_command(spec: NetnsSpec, row: Row) -> str:
     return shell.shown(spec, args)
 
 
-def _rows_commands(spec: NetnsSpec, rows: Sequence[Row]) -> list[str]:
+def _rows_commands(spec: NetnsSpec, rows: Sequence[Row], count: int | None = None) -> list[str]:
+    """The delete of each of the first rows, and how many more there are of ``count`` (default: the rows)."""
+    count = len(rows) if count is None else count
     out = [row_command(spec, r) for r in rows[:SHOWN_COMMANDS]]
-    if len(rows) > SHOWN_COMMANDS:
-        out.append(f"# ... and {len(rows) - SHOWN_COMMANDS} more like these, one per flow")
+    if count > SHOWN_COMMANDS:
+        out.append(f"# ... and {count - SHOWN_COMMANDS} more like these, one per flow")
     return out
 
 
@@ -231,15 +236,21 @@ class FlushFlows(Plan):
         self.filter = compile_filter(flt) if isinstance(flt, str) else flt
         self.whole = self.filter is None or self.filter.is_all
         self.everything = self.whole  # it deletes every flow there is now
-        self.rows: list[Row] = []
+        # The flows shown as commands, the first few: the rest are counted, not held (a 262k-flow match held
+        # as rows was 157 MB, and again when matched anew to apply it: 350 MB on a box short of memory).
+        self.shown: list[Row] = []
+        self.nat = 0
         try:
             with Ctnetlink(spec) as ct:
                 if self.whole:
                     self.count = ct.stats().count
                 else:
                     assert self.filter is not None
-                    self.rows = matching_rows(ct, self.filter)
-                    self.count = len(self.rows)
+                    self.count = 0
+                    for rows in matching_chunks(ct, self.filter):
+                        self.count += len(rows)
+                        self.nat += sum(1 for r in rows if nat_kind(r) is not None)
+                        self.shown += rows[:SHOWN_COMMANDS - len(self.shown)]
                     # A filter that matches every flow (mark 0/0, 'ip or ip6', timeout >= 0) flushes the table as
                     # surely as none: said as loudly. Seen in the table, not the filter's text, which has too many
                     # ways to say "all".
@@ -248,9 +259,8 @@ class FlushFlows(Plan):
             raise  # it names the namespace option already
         except CttopError as e:
             raise ActionError(f"flush in namespace {spec.label()}: {e}") from None
-        if not self.whole and not self.rows:
+        if not self.whole and not self.count:
             raise ActionError(f"no flows match '{self._text()}' in namespace {spec.label()}")
-        self.nat = sum(1 for r in self.rows if nat_kind(r) is not None)
 
     @property
     def method(self) -> str:
@@ -283,7 +293,7 @@ class FlushFlows(Plan):
         per_family = conntrack_args(self.filter.ast)
         if per_family is not None:
             return [shell.shown(self.spec, ["conntrack", "-D", *args]) for args in per_family]
-        return _rows_commands(self.spec, self.rows)
+        return _rows_commands(self.spec, self.shown, self.count)
 
     def warnings(self) -> list[str]:
         if self.everything:
@@ -317,9 +327,10 @@ class FlushFlows(Plan):
                     gone = len(matched.difference(map(flow_key, matching_rows(ct, self.filter))))
                 else:
                     assert self.filter is not None
-                    # Matched again now: the plan's rows may have expired or been joined by new ones.
-                    rows = matching_rows(ct, self.filter)
-                    gone = ct.delete_rows(rows)
+                    # Matched again now: the plan's rows may have expired or been joined by new ones. Kept as their
+                    # delete requests until the dump ends (a socket deletes nothing mid-dump), not as rows.
+                    requests = [delete_request(r) for rows in matching_chunks(ct, self.filter) for r in rows]
+                    gone = ct.delete(requests)
                 after = ct.stats().count
         except CttopError as e:
             raise ActionError(f"flush in namespace {self.spec.label()}: {e} "

@@ -94,6 +94,13 @@ class HeaviestPanel(Panel, can_focus=True):
         super().show(frame)
         self.cursor = max(0, min(self.cursor, len(frame.top) - 1))
 
+    def on_resize(self) -> None:
+        # The title is fitted to the width (MainScreen.title_heaviest): again once the width is known, or a title
+        # fitted before the layout settled stays cut until the next frame (a minute at --interval 60).
+        fit = getattr(self.screen, "title_heaviest", None)
+        if fit is not None:
+            fit()
+
     def draw(self, frame: Frame, width: int, height: int) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
         rows = frame.top[: max(1, height)]
