@@ -126,6 +126,8 @@ def no_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
     ("tcp dport 1-65535", "all TCP traffic"),
     ("udp port 0-65535", "all UDP traffic"),
     ("mark 0/0 and udp", "all UDP traffic"),
+    ("mark 0/0", "all traffic"),  # read "all  traffic"
+    ("port 0-65535", "all TCP, UDP and SCTP traffic"),
 ])
 def test_broad_rules_say_they_exempt_everything_of_the_kind(expr: str, what: str) -> None:
     got = warnings(expr, NetnsSpec(name="lab"))
@@ -169,3 +171,13 @@ def test_a_boot_ruleset_past_the_cap_is_not_read_and_the_warning_stands(
     line = f'include "{nft}"\n'.encode()
     assert not boot_warned(tmp_path, monkeypatch, b"#" * (P.MAX_BOOT_CONF_BYTES - len(line) - 1) + b"\n" + line)
     assert boot_warned(tmp_path, monkeypatch, b"#" * P.MAX_BOOT_CONF_BYTES + b"\n" + line)
+
+
+@pytest.mark.usefixtures("no_ssh")
+@pytest.mark.parametrize("expr, said", [("dport 53", True), ("port 5000-6000 and src 10.0.0.1", True),
+                                        ("udp dport 53", False), ("tcp or udp", False)])
+def test_a_port_with_no_protocol_says_which_protocols_the_rules_match(expr: str, said: bool) -> None:
+    """The filter's bare port matches DCCP and UDP-Lite flows too; the rules do not: the dialog says so."""
+    narrower = "a port with no protocol is matched in TCP, UDP and SCTP packets: DCCP and UDP-Lite flows the " \
+               "filter shows stay tracked"
+    assert (narrower in warnings(expr, NetnsSpec(name="lab"))) == said

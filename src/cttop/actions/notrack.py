@@ -32,7 +32,7 @@ from cttop.actions import shell
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import matching_rows
 from cttop.actions.journal import Journal, Record
-from cttop.actions.notrack_rules import Match, iptables_matches, matches, nft_match
+from cttop.actions.notrack_rules import ANY_PORT_PROTOS_TEXT, Match, iptables_matches, matches, nft_match
 from cttop.actions.notrack_safety import safety_warnings
 from cttop.actions.plan import Change, Plan
 from cttop.errors import CttopError
@@ -438,6 +438,10 @@ class AddNotrack(_RulesPlan):
                "flows already tracked keep their entries until they expire or are flushed"]
         # The flows the rules would match, not the tagged ones the dialog may be named after.
         out[:0] = [*safety_warnings(self.spec, self.filter, self.matches), *nat_warning(self.nat_rows)]
+        if any(m.has_ports and m.proto is None for m in self.matches):
+            # The filter's port matches every protocol with ports; the rules only those nft and iptables name.
+            out.append(f"a port with no protocol is matched in {ANY_PORT_PROTOS_TEXT} packets: DCCP and UDP-Lite "
+                       "flows the filter shows stay tracked")
         if any(m.mark is not None for m in self.matches):
             out.append("mark here is the packet mark (meta mark) as it arrives at raw priority, "
                        "not the flow's ct mark, which does not exist before tracking")

@@ -41,6 +41,9 @@ from cttop.model import AF_INET, AF_INET6, proto_name
 PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
 # A port without a protocol: the protocols that carry one and that both backends can match.
 ANY_PORT_PROTOS = (6, 17, 132)
+# How the confirmation names them: what a port with no protocol is matched in.
+ANY_PORT_PROTOS_TEXT = ", ".join(PORT_PROTOS[p].upper() for p in ANY_PORT_PROTOS[:-1]) \
+    + f" and {PORT_PROTOS[ANY_PORT_PROTOS[-1]].upper()}"
 NFT_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 58: "ipv6-icmp", 132: "sctp"}
 
 _UNTRACKABLE = {

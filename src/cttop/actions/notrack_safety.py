@@ -14,7 +14,7 @@ import ipaddress
 import os
 from collections.abc import Sequence
 
-from cttop.actions.notrack_rules import Match
+from cttop.actions.notrack_rules import ANY_PORT_PROTOS_TEXT, Match
 from cttop.filter import Filter
 from cttop.kernel.netns import NetnsError, NetnsSpec
 from cttop.model import AF_INET, AF_INET6, IPS_ASSURED, IPS_SEEN_REPLY, TCP_STATES, Row, proto_name
@@ -85,6 +85,8 @@ def _traffic(m: Match) -> str:
         words.append("IPv6" if m.family == AF_INET6 else "IPv4")
     if m.proto is not None:
         words.append(proto_name(m.proto).upper().replace("V6", "v6"))
+    elif m.has_ports:  # a port with no protocol: the rules name the protocols that have ports
+        words.append(ANY_PORT_PROTOS_TEXT)
     return " ".join(words)
 
 
@@ -100,6 +102,8 @@ def safety_warnings(spec: NetnsSpec, flt: Filter, matches: Sequence[Match]) -> l
                        "with a stateful firewall you may lock yourself out")
     broad = list(dict.fromkeys(_traffic(m) for m in matches if _broad(m)))
     if broad:
-        out.append(f"'{flt.text.strip()}' matches every port and every address: it exempts all "
-                   f"{' and all '.join(broad)} traffic from tracking, to and from every host")
+        # A rule naming no family and no protocol (mark 0/0) takes all traffic: said so, not "all  traffic".
+        kinds = "all traffic" if "" in broad else f"all {' and all '.join(broad)} traffic"
+        out.append(f"'{flt.text.strip()}' matches every port and every address: it exempts {kinds} from tracking, "
+                   "to and from every host")
     return out
