@@ -86,6 +86,25 @@ def test_write_text_is_atomic_and_removal_is_idempotent(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "d").iterdir()] == []
 
 
+def test_a_killed_writes_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
+    """SIGKILL between the temporary file and its rename leaves `.f.cttop-XXXXXXXX`: the next write of f removes
+    it, and nothing else: not another file's, not one of another user's, not a link, not a look-alike."""
+    d = tmp_path / "d"
+    d.mkdir()
+    stale = d / ".f.cttop-a7e9f36f"
+    stale.write_text("half a file")
+    kept = {".g.cttop-a7e9f36f": "other file's", ".f.cttop-a7e9f36": "short", ".f.cttop-a7e9f36fx": "long",
+            ".f.cttop-A7E9F36F": "not ours", ".f.cttop-00000000": "someone else's"}
+    for name, text in kept.items():
+        (d / name).write_text(text)
+    os.chown(d / ".f.cttop-00000000", 65534, 65534)
+    (d / ".f.cttop-11111111").symlink_to(d / ".g.cttop-a7e9f36f")
+    P.write_text(str(d / "f"), "whole\n")
+    assert (d / "f").read_text() == "whole\n" and not stale.exists()
+    assert {p.name: p.read_text() for p in d.iterdir() if not p.is_symlink() and p.name != "f"} == kept
+    assert (d / ".f.cttop-11111111").is_symlink()
+
+
 # --- never through a link, never someone else's file, the mode kept -----------------------------------
 
 def test_an_existing_file_keeps_its_mode(tmp_path: Path) -> None:

@@ -140,6 +140,21 @@ def write_text(path: str, text: str | None) -> None:
         raise ActionError(f"{path}: {e.strerror}") from None
 
 
+TMP_INFIX, TMP_BYTES = ".cttop-", 4  # .NAME.cttop-0123abcd: a new file's text, until it is renamed over NAME
+
+
+def _remove_stale(dir_fd: int, name: str) -> None:
+    """The temporary files of a write to ``name`` that was killed before its rename (SIGKILL, power loss): each
+    a regular file of this user's, made under the journal's lock as this write is, so no write now owns it."""
+    stale = re.compile(rf"\.{re.escape(name)}{re.escape(TMP_INFIX)}[0-9a-f]{{{2 * TMP_BYTES}}}")
+    with os.scandir(dir_fd) as entries:
+        names = [e.name for e in entries if stale.fullmatch(e.name)]
+    for n in names:
+        st = os.stat(n, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+            os.unlink(n, dir_fd=dir_fd)
+
+
 def _replace(dir_fd: int, name: str, path: str, text: str | None) -> None:
     old = _existing(dir_fd, name, path)
     if text is None:
@@ -147,7 +162,8 @@ def _replace(dir_fd: int, name: str, path: str, text: str | None) -> None:
             os.unlink(name, dir_fd=dir_fd)
             os.fsync(dir_fd)
         return
-    tmp = f".{name}.cttop-{secrets.token_hex(4)}"
+    _remove_stale(dir_fd, name)
+    tmp = f".{name}{TMP_INFIX}{secrets.token_hex(TMP_BYTES)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600, dir_fd=dir_fd)
     try:
         try:
