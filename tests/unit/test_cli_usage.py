@@ -80,3 +80,11 @@ def test_arguments_read_in_capitals_in_the_usage_line(command: tuple[str, ...]) 
     usage = next(line for line in r.stdout.splitlines() if line.startswith("Usage:"))
     words = usage.split()[2 + len(command):]
     assert words[0] == "[OPTIONS]" and len(words) == 2 and words[1] == words[1].upper(), usage
+
+
+@pytest.mark.parametrize("text", ["\u0663", "\u0663s", "1\u0665m", "\uff13"])
+def test_a_duration_is_written_in_ascii_digits(text: str) -> None:
+    """`record --duration ٣` recorded 3 s: other scripts' digits are refused as other bad durations are."""
+    load_commands([])
+    r = CliRunner().invoke(app, ["record", "-o", "/nonexistent/x", "--duration", text])
+    assert r.exit_code == 2 and f"--duration {text!r}: give a duration" in r.stderr, r.stderr
