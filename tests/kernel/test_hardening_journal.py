@@ -657,6 +657,8 @@ def test_a_change_cut_off_after_the_kernel_write_is_listed_as_interrupted_and_ca
     assert proc(ns, EST) == "7200"  # changed, and then nothing more happened
     r = cttop("journal", "--state-dir", str(state))
     assert "[interrupted, undoable]" in r.stdout and f'before: {{"values": {{"{EST}": "432000"}}' in r.stdout, r
+    # What it was setting, from its description's every line (only "Set in namespace X:" showed).
+    assert f"\n    Set in namespace {ns}:\n    " in r.stdout and f"{EST}: 432000 -> 7200" in r.stdout, r.stdout
     [rec] = json.loads(cttop("journal", "--json", "--state-dir", str(state)).stdout)
     assert rec["state"] == "interrupted" and rec["after"]["values"] == {EST: "7200"}
     r = cttop("undo", "--yes", "--netns", ns, "--state-dir", str(state))

@@ -296,8 +296,10 @@ def journal(
         # Every field is the file's word, and anyone who could write the file chose it: one line each.
         print(f"{safe_line(r.id)}  {r.time_text()}  {safe_line(r.user)} (uid {r.uid})  netns {safe_line(r.netns)}  "
               f"{safe_line(r.kind)}  [{safe_line(r.status())}]")
-        # The summary whole (escaped onto one line); a description's first line (cttop's own span lines).
-        print(f"    {safe_line(r.summary or r.description.partition(chr(10))[0])}")
+        # The summary whole, escaped onto one line; without one (a change cut short), the description, each of its
+        # lines so (cttop's own span lines: "Set in namespace X:" said nothing of what was set).
+        for line in [r.summary] if r.summary else r.description.split("\n"):
+            print(f"    {safe_line(line)}")
         if r.state == INTERRUPTED and r.before:
             print(f"    before: {safe_line(json.dumps(r.before, separators=(', ', ': ')))}")
         for c in r.commands:
