@@ -238,8 +238,8 @@ def top(
     config.activate(settings)
     if ctx.invoked_subcommand is not None:
         if not spec.is_own:
-            given = spec.argv()[0]  # the option as typed: --netns, --netns-pid or --netns-path
-            fail(f"put {given} after the command name: cttop {ctx.invoked_subcommand} {given} …")
+            option = spec.argv()[0]  # the option as typed: --netns, --netns-pid or --netns-path
+            fail(f"put {option} after the command name: cttop {ctx.invoked_subcommand} {option} …")
         if settings.read_only:
             # Imported only here: the actions package costs start-up time to commands that never write.
             from cttop.actions.plan import set_read_only
