@@ -8,12 +8,17 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import netns_claims
 from tests.kernel_env import kernel_unavailable_reason
+
+if TYPE_CHECKING:
+    from cttop.model import Row
 
 _REASON = kernel_unavailable_reason()
 pytest_plugins = ("tests.nobody",)  # the nobody_cttop fixture: cttop as another user can run it
@@ -97,6 +102,22 @@ def make_netns(prefix: str = "cttop-test") -> str:
         delete_netns(name)
         raise
     return name
+
+
+@contextmanager
+def netns_holding(rows: Iterable[Row], prefix: str) -> Iterator[str]:
+    """A throwaway namespace holding these entries, made over ctnetlink (conntrack -I would take minutes)."""
+    from cttop.kernel.ctnetlink import Ctnetlink  # not for the unit tests' collection
+    from cttop.kernel.netns import NetnsSpec
+
+    name = make_netns(prefix)
+    try:
+        wanted = list(rows)
+        with Ctnetlink(NetnsSpec(name=name)) as ct:
+            assert ct.create(wanted) == len(wanted)
+        yield name
+    finally:
+        delete_netns(name)
 
 
 def delete_netns(name: str) -> None:

@@ -9,20 +9,18 @@ The oracle is the kernel: `conntrack -L` in the host namespace by original sourc
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cttop.actions.journal import Journal
 from cttop.doctor import judge, observe
 from cttop.kernel.netns import NetnsSpec
 from cttop.lab.containers import VIP4
-from tests.conftest import CLI, run_cttop, sh
+from tests.conftest import run_cttop, sh
 from tests.container_host import SERVICE_PORT, SPRAY, WEB_OUT, ContainerHost, by_role, container_host
-from tests.kernel.test_host_export import fetch, free_port, wait_ready
+from tests.kernel.test_host_export import exported
 
 pytestmark = pytest.mark.kernel
 
@@ -115,17 +113,7 @@ def test_doctors_fix_for_a_heavy_container_flushes_exactly_its_flows(ch: Contain
 
 
 def test_the_exporters_top_groups_can_be_keyed_by_container(ch: ContainerHost) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    proc = subprocess.Popen([*CLI, "export", "--netns", ch.host, "--listen", f"127.0.0.1:{port}", "--group",
-                             "container", "--group", "src", "--no-namespaces"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(url, proc)
-        families = {f.name: f for f in text_string_to_metric_families(fetch(url))}
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    families = exported("--netns", ch.host, "--group", "container", "--group", "src", "--no-namespaces")
     samples = families["cttop_top_group_entries"].samples
     by_container = {s.labels["key"]: s.value for s in samples if s.labels["group"] == "container"}
     assert by_container[ch.label("spray")] == len(ch.kernel_by_src("spray")) == SPRAY

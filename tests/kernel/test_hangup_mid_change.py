@@ -22,11 +22,9 @@ import pytest
 
 from benchmarks.common import synthetic_rows
 from cttop.actions.journal import LOCK_NAME
-from cttop.kernel.ctnetlink import Ctnetlink
-from cttop.kernel.netns import NetnsSpec
 from cttop.ui.app import HANGUP_GRACE
 from tests.audit_helpers import Syslog, syslog  # noqa: F401  (the fixture)
-from tests.conftest import CLI, delete_netns, make_netns, run_cttop, sh
+from tests.conftest import CLI, netns_holding, run_cttop, sh
 from tests.kernel.test_lab_tui import Tmux, tmux  # noqa: F401  (the fixture)
 from tests.kernel.test_typing_tui import start, wait_screen
 
@@ -38,14 +36,9 @@ CAP = 60.0  # seconds: only bounds a broken run
 
 @pytest.fixture
 def full() -> Iterator[str]:
-    """A namespace holding FLOWS UDP entries (made over ctnetlink: conntrack -I would take minutes)."""
-    ns = make_netns("cttop-hup")
-    try:
-        with Ctnetlink(NetnsSpec(name=ns)) as ct:
-            assert ct.create(synthetic_rows(FLOWS)) == FLOWS
+    """A namespace holding FLOWS UDP entries."""
+    with netns_holding(synthetic_rows(FLOWS), "cttop-hup") as ns:
         yield ns
-    finally:
-        delete_netns(ns)
 
 
 def count(ns: str) -> int:

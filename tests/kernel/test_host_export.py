@@ -23,7 +23,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from cttop.host.export import MAX_CLIENTS, NODE_STATS
-from tests.conftest import add_netns, delete_netns, make_netns, sh
+from tests.conftest import CLI, add_netns, delete_netns, make_netns, sh
 from tests.kernel.test_snapshot import INJECT
 from tests.oracle import conntrack_count, conntrack_list, conntrack_stats, oracle_state
 
@@ -67,6 +67,20 @@ def fetch(url: str, accept: str | None = None) -> str:
     req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.read().decode()  # type: ignore[no-any-return]
+
+
+def exported(*args: str) -> dict[str, Any]:
+    """`cttop export ARGS` on a free port, scraped once when it is ready, then stopped: its metric families."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    proc = subprocess.Popen([*CLI, "export", "--listen", f"127.0.0.1:{port}", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(url, proc)
+        return {f.name: f for f in text_string_to_metric_families(fetch(url))}
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
@@ -214,10 +228,10 @@ def test_listen_errors_are_one_line() -> None:
     assert r.returncode == 2 and "--listen 'nonsense'" in r.stderr
     for host in ("a..b", "a" * 64):  # labels IDNA cannot encode: a traceback before
         r = subprocess.run(["cttop", "export", "--listen", f"{host}:1", "--no-table", "--no-namespaces"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, check=False)
         assert (r.returncode, r.stderr) == (2, f"cttop: export: cannot listen on {host}:1: not a host name\n")
     r = subprocess.run(["cttop", "export", "--listen", "127.0.0.1:\u0669\u0664\u0666\u0669"], capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=60, check=False)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "give HOST:PORT" in r.stderr
 
 
@@ -484,19 +498,10 @@ def test_two_namespaces_whose_names_read_alike_are_two_series() -> None:
     labels twice (one's drops hidden behind the other's)."""
     tag = f"cttop-twin-{uuid.uuid4().hex[:6]}-e"
     twins = [tag + "\x1b", tag + "\\x1b"]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
     for name in twins:
         add_netns(name)
     try:
-        proc = subprocess.Popen(["cttop", "export", "--listen", f"127.0.0.1:{port}", "--no-table"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_ready(url, proc)
-            families = {f.name: f for f in text_string_to_metric_families(fetch(url))}
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        families = exported("--no-table")
     finally:
         for name in twins:
             delete_netns(name)

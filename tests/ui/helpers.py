@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import time
@@ -139,3 +140,16 @@ def frames_on_screen(kernel_count: Callable[[], int]) -> Iterator[list[Shown]]:
         yield shown
     finally:
         MainScreen.show_frame = real_show  # type: ignore[method-assign]
+
+
+LAB_NS = "cttop-lab-c803c9-router"  # a lab router's name, long enough to be cut at 80 columns
+
+
+def one_flush_journal(state: Path) -> Path:
+    """``state`` made as a state dir whose journal holds one completed flush in LAB_NS."""
+    state.mkdir(mode=0o700)
+    rec = {"id": "aaaa0001", "kind": "flush", "description": "flush udp", "commands": [f"cttop flush --netns {LAB_NS}"],
+           "netns": LAB_NS, "netns_inode": 4026532999, "undoable": False, "before": {}, "after": {"count": 3},
+           "time": 1700000000.0, "user": "root", "uid": 0}
+    (state / "journal.jsonl").write_text(json.dumps(rec) + "\n")
+    return state

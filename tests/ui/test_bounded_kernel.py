@@ -14,13 +14,13 @@ import pytest
 from benchmarks.common import realistic_rows
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
-from cttop.model import R_DST, R_ID, R_RDST, R_SRC
 from cttop.live.index import SORTS
+from cttop.model import R_DST, R_ID, R_RDST, R_SRC
 from cttop.sources.live import LiveSource
 from cttop.table.packing import unpack
 from cttop.table.tally import FlowTally
 from cttop.ui.app import CttopApp
-from tests.conftest import delete_netns, make_netns, sh
+from tests.conftest import netns_holding, sh
 from tests.ui.helpers import screen_text, wait_for, wait_live, wait_view
 from tests.ui.test_app_kernel import KFlow, kernel_count, kernel_flows
 
@@ -32,13 +32,8 @@ MOST = 1000
 
 @pytest.fixture
 def ns() -> Iterator[str]:
-    name = make_netns("cttop-bound")
-    try:
-        with Ctnetlink(NetnsSpec(name=name)) as ct:
-            assert ct.create(realistic_rows(ENTRIES)) == ENTRIES
+    with netns_holding(realistic_rows(ENTRIES), "cttop-bound") as name:
         yield name
-    finally:
-        delete_netns(name)
 
 
 def app_for(ns: str, most: int = MOST) -> CttopApp:

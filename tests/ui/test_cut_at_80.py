@@ -5,7 +5,6 @@ namespace column (it was clipped by the screen's edge: 'names', 'cttop'), the ev
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,13 @@ from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.journal import JournalScreen
 from tests.ui.fixed_source import FixedSource, row, v4
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+from tests.ui.helpers import LAB_NS, app_on, one_flush_journal, screen_text, wait_for, wait_live
 
-NS = "cttop-lab-c803c9-router"
 
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "state"
-    d.mkdir(mode=0o700)
-    rec = {"id": "aaaa0001", "kind": "flush", "description": "flush udp", "commands": [f"cttop flush --netns {NS}"],
-           "netns": NS, "netns_inode": 4026532999, "undoable": False, "before": {}, "after": {"count": 3},
-           "time": 1700000000.0, "user": "root", "uid": 0}
-    (d / "journal.jsonl").write_text(json.dumps(rec) + "\n")
+    d = one_flush_journal(tmp_path / "state")
     monkeypatch.setenv("CTTOP_STATE_DIR", str(d))
     return d
 
@@ -47,11 +40,11 @@ async def test_the_journal_namespace_column_is_cut_with_an_ellipsis(state: Path)
     assert header.split()[-1].endswith("…") and "namespace".startswith(header.split()[-1][:-1]), header
     cell = record.split()[-1]
     assert cell.endswith("…") or "…" in cell, record
-    assert NS.startswith(cell.split("…")[0]), record
+    assert LAB_NS.startswith(cell.split("…")[0]), record
 
 
 async def test_the_event_screen_hint_keeps_its_scroll_keys_at_80_columns() -> None:
-    src = FixedSource(label=NS)
+    src = FixedSource(label=LAB_NS)
     app = app_on(src)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_live(pilot, app)

@@ -4,7 +4,6 @@ and the hint saying what u undoes stay in view."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,14 @@ import cttop.ui.screens.notrack as notrack_screen
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+from tests.ui.helpers import LAB_NS, app_on, one_flush_journal, screen_text, wait_for, wait_live
 
-NS = "cttop-lab-c803c9-router"
 RESULT = "flushed 3 flows; cannot be undone (journal aaaa0001)"
 
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "state"
-    d.mkdir(mode=0o700)
-    rec = {"id": "aaaa0001", "kind": "flush", "description": "flush udp", "commands": [f"cttop flush --netns {NS}"],
-           "netns": NS, "netns_inode": 4026532999, "undoable": False, "before": {}, "after": {"count": 3},
-           "time": 1700000000.0, "user": "root", "uid": 0}
-    (d / "journal.jsonl").write_text(json.dumps(rec) + "\n")
+    d = one_flush_journal(tmp_path / "state")
     monkeypatch.setenv("CTTOP_STATE_DIR", str(d))
     return d
 
@@ -66,7 +59,7 @@ async def test_the_notrack_rules_screen_says_its_notices_inside(state: Path, mon
         await wait_live(pilot, app)
         app.notify("added the NOTRACK rule; undo with u (journal bbbb0002)", timeout=8, markup=False)
         await wait_for(pilot, lambda: bool(toasts(app)), "the result's toast")
-        await app.push_screen(NotrackRulesScreen(NetnsSpec(name=NS)))
+        await app.push_screen(NotrackRulesScreen(NetnsSpec(name=LAB_NS)))
         await pilot.pause(0.5)
         assert not toasts(app)
         assert "journal bbbb0002" in " ".join(screen_text(app).replace("│", " ").split())
