@@ -56,6 +56,15 @@ async def wait_live(pilot: Pilot[object], app: CttopApp) -> None:
                    and app.shown_index is not None, "the first live frame and flow index")
 
 
+async def open_events(pilot: Pilot[object], app: CttopApp) -> None:
+    """The live view up, then E: the event screen open."""
+    from cttop.ui.screens.events import EventsScreen
+
+    await wait_live(pilot, app)
+    await pilot.press("E")
+    await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+
+
 async def wait_view(pilot: Pilot[object], app: CttopApp) -> None:
     """Until the index on screen is the one for the view last asked for."""
     await wait_for(pilot, lambda: app.shown_index is not None and app.shown_index.spec == app.view,

@@ -14,8 +14,8 @@ import pytest
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.lab.containers import VIP4
-from cttop.table.packing import record_key
 from cttop.sources.live import LiveSource
+from cttop.table.packing import record_key
 from cttop.ui import fmt
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen

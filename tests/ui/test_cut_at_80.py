@@ -12,11 +12,9 @@ import pytest
 from cttop.model import EV_NEW
 from cttop.table.aggregates import GroupRow
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.journal import JournalScreen
 from tests.ui.fixed_source import FixedSource, row, v4
-from tests.ui.helpers import LAB_NS, app_on, one_flush_journal, screen_text, wait_for, wait_live
-
+from tests.ui.helpers import LAB_NS, app_on, one_flush_journal, open_events, screen_text, wait_for, wait_live
 
 
 @pytest.fixture
@@ -47,9 +45,7 @@ async def test_the_event_screen_hint_keeps_its_scroll_keys_at_80_columns() -> No
     src = FixedSource(label=LAB_NS)
     app = app_on(src)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("E")
-        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await open_events(pilot, app)
         src.push([(EV_NEW, row(7001, 17, v4("10.9.0.1"), v4("192.0.2.9"), 5001, 53))])
         await pilot.pause(0.3)
         title = screen_text(app).splitlines()[0]

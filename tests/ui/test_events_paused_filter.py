@@ -4,9 +4,8 @@ screen went on showing every event under the new filter's line), and what came a
 from __future__ import annotations
 
 from cttop.model import EV_NEW
-from cttop.ui.screens.events import EventsScreen
 from tests.ui.fixed_source import FixedSource, row, v4
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+from tests.ui.helpers import app_on, open_events, screen_text, wait_for
 
 CLIENT, SERVER = v4("10.9.0.1"), v4("192.0.2.99")
 
@@ -15,9 +14,7 @@ async def test_a_filter_typed_while_paused_filters_the_paused_view() -> None:
     src = FixedSource()
     app = app_on(src)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("E")
-        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await open_events(pilot, app)
         src.push([(EV_NEW, row(7001, 17, CLIENT, SERVER, 5001, 53)),
                   (EV_NEW, row(7002, 6, CLIENT, SERVER, 5002, 443, pstate=3)),
                   (EV_NEW, row(7003, 17, CLIENT, SERVER, 5003, 53))])

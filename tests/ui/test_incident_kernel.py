@@ -23,7 +23,6 @@ from cttop.live.resolve import Resolver
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
-from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.expect import ExpectScreen
 from cttop.ui.screens.tunables import TunablesScreen
 from tests.conftest import sh
@@ -32,7 +31,7 @@ from tests.kernel.test_expect import CLIENTS, conntrack_expect, ftp_ns, parse_ex
 from tests.kernel.test_resolve_kernel import FOREIGN_QUERY, SERVER, dns_ns  # noqa: F401 (a fixture)
 from tests.kernel.test_tunables_helpers import helper_files
 from tests.oracle import conntrack_list
-from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.helpers import open_events, screen_text, wait_for, wait_live
 from tests.ui.test_owners_kernel import group_to
 
 pytestmark = pytest.mark.kernel
@@ -52,9 +51,7 @@ def ns(netns: str) -> str:
 async def test_e_streams_what_the_kernel_does(ns: str) -> None:
     app = app_on(ns)
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("E")
-        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await open_events(pilot, app)
         await wait_for(pilot, lambda: app.collector._log is not None, "the collector's log")
         sh("conntrack", "-I", *FLOW, "-t", "300", netns=ns)
         sh("conntrack", "-D", *FLOW, netns=ns)

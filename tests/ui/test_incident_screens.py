@@ -16,7 +16,7 @@ from cttop.ui.screens.events import LOST_TEXT, EventsScreen, EventStream
 from cttop.ui.screens.expect import ExpectScreen
 from tests.dns_server import FakeDNS
 from tests.ui.fixed_source import FixedSource, row, v4
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+from tests.ui.helpers import app_on, open_events, screen_text, wait_for, wait_live
 
 CLIENT, SERVER = v4("10.9.0.1"), v4("192.0.2.99")
 
@@ -25,9 +25,7 @@ async def test_e_streams_events_with_filter_pause_and_losses() -> None:
     src = FixedSource()
     app = app_on(src)
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("E")
-        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await open_events(pilot, app)
         assert app.collector._log is not None  # the collector keeps a log only while the screen is open
         src.push([(EV_NEW, row(7001, 17, CLIENT, SERVER, 5001, 53)),
                   (EV_UPDATE, row(7002, 6, CLIENT, SERVER, 5002, 443, pstate=3)),
@@ -73,9 +71,7 @@ async def test_e_scrolls_back_and_end_follows() -> None:
     src = FixedSource()
     app = app_on(src)
     async with app.run_test(size=(100, 20)) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("E")
-        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await open_events(pilot, app)
         src.push([(EV_NEW, row(8000 + i, 17, CLIENT, SERVER, 10000 + i, 53)) for i in range(60)])
         await wait_for(pilot, lambda: ":10059 " in screen_text(app), "the newest event at the bottom")
         assert ":10000 " not in screen_text(app)
@@ -217,9 +213,7 @@ async def test_e_at_80_columns_keeps_each_entry_on_one_line() -> None:
     src = FixedSource()
     app = app_on(src)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("E")
-        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await open_events(pilot, app)
         src.push([(EV_NEW, row(7101, 17, CLIENT, SERVER, 5101, 53))])
         src.lose()
         src.push([(EV_NEW, row(7102, 17, CLIENT, SERVER, 5102, 53))])

@@ -17,12 +17,11 @@ from cttop.model import EV_DESTROY, EV_NEW
 from cttop.ui.app import CttopApp
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.remedy_base import PERSIST_DIR_ENV
 from cttop.ui.screens.tunables import TunablesScreen, short_name
 from tests.ui.fixed_source import FixedSource, row, v4
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live, wait_view
+from tests.ui.helpers import app_on, open_events, screen_text, wait_for, wait_live, wait_view
 
 SIZE = (80, 24)
 CLIENT, SERVER = v4("10.9.0.1"), v4("192.0.2.99")
@@ -137,9 +136,7 @@ async def test_the_event_rate_line_says_what_the_filter_found_in_full() -> None:
     src = FixedSource()
     app = app_on(src)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("E")
-        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), "the event screen")
+        await open_events(pilot, app)
         src.push([(EV_NEW, row(7001, 17, CLIENT, SERVER, 5001, 53)),
                   (EV_NEW, row(7002, 6, CLIENT, SERVER, 5002, 443, pstate=3)),
                   (EV_DESTROY, row(7001, 17, CLIENT, SERVER, 5001, 53))])

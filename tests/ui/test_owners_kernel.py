@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from cttop.kernel.netns import NetnsSpec
-from cttop.table.packing import record_key
 from cttop.sources.live import LiveSource
+from cttop.table.packing import record_key
 from cttop.ui.app import CttopApp
 from cttop.ui.detail import DetailScreen
 from cttop.ui.heaviest import HeaviestPanel

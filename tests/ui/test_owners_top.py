@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, Owner, OwnerIndex, Owners
 from cttop.live.owner_top import PackedOwners
 from cttop.model import Row
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, Owner, OwnerIndex, Owners
 from cttop.table.packing import pack
 from tests.owners_helpers import owners_top
 from tests.ui.fixed_source import row, v4, v6

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cttop.sources.replay import ReplaySource
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.live import LiveSource
+from cttop.sources.replay import ReplaySource
 from cttop.ui.app import CttopApp
 from tests.conftest import delete_netns, make_netns
 from tests.ui.fixed_source import FixedSource

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from cttop.sources.replay import Recording, ReplaySource, StatsSample
 from cttop.model import R_ID
+from cttop.sources.replay import Recording, ReplaySource, StatsSample
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.help import HelpScreen

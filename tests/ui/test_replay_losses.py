@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cttop.model import R_ID
 from cttop.sources import record as R
 from cttop.sources.replay import ReplaySource
-from cttop.model import R_ID
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
 from tests.ui.helpers import screen_text, wait_for, wait_live
