@@ -220,3 +220,17 @@ async def test_the_heaviest_title_is_never_cut() -> None:
             assert title.endswith(("entries", " · total B p", " · B/s p/s")), title
             await pilot.press("g")
         assert {"dst", "dport"} <= set(groups)
+
+
+async def test_a_paused_heaviest_title_keeps_its_reason_whole() -> None:
+    """Paused, a new group or ranking waits for the resume: said whole ("(resume to updat…" was cut at 80)."""
+    app = app_on()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("p")
+        for key in ("g", "g", "g", "b"):
+            await pilot.press(key)
+            await pilot.pause()
+            [line] = [ln for ln in screen_text(app).splitlines() if " by " in ln and "─" in ln[40:]]
+            title = line[line.index("─", 40) + 1:].split("─")[0]
+            assert "…" not in title and title.endswith((" (resume to update)", " (paused)")), title

@@ -175,6 +175,8 @@ class MainScreen(KeyedScreen):
             unit = ""
         if len(title + pending) > room:
             title = title.removeprefix("Heaviest ")
+        if len(title + pending) > room and app.paused:
+            pending = " (paused)"  # what explains rows of the last grouping, kept whole: not "(resume to updat…"
         retitle(panel, title + unit + pending)
 
     def title_flows(self) -> None:
