@@ -378,3 +378,29 @@ def test_a_dump_right_after_a_change_from_here_measures_no_renewals() -> None:
     measured.dumped(10000, 0, [(110, 3)] * 1000 + [(110, 40)] * 9000, 110.0, 110.0)
     measured.dumped(2000, 0, [(120, 3)] * 1000 + [(120, 30)] * 1000, 120.0, 120.0)
     assert measured.ending(120.0) == pytest.approx(1000 / WINDOW)
+
+
+def test_after_a_flush_from_here_the_forecast_fits_only_what_came_after() -> None:
+    """A flush takes the table from 10,500 to 2,500 and it refills at 1,000 new a second: with the drop in its
+    window the fit has no direction to give (in a lab: "draining to 3.1k"); from the flush on, it is rising
+    towards its level (and says nothing for MIN_SPAN)."""
+    def fill(h: FillHistory) -> list[Forecast]:
+        out, created = [], 0
+        for i in range(20):  # steady at 10,500, 350 new a second, 30 s each
+            created += 175
+            h.add(i * 0.5, 10_500, created, 30.0)
+        if h is told:
+            h.changed(10.0)
+        for i in range(1, 13):  # flushed at 10 s to 2,500, then 1,000 new a second
+            created += 500
+            h.add(10.0 + i * 0.5, 2_500 + 500 * i, created, 30.0)
+            out.append(h.forecast(MAX))
+        return out
+
+    told = FillHistory()
+    after = fill(told)
+    assert [f.kind for f in after[:5]] == ["unknown"] * 5  # under MIN_SPAN of samples since the flush
+    assert all(f.kind == "levels-off" and f.level is not None and f.level > 8_500 for f in after[6:]), after
+    untold = fill(FillHistory())
+    assert all(f.kind == "unknown" for f in untold[6:]), untold  # the drop in the window: a model and a count
+    # that disagree, for as long as the window holds it

@@ -317,7 +317,7 @@ class Collector:
         table = self.table
         if self._reread.is_set():
             self._reread.clear()
-            self._resync("reading the table after the change", renewals=False)
+            self._resync("reading the table after the change", after_change=True)
         elif self._schedule.refresh_due():
             self._load(first=False)
         elif self._bounded_for(self._frames.count) != table.bounded:
@@ -332,11 +332,11 @@ class Collector:
             return
         self._catch_up()
 
-    def _resync(self, why: str, renewals: bool = True) -> None:
-        """A dump replacing a table known to be wrong; ``why`` is the note frames show meanwhile; ``renewals``:
-        see LiveCount.dumped."""
+    def _resync(self, why: str, after_change: bool = False) -> None:
+        """A dump replacing a table known to be wrong; ``why`` is the note frames show meanwhile; ``after_change``:
+        see FrameBuilder.dumped."""
         self._note = why
-        self._load(first=False, renewals=renewals)
+        self._load(first=False, after_change=after_change)
         self._note = ""
 
     def _apply(self, batch: EventBatch) -> None:
@@ -394,9 +394,9 @@ class Collector:
         from dumps."""
         return self._frames.sysctls.get("nf_conntrack_events") != "0"
 
-    def _load(self, first: bool, renewals: bool = True) -> None:
-        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh); ``renewals``:
-        see LiveCount.dumped.
+    def _load(self, first: bool, after_change: bool = False) -> None:
+        """Read a full dump into a fresh table and swap it in (start-up, resync, periodic refresh); ``after_change``:
+        see FrameBuilder.dumped.
 
         Frames keep their interval while the dump is read: the last table, the kernel's count of the
         moment, and during a resync the note saying so.
@@ -464,7 +464,7 @@ class Collector:
             since = self._schedule.refreshed
             self._rates.dumped(old, fresh, now - since if since is not None else None, now, self._events_on())
         self.table = fresh
-        self._frames.dumped(fresh, started, renewals)  # it lists the live entries: the forecast counts from it
+        self._frames.dumped(fresh, started, after_change)  # it lists the live entries: the forecast counts from it
         counted = bool(fresh.counted) or not self._events_on()
         self._schedule.dumped(now, time.monotonic() - t0, counted, None if counted else self._rest(now))
         if any(b.events for _, b in queued):

@@ -49,13 +49,16 @@ class FrameBuilder:
         self._rates = {name: Rate() for name in PRESSURE}
         self._new_rate, self._gone_rate = Rate(), Rate()
 
-    def dumped(self, table: FlowTable, started: float, renewals: bool = True) -> None:
+    def dumped(self, table: FlowTable, started: float, after_change: bool = False) -> None:
         """A dump begun at ``started`` (the source's clock) is in: it lists exactly the live entries, with
         their timeouts. One pass over the packed records (the compiled store's: 4 ms for a million), once per
-        dump, never per frame. ``renewals``: see LiveCount.dumped.
+        dump, never per frame. ``after_change``: read right after a change from here (a flush), which the
+        forecast's measures must not take for the table's own doing (LiveCount.dumped, FillHistory.changed).
         """
         self._live.dumped(len(table), table.created, table.timeouts(), started,
-                          self.source.now(), renewals)
+                          self.source.now(), renewals=not after_change)
+        if after_change:
+            self._history.changed(started)
 
     def first_end(self) -> float | None:
         """When the first countdown the last dump read runs out (the source's clock; None: it read none)."""

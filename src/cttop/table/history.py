@@ -137,6 +137,13 @@ class FillHistory:
     def __init__(self, window: float = 600.0) -> None:
         self.window = window
         self.samples: deque[Sample] = deque()
+        self._since = -math.inf  # the forecast fits samples from here on (see changed)
+
+    def changed(self, t: float) -> None:
+        """The table was changed from here at ``t`` (a flush): the forecast fits only what came after. A window
+        holding the flush's drop read as a table draining while it refilled ("draining to 3.1k", 1k new a
+        second). The history the sparkline draws keeps it."""
+        self._since = t
 
     def add(self, t: float, count: int, created: int | None = None, lifetime: float | None = None,
             live: int | None = None, ending: float = 0.0) -> None:
@@ -156,7 +163,7 @@ class FillHistory:
             return None
         end = self.samples[-1]
         # Samples without events (before the collector went live) cannot say what arrived: the window starts after.
-        recent = [s for s in self.samples if s.t >= end.t - WINDOW and s.created is not None]
+        recent = [s for s in self.samples if s.t >= max(end.t - WINDOW, self._since) and s.created is not None]
         if not recent or end.created is None:
             return None
         if end.t - recent[0].t < MIN_SPAN:
