@@ -4,6 +4,7 @@ namespace column (it was clipped by the screen's edge: 'names', 'cttop'), the ev
 
 from __future__ import annotations
 
+import json
 import dataclasses
 from pathlib import Path
 
@@ -35,10 +36,36 @@ async def test_the_journal_namespace_column_is_cut_with_an_ellipsis(state: Path)
     header = next(line for line in lines if " status " in line).split("│")[1]
     record = next(line for line in lines if "aaaa0001" in line).split("│")[1]
     # the last column, title and value, ends in an ellipsis where it is cut, and is not clipped by the border
-    assert header.split()[-1].endswith("…") and "namespace".startswith(header.split()[-1][:-1]), header
+    title = header.split()[-1]
+    assert title == "namespace" or title.endswith("…") and "namespace".startswith(title[:-1]), header
     cell = record.split()[-1]
     assert cell.endswith("…") or "…" in cell, record
     assert LAB_NS.startswith(cell.split("…")[0]), record
+
+
+async def test_with_a_notrack_change_listed_the_journal_keeps_status_and_namespace(state: Path) -> None:
+    """The widest kind and status: the namespace had no room at all and the status read "cannot be undo". Now
+    the time gives up its year and seconds, the status is whole and the namespace is cut with an ellipsis (the
+    detail names it whole). Made wider, the columns are fitted again."""
+    with open(state / "journal.jsonl", "a") as f:
+        f.write(json.dumps({"id": "aaaa0002", "kind": "notrack-remove", "description": "remove", "commands": [],
+                            "netns": LAB_NS, "netns_inode": 4026532999, "undoable": False,
+                            "before": {"groups": [{"id": "bbbb0001", "expr": "udp dport 53", "backend": "nft"}]}, "after": {}, "time": 1700000100.0, "user": "root",
+                            "uid": 0}) + "\n")
+    app = app_on()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and len(app.screen.items) == 2,
+                       "the journal")
+        await pilot.pause(0.2)
+        record = next(line for line in screen_text(app).splitlines() if "aaaa0002" in line).split("│")[1]
+        assert "notrack-remove" in record and "cannot be undone" in record, record
+        cell = record.split()[-1]
+        assert "…" in cell and LAB_NS.startswith(cell.split("…")[0]), record  # cut, and saying so
+        await pilot.resize_terminal(120, 30)
+        await wait_for(pilot, lambda: any(LAB_NS in line for line in screen_text(app).splitlines()),
+                       "the whole namespace once there is room")
 
 
 async def test_the_event_screen_hint_keeps_its_scroll_keys_at_80_columns() -> None:

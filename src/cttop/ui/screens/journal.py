@@ -10,6 +10,7 @@ notification.
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar, Final
 
 from rich.text import Text
@@ -28,6 +29,7 @@ from cttop.ui.keys import writes
 from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
 
 NETNS_MIN: Final = 12  # cttop-…router: both ends of a lab's namespace name
+SHORT_TIME: Final = "%m-%d %H:%M"  # where the whole time leaves the namespace no room
 
 
 def shown_id(r: Record) -> str:
@@ -69,6 +71,13 @@ class JournalScreen(RowsScreen[Record]):
         # Every namespace's changes, or only those of the namespace in view (a replay has none in view).
         self.show_all = spec is None
         self.netns_width: int | None = None  # what the namespace column is cut to; None: whole
+        self.short_time = False  # the time without its year and seconds, for room
+
+    def on_resize(self) -> None:
+        # The columns were fitted to the width the table had: fitted again to the new one (a namespace cut to
+        # 'c…' at 80 columns stayed so at 100).
+        if self.items:
+            self.show_items(self.items)
 
     def where(self) -> str:
         return "all namespaces" if self.show_all or self.spec is None else f"namespace {self.spec.label()}"
@@ -103,11 +112,21 @@ class JournalScreen(RowsScreen[Record]):
         width = table.size.width - (table.styles.scrollbar_size_vertical if scrolls else 0)
         pad = 2 * table.cell_padding
         self.netns_width = None
-        rows = [[c.cell_len for c in self.cells(r)] for r in items]
-        others = sum(max([len(title), *(row[i] for row in rows)]) + pad for i, title in enumerate(self.COLUMNS[:-1]))
+
+        def others() -> int:
+            rows = [[c.cell_len for c in self.cells(r)] for r in items]
+            return sum(max([len(title), *(row[i] for row in rows)]) + pad
+                       for i, title in enumerate(self.COLUMNS[:-1]))
+
+        # Where the namespace would get less than NETNS_MIN, the time goes without its year and seconds (the
+        # detail gives them): at 80 columns, with a NOTRACK change listed, the namespace had no room at all.
+        self.short_time = False
+        room = width - others() - pad
+        if room < NETNS_MIN:
+            self.short_time = True
+            room = width - others() - pad
         # What is left, even less than NETNS_MIN (a wider column was clipped by the screen's edge with no mark
         # that it was cut: 'names', 'cttop'): cut with an ellipsis, its title too; the detail names it whole.
-        room = width - others - pad
         self.netns_width = max(NETNS_MIN if room >= NETNS_MIN else 2, room) if width > 0 else None
         column = table.ordered_columns[-1]
         title = self.COLUMNS[-1]
@@ -121,7 +140,8 @@ class JournalScreen(RowsScreen[Record]):
         if r.damaged is not None:
             return (Text(""), Text(shown_id(r)), Text(""), Text(""), Text("damaged", "red"), Text(""))
         netns = safe_line(r.netns) if self.netns_width is None else fmt.truncate_middle(r.netns, self.netns_width)
-        return (Text(r.time_text()), Text(safe_line(r.id)), Text(safe_line(r.kind)),
+        when = time.strftime(SHORT_TIME, time.localtime(r.time)) if self.short_time else r.time_text()
+        return (Text(when), Text(safe_line(r.id)), Text(safe_line(r.kind)),
                 Text(f"{safe_line(r.user)} ({r.uid})"), Text(safe_line(r.status())), Text(netns))
 
     def key(self, r: Record) -> str:
