@@ -236,3 +236,15 @@ async def test_c_says_what_it_copied_in_the_dialog_not_over_its_buttons() -> Non
         assert not app.screen.query(Toast)
         assert any("copied 40 command lines" in line for line in lines)
         assert "No" in lines[screen.query_one("#confirm-buttons").region.y]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_footer_under_a_confirmation_shows_its_keys_not_the_main_screens(size: tuple[int, int]) -> None:
+    """It showed "Space Tag / Filter g Group…", none of which does anything under the dialog."""
+    app = fixed_app()
+    async with app.run_test(size=size) as pilot:
+        await wait_live(pilot, app)
+        await open_dialog(pilot, app, ManyCommands(3), [])
+        footer = screen_text(app).splitlines()[-1]
+        assert "y Yes" in footer and "n No" in footer, footer
+        assert not any(k in footer for k in ("/ Filter", "g Group", "s Sort", "Space Tag")), footer

@@ -31,6 +31,7 @@ from textual.widgets import Button, Checkbox, Static
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.commands import CommandBlock
 from cttop.ui.keyorder import AnsweredOnSight
+from cttop.ui.keys import KeyFooter
 
 BOX_HEIGHT: Final = 0.9  # of the screen, as cttop.tcss sizes #confirm-box
 PERSIST_BOX: Final = "also persist (p)"
@@ -138,6 +139,7 @@ class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
                 yield Static(id="confirm-position")
                 yield Button("No", id="no", variant="primary", compact=True)
                 yield Button("Yes", id="yes", variant="error", compact=True)
+        yield KeyFooter()  # y and n: the main screen's keys (Filter, Group…) do nothing under the dialog
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -159,7 +161,9 @@ class ConfirmScreen(AnsweredOnSight, ModalScreen[bool]):
         # Borders, headline, checkbox and buttons (their margins never meet, so they add up).
         around = box.styles.gutter.height + sum(
             w.outer_size.height + w.styles.margin.top + w.styles.margin.bottom for w in box.children if w is not body)
-        cap = max(3, int(self.size.height * BOX_HEIGHT) - around)
+        # The footer docked below takes its line from what the box's 90% is of.
+        free = self.size.height - self.query_one(KeyFooter).outer_size.height
+        cap = max(3, int(free * BOX_HEIGHT) - around)
         if body.styles.max_height is None or body.styles.max_height.value != cap:
             body.styles.max_height = cap
 
