@@ -56,5 +56,5 @@ def test_helper_parameters_equal_sys_module(netns: str, tmp_path: Path) -> None:
     # setting one is refused in one line, and the file is unchanged
     name = next(iter(sorted(files)))
     r = run_cttop("set", f"{name}=1", "--yes", "--state-dir", str(tmp_path))
-    assert r.returncode == 2 and r.stderr.startswith(f"cttop: {name}: a helper's module parameter")
+    assert r.returncode == 2 and r.stderr.startswith(f"cttop: {name} is read-only: a helper's module parameter")
     assert helper_files()[name] == files[name]

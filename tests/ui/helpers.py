@@ -162,3 +162,13 @@ def one_flush_journal(state: Path) -> Path:
            "time": 1700000000.0, "user": "root", "uid": 0}
     (state / "journal.jsonl").write_text(json.dumps(rec) + "\n")
     return state
+
+
+def said(app: CttopApp) -> list[str]:
+    """What the app has said and still shows: its toasts, and the lines of the open dialog's notice (a dialog over
+    the main screen says its notices there, and takes in the toasts still up when it opens)."""
+    out = [str(n.message) for n in app._notifications]
+    for line in app.screen.query(".remedy-notice") if app.screen_stack else ():  # (none once the app has ended)
+        if line.display:
+            out += str(getattr(line, "content", "")).split("\n")
+    return out

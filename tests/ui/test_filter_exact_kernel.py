@@ -15,11 +15,10 @@ from cttop.ui.app import CttopApp
 from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.screens.confirm import ConfirmScreen
 from tests.conftest import sh
-from tests.ui.helpers import confirm_open, confirm_text, journal_lines, screen_text, wait_live, wait_view
+from tests.ui.helpers import confirm_open, confirm_text, journal_lines, said, screen_text, wait_live, wait_view
 from tests.ui.test_remedy_kernel import (  # noqa: F401 - ns and state are fixtures
     app_for,
     kernel_flows,
-    notes,
     ns,
     state,
 )
@@ -43,13 +42,13 @@ def ruleset(ns: str) -> str:
 
 async def refused(pilot: Pilot[object], app: CttopApp, key: str, column: int) -> None:
     """``key`` raises the refusal naming ``column`` and opens nothing, not even a plan being prepared."""
-    before = len(notes(app))
+    before = len(said(app))
     await pilot.press(key)
     await pilot.pause(0.3)
     assert not isinstance(app.screen, ConfirmScreen)
     assert not [w for w in app.workers if w.group in ("remedy-plan", "apply")]
-    said = notes(app)[before:]
-    assert any(f"the filter has an error at column {column}" in n for n in said), (key, said)
+    new = said(app)[before:]
+    assert any(f"the filter has an error at column {column}" in n for n in new), (key, new)
 
 
 @pytest.mark.parametrize("text", UNFINISHED)

@@ -16,7 +16,7 @@ from cttop.ui.app import CttopApp
 from cttop.ui.remedy_keys import RemedyKeys
 from cttop.ui.screens.journal import JournalScreen
 from tests.conftest import delete_netns, make_netns, sh
-from tests.ui.helpers import screen_text, wait_for, wait_live
+from tests.ui.helpers import said, screen_text, wait_for, wait_live
 
 pytestmark = pytest.mark.kernel
 UDP = "nf_conntrack_udp_timeout"
@@ -47,10 +47,6 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ns: str) -> Path:
     return d
 
 
-def notes(app: CttopApp) -> list[str]:
-    return [str(n.message) for n in app._notifications]
-
-
 async def test_the_tui_starts_on_a_damaged_journal_and_j_shows_what_is_damaged(ns: str, state: Path) -> None:
     app = CttopApp(LiveSource(NetnsSpec(name=ns)), interval=0.2)
     async with app.run_test(size=(160, 40)) as pilot:
@@ -63,11 +59,11 @@ async def test_the_tui_starts_on_a_damaged_journal_and_j_shows_what_is_damaged(n
         text = screen_text(app)
         assert "aaaa0001" in text and "damaged: " in text and "is not an integer in" in text
         assert "pwned" not in text
-        await wait_for(pilot, lambda: sum("left out" in m for m in notes(app)) == 2, "the lines left out")
-        assert any("line 1 is not a JSON object" in m for m in notes(app))
-        assert any("line 2 is not UTF-8 text" in m for m in notes(app))
+        await wait_for(pilot, lambda: sum("left out" in m for m in said(app)) == 2, "the lines left out")
+        assert any("line 1 is not a JSON object" in m for m in said(app))
+        assert any("line 2 is not UTF-8 text" in m for m in said(app))
         await pilot.press("u")
-        await wait_for(pilot, lambda: any("is damaged in the journal" in m for m in notes(app)), "the refusal")
+        await wait_for(pilot, lambda: any("is damaged in the journal" in m for m in said(app)), "the refusal")
         assert app.is_running
     assert sh("sysctl", "-n", f"net.netfilter.{UDP}", netns=ns).strip() == "30"
     assert len((state / "journal.jsonl").read_bytes().splitlines()) == 3  # nothing appended
@@ -79,12 +75,12 @@ async def test_the_lines_left_out_are_shown_at_start_once(ns: str, state: Path) 
     app = CttopApp(LiveSource(NetnsSpec(name=ns)), interval=0.2)
     async with app.run_test(size=(160, 40)) as pilot:
         await wait_live(pilot, app)
-        await wait_for(pilot, lambda: sum("left out" in m for m in notes(app)) == 2, "the lines left out")
-        assert any(f"journal {state}/journal.jsonl: line 1 is not a JSON object" in m for m in notes(app))
-        assert any("line 2 is not UTF-8 text" in m for m in notes(app))
+        await wait_for(pilot, lambda: sum("left out" in m for m in said(app)) == 2, "the lines left out")
+        assert any(f"journal {state}/journal.jsonl: line 1 is not a JSON object" in m for m in said(app))
+        assert any("line 2 is not UTF-8 text" in m for m in said(app))
         app.main.group(RemedyKeys).check_drift()  # read again
         await pilot.press("J")
         await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.items),
                        "the journal screen")
         await pilot.pause(0.3)
-        assert sum("left out" in m for m in notes(app)) == 2, notes(app)
+        assert sum("left out" in m for m in said(app)) == 2, said(app)

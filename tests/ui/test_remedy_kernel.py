@@ -34,6 +34,7 @@ from tests.ui.helpers import (
     confirm_text,
     joined,
     journal_lines,
+    said,
     screen_text,
     set_filter,
     wait_for,
@@ -132,11 +133,6 @@ SIZE = (160, 40)
 
 
 # --- driving the app -------------------------------------------------------------------------
-
-def notes(app: CttopApp) -> list[str]:
-    """The notifications (toasts) the app has raised; Textual keeps no public list of them."""
-    return [n.message for n in app._notifications]
-
 
 def cursor_conntrack_id(app: CttopApp) -> int:
     rec = app.main.flow_list.cursor_record()
@@ -270,17 +266,17 @@ async def test_F_names_the_kernel_count_and_reports_what_the_kernel_lost(ns: str
         await set_filter(pilot, app, "udp")
         await pilot.press("F")
         await confirm_open(pilot, app)
-        said = f"This deletes every flow the filter matches when you confirm: {len(udp)} flows now, counted in the kernel."
-        assert said in screen_text(app)
+        headline = f"This deletes every flow the filter matches when you confirm: {len(udp)} flows now, counted in the kernel."
+        assert headline in screen_text(app)
         # The table moves while the dialog is open: the report says what the kernel did, and that it differs.
         for sport in (52000, 52001):
             sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.7", "-d", "10.1.0.53", "--sport", str(sport),
                "--dport", "53", "-t", "600", netns=ns)
         before = kernel_flows(ns)
         await yes_and_wait(pilot, app, state)
-        await wait_for(pilot, lambda: any("kernel confirms" in n for n in notes(app)), "the report")
+        await wait_for(pilot, lambda: any("kernel confirms" in n for n in said(app)), "the report")
     lost = len(before) - len(kernel_flows(ns))
-    report = next(n for n in notes(app) if "kernel confirms" in n)
+    report = next(n for n in said(app) if "kernel confirms" in n)
     m = re.search(r"kernel confirms: flushed (\d+) flows matching 'udp'", report)
     assert m, report
     assert len(udp) == 12 and int(m.group(1)) == lost == 14
@@ -431,7 +427,7 @@ async def test_t_globals_are_read_only_in_a_namespace_with_the_reason(ns: str, s
         assert "read-only here: global setting: writable only from the initial namespace" in text
         await pilot.press("e")
         assert not screen.query_one("#tunables-edit").display  # refused, with the reason as a toast
-        assert any("writable only from the initial namespace" in m for m in notes(app))
+        assert any("writable only from the initial namespace" in m for m in said(app))
     assert journal_lines(state) == []
 
 
@@ -471,8 +467,8 @@ async def test_a_failed_apply_shows_the_error_and_changes_nothing(ns: str, state
         await edit(pilot, screen, UDP_TIMEOUT, "12")
         await confirm_open(pilot, app)
         await pilot.press("y")
-        await wait_for(pilot, lambda: any("failed, nothing changed" in m for m in notes(app)), "the error")
-        assert any("journal directory" in m and "Not a directory" in m for m in notes(app))
+        await wait_for(pilot, lambda: any("failed, nothing changed" in m for m in said(app)), "the error")
+        assert any("journal directory" in m and "Not a directory" in m for m in said(app))
     assert proc_sys(ns, UDP_TIMEOUT) == "30"
 
 

@@ -275,7 +275,7 @@ class CttopApp(KeysInOrder):
         self._notes = tuple(notes)  # what the person should know before looking (the lab's), as toasts
         # CTTOP_READ_ONLY=1 hides the write keys too, not just refuses after Yes as the plans would.
         self.read_only = read_only or writes_refused() or not source.live
-        self._last_toast: tuple[str, SeverityLevel, float] | None = None  # message, severity, until (monotonic)
+        self._toasts: list[tuple[str, SeverityLevel, float]] = []  # message, severity, shown until (monotonic)
         self.title_text = title or "cttop"
         self.group = config.DEFAULT_GROUP
         self.top_by = "entries"
@@ -457,13 +457,21 @@ class CttopApp(KeysInOrder):
         super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout,
                        markup=markup)
         shown_for = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
-        self._last_toast = (message, severity, time.monotonic() + shown_for)
+        now = time.monotonic()
+        self._toasts = [t for t in self._toasts if t[2] > now] + [(message, severity, now + shown_for)]
 
-    def toast_on_screen(self) -> tuple[str, SeverityLevel] | None:
-        """The last toast, while it still shows (message, severity): a dialog opening over it says it inside."""
-        if self._last_toast is None or time.monotonic() >= self._last_toast[2]:
-            return None
-        return self._last_toast[0], self._last_toast[1]
+    def clear_notifications(self) -> None:
+        super().clear_notifications()
+        self._toasts = []
+
+    def take_toasts(self) -> list[tuple[str, SeverityLevel]]:
+        """The toasts still showing (message, severity), oldest first, taken off the screen: a dialog opening over
+        them says them inside, where they cover nothing."""
+        now = time.monotonic()
+        live = [(m, sev) for m, sev, until in self._toasts if until > now]
+        if live:
+            self.clear_notifications()
+        return live
 
     def switch_source(self, source: Source, title: str | None = None) -> None:
         """Show ``source`` instead (the namespaces screen's Enter): same settings, fresh table, tags and title.

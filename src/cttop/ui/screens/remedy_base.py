@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Final, Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -55,6 +55,9 @@ class ItemTable(DataTable[Text]):
         self.move_cursor(row=self.cursor_row, animate=False)
 
 
+SEVERITY_ORDER: Final = ("information", "warning", "error")  # Textual's notification severities, mildest first
+
+
 class RemedyScreen(ModalScreen[None]):
     """Notices are said on a line inside the dialog, not as toasts (CttopApp.notify routes them to
     :meth:`say_notice`): a toast sits bottom right, over the commands and the hint that says what u undoes."""
@@ -65,10 +68,10 @@ class RemedyScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         # Toasts raised before it opened (a flush's result, within its 8 s) would cover it: said inside instead.
-        toast = cttop_app(self).toast_on_screen()
-        if toast is not None:
-            self.app.clear_notifications()
-            self.say_notice(*toast)
+        toasts = cttop_app(self).take_toasts()
+        if toasts:
+            worst = max((sev for _, sev in toasts), key=SEVERITY_ORDER.index)
+            self.say_notice("\n".join(m for m, _ in toasts), worst)
 
     def say_notice(self, message: str, severity: str = "information") -> bool:
         """Say ``message`` on the dialog's notice line; False when it has none (composing, or closing)."""
