@@ -175,3 +175,19 @@ async def test_the_empty_notrack_screen_escapes_the_namespace_name(monkeypatch: 
         shown = detail_text(screen)
         assert RAW_CONTROL.search(shown) is None, repr(shown)
         assert shown == f"no cttop NOTRACK rules in namespace {safe_line(name)}"
+
+
+async def test_a_worker_result_arriving_as_the_app_closes_is_dropped_not_raised() -> None:
+    """The drift check and the datapath look end on worker threads and post their result; closing, the status line
+    was gone by then, and query_one's NoMatches ended the app with a traceback (a CI run's shutdown)."""
+    from cttop.host.datapath import Findings
+    from cttop.ui.header import StatusLine
+
+    app = CttopApp(FixedSource(), interval=60.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        await app.main.query_one(StatusLine).remove()
+        app.main.group(RemedyKeys)._show_drift(3, None)
+        app.main._show_host(Findings())
+        await pilot.pause()
+        assert app.is_running

@@ -124,8 +124,8 @@ class MainScreen(KeyedScreen):
         self.run_worker(work, thread=True, group="datapath", exclusive=True, exit_on_error=False)
 
     def _show_host(self, found: Findings) -> None:
-        status = self.query_one(StatusLine)
-        status.datapath = found.headline()
+        for status in self.query(StatusLine):  # none once the app is closing (see RemedyKeys._show_drift)
+            status.datapath = found.headline()
 
     @property
     def flow_list(self) -> FlowList:

@@ -203,8 +203,10 @@ class RemedyKeys(KeyGroup):
         self.screen.run_worker(work, thread=True, group="drift", exclusive=True)
 
     def _show_drift(self, n: int, by: str | None) -> None:
-        status = self.screen.query_one(StatusLine)
-        status.drift, status.drift_by = n, by
+        # From a worker that may end as the app closes, the screen's widgets gone: then there is nothing to show
+        # it on (query_one raised there, and the worker's failure ended the app with a traceback).
+        for status in self.screen.query(StatusLine):
+            status.drift, status.drift_by = n, by
 
     # --- actions --------------------------------------------------------------------------
 
