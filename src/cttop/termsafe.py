@@ -74,7 +74,7 @@ def safe_line(text: object) -> str:
 def safe_distinct(text: object) -> str:
     """:func:`safe_line`, but one to one: a literal backslash doubled first, so no name's escape reads as another
     name's literal text. For a value that must stay apart from every other, a metric's label: a namespace named
-    ``e\x1b`` (backslash, x, 1, b) and one named e and ESC were one series, twice in each scrape."""
+    ``e\\x1b`` (backslash, x, 1, b) and one named e and ESC were one series, twice in each scrape."""
     text = (text if isinstance(text, str) else str(text)).replace("\\", "\\\\")
     # A lone surrogate by its code point, not the byte it stands for: byte 0x9b of a name that is not UTF-8 and
     # U+009B of one that is would both read \x9b.

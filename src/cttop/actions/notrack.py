@@ -30,7 +30,7 @@ from typing import Any
 from cttop.actions import persist as P
 from cttop.actions import shell
 from cttop.actions.errors import ActionError
-from cttop.actions.flows import matching_rows
+from cttop.actions.flows import matching_chunks
 from cttop.actions.journal import Journal, Record
 from cttop.actions.notrack_rules import ANY_PORT_PROTOS_TEXT, Match, iptables_matches, matches, nft_match
 from cttop.actions.notrack_safety import safety_warnings
@@ -382,7 +382,9 @@ def nat_rows_matched(spec: NetnsSpec, filters: Iterable[Filter]) -> int:
     """The NAT'd flows in ``spec``'s table now that any of ``filters`` matches, each once."""
     try:
         with Ctnetlink(spec) as ct:
-            return len({flow_key(r) for flt in filters for r in matching_rows(ct, flt) if nat_kind(r) is not None})
+            # A chunk at a time: only the NAT'd matches' keys are held, not every match as a row.
+            return len({flow_key(r) for flt in filters for rows in matching_chunks(ct, flt) for r in rows
+                        if nat_kind(r) is not None})
     except NetnsError:
         raise  # it names the namespace option already
     except CttopError as e:
