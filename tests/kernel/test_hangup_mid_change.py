@@ -23,6 +23,7 @@ import pytest
 from benchmarks.common import synthetic_rows
 from cttop.actions.journal import LOCK_NAME
 from cttop.ui.app import HANGUP_GRACE
+from cttop.ui.keyorder import TYPED_AHEAD
 from tests.audit_helpers import Syslog, syslog  # noqa: F401  (the fixture)
 from tests.conftest import CLI, netns_holding, run_cttop, sh
 from tests.kernel.test_lab_tui import Tmux, tmux  # noqa: F401  (the fixture)
@@ -49,6 +50,16 @@ def journal(state: Path) -> list[dict[str, object]]:
     r = run_cttop("journal", "--json", "--state-dir", str(state))
     assert r.returncode == 0, r.stderr
     return list(json.loads(r.stdout))
+
+
+def waits_for_lock(pid: int, inode: int) -> bool:
+    """Whether ``pid`` is blocked in flock on the file ``inode``: /proc/locks lists a waiter as ``->``."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 6 and fields[1] == "->" and fields[2] == "FLOCK" and int(fields[5]) == pid \
+                and int(fields[6].rsplit(":", 1)[1]) == inode:
+            return True
+    return False
 
 
 def alive(pid: int) -> bool:
@@ -98,7 +109,18 @@ def test_a_hangup_while_a_tui_change_runs_waits_for_it(tmux: Tmux, full: str, tm
         [pid] = [int(p) for p in subprocess.run(["pgrep", "-P", pane, "-f", "cttop"], capture_output=True,
                                                 text=True, check=False).stdout.split()]
         tmux.run("send-keys", "-t", "lab", "y")
-        time.sleep(1.0)  # the worker starts and waits for the lock
+        # Until the worker has started and waits for the lock. A fixed sleep was too short on a loaded CI machine:
+        # the hang-up came first, and a change not yet started rightly never starts. And a y read before the dialog
+        # was drawn is dropped, by design (tmux can show the dialog a moment before the app knows it is drawn): it
+        # says so on the dialog, and the y is typed again, once.
+        end = time.monotonic() + CAP
+        again = True
+        while not waits_for_lock(pid, os.fstat(lock).st_ino):
+            assert alive(pid) and time.monotonic() < end, tmux.screen()
+            if again and TYPED_AHEAD[:40] in tmux.screen():
+                tmux.run("send-keys", "-t", "lab", "y")
+                again = False
+            time.sleep(0.05)
         assert count(full) == FLOWS
         tmux.run("kill-server", check=False)  # the terminal goes away: SIGHUP
         time.sleep(HANGUP_GRACE + 2)
