@@ -21,10 +21,10 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import alternate, filled_netns, synthetic_rows
-from cttop.sources.record import Clock, Recorder, RecordingWriter
-from cttop.sources.replay import ReplaySource
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
+from cttop.sources.record import Clock, Recorder, RecordingWriter
+from cttop.sources.replay.playback import ReplaySource
 
 CTTOP = os.path.join(os.path.dirname(sys.executable), "cttop")
 

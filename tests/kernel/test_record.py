@@ -21,7 +21,9 @@ from cttop.kernel.decode import Decoder
 from cttop.model import PROTO_NAMES, R_ID, R_SRC, Row, addr_text, state_name
 from cttop.sources import record as R
 from cttop.sources.record import K_DUMP_BEGIN, K_DUMP_DATA, K_DUMP_END, K_EVENTS
-from cttop.sources.replay import Recording, ReplaySource, Truncated, decode_events, stream
+from cttop.sources.replay.index import Recording
+from cttop.sources.replay.playback import ReplaySource, decode_events
+from cttop.sources.replay.reader import Truncated, stream
 from cttop.table.store import FlowTable
 from tests.conftest import delete_netns, make_netns, sh
 from tests.kernel.test_snapshot import INJECT, RULES

@@ -10,7 +10,7 @@ import pytest
 
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.live import LiveSource
-from cttop.sources.replay import ReplaySource
+from cttop.sources.replay.playback import ReplaySource
 from cttop.ui.app import CttopApp
 from tests.conftest import delete_netns, make_netns
 from tests.ui.fixed_source import FixedSource

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from cttop.model import R_ID
-from cttop.sources.replay import Recording, ReplaySource, StatsSample
+from cttop.sources.replay.index import Recording, StatsSample
+from cttop.sources.replay.playback import ReplaySource
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.help import HelpScreen

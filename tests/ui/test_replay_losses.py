@@ -12,7 +12,7 @@ import pytest
 
 from cttop.model import R_ID
 from cttop.sources import record as R
-from cttop.sources.replay import ReplaySource
+from cttop.sources.replay.playback import ReplaySource
 from cttop.table.packing import unpack
 from cttop.ui.app import CttopApp
 from tests.ui.helpers import screen_text, wait_for, wait_live

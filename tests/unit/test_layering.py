@@ -109,7 +109,7 @@ def framing_outside(lines: list[tuple[str, int, str]]) -> list[str]:
 def test_netlink_framing_is_framings_alone() -> None:
     """Issue 12: every reader walks netlink buffers with kernel/framing.py, or against its constants."""
     assert framing_outside(package_lines()) == []
-    planted = [("sources/replay.py", 1, "        off += (length + 3) & ~3"),
+    planted = [("sources/replay/reader.py", 1, "        off += (length + 3) & ~3"),
                ("kernel/attrs.py", 2, 'NLA = struct.Struct("<HH")'), ("x.py", 3, "    if off + 16 > len(data):"),
                ("sources/record.py", 4, '            chunks.append(data + b"\\0" * (-n % 4))')]
     assert len(framing_outside(planted)) == 4

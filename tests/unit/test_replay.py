@@ -15,13 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cttop.sources import record as R
-from cttop.sources import replay as P
-from cttop.sources.replay import Recording, ReplayError, ReplaySource, decode_events
 from cttop.kernel.decode import Decoder
 from cttop.kernel.events import EventBatch
 from cttop.kernel.framing import DecodeError, count_messages
 from cttop.model import EV_DESTROY, EV_NEW, R_ID, Row
+from cttop.sources import record as R
+from cttop.sources.replay import playback as P
+from cttop.sources.replay.index import Recording
+from cttop.sources.replay.playback import ReplaySource, decode_events
+from cttop.sources.replay.reader import ReplayError
 from cttop.table.store import FlowTable
 from tests.unit.test_decode import messages
 

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from cttop.sources import record as R
-from cttop.sources import replay as P
-from cttop.sources.replay import Recording, ReplayError, ReplaySource
+from cttop.sources.replay import index
+from cttop.sources.replay.index import MAX_CPUS, MAX_NAMES, MAX_SPAN, Recording, Samples
+from cttop.sources.replay.playback import ReplaySource
+from cttop.sources.replay.reader import MAX_RATIO, RATIO_SLACK, ReplayError
 from tests.conftest import CLI
 from tests.unit.test_replay import DONE, DUMP, EVENTS, START, STATS_NAMES, Builder, pad
 
@@ -75,7 +77,7 @@ def compressed_zeros(z: Any, megabytes: int) -> Iterator[bytes]:
 def stats_bomb(path: Path, target: int = 655_000) -> None:
     """Valid stats records of 8192 CPUs each (the most a kernel has), every one ~300 KB of JSON that compresses
     to ~300 bytes: the old reader kept each as Python lists, 3 GB for 655 KB."""
-    cpus = R._json({"count": 1, "max": 9, "cpus": [[0] * (1 + len(STATS_NAMES))] * P.MAX_CPUS})
+    cpus = R._json({"count": 1, "max": 9, "cpus": [[0] * (1 + len(STATS_NAMES))] * MAX_CPUS})
 
     def chunks() -> Iterator[bytes]:
         yield keyframe(0, DUMP[:4], with_meta=True)
@@ -157,7 +159,7 @@ def measured(args: list[str], tmp: Path) -> Run:
 LIVE_VIEW = """
 import sys
 from cttop.errors import CttopError
-from cttop.sources.replay import ReplaySource
+from cttop.sources.replay.playback import ReplaySource
 try:
     src = ReplaySource(sys.argv[1], speed=10000)
 except CttopError as e:
@@ -195,14 +197,14 @@ def test_valid_stats_records_of_8192_cpus(tmp_path: Path) -> None:
     # Valid records, but far more than a recorder writes per byte: read up to MAX_RATIO, and that much replays.
     assert info.returncode == 0 and live.returncode == 0, (info.stderr, live.stderr)
     doc = json.loads(info.stdout)
-    m = re.fullmatch(rf"cttop: replay: {re.escape(str(path))} inflates more than {P.MAX_RATIO}:1 by byte (\d+), "
+    m = re.fullmatch(rf"cttop: replay: {re.escape(str(path))} inflates more than {MAX_RATIO}:1 by byte (\d+), "
                      r"far more than any recording cttop writes \(a decompression bomb\?\); replaying its first "
                      r"([\d.]+) s, the rest is left out\n", info.stderr)
     assert m is not None, info.stderr
     assert live.stderr == info.stderr
     # What was read inflated to about MAX_RATIO times the bytes it came from, plus the slack.
     read = int(m.group(1))
-    assert doc["duration"] == float(m.group(2)) and 100 < doc["duration"] < P.RATIO_SLACK + P.MAX_RATIO * read
+    assert doc["duration"] == float(m.group(2)) and 100 < doc["duration"] < RATIO_SLACK + MAX_RATIO * read
     assert doc["end"]["count"] == 1 and doc["end"]["flows"] == 4
     samples, flows = live.stdout.split()
     assert int(samples) == doc["duration"] + 1 and int(flows) == 4  # every sample up to there, and the table
@@ -315,7 +317,7 @@ def damaged_second_segment(path: Path, kind: int, payload: bytes, t: float = 1) 
 def test_stats_past_the_limits_are_damage(tmp_path: Path) -> None:
     names = len(STATS_NAMES)
     bad = {
-        "too many cpus": {"count": 1, "max": 9, "cpus": [[0]] * (P.MAX_CPUS + 1)},
+        "too many cpus": {"count": 1, "max": 9, "cpus": [[0]] * (MAX_CPUS + 1)},
         "a cpu row too long": {"count": 1, "max": 9, "cpus": [[0] * (names + 2)]},
         "not integers": {"count": 1, "max": 9, "cpus": [[0, 1.5]]},
         "infinite count": {"count": 1e400, "max": 9, "cpus": []},
@@ -335,13 +337,13 @@ def test_stats_past_the_limits_are_damage(tmp_path: Path) -> None:
     r = damaged_second_segment(tmp_path / "deep.cttop", R.K_SYSCTLS, b"[" * 100_000 + b"]" * 100_000)
     assert r.cut is not None and "bad record at 1.000 s" in r.cut
     r = damaged_second_segment(tmp_path / "many.cttop", R.K_SYSCTLS,
-                               R._json({f"n{i}": "1" for i in range(P.MAX_NAMES + 1)}))
+                               R._json({f"n{i}": "1" for i in range(MAX_NAMES + 1)}))
     assert r.cut is not None and "bad record at 1.000 s" in r.cut
 
 
 def test_the_time_line_is_decimated_past_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "MAX_SAMPLES", 64)
-    s = P.Samples()
+    monkeypatch.setattr(index, "MAX_SAMPLES", 64)
+    s = Samples()
     for i in range(1000):
         s.add(float(i), i, 5)
     assert 32 <= len(s) <= 64 and s.stride == 16
@@ -351,5 +353,5 @@ def test_the_time_line_is_decimated_past_its_limit(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_recording_spanning_more_than_ten_years_is_damage(tmp_path: Path) -> None:
-    r = damaged_second_segment(tmp_path / "far.cttop", R.K_LOST, b"", t=P.MAX_SPAN + 1)
+    r = damaged_second_segment(tmp_path / "far.cttop", R.K_LOST, b"", t=MAX_SPAN + 1)
     assert r.cut is not None and "from the start" in r.cut and r.duration == 0

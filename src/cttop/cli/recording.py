@@ -26,7 +26,7 @@ from cttop.cli.app import (
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.record import Recorder
-from cttop.sources.replay import ReplaySource
+from cttop.sources.replay.playback import ReplaySource
 
 
 @app.command("record")
