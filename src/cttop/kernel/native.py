@@ -32,6 +32,7 @@ def usable(module: ModuleType | None) -> ModuleType | None:
     return None
 
 
+built: ModuleType | None
 try:
     from cttop.kernel import _ctdecode as built
 except ImportError:  # no C compiler where it was installed: the pure-Python paths do everything

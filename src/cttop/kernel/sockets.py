@@ -106,7 +106,7 @@ def _in_use() -> set[tuple[int, int]] | None:
                 lines.update((ln.split(None, 1)[0], ln) for ln in f if ln.strip())
     except OSError:
         return None
-    out = set()
+    out: set[tuple[int, int]] = set()
     for key, (_file, head) in SOCKSTAT.items():
         words = lines.get(head, "").split()
         if "inuse" not in words or words[words.index("inuse") + 1] != "0":

@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from cttop.errors import CttopError
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec, run_in
@@ -71,7 +71,7 @@ class Lab:
     roles: ClassVar[tuple[str, ...]] = ROLES
 
     @classmethod
-    def new(cls) -> Lab:
+    def new(cls) -> Self:
         return cls(secrets.token_hex(3))
 
     def ns(self, role: str) -> str:

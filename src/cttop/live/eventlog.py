@@ -31,7 +31,7 @@ Entry = tuple[float, int, Row | None]  # (time received, EV_* or LOST, the flow)
 @dataclass(frozen=True)
 class LogView:
     entries: tuple[Entry, ...]  # the newest matching entries (and every loss among them), oldest first
-    rates: dict[int, float]  # events a second by kind, every event (before the filter)
+    rates: dict[int, float | None]  # events a second by kind (None until two readings), every event (before the filter)
     held: int  # entries the ring holds (what the filter looked through)
     total: int  # events seen since the log was opened
     lost: int  # losses (ENOBUFS) since the log was opened

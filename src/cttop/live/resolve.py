@@ -149,7 +149,7 @@ class Resolver:
     def _sockets(self) -> dict[int, socket.socket]:
         """One UDP socket per family a nameserver has, bound now, in the resolver's namespace."""
         def make() -> dict[int, socket.socket]:
-            out = {}
+            out: dict[int, socket.socket] = {}
             for fam in {AF_INET6 if ":" in s else socket.AF_INET for s in self.servers}:
                 s = socket.socket(fam, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                 s.bind(("::" if fam == AF_INET6 else "0.0.0.0", 0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -223,7 +223,7 @@ def count_dump(ct: Ctnetlink, flt: Filter, agg: Aggregates, group_by: str) -> in
     return flows
 
 
-def filtered_dump(ct: Ctnetlink, flt: Filter) -> Iterator[tuple[int, list[Row]]]:
+def filtered_dump(ct: Ctnetlink, flt: Filter) -> Generator[tuple[int, list[Row]], None, None]:
     """One dump, narrowed by the kernel where the filter allows: (rows listed, rows matching) a chunk."""
     kf = flt.kernel
     family = kf.family if kf is not None and kf.family is not None else 0

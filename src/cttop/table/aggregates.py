@@ -250,13 +250,14 @@ class Aggregates:
                 continue
             # Where a key's bytes (packets) first went above zero, and their sum: add_rows's _bump inserts a
             # key then, so the keys go in in that order.
-            for total_at, totals in ((2, group_bytes), (4, group_pkts)):
+            for totals, sums in ((group_bytes, [(g[2], g[3]) for g in groups]),
+                                 (group_pkts, [(g[4], g[5]) for g in groups])):
                 firsts: dict[object, list[int]] = {}
-                for k, g in zip(keys, groups):
-                    if g[total_at]:
-                        seen = firsts.setdefault(k, [g[total_at + 1], 0])
-                        seen[0] = min(seen[0], g[total_at + 1])
-                        seen[1] += g[total_at]
+                for k, (total, at) in zip(keys, sums):
+                    if total:
+                        seen = firsts.setdefault(k, [at, 0])
+                        seen[0] = min(seen[0], at)
+                        seen[1] += total
                 for k, (_at, total) in sorted(firsts.items(), key=lambda kv: kv[1][0]):
                     _bump(totals, k, total)
 

@@ -101,6 +101,7 @@ def flow_rates(old: Mapping[int, bytes], new: Mapping[int, bytes], seconds: floa
     if seconds <= 0:
         return {}
     out: dict[int, FlowRate] = {}
+    before: tuple[int, int] | None
     get = old.get
     for key, rec in new.items():
         prev = get(key)
