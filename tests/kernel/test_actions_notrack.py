@@ -6,6 +6,7 @@ Traffic is UDP to 127.0.0.1 sent by python inside the namespace; the oracle is
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -203,7 +204,7 @@ def test_warnings_name_nat_and_untracked_acceptance(netns: str, tmp_path: Path) 
 
 # --- many matching flows: counted a chunk at a time --------------------------------------------------
 
-MANY = 1 << 16  # entries the rules match: as rows, ~40 MB held by the adding (a dump chunk is ~32 kB)
+MANY = 1 << 16  # entries the rules match: as rows, ~34 MB held by the adding (a dump chunk is ~32 kB)
 NAT_EVERY = 1024  # one in this many is DNAT'd
 CROWDED_EXPR = "udp dport 53"
 
@@ -236,7 +237,8 @@ def traced(fn: Callable[[], T]) -> tuple[T, int, int]:
 
 @pytest.mark.parametrize("entry", ["cli", "tui", "doctor"])
 def test_adding_counts_the_natd_matches_without_holding_every_match(
-        crowded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], entry: str) -> None:
+        crowded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        entry: str) -> None:
     """`cttop notrack add`, the TUI's n and doctor's fix each made every flow the rules match a row, only for
     the NAT warning's count: tens of MB at 64k matches (all of them at a million) on a box short of memory.
     Counted a chunk at a time, the plan's peak is a small part of what holding the matches costs."""
@@ -245,6 +247,8 @@ def test_adding_counts_the_natd_matches_without_holding_every_match(
     from cttop.ui.remedy_keys import notrack_plan
 
     spec = NetnsSpec(name=crowded)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # no terminal, even under `pytest -s`: nothing is asked
 
     def cli(expr: str) -> str:
         with pytest.raises(typer.Exit):  # shown, then refused: no terminal to confirm on
