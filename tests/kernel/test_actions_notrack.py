@@ -6,27 +6,36 @@ Traffic is UDP to 127.0.0.1 sent by python inside the namespace; the oracle is
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+import typer
 
 from cttop.actions.errors import ActionError
+from cttop.actions.flows import matching_rows
 from cttop.actions.journal import Journal, Transaction
 from cttop.actions.notrack import AddNotrack, RemoveNotrack, list_rules
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import set_read_only
 from cttop.actions.undo import undo_plan
+from cttop.filter import compile_filter
+from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
-from cttop.model import AF_INET, NO_PSTATE, ROW_LEN
+from cttop.model import AF_INET, NO_PSTATE
+from tests import oracle
 from tests.actions_helpers import undo
-from tests.conftest import CLI, delete_netns, make_netns, sh
+from tests.conftest import CLI, delete_netns, make_netns, netns_holding, sh
 
 pytestmark = pytest.mark.kernel
+T = TypeVar("T")
 
 SEND = "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'x', ('127.0.0.1', int(sys.argv[1])))"
 
@@ -163,20 +172,104 @@ def test_read_only_refuses(netns: str, tmp_path: Path, monkeypatch: pytest.Monke
     assert cttop_table(netns) is None
 
 
-def test_warnings_name_nat_and_untracked_acceptance(netns: str, tmp_path: Path) -> None:
-    def row(nat: bool) -> tuple[object, ...]:
-        r: list[object] = [0] * ROW_LEN
-        a, b, c = (socket.inet_aton(x) for x in ("10.0.0.1", "10.0.0.2", "192.0.2.9"))
-        r[1:13] = [AF_INET, 17, NO_PSTATE, 0, a, b, 1000, 53, b, c if nat else a, 53, 1000]
-        return tuple(r)
+def conntrack_insert(netns: str, sport: int, dport: int, *nat: str) -> None:
+    """A UDP entry 10.0.0.1:``sport`` -> 10.0.0.2:``dport``, rewritten as ``nat`` says (--dst-nat ADDR...)."""
+    sh("conntrack", "-I", "-p", "udp", "-s", "10.0.0.1", "-d", "10.0.0.2", "--sport", str(sport),
+       "--dport", str(dport), "-t", "300", *nat, netns=netns)
 
-    plan = AddNotrack(NetnsSpec(name=netns), "udp dport 53", rows=[row(True), row(False), row(True)],
-                      journal=Journal(str(tmp_path)))
+
+def natd_matching_udp_dport(netns: str, dport: int) -> int:
+    """The oracle's count: NAT'd UDP entries to ``dport`` in `conntrack -L`, parsed independently."""
+    return sum(1 for f in oracle.conntrack_list(netns)
+               if f["proto"] == "udp" and f["orig"]["dport"] == str(dport) and oracle.nat_kind(f) is not None)
+
+
+def test_warnings_name_nat_and_untracked_acceptance(netns: str, tmp_path: Path) -> None:
+    """The NAT'd flows named are those the rules match in the kernel when the plan is made."""
+    conntrack_insert(netns, 1000, 53, "--dst-nat", "192.0.2.9")
+    conntrack_insert(netns, 1001, 53, "--src-nat", "192.0.2.8")
+    conntrack_insert(netns, 1002, 53)
+    conntrack_insert(netns, 1003, 54, "--dst-nat", "192.0.2.9")  # NAT'd, not matched
+    conntrack_insert(netns, 1004, 55)  # matched by the second plan, not NAT'd
+    assert natd_matching_udp_dport(netns, 53) == 2 and natd_matching_udp_dport(netns, 55) == 0
+
+    plan = AddNotrack(NetnsSpec(name=netns), "udp dport 53", journal=Journal(str(tmp_path)))
     w = plan.warnings()
+    assert plan.nat_rows == 2
     assert w[0].startswith("2 flows tracked now that these rules match are NAT'd")
     assert any("ct state untracked" in x for x in w) and any("lose NAT" in x for x in w)
-    assert not any("NAT'd:" in x for x in AddNotrack(NetnsSpec(name=netns), "udp dport 53",
-                                                       rows=[row(False)], journal=Journal(str(tmp_path))).warnings())
+    assert not any("NAT'd:" in x for x in AddNotrack(NetnsSpec(name=netns), "udp dport 55",
+                                                       journal=Journal(str(tmp_path))).warnings())
+
+
+# --- many matching flows: counted a chunk at a time --------------------------------------------------
+
+MANY = 1 << 16  # entries the rules match: as rows, ~34 MB held by the adding (a dump chunk is ~32 kB)
+NAT_EVERY = 1024  # one in this many is DNAT'd
+CROWDED_EXPR = "udp dport 53"
+
+
+def dns_flow(i: int) -> tuple[object, ...]:
+    """UDP from 10.8.x.y to 10.9.0.2:53, every NAT_EVERY-th DNAT'd to 10.9.0.3 (its reply comes from there)."""
+    src, dst = socket.inet_aton(f"10.8.{i >> 8 & 255}.{i & 255}"), socket.inet_aton("10.9.0.2")
+    back = socket.inet_aton("10.9.0.3") if i % NAT_EVERY == 0 else dst
+    return (0, AF_INET, 17, NO_PSTATE, 0, src, dst, 20000, 53, back, src, 53, 20000, 3600,
+            0, 0, 0, None, None, None, None, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def crowded() -> Iterator[str]:
+    with netns_holding(map(dns_flow, range(MANY)), "cttop-test") as name:
+        yield name
+
+
+def traced(fn: Callable[[], T]) -> tuple[T, int, int]:
+    """What ``fn`` returns, the Python memory it still holds in that, and its peak while it ran (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        now, peak = tracemalloc.get_traced_memory()
+        return out, now - base, peak - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("entry", ["cli", "tui", "doctor"])
+def test_adding_counts_the_natd_matches_without_holding_every_match(
+        crowded: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        entry: str) -> None:
+    """`cttop notrack add`, the TUI's n and doctor's fix each made every flow the rules match a row, only for
+    the NAT warning's count: tens of MB at 64k matches (all of them at a million) on a box short of memory.
+    Counted a chunk at a time, the plan's peak is a small part of what holding the matches costs."""
+    from cttop.cli.actions import notrack_add
+    from cttop.doctor.fixes import notrack_remedy
+    from cttop.ui.remedy_keys import notrack_plan
+
+    spec = NetnsSpec(name=crowded)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # no terminal, even under `pytest -s`: nothing is asked
+
+    def cli(expr: str) -> str:
+        with pytest.raises(typer.Exit):  # shown, then refused: no terminal to confirm on
+            notrack_add(expr, netns=crowded, state_dir=str(tmp_path))
+        return capsys.readouterr().out
+
+    build: dict[str, Callable[[str], object]] = {
+        "cli": cli,
+        "tui": lambda expr: notrack_plan(spec, expr)[0].warnings(),
+        "doctor": lambda expr: notrack_remedy(spec, expr)(Journal(str(tmp_path))).warnings(),
+    }
+    build[entry]("udp dport 9")  # matches nothing: whatever is imported or made once is not measured
+    natd = natd_matching_udp_dport(crowded, 53)
+    assert natd == MANY // NAT_EVERY
+
+    said, _, peak = traced(lambda: build[entry](CROWDED_EXPR))
+    assert f"{natd} flows tracked now that these rules match are NAT'd" in str(said)
+    with Ctnetlink(spec) as ct:
+        rows, held, _ = traced(lambda: matching_rows(ct, compile_filter(CROWDED_EXPR)))
+    assert len(rows) == MANY
+    assert peak < held / 4, (peak, held)
 
 
 # --- the operator's own SSH session ------------------------------------------------------------------

@@ -123,7 +123,7 @@ def test_an_or_with_an_untranslatable_alternative_is_refused(text: str, reason: 
 
 
 def test_add_notrack_of_an_or_is_one_change_with_exact_nft_commands() -> None:
-    plan = AddNotrack(NetnsSpec(name="lab"), TWO_SERVICES, backend="nft")
+    plan = AddNotrack(NetnsSpec(name="lab"), TWO_SERVICES, backend="nft", nat_rows=0)
     tag = f"cttop:{plan.id}"
     assert {r.id for r in plan.rules} == {plan.id}  # one comment: undo removes all of them together
     assert [(r.chain, r.rule) for r in plan.rules] == [
@@ -139,7 +139,7 @@ def test_add_notrack_of_an_or_is_one_change_with_exact_nft_commands() -> None:
 
 
 def test_add_notrack_of_an_or_with_iptables_commands() -> None:
-    plan = AddNotrack(NetnsSpec(name="lab"), TWO_SERVICES, backend="iptables")
+    plan = AddNotrack(NetnsSpec(name="lab"), TWO_SERVICES, backend="iptables", nat_rows=0)
     tail = f"-m comment --comment cttop:{plan.id} -j CT --notrack"
     v4 = [r for r in plan.commands() if r.startswith("ip netns exec lab iptables ")]
     assert v4 == [f"ip netns exec lab iptables -t raw -I {chain} {m} {tail}"

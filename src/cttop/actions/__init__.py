@@ -11,8 +11,8 @@ The plans:
 
 - :class:`SetSysctls` (``spec, {name: value}, persist=PersistPaths()``): tunables,
   listed with defaults, meanings and writability by :func:`tunables.states`;
-- :class:`AddNotrack` (``spec, "udp dport 53", rows=...``; :func:`notrack_filter` checks and compiles
-  its filter first, to refuse one it cannot express before the table is read), :class:`RemoveNotrack`
+- :class:`AddNotrack` (``spec, "udp dport 53"``; it refuses a filter no rule can express before the table
+  is read, then counts the NAT'd flows the rules match, a dump chunk at a time), :class:`RemoveNotrack`
   (``spec, [ids] | None``), and :func:`list_rules` / :func:`rule_groups` (one per change) for the rules screen;
 - :class:`DeleteFlows` (``spec, rows``) and :class:`FlushFlows` (``spec, filter``):
   not undoable;
@@ -37,7 +37,6 @@ from cttop.actions.notrack import (
     RemoveNotrack,
     RuleGroup,
     list_rules,
-    notrack_filter,
     rule_groups,
 )
 from cttop.actions.persist import PersistPaths
@@ -51,5 +50,5 @@ _journal.VALIDATOR = _schema.damage
 __all__ = [
     "ActionError", "ActionResult", "AddNotrack", "DeleteFlows", "FlushFlows", "Journal", "NotrackRule",
     "PersistPaths", "Plan", "Record", "RemoveNotrack", "RuleGroup", "SetSysctls", "drift", "list_rules",
-    "notrack_filter", "read_only", "rule_groups", "set_read_only", "tunables", "undo_plan",
+    "read_only", "rule_groups", "set_read_only", "tunables", "undo_plan",
 ]

@@ -40,7 +40,7 @@ from cttop.filter import Filter, compile_filter, parse
 from cttop.filter.ast import Node, Or
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsError, NetnsSpec
-from cttop.model import Row, nat_kind
+from cttop.model import nat_kind
 from cttop.table.packing import flow_key
 
 TABLE = "cttop"
@@ -395,15 +395,18 @@ class AddNotrack(_RulesPlan):
     """Exempt the flows a filter expression selects from tracking, both directions.
 
     ``expr`` is filter text (``udp dport 53``) or a compiled Filter; a top-level
-    ``or`` gets one rule set per alternative, all in this one change. ``rows``, when
-    the caller has them (the selected group), lets the warnings say whether NAT'd
-    flows are among them. ``persist`` also writes cttop's table to an nft file.
-    Untranslatable filters raise ActionError here.
+    ``or`` gets one rule set per alternative, all in this one change. The NAT'd
+    flows the rules match are counted in the kernel when the plan is made
+    (:func:`nat_rows_matched`), so the warnings say what the rules would break now,
+    not what a screen showed; ``nat_rows`` gives that count instead, for a variant
+    of rules just counted (the same ones, persisted). ``persist`` also writes
+    cttop's table to an nft file. Untranslatable filters raise ActionError here,
+    before the table is read.
     """
 
     kind = "notrack-add"
 
-    def __init__(self, spec: NetnsSpec, expr: str | Filter, *, rows: Iterable[Row] | None = None,
+    def __init__(self, spec: NetnsSpec, expr: str | Filter, *, nat_rows: int | None = None,
                  persist: P.PersistPaths | None = None, backend: str | None = None,
                  journal: Journal | None = None) -> None:
         flt = notrack_filter(expr) if isinstance(expr, str) else expr
@@ -415,7 +418,7 @@ class AddNotrack(_RulesPlan):
             raise ActionError("--persist writes an nft file, but nft is missing: "
                               "save the raw table with iptables-save instead")
         super().__init__(spec, journal, persist.nft_file if persist is not None else None)
-        self.nat_rows = sum(1 for r in rows or () if nat_kind(r) is not None)
+        self.nat_rows = nat_rows_matched(spec, [flt]) if nat_rows is None else nat_rows
         self.rules = build_rules(self.id, self.matches, self.backend)
 
     def _adds(self) -> list[NotrackRule]:

@@ -23,7 +23,6 @@ from cttop.actions import (
     Plan,
     RemoveNotrack,
     SetSysctls,
-    notrack_filter,
     read_only,
     rule_groups,
     set_read_only,
@@ -187,12 +186,8 @@ def notrack_add(
 ) -> None:
     """Stop tracking the traffic the expression matches, both directions."""
     _writing(read_only_flag, "add NOTRACK rules")
-    flt = notrack_filter(expr)  # one no rule can express is refused before the table is read
-    with Ctnetlink(spec) as ct:
-        # The flows it would catch now, so the warnings can say if NAT'd ones are among them.
-        rows = matching_rows(ct, flt)
     paths = _persist_paths(persist_dir) if persist or persist_dir else None
-    confirm_and_apply(AddNotrack(spec, flt, rows=rows, persist=paths, journal=Journal(state_dir)), yes)
+    confirm_and_apply(AddNotrack(spec, expr, persist=paths, journal=Journal(state_dir)), yes)
 
 
 @notrack_app.command("list")

@@ -14,14 +14,9 @@ from collections.abc import Mapping
 from typing import Final
 
 from cttop.actions import AddNotrack, FlushFlows, SetSysctls
-from cttop.actions.flows import matching_rows
-from cttop.actions.journal import Journal
-from cttop.actions.plan import Plan
 from cttop.actions.sysctl_plan import set_command
 from cttop.doctor.collect import Observation
 from cttop.doctor.report import Finding, Remedy
-from cttop.filter import compile_filter
-from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.kernel.sysctl import is_global
 
@@ -83,14 +78,8 @@ def sysctl_remedy(o: Observation, values: Mapping[str, int]) -> Remedy | None:
 
 
 def notrack_remedy(spec: NetnsSpec, expr: str) -> Remedy:
-    def build(journal: Journal | None) -> Plan:
-        flt = compile_filter(expr)
-        # The flows it would catch now, so the confirmation can say if NAT'd ones are among them.
-        with Ctnetlink(spec) as ct:
-            rows = matching_rows(ct, flt)
-        return AddNotrack(spec, flt, rows=rows, journal=journal)
-
-    return Remedy(AddNotrack.kind, build)
+    """An AddNotrack plan; building it counts the NAT'd flows the rules would catch, so the confirmation names them."""
+    return Remedy(AddNotrack.kind, lambda journal: AddNotrack(spec, expr, journal=journal))
 
 
 def flush_remedy(spec: NetnsSpec, expr: str) -> Remedy:

@@ -15,12 +15,10 @@ from typing import ClassVar, Final
 
 from textual.binding import Binding, BindingType
 
-from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, notrack_filter, undo_plan
-from cttop.actions.flows import matching_rows
+from cttop.actions import ActionResult, AddNotrack, DeleteFlows, FlushFlows, Plan, drift, undo_plan
 from cttop.errors import CttopError
 from cttop.filter import compile_filter
 from cttop.host.datapath import kube_proxy_name, kube_proxy_pids, kube_proxy_rewrites
-from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec
 from cttop.model import ICMP_PROTOS, R_DPORT, R_DST, R_PROTO, Row, addr_text, proto_name
 from cttop.ui.apply import PersistOffer, confirm_and_apply
@@ -60,13 +58,10 @@ def notrack_expr(row: Row) -> str:
 
 
 def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer]:
-    """The rules for ``expr``, told which flows they would catch now (for the NAT warning),
+    """The rules for ``expr`` (counting the NAT'd flows they would catch now, for the warning),
     and the same rules also persisted in the nft file, or why that is not offered.
     """
-    flt = notrack_filter(expr)  # refused before the dump if no rule can express it (a container group)
-    with Ctnetlink(spec) as ct:
-        rows = matching_rows(ct, flt)
-    plan = AddNotrack(spec, flt, rows=rows)
+    plan = AddNotrack(spec, expr)
     paths = notrack_persist_paths(spec)
     if plan.backend != "nft":  # only nft reads the file
         return plan, PersistOffer(None, "p: persisting writes an nft file, and nft is missing here: "
@@ -74,7 +69,8 @@ def notrack_plan(spec: NetnsSpec, expr: str) -> tuple[AddNotrack, PersistOffer]:
     if paths is None:
         return plan, PersistOffer(None, f"p: not offered in namespace {spec.label()}: the nft file is the host's "
                                         f"boot ruleset (set {PERSIST_DIR_ENV} to write one elsewhere)")
-    persisted = AddNotrack(spec, flt, rows=rows, persist=paths)
+    # The same rules: counted once, the table is not read again.
+    persisted = AddNotrack(spec, plan.filter, nat_rows=plan.nat_rows, persist=paths)
     return plan, PersistOffer(persisted, f"write cttop's nft table to {paths.nft_file}, read at boot")
 
 
