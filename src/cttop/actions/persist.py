@@ -274,13 +274,21 @@ def nft_includes(text: str, path: str) -> bool:
 
 def boot_includes(conf: str, path: str) -> bool:
     """Whether the nft file ``conf`` (the one loaded at boot) includes ``path``; False when that cannot be
-    told: ``conf`` unreadable, or past MAX_BOOT_CONF_BYTES."""
+    told: ``conf`` unreadable, not a file cttop may believe (a link, a FIFO, a device, someone else's: the
+    rule of :func:`cttop.actions.safeopen.check_stat`), or past MAX_BOOT_CONF_BYTES."""
     try:
-        with open(conf, "rb") as f:
-            data = f.read(MAX_BOOT_CONF_BYTES + 1)
+        # OPEN_FLAGS: a FIFO put there is opened without waiting for a writer, and then refused as no file.
+        fd = os.open(conf, os.O_RDONLY | OPEN_FLAGS)
     except OSError:
         return False
-    return len(data) <= MAX_BOOT_CONF_BYTES and nft_includes(data.decode(errors="replace"), path)
+    try:
+        safeopen.check_stat(os.fstat(fd), "", conf)
+        data = safeopen.read_all(fd, MAX_BOOT_CONF_BYTES, "", conf)
+    except (OSError, ActionError):
+        return False
+    finally:
+        os.close(fd)
+    return nft_includes(data.decode(errors="replace"), path)
 
 
 def write_command(path: str, text: str | None) -> str:
