@@ -127,17 +127,22 @@ def check_writable(path: str) -> None:
 
 
 def write_text(path: str, text: str | None) -> None:
-    """Replace the file atomically with ``text``, keeping its mode; None removes it."""
+    """Replace the file atomically with ``text``, keeping its mode; None removes it. A write that fails takes
+    back the directories it made, as it does its temporary file (a full disk left an empty sysctl.d/ behind)."""
     d, name = os.path.split(path)
+    made: list[str] = []
     try:
-        dir_fd = safeopen.open_dir(d, "directory", 0o755)
+        dir_fd = safeopen.open_dir(d, "directory", 0o755, made)
         assert dir_fd is not None
         try:
             _replace(dir_fd, name, path, text)
         finally:
             os.close(dir_fd)
-    except OSError as e:
-        raise ActionError(f"{path}: {e.strerror}") from None
+    except BaseException as e:
+        safeopen.remove_made(made, "directory")
+        if isinstance(e, OSError):
+            raise ActionError(f"{path}: {e.strerror}") from None
+        raise
 
 
 TMP_INFIX, TMP_BYTES = ".cttop-", 4  # .NAME.cttop-0123abcd: a new file's text, until it is renamed over NAME
