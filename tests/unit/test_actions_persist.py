@@ -89,6 +89,13 @@ def test_write_text_is_atomic_and_removal_is_idempotent(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "d").iterdir()] == []
 
 
+def test_removing_a_file_makes_no_directory(tmp_path: Path) -> None:
+    """`notrack remove --all` removes the nft file: where it never was, it made an empty nftables.d/ (and the
+    persist directory) to remove nothing from."""
+    P.write_text(str(tmp_path / "etc" / "nftables.d" / "cttop.nft"), None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_writes_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
     """SIGKILL between the temporary file and its rename leaves `.f.cttop-XXXXXXXX`: the next write of f removes
     it, and nothing else: not another file's, not one of another user's, not a link, not a look-alike."""

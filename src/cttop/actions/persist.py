@@ -132,8 +132,10 @@ def write_text(path: str, text: str | None) -> None:
     d, name = os.path.split(path)
     made: list[str] = []
     try:
-        dir_fd = safeopen.open_dir(d, "directory", 0o755, made)
-        assert dir_fd is not None
+        # A removal makes no directory (`notrack remove --all` made /etc/nftables.d/ to remove nothing from it).
+        dir_fd = safeopen.open_dir(d, "directory", None if text is None else 0o755, made)
+        if dir_fd is None:
+            return  # no directory, so no file to remove
         try:
             _replace(dir_fd, name, path, text)
         finally:
