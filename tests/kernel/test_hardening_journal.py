@@ -553,6 +553,24 @@ def test_a_full_disk_after_a_flush_says_the_flows_were_deleted_and_keeps_its_int
     assert all(outcomes.values()), outcomes
 
 
+@pytest.mark.parametrize("there", ["", "etc", "etc/sysctl.d"])
+def test_a_persist_refused_by_a_full_disk_leaves_the_tree_as_it_was(ns: str, state: Path, tiny_fs: Path,
+                                                                    there: str) -> None:
+    """The persist directory on a full disk, the journal not: the value is rolled back, and the directories the
+    write made for its file go with it (an empty sysctl.d/ was left behind). One that was there stays."""
+    if there:
+        (tiny_fs / there).mkdir(parents=True)
+    fill(tiny_fs / "filler")
+    before = tree(tiny_fs)
+    etc = tiny_fs / "etc"
+    r = cttop("set", f"{EST}=2000", "--persist", "--persist-dir", str(etc), "--yes", "--netns", ns,
+              "--state-dir", str(state))
+    assert r.returncode == 2 and r.stderr == (f"cttop: {etc}/sysctl.d/90-cttop.conf: No space left on device; "
+                                              "nothing was changed\n"), r.stderr
+    assert proc(ns, EST) == "432000"
+    assert tree(tiny_fs) == before
+
+
 @pytest.mark.parametrize("torn", [False, True])
 def test_a_journal_too_large_to_read_back_is_refused_before_the_change(ns: str, state: Path, torn: bool) -> None:
     """A change recorded in a journal that undo then refuses to read would have no usable record: the size

@@ -6,6 +6,7 @@ No kernel: the warnings are computed from the filter and SSH_CONNECTION before a
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,47 @@ def test_a_boot_ruleset_past_the_cap_is_not_read_and_the_warning_stands(
     line = f'include "{nft}"\n'.encode()
     assert not boot_warned(tmp_path, monkeypatch, b"#" * (P.MAX_BOOT_CONF_BYTES - len(line) - 1) + b"\n" + line)
     assert boot_warned(tmp_path, monkeypatch, b"#" * P.MAX_BOOT_CONF_BYTES + b"\n" + line)
+
+
+def test_a_fifo_as_the_boot_ruleset_is_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO where nftables.conf should be, with no writer: plain open() waited for one, and the plan with it,
+    for good. It is not read, and the warning stands."""
+    fifo = tmp_path / "nftables.conf"
+    os.mkfifo(fifo)
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(P.boot_includes(str(fifo), "/etc/nftables.d/cttop.nft")),
+                         daemon=True)
+    t.start()
+    t.join(timeout=60)  # a bound on a hang, not a speed: the call takes microseconds
+    hung = t.is_alive()
+    if hung:  # in open(): a writer lets it go, so no thread is left behind
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join()
+    assert not hung, "boot_includes waited on a FIFO for a writer"
+    assert got == [False]
+
+
+@pytest.mark.parametrize("odd", ["directory", "symlink", "device", "someone else's"])
+def test_a_boot_ruleset_cttop_may_not_believe_is_not_read(tmp_path: Path, odd: str) -> None:
+    """nftables.conf is believed as cttop's own files are (safefs's rule): a regular file of root's or yours,
+    reached through no link in its last component; not a directory or a device."""
+    nft = "/etc/nftables.d/cttop.nft"
+    real = tmp_path / "real.conf"
+    real.write_text(f'include "{nft}"\n')
+    assert P.boot_includes(str(real), nft)  # a regular file still says so
+    conf = tmp_path / "nftables.conf"
+    if odd == "directory":
+        conf.mkdir()
+    elif odd == "symlink":
+        conf.symlink_to(real)
+    elif odd == "device":
+        conf = Path("/dev/null")
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to make a file owned by someone else")
+        os.chown(real, 65534, 65534)
+        conf = real
+    assert not P.boot_includes(str(conf), nft)
 
 
 @pytest.mark.usefixtures("no_ssh")

@@ -3,14 +3,17 @@ and nothing is written through a link or into someone else's file."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cttop.actions import persist as P
+from cttop.actions import safeopen
 from cttop.actions.errors import ActionError
 
 OTHERS = "# local tuning\nnet.core.somaxconn = 4096\n-net.netfilter.nf_conntrack_max=1\nvm.swappiness=10\n"
@@ -86,6 +89,13 @@ def test_write_text_is_atomic_and_removal_is_idempotent(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "d").iterdir()] == []
 
 
+def test_removing_a_file_makes_no_directory(tmp_path: Path) -> None:
+    """`notrack remove --all` removes the nft file: where it never was, it made an empty nftables.d/ (and the
+    persist directory) to remove nothing from."""
+    P.write_text(str(tmp_path / "etc" / "nftables.d" / "cttop.nft"), None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_writes_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
     """SIGKILL between the temporary file and its rename leaves `.f.cttop-XXXXXXXX`: the next write of f removes
     it, and nothing else: not another file's, not one of another user's, not a link, not a look-alike."""
@@ -157,6 +167,40 @@ def test_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "f.conf")
     with pytest.raises(ActionError, match="not a regular file"):
         P.read_text(str(tmp_path / "f.conf"))
+
+
+def disk_full(monkeypatch: pytest.MonkeyPatch, first: Callable[[], None] = lambda: None) -> None:
+    """Every write of a file's text fails as on a full disk, after ``first``."""
+    def write_all(fd: int, data: bytes) -> None:
+        first()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(safeopen, "write_all", write_all)
+
+
+@pytest.mark.parametrize("there", ["", "etc", "etc/sysctl.d"])
+def test_a_failed_write_takes_back_the_directories_it_made(tmp_path: Path, there: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write the disk refuses leaves the tree as it was: the directories it made go (it left an empty sysctl.d/
+    behind), one that was there stays. tests/kernel/test_hardening_journal.py fills a real file system."""
+    if there:
+        (tmp_path / there).mkdir(parents=True)
+    before = sorted(tmp_path.rglob("*"))
+    disk_full(monkeypatch)
+    conf = tmp_path / "etc" / "sysctl.d" / "90-cttop.conf"
+    with pytest.raises(ActionError, match=f"^{conf}: No space left on device$"):
+        P.write_text(str(conf), "a = 1\n")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_directory_it_made_that_is_no_longer_empty_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an empty directory is taken back: a file someone put in one the write made keeps it and those above
+    it; the empty one below it goes."""
+    etc = tmp_path / "new" / "etc"
+    disk_full(monkeypatch, lambda: (etc / "someone's").write_text("x"))
+    with pytest.raises(ActionError, match="No space left on device"):
+        P.write_text(str(etc / "sysctl.d" / "90-cttop.conf"), "a = 1\n")
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "new", etc, etc / "someone's"]
 
 
 def test_persist_dir_of_knows_only_cttops_files() -> None:

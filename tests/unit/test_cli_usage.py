@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from cttop.cli import load_commands
 from cttop.cli.app import app
+from tests.conftest import run_cttop
 
 
 @pytest.mark.parametrize(("args", "says", "code"), [
@@ -88,3 +93,99 @@ def test_a_duration_is_written_in_ascii_digits(text: str) -> None:
     load_commands([])
     r = CliRunner().invoke(app, ["record", "-o", "/nonexistent/x", "--duration", text])
     assert r.exit_code == 2 and f"--duration {text!r}: give a duration" in r.stderr, r.stderr
+
+
+# --- numbers are written in ASCII digits ------------------------------------------------------------------------
+
+# Digits of other scripts that int() and float() take: Arabic-Indic, fullwidth, Devanagari, and one mixed in.
+FOREIGN_DIGITS = ("\u0663", "\uff13", "\u0969", "1\u0665")
+FOREIGN_FLOAT = "\u0661.\u0665"  # ١.٥
+
+
+def number_options(root: Any) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
+    """(command path, command, option) for every option of every command, found in the app (a new one is checked
+    too), whose value is an integer or a float, as click names its type (ranges included)."""
+    stack: list[tuple[tuple[str, ...], Any]] = [((), root)]
+    while stack:
+        path, cmd = stack.pop()
+        for p in cmd.params:
+            if re.search(r"\b(int|integer|float)\b", p.type.name):
+                assert p.param_type_name == "option", (path, p.name)  # an argument would need its own case
+                yield path, cmd, p
+        stack += [((*path, name), sub) for name, sub in getattr(cmd, "commands", {}).items()]
+
+
+def ascii_forms(p: Any) -> list[tuple[str, int | float]]:
+    """Values written in ASCII the option takes, as text and as the number it is: its range's ends, or a
+    negative and an exponent where it has none."""
+    number: type[int] | type[float] = float if "float" in p.type.name else int
+    low, high = getattr(p.type, "min", None), getattr(p.type, "max", None)
+    forms = [(str(b), number(b)) for b in (low, high) if b is not None]
+    if low is None:
+        forms.append(("-3", number(-3)))
+    if number is float and (low is None or low <= 25) and (high is None or 25 <= high):
+        forms.append(("2.5e1", 25.0))
+    return forms
+
+
+def out_of_range(p: Any) -> list[str]:
+    """ASCII values past the option's range, which its range check still refuses."""
+    low, high = getattr(p.type, "min", None), getattr(p.type, "max", None)
+    return [str(v) for v in ((low - 1) if low is not None else None, (high + 1) if high is not None else None)
+            if v is not None]
+
+
+def test_every_number_option_takes_ascii_digits_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """`snapshot --top ٣` listed 3 groups: int() and float() take any script's digits. Every int and float option
+    of every command refuses them in one line naming the option and the value (the command's usage status), and
+    still takes ASCII, its range checked as before. The commands' bodies are replaced: only parsing is tried."""
+    load_commands([])
+    root = typer.main.get_command(app)
+    ran: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def stub(path: tuple[str, ...], cmd: Any) -> None:
+        cmd.callback = lambda **kwargs: ran.__setitem__(path, kwargs)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            stub((*path, name), sub)
+
+    stub((), root)
+
+    def run(path: tuple[str, ...], cmd: Any, option: str, value: str) -> tuple[int | str | None, str]:
+        # What the command needs besides the option to get to its body: its required arguments and options.
+        required = [a for q in cmd.params if q.required
+                    for a in (["x"] if q.param_type_name == "argument" else [q.opts[0], "x"])]
+        ran.clear()
+        with pytest.raises(SystemExit) as e:
+            root.main([*path, option, value, *required], prog_name="cttop")
+        return e.value.code, capsys.readouterr().err
+
+    found = []
+    for path, cmd, p in number_options(root):
+        option = max(p.opts, key=len)
+        found.append((*path, option))
+        usage = getattr(root.commands[path[0]], "usage_exit", 2) if path else 2
+        for value in (*FOREIGN_DIGITS, *((FOREIGN_FLOAT,) if "float" in p.type.name else ())):
+            code, err = run(path, cmd, option, value)
+            assert "Traceback" not in err and path not in ran, (path, option, value, err)
+            [line] = err.splitlines()
+            assert code == usage and line.startswith("cttop: ") and f"'{option}'" in line, (path, option, line)
+            assert f"{value!r} is not a number in ASCII digits" in line, line
+        for text, number in ascii_forms(p):
+            code, err = run(path, cmd, option, text)
+            assert (code, err) == (0, ""), (path, option, text, err)
+            got = ran[path][p.name]
+            assert got == number and type(got) is type(number), (path, option, text, got)
+        for text in out_of_range(p):
+            code, err = run(path, cmd, option, text)
+            assert code == usage and "is not in the range" in err and path not in ran, (path, option, text, err)
+    # The enumeration is not empty: the options this was written for are in it.
+    assert {("snapshot", "--top"), ("snapshot", "--netns-pid"), ("replay", "--speed"), ("replay", "--at"),
+            ("--interval",), ("export", "--max-namespaces"), ("lab", "--duration")} <= set(found), found
+
+
+def test_a_foreign_digit_is_one_line_from_the_command_too() -> None:
+    """The same refusal from cttop as run, through its own streams: one line, exit 2, no traceback."""
+    r = run_cttop("replay", "--speed", FOREIGN_FLOAT, "/nonexistent/rec.cttop")
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert r.stderr == (f"cttop: replay: Invalid value for '--speed': {FOREIGN_FLOAT!r} is not a number in ASCII "
+                        "digits (0-9); see cttop replay --help\n")

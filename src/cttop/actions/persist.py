@@ -127,17 +127,24 @@ def check_writable(path: str) -> None:
 
 
 def write_text(path: str, text: str | None) -> None:
-    """Replace the file atomically with ``text``, keeping its mode; None removes it."""
+    """Replace the file atomically with ``text``, keeping its mode; None removes it. A write that fails takes
+    back the directories it made, as it does its temporary file (a full disk left an empty sysctl.d/ behind)."""
     d, name = os.path.split(path)
+    made: list[str] = []
     try:
-        dir_fd = safeopen.open_dir(d, "directory", 0o755)
-        assert dir_fd is not None
+        # A removal makes no directory (`notrack remove --all` made /etc/nftables.d/ to remove nothing from it).
+        dir_fd = safeopen.open_dir(d, "directory", None if text is None else 0o755, made)
+        if dir_fd is None:
+            return  # no directory, so no file to remove
         try:
             _replace(dir_fd, name, path, text)
         finally:
             os.close(dir_fd)
-    except OSError as e:
-        raise ActionError(f"{path}: {e.strerror}") from None
+    except BaseException as e:
+        safeopen.remove_made(made, "directory")
+        if isinstance(e, OSError):
+            raise ActionError(f"{path}: {e.strerror}") from None
+        raise
 
 
 TMP_INFIX, TMP_BYTES = ".cttop-", 4  # .NAME.cttop-0123abcd: a new file's text, until it is renamed over NAME
@@ -274,13 +281,21 @@ def nft_includes(text: str, path: str) -> bool:
 
 def boot_includes(conf: str, path: str) -> bool:
     """Whether the nft file ``conf`` (the one loaded at boot) includes ``path``; False when that cannot be
-    told: ``conf`` unreadable, or past MAX_BOOT_CONF_BYTES."""
+    told: ``conf`` unreadable, not a file cttop may believe (a link, a FIFO, a device, someone else's: the
+    rule of :func:`cttop.actions.safeopen.check_stat`), or past MAX_BOOT_CONF_BYTES."""
     try:
-        with open(conf, "rb") as f:
-            data = f.read(MAX_BOOT_CONF_BYTES + 1)
+        # OPEN_FLAGS: a FIFO put there is opened without waiting for a writer, and then refused as no file.
+        fd = os.open(conf, os.O_RDONLY | OPEN_FLAGS)
     except OSError:
         return False
-    return len(data) <= MAX_BOOT_CONF_BYTES and nft_includes(data.decode(errors="replace"), path)
+    try:
+        safeopen.check_stat(os.fstat(fd), "", conf)
+        data = safeopen.read_all(fd, MAX_BOOT_CONF_BYTES, "", conf)
+    except (OSError, ActionError):
+        return False
+    finally:
+        os.close(fd)
+    return nft_includes(data.decode(errors="replace"), path)
 
 
 def write_command(path: str, text: str | None) -> str:

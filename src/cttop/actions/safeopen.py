@@ -32,13 +32,15 @@ def refusal(what: str, path: str, e: OSError) -> ActionError:
     return ActionError(f"{where(what, path)}: {e.strerror or e}")
 
 
-def open_dir(path: str, what: str, create_mode: int | None = None) -> int | None:
+def open_dir(path: str, what: str, create_mode: int | None = None, made: list[str] | None = None) -> int | None:
     """An fd on directory ``path`` once it is checked; None when it is missing and ``create_mode`` is None.
 
     With ``create_mode`` a missing directory is made with that mode (missing ones above it 0755), each in a
-    directory already checked: nothing is made under a directory that is then refused.
+    directory already checked: nothing is made under a directory that is then refused. Each one made is
+    added to ``made`` as it is, outermost first, so that a write that then fails can take them back
+    (:func:`remove_made`), even when the walk itself fails.
     """
-    fd = _walk(path, what, create_mode)
+    fd = _walk(path, what, create_mode, made)
     if fd is None:
         return None
     problem = untrusted(os.fstat(fd))
@@ -52,7 +54,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 MAX_LINKS = 40  # links followed in one path, as the kernel's own walk allows
 
 
-def _walk(path: str, what: str, create_mode: int | None) -> int | None:
+def _walk(path: str, what: str, create_mode: int | None, made: list[str] | None) -> int | None:
     """Open directory ``path`` a component at a time from /, checking each directory before anything in it is
     believed: whoever can rename entries in a directory could swap in a link, so a link is followed only out
     of a directory that passes (and, in a sticky one such as /tmp, only a link of root's or yours). Every
@@ -73,7 +75,7 @@ def _walk(path: str, what: str, create_mode: int | None) -> int | None:
                 nxt, shown = os.open("..", DIR_FLAGS, dir_fd=cur), os.path.dirname(shown)
             else:
                 try:
-                    nxt = _open_in(cur, name, create_mode, last)
+                    nxt = _open_in(cur, name, create_mode, last, made, shown)
                 except FileNotFoundError as e:
                     if create_mode is not None:  # made, then gone: someone else's doing
                         raise refusal(what, path, e) from None
@@ -101,9 +103,10 @@ def _walk(path: str, what: str, create_mode: int | None) -> int | None:
         raise
 
 
-def _open_in(dir_fd: int, name: str, create_mode: int | None, last: bool) -> int:
-    """Directory ``name`` in the checked ``dir_fd``, not followed if a link; made there if missing and asked to
-    (FileNotFoundError if not)."""
+def _open_in(dir_fd: int, name: str, create_mode: int | None, last: bool, made: list[str] | None,
+             shown: str) -> int:
+    """Directory ``name`` in the checked ``dir_fd`` (``shown``), not followed if a link; made there if missing
+    and asked to (FileNotFoundError if not), and then added to ``made``."""
     flags = DIR_FLAGS | os.O_NOFOLLOW
     try:
         return os.open(name, flags, dir_fd=dir_fd)
@@ -112,10 +115,34 @@ def _open_in(dir_fd: int, name: str, create_mode: int | None, last: bool) -> int
             raise
     try:
         os.mkdir(name, create_mode if last else 0o755, dir_fd=dir_fd)
-        os.fsync(dir_fd)  # the new entry on disk (what is written in it has fsyncs of its own)
     except FileExistsError:
-        pass  # made by a cttop running beside this one: checked like any other
+        pass  # made by a cttop running beside this one: checked like any other, and not ours to take back
+    else:
+        if made is not None:
+            made.append(os.path.join(shown, name))  # at once: should the next call fail, it is taken back too
+        os.fsync(dir_fd)  # the new entry on disk (what is written in it has fsyncs of its own)
     return os.open(name, flags, dir_fd=dir_fd)
+
+
+def remove_made(made: list[str], what: str) -> None:
+    """Take back the directories a failed write made (``open_dir``'s ``made``), innermost first, each only while
+    empty: anything someone put in one since stays, and so do it and those above it. Each is removed from its
+    parent opened by the same checked walk, never by a path a link could send elsewhere; this runs while
+    another error is raised, so its own failures end it quietly."""
+    for path in reversed(made):
+        try:
+            parent = open_dir(os.path.dirname(path), what)
+        except (OSError, ActionError):
+            return
+        if parent is None:
+            return
+        try:
+            os.rmdir(os.path.basename(path), dir_fd=parent)
+            os.fsync(parent)  # gone on disk, as its making was
+        except OSError:
+            return  # not empty, or already gone
+        finally:
+            os.close(parent)
 
 
 def _link(dir_fd: int, name: str) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import math
 import os
@@ -27,7 +29,13 @@ from cttop.termsafe import safe_line
 
 class OneLineUsage(TyperGroup):
     """A usage error (unknown option, bad value, missing argument) in the one line every other cttop error
-    takes, not click's usage block; exit 2, or a command's own ``usage_exit`` (doctor: 3, "unknown")."""
+    takes, not click's usage block; exit 2, or a command's own ``usage_exit`` (doctor: 3, "unknown").
+    Every number option of every command below it takes ASCII digits only (:func:`ascii_numbers`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # typer builds the root with every command already made: the one point every option of a run passes.
+        ascii_numbers(self)
 
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         try:
@@ -63,6 +71,40 @@ def _message(e: TyperException) -> str:
 def _usage_failed(e: TyperException, command: str | None, code: int) -> NoReturn:
     where = f"cttop {command}" if command else "cttop"
     fail(f"{command + ': ' if command else ''}{_message(e).rstrip('.')}; see {where} --help", code)
+
+
+# click's int and float types (ranges included), by their public names: typer vendors click, so its classes
+# cannot be imported here.
+_NUMBER_TYPES = {"IntParamType", "FloatParamType"}
+
+
+class _AsciiDigits:
+    """Put before a click int or float type: int() and float() take any script's digits (``--top ٣`` was 3),
+    where cttop's own parsers (durations, ports) take ASCII only. Refused in click's words, which name the
+    option; the type's own checks (its range) follow."""
+
+    def convert(self, value: Any, param: typer.CallbackParam | None, ctx: typer.Context | None) -> Any:
+        if isinstance(value, str) and not value.isascii():
+            self.fail(f"{value!r} is not a number in ASCII digits (0-9).", param, ctx)  # type: ignore[attr-defined]
+        return super().convert(value, param, ctx)  # type: ignore[misc]
+
+
+@functools.cache
+def _ascii_only(number: type) -> type:
+    # Named as the type it extends, so it reads the same in a repr (<IntRange x>=1>); its name, range and help
+    # are the base's.
+    return type(number.__name__, (_AsciiDigits, number), {})
+
+
+def ascii_numbers(command: Any) -> None:
+    """Make every int and float parameter of ``command`` and the commands below it take ASCII digits only."""
+    for param in command.params:
+        if _NUMBER_TYPES & {c.__name__ for c in type(param.type).__mro__}:
+            number = copy.copy(param.type)  # not in place: click's INT and FLOAT are shared instances
+            number.__class__ = _ascii_only(type(param.type))
+            param.type = number
+    for sub in getattr(command, "commands", {}).values():
+        ascii_numbers(sub)
 
 
 COMPLETE_VAR = "_CTTOP_COMPLETE"  # click's protocol: a completing shell sets it and runs cttop
