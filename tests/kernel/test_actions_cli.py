@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cttop.actions.notrack import NFT_TABLE
+from cttop.actions.notrack.rules import NFT_TABLE
 from tests.conftest import CLI, sh
 from tests.conftest import run_cttop as cttop
 

@@ -22,7 +22,8 @@ import typer
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import matching_rows
 from cttop.actions.journal import Journal, Transaction
-from cttop.actions.notrack import AddNotrack, RemoveNotrack, list_rules
+from cttop.actions.notrack.plans import AddNotrack, RemoveNotrack
+from cttop.actions.notrack.rules import list_rules
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import set_read_only
 from cttop.actions.undo import undo_plan

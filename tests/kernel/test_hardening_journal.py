@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from cttop.actions import notrack
+from cttop.actions.notrack import plans as notrack_plans
 from cttop.actions.journal import MAX_JOURNAL_BYTES, Journal, Transaction
-from cttop.actions.notrack import AddNotrack, RemoveNotrack
+from cttop.actions.notrack.plans import AddNotrack, RemoveNotrack
 from cttop.actions.sysctl_plan import SetSysctls
 from cttop.kernel.netns import NetnsSpec
 from tests.conftest import CLI, delete_netns, make_netns, sh
@@ -699,7 +699,7 @@ def test_an_interrupted_notrack_change_that_never_reached_the_kernel_is_undone_a
     def die(*args: object) -> None:
         raise SystemExit("killed")
 
-    monkeypatch.setattr(notrack, "_transact", die)
+    monkeypatch.setattr(notrack_plans, "transact", die)
     spec, journal = NetnsSpec(name=ns), Journal(str(state))
     plan = AddNotrack(spec, "tcp dport 22", journal=journal) if kind == "notrack-add" \
         else RemoveNotrack(spec, None, journal=journal)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cttop.actions.errors import ActionError
-from cttop.actions.notrack import AddNotrack, alternatives_matches, notrack_filter
-from cttop.actions.notrack_rules import iptables_matches, matches, nft_match
+from cttop.actions.notrack.match import alternatives_matches, iptables_matches, matches, nft_match, notrack_filter
+from cttop.actions.notrack.plans import AddNotrack
 from cttop.filter import compile_filter
 from cttop.kernel.netns import NetnsSpec
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cttop.actions import notrack
+from cttop.actions.notrack import plans as notrack_plans
 from cttop.actions import persist as P
-from cttop.actions.notrack import AddNotrack
+from cttop.actions.notrack.plans import AddNotrack
 from cttop.actions.persist import PersistPaths
 from cttop.kernel.netns import NetnsSpec
 
@@ -153,7 +153,7 @@ BOOT_WARNING = "loads at boot only if"
 
 def boot_warned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf: bytes) -> bool:
     (tmp_path / "nftables.conf").write_bytes(conf)
-    monkeypatch.setattr(notrack, "NFTABLES_CONF", str(tmp_path / "nftables.conf"))
+    monkeypatch.setattr(notrack_plans, "NFTABLES_CONF", str(tmp_path / "nftables.conf"))
     plan = AddNotrack(NetnsSpec(), "udp dport 53", backend="nft", nat_rows=0, persist=PersistPaths.under(str(tmp_path)))
     return any(BOOT_WARNING in w for w in plan.warnings())
 

@@ -30,8 +30,7 @@ from hypothesis import strategies as st
 
 from cttop.actions import shell
 from cttop.actions.journal import Journal, Record
-from cttop.actions.notrack import alternatives_matches
-from cttop.actions.notrack_rules import iptables_matches, nft_match
+from cttop.actions.notrack.match import alternatives_matches, iptables_matches, nft_match
 from cttop.actions.persist import PersistPaths
 from cttop.actions.undo import undo_plan
 from cttop.errors import CttopError

@@ -31,14 +31,8 @@ from cttop.actions import schema as _schema
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import DeleteFlows, FlushFlows
 from cttop.actions.journal import Journal, Record
-from cttop.actions.notrack import (
-    AddNotrack,
-    NotrackRule,
-    RemoveNotrack,
-    RuleGroup,
-    list_rules,
-    rule_groups,
-)
+from cttop.actions.notrack.plans import AddNotrack, RemoveNotrack, RuleGroup, rule_groups
+from cttop.actions.notrack.rules import NotrackRule, list_rules
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import ActionResult, Plan, read_only, set_read_only
 from cttop.actions.sysctl_plan import SetSysctls

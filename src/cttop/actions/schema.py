@@ -27,7 +27,9 @@ from typing import Any
 from cttop.actions import persist as P
 from cttop.actions.flows import DeleteFlows, FlushFlows
 from cttop.actions.journal import Record
-from cttop.actions.notrack import BACKENDS, AddNotrack, RemoveNotrack, alternatives_matches
+from cttop.actions.notrack.match import alternatives_matches
+from cttop.actions.notrack.plans import AddNotrack, RemoveNotrack
+from cttop.actions.notrack.rules import BACKENDS
 from cttop.actions.sysctl_plan import SetSysctls
 from cttop.actions.tunables import Tunable, catalogue_entry, plain_value
 from cttop.errors import CttopError

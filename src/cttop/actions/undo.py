@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from cttop.actions.errors import ActionError
 from cttop.actions.journal import Journal, Record
-from cttop.actions.notrack import AddNotrack, RemoveNotrack, RestoreNotrack
+from cttop.actions.notrack.plans import AddNotrack, RemoveNotrack, RestoreNotrack
 from cttop.actions.persist import PersistPaths
 from cttop.actions.plan import Plan
 from cttop.actions.sysctl_plan import SetSysctls

@@ -14,7 +14,7 @@ import ipaddress
 import os
 from collections.abc import Sequence
 
-from cttop.actions.notrack_rules import ANY_PORT_PROTOS_TEXT, Match
+from cttop.actions.notrack.match import ANY_PORT_PROTOS_TEXT, Match
 from cttop.filter import Filter
 from cttop.kernel.netns import NetnsError, NetnsSpec
 from cttop.model import AF_INET, AF_INET6, IPS_ASSURED, IPS_SEEN_REPLY, TCP_STATES, Row, proto_name

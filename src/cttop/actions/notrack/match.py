@@ -17,6 +17,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from cttop.actions.errors import ActionError
+from cttop.filter import Filter, compile_filter, parse
 from cttop.filter.ast import (
     Addr,
     All,
@@ -217,3 +218,23 @@ def iptables_matches(m: Match) -> list[tuple[str, list[str]]]:
                 args += ["-m", "mark", "--mark", f"{value:#x}/{mask:#x}"]
             out.append((prog, args))
     return out
+
+
+def alternatives_matches(node: Node) -> list[Match]:
+    """:func:`matches` for each alternative of a top-level ``or``, in order, without duplicates.
+
+    One rule set per alternative is what an ``or`` means to a rule list (any rule
+    exempts the packet), so tagged flows of several services become one change.
+    An ``or`` inside an ``and`` is still refused by :func:`matches`.
+    """
+    out: list[Match] = []
+    for alt in node.items if isinstance(node, Or) else (node,):
+        out += [m for m in matches(alt) if m not in out]
+    return out
+
+
+def notrack_filter(text: str) -> Filter:
+    """``text`` compiled for NOTRACK rules. The owner words are parsed, to be refused for NOTRACK's own reason (a
+    packet has no owner yet when the rule sees it), not the filter's (no sockets are read here to know owners)."""
+    alternatives_matches(parse(text, owners=True))
+    return compile_filter(text)

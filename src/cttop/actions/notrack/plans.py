@@ -1,30 +1,12 @@
-"""NOTRACK rules that exempt traffic from connection tracking: add, list, remove, persist.
-
-cttop keeps its rules in a table of its own, ``table inet cttop``, with base
-chains ``pre`` (hook prerouting) and ``out`` (hook output) at priority raw (-300),
-so they run before conntrack and never mix with anyone else's rules. Every rule
-carries the comment ``cttop:<change id>``: listing groups by it, and undo removes
-exactly the rules of one change. When the last cttop rule goes, so does the
-table, leaving the ruleset as it was found.
-
-Without ``nft``, the same matches go to the raw table with ``iptables -t raw -I
-PREROUTING|OUTPUT ... -j CT --notrack`` (and ip6tables), tagged the same way.
-
-Each change is one transaction (``nft -f``, ``iptables-restore --noflush``), so the
-kernel takes all of it or none of it.
-
-Rule text is never read back from the journal. Undoing an addition removes the
-rules found in the live ruleset by their comment (nft: by handle); undoing a
-removal derives the rules again from the filter expressions they were made from.
-"""
+"""The NOTRACK changes as plans: add, remove, and the undo of a removal (rules derived again from the journaled
+filter expressions, never read back); the nft file a persisted change writes; the rules listed by change for the
+rules screen, each with the expression the journal says it was made from."""
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from cttop.actions import persist as P
@@ -32,102 +14,36 @@ from cttop.actions import shell
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import matching_chunks
 from cttop.actions.journal import Journal, Record
-from cttop.actions.notrack_rules import ANY_PORT_PROTOS_TEXT, Match, iptables_matches, matches, nft_match
-from cttop.actions.notrack_safety import safety_warnings
+from cttop.actions.notrack.match import (
+    ANY_PORT_PROTOS_TEXT,
+    alternatives_matches,
+    iptables_matches,
+    nft_match,
+    notrack_filter,
+)
+from cttop.actions.notrack.rules import (
+    NFT_CHAINS,
+    NFT_TABLE,
+    NotrackRule,
+    build_rules,
+    derived_rules,
+    list_rules,
+    nft_rules,
+    nft_script,
+    pick_backend,
+    rule_commands,
+    transact,
+)
+from cttop.actions.notrack.safety import safety_warnings
 from cttop.actions.plan import Change, Plan
 from cttop.errors import CttopError
-from cttop.filter import Filter, compile_filter, parse
-from cttop.filter.ast import Node, Or
+from cttop.filter import Filter, compile_filter
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsError, NetnsSpec
 from cttop.model import nat_kind
 from cttop.table.packing import flow_key
 
-TABLE = "cttop"
-NFT_TABLE = f"inet {TABLE}"
-# chain name -> hook
-NFT_CHAINS = {"pre": "prerouting", "out": "output"}
-IPT_CHAINS = ("PREROUTING", "OUTPUT")
-IPT_PROGS = ("iptables", "ip6tables")
 NFTABLES_CONF = "/etc/nftables.conf"
-TAG = "cttop:"
-# What AddNotrack(backend=...) takes: iptables also means ip6tables.
-BACKENDS = ("nft", "iptables")
-
-# Change ids are eight hex digits (journal.new_id); another comment is not cttop's.
-_TAG_RE = re.compile(r'comment "?cttop:([0-9a-f]{8})"?(\s|$)')
-_HANDLE_RE = re.compile(r"\s+# handle (\d+)$")
-
-
-@dataclass(frozen=True)
-class NotrackRule:
-    """One rule: as the backend lists it (``rule`` then is its text, to remove it by), or as cttop derives it."""
-
-    id: str  # the change that added it (from its comment)
-    backend: str  # "nft", "iptables" or "ip6tables"
-    chain: str
-    rule: str
-    handle: int | None = None  # nft only
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def tag(change_id: str) -> str:
-    return TAG + change_id
-
-
-def pick_backend() -> str:
-    if shell.have("nft"):
-        return "nft"
-    if shell.have("iptables-restore"):
-        return "iptables"
-    raise ActionError("NOTRACK needs nft or iptables, and neither is installed")
-
-
-def _nft_rules(spec: NetnsSpec) -> list[NotrackRule]:
-    r = shell.run(spec, ["nft", "-a", "list", "table", "inet", TABLE])
-    if r.returncode != 0:
-        # No table means no rules; anything else is a real failure.
-        if "No such file or directory" in r.stderr:
-            return []
-        raise ActionError(f"nft list table {NFT_TABLE}: {shell.first_line(r.stderr)}")
-    out: list[NotrackRule] = []
-    chain = None
-    for line in r.stdout.splitlines():
-        s = line.strip()
-        m = re.match(r"chain (\S+) \{", s)
-        if m:
-            chain = m.group(1)
-            continue
-        h = _HANDLE_RE.search(line)
-        t = _TAG_RE.search(s)
-        if chain in NFT_CHAINS and h and t and not s.startswith(("type ", "table ", "chain ")):
-            out.append(NotrackRule(t.group(1), "nft", chain, _HANDLE_RE.sub("", line).strip(), int(h.group(1))))
-    return out
-
-
-def _ipt_rules(spec: NetnsSpec, prog: str) -> list[NotrackRule]:
-    if not shell.have(f"{prog}-save"):
-        return []
-    r = shell.run(spec, [f"{prog}-save", "-t", "raw"])
-    if r.returncode != 0:
-        return []
-    out: list[NotrackRule] = []
-    for line in r.stdout.splitlines():
-        t = _TAG_RE.search(line)
-        parts = line.split(None, 2)
-        if t and len(parts) == 3 and parts[0] == "-A" and parts[1] in IPT_CHAINS:
-            out.append(NotrackRule(t.group(1), prog, parts[1], parts[2]))
-    return out
-
-
-def list_rules(spec: NetnsSpec = NetnsSpec()) -> list[NotrackRule]:
-    """Every cttop NOTRACK rule in the namespace, from the kernel (nft table and iptables raw table)."""
-    out = _nft_rules(spec) if shell.have("nft") else []
-    for prog in IPT_PROGS:
-        out += _ipt_rules(spec, prog)
-    return out
 
 
 @dataclass(frozen=True)
@@ -140,7 +56,8 @@ class RuleGroup:
 
 
 def rule_groups(spec: NetnsSpec = NetnsSpec(), journal: Journal | None = None) -> list[RuleGroup]:
-    """:func:`list_rules`, one group per change; the rules come from the kernel, only the expressions from the journal."""
+    """:func:`list_rules`, one group per change; the rules come from the kernel, only the expressions from the
+    journal."""
     rules = list_rules(spec)
     exprs = journaled_exprs(journal or Journal())
     ids = dict.fromkeys(r.id for r in rules)
@@ -153,106 +70,6 @@ def journaled_exprs(journal: Journal) -> dict[str, str]:
             if r.kind == AddNotrack.kind and r.undoes is None and r.damaged is None}
 
 
-def build_rules(change_id: str, alternatives: Sequence[Match], backend: str) -> list[NotrackRule]:
-    """The rules (both chains, each family for iptables) that exempt ``alternatives``, tagged with the change id."""
-    out: list[NotrackRule] = []
-    comment = tag(change_id)
-    for m in alternatives:
-        if backend == "nft":
-            text = f'{nft_match(m)} notrack comment "{comment}"'
-            out += [NotrackRule(change_id, "nft", chain, text) for chain in NFT_CHAINS]
-        else:
-            for prog, args in iptables_matches(m):
-                text = shlex.join([*args, "-m", "comment", "--comment", comment, "-j", "CT", "--notrack"])
-                out += [NotrackRule(change_id, prog, chain, text) for chain in IPT_CHAINS]
-    return out
-
-
-def derived_rules(change_id: str, expr: str, backend: str) -> list[NotrackRule]:
-    """The rules of change ``change_id`` made from filter ``expr``: parsed and compiled again, never read back."""
-    return build_rules(change_id, alternatives_matches(compile_filter(expr).ast), backend)
-
-
-def _nft_script(add: Sequence[NotrackRule], remove: Sequence[NotrackRule], drop_table: bool) -> str:
-    lines: list[str] = []
-    if add:
-        lines.append(f"add table {NFT_TABLE}")
-        for chain, hook in NFT_CHAINS.items():
-            lines.append(f"add chain {NFT_TABLE} {chain} {{ type filter hook {hook} priority raw; }}")
-        lines += [f"add rule {NFT_TABLE} {r.chain} {r.rule}" for r in add]
-    lines += [f"delete rule {NFT_TABLE} {r.chain} handle {r.handle}" for r in remove]
-    if drop_table:
-        lines.append(f"delete table {NFT_TABLE}")
-    return "\n".join(lines) + "\n"
-
-
-def _ipt_script(add: Sequence[NotrackRule], remove: Sequence[NotrackRule]) -> str:
-    lines = ["*raw"]
-    lines += [f"-I {r.chain} {r.rule}" for r in add]
-    lines += [f"-D {r.chain} {r.rule}" for r in remove]
-    return "\n".join(lines + ["COMMIT"]) + "\n"
-
-
-def _transact(spec: NetnsSpec, add: Sequence[NotrackRule], remove: Sequence[NotrackRule]) -> None:
-    """Add and remove rules, each backend in one transaction; all or nothing across backends too."""
-    backends = [b for b in ("nft", *IPT_PROGS) if any(r.backend == b for r in (*add, *remove))]
-    done: list[str] = []
-    for b in backends:
-        a = [r for r in add if r.backend == b]
-        d = [r for r in remove if r.backend == b]
-        err = _run_backend(spec, b, a, d)
-        if err is None:
-            done.append(b)
-            continue
-        for prev in reversed(done):
-            # The kernel gave back handles for what was added; undo by comment tag instead.
-            _undo_backend(spec, prev, [r for r in add if r.backend == prev],
-                          [r for r in remove if r.backend == prev])
-        raise ActionError(f"{b} refused the change: {err}; nothing was changed")
-
-
-def _run_backend(spec: NetnsSpec, backend: str, add: Sequence[NotrackRule],
-                 remove: Sequence[NotrackRule]) -> str | None:
-    if backend == "nft":
-        remaining = [r for r in _nft_rules(spec) if r not in remove]
-        script = _nft_script(add, remove, drop_table=not add and not remaining)
-        r = shell.run(spec, ["nft", "-f", "-"], stdin=script)
-    else:
-        r = shell.run(spec, [f"{backend}-restore", "--noflush"], stdin=_ipt_script(add, remove))
-    return None if r.returncode == 0 else shell.first_line(r.stderr)
-
-
-def _undo_backend(spec: NetnsSpec, backend: str, added: Sequence[NotrackRule],
-                  removed: Sequence[NotrackRule]) -> None:
-    ids = {r.id for r in added}
-    now = [r for r in list_rules(spec) if r.backend == backend and r.id in ids]
-    _run_backend(spec, backend, list(removed), now)
-
-
-def _rule_commands(spec: NetnsSpec, add: Sequence[NotrackRule], remove: Sequence[NotrackRule],
-                   drop_table: bool) -> list[str]:
-    out: list[str] = []
-    nft_add = [r for r in add if r.backend == "nft"]
-    if nft_add:
-        out.append(shell.shown(spec, ["nft", "add", "table", "inet", TABLE]))
-        for chain, hook in NFT_CHAINS.items():
-            chain_def = f"add chain {NFT_TABLE} {chain} {{ type filter hook {hook} priority raw; }}"
-            out.append(shell.shown(spec, ["nft", chain_def]))
-    for r in add:
-        if r.backend == "nft":
-            out.append(shell.shown(spec, ["nft", f"add rule {NFT_TABLE} {r.chain} {r.rule}"]))
-        else:
-            out.append(shell.shown(spec, [r.backend, "-t", "raw", "-I", r.chain, *shlex.split(r.rule)]))
-    for r in remove:
-        if r.backend == "nft":
-            out.append(shell.shown(spec, ["nft", "delete", "rule", "inet", TABLE, r.chain, "handle", str(r.handle)]))
-        else:
-            out.append(shell.shown(spec, [r.backend, "-t", "raw", "-D", r.chain, *shlex.split(r.rule)]))
-    if drop_table:
-        out.append(shell.shown(spec, ["nft", "delete", "table", "inet", TABLE]))
-    return out
-
-
 def nft_file_text(spec: NetnsSpec, journal: Journal) -> str | None:
     """cttop's nft rules in the namespace as a file ``nft -f`` loads idempotently, or None when there are none.
 
@@ -261,7 +78,7 @@ def nft_file_text(spec: NetnsSpec, journal: Journal) -> str | None:
     each one's rules derived again from the filter expression its journal record holds; others are left out.
     """
     exprs = journaled_exprs(journal)
-    ids = dict.fromkeys(r.id for r in _nft_rules(spec) if r.id in exprs)
+    ids = dict.fromkeys(r.id for r in nft_rules(spec) if r.id in exprs)
     if not ids:
         return None
     rules = [r for i in ids for r in derived_rules(i, exprs[i], "nft")]
@@ -295,11 +112,11 @@ class _RulesPlan(Plan):
         removes = self._removes()
         if self._adds() or not any(r.backend == "nft" for r in removes):
             return False
-        return not [r for r in _nft_rules(self.spec) if r not in removes]
+        return not [r for r in nft_rules(self.spec) if r not in removes]
 
     def commands(self) -> list[str]:
         drops = self._drops_table()
-        out = _rule_commands(self.spec, self._adds(), self._removes(), drops)
+        out = rule_commands(self.spec, self._adds(), self._removes(), drops)
         if self.persist_file is not None and drops:
             out.append(P.write_command(self.persist_file, None))
         elif self.persist_file is not None:
@@ -323,7 +140,7 @@ class _RulesPlan(Plan):
             P.check_writable(self.persist_file)
 
     def _transact_and_persist(self) -> None:
-        _transact(self.spec, self._adds(), self._removes())
+        transact(self.spec, self._adds(), self._removes())
         if self.persist_file is None:
             return
         try:
@@ -337,7 +154,7 @@ class _RulesPlan(Plan):
     def _revert_rules(self) -> None:
         added_ids = {r.id for r in self._adds()}
         now = [r for r in list_rules(self.spec) if r.id in added_ids]
-        _transact(self.spec, self._removes(), now)
+        transact(self.spec, self._removes(), now)
 
     def _rollback(self, change: Change) -> str:
         try:
@@ -350,26 +167,6 @@ class _RulesPlan(Plan):
 
     def _persist_json(self) -> dict[str, object]:
         return {"persist_file": self.persist_file} if self.persist_file else {}
-
-
-def alternatives_matches(node: Node) -> list[Match]:
-    """:func:`matches` for each alternative of a top-level ``or``, in order, without duplicates.
-
-    One rule set per alternative is what an ``or`` means to a rule list (any rule
-    exempts the packet), so tagged flows of several services become one change.
-    An ``or`` inside an ``and`` is still refused by :func:`matches`.
-    """
-    out: list[Match] = []
-    for alt in node.items if isinstance(node, Or) else (node,):
-        out += [m for m in matches(alt) if m not in out]
-    return out
-
-
-def notrack_filter(text: str) -> Filter:
-    """``text`` compiled for NOTRACK rules. The owner words are parsed, to be refused for NOTRACK's own reason (a
-    packet has no owner yet when the rule sees it), not the filter's (no sockets are read here to know owners)."""
-    alternatives_matches(parse(text, owners=True))
-    return compile_filter(text)
 
 
 def nat_warning(nat_rows: int) -> list[str]:
@@ -454,7 +251,7 @@ class AddNotrack(_RulesPlan):
 
     def _validate(self) -> None:
         if self.backend == "nft":
-            r = shell.run(self.spec, ["nft", "-c", "-f", "-"], stdin=_nft_script(self.rules, [], False))
+            r = shell.run(self.spec, ["nft", "-c", "-f", "-"], stdin=nft_script(self.rules, [], False))
             if r.returncode != 0:
                 raise ActionError(f"nft rejects the rules: {shell.first_line(r.stderr)}")
         else:
@@ -650,4 +447,3 @@ def _resolve_id(ident: str, present: list[NotrackRule], spec: NetnsSpec) -> str:
     if hits:
         raise ActionError(f"NOTRACK id {ident!r} is ambiguous in namespace {spec.label()}: {', '.join(hits)}")
     raise ActionError(f"no cttop NOTRACK rules with id {ident!r} in namespace {spec.label()}")
-
