@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
 
+HANG: Final = 2  # how far in from its own start a line with no marker goes on: apart from the line after it
+
+
 class Para(NamedTuple):
-    """One paragraph: ``lead`` (a marker, a label) once, then ``body`` wrapped under the body's own start.
+    """One paragraph: ``lead`` (a marker, a label) once, then ``body`` wrapped under the body's own start, or
+    ``hang`` columns further in.
 
     Both are drawn as given: make text from the kernel, /proc or a file terminal-safe first (cttop.termsafe).
     """
@@ -30,21 +34,23 @@ class Para(NamedTuple):
     body: str
     lead_style: str = ""
     style: str = ""
+    hang: int = 0
 
 
 def indented(line: str) -> Para:
-    """A line of its own whose leading spaces are its lead: its continuations stand where its text starts."""
+    """A line of its own, its leading spaces its lead: it goes on HANG columns in from where its text starts, so
+    its continuation does not read as the next line (a plan's rule under "4 rules in nft table…")."""
     body = line.lstrip(" ")
-    return Para(line[:len(line) - len(body)], body)
+    return Para(line[:len(line) - len(body)], body, hang=HANG)
 
 
 def para_lines(p: Para, width: int) -> list[str]:
     """``p`` as lines of at most ``width`` (its lead may overflow a narrower width): the first starts with the lead,
-    the rest are indented under the body's start, but by at most half the width, so a long lead (``[iptables
-    PREROUTING]``) leaves its body room. A word longer than a line is cut across lines; no line is blank, unless
-    the paragraph is."""
+    the rest are indented under the body's start (and ``hang``), but by at most half the width, so a long lead
+    (``[iptables PREROUTING]``) leaves its body room. A word longer than a line is cut across lines; no line is
+    blank, unless the paragraph is."""
     width = max(1, width)
-    indent = min(len(p.lead), width // 2)
+    indent = min(len(p.lead) + p.hang, width // 2)
     lines = textwrap.wrap(p.body, width, initial_indent=" " * len(p.lead), subsequent_indent=" " * indent,
                           break_on_hyphens=False)
     if not lines:
