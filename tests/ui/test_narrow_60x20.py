@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 from textual.containers import Vertical
@@ -21,17 +22,19 @@ from cttop.ui.heaviest import HeaviestPanel
 from cttop.ui.screens import namespaces as ns_screen
 from cttop.ui.screens import notrack as notrack_screen
 from cttop.ui.screens.confirm import ConfirmScreen
+from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen
 from tests.ui.fixed_source import FixedSource
-from tests.ui.helpers import LAB_NS, screen_text, wait_for, wait_live
+from tests.ui.helpers import LAB_NS, one_flush_journal, screen_text, wait_for, wait_live
 
 NARROW = (60, 20)
 
 
 def boxed(text: str) -> list[str]:
     """Each line's inside of the dialog box drawn over the screen (between its borders, less its padding)."""
-    return [line[line.index("│") + 2:line.rindex("│")].rstrip() for line in text.splitlines() if line.count("│") >= 2]
+    lines = [line for line in text.splitlines() if line.count("│") >= 2]
+    return [line[line.index("│") + 2:line.rindex("│")].rstrip() for line in lines]
 
 
 # --- the panels ---------------------------------------------------------------------------------------------
@@ -53,7 +56,7 @@ async def test_each_heaviest_row_stays_on_its_line_with_its_key_and_figures(size
         panel.show(replace(frame, top=HEAVY, top_by="entries", ranked_total=347, counted=True))
         await pilot.pause()
         lines = screen_text(app).splitlines()
-    at = next(i for i, line in enumerate(lines) if "10.77.1.2" in line)
+    at = next(i for i, line in enumerate(lines) if re.search(r" 259 +75%", line))
     assert re.search(r"10\.77\.1\.2 +259 +75%", lines[at]), lines[at]
     assert re.search(r"fd77:1::2 +88 +25%", lines[at + 1]), lines[at + 1]  # the next row, not the tail of this one
     # Where the row fits with them, the bytes and packets a second stay, as before (at 80 columns).
@@ -107,6 +110,26 @@ async def test_the_namespaces_counters_stay_in_sight_and_the_names_are_cut_to_fi
         assert "…" not in text.split("NAMESPACE")[1].split("TOTAL")[0], (size, text)  # whole names where they fit
 
 
+async def test_the_journal_fits_its_columns_again_when_made_narrower(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened at 120 columns, then 80: the time column kept its whole time's width (the DataTable narrows no
+    column), and the namespace was clipped by the edge again ('names', 'cttop')."""
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(one_flush_journal(tmp_path / "state")))
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.items), "the journal")
+        await pilot.pause(0.1)
+        assert LAB_NS in screen_text(app)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        record = next(line for line in boxed(screen_text(app)) if "aaaa0001" in line)
+    short_time = r"\d\d-\d\d \d\d:\d\d"  # without its year and seconds, for the namespace's room
+    assert re.fullmatch(rf"{short_time} +aaaa0001 +flush +root \(0\) +cannot be undone +cttop\S*…\S*router",
+                        record.strip()), record
+
+
 # --- the NOTRACK rules (T) ----------------------------------------------------------------------------------
 
 async def notrack_open(pilot: object, app: CttopApp, groups: list[RuleGroup],
@@ -141,10 +164,10 @@ async def test_the_rules_hint_offers_no_removal_once_the_last_rule_is_gone(monke
 
 async def test_a_wrapped_rule_goes_on_under_its_text_and_never_on_a_blank_line(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Textual's wrap left a blank line after a word it folded at the right edge (two address ranges wider than
-    the dialog), and wrapped lines started at its left edge, where they read as the next rule."""
+    """Textual's wrap left a blank line after a word it folded at the right edge (a word twice the dialog's
+    width, then one wider than it), and wrapped lines started at its left edge, where they read as the next rule."""
     width = 53  # the detail's, at 60 columns
-    first, second = ("2001:db8:aaaa:" * 9)[:width], ("fd00:77:" * 9)[:width + 9]
+    first, second = ("2001:db8:aaaa:" * 9)[:2 * width], ("fd00:77:" * 9)[:width + 2]
     groups = [rules("0123abcd", f"ip6 saddr {first} {second} notrack comment \"cttop:0123abcd\"",
                     'udp sport 53 notrack comment "cttop:0123abcd"')]
     app = CttopApp(FixedSource(), interval=0.1)
