@@ -2,8 +2,9 @@
 
 A warning after its ``!``, a NOTRACK rule after its ``[nft pre]``: the lines a long one wraps onto start under
 its text, so they do not read as the next item, as they did at the left edge. Textual's own wrap cannot indent a
-continuation, and it follows a word folded at the right edge with a blank line (Textual 8.2's ``Content.wrap``,
-rich's ``Text.wrap`` alike); :mod:`textwrap` does neither.
+continuation, and where a word folded at the right edge is followed by another too long for a line, it leaves a
+blank line between them (Textual 8.2's ``Content.wrap``, rich's ``Text.wrap`` alike); :mod:`textwrap` does
+neither.
 
 :class:`Hanging` is a Rich renderable, so a ``Static`` holds it: Textual asks it for its lines at the widget's
 width, for its height and for its drawing alike.
@@ -20,7 +21,9 @@ from rich.measure import Measurement
 from rich.text import Text
 
 
-HANG: Final = 2  # how far in from its own start a line with no marker goes on: apart from the line after it
+# How far in from its own start a line with no marker goes on: further than the lines under it, which a plan
+# indents by 2 (at 2, "Stop tracking … in namespace" went on level with the "4 rules in nft table…" after it).
+HANG: Final = 4
 
 
 class Para(NamedTuple):
@@ -66,10 +69,11 @@ class Hanging:
 
     @property
     def plain(self) -> str:
-        """Each paragraph on one line, unwrapped: what is copied, and what tests read."""
+        """Each paragraph on one line, unwrapped: the dialog's text as a whole (ConfirmScreen.text)."""
         return "\n".join(p.lead + p.body for p in self.paras)
 
     def text(self, width: int) -> Text:
+        # The lines fit already; rich draws this Text itself, and cuts only a lead wider than the width.
         t = Text(no_wrap=True, overflow="ellipsis")
         for i, p in enumerate(self.paras):
             for j, line in enumerate(para_lines(p, width)):
