@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from rich.text import Text
 
 from cttop.live.frame import LIMITED, Frame
@@ -10,6 +12,9 @@ from cttop.ui.panel import Panel
 
 WARN_AT = 0.80
 BAD_AT = 0.95
+# The max/buckets ratio's label, the whole one where the line has room, else the short one: at 60 columns the whole
+# one cut the ratio off.
+RATIO_LABELS: Final = ("  max/buckets ", " max/bkt ")
 
 
 def fill_level(fill: float | None) -> str:
@@ -34,12 +39,15 @@ class FillPanel(Panel):
             t.append(" ")
             t.append(fmt.bar(fill or 0.0, room), self.style(level))
         t.append("\n")
+        buckets = fmt.count(frame.buckets)
         t.append("buckets ", self.style("label"))
-        t.append(fmt.count(frame.buckets))
+        t.append(buckets)
         if frame.buckets and frame.maximum:
-            t.append("  max/buckets ", self.style("label"))
             ratio = frame.maximum / frame.buckets
-            t.append(f"{ratio:.1f}", self.style("warn") if ratio > 8 else "")
+            said = f"{ratio:.1f}"
+            room = width - len("buckets " + buckets) - len(said)
+            t.append(next((a for a in RATIO_LABELS if len(a) <= room), RATIO_LABELS[-1]), self.style("label"))
+            t.append(said, self.style("warn") if ratio > 8 else "")
         t.append("\n")
         t.append("evictable ", self.style("label"))
         if frame.flows:

@@ -21,11 +21,26 @@ from cttop.ui import fmt
 from cttop.ui.panel import Panel
 
 TOTALS: Final = ("bytes", "packets")  # the ranks by a group's totals (not entries, not new flows)
-# The least a pair's key may have for both ends to read (10.77.1.2 → 10.77.2.2 is 21); narrower, its bytes and
-# packets give way: the flow list and the detail have them.
+# The least a key may have beside the bytes and packets ("10.…1.2"), and a pair's for both ends to read
+# (10.77.1.2 → 10.77.2.2 is 21); narrower, the bytes and packets give way (the flow list and the detail have them):
+# at 60 columns a row with them was wider than the panel.
+KEY_MIN: Final = 8
 PAIR_KEY_MIN: Final = 23
 RATES: Final = "rates"  # what the columns after a row's share hold: its bytes and packets a second...
 TOTAL: Final = "totals"  # ...or its totals
+
+
+def share_text(percent: float) -> str:
+    return f" {percent:3.0f}%"
+
+
+def counters_text(columns: str, nbytes: float | None, packets: float | None) -> str:
+    """The bytes and packets columns: ``columns`` says whether they are a second (RATES) or totals."""
+    return f" {fmt.si(nbytes, 'B'):>6} {fmt.si(packets, 'p'):>6}" + ("/s" if columns == RATES else "")
+
+
+SHARE_W: Final = len(share_text(100))
+COLUMNS_W: Final = {RATES: len(counters_text(RATES, 0, 0)), TOTAL: len(counters_text(TOTAL, 0, 0)), None: 0}
 
 
 def is_pair(frame: Frame) -> bool:
@@ -40,14 +55,14 @@ def numbers(frame: Frame, rows: Sequence[GroupRow]) -> list[str]:
 
 def layout(frame: Frame, width: int, num_w: int) -> tuple[int, str | None]:
     """A row's key width at ``width``, and what its bytes and packets columns hold (RATES, TOTAL or None: no
-    counters, or a pair's key needs the room). Ranked by bytes or packets, a row shows the totals it is ranked by:
+    counters, or the key needs the room). Ranked by bytes or packets, a row shows the totals it is ranked by:
     rates there read as the ranking."""
     columns = None if not frame.counted else RATES if frame.top_by not in TOTALS and any(
         r.bytes_rate is not None for r in frame.top) else TOTAL
-    key_w = width - num_w - 5 - {RATES: 16, TOTAL: 14, None: 0}[columns] - 1
-    if is_pair(frame) and key_w < PAIR_KEY_MIN:
-        columns, key_w = None, width - num_w - 5 - 1
-    return max(8, key_w), columns
+    key_w = width - num_w - SHARE_W - COLUMNS_W[columns] - 1  # (the space after the key)
+    if key_w < (PAIR_KEY_MIN if is_pair(frame) else KEY_MIN):
+        columns, key_w = None, width - num_w - SHARE_W - 1
+    return max(KEY_MIN, key_w), columns
 
 
 def key_text(text: str, width: int) -> str:
@@ -127,11 +142,11 @@ class HeaviestPanel(Panel, can_focus=True):
             key = fmt.truncate_pair(r.text, PAIR_SEP, key_w) if pair else key_text(r.text, key_w)
             line.append(key.ljust(key_w) + " ")
             line.append(n.rjust(num_w))
-            line.append(f" {ranked(r, frame.top_by) / total * 100:3.0f}%", self.style("dim"))
+            line.append(share_text(ranked(r, frame.top_by) / total * 100), self.style("dim"))
             if columns == RATES and r.bytes_rate is not None:
-                line.append(f" {fmt.si(r.bytes_rate, 'B'):>6} {fmt.si(r.packets_rate, 'p'):>6}/s", self.style("label"))
+                line.append(counters_text(RATES, r.bytes_rate, r.packets_rate), self.style("label"))
             elif columns is not None:
-                line.append(f" {fmt.si(r.bytes, 'B'):>6} {fmt.si(r.packets, 'p'):>6}", self.style("label"))
+                line.append(counters_text(TOTAL, r.bytes, r.packets), self.style("label"))
             if i == self.cursor and self.has_focus:
                 line.stylize(self.style("cursor"))
             t.append_text(line)

@@ -7,6 +7,8 @@ until then it reads ``?``, never a made-up 0.
 
 from __future__ import annotations
 
+from typing import Final
+
 from rich.text import Text
 
 from cttop.kernel import procstat
@@ -17,6 +19,9 @@ from cttop.ui import fmt
 from cttop.ui.panel import Panel, retitle
 
 HARMLESS = frozenset({"clash_resolve"})
+NAME_W: Final = max(len(n) for n in PRESSURE) + 1  # every counter's name and a space: the rates line up
+RATE_W: Final = 8  # a rate's column, right-aligned: "12.3k/s" and a space
+TOTAL_LABEL: Final = "  total "
 
 
 class PressurePanel(Panel):
@@ -31,14 +36,22 @@ class PressurePanel(Panel):
         if not frame.pressure:
             t.append("unknown: " + (safe_line(frame.note) or "no reading yet"), self.style("dim"))
             return t
-        name_w = max(len(n) for n in PRESSURE) + 1
-        for i, p in enumerate(frame.pressure):
+        shown = frame.pressure[: max(1, height)]
+        rates, totals = [fmt.rate(p.rate) for p in shown], [fmt.si(p.total) for p in shown]
+        name_w, rate_w, label = NAME_W, RATE_W, TOTAL_LABEL
+        if 1 + name_w + rate_w + len(label) + max(map(len, totals)) > width:
+            # Narrower than a row (60 columns): the padding goes rather than a total, which wrapped onto the next
+            # counter's line, and half the counters were off the panel.
+            name_w = max(len(p.name) for p in shown) + 1
+            rate_w = max(map(len, rates))
+            label = " " + label.lstrip()
+        for i, (p, rate, total) in enumerate(zip(shown, rates, totals)):
             if i:
                 t.append("\n")
             # Non-zero now is highlighted (and marked "!" for monochrome terminals).
             hot = p.rate is not None and p.rate > 0
             level = ("warn" if p.name in HARMLESS else "bad") if hot else ""
             t.append(("!" if hot else " ") + p.name.ljust(name_w), self.style(level) if level else self.style("label"))
-            t.append(fmt.rate(p.rate).rjust(8), self.style(level) if level else "")
-            t.append(f"  total {fmt.si(p.total)}", self.style("dim"))
+            t.append(rate.rjust(rate_w), self.style(level) if level else "")
+            t.append(label + total, self.style("dim"))
         return t

@@ -30,6 +30,7 @@ from textual.widgets import Button, Checkbox, Static
 
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.commands import CommandBlock
+from cttop.ui.hanging import Hanging, Para, indented
 from cttop.ui.keyorder import AnsweredOnSight
 from cttop.ui.keys import KeyFooter
 
@@ -38,6 +39,7 @@ PERSIST_BOX: Final = "also persist (p)"
 SCROLL_HINT: Final = "↑↓ PgUp PgDn Home End scroll · c copies the commands"
 ANSWER_HINT: Final = "y yes · n or Esc no · c copies the commands"  # when everything fits
 NOTHING_TO_PERSIST: Final = "p: this change has nothing to persist"
+WARNING_MARK: Final = "  ! "  # before each warning; its wrapped lines stand under the text after it
 
 
 class Plan(Protocol):
@@ -50,21 +52,20 @@ class Plan(Protocol):
     def warnings(self) -> list[str]: ...
 
 
-def plan_text(plan: Plan) -> Text:
-    """What the plan does and what to know first; its commands follow in a :class:`CommandBlock`."""
-    # Escaped before they become Text (which would drop BEL and CR unseen): an undo's plan is built from a
-    # journal, a NOTRACK plan from a filter naming processes and containers.
-    t = Text()
-    t.append(safe_text(plan.describe()))
+def plan_text(plan: Plan) -> Hanging:
+    """What the plan does and what to know first; its commands follow in a :class:`CommandBlock`. A line that wraps
+    goes on under its own text (a warning's under the text after its ``!``), so each reads as one item."""
+    # Escaped before they are drawn (Text would drop BEL and CR unseen): an undo's plan is built from a journal, a
+    # NOTRACK plan from a filter naming processes and containers. A warning is one paragraph: safe_line.
+    paras = [indented(line) for line in safe_text(plan.describe()).split("\n")]
     warnings = plan.warnings()
     if warnings:
-        t.append("\n\nBefore you confirm:", "bold")
-        for w in warnings:
-            t.append("\n  ! ", "bold")
-            t.append(safe_text(w))
+        paras += [Para("", ""), Para("", "Before you confirm:", style="bold")]
+        paras += [Para(WARNING_MARK, safe_line(w), lead_style="bold") for w in warnings]
     n = len(plan.commands())
-    t.append(f"\n\nEquivalent command{'s' if n > 1 else ''}, one per line (a line ending in \\ goes on):", "bold")
-    return t
+    paras += [Para("", ""), Para("", f"Equivalent command{'s' if n > 1 else ''}, one per line (a line ending in \\ "
+                                     "goes on):", style="bold")]
+    return Hanging(paras)
 
 
 class _Body(VerticalScroll, can_focus=False):

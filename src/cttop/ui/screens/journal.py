@@ -26,9 +26,9 @@ from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys import writes
+from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, table_width
 from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
 
-NETNS_MIN: Final = 12  # cttop-…router: both ends of a lab's namespace name
 SHORT_TIME: Final = "%m-%d %H:%M"  # where the whole time leaves the namespace no room
 
 
@@ -108,15 +108,12 @@ class JournalScreen(RowsScreen[Record]):
         # The namespace is last and gets the room the other columns leave, cut in its middle: at 80 columns a
         # lab's cttop-lab-<hex>-router fits no whole, and the status after it was off the screen.
         table = self.query_one(DataTable)
-        scrolls = len(items) + 1 > table.size.height  # the rows and the header: a scrollbar only if they overflow
-        width = table.size.width - (table.styles.scrollbar_size_vertical if scrolls else 0)
+        width = table_width(table, len(items))
         pad = 2 * table.cell_padding
         self.netns_width = None
 
         def others() -> int:
-            rows = [[c.cell_len for c in self.cells(r)] for r in items]
-            return sum(max([len(title), *(row[i] for row in rows)]) + pad
-                       for i, title in enumerate(self.COLUMNS[:-1]))
+            return columns_width(table, self.COLUMNS[:-1], [self.cells(r) for r in items])
 
         # Where the namespace would get less than NETNS_MIN, the time goes without its year and seconds (the
         # detail gives them): at 80 columns, with a NOTRACK change listed, the namespace had no room at all.
@@ -133,7 +130,11 @@ class JournalScreen(RowsScreen[Record]):
         if self.netns_width is not None and len(title) > self.netns_width:
             title = fmt.truncate(title, self.netns_width)
         column.label = Text(title)
-        column.content_width = column.label.cell_len  # the rows' cells widen it again as they are added
+        # Every column sized to these cells now: one the DataTable sized kept the width of a wider terminal's
+        # cells (the whole time, after 120 columns, at 80), and pushed the namespace off the edge again.
+        rows = [self.cells(r) for r in items]
+        for i in range(len(self.COLUMNS)):
+            fix_width(table, i, rows)
         super().show_items(items)
 
     def cells(self, r: Record) -> tuple[Text, ...]:

@@ -19,11 +19,18 @@ from textual.worker import Worker, WorkerState
 from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.sources.live import LiveSource
 from cttop.termsafe import safe_line
+from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 from cttop.ui.keys import KeyFooter
+from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, table_width
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
 RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
+NAME: Final = COLUMNS.index("NAMESPACE")
+# The columns kept in sight, up to the last counter: where they would not fit, the name is cut in its middle
+# (down to NETNS_MIN) rather than the counters go off the right edge, as they did at 60 columns. Those after
+# them (who holds the namespace) may still go off it, for the table to scroll to.
+IN_SIGHT: Final = COLUMNS.index("EARLY_DROP") + 1
 SHOWN_MARK: Final = "▶"
 
 
@@ -32,15 +39,26 @@ def _cell(text: str, column: str) -> Text:
     return Text(safe_line(text), justify="right" if column in RIGHT else "left")
 
 
-def row_cells(ns: Namespace, shown: bool) -> list[Text]:
+def row_cells(ns: Namespace, shown: bool, name_w: int | None = None) -> list[Text]:
+    """The row of ``ns``; its name cut in its middle to ``name_w`` (None: whole)."""
     if ns.count is None:
         numbers = ["?", "-", "?", "?"]
     else:
         numbers = [str(ns.count), f"{ns.share:.1%}" if ns.share is not None else "-", str(ns.drop),
                    str(ns.early_drop)]
-    values = [SHOWN_MARK if shown else "", ns.label, *numbers, str(len(ns.pids)), ns.process or "-",
-              ns.container or "-"]
+    name = ns.label if name_w is None else fmt.truncate_middle(ns.label, name_w)
+    values = [SHOWN_MARK if shown else "", name, *numbers, str(len(ns.pids)), ns.process or "-", ns.container or "-"]
     return [_cell(v, c) for v, c in zip(values, COLUMNS)]
+
+
+def name_width(table: DataTable[Text], rows: list[list[Text]]) -> int | None:
+    """What the namespace names are cut to, so the columns IN_SIGHT fit ``table`` with ``rows`` (cut from
+    :func:`row_cells` whole); None where they fit whole."""
+    if table.size.width <= 0:
+        return None  # not laid out yet: its resize fits them
+    others = columns_width(table, COLUMNS[:NAME] + COLUMNS[NAME + 1:IN_SIGHT], [r[:NAME] + r[NAME + 1:] for r in rows])
+    room = table_width(table, len(rows)) - others - 2 * table.cell_padding
+    return None if all(r[NAME].cell_len <= room for r in rows) else max(NETNS_MIN, room)
 
 
 def total_text(tot: Totals) -> Text:
@@ -108,6 +126,11 @@ class NamespacesScreen(ModalScreen[None]):
             cttop_app(self).switch_source(worker.result)
             self.dismiss(None)
 
+    def on_resize(self) -> None:
+        # The names were cut to the width the table had: cut again for the new one.
+        if self.namespaces:
+            self._show(self.namespaces, self.shown_inode)
+
     def _show(self, namespaces: list[Namespace], shown_inode: int | None) -> None:
         self.namespaces, self.shown_inode = namespaces, shown_inode
         table = self.query_one("#ns-table", DataTable)
@@ -116,8 +139,13 @@ class NamespacesScreen(ModalScreen[None]):
         row = table.cursor_row if self.placed else here
         self.placed = self.placed or bool(namespaces)
         table.clear()
-        for i, ns in enumerate(namespaces):
-            table.add_row(*row_cells(ns, ns.inode == shown_inode), key=str(i))
+        rows = [row_cells(ns, ns.inode == shown_inode) for ns in namespaces]
+        name_w = name_width(table, rows)
+        if name_w is not None:
+            rows = [row_cells(ns, ns.inode == shown_inode, name_w) for ns in namespaces]
+        fix_width(table, NAME, rows)
+        for i, cells in enumerate(rows):
+            table.add_row(*cells, key=str(i))
         if namespaces:
             table.move_cursor(row=min(row, len(namespaces) - 1))
         tot = totals(namespaces)

@@ -16,18 +16,17 @@ from cttop.actions import RemoveNotrack, RuleGroup, rule_groups
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
 from cttop.ui.apply import confirm_and_apply
+from cttop.ui.hanging import Hanging, Para
 from cttop.ui.keys import writes
 from cttop.ui.screens.remedy_base import RowsScreen, notrack_persist_paths
 
 
-def group_text(g: RuleGroup) -> Text:
-    t = Text()
-    t.append(f"change {g.id}", "bold")
-    t.append(f"  {safe_line(g.expr) if g.expr is not None else '(not in this journal)'}\n")
-    for r in g.rules:
-        t.append(f"  [{r.backend} {r.chain}] ", "dim")
-        t.append(f"{safe_line(r.rule)}\n")  # the live ruleset's text: one line per rule
-    return t
+def group_text(g: RuleGroup) -> Hanging:
+    """The change, then each of its rules as the live ruleset gives it; a long one goes on under its own text."""
+    expr = safe_line(g.expr) if g.expr is not None else "(not in this journal)"
+    return Hanging([Para(f"change {safe_line(g.id)}  ", expr, lead_style="bold"),
+                    *(Para(f"  [{r.backend} {safe_line(r.chain)}] ", safe_line(r.rule), lead_style="dim")
+                      for r in g.rules)])
 
 
 class NotrackRulesScreen(RowsScreen[RuleGroup]):
@@ -57,7 +56,7 @@ class NotrackRulesScreen(RowsScreen[RuleGroup]):
     def key(self, g: RuleGroup) -> str:
         return g.id
 
-    def detail(self, g: RuleGroup | None) -> Text:
+    def detail(self, g: RuleGroup | None) -> Text | Hanging:
         if g is None:
             return Text(f"no cttop NOTRACK rules in namespace {safe_line(self.spec.label())}", "dim")
         return group_text(g)

@@ -25,6 +25,7 @@ from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.access import cttop_app
+from cttop.ui.hanging import Hanging
 from cttop.ui.keys import KeyFooter, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
@@ -118,7 +119,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
 
     COLUMNS: ClassVar[tuple[str, ...]]
     NAME: ClassVar[str]  # the widget ids: NAME-box, NAME-table, NAME-detail
-    WRITE_HINT: ClassVar[str]  # the write keys, in the border; left out in read-only mode
+    WRITE_HINT: ClassVar[str]  # the write keys, in the border; left out in read-only mode and with no items
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,7 +141,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
     def key(self, item: T) -> str: ...
 
     @abstractmethod
-    def detail(self, item: T | None) -> Text:
+    def detail(self, item: T | None) -> Text | Hanging:
         """The highlighted item's detail; ``None`` when there are no items."""
 
     def below_detail(self) -> ComposeResult:
@@ -150,7 +151,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
     def compose(self) -> ComposeResult:
         with Vertical(id=f"{self.NAME}-box", classes="remedy-box") as box:
             box.border_title = Text(safe_line(self.box_title()))  # plain text: it names a path or namespace
-            box.border_subtitle = "Esc closes" if self.read_only else f"{self.WRITE_HINT} · Esc closes"
+            box.border_subtitle = self.hint()
             yield ItemTable(id=f"{self.NAME}-table", cursor_type="row", zebra_stripes=True)
             yield Static(id=f"{self.NAME}-detail", classes="remedy-detail")
             yield from self.below_detail()
@@ -158,6 +159,11 @@ class RowsScreen(RemedyScreen, Generic[T]):
             notice.display = False
             yield notice
         yield KeyFooter()
+
+    def hint(self) -> str:
+        """The border's keys. The write keys only while there is an item for them to act on: "x removes" stayed
+        in the NOTRACK rules' border after the last rule was removed."""
+        return f"{self.WRITE_HINT} · Esc closes" if self.items and not self.read_only else "Esc closes"
 
     def on_mount(self) -> None:
         # (Textual runs RemedyScreen.on_mount too, each class's along the MRO.)
@@ -179,6 +185,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
             table.add_row(*self.cells(item), key=self.key(item))
         if items:
             table.move_cursor(row=max(0, min(row, len(items) - 1)))
+        self.query_one(f"#{self.NAME}-box", Vertical).border_subtitle = self.hint()
         self.show_detail()
 
     def selected(self) -> T | None:

@@ -1,0 +1,227 @@
+"""At 60×20 (a split SSH pane), what the screens say stays on its line: the panels' rows are cut to fit, never
+wrapped onto the next row's line; the namespaces' counters stay in sight; a warning or a NOTRACK rule that wraps
+goes on under its own text, never on a blank line; and T's hint offers no removal once nothing is left. 80×24
+keeps what it showed. On the fixed source, with the rules and namespaces given."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from textual.containers import Vertical
+
+from cttop.actions.notrack import NotrackRule, RuleGroup
+from cttop.host.namespaces import Namespace
+from cttop.kernel.netns import NetnsSpec
+from cttop.live.counters import PRESSURE
+from cttop.table.aggregates import GroupRow
+from cttop.ui.app import CttopApp
+from cttop.ui.heaviest import HeaviestPanel
+from cttop.ui.screens import namespaces as ns_screen
+from cttop.ui.screens import notrack as notrack_screen
+from cttop.ui.screens.confirm import ConfirmScreen
+from cttop.ui.screens.journal import JournalScreen
+from cttop.ui.screens.namespaces import NamespacesScreen
+from cttop.ui.screens.notrack import NotrackRulesScreen
+from tests.ui.fixed_source import FixedSource
+from tests.ui.helpers import LAB_NS, one_flush_journal, screen_text, wait_for, wait_live
+
+NARROW = (60, 20)
+
+
+def boxed(text: str) -> list[str]:
+    """Each line's inside of the dialog box drawn over the screen (between its borders, less its padding)."""
+    lines = [line for line in text.splitlines() if line.count("│") >= 2]
+    return [line[line.index("│") + 2:line.rindex("│")].rstrip() for line in lines]
+
+
+# --- the panels ---------------------------------------------------------------------------------------------
+
+# As the lab's mixed scenario shows them: three-digit counts with bytes and packets a second, whose row (33
+# columns) was wider than the heaviest panel at 60 (29): '105p' wrapped onto the next row's line.
+HEAVY = (GroupRow(b"a", "10.77.1.2", 259, 900_000, 12_000, "src 10.77.1.2", bytes_rate=7600.0, packets_rate=105.0),
+         GroupRow(b"b", "fd77:1::2", 88, 1000, 20, "src fd77:1::2", bytes_rate=0.0, packets_rate=0.0))
+
+
+@pytest.mark.parametrize("size", [NARROW, (80, 24)])
+async def test_each_heaviest_row_stays_on_its_line_with_its_key_and_figures(size: tuple[int, int]) -> None:
+    app = CttopApp(FixedSource(), interval=60.0)  # no frame of the source's own replaces the one shown here
+    async with app.run_test(size=size) as pilot:
+        await wait_live(pilot, app)
+        frame = app.shown_frame
+        assert frame is not None
+        panel = app.main.query_one(HeaviestPanel)
+        panel.show(replace(frame, top=HEAVY, top_by="entries", ranked_total=347, counted=True))
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+    at = next(i for i, line in enumerate(lines) if re.search(r" 259 +75%", line))
+    assert re.search(r"10\.77\.1\.2 +259 +75%", lines[at]), lines[at]
+    assert re.search(r"fd77:1::2 +88 +25%", lines[at + 1]), lines[at + 1]  # the next row, not the tail of this one
+    # Where the row fits with them, the bytes and packets a second stay, as before (at 80 columns).
+    assert ("7.6kB" in lines[at] and "105p/s" in lines[at]) == (size == (80, 24)), lines[at]
+
+
+async def test_every_pressure_counter_and_the_bucket_ratio_stay_on_their_line() -> None:
+    """At 60 columns a counter's total wrapped onto the next line, and three of the six counters were off the
+    panel; the max/buckets ratio wrapped too."""
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_live(pilot, app)
+        text = screen_text(app)
+    for name in list(PRESSURE)[:6]:  # as many as the panel has lines
+        assert re.search(rf"[ !]{name} +\S+ +total \d", text), (name, text)
+    assert re.search(r"buckets 65,536 +max/\S+ 4\.0", text), text
+
+
+# --- namespaces (N) -----------------------------------------------------------------------------------------
+
+def lab_namespaces() -> list[Namespace]:
+    """The host and two labs' routers, one of them full: names longer than a 60-column dialog leaves them."""
+    return [Namespace(1, initial=True, pids=[1], process="systemd", count=120, max=262144, drop=0, early_drop=0),
+            Namespace(2, names=[LAB_NS], pids=[7], process="python", count=489, max=262144, drop=0, early_drop=0),
+            Namespace(3, names=["cttop-lab-8cc360-router"], pids=[9], process="python", count=262144, max=262144,
+                      drop=6794, early_drop=12289)]
+
+
+async def test_the_namespaces_counters_stay_in_sight_and_the_names_are_cut_to_fit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ns_screen, "list_namespaces", lab_namespaces)
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_live(pilot, app)
+        screen = NamespacesScreen()
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespaces")
+        await pilot.pause(0.1)
+        narrow = boxed(screen_text(app))
+        shown = {}
+        for size in ((120, 40), (80, 24)):  # wider, then narrower again: cut to each width anew
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.2)
+            shown[size] = screen_text(app)
+    assert any(re.search(r"NAMESPACE +ENTRIES +OF MAX +DROP +EARLY_DROP$", line) for line in narrow), narrow
+    assert any(re.search(r"cttop\S*…\S*router +262144 +100\.0% +6794 +12289$", line) for line in narrow), narrow
+    assert any(re.search(r"cttop\S*…\S*router +489 +0\.2% +0 +0$", line) for line in narrow), narrow
+    assert any(re.search(r"init +120 +0\.0% +0 +0$", line) for line in narrow), narrow
+    for size, text in shown.items():
+        assert re.search(r"cttop-lab-8cc360-router +262144 +100\.0% +6794 +12289 +1 ", text), (size, text)
+        assert "…" not in text.split("NAMESPACE")[1].split("TOTAL")[0], (size, text)  # whole names where they fit
+
+
+async def test_the_journal_fits_its_columns_again_when_made_narrower(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened at 120 columns, then 80: the time column kept its whole time's width (the DataTable narrows no
+    column), and the namespace was clipped by the edge again ('names', 'cttop')."""
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(one_flush_journal(tmp_path / "state")))
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.items), "the journal")
+        await pilot.pause(0.1)
+        assert LAB_NS in screen_text(app)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        record = next(line for line in boxed(screen_text(app)) if "aaaa0001" in line)
+    short_time = r"\d\d-\d\d \d\d:\d\d"  # without its year and seconds, for the namespace's room
+    assert re.fullmatch(rf"{short_time} +aaaa0001 +flush +root \(0\) +cannot be undone +cttop\S*…\S*router",
+                        record.strip()), record
+
+
+# --- the NOTRACK rules (T) ----------------------------------------------------------------------------------
+
+async def notrack_open(pilot: object, app: CttopApp, groups: list[RuleGroup],
+                       monkeypatch: pytest.MonkeyPatch) -> NotrackRulesScreen:
+    monkeypatch.setattr(notrack_screen, "rule_groups", lambda spec: list(groups))
+    await wait_live(pilot, app)  # type: ignore[arg-type]
+    screen = NotrackRulesScreen(NetnsSpec(name=LAB_NS))
+    await app.push_screen(screen)
+    await wait_for(pilot, lambda: len(screen.items) == len(groups), "the rules listed")  # type: ignore[arg-type]
+    return screen
+
+
+def rules(change: str, *texts: str) -> RuleGroup:
+    return RuleGroup(change, "udp dport 53", tuple(NotrackRule(change, "nft", chain, t)
+                                                   for chain, t in zip(("pre", "out"), texts)))
+
+
+async def test_the_rules_hint_offers_no_removal_once_the_last_rule_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    groups = [rules("0123abcd", 'udp dport 53 notrack comment "cttop:0123abcd"')]
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await notrack_open(pilot, app, groups, monkeypatch)
+        box = screen.query_one("#notrack-box", Vertical)
+        assert box.border_subtitle == "x removes · X removes all · Esc closes"
+        groups.clear()  # removed (x, then y): the list is read again
+        screen.refresh_after()
+        await wait_for(pilot, lambda: not screen.items, "the empty list")
+        text = screen_text(app)
+    assert box.border_subtitle == "Esc closes"
+    assert "removes" not in text and "no cttop NOTRACK rules in namespace" in text, text
+
+
+async def test_a_wrapped_rule_goes_on_under_its_text_and_never_on_a_blank_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual's wrap left a blank line after a word it folded at the right edge (a word twice the dialog's
+    width, then one wider than it), and wrapped lines started at its left edge, where they read as the next rule."""
+    width = 53  # the detail's, at 60 columns
+    first, second = ("2001:db8:aaaa:" * 9)[:2 * width], ("fd00:77:" * 9)[:width + 2]
+    groups = [rules("0123abcd", f"ip6 saddr {first} {second} notrack comment \"cttop:0123abcd\"",
+                    'udp sport 53 notrack comment "cttop:0123abcd"')]
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        screen = await notrack_open(pilot, app, groups, monkeypatch)
+        await pilot.pause(0.1)
+        assert screen.query_one("#notrack-detail").content_region.width == width
+        lines = boxed(screen_text(app))
+    top = next(i for i, line in enumerate(lines) if line.startswith("change 0123abcd"))
+    last = next(i for i, line in enumerate(lines) if line.startswith("  [nft out]"))
+    detail = lines[top:last + 1]
+    assert all(line.strip() for line in detail), detail
+    for line in detail[2:-1]:  # the first rule's lines after its first: under its text, after "  [nft pre] "
+        assert re.match(r" {12}\S", line), detail
+    said = "".join("".join(line.split()) for line in detail[1:-1])
+    assert said == "".join(("[nft pre] " + groups[0].rules[0].rule).split())  # all of it, in order
+
+
+# --- the confirmation ---------------------------------------------------------------------------------------
+
+@dataclass
+class WarnedPlan:
+    warned: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "Stop tracking 'udp dport 53' in namespace cttop-lab-c803c9-router, both directions"
+
+    def commands(self) -> list[str]:
+        return ["nft add rule inet cttop pre udp dport 53 notrack"]
+
+    def warnings(self) -> list[str]:
+        return list(self.warned)
+
+
+WARNINGS = ("287 flows tracked now that these rules match are NAT'd: exempting them breaks them",
+            "a stateful filter must accept `ct state untracked` (iptables: -m conntrack --ctstate UNTRACKED), "
+            "or it drops these packets")
+
+
+@pytest.mark.parametrize("size", [NARROW, (80, 24)])
+async def test_a_warning_goes_on_under_its_text_not_under_its_mark(size: tuple[int, int]) -> None:
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=size) as pilot:
+        await wait_live(pilot, app)
+        app.push_screen(ConfirmScreen(WarnedPlan(WARNINGS), "NOTRACK"))
+        await pilot.pause()
+        await pilot.pause()
+        lines = boxed(screen_text(app))
+    marks = [i for i, line in enumerate(lines) if line.startswith("  ! ")]
+    assert len(marks) == len(WARNINGS), lines
+    for warning, at, end in zip(WARNINGS, marks, [*marks[1:], None]):
+        said = lines[at:end]
+        said = said[:next((i for i, line in enumerate(said) if not line.strip()), len(said))]
+        assert len(said) > 1, said  # long enough to wrap at both sizes
+        for line in said[1:]:
+            assert re.match(r" {4}\S", line), said  # under the text after "  ! ", not at the box's edge
+        assert " ".join(line.strip() for line in said) == "! " + warning
