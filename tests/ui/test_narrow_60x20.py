@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.containers import Vertical
 
-from cttop.actions.notrack import NotrackRule, RuleGroup
+from cttop.actions import NotrackRule, RuleGroup
 from cttop.host.namespaces import Namespace
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.counters import PRESSURE

@@ -178,8 +178,9 @@ async def test_the_empty_notrack_screen_escapes_the_namespace_name(monkeypatch: 
 
 
 async def test_a_worker_result_arriving_as_the_app_closes_is_dropped_not_raised() -> None:
-    """The drift check and the datapath look end on worker threads and post their result; closing, the status line
-    was gone by then, and query_one's NoMatches ended the app with a traceback (a CI run's shutdown)."""
+    """The drift check and the datapath look end on worker threads and post their result, and the loading tick is
+    a timer; closing, the status line was gone by then, and query_one's NoMatches ended the app with a traceback
+    (a CI run's shutdown)."""
     from cttop.host.datapath import Findings
     from cttop.ui.header import StatusLine
 
@@ -189,5 +190,6 @@ async def test_a_worker_result_arriving_as_the_app_closes_is_dropped_not_raised(
         await app.main.query_one(StatusLine).remove()
         app.main.group(RemedyKeys)._show_drift(3, None)
         app.main._show_host(Findings())
+        app.main._tick_loading()  # its timer fires every 0.5 s: with the line gone, it failed 1 run in 3
         await pilot.pause()
         assert app.is_running

@@ -152,10 +152,10 @@ class MainScreen(KeyedScreen):
         self.title_flows()
 
     def _tick_loading(self) -> None:
-        status = self.query_one(StatusLine)
-        frame = status.frame
-        if frame is not None and frame.phase == LOADING:
-            status.loading_for += 0.5
+        for status in self.query(StatusLine):  # none once the app is closing: a timer can fire after
+            frame = status.frame
+            if frame is not None and frame.phase == LOADING:
+                status.loading_for += 0.5
 
     def title_heaviest(self) -> None:
         app = cttop_app(self)
