@@ -110,7 +110,7 @@ async def bench(a: argparse.Namespace) -> None:
         print(f"sort key: first frame p50 {statistics.median(sort_first):.1f} ms, max {max(sort_first):.1f} ms; "
               f"new order of {len(fl.records):,} flows on screen after {statistics.median(sort_done):.2f} s median, "
               f"{max(sort_done):.2f} s max")
-        # Keys that arrive in one read take effect one at a time, in order (cttop.ui.keyorder): the time until
+        # Keys that arrive in one read take effect one at a time, in order (cttop.ui.keys.order): the time until
         # the last of a filter typed ahead is in the line.
         line = app.main.query_one(FilterBar).input
         ahead = []

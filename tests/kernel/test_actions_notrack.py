@@ -253,7 +253,7 @@ def test_adding_counts_the_natd_matches_without_holding_every_match(
     monkeypatch.setattr(ctnetlink, "READ_AHEAD_BATCHES", 1)
     from cttop.cli.actions import notrack_add
     from cttop.doctor.fixes import notrack_remedy
-    from cttop.ui.remedy_keys import notrack_plan
+    from cttop.ui.keys.remedy import notrack_plan
 
     spec = NetnsSpec(name=crowded)
 

@@ -23,7 +23,7 @@ import pytest
 from benchmarks.common import synthetic_rows
 from cttop.actions.journal import LOCK_NAME
 from cttop.ui.app import HANGUP_GRACE
-from cttop.ui.keyorder import TYPED_AHEAD
+from cttop.ui.keys.order import TYPED_AHEAD
 from tests.audit_helpers import Syslog, syslog  # noqa: F401  (the fixture)
 from tests.conftest import CLI, netns_holding, run_cttop, sh
 from tests.kernel.test_lab_tui import Tmux, tmux  # noqa: F401  (the fixture)

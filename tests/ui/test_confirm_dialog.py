@@ -18,7 +18,7 @@ from textual.widgets._toast import Toast
 
 from cttop.ui.app import CttopApp
 from cttop.ui.commands import COMMAND, COMMENT, CONTINUED, INDENT, CommandBlock, shell_lines, split_comment
-from cttop.ui.keyorder import TYPED_AHEAD
+from cttop.ui.keys.order import TYPED_AHEAD
 from cttop.ui.screens.confirm import ConfirmScreen
 from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import confirm_shown, joined, screen_text, wait_for, wait_live

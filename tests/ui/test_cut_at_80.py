@@ -4,8 +4,8 @@ namespace column (it was clipped by the screen's edge: 'names', 'cttop'), the ev
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest

@@ -16,7 +16,7 @@ from cttop.host.namespaces import Namespace
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.app import CttopApp, help_sections
 from cttop.ui.header import StatusLine
-from cttop.ui.host_keys import HostKeys
+from cttop.ui.keys.host import HostKeys
 from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
 from tests.ui.fixed_source import FixedSource, fixed_rows

@@ -13,7 +13,7 @@ import pytest
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
-from cttop.ui.remedy_keys import RemedyKeys
+from cttop.ui.keys.remedy import RemedyKeys
 from cttop.ui.screens.journal import JournalScreen
 from tests.conftest import delete_netns, make_netns, sh
 from tests.ui.helpers import said, screen_text, wait_for, wait_live

@@ -9,10 +9,10 @@ import pytest
 from textual.binding import Binding, BindingType
 
 from cttop.ui.app import CttopApp, MainScreen, help_sections
-from cttop.ui.keys import KeyedScreen, KeyGroup
-from cttop.ui.remedy_keys import RemedyKeys
-from cttop.ui.replay_keys import ReplayKeys
-from cttop.ui.view_keys import ViewKeys
+from cttop.ui.keys.base import KeyedScreen, KeyGroup
+from cttop.ui.keys.remedy import RemedyKeys
+from cttop.ui.keys.replay import ReplayKeys
+from cttop.ui.keys.view import ViewKeys
 from tests.ui.fixed_source import FixedSource
 from tests.ui.helpers import wait_live
 

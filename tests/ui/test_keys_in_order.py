@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 
 from cttop.ui.app import CttopApp
 from cttop.ui.filterbar import FilterBar
-from cttop.ui.keyorder import KeysInOrder
+from cttop.ui.keys.order import KeysInOrder
 from tests.ui.helpers import app_on, confirm_open, journal_lines, screen_text, wait_for, wait_live, wait_view
 from tests.ui.test_remedy_kernel import (  # noqa: F401 - ns and state are fixtures
     SIZE,

@@ -177,7 +177,7 @@ async def test_the_status_line_keeps_the_drift_count_when_paused() -> None:
     app = app_on(FixedSource(label="cttop-lab-0a1b2c-router"), title="cttop lab: udp-storm")  # as the lab
     async with app.run_test(size=SIZE) as pilot:
         await wait_live(pilot, app)
-        app.main.query_one(StatusLine).drift = 2  # as the drift check finds it (remedy_keys)
+        app.main.query_one(StatusLine).drift = 2  # as the drift check finds it (keys/remedy.py)
         await pilot.press("p")
         await pilot.pause()
         status = screen_text(app).splitlines()[0]

@@ -22,7 +22,7 @@ from cttop.ui.app import CttopApp
 from cttop.ui.commands import COMMENT, CommandBlock
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.remedy_keys import RemedyKeys
+from cttop.ui.keys.remedy import RemedyKeys
 from cttop.ui.screens.confirm import ConfirmScreen
 from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
 from cttop.ui.screens.journal import JournalScreen

@@ -18,7 +18,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.model import AF_INET, AF_INET6, NO_PSTATE, Row
 from cttop.termsafe import safe_line
 from cttop.ui.app import CttopApp, help_sections
-from cttop.ui.remedy_keys import RemedyKeys, notrack_expr, remedy_help
+from cttop.ui.keys.remedy import RemedyKeys, notrack_expr, remedy_help
 from cttop.ui.screens import notrack as notrack_screen
 from cttop.ui.screens.confirm import NOTHING_TO_PERSIST, ConfirmScreen
 from cttop.ui.screens.help import bindings_of

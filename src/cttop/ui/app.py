@@ -48,18 +48,18 @@ from cttop.ui.filterbar import FilterBar
 from cttop.ui.flows import FlowList, FlowsPanel, sort_arrow
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import RATES, TOTAL, HeaviestPanel
-from cttop.ui.host_keys import HostKeys
-from cttop.ui.incident_keys import IncidentKeys
-from cttop.ui.keyorder import KeysInOrder
-from cttop.ui.keys import KeyedScreen, KeyFooter
+from cttop.ui.keys.base import KeyedScreen, KeyFooter
+from cttop.ui.keys.host import HostKeys
+from cttop.ui.keys.incident import IncidentKeys
+from cttop.ui.keys.order import KeysInOrder
+from cttop.ui.keys.remedy import RemedyKeys, remedy_help
+from cttop.ui.keys.replay import ReplayKeys
+from cttop.ui.keys.view import ViewKeys
 from cttop.ui.panel import retitle
 from cttop.ui.pressure import PressurePanel
-from cttop.ui.remedy_keys import RemedyKeys, remedy_help
-from cttop.ui.replay_keys import ReplayKeys
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.help import HelpScreen, bindings_of, key_names
 from cttop.ui.states import StatesPanel
-from cttop.ui.view_keys import ViewKeys
 
 INTERVALS: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 HANGUP_GRACE: Final = 4.0  # seconds to exit cleanly after the terminal went away, then exit hard

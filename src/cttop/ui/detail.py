@@ -21,7 +21,6 @@ from textual.worker import Worker, WorkerState
 
 from cttop.kernel.ctnetlink import Ctnetlink, KernelError
 from cttop.kernel.netns import NetnsSpec
-from cttop.owners.owners import NO_PROCESS, Owners
 from cttop.model import (
     ICMP_PROTOS,
     R_DPORT,
@@ -37,11 +36,12 @@ from cttop.model import (
     Row,
     flow_dict,
 )
+from cttop.owners.owners import NO_PROCESS, Owners
 from cttop.table.packing import UNREAD, ran_out, timeout_left
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
-from cttop.ui.keys import KeyFooter
+from cttop.ui.keys.base import KeyFooter
 
 
 def owner_text(owners: Owners, row: Row) -> str:

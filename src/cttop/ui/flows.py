@@ -31,10 +31,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
 from cttop.live.index import SORTS, FlowIndex, ViewSpec
 from cttop.live.resolve import Resolver
-from cttop.table.rates import FlowRate
 from cttop.model import (
     R_DPORT,
     R_DST,
@@ -58,7 +56,9 @@ from cttop.model import (
     total_bytes,
     total_packets,
 )
+from cttop.owners.owners import FORWARDED, LOCAL_NO_PROCESS, NO_CONTAINER, NO_PROCESS, Owners
 from cttop.table.packing import UNREAD, ran_out, record_key, record_meta, timeout_left, unpack
+from cttop.table.rates import FlowRate
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 

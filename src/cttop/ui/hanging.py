@@ -20,7 +20,6 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
-
 # How far in from its own start a line with no marker goes on: further than the lines under it, which a plan
 # indents by 2 (at 2, "Stop tracking … in namespace" went on level with the "4 rules in nft table…" after it).
 HANG: Final = 4

@@ -31,8 +31,8 @@ from textual.widgets import Button, Checkbox, Static
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.commands import CommandBlock
 from cttop.ui.hanging import Hanging, Para, indented
-from cttop.ui.keyorder import AnsweredOnSight
-from cttop.ui.keys import KeyFooter
+from cttop.ui.keys.base import KeyFooter
+from cttop.ui.keys.order import AnsweredOnSight
 
 BOX_HEIGHT: Final = 0.9  # of the screen, as cttop.tcss sizes #confirm-box
 PERSIST_BOX: Final = "also persist (p)"

@@ -33,7 +33,7 @@ from cttop.termsafe import safe_line, safe_text
 from cttop.ui.access import cttop_app
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.commands import CommandBlock
-from cttop.ui.keys import KeyFooter
+from cttop.ui.keys.base import KeyFooter
 
 # What a fix button says, by the plan's kind.
 FIX_LABELS: Final = {SetSysctls.kind: "Set the tunables…", AddNotrack.kind: "Add the NOTRACK rule…",

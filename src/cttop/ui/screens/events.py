@@ -47,7 +47,7 @@ from cttop.model import (
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 from cttop.ui.filterbar import FilterBar
-from cttop.ui.keys import KeyFooter
+from cttop.ui.keys.base import KeyFooter
 
 KIND_TEXT = {EV_NEW: ("NEW", "events--new"), EV_UPDATE: ("UPDATE", "events--update"),
              EV_DESTROY: ("DESTROY", "events--destroy")}

@@ -25,7 +25,7 @@ from cttop.model import AF_INET6, addr_text, has_ports, proto_name
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
-from cttop.ui.keys import KeyFooter
+from cttop.ui.keys.base import KeyFooter
 
 COLUMNS: Final = ("TIMEOUT", "PROTO", "EXPECTED", "MASTER", "HELPER", "CLASS", "FLAGS")
 RIGHT: Final = frozenset({"TIMEOUT", "CLASS"})

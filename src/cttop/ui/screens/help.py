@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 import cttop.filter
 from cttop.live.counters import FILL, PRESSURE
-from cttop.ui.keys import KeyFooter
+from cttop.ui.keys.base import KeyFooter
 
 _KEY_NAMES = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "equals_sign": "=",
               "underscore": "_", "space": "Space", "escape": "Esc", "enter": "Enter", "tab": "Tab",

@@ -25,7 +25,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.apply import confirm_and_apply
-from cttop.ui.keys import writes
+from cttop.ui.keys.base import writes
 from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, table_width
 from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
 

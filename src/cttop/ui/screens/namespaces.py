@@ -21,7 +21,7 @@ from cttop.sources.live import LiveSource
 from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
-from cttop.ui.keys import KeyFooter
+from cttop.ui.keys.base import KeyFooter
 from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, table_width
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")

@@ -17,7 +17,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.hanging import Hanging, Para
-from cttop.ui.keys import writes
+from cttop.ui.keys.base import writes
 from cttop.ui.screens.remedy_base import RowsScreen, notrack_persist_paths
 
 

@@ -26,7 +26,7 @@ from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.access import cttop_app
 from cttop.ui.hanging import Hanging
-from cttop.ui.keys import KeyFooter, write_refused
+from cttop.ui.keys.base import KeyFooter, write_refused
 
 # Where "persist" writes from the TUI: the usual /etc layout below this directory
 # (the TUI's counterpart of the CLI's --persist-dir).

@@ -23,7 +23,7 @@ from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.termsafe import safe_line, safe_text
 from cttop.ui.apply import confirm_and_apply
-from cttop.ui.keys import writes
+from cttop.ui.keys.base import writes
 from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
 
 DRIFT_MARK = "drift!"

@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 
 from cttop.sources.live import Playback
 from cttop.ui.header import StatusLine
-from cttop.ui.keys import KeyGroup, PaletteEntry
+from cttop.ui.keys.base import KeyGroup, PaletteEntry
 from cttop.ui.timeline import Timeline, speed_text
 
 SEEK_SHORT: Final = 10.0

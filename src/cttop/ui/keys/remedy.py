@@ -26,7 +26,7 @@ from cttop.ui.filterbar import FilterBar
 from cttop.ui.flows import FlowList
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyGroup, PaletteEntry, write_refused, writes
+from cttop.ui.keys.base import KeyGroup, PaletteEntry, write_refused, writes
 from cttop.ui.screens.help import bindings_of
 from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.notrack import NotrackRulesScreen

@@ -12,8 +12,8 @@ from cttop.owners.groups import OWNER_GROUPS
 from cttop.ui.filterbar import FilterBar
 from cttop.ui.header import StatusLine
 from cttop.ui.heaviest import HeaviestPanel
-from cttop.ui.keys import KeyGroup, PaletteEntry
-from cttop.ui.replay_keys import ReplayKeys
+from cttop.ui.keys.base import KeyGroup, PaletteEntry
+from cttop.ui.keys.replay import ReplayKeys
 
 if TYPE_CHECKING:
     from cttop.ui.app import MainScreen

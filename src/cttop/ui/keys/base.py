@@ -1,7 +1,7 @@
 """The main screen's keys, composed from key groups; command-palette entries; hiding writes in read-only mode.
 
-Each feature's keys live in a KeyGroup of their own module (view_keys, remedy_keys,
-host_keys, replay_keys): its bindings, the actions they run, its palette entries.
+Each feature's keys live in a KeyGroup of their own module in this folder (view, remedy,
+host, incident, replay): its bindings, the actions they run, its palette entries.
 A KeyedScreen holds one of each group it names in GROUPS, takes their bindings as
 its own and hands each action to the group that declared it.
 
@@ -11,7 +11,7 @@ the app): a widget beside the panels is not on it, and wrapping the panels in on
 container per group would put the layout at the mercy of the key groups.
 
 Adding a group (say, events on E): write ``class EventKeys(KeyGroup)`` in its own
-module with its ``BINDINGS``, an ``action_<name>`` method for each, its ``palette()``
+module here with its ``BINDINGS``, an ``action_<name>`` method for each, its ``palette()``
 entries, and ``check_action`` if some keys are offered only sometimes (mark an action
 that changes the kernel ``@writes``: read-only then hides and refuses it; ``unavailable``
 says why a key is off now, when it is pressed). Then add

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
-from cttop.ui.keys import KeyGroup, PaletteEntry
+from cttop.ui.keys.base import KeyGroup, PaletteEntry
 from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
-from cttop.ui.keys import KeyGroup, PaletteEntry
+from cttop.ui.keys.base import KeyGroup, PaletteEntry
 from cttop.ui.screens.events import EventsScreen
 from cttop.ui.screens.expect import ExpectScreen
 
