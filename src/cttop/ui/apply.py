@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from textual.app import App
 
@@ -65,7 +66,7 @@ def result_text(plan: Plan, result: ActionResult) -> str:
     return f"{said}; {tail}"
 
 
-def confirm_and_apply(app: App[object], plan: Plan, title: str,
+def confirm_and_apply(app: App[Any], plan: Plan, title: str,
                       done: Callable[[ActionResult], None] | None = None, persist: PersistOffer | None = None) -> None:
     """Show ``plan`` for confirmation; on yes apply it in a worker thread, notify, then call ``done``.
 
@@ -122,7 +123,7 @@ class InFlight:
 CHANGES = InFlight()
 
 
-def _apply(app: App[object], plan: Plan, done: Callable[[ActionResult], None] | None) -> None:
+def _apply(app: App[Any], plan: Plan, done: Callable[[ActionResult], None] | None) -> None:
     try:
         with CHANGES.applying() as go:
             if not go:

@@ -128,7 +128,10 @@ class FilterBar(Vertical):
     def on_mount(self) -> None:
         # The caret follows the text when the input scrolls sideways (a long filter, Home, End): a repaint,
         # since where the caret goes is read from the input at render time, not held in a field here.
-        self.watch(self.input, "scroll_x", lambda: self.query_one(ErrorLine).refresh(layout=True), init=False)
+        def repaint() -> None:
+            self.query_one(ErrorLine).refresh(layout=True)
+
+        self.watch(self.input, "scroll_x", repaint, init=False)
 
     @property
     def input(self) -> Input:

@@ -13,7 +13,7 @@ owners index makes new cache keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -266,7 +266,7 @@ class FlowList(ScrollView, can_focus=True):
         self._names_drawn = -1  # the resolver's answer count the lines were drawn with
 
     @property
-    def records(self) -> tuple[bytes, ...]:
+    def records(self) -> Sequence[bytes]:
         return self.index.records if self.index is not None else ()
 
     def cursor_record(self) -> bytes | None:

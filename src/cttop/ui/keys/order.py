@@ -57,7 +57,7 @@ class AnsweredOnSight:
     shown_at: float = math.inf  # the monotonic clock Textual stamps keys with, once the screen is on the terminal
     typed_ahead = 0  # keys dropped so far
 
-    def _on_mount(self) -> None:
+    def _on_mount(self, event: events.Mount) -> None:
         self.call_after_refresh(self._drawn)  # type: ignore[attr-defined]
 
     def _drawn(self) -> None:

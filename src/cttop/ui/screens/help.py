@@ -179,8 +179,8 @@ def _meanings(t: Text, table: dict[str, str], width: int | None = None) -> None:
 class HelpText(Static):
     """The help, its two-column rows wrapped to the width it is given (again on each resize)."""
 
-    def __init__(self, sections: list[tuple[str, list[Binding]]], **kw: str) -> None:
-        super().__init__(help_text(sections), **kw)
+    def __init__(self, sections: list[tuple[str, list[Binding]]], *, id: str | None = None) -> None:
+        super().__init__(help_text(sections), id=id)
         self.sections = sections
         self._width: int | None = None
 
