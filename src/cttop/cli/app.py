@@ -37,7 +37,8 @@ class OneLineUsage(TyperGroup):
         # typer builds the root with every command already made: the one point every option of a run passes.
         ascii_numbers(self)
 
-    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+    # typer.Context, not the click Context the base names: typer vendors click, and its module is private.
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:  # type: ignore[override]
         try:
             return super().parse_args(ctx, args)
         except TyperException as e:
@@ -45,7 +46,7 @@ class OneLineUsage(TyperGroup):
                 raise
             _usage_failed(e, None, 2)
 
-    def invoke(self, ctx: Context) -> object:
+    def invoke(self, ctx: Context) -> object:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except TyperException as e:
@@ -101,7 +102,7 @@ def ascii_numbers(command: Any) -> None:
     for param in command.params:
         if _NUMBER_TYPES & {c.__name__ for c in type(param.type).__mro__}:
             number = copy.copy(param.type)  # not in place: click's INT and FLOAT are shared instances
-            number.__class__ = _ascii_only(type(param.type))
+            number.__class__ = _ascii_only(param.type.__class__)
             param.type = number
     for sub in getattr(command, "commands", {}).values():
         ascii_numbers(sub)
