@@ -5,12 +5,14 @@ doctor); and the doctor names Tab only when there are fix buttons for it to reac
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from textual.screen import Screen
 
 import cttop.ui.screens.doctor as doctor_screen
 import cttop.ui.screens.namespaces as ns_screen
+from cttop.actions import Journal
 from cttop.doctor import Finding, Report
 from cttop.kernel.netns import NetnsSpec
 from cttop.ui.app import CttopApp
@@ -18,8 +20,9 @@ from cttop.ui.detail import DetailScreen
 from cttop.ui.screens.doctor import DoctorScreen
 from cttop.ui.screens.expect import ExpectScreen
 from cttop.ui.screens.help import HelpScreen
+from cttop.ui.screens.journal import JournalScreen
 from cttop.ui.screens.namespaces import NamespacesScreen
-from tests.ui.helpers import app_on, screen_text, wait_for, wait_live
+from tests.ui.helpers import app_on, one_flush_journal, screen_text, wait_for, wait_live
 from tests.ui.test_doctor_screen import report
 from tests.ui.test_host_keys import fake_namespaces
 
@@ -93,3 +96,23 @@ async def test_the_doctor_names_tab_only_when_there_are_fix_buttons(monkeypatch:
     fine = Report("ns-a", 1.0, [Finding("fill", "ok", "Fill", "1 of 262144 entries")])
     assert "Tab" not in await doctor_subtitle(monkeypatch, fine)
 
+
+
+@pytest.mark.parametrize("records", [True, False], ids=["a change", "none"])
+async def test_the_journal_offers_undo_only_with_a_change_to_undo(tmp_path: Path, records: bool) -> None:
+    """u (Undo selected) in the footer of an empty journal promised what it could not do; like the border's hint,
+    it comes with the items."""
+    state = one_flush_journal(tmp_path / "state") if records else tmp_path / "empty"
+    state.mkdir(mode=0o700, exist_ok=True)
+    app = app_on()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_live(pilot, app)
+        screen = JournalScreen(NetnsSpec(), journal=Journal(str(state)))  # a live host's: undo is offered
+        screen.show_all = True  # the record's namespace is a made-up one
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: bool(screen.items) if records else "no changes in" in screen_text(app),
+                       "the journal read")
+        await pilot.pause(0.2)
+        line = footer(app)
+    assert ("u Undo selected" in line) == records, line
+    assert line.startswith(" Esc Close"), line

@@ -154,12 +154,16 @@ async def test_the_rules_hint_offers_no_removal_once_the_last_rule_is_gone(monke
         screen = await notrack_open(pilot, app, groups, monkeypatch)
         box = screen.query_one("#notrack-box", Vertical)
         assert box.border_subtitle == "x removes · X removes all · Esc closes"
+        await pilot.pause()
+        assert "x Remove selected" in screen_text(app) and "X Remove all" in screen_text(app)  # the footer too
         groups.clear()  # removed (x, then y): the list is read again
         screen.refresh_after()
         await wait_for(pilot, lambda: not screen.items, "the empty list")
+        await pilot.pause()
         text = screen_text(app)
     assert box.border_subtitle == "Esc closes"
     assert "removes" not in text and "no cttop NOTRACK rules in namespace" in text, text
+    assert "Remove" not in text, text  # nor the footer's x and X, with nothing to remove
 
 
 async def test_a_wrapped_rule_goes_on_under_its_text_and_never_on_a_blank_line(

@@ -63,6 +63,7 @@ class JournalScreen(RowsScreen[Record]):
     COLUMNS = ("time", "id", "what", "who", "status", "namespace")
     NAME = "journal"
     WRITE_HINT = "u undoes the selected change"
+    ITEM_ACTIONS = frozenset({"undo"})
 
     def __init__(self, spec: NetnsSpec | None, journal: Journal | None = None) -> None:
         super().__init__()

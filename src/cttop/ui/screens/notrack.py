@@ -37,6 +37,7 @@ class NotrackRulesScreen(RowsScreen[RuleGroup]):
     COLUMNS = ("change", "untracked traffic", "rules", "backend")
     NAME = "notrack"
     WRITE_HINT = "x removes · X removes all"
+    ITEM_ACTIONS = frozenset({"remove", "remove_all"})
 
     def __init__(self, spec: NetnsSpec) -> None:
         super().__init__()

@@ -120,6 +120,8 @@ class RowsScreen(RemedyScreen, Generic[T]):
     COLUMNS: ClassVar[tuple[str, ...]]
     NAME: ClassVar[str]  # the widget ids: NAME-box, NAME-table, NAME-detail
     WRITE_HINT: ClassVar[str]  # the write keys, in the border; left out in read-only mode and with no items
+    # The actions on items: like the hint, left out of the footer while there are none (nothing to act on).
+    ITEM_ACTIONS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
@@ -186,7 +188,13 @@ class RowsScreen(RemedyScreen, Generic[T]):
         if items:
             table.move_cursor(row=max(0, min(row, len(items) - 1)))
         self.query_one(f"#{self.NAME}-box", Vertical).border_subtitle = self.hint()
+        self.refresh_bindings()  # the footer: the item actions come and go with the items
         self.show_detail()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.ITEM_ACTIONS and not self.items:
+            return False
+        return super().check_action(action, parameters)
 
     def selected(self) -> T | None:
         row = self.query_one(DataTable).cursor_row
