@@ -342,3 +342,24 @@ def test_undoing_a_removal_counts_the_natd_flows_as_adding_did(netns: str, tmp_p
     assert nat in back.stdout, back.stdout  # it said only "untracked packets lose NAT and helpers again"
     assert back.returncode != 0 and "no terminal to confirm on" in back.stderr
     assert cttop_table(netns) is None
+
+
+def test_a_change_the_journal_cannot_record_takes_back_its_file_and_directories(
+        netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules added and their nft file written, then the journal's completion refused (a full disk): the rules
+    come out, the file goes, and so does the nftables.d/ the write made for it (it stayed, empty)."""
+    j = Journal(str(tmp_path / "state"))
+    spec = NetnsSpec(name=netns)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    paths = PersistPaths.under(str(etc))
+
+    def refused(self: Transaction, *args: object) -> None:
+        raise ActionError(f"journal {j.path}: No space left on device")
+
+    monkeypatch.setattr(Transaction, "complete", refused)
+    monkeypatch.setattr(Transaction, "abort", refused)
+    with pytest.raises(ActionError, match="could not be recorded, so it was rolled back; nothing was changed"):
+        AddNotrack(spec, "udp dport 5353", persist=paths, journal=j).apply()
+    assert list_rules(spec) == [] and "table inet cttop" not in sh("nft", "list", "tables", netns=netns).splitlines()
+    assert list(etc.iterdir()) == []  # no file, and no directory made for it

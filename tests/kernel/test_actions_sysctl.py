@@ -214,3 +214,24 @@ def test_hashsize_set_and_undone_in_the_initial_namespace(tmp_path: Path) -> Non
         # Put it back only if it is still ours: someone else may own it by now.
         if Path(sysctl.HASHSIZE_PATH).read_text().strip() == new:
             Path(sysctl.HASHSIZE_PATH).write_text(old)
+
+
+@pytest.mark.parametrize("there", ["", "sysctl.d"])
+def test_a_change_the_journal_cannot_record_takes_back_its_file_and_directories(
+        netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, there: str) -> None:
+    """The value set and persisted, then the journal's completion refused (a full disk): the value is put back,
+    the file goes, and so does a sysctl.d/ the write made for it (it stayed, empty); one that was there stays."""
+    j = Journal(str(tmp_path / "state"))
+    etc = tmp_path / "etc"
+    (etc / there).mkdir(parents=True, exist_ok=True)
+    before = sorted(p.relative_to(etc) for p in etc.rglob("*"))
+
+    def refused(self: Transaction, *args: object) -> None:
+        raise ActionError(f"journal {j.path}: No space left on device")
+
+    monkeypatch.setattr(Transaction, "complete", refused)
+    monkeypatch.setattr(Transaction, "abort", refused)
+    with pytest.raises(ActionError, match="could not be recorded, so it was rolled back; nothing was changed"):
+        SetSysctls(NetnsSpec(name=netns), {UDP: "17"}, persist=PersistPaths.under(str(etc)), journal=j).apply()
+    assert proc(UDP, netns) == "30"
+    assert sorted(p.relative_to(etc) for p in etc.rglob("*")) == before

@@ -126,16 +126,17 @@ def check_writable(path: str) -> None:
         raise ActionError(f"{path}: cannot be written by this user")
 
 
-def write_text(path: str, text: str | None) -> None:
-    """Replace the file atomically with ``text``, keeping its mode; None removes it. A write that fails takes
-    back the directories it made, as it does its temporary file (a full disk left an empty sysctl.d/ behind)."""
+def write_text(path: str, text: str | None) -> list[str]:
+    """Replace the file atomically with ``text``, keeping its mode; None removes it. Returns the directories it
+    made, for :func:`put_back`. A write that fails takes them back itself, as it does its temporary file (a full
+    disk left an empty sysctl.d/ behind)."""
     d, name = os.path.split(path)
     made: list[str] = []
     try:
         # A removal makes no directory (`notrack remove --all` made /etc/nftables.d/ to remove nothing from it).
         dir_fd = safeopen.open_dir(d, "directory", None if text is None else 0o755, made)
         if dir_fd is None:
-            return  # no directory, so no file to remove
+            return made  # no directory, so no file to remove
         try:
             _replace(dir_fd, name, path, text)
         finally:
@@ -145,6 +146,14 @@ def write_text(path: str, text: str | None) -> None:
         if isinstance(e, OSError):
             raise ActionError(f"{path}: {e.strerror}") from None
         raise
+    return made
+
+
+def put_back(path: str, text: str | None, made: list[str]) -> None:
+    """Undo a :func:`write_text` whose change is rolled back: ``path`` holding ``text`` again (None: gone), and
+    the directories that write made gone with it, while empty (a rollback after the journal failed left them)."""
+    write_text(path, text)
+    safeopen.remove_made(made, "directory")
 
 
 TMP_INFIX, TMP_BYTES = ".cttop-", 4  # .NAME.cttop-0123abcd: a new file's text, until it is renamed over NAME

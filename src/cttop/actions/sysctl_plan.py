@@ -65,7 +65,7 @@ class SetSysctls(Plan):
         self._old: dict[str, str] = {}
         self._file_texts: dict[str, str | None] = {}
         self._written: list[str] = []
-        self._files_written: list[str] = []
+        self._files_written: dict[str, list[str]] = {}  # path -> the directories its write made
 
     @classmethod
     def inverse(cls, record: Record, spec: NetnsSpec, journal: Journal, persist: P.PersistPaths,
@@ -195,15 +195,14 @@ class SetSysctls(Plan):
 
     def _change(self) -> Change:
         names = list(self.values)
-        self._written, self._files_written = [], []
+        self._written, self._files_written = [], {}
         try:
             for name in names:
                 sysctl.write(self.spec, name, str(self.values[name]))
                 self._written.append(name)
             new = sysctl.read(self.spec, names)
             for path, text in self._new_texts(self._file_texts).items():
-                P.write_text(path, text)
-                self._files_written.append(path)
+                self._files_written[path] = P.write_text(path, text)
         except CttopError as e:
             problems = self._restore()
             raise ActionError(f"{e}; {problems or 'nothing was changed'}") from None
@@ -215,9 +214,9 @@ class SetSysctls(Plan):
     def _restore(self) -> str:
         """Put back written files and values; returns what could not be put back ('' if all was)."""
         failed: list[str] = []
-        for path in self._files_written:
+        for path, made in self._files_written.items():
             try:
-                P.write_text(path, self._file_texts[path])
+                P.put_back(path, self._file_texts[path], made)
             except ActionError as e:
                 failed.append(str(e))
         for name in reversed(self._written):

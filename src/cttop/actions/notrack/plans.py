@@ -100,7 +100,7 @@ class _RulesPlan(Plan):
         super().__init__(spec, journal)
         self.persist_file = persist_file
         self._file_before: str | None = None
-        self._file_written = False
+        self._file_made: list[str] | None = None  # once written: the directories the write made
 
     def _adds(self) -> list[NotrackRule]:
         return []
@@ -145,8 +145,7 @@ class _RulesPlan(Plan):
             return
         try:
             self._file_before = P.read_text(self.persist_file)
-            P.write_text(self.persist_file, nft_file_text(self.spec, self.journal))
-            self._file_written = True
+            self._file_made = P.write_text(self.persist_file, nft_file_text(self.spec, self.journal))
         except ActionError as e:
             self._revert_rules()
             raise ActionError(f"{e}; nothing was changed") from None
@@ -158,8 +157,8 @@ class _RulesPlan(Plan):
 
     def _rollback(self, change: Change) -> str:
         try:
-            if self._file_written:
-                P.write_text(self.persist_file or "", self._file_before)
+            if self._file_made is not None:
+                P.put_back(self.persist_file or "", self._file_before, self._file_made)
             self._revert_rules()
         except ActionError as e:
             return f"ROLLBACK FAILED: {e}"
