@@ -55,7 +55,7 @@ from cttop.model import (
     nat_kind,
     proto_name,
 )
-from cttop.table.packing import flow_key
+from cttop.table.packing import flow_keys
 
 # CTA_FILTER on flush arrived in 2024 (v6.12 by our reading); an older kernel ignores
 # the filter fields it does not know and flushes more than asked, so below this
@@ -99,6 +99,11 @@ def matching_chunks(ct: Ctnetlink, flt: Filter) -> Iterator[list[Row]]:
 def matching_rows(ct: Ctnetlink, flt: Filter) -> list[Row]:
     """Every entry ``flt`` matches (:func:`matching_chunks`), as one list."""
     return [r for rows in matching_chunks(ct, flt) for r in rows]
+
+
+def matching_keys(ct: Ctnetlink, flt: Filter) -> set[int]:
+    """The flow keys of the entries ``flt`` matches (:func:`matching_chunks`): for counting them, not the rows."""
+    return {k for rows in matching_chunks(ct, flt) for k in flow_keys(rows)}
 
 
 def row_command(spec: NetnsSpec, row: Row) -> str:
@@ -321,10 +326,11 @@ class FlushFlows(Plan):
                     # The kernel does not say how many a flush removed, and on a busy table the
                     # count moves with unrelated flows: count the matching entries that went.
                     # By flow key, not id: conntrack ids are 32-bit hashes and collide in big tables.
-                    matched = set(map(flow_key, matching_rows(ct, self.filter)))
+                    # Keys only, a chunk at a time: the matches as rows were ~600 bytes each.
+                    matched = matching_keys(ct, self.filter)
                     for family in _families(self.filter.kernel):
                         ct.flush(family, self.filter.kernel)
-                    gone = len(matched.difference(map(flow_key, matching_rows(ct, self.filter))))
+                    gone = len(matched - matching_keys(ct, self.filter))
                 else:
                     assert self.filter is not None
                     # Matched again now: the plan's rows may have expired or been joined by new ones. Kept as their
