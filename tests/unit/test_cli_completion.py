@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cttop.cli.app import complete_netns
+from cttop.cli.base import complete_netns
 from tests.conftest import CLI, delete_netns, make_netns, run_cttop
 
 BIN = os.path.dirname(CLI[0])  # .venv/bin: where `cttop` is, as a shell finds it
@@ -110,7 +110,7 @@ def test_a_namespace_name_is_completed_with_its_control_characters_escaped(tmp_p
     # The completing shell prints what it is given: a name someone chose is escaped, as everywhere cttop prints.
     for name in ("web1", "evil\x1b]0;pwned\x07", "web2"):
         (tmp_path / name).touch()
-    monkeypatch.setattr(sys.modules["cttop.cli.app"], "NETNS_RUN_DIR", str(tmp_path))
+    monkeypatch.setattr(sys.modules["cttop.cli.base"], "NETNS_RUN_DIR", str(tmp_path))
     assert complete_netns("") == ["evil\\x1b]0;pwned\\x07", "web1", "web2"]
     assert complete_netns("we") == ["web1", "web2"]
 
@@ -134,4 +134,4 @@ def test_a_command_that_does_not_complete_loads_only_its_own_module() -> None:
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith('cttop.cli.')))")
     r = subprocess.run([CLI[0], "-c", code], capture_output=True, text=True, check=True)
-    assert r.stdout.strip() == "['cttop.cli.app', 'cttop.cli.snapshot']"
+    assert r.stdout.strip() == "['cttop.cli.app', 'cttop.cli.base', 'cttop.cli.snapshot', 'cttop.cli.snapshot_typer', 'cttop.cli.status']"

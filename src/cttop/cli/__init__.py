@@ -12,11 +12,12 @@ import importlib
 import os
 import sys
 
+from cttop.cli.status import INTERRUPTED
 from cttop.termsafe import SafeStream
 
 # command name -> module under cttop.cli that defines it
 COMMANDS = {
-    "snapshot": "snapshot",
+    "snapshot": "snapshot_typer",
     "doctor": "doctor",
     "lab": "lab",
     "flush": "actions", "delete": "actions", "set": "actions", "undo": "actions", "journal": "actions",
@@ -52,7 +53,7 @@ def names_a_shell(argv: list[str]) -> bool:
     return False
 
 
-INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
+COMPLETE_VAR = "_CTTOP_COMPLETE"  # click's protocol: a completing shell sets it and runs cttop
 
 
 def main() -> None:
@@ -65,8 +66,6 @@ def main() -> None:
 
 
 def _main() -> None:
-    from cttop.cli.app import COMPLETE_VAR, app
-
     completing = COMPLETE_VAR in os.environ
     # Every printer's text, and every message quoting a name, passes one filter on its way to the terminal
     # (the TUI draws on its own stream and sanitises what it draws). Not a completing shell's stdout: its
@@ -75,6 +74,13 @@ def _main() -> None:
     if not completing:
         sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
     sys.stderr = SafeStream(sys.stderr)  # type: ignore[assignment]
+    if not completing and sys.argv[1:2] == ["snapshot"]:
+        from cttop.cli.snapshot import quick
+
+        if quick(sys.argv[2:]):  # without typer, where its words need none (cli/base.py)
+            return
+    from cttop.cli.app import app
+
     # A completing shell passes the words in the environment, not argv: every command module is loaded then,
     # so subcommands and their options complete.
     load_commands([] if completing else sys.argv[1:])

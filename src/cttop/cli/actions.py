@@ -34,7 +34,8 @@ from cttop.actions.journal import INTERRUPTED, default_state_dir
 from cttop.actions.plan import READ_ONLY_ENV
 from cttop.actions.schema import ID
 from cttop.actions.shell import cttop_command
-from cttop.cli.app import NETNS, a_path, app, command_filter, fail, guarded, netns_options
+from cttop.cli.app import NETNS, a_path, app, netns_options
+from cttop.cli.base import command_filter, fail, guarded
 from cttop.kernel import sysctl
 from cttop.kernel.ctnetlink import Ctnetlink
 from cttop.kernel.netns import NetnsSpec

@@ -1,4 +1,6 @@
-"""The typer app, the options every command shares, and the one place errors become exit codes."""
+"""The typer app: its root, its one-line usage errors, the options every command shares made typer's.
+
+What the commands share without typer (errors and exits, options as data) is in cli/base.py."""
 
 from __future__ import annotations
 
@@ -11,20 +13,18 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer import Context, TyperException
 from typer.core import TyperGroup
 
 from cttop import config
-from cttop.errors import CttopError
-from cttop.filter import Filter, OwnerSource, compile_filter, parse, uses_owners
-from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
-from cttop.termsafe import safe_line
+from cttop.cli.base import NETNS_OPTS, Opt, fail, guarded, netns_spec, settle
+from cttop.kernel.netns import NetnsSpec
 
 
 class OneLineUsage(TyperGroup):
@@ -108,8 +108,6 @@ def ascii_numbers(command: Any) -> None:
         ascii_numbers(sub)
 
 
-COMPLETE_VAR = "_CTTOP_COMPLETE"  # click's protocol: a completing shell sets it and runs cttop
-
 app = typer.Typer(
     cls=OneLineUsage,
     name="cttop",
@@ -121,15 +119,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-def complete_netns(incomplete: str) -> list[str]:
-    """The named namespaces (`ip netns list`) starting with what was typed, for shell completion; a name's
-    control characters escaped, since the shell prints what it is offered."""
-    try:
-        return sorted(safe_line(n) for n in os.listdir(NETNS_RUN_DIR) if n.startswith(incomplete))
-    except OSError:
-        return []  # no named namespace yet, or not allowed to look: nothing to offer
 
 
 def not_nan(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
@@ -149,26 +138,43 @@ def a_path(ctx: typer.Context, param: typer.CallbackParam, value: str | None) ->
     return value
 
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
-# The options that choose a namespace, declared once: every command that takes them says so with
-# @netns_options() and receives the NetnsSpec they name.
-_NETNS_OPTIONS = [
-    inspect.Parameter("netns", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        str | None, typer.Option("--netns", autocompletion=complete_netns,
-                                 help="Network namespace by name, as `ip netns list` shows it.")]),
-    inspect.Parameter("netns_pid", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        int | None, typer.Option("--netns-pid", help="Network namespace of this process.")]),
-    inspect.Parameter("netns_path", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        str | None, typer.Option("--netns-path", help="Network namespace by path (e.g. /proc/PID/ns/net).")]),
-]
+
+def typer_params(opts: Sequence[Opt]) -> list[inspect.Parameter]:
+    """typer's keyword parameters for options declared as data (cli/base.py): flags, help, range, completion.
+    A float with a range refuses nan (:func:`not_nan`), as every such option here does."""
+    params = []
+    for o in opts:
+        extra: dict[str, Any] = {}
+        if o.kind is float and o.low is not None and o.high is not None:
+            extra["callback"] = not_nan
+        if o.complete is not None:
+            extra["autocompletion"] = o.complete
+        kind: Any = o.kind if o.default is not None else o.kind | None
+        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default, annotation=Annotated[
+            kind, typer.Option(*o.flags, help=o.help, metavar=o.metavar, min=o.low, max=o.high, **extra)]))
+    return params
 
 
-def netns_spec(name: str | None, pid: int | None, path: str | None, usage_exit: int = 2) -> NetnsSpec:
-    if sum(x is not None for x in (name, pid, path)) > 1:
-        fail("--netns, --netns-pid and --netns-path are exclusive: give one", usage_exit)
-    return NetnsSpec(name=name, pid=pid, path=path)
+def with_options(opts: Sequence[Opt]) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Give a command that takes ``**values`` the options ``opts`` (declared as data, cli/base.py) in their
+    place: typer reads a command's options from its signature."""
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        sig = inspect.signature(fn, eval_str=True)
+        params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        params += typer_params(opts)
+
+        @wraps(fn)
+        def command(*args: object, **kwargs: object) -> R:
+            return fn(*args, **kwargs)
+
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
 
 
 # Where a @netns_options() command's namespace options go; the decorator passes the NetnsSpec they name.
@@ -186,7 +192,7 @@ def netns_options(usage_exit: int = 2) -> Callable[[Callable[..., R]], Callable[
         params: list[inspect.Parameter] = []
         for p in sig.parameters.values():
             if p.name == "spec":
-                params += _NETNS_OPTIONS
+                params += typer_params(NETNS_OPTS)
             else:
                 params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
 
@@ -200,42 +206,6 @@ def netns_options(usage_exit: int = 2) -> Callable[[Callable[..., R]], Callable[
         return command
 
     return decorate
-
-
-def command_filter(text: str, spec: NetnsSpec, owners: OwnerSource | None = None) -> Filter:
-    """``--filter`` of a one-shot command. The owner words (``pid``, ``process``...) work: the
-    namespaces' sockets are read once, now (unless the caller did, into ``owners``), and only
-    when the filter uses them."""
-    if not uses_owners(parse(text, owners=True)):
-        return compile_filter(text)
-    if owners is None:
-        from cttop.host.containers import host_owners  # psutil and socket dumps: only for filters that ask
-
-        fresh = host_owners(spec)
-        fresh.refresh()
-        owners = fresh
-    return compile_filter(text, owners)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``cttop: message`` on stderr and exit; never a traceback. One line, whatever names it quotes."""
-    print(f"cttop: {safe_line(message)}", file=sys.stderr)
-    raise typer.Exit(code)
-
-
-def guarded(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn CttopError (bad input, refused operation) into a one-line error and exit 2."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except CttopError as e:
-            fail(str(e))
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _print_version(value: bool) -> None:
@@ -275,10 +245,8 @@ def top(
     # Whether --interval was given (a config's interval yields to it): the source enum's name, public as such.
     source = ctx.get_parameter_source("interval")
     given = source is not None and source.name != "DEFAULT"
-    settings = config.Settings() if no_config else guarded(config.load_default)()
-    settings = settings.override(read_only=read_only, mouse=mouse, interval=interval if given else None,
-                                 resolve=resolve, max_flows=max_flows)
-    config.activate(settings)
+    settings = settle(no_config, read_only=read_only, mouse=mouse, interval=interval if given else None,
+                      resolve=resolve, max_flows=max_flows)
     if ctx.invoked_subcommand is not None:
         if not spec.is_own:
             option = spec.argv()[0]  # the option as typed: --netns, --netns-pid or --netns-path

@@ -15,7 +15,8 @@ import typer
 from typer.core import TyperCommand
 
 from cttop.actions.journal import Journal
-from cttop.cli.app import NETNS, a_path, app, fail, netns_options, not_nan
+from cttop.cli.app import NETNS, a_path, app, netns_options, not_nan
+from cttop.cli.base import fail
 from cttop.doctor import DEFAULT_SECONDS, EXIT, diagnose, render
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec

@@ -24,7 +24,8 @@ from typing import Annotated, Final
 
 import typer
 
-from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options
+from cttop.cli.app import NETNS, app, netns_options
+from cttop.cli.base import command_filter, fail, guarded
 from cttop.cli.snapshot import flow_line, owner_note
 from cttop.filter import Filter
 from cttop.kernel import nlconst as C

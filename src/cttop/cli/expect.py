@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import NETNS, app, guarded, netns_options
+from cttop.cli.app import NETNS, app, netns_options
+from cttop.cli.base import guarded
 from cttop.kernel.expect import read_expectations
 from cttop.kernel.netns import NetnsSpec
 

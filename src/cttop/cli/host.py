@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from cttop import config
-from cttop.cli.app import DAY, NETNS, app, fail, guarded, netns_options, parse_duration, stopped_by_signals
+from cttop.cli.app import DAY, NETNS, app, netns_options, parse_duration, stopped_by_signals
+from cttop.cli.base import fail, guarded
 from cttop.host import export as host_export
 from cttop.host.namespaces import Namespace, Totals, list_namespaces, totals
 from cttop.kernel.netns import NetnsSpec

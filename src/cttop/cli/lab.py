@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from cttop.cli.app import app, guarded, not_nan
+from cttop.cli.app import app, not_nan
+from cttop.cli.base import guarded
 from cttop.lab import containers, topology
 from cttop.lab.scenarios import FILL_LIMIT, SCENARIOS, check_fill
 from cttop.lab.session import LabSession, LabSignalled, exits_on_signals, signals_held

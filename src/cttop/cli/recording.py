@@ -11,18 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cttop.cli.app import (
-    DAY,
-    NETNS,
-    a_path,
-    app,
-    fail,
-    guarded,
-    netns_options,
-    not_nan,
-    parse_duration,
-    stopped_by_signals,
-)
+from cttop.cli.app import DAY, NETNS, a_path, app, netns_options, not_nan, parse_duration, stopped_by_signals
+from cttop.cli.base import fail, guarded
 from cttop.errors import CttopError
 from cttop.kernel.netns import NetnsSpec
 from cttop.sources.record import Recorder

@@ -1,15 +1,17 @@
-"""`cttop snapshot`: one look at the table, for humans or (with --json) for scripts."""
+"""`cttop snapshot`: one look at the table, for humans or (with --json) for scripts.
+
+Without typer: its options are data (``OPTS``), and :func:`quick` runs it straight from the command line when
+its words need no conversion (cli/base.py says why); cli/snapshot_typer.py gives typer the same command."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Final
-
-import typer
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 from cttop import config
 from cttop import model as M
-from cttop.cli.app import NETNS, app, command_filter, fail, guarded, netns_options, not_nan
+from cttop.cli.base import NETNS_OPTS, Opt, command_filter, fail, guarded, netns_spec, quick_values, settle
 from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.heaviest import RANK_BY, group_title
@@ -28,29 +30,41 @@ if TYPE_CHECKING:  # loaded when the flows' owners are asked for (host_owners), 
 PRESSURE_SHOWN: Final = ("drop", "early_drop", "invalid", "insert_failed", "clash_resolve", "chaintoolong",
                          "search_restart")
 
+OPTS: Final = (
+    Opt("filter", ("--filter", "-f"), str, "", "Only flows matching this filter expression."),
+    Opt("group_by", ("--group-by", "-g"), str, config.DEFAULT_GROUP, f"Group key: {', '.join(GROUP_KEYS)}."),
+    Opt("by", ("--by",), str, "entries", "Rank groups by entries, bytes, packets or new-rate (new flows a second, "
+                                         "watched for --seconds)."),
+    Opt("top", ("--top", "-n"), int, 10, "How many groups to list.", low=1),
+    Opt("flows", ("--flows",), bool, False, "Also list every matching flow."),
+    Opt("as_json", ("--json",), bool, False, "One JSON object (schema in the README)."),
+    Opt("max_flows", ("--max-flows",), int, None,
+        f"Hold at most N flow records (default: the config's max_flows, {config.MAX_FLOWS:,}): --flows lists the "
+        "first N, and bytes a second are left out over N counted flows. The counts always cover every flow. "
+        "0: no bound.", metavar="N", low=0),
+    Opt("seconds", ("--seconds",), float, None,
+        f"Watch this long between two dumps, for rates (new-rate: default {NEW_RATE_SECONDS:g}).", low=0.1,
+        high=3600),
+)
 
-@app.command()
-@guarded
-@netns_options()
-def snapshot(
-    spec: NetnsSpec = NETNS,
-    filter: Annotated[str, typer.Option("--filter", "-f", help="Only flows matching this filter expression.")] = "",
-    group_by: Annotated[str, typer.Option("--group-by", "-g", help=f"Group key: {', '.join(GROUP_KEYS)}.")
-                        ] = config.DEFAULT_GROUP,
-    by: Annotated[str, typer.Option("--by", help="Rank groups by entries, bytes, packets or new-rate (new flows "
-                                                 "a second, watched for --seconds).")] = "entries",
-    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many groups to list.")] = 10,
-    flows: Annotated[bool, typer.Option("--flows", help="Also list every matching flow.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (schema in the README).")] = False,
-    max_flows: Annotated[int | None, typer.Option(
-        "--max-flows", min=0, metavar="N",
-        help=f"Hold at most N flow records (default: the config's max_flows, {config.MAX_FLOWS:,}): --flows lists "
-             "the first N, and bytes a second are left out over N counted flows. The counts always cover every flow. "
-             "0: no bound.")] = None,
-    seconds: Annotated[float | None, typer.Option(
-        "--seconds", min=0.1, max=3600, callback=not_nan,
-        help=f"Watch this long between two dumps, for rates (new-rate: default {NEW_RATE_SECONDS:g}).")] = None,
-) -> None:
+
+def quick(args: Sequence[str]) -> bool:
+    """Run ``cttop snapshot`` from ``args`` (the words after its name) without typer, when
+    cli/base.quick_values can read them; False, having done nothing, when typer must."""
+    values = quick_values((*NETNS_OPTS, *OPTS), args)
+    if values is None:
+        return False
+    # As the root callback does with no option of its own (cli/app.py, top). Read-only is not set: a snapshot
+    # changes nothing.
+    settle()
+    spec = netns_spec(values.pop("netns"), values.pop("netns_pid"), values.pop("netns_path"))  # type: ignore[arg-type]
+    # Each value is of its Opt's kind: quick_values reads only flags and text, as typer would (a test holds it).
+    guarded(run)(spec, **values)  # type: ignore[arg-type]
+    return True
+
+
+def run(spec: NetnsSpec, *, filter: str, group_by: str, by: str, top: int, flows: bool, as_json: bool,
+        max_flows: int | None, seconds: float | None) -> None:
     """Print the table's fill, states, heaviest groups and pressure counters, once."""
     if group_by not in GROUP_KEYS:
         fail(f"--group-by {group_by!r}: not a group key (choose from {', '.join(GROUP_KEYS)})")
@@ -87,7 +101,7 @@ def snapshot(
     if snap.problem is not None:
         print(f"cttop: {snap.problem}", file=sys.stderr)
         if flows:
-            raise typer.Exit(1)
+            raise SystemExit(1)
 
 
 def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:
