@@ -31,6 +31,7 @@ from cttop.model import (
     R_PSTATE,
     R_RBYTES,
     R_RPKTS,
+    R_SRC,
     R_START,
     R_STATUS,
     R_TIMEOUT,
@@ -280,3 +281,16 @@ def test_several_groups_are_counted_at_once_as_rows_are(groups: list[str]) -> No
             break
     got.add_counts(counts)
     assert ordered(got) == ordered(want) and len(got.groups) == len(groups)
+
+
+def test_a_field_longer_than_an_attribute_can_be_is_refused_not_mistaken() -> None:
+    """A key's bytes field carries its length in 2 bytes (a netlink attribute's payload is at most 65,535 bytes):
+    a longer one, which only a row Python made could hold, is refused, never counted under another's key."""
+    row = list(tie_heavy_rows(1, 5)[0])
+    counts = Counts(GROUPS["src"].reads)  # type: ignore[arg-type]
+    row[R_SRC] = b"\x01" * 0xFFFF
+    counts.add_row(tuple(row))
+    row[R_SRC] = b"\x01" * 0x10000
+    with pytest.raises(ValueError, match="65535"):
+        counts.add_row(tuple(row))
+    assert counts.totals()[0] == 1

@@ -30,11 +30,13 @@
 
 typedef unsigned __int128 big_t;  /* byte and packet sums: each flow's are two 64-bit counters */
 
-#define INLINE_KEY 48  /* a key up to this long is compared where its count is: one cache line a flow's lookup */
+#define INLINE_KEY 20  /* a key up to this long (an address of either family) is compared where its count is */
+#define MOST_FIELD 0xFFFF  /* a field's bytes are at most a netlink attribute's payload: its length in 2 bytes */
 
-/* What a flow's lookup touches, one cache line: its count and (the start of) its key. The dump's own bytes go
+/* What a flow's lookup touches, half a cache line: its count and (the start of) its key. The dump's own bytes go
  * through the caches between two lookups, so each line more was a miss more (~75 ns a flow when the key was
- * elsewhere, at 7,168 groups). */
+ * elsewhere, at 7,168 groups), and half the lines are half the misses: 64 bytes a group were ~6% of a snapshot's
+ * CPU at 262k entries and 7,168 sources, most of it waiting on memory. */
 typedef struct {
     uint64_t n;
     uint32_t key_len;
@@ -157,11 +159,16 @@ static int reserve_keys(Table *t, Py_ssize_t more) {
 }
 
 /* The raw key of ``n`` fields, written at the end of t->keys (not yet kept): a kind byte a field, then 8 bytes
- * of an int or 4 of length and the bytes. Its length, or -1 with an exception set. */
+ * of an int or 2 of length and the bytes. Its length, or -1 with an exception set. */
 static Py_ssize_t encode(Table *t, const field_t *f, int n) {
     Py_ssize_t need = 0;
-    for (int i = 0; i < n; i++)
-        need += 1 + (f[i].kind == FIELD_INT ? 8 : f[i].kind == FIELD_BYTES ? 4 + f[i].len : 0);
+    for (int i = 0; i < n; i++) {
+        if (f[i].kind == FIELD_BYTES && f[i].len > MOST_FIELD) {  /* only a row Python made could hold one */
+            PyErr_Format(PyExc_ValueError, "Counts: a row field of %zd bytes (at most %d)", f[i].len, MOST_FIELD);
+            return -1;
+        }
+        need += 1 + (f[i].kind == FIELD_INT ? 8 : f[i].kind == FIELD_BYTES ? 2 + f[i].len : 0);
+    }
     if (reserve_keys(t, need) < 0)
         return -1;
     uint8_t *p = t->keys + t->keys_used;
@@ -171,11 +178,11 @@ static Py_ssize_t encode(Table *t, const field_t *f, int n) {
             memcpy(p, &f[i].v, 8);
             p += 8;
         } else if (f[i].kind == FIELD_BYTES) {
-            uint32_t len = (uint32_t)f[i].len;
-            memcpy(p, &len, 4);
+            uint16_t len = (uint16_t)f[i].len;
+            memcpy(p, &len, 2);
             if (f[i].len)
-                memcpy(p + 4, f[i].p, (size_t)f[i].len);
-            p += 4 + f[i].len;
+                memcpy(p + 2, f[i].p, (size_t)f[i].len);
+            p += 2 + f[i].len;
         }
     }
     return need;
