@@ -163,13 +163,14 @@ def test_the_snapshot_command_loads_no_more_than_it_uses() -> None:
     host-wide owner map (every namespace's addresses), the owners' machinery until a group, filter or --flows
     asks who owns flows, the TUI, the exporter and the lab are not its."""
     code = ("import sys, cttop.cli.snapshot; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('cttop', 'textual', 'prometheus_client', 'pyroute2'))))")
+            "('cttop', 'textual', 'prometheus_client', 'pyroute2', 'typer'))))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
                  .stdout.split())
     assert "cttop.live.snapshot" in loaded
     unwanted = {"textual", "prometheus_client", "pyroute2", "cttop.ui", "cttop.host.export", "cttop.lab",
                 "cttop.host.containers", "cttop.owners.netmap", "cttop.live.owner_rank", "cttop.live.collector",
-                "cttop.owners.owners", "cttop.live.owner_top"}  # loaded only when owners are asked for
+                "cttop.owners.owners", "cttop.live.owner_top",  # loaded only when owners are asked for
+                "cttop.filter", "typer"}  # loaded only for a filter given; read by typer only for words that need it
     assert loaded & unwanted == set()
 
 

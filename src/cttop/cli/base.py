@@ -15,14 +15,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 from cttop import config
 from cttop.cli.status import INTERRUPTED
 from cttop.errors import CttopError
-from cttop.filter import Filter, OwnerSource, compile_filter, parse, uses_owners
 from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
 from cttop.termsafe import safe_line
+
+if TYPE_CHECKING:  # the filter's parser loads only for a filter given (~10 ms of a start)
+    from cttop.filter import Filter, OwnerSource
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -132,6 +134,8 @@ def command_filter(text: str, spec: NetnsSpec, owners: OwnerSource | None = None
     """``--filter`` of a one-shot command. The owner words (``pid``, ``process``...) work: the
     namespaces' sockets are read once, now (unless the caller did, into ``owners``), and only
     when the filter uses them."""
+    from cttop.filter import compile_filter, parse, uses_owners
+
     if not uses_owners(parse(text, owners=True)):
         return compile_filter(text)
     if owners is None:

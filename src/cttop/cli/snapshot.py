@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Final
 from cttop import config
 from cttop import model as M
 from cttop.cli.base import NETNS_OPTS, Opt, command_filter, fail, guarded, netns_spec, quick_values, settle
-from cttop.filter import parse, uses_owners
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.heaviest import RANK_BY, group_title
 from cttop.live.snapshot import GROUP_KEYS, NEW_RATE_SECONDS, Snapshot, take
@@ -74,14 +73,14 @@ def run(spec: NetnsSpec, *, filter: str, group_by: str, by: str, top: int, flows
         fail(f"--group-by {group_by}: rates are measured for the table's keys ({', '.join(GROUPS)}), "
              "not owners")
     owners: Owners | None = None
-    if group_by in OWNER_GROUPS or flows or uses_owners(parse(filter, owners=True)):
+    if group_by in OWNER_GROUPS or flows or filter_uses_owners(filter):
         # Imported only here: psutil and a socket dump in every namespace, for the commands that ask
         # (each flow listed names its owner).
         from cttop.host.containers import host_owners
 
         owners = host_owners(spec)
         owners.refresh()
-    flt = command_filter(filter, spec, owners)
+    flt = command_filter(filter, spec, owners) if filter.strip() else None  # None: every flow, no parser loaded
     most = config.active().max_flows if max_flows is None else max_flows
     snap = take(spec, flt, group_by, by, top, keep_flows=flows, owners=owners, seconds=seconds,
                 max_flows=most or None)
@@ -102,6 +101,15 @@ def run(spec: NetnsSpec, *, filter: str, group_by: str, by: str, top: int, flows
         print(f"cttop: {snap.problem}", file=sys.stderr)
         if flows:
             raise SystemExit(1)
+
+
+def filter_uses_owners(text: str) -> bool:
+    """Whether ``--filter`` names owners (pid, process...); a blank one loads no parser."""
+    if not text.strip():
+        return False
+    from cttop.filter import parse, uses_owners
+
+    return uses_owners(parse(text, owners=True))
 
 
 def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from cttop import config
 from cttop.errors import CttopError
-from cttop.filter import Filter
 from cttop.host.datapath import Findings, look
 from cttop.kernel import native, procstat, sysctl
 from cttop.kernel import nlconst as C
@@ -31,8 +30,9 @@ from cttop.table.groups import GROUPS, GroupKey
 from cttop.table.packing import flow_key, pack
 from cttop.table.rates import FlowRate, NewFlowRate, flow_rates, group_rates, top_new, with_rates
 
-if TYPE_CHECKING:  # the owners' machinery (psutil, sock_diag) loads only when they are asked for
-    from cttop.owners.owners import Owners
+if TYPE_CHECKING:
+    from cttop.filter import Filter  # None for every flow: the parser loads only for a filter given
+    from cttop.owners.owners import Owners  # the owners' machinery (psutil, sock_diag) loads only when asked for
 
 NEW_RATE_SECONDS: Final = 5.0  # how long --by new-rate watches when not told
 JSON_SEPARATORS: Final = (",", ":")  # compact: --flows runs to hundreds of megabytes
@@ -128,11 +128,11 @@ def _rate(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def take(spec: NetnsSpec, flt: Filter, group_by: str = config.DEFAULT_GROUP, by: str = "entries", top_n: int = 10,
+def take(spec: NetnsSpec, flt: Filter | None, group_by: str = config.DEFAULT_GROUP, by: str = "entries", top_n: int = 10,
          keep_flows: bool = False, owners: Owners | None = None, seconds: float | None = None,
          max_flows: int | None = None) -> Snapshot:
-    """Read the table once (or, with ``seconds``, twice that far apart, for rates). Without permission,
-    count and max still come from /proc/sys.
+    """Read the table once (or, with ``seconds``, twice that far apart, for rates), the flows ``flt`` matches
+    (None: every flow). Without permission, count and max still come from /proc/sys.
 
     The aggregates count every flow as the dump streams in, holding none; ``max_flows`` bounds the records
     held for what needs them: the flows kept (the first that many) and the counters bytes a second compare.
@@ -202,34 +202,33 @@ def take(spec: NetnsSpec, flt: Filter, group_by: str = config.DEFAULT_GROUP, by:
     return snap
 
 
-def countable(flt: Filter, group_by: str) -> bool:
+def countable(flt: Filter | None, group_by: str) -> bool:
     """Whether a dump can be counted for ``group_by`` without rows: the accelerator is built, the group's key
     reads only the row, and the kernel does all the filter's work."""
-    kf = flt.kernel
     return (native.DEFAULT is not None and group_by in GROUPS and GROUPS[group_by].reads is not None
-            and (flt.is_all or (kf is not None and kf.exact)))
+            and (flt is None or flt.is_all or (flt.kernel is not None and flt.kernel.exact)))
 
 
-def count_dump(ct: Ctnetlink, flt: Filter, agg: Aggregates, group_by: str) -> int:
+def count_dump(ct: Ctnetlink, flt: Filter | None, agg: Aggregates, group_by: str) -> int:
     """One dump, narrowed by the kernel, counted into ``agg`` without a row a flow (kernel/_counts.c; see
     :func:`countable`): the flows counted."""
     reads = GROUPS[group_by].reads
     assert native.DEFAULT is not None and reads is not None  # countable() said so
     counts = native.DEFAULT.Counts(reads)
-    kf = flt.kernel
+    kf = flt.kernel if flt is not None else None
     ct.dump_counts(counts, kf.family if kf is not None and kf.family is not None else 0, kf)
     agg.add_counts(counts)
     flows: int = counts.totals()[0]
     return flows
 
 
-def filtered_dump(ct: Ctnetlink, flt: Filter) -> Generator[tuple[int, list[Row]], None, None]:
+def filtered_dump(ct: Ctnetlink, flt: Filter | None) -> Generator[tuple[int, list[Row]], None, None]:
     """One dump, narrowed by the kernel where the filter allows: (rows listed, rows matching) a chunk."""
-    kf = flt.kernel
+    kf = flt.kernel if flt is not None else None
     family = kf.family if kf is not None and kf.family is not None else 0
     for rows in ct.dump_chunks(family, kf):
         n = len(rows)
-        if not flt.is_all and not (kf is not None and kf.exact):
+        if flt is not None and not flt.is_all and not (kf is not None and kf.exact):
             rows = flt.select(rows)
         yield n, rows
 
@@ -241,7 +240,7 @@ class _Watch:
     counted; the count covers the time from that subscription to the second dump.
     """
 
-    def __init__(self, ct: Ctnetlink, spec: NetnsSpec, flt: Filter, key: Callable[[Row], GroupKey],
+    def __init__(self, ct: Ctnetlink, spec: NetnsSpec, flt: Filter | None, key: Callable[[Row], GroupKey],
                  seconds: float, events: bool, max_flows: int | None = None) -> None:
         self.key, self.flt = key, flt
         self.most = max_flows  # counted flows whose records both dumps may hold; over it, no bytes a second
@@ -267,9 +266,9 @@ class _Watch:
                     continue
                 batch = sock.read(min(left, 0.25))
                 self.lost |= batch.lost
-                match = flt.match
+                match = None if flt is None or flt.is_all else flt.match
                 self.rate.add(time.monotonic(), [r for k, r in batch.events
-                                                 if k == EV_NEW and (flt.is_all or match(r))])
+                                                 if k == EV_NEW and (match is None or match(r))])
         finally:
             if sock is not None:
                 sock.close()
