@@ -1,5 +1,6 @@
 """cttop snapshot vs conntrack -L on the same table, plus the raw-dump floor, the dump decoded into rows and
-counted without them (in process), what starting the command costs before any dump (the interpreter and
+counted without them (in process), the same snapshot with its words read by typer (`--top 10`: a number needs it;
+plain flags and text do not, cli/base.py), what starting the command costs before any dump (the interpreter and
 typer alone; `cttop --version`: the interpreter, typer and the modules every command imports), and bytes per flow.
 
 Wall time for everything; CPU time (user + sys from the child's rusage) for the commands.
@@ -67,6 +68,9 @@ def speed(n: int, runs: int, realistic: bool) -> None:
             cttop_snapshot_json=lambda: run("cttop_snapshot_json", [CTTOP, "snapshot", "--netns", ns, "--json"]),
             cttop_snapshot_json_flows=lambda: run("cttop_snapshot_json_flows",
                                                   [CTTOP, "snapshot", "--netns", ns, "--json", "--flows"]),
+            # The same snapshot with its words read by typer (a number option does; --top 10 is the default).
+            cttop_snapshot_json_typer=lambda: run("cttop_snapshot_json_typer",
+                                                  [CTTOP, "snapshot", "--netns", ns, "--json", "--top", "10"]),
             python_raw_dump=raw_floor,
             cttop_dump_decode=ct.dump,
             cttop_dump_counted=counted,
