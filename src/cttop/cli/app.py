@@ -8,10 +8,8 @@ import copy
 import functools
 import inspect
 import math
-import os
 import re
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -152,8 +150,9 @@ def typer_params(opts: Sequence[Opt]) -> list[inspect.Parameter]:
         if o.complete is not None:
             extra["autocompletion"] = o.complete
         kind: Any = o.kind if o.default is not None else o.kind | None
-        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default, annotation=Annotated[
-            kind, typer.Option(*o.flags, help=o.help, metavar=o.metavar, min=o.low, max=o.high, **extra)]))
+        option = typer.Option(*o.flags, help=o.help, metavar=o.metavar, min=o.low, max=o.high, **extra)
+        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default,
+                                        annotation=Annotated[kind, option]))
     return params
 
 
@@ -165,14 +164,9 @@ def with_options(opts: Sequence[Opt]) -> Callable[[Callable[..., R]], Callable[.
         sig = inspect.signature(fn, eval_str=True)
         params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         params += typer_params(opts)
-
-        @wraps(fn)
-        def command(*args: object, **kwargs: object) -> R:
-            return fn(*args, **kwargs)
-
-        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params}
-        return command
+        fn.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        fn.__annotations__ = {p.name: p.annotation for p in params}
+        return fn
 
     return decorate
 
