@@ -131,17 +131,24 @@ def kube_proxy_pids() -> tuple[int, ...]:
     """Processes named kube-proxy, lowest pid first.
 
     Each one's comm read straight from /proc: psutil's process objects cost ~50 µs a process (and its import
-    ~7 ms of every snapshot), and a node runs hundreds. "kube-proxy" fits in comm's 15 characters untruncated."""
+    ~7 ms of every snapshot), and a node runs hundreds. By file descriptor, not a file object: ~5 µs a process
+    against ~11. "kube-proxy" fits in comm's 15 characters untruncated."""
     want = f"{KUBE_PROXY}\n".encode()
     out = []
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/comm", "rb") as f:
-                    if f.read() == want:
-                        out.append(int(pid))
-            except OSError:  # gone meanwhile
-                continue
+        if not pid.isdigit():
+            continue
+        try:
+            fd = os.open(f"/proc/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # gone meanwhile
+            continue
+        try:
+            if os.read(fd, len(want) + 1) == want:
+                out.append(int(pid))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
     return tuple(sorted(out))
 
 
