@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from cttop.cli.app import app
 from cttop.cli.base import NETNS_OPTS, netns_spec, quick_values
 from cttop.cli.snapshot import OPTS
 from cttop.kernel.netns import NetnsSpec
+from tests.conftest import run_cttop
 
 WORDS: list[list[str]] = [
     [], ["--json"], ["--flows"], ["--netns", "web1"], ["--netns=a b"], ["--netns", "-x"], ["--netns="],
@@ -120,3 +122,14 @@ def test_a_snapshot_that_needs_no_conversion_starts_without_typer_and_ends_as_ty
     # The same one-line refusal and status either way.
     assert "cttop-no-such-ns-q" in quick.stderr and quick.stderr.count("\n") == 1
     assert (quick.stderr, quick.stdout.splitlines()[-2]) == (typed.stderr, typed.stdout.splitlines()[-2])
+
+
+def test_the_config_is_read_alike(tmp_path: Path) -> None:
+    """The quick start reads the config files as the root does (settle): a bad one is the same one-line refusal."""
+    bad = tmp_path / "config.toml"
+    bad.write_text('read_only = "x"\n')
+    for config in (str(bad), str(tmp_path / "missing.toml")):
+        env = {"CTTOP_CONFIG": config}
+        quick, typed = run_cttop("snapshot", "--json", env=env), run_cttop("snapshot", "--json", "--top", "10", env=env)
+        assert quick.returncode == typed.returncode == 2
+        assert quick.stderr == typed.stderr and quick.stderr.count("\n") == 1 and config in quick.stderr
