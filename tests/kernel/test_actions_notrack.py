@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import typer
 
 from cttop.actions.errors import ActionError
 from cttop.actions.flows import matching_rows
@@ -260,7 +259,7 @@ def test_adding_counts_the_natd_matches_without_holding_every_match(
     monkeypatch.setattr(sys, "stdin", io.StringIO())  # no terminal, even under `pytest -s`: nothing is asked
 
     def cli(expr: str) -> str:
-        with pytest.raises(typer.Exit):  # shown, then refused: no terminal to confirm on
+        with pytest.raises(SystemExit):  # shown, then refused: no terminal to confirm on (cli/base.fail)
             notrack_add(expr, netns=crowded, state_dir=str(tmp_path))
         return capsys.readouterr().out
 
