@@ -39,15 +39,14 @@ def _cell(text: str, column: str) -> Text:
     return Text(safe_line(text), justify="right" if column in RIGHT else "left")
 
 
-def row_cells(ns: Namespace, shown: bool, name_w: int | None = None) -> list[Text]:
-    """The row of ``ns``; its name cut in its middle to ``name_w`` (None: whole)."""
+def row_cells(ns: Namespace, shown: bool, name: str | None = None) -> list[Text]:
+    """The row of ``ns``, with its name as ``name`` gives it cut (None: whole)."""
     if ns.count is None:
         numbers = ["?", "-", "?", "?"]
     else:
         numbers = [str(ns.count), f"{ns.share:.1%}" if ns.share is not None else "-", str(ns.drop),
                    str(ns.early_drop)]
-    name = ns.label if name_w is None else fmt.truncate_middle(ns.label, name_w)
-    values = [SHOWN_MARK if shown else "", name, *numbers, str(len(ns.pids)), ns.process or "-", ns.container or "-"]
+    values = [SHOWN_MARK if shown else "", ns.label if name is None else name, *numbers, str(len(ns.pids)), ns.process or "-", ns.container or "-"]
     return [_cell(v, c) for v, c in zip(values, COLUMNS)]
 
 
@@ -141,8 +140,9 @@ class NamespacesScreen(ModalScreen[None]):
         table.clear()
         rows = [row_cells(ns, ns.inode == shown_inode) for ns in namespaces]
         name_w = name_width(table, rows)
-        if name_w is not None:
-            rows = [row_cells(ns, ns.inode == shown_inode, name_w) for ns in namespaces]
+        if name_w is not None:  # cut where they differ: two labs' routers read the same cut in the middle
+            names = fmt.truncate_apart([ns.label for ns in namespaces], name_w)
+            rows = [row_cells(ns, ns.inode == shown_inode, name) for ns, name in zip(namespaces, names)]
         fix_width(table, NAME, rows)
         for i, cells in enumerate(rows):
             table.add_row(*cells, key=str(i))
