@@ -115,6 +115,32 @@ async def test_the_namespaces_counters_stay_in_sight_and_the_names_are_cut_to_fi
         assert "…" not in text.split("NAMESPACE")[1].split("TOTAL")[0], (size, text)  # whole names where they fit
 
 
+async def test_with_more_namespaces_than_lines_the_last_counter_stays_clear_of_the_scrollbar(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host's 16 namespaces at 60x20: the table scrolls, its scrollbar takes two columns, and the names held
+    to NETNS_MIN pushed EARLY_DROP under it (its title 'EARLY_DRO', its values out of sight). The names give up
+    the room instead, still apart."""
+    many = lab_namespaces() + [Namespace(10 + i, names=[f"cttop-lab-{i:06x}-client"], pids=[20 + i], process="python",
+                                         count=i, max=262144, drop=0, early_drop=100 + i) for i in range(13)]
+    monkeypatch.setattr(ns_screen, "list_namespaces", lambda: many)
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_live(pilot, app)
+        screen = NamespacesScreen()
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespaces")
+        screen._show(many, 3)  # as in a lab: its router is the namespace in view, marked ▶ (a column of 1)
+        await pilot.pause(0.1)
+        lines = [line for line in boxed(screen_text(app)) if line.startswith(" ") and re.search(r"\d%|EARLY", line)]
+    assert re.search(r"NAMESPACE +ENTRIES +OF MAX +DROP +EARLY_DROP\b", lines[0]), lines
+    rows = lines[1:]
+    assert len(rows) >= 5, lines  # a scrolling table: as many rows as fit
+    for line in rows:
+        assert re.search(r"%  +\d+ +\d+ *[^\w ]*$", line), lines  # DROP, then EARLY_DROP, then the scrollbar
+    names = [line.split()[0] for line in rows]
+    assert len(set(names)) == len(names), names
+
+
 async def test_the_journal_fits_its_columns_again_when_made_narrower(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Opened at 120 columns, then 80: the time column kept its whole time's width (the DataTable narrows no

@@ -11,6 +11,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 NETNS_MIN: Final = 12  # cttop-…router: both ends of a lab's namespace name
+# A name's shortest cut ('c…'), where the columns it shares the width with need more than NETNS_MIN leaves.
+NETNS_LEAST: Final = 2
 
 
 def table_width(table: DataTable[Any], rows: int) -> int:

@@ -26,7 +26,7 @@ from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys.base import writes
-from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, shrink, table_width
+from cttop.ui.screens.fit import NETNS_LEAST, NETNS_MIN, columns_width, fix_width, shrink, table_width
 from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
 
 SHORT_TIME: Final = "%m-%d %H:%M"  # where the whole time leaves the namespace no room
@@ -136,7 +136,7 @@ class JournalScreen(RowsScreen[Record]):
                 room = self._room(table, items, width)
             # What is left, even less than NETNS_MIN (a wider column was clipped by the screen's edge with no mark
             # that it was cut: 'names', 'cttop'): cut with an ellipsis, its title too; the detail names it whole.
-            netns_width = max(NETNS_MIN if room >= NETNS_MIN else 2, room)
+            netns_width = max(NETNS_LEAST, room)
             named = [r for r in items if r.damaged is None]  # a damaged record's namespace is not shown
             self.netns_cut = dict(zip((r.line for r in named), fmt.truncate_apart([r.netns for r in named],
                                                                                  netns_width)))

@@ -22,13 +22,14 @@ from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 from cttop.ui.keys.base import KeyFooter
-from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, table_width
+from cttop.ui.screens.fit import NETNS_LEAST, columns_width, fix_width, table_width
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
 RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
 NAME: Final = COLUMNS.index("NAMESPACE")
-# The columns kept in sight, up to the last counter: where they would not fit, the name is cut in its middle
-# (down to NETNS_MIN) rather than the counters go off the right edge, as they did at 60 columns. Those after
+# The columns kept in sight, up to the last counter: where they would not fit, the name is cut (where names
+# differ) rather than the counters go off the right edge, as they did at 60 columns: down to NETNS_MIN, and
+# below it where even that leaves no room (a scrolling table's scrollbar hid EARLY_DROP at 60). Those after
 # them (who holds the namespace) may still go off it, for the table to scroll to.
 IN_SIGHT: Final = COLUMNS.index("EARLY_DROP") + 1
 SHOWN_MARK: Final = "▶"
@@ -57,7 +58,7 @@ def name_width(table: DataTable[Text], rows: list[list[Text]]) -> int | None:
         return None  # not laid out yet: its resize fits them
     others = columns_width(table, COLUMNS[:NAME] + COLUMNS[NAME + 1:IN_SIGHT], [r[:NAME] + r[NAME + 1:] for r in rows])
     room = table_width(table, len(rows)) - others - 2 * table.cell_padding
-    return None if all(r[NAME].cell_len <= room for r in rows) else max(NETNS_MIN, room)
+    return None if all(r[NAME].cell_len <= room for r in rows) else max(NETNS_LEAST, room)
 
 
 def total_text(tot: Totals) -> Text:
