@@ -190,6 +190,31 @@ async def test_at_60_columns_the_journal_shows_each_namespace_apart_and_nothing_
                for line in wider), wider
 
 
+async def test_a_journal_whose_detail_makes_it_scroll_is_fitted_again_clear_of_the_scrollbar(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The columns were fitted before the detail took its lines; a tall one gave the table a scrollbar, which
+    then clipped the namespace ('…c360-route'), since only a resize of the screen fitted them again."""
+    state = one_flush_journal(tmp_path / "state")
+    first = json.loads((state / "journal.jsonl").read_text())
+    with open(state / "journal.jsonl", "a") as f:
+        for i in range(8):
+            f.write(json.dumps(first | {"id": f"cccc000{i}", "netns": OTHER_ROUTER, "time": first["time"] + 60,
+                                        "commands": [f"cttop flush --netns {OTHER_ROUTER}"] * 6}) + "\n")
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(state))
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and len(app.screen.items) == 9,
+                       "the journal")
+        await pilot.pause(0.2)
+        lines = boxed(screen_text(app))
+    records = [line for line in lines if re.match(r" +\d\d-\d\d ", line)]
+    assert 2 < len(records) < 9, lines  # the table scrolls
+    for line in records:
+        assert re.fullmatch(r" +\S+ \S+ +cccc000\d +flush +cannot… +…\S*60-router *[^\w ]*", line), lines
+
+
 # --- the NOTRACK rules (T) ----------------------------------------------------------------------------------
 
 async def notrack_open(pilot: object, app: CttopApp, groups: list[RuleGroup],

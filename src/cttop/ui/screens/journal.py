@@ -27,7 +27,7 @@ from cttop.ui import fmt
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys.base import writes
 from cttop.ui.screens.fit import NETNS_LEAST, NETNS_MIN, columns_width, fix_width, shrink, table_width
-from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
+from cttop.ui.screens.remedy_base import ItemTable, RowsScreen, persist_paths
 
 SHORT_TIME: Final = "%m-%d %H:%M"  # where the whole time leaves the namespace no room
 WHO, NETNS = "who", "namespace"
@@ -76,15 +76,17 @@ class JournalScreen(RowsScreen[Record]):
         self.show_all = spec is None
         # How the columns are fitted to the width (fit_columns): the time without its year and seconds, the
         # columns shown, what the cut ones are cut to, and each record's namespace as cut (by journal line).
+        self.fitted_width = 0  # the table's width, less its scrollbar, the columns were last fitted to
         self.short_time = False
         self.shown: tuple[str, ...] = self.COLUMNS
         self.cut: dict[str, int] = {}
         self.netns_cut: dict[int, str] = {}
 
-    def on_resize(self) -> None:
-        # The columns were fitted to the width the table had: fitted again to the new one (a namespace cut to
-        # 'c…' at 80 columns stayed so at 100).
-        if self.items:
+    def on_item_table_resized(self, _: ItemTable.Resized) -> None:
+        # The columns were fitted to the width the table had, less its scrollbar where the rows overflow it:
+        # fitted again to the new one (a namespace cut to 'c…' at 80 columns stayed so at 100; one that a taller
+        # detail gave the table a scrollbar was clipped by it).
+        if self.items and table_width(self.query_one(DataTable), len(self.items)) != self.fitted_width:
             self.show_items(self.items)
 
     def where(self) -> str:
@@ -118,7 +120,7 @@ class JournalScreen(RowsScreen[Record]):
         # get less than NETNS_MIN, in turn: the time goes without its year and seconds, the who column goes, and
         # the widest of what and status is cut (the detail gives each whole). At 60 columns the namespace was
         # off the right edge with all of them.
-        width = table_width(table, len(items))
+        width = self.fitted_width = table_width(table, len(items))
         self.short_time, self.shown, self.cut, self.netns_cut = False, self.COLUMNS, {}, {}
         netns_width: int | None = None
         if width > 0:
