@@ -77,12 +77,12 @@ def _usage_failed(e: TyperException, command: str | None, code: int) -> NoReturn
 # click's int and float types (ranges included), by their public names: typer vendors click, so its classes
 # cannot be imported here.
 _NUMBER_TYPES = {"IntParamType", "FloatParamType"}
-# What a number option takes: ASCII digits, one sign, and for a float Python's decimal point and exponent.
-# int() and float() also take any script's digits (``--top ٣`` was 3), underscores (``1_000``), surrounding
-# spaces and, for a float, inf and nan (which every float option refuses anyway): cttop's own parsers
-# (durations, ports) take none of them.
+# What a number option takes: ASCII digits, one sign, and for a float Python's decimal point and exponent, or
+# its inf and nan, which every float option refuses itself, in words that give its range. int() and float()
+# also take any script's digits (``--top ٣`` was 3), underscores (``1_000``) and surrounding spaces: cttop's own
+# parsers (durations, ports) take none of them.
 _INT = re.compile(r"[+-]?[0-9]+")
-_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_FLOAT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))")
 
 
 class _AsciiDigits:
