@@ -91,8 +91,12 @@ def add_netns(name: str) -> None:
         raise
 
 
+# Put before every test namespace's name: runs side by side on one host can tell theirs apart (`h15a-`).
+NETNS_PREFIX_ENV = "CTTOP_TEST_NETNS_PREFIX"
+
+
 def make_netns(prefix: str = "cttop-test") -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    name = f"{os.environ.get(NETNS_PREFIX_ENV, '')}{prefix}-{uuid.uuid4().hex[:8]}"
     add_netns(name)
     try:
         sh("ip", "link", "set", "lo", "up", netns=name)

@@ -571,6 +571,23 @@ def test_a_persist_refused_by_a_full_disk_leaves_the_tree_as_it_was(ns: str, sta
     assert tree(tiny_fs) == before
 
 
+@pytest.mark.parametrize("there", ["", "state"])
+def test_a_first_record_refused_by_a_full_disk_leaves_no_state_dir_behind(ns: str, tiny_fs: Path,
+                                                                          there: str) -> None:
+    """The state dir on a full disk, not there yet: the change is refused before it is made, and the journal, its
+    lock file and the directories made for them go (an empty state dir was left). One that was there stays."""
+    if there:
+        (tiny_fs / there).mkdir(mode=0o700)
+    fill(tiny_fs / "filler")
+    before = tree(tiny_fs)
+    state = tiny_fs / "state" / "sub"
+    r = cttop("set", f"{EST}=2000", "--yes", "--netns", ns, "--state-dir", str(state))
+    assert r.returncode == 2 and r.stderr == (f"cttop: journal {state}/journal.jsonl: No space left on device; "
+                                              "nothing was changed\n"), r.stderr
+    assert proc(ns, EST) == "432000"
+    assert tree(tiny_fs) == before
+
+
 @pytest.mark.parametrize("torn", [False, True])
 def test_a_journal_too_large_to_read_back_is_refused_before_the_change(ns: str, state: Path, torn: bool) -> None:
     """A change recorded in a journal that undo then refuses to read would have no usable record: the size

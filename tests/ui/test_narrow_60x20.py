@@ -5,6 +5,7 @@ keeps what it showed. On the fixed source, with the rules and namespaces given."
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,11 +78,14 @@ async def test_every_pressure_counter_and_the_bucket_ratio_stay_on_their_line() 
 
 # --- namespaces (N) -----------------------------------------------------------------------------------------
 
+OTHER_ROUTER = "cttop-lab-8cc360-router"  # another lab's router beside LAB_NS (cttop-lab-c803c9-router)
+
+
 def lab_namespaces() -> list[Namespace]:
     """The host and two labs' routers, one of them full: names longer than a 60-column dialog leaves them."""
     return [Namespace(1, initial=True, pids=[1], process="systemd", count=120, max=262144, drop=0, early_drop=0),
             Namespace(2, names=[LAB_NS], pids=[7], process="python", count=489, max=262144, drop=0, early_drop=0),
-            Namespace(3, names=["cttop-lab-8cc360-router"], pids=[9], process="python", count=262144, max=262144,
+            Namespace(3, names=[OTHER_ROUTER], pids=[9], process="python", count=262144, max=262144,
                       drop=6794, early_drop=12289)]
 
 
@@ -102,12 +106,39 @@ async def test_the_namespaces_counters_stay_in_sight_and_the_names_are_cut_to_fi
             await pilot.pause(0.2)
             shown[size] = screen_text(app)
     assert any(re.search(r"NAMESPACE +ENTRIES +OF MAX +DROP +EARLY_DROP$", line) for line in narrow), narrow
-    assert any(re.search(r"cttop\S*…\S*router +262144 +100\.0% +6794 +12289$", line) for line in narrow), narrow
-    assert any(re.search(r"cttop\S*…\S*router +489 +0\.2% +0 +0$", line) for line in narrow), narrow
+    # Cut where they differ: both read 'cttop…router', the tags that tell the two labs apart cut away.
+    assert any(re.search(r" …cc360-router +262144 +100\.0% +6794 +12289$", line) for line in narrow), narrow
+    assert any(re.search(r" …803c9-router +489 +0\.2% +0 +0$", line) for line in narrow), narrow
     assert any(re.search(r"init +120 +0\.0% +0 +0$", line) for line in narrow), narrow
     for size, text in shown.items():
         assert re.search(r"cttop-lab-8cc360-router +262144 +100\.0% +6794 +12289 +1 ", text), (size, text)
         assert "…" not in text.split("NAMESPACE")[1].split("TOTAL")[0], (size, text)  # whole names where they fit
+
+
+async def test_with_more_namespaces_than_lines_the_last_counter_stays_clear_of_the_scrollbar(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host's 16 namespaces at 60x20: the table scrolls, its scrollbar takes two columns, and the names held
+    to NETNS_MIN pushed EARLY_DROP under it (its title 'EARLY_DRO', its values out of sight). The names give up
+    the room instead, still apart."""
+    many = lab_namespaces() + [Namespace(10 + i, names=[f"cttop-lab-{i:06x}-client"], pids=[20 + i], process="python",
+                                         count=i, max=262144, drop=0, early_drop=100 + i) for i in range(13)]
+    monkeypatch.setattr(ns_screen, "list_namespaces", lambda: many)
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_live(pilot, app)
+        screen = NamespacesScreen()
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespaces")
+        screen._show(many, 3)  # as in a lab: its router is the namespace in view, marked ▶ (a column of 1)
+        await pilot.pause(0.1)
+        lines = [line for line in boxed(screen_text(app)) if line.startswith(" ") and re.search(r"\d%|EARLY", line)]
+    assert re.search(r"NAMESPACE +ENTRIES +OF MAX +DROP +EARLY_DROP\b", lines[0]), lines
+    rows = lines[1:]
+    assert len(rows) >= 5, lines  # a scrolling table: as many rows as fit
+    for line in rows:
+        assert re.search(r"%  +\d+ +\d+ *[^\w ]*$", line), lines  # DROP, then EARLY_DROP, then the scrollbar
+    names = [line.split()[0] for line in rows]
+    assert len(set(names)) == len(names), names
 
 
 async def test_the_journal_fits_its_columns_again_when_made_narrower(tmp_path: Path,
@@ -128,6 +159,60 @@ async def test_the_journal_fits_its_columns_again_when_made_narrower(tmp_path: P
     short_time = r"\d\d-\d\d \d\d:\d\d"  # without its year and seconds, for the namespace's room
     assert re.fullmatch(rf"{short_time} +aaaa0001 +flush +root \(0\) +cannot be undone +cttop\S*…\S*router",
                         record.strip()), record
+
+
+async def test_at_60_columns_the_journal_shows_each_namespace_apart_and_nothing_off_the_edge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 60 columns the namespace column was off the right edge (and 'cannot be undone' cut by it): the time
+    goes short, who goes (the detail names the user), the status is cut, and the namespaces of two labs' routers
+    are cut where they differ. Wider again, who and the whole status come back."""
+    state = one_flush_journal(tmp_path / "state")
+    first = json.loads((state / "journal.jsonl").read_text())
+    with open(state / "journal.jsonl", "a") as f:
+        f.write(json.dumps(first | {"id": "bbbb0002", "netns": OTHER_ROUTER, "time": first["time"] + 60}) + "\n")
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(state))
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and len(app.screen.items) == 2,
+                       "the journal")
+        await pilot.pause(0.1)
+        narrow = boxed(screen_text(app))
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        wider = boxed(screen_text(app))
+    short_time = r"\d\d-\d\d \d\d:\d\d"
+    assert any(re.fullmatch(r" +time +id +what +status +namespace", line) for line in narrow), narrow
+    assert any(re.fullmatch(rf" +{short_time} +bbbb0002 +flush +cannot… +…c360-router", line) for line in narrow), narrow
+    assert any(re.fullmatch(rf" +{short_time} +aaaa0001 +flush +cannot… +…03c9-router", line) for line in narrow), narrow
+    assert any(re.fullmatch(rf" +{short_time} +aaaa0001 +flush +root \(0\) +cannot be undone +…03c9-router", line)
+               for line in wider), wider
+
+
+async def test_a_journal_whose_detail_makes_it_scroll_is_fitted_again_clear_of_the_scrollbar(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The columns were fitted before the detail took its lines; a tall one gave the table a scrollbar, which
+    then clipped the namespace ('…c360-route'), since only a resize of the screen fitted them again."""
+    state = one_flush_journal(tmp_path / "state")
+    first = json.loads((state / "journal.jsonl").read_text())
+    with open(state / "journal.jsonl", "a") as f:
+        for i in range(8):
+            f.write(json.dumps(first | {"id": f"cccc000{i}", "netns": OTHER_ROUTER, "time": first["time"] + 60,
+                                        "commands": [f"cttop flush --netns {OTHER_ROUTER}"] * 6}) + "\n")
+    monkeypatch.setenv("CTTOP_STATE_DIR", str(state))
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and len(app.screen.items) == 9,
+                       "the journal")
+        await pilot.pause(0.2)
+        lines = boxed(screen_text(app))
+    records = [line for line in lines if re.match(r" +\d\d-\d\d ", line)]
+    assert 2 < len(records) < 9, lines  # the table scrolls
+    for line in records:
+        assert re.fullmatch(r" +\S+ \S+ +cccc000\d +flush +cannot… +…\S*60-router *[^\w ]*", line), lines
 
 
 # --- the NOTRACK rules (T) ----------------------------------------------------------------------------------
@@ -164,6 +249,31 @@ async def test_the_rules_hint_offers_no_removal_once_the_last_rule_is_gone(monke
     assert box.border_subtitle == "Esc closes"
     assert "removes" not in text and "no cttop NOTRACK rules in namespace" in text, text
     assert "Remove" not in text, text  # nor the footer's x and X, with nothing to remove
+
+
+async def test_with_a_notice_and_a_long_detail_the_rules_table_keeps_a_row_in_sight(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a removal at 60x20, the notice (up to 4 lines) and the detail (up to 8) left the table its header
+    alone: no rule in sight to move the cursor over. The detail gives up lines first; the notice stays whole."""
+    long = [f"ip saddr 10.77.{i}.0/24 ip daddr 10.77.2.0/24 udp dport 53 notrack comment \"cttop:0123abc{i}\""
+            for i in range(3)]
+    groups = [RuleGroup(f"0123abc{i}", "udp dport 53", tuple(NotrackRule(f"0123abc{i}", "nft", "pre", t) for t in long))
+              for i in range(3)]
+    notice = ("removed NOTRACK change 0123abc9 (udp dport 53, both directions): 2 rules from nft table inet cttop; "
+              "journal id 1234abcd (undo with u); persisted in /etc/nftables.d/cttop.nft")
+    app = CttopApp(FixedSource(), interval=0.1)
+    async with app.run_test(size=NARROW) as pilot:
+        screen = await notrack_open(pilot, app, groups, monkeypatch)
+        screen.say_notice(notice)
+        await pilot.pause(0.2)
+        await pilot.press("down")
+        await pilot.pause(0.2)
+        lines = boxed(screen_text(app))
+    assert any(re.match(r" +change +untracked traffic +rules +backend\b", line) for line in lines), lines
+    assert any(re.match(r" +0123abc1 +udp dport 53 +3 +nft\b", line) for line in lines), lines  # the cursor's row
+    assert any(line.startswith("change 0123abc1") for line in lines), lines  # its detail, cut short
+    said = " ".join(line.strip() for line in lines[next(i for i, x in enumerate(lines) if x.startswith("removed")):])
+    assert said == notice, said
 
 
 async def test_a_wrapped_rule_goes_on_under_its_text_and_never_on_a_blank_line(

@@ -4,9 +4,12 @@ with a warning naming them, torn lines cut, and only state cttop could have made
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,7 +168,68 @@ def test_missing_journal_is_empty_and_state_dir_env(tmp_path: Path, monkeypatch:
     assert j.records() == []
     assert not (tmp_path / "state").exists()  # reading makes nothing
     j.ensure_writable()
-    assert (tmp_path / "state").is_dir() and not (tmp_path / "state" / "journal.jsonl").exists()
+    assert not (tmp_path / "state").exists()  # checking makes nothing that stays: the change makes it
+
+
+@pytest.mark.parametrize("there", ["", "state", "state/sub"])
+def test_a_refused_first_record_takes_back_what_was_made_for_it(tmp_path: Path, there: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first intent the disk refuses leaves no empty journal, lock file or state dir (with the directory
+    above it that was made for it); a directory that was there stays, and so does a second journal's record."""
+    if there:
+        (tmp_path / there).mkdir(parents=True, mode=0o700)
+    j = Journal(str(tmp_path / "state" / "sub"))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(ActionError, match="No space left on device"):
+        write(j, rec("aaaa0001"))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    monkeypatch.setattr(os, "write", real_write)
+    write(j, rec("aaaa0002"))  # made again, whole
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(ActionError, match="No space left on device"):
+        write(j, rec("aaaa0003"))
+    assert [r.id for r in j.records()] == ["aaaa0002"]  # a journal with records is never taken back
+    assert (tmp_path / "state" / "sub" / "journal.lock").exists()
+
+
+def test_a_lock_file_taken_back_under_a_waiting_cttop_is_opened_again(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """One cttop waits on the lock of another whose first record is then refused: the lock it gets is on a file
+    taken back, in a directory taken back, so it opens them again rather than append under a lock that guards
+    nothing (in a directory that is gone)."""
+    j = Journal(str(tmp_path / "state"))
+    waiting_on_lock = threading.Event()
+    real_flock = fcntl.flock
+
+    def flock(fd: int, op: int) -> None:
+        if threading.current_thread().name == "second":
+            waiting_on_lock.set()
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            write(Journal(str(tmp_path / "state")), rec("bbbb0002"))
+        except BaseException as e:
+            errors.append(e)
+
+    with pytest.raises(ActionError, match="refused"), j.locked():
+        t = threading.Thread(target=second, name="second")
+        t.start()
+        assert waiting_on_lock.wait(5)
+        time.sleep(0.05)  # into the flock call
+        raise ActionError("refused")  # the first record never written
+    t.join(5)
+    assert errors == [] and [r.id for r in j.records()] == ["bbbb0002"]
+    assert (tmp_path / "state" / "journal.lock").exists()
 
 
 def test_made_private_state_dir_0700_journal_0600(tmp_path: Path) -> None:

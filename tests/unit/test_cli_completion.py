@@ -119,9 +119,10 @@ def test_netns_completes_the_named_namespaces() -> None:
     # A prefix of this run's own: another run of this test at the same time makes namespaces too.
     prefix = f"cttop-compl{uuid.uuid4().hex[:6]}"
     names = sorted(make_netns(prefix) for _ in range(2))
+    typed = names[0].rsplit("-", 1)[0]  # the prefix as made (a side-by-side run puts its own before it)
     try:
-        for words in (["cttop", "--netns", prefix], ["cttop", "snapshot", "--netns", prefix],
-                      ["cttop", "export", "--netns", prefix]):
+        for words in (["cttop", "--netns", typed], ["cttop", "snapshot", "--netns", typed],
+                      ["cttop", "export", "--netns", typed]):
             assert complete_in_bash(words) == names, words
         assert complete_in_bash(["cttop", "snapshot", "--netns", names[1]]) == [names[1]]
     finally:

@@ -100,6 +100,12 @@ def test_a_duration_is_written_in_ascii_digits(text: str) -> None:
 # Digits of other scripts that int() and float() take: Arabic-Indic, fullwidth, Devanagari, and one mixed in.
 FOREIGN_DIGITS = ("\u0663", "\uff13", "\u0969", "1\u0665")
 FOREIGN_FLOAT = "\u0661.\u0665"  # ١.٥
+# ASCII that int() or float() takes and a plain number is not: underscores, spaces around it, two signs.
+NOT_PLAIN = ("1_000", " 5", "5 ", "\t5\n", "+-5", "0x10")
+NOT_PLAIN_FLOAT = ("1_0.5", " 2.5", "2.5 ", "1e1_0", "1.5e 2")
+# The words float() reads: no integer; a float option's own check refuses them, in words that give its range
+# (--at, which has none, in its command: test_replay).
+NOT_FINITE = ("inf", "-inf", "nan", "Infinity", "NaN")
 
 
 def number_options(root: Any) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
@@ -121,10 +127,14 @@ def ascii_forms(p: Any) -> list[tuple[str, int | float]]:
     number: type[int] | type[float] = float if "float" in p.type.name else int
     low, high = getattr(p.type, "min", None), getattr(p.type, "max", None)
     forms = [(str(b), number(b)) for b in (low, high) if b is not None]
+    if low is not None and low >= 0:
+        forms.append((f"+{low}", number(low)))  # one sign
     if low is None:
         forms.append(("-3", number(-3)))
     if number is float and (low is None or low <= 25) and (high is None or 25 <= high):
-        forms.append(("2.5e1", 25.0))
+        forms += [("2.5e1", 25.0), ("25.", 25.0), ("250E-1", 25.0)]
+    if number is float and (low is None or low <= 0.5) and (high is None or 0.5 <= high):
+        forms.append((".5", 0.5))
     return forms
 
 
@@ -136,9 +146,10 @@ def out_of_range(p: Any) -> list[str]:
 
 
 def test_every_number_option_takes_ascii_digits_only(capsys: pytest.CaptureFixture[str]) -> None:
-    """`snapshot --top ٣` listed 3 groups: int() and float() take any script's digits. Every int and float option
-    of every command refuses them in one line naming the option and the value (the command's usage status), and
-    still takes ASCII, its range checked as before. The commands' bodies are replaced: only parsing is tried."""
+    """`snapshot --top ٣` listed 3 groups: int() and float() take any script's digits, and `1_000`, ` 5` or `inf`.
+    Every int and float option of every command refuses them in one line naming the option and the value (the
+    command's usage status), and still takes plain ASCII, its range checked as before. The commands' bodies are
+    replaced: only parsing is tried."""
     load_commands([])
     root = typer.main.get_command(app)
     ran: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -164,7 +175,8 @@ def test_every_number_option_takes_ascii_digits_only(capsys: pytest.CaptureFixtu
         option = max(p.opts, key=len)
         found.append((*path, option))
         usage = getattr(root.commands[path[0]], "usage_exit", 2) if path else 2
-        for value in (*FOREIGN_DIGITS, *((FOREIGN_FLOAT,) if "float" in p.type.name else ())):
+        is_float = "float" in p.type.name
+        for value in (*FOREIGN_DIGITS, *NOT_PLAIN, *((FOREIGN_FLOAT, *NOT_PLAIN_FLOAT) if is_float else NOT_FINITE)):
             code, err = run(path, cmd, option, value)
             assert "Traceback" not in err and path not in ran, (path, option, value, err)
             [line] = err.splitlines()
@@ -175,7 +187,8 @@ def test_every_number_option_takes_ascii_digits_only(capsys: pytest.CaptureFixtu
             assert (code, err) == (0, ""), (path, option, text, err)
             got = ran[path][p.name]
             assert got == number and type(got) is type(number), (path, option, text, got)
-        for text in out_of_range(p):
+        for text in out_of_range(p) + (list(NOT_FINITE) if is_float and getattr(p.type, "min", None) is not None
+                                       else []):
             code, err = run(path, cmd, option, text)
             assert code == usage and "is not in the range" in err and path not in ran, (path, option, text, err)
     # The enumeration is not empty: the options this was written for are in it.

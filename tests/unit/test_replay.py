@@ -487,7 +487,7 @@ def test_cli_opens_a_cut_recording_and_says_so_once(rec: str, tmp_path: Path) ->
 
 
 def test_cli_at_outside_the_recording_is_refused(rec: str) -> None:
-    for at in ("-5", "999", "12.5"):
+    for at in ("-5", "999", "12.5", "inf", "-inf", "nan"):  # inf and nan: its own check, as the range's for others
         r = subprocess.run(["cttop", "replay", rec, "--info", "--at", at], capture_output=True, text=True)
         assert r.returncode == 2 and r.stdout == ""
         assert r.stderr == f"cttop: --at {float(at):g}: {rec} is 12.0 s long; give 0 to 12.0\n"

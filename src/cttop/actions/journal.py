@@ -43,6 +43,9 @@ JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"
 # A change is a few hundred bytes; a journal this big is not one cttop wrote.
 MAX_JOURNAL_BYTES = 64 << 20
+# Times a lock file removed under a waiting cttop is opened again before giving up (each needs another
+# cttop's first record to fail meanwhile).
+LOCK_TRIES = 100
 # Seconds since 1970 that a clock can show (year 5138); beyond, the time cannot even be printed.
 MAX_TIME = 1e11
 
@@ -267,9 +270,9 @@ class Journal:
 
     # --- opening -----------------------------------------------------------------------------
 
-    def _dir(self, create: bool) -> int | None:
+    def _dir(self, create: bool, made: list[str] | None = None) -> int | None:
         # Made 0700: the journal names users and commands.
-        return safeopen.open_dir(self.state_dir, "journal directory", 0o700 if create else None)
+        return safeopen.open_dir(self.state_dir, "journal directory", 0o700 if create else None, made)
 
     def _open(self, dir_fd: int, name: str, flags: int) -> int:
         path = os.path.join(self.state_dir, name)
@@ -286,20 +289,76 @@ class Journal:
             raise
         return fd
 
-    def ensure_writable(self) -> None:
-        """Fail before anything changes if the record of the change could not be kept; creates nothing but the dir."""
-        dir_fd = self._dir(create=True)
-        assert dir_fd is not None
+    def _open_or_make(self, dir_fd: int, name: str, flags: int) -> tuple[int, bool]:
+        """``name`` opened, made if missing; and whether this call made it (only then is it ours to take back).
+        FileNotFoundError when the directory itself was removed meanwhile."""
         try:
-            for name in (JOURNAL_NAME, LOCK_NAME):
-                try:
-                    os.close(self._open(dir_fd, name, os.O_RDWR | os.O_APPEND))
-                except FileNotFoundError:
-                    pass  # made on the first change
-            if not os.access(self.state_dir, os.W_OK):
-                raise ActionError(f"journal directory {self.state_dir}: not writable by this user")
+            return self._open(dir_fd, name, flags), False
+        except FileNotFoundError:
+            pass
+        try:
+            return self._open(dir_fd, name, flags | os.O_CREAT | os.O_EXCL), True
+        except FileExistsError:  # made by a cttop beside this one
+            return self._open(dir_fd, name, flags), False
+
+    def ensure_writable(self) -> None:
+        """Fail before anything changes if the record of the change could not be kept. Makes nothing that stays:
+        a state dir it makes to try is taken back (the change makes it again, under its lock)."""
+        made: list[str] = []
+        try:
+            dir_fd = self._dir(create=True, made=made)
+            assert dir_fd is not None
+            try:
+                for name in (JOURNAL_NAME, LOCK_NAME):
+                    try:
+                        os.close(self._open(dir_fd, name, os.O_RDWR | os.O_APPEND))
+                    except FileNotFoundError:
+                        pass  # made on the first change
+                if not os.access(self.state_dir, os.W_OK):
+                    raise ActionError(f"journal directory {self.state_dir}: not writable by this user")
+            finally:
+                os.close(dir_fd)
         finally:
+            safeopen.remove_made(made, "journal directory")
+
+    def _lock(self, made: list[str]) -> tuple[int, int, bool]:
+        """The state dir's fd and its lock file's, the lock held, and whether this call made the lock file.
+
+        A cttop whose first record failed removes the lock file it made (:meth:`_take_back`) while another may
+        be waiting on it: a lock on a file no longer in the directory guards nothing, so it is opened again."""
+        for _ in range(LOCK_TRIES):
+            dir_fd = self._dir(create=True, made=made)
+            assert dir_fd is not None
+            try:
+                try:
+                    lock, lock_made = self._open_or_make(dir_fd, LOCK_NAME, os.O_RDWR)
+                except FileNotFoundError:
+                    os.close(dir_fd)  # the directory was taken back under us: made again
+                    continue
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    if os.fstat(lock).st_nlink:
+                        return dir_fd, lock, lock_made
+                except BaseException:
+                    os.close(lock)
+                    raise
+                os.close(lock)
+            except BaseException:
+                os.close(dir_fd)
+                raise
             os.close(dir_fd)
+        raise ActionError(f"journal {self.path}: its lock file kept being removed by another cttop")
+
+    def _take_back(self, dir_fd: int, names: list[str]) -> None:
+        """Remove the files this change made while its journal stayed empty (the first record refused): the
+        state dir is then as it was, and the directories made for it can go too. Runs while another error may
+        be raised, so its own failures end it quietly."""
+        try:
+            for name in names:
+                os.unlink(name, dir_fd=dir_fd)
+            os.fsync(dir_fd)
+        except OSError:
+            pass
 
     @contextmanager
     def locked(self) -> Iterator[Transaction]:
@@ -307,19 +366,18 @@ class Journal:
 
         A line torn by a crash or a full disk is cut off here, before anything is appended after it.
         Once the lock is released, how each change ended goes to the host's log (:mod:`cttop.actions.audit`).
+        A journal this made and left empty (its first record refused) is taken back with its lock file and the
+        directories made for them: a change refused for want of its record leaves the disk as it was.
         """
         txn: Transaction | None = None
         failure: BaseException | None = None
-        dir_fd = self._dir(create=True)
-        assert dir_fd is not None
+        made: list[str] = []
+        dir_fd, lock, lock_made = self._lock(made)
+        empty = False
         try:
-            lock = self._open(dir_fd, LOCK_NAME, os.O_RDWR | os.O_CREAT)
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND)
-                except FileNotFoundError:
-                    fd = self._open(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+                fd, journal_made = self._open_or_make(dir_fd, JOURNAL_NAME, os.O_RDWR | os.O_APPEND)
+                if journal_made:
                     os.fsync(dir_fd)  # the new file's name on disk too, not only the bytes its fsyncs keep
                 try:
                     self._cut_torn_tail(fd)
@@ -329,11 +387,18 @@ class Journal:
                     failure = e
                     raise
                 finally:
-                    os.close(fd)
+                    try:
+                        if journal_made and os.fstat(fd).st_size == 0:
+                            empty = True
+                            self._take_back(dir_fd, [JOURNAL_NAME] + ([LOCK_NAME] if lock_made else []))
+                    finally:
+                        os.close(fd)
             finally:
                 os.close(lock)  # releases the lock
         finally:
             os.close(dir_fd)
+            if empty:
+                safeopen.remove_made(made, "journal directory")
             if txn is not None:
                 audit.send(txn.endings(failure))
 

@@ -184,11 +184,12 @@ def check_stat(st: os.stat_result, what: str, path: str) -> os.stat_result:
 def open_at(dir_fd: int, name: str, flags: int, what: str, path: str, mode: int = 0o600) -> int:
     """Open ``name`` in the checked directory without following a link, and check the file.
 
-    FileNotFoundError passes through (a missing file is no refusal); other failures are ActionError.
+    FileNotFoundError passes through (a missing file is no refusal), and so does FileExistsError (``O_EXCL``:
+    another made it first); other failures are ActionError.
     """
     try:
         fd = os.open(name, flags | OPEN_FLAGS, mode, dir_fd=dir_fd)
-    except FileNotFoundError:
+    except (FileNotFoundError, FileExistsError):
         raise
     except OSError as e:
         raise refusal(what, path, e) from None

@@ -75,15 +75,22 @@ def _usage_failed(e: TyperException, command: str | None, code: int) -> NoReturn
 # click's int and float types (ranges included), by their public names: typer vendors click, so its classes
 # cannot be imported here.
 _NUMBER_TYPES = {"IntParamType", "FloatParamType"}
+# What a number option takes: ASCII digits, one sign, and for a float Python's decimal point and exponent, or
+# its inf and nan, which every float option refuses itself, in words that give its range. int() and float()
+# also take any script's digits (``--top ٣`` was 3), underscores (``1_000``) and surrounding spaces: cttop's own
+# parsers (durations, ports) take none of them.
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))")
 
 
 class _AsciiDigits:
-    """Put before a click int or float type: int() and float() take any script's digits (``--top ٣`` was 3),
-    where cttop's own parsers (durations, ports) take ASCII only. Refused in click's words, which name the
-    option; the type's own checks (its range) follow."""
+    """Put before a click int or float type: refuses what is not a plain number (:data:`_FLOAT`) in click's
+    words, which name the option; the type's own checks (its range) follow."""
+
+    _number: re.Pattern[str]
 
     def convert(self, value: Any, param: typer.CallbackParam | None, ctx: typer.Context | None) -> Any:
-        if isinstance(value, str) and not value.isascii():
+        if isinstance(value, str) and not self._number.fullmatch(value):
             self.fail(f"{value!r} is not a number in ASCII digits (0-9).", param, ctx)  # type: ignore[attr-defined]
         return super().convert(value, param, ctx)  # type: ignore[misc]
 
@@ -92,11 +99,12 @@ class _AsciiDigits:
 def _ascii_only(number: type) -> type:
     # Named as the type it extends, so it reads the same in a repr (<IntRange x>=1>); its name, range and help
     # are the base's.
-    return type(number.__name__, (_AsciiDigits, number), {})
+    is_float = "FloatParamType" in {c.__name__ for c in number.__mro__}
+    return type(number.__name__, (_AsciiDigits, number), {"_number": _FLOAT if is_float else _INT})
 
 
 def ascii_numbers(command: Any) -> None:
-    """Make every int and float parameter of ``command`` and the commands below it take ASCII digits only."""
+    """Make every int and float parameter of ``command`` and the commands below it take plain ASCII numbers only."""
     for param in command.params:
         if _NUMBER_TYPES & {c.__name__ for c in type(param.type).__mro__}:
             number = copy.copy(param.type)  # not in place: click's INT and FLOAT are shared instances

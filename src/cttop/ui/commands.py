@@ -182,7 +182,7 @@ class CommandBlock(Widget):
     def render(self) -> Text:
         comment = self.get_component_rich_style("commands--comment")
         marker = self.get_component_rich_style("commands--marker")
-        t = Text(no_wrap=True, overflow="ignore", end="")
+        t = Text()
         for i, (line, kind) in enumerate(self.lines()):
             if i:
                 t.append("\n")

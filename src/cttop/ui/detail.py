@@ -125,7 +125,7 @@ def detail_text(row: Row, now: float, gone: bool, owner: str | None = None,
         else:
             text = str(v)
         lines.append((key.replace("_", " "), text))
-    t = Text(no_wrap=False)
+    t = Text()
     if gone:
         t.append("this flow has left the table; showing its last known state\n\n", "bold")
     width = max(len(k) for k, _ in lines) + 2

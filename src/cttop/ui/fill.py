@@ -25,7 +25,7 @@ def fill_level(fill: float | None) -> str:
 
 class FillPanel(Panel):
     def draw(self, frame: Frame, width: int, height: int) -> Text:
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         fill = frame.fill
         level = fill_level(fill)
         head = f"{fmt.count(frame.count)} / {fmt.count(frame.maximum)}"

@@ -37,7 +37,7 @@ def error_line(message: str, column: int, caret: int | None, width: int) -> Text
     only what is too long for both is shortened. When the caret is too far right for the text to follow it,
     the text precedes it."""
     head = f"column {column}: "
-    t = Text(no_wrap=True, overflow="ellipsis", end="")
+    t = Text()
     if caret is None or not 0 <= caret < width:
         first, rest = _split(message, width - len(head))
         t.append(head + first)

@@ -204,7 +204,7 @@ def sort_arrow(spec: ViewSpec) -> str:
 
 def header_text(columns: tuple[Column, ...], spec: ViewSpec) -> Text:
     """Column titles; the sorted one in reverse video with its arrow, in the space after it if it fills its width."""
-    t = Text(no_wrap=True, overflow="ellipsis")
+    t = Text()
     for c in columns:
         title = fmt.truncate(c.title, c.width)
         if c.sort is not None and c.sort == spec.sort:

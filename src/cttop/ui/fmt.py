@@ -7,6 +7,8 @@ draw: names in them come from /proc and cgroups (cttop.termsafe).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Final
 
 from cttop.model import AF_INET6, ICMP_PROTOS, PORTED_PROTOS, addr_text
@@ -105,6 +107,32 @@ def truncate_middle(text: str, width: int) -> str:
         return truncate(text, width)
     head = (width - 1) // 2
     return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head):]
+
+
+def truncate_apart(texts: Sequence[str], width: int) -> list[str]:
+    """Each of ``texts`` as :func:`truncate_middle` cuts it, except where two different ones would read the same
+    so cut: two labs' routers (``cttop-lab-8cc360-router``, ``cttop-lab-c803c9-router``) were both
+    ``cttop…router`` at 12, the tag that tells them apart cut away. Each of those keeps its end instead where the
+    ends differ (``…c360-router``: the role and most of the tag), else what follows the first character that
+    is not the others' (``…8cc360-xx…``)."""
+    safe = [safe_line(t) for t in texts]
+    cuts = [truncate_middle(t, width) for t in safe]
+    read_as: dict[str, set[str]] = {}
+    for t, cut in zip(safe, cuts):
+        read_as.setdefault(cut, set()).add(t)
+    out = []
+    for t, cut in zip(safe, cuts):
+        others = read_as[cut] - {t}
+        if not others or width < 5:
+            out.append(cut)
+            continue
+        tail = t[len(t) - (width - 1):]
+        if all(not o.endswith(tail) for o in others):
+            out.append(ELLIPSIS + tail)
+            continue
+        parts = max(len(os.path.commonprefix([t, o])) for o in others)  # the first character not theirs
+        out.append(ELLIPSIS + t[parts:parts + width - 2] + ELLIPSIS)
+    return out
 
 
 def truncate_pair(text: str, sep: str, width: int) -> str:

@@ -52,7 +52,7 @@ class StatusLine(Widget):
         return self._drawn
 
     def _line(self, f: Frame | None) -> Text:
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         t.append(safe_line(self.title), self._s("title"))
         if f is None:
             t.append("  starting…", self._s("dim"))

@@ -117,7 +117,7 @@ class HeaviestPanel(Panel, can_focus=True):
             fit()
 
     def draw(self, frame: Frame, width: int, height: int) -> Text:
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         rows = frame.top[: max(1, height)]
         new_rate = frame.top_by == "new-rate"
         if not rows:
@@ -138,7 +138,7 @@ class HeaviestPanel(Panel, can_focus=True):
         for i, (r, n) in enumerate(zip(rows, nums)):
             if i:
                 t.append("\n")
-            line = Text(no_wrap=True)
+            line = Text()
             key = fmt.truncate_pair(r.text, PAIR_SEP, key_w) if pair else key_text(r.text, key_w)
             line.append(key.ljust(key_w) + " ")
             line.append(n.rjust(num_w))

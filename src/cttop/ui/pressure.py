@@ -32,7 +32,7 @@ class PressurePanel(Panel):
         super().show(frame)
 
     def draw(self, frame: Frame, width: int, height: int) -> Text:
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         if not frame.pressure:
             t.append("unknown: " + (safe_line(frame.note) or "no reading yet"), self.style("dim"))
             return t

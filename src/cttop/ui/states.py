@@ -29,7 +29,7 @@ class StatesPanel(Panel):
         return self._grid(rows, total, width, height)
 
     def _bars(self, rows: tuple[StateRow, ...], total: int, width: int) -> Text:
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         label_w = min(max(len(label(r)) for r in rows), 18)
         num_w = max(len(fmt.count(r.count)) for r in rows)
         bar_w = max(0, width - label_w - num_w - 7)
@@ -49,7 +49,7 @@ class StatesPanel(Panel):
         room = ncols * height
         shown = list(rows) if len(rows) <= room else list(rows[: room - 1])
         more = rows[len(shown):]
-        lines = [Text(no_wrap=True, overflow="ellipsis") for _ in range(height)]
+        lines = [Text() for _ in range(height)]
         for i, r in enumerate(shown):
             line = lines[i % height]
             num = fmt.count(r.count)

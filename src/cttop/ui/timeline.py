@@ -101,7 +101,7 @@ class Timeline(Widget):
 
     def render(self) -> Text:
         position, paused, speed, seeking, at_end = self.shown if self.shown is not None else self.state()
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         if paused:
             t.append("⏸ PAUSED", self._s("paused"))
             t.append(" p plays", self._s("dim"))

@@ -61,7 +61,7 @@ LOST_TEXT = "── events lost here: the kernel's queue for cttop overflowed (E
 def rate_text(view: LogView | None, paused: bool) -> Text:
     """new/s, update/s, destroy/s of every event; losses; under them, how many of what the log holds the filter
     found."""
-    t = Text(no_wrap=True, overflow="ellipsis")
+    t = Text()
     if paused:
         t.append(" PAUSED ", "bold reverse")
         t.append(" ")
@@ -119,7 +119,7 @@ class EventStream(Widget, can_focus=True):
 
     def render(self) -> RenderResult:
         height, width = self.size.height, self.size.width
-        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        t = Text()
         end = len(self.entries) - self.back
         shown = self.entries[max(0, end - height):end]
         if not shown:
@@ -134,7 +134,7 @@ class EventStream(Widget, can_focus=True):
 
     def _line(self, entry: Entry, width: int) -> Text:
         stamp, kind, row = entry
-        line = Text(no_wrap=True, overflow="ellipsis")
+        line = Text()
         clock = time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp % 1 * 1000):03d} "
         line.append(clock, self.get_component_rich_style("events--dim"))
         if kind == LOST or row is None:
@@ -221,7 +221,7 @@ class EventsScreen(Screen[None]):
         for extra in TITLE_EXTRAS:
             if len(label) + len(hint) + len(extra) + 3 <= room:
                 hint += " · " + extra
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()
         t.append(TITLE_WORD, "bold reverse")
         t.append(f"  {label}  ")
         t.append(hint, "dim")

@@ -11,6 +11,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 NETNS_MIN: Final = 12  # cttop-…router: both ends of a lab's namespace name
+# A name's shortest cut ('c…'), where the columns it shares the width with need more than NETNS_MIN leaves.
+NETNS_LEAST: Final = 2
 
 
 def table_width(table: DataTable[Any], rows: int) -> int:
@@ -34,3 +36,15 @@ def fix_width(table: DataTable[Any], index: int, rows: Sequence[Sequence[Text]])
     column = table.ordered_columns[index]
     column.auto_width = False
     column.width = max([column.label.cell_len, *(row[index].cell_len for row in rows)])
+
+
+def shrink(natural: dict[str, int], least: dict[str, int], total: int) -> dict[str, int]:
+    """The columns' widths (``natural``: each its widest cell) cut to sum to ``total`` where each column's
+    ``least`` allows: the widest gives up a cell first, so each keeps as much of its text as the others."""
+    widths = dict(natural)
+    while sum(widths.values()) > total:
+        widest = max((c for c in widths if widths[c] > least[c]), key=widths.__getitem__, default=None)
+        if widest is None:
+            break
+        widths[widest] -= 1
+    return widths

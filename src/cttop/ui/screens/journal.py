@@ -26,10 +26,13 @@ from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.apply import confirm_and_apply
 from cttop.ui.keys.base import writes
-from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, table_width
-from cttop.ui.screens.remedy_base import RowsScreen, persist_paths
+from cttop.ui.screens.fit import NETNS_LEAST, NETNS_MIN, columns_width, fix_width, shrink, table_width
+from cttop.ui.screens.remedy_base import ItemTable, RowsScreen, persist_paths
 
 SHORT_TIME: Final = "%m-%d %H:%M"  # where the whole time leaves the namespace no room
+WHO, NETNS = "who", "namespace"
+# What what and status may be cut to, where the namespace would get less than NETNS_MIN even so.
+LEAST: Final = {"what": 5, "status": 7}
 
 
 def shown_id(r: Record) -> str:
@@ -60,7 +63,7 @@ class JournalScreen(RowsScreen[Record]):
         Binding("a", "show_all(True)", "All namespaces"),
         Binding("a", "show_all(False)", "This namespace"),
     ]
-    COLUMNS = ("time", "id", "what", "who", "status", "namespace")
+    COLUMNS = ("time", "id", "what", WHO, "status", NETNS)
     NAME = "journal"
     WRITE_HINT = "u undoes the selected change"
     ITEM_ACTIONS = frozenset({"undo"})
@@ -71,13 +74,19 @@ class JournalScreen(RowsScreen[Record]):
         self.journal = journal or Journal()
         # Every namespace's changes, or only those of the namespace in view (a replay has none in view).
         self.show_all = spec is None
-        self.netns_width: int | None = None  # what the namespace column is cut to; None: whole
-        self.short_time = False  # the time without its year and seconds, for room
+        # How the columns are fitted to the width (fit_columns): the time without its year and seconds, the
+        # columns shown, what the cut ones are cut to, and each record's namespace as cut (by journal line).
+        self.fitted_width = 0  # the table's width, less its scrollbar, the columns were last fitted to
+        self.short_time = False
+        self.shown: tuple[str, ...] = self.COLUMNS
+        self.cut: dict[str, int] = {}
+        self.netns_cut: dict[int, str] = {}
 
-    def on_resize(self) -> None:
-        # The columns were fitted to the width the table had: fitted again to the new one (a namespace cut to
-        # 'c…' at 80 columns stayed so at 100).
-        if self.items:
+    def on_item_table_resized(self, _: ItemTable.Resized) -> None:
+        # The columns were fitted to the width the table had, less its scrollbar where the rows overflow it:
+        # fitted again to the new one (a namespace cut to 'c…' at 80 columns stayed so at 100; one that a taller
+        # detail gave the table a scrollbar was clipped by it).
+        if self.items and table_width(self.query_one(DataTable), len(self.items)) != self.fitted_width:
             self.show_items(self.items)
 
     def where(self) -> str:
@@ -105,46 +114,63 @@ class JournalScreen(RowsScreen[Record]):
         # The lines left out are said by the journal itself, as toasts (see CttopApp._journal_warning).
         self.load(read, self.show_items, "reading the journal")
 
-    def show_items(self, items: list[Record]) -> None:
-        # The namespace is last and gets the room the other columns leave, cut in its middle: at 80 columns a
-        # lab's cttop-lab-<hex>-router fits no whole, and the status after it was off the screen.
-        table = self.query_one(DataTable)
-        width = table_width(table, len(items))
-        pad = 2 * table.cell_padding
-        self.netns_width = None
-
-        def others() -> int:
-            return columns_width(table, self.COLUMNS[:-1], [self.cells(r) for r in items])
-
-        # Where the namespace would get less than NETNS_MIN, the time goes without its year and seconds (the
-        # detail gives them): at 80 columns, with a NOTRACK change listed, the namespace had no room at all.
-        self.short_time = False
-        room = width - others() - pad
-        if room < NETNS_MIN:
-            self.short_time = True
-            room = width - others() - pad
-        # What is left, even less than NETNS_MIN (a wider column was clipped by the screen's edge with no mark
-        # that it was cut: 'names', 'cttop'): cut with an ellipsis, its title too; the detail names it whole.
-        self.netns_width = max(NETNS_MIN if room >= NETNS_MIN else 2, room) if width > 0 else None
-        column = table.ordered_columns[-1]
-        title = self.COLUMNS[-1]
-        if self.netns_width is not None and len(title) > self.netns_width:
-            title = fmt.truncate(title, self.netns_width)
-        column.label = Text(title)
+    def fit_columns(self, table: DataTable[Text], items: list[Record]) -> None:
+        # The namespace is last and gets the room the other columns leave, cut where names differ: at 80 columns
+        # a lab's cttop-lab-<hex>-router fits no whole, and the status after it was off the screen. Where it would
+        # get less than NETNS_MIN, in turn: the time goes without its year and seconds, the who column goes, and
+        # the widest of what and status is cut (the detail gives each whole). At 60 columns the namespace was
+        # off the right edge with all of them.
+        width = self.fitted_width = table_width(table, len(items))
+        self.short_time, self.shown, self.cut, self.netns_cut = False, self.COLUMNS, {}, {}
+        netns_width: int | None = None
+        if width > 0:
+            room = self._room(table, items, width)
+            if room < NETNS_MIN:
+                self.short_time = True
+                room = self._room(table, items, width)
+            if room < NETNS_MIN:
+                self.shown = tuple(c for c in self.COLUMNS if c != WHO)
+                room = self._room(table, items, width)
+            if room < NETNS_MIN:
+                rows = [self.cells(r) for r in items]
+                natural = {c: max([len(c), *(row[self.shown.index(c)].cell_len for row in rows)]) for c in LEAST}
+                self.cut = shrink(natural, LEAST, sum(natural.values()) - (NETNS_MIN - room))
+                room = self._room(table, items, width)
+            # What is left, even less than NETNS_MIN (a wider column was clipped by the screen's edge with no mark
+            # that it was cut: 'names', 'cttop'): cut with an ellipsis, its title too; the detail names it whole.
+            netns_width = max(NETNS_LEAST, room)
+            named = [r for r in items if r.damaged is None]  # a damaged record's namespace is not shown
+            self.netns_cut = dict(zip((r.line for r in named), fmt.truncate_apart([r.netns for r in named],
+                                                                                 netns_width)))
+        if tuple(c.key.value for c in table.ordered_columns) != self.shown:
+            table.clear(columns=True)
+            for title in self.shown:
+                table.add_column(title, key=title)
+        most = self.cut | ({NETNS: netns_width} if netns_width is not None else {})
+        rows = [self.cells(r) for r in items]
         # Every column sized to these cells now: one the DataTable sized kept the width of a wider terminal's
         # cells (the whole time, after 120 columns, at 80), and pushed the namespace off the edge again.
-        rows = [self.cells(r) for r in items]
-        for i in range(len(self.COLUMNS)):
+        for i, title in enumerate(self.shown):
+            table.ordered_columns[i].label = Text(fmt.truncate(title, most.get(title, len(title))))
             fix_width(table, i, rows)
-        super().show_items(items)
+
+    def _room(self, table: DataTable[Text], items: list[Record], width: int) -> int:
+        """What the namespace column is left of ``width`` by the columns before it, as they are cut now."""
+        return width - columns_width(table, self.shown[:-1], [self.cells(r)[:-1] for r in items]) \
+            - 2 * table.cell_padding
 
     def cells(self, r: Record) -> tuple[Text, ...]:
         if r.damaged is not None:
-            return (Text(""), Text(shown_id(r)), Text(""), Text(""), Text("damaged", "red"), Text(""))
-        netns = safe_line(r.netns) if self.netns_width is None else fmt.truncate_middle(r.netns, self.netns_width)
-        when = time.strftime(SHORT_TIME, time.localtime(r.time)) if self.short_time else r.time_text()
-        return (Text(when), Text(safe_line(r.id)), Text(safe_line(r.kind)),
-                Text(f"{safe_line(r.user)} ({r.uid})"), Text(safe_line(r.status())), Text(netns))
+            values = {"id": Text(shown_id(r)), "status": Text("damaged", "red")}
+        else:
+            when = time.strftime(SHORT_TIME, time.localtime(r.time)) if self.short_time else r.time_text()
+            values = {"time": Text(when), "id": Text(safe_line(r.id)), "what": Text(safe_line(r.kind)),
+                      WHO: Text(f"{safe_line(r.user)} ({r.uid})"), "status": Text(safe_line(r.status())),
+                      NETNS: Text(self.netns_cut.get(r.line, safe_line(r.netns)))}
+        for column, most in self.cut.items():
+            if column in values:
+                values[column] = Text(fmt.truncate(values[column].plain, most), values[column].style)
+        return tuple(values.get(c, Text("")) for c in self.shown)
 
     def key(self, r: Record) -> str:
         return str(r.line)  # ids repeat in a forged journal; lines do not

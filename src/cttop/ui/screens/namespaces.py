@@ -22,13 +22,14 @@ from cttop.termsafe import safe_line
 from cttop.ui import fmt
 from cttop.ui.access import cttop_app
 from cttop.ui.keys.base import KeyFooter
-from cttop.ui.screens.fit import NETNS_MIN, columns_width, fix_width, table_width
+from cttop.ui.screens.fit import NETNS_LEAST, columns_width, fix_width, table_width
 
 COLUMNS: Final = ("", "NAMESPACE", "ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS", "PROCESS", "CONTAINER")
 RIGHT: Final = frozenset({"ENTRIES", "OF MAX", "DROP", "EARLY_DROP", "PROCS"})
 NAME: Final = COLUMNS.index("NAMESPACE")
-# The columns kept in sight, up to the last counter: where they would not fit, the name is cut in its middle
-# (down to NETNS_MIN) rather than the counters go off the right edge, as they did at 60 columns. Those after
+# The columns kept in sight, up to the last counter: where they would not fit, the name is cut (where names
+# differ) rather than the counters go off the right edge, as they did at 60 columns: down to NETNS_MIN, and
+# below it where even that leaves no room (a scrolling table's scrollbar hid EARLY_DROP at 60). Those after
 # them (who holds the namespace) may still go off it, for the table to scroll to.
 IN_SIGHT: Final = COLUMNS.index("EARLY_DROP") + 1
 SHOWN_MARK: Final = "▶"
@@ -39,15 +40,14 @@ def _cell(text: str, column: str) -> Text:
     return Text(safe_line(text), justify="right" if column in RIGHT else "left")
 
 
-def row_cells(ns: Namespace, shown: bool, name_w: int | None = None) -> list[Text]:
-    """The row of ``ns``; its name cut in its middle to ``name_w`` (None: whole)."""
+def row_cells(ns: Namespace, shown: bool, name: str | None = None) -> list[Text]:
+    """The row of ``ns``, with its name as ``name`` gives it cut (None: whole)."""
     if ns.count is None:
         numbers = ["?", "-", "?", "?"]
     else:
         numbers = [str(ns.count), f"{ns.share:.1%}" if ns.share is not None else "-", str(ns.drop),
                    str(ns.early_drop)]
-    name = ns.label if name_w is None else fmt.truncate_middle(ns.label, name_w)
-    values = [SHOWN_MARK if shown else "", name, *numbers, str(len(ns.pids)), ns.process or "-", ns.container or "-"]
+    values = [SHOWN_MARK if shown else "", ns.label if name is None else name, *numbers, str(len(ns.pids)), ns.process or "-", ns.container or "-"]
     return [_cell(v, c) for v, c in zip(values, COLUMNS)]
 
 
@@ -58,7 +58,7 @@ def name_width(table: DataTable[Text], rows: list[list[Text]]) -> int | None:
         return None  # not laid out yet: its resize fits them
     others = columns_width(table, COLUMNS[:NAME] + COLUMNS[NAME + 1:IN_SIGHT], [r[:NAME] + r[NAME + 1:] for r in rows])
     room = table_width(table, len(rows)) - others - 2 * table.cell_padding
-    return None if all(r[NAME].cell_len <= room for r in rows) else max(NETNS_MIN, room)
+    return None if all(r[NAME].cell_len <= room for r in rows) else max(NETNS_LEAST, room)
 
 
 def total_text(tot: Totals) -> Text:
@@ -141,8 +141,9 @@ class NamespacesScreen(ModalScreen[None]):
         table.clear()
         rows = [row_cells(ns, ns.inode == shown_inode) for ns in namespaces]
         name_w = name_width(table, rows)
-        if name_w is not None:
-            rows = [row_cells(ns, ns.inode == shown_inode, name_w) for ns in namespaces]
+        if name_w is not None:  # cut where they differ: two labs' routers read the same cut in the middle
+            names = fmt.truncate_apart([ns.label for ns in namespaces], name_w)
+            rows = [row_cells(ns, ns.inode == shown_inode, name) for ns, name in zip(namespaces, names)]
         fix_width(table, NAME, rows)
         for i, cells in enumerate(rows):
             table.add_row(*cells, key=str(i))

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
@@ -50,10 +51,16 @@ def notrack_persist_paths(spec: NetnsSpec) -> PersistPaths | None:
 class ItemTable(DataTable[Text]):
     """The items' table. The detail under it grows and shrinks with the highlighted item, and the table gets the
     rest: after each resize the cursor row is brought back into view (a DataTable scrolls to it only when the
-    cursor moves, so a taller detail hid it)."""
+    cursor moves, so a taller detail hid it). Its size moves with everything else in the dialog (a notice said,
+    an edit line opened, the terminal), so each resize also says so to the screen (:class:`Resized`), which fits
+    the detail to what is left."""
+
+    class Resized(Message):
+        """The table was resized."""
 
     def on_resize(self) -> None:
         self.move_cursor(row=self.cursor_row, animate=False)
+        self.post_message(self.Resized())
 
 
 SEVERITY_ORDER: Final = ("information", "warning", "error")  # Textual's notification severities, mildest first
@@ -106,6 +113,10 @@ class RemedyScreen(ModalScreen[None]):
     def _deliver(self, show: Callable[[V], None], value: V) -> None:
         if self.is_attached:  # closed while reading: nothing to show it on
             show(value)
+
+
+# What the table keeps of the dialog's height however little is left: its header and one row.
+TABLE_MIN: Final = 2
 
 
 class RowsScreen(RemedyScreen, Generic[T]):
@@ -170,7 +181,8 @@ class RowsScreen(RemedyScreen, Generic[T]):
     def on_mount(self) -> None:
         # (Textual runs RemedyScreen.on_mount too, each class's along the MRO.)
         table = self.query_one(DataTable)
-        table.add_columns(*self.COLUMNS)
+        for title in self.COLUMNS:
+            table.add_column(title, key=title)
         table.focus()
         self.action_reload()
 
@@ -183,6 +195,7 @@ class RowsScreen(RemedyScreen, Generic[T]):
         table = self.query_one(DataTable)
         row = table.cursor_row
         table.clear()
+        self.fit_columns(table, items)
         for item in items:
             table.add_row(*self.cells(item), key=self.key(item))
         if items:
@@ -190,6 +203,11 @@ class RowsScreen(RemedyScreen, Generic[T]):
         self.query_one(f"#{self.NAME}-box", Vertical).border_subtitle = self.hint()
         self.refresh_bindings()  # the footer: the item actions come and go with the items
         self.show_detail()
+
+    def fit_columns(self, table: DataTable[Text], items: list[T]) -> None:
+        """Fit the (emptied) table's columns to its width for ``items``, before their rows are added; a subclass
+        may show fewer of COLUMNS (each keyed by its title), and :meth:`cells` gives the shown ones'. As they come,
+        by default."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.ITEM_ACTIONS and not self.items:
@@ -205,6 +223,22 @@ class RowsScreen(RemedyScreen, Generic[T]):
 
     def show_detail(self) -> None:
         self.query_one(".remedy-detail", Static).update(self.detail(self.selected()))
+
+    def on_item_table_resized(self, _: ItemTable.Resized) -> None:
+        self.fit_detail()
+
+    def fit_detail(self) -> None:
+        """Cap the detail so that the table keeps its header and a row: the detail gives up lines before the table
+        does. At 60x20 a notice (after a removal) and an 8-line detail left the table its header alone, every
+        row out of sight. Where there is room, the detail's cap is the stylesheet's (.remedy-detail)."""
+        box = self.query_one(f"#{self.NAME}-box", Vertical)
+        table, detail = self.query_one(ItemTable), self.query_one(".remedy-detail", Static)
+        others = sum(w.outer_size.height + w.styles.margin.top + w.styles.margin.bottom
+                     for w in box.children if w.display and w is not table and w is not detail)
+        room = box.content_region.height - others - detail.styles.margin.top - TABLE_MIN
+        most = detail.styles.base.max_height
+        lines = max(1, room if most is None else min(int(most.value), room))
+        detail.styles.max_height = lines
 
     def action_close(self) -> None:
         self.dismiss(None)
