@@ -8,42 +8,17 @@ namespace (and its flows) exactly as the container's, and an SRE would have blam
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
 
 from tests.conftest import run_cttop
-from tests.hostile import cgroup2_root
+from tests.hostile import cgroup2_root, held_in
 
 pytestmark = pytest.mark.kernel
 
 CID = "5e" * 32  # the "victim" container's id
-
-
-@contextmanager
-def held_in(root: str, path: str) -> Iterator[int]:
-    """A process in a network namespace of its own, placed in cgroup ``path`` (made here) under ``root``."""
-    parts = path.split("/")
-    made: list[str] = []
-    proc = subprocess.Popen(["unshare", "--net", "sleep", "120"])
-    try:
-        for i in range(1, len(parts) + 1):
-            d = os.path.join(root, *parts[:i])
-            if not os.path.isdir(d):
-                os.mkdir(d)
-                made.append(d)
-        with open(os.path.join(root, path, "cgroup.procs"), "w") as f:
-            f.write(str(proc.pid))
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-        for d in reversed(made):
-            os.rmdir(d)  # empty once its process is gone
 
 
 def test_a_users_cgroup_is_not_named_as_the_container_it_imitates() -> None:

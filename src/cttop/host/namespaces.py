@@ -14,6 +14,7 @@ is still read from ``/proc`` (world-readable); the others are marked ``denied``.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ class Namespace:
     early_drop: int | None = None
     error: str | None = None
     denied: bool = False  # unread because the caller lacks the capabilities (not a kernel failure)
+    twin: bool = False  # another namespace has the same container: the label names its process too
 
     @property
     def pid(self) -> int | None:
@@ -61,7 +63,7 @@ class Namespace:
         if self.initial:
             return "init"
         if self.container and not self.container.endswith((".service", ".scope")):
-            return self.container
+            return f"{self.container} pid:{self.pid}" if self.twin else self.container
         return f"pid:{self.pid}"
 
     @property
@@ -125,6 +127,11 @@ def discover() -> list[Namespace]:
                 ns.process = None
             placement = placement_of(ns.pids[0])
             ns.container = placement.text() if placement is not None else None
+    # A container's process can make namespaces of its own (a sandboxing browser, docker in docker, any
+    # `unshare -n`): each is labelled by its process too, so no two are one row, or one exporter series.
+    unnamed = Counter(ns.container for ns in found.values() if not ns.names and not ns.initial)
+    for ns in found.values():
+        ns.twin = not ns.names and not ns.initial and unnamed[ns.container] > 1
     return sorted(found.values(), key=lambda n: (not n.initial, n.label))
 
 
