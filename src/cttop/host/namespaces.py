@@ -25,7 +25,7 @@ from cttop.errors import CttopError
 from cttop.owners.cgroup import placement_of
 from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
-from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
+from cttop.kernel.netns import NETNS_RUN_DIR, NetnsId, NetnsSpec
 from cttop.kernel.netns import PROC_NET_INIT_INO
 from cttop.kernel.perms import CAP_NET_ADMIN, CAP_SYS_ADMIN, has_caps
 
@@ -68,12 +68,14 @@ class Namespace:
 
     @property
     def spec(self) -> NetnsSpec:
-        """How to open it: by name when it has one, else through a process in it."""
+        """How to open it: by name when it has one, else through a process in it; held to this namespace, not
+        whichever the name or pid names when it is opened."""
+        pin = NetnsId(self.inode, None, None, self.initial)
         if self.names:
-            return NetnsSpec(name=self.names[0])
+            return NetnsSpec(name=self.names[0], pin=pin)
         if self.own:
             return NetnsSpec()
-        return NetnsSpec(pid=self.pid)
+        return NetnsSpec(pid=self.pid, pin=pin)
 
     @property
     def share(self) -> float | None:
