@@ -159,3 +159,25 @@ def forge_journal(state: Path, netns: str) -> str:
             r["summary"] = HOSTILE_SUMMARY  # the summary in force is the completion's
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     return str(change["id"])
+
+
+@contextmanager
+def held_in(root: str, path: str) -> Iterator[int]:
+    """A process in a network namespace of its own, placed in cgroup ``path`` (made here) under ``root``."""
+    parts = path.split("/")
+    made: list[str] = []
+    proc = subprocess.Popen(["unshare", "--net", "sleep", "120"])
+    try:
+        for i in range(1, len(parts) + 1):
+            d = os.path.join(root, *parts[:i])
+            if not os.path.isdir(d):
+                os.mkdir(d)
+                made.append(d)
+        with open(os.path.join(root, path, "cgroup.procs"), "w") as f:
+            f.write(str(proc.pid))
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+        for d in reversed(made):
+            os.rmdir(d)  # empty once its process is gone

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cttop.host.export import MAX_CLIENTS, NODE_STATS
 from tests.conftest import CLI, add_netns, delete_netns, make_netns, sh
+from tests.hostile import cgroup2_root, held_in
 from tests.kernel.test_snapshot import INJECT
 from tests.oracle import conntrack_count, conntrack_list, conntrack_stats, oracle_state
 
@@ -508,3 +509,21 @@ def test_two_namespaces_whose_names_read_alike_are_two_series() -> None:
     for family in ("cttop_namespace_entries", "cttop_namespace_stat_drop"):
         labels = [x.labels["netns"] for x in families[family].samples if x.labels["netns"].startswith(tag)]
         assert sorted(labels) == sorted([tag + "\\x1b", tag + "\\\\x1b"]), (family, labels)
+
+
+def test_two_namespaces_of_one_container_are_two_series() -> None:
+    """A container's process that makes a namespace of its own (a sandboxing browser, docker in docker): both
+    namespaces were labelled by the container alone, the same labels twice in one scrape (and one row said twice by
+    `cttop namespaces`); each is now named with its process too."""
+    root = cgroup2_root()
+    if root is None:
+        pytest.skip("no cgroup v2")
+    cid = uuid.uuid4().hex * 2
+    scope = f"cttop-test-{cid[:6]}.slice/docker-{cid}.scope"
+    with held_in(root, scope) as first, held_in(root, scope) as second:
+        families = exported("--no-table")
+    owner = f"docker:{cid[:12]}"
+    for family in ("cttop_namespace_entries", "cttop_namespace_stat_drop"):
+        labels = sorted((x.labels["netns"], x.labels["netns_owner"]) for x in families[family].samples
+                        if x.labels["netns_owner"] == owner)
+        assert labels == sorted([(f"{owner} pid:{first}", owner), (f"{owner} pid:{second}", owner)]), family

@@ -1,4 +1,5 @@
-"""N opens with the cursor on the namespace in view, so Enter there never switches by surprise."""
+"""N opens with the cursor on the namespace in view, so Enter there never switches by surprise; and Enter opens the
+namespace its row showed, or says it is gone, never another made under its name since."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from cttop.sources.live import LiveSource
 from cttop.ui.app import CttopApp
 from cttop.ui.screens.namespaces import NamespacesScreen
 from tests.conftest import delete_netns, make_netns, sh
-from tests.ui.helpers import wait_for, wait_live
+from tests.kernel.test_netns_pinned import REFUSED, made_anew
+from tests.ui.helpers import said, wait_for, wait_live
 
 pytestmark = pytest.mark.kernel
 
@@ -55,3 +57,19 @@ async def test_N_starts_on_the_namespace_in_view_and_a_reread_keeps_the_row(two:
         await pilot.press("enter")  # on the namespace in view: only closes
         await wait_for(pilot, lambda: app.screen is app.main, "the screen to close")
     assert app.spec == NetnsSpec(name=b)
+
+
+async def test_enter_on_a_listed_namespace_made_anew_since_is_refused(two: tuple[str, str]) -> None:
+    a, b = two
+    app = CttopApp(LiveSource(NetnsSpec(name=a)), interval=0.2)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_live(pilot, app)
+        await pilot.press("N")
+        screen = app.screen
+        assert isinstance(screen, NamespacesScreen)
+        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespace list")
+        screen.query_one(DataTable).move_cursor(row=[ns.label for ns in screen.namespaces].index(b))
+        made_anew(b, 2)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any(REFUSED in m for m in said(app)), "the refusal")
+        assert app.spec == NetnsSpec(name=a)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,6 +145,19 @@ UID = "1b2c3d4e-5f6a-7b8c-9d0e-112233445566"
     ("0::/machine.slice/machine-debian.scope\n", Placement("machine", "debian", "debian")),
     ("0::/system.slice/nginx.service\n", Placement("unit", "nginx.service")),
     ("0::/user.slice/user-0.slice/session-3.scope\n", Placement("unit", "session-3.scope")),
+    # Below a subtree root delegated (a user's manager, an LXC or nspawn container), names are its owner's.
+    (f"0::/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{CID}.scope\n",
+     Placement("docker", CID, None, "user@1000.service")),
+    (f"0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{CID}.scope/container\n",
+     Placement("podman", CID, None, "user@1000.service")),
+    (f"0::/user.slice/user-1000.slice/user@1000.service/kubepods-pod{UID}.slice/cri-containerd-{CID}.scope\n",
+     Placement("pod", UID, None, "user@1000.service")),
+    ("0::/user.slice/user-1000.slice/user@1000.service/app.slice/nginx.service\n",
+     Placement("unit", "nginx.service", None, "user@1000.service")),
+    ("0::/user.slice/user-1000.slice/user@1000.service\n", Placement("unit", "user@1000.service")),
+    (f"0::/lxc.payload.web1/system.slice/docker-{CID}.scope\n", Placement("docker", CID, None, "lxc:web1")),
+    (f"0::/machine.slice/machine-deb.scope/payload/docker-{CID}.scope\n",
+     Placement("docker", CID, None, "machine:deb")),
     ("9:name=systemd:/\n0::/\n", None),
     ("", None),
 ])
@@ -154,26 +169,30 @@ def test_placement_text() -> None:
     assert Placement("docker", CID, "web").text() == "docker:web"
     assert Placement("docker", CID).text() == f"docker:{CID[:12]}"
     assert Placement("unit", "nginx.service").text() == "nginx.service"
+    assert Placement("docker", CID, None, "user@1000.service").text() == f"user@1000.service/docker:{CID[:12]}"
+    assert Placement("unit", "nginx.service", None, "user@1000.service").text() == "user@1000.service/nginx.service"
 
 
-def test_docker_names_come_from_a_bounded_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """config.v2.json is read up to DOCKER_CONFIG_MAX and only then parsed; a bigger file gives no name, as a
-    damaged one does, rather than being read and parsed whole on every owner refresh."""
+def test_a_delegated_cgroup_is_not_named_from_the_hosts_runtime(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker's name for an id is the host's container's: a user's cgroup that took the id is not named by it."""
     monkeypatch.setattr(cgroup, "DOCKER_CONTAINERS", str(tmp_path))
-    pad = cgroup.DOCKER_CONFIG_MAX
-    configs = {
-        "a" * 64: (json.dumps({"Name": "/web"}).encode(), "web"),
-        "b" * 64: (json.dumps({"Name": "/big", "Pad": "x" * pad}).encode(), None),
-        "c" * 64: (json.dumps({"Name": "/edge", "Pad": "x" * (pad - 40)}).encode(), "edge"),
-        "d" * 64: (b"[" * (pad // 2), None),  # nesting deep enough to exhaust the parser's stack
-        "e" * 64: (b'{"Name": ', None),
-    }
-    for cid, (data, _) in configs.items():
-        (tmp_path / cid).mkdir()
-        (tmp_path / cid / "config.v2.json").write_bytes(data)
+    (tmp_path / CID).mkdir()
+    (tmp_path / CID / "config.v2.json").write_text(json.dumps({"Name": "/web"}))
+    texts = {"/proc/1/cgroup": f"0::/system.slice/docker-{CID}.scope\n",
+             "/proc/2/cgroup": f"0::/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{CID}.scope\n"}
+    real_open = open
+
+    def fake_open(path: str, *args: Any, **kwargs: Any) -> Any:
+        return io.StringIO(texts[path]) if path in texts else real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
     cgroup._docker_name.cache_clear()
     try:
-        assert {cid: cgroup._docker_name(cid) for cid in configs} == {cid: want for cid, (_, want) in configs.items()}
+        host = cgroup.placement_of(1)
+        assert host is not None and host.text() == "docker:web"
+        user = cgroup.placement_of(2)
+        assert user is not None and user.text() == f"user@1000.service/docker:{CID[:12]}"
     finally:
         cgroup._docker_name.cache_clear()
 

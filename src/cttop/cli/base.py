@@ -127,7 +127,7 @@ NETNS_OPTS = (
 def netns_spec(name: str | None, pid: int | None, path: str | None, usage_exit: int = 2) -> NetnsSpec:
     if sum(x is not None for x in (name, pid, path)) > 1:
         fail("--netns, --netns-pid and --netns-path are exclusive: give one", usage_exit)
-    return NetnsSpec(name=name, pid=pid, path=path)
+    return NetnsSpec(name=name, pid=pid, path=path).pinned()  # what it names now, for the command's whole run
 
 
 def command_filter(text: str, spec: NetnsSpec, owners: OwnerSource | None = None) -> Filter:

@@ -14,6 +14,7 @@ is still read from ``/proc`` (world-readable); the others are marked ``denied``.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from cttop.errors import CttopError
 from cttop.owners.cgroup import placement_of
 from cttop.kernel import procstat, sysctl
 from cttop.kernel.ctnetlink import Ctnetlink, sum_cpus
-from cttop.kernel.netns import NETNS_RUN_DIR, NetnsSpec
+from cttop.kernel.netns import NETNS_RUN_DIR, NetnsId, NetnsSpec
 from cttop.kernel.netns import PROC_NET_INIT_INO
 from cttop.kernel.perms import CAP_NET_ADMIN, CAP_SYS_ADMIN, has_caps
 
@@ -49,6 +50,7 @@ class Namespace:
     early_drop: int | None = None
     error: str | None = None
     denied: bool = False  # unread because the caller lacks the capabilities (not a kernel failure)
+    twin: bool = False  # another namespace has the same container: the label names its process too
 
     @property
     def pid(self) -> int | None:
@@ -61,17 +63,19 @@ class Namespace:
         if self.initial:
             return "init"
         if self.container and not self.container.endswith((".service", ".scope")):
-            return self.container
+            return f"{self.container} pid:{self.pid}" if self.twin else self.container
         return f"pid:{self.pid}"
 
     @property
     def spec(self) -> NetnsSpec:
-        """How to open it: by name when it has one, else through a process in it."""
+        """How to open it: by name when it has one, else through a process in it; held to this namespace, not
+        whichever the name or pid names when it is opened."""
+        pin = NetnsId(self.inode, None, None, self.initial)
         if self.names:
-            return NetnsSpec(name=self.names[0])
+            return NetnsSpec(name=self.names[0], pin=pin)
         if self.own:
             return NetnsSpec()
-        return NetnsSpec(pid=self.pid)
+        return NetnsSpec(pid=self.pid, pin=pin)
 
     @property
     def share(self) -> float | None:
@@ -125,6 +129,11 @@ def discover() -> list[Namespace]:
                 ns.process = None
             placement = placement_of(ns.pids[0])
             ns.container = placement.text() if placement is not None else None
+    # A container's process can make namespaces of its own (a sandboxing browser, docker in docker, any
+    # `unshare -n`): each is labelled by its process too, so no two are one row, or one exporter series.
+    unnamed = Counter(ns.container for ns in found.values() if not ns.names and not ns.initial)
+    for ns in found.values():
+        ns.twin = not ns.names and not ns.initial and unnamed[ns.container] > 1
     return sorted(found.values(), key=lambda n: (not n.initial, n.label))
 
 

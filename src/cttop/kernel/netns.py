@@ -18,7 +18,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from cttop.errors import CttopError
@@ -87,12 +87,16 @@ def _boot_id() -> str | None:
 class NetnsSpec:
     """A namespace chosen by name (``ip netns``), by a process in it, or by path.
 
-    All three None means the caller's own namespace.
+    All three None means the caller's own namespace. Each use opens it again, so a spec ``pin``-ned to the
+    namespace it named when chosen refuses another found there later: the process exits and its pid goes to
+    one elsewhere (an unprivileged user can fork until it gets it, in the host's namespace), or the name or
+    path is made anew. Unpinned, a view of a container's namespace flushed the host's table.
     """
 
     name: str | None = None
     pid: int | None = None
     path: str | None = None
+    pin: NetnsId | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_own(self) -> bool:
@@ -125,7 +129,7 @@ class NetnsSpec:
             return None
         try:
             # O_NONBLOCK: a --netns-path naming a FIFO must not hang the open (setns then refuses it).
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             raise self._missing() from None
         except PermissionError:
@@ -133,16 +137,41 @@ class NetnsSpec:
             raise NetnsError(f"namespace {self.label()}: permission denied{hint}") from None
         except OSError as e:  # ENAMETOOLONG, ELOOP, ENOTDIR, ENXIO...: the path itself is unusable
             raise NetnsError(f"{self.option()}: {e.strerror}") from None
+        try:
+            self._held(os.fstat(fd).st_ino, None)
+        except NetnsError:
+            os.close(fd)
+            raise
+        return fd
 
     def inode(self) -> int:
         path = self.resolved_path() or "/proc/thread-self/ns/net"
         try:
-            return os.stat(path).st_ino
+            return self._held(os.stat(path).st_ino, None)
         except FileNotFoundError:
             raise self._missing() from None
         except OSError as e:
             where = self.option() if not self.is_own else "this process's network namespace"
             raise NetnsError(f"{where}: {e.strerror}") from None
+
+    def pinned(self) -> NetnsSpec:
+        """This spec held to the namespace it names now (see the class); as it is if that cannot be read now,
+        for the open that needs it to say why."""
+        if self.is_own or self.pin is not None:
+            return self
+        try:
+            return replace(self, pin=self.identity())
+        except NetnsError:
+            return self
+
+    def _held(self, inode: int, cookie: int | None) -> int:
+        """``inode``, if it (and ``cookie``, when both are known) is the pinned namespace's; else refused."""
+        pin = self.pin
+        if pin is not None and (inode != pin.inode or None not in (cookie, pin.cookie) and cookie != pin.cookie):
+            what = "its process exited, and the pid is another's" if self.pid is not None else "it was made anew"
+            raise NetnsError(f"{self.option()}: no longer the network namespace cttop opened ({what}); "
+                             "open it again to see the one there now")
+        return inode
 
     def is_initial(self) -> bool:
         """Whether this is the host's own namespace, where globals live and persisted files apply."""
@@ -219,6 +248,8 @@ def entered(spec: NetnsSpec) -> Iterator[None]:
     try:
         _setns(fd, spec)
         try:
+            if spec.pin is not None:  # the inode was checked on opening; a freed one is given again, a cookie never
+                spec._held(spec.pin.inode, _cookie())
             yield
         finally:
             _setns(saved, NetnsSpec(path="/proc/thread-self/ns/net"))

@@ -5,6 +5,13 @@ Runtimes name their cgroups after the container id in a handful of patterns
 where it costs one small file read: docker's ``config.v2.json`` for containers,
 the container's own ``/etc/hostname`` for pods (the kubelet writes the pod name
 there). Anything else falls back to the innermost systemd unit.
+
+Some subtrees are delegated: below a user's systemd manager (``user@UID.service``), an LXC or an nspawn
+container, every cgroup and unit name is the user's or the container's to choose (``systemd-run --user
+--unit=nginx`` needs no privilege). A placement found below one is said as inside it
+(``user@1000.service/docker:3f2a…``, ``lxc:web1/docker:…``) and never named from the host's runtime state:
+an unprivileged user who named a cgroup ``docker-<the id of the host's container web>.scope`` had its flows
+shown as ``docker:web``.
 """
 
 from __future__ import annotations
@@ -40,11 +47,16 @@ class Placement:
     kind: str
     ident: str  # container id, pod uid, lxc or machine name, or systemd unit
     name: str | None = None  # docker container name or pod name, when found
+    within: str | None = None  # the delegated subtree it was found below (a user's manager, a container)
 
     def text(self) -> str:
-        if self.kind == "unit":
-            return self.ident
-        return f"{self.kind}:{self.name or self.ident[:12]}"
+        own = self.ident if self.kind == "unit" else f"{self.kind}:{self.name or self.ident[:12]}"
+        return own if self.within is None else f"{self.within}/{own}"
+
+
+# The subtrees root hands over (a user's systemd manager, an LXC or nspawn container), with the kind of placement
+# each is: every cgroup below one is named by its user or container.
+_DELEGATED: Final = ((re.compile(r"/(user@\d+\.service)(?=/|$)"), "unit"), (_LXC, "lxc"), (_MACHINE, "machine"))
 
 
 def cgroup_paths(text: str) -> list[str]:
@@ -58,28 +70,40 @@ def cgroup_paths(text: str) -> list[str]:
     return unified + legacy
 
 
+def _within(path: str, at: int) -> str | None:
+    """The outermost delegated subtree of ``path`` if it ends before position ``at``, as its placement's text;
+    None where only root named the cgroups above ``at``."""
+    bounds = [(m.start(), m.end(), Placement(kind, m.group(1), m.group(1)).text())
+              for rx, kind in _DELEGATED if (m := rx.search(path))]
+    if not bounds:
+        return None
+    _, end, text = min(bounds)
+    return text if end <= at else None
+
+
 def classify(text: str) -> Placement | None:
     """The container, pod or unit named by a ``/proc/PID/cgroup`` text; None if nothing fits."""
     paths = cgroup_paths(text)
     for p in paths:
         m = _POD.search(p)
         if m:
-            return Placement("pod", m.group(1).replace("_", "-"), None)
+            return Placement("pod", m.group(1).replace("_", "-"), None, _within(p, m.start()))
     for p in paths:
         for kind, rx in _RUNTIMES:
             m = rx.search(p)
             if m:
-                return Placement(kind, m.group(1))
+                return Placement(kind, m.group(1), None, _within(p, m.start()))
         m = _LXC.search(p)
         if m:
-            return Placement("lxc", m.group(1), m.group(1))
+            return Placement("lxc", m.group(1), m.group(1), _within(p, m.start()))
         m = _MACHINE.search(p)
         if m:
-            return Placement("machine", m.group(1), m.group(1))
+            return Placement("machine", m.group(1), m.group(1), _within(p, m.start()))
     for p in paths:
-        m = _UNIT.search(p.rstrip("/"))
+        p = p.rstrip("/")
+        m = _UNIT.search(p)
         if m:
-            return Placement("unit", m.group(1))
+            return Placement("unit", m.group(1), None, _within(p, m.start()))
     return None
 
 
@@ -136,8 +160,8 @@ def placement_of(pid: int) -> Placement | None:
             p = classify(f.read())
     except OSError:
         return None
-    if p is None:
-        return None
+    if p is None or p.within is not None:  # names chosen there are not looked up in the host's runtimes
+        return p
     if p.kind == "docker":
         return Placement(p.kind, p.ident, _docker_name(p.ident))
     if p.kind == "pod":
