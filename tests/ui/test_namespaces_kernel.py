@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from cttop.kernel.netns import NetnsSpec
@@ -33,15 +34,21 @@ def inode(ns: str) -> int:
     return int(sh("stat", "-L", "-c", "%i", f"/run/netns/{ns}"))
 
 
+async def namespaces_listed(pilot: Pilot[None], app: CttopApp) -> NamespacesScreen:
+    """N pressed, and its list read."""
+    await pilot.press("N")
+    screen = app.screen
+    assert isinstance(screen, NamespacesScreen)
+    await wait_for(pilot, lambda: bool(screen.namespaces), "the namespace list")
+    return screen
+
+
 async def test_N_starts_on_the_namespace_in_view_and_a_reread_keeps_the_row(two: tuple[str, str]) -> None:
     a, b = two
     app = CttopApp(LiveSource(NetnsSpec(name=b)), interval=0.2)
     async with app.run_test(size=(130, 40)) as pilot:
         await wait_live(pilot, app)
-        await pilot.press("N")
-        screen = app.screen
-        assert isinstance(screen, NamespacesScreen)
-        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespace list")
+        screen = await namespaces_listed(pilot, app)
         table = screen.query_one(DataTable)
         labels = [ns.label for ns in screen.namespaces]
         assert labels.index(b) > 0  # the initial namespace is listed first: the old cursor's place
@@ -64,10 +71,7 @@ async def test_enter_on_a_listed_namespace_made_anew_since_is_refused(two: tuple
     app = CttopApp(LiveSource(NetnsSpec(name=a)), interval=0.2)
     async with app.run_test(size=(130, 40)) as pilot:
         await wait_live(pilot, app)
-        await pilot.press("N")
-        screen = app.screen
-        assert isinstance(screen, NamespacesScreen)
-        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespace list")
+        screen = await namespaces_listed(pilot, app)
         screen.query_one(DataTable).move_cursor(row=[ns.label for ns in screen.namespaces].index(b))
         made_anew(b, 2)
         await pilot.press("enter")

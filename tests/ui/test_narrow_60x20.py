@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.containers import Vertical
+from textual.pilot import Pilot
 
 from cttop.actions import NotrackRule, RuleGroup
 from cttop.host.namespaces import Namespace
@@ -89,15 +92,21 @@ def lab_namespaces() -> list[Namespace]:
                       drop=6794, early_drop=12289)]
 
 
+async def namespaces_open(pilot: Pilot[None], app: CttopApp) -> NamespacesScreen:
+    """N's screen on the live view, its list read."""
+    await wait_live(pilot, app)
+    screen = NamespacesScreen()
+    await app.push_screen(screen)
+    await wait_for(pilot, lambda: bool(screen.namespaces), "the namespaces")
+    return screen
+
+
 async def test_the_namespaces_counters_stay_in_sight_and_the_names_are_cut_to_fit(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ns_screen, "list_namespaces", lab_namespaces)
     app = CttopApp(FixedSource(), interval=0.1)
     async with app.run_test(size=NARROW) as pilot:
-        await wait_live(pilot, app)
-        screen = NamespacesScreen()
-        await app.push_screen(screen)
-        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespaces")
+        screen = await namespaces_open(pilot, app)
         await pilot.pause(0.1)
         narrow = boxed(screen_text(app))
         shown = {}
@@ -125,10 +134,7 @@ async def test_with_more_namespaces_than_lines_the_last_counter_stays_clear_of_t
     monkeypatch.setattr(ns_screen, "list_namespaces", lambda: many)
     app = CttopApp(FixedSource(), interval=0.1)
     async with app.run_test(size=NARROW) as pilot:
-        await wait_live(pilot, app)
-        screen = NamespacesScreen()
-        await app.push_screen(screen)
-        await wait_for(pilot, lambda: bool(screen.namespaces), "the namespaces")
+        screen = await namespaces_open(pilot, app)
         screen._show(many, 3)  # as in a lab: its router is the namespace in view, marked ▶ (a column of 1)
         await pilot.pause(0.1)
         lines = [line for line in boxed(screen_text(app)) if line.startswith(" ") and re.search(r"\d%|EARLY", line)]
@@ -141,6 +147,25 @@ async def test_with_more_namespaces_than_lines_the_last_counter_stays_clear_of_t
     assert len(set(names)) == len(names), names
 
 
+def journal_with(tmp_path: Path, more: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Path:
+    """A state dir whose journal holds one flush and then ``more(first)``'s records, each the first's with
+    those fields changed."""
+    state = one_flush_journal(tmp_path / "state")
+    first = json.loads((state / "journal.jsonl").read_text())
+    with open(state / "journal.jsonl", "a") as f:
+        for changed in more(first):
+            f.write(json.dumps(first | changed) + "\n")
+    return state
+
+
+async def journal_open(pilot: Pilot[None], app: CttopApp, records: int) -> None:
+    """J pressed on the live view, and its ``records`` listed."""
+    await wait_live(pilot, app)
+    await pilot.press("J")
+    await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and len(app.screen.items) == records,
+                   "the journal")
+
+
 async def test_the_journal_fits_its_columns_again_when_made_narrower(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Opened at 120 columns, then 80: the time column kept its whole time's width (the DataTable narrows no
@@ -148,9 +173,7 @@ async def test_the_journal_fits_its_columns_again_when_made_narrower(tmp_path: P
     monkeypatch.setenv("CTTOP_STATE_DIR", str(one_flush_journal(tmp_path / "state")))
     app = CttopApp(FixedSource(), interval=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("J")
-        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and bool(app.screen.items), "the journal")
+        await journal_open(pilot, app, 1)
         await pilot.pause(0.1)
         assert LAB_NS in screen_text(app)
         await pilot.resize_terminal(80, 24)
@@ -166,17 +189,12 @@ async def test_at_60_columns_the_journal_shows_each_namespace_apart_and_nothing_
     """At 60 columns the namespace column was off the right edge (and 'cannot be undone' cut by it): the time
     goes short, who goes (the detail names the user), the status is cut, and the namespaces of two labs' routers
     are cut where they differ. Wider again, who and the whole status come back."""
-    state = one_flush_journal(tmp_path / "state")
-    first = json.loads((state / "journal.jsonl").read_text())
-    with open(state / "journal.jsonl", "a") as f:
-        f.write(json.dumps(first | {"id": "bbbb0002", "netns": OTHER_ROUTER, "time": first["time"] + 60}) + "\n")
+    state = journal_with(tmp_path, lambda first: [{"id": "bbbb0002", "netns": OTHER_ROUTER,
+                                                   "time": first["time"] + 60}])
     monkeypatch.setenv("CTTOP_STATE_DIR", str(state))
     app = CttopApp(FixedSource(), interval=0.1)
     async with app.run_test(size=NARROW) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("J")
-        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and len(app.screen.items) == 2,
-                       "the journal")
+        await journal_open(pilot, app, 2)
         await pilot.pause(0.1)
         narrow = boxed(screen_text(app))
         await pilot.resize_terminal(80, 24)
@@ -194,19 +212,13 @@ async def test_a_journal_whose_detail_makes_it_scroll_is_fitted_again_clear_of_t
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The columns were fitted before the detail took its lines; a tall one gave the table a scrollbar, which
     then clipped the namespace ('…c360-route'), since only a resize of the screen fitted them again."""
-    state = one_flush_journal(tmp_path / "state")
-    first = json.loads((state / "journal.jsonl").read_text())
-    with open(state / "journal.jsonl", "a") as f:
-        for i in range(8):
-            f.write(json.dumps(first | {"id": f"cccc000{i}", "netns": OTHER_ROUTER, "time": first["time"] + 60,
-                                        "commands": [f"cttop flush --netns {OTHER_ROUTER}"] * 6}) + "\n")
+    state = journal_with(tmp_path, lambda first: [
+        {"id": f"cccc000{i}", "netns": OTHER_ROUTER, "time": first["time"] + 60,
+         "commands": [f"cttop flush --netns {OTHER_ROUTER}"] * 6} for i in range(8)])
     monkeypatch.setenv("CTTOP_STATE_DIR", str(state))
     app = CttopApp(FixedSource(), interval=0.1)
     async with app.run_test(size=NARROW) as pilot:
-        await wait_live(pilot, app)
-        await pilot.press("J")
-        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen) and len(app.screen.items) == 9,
-                       "the journal")
+        await journal_open(pilot, app, 9)
         await pilot.pause(0.2)
         lines = boxed(screen_text(app))
     records = [line for line in lines if re.match(r" +\d\d-\d\d ", line)]
