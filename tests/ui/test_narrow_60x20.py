@@ -106,7 +106,7 @@ async def test_the_namespaces_counters_stay_in_sight_and_the_names_are_cut_to_fi
     monkeypatch.setattr(ns_screen, "list_namespaces", lab_namespaces)
     app = CttopApp(FixedSource(), interval=0.1)
     async with app.run_test(size=NARROW) as pilot:
-        screen = await namespaces_open(pilot, app)
+        await namespaces_open(pilot, app)
         await pilot.pause(0.1)
         narrow = boxed(screen_text(app))
         shown = {}

@@ -4,7 +4,6 @@ roll back when the record cannot be written, hold the hang-up signals meanwhile.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

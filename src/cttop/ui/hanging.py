@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-from rich.console import Console, ConsoleOptions, RenderResult
 from rich.cells import cell_len, chop_cells
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
