@@ -203,6 +203,22 @@ def test_a_directory_it_made_that_is_no_longer_empty_stays(tmp_path: Path, monke
     assert sorted(tmp_path.rglob("*")) == [tmp_path / "new", etc, etc / "someone's"]
 
 
+def test_a_directory_made_again_is_listed_once_and_taken_back_with_those_above(tmp_path: Path) -> None:
+    """The journal's lock retry walks the same path again after another cttop took the state dir back: listed
+    twice, remove_made stopped at the second listing (already gone) and left the directory above it."""
+    state = tmp_path / "var" / "lib" / "cttop"
+    made: list[str] = []
+    for walk in range(2):
+        fd = safeopen.open_dir(str(state), "directory", 0o700, made)
+        assert fd is not None
+        os.close(fd)
+        if walk == 0:
+            os.rmdir(state)  # taken back by another cttop between the two walks: the second makes it again
+    assert made == [str(tmp_path / "var"), str(tmp_path / "var" / "lib"), str(state)]
+    safeopen.remove_made(made, "directory")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_persist_dir_of_knows_only_cttops_files() -> None:
     assert P.persist_dir_of("/etc/sysctl.d/90-cttop.conf") == "/etc"
     assert P.persist_dir_of("/tmp/x/modprobe.d/cttop.conf", P.MODPROBE_LAYOUT) == "/tmp/x"

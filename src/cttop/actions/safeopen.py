@@ -118,8 +118,11 @@ def _open_in(dir_fd: int, name: str, create_mode: int | None, last: bool, made: 
     except FileExistsError:
         pass  # made by a cttop running beside this one: checked like any other, and not ours to take back
     else:
-        if made is not None:
-            made.append(os.path.join(shown, name))  # at once: should the next call fail, it is taken back too
+        made_path = os.path.join(shown, name)
+        # At once: should the next call fail, it is taken back too. Once: a directory taken back and made again
+        # (the journal's lock retry) listed twice stopped remove_made at its second, already gone.
+        if made is not None and made_path not in made:
+            made.append(made_path)
         os.fsync(dir_fd)  # the new entry on disk (what is written in it has fsyncs of its own)
     return os.open(name, flags, dir_fd=dir_fd)
 

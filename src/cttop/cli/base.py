@@ -130,13 +130,22 @@ def netns_spec(name: str | None, pid: int | None, path: str | None, usage_exit: 
     return NetnsSpec(name=name, pid=pid, path=path).pinned()  # what it names now, for the command's whole run
 
 
+def filter_uses_owners(text: str) -> bool:
+    """Whether ``--filter`` names owners (pid, process...); a blank one loads no parser."""
+    if not text.strip():
+        return False
+    from cttop.filter import parse, uses_owners  # the parser loads only for a filter given (~10 ms of a start)
+
+    return uses_owners(parse(text, owners=True))
+
+
 def command_filter(text: str, spec: NetnsSpec, owners: OwnerSource | None = None) -> Filter:
     """``--filter`` of a one-shot command. The owner words (``pid``, ``process``...) work: the
     namespaces' sockets are read once, now (unless the caller did, into ``owners``), and only
     when the filter uses them."""
-    from cttop.filter import compile_filter, parse, uses_owners
+    from cttop.filter import compile_filter
 
-    if not uses_owners(parse(text, owners=True)):
+    if not filter_uses_owners(text):
         return compile_filter(text)
     if owners is None:
         from cttop.host.containers import host_owners  # psutil and socket dumps: only for filters that ask

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Final
 
 from cttop import config
 from cttop import model as M
-from cttop.cli.base import NETNS_OPTS, Opt, command_filter, fail, guarded, netns_spec, quick_values, settle
+from cttop.cli.base import (
+    NETNS_OPTS,
+    Opt,
+    command_filter,
+    fail,
+    filter_uses_owners,
+    guarded,
+    netns_spec,
+    quick_values,
+    settle,
+)
 from cttop.kernel.netns import NetnsSpec
 from cttop.live.heaviest import RANK_BY, group_title
 from cttop.live.snapshot import GROUP_KEYS, NEW_RATE_SECONDS, Snapshot, take
@@ -101,15 +111,6 @@ def run(spec: NetnsSpec, *, filter: str, group_by: str, by: str, top: int, flows
         print(f"cttop: {snap.problem}", file=sys.stderr)
         if flows:
             raise SystemExit(1)
-
-
-def filter_uses_owners(text: str) -> bool:
-    """Whether ``--filter`` names owners (pid, process...); a blank one loads no parser."""
-    if not text.strip():
-        return False
-    from cttop.filter import parse, uses_owners
-
-    return uses_owners(parse(text, owners=True))
 
 
 def _print_human(s: Snapshot, with_flows: bool, filtered: bool) -> None:

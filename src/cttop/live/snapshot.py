@@ -128,8 +128,8 @@ def _rate(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def take(spec: NetnsSpec, flt: Filter | None, group_by: str = config.DEFAULT_GROUP, by: str = "entries", top_n: int = 10,
-         keep_flows: bool = False, owners: Owners | None = None, seconds: float | None = None,
+def take(spec: NetnsSpec, flt: Filter | None, group_by: str = config.DEFAULT_GROUP, by: str = "entries",
+         top_n: int = 10, keep_flows: bool = False, owners: Owners | None = None, seconds: float | None = None,
          max_flows: int | None = None) -> Snapshot:
     """Read the table once (or, with ``seconds``, twice that far apart, for rates), the flows ``flt`` matches
     (None: every flow). Without permission, count and max still come from /proc/sys.

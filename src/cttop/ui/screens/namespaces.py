@@ -47,7 +47,8 @@ def row_cells(ns: Namespace, shown: bool, name: str | None = None) -> list[Text]
     else:
         numbers = [str(ns.count), f"{ns.share:.1%}" if ns.share is not None else "-", str(ns.drop),
                    str(ns.early_drop)]
-    values = [SHOWN_MARK if shown else "", ns.label if name is None else name, *numbers, str(len(ns.pids)), ns.process or "-", ns.container or "-"]
+    values = [SHOWN_MARK if shown else "", ns.label if name is None else name, *numbers, str(len(ns.pids)),
+              ns.process or "-", ns.container or "-"]
     return [_cell(v, c) for v, c in zip(values, COLUMNS)]
 
 
